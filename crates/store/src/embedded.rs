@@ -1,0 +1,1 @@
+//! Embedded PostgreSQL cluster supervisor (being written).
