@@ -1,25 +1,165 @@
-//! The `chartroom` binary.
+//! The `chartroom` binary: the server daemon and the operator's command line.
+//!
+//! With no database URL, Chartroom runs a private PostgreSQL cluster under its data directory
+//! (socket only, no TCP port, scram-sha-256, run as an unprivileged user) and migrates it on
+//! start, so `chartroom demo` is all a newcomer needs. `--database-url` points it at an
+//! external PostgreSQL instead.
+
+mod admin;
+mod db;
+mod demo;
 mod perio_cmd;
+mod serve;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
+
+/// Chartroom: clinical records for small practices, with isolation, audit and encryption as
+/// mechanisms you can test.
+///
+/// Quick start: `chartroom demo` runs the server on its embedded PostgreSQL with two
+/// synthetic practices and prints how to sign in.
 #[derive(Parser)]
-#[command(name = "chartroom", version)]
+#[command(
+    name = "chartroom",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Options every command shares.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct Global {
+    /// Data directory: the embedded PostgreSQL cluster, its secrets and the demo credentials
+    /// live here.
+    #[arg(
+        long,
+        global = true,
+        env = "CHARTROOM_DATA_DIR",
+        default_value = "./chartroom-data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Use an external PostgreSQL instead of the embedded one: the server's runtime role
+    /// (least privilege; not superuser, NOBYPASSRLS, owns nothing).
+    #[arg(
+        long,
+        global = true,
+        env = "CHARTROOM_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// With an external PostgreSQL: a URL for the owner role, needed by `migrate`, the admin
+    /// commands and `serve` (which migrates on start when it is given).
+    #[arg(
+        long,
+        global = true,
+        env = "CHARTROOM_OWNER_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub owner_database_url: Option<String>,
+
+    /// Directory holding the PostgreSQL server binaries (initdb, postgres) for the embedded
+    /// cluster; default: PATH, then /usr/lib/postgresql/*/bin.
+    #[arg(long, global = true, env = "CHARTROOM_PG_BIN_DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Run the server with two synthetic demo practices (seeded on first run) and print how
+    /// to sign in. Same as `serve --demo`.
+    Demo(serve::ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage practices.
+    #[command(subcommand)]
+    Practice(admin::PracticeCommand),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(admin::UserCommand),
+    /// Manage memberships (who belongs to which practice, with which roles).
+    #[command(subcommand)]
+    Member(admin::MemberCommand),
     /// Periodontal dictation engine: parse, evaluate fixtures, export the vocabulary.
     #[command(subcommand)]
     Perio(perio_cmd::PerioCommand),
 }
 
-fn main() -> anyhow::Result<std::process::ExitCode> {
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Perio(cmd) => perio_cmd::run(cmd),
+    if let Command::Perio(cmd) = cli.command {
+        return match perio_cmd::run(cmd) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    init_tracing(cli.global.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(&cli.global, args, false).await,
+            Command::Demo(args) => serve::run(&cli.global, args, true).await,
+            Command::Migrate => db::migrate_only(&cli.global).await,
+            Command::Practice(cmd) => admin::practice(&cli.global, cmd).await,
+            Command::User(cmd) => admin::user(&cli.global, cmd).await,
+            Command::Member(cmd) => admin::member(&cli.global, cmd).await,
+            Command::Perio(_) => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -1,1 +1,36 @@
-//! domain
+//! Chartroom's pure domain types: entity ids, roles and permissions, audit actions, the
+//! injected clock, validated input values and the synthetic-patient generator.
+//!
+//! # Guarantees
+//! - Every entity has its own id newtype ([`PracticeId`], [`PatientId`], …), so an id of one
+//!   kind can never be passed where another is expected, and a bare `Uuid` never crosses a
+//!   crate boundary.
+//! - Roles are a closed set ([`Role`]); the privilege a route needs is a [`Privilege`], and
+//!   [`Privilege::allows`] is the single place that maps one to the other. The database
+//!   enforces the same mapping in its row-level security policies.
+//! - Audit actions ([`AuditAction`]) are a closed set of stable strings; an audit row carries an
+//!   action, never free text, so it cannot carry PHI.
+//! - Time is read only through a [`Clock`], so timeouts and retention are testable without
+//!   sleeping.
+//!
+//! This crate does no IO.
+//!
+//! # Example
+//! ```
+//! use domain::{Privilege, Role, RoleSet};
+//! let reception = RoleSet::from_iter([Role::Reception]);
+//! assert!(Privilege::Scheduling.allows(reception));
+//! assert!(!Privilege::Clinical.allows(reception));
+//! ```
+
+mod audit;
+pub mod clock;
+mod ids;
+mod roles;
+pub mod synthetic;
+pub mod values;
+
+pub use audit::{AuditAction, Outcome};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use ids::{AppointmentId, AuditEventId, NoteId, PatientId, PracticeId, RequestId, UserId};
+pub use roles::{Privilege, Role, RoleSet, UnknownRole};

@@ -1,2 +1,129 @@
-//! store
+//! Chartroom's PostgreSQL layer: migrations, the tenant-bound transaction ([`TenantTx`]),
+//! typed queries, the session store, and the embedded cluster supervisor ([`embedded`]).
+//!
+//! # Guarantees
+//! - The only way server code reaches tenant data is a [`TenantTx`]: a transaction in which
+//!   the practice and the actor are set transaction-locally (`set_config(…, true)`), so they
+//!   cannot leak into another pooled transaction. Dropping it rolls back.
+//! - The runtime pool is private to this crate ([`Store`] does not hand it out).
+//! - [`Store::connect_runtime`] refuses a database role that is superuser, has BYPASSRLS, owns
+//!   anything, or can create or truncate anything (req AU-09): row-level security would not
+//!   hold for such a role.
+//! - Every PHI read or write done through this crate is followed, in the same transaction, by
+//!   an audit append ([`TenantTx::audit`]); the row carries ids and an action, never PHI.
+//!
+//! # Roles
+//! Migrations and administrative commands run as the owner role ([`OwnerStore`]); the server
+//! runs as the runtime role. See `migrations/0001_foundation.sql` for the policies.
+//!
+//! # Example
+//! ```no_run
+//! # async fn f(store: &store::Store, token: &store::TokenHash, practice: domain::PracticeId) -> Result<(), store::StoreError> {
+//! use domain::{AuditAction, Outcome, RequestId, SystemClock, Clock};
+//! let policy = store::SessionPolicy::default();
+//! let user = store.authenticate(token, SystemClock.now(), &policy, RequestId::new()).await?;
+//! let mut tx = user.enter_practice(practice).await?;
+//! let page = store::patients::list(&mut tx, 0, 50).await?;
+//! tx.audit_patients(AuditAction::PatientList, page.iter().map(|p| p.patient_id)).await?;
+//! tx.commit().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod appointments;
 pub mod embedded;
+mod error;
+pub mod memberships;
+pub mod notes;
+pub mod patients;
+pub mod practices;
+mod roles_check;
+mod session;
+mod tenant;
+
+pub use error::StoreError;
+pub use roles_check::check_runtime_role;
+pub use session::{SessionPolicy, SessionToken, SignInCandidate, TokenHash};
+pub use tenant::{TenantTx, UserTx};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+/// The migrations, embedded from the workspace's `migrations/` directory.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// The server's handle on the database, connected as the runtime role.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects as the runtime role and checks that the role is least-privilege
+    /// ([`check_runtime_role`]); refuses to return a store otherwise.
+    pub async fn connect_runtime(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        check_runtime_role(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A direct, unaudited patient read used only by the benchmark harness as the baseline the
+    /// audited HTTP path is compared with. Runs the same statements as the audited path minus
+    /// the session check and HTTP: set tenant, read, append the audit row, commit.
+    pub async fn bench_patient_read_direct(
+        &self,
+        practice: domain::PracticeId,
+        actor: domain::UserId,
+        patient: domain::PatientId,
+    ) -> Result<bool, StoreError> {
+        let mut tx =
+            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+                .await?;
+        let found = patients::get(&mut tx, patient).await?;
+        if let Some(p) = &found {
+            tx.audit_patient(domain::AuditAction::PatientRead, p.patient_id)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(found.is_some())
+    }
+}
+
+/// The owner role's handle: migrations and administrative commands.
+#[derive(Clone, Debug)]
+pub struct OwnerStore {
+    pool: PgPool,
+}
+
+impl OwnerStore {
+    /// Connects as the owner role.
+    pub async fn connect(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,84 @@
+//! Audit actions and outcomes: closed sets of stable strings.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! actions {
+    ($($(#[$m:meta])* $variant:ident => $name:literal,)*) => {
+        /// What an audit event records. Stored as its stable name; never free text.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        pub enum AuditAction {
+            $($(#[$m])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl AuditAction {
+            /// Every action.
+            pub const ALL: &'static [AuditAction] = &[$(AuditAction::$variant,)*];
+
+            /// The stable name stored in `audit_event.action`.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self { $(AuditAction::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+actions! {
+    /// The practice's settings were read.
+    PracticeRead => "practice.read",
+    /// The practice's settings were changed.
+    PracticeUpdate => "practice.update",
+    /// The member directory was listed.
+    MembershipList => "membership.list",
+    /// A member was added (role granted).
+    MembershipCreate => "membership.create",
+    /// A member's roles were changed.
+    MembershipUpdate => "membership.update",
+    /// A member was removed.
+    MembershipDelete => "membership.delete",
+    /// A patient's record was read.
+    PatientRead => "patient.read",
+    /// A patient appeared in a list or search result.
+    PatientList => "patient.list",
+    /// A patient was created.
+    PatientCreate => "patient.create",
+    /// A patient's demographics or contact details were changed.
+    PatientUpdate => "patient.update",
+    /// A patient was deleted.
+    PatientDelete => "patient.delete",
+    /// An appointment was read.
+    AppointmentRead => "appointment.read",
+    /// An appointment appeared in a list.
+    AppointmentList => "appointment.list",
+    /// An appointment was created.
+    AppointmentCreate => "appointment.create",
+    /// An appointment was changed (time, status).
+    AppointmentUpdate => "appointment.update",
+    /// A clinical note was read.
+    NoteRead => "note.read",
+    /// A clinical note appeared in a list.
+    NoteList => "note.list",
+    /// A clinical note was created.
+    NoteCreate => "note.create",
+}
+
+/// How the audited attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The action was carried out.
+    Success,
+    /// The action was refused (authorization).
+    Denied,
+}
+
+impl Outcome {
+    /// The stable name stored in `audit_event.outcome`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+        }
+    }
+}

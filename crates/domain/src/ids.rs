@@ -1,0 +1,86 @@
+//! Entity id newtypes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(transparent)]
+        #[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
+        #[schema(value_type = String, format = Uuid)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new, time-ordered (UUIDv7) id: index-friendly and never reused.
+            #[must_use]
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// Wraps an existing UUID (from the database or a parsed path).
+            #[must_use]
+            pub const fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
+
+            /// The underlying UUID.
+            #[must_use]
+            pub const fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A practice (tenant).
+    PracticeId
+);
+id_type!(
+    /// A person who signs in (global identity; joins practices through memberships).
+    UserId
+);
+id_type!(
+    /// A patient of one practice.
+    PatientId
+);
+id_type!(
+    /// An appointment of one practice.
+    AppointmentId
+);
+id_type!(
+    /// A clinical note.
+    NoteId
+);
+id_type!(
+    /// An audit event.
+    AuditEventId
+);
+id_type!(
+    /// The id of one HTTP request, echoed in `x-request-id`, error bodies and audit rows.
+    RequestId
+);

@@ -1,0 +1,135 @@
+//! The one error type of the API.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use store::StoreError;
+
+/// Every way a request can fail. Each variant's doc names its status and stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 401 `AUTH-0001`: no session, or it ended.
+    #[error("sign in first: this request has no valid session, or the session has ended")]
+    Unauthenticated,
+    /// 401 `AUTH-0002`: the one message for every failed sign-in (no enumeration).
+    #[error("the email or password is incorrect")]
+    BadCredentials,
+    /// 403 `AUTHZ-0001`: signed in and a member, but without the role this needs.
+    #[error("your role in this practice does not allow this; ask a practice owner or admin")]
+    Forbidden,
+    /// 404 `NOT-FOUND`: no such object here (also for other practices' objects).
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// 400 `INPUT-0001`: a value broke a rule (the message names the field and the rule).
+    #[error("{0}")]
+    Invalid(String),
+    /// 400 `INPUT-0002`: the body is not the JSON this route expects.
+    #[error("{0}")]
+    BadJson(String),
+    /// 413 `INPUT-0003`: the body is larger than the limit.
+    #[error("the request body is larger than {} KiB", crate::MAX_BODY_BYTES / 1024)]
+    TooLarge,
+    /// 415 `INPUT-0004`: the body is not `application/json`.
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
+    /// 409 `CONFLICT-0001`: the change conflicts with existing data.
+    #[error("{0}")]
+    Conflict(String),
+    /// 500 `INTERNAL`: logged with its cause; the body says only "internal error".
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The JSON error payload, kept on the response so the request-frame middleware can add the
+/// request id.
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorPayload {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl AppError {
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Unauthenticated | AppError::BadCredentials => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Invalid(_) | AppError::BadJson(_) => StatusCode::BAD_REQUEST,
+            AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated => "AUTH-0001",
+            AppError::BadCredentials => "AUTH-0002",
+            AppError::Forbidden => "AUTHZ-0001",
+            AppError::NotFound(_) => "NOT-FOUND",
+            AppError::Invalid(_) => "INPUT-0001",
+            AppError::BadJson(_) => "INPUT-0002",
+            AppError::TooLarge => "INPUT-0003",
+            AppError::UnsupportedMediaType => "INPUT-0004",
+            AppError::Conflict(_) => "CONFLICT-0001",
+            AppError::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        let mut res = self.status().into_response();
+        res.extensions_mut().insert(ErrorPayload {
+            code: self.code(),
+            message: self.to_string(),
+        });
+        res
+    }
+}
+
+impl From<domain::values::ValueError> for AppError {
+    fn from(e: domain::values::ValueError) -> Self {
+        AppError::Invalid(e.to_string())
+    }
+}
+
+/// Human messages for the constraints code matches on.
+fn conflict_message(constraint: &str) -> String {
+    match constraint {
+        "membership_pkey" => "that person is already a member of this practice".into(),
+        "last_owner" => "a practice must keep at least one owner: make someone else owner first".into(),
+        "appointment_patient_fkey" => "no such patient in this practice".into(),
+        "appointment_clinician_fkey" => {
+            "the clinician must be a member of this practice; reassign or cancel their appointments before removing them".into()
+        }
+        "clinical_note_patient_fkey" => "this patient has clinical notes, which are kept; the patient cannot be deleted".into(),
+        "app_user_active_email_key" => "an active account already uses that email".into(),
+        _ => "the change conflicts with existing data".into(),
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unauthenticated => AppError::Unauthenticated,
+            StoreError::NotMember => AppError::NotFound("practice"),
+            StoreError::Forbidden => AppError::Forbidden,
+            StoreError::Conflict(c) => AppError::Conflict(conflict_message(&c)),
+            StoreError::Invalid(c) => AppError::Invalid(match c.as_str() {
+                "appointment_time_range" => {
+                    "ends_at must be after starts_at, at most 24 hours later".into()
+                }
+                _ => "a value is out of range".into(),
+            }),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Extractors: the request id, the signed-in user ([`Session`]), the signed-in member of the
+//! practice in the path holding a privilege ([`Ctx`]), and JSON / path / query extractors
+//! whose errors never echo submitted values.
+
+use std::marker::PhantomData;
+
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
+use axum::http::request::Parts;
+use domain::{PracticeId, Privilege, RequestId, RoleSet, UserId};
+use serde::de::DeserializeOwned;
+use store::{TenantTx, TokenHash, UserTx};
+
+use crate::{AppError, AppState};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "chartroom_session";
+
+/// The request id assigned by the request-frame middleware (a fresh UUIDv7 per request; any
+/// id sent by the client is ignored).
+#[derive(Clone, Copy, Debug)]
+pub struct ReqId(pub RequestId);
+
+impl<S: Send + Sync> FromRequestParts<S> for ReqId {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        Ok(parts
+            .extensions
+            .get::<ReqId>()
+            .copied()
+            .unwrap_or(ReqId(RequestId::new())))
+    }
+}
+
+/// The session token presented with the request: `Authorization: Bearer …` or the session
+/// cookie. `None` when absent.
+pub(crate) fn presented_token(parts: &Parts) -> Option<&str> {
+    if let Some(v) = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return v.strip_prefix("Bearer ").map(str::trim);
+    }
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// A request with a valid session, outside any practice.
+#[derive(Debug)]
+pub struct Session {
+    /// The transaction acting as the signed-in user.
+    pub tx: UserTx,
+    /// The presented token's hash (for logout).
+    pub token: TokenHash,
+    /// The request id.
+    pub request_id: RequestId,
+}
+
+async fn session(parts: &Parts, state: &AppState) -> Result<Session, AppError> {
+    let request_id = parts
+        .extensions
+        .get::<ReqId>()
+        .map_or_else(RequestId::new, |r| r.0);
+    let token = presented_token(parts)
+        .and_then(TokenHash::from_presented)
+        .ok_or(AppError::Unauthenticated)?;
+    let tx = state
+        .store
+        .authenticate(&token, state.clock.now(), &state.sessions, request_id)
+        .await?;
+    Ok(Session {
+        tx,
+        token,
+        request_id,
+    })
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        session(parts, state).await
+    }
+}
+
+/// A privilege a route needs, as a type, so the handler signature states it.
+pub trait Guard: Send + Sync + 'static {
+    /// The privilege.
+    const PRIVILEGE: Privilege;
+}
+
+/// Any member of the practice.
+#[derive(Debug)]
+pub struct AnyMember;
+impl Guard for AnyMember {
+    const PRIVILEGE: Privilege = Privilege::Member;
+}
+/// Clinician or reception: demographics, contact details, scheduling.
+#[derive(Debug)]
+pub struct Scheduling;
+impl Guard for Scheduling {
+    const PRIVILEGE: Privilege = Privilege::Scheduling;
+}
+/// Clinician: clinical content.
+#[derive(Debug)]
+pub struct Clinical;
+impl Guard for Clinical {
+    const PRIVILEGE: Privilege = Privilege::Clinical;
+}
+/// Owner or admin: memberships and settings.
+#[derive(Debug)]
+pub struct Manage;
+impl Guard for Manage {
+    const PRIVILEGE: Privilege = Privilege::Manage;
+}
+
+/// A signed-in member of the practice named by the `{practice_id}` path segment, holding the
+/// privilege `G`, with the tenant transaction to act in. Checks, in order: a valid session
+/// (else 401), membership of that practice (else 404, also for a malformed or unknown
+/// practice id), the privilege (else 403).
+#[derive(Debug)]
+pub struct Ctx<G: Guard> {
+    /// The tenant transaction (practice and actor set).
+    pub tx: TenantTx,
+    /// The actor.
+    pub actor: UserId,
+    /// The actor's roles in the practice.
+    pub roles: RoleSet,
+    _guard: PhantomData<G>,
+}
+
+impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let s = session(parts, state).await?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound("practice"))?;
+        let practice: PracticeId = params
+            .iter()
+            .find(|(k, _)| *k == "practice_id")
+            .and_then(|(_, v)| v.parse().ok())
+            .ok_or(AppError::NotFound("practice"))?;
+        let tx = s.tx.enter_practice(practice).await?;
+        let roles = tx.roles();
+        if !G::PRIVILEGE.allows(roles) {
+            return Err(AppError::Forbidden);
+        }
+        Ok(Ctx {
+            actor: tx.actor(),
+            roles,
+            tx,
+            _guard: PhantomData,
+        })
+    }
+}
+
+/// Path parameters; a malformed id is `400` with a message naming the parameter.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|_| AppError::Invalid("an id in the path is not a valid UUID".into()))
+    }
+}
+
+/// Query parameters; errors name the problem, not the value.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| ApiQuery(q.0))
+            .map_err(|_| {
+                AppError::Invalid("a query parameter is unknown or has the wrong format".into())
+            })
+    }
+}
+
+/// A JSON body. Requires `Content-Type: application/json`; bodies over
+/// [`crate::MAX_BODY_BYTES`] are `413`; unknown fields are refused where the type says so
+/// (`deny_unknown_fields`); errors name the field path and the kind of problem, never a value.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(AppError::UnsupportedMediaType);
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|_| AppError::TooLarge)?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body, turning errors into messages without values.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!(
+                    "the body is not valid JSON (line {}, column {})",
+                    inner.line(),
+                    inner.column()
+                )
+            }
+            serde_json::error::Category::Io => "the body could not be read".to_owned(),
+            serde_json::error::Category::Data => {
+                let text = inner.to_string();
+                if text.starts_with("unknown field") {
+                    format!("unknown field `{}`", sanitize(&path))
+                } else if let Some(rest) = text.strip_prefix("missing field `") {
+                    let name = rest.split('`').next().unwrap_or("");
+                    format!("missing field `{}`", sanitize(name))
+                } else {
+                    format!(
+                        "field `{}` has the wrong type or an invalid value",
+                        sanitize(&path)
+                    )
+                }
+            }
+        };
+        AppError::BadJson(msg)
+    })
+}
+
+/// Keeps field paths printable and short (they come from the client).
+fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(64).collect()
+}

@@ -1,0 +1,168 @@
+//! Appointments (clinician or reception).
+
+use axum::Json;
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use domain::{AppointmentId, AuditAction, PatientId, PracticeId, UserId};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, Scheduling};
+use crate::views::AppointmentView;
+
+const STATUSES: [&str; 5] = ["booked", "arrived", "completed", "cancelled", "no_show"];
+
+/// A time window.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Window {
+    /// Start of the window (RFC 3339; default: now).
+    from: Option<DateTime<Utc>>,
+    /// End of the window (RFC 3339; default: `from` + 7 days; at most 93 days after `from`).
+    to: Option<DateTime<Utc>>,
+}
+
+/// Appointments starting in a window, by start time (at most 200). Every patient shown is
+/// audited.
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/appointments", tag = "appointments",
+    params(("practice_id" = String, Path, format = Uuid), Window),
+    responses((status = 200, body = Vec<AppointmentView>), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn appointment_list(
+    ctx: Ctx<Scheduling>,
+    ApiQuery(w): ApiQuery<Window>,
+) -> Result<Json<Vec<AppointmentView>>, AppError> {
+    let from = w.from.unwrap_or_else(|| ctx.tx.now());
+    let to = w.to.unwrap_or(from + Duration::days(7));
+    if to <= from || to - from > Duration::days(93) {
+        return Err(AppError::Invalid(
+            "to must be after from, at most 93 days later".into(),
+        ));
+    }
+    let mut tx = ctx.tx;
+    let items = store::appointments::list(&mut tx, from, to, 200).await?;
+    tx.audit_patients(
+        AuditAction::AppointmentList,
+        items.iter().map(|a| a.patient_id),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(items.into_iter().map(Into::into).collect()))
+}
+
+/// A new appointment.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppointmentCreate {
+    /// The patient (of this practice).
+    patient_id: PatientId,
+    /// The clinician (a member of this practice).
+    clinician_id: UserId,
+    /// Start (RFC 3339).
+    starts_at: DateTime<Utc>,
+    /// End (RFC 3339), after the start, at most 24 hours later.
+    ends_at: DateTime<Utc>,
+}
+
+/// Books an appointment.
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/appointments", tag = "appointments",
+    params(("practice_id" = String, Path, format = Uuid)), request_body = AppointmentCreate,
+    responses((status = 201, body = AppointmentView), (status = 400, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+pub(crate) async fn appointment_create(
+    ctx: Ctx<Scheduling>,
+    ApiJson(req): ApiJson<AppointmentCreate>,
+) -> Result<(StatusCode, Json<AppointmentView>), AppError> {
+    if req.ends_at <= req.starts_at || req.ends_at - req.starts_at > Duration::hours(24) {
+        return Err(AppError::Invalid(
+            "ends_at must be after starts_at, at most 24 hours later".into(),
+        ));
+    }
+    let mut tx = ctx.tx;
+    let new = store::appointments::NewAppointment {
+        patient_id: req.patient_id,
+        clinician_id: req.clinician_id,
+        starts_at: req.starts_at,
+        ends_at: req.ends_at,
+    };
+    let a = store::appointments::create(&mut tx, &new).await?;
+    tx.audit(
+        AuditAction::AppointmentCreate,
+        Some(a.patient_id),
+        Some(("appointment", a.appointment_id.as_uuid())),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(a.into())))
+}
+
+/// One appointment.
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/appointments/{appointment_id}", tag = "appointments",
+    params(("practice_id" = String, Path, format = Uuid), ("appointment_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = AppointmentView), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn appointment_get(
+    ctx: Ctx<Scheduling>,
+    ApiPath((_, id)): ApiPath<(PracticeId, AppointmentId)>,
+) -> Result<Json<AppointmentView>, AppError> {
+    let mut tx = ctx.tx;
+    let a = store::appointments::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound("appointment"))?;
+    tx.audit(
+        AuditAction::AppointmentRead,
+        Some(a.patient_id),
+        Some(("appointment", id.as_uuid())),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(a.into()))
+}
+
+/// Changes to an appointment.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppointmentUpdate {
+    /// New start.
+    starts_at: Option<DateTime<Utc>>,
+    /// New end.
+    ends_at: Option<DateTime<Utc>>,
+    /// New status: `booked`, `arrived`, `completed`, `cancelled` or `no_show`.
+    status: Option<String>,
+    /// New clinician.
+    clinician_id: Option<UserId>,
+}
+
+/// Reschedules an appointment, changes its status or its clinician.
+#[utoipa::path(patch, path = "/api/v1/practices/{practice_id}/appointments/{appointment_id}", tag = "appointments",
+    params(("practice_id" = String, Path, format = Uuid), ("appointment_id" = String, Path, format = Uuid)), request_body = AppointmentUpdate,
+    responses((status = 200, body = AppointmentView), (status = 400, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn appointment_update(
+    ctx: Ctx<Scheduling>,
+    ApiPath((_, id)): ApiPath<(PracticeId, AppointmentId)>,
+    ApiJson(req): ApiJson<AppointmentUpdate>,
+) -> Result<Json<AppointmentView>, AppError> {
+    if let Some(s) = &req.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(AppError::Invalid(
+                "status: must be one of booked, arrived, completed, cancelled, no_show".into(),
+            ));
+        }
+    }
+    let mut tx = ctx.tx;
+    let patch = store::appointments::AppointmentPatch {
+        starts_at: req.starts_at,
+        ends_at: req.ends_at,
+        status: req.status,
+        clinician_id: req.clinician_id,
+    };
+    let a = store::appointments::update(&mut tx, id, &patch)
+        .await?
+        .ok_or(AppError::NotFound("appointment"))?;
+    tx.audit(
+        AuditAction::AppointmentUpdate,
+        Some(a.patient_id),
+        Some(("appointment", id.as_uuid())),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(a.into()))
+}

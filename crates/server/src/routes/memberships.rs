@@ -1,0 +1,154 @@
+//! Memberships: the member directory (any member) and its management (owner or admin).
+
+use axum::Json;
+use axum::http::StatusCode;
+use domain::{AuditAction, PracticeId, Role, RoleSet, UserId};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::AppError;
+use crate::extract::{AnyMember, ApiJson, ApiPath, Ctx, Manage};
+use crate::views::MemberView;
+
+fn parse_roles(roles: &[String]) -> Result<RoleSet, AppError> {
+    if roles.is_empty() || roles.len() > 4 {
+        return Err(AppError::Invalid(
+            "roles: give one to four of owner, admin, clinician, reception".into(),
+        ));
+    }
+    roles
+        .iter()
+        .map(|r| r.parse::<Role>())
+        .collect::<Result<RoleSet, _>>()
+        .map_err(|_| {
+            AppError::Invalid(
+                "roles: each role must be one of owner, admin, clinician, reception".into(),
+            )
+        })
+}
+
+/// The practice's members (any member).
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/memberships", tag = "practices",
+    params(("practice_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Vec<MemberView>), (status = 401, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn membership_list(
+    ctx: Ctx<AnyMember>,
+) -> Result<Json<Vec<MemberView>>, AppError> {
+    let mut tx = ctx.tx;
+    let members = store::memberships::list(&mut tx).await?;
+    tx.audit(AuditAction::MembershipList, None, None).await?;
+    tx.commit().await?;
+    Ok(Json(members.into_iter().map(Into::into).collect()))
+}
+
+/// A new member.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MembershipCreate {
+    /// Email of an existing Chartroom account.
+    email: String,
+    /// Roles: one to four of `owner`, `admin`, `clinician`, `reception`.
+    roles: Vec<String>,
+}
+
+/// Adds an existing account to the practice with roles (owner or admin).
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/memberships", tag = "practices",
+    params(("practice_id" = String, Path, format = Uuid)), request_body = MembershipCreate,
+    responses((status = 201, body = MemberView), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+pub(crate) async fn membership_create(
+    ctx: Ctx<Manage>,
+    ApiJson(req): ApiJson<MembershipCreate>,
+) -> Result<(StatusCode, Json<MemberView>), AppError> {
+    let email = domain::values::Email::parse("email", &req.email)?;
+    let roles = parse_roles(&req.roles)?;
+    let mut tx = ctx.tx;
+    let member = store::memberships::add_by_email(&mut tx, email.as_str(), roles)
+        .await?
+        .ok_or(AppError::NotFound(
+            "account with that email; the person must have a Chartroom account first",
+        ))?;
+    tx.audit(
+        AuditAction::MembershipCreate,
+        None,
+        Some(("user", member.user_id.as_uuid())),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(member.into())))
+}
+
+/// One member (any member).
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/memberships/{user_id}", tag = "practices",
+    params(("practice_id" = String, Path, format = Uuid), ("user_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = MemberView), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn membership_get(
+    ctx: Ctx<AnyMember>,
+    ApiPath((_, user)): ApiPath<(PracticeId, UserId)>,
+) -> Result<Json<MemberView>, AppError> {
+    let mut tx = ctx.tx;
+    let m = store::memberships::get(&mut tx, user)
+        .await?
+        .ok_or(AppError::NotFound("member"))?;
+    tx.audit(
+        AuditAction::MembershipList,
+        None,
+        Some(("user", user.as_uuid())),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(m.into()))
+}
+
+/// New roles for a member.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MembershipUpdate {
+    /// Roles: one to four of `owner`, `admin`, `clinician`, `reception`.
+    roles: Vec<String>,
+}
+
+/// Replaces a member's roles (owner or admin). The last owner keeps `owner`.
+#[utoipa::path(patch, path = "/api/v1/practices/{practice_id}/memberships/{user_id}", tag = "practices",
+    params(("practice_id" = String, Path, format = Uuid), ("user_id" = String, Path, format = Uuid)), request_body = MembershipUpdate,
+    responses((status = 200, body = MemberView), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+pub(crate) async fn membership_update(
+    ctx: Ctx<Manage>,
+    ApiPath((_, user)): ApiPath<(PracticeId, UserId)>,
+    ApiJson(req): ApiJson<MembershipUpdate>,
+) -> Result<Json<MemberView>, AppError> {
+    let roles = parse_roles(&req.roles)?;
+    let mut tx = ctx.tx;
+    let m = store::memberships::set_roles(&mut tx, user, roles)
+        .await?
+        .ok_or(AppError::NotFound("member"))?;
+    tx.audit(
+        AuditAction::MembershipUpdate,
+        None,
+        Some(("user", user.as_uuid())),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(m.into()))
+}
+
+/// Removes a member (owner or admin). The last owner cannot be removed.
+#[utoipa::path(delete, path = "/api/v1/practices/{practice_id}/memberships/{user_id}", tag = "practices",
+    params(("practice_id" = String, Path, format = Uuid), ("user_id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+pub(crate) async fn membership_delete(
+    ctx: Ctx<Manage>,
+    ApiPath((_, user)): ApiPath<(PracticeId, UserId)>,
+) -> Result<StatusCode, AppError> {
+    let mut tx = ctx.tx;
+    if !store::memberships::remove(&mut tx, user).await? {
+        return Err(AppError::NotFound("member"));
+    }
+    tx.audit(
+        AuditAction::MembershipDelete,
+        None,
+        Some(("user", user.as_uuid())),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,76 @@
+//! Route registrations. Each handler carries a `#[utoipa::path]` so the OpenAPI document and
+//! the router come from the same list (tests derive the authorization matrix from it).
+
+mod appointments;
+mod auth;
+mod memberships;
+mod notes;
+mod patients;
+mod practices;
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Chartroom API",
+        description = "Clinical records for small practices. Every route except sign-in needs a session \
+                       (bearer token or the chartroom_session cookie). Practice routes answer 404 for \
+                       practices the caller does not belong to.",
+        license(name = "AGPL-3.0-only")
+    ),
+    components(schemas(crate::views::ErrorBody, crate::views::ErrorDetail)),
+    tags(
+        (name = "auth", description = "Sign-in and sessions"),
+        (name = "practices", description = "Practices and memberships"),
+        (name = "patients", description = "Demographics and contact details"),
+        (name = "appointments", description = "Scheduling"),
+        (name = "notes", description = "Clinical notes (clinicians only)")
+    )
+)]
+struct ApiDoc;
+
+/// The API routes with their OpenAPI descriptions.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(practices::practice_list))
+        .routes(routes!(practices::practice_get, practices::practice_update))
+        .routes(routes!(
+            memberships::membership_list,
+            memberships::membership_create
+        ))
+        .routes(routes!(
+            memberships::membership_get,
+            memberships::membership_update,
+            memberships::membership_delete
+        ))
+        .routes(routes!(patients::patient_list, patients::patient_create))
+        .routes(routes!(
+            patients::patient_get,
+            patients::patient_update,
+            patients::patient_delete
+        ))
+        .routes(routes!(
+            appointments::appointment_list,
+            appointments::appointment_create
+        ))
+        .routes(routes!(
+            appointments::appointment_get,
+            appointments::appointment_update
+        ))
+        .routes(routes!(notes::note_list, notes::note_create))
+        .routes(routes!(notes::note_get))
+}
+
+/// The OpenAPI 3.1 document (also served at `/api/v1/openapi.json`).
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    router().split_for_parts().1
+}

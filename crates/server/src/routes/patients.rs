@@ -1,0 +1,223 @@
+//! Patients: demographics and contact details (clinician or reception).
+
+use axum::Json;
+use axum::http::StatusCode;
+use chrono::NaiveDate;
+use domain::values::{Email, phone, single_line};
+use domain::{AuditAction, PatientId, PracticeId};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, Scheduling};
+use crate::views::{Page, PatientView};
+
+const NAME_MAX: usize = 100;
+
+fn dob(d: NaiveDate, today: NaiveDate) -> Result<NaiveDate, AppError> {
+    let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default();
+    if d < earliest || d > today {
+        return Err(AppError::Invalid(
+            "date_of_birth: must be between 1900-01-01 and today".into(),
+        ));
+    }
+    Ok(d)
+}
+
+/// Paging.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageQuery {
+    /// Skip this many (default 0).
+    offset: Option<i64>,
+    /// At most this many, 1–100 (default 50).
+    limit: Option<i64>,
+}
+
+/// Patients of the practice by family name, paginated. Every patient shown is audited.
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/patients", tag = "patients",
+    params(("practice_id" = String, Path, format = Uuid), PageQuery),
+    responses((status = 200, body = Page<PatientView>), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn patient_list(
+    ctx: Ctx<Scheduling>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<PatientView>>, AppError> {
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(50);
+    if offset < 0 || !(1..=100).contains(&limit) {
+        return Err(AppError::Invalid(
+            "offset must be ≥ 0 and limit 1 to 100".into(),
+        ));
+    }
+    let mut tx = ctx.tx;
+    let items = store::patients::list(&mut tx, offset, limit).await?;
+    tx.audit_patients(AuditAction::PatientList, items.iter().map(|p| p.patient_id))
+        .await?;
+    tx.commit().await?;
+    let full = i64::try_from(items.len()).unwrap_or(0) == limit;
+    Ok(Json(Page {
+        next_offset: full.then_some(offset + limit),
+        items: items.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// A new patient.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatientCreate {
+    /// Given name (1–100 characters).
+    given_name: String,
+    /// Family name (1–100 characters).
+    family_name: String,
+    /// Date of birth, YYYY-MM-DD.
+    date_of_birth: Option<NaiveDate>,
+    /// Phone.
+    phone: Option<String>,
+    /// Email.
+    email: Option<String>,
+}
+
+/// Registers a patient.
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients", tag = "patients",
+    params(("practice_id" = String, Path, format = Uuid)), request_body = PatientCreate,
+    responses((status = 201, body = PatientView), (status = 400, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody)))]
+pub(crate) async fn patient_create(
+    ctx: Ctx<Scheduling>,
+    ApiJson(req): ApiJson<PatientCreate>,
+) -> Result<(StatusCode, Json<PatientView>), AppError> {
+    let today = ctx.tx.now().date_naive();
+    let new = store::patients::NewPatient {
+        given_name: single_line("given_name", &req.given_name, NAME_MAX)?,
+        family_name: single_line("family_name", &req.family_name, NAME_MAX)?,
+        date_of_birth: req.date_of_birth.map(|d| dob(d, today)).transpose()?,
+        phone: req
+            .phone
+            .as_deref()
+            .map(|p| phone("phone", p))
+            .transpose()?,
+        email: req
+            .email
+            .as_deref()
+            .map(|e| Email::parse("email", e).map(String::from))
+            .transpose()?,
+    };
+    let mut tx = ctx.tx;
+    let p = store::patients::create(&mut tx, &new).await?;
+    tx.audit_patient(AuditAction::PatientCreate, p.patient_id)
+        .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(p.into())))
+}
+
+/// One patient.
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/patients/{patient_id}", tag = "patients",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = PatientView), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn patient_get(
+    ctx: Ctx<Scheduling>,
+    ApiPath((_, id)): ApiPath<(PracticeId, PatientId)>,
+) -> Result<Json<PatientView>, AppError> {
+    let mut tx = ctx.tx;
+    let p = store::patients::get(&mut tx, id)
+        .await?
+        .ok_or(AppError::NotFound("patient"))?;
+    tx.audit_patient(AuditAction::PatientRead, id).await?;
+    tx.commit().await?;
+    Ok(Json(p.into()))
+}
+
+/// Changes to a patient; omitted fields stay, `null` clears an optional field.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatientUpdate {
+    /// Given name.
+    given_name: Option<String>,
+    /// Family name.
+    family_name: Option<String>,
+    /// Date of birth (`null` clears).
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<NaiveDate>)]
+    date_of_birth: Option<Option<NaiveDate>>,
+    /// Phone (`null` clears).
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    phone: Option<Option<String>>,
+    /// Email (`null` clears).
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    email: Option<Option<String>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub(super) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+/// Updates a patient's demographics or contact details.
+#[utoipa::path(patch, path = "/api/v1/practices/{practice_id}/patients/{patient_id}", tag = "patients",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = PatientUpdate,
+    responses((status = 200, body = PatientView), (status = 400, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn patient_update(
+    ctx: Ctx<Scheduling>,
+    ApiPath((_, id)): ApiPath<(PracticeId, PatientId)>,
+    ApiJson(req): ApiJson<PatientUpdate>,
+) -> Result<Json<PatientView>, AppError> {
+    let today = ctx.tx.now().date_naive();
+    let patch = store::patients::PatientPatch {
+        given_name: req
+            .given_name
+            .as_deref()
+            .map(|n| single_line("given_name", n, NAME_MAX))
+            .transpose()?,
+        family_name: req
+            .family_name
+            .as_deref()
+            .map(|n| single_line("family_name", n, NAME_MAX))
+            .transpose()?,
+        date_of_birth: req
+            .date_of_birth
+            .map(|d| d.map(|d| dob(d, today)).transpose())
+            .transpose()?,
+        phone: req
+            .phone
+            .map(|p| p.as_deref().map(|p| phone("phone", p)).transpose())
+            .transpose()?,
+        email: req
+            .email
+            .map(|e| {
+                e.as_deref()
+                    .map(|e| Email::parse("email", e).map(String::from))
+                    .transpose()
+            })
+            .transpose()?,
+    };
+    let mut tx = ctx.tx;
+    let p = store::patients::update(&mut tx, id, &patch)
+        .await?
+        .ok_or(AppError::NotFound("patient"))?;
+    tx.audit_patient(AuditAction::PatientUpdate, id).await?;
+    tx.commit().await?;
+    Ok(Json(p.into()))
+}
+
+/// Deletes a patient and their appointments. Refused (409) while clinical notes refer to
+/// them. The audit trail about the patient is kept.
+#[utoipa::path(delete, path = "/api/v1/practices/{practice_id}/patients/{patient_id}", tag = "patients",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+pub(crate) async fn patient_delete(
+    ctx: Ctx<Scheduling>,
+    ApiPath((_, id)): ApiPath<(PracticeId, PatientId)>,
+) -> Result<StatusCode, AppError> {
+    let mut tx = ctx.tx;
+    if !store::patients::delete(&mut tx, id).await? {
+        return Err(AppError::NotFound("patient"));
+    }
+    tx.audit_patient(AuditAction::PatientDelete, id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,206 @@
+//! What the API returns. Views are separate from database rows so the shape a role receives is
+//! decided here, not by the schema.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::{AppointmentId, NoteId, PatientId, PracticeId, UserId};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A patient's demographics and contact details.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PatientView {
+    /// Id.
+    pub patient_id: PatientId,
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// Date of birth (YYYY-MM-DD).
+    pub date_of_birth: Option<NaiveDate>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<store::patients::Patient> for PatientView {
+    fn from(p: store::patients::Patient) -> Self {
+        Self {
+            patient_id: p.patient_id,
+            given_name: p.given_name,
+            family_name: p.family_name,
+            date_of_birth: p.date_of_birth,
+            phone: p.phone,
+            email: p.email,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// An appointment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppointmentView {
+    /// Id.
+    pub appointment_id: AppointmentId,
+    /// The patient.
+    pub patient_id: PatientId,
+    /// The clinician.
+    pub clinician_id: UserId,
+    /// Start (RFC 3339).
+    pub starts_at: DateTime<Utc>,
+    /// End (RFC 3339).
+    pub ends_at: DateTime<Utc>,
+    /// `booked`, `arrived`, `completed`, `cancelled` or `no_show`.
+    pub status: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<store::appointments::Appointment> for AppointmentView {
+    fn from(a: store::appointments::Appointment) -> Self {
+        Self {
+            appointment_id: a.appointment_id,
+            patient_id: a.patient_id,
+            clinician_id: a.clinician_id,
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            status: a.status,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+/// A clinical note.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoteView {
+    /// Id.
+    pub note_id: NoteId,
+    /// The patient.
+    pub patient_id: PatientId,
+    /// The author.
+    pub author_id: UserId,
+    /// The text.
+    pub body: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<store::notes::Note> for NoteView {
+    fn from(n: store::notes::Note) -> Self {
+        Self {
+            note_id: n.note_id,
+            patient_id: n.patient_id,
+            author_id: n.author_id,
+            body: n.body,
+            created_at: n.created_at,
+        }
+    }
+}
+
+/// A member of a practice.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    /// The user.
+    pub user_id: UserId,
+    /// Sign-in email.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// Roles in this practice.
+    pub roles: Vec<String>,
+    /// Member since.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<store::memberships::Member> for MemberView {
+    fn from(m: store::memberships::Member) -> Self {
+        Self {
+            user_id: m.user_id,
+            email: m.email,
+            display_name: m.display_name,
+            roles: m.roles,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// A practice.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PracticeView {
+    /// Id.
+    pub practice_id: PracticeId,
+    /// Name.
+    pub name: String,
+    /// Settings (JSON object).
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<store::practices::Practice> for PracticeView {
+    fn from(p: store::practices::Practice) -> Self {
+        Self {
+            practice_id: p.practice_id,
+            name: p.name,
+            settings: p.settings,
+            created_at: p.created_at,
+        }
+    }
+}
+
+/// A practice the caller belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyPracticeView {
+    /// Id.
+    pub practice_id: PracticeId,
+    /// Name.
+    pub name: String,
+    /// The caller's roles there.
+    pub roles: Vec<String>,
+}
+
+impl From<store::practices::MyPractice> for MyPracticeView {
+    fn from(p: store::practices::MyPractice) -> Self {
+        Self {
+            practice_id: p.practice_id,
+            name: p.name,
+            roles: p.roles,
+        }
+    }
+}
+
+/// A page of results.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Offset of the next page, when there may be one.
+    pub next_offset: Option<i64>,
+}
+
+/// The JSON error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Error details.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `AUTH-0001`.
+    pub code: String,
+    /// What happened and what to do.
+    pub message: String,
+    /// The request id (also in `x-request-id`).
+    pub request_id: String,
+}

@@ -1,0 +1,314 @@
+//! Administrative commands, run as the owner role by the `chartroom` CLI (bootstrap a
+//! practice and its first owner, manage accounts, seed the demo). Each is tenant-bound where
+//! it touches tenant tables, and audited where it touches a practice.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::{AuditAction, AuditEventId, PatientId, PracticeId, RoleSet, UserId};
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use crate::{OwnerStore, StoreError};
+
+async fn enter(tx: &mut PgConnection, practice: PracticeId) -> Result<(), StoreError> {
+    sqlx::query("select set_config('chartroom.practice_id', $1, true)")
+        .bind(practice.to_string())
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+async fn audit_admin(
+    tx: &mut PgConnection,
+    practice: PracticeId,
+    now: DateTime<Utc>,
+    action: AuditAction,
+    object: (&str, uuid::Uuid),
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, object_type, object_id)
+         values ($1, $2, $3, $4, 'success', $5, $6)",
+    )
+    .bind(practice)
+    .bind(AuditEventId::new())
+    .bind(now)
+    .bind(action.as_str())
+    .bind(object.0)
+    .bind(object.1)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+impl OwnerStore {
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Creates a practice.
+    pub async fn create_practice(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PracticeId, StoreError> {
+        let id = PracticeId::new();
+        let mut tx = self.begin().await?;
+        enter(&mut tx, id).await?;
+        sqlx::query("insert into practice (practice_id, name, created_at) values ($1, $2, $3)")
+            .bind(id)
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        audit_admin(
+            &mut tx,
+            id,
+            now,
+            AuditAction::PracticeUpdate,
+            ("practice", id.as_uuid()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Creates an account with an argon2id password hash computed by the caller.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        display_name: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UserId, StoreError> {
+        let id = UserId::new();
+        let mut tx = self.begin().await?;
+        sqlx::query("insert into app_user (user_id, email, display_name, created_at) values ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(email)
+            .bind(display_name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("insert into user_password (user_id, hash, updated_at) values ($1, $2, $3)")
+            .bind(id)
+            .bind(password_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Finds an active account by normalized email.
+    pub async fn find_user(&self, email: &str) -> Result<Option<UserId>, StoreError> {
+        let row: Option<(UserId,)> =
+            sqlx::query_as("select user_id from app_user where email = $1 and status = 'active'")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Deactivates an account and ends every session it has, in one transaction (req AC-11).
+    /// The id is never reused. Returns whether an active account was deactivated.
+    pub async fn deactivate_user(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "update app_user set status = 'deactivated' where user_id = $1 and status = 'active'",
+        )
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("update session set revoked_at = $2 where user_id = $1 and revoked_at is null")
+            .bind(user)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Adds a user to a practice with `roles`, or replaces their roles if already a member.
+    pub async fn add_member(
+        &self,
+        practice: PracticeId,
+        user: UserId,
+        roles: RoleSet,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        enter(&mut tx, practice).await?;
+        sqlx::query(
+            "insert into membership (practice_id, user_id, roles, created_at) values ($1, $2, $3, $4)
+             on conflict (practice_id, user_id) do update set roles = excluded.roles",
+        )
+        .bind(practice)
+        .bind(user)
+        .bind(roles.names())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        audit_admin(
+            &mut tx,
+            practice,
+            now,
+            AuditAction::MembershipCreate,
+            ("user", user.as_uuid()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Lists every practice (id, name, whether it is demo data), for the operator.
+    pub async fn list_practices(&self) -> Result<Vec<(PracticeId, String, bool)>, StoreError> {
+        Ok(sqlx::query_as(
+            "select practice_id, name, coalesce((settings->>'demo')::boolean, false)
+               from practice order by name, practice_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Inserts a patient as the owner role (demo seeding and benchmarks), audited as a
+    /// creation without an actor.
+    pub async fn seed_patient(
+        &self,
+        practice: PracticeId,
+        given: &str,
+        family: &str,
+        dob: Option<NaiveDate>,
+        phone: Option<&str>,
+        email: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<PatientId, StoreError> {
+        let id = PatientId::new();
+        let mut tx = self.begin().await?;
+        enter(&mut tx, practice).await?;
+        sqlx::query(
+            "insert into patient (practice_id, patient_id, given_name, family_name, date_of_birth, phone, email, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(practice)
+        .bind(id)
+        .bind(given)
+        .bind(family)
+        .bind(dob)
+        .bind(phone)
+        .bind(email)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        audit_admin(
+            &mut tx,
+            practice,
+            now,
+            AuditAction::PatientCreate,
+            ("patient", id.as_uuid()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Inserts an appointment as the owner role (demo seeding).
+    pub async fn seed_appointment(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        clinician: UserId,
+        starts_at: DateTime<Utc>,
+        minutes: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let id = domain::AppointmentId::new();
+        let mut tx = self.begin().await?;
+        enter(&mut tx, practice).await?;
+        sqlx::query(
+            "insert into appointment (practice_id, appointment_id, patient_id, clinician_id, starts_at, ends_at, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(practice)
+        .bind(id)
+        .bind(patient)
+        .bind(clinician)
+        .bind(starts_at)
+        .bind(starts_at + chrono::Duration::minutes(minutes))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        audit_admin(
+            &mut tx,
+            practice,
+            now,
+            AuditAction::AppointmentCreate,
+            ("appointment", id.as_uuid()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The practices marked as demo data.
+    pub async fn demo_practices(&self) -> Result<Vec<PracticeId>, StoreError> {
+        Ok(self
+            .list_practices()
+            .await?
+            .into_iter()
+            .filter(|p| p.2)
+            .map(|p| p.0)
+            .collect())
+    }
+
+    /// Marks a practice as demo data.
+    pub async fn mark_demo(&self, practice: PracticeId) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        enter(&mut tx, practice).await?;
+        sqlx::query("update practice set settings = settings || '{\"demo\": true}'::jsonb where practice_id = $1")
+            .bind(practice)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl OwnerStore {
+    /// Inserts a clinical note as the owner role (demo seeding), audited without an actor.
+    pub async fn seed_note(
+        &self,
+        practice: PracticeId,
+        patient: PatientId,
+        author: UserId,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<domain::NoteId, StoreError> {
+        let id = domain::NoteId::new();
+        let mut tx = self.begin().await?;
+        enter(&mut tx, practice).await?;
+        sqlx::query(
+            "insert into clinical_note (practice_id, note_id, patient_id, author_id, body, created_at)
+             values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(practice)
+        .bind(id)
+        .bind(patient)
+        .bind(author)
+        .bind(body)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        audit_admin(
+            &mut tx,
+            practice,
+            now,
+            AuditAction::NoteCreate,
+            ("note", id.as_uuid()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+}

@@ -1,0 +1,86 @@
+//! Practices: the ones a user belongs to, and the current practice's settings.
+
+use chrono::{DateTime, Utc};
+use domain::PracticeId;
+use serde::Serialize;
+
+use crate::{StoreError, TenantTx, UserTx};
+
+/// A practice as its members see it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Practice {
+    /// Id.
+    pub practice_id: PracticeId,
+    /// Name.
+    pub name: String,
+    /// Settings (a JSON object).
+    pub settings: serde_json::Value,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A practice the user belongs to, with their roles there.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct MyPractice {
+    /// Id.
+    pub practice_id: PracticeId,
+    /// Name.
+    pub name: String,
+    /// The user's roles there.
+    pub roles: Vec<String>,
+}
+
+impl UserTx {
+    /// The practices the user is a member of, by name.
+    pub async fn my_practices(&mut self) -> Result<Vec<MyPractice>, StoreError> {
+        let user = self.user();
+        Ok(sqlx::query_as(
+            "select p.practice_id, p.name, m.roles from membership m
+               join practice p on p.practice_id = m.practice_id
+              where m.user_id = $1 order by p.name, p.practice_id",
+        )
+        .bind(user)
+        .fetch_all(self.conn())
+        .await?)
+    }
+
+    /// The user's own profile: email and display name.
+    pub async fn profile(&mut self) -> Result<(String, String), StoreError> {
+        let user = self.user();
+        Ok(
+            sqlx::query_as("select email, display_name from app_user where user_id = $1")
+                .bind(user)
+                .fetch_one(self.conn())
+                .await?,
+        )
+    }
+}
+
+/// Reads the current practice.
+pub async fn get(tx: &mut TenantTx) -> Result<Practice, StoreError> {
+    Ok(sqlx::query_as(
+        "select practice_id, name, settings, created_at from practice where practice_id = $1",
+    )
+    .bind(tx.practice())
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Changes the current practice's name and/or settings (owner or admin; enforced by RLS:
+/// a member without those roles updates nothing and gets [`StoreError::Forbidden`]).
+pub async fn update(
+    tx: &mut TenantTx,
+    name: Option<&str>,
+    settings: Option<&serde_json::Value>,
+) -> Result<Practice, StoreError> {
+    let row: Option<Practice> = sqlx::query_as(
+        "update practice set name = coalesce($2, name), settings = coalesce($3, settings)
+          where practice_id = $1 returning practice_id, name, settings, created_at",
+    )
+    .bind(tx.practice())
+    .bind(name)
+    .bind(settings)
+    .fetch_optional(tx.conn())
+    .await?;
+    row.ok_or(StoreError::Forbidden)
+}

@@ -1,0 +1,234 @@
+//! Transactions bound to an actor ([`UserTx`]) and to an actor inside a practice
+//! ([`TenantTx`]).
+
+use chrono::{DateTime, Utc};
+use domain::{
+    AuditAction, AuditEventId, Outcome, PatientId, PracticeId, RequestId, RoleSet, UserId,
+};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use crate::StoreError;
+
+/// A transaction acting as a signed-in user, outside any practice: the user's own profile,
+/// memberships and sessions are visible; no tenant data is. Dropping it rolls back.
+#[derive(Debug)]
+pub struct UserTx {
+    tx: Transaction<'static, Postgres>,
+    user: UserId,
+    request: RequestId,
+    now: DateTime<Utc>,
+}
+
+impl UserTx {
+    pub(crate) async fn new(
+        mut tx: Transaction<'static, Postgres>,
+        user: UserId,
+        request: RequestId,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        sqlx::query("select set_config('chartroom.actor_id', $1, true)")
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Ok(Self {
+            tx,
+            user,
+            request,
+            now,
+        })
+    }
+
+    /// The signed-in user.
+    #[must_use]
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    /// The connection, for queries in this crate.
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Enters `practice` as this user: sets the tenant for the rest of the transaction and
+    /// reads the user's roles there. Not a member (or no such practice) →
+    /// [`StoreError::NotMember`], which the API reports as 404 so that another practice's
+    /// existence is not revealed.
+    pub async fn enter_practice(mut self, practice: PracticeId) -> Result<TenantTx, StoreError> {
+        let roles: Option<(Vec<String>,)> = sqlx::query_as(
+            "select m.roles from membership m, lateral set_config('chartroom.practice_id', $1::text, true) s
+              where m.practice_id = $1 and m.user_id = $2",
+        )
+        .bind(practice)
+        .bind(self.user)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some((roles,)) = roles else {
+            return Err(StoreError::NotMember);
+        };
+        let roles = RoleSet::parse(&roles).map_err(|_| StoreError::Corrupt("membership.roles"))?;
+        Ok(TenantTx {
+            tx: self.tx,
+            practice,
+            actor: self.user,
+            roles,
+            request: self.request,
+            now: self.now,
+        })
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A transaction acting as `actor` inside `practice`: the server's only way to touch tenant
+/// data. The practice and actor are transaction-local settings that row-level security reads;
+/// the database itself derives the actor's roles from `membership`. Dropping it rolls back.
+#[derive(Debug)]
+pub struct TenantTx {
+    tx: Transaction<'static, Postgres>,
+    practice: PracticeId,
+    actor: UserId,
+    roles: RoleSet,
+    request: RequestId,
+    now: DateTime<Utc>,
+}
+
+impl TenantTx {
+    /// Opens a tenant transaction without a session check. Only for the benchmark baseline
+    /// and store tests; the server always goes through [`crate::Store::authenticate`].
+    pub(crate) async fn begin_unchecked(
+        pool: &PgPool,
+        practice: PracticeId,
+        actor: UserId,
+        request: RequestId,
+    ) -> Result<Self, StoreError> {
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "select set_config('chartroom.practice_id', $1, true), set_config('chartroom.actor_id', $2, true)",
+        )
+        .bind(practice.to_string())
+        .bind(actor.to_string())
+        .execute(&mut *tx)
+        .await?;
+        #[allow(clippy::disallowed_methods, reason = "benchmark baseline only")]
+        let now = chrono::Utc::now();
+        Ok(Self {
+            tx,
+            practice,
+            actor,
+            roles: RoleSet::EMPTY,
+            request,
+            now,
+        })
+    }
+
+    /// The practice this transaction is bound to.
+    #[must_use]
+    pub fn practice(&self) -> PracticeId {
+        self.practice
+    }
+
+    /// The acting user.
+    #[must_use]
+    pub fn actor(&self) -> UserId {
+        self.actor
+    }
+
+    /// The actor's roles in the practice, as read when the transaction was opened.
+    #[must_use]
+    pub fn roles(&self) -> RoleSet {
+        self.roles
+    }
+
+    /// The request time (from the injected clock).
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// The connection, for queries in this crate.
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Appends one audit event in this transaction: actor, practice, optional patient, action,
+    /// outcome `success`, object, request id and time. If it fails the caller must fail the
+    /// request (there is no unaudited access).
+    pub async fn audit(
+        &mut self,
+        action: AuditAction,
+        patient: Option<PatientId>,
+        object: Option<(&'static str, uuid::Uuid)>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "insert into audit_event
+               (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(self.practice)
+        .bind(AuditEventId::new())
+        .bind(self.now)
+        .bind(self.actor)
+        .bind(patient)
+        .bind(action.as_str())
+        .bind(Outcome::Success.as_str())
+        .bind(object.map(|o| o.0))
+        .bind(object.map(|o| o.1))
+        .bind(self.request)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// [`TenantTx::audit`] for an action on one patient record.
+    pub async fn audit_patient(
+        &mut self,
+        action: AuditAction,
+        patient: PatientId,
+    ) -> Result<(), StoreError> {
+        self.audit(action, Some(patient), Some(("patient", patient.as_uuid())))
+            .await
+    }
+
+    /// Appends one audit event per patient (a list or search result names every patient it
+    /// showed), in one statement.
+    pub async fn audit_patients(
+        &mut self,
+        action: AuditAction,
+        patients: impl IntoIterator<Item = PatientId>,
+    ) -> Result<(), StoreError> {
+        let patients: Vec<uuid::Uuid> = patients.into_iter().map(|p| p.as_uuid()).collect();
+        if patients.is_empty() {
+            return self.audit(action, None, None).await;
+        }
+        let ids: Vec<uuid::Uuid> = patients
+            .iter()
+            .map(|_| AuditEventId::new().as_uuid())
+            .collect();
+        sqlx::query(
+            "insert into audit_event
+               (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id)
+             select $1, e, $3, $4, p, $5, 'success', 'patient', p, $6
+               from unnest($2::uuid[], $7::uuid[]) as t(e, p)",
+        )
+        .bind(self.practice)
+        .bind(&ids)
+        .bind(self.now)
+        .bind(self.actor)
+        .bind(action.as_str())
+        .bind(self.request)
+        .bind(&patients)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Commits the change and its audit events together.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
