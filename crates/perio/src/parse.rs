@@ -334,7 +334,9 @@ fn verdict(toks: &[&Token], settings: ParseSettings) -> Verdict {
     if let Some(answer) = prompt_answer(toks) {
         return Verdict::Prompt(answer);
     }
-    if !toks.iter().any(|t| t.is_core()) {
+    // Rule A1, after the repair rules: a homophone read as a digit (H1–H2) is core.
+    let hom_ok = homophone_spans(toks, settings);
+    if !toks.iter().zip(&hom_ok).any(|(t, &hom)| hom || t.is_core()) {
         return Verdict::Ignored;
     }
     if let Some(t) = toks.iter().find(|t| t.kind == Kind::Oov) {
@@ -476,14 +478,14 @@ fn digit(r: Role) -> Option<u8> {
     if let Role::Digit(d) = r { Some(d) } else { None }
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     // ----- token helpers -----
 
-    fn tok(&self, i: usize) -> Option<&Token> {
+    fn tok(&self, i: usize) -> Option<&'a Token> {
         self.toks.get(i).copied()
     }
 
-    fn peek(&self) -> Option<&Token> {
+    fn peek(&self) -> Option<&'a Token> {
         self.tok(self.pos)
     }
 
@@ -759,10 +761,10 @@ impl Parser<'_> {
         if self.eat(|r| r == Role::Repeat) {
             let count_at = self.pos;
             let count = self.count()?;
-            self.eat(|r| r == Role::Times);
             if count == 0 || vals.len() * usize::from(count) > MAX_RUN_VALUES {
                 return self.fail(RejectReason::OutOfRange, count_at);
             }
+            self.eat(|r| r == Role::Times);
             let once = vals.clone();
             for _ in 1..count {
                 vals.extend(once.iter().cloned());
@@ -1470,11 +1472,11 @@ mod tests {
             ("furcation five", d, RejectReason::OutOfRange, "five"),
             ("gingival margin minus two", d, RejectReason::AmbiguousSign, "minus two"),
             ("negative three", d, RejectReason::AmbiguousSign, "negative three"),
-            ("tooth thirty three", d, RejectReason::Incomplete, "three"),
+            ("tooth bleeding", d, RejectReason::Incomplete, "tooth bleeding"),
             ("tooth zero", d, RejectReason::BadTooth, "tooth zero"),
             ("tooth 33", d, RejectReason::BadTooth, "tooth 33"),
             ("tooth primary b", d, RejectReason::BadTooth, "tooth primary b"),
-            ("lower left e", d, RejectReason::BadTooth, "lower left e"),
+            ("tooth lower left e", d, RejectReason::BadTooth, "tooth lower left e"),
             ("tooth sixteen", fdi, RejectReason::FdiNeedsTwoDigits, "tooth sixteen"),
             ("tooth one", fdi, RejectReason::FdiNeedsTwoDigits, "tooth one"),
             ("tooth five five", fdi, RejectReason::BadTooth, "tooth five five"),

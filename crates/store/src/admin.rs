@@ -23,9 +23,12 @@ async fn audit_admin(
     action: AuditAction,
     object: (&str, uuid::Uuid),
 ) -> Result<(), StoreError> {
+    // Patient records name their patient in the audit row, so "who touched this patient"
+    // finds administrative writes too.
+    let patient = (object.0 == "patient").then_some(object.1);
     sqlx::query(
-        "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, object_type, object_id)
-         values ($1, $2, $3, $4, 'success', $5, $6)",
+        "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, object_type, object_id, patient_id)
+         values ($1, $2, $3, $4, 'success', $5, $6, $7)",
     )
     .bind(practice)
     .bind(AuditEventId::new())
@@ -33,6 +36,7 @@ async fn audit_admin(
     .bind(action.as_str())
     .bind(object.0)
     .bind(object.1)
+    .bind(patient)
     .execute(tx)
     .await?;
     Ok(())

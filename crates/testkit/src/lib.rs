@@ -1,1 +1,345 @@
-//! testkit
+//! Test kit: boots real PostgreSQL and the real server for tests and benchmarks.
+//!
+//! - [`TestDb`]: a fresh database per test, created from a migrated template in one private
+//!   PostgreSQL cluster shared by every test process (started on first use under
+//!   `$TMPDIR/chartroom-test-pg-<uid>` with the same embedded-cluster code the server uses, and
+//!   left running for the next run; `CHARTROOM_TEST_PG_DIR` overrides the place).
+//! - [`TestApp`]: the real router served on `127.0.0.1:0` over real HTTP, with an injected
+//!   [`ManualClock`].
+//! - [`World`]: two practices with one user per role each, plus a user with no membership.
+//!
+//! Nothing here is for production: the superuser handle exists only to create and drop test
+//! databases; isolation is always tested through the runtime role.
+
+#![allow(clippy::missing_panics_doc, reason = "test support code panics on broken fixtures")]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::Utc;
+use domain::{Clock as _, ManualClock, PatientId, PracticeId, Role, RoleSet, UserId};
+use sha2::{Digest as _, Sha256};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection as _, Executor as _, PgConnection};
+use store::embedded::{Cluster, ClusterConfig, DbRole};
+use store::{OwnerStore, SessionPolicy, Store};
+use tokio::sync::OnceCell;
+
+/// The password every fixture user has.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+static CLUSTER: OnceCell<Cluster> = OnceCell::const_new();
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+static SERIAL: AtomicU32 = AtomicU32::new(0);
+static HASH: OnceLock<String> = OnceLock::new();
+
+/// Where the shared test cluster lives.
+#[must_use]
+pub fn cluster_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CHARTROOM_TEST_PG_DIR") {
+        return PathBuf::from(d);
+    }
+    let uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(0);
+    // Under /tmp, not the target dir: PostgreSQL runs as an unprivileged user when the tests
+    // run as root, and it must be able to reach its data directory.
+    PathBuf::from("/tmp").join(format!("chartroom-test-pg-{uid}"))
+}
+
+async fn cluster() -> &'static Cluster {
+    CLUSTER
+        .get_or_init(|| async {
+            Cluster::attach_or_start_shared(ClusterConfig::new(cluster_dir()))
+                .await
+                .unwrap_or_else(|e| panic!("cannot start the test PostgreSQL cluster: {e}"))
+        })
+        .await
+}
+
+async fn superuser(db: &str) -> PgConnection {
+    PgConnection::connect_with(&cluster().await.connect_options(DbRole::Superuser, db))
+        .await
+        .expect("superuser connection to the test cluster")
+}
+
+fn template_name() -> String {
+    let mut h = Sha256::new();
+    for m in store::MIGRATOR.iter() {
+        h.update(m.version.to_le_bytes());
+        h.update(&m.checksum);
+    }
+    format!("chartroom_tpl_{}", &hex::encode(h.finalize())[..16])
+}
+
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = template_name();
+            let mut su = superuser("postgres").await;
+            // One process builds the template; others wait on the advisory lock.
+            su.execute("select pg_advisory_lock(727274)").await.expect("advisory lock");
+            drop_stale_databases(&mut su).await;
+            let exists: bool = sqlx::query_scalar("select exists (select from pg_database where datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut su)
+                .await
+                .expect("template lookup");
+            if !exists {
+                let building = format!("{name}_building");
+                su.execute(format!("drop database if exists {building}").as_str()).await.expect("drop");
+                su.execute(format!("create database {building} owner chartroom_owner").as_str())
+                    .await
+                    .expect("create template");
+                secure(&building).await;
+                let owner = OwnerStore::connect(cluster().await.connect_options(DbRole::Owner, &building))
+                    .await
+                    .expect("owner connection");
+                owner.migrate().await.expect("migrations");
+                owner.close().await;
+                su.execute(format!("alter database {building} rename to {name}").as_str())
+                    .await
+                    .expect("publish template");
+            }
+            su.execute("select pg_advisory_unlock(727274)").await.expect("unlock");
+            name
+        })
+        .await
+}
+
+async fn secure(db: &str) {
+    let mut su = superuser(db).await;
+    store::embedded::secure_database(&mut su, db).await.expect("secure database");
+}
+
+/// Drops test databases left behind by test processes that are gone.
+async fn drop_stale_databases(su: &mut PgConnection) {
+    let names: Vec<String> = sqlx::query_scalar("select datname from pg_database where datname like 't\\_%'")
+        .fetch_all(&mut *su)
+        .await
+        .unwrap_or_default();
+    for name in names {
+        let pid = name.split('_').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = su.execute(format!("drop database if exists {name} with (force)").as_str()).await;
+        }
+    }
+}
+
+/// A fresh, migrated database for one test. Dropped (best effort) when the value is dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    /// Creates the database from the migrated template.
+    pub async fn new() -> Self {
+        let template = template().await;
+        let name = format!("t_{}_{}", std::process::id(), SERIAL.fetch_add(1, Ordering::Relaxed));
+        let mut su = superuser("postgres").await;
+        su.execute(format!("create database {name} template {template} owner chartroom_owner").as_str())
+            .await
+            .expect("create test database");
+        drop(su);
+        secure(&name).await;
+        Self { name }
+    }
+
+    /// The database name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Connection options for the runtime role (what the server uses).
+    pub async fn runtime_options(&self) -> PgConnectOptions {
+        cluster().await.connect_options(DbRole::Runtime, &self.name)
+    }
+
+    /// Connection options for the owner role (migrations, admin commands).
+    pub async fn owner_options(&self) -> PgConnectOptions {
+        cluster().await.connect_options(DbRole::Owner, &self.name)
+    }
+
+    /// A superuser connection to this database. Only for fixtures that simulate an attacker
+    /// with database superuser rights, never for isolation checks.
+    pub async fn superuser_unsafe(&self) -> PgConnection {
+        superuser(&self.name).await
+    }
+
+    /// A runtime-role connection.
+    pub async fn runtime_conn(&self) -> PgConnection {
+        PgConnection::connect_with(&self.runtime_options().await).await.expect("runtime connection")
+    }
+
+    /// The owner store.
+    pub async fn owner(&self) -> OwnerStore {
+        OwnerStore::connect(self.owner_options().await).await.expect("owner store")
+    }
+
+    /// The runtime store (checked least-privilege).
+    pub async fn store(&self) -> Store {
+        Store::connect_runtime(self.runtime_options().await, 8).await.expect("runtime store")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let Some(cluster) = CLUSTER.get() else { return };
+        let opts = cluster.connect_options(DbRole::Superuser, "postgres");
+        // Best effort, off the test's runtime; anything left is dropped by the next run.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok(mut su) = PgConnection::connect_with(&opts).await {
+                    let _ = su.execute(format!("drop database if exists {name} with (force)").as_str()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The argon2id hash of [`PASSWORD`], computed once per process.
+pub fn password_hash() -> &'static str {
+    HASH.get_or_init(|| server::password::hash_blocking(PASSWORD).expect("hash"))
+}
+
+/// A practice of the [`World`] and its members.
+#[derive(Debug, Clone)]
+pub struct PracticeFixture {
+    /// The practice.
+    pub id: PracticeId,
+    /// One user per role: "owner", "admin", "clinician", "reception".
+    pub users: HashMap<&'static str, UserId>,
+    /// A patient of the practice.
+    pub patient: PatientId,
+}
+
+impl PracticeFixture {
+    /// The user holding `role` here.
+    #[must_use]
+    pub fn user(&self, role: &str) -> UserId {
+        self.users[role]
+    }
+}
+
+/// Two practices, A and B, each with an owner, an admin, a clinician and a reception member
+/// and one patient; plus `nobody`, an account with no membership.
+#[derive(Debug, Clone)]
+pub struct World {
+    /// Practice A.
+    pub a: PracticeFixture,
+    /// Practice B.
+    pub b: PracticeFixture,
+    /// An account that belongs to no practice.
+    pub nobody: UserId,
+}
+
+impl World {
+    /// Builds the world in `db` (as the owner role).
+    pub async fn build(db: &TestDb) -> Self {
+        let owner = db.owner().await;
+        let now = Utc::now();
+        let mut practices = Vec::new();
+        for tag in ["a", "b"] {
+            let id = owner.create_practice(&format!("Practice {tag}"), now).await.expect("practice");
+            let mut users = HashMap::new();
+            for (role, r) in
+                [("owner", Role::Owner), ("admin", Role::Admin), ("clinician", Role::Clinician), ("reception", Role::Reception)]
+            {
+                let email = format!("{role}.{tag}.{}@test.example.invalid", uuid::Uuid::new_v4().simple());
+                let user = owner.create_user(&email, &format!("{role} {tag}"), password_hash(), now).await.expect("user");
+                owner.add_member(id, user, RoleSet::from_iter([r]), now).await.expect("member");
+                users.insert(role, user);
+            }
+            let mut g = domain::synthetic::Generator::new(u64::from(tag.as_bytes()[0]));
+            let p = g.patient();
+            let patient = owner
+                .seed_patient(id, &p.given_name, &p.family_name, Some(p.date_of_birth), Some(&p.phone), Some(&p.email), now)
+                .await
+                .expect("patient");
+            practices.push(PracticeFixture { id, users, patient });
+        }
+        let nobody = owner
+            .create_user(&format!("nobody.{}@test.example.invalid", uuid::Uuid::new_v4().simple()), "nobody", password_hash(), now)
+            .await
+            .expect("user");
+        owner.close().await;
+        let b = practices.pop().expect("b");
+        let a = practices.pop().expect("a");
+        World { a, b, nobody }
+    }
+}
+
+/// The real application served over HTTP on an ephemeral loopback port.
+#[derive(Debug)]
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The injected clock.
+    pub clock: ManualClock,
+    /// The runtime store the app uses.
+    pub store: Store,
+    /// The session policy.
+    pub sessions: SessionPolicy,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    /// Starts the app on `db`.
+    pub async fn start(db: &TestDb) -> Self {
+        let store = db.store().await;
+        let clock = ManualClock::starting_now();
+        let sessions = SessionPolicy::default();
+        let state = server::AppState {
+            store: store.clone(),
+            clock: std::sync::Arc::new(clock.clone()),
+            sessions,
+            passwords: server::password::Hasher::new(2).expect("hasher"),
+            secure_cookies: false,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, server::app(state))
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Self {
+            base: format!("http://{addr}"),
+            clock,
+            store,
+            sessions,
+            http: reqwest::Client::builder().build().expect("client"),
+            stop: Some(tx),
+        }
+    }
+
+    /// A session token for `user`, created directly (the sign-in route has its own tests).
+    pub async fn token(&self, user: UserId) -> String {
+        self.store.create_session(user, self.clock.now(), &self.sessions).await.expect("session").expose().to_owned()
+    }
+
+    /// `base` + `path`.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Tenant isolation and role scoping at the SQL level, as the runtime role (never a
+//! superuser: superusers bypass row-level security).
+
+use sqlx::{Connection as _, Executor as _, PgConnection, Row as _};
+use testkit::{TestDb, World};
+
+async fn set_ctx(conn: &mut PgConnection, practice: Option<uuid::Uuid>, actor: Option<uuid::Uuid>) {
+    sqlx::query("select set_config('chartroom.practice_id', $1, false), set_config('chartroom.actor_id', $2, false)")
+        .bind(practice.map(|p| p.to_string()).unwrap_or_default())
+        .bind(actor.map(|a| a.to_string()).unwrap_or_default())
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
+/// Every table with a `practice_id` column, from the catalog (a new table is covered
+/// automatically).
+async fn tenant_tables(conn: &mut PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          join pg_attribute a on a.attrelid = c.oid and a.attname = 'practice_id' and not a.attisdropped
+         where n.nspname = 'public' and c.relkind in ('r', 'p') order by 1",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+/// Gives a user every role in its practice so that only tenant isolation (not role scoping)
+/// decides what is visible.
+async fn grant_all_roles(db: &TestDb, w: &World) {
+    let mut su = db.superuser_unsafe().await;
+    for p in [&w.a, &w.b] {
+        sqlx::query("update membership set roles = array['owner','admin','clinician','reception'] where practice_id = $1 and user_id = $2")
+            .bind(p.id)
+            .bind(p.user("owner"))
+            .execute(&mut su)
+            .await
+            .unwrap();
+        sqlx::query("insert into appointment (practice_id, appointment_id, patient_id, clinician_id, starts_at, ends_at, created_at, updated_at) values ($1, gen_random_uuid(), $2, $3, now(), now() + interval '30 minutes', now(), now())")
+            .bind(p.id)
+            .bind(p.patient)
+            .bind(p.user("clinician"))
+            .execute(&mut su)
+            .await
+            .unwrap();
+        // And one clinical note, so every table has rows in both practices.
+        sqlx::query("insert into clinical_note (practice_id, note_id, patient_id, author_id, body, created_at) values ($1, gen_random_uuid(), $2, $3, 'fixture', now())")
+            .bind(p.id)
+            .bind(p.patient)
+            .bind(p.user("clinician"))
+            .execute(&mut su)
+            .await
+            .unwrap();
+    }
+}
+
+// req: AC-05, AU-09
+#[tokio::test]
+async fn rls_enabled_forced_and_tenant_isolated_for_every_tenant_table() {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    grant_all_roles(&db, &w).await;
+    let mut conn = db.runtime_conn().await;
+    let tables = tenant_tables(&mut conn).await;
+    for expected in ["practice", "membership", "patient", "appointment", "clinical_note", "audit_event"] {
+        assert!(tables.iter().any(|t| t == expected), "{expected} missing from {tables:?}");
+    }
+    let (a, b) = (w.a.id.as_uuid(), w.b.id.as_uuid());
+    let a_actor = w.a.user("owner").as_uuid();
+    let mut su = db.superuser_unsafe().await;
+    for table in &tables {
+        let flags: (bool, bool) = sqlx::query_as("select relrowsecurity, relforcerowsecurity from pg_class where relname = $1 and relnamespace = 'public'::regnamespace")
+            .bind(table)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(flags, (true, true), "{table}: RLS must be enabled and forced");
+
+        let b_rows: i64 = sqlx::query_scalar(&format!("select count(*) from {table} where practice_id = $1"))
+            .bind(b)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+        assert!(b_rows > 0, "{table}: fixture must give B rows, or the test proves nothing");
+
+        // No practice set: nothing.
+        set_ctx(&mut conn, None, None).await;
+        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&mut conn).await.unwrap();
+        assert_eq!(n, 0, "{table}: rows visible with no practice set");
+
+        // Practice A set: B invisible to SELECT, UPDATE and DELETE.
+        set_ctx(&mut conn, Some(a), Some(a_actor)).await;
+        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table} where practice_id = $1"))
+            .bind(b)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table}: B rows visible from A");
+        let a_rows: i64 = sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&mut conn).await.unwrap();
+        assert!(a_rows > 0, "{table}: A's own rows must be visible to A's all-roles member");
+
+        let can = |p: &str| format!("select has_table_privilege(current_user, '{table}', '{p}')");
+        if sqlx::query_scalar::<_, bool>(&can("UPDATE")).fetch_one(&mut conn).await.unwrap() {
+            let col = if table == "practice" { "name" } else { "practice_id" };
+            let r = conn
+                .execute(sqlx::query(&format!("update {table} set {col} = {col} where practice_id = $1")).bind(b))
+                .await;
+            match r {
+                Ok(done) => assert_eq!(done.rows_affected(), 0, "{table}: UPDATE reached B rows"),
+                Err(e) => assert_eq!(db_code(&e), "42501", "{table}: {e}"),
+            }
+        }
+        if sqlx::query_scalar::<_, bool>(&can("DELETE")).fetch_one(&mut conn).await.unwrap() {
+            let mut tx = conn.begin().await.unwrap();
+            let done = tx.execute(sqlx::query(&format!("delete from {table} where practice_id = $1")).bind(b)).await.unwrap();
+            assert_eq!(done.rows_affected(), 0, "{table}: DELETE reached B rows");
+            tx.rollback().await.unwrap();
+        }
+
+        // Inserting a row for B fails (a copy of one of B's rows with a fresh key).
+        let row: serde_json::Value = sqlx::query_scalar(&format!("select to_jsonb(t) from {table} t where practice_id = $1 limit 1"))
+            .bind(b)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+        let mut row = row;
+        let fresh_key = match table.as_str() {
+            "patient" => Some("patient_id"),
+            "appointment" => Some("appointment_id"),
+            "clinical_note" => Some("note_id"),
+            "audit_event" => Some("event_id"),
+            _ => None,
+        };
+        if let Some(key) = fresh_key {
+            row[key] = serde_json::Value::String(uuid::Uuid::new_v4().to_string());
+        }
+        let err = sqlx::query(&format!("insert into {table} select * from jsonb_populate_record(null::{table}, $1)"))
+            .bind(&row)
+            .execute(&mut conn)
+            .await
+            .expect_err(&format!("{table}: inserting a row for B from A must fail"));
+        assert_eq!(db_code(&err), "42501", "{table}: {err}");
+    }
+}
+
+fn db_code(e: &sqlx::Error) -> String {
+    e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string()).unwrap_or_default()
+}
+
+// req: AC-05, AU-09
+#[tokio::test]
+async fn runtime_role_catalog_flags() {
+    let db = TestDb::new().await;
+    let mut conn = db.runtime_conn().await;
+    let row = sqlx::query(
+        "select rolsuper, rolbypassrls, rolcreaterole, rolcreatedb,
+                has_database_privilege(current_database(), 'CREATE') as db_create,
+                has_database_privilege(current_database(), 'TEMP') as db_temp,
+                has_schema_privilege('public', 'CREATE') as public_create,
+                (select count(*) from pg_class c where pg_has_role(current_user, c.relowner, 'USAGE')
+                   and c.relnamespace = 'public'::regnamespace) as owned,
+                (select count(*) from pg_class c where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
+                   and has_table_privilege(current_user, c.oid, 'TRUNCATE')) as truncatable
+           from pg_roles where rolname = current_user",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    for col in ["rolsuper", "rolbypassrls", "rolcreaterole", "rolcreatedb", "db_create", "db_temp", "public_create"] {
+        assert!(!row.get::<bool, _>(col), "runtime role has {col}");
+    }
+    assert_eq!(row.get::<i64, _>("owned"), 0);
+    assert_eq!(row.get::<i64, _>("truncatable"), 0);
+    // DDL is refused.
+    for ddl in ["create table x (i int)", "alter table patient add column x int", "drop table patient", "truncate patient"] {
+        assert_eq!(db_code(&conn.execute(ddl).await.unwrap_err()), "42501", "{ddl}");
+    }
+}
+
+// req: AU-09
+#[tokio::test]
+async fn start_up_refuses_an_unsafe_role() {
+    let db = TestDb::new().await;
+    // The owner role owns every table: not acceptable for serving.
+    let err = store::Store::connect_runtime(db.owner_options().await, 1).await.unwrap_err();
+    assert!(err.to_string().contains("owns tables"), "{err}");
+    // The real runtime role passes.
+    store::Store::connect_runtime(db.runtime_options().await, 1).await.unwrap();
+}
+
+// req: AC-08 (admin without clinician sees no PHI), role scoping in the database
+#[tokio::test]
+async fn roles_scope_rows_in_the_database() {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let mut su = db.superuser_unsafe().await;
+    sqlx::query("insert into clinical_note (practice_id, note_id, patient_id, author_id, body, created_at) values ($1, gen_random_uuid(), $2, $3, 'fixture', now())")
+        .bind(w.a.id)
+        .bind(w.a.patient)
+        .bind(w.a.user("clinician"))
+        .execute(&mut su)
+        .await
+        .unwrap();
+    let mut conn = db.runtime_conn().await;
+    let count = async |conn: &mut PgConnection, table: &str| -> i64 {
+        sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(conn).await.unwrap()
+    };
+    let cases: &[(&str, &str, i64)] = &[
+        // (role, table, rows visible)
+        ("reception", "clinical_note", 0),
+        ("reception", "patient", 1),
+        ("clinician", "clinical_note", 1),
+        ("clinician", "patient", 1),
+        ("owner", "clinical_note", 0),
+        ("owner", "patient", 0),
+        ("admin", "patient", 0),
+        ("admin", "membership", 4),
+    ];
+    for (role, table, want) in cases {
+        set_ctx(&mut conn, Some(w.a.id.as_uuid()), Some(w.a.user(role).as_uuid())).await;
+        assert_eq!(count(&mut conn, table).await, *want, "{role} on {table}");
+    }
+    // Reception cannot write a clinical note either.
+    set_ctx(&mut conn, Some(w.a.id.as_uuid()), Some(w.a.user("reception").as_uuid())).await;
+    let err = sqlx::query("insert into clinical_note (practice_id, note_id, patient_id, author_id, body, created_at) values ($1, gen_random_uuid(), $2, $3, 'x', now())")
+        .bind(w.a.id)
+        .bind(w.a.patient)
+        .bind(w.a.user("reception"))
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert_eq!(db_code(&err), "42501");
+    // A removed member loses access at once, in the database.
+    sqlx::query("delete from membership where practice_id = $1 and user_id = $2")
+        .bind(w.a.id)
+        .bind(w.a.user("reception"))
+        .execute(&mut su)
+        .await
+        .unwrap();
+    assert_eq!(count(&mut conn, "patient").await, 0);
+}
