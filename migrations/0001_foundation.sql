@@ -232,6 +232,41 @@ create policy membership_update on membership for update to chartroom_runtime
 create policy membership_delete on membership for delete to chartroom_runtime
     using (practice_id = (select app.practice()) and (select app.actor_roles()) && array['owner', 'admin']);
 
+-- Authenticates a session and enters its user (and, when given, a practice) for the rest of
+-- the transaction, in one round trip. SECURITY INVOKER: every read below goes through the
+-- caller's row-level security. Returns no row when the session is unknown, revoked, idle for
+-- longer than p_idle or past its absolute lifetime; otherwise the user and their roles in
+-- p_practice (null when not a member). Activity is recorded at most every p_touch_after, so
+-- concurrent requests on one session do not queue on its row; the idle timeout therefore
+-- errs early, never late, by at most p_touch_after.
+create function app.enter(p_token bytea, p_practice uuid, p_now timestamptz, p_idle interval, p_touch_after interval)
+    returns table (user_id uuid, roles text[])
+    language plpgsql volatile
+    as $$
+    declare
+        v_user uuid;
+        v_seen timestamptz;
+    begin
+        perform set_config('chartroom.session_hash', encode(p_token, 'hex'), true);
+        select s.user_id, s.last_seen_at into v_user, v_seen
+          from public.session s
+         where s.token_hash = p_token and s.revoked_at is null
+           and s.expires_at > p_now and s.last_seen_at > p_now - p_idle;
+        if v_user is null then
+            return;
+        end if;
+        if p_now - v_seen >= p_touch_after then
+            update public.session s set last_seen_at = p_now
+             where s.token_hash = p_token and s.last_seen_at < p_now;
+        end if;
+        perform set_config('chartroom.actor_id', v_user::text, true);
+        perform set_config('chartroom.practice_id', coalesce(p_practice::text, ''), true);
+        return query
+            select v_user, (select m.roles from public.membership m
+                             where m.practice_id = p_practice and m.user_id = v_user);
+    end
+    $$;
+
 -- Demographics, contact details and scheduling: clinician or reception.
 create policy patient_scheduling on patient for all to chartroom_runtime
     using (practice_id = (select app.practice()) and (select app.actor_roles()) && array['clinician', 'reception'])

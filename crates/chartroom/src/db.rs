@@ -106,6 +106,7 @@ fn cluster_config(g: &Global) -> ClusterConfig {
     cfg
 }
 
+#[allow(clippy::needless_pass_by_value, reason = "used as map_err(explain)")]
 fn explain(e: EmbeddedError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }

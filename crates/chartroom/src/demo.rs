@@ -58,18 +58,11 @@ pub(crate) async fn seed_and_print(owner: &OwnerStore, data_dir: &Path) -> anyho
         f.write_all(serde_json::to_string_pretty(&accounts)?.as_bytes())?;
         accounts
     } else {
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).context("demo credentials file is damaged")?
-            }
-            Err(_) => {
-                println!(
-                    "The demo practices exist, but their credentials file {} is gone.",
-                    path.display()
-                );
-                return Ok(());
-            }
-        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            println!("The demo practices exist, but their credentials file {} is gone.", path.display());
+            return Ok(());
+        };
+        serde_json::from_slice(&bytes).context("demo credentials file is damaged")?
     };
     println!();
     println!("Demo data: two synthetic practices (no real people). Sign in with:");
@@ -148,18 +141,7 @@ async fn seed(owner: &OwnerStore) -> anyhow::Result<Vec<DemoAccount>> {
             .unwrap_or(now)
             + Duration::days(1);
         for i in 0..12 {
-            let p = people.patient();
-            let patient = owner
-                .seed_patient(
-                    practice,
-                    &p.given_name,
-                    &p.family_name,
-                    Some(p.date_of_birth),
-                    Some(&p.phone),
-                    Some(&p.email),
-                    now,
-                )
-                .await?;
+            let patient = owner.seed_patient(practice, &people.patient().into(), now).await?;
             owner
                 .seed_appointment(
                     practice,

@@ -52,8 +52,8 @@ pub fn run(cmd: PerioCommand) -> anyhow::Result<ExitCode> {
         PerioCommand::Eval { files } => {
             let mut totals = Totals::default();
             for file in &files {
-                let contents =
-                    std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+                let contents = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
                 let results = evaluate_jsonl(&contents);
                 for failed in results.iter().filter(|r| !r.passed()) {
                     writeln!(out, "FAIL {}: {failed}", file.display())?;
@@ -61,7 +61,11 @@ pub fn run(cmd: PerioCommand) -> anyhow::Result<ExitCode> {
                 totals.add(&results);
             }
             writeln!(out, "{totals}")?;
-            Ok(if totals.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if totals.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         PerioCommand::Vocabulary => {
             for phrase in perio::lexicon::vocabulary() {

@@ -73,6 +73,7 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         sessions: SessionPolicy {
             idle: chrono::Duration::minutes(i64::from(args.idle_timeout_minutes)),
             absolute: chrono::Duration::hours(i64::from(args.session_lifetime_hours)),
+            ..SessionPolicy::default()
         },
         passwords: server::password::Hasher::new(parallel).map_err(anyhow::Error::msg)?,
         secure_cookies: !args.listen.ip().is_loopback(),

@@ -16,7 +16,7 @@ macro_rules! id_type {
         pub struct $name(Uuid);
 
         impl $name {
-            /// A new, time-ordered (UUIDv7) id: index-friendly and never reused.
+            /// A new, time-ordered (`UUIDv7`) id: index-friendly and never reused.
             #[must_use]
             pub fn new() -> Self {
                 Self(Uuid::now_v7())

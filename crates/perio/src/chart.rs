@@ -61,7 +61,12 @@ pub enum Flag {
 
 impl Flag {
     /// All four flags.
-    pub const ALL: [Self; 4] = [Self::Bleeding, Self::Suppuration, Self::Plaque, Self::Calculus];
+    pub const ALL: [Self; 4] = [
+        Self::Bleeding,
+        Self::Suppuration,
+        Self::Plaque,
+        Self::Calculus,
+    ];
 
     /// Lower-case name.
     #[must_use]
@@ -134,7 +139,10 @@ pub struct Furcation {
     pub glickman_iv: bool,
 }
 
-#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde skip_serializing_if signature")]
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde skip_serializing_if signature"
+)]
 const fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -152,12 +160,16 @@ impl<T: Copy> SiteValues<T> {
 
     /// Sets (or clears) the value at `site`, returning the previous value.
     pub fn set(&mut self, site: Site, value: Option<T>) -> Option<T> {
-        self.0.get_mut(site.index()).and_then(|slot| std::mem::replace(slot, value))
+        self.0
+            .get_mut(site.index())
+            .and_then(|slot| std::mem::replace(slot, value))
     }
 
     /// Recorded values in canonical site order.
     pub fn iter(&self) -> impl Iterator<Item = (Site, T)> + '_ {
-        Site::ALL.into_iter().filter_map(|s| Some((s, self.get(s)?)))
+        Site::ALL
+            .into_iter()
+            .filter_map(|s| Some((s, self.get(s)?)))
     }
 
     /// Whether no site has a value.
@@ -188,7 +200,8 @@ impl<'de, T: Copy + Deserialize<'de>> Deserialize<'de> for SiteValues<T> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = SiteValues([None; 6]);
                 while let Some((key, value)) = map.next_entry::<String, T>()? {
-                    let site = Site::from_name(&key).ok_or_else(|| de::Error::custom(format!("unknown site {key:?}")))?;
+                    let site = Site::from_name(&key)
+                        .ok_or_else(|| de::Error::custom(format!("unknown site {key:?}")))?;
                     out.set(site, Some(value));
                 }
                 Ok(out)
@@ -259,7 +272,8 @@ impl<'de> Deserialize<'de> for SiteSet {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SiteSet, A::Error> {
                 let mut out = SiteSet::default();
                 while let Some(name) = seq.next_element::<String>()? {
-                    let site = Site::from_name(&name).ok_or_else(|| de::Error::custom(format!("unknown site {name:?}")))?;
+                    let site = Site::from_name(&name)
+                        .ok_or_else(|| de::Error::custom(format!("unknown site {name:?}")))?;
                     out.set(site, true);
                 }
                 Ok(out)
@@ -328,7 +342,11 @@ impl ToothRecord {
     /// Whether any measurement or finding is recorded (status aside).
     #[must_use]
     pub fn has_values(&self) -> bool {
-        !Self { status: ToothStatus::Present, ..self.clone() }.is_blank()
+        !Self {
+            status: ToothStatus::Present,
+            ..self.clone()
+        }
+        .is_blank()
     }
 }
 
@@ -363,7 +381,8 @@ impl BopRatio {
     /// The percentage, or `None` when no site was examined.
     #[must_use]
     pub fn percent(self) -> Option<f64> {
-        (self.examined_sites > 0).then(|| 100.0 * f64::from(self.bleeding_sites) / f64::from(self.examined_sites))
+        (self.examined_sites > 0)
+            .then(|| 100.0 * f64::from(self.bleeding_sites) / f64::from(self.examined_sites))
     }
 }
 
@@ -453,7 +472,10 @@ impl Chart {
 
     /// Teeth with anything recorded or a non-present status, in Universal order.
     pub fn records(&self) -> impl Iterator<Item = (Tooth, &ToothRecord)> {
-        self.teeth.iter().filter(|(_, r)| !r.is_blank()).map(|(t, r)| (*t, r))
+        self.teeth
+            .iter()
+            .filter(|(_, r)| !r.is_blank())
+            .map(|(t, r)| (*t, r))
     }
 
     /// CAL = PD + recession (SPEC §1.4), or `None` when either is missing (see
@@ -466,7 +488,10 @@ impl Chart {
     /// Bleeding on probing over examined sites.
     #[must_use]
     pub fn bop(&self) -> BopRatio {
-        let mut ratio = BopRatio { bleeding_sites: 0, examined_sites: 0 };
+        let mut ratio = BopRatio {
+            bleeding_sites: 0,
+            examined_sites: 0,
+        };
         for (_, r) in self.examined() {
             for site in Site::ALL {
                 if r.pd.get(site).is_some() || r.bleeding.contains(site) {
@@ -481,7 +506,10 @@ impl Chart {
     /// Number of sites with PD ≥ `mm` on present and implant teeth.
     #[must_use]
     pub fn sites_with_pd_at_least(&self, mm: u8) -> usize {
-        self.examined().flat_map(|(_, r)| r.pd.iter()).filter(|&(_, v)| v >= mm).count()
+        self.examined()
+            .flat_map(|(_, r)| r.pd.iter())
+            .filter(|&(_, v)| v >= mm)
+            .count()
     }
 
     fn examined(&self) -> impl Iterator<Item = (&Tooth, &ToothRecord)> {
@@ -492,13 +520,17 @@ impl Chart {
     #[must_use]
     pub fn tooth_summary(&self, tooth: Tooth, policy: CalPolicy) -> ToothSummary {
         let r = self.tooth(tooth);
-        let cal: BTreeMap<Site, i16> =
-            Site::ALL.into_iter().filter_map(|s| Some((s, cal_of(r.pd.get(s), r.recession.get(s), policy)?))).collect();
+        let cal: BTreeMap<Site, i16> = Site::ALL
+            .into_iter()
+            .filter_map(|s| Some((s, cal_of(r.pd.get(s), r.recession.get(s), policy)?)))
+            .collect();
         let attached_gingiva = Site::ALL
             .into_iter()
             .filter_map(|s| Some((s, i16::from(r.kg_width.get(s)?) - i16::from(r.pd.get(s)?))))
             .collect();
-        let count = |min: u8| u8::try_from(r.pd.iter().filter(|&(_, v)| v >= min).count()).unwrap_or(u8::MAX);
+        let count = |min: u8| {
+            u8::try_from(r.pd.iter().filter(|&(_, v)| v >= min).count()).unwrap_or(u8::MAX)
+        };
         ToothSummary {
             tooth,
             status: r.status,
@@ -523,7 +555,10 @@ impl Chart {
             bop_percent: bop.percent().map(|p| (p * 10.0).round() / 10.0),
             sites_pd_ge_4: self.sites_with_pd_at_least(4),
             sites_pd_ge_6: self.sites_with_pd_at_least(6),
-            teeth: self.records().map(|(t, _)| self.tooth_summary(t, policy)).collect(),
+            teeth: self
+                .records()
+                .map(|(t, _)| self.tooth_summary(t, policy))
+                .collect(),
         }
     }
 }
@@ -550,17 +585,30 @@ mod tests {
     #[test]
     fn cal_follows_spec_examples() {
         // SPEC §1.4: recession 2 with PD 4 gives CAL 6; recession −2 with PD 4 gives CAL 2.
-        assert_eq!(cal_of(Some(4), Some(2), CalPolicy::RequireRecession), Some(6));
-        assert_eq!(cal_of(Some(4), Some(-2), CalPolicy::RequireRecession), Some(2));
+        assert_eq!(
+            cal_of(Some(4), Some(2), CalPolicy::RequireRecession),
+            Some(6)
+        );
+        assert_eq!(
+            cal_of(Some(4), Some(-2), CalPolicy::RequireRecession),
+            Some(2)
+        );
         assert_eq!(cal_of(Some(4), None, CalPolicy::RequireRecession), None);
-        assert_eq!(cal_of(Some(4), None, CalPolicy::AssumeZeroRecession), Some(4));
+        assert_eq!(
+            cal_of(Some(4), None, CalPolicy::AssumeZeroRecession),
+            Some(4)
+        );
         assert_eq!(cal_of(None, Some(2), CalPolicy::AssumeZeroRecession), None);
     }
 
     #[test]
     fn bop_excludes_missing_and_skipped_teeth() {
         let mut chart = Chart::new();
-        for (tooth, status) in [(2, ToothStatus::Present), (3, ToothStatus::Skipped), (4, ToothStatus::Implant)] {
+        for (tooth, status) in [
+            (2, ToothStatus::Present),
+            (3, ToothStatus::Skipped),
+            (4, ToothStatus::Implant),
+        ] {
             let r = chart.tooth_mut(t(tooth));
             r.status = status;
             for site in Site::ALL {
@@ -569,8 +617,17 @@ mod tests {
             r.bleeding.set(Site::MB, true);
         }
         let bop = chart.bop();
-        assert_eq!(bop, BopRatio { bleeding_sites: 2, examined_sites: 12 });
-        assert_eq!(chart.summary(CalPolicy::RequireRecession).bop_percent, Some(16.7));
+        assert_eq!(
+            bop,
+            BopRatio {
+                bleeding_sites: 2,
+                examined_sites: 12
+            }
+        );
+        assert_eq!(
+            chart.summary(CalPolicy::RequireRecession).bop_percent,
+            Some(16.7)
+        );
         assert_eq!(chart.sites_with_pd_at_least(4), 12);
         assert_eq!(chart.sites_with_pd_at_least(6), 0);
         assert_eq!(Chart::new().bop().percent(), None);
@@ -603,7 +660,9 @@ mod tests {
             r#"{"status":"present","pd":{"DB":3},"recession":{},"kg_width":{},"bleeding":["MB","DB"],"suppuration":[],"plaque":[],"calculus":[]}"#
         );
         assert_eq!(serde_json::from_str::<ToothRecord>(&json).unwrap(), rec);
-        let err = serde_json::from_str::<ToothRecord>(r#"{"pd":{"XB":3}}"#).unwrap_err().to_string();
+        let err = serde_json::from_str::<ToothRecord>(r#"{"pd":{"XB":3}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("unknown site \"XB\""), "{err}");
     }
 }

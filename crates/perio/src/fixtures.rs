@@ -84,7 +84,10 @@ pub fn evaluate_jsonl(contents: &str) -> Vec<CaseResult> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, line)| match serde_json::from_str::<Value>(line) {
             Ok(v) => evaluate_case(&v),
-            Err(e) => CaseResult { id: format!("line {}", i + 1), failures: vec![format!("not JSON: {e}")] },
+            Err(e) => CaseResult {
+                id: format!("line {}", i + 1),
+                failures: vec![format!("not JSON: {e}")],
+            },
         })
         .collect()
 }
@@ -97,7 +100,11 @@ pub fn evaluate_case(case: &Value) -> CaseResult {
         Some(v) => v.to_string(),
         None => "?".to_owned(),
     };
-    let failures = if case.get("utterances").is_some() { session_case(case) } else { utterance_case(case) };
+    let failures = if case.get("utterances").is_some() {
+        session_case(case)
+    } else {
+        utterance_case(case)
+    };
     CaseResult { id, failures }
 }
 
@@ -116,9 +123,15 @@ fn utterance_case(case: &Value) -> Vec<String> {
     };
     match case.get("input_form").and_then(Value::as_str) {
         None | Some("lexical" | "display") => {}
-        Some(other) => return vec![format!("input_form {other:?} is neither lexical nor display")],
+        Some(other) => {
+            return vec![format!(
+                "input_form {other:?} is neither lexical nor display"
+            )];
+        }
     }
-    let Some(expect) = case.get("expect") else { return vec!["no expect".to_owned()] };
+    let Some(expect) = case.get("expect") else {
+        return vec!["no expect".to_owned()];
+    };
     let actual = session.apply_final(text).to_json();
     compare_outcome(expect, &actual)
 }
@@ -128,7 +141,14 @@ fn utterance_case(case: &Value) -> Vec<String> {
 pub fn compare_outcome(expect: &Value, actual: &Value) -> Vec<String> {
     let mut out = Vec::new();
     let empty = Value::Array(Vec::new());
-    for key in ["status", "events", "cursor_after", "last_site", "derived", "reverts"] {
+    for key in [
+        "status",
+        "events",
+        "cursor_after",
+        "last_site",
+        "derived",
+        "reverts",
+    ] {
         if let Some(e) = expect.get(key) {
             let a = match key {
                 "events" | "reverts" => actual.get(key).unwrap_or(&empty),
@@ -138,33 +158,57 @@ pub fn compare_outcome(expect: &Value, actual: &Value) -> Vec<String> {
         }
     }
     if let Some(Value::Array(alts)) = expect.get("alternatives") {
-        let actual_alts = actual.get("alternatives").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        let actual_alts = actual
+            .get("alternatives")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
         if alts.len() == actual_alts.len() {
             for (i, (e, a)) in alts.iter().zip(actual_alts).enumerate() {
                 subset_diff(&format!("alternatives[{i}]"), e, a, &mut out);
             }
         } else {
-            out.push(format!("alternatives: expected {} readings, got {}", alts.len(), actual_alts.len()));
+            out.push(format!(
+                "alternatives: expected {} readings, got {}",
+                alts.len(),
+                actual_alts.len()
+            ));
         }
     }
     if let Some(reason) = expect.get("reject").and_then(|r| r.get("reason")) {
-        let got = actual.get("reject").and_then(|r| r.get("reason")).unwrap_or(&Value::Null);
+        let got = actual
+            .get("reject")
+            .and_then(|r| r.get("reason"))
+            .unwrap_or(&Value::Null);
         diff("reject.reason", reason, got, &mut out);
     }
     if let Some(labels) = expect.get("labels") {
-        subset_diff("labels", labels, actual.get("labels").unwrap_or(&Value::Null), &mut out);
+        subset_diff(
+            "labels",
+            labels,
+            actual.get("labels").unwrap_or(&Value::Null),
+            &mut out,
+        );
     }
     if let Some(Value::Array(want)) = expect.get("warnings") {
-        let want: BTreeSet<String> = want.iter().map(|w| w.as_str().map_or_else(|| w.to_string(), str::to_owned)).collect();
+        let want: BTreeSet<String> = want
+            .iter()
+            .map(|w| w.as_str().map_or_else(|| w.to_string(), str::to_owned))
+            .collect();
         let got: BTreeSet<String> = actual
             .get("warnings")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|w| w.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|w| w.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         if want != got {
             let missing: Vec<&String> = want.difference(&got).collect();
             let extra: Vec<&String> = got.difference(&want).collect();
-            out.push(format!("warnings: missing {missing:?}, unexpected {extra:?}"));
+            out.push(format!(
+                "warnings: missing {missing:?}, unexpected {extra:?}"
+            ));
         }
     }
     out
@@ -175,11 +219,21 @@ fn session_case(case: &Value) -> Vec<String> {
         Ok(s) => s,
         Err(e) => return vec![e],
     };
-    let utterances = case.get("utterances").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-    let statuses = case.get("expect_statuses").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let utterances = case
+        .get("utterances")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let statuses = case
+        .get("expect_statuses")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
     let mut out = Vec::new();
     if utterances.len() != statuses.len() {
-        out.push(format!("{} utterances but {} expect_statuses", utterances.len(), statuses.len()));
+        out.push(format!(
+            "{} utterances but {} expect_statuses",
+            utterances.len(),
+            statuses.len()
+        ));
     }
     for (i, u) in utterances.iter().enumerate() {
         let Some(text) = u.as_str() else {
@@ -192,7 +246,9 @@ fn session_case(case: &Value) -> Vec<String> {
         }
         let got = serde_json::to_value(outcome.status).unwrap_or(Value::Null);
         if let Some(want) = statuses.get(i).filter(|w| **w != got) {
-            out.push(format!("utterances[{i}] {text:?}: status expected {want}, got {got}"));
+            out.push(format!(
+                "utterances[{i}] {text:?}: status expected {want}, got {got}"
+            ));
         }
     }
     match case.get("expect_chart") {
@@ -207,7 +263,12 @@ fn subset_diff(path: &str, expect: &Value, actual: &Value, out: &mut Vec<String>
     match (expect, actual) {
         (Value::Object(e), Value::Object(a)) => {
             for (k, ev) in e {
-                subset_diff(&format!("{path}.{k}"), ev, a.get(k).unwrap_or(&Value::Null), out);
+                subset_diff(
+                    &format!("{path}.{k}"),
+                    ev,
+                    a.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         _ => diff(path, expect, actual, out),
@@ -266,14 +327,31 @@ mod tests {
     #[test]
     fn readable_diffs() {
         let mut out = Vec::new();
-        diff("events", &json!([{"type": "pd", "mm": 3}, {"type": "pd"}]), &json!([{"type": "pd", "mm": 4}]), &mut out);
-        assert_eq!(out, vec![r#"events[0].mm: expected 3, got 4"#, r#"events: missing {"type":"pd"}"#]);
+        diff(
+            "events",
+            &json!([{"type": "pd", "mm": 3}, {"type": "pd"}]),
+            &json!([{"type": "pd", "mm": 4}]),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![
+                "events[0].mm: expected 3, got 4",
+                r#"events: missing {"type":"pd"}"#
+            ]
+        );
     }
 
     #[test]
     fn warnings_compare_as_sets() {
         let expect = json!({"status": "ok", "warnings": ["a", "b"]});
-        assert!(compare_outcome(&expect, &json!({"status": "ok", "warnings": ["b", "a", "a"]})).is_empty());
+        assert!(
+            compare_outcome(
+                &expect,
+                &json!({"status": "ok", "warnings": ["b", "a", "a"]})
+            )
+            .is_empty()
+        );
         assert_eq!(
             compare_outcome(&expect, &json!({"status": "ok", "warnings": ["a", "c"]})),
             vec![r#"warnings: missing ["b"], unexpected ["c"]"#]
@@ -282,9 +360,15 @@ mod tests {
 
     #[test]
     fn malformed_lines_fail_with_a_reason() {
-        let r = evaluate_jsonl("{\"id\": 1, \"utterance\": \"three\", \"ctx\": {\"numbering\": \"roman\"}, \"expect\": {}}\nnot json\n");
+        let r = evaluate_jsonl(
+            "{\"id\": 1, \"utterance\": \"three\", \"ctx\": {\"numbering\": \"roman\"}, \"expect\": {}}\nnot json\n",
+        );
         assert_eq!(r.len(), 2);
-        assert!(r[0].failures[0].starts_with("ctx: invalid session context: unknown variant `roman`"), "{:?}", r[0]);
+        assert!(
+            r[0].failures[0].starts_with("ctx: invalid session context: unknown variant `roman`"),
+            "{:?}",
+            r[0]
+        );
         assert!(r[1].failures[0].starts_with("not JSON"), "{:?}", r[1]);
     }
 }

@@ -198,7 +198,9 @@ impl Entry {
     /// Whether the entry is exported as a recognizer hint.
     #[must_use]
     pub fn is_hint(&self) -> bool {
-        self.roles.iter().any(|r| !matches!(r, Role::Homophone(_) | Role::Filler))
+        self.roles
+            .iter()
+            .any(|r| !matches!(r, Role::Homophone(_) | Role::Filler))
     }
 
     /// The first role matching `f`.
@@ -242,7 +244,7 @@ const TEENS: &[(&str, u8)] = &[
     ("nineteen", 19),
 ];
 
-/// The VoicePerio homophone table (rules H1–H4).
+/// The homophone table of the `VoicePerio` prior art (rules H1–H4).
 const HOMOPHONES: &[(&str, u8)] = &[
     ("to", 2),
     ("too", 2),
@@ -360,8 +362,11 @@ const UNDO: &[(&str, UndoScope)] = &[
     ("delete last", UndoScope::LastValue),
 ];
 
-const STATUS: &[(&str, ToothStatus)] =
-    &[("missing", ToothStatus::Missing), ("implant", ToothStatus::Implant), ("skipped", ToothStatus::Skipped)];
+const STATUS: &[(&str, ToothStatus)] = &[
+    ("missing", ToothStatus::Missing),
+    ("implant", ToothStatus::Implant),
+    ("skipped", ToothStatus::Skipped),
+];
 
 /// Keywords with a single fixed role.
 const KEYWORDS: &[(&str, Role)] = &[
@@ -456,8 +461,10 @@ const KEYWORDS: &[(&str, Role)] = &[
 ];
 
 /// "no" plays three parts; "i" is a letter and a roman numeral.
-const MULTI: &[(&str, &[Role])] =
-    &[("no", &[Role::Repair, Role::FlagRemove, Role::Cancel]), ("i", &[Role::Letter('i'), Role::Roman(1)])];
+const MULTI: &[(&str, &[Role])] = &[
+    ("no", &[Role::Repair, Role::FlagRemove, Role::Cancel]),
+    ("i", &[Role::Letter('i'), Role::Roman(1)]),
+];
 
 /// The built lexicon: entries in table order plus an index by phrase.
 #[derive(Debug)]
@@ -469,7 +476,11 @@ pub struct Lexicon {
 
 impl Lexicon {
     fn build() -> Self {
-        let mut lex = Self { entries: Vec::new(), index: HashMap::new(), max_words: 1 };
+        let mut lex = Self {
+            entries: Vec::new(),
+            index: HashMap::new(),
+            max_words: 1,
+        };
         for &(p, v) in DIGITS {
             lex.add(p, Role::Digit(v));
         }
@@ -496,7 +507,10 @@ impl Lexicon {
         for &(prefix, part) in SITE_PREFIXES {
             for (words, surface) in [(FACIAL_WORDS, Surface::F), (LINGUAL_WORDS, Surface::L)] {
                 for w in words {
-                    lex.add(&format!("{prefix} {w}"), Role::Site(Site::new(surface, part)));
+                    lex.add(
+                        &format!("{prefix} {w}"),
+                        Role::Site(Site::new(surface, part)),
+                    );
                 }
             }
         }
@@ -537,15 +551,18 @@ impl Lexicon {
     fn add(&mut self, phrase: &str, role: Role) {
         self.max_words = self.max_words.max(phrase.split(' ').count());
         if let Some(&i) = self.index.get(phrase) {
-            if let Some(e) = self.entries.get_mut(i) {
-                if !e.roles.contains(&role) {
-                    e.roles.push(role);
-                }
+            if let Some(e) = self.entries.get_mut(i)
+                && !e.roles.contains(&role)
+            {
+                e.roles.push(role);
             }
             return;
         }
         self.index.insert(phrase.to_owned(), self.entries.len());
-        self.entries.push(Entry { phrase: phrase.to_owned(), roles: vec![role] });
+        self.entries.push(Entry {
+            phrase: phrase.to_owned(),
+            roles: vec![role],
+        });
     }
 
     /// The entry for an exact phrase (lower case, single spaces).
@@ -588,7 +605,11 @@ pub fn lexicon() -> &'static Lexicon {
 /// table order. `chartroom perio vocabulary` prints it one phrase per line.
 #[must_use]
 pub fn vocabulary() -> Vec<&'static str> {
-    lexicon().entries().filter(|e| e.is_hint()).map(|e| e.phrase.as_str()).collect()
+    lexicon()
+        .entries()
+        .filter(|e| e.is_hint())
+        .map(|e| e.phrase.as_str())
+        .collect()
 }
 
 #[cfg(test)]
@@ -598,11 +619,26 @@ mod tests {
     #[test]
     fn multi_role_words() {
         let lex = lexicon();
-        assert_eq!(lex.get("no").unwrap().roles, vec![Role::Repair, Role::FlagRemove, Role::Cancel]);
-        assert_eq!(lex.get("to").unwrap().roles, vec![Role::Homophone(2), Role::To]);
-        assert_eq!(lex.get("recession").unwrap().roles, vec![Role::ModeName(Mode::Gm), Role::Spot(Mode::Gm)]);
-        assert_eq!(lex.get("mesial buccal").unwrap().roles, vec![Role::Site(Site::MB)]);
-        assert_eq!(lex.get("distal palatal").unwrap().roles, vec![Role::Site(Site::DL)]);
+        assert_eq!(
+            lex.get("no").unwrap().roles,
+            vec![Role::Repair, Role::FlagRemove, Role::Cancel]
+        );
+        assert_eq!(
+            lex.get("to").unwrap().roles,
+            vec![Role::Homophone(2), Role::To]
+        );
+        assert_eq!(
+            lex.get("recession").unwrap().roles,
+            vec![Role::ModeName(Mode::Gm), Role::Spot(Mode::Gm)]
+        );
+        assert_eq!(
+            lex.get("mesial buccal").unwrap().roles,
+            vec![Role::Site(Site::MB)]
+        );
+        assert_eq!(
+            lex.get("distal palatal").unwrap().roles,
+            vec![Role::Site(Site::DL)]
+        );
         assert_eq!(lex.max_words(), 3);
     }
 
@@ -612,7 +648,14 @@ mod tests {
         for absent in ["for", "tree", "um", "sex", "niner"] {
             assert!(!vocab.contains(&absent), "{absent}");
         }
-        for present in ["to", "three", "mesial buccal", "scratch that", "b o p", "through and through"] {
+        for present in [
+            "to",
+            "three",
+            "mesial buccal",
+            "scratch that",
+            "b o p",
+            "through and through",
+        ] {
             assert!(vocab.contains(&present), "{present}");
         }
     }
@@ -623,7 +666,9 @@ mod tests {
         for weak in ["for", "to", "and", "on", "no", "yes", "um", "a", "go"] {
             assert!(!lex.get(weak).unwrap().is_core(), "{weak}");
         }
-        for core in ["bleeding", "three", "tooth", "missing", "pause", "next", "skip"] {
+        for core in [
+            "bleeding", "three", "tooth", "missing", "pause", "next", "skip",
+        ] {
             assert!(lex.get(core).unwrap().is_core(), "{core}");
         }
     }

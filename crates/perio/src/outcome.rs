@@ -170,7 +170,11 @@ impl Event {
     /// A cursor event for `cursor`.
     #[must_use]
     pub const fn cursor(cursor: Cursor) -> Self {
-        Self::Cursor { tooth: cursor.tooth, surface: cursor.surface(), site: cursor.site }
+        Self::Cursor {
+            tooth: cursor.tooth,
+            surface: cursor.surface(),
+            site: cursor.site,
+        }
     }
 
     /// The tooth the event is about, if any.
@@ -192,16 +196,22 @@ impl Event {
     /// Whether the event writes a site value (what Backspace takes back).
     #[must_use]
     pub const fn is_value(&self) -> bool {
-        matches!(self, Self::Pd { .. } | Self::Recession { .. } | Self::KgWidth { .. })
+        matches!(
+            self,
+            Self::Pd { .. } | Self::Recession { .. } | Self::KgWidth { .. }
+        )
     }
 
     /// The (tooth, site) a value event writes.
     #[must_use]
     pub const fn value_site(&self) -> Option<SiteRef> {
         match self {
-            Self::Pd { tooth, site, .. } | Self::Recession { tooth, site, .. } | Self::KgWidth { tooth, site, .. } => {
-                Some(SiteRef { tooth: *tooth, site: *site })
-            }
+            Self::Pd { tooth, site, .. }
+            | Self::Recession { tooth, site, .. }
+            | Self::KgWidth { tooth, site, .. } => Some(SiteRef {
+                tooth: *tooth,
+                site: *site,
+            }),
             _ => None,
         }
     }
@@ -212,22 +222,57 @@ impl Event {
         let label = |t: &Tooth| t.label(numbering);
         match self {
             Self::Pd { tooth, site, mm } => format!("{} {site} depth {mm}", label(tooth)),
-            Self::Recession { tooth, site, mm } => format!("{} {site} recession {mm}", label(tooth)),
-            Self::KgWidth { tooth, site, mm } => format!("{} {site} keratinized {mm}", label(tooth)),
-            Self::Flag { tooth, site, flag, on } => {
-                format!("{} {site} {}{}", label(tooth), if *on { "" } else { "no " }, flag.name())
+            Self::Recession { tooth, site, mm } => {
+                format!("{} {site} recession {mm}", label(tooth))
+            }
+            Self::KgWidth { tooth, site, mm } => {
+                format!("{} {site} keratinized {mm}", label(tooth))
+            }
+            Self::Flag {
+                tooth,
+                site,
+                flag,
+                on,
+            } => {
+                format!(
+                    "{} {site} {}{}",
+                    label(tooth),
+                    if *on { "" } else { "no " },
+                    flag.name()
+                )
             }
             Self::Mobility { tooth, grade, note } => {
-                format!("{} mobility {grade}{}", label(tooth), note.as_deref().unwrap_or(""))
+                format!(
+                    "{} mobility {grade}{}",
+                    label(tooth),
+                    note.as_deref().unwrap_or("")
+                )
             }
-            Self::Furcation { tooth, entrance, grade, .. } => {
-                format!("{} furcation {} grade {grade}", label(tooth), entrance.name())
+            Self::Furcation {
+                tooth,
+                entrance,
+                grade,
+                ..
+            } => {
+                format!(
+                    "{} furcation {} grade {grade}",
+                    label(tooth),
+                    entrance.name()
+                )
             }
             Self::ToothStatus { tooth, status } => format!("{} {}", label(tooth), status.name()),
-            Self::Cursor { tooth, surface, site } => format!("at {} {} {site}", label(tooth), surface.name()),
+            Self::Cursor {
+                tooth,
+                surface,
+                site,
+            } => format!("at {} {} {site}", label(tooth), surface.name()),
             Self::Mode { mode } => format!("mode {}", mode.name()),
-            Self::Undo { scope: UndoScope::LastFinal } => "undo".to_owned(),
-            Self::Undo { scope: UndoScope::LastValue } => "backspace".to_owned(),
+            Self::Undo {
+                scope: UndoScope::LastFinal,
+            } => "undo".to_owned(),
+            Self::Undo {
+                scope: UndoScope::LastValue,
+            } => "backspace".to_owned(),
             Self::Session { action } => format!("{action:?}").to_lowercase(),
         }
     }
@@ -335,7 +380,10 @@ pub struct Reject {
 impl Reject {
     /// A reject for `reason` about `heard`.
     pub fn new(reason: RejectReason, heard: impl Into<String>) -> Self {
-        Self { reason, heard: heard.into() }
+        Self {
+            reason,
+            heard: heard.into(),
+        }
     }
 }
 
@@ -553,13 +601,41 @@ mod tests {
     #[test]
     fn warning_strings() {
         let cases: &[(Warning, &str)] = &[
-            (Warning::Homophone { word: "for".into(), value: 4 }, "homophone:for->4"),
-            (Warning::DigitStringSplit { text: "323".into() }, "digit_string_split:323->3,2,3"),
-            (Warning::DepthOverLimit { limit: 12, mm: 14 }, "depth_over_12:14"),
-            (Warning::Repair { slot: "tooth ", from: "14".into(), to: "15".into() }, "repair:tooth 14->15"),
-            (Warning::ItnClock { clock: "2:30".into(), number: 30 }, "itn_clock:2:30->tooth 30"),
             (
-                Warning::AmbiguousToothNumber { tens: "twenty".into(), unit: "three".into() },
+                Warning::Homophone {
+                    word: "for".into(),
+                    value: 4,
+                },
+                "homophone:for->4",
+            ),
+            (
+                Warning::DigitStringSplit { text: "323".into() },
+                "digit_string_split:323->3,2,3",
+            ),
+            (
+                Warning::DepthOverLimit { limit: 12, mm: 14 },
+                "depth_over_12:14",
+            ),
+            (
+                Warning::Repair {
+                    slot: "tooth ",
+                    from: "14".into(),
+                    to: "15".into(),
+                },
+                "repair:tooth 14->15",
+            ),
+            (
+                Warning::ItnClock {
+                    clock: "2:30".into(),
+                    number: 30,
+                },
+                "itn_clock:2:30->tooth 30",
+            ),
+            (
+                Warning::AmbiguousToothNumber {
+                    tens: "twenty".into(),
+                    unit: "three".into(),
+                },
                 "ambiguous_tooth_number:twenty three|twenty + three",
             ),
         ];
@@ -570,11 +646,34 @@ mod tests {
 
     #[test]
     fn event_json() {
-        let e = Event::Pd { tooth: Tooth::new(3).unwrap(), site: Site::DB, mm: 3 };
-        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"type":"pd","tooth":3,"site":"DB","mm":3}"#);
-        let f = Event::Furcation { tooth: Tooth::new(3).unwrap(), entrance: Entrance::B, grade: 2, glickman_iv: false };
-        assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"type":"furcation","tooth":3,"entrance":"B","grade":2}"#);
-        let back: Event = serde_json::from_str(r#"{"type":"tooth_status","tooth":1,"status":"missing"}"#).unwrap();
-        assert_eq!(back, Event::ToothStatus { tooth: Tooth::new(1).unwrap(), status: ToothStatus::Missing });
+        let e = Event::Pd {
+            tooth: Tooth::new(3).unwrap(),
+            site: Site::DB,
+            mm: 3,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"type":"pd","tooth":3,"site":"DB","mm":3}"#
+        );
+        let f = Event::Furcation {
+            tooth: Tooth::new(3).unwrap(),
+            entrance: Entrance::B,
+            grade: 2,
+            glickman_iv: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            r#"{"type":"furcation","tooth":3,"entrance":"B","grade":2}"#
+        );
+        let back: Event =
+            serde_json::from_str(r#"{"type":"tooth_status","tooth":1,"status":"missing"}"#)
+                .unwrap();
+        assert_eq!(
+            back,
+            Event::ToothStatus {
+                tooth: Tooth::new(1).unwrap(),
+                status: ToothStatus::Missing
+            }
+        );
     }
 }

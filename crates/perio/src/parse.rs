@@ -35,7 +35,11 @@ pub struct ParseSettings {
 
 impl Default for ParseSettings {
     fn default() -> Self {
-        Self { numbering: Numbering::Universal, homophones: true, flag_prefix_required: false }
+        Self {
+            numbering: Numbering::Universal,
+            homophones: true,
+            flag_prefix_required: false,
+        }
     }
 }
 
@@ -167,7 +171,12 @@ pub enum Clause {
     /// A session command.
     Session(SessionAction),
     /// Undo / backspace.
-    Undo(UndoScope),
+    Undo {
+        /// What to revert.
+        scope: UndoScope,
+        /// Words heard.
+        heard: String,
+    },
     /// A mode switch with optional tooth and values.
     Mode {
         /// The mode.
@@ -317,7 +326,10 @@ pub struct Parse {
 #[must_use]
 pub fn parse(text: &str, settings: ParseSettings) -> Parse {
     match tokenize(text) {
-        Err(reject) => Parse { verdict: Verdict::Rejected(reject), fillers: Vec::new() },
+        Err(reject) => Parse {
+            verdict: Verdict::Rejected(reject),
+            fillers: Vec::new(),
+        },
         Ok(tokens) => parse_tokens(&tokens, settings),
     }
 }
@@ -327,7 +339,10 @@ pub fn parse(text: &str, settings: ParseSettings) -> Parse {
 pub fn parse_tokens(tokens: &Tokens, settings: ParseSettings) -> Parse {
     let toks: Vec<&Token> = tokens.tokens.iter().collect();
     let verdict = verdict(&toks, settings);
-    Parse { verdict, fillers: tokens.fillers.clone() }
+    Parse {
+        verdict,
+        fillers: tokens.fillers.clone(),
+    }
 }
 
 fn verdict(toks: &[&Token], settings: ParseSettings) -> Verdict {
@@ -343,11 +358,14 @@ fn verdict(toks: &[&Token], settings: ParseSettings) -> Verdict {
         return Verdict::Rejected(Reject::new(RejectReason::OutOfVocabulary, t.text.clone()));
     }
     if let Some(t) = toks.iter().find(|t| t.kind == Kind::Decimal) {
-        let reason =
-            if t.text.contains(':') { RejectReason::AmbiguousNumeral } else { RejectReason::ConcatenatedNumber };
+        let reason = if t.text.contains(':') {
+            RejectReason::AmbiguousNumeral
+        } else {
+            RejectReason::ConcatenatedNumber
+        };
         return Verdict::Rejected(Reject::new(reason, t.text.clone()));
     }
-    match readings(toks, settings) {
+    match readings(toks, settings, &hom_ok) {
         Ok(r) => Verdict::Readings(r),
         Err(e) => Verdict::Rejected(e),
     }
@@ -359,10 +377,18 @@ fn prompt_answer(toks: &[&Token]) -> Option<PromptAnswer> {
         [t] if t.is(|r| r == Role::Confirm) => Some(PromptAnswer::Confirm),
         [t] if t.is(|r| r == Role::Cancel) => Some(PromptAnswer::Decline),
         [o, n] if o.is(|r| r == Role::Option) => {
-            let k = n.role(|r| if let Role::Digit(d) = r { Some(d) } else { None }).or(match n.kind {
-                Kind::Numeral { value, len: 1, .. } => u8::try_from(value).ok(),
-                _ => None,
-            })?;
+            let k = n
+                .role(|r| {
+                    if let Role::Digit(d) = r {
+                        Some(d)
+                    } else {
+                        None
+                    }
+                })
+                .or(match n.kind {
+                    Kind::Numeral { value, len: 1, .. } => u8::try_from(value).ok(),
+                    _ => None,
+                })?;
             (k >= 1).then_some(PromptAnswer::Option(k))
         }
         _ => None,
@@ -375,10 +401,14 @@ fn homophone_spans(toks: &[&Token], settings: ParseSettings) -> Vec<bool> {
     if !settings.homophones {
         return ok;
     }
-    let is_hom = |i: usize| toks.get(i).is_some_and(|t| t.is(|r| matches!(r, Role::Homophone(_))));
+    let is_hom = |i: usize| {
+        toks.get(i)
+            .is_some_and(|t| t.is(|r| matches!(r, Role::Homophone(_))))
+    };
     let genuine = |i: usize| {
         toks.get(i).is_some_and(|t| {
-            matches!(t.kind, Kind::Numeral { hash: false, .. }) || t.is(|r| matches!(r, Role::Digit(_) | Role::Teen(_)))
+            matches!(t.kind, Kind::Numeral { hash: false, .. })
+                || t.is(|r| matches!(r, Role::Digit(_) | Role::Teen(_)))
         })
     };
     // H3: "to", "too", "for" keep their function meaning after a navigation verb and
@@ -386,8 +416,12 @@ fn homophone_spans(toks: &[&Token], settings: ParseSettings) -> Vec<bool> {
     let command_slot = |i: usize| {
         let word = toks.get(i).map_or("", |t| t.text.as_str());
         matches!(word, "to" | "too" | "for")
-            && (toks.get(i + 1).is_some_and(|t| t.is(|r| matches!(r, Role::ToothWord | Role::NumberWord)))
-                || i.checked_sub(1).and_then(|p| toks.get(p)).is_some_and(|t| t.is(|r| r == Role::NavHead)))
+            && (toks
+                .get(i + 1)
+                .is_some_and(|t| t.is(|r| matches!(r, Role::ToothWord | Role::NumberWord)))
+                || i.checked_sub(1)
+                    .and_then(|p| toks.get(p))
+                    .is_some_and(|t| t.is(|r| r == Role::NavHead)))
     };
     let capable = |i: usize| genuine(i) || (is_hom(i) && !command_slot(i));
     let mut i = 0;
@@ -401,7 +435,7 @@ fn homophone_spans(toks: &[&Token], settings: ParseSettings) -> Vec<bool> {
             i += 1;
         }
         let len = i - start;
-        let span_ok = (start..i).any(genuine) || len % 3 == 0;
+        let span_ok = (start..i).any(genuine) || len.is_multiple_of(3);
         for (k, slot) in ok.iter_mut().enumerate().take(i).skip(start) {
             *slot = span_ok && is_hom(k);
         }
@@ -409,8 +443,7 @@ fn homophone_spans(toks: &[&Token], settings: ParseSettings) -> Vec<bool> {
     ok
 }
 
-fn readings(toks: &[&Token], settings: ParseSettings) -> Result<Vec<Reading>, Reject> {
-    let hom_ok = homophone_spans(toks, settings);
+fn readings(toks: &[&Token], settings: ParseSettings, hom_ok: &[bool]) -> Result<Vec<Reading>, Reject> {
     let mut found: Vec<Reading> = Vec::new();
     let mut first_err = None;
     let mut stack: Vec<Vec<bool>> = vec![Vec::new()];
@@ -424,7 +457,7 @@ fn readings(toks: &[&Token], settings: ParseSettings) -> Result<Vec<Reading>, Re
             toks,
             pos: 0,
             settings,
-            hom_ok: &hom_ok,
+            hom_ok,
             prefix: &prefix,
             taken: Vec::new(),
             warnings: Vec::new(),
@@ -447,10 +480,10 @@ fn readings(toks: &[&Token], settings: ParseSettings) -> Result<Vec<Reading>, Re
         return Err(first_err.unwrap_or_else(|| Reject::new(RejectReason::Incomplete, "")));
     };
     found.retain(|r| r.ends == base);
-    if found.len() == 1 {
-        if let Some(r) = found.first_mut() {
-            r.ambiguity.clear();
-        }
+    if found.len() == 1
+        && let Some(r) = found.first_mut()
+    {
+        r.ambiguity.clear();
     }
     Ok(found)
 }
@@ -475,7 +508,11 @@ struct Parser<'a> {
 type Res<T> = Result<T, Reject>;
 
 fn digit(r: Role) -> Option<u8> {
-    if let Role::Digit(d) = r { Some(d) } else { None }
+    if let Role::Digit(d) = r {
+        Some(d)
+    } else {
+        None
+    }
 }
 
 impl<'a> Parser<'a> {
@@ -533,7 +570,11 @@ impl<'a> Parser<'a> {
     }
 
     fn snapshot(&self) -> Snapshot {
-        Snapshot { pos: self.pos, warnings: self.warnings.len(), ambiguity: self.ambiguity.len() }
+        Snapshot {
+            pos: self.pos,
+            warnings: self.warnings.len(),
+            ambiguity: self.ambiguity.len(),
+        }
     }
 
     fn restore(&mut self, s: &Snapshot) {
@@ -554,7 +595,8 @@ impl<'a> Parser<'a> {
             Kind::Clock { .. } => true,
             Kind::Word(_) => {
                 t.is(|r| matches!(r, Role::Digit(_) | Role::Teen(_)))
-                    || (self.hom_ok.get(i).copied().unwrap_or(false) && t.is(|r| matches!(r, Role::Homophone(_))))
+                    || (self.hom_ok.get(i).copied().unwrap_or(false)
+                        && t.is(|r| matches!(r, Role::Homophone(_))))
             }
             _ => false,
         })
@@ -562,7 +604,9 @@ impl<'a> Parser<'a> {
 
     fn is_value_start(&self, i: usize) -> bool {
         self.is_value_token(i)
-            || (self.tok(i).is_some_and(|t| t.is(|r| matches!(r, Role::Plus | Role::Coronal | Role::Minus)))
+            || (self
+                .tok(i)
+                .is_some_and(|t| t.is(|r| matches!(r, Role::Plus | Role::Coronal | Role::Minus)))
                 && self.is_value_token(i + 1))
     }
 
@@ -570,7 +614,14 @@ impl<'a> Parser<'a> {
         self.peek().is_some_and(|t| {
             matches!(t.kind, Kind::Numeral { hash: true, .. })
                 || t.is(|r| {
-                    matches!(r, Role::ToothWord | Role::NumberWord | Role::Primary | Role::Arch(_) | Role::PalmerQuadrant(_))
+                    matches!(
+                        r,
+                        Role::ToothWord
+                            | Role::NumberWord
+                            | Role::Primary
+                            | Role::Arch(_)
+                            | Role::PalmerQuadrant(_)
+                    )
                 })
         })
     }
@@ -587,7 +638,7 @@ impl<'a> Parser<'a> {
             }
             let start = self.pos;
             let clause = self.clause()?;
-            if matches!(clause, Clause::Undo(_)) && !clauses.is_empty() {
+            if matches!(clause, Clause::Undo { .. }) && !clauses.is_empty() {
                 // An undo must open the final: "three two three scratch that" is unclear.
                 return self.fail(RejectReason::AmbiguousCommand, start);
             }
@@ -604,7 +655,9 @@ impl<'a> Parser<'a> {
 
     fn clause(&mut self) -> Res<Clause> {
         let start = self.pos;
-        let Some(t) = self.peek() else { return self.fail(RejectReason::Incomplete, start) };
+        let Some(t) = self.peek() else {
+            return self.fail(RejectReason::Incomplete, start);
+        };
         match t.kind {
             Kind::Numeral { hash: true, .. } => return self.tooth_led(),
             Kind::Numeral { .. } | Kind::Clock { .. } => return self.run_clause(),
@@ -613,13 +666,22 @@ impl<'a> Parser<'a> {
             Kind::Oov => return self.fail(RejectReason::OutOfVocabulary, start),
             Kind::Sep => return self.fail(RejectReason::Incomplete, start),
         }
-        if let Some(action) = t.role(|r| if let Role::Session(a) = r { Some(a) } else { None }) {
+        if let Some(action) = t.role(|r| {
+            if let Role::Session(a) = r {
+                Some(a)
+            } else {
+                None
+            }
+        }) {
             self.pos += 1;
             return Ok(Clause::Session(action));
         }
         if let Some(scope) = t.role(|r| if let Role::Undo(u) = r { Some(u) } else { None }) {
             self.pos += 1;
-            return Ok(Clause::Undo(scope));
+            return Ok(Clause::Undo {
+                scope,
+                heard: t.text.clone(),
+            });
         }
         if t.is(|r| matches!(r, Role::Flag(_) | Role::FlagAdd))
             || (t.is(|r| r == Role::FlagRemove) && self.next_is(|r| matches!(r, Role::Flag(_))))
@@ -630,12 +692,18 @@ impl<'a> Parser<'a> {
     }
 
     fn command_clause(&mut self, start: usize) -> Res<Clause> {
-        let Some(t) = self.peek() else { return self.fail(RejectReason::Incomplete, start) };
+        let Some(t) = self.peek() else {
+            return self.fail(RejectReason::Incomplete, start);
+        };
         if t.is(|r| r == Role::NavHead) {
             self.nav()
         } else if t.is(|r| r == Role::Start) {
             self.pos += 1;
-            if self.at(|r| matches!(r, Role::ModeName(_))) { self.mode_clause() } else { self.fail(RejectReason::Incomplete, start) }
+            if self.at(|r| matches!(r, Role::ModeName(_))) {
+                self.mode_clause()
+            } else {
+                self.fail(RejectReason::Incomplete, start)
+            }
         } else if t.is(|r| r == Role::Switch) {
             self.switch()
         } else if t.is(|r| r == Role::Flip) {
@@ -656,7 +724,13 @@ impl<'a> Parser<'a> {
             Ok(Clause::ResumePath)
         } else if t.is(|r| matches!(r, Role::Spot(_) | Role::ModeName(_))) {
             self.spot_or_mode()
-        } else if let Some(s) = t.role(|r| if let Role::Surface(s) = r { Some(s) } else { None }) {
+        } else if let Some(s) = t.role(|r| {
+            if let Role::Surface(s) = r {
+                Some(s)
+            } else {
+                None
+            }
+        }) {
             self.pos += 1;
             Ok(Clause::Switch(Some(s)))
         } else {
@@ -665,26 +739,43 @@ impl<'a> Parser<'a> {
     }
 
     fn attribute_clause(&mut self, start: usize) -> Res<Clause> {
-        let Some(t) = self.peek() else { return self.fail(RejectReason::Incomplete, start) };
+        let Some(t) = self.peek() else {
+            return self.fail(RejectReason::Incomplete, start);
+        };
         if t.is(|r| r == Role::Mobility) {
             self.pos += 1;
             self.mobility(None)
         } else if t.is(|r| matches!(r, Role::Furcation | Role::FullFurcation)) {
             self.furcation()
-        } else if let Some(status) = t.role(|r| if let Role::Status(s) = r { Some(s) } else { None }) {
+        } else if let Some(status) = t.role(|r| {
+            if let Role::Status(s) = r {
+                Some(s)
+            } else {
+                None
+            }
+        }) {
             self.status_first(status)
         } else if t.is(|r| r == Role::Skip) {
             self.pos += 1;
             if self.eat(|r| r == Role::This) && self.eat(|r| r == Role::ToothWord) {
-                Ok(Clause::Status { teeth: None, status: ToothStatus::Skipped })
+                Ok(Clause::Status {
+                    teeth: None,
+                    status: ToothStatus::Skipped,
+                })
             } else {
                 // Rule S1: bare "skip" means three things across vendors.
-                Err(Reject::new(RejectReason::AmbiguousCommand, self.heard_span(start, start + 1)))
+                Err(Reject::new(
+                    RejectReason::AmbiguousCommand,
+                    self.heard_span(start, start + 1),
+                ))
             }
         } else if t.is(|r| r == Role::SkipTooth) {
             self.pos += 1;
             let tooth = self.tooth_id_only(start)?;
-            Ok(Clause::Status { teeth: Some(vec![tooth]), status: ToothStatus::Skipped })
+            Ok(Clause::Status {
+                teeth: Some(vec![tooth]),
+                status: ToothStatus::Skipped,
+            })
         } else if self.at_tooth_marker() {
             self.tooth_led()
         } else if self.is_value_start(self.pos) {
@@ -708,10 +799,21 @@ impl<'a> Parser<'a> {
             plus = true;
         }
         let i = self.pos;
-        let Some(t) = self.peek() else { return self.fail(RejectReason::Incomplete, start) };
+        let Some(t) = self.peek() else {
+            return self.fail(RejectReason::Incomplete, start);
+        };
         let kind = match t.kind {
-            Kind::Numeral { value, len: 1, hash: false } => ValKind::Single(u8::try_from(value).unwrap_or(u8::MAX)),
-            Kind::Numeral { len: 2, hash: false, .. } | Kind::Clock { .. } => {
+            Kind::Numeral {
+                value,
+                len: 1,
+                hash: false,
+            } => ValKind::Single(u8::try_from(value).unwrap_or(u8::MAX)),
+            Kind::Numeral {
+                len: 2,
+                hash: false,
+                ..
+            }
+            | Kind::Clock { .. } => {
                 // Rule N2: "11" may be "eleven" or "one one"; rule N4: stray clock.
                 self.pos += 1;
                 return self.fail(RejectReason::AmbiguousNumeral, i);
@@ -723,10 +825,18 @@ impl<'a> Parser<'a> {
                     _ => None,
                 }) {
                     ValKind::Single(v)
-                } else if let Some(h) = t.role(|r| if let Role::Homophone(h) = r { Some(h) } else { None })
-                    && self.hom_ok.get(i).copied().unwrap_or(false)
+                } else if let Some(h) = t.role(|r| {
+                    if let Role::Homophone(h) = r {
+                        Some(h)
+                    } else {
+                        None
+                    }
+                }) && self.hom_ok.get(i).copied().unwrap_or(false)
                 {
-                    self.warnings.push(Warning::Homophone { word: t.text.clone(), value: h });
+                    self.warnings.push(Warning::Homophone {
+                        word: t.text.clone(),
+                        value: h,
+                    });
                     ValKind::Single(h)
                 } else {
                     self.pos += 1;
@@ -735,7 +845,11 @@ impl<'a> Parser<'a> {
             }
         };
         self.pos += 1;
-        Ok(Val { kind, plus, heard: self.heard(start) })
+        Ok(Val {
+            kind,
+            plus,
+            heard: self.heard(start),
+        })
     }
 
     fn value_run(&mut self) -> Res<Vec<Val>> {
@@ -746,11 +860,18 @@ impl<'a> Parser<'a> {
             self.skip_sep();
             if self.is_value_start(self.pos) {
                 vals.push(self.value()?);
-            } else if !vals.is_empty() && self.at(|r| r == Role::Repair) && self.is_value_start(self.pos + 1) {
+            } else if !vals.is_empty()
+                && self.at(|r| r == Role::Repair)
+                && self.is_value_start(self.pos + 1)
+            {
                 self.pos += 1;
                 let v = self.value()?;
                 if let Some(last) = vals.last_mut() {
-                    self.warnings.push(Warning::Repair { slot: "", from: last.spoken(), to: v.spoken() });
+                    self.warnings.push(Warning::Repair {
+                        slot: "",
+                        from: last.spoken(),
+                        to: v.spoken(),
+                    });
                     *last = v;
                 }
             } else {
@@ -779,7 +900,9 @@ impl<'a> Parser<'a> {
     fn count(&mut self) -> Res<u8> {
         let start = self.pos;
         let n = self.peek().and_then(|t| match t.kind {
-            Kind::Numeral { value, len: 1..=3, .. } => Some(u8::try_from(value).unwrap_or(u8::MAX)),
+            Kind::Numeral {
+                value, len: 1..=3, ..
+            } => Some(u8::try_from(value).unwrap_or(u8::MAX)),
             _ => t.role(|r| match r {
                 Role::Digit(d) | Role::Teen(d) => Some(d),
                 _ => None,
@@ -811,18 +934,29 @@ impl<'a> Parser<'a> {
         let start = self.pos;
         let marked = self.eat(|r| r == Role::ToothWord) | self.eat(|r| r == Role::NumberWord);
         let (tooth, split) = self.tooth_id(start, marked, allow_split)?;
-        Ok((ToothRef { tooth, heard: self.heard(start) }, split))
+        Ok((
+            ToothRef {
+                tooth,
+                heard: self.heard(start),
+            },
+            split,
+        ))
     }
 
     /// A tooth id after an implicit marker ("skip tooth", repairs, list items).
     fn tooth_id_only(&mut self, start: usize) -> Res<ToothRef> {
         let from = self.pos;
         let (tooth, _) = self.tooth_id(start, true, false)?;
-        Ok(ToothRef { tooth, heard: self.heard(from) })
+        Ok(ToothRef {
+            tooth,
+            heard: self.heard(from),
+        })
     }
 
     fn tooth_id(&mut self, start: usize, marked: bool, allow_split: bool) -> Res<(Tooth, bool)> {
-        let Some(t) = self.peek() else { return self.fail(RejectReason::Incomplete, start) };
+        let Some(t) = self.peek() else {
+            return self.fail(RejectReason::Incomplete, start);
+        };
         if t.is(|r| r == Role::Primary) {
             // Primary teeth are not charted in perio (Open Dental: permanent teeth only).
             self.pos += 2;
@@ -847,14 +981,22 @@ impl<'a> Parser<'a> {
     }
 
     fn palmer(&mut self, start: usize) -> Res<Tooth> {
-        let quadrant = if let Some(q) = self.at_role(|r| if let Role::PalmerQuadrant(q) = r { Some(q) } else { None }) {
+        let quadrant = if let Some(q) = self.at_role(|r| {
+            if let Role::PalmerQuadrant(q) = r {
+                Some(q)
+            } else {
+                None
+            }
+        }) {
             self.pos += 1;
             q
         } else {
             let arch = self.at_role(|r| if let Role::Arch(a) = r { Some(a) } else { None });
             self.pos += 1;
             let side = self.at_role(|r| if let Role::Side(s) = r { Some(s) } else { None });
-            let Some(side) = side else { return self.fail(RejectReason::Incomplete, start) };
+            let Some(side) = side else {
+                return self.fail(RejectReason::Incomplete, start);
+            };
             self.pos += 1;
             match (arch, side) {
                 (Some(Arch::Upper), Side::Right) => 1,
@@ -863,7 +1005,9 @@ impl<'a> Parser<'a> {
                 _ => 4,
             }
         };
-        let Some(t) = self.peek() else { return self.fail(RejectReason::Incomplete, start) };
+        let Some(t) = self.peek() else {
+            return self.fail(RejectReason::Incomplete, start);
+        };
         let position = match t.kind {
             Kind::Numeral { value, len: 1, .. } => u8::try_from(value).ok(),
             _ => t.role(digit),
@@ -881,7 +1025,9 @@ impl<'a> Parser<'a> {
     }
 
     fn universal_id(&mut self, start: usize, allow_split: bool) -> Res<(Tooth, bool)> {
-        let Some(t) = self.peek() else { return self.fail(RejectReason::Incomplete, start) };
+        let Some(t) = self.peek() else {
+            return self.fail(RejectReason::Incomplete, start);
+        };
         let number = match t.kind {
             Kind::Numeral { value, .. } => Some(value),
             _ => t.role(|r| match r {
@@ -898,12 +1044,21 @@ impl<'a> Parser<'a> {
         self.pos += 1;
         let mut number = number;
         if let Some(tens) = tens {
-            let unit = self.at_role(digit).filter(|&d| if tens == 20 { (1..=9).contains(&d) } else { (1..=2).contains(&d) });
+            let unit = self.at_role(digit).filter(|&d| {
+                if tens == 20 {
+                    (1..=9).contains(&d)
+                } else {
+                    (1..=2).contains(&d)
+                }
+            });
             if let Some(unit) = unit {
                 let unit_text = self.peek().map(|u| u.text.clone()).unwrap_or_default();
                 if allow_split {
                     // Rule A2: greedy reading first; the split reading is the alternative.
-                    self.ambiguity.push(Warning::AmbiguousToothNumber { tens: tens_text, unit: unit_text });
+                    self.ambiguity.push(Warning::AmbiguousToothNumber {
+                        tens: tens_text,
+                        unit: unit_text,
+                    });
                     if self.choose() {
                         return self.tooth_number(start, u32::from(tens)).map(|t| (t, true));
                     }
@@ -923,13 +1078,19 @@ impl<'a> Parser<'a> {
     }
 
     fn fdi_id(&mut self, start: usize) -> Res<Tooth> {
-        let Some(t) = self.peek() else { return self.fail(RejectReason::Incomplete, start) };
+        let Some(t) = self.peek() else {
+            return self.fail(RejectReason::Incomplete, start);
+        };
         if let Kind::Numeral { value, len, .. } = t.kind {
             self.pos += 1;
             if len == 1 {
                 return self.fail(RejectReason::FdiNeedsTwoDigits, start);
             }
-            return match u8::try_from(value).ok().filter(|_| len == 2).and_then(Tooth::from_fdi) {
+            return match u8::try_from(value)
+                .ok()
+                .filter(|_| len == 2)
+                .and_then(Tooth::from_fdi)
+            {
                 Some(tooth) => Ok(tooth),
                 None => self.fail(RejectReason::BadTooth, start),
             };
@@ -991,20 +1152,30 @@ impl<'a> Parser<'a> {
     fn tooth_list(&mut self) -> Res<Vec<ToothRef>> {
         let (first, _) = self.tooth_ref(false)?;
         let first = self.tooth_repairs(first)?;
-        if self.at(|r| matches!(r, Role::Through | Role::To)) && self.can_start_tooth_id(self.pos + 1) {
+        if self.at(|r| matches!(r, Role::Through | Role::To))
+            && self.can_start_tooth_id(self.pos + 1)
+        {
             let start = self.pos;
             self.pos += 1;
             let last = self.tooth_id_only(start)?;
-            let (lo, hi) = if first.tooth <= last.tooth { (first.tooth, last.tooth) } else { (last.tooth, first.tooth) };
+            let (lo, hi) = if first.tooth <= last.tooth {
+                (first.tooth, last.tooth)
+            } else {
+                (last.tooth, first.tooth)
+            };
             let heard = self.heard_span(start.saturating_sub(1), self.pos);
             return Ok((lo.number()..=hi.number())
                 .filter_map(Tooth::new)
-                .map(|tooth| ToothRef { tooth, heard: heard.clone() })
+                .map(|tooth| ToothRef {
+                    tooth,
+                    heard: heard.clone(),
+                })
                 .collect());
         }
         let mut list = vec![first];
         loop {
-            let sep = self.peek().is_some_and(|t| t.kind == Kind::Sep) || self.at(|r| r == Role::And);
+            let sep =
+                self.peek().is_some_and(|t| t.kind == Kind::Sep) || self.at(|r| r == Role::And);
             if !(sep && self.can_start_tooth_id(self.pos + 1)) {
                 break;
             }
@@ -1019,9 +1190,18 @@ impl<'a> Parser<'a> {
     fn tooth_led(&mut self) -> Res<Clause> {
         let snap = self.snapshot();
         if let Ok(list) = self.tooth_list() {
-            if let Some(status) = self.at_role(|r| if let Role::Status(s) = r { Some(s) } else { None }) {
+            if let Some(status) = self.at_role(|r| {
+                if let Role::Status(s) = r {
+                    Some(s)
+                } else {
+                    None
+                }
+            }) {
                 self.pos += 1;
-                return Ok(Clause::Status { teeth: Some(list), status });
+                return Ok(Clause::Status {
+                    teeth: Some(list),
+                    status,
+                });
             }
             if list.len() == 1 && self.eat(|r| r == Role::Mobility) {
                 return self.mobility(list.into_iter().next());
@@ -1037,23 +1217,50 @@ impl<'a> Parser<'a> {
         let (tooth, split) = self.tooth_ref(true)?;
         if split {
             let values = self.value_run()?;
-            return Ok(Clause::Goto { kind, tooth, surface: None, segments: vec![Segment { site: None, values }] });
+            return Ok(Clause::Goto {
+                kind,
+                tooth,
+                surface: None,
+                segments: vec![Segment { site: None, values }],
+            });
         }
         let tooth = self.tooth_repairs(tooth)?;
         let surface = self.opt_surface();
         let segments = self.segments()?;
-        Ok(Clause::Goto { kind, tooth, surface, segments })
+        Ok(Clause::Goto {
+            kind,
+            tooth,
+            surface,
+            segments,
+        })
     }
 
     fn opt_surface(&mut self) -> Option<Surface> {
-        let mut surface = self.at_role(|r| if let Role::Surface(s) = r { Some(s) } else { None })?;
+        let mut surface = self.at_role(|r| {
+            if let Role::Surface(s) = r {
+                Some(s)
+            } else {
+                None
+            }
+        })?;
         self.pos += 1;
         while self.at(|r| r == Role::Repair)
-            && let Some(new) =
-                self.tok(self.pos + 1).and_then(|t| t.role(|r| if let Role::Surface(s) = r { Some(s) } else { None }))
+            && let Some(new) = self.tok(self.pos + 1).and_then(|t| {
+                t.role(|r| {
+                    if let Role::Surface(s) = r {
+                        Some(s)
+                    } else {
+                        None
+                    }
+                })
+            })
         {
             self.pos += 2;
-            self.warnings.push(Warning::Repair { slot: "surface ", from: surface.to_string(), to: new.to_string() });
+            self.warnings.push(Warning::Repair {
+                slot: "surface ",
+                from: surface.to_string(),
+                to: new.to_string(),
+            });
             surface = new;
         }
         Some(surface)
@@ -1074,9 +1281,16 @@ impl<'a> Parser<'a> {
         while self.at(|r| r == Role::Repair)
             && let Some(new) = self.site_at(self.pos + 1)
         {
-            let to = self.tok(self.pos + 1).map(|t| t.text.clone()).unwrap_or_default();
+            let to = self
+                .tok(self.pos + 1)
+                .map(|t| t.text.clone())
+                .unwrap_or_default();
             self.pos += 2;
-            self.warnings.push(Warning::Repair { slot: "site ", from, to: to.clone() });
+            self.warnings.push(Warning::Repair {
+                slot: "site ",
+                from,
+                to: to.clone(),
+            });
             from = to;
             site = new;
         }
@@ -1087,7 +1301,11 @@ impl<'a> Parser<'a> {
         let mut segments = Vec::new();
         loop {
             let site = self.opt_site();
-            let values = if self.is_value_start(self.pos) { self.value_run()? } else { Vec::new() };
+            let values = if self.is_value_start(self.pos) {
+                self.value_run()?
+            } else {
+                Vec::new()
+            };
             if site.is_none() && values.is_empty() {
                 break;
             }
@@ -1110,7 +1328,11 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             return self.mode_clause();
         }
-        let clock_at = if self.at(|r| r == Role::To) { self.pos + 1 } else { self.pos };
+        let clock_at = if self.at(|r| r == Role::To) {
+            self.pos + 1
+        } else {
+            self.pos
+        };
         if let Some(Kind::Clock { hour, minute }) = self.tok(clock_at).map(|t| t.kind) {
             return self.clock_nav(start, clock_at, hour, minute);
         }
@@ -1135,15 +1357,30 @@ impl<'a> Parser<'a> {
             Numbering::Palmer => None,
         };
         let Some(tooth) = tooth else {
-            let reason = if hour == 2 { RejectReason::BadTooth } else { RejectReason::AmbiguousNumeral };
+            let reason = if hour == 2 {
+                RejectReason::BadTooth
+            } else {
+                RejectReason::AmbiguousNumeral
+            };
             return Err(Reject::new(reason, self.heard_span(clock_at, clock_at + 1)));
         };
         let clock = self.heard_span(clock_at, clock_at + 1);
-        self.warnings.push(Warning::ItnClock { clock, number: minute });
-        let tooth = ToothRef { tooth, heard: self.heard(start) };
+        self.warnings.push(Warning::ItnClock {
+            clock,
+            number: minute,
+        });
+        let tooth = ToothRef {
+            tooth,
+            heard: self.heard(start),
+        };
         let surface = self.opt_surface();
         let segments = self.segments()?;
-        Ok(Clause::Goto { kind: GotoKind::Nav, tooth, surface, segments })
+        Ok(Clause::Goto {
+            kind: GotoKind::Nav,
+            tooth,
+            surface,
+            segments,
+        })
     }
 
     fn select(&mut self) -> Res<Clause> {
@@ -1151,8 +1388,21 @@ impl<'a> Parser<'a> {
         let (tooth, _) = self.tooth_ref(false)?;
         let tooth = self.tooth_repairs(tooth)?;
         let surface = self.opt_surface();
-        let segments = self.opt_site().map(|site| vec![Segment { site: Some(site), values: Vec::new() }]).unwrap_or_default();
-        Ok(Clause::Goto { kind: GotoKind::Select, tooth, surface, segments })
+        let segments = self
+            .opt_site()
+            .map(|site| {
+                vec![Segment {
+                    site: Some(site),
+                    values: Vec::new(),
+                }]
+            })
+            .unwrap_or_default();
+        Ok(Clause::Goto {
+            kind: GotoKind::Select,
+            tooth,
+            surface,
+            segments,
+        })
     }
 
     fn switch(&mut self) -> Res<Clause> {
@@ -1164,7 +1414,13 @@ impl<'a> Parser<'a> {
         if self.at(|r| matches!(r, Role::ModeName(_))) {
             return self.mode_clause();
         }
-        match self.at_role(|r| if let Role::Surface(s) = r { Some(s) } else { None }) {
+        match self.at_role(|r| {
+            if let Role::Surface(s) = r {
+                Some(s)
+            } else {
+                None
+            }
+        }) {
             Some(s) => {
                 self.pos += 1;
                 Ok(Clause::Switch(Some(s)))
@@ -1202,12 +1458,23 @@ impl<'a> Parser<'a> {
             Some(s) => Some(Place::Surface(s)),
             None => self.opt_site().map(Place::Site),
         };
-        Ok(Clause::Spot { mode, value, tooth, place })
+        Ok(Clause::Spot {
+            mode,
+            value,
+            tooth,
+            place,
+        })
     }
 
     fn mode_clause(&mut self) -> Res<Clause> {
         let start = self.pos;
-        let Some(mode) = self.at_role(|r| if let Role::ModeName(m) = r { Some(m) } else { None }) else {
+        let Some(mode) = self.at_role(|r| {
+            if let Role::ModeName(m) = r {
+                Some(m)
+            } else {
+                None
+            }
+        }) else {
             return self.fail(RejectReason::Incomplete, start);
         };
         self.pos += 1;
@@ -1217,8 +1484,16 @@ impl<'a> Parser<'a> {
             let t = if split { t } else { self.tooth_repairs(t)? };
             tooth = Some(t);
         }
-        let values = if self.is_value_start(self.pos) { self.value_run()? } else { Vec::new() };
-        Ok(Clause::Mode { mode, tooth, values })
+        let values = if self.is_value_start(self.pos) {
+            self.value_run()?
+        } else {
+            Vec::new()
+        };
+        Ok(Clause::Mode {
+            mode,
+            tooth,
+            values,
+        })
     }
 
     // ----- status -----
@@ -1233,9 +1508,15 @@ impl<'a> Parser<'a> {
         }
         if self.at_tooth_marker() {
             let list = self.tooth_list()?;
-            return Ok(Clause::Status { teeth: Some(list), status });
+            return Ok(Clause::Status {
+                teeth: Some(list),
+                status,
+            });
         }
-        Ok(Clause::Status { teeth: None, status })
+        Ok(Clause::Status {
+            teeth: None,
+            status,
+        })
     }
 
     // ----- flags -----
@@ -1263,7 +1544,9 @@ impl<'a> Parser<'a> {
         if self.settings.flag_prefix_required && !prefixed {
             return self.fail(RejectReason::AmbiguousCommand, start);
         }
-        if self.at(|r| r == Role::On) && self.next_is(|r| matches!(r, Role::Quadrant | Role::Sextant)) {
+        if self.at(|r| r == Role::On)
+            && self.next_is(|r| matches!(r, Role::Quadrant | Role::Sextant))
+        {
             return self.bulk_flag(start, flags, on);
         }
         let scope1 = self.opt_scope();
@@ -1278,7 +1561,12 @@ impl<'a> Parser<'a> {
             (Some(_), Some(_)) => return self.fail(RejectReason::AmbiguousCommand, start),
             (a, b) => a.or(b),
         };
-        Ok(Clause::Flag { flags, on, scope, tooth })
+        Ok(Clause::Flag {
+            flags,
+            on,
+            scope,
+            tooth,
+        })
     }
 
     fn bulk_flag(&mut self, start: usize, flags: Vec<Flag>, on: bool) -> Res<Clause> {
@@ -1326,13 +1614,19 @@ impl<'a> Parser<'a> {
 
     fn grade(&mut self) -> Res<Grade> {
         let start = self.pos;
-        let Some(mut grade) = self.grade_here() else { return self.fail(RejectReason::Incomplete, start) };
+        let Some(mut grade) = self.grade_here() else {
+            return self.fail(RejectReason::Incomplete, start);
+        };
         self.pos += 1;
         while self.at(|r| r == Role::Repair)
             && let Some(new) = self.grade_at(self.pos + 1)
         {
             self.pos += 2;
-            self.warnings.push(Warning::Repair { slot: "grade ", from: grade.value.to_string(), to: new.value.to_string() });
+            self.warnings.push(Warning::Repair {
+                slot: "grade ",
+                from: grade.value.to_string(),
+                to: new.value.to_string(),
+            });
             grade = new;
         }
         Ok(grade)
@@ -1345,13 +1639,20 @@ impl<'a> Parser<'a> {
     fn grade_at(&self, i: usize) -> Option<Grade> {
         let t = self.tok(i)?;
         let value = match t.kind {
-            Kind::Numeral { value, len: 1, hash: false } => u8::try_from(value).ok(),
+            Kind::Numeral {
+                value,
+                len: 1,
+                hash: false,
+            } => u8::try_from(value).ok(),
             _ => t.role(|r| match r {
                 Role::Digit(d) | Role::Roman(d) | Role::Teen(d) => Some(d),
                 _ => None,
             }),
         }?;
-        Some(Grade { value, heard: t.text.clone() })
+        Some(Grade {
+            value,
+            heard: t.text.clone(),
+        })
     }
 
     fn mobility(&mut self, tooth_first: Option<ToothRef>) -> Res<Clause> {
@@ -1359,22 +1660,32 @@ impl<'a> Parser<'a> {
         let mut grade = None;
         let mut tooth = tooth_first;
         let mut plus = false;
+        let mut on_seen = false;
         loop {
             if grade.is_none() && self.eat(|r| r == Role::GradeKw) {
                 grade = Some(self.grade()?);
-            } else if grade.is_none() && tooth.is_none() && self.grade_here().is_some() {
+            } else if grade.is_none() && !on_seen && self.grade_here().is_some() {
+                // After "on tooth N" a bare number could still belong to the tooth
+                // ("twenty" + "two"): a grade there needs "grade"/"class".
                 grade = Some(self.grade()?);
-            } else if grade.is_some() && !plus && self.at(|r| r == Role::Plus) && !self.is_value_token(self.pos + 1) {
+            } else if grade.is_some()
+                && !plus
+                && self.at(|r| r == Role::Plus)
+                && !self.is_value_token(self.pos + 1)
+            {
                 self.pos += 1;
                 plus = true;
             } else if tooth.is_none() && self.eat(|r| r == Role::On) {
+                on_seen = true;
                 let (t, _) = self.tooth_ref(false)?;
                 tooth = Some(self.tooth_repairs(t)?);
             } else {
                 break;
             }
         }
-        let Some(grade) = grade else { return self.fail(RejectReason::Incomplete, start) };
+        let Some(grade) = grade else {
+            return self.fail(RejectReason::Incomplete, start);
+        };
         if grade.value > 3 {
             // Rule T1: Miller mobility is 0–3.
             return Err(Reject::new(RejectReason::OutOfRange, grade.heard));
@@ -1386,8 +1697,12 @@ impl<'a> Parser<'a> {
         self.at_role(|r| match r {
             Role::Surface(Surface::F) => Some(EntranceSpec::Explicit(Entrance::B)),
             Role::Surface(Surface::L) => Some(EntranceSpec::Explicit(Entrance::L)),
-            Role::Part(Part::Mesial) | Role::Site(Site::ML) => Some(EntranceSpec::Explicit(Entrance::M)),
-            Role::Part(Part::Distal) | Role::Site(Site::DL) => Some(EntranceSpec::Explicit(Entrance::D)),
+            Role::Part(Part::Mesial) | Role::Site(Site::ML) => {
+                Some(EntranceSpec::Explicit(Entrance::M))
+            }
+            Role::Part(Part::Distal) | Role::Site(Site::DL) => {
+                Some(EntranceSpec::Explicit(Entrance::D))
+            }
             Role::Entrance(e) => Some(EntranceSpec::Explicit(e)),
             Role::Site(s) => Some(EntranceSpec::Site(s)),
             _ => None,
@@ -1398,7 +1713,10 @@ impl<'a> Parser<'a> {
         let start = self.pos;
         let full = self.at(|r| r == Role::FullFurcation);
         self.pos += 1;
-        let mut grade = full.then(|| Grade { value: 3, heard: self.heard(start) });
+        let mut grade = full.then(|| Grade {
+            value: 3,
+            heard: self.heard(start),
+        });
         let mut entrance = None;
         let mut tooth = None;
         loop {
@@ -1410,6 +1728,7 @@ impl<'a> Parser<'a> {
             } else if grade.is_none() && self.eat(|r| r == Role::GradeKw) {
                 grade = Some(self.grade()?);
             } else if grade.is_none() && tooth.is_none() && self.grade_here().is_some() {
+                // As for mobility: after "on tooth N" the grade needs "grade"/"class".
                 grade = Some(self.grade()?);
             } else if tooth.is_none() && self.eat(|r| r == Role::On) {
                 let (t, _) = self.tooth_ref(false)?;
@@ -1418,11 +1737,17 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        let Some(grade) = grade else { return self.fail(RejectReason::Incomplete, start) };
+        let Some(grade) = grade else {
+            return self.fail(RejectReason::Incomplete, start);
+        };
         if grade.value > 4 {
             return Err(Reject::new(RejectReason::OutOfRange, grade.heard));
         }
-        Ok(Clause::Furcation { grade, entrance, tooth })
+        Ok(Clause::Furcation {
+            grade,
+            entrance,
+            tooth,
+        })
     }
 }
 
@@ -1446,18 +1771,40 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        assert_eq!(parse("okay open wide for me", ParseSettings::default()).verdict, Verdict::Ignored);
-        assert_eq!(parse("um", ParseSettings::default()).verdict, Verdict::Ignored);
-        assert_eq!(parse("yes", ParseSettings::default()).verdict, Verdict::Prompt(PromptAnswer::Confirm));
-        assert_eq!(parse("no", ParseSettings::default()).verdict, Verdict::Prompt(PromptAnswer::Decline));
-        assert_eq!(parse("option two", ParseSettings::default()).verdict, Verdict::Prompt(PromptAnswer::Option(2)));
+        assert_eq!(
+            parse("okay open wide for me", ParseSettings::default()).verdict,
+            Verdict::Ignored
+        );
+        assert_eq!(
+            parse("um", ParseSettings::default()).verdict,
+            Verdict::Ignored
+        );
+        assert_eq!(
+            parse("yes", ParseSettings::default()).verdict,
+            Verdict::Prompt(PromptAnswer::Confirm)
+        );
+        assert_eq!(
+            parse("no", ParseSettings::default()).verdict,
+            Verdict::Prompt(PromptAnswer::Decline)
+        );
+        assert_eq!(
+            parse("option two", ParseSettings::default()).verdict,
+            Verdict::Prompt(PromptAnswer::Option(2))
+        );
     }
 
     #[test]
     fn rejects_one_line_per_case() {
         let d = ParseSettings::default();
-        let fdi = ParseSettings { numbering: Numbering::Fdi, ..d };
-        let add = ParseSettings { flag_prefix_required: true, ..d };
+        let fdi = ParseSettings {
+            numbering: Numbering::Fdi,
+            ..d
+        };
+        let add = ParseSettings {
+            flag_prefix_required: true,
+            ..d
+        };
+        #[rustfmt::skip]
         let cases: &[(&str, ParseSettings, RejectReason, &str)] = &[
             ("your gums are bleeding a little", d, RejectReason::OutOfVocabulary, "your"),
             ("11", d, RejectReason::AmbiguousNumeral, "11"),
@@ -1491,7 +1838,11 @@ mod tests {
             ("four sorry", d, RejectReason::Incomplete, "sorry"),
         ];
         for (input, settings, reason, heard) in cases {
-            assert_eq!(reject_of(input, *settings), Reject::new(*reason, *heard), "{input}");
+            assert_eq!(
+                reject_of(input, *settings),
+                Reject::new(*reason, *heard),
+                "{input}"
+            );
         }
     }
 
@@ -1501,8 +1852,14 @@ mod tests {
         let toks = tokenize("tree to tree jump to four for tooth three").unwrap();
         let refs: Vec<&Token> = toks.tokens.iter().collect();
         let ok = homophone_spans(&refs, d);
-        assert_eq!(ok, vec![true, true, true, false, false, false, false, false, false]);
-        let off = ParseSettings { homophones: false, ..d };
+        assert_eq!(
+            ok,
+            vec![true, true, true, false, false, false, false, false, false]
+        );
+        let off = ParseSettings {
+            homophones: false,
+            ..d
+        };
         assert!(homophone_spans(&refs, off).iter().all(|b| !b));
     }
 
@@ -1510,7 +1867,10 @@ mod tests {
     fn compound_tooth_alternatives() {
         assert_eq!(readings_of("tooth twenty three two four").len(), 2);
         // The split-off word would start another clause: not an alternative (example #31).
-        assert_eq!(readings_of("mobility class three on tooth twenty four").len(), 1);
+        assert_eq!(
+            readings_of("mobility class three on tooth twenty four").len(),
+            1
+        );
         assert_eq!(readings_of("jump to tooth twenty three facial").len(), 1);
         assert_eq!(readings_of("jump two three").len(), 2);
         assert_eq!(readings_of("jump two").len(), 1);

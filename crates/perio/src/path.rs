@@ -62,7 +62,10 @@ impl Cursor {
 impl Default for Cursor {
     /// SPEC §4.1 `C0`: tooth 1, facial, DB.
     fn default() -> Self {
-        Self { tooth: Tooth::FIRST, site: Site::DB }
+        Self {
+            tooth: Tooth::FIRST,
+            site: Site::DB,
+        }
     }
 }
 
@@ -75,7 +78,12 @@ struct CursorRepr {
 
 impl Serialize for Cursor {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        CursorRepr { tooth: self.tooth, surface: self.surface(), site: self.site }.serialize(s)
+        CursorRepr {
+            tooth: self.tooth,
+            surface: self.surface(),
+            site: self.site,
+        }
+        .serialize(s)
     }
 }
 
@@ -88,7 +96,10 @@ impl<'de> Deserialize<'de> for Cursor {
                 repr.site, repr.surface
             )));
         }
-        Ok(Self { tooth: repr.tooth, site: repr.site })
+        Ok(Self {
+            tooth: repr.tooth,
+            site: repr.site,
+        })
     }
 }
 
@@ -116,15 +127,24 @@ impl Group {
 /// Surface passes as (surface, first tooth, last tooth).
 const fn passes(path: ChartingPath) -> [(Surface, u8, u8); 4] {
     match path {
-        ChartingPath::MaxillaryFirst | ChartingPath::PerTooth => {
-            [(Surface::F, 1, 16), (Surface::L, 16, 1), (Surface::L, 32, 17), (Surface::F, 17, 32)]
-        }
-        ChartingPath::FacialsFirst => {
-            [(Surface::F, 1, 16), (Surface::F, 17, 32), (Surface::L, 32, 17), (Surface::L, 16, 1)]
-        }
-        ChartingPath::ClassicOd => {
-            [(Surface::F, 1, 16), (Surface::L, 16, 1), (Surface::F, 32, 17), (Surface::L, 17, 32)]
-        }
+        ChartingPath::MaxillaryFirst | ChartingPath::PerTooth => [
+            (Surface::F, 1, 16),
+            (Surface::L, 16, 1),
+            (Surface::L, 32, 17),
+            (Surface::F, 17, 32),
+        ],
+        ChartingPath::FacialsFirst => [
+            (Surface::F, 1, 16),
+            (Surface::F, 17, 32),
+            (Surface::L, 32, 17),
+            (Surface::L, 16, 1),
+        ],
+        ChartingPath::ClassicOd => [
+            (Surface::F, 1, 16),
+            (Surface::L, 16, 1),
+            (Surface::F, 32, 17),
+            (Surface::L, 17, 32),
+        ],
     }
 }
 
@@ -172,7 +192,11 @@ impl Route {
             for (slot, part) in sites.iter_mut().skip(3).zip(lingual) {
                 *slot = Site::new(Surface::L, part);
             }
-            return Some(Group { tooth, sites, len: 6 });
+            return Some(Group {
+                tooth,
+                sites,
+                len: 6,
+            });
         }
         let (surface, from, to) = *passes(self.path).get(idx / 16)?;
         let k = u8::try_from(idx % 16).ok()?;
@@ -183,7 +207,11 @@ impl Route {
         for (slot, part) in sites.iter_mut().zip(self.parts(tooth, rtl)) {
             *slot = Site::new(surface, part);
         }
-        Some(Group { tooth, sites, len: 3 })
+        Some(Group {
+            tooth,
+            sites,
+            len: 3,
+        })
     }
 
     fn group_index(self, tooth: Tooth, surface: Surface) -> Option<usize> {
@@ -191,15 +219,23 @@ impl Route {
             return Some(tooth.index());
         }
         let n = tooth.number();
-        passes(self.path).iter().enumerate().find_map(|(p, &(s, from, to))| {
-            let (lo, hi) = if from < to { (from, to) } else { (to, from) };
-            (s == surface && (lo..=hi).contains(&n)).then(|| p * 16 + usize::from(n.abs_diff(from)))
-        })
+        passes(self.path)
+            .iter()
+            .enumerate()
+            .find_map(|(p, &(s, from, to))| {
+                let (lo, hi) = if from < to { (from, to) } else { (to, from) };
+                (s == surface && (lo..=hi).contains(&n))
+                    .then(|| p * 16 + usize::from(n.abs_diff(from)))
+            })
     }
 
     fn locate(self, cursor: Cursor) -> Option<(usize, usize)> {
         let g = self.group_index(cursor.tooth, cursor.surface())?;
-        let pos = self.group(g)?.sites().iter().position(|&s| s == cursor.site)?;
+        let pos = self
+            .group(g)?
+            .sites()
+            .iter()
+            .position(|&s| s == cursor.site)?;
         Some((g, pos))
     }
 
@@ -238,43 +274,85 @@ impl Route {
     }
 
     /// The next available site after `cursor` in path order, or `None` at the end.
-    pub fn advance(self, cursor: Cursor, available: impl Fn(Tooth, Site) -> bool) -> Option<Cursor> {
+    pub fn advance(
+        self,
+        cursor: Cursor,
+        available: impl Fn(Tooth, Site) -> bool,
+    ) -> Option<Cursor> {
         let (g0, pos0) = self.locate(cursor)?;
         (g0..self.group_count()).find_map(|g| {
             let group = self.group(g)?;
             let skip = if g == g0 { pos0 + 1 } else { 0 };
-            let site = group.sites().iter().skip(skip).copied().find(|&s| available(group.tooth, s))?;
-            Some(Cursor { tooth: group.tooth, site })
+            let site = group
+                .sites()
+                .iter()
+                .skip(skip)
+                .copied()
+                .find(|&s| available(group.tooth, s))?;
+            Some(Cursor {
+                tooth: group.tooth,
+                site,
+            })
         })
     }
 
     /// The previous available site before `cursor`, or `None` at the start.
-    pub fn retreat(self, cursor: Cursor, available: impl Fn(Tooth, Site) -> bool) -> Option<Cursor> {
+    pub fn retreat(
+        self,
+        cursor: Cursor,
+        available: impl Fn(Tooth, Site) -> bool,
+    ) -> Option<Cursor> {
         let (g0, pos0) = self.locate(cursor)?;
         (0..=g0).rev().find_map(|g| {
             let group = self.group(g)?;
             let take = if g == g0 { pos0 } else { group.len };
-            let site = group.sites().iter().take(take).rev().copied().find(|&s| available(group.tooth, s))?;
-            Some(Cursor { tooth: group.tooth, site })
+            let site = group
+                .sites()
+                .iter()
+                .take(take)
+                .rev()
+                .copied()
+                .find(|&s| available(group.tooth, s))?;
+            Some(Cursor {
+                tooth: group.tooth,
+                site,
+            })
         })
     }
 
     /// The first available site of the next group that has one (next tooth).
-    pub fn next_group(self, cursor: Cursor, available: impl Fn(Tooth, Site) -> bool) -> Option<Cursor> {
+    pub fn next_group(
+        self,
+        cursor: Cursor,
+        available: impl Fn(Tooth, Site) -> bool,
+    ) -> Option<Cursor> {
         let (g0, _) = self.locate(cursor)?;
         (g0 + 1..self.group_count()).find_map(|g| self.first_available(g, &available))
     }
 
     /// The first available site of the previous group that has one (previous tooth).
-    pub fn prev_group(self, cursor: Cursor, available: impl Fn(Tooth, Site) -> bool) -> Option<Cursor> {
+    pub fn prev_group(
+        self,
+        cursor: Cursor,
+        available: impl Fn(Tooth, Site) -> bool,
+    ) -> Option<Cursor> {
         let (g0, _) = self.locate(cursor)?;
-        (0..g0).rev().find_map(|g| self.first_available(g, &available))
+        (0..g0)
+            .rev()
+            .find_map(|g| self.first_available(g, &available))
     }
 
     fn first_available(self, g: usize, available: &impl Fn(Tooth, Site) -> bool) -> Option<Cursor> {
         let group = self.group(g)?;
-        let site = group.sites().iter().copied().find(|&s| available(group.tooth, s))?;
-        Some(Cursor { tooth: group.tooth, site })
+        let site = group
+            .sites()
+            .iter()
+            .copied()
+            .find(|&s| available(group.tooth, s))?;
+        Some(Cursor {
+            tooth: group.tooth,
+            site,
+        })
     }
 
     /// Every site of the path in order (192 cursors); for tests and tools.
@@ -282,7 +360,15 @@ impl Route {
     pub fn sequence(self) -> Vec<Cursor> {
         (0..self.group_count())
             .filter_map(|g| self.group(g))
-            .flat_map(|g| g.sites().iter().map(move |&site| Cursor { tooth: g.tooth, site }).collect::<Vec<_>>())
+            .flat_map(|g| {
+                g.sites()
+                    .iter()
+                    .map(move |&site| Cursor {
+                        tooth: g.tooth,
+                        site,
+                    })
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 }
@@ -292,22 +378,44 @@ mod tests {
     use super::*;
 
     fn c(tooth: u8, site: Site) -> Cursor {
-        Cursor { tooth: Tooth::new(tooth).unwrap(), site }
+        Cursor {
+            tooth: Tooth::new(tooth).unwrap(),
+            site,
+        }
     }
 
     const ALL: fn(Tooth, Site) -> bool = |_, _| true;
 
     #[test]
     fn every_path_visits_each_site_once() {
-        for path in [ChartingPath::MaxillaryFirst, ChartingPath::FacialsFirst, ChartingPath::ClassicOd, ChartingPath::PerTooth] {
-            for order in [TripletOrder::Path, TripletOrder::MesialFirst, TripletOrder::DistalFirst] {
+        for path in [
+            ChartingPath::MaxillaryFirst,
+            ChartingPath::FacialsFirst,
+            ChartingPath::ClassicOd,
+            ChartingPath::PerTooth,
+        ] {
+            for order in [
+                TripletOrder::Path,
+                TripletOrder::MesialFirst,
+                TripletOrder::DistalFirst,
+            ] {
                 let route = Route::new(path, order);
                 let seq = route.sequence();
                 assert_eq!(seq.len(), 192, "{path:?}");
                 let mut seen = std::collections::HashSet::new();
                 for w in seq.windows(2) {
-                    assert_eq!(route.advance(w[0], ALL), Some(w[1]), "{path:?} {order:?} after {:?}", w[0]);
-                    assert_eq!(route.retreat(w[1], ALL), Some(w[0]), "{path:?} {order:?} before {:?}", w[1]);
+                    assert_eq!(
+                        route.advance(w[0], ALL),
+                        Some(w[1]),
+                        "{path:?} {order:?} after {:?}",
+                        w[0]
+                    );
+                    assert_eq!(
+                        route.retreat(w[1], ALL),
+                        Some(w[0]),
+                        "{path:?} {order:?} before {:?}",
+                        w[1]
+                    );
                 }
                 for cur in &seq {
                     assert!(seen.insert(*cur), "{path:?} visits {cur:?} twice");
@@ -323,16 +431,31 @@ mod tests {
         let seq = r.sequence();
         // 1–16 facial: tooth 1 D→mid→M, then tooth 9 M→mid→D (example #5).
         assert_eq!(&seq[..3], &[c(1, Site::DB), c(1, Site::B), c(1, Site::MB)]);
-        assert_eq!(&seq[24..27], &[c(9, Site::MB), c(9, Site::B), c(9, Site::DB)]);
+        assert_eq!(
+            &seq[24..27],
+            &[c(9, Site::MB), c(9, Site::B), c(9, Site::DB)]
+        );
         // 16–1 palatal: tooth 16 D first; tooth 3 M first (examples #2, #8).
         assert_eq!(seq[48], c(16, Site::DL));
-        assert_eq!(r.first_site(Tooth::new(3).unwrap(), Surface::L), c(3, Site::ML));
-        assert_eq!(r.first_site(Tooth::new(14).unwrap(), Surface::L), c(14, Site::DL));
+        assert_eq!(
+            r.first_site(Tooth::new(3).unwrap(), Surface::L),
+            c(3, Site::ML)
+        );
+        assert_eq!(
+            r.first_site(Tooth::new(14).unwrap(), Surface::L),
+            c(14, Site::DL)
+        );
         // 32–17 lingual then 17–32 facial (examples #10, #39).
         assert_eq!(seq[96], c(32, Site::DL));
         assert_eq!(seq[144], c(17, Site::DB));
-        assert_eq!(r.first_site(Tooth::new(30).unwrap(), Surface::F), c(30, Site::MB));
-        assert_eq!(r.first_site(Tooth::new(23).unwrap(), Surface::F), c(23, Site::DB));
+        assert_eq!(
+            r.first_site(Tooth::new(30).unwrap(), Surface::F),
+            c(30, Site::MB)
+        );
+        assert_eq!(
+            r.first_site(Tooth::new(23).unwrap(), Surface::F),
+            c(23, Site::DB)
+        );
         assert_eq!(seq[191], c(32, Site::DB));
     }
 
@@ -346,9 +469,22 @@ mod tests {
         assert_eq!(od[96], c(32, Site::DB));
         assert_eq!(od[144], c(17, Site::DL));
         let pt = Route::new(ChartingPath::PerTooth, TripletOrder::Path).sequence();
-        assert_eq!(&pt[..6], &[c(1, Site::DB), c(1, Site::B), c(1, Site::MB), c(1, Site::ML), c(1, Site::L), c(1, Site::DL)]);
+        assert_eq!(
+            &pt[..6],
+            &[
+                c(1, Site::DB),
+                c(1, Site::B),
+                c(1, Site::MB),
+                c(1, Site::ML),
+                c(1, Site::L),
+                c(1, Site::DL)
+            ]
+        );
         let mesial = Route::new(ChartingPath::MaxillaryFirst, TripletOrder::MesialFirst).sequence();
-        assert_eq!(&mesial[..3], &[c(1, Site::MB), c(1, Site::B), c(1, Site::DB)]);
+        assert_eq!(
+            &mesial[..3],
+            &[c(1, Site::MB), c(1, Site::B), c(1, Site::DB)]
+        );
     }
 
     #[test]
@@ -367,7 +503,8 @@ mod tests {
     fn cursor_json_checks_surface() {
         let cur: Cursor = serde_json::from_str(r#"{"tooth":3,"surface":"L","site":"ML"}"#).unwrap();
         assert_eq!(cur, c(3, Site::ML));
-        let err = serde_json::from_str::<Cursor>(r#"{"tooth":3,"surface":"F","site":"ML"}"#).unwrap_err();
+        let err =
+            serde_json::from_str::<Cursor>(r#"{"tooth":3,"surface":"F","site":"ML"}"#).unwrap_err();
         assert_eq!(err.to_string(), "cursor site ML is not on surface F");
     }
 }

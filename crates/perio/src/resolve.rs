@@ -8,11 +8,17 @@ use std::collections::BTreeMap;
 
 use crate::chart::{Entrance, Flag, ToothStatus, cal_of};
 use crate::outcome::{
-    Alternative, Derived, Event, Mode, Outcome, Reject, RejectReason, SessionAction, SiteRef, Status, UndoScope, Warning,
+    Alternative, Derived, Event, Mode, Outcome, Reject, RejectReason, SessionAction, SiteRef,
+    Status, UndoScope, Warning,
 };
-use crate::parse::{Clause, EntranceSpec, GotoKind, Parse, Place, PromptAnswer, Reading, Region, Scope, Segment, ToothRef, Val, ValKind, Verdict};
+use crate::parse::{
+    Clause, EntranceSpec, GotoKind, Parse, Place, PromptAnswer, Reading, Region, Scope, Segment,
+    ToothRef, Val, ValKind, Verdict,
+};
 use crate::path::{Cursor, Route};
-use crate::session::{Candidate, Effect, MovedBy, NavState, Prior, Resolution, Session, SplitDigitStrings};
+use crate::session::{
+    Candidate, Effect, MovedBy, NavState, Prior, Resolution, Session, SplitDigitStrings,
+};
 use crate::site::{Part, Site, Surface};
 use crate::tooth::{Arch, Tooth};
 
@@ -60,7 +66,11 @@ struct Resolved {
 }
 
 pub(crate) fn resolve(s: &Session, parse: &Parse) -> Resolution {
-    let mut warnings: Vec<Warning> = parse.fillers.iter().map(|w| Warning::FillerDropped { word: w.clone() }).collect();
+    let mut warnings: Vec<Warning> = parse
+        .fillers
+        .iter()
+        .map(|w| Warning::FillerDropped { word: w.clone() })
+        .collect();
     match &parse.verdict {
         Verdict::Prompt(answer) => prompt(s, *answer, warnings),
         Verdict::Ignored => nothing(s, Status::Ignored, warnings, None),
@@ -82,12 +92,21 @@ fn is_resume(readings: &[Reading]) -> bool {
     readings.first().is_some_and(|r| {
         matches!(
             r.clauses.as_slice(),
-            [Clause::Session(SessionAction::Resume | SessionAction::StartListening | SessionAction::StartCharting)]
+            [Clause::Session(
+                SessionAction::Resume
+                    | SessionAction::StartListening
+                    | SessionAction::StartCharting
+            )]
         )
     })
 }
 
-fn nothing(s: &Session, status: Status, warnings: Vec<Warning>, reject: Option<Reject>) -> Resolution {
+fn nothing(
+    s: &Session,
+    status: Status,
+    warnings: Vec<Warning>,
+    reject: Option<Reject>,
+) -> Resolution {
     Resolution {
         outcome: Outcome {
             status,
@@ -120,7 +139,12 @@ fn prompt(s: &Session, answer: PromptAnswer, mut warnings: Vec<Warning>) -> Reso
         }
         PromptAnswer::Confirm if pending.candidates.len() == 1 => 0,
         PromptAnswer::Confirm => {
-            return nothing(s, Status::Rejected, warnings, Some(Reject::new(RejectReason::AmbiguousCommand, "confirm")));
+            return nothing(
+                s,
+                Status::Rejected,
+                warnings,
+                Some(Reject::new(RejectReason::AmbiguousCommand, "confirm")),
+            );
         }
         PromptAnswer::Option(k) => usize::from(k) - 1,
     };
@@ -143,23 +167,55 @@ pub(crate) fn decline(s: &Session) -> Resolution {
 fn confirm_with(s: &Session, choice: usize, warnings: Vec<Warning>) -> Resolution {
     let Some(c) = s.pending().and_then(|p| p.candidates.get(choice)) else {
         let heard = format!("option {}", choice + 1);
-        return nothing(s, Status::Rejected, warnings, Some(Reject::new(RejectReason::OutOfRange, heard)));
+        return nothing(
+            s,
+            Status::Rejected,
+            warnings,
+            Some(Reject::new(RejectReason::OutOfRange, heard)),
+        );
     };
     let reverts = match c.undo {
-        Some(UndoScope::LastFinal) => s.history().last().map(|e| e.events.clone()).unwrap_or_default(),
+        Some(UndoScope::LastFinal) => s
+            .history()
+            .last()
+            .map(|e| e.events.clone())
+            .unwrap_or_default(),
         _ => Vec::new(),
     };
     let mut outcome = ok_outcome(s, c, warnings, reverts);
     outcome.status = Status::Ok;
-    Resolution { outcome, effect: Effect::Confirm(choice) }
+    Resolution {
+        outcome,
+        effect: Effect::Confirm(choice),
+    }
 }
 
-fn ok_outcome(s: &Session, c: &Candidate, warnings: Vec<Warning>, reverts: Vec<Event>) -> Outcome {
+fn ok_outcome(
+    s: &Session,
+    c: &Candidate,
+    mut warnings: Vec<Warning>,
+    reverts: Vec<Event>,
+) -> Outcome {
     let numbering = s.settings().numbering;
+    let derived = derived(s, c.undo, &c.events);
+    for (tooth, sites) in &derived.cal {
+        for (&site, &cal) in sites {
+            if cal < 0 {
+                // SPEC §1.4: flag CAL < 0 as inconsistent.
+                warnings.push(Warning::CalNegative {
+                    tooth: tooth.parse().unwrap_or_default(),
+                    site,
+                });
+            }
+        }
+    }
     let mut teeth: Vec<Tooth> = c.events.iter().filter_map(Event::tooth).collect();
     teeth.sort_unstable();
     teeth.dedup();
-    let labels = teeth.iter().map(|t| (t.to_string(), t.label(numbering))).collect();
+    let labels = teeth
+        .iter()
+        .map(|t| (t.to_string(), t.label(numbering)))
+        .collect();
     let echo = c
         .events
         .iter()
@@ -174,7 +230,7 @@ fn ok_outcome(s: &Session, c: &Candidate, warnings: Vec<Warning>, reverts: Vec<E
         reverts,
         cursor_after: c.nav_after.cursor,
         last_site: c.nav_after.last_site,
-        derived: derived(s, c.undo, &c.events),
+        derived,
         warnings,
         reject: None,
         labels,
@@ -188,10 +244,18 @@ fn derived(s: &Session, undo: Option<UndoScope>, events: &[Event]) -> Derived {
     let policy = s.settings().cal_policy;
     let mut overlay: Vec<Write> = Vec::new();
     let undone = match undo {
-        Some(UndoScope::LastFinal) => s.history().last().map(|e| e.changes.iter().rev().collect()).unwrap_or_default(),
-        Some(UndoScope::LastValue) => {
-            s.history().iter().flat_map(|e| e.changes.iter()).filter(|c| c.event.is_value()).next_back().into_iter().collect()
-        }
+        Some(UndoScope::LastFinal) => s
+            .history()
+            .last()
+            .map(|e| e.changes.iter().rev().collect())
+            .unwrap_or_default(),
+        Some(UndoScope::LastValue) => s
+            .history()
+            .iter()
+            .flat_map(|e| e.changes.iter())
+            .rfind(|c| c.event.is_value())
+            .into_iter()
+            .collect(),
         None => Vec::new(),
     };
     for change in undone {
@@ -247,7 +311,9 @@ fn prior_write(event: &Event, prior: &Prior) -> Option<Write> {
     Some(match (event, prior) {
         (Event::ToothStatus { tooth, .. }, Prior::Status(old)) => Write::Status(*tooth, *old),
         (Event::Pd { tooth, site, .. }, Prior::Pd(old)) => Write::Pd(*tooth, *site, *old),
-        (Event::Recession { tooth, site, .. }, Prior::Recession(old)) => Write::Rec(*tooth, *site, *old),
+        (Event::Recession { tooth, site, .. }, Prior::Recession(old)) => {
+            Write::Rec(*tooth, *site, *old)
+        }
         _ => return None,
     })
 }
@@ -274,15 +340,23 @@ fn readings_outcome(s: &Session, readings: &[Reading], base_warnings: Vec<Warnin
             nothing(s, Status::Rejected, warnings, Some(reject))
         }
         1 => {
-            let Some(r) = ok.pop() else { return nothing(s, Status::Rejected, warnings, None) };
+            let Some(r) = ok.pop() else {
+                return nothing(s, Status::Rejected, warnings, None);
+            };
             warnings.extend(r.warnings);
             let mut outcome = ok_outcome(s, &r.candidate, warnings, r.reverts);
             if r.hold {
                 outcome.status = Status::NeedsConfirmation;
                 outcome.derived = Derived::default();
-                Resolution { outcome, effect: Effect::Hold(vec![r.candidate]) }
+                Resolution {
+                    outcome,
+                    effect: Effect::Hold(vec![r.candidate]),
+                }
             } else {
-                Resolution { outcome, effect: Effect::Apply(r.candidate) }
+                Resolution {
+                    outcome,
+                    effect: Effect::Apply(r.candidate),
+                }
             }
         }
         _ => {
@@ -376,7 +450,11 @@ impl<'s> Work<'s> {
     }
 
     fn require_chartable(&self, tooth: Tooth, heard: &str) -> Res<()> {
-        if self.chartable(tooth) { Ok(()) } else { Err(Reject::new(RejectReason::ToothNotAvailable, heard)) }
+        if self.chartable(tooth) {
+            Ok(())
+        } else {
+            Err(Reject::new(RejectReason::ToothNotAvailable, heard))
+        }
     }
 
     // ----- cursor -----
@@ -394,18 +472,19 @@ impl<'s> Work<'s> {
     }
 
     fn advance(&mut self) {
-        let next = self.route.advance(self.nav.cursor, |t, s| self.on_path(t, s));
+        let next = self
+            .route
+            .advance(self.nav.cursor, |t, s| self.on_path(t, s));
         self.step_to(next);
     }
 
     fn step_to(&mut self, next: Option<Cursor>) {
-        match next {
-            Some(c) => self.nav.cursor = c,
-            None => {
-                self.nav.end_of_path = true;
-                if !self.warnings.contains(&Warning::EndOfPath) {
-                    self.warnings.push(Warning::EndOfPath);
-                }
+        if let Some(c) = next {
+            self.nav.cursor = c;
+        } else {
+            self.nav.end_of_path = true;
+            if !self.warnings.contains(&Warning::EndOfPath) {
+                self.warnings.push(Warning::EndOfPath);
             }
         }
         self.nav.cursor_moved_by = MovedBy::AutoAdvance;
@@ -414,10 +493,16 @@ impl<'s> Work<'s> {
     /// Rule F3: the anchor tooth and site when the clause names none.
     fn anchor(&self) -> Cursor {
         match self.focus {
-            Focus::Value(r) => Cursor { tooth: r.tooth, site: r.site },
+            Focus::Value(r) => Cursor {
+                tooth: r.tooth,
+                site: r.site,
+            },
             Focus::Nav(c, _) => c,
             Focus::Start => match (self.nav.cursor_moved_by, self.nav.last_site) {
-                (MovedBy::AutoAdvance, Some(r)) => Cursor { tooth: r.tooth, site: r.site },
+                (MovedBy::AutoAdvance, Some(r)) => Cursor {
+                    tooth: r.tooth,
+                    site: r.site,
+                },
                 _ => self.nav.cursor,
             },
         }
@@ -431,16 +516,27 @@ impl<'s> Work<'s> {
                 self.events.push(Event::Session { action: *action });
                 match action {
                     SessionAction::Pause | SessionAction::StopListening => self.listening = false,
-                    SessionAction::Resume | SessionAction::StartListening | SessionAction::StartCharting => {
+                    SessionAction::Resume
+                    | SessionAction::StartListening
+                    | SessionAction::StartCharting => {
                         self.listening = true;
                     }
                     SessionAction::DoneCharting => {}
                 }
                 Ok(())
             }
-            Clause::Undo(scope) => self.undo(*scope),
-            Clause::Mode { mode, tooth, values } => self.mode(*mode, tooth.as_ref(), values),
-            Clause::Goto { kind, tooth, surface, segments } => self.goto(*kind, tooth, *surface, segments),
+            Clause::Undo { scope, heard } => self.undo(*scope, heard),
+            Clause::Mode {
+                mode,
+                tooth,
+                values,
+            } => self.mode(*mode, tooth.as_ref(), values),
+            Clause::Goto {
+                kind,
+                tooth,
+                surface,
+                segments,
+            } => self.goto(*kind, tooth, *surface, segments),
             Clause::Step { forward, site } => self.step(*forward, *site),
             Clause::Switch(surface) => {
                 // The tooth is the anchor's (rule F3): "buccal three two four, lingual two
@@ -463,10 +559,26 @@ impl<'s> Work<'s> {
                 None => Err(Reject::new(RejectReason::Incomplete, "resume path")),
             },
             Clause::Run(values) => self.run_values(values),
-            Clause::Spot { mode, value, tooth, place } => self.spot(*mode, value, tooth, *place),
-            Clause::Status { teeth, status } => self.set_status(teeth.as_deref(), *status),
-            Clause::Flag { flags, on, scope, tooth } => self.flag(flags, *on, scope.as_ref(), tooth.as_ref()),
-            Clause::BulkFlag { flags, on, region } => self.bulk_flag(flags, *on, *region),
+            Clause::Spot {
+                mode,
+                value,
+                tooth,
+                place,
+            } => self.spot(*mode, value, tooth, *place),
+            Clause::Status { teeth, status } => {
+                self.set_status(teeth.as_deref(), *status);
+                Ok(())
+            }
+            Clause::Flag {
+                flags,
+                on,
+                scope,
+                tooth,
+            } => self.flag(flags, *on, scope.as_ref(), tooth.as_ref()),
+            Clause::BulkFlag { flags, on, region } => {
+                self.bulk_flag(flags, *on, *region);
+                Ok(())
+            }
             Clause::Mobility { grade, plus, tooth } => {
                 let (t, heard) = match tooth {
                     Some(r) => (r.tooth, r.heard.clone()),
@@ -474,18 +586,28 @@ impl<'s> Work<'s> {
                 };
                 self.require_chartable(t, &heard)?;
                 let note = plus.then(|| "+".to_owned());
-                self.events.push(Event::Mobility { tooth: t, grade: grade.value, note });
+                self.events.push(Event::Mobility {
+                    tooth: t,
+                    grade: grade.value,
+                    note,
+                });
                 Ok(())
             }
-            Clause::Furcation { grade, entrance, tooth } => self.furcation(grade.value, *entrance, tooth.as_ref()),
+            Clause::Furcation {
+                grade,
+                entrance,
+                tooth,
+            } => self.furcation(grade.value, *entrance, tooth.as_ref()),
         }
     }
 
-    fn undo(&mut self, scope: UndoScope) -> Res<()> {
+    fn undo(&mut self, scope: UndoScope, heard: &str) -> Res<()> {
         let history = self.s.history();
         match scope {
             UndoScope::LastFinal => {
-                let Some(entry) = history.last() else { return Err(Reject::new(RejectReason::Incomplete, "undo")) };
+                let Some(entry) = history.last() else {
+                    return Err(Reject::new(RejectReason::Incomplete, heard));
+                };
                 for change in entry.changes.iter().rev() {
                     self.write_prior(&change.event, &change.prior);
                 }
@@ -493,11 +615,20 @@ impl<'s> Work<'s> {
                 self.reverts.clone_from(&entry.events);
             }
             UndoScope::LastValue => {
-                let mut values = history.iter().flat_map(|e| e.changes.iter()).filter(|c| c.event.is_value()).rev();
-                let Some(change) = values.next() else { return Err(Reject::new(RejectReason::Incomplete, "backspace")) };
+                let mut values = history
+                    .iter()
+                    .flat_map(|e| e.changes.iter())
+                    .filter(|c| c.event.is_value())
+                    .rev();
+                let Some(change) = values.next() else {
+                    return Err(Reject::new(RejectReason::Incomplete, heard));
+                };
                 self.write_prior(&change.event, &change.prior);
                 if let Some(r) = change.event.value_site() {
-                    self.nav.cursor = Cursor { tooth: r.tooth, site: r.site };
+                    self.nav.cursor = Cursor {
+                        tooth: r.tooth,
+                        site: r.site,
+                    };
                 }
                 self.nav.last_site = values.next().and_then(|c| c.event.value_site());
                 self.nav.end_of_path = false;
@@ -527,16 +658,28 @@ impl<'s> Work<'s> {
             self.focus = Focus::Nav(cursor, false);
         } else {
             // Rule P5: keep tooth and surface, reset to the first site of the surface.
-            let first = self.route.first_site(self.nav.cursor.tooth, self.nav.cursor.surface());
+            let first = self
+                .route
+                .first_site(self.nav.cursor.tooth, self.nav.cursor.surface());
             if first != self.nav.cursor || self.nav.end_of_path {
                 self.move_to(first, true);
                 self.focus = Focus::Nav(first, false);
             }
         }
-        if values.is_empty() { Ok(()) } else { self.run_values(values) }
+        if values.is_empty() {
+            Ok(())
+        } else {
+            self.run_values(values)
+        }
     }
 
-    fn goto(&mut self, _kind: GotoKind, tooth: &ToothRef, surface: Option<Surface>, segments: &[Segment]) -> Res<()> {
+    fn goto(
+        &mut self,
+        _kind: GotoKind,
+        tooth: &ToothRef,
+        surface: Option<Surface>,
+        segments: &[Segment],
+    ) -> Res<()> {
         self.require_chartable(tooth.tooth, &tooth.heard)?;
         let surface = surface.unwrap_or_else(|| self.nav.cursor.surface());
         let first = self.route.first_site(tooth.tooth, surface);
@@ -547,7 +690,10 @@ impl<'s> Work<'s> {
         }
         for (i, seg) in segments.iter().enumerate() {
             let target = match seg.site {
-                Some(spec) => Cursor { tooth: tooth.tooth, site: spec.on(surface) },
+                Some(spec) => Cursor {
+                    tooth: tooth.tooth,
+                    site: spec.on(surface),
+                },
                 None if i == 0 => first,
                 None => self.nav.cursor,
             };
@@ -572,7 +718,11 @@ impl<'s> Work<'s> {
             (false, false) => self.route.prev_group(cur, avail),
         };
         let Some(next) = next else {
-            let heard = format!("{} {}", if forward { "next" } else { "previous" }, if site { "site" } else { "tooth" });
+            let heard = format!(
+                "{} {}",
+                if forward { "next" } else { "previous" },
+                if site { "site" } else { "tooth" }
+            );
             return Err(Reject::new(RejectReason::ToothNotAvailable, heard));
         };
         self.move_to(next, true);
@@ -594,7 +744,8 @@ impl<'s> Work<'s> {
                 ValKind::Digits(text) => {
                     // Rule N3: split only an exact group (3 or 6 sites left), else refuse.
                     let remaining = self.route.remaining_in_group(self.nav.cursor);
-                    let exact = self.s.settings().split_digit_strings == SplitDigitStrings::ExactGroup
+                    let exact = self.s.settings().split_digit_strings
+                        == SplitDigitStrings::ExactGroup
                         && !self.nav.end_of_path
                         && !v.plus
                         && text.len() == remaining
@@ -602,7 +753,8 @@ impl<'s> Work<'s> {
                     if !exact {
                         return Err(Reject::new(RejectReason::ConcatenatedNumber, text.clone()));
                     }
-                    self.warnings.push(Warning::DigitStringSplit { text: text.clone() });
+                    self.warnings
+                        .push(Warning::DigitStringSplit { text: text.clone() });
                     for b in text.bytes() {
                         self.put_value(b - b'0', false, &v.heard)?;
                         count += 1;
@@ -610,7 +762,7 @@ impl<'s> Work<'s> {
                 }
             }
         }
-        if from_group_start && count % 3 != 0 {
+        if from_group_start && !count.is_multiple_of(3) {
             // Rule P4.
             self.warnings.push(Warning::RunNotTriplet);
         }
@@ -624,14 +776,27 @@ impl<'s> Work<'s> {
         }
         let event = self.value_event(self.nav.mode, cur, n, plus, heard)?;
         self.events.push(event);
-        self.nav.last_site = Some(SiteRef { tooth: cur.tooth, site: cur.site });
-        self.focus = Focus::Value(SiteRef { tooth: cur.tooth, site: cur.site });
+        self.nav.last_site = Some(SiteRef {
+            tooth: cur.tooth,
+            site: cur.site,
+        });
+        self.focus = Focus::Value(SiteRef {
+            tooth: cur.tooth,
+            site: cur.site,
+        });
         self.advance();
         Ok(())
     }
 
     /// The event for value `n` at `at` in `mode` (rules N5, G1–G4).
-    fn value_event(&mut self, mode: Mode, at: Cursor, n: u8, plus: bool, heard: &str) -> Res<Event> {
+    fn value_event(
+        &mut self,
+        mode: Mode,
+        at: Cursor,
+        n: u8,
+        plus: bool,
+        heard: &str,
+    ) -> Res<Event> {
         let settings = self.s.settings();
         let reject = |reason| Err(Reject::new(reason, heard));
         let (tooth, site) = (at.tooth, at.site);
@@ -648,7 +813,10 @@ impl<'s> Work<'s> {
                 }
                 if mm > settings.max_unconfirmed_depth {
                     self.hold = true;
-                    self.warnings.push(Warning::DepthOverLimit { limit: settings.max_unconfirmed_depth, mm });
+                    self.warnings.push(Warning::DepthOverLimit {
+                        limit: settings.max_unconfirmed_depth,
+                        mm,
+                    });
                 }
                 self.writes.push(Write::Pd(tooth, site, Some(mm)));
                 Ok(Event::Pd { tooth, site, mm })
@@ -673,7 +841,10 @@ impl<'s> Work<'s> {
                     return reject(RejectReason::OutOfRange);
                 }
                 if n < 2 {
-                    self.warnings.push(Warning::KgwBelow2 { tooth: tooth.number(), site });
+                    self.warnings.push(Warning::KgwBelow2 {
+                        tooth: tooth.number(),
+                        site,
+                    });
                 }
                 Ok(Event::KgWidth { tooth, site, mm: n })
             }
@@ -690,12 +861,21 @@ impl<'s> Work<'s> {
             None => return Err(Reject::new(RejectReason::Incomplete, tooth.heard.clone())),
         };
         let ValKind::Single(n) = value.kind else {
-            return Err(Reject::new(RejectReason::ConcatenatedNumber, value.heard.clone()));
+            return Err(Reject::new(
+                RejectReason::ConcatenatedNumber,
+                value.heard.clone(),
+            ));
         };
-        let at = Cursor { tooth: tooth.tooth, site };
+        let at = Cursor {
+            tooth: tooth.tooth,
+            site,
+        };
         let event = self.value_event(mode, at, n, value.plus, &value.heard)?;
         self.events.push(event);
-        let r = SiteRef { tooth: tooth.tooth, site };
+        let r = SiteRef {
+            tooth: tooth.tooth,
+            site,
+        };
         self.nav.last_site = Some(r);
         self.focus = Focus::Value(r);
         Ok(())
@@ -703,7 +883,7 @@ impl<'s> Work<'s> {
 
     // ----- status -----
 
-    fn set_status(&mut self, teeth: Option<&[ToothRef]>, status: ToothStatus) -> Res<()> {
+    fn set_status(&mut self, teeth: Option<&[ToothRef]>, status: ToothStatus) {
         let targets: Vec<Tooth> = match teeth {
             Some(list) => list.iter().map(|r| r.tooth).collect(),
             None => vec![self.nav.cursor.tooth],
@@ -714,8 +894,11 @@ impl<'s> Work<'s> {
                 continue;
             }
             done.push(t);
-            if matches!(status, ToothStatus::Missing | ToothStatus::Skipped) && self.s.chart().tooth(t).has_values() {
-                self.warnings.push(Warning::StatusOverValues { tooth: t.number() });
+            if matches!(status, ToothStatus::Missing | ToothStatus::Skipped)
+                && self.s.chart().tooth(t).has_values()
+            {
+                self.warnings
+                    .push(Warning::StatusOverValues { tooth: t.number() });
             }
             self.events.push(Event::ToothStatus { tooth: t, status });
             self.writes.push(Write::Status(t, status));
@@ -726,19 +909,26 @@ impl<'s> Work<'s> {
             let next = self.route.next_group(cur, |t, s| self.on_path(t, s));
             self.step_to(next);
         }
-        Ok(())
     }
 
     // ----- flags -----
 
-    fn flag(&mut self, flags: &[Flag], on: bool, scope: Option<&Scope>, tooth: Option<&ToothRef>) -> Res<()> {
+    fn flag(
+        &mut self,
+        flags: &[Flag],
+        on: bool,
+        scope: Option<&Scope>,
+        tooth: Option<&ToothRef>,
+    ) -> Res<()> {
         let flag_words = || flags.iter().map(|f| f.name()).collect::<Vec<_>>().join(" ");
         let sites: Vec<(Tooth, Site)> = match (scope, tooth) {
             (None, None) => match self.focus {
                 // Rule F1: after a value in this final, that value's site.
                 Focus::Value(r) => vec![(r.tooth, r.site)],
                 Focus::Nav(c, true) => vec![(c.tooth, c.site)],
-                Focus::Nav(_, false) => return Err(Reject::new(RejectReason::Incomplete, flag_words())),
+                Focus::Nav(_, false) => {
+                    return Err(Reject::new(RejectReason::Incomplete, flag_words()));
+                }
                 // Rule F2: otherwise the most recently charted site.
                 Focus::Start => match self.nav.last_site {
                     Some(r) => vec![(r.tooth, r.site)],
@@ -747,14 +937,16 @@ impl<'s> Work<'s> {
             },
             (None, Some(t)) => return Err(Reject::new(RejectReason::Incomplete, t.heard.clone())),
             (Some(scope), tooth) => {
-                let (t, surface) = match tooth {
-                    Some(r) => (r.tooth, self.nav.cursor.surface()),
-                    None => {
-                        let a = self.anchor();
-                        (a.tooth, a.surface())
-                    }
+                let (t, surface) = if let Some(r) = tooth {
+                    (r.tooth, self.nav.cursor.surface())
+                } else {
+                    let a = self.anchor();
+                    (a.tooth, a.surface())
                 };
-                expand_scope(scope, surface).into_iter().map(|s| (t, s)).collect()
+                expand_scope(scope, surface)
+                    .into_iter()
+                    .map(|s| (t, s))
+                    .collect()
             }
         };
         for &(t, _) in &sites {
@@ -763,13 +955,18 @@ impl<'s> Work<'s> {
         }
         for &flag in flags {
             for &(t, site) in &sites {
-                self.events.push(Event::Flag { tooth: t, site, flag, on });
+                self.events.push(Event::Flag {
+                    tooth: t,
+                    site,
+                    flag,
+                    on,
+                });
             }
         }
         Ok(())
     }
 
-    fn bulk_flag(&mut self, flags: &[Flag], on: bool, region: Region) -> Res<()> {
+    fn bulk_flag(&mut self, flags: &[Flag], on: bool, region: Region) {
         let range = match region {
             Region::Quadrant(q) => (q * 8 - 7)..=(q * 8),
             Region::Sextant(n) => match n {
@@ -781,33 +978,51 @@ impl<'s> Work<'s> {
                 _ => 28..=32,
             },
         };
-        let teeth: Vec<Tooth> = range.filter_map(Tooth::new).filter(|&t| self.chartable(t)).collect();
+        let teeth: Vec<Tooth> = range
+            .filter_map(Tooth::new)
+            .filter(|&t| self.chartable(t))
+            .collect();
         for &flag in flags {
             for &t in &teeth {
                 for site in Site::ALL {
-                    self.events.push(Event::Flag { tooth: t, site, flag, on });
+                    self.events.push(Event::Flag {
+                        tooth: t,
+                        site,
+                        flag,
+                        on,
+                    });
                 }
             }
         }
         // Rule F5: bulk flags are held for confirmation.
         self.hold = true;
-        Ok(())
     }
 
     // ----- furcation -----
 
-    fn furcation(&mut self, grade: u8, entrance: Option<EntranceSpec>, tooth: Option<&ToothRef>) -> Res<()> {
+    fn furcation(
+        &mut self,
+        grade: u8,
+        entrance: Option<EntranceSpec>,
+        tooth: Option<&ToothRef>,
+    ) -> Res<()> {
         let settings = self.s.settings();
-        let (t, site) = match tooth {
-            Some(r) => (r.tooth, self.nav.cursor.site),
-            None => {
-                let a = self.anchor();
-                (a.tooth, a.site)
-            }
+        let (t, site) = if let Some(r) = tooth {
+            (r.tooth, self.nav.cursor.site)
+        } else {
+            let a = self.anchor();
+            (a.tooth, a.site)
         };
-        let heard = tooth.map_or_else(|| format!("tooth {}", t.spoken_number(settings.numbering)), |r| r.heard.clone());
+        let heard = tooth.map_or_else(
+            || format!("tooth {}", t.spoken_number(settings.numbering)),
+            |r| r.heard.clone(),
+        );
         self.require_chartable(t, &heard)?;
-        let anatomy: &[Entrance] = if self.status(t) == ToothStatus::Implant { &[] } else { t.furcation_entrances() };
+        let anatomy: &[Entrance] = if self.status(t) == ToothStatus::Implant {
+            &[]
+        } else {
+            t.furcation_entrances()
+        };
         let unusual = anatomy.is_empty();
         if unusual && !settings.allow_unusual_furcation {
             return Err(Reject::new(RejectReason::NoFurcationOnTooth, heard));
@@ -822,14 +1037,21 @@ impl<'s> Work<'s> {
             return Err(Reject::new(RejectReason::FurcationEntranceRequired, heard));
         };
         if unusual {
-            self.warnings.push(Warning::UnusualFurcation { tooth: t.number() });
+            self.warnings
+                .push(Warning::UnusualFurcation { tooth: t.number() });
         }
         let glickman_iv = grade == 4;
         if glickman_iv {
             // Rule T3: Glickman IV is stored as grade 3.
-            self.warnings.push(Warning::GlickmanIv { tooth: t.number() });
+            self.warnings
+                .push(Warning::GlickmanIv { tooth: t.number() });
         }
-        self.events.push(Event::Furcation { tooth: t, entrance, grade: grade.min(3), glickman_iv });
+        self.events.push(Event::Furcation {
+            tooth: t,
+            entrance,
+            grade: grade.min(3),
+            glickman_iv,
+        });
         Ok(())
     }
 }
@@ -849,7 +1071,10 @@ fn expand_scope(scope: &Scope, anchor: Surface) -> Vec<Site> {
         }
         Scope::All(surface) => surface.unwrap_or(anchor).sites().to_vec(),
         Scope::AllSix => Site::ALL.to_vec(),
-        Scope::Interproximal => vec![Site::new(anchor, Part::Mesial), Site::new(anchor, Part::Distal)],
+        Scope::Interproximal => vec![
+            Site::new(anchor, Part::Mesial),
+            Site::new(anchor, Part::Distal),
+        ],
         Scope::Surface(s) => vec![Site::new(*s, Part::Mid)],
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::chart::{CalPolicy, Chart, Entrance, Furcation, Mobility, SiteSet, SiteValues, ToothStatus};
+use crate::chart::{
+    CalPolicy, Chart, Entrance, Furcation, Mobility, SiteSet, SiteValues, ToothStatus,
+};
 use crate::outcome::{Event, Mode, Outcome, SiteRef, Status, UndoScope};
 use crate::parse::{Parse, ParseSettings, parse};
 use crate::path::{ChartingPath, Cursor, Route, TripletOrder};
@@ -47,6 +49,10 @@ pub struct Compat {
 /// Session settings (SPEC §4.2). Defaults are `C0` of SPEC §4.1.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "SPEC §4.2 names these settings as independent booleans"
+)]
 pub struct Settings {
     /// Tooth numbering spoken and displayed.
     pub numbering: Numbering,
@@ -243,10 +249,26 @@ pub(crate) enum Effect {
 }
 
 impl Session {
-    /// A fresh session: empty chart, cursor at tooth 1 facial DB, PD mode, listening.
+    /// A fresh session: empty chart, cursor at the first site of the path (tooth 1 facial,
+    /// DB on the default path), PD mode, listening.
     #[must_use]
     pub fn new(settings: Settings) -> Self {
-        Self { settings, chart: Chart::new(), nav: NavState::default(), listening: true, history: Vec::new(), pending: None }
+        // Every path starts on tooth 1 facial; its first site depends on the triplet order.
+        let cursor = settings
+            .route()
+            .first_site(Tooth::FIRST, crate::site::Surface::F);
+        let nav = NavState {
+            cursor,
+            ..NavState::default()
+        };
+        Self {
+            settings,
+            chart: Chart::new(),
+            nav,
+            listening: true,
+            history: Vec::new(),
+            pending: None,
+        }
     }
 
     /// Settings.
@@ -330,7 +352,11 @@ impl Session {
             Effect::Apply(candidate) => self.apply_candidate(candidate),
             Effect::Hold(candidates) => self.pending = Some(Pending { candidates }),
             Effect::Confirm(i) => {
-                if let Some(c) = self.pending.take().and_then(|p| p.candidates.into_iter().nth(i)) {
+                if let Some(c) = self
+                    .pending
+                    .take()
+                    .and_then(|p| p.candidates.into_iter().nth(i))
+                {
                     self.apply_candidate(c);
                 }
             }
@@ -384,14 +410,21 @@ impl Session {
                 continue;
             }
             if let Some(prior) = apply_event(&mut self.chart, &event) {
-                changes.push(Change { event: event.clone(), prior });
+                changes.push(Change {
+                    event: event.clone(),
+                    prior,
+                });
             }
             events.push(event);
         }
         self.nav = c.nav_after;
         self.listening = c.listening_after;
         if !events.is_empty() {
-            self.history.push(HistoryEntry { events, changes, nav_before });
+            self.history.push(HistoryEntry {
+                events,
+                changes,
+                nav_before,
+            });
             if self.history.len() > MAX_HISTORY {
                 self.history.remove(0);
             }
@@ -407,10 +440,17 @@ impl Session {
     }
 
     fn revert_last_value(&mut self) {
-        let Some(entry) = self.history.iter_mut().rev().find(|e| e.changes.iter().any(|c| c.event.is_value())) else {
+        let Some(entry) = self
+            .history
+            .iter_mut()
+            .rev()
+            .find(|e| e.changes.iter().any(|c| c.event.is_value()))
+        else {
             return;
         };
-        let Some(i) = entry.changes.iter().rposition(|c| c.event.is_value()) else { return };
+        let Some(i) = entry.changes.iter().rposition(|c| c.event.is_value()) else {
+            return;
+        };
         let change = entry.changes.remove(i);
         if let Some(j) = entry.events.iter().rposition(|e| *e == change.event) {
             entry.events.remove(j);
@@ -438,7 +478,11 @@ impl Session {
         for (index, text) in ctx.history.iter().enumerate() {
             let outcome = session.apply_final(text);
             if outcome.status != Status::Ok {
-                return Err(Error::History { index, text: text.clone(), status: format!("{:?}", outcome.status) });
+                return Err(Error::History {
+                    index,
+                    text: text.clone(),
+                    status: format!("{:?}", outcome.status),
+                });
             }
         }
         if let Some(cursor) = ctx.cursor {
@@ -464,6 +508,10 @@ struct Context {
     #[serde(default)]
     cursor: Option<Cursor>,
     #[serde(default, deserialize_with = "present")]
+    #[expect(
+        clippy::option_option,
+        reason = "an absent last_site keeps the history's, null clears it"
+    )]
     last_site: Option<Option<SiteRef>>,
     #[serde(default)]
     tooth_status: BTreeMap<Tooth, ToothStatus>,
@@ -478,6 +526,10 @@ struct Context {
 }
 
 /// Distinguishes `"last_site": null` (given, none) from an absent field.
+#[expect(
+    clippy::option_option,
+    reason = "an absent last_site keeps the history's, null clears it"
+)]
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<SiteRef>>, D::Error> {
     Option::<SiteRef>::deserialize(d).map(Some)
 }
@@ -535,7 +587,19 @@ pub fn chart_from_json(value: &serde_json::Value) -> Result<Chart, Error> {
         r.plaque = input.plaque;
         r.calculus = input.calculus;
         r.mobility = input.mobility.map(|grade| Mobility { grade, note: None });
-        r.furcation = input.furcation.into_iter().map(|(e, grade)| (e, Furcation { grade, glickman_iv: false })).collect();
+        r.furcation = input
+            .furcation
+            .into_iter()
+            .map(|(e, grade)| {
+                (
+                    e,
+                    Furcation {
+                        grade,
+                        glickman_iv: false,
+                    },
+                )
+            })
+            .collect();
     }
     chart.prune();
     Ok(chart)
@@ -562,8 +626,11 @@ pub fn chart_to_json(chart: &Chart) -> serde_json::Value {
                 map.insert("mobility".into(), m.grade.into());
             }
             if !r.furcation.is_empty() {
-                let f: serde_json::Map<String, serde_json::Value> =
-                    r.furcation.iter().map(|(e, f)| (e.name().to_owned(), f.grade.into())).collect();
+                let f: serde_json::Map<String, serde_json::Value> = r
+                    .furcation
+                    .iter()
+                    .map(|(e, f)| (e.name().to_owned(), f.grade.into()))
+                    .collect();
                 map.insert("furcation".into(), f.into());
             }
         }
@@ -577,24 +644,51 @@ pub fn chart_to_json(chart: &Chart) -> serde_json::Value {
 fn apply_event(chart: &mut Chart, event: &Event) -> Option<Prior> {
     Some(match *event {
         Event::Pd { tooth, site, mm } => Prior::Pd(chart.tooth_mut(tooth).pd.set(site, Some(mm))),
-        Event::Recession { tooth, site, mm } => Prior::Recession(chart.tooth_mut(tooth).recession.set(site, Some(mm))),
-        Event::KgWidth { tooth, site, mm } => Prior::KgWidth(chart.tooth_mut(tooth).kg_width.set(site, Some(mm))),
-        Event::Flag { tooth, site, flag, on } => Prior::Flag(chart.tooth_mut(tooth).flags_mut(flag).set(site, on)),
-        Event::Mobility { tooth, grade, ref note } => {
-            Prior::Mobility(chart.tooth_mut(tooth).mobility.replace(Mobility { grade, note: note.clone() }))
+        Event::Recession { tooth, site, mm } => {
+            Prior::Recession(chart.tooth_mut(tooth).recession.set(site, Some(mm)))
         }
-        Event::Furcation { tooth, entrance, grade, glickman_iv } => {
-            Prior::Furcation(chart.tooth_mut(tooth).furcation.insert(entrance, Furcation { grade, glickman_iv }))
+        Event::KgWidth { tooth, site, mm } => {
+            Prior::KgWidth(chart.tooth_mut(tooth).kg_width.set(site, Some(mm)))
         }
-        Event::ToothStatus { tooth, status } => {
-            Prior::Status(std::mem::replace(&mut chart.tooth_mut(tooth).status, status))
+        Event::Flag {
+            tooth,
+            site,
+            flag,
+            on,
+        } => Prior::Flag(chart.tooth_mut(tooth).flags_mut(flag).set(site, on)),
+        Event::Mobility {
+            tooth,
+            grade,
+            ref note,
+        } => Prior::Mobility(chart.tooth_mut(tooth).mobility.replace(Mobility {
+            grade,
+            note: note.clone(),
+        })),
+        Event::Furcation {
+            tooth,
+            entrance,
+            grade,
+            glickman_iv,
+        } => Prior::Furcation(
+            chart
+                .tooth_mut(tooth)
+                .furcation
+                .insert(entrance, Furcation { grade, glickman_iv }),
+        ),
+        Event::ToothStatus { tooth, status } => Prior::Status(std::mem::replace(
+            &mut chart.tooth_mut(tooth).status,
+            status,
+        )),
+        Event::Cursor { .. } | Event::Mode { .. } | Event::Undo { .. } | Event::Session { .. } => {
+            return None;
         }
-        Event::Cursor { .. } | Event::Mode { .. } | Event::Undo { .. } | Event::Session { .. } => return None,
     })
 }
 
 fn revert_change(chart: &mut Chart, change: &Change) {
-    let Some(tooth) = change.event.tooth() else { return };
+    let Some(tooth) = change.event.tooth() else {
+        return;
+    };
     let r = chart.tooth_mut(tooth);
     match (&change.event, &change.prior) {
         (Event::Pd { site, .. }, Prior::Pd(old)) => {

@@ -60,7 +60,11 @@ impl Surface {
     /// The three sites of the surface in canonical (M, mid, D) order.
     #[must_use]
     pub const fn sites(self) -> [Site; 3] {
-        [Site::new(self, Part::Mesial), Site::new(self, Part::Mid), Site::new(self, Part::Distal)]
+        [
+            Site::new(self, Part::Mesial),
+            Site::new(self, Part::Mid),
+            Site::new(self, Part::Distal),
+        ]
     }
 
     /// Lower-case name used in echoes.

@@ -131,10 +131,18 @@ impl Scanner {
 /// Refuses (before parsing) a final over [`MAX_FINAL_BYTES`] or [`MAX_TOKENS`].
 pub fn tokenize(text: &str) -> Result<Tokens, Reject> {
     if text.len() > MAX_FINAL_BYTES {
-        return Err(Reject::new(RejectReason::TooLong, format!("{} bytes", text.len())));
+        return Err(Reject::new(
+            RejectReason::TooLong,
+            format!("{} bytes", text.len()),
+        ));
     }
-    let chars: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
-    let mut sc = Scanner { raw: Vec::new(), cur: String::new(), piece: Piece::None, hash: false };
+    let chars: Vec<char> = text.to_lowercase().chars().collect();
+    let mut sc = Scanner {
+        raw: Vec::new(),
+        cur: String::new(),
+        piece: Piece::None,
+        hash: false,
+    };
     let mut hash_next = false;
     for (i, &c) in chars.iter().enumerate() {
         let next_is_digit = chars.get(i + 1).is_some_and(char::is_ascii_digit);
@@ -163,24 +171,41 @@ pub fn tokenize(text: &str) -> Result<Tokens, Reject> {
             sc.flush();
         }
         if sc.raw.len() > MAX_TOKENS {
-            return Err(Reject::new(RejectReason::TooManyTokens, format!("more than {MAX_TOKENS} tokens")));
+            return Err(Reject::new(
+                RejectReason::TooManyTokens,
+                format!("more than {MAX_TOKENS} tokens"),
+            ));
         }
     }
     sc.flush();
     if sc.raw.len() > MAX_TOKENS {
-        return Err(Reject::new(RejectReason::TooManyTokens, format!("{} tokens", sc.raw.len())));
+        return Err(Reject::new(
+            RejectReason::TooManyTokens,
+            format!("{} tokens", sc.raw.len()),
+        ));
     }
     Ok(normalize(sc.raw))
 }
 
 fn number_token(text: String, hash: bool) -> Token {
     let kind = if text.bytes().all(|b| b.is_ascii_digit()) {
-        let value = text.bytes().fold(0u32, |acc, b| acc.saturating_mul(10).saturating_add(u32::from(b - b'0')));
-        Kind::Numeral { value, len: text.len(), hash }
+        let value = text.bytes().fold(0u32, |acc, b| {
+            acc.saturating_mul(10).saturating_add(u32::from(b - b'0'))
+        });
+        Kind::Numeral {
+            value,
+            len: text.len(),
+            hash,
+        }
     } else if let Some((h, m)) = text.split_once(':').filter(|(h, m)| {
-        (1..=2).contains(&h.len()) && m.len() == 2 && h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
+        (1..=2).contains(&h.len())
+            && m.len() == 2
+            && h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
     }) {
-        Kind::Clock { hour: h.parse().unwrap_or(u8::MAX), minute: m.parse().unwrap_or(u8::MAX) }
+        Kind::Clock {
+            hour: h.parse().unwrap_or(u8::MAX),
+            minute: m.parse().unwrap_or(u8::MAX),
+        }
     } else {
         Kind::Decimal
     };
@@ -209,22 +234,25 @@ fn normalize(raw: Vec<(Piece, String, bool)>) -> Tokens {
                     break;
                 }
             }
-            match matched {
-                Some((idx, n)) => {
-                    let entry = lex.entry(idx);
-                    let text = entry.map(|e| e.phrase.clone()).unwrap_or_default();
-                    if entry.is_some_and(|e| e.roles == [Role::Filler]) {
-                        out.fillers.push(text);
-                    } else {
-                        out.tokens.push(Token { kind: Kind::Word(idx), text });
-                    }
-                    i += n;
+            if let Some((idx, n)) = matched {
+                let entry = lex.entry(idx);
+                let text = entry.map(|e| e.phrase.clone()).unwrap_or_default();
+                if entry.is_some_and(|e| e.roles == [Role::Filler]) {
+                    out.fillers.push(text);
+                } else {
+                    out.tokens.push(Token {
+                        kind: Kind::Word(idx),
+                        text,
+                    });
                 }
-                None => {
-                    let text = words.get(i).cloned().unwrap_or_default();
-                    out.tokens.push(Token { kind: Kind::Oov, text });
-                    i += 1;
-                }
+                i += n;
+            } else {
+                let text = words.get(i).cloned().unwrap_or_default();
+                out.tokens.push(Token {
+                    kind: Kind::Oov,
+                    text,
+                });
+                i += 1;
             }
         }
         words.clear();
@@ -238,7 +266,10 @@ fn normalize(raw: Vec<(Piece, String, bool)>) -> Tokens {
             }
             Piece::None => {
                 flush_words(&mut words, &mut out);
-                out.tokens.push(Token { kind: Kind::Sep, text });
+                out.tokens.push(Token {
+                    kind: Kind::Sep,
+                    text,
+                });
             }
         }
     }
@@ -251,11 +282,21 @@ mod tests {
     use super::*;
 
     fn texts(s: &str) -> Vec<String> {
-        tokenize(s).unwrap().tokens.into_iter().map(|t| t.text).collect()
+        tokenize(s)
+            .unwrap()
+            .tokens
+            .into_iter()
+            .map(|t| t.text)
+            .collect()
     }
 
     fn kinds(s: &str) -> Vec<Kind> {
-        tokenize(s).unwrap().tokens.into_iter().map(|t| t.kind).collect()
+        tokenize(s)
+            .unwrap()
+            .tokens
+            .into_iter()
+            .map(|t| t.kind)
+            .collect()
     }
 
     #[test]
@@ -265,8 +306,14 @@ mod tests {
             ("twenty-one", &["twenty", "one"]),
             ("UR6", &["ur", "6"]),
             ("#14", &["14"]),
-            ("go back to tooth three mesial buccal six", &["go back", "to", "tooth", "three", "mesial buccal", "six"]),
-            ("bleeding distal, lingual", &["bleeding", "distal", ",", "lingual"]),
+            (
+                "go back to tooth three mesial buccal six",
+                &["go back", "to", "tooth", "three", "mesial buccal", "six"],
+            ),
+            (
+                "bleeding distal, lingual",
+                &["bleeding", "distal", ",", "lingual"],
+            ),
             ("B O P", &["b o p"]),
             ("through and through", &["through and through"]),
             ("let's", &["lets"]),
@@ -280,12 +327,39 @@ mod tests {
 
     #[test]
     fn kinds_of_numbers() {
-        assert_eq!(kinds("#14"), vec![Kind::Numeral { value: 14, len: 2, hash: true }]);
-        assert_eq!(kinds("323"), vec![Kind::Numeral { value: 323, len: 3, hash: false }]);
-        assert_eq!(kinds("2:30"), vec![Kind::Clock { hour: 2, minute: 30 }]);
+        assert_eq!(
+            kinds("#14"),
+            vec![Kind::Numeral {
+                value: 14,
+                len: 2,
+                hash: true
+            }]
+        );
+        assert_eq!(
+            kinds("323"),
+            vec![Kind::Numeral {
+                value: 323,
+                len: 3,
+                hash: false
+            }]
+        );
+        assert_eq!(
+            kinds("2:30"),
+            vec![Kind::Clock {
+                hour: 2,
+                minute: 30
+            }]
+        );
         assert_eq!(kinds("3.5"), vec![Kind::Decimal]);
         assert_eq!(kinds("12:345"), vec![Kind::Decimal]);
-        assert_eq!(kinds("99999999999999999999"), vec![Kind::Numeral { value: u32::MAX, len: 20, hash: false }]);
+        assert_eq!(
+            kinds("99999999999999999999"),
+            vec![Kind::Numeral {
+                value: u32::MAX,
+                len: 20,
+                hash: false
+            }]
+        );
     }
 
     #[test]
@@ -299,9 +373,15 @@ mod tests {
     #[test]
     fn limits() {
         let long = "a".repeat(MAX_FINAL_BYTES + 1);
-        assert_eq!(tokenize(&long).unwrap_err(), Reject::new(RejectReason::TooLong, "4097 bytes"));
+        assert_eq!(
+            tokenize(&long).unwrap_err(),
+            Reject::new(RejectReason::TooLong, "4097 bytes")
+        );
         let many = "one ".repeat(MAX_TOKENS + 1);
-        assert_eq!(tokenize(&many).unwrap_err().reason, RejectReason::TooManyTokens);
+        assert_eq!(
+            tokenize(&many).unwrap_err().reason,
+            RejectReason::TooManyTokens
+        );
         assert!(tokenize(&"one ".repeat(MAX_TOKENS)).is_ok());
     }
 }

@@ -70,7 +70,11 @@ impl Tooth {
     /// The tooth with Universal number `n`, if `n` is in 1–32.
     #[must_use]
     pub const fn new(n: u8) -> Option<Self> {
-        if n >= 1 && n <= 32 { Some(Self(n)) } else { None }
+        if n >= 1 && n <= 32 {
+            Some(Self(n))
+        } else {
+            None
+        }
     }
 
     /// The Universal number, 1–32.
@@ -93,13 +97,21 @@ impl Tooth {
     /// Maxillary or mandibular.
     #[must_use]
     pub const fn arch(self) -> Arch {
-        if self.0 <= 16 { Arch::Upper } else { Arch::Lower }
+        if self.0 <= 16 {
+            Arch::Upper
+        } else {
+            Arch::Lower
+        }
     }
 
     /// Patient's right or left half.
     #[must_use]
     pub const fn side(self) -> Side {
-        if self.0 <= 8 || self.0 >= 25 { Side::Right } else { Side::Left }
+        if self.0 <= 8 || self.0 >= 25 {
+            Side::Right
+        } else {
+            Side::Left
+        }
     }
 
     /// FDI quadrant (1 UR, 2 UL, 3 LL, 4 LR) and position from the midline (1–8).
@@ -233,7 +245,16 @@ mod tests {
 
     #[test]
     fn fdi_conversion_matches_spec_checks() {
-        for (fdi, universal) in [(18, 1), (11, 8), (38, 17), (31, 24), (41, 25), (48, 32), (16, 3), (26, 14)] {
+        for (fdi, universal) in [
+            (18, 1),
+            (11, 8),
+            (38, 17),
+            (31, 24),
+            (41, 25),
+            (48, 32),
+            (16, 3),
+            (26, 14),
+        ] {
             let tooth = Tooth::from_fdi(fdi).unwrap();
             assert_eq!(tooth.number(), universal, "FDI {fdi}");
             assert_eq!(tooth.fdi(), fdi, "round trip of FDI {fdi}");
@@ -256,7 +277,10 @@ mod tests {
         assert_eq!(t3.label(Numbering::Universal), "Universal 3");
         assert_eq!(t3.label(Numbering::Fdi), "FDI 16");
         assert_eq!(t3.label(Numbering::Palmer), "Palmer UR6");
-        assert_eq!(Tooth::new(14).unwrap().label(Numbering::Palmer), "Palmer UL6");
+        assert_eq!(
+            Tooth::new(14).unwrap().label(Numbering::Palmer),
+            "Palmer UL6"
+        );
     }
 
     #[test]
@@ -277,6 +301,9 @@ mod tests {
     fn validation() {
         assert!(Tooth::new(0).is_none());
         assert!(Tooth::new(33).is_none());
-        assert_eq!(serde_json::from_str::<Tooth>("33").unwrap_err().to_string(), "tooth 33 is not a Universal number 1-32");
+        assert_eq!(
+            serde_json::from_str::<Tooth>("33").unwrap_err().to_string(),
+            "tooth 33 is not a Universal number 1-32"
+        );
     }
 }

@@ -139,16 +139,23 @@ pub struct Ctx<G: Guard> {
 impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let s = session(parts, state).await?;
-        let params = RawPathParams::from_request_parts(parts, state)
+        let request_id = parts.extensions.get::<ReqId>().map_or_else(RequestId::new, |r| r.0);
+        let token = presented_token(parts).and_then(TokenHash::from_presented).ok_or(AppError::Unauthenticated)?;
+        let practice: Option<PracticeId> = RawPathParams::from_request_parts(parts, state)
             .await
-            .map_err(|_| AppError::NotFound("practice"))?;
-        let practice: PracticeId = params
-            .iter()
-            .find(|(k, _)| *k == "practice_id")
-            .and_then(|(_, v)| v.parse().ok())
-            .ok_or(AppError::NotFound("practice"))?;
-        let tx = s.tx.enter_practice(practice).await?;
+            .ok()
+            .and_then(|params| params.iter().find(|(k, _)| *k == "practice_id").and_then(|(_, v)| v.parse().ok()));
+        let Some(practice) = practice else {
+            // Still 401 for a bad session; a malformed practice id is simply unknown.
+            session(parts, state).await?;
+            return Err(AppError::NotFound("practice"));
+        };
+        let tx = match state.store.enter_practice(&token, practice, state.clock.now(), &state.sessions, request_id).await {
+            Ok(tx) => tx,
+            // An unknown practice id is as unknown as one the caller does not belong to.
+            Err(store::StoreError::Invalid(_)) => return Err(AppError::NotFound("practice")),
+            Err(e) => return Err(e.into()),
+        };
         let roles = tx.roles();
         if !G::PRIVILEGE.allows(roles) {
             return Err(AppError::Forbidden);

@@ -2,7 +2,7 @@
 //! practice and its first owner, manage accounts, seed the demo). Each is tenant-bound where
 //! it touches tenant tables, and audited where it touches a practice.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use domain::{AuditAction, AuditEventId, PatientId, PracticeId, RoleSet, UserId};
 use sqlx::{PgConnection, Postgres, Transaction};
 
@@ -181,11 +181,7 @@ impl OwnerStore {
     pub async fn seed_patient(
         &self,
         practice: PracticeId,
-        given: &str,
-        family: &str,
-        dob: Option<NaiveDate>,
-        phone: Option<&str>,
-        email: Option<&str>,
+        p: &crate::patients::NewPatient,
         now: DateTime<Utc>,
     ) -> Result<PatientId, StoreError> {
         let id = PatientId::new();
@@ -197,11 +193,11 @@ impl OwnerStore {
         )
         .bind(practice)
         .bind(id)
-        .bind(given)
-        .bind(family)
-        .bind(dob)
-        .bind(phone)
-        .bind(email)
+        .bind(&p.given_name)
+        .bind(&p.family_name)
+        .bind(p.date_of_birth)
+        .bind(&p.phone)
+        .bind(&p.email)
         .bind(now)
         .execute(&mut *tx)
         .await?;

@@ -21,8 +21,7 @@
 //! # async fn f(store: &store::Store, token: &store::TokenHash, practice: domain::PracticeId) -> Result<(), store::StoreError> {
 //! use domain::{AuditAction, Outcome, RequestId, SystemClock, Clock};
 //! let policy = store::SessionPolicy::default();
-//! let user = store.authenticate(token, SystemClock.now(), &policy, RequestId::new()).await?;
-//! let mut tx = user.enter_practice(practice).await?;
+//! let mut tx = store.enter_practice(token, practice, SystemClock.now(), &policy, RequestId::new()).await?;
 //! let page = store::patients::list(&mut tx, 0, 50).await?;
 //! tx.audit_patients(AuditAction::PatientList, page.iter().map(|p| p.patient_id)).await?;
 //! tx.commit().await?;

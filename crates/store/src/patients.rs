@@ -1,5 +1,6 @@
 //! Patients: demographics and contact details (clinician or reception; enforced by RLS).
 //! Every function runs inside the caller's [`TenantTx`]; the caller audits.
+#![allow(clippy::option_option, reason = "a PATCH tells an absent field (keep) from null (clear)")]
 
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::PatientId;
@@ -146,4 +147,16 @@ pub async fn delete(tx: &mut TenantTx, id: PatientId) -> Result<bool, StoreError
         .execute(tx.conn())
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+impl From<domain::synthetic::SyntheticPatient> for NewPatient {
+    fn from(p: domain::synthetic::SyntheticPatient) -> Self {
+        Self {
+            given_name: p.given_name,
+            family_name: p.family_name,
+            date_of_birth: Some(p.date_of_birth),
+            phone: Some(p.phone),
+            email: Some(p.email),
+        }
+    }
 }

@@ -6,13 +6,13 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use domain::{RequestId, UserId};
+use domain::{PracticeId, RequestId, RoleSet, UserId};
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use zeroize::Zeroizing;
 
-use crate::tenant::UserTx;
+use crate::tenant::{TenantTx, UserTx};
 use crate::{Store, StoreError};
 
 /// Length of the encoded token: 32 bytes in base64url without padding.
@@ -87,6 +87,9 @@ pub struct SessionPolicy {
     pub idle: Duration,
     /// Absolute lifetime.
     pub absolute: Duration,
+    /// Activity is written at most this often per session (so parallel requests on one
+    /// session do not queue on its row); the idle timeout errs early by at most this much.
+    pub activity_granularity: Duration,
 }
 
 impl Default for SessionPolicy {
@@ -95,6 +98,7 @@ impl Default for SessionPolicy {
         Self {
             idle: Duration::minutes(15),
             absolute: Duration::hours(12),
+            activity_granularity: Duration::seconds(5),
         }
     }
 }
@@ -172,10 +176,8 @@ impl Store {
         Ok(token)
     }
 
-    /// Checks a session and opens a transaction acting as its user (no practice yet).
-    /// The same statement that validates the session records the activity, so the idle timer
-    /// restarts only for a session that was still valid (req AC-09). Fails closed: unknown,
-    /// revoked, idle or expired → [`StoreError::Unauthenticated`].
+    /// Checks a session and opens a transaction acting as its user, outside any practice.
+    /// Fails closed: unknown, revoked, idle or expired → [`StoreError::Unauthenticated`].
     pub async fn authenticate(
         &self,
         token: &TokenHash,
@@ -183,7 +185,26 @@ impl Store {
         policy: &SessionPolicy,
         request: RequestId,
     ) -> Result<UserTx, StoreError> {
-        authenticate(&self.pool, token, now, policy, request).await
+        let (tx, user, _) = enter(&self.pool, token, None, now, policy).await?;
+        Ok(UserTx::new(tx, user, request, now))
+    }
+
+    /// Checks a session and opens a transaction acting as its user inside `practice`, in one
+    /// round trip (`app.enter`). Errors: [`StoreError::Unauthenticated`] for a bad session;
+    /// [`StoreError::NotMember`] when the user is not a member of `practice` (or it does not
+    /// exist), which the API reports as 404 so another practice's existence is not revealed.
+    pub async fn enter_practice(
+        &self,
+        token: &TokenHash,
+        practice: PracticeId,
+        now: DateTime<Utc>,
+        policy: &SessionPolicy,
+        request: RequestId,
+    ) -> Result<TenantTx, StoreError> {
+        let (tx, user, roles) = enter(&self.pool, token, Some(practice), now, policy).await?;
+        let roles = roles.ok_or(StoreError::NotMember)?;
+        let roles = RoleSet::parse(&roles).map_err(|_| StoreError::Corrupt("membership.roles"))?;
+        Ok(TenantTx::new(tx, practice, user, roles, request, now))
     }
 
     /// Ends a session at once (logout). Idempotent.
@@ -209,31 +230,22 @@ impl Store {
     }
 }
 
-async fn authenticate(
+async fn enter(
     pool: &PgPool,
     token: &TokenHash,
+    practice: Option<PracticeId>,
     now: DateTime<Utc>,
     policy: &SessionPolicy,
-    request: RequestId,
-) -> Result<UserTx, StoreError> {
+) -> Result<(Transaction<'static, Postgres>, UserId, Option<Vec<String>>), StoreError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("select set_config('chartroom.session_hash', $1, true)")
-        .bind(token.hex())
-        .execute(&mut *tx)
+    let row: Option<(UserId, Option<Vec<String>>)> = sqlx::query_as("select user_id, roles from app.enter($1, $2, $3, $4, $5)")
+        .bind(token.0.as_slice())
+        .bind(practice)
+        .bind(now)
+        .bind(policy.idle)
+        .bind(policy.activity_granularity)
+        .fetch_optional(&mut *tx)
         .await?;
-    let user: Option<(UserId,)> = sqlx::query_as(
-        "update session set last_seen_at = $2
-          where token_hash = $1 and revoked_at is null
-            and expires_at > $2 and last_seen_at > $2 - $3
-         returning user_id",
-    )
-    .bind(token.0.as_slice())
-    .bind(now)
-    .bind(policy.idle)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((user_id,)) = user else {
-        return Err(StoreError::Unauthenticated);
-    };
-    UserTx::new(tx, user_id, request, now).await
+    let (user, roles) = row.ok_or(StoreError::Unauthenticated)?;
+    Ok((tx, user, roles))
 }

@@ -20,22 +20,8 @@ pub struct UserTx {
 }
 
 impl UserTx {
-    pub(crate) async fn new(
-        mut tx: Transaction<'static, Postgres>,
-        user: UserId,
-        request: RequestId,
-        now: DateTime<Utc>,
-    ) -> Result<Self, StoreError> {
-        sqlx::query("select set_config('chartroom.actor_id', $1, true)")
-            .bind(user.to_string())
-            .execute(&mut *tx)
-            .await?;
-        Ok(Self {
-            tx,
-            user,
-            request,
-            now,
-        })
+    pub(crate) fn new(tx: Transaction<'static, Postgres>, user: UserId, request: RequestId, now: DateTime<Utc>) -> Self {
+        Self { tx, user, request, now }
     }
 
     /// The signed-in user.
@@ -44,36 +30,21 @@ impl UserTx {
         self.user
     }
 
+    /// The request this transaction serves.
+    #[must_use]
+    pub fn request(&self) -> RequestId {
+        self.request
+    }
+
+    /// The request time (from the injected clock).
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
     /// The connection, for queries in this crate.
     pub(crate) fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
-    }
-
-    /// Enters `practice` as this user: sets the tenant for the rest of the transaction and
-    /// reads the user's roles there. Not a member (or no such practice) →
-    /// [`StoreError::NotMember`], which the API reports as 404 so that another practice's
-    /// existence is not revealed.
-    pub async fn enter_practice(mut self, practice: PracticeId) -> Result<TenantTx, StoreError> {
-        let roles: Option<(Vec<String>,)> = sqlx::query_as(
-            "select m.roles from membership m, lateral set_config('chartroom.practice_id', $1::text, true) s
-              where m.practice_id = $1 and m.user_id = $2",
-        )
-        .bind(practice)
-        .bind(self.user)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        let Some((roles,)) = roles else {
-            return Err(StoreError::NotMember);
-        };
-        let roles = RoleSet::parse(&roles).map_err(|_| StoreError::Corrupt("membership.roles"))?;
-        Ok(TenantTx {
-            tx: self.tx,
-            practice,
-            actor: self.user,
-            roles,
-            request: self.request,
-            now: self.now,
-        })
     }
 
     /// Commits.
@@ -97,6 +68,17 @@ pub struct TenantTx {
 }
 
 impl TenantTx {
+    pub(crate) fn new(
+        tx: Transaction<'static, Postgres>,
+        practice: PracticeId,
+        actor: UserId,
+        roles: RoleSet,
+        request: RequestId,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self { tx, practice, actor, roles, request, now }
+    }
+
     /// Opens a tenant transaction without a session check. Only for the benchmark baseline
     /// and store tests; the server always goes through [`crate::Store::authenticate`].
     pub(crate) async fn begin_unchecked(

@@ -11,7 +11,14 @@
 //! Nothing here is for production: the superuser handle exists only to create and drop test
 //! databases; isolation is always tested through the runtime role.
 
-#![allow(clippy::missing_panics_doc, reason = "test support code panics on broken fixtures")]
+#![allow(
+    clippy::missing_panics_doc,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods,
+    reason = "test support code: a broken fixture must fail the test loudly"
+)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -41,7 +48,7 @@ pub fn cluster_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CHARTROOM_TEST_PG_DIR") {
         return PathBuf::from(d);
     }
-    let uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(0);
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
     // Under /tmp, not the target dir: PostgreSQL runs as an unprivileged user when the tests
     // run as root, and it must be able to reach its data directory.
     PathBuf::from("/tmp").join(format!("chartroom-test-pg-{uid}"))
@@ -259,7 +266,7 @@ impl World {
             let mut g = domain::synthetic::Generator::new(u64::from(tag.as_bytes()[0]));
             let p = g.patient();
             let patient = owner
-                .seed_patient(id, &p.given_name, &p.family_name, Some(p.date_of_birth), Some(&p.phone), Some(&p.email), now)
+                .seed_patient(id, &p.into(), now)
                 .await
                 .expect("patient");
             practices.push(PracticeFixture { id, users, patient });
@@ -294,7 +301,11 @@ pub struct TestApp {
 impl TestApp {
     /// Starts the app on `db`.
     pub async fn start(db: &TestDb) -> Self {
-        let store = db.store().await;
+        Self::start_with(db.store().await).await
+    }
+
+    /// Starts the app on a given runtime store.
+    pub async fn start_with(store: Store) -> Self {
         let clock = ManualClock::starting_now();
         let sessions = SessionPolicy::default();
         let state = server::AppState {

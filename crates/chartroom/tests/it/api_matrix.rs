@@ -92,7 +92,8 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
     let spare_member_email = format!("spare.{}@test.example.invalid", uuid::Uuid::new_v4().simple());
     let spare = owner.create_user(&spare_member_email, "spare", testkit::password_hash(), now).await.unwrap();
     owner.add_member(w.a.id, spare, RoleSet::from_iter([Role::Reception]), now).await.unwrap();
-    let spare_patient = owner.seed_patient(w.a.id, "Spare", "Fixture", None, None, None, now).await.unwrap();
+    let spare_patient = owner
+        .seed_patient(w.a.id, &domain::synthetic::Generator::new(99).patient().into(), now).await.unwrap();
     owner.close().await;
     Objects { appointment, note, spare_member: spare.as_uuid(), spare_patient: spare_patient.as_uuid() }
 }

@@ -5,11 +5,8 @@ use reqwest::{Method, StatusCode};
 use sqlx::Executor as _;
 use testkit::{TestApp, TestDb, World};
 
-use crate::util::call;
+use crate::util::{call, db_code};
 
-fn code(e: &sqlx::Error) -> String {
-    e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string()).unwrap_or_default()
-}
 
 #[tokio::test]
 async fn audit_rows_cannot_be_changed_or_removed() {
@@ -29,7 +26,7 @@ async fn audit_rows_cannot_be_changed_or_removed() {
     .unwrap();
     assert_eq!(privs, (true, true, false, false, false), "runtime: INSERT and SELECT only");
     for stmt in ["update audit_event set action = 'patient.read'", "delete from audit_event", "truncate audit_event"] {
-        assert_eq!(code(&rt.execute(stmt).await.unwrap_err()), "42501", "runtime: {stmt}");
+        assert_eq!(db_code(&rt.execute(stmt).await.unwrap_err()), "42501", "runtime: {stmt}");
     }
     // The owner role has no UPDATE/DELETE policy (nothing is reachable) and TRUNCATE hits
     // the statement trigger.

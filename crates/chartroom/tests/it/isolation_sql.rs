@@ -4,6 +4,8 @@
 use sqlx::{Connection as _, Executor as _, PgConnection, Row as _};
 use testkit::{TestDb, World};
 
+use crate::util::db_code;
+
 async fn set_ctx(conn: &mut PgConnection, practice: Option<uuid::Uuid>, actor: Option<uuid::Uuid>) {
     sqlx::query("select set_config('chartroom.practice_id', $1, false), set_config('chartroom.actor_id', $2, false)")
         .bind(practice.map(|p| p.to_string()).unwrap_or_default())
@@ -144,9 +146,6 @@ async fn rls_enabled_forced_and_tenant_isolated_for_every_tenant_table() {
     }
 }
 
-fn db_code(e: &sqlx::Error) -> String {
-    e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string()).unwrap_or_default()
-}
 
 // req: AC-05, AU-09
 #[tokio::test]

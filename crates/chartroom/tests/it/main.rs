@@ -1,6 +1,18 @@
 //! Chartroom's integration tests: real PostgreSQL (a private cluster shared by the test run),
 //! the real router over real HTTP, and the real binary. One test binary, modules by topic.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods,
+    clippy::panic,
+    clippy::many_single_char_names,
+    clippy::too_many_lines,
+    clippy::missing_panics_doc,
+    reason = "integration tests: failures must be loud, fixtures use the wall clock"
+)]
+
 mod api_matrix;
 mod audit_log;
 mod bad_input;

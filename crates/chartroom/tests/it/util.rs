@@ -24,3 +24,8 @@ pub async fn call(app: &TestApp, method: Method, path: &str, token: Option<&str>
 pub async fn count_all(su: &mut PgConnection, table: &str) -> i64 {
     sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(su).await.unwrap()
 }
+
+/// The SQLSTATE of a database error ("" for other errors).
+pub fn db_code(e: &sqlx::Error) -> String {
+    e.as_database_error().and_then(sqlx::error::DatabaseError::code).map(|c| c.to_string()).unwrap_or_default()
+}

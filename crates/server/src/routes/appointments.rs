@@ -140,12 +140,12 @@ pub(crate) async fn appointment_update(
     ApiPath((_, id)): ApiPath<(PracticeId, AppointmentId)>,
     ApiJson(req): ApiJson<AppointmentUpdate>,
 ) -> Result<Json<AppointmentView>, AppError> {
-    if let Some(s) = &req.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(AppError::Invalid(
-                "status: must be one of booked, arrived, completed, cancelled, no_show".into(),
-            ));
-        }
+    if let Some(s) = &req.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        return Err(AppError::Invalid(
+            "status: must be one of booked, arrived, completed, cancelled, no_show".into(),
+        ));
     }
     let mut tx = ctx.tx;
     let patch = store::appointments::AppointmentPatch {
