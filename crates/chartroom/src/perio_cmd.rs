@@ -3,7 +3,6 @@
 //! Thin by design: the engine, the fixture evaluation and the lexicon live in the `perio`
 //! crate; this module reads files and arguments and prints.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,7 +36,10 @@ pub enum PerioCommand {
 
 /// Runs a perio subcommand.
 pub fn run(cmd: PerioCommand) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    run_to(cmd, &mut std::io::stdout().lock())
+}
+
+fn run_to(cmd: PerioCommand, out: &mut dyn std::io::Write) -> anyhow::Result<ExitCode> {
     match cmd {
         PerioCommand::Parse { ctx, utterance } => {
             let ctx: serde_json::Value = match ctx {
@@ -73,5 +75,71 @@ pub fn run(cmd: PerioCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(cmd: PerioCommand) -> (ExitCode, String) {
+        let mut buf = Vec::new();
+        let code = run_to(cmd, &mut buf).unwrap();
+        (code, String::from_utf8(buf).unwrap())
+    }
+
+    fn path(rel: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+    }
+
+    #[test]
+    fn eval_reports_failures_and_totals() {
+        let corrected = path("../perio/tests/fixtures/examples.jsonl");
+        let sessions = path("../../../shared/perio/sessions.jsonl");
+        let (code, out) = output(PerioCommand::Eval {
+            files: vec![corrected, sessions.clone()],
+        });
+        assert_eq!(
+            (code, out.as_str()),
+            (ExitCode::SUCCESS, "43 passed, 0 failed\n")
+        );
+        let shared = path("../../../shared/perio/examples.jsonl");
+        let (code, out) = output(PerioCommand::Eval {
+            files: vec![shared, sessions],
+        });
+        assert_eq!(code, ExitCode::FAILURE);
+        assert!(out.ends_with("42 passed, 1 failed\n"), "{out}");
+        assert!(out.starts_with("FAIL "), "{out}");
+    }
+
+    #[test]
+    fn parse_prints_the_outcome() {
+        let cmd = PerioCommand::Parse {
+            ctx: Some(r#"{"cursor":{"tooth":3,"surface":"F","site":"DB"}}"#.to_owned()),
+            utterance: vec!["three two four".to_owned(), "bleeding".to_owned()],
+        };
+        let (code, out) = output(cmd);
+        assert_eq!(code, ExitCode::SUCCESS);
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(json["status"], "ok");
+        assert_eq!(
+            json["events"][3],
+            serde_json::json!({"type":"flag","tooth":3,"site":"MB","flag":"bleeding","on":true})
+        );
+        let bad = PerioCommand::Parse {
+            ctx: Some("{".to_owned()),
+            utterance: vec!["three".to_owned()],
+        };
+        assert_eq!(
+            run_to(bad, &mut Vec::new()).unwrap_err().to_string(),
+            "--ctx is not JSON"
+        );
+    }
+
+    #[test]
+    fn vocabulary_is_the_lexicon_export() {
+        let (_, out) = output(PerioCommand::Vocabulary);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines, perio::lexicon::vocabulary());
     }
 }

@@ -60,6 +60,18 @@ actions! {
     NoteList => "note.list",
     /// A clinical note was created.
     NoteCreate => "note.create",
+    /// An attempt was refused (wrong role, or not a member of the practice).
+    AccessDenied => "access.denied",
+    /// The audit log was read (a report).
+    AuditRead => "audit.read",
+    /// The audit log was exported (FHIR `AuditEvent` NDJSON).
+    AuditExport => "audit.export",
+    /// An inclusion or consistency proof was produced.
+    AuditProof => "audit.proof",
+    /// A disclosure outside the practice was recorded.
+    DisclosureCreate => "disclosure.create",
+    /// A patient's accounting of disclosures was produced.
+    DisclosureReport => "disclosure.report",
 }
 
 /// How the audited attempt ended.

@@ -9,7 +9,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
 use axum::http::request::Parts;
 use domain::{PracticeId, Privilege, RequestId, RoleSet, UserId};
 use serde::de::DeserializeOwned;
-use store::{TenantTx, TokenHash, UserTx};
+use store::{Entry, TenantTx, TokenHash, UserTx};
 
 use crate::{AppError, AppState};
 
@@ -150,22 +150,49 @@ impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
             session(parts, state).await?;
             return Err(AppError::NotFound("practice"));
         };
-        let tx = match state.store.enter_practice(&token, practice, state.clock.now(), &state.sessions, request_id).await {
-            Ok(tx) => tx,
+        let entry = match state.store.enter_practice(&token, practice, state.clock.now(), &state.sessions, request_id).await {
+            Ok(entry) => entry,
             // An unknown practice id is as unknown as one the caller does not belong to.
             Err(store::StoreError::Invalid(_)) => return Err(AppError::NotFound("practice")),
             Err(e) => return Err(e.into()),
         };
+        let tx = match entry {
+            Entry::Member(tx) => tx,
+            Entry::NotMember(user) => {
+                deny(parts, state, practice, user, "not_member", request_id).await;
+                return Err(AppError::NotFound("practice"));
+            }
+        };
         let roles = tx.roles();
         if !G::PRIVILEGE.allows(roles) {
+            let user = tx.actor();
+            drop(tx);
+            deny(parts, state, practice, user, "role", request_id).await;
             return Err(AppError::Forbidden);
         }
-        Ok(Ctx {
-            actor: tx.actor(),
-            roles,
-            tx,
-            _guard: PhantomData,
-        })
+        Ok(Ctx { actor: tx.actor(), roles, tx, _guard: PhantomData })
+    }
+}
+
+/// Records a denied attempt (req AUD-01) on its own transaction: who, which practice, which
+/// patient when the path names one, the route template and the reason — never values.
+async fn deny(parts: &mut Parts, state: &AppState, practice: PracticeId, actor: UserId, reason: &'static str, request: RequestId) {
+    let route = parts.extensions.get::<axum::extract::MatchedPath>().map_or_else(|| "?".to_owned(), |p| p.as_str().to_owned());
+    let patient = RawPathParams::from_request_parts(parts, state)
+        .await
+        .ok()
+        .and_then(|p| p.iter().find(|(k, _)| *k == "patient_id").and_then(|(_, v)| v.parse().ok()));
+    let denial = store::audit::Denial {
+        practice,
+        actor,
+        patient,
+        reason,
+        route: format!("{} {route}", parts.method),
+        request,
+        at: state.clock.now(),
+    };
+    if let Err(e) = state.store.audit_denied(&denial).await {
+        tracing::error!(error = %e, %request, "could not record a denied attempt");
     }
 }
 

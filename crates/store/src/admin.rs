@@ -8,7 +8,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::{OwnerStore, StoreError};
 
-async fn enter(tx: &mut PgConnection, practice: PracticeId) -> Result<(), StoreError> {
+pub(crate) async fn enter(tx: &mut PgConnection, practice: PracticeId) -> Result<(), StoreError> {
     sqlx::query("select set_config('chartroom.practice_id', $1, true)")
         .bind(practice.to_string())
         .execute(tx)

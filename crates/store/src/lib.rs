@@ -21,7 +21,9 @@
 //! # async fn f(store: &store::Store, token: &store::TokenHash, practice: domain::PracticeId) -> Result<(), store::StoreError> {
 //! use domain::{AuditAction, Outcome, RequestId, SystemClock, Clock};
 //! let policy = store::SessionPolicy::default();
-//! let mut tx = store.enter_practice(token, practice, SystemClock.now(), &policy, RequestId::new()).await?;
+//! let store::Entry::Member(mut tx) = store.enter_practice(token, practice, SystemClock.now(), &policy, RequestId::new()).await? else {
+//!     return Err(store::StoreError::NotMember);
+//! };
 //! let page = store::patients::list(&mut tx, 0, 50).await?;
 //! tx.audit_patients(AuditAction::PatientList, page.iter().map(|p| p.patient_id)).await?;
 //! tx.commit().await?;
@@ -30,6 +32,8 @@
 
 pub mod admin;
 pub mod appointments;
+pub mod audit;
+pub mod disclosures;
 pub mod embedded;
 mod error;
 pub mod memberships;
@@ -42,7 +46,7 @@ mod tenant;
 
 pub use error::StoreError;
 pub use roles_check::check_runtime_role;
-pub use session::{SessionPolicy, SessionToken, SignInCandidate, TokenHash};
+pub use session::{Entry, SessionPolicy, SessionToken, SignInCandidate, TokenHash};
 pub use tenant::{TenantTx, UserTx};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

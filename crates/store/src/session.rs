@@ -103,6 +103,15 @@ impl Default for SessionPolicy {
     }
 }
 
+/// The outcome of entering a practice with a valid session.
+#[derive(Debug)]
+pub enum Entry {
+    /// A member: the tenant transaction.
+    Member(TenantTx),
+    /// A signed-in user who is not a member of the practice (or it does not exist).
+    NotMember(UserId),
+}
+
 /// What sign-in needs to check a password: the user and their stored hash.
 #[derive(Debug)]
 pub struct SignInCandidate {
@@ -200,11 +209,13 @@ impl Store {
         now: DateTime<Utc>,
         policy: &SessionPolicy,
         request: RequestId,
-    ) -> Result<TenantTx, StoreError> {
+    ) -> Result<Entry, StoreError> {
         let (tx, user, roles) = enter(&self.pool, token, Some(practice), now, policy).await?;
-        let roles = roles.ok_or(StoreError::NotMember)?;
+        let Some(roles) = roles else {
+            return Ok(Entry::NotMember(user));
+        };
         let roles = RoleSet::parse(&roles).map_err(|_| StoreError::Corrupt("membership.roles"))?;
-        Ok(TenantTx::new(tx, practice, user, roles, request, now))
+        Ok(Entry::Member(TenantTx::new(tx, practice, user, roles, request, now)))
     }
 
     /// Ends a session at once (logout). Idempotent.

@@ -145,10 +145,22 @@ impl TenantTx {
         patient: Option<PatientId>,
         object: Option<(&'static str, uuid::Uuid)>,
     ) -> Result<(), StoreError> {
+        self.audit_details(action, patient, object, None).await
+    }
+
+    /// [`TenantTx::audit`] with extra metadata (ids, flags and names of filters only — never
+    /// values a person typed).
+    pub async fn audit_details(
+        &mut self,
+        action: AuditAction,
+        patient: Option<PatientId>,
+        object: Option<(&'static str, uuid::Uuid)>,
+        details: Option<serde_json::Value>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "insert into audit_event
-               (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+               (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id, details)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(self.practice)
         .bind(AuditEventId::new())
@@ -160,6 +172,7 @@ impl TenantTx {
         .bind(object.map(|o| o.0))
         .bind(object.map(|o| o.1))
         .bind(self.request)
+        .bind(details)
         .execute(&mut *self.tx)
         .await?;
         Ok(())

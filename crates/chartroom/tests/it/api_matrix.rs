@@ -62,6 +62,10 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
     ("GET", "/api/v1/practices/{practice_id}/patients/{patient_id}/notes", Needs::Clinical, Some("note.list")),
     ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/notes", Needs::Clinical, Some("note.create")),
     ("GET", "/api/v1/practices/{practice_id}/notes/{note_id}", Needs::Clinical, Some("note.read")),
+    ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures", Needs::Scheduling, Some("disclosure.create")),
+    ("GET", "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures", Needs::Scheduling, Some("disclosure.report")),
+    ("GET", "/api/v1/practices/{practice_id}/audit/events", Needs::Manage, Some("audit.read")),
+    ("GET", "/api/v1/practices/{practice_id}/audit/fhir", Needs::Manage, Some("audit.export")),
 ];
 
 /// Object ids in practice A (and B, for cross-tenant object references).
@@ -129,9 +133,32 @@ fn request(method: &str, path: &str, w: &World, o: &Objects, practice: uuid::Uui
         })),
         ("PATCH", "/api/v1/practices/{practice_id}/appointments/{appointment_id}") => Some(json!({"status": "arrived"})),
         ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/notes") => Some(json!({"body": "Synthetic note text."})),
+        ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures") => {
+            Some(json!({"recipient": "Synthetic Insurance Co.", "description": "Visit summary", "purpose": "Claim review"}))
+        }
         _ => None,
     };
     (concrete, body)
+}
+
+/// Sends a request; returns the status and the request id.
+async fn send(app: &TestApp, m: &str, path: &str, token: &str, body: Option<&Value>) -> (StatusCode, String) {
+    let mut req = app.http.request(method(m), app.url(path)).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let res = req.send().await.unwrap();
+    (res.status(), res.headers()["x-request-id"].to_str().unwrap().to_owned())
+}
+
+/// The audit rows a request left in `practice`: (actor, action, outcome).
+async fn audit_rows(su: &mut sqlx::PgConnection, practice: uuid::Uuid, request_id: &str) -> Vec<(Option<uuid::Uuid>, String, String)> {
+    sqlx::query_as("select actor_id, action, outcome from audit_event where practice_id = $1 and request_id = $2")
+        .bind(practice)
+        .bind(uuid::Uuid::parse_str(request_id).unwrap())
+        .fetch_all(su)
+        .await
+        .unwrap()
 }
 
 fn method(m: &str) -> Method {
@@ -195,8 +222,10 @@ async fn authorization_matrix() {
                 let (s, _) = call(&app, method(m), &own_path, Some(&tokens[&("b", *role)]), body.as_ref()).await;
                 assert_eq!(s, StatusCode::NOT_FOUND, "{label}: B's {role} on A");
             }
-            let (s, _) = call(&app, method(m), &own_path, Some(&nobody), body.as_ref()).await;
-            assert_eq!(s, StatusCode::NOT_FOUND, "{label}: no-membership user");
+            let res = send(&app, m, &own_path, &nobody, body.as_ref()).await;
+            assert_eq!(res.0, StatusCode::NOT_FOUND, "{label}: no-membership user");
+            let rows = audit_rows(&mut su, a, &res.1).await;
+            assert_eq!(rows, [(Some(w.nobody.as_uuid()), "access.denied".to_owned(), "denied".to_owned())], "{label}: attempt on A not audited");
             // A's member naming B's object inside A's path → 404.
             if path.matches('{').count() > 1 {
                 let (foreign_path, fbody) = request(m, path, &w, &o, a, true, &new_email);
@@ -204,10 +233,13 @@ async fn authorization_matrix() {
                 let (s, _) = call(&app, method(m), &foreign_path, Some(&tokens[&("a", right)]), fbody.as_ref()).await;
                 assert_eq!(s, StatusCode::NOT_FOUND, "{label}: A's {right} naming B's object");
             }
-            // Wrong role → 403.
+            // Wrong role → 403, and the denial is on A's audit trail (req AUD-01).
             for role in needs.wrong() {
-                let (s, b) = call(&app, method(m), &own_path, Some(&tokens[&("a", role)]), body.as_ref()).await;
-                assert_eq!(s, StatusCode::FORBIDDEN, "{label}: wrong role {role}: {b}");
+                let res = send(&app, m, &own_path, &tokens[&("a", role)], body.as_ref()).await;
+                assert_eq!(res.0, StatusCode::FORBIDDEN, "{label}: wrong role {role}");
+                let rows = audit_rows(&mut su, a, &res.1).await;
+                assert_eq!(rows.len(), 1, "{label}: denial of {role} not audited");
+                assert_eq!(rows[0], (Some(w.a.user(role).as_uuid()), "access.denied".to_owned(), "denied".to_owned()), "{label}");
             }
         }
 
@@ -229,14 +261,7 @@ async fn authorization_matrix() {
             let text = res.text().await.unwrap();
             assert!(status.is_success(), "{label}: right role {role} got {status}: {text}");
             if let Some(action) = audit {
-                let rows: Vec<(Option<uuid::Uuid>, String, String)> = sqlx::query_as(
-                    "select actor_id, action, outcome from audit_event where practice_id = $1 and request_id = $2",
-                )
-                .bind(a)
-                .bind(uuid::Uuid::parse_str(&request_id).unwrap())
-                .fetch_all(&mut su)
-                .await
-                .unwrap();
+                let rows = audit_rows(&mut su, a, &request_id).await;
                 assert!(!rows.is_empty(), "{label}: success left no audit row");
                 for (actor, act, outcome) in rows {
                     assert_eq!(actor, Some(w.a.user(role).as_uuid()), "{label}");

@@ -46,6 +46,21 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             .execute(&mut su)
             .await
             .unwrap();
+        // Rows for the audit chain tables and disclosures (visibility fixtures only: the sealer
+        // has its own tests).
+        for sql in [
+            "insert into audit_seal (practice_id, seq, event_id, chain_hash, leaf_hash, sealed_at) values ($1, 0, gen_random_uuid(), sha256('x'), sha256('y'), now())",
+            "insert into audit_node (practice_id, level, idx, hash) values ($1, 1, 0, sha256('z'))",
+            "insert into audit_prune (practice_id, seq, chain_hash, pruned_at) values ($1, 1, sha256('p'), now())",
+        ] {
+            sqlx::query(sql).bind(p.id).execute(&mut su).await.unwrap();
+        }
+        sqlx::query("insert into disclosure (practice_id, disclosure_id, patient_id, disclosed_at, recipient, description, purpose, created_at) values ($1, gen_random_uuid(), $2, now(), 'r', 'd', 'p', now())")
+            .bind(p.id)
+            .bind(p.patient)
+            .execute(&mut su)
+            .await
+            .unwrap();
         // And one clinical note, so every table has rows in both practices.
         sqlx::query("insert into clinical_note (practice_id, note_id, patient_id, author_id, body, created_at) values ($1, gen_random_uuid(), $2, $3, 'fixture', now())")
             .bind(p.id)
@@ -131,7 +146,8 @@ async fn rls_enabled_forced_and_tenant_isolated_for_every_tenant_table() {
             "patient" => Some("patient_id"),
             "appointment" => Some("appointment_id"),
             "clinical_note" => Some("note_id"),
-            "audit_event" => Some("event_id"),
+            "audit_event" | "audit_pending" => Some("event_id"),
+            "disclosure" => Some("disclosure_id"),
             _ => None,
         };
         if let Some(key) = fresh_key {

@@ -2,7 +2,9 @@
 //! the router come from the same list (tests derive the authorization matrix from it).
 
 mod appointments;
+pub(crate) mod audit;
 mod auth;
+mod disclosures;
 mod memberships;
 mod notes;
 mod patients;
@@ -29,7 +31,8 @@ use crate::AppState;
         (name = "practices", description = "Practices and memberships"),
         (name = "patients", description = "Demographics and contact details"),
         (name = "appointments", description = "Scheduling"),
-        (name = "notes", description = "Clinical notes (clinicians only)")
+        (name = "notes", description = "Clinical notes (clinicians only)"),
+        (name = "audit", description = "The audit log (owners and admins)")
     )
 )]
 struct ApiDoc;
@@ -67,6 +70,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(notes::note_list, notes::note_create))
         .routes(routes!(notes::note_get))
+        .routes(routes!(disclosures::disclosure_create, disclosures::disclosure_report))
+        .routes(routes!(audit::audit_events))
+        .routes(routes!(audit::audit_fhir))
 }
 
 /// The OpenAPI 3.1 document (also served at `/api/v1/openapi.json`).

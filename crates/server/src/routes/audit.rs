@@ -1,0 +1,250 @@
+//! The audit log for owners and admins: reports and the FHIR export.
+
+use axum::Json;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use domain::{AuditAction, AuditEventId, PatientId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use store::audit::{AuditFilter, AuditRow};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppError;
+use crate::extract::{ApiQuery, Ctx, Manage};
+
+/// Report filters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportQuery {
+    /// Only events about this patient ("who looked at this patient").
+    patient_id: Option<PatientId>,
+    /// Only events by this user ("what did this user touch").
+    actor_id: Option<UserId>,
+    /// Only this action, e.g. `patient.read`.
+    action: Option<String>,
+    /// From (RFC 3339, inclusive).
+    from: Option<DateTime<Utc>>,
+    /// To (RFC 3339, exclusive).
+    to: Option<DateTime<Utc>>,
+    /// `asc` (default) or `desc` by time.
+    order: Option<String>,
+    /// Page size, 1–500 (default 100).
+    limit: Option<i64>,
+    /// Continue after this cursor (from `next_cursor`).
+    cursor: Option<String>,
+}
+
+/// One audit event.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AuditEventView {
+    /// Position in the practice's hash chain, once sealed.
+    seq: Option<i64>,
+    /// Event id.
+    event_id: AuditEventId,
+    /// When (UTC).
+    occurred_at: DateTime<Utc>,
+    /// Who.
+    actor_id: Option<UserId>,
+    /// Which patient.
+    patient_id: Option<PatientId>,
+    /// What.
+    action: String,
+    /// `success` or `denied`.
+    outcome: String,
+    /// Object kind.
+    object_type: Option<String>,
+    /// Object id.
+    object_id: Option<uuid::Uuid>,
+    /// Request id.
+    request_id: Option<domain::RequestId>,
+    /// Extra metadata (ids and flags only).
+    #[schema(value_type = Option<Object>)]
+    details: Option<serde_json::Value>,
+}
+
+impl From<AuditRow> for AuditEventView {
+    fn from(r: AuditRow) -> Self {
+        Self {
+            seq: r.seq,
+            event_id: r.event_id,
+            occurred_at: r.occurred_at,
+            actor_id: r.actor_id,
+            patient_id: r.patient_id,
+            action: r.action,
+            outcome: r.outcome,
+            object_type: r.object_type,
+            object_id: r.object_id,
+            request_id: r.request_id,
+            details: r.details,
+        }
+    }
+}
+
+/// A page of audit events.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AuditPage {
+    /// Events.
+    items: Vec<AuditEventView>,
+    /// Pass as `cursor` for the next page, when there may be one.
+    next_cursor: Option<String>,
+}
+
+fn filter(q: ReportQuery, default_limit: i64) -> Result<AuditFilter, AppError> {
+    let limit = q.limit.unwrap_or(default_limit);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::Invalid("limit: must be 1 to 500".into()));
+    }
+    let descending = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(AppError::Invalid("order: must be asc or desc".into())),
+    };
+    if let Some(a) = &q.action
+        && !domain::AuditAction::ALL.iter().any(|x| x.as_str() == a)
+    {
+        return Err(AppError::Invalid("action: not a known audit action".into()));
+    }
+    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    Ok(AuditFilter { patient: q.patient_id, actor: q.actor_id, action: q.action, from: q.from, to: q.to, descending, after, limit })
+}
+
+fn parse_cursor(c: &str) -> Result<(DateTime<Utc>, AuditEventId), AppError> {
+    let bad = || AppError::Invalid("cursor: not a cursor from a previous page".into());
+    let (t, id) = c.split_once('_').ok_or_else(bad)?;
+    let micros: i64 = t.parse().map_err(|_| bad())?;
+    Ok((DateTime::from_timestamp_micros(micros).ok_or_else(bad)?, id.parse().map_err(|_| bad())?))
+}
+
+fn cursor(r: &AuditRow) -> String {
+    format!("{}_{}", r.occurred_at.timestamp_micros(), r.event_id)
+}
+
+/// Which filters a report used (names only, for the report's own audit event).
+fn filter_kinds(f: &AuditFilter) -> serde_json::Value {
+    json!({
+        "by_patient": f.patient.is_some(), "by_actor": f.actor.map(|a| a.to_string()),
+        "action": f.action, "from": f.from, "to": f.to,
+    })
+}
+
+/// Audit events of the practice, filtered by patient, actor, action and time, sorted by time,
+/// paginated by cursor (owner or admin). The report is itself audited.
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/audit/events", tag = "audit",
+    params(("practice_id" = String, Path, format = Uuid), ReportQuery),
+    responses((status = 200, body = AuditPage), (status = 400, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn audit_events(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ReportQuery>) -> Result<Json<AuditPage>, AppError> {
+    let f = filter(q, 100)?;
+    let mut tx = ctx.tx;
+    let rows = store::audit::report(&mut tx, &f).await?;
+    tx.audit_details(AuditAction::AuditRead, f.patient, None, Some(filter_kinds(&f))).await?;
+    tx.commit().await?;
+    let full = i64::try_from(rows.len()).unwrap_or(0) == f.limit;
+    let next_cursor = if full { rows.last().map(cursor) } else { None };
+    Ok(Json(AuditPage { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+/// FHIR R4 `AuditEvent` for one event (<https://hl7.org/fhir/R4/auditevent.html>).
+#[must_use]
+pub fn fhir_audit_event(practice: domain::PracticeId, r: &AuditRow) -> serde_json::Value {
+    let (code, display) = match r.action.rsplit('.').next().unwrap_or("") {
+        "create" => ("C", "Create"),
+        "update" => ("U", "Update"),
+        "delete" => ("D", "Delete"),
+        "export" => ("E", "Execute"),
+        _ => ("R", "Read/View/Print"),
+    };
+    let mut agents = vec![];
+    if let Some(a) = r.actor_id {
+        agents.push(json!({
+            "who": {"identifier": {"system": "urn:chartroom:user", "value": a.to_string()}},
+            "requestor": true
+        }));
+    } else {
+        agents.push(json!({"who": {"display": "Chartroom system"}, "requestor": false}));
+    }
+    let mut entities = vec![];
+    if let Some(p) = r.patient_id {
+        entities.push(json!({
+            "what": {"identifier": {"system": "urn:chartroom:patient", "value": p.to_string()}},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
+            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
+        }));
+    }
+    if let (Some(t), Some(id)) = (&r.object_type, r.object_id) {
+        entities.push(json!({
+            "what": {"identifier": {"system": format!("urn:chartroom:{t}"), "value": id.to_string()}},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}
+        }));
+    }
+    let mut ev = json!({
+        "resourceType": "AuditEvent",
+        "id": r.event_id.to_string(),
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+        "subtype": [{"system": "urn:chartroom:audit-action", "code": r.action}],
+        "action": code,
+        "recorded": r.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "outcome": if r.outcome == "success" { "0" } else { "4" },
+        "outcomeDesc": if r.outcome == "success" { "success" } else { "denied" },
+        "agent": agents,
+        "source": {"site": practice.to_string(), "observer": {"display": "Chartroom"}},
+    });
+    let _ = display;
+    if !entities.is_empty() {
+        ev["entity"] = serde_json::Value::Array(entities);
+    }
+    if let Some(req) = r.request_id {
+        ev["extension"] = json!([{"url": "urn:chartroom:request-id", "valueString": req.to_string()}]);
+    }
+    if let Some(seq) = r.seq {
+        ev["meta"] = json!({"tag": [{"system": "urn:chartroom:audit-seq", "code": seq.to_string()}]});
+    }
+    ev
+}
+
+/// Export window.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportQuery {
+    /// From (RFC 3339, inclusive; default: 30 days ago).
+    from: Option<DateTime<Utc>>,
+    /// To (RFC 3339, exclusive; default: now).
+    to: Option<DateTime<Utc>>,
+}
+
+/// The practice's audit events in a window as FHIR R4 `AuditEvent` resources, one JSON
+/// object per line (`application/fhir+ndjson`; at most 50,000 events per call). Owner or
+/// admin; the export is itself audited.
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/audit/fhir", tag = "audit",
+    params(("practice_id" = String, Path, format = Uuid), ExportQuery),
+    responses((status = 200, content_type = "application/fhir+ndjson", body = String), (status = 403, body = crate::views::ErrorBody)))]
+pub(crate) async fn audit_fhir(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ExportQuery>) -> Result<Response, AppError> {
+    let to = q.to.unwrap_or_else(|| ctx.tx.now());
+    let from = q.from.unwrap_or(to - chrono::Duration::days(30));
+    if from >= to {
+        return Err(AppError::Invalid("from must be before to".into()));
+    }
+    let practice = ctx.tx.practice();
+    let mut tx = ctx.tx;
+    let mut out = String::new();
+    let mut f = AuditFilter { from: Some(from), to: Some(to), limit: 500, ..AuditFilter::default() };
+    let mut count = 0_usize;
+    loop {
+        let rows = store::audit::report(&mut tx, &f).await?;
+        for r in &rows {
+            out.push_str(&fhir_audit_event(practice, r).to_string());
+            out.push('\n');
+        }
+        count += rows.len();
+        if rows.len() < 500 || count >= 50_000 {
+            break;
+        }
+        f.after = rows.last().map(|r| (r.occurred_at, r.event_id));
+    }
+    tx.audit_details(AuditAction::AuditExport, None, None, Some(json!({"format": "fhir-ndjson", "events": count, "from": from, "to": to})))
+        .await?;
+    tx.commit().await?;
+    let mut res = out.into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
+    Ok(res)
+}

@@ -1,0 +1,179 @@
+//! Disclosures outside the practice and the patient's accounting of disclosures
+//! (HIPAA 164.528): clinician or reception.
+
+use axum::Json;
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use domain::{AuditAction, PatientId, PracticeId, UserId};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, Scheduling};
+
+const KINDS: [&str; 4] = ["export", "sharing", "support_access", "other"];
+
+/// A disclosure to record.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DisclosureCreate {
+    /// When the information was disclosed (default: now).
+    disclosed_at: Option<DateTime<Utc>>,
+    /// To whom: name, and address if known (1–200 characters).
+    recipient: String,
+    /// What was disclosed (1–1000 characters).
+    description: String,
+    /// Why (1–200 characters).
+    purpose: String,
+    /// For treatment, payment or health-care operations (not listed in the accounting).
+    #[serde(default)]
+    tpo: bool,
+    /// `export`, `sharing`, `support_access` or `other` (default).
+    kind: Option<String>,
+}
+
+/// A disclosure.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DisclosureView {
+    /// Id.
+    disclosure_id: uuid::Uuid,
+    /// The patient.
+    patient_id: PatientId,
+    /// When.
+    disclosed_at: DateTime<Utc>,
+    /// To whom.
+    recipient: String,
+    /// What.
+    description: String,
+    /// Why.
+    purpose: String,
+    /// TPO.
+    tpo: bool,
+    /// Kind.
+    kind: String,
+    /// Recorded by.
+    recorded_by: Option<UserId>,
+}
+
+impl From<store::disclosures::Disclosure> for DisclosureView {
+    fn from(d: store::disclosures::Disclosure) -> Self {
+        Self {
+            disclosure_id: d.disclosure_id,
+            patient_id: d.patient_id,
+            disclosed_at: d.disclosed_at,
+            recipient: d.recipient,
+            description: d.description,
+            purpose: d.purpose,
+            tpo: d.tpo,
+            kind: d.kind,
+            recorded_by: d.recorded_by,
+        }
+    }
+}
+
+/// Records a disclosure of the patient's information outside the practice.
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures", tag = "patients",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = DisclosureCreate,
+    responses((status = 201, body = DisclosureView), (status = 400, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn disclosure_create(
+    ctx: Ctx<Scheduling>,
+    ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
+    ApiJson(req): ApiJson<DisclosureCreate>,
+) -> Result<(StatusCode, Json<DisclosureView>), AppError> {
+    let now = ctx.tx.now();
+    let kind = req.kind.unwrap_or_else(|| "other".into());
+    if !KINDS.contains(&kind.as_str()) {
+        return Err(AppError::Invalid("kind: must be export, sharing, support_access or other".into()));
+    }
+    let disclosed_at = req.disclosed_at.unwrap_or(now);
+    if disclosed_at > now + Duration::minutes(5) {
+        return Err(AppError::Invalid("disclosed_at: must not be in the future".into()));
+    }
+    let new = store::disclosures::NewDisclosure {
+        disclosed_at,
+        recipient: domain::values::single_line("recipient", &req.recipient, 200)?,
+        description: domain::values::free_text("description", &req.description, 1000)?,
+        purpose: domain::values::single_line("purpose", &req.purpose, 200)?,
+        tpo: req.tpo,
+        kind,
+    };
+    let mut tx = ctx.tx;
+    store::patients::get(&mut tx, patient).await?.ok_or(AppError::NotFound("patient"))?;
+    let d = store::disclosures::create(&mut tx, patient, &new).await?;
+    tx.audit(AuditAction::DisclosureCreate, Some(patient), Some(("disclosure", d.disclosure_id))).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(d.into())))
+}
+
+/// Accounting window.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccountingQuery {
+    /// From (default: six years before `to`, the HIPAA 164.528 window).
+    from: Option<DateTime<Utc>>,
+    /// To (default: now).
+    to: Option<DateTime<Utc>>,
+}
+
+/// Repeated disclosures to one recipient for one purpose, summarized (164.528(b)(3)).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DisclosureSummary {
+    /// Recipient.
+    recipient: String,
+    /// Purpose.
+    purpose: String,
+    /// How many times.
+    count: usize,
+    /// First.
+    first: DateTime<Utc>,
+    /// Last.
+    last: DateTime<Utc>,
+}
+
+/// A patient's accounting of disclosures.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Accounting {
+    /// The patient.
+    patient_id: PatientId,
+    /// Window start.
+    from: DateTime<Utc>,
+    /// Window end.
+    to: DateTime<Utc>,
+    /// Every non-TPO disclosure in the window: date, recipient, description, purpose.
+    disclosures: Vec<DisclosureView>,
+    /// Repeated disclosures to the same recipient for the same purpose.
+    summary: Vec<DisclosureSummary>,
+}
+
+/// The accounting of disclosures for a patient over a window (default the last six years),
+/// excluding treatment, payment and operations. The report is itself audited.
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures", tag = "patients",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid), AccountingQuery),
+    responses((status = 200, body = Accounting), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn disclosure_report(
+    ctx: Ctx<Scheduling>,
+    ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
+    ApiQuery(q): ApiQuery<AccountingQuery>,
+) -> Result<Json<Accounting>, AppError> {
+    let to = q.to.unwrap_or_else(|| ctx.tx.now());
+    let from = q.from.unwrap_or(to - Duration::days(6 * 365 + 2));
+    if from >= to {
+        return Err(AppError::Invalid("from must be before to".into()));
+    }
+    let mut tx = ctx.tx;
+    store::patients::get(&mut tx, patient).await?.ok_or(AppError::NotFound("patient"))?;
+    let list = store::disclosures::list(&mut tx, patient, from, to, false).await?;
+    tx.audit(AuditAction::DisclosureReport, Some(patient), Some(("patient", patient.as_uuid()))).await?;
+    tx.commit().await?;
+    let mut summary: Vec<DisclosureSummary> = Vec::new();
+    for d in &list {
+        if let Some(s) = summary.iter_mut().find(|s| s.recipient == d.recipient && s.purpose == d.purpose) {
+            s.count += 1;
+            s.last = d.disclosed_at;
+        } else {
+            summary.push(DisclosureSummary { recipient: d.recipient.clone(), purpose: d.purpose.clone(), count: 1, first: d.disclosed_at, last: d.disclosed_at });
+        }
+    }
+    summary.retain(|s| s.count > 1);
+    Ok(Json(Accounting { patient_id: patient, from, to, disclosures: list.into_iter().map(Into::into).collect(), summary }))
+}

@@ -1,0 +1,182 @@
+//! The audit log in PostgreSQL: reports, denied attempts, the sealer (hash chain and Merkle
+//! tree), proofs, and the streaming read that `audit verify` checks.
+//!
+//! Appends happen in the caller's transaction ([`crate::TenantTx::audit`]); a trigger queues
+//! each event in `audit_pending`. [`Store::seal_pending`] seals queued events practice by
+//! practice: one sealer per practice at a time (a transaction-scoped advisory lock), so a busy
+//! practice never serializes another, and requests never wait on a chain head.
+
+use chrono::{DateTime, Utc};
+use domain::{AuditEventId, PatientId, PracticeId, RequestId, UserId};
+use serde::Serialize;
+use sqlx::{PgConnection, Row as _};
+
+use crate::{OwnerStore, Store, StoreError, TenantTx};
+
+/// One audit event as stored, with its sequence number once sealed.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AuditRow {
+    /// Position in the practice's chain (`None` until sealed).
+    pub seq: Option<i64>,
+    /// Event id.
+    pub event_id: AuditEventId,
+    /// When it happened (UTC).
+    pub occurred_at: DateTime<Utc>,
+    /// Who (absent for system and administrative events).
+    pub actor_id: Option<UserId>,
+    /// The patient concerned, if any.
+    pub patient_id: Option<PatientId>,
+    /// What (a stable action name).
+    pub action: String,
+    /// `success` or `denied`.
+    pub outcome: String,
+    /// Kind of object.
+    pub object_type: Option<String>,
+    /// The object's id.
+    pub object_id: Option<uuid::Uuid>,
+    /// The request that caused it.
+    pub request_id: Option<RequestId>,
+    /// Extra metadata (ids and flags only).
+    pub details: Option<serde_json::Value>,
+}
+
+/// Report filters (all optional; combined with AND).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only events about this patient ("who looked at this patient").
+    pub patient: Option<PatientId>,
+    /// Only events by this actor ("what did this user touch").
+    pub actor: Option<UserId>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// From this time (inclusive).
+    pub from: Option<DateTime<Utc>>,
+    /// Until this time (exclusive).
+    pub to: Option<DateTime<Utc>>,
+    /// Newest first when true.
+    pub descending: bool,
+    /// Keyset cursor: continue after this (time, event id).
+    pub after: Option<(DateTime<Utc>, AuditEventId)>,
+    /// Page size (1..=500).
+    pub limit: i64,
+}
+
+const ROW_COLUMNS: &str = "s.seq, e.event_id, e.occurred_at, e.actor_id, e.patient_id, e.action, e.outcome,
+     e.object_type, e.object_id, e.request_id, e.details";
+
+async fn query_events(conn: &mut PgConnection, practice: PracticeId, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+    let (cmp, order) = if f.descending { ("<", "desc") } else { (">", "asc") };
+    let sql = format!(
+        "select {ROW_COLUMNS}
+           from audit_event e left join audit_seal s on s.practice_id = e.practice_id and s.event_id = e.event_id
+          where e.practice_id = $1
+            and ($2::uuid is null or e.patient_id = $2)
+            and ($3::uuid is null or e.actor_id = $3)
+            and ($4::text is null or e.action = $4)
+            and ($5::timestamptz is null or e.occurred_at >= $5)
+            and ($6::timestamptz is null or e.occurred_at < $6)
+            and ($7::timestamptz is null or (e.occurred_at, e.event_id) {cmp} ($7, $8))
+          order by e.occurred_at {order}, e.event_id {order}
+          limit $9"
+    );
+    let (after_t, after_id) = f.after.map_or((None, None), |(t, id)| (Some(t), Some(id)));
+    Ok(sqlx::query_as(&sql)
+        .bind(practice)
+        .bind(f.patient)
+        .bind(f.actor)
+        .bind(&f.action)
+        .bind(f.from)
+        .bind(f.to)
+        .bind(after_t)
+        .bind(after_id)
+        .bind(f.limit.clamp(1, 500))
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Reads audit events of the transaction's practice (owner or admin; enforced by RLS). The
+/// caller audits the report itself.
+pub async fn report(tx: &mut TenantTx, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+    let practice = tx.practice();
+    query_events(tx.conn(), practice, filter).await
+}
+
+impl OwnerStore {
+    /// Reads audit events of a practice as the owner role (the `chartroom audit report` CLI).
+    pub async fn audit_report(&self, practice: PracticeId, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        crate::admin::enter(&mut tx, practice).await?;
+        let rows = query_events(&mut tx, practice, filter).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+}
+
+/// What a denied attempt was.
+#[derive(Debug, Clone)]
+pub struct Denial {
+    /// The practice the attempt was aimed at.
+    pub practice: PracticeId,
+    /// Who tried.
+    pub actor: UserId,
+    /// The patient named in the path, if any.
+    pub patient: Option<PatientId>,
+    /// `role` (a member without the privilege) or `not_member`.
+    pub reason: &'static str,
+    /// Method and route template (no ids, no values).
+    pub route: String,
+    /// The request.
+    pub request: RequestId,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Records a denied attempt on its own connection and transaction (the request's own
+    /// transaction is rolled back). Nothing is written when the practice does not exist, so
+    /// made-up practice ids cannot fill the log.
+    pub async fn audit_denied(&self, d: &Denial) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select set_config('chartroom.practice_id', $1, true)")
+            .bind(d.practice.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let exists: bool = sqlx::query_scalar("select exists (select 1 from practice where practice_id = $1)")
+            .bind(d.practice)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !exists {
+            return Ok(());
+        }
+        sqlx::query(
+            "insert into audit_event (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, request_id, details)
+             values ($1, $2, $3, $4, $5, 'access.denied', 'denied', $6, $7)",
+        )
+        .bind(d.practice)
+        .bind(AuditEventId::new())
+        .bind(d.at)
+        .bind(d.actor)
+        .bind(d.patient)
+        .bind(d.request)
+        .bind(serde_json::json!({"reason": d.reason, "route": d.route}))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Reads the rows of one practice for verification, as the owner role: every seal in sequence
+/// order with its event (absent when deleted), plus events that are neither sealed nor queued.
+pub(crate) fn verify_sql() -> &'static str {
+    "select s.seq, s.chain_hash, s.leaf_hash, e.event_id, e.occurred_at, e.actor_id, e.patient_id,
+            e.action, e.outcome, e.object_type, e.object_id, e.request_id, e.details
+       from audit_seal s left join audit_event e on e.practice_id = s.practice_id and e.event_id = s.event_id
+      where s.practice_id = $1 and s.seq >= $2
+      order by s.seq"
+}
+
+/// Decodes an optional uuid column.
+pub(crate) fn opt_uuid(row: &sqlx::postgres::PgRow, col: &str) -> Result<Option<uuid::Uuid>, StoreError> {
+    Ok(row.try_get::<Option<uuid::Uuid>, _>(col)?)
+}
