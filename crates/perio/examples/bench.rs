@@ -15,12 +15,17 @@ use perio::parse::ParseSettings;
 use perio::path::Route;
 use perio::{ChartingPath, Session, Status};
 
-const WORDS: [&str; 10] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+const WORDS: [&str; 10] = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+];
 
 /// 70 finals: 64 triplets (every fifth with "bleeding"), three mobility and three
 /// furcation clauses.
 fn full_mouth() -> Vec<String> {
-    let route = Route::new(ChartingPath::MaxillaryFirst, perio::path::TripletOrder::Path);
+    let route = Route::new(
+        ChartingPath::MaxillaryFirst,
+        perio::path::TripletOrder::Path,
+    );
     let groups = route.sequence().len() / 3;
     let mut seed: u32 = 0x5eed;
     let mut depth = || {
@@ -71,8 +76,15 @@ fn main() {
         let o = check.apply_final(f);
         assert_eq!(o.status, Status::Ok, "{f}: {o:?}");
     }
-    let sites: usize = check.chart().records().map(|(_, r)| r.pd.iter().count()).sum();
-    println!("full-mouth session: {} finals, {sites} sites charted, one thread", finals.len());
+    let sites: usize = check
+        .chart()
+        .records()
+        .map(|(_, r)| r.pd.iter().count())
+        .sum();
+    println!(
+        "full-mouth session: {} finals, {sites} sites charted, one thread",
+        finals.len()
+    );
 
     let budget = Duration::from_secs(2);
     let (engine, n_engine) = time_per_iteration(
@@ -116,6 +128,10 @@ fn main() {
     println!(
         "ratio engine / tokenize: {:.1}x; target < 1 ms per session: {}",
         engine.as_secs_f64() / tokenize.as_secs_f64(),
-        if engine < Duration::from_millis(1) { "met" } else { "NOT met" }
+        if engine < Duration::from_millis(1) {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 }

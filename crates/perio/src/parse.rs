@@ -443,7 +443,11 @@ fn homophone_spans(toks: &[&Token], settings: ParseSettings) -> Vec<bool> {
     ok
 }
 
-fn readings(toks: &[&Token], settings: ParseSettings, hom_ok: &[bool]) -> Result<Vec<Reading>, Reject> {
+fn readings(
+    toks: &[&Token],
+    settings: ParseSettings,
+    hom_ok: &[bool],
+) -> Result<Vec<Reading>, Reject> {
     let mut found: Vec<Reading> = Vec::new();
     let mut first_err = None;
     let mut stack: Vec<Vec<bool>> = vec![Vec::new()];

@@ -344,6 +344,12 @@ impl Session {
         self.commit(resolution)
     }
 
+    /// Applies a recognizer result: the spoken-form (lexical) text when the recognizer gives
+    /// one, else the display text (SPEC §2 pipeline, first step).
+    pub fn apply_recognized(&mut self, lexical: Option<&str>, display: &str) -> Outcome {
+        self.apply_final(lexical.filter(|l| !l.trim().is_empty()).unwrap_or(display))
+    }
+
     /// Applies a resolution computed by [`Session::resolve`] on this very session state.
     pub fn commit(&mut self, resolution: Resolution) -> Outcome {
         let Resolution { outcome, effect } = resolution;

@@ -25,6 +25,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Db(sqlx::Error),
+    /// The audit event could not be written: the action must not happen (no unaudited PHI
+    /// access). Always a server fault, whatever the database said.
+    #[error("the audit log could not be written: {0}")]
+    AuditFailed(String),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

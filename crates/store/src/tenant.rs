@@ -174,7 +174,8 @@ impl TenantTx {
         .bind(self.request)
         .bind(details)
         .execute(&mut *self.tx)
-        .await?;
+        .await
+        .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
         Ok(())
     }
 
@@ -217,7 +218,8 @@ impl TenantTx {
         .bind(self.request)
         .bind(&patients)
         .execute(&mut *self.tx)
-        .await?;
+        .await
+        .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
         Ok(())
     }
 

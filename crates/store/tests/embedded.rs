@@ -351,15 +351,30 @@ async fn run_helper(mode: &str, data_dir: &Path) -> (tokio::process::Child, u32)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if let Some(pid) = line.strip_prefix(HELPER_READY) {
-            return (child, pid.trim().parse().unwrap());
+    // libtest prints `test helper_process ... ` before the test's own output, on the same line.
+    let reported = async move {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some((_, pid)) = line.split_once(HELPER_READY) {
+                let pid: u32 = pid.split_whitespace().next().unwrap().parse().unwrap();
+                return Some((pid, lines));
+            }
         }
+        None
+    };
+    // A bound so a broken helper fails the test instead of hanging it (not synchronisation:
+    // the helper's own output is what we wait for).
+    match tokio::time::timeout(std::time::Duration::from_secs(120), reported).await {
+        Ok(Some((pid, mut lines))) => {
+            // Keep reading, so the helper can finish writing its test report.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            (child, pid)
+        }
+        Ok(None) => panic!(
+            "the helper exited without reporting a cluster: {:?}",
+            child.wait().await
+        ),
+        Err(_) => panic!("the helper did not report a cluster within 120 s"),
     }
-    panic!(
-        "the helper process exited without reporting a cluster: {:?}",
-        child.wait().await
-    );
 }
 
 /// Not a test: the second process of `orphaned_postmaster_is_replaced` and

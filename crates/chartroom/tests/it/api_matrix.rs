@@ -268,6 +268,20 @@ async fn authorization_matrix() {
                     assert_eq!(act, action, "{label}");
                     assert_eq!(outcome, "success", "{label}");
                 }
+                // A route about one patient names that patient in its audit row, with a time.
+                if path.contains("{patient_id}") {
+                    let (patient, at): (Option<uuid::Uuid>, Option<chrono::DateTime<Utc>>) = sqlx::query_as(
+                        "select patient_id, occurred_at from audit_event where practice_id = $1 and request_id = $2 limit 1",
+                    )
+                    .bind(a)
+                    .bind(uuid::Uuid::parse_str(&request_id).unwrap())
+                    .fetch_one(&mut su)
+                    .await
+                    .unwrap();
+                    let expected = if m == "DELETE" { o.spare_patient } else { w.a.patient.as_uuid() };
+                    assert_eq!(patient, Some(expected), "{label}: audit row must name the patient");
+                    assert!(at.is_some());
+                }
             }
         }
     }

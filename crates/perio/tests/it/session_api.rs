@@ -291,3 +291,13 @@ fn chart_json_has_the_fixture_shape() {
         }})
     );
 }
+
+#[test]
+fn lexical_form_is_preferred_over_display_text() {
+    let mut s = Session::default();
+    // Display ITN wrote "eleven" as "11" (refused, N2); the lexical form is unambiguous.
+    let o = s.apply_recognized(Some("eleven two three"), "11 2 3");
+    assert_eq!(brief(&o), "ok [pd 1DB=11, pd 1B=2, pd 1MB=3] @2F.DB");
+    let o = s.apply_recognized(None, "11 2 3");
+    assert_eq!(brief(&o), "rejected ambiguous_numeral \"11\"");
+}
