@@ -6,6 +6,7 @@
 //! external PostgreSQL instead.
 
 mod admin;
+mod audit_cmd;
 mod db;
 mod demo;
 mod perio_cmd;
@@ -105,6 +106,9 @@ enum Command {
     /// Manage memberships (who belongs to which practice, with which roles).
     #[command(subcommand)]
     Member(admin::MemberCommand),
+    /// The audit log: reports, FHIR export, verification, proofs.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
     /// Periodontal dictation engine: parse, evaluate fixtures, export the vocabulary.
     #[command(subcommand)]
     Perio(perio_cmd::PerioCommand),
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
             Command::Practice(cmd) => admin::practice(&cli.global, cmd).await,
             Command::User(cmd) => admin::user(&cli.global, cmd).await,
             Command::Member(cmd) => admin::member(&cli.global, cmd).await,
+            Command::Audit(cmd) => audit_cmd::run(&cli.global, cmd).await,
             Command::Perio(_) => Ok(()),
         }
     });

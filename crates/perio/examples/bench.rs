@@ -31,7 +31,10 @@ fn full_mouth() -> Vec<String> {
     let mut depth = || {
         // A small LCG: deterministic synthetic depths 1–7, no patient data.
         seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-        WORDS[1 + (seed >> 16) as usize % 7]
+        WORDS
+            .get(1 + (seed >> 16) as usize % 7)
+            .copied()
+            .unwrap_or("three")
     };
     let mut finals: Vec<String> = (0..groups)
         .map(|g| {
@@ -114,7 +117,8 @@ fn main() {
         },
         budget,
     );
-    let per_final = |d: Duration| d.as_secs_f64() / finals.len() as f64;
+    let n_finals = f64::from(u32::try_from(finals.len()).unwrap_or(u32::MAX));
+    let per_final = |d: Duration| d.as_secs_f64() / n_finals;
     let line = |name: &str, d: Duration, n: u32| {
         println!(
             "{name:<34} {:>9.1} µs/session {:>12.0} finals/s  ({n} iterations)",

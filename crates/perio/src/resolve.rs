@@ -12,8 +12,8 @@ use crate::outcome::{
     Status, UndoScope, Warning,
 };
 use crate::parse::{
-    Clause, EntranceSpec, GotoKind, Parse, Place, PromptAnswer, Reading, Region, Scope, Segment,
-    ToothRef, Val, ValKind, Verdict,
+    Clause, EntranceSpec, Parse, Place, PromptAnswer, Reading, Region, Scope, Segment, ToothRef,
+    Val, ValKind, Verdict,
 };
 use crate::path::{Cursor, Route};
 use crate::session::{
@@ -531,12 +531,13 @@ impl<'s> Work<'s> {
                 tooth,
                 values,
             } => self.mode(*mode, tooth.as_ref(), values),
+            // "tooth …", "jump to …" and "select …" differ only in what they may carry.
             Clause::Goto {
-                kind,
                 tooth,
                 surface,
                 segments,
-            } => self.goto(*kind, tooth, *surface, segments),
+                ..
+            } => self.goto(tooth, *surface, segments),
             Clause::Step { forward, site } => self.step(*forward, *site),
             Clause::Switch(surface) => {
                 // The tooth is the anchor's (rule F3): "buccal three two four, lingual two
@@ -675,7 +676,6 @@ impl<'s> Work<'s> {
 
     fn goto(
         &mut self,
-        _kind: GotoKind,
         tooth: &ToothRef,
         surface: Option<Surface>,
         segments: &[Segment],

@@ -25,6 +25,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod fhir;
 mod middleware;
 pub mod password;
 mod routes;

@@ -112,6 +112,29 @@ impl OwnerStore {
     }
 }
 
+impl OwnerStore {
+    /// Records an administrative action on the audit log itself (a report or export made with
+    /// the CLI), without an actor.
+    pub async fn audit_admin_event(&self, practice: PracticeId, action: domain::AuditAction) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        crate::admin::enter(&mut tx, practice).await?;
+        #[allow(clippy::disallowed_methods, reason = "administrative CLI, no injected clock")]
+        let now = Utc::now();
+        sqlx::query(
+            "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, details)
+             values ($1, $2, $3, $4, 'success', '{\"via\": \"cli\"}'::jsonb)",
+        )
+        .bind(practice)
+        .bind(AuditEventId::new())
+        .bind(now)
+        .bind(action.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// What a denied attempt was.
 #[derive(Debug, Clone)]
 pub struct Denial {

@@ -144,64 +144,6 @@ pub(crate) async fn audit_events(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ReportQ
     Ok(Json(AuditPage { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
 }
 
-/// FHIR R4 `AuditEvent` for one event (<https://hl7.org/fhir/R4/auditevent.html>).
-#[must_use]
-pub fn fhir_audit_event(practice: domain::PracticeId, r: &AuditRow) -> serde_json::Value {
-    let (code, display) = match r.action.rsplit('.').next().unwrap_or("") {
-        "create" => ("C", "Create"),
-        "update" => ("U", "Update"),
-        "delete" => ("D", "Delete"),
-        "export" => ("E", "Execute"),
-        _ => ("R", "Read/View/Print"),
-    };
-    let mut agents = vec![];
-    if let Some(a) = r.actor_id {
-        agents.push(json!({
-            "who": {"identifier": {"system": "urn:chartroom:user", "value": a.to_string()}},
-            "requestor": true
-        }));
-    } else {
-        agents.push(json!({"who": {"display": "Chartroom system"}, "requestor": false}));
-    }
-    let mut entities = vec![];
-    if let Some(p) = r.patient_id {
-        entities.push(json!({
-            "what": {"identifier": {"system": "urn:chartroom:patient", "value": p.to_string()}},
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
-            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
-        }));
-    }
-    if let (Some(t), Some(id)) = (&r.object_type, r.object_id) {
-        entities.push(json!({
-            "what": {"identifier": {"system": format!("urn:chartroom:{t}"), "value": id.to_string()}},
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}
-        }));
-    }
-    let mut ev = json!({
-        "resourceType": "AuditEvent",
-        "id": r.event_id.to_string(),
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
-        "subtype": [{"system": "urn:chartroom:audit-action", "code": r.action}],
-        "action": code,
-        "recorded": r.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "outcome": if r.outcome == "success" { "0" } else { "4" },
-        "outcomeDesc": if r.outcome == "success" { "success" } else { "denied" },
-        "agent": agents,
-        "source": {"site": practice.to_string(), "observer": {"display": "Chartroom"}},
-    });
-    let _ = display;
-    if !entities.is_empty() {
-        ev["entity"] = serde_json::Value::Array(entities);
-    }
-    if let Some(req) = r.request_id {
-        ev["extension"] = json!([{"url": "urn:chartroom:request-id", "valueString": req.to_string()}]);
-    }
-    if let Some(seq) = r.seq {
-        ev["meta"] = json!({"tag": [{"system": "urn:chartroom:audit-seq", "code": seq.to_string()}]});
-    }
-    ev
-}
-
 /// Export window.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -232,7 +174,7 @@ pub(crate) async fn audit_fhir(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ExportQue
     loop {
         let rows = store::audit::report(&mut tx, &f).await?;
         for r in &rows {
-            out.push_str(&fhir_audit_event(practice, r).to_string());
+            out.push_str(&crate::fhir::audit_event(practice, r).to_string());
             out.push('\n');
         }
         count += rows.len();
