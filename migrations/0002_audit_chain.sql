@@ -163,6 +163,10 @@ create policy owner_all on audit_prune for all to chartroom_owner
     using (practice_id = (select app.practice())) with check (practice_id = (select app.practice()));
 create policy owner_all on disclosure for all to chartroom_owner
     using (practice_id = (select app.practice())) with check (practice_id = (select app.practice()));
+-- The SECURITY DEFINER work-finding functions run as the owner, who is subject to forced RLS:
+-- let the owner see which practices have queued or sealed events (ids and hashes only).
+create policy owner_queue_directory on audit_pending for select to chartroom_owner using (true);
+create policy owner_seal_directory on audit_seal for select to chartroom_owner using (true);
 create policy owner_prune on audit_event for delete to chartroom_owner
     using (practice_id = (select app.practice()));
 
@@ -171,3 +175,12 @@ grant select, insert on audit_seal to chartroom_runtime;
 grant select, insert on audit_node to chartroom_runtime;
 grant select on audit_prune to chartroom_runtime;
 grant select, insert on disclosure to chartroom_runtime;
+
+-- The practices that have a sealed log (for the checkpointer). SECURITY DEFINER for the same
+-- reason as audit_pending_practices: ids only, no tenant rows.
+create function app.audit_log_practices() returns setof uuid
+    language sql stable security definer
+    set search_path = pg_catalog, public
+    as $$ select distinct practice_id from public.audit_seal $$;
+revoke all on function app.audit_log_practices() from public;
+grant execute on function app.audit_log_practices() to chartroom_runtime;

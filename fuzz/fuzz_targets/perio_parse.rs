@@ -7,25 +7,47 @@
 //! * nothing panics (parse under every numbering, resolve, commit, serde);
 //! * all or nothing: a rejected or ignored final leaves the session equal to before, and a
 //!   held one changes nothing but the prompt;
-//! * an applied final that added one history entry is exactly undone by "undo";
+//! * "undo" after an applied final (other than a bare undo) restores chart, cursor and
+//!   history to the state before it, or right after its opening "scratch that"/"backspace"
+//!   (unless it also paused the session, which then hears only "resume");
 //! * the sessions survive a JSON round trip unchanged.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use perio::outcome::UndoScope;
 use perio::parse::ParseSettings;
 use perio::session::{Compat, Homophones, SplitDigitStrings};
-use perio::{ChartingPath, Numbering, Session, Settings, Status};
+use perio::{ChartingPath, Event, Numbering, Session, Settings, Status};
 
 fn settings(b: u8) -> Settings {
     Settings {
-        numbering: [Numbering::Universal, Numbering::Fdi, Numbering::Palmer, Numbering::Universal][usize::from(b & 3)],
-        path: [ChartingPath::MaxillaryFirst, ChartingPath::FacialsFirst, ChartingPath::ClassicOd, ChartingPath::PerTooth]
-            [usize::from((b >> 2) & 3)],
-        homophones: if b & 16 == 0 { Homophones::RunOnly } else { Homophones::Off },
-        split_digit_strings: if b & 32 == 0 { SplitDigitStrings::ExactGroup } else { SplitDigitStrings::Never },
-        compat: Compat { od_plus: b & 64 != 0 },
+        numbering: [
+            Numbering::Universal,
+            Numbering::Fdi,
+            Numbering::Palmer,
+            Numbering::Universal,
+        ][usize::from(b & 3)],
+        path: [
+            ChartingPath::MaxillaryFirst,
+            ChartingPath::FacialsFirst,
+            ChartingPath::ClassicOd,
+            ChartingPath::PerTooth,
+        ][usize::from((b >> 2) & 3)],
+        homophones: if b & 16 == 0 {
+            Homophones::RunOnly
+        } else {
+            Homophones::Off
+        },
+        split_digit_strings: if b & 32 == 0 {
+            SplitDigitStrings::ExactGroup
+        } else {
+            SplitDigitStrings::Never
+        },
+        compat: Compat {
+            od_plus: b & 64 != 0,
+        },
         flag_prefix_required: b & 128 != 0 && b & 1 != 0,
         implants_as_missing: b & 128 != 0,
         ..Settings::default()
@@ -55,18 +77,43 @@ fn step(session: &mut Session, text: &str) {
     let before = session.clone();
     let outcome = session.apply_final(text);
     match outcome.status {
-        Status::Rejected | Status::Ignored => assert_eq!(*session, before, "{text:?} changed the session"),
+        Status::Rejected | Status::Ignored => {
+            assert_eq!(*session, before, "{text:?} changed the session")
+        }
         Status::NeedsConfirmation => {
             assert_eq!(session.chart(), before.chart());
             assert_eq!(session.nav(), before.nav());
             assert_eq!(session.history(), before.history());
         }
         Status::Ok => {
-            if session.history().len() == before.history().len() + 1 && before.pending().is_none() {
+            // "undo" takes back what an applied final wrote, returning to the state before
+            // it, or, for a final that opened with "scratch that"/"backspace", to the state
+            // right after that opening undo (what it erased stays erased). A bare undo is
+            // not recorded; a paused session hears nothing but "resume", "undo" included.
+            let recorded = outcome
+                .events
+                .iter()
+                .any(|e| !matches!(e, Event::Undo { .. } | Event::Session { .. }));
+            if recorded && before.pending().is_none() && session.listening() {
+                let mut expected = before.clone();
+                match outcome.events.first() {
+                    Some(Event::Undo {
+                        scope: UndoScope::LastFinal,
+                    }) => {
+                        expected.undo();
+                    }
+                    Some(Event::Undo {
+                        scope: UndoScope::LastValue,
+                    }) => {
+                        expected.backspace();
+                    }
+                    _ => {}
+                }
                 let mut undone = session.clone();
-                assert_eq!(undone.apply_final("undo").status, Status::Ok);
-                assert_eq!(undone.chart(), before.chart(), "undo of {text:?}");
-                assert_eq!(undone.nav(), before.nav(), "undo of {text:?}");
+                assert_eq!(undone.undo().status, Status::Ok);
+                assert_eq!(undone.chart(), expected.chart(), "undo of {text:?}");
+                assert_eq!(undone.nav(), expected.nav(), "undo of {text:?}");
+                assert_eq!(undone.history(), expected.history(), "undo of {text:?}");
             }
         }
     }
@@ -78,10 +125,20 @@ fn serde_json_round_trip(s: &Session) -> Session {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&first, rest)) = data.split_first() else { return };
-    let Ok(text) = std::str::from_utf8(rest) else { return };
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
     for numbering in [Numbering::Universal, Numbering::Fdi, Numbering::Palmer] {
-        let _ = perio::parse(text, ParseSettings { numbering, ..ParseSettings::default() });
+        let _ = perio::parse(
+            text,
+            ParseSettings {
+                numbering,
+                ..ParseSettings::default()
+            },
+        );
     }
     let mut fresh = Session::new(settings(first));
     let mut used = charted().clone();

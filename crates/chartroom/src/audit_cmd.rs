@@ -1,9 +1,12 @@
 //! `chartroom audit …`: reports, exports, verification and proofs, as the owner role.
 
 use anyhow::Context as _;
+use domain::Clock as _;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use domain::{PatientId, PracticeId, UserId};
+use audit::checkpoint::{Signer, Verifier};
+use audit::store::{CheckpointStore as _, DirStore};
 use store::audit::AuditFilter;
 
 use crate::Global;
@@ -39,6 +42,61 @@ pub(crate) enum AuditCommand {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+    /// Verify audit logs: recompute every practice's hash chain and Merkle tree and check them
+    /// against the signed checkpoints. Reports the first bad sequence number and what is
+    /// wrong; exits non-zero if anything is.
+    Verify {
+        /// Only this practice (default: all).
+        #[arg(long)]
+        practice: Option<PracticeId>,
+        /// The checkpoint verifier key (default: derived from the signing key in the data
+        /// directory).
+        #[arg(long)]
+        verifier_key: Option<String>,
+        /// Events may wait this many seconds to be sealed before they count as a problem.
+        #[arg(long, default_value_t = 60)]
+        seal_bound_secs: i64,
+    },
+    /// Print an RFC 6962 inclusion proof for the event at a sequence number.
+    Proof {
+        /// The practice.
+        #[arg(long)]
+        practice: PracticeId,
+        /// The event's sequence number.
+        #[arg(long)]
+        seq: u64,
+        /// Tree size (default: all sealed events).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Print an RFC 6962 consistency proof between two tree sizes.
+    Consistency {
+        /// The practice.
+        #[arg(long)]
+        practice: PracticeId,
+        /// The earlier size.
+        #[arg(long)]
+        first: u64,
+        /// The later size (default: all sealed events).
+        #[arg(long)]
+        second: Option<u64>,
+    },
+    /// Seal queued events and write a signed checkpoint now.
+    Checkpoint {
+        /// Only this practice (default: all).
+        #[arg(long)]
+        practice: Option<PracticeId>,
+    },
+    /// Remove audit event contents older than six years (HIPAA 164.316(b)(2)(i)), keeping the
+    /// chain verifiable from a checkpoint signed at the pruning point.
+    Prune {
+        /// The practice.
+        #[arg(long)]
+        practice: PracticeId,
+        /// Remove events that happened before this time (must be at least six years ago).
+        #[arg(long)]
+        before: DateTime<Utc>,
+    },
     /// Export a practice's audit events as FHIR R4 AuditEvent NDJSON on standard output.
     Export {
         /// The practice.
@@ -51,6 +109,59 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         to: Option<DateTime<Utc>>,
     },
+}
+
+/// Name of the checkpoint signing key.
+pub(crate) const KEY_NAME: &str = "chartroom-audit";
+
+/// The checkpoint store: `<data dir>/checkpoints` unless configured.
+pub(crate) fn checkpoint_store(g: &Global) -> DirStore {
+    DirStore::new(g.checkpoint_dir.clone().unwrap_or_else(|| g.data_dir.join("checkpoints")))
+}
+
+/// The signing key file: `<data dir>/secrets/audit-checkpoint.key` (0600), created on first use.
+fn key_path(g: &Global) -> std::path::PathBuf {
+    g.data_dir.join("secrets").join("audit-checkpoint.key")
+}
+
+fn load_signer(g: &Global) -> anyhow::Result<Signer> {
+    let path = key_path(g);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    }
+    let signer = Signer::load_or_create(&path, KEY_NAME).with_context(|| format!("audit signing key {}", path.display()))?;
+    // The public half, for outside tools that check the checkpoints.
+    let vkey = g.data_dir.join("audit-verifier.key");
+    std::fs::write(&vkey, format!("{}\n", signer.verifier_key()))?;
+    Ok(signer)
+}
+
+/// The checkpointer the server runs.
+pub(crate) fn checkpointer(g: &Global, every_events: u64, every_secs: u64) -> anyhow::Result<server::sealer::Checkpointer> {
+    Ok(server::sealer::Checkpointer {
+        signer: std::sync::Arc::new(load_signer(g)?),
+        store: checkpoint_store(g),
+        origin_prefix: g.audit_origin.clone(),
+        every_events: every_events.max(1),
+        every: std::time::Duration::from_secs(every_secs.max(1)),
+    })
+}
+
+fn b64(h: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+/// Reads and opens every stored checkpoint of `practice` with `verifier`; a note that does
+/// not open is an error naming its size.
+fn open_checkpoints(store: &DirStore, verifier: &Verifier, practice: PracticeId) -> anyhow::Result<Vec<audit::Checkpoint>> {
+    let mut out = Vec::new();
+    for note in store.all(practice.as_uuid())? {
+        let size = note.lines().nth(1).unwrap_or("?").to_owned();
+        out.push(verifier.open(&note).map_err(|e| anyhow::anyhow!("checkpoint of size {size} does not verify: {e}"))?);
+    }
+    Ok(out)
 }
 
 pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
@@ -75,6 +186,96 @@ pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
                     f.after = rows.last().map(|r| (r.occurred_at, r.event_id));
                 }
                 owner.audit_admin_event(practice, domain::AuditAction::AuditRead).await?;
+            }
+            AuditCommand::Verify { practice, verifier_key, seal_bound_secs } => {
+                let verifier = match verifier_key {
+                    Some(k) => Verifier::new(&k).context("--verifier-key")?,
+                    None => load_signer(g)?.verifier(),
+                };
+                let store = checkpoint_store(g);
+                let practices = match practice {
+                    Some(p) => vec![p],
+                    None => owner.list_practices().await?.into_iter().map(|p| p.0).collect(),
+                };
+                let mut bad = 0;
+                for p in practices {
+                    let started = std::time::Instant::now();
+                    let cps = open_checkpoints(&store, &verifier, p)?;
+                    let origin = audit::checkpoint::origin(&g.audit_origin, p.as_uuid());
+                    let out = owner
+                        .verify_practice(p, &origin, cps, chrono::Duration::seconds(seal_bound_secs), domain::SystemClock.now())
+                        .await?;
+                    let secs = started.elapsed().as_secs_f64();
+                    #[allow(clippy::cast_precision_loss, reason = "a rate for display")]
+                    let rate = out.report.events_checked as f64 / secs.max(1e-9);
+                    println!("practice {p}: {} ({:.0} events/s)", out.report, rate);
+                    if out.unqueued_events > 0 {
+                        println!("practice {p}: PROBLEM: {} audit events are neither sealed nor queued (inserted outside Chartroom)", out.unqueued_events);
+                    }
+                    if out.stale_pending > 0 {
+                        println!("practice {p}: PROBLEM: {} audit events waited longer than {seal_bound_secs} s to be sealed", out.stale_pending);
+                    }
+                    if !out.is_ok() {
+                        bad += 1;
+                    }
+                }
+                if bad > 0 {
+                    anyhow::bail!("{bad} practice(s) failed audit verification");
+                }
+            }
+            AuditCommand::Proof { practice, seq, size } => {
+                let p = owner.inclusion_proof(practice, seq, size).await?.context("no sealed event at that position and size")?;
+                println!(
+                    "{}",
+                    serde_json::json!({"seq": p.index, "size": p.size, "leaf_hash": b64(&p.leaf_hash),
+                        "path": p.path.iter().map(|h| b64(h)).collect::<Vec<_>>(), "root": b64(&p.root)})
+                );
+            }
+            AuditCommand::Consistency { practice, first, second } => {
+                let p = owner.consistency_proof(practice, first, second).await?.context("sizes out of range")?;
+                println!(
+                    "{}",
+                    serde_json::json!({"first": p.first, "second": p.second,
+                        "path": p.path.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+                        "first_root": b64(&p.first_root), "second_root": b64(&p.second_root)})
+                );
+            }
+            AuditCommand::Checkpoint { practice } => {
+                let runtime = db.runtime_store(2).await?;
+                runtime.seal_pending(domain::SystemClock.now()).await?;
+                let cp = checkpointer(g, 1, 1)?;
+                let practices = match practice {
+                    Some(p) => vec![p],
+                    None => runtime.practices_with_log().await?,
+                };
+                for p in practices {
+                    match cp.checkpoint(&runtime, p).await.map_err(anyhow::Error::msg)? {
+                        Some(size) => println!("practice {p}: checkpoint at size {size}"),
+                        None => println!("practice {p}: nothing sealed yet"),
+                    }
+                }
+                runtime.close().await;
+            }
+            AuditCommand::Prune { practice, before } => {
+                let now = domain::SystemClock.now();
+                if before > now - chrono::Duration::days(6 * 365 + 1) {
+                    anyhow::bail!("audit events are kept at least six years: --before must be at least six years ago");
+                }
+                let runtime = db.runtime_store(2).await?;
+                runtime.seal_pending(now).await?;
+                runtime.close().await;
+                let signer = load_signer(g)?;
+                let store = checkpoint_store(g);
+                let origin = audit::checkpoint::origin(&g.audit_origin, practice.as_uuid());
+                let pruned = owner
+                    .prune_audit(practice, before, now, |head| {
+                        let cp = audit::Checkpoint::new(origin.clone(), head.size, head.root).with_chain_head(&head.chain_head);
+                        let note = signer.sign(&cp).map_err(|e| e.to_string())?;
+                        store.put(practice.as_uuid(), &note, head.size).map_err(|e| e.to_string())?;
+                        Ok(())
+                    })
+                    .await?;
+                println!("practice {practice}: pruned the contents of {} events; the log now starts at seq {}", pruned.1, pruned.0);
             }
             AuditCommand::Export { practice, from, to } => {
                 let mut f = AuditFilter { from, to, limit: 500, ..AuditFilter::default() };

@@ -74,6 +74,16 @@ pub(crate) struct Global {
     #[arg(long, global = true, env = "CHARTROOM_PG_BIN_DIR")]
     pub pg_bin_dir: Option<PathBuf>,
 
+    /// Directory of the signed audit checkpoints (kept outside PostgreSQL); default
+    /// `<data dir>/checkpoints`.
+    #[arg(long, global = true, env = "CHARTROOM_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+
+    /// Origin prefix of the audit checkpoints (each practice's origin is
+    /// `<prefix>/<practice id>`); name this installation, e.g. `clinic.example/chartroom`.
+    #[arg(long, global = true, env = "CHARTROOM_AUDIT_ORIGIN", default_value = "chartroom/audit")]
+    pub audit_origin: String,
+
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -32,6 +32,19 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=24))]
     pub session_lifetime_hours: u16,
 
+    /// Seal queued audit events this often (milliseconds): the bound on how long an event
+    /// waits for its place in the hash chain.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub seal_interval_ms: u64,
+
+    /// Write a signed audit checkpoint after this many new events in a practice…
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_every_events: u64,
+
+    /// …or after this many seconds, whichever comes first.
+    #[arg(long, default_value_t = 60)]
+    pub checkpoint_every_secs: u64,
+
     /// Database connections in the runtime pool.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub db_connections: u32,
@@ -77,7 +90,16 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         },
         passwords: server::password::Hasher::new(parallel).map_err(anyhow::Error::msg)?,
         secure_cookies: !args.listen.ip().is_loopback(),
+        checkpoints: Some(crate::audit_cmd::checkpoint_store(g)),
     };
+    let checkpointer = crate::audit_cmd::checkpointer(g, args.checkpoint_every_events, args.checkpoint_every_secs)?;
+    tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
+    let (sealer, stop_sealer) = server::sealer::spawn(
+        store.clone(),
+        state.clock.clone(),
+        Duration::from_millis(args.seal_interval_ms),
+        Some(checkpointer),
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -110,6 +132,8 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         Ok(_) => {}
         Err(_) => tracing::warn!("connections still open after 10 s; closing anyway"),
     }
+    let _ = stop_sealer.send(());
+    let _ = sealer.await;
     store.close().await;
     db.shutdown().await?;
     println!("Chartroom stopped");

@@ -137,7 +137,7 @@
 //! | flags | `bleeding`, `bleeding distal`, `bleeding interproximal`, `suppuration on tooth number three all facial`, `plaque all six`, `no bleeding`, `bleeding on quadrant one` | set, never toggle; bulk needs confirmation (F1–F5) |
 //! | mobility | `mobility one`, `mobility class three on tooth twenty four`, `tooth three mobility two`, `mobility one plus` | Miller 0–3 (T1) |
 //! | furcation | `furcation two`, `furcation on tooth number fourteen mesial grade three`, `through and through on tooth thirty buccal`, `furcation class four` | entrance by anatomy (T2), Glickman IV → 3 (T3) |
-//! | undo | `undo`, `scratch that`, `oops`; `backspace`, `delete last` | the previous final / one value (C2); must open the final |
+//! | undo | `undo`, `scratch that`, `oops`; `backspace`, `delete last` | the previous final / one value (C2); must open the final. A bare undo is not recorded (undo again goes further back); undoing a re-dictation ("scratch that four four four") takes back what it wrote, and what its own opening undo erased stays erased, so repeated re-dictation charts the same sites |
 //! | session | `pause`, `resume`, `start listening`, `done charting` | a paused session ignores everything but resume |
 //! | prompt answer (whole final) | `confirm`/`yes`/`correct`, `no`/`cancel`, `option two` | answers a held final (C3) |
 //!

@@ -17,7 +17,8 @@ use crate::parse::{
 };
 use crate::path::{Cursor, Route};
 use crate::session::{
-    Candidate, Effect, MovedBy, NavState, Prior, Resolution, Session, SplitDigitStrings,
+    Candidate, Effect, HistoryEntry, MovedBy, NavState, Prior, Resolution, Session,
+    SplitDigitStrings,
 };
 use crate::site::{Part, Site, Surface};
 use crate::tooth::{Arch, Tooth};
@@ -242,34 +243,10 @@ fn ok_outcome(
 /// it will be after the candidate (its undo included).
 fn derived(s: &Session, undo: Option<UndoScope>, events: &[Event]) -> Derived {
     let policy = s.settings().cal_policy;
-    let mut overlay: Vec<Write> = Vec::new();
-    let undone = match undo {
-        Some(UndoScope::LastFinal) => s
-            .history()
-            .last()
-            .map(|e| e.changes.iter().rev().collect())
-            .unwrap_or_default(),
-        Some(UndoScope::LastValue) => s
-            .history()
-            .iter()
-            .flat_map(|e| e.changes.iter())
-            .rfind(|c| c.event.is_value())
-            .into_iter()
-            .collect(),
-        None => Vec::new(),
-    };
-    for change in undone {
-        if let Some(w) = prior_write(&change.event, &change.prior) {
-            overlay.push(w);
-        }
-    }
-    for e in events {
-        match *e {
-            Event::Pd { tooth, site, mm } => overlay.push(Write::Pd(tooth, site, Some(mm))),
-            Event::Recession { tooth, site, mm } => overlay.push(Write::Rec(tooth, site, Some(mm))),
-            _ => {}
-        }
-    }
+    let mut overlay: Vec<Write> = undo
+        .map(|scope| undo_writes(s.history(), scope))
+        .unwrap_or_default();
+    overlay.extend(events.iter().filter_map(event_write));
     let mut touched: Vec<Tooth> = events
         .iter()
         .filter(|e| matches!(e, Event::Pd { .. } | Event::Recession { .. }))
@@ -305,6 +282,38 @@ fn derived(s: &Session, undo: Option<UndoScope>, events: &[Event]) -> Derived {
         }
     }
     Derived { cal }
+}
+
+/// The statuses and values that undoing `scope` writes: the last final's changes (or the
+/// last value) reverted.
+fn undo_writes(history: &[HistoryEntry], scope: UndoScope) -> Vec<Write> {
+    match scope {
+        UndoScope::LastFinal => history.last().map_or_else(Vec::new, |entry| {
+            entry
+                .changes
+                .iter()
+                .rev()
+                .filter_map(|c| prior_write(&c.event, &c.prior))
+                .collect()
+        }),
+        UndoScope::LastValue => history
+            .iter()
+            .flat_map(|e| e.changes.iter())
+            .rfind(|c| c.event.is_value())
+            .and_then(|c| prior_write(&c.event, &c.prior))
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// The status or value an event writes.
+fn event_write(event: &Event) -> Option<Write> {
+    Some(match *event {
+        Event::ToothStatus { tooth, status } => Write::Status(tooth, status),
+        Event::Pd { tooth, site, mm } => Write::Pd(tooth, site, Some(mm)),
+        Event::Recession { tooth, site, mm } => Write::Rec(tooth, site, Some(mm)),
+        _ => return None,
+    })
 }
 
 fn prior_write(event: &Event, prior: &Prior) -> Option<Write> {
@@ -609,9 +618,6 @@ impl<'s> Work<'s> {
                 let Some(entry) = history.last() else {
                     return Err(Reject::new(RejectReason::Incomplete, heard));
                 };
-                for change in entry.changes.iter().rev() {
-                    self.write_prior(&change.event, &change.prior);
-                }
                 self.nav = entry.nav_before.clone();
                 self.reverts.clone_from(&entry.events);
             }
@@ -624,7 +630,6 @@ impl<'s> Work<'s> {
                 let Some(change) = values.next() else {
                     return Err(Reject::new(RejectReason::Incomplete, heard));
                 };
-                self.write_prior(&change.event, &change.prior);
                 if let Some(r) = change.event.value_site() {
                     self.nav.cursor = Cursor {
                         tooth: r.tooth,
@@ -637,16 +642,11 @@ impl<'s> Work<'s> {
                 self.reverts = vec![change.event.clone()];
             }
         }
+        self.writes.extend(undo_writes(history, scope));
         self.events.push(Event::Undo { scope });
         self.undo = Some(scope);
         self.nav_after_undo = Some(self.nav.clone());
         Ok(())
-    }
-
-    fn write_prior(&mut self, event: &Event, prior: &Prior) {
-        if let Some(w) = prior_write(event, prior) {
-            self.writes.push(w);
-        }
     }
 
     fn mode(&mut self, mode: Mode, tooth: Option<&ToothRef>, values: &[Val]) -> Res<()> {

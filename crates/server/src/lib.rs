@@ -29,6 +29,7 @@ pub mod fhir;
 mod middleware;
 pub mod password;
 mod routes;
+pub mod sealer;
 mod views;
 
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct AppState {
     /// Whether session cookies get the `Secure` attribute (true unless explicitly serving
     /// plain HTTP on loopback).
     pub secure_cookies: bool,
+    /// The signed audit checkpoints (read by the proof routes), when configured.
+    pub checkpoints: Option<audit::store::DirStore>,
 }
 
 /// The whole application: routes, the OpenAPI document, and the layers every request passes.

@@ -189,17 +189,130 @@ impl Store {
     }
 }
 
-/// Reads the rows of one practice for verification, as the owner role: every seal in sequence
-/// order with its event (absent when deleted), plus events that are neither sealed nor queued.
-pub(crate) fn verify_sql() -> &'static str {
-    "select s.seq, s.chain_hash, s.leaf_hash, e.event_id, e.occurred_at, e.actor_id, e.patient_id,
+/// The result of verifying one practice's log in the database.
+#[derive(Debug)]
+pub struct VerifyOutcome {
+    /// What the chain, tree and checkpoints say (first problem, if any).
+    pub report: audit::verify::Report,
+    /// Events that are neither sealed nor queued for sealing: rows inserted with the queue
+    /// trigger disabled.
+    pub unqueued_events: i64,
+    /// Events queued for longer than the sealing bound.
+    pub stale_pending: i64,
+}
+
+impl VerifyOutcome {
+    /// Whether nothing is wrong.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.report.is_ok() && self.unqueued_events == 0 && self.stale_pending == 0
+    }
+}
+
+const VERIFY_SQL: &str = "select s.seq, s.chain_hash, s.leaf_hash, e.event_id, e.occurred_at, e.actor_id, e.patient_id,
             e.action, e.outcome, e.object_type, e.object_id, e.request_id, e.details
        from audit_seal s left join audit_event e on e.practice_id = s.practice_id and e.event_id = s.event_id
       where s.practice_id = $1 and s.seq >= $2
-      order by s.seq"
+      order by s.seq";
+
+fn stored_event(practice: PracticeId, row: &sqlx::postgres::PgRow) -> Result<Option<audit::verify::StoredEvent>, String> {
+    let seq: i64 = row.try_get("seq").map_err(|e| e.to_string())?;
+    let present: Option<uuid::Uuid> = row.try_get("event_id").map_err(|e| e.to_string())?;
+    if present.is_none() {
+        // The sealed event's row is gone: leave a gap for the verifier to report.
+        return Ok(None);
+    }
+    let seq = u64::try_from(seq).map_err(|e| e.to_string())?;
+    let event = crate::seal::event_from_row(practice, seq, row).map_err(|e| e.to_string())?;
+    let hash = |col: &str| -> Result<audit::Hash, String> {
+        let v: Vec<u8> = row.try_get(col).map_err(|e| e.to_string())?;
+        v.try_into().map_err(|_| format!("{col} at seq {seq} is not 32 bytes"))
+    };
+    Ok(Some(audit::verify::StoredEvent { event, chain_hash: hash("chain_hash")?, leaf_hash: hash("leaf_hash")? }))
 }
 
-/// Decodes an optional uuid column.
-pub(crate) fn opt_uuid(row: &sqlx::postgres::PgRow, col: &str) -> Result<Option<uuid::Uuid>, StoreError> {
-    Ok(row.try_get::<Option<uuid::Uuid>, _>(col)?)
+impl OwnerStore {
+    /// Verifies one practice's log: streams every sealed event from the pruning point on
+    /// through [`audit::verify::verify`] (chain, Merkle tree, signed `checkpoints`), and counts
+    /// events that were never queued or wait longer than `seal_bound`. Runs as the owner role.
+    pub async fn verify_practice(
+        &self,
+        practice: PracticeId,
+        origin: &str,
+        checkpoints: Vec<audit::Checkpoint>,
+        seal_bound: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<VerifyOutcome, StoreError> {
+        use futures::TryStreamExt as _;
+        let mut tx = self.pool.begin().await?;
+        crate::admin::enter(&mut tx, practice).await?;
+        let prune: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("select seq, chain_hash from audit_prune where practice_id = $1 order by seq desc limit 1")
+                .bind(practice)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let start = match prune {
+            None => audit::verify::VerifyStart::genesis(),
+            Some((seq, chain)) => {
+                let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit prune seq"))?;
+                let needed = audit::merkle::nodes_needed_for_root(seq);
+                let nodes = crate::seal::fetch_nodes(&mut tx, practice, &needed).await?;
+                let right_edge = needed.iter().filter_map(|k| nodes.get(k).copied()).collect();
+                audit::verify::VerifyStart {
+                    seq,
+                    prev_chain: chain.try_into().map_err(|_| StoreError::Corrupt("audit prune chain hash"))?,
+                    right_edge,
+                }
+            }
+        };
+        let (unqueued_events, stale_pending): (i64, i64) = sqlx::query_as(
+            "select (select count(*) from audit_event e where e.practice_id = $1
+                       and not exists (select 1 from audit_seal s where s.practice_id = e.practice_id and s.event_id = e.event_id)
+                       and not exists (select 1 from audit_pending p where p.practice_id = e.practice_id and p.event_id = e.event_id)),
+                    (select count(*) from audit_pending p join audit_event e using (practice_id, event_id)
+                      where p.practice_id = $1 and e.occurred_at < $2)",
+        )
+        .bind(practice)
+        .bind(now - seal_bound)
+        .fetch_one(&mut *tx)
+        .await?;
+
+        let (send, mut recv) = tokio::sync::mpsc::channel::<Vec<Result<audit::verify::StoredEvent, String>>>(64);
+        let origin = origin.to_owned();
+        let start_seq = i64::try_from(start.seq).map_err(|_| StoreError::Corrupt("audit prune seq"))?;
+        let verifier = tokio::task::spawn_blocking(move || {
+            let items = std::iter::from_fn(move || recv.blocking_recv()).flatten();
+            audit::verify::verify(practice.as_uuid(), &origin, &start, items, &checkpoints)
+        });
+        let mut rows = sqlx::query(VERIFY_SQL).bind(practice).bind(start_seq).fetch(&mut *tx);
+        let mut batch = Vec::with_capacity(1024);
+        loop {
+            match rows.try_next().await {
+                Ok(Some(row)) => match stored_event(practice, &row) {
+                    Ok(Some(ev)) => batch.push(Ok(ev)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        batch.push(Err(e));
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    batch.push(Err(e.to_string()));
+                    break;
+                }
+            }
+            if batch.len() == 1024 && send.send(std::mem::replace(&mut batch, Vec::with_capacity(1024))).await.is_err() {
+                break;
+            }
+        }
+        drop(rows);
+        if !batch.is_empty() {
+            let _ = send.send(batch).await;
+        }
+        drop(send);
+        let report = verifier.await.map_err(|_| StoreError::Corrupt("verifier task failed"))?;
+        tx.commit().await?;
+        Ok(VerifyOutcome { report, unqueued_events, stale_pending })
+    }
 }

@@ -220,8 +220,14 @@ impl Cluster {
     pub async fn start(cfg: ClusterConfig) -> Result<Self, EmbeddedError> {
         let began = Instant::now();
         let prepared = Prepared::new(&cfg).await?;
-        let serve_lock = layout::try_lock(&prepared.layout.serve_lock())?
-            .ok_or_else(|| busy(&prepared.layout))?;
+        // Patience for a concurrent `attach_or_start_shared`/`stop_shared`, which holds a
+        // shared lock for an instant; a `serve` holds it exclusively for as long as it runs.
+        let serve_lock =
+            match layout::lock(&prepared.layout.serve_lock(), SERVE_LOCK_PATIENCE).await {
+                Ok(lock) => lock,
+                Err(EmbeddedError::LockTimeout { .. }) => return Err(busy(&prepared.layout)),
+                Err(error) => return Err(error),
+            };
         let decision_lock = layout::lock(&prepared.layout.cluster_lock(), LOCK_TIMEOUT).await?;
         let passwords = prepared.init_cluster().await?;
         if let Some(pid) = postmaster::live_postmaster(&prepared.layout) {
@@ -302,11 +308,13 @@ impl Cluster {
                         mode: Mode::Shared,
                     });
                 }
+                // Restarting cannot fix credentials that no longer match.
+                Err(error @ EmbeddedError::LoginRejected { .. }) => return Err(error),
                 Err(error) => {
                     tracing::warn!(
                         pid,
                         %error,
-                        "the shared PostgreSQL does not accept connections; restarting it"
+                        "the shared PostgreSQL is not usable; restarting it"
                     );
                     postmaster::stop_external(pid, &prepared.layout.pgdata).await?;
                 }
@@ -459,6 +467,8 @@ pub async fn stop_shared(data_dir: &Path) -> Result<bool, EmbeddedError> {
     Ok(running)
 }
 
+/// How long `start` waits for `serve.lock` before concluding another process serves.
+const SERVE_LOCK_PATIENCE: Duration = Duration::from_secs(1);
 /// How long an attach waits for an already-running postmaster to accept connections.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a shared handle checks whether the postmaster is still there.
@@ -473,7 +483,8 @@ fn busy(layout: &Layout) -> EmbeddedError {
 
 /// Fails if a `serve` process holds `serve.lock`.
 fn ensure_not_served(layout: &Layout) -> Result<(), EmbeddedError> {
-    match layout::try_lock(&layout.serve_lock())? {
+    // A shared lock: concurrent checks do not trip over each other, only a `serve` does.
+    match layout::try_lock_shared(&layout.serve_lock())? {
         Some(lock) => {
             drop(lock);
             Ok(())

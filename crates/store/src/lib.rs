@@ -41,6 +41,7 @@ pub mod notes;
 pub mod patients;
 pub mod practices;
 mod roles_check;
+pub mod seal;
 mod session;
 mod tenant;
 

@@ -6,6 +6,12 @@
 //! exits leaving a shared cluster behind): they re-run this test binary with the ignored
 //! `helper_process` test and an environment variable saying what to do.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions; a failed unwrap is a failed test"
+)]
+
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -52,7 +58,7 @@ async fn sqlstate(conn: &mut PgConnection, sql: &str) -> String {
     let error = sqlx::raw_sql(sql).execute(conn).await.unwrap_err();
     error
         .as_database_error()
-        .and_then(|e| e.code().map(|c| c.into_owned()))
+        .and_then(|e| e.code().map(std::borrow::Cow::into_owned))
         .unwrap_or_else(|| panic!("expected a database error from {sql}, got {error}"))
 }
 
@@ -64,6 +70,28 @@ fn is_running(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.trim_start().chars().next());
         !matches!(state, Some('Z' | 'X') | None)
     })
+}
+
+/// Stops whatever postmaster still runs on a data directory when a test ends, even by
+/// panicking, so a failed test does not leave a detached cluster behind.
+struct StopOnDrop(PathBuf);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let dir = self.0.clone();
+        // A fresh runtime on its own thread: this may run inside the test's runtime.
+        let stopped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(stop_shared(&dir))
+        })
+        .join();
+        if let Ok(Err(error)) = stopped {
+            eprintln!("cleanup of {} failed: {error}", self.0.display());
+        }
+    }
 }
 
 fn mode(path: &Path) -> u32 {
@@ -86,122 +114,128 @@ async fn fresh_cluster_is_socket_only_scram_only_and_least_privileged() {
     let mut admin = connect(&cluster.connect_options(DbRole::Superuser, DATABASE)).await;
     let mut owner = connect(&cluster.connect_options(DbRole::Owner, DATABASE)).await;
     let mut app = connect(&cluster.connect_options(DbRole::Runtime, DATABASE)).await;
-    assert_eq!(
-        scalar::<String>(&mut admin, "SELECT current_user::text").await,
-        SUPERUSER_ROLE
-    );
-    assert_eq!(
-        scalar::<String>(&mut owner, "SELECT current_user::text").await,
-        OWNER_ROLE
-    );
-    assert_eq!(
-        scalar::<String>(&mut app, "SELECT current_user::text").await,
-        APP_ROLE
-    );
+    let whoami = "SELECT current_user::text";
+    assert_eq!(scalar::<String>(&mut admin, whoami).await, SUPERUSER_ROLE);
+    assert_eq!(scalar::<String>(&mut owner, whoami).await, OWNER_ROLE);
+    assert_eq!(scalar::<String>(&mut app, whoami).await, APP_ROLE);
 
-    // No TCP listener; SCRAM for stored passwords.
+    assert_server_settings(&mut admin, &mut app).await;
+    assert_runtime_role_is_unprivileged(&mut app).await;
+    assert_owner_can_migrate_but_is_unprivileged(&mut owner).await;
+    assert_logins_are_refused(&cluster, &mut admin).await;
+    assert_layout(&cluster);
+
+    for conn in [admin, owner, app] {
+        conn.close().await.unwrap();
+    }
+    let pid = cluster.postmaster_pid();
+    cluster.stop().await.unwrap();
+    assert!(!is_running(pid));
+}
+
+/// No TCP listener, SCRAM only, durable defaults, one `local … scram-sha-256` hba rule.
+async fn assert_server_settings(admin: &mut PgConnection, app: &mut PgConnection) {
+    assert_eq!(scalar::<String>(app, "SHOW listen_addresses").await, "");
     assert_eq!(
-        scalar::<String>(&mut app, "SHOW listen_addresses").await,
-        ""
-    );
-    assert_eq!(
-        scalar::<String>(&mut app, "SHOW password_encryption").await,
+        scalar::<String>(app, "SHOW password_encryption").await,
         "scram-sha-256"
     );
-    assert_eq!(scalar::<String>(&mut admin, "SHOW fsync").await, "on");
+    assert_eq!(scalar::<String>(admin, "SHOW fsync").await, "on");
     assert_eq!(
-        scalar::<String>(&mut admin, "SHOW synchronous_commit").await,
+        scalar::<String>(admin, "SHOW synchronous_commit").await,
         "on"
     );
     assert_eq!(
-        scalar::<String>(&mut admin, "SHOW server_encoding").await,
+        scalar::<String>(admin, "SHOW server_encoding").await,
         "UTF8"
     );
-    assert!(
-        scalar::<bool>(
-            &mut admin,
-            "SELECT bool_and(rolpassword LIKE 'SCRAM-SHA-256$%') FROM pg_authid WHERE rolcanlogin"
-        )
-        .await
-    );
-
-    // pg_hba.conf: exactly one rule, Unix socket + SCRAM; no trust anywhere.
+    assert_eq!(scalar::<String>(admin, "SHOW data_checksums").await, "on");
+    let hba_file: String = scalar(admin, "SHOW hba_file").await;
+    assert!(hba_file.ends_with("/pg/pg_hba.conf"), "{hba_file}");
+    let stored = "SELECT bool_and(rolpassword LIKE 'SCRAM-SHA-256$%') FROM pg_authid \
+                  WHERE rolcanlogin";
+    assert!(scalar::<bool>(admin, stored).await);
     let rules: Vec<(String, String)> =
         sqlx::query_as("SELECT type, auth_method FROM pg_hba_file_rules WHERE error IS NULL")
-            .fetch_all(&mut admin)
+            .fetch_all(admin)
             .await
             .unwrap();
     assert_eq!(
         rules,
         vec![("local".to_owned(), "scram-sha-256".to_owned())]
     );
+}
 
-    // The runtime role is not privileged.
-    let (superuser, bypassrls, createdb, createrole, replication): (bool, bool, bool, bool, bool) =
-        sqlx::query_as(
-            "SELECT rolsuper, rolbypassrls, rolcreatedb, rolcreaterole, rolreplication \
-             FROM pg_roles WHERE rolname = current_user",
-        )
-        .fetch_one(&mut app)
-        .await
-        .unwrap();
-    assert!(!superuser && !bypassrls && !createdb && !createrole && !replication);
-    assert!(
-        scalar::<bool>(
-            &mut app,
-            &format!("SELECT pg_has_role('{RUNTIME_ROLE}', 'MEMBER')")
-        )
-        .await
-    );
-    assert!(!scalar::<bool>(&mut app, "SELECT has_schema_privilege('public', 'CREATE')").await);
-    assert!(scalar::<bool>(&mut app, "SELECT has_schema_privilege('public', 'USAGE')").await);
+async fn assert_runtime_role_is_unprivileged(app: &mut PgConnection) {
+    let attributes: (bool, bool, bool, bool, bool) = sqlx::query_as(
+        "SELECT rolsuper, rolbypassrls, rolcreatedb, rolcreaterole, rolreplication \
+         FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut *app)
+    .await
+    .unwrap();
+    assert_eq!(attributes, (false, false, false, false, false));
+    let member = format!("SELECT pg_has_role('{RUNTIME_ROLE}', 'MEMBER')");
+    assert!(scalar::<bool>(app, &member).await);
+    assert!(!scalar::<bool>(app, "SELECT has_schema_privilege('public', 'CREATE')").await);
+    assert!(scalar::<bool>(app, "SELECT has_schema_privilege('public', 'USAGE')").await);
     assert_eq!(
-        sqlstate(&mut app, "CREATE TABLE app_owned (id int)").await,
+        sqlstate(app, "CREATE TABLE app_owned (id int)").await,
         "42501"
     );
-    assert_eq!(sqlstate(&mut app, "CREATE DATABASE app_db").await, "42501");
-    assert_eq!(sqlstate(&mut app, "CREATE ROLE app_role").await, "42501");
+    assert_eq!(sqlstate(app, "CREATE DATABASE app_db").await, "42501");
+    assert_eq!(sqlstate(app, "CREATE ROLE app_role").await, "42501");
+}
 
-    // The owner is not privileged either, but can create in public (migrations).
-    let (superuser, bypassrls, createdb, createrole): (bool, bool, bool, bool) = sqlx::query_as(
+async fn assert_owner_can_migrate_but_is_unprivileged(owner: &mut PgConnection) {
+    let attributes: (bool, bool, bool, bool) = sqlx::query_as(
         "SELECT rolsuper, rolbypassrls, rolcreatedb, rolcreaterole FROM pg_roles \
          WHERE rolname = current_user",
     )
-    .fetch_one(&mut owner)
+    .fetch_one(&mut *owner)
     .await
     .unwrap();
-    assert!(!superuser && !bypassrls && !createdb && !createrole);
+    assert_eq!(attributes, (false, false, false, false));
     sqlx::raw_sql("CREATE TABLE owned_by_owner (id int)")
-        .execute(&mut owner)
+        .execute(owner)
         .await
         .unwrap();
+}
 
-    // PUBLIC cannot connect: a fresh login role without grants is turned away, and the runtime
-    // role cannot reach the maintenance database.
+/// PUBLIC cannot connect, the runtime role cannot reach the maintenance database, and a wrong
+/// password is refused (no trust or peer rule lets anything through).
+async fn assert_logins_are_refused(cluster: &Cluster, admin: &mut PgConnection) {
     sqlx::raw_sql("CREATE ROLE outsider LOGIN PASSWORD 'outsider-password-0123456789'")
-        .execute(&mut admin)
+        .execute(admin)
         .await
         .unwrap();
     let outsider = cluster
         .connect_options(DbRole::Runtime, DATABASE)
         .username("outsider")
         .password("outsider-password-0123456789");
-    let error = PgConnection::connect_with(&outsider).await.unwrap_err();
-    assert_eq!(error.as_database_error().unwrap().code().unwrap(), "42501");
-    let error = PgConnection::connect_with(&cluster.connect_options(DbRole::Runtime, "postgres"))
-        .await
-        .unwrap_err();
-    assert_eq!(error.as_database_error().unwrap().code().unwrap(), "42501");
+    let refused = [
+        (outsider, "42501"),
+        (
+            cluster.connect_options(DbRole::Runtime, "postgres"),
+            "42501",
+        ),
+        (
+            cluster
+                .connect_options(DbRole::Superuser, DATABASE)
+                .password("not-the-password"),
+            "28P01",
+        ),
+    ];
+    for (options, code) in refused {
+        let error = PgConnection::connect_with(&options).await.unwrap_err();
+        let error = error.as_database_error().unwrap();
+        assert_eq!(error.code().unwrap(), code, "{}", error.message());
+    }
+}
 
-    // A wrong password is refused (no trust or peer rule lets it through).
-    let wrong = cluster
-        .connect_options(DbRole::Superuser, DATABASE)
-        .password("not-the-password");
-    let error = PgConnection::connect_with(&wrong).await.unwrap_err();
-    assert_eq!(error.as_database_error().unwrap().code().unwrap(), "28P01");
-
-    // Layout and permissions.
-    let data = cluster.data_dir().to_path_buf();
+/// Directory modes and owners; no password file left behind by initdb.
+fn assert_layout(cluster: &Cluster) {
+    let data = cluster.data_dir();
     assert_eq!(mode(&data.join("pg")), 0o700);
     assert_eq!(mode(&data.join("run")), 0o700);
     assert_eq!(mode(&data.join("secrets")), 0o700);
@@ -224,37 +258,29 @@ async fn fresh_cluster_is_socket_only_scram_only_and_least_privileged() {
         "{socket_files:?}"
     );
     assert!(!data.join("pg.init").exists());
-    if nix::unistd::geteuid().is_root() {
-        // PostgreSQL runs as `postgres`; the secrets stay root's.
-        let postgres = nix::unistd::User::from_name("postgres").unwrap().unwrap();
-        assert_eq!(
-            std::fs::metadata(data.join("pg")).unwrap().uid(),
-            postgres.uid.as_raw()
-        );
-        assert_eq!(
-            std::fs::metadata(data.join("run")).unwrap().uid(),
-            postgres.uid.as_raw()
-        );
-        assert_eq!(std::fs::metadata(data.join("secrets")).unwrap().uid(), 0);
-        assert_eq!(mode(&data), 0o711);
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", cluster.postmaster_pid())).unwrap();
-        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-        assert!(
-            uid_line
-                .split_whitespace()
-                .skip(1)
-                .all(|uid| uid == postgres.uid.to_string()),
-            "{uid_line}"
-        );
+    if !nix::unistd::geteuid().is_root() {
+        return;
     }
-
-    for conn in [admin, owner, app] {
-        conn.close().await.unwrap();
-    }
-    let pid = cluster.postmaster_pid();
-    cluster.stop().await.unwrap();
-    assert!(!is_running(pid));
+    // Running as root: PostgreSQL runs as `postgres`; the secrets stay root's.
+    let postgres = nix::unistd::User::from_name("postgres")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    let owner = |path: &Path| std::fs::metadata(path).unwrap().uid();
+    assert_eq!(owner(&data.join("pg")), postgres);
+    assert_eq!(owner(&data.join("run")), postgres);
+    assert_eq!(owner(&data.join("secrets")), 0);
+    assert_eq!(mode(data), 0o711);
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", cluster.postmaster_pid())).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uids.split_whitespace()
+            .skip(1)
+            .all(|uid| uid == postgres.to_string()),
+        "{uids}"
+    );
 }
 
 #[tokio::test]
@@ -273,6 +299,17 @@ async fn restart_reuses_the_cluster_and_keeps_data() {
         "SELECT system_identifier FROM pg_control_system()",
     )
     .await;
+    // Settings on the command line win over ALTER SYSTEM, even a superuser's.
+    for setting in [
+        "listen_addresses = '*'",
+        "password_encryption = 'md5'",
+        "hba_file = '/etc/postgresql/trust-everyone.conf'",
+    ] {
+        sqlx::raw_sql(&format!("ALTER SYSTEM SET {setting}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
     admin.close().await.unwrap();
     let secret =
         std::fs::read_to_string(cluster.data_dir().join("secrets").join(APP_ROLE)).unwrap();
@@ -292,6 +329,16 @@ async fn restart_reuses_the_cluster_and_keeps_data() {
     )
     .await;
     assert_eq!(same_id, system_id, "the cluster must not be re-initialised");
+    assert_eq!(
+        scalar::<String>(&mut admin, "SHOW listen_addresses").await,
+        ""
+    );
+    assert_eq!(
+        scalar::<String>(&mut admin, "SHOW password_encryption").await,
+        "scram-sha-256"
+    );
+    let hba_file: String = scalar(&mut admin, "SHOW hba_file").await;
+    assert!(hba_file.ends_with("/pg/pg_hba.conf"), "{hba_file}");
     admin.close().await.unwrap();
     let same_secret =
         std::fs::read_to_string(cluster.data_dir().join("secrets").join(APP_ROLE)).unwrap();
@@ -373,7 +420,7 @@ async fn run_helper(mode: &str, data_dir: &Path) -> (tokio::process::Child, u32)
             "the helper exited without reporting a cluster: {:?}",
             child.wait().await
         ),
-        Err(_) => panic!("the helper did not report a cluster within 120 s"),
+        Err(elapsed) => panic!("the helper did not report a cluster: {elapsed}"),
     }
 }
 
@@ -410,6 +457,7 @@ async fn orphaned_postmaster_is_replaced() {
     // A Chartroom that dies by SIGKILL leaves its postmaster running (it has its own process
     // group); the next start must shut that one down and supervise a fresh one.
     let dir = temp_data_dir();
+    let _cleanup = StopOnDrop(dir.path().join("data"));
     let (mut helper, orphan) = run_helper("owned", &dir.path().join("data")).await;
     helper.kill().await.unwrap();
     assert!(
@@ -463,6 +511,7 @@ async fn exited_reports_a_postmaster_that_dies() {
 #[tokio::test]
 async fn shared_clusters_are_attached_to_and_stopped() {
     let dir = temp_data_dir();
+    let _cleanup = StopOnDrop(dir.path().join("data"));
     let (first, second) = tokio::join!(
         Cluster::attach_or_start_shared(config(&dir)),
         Cluster::attach_or_start_shared(config(&dir)),
@@ -511,6 +560,7 @@ async fn shared_clusters_are_attached_to_and_stopped() {
 async fn shared_cluster_outlives_its_process() {
     let dir = temp_data_dir();
     let data_dir = dir.path().join("data");
+    let _cleanup = StopOnDrop(data_dir.clone());
     let (mut helper, pid) = run_helper("shared", &data_dir).await;
     assert!(helper.wait().await.unwrap().success());
     assert!(
@@ -585,6 +635,13 @@ fn missing_binaries_give_one_line_telling_how_to_install_them() {
         message.contains(&empty.path().display().to_string()),
         "{message}"
     );
+}
+
+#[test]
+fn handles_can_move_between_tasks() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Cluster>();
+    assert_send_sync::<EmbeddedError>();
 }
 
 #[test]

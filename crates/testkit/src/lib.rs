@@ -314,6 +314,7 @@ impl TestApp {
             sessions,
             passwords: server::password::Hasher::new(2).expect("hasher"),
             secure_cookies: false,
+            checkpoints: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

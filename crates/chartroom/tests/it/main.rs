@@ -14,6 +14,7 @@
 )]
 
 mod api_matrix;
+mod audit_chain;
 mod audit_coverage;
 mod audit_log;
 mod bad_input;

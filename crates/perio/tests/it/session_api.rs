@@ -301,3 +301,33 @@ fn lexical_form_is_preferred_over_display_text() {
     let o = s.apply_recognized(None, "11 2 3");
     assert_eq!(brief(&o), "rejected ambiguous_numeral \"11\"");
 }
+
+#[test]
+fn undo_reverts_what_the_previous_final_wrote() {
+    // What a final's opening "scratch that" / "backspace" erased stays erased: undoing
+    // "scratch that four four four" leaves tooth 1 empty, it does not bring back 3 2 3.
+    let mut s = session("{}", &["three two three", "scratch that four four four"]);
+    assert_eq!(brief(&s.undo()), "ok [undo LastFinal] @1F.DB");
+    assert_eq!(s.chart().pd(t(1), Site::DB), None);
+    assert!(s.history().is_empty());
+    let mut s = session("{}", &["three two four", "backspace two"]);
+    assert_eq!(s.chart().pd(t(1), Site::MB), Some(2));
+    assert_eq!(brief(&s.undo()), "ok [undo LastFinal] @1F.MB");
+    assert_eq!(s.chart().pd(t(1), Site::MB), None);
+    assert_eq!(s.chart().pd(t(1), Site::B), Some(2));
+}
+
+#[test]
+fn repeated_redictation_charts_the_same_sites() {
+    let mut s = session("{}", &["three two three"]);
+    for redo in ["scratch that four four four", "scratch that five five five"] {
+        assert_eq!(s.apply_final(redo).status, Status::Ok, "{redo}");
+    }
+    let r = s.chart().tooth(t(1));
+    assert_eq!(
+        r.pd.iter().collect::<Vec<_>>(),
+        [(Site::MB, 5), (Site::B, 5), (Site::DB, 5)]
+    );
+    assert_eq!(s.chart().tooth(t(2)).pd.iter().count(), 0);
+    assert_eq!((s.cursor().tooth, s.history().len()), (t(2), 1));
+}

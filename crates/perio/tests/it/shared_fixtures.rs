@@ -9,12 +9,16 @@
 
 use perio::fixtures::{CaseResult, Totals, evaluate_jsonl};
 
+/// `shared/perio/` sits beside the project root (`shared/README.md`: every engineer and CI
+/// run has it at `../shared`).
 fn shared(name: &str) -> String {
     let path = format!(
         "{}/../../../shared/perio/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("{path}: {e} (the SPEC fixtures must be at ../shared/perio from the project root)")
+    })
 }
 
 fn corrected(name: &str) -> String {

@@ -190,3 +190,139 @@ pub(crate) async fn audit_fhir(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ExportQue
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
     Ok(res)
 }
+
+fn b64(h: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+/// Which inclusion proof.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InclusionQuery {
+    /// The event's sequence number (its leaf index).
+    seq: u64,
+    /// The tree size (default: everything sealed so far).
+    size: Option<u64>,
+}
+
+/// An RFC 6962 inclusion proof (hashes in base64).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct InclusionView {
+    /// Leaf index.
+    seq: u64,
+    /// Tree size.
+    size: u64,
+    /// SHA-256(0x00 ‖ canonical event).
+    leaf_hash: String,
+    /// Audit path, bottom up.
+    path: Vec<String>,
+    /// Root at `size`.
+    root: String,
+    /// The signed checkpoint (C2SP note) of exactly this size, when one was written.
+    checkpoint: Option<String>,
+}
+
+fn checkpoint_at(state: &crate::AppState, practice: domain::PracticeId, size: u64) -> Option<String> {
+    let dir = state.checkpoints.as_ref()?;
+    std::fs::read_to_string(dir.path_for(practice.as_uuid(), size)).ok()
+}
+
+/// Proves that the event with sequence number `seq` is in the practice's log of `size`
+/// events (owner or admin). Audited.
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/audit/proofs/inclusion", tag = "audit",
+    params(("practice_id" = String, Path, format = Uuid), InclusionQuery),
+    responses((status = 200, body = InclusionView), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn audit_inclusion(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    ctx: Ctx<Manage>,
+    ApiQuery(q): ApiQuery<InclusionQuery>,
+) -> Result<Json<InclusionView>, AppError> {
+    let mut tx = ctx.tx;
+    let practice = tx.practice();
+    let p = store::seal::inclusion_proof(&mut tx, q.seq, q.size).await?.ok_or(AppError::NotFound("sealed event at that position"))?;
+    tx.audit_details(AuditAction::AuditProof, None, None, Some(json!({"kind": "inclusion", "seq": p.index, "size": p.size}))).await?;
+    tx.commit().await?;
+    Ok(Json(InclusionView {
+        seq: p.index,
+        size: p.size,
+        leaf_hash: b64(&p.leaf_hash),
+        path: p.path.iter().map(|h| b64(h)).collect(),
+        root: b64(&p.root),
+        checkpoint: checkpoint_at(&state, practice, p.size),
+    }))
+}
+
+/// Which consistency proof.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsistencyQuery {
+    /// The earlier tree size (≥ 1).
+    first: u64,
+    /// The later tree size (default: everything sealed so far).
+    second: Option<u64>,
+}
+
+/// An RFC 6962 consistency proof (hashes in base64).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ConsistencyView {
+    /// Earlier size.
+    first: u64,
+    /// Later size.
+    second: u64,
+    /// Proof nodes.
+    path: Vec<String>,
+    /// Root at `first`.
+    first_root: String,
+    /// Root at `second`.
+    second_root: String,
+}
+
+/// Proves that the practice's log of `second` events extends the log of `first` events
+/// (nothing before `first` was changed). Owner or admin; audited.
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/audit/proofs/consistency", tag = "audit",
+    params(("practice_id" = String, Path, format = Uuid), ConsistencyQuery),
+    responses((status = 200, body = ConsistencyView), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn audit_consistency(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ConsistencyQuery>) -> Result<Json<ConsistencyView>, AppError> {
+    let mut tx = ctx.tx;
+    let p = store::seal::consistency_proof(&mut tx, q.first, q.second).await?.ok_or(AppError::NotFound("pair of tree sizes"))?;
+    tx.audit_details(AuditAction::AuditProof, None, None, Some(json!({"kind": "consistency", "first": p.first, "second": p.second}))).await?;
+    tx.commit().await?;
+    Ok(Json(ConsistencyView {
+        first: p.first,
+        second: p.second,
+        path: p.path.iter().map(|h| b64(h)).collect(),
+        first_root: b64(&p.first_root),
+        second_root: b64(&p.second_root),
+    }))
+}
+
+/// The practice's latest signed checkpoint (a C2SP signed note, `text/plain`). Owner or
+/// admin; audited.
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/audit/checkpoint", tag = "audit",
+    params(("practice_id" = String, Path, format = Uuid)),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn audit_checkpoint(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    ctx: Ctx<Manage>,
+) -> Result<Response, AppError> {
+    use audit::store::CheckpointStore as _;
+    let mut tx = ctx.tx;
+    let practice = tx.practice();
+    let note = match &state.checkpoints {
+        Some(dir) => {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || dir.latest(practice.as_uuid()))
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))?
+                .map_err(|e| AppError::Internal(e.to_string()))?
+        }
+        None => None,
+    };
+    let note = note.ok_or(AppError::NotFound("checkpoint yet"))?;
+    tx.audit_details(AuditAction::AuditProof, None, None, Some(json!({"kind": "checkpoint"}))).await?;
+    tx.commit().await?;
+    let mut res = note.into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    Ok(res)
+}

@@ -73,6 +73,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(disclosures::disclosure_create, disclosures::disclosure_report))
         .routes(routes!(audit::audit_events))
         .routes(routes!(audit::audit_fhir))
+        .routes(routes!(audit::audit_inclusion))
+        .routes(routes!(audit::audit_consistency))
+        .routes(routes!(audit::audit_checkpoint))
 }
 
 /// The OpenAPI 3.1 document (also served at `/api/v1/openapi.json`).

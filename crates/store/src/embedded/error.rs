@@ -197,7 +197,7 @@ pub enum EmbeddedError {
     Randomness {
         /// The cause.
         #[source]
-        source: rand::Error,
+        source: std::io::Error,
     },
 
     /// A program could not be started.

@@ -195,7 +195,9 @@ impl Layout {
     }
 
     /// The server settings passed as `-c` options; the command line overrides
-    /// `postgresql.conf` and `postgresql.auto.conf` (so `ALTER SYSTEM` cannot open a TCP port).
+    /// `postgresql.conf` and `postgresql.auto.conf` (so `ALTER SYSTEM` cannot open a TCP port,
+    /// weaken password hashing or point at another `pg_hba.conf`). `fsync` and
+    /// `synchronous_commit` are deliberately left at their durable defaults.
     pub(super) fn server_settings(&self) -> Vec<String> {
         vec![
             "listen_addresses=".to_owned(),
@@ -203,6 +205,8 @@ impl Layout {
             // Checked by `check_socket_path`: no double quotes or control characters.
             format!("unix_socket_directories=\"{}\"", self.socket_dir.display()),
             "unix_socket_permissions=0700".to_owned(),
+            // Pinned here, so `ALTER SYSTEM SET hba_file = …` cannot swap in other rules.
+            format!("hba_file={}", self.pgdata.join("pg_hba.conf").display()),
             "password_encryption=scram-sha-256".to_owned(),
             "logging_collector=off".to_owned(),
             "log_destination=stderr".to_owned(),
@@ -418,6 +422,16 @@ pub(super) fn open_lock_file(path: &Path) -> Result<File, EmbeddedError> {
 pub(super) fn try_lock(path: &Path) -> Result<Option<File>, EmbeddedError> {
     let file = open_lock_file(path)?;
     match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(source)) => Err(io("lock", path)(source)),
+    }
+}
+
+/// Takes a shared lock on `path` if no exclusive lock is held; `None` otherwise.
+pub(super) fn try_lock_shared(path: &Path) -> Result<Option<File>, EmbeddedError> {
+    let file = open_lock_file(path)?;
+    match file.try_lock_shared() {
         Ok(()) => Ok(Some(file)),
         Err(fs::TryLockError::WouldBlock) => Ok(None),
         Err(fs::TryLockError::Error(source)) => Err(io("lock", path)(source)),

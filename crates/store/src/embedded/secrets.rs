@@ -104,7 +104,9 @@ fn load_or_create(dir: &Path, role: &str, must_exist: bool) -> Result<Password, 
             let mut bytes = [0_u8; SECRET_BYTES];
             rand::rngs::OsRng
                 .try_fill_bytes(&mut bytes)
-                .map_err(|source| EmbeddedError::Randomness { source })?;
+                .map_err(|error| EmbeddedError::Randomness {
+                    source: std::io::Error::other(error),
+                })?;
             let password = hex::encode(bytes);
             // Write under a temporary name and rename, so a crash never leaves a truncated
             // password file behind.

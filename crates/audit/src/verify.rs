@@ -1,0 +1,603 @@
+//! `chartroom audit verify`, the pure part: stream a practice's sealed events, recompute
+//! every hash, compare with what the database stored and with the signed checkpoints, and
+//! report the first problem.
+//!
+//! Per event (in ascending stored `seq` order) [`verify`] checks, in this order:
+//!
+//! 1. it belongs to the practice being verified;
+//! 2. its `seq` is the next expected one (else: sequence gap = deleted events; a repeat of
+//!    the previous `seq` = duplicate; a smaller or shuffled `seq` = out of order);
+//! 3. `leaf_hash(canonical(event))` equals the stored leaf hash (else: content changed);
+//! 4. `chain_hash(previous, canonical(event))` equals the stored chain hash (else: chain
+//!    break — an event inserted, deleted or moved, with the sequence renumbered);
+//! 5. whenever the recomputed tree reaches the size of a signed checkpoint: the root (and
+//!    the chain head, when the checkpoint states one) equals the signed values.
+//!
+//! After the last event, a checkpoint larger than the log means the tail was truncated —
+//! also when what is left is internally consistent, which only a checkpoint kept outside
+//! the database can reveal. Memory is O(log n): the tree is kept as its right edge.
+//!
+//! A root mismatch at checkpoint `m` is classified once the next checkpoint `n` is reached:
+//! if the log matches `n`, its prefix at `m` is fixed by `n`'s root, so checkpoint `m`
+//! signed a different history ([`ProblemKind::CheckpointsInconsistent`]); otherwise the
+//! log itself was changed ([`ProblemKind::CheckpointRootMismatch`]).
+
+use std::borrow::Borrow;
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::chain::{GENESIS, Hash, chain_hash};
+use crate::checkpoint::Checkpoint;
+use crate::event::{Event, encode_into};
+use crate::merkle::{
+    MerkleError, NodeSource, TreeBuilder, consistency_proof_from, leaf_hash, verify_consistency,
+};
+
+/// One sealed event as read back from the database: the event plus the hashes the sealer
+/// stored for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The event (with its sealed `seq`).
+    pub event: Event,
+    /// Stored chain hash (`audit_seal.chain_hash`).
+    pub chain_hash: Hash,
+    /// Stored leaf hash (`audit_seal.leaf_hash`).
+    pub leaf_hash: Hash,
+}
+
+/// Where verification starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyStart {
+    /// First `seq` to expect: 0, or the retention pruning point.
+    pub seq: u64,
+    /// Chain hash of event `seq - 1`: [`GENESIS`] at 0; after a prune, the chain hash at
+    /// the pruning point (`audit_prune.chain_hash`), which the checkpoint of size `seq`
+    /// vouches for through its chain-head line.
+    pub prev_chain: Hash,
+    /// The tree's right edge at size `seq`: the stored nodes
+    /// [`crate::merkle::nodes_needed_for_root`]`(seq)`, in that order (empty at 0). The
+    /// checkpoint of size `seq` vouches for it through its root.
+    pub right_edge: Vec<Hash>,
+}
+
+impl VerifyStart {
+    /// Start of an unpruned log.
+    #[must_use]
+    pub fn genesis() -> Self {
+        Self {
+            seq: 0,
+            prev_chain: GENESIS,
+            right_edge: Vec::new(),
+        }
+    }
+}
+
+/// What went wrong, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The first sequence number affected (see each [`ProblemKind`]).
+    pub seq: u64,
+    /// What kind of problem.
+    pub kind: ProblemKind,
+}
+
+/// The kinds of problem verification reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The event at `seq` does not hash to its stored leaf hash: its content was changed
+    /// (or another event was put in its place).
+    ContentChanged,
+    /// Events `seq` to `found - 1` are missing: deleted.
+    Gap {
+        /// The `seq` found where `seq` was expected.
+        found: u64,
+    },
+    /// `seq` appears twice: an event was inserted with a used sequence number.
+    Duplicate,
+    /// Where `seq` was expected, `found` came, and the order is not ascending: reordered.
+    OutOfOrder {
+        /// The `seq` found.
+        found: u64,
+    },
+    /// The stored chain hash at `seq` does not follow from the previous event: an event was
+    /// inserted, deleted or moved just before `seq` and the sequence renumbered.
+    ChainBreak,
+    /// The event at `seq` belongs to another practice.
+    OtherPractice {
+        /// Its `practice_id`.
+        found: Uuid,
+    },
+    /// The event at `seq` has no canonical encoding (e.g. repeated detail keys), so it can
+    /// never have been sealed as it is now.
+    Unencodable {
+        /// Why.
+        reason: String,
+    },
+    /// The events up to checkpoint `size` do not hash to its signed root; something in
+    /// `[seq, size)` was changed, inserted, deleted or reordered and the stored hashes
+    /// recomputed (`seq` is the last size that matched).
+    CheckpointRootMismatch {
+        /// The checkpoint's tree size.
+        size: u64,
+    },
+    /// The chain head stated by checkpoint `size` differs from the recomputed chain.
+    CheckpointChainMismatch {
+        /// The checkpoint's tree size.
+        size: u64,
+    },
+    /// A signed checkpoint covers `checkpoint_size` events but the log ends at `seq`: the
+    /// tail was truncated (perhaps back to an earlier consistent state).
+    Truncated {
+        /// The largest checkpoint size.
+        checkpoint_size: u64,
+    },
+    /// Two signed checkpoints describe different histories (a fork or a misused key).
+    CheckpointsInconsistent {
+        /// The smaller size.
+        first: u64,
+        /// The larger (or equal) size.
+        second: u64,
+    },
+    /// A checkpoint names another log in its origin line.
+    CheckpointOrigin {
+        /// The checkpoint's size.
+        size: u64,
+        /// Its origin line.
+        origin: String,
+    },
+    /// Verification starts after a prune at `seq`, but no checkpoint of that size vouches
+    /// for the starting chain hash and right edge (or the one there disagrees).
+    StartNotVouched,
+    /// The starting point is not well formed (edge length, or genesis at 0).
+    BadStart {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading the events failed at `seq`.
+    ReadFailed {
+        /// The reader's error.
+        error: String,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seq = self.seq;
+        match &self.kind {
+            ProblemKind::ContentChanged => write!(
+                f,
+                "event {seq}: content changed — it no longer matches the hash sealed for it"
+            ),
+            ProblemKind::Gap { found } => write!(
+                f,
+                "events {seq} to {} are missing (deleted): the next event found is {found}",
+                found - 1
+            ),
+            ProblemKind::Duplicate => write!(
+                f,
+                "event {seq} appears twice: an event was inserted with a sequence number already in use"
+            ),
+            ProblemKind::OutOfOrder { found } => write!(
+                f,
+                "event {found} came where event {seq} was expected: events are out of order (reordered or inserted)"
+            ),
+            ProblemKind::ChainBreak => write!(
+                f,
+                "chain break at event {seq}: it does not follow the event before it — an event was inserted, deleted or moved just before {seq} and the sequence renumbered"
+            ),
+            ProblemKind::OtherPractice { found } => write!(
+                f,
+                "event {seq} belongs to another practice ({found}): it was inserted into this log"
+            ),
+            ProblemKind::Unencodable { reason } => write!(
+                f,
+                "event {seq} cannot have been sealed as it is now ({reason}): its content was changed"
+            ),
+            ProblemKind::CheckpointRootMismatch { size } => write!(
+                f,
+                "checkpoint root mismatch at size {size}: events {seq} to {} are not the events that were signed — changed, inserted, deleted or reordered, with the stored hashes recomputed",
+                size.saturating_sub(1)
+            ),
+            ProblemKind::CheckpointChainMismatch { size } => write!(
+                f,
+                "checkpoint chain mismatch at size {size}: the chain of events {seq} to {} differs from the signed chain head",
+                size.saturating_sub(1)
+            ),
+            ProblemKind::Truncated { checkpoint_size } => write!(
+                f,
+                "log truncated: it ends at event {}, but a signed checkpoint covers {checkpoint_size} events — events {seq} to {} were removed",
+                seq.checked_sub(1)
+                    .map_or_else(|| "(none)".to_owned(), |s| s.to_string()),
+                checkpoint_size - 1
+            ),
+            ProblemKind::CheckpointsInconsistent { first, second } => write!(
+                f,
+                "signed checkpoints of sizes {first} and {second} are not consistent with each other: they describe different histories (forked log or misused signing key)"
+            ),
+            ProblemKind::CheckpointOrigin { size, origin } => write!(
+                f,
+                "checkpoint of size {size} is for another log ({origin:?})"
+            ),
+            ProblemKind::StartNotVouched => write!(
+                f,
+                "verification starts at event {seq} (after a retention prune), but no signed checkpoint of size {seq} vouches for the chain and tree at that point"
+            ),
+            ProblemKind::BadStart { reason } => {
+                write!(f, "bad starting point at event {seq}: {reason}")
+            }
+            ProblemKind::ReadFailed { error } => {
+                write!(f, "reading the log failed at event {seq}: {error}")
+            }
+        }
+    }
+}
+
+/// The outcome of [`verify`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The practice verified.
+    pub practice: Uuid,
+    /// The first `seq` expected.
+    pub start: u64,
+    /// Events that passed every check.
+    pub events_checked: u64,
+    /// Tree size reached (`start + events_checked`).
+    pub tree_size: u64,
+    /// Root recomputed at `tree_size`.
+    pub root: Hash,
+    /// Chain hash of event `tree_size - 1` (the start's `prev_chain` if none).
+    pub chain_head: Hash,
+    /// Signed checkpoints whose root (and chain head) matched.
+    pub checkpoints_matched: usize,
+    /// The largest signed checkpoint size given.
+    pub largest_checkpoint: Option<u64>,
+    /// The first problem, if any.
+    pub problem: Option<Problem>,
+}
+
+impl Report {
+    /// No problem found.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "practice {}: {} events checked from {} (tree size {}, root {}), {} signed checkpoints matched",
+            self.practice,
+            self.events_checked,
+            self.start,
+            self.tree_size,
+            hex::encode(self.root),
+            self.checkpoints_matched
+        )?;
+        match &self.problem {
+            None => write!(f, "; no problems found"),
+            Some(p) => write!(f, "; FIRST PROBLEM: {p}"),
+        }
+    }
+}
+
+/// Verifies one practice's sealed log.
+///
+/// * `origin`: the origin line this practice's checkpoints must carry
+///   ([`crate::checkpoint::origin`]).
+/// * `events`: the sealed events from `start.seq` on, in ascending stored `seq` order
+///   (`ORDER BY seq`), as they are read — nothing is buffered.
+/// * `checkpoints`: every signed checkpoint of the practice, already opened with the
+///   [`crate::checkpoint::Verifier`], in any order. Those smaller than `start.seq` (before a
+///   retention prune) are checked only for their origin and against same-size conflicts;
+///   vouch for them with [`checkpoints_consistent`] and the stored nodes.
+///
+/// Runs on no database and decrypts nothing; it reads ids and hashes only.
+pub fn verify<I, S, E>(
+    practice: Uuid,
+    origin: &str,
+    start: &VerifyStart,
+    events: I,
+    checkpoints: &[Checkpoint],
+) -> Report
+where
+    I: IntoIterator<Item = Result<S, E>>,
+    S: Borrow<StoredEvent>,
+    E: fmt::Display,
+{
+    let mut cps: Vec<&Checkpoint> = checkpoints.iter().collect();
+    cps.sort_by_key(|c| c.size);
+    let mut run = Run {
+        report: Report {
+            practice,
+            start: start.seq,
+            events_checked: 0,
+            tree_size: start.seq,
+            root: crate::merkle::EMPTY_ROOT,
+            chain_head: start.prev_chain,
+            checkpoints_matched: 0,
+            largest_checkpoint: cps.last().map(|c| c.size),
+            problem: None,
+        },
+        tree: TreeBuilder::new(),
+        chain: start.prev_chain,
+        next: start.seq,
+        buf: Vec::with_capacity(512),
+        pending: None,
+        last_good: start.seq,
+    };
+    if let Some(problem) = check_anchors(origin, start, &cps) {
+        return run.finish(Some(problem));
+    }
+    match TreeBuilder::from_right_edge(start.seq, start.right_edge.clone()) {
+        Ok(t) => run.tree = t,
+        Err(e) => {
+            let reason = e.to_string();
+            return run.fail(start.seq, ProblemKind::BadStart { reason });
+        }
+    }
+    // check_anchors vouched for every checkpoint at the starting size.
+    run.report.checkpoints_matched += cps.iter().filter(|c| c.size == start.seq).count();
+
+    let mut upcoming = cps.iter().filter(|c| c.size > start.seq).peekable();
+    let mut events = events.into_iter().peekable();
+    while let Some(item) = events.next() {
+        let stored = match item {
+            Ok(s) => s,
+            Err(e) => {
+                let error = e.to_string();
+                return run.fail(run.next, ProblemKind::ReadFailed { error });
+            }
+        };
+        let stored: &StoredEvent = stored.borrow();
+        // Only looked at when a seq is skipped: a gap, or a shuffle?
+        let following = if stored.event.seq > run.next {
+            events
+                .peek()
+                .and_then(|r| r.as_ref().ok())
+                .map(|s| s.borrow().event.seq)
+        } else {
+            None
+        };
+        if let Err(kind) = run.check_event(practice, stored, following) {
+            let seq = if kind == ProblemKind::Duplicate {
+                stored.event.seq
+            } else {
+                run.next
+            };
+            return run.fail(seq, kind);
+        }
+        while let Some(cp) = upcoming.next_if(|c| c.size == run.next) {
+            if let Some(problem) = run.at_checkpoint(cp) {
+                return run.finish(Some(problem));
+            }
+        }
+    }
+
+    if let Some(pending) = run.pending.take() {
+        return run.finish(Some(pending.0));
+    }
+    if let Some(largest) = cps.last().filter(|c| c.size > run.next) {
+        let checkpoint_size = largest.size;
+        return run.fail(run.next, ProblemKind::Truncated { checkpoint_size });
+    }
+    run.finish(None)
+}
+
+/// Streaming state shared by the checks.
+struct Run {
+    report: Report,
+    tree: TreeBuilder,
+    /// Chain hash of event `next - 1`.
+    chain: Hash,
+    /// The `seq` expected next (= tree size).
+    next: u64,
+    /// Reused canonical-encoding buffer.
+    buf: Vec<u8>,
+    /// A root mismatch waiting for the next checkpoint to classify it, with its size.
+    pending: Option<(Problem, u64)>,
+    /// Size of the last checkpoint that matched (or the start).
+    last_good: u64,
+}
+
+impl Run {
+    /// Checks one event against the expected position and its stored hashes, and on
+    /// success appends it to the chain and the tree.
+    fn check_event(
+        &mut self,
+        practice: Uuid,
+        stored: &StoredEvent,
+        following: Option<u64>,
+    ) -> Result<(), ProblemKind> {
+        let event = &stored.event;
+        if event.practice_id != practice {
+            return Err(ProblemKind::OtherPractice {
+                found: event.practice_id,
+            });
+        }
+        if event.seq != self.next {
+            return Err(if event.seq.checked_add(1) == Some(self.next) {
+                ProblemKind::Duplicate
+            } else if event.seq < self.next || following.is_some_and(|f| f < event.seq) {
+                ProblemKind::OutOfOrder { found: event.seq }
+            } else {
+                ProblemKind::Gap { found: event.seq }
+            });
+        }
+        self.buf.clear();
+        encode_into(event, &mut self.buf).map_err(|e| ProblemKind::Unencodable {
+            reason: e.to_string(),
+        })?;
+        let leaf = leaf_hash(&self.buf);
+        if leaf != stored.leaf_hash {
+            return Err(ProblemKind::ContentChanged);
+        }
+        let linked = chain_hash(&self.chain, &self.buf);
+        if linked != stored.chain_hash {
+            return Err(ProblemKind::ChainBreak);
+        }
+        self.tree
+            .push_with(leaf, |_, _, _| {})
+            .map_err(|e| ProblemKind::BadStart {
+                reason: e.to_string(), // only a tree of 2^64 − 1 leaves can get here
+            })?;
+        self.chain = linked;
+        self.next += 1;
+        self.report.events_checked += 1;
+        self.report.chain_head = linked;
+        Ok(())
+    }
+
+    fn fail(&mut self, seq: u64, kind: ProblemKind) -> Report {
+        let problem = match self.pending.take() {
+            Some((earlier, _)) => earlier,
+            None => Problem { seq, kind },
+        };
+        self.finish(Some(problem))
+    }
+
+    fn finish(&mut self, problem: Option<Problem>) -> Report {
+        let mut report = self.report.clone();
+        report.tree_size = report.start + report.events_checked;
+        if self.tree.size() == report.tree_size {
+            report.root = self.tree.root();
+        }
+        report.problem = problem;
+        report
+    }
+
+    /// The tree just reached `cp.size`.
+    fn at_checkpoint(&mut self, cp: &Checkpoint) -> Option<Problem> {
+        let matches = self.tree.root() == cp.root;
+        match (&self.pending, matches) {
+            (Some((_, first)), true) => Some(Problem {
+                seq: *first,
+                kind: ProblemKind::CheckpointsInconsistent {
+                    first: *first,
+                    second: cp.size,
+                },
+            }),
+            (Some((earlier, _)), false) => Some(earlier.clone()),
+            (None, false) => {
+                self.pending = Some((
+                    Problem {
+                        seq: self.last_good,
+                        kind: ProblemKind::CheckpointRootMismatch { size: cp.size },
+                    },
+                    cp.size,
+                ));
+                None
+            }
+            (None, true) => {
+                if let Ok(Some(head)) = cp.chain_head()
+                    && head != self.chain
+                {
+                    return Some(Problem {
+                        seq: self.last_good,
+                        kind: ProblemKind::CheckpointChainMismatch { size: cp.size },
+                    });
+                }
+                self.report.checkpoints_matched += 1;
+                self.last_good = cp.size;
+                None
+            }
+        }
+    }
+}
+
+/// Checks that need no events: origins, same-size conflicts, the starting point.
+fn check_anchors(origin: &str, start: &VerifyStart, cps: &[&Checkpoint]) -> Option<Problem> {
+    for cp in cps {
+        if cp.origin != origin {
+            return Some(Problem {
+                seq: start.seq,
+                kind: ProblemKind::CheckpointOrigin {
+                    size: cp.size,
+                    origin: cp.origin.clone(),
+                },
+            });
+        }
+    }
+    for pair in cps.windows(2) {
+        if let [a, b] = pair
+            && a.size == b.size
+            && (a.root != b.root || chain_heads_differ(a, b))
+        {
+            return Some(Problem {
+                seq: a.size,
+                kind: ProblemKind::CheckpointsInconsistent {
+                    first: a.size,
+                    second: b.size,
+                },
+            });
+        }
+    }
+    if start.seq == 0 {
+        if start.prev_chain != GENESIS || !start.right_edge.is_empty() {
+            return Some(Problem {
+                seq: 0,
+                kind: ProblemKind::BadStart {
+                    reason: "a log starting at 0 starts from GENESIS with an empty tree".to_owned(),
+                },
+            });
+        }
+        if cps
+            .iter()
+            .any(|c| c.size == 0 && c.root != crate::merkle::EMPTY_ROOT)
+        {
+            return Some(Problem {
+                seq: 0,
+                kind: ProblemKind::CheckpointRootMismatch { size: 0 },
+            });
+        }
+        return None;
+    }
+    let vouched = cps.iter().find(|c| c.size == start.seq).is_some_and(|cp| {
+        let tree_ok = TreeBuilder::from_right_edge(start.seq, start.right_edge.clone())
+            .is_ok_and(|t| t.root() == cp.root);
+        let chain_ok = matches!(cp.chain_head(), Ok(Some(head)) if head == start.prev_chain);
+        tree_ok && chain_ok
+    });
+    if vouched {
+        None
+    } else {
+        Some(Problem {
+            seq: start.seq,
+            kind: ProblemKind::StartNotVouched,
+        })
+    }
+}
+
+fn chain_heads_differ(a: &Checkpoint, b: &Checkpoint) -> bool {
+    match (a.chain_head(), b.chain_head()) {
+        (Ok(Some(x)), Ok(Some(y))) => x != y,
+        _ => false,
+    }
+}
+
+/// Checks that consecutive signed checkpoints are consistent with each other using stored
+/// nodes (`audit_node` plus leaf hashes) — the way to vouch for checkpoints older than a
+/// retention prune, whose events are gone. Fetch
+/// [`crate::merkle::nodes_needed_for_consistency`] for each consecutive pair.
+///
+/// A failure means the two checkpoints describe different histories *or* the stored nodes
+/// were altered; either way the pair is reported. The proof itself cannot be forged: it is
+/// checked against both signed roots.
+pub fn checkpoints_consistent(
+    checkpoints: &[Checkpoint],
+    nodes: &impl NodeSource,
+) -> Result<(), (u64, u64, MerkleError)> {
+    let mut cps: Vec<&Checkpoint> = checkpoints.iter().collect();
+    cps.sort_by_key(|c| c.size);
+    for pair in cps.windows(2) {
+        if let [a, b] = pair {
+            let proof =
+                consistency_proof_from(nodes, a.size, b.size).map_err(|e| (a.size, b.size, e))?;
+            verify_consistency(a.size, b.size, &a.root, &b.root, &proof)
+                .map_err(|e| (a.size, b.size, e))?;
+        }
+    }
+    Ok(())
+}
