@@ -295,6 +295,8 @@ pub struct TestApp {
     pub sessions: SessionPolicy,
     /// An HTTP client.
     pub http: reqwest::Client,
+    /// The checkpoint directory the app reads (a fresh temporary directory).
+    pub checkpoint_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -308,13 +310,14 @@ impl TestApp {
     pub async fn start_with(store: Store) -> Self {
         let clock = ManualClock::starting_now();
         let sessions = SessionPolicy::default();
+        let checkpoint_dir = std::env::temp_dir().join(format!("chartroom-test-cp-{}", uuid::Uuid::new_v4().simple()));
         let state = server::AppState {
             store: store.clone(),
             clock: std::sync::Arc::new(clock.clone()),
             sessions,
             passwords: server::password::Hasher::new(2).expect("hasher"),
             secure_cookies: false,
-            checkpoints: None,
+            checkpoints: Some(audit::store::DirStore::new(&checkpoint_dir)),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -332,6 +335,7 @@ impl TestApp {
             store,
             sessions,
             http: reqwest::Client::builder().build().expect("client"),
+            checkpoint_dir,
             stop: Some(tx),
         }
     }
@@ -353,5 +357,6 @@ impl Drop for TestApp {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+        let _ = std::fs::remove_dir_all(&self.checkpoint_dir);
     }
 }

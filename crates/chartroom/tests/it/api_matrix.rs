@@ -66,6 +66,9 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
     ("GET", "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures", Needs::Scheduling, Some("disclosure.report")),
     ("GET", "/api/v1/practices/{practice_id}/audit/events", Needs::Manage, Some("audit.read")),
     ("GET", "/api/v1/practices/{practice_id}/audit/fhir", Needs::Manage, Some("audit.export")),
+    ("GET", "/api/v1/practices/{practice_id}/audit/proofs/inclusion", Needs::Manage, Some("audit.proof")),
+    ("GET", "/api/v1/practices/{practice_id}/audit/proofs/consistency", Needs::Manage, Some("audit.proof")),
+    ("GET", "/api/v1/practices/{practice_id}/audit/checkpoint", Needs::Manage, Some("audit.proof")),
 ];
 
 /// Object ids in practice A (and B, for cross-tenant object references).
@@ -118,6 +121,11 @@ fn request(method: &str, path: &str, w: &World, o: &Objects, practice: uuid::Uui
         .replace("{user_id}", &user_id.to_string())
         .replace("{appointment_id}", &o.appointment[i].to_string())
         .replace("{note_id}", &o.note[i].to_string());
+    let concrete = match path {
+        "/api/v1/practices/{practice_id}/audit/proofs/inclusion" => format!("{concrete}?seq=0"),
+        "/api/v1/practices/{practice_id}/audit/proofs/consistency" => format!("{concrete}?first=1"),
+        _ => concrete,
+    };
     let starts = Utc::now() + Duration::days(2);
     let body = match (method, path) {
         ("PATCH", "/api/v1/practices/{practice_id}") => Some(json!({"name": "Renamed practice"})),
@@ -195,6 +203,16 @@ async fn authorization_matrix() {
         tokens.insert(("b", role), app.token(w.b.user(role)).await);
     }
     let nobody = app.token(w.nobody).await;
+    // Seal what the fixtures logged and sign a checkpoint, so the proof routes have a tree.
+    app.store.seal_pending(Utc::now()).await.unwrap();
+    let cp = server::sealer::Checkpointer {
+        signer: std::sync::Arc::new(audit::checkpoint::Signer::generate("chartroom-test").unwrap()),
+        store: audit::store::DirStore::new(&app.checkpoint_dir),
+        origin_prefix: "test/audit".into(),
+        every_events: 1,
+        every: std::time::Duration::from_secs(1),
+    };
+    cp.checkpoint(&app.store, w.a.id).await.unwrap();
     let mut su = db.superuser_unsafe().await;
     let a = w.a.id.as_uuid();
 
