@@ -93,5 +93,22 @@ async fn demo_runs_on_embedded_postgres_and_survives_a_restart() {
     let got: serde_json::Value = got.json().await.unwrap();
     assert_eq!(got["family_name"], "Lanternfield");
     stop(second).await;
+
+    // The audit log of the run verifies through the real CLI against its signed checkpoints.
+    for args in [&["audit", "checkpoint"][..], &["audit", "verify"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_chartroom"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "chartroom {args:?}: {text} {}", String::from_utf8_lossy(&out.stderr));
+        if args[1] == "verify" {
+            assert_eq!(text.matches("no problems found").count(), 2, "both demo practices verify: {text}");
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

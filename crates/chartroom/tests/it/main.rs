@@ -17,6 +17,7 @@ mod api_matrix;
 mod audit_chain;
 mod audit_coverage;
 mod audit_log;
+mod audit_reports;
 mod bad_input;
 mod embedded_binary;
 mod isolation_sql;

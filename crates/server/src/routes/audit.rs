@@ -150,7 +150,7 @@ pub(crate) async fn audit_events(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ReportQ
 pub(crate) struct ExportQuery {
     /// From (RFC 3339, inclusive; default: 30 days ago).
     from: Option<DateTime<Utc>>,
-    /// To (RFC 3339, exclusive; default: now).
+    /// To (RFC 3339, exclusive; default: no end).
     to: Option<DateTime<Utc>>,
 }
 
@@ -161,15 +161,14 @@ pub(crate) struct ExportQuery {
     params(("practice_id" = String, Path, format = Uuid), ExportQuery),
     responses((status = 200, content_type = "application/fhir+ndjson", body = String), (status = 403, body = crate::views::ErrorBody)))]
 pub(crate) async fn audit_fhir(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ExportQuery>) -> Result<Response, AppError> {
-    let to = q.to.unwrap_or_else(|| ctx.tx.now());
-    let from = q.from.unwrap_or(to - chrono::Duration::days(30));
-    if from >= to {
+    let from = q.from.unwrap_or_else(|| ctx.tx.now() - chrono::Duration::days(30));
+    if q.to.is_some_and(|to| from >= to) {
         return Err(AppError::Invalid("from must be before to".into()));
     }
     let practice = ctx.tx.practice();
     let mut tx = ctx.tx;
     let mut out = String::new();
-    let mut f = AuditFilter { from: Some(from), to: Some(to), limit: 500, ..AuditFilter::default() };
+    let mut f = AuditFilter { from: Some(from), to: q.to, limit: 500, ..AuditFilter::default() };
     let mut count = 0_usize;
     loop {
         let rows = store::audit::report(&mut tx, &f).await?;
@@ -183,7 +182,7 @@ pub(crate) async fn audit_fhir(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ExportQue
         }
         f.after = rows.last().map(|r| (r.occurred_at, r.event_id));
     }
-    tx.audit_details(AuditAction::AuditExport, None, None, Some(json!({"format": "fhir-ndjson", "events": count, "from": from, "to": to})))
+    tx.audit_details(AuditAction::AuditExport, None, None, Some(json!({"format": "fhir-ndjson", "events": count, "from": from, "to": q.to})))
         .await?;
     tx.commit().await?;
     let mut res = out.into_response();
