@@ -97,7 +97,7 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         before: DateTime<Utc>,
     },
-    /// Export a practice's audit events as FHIR R4 AuditEvent NDJSON on standard output.
+    /// Export a practice's audit events as FHIR R4 `AuditEvent` NDJSON on standard output.
     Export {
         /// The practice.
         #[arg(long)]
@@ -188,40 +188,7 @@ pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
                 owner.audit_admin_event(practice, domain::AuditAction::AuditRead).await?;
             }
             AuditCommand::Verify { practice, verifier_key, seal_bound_secs } => {
-                let verifier = match verifier_key {
-                    Some(k) => Verifier::new(&k).context("--verifier-key")?,
-                    None => load_signer(g)?.verifier(),
-                };
-                let store = checkpoint_store(g);
-                let practices = match practice {
-                    Some(p) => vec![p],
-                    None => owner.list_practices().await?.into_iter().map(|p| p.0).collect(),
-                };
-                let mut bad = 0;
-                for p in practices {
-                    let started = std::time::Instant::now();
-                    let cps = open_checkpoints(&store, &verifier, p)?;
-                    let origin = audit::checkpoint::origin(&g.audit_origin, p.as_uuid());
-                    let out = owner
-                        .verify_practice(p, &origin, cps, chrono::Duration::seconds(seal_bound_secs), domain::SystemClock.now())
-                        .await?;
-                    let secs = started.elapsed().as_secs_f64();
-                    #[allow(clippy::cast_precision_loss, reason = "a rate for display")]
-                    let rate = out.report.events_checked as f64 / secs.max(1e-9);
-                    println!("practice {p}: {} ({:.0} events/s)", out.report, rate);
-                    if out.unqueued_events > 0 {
-                        println!("practice {p}: PROBLEM: {} audit events are neither sealed nor queued (inserted outside Chartroom)", out.unqueued_events);
-                    }
-                    if out.stale_pending > 0 {
-                        println!("practice {p}: PROBLEM: {} audit events waited longer than {seal_bound_secs} s to be sealed", out.stale_pending);
-                    }
-                    if !out.is_ok() {
-                        bad += 1;
-                    }
-                }
-                if bad > 0 {
-                    anyhow::bail!("{bad} practice(s) failed audit verification");
-                }
+                verify(g, &owner, practice, verifier_key, seal_bound_secs).await?;
             }
             AuditCommand::Proof { practice, seq, size } => {
                 let p = owner.inclusion_proof(practice, seq, size).await?.context("no sealed event at that position and size")?;
@@ -256,27 +223,7 @@ pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
                 }
                 runtime.close().await;
             }
-            AuditCommand::Prune { practice, before } => {
-                let now = domain::SystemClock.now();
-                if before > now - chrono::Duration::days(6 * 365 + 1) {
-                    anyhow::bail!("audit events are kept at least six years: --before must be at least six years ago");
-                }
-                let runtime = db.runtime_store(2).await?;
-                runtime.seal_pending(now).await?;
-                runtime.close().await;
-                let signer = load_signer(g)?;
-                let store = checkpoint_store(g);
-                let origin = audit::checkpoint::origin(&g.audit_origin, practice.as_uuid());
-                let pruned = owner
-                    .prune_audit(practice, before, now, |head| {
-                        let cp = audit::Checkpoint::new(origin.clone(), head.size, head.root).with_chain_head(&head.chain_head);
-                        let note = signer.sign(&cp).map_err(|e| e.to_string())?;
-                        store.put(practice.as_uuid(), &note, head.size).map_err(|e| e.to_string())?;
-                        Ok(())
-                    })
-                    .await?;
-                println!("practice {practice}: pruned the contents of {} events; the log now starts at seq {}", pruned.1, pruned.0);
-            }
+            AuditCommand::Prune { practice, before } => prune(g, &db, &owner, practice, before).await?,
             AuditCommand::Export { practice, from, to } => {
                 let mut f = AuditFilter { from, to, limit: 500, ..AuditFilter::default() };
                 loop {
@@ -298,4 +245,71 @@ pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
     owner.close().await;
     db.shutdown().await?;
     result
+}
+
+async fn verify(
+    g: &Global,
+    owner: &store::OwnerStore,
+    practice: Option<PracticeId>,
+    verifier_key: Option<String>,
+    seal_bound_secs: i64,
+) -> anyhow::Result<()> {
+        let verifier = match verifier_key {
+            Some(k) => Verifier::new(&k).context("--verifier-key")?,
+            None => load_signer(g)?.verifier(),
+        };
+        let store = checkpoint_store(g);
+        let practices = match practice {
+            Some(p) => vec![p],
+            None => owner.list_practices().await?.into_iter().map(|p| p.0).collect(),
+        };
+        let mut bad = 0;
+        for p in practices {
+            let started = std::time::Instant::now();
+            let cps = open_checkpoints(&store, &verifier, p)?;
+            let origin = audit::checkpoint::origin(&g.audit_origin, p.as_uuid());
+            let out = owner
+                .verify_practice(p, &origin, cps, chrono::Duration::seconds(seal_bound_secs), domain::SystemClock.now())
+                .await?;
+            let secs = started.elapsed().as_secs_f64();
+            #[allow(clippy::cast_precision_loss, reason = "a rate for display")]
+            let rate = out.report.events_checked as f64 / secs.max(1e-9);
+            println!("practice {p}: {} ({:.0} events/s)", out.report, rate);
+            if out.unqueued_events > 0 {
+                println!("practice {p}: PROBLEM: {} audit events are neither sealed nor queued (inserted outside Chartroom)", out.unqueued_events);
+            }
+            if out.stale_pending > 0 {
+                println!("practice {p}: PROBLEM: {} audit events waited longer than {seal_bound_secs} s to be sealed", out.stale_pending);
+            }
+            if !out.is_ok() {
+                bad += 1;
+            }
+        }
+        if bad > 0 {
+            anyhow::bail!("{bad} practice(s) failed audit verification");
+        }
+        Ok(())
+}
+
+async fn prune(g: &Global, db: &Database, owner: &store::OwnerStore, practice: PracticeId, before: DateTime<Utc>) -> anyhow::Result<()> {
+        let now = domain::SystemClock.now();
+        if before > now - chrono::Duration::days(6 * 365 + 1) {
+            anyhow::bail!("audit events are kept at least six years: --before must be at least six years ago");
+        }
+        let runtime = db.runtime_store(2).await?;
+        runtime.seal_pending(now).await?;
+        runtime.close().await;
+        let signer = load_signer(g)?;
+        let store = checkpoint_store(g);
+        let origin = audit::checkpoint::origin(&g.audit_origin, practice.as_uuid());
+        let pruned = owner
+            .prune_audit(practice, before, now, |head| {
+                let cp = audit::Checkpoint::new(origin.clone(), head.size, head.root).with_chain_head(&head.chain_head);
+                let note = signer.sign(&cp).map_err(|e| e.to_string())?;
+                store.put(practice.as_uuid(), &note, head.size).map_err(|e| e.to_string())?;
+                Ok(())
+            })
+            .await?;
+        println!("practice {practice}: pruned the contents of {} events; the log now starts at seq {}", pruned.1, pruned.0);
+        Ok(())
 }

@@ -49,14 +49,16 @@ pub fn audit_event(practice: domain::PracticeId, r: &AuditRow) -> serde_json::Va
         "source": {"site": practice.to_string(), "observer": {"display": "Chartroom"}},
     });
     let _ = display;
-    if !entities.is_empty() {
-        ev["entity"] = serde_json::Value::Array(entities);
-    }
-    if let Some(req) = r.request_id {
-        ev["extension"] = json!([{"url": "urn:chartroom:request-id", "valueString": req.to_string()}]);
-    }
-    if let Some(seq) = r.seq {
-        ev["meta"] = json!({"tag": [{"system": "urn:chartroom:audit-seq", "code": seq.to_string()}]});
+    if let Some(obj) = ev.as_object_mut() {
+        if !entities.is_empty() {
+            obj.insert("entity".into(), serde_json::Value::Array(entities));
+        }
+        if let Some(req) = r.request_id {
+            obj.insert("extension".into(), json!([{"url": "urn:chartroom:request-id", "valueString": req.to_string()}]));
+        }
+        if let Some(seq) = r.seq {
+            obj.insert("meta".into(), json!({"tag": [{"system": "urn:chartroom:audit-seq", "code": seq.to_string()}]}));
+        }
     }
     ev
 }

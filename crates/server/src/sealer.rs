@@ -95,8 +95,8 @@ pub fn spawn(
                         continue;
                     }
                 };
-                let (size, at) = last.get(&practice).copied().unwrap_or((0, Instant::now() - cp.every));
-                let due = head.size > size && (head.size - size >= cp.every_events || at.elapsed() >= cp.every);
+                let (size, at) = last.get(&practice).copied().map_or((0, None), |(s, at)| (s, Some(at)));
+                let due = head.size > size && (head.size - size >= cp.every_events || at.is_none_or(|at| at.elapsed() >= cp.every));
                 if !due {
                     continue;
                 }

@@ -193,7 +193,7 @@ impl Store {
         let n = rows.len();
         let (mut seqs, mut ids, mut chains, mut leaves) =
             (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut levels, mut idxs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut levels, mut node_idxs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
         for (i, row) in rows.iter().enumerate() {
             let seq = size + i as u64;
             let event = event_from_row(practice, seq, row)?;
@@ -202,7 +202,7 @@ impl Store {
             let leaf = leaf_hash(&bytes);
             tree.push_with(leaf, |level, idx, hash| {
                 levels.push(i16::from(level));
-                idxs.push(i64::try_from(idx).unwrap_or(i64::MAX));
+                node_idxs.push(i64::try_from(idx).unwrap_or(i64::MAX));
                 hashes.push(hash.to_vec());
             })
             .map_err(|_| StoreError::Corrupt("audit tree full"))?;
@@ -230,7 +230,7 @@ impl Store {
             )
             .bind(practice)
             .bind(&levels)
-            .bind(&idxs)
+            .bind(&node_idxs)
             .bind(&hashes)
             .execute(&mut *tx)
             .await?;
