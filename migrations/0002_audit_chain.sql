@@ -14,8 +14,11 @@ alter table audit_event add column details jsonb
 create table audit_pending (
     practice_id uuid not null,
     event_id uuid not null,
+    -- Queue order: the sealer takes each practice's events in the order they were queued.
+    pos bigint generated always as identity,
     primary key (practice_id, event_id)
 );
+create index audit_pending_order_idx on audit_pending (practice_id, pos);
 
 create table audit_seal (
     practice_id uuid not null,
@@ -171,6 +174,7 @@ create policy owner_prune on audit_event for delete to chartroom_owner
     using (practice_id = (select app.practice()));
 
 grant select, insert, delete on audit_pending to chartroom_runtime;
+grant usage on sequence audit_pending_pos_seq to chartroom_runtime;
 grant select, insert on audit_seal to chartroom_runtime;
 grant select, insert on audit_node to chartroom_runtime;
 grant select on audit_prune to chartroom_runtime;

@@ -36,7 +36,16 @@ pub enum PerioCommand {
 
 /// Runs a perio subcommand.
 pub fn run(cmd: PerioCommand) -> anyhow::Result<ExitCode> {
-    run_to(cmd, &mut std::io::stdout().lock())
+    match run_to(cmd, &mut std::io::stdout().lock()) {
+        // `chartroom perio vocabulary | head` is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        other => other,
+    }
 }
 
 fn run_to(cmd: PerioCommand, out: &mut dyn std::io::Write) -> anyhow::Result<ExitCode> {

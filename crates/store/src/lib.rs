@@ -131,3 +131,19 @@ impl OwnerStore {
         self.pool.close().await;
     }
 }
+
+impl Store {
+    /// A direct audited write used only by the benchmark harness: registers a synthetic
+    /// patient and appends its audit event in one transaction, as the patient route does.
+    pub async fn bench_patient_write_direct(
+        &self,
+        practice: domain::PracticeId,
+        actor: domain::UserId,
+        patient: &patients::NewPatient,
+    ) -> Result<(), StoreError> {
+        let mut tx = TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new()).await?;
+        let p = patients::create(&mut tx, patient).await?;
+        tx.audit_patient(domain::AuditAction::PatientCreate, p.patient_id).await?;
+        tx.commit().await
+    }
+}

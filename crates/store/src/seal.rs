@@ -158,7 +158,7 @@ impl Store {
         Ok(sealed)
     }
 
-    /// Seals one practice's queued events, oldest first. Returns 0 when another sealer holds
+    /// Seals one practice's queued events in queue order (the order they were written). Returns 0 when another sealer holds
     /// the practice.
     pub async fn seal_practice(&self, practice: PracticeId, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -177,7 +177,7 @@ impl Store {
                     e.object_id, e.request_id, e.details
                from audit_pending p join audit_event e on e.practice_id = p.practice_id and e.event_id = p.event_id
               where p.practice_id = $1
-              order by e.occurred_at, e.event_id
+              order by p.pos
               limit $2",
         )
         .bind(practice)

@@ -104,6 +104,19 @@ async fn template() -> &'static str {
                     .expect("owner connection");
                 owner.migrate().await.expect("migrations");
                 owner.close().await;
+                // A closed client connection's server process may still be exiting; the
+                // rename needs the database free, so wait (bounded) until it is.
+                for _ in 0..500 {
+                    let busy: i64 = sqlx::query_scalar("select count(*) from pg_stat_activity where datname = $1")
+                        .bind(&building)
+                        .fetch_one(&mut su)
+                        .await
+                        .expect("pg_stat_activity");
+                    if busy == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
                 su.execute(format!("alter database {building} rename to {name}").as_str())
                     .await
                     .expect("publish template");

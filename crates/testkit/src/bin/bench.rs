@@ -31,6 +31,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Audited writes per second with the hash chain (queue + sealer running) vs. a plain
+    /// audit insert, at 8 writers in one practice and spread over 8 practices.
+    AuditAppend {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        /// Alternating rounds (the best of each is reported).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
+    /// `audit verify` speed over a log of N events, and inclusion/consistency proof latency
+    /// at that size.
+    AuditVerify {
+        /// Events in the log.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: i64,
+    },
     /// Patient read by id: HTTP path vs. direct SQL.
     PatientRead {
         /// Seconds per measurement.
@@ -139,10 +156,147 @@ async fn patient_read(seconds: u64, clients: Vec<usize>, rounds: usize, pool: u3
     Ok(())
 }
 
+async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let owner = db.owner().await;
+    let now = chrono::Utc::now();
+    // Eight practices, each with a reception member.
+    let mut practices = vec![(w.a.id, w.a.user("reception")), (w.b.id, w.b.user("reception"))];
+    for i in 2..8 {
+        let p = owner.create_practice(&format!("Bench practice {i}"), now).await?;
+        let u = owner
+            .create_user(&format!("bench.{i}.{}@bench.example.invalid", uuid::Uuid::new_v4().simple()), "bench", testkit::password_hash(), now)
+            .await?;
+        owner.add_member(p, u, domain::RoleSet::from_iter([domain::Role::Reception]), now).await?;
+        practices.push((p, u));
+    }
+    let store = store::Store::connect_runtime(db.runtime_options().await, 16).await?;
+    let mut su = db.superuser_unsafe().await;
+    let practices = Arc::new(practices);
+    println!("audited writes (patient create + audit event + commit), 8 writers, {seconds} s per run, {rounds} rounds");
+    println!("{:>10} {:>12} {:>12} {:>10} {:>14}", "spread", "plain/s", "chain/s", "cost", "sealer backlog");
+    for spread in [1_usize, 8] {
+        let (mut best_plain, mut best_chain, mut backlog) = (0.0_f64, 0.0_f64, 0_i64);
+        for _ in 0..rounds {
+            // Plain: the audit insert alone (the queue trigger off, no sealer).
+            sqlx::query("alter table audit_event disable trigger audit_event_queue").execute(&mut su).await?;
+            let writes = |store: store::Store, practices: Arc<Vec<(domain::PracticeId, domain::UserId)>>| {
+                move |c: usize, i: u64| {
+                    let (store, practices) = (store.clone(), Arc::clone(&practices));
+                    async move {
+                        let (p, u) = practices[c % spread];
+                        let patient = domain::synthetic::Generator::new(i).patient().into();
+                        store.bench_patient_write_direct(p, u, &patient).await.is_ok()
+                    }
+                }
+            };
+            let plain = run_for(8, seconds, writes(store.clone(), Arc::clone(&practices))).await;
+            sqlx::query("alter table audit_event enable trigger audit_event_queue").execute(&mut su).await?;
+            // Chain: queue trigger on and the sealer running every 100 ms, as in `serve`.
+            store.seal_pending(chrono::Utc::now()).await?;
+            let sealer_store = store.clone();
+            let stop = Arc::new(AtomicBool::new(false));
+            let sealer_stop = Arc::clone(&stop);
+            let sealer = tokio::spawn(async move {
+                while !sealer_stop.load(Ordering::Relaxed) {
+                    let _ = sealer_store.seal_pending(chrono::Utc::now()).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+            let chain = run_for(8, seconds, writes(store.clone(), Arc::clone(&practices))).await;
+            stop.store(true, Ordering::Relaxed);
+            let _ = sealer.await;
+            backlog = backlog.max(sqlx::query_scalar::<_, i64>("select count(*) from audit_pending").fetch_one(&mut su).await?);
+            while store.seal_pending(chrono::Utc::now()).await? > 0 {}
+            best_plain = best_plain.max(plain);
+            best_chain = best_chain.max(chain);
+        }
+        println!(
+            "{:>10} {best_plain:>12.0} {best_chain:>12.0} {:>9.1}% {backlog:>14}",
+            if spread == 1 { "1 practice" } else { "8 practices" },
+            100.0 * (1.0 - best_chain / best_plain)
+        );
+    }
+    Ok(())
+}
+
+async fn audit_verify(events: i64) -> anyhow::Result<()> {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let p = w.a.id;
+    let mut su = db.superuser_unsafe().await;
+    let started = Instant::now();
+    sqlx::query(
+        "insert into audit_event (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id)
+         select $1, gen_random_uuid(), now() - interval '1 day' + make_interval(secs => g / 1000.0), $2, $3, 'patient.read', 'success',
+                'patient', $3, gen_random_uuid()
+           from generate_series(1, $4) as g",
+    )
+    .bind(p)
+    .bind(w.a.user("reception"))
+    .bind(w.a.patient)
+    .bind(events)
+    .execute(&mut su)
+    .await?;
+    println!("inserted {events} events in {:.1} s", started.elapsed().as_secs_f64());
+    let store = db.store().await;
+    let started = Instant::now();
+    let mut sealed = 0;
+    loop {
+        let n = store.seal_practice(p, chrono::Utc::now()).await?;
+        if n == 0 {
+            break;
+        }
+        sealed += n;
+    }
+    #[allow(clippy::cast_precision_loss, reason = "display")]
+    let seal_rate = sealed as f64 / started.elapsed().as_secs_f64();
+    println!("sealed {sealed} events in {:.1} s ({seal_rate:.0} events/s)", started.elapsed().as_secs_f64());
+    let signer = audit::checkpoint::Signer::generate("bench")?;
+    let head = store.tree_head(p).await?;
+    let origin = audit::checkpoint::origin("bench/audit", p.as_uuid());
+    let cp = audit::Checkpoint::new(origin.clone(), head.size, head.root).with_chain_head(&head.chain_head);
+    let cp = signer.verifier().open(&signer.sign(&cp)?)?;
+    let owner = db.owner().await;
+    for run in 0..2 {
+        let started = Instant::now();
+        let out = owner.verify_practice(p, &origin, vec![cp.clone()], chrono::Duration::hours(1), chrono::Utc::now()).await?;
+        let secs = started.elapsed().as_secs_f64();
+        anyhow::ensure!(out.is_ok(), "verify failed: {}", out.report);
+        #[allow(clippy::cast_precision_loss, reason = "display")]
+        let rate = out.report.events_checked as f64 / secs;
+        println!("verify run {run}: {} events in {secs:.2} s = {rate:.0} events/s (database read + chain + tree + checkpoint)", out.report.events_checked);
+    }
+    let mut times = Vec::new();
+    for i in 0..201_u64 {
+        let seq = (i * 4_999) % head.size;
+        let t = Instant::now();
+        let proof = owner.inclusion_proof(p, seq, None).await?.context("proof")?;
+        audit::merkle::verify_inclusion(&proof.leaf_hash, seq, proof.size, &proof.path, &head.root)?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!("inclusion proof at size {} (database + build + verify): median {:?}, p95 {:?}", head.size, times[100], times[190]);
+    let mut times = Vec::new();
+    for i in 1..202_u64 {
+        let first = (i * 4_993) % head.size + 1;
+        let t = Instant::now();
+        let proof = owner.consistency_proof(p, first, None).await?.context("proof")?;
+        audit::merkle::verify_consistency(first, proof.second, &proof.first_root, &proof.second_root, &proof.path)?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!("consistency proof to size {}: median {:?}, p95 {:?}", head.size, times[100], times[190]);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.bench {
+        Bench::AuditAppend { seconds, rounds } => audit_append(seconds, rounds).await.context("audit-append benchmark"),
+        Bench::AuditVerify { events } => audit_verify(events).await.context("audit-verify benchmark"),
         Bench::PatientRead { seconds, clients, rounds, pool } => {
             patient_read(seconds, clients, rounds, pool).await.context("patient-read benchmark")
         }
