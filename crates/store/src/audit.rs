@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use domain::{AuditEventId, PatientId, PracticeId, RequestId, UserId};
 use serde::Serialize;
-use sqlx::{PgConnection, Row as _};
+use sqlx::PgConnection;
 
 use crate::{OwnerStore, Store, StoreError, TenantTx};
 
@@ -209,28 +209,6 @@ impl VerifyOutcome {
     }
 }
 
-const VERIFY_SQL: &str = "select s.seq, s.chain_hash, s.leaf_hash, e.event_id, e.occurred_at, e.actor_id, e.patient_id,
-            e.action, e.outcome, e.object_type, e.object_id, e.request_id, e.details
-       from audit_seal s left join audit_event e on e.practice_id = s.practice_id and e.event_id = s.event_id
-      where s.practice_id = $1 and s.seq >= $2
-      order by s.seq";
-
-fn stored_event(practice: PracticeId, row: &sqlx::postgres::PgRow) -> Result<Option<audit::verify::StoredEvent>, String> {
-    let seq: i64 = row.try_get("seq").map_err(|e| e.to_string())?;
-    let present: Option<uuid::Uuid> = row.try_get("event_id").map_err(|e| e.to_string())?;
-    if present.is_none() {
-        // The sealed event's row is gone: leave a gap for the verifier to report.
-        return Ok(None);
-    }
-    let seq = u64::try_from(seq).map_err(|e| e.to_string())?;
-    let event = crate::seal::event_from_row(practice, seq, row).map_err(|e| e.to_string())?;
-    let hash = |col: &str| -> Result<audit::Hash, String> {
-        let v: Vec<u8> = row.try_get(col).map_err(|e| e.to_string())?;
-        v.try_into().map_err(|_| format!("{col} at seq {seq} is not 32 bytes"))
-    };
-    Ok(Some(audit::verify::StoredEvent { event, chain_hash: hash("chain_hash")?, leaf_hash: hash("leaf_hash")? }))
-}
-
 impl OwnerStore {
     /// Verifies one practice's log: streams every sealed event from the pruning point on
     /// through [`audit::verify::verify`] (chain, Merkle tree, signed `checkpoints`), and counts
@@ -284,31 +262,43 @@ impl OwnerStore {
             let items = std::iter::from_fn(move || recv.blocking_recv()).flatten();
             audit::verify::verify(practice.as_uuid(), &origin, &start, items, &checkpoints)
         });
-        let mut rows = sqlx::query(VERIFY_SQL).bind(practice).bind(start_seq).fetch(&mut *tx);
-        let mut batch = Vec::with_capacity(1024);
-        loop {
-            match rows.try_next().await {
-                Ok(Some(row)) => match stored_event(practice, &row) {
-                    Ok(Some(ev)) => batch.push(Ok(ev)),
-                    Ok(None) => {}
-                    Err(e) => {
-                        batch.push(Err(e));
+        sqlx::query("select set_config('chartroom.verify_from', $1, true)")
+            .bind(start_seq.to_string())
+            .execute(&mut *tx)
+            .await?;
+        {
+            let mut stream = tx.copy_out_raw(crate::copy_read::COPY_SQL).await?;
+            let mut decoder = crate::copy_read::CopyDecoder::default();
+            let mut batch = Vec::with_capacity(4096);
+            loop {
+                match stream.try_next().await {
+                    Ok(Some(chunk)) => {
+                        decoder.feed(&chunk);
+                        if let Err(e) = decoder.drain_into(practice, &mut batch) {
+                            batch.push(Err(e));
+                            break;
+                        }
+                        if batch.len() >= 2048
+                            && send.send(std::mem::replace(&mut batch, Vec::with_capacity(4096))).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Ok(None) => {
+                        if !decoder.finished() {
+                            batch.push(Err("the COPY stream ended early".to_owned()));
+                        }
                         break;
                     }
-                },
-                Ok(None) => break,
-                Err(e) => {
-                    batch.push(Err(e.to_string()));
-                    break;
+                    Err(e) => {
+                        batch.push(Err(e.to_string()));
+                        break;
+                    }
                 }
             }
-            if batch.len() == 1024 && send.send(std::mem::replace(&mut batch, Vec::with_capacity(1024))).await.is_err() {
-                break;
+            if !batch.is_empty() {
+                let _ = send.send(batch).await;
             }
-        }
-        drop(rows);
-        if !batch.is_empty() {
-            let _ = send.send(batch).await;
         }
         drop(send);
         let report = verifier.await.map_err(|_| StoreError::Corrupt("verifier task failed"))?;

@@ -87,37 +87,27 @@ async fn template() -> &'static str {
             // One process builds the template; others wait on the advisory lock.
             su.execute("select pg_advisory_lock(727274)").await.expect("advisory lock");
             drop_stale_databases(&mut su).await;
-            let exists: bool = sqlx::query_scalar("select exists (select from pg_database where datname = $1)")
+            // A template is ready once it no longer accepts connections (the last step of
+            // building it); one that still does is what a crashed build left behind.
+            let state: Option<bool> = sqlx::query_scalar("select datallowconn from pg_database where datname = $1")
                 .bind(&name)
-                .fetch_one(&mut su)
+                .fetch_optional(&mut su)
                 .await
                 .expect("template lookup");
-            if !exists {
-                let building = format!("{name}_building");
-                su.execute(format!("drop database if exists {building}").as_str()).await.expect("drop");
-                su.execute(format!("create database {building} owner chartroom_owner").as_str())
+            if state != Some(false) {
+                su.execute(format!("drop database if exists {name} with (force)").as_str()).await.expect("drop");
+                su.execute(format!("create database {name} owner chartroom_owner").as_str())
                     .await
                     .expect("create template");
-                secure(&building).await;
-                let owner = OwnerStore::connect(cluster().await.connect_options(DbRole::Owner, &building))
+                secure(&name).await;
+                let owner = OwnerStore::connect(cluster().await.connect_options(DbRole::Owner, &name))
                     .await
                     .expect("owner connection");
                 owner.migrate().await.expect("migrations");
                 owner.close().await;
-                // A closed client connection's server process may still be exiting; the
-                // rename needs the database free, so wait (bounded) until it is.
-                for _ in 0..500 {
-                    let busy: i64 = sqlx::query_scalar("select count(*) from pg_stat_activity where datname = $1")
-                        .bind(&building)
-                        .fetch_one(&mut su)
-                        .await
-                        .expect("pg_stat_activity");
-                    if busy == 0 {
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                su.execute(format!("alter database {building} rename to {name}").as_str())
+                // No session (autovacuum included) may enter the template from now on:
+                // creating a database from it needs it free.
+                su.execute(format!("alter database {name} with allow_connections false is_template true").as_str())
                     .await
                     .expect("publish template");
             }

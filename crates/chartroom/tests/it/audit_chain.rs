@@ -258,7 +258,19 @@ async fn retention_prunes_only_rows_older_than_six_years_and_stays_verifiable() 
     let mut su = log.db.superuser_unsafe().await;
     let now = Utc::now();
     let six_years = Duration::days(6 * 365 + 1);
-    // Twelve events from seven years ago, three from six years minus a day ago.
+    // The practice's own first events (its creation, members, a patient) date from eight
+    // years ago; they are queued, not yet sealed, so moving them back is still honest here.
+    su.execute("set session_replication_role = replica").await.unwrap();
+    sqlx::query("update audit_event set occurred_at = occurred_at - interval '8 years' where practice_id = $1").bind(p).execute(&mut su).await.unwrap();
+    su.execute("set session_replication_role = origin").await.unwrap();
+    let founding: u64 = sqlx::query_scalar::<_, i64>("select count(*) from audit_event where practice_id = $1")
+        .bind(p)
+        .fetch_one(&mut su)
+        .await
+        .unwrap()
+        .try_into()
+        .unwrap();
+    // Then twelve events from seven years ago, three from six years minus a day ago.
     for (age, n) in [(Duration::days(7 * 365), 12), (six_years - Duration::days(1), 3)] {
         for i in 0..n {
             sqlx::query("insert into audit_event (practice_id, event_id, occurred_at, action, outcome) values ($1, gen_random_uuid(), $2, 'patient.read', 'success')")
@@ -286,11 +298,11 @@ async fn retention_prunes_only_rows_older_than_six_years_and_stays_verifiable() 
             .await
             .unwrap()
     };
-    assert_eq!(count_old(&mut su).await, 15);
+    assert_eq!(count_old(&mut su).await, i64::try_from(founding).unwrap() + 15);
     // A retention job whose cut-off reaches rows younger than six years is refused whole.
     let err = owner.prune_audit(p, now - six_years + Duration::days(2), now, sign).await.unwrap_err();
     assert!(err.to_string().contains("younger than six years") || matches!(err, store::StoreError::Forbidden), "{err}");
-    assert_eq!(count_old(&mut su).await, 15, "nothing was deleted");
+    assert_eq!(count_old(&mut su).await, i64::try_from(founding).unwrap() + 15, "nothing was deleted");
     // A direct delete of in-window rows with the prune switch on is refused too.
     let mut o: PgConnection = sqlx::Connection::connect_with(&log.db.owner_options().await).await.unwrap();
     sqlx::query("select set_config('chartroom.practice_id', $1, false), set_config('chartroom.audit_prune', 'on', false)")
@@ -303,16 +315,17 @@ async fn retention_prunes_only_rows_older_than_six_years_and_stays_verifiable() 
     // At six years, exactly the twelve seven-year-old events go, and the log still verifies
     // from the checkpoint signed at the pruning point.
     let (start, removed) = owner.prune_audit(p, now - six_years, now, sign).await.unwrap();
-    assert_eq!((start, removed), (12, 12));
+    assert_eq!((start, removed), (founding + 12, founding + 12));
     assert_eq!(count_old(&mut su).await, 3);
     let out = log.verify().await;
     assert!(out.is_ok(), "{}", out.report);
-    assert_eq!(out.report.start, 12, "verification starts at the pruning point");
+    assert_eq!(out.report.start, founding + 12, "verification starts at the pruning point");
     // Tampering after the pruning point is still caught.
     let mut attacker = log.attacker().await;
-    let id = log.event_at(&mut attacker, 13).await;
+    let at = founding + 13;
+    let id = log.event_at(&mut attacker, i64::try_from(at).unwrap()).await;
     sqlx::query("update audit_event set outcome = 'denied' where event_id = $1").bind(id).execute(&mut attacker).await.unwrap();
-    assert_eq!(first_problem(&log.verify().await), (13, ProblemKind::ContentChanged));
+    assert_eq!(first_problem(&log.verify().await), (at, ProblemKind::ContentChanged));
 }
 
 #[tokio::test]
