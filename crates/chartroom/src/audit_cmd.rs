@@ -1,12 +1,12 @@
 //! `chartroom audit …`: reports, exports, verification and proofs, as the owner role.
 
 use anyhow::Context as _;
-use domain::Clock as _;
-use chrono::{DateTime, Utc};
-use clap::Subcommand;
-use domain::{PatientId, PracticeId, UserId};
 use audit::checkpoint::{Signer, Verifier};
 use audit::store::{CheckpointStore as _, DirStore};
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use domain::Clock as _;
+use domain::{PatientId, PracticeId, UserId};
 use store::audit::AuditFilter;
 
 use crate::Global;
@@ -116,7 +116,11 @@ pub(crate) const KEY_NAME: &str = "chartroom-audit";
 
 /// The checkpoint store: `<data dir>/checkpoints` unless configured.
 pub(crate) fn checkpoint_store(g: &Global) -> DirStore {
-    DirStore::new(g.checkpoint_dir.clone().unwrap_or_else(|| g.data_dir.join("checkpoints")))
+    DirStore::new(
+        g.checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| g.data_dir.join("checkpoints")),
+    )
 }
 
 /// The signing key file: `<data dir>/secrets/audit-checkpoint.key` (0600), created on first use.
@@ -130,7 +134,8 @@ fn load_signer(g: &Global) -> anyhow::Result<Signer> {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     }
-    let signer = Signer::load_or_create(&path, KEY_NAME).with_context(|| format!("audit signing key {}", path.display()))?;
+    let signer = Signer::load_or_create(&path, KEY_NAME)
+        .with_context(|| format!("audit signing key {}", path.display()))?;
     // The public half, for outside tools that check the checkpoints.
     let vkey = g.data_dir.join("audit-verifier.key");
     std::fs::write(&vkey, format!("{}\n", signer.verifier_key()))?;
@@ -138,7 +143,11 @@ fn load_signer(g: &Global) -> anyhow::Result<Signer> {
 }
 
 /// The checkpointer the server runs.
-pub(crate) fn checkpointer(g: &Global, every_events: u64, every_secs: u64) -> anyhow::Result<server::sealer::Checkpointer> {
+pub(crate) fn checkpointer(
+    g: &Global,
+    every_events: u64,
+    every_secs: u64,
+) -> anyhow::Result<server::sealer::Checkpointer> {
     Ok(server::sealer::Checkpointer {
         signer: std::sync::Arc::new(load_signer(g)?),
         store: checkpoint_store(g),
@@ -155,18 +164,29 @@ fn b64(h: &[u8]) -> String {
 
 /// Reads and opens every stored checkpoint of `practice` with `verifier`; a note that does
 /// not open is an error naming its size.
-fn open_checkpoints(store: &DirStore, verifier: &Verifier, practice: PracticeId) -> anyhow::Result<Vec<audit::Checkpoint>> {
+fn open_checkpoints(
+    store: &DirStore,
+    verifier: &Verifier,
+    practice: PracticeId,
+) -> anyhow::Result<Vec<audit::Checkpoint>> {
     let mut out = Vec::new();
     for note in store.all(practice.as_uuid())? {
         let size = note.lines().nth(1).unwrap_or("?").to_owned();
-        out.push(verifier.open(&note).map_err(|e| anyhow::anyhow!("checkpoint of size {size} does not verify: {e}"))?);
+        out.push(
+            verifier
+                .open(&note)
+                .map_err(|e| anyhow::anyhow!("checkpoint of size {size} does not verify: {e}"))?,
+        );
     }
     Ok(out)
 }
 
 pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
     let db = Database::for_admin(g).await?;
-    let owner = db.migrate().await?.context("this command needs the owner role")?;
+    let owner = db
+        .migrate()
+        .await?
+        .context("this command needs the owner role")?;
     let result = async {
         match cmd {
             AuditCommand::Report { practice, patient, actor, action, from, to, desc, limit } => {
@@ -254,62 +274,93 @@ async fn verify(
     verifier_key: Option<String>,
     seal_bound_secs: i64,
 ) -> anyhow::Result<()> {
-        let verifier = match verifier_key {
-            Some(k) => Verifier::new(&k).context("--verifier-key")?,
-            None => load_signer(g)?.verifier(),
-        };
-        let store = checkpoint_store(g);
-        let practices = match practice {
-            Some(p) => vec![p],
-            None => owner.list_practices().await?.into_iter().map(|p| p.0).collect(),
-        };
-        let mut bad = 0;
-        for p in practices {
-            let started = std::time::Instant::now();
-            let cps = open_checkpoints(&store, &verifier, p)?;
-            let origin = audit::checkpoint::origin(&g.audit_origin, p.as_uuid());
-            let out = owner
-                .verify_practice(p, &origin, cps, chrono::Duration::seconds(seal_bound_secs), domain::SystemClock.now())
-                .await?;
-            let secs = started.elapsed().as_secs_f64();
-            #[allow(clippy::cast_precision_loss, reason = "a rate for display")]
-            let rate = out.report.events_checked as f64 / secs.max(1e-9);
-            println!("practice {p}: {} ({:.0} events/s)", out.report, rate);
-            if out.unqueued_events > 0 {
-                println!("practice {p}: PROBLEM: {} audit events are neither sealed nor queued (inserted outside Chartroom)", out.unqueued_events);
-            }
-            if out.stale_pending > 0 {
-                println!("practice {p}: PROBLEM: {} audit events waited longer than {seal_bound_secs} s to be sealed", out.stale_pending);
-            }
-            if !out.is_ok() {
-                bad += 1;
-            }
+    let verifier = match verifier_key {
+        Some(k) => Verifier::new(&k).context("--verifier-key")?,
+        None => load_signer(g)?.verifier(),
+    };
+    let store = checkpoint_store(g);
+    let practices = match practice {
+        Some(p) => vec![p],
+        None => owner
+            .list_practices()
+            .await?
+            .into_iter()
+            .map(|p| p.0)
+            .collect(),
+    };
+    let mut bad = 0;
+    for p in practices {
+        let started = std::time::Instant::now();
+        let cps = open_checkpoints(&store, &verifier, p)?;
+        let origin = audit::checkpoint::origin(&g.audit_origin, p.as_uuid());
+        let out = owner
+            .verify_practice(
+                p,
+                &origin,
+                cps,
+                chrono::Duration::seconds(seal_bound_secs),
+                domain::SystemClock.now(),
+            )
+            .await?;
+        let secs = started.elapsed().as_secs_f64();
+        #[allow(clippy::cast_precision_loss, reason = "a rate for display")]
+        let rate = out.report.events_checked as f64 / secs.max(1e-9);
+        println!("practice {p}: {} ({:.0} events/s)", out.report, rate);
+        if out.unqueued_events > 0 {
+            println!(
+                "practice {p}: PROBLEM: {} audit events are neither sealed nor queued (inserted outside Chartroom)",
+                out.unqueued_events
+            );
         }
-        if bad > 0 {
-            anyhow::bail!("{bad} practice(s) failed audit verification");
+        if out.stale_pending > 0 {
+            println!(
+                "practice {p}: PROBLEM: {} audit events waited longer than {seal_bound_secs} s to be sealed",
+                out.stale_pending
+            );
         }
-        Ok(())
+        if !out.is_ok() {
+            bad += 1;
+        }
+    }
+    if bad > 0 {
+        anyhow::bail!("{bad} practice(s) failed audit verification");
+    }
+    Ok(())
 }
 
-async fn prune(g: &Global, db: &Database, owner: &store::OwnerStore, practice: PracticeId, before: DateTime<Utc>) -> anyhow::Result<()> {
-        let now = domain::SystemClock.now();
-        if before > now - chrono::Duration::days(6 * 365 + 1) {
-            anyhow::bail!("audit events are kept at least six years: --before must be at least six years ago");
-        }
-        let runtime = db.runtime_store(2).await?;
-        runtime.seal_pending(now).await?;
-        runtime.close().await;
-        let signer = load_signer(g)?;
-        let store = checkpoint_store(g);
-        let origin = audit::checkpoint::origin(&g.audit_origin, practice.as_uuid());
-        let pruned = owner
-            .prune_audit(practice, before, now, |head| {
-                let cp = audit::Checkpoint::new(origin.clone(), head.size, head.root).with_chain_head(&head.chain_head);
-                let note = signer.sign(&cp).map_err(|e| e.to_string())?;
-                store.put(practice.as_uuid(), &note, head.size).map_err(|e| e.to_string())?;
-                Ok(())
-            })
-            .await?;
-        println!("practice {practice}: pruned the contents of {} events; the log now starts at seq {}", pruned.1, pruned.0);
-        Ok(())
+async fn prune(
+    g: &Global,
+    db: &Database,
+    owner: &store::OwnerStore,
+    practice: PracticeId,
+    before: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let now = domain::SystemClock.now();
+    if before > now - chrono::Duration::days(6 * 365 + 1) {
+        anyhow::bail!(
+            "audit events are kept at least six years: --before must be at least six years ago"
+        );
+    }
+    let runtime = db.runtime_store(2).await?;
+    runtime.seal_pending(now).await?;
+    runtime.close().await;
+    let signer = load_signer(g)?;
+    let store = checkpoint_store(g);
+    let origin = audit::checkpoint::origin(&g.audit_origin, practice.as_uuid());
+    let pruned = owner
+        .prune_audit(practice, before, now, |head| {
+            let cp = audit::Checkpoint::new(origin.clone(), head.size, head.root)
+                .with_chain_head(&head.chain_head);
+            let note = signer.sign(&cp).map_err(|e| e.to_string())?;
+            store
+                .put(practice.as_uuid(), &note, head.size)
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .await?;
+    println!(
+        "practice {practice}: pruned the contents of {} events; the log now starts at seq {}",
+        pruned.1, pruned.0
+    );
+    Ok(())
 }

@@ -59,7 +59,10 @@ pub(crate) async fn seed_and_print(owner: &OwnerStore, data_dir: &Path) -> anyho
         accounts
     } else {
         let Ok(bytes) = std::fs::read(&path) else {
-            println!("The demo practices exist, but their credentials file {} is gone.", path.display());
+            println!(
+                "The demo practices exist, but their credentials file {} is gone.",
+                path.display()
+            );
             return Ok(());
         };
         serde_json::from_slice(&bytes).context("demo credentials file is damaged")?
@@ -141,7 +144,9 @@ async fn seed(owner: &OwnerStore) -> anyhow::Result<Vec<DemoAccount>> {
             .unwrap_or(now)
             + Duration::days(1);
         for i in 0..12 {
-            let patient = owner.seed_patient(practice, &people.patient().into(), now).await?;
+            let patient = owner
+                .seed_patient(practice, &people.patient().into(), now)
+                .await?;
             owner
                 .seed_appointment(
                     practice,

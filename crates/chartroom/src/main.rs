@@ -81,7 +81,12 @@ pub(crate) struct Global {
 
     /// Origin prefix of the audit checkpoints (each practice's origin is
     /// `<prefix>/<practice id>`); name this installation, e.g. `clinic.example/chartroom`.
-    #[arg(long, global = true, env = "CHARTROOM_AUDIT_ORIGIN", default_value = "chartroom/audit")]
+    #[arg(
+        long,
+        global = true,
+        env = "CHARTROOM_AUDIT_ORIGIN",
+        default_value = "chartroom/audit"
+    )]
     pub audit_origin: String,
 
     /// Log format on stderr.

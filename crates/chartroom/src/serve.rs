@@ -92,7 +92,11 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         secure_cookies: !args.listen.ip().is_loopback(),
         checkpoints: Some(crate::audit_cmd::checkpoint_store(g)),
     };
-    let checkpointer = crate::audit_cmd::checkpointer(g, args.checkpoint_every_events, args.checkpoint_every_secs)?;
+    let checkpointer = crate::audit_cmd::checkpointer(
+        g,
+        args.checkpoint_every_events,
+        args.checkpoint_every_secs,
+    )?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
     let (sealer, stop_sealer) = server::sealer::spawn(
         store.clone(),

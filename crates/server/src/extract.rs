@@ -139,18 +139,38 @@ pub struct Ctx<G: Guard> {
 impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let request_id = parts.extensions.get::<ReqId>().map_or_else(RequestId::new, |r| r.0);
-        let token = presented_token(parts).and_then(TokenHash::from_presented).ok_or(AppError::Unauthenticated)?;
+        let request_id = parts
+            .extensions
+            .get::<ReqId>()
+            .map_or_else(RequestId::new, |r| r.0);
+        let token = presented_token(parts)
+            .and_then(TokenHash::from_presented)
+            .ok_or(AppError::Unauthenticated)?;
         let practice: Option<PracticeId> = RawPathParams::from_request_parts(parts, state)
             .await
             .ok()
-            .and_then(|params| params.iter().find(|(k, _)| *k == "practice_id").and_then(|(_, v)| v.parse().ok()));
+            .and_then(|params| {
+                params
+                    .iter()
+                    .find(|(k, _)| *k == "practice_id")
+                    .and_then(|(_, v)| v.parse().ok())
+            });
         let Some(practice) = practice else {
             // Still 401 for a bad session; a malformed practice id is simply unknown.
             session(parts, state).await?;
             return Err(AppError::NotFound("practice"));
         };
-        let entry = match state.store.enter_practice(&token, practice, state.clock.now(), &state.sessions, request_id).await {
+        let entry = match state
+            .store
+            .enter_practice(
+                &token,
+                practice,
+                state.clock.now(),
+                &state.sessions,
+                request_id,
+            )
+            .await
+        {
             Ok(entry) => entry,
             // An unknown practice id is as unknown as one the caller does not belong to.
             Err(store::StoreError::Invalid(_)) => return Err(AppError::NotFound("practice")),
@@ -170,18 +190,37 @@ impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
             deny(parts, state, practice, user, "role", request_id).await;
             return Err(AppError::Forbidden);
         }
-        Ok(Ctx { actor: tx.actor(), roles, tx, _guard: PhantomData })
+        Ok(Ctx {
+            actor: tx.actor(),
+            roles,
+            tx,
+            _guard: PhantomData,
+        })
     }
 }
 
 /// Records a denied attempt (req AUD-01) on its own transaction: who, which practice, which
 /// patient when the path names one, the route template and the reason — never values.
-async fn deny(parts: &mut Parts, state: &AppState, practice: PracticeId, actor: UserId, reason: &'static str, request: RequestId) {
-    let route = parts.extensions.get::<axum::extract::MatchedPath>().map_or_else(|| "?".to_owned(), |p| p.as_str().to_owned());
+async fn deny(
+    parts: &mut Parts,
+    state: &AppState,
+    practice: PracticeId,
+    actor: UserId,
+    reason: &'static str,
+    request: RequestId,
+) {
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "?".to_owned(), |p| p.as_str().to_owned());
     let patient = RawPathParams::from_request_parts(parts, state)
         .await
         .ok()
-        .and_then(|p| p.iter().find(|(k, _)| *k == "patient_id").and_then(|(_, v)| v.parse().ok()));
+        .and_then(|p| {
+            p.iter()
+                .find(|(k, _)| *k == "patient_id")
+                .and_then(|(_, v)| v.parse().ok())
+        });
     let denial = store::audit::Denial {
         practice,
         actor,

@@ -54,12 +54,17 @@ pub fn audit_event(practice: domain::PracticeId, r: &AuditRow) -> serde_json::Va
             obj.insert("entity".into(), serde_json::Value::Array(entities));
         }
         if let Some(req) = r.request_id {
-            obj.insert("extension".into(), json!([{"url": "urn:chartroom:request-id", "valueString": req.to_string()}]));
+            obj.insert(
+                "extension".into(),
+                json!([{"url": "urn:chartroom:request-id", "valueString": req.to_string()}]),
+            );
         }
         if let Some(seq) = r.seq {
-            obj.insert("meta".into(), json!({"tag": [{"system": "urn:chartroom:audit-seq", "code": seq.to_string()}]}));
+            obj.insert(
+                "meta".into(),
+                json!({"tag": [{"system": "urn:chartroom:audit-seq", "code": seq.to_string()}]}),
+            );
         }
     }
     ev
 }
-

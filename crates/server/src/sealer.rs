@@ -32,20 +32,30 @@ pub struct Checkpointer {
 
 impl std::fmt::Debug for Checkpointer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checkpointer").field("origin_prefix", &self.origin_prefix).finish_non_exhaustive()
+        f.debug_struct("Checkpointer")
+            .field("origin_prefix", &self.origin_prefix)
+            .finish_non_exhaustive()
     }
 }
 
 impl Checkpointer {
     /// Signs and stores a checkpoint of `practice` at its current sealed size, if that size
     /// has no checkpoint yet. Returns the size checkpointed.
-    pub async fn checkpoint(&self, db: &Store, practice: PracticeId) -> Result<Option<u64>, String> {
+    pub async fn checkpoint(
+        &self,
+        db: &Store,
+        practice: PracticeId,
+    ) -> Result<Option<u64>, String> {
         let head = db.tree_head(practice).await.map_err(|e| e.to_string())?;
         if head.size == 0 {
             return Ok(None);
         }
-        let cp = Checkpoint::new(origin(&self.origin_prefix, practice.as_uuid()), head.size, head.root)
-            .with_chain_head(&head.chain_head);
+        let cp = Checkpoint::new(
+            origin(&self.origin_prefix, practice.as_uuid()),
+            head.size,
+            head.root,
+        )
+        .with_chain_head(&head.chain_head);
         let note = self.signer.sign(&cp).map_err(|e| e.to_string())?;
         let store = self.store.clone();
         let size = head.size;
@@ -63,7 +73,10 @@ pub fn spawn(
     clock: Arc<dyn Clock>,
     interval: Duration,
     checkpointer: Option<Checkpointer>,
-) -> (tokio::task::JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         let mut last: HashMap<PracticeId, (u64, Instant)> = HashMap::new();
@@ -95,8 +108,13 @@ pub fn spawn(
                         continue;
                     }
                 };
-                let (size, at) = last.get(&practice).copied().map_or((0, None), |(s, at)| (s, Some(at)));
-                let due = head.size > size && (head.size - size >= cp.every_events || at.is_none_or(|at| at.elapsed() >= cp.every));
+                let (size, at) = last
+                    .get(&practice)
+                    .copied()
+                    .map_or((0, None), |(s, at)| (s, Some(at)));
+                let due = head.size > size
+                    && (head.size - size >= cp.every_events
+                        || at.is_none_or(|at| at.elapsed() >= cp.every));
                 if !due {
                     continue;
                 }
@@ -105,7 +123,9 @@ pub fn spawn(
                         last.insert(practice, (s, Instant::now()));
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::error!(error = %e, %practice, "writing an audit checkpoint failed"),
+                    Err(e) => {
+                        tracing::error!(error = %e, %practice, "writing an audit checkpoint failed")
+                    }
                 }
             }
         }

@@ -61,11 +61,20 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-const ROW_COLUMNS: &str = "s.seq, e.event_id, e.occurred_at, e.actor_id, e.patient_id, e.action, e.outcome,
+const ROW_COLUMNS: &str =
+    "s.seq, e.event_id, e.occurred_at, e.actor_id, e.patient_id, e.action, e.outcome,
      e.object_type, e.object_id, e.request_id, e.details";
 
-async fn query_events(conn: &mut PgConnection, practice: PracticeId, f: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
-    let (cmp, order) = if f.descending { ("<", "desc") } else { (">", "asc") };
+async fn query_events(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    f: &AuditFilter,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let (cmp, order) = if f.descending {
+        ("<", "desc")
+    } else {
+        (">", "asc")
+    };
     let sql = format!(
         "select {ROW_COLUMNS}
            from audit_event e left join audit_seal s on s.practice_id = e.practice_id and s.event_id = e.event_id
@@ -103,7 +112,11 @@ pub async fn report(tx: &mut TenantTx, filter: &AuditFilter) -> Result<Vec<Audit
 
 impl OwnerStore {
     /// Reads audit events of a practice as the owner role (the `chartroom audit report` CLI).
-    pub async fn audit_report(&self, practice: PracticeId, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+    pub async fn audit_report(
+        &self,
+        practice: PracticeId,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditRow>, StoreError> {
         let mut tx = self.pool.begin().await?;
         crate::admin::enter(&mut tx, practice).await?;
         let rows = query_events(&mut tx, practice, filter).await?;
@@ -115,10 +128,17 @@ impl OwnerStore {
 impl OwnerStore {
     /// Records an administrative action on the audit log itself (a report or export made with
     /// the CLI), without an actor.
-    pub async fn audit_admin_event(&self, practice: PracticeId, action: domain::AuditAction) -> Result<(), StoreError> {
+    pub async fn audit_admin_event(
+        &self,
+        practice: PracticeId,
+        action: domain::AuditAction,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         crate::admin::enter(&mut tx, practice).await?;
-        #[allow(clippy::disallowed_methods, reason = "administrative CLI, no injected clock")]
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "administrative CLI, no injected clock"
+        )]
         let now = Utc::now();
         sqlx::query(
             "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, details)
@@ -164,10 +184,11 @@ impl Store {
             .bind(d.practice.to_string())
             .execute(&mut *tx)
             .await?;
-        let exists: bool = sqlx::query_scalar("select exists (select 1 from practice where practice_id = $1)")
-            .bind(d.practice)
-            .fetch_one(&mut *tx)
-            .await?;
+        let exists: bool =
+            sqlx::query_scalar("select exists (select 1 from practice where practice_id = $1)")
+                .bind(d.practice)
+                .fetch_one(&mut *tx)
+                .await?;
         if !exists {
             return Ok(());
         }
@@ -235,10 +256,15 @@ impl OwnerStore {
                 let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit prune seq"))?;
                 let needed = audit::merkle::nodes_needed_for_root(seq);
                 let nodes = crate::seal::fetch_nodes(&mut tx, practice, &needed).await?;
-                let right_edge = needed.iter().filter_map(|k| nodes.get(k).copied()).collect();
+                let right_edge = needed
+                    .iter()
+                    .filter_map(|k| nodes.get(k).copied())
+                    .collect();
                 audit::verify::VerifyStart {
                     seq,
-                    prev_chain: chain.try_into().map_err(|_| StoreError::Corrupt("audit prune chain hash"))?,
+                    prev_chain: chain
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("audit prune chain hash"))?,
                     right_edge,
                 }
             }
@@ -255,9 +281,11 @@ impl OwnerStore {
         .fetch_one(&mut *tx)
         .await?;
 
-        let (send, mut recv) = tokio::sync::mpsc::channel::<Vec<Result<audit::verify::StoredEvent, String>>>(64);
+        let (send, mut recv) =
+            tokio::sync::mpsc::channel::<Vec<Result<audit::verify::StoredEvent, String>>>(64);
         let origin = origin.to_owned();
-        let start_seq = i64::try_from(start.seq).map_err(|_| StoreError::Corrupt("audit prune seq"))?;
+        let start_seq =
+            i64::try_from(start.seq).map_err(|_| StoreError::Corrupt("audit prune seq"))?;
         let verifier = tokio::task::spawn_blocking(move || {
             let items = std::iter::from_fn(move || recv.blocking_recv()).flatten();
             audit::verify::verify(practice.as_uuid(), &origin, &start, items, &checkpoints)
@@ -279,7 +307,10 @@ impl OwnerStore {
                             break;
                         }
                         if batch.len() >= 2048
-                            && send.send(std::mem::replace(&mut batch, Vec::with_capacity(4096))).await.is_err()
+                            && send
+                                .send(std::mem::replace(&mut batch, Vec::with_capacity(4096)))
+                                .await
+                                .is_err()
                         {
                             break;
                         }
@@ -301,8 +332,14 @@ impl OwnerStore {
             }
         }
         drop(send);
-        let report = verifier.await.map_err(|_| StoreError::Corrupt("verifier task failed"))?;
+        let report = verifier
+            .await
+            .map_err(|_| StoreError::Corrupt("verifier task failed"))?;
         tx.commit().await?;
-        Ok(VerifyOutcome { report, unqueued_events, stale_pending })
+        Ok(VerifyOutcome {
+            report,
+            unqueued_events,
+            stale_pending,
+        })
     }
 }

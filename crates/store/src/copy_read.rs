@@ -61,7 +61,8 @@ impl CopyDecoder {
             if rest.get(..11) != Some(SIGNATURE.as_slice()) {
                 return Err("not a binary COPY stream".into());
             }
-            let ext = usize::try_from(be_i32(&rest[15..]).unwrap_or(0)).map_err(|_| "bad COPY header")?;
+            let ext =
+                usize::try_from(be_i32(&rest[15..]).unwrap_or(0)).map_err(|_| "bad COPY header")?;
             if rest.len() < 19 + ext {
                 return Ok(None);
             }
@@ -103,7 +104,12 @@ impl CopyDecoder {
         let start = self.pos;
         self.pos += p;
         let tuple = self.buf.get(start..self.pos).unwrap_or_default();
-        Ok(Some(spans.into_iter().map(|s| s.and_then(|(a, b)| tuple.get(a..b))).collect()))
+        Ok(Some(
+            spans
+                .into_iter()
+                .map(|s| s.and_then(|(a, b)| tuple.get(a..b)))
+                .collect(),
+        ))
     }
 
     /// Whether the end-of-data marker was seen.
@@ -128,15 +134,22 @@ impl CopyDecoder {
 }
 
 fn uuid(f: Option<&[u8]>) -> Result<Option<uuid::Uuid>, String> {
-    f.map(|b| uuid::Uuid::from_slice(b).map_err(|e| e.to_string())).transpose()
+    f.map(|b| uuid::Uuid::from_slice(b).map_err(|e| e.to_string()))
+        .transpose()
 }
 
 fn text(f: Option<&[u8]>) -> Result<Option<String>, String> {
-    f.map(|b| std::str::from_utf8(b).map(str::to_owned).map_err(|e| e.to_string())).transpose()
+    f.map(|b| {
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|e| e.to_string())
+    })
+    .transpose()
 }
 
 fn hash(f: Option<&[u8]>) -> Result<audit::Hash, String> {
-    f.and_then(|b| b.try_into().ok()).ok_or_else(|| "stored hash is not 32 bytes".to_owned())
+    f.and_then(|b| b.try_into().ok())
+        .ok_or_else(|| "stored hash is not 32 bytes".to_owned())
 }
 
 fn decode(practice: PracticeId, f: &[Option<&[u8]>]) -> Result<Option<StoredEvent>, String> {
@@ -146,7 +159,9 @@ fn decode(practice: PracticeId, f: &[Option<&[u8]>]) -> Result<Option<StoredEven
         return Ok(None);
     };
     let micros = get(4).and_then(be_i64).ok_or("missing occurred_at")?;
-    let occurred_at = chrono::DateTime::from_timestamp_micros(micros.saturating_add(PG_EPOCH_MICROS)).ok_or("bad occurred_at")?;
+    let occurred_at =
+        chrono::DateTime::from_timestamp_micros(micros.saturating_add(PG_EPOCH_MICROS))
+            .ok_or("bad occurred_at")?;
     let details = match text(get(12))? {
         Some(t) => {
             let v: serde_json::Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
@@ -168,5 +183,9 @@ fn decode(practice: PracticeId, f: &[Option<&[u8]>]) -> Result<Option<StoredEven
         request_id: uuid(get(11))?,
         details,
     };
-    Ok(Some(StoredEvent { event, chain_hash: hash(get(1))?, leaf_hash: hash(get(2))? }))
+    Ok(Some(StoredEvent {
+        event,
+        chain_hash: hash(get(1))?,
+        leaf_hash: hash(get(2))?,
+    }))
 }

@@ -50,7 +50,11 @@ pub struct NewDisclosure {
 const COLUMNS: &str = "disclosure_id, patient_id, disclosed_at, recipient, description, purpose, tpo, kind, recorded_by";
 
 /// Records a disclosure of `patient`'s information.
-pub async fn create(tx: &mut TenantTx, patient: PatientId, d: &NewDisclosure) -> Result<Disclosure, StoreError> {
+pub async fn create(
+    tx: &mut TenantTx,
+    patient: PatientId,
+    d: &NewDisclosure,
+) -> Result<Disclosure, StoreError> {
     let now = tx.now();
     let actor = tx.actor();
     Ok(sqlx::query_as(&format!(

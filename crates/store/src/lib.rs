@@ -142,9 +142,12 @@ impl Store {
         actor: domain::UserId,
         patient: &patients::NewPatient,
     ) -> Result<(), StoreError> {
-        let mut tx = TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new()).await?;
+        let mut tx =
+            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+                .await?;
         let p = patients::create(&mut tx, patient).await?;
-        tx.audit_patient(domain::AuditAction::PatientCreate, p.patient_id).await?;
+        tx.audit_patient(domain::AuditAction::PatientCreate, p.patient_id)
+            .await?;
         tx.commit().await
     }
 }

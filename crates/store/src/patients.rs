@@ -1,6 +1,9 @@
 //! Patients: demographics and contact details (clinician or reception; enforced by RLS).
 //! Every function runs inside the caller's [`TenantTx`]; the caller audits.
-#![allow(clippy::option_option, reason = "a PATCH tells an absent field (keep) from null (clear)")]
+#![allow(
+    clippy::option_option,
+    reason = "a PATCH tells an absent field (keep) from null (clear)"
+)]
 
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::PatientId;

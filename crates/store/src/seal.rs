@@ -11,14 +11,14 @@ use std::collections::HashMap;
 use audit::chain::{GENESIS, Hash, chain_hash};
 use audit::event::{Event, canonical};
 use audit::merkle::{
-    NodeSource, TreeBuilder, consistency_proof_from, inclusion_proof_from, leaf_hash, nodes_needed_for_consistency,
-    nodes_needed_for_inclusion, nodes_needed_for_root, root_from,
+    NodeSource, TreeBuilder, consistency_proof_from, inclusion_proof_from, leaf_hash,
+    nodes_needed_for_consistency, nodes_needed_for_inclusion, nodes_needed_for_root, root_from,
 };
 use chrono::{DateTime, Utc};
 use domain::PracticeId;
 use sqlx::PgConnection;
-use sqlx::postgres::PgRow;
 use sqlx::Row as _;
+use sqlx::postgres::PgRow;
 
 use crate::{OwnerStore, Store, StoreError, TenantTx};
 
@@ -26,7 +26,8 @@ use crate::{OwnerStore, Store, StoreError, TenantTx};
 pub const SEAL_BATCH: i64 = 2_000;
 
 fn to_hash(v: &[u8]) -> Result<Hash, StoreError> {
-    v.try_into().map_err(|_| StoreError::Corrupt("audit hash length"))
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt("audit hash length"))
 }
 
 /// Turns the stored `details` object into the sorted key/value pairs the canonical
@@ -37,14 +38,23 @@ pub(crate) fn detail_pairs(details: Option<&serde_json::Value>) -> Vec<(String, 
     };
     let mut pairs: Vec<(String, String)> = map
         .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+            )
+        })
         .collect();
     pairs.sort();
     pairs
 }
 
 /// Builds the canonical event from a row with the `audit_event` columns.
-pub(crate) fn event_from_row(practice: PracticeId, seq: u64, row: &PgRow) -> Result<Event, StoreError> {
+pub(crate) fn event_from_row(
+    practice: PracticeId,
+    seq: u64,
+    row: &PgRow,
+) -> Result<Event, StoreError> {
     let details: Option<serde_json::Value> = row.try_get("details")?;
     Ok(Event {
         practice_id: practice.as_uuid(),
@@ -70,7 +80,10 @@ pub(crate) async fn fetch_nodes(
     wanted: &[(u8, u64)],
 ) -> Result<HashMap<(u8, u64), Hash>, StoreError> {
     let levels: Vec<i16> = wanted.iter().map(|w| i16::from(w.0)).collect();
-    let idxs: Vec<i64> = wanted.iter().map(|w| i64::try_from(w.1).unwrap_or(i64::MAX)).collect();
+    let idxs: Vec<i64> = wanted
+        .iter()
+        .map(|w| i64::try_from(w.1).unwrap_or(i64::MAX))
+        .collect();
     let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
         "select w.level, w.idx, coalesce(n.hash, s.leaf_hash)
            from unnest($2::smallint[], $3::bigint[]) as w(level, idx)
@@ -93,14 +106,21 @@ pub(crate) async fn fetch_nodes(
 }
 
 /// The sealed size of a practice's log and the chain hash of its last event.
-pub(crate) async fn head(conn: &mut PgConnection, practice: PracticeId) -> Result<(u64, Hash), StoreError> {
-    let row: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("select seq, chain_hash from audit_seal where practice_id = $1 order by seq desc limit 1")
-            .bind(practice)
-            .fetch_optional(&mut *conn)
-            .await?;
+pub(crate) async fn head(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+) -> Result<(u64, Hash), StoreError> {
+    let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+        "select seq, chain_hash from audit_seal where practice_id = $1 order by seq desc limit 1",
+    )
+    .bind(practice)
+    .fetch_optional(&mut *conn)
+    .await?;
     match row {
-        Some((seq, chain)) => Ok((u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit seq"))? + 1, to_hash(&chain)?)),
+        Some((seq, chain)) => Ok((
+            u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit seq"))? + 1,
+            to_hash(&chain)?,
+        )),
         None => Ok((0, GENESIS)),
     }
 }
@@ -116,7 +136,10 @@ pub struct TreeHead {
     pub chain_head: Hash,
 }
 
-async fn tree_head_on(conn: &mut PgConnection, practice: PracticeId) -> Result<TreeHead, StoreError> {
+async fn tree_head_on(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+) -> Result<TreeHead, StoreError> {
     let (size, chain_head) = head(conn, practice).await?;
     tree_head_at(conn, practice, size, Some(chain_head)).await
 }
@@ -129,28 +152,36 @@ pub(crate) async fn tree_head_at(
     chain_head: Option<Hash>,
 ) -> Result<TreeHead, StoreError> {
     let nodes = fetch_nodes(conn, practice, &nodes_needed_for_root(size)).await?;
-    let root = root_from(&nodes, size).map_err(|_| StoreError::Corrupt("audit tree nodes missing"))?;
+    let root =
+        root_from(&nodes, size).map_err(|_| StoreError::Corrupt("audit tree nodes missing"))?;
     let chain_head = match chain_head {
         Some(h) => h,
         None if size == 0 => GENESIS,
         None => {
-            let v: Vec<u8> = sqlx::query_scalar("select chain_hash from audit_seal where practice_id = $1 and seq = $2")
-                .bind(practice)
-                .bind(i64::try_from(size - 1).map_err(|_| StoreError::Corrupt("audit seq"))?)
-                .fetch_one(&mut *conn)
-                .await?;
+            let v: Vec<u8> = sqlx::query_scalar(
+                "select chain_hash from audit_seal where practice_id = $1 and seq = $2",
+            )
+            .bind(practice)
+            .bind(i64::try_from(size - 1).map_err(|_| StoreError::Corrupt("audit seq"))?)
+            .fetch_one(&mut *conn)
+            .await?;
             to_hash(&v)?
         }
     };
-    Ok(TreeHead { size, root, chain_head })
+    Ok(TreeHead {
+        size,
+        root,
+        chain_head,
+    })
 }
 
 impl Store {
     /// Seals every practice's queued events (at most [`SEAL_BATCH`] per practice per call).
     /// Returns how many events were sealed. Safe to run from several processes at once.
     pub async fn seal_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let practices: Vec<PracticeId> =
-            sqlx::query_scalar("select app.audit_pending_practices()").fetch_all(&self.pool).await?;
+        let practices: Vec<PracticeId> = sqlx::query_scalar("select app.audit_pending_practices()")
+            .fetch_all(&self.pool)
+            .await?;
         let mut sealed = 0;
         for practice in practices {
             sealed += self.seal_practice(practice, now).await?;
@@ -160,7 +191,11 @@ impl Store {
 
     /// Seals one practice's queued events in queue order (the order they were written). Returns 0 when another sealer holds
     /// the practice.
-    pub async fn seal_practice(&self, practice: PracticeId, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub async fn seal_practice(
+        &self,
+        practice: PracticeId,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let locked: bool = sqlx::query_scalar(
             "select pg_try_advisory_xact_lock(hashtextextended('chartroom.audit.seal.' || $1::text, 0))
@@ -189,15 +224,21 @@ impl Store {
         }
         let (size, mut prev) = head(&mut tx, practice).await?;
         let edge = fetch_nodes(&mut tx, practice, &nodes_needed_for_root(size)).await?;
-        let mut tree = TreeBuilder::from_source(&edge, size).map_err(|_| StoreError::Corrupt("audit tree right edge"))?;
+        let mut tree = TreeBuilder::from_source(&edge, size)
+            .map_err(|_| StoreError::Corrupt("audit tree right edge"))?;
         let n = rows.len();
-        let (mut seqs, mut ids, mut chains, mut leaves) =
-            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut seqs, mut ids, mut chains, mut leaves) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         let (mut levels, mut node_idxs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
         for (i, row) in rows.iter().enumerate() {
             let seq = size + i as u64;
             let event = event_from_row(practice, seq, row)?;
-            let bytes = canonical(&event).map_err(|_| StoreError::Corrupt("audit event not encodable"))?;
+            let bytes =
+                canonical(&event).map_err(|_| StoreError::Corrupt("audit event not encodable"))?;
             prev = chain_hash(&prev, &bytes);
             let leaf = leaf_hash(&bytes);
             tree.push_with(leaf, |level, idx, hash| {
@@ -260,7 +301,9 @@ impl Store {
     /// Every practice id (for the checkpointer), through the sealed-log table: practices with
     /// no sealed event need no checkpoint.
     pub async fn practices_with_log(&self) -> Result<Vec<PracticeId>, StoreError> {
-        Ok(sqlx::query_scalar("select app.audit_log_practices()").fetch_all(&self.pool).await?)
+        Ok(sqlx::query_scalar("select app.audit_log_practices()")
+            .fetch_all(&self.pool)
+            .await?)
     }
 }
 
@@ -294,7 +337,12 @@ pub struct ConsistencyProof {
     pub second_root: Hash,
 }
 
-async fn inclusion_on(conn: &mut PgConnection, practice: PracticeId, index: u64, size: Option<u64>) -> Result<Option<InclusionProof>, StoreError> {
+async fn inclusion_on(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    index: u64,
+    size: Option<u64>,
+) -> Result<Option<InclusionProof>, StoreError> {
     let (sealed, _) = head(conn, practice).await?;
     let size = size.unwrap_or(sealed);
     if index >= size || size > sealed {
@@ -304,13 +352,28 @@ async fn inclusion_on(conn: &mut PgConnection, practice: PracticeId, index: u64,
     wanted.extend(nodes_needed_for_root(size));
     wanted.push((0, index));
     let nodes = fetch_nodes(conn, practice, &wanted).await?;
-    let path = inclusion_proof_from(&nodes, index, size).map_err(|_| StoreError::Corrupt("audit tree nodes missing"))?;
-    let root = root_from(&nodes, size).map_err(|_| StoreError::Corrupt("audit tree nodes missing"))?;
-    let leaf_hash = nodes.node(0, index).ok_or(StoreError::Corrupt("audit leaf missing"))?;
-    Ok(Some(InclusionProof { index, size, leaf_hash, path, root }))
+    let path = inclusion_proof_from(&nodes, index, size)
+        .map_err(|_| StoreError::Corrupt("audit tree nodes missing"))?;
+    let root =
+        root_from(&nodes, size).map_err(|_| StoreError::Corrupt("audit tree nodes missing"))?;
+    let leaf_hash = nodes
+        .node(0, index)
+        .ok_or(StoreError::Corrupt("audit leaf missing"))?;
+    Ok(Some(InclusionProof {
+        index,
+        size,
+        leaf_hash,
+        path,
+        root,
+    }))
 }
 
-async fn consistency_on(conn: &mut PgConnection, practice: PracticeId, first: u64, second: Option<u64>) -> Result<Option<ConsistencyProof>, StoreError> {
+async fn consistency_on(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    first: u64,
+    second: Option<u64>,
+) -> Result<Option<ConsistencyProof>, StoreError> {
     let (sealed, _) = head(conn, practice).await?;
     let second = second.unwrap_or(sealed);
     if first == 0 || first > second || second > sealed {
@@ -332,21 +395,34 @@ async fn consistency_on(conn: &mut PgConnection, practice: PracticeId, first: u6
 
 /// An inclusion proof for the event at `index` in the tree of `size` (default: the sealed
 /// size) of the transaction's practice. `None` when out of range. The caller audits.
-pub async fn inclusion_proof(tx: &mut TenantTx, index: u64, size: Option<u64>) -> Result<Option<InclusionProof>, StoreError> {
+pub async fn inclusion_proof(
+    tx: &mut TenantTx,
+    index: u64,
+    size: Option<u64>,
+) -> Result<Option<InclusionProof>, StoreError> {
     let practice = tx.practice();
     inclusion_on(tx.conn(), practice, index, size).await
 }
 
 /// A consistency proof from `first` to `second` (default: the sealed size). `None` when out
 /// of range. The caller audits.
-pub async fn consistency_proof(tx: &mut TenantTx, first: u64, second: Option<u64>) -> Result<Option<ConsistencyProof>, StoreError> {
+pub async fn consistency_proof(
+    tx: &mut TenantTx,
+    first: u64,
+    second: Option<u64>,
+) -> Result<Option<ConsistencyProof>, StoreError> {
     let practice = tx.practice();
     consistency_on(tx.conn(), practice, first, second).await
 }
 
 impl OwnerStore {
     /// [`inclusion_proof`] as the owner role (CLI).
-    pub async fn inclusion_proof(&self, practice: PracticeId, index: u64, size: Option<u64>) -> Result<Option<InclusionProof>, StoreError> {
+    pub async fn inclusion_proof(
+        &self,
+        practice: PracticeId,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<Option<InclusionProof>, StoreError> {
         let mut tx = self.pool.begin().await?;
         crate::admin::enter(&mut tx, practice).await?;
         let p = inclusion_on(&mut tx, practice, index, size).await?;
@@ -355,7 +431,12 @@ impl OwnerStore {
     }
 
     /// [`consistency_proof`] as the owner role (CLI).
-    pub async fn consistency_proof(&self, practice: PracticeId, first: u64, second: Option<u64>) -> Result<Option<ConsistencyProof>, StoreError> {
+    pub async fn consistency_proof(
+        &self,
+        practice: PracticeId,
+        first: u64,
+        second: Option<u64>,
+    ) -> Result<Option<ConsistencyProof>, StoreError> {
         let mut tx = self.pool.begin().await?;
         crate::admin::enter(&mut tx, practice).await?;
         let p = consistency_on(&mut tx, practice, first, second).await?;
@@ -390,10 +471,12 @@ impl OwnerStore {
     ) -> Result<(u64, u64), StoreError> {
         let mut tx = self.pool.begin().await?;
         crate::admin::enter(&mut tx, practice).await?;
-        let prev: i64 = sqlx::query_scalar("select coalesce(max(seq), 0) from audit_prune where practice_id = $1")
-            .bind(practice)
-            .fetch_one(&mut *tx)
-            .await?;
+        let prev: i64 = sqlx::query_scalar(
+            "select coalesce(max(seq), 0) from audit_prune where practice_id = $1",
+        )
+        .bind(practice)
+        .fetch_one(&mut *tx)
+        .await?;
         let cut: i64 = sqlx::query_scalar(
             "select coalesce(
                  (select min(s.seq) from audit_seal s join audit_event e on e.practice_id = s.practice_id and e.event_id = s.event_id
@@ -411,7 +494,13 @@ impl OwnerStore {
         }
         let size = u64::try_from(cut).map_err(|_| StoreError::Corrupt("audit seq"))?;
         let head = tree_head_at(&mut tx, practice, size, None).await?;
-        sign_checkpoint(&head).map_err(|e| StoreError::Corrupt(if e.is_empty() { "checkpoint" } else { "could not store the pruning checkpoint" }))?;
+        sign_checkpoint(&head).map_err(|e| {
+            StoreError::Corrupt(if e.is_empty() {
+                "checkpoint"
+            } else {
+                "could not store the pruning checkpoint"
+            })
+        })?;
         sqlx::query("insert into audit_prune (practice_id, seq, chain_hash, pruned_at) values ($1, $2, $3, $4)")
             .bind(practice)
             .bind(cut)
@@ -419,7 +508,9 @@ impl OwnerStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("select set_config('chartroom.audit_prune', 'on', true)").execute(&mut *tx).await?;
+        sqlx::query("select set_config('chartroom.audit_prune', 'on', true)")
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query(
             "delete from audit_event e using audit_seal s
               where e.practice_id = $1 and s.practice_id = e.practice_id and s.event_id = e.event_id

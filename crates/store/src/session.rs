@@ -215,7 +215,9 @@ impl Store {
             return Ok(Entry::NotMember(user));
         };
         let roles = RoleSet::parse(&roles).map_err(|_| StoreError::Corrupt("membership.roles"))?;
-        Ok(Entry::Member(TenantTx::new(tx, practice, user, roles, request, now)))
+        Ok(Entry::Member(TenantTx::new(
+            tx, practice, user, roles, request, now,
+        )))
     }
 
     /// Ends a session at once (logout). Idempotent.
@@ -249,14 +251,15 @@ async fn enter(
     policy: &SessionPolicy,
 ) -> Result<(Transaction<'static, Postgres>, UserId, Option<Vec<String>>), StoreError> {
     let mut tx = pool.begin().await?;
-    let row: Option<(UserId, Option<Vec<String>>)> = sqlx::query_as("select user_id, roles from app.enter($1, $2, $3, $4, $5)")
-        .bind(token.0.as_slice())
-        .bind(practice)
-        .bind(now)
-        .bind(policy.idle)
-        .bind(policy.activity_granularity)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row: Option<(UserId, Option<Vec<String>>)> =
+        sqlx::query_as("select user_id, roles from app.enter($1, $2, $3, $4, $5)")
+            .bind(token.0.as_slice())
+            .bind(practice)
+            .bind(now)
+            .bind(policy.idle)
+            .bind(policy.activity_granularity)
+            .fetch_optional(&mut *tx)
+            .await?;
     let (user, roles) = row.ok_or(StoreError::Unauthenticated)?;
     Ok((tx, user, roles))
 }

@@ -20,8 +20,18 @@ pub struct UserTx {
 }
 
 impl UserTx {
-    pub(crate) fn new(tx: Transaction<'static, Postgres>, user: UserId, request: RequestId, now: DateTime<Utc>) -> Self {
-        Self { tx, user, request, now }
+    pub(crate) fn new(
+        tx: Transaction<'static, Postgres>,
+        user: UserId,
+        request: RequestId,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            tx,
+            user,
+            request,
+            now,
+        }
     }
 
     /// The signed-in user.
@@ -76,7 +86,14 @@ impl TenantTx {
         request: RequestId,
         now: DateTime<Utc>,
     ) -> Self {
-        Self { tx, practice, actor, roles, request, now }
+        Self {
+            tx,
+            practice,
+            actor,
+            roles,
+            request,
+            now,
+        }
     }
 
     /// Opens a tenant transaction without a session check. Only for the benchmark baseline

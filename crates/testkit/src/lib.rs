@@ -48,7 +48,8 @@ pub fn cluster_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CHARTROOM_TEST_PG_DIR") {
         return PathBuf::from(d);
     }
-    let uid = std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
+    let uid =
+        std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
     // Under /tmp, not the target dir: PostgreSQL runs as an unprivileged user when the tests
     // run as root, and it must be able to reach its data directory.
     PathBuf::from("/tmp").join(format!("chartroom-test-pg-{uid}"))
@@ -85,33 +86,44 @@ async fn template() -> &'static str {
             let name = template_name();
             let mut su = superuser("postgres").await;
             // One process builds the template; others wait on the advisory lock.
-            su.execute("select pg_advisory_lock(727274)").await.expect("advisory lock");
+            su.execute("select pg_advisory_lock(727274)")
+                .await
+                .expect("advisory lock");
             drop_stale_databases(&mut su).await;
             // A template is ready once it no longer accepts connections (the last step of
             // building it); one that still does is what a crashed build left behind.
-            let state: Option<bool> = sqlx::query_scalar("select datallowconn from pg_database where datname = $1")
-                .bind(&name)
-                .fetch_optional(&mut su)
-                .await
-                .expect("template lookup");
+            let state: Option<bool> =
+                sqlx::query_scalar("select datallowconn from pg_database where datname = $1")
+                    .bind(&name)
+                    .fetch_optional(&mut su)
+                    .await
+                    .expect("template lookup");
             if state != Some(false) {
-                su.execute(format!("drop database if exists {name} with (force)").as_str()).await.expect("drop");
+                su.execute(format!("drop database if exists {name} with (force)").as_str())
+                    .await
+                    .expect("drop");
                 su.execute(format!("create database {name} owner chartroom_owner").as_str())
                     .await
                     .expect("create template");
                 secure(&name).await;
-                let owner = OwnerStore::connect(cluster().await.connect_options(DbRole::Owner, &name))
-                    .await
-                    .expect("owner connection");
+                let owner =
+                    OwnerStore::connect(cluster().await.connect_options(DbRole::Owner, &name))
+                        .await
+                        .expect("owner connection");
                 owner.migrate().await.expect("migrations");
                 owner.close().await;
                 // No session (autovacuum included) may enter the template from now on:
                 // creating a database from it needs it free.
-                su.execute(format!("alter database {name} with allow_connections false is_template true").as_str())
-                    .await
-                    .expect("publish template");
+                su.execute(
+                    format!("alter database {name} with allow_connections false is_template true")
+                        .as_str(),
+                )
+                .await
+                .expect("publish template");
             }
-            su.execute("select pg_advisory_unlock(727274)").await.expect("unlock");
+            su.execute("select pg_advisory_unlock(727274)")
+                .await
+                .expect("unlock");
             name
         })
         .await
@@ -119,20 +131,25 @@ async fn template() -> &'static str {
 
 async fn secure(db: &str) {
     let mut su = superuser(db).await;
-    store::embedded::secure_database(&mut su, db).await.expect("secure database");
+    store::embedded::secure_database(&mut su, db)
+        .await
+        .expect("secure database");
 }
 
 /// Drops test databases left behind by test processes that are gone.
 async fn drop_stale_databases(su: &mut PgConnection) {
-    let names: Vec<String> = sqlx::query_scalar("select datname from pg_database where datname like 't\\_%'")
-        .fetch_all(&mut *su)
-        .await
-        .unwrap_or_default();
+    let names: Vec<String> =
+        sqlx::query_scalar("select datname from pg_database where datname like 't\\_%'")
+            .fetch_all(&mut *su)
+            .await
+            .unwrap_or_default();
     for name in names {
         let pid = name.split('_').nth(1).and_then(|p| p.parse::<u32>().ok());
         let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
         if !alive {
-            let _ = su.execute(format!("drop database if exists {name} with (force)").as_str()).await;
+            let _ = su
+                .execute(format!("drop database if exists {name} with (force)").as_str())
+                .await;
         }
     }
 }
@@ -147,11 +164,17 @@ impl TestDb {
     /// Creates the database from the migrated template.
     pub async fn new() -> Self {
         let template = template().await;
-        let name = format!("t_{}_{}", std::process::id(), SERIAL.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "t_{}_{}",
+            std::process::id(),
+            SERIAL.fetch_add(1, Ordering::Relaxed)
+        );
         let mut su = superuser("postgres").await;
-        su.execute(format!("create database {name} template {template} owner chartroom_owner").as_str())
-            .await
-            .expect("create test database");
+        su.execute(
+            format!("create database {name} template {template} owner chartroom_owner").as_str(),
+        )
+        .await
+        .expect("create test database");
         drop(su);
         secure(&name).await;
         Self { name }
@@ -181,17 +204,23 @@ impl TestDb {
 
     /// A runtime-role connection.
     pub async fn runtime_conn(&self) -> PgConnection {
-        PgConnection::connect_with(&self.runtime_options().await).await.expect("runtime connection")
+        PgConnection::connect_with(&self.runtime_options().await)
+            .await
+            .expect("runtime connection")
     }
 
     /// The owner store.
     pub async fn owner(&self) -> OwnerStore {
-        OwnerStore::connect(self.owner_options().await).await.expect("owner store")
+        OwnerStore::connect(self.owner_options().await)
+            .await
+            .expect("owner store")
     }
 
     /// The runtime store (checked least-privilege).
     pub async fn store(&self) -> Store {
-        Store::connect_runtime(self.runtime_options().await, 8).await.expect("runtime store")
+        Store::connect_runtime(self.runtime_options().await, 8)
+            .await
+            .expect("runtime store")
     }
 }
 
@@ -202,10 +231,17 @@ impl Drop for TestDb {
         let opts = cluster.connect_options(DbRole::Superuser, "postgres");
         // Best effort, off the test's runtime; anything left is dropped by the next run.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async move {
                 if let Ok(mut su) = PgConnection::connect_with(&opts).await {
-                    let _ = su.execute(format!("drop database if exists {name} with (force)").as_str()).await;
+                    let _ = su
+                        .execute(format!("drop database if exists {name} with (force)").as_str())
+                        .await;
                 }
             });
         })
@@ -256,14 +292,29 @@ impl World {
         let now = Utc::now();
         let mut practices = Vec::new();
         for tag in ["a", "b"] {
-            let id = owner.create_practice(&format!("Practice {tag}"), now).await.expect("practice");
+            let id = owner
+                .create_practice(&format!("Practice {tag}"), now)
+                .await
+                .expect("practice");
             let mut users = HashMap::new();
-            for (role, r) in
-                [("owner", Role::Owner), ("admin", Role::Admin), ("clinician", Role::Clinician), ("reception", Role::Reception)]
-            {
-                let email = format!("{role}.{tag}.{}@test.example.invalid", uuid::Uuid::new_v4().simple());
-                let user = owner.create_user(&email, &format!("{role} {tag}"), password_hash(), now).await.expect("user");
-                owner.add_member(id, user, RoleSet::from_iter([r]), now).await.expect("member");
+            for (role, r) in [
+                ("owner", Role::Owner),
+                ("admin", Role::Admin),
+                ("clinician", Role::Clinician),
+                ("reception", Role::Reception),
+            ] {
+                let email = format!(
+                    "{role}.{tag}.{}@test.example.invalid",
+                    uuid::Uuid::new_v4().simple()
+                );
+                let user = owner
+                    .create_user(&email, &format!("{role} {tag}"), password_hash(), now)
+                    .await
+                    .expect("user");
+                owner
+                    .add_member(id, user, RoleSet::from_iter([r]), now)
+                    .await
+                    .expect("member");
                 users.insert(role, user);
             }
             let mut g = domain::synthetic::Generator::new(u64::from(tag.as_bytes()[0]));
@@ -275,7 +326,15 @@ impl World {
             practices.push(PracticeFixture { id, users, patient });
         }
         let nobody = owner
-            .create_user(&format!("nobody.{}@test.example.invalid", uuid::Uuid::new_v4().simple()), "nobody", password_hash(), now)
+            .create_user(
+                &format!(
+                    "nobody.{}@test.example.invalid",
+                    uuid::Uuid::new_v4().simple()
+                ),
+                "nobody",
+                password_hash(),
+                now,
+            )
             .await
             .expect("user");
         owner.close().await;
@@ -313,7 +372,10 @@ impl TestApp {
     pub async fn start_with(store: Store) -> Self {
         let clock = ManualClock::starting_now();
         let sessions = SessionPolicy::default();
-        let checkpoint_dir = std::env::temp_dir().join(format!("chartroom-test-cp-{}", uuid::Uuid::new_v4().simple()));
+        let checkpoint_dir = std::env::temp_dir().join(format!(
+            "chartroom-test-cp-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         let state = server::AppState {
             store: store.clone(),
             clock: std::sync::Arc::new(clock.clone()),
@@ -322,7 +384,9 @@ impl TestApp {
             secure_cookies: false,
             checkpoints: Some(audit::store::DirStore::new(&checkpoint_dir)),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -345,7 +409,12 @@ impl TestApp {
 
     /// A session token for `user`, created directly (the sign-in route has its own tests).
     pub async fn token(&self, user: UserId) -> String {
-        self.store.create_session(user, self.clock.now(), &self.sessions).await.expect("session").expose().to_owned()
+        self.store
+            .create_session(user, self.clock.now(), &self.sessions)
+            .await
+            .expect("session")
+            .expose()
+            .to_owned()
     }
 
     /// `base` + `path`.

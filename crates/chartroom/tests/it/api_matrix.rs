@@ -25,14 +25,19 @@ enum Needs {
 impl Needs {
     fn right(self) -> &'static [&'static str] {
         match self {
-            Needs::Public | Needs::Session | Needs::Member => &["owner", "admin", "clinician", "reception"],
+            Needs::Public | Needs::Session | Needs::Member => {
+                &["owner", "admin", "clinician", "reception"]
+            }
             Needs::Scheduling => &["clinician", "reception"],
             Needs::Clinical => &["clinician"],
             Needs::Manage => &["owner", "admin"],
         }
     }
     fn wrong(self) -> Vec<&'static str> {
-        ["owner", "admin", "clinician", "reception"].into_iter().filter(|r| !self.right().contains(r)).collect()
+        ["owner", "admin", "clinician", "reception"]
+            .into_iter()
+            .filter(|r| !self.right().contains(r))
+            .collect()
     }
 }
 
@@ -43,32 +48,162 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
     ("POST", "/api/v1/auth/logout", Needs::Session, None),
     ("GET", "/api/v1/me", Needs::Session, None),
     ("GET", "/api/v1/practices", Needs::Session, None),
-    ("GET", "/api/v1/practices/{practice_id}", Needs::Member, Some("practice.read")),
-    ("PATCH", "/api/v1/practices/{practice_id}", Needs::Manage, Some("practice.update")),
-    ("GET", "/api/v1/practices/{practice_id}/memberships", Needs::Member, Some("membership.list")),
-    ("POST", "/api/v1/practices/{practice_id}/memberships", Needs::Manage, Some("membership.create")),
-    ("GET", "/api/v1/practices/{practice_id}/memberships/{user_id}", Needs::Member, Some("membership.list")),
-    ("PATCH", "/api/v1/practices/{practice_id}/memberships/{user_id}", Needs::Manage, Some("membership.update")),
-    ("DELETE", "/api/v1/practices/{practice_id}/memberships/{user_id}", Needs::Manage, Some("membership.delete")),
-    ("GET", "/api/v1/practices/{practice_id}/patients", Needs::Scheduling, Some("patient.list")),
-    ("POST", "/api/v1/practices/{practice_id}/patients", Needs::Scheduling, Some("patient.create")),
-    ("GET", "/api/v1/practices/{practice_id}/patients/{patient_id}", Needs::Scheduling, Some("patient.read")),
-    ("PATCH", "/api/v1/practices/{practice_id}/patients/{patient_id}", Needs::Scheduling, Some("patient.update")),
-    ("DELETE", "/api/v1/practices/{practice_id}/patients/{patient_id}", Needs::Scheduling, Some("patient.delete")),
-    ("GET", "/api/v1/practices/{practice_id}/appointments", Needs::Scheduling, Some("appointment.list")),
-    ("POST", "/api/v1/practices/{practice_id}/appointments", Needs::Scheduling, Some("appointment.create")),
-    ("GET", "/api/v1/practices/{practice_id}/appointments/{appointment_id}", Needs::Scheduling, Some("appointment.read")),
-    ("PATCH", "/api/v1/practices/{practice_id}/appointments/{appointment_id}", Needs::Scheduling, Some("appointment.update")),
-    ("GET", "/api/v1/practices/{practice_id}/patients/{patient_id}/notes", Needs::Clinical, Some("note.list")),
-    ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/notes", Needs::Clinical, Some("note.create")),
-    ("GET", "/api/v1/practices/{practice_id}/notes/{note_id}", Needs::Clinical, Some("note.read")),
-    ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures", Needs::Scheduling, Some("disclosure.create")),
-    ("GET", "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures", Needs::Scheduling, Some("disclosure.report")),
-    ("GET", "/api/v1/practices/{practice_id}/audit/events", Needs::Manage, Some("audit.read")),
-    ("GET", "/api/v1/practices/{practice_id}/audit/fhir", Needs::Manage, Some("audit.export")),
-    ("GET", "/api/v1/practices/{practice_id}/audit/proofs/inclusion", Needs::Manage, Some("audit.proof")),
-    ("GET", "/api/v1/practices/{practice_id}/audit/proofs/consistency", Needs::Manage, Some("audit.proof")),
-    ("GET", "/api/v1/practices/{practice_id}/audit/checkpoint", Needs::Manage, Some("audit.proof")),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}",
+        Needs::Member,
+        Some("practice.read"),
+    ),
+    (
+        "PATCH",
+        "/api/v1/practices/{practice_id}",
+        Needs::Manage,
+        Some("practice.update"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/memberships",
+        Needs::Member,
+        Some("membership.list"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/memberships",
+        Needs::Manage,
+        Some("membership.create"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/memberships/{user_id}",
+        Needs::Member,
+        Some("membership.list"),
+    ),
+    (
+        "PATCH",
+        "/api/v1/practices/{practice_id}/memberships/{user_id}",
+        Needs::Manage,
+        Some("membership.update"),
+    ),
+    (
+        "DELETE",
+        "/api/v1/practices/{practice_id}/memberships/{user_id}",
+        Needs::Manage,
+        Some("membership.delete"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/patients",
+        Needs::Scheduling,
+        Some("patient.list"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients",
+        Needs::Scheduling,
+        Some("patient.create"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}",
+        Needs::Scheduling,
+        Some("patient.read"),
+    ),
+    (
+        "PATCH",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}",
+        Needs::Scheduling,
+        Some("patient.update"),
+    ),
+    (
+        "DELETE",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}",
+        Needs::Scheduling,
+        Some("patient.delete"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/appointments",
+        Needs::Scheduling,
+        Some("appointment.list"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/appointments",
+        Needs::Scheduling,
+        Some("appointment.create"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/appointments/{appointment_id}",
+        Needs::Scheduling,
+        Some("appointment.read"),
+    ),
+    (
+        "PATCH",
+        "/api/v1/practices/{practice_id}/appointments/{appointment_id}",
+        Needs::Scheduling,
+        Some("appointment.update"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/notes",
+        Needs::Clinical,
+        Some("note.list"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/notes",
+        Needs::Clinical,
+        Some("note.create"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/notes/{note_id}",
+        Needs::Clinical,
+        Some("note.read"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures",
+        Needs::Scheduling,
+        Some("disclosure.create"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures",
+        Needs::Scheduling,
+        Some("disclosure.report"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/audit/events",
+        Needs::Manage,
+        Some("audit.read"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/audit/fhir",
+        Needs::Manage,
+        Some("audit.export"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/audit/proofs/inclusion",
+        Needs::Manage,
+        Some("audit.proof"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/audit/proofs/consistency",
+        Needs::Manage,
+        Some("audit.proof"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/audit/checkpoint",
+        Needs::Manage,
+        Some("audit.proof"),
+    ),
 ];
 
 /// Object ids in practice A (and B, for cross-tenant object references).
@@ -85,36 +220,96 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
     let mut appointment = [uuid::Uuid::nil(); 2];
     let mut note = [uuid::Uuid::nil(); 2];
     for (i, p) in [&w.a, &w.b].into_iter().enumerate() {
-        owner.seed_appointment(p.id, p.patient, p.user("clinician"), now + Duration::days(1), 30, now).await.unwrap();
-        note[i] = owner.seed_note(p.id, p.patient, p.user("clinician"), "fixture note", now).await.unwrap().as_uuid();
+        owner
+            .seed_appointment(
+                p.id,
+                p.patient,
+                p.user("clinician"),
+                now + Duration::days(1),
+                30,
+                now,
+            )
+            .await
+            .unwrap();
+        note[i] = owner
+            .seed_note(p.id, p.patient, p.user("clinician"), "fixture note", now)
+            .await
+            .unwrap()
+            .as_uuid();
     }
     let mut su = db.superuser_unsafe().await;
     for (i, p) in [&w.a, &w.b].into_iter().enumerate() {
-        appointment[i] = sqlx::query_scalar("select appointment_id from appointment where practice_id = $1 limit 1")
-            .bind(p.id)
-            .fetch_one(&mut su)
-            .await
-            .unwrap();
+        appointment[i] = sqlx::query_scalar(
+            "select appointment_id from appointment where practice_id = $1 limit 1",
+        )
+        .bind(p.id)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
     }
-    let spare_member_email = format!("spare.{}@test.example.invalid", uuid::Uuid::new_v4().simple());
-    let spare = owner.create_user(&spare_member_email, "spare", testkit::password_hash(), now).await.unwrap();
-    owner.add_member(w.a.id, spare, RoleSet::from_iter([Role::Reception]), now).await.unwrap();
+    let spare_member_email = format!(
+        "spare.{}@test.example.invalid",
+        uuid::Uuid::new_v4().simple()
+    );
+    let spare = owner
+        .create_user(&spare_member_email, "spare", testkit::password_hash(), now)
+        .await
+        .unwrap();
+    owner
+        .add_member(w.a.id, spare, RoleSet::from_iter([Role::Reception]), now)
+        .await
+        .unwrap();
     let spare_patient = owner
-        .seed_patient(w.a.id, &domain::synthetic::Generator::new(99).patient().into(), now).await.unwrap();
+        .seed_patient(
+            w.a.id,
+            &domain::synthetic::Generator::new(99).patient().into(),
+            now,
+        )
+        .await
+        .unwrap();
     owner.close().await;
-    Objects { appointment, note, spare_member: spare.as_uuid(), spare_patient: spare_patient.as_uuid() }
+    Objects {
+        appointment,
+        note,
+        spare_member: spare.as_uuid(),
+        spare_patient: spare_patient.as_uuid(),
+    }
 }
 
 /// The concrete path and body for a route. `target` is the practice in the path (A or B's
 /// id); `foreign` substitutes practice B's object ids while keeping practice A in the path.
-fn request(method: &str, path: &str, w: &World, o: &Objects, practice: uuid::Uuid, foreign: bool, new_email: &str) -> (String, Option<Value>) {
+fn request(
+    method: &str,
+    path: &str,
+    w: &World,
+    o: &Objects,
+    practice: uuid::Uuid,
+    foreign: bool,
+    new_email: &str,
+) -> (String, Option<Value>) {
     let i = usize::from(foreign);
-    let pat = if foreign { w.b.patient.as_uuid() } else { w.a.patient.as_uuid() };
-    let member = if foreign { w.b.user("reception").as_uuid() } else { w.a.user("reception").as_uuid() };
+    let pat = if foreign {
+        w.b.patient.as_uuid()
+    } else {
+        w.a.patient.as_uuid()
+    };
+    let member = if foreign {
+        w.b.user("reception").as_uuid()
+    } else {
+        w.a.user("reception").as_uuid()
+    };
     // State-changing calls on members and patients target spare fixtures, so the roles and
     // records the rest of the matrix relies on stay as they are.
-    let patient_id = if method == "DELETE" && !foreign { o.spare_patient } else { pat };
-    let user_id = if (method == "DELETE" || method == "PATCH") && !foreign { o.spare_member } else { member };
+    let patient_id = if method == "DELETE" && !foreign {
+        o.spare_patient
+    } else {
+        pat
+    };
+    let user_id = if (method == "DELETE" || method == "PATCH") && !foreign {
+        o.spare_member
+    } else {
+        member
+    };
     let concrete = path
         .replace("{practice_id}", &practice.to_string())
         .replace("{patient_id}", &patient_id.to_string())
@@ -129,38 +324,64 @@ fn request(method: &str, path: &str, w: &World, o: &Objects, practice: uuid::Uui
     let starts = Utc::now() + Duration::days(2);
     let body = match (method, path) {
         ("PATCH", "/api/v1/practices/{practice_id}") => Some(json!({"name": "Renamed practice"})),
-        ("POST", "/api/v1/practices/{practice_id}/memberships") => Some(json!({"email": new_email, "roles": ["reception"]})),
-        ("PATCH", "/api/v1/practices/{practice_id}/memberships/{user_id}") => Some(json!({"roles": ["reception", "clinician"]})),
-        ("POST", "/api/v1/practices/{practice_id}/patients") => {
-            Some(json!({"given_name": "Iris", "family_name": "Testwhistle", "date_of_birth": "1980-02-03"}))
+        ("POST", "/api/v1/practices/{practice_id}/memberships") => {
+            Some(json!({"email": new_email, "roles": ["reception"]}))
         }
-        ("PATCH", "/api/v1/practices/{practice_id}/patients/{patient_id}") => Some(json!({"phone": "+1 555 0100"})),
+        ("PATCH", "/api/v1/practices/{practice_id}/memberships/{user_id}") => {
+            Some(json!({"roles": ["reception", "clinician"]}))
+        }
+        ("POST", "/api/v1/practices/{practice_id}/patients") => Some(
+            json!({"given_name": "Iris", "family_name": "Testwhistle", "date_of_birth": "1980-02-03"}),
+        ),
+        ("PATCH", "/api/v1/practices/{practice_id}/patients/{patient_id}") => {
+            Some(json!({"phone": "+1 555 0100"}))
+        }
         ("POST", "/api/v1/practices/{practice_id}/appointments") => Some(json!({
             "patient_id": pat, "clinician_id": w.a.user("clinician"),
             "starts_at": starts, "ends_at": starts + Duration::minutes(30)
         })),
-        ("PATCH", "/api/v1/practices/{practice_id}/appointments/{appointment_id}") => Some(json!({"status": "arrived"})),
-        ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/notes") => Some(json!({"body": "Synthetic note text."})),
-        ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures") => {
-            Some(json!({"recipient": "Synthetic Insurance Co.", "description": "Visit summary", "purpose": "Claim review"}))
+        ("PATCH", "/api/v1/practices/{practice_id}/appointments/{appointment_id}") => {
+            Some(json!({"status": "arrived"}))
         }
+        ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/notes") => {
+            Some(json!({"body": "Synthetic note text."}))
+        }
+        ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures") => Some(
+            json!({"recipient": "Synthetic Insurance Co.", "description": "Visit summary", "purpose": "Claim review"}),
+        ),
         _ => None,
     };
     (concrete, body)
 }
 
 /// Sends a request; returns the status and the request id.
-async fn send(app: &TestApp, m: &str, path: &str, token: &str, body: Option<&Value>) -> (StatusCode, String) {
-    let mut req = app.http.request(method(m), app.url(path)).bearer_auth(token);
+async fn send(
+    app: &TestApp,
+    m: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> (StatusCode, String) {
+    let mut req = app
+        .http
+        .request(method(m), app.url(path))
+        .bearer_auth(token);
     if let Some(b) = body {
         req = req.json(b);
     }
     let res = req.send().await.unwrap();
-    (res.status(), res.headers()["x-request-id"].to_str().unwrap().to_owned())
+    (
+        res.status(),
+        res.headers()["x-request-id"].to_str().unwrap().to_owned(),
+    )
 }
 
 /// The audit rows a request left in `practice`: (actor, action, outcome).
-async fn audit_rows(su: &mut sqlx::PgConnection, practice: uuid::Uuid, request_id: &str) -> Vec<(Option<uuid::Uuid>, String, String)> {
+async fn audit_rows(
+    su: &mut sqlx::PgConnection,
+    practice: uuid::Uuid,
+    request_id: &str,
+) -> Vec<(Option<uuid::Uuid>, String, String)> {
     sqlx::query_as("select actor_id, action, outcome from audit_event where practice_id = $1 and request_id = $2")
         .bind(practice)
         .bind(uuid::Uuid::parse_str(request_id).unwrap())
@@ -184,10 +405,24 @@ async fn every_route_has_a_matrix_entry() {
             }
         }
     }
-    let listed: BTreeSet<(String, String)> = ROUTES.iter().map(|(m, p, ..)| ((*m).to_owned(), (*p).to_owned())).collect();
-    assert_eq!(documented, listed, "the router and the authorization matrix must list the same routes");
-    let public: Vec<_> = ROUTES.iter().filter(|r| r.2 == Needs::Public).map(|r| r.1).collect();
-    assert_eq!(public, ["/api/v1/auth/login"], "the public allowlist is exactly sign-in");
+    let listed: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, ..)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        documented, listed,
+        "the router and the authorization matrix must list the same routes"
+    );
+    let public: Vec<_> = ROUTES
+        .iter()
+        .filter(|r| r.2 == Needs::Public)
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(
+        public,
+        ["/api/v1/auth/login"],
+        "the public allowlist is exactly sign-in"
+    );
 }
 
 // req: AC-02, AC-03, AC-04
@@ -223,33 +458,75 @@ async fn authorization_matrix() {
         }
         let new_email = format!("new.{}@test.example.invalid", uuid::Uuid::new_v4().simple());
         if needs == Needs::Manage && m == "POST" {
-            db.owner().await.create_user(&new_email, "new member", testkit::password_hash(), app.clock.now()).await.unwrap();
+            db.owner()
+                .await
+                .create_user(
+                    &new_email,
+                    "new member",
+                    testkit::password_hash(),
+                    app.clock.now(),
+                )
+                .await
+                .unwrap();
         }
         let (own_path, body) = request(m, path, &w, &o, a, false, &new_email);
 
         // Anonymous → 401, and a malformed token → 401.
         let (s, _) = call(&app, method(m), &own_path, None, body.as_ref()).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{label}: anonymous");
-        let (s, _) = call(&app, method(m), &own_path, Some("not-a-token"), body.as_ref()).await;
+        let (s, _) = call(
+            &app,
+            method(m),
+            &own_path,
+            Some("not-a-token"),
+            body.as_ref(),
+        )
+        .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{label}: malformed token");
 
         if needs != Needs::Session {
             // Other practice: B's members (even with the right role) and a member of no
             // practice get 404 on A's routes.
             for role in needs.right() {
-                let (s, _) = call(&app, method(m), &own_path, Some(&tokens[&("b", *role)]), body.as_ref()).await;
+                let (s, _) = call(
+                    &app,
+                    method(m),
+                    &own_path,
+                    Some(&tokens[&("b", *role)]),
+                    body.as_ref(),
+                )
+                .await;
                 assert_eq!(s, StatusCode::NOT_FOUND, "{label}: B's {role} on A");
             }
             let res = send(&app, m, &own_path, &nobody, body.as_ref()).await;
             assert_eq!(res.0, StatusCode::NOT_FOUND, "{label}: no-membership user");
             let rows = audit_rows(&mut su, a, &res.1).await;
-            assert_eq!(rows, [(Some(w.nobody.as_uuid()), "access.denied".to_owned(), "denied".to_owned())], "{label}: attempt on A not audited");
+            assert_eq!(
+                rows,
+                [(
+                    Some(w.nobody.as_uuid()),
+                    "access.denied".to_owned(),
+                    "denied".to_owned()
+                )],
+                "{label}: attempt on A not audited"
+            );
             // A's member naming B's object inside A's path → 404.
             if path.matches('{').count() > 1 {
                 let (foreign_path, fbody) = request(m, path, &w, &o, a, true, &new_email);
                 let right = needs.right()[0];
-                let (s, _) = call(&app, method(m), &foreign_path, Some(&tokens[&("a", right)]), fbody.as_ref()).await;
-                assert_eq!(s, StatusCode::NOT_FOUND, "{label}: A's {right} naming B's object");
+                let (s, _) = call(
+                    &app,
+                    method(m),
+                    &foreign_path,
+                    Some(&tokens[&("a", right)]),
+                    fbody.as_ref(),
+                )
+                .await;
+                assert_eq!(
+                    s,
+                    StatusCode::NOT_FOUND,
+                    "{label}: A's {right} naming B's object"
+                );
             }
             // Wrong role → 403, and the denial is on A's audit trail (req AUD-01).
             for role in needs.wrong() {
@@ -257,19 +534,34 @@ async fn authorization_matrix() {
                 assert_eq!(res.0, StatusCode::FORBIDDEN, "{label}: wrong role {role}");
                 let rows = audit_rows(&mut su, a, &res.1).await;
                 assert_eq!(rows.len(), 1, "{label}: denial of {role} not audited");
-                assert_eq!(rows[0], (Some(w.a.user(role).as_uuid()), "access.denied".to_owned(), "denied".to_owned()), "{label}");
+                assert_eq!(
+                    rows[0],
+                    (
+                        Some(w.a.user(role).as_uuid()),
+                        "access.denied".to_owned(),
+                        "denied".to_owned()
+                    ),
+                    "{label}"
+                );
             }
         }
 
         // Right role → 2xx, with its audit row (actor, practice, action, outcome, request id).
-        let rights: Vec<&str> = if m == "GET" { needs.right().to_vec() } else { vec![needs.right()[0]] };
+        let rights: Vec<&str> = if m == "GET" {
+            needs.right().to_vec()
+        } else {
+            vec![needs.right()[0]]
+        };
         for role in rights {
             let token = if needs == Needs::Session && m == "POST" {
                 app.token(w.a.user(role)).await // logout consumes its token
             } else {
                 tokens[&("a", role)].clone()
             };
-            let mut req = app.http.request(method(m), app.url(&own_path)).bearer_auth(&token);
+            let mut req = app
+                .http
+                .request(method(m), app.url(&own_path))
+                .bearer_auth(&token);
             if let Some(b) = &body {
                 req = req.json(b);
             }
@@ -277,7 +569,10 @@ async fn authorization_matrix() {
             let status = res.status();
             let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
             let text = res.text().await.unwrap();
-            assert!(status.is_success(), "{label}: right role {role} got {status}: {text}");
+            assert!(
+                status.is_success(),
+                "{label}: right role {role} got {status}: {text}"
+            );
             if let Some(action) = audit {
                 let rows = audit_rows(&mut su, a, &request_id).await;
                 assert!(!rows.is_empty(), "{label}: success left no audit row");
@@ -296,8 +591,16 @@ async fn authorization_matrix() {
                     .fetch_one(&mut su)
                     .await
                     .unwrap();
-                    let expected = if m == "DELETE" { o.spare_patient } else { w.a.patient.as_uuid() };
-                    assert_eq!(patient, Some(expected), "{label}: audit row must name the patient");
+                    let expected = if m == "DELETE" {
+                        o.spare_patient
+                    } else {
+                        w.a.patient.as_uuid()
+                    };
+                    assert_eq!(
+                        patient,
+                        Some(expected),
+                        "{label}: audit row must name the patient"
+                    );
                     assert!(at.is_some());
                 }
             }
@@ -315,21 +618,54 @@ async fn lists_never_include_other_practices_rows() {
     let app = TestApp::start(&db).await;
     let t = app.token(w.a.user("clinician")).await;
     let base = format!("/api/v1/practices/{}", w.a.id);
-    let (_, patients) = call(&app, Method::GET, &format!("{base}/patients"), Some(&t), None).await;
-    let ids: Vec<&str> = patients["items"].as_array().unwrap().iter().map(|p| p["patient_id"].as_str().unwrap()).collect();
+    let (_, patients) = call(
+        &app,
+        Method::GET,
+        &format!("{base}/patients"),
+        Some(&t),
+        None,
+    )
+    .await;
+    let ids: Vec<&str> = patients["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["patient_id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&w.a.patient.to_string().as_str()));
     assert!(!ids.contains(&w.b.patient.to_string().as_str()));
     let from = (Utc::now() - Duration::days(1)).to_rfc3339();
-    let (s, appts) = call(&app, Method::GET, &format!("{base}/appointments?from={}", urlencode(&from)), Some(&t), None).await;
+    let (s, appts) = call(
+        &app,
+        Method::GET,
+        &format!("{base}/appointments?from={}", urlencode(&from)),
+        Some(&t),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{appts}");
     assert!(!appts.as_array().unwrap().is_empty());
     for appt in appts.as_array().unwrap() {
-        assert_eq!(appt["patient_id"], json!(w.a.patient), "only A's patient has appointments in A");
+        assert_eq!(
+            appt["patient_id"],
+            json!(w.a.patient),
+            "only A's patient has appointments in A"
+        );
     }
-    let (_, members) = call(&app, Method::GET, &format!("{base}/memberships"), Some(&t), None).await;
+    let (_, members) = call(
+        &app,
+        Method::GET,
+        &format!("{base}/memberships"),
+        Some(&t),
+        None,
+    )
+    .await;
     for m in members.as_array().unwrap() {
         let id: domain::UserId = serde_json::from_value(m["user_id"].clone()).unwrap();
-        assert!(!w.b.users.values().any(|u| *u == id), "B's member listed in A");
+        assert!(
+            !w.b.users.values().any(|u| *u == id),
+            "B's member listed in A"
+        );
     }
     let (_, mine) = call(&app, Method::GET, "/api/v1/practices", Some(&t), None).await;
     assert_eq!(mine.as_array().unwrap().len(), 1);

@@ -27,7 +27,8 @@ impl Log {
         let db = TestDb::new().await;
         let w = World::build(&db).await;
         let store = db.store().await;
-        let dir = std::env::temp_dir().join(format!("chartroom-cp-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("chartroom-cp-{}", uuid::Uuid::new_v4().simple()));
         let cp = server::sealer::Checkpointer {
             signer: Arc::new(Signer::generate("chartroom-test").unwrap()),
             store: DirStore::new(&dir),
@@ -35,7 +36,13 @@ impl Log {
             every_events: 1,
             every: std::time::Duration::from_secs(1),
         };
-        let log = Log { db, w, store, cp, dir };
+        let log = Log {
+            db,
+            w,
+            store,
+            cp,
+            dir,
+        };
         log.reads(reads).await;
         log
     }
@@ -46,13 +53,26 @@ impl Log {
             return;
         }
         for _ in 0..n {
-            assert!(self.store.bench_patient_read_direct(self.w.a.id, self.w.a.user("reception"), self.w.a.patient).await.unwrap());
+            assert!(
+                self.store
+                    .bench_patient_read_direct(
+                        self.w.a.id,
+                        self.w.a.user("reception"),
+                        self.w.a.patient
+                    )
+                    .await
+                    .unwrap()
+            );
         }
         self.store.seal_pending(Utc::now()).await.unwrap();
     }
 
     async fn checkpoint(&self) -> u64 {
-        self.cp.checkpoint(&self.store, self.w.a.id).await.unwrap().unwrap()
+        self.cp
+            .checkpoint(&self.store, self.w.a.id)
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     async fn verify(&self) -> store::audit::VerifyOutcome {
@@ -68,7 +88,13 @@ impl Log {
         self.db
             .owner()
             .await
-            .verify_practice(self.w.a.id, &origin(ORIGIN, self.w.a.id.as_uuid()), cps, Duration::seconds(60), Utc::now())
+            .verify_practice(
+                self.w.a.id,
+                &origin(ORIGIN, self.w.a.id.as_uuid()),
+                cps,
+                Duration::seconds(60),
+                Utc::now(),
+            )
             .await
             .unwrap()
     }
@@ -76,7 +102,9 @@ impl Log {
     /// A superuser connection with triggers disabled: the attacker.
     async fn attacker(&self) -> PgConnection {
         let mut su = self.db.superuser_unsafe().await;
-        su.execute("set session_replication_role = replica").await.unwrap();
+        su.execute("set session_replication_role = replica")
+            .await
+            .unwrap();
         su
     }
 
@@ -97,7 +125,11 @@ impl Drop for Log {
 }
 
 fn first_problem(out: &store::audit::VerifyOutcome) -> (u64, ProblemKind) {
-    let p = out.report.problem.clone().unwrap_or_else(|| panic!("tampering not detected: {}", out.report));
+    let p = out
+        .report
+        .problem
+        .clone()
+        .unwrap_or_else(|| panic!("tampering not detected: {}", out.report));
     (p.seq, p.kind)
 }
 
@@ -105,7 +137,10 @@ fn first_problem(out: &store::audit::VerifyOutcome) -> (u64, ProblemKind) {
 async fn an_untouched_log_verifies_and_proofs_check_out() {
     let log = Log::new(30).await;
     let size = log.checkpoint().await;
-    assert!(size >= 30, "World's own events plus the reads are sealed: {size}");
+    assert!(
+        size >= 30,
+        "World's own events plus the reads are sealed: {size}"
+    );
     let out = log.verify().await;
     assert!(out.is_ok(), "{}", out.report);
     assert_eq!(out.report.events_checked, size);
@@ -127,14 +162,28 @@ async fn an_untouched_log_verifies_and_proofs_check_out() {
     let owner = log.db.owner().await;
     let head = owner.tree_head(log.w.a.id).await.unwrap();
     for seq in [0, 7, size - 1] {
-        let p = owner.inclusion_proof(log.w.a.id, seq, None).await.unwrap().unwrap();
+        let p = owner
+            .inclusion_proof(log.w.a.id, seq, None)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(p.root, head.root);
         audit::merkle::verify_inclusion(&p.leaf_hash, seq, size, &p.path, &head.root).unwrap();
     }
     log.reads(5).await;
-    let c = owner.consistency_proof(log.w.a.id, size, None).await.unwrap().unwrap();
+    let c = owner
+        .consistency_proof(log.w.a.id, size, None)
+        .await
+        .unwrap()
+        .unwrap();
     audit::merkle::verify_consistency(size, c.second, &head.root, &c.second_root, &c.path).unwrap();
-    assert!(owner.inclusion_proof(log.w.a.id, 10_000, None).await.unwrap().is_none());
+    assert!(
+        owner
+            .inclusion_proof(log.w.a.id, 10_000, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -143,7 +192,11 @@ async fn a_changed_event_is_caught() {
     log.checkpoint().await;
     let mut su = log.attacker().await;
     let id = log.event_at(&mut su, 5).await;
-    sqlx::query("update audit_event set action = 'patient.update' where event_id = $1").bind(id).execute(&mut su).await.unwrap();
+    sqlx::query("update audit_event set action = 'patient.update' where event_id = $1")
+        .bind(id)
+        .execute(&mut su)
+        .await
+        .unwrap();
     let out = log.verify().await;
     assert_eq!(first_problem(&out), (5, ProblemKind::ContentChanged));
 }
@@ -154,13 +207,28 @@ async fn a_deleted_event_is_caught() {
     log.checkpoint().await;
     let mut su = log.attacker().await;
     let id = log.event_at(&mut su, 7).await;
-    sqlx::query("delete from audit_event where event_id = $1").bind(id).execute(&mut su).await.unwrap();
+    sqlx::query("delete from audit_event where event_id = $1")
+        .bind(id)
+        .execute(&mut su)
+        .await
+        .unwrap();
     let out = log.verify().await;
     assert_eq!(first_problem(&out).0, 7, "{}", out.report);
-    assert!(matches!(first_problem(&out).1, ProblemKind::Gap { .. }), "{}", out.report);
+    assert!(
+        matches!(first_problem(&out).1, ProblemKind::Gap { .. }),
+        "{}",
+        out.report
+    );
     // Deleting the seal as well leaves the same gap.
-    sqlx::query("delete from audit_seal where practice_id = $1 and seq = 7").bind(log.w.a.id).execute(&mut su).await.unwrap();
-    assert!(matches!(first_problem(&log.verify().await), (7, ProblemKind::Gap { .. })));
+    sqlx::query("delete from audit_seal where practice_id = $1 and seq = 7")
+        .bind(log.w.a.id)
+        .execute(&mut su)
+        .await
+        .unwrap();
+    assert!(matches!(
+        first_problem(&log.verify().await),
+        (7, ProblemKind::Gap { .. })
+    ));
 }
 
 #[tokio::test]
@@ -178,8 +246,16 @@ async fn an_inserted_event_is_caught() {
     assert_eq!(out.unqueued_events, 1);
     assert!(!out.is_ok());
     // Inside the chain: renumber the tail and slip a forged event in at seq 10.
-    sqlx::query("update audit_seal set seq = seq + 100000 where practice_id = $1 and seq >= 10").bind(log.w.a.id).execute(&mut su).await.unwrap();
-    sqlx::query("update audit_seal set seq = seq - 99999 where practice_id = $1 and seq >= 100000").bind(log.w.a.id).execute(&mut su).await.unwrap();
+    sqlx::query("update audit_seal set seq = seq + 100000 where practice_id = $1 and seq >= 10")
+        .bind(log.w.a.id)
+        .execute(&mut su)
+        .await
+        .unwrap();
+    sqlx::query("update audit_seal set seq = seq - 99999 where practice_id = $1 and seq >= 100000")
+        .bind(log.w.a.id)
+        .execute(&mut su)
+        .await
+        .unwrap();
     let forged = uuid::Uuid::new_v4();
     sqlx::query("insert into audit_event (practice_id, event_id, occurred_at, actor_id, action, outcome) values ($1, $2, now(), $3, 'patient.read', 'success')")
         .bind(log.w.a.id)
@@ -205,7 +281,13 @@ async fn reordered_events_are_caught() {
     let mut su = log.attacker().await;
     let p = log.w.a.id;
     for (from, to) in [(3, 999_999), (4, 3), (999_999, 4)] {
-        sqlx::query("update audit_seal set seq = $3 where practice_id = $1 and seq = $2").bind(p).bind(from).bind(to).execute(&mut su).await.unwrap();
+        sqlx::query("update audit_seal set seq = $3 where practice_id = $1 and seq = $2")
+            .bind(p)
+            .bind(from)
+            .bind(to)
+            .execute(&mut su)
+            .await
+            .unwrap();
     }
     let out = log.verify().await;
     assert_eq!(first_problem(&out).0, 3, "{}", out.report);
@@ -227,11 +309,27 @@ async fn a_truncated_tail_is_caught_even_back_to_an_earlier_consistent_state() {
         .execute(&mut su)
         .await
         .unwrap();
-    sqlx::query("delete from audit_seal where practice_id = $1 and seq >= $2").bind(p).bind(i64::try_from(first).unwrap()).execute(&mut su).await.unwrap();
-    sqlx::query("delete from audit_node where practice_id = $1").bind(p).execute(&mut su).await.unwrap();
+    sqlx::query("delete from audit_seal where practice_id = $1 and seq >= $2")
+        .bind(p)
+        .bind(i64::try_from(first).unwrap())
+        .execute(&mut su)
+        .await
+        .unwrap();
+    sqlx::query("delete from audit_node where practice_id = $1")
+        .bind(p)
+        .execute(&mut su)
+        .await
+        .unwrap();
     let out = log.verify().await;
     let (seq, kind) = first_problem(&out);
-    assert_eq!(kind, ProblemKind::Truncated { checkpoint_size: second }, "{}", out.report);
+    assert_eq!(
+        kind,
+        ProblemKind::Truncated {
+            checkpoint_size: second
+        },
+        "{}",
+        out.report
+    );
     assert_eq!(seq, first);
 }
 
@@ -240,12 +338,28 @@ async fn deleting_a_patient_keeps_the_trail_verifiable() {
     let log = Log::new(5).await;
     let owner = log.db.owner().await;
     let now = Utc::now();
-    let p = owner.seed_patient(log.w.a.id, &domain::synthetic::Generator::new(5).patient().into(), now).await.unwrap();
+    let p = owner
+        .seed_patient(
+            log.w.a.id,
+            &domain::synthetic::Generator::new(5).patient().into(),
+            now,
+        )
+        .await
+        .unwrap();
     let mut su = log.db.superuser_unsafe().await;
-    sqlx::query("delete from patient where practice_id = $1 and patient_id = $2").bind(log.w.a.id).bind(p).execute(&mut su).await.unwrap();
+    sqlx::query("delete from patient where practice_id = $1 and patient_id = $2")
+        .bind(log.w.a.id)
+        .bind(p)
+        .execute(&mut su)
+        .await
+        .unwrap();
     log.reads(1).await;
     log.checkpoint().await;
-    let n: i64 = sqlx::query_scalar("select count(*) from audit_event where patient_id = $1").bind(p).fetch_one(&mut su).await.unwrap();
+    let n: i64 = sqlx::query_scalar("select count(*) from audit_event where patient_id = $1")
+        .bind(p)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
     assert_eq!(n, 1, "the creation event outlives the patient");
     let out = log.verify().await;
     assert!(out.is_ok(), "{}", out.report);
@@ -260,18 +374,26 @@ async fn retention_prunes_only_rows_older_than_six_years_and_stays_verifiable() 
     let six_years = Duration::days(6 * 365 + 1);
     // The practice's own first events (its creation, members, a patient) date from eight
     // years ago; they are queued, not yet sealed, so moving them back is still honest here.
-    su.execute("set session_replication_role = replica").await.unwrap();
-    sqlx::query("update audit_event set occurred_at = occurred_at - interval '8 years' where practice_id = $1").bind(p).execute(&mut su).await.unwrap();
-    su.execute("set session_replication_role = origin").await.unwrap();
-    let founding: u64 = sqlx::query_scalar::<_, i64>("select count(*) from audit_event where practice_id = $1")
-        .bind(p)
-        .fetch_one(&mut su)
+    su.execute("set session_replication_role = replica")
         .await
-        .unwrap()
-        .try_into()
         .unwrap();
+    sqlx::query("update audit_event set occurred_at = occurred_at - interval '8 years' where practice_id = $1").bind(p).execute(&mut su).await.unwrap();
+    su.execute("set session_replication_role = origin")
+        .await
+        .unwrap();
+    let founding: u64 =
+        sqlx::query_scalar::<_, i64>("select count(*) from audit_event where practice_id = $1")
+            .bind(p)
+            .fetch_one(&mut su)
+            .await
+            .unwrap()
+            .try_into()
+            .unwrap();
     // Then twelve events from seven years ago, three from six years minus a day ago.
-    for (age, n) in [(Duration::days(7 * 365), 12), (six_years - Duration::days(1), 3)] {
+    for (age, n) in [
+        (Duration::days(7 * 365), 12),
+        (six_years - Duration::days(1), 3),
+    ] {
         for i in 0..n {
             sqlx::query("insert into audit_event (practice_id, event_id, occurred_at, action, outcome) values ($1, gen_random_uuid(), $2, 'patient.read', 'success')")
                 .bind(p)
@@ -286,46 +408,89 @@ async fn retention_prunes_only_rows_older_than_six_years_and_stays_verifiable() 
     log.checkpoint().await;
     let owner = log.db.owner().await;
     let sign = |h: &store::seal::TreeHead| -> Result<(), String> {
-        let cp = audit::Checkpoint::new(origin(ORIGIN, p.as_uuid()), h.size, h.root).with_chain_head(&h.chain_head);
+        let cp = audit::Checkpoint::new(origin(ORIGIN, p.as_uuid()), h.size, h.root)
+            .with_chain_head(&h.chain_head);
         let note = log.cp.signer.sign(&cp).map_err(|e| e.to_string())?;
-        log.cp.store.put(p.as_uuid(), &note, h.size).map(|_| ()).map_err(|e| e.to_string())
+        log.cp
+            .store
+            .put(p.as_uuid(), &note, h.size)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     };
     let count_old = async |su: &mut PgConnection| -> i64 {
-        sqlx::query_scalar("select count(*) from audit_event where practice_id = $1 and occurred_at < $2")
-            .bind(p)
-            .bind(now - Duration::days(5 * 365))
-            .fetch_one(su)
-            .await
-            .unwrap()
+        sqlx::query_scalar(
+            "select count(*) from audit_event where practice_id = $1 and occurred_at < $2",
+        )
+        .bind(p)
+        .bind(now - Duration::days(5 * 365))
+        .fetch_one(su)
+        .await
+        .unwrap()
     };
-    assert_eq!(count_old(&mut su).await, i64::try_from(founding).unwrap() + 15);
+    assert_eq!(
+        count_old(&mut su).await,
+        i64::try_from(founding).unwrap() + 15
+    );
     // A retention job whose cut-off reaches rows younger than six years is refused whole.
-    let err = owner.prune_audit(p, now - six_years + Duration::days(2), now, sign).await.unwrap_err();
-    assert!(err.to_string().contains("younger than six years") || matches!(err, store::StoreError::Forbidden), "{err}");
-    assert_eq!(count_old(&mut su).await, i64::try_from(founding).unwrap() + 15, "nothing was deleted");
+    let err = owner
+        .prune_audit(p, now - six_years + Duration::days(2), now, sign)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("younger than six years")
+            || matches!(err, store::StoreError::Forbidden),
+        "{err}"
+    );
+    assert_eq!(
+        count_old(&mut su).await,
+        i64::try_from(founding).unwrap() + 15,
+        "nothing was deleted"
+    );
     // A direct delete of in-window rows with the prune switch on is refused too.
-    let mut o: PgConnection = sqlx::Connection::connect_with(&log.db.owner_options().await).await.unwrap();
+    let mut o: PgConnection = sqlx::Connection::connect_with(&log.db.owner_options().await)
+        .await
+        .unwrap();
     sqlx::query("select set_config('chartroom.practice_id', $1, false), set_config('chartroom.audit_prune', 'on', false)")
         .bind(p.to_string())
         .execute(&mut o)
         .await
         .unwrap();
-    let err = sqlx::query("delete from audit_event where occurred_at > $1").bind(now - six_years).execute(&mut o).await.unwrap_err();
+    let err = sqlx::query("delete from audit_event where occurred_at > $1")
+        .bind(now - six_years)
+        .execute(&mut o)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("younger than six years"), "{err}");
     // At six years, exactly the twelve seven-year-old events go, and the log still verifies
     // from the checkpoint signed at the pruning point.
-    let (start, removed) = owner.prune_audit(p, now - six_years, now, sign).await.unwrap();
+    let (start, removed) = owner
+        .prune_audit(p, now - six_years, now, sign)
+        .await
+        .unwrap();
     assert_eq!((start, removed), (founding + 12, founding + 12));
     assert_eq!(count_old(&mut su).await, 3);
     let out = log.verify().await;
     assert!(out.is_ok(), "{}", out.report);
-    assert_eq!(out.report.start, founding + 12, "verification starts at the pruning point");
+    assert_eq!(
+        out.report.start,
+        founding + 12,
+        "verification starts at the pruning point"
+    );
     // Tampering after the pruning point is still caught.
     let mut attacker = log.attacker().await;
     let at = founding + 13;
-    let id = log.event_at(&mut attacker, i64::try_from(at).unwrap()).await;
-    sqlx::query("update audit_event set outcome = 'denied' where event_id = $1").bind(id).execute(&mut attacker).await.unwrap();
-    assert_eq!(first_problem(&log.verify().await), (at, ProblemKind::ContentChanged));
+    let id = log
+        .event_at(&mut attacker, i64::try_from(at).unwrap())
+        .await;
+    sqlx::query("update audit_event set outcome = 'denied' where event_id = $1")
+        .bind(id)
+        .execute(&mut attacker)
+        .await
+        .unwrap();
+    assert_eq!(
+        first_problem(&log.verify().await),
+        (at, ProblemKind::ContentChanged)
+    );
 }
 
 #[tokio::test]
@@ -337,8 +502,11 @@ async fn many_practices_seal_in_parallel_without_gaps() {
     for i in 0..8 {
         let (store, w) = (store.clone(), w.clone());
         tasks.push(tokio::spawn(async move {
-            let (p, u, pat): (PracticeId, UserId, _) =
-                if i % 2 == 0 { (w.a.id, w.a.user("reception"), w.a.patient) } else { (w.b.id, w.b.user("reception"), w.b.patient) };
+            let (p, u, pat): (PracticeId, UserId, _) = if i % 2 == 0 {
+                (w.a.id, w.a.user("reception"), w.a.patient)
+            } else {
+                (w.b.id, w.b.user("reception"), w.b.patient)
+            };
             for _ in 0..25 {
                 store.bench_patient_read_direct(p, u, pat).await.unwrap();
             }

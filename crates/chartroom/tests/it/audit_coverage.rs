@@ -17,7 +17,9 @@ fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let writer_buf = Arc::clone(&buf);
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace,sqlx=trace,hyper=off,reqwest=off,h2=off"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "trace,sqlx=trace,hyper=off,reqwest=off,h2=off",
+            ))
             .with_writer(move || SharedWriter(Arc::clone(&writer_buf)))
             .finish();
         let _ = tracing::subscriber::set_global_default(subscriber);
@@ -57,41 +59,118 @@ async fn canary_phi_appears_in_no_audit_row_and_no_log_line() {
     let patient = format!("{base}/patients/{pid}");
     let calls: Vec<(Method, String, Option<serde_json::Value>, &str)> = vec![
         (Method::GET, patient.clone(), None, "clin"),
-        (Method::PATCH, patient.clone(), Some(json!({"given_name": canary_name})), "clin"),
+        (
+            Method::PATCH,
+            patient.clone(),
+            Some(json!({"given_name": canary_name})),
+            "clin",
+        ),
         (Method::GET, format!("{base}/patients"), None, "clin"),
-        (Method::POST, format!("{patient}/notes"), Some(json!({"body": canary_note})), "clin"),
+        (
+            Method::POST,
+            format!("{patient}/notes"),
+            Some(json!({"body": canary_note})),
+            "clin",
+        ),
         (Method::GET, format!("{patient}/notes"), None, "clin"),
-        (Method::POST, format!("{patient}/disclosures"), Some(json!({"recipient": canary_name, "description": canary_note, "purpose": canary_note})), "clin"),
+        (
+            Method::POST,
+            format!("{patient}/disclosures"),
+            Some(
+                json!({"recipient": canary_name, "description": canary_note, "purpose": canary_note}),
+            ),
+            "clin",
+        ),
         (Method::GET, format!("{patient}/disclosures"), None, "clin"),
-        (Method::POST, format!("{base}/appointments"), Some(json!({"patient_id": pid, "clinician_id": w.a.user("clinician"), "starts_at": "2030-01-01T10:00:00Z", "ends_at": "2030-01-01T10:30:00Z"})), "clin"),
-        (Method::GET, format!("{base}/appointments?from=2029-12-31T00:00:00Z"), None, "clin"),
-        (Method::PATCH, base.clone(), Some(json!({"name": canary_name})), "owner"),
+        (
+            Method::POST,
+            format!("{base}/appointments"),
+            Some(
+                json!({"patient_id": pid, "clinician_id": w.a.user("clinician"), "starts_at": "2030-01-01T10:00:00Z", "ends_at": "2030-01-01T10:30:00Z"}),
+            ),
+            "clin",
+        ),
+        (
+            Method::GET,
+            format!("{base}/appointments?from=2029-12-31T00:00:00Z"),
+            None,
+            "clin",
+        ),
+        (
+            Method::PATCH,
+            base.clone(),
+            Some(json!({"name": canary_name})),
+            "owner",
+        ),
         (Method::GET, format!("{base}/audit/events"), None, "owner"),
         (Method::GET, format!("{base}/audit/fhir"), None, "owner"),
         // Refused attempts carrying the canary: a bad value, and a wrong role.
-        (Method::POST, format!("{base}/patients"), Some(json!({"given_name": canary_name, "family_name": 7})), "clin"),
-        (Method::POST, format!("{patient}/notes"), Some(json!({"body": canary_note})), "owner"),
-        (Method::POST, "/api/v1/auth/login".to_owned(), Some(json!({"email": format!("{canary_name}@example.invalid"), "password": canary_note})), "none"),
+        (
+            Method::POST,
+            format!("{base}/patients"),
+            Some(json!({"given_name": canary_name, "family_name": 7})),
+            "clin",
+        ),
+        (
+            Method::POST,
+            format!("{patient}/notes"),
+            Some(json!({"body": canary_note})),
+            "owner",
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/login".to_owned(),
+            Some(
+                json!({"email": format!("{canary_name}@example.invalid"), "password": canary_note}),
+            ),
+            "none",
+        ),
     ];
     for (m, path, body, who) in &calls {
-        let token = match *who { "clin" => Some(clin.as_str()), "owner" => Some(owner.as_str()), _ => None };
+        let token = match *who {
+            "clin" => Some(clin.as_str()),
+            "owner" => Some(owner.as_str()),
+            _ => None,
+        };
         let (s, v) = call(&app, m.clone(), path, token, body.as_ref()).await;
         assert!(s.as_u16() < 500, "{m} {path}: {s} {v}");
         if !s.is_success() {
             let text = v.to_string();
-            assert!(!text.contains(&canary_name) && !text.contains(&canary_note), "error body echoes PHI: {text}");
+            assert!(
+                !text.contains(&canary_name) && !text.contains(&canary_note),
+                "error body echoes PHI: {text}"
+            );
         }
     }
     let mut su = db.superuser_unsafe().await;
-    let audit: String = sqlx::query_scalar("select coalesce(string_agg(t::text, E'\\n'), '') from audit_event t").fetch_one(&mut su).await.unwrap();
-    assert!(audit.contains(&pid), "the audit trail names the patient by id");
+    let audit: String =
+        sqlx::query_scalar("select coalesce(string_agg(t::text, E'\\n'), '') from audit_event t")
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+    assert!(
+        audit.contains(&pid),
+        "the audit trail names the patient by id"
+    );
     for canary in [canary_name.as_str(), canary_note.as_str(), canary_phone] {
         assert!(!audit.contains(canary), "audit rows contain PHI ({canary})");
     }
     let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-    assert!(logs.contains("request"), "the capture must actually see the server's log lines");
-    for canary in [canary_name.as_str(), canary_note.as_str(), canary_phone, clin.as_str(), owner.as_str()] {
-        assert!(!logs.contains(canary), "a log line contains PHI or a token ({canary})");
+    assert!(
+        logs.contains("request"),
+        "the capture must actually see the server's log lines"
+    );
+    for canary in [
+        canary_name.as_str(),
+        canary_note.as_str(),
+        canary_phone,
+        clin.as_str(),
+        owner.as_str(),
+    ] {
+        assert!(
+            !logs.contains(canary),
+            "a log line contains PHI or a token ({canary})"
+        );
     }
 }
 
@@ -107,11 +186,21 @@ async fn no_phi_without_a_durable_audit_record() {
     let family = ok["family_name"].as_str().unwrap().to_owned();
     // The audit table stops accepting rows: the read must fail, and show nothing.
     let mut su = db.superuser_unsafe().await;
-    sqlx::query("revoke insert on audit_event from chartroom_runtime").execute(&mut su).await.unwrap();
+    sqlx::query("revoke insert on audit_event from chartroom_runtime")
+        .execute(&mut su)
+        .await
+        .unwrap();
     let (s, v) = call(&app, Method::GET, &path, Some(&t), None).await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(v["error"]["message"], "internal error");
     assert!(!v.to_string().contains(&family));
-    let (s, _) = call(&app, Method::GET, &format!("/api/v1/practices/{}/patients", w.a.id), Some(&t), None).await;
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/practices/{}/patients", w.a.id),
+        Some(&t),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "lists too");
 }

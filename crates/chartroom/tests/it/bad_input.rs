@@ -14,10 +14,18 @@ async fn bad_input_is_refused_and_writes_nothing() {
     let t = app.token(w.a.user("reception")).await;
     let patients = format!("/api/v1/practices/{}/patients", w.a.id);
     let mut su = db.superuser_unsafe().await;
-    let before = (count_all(&mut su, "patient").await, count_all(&mut su, "audit_event").await);
+    let before = (
+        count_all(&mut su, "patient").await,
+        count_all(&mut su, "audit_event").await,
+    );
 
     let send_raw = |body: String, ctype: &'static str| {
-        app.http.post(app.url(&patients)).bearer_auth(&t).header("content-type", ctype).body(body).send()
+        app.http
+            .post(app.url(&patients))
+            .bearer_auth(&t)
+            .header("content-type", ctype)
+            .body(body)
+            .send()
     };
     // (body, content type, status, code, message fragment)
     let cases: Vec<(String, &str, StatusCode, &str, &str)> = vec![
@@ -40,8 +48,15 @@ async fn bad_input_is_refused_and_writes_nothing() {
         assert_eq!(v["error"]["code"], code, "{v}");
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(fragment), "message {msg:?} lacks {fragment:?}");
-        assert!(!msg.contains("Ada") && !msg.contains("000-00-0000"), "error echoes a value: {msg}");
-        assert!(v["error"]["request_id"].as_str().is_some_and(|r| r.len() == 36));
+        assert!(
+            !msg.contains("Ada") && !msg.contains("000-00-0000"),
+            "error echoes a value: {msg}"
+        );
+        assert!(
+            v["error"]["request_id"]
+                .as_str()
+                .is_some_and(|r| r.len() == 36)
+        );
     }
     // Invalid ids in the path.
     for path in [format!("{patients}/not-a-uuid"), format!("{patients}/1234")] {
@@ -49,20 +64,46 @@ async fn bad_input_is_refused_and_writes_nothing() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{path}");
         assert_eq!(v["error"]["code"], "INPUT-0001");
     }
-    let (s, _) = call(&app, Method::GET, "/api/v1/practices/not-a-uuid/patients", Some(&t), None).await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "a malformed practice id is just an unknown practice");
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        "/api/v1/practices/not-a-uuid/patients",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "a malformed practice id is just an unknown practice"
+    );
     // Bad query parameters.
-    for q in ["?limit=0", "?limit=1000", "?offset=-1", "?limit=abc", "?bogus=1"] {
+    for q in [
+        "?limit=0",
+        "?limit=1000",
+        "?offset=-1",
+        "?limit=abc",
+        "?bogus=1",
+    ] {
         let (s, v) = call(&app, Method::GET, &format!("{patients}{q}"), Some(&t), None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {v}");
     }
     // Unknown route and unsupported method: JSON errors too.
     let (s, v) = call(&app, Method::GET, "/api/v1/nope", Some(&t), None).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("NOT-FOUND")));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NOT-FOUND"))
+    );
     let (s, v) = call(&app, Method::PUT, &patients, Some(&t), Some(&json!({}))).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("METHOD-NOT-ALLOWED")));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("METHOD-NOT-ALLOWED"))
+    );
 
-    let after = (count_all(&mut su, "patient").await, count_all(&mut su, "audit_event").await);
+    let after = (
+        count_all(&mut su, "patient").await,
+        count_all(&mut su, "audit_event").await,
+    );
     assert_eq!(before, after, "refused requests must write nothing");
 }
 
@@ -73,10 +114,28 @@ async fn tokens_in_the_query_string_are_refused() {
     let w = World::build(&db).await;
     let app = TestApp::start(&db).await;
     let t = app.token(w.a.user("reception")).await;
-    let (s, _) = call(&app, Method::GET, &format!("/api/v1/me?access_token={t}"), None, None).await;
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/me?access_token={t}"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _) = call(&app, Method::GET, &format!("/api/v1/me?token={t}"), Some(&t), None).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "even with a valid header, a token in the URL is refused");
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/me?token={t}"),
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "even with a valid header, a token in the URL is refused"
+    );
 }
 
 #[tokio::test]
@@ -89,9 +148,23 @@ async fn every_response_carries_security_headers() {
         assert_eq!(h["cache-control"], "no-store", "{path}");
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
-        assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{path}");
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'"),
+            "{path}"
+        );
         assert_eq!(h["x-request-id"].len(), 36, "{path}");
     }
-    let doc: serde_json::Value = app.http.get(app.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: serde_json::Value = app
+        .http
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
 }

@@ -16,7 +16,13 @@ struct Running {
 
 async fn start(data_dir: &Path, command: &str) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
-        .args(["--data-dir", data_dir.to_str().unwrap(), command, "--listen", "127.0.0.1:0"])
+        .args([
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            command,
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -41,9 +47,15 @@ async fn start(data_dir: &Path, command: &str) -> Running {
 
 async fn stop(mut r: Running) {
     let pid = r.child.id().unwrap();
-    let ok = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
-    let status = tokio::time::timeout(Duration::from_secs(90), r.child.wait()).await.expect("clean shutdown in time").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(90), r.child.wait())
+        .await
+        .expect("clean shutdown in time")
+        .unwrap();
     assert!(status.success(), "chartroom exited with {status}");
 }
 
@@ -53,17 +65,46 @@ async fn demo_runs_on_embedded_postgres_and_survives_a_restart() {
     let http = reqwest::Client::new();
 
     let first = start(&dir, "demo").await;
-    let creds: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("demo-credentials.json")).unwrap()).unwrap();
-    let reception = creds.as_array().unwrap().iter().find(|a| a["email"] == "reception@harbor.demo.invalid").unwrap();
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("demo-credentials.json")).unwrap()).unwrap();
+    let reception = creds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["email"] == "reception@harbor.demo.invalid")
+        .unwrap();
     let login = json!({"email": reception["email"], "password": reception["password"]});
-    let res: serde_json::Value =
-        http.post(format!("{}/api/v1/auth/login", first.base)).json(&login).send().await.unwrap().json().await.unwrap();
-    let token = res["token"].as_str().expect("sign-in with the demo user").to_owned();
-    let me: serde_json::Value =
-        http.get(format!("{}/api/v1/me", first.base)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-    let practice = me["practices"][0]["practice_id"].as_str().unwrap().to_owned();
+    let res: serde_json::Value = http
+        .post(format!("{}/api/v1/auth/login", first.base))
+        .json(&login)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = res["token"]
+        .as_str()
+        .expect("sign-in with the demo user")
+        .to_owned();
+    let me: serde_json::Value = http
+        .get(format!("{}/api/v1/me", first.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let practice = me["practices"][0]["practice_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let created: serde_json::Value = http
-        .post(format!("{}/api/v1/practices/{practice}/patients", first.base))
+        .post(format!(
+            "{}/api/v1/practices/{practice}/patients",
+            first.base
+        ))
         .bearer_auth(&token)
         .json(&json!({"given_name": "Quinn", "family_name": "Lanternfield"}))
         .send()
@@ -75,16 +116,32 @@ async fn demo_runs_on_embedded_postgres_and_survives_a_restart() {
     let patient = created["patient_id"].as_str().unwrap().to_owned();
     // Socket only: the cluster has no TCP listener.
     let conf = std::fs::read_to_string(dir.join("pg/postmaster.pid")).unwrap();
-    assert!(conf.contains(dir.join("run").to_str().unwrap()), "socket directory inside the data directory");
+    assert!(
+        conf.contains(dir.join("run").to_str().unwrap()),
+        "socket directory inside the data directory"
+    );
     stop(first).await;
 
     // Second start: `serve` reuses the cluster; the data and the demo accounts are there.
     let second = start(&dir, "serve").await;
-    let res: serde_json::Value =
-        http.post(format!("{}/api/v1/auth/login", second.base)).json(&login).send().await.unwrap().json().await.unwrap();
-    let token = res["token"].as_str().expect("sign-in after restart").to_owned();
+    let res: serde_json::Value = http
+        .post(format!("{}/api/v1/auth/login", second.base))
+        .json(&login)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = res["token"]
+        .as_str()
+        .expect("sign-in after restart")
+        .to_owned();
     let got = http
-        .get(format!("{}/api/v1/practices/{practice}/patients/{patient}", second.base))
+        .get(format!(
+            "{}/api/v1/practices/{practice}/patients/{patient}",
+            second.base
+        ))
         .bearer_auth(&token)
         .send()
         .await
@@ -105,9 +162,17 @@ async fn demo_runs_on_embedded_postgres_and_survives_a_restart() {
             .await
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "chartroom {args:?}: {text} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "chartroom {args:?}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         if args[1] == "verify" {
-            assert_eq!(text.matches("no problems found").count(), 2, "both demo practices verify: {text}");
+            assert_eq!(
+                text.matches("no problems found").count(),
+                2,
+                "both demo practices verify: {text}"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

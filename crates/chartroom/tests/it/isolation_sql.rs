@@ -80,8 +80,18 @@ async fn rls_enabled_forced_and_tenant_isolated_for_every_tenant_table() {
     grant_all_roles(&db, &w).await;
     let mut conn = db.runtime_conn().await;
     let tables = tenant_tables(&mut conn).await;
-    for expected in ["practice", "membership", "patient", "appointment", "clinical_note", "audit_event"] {
-        assert!(tables.iter().any(|t| t == expected), "{expected} missing from {tables:?}");
+    for expected in [
+        "practice",
+        "membership",
+        "patient",
+        "appointment",
+        "clinical_note",
+        "audit_event",
+    ] {
+        assert!(
+            tables.iter().any(|t| t == expected),
+            "{expected} missing from {tables:?}"
+        );
     }
     let (a, b) = (w.a.id.as_uuid(), w.b.id.as_uuid());
     let a_actor = w.a.user("owner").as_uuid();
@@ -92,55 +102,99 @@ async fn rls_enabled_forced_and_tenant_isolated_for_every_tenant_table() {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        assert_eq!(flags, (true, true), "{table}: RLS must be enabled and forced");
+        assert_eq!(
+            flags,
+            (true, true),
+            "{table}: RLS must be enabled and forced"
+        );
 
-        let b_rows: i64 = sqlx::query_scalar(&format!("select count(*) from {table} where practice_id = $1"))
-            .bind(b)
-            .fetch_one(&mut su)
-            .await
-            .unwrap();
-        assert!(b_rows > 0, "{table}: fixture must give B rows, or the test proves nothing");
+        let b_rows: i64 = sqlx::query_scalar(&format!(
+            "select count(*) from {table} where practice_id = $1"
+        ))
+        .bind(b)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
+        assert!(
+            b_rows > 0,
+            "{table}: fixture must give B rows, or the test proves nothing"
+        );
 
         // No practice set: nothing.
         set_ctx(&mut conn, None, None).await;
-        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&mut conn).await.unwrap();
+        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
         assert_eq!(n, 0, "{table}: rows visible with no practice set");
 
         // Practice A set: B invisible to SELECT, UPDATE and DELETE.
         set_ctx(&mut conn, Some(a), Some(a_actor)).await;
-        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {table} where practice_id = $1"))
-            .bind(b)
+        let n: i64 = sqlx::query_scalar(&format!(
+            "select count(*) from {table} where practice_id = $1"
+        ))
+        .bind(b)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(n, 0, "{table}: B rows visible from A");
+        let a_rows: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        assert_eq!(n, 0, "{table}: B rows visible from A");
-        let a_rows: i64 = sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(&mut conn).await.unwrap();
-        assert!(a_rows > 0, "{table}: A's own rows must be visible to A's all-roles member");
+        assert!(
+            a_rows > 0,
+            "{table}: A's own rows must be visible to A's all-roles member"
+        );
 
         let can = |p: &str| format!("select has_table_privilege(current_user, '{table}', '{p}')");
-        if sqlx::query_scalar::<_, bool>(&can("UPDATE")).fetch_one(&mut conn).await.unwrap() {
-            let col = if table == "practice" { "name" } else { "practice_id" };
+        if sqlx::query_scalar::<_, bool>(&can("UPDATE"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+        {
+            let col = if table == "practice" {
+                "name"
+            } else {
+                "practice_id"
+            };
             let r = conn
-                .execute(sqlx::query(&format!("update {table} set {col} = {col} where practice_id = $1")).bind(b))
+                .execute(
+                    sqlx::query(&format!(
+                        "update {table} set {col} = {col} where practice_id = $1"
+                    ))
+                    .bind(b),
+                )
                 .await;
             match r {
                 Ok(done) => assert_eq!(done.rows_affected(), 0, "{table}: UPDATE reached B rows"),
                 Err(e) => assert_eq!(db_code(&e), "42501", "{table}: {e}"),
             }
         }
-        if sqlx::query_scalar::<_, bool>(&can("DELETE")).fetch_one(&mut conn).await.unwrap() {
+        if sqlx::query_scalar::<_, bool>(&can("DELETE"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+        {
             let mut tx = conn.begin().await.unwrap();
-            let done = tx.execute(sqlx::query(&format!("delete from {table} where practice_id = $1")).bind(b)).await.unwrap();
+            let done = tx
+                .execute(
+                    sqlx::query(&format!("delete from {table} where practice_id = $1")).bind(b),
+                )
+                .await
+                .unwrap();
             assert_eq!(done.rows_affected(), 0, "{table}: DELETE reached B rows");
             tx.rollback().await.unwrap();
         }
 
         // Inserting a row for B fails (a copy of one of B's rows with a fresh key).
-        let row: serde_json::Value = sqlx::query_scalar(&format!("select to_jsonb(t) from {table} t where practice_id = $1 limit 1"))
-            .bind(b)
-            .fetch_one(&mut su)
-            .await
-            .unwrap();
+        let row: serde_json::Value = sqlx::query_scalar(&format!(
+            "select to_jsonb(t) from {table} t where practice_id = $1 limit 1"
+        ))
+        .bind(b)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
         let mut row = row;
         let fresh_key = match table.as_str() {
             "patient" => Some("patient_id"),
@@ -153,15 +207,16 @@ async fn rls_enabled_forced_and_tenant_isolated_for_every_tenant_table() {
         if let Some(key) = fresh_key {
             row[key] = serde_json::Value::String(uuid::Uuid::new_v4().to_string());
         }
-        let err = sqlx::query(&format!("insert into {table} select * from jsonb_populate_record(null::{table}, $1)"))
-            .bind(&row)
-            .execute(&mut conn)
-            .await
-            .expect_err(&format!("{table}: inserting a row for B from A must fail"));
+        let err = sqlx::query(&format!(
+            "insert into {table} select * from jsonb_populate_record(null::{table}, $1)"
+        ))
+        .bind(&row)
+        .execute(&mut conn)
+        .await
+        .expect_err(&format!("{table}: inserting a row for B from A must fail"));
         assert_eq!(db_code(&err), "42501", "{table}: {err}");
     }
 }
-
 
 // req: AC-05, AU-09
 #[tokio::test]
@@ -182,14 +237,31 @@ async fn runtime_role_catalog_flags() {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    for col in ["rolsuper", "rolbypassrls", "rolcreaterole", "rolcreatedb", "db_create", "db_temp", "public_create"] {
+    for col in [
+        "rolsuper",
+        "rolbypassrls",
+        "rolcreaterole",
+        "rolcreatedb",
+        "db_create",
+        "db_temp",
+        "public_create",
+    ] {
         assert!(!row.get::<bool, _>(col), "runtime role has {col}");
     }
     assert_eq!(row.get::<i64, _>("owned"), 0);
     assert_eq!(row.get::<i64, _>("truncatable"), 0);
     // DDL is refused.
-    for ddl in ["create table x (i int)", "alter table patient add column x int", "drop table patient", "truncate patient"] {
-        assert_eq!(db_code(&conn.execute(ddl).await.unwrap_err()), "42501", "{ddl}");
+    for ddl in [
+        "create table x (i int)",
+        "alter table patient add column x int",
+        "drop table patient",
+        "truncate patient",
+    ] {
+        assert_eq!(
+            db_code(&conn.execute(ddl).await.unwrap_err()),
+            "42501",
+            "{ddl}"
+        );
     }
 }
 
@@ -198,10 +270,14 @@ async fn runtime_role_catalog_flags() {
 async fn start_up_refuses_an_unsafe_role() {
     let db = TestDb::new().await;
     // The owner role owns every table: not acceptable for serving.
-    let err = store::Store::connect_runtime(db.owner_options().await, 1).await.unwrap_err();
+    let err = store::Store::connect_runtime(db.owner_options().await, 1)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("owns tables"), "{err}");
     // The real runtime role passes.
-    store::Store::connect_runtime(db.runtime_options().await, 1).await.unwrap();
+    store::Store::connect_runtime(db.runtime_options().await, 1)
+        .await
+        .unwrap();
 }
 
 // req: AC-08 (admin without clinician sees no PHI), role scoping in the database
@@ -219,7 +295,10 @@ async fn roles_scope_rows_in_the_database() {
         .unwrap();
     let mut conn = db.runtime_conn().await;
     let count = async |conn: &mut PgConnection, table: &str| -> i64 {
-        sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(conn).await.unwrap()
+        sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(conn)
+            .await
+            .unwrap()
     };
     let cases: &[(&str, &str, i64)] = &[
         // (role, table, rows visible)
@@ -233,11 +312,21 @@ async fn roles_scope_rows_in_the_database() {
         ("admin", "membership", 4),
     ];
     for (role, table, want) in cases {
-        set_ctx(&mut conn, Some(w.a.id.as_uuid()), Some(w.a.user(role).as_uuid())).await;
+        set_ctx(
+            &mut conn,
+            Some(w.a.id.as_uuid()),
+            Some(w.a.user(role).as_uuid()),
+        )
+        .await;
         assert_eq!(count(&mut conn, table).await, *want, "{role} on {table}");
     }
     // Reception cannot write a clinical note either.
-    set_ctx(&mut conn, Some(w.a.id.as_uuid()), Some(w.a.user("reception").as_uuid())).await;
+    set_ctx(
+        &mut conn,
+        Some(w.a.id.as_uuid()),
+        Some(w.a.user("reception").as_uuid()),
+    )
+    .await;
     let err = sqlx::query("insert into clinical_note (practice_id, note_id, patient_id, author_id, body, created_at) values ($1, gen_random_uuid(), $2, $3, 'x', now())")
         .bind(w.a.id)
         .bind(w.a.patient)

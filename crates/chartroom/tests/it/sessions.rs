@@ -9,7 +9,11 @@ use crate::util::call;
 
 async fn email_of(db: &TestDb, user: domain::UserId) -> String {
     let mut su = db.superuser_unsafe().await;
-    sqlx::query_scalar("select email from app_user where user_id = $1").bind(user).fetch_one(&mut su).await.unwrap()
+    sqlx::query_scalar("select email from app_user where user_id = $1")
+        .bind(user)
+        .fetch_one(&mut su)
+        .await
+        .unwrap()
 }
 
 // req: AC-12, AU-08
@@ -20,10 +24,21 @@ async fn sign_in_issues_a_fresh_opaque_token_stored_only_as_a_hash() {
     let app = TestApp::start(&db).await;
     let email = email_of(&db, w.a.user("clinician")).await;
     let login = json!({"email": email, "password": PASSWORD});
-    let res = app.http.post(app.url("/api/v1/auth/login")).json(&login).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/api/v1/auth/login"))
+        .json(&login)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.starts_with("chartroom_session=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.starts_with("chartroom_session=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let body: serde_json::Value = res.json().await.unwrap();
     let t1 = body["token"].as_str().unwrap().to_owned();
     assert_eq!(t1.len(), 43, "256-bit token, base64url");
@@ -31,7 +46,13 @@ async fn sign_in_issues_a_fresh_opaque_token_stored_only_as_a_hash() {
     let t2 = again["token"].as_str().unwrap();
     assert_ne!(t1, t2, "a new token at every sign-in");
     // The cookie works as well as the bearer header.
-    let res = app.http.get(app.url("/api/v1/me")).header("cookie", format!("chartroom_session={t1}")).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.url("/api/v1/me"))
+        .header("cookie", format!("chartroom_session={t1}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     // The database holds no raw token.
     let mut su = db.superuser_unsafe().await;
@@ -70,9 +91,24 @@ async fn logout_ends_the_session_at_once() {
     let w = World::build(&db).await;
     let app = TestApp::start(&db).await;
     let t = app.token(w.a.user("reception")).await;
-    assert_eq!(call(&app, Method::GET, "/api/v1/me", Some(&t), None).await.0, StatusCode::OK);
-    assert_eq!(call(&app, Method::POST, "/api/v1/auth/logout", Some(&t), None).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(call(&app, Method::GET, "/api/v1/me", Some(&t), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&app, Method::GET, "/api/v1/me", Some(&t), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, Method::POST, "/api/v1/auth/logout", Some(&t), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&app, Method::GET, "/api/v1/me", Some(&t), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 // req: AC-09
@@ -85,13 +121,27 @@ async fn idle_and_absolute_timeouts() {
     // Idle: activity just inside the window keeps the session alive; one idle period + 1 s ends it.
     let t = app.token(w.a.user("reception")).await;
     app.clock.advance(app.sessions.idle - Duration::seconds(1));
-    assert_eq!(call(&app, Method::GET, me, Some(&t), None).await.0, StatusCode::OK, "activity extends the idle timer");
+    assert_eq!(
+        call(&app, Method::GET, me, Some(&t), None).await.0,
+        StatusCode::OK,
+        "activity extends the idle timer"
+    );
     app.clock.advance(app.sessions.idle - Duration::seconds(1));
-    assert_eq!(call(&app, Method::GET, me, Some(&t), None).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&app, Method::GET, me, Some(&t), None).await.0,
+        StatusCode::OK
+    );
     app.clock.advance(app.sessions.idle + Duration::seconds(1));
-    assert_eq!(call(&app, Method::GET, me, Some(&t), None).await.0, StatusCode::UNAUTHORIZED, "idle + 1 s");
+    assert_eq!(
+        call(&app, Method::GET, me, Some(&t), None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "idle + 1 s"
+    );
     // A later request does not revive it.
-    assert_eq!(call(&app, Method::GET, me, Some(&t), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&app, Method::GET, me, Some(&t), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Absolute: active all along, still ends at the lifetime.
     let t = app.token(w.a.user("reception")).await;
@@ -100,10 +150,19 @@ async fn idle_and_absolute_timeouts() {
     while elapsed + step < app.sessions.absolute {
         app.clock.advance(step);
         elapsed += step;
-        assert_eq!(call(&app, Method::GET, me, Some(&t), None).await.0, StatusCode::OK, "at {elapsed}");
+        assert_eq!(
+            call(&app, Method::GET, me, Some(&t), None).await.0,
+            StatusCode::OK,
+            "at {elapsed}"
+        );
     }
-    app.clock.advance(app.sessions.absolute - elapsed + Duration::seconds(1));
-    assert_eq!(call(&app, Method::GET, me, Some(&t), None).await.0, StatusCode::UNAUTHORIZED, "absolute + 1 s");
+    app.clock
+        .advance(app.sessions.absolute - elapsed + Duration::seconds(1));
+    assert_eq!(
+        call(&app, Method::GET, me, Some(&t), None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "absolute + 1 s"
+    );
 }
 
 // req: AC-11
@@ -115,20 +174,43 @@ async fn deactivation_and_membership_removal_take_effect_on_the_next_request() {
     let user = w.a.user("clinician");
     let t = app.token(user).await;
     let patient = format!("/api/v1/practices/{}/patients/{}", w.a.id, w.a.patient);
-    assert_eq!(call(&app, Method::GET, &patient, Some(&t), None).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&app, Method::GET, &patient, Some(&t), None).await.0,
+        StatusCode::OK
+    );
     let started = std::time::Instant::now();
-    db.owner().await.deactivate_user(user, chrono::Utc::now()).await.unwrap();
-    assert_eq!(call(&app, Method::GET, &patient, Some(&t), None).await.0, StatusCode::UNAUTHORIZED);
+    db.owner()
+        .await
+        .deactivate_user(user, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&app, Method::GET, &patient, Some(&t), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     eprintln!("deactivation → refused in {:?}", started.elapsed());
 
     // Removing a membership: the very next request to that practice is 404.
     let r = w.a.user("reception");
     let t = app.token(r).await;
-    assert_eq!(call(&app, Method::GET, &patient, Some(&t), None).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&app, Method::GET, &patient, Some(&t), None).await.0,
+        StatusCode::OK
+    );
     let owner_t = app.token(w.a.user("owner")).await;
-    let (s, _) = call(&app, Method::DELETE, &format!("/api/v1/practices/{}/memberships/{r}", w.a.id), Some(&owner_t), None).await;
+    let (s, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/practices/{}/memberships/{r}", w.a.id),
+        Some(&owner_t),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    assert_eq!(call(&app, Method::GET, &patient, Some(&t), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&app, Method::GET, &patient, Some(&t), None).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -139,14 +221,35 @@ async fn the_last_owner_stays_owner() {
     let owner = w.a.user("owner");
     let t = app.token(owner).await;
     let path = format!("/api/v1/practices/{}/memberships/{owner}", w.a.id);
-    let (s, v) = call(&app, Method::PATCH, &path, Some(&t), Some(&json!({"roles": ["admin"]}))).await;
+    let (s, v) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(&t),
+        Some(&json!({"roles": ["admin"]})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let (s, _) = call(&app, Method::DELETE, &path, Some(&t), None).await;
     assert_eq!(s, StatusCode::CONFLICT);
     // With a second owner, the first may step down.
     let admin = w.a.user("admin");
-    let (s, _) = call(&app, Method::PATCH, &format!("/api/v1/practices/{}/memberships/{admin}", w.a.id), Some(&t), Some(&json!({"roles": ["owner"]}))).await;
+    let (s, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/practices/{}/memberships/{admin}", w.a.id),
+        Some(&t),
+        Some(&json!({"roles": ["owner"]})),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, v) = call(&app, Method::PATCH, &path, Some(&t), Some(&json!({"roles": ["admin"]}))).await;
+    let (s, v) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(&t),
+        Some(&json!({"roles": ["admin"]})),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }

@@ -4,7 +4,13 @@ use sqlx::PgConnection;
 use testkit::TestApp;
 
 /// Sends a request with an optional bearer token and JSON body; returns status and JSON body.
-pub async fn call(app: &TestApp, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+pub async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
     let mut req = app.http.request(method, app.url(path));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -15,17 +21,27 @@ pub async fn call(app: &TestApp, method: Method, path: &str, token: Option<&str>
     let res = req.send().await.expect("request");
     let status = res.status();
     let text = res.text().await.expect("body");
-    let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (status, json)
 }
 
 /// Counts rows of `table` as seen by a connection with no tenant set (a superuser view, for
 /// before/after comparisons only).
 pub async fn count_all(su: &mut PgConnection, table: &str) -> i64 {
-    sqlx::query_scalar(&format!("select count(*) from {table}")).fetch_one(su).await.unwrap()
+    sqlx::query_scalar(&format!("select count(*) from {table}"))
+        .fetch_one(su)
+        .await
+        .unwrap()
 }
 
 /// The SQLSTATE of a database error ("" for other errors).
 pub fn db_code(e: &sqlx::Error) -> String {
-    e.as_database_error().and_then(sqlx::error::DatabaseError::code).map(|c| c.to_string()).unwrap_or_default()
+    e.as_database_error()
+        .and_then(sqlx::error::DatabaseError::code)
+        .map(|c| c.to_string())
+        .unwrap_or_default()
 }

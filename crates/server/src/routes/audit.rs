@@ -106,14 +106,26 @@ fn filter(q: ReportQuery, default_limit: i64) -> Result<AuditFilter, AppError> {
         return Err(AppError::Invalid("action: not a known audit action".into()));
     }
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
-    Ok(AuditFilter { patient: q.patient_id, actor: q.actor_id, action: q.action, from: q.from, to: q.to, descending, after, limit })
+    Ok(AuditFilter {
+        patient: q.patient_id,
+        actor: q.actor_id,
+        action: q.action,
+        from: q.from,
+        to: q.to,
+        descending,
+        after,
+        limit,
+    })
 }
 
 fn parse_cursor(c: &str) -> Result<(DateTime<Utc>, AuditEventId), AppError> {
     let bad = || AppError::Invalid("cursor: not a cursor from a previous page".into());
     let (t, id) = c.split_once('_').ok_or_else(bad)?;
     let micros: i64 = t.parse().map_err(|_| bad())?;
-    Ok((DateTime::from_timestamp_micros(micros).ok_or_else(bad)?, id.parse().map_err(|_| bad())?))
+    Ok((
+        DateTime::from_timestamp_micros(micros).ok_or_else(bad)?,
+        id.parse().map_err(|_| bad())?,
+    ))
 }
 
 fn cursor(r: &AuditRow) -> String {
@@ -133,15 +145,27 @@ fn filter_kinds(f: &AuditFilter) -> serde_json::Value {
 #[utoipa::path(get, path = "/api/v1/practices/{practice_id}/audit/events", tag = "audit",
     params(("practice_id" = String, Path, format = Uuid), ReportQuery),
     responses((status = 200, body = AuditPage), (status = 400, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
-pub(crate) async fn audit_events(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ReportQuery>) -> Result<Json<AuditPage>, AppError> {
+pub(crate) async fn audit_events(
+    ctx: Ctx<Manage>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> Result<Json<AuditPage>, AppError> {
     let f = filter(q, 100)?;
     let mut tx = ctx.tx;
     let rows = store::audit::report(&mut tx, &f).await?;
-    tx.audit_details(AuditAction::AuditRead, f.patient, None, Some(filter_kinds(&f))).await?;
+    tx.audit_details(
+        AuditAction::AuditRead,
+        f.patient,
+        None,
+        Some(filter_kinds(&f)),
+    )
+    .await?;
     tx.commit().await?;
     let full = i64::try_from(rows.len()).unwrap_or(0) == f.limit;
     let next_cursor = if full { rows.last().map(cursor) } else { None };
-    Ok(Json(AuditPage { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    Ok(Json(AuditPage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
 }
 
 /// Export window.
@@ -160,15 +184,25 @@ pub(crate) struct ExportQuery {
 #[utoipa::path(get, path = "/api/v1/practices/{practice_id}/audit/fhir", tag = "audit",
     params(("practice_id" = String, Path, format = Uuid), ExportQuery),
     responses((status = 200, content_type = "application/fhir+ndjson", body = String), (status = 403, body = crate::views::ErrorBody)))]
-pub(crate) async fn audit_fhir(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ExportQuery>) -> Result<Response, AppError> {
-    let from = q.from.unwrap_or_else(|| ctx.tx.now() - chrono::Duration::days(30));
+pub(crate) async fn audit_fhir(
+    ctx: Ctx<Manage>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> Result<Response, AppError> {
+    let from = q
+        .from
+        .unwrap_or_else(|| ctx.tx.now() - chrono::Duration::days(30));
     if q.to.is_some_and(|to| from >= to) {
         return Err(AppError::Invalid("from must be before to".into()));
     }
     let practice = ctx.tx.practice();
     let mut tx = ctx.tx;
     let mut out = String::new();
-    let mut f = AuditFilter { from: Some(from), to: q.to, limit: 500, ..AuditFilter::default() };
+    let mut f = AuditFilter {
+        from: Some(from),
+        to: q.to,
+        limit: 500,
+        ..AuditFilter::default()
+    };
     let mut count = 0_usize;
     loop {
         let rows = store::audit::report(&mut tx, &f).await?;
@@ -182,11 +216,19 @@ pub(crate) async fn audit_fhir(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ExportQue
         }
         f.after = rows.last().map(|r| (r.occurred_at, r.event_id));
     }
-    tx.audit_details(AuditAction::AuditExport, None, None, Some(json!({"format": "fhir-ndjson", "events": count, "from": from, "to": q.to})))
-        .await?;
+    tx.audit_details(
+        AuditAction::AuditExport,
+        None,
+        None,
+        Some(json!({"format": "fhir-ndjson", "events": count, "from": from, "to": q.to})),
+    )
+    .await?;
     tx.commit().await?;
     let mut res = out.into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+ndjson"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+ndjson"),
+    );
     Ok(res)
 }
 
@@ -222,7 +264,11 @@ pub(crate) struct InclusionView {
     checkpoint: Option<String>,
 }
 
-fn checkpoint_at(state: &crate::AppState, practice: domain::PracticeId, size: u64) -> Option<String> {
+fn checkpoint_at(
+    state: &crate::AppState,
+    practice: domain::PracticeId,
+    size: u64,
+) -> Option<String> {
     let dir = state.checkpoints.as_ref()?;
     std::fs::read_to_string(dir.path_for(practice.as_uuid(), size)).ok()
 }
@@ -239,8 +285,16 @@ pub(crate) async fn audit_inclusion(
 ) -> Result<Json<InclusionView>, AppError> {
     let mut tx = ctx.tx;
     let practice = tx.practice();
-    let p = store::seal::inclusion_proof(&mut tx, q.seq, q.size).await?.ok_or(AppError::NotFound("sealed event at that position"))?;
-    tx.audit_details(AuditAction::AuditProof, None, None, Some(json!({"kind": "inclusion", "seq": p.index, "size": p.size}))).await?;
+    let p = store::seal::inclusion_proof(&mut tx, q.seq, q.size)
+        .await?
+        .ok_or(AppError::NotFound("sealed event at that position"))?;
+    tx.audit_details(
+        AuditAction::AuditProof,
+        None,
+        None,
+        Some(json!({"kind": "inclusion", "seq": p.index, "size": p.size})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(InclusionView {
         seq: p.index,
@@ -282,10 +336,21 @@ pub(crate) struct ConsistencyView {
 #[utoipa::path(get, path = "/api/v1/practices/{practice_id}/audit/proofs/consistency", tag = "audit",
     params(("practice_id" = String, Path, format = Uuid), ConsistencyQuery),
     responses((status = 200, body = ConsistencyView), (status = 404, body = crate::views::ErrorBody)))]
-pub(crate) async fn audit_consistency(ctx: Ctx<Manage>, ApiQuery(q): ApiQuery<ConsistencyQuery>) -> Result<Json<ConsistencyView>, AppError> {
+pub(crate) async fn audit_consistency(
+    ctx: Ctx<Manage>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
+) -> Result<Json<ConsistencyView>, AppError> {
     let mut tx = ctx.tx;
-    let p = store::seal::consistency_proof(&mut tx, q.first, q.second).await?.ok_or(AppError::NotFound("pair of tree sizes"))?;
-    tx.audit_details(AuditAction::AuditProof, None, None, Some(json!({"kind": "consistency", "first": p.first, "second": p.second}))).await?;
+    let p = store::seal::consistency_proof(&mut tx, q.first, q.second)
+        .await?
+        .ok_or(AppError::NotFound("pair of tree sizes"))?;
+    tx.audit_details(
+        AuditAction::AuditProof,
+        None,
+        None,
+        Some(json!({"kind": "consistency", "first": p.first, "second": p.second})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(ConsistencyView {
         first: p.first,
@@ -319,9 +384,18 @@ pub(crate) async fn audit_checkpoint(
         None => None,
     };
     let note = note.ok_or(AppError::NotFound("checkpoint yet"))?;
-    tx.audit_details(AuditAction::AuditProof, None, None, Some(json!({"kind": "checkpoint"}))).await?;
+    tx.audit_details(
+        AuditAction::AuditProof,
+        None,
+        None,
+        Some(json!({"kind": "checkpoint"})),
+    )
+    .await?;
     tx.commit().await?;
     let mut res = note.into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     Ok(res)
 }

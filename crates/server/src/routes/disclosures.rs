@@ -83,11 +83,15 @@ pub(crate) async fn disclosure_create(
     let now = ctx.tx.now();
     let kind = req.kind.unwrap_or_else(|| "other".into());
     if !KINDS.contains(&kind.as_str()) {
-        return Err(AppError::Invalid("kind: must be export, sharing, support_access or other".into()));
+        return Err(AppError::Invalid(
+            "kind: must be export, sharing, support_access or other".into(),
+        ));
     }
     let disclosed_at = req.disclosed_at.unwrap_or(now);
     if disclosed_at > now + Duration::minutes(5) {
-        return Err(AppError::Invalid("disclosed_at: must not be in the future".into()));
+        return Err(AppError::Invalid(
+            "disclosed_at: must not be in the future".into(),
+        ));
     }
     let new = store::disclosures::NewDisclosure {
         disclosed_at,
@@ -98,9 +102,16 @@ pub(crate) async fn disclosure_create(
         kind,
     };
     let mut tx = ctx.tx;
-    store::patients::get(&mut tx, patient).await?.ok_or(AppError::NotFound("patient"))?;
+    store::patients::get(&mut tx, patient)
+        .await?
+        .ok_or(AppError::NotFound("patient"))?;
     let d = store::disclosures::create(&mut tx, patient, &new).await?;
-    tx.audit(AuditAction::DisclosureCreate, Some(patient), Some(("disclosure", d.disclosure_id))).await?;
+    tx.audit(
+        AuditAction::DisclosureCreate,
+        Some(patient),
+        Some(("disclosure", d.disclosure_id)),
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(d.into())))
 }
@@ -161,19 +172,41 @@ pub(crate) async fn disclosure_report(
         return Err(AppError::Invalid("from must be before to".into()));
     }
     let mut tx = ctx.tx;
-    store::patients::get(&mut tx, patient).await?.ok_or(AppError::NotFound("patient"))?;
+    store::patients::get(&mut tx, patient)
+        .await?
+        .ok_or(AppError::NotFound("patient"))?;
     let list = store::disclosures::list(&mut tx, patient, from, to, false).await?;
-    tx.audit(AuditAction::DisclosureReport, Some(patient), Some(("patient", patient.as_uuid()))).await?;
+    tx.audit(
+        AuditAction::DisclosureReport,
+        Some(patient),
+        Some(("patient", patient.as_uuid())),
+    )
+    .await?;
     tx.commit().await?;
     let mut summary: Vec<DisclosureSummary> = Vec::new();
     for d in &list {
-        if let Some(s) = summary.iter_mut().find(|s| s.recipient == d.recipient && s.purpose == d.purpose) {
+        if let Some(s) = summary
+            .iter_mut()
+            .find(|s| s.recipient == d.recipient && s.purpose == d.purpose)
+        {
             s.count += 1;
             s.last = d.disclosed_at;
         } else {
-            summary.push(DisclosureSummary { recipient: d.recipient.clone(), purpose: d.purpose.clone(), count: 1, first: d.disclosed_at, last: d.disclosed_at });
+            summary.push(DisclosureSummary {
+                recipient: d.recipient.clone(),
+                purpose: d.purpose.clone(),
+                count: 1,
+                first: d.disclosed_at,
+                last: d.disclosed_at,
+            });
         }
     }
     summary.retain(|s| s.count > 1);
-    Ok(Json(Accounting { patient_id: patient, from, to, disclosures: list.into_iter().map(Into::into).collect(), summary }))
+    Ok(Json(Accounting {
+        patient_id: patient,
+        from,
+        to,
+        disclosures: list.into_iter().map(Into::into).collect(),
+        summary,
+    }))
 }

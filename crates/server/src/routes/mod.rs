@@ -70,7 +70,10 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(notes::note_list, notes::note_create))
         .routes(routes!(notes::note_get))
-        .routes(routes!(disclosures::disclosure_create, disclosures::disclosure_report))
+        .routes(routes!(
+            disclosures::disclosure_create,
+            disclosures::disclosure_report
+        ))
         .routes(routes!(audit::audit_events))
         .routes(routes!(audit::audit_fhir))
         .routes(routes!(audit::audit_inclusion))

@@ -1,5 +1,8 @@
 //! Patients: demographics and contact details (clinician or reception).
-#![allow(clippy::option_option, reason = "a PATCH tells an absent field (keep) from null (clear)")]
+#![allow(
+    clippy::option_option,
+    reason = "a PATCH tells an absent field (keep) from null (clear)"
+)]
 
 use axum::Json;
 use axum::http::StatusCode;

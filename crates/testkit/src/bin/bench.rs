@@ -102,7 +102,12 @@ where
     per_sec
 }
 
-async fn patient_read(seconds: u64, clients: Vec<usize>, rounds: usize, pool: u32) -> anyhow::Result<()> {
+async fn patient_read(
+    seconds: u64,
+    clients: Vec<usize>,
+    rounds: usize,
+    pool: u32,
+) -> anyhow::Result<()> {
     let db = TestDb::new().await;
     let w = World::build(&db).await;
     let owner = db.owner().await;
@@ -111,21 +116,29 @@ async fn patient_read(seconds: u64, clients: Vec<usize>, rounds: usize, pool: u3
     let mut patients = Vec::new();
     for _ in 0..1000 {
         let p = generator.patient();
-        patients.push(
-            owner
-                .seed_patient(w.a.id, &p.into(), now)
-                .await?,
-        );
+        patients.push(owner.seed_patient(w.a.id, &p.into(), now).await?);
     }
     owner.close().await;
-    let fx = Arc::new(Fixture { practice: w.a.id, actor: w.a.user("reception"), patients });
+    let fx = Arc::new(Fixture {
+        practice: w.a.id,
+        actor: w.a.user("reception"),
+        patients,
+    });
     let store = store::Store::connect_runtime(db.runtime_options().await, pool).await?;
     let app = Arc::new(TestApp::start_with(store.clone()).await);
     let token = Arc::new(app.token(fx.actor).await);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
 
-    println!("patient read by id: {} patients, pool {pool}, {seconds} s per run, {rounds} alternating rounds", fx.patients.len());
-    println!("{:>8} {:>14} {:>14} {:>8}", "clients", "direct SQL/s", "HTTP/s", "ratio");
+    println!(
+        "patient read by id: {} patients, pool {pool}, {seconds} s per run, {rounds} alternating rounds",
+        fx.patients.len()
+    );
+    println!(
+        "{:>8} {:>14} {:>14} {:>8}",
+        "clients", "direct SQL/s", "HTTP/s", "ratio"
+    );
     for &n in &clients {
         let (mut best_direct, mut best_http) = (0.0_f64, 0.0_f64);
         for _ in 0..rounds {
@@ -133,25 +146,41 @@ async fn patient_read(seconds: u64, clients: Vec<usize>, rounds: usize, pool: u3
             let direct = run_for(n, seconds, move |c, i| {
                 let (s, f) = (s.clone(), Arc::clone(&f));
                 async move {
-                    let p = f.patients[(c * 7919 + usize::try_from(i).unwrap_or(0)) % f.patients.len()];
-                    s.bench_patient_read_direct(f.practice, f.actor, p).await.unwrap_or(false)
+                    let p =
+                        f.patients[(c * 7919 + usize::try_from(i).unwrap_or(0)) % f.patients.len()];
+                    s.bench_patient_read_direct(f.practice, f.actor, p)
+                        .await
+                        .unwrap_or(false)
                 }
             })
             .await;
-            let (h, f, a, t) = (http.clone(), Arc::clone(&fx), Arc::clone(&app), Arc::clone(&token));
+            let (h, f, a, t) = (
+                http.clone(),
+                Arc::clone(&fx),
+                Arc::clone(&app),
+                Arc::clone(&token),
+            );
             let over_http = run_for(n, seconds, move |c, i| {
                 let (h, f, a, t) = (h.clone(), Arc::clone(&f), Arc::clone(&a), Arc::clone(&t));
                 async move {
-                    let p = f.patients[(c * 7919 + usize::try_from(i).unwrap_or(0)) % f.patients.len()];
+                    let p =
+                        f.patients[(c * 7919 + usize::try_from(i).unwrap_or(0)) % f.patients.len()];
                     let url = a.url(&format!("/api/v1/practices/{}/patients/{p}", f.practice));
-                    h.get(url).bearer_auth(t.as_str()).send().await.is_ok_and(|r| r.status().is_success())
+                    h.get(url)
+                        .bearer_auth(t.as_str())
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
                 }
             })
             .await;
             best_direct = best_direct.max(direct);
             best_http = best_http.max(over_http);
         }
-        println!("{n:>8} {best_direct:>14.0} {best_http:>14.0} {:>7.0}%", 100.0 * best_http / best_direct);
+        println!(
+            "{n:>8} {best_direct:>14.0} {best_http:>14.0} {:>7.0}%",
+            100.0 * best_http / best_direct
+        );
     }
     Ok(())
 }
@@ -162,37 +191,70 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
     let owner = db.owner().await;
     let now = chrono::Utc::now();
     // Eight practices, each with a reception member.
-    let mut practices = vec![(w.a.id, w.a.user("reception")), (w.b.id, w.b.user("reception"))];
+    let mut practices = vec![
+        (w.a.id, w.a.user("reception")),
+        (w.b.id, w.b.user("reception")),
+    ];
     for i in 2..8 {
-        let p = owner.create_practice(&format!("Bench practice {i}"), now).await?;
-        let u = owner
-            .create_user(&format!("bench.{i}.{}@bench.example.invalid", uuid::Uuid::new_v4().simple()), "bench", testkit::password_hash(), now)
+        let p = owner
+            .create_practice(&format!("Bench practice {i}"), now)
             .await?;
-        owner.add_member(p, u, domain::RoleSet::from_iter([domain::Role::Reception]), now).await?;
+        let u = owner
+            .create_user(
+                &format!(
+                    "bench.{i}.{}@bench.example.invalid",
+                    uuid::Uuid::new_v4().simple()
+                ),
+                "bench",
+                testkit::password_hash(),
+                now,
+            )
+            .await?;
+        owner
+            .add_member(
+                p,
+                u,
+                domain::RoleSet::from_iter([domain::Role::Reception]),
+                now,
+            )
+            .await?;
         practices.push((p, u));
     }
     let store = store::Store::connect_runtime(db.runtime_options().await, 16).await?;
     let mut su = db.superuser_unsafe().await;
     let practices = Arc::new(practices);
-    println!("audited writes (patient create + audit event + commit), 8 writers, {seconds} s per run, {rounds} rounds");
-    println!("{:>10} {:>12} {:>12} {:>10} {:>14}", "spread", "plain/s", "chain/s", "cost", "sealer backlog");
+    println!(
+        "audited writes (patient create + audit event + commit), 8 writers, {seconds} s per run, {rounds} rounds"
+    );
+    println!(
+        "{:>10} {:>12} {:>12} {:>10} {:>14}",
+        "spread", "plain/s", "chain/s", "cost", "sealer backlog"
+    );
     for spread in [1_usize, 8] {
         let (mut best_plain, mut best_chain, mut backlog) = (0.0_f64, 0.0_f64, 0_i64);
         for _ in 0..rounds {
             // Plain: the audit insert alone (the queue trigger off, no sealer).
-            sqlx::query("alter table audit_event disable trigger audit_event_queue").execute(&mut su).await?;
-            let writes = |store: store::Store, practices: Arc<Vec<(domain::PracticeId, domain::UserId)>>| {
-                move |c: usize, i: u64| {
-                    let (store, practices) = (store.clone(), Arc::clone(&practices));
-                    async move {
-                        let (p, u) = practices[c % spread];
-                        let patient = domain::synthetic::Generator::new(i).patient().into();
-                        store.bench_patient_write_direct(p, u, &patient).await.is_ok()
+            sqlx::query("alter table audit_event disable trigger audit_event_queue")
+                .execute(&mut su)
+                .await?;
+            let writes =
+                |store: store::Store, practices: Arc<Vec<(domain::PracticeId, domain::UserId)>>| {
+                    move |c: usize, i: u64| {
+                        let (store, practices) = (store.clone(), Arc::clone(&practices));
+                        async move {
+                            let (p, u) = practices[c % spread];
+                            let patient = domain::synthetic::Generator::new(i).patient().into();
+                            store
+                                .bench_patient_write_direct(p, u, &patient)
+                                .await
+                                .is_ok()
+                        }
                     }
-                }
-            };
+                };
             let plain = run_for(8, seconds, writes(store.clone(), Arc::clone(&practices))).await;
-            sqlx::query("alter table audit_event enable trigger audit_event_queue").execute(&mut su).await?;
+            sqlx::query("alter table audit_event enable trigger audit_event_queue")
+                .execute(&mut su)
+                .await?;
             // Chain: queue trigger on and the sealer running every 100 ms, as in `serve`.
             store.seal_pending(chrono::Utc::now()).await?;
             let sealer_store = store.clone();
@@ -207,14 +269,22 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
             let chain = run_for(8, seconds, writes(store.clone(), Arc::clone(&practices))).await;
             stop.store(true, Ordering::Relaxed);
             let _ = sealer.await;
-            backlog = backlog.max(sqlx::query_scalar::<_, i64>("select count(*) from audit_pending").fetch_one(&mut su).await?);
+            backlog = backlog.max(
+                sqlx::query_scalar::<_, i64>("select count(*) from audit_pending")
+                    .fetch_one(&mut su)
+                    .await?,
+            );
             while store.seal_pending(chrono::Utc::now()).await? > 0 {}
             best_plain = best_plain.max(plain);
             best_chain = best_chain.max(chain);
         }
         println!(
             "{:>10} {best_plain:>12.0} {best_chain:>12.0} {:>9.1}% {backlog:>14}",
-            if spread == 1 { "1 practice" } else { "8 practices" },
+            if spread == 1 {
+                "1 practice"
+            } else {
+                "8 practices"
+            },
             100.0 * (1.0 - best_chain / best_plain)
         );
     }
@@ -239,7 +309,10 @@ async fn audit_verify(events: i64) -> anyhow::Result<()> {
     .bind(events)
     .execute(&mut su)
     .await?;
-    println!("inserted {events} events in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "inserted {events} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let store = db.store().await;
     let started = Instant::now();
     let mut sealed = 0;
@@ -252,42 +325,81 @@ async fn audit_verify(events: i64) -> anyhow::Result<()> {
     }
     #[allow(clippy::cast_precision_loss, reason = "display")]
     let seal_rate = sealed as f64 / started.elapsed().as_secs_f64();
-    println!("sealed {sealed} events in {:.1} s ({seal_rate:.0} events/s)", started.elapsed().as_secs_f64());
+    println!(
+        "sealed {sealed} events in {:.1} s ({seal_rate:.0} events/s)",
+        started.elapsed().as_secs_f64()
+    );
     let signer = audit::checkpoint::Signer::generate("bench")?;
     let head = store.tree_head(p).await?;
     let origin = audit::checkpoint::origin("bench/audit", p.as_uuid());
-    let cp = audit::Checkpoint::new(origin.clone(), head.size, head.root).with_chain_head(&head.chain_head);
+    let cp = audit::Checkpoint::new(origin.clone(), head.size, head.root)
+        .with_chain_head(&head.chain_head);
     let cp = signer.verifier().open(&signer.sign(&cp)?)?;
     let owner = db.owner().await;
     for run in 0..2 {
         let started = Instant::now();
-        let out = owner.verify_practice(p, &origin, vec![cp.clone()], chrono::Duration::hours(1), chrono::Utc::now()).await?;
+        let out = owner
+            .verify_practice(
+                p,
+                &origin,
+                vec![cp.clone()],
+                chrono::Duration::hours(1),
+                chrono::Utc::now(),
+            )
+            .await?;
         let secs = started.elapsed().as_secs_f64();
         anyhow::ensure!(out.is_ok(), "verify failed: {}", out.report);
         #[allow(clippy::cast_precision_loss, reason = "display")]
         let rate = out.report.events_checked as f64 / secs;
-        println!("verify run {run}: {} events in {secs:.2} s = {rate:.0} events/s (database read + chain + tree + checkpoint)", out.report.events_checked);
+        println!(
+            "verify run {run}: {} events in {secs:.2} s = {rate:.0} events/s (database read + chain + tree + checkpoint)",
+            out.report.events_checked
+        );
     }
     let mut times = Vec::new();
     for i in 0..201_u64 {
         let seq = (i * 4_999) % head.size;
         let t = Instant::now();
-        let proof = owner.inclusion_proof(p, seq, None).await?.context("proof")?;
-        audit::merkle::verify_inclusion(&proof.leaf_hash, seq, proof.size, &proof.path, &head.root)?;
+        let proof = owner
+            .inclusion_proof(p, seq, None)
+            .await?
+            .context("proof")?;
+        audit::merkle::verify_inclusion(
+            &proof.leaf_hash,
+            seq,
+            proof.size,
+            &proof.path,
+            &head.root,
+        )?;
         times.push(t.elapsed());
     }
     times.sort();
-    println!("inclusion proof at size {} (database + build + verify): median {:?}, p95 {:?}", head.size, times[100], times[190]);
+    println!(
+        "inclusion proof at size {} (database + build + verify): median {:?}, p95 {:?}",
+        head.size, times[100], times[190]
+    );
     let mut times = Vec::new();
     for i in 1..202_u64 {
         let first = (i * 4_993) % head.size + 1;
         let t = Instant::now();
-        let proof = owner.consistency_proof(p, first, None).await?.context("proof")?;
-        audit::merkle::verify_consistency(first, proof.second, &proof.first_root, &proof.second_root, &proof.path)?;
+        let proof = owner
+            .consistency_proof(p, first, None)
+            .await?
+            .context("proof")?;
+        audit::merkle::verify_consistency(
+            first,
+            proof.second,
+            &proof.first_root,
+            &proof.second_root,
+            &proof.path,
+        )?;
         times.push(t.elapsed());
     }
     times.sort();
-    println!("consistency proof to size {}: median {:?}, p95 {:?}", head.size, times[100], times[190]);
+    println!(
+        "consistency proof to size {}: median {:?}, p95 {:?}",
+        head.size, times[100], times[190]
+    );
     Ok(())
 }
 
@@ -295,10 +407,19 @@ async fn audit_verify(events: i64) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.bench {
-        Bench::AuditAppend { seconds, rounds } => audit_append(seconds, rounds).await.context("audit-append benchmark"),
-        Bench::AuditVerify { events } => audit_verify(events).await.context("audit-verify benchmark"),
-        Bench::PatientRead { seconds, clients, rounds, pool } => {
-            patient_read(seconds, clients, rounds, pool).await.context("patient-read benchmark")
+        Bench::AuditAppend { seconds, rounds } => audit_append(seconds, rounds)
+            .await
+            .context("audit-append benchmark"),
+        Bench::AuditVerify { events } => {
+            audit_verify(events).await.context("audit-verify benchmark")
         }
+        Bench::PatientRead {
+            seconds,
+            clients,
+            rounds,
+            pool,
+        } => patient_read(seconds, clients, rounds, pool)
+            .await
+            .context("patient-read benchmark"),
     }
 }
