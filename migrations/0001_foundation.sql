@@ -259,8 +259,8 @@ create function app.enter(p_token bytea, p_practice uuid, p_now timestamptz, p_i
             update public.session s set last_seen_at = p_now
              where s.token_hash = p_token and s.last_seen_at < p_now;
         end if;
-        perform set_config('chartroom.actor_id', v_user::text, true);
-        perform set_config('chartroom.practice_id', coalesce(p_practice::text, ''), true);
+        perform set_config('chartroom.actor_id', v_user::text, true),
+                set_config('chartroom.practice_id', coalesce(p_practice::text, ''), true);
         return query
             select v_user, (select m.roles from public.membership m
                              where m.practice_id = p_practice and m.user_id = v_user);

@@ -151,3 +151,31 @@ impl Store {
         tx.commit().await
     }
 }
+
+impl Store {
+    /// The HTTP path's database work without HTTP, for the benchmark harness: session check
+    /// and practice entry (`app.enter`), the read, the audit append and the commit.
+    pub async fn bench_patient_read_with_session(
+        &self,
+        token: &TokenHash,
+        practice: domain::PracticeId,
+        patient: domain::PatientId,
+        policy: &SessionPolicy,
+    ) -> Result<bool, StoreError> {
+        #[allow(clippy::disallowed_methods, reason = "benchmark only")]
+        let now = chrono::Utc::now();
+        let Entry::Member(mut tx) = self
+            .enter_practice(token, practice, now, policy, domain::RequestId::new())
+            .await?
+        else {
+            return Ok(false);
+        };
+        let found = patients::get(&mut tx, patient).await?;
+        if let Some(p) = &found {
+            tx.audit_patient(domain::AuditAction::PatientRead, p.patient_id)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(found.is_some())
+    }
+}

@@ -136,11 +136,12 @@ async fn patient_read(
         fx.patients.len()
     );
     println!(
-        "{:>8} {:>14} {:>14} {:>8}",
-        "clients", "direct SQL/s", "HTTP/s", "ratio"
+        "{:>8} {:>14} {:>18} {:>14} {:>8}",
+        "clients", "direct SQL/s", "SQL + session/s", "HTTP/s", "ratio"
     );
+    let hash = store::TokenHash::from_presented(&token).context("token")?;
     for &n in &clients {
-        let (mut best_direct, mut best_http) = (0.0_f64, 0.0_f64);
+        let (mut best_direct, mut best_http, mut best_session) = (0.0_f64, 0.0_f64, 0.0_f64);
         for _ in 0..rounds {
             let (s, f) = (store.clone(), Arc::clone(&fx));
             let direct = run_for(n, seconds, move |c, i| {
@@ -174,11 +175,24 @@ async fn patient_read(
                 }
             })
             .await;
+            let (s, f, policy) = (store.clone(), Arc::clone(&fx), app.sessions);
+            let with_session = run_for(n, seconds, move |c, i| {
+                let (s, f) = (s.clone(), Arc::clone(&f));
+                async move {
+                    let p =
+                        f.patients[(c * 7919 + usize::try_from(i).unwrap_or(0)) % f.patients.len()];
+                    s.bench_patient_read_with_session(&hash, f.practice, p, &policy)
+                        .await
+                        .unwrap_or(false)
+                }
+            })
+            .await;
             best_direct = best_direct.max(direct);
             best_http = best_http.max(over_http);
+            best_session = best_session.max(with_session);
         }
         println!(
-            "{n:>8} {best_direct:>14.0} {best_http:>14.0} {:>7.0}%",
+            "{n:>8} {best_direct:>14.0} {best_session:>18.0} {best_http:>14.0} {:>7.0}%",
             100.0 * best_http / best_direct
         );
     }
@@ -336,6 +350,22 @@ async fn audit_verify(events: i64) -> anyhow::Result<()> {
         .with_chain_head(&head.chain_head);
     let cp = signer.verifier().open(&signer.sign(&cp)?)?;
     let owner = db.owner().await;
+    if std::env::var_os("CHARTROOM_BENCH_EXPLAIN").is_some() {
+        let mut su = db.superuser_unsafe().await;
+        for setup in ["select 1", "set work_mem = '512MB'"] {
+            sqlx::query(setup).execute(&mut su).await?;
+            let plan: Vec<String> = sqlx::query_scalar(
+                "explain (analyze, timing off) select s.seq, s.chain_hash, s.leaf_hash, e.event_id, e.occurred_at, e.actor_id, e.patient_id,
+                        e.action, e.outcome, e.object_type, e.object_id, e.request_id, e.details::text
+                   from audit_seal s left join audit_event e on e.practice_id = s.practice_id and e.event_id = s.event_id
+                  where s.practice_id = $1 and s.seq >= 0 order by s.seq",
+            )
+            .bind(p)
+            .fetch_all(&mut su)
+            .await?;
+            println!("--- {setup}\n{}", plan.join("\n"));
+        }
+    }
     for run in 0..2 {
         let started = Instant::now();
         let out = owner
