@@ -124,7 +124,7 @@ pub fn spawn(
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::error!(error = %e, %practice, "writing an audit checkpoint failed")
+                        tracing::error!(error = %e, %practice, "writing an audit checkpoint failed");
                     }
                 }
             }

@@ -242,7 +242,6 @@ impl OwnerStore {
         seal_bound: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<VerifyOutcome, StoreError> {
-        use futures::TryStreamExt as _;
         let mut tx = self.pool.begin().await?;
         crate::admin::enter(&mut tx, practice).await?;
         let prune: Option<(i64, Vec<u8>)> =
@@ -281,57 +280,44 @@ impl OwnerStore {
         .fetch_one(&mut *tx)
         .await?;
 
-        let (send, mut recv) =
-            tokio::sync::mpsc::channel::<Vec<Result<audit::verify::StoredEvent, String>>>(64);
-        let origin = origin.to_owned();
         let start_seq =
             i64::try_from(start.seq).map_err(|_| StoreError::Corrupt("audit prune seq"))?;
-        let verifier = tokio::task::spawn_blocking(move || {
-            let items = std::iter::from_fn(move || recv.blocking_recv()).flatten();
-            audit::verify::verify(practice.as_uuid(), &origin, &start, items, &checkpoints)
-        });
         sqlx::query("select set_config('chartroom.verify_from', $1, true)")
             .bind(start_seq.to_string())
             .execute(&mut *tx)
             .await?;
+        // A second connection streams the events; it starts after the seals' snapshot, so
+        // every sealed event (committed before it was sealed) is in it.
+        let mut events_tx = self.pool.begin().await?;
+        crate::admin::enter(&mut events_tx, practice).await?;
+        let (seal_send, mut seal_recv) =
+            tokio::sync::mpsc::channel::<Vec<Result<crate::copy_read::Seal, String>>>(64);
+        let (event_send, mut event_recv) =
+            tokio::sync::mpsc::channel::<Vec<Result<audit::event::Event, String>>>(64);
+        let origin = origin.to_owned();
+        let verifier = tokio::task::spawn_blocking(move || {
+            let seals = std::iter::from_fn(move || seal_recv.blocking_recv()).flatten();
+            let events = std::iter::from_fn(move || event_recv.blocking_recv()).flatten();
+            let items = crate::copy_read::Matcher::new(seals, events);
+            audit::verify::verify(practice.as_uuid(), &origin, &start, items, &checkpoints)
+        });
         {
-            let mut stream = tx.copy_out_raw(crate::copy_read::COPY_SQL).await?;
-            let mut decoder = crate::copy_read::CopyDecoder::default();
-            let mut batch = Vec::with_capacity(4096);
-            loop {
-                match stream.try_next().await {
-                    Ok(Some(chunk)) => {
-                        decoder.feed(&chunk);
-                        if let Err(e) = decoder.drain_into(practice, &mut batch) {
-                            batch.push(Err(e));
-                            break;
-                        }
-                        if batch.len() >= 2048
-                            && send
-                                .send(std::mem::replace(&mut batch, Vec::with_capacity(4096)))
-                                .await
-                                .is_err()
-                        {
-                            break;
-                        }
-                    }
-                    Ok(None) => {
-                        if !decoder.finished() {
-                            batch.push(Err("the COPY stream ended early".to_owned()));
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        batch.push(Err(e.to_string()));
-                        break;
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = send.send(batch).await;
-            }
+            let seal_stream = tx.copy_out_raw(crate::copy_read::SEALS_SQL).await?;
+            let event_stream = events_tx.copy_out_raw(crate::copy_read::EVENTS_SQL).await?;
+            let read_seals = pump(
+                seal_stream,
+                crate::copy_read::CopyDecoder::new(4),
+                seal_send,
+                crate::copy_read::CopyDecoder::drain_seals,
+            );
+            let read_events = pump(
+                event_stream,
+                crate::copy_read::CopyDecoder::new(10),
+                event_send,
+                move |d, out| d.drain_events(practice, out),
+            );
+            tokio::join!(read_seals, read_events);
         }
-        drop(send);
         let report = verifier
             .await
             .map_err(|_| StoreError::Corrupt("verifier task failed"))?;
@@ -342,4 +328,49 @@ impl OwnerStore {
             stale_pending,
         })
     }
+}
+
+/// Reads a binary COPY stream, decodes it with `drain`, and sends batches to the verifier.
+async fn pump<T, D, S, B>(
+    mut stream: S,
+    mut decoder: crate::copy_read::CopyDecoder,
+    send: tokio::sync::mpsc::Sender<Vec<Result<T, String>>>,
+    drain: D,
+) where
+    S: futures::Stream<Item = sqlx::Result<B>> + Unpin,
+    B: AsRef<[u8]>,
+    D: Fn(&mut crate::copy_read::CopyDecoder, &mut Vec<Result<T, String>>) -> Result<(), String>,
+{
+    use futures::TryStreamExt as _;
+    let mut batch = Vec::with_capacity(4096);
+    loop {
+        match stream.try_next().await {
+            Ok(Some(chunk)) => {
+                decoder.feed(chunk.as_ref());
+                if let Err(e) = drain(&mut decoder, &mut batch) {
+                    batch.push(Err(e));
+                    break;
+                }
+            }
+            Ok(None) => {
+                if !decoder.finished() {
+                    batch.push(Err("the COPY stream ended early".to_owned()));
+                }
+                break;
+            }
+            Err(e) => {
+                batch.push(Err(e.to_string()));
+                break;
+            }
+        }
+        if batch.len() >= 2048
+            && send
+                .send(std::mem::replace(&mut batch, Vec::with_capacity(4096)))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+    let _ = send.send(batch).await;
 }

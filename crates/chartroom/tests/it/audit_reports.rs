@@ -104,7 +104,7 @@ async fn reports_filter_sort_paginate_and_are_audited() {
                 q = format!(
                     "patient_id={}&action=patient.read&limit=2&cursor={cur}",
                     w.a.patient
-                )
+                );
             }
             None => break,
         }

@@ -10,6 +10,7 @@
     clippy::disallowed_methods,
     clippy::panic,
     clippy::many_single_char_names,
+    clippy::too_many_lines,
     reason = "benchmark harness: fixtures are built here and a failure must stop the run"
 )]
 
