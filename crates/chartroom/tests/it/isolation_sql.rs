@@ -208,7 +208,7 @@ async fn rls_enabled_forced_and_tenant_isolated_for_every_tenant_table() {
             row[key] = serde_json::Value::String(uuid::Uuid::new_v4().to_string());
         }
         let err = sqlx::query(&format!(
-            "insert into {table} select * from jsonb_populate_record(null::{table}, $1)"
+            "insert into {table} overriding system value select * from jsonb_populate_record(null::{table}, $1)"
         ))
         .bind(&row)
         .execute(&mut conn)
