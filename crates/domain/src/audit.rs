@@ -68,6 +68,8 @@ actions! {
     AuditExport => "audit.export",
     /// An inclusion or consistency proof was produced.
     AuditProof => "audit.proof",
+    /// Audit rows older than the retention window were pruned.
+    AuditPrune => "audit.prune",
     /// A disclosure outside the practice was recorded.
     DisclosureCreate => "disclosure.create",
     /// A patient's accounting of disclosures was produced.

@@ -521,6 +521,19 @@ impl OwnerStore {
         .bind(cut)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("select set_config('chartroom.audit_prune', '', true)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, details)
+             values ($1, $2, $3, 'audit.prune', 'success', $4)",
+        )
+        .bind(practice)
+        .bind(domain::AuditEventId::new())
+        .bind(now)
+        .bind(serde_json::json!({"from_seq": prev, "to_seq": cut, "events": done.rows_affected()}))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok((size, done.rows_affected()))
     }

@@ -469,6 +469,14 @@ async fn retention_prunes_only_rows_older_than_six_years_and_stays_verifiable() 
         .unwrap();
     assert_eq!((start, removed), (founding + 12, founding + 12));
     assert_eq!(count_old(&mut su).await, 3);
+    let prunes: i64 = sqlx::query_scalar(
+        "select count(*) from audit_event where practice_id = $1 and action = 'audit.prune'",
+    )
+    .bind(p)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(prunes, 1, "the prune itself is on the trail");
     let out = log.verify().await;
     assert!(out.is_ok(), "{}", out.report);
     assert_eq!(
