@@ -42,9 +42,32 @@ async fn audit_admin(
     Ok(())
 }
 
+/// Appends the administrative audit event and commits the change with it.
+async fn commit_audited(
+    mut tx: Transaction<'static, Postgres>,
+    practice: PracticeId,
+    now: DateTime<Utc>,
+    action: AuditAction,
+    object: (&str, uuid::Uuid),
+) -> Result<(), StoreError> {
+    audit_admin(&mut tx, practice, now, action, object).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 impl OwnerStore {
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// A transaction entered into `practice` (the owner's policies are tenant-bound too).
+    async fn begin_in(
+        &self,
+        practice: PracticeId,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.begin().await?;
+        enter(&mut tx, practice).await?;
+        Ok(tx)
     }
 
     /// Creates a practice.
@@ -54,23 +77,21 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<PracticeId, StoreError> {
         let id = PracticeId::new();
-        let mut tx = self.begin().await?;
-        enter(&mut tx, id).await?;
+        let mut tx = self.begin_in(id).await?;
         sqlx::query("insert into practice (practice_id, name, created_at) values ($1, $2, $3)")
             .bind(id)
             .bind(name)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        audit_admin(
-            &mut tx,
+        commit_audited(
+            tx,
             id,
             now,
             AuditAction::PracticeUpdate,
             ("practice", id.as_uuid()),
         )
         .await?;
-        tx.commit().await?;
         Ok(id)
     }
 
@@ -142,8 +163,7 @@ impl OwnerStore {
         roles: RoleSet,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        enter(&mut tx, practice).await?;
+        let mut tx = self.begin_in(practice).await?;
         sqlx::query(
             "insert into membership (practice_id, user_id, roles, created_at) values ($1, $2, $3, $4)
              on conflict (practice_id, user_id) do update set roles = excluded.roles",
@@ -154,15 +174,14 @@ impl OwnerStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        audit_admin(
-            &mut tx,
+        commit_audited(
+            tx,
             practice,
             now,
             AuditAction::MembershipCreate,
             ("user", user.as_uuid()),
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -185,8 +204,7 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<PatientId, StoreError> {
         let id = PatientId::new();
-        let mut tx = self.begin().await?;
-        enter(&mut tx, practice).await?;
+        let mut tx = self.begin_in(practice).await?;
         sqlx::query(
             "insert into patient (practice_id, patient_id, given_name, family_name, date_of_birth, phone, email, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
@@ -201,15 +219,14 @@ impl OwnerStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        audit_admin(
-            &mut tx,
+        commit_audited(
+            tx,
             practice,
             now,
             AuditAction::PatientCreate,
             ("patient", id.as_uuid()),
         )
         .await?;
-        tx.commit().await?;
         Ok(id)
     }
 
@@ -224,8 +241,7 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let id = domain::AppointmentId::new();
-        let mut tx = self.begin().await?;
-        enter(&mut tx, practice).await?;
+        let mut tx = self.begin_in(practice).await?;
         sqlx::query(
             "insert into appointment (practice_id, appointment_id, patient_id, clinician_id, starts_at, ends_at, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $6, $7, $7)",
@@ -239,15 +255,14 @@ impl OwnerStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        audit_admin(
-            &mut tx,
+        commit_audited(
+            tx,
             practice,
             now,
             AuditAction::AppointmentCreate,
             ("appointment", id.as_uuid()),
         )
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -264,8 +279,7 @@ impl OwnerStore {
 
     /// Marks a practice as demo data.
     pub async fn mark_demo(&self, practice: PracticeId) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        enter(&mut tx, practice).await?;
+        let mut tx = self.begin_in(practice).await?;
         sqlx::query("update practice set settings = settings || '{\"demo\": true}'::jsonb where practice_id = $1")
             .bind(practice)
             .execute(&mut *tx)
@@ -286,8 +300,7 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<domain::NoteId, StoreError> {
         let id = domain::NoteId::new();
-        let mut tx = self.begin().await?;
-        enter(&mut tx, practice).await?;
+        let mut tx = self.begin_in(practice).await?;
         sqlx::query(
             "insert into clinical_note (practice_id, note_id, patient_id, author_id, body, created_at)
              values ($1, $2, $3, $4, $5, $6)",
@@ -300,15 +313,14 @@ impl OwnerStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        audit_admin(
-            &mut tx,
+        commit_audited(
+            tx,
             practice,
             now,
             AuditAction::NoteCreate,
             ("note", id.as_uuid()),
         )
         .await?;
-        tx.commit().await?;
         Ok(id)
     }
 }
