@@ -1,0 +1,1 @@
+//! Envelope encryption for Chartroom (work in progress).
