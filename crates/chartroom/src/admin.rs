@@ -23,8 +23,9 @@ pub(crate) enum PracticeCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum UserCommand {
-    /// Create an account. The password is read from standard input (hidden on a terminal);
-    /// at least 12 characters.
+    /// Create an account. The person it is for types their password on standard input
+    /// (hidden on a terminal): at least 12 characters, not a common password, not guessable.
+    /// They enroll a second factor at their first sign-in.
     Create {
         /// Sign-in email.
         #[arg(long)]
@@ -95,7 +96,7 @@ pub(crate) async fn practice(g: &Global, cmd: PracticeCommand) -> anyhow::Result
     Ok(())
 }
 
-fn read_password() -> anyhow::Result<Zeroizing<String>> {
+fn read_password(email: &str, name: &str) -> anyhow::Result<Zeroizing<String>> {
     use std::io::IsTerminal as _;
     let pw = if std::io::stdin().is_terminal() {
         Zeroizing::new(rpassword::prompt_password(
@@ -108,7 +109,7 @@ fn read_password() -> anyhow::Result<Zeroizing<String>> {
             .context("cannot read the password from standard input")?;
         Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned())
     };
-    server::password::check_policy(&pw)?;
+    server::identity::PasswordPolicy::default().check(&pw, email, name)?;
     Ok(pw)
 }
 
@@ -117,7 +118,7 @@ pub(crate) async fn user(g: &Global, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Create { email, name } => {
             let email = Email::parse("email", &email)?;
             let name = single_line("name", &name, 200)?;
-            let password = read_password()?;
+            let password = read_password(email.as_str(), &name)?;
             let hash =
                 tokio::task::spawn_blocking(move || server::password::hash_blocking(&password))
                     .await?

@@ -1,6 +1,7 @@
 //! `chartroom serve` and `chartroom demo`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +16,45 @@ use crate::db::Database;
 /// Options of `serve`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on. Loopback by default; TLS termination is expected in front of it
-    /// until Chartroom's own TLS listener is configured.
-    #[arg(long, env = "CHARTROOM_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on (HTTPS, TLS 1.3 only).
+    #[arg(long, env = "CHARTROOM_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
+
+    /// TLS certificate chain (PEM). Without it (and --tls-key), a self-signed certificate is
+    /// generated in the data directory on first start and its fingerprint printed.
+    #[arg(long, env = "CHARTROOM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, env = "CHARTROOM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Extra host names or addresses for the generated self-signed certificate.
+    #[arg(long = "tls-name", value_name = "NAME")]
+    pub tls_names: Vec<String>,
+
+    /// Serve plain HTTP for a TLS-terminating reverse proxy on the same machine. Only on a
+    /// loopback address; the client address is then taken from X-Forwarded-For.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub behind_proxy: bool,
+
+    /// The origin users reach Chartroom at (for passkeys), e.g. https://records.example.org.
+    /// Default: https://localhost:<port>.
+    #[arg(long, env = "CHARTROOM_PUBLIC_ORIGIN")]
+    pub public_origin: Option<String>,
+
+    /// A security contact for /.well-known/security.txt (RFC 9116): a mailto: or https: URI.
+    /// Repeatable. Without one, security.txt is not served.
+    #[arg(long = "security-contact", value_name = "URI")]
+    pub security_contacts: Vec<String>,
+
+    /// When security.txt expires, in days from start (RFC 9116 recommends less than a year).
+    #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u16).range(1..=365))]
+    pub security_txt_days: u16,
+
+    /// A security policy URL for security.txt.
+    #[arg(long)]
+    pub security_policy: Option<String>,
 
     /// Seed two synthetic demo practices on first start and print how to sign in.
     #[arg(long)]
@@ -78,6 +114,25 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     if let Some(o) = owner {
         o.close().await;
     }
+    if args.behind_proxy && !args.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--behind-proxy serves plain HTTP and is allowed on a loopback address only (got {})",
+            args.listen
+        );
+    }
+    for c in &args.security_contacts {
+        if !(c.starts_with("mailto:") || c.starts_with("https://")) {
+            anyhow::bail!("--security-contact must be a mailto: or https: URI");
+        }
+    }
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let origin = args
+        .public_origin
+        .clone()
+        .unwrap_or_else(|| format!("https://localhost:{}", addr.port()));
+    let identity = identity(g, &origin, args.behind_proxy)?;
     let store = db.runtime_store(args.db_connections).await?;
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let state = server::AppState {
@@ -89,7 +144,14 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
             ..SessionPolicy::default()
         },
         passwords: server::password::Hasher::new(parallel).map_err(anyhow::Error::msg)?,
-        secure_cookies: !args.listen.ip().is_loopback(),
+        identity: Arc::new(identity),
+        security_txt: (!args.security_contacts.is_empty()).then(|| {
+            Arc::from(server::render_security_txt(
+                &args.security_contacts,
+                chrono::Utc::now() + chrono::Duration::days(i64::from(args.security_txt_days)),
+                args.security_policy.as_deref(),
+            ))
+        }),
         checkpoints: Some(crate::audit_cmd::checkpoint_store(g)),
     };
     let checkpointer = crate::audit_cmd::checkpointer(
@@ -104,24 +166,50 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         Duration::from_millis(args.seal_interval_ms),
         Some(checkpointer),
     );
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front");
-    }
-    println!("Chartroom listening on http://{addr}");
-    tracing::info!(%addr, "listening");
-
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, server::app(state))
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
+    let app = server::app(state);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = if args.behind_proxy {
+        tracing::warn!(%addr, "serving plain HTTP for a reverse proxy on loopback (--behind-proxy): the proxy must terminate TLS 1.3");
+        println!("Chartroom listening on http://{addr} (behind a proxy)");
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.changed().await;
             })
             .await
-    });
+        })
+    } else {
+        let (certs, key) = match (&args.tls_cert, &args.tls_key) {
+            (Some(c), Some(k)) => server::tls::load_pem(c, k)?,
+            _ => {
+                let dir = g.data_dir.join("secrets");
+                std::fs::create_dir_all(&dir)?;
+                let (certs, key, created) = server::tls::self_signed_in(&dir, &args.tls_names)?;
+                let fp = certs.first().map(server::tls::fingerprint).unwrap_or_default();
+                println!(
+                    "TLS: {} self-signed certificate {} (SHA-256 {fp})",
+                    if created { "generated a" } else { "using the" },
+                    dir.join("tls-cert.pem").display()
+                );
+                (certs, key)
+            }
+        };
+        let config = server::tls::server_config(certs, key)?;
+        println!("Chartroom listening on https://{addr}");
+        let handle = axum_server::Handle::new();
+        let h = handle.clone();
+        tokio::spawn(async move {
+            let _ = stop_rx.changed().await;
+            h.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+        tokio::spawn(async move { server::tls::serve_https(listener, config, app, handle).await })
+    };
+    tracing::info!(%addr, "listening");
     let reason = match db.cluster.as_mut() {
         Some(cluster) => tokio::select! {
             s = shutdown_signal() => s.to_owned(),
@@ -130,8 +218,8 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         None => shutdown_signal().await.to_owned(),
     };
     tracing::info!(%reason, "shutting down");
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(12), server).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server stopped with an error"),
         Ok(_) => {}
         Err(_) => tracing::warn!("connections still open after 10 s; closing anyway"),
@@ -142,4 +230,39 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     db.shutdown().await?;
     println!("Chartroom stopped");
     Ok(())
+}
+
+/// The identity settings: the key sealing TOTP secrets (`<data dir>/secrets/identity.key`,
+/// 32 random bytes, 0600, created on first start) and the passkey relying party for `origin`.
+fn identity(g: &Global, origin: &str, behind_proxy: bool) -> anyhow::Result<server::identity::Identity> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = g.data_dir.join("secrets");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let path = dir.join("identity.key");
+    let key: zeroize::Zeroizing<[u8; 32]> = if path.exists() {
+        let bytes = zeroize::Zeroizing::new(std::fs::read(&path)?);
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{}: expected 32 bytes", path.display()))?;
+        zeroize::Zeroizing::new(arr)
+    } else {
+        let (_, key) = server::identity::SecretBox::generate()?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(key.as_ref())?;
+        f.sync_all()?;
+        key
+    };
+    let secrets = server::identity::SecretBox::new(&key)?;
+    let webauthn = server::identity::relying_party(origin)
+        .map_err(|e| anyhow::anyhow!("passkeys: the public origin {origin} is not usable: {e}"))?;
+    let mut id = server::identity::Identity::new(secrets, Some(webauthn));
+    id.trust_forwarded_for = behind_proxy;
+    Ok(id)
 }

@@ -74,6 +74,27 @@ actions! {
     DisclosureCreate => "disclosure.create",
     /// A patient's accounting of disclosures was produced.
     DisclosureReport => "disclosure.report",
+    /// A sign-in attempt (password or passkey): success, or denied with a reason.
+    AuthSignIn => "auth.sign_in",
+    /// A second factor was verified on a session (completing sign-in, or a step-up).
+    AuthSecondFactor => "auth.second_factor",
+    /// Sign-in attempts were throttled after repeated failures (an alert is raised once per
+    /// burst).
+    AuthThrottled => "auth.throttled",
+    /// A session was ended by its user (logout).
+    AuthSignOut => "auth.sign_out",
+    /// A session was revoked from the session list.
+    SessionRevoke => "session.revoke",
+    /// The user changed their password.
+    PasswordChange => "password.change",
+    /// A second factor was enrolled (TOTP, passkey).
+    MfaEnroll => "mfa.enroll",
+    /// A second factor was removed.
+    MfaRemove => "mfa.remove",
+    /// A recovery code was used.
+    MfaRecoveryUsed => "mfa.recovery_used",
+    /// A new set of recovery codes replaced the old one.
+    MfaRecoveryRegenerate => "mfa.recovery_regenerate",
 }
 
 /// How the audited attempt ended.

@@ -84,3 +84,16 @@ id_type!(
     /// The id of one HTTP request, echoed in `x-request-id`, error bodies and audit rows.
     RequestId
 );
+
+impl PracticeId {
+    /// The installation's own security log (a practice row of kind `system`, the nil id):
+    /// sign-in attempts, throttling and MFA changes are audited there, on the same hash chain
+    /// and checkpoints as a practice's log. Nobody can be a member of it.
+    pub const SYSTEM: PracticeId = PracticeId(Uuid::nil());
+
+    /// Whether this is [`PracticeId::SYSTEM`].
+    #[must_use]
+    pub fn is_system(&self) -> bool {
+        self.0.is_nil()
+    }
+}

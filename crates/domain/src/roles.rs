@@ -93,6 +93,12 @@ impl RoleSet {
         self.0 & role.bit() != 0
     }
 
+    /// Whether the set holds owner or admin (the roles a practice may require a passkey of).
+    #[must_use]
+    pub const fn is_manager(self) -> bool {
+        self.contains(Role::Owner) || self.contains(Role::Admin)
+    }
+
     /// Whether the set is empty.
     #[must_use]
     pub const fn is_empty(self) -> bool {

@@ -13,6 +13,25 @@ pub enum AppError {
     /// 401 `AUTH-0002`: the one message for every failed sign-in (no enumeration).
     #[error("the email or password is incorrect")]
     BadCredentials,
+    /// 401 `AUTH-0003`: the session has only a password; complete sign-in with a second factor
+    /// (or enroll one) first (req AU-01).
+    #[error("complete sign-in with your second factor (authenticator code, passkey or recovery code); enroll one if you have none")]
+    MfaRequired,
+    /// 401 `AUTH-0004`: this change needs a second factor presented in the last few minutes.
+    #[error("confirm it is you: present your second factor again, then retry")]
+    StepUpRequired,
+    /// 401 `AUTH-0005`: the code or passkey did not verify (or was already used).
+    #[error("the code is incorrect or was already used")]
+    SecondFactorFailed,
+    /// 403 `AUTH-0006`: the practice requires owners and admins to sign in with a passkey.
+    #[error("this practice requires owners and admins to sign in with a passkey")]
+    PasskeyRequired,
+    /// 429 `AUTH-0007`: too many failed attempts; retry after the given number of seconds.
+    #[error("too many failed attempts; wait {0} seconds and try again, or sign in with a passkey")]
+    Throttled(i64),
+    /// 422 `AUTH-0008`: the new password does not meet the policy (the message says why).
+    #[error("{0}")]
+    PasswordRejected(crate::identity::PasswordRejection),
     /// 403 `AUTHZ-0001`: signed in and a member, but without the role this needs.
     #[error("your role in this practice does not allow this; ask a practice owner or admin")]
     Forbidden,
@@ -52,8 +71,14 @@ impl AppError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::Unauthenticated | AppError::BadCredentials => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::Unauthenticated
+            | AppError::BadCredentials
+            | AppError::MfaRequired
+            | AppError::StepUpRequired
+            | AppError::SecondFactorFailed => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden | AppError::PasskeyRequired => StatusCode::FORBIDDEN,
+            AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::PasswordRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Invalid(_) | AppError::BadJson(_) => StatusCode::BAD_REQUEST,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -69,6 +94,12 @@ impl AppError {
         match self {
             AppError::Unauthenticated => "AUTH-0001",
             AppError::BadCredentials => "AUTH-0002",
+            AppError::MfaRequired => "AUTH-0003",
+            AppError::StepUpRequired => "AUTH-0004",
+            AppError::SecondFactorFailed => "AUTH-0005",
+            AppError::PasskeyRequired => "AUTH-0006",
+            AppError::Throttled(_) => "AUTH-0007",
+            AppError::PasswordRejected(_) => "AUTH-0008",
             AppError::Forbidden => "AUTHZ-0001",
             AppError::NotFound(_) => "NOT-FOUND",
             AppError::Invalid(_) => "INPUT-0001",
@@ -87,6 +118,11 @@ impl IntoResponse for AppError {
             tracing::error!(%cause, "request failed");
         }
         let mut res = self.status().into_response();
+        if let AppError::Throttled(secs) = &self {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
         res.extensions_mut().insert(ErrorPayload {
             code: self.code(),
             message: self.to_string(),

@@ -9,12 +9,12 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
 use axum::http::request::Parts;
 use domain::{PracticeId, Privilege, RequestId, RoleSet, UserId};
 use serde::de::DeserializeOwned;
-use store::{Entry, TenantTx, TokenHash, UserTx};
+use store::{Entry, SessionAuth, TenantTx, TokenHash, UserTx};
 
 use crate::{AppError, AppState};
 
 /// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "chartroom_session";
+pub const SESSION_COOKIE: &str = "__Host-chartroom_session";
 
 /// The request id assigned by the request-frame middleware (a fresh UUIDv7 per request; any
 /// id sent by the client is ignored).
@@ -53,15 +53,94 @@ pub(crate) fn presented_token(parts: &Parts) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
-/// A request with a valid session, outside any practice.
+/// A request with a valid session, outside any practice. The session may be password-only:
+/// routes that need a second factor check [`Session::require_mfa`] (or use [`MfaSession`]).
 #[derive(Debug)]
 pub struct Session {
     /// The transaction acting as the signed-in user.
     pub tx: UserTx,
-    /// The presented token's hash (for logout).
+    /// The presented token's hash (for logout and rotation).
     pub token: TokenHash,
+    /// How the session was authenticated.
+    pub auth: SessionAuth,
     /// The request id.
     pub request_id: RequestId,
+}
+
+impl Session {
+    /// 401 `AUTH-0003` unless a second factor was presented on this session.
+    pub fn require_mfa(&self) -> Result<(), AppError> {
+        if self.auth.mfa_done() {
+            Ok(())
+        } else {
+            Err(AppError::MfaRequired)
+        }
+    }
+
+    /// 401 `AUTH-0004` unless a second factor was presented within the step-up window.
+    pub fn require_step_up(&self, state: &AppState) -> Result<(), AppError> {
+        self.require_mfa()?;
+        if self
+            .auth
+            .fresh(state.clock.now(), state.identity.step_up_window)
+        {
+            Ok(())
+        } else {
+            Err(AppError::StepUpRequired)
+        }
+    }
+}
+
+/// A session whose second factor is done (401 `AUTH-0003` otherwise).
+#[derive(Debug)]
+pub struct MfaSession(pub Session);
+
+impl FromRequestParts<AppState> for MfaSession {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let s = session(parts, state).await?;
+        s.require_mfa()?;
+        Ok(Self(s))
+    }
+}
+
+/// The client's address and user agent ([`crate::identity::Client`]). The address is the
+/// connection's peer, or with `--behind-proxy` the last `X-Forwarded-For` hop (the trusted
+/// proxy's view of the client).
+impl FromRequestParts<AppState> for crate::identity::Client {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = state
+            .identity
+            .trust_forwarded_for
+            .then(|| {
+                parts
+                    .headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.rsplit(',').next())
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .flatten();
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                    .take(200)
+                    .collect()
+            });
+        Ok(Self {
+            ip: forwarded.or(peer),
+            user_agent,
+        })
+    }
 }
 
 async fn session(parts: &Parts, state: &AppState) -> Result<Session, AppError> {
@@ -72,13 +151,14 @@ async fn session(parts: &Parts, state: &AppState) -> Result<Session, AppError> {
     let token = presented_token(parts)
         .and_then(TokenHash::from_presented)
         .ok_or(AppError::Unauthenticated)?;
-    let tx = state
+    let (tx, auth) = state
         .store
         .authenticate(&token, state.clock.now(), &state.sessions, request_id)
         .await?;
     Ok(Session {
         tx,
         token,
+        auth,
         request_id,
     })
 }
@@ -123,8 +203,10 @@ impl Guard for Manage {
 
 /// A signed-in member of the practice named by the `{practice_id}` path segment, holding the
 /// privilege `G`, with the tenant transaction to act in. Checks, in order: a valid session
-/// (else 401), membership of that practice (else 404, also for a malformed or unknown
-/// practice id), the privilege (else 403).
+/// (else 401), a second factor done on it (else 401 `AUTH-0003`, req AU-01), membership of
+/// that practice (else 404, also for a malformed or unknown practice id), the privilege (else
+/// 403), and a passkey on the session when the practice requires one of its owners and admins
+/// (else 403 `AUTH-0006`).
 #[derive(Debug)]
 pub struct Ctx<G: Guard> {
     /// The tenant transaction (practice and actor set).
@@ -133,7 +215,24 @@ pub struct Ctx<G: Guard> {
     pub actor: UserId,
     /// The actor's roles in the practice.
     pub roles: RoleSet,
+    /// How the session was authenticated.
+    pub auth: SessionAuth,
     _guard: PhantomData<G>,
+}
+
+impl<G: Guard> Ctx<G> {
+    /// 401 `AUTH-0004` unless a second factor was presented within the step-up window
+    /// (signing notes, granting roles, approving support access).
+    pub fn require_step_up(&self, state: &AppState) -> Result<(), AppError> {
+        if self
+            .auth
+            .fresh(state.clock.now(), state.identity.step_up_window)
+        {
+            Ok(())
+        } else {
+            Err(AppError::StepUpRequired)
+        }
+    }
 }
 
 impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
@@ -176,13 +275,19 @@ impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
             Err(store::StoreError::Invalid(_)) => return Err(AppError::NotFound("practice")),
             Err(e) => return Err(e.into()),
         };
-        let tx = match entry {
-            Entry::Member(tx) => tx,
-            Entry::NotMember(user) => {
+        let (tx, auth) = match entry {
+            Entry::Member(tx, auth) => (tx, auth),
+            Entry::NotMember(user, auth) => {
+                if !auth.mfa_done() {
+                    return Err(AppError::MfaRequired);
+                }
                 deny(parts, state, practice, user, "not_member", request_id).await;
                 return Err(AppError::NotFound("practice"));
             }
         };
+        if !auth.mfa_done() {
+            return Err(AppError::MfaRequired);
+        }
         let roles = tx.roles();
         if !G::PRIVILEGE.allows(roles) {
             let user = tx.actor();
@@ -190,10 +295,18 @@ impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
             deny(parts, state, practice, user, "role", request_id).await;
             return Err(AppError::Forbidden);
         }
+        if auth.practice_requires_passkey
+            && roles.is_manager()
+            && !auth.used(store::AuthMethod::Passkey)
+        {
+            drop(tx);
+            return Err(AppError::PasskeyRequired);
+        }
         Ok(Ctx {
             actor: tx.actor(),
             roles,
             tx,
+            auth,
             _guard: PhantomData,
         })
     }

@@ -26,10 +26,12 @@
 pub mod error;
 pub mod extract;
 pub mod fhir;
+pub mod identity;
 mod middleware;
 pub mod password;
 mod routes;
 pub mod sealer;
+pub mod tls;
 mod views;
 
 use std::sync::Arc;
@@ -56,9 +58,10 @@ pub struct AppState {
     pub sessions: SessionPolicy,
     /// Password hashing on a bounded blocking pool.
     pub passwords: password::Hasher,
-    /// Whether session cookies get the `Secure` attribute (true unless explicitly serving
-    /// plain HTTP on loopback).
-    pub secure_cookies: bool,
+    /// Identity: password policy, throttling, second factors, passkeys.
+    pub identity: Arc<identity::Identity>,
+    /// The body of `/.well-known/security.txt` (RFC 9116), when configured.
+    pub security_txt: Option<Arc<str>>,
     /// The signed audit checkpoints (read by the proof routes), when configured.
     pub checkpoints: Option<audit::store::DirStore>,
 }
@@ -77,8 +80,57 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/.well-known/security.txt",
+            axum::routing::get(security_txt),
+        )
         .fallback(|| async { AppError::NotFound("route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(middleware::request_frame))
         .with_state(state)
+}
+
+/// `/.well-known/security.txt` (RFC 9116): contact and expiry from configuration; 404 when
+/// none is configured.
+async fn security_txt(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match &state.security_txt {
+        Some(body) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            body.to_string(),
+        )
+            .into_response(),
+        None => AppError::NotFound("security.txt").into_response(),
+    }
+}
+
+/// Renders a `security.txt` (RFC 9116 §2.5): one `Contact:` line per contact (a `mailto:` or
+/// `https:` URI) and the `Expires:` date, plus an optional policy URL and preferred languages.
+#[must_use]
+pub fn render_security_txt(
+    contacts: &[String],
+    expires: chrono::DateTime<chrono::Utc>,
+    policy: Option<&str>,
+) -> String {
+    let mut out = String::new();
+    for c in contacts {
+        out.push_str("Contact: ");
+        out.push_str(c);
+        out.push('\n');
+    }
+    out.push_str("Expires: ");
+    out.push_str(&expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    out.push('\n');
+    if let Some(p) = policy {
+        out.push_str("Policy: ");
+        out.push_str(p);
+        out.push('\n');
+    }
+    out.push_str("Preferred-Languages: en\n");
+    out
 }

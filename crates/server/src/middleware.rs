@@ -12,7 +12,12 @@ use domain::RequestId;
 use crate::error::ErrorPayload;
 use crate::extract::ReqId;
 
-const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
+    // Two years, subdomains included (req TX-01); browsers ignore it over plain HTTP.
+    (
+        header::STRICT_TRANSPORT_SECURITY,
+        "max-age=63072000; includeSubDomains",
+    ),
     (header::CACHE_CONTROL, "no-store"),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::REFERRER_POLICY, "no-referrer"),

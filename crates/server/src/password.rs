@@ -15,34 +15,9 @@ pub const M_COST_KIB: u32 = 19_456;
 pub const T_COST: u32 = 2;
 /// argon2id parallelism (OWASP, as above).
 pub const P_COST: u32 = 1;
-/// Shortest accepted password (NIST SP 800-63B §3.1.1.2 asks ≥ 8, recommends ≥ 15 where a
-/// single factor; Chartroom always adds a second factor and uses 12).
-pub const MIN_CHARS: usize = 12;
 /// Longest accepted password in bytes (≥ 64 characters must be allowed: NIST SP 800-63B; the
 /// cap bounds hashing work).
 pub const MAX_BYTES: usize = 1024;
-
-/// Why a password was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PolicyError {
-    /// Shorter than [`MIN_CHARS`].
-    #[error("the password must be at least {MIN_CHARS} characters long")]
-    TooShort,
-    /// Longer than [`MAX_BYTES`].
-    #[error("the password must be at most {MAX_BYTES} bytes long")]
-    TooLong,
-}
-
-/// Checks the password policy (length only; no composition rules, per NIST SP 800-63B).
-pub fn check_policy(password: &str) -> Result<(), PolicyError> {
-    if password.len() > MAX_BYTES {
-        return Err(PolicyError::TooLong);
-    }
-    if password.chars().count() < MIN_CHARS {
-        return Err(PolicyError::TooShort);
-    }
-    Ok(())
-}
 
 fn argon2() -> Argon2<'static> {
     let params = Params::new(M_COST_KIB, T_COST, P_COST, None).unwrap_or_default();
@@ -112,15 +87,6 @@ impl Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn policy() {
-        assert_eq!(check_policy("short"), Err(PolicyError::TooShort));
-        assert_eq!(check_policy(&"x".repeat(1025)), Err(PolicyError::TooLong));
-        assert_eq!(check_policy("correct horse battery"), Ok(()));
-        // 64+ characters of non-ASCII text are accepted (req AU-05).
-        assert_eq!(check_policy(&"ü".repeat(70)), Ok(()));
-    }
 
     #[test]
     fn argon2id_parameters() {

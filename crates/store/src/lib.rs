@@ -37,6 +37,7 @@ mod copy_read;
 pub mod disclosures;
 pub mod embedded;
 mod error;
+pub mod identity;
 pub mod memberships;
 pub mod notes;
 pub mod patients;
@@ -48,7 +49,10 @@ mod tenant;
 
 pub use error::StoreError;
 pub use roles_check::check_runtime_role;
-pub use session::{Entry, SessionPolicy, SessionToken, SignInCandidate, TokenHash};
+pub use session::{
+    AuthMethod, Entry, SessionAuth, SessionPolicy, SessionSummary, SessionToken, SignInCandidate,
+    TokenHash,
+};
 pub use tenant::{TenantTx, UserTx};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -164,7 +168,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         #[allow(clippy::disallowed_methods, reason = "benchmark only")]
         let now = chrono::Utc::now();
-        let Entry::Member(mut tx) = self
+        let Entry::Member(mut tx, _) = self
             .enter_practice(token, practice, now, policy, domain::RequestId::new())
             .await?
         else {

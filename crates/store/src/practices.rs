@@ -84,3 +84,49 @@ pub async fn update(
     .await?;
     row.ok_or(StoreError::Forbidden)
 }
+
+/// A practice's security settings: its own session lifetimes (within the bounds the schema
+/// enforces: idle 2–60 minutes, absolute 1–24 hours; `None` = the server's default) and
+/// whether owners and admins must sign in with a passkey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct SecuritySettings {
+    /// Idle timeout in seconds.
+    pub session_idle_seconds: Option<i32>,
+    /// Absolute lifetime in seconds.
+    pub session_absolute_seconds: Option<i32>,
+    /// Passkeys required for owners and admins.
+    pub require_passkey_for_managers: bool,
+}
+
+/// Reads the practice's security settings (owner or admin, by row-level security).
+pub async fn security(tx: &mut TenantTx) -> Result<SecuritySettings, StoreError> {
+    let row: Option<SecuritySettings> = sqlx::query_as(
+        "select session_idle_seconds, session_absolute_seconds, require_passkey_for_managers
+           from practice where practice_id = $1",
+    )
+    .bind(tx.practice())
+    .fetch_optional(tx.conn())
+    .await?;
+    row.ok_or(StoreError::Forbidden)
+}
+
+/// Replaces the practice's security settings (owner or admin, by row-level security). Values
+/// out of bounds are refused by the schema ([`StoreError::Invalid`]).
+pub async fn set_security(
+    tx: &mut TenantTx,
+    s: &SecuritySettings,
+) -> Result<SecuritySettings, StoreError> {
+    let row: Option<SecuritySettings> = sqlx::query_as(
+        "update practice set session_idle_seconds = $2, session_absolute_seconds = $3,
+                require_passkey_for_managers = $4
+          where practice_id = $1 and (select app.actor_roles()) && array['owner', 'admin']
+         returning session_idle_seconds, session_absolute_seconds, require_passkey_for_managers",
+    )
+    .bind(tx.practice())
+    .bind(s.session_idle_seconds)
+    .bind(s.session_absolute_seconds)
+    .bind(s.require_passkey_for_managers)
+    .fetch_optional(tx.conn())
+    .await?;
+    row.ok_or(StoreError::Forbidden)
+}

@@ -103,13 +103,103 @@ impl Default for SessionPolicy {
     }
 }
 
+/// How a session was authenticated (RFC 8176 method names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// A password (`pwd`).
+    Password,
+    /// A TOTP code (`otp`).
+    Totp,
+    /// A WebAuthn passkey (`hwk`): phishing-resistant, and a second factor by itself (the
+    /// authenticator verified the user with a biometric or PIN).
+    Passkey,
+    /// A recovery code (`rec`).
+    RecoveryCode,
+}
+
+impl AuthMethod {
+    /// The stored name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "pwd",
+            Self::Totp => "otp",
+            Self::Passkey => "hwk",
+            Self::RecoveryCode => "rec",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pwd" => Self::Password,
+            "otp" => Self::Totp,
+            "hwk" => Self::Passkey,
+            "rec" => Self::RecoveryCode,
+            _ => return None,
+        })
+    }
+}
+
+/// What the session check learned about how the session was authenticated.
+#[derive(Clone, Debug)]
+pub struct SessionAuth {
+    /// The session's public id (for listing and revoking; never the token).
+    pub session_id: uuid::Uuid,
+    /// The methods presented on this session.
+    pub amr: Vec<AuthMethod>,
+    /// When a second factor (or a passkey) was last presented; `None` for a password-only
+    /// session, which may only enroll a second factor (req AU-01).
+    pub mfa_at: Option<DateTime<Utc>>,
+    /// Whether the practice entered requires a passkey of its owners and admins.
+    pub practice_requires_passkey: bool,
+}
+
+impl SessionAuth {
+    /// Whether a second factor was presented.
+    #[must_use]
+    pub fn mfa_done(&self) -> bool {
+        self.mfa_at.is_some()
+    }
+
+    /// Whether the second factor is at most `window` old at `now` (step-up).
+    #[must_use]
+    pub fn fresh(&self, now: DateTime<Utc>, window: Duration) -> bool {
+        self.mfa_at.is_some_and(|t| now - t <= window)
+    }
+
+    /// Whether a passkey was used on this session.
+    #[must_use]
+    pub fn used(&self, method: AuthMethod) -> bool {
+        self.amr.contains(&method)
+    }
+}
+
 /// The outcome of entering a practice with a valid session.
 #[derive(Debug)]
 pub enum Entry {
-    /// A member: the tenant transaction.
-    Member(TenantTx),
+    /// A member: the tenant transaction and how the session was authenticated.
+    Member(TenantTx, SessionAuth),
     /// A signed-in user who is not a member of the practice (or it does not exist).
-    NotMember(UserId),
+    NotMember(UserId, SessionAuth),
+}
+
+/// A session as its owner sees it in their list.
+#[derive(Debug)]
+pub struct SessionSummary {
+    /// The public id.
+    pub session_id: uuid::Uuid,
+    /// When it was created (sign-in).
+    pub created_at: DateTime<Utc>,
+    /// Last activity (to the activity granularity).
+    pub last_seen_at: DateTime<Utc>,
+    /// When it ends at the latest.
+    pub expires_at: DateTime<Utc>,
+    /// Methods presented.
+    pub amr: Vec<AuthMethod>,
+    /// The client's user agent at sign-in (truncated).
+    pub user_agent: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
 }
 
 /// What sign-in needs to check a password: the user and their stored hash.
@@ -123,7 +213,8 @@ pub struct SignInCandidate {
 
 impl Store {
     /// Finds an active user by normalized email for sign-in, with their password hash.
-    /// `None` when there is no such active user or no password is set.
+    /// `None` when there is no such active user or no password is set. Does the same queries
+    /// whether or not the email exists, so timing does not tell (req AU-04).
     pub async fn sign_in_candidate(
         &self,
         email: &str,
@@ -133,52 +224,104 @@ impl Store {
             .bind(email)
             .execute(&mut *tx)
             .await?;
-        let user: Option<(UserId,)> =
-            sqlx::query_as("select user_id from app_user where email = $1 and status = 'active'")
+        let user: Option<UserId> =
+            sqlx::query_scalar("select user_id from app_user where email = $1 and status = 'active'")
                 .bind(email)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some((user_id,)) = user else {
-            return Ok(None);
-        };
+        // The nil id for an unknown email: the same statements run either way.
+        let probe = user.map_or_else(uuid::Uuid::nil, |u| u.as_uuid());
         sqlx::query("select set_config('chartroom.actor_id', $1, true)")
-            .bind(user_id.to_string())
+            .bind(probe.to_string())
             .execute(&mut *tx)
             .await?;
-        let hash: Option<(String,)> =
-            sqlx::query_as("select hash from user_password where user_id = $1")
-                .bind(user_id)
+        let hash: Option<String> =
+            sqlx::query_scalar("select hash from user_password where user_id = $1")
+                .bind(probe)
                 .fetch_optional(&mut *tx)
                 .await?;
         tx.commit().await?;
-        Ok(hash.map(|(password_hash,)| SignInCandidate {
+        Ok(user.zip(hash).map(|(user_id, password_hash)| SignInCandidate {
             user_id,
             password_hash,
         }))
     }
 
-    /// Creates a session for `user` (after the caller verified their credentials) and returns
-    /// the token to hand out. A new token at every sign-in (req AC-12).
+    /// Creates a session for `user` (after the caller verified `method`) and returns the
+    /// token to hand out. A new token at every sign-in (req AC-12). A password session has no
+    /// second factor yet; a passkey session has one.
     pub async fn create_session(
         &self,
         user: UserId,
+        method: AuthMethod,
+        user_agent: Option<&str>,
         now: DateTime<Utc>,
         policy: &SessionPolicy,
     ) -> Result<SessionToken, StoreError> {
         let token = SessionToken::generate();
+        let mfa_at = (method != AuthMethod::Password).then_some(now);
         let mut tx = self.pool.begin().await?;
         sqlx::query("select set_config('chartroom.actor_id', $1, true)")
             .bind(user.to_string())
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "insert into session (token_hash, user_id, created_at, last_seen_at, expires_at)
-             values ($1, $2, $3, $3, $4)",
+            "insert into session (token_hash, user_id, created_at, last_seen_at, expires_at, amr, mfa_at, user_agent)
+             values ($1, $2, $3, $3, $4, $5, $6, $7)",
         )
         .bind(token.hash().0.as_slice())
         .bind(user)
         .bind(now)
         .bind(now + policy.absolute)
+        .bind(vec![method.as_str()])
+        .bind(mfa_at)
+        .bind(user_agent.map(clip_user_agent))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// Replaces the session `old` by a new token after `method` was verified on it (second
+    /// factor or step-up): the old token stops working at once, the new session keeps the
+    /// sign-in time and absolute lifetime, adds `method` and records `now` as its second-factor
+    /// time (req AC-12: a new token at every authentication step).
+    pub async fn rotate_session(
+        &self,
+        old: &TokenHash,
+        method: AuthMethod,
+        now: DateTime<Utc>,
+    ) -> Result<SessionToken, StoreError> {
+        let token = SessionToken::generate();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select set_config('chartroom.session_hash', $1, true)")
+            .bind(old.hex())
+            .execute(&mut *tx)
+            .await?;
+        let row: Option<(UserId,)> = sqlx::query_as(
+            "update session set revoked_at = $2
+              where token_hash = $1 and revoked_at is null and expires_at > $2
+             returning user_id",
+        )
+        .bind(old.0.as_slice())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (user,) = row.ok_or(StoreError::Unauthenticated)?;
+        sqlx::query("select set_config('chartroom.actor_id', $1, true)")
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "insert into session (token_hash, user_id, created_at, last_seen_at, expires_at, amr, mfa_at, user_agent)
+             select $2, s.user_id, s.created_at, $3, s.expires_at,
+                    (select array_agg(distinct m) from unnest(s.amr || array[$4]) m), $3, s.user_agent
+               from session s where s.token_hash = $1",
+        )
+        .bind(old.0.as_slice())
+        .bind(token.hash().0.as_slice())
+        .bind(now)
+        .bind(method.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -193,14 +336,15 @@ impl Store {
         now: DateTime<Utc>,
         policy: &SessionPolicy,
         request: RequestId,
-    ) -> Result<UserTx, StoreError> {
-        let (tx, user, _) = enter(&self.pool, token, None, now, policy).await?;
-        Ok(UserTx::new(tx, user, request, now))
+    ) -> Result<(UserTx, SessionAuth), StoreError> {
+        let (tx, user, _, auth) = enter(&self.pool, token, None, now, policy).await?;
+        Ok((UserTx::new(tx, user, request, now), auth))
     }
 
     /// Checks a session and opens a transaction acting as its user inside `practice`, in one
-    /// round trip (`app.enter`). Errors: [`StoreError::Unauthenticated`] for a bad session;
-    /// [`StoreError::NotMember`] when the user is not a member of `practice` (or it does not
+    /// round trip (`app.enter`), applying the practice's own idle timeout and absolute
+    /// lifetime. Errors: [`StoreError::Unauthenticated`] for a bad session;
+    /// [`Entry::NotMember`] when the user is not a member of `practice` (or it does not
     /// exist), which the API reports as 404 so another practice's existence is not revealed.
     pub async fn enter_practice(
         &self,
@@ -210,14 +354,16 @@ impl Store {
         policy: &SessionPolicy,
         request: RequestId,
     ) -> Result<Entry, StoreError> {
-        let (tx, user, roles) = enter(&self.pool, token, Some(practice), now, policy).await?;
+        let (tx, user, roles, auth) =
+            enter(&self.pool, token, Some(practice), now, policy).await?;
         let Some(roles) = roles else {
-            return Ok(Entry::NotMember(user));
+            return Ok(Entry::NotMember(user, auth));
         };
         let roles = RoleSet::parse(&roles).map_err(|_| StoreError::Corrupt("membership.roles"))?;
-        Ok(Entry::Member(TenantTx::new(
-            tx, practice, user, roles, request, now,
-        )))
+        Ok(Entry::Member(
+            TenantTx::new(tx, practice, user, roles, request, now),
+            auth,
+        ))
     }
 
     /// Ends a session at once (logout). Idempotent.
@@ -243,23 +389,129 @@ impl Store {
     }
 }
 
+impl UserTx {
+    /// The acting user's live sessions (not revoked, not past their absolute lifetime), newest
+    /// first; `current` marks the one with public id `current`.
+    pub async fn sessions(
+        &mut self,
+        current: uuid::Uuid,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let now = self.now();
+        let rows: Vec<SessionRow> = sqlx::query_as(
+            "select session_id, created_at, last_seen_at, expires_at, amr, user_agent
+               from session
+              where user_id = app.actor() and revoked_at is null and expires_at > $1
+              order by created_at desc, session_id
+              limit 100",
+        )
+        .bind(now)
+        .fetch_all(self.conn())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SessionSummary {
+                current: r.0 == current,
+                session_id: r.0,
+                created_at: r.1,
+                last_seen_at: r.2,
+                expires_at: r.3,
+                amr: r.4.iter().filter_map(|m| AuthMethod::parse(m)).collect(),
+                user_agent: r.5,
+            })
+            .collect())
+    }
+
+    /// Revokes one of the acting user's sessions by its public id. `false` when the user has
+    /// no such live session (another user's session is never found).
+    pub async fn revoke_session_id(&mut self, session: uuid::Uuid) -> Result<bool, StoreError> {
+        let now = self.now();
+        let n = sqlx::query(
+            "update session set revoked_at = $2
+              where user_id = app.actor() and session_id = $1 and revoked_at is null",
+        )
+        .bind(session)
+        .bind(now)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Revokes every live session of the acting user except `keep`; returns how many.
+    pub async fn revoke_other_sessions(&mut self, keep: uuid::Uuid) -> Result<u64, StoreError> {
+        let now = self.now();
+        Ok(sqlx::query(
+            "update session set revoked_at = $2
+              where user_id = app.actor() and session_id <> $1 and revoked_at is null",
+        )
+        .bind(keep)
+        .bind(now)
+        .execute(self.conn())
+        .await?
+        .rows_affected())
+    }
+}
+
+type SessionRow = (
+    uuid::Uuid,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Vec<String>,
+    Option<String>,
+);
+
+/// At most 200 characters of a user agent, printable ASCII only (log-injection safe).
+fn clip_user_agent(ua: &str) -> String {
+    ua.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(200)
+        .collect()
+}
+
+type EnterRow = (
+    UserId,
+    Option<Vec<String>>,
+    Vec<String>,
+    Option<DateTime<Utc>>,
+    uuid::Uuid,
+    bool,
+);
+
 async fn enter(
     pool: &PgPool,
     token: &TokenHash,
     practice: Option<PracticeId>,
     now: DateTime<Utc>,
     policy: &SessionPolicy,
-) -> Result<(Transaction<'static, Postgres>, UserId, Option<Vec<String>>), StoreError> {
+) -> Result<
+    (
+        Transaction<'static, Postgres>,
+        UserId,
+        Option<Vec<String>>,
+        SessionAuth,
+    ),
+    StoreError,
+> {
     let mut tx = pool.begin().await?;
-    let row: Option<(UserId, Option<Vec<String>>)> =
-        sqlx::query_as("select user_id, roles from app.enter($1, $2, $3, $4, $5)")
-            .bind(token.0.as_slice())
-            .bind(practice)
-            .bind(now)
-            .bind(policy.idle)
-            .bind(policy.activity_granularity)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let (user, roles) = row.ok_or(StoreError::Unauthenticated)?;
-    Ok((tx, user, roles))
+    let row: Option<EnterRow> = sqlx::query_as(
+        "select user_id, roles, amr, mfa_at, session_id, require_passkey
+           from app.enter($1, $2, $3, $4, $5)",
+    )
+    .bind(token.0.as_slice())
+    .bind(practice)
+    .bind(now)
+    .bind(policy.idle)
+    .bind(policy.activity_granularity)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (user, roles, amr, mfa_at, session_id, practice_requires_passkey) =
+        row.ok_or(StoreError::Unauthenticated)?;
+    let auth = SessionAuth {
+        session_id,
+        amr: amr.iter().filter_map(|m| AuthMethod::parse(m)).collect(),
+        mfa_at,
+        practice_requires_passkey,
+    };
+    Ok((tx, user, roles, auth))
 }

@@ -344,10 +344,33 @@ impl World {
     }
 }
 
-/// The real application served over HTTP on an ephemeral loopback port.
+/// A self-signed certificate for `127.0.0.1` and `localhost`, made once per process:
+/// (certificate PEM, key PEM).
+pub fn test_certificate() -> &'static (String, String) {
+    static CERT: OnceLock<(String, String)> = OnceLock::new();
+    CERT.get_or_init(|| {
+        server::tls::generate_self_signed(&["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("test certificate")
+    })
+}
+
+/// An HTTPS client that trusts [`test_certificate`] (TLS 1.3, as any current client).
+#[must_use]
+pub fn https_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(test_certificate().0.as_bytes()).expect("cert"),
+        )
+        .build()
+        .expect("client")
+}
+
+/// The real application served over HTTPS (TLS 1.3 only, as in production) on an ephemeral
+/// loopback port.
 #[derive(Debug)]
 pub struct TestApp {
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT`.
     pub base: String,
     /// The injected clock.
     pub clock: ManualClock,
@@ -359,7 +382,11 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The checkpoint directory the app reads (a fresh temporary directory).
     pub checkpoint_dir: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The identity settings the app runs with (shared).
+    pub identity: std::sync::Arc<server::identity::Identity>,
+    /// The address served.
+    pub addr: std::net::SocketAddr,
+    handle: axum_server::Handle<std::net::SocketAddr>,
 }
 
 impl TestApp {
@@ -370,51 +397,96 @@ impl TestApp {
 
     /// Starts the app on a given runtime store.
     pub async fn start_with(store: Store) -> Self {
+        Self::start_configured(store, |_| {}).await
+    }
+
+    /// Starts the app on `store`, letting `configure` adjust the identity settings (throttle,
+    /// policy) first.
+    pub async fn start_configured(
+        store: Store,
+        configure: impl FnOnce(&mut server::identity::Identity),
+    ) -> Self {
         let clock = ManualClock::starting_now();
         let sessions = SessionPolicy::default();
         let checkpoint_dir = std::env::temp_dir().join(format!(
             "chartroom-test-cp-{}",
             uuid::Uuid::new_v4().simple()
         ));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (secrets, _) = server::identity::SecretBox::generate().expect("key");
+        let rp = server::identity::relying_party(&format!("https://localhost:{}", addr.port()))
+            .expect("relying party");
+        let mut identity = server::identity::Identity::new(secrets, Some(rp));
+        configure(&mut identity);
+        let identity = std::sync::Arc::new(identity);
         let state = server::AppState {
             store: store.clone(),
             clock: std::sync::Arc::new(clock.clone()),
             sessions,
             passwords: server::password::Hasher::new(2).expect("hasher"),
-            secure_cookies: false,
+            identity: identity.clone(),
+            security_txt: Some(std::sync::Arc::from(server::render_security_txt(
+                &["mailto:security@test.example.invalid".to_owned()],
+                clock.now() + chrono::Duration::days(180),
+                None,
+            ))),
             checkpoints: Some(audit::store::DirStore::new(&checkpoint_dir)),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (cert, key) = test_certificate();
+        let certs = vec![
+            rustls_pem_cert(cert),
+        ];
+        let key = rustls_pem_key(key);
+        let config = server::tls::server_config(certs, key).expect("tls config");
+        let handle = axum_server::Handle::new();
+        let h = handle.clone();
+        let app = server::app(state);
         tokio::spawn(async move {
-            let _ = axum::serve(listener, server::app(state))
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
+            let _ = server::tls::serve_https(listener, config, app, h).await;
         });
         Self {
-            base: format!("http://{addr}"),
+            base: format!("https://{addr}"),
             clock,
             store,
             sessions,
-            http: reqwest::Client::builder().build().expect("client"),
+            http: https_client(),
             checkpoint_dir,
-            stop: Some(tx),
+            identity,
+            addr,
+            handle,
         }
     }
 
-    /// A session token for `user`, created directly (the sign-in route has its own tests).
+    /// A full session token for `user` (password, then a second factor), created directly in
+    /// the store (the sign-in routes have their own tests).
     pub async fn token(&self, user: UserId) -> String {
+        let now = self.clock.now();
+        let first = self.password_only_token_raw(user).await;
         self.store
-            .create_session(user, self.clock.now(), &self.sessions)
+            .rotate_session(&first.hash(), store::AuthMethod::Totp, now)
             .await
-            .expect("session")
+            .expect("second factor")
             .expose()
             .to_owned()
+    }
+
+    /// A session token for `user` with a password only (no second factor yet).
+    pub async fn password_only_token(&self, user: UserId) -> String {
+        self.password_only_token_raw(user).await.expose().to_owned()
+    }
+
+    async fn password_only_token_raw(&self, user: UserId) -> store::SessionToken {
+        self.store
+            .create_session(
+                user,
+                store::AuthMethod::Password,
+                Some("testkit"),
+                self.clock.now(),
+                &self.sessions,
+            )
+            .await
+            .expect("session")
     }
 
     /// `base` + `path`.
@@ -424,11 +496,19 @@ impl TestApp {
     }
 }
 
+fn rustls_pem_cert(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("cert pem")
+}
+
+fn rustls_pem_key(pem: &str) -> rustls::pki_types::PrivateKeyDer<'static> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::PrivateKeyDer::from_pem_slice(pem.as_bytes()).expect("key pem")
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.handle.shutdown();
         let _ = std::fs::remove_dir_all(&self.checkpoint_dir);
     }
 }

@@ -15,6 +15,10 @@ use crate::util::call;
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Needs {
     Public,
+    /// A session of the caller's own (sign-in steps, second factors, own sessions): the matrix
+    /// checks anonymous and malformed tokens; each route's success and step-up rules are
+    /// exercised in `identity` and `passkeys`.
+    Account,
     Session,
     Member,
     Scheduling,
@@ -25,7 +29,7 @@ enum Needs {
 impl Needs {
     fn right(self) -> &'static [&'static str] {
         match self {
-            Needs::Public | Needs::Session | Needs::Member => {
+            Needs::Public | Needs::Account | Needs::Session | Needs::Member => {
                 &["owner", "admin", "clinician", "reception"]
             }
             Needs::Scheduling => &["clinician", "reception"],
@@ -46,6 +50,15 @@ impl Needs {
 const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
     ("POST", "/api/v1/auth/login", Needs::Public, None),
     ("POST", "/api/v1/auth/logout", Needs::Session, None),
+    ("POST", "/api/v1/auth/second-factor/totp", Needs::Account, None),
+    ("POST", "/api/v1/auth/second-factor/recovery", Needs::Account, None),
+    ("POST", "/api/v1/auth/mfa/totp", Needs::Account, None),
+    ("DELETE", "/api/v1/auth/mfa/totp", Needs::Account, None),
+    ("POST", "/api/v1/auth/mfa/totp/confirm", Needs::Account, None),
+    ("POST", "/api/v1/auth/mfa/recovery-codes", Needs::Account, None),
+    ("POST", "/api/v1/auth/password", Needs::Account, None),
+    ("GET", "/api/v1/auth/sessions", Needs::Account, None),
+    ("DELETE", "/api/v1/auth/sessions/{session_id}", Needs::Account, None),
     ("GET", "/api/v1/me", Needs::Session, None),
     ("GET", "/api/v1/practices", Needs::Session, None),
     (
@@ -57,6 +70,18 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
     (
         "PATCH",
         "/api/v1/practices/{practice_id}",
+        Needs::Manage,
+        Some("practice.update"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/security",
+        Needs::Manage,
+        Some("practice.read"),
+    ),
+    (
+        "PUT",
+        "/api/v1/practices/{practice_id}/security",
         Needs::Manage,
         Some("practice.update"),
     ),
@@ -315,7 +340,8 @@ fn request(
         .replace("{patient_id}", &patient_id.to_string())
         .replace("{user_id}", &user_id.to_string())
         .replace("{appointment_id}", &o.appointment[i].to_string())
-        .replace("{note_id}", &o.note[i].to_string());
+        .replace("{note_id}", &o.note[i].to_string())
+        .replace("{session_id}", &uuid::Uuid::new_v4().to_string());
     let concrete = match path {
         "/api/v1/practices/{practice_id}/audit/proofs/inclusion" => format!("{concrete}?seq=0"),
         "/api/v1/practices/{practice_id}/audit/proofs/consistency" => format!("{concrete}?first=1"),
@@ -324,6 +350,9 @@ fn request(
     let starts = Utc::now() + Duration::days(2);
     let body = match (method, path) {
         ("PATCH", "/api/v1/practices/{practice_id}") => Some(json!({"name": "Renamed practice"})),
+        ("PUT", "/api/v1/practices/{practice_id}/security") => Some(json!({
+            "session_idle_minutes": 30, "session_lifetime_hours": 12, "require_passkey_for_managers": false
+        })),
         ("POST", "/api/v1/practices/{practice_id}/memberships") => {
             Some(json!({"email": new_email, "roles": ["reception"]}))
         }
@@ -438,6 +467,10 @@ async fn authorization_matrix() {
         tokens.insert(("b", role), app.token(w.b.user(role)).await);
     }
     let nobody = app.token(w.nobody).await;
+    let mut password_only = std::collections::HashMap::new();
+    for role in ["owner", "admin", "clinician", "reception"] {
+        password_only.insert(role, app.password_only_token(w.a.user(role)).await);
+    }
     // Seal what the fixtures logged and sign a checkpoint, so the proof routes have a tree.
     app.store.seal_pending(Utc::now()).await.unwrap();
     let cp = server::sealer::Checkpointer {
@@ -483,6 +516,18 @@ async fn authorization_matrix() {
         )
         .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{label}: malformed token");
+        if needs == Needs::Account {
+            continue;
+        }
+        // req: AU-01 — a password-only session opens no practice route, whatever the role.
+        if path.starts_with("/api/v1/practices/{practice_id}") {
+            for role in needs.right() {
+                let (s, err) =
+                    call(&app, method(m), &own_path, Some(&password_only[role]), body.as_ref()).await;
+                assert_eq!(s, StatusCode::UNAUTHORIZED, "{label}: password-only {role}");
+                assert_eq!(err["error"]["code"], "AUTH-0003", "{label}");
+            }
+        }
 
         if needs != Needs::Session {
             // Other practice: B's members (even with the right role) and a member of no

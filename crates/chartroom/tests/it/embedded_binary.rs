@@ -59,12 +59,94 @@ async fn stop(mut r: Running) {
     assert!(status.success(), "chartroom exited with {status}");
 }
 
+/// An HTTPS client trusting the self-signed certificate the server generated in `dir`, TLS 1.3.
+fn client_for(dir: &Path) -> reqwest::Client {
+    let pem = std::fs::read(dir.join("secrets/tls-cert.pem")).expect("generated certificate");
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// A TOTP code for a step after `last` (a code is accepted once: RFC 6238 §5.2).
+fn next_code(key: &server::identity::totp::TotpKey, last: &mut i64) -> String {
+    let now = chrono::Utc::now();
+    let step = (now.timestamp() / 30).max(*last + 1);
+    *last = step;
+    key.code_at(chrono::DateTime::from_timestamp(step * 30, 0).unwrap())
+}
+
+/// Password, then TOTP (enrolling it on the first sign-in): a full session token.
+async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    login: &serde_json::Value,
+    totp: &mut Option<(server::identity::totp::TotpKey, i64)>,
+) -> String {
+    let res: serde_json::Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(login)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = res["token"].as_str().expect("password sign-in").to_owned();
+    if let Some((key, last)) = totp.as_mut() {
+        assert_eq!(res["next"], "second_factor");
+        let code = next_code(key, last);
+        let done: serde_json::Value = http
+            .post(format!("{base}/api/v1/auth/second-factor/totp"))
+            .bearer_auth(&token)
+            .json(&json!({ "code": code }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        return done["token"].as_str().expect("second factor").to_owned();
+    }
+    assert_eq!(res["next"], "enroll_second_factor");
+    let enroll: serde_json::Value = http
+        .post(format!("{base}/api/v1/auth/mfa/totp"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = server::identity::totp::TotpKey::from_uri(enroll["otpauth_uri"].as_str().unwrap())
+        .unwrap();
+    let mut last = 0;
+    let code = next_code(&key, &mut last);
+    let done: serde_json::Value = http
+        .post(format!("{base}/api/v1/auth/mfa/totp/confirm"))
+        .bearer_auth(&token)
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["recovery_codes"].as_array().unwrap().len(), 10);
+    *totp = Some((key, last));
+    done["token"].as_str().expect("enrollment").to_owned()
+}
+
+// req: TX-01 (HTTPS out of the box), AU-01
 #[tokio::test]
 async fn demo_runs_on_embedded_postgres_and_survives_a_restart() {
     let dir = Path::new("/tmp").join(format!("chartroom-it-{}", uuid::Uuid::new_v4().simple()));
-    let http = reqwest::Client::new();
 
     let first = start(&dir, "demo").await;
+    assert!(first.base.starts_with("https://"), "{}", first.base);
+    let http = client_for(&dir);
+    let mut totp = None;
     let creds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("demo-credentials.json")).unwrap()).unwrap();
     let reception = creds
@@ -74,19 +156,7 @@ async fn demo_runs_on_embedded_postgres_and_survives_a_restart() {
         .find(|a| a["email"] == "reception@harbor.demo.invalid")
         .unwrap();
     let login = json!({"email": reception["email"], "password": reception["password"]});
-    let res: serde_json::Value = http
-        .post(format!("{}/api/v1/auth/login", first.base))
-        .json(&login)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = res["token"]
-        .as_str()
-        .expect("sign-in with the demo user")
-        .to_owned();
+    let token = sign_in(&http, &first.base, &login, &mut totp).await;
     let me: serde_json::Value = http
         .get(format!("{}/api/v1/me", first.base))
         .bearer_auth(&token)
@@ -124,19 +194,7 @@ async fn demo_runs_on_embedded_postgres_and_survives_a_restart() {
 
     // Second start: `serve` reuses the cluster; the data and the demo accounts are there.
     let second = start(&dir, "serve").await;
-    let res: serde_json::Value = http
-        .post(format!("{}/api/v1/auth/login", second.base))
-        .json(&login)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = res["token"]
-        .as_str()
-        .expect("sign-in after restart")
-        .to_owned();
+    let token = sign_in(&http, &second.base, &login, &mut totp).await;
     let got = http
         .get(format!(
             "{}/api/v1/practices/{practice}/patients/{patient}",
@@ -170,8 +228,8 @@ async fn demo_runs_on_embedded_postgres_and_survives_a_restart() {
         if args[1] == "verify" {
             assert_eq!(
                 text.matches("no problems found").count(),
-                2,
-                "both demo practices verify: {text}"
+                3,
+                "both demo practices and the installation's security log verify: {text}"
             );
         }
     }

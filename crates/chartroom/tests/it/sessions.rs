@@ -34,7 +34,10 @@ async fn sign_in_issues_a_fresh_opaque_token_stored_only_as_a_hash() {
     assert_eq!(res.status(), StatusCode::OK);
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
-        cookie.starts_with("chartroom_session=")
+        cookie.starts_with("__Host-chartroom_session=")
+            && cookie.contains("; Secure")
+            && cookie.contains("Path=/;")
+            && !cookie.contains("Domain")
             && cookie.contains("HttpOnly")
             && cookie.contains("SameSite=Strict"),
         "{cookie}"
@@ -49,7 +52,7 @@ async fn sign_in_issues_a_fresh_opaque_token_stored_only_as_a_hash() {
     let res = app
         .http
         .get(app.url("/api/v1/me"))
-        .header("cookie", format!("chartroom_session={t1}"))
+        .header("cookie", format!("__Host-chartroom_session={t1}"))
         .send()
         .await
         .unwrap();

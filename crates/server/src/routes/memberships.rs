@@ -6,7 +6,8 @@ use domain::{AuditAction, PracticeId, Role, RoleSet, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::AppError;
+use crate::{AppError, AppState};
+use axum::extract::State;
 use crate::extract::{AnyMember, ApiJson, ApiPath, Ctx, Manage};
 use crate::views::MemberView;
 
@@ -56,9 +57,12 @@ pub(crate) struct MembershipCreate {
     params(("practice_id" = String, Path, format = Uuid)), request_body = MembershipCreate,
     responses((status = 201, body = MemberView), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
 pub(crate) async fn membership_create(
+    State(state): State<AppState>,
     ctx: Ctx<Manage>,
     ApiJson(req): ApiJson<MembershipCreate>,
 ) -> Result<(StatusCode, Json<MemberView>), AppError> {
+    // Granting a role needs a recent second factor.
+    ctx.require_step_up(&state)?;
     let email = domain::values::Email::parse("email", &req.email)?;
     let roles = parse_roles(&req.roles)?;
     let mut tx = ctx.tx;
@@ -112,10 +116,13 @@ pub(crate) struct MembershipUpdate {
     params(("practice_id" = String, Path, format = Uuid), ("user_id" = String, Path, format = Uuid)), request_body = MembershipUpdate,
     responses((status = 200, body = MemberView), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
 pub(crate) async fn membership_update(
+    State(state): State<AppState>,
     ctx: Ctx<Manage>,
     ApiPath((_, user)): ApiPath<(PracticeId, UserId)>,
     ApiJson(req): ApiJson<MembershipUpdate>,
 ) -> Result<Json<MemberView>, AppError> {
+    // Changing roles needs a recent second factor.
+    ctx.require_step_up(&state)?;
     let roles = parse_roles(&req.roles)?;
     let mut tx = ctx.tx;
     let m = store::memberships::set_roles(&mut tx, user, roles)

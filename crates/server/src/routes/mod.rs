@@ -21,7 +21,7 @@ use crate::AppState;
     info(
         title = "Chartroom API",
         description = "Clinical records for small practices. Every route except sign-in needs a session \
-                       (bearer token or the chartroom_session cookie). Practice routes answer 404 for \
+                       (bearer token or the __Host-chartroom_session cookie) whose second factor is done. Practice routes answer 404 for \
                        practices the caller does not belong to.",
         license(name = "AGPL-3.0-only")
     ),
@@ -41,10 +41,22 @@ struct ApiDoc;
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::login))
+        .routes(routes!(auth::second_factor_totp))
+        .routes(routes!(auth::second_factor_recovery))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
+        .routes(routes!(auth::totp_enroll, auth::totp_remove))
+        .routes(routes!(auth::totp_confirm))
+        .routes(routes!(auth::recovery_regenerate))
+        .routes(routes!(auth::password_change))
+        .routes(routes!(auth::session_list))
+        .routes(routes!(auth::session_revoke))
         .routes(routes!(practices::practice_list))
         .routes(routes!(practices::practice_get, practices::practice_update))
+        .routes(routes!(
+            practices::practice_security_get,
+            practices::practice_security_put
+        ))
         .routes(routes!(
             memberships::membership_list,
             memberships::membership_create

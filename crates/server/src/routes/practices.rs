@@ -5,8 +5,10 @@ use domain::AuditAction;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::AppError;
+use axum::extract::State;
+
 use crate::extract::{AnyMember, ApiJson, Ctx, Manage, Session};
+use crate::{AppError, AppState};
 use crate::views::{MyPracticeView, PracticeView};
 
 /// The practices the caller belongs to, with their roles.
@@ -81,4 +83,93 @@ pub(crate) async fn practice_update(
     .await?;
     tx.commit().await?;
     Ok(Json(p.into()))
+}
+
+/// A practice's security settings.
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecurityView {
+    /// Minutes without a request after which its members' sessions end on this practice's
+    /// routes (2–60); `null` for the server's default.
+    session_idle_minutes: Option<i32>,
+    /// Hours after sign-in after which sessions end on this practice's routes (1–24, never
+    /// beyond the server's own lifetime); `null` for the server's default.
+    session_lifetime_hours: Option<i32>,
+    /// Owners and admins must sign in with a passkey (phishing-resistant) to use this
+    /// practice.
+    require_passkey_for_managers: bool,
+}
+
+impl From<store::practices::SecuritySettings> for SecurityView {
+    fn from(s: store::practices::SecuritySettings) -> Self {
+        Self {
+            session_idle_minutes: s.session_idle_seconds.map(|v| v / 60),
+            session_lifetime_hours: s.session_absolute_seconds.map(|v| v / 3600),
+            require_passkey_for_managers: s.require_passkey_for_managers,
+        }
+    }
+}
+
+/// Reads the practice's security settings (owner or admin).
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/security", tag = "practices",
+    params(("practice_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = SecurityView), (status = 403, body = crate::views::ErrorBody)))]
+pub(crate) async fn practice_security_get(ctx: Ctx<Manage>) -> Result<Json<SecurityView>, AppError> {
+    let mut tx = ctx.tx;
+    let s = store::practices::security(&mut tx).await?;
+    tx.audit_details(
+        AuditAction::PracticeRead,
+        None,
+        Some(("practice", tx.practice().as_uuid())),
+        Some(serde_json::json!({"part": "security"})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(s.into()))
+}
+
+/// Replaces the practice's security settings (owner or admin, with a second factor presented
+/// in the last five minutes).
+#[utoipa::path(put, path = "/api/v1/practices/{practice_id}/security", tag = "practices",
+    params(("practice_id" = String, Path, format = Uuid)), request_body = SecurityView,
+    responses((status = 200, body = SecurityView), (status = 400, body = crate::views::ErrorBody),
+              (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody)))]
+pub(crate) async fn practice_security_put(
+    State(state): State<AppState>,
+    ctx: Ctx<Manage>,
+    ApiJson(req): ApiJson<SecurityView>,
+) -> Result<Json<SecurityView>, AppError> {
+    ctx.require_step_up(&state)?;
+    if req.session_idle_minutes.is_some_and(|m| !(2..=60).contains(&m)) {
+        return Err(AppError::Invalid(
+            "session_idle_minutes: must be between 2 and 60".into(),
+        ));
+    }
+    if req
+        .session_lifetime_hours
+        .is_some_and(|h| !(1..=24).contains(&h))
+    {
+        return Err(AppError::Invalid(
+            "session_lifetime_hours: must be between 1 and 24".into(),
+        ));
+    }
+    let mut tx = ctx.tx;
+    let s = store::practices::set_security(
+        &mut tx,
+        &store::practices::SecuritySettings {
+            session_idle_seconds: req.session_idle_minutes.map(|m| m * 60),
+            session_absolute_seconds: req.session_lifetime_hours.map(|h| h * 3600),
+            require_passkey_for_managers: req.require_passkey_for_managers,
+        },
+    )
+    .await?;
+    tx.audit_details(
+        AuditAction::PracticeUpdate,
+        None,
+        Some(("practice", tx.practice().as_uuid())),
+        Some(serde_json::json!({"part": "security"})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(s.into()))
 }

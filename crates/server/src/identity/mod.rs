@@ -1,0 +1,108 @@
+//! Identity: the password policy, second factors (TOTP, recovery codes; passkeys in
+//! [`crate::routes`]), sign-in throttling, step-up, and the sealing of identity secrets.
+//!
+//! # Guarantees
+//! - A session created by a password alone can only enroll or present a second factor; every
+//!   practice route needs a session whose second factor is done (req AU-01).
+//! - Every authentication step hands out a new token and ends the old one (req AC-12).
+//! - Changing credentials or second factors, and granting roles, needs a second factor
+//!   presented within [`Identity::step_up_window`] (5 minutes by default).
+//! - TOTP codes are single-use (req AU-02); recovery codes are single-use and stored hashed.
+//! - Failed sign-ins are throttled per account and per address without locking anyone out
+//!   (req AU-03), with one generic answer and the same work for unknown emails (req AU-04).
+
+mod policy;
+pub mod recovery;
+mod secret_box;
+mod throttle;
+pub mod totp;
+
+use std::net::IpAddr;
+
+pub use policy::{PasswordPolicy, PasswordRejection};
+pub use secret_box::{OpenError, SecretBox};
+pub use throttle::{FailOutcome, RetryAfter, Throttle, ThrottleConfig};
+
+use chrono::Duration;
+
+/// Identity settings and state shared by the routes.
+#[derive(Debug)]
+pub struct Identity {
+    /// The password policy for new passwords.
+    pub policy: PasswordPolicy,
+    /// Sign-in throttling.
+    pub throttle: Throttle,
+    /// Seals TOTP secrets at rest.
+    pub secrets: SecretBox,
+    /// The issuer shown in authenticator apps.
+    pub issuer: String,
+    /// How recent a second factor must be for sensitive changes.
+    pub step_up_window: Duration,
+    /// Whether the client address comes from the proxy's `X-Forwarded-For` (only with
+    /// `--behind-proxy`, where the listener is loopback-only and the proxy is trusted).
+    pub trust_forwarded_for: bool,
+    /// WebAuthn relying party (`None` disables passkeys).
+    pub webauthn: Option<webauthn_rs::Webauthn>,
+}
+
+impl Identity {
+    /// Settings for a server with the given secret box and passkey relying party.
+    #[must_use]
+    pub fn new(secrets: SecretBox, webauthn: Option<webauthn_rs::Webauthn>) -> Self {
+        Self {
+            policy: PasswordPolicy::default(),
+            throttle: Throttle::new(ThrottleConfig::default()),
+            secrets,
+            issuer: "Chartroom".to_owned(),
+            // Step-up freshness: 5 minutes.
+            step_up_window: Duration::minutes(5),
+            trust_forwarded_for: false,
+            webauthn,
+        }
+    }
+
+    /// The associated data binding a user's sealed TOTP secret to its row.
+    #[must_use]
+    pub fn totp_aad(user: domain::UserId) -> Vec<u8> {
+        let mut aad = b"user_totp.secret_sealed:".to_vec();
+        aad.extend_from_slice(user.as_uuid().as_bytes());
+        aad
+    }
+}
+
+/// The client of a request, for the audit trail and throttling: its address and user agent
+/// (printable ASCII only, at most 200 characters, so nothing can inject into logs).
+#[derive(Clone, Debug, Default)]
+pub struct Client {
+    /// The client address, when known.
+    pub ip: Option<IpAddr>,
+    /// The user agent.
+    pub user_agent: Option<String>,
+}
+
+impl Client {
+    /// Facts for an audit event's details.
+    #[must_use]
+    pub fn details(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        if let Some(ip) = self.ip {
+            m.insert("ip".into(), ip.to_string().into());
+        }
+        if let Some(ua) = &self.user_agent {
+            m.insert("user_agent".into(), ua.clone().into());
+        }
+        m
+    }
+}
+
+/// The WebAuthn relying party for `origin` (e.g. `https://localhost:8443`): the RP id is the
+/// origin's host.
+pub fn relying_party(origin: &str) -> Result<webauthn_rs::Webauthn, String> {
+    let url = webauthn_rs::prelude::Url::parse(origin).map_err(|e| e.to_string())?;
+    let host = url.host_str().ok_or("the origin has no host")?.to_owned();
+    webauthn_rs::WebauthnBuilder::new(&host, &url)
+        .map_err(|e| e.to_string())?
+        .rp_name("Chartroom")
+        .build()
+        .map_err(|e| e.to_string())
+}
