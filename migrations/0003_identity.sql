@@ -132,57 +132,50 @@ grant update (session_idle_seconds, session_absolute_seconds, require_passkey_fo
 -- (expires_at, fixed at sign-in). Outside a practice the server's defaults apply.
 -- SECURITY INVOKER as before: every read goes through the caller's row-level security.
 drop function app.enter(bytea, uuid, timestamptz, interval, interval);
-create function app.enter(p_token bytea, p_practice uuid, p_now timestamptz, p_idle interval, p_touch_after interval)
-    returns table (user_id uuid, roles text[], amr text[], mfa_at timestamptz,
-                   session_id uuid, require_passkey boolean)
+create function app.enter(p_token bytea, p_practice uuid, p_now timestamptz, p_idle interval, p_touch_after interval,
+                          out user_id uuid, out roles text[], out amr text[], out mfa_at timestamptz,
+                          out session_id uuid, out require_passkey boolean)
+    returns setof record
     language plpgsql volatile
     as $$
     declare
-        v_user uuid;
         v_seen timestamptz;
         v_created timestamptz;
-        v_amr text[];
-        v_mfa timestamptz;
-        v_sid uuid;
-        v_idle interval := p_idle;
+        v_idle interval;
         v_abs interval;
-        v_roles text[];
-        v_passkey boolean := false;
     begin
-        perform set_config('chartroom.session_hash', encode(p_token, 'hex'), true);
-        select s.user_id, s.last_seen_at, s.created_at, s.amr, s.mfa_at, s.session_id
-          into v_user, v_seen, v_created, v_amr, v_mfa, v_sid
+        -- The practice is set before the session is known so that one statement can read the
+        -- session, the membership and the practice through their policies; when the session
+        -- does not check out, no row is returned and the caller discards the transaction.
+        perform set_config('chartroom.session_hash', encode(p_token, 'hex'), true),
+                set_config('chartroom.practice_id', coalesce(p_practice::text, ''), true);
+        select s.user_id, s.last_seen_at, s.created_at, s.amr, s.mfa_at, s.session_id,
+               m.roles,
+               make_interval(secs => coalesce(p.session_idle_seconds, 0)),
+               make_interval(secs => coalesce(p.session_absolute_seconds, 0)),
+               coalesce(p.require_passkey_for_managers, false)
+          into user_id, v_seen, v_created, amr, mfa_at, session_id, roles, v_idle, v_abs, require_passkey
           from public.session s
+          left join public.membership m on m.practice_id = p_practice and m.user_id = s.user_id
+          left join public.practice p on p.practice_id = m.practice_id
          where s.token_hash = p_token and s.revoked_at is null and s.expires_at > p_now;
-        if v_user is null then
+        if user_id is null then
             return;
         end if;
-        perform set_config('chartroom.actor_id', v_user::text, true),
-                set_config('chartroom.practice_id', coalesce(p_practice::text, ''), true);
-        if p_practice is not null then
-            select m.roles into v_roles from public.membership m
-             where m.practice_id = p_practice and m.user_id = v_user;
-            if v_roles is not null then
-                select make_interval(secs => coalesce(p.session_idle_seconds, 0)),
-                       make_interval(secs => coalesce(p.session_absolute_seconds, 0)),
-                       p.require_passkey_for_managers
-                  into v_idle, v_abs, v_passkey
-                  from public.practice p where p.practice_id = p_practice;
-                if v_idle = interval '0' then
-                    v_idle := p_idle;
-                end if;
-                if v_abs <> interval '0' and v_created <= p_now - v_abs then
-                    return;
-                end if;
-            end if;
+        if roles is null or v_idle = interval '0' then
+            v_idle := p_idle;
+        end if;
+        if roles is not null and v_abs <> interval '0' and v_created <= p_now - v_abs then
+            return;
         end if;
         if v_seen <= p_now - v_idle then
             return;
         end if;
+        perform set_config('chartroom.actor_id', user_id::text, true);
         if p_now - v_seen >= p_touch_after then
             update public.session s set last_seen_at = p_now
              where s.token_hash = p_token and s.last_seen_at < p_now;
         end if;
-        return query select v_user, v_roles, v_amr, v_mfa, v_sid, coalesce(v_passkey, false);
+        return next;
     end
     $$;

@@ -76,12 +76,20 @@ pub(crate) async fn seed_and_print(owner: &OwnerStore, data_dir: &Path) -> anyho
         );
     }
     println!("(also in {}, readable only by you)", path.display());
-    println!("Example: curl -s -X POST -H 'content-type: application/json' \\");
     println!(
-        "  -d '{{\"email\":\"<email>\",\"password\":\"<password>\"}}' http://<listen address>/api/v1/auth/login"
+        "Example (the certificate is the self-signed one in <data dir>/secrets/tls-cert.pem):"
     );
     println!(
-        "then send the returned token as 'Authorization: Bearer <token>', e.g. GET /api/v1/me."
+        "  curl -s --cacert <data dir>/secrets/tls-cert.pem -H 'content-type: application/json' \\"
+    );
+    println!(
+        "  -d '{{\"email\":\"<email>\",\"password\":\"<password>\"}}' https://127.0.0.1:8443/api/v1/auth/login"
+    );
+    println!(
+        "Every account enrolls a second factor at its first sign-in: POST /api/v1/auth/mfa/totp"
+    );
+    println!(
+        "with the returned token (scan the otpauth URI), then POST /api/v1/auth/mfa/totp/confirm {{\"code\"}}."
     );
     println!();
     Ok(())

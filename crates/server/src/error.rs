@@ -15,7 +15,9 @@ pub enum AppError {
     BadCredentials,
     /// 401 `AUTH-0003`: the session has only a password; complete sign-in with a second factor
     /// (or enroll one) first (req AU-01).
-    #[error("complete sign-in with your second factor (authenticator code, passkey or recovery code); enroll one if you have none")]
+    #[error(
+        "complete sign-in with your second factor (authenticator code, passkey or recovery code); enroll one if you have none"
+    )]
     MfaRequired,
     /// 401 `AUTH-0004`: this change needs a second factor presented in the last few minutes.
     #[error("confirm it is you: present your second factor again, then retry")]
@@ -118,10 +120,10 @@ impl IntoResponse for AppError {
             tracing::error!(%cause, "request failed");
         }
         let mut res = self.status().into_response();
-        if let AppError::Throttled(secs) = &self {
-            if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
-                res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-            }
+        if let AppError::Throttled(secs) = &self
+            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
         }
         res.extensions_mut().insert(ErrorPayload {
             code: self.code(),

@@ -68,7 +68,27 @@ pub struct AppState {
 
 /// The whole application: routes, the OpenAPI document, and the layers every request passes.
 pub fn app(state: AppState) -> Router {
+    build(state, None)
+}
+
+/// The application plus one route that reads a patient **without any session check**
+/// (`GET /bench/unauthenticated/practices/{practice_id}/patients/{patient_id}/as/{user_id}`):
+/// the baseline the benchmark harness compares the real, authenticated route with, through the
+/// same HTTPS stack and layers. Only `chartroom-bench` calls this; the server binary never does.
+pub fn unsafe_bench_app_with_unauthenticated_read(state: AppState) -> Router {
+    let route = Router::new().route(
+        "/bench/unauthenticated/practices/{practice_id}/patients/{patient_id}/as/{user_id}",
+        axum::routing::get(routes::unsafe_bench_patient_get),
+    );
+    build(state, Some(route))
+}
+
+fn build(state: AppState, extra: Option<Router<AppState>>) -> Router {
     let (api, doc) = routes::router().split_for_parts();
+    let api = match extra {
+        Some(r) => api.merge(r),
+        None => api,
+    };
     let doc = Arc::new(doc);
     Router::new()
         .merge(api)

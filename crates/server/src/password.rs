@@ -33,7 +33,9 @@ pub fn hash_blocking(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn verify_blocking(password: &str, phc: &str) -> bool {
+/// Verifies a password against a stored PHC string (blocking; use [`Hasher::verify`] from
+/// async code).
+pub fn verify_blocking(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
 }
 

@@ -78,8 +78,8 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 pub fn generate_self_signed(names: &[String]) -> Result<(String, String), TlsError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let mut params =
-        rcgen::CertificateParams::new(names.to_vec()).map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())
+        .map_err(|e| TlsError::Config(e.to_string()))?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "Chartroom (self-signed)");

@@ -76,6 +76,14 @@ pub struct SecurityEvent {
     pub details: serde_json::Value,
 }
 
+type PasskeyRow = (
+    Vec<u8>,
+    String,
+    serde_json::Value,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
 const INSERT_EVENT: &str = "insert into audit_event
     (practice_id, event_id, occurred_at, actor_id, action, outcome, request_id, details)
     values ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -85,11 +93,7 @@ impl Store {
     /// user, on the log of every practice they belong to, in one transaction of its own
     /// (sign-in has no session transaction to join). Failed sign-ins use `fan_out = false`, so
     /// the work is the same whether or not the email exists (req AU-04).
-    pub async fn audit_security(
-        &self,
-        e: &SecurityEvent,
-        fan_out: bool,
-    ) -> Result<(), StoreError> {
+    pub async fn audit_security(&self, e: &SecurityEvent, fan_out: bool) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let practices: Vec<PracticeId> = match e.actor.filter(|_| fan_out) {
             Some(user) => {
@@ -382,14 +386,13 @@ impl UserTx {
 
     /// The acting user's passkeys.
     pub async fn passkeys(&mut self) -> Result<Vec<PasskeyRecord>, StoreError> {
-        let rows: Vec<(Vec<u8>, String, serde_json::Value, DateTime<Utc>, Option<DateTime<Utc>>)> =
-            sqlx::query_as(
-                "select credential_id, name, passkey, created_at, last_used_at
+        let rows: Vec<PasskeyRow> = sqlx::query_as(
+            "select credential_id, name, passkey, created_at, last_used_at
                    from user_passkey where user_id = app.actor()
                   order by created_at, credential_id",
-            )
-            .fetch_all(self.conn())
-            .await?;
+        )
+        .fetch_all(self.conn())
+        .await?;
         Ok(rows
             .into_iter()
             .map(

@@ -224,11 +224,12 @@ impl Store {
             .bind(email)
             .execute(&mut *tx)
             .await?;
-        let user: Option<UserId> =
-            sqlx::query_scalar("select user_id from app_user where email = $1 and status = 'active'")
-                .bind(email)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let user: Option<UserId> = sqlx::query_scalar(
+            "select user_id from app_user where email = $1 and status = 'active'",
+        )
+        .bind(email)
+        .fetch_optional(&mut *tx)
+        .await?;
         // The nil id for an unknown email: the same statements run either way.
         let probe = user.map_or_else(uuid::Uuid::nil, |u| u.as_uuid());
         sqlx::query("select set_config('chartroom.actor_id', $1, true)")
@@ -241,10 +242,12 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         tx.commit().await?;
-        Ok(user.zip(hash).map(|(user_id, password_hash)| SignInCandidate {
-            user_id,
-            password_hash,
-        }))
+        Ok(user
+            .zip(hash)
+            .map(|(user_id, password_hash)| SignInCandidate {
+                user_id,
+                password_hash,
+            }))
     }
 
     /// Creates a session for `user` (after the caller verified `method`) and returns the
@@ -354,8 +357,7 @@ impl Store {
         policy: &SessionPolicy,
         request: RequestId,
     ) -> Result<Entry, StoreError> {
-        let (tx, user, roles, auth) =
-            enter(&self.pool, token, Some(practice), now, policy).await?;
+        let (tx, user, roles, auth) = enter(&self.pool, token, Some(practice), now, policy).await?;
         let Some(roles) = roles else {
             return Ok(Entry::NotMember(user, auth));
         };

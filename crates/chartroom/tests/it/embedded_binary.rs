@@ -119,8 +119,8 @@ async fn sign_in(
         .json()
         .await
         .unwrap();
-    let key = server::identity::totp::TotpKey::from_uri(enroll["otpauth_uri"].as_str().unwrap())
-        .unwrap();
+    let key =
+        server::identity::totp::TotpKey::from_uri(enroll["otpauth_uri"].as_str().unwrap()).unwrap();
     let mut last = 0;
     let code = next_code(&key, &mut last);
     let done: serde_json::Value = http

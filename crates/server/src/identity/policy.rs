@@ -13,7 +13,9 @@ use zeroize::Zeroizing;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordRejection {
     /// Shorter than the minimum.
-    #[error("the password is too short: use at least {0} characters (a passphrase of several words works well)")]
+    #[error(
+        "the password is too short: use at least {0} characters (a passphrase of several words works well)"
+    )]
     TooShort(usize),
     /// Longer than the maximum the server hashes.
     #[error("the password is too long: at most 1024 bytes")]
@@ -145,7 +147,8 @@ mod tests {
     // req: AU-05 — long Unicode passphrases are accepted (≥ 64 characters allowed).
     #[test]
     fn long_unicode_passphrase() {
-        let p = "ünïcødé päßphrâse über den wölken — 雲の上の長いパスフレーズ 🌤️ and more words here";
+        let p =
+            "ünïcødé päßphrâse über den wölken — 雲の上の長いパスフレーズ 🌤️ and more words here";
         assert!(p.chars().count() >= 64);
         assert_eq!(check(p), Ok(()));
         let max = "a".repeat(1025);
@@ -158,6 +161,9 @@ mod tests {
             min_chars: 4,
             min_score: 0,
         };
-        assert_eq!(p.check("abcdefg", "x@y.invalid", "X"), Err(PasswordRejection::TooShort(8)));
+        assert_eq!(
+            p.check("abcdefg", "x@y.invalid", "X"),
+            Err(PasswordRejection::TooShort(8))
+        );
     }
 }

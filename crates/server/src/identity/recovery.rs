@@ -74,6 +74,10 @@ mod tests {
             assert_eq!(hash(&c.to_uppercase().replace('-', " ")).as_ref(), Some(h));
         }
         assert_eq!(hash("short"), None);
-        assert_eq!(hash("uuuu-uuuu-uuuu-uuuu"), None, "u is not in the alphabet");
+        assert_eq!(
+            hash("uuuu-uuuu-uuuu-uuuu"),
+            None,
+            "u is not in the alphabet"
+        );
     }
 }

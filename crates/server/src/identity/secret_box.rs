@@ -48,7 +48,9 @@ impl SecretBox {
     /// Seals `secret` for the row identified by `aad`.
     pub fn seal(&self, aad: &[u8], secret: &[u8]) -> Result<Vec<u8>, OpenError> {
         let mut nonce = [0_u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).map_err(|_| OpenError)?;
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| OpenError)?;
         let mut buf = secret.to_vec();
         self.key
             .seal_in_place_append_tag(
@@ -89,13 +91,19 @@ mod tests {
     fn roundtrip_and_binding() {
         let (b, _) = SecretBox::generate().unwrap();
         let sealed = b.seal(b"user-1", b"JBSWY3DPEHPK3PXP").unwrap();
-        assert_eq!(b.open(b"user-1", &sealed).unwrap().as_slice(), b"JBSWY3DPEHPK3PXP");
+        assert_eq!(
+            b.open(b"user-1", &sealed).unwrap().as_slice(),
+            b"JBSWY3DPEHPK3PXP"
+        );
         assert!(b.open(b"user-2", &sealed).is_err(), "bound to its row");
         let mut bad = sealed.clone();
         *bad.last_mut().unwrap() ^= 1;
         assert!(b.open(b"user-1", &bad).is_err(), "tamper detected");
         let (other, _) = SecretBox::generate().unwrap();
-        assert!(other.open(b"user-1", &sealed).is_err(), "wrong key is an error");
+        assert!(
+            other.open(b"user-1", &sealed).is_err(),
+            "wrong key is an error"
+        );
         assert!(b.open(b"user-1", &sealed[..10]).is_err());
         assert!(b.open(b"user-1", &[]).is_err());
     }

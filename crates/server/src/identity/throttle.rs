@@ -116,7 +116,12 @@ impl Throttle {
     }
 
     /// Whether an attempt for `email` from `addr` may be checked now.
-    pub fn check(&self, email: &str, addr: Option<IpAddr>, now: DateTime<Utc>) -> Result<(), RetryAfter> {
+    pub fn check(
+        &self,
+        email: &str,
+        addr: Option<IpAddr>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RetryAfter> {
         let Ok(counts) = self.counts.lock() else {
             return Ok(());
         };
@@ -216,10 +221,7 @@ mod tests {
             now += Duration::seconds(1);
             assert!(!th.fail("v@x.invalid", Some(other), now).burst_started);
         }
-        assert_eq!(
-            th.check("v@x.invalid", None, now),
-            Err(RetryAfter(15 * 60))
-        );
+        assert_eq!(th.check("v@x.invalid", None, now), Err(RetryAfter(15 * 60)));
         // The wait ends by itself: the victim can sign in after it.
         now += Duration::minutes(15) + Duration::seconds(1);
         assert_eq!(th.check("v@x.invalid", None, now), Ok(()));

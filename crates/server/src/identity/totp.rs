@@ -62,17 +62,17 @@ impl TotpKey {
 
     /// The `otpauth://totp/...` URI for authenticator apps.
     pub fn uri(&self) -> Result<Zeroizing<String>, BadSecret> {
-        self.totp.to_url().map(Zeroizing::new).map_err(|_| BadSecret)
+        self.totp
+            .to_url()
+            .map(Zeroizing::new)
+            .map_err(|_| BadSecret)
     }
 
     /// The URI as a QR code, an SVG document.
     pub fn qr_svg(&self) -> Result<String, BadSecret> {
         let uri = self.uri()?;
-        let code = qrcode::QrCode::with_error_correction_level(
-            uri.as_bytes(),
-            qrcode::EcLevel::M,
-        )
-        .map_err(|_| BadSecret)?;
+        let code = qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M)
+            .map_err(|_| BadSecret)?;
         Ok(code
             .render::<qrcode::render::svg::Color<'_>>()
             .min_dimensions(200, 200)
@@ -129,7 +129,13 @@ mod tests {
         let k = TotpKey::new(&TotpKey::generate_secret(), "Chartroom", "x").unwrap();
         let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
         let step = 1_800_000_000 / 30;
-        for (dt, ok) in [(-60, false), (-30, true), (0, true), (30, true), (60, false)] {
+        for (dt, ok) in [
+            (-60, false),
+            (-30, true),
+            (0, true),
+            (30, true),
+            (60, false),
+        ] {
             let code = k.code_at(now + chrono::Duration::seconds(dt));
             assert_eq!(k.check(&code, now).is_some(), ok, "dt={dt}");
             if ok {

@@ -6,10 +6,10 @@ use domain::{AuditAction, PracticeId, Role, RoleSet, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::{AppError, AppState};
-use axum::extract::State;
 use crate::extract::{AnyMember, ApiJson, ApiPath, Ctx, Manage};
 use crate::views::MemberView;
+use crate::{AppError, AppState};
+use axum::extract::State;
 
 fn parse_roles(roles: &[String]) -> Result<RoleSet, AppError> {
     if roles.is_empty() || roles.len() > 4 {

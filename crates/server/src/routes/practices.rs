@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 use axum::extract::State;
 
 use crate::extract::{AnyMember, ApiJson, Ctx, Manage, Session};
-use crate::{AppError, AppState};
 use crate::views::{MyPracticeView, PracticeView};
+use crate::{AppError, AppState};
 
 /// The practices the caller belongs to, with their roles.
 #[utoipa::path(get, path = "/api/v1/practices", tag = "practices",
@@ -114,7 +114,9 @@ impl From<store::practices::SecuritySettings> for SecurityView {
 #[utoipa::path(get, path = "/api/v1/practices/{practice_id}/security", tag = "practices",
     params(("practice_id" = String, Path, format = Uuid)),
     responses((status = 200, body = SecurityView), (status = 403, body = crate::views::ErrorBody)))]
-pub(crate) async fn practice_security_get(ctx: Ctx<Manage>) -> Result<Json<SecurityView>, AppError> {
+pub(crate) async fn practice_security_get(
+    ctx: Ctx<Manage>,
+) -> Result<Json<SecurityView>, AppError> {
     let mut tx = ctx.tx;
     let s = store::practices::security(&mut tx).await?;
     tx.audit_details(
@@ -140,7 +142,10 @@ pub(crate) async fn practice_security_put(
     ApiJson(req): ApiJson<SecurityView>,
 ) -> Result<Json<SecurityView>, AppError> {
     ctx.require_step_up(&state)?;
-    if req.session_idle_minutes.is_some_and(|m| !(2..=60).contains(&m)) {
+    if req
+        .session_idle_minutes
+        .is_some_and(|m| !(2..=60).contains(&m))
+    {
         return Err(AppError::Invalid(
             "session_idle_minutes: must be between 2 and 60".into(),
         ));

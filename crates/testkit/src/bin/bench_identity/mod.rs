@@ -1,0 +1,274 @@
+//! Identity benchmarks: sign-in throughput (password + TOTP) and the cost of the session check.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use domain::Clock as _;
+use serde_json::json;
+use server::identity::totp::TotpKey;
+use testkit::{PASSWORD, TestApp, TestDb, World};
+
+use crate::run_for;
+
+/// Sign-ins per second, each a password check (argon2id) and a TOTP second factor, over
+/// HTTPS with `clients` concurrent clients, against the argon2id verifications per second the
+/// same two-thread hashing pool does alone (the floor of a sign-in's cost).
+pub(crate) async fn sign_in(seconds: u64, clients: usize, users: usize) -> anyhow::Result<()> {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let store = store::Store::connect_runtime(db.runtime_options().await, 16).await?;
+    let app = Arc::new(
+        TestApp::start_configured(store, |id| {
+            id.throttle = server::identity::Throttle::new(server::identity::ThrottleConfig::off());
+        })
+        .await,
+    );
+    let owner = db.owner().await;
+    let mut emails = Vec::new();
+    for i in 0..users {
+        let email = format!(
+            "signin.{i}.{}@bench.example.invalid",
+            uuid::Uuid::new_v4().simple()
+        );
+        let user = owner
+            .create_user(&email, "bench", testkit::password_hash(), app.clock.now())
+            .await?;
+        owner
+            .add_member(
+                w.a.id,
+                user,
+                domain::RoleSet::from_iter([domain::Role::Reception]),
+                app.clock.now(),
+            )
+            .await?;
+        emails.push(email);
+    }
+    owner.close().await;
+    // Enroll every user's authenticator through the API.
+    println!("enrolling {users} users…");
+    let keys: Arc<std::sync::Mutex<Vec<Option<TotpKey>>>> =
+        Arc::new(std::sync::Mutex::new((0..users).map(|_| None).collect()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let emails = Arc::new(emails);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (app, keys, next, emails) = (
+            Arc::clone(&app),
+            Arc::clone(&keys),
+            Arc::clone(&next),
+            Arc::clone(&emails),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(email) = emails.get(i) else { break };
+                let key = enroll(&app, email).await;
+                keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(key);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let keys: Arc<Vec<TotpKey>> = Arc::new(
+        std::mem::take(&mut *keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .into_iter()
+            .map(|k| k.expect("enrolled"))
+            .collect(),
+    );
+    // The enrollment codes are spent: move to the next TOTP step.
+    app.clock.advance(chrono::Duration::seconds(30));
+
+    // Baseline: argon2id verifications per second on two threads (what the server's hashing
+    // pool allows on this machine).
+    let hash = testkit::password_hash().to_owned();
+    let started = Instant::now();
+    let stop_at = started + Duration::from_secs(seconds);
+    let mut threads = Vec::new();
+    for _ in 0..2 {
+        let hash = hash.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut n = 0_u64;
+            while Instant::now() < stop_at {
+                assert!(server::password::verify_blocking(PASSWORD, &hash));
+                n += 1;
+            }
+            n
+        }));
+    }
+    let verified: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    #[allow(clippy::cast_precision_loss, reason = "small counts")]
+    let argon_rate = verified as f64 / started.elapsed().as_secs_f64();
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let (a, k, e, n) = (
+        Arc::clone(&app),
+        Arc::clone(&keys),
+        Arc::clone(&emails),
+        Arc::clone(&next),
+    );
+    let rate = run_for(clients, seconds, move |_, _| {
+        let (app, keys, emails, next) = (
+            Arc::clone(&a),
+            Arc::clone(&k),
+            Arc::clone(&e),
+            Arc::clone(&n),
+        );
+        async move {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let (Some(email), Some(key)) = (emails.get(i), keys.get(i)) else {
+                panic!("not enough users for this run: raise --users");
+            };
+            full_sign_in(&app, email, key).await
+        }
+    })
+    .await;
+    println!(
+        "sign-in (password + TOTP, 2 HTTPS requests), {clients} clients, {seconds} s, argon2id m=19456 t=2 p=1, hashing pool 2"
+    );
+    println!("{:>24} {:>12}", "", "per second");
+    println!("{:>24} {:>12.1}", "argon2id verify alone", argon_rate);
+    println!("{:>24} {:>12.1}", "full sign-in", rate);
+    println!(
+        "{:>24} {:>11.0}%",
+        "sign-in / argon2 alone",
+        100.0 * rate / argon_rate
+    );
+    Ok(())
+}
+
+async fn enroll(app: &TestApp, email: &str) -> TotpKey {
+    let login: serde_json::Value = app
+        .http
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login body");
+    let token = login["token"].as_str().expect("token").to_owned();
+    let e: serde_json::Value = app
+        .http
+        .post(app.url("/api/v1/auth/mfa/totp"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("enroll")
+        .json()
+        .await
+        .expect("enroll body");
+    let key = TotpKey::from_uri(e["otpauth_uri"].as_str().expect("uri")).expect("key");
+    let res = app
+        .http
+        .post(app.url("/api/v1/auth/mfa/totp/confirm"))
+        .bearer_auth(&token)
+        .json(&json!({"code": key.code_at(app.clock.now())}))
+        .send()
+        .await
+        .expect("confirm");
+    assert!(res.status().is_success(), "confirm: {}", res.status());
+    key
+}
+
+async fn full_sign_in(app: &TestApp, email: &str, key: &TotpKey) -> bool {
+    let Ok(res) = app
+        .http
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let Ok(login) = res.json::<serde_json::Value>().await else {
+        return false;
+    };
+    let Some(token) = login["token"].as_str() else {
+        return false;
+    };
+    app.http
+        .post(app.url("/api/v1/auth/second-factor/totp"))
+        .bearer_auth(token)
+        .json(&json!({"code": key.code_at(app.clock.now())}))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// The authenticated patient read over HTTPS against the same read through the same stack with
+/// no session check (the benchmark-only route), alternating rounds.
+pub(crate) async fn session_check(
+    seconds: u64,
+    clients: Vec<usize>,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let owner = db.owner().await;
+    let now = chrono::Utc::now();
+    let mut generator = domain::synthetic::Generator::new(7);
+    let mut patients = Vec::new();
+    for _ in 0..1000 {
+        patients.push(owner.seed_patient(w.a.id, &generator.patient().into(), now).await?);
+    }
+    owner.close().await;
+    let patients = Arc::new(patients);
+    let store = store::Store::connect_runtime(db.runtime_options().await, 16).await?;
+    let app = Arc::new(TestApp::start_unsafe_bench(store, |_| {}).await);
+    let actor = w.a.user("reception");
+    let token = Arc::new(app.token(actor).await);
+    let practice = w.a.id;
+    println!(
+        "patient read by id over HTTPS: with the session check vs the same route without one; {seconds} s per run, {rounds} alternating rounds"
+    );
+    println!(
+        "{:>8} {:>16} {:>14} {:>10}",
+        "clients", "no session/s", "session/s", "overhead"
+    );
+    for &n in &clients {
+        let (mut best_plain, mut best_auth) = (0.0_f64, 0.0_f64);
+        for _ in 0..rounds {
+            let (a, p) = (Arc::clone(&app), Arc::clone(&patients));
+            let plain = run_for(n, seconds, move |c, i| {
+                let (a, p) = (Arc::clone(&a), Arc::clone(&p));
+                async move {
+                    let pat = p[(c * 7919 + usize::try_from(i).unwrap_or(0)) % p.len()];
+                    let url = a.url(&format!(
+                        "/bench/unauthenticated/practices/{practice}/patients/{pat}/as/{actor}"
+                    ));
+                    a.http
+                        .get(url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                }
+            })
+            .await;
+            let (a, p, t) = (Arc::clone(&app), Arc::clone(&patients), Arc::clone(&token));
+            let auth = run_for(n, seconds, move |c, i| {
+                let (a, p, t) = (Arc::clone(&a), Arc::clone(&p), Arc::clone(&t));
+                async move {
+                    let pat = p[(c * 7919 + usize::try_from(i).unwrap_or(0)) % p.len()];
+                    let url = a.url(&format!("/api/v1/practices/{practice}/patients/{pat}"));
+                    a.http
+                        .get(url)
+                        .bearer_auth(t.as_str())
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                }
+            })
+            .await;
+            best_plain = best_plain.max(plain);
+            best_auth = best_auth.max(auth);
+        }
+        println!(
+            "{n:>8} {best_plain:>16.0} {best_auth:>14.0} {:>9.1}%",
+            100.0 * (1.0 - best_auth / best_plain)
+        );
+    }
+    Ok(())
+}
