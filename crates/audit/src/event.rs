@@ -223,52 +223,118 @@ pub fn encode_into(event: &Event, out: &mut Vec<u8>) -> Result<(), EncodeError> 
             at: event.occurred_at,
         });
     }
+    encode_fields_into(
+        &EventFields {
+            practice_id: event.practice_id,
+            event_id: event.event_id,
+            occurred_at_micros: event.occurred_at.timestamp_micros(),
+            actor_id: event.actor_id,
+            patient_id: event.patient_id,
+            action: &event.action,
+            outcome: &event.outcome,
+            object_type: event.object_type.as_deref(),
+            object_id: event.object_id,
+            request_id: event.request_id,
+            details: &event.details,
+        },
+        out,
+    )
+}
+
+/// The encoded fields of an event, borrowed: what a reader that decodes rows straight from
+/// a database buffer hands to [`encode_fields_into`] without building an [`Event`] (and
+/// its owned strings) first. `K` and `V` are the detail key and value types (`String`,
+/// `&str`, …).
+#[derive(Clone, Copy, Debug)]
+pub struct EventFields<'a, K, V> {
+    /// The practice (tenant).
+    pub practice_id: Uuid,
+    /// Unique id of the event.
+    pub event_id: Uuid,
+    /// `occurred_at` as whole microseconds since 1970-01-01T00:00:00Z (the unit the format
+    /// stores, so no sub-microsecond value can be given here).
+    pub occurred_at_micros: i64,
+    /// Who acted.
+    pub actor_id: Option<Uuid>,
+    /// The patient touched.
+    pub patient_id: Option<Uuid>,
+    /// Action name.
+    pub action: &'a str,
+    /// Outcome name.
+    pub outcome: &'a str,
+    /// Kind of object acted on.
+    pub object_type: Option<&'a str>,
+    /// Id of the object acted on.
+    pub object_id: Option<Uuid>,
+    /// Request that caused the event.
+    pub request_id: Option<Uuid>,
+    /// `details` entries in any order (sorted here; a repeated key is an error).
+    pub details: &'a [(K, V)],
+}
+
+/// Appends the canonical encoding of `fields` to `out` (format in the module docs; the same
+/// bytes [`encode_into`] writes for the [`Event`] holding these values). Clears nothing; on
+/// error `out` may hold a partial encoding.
+pub fn encode_fields_into<K, V>(
+    fields: &EventFields<'_, K, V>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError>
+where
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
     out.push(CANONICAL_VERSION);
-    out.extend_from_slice(event.practice_id.as_bytes());
-    out.extend_from_slice(event.event_id.as_bytes());
-    out.extend_from_slice(&event.occurred_at.timestamp_micros().to_be_bytes());
-    put_opt_uuid(out, event.actor_id);
-    put_opt_uuid(out, event.patient_id);
-    put_str(out, "action", &event.action)?;
-    put_str(out, "outcome", &event.outcome)?;
-    match &event.object_type {
+    out.extend_from_slice(fields.practice_id.as_bytes());
+    out.extend_from_slice(fields.event_id.as_bytes());
+    out.extend_from_slice(&fields.occurred_at_micros.to_be_bytes());
+    put_opt_uuid(out, fields.actor_id);
+    put_opt_uuid(out, fields.patient_id);
+    put_str(out, "action", fields.action)?;
+    put_str(out, "outcome", fields.outcome)?;
+    match fields.object_type {
         None => out.push(0),
         Some(s) => {
             out.push(1);
             put_str(out, "object_type", s)?;
         }
     }
-    put_opt_uuid(out, event.object_id);
-    put_opt_uuid(out, event.request_id);
-    put_len(out, "details", event.details.len())?;
+    put_opt_uuid(out, fields.object_id);
+    put_opt_uuid(out, fields.request_id);
+    let details = fields.details;
+    put_len(out, "details", details.len())?;
 
     // Fast path: details usually arrive sorted (the store keeps them in a sorted JSON
     // object); only sort when they do not.
-    let sorted_strictly = event
-        .details
+    let sorted_strictly = details
         .windows(2)
-        .all(|w| matches!(w, [a, b] if a.0.as_bytes() < b.0.as_bytes()));
+        .all(|w| matches!(w, [a, b] if key(a) < key(b)));
     if sorted_strictly {
-        for (k, v) in &event.details {
-            put_str(out, "details key", k)?;
-            put_str(out, "details value", v)?;
+        for (k, v) in details {
+            put_str(out, "details key", k.as_ref())?;
+            put_str(out, "details value", v.as_ref())?;
         }
         return Ok(());
     }
-    let mut refs: Vec<&(String, String)> = event.details.iter().collect();
-    refs.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut refs: Vec<&(K, V)> = details.iter().collect();
+    refs.sort_unstable_by(|a, b| key(a).cmp(key(b)));
     for w in refs.windows(2) {
         if let [a, b] = w
-            && a.0 == b.0
+            && key(a) == key(b)
         {
-            return Err(EncodeError::DuplicateDetailKey { key: a.0.clone() });
+            return Err(EncodeError::DuplicateDetailKey {
+                key: a.0.as_ref().to_owned(),
+            });
         }
     }
     for (k, v) in refs {
-        put_str(out, "details key", k)?;
-        put_str(out, "details value", v)?;
+        put_str(out, "details key", k.as_ref())?;
+        put_str(out, "details value", v.as_ref())?;
     }
     Ok(())
+}
+
+fn key<K: AsRef<str>, V>(entry: &(K, V)) -> &[u8] {
+    entry.0.as_ref().as_bytes()
 }
 
 /// Checks that `event` may be written to the audit log: it has a canonical encoding and its

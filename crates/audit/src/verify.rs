@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::chain::{GENESIS, Hash, chain_hash};
 use crate::checkpoint::Checkpoint;
-use crate::event::{Event, encode_into};
+use crate::event::{EncodeError, Event, encode_into};
 use crate::merkle::{
     MerkleError, NodeSource, TreeBuilder, consistency_proof_from, leaf_hash, verify_consistency,
 };
@@ -294,7 +294,8 @@ impl fmt::Display for Report {
 ///   retention prune) are checked only for their origin and against same-size conflicts;
 ///   vouch for them with [`checkpoints_consistent`] and the stored nodes.
 ///
-/// Runs on no database and decrypts nothing; it reads ids and hashes only.
+/// Runs on no database and decrypts nothing; it reads ids and hashes only. The same checks
+/// as feeding a [`Verification`] one item at a time.
 pub fn verify<I, S, E>(
     practice: Uuid,
     origin: &str,
@@ -307,83 +308,290 @@ where
     S: Borrow<StoredEvent>,
     E: fmt::Display,
 {
-    let mut cps: Vec<&Checkpoint> = checkpoints.iter().collect();
-    cps.sort_by_key(|c| c.size);
-    let mut run = Run {
-        report: Report {
-            practice,
-            start: start.seq,
-            events_checked: 0,
-            tree_size: start.seq,
-            root: crate::merkle::EMPTY_ROOT,
-            chain_head: start.prev_chain,
-            checkpoints_matched: 0,
-            largest_checkpoint: cps.last().map(|c| c.size),
-            problem: None,
-        },
-        tree: TreeBuilder::new(),
-        chain: start.prev_chain,
-        next: start.seq,
-        buf: Vec::with_capacity(512),
-        pending: None,
-        last_good: start.seq,
-    };
-    if let Some(problem) = check_anchors(origin, start, &cps) {
-        return run.finish(Some(problem));
-    }
-    match TreeBuilder::from_right_edge(start.seq, start.right_edge.clone()) {
-        Ok(t) => run.tree = t,
-        Err(e) => {
-            let reason = e.to_string();
-            return run.fail(start.seq, ProblemKind::BadStart { reason });
+    let mut v = Verification::new(practice, origin, start, checkpoints);
+    for item in events {
+        if v.is_done() {
+            break;
+        }
+        match item {
+            Ok(stored) => v.push_event(stored.borrow()),
+            Err(e) => v.push_error(e),
         }
     }
-    // check_anchors vouched for every checkpoint at the starting size.
-    run.report.checkpoints_matched += cps.iter().filter(|c| c.size == start.seq).count();
+    v.finish()
+}
 
-    let mut upcoming = cps.iter().filter(|c| c.size > start.seq).peekable();
-    let mut events = events.into_iter().peekable();
-    while let Some(item) = events.next() {
-        let stored = match item {
-            Ok(s) => s,
-            Err(e) => {
-                let error = e.to_string();
-                return run.fail(run.next, ProblemKind::ReadFailed { error });
-            }
+/// One sealed event in canonical form, for [`Verification::push`]: what a reader that
+/// encodes rows itself (straight from a database buffer, on another thread) hands over,
+/// so the verifier does not build an [`Event`] or encode it again.
+#[derive(Clone, Copy, Debug)]
+pub struct Sealed<'a> {
+    /// The stored sequence number (`audit_seal.seq`).
+    pub seq: u64,
+    /// The practice the event row belongs to.
+    pub practice_id: Uuid,
+    /// The event's canonical encoding, or why it has none.
+    pub encoding: Result<Encoded<'a>, &'a EncodeError>,
+    /// Stored chain hash (`audit_seal.chain_hash`).
+    pub chain_hash: Hash,
+    /// Stored leaf hash (`audit_seal.leaf_hash`).
+    pub leaf_hash: Hash,
+}
+
+/// Canonical bytes with their leaf hash.
+#[derive(Clone, Copy, Debug)]
+pub struct Encoded<'a> {
+    /// [`crate::event::canonical`] of the event.
+    pub bytes: &'a [u8],
+    /// [`leaf_hash`]`(bytes)`, computed by the caller (possibly on another thread). The
+    /// verifier compares it with the stored leaf hash and puts it in the tree; a caller that
+    /// passes anything else verifies nothing.
+    pub leaf: Hash,
+}
+
+impl<'a> Encoded<'a> {
+    /// `bytes` with their leaf hash computed here.
+    #[must_use]
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            leaf: leaf_hash(bytes),
+        }
+    }
+}
+
+/// [`verify`] one item at a time, for readers that cannot hand over an iterator of
+/// [`StoredEvent`]s (events decoded into reused buffers, matched with their seals on the
+/// fly). Feed the sealed events from `start.seq` on in stored `seq` order with
+/// [`push`](Self::push) or [`push_event`](Self::push_event), a read failure with
+/// [`push_error`](Self::push_error), then call [`finish`](Self::finish). Once
+/// [`is_done`](Self::is_done), further items are ignored: the first problem is final.
+///
+/// A `seq` that skips ahead is classified (gap or reordering) by the `seq` of the item after
+/// it, so that problem is only reported at the next push (or at `finish`).
+pub struct Verification<'c> {
+    run: Run,
+    practice: Uuid,
+    /// Checkpoints larger than the start, smallest first.
+    upcoming: std::iter::Peekable<std::vec::IntoIter<&'c Checkpoint>>,
+    /// The largest signed checkpoint size.
+    largest: Option<u64>,
+    /// A `seq` that skipped ahead, waiting for the next item's `seq`.
+    skipped: Option<u64>,
+    /// The report, once a problem ended the run.
+    done: Option<Report>,
+}
+
+impl fmt::Debug for Verification<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verification")
+            .field("practice", &self.practice)
+            .field("next", &self.run.next)
+            .field("done", &self.done.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c> Verification<'c> {
+    /// Starts verifying `practice`'s log (arguments as for [`verify`]). The checks that need
+    /// no events run here; if one fails, the verification is already done.
+    #[must_use]
+    pub fn new(
+        practice: Uuid,
+        origin: &str,
+        start: &VerifyStart,
+        checkpoints: &'c [Checkpoint],
+    ) -> Self {
+        let mut cps: Vec<&Checkpoint> = checkpoints.iter().collect();
+        cps.sort_by_key(|c| c.size);
+        let largest = cps.last().map(|c| c.size);
+        let mut run = Run {
+            report: Report {
+                practice,
+                start: start.seq,
+                events_checked: 0,
+                tree_size: start.seq,
+                root: crate::merkle::EMPTY_ROOT,
+                chain_head: start.prev_chain,
+                checkpoints_matched: 0,
+                largest_checkpoint: largest,
+                problem: None,
+            },
+            tree: TreeBuilder::new(),
+            chain: start.prev_chain,
+            next: start.seq,
+            buf: Vec::with_capacity(512),
+            pending: None,
+            last_good: start.seq,
         };
-        let stored: &StoredEvent = stored.borrow();
-        // Only looked at when a seq is skipped: a gap, or a shuffle?
-        let following = if stored.event.seq > run.next {
-            events
-                .peek()
-                .and_then(|r| r.as_ref().ok())
-                .map(|s| s.borrow().event.seq)
+        let mut done = None;
+        if let Some(problem) = check_anchors(origin, start, &cps) {
+            done = Some(run.finish(Some(problem)));
         } else {
-            None
-        };
-        if let Err(kind) = run.check_event(practice, stored, following) {
-            let seq = if kind == ProblemKind::Duplicate {
-                stored.event.seq
-            } else {
-                run.next
-            };
-            return run.fail(seq, kind);
-        }
-        while let Some(cp) = upcoming.next_if(|c| c.size == run.next) {
-            if let Some(problem) = run.at_checkpoint(cp) {
-                return run.finish(Some(problem));
+            match TreeBuilder::from_right_edge(start.seq, start.right_edge.clone()) {
+                Ok(t) => {
+                    run.tree = t;
+                    // check_anchors vouched for every checkpoint at the starting size.
+                    run.report.checkpoints_matched +=
+                        cps.iter().filter(|c| c.size == start.seq).count();
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    done = Some(run.fail(start.seq, ProblemKind::BadStart { reason }));
+                }
             }
+        }
+        cps.retain(|c| c.size > start.seq);
+        Self {
+            run,
+            practice,
+            upcoming: cps.into_iter().peekable(),
+            largest,
+            skipped: None,
+            done,
         }
     }
 
-    if let Some(pending) = run.pending.take() {
-        return run.finish(Some(pending.0));
+    /// Whether a problem was found (nothing more is checked).
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        self.done.is_some()
     }
-    if let Some(largest) = cps.last().filter(|c| c.size > run.next) {
-        let checkpoint_size = largest.size;
-        return run.fail(run.next, ProblemKind::Truncated { checkpoint_size });
+
+    /// The `seq` expected next.
+    #[must_use]
+    pub fn next_seq(&self) -> u64 {
+        self.run.next
     }
-    run.finish(None)
+
+    /// Checks the next sealed event, given as an [`Event`] (encoded here).
+    pub fn push_event(&mut self, stored: &StoredEvent) {
+        let event = &stored.event;
+        if !self.before_item(event.seq) {
+            return;
+        }
+        let result = self
+            .run
+            .check_position(self.practice, event.practice_id, event.seq);
+        let result = result.and_then(|()| {
+            let mut buf = std::mem::take(&mut self.run.buf);
+            buf.clear();
+            let r = match encode_into(event, &mut buf) {
+                Ok(()) => {
+                    self.run
+                        .check_hashes(Encoded::new(&buf), &stored.chain_hash, &stored.leaf_hash)
+                }
+                Err(e) => Err(ProblemKind::Unencodable {
+                    reason: e.to_string(),
+                }),
+            };
+            self.run.buf = buf;
+            r
+        });
+        self.after_item(event.seq, result);
+    }
+
+    /// Checks the next sealed event, given in canonical form.
+    pub fn push(&mut self, item: &Sealed<'_>) {
+        if !self.before_item(item.seq) {
+            return;
+        }
+        let result = self
+            .run
+            .check_position(self.practice, item.practice_id, item.seq)
+            .and_then(|()| match item.encoding {
+                Ok(enc) => self
+                    .run
+                    .check_hashes(enc, &item.chain_hash, &item.leaf_hash),
+                Err(e) => Err(ProblemKind::Unencodable {
+                    reason: e.to_string(),
+                }),
+            });
+        self.after_item(item.seq, result);
+    }
+
+    /// Reading the log failed before the next event: that is the problem (unless one was
+    /// found already).
+    pub fn push_error(&mut self, error: impl fmt::Display) {
+        if self.done.is_some() {
+            return;
+        }
+        if self.skipped.is_some() {
+            self.classify_skip(None);
+            return;
+        }
+        let error = error.to_string();
+        let seq = self.run.next;
+        self.done = Some(self.run.fail(seq, ProblemKind::ReadFailed { error }));
+    }
+
+    /// The log ended: the report.
+    #[must_use]
+    pub fn finish(mut self) -> Report {
+        if self.done.is_none() && self.skipped.is_some() {
+            self.classify_skip(None);
+        }
+        if let Some(report) = self.done.take() {
+            return report;
+        }
+        if let Some(pending) = self.run.pending.take() {
+            return self.run.finish(Some(pending.0));
+        }
+        if let Some(checkpoint_size) = self.largest.filter(|&size| size > self.run.next) {
+            let seq = self.run.next;
+            return self
+                .run
+                .fail(seq, ProblemKind::Truncated { checkpoint_size });
+        }
+        self.run.finish(None)
+    }
+
+    /// Whether the item with `seq` is to be checked (a pending skip is classified by it).
+    fn before_item(&mut self, seq: u64) -> bool {
+        if self.done.is_some() {
+            return false;
+        }
+        if self.skipped.is_some() {
+            self.classify_skip(Some(seq));
+            return false;
+        }
+        true
+    }
+
+    /// A skipped `seq` is a reordering if the item after it goes back, else a gap.
+    fn classify_skip(&mut self, following: Option<u64>) {
+        if let Some(found) = self.skipped.take() {
+            let kind = if following.is_some_and(|f| f < found) {
+                ProblemKind::OutOfOrder { found }
+            } else {
+                ProblemKind::Gap { found }
+            };
+            let seq = self.run.next;
+            self.done = Some(self.run.fail(seq, kind));
+        }
+    }
+
+    fn after_item(&mut self, seq: u64, result: Result<(), ProblemKind>) {
+        match result {
+            Ok(()) => {
+                while let Some(cp) = self.upcoming.next_if(|c| c.size == self.run.next) {
+                    if let Some(problem) = self.run.at_checkpoint(cp) {
+                        self.done = Some(self.run.finish(Some(problem)));
+                        return;
+                    }
+                }
+            }
+            Err(ProblemKind::Gap { found }) => self.skipped = Some(found),
+            Err(kind) => {
+                let at = if kind == ProblemKind::Duplicate {
+                    seq
+                } else {
+                    self.run.next
+                };
+                self.done = Some(self.run.fail(at, kind));
+            }
+        }
+    }
 }
 
 /// Streaming state shared by the checks.
@@ -403,43 +611,42 @@ struct Run {
 }
 
 impl Run {
-    /// Checks one event against the expected position and its stored hashes, and on
-    /// success appends it to the chain and the tree.
-    fn check_event(
-        &mut self,
-        practice: Uuid,
-        stored: &StoredEvent,
-        following: Option<u64>,
-    ) -> Result<(), ProblemKind> {
-        let event = &stored.event;
-        if event.practice_id != practice {
-            return Err(ProblemKind::OtherPractice {
-                found: event.practice_id,
-            });
+    /// Checks that the event belongs to `practice` and comes at the expected position. A
+    /// `seq` that skips ahead is returned as [`ProblemKind::Gap`] for the caller to
+    /// classify with the next item.
+    fn check_position(&self, practice: Uuid, found: Uuid, seq: u64) -> Result<(), ProblemKind> {
+        if found != practice {
+            return Err(ProblemKind::OtherPractice { found });
         }
-        if event.seq != self.next {
-            return Err(if event.seq.checked_add(1) == Some(self.next) {
+        if seq != self.next {
+            return Err(if seq.checked_add(1) == Some(self.next) {
                 ProblemKind::Duplicate
-            } else if event.seq < self.next || following.is_some_and(|f| f < event.seq) {
-                ProblemKind::OutOfOrder { found: event.seq }
+            } else if seq < self.next {
+                ProblemKind::OutOfOrder { found: seq }
             } else {
-                ProblemKind::Gap { found: event.seq }
+                ProblemKind::Gap { found: seq }
             });
         }
-        self.buf.clear();
-        encode_into(event, &mut self.buf).map_err(|e| ProblemKind::Unencodable {
-            reason: e.to_string(),
-        })?;
-        let leaf = leaf_hash(&self.buf);
-        if leaf != stored.leaf_hash {
+        Ok(())
+    }
+
+    /// Checks the event at `next` against its stored hashes, and on success appends it to
+    /// the chain and the tree.
+    fn check_hashes(
+        &mut self,
+        enc: Encoded<'_>,
+        stored_chain: &Hash,
+        stored_leaf: &Hash,
+    ) -> Result<(), ProblemKind> {
+        if enc.leaf != *stored_leaf {
             return Err(ProblemKind::ContentChanged);
         }
-        let linked = chain_hash(&self.chain, &self.buf);
-        if linked != stored.chain_hash {
+        let linked = chain_hash(&self.chain, enc.bytes);
+        if linked != *stored_chain {
             return Err(ProblemKind::ChainBreak);
         }
         self.tree
-            .push_with(leaf, |_, _, _| {})
+            .push_with(enc.leaf, |_, _, _| {})
             .map_err(|e| ProblemKind::BadStart {
                 reason: e.to_string(), // only a tree of 2^64 − 1 leaves can get here
             })?;

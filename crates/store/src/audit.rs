@@ -232,8 +232,15 @@ impl VerifyOutcome {
 
 impl OwnerStore {
     /// Verifies one practice's log: streams every sealed event from the pruning point on
-    /// through [`audit::verify::verify`] (chain, Merkle tree, signed `checkpoints`), and counts
-    /// events that were never queued or wait longer than `seal_bound`. Runs as the owner role.
+    /// through [`audit::verify::Verification`] (chain, Merkle tree, signed `checkpoints`),
+    /// and counts events that were never queued or wait longer than `seal_bound`. Runs as the
+    /// owner role.
+    ///
+    /// Seals and events are read on two connections by two tasks (binary `COPY`); the events
+    /// task also encodes and leaf-hashes each event, a blocking thread matches and verifies.
+    /// Never-queued events are looked for among the events no seal claimed (normally only
+    /// those still queued); if a stream could not be read to its end, or too many went
+    /// unclaimed, the whole log is counted in SQL instead.
     pub async fn verify_practice(
         &self,
         practice: PracticeId,
@@ -242,38 +249,14 @@ impl OwnerStore {
         seal_bound: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<VerifyOutcome, StoreError> {
+        use crate::copy_read as cr;
+
         let mut tx = self.pool.begin().await?;
         crate::admin::enter(&mut tx, practice).await?;
-        let prune: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("select seq, chain_hash from audit_prune where practice_id = $1 order by seq desc limit 1")
-                .bind(practice)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let start = match prune {
-            None => audit::verify::VerifyStart::genesis(),
-            Some((seq, chain)) => {
-                let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit prune seq"))?;
-                let needed = audit::merkle::nodes_needed_for_root(seq);
-                let nodes = crate::seal::fetch_nodes(&mut tx, practice, &needed).await?;
-                let right_edge = needed
-                    .iter()
-                    .filter_map(|k| nodes.get(k).copied())
-                    .collect();
-                audit::verify::VerifyStart {
-                    seq,
-                    prev_chain: chain
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("audit prune chain hash"))?,
-                    right_edge,
-                }
-            }
-        };
-        let (unqueued_events, stale_pending): (i64, i64) = sqlx::query_as(
-            "select (select count(*) from audit_event e where e.practice_id = $1
-                       and not exists (select 1 from audit_seal s where s.practice_id = e.practice_id and s.event_id = e.event_id)
-                       and not exists (select 1 from audit_pending p where p.practice_id = e.practice_id and p.event_id = e.event_id)),
-                    (select count(*) from audit_pending p join audit_event e using (practice_id, event_id)
-                      where p.practice_id = $1 and e.occurred_at < $2)",
+        let start = verify_start(&mut tx, practice).await?;
+        let stale_pending: i64 = sqlx::query_scalar(
+            "select count(*) from audit_pending p join audit_event e using (practice_id, event_id)
+              where p.practice_id = $1 and e.occurred_at < $2",
         )
         .bind(practice)
         .bind(now - seal_bound)
@@ -286,91 +269,73 @@ impl OwnerStore {
             .bind(start_seq.to_string())
             .execute(&mut *tx)
             .await?;
-        // A second connection streams the events; it starts after the seals' snapshot, so
-        // every sealed event (committed before it was sealed) is in it.
         let mut events_tx = self.pool.begin().await?;
         crate::admin::enter(&mut events_tx, practice).await?;
-        let (seal_send, mut seal_recv) =
-            tokio::sync::mpsc::channel::<Vec<Result<crate::copy_read::Seal, String>>>(64);
-        let (event_send, mut event_recv) =
-            tokio::sync::mpsc::channel::<Vec<Result<audit::event::Event, String>>>(64);
-        let origin = origin.to_owned();
-        let verifier = tokio::task::spawn_blocking(move || {
-            let seals = std::iter::from_fn(move || seal_recv.blocking_recv()).flatten();
-            let events = std::iter::from_fn(move || event_recv.blocking_recv()).flatten();
-            let items = crate::copy_read::Matcher::new(seals, events);
-            audit::verify::verify(practice.as_uuid(), &origin, &start, items, &checkpoints)
-        });
-        {
-            let seal_stream = tx.copy_out_raw(crate::copy_read::SEALS_SQL).await?;
-            let event_stream = events_tx.copy_out_raw(crate::copy_read::EVENTS_SQL).await?;
-            let read_seals = pump(
-                seal_stream,
-                crate::copy_read::CopyDecoder::new(4),
-                seal_send,
-                crate::copy_read::CopyDecoder::drain_seals,
-            );
-            let read_events = pump(
-                event_stream,
-                crate::copy_read::CopyDecoder::new(10),
-                event_send,
-                move |d, out| d.drain_events(practice, out),
-            );
-            tokio::join!(read_seals, read_events);
-        }
-        let report = verifier
-            .await
-            .map_err(|_| StoreError::Corrupt("verifier task failed"))?;
+        let (mut tx, verified) =
+            cr::read_and_verify(tx, events_tx, practice, origin, start, checkpoints).await?;
+
+        let unqueued_events = match verified.unclaimed {
+            Some(ids) if ids.is_empty() => 0,
+            Some(ids) if ids.len() <= cr::MAX_UNCLAIMED => {
+                sqlx::query_scalar(
+                    "select count(*) from audit_event e where e.practice_id = $1 and e.event_id = any($2)
+                       and not exists (select 1 from audit_seal s where s.practice_id = e.practice_id and s.event_id = e.event_id)
+                       and not exists (select 1 from audit_pending p where p.practice_id = e.practice_id and p.event_id = e.event_id)",
+                )
+                .bind(practice)
+                .bind(ids)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            _ => {
+                sqlx::query_scalar(
+                    "select count(*) from audit_event e where e.practice_id = $1
+                       and not exists (select 1 from audit_seal s where s.practice_id = e.practice_id and s.event_id = e.event_id)
+                       and not exists (select 1 from audit_pending p where p.practice_id = e.practice_id and p.event_id = e.event_id)",
+                )
+                .bind(practice)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
         tx.commit().await?;
         Ok(VerifyOutcome {
-            report,
+            report: verified.report,
             unqueued_events,
             stale_pending,
         })
     }
 }
 
-/// Reads a binary COPY stream, decodes it with `drain`, and sends batches to the verifier.
-async fn pump<T, D, S, B>(
-    mut stream: S,
-    mut decoder: crate::copy_read::CopyDecoder,
-    send: tokio::sync::mpsc::Sender<Vec<Result<T, String>>>,
-    drain: D,
-) where
-    S: futures::Stream<Item = sqlx::Result<B>> + Unpin,
-    B: AsRef<[u8]>,
-    D: Fn(&mut crate::copy_read::CopyDecoder, &mut Vec<Result<T, String>>) -> Result<(), String>,
-{
-    use futures::TryStreamExt as _;
-    let mut batch = Vec::with_capacity(4096);
-    loop {
-        match stream.try_next().await {
-            Ok(Some(chunk)) => {
-                decoder.feed(chunk.as_ref());
-                if let Err(e) = drain(&mut decoder, &mut batch) {
-                    batch.push(Err(e));
-                    break;
-                }
-            }
-            Ok(None) => {
-                if !decoder.finished() {
-                    batch.push(Err("the COPY stream ended early".to_owned()));
-                }
-                break;
-            }
-            Err(e) => {
-                batch.push(Err(e.to_string()));
-                break;
+/// Where verification of `practice`'s log starts: genesis, or the last retention prune
+/// (its chain hash and the stored right edge of the tree at that size).
+async fn verify_start(
+    tx: &mut PgConnection,
+    practice: PracticeId,
+) -> Result<audit::verify::VerifyStart, StoreError> {
+    let prune: Option<(i64, Vec<u8>)> = sqlx::query_as(
+        "select seq, chain_hash from audit_prune where practice_id = $1 order by seq desc limit 1",
+    )
+    .bind(practice)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(match prune {
+        None => audit::verify::VerifyStart::genesis(),
+        Some((seq, chain)) => {
+            let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit prune seq"))?;
+            let needed = audit::merkle::nodes_needed_for_root(seq);
+            let nodes = crate::seal::fetch_nodes(&mut *tx, practice, &needed).await?;
+            let right_edge = needed
+                .iter()
+                .filter_map(|k| nodes.get(k).copied())
+                .collect();
+            audit::verify::VerifyStart {
+                seq,
+                prev_chain: chain
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("audit prune chain hash"))?,
+                right_edge,
             }
         }
-        if batch.len() >= 2048
-            && send
-                .send(std::mem::replace(&mut batch, Vec::with_capacity(4096)))
-                .await
-                .is_err()
-        {
-            return;
-        }
-    }
-    let _ = send.send(batch).await;
+    })
 }

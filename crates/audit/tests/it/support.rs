@@ -6,7 +6,9 @@ use audit::chain::{GENESIS, Hash, chain_hash};
 use audit::checkpoint::{Checkpoint, origin};
 use audit::event::{Event, canonical};
 use audit::merkle::{TreeBuilder, leaf_hash, root_from};
-use audit::verify::{Report, StoredEvent, VerifyStart, verify};
+use audit::verify::{
+    Encoded, Report, Sealed as SealedItem, StoredEvent, Verification, VerifyStart, verify,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
@@ -133,13 +135,33 @@ pub fn reseal(log: &mut [StoredEvent]) {
     }
 }
 
-/// Verifies `log` from genesis against `checkpoints`.
+/// Verifies `log` from genesis against `checkpoints` (and checks that feeding the same log
+/// in canonical form, as the database reader does, reports exactly the same).
 pub fn run(log: &[StoredEvent], checkpoints: &[Checkpoint]) -> Report {
-    verify(
+    let report = verify(
         practice(),
         &log_origin(),
         &VerifyStart::genesis(),
         log.iter().map(Ok::<_, std::convert::Infallible>),
         checkpoints,
-    )
+    );
+    assert_eq!(run_encoded(log, checkpoints), report);
+    report
+}
+
+/// [`run`] through [`Verification::push`]: events encoded (and leaf-hashed) beforehand.
+pub fn run_encoded(log: &[StoredEvent], checkpoints: &[Checkpoint]) -> Report {
+    let start = VerifyStart::genesis();
+    let mut v = Verification::new(practice(), &log_origin(), &start, checkpoints);
+    for s in log {
+        let encoding = canonical(&s.event);
+        v.push(&SealedItem {
+            seq: s.event.seq,
+            practice_id: s.event.practice_id,
+            encoding: encoding.as_deref().map(Encoded::new),
+            chain_hash: s.chain_hash,
+            leaf_hash: s.leaf_hash,
+        });
+    }
+    v.finish()
 }
