@@ -109,6 +109,12 @@ create policy auth_challenge_named on auth_challenge for all to chartroom_runtim
     using (challenge_id = (select app.challenge()))
     with check (challenge_id = (select app.challenge())
                 and (user_id is null or user_id = (select app.actor())));
+-- Housekeeping: expired ceremony state may be removed by the server's periodic pass (the time
+-- comes from the server's clock through a transaction-local setting).
+create policy auth_challenge_expired on auth_challenge for delete to chartroom_runtime
+    using (expires_at < nullif(current_setting('chartroom.purge_before', true), '')::timestamptz);
+create policy auth_challenge_expired_read on auth_challenge for select to chartroom_runtime
+    using (expires_at < nullif(current_setting('chartroom.purge_before', true), '')::timestamptz);
 -- Passwordless sign-in reads the user it found by credential (status check).
 create policy app_user_by_credential on app_user for select to chartroom_runtime
     using (user_id in (select p.user_id from user_passkey p

@@ -9,6 +9,7 @@ mod admin;
 mod audit_cmd;
 mod db;
 mod demo;
+mod keys_cmd;
 mod perio_cmd;
 mod serve;
 
@@ -89,6 +90,17 @@ pub(crate) struct Global {
     )]
     pub audit_origin: String,
 
+    /// Where the key-encryption key lives (encryption at rest): a local key file in
+    /// `<data dir>/secrets/`, or Vault/OpenBao transit (settings from `CHARTROOM_VAULT_*`).
+    #[arg(
+        long,
+        global = true,
+        env = "CHARTROOM_KEY_PROVIDER",
+        value_enum,
+        default_value_t = keys_cmd::KeyProviderKind::Local
+    )]
+    pub key_provider: keys_cmd::KeyProviderKind,
+
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -124,6 +136,9 @@ enum Command {
     /// The audit log: reports, FHIR export, verification, proofs.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Encryption keys: rotate the KEK or a practice's data key, crypto-shred a practice.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
     /// Periodontal dictation engine: parse, evaluate fixtures, export the vocabulary.
     #[command(subcommand)]
     Perio(perio_cmd::PerioCommand),
@@ -172,6 +187,7 @@ fn main() -> ExitCode {
             Command::User(cmd) => admin::user(&cli.global, cmd).await,
             Command::Member(cmd) => admin::member(&cli.global, cmd).await,
             Command::Audit(cmd) => audit_cmd::run(&cli.global, cmd).await,
+            Command::Keys(cmd) => keys_cmd::run(&cli.global, cmd).await,
             Command::Perio(_) => Ok(()),
         }
     });

@@ -38,12 +38,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     pub behind_proxy: bool,
 
-    /// The origin users reach Chartroom at (for passkeys), e.g. https://records.example.org.
-    /// Default: https://localhost:<port>.
+    /// The origin users reach Chartroom at (for passkeys), e.g. `https://records.example.org`.
+    /// Default: `https://localhost:<port>`.
     #[arg(long, env = "CHARTROOM_PUBLIC_ORIGIN")]
     pub public_origin: Option<String>,
 
-    /// A security contact for /.well-known/security.txt (RFC 9116): a mailto: or https: URI.
+    /// A security contact for /.well-known/security.txt (RFC 9116): a `mailto:` or `https:` URI.
     /// Repeatable. Without one, security.txt is not served.
     #[arg(long = "security-contact", value_name = "URI")]
     pub security_contacts: Vec<String>,
@@ -103,17 +103,7 @@ async fn shutdown_signal() -> &'static str {
 
 /// Runs the server until SIGINT/SIGTERM (or until the embedded PostgreSQL dies).
 pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Result<()> {
-    let mut db = Database::for_serve(g).await?;
-    let owner = db.migrate().await?;
-    if demo || args.demo {
-        let owner = owner
-            .as_ref()
-            .context("the demo needs the owner role to seed data: pass --owner-database-url")?;
-        crate::demo::seed_and_print(owner, &g.data_dir).await?;
-    }
-    if let Some(o) = owner {
-        o.close().await;
-    }
+    // Refuse bad transport settings before anything starts.
     if args.behind_proxy && !args.listen.ip().is_loopback() {
         anyhow::bail!(
             "--behind-proxy serves plain HTTP and is allowed on a loopback address only (got {})",
@@ -125,6 +115,19 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
             anyhow::bail!("--security-contact must be a mailto: or https: URI");
         }
     }
+    let mut db = Database::for_serve(g).await?;
+    let owner = db.migrate().await?;
+    let key_provider = crate::keys_cmd::provider(g).await?;
+    let owner = crate::keys_cmd::prepare_owner(&db, owner, key_provider.clone()).await?;
+    if demo || args.demo {
+        let owner = owner
+            .as_ref()
+            .context("the demo needs the owner role to seed data: pass --owner-database-url")?;
+        crate::demo::seed_and_print(owner, &g.data_dir).await?;
+    }
+    if let Some(o) = owner {
+        o.close().await;
+    }
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -133,7 +136,10 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         .clone()
         .unwrap_or_else(|| format!("https://localhost:{}", addr.port()));
     let identity = identity(g, &origin, args.behind_proxy)?;
-    let store = db.runtime_store(args.db_connections).await?;
+    let store = db
+        .runtime_store(args.db_connections)
+        .await?
+        .with_keyring(crate::keys_cmd::keyring(key_provider, db.runtime.clone()).await?);
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let state = server::AppState {
         store: store.clone(),
@@ -148,7 +154,8 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         security_txt: (!args.security_contacts.is_empty()).then(|| {
             Arc::from(server::render_security_txt(
                 &args.security_contacts,
-                chrono::Utc::now() + chrono::Duration::days(i64::from(args.security_txt_days)),
+                domain::Clock::now(&SystemClock)
+                    + chrono::Duration::days(i64::from(args.security_txt_days)),
                 args.security_policy.as_deref(),
             ))
         }),
@@ -167,48 +174,8 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         Some(checkpointer),
     );
     let app = server::app(state);
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = if args.behind_proxy {
-        tracing::warn!(%addr, "serving plain HTTP for a reverse proxy on loopback (--behind-proxy): the proxy must terminate TLS 1.3");
-        println!("Chartroom listening on http://{addr} (behind a proxy)");
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.changed().await;
-            })
-            .await
-        })
-    } else {
-        let (certs, key) = match (&args.tls_cert, &args.tls_key) {
-            (Some(c), Some(k)) => server::tls::load_pem(c, k)?,
-            _ => {
-                let dir = g.data_dir.join("secrets");
-                std::fs::create_dir_all(&dir)?;
-                let (certs, key, created) = server::tls::self_signed_in(&dir, &args.tls_names)?;
-                let fp = certs.first().map(server::tls::fingerprint).unwrap_or_default();
-                println!(
-                    "TLS: {} self-signed certificate {} (SHA-256 {fp})",
-                    if created { "generated a" } else { "using the" },
-                    dir.join("tls-cert.pem").display()
-                );
-                (certs, key)
-            }
-        };
-        let config = server::tls::server_config(certs, key)?;
-        println!("Chartroom listening on https://{addr}");
-        let handle = axum_server::Handle::new();
-        let h = handle.clone();
-        tokio::spawn(async move {
-            let _ = stop_rx.changed().await;
-            h.graceful_shutdown(Some(Duration::from_secs(10)));
-        });
-        tokio::spawn(async move { server::tls::serve_https(listener, config, app, handle).await })
-    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = listen(g, &args, listener, app, stop_rx)?;
     tracing::info!(%addr, "listening");
     let reason = match db.cluster.as_mut() {
         Some(cluster) => tokio::select! {
@@ -232,9 +199,70 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     Ok(())
 }
 
+/// Starts serving `app` on `listener`: HTTPS (TLS 1.3) with the configured or the generated
+/// self-signed certificate, or plain HTTP on loopback with `--behind-proxy`. Stops gracefully
+/// when `stop` changes.
+fn listen(
+    g: &Global,
+    args: &ServeArgs,
+    listener: std::net::TcpListener,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let addr = listener.local_addr()?;
+    if args.behind_proxy {
+        tracing::warn!(%addr, "serving plain HTTP for a reverse proxy on loopback (--behind-proxy): the proxy must terminate TLS 1.3");
+        println!("Chartroom listening on http://{addr} (behind a proxy)");
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        return Ok(tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
+        }));
+    }
+    let (certs, key) = if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
+        server::tls::load_pem(c, k)?
+    } else {
+        let dir = g.data_dir.join("secrets");
+        std::fs::create_dir_all(&dir)?;
+        let (certs, key, created) = server::tls::self_signed_in(&dir, &args.tls_names)?;
+        let fp = certs
+            .first()
+            .map(server::tls::fingerprint)
+            .unwrap_or_default();
+        println!(
+            "TLS: {} self-signed certificate {} (SHA-256 {fp})",
+            if created { "generated a" } else { "using the" },
+            dir.join("tls-cert.pem").display()
+        );
+        (certs, key)
+    };
+    let config = server::tls::server_config(certs, key)?;
+    println!("Chartroom listening on https://{addr}");
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        let _ = stop.changed().await;
+        h.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    Ok(tokio::spawn(async move {
+        server::tls::serve_https(listener, config, app, handle).await
+    }))
+}
+
 /// The identity settings: the key sealing TOTP secrets (`<data dir>/secrets/identity.key`,
 /// 32 random bytes, 0600, created on first start) and the passkey relying party for `origin`.
-fn identity(g: &Global, origin: &str, behind_proxy: bool) -> anyhow::Result<server::identity::Identity> {
+fn identity(
+    g: &Global,
+    origin: &str,
+    behind_proxy: bool,
+) -> anyhow::Result<server::identity::Identity> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let dir = g.data_dir.join("secrets");

@@ -35,6 +35,7 @@ pub fn hash_blocking(password: &str) -> Result<String, String> {
 
 /// Verifies a password against a stored PHC string (blocking; use [`Hasher::verify`] from
 /// async code).
+#[must_use]
 pub fn verify_blocking(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
 }

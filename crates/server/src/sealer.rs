@@ -92,6 +92,10 @@ pub fn spawn(
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "sealing audit events failed"),
             }
+            // Housekeeping: expired passkey ceremonies (public sign-in can create them).
+            if let Err(e) = db.purge_expired_challenges(clock.now()).await {
+                tracing::warn!(error = %e, "removing expired passkey challenges failed");
+            }
             let Some(cp) = &checkpointer else { continue };
             let practices = match db.practices_with_log().await {
                 Ok(p) => p,

@@ -196,7 +196,8 @@ impl OwnerStore {
     }
 
     /// Inserts a patient as the owner role (demo seeding and benchmarks), audited as a
-    /// creation without an actor.
+    /// creation without an actor. Fields are encrypted with the practice's keys (provisioned
+    /// on first use) and search tokens written.
     pub async fn seed_patient(
         &self,
         practice: PracticeId,
@@ -204,21 +205,10 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<PatientId, StoreError> {
         let id = PatientId::new();
+        let keys = crate::patients::write_keys(self.keyring()?, practice).await?;
+        let sealed = crate::patients::seal(&keys, id, p)?;
         let mut tx = self.begin_in(practice).await?;
-        sqlx::query(
-            "insert into patient (practice_id, patient_id, given_name, family_name, date_of_birth, phone, email, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-        )
-        .bind(practice)
-        .bind(id)
-        .bind(&p.given_name)
-        .bind(&p.family_name)
-        .bind(p.date_of_birth)
-        .bind(&p.phone)
-        .bind(&p.email)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        crate::patients::insert_sealed(&mut tx, practice, id, &sealed, now).await?;
         commit_audited(
             tx,
             practice,
@@ -291,6 +281,7 @@ impl OwnerStore {
 
 impl OwnerStore {
     /// Inserts a clinical note as the owner role (demo seeding), audited without an actor.
+    /// The body is encrypted.
     pub async fn seed_note(
         &self,
         practice: PracticeId,
@@ -300,16 +291,24 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<domain::NoteId, StoreError> {
         let id = domain::NoteId::new();
+        let keys = crate::patients::write_keys(self.keyring()?, practice).await?;
+        let uuid = id.as_uuid();
+        let body_enc = crypto::encrypt_field(
+            keys.active(),
+            &crate::notes::body_context(practice, &uuid),
+            body.as_bytes(),
+        )
+        .map_err(|e| crate::keys::crypto_error(&e))?;
         let mut tx = self.begin_in(practice).await?;
         sqlx::query(
-            "insert into clinical_note (practice_id, note_id, patient_id, author_id, body, created_at)
+            "insert into clinical_note (practice_id, note_id, patient_id, author_id, body_enc, created_at)
              values ($1, $2, $3, $4, $5, $6)",
         )
         .bind(practice)
         .bind(id)
         .bind(patient)
         .bind(author)
-        .bind(body)
+        .bind(&body_enc)
         .bind(now)
         .execute(&mut *tx)
         .await?;

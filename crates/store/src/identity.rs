@@ -189,6 +189,23 @@ impl Store {
         Ok(id)
     }
 
+    /// Removes ceremony state that expired before `now` (housekeeping; unauthenticated passkey
+    /// sign-in can create state, so it must not accumulate). Returns how many rows went.
+    pub async fn purge_expired_challenges(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select set_config('chartroom.purge_before', $1, true)")
+            .bind(now.to_rfc3339())
+            .execute(&mut *tx)
+            .await?;
+        let n = sqlx::query("delete from auth_challenge where expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Takes (removes and returns) unexpired ceremony state of `kind`: the user it belongs to
     /// and the state. `None` when unknown, expired, already used or of another kind.
     pub async fn challenge_take(

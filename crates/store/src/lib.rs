@@ -21,10 +21,10 @@
 //! # async fn f(store: &store::Store, token: &store::TokenHash, practice: domain::PracticeId) -> Result<(), store::StoreError> {
 //! use domain::{AuditAction, Outcome, RequestId, SystemClock, Clock};
 //! let policy = store::SessionPolicy::default();
-//! let store::Entry::Member(mut tx) = store.enter_practice(token, practice, SystemClock.now(), &policy, RequestId::new()).await? else {
+//! let store::Entry::Member(mut tx, _) = store.enter_practice(token, practice, SystemClock.now(), &policy, RequestId::new()).await? else {
 //!     return Err(store::StoreError::NotMember);
 //! };
-//! let page = store::patients::list(&mut tx, 0, 50).await?;
+//! let page = store::patients::list(&mut tx, store.keyring()?, 0, 50).await?;
 //! tx.audit_patients(AuditAction::PatientList, page.iter().map(|p| p.patient_id)).await?;
 //! tx.commit().await?;
 //! # Ok(()) }
@@ -38,6 +38,7 @@ pub mod disclosures;
 pub mod embedded;
 mod error;
 pub mod identity;
+pub mod keys;
 pub mod memberships;
 pub mod notes;
 pub mod patients;
@@ -47,6 +48,7 @@ pub mod seal;
 mod session;
 mod tenant;
 
+pub use crypto;
 pub use error::StoreError;
 pub use roles_check::check_runtime_role;
 pub use session::{
@@ -64,6 +66,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    keyring: Option<std::sync::Arc<crypto::Keyring>>,
 }
 
 impl Store {
@@ -79,7 +82,10 @@ impl Store {
             .connect_with(options)
             .await?;
         check_runtime_role(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            keyring: None,
+        })
     }
 
     /// Closes the pool.
@@ -99,7 +105,7 @@ impl Store {
         let mut tx =
             TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
                 .await?;
-        let found = patients::get(&mut tx, patient).await?;
+        let found = patients::get(&mut tx, self.keyring()?, patient).await?;
         if let Some(p) = &found {
             tx.audit_patient(domain::AuditAction::PatientRead, p.patient_id)
                 .await?;
@@ -107,12 +113,34 @@ impl Store {
         tx.commit().await?;
         Ok(found.is_some())
     }
+
+    /// The same read without a session check, returning the patient: the body of the
+    /// benchmark-only unauthenticated route (`server::unsafe_bench_app_with_unauthenticated_read`)
+    /// that measures what the session check costs over HTTP. Never used by the server's routes.
+    pub async fn unsafe_bench_patient_get_unchecked(
+        &self,
+        practice: domain::PracticeId,
+        actor: domain::UserId,
+        patient: domain::PatientId,
+    ) -> Result<Option<patients::Patient>, StoreError> {
+        let mut tx =
+            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+                .await?;
+        let found = patients::get(&mut tx, self.keyring()?, patient).await?;
+        if let Some(p) = &found {
+            tx.audit_patient(domain::AuditAction::PatientRead, p.patient_id)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
 }
 
 /// The owner role's handle: migrations and administrative commands.
 #[derive(Clone, Debug)]
 pub struct OwnerStore {
     pool: PgPool,
+    keyring: Option<std::sync::Arc<crypto::Keyring>>,
 }
 
 impl OwnerStore {
@@ -122,7 +150,10 @@ impl OwnerStore {
             .max_connections(2)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            keyring: None,
+        })
     }
 
     /// Applies pending migrations.
@@ -149,7 +180,7 @@ impl Store {
         let mut tx =
             TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
                 .await?;
-        let p = patients::create(&mut tx, patient).await?;
+        let p = patients::create(&mut tx, self.keyring()?, patient).await?;
         tx.audit_patient(domain::AuditAction::PatientCreate, p.patient_id)
             .await?;
         tx.commit().await
@@ -174,12 +205,53 @@ impl Store {
         else {
             return Ok(false);
         };
-        let found = patients::get(&mut tx, patient).await?;
+        let found = patients::get(&mut tx, self.keyring()?, patient).await?;
         if let Some(p) = &found {
             tx.audit_patient(domain::AuditAction::PatientRead, p.patient_id)
                 .await?;
         }
         tx.commit().await?;
         Ok(found.is_some())
+    }
+}
+
+impl Store {
+    /// The same store, encrypting and decrypting with `keyring` (encryption at rest: every
+    /// patient and note function needs it).
+    #[must_use]
+    pub fn with_keyring(mut self, keyring: std::sync::Arc<crypto::Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// The keyring; [`StoreError::Corrupt`] if the store was built without one (a
+    /// configuration error: encrypted fields cannot be read or written).
+    pub fn keyring(&self) -> Result<&std::sync::Arc<crypto::Keyring>, StoreError> {
+        self.keyring.as_ref().ok_or(StoreError::Corrupt(
+            "no keyring configured: encrypted fields are unavailable",
+        ))
+    }
+}
+
+impl OwnerStore {
+    /// The same store, encrypting and decrypting with `keyring` (seeding, the start-up
+    /// encryption job and the `keys` commands need it).
+    #[must_use]
+    pub fn with_keyring(mut self, keyring: std::sync::Arc<crypto::Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// The keyring; [`StoreError::Corrupt`] if the store was built without one.
+    pub fn keyring(&self) -> Result<&std::sync::Arc<crypto::Keyring>, StoreError> {
+        self.keyring.as_ref().ok_or(StoreError::Corrupt(
+            "no keyring configured: encrypted fields are unavailable",
+        ))
+    }
+
+    /// A wrapped-key store on the owner role's pool (rewrap, retire, destroy).
+    #[must_use]
+    pub fn key_store(&self) -> keys::PgKeyStore {
+        keys::PgKeyStore::with_pool(self.pool.clone())
     }
 }

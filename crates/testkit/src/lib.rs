@@ -158,6 +158,31 @@ async fn drop_stale_databases(su: &mut PgConnection) {
 #[derive(Debug)]
 pub struct TestDb {
     name: String,
+    keys: TestKeys,
+}
+
+/// The test database's key-encryption key: a [`store::crypto::LocalKeyProvider`] in a
+/// temporary directory, shared by every keyring made for this database.
+#[derive(Debug)]
+struct TestKeys {
+    dir: PathBuf,
+    provider: std::sync::Arc<store::crypto::LocalKeyProvider>,
+}
+
+impl TestKeys {
+    async fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "chartroom-test-kek-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let provider = store::crypto::LocalKeyProvider::open(dir.join("keys"))
+            .await
+            .expect("test key provider");
+        Self {
+            dir,
+            provider: std::sync::Arc::new(provider),
+        }
+    }
 }
 
 impl TestDb {
@@ -177,7 +202,30 @@ impl TestDb {
         .expect("create test database");
         drop(su);
         secure(&name).await;
-        Self { name }
+        Self {
+            name,
+            keys: TestKeys::new().await,
+        }
+    }
+
+    /// The key provider (a local key file in a temporary directory) of this database's
+    /// keyrings.
+    #[must_use]
+    pub fn key_provider(&self) -> std::sync::Arc<store::crypto::LocalKeyProvider> {
+        self.keys.provider.clone()
+    }
+
+    /// A fresh keyring (empty cache) on the wrapped-key table, as `role` (runtime or owner).
+    pub async fn keyring(&self, role: DbRole) -> std::sync::Arc<store::crypto::Keyring> {
+        let opts = cluster().await.connect_options(role, &self.name);
+        let keys = store::keys::PgKeyStore::connect(opts)
+            .await
+            .expect("key store");
+        std::sync::Arc::new(store::crypto::Keyring::new(
+            self.keys.provider.clone(),
+            std::sync::Arc::new(keys),
+            std::sync::Arc::new(domain::SystemClock),
+        ))
     }
 
     /// The database name.
@@ -214,18 +262,21 @@ impl TestDb {
         OwnerStore::connect(self.owner_options().await)
             .await
             .expect("owner store")
+            .with_keyring(self.keyring(DbRole::Owner).await)
     }
 
-    /// The runtime store (checked least-privilege).
+    /// The runtime store (checked least-privilege), with a keyring on this database's KEK.
     pub async fn store(&self) -> Store {
         Store::connect_runtime(self.runtime_options().await, 8)
             .await
             .expect("runtime store")
+            .with_keyring(self.keyring(DbRole::Runtime).await)
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.keys.dir);
         let name = self.name.clone();
         let Some(cluster) = CLUSTER.get() else { return };
         let opts = cluster.connect_options(DbRole::Superuser, "postgres");
@@ -359,6 +410,7 @@ pub fn test_certificate() -> &'static (String, String) {
 pub fn https_client() -> reqwest::Client {
     reqwest::Client::builder()
         .use_rustls_tls()
+        .user_agent("chartroom-testkit")
         .add_root_certificate(
             reqwest::Certificate::from_pem(test_certificate().0.as_bytes()).expect("cert"),
         )
@@ -406,6 +458,27 @@ impl TestApp {
         store: Store,
         configure: impl FnOnce(&mut server::identity::Identity),
     ) -> Self {
+        Self::start_inner(store, configure, false).await
+    }
+
+    /// Starts the app with the benchmark-only unauthenticated patient read added
+    /// ([`server::unsafe_bench_app_with_unauthenticated_read`]); for `chartroom-bench` only.
+    pub async fn start_unsafe_bench(
+        store: Store,
+        configure: impl FnOnce(&mut server::identity::Identity),
+    ) -> Self {
+        Self::start_inner(store, configure, true).await
+    }
+
+    #[allow(
+        clippy::unused_async,
+        reason = "spawns the server on the caller's runtime; async like the public constructors"
+    )]
+    async fn start_inner(
+        store: Store,
+        configure: impl FnOnce(&mut server::identity::Identity),
+        bench_route: bool,
+    ) -> Self {
         let clock = ManualClock::starting_now();
         let sessions = SessionPolicy::default();
         let checkpoint_dir = std::env::temp_dir().join(format!(
@@ -434,14 +507,16 @@ impl TestApp {
             checkpoints: Some(audit::store::DirStore::new(&checkpoint_dir)),
         };
         let (cert, key) = test_certificate();
-        let certs = vec![
-            rustls_pem_cert(cert),
-        ];
+        let certs = vec![rustls_pem_cert(cert)];
         let key = rustls_pem_key(key);
         let config = server::tls::server_config(certs, key).expect("tls config");
         let handle = axum_server::Handle::new();
         let h = handle.clone();
-        let app = server::app(state);
+        let app = if bench_route {
+            server::unsafe_bench_app_with_unauthenticated_read(state)
+        } else {
+            server::app(state)
+        };
         tokio::spawn(async move {
             let _ = server::tls::serve_https(listener, config, app, h).await;
         });

@@ -50,15 +50,74 @@ impl Needs {
 const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
     ("POST", "/api/v1/auth/login", Needs::Public, None),
     ("POST", "/api/v1/auth/logout", Needs::Session, None),
-    ("POST", "/api/v1/auth/second-factor/totp", Needs::Account, None),
-    ("POST", "/api/v1/auth/second-factor/recovery", Needs::Account, None),
+    (
+        "POST",
+        "/api/v1/auth/second-factor/totp",
+        Needs::Account,
+        None,
+    ),
+    (
+        "POST",
+        "/api/v1/auth/second-factor/recovery",
+        Needs::Account,
+        None,
+    ),
     ("POST", "/api/v1/auth/mfa/totp", Needs::Account, None),
     ("DELETE", "/api/v1/auth/mfa/totp", Needs::Account, None),
-    ("POST", "/api/v1/auth/mfa/totp/confirm", Needs::Account, None),
-    ("POST", "/api/v1/auth/mfa/recovery-codes", Needs::Account, None),
+    (
+        "POST",
+        "/api/v1/auth/mfa/totp/confirm",
+        Needs::Account,
+        None,
+    ),
+    (
+        "POST",
+        "/api/v1/auth/mfa/recovery-codes",
+        Needs::Account,
+        None,
+    ),
     ("POST", "/api/v1/auth/password", Needs::Account, None),
     ("GET", "/api/v1/auth/sessions", Needs::Account, None),
-    ("DELETE", "/api/v1/auth/sessions/{session_id}", Needs::Account, None),
+    (
+        "DELETE",
+        "/api/v1/auth/sessions/{session_id}",
+        Needs::Account,
+        None,
+    ),
+    (
+        "POST",
+        "/api/v1/auth/passkeys/register/begin",
+        Needs::Account,
+        None,
+    ),
+    (
+        "POST",
+        "/api/v1/auth/passkeys/register/finish",
+        Needs::Account,
+        None,
+    ),
+    ("GET", "/api/v1/auth/passkeys", Needs::Account, None),
+    (
+        "DELETE",
+        "/api/v1/auth/passkeys/{credential_id}",
+        Needs::Account,
+        None,
+    ),
+    (
+        "POST",
+        "/api/v1/auth/second-factor/passkey/begin",
+        Needs::Account,
+        None,
+    ),
+    (
+        "POST",
+        "/api/v1/auth/second-factor/passkey/finish",
+        Needs::Account,
+        None,
+    ),
+    // Passwordless sign-in: public like the password sign-in (tested in `passkeys`).
+    ("POST", "/api/v1/auth/passkey/begin", Needs::Public, None),
+    ("POST", "/api/v1/auth/passkey/finish", Needs::Public, None),
     ("GET", "/api/v1/me", Needs::Session, None),
     ("GET", "/api/v1/practices", Needs::Session, None),
     (
@@ -126,6 +185,12 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
         "/api/v1/practices/{practice_id}/patients",
         Needs::Scheduling,
         Some("patient.create"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/search",
+        Needs::Scheduling,
+        Some("patient.list"),
     ),
     (
         "GET",
@@ -341,7 +406,8 @@ fn request(
         .replace("{user_id}", &user_id.to_string())
         .replace("{appointment_id}", &o.appointment[i].to_string())
         .replace("{note_id}", &o.note[i].to_string())
-        .replace("{session_id}", &uuid::Uuid::new_v4().to_string());
+        .replace("{session_id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{credential_id}", "AAAAAAAAAAAAAAAAAAAAAA");
     let concrete = match path {
         "/api/v1/practices/{practice_id}/audit/proofs/inclusion" => format!("{concrete}?seq=0"),
         "/api/v1/practices/{practice_id}/audit/proofs/consistency" => format!("{concrete}?first=1"),
@@ -364,6 +430,9 @@ fn request(
         ),
         ("PATCH", "/api/v1/practices/{practice_id}/patients/{patient_id}") => {
             Some(json!({"phone": "+1 555 0100"}))
+        }
+        ("POST", "/api/v1/practices/{practice_id}/patients/search") => {
+            Some(json!({"name_prefix": "Testwhistle"}))
         }
         ("POST", "/api/v1/practices/{practice_id}/appointments") => Some(json!({
             "patient_id": pat, "clinician_id": w.a.user("clinician"),
@@ -449,8 +518,12 @@ async fn every_route_has_a_matrix_entry() {
         .collect();
     assert_eq!(
         public,
-        ["/api/v1/auth/login"],
-        "the public allowlist is exactly sign-in"
+        [
+            "/api/v1/auth/login",
+            "/api/v1/auth/passkey/begin",
+            "/api/v1/auth/passkey/finish"
+        ],
+        "the public allowlist is exactly sign-in (password or passkey)"
     );
 }
 
@@ -522,8 +595,14 @@ async fn authorization_matrix() {
         // req: AU-01 — a password-only session opens no practice route, whatever the role.
         if path.starts_with("/api/v1/practices/{practice_id}") {
             for role in needs.right() {
-                let (s, err) =
-                    call(&app, method(m), &own_path, Some(&password_only[role]), body.as_ref()).await;
+                let (s, err) = call(
+                    &app,
+                    method(m),
+                    &own_path,
+                    Some(&password_only[role]),
+                    body.as_ref(),
+                )
+                .await;
                 assert_eq!(s, StatusCode::UNAUTHORIZED, "{label}: password-only {role}");
                 assert_eq!(err["error"]["code"], "AUTH-0003", "{label}");
             }

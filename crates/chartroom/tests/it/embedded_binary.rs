@@ -235,3 +235,22 @@ async fn demo_runs_on_embedded_postgres_and_survives_a_restart() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// req: TX-01 — a plain listener only with --behind-proxy, and only on loopback.
+#[tokio::test]
+async fn plain_http_is_refused_off_loopback() {
+    let dir = Path::new("/tmp").join(format!("chartroom-it-{}", uuid::Uuid::new_v4().simple()));
+    let out = Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["serve", "--behind-proxy", "--listen", "0.0.0.0:0"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loopback"), "{err}");
+    assert!(!dir.join("pg").exists(), "nothing was started");
+    let _ = std::fs::remove_dir_all(&dir);
+}

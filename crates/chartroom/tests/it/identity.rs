@@ -498,6 +498,7 @@ async fn repeated_failures_are_throttled_without_locking_the_account() {
 }
 
 /// Welch's t statistic for two samples.
+#[allow(clippy::cast_precision_loss, reason = "sample counts are tiny")]
 fn welch_t(a: &[f64], b: &[f64]) -> f64 {
     let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
     let var =
@@ -663,5 +664,45 @@ async fn a_practice_can_shorten_the_idle_timeout_within_bounds() {
         s,
         StatusCode::UNAUTHORIZED,
         "past the practice's absolute lifetime"
+    );
+}
+
+// Passkey ceremonies left unfinished expire and are purged; unexpired ones stay usable once.
+#[tokio::test]
+async fn expired_passkey_challenges_are_purged() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let now = chrono::Utc::now();
+    let state = json!({"s": 1});
+    let old = store
+        .challenge_put(None, "passkey_sign_in", &state, now - Duration::minutes(1))
+        .await
+        .unwrap();
+    let live = store
+        .challenge_put(None, "passkey_sign_in", &state, now + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(store.purge_expired_challenges(now).await.unwrap(), 1);
+    assert!(
+        store
+            .challenge_take(old, "passkey_sign_in", now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .challenge_take(live, "passkey_sign_in", now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .challenge_take(live, "passkey_sign_in", now)
+            .await
+            .unwrap()
+            .is_none(),
+        "single use"
     );
 }

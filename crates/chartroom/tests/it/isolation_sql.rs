@@ -52,6 +52,8 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             "insert into audit_seal (practice_id, seq, event_id, chain_hash, leaf_hash, sealed_at) values ($1, 0, gen_random_uuid(), sha256('x'), sha256('y'), now())",
             "insert into audit_node (practice_id, level, idx, hash) values ($1, 1, 0, sha256('z'))",
             "insert into audit_prune (practice_id, seq, chain_hash, pruned_at) values ($1, 1, sha256('p'), now())",
+            // A crypto-shredding tombstone (the data keys and search tokens already exist).
+            "insert into practice_key_destroyed (practice_id, destroyed_at) values ($1, now())",
         ] {
             sqlx::query(sql).bind(p.id).execute(&mut su).await.unwrap();
         }

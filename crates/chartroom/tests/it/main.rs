@@ -20,7 +20,10 @@ mod audit_log;
 mod audit_reports;
 mod bad_input;
 mod embedded_binary;
+mod encryption;
+mod identity;
 mod isolation_sql;
+mod passkeys;
 mod sessions;
 
 /// Shared helpers.

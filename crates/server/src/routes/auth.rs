@@ -313,7 +313,10 @@ pub(crate) async fn finish_second_factor(
         .await?;
     let factors = session.tx.factors().await?;
     session.tx.commit().await?;
-    let token = state.store.rotate_session(&session.token, method, now).await?;
+    let token = state
+        .store
+        .rotate_session(&session.token, method, now)
+        .await?;
     let (tx, auth) = state
         .store
         .authenticate(&token.hash(), now, &state.sessions, session.request_id)
@@ -330,7 +333,11 @@ pub(crate) async fn finish_second_factor(
     ))
 }
 
-fn session_expiry(state: &AppState, _auth: &store::SessionAuth, now: DateTime<Utc>) -> DateTime<Utc> {
+fn session_expiry(
+    state: &AppState,
+    _auth: &store::SessionAuth,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
     // The absolute lifetime runs from sign-in; the response reports the server's bound.
     now + state.sessions.absolute
 }
@@ -458,7 +465,9 @@ pub(crate) async fn totp_enroll(
     let key = TotpKey::new(&secret, &state.identity.issuer, &email)
         .map_err(|e| AppError::Internal(e.to_string()))?;
     let uri = key.uri().map_err(|e| AppError::Internal(e.to_string()))?;
-    let qr_svg = key.qr_svg().map_err(|e| AppError::Internal(e.to_string()))?;
+    let qr_svg = key
+        .qr_svg()
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     session.tx.commit().await?;
     Ok(axum::Json(TotpEnrollment {
         otpauth_uri: uri.as_str().to_owned(),
@@ -521,7 +530,10 @@ pub(crate) async fn enroll_done(
 ) -> Result<Option<Vec<String>>, AppError> {
     session
         .tx
-        .audit_security(AuditAction::MfaEnroll, details(client, &[("method", method)]))
+        .audit_security(
+            AuditAction::MfaEnroll,
+            details(client, &[("method", method)]),
+        )
         .await?;
     if before.any() {
         return Ok(None);
@@ -575,7 +587,10 @@ pub(crate) async fn totp_remove(
     session.tx.totp_remove().await?;
     session
         .tx
-        .audit_security(AuditAction::MfaRemove, details(&client, &[("method", "totp")]))
+        .audit_security(
+            AuditAction::MfaRemove,
+            details(&client, &[("method", "totp")]),
+        )
         .await?;
     session.tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -654,10 +669,13 @@ pub(crate) async fn password_change(
         .passwords
         .hash(new)
         .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+        .map_err(AppError::Internal)?;
     session.tx.set_own_password(&hash).await?;
     let ended = if req.end_other_sessions {
-        session.tx.revoke_other_sessions(session.auth.session_id).await?
+        session
+            .tx
+            .revoke_other_sessions(session.auth.session_id)
+            .await?
     } else {
         0
     };
@@ -731,7 +749,10 @@ pub(crate) async fn session_revoke(
     let sid = id.to_string();
     session
         .tx
-        .audit_security(AuditAction::SessionRevoke, details(&client, &[("session_id", &sid)]))
+        .audit_security(
+            AuditAction::SessionRevoke,
+            details(&client, &[("session_id", &sid)]),
+        )
         .await?;
     session.tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

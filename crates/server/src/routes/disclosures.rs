@@ -102,9 +102,9 @@ pub(crate) async fn disclosure_create(
         kind,
     };
     let mut tx = ctx.tx;
-    store::patients::get(&mut tx, patient)
-        .await?
-        .ok_or(AppError::NotFound("patient"))?;
+    if !store::patients::exists(&mut tx, patient).await? {
+        return Err(AppError::NotFound("patient"));
+    }
     let d = store::disclosures::create(&mut tx, patient, &new).await?;
     tx.audit(
         AuditAction::DisclosureCreate,
@@ -172,9 +172,9 @@ pub(crate) async fn disclosure_report(
         return Err(AppError::Invalid("from must be before to".into()));
     }
     let mut tx = ctx.tx;
-    store::patients::get(&mut tx, patient)
-        .await?
-        .ok_or(AppError::NotFound("patient"))?;
+    if !store::patients::exists(&mut tx, patient).await? {
+        return Err(AppError::NotFound("patient"));
+    }
     let list = store::disclosures::list(&mut tx, patient, from, to, false).await?;
     tx.audit(
         AuditAction::DisclosureReport,

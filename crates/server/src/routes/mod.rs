@@ -7,6 +7,7 @@ mod auth;
 mod disclosures;
 mod memberships;
 mod notes;
+mod passkeys;
 mod patients;
 mod practices;
 
@@ -51,6 +52,14 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::password_change))
         .routes(routes!(auth::session_list))
         .routes(routes!(auth::session_revoke))
+        .routes(routes!(passkeys::passkey_register_begin))
+        .routes(routes!(passkeys::passkey_register_finish))
+        .routes(routes!(passkeys::passkey_list))
+        .routes(routes!(passkeys::passkey_remove))
+        .routes(routes!(passkeys::second_factor_passkey_begin))
+        .routes(routes!(passkeys::second_factor_passkey_finish))
+        .routes(routes!(passkeys::passkey_sign_in_begin))
+        .routes(routes!(passkeys::passkey_sign_in_finish))
         .routes(routes!(practices::practice_list))
         .routes(routes!(practices::practice_get, practices::practice_update))
         .routes(routes!(
@@ -72,6 +81,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
             patients::patient_update,
             patients::patient_delete
         ))
+        .routes(routes!(patients::patient_search))
         .routes(routes!(
             appointments::appointment_list,
             appointments::appointment_create
@@ -91,6 +101,24 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::audit_inclusion))
         .routes(routes!(audit::audit_consistency))
         .routes(routes!(audit::audit_checkpoint))
+}
+
+/// The benchmark-only patient read without a session check (see
+/// [`crate::unsafe_bench_app_with_unauthenticated_read`]).
+pub(crate) async fn unsafe_bench_patient_get(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    crate::extract::ApiPath((practice, patient, user)): crate::extract::ApiPath<(
+        domain::PracticeId,
+        domain::PatientId,
+        domain::UserId,
+    )>,
+) -> Result<axum::Json<crate::views::PatientView>, crate::AppError> {
+    let p = state
+        .store
+        .unsafe_bench_patient_get_unchecked(practice, user, patient)
+        .await?
+        .ok_or(crate::AppError::NotFound("patient"))?;
+    Ok(axum::Json(p.into()))
 }
 
 /// The OpenAPI 3.1 document (also served at `/api/v1/openapi.json`).

@@ -5,6 +5,7 @@
 )]
 
 use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::NaiveDate;
 use domain::values::{Email, phone, single_line};
@@ -12,9 +13,9 @@ use domain::{AuditAction, PatientId, PracticeId};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, Scheduling};
 use crate::views::{Page, PatientView};
+use crate::{AppError, AppState};
 
 const NAME_MAX: usize = 100;
 
@@ -43,6 +44,7 @@ pub(crate) struct PageQuery {
     params(("practice_id" = String, Path, format = Uuid), PageQuery),
     responses((status = 200, body = Page<PatientView>), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
 pub(crate) async fn patient_list(
+    State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<PatientView>>, AppError> {
@@ -54,7 +56,7 @@ pub(crate) async fn patient_list(
         ));
     }
     let mut tx = ctx.tx;
-    let items = store::patients::list(&mut tx, offset, limit).await?;
+    let items = store::patients::list(&mut tx, state.store.keyring()?, offset, limit).await?;
     tx.audit_patients(AuditAction::PatientList, items.iter().map(|p| p.patient_id))
         .await?;
     tx.commit().await?;
@@ -86,6 +88,7 @@ pub(crate) struct PatientCreate {
     params(("practice_id" = String, Path, format = Uuid)), request_body = PatientCreate,
     responses((status = 201, body = PatientView), (status = 400, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody)))]
 pub(crate) async fn patient_create(
+    State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
     ApiJson(req): ApiJson<PatientCreate>,
 ) -> Result<(StatusCode, Json<PatientView>), AppError> {
@@ -106,7 +109,7 @@ pub(crate) async fn patient_create(
             .transpose()?,
     };
     let mut tx = ctx.tx;
-    let p = store::patients::create(&mut tx, &new).await?;
+    let p = store::patients::create(&mut tx, state.store.keyring()?, &new).await?;
     tx.audit_patient(AuditAction::PatientCreate, p.patient_id)
         .await?;
     tx.commit().await?;
@@ -118,11 +121,12 @@ pub(crate) async fn patient_create(
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)),
     responses((status = 200, body = PatientView), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
 pub(crate) async fn patient_get(
+    State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
     ApiPath((_, id)): ApiPath<(PracticeId, PatientId)>,
 ) -> Result<Json<PatientView>, AppError> {
     let mut tx = ctx.tx;
-    let p = store::patients::get(&mut tx, id)
+    let p = store::patients::get(&mut tx, state.store.keyring()?, id)
         .await?
         .ok_or(AppError::NotFound("patient"))?;
     tx.audit_patient(AuditAction::PatientRead, id).await?;
@@ -166,6 +170,7 @@ mod double_option {
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = PatientUpdate,
     responses((status = 200, body = PatientView), (status = 400, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
 pub(crate) async fn patient_update(
+    State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
     ApiPath((_, id)): ApiPath<(PracticeId, PatientId)>,
     ApiJson(req): ApiJson<PatientUpdate>,
@@ -200,7 +205,7 @@ pub(crate) async fn patient_update(
             .transpose()?,
     };
     let mut tx = ctx.tx;
-    let p = store::patients::update(&mut tx, id, &patch)
+    let p = store::patients::update(&mut tx, state.store.keyring()?, id, &patch)
         .await?
         .ok_or(AppError::NotFound("patient"))?;
     tx.audit_patient(AuditAction::PatientUpdate, id).await?;
@@ -224,4 +229,79 @@ pub(crate) async fn patient_delete(
     tx.audit_patient(AuditAction::PatientDelete, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Search criteria: every given criterion must match; at least one is required. Sent in the
+/// body, never the URL (no PHI in URLs, OPS-05).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatientSearchRequest {
+    /// Name prefix: each word (two or more characters) must start a word of the given or
+    /// family name; case, accents and punctuation are ignored.
+    name_prefix: Option<String>,
+    /// Exact date of birth, YYYY-MM-DD.
+    date_of_birth: Option<NaiveDate>,
+    /// Phone number, any formatting.
+    phone: Option<String>,
+    /// At most this many, 1–100 (default 50).
+    limit: Option<i64>,
+}
+
+/// Finds patients by name prefix, date of birth or phone through blind indexes (no plaintext
+/// is stored or sent to the database). Every patient shown is audited (`patient.list`).
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/search", tag = "patients",
+    params(("practice_id" = String, Path, format = Uuid)), request_body = PatientSearchRequest,
+    responses((status = 200, body = Page<PatientView>), (status = 400, body = crate::views::ErrorBody), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn patient_search(
+    State(state): State<AppState>,
+    ctx: Ctx<Scheduling>,
+    ApiJson(req): ApiJson<PatientSearchRequest>,
+) -> Result<Json<Page<PatientView>>, AppError> {
+    let limit = req.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(AppError::Invalid("limit must be 1 to 100".into()));
+    }
+    let name_prefix = req
+        .name_prefix
+        .as_deref()
+        .map(|n| single_line("name_prefix", n, NAME_MAX))
+        .transpose()?;
+    if name_prefix
+        .as_deref()
+        .is_some_and(|n| !store::patients::name_query_usable(n))
+    {
+        return Err(AppError::Invalid(
+            "name_prefix: needs a word of at least 2 letters".into(),
+        ));
+    }
+    let phone_q = req
+        .phone
+        .as_deref()
+        .map(|p| phone("phone", p))
+        .transpose()?;
+    if phone_q
+        .as_deref()
+        .is_some_and(|p| !store::patients::phone_searchable(p))
+    {
+        return Err(AppError::Invalid("phone: not a valid phone number".into()));
+    }
+    if name_prefix.is_none() && req.date_of_birth.is_none() && phone_q.is_none() {
+        return Err(AppError::Invalid(
+            "give at least one of name_prefix, date_of_birth, phone".into(),
+        ));
+    }
+    let q = store::patients::PatientSearch {
+        name_prefix,
+        date_of_birth: req.date_of_birth,
+        phone: phone_q,
+    };
+    let mut tx = ctx.tx;
+    let items = store::patients::search(&mut tx, state.store.keyring()?, &q, limit).await?;
+    tx.audit_patients(AuditAction::PatientList, items.iter().map(|p| p.patient_id))
+        .await?;
+    tx.commit().await?;
+    Ok(Json(Page {
+        next_offset: None,
+        items: items.into_iter().map(Into::into).collect(),
+    }))
 }

@@ -23,6 +23,11 @@ use clap::{Parser, Subcommand};
 use domain::{PatientId, PracticeId, UserId};
 use testkit::{TestApp, TestDb, World};
 
+#[path = "bench_encryption/mod.rs"]
+mod encryption;
+#[path = "bench_identity/mod.rs"]
+mod identity;
+
 #[derive(Parser)]
 #[command(about = "Chartroom benchmark harness")]
 struct Cli {
@@ -42,12 +47,56 @@ enum Bench {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
-    /// `audit verify` speed over a log of N events, and inclusion/consistency proof latency
-    /// at that size.
+    /// `audit verify` speed over a log of N events (`OwnerStore::verify_practice`, the code
+    /// `chartroom audit verify` runs; each run reported), and inclusion/consistency proof
+    /// latency at that size.
     AuditVerify {
         /// Events in the log.
         #[arg(long, default_value_t = 1_000_000)]
         events: i64,
+        /// Verification runs over the same log.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Sign-ins per second (password + TOTP over HTTPS) vs. argon2id verifications alone.
+    SignIn {
+        /// Seconds of measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Users enrolled beforehand (each signs in once: TOTP codes are single-use).
+        #[arg(long, default_value_t = 1500)]
+        users: usize,
+    },
+    /// The session check's cost: the authenticated patient read vs. the same read through the
+    /// same HTTPS stack without a session check.
+    SessionCheck {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        /// Concurrent clients, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "8,32")]
+        clients: Vec<usize>,
+        /// Alternating rounds per client count (the best of each path is reported).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
+    /// Patient read by id with field encryption on vs. off (direct and over HTTPS).
+    EncryptionRead {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        /// Concurrent clients, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "8,32")]
+        clients: Vec<usize>,
+        /// Alternating rounds per client count (the best of each path is reported).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Runtime pool size.
+        #[arg(long, default_value_t = 16)]
+        pool: u32,
     },
     /// Patient read by id: HTTP path vs. direct SQL.
     PatientRead {
@@ -72,7 +121,7 @@ struct Fixture {
     patients: Vec<PatientId>,
 }
 
-async fn run_for<F, Fut>(clients: usize, seconds: u64, f: F) -> f64
+pub(crate) async fn run_for<F, Fut>(clients: usize, seconds: u64, f: F) -> f64
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -125,7 +174,9 @@ async fn patient_read(
         actor: w.a.user("reception"),
         patients,
     });
-    let store = store::Store::connect_runtime(db.runtime_options().await, pool).await?;
+    let store = store::Store::connect_runtime(db.runtime_options().await, pool)
+        .await?
+        .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
     let app = Arc::new(TestApp::start_with(store.clone()).await);
     let token = Arc::new(app.token(fx.actor).await);
     let http = reqwest::Client::builder()
@@ -235,7 +286,9 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
             .await?;
         practices.push((p, u));
     }
-    let store = store::Store::connect_runtime(db.runtime_options().await, 16).await?;
+    let store = store::Store::connect_runtime(db.runtime_options().await, 16)
+        .await?
+        .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
     let mut su = db.superuser_unsafe().await;
     let practices = Arc::new(practices);
     println!(
@@ -306,7 +359,7 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn audit_verify(events: i64) -> anyhow::Result<()> {
+async fn audit_verify(events: i64, runs: usize) -> anyhow::Result<()> {
     let db = TestDb::new().await;
     let w = World::build(&db).await;
     let p = w.a.id;
@@ -367,7 +420,7 @@ async fn audit_verify(events: i64) -> anyhow::Result<()> {
             println!("--- {setup}\n{}", plan.join("\n"));
         }
     }
-    for run in 0..2 {
+    for run in 0..runs {
         let started = Instant::now();
         let out = owner
             .verify_practice(
@@ -380,6 +433,12 @@ async fn audit_verify(events: i64) -> anyhow::Result<()> {
             .await?;
         let secs = started.elapsed().as_secs_f64();
         anyhow::ensure!(out.is_ok(), "verify failed: {}", out.report);
+        anyhow::ensure!(
+            out.report.events_checked == head.size,
+            "verified {} events of {}",
+            out.report.events_checked,
+            head.size
+        );
         #[allow(clippy::cast_precision_loss, reason = "display")]
         let rate = out.report.events_checked as f64 / secs;
         println!(
@@ -441,9 +500,9 @@ async fn main() -> anyhow::Result<()> {
         Bench::AuditAppend { seconds, rounds } => audit_append(seconds, rounds)
             .await
             .context("audit-append benchmark"),
-        Bench::AuditVerify { events } => {
-            audit_verify(events).await.context("audit-verify benchmark")
-        }
+        Bench::AuditVerify { events, runs } => audit_verify(events, runs)
+            .await
+            .context("audit-verify benchmark"),
         Bench::PatientRead {
             seconds,
             clients,
@@ -452,5 +511,27 @@ async fn main() -> anyhow::Result<()> {
         } => patient_read(seconds, clients, rounds, pool)
             .await
             .context("patient-read benchmark"),
+        Bench::EncryptionRead {
+            seconds,
+            clients,
+            rounds,
+            pool,
+        } => encryption::patient_read(seconds, clients, rounds, pool)
+            .await
+            .context("encryption-read benchmark"),
+        Bench::SignIn {
+            seconds,
+            clients,
+            users,
+        } => identity::sign_in(seconds, clients, users)
+            .await
+            .context("sign-in benchmark"),
+        Bench::SessionCheck {
+            seconds,
+            clients,
+            rounds,
+        } => identity::session_check(seconds, clients, rounds)
+            .await
+            .context("session-check benchmark"),
     }
 }

@@ -1,5 +1,11 @@
 //! Identity benchmarks: sign-in throughput (password + TOTP) and the cost of the session check.
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark harness: a broken fixture must stop the run"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +23,9 @@ use crate::run_for;
 pub(crate) async fn sign_in(seconds: u64, clients: usize, users: usize) -> anyhow::Result<()> {
     let db = TestDb::new().await;
     let w = World::build(&db).await;
-    let store = store::Store::connect_runtime(db.runtime_options().await, 16).await?;
+    let store = store::Store::connect_runtime(db.runtime_options().await, 16)
+        .await?
+        .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
     let app = Arc::new(
         TestApp::start_configured(store, |id| {
             id.throttle = server::identity::Throttle::new(server::identity::ThrottleConfig::off());
@@ -64,7 +72,8 @@ pub(crate) async fn sign_in(seconds: u64, clients: usize, users: usize) -> anyho
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(email) = emails.get(i) else { break };
                 let key = enroll(&app, email).await;
-                keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(key);
+                keys.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(key);
             }
         }));
     }
@@ -72,10 +81,14 @@ pub(crate) async fn sign_in(seconds: u64, clients: usize, users: usize) -> anyho
         t.await?;
     }
     let keys: Arc<Vec<TotpKey>> = Arc::new(
-        std::mem::take(&mut *keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-            .into_iter()
-            .map(|k| k.expect("enrolled"))
-            .collect(),
+        std::mem::take(
+            &mut *keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_iter()
+        .map(|k| k.expect("enrolled"))
+        .collect(),
     );
     // The enrollment codes are spent: move to the next TOTP step.
     app.clock.advance(chrono::Duration::seconds(30));
@@ -212,11 +225,17 @@ pub(crate) async fn session_check(
     let mut generator = domain::synthetic::Generator::new(7);
     let mut patients = Vec::new();
     for _ in 0..1000 {
-        patients.push(owner.seed_patient(w.a.id, &generator.patient().into(), now).await?);
+        patients.push(
+            owner
+                .seed_patient(w.a.id, &generator.patient().into(), now)
+                .await?,
+        );
     }
     owner.close().await;
     let patients = Arc::new(patients);
-    let store = store::Store::connect_runtime(db.runtime_options().await, 16).await?;
+    let store = store::Store::connect_runtime(db.runtime_options().await, 16)
+        .await?
+        .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
     let app = Arc::new(TestApp::start_unsafe_bench(store, |_| {}).await);
     let actor = w.a.user("reception");
     let token = Arc::new(app.token(actor).await);

@@ -1,0 +1,250 @@
+//! Encryption at rest from the command line: choosing the key provider (`--key-provider`),
+//! building keyrings for the server and the owner role, and `chartroom keys …` (KEK rotation,
+//! data-key rotation with re-encryption, crypto-shredding, encrypting legacy plaintext).
+//!
+//! Every `keys` command runs as the owner role and is audited on the practice's log
+//! (`key.rotate_kek`, `key.rotate_data_key`, `key.reencrypt`, `key.shred`,
+//! `key.encrypt_existing`); the log holds ids and counts, never key material.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use domain::{PracticeId, SystemClock};
+use sqlx::postgres::PgConnectOptions;
+use store::OwnerStore;
+use store::crypto::{
+    KeyProvider, Keyring, LocalKeyProvider, Secret, VaultConfig, VaultTransitProvider,
+};
+use store::keys::{PgKeyStore, ResealReport};
+
+use crate::Global;
+use crate::db::Database;
+
+/// Where the key-encryption key (KEK) lives.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyProviderKind {
+    /// A key file in `<data dir>/secrets/` (0600, created on first start). Back it up apart
+    /// from the database: without it, nothing encrypted can be read.
+    Local,
+    /// Vault / OpenBao transit. Settings from the environment: `CHARTROOM_VAULT_ADDR`,
+    /// `CHARTROOM_VAULT_TOKEN`, `CHARTROOM_VAULT_KEY` (default `chartroom`),
+    /// `CHARTROOM_VAULT_MOUNT` (default `transit`), `CHARTROOM_VAULT_NAMESPACE`.
+    Vault,
+}
+
+/// Default rows per re-encryption transaction.
+const DEFAULT_BATCH: i64 = 500;
+
+/// `chartroom keys …`.
+#[derive(Subcommand, Debug)]
+pub(crate) enum KeysCommand {
+    /// Rotate the key-encryption key: a new KEK version at the provider, then every
+    /// practice's data keys rewrapped under it (data is not re-encrypted). Audited per
+    /// practice. Rerun to finish an interrupted rewrap.
+    RotateKek {
+        /// Only rewrap keys still on an older KEK version (finish an interrupted run) instead
+        /// of creating a new version first.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Rotate one practice's data key: a new version, then every encrypted row of the
+    /// practice re-encrypted under it in batched transactions (progress on stderr). Audited.
+    RotateDataKey {
+        /// The practice.
+        #[arg(long)]
+        practice: PracticeId,
+        /// Continue an interrupted re-encryption (no new version).
+        #[arg(long)]
+        resume: bool,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = DEFAULT_BATCH)]
+        batch: i64,
+    },
+    /// Crypto-shredding: destroy every data key of a practice. Its encrypted records become
+    /// permanently unreadable; its audit log (no PHI) survives and records the shredding.
+    Shred {
+        /// The practice.
+        #[arg(long)]
+        practice: PracticeId,
+        /// Required: this cannot be undone.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Encrypt rows still holding plaintext (written before encryption at rest) and empty
+    /// the plaintext columns. `serve` does this at start-up too.
+    EncryptExisting {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = DEFAULT_BATCH)]
+        batch: i64,
+    },
+}
+
+/// The key provider chosen by `--key-provider`.
+pub(crate) async fn provider(g: &Global) -> anyhow::Result<Arc<dyn KeyProvider>> {
+    match g.key_provider {
+        KeyProviderKind::Local => {
+            let dir = g.data_dir.join("secrets");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+            let p = LocalKeyProvider::open(&dir)
+                .await
+                .context("cannot open the local key-encryption key")?;
+            Ok(Arc::new(p))
+        }
+        KeyProviderKind::Vault => {
+            let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let addr = var("CHARTROOM_VAULT_ADDR")
+                .context("--key-provider vault needs CHARTROOM_VAULT_ADDR")?;
+            let token = var("CHARTROOM_VAULT_TOKEN")
+                .context("--key-provider vault needs CHARTROOM_VAULT_TOKEN")?;
+            let mut cfg = VaultConfig::new(
+                addr.parse()
+                    .context("CHARTROOM_VAULT_ADDR is not a valid URL")?,
+                Secret::new(token),
+                var("CHARTROOM_VAULT_KEY").unwrap_or_else(|| "chartroom".into()),
+            );
+            if let Some(m) = var("CHARTROOM_VAULT_MOUNT") {
+                cfg.mount = m;
+            }
+            cfg.namespace = var("CHARTROOM_VAULT_NAMESPACE");
+            let p = VaultTransitProvider::connect(cfg)
+                .await
+                .context("cannot use the Vault transit key")?;
+            Ok(Arc::new(p))
+        }
+    }
+}
+
+/// A keyring on the wrapped-key table, connecting with `options` (runtime or owner role).
+pub(crate) async fn keyring(
+    provider: Arc<dyn KeyProvider>,
+    options: PgConnectOptions,
+) -> anyhow::Result<Arc<Keyring>> {
+    let keys = PgKeyStore::connect(options)
+        .await
+        .context("cannot connect the wrapped-key store")?;
+    Ok(Arc::new(Keyring::new(
+        provider,
+        Arc::new(keys),
+        Arc::new(SystemClock),
+    )))
+}
+
+/// The owner store with a keyring, for seeding and the `keys` commands.
+pub(crate) async fn owner_with_keys(
+    db: &Database,
+    owner: OwnerStore,
+    provider: Arc<dyn KeyProvider>,
+) -> anyhow::Result<OwnerStore> {
+    let opts = db
+        .owner
+        .clone()
+        .context("encryption needs the owner role: pass --owner-database-url")?;
+    Ok(owner.with_keyring(keyring(provider, opts).await?))
+}
+
+fn progress(practice: PracticeId, r: ResealReport) {
+    eprintln!(
+        "practice {practice}: {} patients, {} notes re-encrypted",
+        r.patients, r.notes
+    );
+}
+
+/// Encrypts legacy plaintext rows (the start-up job of `serve`, and `keys encrypt-existing`).
+pub(crate) async fn encrypt_existing(owner: &OwnerStore, batch: i64) -> anyhow::Result<()> {
+    let r = owner
+        .encrypt_existing(batch, &mut progress)
+        .await
+        .context("encrypting existing plaintext rows failed")?;
+    if r.patients + r.notes > 0 {
+        tracing::info!(
+            patients = r.patients,
+            notes = r.notes,
+            "encrypted rows that still held plaintext"
+        );
+    }
+    Ok(())
+}
+
+/// `serve`'s start-up: gives the owner store (when there is one) a keyring and encrypts rows
+/// that still hold plaintext.
+pub(crate) async fn prepare_owner(
+    db: &Database,
+    owner: Option<OwnerStore>,
+    provider: Arc<dyn KeyProvider>,
+) -> anyhow::Result<Option<OwnerStore>> {
+    let Some(owner) = owner else {
+        tracing::warn!(
+            "no owner role: rows written before encryption at rest are not encrypted at start-up (run `chartroom keys encrypt-existing`)"
+        );
+        return Ok(None);
+    };
+    let owner = owner_with_keys(db, owner, provider).await?;
+    encrypt_existing(&owner, DEFAULT_BATCH).await?;
+    Ok(Some(owner))
+}
+
+/// `chartroom keys …`.
+pub(crate) async fn run(g: &Global, cmd: KeysCommand) -> anyhow::Result<()> {
+    if let KeysCommand::Shred { confirm: false, .. } = cmd {
+        anyhow::bail!("shredding destroys the practice's keys and cannot be undone: add --confirm");
+    }
+    let db = Database::for_admin(g).await?;
+    let owner = db
+        .migrate()
+        .await?
+        .context("this command needs the owner role")?;
+    let provider = provider(g).await?;
+    let owner = owner_with_keys(&db, owner, provider).await?;
+    let result = run_with(&owner, cmd).await;
+    owner.close().await;
+    db.shutdown().await?;
+    result
+}
+
+async fn run_with(owner: &OwnerStore, cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::RotateKek { resume } => {
+            let keyring = owner.keyring()?;
+            let (kek, report) = if resume {
+                let kek = keyring.provider().current_kek().await?;
+                let report = owner.rewrap_audited(&kek).await?;
+                (kek, report)
+            } else {
+                owner.rotate_kek_audited().await?
+            };
+            println!(
+                "KEK {kek}: {} data keys examined, {} rewrapped, {} changed concurrently (rerun with --resume)",
+                report.examined, report.rewrapped, report.raced
+            );
+        }
+        KeysCommand::RotateDataKey {
+            practice,
+            resume,
+            batch,
+        } => {
+            let (version, r) = owner
+                .rotate_data_key_audited(practice, resume, batch, &mut progress)
+                .await?;
+            println!(
+                "practice {practice}: data key version {} active; {} patients and {} notes re-encrypted",
+                version.get(),
+                r.patients,
+                r.notes
+            );
+        }
+        KeysCommand::Shred { practice, .. } => {
+            owner.shred_practice_audited(practice).await?;
+            println!(
+                "practice {practice}: every data key destroyed; its encrypted records can no longer be read"
+            );
+        }
+        KeysCommand::EncryptExisting { batch } => {
+            encrypt_existing(owner, batch).await?;
+            println!("every patient and note row is encrypted");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,639 @@
+//! Wrapped data keys on PostgreSQL ([`PgKeyStore`], the [`crypto::WrappedKeyStore`] of a
+//! [`crypto::Keyring`]), and the glue between the store and the crypto crate: field contexts,
+//! error mapping and the audited key-management writes of the `chartroom keys` commands.
+//!
+//! # Tables (`migrations/0004_encryption.sql`)
+//! - `practice_data_key (practice_id, dek_version, kek_id, kek_version, wrapped)`: one row per
+//!   version of a practice's data key, wrapped by a KEK. The runtime role may read and insert
+//!   its practice's rows; rewrapping, retiring and destroying are owner-role operations.
+//! - `practice_key_destroyed (practice_id, destroyed_at)`: the crypto-shredding tombstone.
+//!   Inserting a key and destroying a practice's keys take the same per-practice advisory
+//!   lock, so no key can be added once the tombstone is there.
+//!
+//! Every statement on these tables runs in its own short transaction with the practice set
+//! transaction-locally, like every other tenant access; only the KEK rewrap scan lists rows
+//! across practices (owner role, ids and opaque wrapped bytes only).
+
+use async_trait::async_trait;
+use crypto::{
+    CryptoError, DekVersion, KekRef, KeyRecords, KeyStoreError, WrappedDataKey, WrappedKeyStore,
+};
+use domain::PracticeId;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use crate::StoreError;
+
+/// Advisory lock class of key-table writes (the second key is derived from the practice).
+const KEY_LOCK_CLASS: i32 = 0x4b45_5953; // "KEYS"
+
+/// The wrapped-key table as a [`WrappedKeyStore`].
+#[derive(Clone, Debug)]
+pub struct PgKeyStore {
+    pool: PgPool,
+}
+
+impl PgKeyStore {
+    /// A key store on its own small pool (two connections), so that loading keys never waits
+    /// for a connection held by the request that needs them.
+    pub async fn connect(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// A key store on an existing pool.
+    #[must_use]
+    pub fn with_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin_in(
+        &self,
+        practice: PracticeId,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("select set_config('chartroom.practice_id', $1, true)")
+            .bind(practice.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> KeyStoreError {
+    KeyStoreError::Backend(Box::new(e))
+}
+
+async fn lock_practice(
+    tx: &mut Transaction<'static, Postgres>,
+    practice: PracticeId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(KEY_LOCK_CLASS)
+        .bind(practice.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+type KeyRow = (PracticeId, i32, String, i64, Vec<u8>);
+
+fn record(row: KeyRow) -> Result<WrappedDataKey, KeyStoreError> {
+    let (practice, version, kek_id, kek_version, wrapped) = row;
+    let version = u32::try_from(version)
+        .ok()
+        .and_then(|v| DekVersion::new(v).ok())
+        .ok_or_else(|| backend(StoreError::Corrupt("data key version out of range")))?;
+    let kek_version = u32::try_from(kek_version)
+        .map_err(|_| backend(StoreError::Corrupt("KEK version out of range")))?;
+    Ok(WrappedDataKey {
+        practice,
+        version,
+        kek: KekRef {
+            id: kek_id,
+            version: kek_version,
+        },
+        wrapped,
+    })
+}
+
+fn version_i32(v: DekVersion) -> Result<i32, KeyStoreError> {
+    i32::try_from(v.get()).map_err(|_| backend(StoreError::Corrupt("data key version too large")))
+}
+
+#[async_trait]
+impl WrappedKeyStore for PgKeyStore {
+    async fn load(&self, practice: PracticeId) -> Result<KeyRecords, KeyStoreError> {
+        let mut tx = self.begin_in(practice).await.map_err(backend)?;
+        let destroyed: Option<(PracticeId,)> =
+            sqlx::query_as("select practice_id from practice_key_destroyed where practice_id = $1")
+                .bind(practice)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if destroyed.is_some() {
+            return Ok(KeyRecords::Destroyed);
+        }
+        let rows: Vec<KeyRow> = sqlx::query_as(
+            "select practice_id, dek_version, kek_id, kek_version, wrapped from practice_data_key
+              where practice_id = $1 order by dek_version",
+        )
+        .bind(practice)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(KeyRecords::Live(
+            rows.into_iter().map(record).collect::<Result<_, _>>()?,
+        ))
+    }
+
+    async fn insert(&self, key: &WrappedDataKey) -> Result<(), KeyStoreError> {
+        let mut tx = self.begin_in(key.practice).await.map_err(backend)?;
+        lock_practice(&mut tx, key.practice)
+            .await
+            .map_err(backend)?;
+        let destroyed: Option<(PracticeId,)> =
+            sqlx::query_as("select practice_id from practice_key_destroyed where practice_id = $1")
+                .bind(key.practice)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if destroyed.is_some() {
+            return Err(KeyStoreError::Destroyed {
+                practice: key.practice,
+            });
+        }
+        let done = sqlx::query(
+            "insert into practice_data_key (practice_id, dek_version, kek_id, kek_version, wrapped)
+             values ($1, $2, $3, $4, $5) on conflict do nothing",
+        )
+        .bind(key.practice)
+        .bind(version_i32(key.version)?)
+        .bind(&key.kek.id)
+        .bind(i64::from(key.kek.version))
+        .bind(&key.wrapped)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() != 1 {
+            return Err(KeyStoreError::Conflict {
+                practice: key.practice,
+                version: key.version,
+            });
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn replace_wrapping(
+        &self,
+        previous: &WrappedDataKey,
+        next: &WrappedDataKey,
+    ) -> Result<bool, KeyStoreError> {
+        if previous.practice != next.practice || previous.version != next.version {
+            return Err(backend(StoreError::Corrupt(
+                "a rewrap must keep the practice and version",
+            )));
+        }
+        let mut tx = self.begin_in(previous.practice).await.map_err(backend)?;
+        let done = sqlx::query(
+            "update practice_data_key set kek_id = $5, kek_version = $6, wrapped = $7
+              where practice_id = $1 and dek_version = $2
+                and kek_id = $3 and kek_version = $4 and wrapped = $8",
+        )
+        .bind(previous.practice)
+        .bind(version_i32(previous.version)?)
+        .bind(&previous.kek.id)
+        .bind(i64::from(previous.kek.version))
+        .bind(&next.kek.id)
+        .bind(i64::from(next.kek.version))
+        .bind(&next.wrapped)
+        .bind(&previous.wrapped)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_after(
+        &self,
+        after: Option<(PracticeId, DekVersion)>,
+        limit: usize,
+    ) -> Result<Vec<WrappedDataKey>, KeyStoreError> {
+        let (p, v) = match after {
+            Some((p, v)) => (Some(p), version_i32(v)?),
+            None => (None, 0),
+        };
+        let rows: Vec<KeyRow> = sqlx::query_as(
+            "select practice_id, dek_version, kek_id, kek_version, wrapped from practice_data_key
+              where $1::uuid is null or (practice_id, dek_version) > ($1, $2)
+              order by practice_id, dek_version limit $3",
+        )
+        .bind(p)
+        .bind(v)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter().map(record).collect()
+    }
+
+    async fn delete_version(
+        &self,
+        practice: PracticeId,
+        version: DekVersion,
+    ) -> Result<(), KeyStoreError> {
+        let mut tx = self.begin_in(practice).await.map_err(backend)?;
+        sqlx::query("delete from practice_data_key where practice_id = $1 and dek_version = $2")
+            .bind(practice)
+            .bind(version_i32(version)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn destroy(&self, practice: PracticeId) -> Result<(), KeyStoreError> {
+        let mut tx = self.begin_in(practice).await.map_err(backend)?;
+        lock_practice(&mut tx, practice).await.map_err(backend)?;
+        sqlx::query(
+            "insert into practice_key_destroyed (practice_id, destroyed_at) values ($1, now())
+             on conflict do nothing",
+        )
+        .bind(practice)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("delete from practice_data_key where practice_id = $1")
+            .bind(practice)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// Maps a crypto failure to a [`StoreError`] without losing what an operator needs: the full
+/// error (ids, versions, the `CRYPTO-00xx` code; never plaintext or key material) is logged,
+/// and the returned error names the code and what it means. Always a server fault (500).
+pub(crate) fn crypto_error(e: &CryptoError) -> StoreError {
+    tracing::error!(code = e.code(), error = %e, "encryption at rest failed");
+    StoreError::Corrupt(match e {
+        CryptoError::Decrypt | CryptoError::Truncated { .. } => {
+            "CRYPTO-0001: a ciphertext failed to decrypt: it was altered, or copied from another row or practice"
+        }
+        CryptoError::UnknownFormat { .. } => "CRYPTO-0003: unknown ciphertext format",
+        CryptoError::UnknownDataKey { .. } => {
+            "CRYPTO-0004: the data key version that sealed this value is not available"
+        }
+        CryptoError::KeyDestroyed { .. } => {
+            "CRYPTO-0005: the practice's keys were destroyed; its encrypted data can no longer be read"
+        }
+        CryptoError::NoDataKey { .. } => "CRYPTO-0006: the practice has no data key",
+        CryptoError::KekUnwrap { .. } => {
+            "CRYPTO-0010: the key-encryption key could not unwrap the practice's data key (wrong KEK?)"
+        }
+        CryptoError::UnknownKek { .. } => {
+            "CRYPTO-0011: the key-encryption key is not available to this key provider (wrong KEK?)"
+        }
+        CryptoError::KeyStore(_) => "CRYPTO-0040: the wrapped-key store failed",
+        CryptoError::Provider { .. } => "CRYPTO-0030: the key provider failed",
+        _ => "CRYPTO: encryption at rest failed (see the server log)",
+    })
+}
+
+/// What a re-encryption pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResealReport {
+    /// Patient rows sealed (or re-sealed) with the active key.
+    pub patients: u64,
+    /// Note rows sealed (or re-sealed) with the active key.
+    pub notes: u64,
+}
+
+/// Which rows a re-encryption pass takes.
+#[derive(Clone, Copy, Debug)]
+enum Reseal {
+    /// Rows that still hold plaintext.
+    Plaintext,
+    /// Rows with plaintext or with a ciphertext sealed by a version other than this one.
+    NotVersion(DekVersion),
+}
+
+/// A patient row needs work when it holds plaintext, or (for a rotation) a ciphertext whose
+/// header names another data-key version (`format ‖ version u32be ‖ …`).
+const PATIENT_TODO: &str =
+    "(given_name is not null or family_name is not null or date_of_birth is not null
+      or phone is not null or email is not null
+      or ($2::bytea is not null and (
+             substring(given_name_enc from 2 for 4) <> $2
+          or substring(family_name_enc from 2 for 4) <> $2
+          or substring(date_of_birth_enc from 2 for 4) <> $2
+          or substring(phone_enc from 2 for 4) <> $2
+          or substring(email_enc from 2 for 4) <> $2)))";
+const NOTE_TODO: &str = "(body is not null
+      or ($2::bytea is not null and substring(body_enc from 2 for 4) <> $2))";
+
+async fn audit_key_event(
+    tx: &mut Transaction<'static, Postgres>,
+    practice: PracticeId,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, object_type, object_id, details)
+         values ($1, $2, now(), $3, 'success', 'practice', $1, $4)",
+    )
+    .bind(practice)
+    .bind(domain::AuditEventId::new())
+    .bind(action)
+    .bind(details)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
+    Ok(())
+}
+
+impl crate::OwnerStore {
+    async fn begin_tenant(
+        &self,
+        practice: PracticeId,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        crate::admin::enter(&mut tx, practice).await?;
+        Ok(tx)
+    }
+
+    /// One batch of patient rows of `practice` sealed with the active key; returns how many.
+    async fn reseal_patients(
+        &self,
+        practice: PracticeId,
+        which: Reseal,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let keyring = self.keyring()?;
+        let keys = crate::patients::write_keys(keyring, practice).await?;
+        let version = match which {
+            Reseal::Plaintext => None,
+            Reseal::NotVersion(v) => Some(v.get().to_be_bytes().to_vec()),
+        };
+        let mut tx = self.begin_tenant(practice).await?;
+        let rows: Vec<crate::patients::Row> = sqlx::query_as(&format!(
+            "select {} from patient where practice_id = $1 and {PATIENT_TODO}
+              order by patient_id limit $3 for update",
+            crate::patients::COLUMNS
+        ))
+        .bind(practice)
+        .bind(&version)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = rows.len() as u64;
+        for r in rows {
+            let id = r.patient_id;
+            let p = r.open(keyring, practice).await?;
+            let new = crate::patients::NewPatient {
+                given_name: p.given_name,
+                family_name: p.family_name,
+                date_of_birth: p.date_of_birth,
+                phone: p.phone,
+                email: p.email,
+            };
+            let sealed = crate::patients::seal(&keys, id, &new)?;
+            crate::patients::write_sealed(&mut tx, practice, id, &sealed, None).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// One batch of note rows of `practice` sealed with the active key; returns how many.
+    async fn reseal_notes(
+        &self,
+        practice: PracticeId,
+        which: Reseal,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let keyring = self.keyring()?;
+        let keys = crate::patients::write_keys(keyring, practice).await?;
+        let version = match which {
+            Reseal::Plaintext => None,
+            Reseal::NotVersion(v) => Some(v.get().to_be_bytes().to_vec()),
+        };
+        let mut tx = self.begin_tenant(practice).await?;
+        let rows: Vec<(domain::NoteId, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(&format!(
+            "select note_id, body, body_enc from clinical_note where practice_id = $1 and {NOTE_TODO}
+              order by note_id limit $3 for update"
+        ))
+        .bind(practice)
+        .bind(&version)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = rows.len() as u64;
+        for (id, body, body_enc) in rows {
+            let uuid = id.as_uuid();
+            let ctx = crate::notes::body_context(practice, &uuid);
+            let plain = match (body_enc, body) {
+                (Some(ct), _) => keyring
+                    .decrypt_field(&ctx, &ct)
+                    .await
+                    .map_err(|e| crypto_error(&e))?,
+                (None, Some(b)) => b.into_bytes(),
+                (None, None) => return Err(StoreError::Corrupt("note without a body")),
+            };
+            let ct =
+                crypto::encrypt_field(keys.active(), &ctx, &plain).map_err(|e| crypto_error(&e))?;
+            sqlx::query(
+                "update clinical_note set body = null, body_enc = $3 where practice_id = $1 and note_id = $2",
+            )
+            .bind(practice)
+            .bind(id)
+            .bind(&ct)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn reseal_practice(
+        &self,
+        practice: PracticeId,
+        which: Reseal,
+        batch: i64,
+        progress: &mut (dyn FnMut(PracticeId, ResealReport) + Send),
+    ) -> Result<ResealReport, StoreError> {
+        let mut report = ResealReport::default();
+        loop {
+            let n = self.reseal_patients(practice, which, batch).await?;
+            report.patients += n;
+            if n > 0 {
+                progress(practice, report);
+            }
+            if n < u64::try_from(batch).unwrap_or(0) {
+                break;
+            }
+        }
+        loop {
+            let n = self.reseal_notes(practice, which, batch).await?;
+            report.notes += n;
+            if n > 0 {
+                progress(practice, report);
+            }
+            if n < u64::try_from(batch).unwrap_or(0) {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Encrypts every patient and note row that still holds plaintext (rows written before
+    /// encryption at rest), `batch` rows per transaction, and empties the plaintext columns.
+    /// Idempotent and resumable (a rerun continues where an interrupted one stopped).
+    /// Practices whose keys were destroyed are skipped. Each practice with work gets one
+    /// `key.encrypt_existing` audit event naming the counts.
+    pub async fn encrypt_existing(
+        &self,
+        batch: i64,
+        progress: &mut (dyn FnMut(PracticeId, ResealReport) + Send),
+    ) -> Result<ResealReport, StoreError> {
+        let batch = batch.clamp(1, 10_000);
+        let mut total = ResealReport::default();
+        for (practice, _, _) in self.list_practices().await? {
+            let has_work: (bool,) = {
+                let mut tx = self.begin_tenant(practice).await?;
+                let r = sqlx::query_as(&format!(
+                    "select exists (select 1 from patient where practice_id = $1 and {PATIENT_TODO})
+                         or exists (select 1 from clinical_note where practice_id = $1 and {NOTE_TODO})"
+                ))
+                .bind(practice)
+                .bind(None::<Vec<u8>>)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                r
+            };
+            if !has_work.0 {
+                continue;
+            }
+            if let Err(CryptoError::KeyDestroyed { .. }) = self.keyring()?.keys(practice).await {
+                continue;
+            }
+            let r = self
+                .reseal_practice(practice, Reseal::Plaintext, batch, progress)
+                .await?;
+            let mut tx = self.begin_tenant(practice).await?;
+            audit_key_event(
+                &mut tx,
+                practice,
+                "key.encrypt_existing",
+                serde_json::json!({"patients": r.patients, "notes": r.notes}),
+            )
+            .await?;
+            tx.commit().await?;
+            total.patients += r.patients;
+            total.notes += r.notes;
+        }
+        Ok(total)
+    }
+
+    /// `chartroom keys rotate-kek`: a new KEK version at the provider, then every wrapped data
+    /// key rewrapped under it (resumable; data is not re-encrypted). Each practice whose keys
+    /// were rewrapped gets a `key.rotate_kek` audit event naming the new KEK.
+    pub async fn rotate_kek_audited(&self) -> Result<(KekRef, crypto::RewrapReport), StoreError> {
+        let keyring = self.keyring()?;
+        let kek = keyring.rotate_kek().await.map_err(|e| crypto_error(&e))?;
+        let report = self.rewrap_audited(&kek).await?;
+        Ok((kek, report))
+    }
+
+    /// Rewraps every data key not yet under the provider's current KEK (the resumable second
+    /// step of [`crate::OwnerStore::rotate_kek_audited`]), audited per practice.
+    pub async fn rewrap_audited(&self, kek: &KekRef) -> Result<crypto::RewrapReport, StoreError> {
+        let keyring = self.keyring()?;
+        let report = keyring
+            .rewrap_all(crypto::RewrapScope::Stale)
+            .await
+            .map_err(|e| crypto_error(&e))?;
+        let practices: Vec<(PracticeId,)> =
+            sqlx::query_as("select distinct practice_id from practice_data_key")
+                .fetch_all(&self.pool)
+                .await?;
+        for (practice,) in practices {
+            let mut tx = self.begin_tenant(practice).await?;
+            audit_key_event(
+                &mut tx,
+                practice,
+                "key.rotate_kek",
+                serde_json::json!({"kek_id": kek.id, "kek_version": kek.version}),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        keyring.clear_cache();
+        Ok(report)
+    }
+
+    /// `chartroom keys rotate-data-key`: unless `resume`, adds a new data key version for
+    /// `practice`; then re-encrypts every patient and note row of the practice not yet under
+    /// the active version, `batch` rows per transaction (resumable: rerun with `resume`).
+    /// Audited as `key.rotate_data_key` (the new version) and `key.reencrypt` (the counts).
+    pub async fn rotate_data_key_audited(
+        &self,
+        practice: PracticeId,
+        resume: bool,
+        batch: i64,
+        progress: &mut (dyn FnMut(PracticeId, ResealReport) + Send),
+    ) -> Result<(DekVersion, ResealReport), StoreError> {
+        let keyring = self.keyring()?;
+        let version = if resume {
+            keyring
+                .keys(practice)
+                .await
+                .map_err(|e| crypto_error(&e))?
+                .active()
+                .version()
+        } else {
+            let v = keyring
+                .rotate_data_key(practice)
+                .await
+                .map_err(|e| crypto_error(&e))?;
+            let mut tx = self.begin_tenant(practice).await?;
+            audit_key_event(
+                &mut tx,
+                practice,
+                "key.rotate_data_key",
+                serde_json::json!({"dek_version": v.get()}),
+            )
+            .await?;
+            tx.commit().await?;
+            v
+        };
+        let report = self
+            .reseal_practice(
+                practice,
+                Reseal::NotVersion(version),
+                batch.clamp(1, 10_000),
+                progress,
+            )
+            .await?;
+        let mut tx = self.begin_tenant(practice).await?;
+        audit_key_event(
+            &mut tx,
+            practice,
+            "key.reencrypt",
+            serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((version, report))
+    }
+
+    /// `chartroom keys shred`: crypto-shredding. Destroys every data key of `practice` and
+    /// leaves the tombstone; its encrypted fields (and blind-index tags) can never be read
+    /// again. The audit log, which holds no PHI, survives and records `key.shred`.
+    pub async fn shred_practice_audited(&self, practice: PracticeId) -> Result<(), StoreError> {
+        let keyring = self.keyring()?;
+        keyring
+            .destroy_practice_keys(practice)
+            .await
+            .map_err(|e| crypto_error(&e))?;
+        let mut tx = self.begin_tenant(practice).await?;
+        audit_key_event(&mut tx, practice, "key.shred", serde_json::json!({})).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
