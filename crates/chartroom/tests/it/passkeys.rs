@@ -19,7 +19,7 @@ use webauthn_authenticator_rs::prelude::{
 };
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
-use crate::util::call;
+use crate::util::{call, email_of};
 
 const SYSTEM_PRACTICE: &str = "00000000-0000-0000-0000-000000000000";
 
@@ -29,15 +29,6 @@ fn origin(app: &TestApp) -> Url {
 
 fn authenticator() -> SoftPasskey {
     SoftPasskey::new(true)
-}
-
-async fn email_of(db: &TestDb, user: UserId) -> String {
-    let mut su = db.superuser_unsafe().await;
-    sqlx::query_scalar("select email from app_user where user_id = $1")
-        .bind(user)
-        .fetch_one(&mut su)
-        .await
-        .unwrap()
 }
 
 /// Signs in with the password: the password-only token and the response.

@@ -5,16 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use testkit::{PASSWORD, TestApp, TestDb, World};
 
-use crate::util::call;
-
-async fn email_of(db: &TestDb, user: domain::UserId) -> String {
-    let mut su = db.superuser_unsafe().await;
-    sqlx::query_scalar("select email from app_user where user_id = $1")
-        .bind(user)
-        .fetch_one(&mut su)
-        .await
-        .unwrap()
-}
+use crate::util::{call, email_of};
 
 // req: AC-12, AU-08
 #[tokio::test]

@@ -45,3 +45,13 @@ pub fn db_code(e: &sqlx::Error) -> String {
         .map(|c| c.to_string())
         .unwrap_or_default()
 }
+
+/// The email of a fixture user (read as superuser: fixtures only).
+pub async fn email_of(db: &testkit::TestDb, user: domain::UserId) -> String {
+    let mut su = db.superuser_unsafe().await;
+    sqlx::query_scalar("select email from app_user where user_id = $1")
+        .bind(user)
+        .fetch_one(&mut su)
+        .await
+        .expect("fixture user")
+}

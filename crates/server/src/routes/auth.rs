@@ -241,18 +241,7 @@ pub(crate) async fn second_factor_totp(
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> Result<Response, AppError> {
     let code = Zeroizing::new(req.code);
-    let user = session.tx.user();
-    let now = state.clock.now();
-    let accepted = match session.tx.totp().await? {
-        Some(rec) if rec.confirmed => {
-            let key = open_totp(&state.identity, user, &rec.secret_sealed, "")?;
-            match key.check(&code, now) {
-                Some(step) => session.tx.totp_accept_step(step, false).await?,
-                None => false,
-            }
-        }
-        _ => false,
-    };
+    let accepted = accept_totp(&state, &mut session, &code, false).await?;
     finish_second_factor(&state, session, &client, accepted, AuthMethod::Totp).await
 }
 
@@ -340,6 +329,28 @@ fn session_expiry(
 ) -> DateTime<Utc> {
     // The absolute lifetime runs from sign-in; the response reports the server's bound.
     now + state.sessions.absolute
+}
+
+/// Checks a TOTP code against the user's authenticator (a confirmed one, or with `confirm`
+/// the pending enrollment) and accepts its time step once (req AU-02).
+async fn accept_totp(
+    state: &AppState,
+    session: &mut Session,
+    code: &str,
+    confirm: bool,
+) -> Result<bool, AppError> {
+    let user = session.tx.user();
+    let Some(rec) = session.tx.totp().await? else {
+        return Ok(false);
+    };
+    if rec.confirmed == confirm {
+        return Ok(false);
+    }
+    let key = open_totp(&state.identity, user, &rec.secret_sealed, "")?;
+    match key.check(code, state.clock.now()) {
+        Some(step) => Ok(session.tx.totp_accept_step(step, confirm).await?),
+        None => Ok(false),
+    }
 }
 
 fn open_totp(
@@ -496,19 +507,9 @@ pub(crate) async fn totp_confirm(
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> Result<Response, AppError> {
     let code = Zeroizing::new(req.code);
-    let user = session.tx.user();
     let now = state.clock.now();
     let before = session.tx.factors().await?;
-    let accepted = match session.tx.totp().await? {
-        Some(rec) if !rec.confirmed => {
-            let key = open_totp(&state.identity, user, &rec.secret_sealed, "")?;
-            match key.check(&code, now) {
-                Some(step) => session.tx.totp_accept_step(step, true).await?,
-                None => false,
-            }
-        }
-        _ => false,
-    };
+    let accepted = accept_totp(&state, &mut session, &code, true).await?;
     if !accepted {
         return Err(AppError::SecondFactorFailed);
     }
