@@ -127,8 +127,9 @@ mod tests {
         let cases: &[(&str, Result<(), PasswordRejection>)] = &[
             ("short", Err(TooShort(12))),
             ("elevenchars", Err(TooShort(12))),
-            ("qwertyuiopasdfgh", Err(Common)),
-            ("QwertyuiopAsdfgh", Err(Common)),
+            ("1qaz2wsx3edc", Err(Common)),
+            ("1QAZ2wsx3EDC", Err(Common)),
+            ("megaparol12345", Err(Common)),
             ("1234567890123", Err(Common)),
             ("aaaaaaaaaaaaaaaa", Err(Weak)),
             ("abcabcabcabcabc", Err(Weak)),
