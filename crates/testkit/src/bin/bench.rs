@@ -179,9 +179,8 @@ async fn patient_read(
         .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
     let app = Arc::new(TestApp::start_with(store.clone()).await);
     let token = Arc::new(app.token(fx.actor).await);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
+    // The app serves HTTPS with the test certificate: its own client trusts it.
+    let http = app.http.clone();
 
     println!(
         "patient read by id: {} patients, pool {pool}, {seconds} s per run, {rounds} alternating rounds",
