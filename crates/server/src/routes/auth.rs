@@ -157,26 +157,9 @@ pub(crate) async fn login(
         return Err(AppError::BadCredentials);
     };
     id.throttle.succeed(&req.email);
-    let token = state
-        .store
-        .create_session(
-            user,
-            AuthMethod::Password,
-            client.user_agent.as_deref(),
-            now,
-            &state.sessions,
-        )
-        .await?;
-    let (mut tx, _) = state
-        .store
-        .authenticate(&token.hash(), now, &state.sessions, request)
-        .await?;
+    let (token, mut tx) =
+        start_session(&state, &client, request, user, AuthMethod::Password).await?;
     let factors = tx.factors().await?;
-    tx.audit_security(
-        AuditAction::AuthSignIn,
-        details(&client, &[("method", "pwd")]),
-    )
-    .await?;
     tx.commit().await?;
     let next = if factors.any() {
         NextStep::SecondFactor
@@ -191,6 +174,39 @@ pub(crate) async fn login(
         next,
         methods(&factors),
     ))
+}
+
+/// Opens a session for `user` after `method` verified them (password, or a passkey for
+/// passwordless sign-in) and records the sign-in on the audit trail, in the returned
+/// transaction (the caller commits it).
+pub(crate) async fn start_session(
+    state: &AppState,
+    client: &Client,
+    request: domain::RequestId,
+    user: UserId,
+    method: AuthMethod,
+) -> Result<(SessionToken, store::UserTx), AppError> {
+    let now = state.clock.now();
+    let token = state
+        .store
+        .create_session(
+            user,
+            method,
+            client.user_agent.as_deref(),
+            now,
+            &state.sessions,
+        )
+        .await?;
+    let (mut tx, _) = state
+        .store
+        .authenticate(&token.hash(), now, &state.sessions, request)
+        .await?;
+    tx.audit_security(
+        AuditAction::AuthSignIn,
+        details(client, &[("method", method.as_str())]),
+    )
+    .await?;
+    Ok((token, tx))
 }
 
 pub(crate) fn methods(f: &store::identity::Factors) -> Vec<&'static str> {

@@ -561,27 +561,10 @@ pub(crate) async fn passkey_sign_in_finish(
             return Err(AppError::BadCredentials);
         }
     };
-    let token = state
-        .store
-        .create_session(
-            user,
-            AuthMethod::Passkey,
-            client.user_agent.as_deref(),
-            now,
-            &state.sessions,
-        )
-        .await?;
-    let (mut tx, _) = state
-        .store
-        .authenticate(&token.hash(), now, &state.sessions, request)
-        .await?;
+    let (token, mut tx) =
+        super::auth::start_session(&state, &client, request, user, AuthMethod::Passkey).await?;
     tx.passkey_used(&credential_id, &stored).await?;
     let factors = tx.factors().await?;
-    tx.audit_security(
-        AuditAction::AuthSignIn,
-        details(&client, &[("method", "hwk")]),
-    )
-    .await?;
     tx.commit().await?;
     Ok(session_response(
         &state,
