@@ -14,7 +14,8 @@ use domain::{PracticeId, SystemClock};
 use sqlx::postgres::PgConnectOptions;
 use store::OwnerStore;
 use store::crypto::{
-    KeyProvider, Keyring, LocalKeyProvider, Secret, VaultConfig, VaultTransitProvider,
+    DirSecretStore, KeyProvider, Keyring, LocalKeyProvider, PracticeSecretStore, Secret,
+    VaultConfig, VaultTransitProvider,
 };
 use store::keys::{PgKeyStore, ResealReport};
 
@@ -61,6 +62,17 @@ pub(crate) enum KeysCommand {
         #[arg(long, default_value_t = DEFAULT_BATCH)]
         batch: i64,
     },
+    /// Retire a practice's older data key versions once nothing is sealed with them any more
+    /// (after `rotate-data-key` finished). Refused while a row still needs one. Audited.
+    RetireDataKey {
+        /// The practice.
+        #[arg(long)]
+        practice: PracticeId,
+    },
+    /// Retire KEK versions below the current one once every data key was rewrapped (after
+    /// `rotate-kek` finished): they stop unwrapping for good. Refused while a data key still
+    /// needs one.
+    RetireKek,
     /// Crypto-shredding: destroy every data key of a practice. Its encrypted records become
     /// permanently unreadable; its audit log (no PHI) survives and records the shredding.
     Shred {
@@ -80,8 +92,34 @@ pub(crate) enum KeysCommand {
     },
 }
 
+/// The key material a keyring needs: the KEK provider and the practice secrets.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    /// The KEK provider chosen by `--key-provider`.
+    pub(crate) provider: Arc<dyn KeyProvider>,
+    /// The practice secrets, in `<data dir>/secrets/practice-keys` (never in a backup).
+    pub(crate) secrets: Arc<dyn PracticeSecretStore>,
+}
+
+/// The directory of the practice secrets.
+pub(crate) fn practice_secrets_dir(g: &Global) -> std::path::PathBuf {
+    g.data_dir.join("secrets").join("practice-keys")
+}
+
+/// The KEK provider and the practice secret store.
+pub(crate) async fn keys(g: &Global) -> anyhow::Result<Keys> {
+    let provider = provider(g).await?;
+    let dir = practice_secrets_dir(g);
+    let secrets = DirSecretStore::open(&dir)
+        .with_context(|| format!("cannot open the practice secrets in {}", dir.display()))?;
+    Ok(Keys {
+        provider,
+        secrets: Arc::new(secrets),
+    })
+}
+
 /// The key provider chosen by `--key-provider`.
-pub(crate) async fn provider(g: &Global) -> anyhow::Result<Arc<dyn KeyProvider>> {
+async fn provider(g: &Global) -> anyhow::Result<Arc<dyn KeyProvider>> {
     match g.key_provider {
         KeyProviderKind::Local => {
             let dir = g.data_dir.join("secrets");
@@ -118,31 +156,27 @@ pub(crate) async fn provider(g: &Global) -> anyhow::Result<Arc<dyn KeyProvider>>
 }
 
 /// A keyring on the wrapped-key table, connecting with `options` (runtime or owner role).
-pub(crate) async fn keyring(
-    provider: Arc<dyn KeyProvider>,
-    options: PgConnectOptions,
-) -> anyhow::Result<Arc<Keyring>> {
-    let keys = PgKeyStore::connect(options)
+pub(crate) async fn keyring(keys: Keys, options: PgConnectOptions) -> anyhow::Result<Arc<Keyring>> {
+    let store = PgKeyStore::connect(options)
         .await
         .context("cannot connect the wrapped-key store")?;
-    Ok(Arc::new(Keyring::new(
-        provider,
-        Arc::new(keys),
-        Arc::new(SystemClock),
-    )))
+    Ok(Arc::new(
+        Keyring::new(keys.provider, Arc::new(store), Arc::new(SystemClock))
+            .with_practice_secrets(keys.secrets),
+    ))
 }
 
 /// The owner store with a keyring, for seeding and the `keys` commands.
 pub(crate) async fn owner_with_keys(
     db: &Database,
     owner: OwnerStore,
-    provider: Arc<dyn KeyProvider>,
+    keys: Keys,
 ) -> anyhow::Result<OwnerStore> {
     let opts = db
         .owner
         .clone()
         .context("encryption needs the owner role: pass --owner-database-url")?;
-    Ok(owner.with_keyring(keyring(provider, opts).await?))
+    Ok(owner.with_keyring(keyring(keys, opts).await?))
 }
 
 fn progress(practice: PracticeId, r: ResealReport) {
@@ -173,7 +207,7 @@ pub(crate) async fn encrypt_existing(owner: &OwnerStore, batch: i64) -> anyhow::
 pub(crate) async fn prepare_owner(
     db: &Database,
     owner: Option<OwnerStore>,
-    provider: Arc<dyn KeyProvider>,
+    keys: Keys,
 ) -> anyhow::Result<Option<OwnerStore>> {
     let Some(owner) = owner else {
         tracing::warn!(
@@ -181,7 +215,7 @@ pub(crate) async fn prepare_owner(
         );
         return Ok(None);
     };
-    let owner = owner_with_keys(db, owner, provider).await?;
+    let owner = owner_with_keys(db, owner, keys).await?;
     encrypt_existing(&owner, DEFAULT_BATCH).await?;
     Ok(Some(owner))
 }
@@ -196,8 +230,8 @@ pub(crate) async fn run(g: &Global, cmd: KeysCommand) -> anyhow::Result<()> {
         .migrate()
         .await?
         .context("this command needs the owner role")?;
-    let provider = provider(g).await?;
-    let owner = owner_with_keys(&db, owner, provider).await?;
+    let keys = keys(g).await?;
+    let owner = owner_with_keys(&db, owner, keys).await?;
     let result = run_with(&owner, cmd).await;
     owner.close().await;
     db.shutdown().await?;
@@ -234,6 +268,24 @@ async fn run_with(owner: &OwnerStore, cmd: KeysCommand) -> anyhow::Result<()> {
                 r.patients,
                 r.notes
             );
+        }
+        KeysCommand::RetireDataKey { practice } => {
+            let retired = owner.retire_data_keys_audited(practice).await?;
+            if retired.is_empty() {
+                println!("practice {practice}: no older data key versions");
+            } else {
+                let list: Vec<String> = retired.iter().map(|v| v.get().to_string()).collect();
+                println!("practice {practice}: retired data key versions {}", list.join(", "));
+            }
+        }
+        KeysCommand::RetireKek => {
+            let keyring = owner.keyring()?;
+            let current = keyring.provider().current_kek().await?;
+            keyring
+                .retire_kek_versions_below(current.version)
+                .await
+                .context("cannot retire older KEK versions (finish `keys rotate-kek --resume` first)")?;
+            println!("KEK versions below {} retired; {current} unwraps every data key", current.version);
         }
         KeysCommand::Shred { practice, .. } => {
             owner.shred_practice_audited(practice).await?;

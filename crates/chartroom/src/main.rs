@@ -7,6 +7,7 @@
 
 mod admin;
 mod audit_cmd;
+mod backup_cmd;
 mod db;
 mod demo;
 mod keys_cmd;
@@ -139,6 +140,9 @@ enum Command {
     /// Encryption keys: rotate the KEK or a practice's data key, crypto-shred a practice.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
+    /// Encrypted backups: create, verify and restore one archive of everything.
+    #[command(subcommand)]
+    Backup(backup_cmd::BackupCommand),
     /// Periodontal dictation engine: parse, evaluate fixtures, export the vocabulary.
     #[command(subcommand)]
     Perio(perio_cmd::PerioCommand),
@@ -188,6 +192,7 @@ fn main() -> ExitCode {
             Command::Member(cmd) => admin::member(&cli.global, cmd).await,
             Command::Audit(cmd) => audit_cmd::run(&cli.global, cmd).await,
             Command::Keys(cmd) => keys_cmd::run(&cli.global, cmd).await,
+            Command::Backup(cmd) => backup_cmd::run(&cli.global, cmd).await,
             Command::Perio(_) => Ok(()),
         }
     });

@@ -117,8 +117,8 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     }
     let mut db = Database::for_serve(g).await?;
     let owner = db.migrate().await?;
-    let key_provider = crate::keys_cmd::provider(g).await?;
-    let owner = crate::keys_cmd::prepare_owner(&db, owner, key_provider.clone()).await?;
+    let keys = crate::keys_cmd::keys(g).await?;
+    let owner = crate::keys_cmd::prepare_owner(&db, owner, keys.clone()).await?;
     if demo || args.demo {
         let owner = owner
             .as_ref()
@@ -139,7 +139,7 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     let store = db
         .runtime_store(args.db_connections)
         .await?
-        .with_keyring(crate::keys_cmd::keyring(key_provider, db.runtime.clone()).await?);
+        .with_keyring(crate::keys_cmd::keyring(keys, db.runtime.clone()).await?);
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let state = server::AppState {
         store: store.clone(),

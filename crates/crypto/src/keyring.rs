@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CryptoError, Result};
 use crate::field::{FieldContext, decrypt_field, encrypt_field, field_dek_version};
 use crate::keys::{DataKey, DekVersion, PracticeKeys, generate_material};
+use crate::practice_secret::{PracticeSecretStore, apply_mask};
 use crate::provider::{KekRef, KeyProvider, WrapContext};
 
 /// How long unwrapped keys stay cached by default.
@@ -69,6 +70,11 @@ pub struct WrappedDataKey {
     pub kek: KekRef,
     /// The provider's wrapped bytes (opaque).
     pub wrapped: Vec<u8>,
+    /// Whether the wrapped material is masked with the practice secret
+    /// ([`crate::practice_secret`]): then unwrapping also needs that secret. Keys written by a
+    /// keyring with a secret store always are; older ones are not.
+    #[serde(default)]
+    pub masked: bool,
 }
 
 impl WrappedDataKey {
@@ -304,6 +310,7 @@ pub struct Keyring {
     clock: Arc<dyn Clock>,
     ttl: Duration,
     cache: RwLock<HashMap<PracticeId, CacheEntry>>,
+    secrets: Option<Arc<dyn PracticeSecretStore>>,
 }
 
 impl fmt::Debug for Keyring {
@@ -332,7 +339,18 @@ impl Keyring {
             clock,
             ttl: DEFAULT_CACHE_TTL,
             cache: RwLock::new(HashMap::new()),
+            secrets: None,
         }
+    }
+
+    /// Masks every data key created from now on with its practice's secret from `secrets`
+    /// (created with the practice's first key), so that shredding — which also deletes the
+    /// secret — reaches copies of the wrapped keys in earlier backups. See
+    /// [`crate::practice_secret`]. The server and the CLI always set it.
+    #[must_use]
+    pub fn with_practice_secrets(mut self, secrets: Arc<dyn PracticeSecretStore>) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// Sets how long unwrapped keys stay cached (zero: every call reloads).
@@ -423,16 +441,35 @@ impl Keyring {
             KeyRecords::Live(records) => records,
         };
         let mut keys = BTreeMap::new();
+        let mut secret = None;
         for r in &records {
             if r.practice != practice {
                 return Err(CryptoError::Internal(
                     "key store returned another practice's key",
                 ));
             }
-            let material = self
+            let mut material = self
                 .provider
                 .unwrap(&r.context(), &r.kek, &r.wrapped)
                 .await?;
+            if r.masked {
+                if secret.is_none() {
+                    let store = self.secrets.as_ref().ok_or(CryptoError::Internal(
+                        "a data key is masked with a practice secret but no secret store is configured",
+                    ))?;
+                    // No secret for masked keys: the practice was shredded (and this
+                    // database, or the restored backup it came from, predates that).
+                    secret = Some(
+                        store
+                            .get(practice)
+                            .await?
+                            .ok_or(CryptoError::KeyDestroyed { practice })?,
+                    );
+                }
+                if let Some(s) = &secret {
+                    material = apply_mask(s, practice, r.version, &material)?;
+                }
+            }
             keys.insert(r.version, DataKey::derive(practice, r.version, &material)?);
         }
         let keys = Arc::new(PracticeKeys::from_keys(practice, keys)?);
@@ -452,12 +489,20 @@ impl Keyring {
             practice,
             dek_version: version,
         };
-        let wrapped = self.provider.wrap(&ctx, &material).await?;
+        let (stored, masked) = match &self.secrets {
+            Some(store) => {
+                let secret = store.get_or_create(practice).await?;
+                (apply_mask(&secret, practice, version, &material)?, true)
+            }
+            None => (material, false),
+        };
+        let wrapped = self.provider.wrap(&ctx, &stored).await?;
         let record = WrappedDataKey {
             practice,
             version,
             kek: wrapped.kek,
             wrapped: wrapped.bytes,
+            masked,
         };
         self.store.insert(&record).await.map_err(|e| match e {
             KeyStoreError::Destroyed { practice } => CryptoError::KeyDestroyed { practice },
@@ -532,9 +577,14 @@ impl Keyring {
     /// Crypto-shredding: deletes every version of the practice's data key and leaves a
     /// tombstone. Afterwards every read of the practice's fields and blobs fails with
     /// [`CryptoError::KeyDestroyed`] on this replica at once, on others within one cache TTL.
-    /// Irreversible (short of restoring the key table from a backup).
+    /// Irreversible: with a practice secret store ([`Keyring::with_practice_secrets`]) the
+    /// practice secret is deleted too, so wrapped keys restored from an earlier backup no
+    /// longer unwrap either.
     pub async fn destroy_practice_keys(&self, practice: PracticeId) -> Result<()> {
         self.store.destroy(practice).await?;
+        if let Some(secrets) = &self.secrets {
+            secrets.destroy(practice).await?;
+        }
         self.cache_put(
             practice,
             CacheEntry::Destroyed {

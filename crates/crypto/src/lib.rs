@@ -142,6 +142,7 @@
 //! - `s3`, `gcs`, `azure`: the matching `object_store` backends for [`BlobStore::from_url`].
 //!   The local filesystem store is always available.
 
+pub mod archive;
 pub mod blind_index;
 pub mod blob;
 mod error;
@@ -149,10 +150,12 @@ pub mod field;
 mod ids;
 pub mod keyring;
 pub mod keys;
+pub mod practice_secret;
 pub mod provider;
 mod secret;
 pub mod stream;
 
+pub use archive::{ArchiveKey, ArchiveKeyHeader};
 pub use blind_index::{BlindTag, IndexKind};
 pub use blob::{BlobStore, BlobStoreOptions, StoredBlob};
 pub use error::{CryptoError, Result};
@@ -163,6 +166,7 @@ pub use keyring::{
     WrappedKeyStore,
 };
 pub use keys::{DataKey, DekMaterial, DekVersion, PracticeKeys};
+pub use practice_secret::{DirSecretStore, PracticeSecretStore};
 pub use provider::{
     KekRef, KeyProvider, LocalKeyProvider, VaultConfig, VaultTransitProvider, WrapContext, Wrapped,
 };

@@ -358,6 +358,25 @@ impl Cluster {
         connect_options(&self.layout, &self.passwords, role, database)
     }
 
+    /// The same connection as libpq environment variables (`PGHOST`, `PGPORT`, `PGUSER`,
+    /// `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`), for PostgreSQL's own tools (`pg_dump`,
+    /// `pg_restore`) run as child processes. Pass them to the child's environment only: they
+    /// carry the role's password.
+    #[must_use]
+    pub fn libpq_env(&self, role: DbRole, database: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("PGHOST", self.layout.socket_dir.display().to_string()),
+            ("PGPORT", layout::PORT.to_string()),
+            ("PGUSER", role.login_name().to_owned()),
+            (
+                "PGPASSWORD",
+                self.passwords.for_role(role).expose().to_owned(),
+            ),
+            ("PGDATABASE", database.to_owned()),
+            ("PGSSLMODE", "disable".to_owned()),
+        ]
+    }
+
     /// The canonical (absolute, symlink-free) data directory.
     #[must_use]
     pub fn data_dir(&self) -> &Path {

@@ -3,8 +3,9 @@
 //! error mapping and the audited key-management writes of the `chartroom keys` commands.
 //!
 //! # Tables (`migrations/0004_encryption.sql`)
-//! - `practice_data_key (practice_id, dek_version, kek_id, kek_version, wrapped)`: one row per
-//!   version of a practice's data key, wrapped by a KEK. The runtime role may read and insert
+//! - `practice_data_key (practice_id, dek_version, kek_id, kek_version, wrapped, masked)`: one
+//!   row per version of a practice's data key, wrapped by a KEK (and masked with the practice
+//!   secret when `masked`, `migrations/0006_backup.sql`). The runtime role may read and insert
 //!   its practice's rows; rewrapping, retiring and destroying are owner-role operations.
 //! - `practice_key_destroyed (practice_id, destroyed_at)`: the crypto-shredding tombstone.
 //!   Inserting a key and destroying a practice's keys take the same per-practice advisory
@@ -85,10 +86,10 @@ async fn lock_practice(
     Ok(())
 }
 
-type KeyRow = (PracticeId, i32, String, i64, Vec<u8>);
+type KeyRow = (PracticeId, i32, String, i64, Vec<u8>, bool);
 
 fn record(row: KeyRow) -> Result<WrappedDataKey, KeyStoreError> {
-    let (practice, version, kek_id, kek_version, wrapped) = row;
+    let (practice, version, kek_id, kek_version, wrapped, masked) = row;
     let version = u32::try_from(version)
         .ok()
         .and_then(|v| DekVersion::new(v).ok())
@@ -103,6 +104,7 @@ fn record(row: KeyRow) -> Result<WrappedDataKey, KeyStoreError> {
             version: kek_version,
         },
         wrapped,
+        masked,
     })
 }
 
@@ -124,7 +126,7 @@ impl WrappedKeyStore for PgKeyStore {
             return Ok(KeyRecords::Destroyed);
         }
         let rows: Vec<KeyRow> = sqlx::query_as(
-            "select practice_id, dek_version, kek_id, kek_version, wrapped from practice_data_key
+            "select practice_id, dek_version, kek_id, kek_version, wrapped, masked from practice_data_key
               where practice_id = $1 order by dek_version",
         )
         .bind(practice)
@@ -154,14 +156,15 @@ impl WrappedKeyStore for PgKeyStore {
             });
         }
         let done = sqlx::query(
-            "insert into practice_data_key (practice_id, dek_version, kek_id, kek_version, wrapped)
-             values ($1, $2, $3, $4, $5) on conflict do nothing",
+            "insert into practice_data_key (practice_id, dek_version, kek_id, kek_version, wrapped, masked)
+             values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
         )
         .bind(key.practice)
         .bind(version_i32(key.version)?)
         .bind(&key.kek.id)
         .bind(i64::from(key.kek.version))
         .bind(&key.wrapped)
+        .bind(key.masked)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -216,7 +219,7 @@ impl WrappedKeyStore for PgKeyStore {
             None => (None, 0),
         };
         let rows: Vec<KeyRow> = sqlx::query_as(
-            "select practice_id, dek_version, kek_id, kek_version, wrapped from practice_data_key
+            "select practice_id, dek_version, kek_id, kek_version, wrapped, masked from practice_data_key
               where $1::uuid is null or (practice_id, dek_version) > ($1, $2)
               order by practice_id, dek_version limit $3",
         )
@@ -635,5 +638,58 @@ impl crate::OwnerStore {
         audit_key_event(&mut tx, practice, "key.shred", serde_json::json!({})).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// `chartroom keys retire-data-key`: deletes every version of `practice`'s data key older
+    /// than the active one, after checking that no encrypted row is still sealed with one
+    /// (refused otherwise, naming the count: finish `rotate-data-key --resume` first).
+    /// Returns the retired versions. Audited as `key.retire_data_key`.
+    pub async fn retire_data_keys_audited(
+        &self,
+        practice: PracticeId,
+    ) -> Result<Vec<DekVersion>, StoreError> {
+        let keyring = self.keyring()?;
+        let keys = keyring.keys(practice).await.map_err(|e| crypto_error(&e))?;
+        let active = keys.active().version();
+        let older: Vec<DekVersion> = keys
+            .all()
+            .map(crypto::DataKey::version)
+            .filter(|v| *v != active)
+            .collect();
+        if older.is_empty() {
+            return Ok(older);
+        }
+        let v = active.get().to_be_bytes().to_vec();
+        let mut tx = self.begin_tenant(practice).await?;
+        let (left,): (i64,) = sqlx::query_as(&format!(
+            "select (select count(*) from patient where practice_id = $1 and {PATIENT_TODO})
+                  + (select count(*) from clinical_note where practice_id = $1 and {NOTE_TODO})"
+        ))
+        .bind(practice)
+        .bind(&v)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if left > 0 {
+            return Err(StoreError::Invalid(format!(
+                "{left} rows are still sealed with an older data key version: run `keys rotate-data-key --resume` first"
+            )));
+        }
+        for version in &older {
+            keyring
+                .retire_data_key(practice, *version)
+                .await
+                .map_err(|e| crypto_error(&e))?;
+        }
+        let mut tx = self.begin_tenant(practice).await?;
+        audit_key_event(
+            &mut tx,
+            practice,
+            "key.retire_data_key",
+            serde_json::json!({"retired": older.iter().map(|v| v.get()).collect::<Vec<_>>(), "active": active.get()}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(older)
     }
 }

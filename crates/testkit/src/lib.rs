@@ -167,6 +167,7 @@ pub struct TestDb {
 struct TestKeys {
     dir: PathBuf,
     provider: std::sync::Arc<store::crypto::LocalKeyProvider>,
+    secrets: std::sync::Arc<store::crypto::DirSecretStore>,
 }
 
 impl TestKeys {
@@ -178,9 +179,12 @@ impl TestKeys {
         let provider = store::crypto::LocalKeyProvider::open(dir.join("keys"))
             .await
             .expect("test key provider");
+        let secrets =
+            store::crypto::DirSecretStore::open(dir.join("practice-keys")).expect("test secrets");
         Self {
             dir,
             provider: std::sync::Arc::new(provider),
+            secrets: std::sync::Arc::new(secrets),
         }
     }
 }
@@ -215,17 +219,26 @@ impl TestDb {
         self.keys.provider.clone()
     }
 
+    /// The practice secrets of this database's keyrings (a temporary directory).
+    #[must_use]
+    pub fn practice_secrets(&self) -> std::sync::Arc<store::crypto::DirSecretStore> {
+        self.keys.secrets.clone()
+    }
+
     /// A fresh keyring (empty cache) on the wrapped-key table, as `role` (runtime or owner).
     pub async fn keyring(&self, role: DbRole) -> std::sync::Arc<store::crypto::Keyring> {
         let opts = cluster().await.connect_options(role, &self.name);
         let keys = store::keys::PgKeyStore::connect(opts)
             .await
             .expect("key store");
-        std::sync::Arc::new(store::crypto::Keyring::new(
-            self.keys.provider.clone(),
-            std::sync::Arc::new(keys),
-            std::sync::Arc::new(domain::SystemClock),
-        ))
+        std::sync::Arc::new(
+            store::crypto::Keyring::new(
+                self.keys.provider.clone(),
+                std::sync::Arc::new(keys),
+                std::sync::Arc::new(domain::SystemClock),
+            )
+            .with_practice_secrets(self.keys.secrets.clone()),
+        )
     }
 
     /// The database name.

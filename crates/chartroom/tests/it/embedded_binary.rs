@@ -9,12 +9,23 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
-struct Running {
-    child: Child,
-    base: String,
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
-async fn start(data_dir: &Path, command: &str) -> Running {
+pub(crate) async fn start(data_dir: &Path, command: &str) -> Running {
+    start_logging(data_dir, command, Stdio::inherit(), "warn").await
+}
+
+/// Starts `chartroom <command>` on `data_dir` with its standard error going to `stderr` and
+/// the log filter `log`.
+pub(crate) async fn start_logging(
+    data_dir: &Path,
+    command: &str,
+    stderr: Stdio,
+    log: &str,
+) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
         .args([
             "--data-dir",
@@ -23,9 +34,9 @@ async fn start(data_dir: &Path, command: &str) -> Running {
             "--listen",
             "127.0.0.1:0",
         ])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("spawn chartroom");
@@ -45,7 +56,7 @@ async fn start(data_dir: &Path, command: &str) -> Running {
     Running { child, base }
 }
 
-async fn stop(mut r: Running) {
+pub(crate) async fn stop(mut r: Running) {
     let pid = r.child.id().unwrap();
     let ok = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -60,7 +71,7 @@ async fn stop(mut r: Running) {
 }
 
 /// An HTTPS client trusting the self-signed certificate the server generated in `dir`, TLS 1.3.
-fn client_for(dir: &Path) -> reqwest::Client {
+pub(crate) fn client_for(dir: &Path) -> reqwest::Client {
     let pem = std::fs::read(dir.join("secrets/tls-cert.pem")).expect("generated certificate");
     reqwest::Client::builder()
         .use_rustls_tls()
@@ -70,7 +81,7 @@ fn client_for(dir: &Path) -> reqwest::Client {
 }
 
 /// A TOTP code for a step after `last` (a code is accepted once: RFC 6238 §5.2).
-fn next_code(key: &server::identity::totp::TotpKey, last: &mut i64) -> String {
+pub(crate) fn next_code(key: &server::identity::totp::TotpKey, last: &mut i64) -> String {
     let now = chrono::Utc::now();
     let step = (now.timestamp() / 30).max(*last + 1);
     *last = step;
@@ -78,7 +89,7 @@ fn next_code(key: &server::identity::totp::TotpKey, last: &mut i64) -> String {
 }
 
 /// Password, then TOTP (enrolling it on the first sign-in): a full session token.
-async fn sign_in(
+pub(crate) async fn sign_in(
     http: &reqwest::Client,
     base: &str,
     login: &serde_json::Value,

@@ -18,6 +18,7 @@ mod audit_chain;
 mod audit_coverage;
 mod audit_log;
 mod audit_reports;
+mod backup;
 mod bad_input;
 mod embedded_binary;
 mod encryption;
