@@ -181,8 +181,8 @@ pub(crate) async fn owner_with_keys(
 
 fn progress(practice: PracticeId, r: ResealReport) {
     eprintln!(
-        "practice {practice}: {} patients, {} notes re-encrypted",
-        r.patients, r.notes
+        "practice {practice}: {} patients, {} notes, {} blobs re-encrypted",
+        r.patients, r.notes, r.blobs
     );
 }
 
@@ -232,13 +232,17 @@ pub(crate) async fn run(g: &Global, cmd: KeysCommand) -> anyhow::Result<()> {
         .context("this command needs the owner role")?;
     let keys = keys(g).await?;
     let owner = owner_with_keys(&db, owner, keys).await?;
-    let result = run_with(&owner, cmd).await;
+    let result = run_with(&owner, cmd, crate::backup_cmd::blob_dir(g)).await;
     owner.close().await;
     db.shutdown().await?;
     result
 }
 
-async fn run_with(owner: &OwnerStore, cmd: KeysCommand) -> anyhow::Result<()> {
+async fn run_with(
+    owner: &OwnerStore,
+    cmd: KeysCommand,
+    blob_dir: std::path::PathBuf,
+) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::RotateKek { resume } => {
             let keyring = owner.keyring()?;
@@ -259,14 +263,17 @@ async fn run_with(owner: &OwnerStore, cmd: KeysCommand) -> anyhow::Result<()> {
             resume,
             batch,
         } => {
+            let blobs = store::crypto::BlobStore::local(blob_dir, owner.keyring()?.clone())
+                .context("cannot open the blob store")?;
             let (version, r) = owner
-                .rotate_data_key_audited(practice, resume, batch, &mut progress)
+                .rotate_data_key_audited(practice, resume, batch, Some(&blobs), &mut progress)
                 .await?;
             println!(
-                "practice {practice}: data key version {} active; {} patients and {} notes re-encrypted",
+                "practice {practice}: data key version {} active; {} patients, {} notes and {} blobs re-encrypted",
                 version.get(),
                 r.patients,
-                r.notes
+                r.notes,
+                r.blobs
             );
         }
         KeysCommand::RetireDataKey { practice } => {

@@ -379,6 +379,18 @@ impl BlobStore {
         Ok(out.freeze())
     }
 
+    /// Re-encrypts a blob under the practice's active data key (a data-key rotation): streams
+    /// the old object through decryption into a new object with a new id, and returns it. The
+    /// caller points its row at the new id, then deletes the old object. Memory stays flat.
+    pub async fn reencrypt(&self, practice: PracticeId, id: BlobId) -> Result<StoredBlob> {
+        let stream = self
+            .get_stream(practice, id)
+            .await?
+            .map_err(std::io::Error::other);
+        self.put_stream(practice, tokio_util::io::StreamReader::new(stream))
+            .await
+    }
+
     /// Deletes a blob. Idempotent: deleting a missing blob succeeds (object stores differ on
     /// this, so it is made uniform here). After crypto-shredding this is housekeeping: the
     /// blob is already unreadable.

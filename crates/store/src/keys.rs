@@ -305,6 +305,8 @@ pub struct ResealReport {
     pub patients: u64,
     /// Note rows sealed (or re-sealed) with the active key.
     pub notes: u64,
+    /// Blobs re-encrypted under the active key (into new objects).
+    pub blobs: u64,
 }
 
 /// Which rows a re-encryption pass takes.
@@ -351,7 +353,7 @@ async fn audit_key_event(
 }
 
 impl crate::OwnerStore {
-    async fn begin_tenant(
+    pub(crate) async fn begin_tenant(
         &self,
         practice: PracticeId,
     ) -> Result<Transaction<'static, Postgres>, StoreError> {
@@ -572,13 +574,15 @@ impl crate::OwnerStore {
 
     /// `chartroom keys rotate-data-key`: unless `resume`, adds a new data key version for
     /// `practice`; then re-encrypts every patient and note row of the practice not yet under
-    /// the active version, `batch` rows per transaction (resumable: rerun with `resume`).
+    /// the active version, `batch` rows per transaction, and (given the blob store) every
+    /// registered blob into a new object (resumable: rerun with `resume`).
     /// Audited as `key.rotate_data_key` (the new version) and `key.reencrypt` (the counts).
     pub async fn rotate_data_key_audited(
         &self,
         practice: PracticeId,
         resume: bool,
         batch: i64,
+        blobs: Option<&crypto::BlobStore>,
         progress: &mut (dyn FnMut(PracticeId, ResealReport) + Send),
     ) -> Result<(DekVersion, ResealReport), StoreError> {
         let keyring = self.keyring()?;
@@ -605,7 +609,7 @@ impl crate::OwnerStore {
             tx.commit().await?;
             v
         };
-        let report = self
+        let mut report = self
             .reseal_practice(
                 practice,
                 Reseal::NotVersion(version),
@@ -613,12 +617,26 @@ impl crate::OwnerStore {
                 progress,
             )
             .await?;
+        if let Some(blobs) = blobs {
+            loop {
+                let n = self
+                    .reencrypt_blobs(practice, version, blobs, batch.clamp(1, 10_000))
+                    .await?;
+                report.blobs += n;
+                if n > 0 {
+                    progress(practice, report);
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+        }
         let mut tx = self.begin_tenant(practice).await?;
         audit_key_event(
             &mut tx,
             practice,
             "key.reencrypt",
-            serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes}),
+            serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes, "blobs": report.blobs}),
         )
         .await?;
         tx.commit().await?;
@@ -670,9 +688,10 @@ impl crate::OwnerStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
+        let left = left + self.blobs_not_under(practice, active).await?;
         if left > 0 {
             return Err(StoreError::Invalid(format!(
-                "{left} rows are still sealed with an older data key version: run `keys rotate-data-key --resume` first"
+                "{left} rows or blobs are still sealed with an older data key version: run `keys rotate-data-key --resume` first"
             )));
         }
         for version in &older {

@@ -33,6 +33,7 @@
 pub mod admin;
 pub mod appointments;
 pub mod audit;
+pub mod blobs;
 mod copy_read;
 pub mod disclosures;
 pub mod embedded;

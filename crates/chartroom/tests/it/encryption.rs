@@ -526,18 +526,87 @@ async fn data_key_rotation_reencrypts_every_row() {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
+    // Three blobs, registered through the runtime role like an upload would.
+    let blob_dir = tempdir();
+    let runtime = f.db.store().await;
+    let blobs =
+        store::crypto::BlobStore::local(&blob_dir, runtime.keyring().unwrap().clone()).unwrap();
+    let mut registered = Vec::new();
+    for i in 0..3u8 {
+        let data = vec![i; 70_000 + usize::from(i)];
+        let b = blobs.put_stream(f.w.a.id, &data[..]).await.unwrap();
+        let store::Entry::Member(mut tx, _) = runtime
+            .enter_practice(
+                &store::TokenHash::from_presented(&f.clin_a).unwrap(),
+                f.w.a.id,
+                Utc::now(),
+                &store::SessionPolicy::default(),
+                domain::RequestId::new(),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("member")
+        };
+        let id = tx.register_blob(&b).await.unwrap();
+        tx.commit().await.unwrap();
+        registered.push((id, data));
+    }
     let owner = f.db.owner().await;
+    // Retiring is refused while rows still need the version (nothing to retire yet: v1 only).
+    assert!(owner.retire_data_keys_audited(f.w.a.id).await.unwrap().is_empty());
+    let owner_blobs =
+        store::crypto::BlobStore::local(&blob_dir, owner.keyring().unwrap().clone()).unwrap();
     let mut batches = 0;
     let (v, r) = owner
-        .rotate_data_key_audited(f.w.a.id, false, 2, &mut |_, _| batches += 1)
+        .rotate_data_key_audited(f.w.a.id, false, 2, None, &mut |_, _| batches += 1)
         .await
         .unwrap();
     assert_eq!(v.get(), 2);
     assert_eq!(
-        (r.patients, r.notes),
-        (6, 1),
-        "5 + the world's patient, 1 note"
+        (r.patients, r.notes, r.blobs),
+        (6, 1, 0),
+        "5 + the world's patient, 1 note; blobs not given"
     );
+    // Version 1 still seals the blobs: retiring it is refused, naming the count.
+    let err = owner.retire_data_keys_audited(f.w.a.id).await.unwrap_err();
+    assert!(err.to_string().contains("3 rows or blobs"), "{err}");
+    let (_, r) = owner
+        .rotate_data_key_audited(f.w.a.id, true, 2, Some(&owner_blobs), &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(r.blobs, 3);
+    for (id, data) in &registered {
+        let store::Entry::Member(mut tx, _) = runtime
+            .enter_practice(
+                &store::TokenHash::from_presented(&f.clin_a).unwrap(),
+                f.w.a.id,
+                Utc::now(),
+                &store::SessionPolicy::default(),
+                domain::RequestId::new(),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("member")
+        };
+        let row = tx.blob(*id).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(row.dek_version.get(), 2);
+        assert_ne!(row.object_id, *id, "re-encrypted into a new object");
+        let back = blobs
+            .get_range(f.w.a.id, row.object_id, 0..data.len() as u64)
+            .await
+            .unwrap();
+        assert_eq!(&back[..], &data[..]);
+        assert!(
+            blobs.get_range(f.w.a.id, *id, 0..1).await.is_err(),
+            "the old object is deleted"
+        );
+    }
+    // Now nothing needs version 1: it is retired, and everything still reads.
+    let retired = owner.retire_data_keys_audited(f.w.a.id).await.unwrap();
+    assert_eq!(retired.iter().map(|v| v.get()).collect::<Vec<_>>(), vec![1]);
     assert!(batches >= 3, "batched: {batches}");
     let mut su = f.db.superuser_unsafe().await;
     let stale: i64 = sqlx::query_scalar(
@@ -551,10 +620,10 @@ async fn data_key_rotation_reencrypts_every_row() {
     assert_eq!(stale, 0);
     // Resuming finds nothing left to do.
     let (_, again) = owner
-        .rotate_data_key_audited(f.w.a.id, true, 2, &mut |_, _| {})
+        .rotate_data_key_audited(f.w.a.id, true, 2, Some(&owner_blobs), &mut |_, _| {})
         .await
         .unwrap();
-    assert_eq!((again.patients, again.notes), (0, 0));
+    assert_eq!((again.patients, again.notes, again.blobs), (0, 0, 0));
     // Reads and search through a fresh server.
     let app2 = TestApp::start(&f.db).await;
     let token = app2.token(f.w.a.user("clinician")).await;

@@ -463,7 +463,9 @@ impl KeyProvider for LocalKeyProvider {
     }
 
     async fn current_kek(&self) -> Result<KekRef> {
-        let file = self.snapshot();
+        // Read from disk: another process (`keys rotate-kek`) may have added a version since
+        // this one loaded the file. Rare (key creation, rotation), never on the read path.
+        let file = self.reload().await?;
         Ok(KekRef {
             id: file.kek_id(),
             version: file.latest()?.0,
@@ -471,7 +473,8 @@ impl KeyProvider for LocalKeyProvider {
     }
 
     async fn wrap(&self, ctx: &WrapContext, dek: &DekMaterial) -> Result<Wrapped> {
-        let file = self.snapshot();
+        // New wraps use the newest version on disk (see `current_kek`).
+        let file = self.reload().await?;
         let (version, key) = file.latest()?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce).map_err(|_| CryptoError::Internal("random source failed"))?;
@@ -696,6 +699,11 @@ mod tests {
         assert_eq!(w.kek.version, 2);
         // `a` loaded the file before the rotation; it re-reads on an unknown version.
         assert!(a.unwrap(&c, &w.kek, &w.bytes).await.is_ok());
+        // ...and wraps new keys under the newest version, so a later retirement of the older
+        // versions cannot strand a key it wrapped.
+        assert_eq!(a.current_kek().await.unwrap().version, 2);
+        let w = a.wrap(&c, &generate_material().unwrap()).await.unwrap();
+        assert_eq!(w.kek.version, 2);
     }
 
     #[tokio::test]
