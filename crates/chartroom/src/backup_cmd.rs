@@ -265,6 +265,32 @@ impl Target {
     }
 }
 
+/// Records `action` on the installation's audit log, as the owner role (the embedded
+/// cluster's, or `--owner-database-url`); skipped with a warning when the owner is unknown.
+async fn audit(
+    g: &Global,
+    target: &Target,
+    action: &str,
+    details: serde_json::Value,
+) -> anyhow::Result<()> {
+    let owner = match (&target.cluster, &g.owner_database_url) {
+        (Some(c), _) => c.connect_options(DbRole::Owner, DATABASE),
+        (None, Some(url)) => url
+            .parse()
+            .context("--owner-database-url is not a valid PostgreSQL URL")?,
+        (None, None) => {
+            tracing::warn!(action, "no owner role: the backup event is not on the audit log");
+            return Ok(());
+        }
+    };
+    let owner = store::OwnerStore::connect(owner)
+        .await
+        .context("cannot connect as the owner role to audit the backup")?;
+    let r = owner.audit_system_event(action, details).await;
+    owner.close().await;
+    r.context("cannot record the backup on the audit log")
+}
+
 /// Row counts of every table in the `public` schema, seen by `conn`'s transaction.
 async fn row_counts(conn: &mut PgConnection) -> anyhow::Result<BTreeMap<String, i64>> {
     let tables: Vec<(String,)> = sqlx::query_as(
@@ -529,8 +555,25 @@ async fn create(g: &Global, out: Option<PathBuf>, dump_url: Option<String>) -> a
     if result.is_err() {
         let _ = std::fs::remove_file(out.with_extension("crbk.partial"));
     }
+    let audited = match &result {
+        Ok(m) => {
+            audit(
+                g,
+                &target,
+                "backup.create",
+                serde_json::json!({
+                    "archive_id": m.archive_id,
+                    "entries": m.entries.len(),
+                    "rows": m.row_counts.values().sum::<i64>(),
+                }),
+            )
+            .await
+        }
+        Err(_) => Ok(()),
+    };
     target.close().await?;
     let manifest = result?;
+    audited?;
     let size = std::fs::metadata(&out)?.len();
     let rows: i64 = manifest.row_counts.values().sum();
     println!(
@@ -924,8 +967,25 @@ async fn restore(g: &Global, archive: &Path, url: Option<String>) -> anyhow::Res
         anyhow::Ok(report)
     }
     .await;
+    let audited = match &result {
+        Ok(r) => {
+            audit(
+                g,
+                &target,
+                "backup.restore",
+                serde_json::json!({
+                    "archive_id": r.manifest.archive_id,
+                    "archive_created_at": r.manifest.created_at,
+                    "rows": r.manifest.row_counts.values().sum::<i64>(),
+                }),
+            )
+            .await
+        }
+        Err(_) => Ok(()),
+    };
     target.close().await?;
     let report = result?;
+    audited?;
     println!(
         "restored {} tables ({} rows, counts match the archive) and {} files in {:.1} s",
         report.manifest.row_counts.len(),

@@ -353,6 +353,19 @@ async fn audit_key_event(
 }
 
 impl crate::OwnerStore {
+    /// Appends an operator event (`backup.create`, `backup.restore`) to the installation's own
+    /// audit log (the system practice): ids, counts and times only.
+    pub async fn audit_system_event(
+        &self,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_tenant(PracticeId::SYSTEM).await?;
+        audit_key_event(&mut tx, PracticeId::SYSTEM, action, details).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub(crate) async fn begin_tenant(
         &self,
         practice: PracticeId,

@@ -251,6 +251,10 @@ async fn backup_drill_canary_tamper_and_shredding() {
     let (status, got) = get_patient(&http, &running.base, &t_h, &p_h, &patient_h).await;
     assert_eq!((status, got["family_name"].as_str()), (200, Some(CANARY)));
     stop(running).await;
+    // A restored database remembers the last TOTP step used before the backup: sign-ins on a
+    // restored installation continue from there.
+    let harbor_step = harbor.totp.as_ref().unwrap().1;
+    let willow_step = willow.totp.as_ref().unwrap().1;
 
     // 2. A canary blob through the blob store, then the database's table files and a plain
     //    pg_dump: no canary anywhere.
@@ -347,6 +351,7 @@ async fn backup_drill_canary_tamper_and_shredding() {
         "debug,sqlx=debug",
     )
     .await;
+    harbor.totp.as_mut().unwrap().1 = harbor_step;
     let t_h = sign_in(&http, &running.base, &harbor.login, &mut harbor.totp).await;
     let (status, got) = get_patient(&http, &running.base, &t_h, &p_h, &patient_h).await;
     assert_eq!(status, 200);
@@ -385,6 +390,8 @@ async fn backup_drill_canary_tamper_and_shredding() {
         "info",
     )
     .await;
+    harbor.totp.as_mut().unwrap().1 = harbor_step;
+    willow.totp.as_mut().unwrap().1 = willow_step;
     let t_h = sign_in(&http, &running.base, &harbor.login, &mut harbor.totp).await;
     let t_w = sign_in(&http, &running.base, &willow.login, &mut willow.totp).await;
     let (status, got) = get_patient(&http, &running.base, &t_h, &p_h, &patient_h).await;
