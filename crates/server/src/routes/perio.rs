@@ -1,0 +1,803 @@
+//! Periodontal exams (clinicians, and only for patients `app.clinical_visible` lets them see):
+//! create an exam with its session settings, dictate finals, confirm or decline a held final,
+//! undo, read the chart with its derived values, export it as FHIR R4.
+//!
+//! The charting engine is the `perio` crate; these handlers load the exam's session (sealed
+//! in the database), apply one action to it, and store it back with the action's audit event
+//! in the same transaction. The exam row is locked while a final applies, so finals on one
+//! exam apply one after the other. Every response about an exam carries its version as an
+//! `ETag`; a change sent with `If-Match` applies only to that version (else 409).
+//!
+//! Audit rows name the patient and the exam and, for actions, which action and the outcome
+//! status (`ok`, `rejected` with its reason code, …): never a value, a tooth or a word said.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::{AuditAction, PatientId, PerioExamId, PracticeId};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use store::TenantTx;
+use store::perio::{Exam, ExamInfo};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Clinical, Ctx};
+use crate::{AppError, AppState};
+
+/// An exam without its chart.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PerioExamInfoView {
+    /// Id.
+    exam_id: PerioExamId,
+    /// The patient.
+    patient_id: PatientId,
+    /// The clinician who created the exam.
+    clinician_id: domain::UserId,
+    /// Created (the exam date).
+    created_at: chrono::DateTime<chrono::Utc>,
+    /// Last changed.
+    updated_at: chrono::DateTime<chrono::Utc>,
+    /// Change counter (also the `ETag`), 1 at creation.
+    version: i64,
+}
+
+impl From<&ExamInfo> for PerioExamInfoView {
+    fn from(i: &ExamInfo) -> Self {
+        Self {
+            exam_id: i.exam_id,
+            patient_id: i.patient_id,
+            clinician_id: i.clinician_id,
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+            version: i.version,
+        }
+    }
+}
+
+/// An exam: its charting session and chart, with derived values.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PerioExamView {
+    /// Ids, times, version.
+    #[serde(flatten)]
+    info: PerioExamInfoView,
+    /// Session settings (SPEC §4.2: numbering, path, triplet order, …).
+    #[schema(value_type = Object)]
+    settings: Value,
+    /// What spoken values mean now: `pd`, `gm`, `mgj`, …
+    mode: String,
+    /// Where the next value goes: `{"tooth", "surface", "site"}` (Universal tooth number).
+    #[schema(value_type = Object)]
+    cursor: Value,
+    /// Whether finals are heard (false after "pause").
+    listening: bool,
+    /// Whether there is an applied final to undo.
+    can_undo: bool,
+    /// The readings of the final held for confirmation (each a list of events), or null.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pending: Option<Value>,
+    /// The chart (SPEC §6 shape): only teeth with a recorded value or a status other than
+    /// present; Universal numbers as keys.
+    #[schema(value_type = Object)]
+    chart: Value,
+    /// Derived values: `bop` (bleeding and examined sites), `bop_percent`, `sites_pd_ge_4`,
+    /// `sites_pd_ge_6`, and per tooth `max_pd`, `max_cal`, `cal` per site (PD + recession;
+    /// absent where recession was never recorded), site counts, mobility, worst furcation,
+    /// attached gingiva.
+    #[schema(value_type = Object)]
+    derived: Value,
+    /// Display label of each charted tooth in the session numbering (`"3": "FDI 16"`).
+    labels: BTreeMap<String, String>,
+}
+
+impl PerioExamView {
+    fn new(info: &ExamInfo, s: &perio::Session) -> Self {
+        let numbering = s.settings().numbering;
+        let labels = s
+            .chart()
+            .records()
+            .map(|(t, _)| (t.number().to_string(), t.label(numbering)))
+            .collect();
+        let pending = s.pending().map(|p| {
+            Value::Array(
+                p.candidates
+                    .iter()
+                    .map(|c| json!({ "events": c.events }))
+                    .collect(),
+            )
+        });
+        Self {
+            info: info.into(),
+            settings: to_json(s.settings()),
+            mode: s.nav().mode.name().to_owned(),
+            cursor: to_json(&s.cursor()),
+            listening: s.listening(),
+            can_undo: !s.history().is_empty(),
+            pending,
+            chart: perio::session::chart_to_json(s.chart()),
+            derived: to_json(&s.summary()),
+            labels,
+        }
+    }
+}
+
+/// A client-sent field name, printable and short (it may be echoed in an error message).
+fn field_name(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+fn to_json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// What one action did.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PerioOutcomeView {
+    /// The exam.
+    exam_id: PerioExamId,
+    /// The exam's version after the action (unchanged when nothing changed).
+    version: i64,
+    /// Whether the session changed (chart, cursor, mode or held final).
+    changed: bool,
+    /// Whether a final is now held for confirmation.
+    pending: bool,
+    /// The outcome (SPEC §4): `status` (`ok`, `needs_confirmation`, `rejected`, `ignored`),
+    /// `events`, `alternatives`, `cursor_after`, `last_site`, `derived`, `warnings`,
+    /// `reject` {`reason`, `heard`}, `labels`, `echo`.
+    #[schema(value_type = Object)]
+    outcome: Value,
+}
+
+/// An exam's `ETag`: its version, quoted.
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// The version an `If-Match` header asks for: `None` when absent or `*`.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let v = v.to_str().unwrap_or("").trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    v.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| AppError::Invalid("If-Match: send the exam's ETag, e.g. \"3\"".into()))
+}
+
+fn with_etag<T: Serialize>(status: StatusCode, version: i64, body: &T) -> Response {
+    let mut res = (status, Json(body)).into_response();
+    res.headers_mut().insert(header::ETAG, etag(version));
+    res
+}
+
+async fn visible_patient(tx: &mut TenantTx, patient: PatientId) -> Result<(), AppError> {
+    if store::perio::patient_visible(tx, patient).await? {
+        Ok(())
+    } else {
+        Err(AppError::NotFound("patient"))
+    }
+}
+
+/// A patient's perio exams, newest first (at most 100; ids and dates only).
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams", tag = "perio",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Vec<PerioExamInfoView>), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn perio_exam_list(
+    ctx: Ctx<Clinical>,
+    ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
+) -> Result<Json<Vec<PerioExamInfoView>>, AppError> {
+    let mut tx = ctx.tx;
+    visible_patient(&mut tx, patient).await?;
+    let exams = store::perio::list_for_patient(&mut tx, patient).await?;
+    tx.audit(
+        AuditAction::PerioExamList,
+        Some(patient),
+        Some(("patient", patient.as_uuid())),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(exams.iter().map(Into::into).collect()))
+}
+
+/// A new exam.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PerioExamCreate {
+    /// Session settings (SPEC §4.2); every field is optional and defaults to `C0`:
+    /// `numbering` (`universal`, `fdi`, `palmer`), `path` (`maxillary_first`,
+    /// `facials_first`, `classic_od`, `per_tooth`), `triplet_order` (`path`,
+    /// `mesial_first`, `distal_first`), `split_digit_strings` (`never`, `exact_group`),
+    /// `homophones` (`off`, `run_only`), `max_unconfirmed_depth` (1–19, default 12),
+    /// `compat` {`od_plus`}, `flag_prefix_required`, `implants_as_missing`,
+    /// `allow_unusual_furcation`, `echo`, `cal_policy` (`require_recession`,
+    /// `assume_zero_recession`).
+    #[schema(value_type = Option<Object>)]
+    settings: Option<Value>,
+}
+
+/// Reads session settings, refusing unknown fields and out-of-range values; messages name
+/// the field, never the value.
+fn settings(v: Option<Value>) -> Result<perio::Settings, AppError> {
+    let Some(v) = v else {
+        return Ok(perio::Settings::default());
+    };
+    let known = to_json(&perio::Settings::default());
+    let (Some(given), Some(known)) = (v.as_object(), known.as_object()) else {
+        return Err(AppError::Invalid("settings: must be a JSON object".into()));
+    };
+    for (k, val) in given {
+        let Some(default) = known.get(k) else {
+            return Err(AppError::Invalid(format!(
+                "settings: unknown field `{}`",
+                field_name(k)
+            )));
+        };
+        if let (Some(inner), Some(known_inner)) = (val.as_object(), default.as_object())
+            && let Some(bad) = inner.keys().find(|ik| !known_inner.contains_key(*ik))
+        {
+            return Err(AppError::Invalid(format!(
+                "settings: unknown field `{}.{}`",
+                field_name(k),
+                field_name(bad)
+            )));
+        }
+    }
+    let s: perio::Settings = serde_path_to_error::deserialize(v).map_err(|e| {
+        AppError::Invalid(format!(
+            "settings: field `{}` has the wrong type or an invalid value",
+            field_name(&e.path().to_string())
+        ))
+    })?;
+    if !(1..=19).contains(&s.max_unconfirmed_depth) {
+        return Err(AppError::Invalid(
+            "settings: max_unconfirmed_depth must be 1 to 19".into(),
+        ));
+    }
+    Ok(s)
+}
+
+/// Creates an exam for a patient (empty chart, cursor at the start of the charting path);
+/// the author is the signed-in clinician.
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams", tag = "perio",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = PerioExamCreate,
+    responses((status = 201, body = PerioExamView, headers(("etag" = String, description = "The exam's version"))), (status = 400, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn perio_exam_create(
+    State(state): State<AppState>,
+    ctx: Ctx<Clinical>,
+    ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
+    ApiJson(req): ApiJson<PerioExamCreate>,
+) -> Result<Response, AppError> {
+    let session = perio::Session::new(settings(req.settings)?);
+    let mut tx = ctx.tx;
+    visible_patient(&mut tx, patient).await?;
+    let info = store::perio::create(&mut tx, state.store.keyring()?, patient, &session).await?;
+    tx.audit(
+        AuditAction::PerioExamCreate,
+        Some(patient),
+        Some(("perio_exam", info.exam_id.as_uuid())),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(with_etag(
+        StatusCode::CREATED,
+        info.version,
+        &PerioExamView::new(&info, &session),
+    ))
+}
+
+async fn load(
+    state: &AppState,
+    tx: &mut TenantTx,
+    patient: PatientId,
+    exam: PerioExamId,
+) -> Result<Exam, AppError> {
+    store::perio::get(tx, state.store.keyring()?, patient, exam)
+        .await?
+        .ok_or(AppError::NotFound("perio exam"))
+}
+
+/// One exam: settings, cursor, held final, the chart and its derived values (CAL, BOP %,
+/// sites ≥ 4 mm and ≥ 6 mm, per-tooth summaries).
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}", tag = "perio",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid), ("exam_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = PerioExamView, headers(("etag" = String, description = "The exam's version"))), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn perio_exam_get(
+    State(state): State<AppState>,
+    ctx: Ctx<Clinical>,
+    ApiPath((_, patient, exam)): ApiPath<(PracticeId, PatientId, PerioExamId)>,
+) -> Result<Response, AppError> {
+    let mut tx = ctx.tx;
+    let e = load(&state, &mut tx, patient, exam).await?;
+    tx.audit(
+        AuditAction::PerioExamRead,
+        Some(patient),
+        Some(("perio_exam", exam.as_uuid())),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(with_etag(
+        StatusCode::OK,
+        e.info.version,
+        &PerioExamView::new(&e.info, &e.session),
+    ))
+}
+
+/// The action a change route performs, as named in its audit row.
+#[derive(Clone, Copy)]
+enum Op {
+    Final,
+    Confirm,
+    Decline,
+    Undo,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Final => "final",
+            Op::Confirm => "confirm",
+            Op::Decline => "decline",
+            Op::Undo => "undo",
+        }
+    }
+}
+
+/// Loads the exam locked, checks `If-Match`, applies `act` to its session and, when the
+/// session changed, stores it under the next version; then appends the audit event and
+/// commits both together. An error from `act` rolls everything back.
+async fn change(
+    state: &AppState,
+    ctx: Ctx<Clinical>,
+    patient: PatientId,
+    exam: PerioExamId,
+    headers: &HeaderMap,
+    op: Op,
+    act: impl FnOnce(&mut perio::Session) -> Result<perio::Outcome, AppError>,
+) -> Result<Response, AppError> {
+    let expected = if_match(headers)?;
+    let keyring = state.store.keyring()?;
+    let mut tx = ctx.tx;
+    let e = store::perio::get_for_update(&mut tx, keyring, patient, exam)
+        .await?
+        .ok_or(AppError::NotFound("perio exam"))?;
+    if expected.is_some_and(|v| v != e.info.version) {
+        return Err(AppError::Conflict(format!(
+            "the exam is at version {} now: reload it, then retry",
+            e.info.version
+        )));
+    }
+    let mut session = e.session.clone();
+    let outcome = act(&mut session)?;
+    let changed = session != e.session;
+    let info = if changed {
+        store::perio::save(&mut tx, keyring, &e.info, &session)
+            .await
+            .map_err(|err| match err {
+                store::StoreError::Conflict(c) if c == "perio_exam_version" => {
+                    AppError::Conflict("the exam changed meanwhile: reload it, then retry".into())
+                }
+                other => other.into(),
+            })?
+    } else {
+        e.info
+    };
+    let status = to_json(&outcome.status);
+    let mut details = json!({
+        "op": op.name(),
+        "status": status,
+        "changed": changed,
+        "version": info.version,
+    });
+    if let (Some(r), Some(d)) = (&outcome.reject, details.as_object_mut()) {
+        d.insert("reason".into(), Value::from(r.reason.code()));
+    }
+    tx.audit_details(
+        AuditAction::PerioExamUpdate,
+        Some(patient),
+        Some(("perio_exam", exam.as_uuid())),
+        Some(details),
+    )
+    .await?;
+    tx.commit().await?;
+    let view = PerioOutcomeView {
+        exam_id: exam,
+        version: info.version,
+        changed,
+        pending: session.pending().is_some(),
+        outcome: outcome.to_json(),
+    };
+    Ok(with_etag(StatusCode::OK, info.version, &view))
+}
+
+/// One final (one recognizer result).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PerioFinal {
+    /// The display text (at most 4 KiB and 256 tokens).
+    text: String,
+    /// The recognizer's spoken-form (lexical) text, when it gives one: read instead of
+    /// `text` (SPEC §2). Same limits.
+    lexical: Option<String>,
+}
+
+/// Refuses a final over the engine's limits (4 KiB, 256 tokens) before anything is read; the
+/// message names the field and the reason code (`too_long`, `too_many_tokens`).
+fn within_limits(field: &str, text: &str) -> Result<(), AppError> {
+    match perio::token::tokenize(text) {
+        Ok(_) => Ok(()),
+        Err(r) => Err(AppError::Invalid(format!(
+            "{field}: {}: a final is at most {} bytes and {} tokens",
+            r.reason.code(),
+            perio::token::MAX_FINAL_BYTES,
+            perio::token::MAX_TOKENS
+        ))),
+    }
+}
+
+/// Applies one dictated final to the exam: all or nothing. The outcome says what happened:
+/// `ok` (applied), `needs_confirmation` (held: confirm or decline it, or dictate again),
+/// `rejected` (with a reason; nothing changed) or `ignored` (conversation). A final over
+/// 4 KiB or 256 tokens is refused with 400 (`too_long`, `too_many_tokens`).
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/finals", tag = "perio",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid), ("exam_id" = String, Path, format = Uuid),
+        ("if-match" = Option<String>, Header, description = "Apply only to this version (the exam's ETag)")),
+    request_body = PerioFinal,
+    responses((status = 200, body = PerioOutcomeView, headers(("etag" = String, description = "The exam's version"))), (status = 400, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+pub(crate) async fn perio_final_create(
+    State(state): State<AppState>,
+    ctx: Ctx<Clinical>,
+    ApiPath((_, patient, exam)): ApiPath<(PracticeId, PatientId, PerioExamId)>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<PerioFinal>,
+) -> Result<Response, AppError> {
+    within_limits("text", &req.text)?;
+    if let Some(l) = &req.lexical {
+        within_limits("lexical", l)?;
+    }
+    change(&state, ctx, patient, exam, &headers, Op::Final, |s| {
+        Ok(s.apply_recognized(req.lexical.as_deref(), &req.text))
+    })
+    .await
+}
+
+/// Which reading to confirm.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfirmQuery {
+    /// Index into the held outcome's `alternatives` (0-based; default 0, the only reading of
+    /// a final held for a deep pocket or a bulk flag).
+    alternative: Option<usize>,
+}
+
+/// Confirms the final held for confirmation (applies it, or the chosen alternative).
+/// 409 when nothing is held (it may have been discarded by a newer final).
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/confirm", tag = "perio",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid), ("exam_id" = String, Path, format = Uuid), ConfirmQuery,
+        ("if-match" = Option<String>, Header, description = "Apply only to this version (the exam's ETag)")),
+    responses((status = 200, body = PerioOutcomeView, headers(("etag" = String, description = "The exam's version"))), (status = 400, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+pub(crate) async fn perio_confirm(
+    State(state): State<AppState>,
+    ctx: Ctx<Clinical>,
+    ApiPath((_, patient, exam)): ApiPath<(PracticeId, PatientId, PerioExamId)>,
+    ApiQuery(q): ApiQuery<ConfirmQuery>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let choice = q.alternative.unwrap_or(0);
+    change(&state, ctx, patient, exam, &headers, Op::Confirm, |s| {
+        let Some(p) = s.pending() else {
+            return Err(AppError::Conflict(
+                "nothing is waiting for confirmation: dictate the final again".into(),
+            ));
+        };
+        if choice >= p.candidates.len() {
+            return Err(AppError::Invalid(format!(
+                "alternative: must be below {}",
+                p.candidates.len()
+            )));
+        }
+        Ok(s.confirm(choice))
+    })
+    .await
+}
+
+/// Declines the held final: nothing of it is applied. Declining when nothing is held
+/// changes nothing (status `ignored`), so a retried decline is harmless.
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/decline", tag = "perio",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid), ("exam_id" = String, Path, format = Uuid),
+        ("if-match" = Option<String>, Header, description = "Apply only to this version (the exam's ETag)")),
+    responses((status = 200, body = PerioOutcomeView, headers(("etag" = String, description = "The exam's version"))), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+pub(crate) async fn perio_decline(
+    State(state): State<AppState>,
+    ctx: Ctx<Clinical>,
+    ApiPath((_, patient, exam)): ApiPath<(PracticeId, PatientId, PerioExamId)>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    change(&state, ctx, patient, exam, &headers, Op::Decline, |s| {
+        Ok(s.decline())
+    })
+    .await
+}
+
+/// Takes back the previous applied final as one transaction (rule C2). 409 when there is
+/// nothing to undo.
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/undo", tag = "perio",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid), ("exam_id" = String, Path, format = Uuid),
+        ("if-match" = Option<String>, Header, description = "Apply only to this version (the exam's ETag)")),
+    responses((status = 200, body = PerioOutcomeView, headers(("etag" = String, description = "The exam's version"))), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+pub(crate) async fn perio_undo(
+    State(state): State<AppState>,
+    ctx: Ctx<Clinical>,
+    ApiPath((_, patient, exam)): ApiPath<(PracticeId, PatientId, PerioExamId)>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    change(&state, ctx, patient, exam, &headers, Op::Undo, |s| {
+        if s.history().is_empty() {
+            return Err(AppError::Conflict("there is nothing to undo".into()));
+        }
+        Ok(s.undo())
+    })
+    .await
+}
+
+/// The exam as a FHIR R4 `Bundle` (type `collection`) of `Observation` resources: one per
+/// charted probing depth (LOINC 32910-2) and one per clinical attachment loss (LOINC
+/// 32881-5, CAL = PD + recession, only where recession was recorded and CAL ≥ 0), on present
+/// and implant teeth. `bodySite` codes the tooth (ADA Universal, HL7 THO) and carries the
+/// site (MB, B, DB, ML, L, DL) in the extension `urn:chartroom:fhir:perio-site`. The patient
+/// and the clinician are referenced by Chartroom id only.
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/fhir", tag = "perio",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid), ("exam_id" = String, Path, format = Uuid)),
+    responses((status = 200, content_type = "application/fhir+json", body = String, description = "A FHIR R4 Bundle"), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn perio_exam_fhir(
+    State(state): State<AppState>,
+    ctx: Ctx<Clinical>,
+    ApiPath((_, patient, exam)): ApiPath<(PracticeId, PatientId, PerioExamId)>,
+) -> Result<Response, AppError> {
+    let mut tx = ctx.tx;
+    let e = load(&state, &mut tx, patient, exam).await?;
+    let now = tx.now();
+    let bundle = fhir::bundle(&e, now);
+    let count = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    tx.audit_details(
+        AuditAction::PerioExamExport,
+        Some(patient),
+        Some(("perio_exam", exam.as_uuid())),
+        Some(json!({"format": "fhir-r4-bundle", "observations": count, "version": e.info.version})),
+    )
+    .await?;
+    tx.commit().await?;
+    let mut res = bundle.to_string().into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+json"),
+    );
+    res.headers_mut().insert(header::ETAG, etag(e.info.version));
+    Ok(res)
+}
+
+/// FHIR R4 rendering of an exam.
+mod fhir {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use perio::{Site, Tooth};
+    use serde_json::{Value, json};
+    use sha2::{Digest as _, Sha256};
+    use store::perio::Exam;
+
+    /// LOINC: probing depth, "measurement in mm from the free gingival margin to the base of
+    /// the pocket" (SPEC §1.4).
+    pub(super) const LOINC_PROBING_DEPTH: &str = "32910-2";
+    /// LOINC: periodontal attachment loss.
+    pub(super) const LOINC_ATTACHMENT_LOSS: &str = "32881-5";
+    /// HL7 THO code system of the ADA Universal tooth numbers (SPEC §1.1).
+    pub(super) const TOOTH_SYSTEM: &str =
+        "http://terminology.hl7.org/CodeSystem/ADAUniversalToothDesignationSystem";
+    /// The extension on `bodySite` that names the probing site around the tooth.
+    pub(super) const SITE_EXTENSION: &str = "urn:chartroom:fhir:perio-site";
+    /// Chartroom's code system of the six probing sites (Open Dental `PerioSurf` names).
+    pub(super) const SITE_SYSTEM: &str = "urn:chartroom:perio-site";
+
+    fn time(t: DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    fn site_display(site: Site) -> &'static str {
+        match site {
+            Site::MB => "mesio-facial",
+            Site::B => "mid-facial",
+            Site::DB => "disto-facial",
+            Site::ML => "mesio-lingual",
+            Site::L => "mid-lingual",
+            Site::DL => "disto-lingual",
+        }
+    }
+
+    /// A stable id per (exam, measure, tooth, site): the same export twice names the same
+    /// resources. A `UUIDv8` from SHA-256 (RFC 9562 §5.8).
+    fn resource_id(exam: &Exam, code: &str, tooth: Tooth, site: Site) -> uuid::Uuid {
+        let mut h = Sha256::new();
+        h.update(exam.info.exam_id.as_uuid().as_bytes());
+        h.update(code.as_bytes());
+        h.update([tooth.number()]);
+        h.update(site.name().as_bytes());
+        let digest = h.finalize();
+        let mut bytes = [0_u8; 16];
+        for (b, d) in bytes.iter_mut().zip(digest.iter()) {
+            *b = *d;
+        }
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    }
+
+    fn observation(
+        exam: &Exam,
+        code: &str,
+        text: &str,
+        tooth: Tooth,
+        site: Site,
+        mm: i16,
+    ) -> Value {
+        let id = resource_id(exam, code, tooth, site);
+        let resource = json!({
+            "resourceType": "Observation",
+            "id": id.to_string(),
+            "status": "final",
+            "category": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "exam",
+                "display": "Exam"
+            }]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}], "text": text},
+            "subject": {"type": "Patient", "identifier": {"system": "urn:chartroom:patient", "value": exam.info.patient_id.to_string()}},
+            "effectiveDateTime": time(exam.info.created_at),
+            "issued": time(exam.info.updated_at),
+            "performer": [{"type": "Practitioner", "identifier": {"system": "urn:chartroom:user", "value": exam.info.clinician_id.to_string()}}],
+            "valueQuantity": {"value": mm, "unit": "mm", "system": "http://unitsofmeasure.org", "code": "mm"},
+            "bodySite": {
+                "coding": [{"system": TOOTH_SYSTEM, "code": tooth.number().to_string()}],
+                "extension": [{"url": SITE_EXTENSION, "valueCoding": {
+                    "system": SITE_SYSTEM, "code": site.name(), "display": site_display(site)
+                }}],
+                "text": format!("tooth {} {}", tooth.number(), site_display(site))
+            }
+        });
+        json!({"fullUrl": format!("urn:uuid:{id}"), "resource": resource})
+    }
+
+    /// The Bundle. Teeth in Universal order; per tooth, sites in canonical order, the probing
+    /// depth before the attachment loss.
+    pub(super) fn bundle(exam: &Exam, now: DateTime<Utc>) -> Value {
+        let s = &exam.session;
+        let mut entries = Vec::new();
+        for (tooth, record) in s.chart().records() {
+            if !record.status.is_examined() {
+                continue;
+            }
+            for site in Site::ALL {
+                if let Some(pd) = record.pd.get(site) {
+                    entries.push(observation(
+                        exam,
+                        LOINC_PROBING_DEPTH,
+                        "Probing depth",
+                        tooth,
+                        site,
+                        i16::from(pd),
+                    ));
+                }
+                if let Some(cal) = s.cal(tooth, site).filter(|c| *c >= 0) {
+                    entries.push(observation(
+                        exam,
+                        LOINC_ATTACHMENT_LOSS,
+                        "Clinical attachment loss",
+                        tooth,
+                        site,
+                        cal,
+                    ));
+                }
+            }
+        }
+        json!({
+            "resourceType": "Bundle",
+            "id": exam.info.exam_id.to_string(),
+            "meta": {"lastUpdated": time(exam.info.updated_at)},
+            "identifier": {"system": "urn:chartroom:perio-exam", "value": exam.info.exam_id.to_string()},
+            "type": "collection",
+            "timestamp": time(now),
+            "entry": entries
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn at() -> DateTime<Utc> {
+            DateTime::from_timestamp(1_790_000_000, 0).unwrap()
+        }
+
+        fn exam(finals: &[&str]) -> Exam {
+            let mut session = perio::Session::default();
+            for f in finals {
+                assert_eq!(session.apply_final(f).status, perio::Status::Ok, "{f}");
+            }
+            let now = at();
+            Exam {
+                info: store::perio::ExamInfo {
+                    exam_id: domain::PerioExamId::new(),
+                    patient_id: domain::PatientId::new(),
+                    clinician_id: domain::UserId::new(),
+                    created_at: now,
+                    updated_at: now,
+                    version: 3,
+                },
+                session,
+            }
+        }
+
+        #[test]
+        fn probing_depths_and_attachment_loss_per_site() {
+            let e = exam(&[
+                "tooth three buccal three two four",
+                "recession two on tooth three facial",
+                "tooth one missing",
+            ]);
+            let b = bundle(&e, at());
+            assert_eq!(b["resourceType"], "Bundle");
+            assert_eq!(b["type"], "collection");
+            let entries = b["entry"].as_array().unwrap();
+            // Three depths on tooth 3 (DB 3, B 2, MB 4), recession at B only: one CAL (2 + 2).
+            let codes: Vec<(&str, &str, &str, i64)> = entries
+                .iter()
+                .map(|en| {
+                    let r = &en["resource"];
+                    (
+                        r["code"]["coding"][0]["code"].as_str().unwrap(),
+                        r["bodySite"]["coding"][0]["code"].as_str().unwrap(),
+                        r["bodySite"]["extension"][0]["valueCoding"]["code"]
+                            .as_str()
+                            .unwrap(),
+                        r["valueQuantity"]["value"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                codes,
+                [
+                    (LOINC_PROBING_DEPTH, "3", "MB", 4),
+                    (LOINC_PROBING_DEPTH, "3", "B", 2),
+                    (LOINC_ATTACHMENT_LOSS, "3", "B", 4),
+                    (LOINC_PROBING_DEPTH, "3", "DB", 3),
+                ]
+            );
+            for en in entries {
+                let r = &en["resource"];
+                assert_eq!(
+                    en["fullUrl"],
+                    format!("urn:uuid:{}", r["id"].as_str().unwrap())
+                );
+                assert_eq!(r["valueQuantity"]["system"], "http://unitsofmeasure.org");
+                assert_eq!(
+                    r["subject"]["identifier"]["value"],
+                    e.info.patient_id.to_string()
+                );
+            }
+            // Stable ids: the same export names the same resources.
+            let again = bundle(&e, at());
+            assert_eq!(b["entry"], again["entry"]);
+        }
+
+        #[test]
+        fn empty_chart_is_an_empty_bundle() {
+            let b = bundle(&exam(&[]), at());
+            assert_eq!(b["entry"], json!([]));
+        }
+    }
+}
