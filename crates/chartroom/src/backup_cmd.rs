@@ -279,7 +279,10 @@ async fn audit(
             .parse()
             .context("--owner-database-url is not a valid PostgreSQL URL")?,
         (None, None) => {
-            tracing::warn!(action, "no owner role: the backup event is not on the audit log");
+            tracing::warn!(
+                action,
+                "no owner role: the backup event is not on the audit log"
+            );
             return Ok(());
         }
     };
@@ -428,17 +431,16 @@ fn checkpoint_dir(g: &Global) -> PathBuf {
 
 async fn create(g: &Global, out: Option<PathBuf>, dump_url: Option<String>) -> anyhow::Result<()> {
     let began = Instant::now();
-    let created_at = Utc::now();
-    let out = match out {
-        Some(p) => p,
-        None => {
-            let dir = g.data_dir.join("backups");
-            std::fs::create_dir_all(&dir)?;
-            dir.join(format!(
-                "chartroom-{}.crbk",
-                created_at.format("%Y%m%dT%H%M%SZ")
-            ))
-        }
+    let created_at = domain::Clock::now(&domain::SystemClock);
+    let out = if let Some(p) = out {
+        p
+    } else {
+        let dir = g.data_dir.join("backups");
+        std::fs::create_dir_all(&dir)?;
+        dir.join(format!(
+            "chartroom-{}.crbk",
+            created_at.format("%Y%m%dT%H%M%SZ")
+        ))
     };
     if out.exists() {
         bail!("{} exists: choose another --out", out.display());
@@ -447,111 +449,7 @@ async fn create(g: &Global, out: Option<PathBuf>, dump_url: Option<String>) -> a
     let bin = pg_bin(g)?;
     let pg_dump_version = tool_version(&bin, "pg_dump").await?;
     let target = Target::open(g, dump_url, "backup create").await?;
-    let result = async {
-        // One snapshot for the counts and the dump.
-        let mut conn = target.connect().await?;
-        sqlx::query("begin isolation level repeatable read, read only")
-            .execute(&mut conn)
-            .await?;
-        let (snapshot,): (String,) = sqlx::query_as("select pg_export_snapshot()")
-            .fetch_one(&mut conn)
-            .await?;
-        let schema_version = schema_version(&mut conn).await?;
-        let counts = row_counts(&mut conn).await?;
-
-        let (key_header, key) = ArchiveKey::generate(keys.provider.as_ref())
-            .await
-            .context("cannot create the archive key with the KEK")?;
-        let header = Header {
-            format: FORMAT,
-            created_at,
-            key: key_header,
-        };
-        let partial = out.with_extension("crbk.partial");
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&partial)
-            .await
-            .with_context(|| format!("cannot create {}", partial.display()))?;
-        let header_json = serde_json::to_vec(&header)?;
-        file.write_all(MAGIC).await?;
-        file.write_u8(FORMAT).await?;
-        file.write_u32(u32::try_from(header_json.len())?).await?;
-        file.write_all(&header_json).await?;
-
-        let (plain_w, plain_r) = tokio::io::duplex(256 * 1024);
-        let encrypt = tokio::spawn(async move {
-            let r = key.encrypt(plain_r, &mut file).await;
-            (r, file)
-        });
-        let body = async {
-            let mut body = BodyWriter::new(plain_w).await?;
-            let mut child = tokio::process::Command::new(bin.join("pg_dump"))
-                .args(["--format=custom", "--no-password", "--snapshot"])
-                .arg(&snapshot)
-                .envs(target.env.iter().map(|(k, v)| (*k, v.as_str())))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .context("cannot run pg_dump")?;
-            let stdout = child.stdout.take().context("pg_dump stdout")?;
-            body.entry(DUMP_ENTRY, stdout).await?;
-            let output = child.wait_with_output().await?;
-            if !output.status.success() {
-                bail!(
-                    "pg_dump failed: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-            }
-            for rel in files_under(&blob_dir(g))? {
-                let f = tokio::fs::File::open(blob_dir(g).join(&rel)).await?;
-                body.entry(&format!("blobs/{}", rel.display()), f).await?;
-            }
-            let cps = checkpoint_dir(g);
-            for rel in files_under(&cps)? {
-                let f = tokio::fs::File::open(cps.join(&rel)).await?;
-                body.entry(&format!("checkpoints/{}", rel.display()), f).await?;
-            }
-            let vkey = g.data_dir.join(VERIFIER_ENTRY);
-            if vkey.exists() {
-                body.entry(VERIFIER_ENTRY, tokio::fs::File::open(&vkey).await?)
-                    .await?;
-            }
-            body.finish(Manifest {
-                format: FORMAT,
-                archive_id: header.key.archive_id.to_string(),
-                created_at,
-                chartroom_version: env!("CARGO_PKG_VERSION").to_owned(),
-                schema_version,
-                pg_dump_version,
-                entries: Vec::new(),
-                row_counts: counts,
-            })
-            .await
-        };
-        let manifest = body.await;
-        let (encrypted, file) = encrypt.await.context("encryption task failed")?;
-        let manifest = manifest?;
-        encrypted.context("encrypting the archive failed")?;
-        file.sync_all().await?;
-        drop(file);
-        sqlx::query("commit").execute(&mut conn).await?;
-        conn.close().await?;
-        tokio::fs::rename(&partial, &out).await?;
-        if let Some(dir) = out.parent() {
-            std::fs::File::open(if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            })?
-            .sync_all()?;
-        }
-        anyhow::Ok(manifest)
-    }
-    .await;
+    let result = write_archive(g, &target, &keys, &bin, &out, created_at, pg_dump_version).await;
     if result.is_err() {
         let _ = std::fs::remove_file(out.with_extension("crbk.partial"));
     }
@@ -587,6 +485,127 @@ async fn create(g: &Global, out: Option<PathBuf>, dump_url: Option<String>) -> a
     );
     println!("archive id {}", manifest.archive_id);
     Ok(())
+}
+
+/// Creates `path` (0600, refusing to overwrite) and writes the archive's clear header.
+async fn create_with_header(path: &Path, header: &Header) -> anyhow::Result<tokio::fs::File> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let header_json = serde_json::to_vec(header)?;
+    file.write_all(MAGIC).await?;
+    file.write_u8(FORMAT).await?;
+    file.write_u32(u32::try_from(header_json.len())?).await?;
+    file.write_all(&header_json).await?;
+    Ok(file)
+}
+
+/// Writes the archive to `<out>.partial`, then renames it to `out`; returns its manifest.
+async fn write_archive(
+    g: &Global,
+    target: &Target,
+    keys: &crate::keys_cmd::Keys,
+    bin: &Path,
+    out: &Path,
+    created_at: DateTime<Utc>,
+    pg_dump_version: String,
+) -> anyhow::Result<Manifest> {
+    // One snapshot for the counts and the dump.
+    let mut conn = target.connect().await?;
+    sqlx::query("begin isolation level repeatable read, read only")
+        .execute(&mut conn)
+        .await?;
+    let (snapshot,): (String,) = sqlx::query_as("select pg_export_snapshot()")
+        .fetch_one(&mut conn)
+        .await?;
+    let schema_version = schema_version(&mut conn).await?;
+    let counts = row_counts(&mut conn).await?;
+
+    let (key_header, key) = ArchiveKey::generate(keys.provider.as_ref())
+        .await
+        .context("cannot create the archive key with the KEK")?;
+    let header = Header {
+        format: FORMAT,
+        created_at,
+        key: key_header,
+    };
+    let partial = out.with_extension("crbk.partial");
+    let mut file = create_with_header(&partial, &header).await?;
+
+    let (plain_w, plain_r) = tokio::io::duplex(256 * 1024);
+    let encrypt = tokio::spawn(async move {
+        let r = key.encrypt(plain_r, &mut file).await;
+        (r, file)
+    });
+    let body = async {
+        let mut body = BodyWriter::new(plain_w).await?;
+        let mut child = tokio::process::Command::new(bin.join("pg_dump"))
+            .args(["--format=custom", "--no-password", "--snapshot"])
+            .arg(&snapshot)
+            .envs(target.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot run pg_dump")?;
+        let stdout = child.stdout.take().context("pg_dump stdout")?;
+        body.entry(DUMP_ENTRY, stdout).await?;
+        let output = child.wait_with_output().await?;
+        if !output.status.success() {
+            bail!(
+                "pg_dump failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        for rel in files_under(&blob_dir(g))? {
+            let f = tokio::fs::File::open(blob_dir(g).join(&rel)).await?;
+            body.entry(&format!("blobs/{}", rel.display()), f).await?;
+        }
+        let cps = checkpoint_dir(g);
+        for rel in files_under(&cps)? {
+            let f = tokio::fs::File::open(cps.join(&rel)).await?;
+            body.entry(&format!("checkpoints/{}", rel.display()), f)
+                .await?;
+        }
+        let vkey = g.data_dir.join(VERIFIER_ENTRY);
+        if vkey.exists() {
+            body.entry(VERIFIER_ENTRY, tokio::fs::File::open(&vkey).await?)
+                .await?;
+        }
+        body.finish(Manifest {
+            format: FORMAT,
+            archive_id: header.key.archive_id.to_string(),
+            created_at,
+            chartroom_version: env!("CARGO_PKG_VERSION").to_owned(),
+            schema_version,
+            pg_dump_version,
+            entries: Vec::new(),
+            row_counts: counts,
+        })
+        .await
+    };
+    let manifest = body.await;
+    let (encrypted, file) = encrypt.await.context("encryption task failed")?;
+    let manifest = manifest?;
+    encrypted.context("encrypting the archive failed")?;
+    file.sync_all().await?;
+    drop(file);
+    sqlx::query("commit").execute(&mut conn).await?;
+    conn.close().await?;
+    tokio::fs::rename(&partial, &out).await?;
+    if let Some(dir) = out.parent() {
+        std::fs::File::open(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })?
+        .sync_all()?;
+    }
+    anyhow::Ok(manifest)
 }
 
 /// What reading an archive found.
@@ -675,8 +694,7 @@ async fn read_archive(
     file.read_exact(&mut hbuf)
         .await
         .context("the archive header is truncated")?;
-    let header: Header =
-        serde_json::from_slice(&hbuf).context("the archive header is damaged")?;
+    let header: Header = serde_json::from_slice(&hbuf).context("the archive header is damaged")?;
     let key = ArchiveKey::open(provider, &header.key)
         .await
         .map_err(|e| match e {
@@ -828,7 +846,12 @@ async fn file_entry<R: AsyncRead + Unpin>(
         .mode(0o600)
         .open(target)
         .await
-        .with_context(|| format!("cannot create {} (the target must be empty)", target.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create {} (the target must be empty)",
+                target.display()
+            )
+        })?;
     let f = std::sync::Arc::new(tokio::sync::Mutex::new(f));
     let sum = chunks(r, |buf| {
         let f = f.clone();
@@ -1020,8 +1043,9 @@ mod tests {
 
     #[test]
     fn url_to_env_keeps_password_out_of_arguments() {
-        let env = libpq_env_from_url("postgres://admin:p%40ss@db.example:6543/chartroom?sslmode=require")
-            .expect("url");
+        let env =
+            libpq_env_from_url("postgres://admin:p%40ss@db.example:6543/chartroom?sslmode=require")
+                .expect("url");
         let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
         assert_eq!(get("PGHOST").as_deref(), Some("db.example"));
         assert_eq!(get("PGPORT").as_deref(), Some("6543"));

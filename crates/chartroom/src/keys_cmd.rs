@@ -181,8 +181,8 @@ pub(crate) async fn owner_with_keys(
 
 fn progress(practice: PracticeId, r: ResealReport) {
     eprintln!(
-        "practice {practice}: {} patients, {} notes, {} blobs re-encrypted",
-        r.patients, r.notes, r.blobs
+        "practice {practice}: {} patients, {} notes, {} perio exams, {} blobs re-encrypted",
+        r.patients, r.notes, r.perio_exams, r.blobs
     );
 }
 
@@ -269,10 +269,11 @@ async fn run_with(
                 .rotate_data_key_audited(practice, resume, batch, Some(&blobs), &mut progress)
                 .await?;
             println!(
-                "practice {practice}: data key version {} active; {} patients, {} notes and {} blobs re-encrypted",
+                "practice {practice}: data key version {} active; {} patients, {} notes, {} perio exams and {} blobs re-encrypted",
                 version.get(),
                 r.patients,
                 r.notes,
+                r.perio_exams,
                 r.blobs
             );
         }
@@ -282,7 +283,10 @@ async fn run_with(
                 println!("practice {practice}: no older data key versions");
             } else {
                 let list: Vec<String> = retired.iter().map(|v| v.get().to_string()).collect();
-                println!("practice {practice}: retired data key versions {}", list.join(", "));
+                println!(
+                    "practice {practice}: retired data key versions {}",
+                    list.join(", ")
+                );
             }
         }
         KeysCommand::RetireKek => {
@@ -291,8 +295,13 @@ async fn run_with(
             keyring
                 .retire_kek_versions_below(current.version)
                 .await
-                .context("cannot retire older KEK versions (finish `keys rotate-kek --resume` first)")?;
-            println!("KEK versions below {} retired; {current} unwraps every data key", current.version);
+                .context(
+                    "cannot retire older KEK versions (finish `keys rotate-kek --resume` first)",
+                )?;
+            println!(
+                "KEK versions below {} retired; {current} unwraps every data key",
+                current.version
+            );
         }
         KeysCommand::Shred { practice, .. } => {
             owner.shred_practice_audited(practice).await?;

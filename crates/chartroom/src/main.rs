@@ -11,6 +11,7 @@ mod backup_cmd;
 mod db;
 mod demo;
 mod keys_cmd;
+mod notes_cmd;
 mod perio_cmd;
 mod serve;
 
@@ -140,6 +141,9 @@ enum Command {
     /// Encryption keys: rotate the KEK or a practice's data key, crypto-shred a practice.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
+    /// Clinical notes: verify every version's hash (integrity).
+    #[command(subcommand)]
+    Notes(notes_cmd::NotesCommand),
     /// Encrypted backups: create, verify and restore one archive of everything.
     #[command(subcommand)]
     Backup(backup_cmd::BackupCommand),
@@ -193,6 +197,7 @@ fn main() -> ExitCode {
             Command::Audit(cmd) => audit_cmd::run(&cli.global, cmd).await,
             Command::Keys(cmd) => keys_cmd::run(&cli.global, cmd).await,
             Command::Backup(cmd) => backup_cmd::run(&cli.global, cmd).await,
+            Command::Notes(cmd) => notes_cmd::run(&cli.global, cmd).await,
             Command::Perio(_) => Ok(()),
         }
     });

@@ -134,7 +134,9 @@ mod tests {
     #[tokio::test]
     async fn round_trip_and_wrong_kek() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let provider = LocalKeyProvider::open(dir.path().join("a")).await.expect("kek");
+        let provider = LocalKeyProvider::open(dir.path().join("a"))
+            .await
+            .expect("kek");
         let (header, key) = ArchiveKey::generate(&provider).await.expect("generate");
         let plain: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let mut sealed = Vec::new();
@@ -149,7 +151,9 @@ mod tests {
         assert_eq!(out, plain);
 
         // Another installation's KEK: a clear error, never garbage.
-        let other = LocalKeyProvider::open(dir.path().join("b")).await.expect("kek");
+        let other = LocalKeyProvider::open(dir.path().join("b"))
+            .await
+            .expect("kek");
         assert!(matches!(
             ArchiveKey::open(&other, &header).await,
             Err(CryptoError::KekUnwrap { .. } | CryptoError::UnknownKek { .. })

@@ -138,7 +138,9 @@ impl PracticeSecretStore for DirSecretStore {
                     Ok(secret)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_secret(&path)?
-                    .ok_or(CryptoError::Internal("a practice secret vanished while created")),
+                    .ok_or(CryptoError::Internal(
+                        "a practice secret vanished while created",
+                    )),
                 Err(e) => Err(e.into()),
             }
         })
@@ -180,10 +182,7 @@ pub(crate) fn apply_mask(
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, MASK_SALT).extract(secret.expose_secret());
     let mask = expand_32(
         &prk,
-        &[
-            practice.as_uuid().as_bytes(),
-            &version.get().to_be_bytes(),
-        ],
+        &[practice.as_uuid().as_bytes(), &version.get().to_be_bytes()],
     )?;
     let mut out = Secret::new([0u8; DEK_LEN]);
     for ((o, m), k) in out
@@ -237,7 +236,8 @@ mod tests {
         assert_ne!(other_version.expose_secret(), masked.expose_secret());
         let other_practice = apply_mask(&s, practice(), DekVersion::FIRST, &k).expect("mask");
         assert_ne!(other_practice.expose_secret(), masked.expose_secret());
-        let other_secret = apply_mask(&Secret::new([8u8; 32]), p, DekVersion::FIRST, &k).expect("m");
+        let other_secret =
+            apply_mask(&Secret::new([8u8; 32]), p, DekVersion::FIRST, &k).expect("m");
         assert_ne!(other_secret.expose_secret(), masked.expose_secret());
     }
 }

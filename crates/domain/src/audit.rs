@@ -60,6 +60,34 @@ actions! {
     NoteList => "note.list",
     /// A clinical note was created.
     NoteCreate => "note.create",
+    /// A draft note was saved (a new version).
+    NoteUpdate => "note.update",
+    /// A note was signed (and locked).
+    NoteSign => "note.sign",
+    /// A signed note was amended (a new signed version; the details say whether it was
+    /// AI-assisted).
+    NoteAmend => "note.amend",
+    /// An addendum was added to a signed note.
+    NoteAddendum => "note.addendum",
+    /// A draft note was deleted (soft).
+    NoteDelete => "note.delete",
+    /// A note's version hashes were verified (the details carry the result).
+    NoteVerify => "note.verify",
+    /// A visit (encounter) was recorded.
+    VisitCreate => "visit.create",
+    /// A patient's visits were listed.
+    VisitList => "visit.list",
+    /// A patient's perio exams were listed (ids and dates, no chart values).
+    PerioExamList => "perio_exam.list",
+    /// A perio exam was created (with its session settings).
+    PerioExamCreate => "perio_exam.create",
+    /// A perio exam's chart and derived values were read.
+    PerioExamRead => "perio_exam.read",
+    /// A perio exam's charting session was acted on: a final, a confirmation, a decline or
+    /// an undo (the details name which, and the outcome status — never values or words).
+    PerioExamUpdate => "perio_exam.update",
+    /// A perio exam was exported as FHIR R4 `Observation` resources.
+    PerioExamExport => "perio_exam.export",
     /// An attempt was refused (wrong role, or not a member of the practice).
     AccessDenied => "access.denied",
     /// The audit log was read (a report).

@@ -77,6 +77,14 @@ id_type!(
     NoteId
 );
 id_type!(
+    /// A visit (encounter): one patient seen by one clinician.
+    VisitId
+);
+id_type!(
+    /// A periodontal exam (one perio charting session of one patient).
+    PerioExamId
+);
+id_type!(
     /// An audit event.
     AuditEventId
 );

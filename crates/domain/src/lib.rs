@@ -26,11 +26,15 @@
 mod audit;
 pub mod clock;
 mod ids;
+pub mod notes;
 mod roles;
 pub mod synthetic;
 pub mod values;
 
 pub use audit::{AuditAction, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use ids::{AppointmentId, AuditEventId, NoteId, PatientId, PracticeId, RequestId, UserId};
+pub use ids::{
+    AppointmentId, AuditEventId, NoteId, PatientId, PerioExamId, PracticeId, RequestId, UserId,
+    VisitId,
+};
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

@@ -55,6 +55,20 @@ pub enum AppError {
     /// 409 `CONFLICT-0001`: the change conflicts with existing data.
     #[error("{0}")]
     Conflict(String),
+    /// 409 `NOTE-0001`: the note is signed and locked; amend it or add an addendum.
+    #[error("{0}")]
+    Locked(&'static str),
+    /// 412 `CONFLICT-0002`: `If-Match` names a version that is no longer current.
+    #[error(
+        "someone changed this since you loaded it: reload, reapply your change, and send the new ETag in If-Match"
+    )]
+    PreconditionFailed,
+    /// 428 `CONFLICT-0003`: this change needs `If-Match` with the version it was made against.
+    #[error("send If-Match with the ETag of the version you edited")]
+    PreconditionRequired,
+    /// 410 `GONE`: the object was deleted (its history stays available to those allowed).
+    #[error("this {0} was deleted")]
+    Gone(&'static str),
     /// 500 `INTERNAL`: logged with its cause; the body says only "internal error".
     #[error("internal error")]
     Internal(String),
@@ -85,7 +99,10 @@ impl AppError {
             AppError::Invalid(_) | AppError::BadJson(_) => StatusCode::BAD_REQUEST,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Conflict(_) | AppError::Locked(_) => StatusCode::CONFLICT,
+            AppError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            AppError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            AppError::Gone(_) => StatusCode::GONE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -109,6 +126,10 @@ impl AppError {
             AppError::TooLarge => "INPUT-0003",
             AppError::UnsupportedMediaType => "INPUT-0004",
             AppError::Conflict(_) => "CONFLICT-0001",
+            AppError::Locked(_) => "NOTE-0001",
+            AppError::PreconditionFailed => "CONFLICT-0002",
+            AppError::PreconditionRequired => "CONFLICT-0003",
+            AppError::Gone(_) => "GONE",
             AppError::Internal(_) => "INTERNAL",
         }
     }

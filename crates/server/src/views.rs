@@ -78,7 +78,9 @@ impl From<store::appointments::Appointment> for AppointmentView {
     }
 }
 
-/// A clinical note.
+/// A clinical note: current content, state, the signature manifestation of the signed
+/// version, and every amendment (with its word-level diff against the signed version) and
+/// addendum.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NoteView {
     /// Id.
@@ -87,10 +89,68 @@ pub struct NoteView {
     pub patient_id: PatientId,
     /// The author.
     pub author_id: UserId,
-    /// The text.
-    pub body: String,
+    /// The template.
+    pub template: domain::notes::Template,
+    /// The visit it documents.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub visit_id: Option<domain::VisitId>,
+    /// `draft`, `signed` or `deleted`.
+    pub status: domain::notes::NoteStatus,
+    /// Whether the signed note has amendments.
+    pub amended: bool,
+    /// The newest version (also the `ETag`).
+    pub version: i32,
+    /// The current content (the newest amendment, else the signed version, else the draft).
+    pub content: domain::notes::NoteContent,
+    /// The signature of the signed version: printed name, credential, date and time with
+    /// zone, meaning.
+    pub signature: Option<domain::notes::Signature>,
+    /// The signed version's number.
+    pub signed_version: Option<i32>,
+    /// The content exactly as signed, when amendments replaced it.
+    pub signed_content: Option<domain::notes::NoteContent>,
+    /// Amendments, oldest first.
+    pub amendments: Vec<AmendmentView>,
+    /// Addenda, oldest first.
+    pub addenda: Vec<AddendumView>,
     /// Created.
     pub created_at: DateTime<Utc>,
+}
+
+/// A signed amendment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AmendmentView {
+    /// Its version.
+    pub version: i32,
+    /// Its author and signer.
+    pub author_id: UserId,
+    /// Why.
+    pub reason: String,
+    /// Whether an AI assistant drafted it.
+    pub ai_assisted: bool,
+    /// The assistant turn it came from.
+    pub assistant_turn_id: Option<uuid::Uuid>,
+    /// Its signature.
+    pub signature: domain::notes::Signature,
+    /// The amended content.
+    pub content: domain::notes::NoteContent,
+    /// Word-level diff against the signed version.
+    pub diff: Vec<domain::notes::DiffOp>,
+}
+
+/// A signed addendum.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddendumView {
+    /// Its version.
+    pub version: i32,
+    /// Its author and signer.
+    pub author_id: UserId,
+    /// Why.
+    pub reason: String,
+    /// The text.
+    pub text: String,
+    /// Its signature.
+    pub signature: domain::notes::Signature,
 }
 
 impl From<store::notes::Note> for NoteView {
@@ -99,7 +159,40 @@ impl From<store::notes::Note> for NoteView {
             note_id: n.note_id,
             patient_id: n.patient_id,
             author_id: n.author_id,
-            body: n.body,
+            template: n.template,
+            visit_id: n.visit_id,
+            status: n.status,
+            amended: !n.amendments.is_empty(),
+            version: n.version,
+            content: n.content,
+            signature: n.signature,
+            signed_version: n.signed_version,
+            signed_content: n.signed_content,
+            amendments: n
+                .amendments
+                .into_iter()
+                .map(|a| AmendmentView {
+                    version: a.version,
+                    author_id: a.author_id,
+                    reason: a.reason,
+                    ai_assisted: a.ai_assisted,
+                    assistant_turn_id: a.assistant_turn_id,
+                    signature: a.signature,
+                    content: a.content,
+                    diff: a.diff,
+                })
+                .collect(),
+            addenda: n
+                .addenda
+                .into_iter()
+                .map(|a| AddendumView {
+                    version: a.version,
+                    author_id: a.author_id,
+                    reason: a.reason,
+                    text: a.text,
+                    signature: a.signature,
+                })
+                .collect(),
             created_at: n.created_at,
         }
     }

@@ -36,7 +36,8 @@ fn row(r: Row) -> Result<BlobRow, StoreError> {
         blob_id: BlobId::from_uuid(r.0),
         object_id: BlobId::from_uuid(r.1),
         dek_version: version,
-        plaintext_len: u64::try_from(r.3).map_err(|_| StoreError::Corrupt("blob_object.plaintext_len"))?,
+        plaintext_len: u64::try_from(r.3)
+            .map_err(|_| StoreError::Corrupt("blob_object.plaintext_len"))?,
     })
 }
 
@@ -119,7 +120,10 @@ impl OwnerStore {
             .bind(practice)
             .bind(r.blob_id.as_uuid())
             .bind(fresh.id.as_uuid())
-            .bind(i32::try_from(fresh.dek_version.get()).map_err(|_| StoreError::Corrupt("dek version"))?)
+            .bind(
+                i32::try_from(fresh.dek_version.get())
+                    .map_err(|_| StoreError::Corrupt("dek version"))?,
+            )
             .bind(len_i64(fresh.stored_len)?)
             .bind(r.object_id.as_uuid())
             .execute(&mut *tx)

@@ -307,6 +307,8 @@ pub struct ResealReport {
     pub notes: u64,
     /// Blobs re-encrypted under the active key (into new objects).
     pub blobs: u64,
+    /// Perio exam sessions re-sealed with the active key.
+    pub perio_exams: u64,
 }
 
 /// Which rows a re-encryption pass takes.
@@ -329,6 +331,16 @@ const PATIENT_TODO: &str =
           or substring(date_of_birth_enc from 2 for 4) <> $2
           or substring(phone_enc from 2 for 4) <> $2
           or substring(email_enc from 2 for 4) <> $2)))";
+/// A perio exam needs work (rotation) when its session ciphertext names another version.
+const PERIO_TODO: &str = "substring(session_enc from 2 for 4) <> $2";
+
+/// (note id, version, content ciphertext, reason ciphertext).
+type VersionCiphertexts = (uuid::Uuid, i32, Vec<u8>, Option<Vec<u8>>);
+
+/// A note version needs work (rotation only: versions never hold plaintext) when a
+/// ciphertext names another data-key version.
+const NOTE_VERSION_TODO: &str = "(substring(content_enc from 2 for 4) <> $2
+      or substring(reason_enc from 2 for 4) <> $2)";
 const NOTE_TODO: &str = "(body is not null
       or ($2::bytea is not null and substring(body_enc from 2 for 4) <> $2))";
 
@@ -495,7 +507,130 @@ impl crate::OwnerStore {
                 break;
             }
         }
+        if let Reseal::NotVersion(v) = which {
+            loop {
+                let n = self.reseal_note_versions(practice, v, batch).await?;
+                report.notes += n;
+                if n > 0 {
+                    progress(practice, report);
+                }
+                if n < u64::try_from(batch).unwrap_or(0) {
+                    break;
+                }
+            }
+            loop {
+                let n = self.reseal_perio_exams(practice, v, batch).await?;
+                report.perio_exams += n;
+                if n > 0 {
+                    progress(practice, report);
+                }
+                if n < u64::try_from(batch).unwrap_or(0) {
+                    break;
+                }
+            }
+        }
         Ok(report)
+    }
+
+    /// One batch of perio exams of `practice` whose session is re-encrypted under `version`.
+    async fn reseal_perio_exams(
+        &self,
+        practice: PracticeId,
+        version: DekVersion,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let keyring = self.keyring()?;
+        let keys = crate::patients::write_keys(keyring, practice).await?;
+        let v = version.get().to_be_bytes().to_vec();
+        let mut tx = self.begin_tenant(practice).await?;
+        let rows: Vec<(uuid::Uuid, Vec<u8>)> = sqlx::query_as(&format!(
+            "select exam_id, session_enc from perio_exam
+              where practice_id = $1 and {PERIO_TODO} order by exam_id limit $3 for update"
+        ))
+        .bind(practice)
+        .bind(&v)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = rows.len() as u64;
+        for (exam, ct) in rows {
+            let ctx = crate::perio::context(practice, &exam);
+            let plain = keyring
+                .decrypt_field(&ctx, &ct)
+                .await
+                .map_err(|e| crypto_error(&e))?;
+            let fresh =
+                crypto::encrypt_field(keys.active(), &ctx, &plain).map_err(|e| crypto_error(&e))?;
+            sqlx::query(
+                "update perio_exam set session_enc = $3 where practice_id = $1 and exam_id = $2",
+            )
+            .bind(practice)
+            .bind(exam)
+            .bind(&fresh)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// One batch of note versions of `practice` re-encrypted under `version` (content and
+    /// reason; the plaintext and hash are unchanged, which the version trigger allows only the
+    /// owner role to do).
+    async fn reseal_note_versions(
+        &self,
+        practice: PracticeId,
+        version: DekVersion,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let keyring = self.keyring()?;
+        let keys = crate::patients::write_keys(keyring, practice).await?;
+        let v = version.get().to_be_bytes().to_vec();
+        let mut tx = self.begin_tenant(practice).await?;
+        let rows: Vec<VersionCiphertexts> = sqlx::query_as(&format!(
+            "select note_id, version, content_enc, reason_enc from clinical_note_version
+              where practice_id = $1 and {NOTE_VERSION_TODO}
+              order by note_id, version limit $3 for update"
+        ))
+        .bind(practice)
+        .bind(&v)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = rows.len() as u64;
+        for (note, number, content, reason) in rows {
+            let row = crate::notes::version_row_id(note, number);
+            let reseal = |column: &'static str, ct: Vec<u8>| {
+                let ctx =
+                    crypto::FieldContext::new(practice, crate::notes::VERSION_TABLE, column, &row);
+                let keys = keys.clone();
+                async move {
+                    let plain = keyring
+                        .decrypt_field(&ctx, &ct)
+                        .await
+                        .map_err(|e| crypto_error(&e))?;
+                    crypto::encrypt_field(keys.active(), &ctx, &plain).map_err(|e| crypto_error(&e))
+                }
+            };
+            let content = reseal("content", content).await?;
+            let reason = match reason {
+                Some(r) => Some(reseal("reason", r).await?),
+                None => None,
+            };
+            sqlx::query(
+                "update clinical_note_version set content_enc = $4, reason_enc = $5
+                  where practice_id = $1 and note_id = $2 and version = $3",
+            )
+            .bind(practice)
+            .bind(note)
+            .bind(number)
+            .bind(&content)
+            .bind(&reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Encrypts every patient and note row that still holds plaintext (rows written before
@@ -649,7 +784,7 @@ impl crate::OwnerStore {
             &mut tx,
             practice,
             "key.reencrypt",
-            serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes, "blobs": report.blobs}),
+            serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes, "blobs": report.blobs, "perio_exams": report.perio_exams}),
         )
         .await?;
         tx.commit().await?;
@@ -694,7 +829,9 @@ impl crate::OwnerStore {
         let mut tx = self.begin_tenant(practice).await?;
         let (left,): (i64,) = sqlx::query_as(&format!(
             "select (select count(*) from patient where practice_id = $1 and {PATIENT_TODO})
-                  + (select count(*) from clinical_note where practice_id = $1 and {NOTE_TODO})"
+                  + (select count(*) from clinical_note where practice_id = $1 and {NOTE_TODO})
+                  + (select count(*) from clinical_note_version where practice_id = $1 and {NOTE_VERSION_TODO})
+                  + (select count(*) from perio_exam where practice_id = $1 and {PERIO_TODO})"
         ))
         .bind(practice)
         .bind(&v)

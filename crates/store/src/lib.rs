@@ -43,6 +43,7 @@ pub mod keys;
 pub mod memberships;
 pub mod notes;
 pub mod patients;
+pub mod perio;
 pub mod practices;
 mod roles_check;
 pub mod seal;

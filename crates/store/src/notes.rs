@@ -1,107 +1,489 @@
-//! Clinical notes, minimal shape (clinician only; enforced by RLS). The clinical-records work
-//! completes the lifecycle (signing, amendments). The caller audits.
+//! Clinical notes with versions, signatures, amendments and addenda
+//! (`migrations/0007_clinical_notes.sql`). Visibility is RLS (`app.clinical_visible`); the
+//! caller audits.
 //!
-//! The body is stored only as a field ciphertext (`body_enc`) bound to (practice,
-//! `clinical_note`, `body`, note id); functions here encrypt on write and decrypt on read.
-//! Notes written before encryption are read from the legacy plaintext column until the
-//! start-up job ([`crate::OwnerStore::encrypt_existing`]) seals them.
+//! - Every save of a draft is a new row in `clinical_note_version`; signing copies the last
+//!   draft into a `signed` version carrying the signature manifestation and locks the note;
+//!   an amendment is a new signed version with a reason (and whether it was AI-assisted); an
+//!   addendum is signed text appended to the note. No version is ever updated.
+//! - Each version stores a SHA-256 over the note's identity, the version, its kind, the signer
+//!   and the exact content ([`domain::notes::content_hash`]); [`verify`] recomputes them.
+//! - Content and reasons are field ciphertexts bound to (practice, `clinical_note_version`,
+//!   column, note id ‖ version). Notes written before versions existed keep their body in
+//!   `clinical_note.body_enc` (version 0) until they are next saved or signed.
+//! - Concurrency: changes name the version they were made against (`If-Match`); the header's
+//!   `current_version` is compared and advanced in one UPDATE, so of two writers exactly one
+//!   wins and the other gets [`Refusal::Stale`].
 
 use chrono::{DateTime, Utc};
 use crypto::{FieldContext, Keyring};
-use domain::{NoteId, PatientId, PracticeId, UserId};
+use domain::notes::{
+    DiffOp, NoteContent, NoteStatus, SIGNATURE_MEANING, Signature, Template, VersionKind,
+    content_hash, word_diff,
+};
+use domain::{NoteId, PatientId, PracticeId, UserId, VisitId};
 use serde::Serialize;
 
 use crate::keys::crypto_error;
 use crate::{StoreError, TenantTx};
 
-/// The table name bound into every note ciphertext.
+/// The legacy table name bound into pre-version note bodies.
 pub const TABLE: &str = "clinical_note";
+/// The table name bound into version ciphertexts.
+pub const VERSION_TABLE: &str = "clinical_note_version";
 
-/// A note row.
+/// The field context of a legacy note body.
+pub(crate) fn body_context(practice: PracticeId, id: &uuid::Uuid) -> FieldContext<'_> {
+    FieldContext::new(practice, TABLE, "body", id.as_bytes())
+}
+
+/// The row id bound into a version's ciphertexts: note id ‖ version (big-endian).
+pub(crate) fn version_row_id(note: uuid::Uuid, version: i32) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    for (d, s) in out
+        .iter_mut()
+        .zip(note.as_bytes().iter().chain(version.to_be_bytes().iter()))
+    {
+        *d = *s;
+    }
+    out
+}
+
+/// Why a note change was refused (the API maps each to a status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such note here (or not visible).
+    NotFound,
+    /// The note was deleted (410).
+    Deleted,
+    /// The change was made against an older version (412).
+    Stale,
+    /// Not allowed in the note's state (409): signed notes are locked; drafts have no
+    /// amendments.
+    Locked,
+    /// Nothing to sign (409).
+    Empty,
+}
+
+/// A signed amendment, as listed on its note.
+#[derive(Debug, Clone, Serialize)]
+pub struct Amendment {
+    /// Its version number.
+    pub version: i32,
+    /// Its author (the signer).
+    pub author_id: UserId,
+    /// Why.
+    pub reason: String,
+    /// Whether an AI assistant drafted it.
+    pub ai_assisted: bool,
+    /// The assistant turn it came from.
+    pub assistant_turn_id: Option<uuid::Uuid>,
+    /// The signature.
+    pub signature: Signature,
+    /// The amended content.
+    pub content: NoteContent,
+    /// Word-level diff against the signed version.
+    pub diff: Vec<DiffOp>,
+}
+
+/// A signed addendum.
+#[derive(Debug, Clone, Serialize)]
+pub struct Addendum {
+    /// Its version number.
+    pub version: i32,
+    /// Its author (the signer).
+    pub author_id: UserId,
+    /// Why.
+    pub reason: String,
+    /// The appended text.
+    pub text: String,
+    /// The signature.
+    pub signature: Signature,
+}
+
+/// A note as read: its current content, state, signature and every amendment and addendum.
 #[derive(Debug, Clone, Serialize)]
 pub struct Note {
     /// Id.
     pub note_id: NoteId,
     /// The patient.
     pub patient_id: PatientId,
-    /// The author (always the signed-in clinician who wrote it).
+    /// The author (always the clinician who created it).
     pub author_id: UserId,
-    /// The text.
-    pub body: String,
+    /// Template.
+    pub template: Template,
+    /// The visit it documents.
+    pub visit_id: Option<VisitId>,
+    /// State.
+    pub status: NoteStatus,
+    /// The newest version (the `ETag`).
+    pub version: i32,
+    /// The current content: the newest amendment, else the signed version, else the last
+    /// draft.
+    pub content: NoteContent,
+    /// The signature of the signed version.
+    pub signature: Option<Signature>,
+    /// The signed version's number.
+    pub signed_version: Option<i32>,
+    /// The content as signed (unchanged by amendments), when amended.
+    pub signed_content: Option<NoteContent>,
+    /// Amendments, oldest first.
+    pub amendments: Vec<Amendment>,
+    /// Addenda, oldest first.
+    pub addenda: Vec<Addendum>,
     /// Created.
     pub created_at: DateTime<Utc>,
 }
 
+/// One version as stored (for history and verification).
+#[derive(Debug, Clone, Serialize)]
+pub struct Version {
+    /// Number.
+    pub version: i32,
+    /// Kind.
+    pub kind: VersionKind,
+    /// Author.
+    pub author_id: UserId,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// Content (an addendum's text is in `subjective`).
+    pub content: NoteContent,
+    /// Reason (amendments, addenda).
+    pub reason: Option<String>,
+    /// AI-assisted.
+    pub ai_assisted: bool,
+    /// The assistant turn it came from.
+    pub assistant_turn_id: Option<uuid::Uuid>,
+    /// Signature (all but drafts).
+    pub signature: Option<Signature>,
+    /// Whether the stored hash matches the content.
+    pub hash_ok: bool,
+}
+
+/// What the signer is, read from their account.
+#[derive(Debug, Clone)]
+struct Signer {
+    name: String,
+    credential: Option<String>,
+}
+
 #[derive(sqlx::FromRow)]
-struct Row {
+struct Header {
     note_id: NoteId,
     patient_id: PatientId,
     author_id: UserId,
+    template: String,
+    visit_id: Option<VisitId>,
+    status: String,
+    current_version: i32,
+    signed_version: Option<i32>,
     body: Option<String>,
     body_enc: Option<Vec<u8>>,
     created_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "note_id, patient_id, author_id, body, body_enc, created_at";
+const HEADER: &str = "note_id, patient_id, author_id, template, visit_id, status, current_version,
+    signed_version, body, body_enc, created_at, deleted_at";
 
-/// The field context of a note body.
-pub(crate) fn body_context(practice: PracticeId, id: &uuid::Uuid) -> FieldContext<'_> {
-    FieldContext::new(practice, TABLE, "body", id.as_bytes())
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    version: i32,
+    kind: String,
+    author_id: UserId,
+    created_at: DateTime<Utc>,
+    content_enc: Vec<u8>,
+    content_sha256: Vec<u8>,
+    reason_enc: Option<Vec<u8>>,
+    ai_assisted: bool,
+    assistant_turn_id: Option<uuid::Uuid>,
+    signer_name: Option<String>,
+    signer_credential: Option<String>,
+    signed_at: Option<DateTime<Utc>>,
+    signed_tz: Option<String>,
+    signature_meaning: Option<String>,
 }
 
-impl Row {
-    async fn open(self, keyring: &Keyring, practice: PracticeId) -> Result<Note, StoreError> {
-        let body = match (self.body_enc, self.body) {
-            (Some(ct), _) => {
-                let id = self.note_id.as_uuid();
-                let pt = keyring
-                    .decrypt_field(&body_context(practice, &id), &ct)
-                    .await
-                    .map_err(|e| crypto_error(&e))?;
-                String::from_utf8(pt)
-                    .map_err(|_| StoreError::Corrupt("an encrypted note body is not UTF-8"))?
+const VERSION: &str = "version, kind, author_id, created_at, content_enc, content_sha256, reason_enc,
+    ai_assisted, assistant_turn_id, signer_name, signer_credential, signed_at, signed_tz, signature_meaning";
+
+impl Header {
+    fn status(&self) -> NoteStatus {
+        if self.deleted_at.is_some() {
+            NoteStatus::Deleted
+        } else if self.status == "signed" {
+            NoteStatus::Signed
+        } else {
+            NoteStatus::Draft
+        }
+    }
+
+    fn template(&self) -> Result<Template, StoreError> {
+        Template::parse(&self.template).ok_or(StoreError::Corrupt("clinical_note.template"))
+    }
+}
+
+async fn decrypt(
+    keyring: &Keyring,
+    practice: PracticeId,
+    note: uuid::Uuid,
+    version: i32,
+    column: &'static str,
+    ct: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let row = version_row_id(note, version);
+    keyring
+        .decrypt_field(
+            &FieldContext::new(practice, VERSION_TABLE, column, &row),
+            ct,
+        )
+        .await
+        .map_err(|e| crypto_error(&e))
+}
+
+fn text(bytes: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(bytes).map_err(|_| StoreError::Corrupt("a note text is not UTF-8"))
+}
+
+impl VersionRow {
+    fn kind(&self) -> Result<VersionKind, StoreError> {
+        VersionKind::parse(&self.kind).ok_or(StoreError::Corrupt("clinical_note_version.kind"))
+    }
+
+    fn signature(&self) -> Option<Signature> {
+        Some(Signature {
+            signer_id: self.author_id.as_uuid(),
+            printed_name: self.signer_name.clone()?,
+            credential: self.signer_credential.clone(),
+            signed_at: self.signed_at?,
+            time_zone: self.signed_tz.clone()?,
+            meaning: self.signature_meaning.clone()?,
+        })
+    }
+
+    async fn open(
+        self,
+        keyring: &Keyring,
+        practice: PracticeId,
+        note: uuid::Uuid,
+    ) -> Result<Version, StoreError> {
+        let kind = self.kind()?;
+        let plain = decrypt(
+            keyring,
+            practice,
+            note,
+            self.version,
+            "content",
+            &self.content_enc,
+        )
+        .await?;
+        let signature = self.signature();
+        let expect = content_hash(
+            practice.as_uuid(),
+            note,
+            self.version,
+            kind,
+            signature.as_ref(),
+            &plain,
+        );
+        let hash_ok = expect.as_slice() == self.content_sha256.as_slice();
+        let content = if kind == VersionKind::Addendum {
+            NoteContent {
+                subjective: text(plain)?,
+                ..NoteContent::default()
             }
-            (None, Some(b)) => b,
-            (None, None) => return Err(StoreError::Corrupt("note without a body")),
+        } else {
+            NoteContent::from_canonical(&plain)
+                .map_err(|_| StoreError::Corrupt("a note version's content is malformed"))?
         };
-        Ok(Note {
-            note_id: self.note_id,
-            patient_id: self.patient_id,
+        let reason = match &self.reason_enc {
+            Some(ct) => Some(text(
+                decrypt(keyring, practice, note, self.version, "reason", ct).await?,
+            )?),
+            None => None,
+        };
+        Ok(Version {
+            version: self.version,
+            kind,
             author_id: self.author_id,
-            body,
             created_at: self.created_at,
+            content,
+            reason,
+            ai_assisted: self.ai_assisted,
+            assistant_turn_id: self.assistant_turn_id,
+            signature,
+            hash_ok,
         })
     }
 }
 
-/// Reads and decrypts one note.
+async fn header(tx: &mut TenantTx, id: NoteId, lock: bool) -> Result<Option<Header>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "select {HEADER} from clinical_note where practice_id = $1 and note_id = $2{}",
+        if lock { " for update" } else { "" }
+    ))
+    .bind(tx.practice())
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?)
+}
+
+async fn versions(
+    tx: &mut TenantTx,
+    id: NoteId,
+    which: &str,
+) -> Result<Vec<VersionRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "select {VERSION} from clinical_note_version
+          where practice_id = $1 and note_id = $2 and ({which}) order by version"
+    ))
+    .bind(tx.practice())
+    .bind(id)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// The content of a legacy (version 0) note: its old body as the subjective section.
+async fn legacy_content(
+    keyring: &Keyring,
+    practice: PracticeId,
+    h: &Header,
+) -> Result<NoteContent, StoreError> {
+    let body = match (&h.body_enc, &h.body) {
+        (Some(ct), _) => text(
+            keyring
+                .decrypt_field(&body_context(practice, &h.note_id.as_uuid()), ct)
+                .await
+                .map_err(|e| crypto_error(&e))?,
+        )?,
+        (None, Some(b)) => b.clone(),
+        (None, None) => String::new(),
+    };
+    Ok(NoteContent {
+        subjective: body,
+        ..NoteContent::default()
+    })
+}
+
+async fn assemble(tx: &mut TenantTx, keyring: &Keyring, h: Header) -> Result<Note, StoreError> {
+    let practice = tx.practice();
+    let uuid = h.note_id.as_uuid();
+    let rows = versions(
+        tx,
+        h.note_id,
+        &format!("kind <> 'draft' or version = {}", h.current_version),
+    )
+    .await?;
+    let mut opened = Vec::with_capacity(rows.len());
+    for r in rows {
+        opened.push(r.open(keyring, practice, uuid).await?);
+    }
+    let signed = opened
+        .iter()
+        .find(|v| v.kind == VersionKind::Signed)
+        .cloned();
+    let signed_text = signed.as_ref().map(|s| s.content.render_text());
+    let mut amendments: Vec<Amendment> = Vec::new();
+    let mut addenda = Vec::new();
+    let mut current = None;
+    for v in &opened {
+        match v.kind {
+            VersionKind::Amendment => {
+                let diff = word_diff(
+                    signed_text.as_deref().unwrap_or_default(),
+                    &v.content.render_text(),
+                );
+                let signature = v
+                    .signature
+                    .clone()
+                    .ok_or(StoreError::Corrupt("an amendment without a signature"))?;
+                amendments.push(Amendment {
+                    version: v.version,
+                    author_id: v.author_id,
+                    reason: v.reason.clone().unwrap_or_default(),
+                    ai_assisted: v.ai_assisted,
+                    assistant_turn_id: v.assistant_turn_id,
+                    signature,
+                    content: v.content.clone(),
+                    diff,
+                });
+                current = Some(v.content.clone());
+            }
+            VersionKind::Addendum => addenda.push(Addendum {
+                version: v.version,
+                author_id: v.author_id,
+                reason: v.reason.clone().unwrap_or_default(),
+                text: v.content.subjective.clone(),
+                signature: v
+                    .signature
+                    .clone()
+                    .ok_or(StoreError::Corrupt("an addendum without a signature"))?,
+            }),
+            VersionKind::Signed => {
+                if current.is_none() {
+                    current = Some(v.content.clone());
+                }
+            }
+            VersionKind::Draft => {
+                if signed.is_none() {
+                    current = Some(v.content.clone());
+                }
+            }
+        }
+    }
+    let content = match current {
+        Some(c) => c,
+        None => legacy_content(keyring, practice, &h).await?,
+    };
+    Ok(Note {
+        note_id: h.note_id,
+        patient_id: h.patient_id,
+        author_id: h.author_id,
+        template: h.template()?,
+        visit_id: h.visit_id,
+        status: h.status(),
+        version: h.current_version,
+        signed_content: if amendments.is_empty() {
+            None
+        } else {
+            signed.as_ref().map(|s| s.content.clone())
+        },
+        content,
+        signature: signed.as_ref().and_then(|s| s.signature.clone()),
+        signed_version: h.signed_version,
+        amendments,
+        addenda,
+        created_at: h.created_at,
+    })
+}
+
+/// Whether a note is visible here.
+pub async fn exists(tx: &mut TenantTx, id: NoteId) -> Result<bool, StoreError> {
+    Ok(header(tx, id, false).await?.is_some())
+}
+
+/// Reads one note (deleted ones too: the caller answers 410 for [`NoteStatus::Deleted`]).
 pub async fn get(
     tx: &mut TenantTx,
     keyring: &Keyring,
     id: NoteId,
 ) -> Result<Option<Note>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from clinical_note where practice_id = $1 and note_id = $2"
-    ))
-    .bind(tx.practice())
-    .bind(id)
-    .fetch_optional(tx.conn())
-    .await?;
-    match row {
-        Some(r) => Ok(Some(r.open(keyring, tx.practice()).await?)),
+    match header(tx, id, false).await? {
+        Some(h) => Ok(Some(assemble(tx, keyring, h).await?)),
         None => Ok(None),
     }
 }
 
-/// Lists and decrypts a patient's notes, newest first, at most `limit` ≤ 100.
+/// A patient's notes (not deleted), newest first, at most `limit` ≤ 100.
 pub async fn list_for_patient(
     tx: &mut TenantTx,
     keyring: &Keyring,
     patient: PatientId,
     limit: i64,
 ) -> Result<Vec<Note>, StoreError> {
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from clinical_note where practice_id = $1 and patient_id = $2
+    let heads: Vec<Header> = sqlx::query_as(&format!(
+        "select {HEADER} from clinical_note
+          where practice_id = $1 and patient_id = $2 and deleted_at is null
           order by created_at desc, note_id desc limit $3"
     ))
     .bind(tx.practice())
@@ -109,49 +491,742 @@ pub async fn list_for_patient(
     .bind(limit.clamp(1, 100))
     .fetch_all(tx.conn())
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(r.open(keyring, tx.practice()).await?);
+    let mut out = Vec::with_capacity(heads.len());
+    for h in heads {
+        out.push(assemble(tx, keyring, h).await?);
     }
     Ok(out)
 }
 
-/// Creates a note authored by the transaction's actor (body encrypted).
+/// Every version of a note (history), oldest first, each with its hash checked.
+pub async fn history(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    id: NoteId,
+) -> Result<Option<Vec<Version>>, StoreError> {
+    if header(tx, id, false).await?.is_none() {
+        return Ok(None);
+    }
+    let practice = tx.practice();
+    let rows = versions(tx, id, "true").await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(r.open(keyring, practice, id.as_uuid()).await?);
+    }
+    Ok(Some(out))
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// Versions checked.
+    pub versions: usize,
+    /// Versions whose content no longer matches their hash (or does not decrypt).
+    pub mismatched: Vec<i32>,
+}
+
+/// Recomputes every version's hash (INT-01). A version whose ciphertext no longer decrypts
+/// counts as mismatched.
+pub async fn verify(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    id: NoteId,
+) -> Result<Option<Verification>, StoreError> {
+    if header(tx, id, false).await?.is_none() {
+        return Ok(None);
+    }
+    let practice = tx.practice();
+    let rows = versions(tx, id, "true").await?;
+    let mut v = Verification {
+        versions: rows.len(),
+        mismatched: Vec::new(),
+    };
+    for r in rows {
+        let n = r.version;
+        match r.open(keyring, practice, id.as_uuid()).await {
+            Ok(opened) if opened.hash_ok => {}
+            Ok(_) | Err(StoreError::Corrupt(_)) => v.mismatched.push(n),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(v))
+}
+
+struct NewVersion<'a> {
+    kind: VersionKind,
+    canonical: Vec<u8>,
+    reason: Option<&'a str>,
+    ai_assisted: bool,
+    assistant_turn_id: Option<uuid::Uuid>,
+    signature: Option<Signature>,
+}
+
+async fn insert_version(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    note: NoteId,
+    version: i32,
+    v: NewVersion<'_>,
+) -> Result<(), StoreError> {
+    let practice = tx.practice();
+    let keys = crate::patients::write_keys(keyring, practice).await?;
+    let row = version_row_id(note.as_uuid(), version);
+    let content_enc = crypto::encrypt_field(
+        keys.active(),
+        &FieldContext::new(practice, VERSION_TABLE, "content", &row),
+        &v.canonical,
+    )
+    .map_err(|e| crypto_error(&e))?;
+    let reason_enc = match v.reason {
+        Some(r) => Some(
+            crypto::encrypt_field(
+                keys.active(),
+                &FieldContext::new(practice, VERSION_TABLE, "reason", &row),
+                r.as_bytes(),
+            )
+            .map_err(|e| crypto_error(&e))?,
+        ),
+        None => None,
+    };
+    let hash = content_hash(
+        practice.as_uuid(),
+        note.as_uuid(),
+        version,
+        v.kind,
+        v.signature.as_ref(),
+        &v.canonical,
+    );
+    let now = tx.now();
+    let actor = tx.actor();
+    let s = v.signature.as_ref();
+    sqlx::query(
+        "insert into clinical_note_version (practice_id, note_id, version, kind, author_id, created_at,
+            content_enc, content_sha256, reason_enc, ai_assisted, assistant_turn_id, signer_name,
+            signer_credential, signed_at, signed_tz, signature_meaning)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    )
+    .bind(practice)
+    .bind(note)
+    .bind(version)
+    .bind(v.kind.as_str())
+    .bind(actor)
+    .bind(now)
+    .bind(&content_enc)
+    .bind(hash.as_slice())
+    .bind(&reason_enc)
+    .bind(v.ai_assisted)
+    .bind(v.assistant_turn_id)
+    .bind(s.map(|s| s.printed_name.clone()))
+    .bind(s.and_then(|s| s.credential.clone()))
+    .bind(s.map(|s| s.signed_at))
+    .bind(s.map(|s| s.time_zone.clone()))
+    .bind(s.map(|s| s.meaning.clone()))
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Creates a draft note (version 1) authored by the transaction's actor.
 pub async fn create(
     tx: &mut TenantTx,
     keyring: &Keyring,
     patient: PatientId,
-    body: &str,
+    template: Template,
+    visit: Option<VisitId>,
+    content: &NoteContent,
 ) -> Result<Note, StoreError> {
     let now = tx.now();
-    let author = tx.actor();
-    let practice = tx.practice();
     let id = NoteId::new();
-    let keys = crate::patients::write_keys(keyring, practice).await?;
-    let uuid = id.as_uuid();
-    let ct = crypto::encrypt_field(
-        keys.active(),
-        &body_context(practice, &uuid),
-        body.as_bytes(),
-    )
-    .map_err(|e| crypto_error(&e))?;
     sqlx::query(
-        "insert into clinical_note (practice_id, note_id, patient_id, author_id, body_enc, created_at)
-         values ($1, $2, $3, $4, $5, $6)",
+        "insert into clinical_note (practice_id, note_id, patient_id, author_id, created_at, updated_at,
+            template, visit_id, status, current_version)
+         values ($1, $2, $3, $4, $5, $5, $6, $7, 'draft', 1)",
     )
-    .bind(practice)
+    .bind(tx.practice())
     .bind(id)
     .bind(patient)
-    .bind(author)
-    .bind(&ct)
+    .bind(tx.actor())
+    .bind(now)
+    .bind(template.as_str())
+    .bind(visit)
+    .execute(tx.conn())
+    .await?;
+    insert_version(
+        tx,
+        keyring,
+        id,
+        1,
+        NewVersion {
+            kind: VersionKind::Draft,
+            canonical: content.canonical(),
+            reason: None,
+            ai_assisted: false,
+            assistant_turn_id: None,
+            signature: None,
+        },
+    )
+    .await?;
+    get(tx, keyring, id)
+        .await?
+        .ok_or(StoreError::Corrupt("a note vanished after insert"))
+}
+
+/// Locks the header and checks state and version; returns it for the change.
+async fn for_change(
+    tx: &mut TenantTx,
+    id: NoteId,
+    expected: Option<i32>,
+    action: domain::notes::NoteAction,
+) -> Result<Result<Header, Refusal>, StoreError> {
+    let Some(h) = header(tx, id, true).await? else {
+        return Ok(Err(Refusal::NotFound));
+    };
+    let status = h.status();
+    if status == NoteStatus::Deleted {
+        return Ok(Err(Refusal::Deleted));
+    }
+    if !status.allows(action) {
+        return Ok(Err(Refusal::Locked));
+    }
+    if expected.is_some_and(|e| e != h.current_version) {
+        return Ok(Err(Refusal::Stale));
+    }
+    Ok(Ok(h))
+}
+
+async fn advance(
+    tx: &mut TenantTx,
+    id: NoteId,
+    to: i32,
+    sign: Option<i32>,
+) -> Result<(), StoreError> {
+    let now = tx.now();
+    sqlx::query(
+        "update clinical_note set current_version = $3, updated_at = $4,
+                status = case when $5::int4 is null then status else 'signed' end,
+                signed_version = coalesce($5, signed_version)
+          where practice_id = $1 and note_id = $2",
+    )
+    .bind(tx.practice())
+    .bind(id)
+    .bind(to)
+    .bind(now)
+    .bind(sign)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Saves a new draft version. `expected`: the version the client edited (`If-Match`).
+pub async fn save_draft(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    id: NoteId,
+    expected: Option<i32>,
+    content: &NoteContent,
+) -> Result<Result<Note, Refusal>, StoreError> {
+    let h = match for_change(tx, id, expected, domain::notes::NoteAction::Save).await? {
+        Ok(h) => h,
+        Err(r) => return Ok(Err(r)),
+    };
+    content
+        .validate(h.template()?)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let next = h.current_version + 1;
+    insert_version(
+        tx,
+        keyring,
+        id,
+        next,
+        NewVersion {
+            kind: VersionKind::Draft,
+            canonical: content.canonical(),
+            reason: None,
+            ai_assisted: false,
+            assistant_turn_id: None,
+            signature: None,
+        },
+    )
+    .await?;
+    advance(tx, id, next, None).await?;
+    Ok(Ok(assemble_id(tx, keyring, id).await?))
+}
+
+async fn assemble_id(tx: &mut TenantTx, keyring: &Keyring, id: NoteId) -> Result<Note, StoreError> {
+    get(tx, keyring, id)
+        .await?
+        .ok_or(StoreError::Corrupt("a note vanished during a change"))
+}
+
+async fn signer(tx: &mut TenantTx) -> Result<Signer, StoreError> {
+    let row: Option<(String, Option<String>)> =
+        sqlx::query_as("select display_name, credential from app_user where user_id = $1")
+            .bind(tx.actor())
+            .fetch_optional(tx.conn())
+            .await?;
+    let (name, credential) =
+        row.ok_or(StoreError::Corrupt("the signer's account is not readable"))?;
+    Ok(Signer { name, credential })
+}
+
+async fn signature(tx: &mut TenantTx) -> Result<Signature, StoreError> {
+    let s = signer(tx).await?;
+    // Microsecond precision: what PostgreSQL stores, so the hash recomputes exactly.
+    let now = tx.now();
+    let signed_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+    Ok(Signature {
+        signer_id: tx.actor().as_uuid(),
+        printed_name: s.name,
+        credential: s.credential,
+        signed_at,
+        time_zone: "UTC".to_owned(),
+        meaning: SIGNATURE_MEANING.to_owned(),
+    })
+}
+
+/// Signs the note as the transaction's actor (the caller checked step-up): the last draft is
+/// copied into a signed version and the note locks.
+pub async fn sign(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    id: NoteId,
+    expected: Option<i32>,
+) -> Result<Result<Note, Refusal>, StoreError> {
+    let h = match for_change(tx, id, expected, domain::notes::NoteAction::Sign).await? {
+        Ok(h) => h,
+        Err(r) => return Ok(Err(r)),
+    };
+    let practice = tx.practice();
+    let content = if h.current_version == 0 {
+        legacy_content(keyring, practice, &h).await?
+    } else {
+        let rows = versions(tx, id, &format!("version = {}", h.current_version)).await?;
+        let row = rows
+            .into_iter()
+            .next()
+            .ok_or(StoreError::Corrupt("a note's current version is missing"))?;
+        row.open(keyring, practice, id.as_uuid()).await?.content
+    };
+    if content.is_empty() {
+        return Ok(Err(Refusal::Empty));
+    }
+    let next = h.current_version + 1;
+    let sig = signature(tx).await?;
+    insert_version(
+        tx,
+        keyring,
+        id,
+        next,
+        NewVersion {
+            kind: VersionKind::Signed,
+            canonical: content.canonical(),
+            reason: None,
+            ai_assisted: false,
+            assistant_turn_id: None,
+            signature: Some(sig),
+        },
+    )
+    .await?;
+    advance(tx, id, next, Some(next)).await?;
+    Ok(Ok(assemble_id(tx, keyring, id).await?))
+}
+
+/// An amendment's inputs.
+#[derive(Debug, Clone)]
+pub struct AmendmentInput<'a> {
+    /// The new content.
+    pub content: &'a NoteContent,
+    /// Why.
+    pub reason: &'a str,
+    /// Whether an AI assistant drafted it.
+    pub ai_assisted: bool,
+    /// The assistant turn it came from (required when AI-assisted).
+    pub assistant_turn_id: Option<uuid::Uuid>,
+}
+
+/// Amends a signed note as the transaction's actor (the caller checked step-up).
+pub async fn amend(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    id: NoteId,
+    expected: Option<i32>,
+    a: &AmendmentInput<'_>,
+) -> Result<Result<Note, Refusal>, StoreError> {
+    let h = match for_change(tx, id, expected, domain::notes::NoteAction::Amend).await? {
+        Ok(h) => h,
+        Err(r) => return Ok(Err(r)),
+    };
+    a.content
+        .validate(h.template()?)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    if a.content.is_empty() {
+        return Ok(Err(Refusal::Empty));
+    }
+    let next = h.current_version + 1;
+    let sig = signature(tx).await?;
+    insert_version(
+        tx,
+        keyring,
+        id,
+        next,
+        NewVersion {
+            kind: VersionKind::Amendment,
+            canonical: a.content.canonical(),
+            reason: Some(a.reason),
+            ai_assisted: a.ai_assisted,
+            assistant_turn_id: a.assistant_turn_id,
+            signature: Some(sig),
+        },
+    )
+    .await?;
+    advance(tx, id, next, None).await?;
+    Ok(Ok(assemble_id(tx, keyring, id).await?))
+}
+
+/// Adds a signed addendum to a signed note (the caller checked step-up).
+pub async fn add_addendum(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    id: NoteId,
+    expected: Option<i32>,
+    text: &str,
+    reason: &str,
+) -> Result<Result<Note, Refusal>, StoreError> {
+    let h = match for_change(tx, id, expected, domain::notes::NoteAction::Addendum).await? {
+        Ok(h) => h,
+        Err(r) => return Ok(Err(r)),
+    };
+    let next = h.current_version + 1;
+    let sig = signature(tx).await?;
+    insert_version(
+        tx,
+        keyring,
+        id,
+        next,
+        NewVersion {
+            kind: VersionKind::Addendum,
+            canonical: text.as_bytes().to_vec(),
+            reason: Some(reason),
+            ai_assisted: false,
+            assistant_turn_id: None,
+            signature: Some(sig),
+        },
+    )
+    .await?;
+    advance(tx, id, next, None).await?;
+    Ok(Ok(assemble_id(tx, keyring, id).await?))
+}
+
+/// Soft-deletes a draft. Signed notes are refused ([`Refusal::Locked`]).
+pub async fn delete(
+    tx: &mut TenantTx,
+    id: NoteId,
+    expected: Option<i32>,
+) -> Result<Result<PatientId, Refusal>, StoreError> {
+    let h = match for_change(tx, id, expected, domain::notes::NoteAction::Delete).await? {
+        Ok(h) => h,
+        Err(r) => return Ok(Err(r)),
+    };
+    let now = tx.now();
+    sqlx::query("update clinical_note set deleted_at = $3, updated_at = $3 where practice_id = $1 and note_id = $2")
+        .bind(tx.practice())
+        .bind(id)
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    Ok(Ok(h.patient_id))
+}
+
+/// A visit (encounter).
+#[derive(Debug, Clone, Serialize)]
+pub struct Visit {
+    /// Id.
+    pub visit_id: VisitId,
+    /// Patient.
+    pub patient_id: PatientId,
+    /// The clinician who saw the patient.
+    pub clinician_id: UserId,
+    /// The appointment it came from.
+    pub appointment_id: Option<domain::AppointmentId>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// Records a visit.
+pub async fn create_visit(
+    tx: &mut TenantTx,
+    patient: PatientId,
+    clinician: UserId,
+    appointment: Option<domain::AppointmentId>,
+    started_at: DateTime<Utc>,
+) -> Result<Visit, StoreError> {
+    let id = VisitId::new();
+    let now = tx.now();
+    sqlx::query(
+        "insert into visit (practice_id, visit_id, patient_id, clinician_id, appointment_id, started_at, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(tx.practice())
+    .bind(id)
+    .bind(patient)
+    .bind(clinician)
+    .bind(appointment)
+    .bind(started_at)
     .bind(now)
     .execute(tx.conn())
     .await?;
-    Ok(Note {
-        note_id: id,
+    Ok(Visit {
+        visit_id: id,
         patient_id: patient,
-        author_id: author,
-        body: body.to_owned(),
-        created_at: now,
+        clinician_id: clinician,
+        appointment_id: appointment,
+        started_at,
     })
+}
+
+type VisitRow = (
+    VisitId,
+    PatientId,
+    UserId,
+    Option<domain::AppointmentId>,
+    DateTime<Utc>,
+);
+
+/// A patient's visits, newest first (at most 100).
+pub async fn list_visits(tx: &mut TenantTx, patient: PatientId) -> Result<Vec<Visit>, StoreError> {
+    let rows: Vec<VisitRow> = sqlx::query_as(
+        "select visit_id, patient_id, clinician_id, appointment_id, started_at from visit
+              where practice_id = $1 and patient_id = $2 order by started_at desc limit 100",
+    )
+    .bind(tx.practice())
+    .bind(patient)
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Visit {
+            visit_id: r.0,
+            patient_id: r.1,
+            clinician_id: r.2,
+            appointment_id: r.3,
+            started_at: r.4,
+        })
+        .collect())
+}
+
+/// Whether a visit of this patient exists (visible).
+pub async fn visit_of(
+    tx: &mut TenantTx,
+    visit: VisitId,
+    patient: PatientId,
+) -> Result<bool, StoreError> {
+    let r: Option<(i32,)> = sqlx::query_as(
+        "select 1 from visit where practice_id = $1 and visit_id = $2 and patient_id = $3",
+    )
+    .bind(tx.practice())
+    .bind(visit)
+    .bind(patient)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(r.is_some())
+}
+
+/// What [`crate::OwnerStore::verify_notes`] found in one practice.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PracticeVerification {
+    /// Notes checked.
+    pub notes: usize,
+    /// Versions checked.
+    pub versions: usize,
+    /// Notes with versions whose content no longer matches their hash (or no longer
+    /// decrypts), with those version numbers.
+    pub mismatched: Vec<(NoteId, Vec<i32>)>,
+}
+
+impl crate::OwnerStore {
+    /// `chartroom notes verify`: recomputes the hash of every version of every note of
+    /// `practice` (INT-01), as the owner role, in pages.
+    pub async fn verify_notes(
+        &self,
+        practice: PracticeId,
+    ) -> Result<PracticeVerification, StoreError> {
+        let keyring = self.keyring()?;
+        let mut out = PracticeVerification::default();
+        let mut after = uuid::Uuid::nil();
+        loop {
+            let mut tx = self.begin_tenant(practice).await?;
+            let ids: Vec<(uuid::Uuid,)> = sqlx::query_as(
+                "select note_id from clinical_note where practice_id = $1 and note_id > $2
+                  order by note_id limit 200",
+            )
+            .bind(practice)
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(last) = ids.last() else {
+                tx.commit().await?;
+                break;
+            };
+            after = last.0;
+            for (note,) in ids {
+                out.notes += 1;
+                let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+                    "select {VERSION} from clinical_note_version
+                      where practice_id = $1 and note_id = $2 order by version"
+                ))
+                .bind(practice)
+                .bind(note)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut bad = Vec::new();
+                for r in rows {
+                    out.versions += 1;
+                    let n = r.version;
+                    match r.open(keyring, practice, note).await {
+                        Ok(v) if v.hash_ok => {}
+                        Ok(_) | Err(StoreError::Corrupt(_)) => bad.push(n),
+                        Err(e) => return Err(e),
+                    }
+                }
+                if !bad.is_empty() {
+                    out.mismatched.push((NoteId::from_uuid(note), bad));
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(out)
+    }
+}
+
+impl crate::Store {
+    /// Benchmark only: one draft save of `note` as `actor`. `full`: the real path (encrypt,
+    /// hash, version row, header advance, audit event, commit). Otherwise the same statements
+    /// with the content stored as plaintext bytes and no audit event — the baseline the
+    /// encryption and audit costs are measured against.
+    pub async fn bench_note_save(
+        &self,
+        practice: PracticeId,
+        actor: UserId,
+        note: NoteId,
+        content: &NoteContent,
+        full: bool,
+    ) -> Result<bool, StoreError> {
+        let mut tx =
+            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+                .await?;
+        if full {
+            let keyring = self.keyring()?;
+            let Ok(n) = save_draft(&mut tx, keyring, note, None, content).await? else {
+                return Ok(false);
+            };
+            tx.audit_details(
+                domain::AuditAction::NoteUpdate,
+                Some(n.patient_id),
+                Some(("note", note.as_uuid())),
+                Some(serde_json::json!({ "version": n.version })),
+            )
+            .await?;
+        } else {
+            let Some(h) = header(&mut tx, note, true).await? else {
+                return Ok(false);
+            };
+            let next = h.current_version + 1;
+            let canonical = content.canonical();
+            let hash = content_hash(
+                practice.as_uuid(),
+                note.as_uuid(),
+                next,
+                VersionKind::Draft,
+                None,
+                &canonical,
+            );
+            let now = tx.now();
+            sqlx::query(
+                "insert into clinical_note_version (practice_id, note_id, version, kind, author_id, created_at,
+                    content_enc, content_sha256)
+                 values ($1, $2, $3, 'draft', $4, $5, $6, $7)",
+            )
+            .bind(practice)
+            .bind(note)
+            .bind(next)
+            .bind(actor)
+            .bind(now)
+            .bind(&canonical)
+            .bind(hash.as_slice())
+            .execute(tx.conn())
+            .await?;
+            advance(&mut tx, note, next, None).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Benchmark only: one read of `note` as `actor`. `full`: the real path (header, versions,
+    /// decryption, hash check, audit event, commit); otherwise the same statements on a note
+    /// whose versions hold plaintext bytes, without decryption or audit.
+    pub async fn bench_note_read(
+        &self,
+        practice: PracticeId,
+        actor: UserId,
+        note: NoteId,
+        full: bool,
+    ) -> Result<bool, StoreError> {
+        let mut tx =
+            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+                .await?;
+        let found = if full {
+            let keyring = self.keyring()?;
+            let n = get(&mut tx, keyring, note).await?;
+            if let Some(n) = &n {
+                tx.audit(
+                    domain::AuditAction::NoteRead,
+                    Some(n.patient_id),
+                    Some(("note", note.as_uuid())),
+                )
+                .await?;
+            }
+            n.is_some()
+        } else {
+            match header(&mut tx, note, false).await? {
+                Some(h) => {
+                    let rows = versions(
+                        &mut tx,
+                        note,
+                        &format!("kind <> 'draft' or version = {}", h.current_version),
+                    )
+                    .await?;
+                    rows.iter()
+                        .all(|r| NoteContent::from_canonical(&r.content_enc).is_ok())
+                }
+                None => false,
+            }
+        };
+        tx.commit().await?;
+        Ok(found)
+    }
+}
+
+impl crate::Store {
+    /// Benchmark only: creates a draft note as `actor` (the real path, audited).
+    pub async fn bench_note_create(
+        &self,
+        practice: PracticeId,
+        actor: UserId,
+        patient: PatientId,
+        template: Template,
+        content: &NoteContent,
+    ) -> Result<NoteId, StoreError> {
+        let mut tx =
+            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+                .await?;
+        let n = create(&mut tx, self.keyring()?, patient, template, None, content).await?;
+        tx.audit(
+            domain::AuditAction::NoteCreate,
+            Some(patient),
+            Some(("note", n.note_id.as_uuid())),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n.note_id)
+    }
 }

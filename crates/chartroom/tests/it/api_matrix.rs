@@ -252,6 +252,124 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
         Needs::Clinical,
         Some("note.read"),
     ),
+    // Notes: the seeded note in A is saved, read back, signed, amended, given an addendum and
+    // verified in this order; DELETE targets a spare draft.
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/note-templates",
+        Needs::Clinical,
+        None,
+    ),
+    (
+        "PUT",
+        "/api/v1/practices/{practice_id}/notes/{note_id}",
+        Needs::Clinical,
+        Some("note.update"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/notes/{note_id}/versions",
+        Needs::Clinical,
+        Some("note.read"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/notes/{note_id}/sign",
+        Needs::Clinical,
+        Some("note.sign"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/notes/{note_id}/amendments",
+        Needs::Clinical,
+        Some("note.amend"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/notes/{note_id}/addenda",
+        Needs::Clinical,
+        Some("note.addendum"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/notes/{note_id}/rendering",
+        Needs::Clinical,
+        Some("note.read"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/notes/{note_id}/verify",
+        Needs::Clinical,
+        Some("note.verify"),
+    ),
+    (
+        "DELETE",
+        "/api/v1/practices/{practice_id}/notes/{note_id}",
+        Needs::Clinical,
+        Some("note.delete"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/visits",
+        Needs::Clinical,
+        Some("visit.list"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/visits",
+        Needs::Clinical,
+        Some("visit.create"),
+    ),
+    // Perio: the seeded exam in A holds a final for confirmation; the matrix's own final
+    // holds another, confirm applies it, decline finds nothing held, undo takes it back.
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams",
+        Needs::Clinical,
+        Some("perio_exam.list"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams",
+        Needs::Clinical,
+        Some("perio_exam.create"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}",
+        Needs::Clinical,
+        Some("perio_exam.read"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/finals",
+        Needs::Clinical,
+        Some("perio_exam.update"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/confirm",
+        Needs::Clinical,
+        Some("perio_exam.update"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/decline",
+        Needs::Clinical,
+        Some("perio_exam.update"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/undo",
+        Needs::Clinical,
+        Some("perio_exam.update"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/fhir",
+        Needs::Clinical,
+        Some("perio_exam.export"),
+    ),
     (
         "POST",
         "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures",
@@ -300,8 +418,10 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
 struct Objects {
     appointment: [uuid::Uuid; 2],
     note: [uuid::Uuid; 2],
+    perio_exam: [uuid::Uuid; 2],
     spare_member: uuid::Uuid,
     spare_patient: uuid::Uuid,
+    spare_note: uuid::Uuid,
 }
 
 async fn objects(db: &TestDb, w: &World) -> Objects {
@@ -309,6 +429,7 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
     let now = Utc::now();
     let mut appointment = [uuid::Uuid::nil(); 2];
     let mut note = [uuid::Uuid::nil(); 2];
+    let mut perio_exam = [uuid::Uuid::nil(); 2];
     for (i, p) in [&w.a, &w.b].into_iter().enumerate() {
         owner
             .seed_appointment(
@@ -323,6 +444,18 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
             .unwrap();
         note[i] = owner
             .seed_note(p.id, p.patient, p.user("clinician"), "fixture note", now)
+            .await
+            .unwrap()
+            .as_uuid();
+        perio_exam[i] = owner
+            .seed_perio_exam(
+                p.id,
+                p.patient,
+                p.user("clinician"),
+                perio::Settings::default(),
+                &["tooth three buccal three two four", "three fourteen four"],
+                now,
+            )
             .await
             .unwrap()
             .as_uuid();
@@ -357,10 +490,23 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
         )
         .await
         .unwrap();
+    let spare_note = owner
+        .seed_note(
+            w.a.id,
+            w.a.patient,
+            w.a.user("clinician"),
+            "spare draft",
+            now,
+        )
+        .await
+        .unwrap()
+        .as_uuid();
     owner.close().await;
     Objects {
+        spare_note,
         appointment,
         note,
+        perio_exam,
         spare_member: spare.as_uuid(),
         spare_patient: spare_patient.as_uuid(),
     }
@@ -405,7 +551,16 @@ fn request(
         .replace("{patient_id}", &patient_id.to_string())
         .replace("{user_id}", &user_id.to_string())
         .replace("{appointment_id}", &o.appointment[i].to_string())
-        .replace("{note_id}", &o.note[i].to_string())
+        .replace(
+            "{note_id}",
+            &if method == "DELETE" && !foreign {
+                o.spare_note
+            } else {
+                o.note[i]
+            }
+            .to_string(),
+        )
+        .replace("{exam_id}", &o.perio_exam[i].to_string())
         .replace("{session_id}", &uuid::Uuid::new_v4().to_string())
         .replace("{credential_id}", "AAAAAAAAAAAAAAAAAAAAAA");
     let concrete = match path {
@@ -441,9 +596,26 @@ fn request(
         ("PATCH", "/api/v1/practices/{practice_id}/appointments/{appointment_id}") => {
             Some(json!({"status": "arrived"}))
         }
-        ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/notes") => {
-            Some(json!({"body": "Synthetic note text."}))
+        ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/notes") => Some(
+            json!({"template": "dental_hygiene", "content": {"subjective": "Synthetic note text.", "fields": {"calculus": "light"}}}),
+        ),
+        ("PUT", "/api/v1/practices/{practice_id}/notes/{note_id}") => {
+            Some(json!({"content": {"subjective": "Synthetic note, saved.", "plan": "Recall."}}))
         }
+        ("POST", "/api/v1/practices/{practice_id}/notes/{note_id}/amendments") => Some(
+            json!({"content": {"subjective": "Synthetic note, amended.", "plan": "Recall."}, "reason": "Typo"}),
+        ),
+        ("POST", "/api/v1/practices/{practice_id}/notes/{note_id}/addenda") => {
+            Some(json!({"text": "Synthetic addendum.", "reason": "Late entry"}))
+        }
+        ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/visits") => Some(json!({})),
+        ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams") => {
+            Some(json!({}))
+        }
+        (
+            "POST",
+            "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/finals",
+        ) => Some(json!({"text": "three fourteen four"})),
         ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures") => Some(
             json!({"recipient": "Synthetic Insurance Co.", "description": "Visit summary", "purpose": "Claim review"}),
         ),
@@ -685,7 +857,8 @@ async fn authorization_matrix() {
             let mut req = app
                 .http
                 .request(method(m), app.url(&own_path))
-                .bearer_auth(&token);
+                .bearer_auth(&token)
+                .header("if-match", "*");
             if let Some(b) = &body {
                 req = req.json(b);
             }

@@ -69,7 +69,7 @@ async fn canary_phi_appears_in_no_audit_row_and_no_log_line() {
         (
             Method::POST,
             format!("{patient}/notes"),
-            Some(json!({"body": canary_note})),
+            Some(json!({"content": {"subjective": canary_note}})),
             "clin",
         ),
         (Method::GET, format!("{patient}/notes"), None, "clin"),
@@ -114,7 +114,7 @@ async fn canary_phi_appears_in_no_audit_row_and_no_log_line() {
         (
             Method::POST,
             format!("{patient}/notes"),
-            Some(json!({"body": canary_note})),
+            Some(json!({"content": {"subjective": canary_note}})),
             "owner",
         ),
         (

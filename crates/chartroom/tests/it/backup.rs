@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
+use sqlx::Connection as _;
 use store::crypto::{BlobStore, DirSecretStore, Keyring, LocalKeyProvider};
 use store::embedded::{Cluster, ClusterConfig, DATABASE, DbRole};
-use sqlx::Connection as _;
 use tokio::process::Command;
 
 use crate::embedded_binary::{client_for, sign_in, start_logging, stop};
@@ -196,15 +196,23 @@ async fn backup_drill_canary_tamper_and_shredding() {
     let mut harbor_clin = demo_login(&a, "clinician@harbor.demo.invalid");
     let mut willow = demo_login(&a, "reception@willow.demo.invalid");
     let t_h = sign_in(&http, &running.base, &harbor.login, &mut harbor.totp).await;
-    let t_hc = sign_in(&http, &running.base, &harbor_clin.login, &mut harbor_clin.totp).await;
+    let t_hc = sign_in(
+        &http,
+        &running.base,
+        &harbor_clin.login,
+        &mut harbor_clin.totp,
+    )
+    .await;
     let t_w = sign_in(&http, &running.base, &willow.login, &mut willow.totp).await;
     let p_h = practice_of(&http, &running.base, &t_h).await;
     let p_w = practice_of(&http, &running.base, &t_w).await;
     let created: Value = http
         .post(format!("{}/api/v1/practices/{p_h}/patients", running.base))
         .bearer_auth(&t_h)
-        .json(&json!({"given_name": CANARY, "family_name": CANARY, "date_of_birth": "1961-02-03",
-                      "phone": CANARY_PHONE, "email": CANARY_EMAIL}))
+        .json(
+            &json!({"given_name": CANARY, "family_name": CANARY, "date_of_birth": "1961-02-03",
+                      "phone": CANARY_PHONE, "email": CANARY_EMAIL}),
+        )
         .send()
         .await
         .unwrap()
@@ -218,7 +226,7 @@ async fn backup_drill_canary_tamper_and_shredding() {
             running.base
         ))
         .bearer_auth(&t_hc)
-        .json(&json!({ "body": CANARY_NOTE }))
+        .json(&json!({ "content": {"subjective": CANARY_NOTE, "plan": CANARY_NOTE} }))
         .send()
         .await
         .unwrap();
@@ -236,7 +244,10 @@ async fn backup_drill_canary_tamper_and_shredding() {
         .json()
         .await
         .unwrap();
-    assert!(found.to_string().contains(&patient_h), "search works: {found}");
+    assert!(
+        found.to_string().contains(&patient_h),
+        "search works: {found}"
+    );
     let created: Value = http
         .post(format!("{}/api/v1/practices/{p_w}/patients", running.base))
         .bearer_auth(&t_w)
@@ -263,21 +274,34 @@ async fn backup_drill_canary_tamper_and_shredding() {
     let blobs = BlobStore::local(a.join("blobs"), keyring.clone()).unwrap();
     let practice_h: domain::PracticeId = p_h.parse().unwrap();
     let stored = blobs.put_stream(practice_h, CANARY_BLOB).await.unwrap();
-    let back = blobs.get_range(practice_h, stored.id, 0..CANARY_BLOB.len() as u64).await.unwrap();
-    assert_eq!(&back[..], CANARY_BLOB, "the blob was written and reads back");
-    let env = cluster.libpq_env(DbRole::Superuser, DATABASE);
-    let mut su = sqlx::PgConnection::connect_with(&cluster.connect_options(DbRole::Superuser, DATABASE))
+    let back = blobs
+        .get_range(practice_h, stored.id, 0..CANARY_BLOB.len() as u64)
         .await
         .unwrap();
+    assert_eq!(
+        &back[..],
+        CANARY_BLOB,
+        "the blob was written and reads back"
+    );
+    let env = cluster.libpq_env(DbRole::Superuser, DATABASE);
+    let mut su =
+        sqlx::PgConnection::connect_with(&cluster.connect_options(DbRole::Superuser, DATABASE))
+            .await
+            .unwrap();
     sqlx::query("checkpoint").execute(&mut su).await.unwrap();
     let dump = std::process::Command::new(
-        store::embedded::find_pg_bin_dir(None).unwrap().join("pg_dump"),
+        store::embedded::find_pg_bin_dir(None)
+            .unwrap()
+            .join("pg_dump"),
     )
     .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
     .output()
     .unwrap();
     assert!(dump.status.success());
-    assert!(contains(&dump.stdout, b"COPY public.patient"), "a real dump");
+    assert!(
+        contains(&dump.stdout, b"COPY public.patient"),
+        "a real dump"
+    );
     assert_no_canary("pg_dump", &dump.stdout);
     let (data_dir,): (String,) = sqlx::query_as("select current_setting('data_directory')")
         .fetch_one(&mut su)
@@ -305,7 +329,11 @@ async fn backup_drill_canary_tamper_and_shredding() {
 
     // 3. The backup: written, verified, no canary inside.
     let began = Instant::now();
-    let (ok, out, err) = chartroom(&a, &["backup", "create", "--out", archive.to_str().unwrap()]).await;
+    let (ok, out, err) = chartroom(
+        &a,
+        &["backup", "create", "--out", archive.to_str().unwrap()],
+    )
+    .await;
     assert!(ok, "backup create: {out} {err}");
     let backup_secs = began.elapsed().as_secs_f64();
     let bytes = std::fs::read(&archive).unwrap();
@@ -322,13 +350,19 @@ async fn backup_drill_canary_tamper_and_shredding() {
     flipped[mid] ^= 0x01;
     std::fs::write(&bad, &flipped).unwrap();
     let (ok, out, err) = chartroom(&a, &["backup", "verify", bad.to_str().unwrap()]).await;
-    assert!(!ok && err.contains("does not decrypt"), "tampered: {out} {err}");
+    assert!(
+        !ok && err.contains("does not decrypt"),
+        "tampered: {out} {err}"
+    );
     std::fs::write(&bad, &bytes[..bytes.len() - 1000]).unwrap();
     let (ok, _, err) = chartroom(&a, &["backup", "verify", bad.to_str().unwrap()]).await;
     assert!(!ok && err.contains("does not decrypt"), "truncated: {err}");
     let stranger = tmp("bk-stranger");
     let (ok, _, err) = chartroom(&stranger, &["backup", "verify", archive.to_str().unwrap()]).await;
-    assert!(!ok && err.contains("key-encryption key did not write"), "wrong KEK: {err}");
+    assert!(
+        !ok && err.contains("key-encryption key did not write"),
+        "wrong KEK: {err}"
+    );
 
     // 5. The restore drill: a new data directory with the original's secrets.
     let b = tmp("bk-b");
@@ -381,7 +415,10 @@ async fn backup_drill_canary_tamper_and_shredding() {
     let (ok, out, err) = chartroom(&d, &["backup", "restore", archive.to_str().unwrap()]).await;
     assert!(ok, "restore of the earlier backup: {out} {err}");
     let (ok, out, err) = chartroom(&d, &["audit", "verify"]).await;
-    assert!(ok && out.matches("no problems found").count() == 3, "{out} {err}");
+    assert!(
+        ok && out.matches("no problems found").count() == 3,
+        "{out} {err}"
+    );
     let log_d = tmp("bk-d-log");
     let running = start_logging(
         &d,
@@ -398,7 +435,10 @@ async fn backup_drill_canary_tamper_and_shredding() {
     assert_eq!(status, 500, "shredded practice: {got}");
     assert!(!got.to_string().contains(CANARY));
     let (status, got) = get_patient(&http, &running.base, &t_w, &p_w, &patient_w).await;
-    assert_eq!((status, got["family_name"].as_str()), (200, Some("Morrowgate")));
+    assert_eq!(
+        (status, got["family_name"].as_str()),
+        (200, Some("Morrowgate"))
+    );
     stop(running).await;
     let c = Cluster::start(ClusterConfig::new(&d)).await.unwrap();
     let k = keyring_for(&d, &c).await;
@@ -406,7 +446,10 @@ async fn backup_drill_canary_tamper_and_shredding() {
         .unwrap()
         .get_range(practice_h, stored.id, 0..4)
         .await;
-    assert!(shredded.is_err(), "the shredded practice's blob does not decrypt");
+    assert!(
+        shredded.is_err(),
+        "the shredded practice's blob does not decrypt"
+    );
     c.stop().await.unwrap();
 
     // 7. No server log line of any run carries the canary.
@@ -415,7 +458,9 @@ async fn backup_drill_canary_tamper_and_shredding() {
         assert!(!text.is_empty());
         assert_no_canary("server log", &text);
     }
-    for p in [&a, &b, &d, &stranger, &log_a, &log_b, &log_d, &archive, &bad] {
+    for p in [
+        &a, &b, &d, &stranger, &log_a, &log_b, &log_d, &archive, &bad,
+    ] {
         let _ = std::fs::remove_dir_all(p);
         let _ = std::fs::remove_file(p);
     }

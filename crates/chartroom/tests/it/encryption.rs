@@ -149,7 +149,7 @@ async fn raw_rows_and_dump_hold_no_plaintext() {
         Method::POST,
         &format!("{}/patients/{id}/notes", f.base(false)),
         Some(&f.clin_a),
-        Some(&json!({"body": NOTE})),
+        Some(&json!({"content": {"subjective": NOTE}})),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -182,7 +182,7 @@ async fn raw_rows_and_dump_hold_no_plaintext() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(n["body"], NOTE);
+    assert_eq!(n["content"]["subjective"], NOTE);
 
     let canaries = [
         GIVEN,
@@ -522,7 +522,7 @@ async fn data_key_rotation_reencrypts_every_row() {
         Method::POST,
         &format!("{}/patients/{}/notes", f.base(false), ids[0]),
         Some(&f.clin_a),
-        Some(&json!({"body": "rotating note"})),
+        Some(&json!({"content": {"subjective": "rotating note"}})),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
@@ -553,8 +553,25 @@ async fn data_key_rotation_reencrypts_every_row() {
         registered.push((id, data));
     }
     let owner = f.db.owner().await;
+    owner
+        .seed_perio_exam(
+            f.w.a.id,
+            f.w.a.patient,
+            f.w.a.user("clinician"),
+            perio::Settings::default(),
+            &["three fourteen four"],
+            Utc::now(),
+        )
+        .await
+        .unwrap();
     // Retiring is refused while rows still need the version (nothing to retire yet: v1 only).
-    assert!(owner.retire_data_keys_audited(f.w.a.id).await.unwrap().is_empty());
+    assert!(
+        owner
+            .retire_data_keys_audited(f.w.a.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let owner_blobs =
         store::crypto::BlobStore::local(&blob_dir, owner.keyring().unwrap().clone()).unwrap();
     let mut batches = 0;
@@ -564,9 +581,9 @@ async fn data_key_rotation_reencrypts_every_row() {
         .unwrap();
     assert_eq!(v.get(), 2);
     assert_eq!(
-        (r.patients, r.notes, r.blobs),
-        (6, 1, 0),
-        "5 + the world's patient, 1 note; blobs not given"
+        (r.patients, r.notes, r.perio_exams, r.blobs),
+        (6, 1, 1, 0),
+        "5 + the world's patient, 1 note version, 1 perio exam; blobs not given"
     );
     // Version 1 still seals the blobs: retiring it is refused, naming the count.
     let err = owner.retire_data_keys_audited(f.w.a.id).await.unwrap_err();
@@ -623,7 +640,10 @@ async fn data_key_rotation_reencrypts_every_row() {
         .rotate_data_key_audited(f.w.a.id, true, 2, Some(&owner_blobs), &mut |_, _| {})
         .await
         .unwrap();
-    assert_eq!((again.patients, again.notes, again.blobs), (0, 0, 0));
+    assert_eq!(
+        (again.patients, again.notes, again.perio_exams, again.blobs),
+        (0, 0, 0, 0)
+    );
     // Reads and search through a fresh server.
     let app2 = TestApp::start(&f.db).await;
     let token = app2.token(f.w.a.user("clinician")).await;

@@ -71,6 +71,47 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             .execute(&mut su)
             .await
             .unwrap();
+        // A visit, a note version and a blob registration (opaque payloads: visibility only).
+        let visit = uuid::Uuid::new_v4();
+        sqlx::query("insert into visit (practice_id, visit_id, patient_id, clinician_id, started_at, created_at) values ($1, $2, $3, $4, now(), now())")
+            .bind(p.id)
+            .bind(visit)
+            .bind(p.patient)
+            .bind(p.user("clinician"))
+            .execute(&mut su)
+            .await
+            .unwrap();
+        let note = uuid::Uuid::new_v4();
+        sqlx::query("insert into clinical_note (practice_id, note_id, patient_id, author_id, created_at, current_version, visit_id) values ($1, $2, $3, $4, now(), 1, $5)")
+            .bind(p.id)
+            .bind(note)
+            .bind(p.patient)
+            .bind(p.user("clinician"))
+            .bind(visit)
+            .execute(&mut su)
+            .await
+            .unwrap();
+        sqlx::query("insert into clinical_note_version (practice_id, note_id, version, kind, author_id, created_at, content_enc, content_sha256) values ($1, $2, 1, 'draft', $3, now(), '\\x00', sha256('v'))")
+            .bind(p.id)
+            .bind(note)
+            .bind(p.user("clinician"))
+            .execute(&mut su)
+            .await
+            .unwrap();
+        sqlx::query("insert into blob_object (practice_id, blob_id, object_id, dek_version, plaintext_len, stored_len, created_at) values ($1, $2, $2, 1, 1, 80, now())")
+            .bind(p.id)
+            .bind(uuid::Uuid::new_v4())
+            .execute(&mut su)
+            .await
+            .unwrap();
+        // And one perio exam (an opaque payload: visibility only).
+        sqlx::query("insert into perio_exam (practice_id, exam_id, patient_id, clinician_id, created_at, updated_at, session_enc) values ($1, gen_random_uuid(), $2, $3, now(), now(), '\\x00')")
+            .bind(p.id)
+            .bind(p.patient)
+            .bind(p.user("clinician"))
+            .execute(&mut su)
+            .await
+            .unwrap();
     }
 }
 

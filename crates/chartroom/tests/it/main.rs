@@ -24,7 +24,9 @@ mod embedded_binary;
 mod encryption;
 mod identity;
 mod isolation_sql;
+mod notes;
 mod passkeys;
+mod perio_api;
 mod sessions;
 
 /// Shared helpers.

@@ -9,6 +9,7 @@ mod memberships;
 mod notes;
 mod passkeys;
 mod patients;
+mod perio;
 mod practices;
 
 use utoipa::OpenApi;
@@ -33,6 +34,7 @@ use crate::AppState;
         (name = "patients", description = "Demographics and contact details"),
         (name = "appointments", description = "Scheduling"),
         (name = "notes", description = "Clinical notes (clinicians only)"),
+        (name = "perio", description = "Periodontal exams charted by voice (clinicians only)"),
         (name = "audit", description = "The audit log (owners and admins)")
     )
 )]
@@ -91,7 +93,26 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
             appointments::appointment_update
         ))
         .routes(routes!(notes::note_list, notes::note_create))
-        .routes(routes!(notes::note_get))
+        .routes(routes!(
+            notes::note_get,
+            notes::note_save,
+            notes::note_delete
+        ))
+        .routes(routes!(notes::note_templates))
+        .routes(routes!(notes::note_sign))
+        .routes(routes!(notes::note_amend))
+        .routes(routes!(notes::note_addendum))
+        .routes(routes!(notes::note_versions))
+        .routes(routes!(notes::note_verify))
+        .routes(routes!(notes::note_rendering))
+        .routes(routes!(notes::visit_list, notes::visit_create))
+        .routes(routes!(perio::perio_exam_list, perio::perio_exam_create))
+        .routes(routes!(perio::perio_exam_get))
+        .routes(routes!(perio::perio_final_create))
+        .routes(routes!(perio::perio_confirm))
+        .routes(routes!(perio::perio_decline))
+        .routes(routes!(perio::perio_undo))
+        .routes(routes!(perio::perio_exam_fhir))
         .routes(routes!(
             disclosures::disclosure_create,
             disclosures::disclosure_report

@@ -27,6 +27,8 @@ use testkit::{TestApp, TestDb, World};
 mod encryption;
 #[path = "bench_identity/mod.rs"]
 mod identity;
+#[path = "bench_notes/mod.rs"]
+mod notes;
 
 #[derive(Parser)]
 #[command(about = "Chartroom benchmark harness")]
@@ -82,6 +84,22 @@ enum Bench {
         /// Alternating rounds per client count (the best of each path is reported).
         #[arg(long, default_value_t = 2)]
         rounds: usize,
+    },
+    /// Clinical note save and read, full path vs. the same statements without encryption and
+    /// audit.
+    Notes {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent clients, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "8")]
+        clients: Vec<usize>,
+        /// Alternating rounds per client count (the best of each path is reported).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Runtime pool size.
+        #[arg(long, default_value_t = 16)]
+        pool: u32,
     },
     /// Patient read by id with field encryption on vs. off (direct and over HTTPS).
     EncryptionRead {
@@ -510,6 +528,14 @@ async fn main() -> anyhow::Result<()> {
         } => patient_read(seconds, clients, rounds, pool)
             .await
             .context("patient-read benchmark"),
+        Bench::Notes {
+            seconds,
+            clients,
+            rounds,
+            pool,
+        } => notes::notes(seconds, clients, rounds, pool)
+            .await
+            .context("notes benchmark"),
         Bench::EncryptionRead {
             seconds,
             clients,

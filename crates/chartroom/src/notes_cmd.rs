@@ -1,0 +1,71 @@
+//! `chartroom notes verify`: recomputes the hash of every version of every clinical note and
+//! reports any whose content no longer matches what was saved or signed (req INT-01). Run it
+//! on a schedule; a mismatch means a change was made around the application (e.g. by a
+//! database superuser) and is a security incident.
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use domain::PracticeId;
+
+use crate::Global;
+use crate::db::Database;
+
+/// `chartroom notes …`.
+#[derive(Subcommand, Debug)]
+pub(crate) enum NotesCommand {
+    /// Verify every note version's hash; exits non-zero on any mismatch.
+    Verify {
+        /// Only this practice (default: every practice).
+        #[arg(long)]
+        practice: Option<PracticeId>,
+    },
+}
+
+/// `chartroom notes …`.
+pub(crate) async fn run(g: &Global, cmd: NotesCommand) -> anyhow::Result<()> {
+    let NotesCommand::Verify { practice } = cmd;
+    let db = Database::for_admin(g).await?;
+    let owner = db
+        .migrate()
+        .await?
+        .context("this command needs the owner role")?;
+    let keys = crate::keys_cmd::keys(g).await?;
+    let owner = crate::keys_cmd::owner_with_keys(&db, owner, keys).await?;
+    let result = async {
+        let practices: Vec<PracticeId> = match practice {
+            Some(p) => vec![p],
+            None => owner
+                .list_practices()
+                .await?
+                .into_iter()
+                .map(|(id, _, _)| id)
+                .filter(|id| !id.is_system())
+                .collect(),
+        };
+        let mut bad = 0usize;
+        for p in practices {
+            let r = owner.verify_notes(p).await?;
+            if r.mismatched.is_empty() {
+                println!(
+                    "practice {p}: {} notes, {} versions, no problems found",
+                    r.notes, r.versions
+                );
+            } else {
+                for (note, versions) in &r.mismatched {
+                    println!(
+                        "practice {p}: note {note}: versions {versions:?} do not match their hash"
+                    );
+                }
+                bad += r.mismatched.len();
+            }
+        }
+        if bad > 0 {
+            anyhow::bail!("{bad} note(s) failed verification");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    owner.close().await;
+    db.shutdown().await?;
+    result
+}
