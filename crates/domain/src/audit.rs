@@ -14,6 +14,14 @@ macro_rules! actions {
             /// Every action.
             pub const ALL: &'static [AuditAction] = &[$(AuditAction::$variant,)*];
 
+            /// Whether this is access to clinical records (notes, visits, perio exams): its
+            /// audit event is flagged as emergency access when made through break-glass.
+            #[must_use]
+            pub fn is_clinical(self) -> bool {
+                let n = self.as_str();
+                n.starts_with("note.") || n.starts_with("perio_exam.") || n.starts_with("visit.")
+            }
+
             /// The stable name stored in `audit_event.action`.
             #[must_use]
             pub const fn as_str(self) -> &'static str {
@@ -73,6 +81,15 @@ actions! {
     NoteDelete => "note.delete",
     /// A note's version hashes were verified (the details carry the result).
     NoteVerify => "note.verify",
+    /// A clinician opened a patient outside their care team by break-glass (an alert is
+    /// raised; the grant awaits review).
+    BreakGlassOpen => "break_glass.open",
+    /// The break-glass review list was read.
+    BreakGlassReview => "break_glass.review",
+    /// An owner or admin acknowledged a break-glass grant.
+    BreakGlassAcknowledge => "break_glass.acknowledge",
+    /// A patient's assigned clinician (care team) was set or cleared.
+    CareTeamAssign => "care_team.assign",
     /// A visit (encounter) was recorded.
     VisitCreate => "visit.create",
     /// A patient's visits were listed.

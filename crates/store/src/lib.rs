@@ -34,6 +34,7 @@ pub mod admin;
 pub mod appointments;
 pub mod audit;
 pub mod blobs;
+pub mod break_glass;
 mod copy_read;
 pub mod disclosures;
 pub mod embedded;

@@ -123,7 +123,8 @@ async fn open(keyring: &Keyring, practice: PracticeId, row: FullRow) -> Result<E
 }
 
 /// Whether the actor may chart `patient`: the patient exists in the practice and
-/// `app.clinical_visible` holds for it (today: the actor is a clinician here). Routes answer
+/// `app.clinical_visible` holds for it (a clinician with the patient on their care team, a
+/// practice-wide scope, or an open break-glass). Routes answer
 /// 404 when it does not, so an invisible patient looks like an absent one.
 pub async fn patient_visible(tx: &mut TenantTx, patient: PatientId) -> Result<bool, StoreError> {
     let visible: Option<bool> = sqlx::query_scalar(

@@ -174,25 +174,32 @@ impl TenantTx {
         object: Option<(&'static str, uuid::Uuid)>,
         details: Option<serde_json::Value>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        // Clinical access through break-glass is flagged as emergency access in the same
+        // statement (no extra round trip).
+        let statement = if action.is_clinical() {
             "insert into audit_event
                (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id, details)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(self.practice)
-        .bind(AuditEventId::new())
-        .bind(self.now)
-        .bind(self.actor)
-        .bind(patient)
-        .bind(action.as_str())
-        .bind(Outcome::Success.as_str())
-        .bind(object.map(|o| o.0))
-        .bind(object.map(|o| o.1))
-        .bind(self.request)
-        .bind(details)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, app.clinical_audit_details($11::jsonb, $5))"
+        } else {
+            "insert into audit_event
+               (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id, details)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        };
+        sqlx::query(statement)
+            .bind(self.practice)
+            .bind(AuditEventId::new())
+            .bind(self.now)
+            .bind(self.actor)
+            .bind(patient)
+            .bind(action.as_str())
+            .bind(Outcome::Success.as_str())
+            .bind(object.map(|o| o.0))
+            .bind(object.map(|o| o.1))
+            .bind(self.request)
+            .bind(details)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
         Ok(())
     }
 

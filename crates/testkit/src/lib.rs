@@ -387,6 +387,11 @@ impl World {
                 .seed_patient(id, &p.into(), now)
                 .await
                 .expect("patient");
+            // The practice's clinician has the patient on their care team.
+            owner
+                .assign_clinician(id, patient, users["clinician"])
+                .await
+                .expect("care team");
             practices.push(PracticeFixture { id, users, patient });
         }
         let nobody = owner

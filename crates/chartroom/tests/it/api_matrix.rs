@@ -309,6 +309,30 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
         Some("note.delete"),
     ),
     (
+        "PUT",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/assigned-clinician",
+        Needs::Scheduling,
+        Some("care_team.assign"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/break-glass",
+        Needs::Clinical,
+        Some("break_glass.open"),
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/break-glass",
+        Needs::Manage,
+        Some("break_glass.review"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/break-glass/{grant_id}/acknowledge",
+        Needs::Manage,
+        Some("break_glass.acknowledge"),
+    ),
+    (
         "GET",
         "/api/v1/practices/{practice_id}/patients/{patient_id}/visits",
         Needs::Clinical,
@@ -422,6 +446,7 @@ struct Objects {
     spare_member: uuid::Uuid,
     spare_patient: uuid::Uuid,
     spare_note: uuid::Uuid,
+    grant: [uuid::Uuid; 2],
 }
 
 async fn objects(db: &TestDb, w: &World) -> Objects {
@@ -490,6 +515,19 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
         )
         .await
         .unwrap();
+    let mut grant = [uuid::Uuid::nil(); 2];
+    for (i, p) in [&w.a, &w.b].into_iter().enumerate() {
+        grant[i] = owner
+            .seed_break_glass(
+                p.id,
+                p.user("clinician"),
+                p.patient,
+                "Fixture emergency",
+                now,
+            )
+            .await
+            .unwrap();
+    }
     let spare_note = owner
         .seed_note(
             w.a.id,
@@ -504,6 +542,7 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
     owner.close().await;
     Objects {
         spare_note,
+        grant,
         appointment,
         note,
         perio_exam,
@@ -561,6 +600,7 @@ fn request(
             .to_string(),
         )
         .replace("{exam_id}", &o.perio_exam[i].to_string())
+        .replace("{grant_id}", &o.grant[i].to_string())
         .replace("{session_id}", &uuid::Uuid::new_v4().to_string())
         .replace("{credential_id}", "AAAAAAAAAAAAAAAAAAAAAA");
     let concrete = match path {
@@ -609,6 +649,12 @@ fn request(
             Some(json!({"text": "Synthetic addendum.", "reason": "Late entry"}))
         }
         ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/visits") => Some(json!({})),
+        ("PUT", "/api/v1/practices/{practice_id}/patients/{patient_id}/assigned-clinician") => {
+            Some(json!({"clinician_id": w.a.user("clinician")}))
+        }
+        ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/break-glass") => {
+            Some(json!({"reason": "Synthetic emergency"}))
+        }
         ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams") => {
             Some(json!({}))
         }

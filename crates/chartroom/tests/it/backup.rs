@@ -220,6 +220,27 @@ async fn backup_drill_canary_tamper_and_shredding() {
         .await
         .unwrap();
     let patient_h = created["patient_id"].as_str().unwrap().to_owned();
+    // Reception puts the new patient on the clinician's care team.
+    let me: Value = http
+        .get(format!("{}/api/v1/me", running.base))
+        .bearer_auth(&t_hc)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let assigned = http
+        .put(format!(
+            "{}/api/v1/practices/{p_h}/patients/{patient_h}/assigned-clinician",
+            running.base
+        ))
+        .bearer_auth(&t_h)
+        .json(&json!({ "clinician_id": me["user_id"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assigned.status(), 204);
     let note = http
         .post(format!(
             "{}/api/v1/practices/{p_h}/patients/{patient_h}/notes",

@@ -41,6 +41,15 @@ async fn fx() -> Fx {
     let guard = ONE_AT_A_TIME.lock().await;
     let db = TestDb::new().await;
     let w = World::build(&db).await;
+    // Clinicians here write notes for patients they create: both practices show clinical
+    // records practice-wide (the care-team scope has its own tests).
+    let mut su = db.superuser_unsafe().await;
+    sqlx::query("update practice set settings = settings || '{\"clinical_scope\": \"practice\"}' where practice_id = any($1)")
+        .bind(vec![w.a.id.as_uuid(), w.b.id.as_uuid()])
+        .execute(&mut su)
+        .await
+        .unwrap();
+    drop(su);
     let app = TestApp::start(&db).await;
     let clin_a = app.token(w.a.user("clinician")).await;
     let clin_b = app.token(w.b.user("clinician")).await;

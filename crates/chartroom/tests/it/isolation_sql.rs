@@ -46,6 +46,14 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             .execute(&mut su)
             .await
             .unwrap();
+        // The all-roles member has the patient on their care team (an appointment with them).
+        sqlx::query("insert into appointment (practice_id, appointment_id, patient_id, clinician_id, starts_at, ends_at, created_at, updated_at) values ($1, gen_random_uuid(), $2, $3, now(), now() + interval '30 minutes', now(), now())")
+            .bind(p.id)
+            .bind(p.patient)
+            .bind(p.user("owner"))
+            .execute(&mut su)
+            .await
+            .unwrap();
         // Rows for the audit chain tables and disclosures (visibility fixtures only: the sealer
         // has its own tests).
         for sql in [
@@ -101,6 +109,13 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         sqlx::query("insert into blob_object (practice_id, blob_id, object_id, dek_version, plaintext_len, stored_len, created_at) values ($1, $2, $2, 1, 1, 80, now())")
             .bind(p.id)
             .bind(uuid::Uuid::new_v4())
+            .execute(&mut su)
+            .await
+            .unwrap();
+        sqlx::query("insert into break_glass (practice_id, grant_id, user_id, patient_id, reason_enc, opened_at, expires_at) values ($1, gen_random_uuid(), $2, $3, '\\x00', now(), now() + interval '1 hour')")
+            .bind(p.id)
+            .bind(p.user("clinician"))
+            .bind(p.patient)
             .execute(&mut su)
             .await
             .unwrap();

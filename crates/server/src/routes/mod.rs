@@ -4,6 +4,7 @@
 mod appointments;
 pub(crate) mod audit;
 mod auth;
+mod care_team;
 mod disclosures;
 mod memberships;
 mod notes;
@@ -106,6 +107,10 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(notes::note_verify))
         .routes(routes!(notes::note_rendering))
         .routes(routes!(notes::visit_list, notes::visit_create))
+        .routes(routes!(care_team::assign_clinician))
+        .routes(routes!(care_team::break_glass_open))
+        .routes(routes!(care_team::break_glass_review))
+        .routes(routes!(care_team::break_glass_acknowledge))
         .routes(routes!(perio::perio_exam_list, perio::perio_exam_create))
         .routes(routes!(perio::perio_exam_get))
         .routes(routes!(perio::perio_final_create))

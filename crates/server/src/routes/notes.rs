@@ -108,7 +108,7 @@ pub(crate) async fn note_list(
     ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
 ) -> Result<Json<Vec<NoteView>>, AppError> {
     let mut tx = ctx.tx;
-    if !store::patients::exists(&mut tx, patient).await? {
+    if !store::perio::patient_visible(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
     let notes =
@@ -150,7 +150,7 @@ pub(crate) async fn note_create(
     let template = req.template.unwrap_or(Template::Free);
     content_checked(template, &req.content)?;
     let mut tx = ctx.tx;
-    if !store::patients::exists(&mut tx, patient).await? {
+    if !store::perio::patient_visible(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
     if let Some(v) = req.visit_id
@@ -693,7 +693,7 @@ pub(crate) async fn visit_create(
     ApiJson(req): ApiJson<VisitCreate>,
 ) -> Result<(StatusCode, Json<VisitView>), AppError> {
     let mut tx = ctx.tx;
-    if !store::patients::exists(&mut tx, patient).await? {
+    if !store::perio::patient_visible(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
     let started = req.started_at.unwrap_or_else(|| tx.now());
@@ -725,7 +725,7 @@ pub(crate) async fn visit_list(
     ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
 ) -> Result<Json<Vec<VisitView>>, AppError> {
     let mut tx = ctx.tx;
-    if !store::patients::exists(&mut tx, patient).await? {
+    if !store::perio::patient_visible(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
     let visits = store::notes::list_visits(&mut tx, patient).await?;

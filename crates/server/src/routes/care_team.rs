@@ -1,0 +1,194 @@
+//! Care team and break-glass: assigning a patient's clinician; opening a patient outside the
+//! care team with a reason (time-boxed, every clinical read flagged as emergency access, an
+//! alert raised); the owners' review list and acknowledgement.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use domain::{AuditAction, PatientId, PracticeId, UserId};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{ApiJson, ApiPath, Clinical, Ctx, Manage, Scheduling};
+use crate::{AppError, AppState};
+
+type E = crate::views::ErrorBody;
+
+/// Longest break-glass reason, in bytes.
+const REASON_MAX: usize = 2 * 1024;
+/// Default break-glass window.
+const DEFAULT_MINUTES: i64 = 60;
+
+/// The assigned clinician.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AssignClinician {
+    /// A member of the practice with the clinician role; `null` to clear.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    clinician_id: Option<UserId>,
+}
+
+/// Sets (or clears) a patient's assigned clinician, who then sees the patient's clinical
+/// records (care team).
+#[utoipa::path(put, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/assigned-clinician", tag = "care team",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = AssignClinician,
+    responses((status = 204), (status = 400, body = E), (status = 403, body = E), (status = 404, body = E)))]
+pub(crate) async fn assign_clinician(
+    ctx: Ctx<Scheduling>,
+    ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
+    ApiJson(req): ApiJson<AssignClinician>,
+) -> Result<StatusCode, AppError> {
+    let mut tx = ctx.tx;
+    if !store::patients::exists(&mut tx, patient).await? {
+        return Err(AppError::NotFound("patient"));
+    }
+    if !store::break_glass::assign_clinician(&mut tx, patient, req.clinician_id).await? {
+        return Err(AppError::Invalid(
+            "clinician_id: must be a member of this practice with the clinician role".into(),
+        ));
+    }
+    tx.audit_details(
+        AuditAction::CareTeamAssign,
+        Some(patient),
+        Some(("patient", patient.as_uuid())),
+        Some(serde_json::json!({ "clinician_id": req.clinician_id })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A break-glass request.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BreakGlassOpen {
+    /// Why this patient must be opened now (required, at most 2 KiB; reviewed by the owners).
+    reason: String,
+    /// How long, 1–240 minutes (default 60).
+    minutes: Option<i64>,
+}
+
+/// A break-glass grant.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct GrantView {
+    grant_id: uuid::Uuid,
+    user_id: UserId,
+    patient_id: PatientId,
+    reason: String,
+    opened_at: chrono::DateTime<chrono::Utc>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    acknowledged_by: Option<UserId>,
+    acknowledged_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<store::break_glass::Grant> for GrantView {
+    fn from(g: store::break_glass::Grant) -> Self {
+        Self {
+            grant_id: g.grant_id,
+            user_id: g.user_id,
+            patient_id: g.patient_id,
+            reason: g.reason,
+            opened_at: g.opened_at,
+            expires_at: g.expires_at,
+            acknowledged_by: g.acknowledged_by,
+            acknowledged_at: g.acknowledged_at,
+        }
+    }
+}
+
+/// Break-glass: opens a patient outside the clinician's care team for a limited time. Every
+/// clinical access in the window is audited as emergency access; the owners get a review item.
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/break-glass", tag = "care team",
+    params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = BreakGlassOpen,
+    responses((status = 201, body = GrantView), (status = 400, body = E), (status = 403, body = E), (status = 404, body = E)))]
+pub(crate) async fn break_glass_open(
+    State(state): State<AppState>,
+    ctx: Ctx<Clinical>,
+    ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
+    ApiJson(req): ApiJson<BreakGlassOpen>,
+) -> Result<(StatusCode, Json<GrantView>), AppError> {
+    let reason = domain::values::free_text("reason", &req.reason, REASON_MAX)?;
+    let minutes = req.minutes.unwrap_or(DEFAULT_MINUTES);
+    if !(1..=240).contains(&minutes) {
+        return Err(AppError::Invalid("minutes: must be 1 to 240".into()));
+    }
+    let mut tx = ctx.tx;
+    if !store::patients::exists(&mut tx, patient).await? {
+        return Err(AppError::NotFound("patient"));
+    }
+    let g = store::break_glass::open(&mut tx, state.store.keyring()?, patient, &reason, minutes)
+        .await?;
+    tx.audit_details(
+        AuditAction::BreakGlassOpen,
+        Some(patient),
+        Some(("break_glass", g.grant_id)),
+        Some(serde_json::json!({ "minutes": minutes, "expires_at": g.expires_at })),
+    )
+    .await?;
+    let practice = tx.practice();
+    tx.commit().await?;
+    // The alert hook: operators route this target to their paging (ids only).
+    tracing::warn!(
+        target: "chartroom::alert",
+        %practice,
+        patient = %g.patient_id,
+        grant = %g.grant_id,
+        user = %g.user_id,
+        "break-glass access opened"
+    );
+    Ok((StatusCode::CREATED, Json(g.into())))
+}
+
+/// Review list filter.
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct ReviewQuery {
+    /// Only grants not yet acknowledged (default true).
+    pending: Option<bool>,
+}
+
+/// The practice's break-glass grants awaiting review (or all, `pending=false`).
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/break-glass", tag = "care team",
+    params(("practice_id" = String, Path, format = Uuid), ReviewQuery),
+    responses((status = 200, body = Vec<GrantView>), (status = 403, body = E), (status = 404, body = E)))]
+pub(crate) async fn break_glass_review(
+    State(state): State<AppState>,
+    ctx: Ctx<Manage>,
+    ApiPath(_): ApiPath<PracticeId>,
+    Query(q): Query<ReviewQuery>,
+) -> Result<Json<Vec<GrantView>>, AppError> {
+    let mut tx = ctx.tx;
+    let grants =
+        store::break_glass::review_list(&mut tx, state.store.keyring()?, q.pending.unwrap_or(true))
+            .await?;
+    tx.audit_details(
+        AuditAction::BreakGlassReview,
+        None,
+        None,
+        Some(serde_json::json!({ "grants": grants.len() })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(grants.into_iter().map(Into::into).collect()))
+}
+
+/// Acknowledges a break-glass grant after review.
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/break-glass/{grant_id}/acknowledge", tag = "care team",
+    params(("practice_id" = String, Path, format = Uuid), ("grant_id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 403, body = E), (status = 404, body = E)))]
+pub(crate) async fn break_glass_acknowledge(
+    ctx: Ctx<Manage>,
+    ApiPath((_, grant)): ApiPath<(PracticeId, uuid::Uuid)>,
+) -> Result<StatusCode, AppError> {
+    let mut tx = ctx.tx;
+    let patient = store::break_glass::acknowledge(&mut tx, grant)
+        .await?
+        .ok_or(AppError::NotFound("break-glass grant awaiting review"))?;
+    tx.audit(
+        AuditAction::BreakGlassAcknowledge,
+        Some(patient),
+        Some(("break_glass", grant)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
