@@ -749,7 +749,24 @@ pub async fn save_draft(
     )
     .await?;
     advance(tx, id, next, None).await?;
-    Ok(Ok(assemble_id(tx, keyring, id).await?))
+    // A draft has no signature, amendments or addenda: the note is what we just wrote (no
+    // second read).
+    Ok(Ok(Note {
+        note_id: h.note_id,
+        patient_id: h.patient_id,
+        author_id: h.author_id,
+        template: h.template()?,
+        visit_id: h.visit_id,
+        status: NoteStatus::Draft,
+        version: next,
+        content: content.clone(),
+        signature: None,
+        signed_version: None,
+        signed_content: None,
+        amendments: Vec::new(),
+        addenda: Vec::new(),
+        created_at: h.created_at,
+    }))
 }
 
 async fn assemble_id(tx: &mut TenantTx, keyring: &Keyring, id: NoteId) -> Result<Note, StoreError> {
