@@ -418,9 +418,92 @@ fn files_under(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// The blob directory of the local object store.
-pub(crate) fn blob_dir(g: &Global) -> PathBuf {
-    g.data_dir.join("blobs")
+/// The blob store: `--blob-store-url`, or `<data dir>/blobs` on this machine.
+pub(crate) fn blob_store(
+    g: &Global,
+    keyring: std::sync::Arc<store::crypto::Keyring>,
+) -> anyhow::Result<store::crypto::BlobStore> {
+    match &g.blob_store_url {
+        Some(url) => {
+            // object_store's configuration keys are the lower-cased variable names.
+            let options: Vec<(String, String)> = std::env::vars()
+                .filter(|(k, _)| {
+                    k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_")
+                })
+                .map(|(k, v)| (k.to_lowercase(), v))
+                .collect();
+            store::crypto::BlobStore::from_url(url, options, keyring)
+                .context("cannot open the blob store (--blob-store-url)")
+        }
+        None => store::crypto::BlobStore::local(g.data_dir.join("blobs"), keyring)
+            .context("cannot open the blob store"),
+    }
+}
+
+/// The blob store for copying objects as stored (no key is ever used).
+fn raw_blob_store(
+    g: &Global,
+    keys: &crate::keys_cmd::Keys,
+) -> anyhow::Result<store::crypto::BlobStore> {
+    let keyring = store::crypto::Keyring::new(
+        keys.provider.clone(),
+        std::sync::Arc::new(store::crypto::MemoryKeyStore::new()),
+        std::sync::Arc::new(domain::SystemClock),
+    );
+    blob_store(g, std::sync::Arc::new(keyring))
+}
+
+/// Copies every blob object, as stored (already encrypted under its practice's key), into
+/// the archive body.
+async fn blob_entries<W: AsyncWrite + Unpin>(
+    body: &mut BodyWriter<W>,
+    g: &Global,
+    keys: &crate::keys_cmd::Keys,
+) -> anyhow::Result<()> {
+    use futures::TryStreamExt as _;
+    use store::crypto::object_store::ObjectStoreExt as _;
+    let blobs = raw_blob_store(g, keys)?;
+    for (rel, location) in blob_objects(&blobs).await? {
+        let stream = blobs
+            .object_store()
+            .0
+            .get(&location)
+            .await
+            .context("cannot read a blob object")?
+            .into_stream()
+            .map_err(std::io::Error::other);
+        body.entry(
+            &format!("blobs/{rel}"),
+            tokio_util::io::StreamReader::new(stream),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Every object under the blob store's prefix: (name relative to the prefix, location).
+async fn blob_objects(
+    blobs: &store::crypto::BlobStore,
+) -> anyhow::Result<Vec<(String, store::crypto::object_store::path::Path)>> {
+    use futures::TryStreamExt as _;
+    let (os, prefix) = blobs.object_store();
+    let prefix_path =
+        (!prefix.is_empty()).then(|| store::crypto::object_store::path::Path::from(prefix));
+    let mut out: Vec<(String, store::crypto::object_store::path::Path)> = os
+        .list(prefix_path.as_ref())
+        .map_ok(|m| {
+            let name = m.location.to_string();
+            let rel = name
+                .strip_prefix(prefix)
+                .map_or(name.as_str(), |r| r.trim_start_matches('/'))
+                .to_owned();
+            (rel, m.location)
+        })
+        .try_collect()
+        .await
+        .context("cannot list the blob store")?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 fn checkpoint_dir(g: &Global) -> PathBuf {
@@ -561,10 +644,7 @@ async fn write_archive(
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
-        for rel in files_under(&blob_dir(g))? {
-            let f = tokio::fs::File::open(blob_dir(g).join(&rel)).await?;
-            body.entry(&format!("blobs/{}", rel.display()), f).await?;
-        }
+        blob_entries(&mut body, g, keys).await?;
         let cps = checkpoint_dir(g);
         for rel in files_under(&cps)? {
             let f = tokio::fs::File::open(cps.join(&rel)).await?;
@@ -641,7 +721,7 @@ fn print_report(r: &Report) {
 /// Where a restore puts entries.
 struct RestoreTo {
     env: Vec<(&'static str, String)>,
-    blob_dir: PathBuf,
+    blobs: store::crypto::BlobStore,
     checkpoint_dir: PathBuf,
     data_dir: PathBuf,
 }
@@ -755,16 +835,13 @@ async fn parse_body<R: AsyncRead + Unpin>(
                     let (sum, tables) = dump_entry(&mut r, bin, restore_to).await?;
                     dump_tables = Some(tables);
                     sum
+                } else if let (Some(t), Some(rel)) = (restore_to, name.strip_prefix("blobs/")) {
+                    blob_entry(&mut r, &t.blobs, rel).await?
                 } else {
                     let target = match (restore_to, dest) {
                         (Some(t), Some(rel)) => {
-                            let base = if rel.starts_with("blobs") {
-                                &t.blob_dir
-                            } else {
-                                &t.checkpoint_dir
-                            };
                             let sub: PathBuf = rel.components().skip(1).collect();
-                            Some(base.join(sub))
+                            Some(t.checkpoint_dir.join(sub))
                         }
                         (Some(t), None) => Some(t.data_dir.join(VERIFIER_ENTRY)),
                         (None, _) => None,
@@ -865,6 +942,46 @@ async fn file_entry<R: AsyncRead + Unpin>(
     Ok(sum)
 }
 
+/// Writes one blob object, as stored, into the blob store (multipart: memory stays flat).
+async fn blob_entry<R: AsyncRead + Unpin>(
+    r: &mut R,
+    blobs: &store::crypto::BlobStore,
+    rel: &str,
+) -> anyhow::Result<EntrySum> {
+    use store::crypto::object_store::{ObjectStoreExt as _, WriteMultipart, path::Path as OPath};
+    let (os, prefix) = blobs.object_store();
+    let location = if prefix.is_empty() {
+        OPath::from(rel)
+    } else {
+        OPath::from(format!("{prefix}/{rel}"))
+    };
+    let upload = os
+        .put_multipart(&location)
+        .await
+        .context("cannot write a blob object")?;
+    let writer = std::sync::Arc::new(tokio::sync::Mutex::new(
+        WriteMultipart::new_with_chunk_size(upload, store::crypto::blob::MIN_PART_SIZE),
+    ));
+    let sum = chunks(r, |buf| {
+        let writer = writer.clone();
+        async move {
+            let mut w = writer.lock().await;
+            w.wait_for_capacity(2).await?;
+            w.write(&buf);
+            Ok(())
+        }
+    })
+    .await?;
+    let writer = std::sync::Arc::try_unwrap(writer)
+        .map_err(|_| anyhow::anyhow!("blob writer still shared"))?
+        .into_inner();
+    writer
+        .finish()
+        .await
+        .context("cannot finish a blob object")?;
+    Ok(sum)
+}
+
 /// Streams the dump into `pg_restore --list` (check) or `pg_restore --dbname` (restore);
 /// returns its hash and the number of table data sections in its table of contents.
 async fn dump_entry<R: AsyncRead + Unpin>(
@@ -942,15 +1059,16 @@ async fn restore(g: &Global, archive: &Path, url: Option<String>) -> anyhow::Res
     // First pass: check everything, change nothing.
     let checked = read_archive(archive, provider.as_ref(), &bin, None).await?;
     print_report(&checked);
-    let blob_dir = blob_dir(g);
+    let blobs = raw_blob_store(g, &crate::keys_cmd::keys(g).await?)?;
+    if !blob_objects(&blobs).await?.is_empty() {
+        bail!("the blob store is not empty: restore into a new data directory and blob store");
+    }
     let checkpoint_dir = checkpoint_dir(g);
-    for d in [&blob_dir, &checkpoint_dir] {
-        if !files_under(d)?.is_empty() {
-            bail!(
-                "{} is not empty: restore into a new data directory",
-                d.display()
-            );
-        }
+    if !files_under(&checkpoint_dir)?.is_empty() {
+        bail!(
+            "{} is not empty: restore into a new data directory",
+            checkpoint_dir.display()
+        );
     }
     let target = Target::open(g, url, "backup restore").await?;
     let result = async {
@@ -967,7 +1085,7 @@ async fn restore(g: &Global, archive: &Path, url: Option<String>) -> anyhow::Res
         }
         let to = RestoreTo {
             env: target.env.clone(),
-            blob_dir: blob_dir.clone(),
+            blobs,
             checkpoint_dir: checkpoint_dir.clone(),
             data_dir: g.data_dir.clone(),
         };

@@ -232,17 +232,13 @@ pub(crate) async fn run(g: &Global, cmd: KeysCommand) -> anyhow::Result<()> {
         .context("this command needs the owner role")?;
     let keys = keys(g).await?;
     let owner = owner_with_keys(&db, owner, keys).await?;
-    let result = run_with(&owner, cmd, crate::backup_cmd::blob_dir(g)).await;
+    let result = run_with(g, &owner, cmd).await;
     owner.close().await;
     db.shutdown().await?;
     result
 }
 
-async fn run_with(
-    owner: &OwnerStore,
-    cmd: KeysCommand,
-    blob_dir: std::path::PathBuf,
-) -> anyhow::Result<()> {
+async fn run_with(g: &Global, owner: &OwnerStore, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::RotateKek { resume } => {
             let keyring = owner.keyring()?;
@@ -263,8 +259,7 @@ async fn run_with(
             resume,
             batch,
         } => {
-            let blobs = store::crypto::BlobStore::local(blob_dir, owner.keyring()?.clone())
-                .context("cannot open the blob store")?;
+            let blobs = crate::backup_cmd::blob_store(g, owner.keyring()?.clone())?;
             let (version, r) = owner
                 .rotate_data_key_audited(practice, resume, batch, Some(&blobs), &mut progress)
                 .await?;

@@ -103,6 +103,13 @@ pub(crate) struct Global {
     )]
     pub key_provider: keys_cmd::KeyProviderKind,
 
+    /// Where encrypted blobs (audio, attachments) are stored: default `<data dir>/blobs`;
+    /// `file:///path`, or with the matching cargo feature `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix` (credentials and region from the usual
+    /// `AWS_*`, `GOOGLE_*`, `AZURE_*` environment variables).
+    #[arg(long, global = true, env = "CHARTROOM_BLOB_STORE_URL")]
+    pub blob_store_url: Option<String>,
+
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -129,6 +129,12 @@ impl BlobStore {
         Ok(Self::new(Arc::new(fs), keyring))
     }
 
+    /// The object store and the name prefix (for backups, which copy objects as stored).
+    #[must_use]
+    pub fn object_store(&self) -> (&Arc<dyn ObjectStore>, &str) {
+        (&self.store, &self.opts.prefix)
+    }
+
     /// Blobs at a URL: `file:///var/lib/chartroom/blobs`, or with the matching cargo feature
     /// `s3://bucket/prefix` (`s3`), `gs://bucket/prefix` (`gcs`),
     /// `az://container/prefix` (`azure`). `options` are `object_store`'s configuration keys

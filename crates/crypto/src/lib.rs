@@ -166,6 +166,8 @@ pub use keyring::{
     WrappedKeyStore,
 };
 pub use keys::{DataKey, DekMaterial, DekVersion, PracticeKeys};
+/// The `object_store` crate this one stores blobs with.
+pub use object_store;
 pub use practice_secret::{DirSecretStore, PracticeSecretStore};
 pub use provider::{
     KekRef, KeyProvider, LocalKeyProvider, VaultConfig, VaultTransitProvider, WrapContext, Wrapped,
