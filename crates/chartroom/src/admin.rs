@@ -33,6 +33,10 @@ pub(crate) enum UserCommand {
         /// Display name.
         #[arg(long)]
         name: String,
+        /// A vendor support account: outside every practice (never a member), it sees a
+        /// practice only through a grant one of its owners approves.
+        #[arg(long)]
+        support: bool,
     },
     /// Deactivate an account and end all its sessions at once. Its id is never reused.
     Deactivate {
@@ -115,7 +119,11 @@ fn read_password(email: &str, name: &str) -> anyhow::Result<Zeroizing<String>> {
 
 pub(crate) async fn user(g: &Global, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Create { email, name } => {
+        UserCommand::Create {
+            email,
+            name,
+            support,
+        } => {
             let email = Email::parse("email", &email)?;
             let name = single_line("name", &name, 200)?;
             let password = read_password(email.as_str(), &name)?;
@@ -124,14 +132,19 @@ pub(crate) async fn user(g: &Global, cmd: UserCommand) -> anyhow::Result<()> {
                     .await?
                     .map_err(anyhow::Error::msg)?;
             let id = with_owner(g, async |o| {
-                o.create_user(email.as_str(), &name, &hash, SystemClock.now())
-                    .await
-                    .map_err(|e| match e {
-                        store::StoreError::Conflict(_) => {
-                            anyhow::anyhow!("an active account already uses that email")
-                        }
-                        other => other.into(),
-                    })
+                let created = if support {
+                    o.create_support_user(email.as_str(), &name, &hash, SystemClock.now())
+                        .await
+                } else {
+                    o.create_user(email.as_str(), &name, &hash, SystemClock.now())
+                        .await
+                };
+                created.map_err(|e| match e {
+                    store::StoreError::Conflict(_) => {
+                        anyhow::anyhow!("an active account already uses that email")
+                    }
+                    other => other.into(),
+                })
             })
             .await?;
             println!("{id}");

@@ -13,6 +13,7 @@ mod demo;
 mod keys_cmd;
 mod notes_cmd;
 mod perio_cmd;
+mod retention_cmd;
 mod serve;
 
 use std::path::PathBuf;
@@ -154,6 +155,10 @@ enum Command {
     /// Encrypted backups: create, verify and restore one archive of everything.
     #[command(subcommand)]
     Backup(backup_cmd::BackupCommand),
+    /// Retention: purge what is past the practice's retention windows (never under legal
+    /// hold); show or change the windows.
+    #[command(subcommand)]
+    Retention(retention_cmd::RetentionCommand),
     /// Periodontal dictation engine: parse, evaluate fixtures, export the vocabulary.
     #[command(subcommand)]
     Perio(perio_cmd::PerioCommand),
@@ -205,6 +210,7 @@ fn main() -> ExitCode {
             Command::Keys(cmd) => keys_cmd::run(&cli.global, cmd).await,
             Command::Backup(cmd) => backup_cmd::run(&cli.global, cmd).await,
             Command::Notes(cmd) => notes_cmd::run(&cli.global, cmd).await,
+            Command::Retention(cmd) => retention_cmd::run(&cli.global, cmd).await,
             Command::Perio(_) => Ok(()),
         }
     });

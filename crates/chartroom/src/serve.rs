@@ -125,9 +125,6 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
             .context("the demo needs the owner role to seed data: pass --owner-database-url")?;
         crate::demo::seed_and_print(owner, &g.data_dir).await?;
     }
-    if let Some(o) = owner {
-        o.close().await;
-    }
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -173,6 +170,7 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         Duration::from_millis(args.seal_interval_ms),
         Some(checkpointer),
     );
+    let retention = crate::retention_cmd::start_daily(owner, state.clock.clone());
     let app = server::app(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = listen(g, &args, listener, app, stop_rx)?;
@@ -193,6 +191,7 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     }
     let _ = stop_sealer.send(());
     let _ = sealer.await;
+    crate::retention_cmd::stop_daily(retention).await;
     store.close().await;
     db.shutdown().await?;
     println!("Chartroom stopped");

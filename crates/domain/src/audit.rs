@@ -52,7 +52,8 @@ actions! {
     PatientCreate => "patient.create",
     /// A patient's demographics or contact details were changed.
     PatientUpdate => "patient.update",
-    /// A patient was deleted.
+    /// A patient was deleted (soft: reads answer 410, history stays; the retention job
+    /// purges the record later).
     PatientDelete => "patient.delete",
     /// An appointment was read.
     AppointmentRead => "appointment.read",
@@ -88,6 +89,12 @@ actions! {
     BreakGlassReview => "break_glass.review",
     /// An owner or admin acknowledged a break-glass grant.
     BreakGlassAcknowledge => "break_glass.acknowledge",
+    /// An owner approved vendor support access (scope, duration; the reason is not logged).
+    SupportGrantApprove => "support_grant.approve",
+    /// The practice's support grants were listed.
+    SupportGrantList => "support_grant.list",
+    /// A support grant was revoked.
+    SupportGrantRevoke => "support_grant.revoke",
     /// A patient's assigned clinician (care team) was set or cleared.
     CareTeamAssign => "care_team.assign",
     /// A visit (encounter) was recorded.
@@ -115,6 +122,16 @@ actions! {
     AuditProof => "audit.proof",
     /// Audit rows older than the retention window were pruned.
     AuditPrune => "audit.prune",
+    /// A legal hold was placed on a patient (or its category changed): nothing of the patient
+    /// is purged while it holds.
+    LegalHoldPlace => "legal_hold.place",
+    /// A legal hold was released.
+    LegalHoldRelease => "legal_hold.release",
+    /// The practice's retention windows and legal holds were read.
+    RetentionRead => "retention.read",
+    /// The retention job purged a record past its retention window (one event per record,
+    /// ids only; the record's earlier audit events stay).
+    RetentionPurge => "retention.purge",
     /// A disclosure outside the practice was recorded.
     DisclosureCreate => "disclosure.create",
     /// A patient's accounting of disclosures was produced.

@@ -170,6 +170,7 @@ fn conflict_message(constraint: &str) -> String {
             "the clinician must be a member of this practice; reassign or cancel their appointments before removing them".into()
         }
         "clinical_note_patient_fkey" => "this patient has clinical notes, which are kept; the patient cannot be deleted".into(),
+        "perio_exam_patient_fkey" => "this patient has perio exams, which are kept; the patient cannot be deleted".into(),
         "app_user_active_email_key" => "an active account already uses that email".into(),
         _ => "the change conflicts with existing data".into(),
     }
@@ -185,6 +186,10 @@ impl From<StoreError> for AppError {
             StoreError::Invalid(c) => AppError::Invalid(match c.as_str() {
                 "appointment_time_range" => {
                     "ends_at must be after starts_at, at most 24 hours later".into()
+                }
+                "membership_not_support" => {
+                    "support staff cannot be members of a practice; approve a support grant instead"
+                        .into()
                 }
                 _ => "a value is out of range".into(),
             }),

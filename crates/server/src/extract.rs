@@ -289,6 +289,26 @@ impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
             return Err(AppError::MfaRequired);
         }
         let roles = tx.roles();
+        // Vendor support access is read-only, whatever its scope.
+        if tx.support_grant().is_some()
+            && !matches!(
+                parts.method,
+                axum::http::Method::GET | axum::http::Method::HEAD
+            )
+        {
+            let user = tx.actor();
+            drop(tx);
+            deny(
+                parts,
+                state,
+                practice,
+                user,
+                "support_read_only",
+                request_id,
+            )
+            .await;
+            return Err(AppError::Forbidden);
+        }
         if !G::PRIVILEGE.allows(roles) {
             let user = tx.actor();
             drop(tx);

@@ -46,9 +46,11 @@ pub mod notes;
 pub mod patients;
 pub mod perio;
 pub mod practices;
+pub mod retention;
 mod roles_check;
 pub mod seal;
 mod session;
+pub mod support;
 mod tenant;
 
 pub use crypto;

@@ -13,6 +13,12 @@
 //! Search ([`search`]) never uses plaintext: it matches blind-index tags
 //! (`patient_search_token`) of name prefixes, the date of birth and the phone number under
 //! every live data-key version, then decrypts the candidates and checks them exactly.
+//!
+//! # Deletion
+//! Deleting is soft ([`delete`] sets `deleted_at`): [`get`], [`update`], [`list`] and
+//! [`search`] skip deleted patients, [`is_deleted`] tells a deleted patient from an unknown
+//! one (410 rather than 404). The record is purged later by the retention job
+//! ([`crate::retention`]).
 #![allow(
     clippy::option_option,
     reason = "a PATCH tells an absent field (keep) from null (clear)"
@@ -383,14 +389,15 @@ pub(crate) async fn insert_sealed(
     write_tags(conn, practice, id, &s.tags).await
 }
 
-/// Reads and decrypts one patient of the transaction's practice.
+/// Reads and decrypts one patient of the transaction's practice; `None` when there is no such
+/// patient or the patient was deleted (tell the two apart with [`is_deleted`]).
 pub async fn get(
     tx: &mut TenantTx,
     keyring: &Keyring,
     id: PatientId,
 ) -> Result<Option<Patient>, StoreError> {
     let row: Option<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from patient where practice_id = $1 and patient_id = $2"
+        "select {COLUMNS} from patient where practice_id = $1 and patient_id = $2 and deleted_at is null"
     ))
     .bind(tx.practice())
     .bind(id)
@@ -402,7 +409,8 @@ pub async fn get(
     }
 }
 
-/// Whether the patient exists in the transaction's practice (nothing is decrypted).
+/// Whether the patient exists in the transaction's practice, deleted or not: their history
+/// (disclosures, care team) stays reachable (nothing is decrypted).
 pub async fn exists(tx: &mut TenantTx, id: PatientId) -> Result<bool, StoreError> {
     let row: Option<(PatientId,)> =
         sqlx::query_as("select patient_id from patient where practice_id = $1 and patient_id = $2")
@@ -433,7 +441,8 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Patient>, StoreError> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from patient where practice_id = $1 order by patient_id limit $2"
+        "select {COLUMNS} from patient where practice_id = $1 and deleted_at is null
+          order by patient_id limit $2"
     ))
     .bind(tx.practice())
     .bind(MAX_SCAN)
@@ -568,7 +577,7 @@ pub async fn search(
     }
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "select {COLUMNS} from patient p
-          where p.practice_id = $1
+          where p.practice_id = $1 and p.deleted_at is null
             and ($2 = 0 or p.patient_id in (
                   select t.patient_id from patient_search_token t
                     join unnest($3::bytea[], $4::int4[]) as q(tag, word) on t.tag = q.tag
@@ -638,7 +647,7 @@ pub async fn create(
 }
 
 /// Applies a partial update (the whole record is re-sealed with the active key and its
-/// search tokens rewritten). `None` when there is no such patient.
+/// search tokens rewritten). `None` when there is no such patient or they were deleted.
 pub async fn update(
     tx: &mut TenantTx,
     keyring: &Keyring,
@@ -648,7 +657,8 @@ pub async fn update(
     let now = tx.now();
     let practice = tx.practice();
     let row: Option<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from patient where practice_id = $1 and patient_id = $2 for update"
+        "select {COLUMNS} from patient
+          where practice_id = $1 and patient_id = $2 and deleted_at is null for update"
     ))
     .bind(practice)
     .bind(id)
@@ -678,16 +688,35 @@ pub async fn update(
     }))
 }
 
-/// Deletes a patient (and, by cascade, their appointments and search tokens). Fails with a
-/// conflict while clinical notes refer to them. Audit rows about the patient stay: they have
-/// no foreign key.
+/// Soft-deletes a patient at the transaction's time: reads, lists and search leave them out;
+/// their appointments, notes, exams, disclosures and audit trail stay, and the retention job
+/// ([`crate::OwnerStore::purge_expired`]) purges the record once the practice's windows have
+/// passed. `false` when there is no such patient or they were already deleted.
 pub async fn delete(tx: &mut TenantTx, id: PatientId) -> Result<bool, StoreError> {
-    let done = sqlx::query("delete from patient where practice_id = $1 and patient_id = $2")
-        .bind(tx.practice())
-        .bind(id)
-        .execute(tx.conn())
-        .await?;
+    let now = tx.now();
+    let done = sqlx::query(
+        "update patient set deleted_at = $3
+          where practice_id = $1 and patient_id = $2 and deleted_at is null",
+    )
+    .bind(tx.practice())
+    .bind(id)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Whether the patient exists in the transaction's practice and was deleted (the caller
+/// answers 410 Gone rather than 404).
+pub async fn is_deleted(tx: &mut TenantTx, id: PatientId) -> Result<bool, StoreError> {
+    let row: Option<(i32,)> = sqlx::query_as(
+        "select 1 from patient where practice_id = $1 and patient_id = $2 and deleted_at is not null",
+    )
+    .bind(tx.practice())
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(row.is_some())
 }
 
 impl From<domain::synthetic::SyntheticPatient> for NewPatient {

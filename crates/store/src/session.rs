@@ -152,6 +152,8 @@ pub struct SessionAuth {
     pub mfa_at: Option<DateTime<Utc>>,
     /// Whether the practice entered requires a passkey of its owners and admins.
     pub practice_requires_passkey: bool,
+    /// The support grant the practice was entered through (vendor support access), if any.
+    pub support_grant: Option<uuid::Uuid>,
 }
 
 impl SessionAuth {
@@ -362,8 +364,9 @@ impl Store {
             return Ok(Entry::NotMember(user, auth));
         };
         let roles = RoleSet::parse(&roles).map_err(|_| StoreError::Corrupt("membership.roles"))?;
+        let support = auth.support_grant;
         Ok(Entry::Member(
-            TenantTx::new(tx, practice, user, roles, request, now),
+            TenantTx::new(tx, practice, user, roles, request, now).with_support(support),
             auth,
         ))
     }
@@ -478,6 +481,7 @@ type EnterRow = (
     Option<DateTime<Utc>>,
     uuid::Uuid,
     bool,
+    Option<uuid::Uuid>,
 );
 
 async fn enter(
@@ -497,7 +501,7 @@ async fn enter(
 > {
     let mut tx = pool.begin().await?;
     let row: Option<EnterRow> = sqlx::query_as(
-        "select user_id, roles, amr, mfa_at, session_id, require_passkey
+        "select user_id, roles, amr, mfa_at, session_id, require_passkey, support_grant
            from app.enter($1, $2, $3, $4, $5)",
     )
     .bind(token.0.as_slice())
@@ -507,13 +511,14 @@ async fn enter(
     .bind(policy.activity_granularity)
     .fetch_optional(&mut *tx)
     .await?;
-    let (user, roles, amr, mfa_at, session_id, practice_requires_passkey) =
+    let (user, roles, amr, mfa_at, session_id, practice_requires_passkey, support_grant) =
         row.ok_or(StoreError::Unauthenticated)?;
     let auth = SessionAuth {
         session_id,
         amr: amr.iter().filter_map(|m| AuthMethod::parse(m)).collect(),
         mfa_at,
         practice_requires_passkey,
+        support_grant,
     };
     Ok((tx, user, roles, auth))
 }

@@ -75,6 +75,7 @@ pub struct TenantTx {
     roles: RoleSet,
     request: RequestId,
     now: DateTime<Utc>,
+    support: Option<uuid::Uuid>,
 }
 
 impl TenantTx {
@@ -93,7 +94,22 @@ impl TenantTx {
             roles,
             request,
             now,
+            support: None,
         }
+    }
+
+    /// Marks the transaction as vendor support access under `grant`: every audit event it
+    /// writes is flagged, and each patient it touches gets a `support_access` disclosure.
+    #[must_use]
+    pub(crate) fn with_support(mut self, grant: Option<uuid::Uuid>) -> Self {
+        self.support = grant;
+        self
+    }
+
+    /// The support grant this transaction acts under (vendor support access), if any.
+    #[must_use]
+    pub fn support_grant(&self) -> Option<uuid::Uuid> {
+        self.support
     }
 
     /// Opens a tenant transaction without a session check. Only for the benchmark baseline
@@ -121,6 +137,7 @@ impl TenantTx {
             roles: RoleSet::EMPTY,
             request,
             now,
+            support: None,
         })
     }
 
@@ -174,6 +191,26 @@ impl TenantTx {
         object: Option<(&'static str, uuid::Uuid)>,
         details: Option<serde_json::Value>,
     ) -> Result<(), StoreError> {
+        let details = match self.support {
+            Some(grant) => {
+                let mut d = match details {
+                    Some(serde_json::Value::Object(m)) => m,
+                    Some(other) => {
+                        let mut m = serde_json::Map::new();
+                        m.insert("details".into(), other);
+                        m
+                    }
+                    None => serde_json::Map::new(),
+                };
+                d.insert("support_access".into(), serde_json::Value::Bool(true));
+                d.insert("support_grant_id".into(), serde_json::json!(grant));
+                if let Some(p) = patient {
+                    self.support_disclosure(grant, p, action).await?;
+                }
+                Some(serde_json::Value::Object(d))
+            }
+            None => details,
+        };
         // Clinical access through break-glass is flagged as emergency access in the same
         // statement (no extra round trip).
         let statement = if action.is_clinical() {
@@ -203,6 +240,30 @@ impl TenantTx {
         Ok(())
     }
 
+    /// Records a vendor support access to `patient` in the accounting of disclosures.
+    async fn support_disclosure(
+        &mut self,
+        grant: uuid::Uuid,
+        patient: PatientId,
+        action: AuditAction,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "insert into disclosure (practice_id, disclosure_id, patient_id, disclosed_at, recipient,
+                description, purpose, tpo, kind, recorded_by, created_at)
+             values ($1, gen_random_uuid(), $2, $3, 'Chartroom vendor support', $4,
+                'Support under the practice''s grant', false, 'support_access', $5, $3)",
+        )
+        .bind(self.practice)
+        .bind(patient)
+        .bind(self.now)
+        .bind(format!("{} (grant {grant})", action.as_str()))
+        .bind(self.actor)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
+        Ok(())
+    }
+
     /// [`TenantTx::audit`] for an action on one patient record.
     pub async fn audit_patient(
         &mut self,
@@ -223,6 +284,14 @@ impl TenantTx {
         let patients: Vec<uuid::Uuid> = patients.into_iter().map(|p| p.as_uuid()).collect();
         if patients.is_empty() {
             return self.audit(action, None, None).await;
+        }
+        if self.support.is_some() {
+            for p in patients {
+                let p = PatientId::from_uuid(p);
+                self.audit(action, Some(p), Some(("patient", p.as_uuid())))
+                    .await?;
+            }
+            return Ok(());
         }
         let ids: Vec<uuid::Uuid> = patients
             .iter()

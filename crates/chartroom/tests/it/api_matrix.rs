@@ -309,6 +309,24 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
         Some("note.delete"),
     ),
     (
+        "GET",
+        "/api/v1/practices/{practice_id}/support-grants",
+        Needs::Manage,
+        Some("support_grant.list"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/support-grants",
+        Needs::Manage,
+        Some("support_grant.approve"),
+    ),
+    (
+        "DELETE",
+        "/api/v1/practices/{practice_id}/support-grants/{support_grant_id}",
+        Needs::Manage,
+        Some("support_grant.revoke"),
+    ),
+    (
         "PUT",
         "/api/v1/practices/{practice_id}/patients/{patient_id}/assigned-clinician",
         Needs::Scheduling,
@@ -406,6 +424,26 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
         Needs::Scheduling,
         Some("disclosure.report"),
     ),
+    // Retention and legal hold: PUT holds A's patient, DELETE releases the spare patient
+    // (deleted above, still holdable) whether or not a hold was on it.
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/retention",
+        Needs::Manage,
+        Some("retention.read"),
+    ),
+    (
+        "PUT",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/legal-hold",
+        Needs::Manage,
+        Some("legal_hold.place"),
+    ),
+    (
+        "DELETE",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/legal-hold",
+        Needs::Manage,
+        Some("legal_hold.release"),
+    ),
     (
         "GET",
         "/api/v1/practices/{practice_id}/audit/events",
@@ -447,6 +485,8 @@ struct Objects {
     spare_patient: uuid::Uuid,
     spare_note: uuid::Uuid,
     grant: [uuid::Uuid; 2],
+    support_grant: [uuid::Uuid; 2],
+    support_email: String,
 }
 
 async fn objects(db: &TestDb, w: &World) -> Objects {
@@ -528,6 +568,26 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
             .await
             .unwrap();
     }
+    let support_email = format!(
+        "support.{}@test.example.invalid",
+        uuid::Uuid::new_v4().simple()
+    );
+    let support = owner
+        .create_support_user(
+            &support_email,
+            "Vendor Support",
+            testkit::password_hash(),
+            now,
+        )
+        .await
+        .unwrap();
+    let mut support_grant = [uuid::Uuid::nil(); 2];
+    for (i, p) in [&w.a, &w.b].into_iter().enumerate() {
+        support_grant[i] = owner
+            .seed_support_grant(p.id, support, p.user("owner"), "scheduling", now)
+            .await
+            .unwrap();
+    }
     let spare_note = owner
         .seed_note(
             w.a.id,
@@ -543,6 +603,8 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
     Objects {
         spare_note,
         grant,
+        support_grant,
+        support_email,
         appointment,
         note,
         perio_exam,
@@ -601,6 +663,7 @@ fn request(
         )
         .replace("{exam_id}", &o.perio_exam[i].to_string())
         .replace("{grant_id}", &o.grant[i].to_string())
+        .replace("{support_grant_id}", &o.support_grant[i].to_string())
         .replace("{session_id}", &uuid::Uuid::new_v4().to_string())
         .replace("{credential_id}", "AAAAAAAAAAAAAAAAAAAAAA");
     let concrete = match path {
@@ -652,6 +715,9 @@ fn request(
         ("PUT", "/api/v1/practices/{practice_id}/patients/{patient_id}/assigned-clinician") => {
             Some(json!({"clinician_id": w.a.user("clinician")}))
         }
+        ("POST", "/api/v1/practices/{practice_id}/support-grants") => Some(json!({
+            "support_email": o.support_email, "scope": "scheduling", "reason": "Import help", "hours": 4
+        })),
         ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/break-glass") => {
             Some(json!({"reason": "Synthetic emergency"}))
         }
@@ -662,6 +728,9 @@ fn request(
             "POST",
             "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/finals",
         ) => Some(json!({"text": "three fourteen four"})),
+        ("PUT", "/api/v1/practices/{practice_id}/patients/{patient_id}/legal-hold") => {
+            Some(json!({"category": "litigation"}))
+        }
         ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures") => Some(
             json!({"recipient": "Synthetic Insurance Co.", "description": "Visit summary", "purpose": "Claim review"}),
         ),

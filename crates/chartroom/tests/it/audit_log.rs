@@ -120,7 +120,8 @@ async fn deleting_a_patient_keeps_every_audit_row_about_them() {
     );
     assert_eq!(
         call(&app, Method::GET, &path, Some(&t), None).await.0,
-        StatusCode::NOT_FOUND
+        StatusCode::GONE,
+        "a deleted patient reads as 410 (soft delete, req INT-02)"
     );
     assert_eq!(
         count(&mut su).await,

@@ -119,6 +119,20 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             .execute(&mut su)
             .await
             .unwrap();
+        // A legal hold (retention).
+        sqlx::query("insert into legal_hold (practice_id, patient_id, category, placed_by, placed_at) values ($1, $2, 'other', $3, now())")
+            .bind(p.id)
+            .bind(p.patient)
+            .bind(p.user("owner"))
+            .execute(&mut su)
+            .await
+            .unwrap();
+        sqlx::query("insert into support_grant (practice_id, grant_id, support_user_id, scope, reason_enc, approved_by, approved_at, expires_at) values ($1, gen_random_uuid(), $2, 'scheduling', '\\x00', $2, now(), now() + interval '1 hour')")
+            .bind(p.id)
+            .bind(p.user("owner"))
+            .execute(&mut su)
+            .await
+            .unwrap();
         // And one perio exam (an opaque payload: visibility only).
         sqlx::query("insert into perio_exam (practice_id, exam_id, patient_id, clinician_id, created_at, updated_at, session_enc) values ($1, gen_random_uuid(), $2, $3, now(), now(), '\\x00')")
             .bind(p.id)

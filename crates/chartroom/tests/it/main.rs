@@ -28,7 +28,9 @@ mod isolation_sql;
 mod notes;
 mod passkeys;
 mod perio_api;
+mod retention;
 mod sessions;
+mod support;
 
 /// Shared helpers.
 mod util;

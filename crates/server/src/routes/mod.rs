@@ -12,6 +12,8 @@ mod passkeys;
 mod patients;
 mod perio;
 mod practices;
+mod retention;
+mod support;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -36,7 +38,8 @@ use crate::AppState;
         (name = "appointments", description = "Scheduling"),
         (name = "notes", description = "Clinical notes (clinicians only)"),
         (name = "perio", description = "Periodontal exams charted by voice (clinicians only)"),
-        (name = "audit", description = "The audit log (owners and admins)")
+        (name = "audit", description = "The audit log (owners and admins)"),
+        (name = "retention", description = "Retention windows and legal holds (owners and admins)")
     )
 )]
 struct ApiDoc;
@@ -107,6 +110,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(notes::note_verify))
         .routes(routes!(notes::note_rendering))
         .routes(routes!(notes::visit_list, notes::visit_create))
+        .routes(routes!(
+            support::support_grant_list,
+            support::support_grant_create
+        ))
+        .routes(routes!(support::support_grant_revoke))
         .routes(routes!(care_team::assign_clinician))
         .routes(routes!(care_team::break_glass_open))
         .routes(routes!(care_team::break_glass_review))
@@ -121,6 +129,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(
             disclosures::disclosure_create,
             disclosures::disclosure_report
+        ))
+        .routes(routes!(retention::retention_get))
+        .routes(routes!(
+            retention::legal_hold_put,
+            retention::legal_hold_delete
         ))
         .routes(routes!(audit::audit_events))
         .routes(routes!(audit::audit_fhir))

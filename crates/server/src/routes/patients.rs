@@ -29,6 +29,15 @@ fn dob(d: NaiveDate, today: NaiveDate) -> Result<NaiveDate, AppError> {
     Ok(d)
 }
 
+/// The error for a patient that is not readable: 410 when deleted, 404 when unknown here.
+async fn missing(tx: &mut store::TenantTx, id: PatientId) -> AppError {
+    match store::patients::is_deleted(tx, id).await {
+        Ok(true) => AppError::Gone("patient"),
+        Ok(false) => AppError::NotFound("patient"),
+        Err(e) => e.into(),
+    }
+}
+
 /// Paging.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -116,19 +125,19 @@ pub(crate) async fn patient_create(
     Ok((StatusCode::CREATED, Json(p.into())))
 }
 
-/// One patient.
+/// One patient. 410 once deleted.
 #[utoipa::path(get, path = "/api/v1/practices/{practice_id}/patients/{patient_id}", tag = "patients",
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)),
-    responses((status = 200, body = PatientView), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+    responses((status = 200, body = PatientView), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 410, body = crate::views::ErrorBody)))]
 pub(crate) async fn patient_get(
     State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
     ApiPath((_, id)): ApiPath<(PracticeId, PatientId)>,
 ) -> Result<Json<PatientView>, AppError> {
     let mut tx = ctx.tx;
-    let p = store::patients::get(&mut tx, state.store.keyring()?, id)
-        .await?
-        .ok_or(AppError::NotFound("patient"))?;
+    let Some(p) = store::patients::get(&mut tx, state.store.keyring()?, id).await? else {
+        return Err(missing(&mut tx, id).await);
+    };
     tx.audit_patient(AuditAction::PatientRead, id).await?;
     tx.commit().await?;
     Ok(Json(p.into()))
@@ -165,10 +174,10 @@ mod double_option {
     }
 }
 
-/// Updates a patient's demographics or contact details.
+/// Updates a patient's demographics or contact details. 410 once deleted.
 #[utoipa::path(patch, path = "/api/v1/practices/{practice_id}/patients/{patient_id}", tag = "patients",
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = PatientUpdate,
-    responses((status = 200, body = PatientView), (status = 400, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+    responses((status = 200, body = PatientView), (status = 400, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 410, body = crate::views::ErrorBody)))]
 pub(crate) async fn patient_update(
     State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
@@ -205,26 +214,29 @@ pub(crate) async fn patient_update(
             .transpose()?,
     };
     let mut tx = ctx.tx;
-    let p = store::patients::update(&mut tx, state.store.keyring()?, id, &patch)
-        .await?
-        .ok_or(AppError::NotFound("patient"))?;
+    let Some(p) = store::patients::update(&mut tx, state.store.keyring()?, id, &patch).await?
+    else {
+        return Err(missing(&mut tx, id).await);
+    };
     tx.audit_patient(AuditAction::PatientUpdate, id).await?;
     tx.commit().await?;
     Ok(Json(p.into()))
 }
 
-/// Deletes a patient and their appointments. Refused (409) while clinical notes refer to
-/// them. The audit trail about the patient is kept.
+/// Deletes a patient (soft, req INT-02): reads then answer 410, lists and search leave them
+/// out; their notes, exams, disclosures and audit trail stay for those allowed to see them.
+/// The retention job purges the record once the practice's retention windows have passed
+/// (never while a legal hold is on it). 410 if already deleted.
 #[utoipa::path(delete, path = "/api/v1/practices/{practice_id}/patients/{patient_id}", tag = "patients",
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)),
-    responses((status = 204), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+    responses((status = 204), (status = 404, body = crate::views::ErrorBody), (status = 410, body = crate::views::ErrorBody)))]
 pub(crate) async fn patient_delete(
     ctx: Ctx<Scheduling>,
     ApiPath((_, id)): ApiPath<(PracticeId, PatientId)>,
 ) -> Result<StatusCode, AppError> {
     let mut tx = ctx.tx;
     if !store::patients::delete(&mut tx, id).await? {
-        return Err(AppError::NotFound("patient"));
+        return Err(missing(&mut tx, id).await);
     }
     tx.audit_patient(AuditAction::PatientDelete, id).await?;
     tx.commit().await?;

@@ -1,0 +1,154 @@
+//! Vendor support access: an owner approves a time-boxed grant (scope, reason, at most 72
+//! hours, fresh second factor); owners and admins list and revoke grants; a revoked or expired
+//! grant stops working on the very next request. Support sessions are read-only and every
+//! access under a grant is audited as support access and disclosed.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use domain::{AuditAction, PracticeId, Role, UserId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::extract::{ApiJson, ApiPath, Ctx, Manage};
+use crate::{AppError, AppState};
+
+type E = crate::views::ErrorBody;
+
+/// A grant to approve.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GrantCreate {
+    /// The support staff member's sign-in email.
+    support_email: String,
+    /// `scheduling` (demographics and scheduling) or `clinical` (clinical records too).
+    scope: String,
+    /// Why (required, at most 2 KiB).
+    reason: String,
+    /// How long, 1–72 hours.
+    hours: i64,
+}
+
+/// A support grant.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct GrantView {
+    grant_id: uuid::Uuid,
+    support_user_id: UserId,
+    scope: String,
+    reason: String,
+    approved_by: UserId,
+    approved_at: chrono::DateTime<chrono::Utc>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    revoked_by: Option<UserId>,
+    revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<store::support::SupportGrant> for GrantView {
+    fn from(g: store::support::SupportGrant) -> Self {
+        Self {
+            grant_id: g.grant_id,
+            support_user_id: g.support_user_id,
+            scope: g.scope,
+            reason: g.reason,
+            approved_by: g.approved_by,
+            approved_at: g.approved_at,
+            expires_at: g.expires_at,
+            revoked_by: g.revoked_by,
+            revoked_at: g.revoked_at,
+        }
+    }
+}
+
+/// Approves vendor support access to this practice (owners only, fresh second factor).
+#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/support-grants", tag = "support access",
+    params(("practice_id" = String, Path, format = Uuid)), request_body = GrantCreate,
+    responses((status = 201, body = GrantView), (status = 400, body = E), (status = 401, body = E), (status = 403, body = E), (status = 404, body = E)))]
+pub(crate) async fn support_grant_create(
+    State(state): State<AppState>,
+    ctx: Ctx<Manage>,
+    ApiPath(_): ApiPath<PracticeId>,
+    ApiJson(req): ApiJson<GrantCreate>,
+) -> Result<(StatusCode, Json<GrantView>), AppError> {
+    if !ctx.roles.contains(Role::Owner) {
+        return Err(AppError::Forbidden);
+    }
+    ctx.require_step_up(&state)?;
+    let reason = domain::values::free_text("reason", &req.reason, 2048)?;
+    if !matches!(req.scope.as_str(), "scheduling" | "clinical") {
+        return Err(AppError::Invalid(
+            "scope: must be scheduling or clinical".into(),
+        ));
+    }
+    if !(1..=72).contains(&req.hours) {
+        return Err(AppError::Invalid("hours: must be 1 to 72".into()));
+    }
+    let email = domain::values::single_line("support_email", &req.support_email, 254)?;
+    let mut tx = ctx.tx;
+    let g = store::support::approve(
+        &mut tx,
+        state.store.keyring()?,
+        &email,
+        &req.scope,
+        &reason,
+        req.hours,
+    )
+    .await?
+    .map_err(|_| {
+        AppError::Invalid("support_email: no support staff account has that email".into())
+    })?;
+    tx.audit_details(
+        AuditAction::SupportGrantApprove,
+        None,
+        Some(("support_grant", g.grant_id)),
+        Some(serde_json::json!({
+            "support_user_id": g.support_user_id, "scope": g.scope, "expires_at": g.expires_at
+        })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(g.into())))
+}
+
+/// The practice's support grants (owners and admins).
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/support-grants", tag = "support access",
+    params(("practice_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Vec<GrantView>), (status = 403, body = E), (status = 404, body = E)))]
+pub(crate) async fn support_grant_list(
+    State(state): State<AppState>,
+    ctx: Ctx<Manage>,
+    ApiPath(_): ApiPath<PracticeId>,
+) -> Result<Json<Vec<GrantView>>, AppError> {
+    let mut tx = ctx.tx;
+    let grants = store::support::list(&mut tx, state.store.keyring()?).await?;
+    tx.audit_details(
+        AuditAction::SupportGrantList,
+        None,
+        None,
+        Some(serde_json::json!({ "grants": grants.len() })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(grants.into_iter().map(Into::into).collect()))
+}
+
+/// Revokes a support grant at once (owners and admins).
+#[utoipa::path(delete, path = "/api/v1/practices/{practice_id}/support-grants/{support_grant_id}", tag = "support access",
+    params(("practice_id" = String, Path, format = Uuid), ("support_grant_id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 403, body = E), (status = 404, body = E)))]
+pub(crate) async fn support_grant_revoke(
+    ctx: Ctx<Manage>,
+    ApiPath((_, grant)): ApiPath<(PracticeId, uuid::Uuid)>,
+) -> Result<StatusCode, AppError> {
+    let mut tx = ctx.tx;
+    if !store::support::revoke(&mut tx, grant).await? {
+        return Err(AppError::NotFound("support grant"));
+    }
+    tx.audit(
+        AuditAction::SupportGrantRevoke,
+        None,
+        Some(("support_grant", grant)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
