@@ -83,15 +83,24 @@ create function app.support_roles(p_scope text) returns text[]
     language sql immutable parallel safe
     as $$ select case p_scope when 'clinical' then array['clinician'] when 'scheduling' then array['reception'] end $$;
 
+-- The actor's roles through an active support grant (null without one). A plain function call
+-- (never inlined), so members, for whom actor_roles never reaches it, pay nothing for it.
+create function app.support_actor_roles() returns text[]
+    language sql stable security definer
+    set search_path = pg_catalog, public
+    as $$
+        select app.support_roles(g.scope)
+          from app.support_grant_for(app.practice(), app.actor(), app.now()) g
+         where g.grant_id is not null
+    $$;
+
 create or replace function app.actor_roles() returns text[]
     language sql stable parallel safe
     as $$
         select coalesce(
             (select m.roles from public.membership m
               where m.practice_id = app.practice() and m.user_id = app.actor()),
-            (select app.support_roles(g.scope)
-               from app.support_grant_for(app.practice(), app.actor(), app.now()) g
-              where g.grant_id is not null),
+            app.support_actor_roles(),
             '{}'::text[])
     $$;
 
