@@ -707,3 +707,72 @@ async fn run_sequence(f: &Fx, acts: &[Act]) {
         "every accepted action left exactly its audit event"
     );
 }
+
+// req: INT-02 — a deleted patient's record stays readable to those allowed, but takes no new
+// clinical records.
+#[tokio::test]
+async fn a_deleted_patient_takes_no_new_clinical_records() {
+    let f = fx().await;
+    let rec = f.app.token(f.w.a.user("reception")).await;
+    let (s, p) = call(
+        &f.app,
+        Method::POST,
+        &format!("{}/patients", f.base()),
+        Some(&rec),
+        Some(&json!({"given_name": "Della", "family_name": "Synthwick"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let patient = p["patient_id"].as_str().unwrap().to_owned();
+    let (s, _) = call(
+        &f.app,
+        Method::PUT,
+        &format!("{}/patients/{patient}/assigned-clinician", f.base()),
+        Some(&rec),
+        Some(&json!({"clinician_id": f.w.a.user("clinician")})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let notes = format!("{}/patients/{patient}/notes", f.base());
+    let (s, _) = call(
+        &f.app,
+        Method::POST,
+        &notes,
+        Some(&f.clin),
+        Some(&json!({"content": {"subjective": "Before."}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(
+        &f.app,
+        Method::DELETE,
+        &format!("{}/patients/{patient}", f.base()),
+        Some(&rec),
+        None,
+    )
+    .await;
+    assert!(s.is_success(), "{s}");
+    for (path, body) in [
+        (notes.clone(), json!({"content": {"subjective": "After."}})),
+        (format!("{}/patients/{patient}/visits", f.base()), json!({})),
+        (
+            format!("{}/patients/{patient}/perio-exams", f.base()),
+            json!({}),
+        ),
+        (
+            format!("{}/patients/{patient}/break-glass", f.base()),
+            json!({"reason": "x"}),
+        ),
+    ] {
+        let (s, e) = call(&f.app, Method::POST, &path, Some(&f.clin), Some(&body)).await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (StatusCode::GONE, Some("GONE")),
+            "{path}"
+        );
+    }
+    // The existing note stays readable (history).
+    let (s, list) = call(&f.app, Method::GET, &notes, Some(&f.clin), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}

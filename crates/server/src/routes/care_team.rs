@@ -42,6 +42,9 @@ pub(crate) async fn assign_clinician(
     if !store::patients::exists(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
+    if store::patients::is_deleted(&mut tx, patient).await? {
+        return Err(AppError::Gone("patient"));
+    }
     if !store::break_glass::assign_clinician(&mut tx, patient, req.clinician_id).await? {
         return Err(AppError::Invalid(
             "clinician_id: must be a member of this practice with the clinician role".into(),
@@ -115,6 +118,9 @@ pub(crate) async fn break_glass_open(
     let mut tx = ctx.tx;
     if !store::patients::exists(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));
+    }
+    if store::patients::is_deleted(&mut tx, patient).await? {
+        return Err(AppError::Gone("patient"));
     }
     let g = store::break_glass::open(&mut tx, state.store.keyring()?, patient, &reason, minutes)
         .await?;

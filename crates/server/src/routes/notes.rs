@@ -153,6 +153,9 @@ pub(crate) async fn note_create(
     if !store::perio::patient_visible(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
+    if store::patients::is_deleted(&mut tx, patient).await? {
+        return Err(AppError::Gone("patient"));
+    }
     if let Some(v) = req.visit_id
         && !store::notes::visit_of(&mut tx, v, patient).await?
     {
@@ -695,6 +698,9 @@ pub(crate) async fn visit_create(
     let mut tx = ctx.tx;
     if !store::perio::patient_visible(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));
+    }
+    if store::patients::is_deleted(&mut tx, patient).await? {
+        return Err(AppError::Gone("patient"));
     }
     let started = req.started_at.unwrap_or_else(|| tx.now());
     let clinician = tx.actor();

@@ -277,6 +277,9 @@ pub(crate) async fn perio_exam_create(
     let session = perio::Session::new(settings(req.settings)?);
     let mut tx = ctx.tx;
     visible_patient(&mut tx, patient).await?;
+    if store::patients::is_deleted(&mut tx, patient).await? {
+        return Err(AppError::Gone("patient"));
+    }
     let info = store::perio::create(&mut tx, state.store.keyring()?, patient, &session).await?;
     tx.audit(
         AuditAction::PerioExamCreate,
