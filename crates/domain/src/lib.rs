@@ -12,6 +12,9 @@
 //!   action, never free text, so it cannot carry PHI.
 //! - Time is read only through a [`Clock`], so timeouts and retention are testable without
 //!   sleeping.
+//! - A note's lifecycle is one table ([`notes::NoteStatus::allows`]); its content hash
+//!   ([`notes::content_hash`]) binds the note, the version, the signer and the canonical
+//!   content, so a hash moved to another note or signer does not verify.
 //!
 //! This crate does no IO.
 //!

@@ -11,6 +11,15 @@
 //!   hold for such a role.
 //! - Every PHI read or write done through this crate is followed, in the same transaction, by
 //!   an audit append ([`TenantTx::audit`]); the row carries ids and an action, never PHI.
+//!   Under vendor support access ([`support`]) each event names the grant and each patient
+//!   touched gets a disclosure; clinical access through break-glass ([`break_glass`]) is
+//!   flagged as emergency access in the same statement.
+//! - Clinical records are visible only where `app.clinical_visible` holds (care team,
+//!   practice-wide scope, break-glass, a clinical support grant) — in the database, not here.
+//! - A signed note version is never updated or deleted ([`notes`]); its SHA-256 binds the
+//!   content, the note and the signer, and [`notes::verify`] recomputes it.
+//! - Retention ([`retention`]) purges only what is past the practice's windows and not under
+//!   legal hold, and never an audit row.
 //!
 //! # Roles
 //! Migrations and administrative commands run as the owner role ([`OwnerStore`]); the server
