@@ -24,6 +24,7 @@
 //! ```
 
 pub mod error;
+mod etag;
 pub mod extract;
 pub mod fhir;
 pub mod identity;

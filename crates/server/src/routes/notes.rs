@@ -9,14 +9,15 @@ use std::fmt::Write as _;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, Response};
 use domain::notes::{ADDENDUM_MAX, NoteContent, NoteStatus, REASON_MAX, Template, TemplateField};
 use domain::{AppointmentId, AuditAction, NoteId, PatientId, PracticeId, UserId, VisitId};
 use serde::{Deserialize, Serialize};
 use store::notes::Refusal;
 use utoipa::ToSchema;
 
+use crate::etag::{IfMatch, with_etag};
 use crate::extract::{ApiJson, ApiPath, Clinical, Ctx};
 use crate::views::NoteView;
 use crate::{AppError, AppState};
@@ -35,31 +36,17 @@ fn refusal(r: Refusal) -> AppError {
     }
 }
 
-/// The version `If-Match` names (`"3"`, `W/"3"` or `3`); `None` when absent or `*`.
+/// The note version `If-Match` names (`None` when absent or `*`).
 fn if_match(headers: &HeaderMap) -> Result<Option<i32>, AppError> {
-    let Some(v) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let s = v
-        .to_str()
-        .map_err(|_| AppError::Invalid("If-Match: send the note's ETag".into()))?
-        .trim();
-    if s == "*" {
-        return Ok(None);
-    }
-    s.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i32>()
-        .map(Some)
-        .map_err(|_| AppError::Invalid("If-Match: send the note's ETag, e.g. \"3\"".into()))
+    note_version(IfMatch::from_headers(headers, "note")?)
 }
 
-fn with_etag(version: i32, body: impl IntoResponse) -> Response {
-    let mut res = body.into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        res.headers_mut().insert(header::ETAG, v);
-    }
-    res
+fn note_version(m: IfMatch) -> Result<Option<i32>, AppError> {
+    m.version()
+        .map(|v| {
+            i32::try_from(v).map_err(|_| AppError::Invalid("If-Match: no such note version".into()))
+        })
+        .transpose()
 }
 
 fn content_checked(template: Template, c: &NoteContent) -> Result<(), AppError> {
@@ -233,11 +220,12 @@ pub(crate) async fn note_save(
     headers: HeaderMap,
     ApiJson(req): ApiJson<NoteSave>,
 ) -> Result<Response, AppError> {
-    let expected = if_match(&headers)?;
+    let m = IfMatch::from_headers(&headers, "note")?;
+    let expected = note_version(m)?;
     let mut tx = ctx.tx;
     // `If-Match: *` (any version) is an explicit choice to overwrite; no header is refused
     // (after the lookup, so a note that is not visible stays 404).
-    if !headers.contains_key(header::IF_MATCH) {
+    if m == IfMatch::Absent {
         return Err(if store::notes::exists(&mut tx, id).await? {
             AppError::PreconditionRequired
         } else {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use domain::{AuditAction, PatientId, PerioExamId, PracticeId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -24,6 +24,7 @@ use store::TenantTx;
 use store::perio::{Exam, ExamInfo};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::etag::{IfMatch, with_etag};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Clinical, Ctx};
 use crate::{AppError, AppState};
 
@@ -150,33 +151,6 @@ pub(crate) struct PerioOutcomeView {
     outcome: Value,
 }
 
-/// An exam's `ETag`: its version, quoted.
-fn etag(version: i64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
-}
-
-/// The version an `If-Match` header asks for: `None` when absent or `*`.
-fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
-    let Some(v) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let v = v.to_str().unwrap_or("").trim();
-    if v == "*" {
-        return Ok(None);
-    }
-    v.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| AppError::Invalid("If-Match: send the exam's ETag, e.g. \"3\"".into()))
-}
-
-fn with_etag<T: Serialize>(status: StatusCode, version: i64, body: &T) -> Response {
-    let mut res = (status, Json(body)).into_response();
-    res.headers_mut().insert(header::ETAG, etag(version));
-    res
-}
-
 async fn visible_patient(tx: &mut TenantTx, patient: PatientId) -> Result<(), AppError> {
     if store::perio::patient_visible(tx, patient).await? {
         Ok(())
@@ -289,9 +263,11 @@ pub(crate) async fn perio_exam_create(
     .await?;
     tx.commit().await?;
     Ok(with_etag(
-        StatusCode::CREATED,
         info.version,
-        &PerioExamView::new(&info, &session),
+        (
+            StatusCode::CREATED,
+            Json(PerioExamView::new(&info, &session)),
+        ),
     ))
 }
 
@@ -326,9 +302,8 @@ pub(crate) async fn perio_exam_get(
     .await?;
     tx.commit().await?;
     Ok(with_etag(
-        StatusCode::OK,
         e.info.version,
-        &PerioExamView::new(&e.info, &e.session),
+        Json(PerioExamView::new(&e.info, &e.session)),
     ))
 }
 
@@ -364,7 +339,7 @@ async fn change(
     op: Op,
     act: impl FnOnce(&mut perio::Session) -> Result<perio::Outcome, AppError>,
 ) -> Result<Response, AppError> {
-    let expected = if_match(headers)?;
+    let expected = IfMatch::from_headers(headers, "exam")?.version();
     let keyring = state.store.keyring()?;
     let mut tx = ctx.tx;
     let e = store::perio::get_for_update(&mut tx, keyring, patient, exam)
@@ -416,7 +391,7 @@ async fn change(
         pending: session.pending().is_some(),
         outcome: outcome.to_json(),
     };
-    Ok(with_etag(StatusCode::OK, info.version, &view))
+    Ok(with_etag(info.version, Json(view)))
 }
 
 /// One final (one recognizer result).
@@ -579,12 +554,11 @@ pub(crate) async fn perio_exam_fhir(
     )
     .await?;
     tx.commit().await?;
-    let mut res = bundle.to_string().into_response();
+    let mut res = with_etag(e.info.version, bundle.to_string());
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/fhir+json"),
     );
-    res.headers_mut().insert(header::ETAG, etag(e.info.version));
     Ok(res)
 }
 
