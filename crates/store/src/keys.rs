@@ -320,6 +320,29 @@ enum Reseal {
     NotVersion(DekVersion),
 }
 
+/// One kind of encrypted row a re-encryption pass walks, in batches.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Patients,
+    Notes,
+    NoteVersions,
+    PerioExams,
+}
+
+/// Decrypts `ct` (any live key version) and seals it again under the active key, same context.
+async fn reseal_value(
+    keyring: &crypto::Keyring,
+    keys: &crypto::PracticeKeys,
+    ctx: &crypto::FieldContext<'_>,
+    ct: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let plain = keyring
+        .decrypt_field(ctx, ct)
+        .await
+        .map_err(|e| crypto_error(&e))?;
+    crypto::encrypt_field(keys.active(), ctx, &plain).map_err(|e| crypto_error(&e))
+}
+
 /// A patient row needs work when it holds plaintext, or (for a rotation) a ciphertext whose
 /// header names another data-key version (`format ‖ version u32be ‖ …`).
 const PATIENT_TODO: &str =
@@ -487,44 +510,40 @@ impl crate::OwnerStore {
         progress: &mut (dyn FnMut(PracticeId, ResealReport) + Send),
     ) -> Result<ResealReport, StoreError> {
         let mut report = ResealReport::default();
-        loop {
-            let n = self.reseal_patients(practice, which, batch).await?;
-            report.patients += n;
-            if n > 0 {
-                progress(practice, report);
-            }
-            if n < u64::try_from(batch).unwrap_or(0) {
-                break;
-            }
-        }
-        loop {
-            let n = self.reseal_notes(practice, which, batch).await?;
-            report.notes += n;
-            if n > 0 {
-                progress(practice, report);
-            }
-            if n < u64::try_from(batch).unwrap_or(0) {
-                break;
-            }
-        }
-        if let Reseal::NotVersion(v) = which {
+        let full = u64::try_from(batch).unwrap_or(0);
+        // Plaintext rows exist only in the legacy patient and note columns; a rotation also
+        // takes note versions and perio exams.
+        let steps: &[Step] = match which {
+            Reseal::Plaintext => &[Step::Patients, Step::Notes],
+            Reseal::NotVersion(_) => &[
+                Step::Patients,
+                Step::Notes,
+                Step::NoteVersions,
+                Step::PerioExams,
+            ],
+        };
+        for &step in steps {
             loop {
-                let n = self.reseal_note_versions(practice, v, batch).await?;
-                report.notes += n;
+                let n = match (step, which) {
+                    (Step::Patients, _) => self.reseal_patients(practice, which, batch).await?,
+                    (Step::Notes, _) => self.reseal_notes(practice, which, batch).await?,
+                    (Step::NoteVersions, Reseal::NotVersion(v)) => {
+                        self.reseal_note_versions(practice, v, batch).await?
+                    }
+                    (Step::PerioExams, Reseal::NotVersion(v)) => {
+                        self.reseal_perio_exams(practice, v, batch).await?
+                    }
+                    (Step::NoteVersions | Step::PerioExams, Reseal::Plaintext) => 0,
+                };
+                match step {
+                    Step::Patients => report.patients += n,
+                    Step::Notes | Step::NoteVersions => report.notes += n,
+                    Step::PerioExams => report.perio_exams += n,
+                }
                 if n > 0 {
                     progress(practice, report);
                 }
-                if n < u64::try_from(batch).unwrap_or(0) {
-                    break;
-                }
-            }
-            loop {
-                let n = self.reseal_perio_exams(practice, v, batch).await?;
-                report.perio_exams += n;
-                if n > 0 {
-                    progress(practice, report);
-                }
-                if n < u64::try_from(batch).unwrap_or(0) {
+                if n < full {
                     break;
                 }
             }
@@ -555,12 +574,7 @@ impl crate::OwnerStore {
         let n = rows.len() as u64;
         for (exam, ct) in rows {
             let ctx = crate::perio::context(practice, &exam);
-            let plain = keyring
-                .decrypt_field(&ctx, &ct)
-                .await
-                .map_err(|e| crypto_error(&e))?;
-            let fresh =
-                crypto::encrypt_field(keys.active(), &ctx, &plain).map_err(|e| crypto_error(&e))?;
+            let fresh = reseal_value(keyring, &keys, &ctx, &ct).await?;
             sqlx::query(
                 "update perio_exam set session_enc = $3 where practice_id = $1 and exam_id = $2",
             )
@@ -600,21 +614,12 @@ impl crate::OwnerStore {
         let n = rows.len() as u64;
         for (note, number, content, reason) in rows {
             let row = crate::notes::version_row_id(note, number);
-            let reseal = |column: &'static str, ct: Vec<u8>| {
-                let ctx =
-                    crypto::FieldContext::new(practice, crate::notes::VERSION_TABLE, column, &row);
-                let keys = keys.clone();
-                async move {
-                    let plain = keyring
-                        .decrypt_field(&ctx, &ct)
-                        .await
-                        .map_err(|e| crypto_error(&e))?;
-                    crypto::encrypt_field(keys.active(), &ctx, &plain).map_err(|e| crypto_error(&e))
-                }
+            let ctx = |column| {
+                crypto::FieldContext::new(practice, crate::notes::VERSION_TABLE, column, &row)
             };
-            let content = reseal("content", content).await?;
+            let content = reseal_value(keyring, &keys, &ctx("content"), &content).await?;
             let reason = match reason {
-                Some(r) => Some(reseal("reason", r).await?),
+                Some(r) => Some(reseal_value(keyring, &keys, &ctx("reason"), &r).await?),
                 None => None,
             };
             sqlx::query(
