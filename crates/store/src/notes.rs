@@ -537,19 +537,29 @@ pub async fn verify(
     }
     let practice = tx.practice();
     let rows = versions(tx, id, "true").await?;
-    let mut v = Verification {
+    Ok(Some(Verification {
         versions: rows.len(),
-        mismatched: Vec::new(),
-    };
+        mismatched: mismatched(keyring, practice, id.as_uuid(), rows).await?,
+    }))
+}
+
+/// The versions among `rows` whose content no longer matches their hash or no longer decrypts.
+async fn mismatched(
+    keyring: &Keyring,
+    practice: PracticeId,
+    note: uuid::Uuid,
+    rows: Vec<VersionRow>,
+) -> Result<Vec<i32>, StoreError> {
+    let mut bad = Vec::new();
     for r in rows {
         let n = r.version;
-        match r.open(keyring, practice, id.as_uuid()).await {
+        match r.open(keyring, practice, note).await {
             Ok(opened) if opened.hash_ok => {}
-            Ok(_) | Err(StoreError::Corrupt(_)) => v.mismatched.push(n),
+            Ok(_) | Err(StoreError::Corrupt(_)) => bad.push(n),
             Err(e) => return Err(e),
         }
     }
-    Ok(Some(v))
+    Ok(bad)
 }
 
 struct NewVersion<'a> {
@@ -827,25 +837,37 @@ pub async fn sign(
     if content.is_empty() {
         return Ok(Err(Refusal::Empty));
     }
-    let next = h.current_version + 1;
-    let sig = signature(tx).await?;
-    insert_version(
+    append_signed(
         tx,
         keyring,
-        id,
-        next,
+        &h,
         NewVersion {
             kind: VersionKind::Signed,
             canonical: content.canonical(),
             reason: None,
             ai_assisted: false,
             assistant_turn_id: None,
-            signature: Some(sig),
+            signature: None,
         },
     )
-    .await?;
-    advance(tx, id, next, Some(next)).await?;
-    Ok(Ok(assemble_id(tx, keyring, id).await?))
+    .await
+    .map(Ok)
+}
+
+/// Appends the note's next version signed by the actor (signing, amending, an addendum),
+/// advances the header (and locks it when `v` is the signed copy), and reads the note back.
+async fn append_signed(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    h: &Header,
+    mut v: NewVersion<'_>,
+) -> Result<Note, StoreError> {
+    let next = h.current_version + 1;
+    let locks = v.kind == VersionKind::Signed;
+    v.signature = Some(signature(tx).await?);
+    insert_version(tx, keyring, h.note_id, next, v).await?;
+    advance(tx, h.note_id, next, locks.then_some(next)).await?;
+    assemble_id(tx, keyring, h.note_id).await
 }
 
 /// An amendment's inputs.
@@ -879,25 +901,21 @@ pub async fn amend(
     if a.content.is_empty() {
         return Ok(Err(Refusal::Empty));
     }
-    let next = h.current_version + 1;
-    let sig = signature(tx).await?;
-    insert_version(
+    append_signed(
         tx,
         keyring,
-        id,
-        next,
+        &h,
         NewVersion {
             kind: VersionKind::Amendment,
             canonical: a.content.canonical(),
             reason: Some(a.reason),
             ai_assisted: a.ai_assisted,
             assistant_turn_id: a.assistant_turn_id,
-            signature: Some(sig),
+            signature: None,
         },
     )
-    .await?;
-    advance(tx, id, next, None).await?;
-    Ok(Ok(assemble_id(tx, keyring, id).await?))
+    .await
+    .map(Ok)
 }
 
 /// Adds a signed addendum to a signed note (the caller checked step-up).
@@ -913,25 +931,21 @@ pub async fn add_addendum(
         Ok(h) => h,
         Err(r) => return Ok(Err(r)),
     };
-    let next = h.current_version + 1;
-    let sig = signature(tx).await?;
-    insert_version(
+    append_signed(
         tx,
         keyring,
-        id,
-        next,
+        &h,
         NewVersion {
             kind: VersionKind::Addendum,
             canonical: text.as_bytes().to_vec(),
             reason: Some(reason),
             ai_assisted: false,
             assistant_turn_id: None,
-            signature: Some(sig),
+            signature: None,
         },
     )
-    .await?;
-    advance(tx, id, next, None).await?;
-    Ok(Ok(assemble_id(tx, keyring, id).await?))
+    .await
+    .map(Ok)
 }
 
 /// Soft-deletes a draft. Signed notes are refused ([`Refusal::Locked`]).
@@ -1095,16 +1109,8 @@ impl crate::OwnerStore {
                 .bind(note)
                 .fetch_all(&mut *tx)
                 .await?;
-                let mut bad = Vec::new();
-                for r in rows {
-                    out.versions += 1;
-                    let n = r.version;
-                    match r.open(keyring, practice, note).await {
-                        Ok(v) if v.hash_ok => {}
-                        Ok(_) | Err(StoreError::Corrupt(_)) => bad.push(n),
-                        Err(e) => return Err(e),
-                    }
-                }
+                out.versions += rows.len();
+                let bad = mismatched(keyring, practice, note, rows).await?;
                 if !bad.is_empty() {
                     out.mismatched.push((NoteId::from_uuid(note), bad));
                 }
