@@ -206,6 +206,11 @@ struct VersionRow {
 
 const VERSION: &str = "version, kind, author_id, created_at, content_enc, content_sha256, reason_enc,
     ai_assisted, assistant_turn_id, signer_name, signer_credential, signed_at, signed_tz, signature_meaning";
+/// [`VERSION`] qualified with the alias `v`.
+const VERSION_V: &str =
+    "v.version, v.kind, v.author_id, v.created_at, v.content_enc, v.content_sha256,
+    v.reason_enc, v.ai_assisted, v.assistant_turn_id, v.signer_name, v.signer_credential,
+    v.signed_at, v.signed_tz, v.signature_meaning";
 
 impl Header {
     fn status(&self) -> NoteStatus {
@@ -365,15 +370,35 @@ async fn legacy_content(
     })
 }
 
+/// The versions a reader sees: every signed one and the current draft.
+const SHOWN: &str = "kind <> 'draft' or version = n.current_version";
+
+/// The versions of one note a reader sees.
+async fn shown_versions(tx: &mut TenantTx, note: NoteId) -> Result<Vec<VersionRow>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "select {VERSION_V} from clinical_note_version v
+           join clinical_note n on n.practice_id = v.practice_id and n.note_id = v.note_id
+          where v.practice_id = $1 and v.note_id = $2 and ({SHOWN}) order by v.version"
+    ))
+    .bind(tx.practice())
+    .bind(note)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
 async fn assemble(tx: &mut TenantTx, keyring: &Keyring, h: Header) -> Result<Note, StoreError> {
+    let rows = shown_versions(tx, h.note_id).await?;
+    assemble_rows(tx, keyring, h, rows).await
+}
+
+async fn assemble_rows(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    h: Header,
+    rows: Vec<VersionRow>,
+) -> Result<Note, StoreError> {
     let practice = tx.practice();
     let uuid = h.note_id.as_uuid();
-    let rows = versions(
-        tx,
-        h.note_id,
-        &format!("kind <> 'draft' or version = {}", h.current_version),
-    )
-    .await?;
     let mut opened = Vec::with_capacity(rows.len());
     for r in rows {
         opened.push(r.open(keyring, practice, uuid).await?);
@@ -491,11 +516,36 @@ pub async fn list_for_patient(
     .bind(limit.clamp(1, 100))
     .fetch_all(tx.conn())
     .await?;
+    // Every shown version of every listed note in one query (not one per note).
+    let ids: Vec<uuid::Uuid> = heads.iter().map(|h| h.note_id.as_uuid()).collect();
+    let rows: Vec<ListedVersion> = sqlx::query_as(&format!(
+        "select v.note_id as listed_note, {VERSION_V} from clinical_note_version v
+           join clinical_note n on n.practice_id = v.practice_id and n.note_id = v.note_id
+          where v.practice_id = $1 and v.note_id = any($2) and ({SHOWN})
+          order by v.note_id, v.version"
+    ))
+    .bind(tx.practice())
+    .bind(&ids)
+    .fetch_all(tx.conn())
+    .await?;
+    let mut by_note: std::collections::HashMap<uuid::Uuid, Vec<VersionRow>> =
+        std::collections::HashMap::new();
+    for r in rows {
+        by_note.entry(r.listed_note).or_default().push(r.row);
+    }
     let mut out = Vec::with_capacity(heads.len());
     for h in heads {
-        out.push(assemble(tx, keyring, h).await?);
+        let rows = by_note.remove(&h.note_id.as_uuid()).unwrap_or_default();
+        out.push(assemble_rows(tx, keyring, h, rows).await?);
     }
     Ok(out)
+}
+
+#[derive(sqlx::FromRow)]
+struct ListedVersion {
+    listed_note: uuid::Uuid,
+    #[sqlx(flatten)]
+    row: VersionRow,
 }
 
 /// Every version of a note (history), oldest first, each with its hash checked.
@@ -1212,12 +1262,7 @@ impl crate::Store {
         } else {
             match header(&mut tx, note, false).await? {
                 Some(h) => {
-                    let rows = versions(
-                        &mut tx,
-                        note,
-                        &format!("kind <> 'draft' or version = {}", h.current_version),
-                    )
-                    .await?;
+                    let rows = shown_versions(&mut tx, h.note_id).await?;
                     rows.iter()
                         .all(|r| NoteContent::from_canonical(&r.content_enc).is_ok())
                 }

@@ -353,6 +353,22 @@ async fn draft_sign_amend_addendum_over_https() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _, _) = req(&f.app, Method::GET, &f.note(&empty), &fresh, None, None).await;
     assert_eq!(s, StatusCode::GONE);
+    // The patient's list (one query for every listed note's versions) shows each note as its
+    // own read does: the amended one with its amendment and addendum; the deleted draft is gone.
+    let (_, list) = call(
+        &f.app,
+        Method::GET,
+        &format!("{}/patients/{}/notes", f.base(), f.w.a.patient),
+        Some(&fresh),
+        None,
+    )
+    .await;
+    let (_, alone) = call(&f.app, Method::GET, &path, Some(&fresh), None).await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "the deleted draft is not listed");
+    assert_eq!(list[0], alone);
+    assert_eq!(list[0]["amendments"].as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["addenda"].as_array().unwrap().len(), 1);
     // Reception never sees clinical content.
     let rec = f.app.token(f.w.a.user("reception")).await;
     let (s, _, _) = req(&f.app, Method::GET, &path, &rec, None, None).await;
