@@ -86,6 +86,10 @@ create table clinical_note_version (
     constraint clinical_note_version_assistant
         check (ai_assisted or assistant_turn_id is null)
 );
+-- A read shows the signed versions and the current draft: find the signed ones without walking
+-- every draft a note ever had.
+create index clinical_note_version_signed_idx on clinical_note_version (practice_id, note_id, version)
+    where kind <> 'draft';
 
 -- Versions never change; the one exception is the owner role re-encrypting ciphertexts under
 -- a new data key (same plaintext: `notes verify` checks the hash after every rotation).

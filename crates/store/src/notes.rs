@@ -206,11 +206,6 @@ struct VersionRow {
 
 const VERSION: &str = "version, kind, author_id, created_at, content_enc, content_sha256, reason_enc,
     ai_assisted, assistant_turn_id, signer_name, signer_credential, signed_at, signed_tz, signature_meaning";
-/// [`VERSION`] qualified with the alias `v`.
-const VERSION_V: &str =
-    "v.version, v.kind, v.author_id, v.created_at, v.content_enc, v.content_sha256,
-    v.reason_enc, v.ai_assisted, v.assistant_turn_id, v.signer_name, v.signer_credential,
-    v.signed_at, v.signed_tz, v.signature_meaning";
 
 impl Header {
     fn status(&self) -> NoteStatus {
@@ -370,24 +365,24 @@ async fn legacy_content(
     })
 }
 
-/// The versions a reader sees: every signed one and the current draft.
-const SHOWN: &str = "kind <> 'draft' or version = n.current_version";
-
-/// The versions of one note a reader sees.
-async fn shown_versions(tx: &mut TenantTx, note: NoteId) -> Result<Vec<VersionRow>, StoreError> {
+/// The versions of one note a reader sees: every signed one and the current draft. Only
+/// leakproof comparisons on the version table's own columns, so row-level security is
+/// checked for the rows returned, not for every draft the note ever had.
+async fn shown_versions(tx: &mut TenantTx, h: &Header) -> Result<Vec<VersionRow>, StoreError> {
     Ok(sqlx::query_as(&format!(
-        "select {VERSION_V} from clinical_note_version v
-           join clinical_note n on n.practice_id = v.practice_id and n.note_id = v.note_id
-          where v.practice_id = $1 and v.note_id = $2 and ({SHOWN}) order by v.version"
+        "select {VERSION} from clinical_note_version
+          where practice_id = $1 and note_id = $2 and (kind <> 'draft' or version = $3)
+          order by version"
     ))
     .bind(tx.practice())
-    .bind(note)
+    .bind(h.note_id)
+    .bind(h.current_version)
     .fetch_all(tx.conn())
     .await?)
 }
 
 async fn assemble(tx: &mut TenantTx, keyring: &Keyring, h: Header) -> Result<Note, StoreError> {
-    let rows = shown_versions(tx, h.note_id).await?;
+    let rows = shown_versions(tx, &h).await?;
     assemble_rows(tx, keyring, h, rows).await
 }
 
@@ -516,21 +511,28 @@ pub async fn list_for_patient(
     .bind(limit.clamp(1, 100))
     .fetch_all(tx.conn())
     .await?;
-    // Every shown version of every listed note in one query (not one per note).
+    // Every shown version of every listed note in one query (not one per note). `version =
+    // any(current versions)` may also match another note's older draft; those are dropped.
     let ids: Vec<uuid::Uuid> = heads.iter().map(|h| h.note_id.as_uuid()).collect();
+    let current: Vec<i32> = heads.iter().map(|h| h.current_version).collect();
     let rows: Vec<ListedVersion> = sqlx::query_as(&format!(
-        "select v.note_id as listed_note, {VERSION_V} from clinical_note_version v
-           join clinical_note n on n.practice_id = v.practice_id and n.note_id = v.note_id
-          where v.practice_id = $1 and v.note_id = any($2) and ({SHOWN})
-          order by v.note_id, v.version"
+        "select note_id as listed_note, {VERSION} from clinical_note_version
+          where practice_id = $1 and note_id = any($2) and (kind <> 'draft' or version = any($3))
+          order by note_id, version"
     ))
     .bind(tx.practice())
     .bind(&ids)
+    .bind(&current)
     .fetch_all(tx.conn())
     .await?;
+    let current_of: std::collections::HashMap<uuid::Uuid, i32> =
+        ids.iter().copied().zip(current.iter().copied()).collect();
     let mut by_note: std::collections::HashMap<uuid::Uuid, Vec<VersionRow>> =
         std::collections::HashMap::new();
     for r in rows {
+        if r.row.kind == "draft" && current_of.get(&r.listed_note) != Some(&r.row.version) {
+            continue;
+        }
         by_note.entry(r.listed_note).or_default().push(r.row);
     }
     let mut out = Vec::with_capacity(heads.len());
@@ -1262,7 +1264,7 @@ impl crate::Store {
         } else {
             match header(&mut tx, note, false).await? {
                 Some(h) => {
-                    let rows = shown_versions(&mut tx, h.note_id).await?;
+                    let rows = shown_versions(&mut tx, &h).await?;
                     rows.iter()
                         .all(|r| NoteContent::from_canonical(&r.content_enc).is_ok())
                 }
