@@ -47,13 +47,12 @@ pub async fn open(
 ) -> Result<Grant, StoreError> {
     let practice = tx.practice();
     let id = uuid::Uuid::new_v4();
-    let keys = crate::patients::write_keys(keyring, practice).await?;
-    let reason_enc = crypto::encrypt_field(
-        keys.active(),
+    let reason_enc = crate::patients::seal_field(
+        keyring,
         &FieldContext::new(practice, TABLE, "reason", id.as_bytes()),
         reason.as_bytes(),
     )
-    .map_err(|e| crypto_error(&e))?;
+    .await?;
     let opened = tx.now();
     let expires = opened + Duration::minutes(minutes.clamp(1, 240));
     sqlx::query(
@@ -196,13 +195,12 @@ impl crate::OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<uuid::Uuid, StoreError> {
         let id = uuid::Uuid::new_v4();
-        let keys = crate::patients::write_keys(self.keyring()?, practice).await?;
-        let reason_enc = crypto::encrypt_field(
-            keys.active(),
+        let reason_enc = crate::patients::seal_field(
+            self.keyring()?,
             &FieldContext::new(practice, TABLE, "reason", id.as_bytes()),
             reason.as_bytes(),
         )
-        .map_err(|e| crypto_error(&e))?;
+        .await?;
         let mut tx = self.begin_tenant(practice).await?;
         sqlx::query(
             "insert into break_glass (practice_id, grant_id, user_id, patient_id, reason_enc, opened_at, expires_at)

@@ -127,6 +127,17 @@ pub(crate) struct Row {
 pub(crate) const COLUMNS: &str = "patient_id, given_name, family_name, date_of_birth, phone, email, \
      given_name_enc, family_name_enc, date_of_birth_enc, phone_enc, email_enc, created_at, updated_at";
 
+/// Seals one value with the practice's active data key (provisioned on first use), bound to
+/// `ctx`.
+pub(crate) async fn seal_field(
+    keyring: &Keyring,
+    ctx: &crypto::FieldContext<'_>,
+    plain: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let keys = write_keys(keyring, ctx.practice).await?;
+    crypto::encrypt_field(keys.active(), ctx, plain).map_err(|e| crypto_error(&e))
+}
+
 /// The practice's keys for writing: provisioned on first use.
 pub(crate) async fn write_keys(
     keyring: &Keyring,

@@ -65,13 +65,12 @@ pub async fn approve(
     };
     let practice = tx.practice();
     let id = uuid::Uuid::new_v4();
-    let keys = crate::patients::write_keys(keyring, practice).await?;
-    let reason_enc = crypto::encrypt_field(
-        keys.active(),
+    let reason_enc = crate::patients::seal_field(
+        keyring,
         &FieldContext::new(practice, TABLE, "reason", id.as_bytes()),
         reason.as_bytes(),
     )
-    .map_err(|e| crypto_error(&e))?;
+    .await?;
     let now = tx.now();
     let expires = now + Duration::hours(hours.clamp(1, 72));
     sqlx::query(
@@ -177,13 +176,12 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<uuid::Uuid, StoreError> {
         let id = uuid::Uuid::new_v4();
-        let keys = crate::patients::write_keys(self.keyring()?, practice).await?;
-        let reason_enc = crypto::encrypt_field(
-            keys.active(),
+        let reason_enc = crate::patients::seal_field(
+            self.keyring()?,
             &FieldContext::new(practice, TABLE, "reason", id.as_bytes()),
             b"Fixture support request",
         )
-        .map_err(|e| crypto_error(&e))?;
+        .await?;
         let mut tx = self.begin_tenant(practice).await?;
         sqlx::query(
             "insert into support_grant (practice_id, grant_id, support_user_id, scope, reason_enc, approved_by, approved_at, expires_at)
