@@ -78,7 +78,7 @@ pub fn app(state: AppState) -> Router {
 /// same HTTPS stack and layers. Only `chartroom-bench` calls this; the server binary never does.
 pub fn unsafe_bench_app_with_unauthenticated_read(state: AppState) -> Router {
     let route = Router::new().route(
-        "/bench/unauthenticated/practices/{practice_id}/patients/{patient_id}/as/{user_id}",
+        "/bench/unauthenticated/practices/{practice_id}/patients/{patient_id}/as/{user_id}/{role}",
         axum::routing::get(routes::unsafe_bench_patient_get),
     );
     build(state, Some(route))

@@ -114,10 +114,11 @@ impl Store {
         &self,
         practice: domain::PracticeId,
         actor: domain::UserId,
+        roles: domain::RoleSet,
         patient: domain::PatientId,
     ) -> Result<bool, StoreError> {
         let mut tx =
-            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+            TenantTx::begin_unchecked(&self.pool, practice, actor, roles, domain::RequestId::new())
                 .await?;
         let found = patients::get(&mut tx, self.keyring()?, patient).await?;
         if let Some(p) = &found {
@@ -135,10 +136,11 @@ impl Store {
         &self,
         practice: domain::PracticeId,
         actor: domain::UserId,
+        roles: domain::RoleSet,
         patient: domain::PatientId,
     ) -> Result<Option<patients::Patient>, StoreError> {
         let mut tx =
-            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+            TenantTx::begin_unchecked(&self.pool, practice, actor, roles, domain::RequestId::new())
                 .await?;
         let found = patients::get(&mut tx, self.keyring()?, patient).await?;
         if let Some(p) = &found {
@@ -189,10 +191,11 @@ impl Store {
         &self,
         practice: domain::PracticeId,
         actor: domain::UserId,
+        roles: domain::RoleSet,
         patient: &patients::NewPatient,
     ) -> Result<(), StoreError> {
         let mut tx =
-            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+            TenantTx::begin_unchecked(&self.pool, practice, actor, roles, domain::RequestId::new())
                 .await?;
         let p = patients::create(&mut tx, self.keyring()?, patient).await?;
         tx.audit_patient(domain::AuditAction::PatientCreate, p.patient_id)

@@ -21,7 +21,7 @@ use domain::notes::{
     DiffOp, NoteContent, NoteStatus, SIGNATURE_MEANING, Signature, Template, VersionKind,
     content_hash, word_diff,
 };
-use domain::{NoteId, PatientId, PracticeId, UserId, VisitId};
+use domain::{NoteId, PatientId, PracticeId, RoleSet, UserId, VisitId};
 use serde::Serialize;
 
 use crate::keys::crypto_error;
@@ -1182,12 +1182,13 @@ impl crate::Store {
         &self,
         practice: PracticeId,
         actor: UserId,
+        roles: RoleSet,
         note: NoteId,
         content: &NoteContent,
         full: bool,
     ) -> Result<bool, StoreError> {
         let mut tx =
-            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+            TenantTx::begin_unchecked(&self.pool, practice, actor, roles, domain::RequestId::new())
                 .await?;
         if full {
             let keyring = self.keyring()?;
@@ -1243,11 +1244,12 @@ impl crate::Store {
         &self,
         practice: PracticeId,
         actor: UserId,
+        roles: RoleSet,
         note: NoteId,
         full: bool,
     ) -> Result<bool, StoreError> {
         let mut tx =
-            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+            TenantTx::begin_unchecked(&self.pool, practice, actor, roles, domain::RequestId::new())
                 .await?;
         let found = if full {
             let keyring = self.keyring()?;
@@ -1282,12 +1284,13 @@ impl crate::Store {
         &self,
         practice: PracticeId,
         actor: UserId,
+        roles: RoleSet,
         patient: PatientId,
         template: Template,
         content: &NoteContent,
     ) -> Result<NoteId, StoreError> {
         let mut tx =
-            TenantTx::begin_unchecked(&self.pool, practice, actor, domain::RequestId::new())
+            TenantTx::begin_unchecked(&self.pool, practice, actor, roles, domain::RequestId::new())
                 .await?;
         let n = create(&mut tx, self.keyring()?, patient, template, None, content).await?;
         tx.audit(

@@ -481,9 +481,14 @@ type EnterRow = (
     Option<DateTime<Utc>>,
     uuid::Uuid,
     bool,
-    Option<uuid::Uuid>,
+    bool,
 );
 
+/// Opens a transaction and checks the session in it (`app.enter`: one statement, which sets the
+/// actor, the practice and the actor's roles there for the rest of the transaction). Two more
+/// statements only when needed: the activity update, at most once per
+/// [`SessionPolicy::activity_granularity`] per session, and, for a signed-in user who is not a
+/// member of `practice`, the support-grant lookup (`app.enter_support`).
 async fn enter(
     pool: &PgPool,
     token: &TokenHash,
@@ -501,7 +506,7 @@ async fn enter(
 > {
     let mut tx = pool.begin().await?;
     let row: Option<EnterRow> = sqlx::query_as(
-        "select user_id, roles, amr, mfa_at, session_id, require_passkey, support_grant
+        "select user_id, roles, amr, mfa_at, session_id, require_passkey, touch
            from app.enter($1, $2, $3, $4, $5)",
     )
     .bind(token.0.as_slice())
@@ -511,8 +516,32 @@ async fn enter(
     .bind(policy.activity_granularity)
     .fetch_optional(&mut *tx)
     .await?;
-    let (user, roles, amr, mfa_at, session_id, practice_requires_passkey, support_grant) =
+    let (user, mut roles, amr, mfa_at, session_id, practice_requires_passkey, touch) =
         row.ok_or(StoreError::Unauthenticated)?;
+    if touch {
+        // Requests in parallel on one session all see `touch`; the first takes the row and
+        // the others skip it instead of queueing behind its commit.
+        sqlx::query(
+            "update session set last_seen_at = $2
+              where token_hash = (select token_hash from session
+                                   where token_hash = $1 and last_seen_at < $2
+                                   for update skip locked)",
+        )
+        .bind(token.0.as_slice())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let mut support_grant = None;
+    if roles.is_none() && practice.is_some() {
+        let (grant, grant_roles): (Option<uuid::Uuid>, Option<Vec<String>>) =
+            sqlx::query_as("select support_grant, roles from app.enter_support($1)")
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+        support_grant = grant;
+        roles = grant_roles;
+    }
     let auth = SessionAuth {
         session_id,
         amr: amr.iter().filter_map(|m| AuthMethod::parse(m)).collect(),

@@ -112,20 +112,25 @@ impl TenantTx {
         self.support
     }
 
-    /// Opens a tenant transaction without a session check. Only for the benchmark baseline
-    /// and store tests; the server always goes through [`crate::Store::authenticate`].
+    /// Opens a tenant transaction without a session check, taking the practice, actor and
+    /// roles on trust (one `set_config` statement). Only for benchmark baselines and store
+    /// tests; the server always goes through [`crate::Store::enter_practice`], where the
+    /// database derives actor and roles from the session.
     pub(crate) async fn begin_unchecked(
         pool: &PgPool,
         practice: PracticeId,
         actor: UserId,
+        roles: RoleSet,
         request: RequestId,
     ) -> Result<Self, StoreError> {
         let mut tx = pool.begin().await?;
         sqlx::query(
-            "select set_config('chartroom.practice_id', $1, true), set_config('chartroom.actor_id', $2, true)",
+            "select set_config('chartroom.practice_id', $1, true), set_config('chartroom.actor_id', $2, true),
+                    set_config('chartroom.roles', $3::text[]::text, true)",
         )
         .bind(practice.to_string())
         .bind(actor.to_string())
+        .bind(roles.names())
         .execute(&mut *tx)
         .await?;
         #[allow(clippy::disallowed_methods, reason = "benchmark baseline only")]
@@ -134,7 +139,7 @@ impl TenantTx {
             tx,
             practice,
             actor,
-            roles: RoleSet::EMPTY,
+            roles,
             request,
             now,
             support: None,

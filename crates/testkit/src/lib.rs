@@ -313,6 +313,37 @@ impl Drop for TestDb {
     }
 }
 
+/// Enters `practice` as `actor` on a runtime-role connection for SQL-level tests, deriving the
+/// actor's roles from `membership` as `app.enter` does for a session: practice and actor
+/// first, then `chartroom.roles` from the membership row those select (empty for a
+/// non-member). `local`: for the current transaction only, else for the connection.
+pub async fn enter_as(
+    conn: &mut PgConnection,
+    practice: Option<uuid::Uuid>,
+    actor: Option<uuid::Uuid>,
+    local: bool,
+) {
+    sqlx::query(
+        "select set_config('chartroom.practice_id', $1, $3), set_config('chartroom.actor_id', $2, $3),
+                set_config('chartroom.roles', '', $3)",
+    )
+    .bind(practice.map(|p| p.to_string()).unwrap_or_default())
+    .bind(actor.map(|a| a.to_string()).unwrap_or_default())
+    .bind(local)
+    .execute(&mut *conn)
+    .await
+    .expect("set practice and actor");
+    sqlx::query(
+        "select set_config('chartroom.roles',
+                coalesce((select m.roles::text from membership m
+                           where m.practice_id = app.practice() and m.user_id = app.actor()), ''), $1)",
+    )
+    .bind(local)
+    .execute(&mut *conn)
+    .await
+    .expect("derive roles");
+}
+
 /// The argon2id hash of [`PASSWORD`], computed once per process.
 pub fn password_hash() -> &'static str {
     HASH.get_or_init(|| server::password::hash_blocking(PASSWORD).expect("hash"))

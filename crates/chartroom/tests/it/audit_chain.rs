@@ -58,6 +58,7 @@ impl Log {
                     .bench_patient_read_direct(
                         self.w.a.id,
                         self.w.a.user("reception"),
+                        domain::RoleSet::from_iter([domain::Role::Reception]),
                         self.w.a.patient
                     )
                     .await
@@ -516,7 +517,15 @@ async fn many_practices_seal_in_parallel_without_gaps() {
                 (w.b.id, w.b.user("reception"), w.b.patient)
             };
             for _ in 0..25 {
-                store.bench_patient_read_direct(p, u, pat).await.unwrap();
+                store
+                    .bench_patient_read_direct(
+                        p,
+                        u,
+                        domain::RoleSet::from_iter([domain::Role::Reception]),
+                        pat,
+                    )
+                    .await
+                    .unwrap();
             }
         }));
     }

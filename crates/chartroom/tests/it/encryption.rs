@@ -326,6 +326,7 @@ async fn copied_ciphertext_fails_to_decrypt() {
         .bench_patient_read_direct(
             f.w.a.id,
             f.w.a.user("clinician"),
+            domain::RoleSet::from_iter([domain::Role::Clinician]),
             domain::PatientId::from_uuid(uuid::Uuid::parse_str(&p2).unwrap()),
         )
         .await
@@ -492,6 +493,7 @@ async fn kek_rotation_keeps_records_readable_and_a_wrong_kek_fails_clearly() {
         .bench_patient_read_direct(
             f.w.a.id,
             f.w.a.user("clinician"),
+            domain::RoleSet::from_iter([domain::Role::Clinician]),
             domain::PatientId::from_uuid(uuid::Uuid::parse_str(&id).unwrap()),
         )
         .await
@@ -693,6 +695,7 @@ async fn shredding_makes_rows_unreadable_and_the_audit_log_still_verifies() {
         .bench_patient_read_direct(
             f.w.a.id,
             f.w.a.user("clinician"),
+            domain::RoleSet::from_iter([domain::Role::Clinician]),
             domain::PatientId::from_uuid(uuid::Uuid::parse_str(&id).unwrap()),
         )
         .await

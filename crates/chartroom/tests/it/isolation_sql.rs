@@ -7,12 +7,7 @@ use testkit::{TestDb, World};
 use crate::util::db_code;
 
 async fn set_ctx(conn: &mut PgConnection, practice: Option<uuid::Uuid>, actor: Option<uuid::Uuid>) {
-    sqlx::query("select set_config('chartroom.practice_id', $1, false), set_config('chartroom.actor_id', $2, false)")
-        .bind(practice.map(|p| p.to_string()).unwrap_or_default())
-        .bind(actor.map(|a| a.to_string()).unwrap_or_default())
-        .execute(conn)
-        .await
-        .unwrap();
+    testkit::enter_as(conn, practice, actor, false).await;
 }
 
 /// Every table with a `practice_id` column, from the catalog (a new table is covered
@@ -407,12 +402,218 @@ async fn roles_scope_rows_in_the_database() {
         .await
         .unwrap_err();
     assert_eq!(db_code(&err), "42501");
-    // A removed member loses access at once, in the database.
+    // A removed member loses access from the next entry on (the roles are derived from
+    // `membership` when a request enters the practice and hold for its transaction).
     sqlx::query("delete from membership where practice_id = $1 and user_id = $2")
         .bind(w.a.id)
         .bind(w.a.user("reception"))
         .execute(&mut su)
         .await
         .unwrap();
+    set_ctx(
+        &mut conn,
+        Some(w.a.id.as_uuid()),
+        Some(w.a.user("reception").as_uuid()),
+    )
+    .await;
     assert_eq!(count(&mut conn, "patient").await, 0);
+    // Without roles set, nothing role-scoped is visible (fail closed).
+    set_ctx(
+        &mut conn,
+        Some(w.a.id.as_uuid()),
+        Some(w.a.user("clinician").as_uuid()),
+    )
+    .await;
+    assert_eq!(count(&mut conn, "patient").await, 1);
+    sqlx::query("select set_config('chartroom.roles', '', false)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(count(&mut conn, "patient").await, 0);
+}
+
+/// The practice's session settings copied onto its memberships (which the session check reads)
+/// as seen by the superuser: (user, idle, absolute, passkey) per member, by user id.
+async fn membership_copies(
+    su: &mut PgConnection,
+    practice: uuid::Uuid,
+) -> Vec<(uuid::Uuid, Option<String>, Option<String>, bool)> {
+    sqlx::query_as(
+        "select user_id, practice_session_idle::text, practice_session_absolute::text, practice_requires_passkey
+           from membership where practice_id = $1 order by user_id",
+    )
+    .bind(practice)
+    .fetch_all(su)
+    .await
+    .unwrap()
+}
+
+// req: AC-09 (per-practice session lifetimes are enforced from the copy on each membership)
+#[tokio::test]
+async fn membership_copies_of_session_settings_follow_the_practice() {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let mut su = db.superuser_unsafe().await;
+    let (a, b) = (w.a.id.as_uuid(), w.b.id.as_uuid());
+    let b_before = membership_copies(&mut su, b).await;
+
+    // An owner changes practice A's settings as the runtime role: every membership of A
+    // follows in the same transaction, B's do not move.
+    let mut conn = db.runtime_conn().await;
+    let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
+    testkit::enter_as(&mut tx, Some(a), Some(w.a.user("owner").as_uuid()), true).await;
+    sqlx::query("update practice set session_idle_seconds = 300, session_absolute_seconds = 7200, require_passkey_for_managers = true where practice_id = $1")
+        .bind(a)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    // The owner's own transaction still has practice A entered afterwards.
+    let entered: Option<uuid::Uuid> = sqlx::query_scalar("select app.practice()")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(entered, Some(a));
+    tx.commit().await.unwrap();
+    let copies = membership_copies(&mut su, a).await;
+    assert_eq!(copies.len(), 4);
+    for (user, idle, absolute, passkey) in &copies {
+        assert_eq!(
+            (idle.as_deref(), absolute.as_deref(), *passkey),
+            (Some("00:05:00"), Some("02:00:00"), true),
+            "{user}"
+        );
+    }
+    assert_eq!(membership_copies(&mut su, b).await, b_before);
+
+    // A member added later starts with the practice's settings.
+    let owner = db.owner().await;
+    let now = chrono::Utc::now();
+    let user = owner
+        .create_user(
+            &format!("late.{}@example.invalid", uuid::Uuid::new_v4().simple()),
+            "Late Joiner",
+            testkit::password_hash(),
+            now,
+        )
+        .await
+        .unwrap();
+    owner
+        .add_member(
+            w.a.id,
+            user,
+            domain::RoleSet::from_iter([domain::Role::Reception]),
+            now,
+        )
+        .await
+        .unwrap();
+    owner.close().await;
+    let copies = membership_copies(&mut su, a).await;
+    let late = copies.iter().find(|c| c.0 == user.as_uuid()).unwrap();
+    assert_eq!(
+        (late.1.as_deref(), late.2.as_deref(), late.3),
+        (Some("00:05:00"), Some("02:00:00"), true)
+    );
+
+    // Clearing a setting clears the copies (the installation default applies again).
+    sqlx::query("update practice set session_idle_seconds = null where practice_id = $1")
+        .bind(a)
+        .execute(&mut su)
+        .await
+        .unwrap();
+    assert!(
+        membership_copies(&mut su, a)
+            .await
+            .iter()
+            .all(|c| c.1.is_none())
+    );
+
+    // The runtime role cannot write the copies itself, even as an owner of the practice; it
+    // may change roles only.
+    let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
+    testkit::enter_as(&mut tx, Some(a), Some(w.a.user("owner").as_uuid()), true).await;
+    let err = sqlx::query("update membership set practice_session_absolute = interval '24 hours' where practice_id = $1")
+        .bind(a)
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert_eq!(db_code(&err), "42501");
+    drop(tx);
+    // And a forged copy on insert is overwritten with the practice's.
+    let other = {
+        let owner = db.owner().await;
+        let u = owner
+            .create_user(
+                &format!("forge.{}@example.invalid", uuid::Uuid::new_v4().simple()),
+                "Forged Copy",
+                testkit::password_hash(),
+                now,
+            )
+            .await
+            .unwrap();
+        owner.close().await;
+        u
+    };
+    let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
+    testkit::enter_as(&mut tx, Some(a), Some(w.a.user("owner").as_uuid()), true).await;
+    sqlx::query("insert into membership (practice_id, user_id, roles, practice_session_absolute, practice_requires_passkey) values ($1, $2, array['reception'], interval '24 hours', false)")
+        .bind(a)
+        .bind(other)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let copies = membership_copies(&mut su, a).await;
+    let forged = copies.iter().find(|c| c.0 == other.as_uuid()).unwrap();
+    assert_eq!((forged.2.as_deref(), forged.3), (Some("02:00:00"), true));
+}
+
+/// Every `.rs` and `.sql` file under `dir`, recursively.
+fn source_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            source_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs" || e == "sql") {
+            out.push(path);
+        }
+    }
+}
+
+// Row-level security trusts `chartroom.roles` for the transaction: only the session check
+// (app.enter, app.enter_support), the benchmark baseline and the SQL-level test helper write
+// it; no server code does.
+#[test]
+fn only_the_session_check_sets_the_actor_roles() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    source_files(&root.join("crates"), &mut files);
+    source_files(&root.join("migrations"), &mut files);
+    let mut writers: Vec<String> = files
+        .iter()
+        .filter(|f| !f.components().any(|c| c.as_os_str() == "tests"))
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.split("set_config(").skip(1).any(|rest| {
+                rest.trim_start()
+                    .trim_start_matches(['\'', '"'])
+                    .starts_with("chartroom.roles")
+            })
+        })
+        .map(|f| {
+            f.strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    writers.sort();
+    assert_eq!(
+        writers,
+        [
+            "crates/store/src/tenant.rs",
+            "crates/testkit/src/lib.rs",
+            "migrations/0011_lean_entry.sql"
+        ],
+        "chartroom.roles is written outside the session check"
+    );
 }

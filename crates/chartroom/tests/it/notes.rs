@@ -408,12 +408,13 @@ async fn signed_content_is_locked_in_the_database_and_tampering_is_detected() {
     // content or state fails.
     let mut rt = f.db.runtime_conn().await;
     let mut tx = rt.begin().await.unwrap();
-    sqlx::query("select set_config('chartroom.practice_id', $1, true), set_config('chartroom.actor_id', $2, true)")
-        .bind(f.w.a.id.to_string())
-        .bind(f.w.a.user("clinician").to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    testkit::enter_as(
+        &mut tx,
+        Some(f.w.a.id.as_uuid()),
+        Some(f.w.a.user("clinician").as_uuid()),
+        true,
+    )
+    .await;
     let visible: i64 =
         sqlx::query_scalar("select count(*) from clinical_note_version where note_id = $1")
             .bind(note)

@@ -803,14 +803,13 @@ async fn visible_exams(
     actor: domain::UserId,
 ) -> i64 {
     let mut tx = sqlx::Connection::begin(conn).await.unwrap();
-    sqlx::query(
-        "select set_config('chartroom.practice_id', $1, true), set_config('chartroom.actor_id', $2, true)",
+    testkit::enter_as(
+        &mut tx,
+        Some(practice.as_uuid()),
+        Some(actor.as_uuid()),
+        true,
     )
-    .bind(practice.to_string())
-    .bind(actor.to_string())
-    .execute(&mut *tx)
-    .await
-    .unwrap();
+    .await;
     let n: i64 = sqlx::query_scalar("select count(*) from perio_exam")
         .fetch_one(&mut *tx)
         .await

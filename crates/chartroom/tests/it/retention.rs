@@ -301,12 +301,13 @@ async fn a_deleted_patient_is_gone_from_reads_lists_and_search_but_keeps_history
     // The runtime role cannot hard-delete a patient any more.
     let mut conn = f.db.runtime_conn().await;
     let mut tx = conn.begin().await.unwrap();
-    sqlx::query("select set_config('chartroom.practice_id', $1, true), set_config('chartroom.actor_id', $2, true)")
-        .bind(f.w.a.id.to_string())
-        .bind(f.w.a.user("reception").to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    testkit::enter_as(
+        &mut tx,
+        Some(f.w.a.id.as_uuid()),
+        Some(f.w.a.user("reception").as_uuid()),
+        true,
+    )
+    .await;
     let err = sqlx::query("delete from patient where patient_id = $1")
         .bind(p)
         .execute(&mut *tx)
@@ -590,12 +591,13 @@ async fn signed_notes_are_kept_for_the_record_keeping_window() {
     owner.close().await;
     let mut conn = f.db.runtime_conn().await;
     let mut tx = conn.begin().await.unwrap();
-    sqlx::query("select set_config('chartroom.practice_id', $1, true), set_config('chartroom.actor_id', $2, true)")
-        .bind(f.w.a.id.to_string())
-        .bind(f.w.a.user("owner").to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    testkit::enter_as(
+        &mut tx,
+        Some(f.w.a.id.as_uuid()),
+        Some(f.w.a.user("owner").as_uuid()),
+        true,
+    )
+    .await;
     let err = sqlx::query("update practice set record_keeping_years = 2 where practice_id = $1")
         .bind(f.w.a.id)
         .execute(&mut *tx)

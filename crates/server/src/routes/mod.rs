@@ -143,18 +143,21 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The benchmark-only patient read without a session check (see
-/// [`crate::unsafe_bench_app_with_unauthenticated_read`]).
+/// [`crate::unsafe_bench_app_with_unauthenticated_read`]): practice, actor and role are taken
+/// from the path on trust.
 pub(crate) async fn unsafe_bench_patient_get(
     axum::extract::State(state): axum::extract::State<AppState>,
-    crate::extract::ApiPath((practice, patient, user)): crate::extract::ApiPath<(
+    crate::extract::ApiPath((practice, patient, user, role)): crate::extract::ApiPath<(
         domain::PracticeId,
         domain::PatientId,
         domain::UserId,
+        String,
     )>,
 ) -> Result<axum::Json<crate::views::PatientView>, crate::AppError> {
+    let roles = domain::RoleSet::parse(&[role]).map_err(|_| crate::AppError::NotFound("role"))?;
     let p = state
         .store
-        .unsafe_bench_patient_get_unchecked(practice, user, patient)
+        .unsafe_bench_patient_get_unchecked(practice, user, roles, patient)
         .await?
         .ok_or(crate::AppError::NotFound("patient"))?;
     Ok(axum::Json(p.into()))

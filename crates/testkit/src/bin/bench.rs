@@ -75,15 +75,17 @@ enum Bench {
     /// The session check's cost: the authenticated patient read vs. the same read through the
     /// same HTTPS stack without a session check.
     SessionCheck {
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 8)]
+        /// Seconds per path and client count, in interleaved slices.
+        #[arg(long, default_value_t = 20)]
         seconds: u64,
         /// Concurrent clients, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "8,32")]
         clients: Vec<usize>,
-        /// Alternating rounds per client count (the best of each path is reported).
-        #[arg(long, default_value_t = 2)]
-        rounds: usize,
+        /// Length of one slice in milliseconds: the two paths alternate slice by slice
+        /// (A B B A …), so background work of the database (checkpoints, autovacuum, a growing
+        /// audit table) falls on both alike.
+        #[arg(long, default_value_t = 500)]
+        slice_ms: u64,
     },
     /// Clinical note save and read, full path vs. the same statements without encryption and
     /// audit.
@@ -144,7 +146,16 @@ where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
-    let f = Arc::new(f);
+    run_during(clients, Duration::from_secs(seconds), Arc::new(f)).await
+}
+
+/// [`run_for`] for any duration, with the request function shared (so interleaved runs reuse
+/// it): requests per second over the run.
+pub(crate) async fn run_during<F, Fut>(clients: usize, duration: Duration, f: Arc<F>) -> f64
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -160,7 +171,7 @@ where
             }
         }));
     }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
@@ -218,9 +229,14 @@ async fn patient_read(
                 async move {
                     let p =
                         f.patients[(c * 7919 + usize::try_from(i).unwrap_or(0)) % f.patients.len()];
-                    s.bench_patient_read_direct(f.practice, f.actor, p)
-                        .await
-                        .unwrap_or(false)
+                    s.bench_patient_read_direct(
+                        f.practice,
+                        f.actor,
+                        domain::RoleSet::from_iter([domain::Role::Reception]),
+                        p,
+                    )
+                    .await
+                    .unwrap_or(false)
                 }
             })
             .await;
@@ -330,7 +346,12 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
                             let (p, u) = practices[c % spread];
                             let patient = domain::synthetic::Generator::new(i).patient().into();
                             store
-                                .bench_patient_write_direct(p, u, &patient)
+                                .bench_patient_write_direct(
+                                    p,
+                                    u,
+                                    domain::RoleSet::from_iter([domain::Role::Reception]),
+                                    &patient,
+                                )
                                 .await
                                 .is_ok()
                         }
@@ -554,8 +575,8 @@ async fn main() -> anyhow::Result<()> {
         Bench::SessionCheck {
             seconds,
             clients,
-            rounds,
-        } => identity::session_check(seconds, clients, rounds)
+            slice_ms,
+        } => identity::session_check(seconds, clients, slice_ms)
             .await
             .context("session-check benchmark"),
     }

@@ -118,9 +118,14 @@ pub(crate) async fn patient_read(
                                 .await
                                 .is_ok_and(|r| r.status().is_success())
                         } else {
-                            s.bench_patient_read_direct(f.practice, f.actor, p)
-                                .await
-                                .unwrap_or(false)
+                            s.bench_patient_read_direct(
+                                f.practice,
+                                f.actor,
+                                domain::RoleSet::from_iter([domain::Role::Reception]),
+                                p,
+                            )
+                            .await
+                            .unwrap_or(false)
                         }
                     }
                 })
@@ -142,7 +147,12 @@ pub(crate) async fn patient_read(
     let one = *fx.plaintext.first().context("patients")?;
     anyhow::ensure!(
         store
-            .bench_patient_read_direct(fx.practice, fx.actor, one)
+            .bench_patient_read_direct(
+                fx.practice,
+                fx.actor,
+                domain::RoleSet::from_iter([domain::Role::Reception]),
+                one
+            )
             .await?,
         "plaintext row unreadable"
     );

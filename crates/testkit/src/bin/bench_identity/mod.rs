@@ -15,7 +15,7 @@ use serde_json::json;
 use server::identity::totp::TotpKey;
 use testkit::{PASSWORD, TestApp, TestDb, World};
 
-use crate::run_for;
+use crate::{run_during, run_for};
 
 /// Sign-ins per second, each a password check (argon2id) and a TOTP second factor, over
 /// HTTPS with `clients` concurrent clients, against the argon2id verifications per second the
@@ -212,11 +212,15 @@ async fn full_sign_in(app: &TestApp, email: &str, key: &TotpKey) -> bool {
 }
 
 /// The authenticated patient read over HTTPS against the same read through the same stack with
-/// no session check (the benchmark-only route), alternating rounds.
+/// no session check (the benchmark-only route, which takes practice, actor and role from its
+/// path on trust). The two paths alternate in short slices (A B B A …) for `seconds` each, so
+/// that whatever the database does in the background lands on both alike; reported: requests
+/// per second of each path over all its slices, the overhead from those totals, and the median
+/// and spread of the per-pair overheads.
 pub(crate) async fn session_check(
     seconds: u64,
     clients: Vec<usize>,
-    rounds: usize,
+    slice_ms: u64,
 ) -> anyhow::Result<()> {
     let db = TestDb::new().await;
     let w = World::build(&db).await;
@@ -240,53 +244,94 @@ pub(crate) async fn session_check(
     let actor = w.a.user("reception");
     let token = Arc::new(app.token(actor).await);
     let practice = w.a.id;
+    let slice = Duration::from_millis(slice_ms.max(50));
+    let pairs = usize::try_from((seconds * 1000).div_ceil(slice_ms.max(50)))
+        .unwrap_or(1)
+        .max(2);
     println!(
-        "patient read by id over HTTPS: with the session check vs the same route without one; {seconds} s per run, {rounds} alternating rounds"
+        "patient read by id over HTTPS: with the session check vs the same route without one; {pairs} interleaved slices of {} ms per path",
+        slice.as_millis()
     );
     println!(
-        "{:>8} {:>16} {:>14} {:>10}",
-        "clients", "no session/s", "session/s", "overhead"
+        "{:>8} {:>14} {:>12} {:>10} {:>16} {:>16}",
+        "clients", "no session/s", "session/s", "overhead", "median of pairs", "pairs p10–p90"
     );
-    for &n in &clients {
-        let (mut best_plain, mut best_auth) = (0.0_f64, 0.0_f64);
-        for _ in 0..rounds {
-            let (a, p) = (Arc::clone(&app), Arc::clone(&patients));
-            let plain = run_for(n, seconds, move |c, i| {
-                let (a, p) = (Arc::clone(&a), Arc::clone(&p));
-                async move {
-                    let pat = p[(c * 7919 + usize::try_from(i).unwrap_or(0)) % p.len()];
-                    let url = a.url(&format!(
-                        "/bench/unauthenticated/practices/{practice}/patients/{pat}/as/{actor}"
-                    ));
-                    a.http
-                        .get(url)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success())
-                }
-            })
-            .await;
-            let (a, p, t) = (Arc::clone(&app), Arc::clone(&patients), Arc::clone(&token));
-            let auth = run_for(n, seconds, move |c, i| {
-                let (a, p, t) = (Arc::clone(&a), Arc::clone(&p), Arc::clone(&t));
-                async move {
-                    let pat = p[(c * 7919 + usize::try_from(i).unwrap_or(0)) % p.len()];
-                    let url = a.url(&format!("/api/v1/practices/{practice}/patients/{pat}"));
-                    a.http
-                        .get(url)
-                        .bearer_auth(t.as_str())
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success())
-                }
-            })
-            .await;
-            best_plain = best_plain.max(plain);
-            best_auth = best_auth.max(auth);
+    let offset = Arc::new(AtomicUsize::new(0));
+    let (a, p, o) = (Arc::clone(&app), Arc::clone(&patients), Arc::clone(&offset));
+    let plain = Arc::new(move |c: usize, i: u64| {
+        let (a, p) = (Arc::clone(&a), Arc::clone(&p));
+        let k = o.fetch_add(1, Ordering::Relaxed);
+        async move {
+            let pat = p[(c * 7919 + usize::try_from(i).unwrap_or(0) + k) % p.len()];
+            let url = a.url(&format!(
+                "/bench/unauthenticated/practices/{practice}/patients/{pat}/as/{actor}/reception"
+            ));
+            a.http
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
         }
+    });
+    let (a, p, t, o) = (
+        Arc::clone(&app),
+        Arc::clone(&patients),
+        Arc::clone(&token),
+        Arc::clone(&offset),
+    );
+    let auth = Arc::new(move |c: usize, i: u64| {
+        let (a, p, t) = (Arc::clone(&a), Arc::clone(&p), Arc::clone(&t));
+        let k = o.fetch_add(1, Ordering::Relaxed);
+        async move {
+            let pat = p[(c * 7919 + usize::try_from(i).unwrap_or(0) + k) % p.len()];
+            let url = a.url(&format!("/api/v1/practices/{practice}/patients/{pat}"));
+            a.http
+                .get(url)
+                .bearer_auth(t.as_str())
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    });
+    for &n in &clients {
+        // Warm-up, not counted.
+        run_during(n, slice, Arc::clone(&plain)).await;
+        run_during(n, slice, Arc::clone(&auth)).await;
+        let (mut plain_rates, mut auth_rates) = (Vec::new(), Vec::new());
+        for k in 0..pairs {
+            if k % 2 == 0 {
+                plain_rates.push(run_during(n, slice, Arc::clone(&plain)).await);
+                auth_rates.push(run_during(n, slice, Arc::clone(&auth)).await);
+            } else {
+                auth_rates.push(run_during(n, slice, Arc::clone(&auth)).await);
+                plain_rates.push(run_during(n, slice, Arc::clone(&plain)).await);
+            }
+        }
+        #[allow(clippy::cast_precision_loss, reason = "a few hundred slices")]
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (p_rate, a_rate) = (mean(&plain_rates), mean(&auth_rates));
+        let mut overheads: Vec<f64> = plain_rates
+            .iter()
+            .zip(&auth_rates)
+            .map(|(p, a)| 100.0 * (1.0 - a / p))
+            .collect();
+        overheads.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss,
+                reason = "an index into a short list"
+            )]
+            let i = ((overheads.len() - 1) as f64 * q).round() as usize;
+            overheads[i]
+        };
         println!(
-            "{n:>8} {best_plain:>16.0} {best_auth:>14.0} {:>9.1}%",
-            100.0 * (1.0 - best_auth / best_plain)
+            "{n:>8} {p_rate:>14.0} {a_rate:>12.0} {:>9.1}% {:>15.1}% {:>7.1}% – {:.1}%",
+            100.0 * (1.0 - a_rate / p_rate),
+            at(0.5),
+            at(0.1),
+            at(0.9)
         );
     }
     Ok(())

@@ -58,13 +58,38 @@ pub(crate) async fn notes(
     for _ in 0..max_clients {
         full.push(
             store
-                .bench_note_create(w.a.id, actor, w.a.patient, Template::DentalHygiene, &c)
+                .bench_note_create(
+                    w.a.id,
+                    actor,
+                    domain::RoleSet::from_iter([domain::Role::Clinician]),
+                    w.a.patient,
+                    Template::DentalHygiene,
+                    &c,
+                )
                 .await?,
         );
         let p = store
-            .bench_note_create(w.a.id, actor, w.a.patient, Template::DentalHygiene, &c)
+            .bench_note_create(
+                w.a.id,
+                actor,
+                domain::RoleSet::from_iter([domain::Role::Clinician]),
+                w.a.patient,
+                Template::DentalHygiene,
+                &c,
+            )
             .await?;
-        anyhow::ensure!(store.bench_note_save(w.a.id, actor, p, &c, false).await?);
+        anyhow::ensure!(
+            store
+                .bench_note_save(
+                    w.a.id,
+                    actor,
+                    domain::RoleSet::from_iter([domain::Role::Clinician]),
+                    p,
+                    &c,
+                    false
+                )
+                .await?
+        );
         plain.push(p);
     }
     let fx = Arc::new(Fx {
@@ -97,13 +122,26 @@ pub(crate) async fn notes(
                         let notes = if full_path { &f.full } else { &f.plain };
                         let note = notes[client % notes.len()];
                         if save {
-                            s.bench_note_save(f.practice, f.actor, note, &f.content, full_path)
-                                .await
-                                .unwrap_or(false)
+                            s.bench_note_save(
+                                f.practice,
+                                f.actor,
+                                domain::RoleSet::from_iter([domain::Role::Clinician]),
+                                note,
+                                &f.content,
+                                full_path,
+                            )
+                            .await
+                            .unwrap_or(false)
                         } else {
-                            s.bench_note_read(f.practice, f.actor, note, full_path)
-                                .await
-                                .unwrap_or(false)
+                            s.bench_note_read(
+                                f.practice,
+                                f.actor,
+                                domain::RoleSet::from_iter([domain::Role::Clinician]),
+                                note,
+                                full_path,
+                            )
+                            .await
+                            .unwrap_or(false)
                         }
                     }
                 })
