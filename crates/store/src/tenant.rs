@@ -126,11 +126,11 @@ impl TenantTx {
         let mut tx = pool.begin().await?;
         sqlx::query(
             "select set_config('chartroom.practice_id', $1, true), set_config('chartroom.actor_id', $2, true),
-                    set_config('chartroom.roles', $3::text[]::text, true)",
+                    set_config('chartroom.roles', $3, true)",
         )
         .bind(practice.to_string())
         .bind(actor.to_string())
-        .bind(roles.names())
+        .bind(format!("{{{}}}", roles.names().join(",")))
         .execute(&mut *tx)
         .await?;
         #[allow(clippy::disallowed_methods, reason = "benchmark baseline only")]
