@@ -291,4 +291,30 @@ async fn care_team_scope_and_break_glass() {
     // Reception never sees clinical content, whatever the scope.
     let (s, _) = call(&app, Method::GET, &note_path, Some(&rec), None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // A break-glass opened by someone who is on the care team anyway flags nothing: only
+    // access that exists through the break-glass alone is emergency access.
+    second = app.token(other).await;
+    let (s, grant) = call(
+        &app,
+        Method::POST,
+        &bg,
+        Some(&second),
+        Some(&json!({"reason": "Checking an allergy before treatment"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{grant}");
+    let (s, _) = call(&app, Method::GET, &note_path, Some(&second), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let last: (Option<bool>,) = sqlx::query_as(
+        "select (details->>'emergency')::bool from audit_event
+          where practice_id = $1 and actor_id = $2 and action = 'note.read'
+          order by occurred_at desc, event_id desc limit 1",
+    )
+    .bind(w.a.id)
+    .bind(other)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(last.0, None, "care team access is not emergency access");
 }
