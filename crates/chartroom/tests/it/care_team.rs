@@ -306,7 +306,7 @@ async fn care_team_scope_and_break_glass() {
     assert_eq!(s, StatusCode::CREATED, "{grant}");
     let (s, _) = call(&app, Method::GET, &note_path, Some(&second), None).await;
     assert_eq!(s, StatusCode::OK);
-    let last: (Option<bool>,) = sqlx::query_as(
+    let care_team_read: (Option<bool>,) = sqlx::query_as(
         "select (details->>'emergency')::bool from audit_event
           where practice_id = $1 and actor_id = $2 and action = 'note.read'
           order by occurred_at desc, event_id desc limit 1",
@@ -316,5 +316,8 @@ async fn care_team_scope_and_break_glass() {
     .fetch_one(&mut su)
     .await
     .unwrap();
-    assert_eq!(last.0, None, "care team access is not emergency access");
+    assert_eq!(
+        care_team_read.0, None,
+        "care team access is not emergency access"
+    );
 }
