@@ -107,9 +107,9 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// A direct, unaudited patient read used only by the benchmark harness as the baseline the
-    /// audited HTTP path is compared with. Runs the same statements as the audited path minus
-    /// the session check and HTTP: set tenant, read, append the audit row, commit.
+    /// A direct patient read used only by the benchmark harness as the baseline the HTTP path
+    /// is compared with: the same statements minus the session check and HTTP (set tenant,
+    /// read, append the audit row, commit). Whether the patient was found.
     pub async fn bench_patient_read_direct(
         &self,
         practice: domain::PracticeId,
@@ -117,16 +117,10 @@ impl Store {
         roles: domain::RoleSet,
         patient: domain::PatientId,
     ) -> Result<bool, StoreError> {
-        let mut tx =
-            TenantTx::begin_unchecked(&self.pool, practice, actor, roles, domain::RequestId::new())
-                .await?;
-        let found = patients::get(&mut tx, self.keyring()?, patient).await?;
-        if let Some(p) = &found {
-            tx.audit_patient(domain::AuditAction::PatientRead, p.patient_id)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(found.is_some())
+        Ok(self
+            .unsafe_bench_patient_get_unchecked(practice, actor, roles, patient)
+            .await?
+            .is_some())
     }
 
     /// The same read without a session check, returning the patient: the body of the

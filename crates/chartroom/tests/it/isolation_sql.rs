@@ -486,17 +486,23 @@ async fn membership_copies_of_session_settings_follow_the_practice() {
     assert_eq!(membership_copies(&mut su, b).await, b_before);
 
     // A member added later starts with the practice's settings.
-    let owner = db.owner().await;
     let now = chrono::Utc::now();
-    let user = owner
-        .create_user(
-            &format!("late.{}@example.invalid", uuid::Uuid::new_v4().simple()),
-            "Late Joiner",
-            testkit::password_hash(),
-            now,
-        )
-        .await
-        .unwrap();
+    let new_user = async |name: &str| {
+        let owner = db.owner().await;
+        let user = owner
+            .create_user(
+                &format!("user.{}@example.invalid", uuid::Uuid::new_v4().simple()),
+                name,
+                testkit::password_hash(),
+                now,
+            )
+            .await
+            .unwrap();
+        owner.close().await;
+        user
+    };
+    let user = new_user("Late Joiner").await;
+    let owner = db.owner().await;
     owner
         .add_member(
             w.a.id,
@@ -539,20 +545,7 @@ async fn membership_copies_of_session_settings_follow_the_practice() {
     assert_eq!(db_code(&err), "42501");
     drop(tx);
     // And a forged copy on insert is overwritten with the practice's.
-    let other = {
-        let owner = db.owner().await;
-        let u = owner
-            .create_user(
-                &format!("forge.{}@example.invalid", uuid::Uuid::new_v4().simple()),
-                "Forged Copy",
-                testkit::password_hash(),
-                now,
-            )
-            .await
-            .unwrap();
-        owner.close().await;
-        u
-    };
+    let other = new_user("Forged Copy").await;
     let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
     testkit::enter_as(&mut tx, Some(a), Some(w.a.user("owner").as_uuid()), true).await;
     sqlx::query("insert into membership (practice_id, user_id, roles, practice_session_absolute, practice_requires_passkey) values ($1, $2, array['reception'], interval '24 hours', false)")

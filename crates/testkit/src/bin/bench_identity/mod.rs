@@ -256,43 +256,34 @@ pub(crate) async fn session_check(
         "{:>8} {:>14} {:>12} {:>10} {:>16} {:>16}",
         "clients", "no session/s", "session/s", "overhead", "median of pairs", "pairs p10–p90"
     );
+    // One request function for both paths (the same work apart from the route and the
+    // bearer token); patients taken round-robin across all clients.
     let offset = Arc::new(AtomicUsize::new(0));
-    let (a, p, o) = (Arc::clone(&app), Arc::clone(&patients), Arc::clone(&offset));
-    let plain = Arc::new(move |c: usize, i: u64| {
-        let (a, p) = (Arc::clone(&a), Arc::clone(&p));
-        let k = o.fetch_add(1, Ordering::Relaxed);
-        async move {
-            let pat = p[(c * 7919 + usize::try_from(i).unwrap_or(0) + k) % p.len()];
-            let url = a.url(&format!(
-                "/bench/unauthenticated/practices/{practice}/patients/{pat}/as/{actor}/reception"
-            ));
-            a.http
-                .get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    });
-    let (a, p, t, o) = (
-        Arc::clone(&app),
-        Arc::clone(&patients),
-        Arc::clone(&token),
-        Arc::clone(&offset),
-    );
-    let auth = Arc::new(move |c: usize, i: u64| {
-        let (a, p, t) = (Arc::clone(&a), Arc::clone(&p), Arc::clone(&t));
-        let k = o.fetch_add(1, Ordering::Relaxed);
-        async move {
-            let pat = p[(c * 7919 + usize::try_from(i).unwrap_or(0) + k) % p.len()];
-            let url = a.url(&format!("/api/v1/practices/{practice}/patients/{pat}"));
-            a.http
-                .get(url)
-                .bearer_auth(t.as_str())
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    });
+    let request = |authenticated: bool| {
+        let (a, p, t, o) = (
+            Arc::clone(&app),
+            Arc::clone(&patients),
+            Arc::clone(&token),
+            Arc::clone(&offset),
+        );
+        Arc::new(move |_client: usize, _i: u64| {
+            let (a, t) = (Arc::clone(&a), Arc::clone(&t));
+            let pat = p[o.fetch_add(1, Ordering::Relaxed) % p.len()];
+            async move {
+                let req = if authenticated {
+                    a.http
+                        .get(a.url(&format!("/api/v1/practices/{practice}/patients/{pat}")))
+                        .bearer_auth(t.as_str())
+                } else {
+                    a.http.get(a.url(&format!(
+                        "/bench/unauthenticated/practices/{practice}/patients/{pat}/as/{actor}/reception"
+                    )))
+                };
+                req.send().await.is_ok_and(|r| r.status().is_success())
+            }
+        })
+    };
+    let (plain, auth) = (request(false), request(true));
     for &n in &clients {
         // Warm-up, not counted.
         run_during(n, slice, Arc::clone(&plain)).await;
