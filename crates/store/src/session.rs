@@ -303,20 +303,19 @@ impl Store {
             .bind(old.hex())
             .execute(&mut *tx)
             .await?;
-        let row: Option<(UserId,)> = sqlx::query_as(
-            "update session set revoked_at = $2
-              where token_hash = $1 and revoked_at is null and expires_at > $2
-             returning user_id",
+        // The new session is inserted before the old one is revoked: the insert takes the
+        // user's session-access lock (migration 0013) before this transaction writes any of
+        // their session rows, the lock order that keeps it clear of concurrent membership
+        // changes.
+        let row: Option<(String,)> = sqlx::query_as(
+            "select set_config('chartroom.actor_id', user_id::text, true) from session
+              where token_hash = $1 and revoked_at is null and expires_at > $2",
         )
         .bind(old.0.as_slice())
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        let (user,) = row.ok_or(StoreError::Unauthenticated)?;
-        sqlx::query("select set_config('chartroom.actor_id', $1, true)")
-            .bind(user.to_string())
-            .execute(&mut *tx)
-            .await?;
+        row.ok_or(StoreError::Unauthenticated)?;
         sqlx::query(
             "insert into session (token_hash, user_id, created_at, last_seen_at, expires_at, amr, mfa_at, user_agent)
              select $2, s.user_id, s.created_at, $3, s.expires_at,
@@ -329,6 +328,19 @@ impl Store {
         .bind(method.as_str())
         .execute(&mut *tx)
         .await?;
+        // Revoked by a parallel request meanwhile (the same token rotated twice): this one
+        // fails and its new session is rolled back.
+        let revoked = sqlx::query(
+            "update session set revoked_at = $2
+              where token_hash = $1 and revoked_at is null and expires_at > $2",
+        )
+        .bind(old.0.as_slice())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if revoked.rows_affected() != 1 {
+            return Err(StoreError::Unauthenticated);
+        }
         tx.commit().await?;
         Ok(token)
     }

@@ -605,7 +605,8 @@ fn only_the_session_check_sets_the_actor_roles() {
         [
             "crates/store/src/tenant.rs",
             "crates/testkit/src/lib.rs",
-            "migrations/0011_lean_entry.sql"
+            "migrations/0011_lean_entry.sql",
+            "migrations/0013_session_access.sql"
         ],
         "chartroom.roles is written outside the session check"
     );
