@@ -156,6 +156,22 @@ where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    let (done, elapsed) = run_counted(clients, duration, f).await;
+    #[allow(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
+    let per_sec = done as f64 / elapsed.as_secs_f64();
+    per_sec
+}
+
+/// [`run_during`], returning the number of requests completed and the time they took.
+pub(crate) async fn run_counted<F, Fut>(
+    clients: usize,
+    duration: Duration,
+    f: Arc<F>,
+) -> (u64, Duration)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -176,9 +192,49 @@ where
     for t in tasks {
         let _ = t.await;
     }
-    #[allow(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
-    let per_sec = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    per_sec
+    (done.load(Ordering::Relaxed), started.elapsed())
+}
+
+/// CPU time (user + system, in clock ticks) used so far by this process (the benchmark's
+/// server and client) and by the test cluster's PostgreSQL processes (the postmaster and its
+/// children), from `/proc`; `None` where that cannot be read. Unlike throughput, CPU time per
+/// request is not moved by time the machine's other tenants take from the cores or by storage
+/// latency, so overheads compared this way are steadier on a shared machine.
+pub(crate) fn cpu_ticks() -> Option<u64> {
+    let pid_file = testkit::cluster_dir().join("pg").join("postmaster.pid");
+    let postmaster: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let own = std::process::id();
+    let mut ticks = 0_u64;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces): state, ppid, …, utime (14th
+        // field of the line), stime (15th).
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ppid = fields.get(1).and_then(|f| f.parse::<u32>().ok());
+        if pid == own || pid == postmaster || ppid == Some(postmaster) {
+            let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+            ticks += field(11).unwrap_or(0) + field(12).unwrap_or(0);
+        }
+    }
+    Some(ticks)
 }
 
 async fn patient_read(

@@ -253,8 +253,16 @@ pub(crate) async fn session_check(
         slice.as_millis()
     );
     println!(
-        "{:>8} {:>14} {:>12} {:>10} {:>16} {:>16}",
-        "clients", "no session/s", "session/s", "overhead", "median of pairs", "pairs p10–p90"
+        "{:>8} {:>14} {:>12} {:>10} {:>16} {:>16}  {:>7} {:>7} {:>9}",
+        "clients",
+        "no session/s",
+        "session/s",
+        "overhead",
+        "median of pairs",
+        "pairs p10–p90",
+        "CPU µs",
+        "CPU µs",
+        "CPU +"
     );
     // One request function for both paths (the same work apart from the route and the
     // bearer token); patients taken round-robin across all clients.
@@ -289,13 +297,14 @@ pub(crate) async fn session_check(
         run_during(n, slice, Arc::clone(&plain)).await;
         run_during(n, slice, Arc::clone(&auth)).await;
         let (mut plain_rates, mut auth_rates) = (Vec::new(), Vec::new());
+        let (mut plain_cpu, mut auth_cpu) = (CpuTotals::default(), CpuTotals::default());
         for k in 0..pairs {
             if k % 2 == 0 {
-                plain_rates.push(run_during(n, slice, Arc::clone(&plain)).await);
-                auth_rates.push(run_during(n, slice, Arc::clone(&auth)).await);
+                plain_rates.push(measured_slice(n, slice, &plain, &mut plain_cpu).await);
+                auth_rates.push(measured_slice(n, slice, &auth, &mut auth_cpu).await);
             } else {
-                auth_rates.push(run_during(n, slice, Arc::clone(&auth)).await);
-                plain_rates.push(run_during(n, slice, Arc::clone(&plain)).await);
+                auth_rates.push(measured_slice(n, slice, &auth, &mut auth_cpu).await);
+                plain_rates.push(measured_slice(n, slice, &plain, &mut plain_cpu).await);
             }
         }
         #[allow(clippy::cast_precision_loss, reason = "a few hundred slices")]
@@ -317,8 +326,17 @@ pub(crate) async fn session_check(
             let i = ((overheads.len() - 1) as f64 * q).round() as usize;
             overheads[i]
         };
+        let cpu = match (plain_cpu.per_request(), auth_cpu.per_request()) {
+            (Some(p), Some(a)) => format!(
+                "{:>7.0} {:>7.0} {:>8.1}%",
+                p * 1e6,
+                a * 1e6,
+                100.0 * (a / p - 1.0)
+            ),
+            _ => format!("{:>7} {:>7} {:>9}", "-", "-", "-"),
+        };
         println!(
-            "{n:>8} {p_rate:>14.0} {a_rate:>12.0} {:>9.1}% {:>15.1}% {:>7.1}% – {:.1}%",
+            "{n:>8} {p_rate:>14.0} {a_rate:>12.0} {:>9.1}% {:>15.1}% {:>7.1}% – {:.1}%  {cpu}",
             100.0 * (1.0 - a_rate / p_rate),
             at(0.5),
             at(0.1),
@@ -326,4 +344,44 @@ pub(crate) async fn session_check(
         );
     }
     Ok(())
+}
+
+/// Requests completed and CPU ticks spent in the slices of one path.
+#[derive(Default)]
+struct CpuTotals {
+    requests: u64,
+    ticks: u64,
+}
+
+impl CpuTotals {
+    /// CPU seconds per request (clock ticks of 1/100 s, Linux's `USER_HZ`).
+    fn per_request(&self) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
+        (self.requests > 0 && self.ticks > 0)
+            .then(|| self.ticks as f64 / 100.0 / self.requests as f64)
+    }
+}
+
+/// One slice of one path: its rate in requests per second; adds the requests it completed
+/// and the CPU ticks the benchmark process and PostgreSQL spent meanwhile to `totals` (when
+/// `/proc` can be read).
+async fn measured_slice<F, Fut>(
+    clients: usize,
+    slice: Duration,
+    f: &Arc<F>,
+    totals: &mut CpuTotals,
+) -> f64
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let before = crate::cpu_ticks();
+    let (count, elapsed) = crate::run_counted(clients, slice, Arc::clone(f)).await;
+    if let (Some(b), Some(a)) = (before, crate::cpu_ticks()) {
+        totals.requests += count;
+        totals.ticks += a.saturating_sub(b);
+    }
+    #[allow(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
+    let rate = count as f64 / elapsed.as_secs_f64();
+    rate
 }
