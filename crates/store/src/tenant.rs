@@ -66,7 +66,8 @@ impl UserTx {
 
 /// A transaction acting as `actor` inside `practice`: the server's only way to touch tenant
 /// data. The practice and actor are transaction-local settings that row-level security reads;
-/// the database itself derives the actor's roles from `membership`. Dropping it rolls back.
+/// the database itself derives the actor's roles from the memberships copied onto the session
+/// row (kept equal to `membership` by triggers; migration 0013). Dropping it rolls back.
 #[derive(Debug)]
 pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
