@@ -228,8 +228,8 @@ pub(crate) fn cpu_ticks() -> Option<u64> {
             continue;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ppid = fields.get(1).and_then(|f| f.parse::<u32>().ok());
-        if pid == own || pid == postmaster || ppid == Some(postmaster) {
+        let parent = fields.get(1).and_then(|f| f.parse::<u32>().ok());
+        if pid == own || pid == postmaster || parent == Some(postmaster) {
             let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
             ticks += field(11).unwrap_or(0) + field(12).unwrap_or(0);
         }
