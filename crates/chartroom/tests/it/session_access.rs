@@ -194,6 +194,38 @@ async fn session_copies_follow_every_membership_change() {
     assert_eq!(copy(&mut su, &token).await, before);
 }
 
+/// Runs `first` in a transaction on `c_first` and leaves it open, then `second` in a
+/// transaction on `c_second`, which must wait for the user's lock: `first` commits once
+/// `second` is seen waiting (or has finished without waiting, i.e. the lock is missing, which
+/// the caller's assertion then shows), and `second` commits after it.
+async fn one_while_the_other_is_open(
+    su: &mut PgConnection,
+    c_first: &mut PgConnection,
+    first: impl AsyncFnOnce(&mut PgConnection),
+    c_second: &mut PgConnection,
+    second: impl AsyncFnOnce(&mut PgConnection),
+) {
+    let second_pid = backend_pid(c_second).await;
+    let mut t_first = c_first.begin().await.unwrap();
+    let mut t_second = c_second.begin().await.unwrap();
+    first(&mut t_first).await;
+    let done = AtomicBool::new(false);
+    let waiting = async {
+        second(&mut t_second).await;
+        done.store(true, Ordering::SeqCst);
+        t_second.commit().await.unwrap();
+    };
+    let holding = async {
+        blocked_on_advisory_lock(su, second_pid, &done).await;
+        t_first.commit().await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(waiting, holding)
+    })
+    .await
+    .expect("the second transaction finishes once the first commits");
+}
+
 // The two orders in which a new session and a membership change can meet: whichever commits
 // second must leave the new session with the changed roles. Without the per-user lock the
 // session inserted first keeps the roles it read before the change.
@@ -208,56 +240,37 @@ async fn a_session_created_during_a_membership_change_gets_the_new_roles() {
     let user = w.a.user("reception").as_uuid();
     let (mut c1, mut c2) = (db.runtime_conn().await, db.runtime_conn().await);
 
-    for (round, roles) in [["clinician"], ["admin"]].iter().enumerate() {
-        let session_first = round == 0;
-        let token = new_token();
-        let (p1, p2) = (backend_pid(&mut c1).await, backend_pid(&mut c2).await);
-        let mut t1 = c1.begin().await.unwrap();
-        let mut t2 = c2.begin().await.unwrap();
-        if session_first {
-            // The session is inserted (reading the old roles) and not yet committed; the
-            // role change must wait for it, then rewrite it.
-            insert_session(&mut t1, user, &token).await;
-            let done = AtomicBool::new(false);
-            let change = async {
-                set_roles(&mut t2, a, owner, user, roles).await;
-                done.store(true, Ordering::SeqCst);
-                t2.commit().await.unwrap();
-            };
-            let watch = async {
-                blocked_on_advisory_lock(&mut su, p2, &done).await;
-                t1.commit().await.unwrap();
-            };
-            tokio::time::timeout(Duration::from_secs(60), async {
-                tokio::join!(change, watch)
-            })
-            .await
-            .expect("the role change finishes once the session is committed");
-        } else {
-            // The role change holds the lock; the session insert must wait and then read
-            // the committed roles.
-            set_roles(&mut t2, a, owner, user, roles).await;
-            let done = AtomicBool::new(false);
-            let insert = async {
-                insert_session(&mut t1, user, &token).await;
-                done.store(true, Ordering::SeqCst);
-                t1.commit().await.unwrap();
-            };
-            let watch = async {
-                blocked_on_advisory_lock(&mut su, p1, &done).await;
-                t2.commit().await.unwrap();
-            };
-            tokio::time::timeout(Duration::from_secs(60), async {
-                tokio::join!(insert, watch)
-            })
-            .await
-            .expect("the session insert finishes once the change is committed");
-        }
-        assert_eq!(
-            roles_in(&copy(&mut su, &token).await, a),
-            Some(format!("{{{}}}", roles[0])),
-            "session inserted {}",
-            if session_first { "first" } else { "second" }
-        );
-    }
+    // The session is inserted (reading the old roles) and left open; the role change waits
+    // for it, then rewrites it.
+    let token = new_token();
+    one_while_the_other_is_open(
+        &mut su,
+        &mut c1,
+        async |t| insert_session(t, user, &token).await,
+        &mut c2,
+        async |t| set_roles(t, a, owner, user, &["clinician"]).await,
+    )
+    .await;
+    assert_eq!(
+        roles_in(&copy(&mut su, &token).await, a).as_deref(),
+        Some("{clinician}"),
+        "session inserted first"
+    );
+
+    // The role change holds the lock; the session insert waits, then reads the committed
+    // roles.
+    let token = new_token();
+    one_while_the_other_is_open(
+        &mut su,
+        &mut c2,
+        async |t| set_roles(t, a, owner, user, &["admin"]).await,
+        &mut c1,
+        async |t| insert_session(t, user, &token).await,
+    )
+    .await;
+    assert_eq!(
+        roles_in(&copy(&mut su, &token).await, a).as_deref(),
+        Some("{admin}"),
+        "session inserted second"
+    );
 }
