@@ -74,15 +74,18 @@ create function app.session_access_of(p_user uuid) returns jsonb
 alter function app.session_access_of(uuid) owner to chartroom_owner;
 revoke all on function app.session_access_of(uuid) from public;
 
--- Rewrites the copy on every live session of `p_user`.
+-- Rewrites the copy on every live session of `p_user` (computed once, after the lock).
 create function app.refresh_session_access(p_user uuid) returns void
     language plpgsql volatile security definer
     set search_path = pg_catalog, public
     as $$
+    declare
+        v_access jsonb;
     begin
         perform app.lock_session_access(p_user);
+        v_access := app.session_access_of(p_user);
         update public.session s
-           set access = app.session_access_of(p_user)
+           set access = v_access
          where s.user_id = p_user and s.revoked_at is null;
     end
     $$;

@@ -69,6 +69,24 @@ async fn set_roles(
     assert_eq!(done.rows_affected(), 1);
 }
 
+/// Runs one statement as `actor` inside `practice` (binding `ids` in order) and commits.
+async fn commit_as(
+    conn: &mut PgConnection,
+    practice: uuid::Uuid,
+    actor: uuid::Uuid,
+    sql: &str,
+    ids: &[uuid::Uuid],
+) {
+    let mut tx = conn.begin().await.unwrap();
+    testkit::enter_as(&mut tx, Some(practice), Some(actor), true).await;
+    let mut query = sqlx::query(sql);
+    for id in ids {
+        query = query.bind(id);
+    }
+    query.execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// Waits until the backend `pid` is blocked on an advisory lock, or its work is `done`
 /// without having waited (then the lock is missing, and the caller's assertion will say so).
 async fn blocked_on_advisory_lock(su: &mut PgConnection, pid: i32, done: &AtomicBool) {
@@ -124,30 +142,27 @@ async fn session_copies_follow_every_membership_change() {
     );
 
     // Added to a second practice.
-    let mut tx = conn.begin().await.unwrap();
-    testkit::enter_as(&mut tx, Some(b), Some(owner_b), true).await;
-    sqlx::query(
+    commit_as(
+        &mut conn,
+        b,
+        owner_b,
         "insert into membership (practice_id, user_id, roles) values ($1, $2, array['reception'])",
+        &[b, user],
     )
-    .bind(b)
-    .bind(user)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    .await;
     let access = copy(&mut su, &token).await;
     assert_eq!(roles_in(&access, b).as_deref(), Some("{reception}"));
     assert_eq!(access[b.to_string()]["idle"], serde_json::Value::Null);
 
     // The second practice's session settings reach the copy through the membership.
-    let mut tx = conn.begin().await.unwrap();
-    testkit::enter_as(&mut tx, Some(b), Some(owner_b), true).await;
-    sqlx::query("update practice set session_idle_seconds = 300, session_absolute_seconds = 7200, require_passkey_for_managers = true where practice_id = $1")
-        .bind(b)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    commit_as(
+        &mut conn,
+        b,
+        owner_b,
+        "update practice set session_idle_seconds = 300, session_absolute_seconds = 7200, require_passkey_for_managers = true where practice_id = $1",
+        &[b],
+    )
+    .await;
     let access = copy(&mut su, &token).await;
     let in_b = &access[b.to_string()];
     assert_eq!(
@@ -161,15 +176,14 @@ async fn session_copies_follow_every_membership_change() {
     assert_eq!(access[a.to_string()]["idle"], serde_json::Value::Null);
 
     // Removed from the first practice.
-    let mut tx = conn.begin().await.unwrap();
-    testkit::enter_as(&mut tx, Some(a), Some(owner_a), true).await;
-    sqlx::query("delete from membership where practice_id = $1 and user_id = $2")
-        .bind(a)
-        .bind(user)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    commit_as(
+        &mut conn,
+        a,
+        owner_a,
+        "delete from membership where practice_id = $1 and user_id = $2",
+        &[a, user],
+    )
+    .await;
     let access = copy(&mut su, &token).await;
     assert_eq!(roles_in(&access, a), None);
     assert_eq!(roles_in(&access, b).as_deref(), Some("{reception}"));

@@ -55,20 +55,8 @@ pub(crate) async fn notes(
     // through the plain save path.
     let mut full = Vec::new();
     let mut plain = Vec::new();
-    for _ in 0..max_clients {
-        full.push(
-            store
-                .bench_note_create(
-                    w.a.id,
-                    actor,
-                    domain::RoleSet::from_iter([domain::Role::Clinician]),
-                    w.a.patient,
-                    Template::DentalHygiene,
-                    &c,
-                )
-                .await?,
-        );
-        let p = store
+    let create = async || {
+        store
             .bench_note_create(
                 w.a.id,
                 actor,
@@ -77,7 +65,11 @@ pub(crate) async fn notes(
                 Template::DentalHygiene,
                 &c,
             )
-            .await?;
+            .await
+    };
+    for _ in 0..max_clients {
+        full.push(create().await?);
+        let p = create().await?;
         anyhow::ensure!(
             store
                 .bench_note_save(
