@@ -103,19 +103,32 @@ mod tests {
 
     #[test]
     fn eval_reports_failures_and_totals() {
-        let corrected = path("../perio/tests/fixtures/examples.jsonl");
+        let examples = path("../../../shared/perio/examples.jsonl");
         let sessions = path("../../../shared/perio/sessions.jsonl");
         let (code, out) = output(PerioCommand::Eval {
-            files: vec![corrected, sessions.clone()],
+            files: vec![examples.clone(), sessions.clone()],
         });
         assert_eq!(
             (code, out.as_str()),
             (ExitCode::SUCCESS, "43 passed, 0 failed\n")
         );
-        let shared = path("../../../shared/perio/examples.jsonl");
+        // One case whose expectation the engine does not meet: reported, and the exit fails.
+        let dir = std::env::temp_dir().join(format!("chartroom-perio-eval-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let broken = dir.join("examples.jsonl");
+        let text = std::fs::read_to_string(&examples).unwrap();
+        std::fs::write(
+            &broken,
+            text.replace(
+                r#""warnings": ["repair:4->3", "run_not_triplet"]"#,
+                r#""warnings": ["repair:4->3"]"#,
+            ),
+        )
+        .unwrap();
         let (code, out) = output(PerioCommand::Eval {
-            files: vec![shared, sessions],
+            files: vec![broken, sessions],
         });
+        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(code, ExitCode::FAILURE);
         assert!(out.ends_with("42 passed, 1 failed\n"), "{out}");
         assert!(out.starts_with("FAIL "), "{out}");
