@@ -228,7 +228,12 @@ struct Target {
 }
 
 impl Target {
-    async fn open(g: &Global, url: Option<String>, what: &str) -> anyhow::Result<Self> {
+    async fn open(
+        g: &Global,
+        url: Option<String>,
+        what: &str,
+        exclusive: bool,
+    ) -> anyhow::Result<Self> {
         if let Some(url) = url {
             return Ok(Self {
                 env: libpq_env_from_url(&url)?,
@@ -242,9 +247,13 @@ impl Target {
         }
         let mut cfg = store::embedded::ClusterConfig::new(g.data_dir.clone());
         cfg.pg_bin_dir.clone_from(&g.pg_bin_dir);
-        let cluster = Cluster::start(cfg)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // A backup is taken next to a running server; a restore needs the cluster to itself.
+        let cluster = if exclusive {
+            Cluster::start(cfg).await
+        } else {
+            Cluster::start_or_attach(cfg).await
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
             env: cluster.libpq_env(DbRole::Superuser, DATABASE),
             cluster: Some(cluster),
@@ -531,7 +540,7 @@ async fn create(g: &Global, out: Option<PathBuf>, dump_url: Option<String>) -> a
     let keys = crate::keys_cmd::keys(g).await?;
     let bin = pg_bin(g)?;
     let pg_dump_version = tool_version(&bin, "pg_dump").await?;
-    let target = Target::open(g, dump_url, "backup create").await?;
+    let target = Target::open(g, dump_url, "backup create", false).await?;
     let result = write_archive(g, &target, &keys, &bin, &out, created_at, pg_dump_version).await;
     if result.is_err() {
         let _ = std::fs::remove_file(out.with_extension("crbk.partial"));
@@ -1070,7 +1079,7 @@ async fn restore(g: &Global, archive: &Path, url: Option<String>) -> anyhow::Res
             checkpoint_dir.display()
         );
     }
-    let target = Target::open(g, url, "backup restore").await?;
+    let target = Target::open(g, url, "backup restore", true).await?;
     let result = async {
         let mut conn = target.connect().await?;
         let (tables,): (i64,) = sqlx::query_as(

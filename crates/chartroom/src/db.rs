@@ -30,8 +30,22 @@ impl Database {
 
     /// Opens the database for an administrative command: the external owner URL, or the
     /// embedded cluster (started for the command and stopped after it, or the one a running
-    /// server supervises).
+    /// server supervises, which keeps running).
     pub async fn for_admin(g: &Global) -> anyhow::Result<Self> {
+        Self::admin(g, Cluster::start_or_attach).await
+    }
+
+    /// Like [`Database::for_admin`], but refuses while a server runs on the embedded cluster:
+    /// for the commands that change what a running server holds in memory (data keys) or
+    /// replace the database under it.
+    pub async fn for_admin_exclusive(g: &Global) -> anyhow::Result<Self> {
+        Self::admin(g, Cluster::start).await
+    }
+
+    async fn admin<F: Future<Output = Result<Cluster, EmbeddedError>>>(
+        g: &Global,
+        open: impl FnOnce(ClusterConfig) -> F,
+    ) -> anyhow::Result<Self> {
         if let Some(url) = &g.database_url {
             let db = Self::external(url, g.owner_database_url.as_deref())?;
             if db.owner.is_none() {
@@ -41,7 +55,7 @@ impl Database {
             }
             return Ok(db);
         }
-        match Cluster::start(cluster_config(g)).await {
+        match open(cluster_config(g)).await {
             Ok(cluster) => Ok(Self::from_cluster(cluster)),
             Err(e) => Err(explain(e)),
         }

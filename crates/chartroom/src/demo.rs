@@ -42,57 +42,67 @@ fn random_password() -> String {
     format!("{}-{:04}", words.join("-"), rng.gen_range(0..10_000))
 }
 
-/// Seeds the demo on first use, then prints how to sign in.
-pub(crate) async fn seed_and_print(owner: &OwnerStore, data_dir: &Path) -> anyhow::Result<()> {
+/// The demo's accounts when this start seeded them (their passwords are then printed, once),
+/// or `None` when the demo practices already existed.
+pub(crate) struct Seeded(Option<Vec<DemoAccount>>);
+
+/// Seeds the demo on first use and writes its credentials file (mode 0600).
+pub(crate) async fn seed_once(owner: &OwnerStore, data_dir: &Path) -> anyhow::Result<Seeded> {
+    if !owner.demo_practices().await?.is_empty() {
+        return Ok(Seeded(None));
+    }
+    let accounts = seed(owner).await?;
     let path = data_dir.join(CREDENTIALS_FILE);
-    let accounts = if owner.demo_practices().await?.is_empty() {
-        let accounts = seed(owner).await?;
-        std::fs::create_dir_all(data_dir)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        f.write_all(serde_json::to_string_pretty(&accounts)?.as_bytes())?;
-        accounts
-    } else {
-        let Ok(bytes) = std::fs::read(&path) else {
+    std::fs::create_dir_all(data_dir)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(serde_json::to_string_pretty(&accounts)?.as_bytes())?;
+    Ok(Seeded(Some(accounts)))
+}
+
+/// Prints how to sign in: the accounts with their passwords only on the start that created
+/// them (later starts, whose output may go to a log, name the credentials file instead), and
+/// an example for the address the server really listens on (`base`, e.g.
+/// `https://127.0.0.1:8443`).
+pub(crate) fn print(seeded: &Seeded, data_dir: &Path, base: &str) {
+    let path = data_dir.join(CREDENTIALS_FILE);
+    println!();
+    match &seeded.0 {
+        Some(accounts) => {
             println!(
-                "The demo practices exist, but their credentials file {} is gone.",
+                "Demo data: two synthetic practices (no real people). Sign in with (shown once):"
+            );
+            for a in accounts {
+                println!(
+                    "  {:<24} {:<20} {:<30} {}",
+                    a.practice, a.roles, a.email, a.password
+                );
+            }
+            println!(
+                "These are kept in {} (readable only by you).",
                 path.display()
             );
-            return Ok(());
-        };
-        serde_json::from_slice(&bytes).context("demo credentials file is damaged")?
-    };
-    println!();
-    println!("Demo data: two synthetic practices (no real people). Sign in with:");
-    for a in &accounts {
-        println!(
-            "  {:<34} {:<20} {:<38} {}",
-            a.practice, a.roles, a.email, a.password
-        );
+        }
+        None => println!(
+            "Demo data: two synthetic practices. The sign-in accounts and their passwords are in {} (readable only by you).",
+            path.display()
+        ),
     }
-    println!("(also in {}, readable only by you)", path.display());
+    let ca = data_dir.join("secrets").join("tls-cert.pem");
+    println!("Sign in (the first sign-in enrolls a second factor; see README, \"First run\"):");
     println!(
-        "Example (the certificate is the self-signed one in <data dir>/secrets/tls-cert.pem):"
+        "  curl -s --cacert {} -H 'content-type: application/json' \\",
+        ca.display()
     );
     println!(
-        "  curl -s --cacert <data dir>/secrets/tls-cert.pem -H 'content-type: application/json' \\"
-    );
-    println!(
-        "  -d '{{\"email\":\"<email>\",\"password\":\"<password>\"}}' https://127.0.0.1:8443/api/v1/auth/login"
-    );
-    println!(
-        "Every account enrolls a second factor at its first sign-in: POST /api/v1/auth/mfa/totp"
-    );
-    println!(
-        "with the returned token (scan the otpauth URI), then POST /api/v1/auth/mfa/totp/confirm {{\"code\"}}."
+        "    -d '{{\"email\":\"owner@harbor.demo.invalid\",\"password\":\"<password>\"}}' {base}/api/v1/auth/login"
     );
     println!();
-    Ok(())
 }
 
 async fn seed(owner: &OwnerStore) -> anyhow::Result<Vec<DemoAccount>> {
@@ -115,12 +125,13 @@ async fn seed(owner: &OwnerStore) -> anyhow::Result<Vec<DemoAccount>> {
         let practice = owner.create_practice(name, now).await?;
         owner.mark_demo(practice).await?;
         let staff: [(&str, &str, &[Role]); 4] = [
-            ("owner", "Demo Owner", &[Role::Owner]),
+            // The owner is a dentist too, so the first account a newcomer tries sees patients.
+            ("owner", "Demo Owner", &[Role::Owner, Role::Clinician]),
             ("admin", "Demo Admin", &[Role::Admin]),
             ("clinician", "Demo Clinician", &[Role::Clinician]),
             ("reception", "Demo Reception", &[Role::Reception]),
         ];
-        let mut clinician = None;
+        let mut clinicians = Vec::new();
         for (who, display, roles) in staff {
             let email = format!("{who}@{slug}.demo.invalid");
             let password = random_password();
@@ -136,7 +147,7 @@ async fn seed(owner: &OwnerStore) -> anyhow::Result<Vec<DemoAccount>> {
             let set: RoleSet = roles.iter().copied().collect();
             owner.add_member(practice, user, set, now).await?;
             if roles.contains(&Role::Clinician) {
-                clinician = Some(user);
+                clinicians.push(user);
             }
             accounts.push(DemoAccount {
                 practice: name.to_owned(),
@@ -145,13 +156,14 @@ async fn seed(owner: &OwnerStore) -> anyhow::Result<Vec<DemoAccount>> {
                 password,
             });
         }
-        let clinician = clinician.context("demo practice without a clinician")?;
+        anyhow::ensure!(!clinicians.is_empty(), "demo practice without a clinician");
         let start_of_day = now
             .with_hour(9)
             .and_then(|t| t.with_minute(0))
             .unwrap_or(now)
             + Duration::days(1);
-        for i in 0..12 {
+        // Patients are shared out between the clinicians: each has a care team to see.
+        for (i, clinician) in (0..12).zip(clinicians.iter().copied().cycle()) {
             let patient = owner
                 .seed_patient(practice, &people.patient().into(), now)
                 .await?;

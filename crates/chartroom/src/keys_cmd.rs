@@ -187,19 +187,28 @@ fn progress(practice: PracticeId, r: ResealReport) {
 }
 
 /// Encrypts legacy plaintext rows (the start-up job of `serve`, and `keys encrypt-existing`).
-pub(crate) async fn encrypt_existing(owner: &OwnerStore, batch: i64) -> anyhow::Result<()> {
+/// A practice whose rows cannot be encrypted is reported and skipped; the others are done.
+/// Returns the practices that failed.
+pub(crate) async fn encrypt_existing(
+    owner: &OwnerStore,
+    batch: i64,
+) -> anyhow::Result<Vec<PracticeId>> {
     let r = owner
         .encrypt_existing(batch, &mut progress)
         .await
         .context("encrypting existing plaintext rows failed")?;
-    if r.patients + r.notes > 0 {
+    let total = ResealReport::total(r.done.iter().map(|(_, x)| x));
+    if total.patients + total.notes > 0 {
         tracing::info!(
-            patients = r.patients,
-            notes = r.notes,
+            patients = total.patients,
+            notes = total.notes,
             "encrypted rows that still held plaintext"
         );
     }
-    Ok(())
+    for (practice, e) in &r.failed {
+        eprintln!("practice {practice}: plaintext rows could not be encrypted ({e}); skipped");
+    }
+    Ok(r.failed.into_iter().map(|(p, _)| p).collect())
 }
 
 /// `serve`'s start-up: gives the owner store (when there is one) a keyring and encrypts rows
@@ -216,6 +225,7 @@ pub(crate) async fn prepare_owner(
         return Ok(None);
     };
     let owner = owner_with_keys(db, owner, keys).await?;
+    // A practice that cannot be processed was reported; the server still starts for the rest.
     encrypt_existing(&owner, DEFAULT_BATCH).await?;
     Ok(Some(owner))
 }
@@ -225,7 +235,8 @@ pub(crate) async fn run(g: &Global, cmd: KeysCommand) -> anyhow::Result<()> {
     if let KeysCommand::Shred { confirm: false, .. } = cmd {
         anyhow::bail!("shredding destroys the practice's keys and cannot be undone: add --confirm");
     }
-    let db = Database::for_admin(g).await?;
+    // A running server caches unwrapped data keys: key changes wait until it is stopped.
+    let db = Database::for_admin_exclusive(g).await?;
     let owner = db
         .migrate()
         .await?
@@ -305,7 +316,13 @@ async fn run_with(g: &Global, owner: &OwnerStore, cmd: KeysCommand) -> anyhow::R
             );
         }
         KeysCommand::EncryptExisting { batch } => {
-            encrypt_existing(owner, batch).await?;
+            let failed = encrypt_existing(owner, batch).await?;
+            if !failed.is_empty() {
+                anyhow::bail!(
+                    "{} practice(s) still hold plaintext rows (see above); the others are encrypted",
+                    failed.len()
+                );
+            }
             println!("every patient and note row is encrypted");
         }
     }

@@ -43,8 +43,8 @@ pub(crate) async fn run(g: &Global, cmd: NotesCommand) -> anyhow::Result<()> {
                 .collect(),
         };
         let mut bad = 0usize;
-        for p in practices {
-            let r = owner.verify_notes(p).await?;
+        let pass = store::each_practice("notes_verify", practices, |p| owner.verify_notes(p)).await;
+        for (p, r) in &pass.done {
             if r.mismatched.is_empty() {
                 println!(
                     "practice {p}: {} notes, {} versions, no problems found",
@@ -58,6 +58,15 @@ pub(crate) async fn run(g: &Global, cmd: NotesCommand) -> anyhow::Result<()> {
                 }
                 bad += r.mismatched.len();
             }
+        }
+        for (p, e) in &pass.failed {
+            println!("practice {p}: could not be verified ({e}); skipped");
+        }
+        if !pass.failed.is_empty() {
+            anyhow::bail!(
+                "{} practice(s) could not be verified, {bad} note(s) failed verification",
+                pass.failed.len()
+            );
         }
         if bad > 0 {
             anyhow::bail!("{bad} note(s) failed verification");

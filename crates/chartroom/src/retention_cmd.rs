@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Subcommand;
 use domain::{Clock, PracticeId, SystemClock};
-use store::OwnerStore;
 use store::retention::PurgeReport;
+use store::{OwnerStore, StoreError};
 
 use crate::Global;
 use crate::db::Database;
@@ -59,13 +59,23 @@ pub(crate) async fn run(g: &Global, cmd: RetentionCommand) -> anyhow::Result<()>
     let result =
         match cmd {
             RetentionCommand::Run { practice, dry_run } => {
-                run_all(&owner, practice, SystemClock.now(), dry_run)
-                    .await
-                    .map(|reports| {
-                        for r in &reports {
-                            println!("{}", summary(r));
-                        }
-                    })
+                async {
+                    let pass = run_all(&owner, practice, SystemClock.now(), dry_run).await?;
+                    for (_, r) in &pass.done {
+                        println!("{}", summary(r));
+                    }
+                    for (p, e) in &pass.failed {
+                        println!("practice {p}: retention run failed ({e}); skipped");
+                    }
+                    if !pass.is_complete() {
+                        anyhow::bail!(
+                            "{} practice(s) could not be processed; the others were",
+                            pass.failed.len()
+                        );
+                    }
+                    anyhow::Ok(())
+                }
+                .await
             }
             RetentionCommand::Set {
                 practice,
@@ -98,7 +108,7 @@ pub(crate) async fn run_all(
     practice: Option<PracticeId>,
     now: chrono::DateTime<chrono::Utc>,
     dry_run: bool,
-) -> anyhow::Result<Vec<PurgeReport>> {
+) -> anyhow::Result<store::PerPractice<PurgeReport, StoreError>> {
     let practices: Vec<PracticeId> = match practice {
         Some(p) => vec![p],
         None => owner
@@ -109,17 +119,16 @@ pub(crate) async fn run_all(
             .filter(|id| !id.is_system())
             .collect(),
     };
-    let mut out = Vec::with_capacity(practices.len());
-    for p in practices {
-        let r = if dry_run {
-            owner.purge_expired_dry_run(p, now).await
-        } else {
-            owner.purge_expired(p, now).await
-        }
-        .with_context(|| format!("retention run for practice {p} failed"))?;
-        out.push(r);
-    }
-    Ok(out)
+    Ok(
+        store::each_practice("retention", practices, |p| async move {
+            if dry_run {
+                owner.purge_expired_dry_run(p, now).await
+            } else {
+                owner.purge_expired(p, now).await
+            }
+        })
+        .await,
+    )
 }
 
 /// One line per practice (ids and counts only).
@@ -190,8 +199,10 @@ fn spawn_daily(owner: OwnerStore, clock: Arc<dyn Clock>, every: Duration) -> Dai
                 _ = tick.tick() => {}
             }
             match run_all(&owner, None, clock.now(), false).await {
-                Ok(reports) => {
-                    for r in reports.iter().filter(|r| r.audit_events > 0 || r.held > 0) {
+                Ok(pass) => {
+                    // Failed practices were reported by `each_practice`; retried tomorrow.
+                    let reports = pass.done.iter().map(|(_, r)| r);
+                    for r in reports.filter(|r| r.audit_events > 0 || r.held > 0) {
                         tracing::info!(target: "chartroom::retention", "{}", summary(r));
                     }
                 }

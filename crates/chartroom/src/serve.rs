@@ -86,18 +86,27 @@ pub(crate) struct ServeArgs {
     pub db_connections: u32,
 }
 
-async fn shutdown_signal() -> &'static str {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT and SIGTERM, registered before the server says it listens, so a signal sent as soon
+/// as it does is a clean shutdown, never the default (immediate) termination.
+struct ShutdownSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn register() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        () = term => "SIGTERM",
     }
 }
 
@@ -119,15 +128,21 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     let owner = db.migrate().await?;
     let keys = crate::keys_cmd::keys(g).await?;
     let owner = crate::keys_cmd::prepare_owner(&db, owner, keys.clone()).await?;
-    if demo || args.demo {
+    let seeded = if demo || args.demo {
         let owner = owner
             .as_ref()
             .context("the demo needs the owner role to seed data: pass --owner-database-url")?;
-        crate::demo::seed_and_print(owner, &g.data_dir).await?;
-    }
+        Some(crate::demo::seed_once(owner, &g.data_dir).await?)
+    } else {
+        None
+    };
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    if let Some(seeded) = &seeded {
+        let scheme = if args.behind_proxy { "http" } else { "https" };
+        crate::demo::print(seeded, &g.data_dir, &format!("{scheme}://{addr}"));
+    }
     let origin = args
         .public_origin
         .clone()
@@ -173,14 +188,15 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     let retention = crate::retention_cmd::start_daily(owner, state.clock.clone());
     let app = server::app(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut signals = ShutdownSignals::register()?;
     let server = listen(g, &args, listener, app, stop_rx)?;
     tracing::info!(%addr, "listening");
     let reason = match db.cluster.as_mut() {
         Some(cluster) => tokio::select! {
-            s = shutdown_signal() => s.to_owned(),
+            s = signals.recv() => s.to_owned(),
             r = cluster.exited() => format!("embedded PostgreSQL exited unexpectedly ({r:?})"),
         },
-        None => shutdown_signal().await.to_owned(),
+        None => signals.recv().await.to_owned(),
     };
     tracing::info!(%reason, "shutting down");
     let _ = stop_tx.send(true);

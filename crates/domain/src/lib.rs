@@ -16,6 +16,9 @@
 //!   ([`notes::content_hash`]) binds the note, the version, the signer and the canonical
 //!   content, so a hash moved to another note or signer does not verify.
 //!
+//! - A practice's settings are a closed, typed set ([`practice::PracticeSettings`]): a key or
+//!   value outside it is refused before it can be stored.
+//!
 //! This crate does no IO.
 //!
 //! # Example
@@ -30,6 +33,7 @@ mod audit;
 pub mod clock;
 mod ids;
 pub mod notes;
+pub mod practice;
 mod roles;
 pub mod synthetic;
 pub mod values;

@@ -232,9 +232,8 @@ pub struct PracticeView {
     pub practice_id: PracticeId,
     /// Name.
     pub name: String,
-    /// Settings (JSON object).
-    #[schema(value_type = Object)]
-    pub settings: serde_json::Value,
+    /// Settings.
+    pub settings: domain::practice::PracticeSettings,
     /// Created.
     pub created_at: DateTime<Utc>,
 }

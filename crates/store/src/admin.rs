@@ -188,8 +188,7 @@ impl OwnerStore {
     /// Lists every practice (id, name, whether it is demo data), for the operator.
     pub async fn list_practices(&self) -> Result<Vec<(PracticeId, String, bool)>, StoreError> {
         Ok(sqlx::query_as(
-            "select practice_id, name, coalesce((settings->>'demo')::boolean, false)
-               from practice order by name, practice_id",
+            "select practice_id, name, demo from practice order by name, practice_id",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -270,7 +269,7 @@ impl OwnerStore {
     /// Marks a practice as demo data.
     pub async fn mark_demo(&self, practice: PracticeId) -> Result<(), StoreError> {
         let mut tx = self.begin_in(practice).await?;
-        sqlx::query("update practice set settings = settings || '{\"demo\": true}'::jsonb where practice_id = $1")
+        sqlx::query("update practice set demo = true where practice_id = $1")
             .bind(practice)
             .execute(&mut *tx)
             .await?;

@@ -273,6 +273,44 @@ impl Cluster {
         })
     }
 
+    /// For an administrative command: starts the cluster like [`Cluster::start`] (stopped again
+    /// by [`Cluster::stop`]) or, while a `serve` process supervises it, attaches to that
+    /// server's postmaster without owning it ([`Cluster::stop`] is then a no-op and the server
+    /// keeps running). The server's `serve.lock` is left alone, so a second `serve` is still
+    /// refused.
+    pub async fn start_or_attach(cfg: ClusterConfig) -> Result<Self, EmbeddedError> {
+        match Self::start(cfg.clone()).await {
+            Err(EmbeddedError::Busy { .. }) => Self::attach_to_served(cfg).await,
+            other => other,
+        }
+    }
+
+    /// Attaches to the postmaster of a running `serve` (see [`Cluster::start_or_attach`]).
+    async fn attach_to_served(cfg: ClusterConfig) -> Result<Self, EmbeddedError> {
+        let prepared = Prepared::new(&cfg).await?;
+        let passwords = Passwords::load_or_create(&prepared.layout.secrets_dir, true)?;
+        // The server is starting or stopping it when there is no live postmaster: busy.
+        let Some(pid) = postmaster::live_postmaster(&prepared.layout) else {
+            return Err(busy(&prepared.layout));
+        };
+        let log_offset = prepared.layout.log_len();
+        ready_and_bootstrap(
+            &prepared.layout,
+            &passwords,
+            pid,
+            None,
+            log_offset,
+            ATTACH_TIMEOUT,
+        )
+        .await?;
+        Ok(Self {
+            layout: prepared.layout,
+            passwords,
+            pid,
+            mode: Mode::Shared,
+        })
+    }
+
     /// Attaches to the cluster of `cfg.data_dir` if a postmaster for it is alive and accepts
     /// connections, or starts one that outlives the calling process (it runs in its own process
     /// group with its output in the log file). Either way the returned handle does not own the

@@ -43,9 +43,10 @@ impl From<sqlx::Error> for StoreError {
             let name = db.constraint().unwrap_or("unnamed").to_owned();
             match db.code().as_deref() {
                 Some("23505" | "23503" | "23P01") => return StoreError::Conflict(name),
-                Some("23514" | "23502" | "22001" | "22P02" | "22007" | "22008") => {
-                    return StoreError::Invalid(name);
-                }
+                Some("23514" | "23502") => return StoreError::Invalid(name),
+                // Class 22, data exceptions: a value the database cannot take (a NUL in text
+                // or JSON, a number out of range, a malformed date…) is the caller's input.
+                Some(code) if code.starts_with("22") => return StoreError::Invalid(name),
                 Some("42501") => return StoreError::Forbidden,
                 _ => {}
             }

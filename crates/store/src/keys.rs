@@ -311,6 +311,18 @@ pub struct ResealReport {
     pub perio_exams: u64,
 }
 
+impl ResealReport {
+    /// The sum of the reports of several practices.
+    pub fn total<'a>(reports: impl IntoIterator<Item = &'a ResealReport>) -> Self {
+        reports.into_iter().fold(Self::default(), |t, r| Self {
+            patients: t.patients + r.patients,
+            notes: t.notes + r.notes,
+            blobs: t.blobs + r.blobs,
+            perio_exams: t.perio_exams + r.perio_exams,
+        })
+    }
+}
+
 /// Which rows a re-encryption pass takes.
 #[derive(Clone, Copy, Debug)]
 enum Reseal {
@@ -642,50 +654,66 @@ impl crate::OwnerStore {
     /// encryption at rest), `batch` rows per transaction, and empties the plaintext columns.
     /// Idempotent and resumable (a rerun continues where an interrupted one stopped).
     /// Practices whose keys were destroyed are skipped. Each practice with work gets one
-    /// `key.encrypt_existing` audit event naming the counts.
+    /// `key.encrypt_existing` audit event naming the counts. A practice whose rows cannot be
+    /// encrypted is reported and skipped ([`crate::each_practice`]); the others go on.
     pub async fn encrypt_existing(
         &self,
         batch: i64,
         progress: &mut (dyn FnMut(PracticeId, ResealReport) + Send),
-    ) -> Result<ResealReport, StoreError> {
+    ) -> Result<crate::PerPractice<ResealReport, StoreError>, StoreError> {
         let batch = batch.clamp(1, 10_000);
-        let mut total = ResealReport::default();
-        for (practice, _, _) in self.list_practices().await? {
-            let has_work: (bool,) = {
-                let mut tx = self.begin_tenant(practice).await?;
-                let r = sqlx::query_as(&format!(
-                    "select exists (select 1 from patient where practice_id = $1 and {PATIENT_TODO})
-                         or exists (select 1 from clinical_note where practice_id = $1 and {NOTE_TODO})"
-                ))
-                .bind(practice)
-                .bind(None::<Vec<u8>>)
-                .fetch_one(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                r
-            };
-            if !has_work.0 {
-                continue;
-            }
-            if let Err(CryptoError::KeyDestroyed { .. }) = self.keyring()?.keys(practice).await {
-                continue;
-            }
-            let r = self
-                .reseal_practice(practice, Reseal::Plaintext, batch, progress)
-                .await?;
+        let practices = self.list_practices().await?.into_iter().map(|p| p.0);
+        // One practice at a time; the lock only lends `progress` to the practice in hand.
+        let progress = tokio::sync::Mutex::new(progress);
+        let progress = &progress;
+        Ok(
+            crate::each_practice("encrypt_existing", practices, |practice| async move {
+                let mut progress = progress.lock().await;
+                self.encrypt_existing_in(practice, batch, &mut **progress)
+                    .await
+            })
+            .await,
+        )
+    }
+
+    async fn encrypt_existing_in(
+        &self,
+        practice: PracticeId,
+        batch: i64,
+        progress: &mut (dyn FnMut(PracticeId, ResealReport) + Send),
+    ) -> Result<ResealReport, StoreError> {
+        let has_work: (bool,) = {
             let mut tx = self.begin_tenant(practice).await?;
-            audit_key_event(
-                &mut tx,
-                practice,
-                "key.encrypt_existing",
-                serde_json::json!({"patients": r.patients, "notes": r.notes}),
-            )
+            let r = sqlx::query_as(&format!(
+                "select exists (select 1 from patient where practice_id = $1 and {PATIENT_TODO})
+                     or exists (select 1 from clinical_note where practice_id = $1 and {NOTE_TODO})"
+            ))
+            .bind(practice)
+            .bind(None::<Vec<u8>>)
+            .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
-            total.patients += r.patients;
-            total.notes += r.notes;
+            r
+        };
+        if !has_work.0 {
+            return Ok(ResealReport::default());
         }
-        Ok(total)
+        if let Err(CryptoError::KeyDestroyed { .. }) = self.keyring()?.keys(practice).await {
+            return Ok(ResealReport::default());
+        }
+        let r = self
+            .reseal_practice(practice, Reseal::Plaintext, batch, progress)
+            .await?;
+        let mut tx = self.begin_tenant(practice).await?;
+        audit_key_event(
+            &mut tx,
+            practice,
+            "key.encrypt_existing",
+            serde_json::json!({"patients": r.patients, "notes": r.notes}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(r)
     }
 
     /// `chartroom keys rotate-kek`: a new KEK version at the provider, then every wrapped data

@@ -18,6 +18,8 @@
 //!   practice-wide scope, break-glass, a clinical support grant) — in the database, not here.
 //! - A signed note version is never updated or deleted ([`notes`]); its SHA-256 binds the
 //!   content, the note and the signer, and [`notes::verify`] recomputes it.
+//! - A job or command over many practices ([`each_practice`]) reports and skips a practice
+//!   whose data cannot be processed; the others go on.
 //! - Retention ([`retention`]) purges only what is past the practice's windows and not under
 //!   legal hold, and never an audit row.
 //!
@@ -46,6 +48,7 @@ pub mod blobs;
 pub mod break_glass;
 mod copy_read;
 pub mod disclosures;
+mod each;
 pub mod embedded;
 mod error;
 pub mod identity;
@@ -63,6 +66,7 @@ pub mod support;
 mod tenant;
 
 pub use crypto;
+pub use each::{PerPractice, each_practice};
 pub use error::StoreError;
 pub use roles_check::check_runtime_role;
 pub use session::{

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::PracticeId;
+use domain::practice::PracticeSettings;
 use serde::Serialize;
 
 use crate::{StoreError, TenantTx, UserTx};
@@ -13,8 +14,9 @@ pub struct Practice {
     pub practice_id: PracticeId,
     /// Name.
     pub name: String,
-    /// Settings (a JSON object).
-    pub settings: serde_json::Value,
+    /// Settings (the closed set; the schema refuses any other shape).
+    #[sqlx(json)]
+    pub settings: PracticeSettings,
     /// Created.
     pub created_at: DateTime<Utc>,
 }
@@ -71,7 +73,7 @@ pub async fn get(tx: &mut TenantTx) -> Result<Practice, StoreError> {
 pub async fn update(
     tx: &mut TenantTx,
     name: Option<&str>,
-    settings: Option<&serde_json::Value>,
+    settings: Option<&PracticeSettings>,
 ) -> Result<Practice, StoreError> {
     let row: Option<Practice> = sqlx::query_as(
         "update practice set name = coalesce($2, name), settings = coalesce($3, settings)
@@ -79,7 +81,7 @@ pub async fn update(
     )
     .bind(tx.practice())
     .bind(name)
-    .bind(settings)
+    .bind(settings.map(PracticeSettings::to_json))
     .fetch_optional(tx.conn())
     .await?;
     row.ok_or(StoreError::Forbidden)

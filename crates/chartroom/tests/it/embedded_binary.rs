@@ -12,6 +12,8 @@ use tokio::process::{Child, Command};
 pub(crate) struct Running {
     pub(crate) child: Child,
     pub(crate) base: String,
+    /// What the process printed on standard output before it listened.
+    pub(crate) printed: String,
 }
 
 pub(crate) async fn start(data_dir: &Path, command: &str) -> Running {
@@ -41,19 +43,26 @@ pub(crate) async fn start_logging(
         .spawn()
         .expect("spawn chartroom");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
     let base = tokio::time::timeout(Duration::from_secs(180), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.strip_prefix("Chartroom listening on ") {
                 return rest.trim().to_owned();
             }
+            printed.push_str(&line);
+            printed.push('\n');
         }
-        panic!("chartroom exited before listening");
+        panic!("chartroom exited before listening: {printed}");
     })
     .await
     .expect("chartroom did not start listening in time");
     // Keep draining stdout so the process never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Running { child, base }
+    Running {
+        child,
+        base,
+        printed,
+    }
 }
 
 pub(crate) async fn stop(mut r: Running) {

@@ -770,7 +770,9 @@ async fn legacy_plaintext_rows_are_encrypted_at_start_up() {
     );
 
     let owner = f.db.owner().await;
-    let r = owner.encrypt_existing(100, &mut |_, _| {}).await.unwrap();
+    let pass = owner.encrypt_existing(100, &mut |_, _| {}).await.unwrap();
+    assert!(pass.is_complete());
+    let r = store::keys::ResealReport::total(pass.done.iter().map(|(_, r)| r));
     assert_eq!((r.patients, r.notes), (1, 0));
     let row: (Option<String>, Option<Vec<u8>>) =
         sqlx::query_as("select family_name, family_name_enc from patient where patient_id = $1")
@@ -789,5 +791,6 @@ async fn legacy_plaintext_rows_are_encrypted_at_start_up() {
         vec![legacy.to_string()]
     );
     let again = owner.encrypt_existing(100, &mut |_, _| {}).await.unwrap();
+    let again = store::keys::ResealReport::total(again.done.iter().map(|(_, r)| r));
     assert_eq!((again.patients, again.notes), (0, 0));
 }

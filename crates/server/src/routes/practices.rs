@@ -43,10 +43,12 @@ pub(crate) async fn practice_get(ctx: Ctx<AnyMember>) -> Result<Json<PracticeVie
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PracticeUpdate {
-    /// New name (1–200 characters).
+    /// New name (1–200 characters, one line).
     name: Option<String>,
-    /// New settings (a JSON object, at most 16 KiB); replaces the old settings.
-    #[schema(value_type = Option<Object>)]
+    /// New settings (the closed set of `PracticeSettings`, at most 4 KiB); replaces the old
+    /// settings, a missing key taking its default. Any other key or value is refused (400) and
+    /// nothing is stored.
+    #[schema(value_type = Option<domain::practice::PracticeSettings>)]
     settings: Option<serde_json::Value>,
 }
 
@@ -63,18 +65,13 @@ pub(crate) async fn practice_update(
         .as_deref()
         .map(|n| domain::values::single_line("name", n, 200))
         .transpose()?;
-    if let Some(s) = &req.settings {
-        if !s.is_object() {
-            return Err(AppError::Invalid("settings: must be a JSON object".into()));
-        }
-        if s.to_string().len() > 16 * 1024 {
-            return Err(AppError::Invalid(
-                "settings: is too large (16 KiB at most)".into(),
-            ));
-        }
-    }
+    let settings = req
+        .settings
+        .as_ref()
+        .map(domain::practice::PracticeSettings::parse)
+        .transpose()?;
     let mut tx = ctx.tx;
-    let p = store::practices::update(&mut tx, name.as_deref(), req.settings.as_ref()).await?;
+    let p = store::practices::update(&mut tx, name.as_deref(), settings.as_ref()).await?;
     tx.audit(
         AuditAction::PracticeUpdate,
         None,
