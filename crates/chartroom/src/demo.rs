@@ -47,7 +47,12 @@ fn random_password() -> String {
 pub(crate) struct Seeded(Option<Vec<DemoAccount>>);
 
 /// Seeds the demo on first use and writes its credentials file (mode 0600).
-pub(crate) async fn seed_once(owner: &OwnerStore, data_dir: &Path) -> anyhow::Result<Seeded> {
+pub(crate) async fn seed_once(
+    owner: Option<&OwnerStore>,
+    data_dir: &Path,
+) -> anyhow::Result<Seeded> {
+    let owner =
+        owner.context("the demo needs the owner role to seed data: pass --owner-database-url")?;
     if !owner.demo_practices().await?.is_empty() {
         return Ok(Seeded(None));
     }
