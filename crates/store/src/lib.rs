@@ -49,6 +49,7 @@ pub mod disclosures;
 pub mod embedded;
 mod error;
 pub mod identity;
+pub mod invitations;
 pub mod keys;
 pub mod memberships;
 pub mod notes;

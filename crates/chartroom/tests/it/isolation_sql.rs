@@ -128,6 +128,13 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             .execute(&mut su)
             .await
             .unwrap();
+        // An invitation (issue 14.5: a tag of the address, never the address).
+        sqlx::query("insert into membership_invitation (practice_id, invitation_id, email_tag, roles, invited_by, created_at, expires_at) values ($1, gen_random_uuid(), sha256(gen_random_uuid()::text::bytea), array['reception'], $2, now(), now() + interval '7 days')")
+            .bind(p.id)
+            .bind(p.user("owner"))
+            .execute(&mut su)
+            .await
+            .unwrap();
         // And one perio exam (an opaque payload: visibility only).
         sqlx::query("insert into perio_exam (practice_id, exam_id, patient_id, clinician_id, created_at, updated_at, session_enc) values ($1, gen_random_uuid(), $2, $3, now(), now(), '\\x00')")
             .bind(p.id)
