@@ -12,6 +12,14 @@ use testkit::{TestApp, TestDb, World};
 
 use crate::util::{call, email_of};
 
+/// (actor, action, object type, object id) of an audit row.
+type AuditRow = (
+    Option<uuid::Uuid>,
+    String,
+    Option<String>,
+    Option<uuid::Uuid>,
+);
+
 fn invitations(w: &World) -> String {
     format!("/api/v1/practices/{}/invitations", w.a.id)
 }
@@ -222,7 +230,7 @@ async fn the_invitee_accepts_and_only_then_becomes_a_member() {
 
     // Audited on A's log with ids only: who invited, who accepted, who became a member.
     let mut su = db.superuser_unsafe().await;
-    let rows: BTreeSet<(Option<uuid::Uuid>, String, Option<String>, Option<uuid::Uuid>)> =
+    let rows: BTreeSet<AuditRow> =
         sqlx::query_as(
             "select actor_id, action, object_type, object_id from audit_event
               where practice_id = $1 and action in ('invitation.create', 'invitation.accept', 'membership.create')

@@ -20,6 +20,9 @@ const PUBLIC: &[&str] = &[
     "get /api/v1/openapi.json",
 ];
 
+/// One malformed request: what is wrong, the path, and a body with its content type.
+type Try = (String, String, Option<(&'static str, &'static str)>);
+
 const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "patch", "head", "options", "trace",
 ];
@@ -162,12 +165,14 @@ fn the_api_description_is_valid_and_complete() {
                 problems.push(format!("{label}: public, but security is {security:?}"));
             }
         } else {
-            let named: BTreeSet<String> = security
+            let schemes_required: BTreeSet<String> = security
                 .iter()
                 .filter_map(Value::as_object)
                 .flat_map(|o| o.keys().cloned())
                 .collect();
-            if named != BTreeSet::from(["bearer".to_owned(), "session_cookie".to_owned()]) {
+            if schemes_required
+                != BTreeSet::from(["bearer".to_owned(), "session_cookie".to_owned()])
+            {
                 problems.push(format!("{label}: security {security:?}"));
             }
             if !has(&op, "401") {
@@ -211,11 +216,12 @@ fn the_api_description_is_valid_and_complete() {
         ["get"]["responses"]["200"]["content"]["application/fhir+json"]["schema"];
     assert_eq!(fhir["type"], "object", "{fhir}");
     // The two grant kinds are two schemas.
-    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let components = doc["components"]["schemas"].as_object().unwrap();
     assert!(
-        schemas.contains_key("BreakGlassGrantView") && schemas.contains_key("SupportGrantView")
+        components.contains_key("BreakGlassGrantView")
+            && components.contains_key("SupportGrantView")
     );
-    assert!(!schemas.contains_key("GrantView"));
+    assert!(!components.contains_key("GrantView"));
 
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -335,7 +341,7 @@ async fn answers_to_bad_input_are_documented() {
             }
             p
         };
-        let mut tries: Vec<(String, String, Option<(&str, &str)>)> = Vec::new();
+        let mut tries: Vec<Try> = Vec::new();
         if op.get("requestBody").is_some() {
             tries.push((
                 "malformed JSON".into(),

@@ -9,7 +9,7 @@ use testkit::{TestApp, TestDb, World};
 
 use crate::util::call;
 
-/// The single audit row a request left in `practice`: (patient_id, details).
+/// The single audit row a request left in `practice`: (`patient_id`, `details`).
 async fn denial(
     db: &TestDb,
     practice: domain::PracticeId,
