@@ -148,26 +148,16 @@ async fn the_invitee_accepts_and_only_then_becomes_a_member() {
     let patients = format!("/api/v1/practices/{}/patients", w.a.id);
     let (s, _) = call(&app, Method::GET, &patients, Some(&token), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "not a member before accepting");
-    let (s, mine) = call(&app, Method::GET, "/api/v1/invitations", Some(&token), None).await;
-    assert_eq!(s, StatusCode::OK, "{mine}");
-    let mine = mine.as_array().unwrap();
-    assert_eq!(mine.len(), 1, "{mine:?}");
-    assert_eq!(mine[0]["invitation_id"], id.as_str());
-    assert_eq!(mine[0]["practice_id"], w.a.id.to_string());
-    assert_eq!(mine[0]["practice_name"], "Practice a");
-    assert_eq!(mine[0]["roles"], json!(["clinician"]));
+    let listed = mine(&app, &token).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["invitation_id"], id.as_str());
+    assert_eq!(listed[0]["practice_id"], w.a.id.to_string());
+    assert_eq!(listed[0]["practice_name"], "Practice a");
+    assert_eq!(listed[0]["roles"], json!(["clinician"]));
     // Nobody else sees it, not even another member of the inviting practice.
     let other = app.token(w.a.user("reception")).await;
-    let (_, theirs) = call(&app, Method::GET, "/api/v1/invitations", Some(&other), None).await;
-    assert_eq!(theirs, json!([]));
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        &format!("/api/v1/invitations/{id}/accept"),
-        Some(&other),
-        None,
-    )
-    .await;
+    assert_eq!(mine(&app, &other).await, json!([]));
+    let (s, _) = decide(&app, &id, "accept", &other).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "addressed to someone else");
     // A password-only session cannot list or decide.
     let half = app.password_only_token(invitee).await;
@@ -184,14 +174,7 @@ async fn the_invitee_accepts_and_only_then_becomes_a_member() {
         );
     }
 
-    let (s, joined) = call(
-        &app,
-        Method::POST,
-        &format!("/api/v1/invitations/{id}/accept"),
-        Some(&token),
-        None,
-    )
-    .await;
+    let (s, joined) = decide(&app, &id, "accept", &token).await;
     assert_eq!(s, StatusCode::OK, "{joined}");
     assert_eq!(joined["practice_id"], w.a.id.to_string());
     assert_eq!(joined["roles"], json!(["clinician"]));
@@ -200,18 +183,10 @@ async fn the_invitee_accepts_and_only_then_becomes_a_member() {
     assert_eq!(s, StatusCode::OK, "{body}");
     // Single use: a second acceptance or a decline finds nothing.
     for verb in ["accept", "decline"] {
-        let (s, _) = call(
-            &app,
-            Method::POST,
-            &format!("/api/v1/invitations/{id}/{verb}"),
-            Some(&token),
-            None,
-        )
-        .await;
+        let (s, _) = decide(&app, &id, verb, &token).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{verb} after acceptance");
     }
-    let (_, mine) = call(&app, Method::GET, "/api/v1/invitations", Some(&token), None).await;
-    assert_eq!(mine, json!([]));
+    assert_eq!(mine(&app, &token).await, json!([]));
     // The practice sees it accepted, and cannot revoke it any more.
     let (s, list) = call(&app, Method::GET, &invitations(&w), Some(&owner), None).await;
     assert_eq!(s, StatusCode::OK);
@@ -271,53 +246,44 @@ async fn the_invitee_accepts_and_only_then_becomes_a_member() {
     assert!(!audit.to_lowercase().contains(&email.to_lowercase()));
 }
 
+/// The invitee's decision on invitation `id` (`verb`: accept or decline): status and body.
+async fn decide(app: &TestApp, id: &str, verb: &str, token: &str) -> (StatusCode, Value) {
+    let path = format!("/api/v1/invitations/{id}/{verb}");
+    call(app, Method::POST, &path, Some(token), None).await
+}
+
+/// The invitations addressed to the caller.
+async fn mine(app: &TestApp, token: &str) -> Value {
+    let (s, list) = call(app, Method::GET, "/api/v1/invitations", Some(token), None).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    list
+}
+
 // issue 14.5
 #[tokio::test]
 async fn invitations_can_be_declined_revoked_and_expire() {
     let db = TestDb::new().await;
     let w = World::build(&db).await;
     let app = TestApp::start(&db).await;
+    let email = email_of(&db, w.nobody).await;
     let invite = |token: String| {
-        let app = &app;
-        let w = &w;
-        let db = &db;
+        let (app, w, email) = (&app, &w, &email);
         async move {
-            let email = email_of(db, w.nobody).await;
-            let (s, sent) = call(
-                app,
-                Method::POST,
-                &invitations(w),
-                Some(&token),
-                Some(&json!({"email": email, "roles": ["reception", "clinician"]})),
-            )
-            .await;
+            let body = json!({"email": email, "roles": ["reception", "clinician"]});
+            let path = invitations(w);
+            let (s, sent) = call(app, Method::POST, &path, Some(&token), Some(&body)).await;
             assert_eq!(s, StatusCode::ACCEPTED, "{sent}");
             sent["invitation_id"].as_str().unwrap().to_owned()
         }
     };
     let admin = app.token(w.a.user("admin")).await;
     let nobody = app.token(w.nobody).await;
-    let decide = |id: &str, verb: &str| format!("/api/v1/invitations/{id}/{verb}");
 
     // Declined: nothing changes, and it cannot be accepted afterwards.
     let declined = invite(admin.clone()).await;
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        &decide(&declined, "decline"),
-        Some(&nobody),
-        None,
-    )
-    .await;
+    let (s, _) = decide(&app, &declined, "decline", &nobody).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        &decide(&declined, "accept"),
-        Some(&nobody),
-        None,
-    )
-    .await;
+    let (s, _) = decide(&app, &declined, "accept", &nobody).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(!is_member(&db, w.a.id, w.nobody).await);
 
@@ -328,23 +294,8 @@ async fn invitations_can_be_declined_revoked_and_expire() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = call(&app, Method::DELETE, &path, Some(&admin), None).await;
     assert_eq!(s, StatusCode::CONFLICT);
-    let (_, mine) = call(
-        &app,
-        Method::GET,
-        "/api/v1/invitations",
-        Some(&nobody),
-        None,
-    )
-    .await;
-    assert_eq!(mine, json!([]));
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        &decide(&revoked, "accept"),
-        Some(&nobody),
-        None,
-    )
-    .await;
+    assert_eq!(mine(&app, &nobody).await, json!([]));
+    let (s, _) = decide(&app, &revoked, "accept", &nobody).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // Expired after seven days on the server's clock.
@@ -352,23 +303,8 @@ async fn invitations_can_be_declined_revoked_and_expire() {
     app.clock.advance(Duration::days(7) + Duration::minutes(1));
     let nobody = app.token(w.nobody).await;
     let admin = app.token(w.a.user("admin")).await;
-    let (_, mine) = call(
-        &app,
-        Method::GET,
-        "/api/v1/invitations",
-        Some(&nobody),
-        None,
-    )
-    .await;
-    assert_eq!(mine, json!([]));
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        &decide(&expired, "accept"),
-        Some(&nobody),
-        None,
-    )
-    .await;
+    assert_eq!(mine(&app, &nobody).await, json!([]));
+    let (s, _) = decide(&app, &expired, "accept", &nobody).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(!is_member(&db, w.a.id, w.nobody).await);
     let (_, list) = call(&app, Method::GET, &invitations(&w), Some(&admin), None).await;
@@ -394,39 +330,17 @@ async fn invitations_can_be_declined_revoked_and_expire() {
 
     // A fresh one is accepted with both roles.
     let fresh = invite(admin.clone()).await;
-    let (s, body) = call(
-        &app,
-        Method::POST,
-        &decide(&fresh, "accept"),
-        Some(&nobody),
-        None,
-    )
-    .await;
+    let (s, body) = decide(&app, &fresh, "accept", &nobody).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert!(is_member(&db, w.a.id, w.nobody).await);
     // A second invitation to a member is accepted as nothing new: 409, and it stays pending.
     let again = invite(admin.clone()).await;
-    let (s, e) = call(
-        &app,
-        Method::POST,
-        &decide(&again, "accept"),
-        Some(&nobody),
-        None,
-    )
-    .await;
+    let (s, e) = decide(&app, &again, "accept", &nobody).await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),
         (StatusCode::CONFLICT, Some("CONFLICT-0001"))
     );
-    let (_, mine) = call(
-        &app,
-        Method::GET,
-        "/api/v1/invitations",
-        Some(&nobody),
-        None,
-    )
-    .await;
-    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(mine(&app, &nobody).await.as_array().unwrap().len(), 1);
 
     // Bad input: a clear 400, nothing stored.
     for body in [
@@ -435,24 +349,11 @@ async fn invitations_can_be_declined_revoked_and_expire() {
         json!({"email": "x@example.invalid", "roles": ["superuser"]}),
         json!({"email": "x@example.invalid", "roles": ["reception"], "extra": 1}),
     ] {
-        let (s, e) = call(
-            &app,
-            Method::POST,
-            &invitations(&w),
-            Some(&admin),
-            Some(&body),
-        )
-        .await;
+        let path = invitations(&w);
+        let (s, e) = call(&app, Method::POST, &path, Some(&admin), Some(&body)).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {e}");
     }
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        &decide("not-a-uuid", "accept"),
-        Some(&nobody),
-        None,
-    )
-    .await;
+    let (s, _) = decide(&app, "not-a-uuid", "accept", &nobody).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (_, list) = call(&app, Method::GET, &invitations(&w), Some(&admin), None).await;
     assert_eq!(list.as_array().unwrap().len(), 5);

@@ -4,7 +4,7 @@
 use sqlx::{Connection as _, Executor as _, PgConnection, Row as _};
 use testkit::{TestDb, World};
 
-use crate::util::db_code;
+use crate::util::{db_code, source_files};
 
 async fn set_ctx(conn: &mut PgConnection, practice: Option<uuid::Uuid>, actor: Option<uuid::Uuid>) {
     testkit::enter_as(conn, practice, actor, false).await;
@@ -567,18 +567,6 @@ async fn membership_copies_of_session_settings_follow_the_practice() {
     assert_eq!((forged.2.as_deref(), forged.3), (Some("02:00:00"), true));
 }
 
-/// Every `.rs` and `.sql` file under `dir`, recursively.
-fn source_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            source_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs" || e == "sql") {
-            out.push(path);
-        }
-    }
-}
-
 // Row-level security trusts `chartroom.roles` for the transaction: only the session check
 // (app.enter, app.enter_support), the benchmark baseline and the SQL-level test helper write
 // it; no server code does.
@@ -586,8 +574,8 @@ fn source_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 fn only_the_session_check_sets_the_actor_roles() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = Vec::new();
-    source_files(&root.join("crates"), &mut files);
-    source_files(&root.join("migrations"), &mut files);
+    source_files(&root.join("crates"), &["rs", "sql"], &mut files);
+    source_files(&root.join("migrations"), &["rs", "sql"], &mut files);
     let mut writers: Vec<String> = files
         .iter()
         .filter(|f| !f.components().any(|c| c.as_os_str() == "tests"))
