@@ -44,6 +44,17 @@ actions! {
     MembershipUpdate => "membership.update",
     /// A member was removed.
     MembershipDelete => "membership.delete",
+    /// An owner or admin invited an email address to join with roles (the address is not
+    /// logged).
+    InvitationCreate => "invitation.create",
+    /// The practice's invitations were listed.
+    InvitationList => "invitation.list",
+    /// An owner or admin revoked a pending invitation.
+    InvitationRevoke => "invitation.revoke",
+    /// The invitee accepted an invitation (a `membership.create` event follows it).
+    InvitationAccept => "invitation.accept",
+    /// The invitee declined an invitation.
+    InvitationDecline => "invitation.decline",
     /// A patient's record was read.
     PatientRead => "patient.read",
     /// A patient appeared in a list or search result.

@@ -85,6 +85,11 @@ id_type!(
     PerioExamId
 );
 id_type!(
+    /// An invitation to join a practice (addressed to an email; the invitee accepts or
+    /// declines it).
+    InvitationId
+);
+id_type!(
     /// An audit event.
     AuditEventId
 );

@@ -41,7 +41,7 @@ pub mod values;
 pub use audit::{AuditAction, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AppointmentId, AuditEventId, NoteId, PatientId, PerioExamId, PracticeId, RequestId, UserId,
-    VisitId,
+    AppointmentId, AuditEventId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId,
+    RequestId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

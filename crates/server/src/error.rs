@@ -46,6 +46,10 @@ pub enum AppError {
     /// 400 `INPUT-0002`: the body is not the JSON this route expects.
     #[error("{0}")]
     BadJson(String),
+    /// 422 `INPUT-0005`: the body names an object (by id) that does not exist in this
+    /// practice; nothing was changed.
+    #[error("{0}")]
+    UnknownReference(&'static str),
     /// 413 `INPUT-0003`: the body is larger than the limit.
     #[error("the request body is larger than {} KiB", crate::MAX_BODY_BYTES / 1024)]
     TooLarge,
@@ -94,7 +98,9 @@ impl AppError {
             | AppError::SecondFactorFailed => StatusCode::UNAUTHORIZED,
             AppError::Forbidden | AppError::PasskeyRequired => StatusCode::FORBIDDEN,
             AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::PasswordRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::PasswordRejected(_) | AppError::UnknownReference(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Invalid(_) | AppError::BadJson(_) => StatusCode::BAD_REQUEST,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -124,6 +130,7 @@ impl AppError {
             AppError::Invalid(_) => "INPUT-0001",
             AppError::BadJson(_) => "INPUT-0002",
             AppError::TooLarge => "INPUT-0003",
+            AppError::UnknownReference(_) => "INPUT-0005",
             AppError::UnsupportedMediaType => "INPUT-0004",
             AppError::Conflict(_) => "CONFLICT-0001",
             AppError::Locked(_) => "NOTE-0001",
@@ -172,6 +179,10 @@ fn conflict_message(constraint: &str) -> String {
         "clinical_note_patient_fkey" => "this patient has clinical notes, which are kept; the patient cannot be deleted".into(),
         "perio_exam_patient_fkey" => "this patient has perio exams, which are kept; the patient cannot be deleted".into(),
         "app_user_active_email_key" => "an active account already uses that email".into(),
+        "invitation_limit" => format!(
+            "this practice has {} pending invitations; revoke some before inviting more",
+            store::invitations::MAX_PENDING
+        ),
         _ => "the change conflicts with existing data".into(),
     }
 }
@@ -183,6 +194,10 @@ impl From<StoreError> for AppError {
             StoreError::NotMember => AppError::NotFound("practice"),
             StoreError::Forbidden => AppError::Forbidden,
             StoreError::Conflict(c) => AppError::Conflict(conflict_message(&c)),
+            StoreError::Invalid(c) if c == "assistant_turn_unknown" => AppError::UnknownReference(
+                "assistant_turn_id: no such assistant turn in this practice (assistant turns are \
+                 recorded by the scribe, which this installation does not have yet; omit the id)",
+            ),
             StoreError::Invalid(c) => AppError::Invalid(match c.as_str() {
                 "appointment_time_range" => {
                     "ends_at must be after starts_at, at most 24 hours later".into()

@@ -332,8 +332,9 @@ impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
     }
 }
 
-/// Records a denied attempt (req AUD-01) on its own transaction: who, which practice, which
-/// patient when the path names one, the route template and the reason — never values.
+/// Records a denied attempt (req AUD-01) on its own transaction: who, which practice, the
+/// patient id the path names (as requested; the event names it as its patient only if it is
+/// one of this practice's), the route template and the reason — never values.
 async fn deny(
     parts: &mut Parts,
     state: &AppState,
@@ -346,7 +347,7 @@ async fn deny(
         .extensions
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "?".to_owned(), |p| p.as_str().to_owned());
-    let patient = RawPathParams::from_request_parts(parts, state)
+    let requested_patient = RawPathParams::from_request_parts(parts, state)
         .await
         .ok()
         .and_then(|p| {
@@ -357,7 +358,7 @@ async fn deny(
     let denial = store::audit::Denial {
         practice,
         actor,
-        patient,
+        requested_patient,
         reason,
         route: format!("{} {route}", parts.method),
         request,

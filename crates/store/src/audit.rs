@@ -162,8 +162,10 @@ pub struct Denial {
     pub practice: PracticeId,
     /// Who tried.
     pub actor: UserId,
-    /// The patient named in the path, if any.
-    pub patient: Option<PatientId>,
+    /// The patient id named in the path, if any: what was requested. The event names it as
+    /// its patient only when that patient exists in the practice (migration 0017); it is
+    /// kept in the details as `requested_patient_id` either way.
+    pub requested_patient: Option<PatientId>,
     /// `role` (a member without the privilege) or `not_member`.
     pub reason: &'static str,
     /// Method and route template (no ids, no values).
@@ -177,7 +179,10 @@ pub struct Denial {
 impl Store {
     /// Records a denied attempt on its own connection and transaction (the request's own
     /// transaction is rolled back). Nothing is written when the practice does not exist, so
-    /// made-up practice ids cannot fill the log.
+    /// made-up practice ids cannot fill the log. What was requested is kept apart from what
+    /// the event is about: `patient_id` is set only for a patient of this practice, and the
+    /// id from the path goes to `details.requested_patient_id` (so another practice's ids
+    /// never become this practice's patients in reports).
     pub async fn audit_denied(&self, d: &Denial) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("select set_config('chartroom.practice_id', $1, true)")
@@ -194,15 +199,21 @@ impl Store {
         }
         sqlx::query(
             "insert into audit_event (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, request_id, details)
-             values ($1, $2, $3, $4, $5, 'access.denied', 'denied', $6, $7)",
+             values ($1, $2, $3, $4, case when app.patient_in_practice($5) then $5 end,
+                     'access.denied', 'denied', $6, $7)",
         )
         .bind(d.practice)
         .bind(AuditEventId::new())
         .bind(d.at)
         .bind(d.actor)
-        .bind(d.patient)
+        .bind(d.requested_patient)
         .bind(d.request)
-        .bind(serde_json::json!({"reason": d.reason, "route": d.route}))
+        .bind(match d.requested_patient {
+            Some(p) => serde_json::json!({
+                "reason": d.reason, "route": d.route, "requested_patient_id": p,
+            }),
+            None => serde_json::json!({"reason": d.reason, "route": d.route}),
+        })
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

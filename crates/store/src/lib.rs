@@ -52,6 +52,7 @@ mod each;
 pub mod embedded;
 mod error;
 pub mod identity;
+pub mod invitations;
 pub mod keys;
 pub mod memberships;
 pub mod notes;

@@ -61,41 +61,6 @@ pub async fn get(tx: &mut TenantTx, user: UserId) -> Result<Option<Member>, Stor
     Ok(row.map(member))
 }
 
-/// Adds the active user with this (normalized) email to the practice. `Ok(None)` when no
-/// active account has that email; a conflict when they are already a member.
-pub async fn add_by_email(
-    tx: &mut TenantTx,
-    email: &str,
-    roles: RoleSet,
-) -> Result<Option<Member>, StoreError> {
-    sqlx::query("select set_config('chartroom.lookup_email', $1, true)")
-        .bind(email)
-        .execute(tx.conn())
-        .await?;
-    let user: Option<(UserId,)> =
-        sqlx::query_as("select user_id from app_user where email = $1 and status = 'active'")
-            .bind(email)
-            .fetch_optional(tx.conn())
-            .await?;
-    sqlx::query("select set_config('chartroom.lookup_email', '', true)")
-        .execute(tx.conn())
-        .await?;
-    let Some((user_id,)) = user else {
-        return Ok(None);
-    };
-    let now = tx.now();
-    sqlx::query(
-        "insert into membership (practice_id, user_id, roles, created_at) values ($1, $2, $3, $4)",
-    )
-    .bind(tx.practice())
-    .bind(user_id)
-    .bind(roles.names())
-    .bind(now)
-    .execute(tx.conn())
-    .await?;
-    get(tx, user_id).await
-}
-
 async fn owner_count_without(tx: &mut TenantTx, user: UserId) -> Result<i64, StoreError> {
     let (n,): (i64,) = sqlx::query_as(
         "select count(*) from membership where practice_id = $1 and user_id <> $2 and 'owner' = any(roles)",

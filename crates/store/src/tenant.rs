@@ -9,6 +9,12 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::StoreError;
 
+/// One audit event: practice, event id, time, actor, patient, action, outcome, object type and
+/// id, request id, details.
+const INSERT_EVENT: &str = "insert into audit_event
+   (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id, details)
+ values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
 /// A transaction acting as a signed-in user, outside any practice: the user's own profile,
 /// memberships and sessions are visible; no tenant data is. Dropping it rolls back.
 #[derive(Debug)]
@@ -55,6 +61,40 @@ impl UserTx {
     /// The connection, for queries in this crate.
     pub(crate) fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
+    }
+
+    /// Appends one audit event of the signed-in user on `practice`'s log, in this
+    /// transaction, for an action about the user's own relation to that practice (deciding
+    /// an invitation) — never patient data. Enters the practice for the one statement.
+    pub(crate) async fn audit_in(
+        &mut self,
+        practice: PracticeId,
+        action: AuditAction,
+        object: Option<(&'static str, uuid::Uuid)>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("select set_config('chartroom.practice_id', $1, true)")
+            .bind(practice.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(INSERT_EVENT)
+            .bind(practice)
+            .bind(AuditEventId::new())
+            .bind(self.now)
+            .bind(self.user)
+            .bind(None::<PatientId>)
+            .bind(action.as_str())
+            .bind(Outcome::Success.as_str())
+            .bind(object.map(|o| o.0))
+            .bind(object.map(|o| o.1))
+            .bind(self.request)
+            .bind(None::<serde_json::Value>)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
+        sqlx::query("select set_config('chartroom.practice_id', '', true)")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     /// Commits.
@@ -224,9 +264,7 @@ impl TenantTx {
                (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id, details)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, app.clinical_audit_details($11::jsonb, $5))"
         } else {
-            "insert into audit_event
-               (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id, details)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            INSERT_EVENT
         };
         sqlx::query(statement)
             .bind(self.practice)

@@ -119,6 +119,22 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
     ("POST", "/api/v1/auth/passkey/begin", Needs::Public, None),
     ("POST", "/api/v1/auth/passkey/finish", Needs::Public, None),
     ("GET", "/api/v1/me", Needs::Session, None),
+    // The API description itself.
+    ("GET", "/api/v1/openapi.json", Needs::Public, None),
+    // Invitations addressed to the caller (issue 14.5; decisions are tested in `invitations`).
+    ("GET", "/api/v1/invitations", Needs::Session, None),
+    (
+        "POST",
+        "/api/v1/invitations/{invitation_id}/accept",
+        Needs::Account,
+        None,
+    ),
+    (
+        "POST",
+        "/api/v1/invitations/{invitation_id}/decline",
+        Needs::Account,
+        None,
+    ),
     ("GET", "/api/v1/practices", Needs::Session, None),
     (
         "GET",
@@ -151,10 +167,22 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
         Some("membership.list"),
     ),
     (
-        "POST",
-        "/api/v1/practices/{practice_id}/memberships",
+        "GET",
+        "/api/v1/practices/{practice_id}/invitations",
         Needs::Manage,
-        Some("membership.create"),
+        Some("invitation.list"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/invitations",
+        Needs::Manage,
+        Some("invitation.create"),
+    ),
+    (
+        "DELETE",
+        "/api/v1/practices/{practice_id}/invitations/{invitation_id}",
+        Needs::Manage,
+        Some("invitation.revoke"),
     ),
     (
         "GET",
@@ -487,6 +515,7 @@ struct Objects {
     grant: [uuid::Uuid; 2],
     support_grant: [uuid::Uuid; 2],
     support_email: String,
+    invitation: [uuid::Uuid; 2],
 }
 
 async fn objects(db: &TestDb, w: &World) -> Objects {
@@ -526,11 +555,23 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
             .as_uuid();
     }
     let mut su = db.superuser_unsafe().await;
+    let mut invitation = [uuid::Uuid::nil(); 2];
     for (i, p) in [&w.a, &w.b].into_iter().enumerate() {
         appointment[i] = sqlx::query_scalar(
             "select appointment_id from appointment where practice_id = $1 limit 1",
         )
         .bind(p.id)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
+        invitation[i] = sqlx::query_scalar(
+            "insert into membership_invitation (practice_id, invitation_id, email_tag, roles, invited_by, created_at, expires_at)
+             values ($1, gen_random_uuid(), sha256(gen_random_uuid()::text::bytea), array['reception'], $2, $3, $3 + interval '7 days')
+             returning invitation_id",
+        )
+        .bind(p.id)
+        .bind(p.user("owner"))
+        .bind(now)
         .fetch_one(&mut su)
         .await
         .unwrap();
@@ -601,6 +642,7 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
         .as_uuid();
     owner.close().await;
     Objects {
+        invitation,
         spare_note,
         grant,
         support_grant,
@@ -664,6 +706,7 @@ fn request(
         .replace("{exam_id}", &o.perio_exam[i].to_string())
         .replace("{grant_id}", &o.grant[i].to_string())
         .replace("{support_grant_id}", &o.support_grant[i].to_string())
+        .replace("{invitation_id}", &o.invitation[i].to_string())
         .replace("{session_id}", &uuid::Uuid::new_v4().to_string())
         .replace("{credential_id}", "AAAAAAAAAAAAAAAAAAAAAA");
     let concrete = match path {
@@ -677,7 +720,7 @@ fn request(
         ("PUT", "/api/v1/practices/{practice_id}/security") => Some(json!({
             "session_idle_minutes": 30, "session_lifetime_hours": 12, "require_passkey_for_managers": false
         })),
-        ("POST", "/api/v1/practices/{practice_id}/memberships") => {
+        ("POST", "/api/v1/practices/{practice_id}/invitations") => {
             Some(json!({"email": new_email, "roles": ["reception"]}))
         }
         ("PATCH", "/api/v1/practices/{practice_id}/memberships/{user_id}") => {
@@ -808,9 +851,10 @@ async fn every_route_has_a_matrix_entry() {
         [
             "/api/v1/auth/login",
             "/api/v1/auth/passkey/begin",
-            "/api/v1/auth/passkey/finish"
+            "/api/v1/auth/passkey/finish",
+            "/api/v1/openapi.json"
         ],
-        "the public allowlist is exactly sign-in (password or passkey)"
+        "the public allowlist is exactly sign-in (password or passkey) and the API description"
     );
 }
 
@@ -843,6 +887,8 @@ async fn authorization_matrix() {
     cp.checkpoint(&app.store, w.a.id).await.unwrap();
     let mut su = db.superuser_unsafe().await;
     let a = w.a.id.as_uuid();
+    // Every answer the matrix saw, to check against the API description (issue 14.7).
+    let mut seen: BTreeSet<(&str, &str, u16)> = BTreeSet::new();
 
     for &(m, path, needs, audit) in ROUTES {
         let label = format!("{m} {path}");
@@ -867,6 +913,7 @@ async fn authorization_matrix() {
         // Anonymous → 401, and a malformed token → 401.
         let (s, _) = call(&app, method(m), &own_path, None, body.as_ref()).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{label}: anonymous");
+        seen.insert((m, path, s.as_u16()));
         let (s, _) = call(
             &app,
             method(m),
@@ -908,6 +955,7 @@ async fn authorization_matrix() {
                 )
                 .await;
                 assert_eq!(s, StatusCode::NOT_FOUND, "{label}: B's {role} on A");
+                seen.insert((m, path, s.as_u16()));
             }
             let res = send(&app, m, &own_path, &nobody, body.as_ref()).await;
             assert_eq!(res.0, StatusCode::NOT_FOUND, "{label}: no-membership user");
@@ -943,6 +991,7 @@ async fn authorization_matrix() {
             for role in needs.wrong() {
                 let res = send(&app, m, &own_path, &tokens[&("a", role)], body.as_ref()).await;
                 assert_eq!(res.0, StatusCode::FORBIDDEN, "{label}: wrong role {role}");
+                seen.insert((m, path, res.0.as_u16()));
                 let rows = audit_rows(&mut su, a, &res.1).await;
                 assert_eq!(rows.len(), 1, "{label}: denial of {role} not audited");
                 assert_eq!(
@@ -985,6 +1034,7 @@ async fn authorization_matrix() {
                 status.is_success(),
                 "{label}: right role {role} got {status}: {text}"
             );
+            seen.insert((m, path, status.as_u16()));
             if let Some(action) = audit {
                 let rows = audit_rows(&mut su, a, &request_id).await;
                 assert!(!rows.is_empty(), "{label}: success left no audit row");
@@ -1017,6 +1067,15 @@ async fn authorization_matrix() {
                 }
             }
         }
+    }
+    // Every answer seen is in the API description of its route (issue 14.7).
+    let doc = serde_json::to_value(server::openapi()).unwrap();
+    for (m, path, status) in &seen {
+        let responses = &doc["paths"][*path][m.to_lowercase()]["responses"];
+        assert!(
+            responses.get(status.to_string()).is_some(),
+            "{m} {path} answered {status}, which the API description does not document"
+        );
     }
 }
 

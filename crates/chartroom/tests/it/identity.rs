@@ -255,9 +255,10 @@ async fn sensitive_changes_need_a_fresh_second_factor() {
         .unwrap();
     let grant = json!({"email": newcomer, "roles": ["reception"]});
     let members = format!("/api/v1/practices/{}/memberships", w.a.id);
+    let invitations = format!("/api/v1/practices/{}/invitations", w.a.id);
 
     app.clock.advance(Duration::minutes(6));
-    let (s, err) = call(&app, Method::POST, &members, Some(&token), Some(&grant)).await;
+    let (s, err) = call(&app, Method::POST, &invitations, Some(&token), Some(&grant)).await;
     assert_eq!(
         (s, err["error"]["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("AUTH-0004"))
@@ -290,8 +291,8 @@ async fn sensitive_changes_need_a_fresh_second_factor() {
     let (s, done) = second_factor(&app, &token, "/api/v1/auth/second-factor/totp", &code).await;
     assert_eq!(s, StatusCode::OK, "{done}");
     let fresh = done["token"].as_str().unwrap().to_owned();
-    let (s, body) = call(&app, Method::POST, &members, Some(&fresh), Some(&grant)).await;
-    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, body) = call(&app, Method::POST, &invitations, Some(&fresh), Some(&grant)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{body}");
     let (s, body) = call(
         &app,
         Method::POST,

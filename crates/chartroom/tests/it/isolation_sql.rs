@@ -4,7 +4,7 @@
 use sqlx::{Connection as _, Executor as _, PgConnection, Row as _};
 use testkit::{TestDb, World};
 
-use crate::util::db_code;
+use crate::util::{db_code, source_files};
 
 async fn set_ctx(conn: &mut PgConnection, practice: Option<uuid::Uuid>, actor: Option<uuid::Uuid>) {
     testkit::enter_as(conn, practice, actor, false).await;
@@ -123,6 +123,13 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             .await
             .unwrap();
         sqlx::query("insert into support_grant (practice_id, grant_id, support_user_id, scope, reason_enc, approved_by, approved_at, expires_at) values ($1, gen_random_uuid(), $2, 'scheduling', '\\x00', $2, now(), now() + interval '1 hour')")
+            .bind(p.id)
+            .bind(p.user("owner"))
+            .execute(&mut su)
+            .await
+            .unwrap();
+        // An invitation (issue 14.5: a tag of the address, never the address).
+        sqlx::query("insert into membership_invitation (practice_id, invitation_id, email_tag, roles, invited_by, created_at, expires_at) values ($1, gen_random_uuid(), sha256(gen_random_uuid()::text::bytea), array['reception'], $2, now(), now() + interval '7 days')")
             .bind(p.id)
             .bind(p.user("owner"))
             .execute(&mut su)
@@ -560,18 +567,6 @@ async fn membership_copies_of_session_settings_follow_the_practice() {
     assert_eq!((forged.2.as_deref(), forged.3), (Some("02:00:00"), true));
 }
 
-/// Every `.rs` and `.sql` file under `dir`, recursively.
-fn source_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            source_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs" || e == "sql") {
-            out.push(path);
-        }
-    }
-}
-
 // Row-level security trusts `chartroom.roles` for the transaction: only the session check
 // (app.enter, app.enter_support), the benchmark baseline and the SQL-level test helper write
 // it; no server code does.
@@ -579,8 +574,8 @@ fn source_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 fn only_the_session_check_sets_the_actor_roles() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = Vec::new();
-    source_files(&root.join("crates"), &mut files);
-    source_files(&root.join("migrations"), &mut files);
+    source_files(&root.join("crates"), &["rs", "sql"], &mut files);
+    source_files(&root.join("migrations"), &["rs", "sql"], &mut files);
     let mut writers: Vec<String> = files
         .iter()
         .filter(|f| !f.components().any(|c| c.as_os_str() == "tests"))

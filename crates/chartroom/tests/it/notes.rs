@@ -217,9 +217,23 @@ async fn draft_sign_amend_addendum_over_https() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "AI-assisted without its turn");
+    // No assistant turn exists yet (the scribe records them): naming one is refused (issue 14.6).
     let turn = uuid::Uuid::new_v4();
-    let (s, etag, n) = req(&f.app, Method::POST, &format!("{path}/amendments"), &fresh, Some(&etag),
+    let (s, _, e) = req(&f.app, Method::POST, &format!("{path}/amendments"), &fresh, Some(&etag),
         Some(&json!({"content": amended, "reason": "Severity corrected", "ai_assisted": true, "assistant_turn_id": turn}))).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("INPUT-0005"))
+    );
+    let (s, etag, n) = req(
+        &f.app,
+        Method::POST,
+        &format!("{path}/amendments"),
+        &fresh,
+        Some(&etag),
+        Some(&json!({"content": amended, "reason": "Severity corrected"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{n}");
     assert_eq!(n["amended"], true);
     assert_eq!(
@@ -236,7 +250,7 @@ async fn draft_sign_amend_addendum_over_https() {
             am["ai_assisted"].as_bool(),
             am["assistant_turn_id"].as_str()
         ),
-        (Some(true), Some(turn.to_string().as_str()))
+        (Some(false), None)
     );
     let diff = am["diff"].as_array().unwrap();
     let ops = |op: &str| -> Vec<String> {
@@ -287,7 +301,6 @@ async fn draft_sign_amend_addendum_over_https() {
         "UTC",
         "authored and approved",
         "Severity corrected",
-        "AI-assisted",
         "Follow-up",
     ] {
         assert!(html.contains(needle), "rendering lacks {needle}");

@@ -55,3 +55,18 @@ pub async fn email_of(db: &testkit::TestDb, user: domain::UserId) -> String {
         .await
         .expect("fixture user")
 }
+
+/// Every file under `dir` (recursively) whose extension is one of `extensions`.
+pub fn source_files(dir: &std::path::Path, extensions: &[&str], out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            source_files(&path, extensions, out);
+        } else if path
+            .extension()
+            .is_some_and(|e| extensions.iter().any(|x| e == *x))
+        {
+            out.push(path);
+        }
+    }
+}

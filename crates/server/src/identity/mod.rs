@@ -20,7 +20,7 @@ pub mod totp;
 use std::net::IpAddr;
 
 pub use policy::{PasswordPolicy, PasswordRejection};
-pub use secret_box::{OpenError, SecretBox};
+pub use secret_box::{LookupKind, OpenError, SecretBox};
 pub use throttle::{FailOutcome, RetryAfter, Throttle, ThrottleConfig};
 
 use chrono::Duration;

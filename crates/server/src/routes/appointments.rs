@@ -15,6 +15,7 @@ const STATUSES: [&str; 5] = ["booked", "arrived", "completed", "cancelled", "no_
 
 /// A time window.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Window {
     /// Start of the window (RFC 3339; default: now).

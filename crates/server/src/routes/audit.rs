@@ -15,6 +15,7 @@ use crate::extract::{ApiQuery, Ctx, Manage};
 
 /// Report filters.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReportQuery {
     /// Only events about this patient ("who looked at this patient").
@@ -170,6 +171,7 @@ pub(crate) async fn audit_events(
 
 /// Export window.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExportQuery {
     /// From (RFC 3339, inclusive; default: 30 days ago).
@@ -239,6 +241,7 @@ fn b64(h: &[u8]) -> String {
 
 /// Which inclusion proof.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct InclusionQuery {
     /// The event's sequence number (its leaf index).
@@ -308,6 +311,7 @@ pub(crate) async fn audit_inclusion(
 
 /// Which consistency proof.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsistencyQuery {
     /// The earlier tree size (≥ 1).

@@ -99,7 +99,7 @@ pub(crate) fn details(client: &Client, extra: &[(&str, &str)]) -> serde_json::Va
 /// Signs in with email and password. Every failure gets the same status and message, and the
 /// same work is done for unknown emails (req AU-04). Repeated failures are throttled (429,
 /// req AU-03). The session it returns has no second factor yet: `next` says what to do.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest, security(()),
     responses((status = 200, body = LoginResponse), (status = 401, body = crate::views::ErrorBody),
               (status = 429, body = crate::views::ErrorBody)))]
 pub(crate) async fn login(
@@ -584,7 +584,7 @@ pub(crate) fn enrollment_response(
 /// Removes the TOTP authenticator (step-up required). Refused when it is the only second
 /// factor: enroll a passkey first.
 #[utoipa::path(delete, path = "/api/v1/auth/mfa/totp", tag = "auth",
-    responses((status = 204), (status = 401, body = crate::views::ErrorBody),
+    responses((status = 204), (status = 401, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody),
               (status = 409, body = crate::views::ErrorBody)))]
 pub(crate) async fn totp_remove(
     State(state): State<AppState>,

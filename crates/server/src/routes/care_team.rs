@@ -3,13 +3,13 @@
 //! alert raised); the owners' review list and acknowledgement.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use domain::{AuditAction, PatientId, PracticeId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, ApiPath, Clinical, Ctx, Manage, Scheduling};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Clinical, Ctx, Manage, Scheduling};
 use crate::{AppError, AppState};
 
 type E = crate::views::ErrorBody;
@@ -32,7 +32,7 @@ pub(crate) struct AssignClinician {
 /// records (care team).
 #[utoipa::path(put, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/assigned-clinician", tag = "care team",
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = AssignClinician,
-    responses((status = 204), (status = 400, body = E), (status = 403, body = E), (status = 404, body = E)))]
+    responses((status = 204), (status = 400, body = E), (status = 403, body = E), (status = 404, body = E), (status = 410, body = E)))]
 pub(crate) async fn assign_clinician(
     ctx: Ctx<Scheduling>,
     ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
@@ -73,6 +73,7 @@ pub(crate) struct BreakGlassOpen {
 
 /// A break-glass grant.
 #[derive(Serialize, ToSchema)]
+#[schema(as = BreakGlassGrantView)]
 pub(crate) struct GrantView {
     grant_id: uuid::Uuid,
     user_id: UserId,
@@ -103,7 +104,7 @@ impl From<store::break_glass::Grant> for GrantView {
 /// clinical access in the window is audited as emergency access; the owners get a review item.
 #[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/break-glass", tag = "care team",
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = BreakGlassOpen,
-    responses((status = 201, body = GrantView), (status = 400, body = E), (status = 403, body = E), (status = 404, body = E)))]
+    responses((status = 201, body = GrantView), (status = 400, body = E), (status = 403, body = E), (status = 404, body = E), (status = 410, body = E)))]
 pub(crate) async fn break_glass_open(
     State(state): State<AppState>,
     ctx: Ctx<Clinical>,
@@ -147,6 +148,8 @@ pub(crate) async fn break_glass_open(
 
 /// Review list filter.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ReviewQuery {
     /// Only grants not yet acknowledged (default true).
     pending: Option<bool>,
@@ -159,8 +162,7 @@ pub(crate) struct ReviewQuery {
 pub(crate) async fn break_glass_review(
     State(state): State<AppState>,
     ctx: Ctx<Manage>,
-    ApiPath(_): ApiPath<PracticeId>,
-    Query(q): Query<ReviewQuery>,
+    ApiQuery(q): ApiQuery<ReviewQuery>,
 ) -> Result<Json<Vec<GrantView>>, AppError> {
     let mut tx = ctx.tx;
     let grants =

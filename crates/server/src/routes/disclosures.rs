@@ -118,6 +118,7 @@ pub(crate) async fn disclosure_create(
 
 /// Accounting window.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AccountingQuery {
     /// From (default: six years before `to`, the HIPAA 164.528 window).

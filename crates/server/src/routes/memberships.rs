@@ -1,4 +1,5 @@
 //! Memberships: the member directory (any member) and its management (owner or admin).
+//! People join by invitation ([`super::invitations`]); the operator CLI adds members directly.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -11,7 +12,8 @@ use crate::views::MemberView;
 use crate::{AppError, AppState};
 use axum::extract::State;
 
-fn parse_roles(roles: &[String]) -> Result<RoleSet, AppError> {
+/// Roles from a request: one to four known role names (`400` otherwise).
+pub(super) fn parse_roles(roles: &[String]) -> Result<RoleSet, AppError> {
     if roles.is_empty() || roles.len() > 4 {
         return Err(AppError::Invalid(
             "roles: give one to four of owner, admin, clinician, reception".into(),
@@ -40,45 +42,6 @@ pub(crate) async fn membership_list(
     tx.audit(AuditAction::MembershipList, None, None).await?;
     tx.commit().await?;
     Ok(Json(members.into_iter().map(Into::into).collect()))
-}
-
-/// A new member.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MembershipCreate {
-    /// Email of an existing Chartroom account.
-    email: String,
-    /// Roles: one to four of `owner`, `admin`, `clinician`, `reception`.
-    roles: Vec<String>,
-}
-
-/// Adds an existing account to the practice with roles (owner or admin).
-#[utoipa::path(post, path = "/api/v1/practices/{practice_id}/memberships", tag = "practices",
-    params(("practice_id" = String, Path, format = Uuid)), request_body = MembershipCreate,
-    responses((status = 201, body = MemberView), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
-pub(crate) async fn membership_create(
-    State(state): State<AppState>,
-    ctx: Ctx<Manage>,
-    ApiJson(req): ApiJson<MembershipCreate>,
-) -> Result<(StatusCode, Json<MemberView>), AppError> {
-    // Granting a role needs a recent second factor.
-    ctx.require_step_up(&state)?;
-    let email = domain::values::Email::parse("email", &req.email)?;
-    let roles = parse_roles(&req.roles)?;
-    let mut tx = ctx.tx;
-    let member = store::memberships::add_by_email(&mut tx, email.as_str(), roles)
-        .await?
-        .ok_or(AppError::NotFound(
-            "account with that email; the person must have a Chartroom account first",
-        ))?;
-    tx.audit(
-        AuditAction::MembershipCreate,
-        None,
-        Some(("user", member.user_id.as_uuid())),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(member.into())))
 }
 
 /// One member (any member).

@@ -1,11 +1,14 @@
 //! Route registrations. Each handler carries a `#[utoipa::path]` so the OpenAPI document and
-//! the router come from the same list (tests derive the authorization matrix from it).
+//! the router come from the same list ([`registrations`]; tests derive the authorization
+//! matrix from it), and [`finish`] adds what the extractors guarantee for every route of a
+//! kind (security, and the error answers they give), so the document stays true.
 
 mod appointments;
 pub(crate) mod audit;
 mod auth;
 mod care_team;
 mod disclosures;
+mod invitations;
 mod memberships;
 mod notes;
 mod passkeys;
@@ -15,8 +18,16 @@ mod practices;
 mod retention;
 mod support;
 
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
 use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
 use crate::AppState;
@@ -39,107 +50,300 @@ use crate::AppState;
         (name = "notes", description = "Clinical notes (clinicians only)"),
         (name = "perio", description = "Periodontal exams charted by voice (clinicians only)"),
         (name = "audit", description = "The audit log (owners and admins)"),
-        (name = "retention", description = "Retention windows and legal holds (owners and admins)")
+        (name = "retention", description = "Retention windows and legal holds (owners and admins)"),
+        (name = "care team", description = "Care teams and break-glass access"),
+        (name = "support access", description = "Vendor support grants (owners and admins)"),
+        (name = "meta", description = "This description")
     )
 )]
 struct ApiDoc;
 
-/// The API routes with their OpenAPI descriptions.
-pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(auth::login))
-        .routes(routes!(auth::second_factor_totp))
-        .routes(routes!(auth::second_factor_recovery))
-        .routes(routes!(auth::logout))
-        .routes(routes!(auth::me))
-        .routes(routes!(auth::totp_enroll, auth::totp_remove))
-        .routes(routes!(auth::totp_confirm))
-        .routes(routes!(auth::recovery_regenerate))
-        .routes(routes!(auth::password_change))
-        .routes(routes!(auth::session_list))
-        .routes(routes!(auth::session_revoke))
-        .routes(routes!(passkeys::passkey_register_begin))
-        .routes(routes!(passkeys::passkey_register_finish))
-        .routes(routes!(passkeys::passkey_list))
-        .routes(routes!(passkeys::passkey_remove))
-        .routes(routes!(passkeys::second_factor_passkey_begin))
-        .routes(routes!(passkeys::second_factor_passkey_finish))
-        .routes(routes!(passkeys::passkey_sign_in_begin))
-        .routes(routes!(passkeys::passkey_sign_in_finish))
-        .routes(routes!(practices::practice_list))
-        .routes(routes!(practices::practice_get, practices::practice_update))
-        .routes(routes!(
+/// Every route registration: handler, method, path and OpenAPI description together. The
+/// router and the document are both built from this list only.
+fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
+    vec![
+        routes!(openapi_document),
+        routes!(auth::login),
+        routes!(auth::second_factor_totp),
+        routes!(auth::second_factor_recovery),
+        routes!(auth::logout),
+        routes!(auth::me),
+        routes!(auth::totp_enroll, auth::totp_remove),
+        routes!(auth::totp_confirm),
+        routes!(auth::recovery_regenerate),
+        routes!(auth::password_change),
+        routes!(auth::session_list),
+        routes!(auth::session_revoke),
+        routes!(passkeys::passkey_register_begin),
+        routes!(passkeys::passkey_register_finish),
+        routes!(passkeys::passkey_list),
+        routes!(passkeys::passkey_remove),
+        routes!(passkeys::second_factor_passkey_begin),
+        routes!(passkeys::second_factor_passkey_finish),
+        routes!(passkeys::passkey_sign_in_begin),
+        routes!(passkeys::passkey_sign_in_finish),
+        routes!(invitations::my_invitation_list),
+        routes!(invitations::my_invitation_accept),
+        routes!(invitations::my_invitation_decline),
+        routes!(practices::practice_list),
+        routes!(practices::practice_get, practices::practice_update),
+        routes!(
             practices::practice_security_get,
             practices::practice_security_put
-        ))
-        .routes(routes!(
-            memberships::membership_list,
-            memberships::membership_create
-        ))
-        .routes(routes!(
+        ),
+        routes!(memberships::membership_list),
+        routes!(
             memberships::membership_get,
             memberships::membership_update,
             memberships::membership_delete
-        ))
-        .routes(routes!(patients::patient_list, patients::patient_create))
-        .routes(routes!(
+        ),
+        routes!(invitations::invitation_list, invitations::invitation_create),
+        routes!(invitations::invitation_revoke),
+        routes!(patients::patient_list, patients::patient_create),
+        routes!(
             patients::patient_get,
             patients::patient_update,
             patients::patient_delete
-        ))
-        .routes(routes!(patients::patient_search))
-        .routes(routes!(
+        ),
+        routes!(patients::patient_search),
+        routes!(
             appointments::appointment_list,
             appointments::appointment_create
-        ))
-        .routes(routes!(
+        ),
+        routes!(
             appointments::appointment_get,
             appointments::appointment_update
-        ))
-        .routes(routes!(notes::note_list, notes::note_create))
-        .routes(routes!(
-            notes::note_get,
-            notes::note_save,
-            notes::note_delete
-        ))
-        .routes(routes!(notes::note_templates))
-        .routes(routes!(notes::note_sign))
-        .routes(routes!(notes::note_amend))
-        .routes(routes!(notes::note_addendum))
-        .routes(routes!(notes::note_versions))
-        .routes(routes!(notes::note_verify))
-        .routes(routes!(notes::note_rendering))
-        .routes(routes!(notes::visit_list, notes::visit_create))
-        .routes(routes!(
-            support::support_grant_list,
-            support::support_grant_create
-        ))
-        .routes(routes!(support::support_grant_revoke))
-        .routes(routes!(care_team::assign_clinician))
-        .routes(routes!(care_team::break_glass_open))
-        .routes(routes!(care_team::break_glass_review))
-        .routes(routes!(care_team::break_glass_acknowledge))
-        .routes(routes!(perio::perio_exam_list, perio::perio_exam_create))
-        .routes(routes!(perio::perio_exam_get))
-        .routes(routes!(perio::perio_final_create))
-        .routes(routes!(perio::perio_confirm))
-        .routes(routes!(perio::perio_decline))
-        .routes(routes!(perio::perio_undo))
-        .routes(routes!(perio::perio_exam_fhir))
-        .routes(routes!(
+        ),
+        routes!(notes::note_list, notes::note_create),
+        routes!(notes::note_get, notes::note_save, notes::note_delete),
+        routes!(notes::note_templates),
+        routes!(notes::note_sign),
+        routes!(notes::note_amend),
+        routes!(notes::note_addendum),
+        routes!(notes::note_versions),
+        routes!(notes::note_verify),
+        routes!(notes::note_rendering),
+        routes!(notes::visit_list, notes::visit_create),
+        routes!(support::support_grant_list, support::support_grant_create),
+        routes!(support::support_grant_revoke),
+        routes!(care_team::assign_clinician),
+        routes!(care_team::break_glass_open),
+        routes!(care_team::break_glass_review),
+        routes!(care_team::break_glass_acknowledge),
+        routes!(perio::perio_exam_list, perio::perio_exam_create),
+        routes!(perio::perio_exam_get),
+        routes!(perio::perio_final_create),
+        routes!(perio::perio_confirm),
+        routes!(perio::perio_decline),
+        routes!(perio::perio_undo),
+        routes!(perio::perio_exam_fhir),
+        routes!(
             disclosures::disclosure_create,
             disclosures::disclosure_report
-        ))
-        .routes(routes!(retention::retention_get))
-        .routes(routes!(
-            retention::legal_hold_put,
-            retention::legal_hold_delete
-        ))
-        .routes(routes!(audit::audit_events))
-        .routes(routes!(audit::audit_fhir))
-        .routes(routes!(audit::audit_inclusion))
-        .routes(routes!(audit::audit_consistency))
-        .routes(routes!(audit::audit_checkpoint))
+        ),
+        routes!(retention::retention_get),
+        routes!(retention::legal_hold_put, retention::legal_hold_delete),
+        routes!(audit::audit_events),
+        routes!(audit::audit_fhir),
+        routes!(audit::audit_inclusion),
+        routes!(audit::audit_consistency),
+        routes!(audit::audit_checkpoint),
+    ]
+}
+
+/// The API routes with their OpenAPI descriptions (the document before [`finish`]).
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    registrations()
+        .into_iter()
+        .fold(OpenApiRouter::with_openapi(ApiDoc::openapi()), |r, reg| {
+            r.routes(reg)
+        })
+}
+
+/// Names given to two different schemas by the route registrations (each registration
+/// brings the schemas its handler names; the document keeps only one per name, so a clash
+/// silently describes one type with another's shape). Empty when the document is sound.
+#[must_use]
+pub fn openapi_schema_conflicts() -> Vec<String> {
+    let mut seen: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for (name, schema) in ApiDoc::openapi()
+        .components
+        .map(|c| c.schemas.into_iter().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        seen.insert(name, serde_json::to_value(schema).unwrap_or_default());
+    }
+    let mut conflicts = Vec::new();
+    for (schemas, ..) in registrations() {
+        for (name, schema) in schemas {
+            let shape = serde_json::to_value(schema).unwrap_or_default();
+            match seen.get(&name) {
+                Some(known) if *known != shape => conflicts.push(name),
+                Some(_) => {}
+                None => {
+                    seen.insert(name, shape);
+                }
+            }
+        }
+    }
+    conflicts.sort();
+    conflicts.dedup();
+    conflicts
+}
+
+/// The security scheme names: `Authorization: Bearer <token>`, or the session cookie.
+const BEARER: &str = "bearer";
+const COOKIE: &str = "session_cookie";
+
+/// The path prefix of practice routes (the [`crate::extract::Ctx`] extractor's `practice_id`).
+const PRACTICE_PREFIX: &str = "/api/v1/practices/{practice_id}";
+
+/// The error answers every route of a kind can give, described once and referenced.
+const SHARED: &[(&str, &str, &str)] = &[
+    (
+        "Unauthenticated",
+        "401",
+        "No valid session (`AUTH-0001`); the session's second factor is not done (`AUTH-0003`); \
+         or the change needs a second factor from the last few minutes (`AUTH-0004`)",
+    ),
+    (
+        "Forbidden",
+        "403",
+        "The caller's role in the practice does not allow this (`AUTHZ-0001`), a support session \
+         is read-only, or the practice requires a passkey of its owners and admins (`AUTH-0006`)",
+    ),
+    (
+        "NotFound",
+        "404",
+        "No such practice for the caller (also another practice, or a malformed practice id), \
+         or no such object in it (`NOT-FOUND`)",
+    ),
+    (
+        "BadRequest",
+        "400",
+        "A value broke a rule (`INPUT-0001`), a path id or query parameter is malformed or \
+         unknown (`INPUT-0001`), or the body is not the JSON this route expects (`INPUT-0002`)",
+    ),
+    (
+        "TooLarge",
+        "413",
+        "The body is larger than 64 KiB (`INPUT-0003`)",
+    ),
+    (
+        "UnsupportedMediaType",
+        "415",
+        "The body is not `application/json` (`INPUT-0004`)",
+    ),
+    (
+        "Internal",
+        "500",
+        "Internal error (`INTERNAL`); the body carries only the request id",
+    ),
+];
+
+fn add_shared(op: &mut Operation, name: &str) {
+    if let Some((_, status, _)) = SHARED.iter().find(|(n, ..)| *n == name) {
+        op.responses
+            .responses
+            .entry((*status).to_owned())
+            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+    }
+}
+
+/// Completes the document with what the extractors guarantee for every route of a kind, so
+/// it cannot drift from them: the security schemes, applied to every route that is not
+/// explicitly public (`security(())`); `401` on those; `403` and `404` on practice routes;
+/// `400` wherever a path id, a query or a body is parsed; `413` and `415` with a body; `500`
+/// everywhere.
+fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "The opaque session token from sign-in, as `Authorization: Bearer <token>`",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        COOKIE,
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            crate::extract::SESSION_COOKIE,
+            "The same session token in the session cookie",
+        ))),
+    );
+    for (name, _, description) in SHARED {
+        components.responses.insert(
+            (*name).to_owned(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(*description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            ),
+        );
+    }
+    let authenticated = vec![
+        SecurityRequirement::new(BEARER, Vec::<String>::new()),
+        SecurityRequirement::new(COOKIE, Vec::<String>::new()),
+    ];
+    for (path, item) in &mut doc.paths.paths {
+        let practice_route = path.starts_with(PRACTICE_PREFIX);
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if op.security.is_none() {
+                op.security = Some(authenticated.clone());
+                add_shared(op, "Unauthenticated");
+            }
+            if practice_route {
+                add_shared(op, "Forbidden");
+                add_shared(op, "NotFound");
+            }
+            let parses_input = op.request_body.is_some()
+                || op.parameters.iter().flatten().any(|p| {
+                    p.parameter_in == ParameterIn::Query
+                        || (p.parameter_in == ParameterIn::Path && p.name != "practice_id")
+                });
+            if parses_input {
+                add_shared(op, "BadRequest");
+            }
+            if op.request_body.is_some() {
+                add_shared(op, "TooLarge");
+                add_shared(op, "UnsupportedMediaType");
+            }
+            add_shared(op, "Internal");
+        }
+    }
+    doc
+}
+
+/// The finished document, built once.
+fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| finish(router().split_for_parts().1))
+}
+
+/// This document (OpenAPI 3.1).
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
+async fn openapi_document() -> axum::Json<&'static utoipa::openapi::OpenApi> {
+    axum::Json(document())
 }
 
 /// The benchmark-only patient read without a session check (see
@@ -166,5 +370,5 @@ pub(crate) async fn unsafe_bench_patient_get(
 /// The OpenAPI 3.1 document (also served at `/api/v1/openapi.json`).
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    router().split_for_parts().1
+    document().clone()
 }

@@ -127,7 +127,7 @@ pub(crate) struct NoteCreate {
 /// Starts a draft note for a patient; the author is the signed-in clinician.
 #[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/notes", tag = "notes",
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = NoteCreate,
-    responses((status = 201, body = NoteView), (status = 400, body = E), (status = 403, body = E), (status = 404, body = E)))]
+    responses((status = 201, body = NoteView), (status = 400, body = E), (status = 403, body = E), (status = 404, body = E), (status = 410, body = E)))]
 pub(crate) async fn note_create(
     State(state): State<AppState>,
     ctx: Ctx<Clinical>,
@@ -248,7 +248,8 @@ pub(crate) async fn note_save(
 
 /// Deletes a draft (soft: its versions stay). A signed note cannot be deleted (409).
 #[utoipa::path(delete, path = "/api/v1/practices/{practice_id}/notes/{note_id}", tag = "notes",
-    params(("practice_id" = String, Path, format = Uuid), ("note_id" = String, Path, format = Uuid)),
+    params(("practice_id" = String, Path, format = Uuid), ("note_id" = String, Path, format = Uuid),
+           ("If-Match" = Option<String>, Header, description = "the ETag of the version seen (412 if it is no longer current)")),
     responses((status = 204), (status = 403, body = E), (status = 404, body = E), (status = 409, body = E), (status = 410, body = E), (status = 412, body = E)))]
 pub(crate) async fn note_delete(
     ctx: Ctx<Clinical>,
@@ -274,7 +275,8 @@ pub(crate) async fn note_delete(
 /// in the last five minutes (401 `AUTH-0004` otherwise); an empty note cannot be signed. The
 /// signer is always the session's user (nothing in the request can name another).
 #[utoipa::path(post, path = "/api/v1/practices/{practice_id}/notes/{note_id}/sign", tag = "notes",
-    params(("practice_id" = String, Path, format = Uuid), ("note_id" = String, Path, format = Uuid)),
+    params(("practice_id" = String, Path, format = Uuid), ("note_id" = String, Path, format = Uuid),
+           ("If-Match" = Option<String>, Header, description = "the ETag of the version seen (412 if it is no longer current)")),
     responses((status = 200, body = NoteView), (status = 401, body = E), (status = 403, body = E), (status = 404, body = E),
               (status = 409, body = E), (status = 410, body = E), (status = 412, body = E)))]
 pub(crate) async fn note_sign(
@@ -319,9 +321,11 @@ pub(crate) struct AmendmentCreate {
 /// signature; the signed original stays unchanged and readable, and the response carries the
 /// word-level diff against it. Step-up required.
 #[utoipa::path(post, path = "/api/v1/practices/{practice_id}/notes/{note_id}/amendments", tag = "notes",
-    params(("practice_id" = String, Path, format = Uuid), ("note_id" = String, Path, format = Uuid)), request_body = AmendmentCreate,
+    params(("practice_id" = String, Path, format = Uuid), ("note_id" = String, Path, format = Uuid),
+           ("If-Match" = Option<String>, Header, description = "the ETag of the version seen (412 if it is no longer current)")), request_body = AmendmentCreate,
     responses((status = 201, body = NoteView), (status = 400, body = E), (status = 401, body = E), (status = 403, body = E),
-              (status = 404, body = E), (status = 409, body = E), (status = 412, body = E)))]
+              (status = 404, body = E), (status = 409, body = E), (status = 410, body = E), (status = 412, body = E),
+              (status = 422, body = E, description = "`assistant_turn_id` names no assistant turn of this practice (`INPUT-0005`)")))]
 pub(crate) async fn note_amend(
     State(state): State<AppState>,
     ctx: Ctx<Clinical>,
@@ -382,9 +386,10 @@ pub(crate) struct AddendumCreate {
 
 /// Appends a signed addendum to a signed note (the original is unchanged). Step-up required.
 #[utoipa::path(post, path = "/api/v1/practices/{practice_id}/notes/{note_id}/addenda", tag = "notes",
-    params(("practice_id" = String, Path, format = Uuid), ("note_id" = String, Path, format = Uuid)), request_body = AddendumCreate,
+    params(("practice_id" = String, Path, format = Uuid), ("note_id" = String, Path, format = Uuid),
+           ("If-Match" = Option<String>, Header, description = "the ETag of the version seen (412 if it is no longer current)")), request_body = AddendumCreate,
     responses((status = 201, body = NoteView), (status = 400, body = E), (status = 401, body = E), (status = 403, body = E),
-              (status = 404, body = E), (status = 409, body = E), (status = 412, body = E)))]
+              (status = 404, body = E), (status = 409, body = E), (status = 410, body = E), (status = 412, body = E)))]
 pub(crate) async fn note_addendum(
     State(state): State<AppState>,
     ctx: Ctx<Clinical>,
@@ -677,7 +682,7 @@ impl From<store::notes::Visit> for VisitView {
 /// Records a visit (encounter) of a patient with the signed-in clinician.
 #[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/visits", tag = "notes",
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = VisitCreate,
-    responses((status = 201, body = VisitView), (status = 400, body = E), (status = 403, body = E), (status = 404, body = E)))]
+    responses((status = 201, body = VisitView), (status = 400, body = E), (status = 403, body = E), (status = 404, body = E), (status = 410, body = E)))]
 pub(crate) async fn visit_create(
     ctx: Ctx<Clinical>,
     ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,

@@ -463,7 +463,7 @@ async fn record_use(tx: &mut UserTx, result: &AuthenticationResult) -> Result<bo
 /// options name no credential; the authenticator offers the user's passkeys for this site
 /// (they are marked for conditional mediation, i.e. autofill). Finish with
 /// `POST /auth/passkey/finish`.
-#[utoipa::path(post, path = "/api/v1/auth/passkey/begin", tag = "auth",
+#[utoipa::path(post, path = "/api/v1/auth/passkey/begin", tag = "auth", security(()),
     responses((status = 200, body = CeremonyStart), (status = 404, body = crate::views::ErrorBody)))]
 pub(crate) async fn passkey_sign_in_begin(
     State(state): State<AppState>,
@@ -533,7 +533,7 @@ async fn check_sign_in(
 /// failure, an unknown credential included, answers exactly like a wrong password (401
 /// `AUTH-0002`) and is recorded on the installation's log. Not subject to the password
 /// throttle: this is the way in for a user whose password sign-in an attacker is throttling.
-#[utoipa::path(post, path = "/api/v1/auth/passkey/finish", tag = "auth",
+#[utoipa::path(post, path = "/api/v1/auth/passkey/finish", tag = "auth", security(()),
     request_body = AssertionFinish,
     responses((status = 200, body = super::auth::LoginResponse),
               (status = 401, body = crate::views::ErrorBody),

@@ -40,6 +40,7 @@ async fn missing(tx: &mut store::TenantTx, id: PatientId) -> AppError {
 
 /// Paging.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PageQuery {
     /// Skip this many (default 0).

@@ -241,7 +241,7 @@ fn settings(v: Option<Value>) -> Result<perio::Settings, AppError> {
 /// the author is the signed-in clinician.
 #[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams", tag = "perio",
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = PerioExamCreate,
-    responses((status = 201, body = PerioExamView, headers(("etag" = String, description = "The exam's version"))), (status = 400, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+    responses((status = 201, body = PerioExamView, headers(("etag" = String, description = "The exam's version"))), (status = 400, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 410, body = crate::views::ErrorBody)))]
 pub(crate) async fn perio_exam_create(
     State(state): State<AppState>,
     ctx: Ctx<Clinical>,
@@ -447,6 +447,7 @@ pub(crate) async fn perio_final_create(
 
 /// Which reading to confirm.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConfirmQuery {
     /// Index into the held outcome's `alternatives` (0-based; default 0, the only reading of
@@ -532,7 +533,9 @@ pub(crate) async fn perio_undo(
 /// and the clinician are referenced by Chartroom id only.
 #[utoipa::path(get, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/fhir", tag = "perio",
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid), ("exam_id" = String, Path, format = Uuid)),
-    responses((status = 200, content_type = "application/fhir+json", body = String, description = "A FHIR R4 Bundle"), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+    responses((status = 200, content_type = "application/fhir+json", body = Object,
+        description = "A FHIR R4 `Bundle` resource (a JSON object: `resourceType` `Bundle`, `type` `collection`, one `entry` per `Observation`)",
+        headers(("etag" = String, description = "The exam's version"))), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
 pub(crate) async fn perio_exam_fhir(
     State(state): State<AppState>,
     ctx: Ctx<Clinical>,

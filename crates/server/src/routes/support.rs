@@ -31,6 +31,7 @@ pub(crate) struct GrantCreate {
 
 /// A support grant.
 #[derive(Serialize, ToSchema)]
+#[schema(as = SupportGrantView)]
 pub(crate) struct GrantView {
     grant_id: uuid::Uuid,
     support_user_id: UserId,
