@@ -181,8 +181,8 @@ pub(crate) async fn owner_with_keys(
 
 fn progress(practice: PracticeId, r: ResealReport) {
     eprintln!(
-        "practice {practice}: {} patients, {} notes, {} perio exams, {} blobs re-encrypted",
-        r.patients, r.notes, r.perio_exams, r.blobs
+        "practice {practice}: {} patients, {} notes, {} perio exams, {} disclosures, {} grant reasons, {} blobs re-encrypted",
+        r.patients, r.notes, r.perio_exams, r.disclosures, r.grant_reasons, r.blobs
     );
 }
 
@@ -192,10 +192,11 @@ pub(crate) async fn encrypt_existing(owner: &OwnerStore, batch: i64) -> anyhow::
         .encrypt_existing(batch, &mut progress)
         .await
         .context("encrypting existing plaintext rows failed")?;
-    if r.patients + r.notes > 0 {
+    if r.patients + r.notes + r.disclosures > 0 {
         tracing::info!(
             patients = r.patients,
             notes = r.notes,
+            disclosures = r.disclosures,
             "encrypted rows that still held plaintext"
         );
     }
@@ -264,11 +265,13 @@ async fn run_with(g: &Global, owner: &OwnerStore, cmd: KeysCommand) -> anyhow::R
                 .rotate_data_key_audited(practice, resume, batch, Some(&blobs), &mut progress)
                 .await?;
             println!(
-                "practice {practice}: data key version {} active; {} patients, {} notes, {} perio exams and {} blobs re-encrypted",
+                "practice {practice}: data key version {} active; {} patients, {} notes, {} perio exams, {} disclosures, {} grant reasons and {} blobs re-encrypted",
                 version.get(),
                 r.patients,
                 r.notes,
                 r.perio_exams,
+                r.disclosures,
+                r.grant_reasons,
                 r.blobs
             );
         }

@@ -24,6 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::StoreError;
+use crate::sealed_columns::{ROW_SEALED, RowSealed};
 
 /// Advisory lock class of key-table writes (the second key is derived from the practice).
 const KEY_LOCK_CLASS: i32 = 0x4b45_5953; // "KEYS"
@@ -309,6 +310,10 @@ pub struct ResealReport {
     pub blobs: u64,
     /// Perio exam sessions re-sealed with the active key.
     pub perio_exams: u64,
+    /// Disclosures sealed (or re-sealed) with the active key.
+    pub disclosures: u64,
+    /// Break-glass and support-grant reasons re-sealed with the active key.
+    pub grant_reasons: u64,
 }
 
 /// Which rows a re-encryption pass takes.
@@ -327,6 +332,23 @@ enum Step {
     Notes,
     NoteVersions,
     PerioExams,
+    /// A table of the sealed-column registry ([`ROW_SEALED`]).
+    Row(&'static RowSealed),
+}
+
+/// The condition selecting rows of `t` that need work: a legacy plaintext column set, or (for
+/// a rotation, `$2` = the version's 4 header bytes) a ciphertext naming another version.
+fn row_sealed_todo(t: &RowSealed) -> String {
+    let mut parts = Vec::new();
+    for c in t.columns {
+        if t.legacy {
+            parts.push(format!("{c} is not null"));
+        }
+        parts.push(format!(
+            "($2::bytea is not null and substring({c}_enc from 2 for 4) <> $2)"
+        ));
+    }
+    format!("({})", parts.join(" or "))
 }
 
 /// Decrypts `ct` (any live key version) and seals it again under the active key, same context.
@@ -511,18 +533,24 @@ impl crate::OwnerStore {
     ) -> Result<ResealReport, StoreError> {
         let mut report = ResealReport::default();
         let full = u64::try_from(batch).unwrap_or(0);
-        // Plaintext rows exist only in the legacy patient and note columns; a rotation also
-        // takes note versions and perio exams.
-        let steps: &[Step] = match which {
-            Reseal::Plaintext => &[Step::Patients, Step::Notes],
-            Reseal::NotVersion(_) => &[
+        // Plaintext rows exist only in the legacy patient, note and disclosure columns; a
+        // rotation also takes note versions, perio exams and every other sealed table.
+        let mut steps = match which {
+            Reseal::Plaintext => vec![Step::Patients, Step::Notes],
+            Reseal::NotVersion(_) => vec![
                 Step::Patients,
                 Step::Notes,
                 Step::NoteVersions,
                 Step::PerioExams,
             ],
         };
-        for &step in steps {
+        steps.extend(
+            ROW_SEALED
+                .iter()
+                .filter(|t| t.legacy || matches!(which, Reseal::NotVersion(_)))
+                .map(Step::Row),
+        );
+        for step in steps {
             loop {
                 let n = match (step, which) {
                     (Step::Patients, _) => self.reseal_patients(practice, which, batch).await?,
@@ -534,11 +562,16 @@ impl crate::OwnerStore {
                         self.reseal_perio_exams(practice, v, batch).await?
                     }
                     (Step::NoteVersions | Step::PerioExams, Reseal::Plaintext) => 0,
+                    (Step::Row(t), _) => self.reseal_rows(practice, t, which, batch).await?,
                 };
                 match step {
                     Step::Patients => report.patients += n,
                     Step::Notes | Step::NoteVersions => report.notes += n,
                     Step::PerioExams => report.perio_exams += n,
+                    Step::Row(t) if t.table == crate::disclosures::TABLE => {
+                        report.disclosures += n;
+                    }
+                    Step::Row(_) => report.grant_reasons += n,
                 }
                 if n > 0 {
                     progress(practice, report);
@@ -549,6 +582,77 @@ impl crate::OwnerStore {
             }
         }
         Ok(report)
+    }
+
+    /// One batch of rows of the sealed table `t` of `practice` sealed with the active key
+    /// (legacy plaintext sealed and emptied, other ciphertexts re-encrypted); returns how many.
+    async fn reseal_rows(
+        &self,
+        practice: PracticeId,
+        t: &RowSealed,
+        which: Reseal,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        use sqlx::Row as _;
+        let keyring = self.keyring()?;
+        let keys = crate::patients::write_keys(keyring, practice).await?;
+        let version = match which {
+            Reseal::Plaintext => None,
+            Reseal::NotVersion(v) => Some(v.get().to_be_bytes().to_vec()),
+        };
+        let (table, id) = (t.table, t.id);
+        let mut select = Vec::new();
+        let mut set = Vec::new();
+        for (i, c) in t.columns.iter().enumerate() {
+            select.push(format!("{c}_enc"));
+            select.push(if t.legacy {
+                (*c).to_owned()
+            } else {
+                "null::text".to_owned()
+            });
+            set.push(format!("{c}_enc = ${}", i + 3));
+            if t.legacy {
+                set.push(format!("{c} = null"));
+            }
+        }
+        let (select, set) = (select.join(", "), set.join(", "));
+        let mut tx = self.begin_tenant(practice).await?;
+        let rows = sqlx::query(&format!(
+            "select {id}, {select} from {table} where practice_id = $1 and {}
+              order by {id} limit $3 for update",
+            row_sealed_todo(t)
+        ))
+        .bind(practice)
+        .bind(&version)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = rows.len() as u64;
+        let update = format!("update {table} set {set} where practice_id = $1 and {id} = $2");
+        for row in rows {
+            let row_id: uuid::Uuid = row.try_get(0)?;
+            let mut fresh: Vec<Option<Vec<u8>>> = Vec::with_capacity(t.columns.len());
+            for (i, c) in t.columns.iter().enumerate() {
+                let enc: Option<Vec<u8>> = row.try_get(1 + 2 * i)?;
+                let plain: Option<String> = row.try_get(2 + 2 * i)?;
+                let ctx = crypto::FieldContext::new(practice, table, c, row_id.as_bytes());
+                fresh.push(match (enc, plain) {
+                    (Some(ct), _) => Some(reseal_value(keyring, &keys, &ctx, &ct).await?),
+                    (None, Some(p)) => Some(
+                        crypto::encrypt_field(keys.active(), &ctx, p.as_bytes())
+                            .map_err(|e| crypto_error(&e))?,
+                    ),
+                    (None, None) => None,
+                });
+            }
+            let mut q = sqlx::query(&update).bind(practice).bind(row_id);
+            for v in &fresh {
+                q = q.bind(v);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// One batch of perio exams of `practice` whose session is re-encrypted under `version`.
@@ -638,11 +742,13 @@ impl crate::OwnerStore {
         Ok(n)
     }
 
-    /// Encrypts every patient and note row that still holds plaintext (rows written before
-    /// encryption at rest), `batch` rows per transaction, and empties the plaintext columns.
-    /// Idempotent and resumable (a rerun continues where an interrupted one stopped).
-    /// Practices whose keys were destroyed are skipped. Each practice with work gets one
-    /// `key.encrypt_existing` audit event naming the counts.
+    /// Encrypts every patient, note and disclosure row that still holds plaintext (rows
+    /// written before their columns were sealed), `batch` rows per transaction, and empties
+    /// the plaintext columns. Idempotent and resumable (a rerun continues where an
+    /// interrupted one stopped). Practices whose keys were destroyed are skipped. Each
+    /// practice with work gets one `key.encrypt_existing` audit event naming the counts; when
+    /// anything was sealed the tables' statistics are refreshed (`ANALYZE`), so the planner's
+    /// samples of the emptied columns go too.
     pub async fn encrypt_existing(
         &self,
         batch: i64,
@@ -653,9 +759,20 @@ impl crate::OwnerStore {
         for (practice, _, _) in self.list_practices().await? {
             let has_work: (bool,) = {
                 let mut tx = self.begin_tenant(practice).await?;
+                let rows: String = ROW_SEALED
+                    .iter()
+                    .filter(|t| t.legacy)
+                    .map(|t| {
+                        format!(
+                            " or exists (select 1 from {} where practice_id = $1 and {})",
+                            t.table,
+                            row_sealed_todo(t)
+                        )
+                    })
+                    .collect();
                 let r = sqlx::query_as(&format!(
                     "select exists (select 1 from patient where practice_id = $1 and {PATIENT_TODO})
-                         or exists (select 1 from clinical_note where practice_id = $1 and {NOTE_TODO})"
+                         or exists (select 1 from clinical_note where practice_id = $1 and {NOTE_TODO}){rows}"
                 ))
                 .bind(practice)
                 .bind(None::<Vec<u8>>)
@@ -678,12 +795,20 @@ impl crate::OwnerStore {
                 &mut tx,
                 practice,
                 "key.encrypt_existing",
-                serde_json::json!({"patients": r.patients, "notes": r.notes}),
+                serde_json::json!({"patients": r.patients, "notes": r.notes, "disclosures": r.disclosures}),
             )
             .await?;
             tx.commit().await?;
             total.patients += r.patients;
             total.notes += r.notes;
+            total.disclosures += r.disclosures;
+        }
+        if total.patients + total.notes + total.disclosures > 0 {
+            // The planner's samples (`pg_statistic`) of the emptied plaintext columns would
+            // keep showing their most common values until the next automatic ANALYZE.
+            sqlx::query("analyze patient, clinical_note, disclosure")
+                .execute(&self.pool)
+                .await?;
         }
         Ok(total)
     }
@@ -726,8 +851,9 @@ impl crate::OwnerStore {
     }
 
     /// `chartroom keys rotate-data-key`: unless `resume`, adds a new data key version for
-    /// `practice`; then re-encrypts every patient and note row of the practice not yet under
-    /// the active version, `batch` rows per transaction, and (given the blob store) every
+    /// `practice`; then re-encrypts every sealed row of the practice (patients, notes and
+    /// their versions, perio exams, disclosures, break-glass and support-grant reasons) not
+    /// yet under the active version, `batch` rows per transaction, and (given the blob store) every
     /// registered blob into a new object (resumable: rerun with `resume`).
     /// Audited as `key.rotate_data_key` (the new version) and `key.reencrypt` (the counts).
     pub async fn rotate_data_key_audited(
@@ -789,7 +915,7 @@ impl crate::OwnerStore {
             &mut tx,
             practice,
             "key.reencrypt",
-            serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes, "blobs": report.blobs, "perio_exams": report.perio_exams}),
+            serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes, "blobs": report.blobs, "perio_exams": report.perio_exams, "disclosures": report.disclosures, "grant_reasons": report.grant_reasons}),
         )
         .await?;
         tx.commit().await?;
@@ -832,11 +958,21 @@ impl crate::OwnerStore {
         }
         let v = active.get().to_be_bytes().to_vec();
         let mut tx = self.begin_tenant(practice).await?;
+        let rows: String = ROW_SEALED
+            .iter()
+            .map(|t| {
+                format!(
+                    " + (select count(*) from {} where practice_id = $1 and {})",
+                    t.table,
+                    row_sealed_todo(t)
+                )
+            })
+            .collect();
         let (left,): (i64,) = sqlx::query_as(&format!(
             "select (select count(*) from patient where practice_id = $1 and {PATIENT_TODO})
                   + (select count(*) from clinical_note where practice_id = $1 and {NOTE_TODO})
                   + (select count(*) from clinical_note_version where practice_id = $1 and {NOTE_VERSION_TODO})
-                  + (select count(*) from perio_exam where practice_id = $1 and {PERIO_TODO})"
+                  + (select count(*) from perio_exam where practice_id = $1 and {PERIO_TODO}){rows}"
         ))
         .bind(practice)
         .bind(&v)

@@ -29,6 +29,7 @@ mod notes;
 mod passkeys;
 mod perio_api;
 mod retention;
+mod sealed_columns;
 mod session_access;
 mod sessions;
 mod support;
