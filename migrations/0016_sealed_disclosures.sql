@@ -40,32 +40,18 @@ alter table clinical_note_version
     add column hash_scheme int2 not null default 1 check (hash_scheme in (1, 2));
 alter table clinical_note_version alter column hash_scheme set default 2;
 
--- The version lock (migration 0007) with the hash scheme among the columns nobody may change:
--- the owner role may still only re-encrypt a version's ciphertexts.
-create or replace function app.note_version_locked() returns trigger
+-- Like every other column of a version but its ciphertexts, the scheme never changes (next to
+-- the version lock of migrations 0007 and 0009, which this leaves as it is).
+create function app.note_version_scheme_locked() returns trigger
     language plpgsql
     as $$
     begin
-        if tg_op = 'DELETE' then
-            raise exception 'note versions cannot be deleted'
-                using errcode = 'integrity_constraint_violation';
-        end if;
-        if not pg_has_role(current_user, 'chartroom_owner', 'usage') then
-            raise exception 'note versions are immutable (signed content is locked)'
-                using errcode = 'integrity_constraint_violation';
-        end if;
-        if (new.practice_id, new.note_id, new.version, new.kind, new.author_id, new.created_at,
-            new.content_sha256, new.ai_assisted, new.assistant_turn_id, new.signer_name,
-            new.signer_credential, new.signed_at, new.signed_tz, new.signature_meaning,
-            new.reason_enc is null, new.hash_scheme)
-           is distinct from
-           (old.practice_id, old.note_id, old.version, old.kind, old.author_id, old.created_at,
-            old.content_sha256, old.ai_assisted, old.assistant_turn_id, old.signer_name,
-            old.signer_credential, old.signed_at, old.signed_tz, old.signature_meaning,
-            old.reason_enc is null, old.hash_scheme) then
+        if new.hash_scheme is distinct from old.hash_scheme then
             raise exception 'only the ciphertext of a note version may be re-encrypted'
                 using errcode = 'integrity_constraint_violation';
         end if;
         return new;
     end
     $$;
+create trigger clinical_note_version_scheme_locked before update on clinical_note_version
+    for each row execute function app.note_version_scheme_locked();

@@ -707,6 +707,25 @@ async fn changing_a_signature_manifestation_is_detected() {
     );
     let report = f.db.owner().await.verify_notes(f.w.a.id).await.unwrap();
     assert_eq!(report.manifestation_not_bound, 1);
+
+    // The owner role (which may re-encrypt versions) cannot change a version's scheme.
+    let mut ow = sqlx::PgConnection::connect_with(&f.db.owner_options().await)
+        .await
+        .unwrap();
+    let mut tx = ow.begin().await.unwrap();
+    sqlx::query("select set_config('chartroom.practice_id', $1, true)")
+        .bind(f.w.a.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let r = sqlx::query(
+        "update clinical_note_version set hash_scheme = 1 where note_id = $1 and kind = 'signed'",
+    )
+    .bind(notes[tampering.len() - 1])
+    .execute(&mut *tx)
+    .await;
+    assert!(r.is_err(), "the owner role changed a hash scheme");
+    tx.rollback().await.unwrap();
 }
 
 #[derive(Clone, Debug)]

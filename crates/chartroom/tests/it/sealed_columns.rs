@@ -123,8 +123,8 @@ async fn wal_since(su: &mut PgConnection, from: &str) -> Vec<u8> {
         segments.iter().min().unwrap().clone(),
         segments.iter().max().unwrap().clone(),
     );
-    let names: Vec<String> = sqlx::query_scalar(
-        "select name from pg_ls_waldir() where name between $1 and $2 order by name",
+    let names: Vec<(String, i64)> = sqlx::query_as(
+        "select name, size from pg_ls_waldir() where name between $1 and $2 order by name",
     )
     .bind(&first)
     .bind(&last)
@@ -132,15 +132,17 @@ async fn wal_since(su: &mut PgConnection, from: &str) -> Vec<u8> {
     .await
     .unwrap();
     let mut out = Vec::new();
-    for n in names {
+    for (n, size) in names {
         let bytes: Option<Vec<u8>> =
-            sqlx::query_scalar("select pg_read_binary_file('pg_wal/' || $1, true)")
+            sqlx::query_scalar("select pg_read_binary_file('pg_wal/' || $1, 0, $2, true)")
                 .bind(&n)
+                .bind(size)
                 .fetch_one(&mut *su)
                 .await
                 .unwrap();
         out.extend(bytes.unwrap_or_default());
     }
+    assert!(!out.is_empty(), "the WAL since {from} was read");
     out
 }
 
