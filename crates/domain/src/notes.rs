@@ -670,6 +670,10 @@ mod tests {
     // issue 14.4, req SIG-01/SIG-02: scheme 2 binds every part of the manifestation and of
     // what a rendering shows; scheme 1 (old rows) does not bind the printed name.
     #[test]
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one table of cases, a line per changed part"
+    )]
     fn scheme_two_binds_the_whole_manifestation() {
         let t = chrono::DateTime::from_timestamp_micros(1_750_000_000_123_456).unwrap();
         let sig = Signature {
@@ -778,10 +782,7 @@ mod tests {
                 canonical: &other,
                 ..base
             },
-            VersionBinding {
-                version: 4,
-                ..base
-            },
+            VersionBinding { version: 4, ..base },
         ];
         for v in &variants {
             assert_ne!(h, v.hash(HashScheme::V2), "{v:?}");
@@ -801,7 +802,10 @@ mod tests {
             .hash(HashScheme::V1)
         );
         assert!(!HashScheme::V1.binds_manifestation());
-        assert_eq!(HashScheme::from_i16(HashScheme::CURRENT.as_i16()), Some(HashScheme::V2));
+        assert_eq!(
+            HashScheme::from_i16(HashScheme::CURRENT.as_i16()),
+            Some(HashScheme::V2)
+        );
         assert_eq!(HashScheme::from_i16(3), None);
     }
 

@@ -15,6 +15,8 @@
 //! transaction-locally, like every other tenant access; only the KEK rewrap scan lists rows
 //! across practices (owner role, ids and opaque wrapped bytes only).
 
+use std::fmt::Write as _;
+
 use async_trait::async_trait;
 use crypto::{
     CryptoError, DekVersion, KekRef, KeyRecords, KeyStoreError, WrappedDataKey, WrappedKeyStore,
@@ -349,6 +351,20 @@ fn row_sealed_todo(t: &RowSealed) -> String {
         ));
     }
     format!("({})", parts.join(" or "))
+}
+
+/// ` <head> from <table> where practice_id = $1 and <todo>)` for each of `tables`: the terms
+/// that add the registry's tables to a whole-practice check.
+fn row_sealed_terms<'a>(tables: impl Iterator<Item = &'a RowSealed>, head: &str) -> String {
+    tables.fold(String::new(), |mut out, t| {
+        let _ = write!(
+            out,
+            " {head} from {} where practice_id = $1 and {})",
+            t.table,
+            row_sealed_todo(t)
+        );
+        out
+    })
 }
 
 /// Decrypts `ct` (any live key version) and seals it again under the active key, same context.
@@ -759,17 +775,10 @@ impl crate::OwnerStore {
         for (practice, _, _) in self.list_practices().await? {
             let has_work: (bool,) = {
                 let mut tx = self.begin_tenant(practice).await?;
-                let rows: String = ROW_SEALED
-                    .iter()
-                    .filter(|t| t.legacy)
-                    .map(|t| {
-                        format!(
-                            " or exists (select 1 from {} where practice_id = $1 and {})",
-                            t.table,
-                            row_sealed_todo(t)
-                        )
-                    })
-                    .collect();
+                let rows = row_sealed_terms(
+                    ROW_SEALED.iter().filter(|t| t.legacy),
+                    "or exists (select 1",
+                );
                 let r = sqlx::query_as(&format!(
                     "select exists (select 1 from patient where practice_id = $1 and {PATIENT_TODO})
                          or exists (select 1 from clinical_note where practice_id = $1 and {NOTE_TODO}){rows}"
@@ -958,16 +967,7 @@ impl crate::OwnerStore {
         }
         let v = active.get().to_be_bytes().to_vec();
         let mut tx = self.begin_tenant(practice).await?;
-        let rows: String = ROW_SEALED
-            .iter()
-            .map(|t| {
-                format!(
-                    " + (select count(*) from {} where practice_id = $1 and {})",
-                    t.table,
-                    row_sealed_todo(t)
-                )
-            })
-            .collect();
+        let rows = row_sealed_terms(ROW_SEALED.iter(), "+ (select count(*)");
         let (left,): (i64,) = sqlx::query_as(&format!(
             "select (select count(*) from patient where practice_id = $1 and {PATIENT_TODO})
                   + (select count(*) from clinical_note where practice_id = $1 and {NOTE_TODO})

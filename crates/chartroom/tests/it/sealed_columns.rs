@@ -48,7 +48,10 @@ async fn fx() -> Fx {
 impl Fx {
     fn path(&self, b: bool) -> String {
         let p = if b { &self.w.b } else { &self.w.a };
-        format!("/api/v1/practices/{}/patients/{}/disclosures", p.id, p.patient)
+        format!(
+            "/api/v1/practices/{}/patients/{}/disclosures",
+            p.id, p.patient
+        )
     }
 
     /// Records a disclosure (a day ago) through the API.
@@ -66,7 +69,10 @@ impl Fx {
         )
         .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
-        assert_eq!(v["recipient"], recipient, "the response shows the plaintext");
+        assert_eq!(
+            v["recipient"], recipient,
+            "the response shows the plaintext"
+        );
     }
 
     /// The accounting of disclosures of practice A's (or B's) patient, through `app`.
@@ -173,14 +179,23 @@ async fn disclosure_details_never_reach_the_table_the_wal_or_the_statistics() {
         .execute(&mut su)
         .await
         .unwrap();
-    let canaries = [RECIPIENT, DESCRIPTION, PURPOSE, "Zqxcanary", "Xqdescription"];
+    let canaries = [
+        RECIPIENT,
+        DESCRIPTION,
+        PURPOSE,
+        "Zqxcanary",
+        "Xqdescription",
+    ];
     let rows = rows_text(&mut su, "disclosure").await;
     let stats = stats_text(&mut su, "disclosure").await;
     let wal = wal_since(&mut su, &start).await;
     let file = table_file(&mut su, "disclosure").await;
     for c in canaries {
         assert!(!rows.contains(c), "a disclosure row holds {c}");
-        assert!(!rows.contains(&hex(c)), "a disclosure row holds {c} as bytes");
+        assert!(
+            !rows.contains(&hex(c)),
+            "a disclosure row holds {c} as bytes"
+        );
         assert!(!stats.contains(c), "pg_stats holds {c}");
         assert!(!contains(&file, c.as_bytes()), "the table file holds {c}");
         assert!(!contains(&wal, c.as_bytes()), "the WAL holds {c}");
@@ -250,7 +265,10 @@ async fn plaintext_disclosures_from_before_are_sealed_at_start_up() {
         "the planner sampled the legacy plaintext (the test would prove nothing otherwise)"
     );
     let (s, v) = f.accounting(&f.app, &f.rec_a, false).await;
-    assert_eq!((s, v["disclosures"][0]["recipient"].as_str()), (StatusCode::OK, Some(RECIPIENT)));
+    assert_eq!(
+        (s, v["disclosures"][0]["recipient"].as_str()),
+        (StatusCode::OK, Some(RECIPIENT))
+    );
 
     let owner = f.db.owner().await;
     let r = owner.encrypt_existing(2, &mut |_, _| {}).await.unwrap();
@@ -343,7 +361,10 @@ async fn rotation_reencrypts_disclosures_and_shredding_makes_them_unreadable() {
         .fetch_one(&mut su)
         .await
         .unwrap();
-        assert_eq!(stale, 0, "{table}.{column}: {stale} of {total} still under version 1");
+        assert_eq!(
+            stale, 0,
+            "{table}.{column}: {stale} of {total} still under version 1"
+        );
     }
     let retired = owner.retire_data_keys_audited(f.w.a.id).await.unwrap();
     assert_eq!(retired.iter().map(|v| v.get()).collect::<Vec<_>>(), vec![1]);
@@ -354,7 +375,10 @@ async fn rotation_reencrypts_disclosures_and_shredding_makes_them_unreadable() {
     let (s, v) = f.accounting(&app2, &rec, false).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["disclosures"].as_array().unwrap().len(), 3);
-    assert_eq!(v["disclosures"][2]["description"], format!("{DESCRIPTION} 2"));
+    assert_eq!(
+        v["disclosures"][2]["description"],
+        format!("{DESCRIPTION} 2")
+    );
     let own = app2.token(f.w.a.user("owner")).await;
     for (path, want) in [
         ("break-glass", "Canary emergency reason"),
@@ -387,13 +411,12 @@ async fn rotation_reencrypts_disclosures_and_shredding_makes_them_unreadable() {
         (StatusCode::OK, Some("Practice B recipient"))
     );
     let keyring = f.db.keyring(store::embedded::DbRole::Owner).await;
-    let ct: Vec<u8> = sqlx::query_scalar(
-        "select recipient_enc from disclosure where practice_id = $1 limit 1",
-    )
-    .bind(f.w.a.id)
-    .fetch_one(&mut su)
-    .await
-    .unwrap();
+    let ct: Vec<u8> =
+        sqlx::query_scalar("select recipient_enc from disclosure where practice_id = $1 limit 1")
+            .bind(f.w.a.id)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
     let id: uuid::Uuid = sqlx::query_scalar(
         "select disclosure_id from disclosure where practice_id = $1 and recipient_enc = $2",
     )

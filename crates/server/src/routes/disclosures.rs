@@ -9,8 +9,8 @@ use domain::{AuditAction, PatientId, PracticeId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{AppError, AppState};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, Scheduling};
+use crate::{AppError, AppState};
 
 const KINDS: [&str; 4] = ["export", "sharing", "support_access", "other"];
 
