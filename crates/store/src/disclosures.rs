@@ -86,25 +86,16 @@ pub(crate) async fn insert(
     d: &NewDisclosure,
 ) -> Result<Disclosure, StoreError> {
     let id = uuid::Uuid::now_v7();
-    let [recipient, description, purpose] = SEALED;
-    let recipient_enc = seal_field(
-        keyring,
-        &context(practice, recipient, &id),
-        d.recipient.as_bytes(),
-    )
-    .await?;
-    let description_enc = seal_field(
-        keyring,
-        &context(practice, description, &id),
-        d.description.as_bytes(),
-    )
-    .await?;
-    let purpose_enc = seal_field(
-        keyring,
-        &context(practice, purpose, &id),
-        d.purpose.as_bytes(),
-    )
-    .await?;
+    let mut sealed = Vec::with_capacity(SEALED.len());
+    for (column, plain) in SEALED
+        .into_iter()
+        .zip([&d.recipient, &d.description, &d.purpose])
+    {
+        sealed.push(seal_field(keyring, &context(practice, column, &id), plain.as_bytes()).await?);
+    }
+    let [recipient_enc, description_enc, purpose_enc]: [Vec<u8>; 3] = sealed
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a disclosure field was not sealed"))?;
     sqlx::query(
         "insert into disclosure (practice_id, disclosure_id, patient_id, disclosed_at, recipient_enc,
             description_enc, purpose_enc, tpo, kind, recorded_by, created_at)
@@ -184,29 +175,22 @@ async fn open_column(
 impl Row {
     async fn open(self, keyring: &Keyring, practice: PracticeId) -> Result<Disclosure, StoreError> {
         let id = self.disclosure_id;
-        let [recipient, description, purpose] = SEALED;
+        let mut opened = Vec::with_capacity(SEALED.len());
+        for (column, (enc, legacy)) in SEALED.into_iter().zip([
+            (self.recipient_enc, self.recipient),
+            (self.description_enc, self.description),
+            (self.purpose_enc, self.purpose),
+        ]) {
+            let ctx = context(practice, column, &id);
+            opened.push(open_column(keyring, &ctx, enc.as_deref(), legacy).await?);
+        }
+        let [recipient, description, purpose]: [String; 3] = opened
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("a disclosure field was not opened"))?;
         Ok(Disclosure {
-            recipient: open_column(
-                keyring,
-                &context(practice, recipient, &id),
-                self.recipient_enc.as_deref(),
-                self.recipient,
-            )
-            .await?,
-            description: open_column(
-                keyring,
-                &context(practice, description, &id),
-                self.description_enc.as_deref(),
-                self.description,
-            )
-            .await?,
-            purpose: open_column(
-                keyring,
-                &context(practice, purpose, &id),
-                self.purpose_enc.as_deref(),
-                self.purpose,
-            )
-            .await?,
+            recipient,
+            description,
+            purpose,
             disclosure_id: id,
             patient_id: self.patient_id,
             disclosed_at: self.disclosed_at,

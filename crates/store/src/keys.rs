@@ -327,6 +327,17 @@ enum Reseal {
     NotVersion(DekVersion),
 }
 
+impl Reseal {
+    /// For a rotation, the 4 header bytes naming the target version (`$2` of the `*_TODO`
+    /// conditions); `None` for the plaintext pass.
+    fn header_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            Self::Plaintext => None,
+            Self::NotVersion(v) => Some(v.get().to_be_bytes().to_vec()),
+        }
+    }
+}
+
 /// One kind of encrypted row a re-encryption pass walks, in batches.
 #[derive(Clone, Copy, Debug)]
 enum Step {
@@ -457,10 +468,7 @@ impl crate::OwnerStore {
     ) -> Result<u64, StoreError> {
         let keyring = self.keyring()?;
         let keys = crate::patients::write_keys(keyring, practice).await?;
-        let version = match which {
-            Reseal::Plaintext => None,
-            Reseal::NotVersion(v) => Some(v.get().to_be_bytes().to_vec()),
-        };
+        let version = which.header_bytes();
         let mut tx = self.begin_tenant(practice).await?;
         let rows: Vec<crate::patients::Row> = sqlx::query_as(&format!(
             "select {} from patient where practice_id = $1 and {PATIENT_TODO}
@@ -499,10 +507,7 @@ impl crate::OwnerStore {
     ) -> Result<u64, StoreError> {
         let keyring = self.keyring()?;
         let keys = crate::patients::write_keys(keyring, practice).await?;
-        let version = match which {
-            Reseal::Plaintext => None,
-            Reseal::NotVersion(v) => Some(v.get().to_be_bytes().to_vec()),
-        };
+        let version = which.header_bytes();
         let mut tx = self.begin_tenant(practice).await?;
         let rows: Vec<(domain::NoteId, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(&format!(
             "select note_id, body, body_enc from clinical_note where practice_id = $1 and {NOTE_TODO}
@@ -612,10 +617,7 @@ impl crate::OwnerStore {
         use sqlx::Row as _;
         let keyring = self.keyring()?;
         let keys = crate::patients::write_keys(keyring, practice).await?;
-        let version = match which {
-            Reseal::Plaintext => None,
-            Reseal::NotVersion(v) => Some(v.get().to_be_bytes().to_vec()),
-        };
+        let version = which.header_bytes();
         let (table, id) = (t.table, t.id);
         let mut select = Vec::new();
         let mut set = Vec::new();

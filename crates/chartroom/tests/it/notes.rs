@@ -379,30 +379,9 @@ async fn draft_sign_amend_addendum_over_https() {
 #[tokio::test]
 async fn signed_content_is_locked_in_the_database_and_tampering_is_detected() {
     let f = fx().await;
-    let (id, etag) = f.create(json!({"subjective": "Original finding."})).await;
-    let (s, _, _) = req(
-        &f.app,
-        Method::POST,
-        &format!("{}/sign", f.note(&id)),
-        &f.clin,
-        Some(&etag),
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let (other, etag2) = f.create(json!({"subjective": "Another note."})).await;
-    let (s, _, _) = req(
-        &f.app,
-        Method::POST,
-        &format!("{}/sign", f.note(&other)),
-        &f.clin,
-        Some(&etag2),
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let note = uuid::Uuid::parse_str(&id).unwrap();
-    let other = uuid::Uuid::parse_str(&other).unwrap();
+    let note = f.signed("Original finding.").await;
+    let id = note.to_string();
+    let other = f.signed("Another note.").await;
 
     // As the runtime role, in the note's practice, as its clinician: every change of signed
     // content or state fails.
@@ -439,26 +418,14 @@ async fn signed_content_is_locked_in_the_database_and_tampering_is_detected() {
     tx.rollback().await.unwrap();
 
     // As the owner role the trigger refuses too (only ciphertext re-encryption is allowed).
-    let owner = f.db.owner().await;
-    drop(owner);
-    let mut ow = sqlx::PgConnection::connect_with(&f.db.owner_options().await)
-        .await
-        .unwrap();
-    let mut tx = ow.begin().await.unwrap();
-    sqlx::query("select set_config('chartroom.practice_id', $1, true)")
-        .bind(f.w.a.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
     let r = sqlx::query("update clinical_note_version set content_sha256 = content_sha256, signer_name = 'Someone Else' where note_id = $1 and kind = 'signed'")
         .bind(note)
-        .execute(&mut *tx)
+        .execute(&mut f.owner_conn().await)
         .await;
     assert!(
         r.is_err(),
         "the owner role cannot change a signature either"
     );
-    tx.rollback().await.unwrap();
 
     // A superuser (who can bypass triggers) rewrites the signed content with a valid
     // ciphertext of other text: verification catches the hash mismatch.
@@ -544,6 +511,19 @@ async fn signed_content_is_locked_in_the_database_and_tampering_is_detected() {
 }
 
 impl Fx {
+    /// An owner-role connection working in practice A (which the owner's policies require).
+    async fn owner_conn(&self) -> sqlx::PgConnection {
+        let mut ow = sqlx::PgConnection::connect_with(&self.db.owner_options().await)
+            .await
+            .unwrap();
+        sqlx::query("select set_config('chartroom.practice_id', $1, false)")
+            .bind(self.w.a.id.to_string())
+            .execute(&mut ow)
+            .await
+            .unwrap();
+        ow
+    }
+
     /// Creates and signs a note; returns its id.
     async fn signed(&self, text: &str) -> uuid::Uuid {
         let (id, etag) = self.create(json!({"subjective": text})).await;
@@ -709,23 +689,13 @@ async fn changing_a_signature_manifestation_is_detected() {
     assert_eq!(report.manifestation_not_bound, 1);
 
     // The owner role (which may re-encrypt versions) cannot change a version's scheme.
-    let mut ow = sqlx::PgConnection::connect_with(&f.db.owner_options().await)
-        .await
-        .unwrap();
-    let mut tx = ow.begin().await.unwrap();
-    sqlx::query("select set_config('chartroom.practice_id', $1, true)")
-        .bind(f.w.a.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
     let r = sqlx::query(
         "update clinical_note_version set hash_scheme = 1 where note_id = $1 and kind = 'signed'",
     )
     .bind(notes[tampering.len() - 1])
-    .execute(&mut *tx)
+    .execute(&mut f.owner_conn().await)
     .await;
     assert!(r.is_err(), "the owner role changed a hash scheme");
-    tx.rollback().await.unwrap();
 }
 
 #[derive(Clone, Debug)]

@@ -81,6 +81,20 @@ impl Fx {
     }
 }
 
+/// The accounting `v` lists `n` disclosures, each with the canary recipient, description and
+/// purpose in the clear.
+fn assert_shows_the_canaries(v: &Value, n: usize) {
+    let list = v["disclosures"].as_array().unwrap();
+    assert_eq!(list.len(), n, "{v}");
+    for d in list {
+        assert_eq!(
+            (&d["recipient"], &d["description"], &d["purpose"]),
+            (&json!(RECIPIENT), &json!(DESCRIPTION), &json!(PURPOSE)),
+            "{v}"
+        );
+    }
+}
+
 fn hex(s: &str) -> String {
     s.bytes().fold(String::new(), |mut out, b| {
         let _ = write!(out, "{b:02x}");
@@ -168,11 +182,7 @@ async fn disclosure_details_never_reach_the_table_the_wal_or_the_statistics() {
     }
     let (s, v) = f.accounting(&f.app, &f.rec_a, false).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let list = v["disclosures"].as_array().unwrap();
-    assert_eq!(list.len(), 3);
-    assert!(list.iter().all(|d| d["recipient"] == RECIPIENT
-        && d["description"] == DESCRIPTION
-        && d["purpose"] == PURPOSE));
+    assert_shows_the_canaries(&v, 3);
     assert_eq!(v["summary"][0]["count"], 3, "{v}");
 
     sqlx::query("analyze disclosure")
@@ -281,11 +291,7 @@ async fn plaintext_disclosures_from_before_are_sealed_at_start_up() {
     }
     let (s, v) = f.accounting(&f.app, &f.rec_a, false).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let list = v["disclosures"].as_array().unwrap();
-    assert_eq!(list.len(), 3);
-    assert!(list.iter().all(|d| d["recipient"] == RECIPIENT
-        && d["description"] == DESCRIPTION
-        && d["purpose"] == PURPOSE));
+    assert_shows_the_canaries(&v, 3);
     let again = owner.encrypt_existing(2, &mut |_, _| {}).await.unwrap();
     assert_eq!(again.disclosures, 0, "idempotent");
 }
