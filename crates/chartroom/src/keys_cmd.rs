@@ -181,8 +181,8 @@ pub(crate) async fn owner_with_keys(
 
 fn progress(practice: PracticeId, r: ResealReport) {
     eprintln!(
-        "practice {practice}: {} patients, {} notes, {} perio exams, {} blobs re-encrypted",
-        r.patients, r.notes, r.perio_exams, r.blobs
+        "practice {practice}: {} patients, {} notes, {} perio exams, {} disclosures, {} grant reasons, {} blobs re-encrypted",
+        r.patients, r.notes, r.perio_exams, r.disclosures, r.grant_reasons, r.blobs
     );
 }
 
@@ -198,10 +198,11 @@ pub(crate) async fn encrypt_existing(
         .await
         .context("encrypting existing plaintext rows failed")?;
     let total = ResealReport::total(r.done.iter().map(|(_, x)| x));
-    if total.patients + total.notes > 0 {
+    if total.patients + total.notes + total.disclosures > 0 {
         tracing::info!(
             patients = total.patients,
             notes = total.notes,
+            disclosures = total.disclosures,
             "encrypted rows that still held plaintext"
         );
     }
@@ -275,11 +276,13 @@ async fn run_with(g: &Global, owner: &OwnerStore, cmd: KeysCommand) -> anyhow::R
                 .rotate_data_key_audited(practice, resume, batch, Some(&blobs), &mut progress)
                 .await?;
             println!(
-                "practice {practice}: data key version {} active; {} patients, {} notes, {} perio exams and {} blobs re-encrypted",
+                "practice {practice}: data key version {} active; {} patients, {} notes, {} perio exams, {} disclosures, {} grant reasons and {} blobs re-encrypted",
                 version.get(),
                 r.patients,
                 r.notes,
                 r.perio_exams,
+                r.disclosures,
+                r.grant_reasons,
                 r.blobs
             );
         }

@@ -1,7 +1,9 @@
 //! `chartroom notes verify`: recomputes the hash of every version of every clinical note and
-//! reports any whose content no longer matches what was saved or signed (req INT-01). Run it
-//! on a schedule; a mismatch means a change was made around the application (e.g. by a
-//! database superuser) and is a security incident.
+//! reports any whose content or signature manifestation (printed name, credential, time with
+//! zone, meaning) no longer matches what was saved or signed (req INT-01, SIG-02). Run it on a
+//! schedule; a mismatch means a change was made around the application (e.g. by a database
+//! superuser) and is a security incident. Versions written before hash scheme 2 are counted:
+//! their hash does not bind the printed name, credential, time zone or creation time.
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -45,6 +47,12 @@ pub(crate) async fn run(g: &Global, cmd: NotesCommand) -> anyhow::Result<()> {
         let mut bad = 0usize;
         let pass = store::each_practice("notes_verify", practices, |p| owner.verify_notes(p)).await;
         for (p, r) in &pass.done {
+            if r.manifestation_not_bound > 0 {
+                println!(
+                    "practice {p}: {} versions were signed or saved under hash scheme 1, which does not bind the printed name, credential, time zone or creation time",
+                    r.manifestation_not_bound
+                );
+            }
             if r.mismatched.is_empty() {
                 println!(
                     "practice {p}: {} notes, {} versions, no problems found",

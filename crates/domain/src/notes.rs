@@ -390,9 +390,55 @@ pub struct Signature {
     pub meaning: String,
 }
 
-/// The SHA-256 a version's hash is computed over: a label, the note's identity, the version,
-/// its kind, the signer and time (when signed) and the canonical content. A hash copied to
-/// another note, version or signer does not verify.
+/// How a version's hash is computed; stored per version (`clinical_note_version.hash_scheme`)
+/// so a version is always checked the way it was sealed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HashScheme {
+    /// Versions written before issue 14 ([`content_hash`]): the note, the version, its kind,
+    /// the signer id, the signed time, the meaning and the content. The printed name,
+    /// credential, time zone, creation time, reason and AI flags are **not** bound: a change
+    /// to them is not detected.
+    V1,
+    /// Every version written since ([`VersionBinding::hash`]): everything the manifestation and
+    /// the rendering show.
+    V2,
+}
+
+impl HashScheme {
+    /// The scheme new versions are written with.
+    pub const CURRENT: Self = Self::V2;
+
+    /// The stored number.
+    #[must_use]
+    pub const fn as_i16(self) -> i16 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+
+    /// Parses a stored number.
+    #[must_use]
+    pub const fn from_i16(n: i16) -> Option<Self> {
+        match n {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+
+    /// Whether the hash covers the signature manifestation (printed name, credential, time
+    /// with zone, meaning) and the rest of what a reader is shown.
+    #[must_use]
+    pub const fn binds_manifestation(self) -> bool {
+        matches!(self, Self::V2)
+    }
+}
+
+/// The scheme-1 hash ([`HashScheme::V1`]), kept so versions written before scheme 2 stay
+/// verifiable: a label, the note's identity, the version, its kind, the signer, time and
+/// meaning (when signed) and the canonical content. A hash copied to another note, version or
+/// signer does not verify; the printed name, credential and time zone are not covered.
 #[must_use]
 pub fn content_hash(
     practice: uuid::Uuid,
@@ -417,6 +463,112 @@ pub fn content_hash(
     }
     h.update(canonical);
     h.finalize().into()
+}
+
+/// Everything one version's hash binds: the note it belongs to (practice, id, patient,
+/// template), the version (number, kind, author, creation time), what a reader is told about
+/// it (reason, whether AI-assisted and from which turn), the whole signature manifestation
+/// (signer, printed name, credential, signed time, time zone, meaning) and the exact content.
+/// A version's hash therefore also changes if its note's template or patient changes: a
+/// feature that changes either must write a new version.
+#[derive(Clone, Copy, Debug)]
+pub struct VersionBinding<'a> {
+    /// The practice.
+    pub practice: uuid::Uuid,
+    /// The note.
+    pub note: uuid::Uuid,
+    /// The note's patient.
+    pub patient: uuid::Uuid,
+    /// The note's template (its title heads every rendering).
+    pub template: Template,
+    /// The version number.
+    pub version: i32,
+    /// Its kind.
+    pub kind: VersionKind,
+    /// Its author (the signer, for signed kinds).
+    pub author: uuid::Uuid,
+    /// When it was written (microsecond precision, as stored).
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The reason (amendments, addenda), as the reader sees it.
+    pub reason: Option<&'a str>,
+    /// Whether an AI assistant drafted it.
+    pub ai_assisted: bool,
+    /// The assistant turn it came from.
+    pub assistant_turn_id: Option<uuid::Uuid>,
+    /// The signature manifestation (all but drafts).
+    pub signature: Option<&'a Signature>,
+    /// The canonical content (an addendum's text as it is).
+    pub canonical: &'a [u8],
+}
+
+/// Feeds a length-prefixed field (so no two different field lists hash alike).
+fn field(h: &mut Sha256, bytes: &[u8]) {
+    h.update(u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_be_bytes());
+    h.update(bytes);
+}
+
+/// Feeds an optional field: a presence byte, then the field.
+fn optional(h: &mut Sha256, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(b) => {
+            h.update([1]);
+            field(h, b);
+        }
+        None => h.update([0]),
+    }
+}
+
+impl VersionBinding<'_> {
+    /// The version's SHA-256 under `scheme`.
+    #[must_use]
+    pub fn hash(&self, scheme: HashScheme) -> [u8; 32] {
+        match scheme {
+            HashScheme::V1 => content_hash(
+                self.practice,
+                self.note,
+                self.version,
+                self.kind,
+                self.signature,
+                self.canonical,
+            ),
+            HashScheme::V2 => self.hash_v2(),
+        }
+    }
+
+    fn hash_v2(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"chartroom/note-version/v2\n");
+        field(&mut h, self.practice.as_bytes());
+        field(&mut h, self.note.as_bytes());
+        field(&mut h, self.patient.as_bytes());
+        field(&mut h, self.template.as_str().as_bytes());
+        field(&mut h, &self.version.to_be_bytes());
+        field(&mut h, self.kind.as_str().as_bytes());
+        field(&mut h, self.author.as_bytes());
+        field(&mut h, &self.created_at.timestamp_micros().to_be_bytes());
+        optional(&mut h, self.reason.map(str::as_bytes));
+        field(&mut h, &[u8::from(self.ai_assisted)]);
+        optional(
+            &mut h,
+            self.assistant_turn_id
+                .as_ref()
+                .map(|t| t.as_bytes().as_slice()),
+        );
+        match self.signature {
+            Some(s) => {
+                h.update([1]);
+                field(&mut h, s.signer_id.as_bytes());
+                field(&mut h, s.printed_name.as_bytes());
+                optional(&mut h, s.credential.as_deref().map(str::as_bytes));
+                field(&mut h, &s.signed_at.timestamp_micros().to_be_bytes());
+                field(&mut h, s.time_zone.as_bytes());
+                field(&mut h, s.meaning.as_bytes());
+            }
+            None => h.update([0]),
+        }
+        field(&mut h, self.canonical);
+        h.finalize().into()
+    }
 }
 
 /// One piece of a word-level diff.
@@ -513,6 +665,148 @@ mod tests {
         );
         assert_ne!(h, content_hash(p, n, 2, VersionKind::Draft, None, &bytes));
         assert_ne!(h, content_hash(p, n, 1, VersionKind::Signed, None, &bytes));
+    }
+
+    // issue 14.4, req SIG-01/SIG-02: scheme 2 binds every part of the manifestation and of
+    // what a rendering shows; scheme 1 (old rows) does not bind the printed name.
+    #[test]
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one table of cases, a line per changed part"
+    )]
+    fn scheme_two_binds_the_whole_manifestation() {
+        let t = chrono::DateTime::from_timestamp_micros(1_750_000_000_123_456).unwrap();
+        let sig = Signature {
+            signer_id: uuid::Uuid::new_v4(),
+            printed_name: "Ada Example".into(),
+            credential: Some("RDH".into()),
+            signed_at: t,
+            time_zone: "UTC".into(),
+            meaning: SIGNATURE_MEANING.into(),
+        };
+        let content = br#"{"subjective":"x"}"#.to_vec();
+        let base = VersionBinding {
+            practice: uuid::Uuid::new_v4(),
+            note: uuid::Uuid::new_v4(),
+            patient: uuid::Uuid::new_v4(),
+            template: Template::DentalHygiene,
+            version: 3,
+            kind: VersionKind::Amendment,
+            author: sig.signer_id,
+            created_at: t,
+            reason: Some("typo"),
+            ai_assisted: true,
+            assistant_turn_id: Some(uuid::Uuid::new_v4()),
+            signature: Some(&sig),
+            canonical: &content,
+        };
+        let h = base.hash(HashScheme::V2);
+        assert_eq!(h, base.hash(HashScheme::V2), "deterministic");
+        assert_ne!(h, base.hash(HashScheme::V1));
+        let changed_sigs = [
+            Signature {
+                printed_name: "Eve Example".into(),
+                ..sig.clone()
+            },
+            Signature {
+                credential: Some("DDS".into()),
+                ..sig.clone()
+            },
+            Signature {
+                credential: None,
+                ..sig.clone()
+            },
+            Signature {
+                signed_at: t + chrono::Duration::microseconds(1),
+                ..sig.clone()
+            },
+            Signature {
+                time_zone: "America/New_York".into(),
+                ..sig.clone()
+            },
+            Signature {
+                meaning: "reviewed".into(),
+                ..sig.clone()
+            },
+            Signature {
+                signer_id: uuid::Uuid::new_v4(),
+                ..sig.clone()
+            },
+        ];
+        for s in &changed_sigs {
+            let b = VersionBinding {
+                signature: Some(s),
+                ..base
+            };
+            assert_ne!(h, b.hash(HashScheme::V2), "{s:?}");
+        }
+        let other = b"{}".to_vec();
+        let variants = [
+            VersionBinding {
+                patient: uuid::Uuid::new_v4(),
+                ..base
+            },
+            VersionBinding {
+                template: Template::Massage,
+                ..base
+            },
+            VersionBinding {
+                created_at: t + chrono::Duration::seconds(1),
+                ..base
+            },
+            VersionBinding {
+                reason: Some("typo!"),
+                ..base
+            },
+            VersionBinding {
+                reason: None,
+                ..base
+            },
+            VersionBinding {
+                ai_assisted: false,
+                ..base
+            },
+            VersionBinding {
+                assistant_turn_id: None,
+                ..base
+            },
+            VersionBinding {
+                author: uuid::Uuid::new_v4(),
+                ..base
+            },
+            VersionBinding {
+                signature: None,
+                ..base
+            },
+            VersionBinding {
+                canonical: &other,
+                ..base
+            },
+            VersionBinding { version: 4, ..base },
+        ];
+        for v in &variants {
+            assert_ne!(h, v.hash(HashScheme::V2), "{v:?}");
+        }
+        // Scheme 1 (rows written before scheme 2) did not cover the printed name: why a scheme
+        // number is stored per version and reported by `notes verify`.
+        let renamed = Signature {
+            printed_name: "Eve Example".into(),
+            ..sig.clone()
+        };
+        assert_eq!(
+            base.hash(HashScheme::V1),
+            VersionBinding {
+                signature: Some(&renamed),
+                ..base
+            }
+            .hash(HashScheme::V1)
+        );
+        assert!(!HashScheme::V1.binds_manifestation());
+        assert_eq!(
+            HashScheme::from_i16(HashScheme::CURRENT.as_i16()),
+            Some(HashScheme::V2)
+        );
+        assert_eq!(HashScheme::from_i16(3), None);
     }
 
     #[test]

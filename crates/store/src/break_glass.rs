@@ -11,10 +11,9 @@ use crypto::{FieldContext, Keyring};
 use domain::{PatientId, UserId};
 use serde::Serialize;
 
-use crate::keys::crypto_error;
 use crate::{StoreError, TenantTx};
 
-const TABLE: &str = "break_glass";
+pub(crate) const TABLE: &str = "break_glass";
 
 /// An open (or past) break-glass grant.
 #[derive(Debug, Clone, Serialize)]
@@ -110,19 +109,17 @@ pub async fn review_list(
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let reason = keyring
-            .decrypt_field(
-                &FieldContext::new(practice, TABLE, "reason", r.0.as_bytes()),
-                &r.3,
-            )
-            .await
-            .map_err(|e| crypto_error(&e))?;
+        let reason = crate::patients::open_field(
+            keyring,
+            &FieldContext::new(practice, TABLE, "reason", r.0.as_bytes()),
+            &r.3,
+        )
+        .await?;
         out.push(Grant {
             grant_id: r.0,
             user_id: r.1,
             patient_id: r.2,
-            reason: String::from_utf8(reason)
-                .map_err(|_| StoreError::Corrupt("a break-glass reason is not UTF-8"))?,
+            reason,
             opened_at: r.4,
             expires_at: r.5,
             acknowledged_by: r.6,

@@ -15,6 +15,8 @@
 //! transaction-locally, like every other tenant access; only the KEK rewrap scan lists rows
 //! across practices (owner role, ids and opaque wrapped bytes only).
 
+use std::fmt::Write as _;
+
 use async_trait::async_trait;
 use crypto::{
     CryptoError, DekVersion, KekRef, KeyRecords, KeyStoreError, WrappedDataKey, WrappedKeyStore,
@@ -24,6 +26,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::StoreError;
+use crate::sealed_columns::{ROW_SEALED, RowSealed};
 
 /// Advisory lock class of key-table writes (the second key is derived from the practice).
 const KEY_LOCK_CLASS: i32 = 0x4b45_5953; // "KEYS"
@@ -309,6 +312,10 @@ pub struct ResealReport {
     pub blobs: u64,
     /// Perio exam sessions re-sealed with the active key.
     pub perio_exams: u64,
+    /// Disclosures sealed (or re-sealed) with the active key.
+    pub disclosures: u64,
+    /// Break-glass and support-grant reasons re-sealed with the active key.
+    pub grant_reasons: u64,
 }
 
 impl ResealReport {
@@ -319,6 +326,8 @@ impl ResealReport {
             notes: t.notes + r.notes,
             blobs: t.blobs + r.blobs,
             perio_exams: t.perio_exams + r.perio_exams,
+            disclosures: t.disclosures + r.disclosures,
+            grant_reasons: t.grant_reasons + r.grant_reasons,
         })
     }
 }
@@ -332,6 +341,17 @@ enum Reseal {
     NotVersion(DekVersion),
 }
 
+impl Reseal {
+    /// For a rotation, the 4 header bytes naming the target version (`$2` of the `*_TODO`
+    /// conditions); `None` for the plaintext pass.
+    fn header_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            Self::Plaintext => None,
+            Self::NotVersion(v) => Some(v.get().to_be_bytes().to_vec()),
+        }
+    }
+}
+
 /// One kind of encrypted row a re-encryption pass walks, in batches.
 #[derive(Clone, Copy, Debug)]
 enum Step {
@@ -339,6 +359,37 @@ enum Step {
     Notes,
     NoteVersions,
     PerioExams,
+    /// A table of the sealed-column registry ([`ROW_SEALED`]).
+    Row(&'static RowSealed),
+}
+
+/// The condition selecting rows of `t` that need work: a legacy plaintext column set, or (for
+/// a rotation, `$2` = the version's 4 header bytes) a ciphertext naming another version.
+fn row_sealed_todo(t: &RowSealed) -> String {
+    let mut parts = Vec::new();
+    for c in t.columns {
+        if t.legacy {
+            parts.push(format!("{c} is not null"));
+        }
+        parts.push(format!(
+            "($2::bytea is not null and substring({c}_enc from 2 for 4) <> $2)"
+        ));
+    }
+    format!("({})", parts.join(" or "))
+}
+
+/// ` <head> from <table> where practice_id = $1 and <todo>)` for each of `tables`: the terms
+/// that add the registry's tables to a whole-practice check.
+fn row_sealed_terms<'a>(tables: impl Iterator<Item = &'a RowSealed>, head: &str) -> String {
+    tables.fold(String::new(), |mut out, t| {
+        let _ = write!(
+            out,
+            " {head} from {} where practice_id = $1 and {})",
+            t.table,
+            row_sealed_todo(t)
+        );
+        out
+    })
 }
 
 /// Decrypts `ct` (any live key version) and seals it again under the active key, same context.
@@ -431,10 +482,7 @@ impl crate::OwnerStore {
     ) -> Result<u64, StoreError> {
         let keyring = self.keyring()?;
         let keys = crate::patients::write_keys(keyring, practice).await?;
-        let version = match which {
-            Reseal::Plaintext => None,
-            Reseal::NotVersion(v) => Some(v.get().to_be_bytes().to_vec()),
-        };
+        let version = which.header_bytes();
         let mut tx = self.begin_tenant(practice).await?;
         let rows: Vec<crate::patients::Row> = sqlx::query_as(&format!(
             "select {} from patient where practice_id = $1 and {PATIENT_TODO}
@@ -473,10 +521,7 @@ impl crate::OwnerStore {
     ) -> Result<u64, StoreError> {
         let keyring = self.keyring()?;
         let keys = crate::patients::write_keys(keyring, practice).await?;
-        let version = match which {
-            Reseal::Plaintext => None,
-            Reseal::NotVersion(v) => Some(v.get().to_be_bytes().to_vec()),
-        };
+        let version = which.header_bytes();
         let mut tx = self.begin_tenant(practice).await?;
         let rows: Vec<(domain::NoteId, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(&format!(
             "select note_id, body, body_enc from clinical_note where practice_id = $1 and {NOTE_TODO}
@@ -523,18 +568,24 @@ impl crate::OwnerStore {
     ) -> Result<ResealReport, StoreError> {
         let mut report = ResealReport::default();
         let full = u64::try_from(batch).unwrap_or(0);
-        // Plaintext rows exist only in the legacy patient and note columns; a rotation also
-        // takes note versions and perio exams.
-        let steps: &[Step] = match which {
-            Reseal::Plaintext => &[Step::Patients, Step::Notes],
-            Reseal::NotVersion(_) => &[
+        // Plaintext rows exist only in the legacy patient, note and disclosure columns; a
+        // rotation also takes note versions, perio exams and every other sealed table.
+        let mut steps = match which {
+            Reseal::Plaintext => vec![Step::Patients, Step::Notes],
+            Reseal::NotVersion(_) => vec![
                 Step::Patients,
                 Step::Notes,
                 Step::NoteVersions,
                 Step::PerioExams,
             ],
         };
-        for &step in steps {
+        steps.extend(
+            ROW_SEALED
+                .iter()
+                .filter(|t| t.legacy || matches!(which, Reseal::NotVersion(_)))
+                .map(Step::Row),
+        );
+        for step in steps {
             loop {
                 let n = match (step, which) {
                     (Step::Patients, _) => self.reseal_patients(practice, which, batch).await?,
@@ -546,11 +597,16 @@ impl crate::OwnerStore {
                         self.reseal_perio_exams(practice, v, batch).await?
                     }
                     (Step::NoteVersions | Step::PerioExams, Reseal::Plaintext) => 0,
+                    (Step::Row(t), _) => self.reseal_rows(practice, t, which, batch).await?,
                 };
                 match step {
                     Step::Patients => report.patients += n,
                     Step::Notes | Step::NoteVersions => report.notes += n,
                     Step::PerioExams => report.perio_exams += n,
+                    Step::Row(t) if t.table == crate::disclosures::TABLE => {
+                        report.disclosures += n;
+                    }
+                    Step::Row(_) => report.grant_reasons += n,
                 }
                 if n > 0 {
                     progress(practice, report);
@@ -561,6 +617,74 @@ impl crate::OwnerStore {
             }
         }
         Ok(report)
+    }
+
+    /// One batch of rows of the sealed table `t` of `practice` sealed with the active key
+    /// (legacy plaintext sealed and emptied, other ciphertexts re-encrypted); returns how many.
+    async fn reseal_rows(
+        &self,
+        practice: PracticeId,
+        t: &RowSealed,
+        which: Reseal,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        use sqlx::Row as _;
+        let keyring = self.keyring()?;
+        let keys = crate::patients::write_keys(keyring, practice).await?;
+        let version = which.header_bytes();
+        let (table, id) = (t.table, t.id);
+        let mut select = Vec::new();
+        let mut set = Vec::new();
+        for (i, c) in t.columns.iter().enumerate() {
+            select.push(format!("{c}_enc"));
+            select.push(if t.legacy {
+                (*c).to_owned()
+            } else {
+                "null::text".to_owned()
+            });
+            set.push(format!("{c}_enc = ${}", i + 3));
+            if t.legacy {
+                set.push(format!("{c} = null"));
+            }
+        }
+        let (select, set) = (select.join(", "), set.join(", "));
+        let mut tx = self.begin_tenant(practice).await?;
+        let rows = sqlx::query(&format!(
+            "select {id}, {select} from {table} where practice_id = $1 and {}
+              order by {id} limit $3 for update",
+            row_sealed_todo(t)
+        ))
+        .bind(practice)
+        .bind(&version)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = rows.len() as u64;
+        let update = format!("update {table} set {set} where practice_id = $1 and {id} = $2");
+        for row in rows {
+            let row_id: uuid::Uuid = row.try_get(0)?;
+            let mut fresh: Vec<Option<Vec<u8>>> = Vec::with_capacity(t.columns.len());
+            for (i, c) in t.columns.iter().enumerate() {
+                let enc: Option<Vec<u8>> = row.try_get(1 + 2 * i)?;
+                let plain: Option<String> = row.try_get(2 + 2 * i)?;
+                let ctx = crypto::FieldContext::new(practice, table, c, row_id.as_bytes());
+                fresh.push(match (enc, plain) {
+                    (Some(ct), _) => Some(reseal_value(keyring, &keys, &ctx, &ct).await?),
+                    (None, Some(p)) => Some(
+                        crypto::encrypt_field(keys.active(), &ctx, p.as_bytes())
+                            .map_err(|e| crypto_error(&e))?,
+                    ),
+                    (None, None) => None,
+                });
+            }
+            let mut q = sqlx::query(&update).bind(practice).bind(row_id);
+            for v in &fresh {
+                q = q.bind(v);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// One batch of perio exams of `practice` whose session is re-encrypted under `version`.
@@ -650,12 +774,14 @@ impl crate::OwnerStore {
         Ok(n)
     }
 
-    /// Encrypts every patient and note row that still holds plaintext (rows written before
-    /// encryption at rest), `batch` rows per transaction, and empties the plaintext columns.
-    /// Idempotent and resumable (a rerun continues where an interrupted one stopped).
-    /// Practices whose keys were destroyed are skipped. Each practice with work gets one
-    /// `key.encrypt_existing` audit event naming the counts. A practice whose rows cannot be
-    /// encrypted is reported and skipped ([`crate::each_practice`]); the others go on.
+    /// Encrypts every patient, note and disclosure row that still holds plaintext (rows
+    /// written before their columns were sealed), `batch` rows per transaction, and empties
+    /// the plaintext columns. Idempotent and resumable (a rerun continues where an
+    /// interrupted one stopped). Practices whose keys were destroyed are skipped. Each
+    /// practice with work gets one `key.encrypt_existing` audit event naming the counts; when
+    /// anything was sealed the tables' statistics are refreshed (`ANALYZE`), so the planner's
+    /// samples of the emptied columns go too. A practice whose rows cannot be encrypted is
+    /// reported and skipped ([`crate::each_practice`]); the others go on.
     pub async fn encrypt_existing(
         &self,
         batch: i64,
@@ -666,14 +792,21 @@ impl crate::OwnerStore {
         // One practice at a time; the lock only lends `progress` to the practice in hand.
         let progress = tokio::sync::Mutex::new(progress);
         let progress = &progress;
-        Ok(
-            crate::each_practice("encrypt_existing", practices, |practice| async move {
-                let mut progress = progress.lock().await;
-                self.encrypt_existing_in(practice, batch, &mut **progress)
-                    .await
-            })
-            .await,
-        )
+        let pass = crate::each_practice("encrypt_existing", practices, |practice| async move {
+            let mut progress = progress.lock().await;
+            self.encrypt_existing_in(practice, batch, &mut **progress)
+                .await
+        })
+        .await;
+        let total = ResealReport::total(pass.done.iter().map(|(_, r)| r));
+        if total.patients + total.notes + total.disclosures > 0 {
+            // The planner's samples (`pg_statistic`) of the emptied plaintext columns would
+            // keep showing their most common values until the next automatic ANALYZE.
+            sqlx::query("analyze patient, clinical_note, disclosure")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(pass)
     }
 
     async fn encrypt_existing_in(
@@ -684,9 +817,13 @@ impl crate::OwnerStore {
     ) -> Result<ResealReport, StoreError> {
         let has_work: (bool,) = {
             let mut tx = self.begin_tenant(practice).await?;
+            let rows = row_sealed_terms(
+                ROW_SEALED.iter().filter(|t| t.legacy),
+                "or exists (select 1",
+            );
             let r = sqlx::query_as(&format!(
                 "select exists (select 1 from patient where practice_id = $1 and {PATIENT_TODO})
-                     or exists (select 1 from clinical_note where practice_id = $1 and {NOTE_TODO})"
+                     or exists (select 1 from clinical_note where practice_id = $1 and {NOTE_TODO}){rows}"
             ))
             .bind(practice)
             .bind(None::<Vec<u8>>)
@@ -709,7 +846,7 @@ impl crate::OwnerStore {
             &mut tx,
             practice,
             "key.encrypt_existing",
-            serde_json::json!({"patients": r.patients, "notes": r.notes}),
+            serde_json::json!({"patients": r.patients, "notes": r.notes, "disclosures": r.disclosures}),
         )
         .await?;
         tx.commit().await?;
@@ -754,8 +891,9 @@ impl crate::OwnerStore {
     }
 
     /// `chartroom keys rotate-data-key`: unless `resume`, adds a new data key version for
-    /// `practice`; then re-encrypts every patient and note row of the practice not yet under
-    /// the active version, `batch` rows per transaction, and (given the blob store) every
+    /// `practice`; then re-encrypts every sealed row of the practice (patients, notes and
+    /// their versions, perio exams, disclosures, break-glass and support-grant reasons) not
+    /// yet under the active version, `batch` rows per transaction, and (given the blob store) every
     /// registered blob into a new object (resumable: rerun with `resume`).
     /// Audited as `key.rotate_data_key` (the new version) and `key.reencrypt` (the counts).
     pub async fn rotate_data_key_audited(
@@ -817,7 +955,7 @@ impl crate::OwnerStore {
             &mut tx,
             practice,
             "key.reencrypt",
-            serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes, "blobs": report.blobs, "perio_exams": report.perio_exams}),
+            serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes, "blobs": report.blobs, "perio_exams": report.perio_exams, "disclosures": report.disclosures, "grant_reasons": report.grant_reasons}),
         )
         .await?;
         tx.commit().await?;
@@ -860,11 +998,12 @@ impl crate::OwnerStore {
         }
         let v = active.get().to_be_bytes().to_vec();
         let mut tx = self.begin_tenant(practice).await?;
+        let rows = row_sealed_terms(ROW_SEALED.iter(), "+ (select count(*)");
         let (left,): (i64,) = sqlx::query_as(&format!(
             "select (select count(*) from patient where practice_id = $1 and {PATIENT_TODO})
                   + (select count(*) from clinical_note where practice_id = $1 and {NOTE_TODO})
                   + (select count(*) from clinical_note_version where practice_id = $1 and {NOTE_VERSION_TODO})
-                  + (select count(*) from perio_exam where practice_id = $1 and {PERIO_TODO})"
+                  + (select count(*) from perio_exam where practice_id = $1 and {PERIO_TODO}){rows}"
         ))
         .bind(practice)
         .bind(&v)

@@ -17,7 +17,11 @@
 //! - Clinical records are visible only where `app.clinical_visible` holds (care team,
 //!   practice-wide scope, break-glass, a clinical support grant) — in the database, not here.
 //! - A signed note version is never updated or deleted ([`notes`]); its SHA-256 binds the
-//!   content, the note and the signer, and [`notes::verify`] recomputes it.
+//!   content, the note, the signer and the whole signature manifestation (hash scheme 2;
+//!   versions written before it keep scheme 1, which does not bind the printed name,
+//!   credential, time zone or creation time), and [`notes::verify`] recomputes it.
+//! - Free text about patients is stored only as field ciphertexts; the few text columns of
+//!   tenant tables that may stay in the clear are listed, with reasons, in [`sealed_columns`].
 //! - A job or command over many practices ([`each_practice`]) reports and skips a practice
 //!   whose data cannot be processed; the others go on.
 //! - Retention ([`retention`]) purges only what is past the practice's windows and not under
@@ -62,6 +66,7 @@ pub mod practices;
 pub mod retention;
 mod roles_check;
 pub mod seal;
+pub mod sealed_columns;
 mod session;
 pub mod support;
 mod tenant;

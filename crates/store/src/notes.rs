@@ -6,8 +6,13 @@
 //!   draft into a `signed` version carrying the signature manifestation and locks the note;
 //!   an amendment is a new signed version with a reason (and whether it was AI-assisted); an
 //!   addendum is signed text appended to the note. No version is ever updated.
-//! - Each version stores a SHA-256 over the note's identity, the version, its kind, the signer
-//!   and the exact content ([`domain::notes::content_hash`]); [`verify`] recomputes them.
+//! - Each version stores a SHA-256 over everything a reader is shown of it: the note (practice,
+//!   id, patient, template), the version (number, kind, author, time), its reason and AI flags,
+//!   the whole signature manifestation (signer, printed name, credential, signed time, time
+//!   zone, meaning) and the exact content ([`domain::notes::VersionBinding`], hash scheme 2);
+//!   [`verify`] recomputes them. Versions written before scheme 2 keep scheme 1
+//!   (`hash_scheme = 1`), which does not bind the printed name, credential, time zone or
+//!   creation time; verification reports them as such.
 //! - Content and reasons are field ciphertexts bound to (practice, `clinical_note_version`,
 //!   column, note id ‖ version). Notes written before versions existed keep their body in
 //!   `clinical_note.body_enc` (version 0) until they are next saved or signed.
@@ -18,8 +23,8 @@
 use chrono::{DateTime, Utc};
 use crypto::{FieldContext, Keyring};
 use domain::notes::{
-    DiffOp, NoteContent, NoteStatus, SIGNATURE_MEANING, Signature, Template, VersionKind,
-    content_hash, word_diff,
+    DiffOp, HashScheme, NoteContent, NoteStatus, SIGNATURE_MEANING, Signature, Template,
+    VersionBinding, VersionKind, word_diff,
 };
 use domain::{NoteId, PatientId, PracticeId, RoleSet, UserId, VisitId};
 use serde::Serialize;
@@ -158,6 +163,9 @@ pub struct Version {
     pub signature: Option<Signature>,
     /// Whether the stored hash matches the content.
     pub hash_ok: bool,
+    /// How the hash was computed: 2 binds the whole manifestation; 1 (versions written
+    /// before scheme 2) does not bind the printed name, credential, time zone or creation time.
+    pub hash_scheme: i16,
 }
 
 /// What the signer is, read from their account.
@@ -202,10 +210,20 @@ struct VersionRow {
     signed_at: Option<DateTime<Utc>>,
     signed_tz: Option<String>,
     signature_meaning: Option<String>,
+    hash_scheme: i16,
 }
 
 const VERSION: &str = "version, kind, author_id, created_at, content_enc, content_sha256, reason_enc,
-    ai_assisted, assistant_turn_id, signer_name, signer_credential, signed_at, signed_tz, signature_meaning";
+    ai_assisted, assistant_turn_id, signer_name, signer_credential, signed_at, signed_tz, signature_meaning,
+    hash_scheme";
+
+/// What a version's hash binds of its note.
+#[derive(Debug, Clone, Copy)]
+struct NoteRef {
+    id: uuid::Uuid,
+    patient: uuid::Uuid,
+    template: Template,
+}
 
 impl Header {
     fn status(&self) -> NoteStatus {
@@ -221,6 +239,19 @@ impl Header {
     fn template(&self) -> Result<Template, StoreError> {
         Template::parse(&self.template).ok_or(StoreError::Corrupt("clinical_note.template"))
     }
+
+    fn note_ref(&self) -> Result<NoteRef, StoreError> {
+        Ok(NoteRef {
+            id: self.note_id.as_uuid(),
+            patient: self.patient_id.as_uuid(),
+            template: self.template()?,
+        })
+    }
+}
+
+/// `t` cut to microseconds: what PostgreSQL stores, so a hash over it recomputes exactly.
+fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
 async fn decrypt(
@@ -265,9 +296,10 @@ impl VersionRow {
         self,
         keyring: &Keyring,
         practice: PracticeId,
-        note: uuid::Uuid,
+        n: &NoteRef,
     ) -> Result<Version, StoreError> {
         let kind = self.kind()?;
+        let note = n.id;
         let plain = decrypt(
             keyring,
             practice,
@@ -277,15 +309,31 @@ impl VersionRow {
             &self.content_enc,
         )
         .await?;
+        let reason = match &self.reason_enc {
+            Some(ct) => Some(text(
+                decrypt(keyring, practice, note, self.version, "reason", ct).await?,
+            )?),
+            None => None,
+        };
         let signature = self.signature();
-        let expect = content_hash(
-            practice.as_uuid(),
+        let scheme = HashScheme::from_i16(self.hash_scheme)
+            .ok_or(StoreError::Corrupt("clinical_note_version.hash_scheme"))?;
+        let expect = VersionBinding {
+            practice: practice.as_uuid(),
             note,
-            self.version,
+            patient: n.patient,
+            template: n.template,
+            version: self.version,
             kind,
-            signature.as_ref(),
-            &plain,
-        );
+            author: self.author_id.as_uuid(),
+            created_at: self.created_at,
+            reason: reason.as_deref(),
+            ai_assisted: self.ai_assisted,
+            assistant_turn_id: self.assistant_turn_id,
+            signature: signature.as_ref(),
+            canonical: &plain,
+        }
+        .hash(scheme);
         let hash_ok = expect.as_slice() == self.content_sha256.as_slice();
         let content = if kind == VersionKind::Addendum {
             NoteContent {
@@ -295,12 +343,6 @@ impl VersionRow {
         } else {
             NoteContent::from_canonical(&plain)
                 .map_err(|_| StoreError::Corrupt("a note version's content is malformed"))?
-        };
-        let reason = match &self.reason_enc {
-            Some(ct) => Some(text(
-                decrypt(keyring, practice, note, self.version, "reason", ct).await?,
-            )?),
-            None => None,
         };
         Ok(Version {
             version: self.version,
@@ -313,6 +355,7 @@ impl VersionRow {
             assistant_turn_id: self.assistant_turn_id,
             signature,
             hash_ok,
+            hash_scheme: self.hash_scheme,
         })
     }
 }
@@ -393,10 +436,10 @@ async fn assemble_rows(
     rows: Vec<VersionRow>,
 ) -> Result<Note, StoreError> {
     let practice = tx.practice();
-    let uuid = h.note_id.as_uuid();
+    let n = h.note_ref()?;
     let mut opened = Vec::with_capacity(rows.len());
     for r in rows {
-        opened.push(r.open(keyring, practice, uuid).await?);
+        opened.push(r.open(keyring, practice, &n).await?);
     }
     let signed = opened
         .iter()
@@ -556,14 +599,15 @@ pub async fn history(
     keyring: &Keyring,
     id: NoteId,
 ) -> Result<Option<Vec<Version>>, StoreError> {
-    if header(tx, id, false).await?.is_none() {
+    let Some(h) = header(tx, id, false).await? else {
         return Ok(None);
-    }
+    };
+    let n = h.note_ref()?;
     let practice = tx.practice();
     let rows = versions(tx, id, "true").await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        out.push(r.open(keyring, practice, id.as_uuid()).await?);
+        out.push(r.open(keyring, practice, &n).await?);
     }
     Ok(Some(out))
 }
@@ -575,6 +619,10 @@ pub struct Verification {
     pub versions: usize,
     /// Versions whose content no longer matches their hash (or does not decrypt).
     pub mismatched: Vec<i32>,
+    /// Versions hashed under scheme 1 (written before scheme 2): their hash does not bind the
+    /// printed name, credential, time zone or creation time, so a change to those is not
+    /// detected.
+    pub manifestation_not_bound: Vec<i32>,
 }
 
 /// Recomputes every version's hash (INT-01). A version whose ciphertext no longer decrypts
@@ -584,34 +632,40 @@ pub async fn verify(
     keyring: &Keyring,
     id: NoteId,
 ) -> Result<Option<Verification>, StoreError> {
-    if header(tx, id, false).await?.is_none() {
+    let Some(h) = header(tx, id, false).await? else {
         return Ok(None);
-    }
+    };
+    let n = h.note_ref()?;
     let practice = tx.practice();
     let rows = versions(tx, id, "true").await?;
-    Ok(Some(Verification {
-        versions: rows.len(),
-        mismatched: mismatched(keyring, practice, id.as_uuid(), rows).await?,
-    }))
+    Ok(Some(check(keyring, practice, &n, rows).await?))
 }
 
-/// The versions among `rows` whose content no longer matches their hash or no longer decrypts.
-async fn mismatched(
+/// Checks `rows` (versions of note `n`): which no longer match their hash or no longer
+/// decrypt, and which were hashed under scheme 1.
+async fn check(
     keyring: &Keyring,
     practice: PracticeId,
-    note: uuid::Uuid,
+    n: &NoteRef,
     rows: Vec<VersionRow>,
-) -> Result<Vec<i32>, StoreError> {
-    let mut bad = Vec::new();
+) -> Result<Verification, StoreError> {
+    let mut out = Verification {
+        versions: rows.len(),
+        mismatched: Vec::new(),
+        manifestation_not_bound: Vec::new(),
+    };
     for r in rows {
-        let n = r.version;
-        match r.open(keyring, practice, note).await {
+        let number = r.version;
+        if HashScheme::from_i16(r.hash_scheme).is_some_and(|s| !s.binds_manifestation()) {
+            out.manifestation_not_bound.push(number);
+        }
+        match r.open(keyring, practice, n).await {
             Ok(opened) if opened.hash_ok => {}
-            Ok(_) | Err(StoreError::Corrupt(_)) => bad.push(n),
+            Ok(_) | Err(StoreError::Corrupt(_)) => out.mismatched.push(number),
             Err(e) => return Err(e),
         }
     }
-    Ok(bad)
+    Ok(out)
 }
 
 struct NewVersion<'a> {
@@ -623,16 +677,45 @@ struct NewVersion<'a> {
     signature: Option<Signature>,
 }
 
+/// The hash of a new version under [`HashScheme::CURRENT`].
+fn new_version_hash(
+    practice: PracticeId,
+    n: &NoteRef,
+    version: i32,
+    author: UserId,
+    created_at: DateTime<Utc>,
+    v: &NewVersion<'_>,
+) -> [u8; 32] {
+    VersionBinding {
+        practice: practice.as_uuid(),
+        note: n.id,
+        patient: n.patient,
+        template: n.template,
+        version,
+        kind: v.kind,
+        author: author.as_uuid(),
+        created_at,
+        reason: v.reason,
+        ai_assisted: v.ai_assisted,
+        assistant_turn_id: v.assistant_turn_id,
+        signature: v.signature.as_ref(),
+        canonical: &v.canonical,
+    }
+    .hash(HashScheme::CURRENT)
+}
+
+/// Inserts `version` of note `n`, sealed, hashed under [`HashScheme::CURRENT`].
 async fn insert_version(
     tx: &mut TenantTx,
     keyring: &Keyring,
-    note: NoteId,
+    n: &NoteRef,
     version: i32,
     v: NewVersion<'_>,
 ) -> Result<(), StoreError> {
     let practice = tx.practice();
+    let note = n.id;
     let keys = crate::patients::write_keys(keyring, practice).await?;
-    let row = version_row_id(note.as_uuid(), version);
+    let row = version_row_id(note, version);
     let content_enc = crypto::encrypt_field(
         keys.active(),
         &FieldContext::new(practice, VERSION_TABLE, "content", &row),
@@ -650,22 +733,15 @@ async fn insert_version(
         ),
         None => None,
     };
-    let hash = content_hash(
-        practice.as_uuid(),
-        note.as_uuid(),
-        version,
-        v.kind,
-        v.signature.as_ref(),
-        &v.canonical,
-    );
-    let now = tx.now();
+    let now = micros(tx.now());
     let actor = tx.actor();
+    let hash = new_version_hash(practice, n, version, actor, now, &v);
     let s = v.signature.as_ref();
     sqlx::query(
         "insert into clinical_note_version (practice_id, note_id, version, kind, author_id, created_at,
             content_enc, content_sha256, reason_enc, ai_assisted, assistant_turn_id, signer_name,
-            signer_credential, signed_at, signed_tz, signature_meaning)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            signer_credential, signed_at, signed_tz, signature_meaning, hash_scheme)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(practice)
     .bind(note)
@@ -683,6 +759,7 @@ async fn insert_version(
     .bind(s.map(|s| s.signed_at))
     .bind(s.map(|s| s.time_zone.clone()))
     .bind(s.map(|s| s.meaning.clone()))
+    .bind(HashScheme::CURRENT.as_i16())
     .execute(tx.conn())
     .await?;
     Ok(())
@@ -713,10 +790,15 @@ pub async fn create(
     .bind(visit)
     .execute(tx.conn())
     .await?;
+    let n = NoteRef {
+        id: id.as_uuid(),
+        patient: patient.as_uuid(),
+        template,
+    };
     insert_version(
         tx,
         keyring,
-        id,
+        &n,
         1,
         NewVersion {
             kind: VersionKind::Draft,
@@ -798,7 +880,7 @@ pub async fn save_draft(
     insert_version(
         tx,
         keyring,
-        id,
+        &h.note_ref()?,
         next,
         NewVersion {
             kind: VersionKind::Draft,
@@ -850,14 +932,11 @@ async fn signer(tx: &mut TenantTx) -> Result<Signer, StoreError> {
 
 async fn signature(tx: &mut TenantTx) -> Result<Signature, StoreError> {
     let s = signer(tx).await?;
-    // Microsecond precision: what PostgreSQL stores, so the hash recomputes exactly.
-    let now = tx.now();
-    let signed_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     Ok(Signature {
         signer_id: tx.actor().as_uuid(),
         printed_name: s.name,
         credential: s.credential,
-        signed_at,
+        signed_at: micros(tx.now()),
         time_zone: "UTC".to_owned(),
         meaning: SIGNATURE_MEANING.to_owned(),
     })
@@ -884,7 +963,7 @@ pub async fn sign(
             .into_iter()
             .next()
             .ok_or(StoreError::Corrupt("a note's current version is missing"))?;
-        row.open(keyring, practice, id.as_uuid()).await?.content
+        row.open(keyring, practice, &h.note_ref()?).await?.content
     };
     if content.is_empty() {
         return Ok(Err(Refusal::Empty));
@@ -917,7 +996,7 @@ async fn append_signed(
     let next = h.current_version + 1;
     let locks = v.kind == VersionKind::Signed;
     v.signature = Some(signature(tx).await?);
-    insert_version(tx, keyring, h.note_id, next, v).await?;
+    insert_version(tx, keyring, &h.note_ref()?, next, v).await?;
     advance(tx, h.note_id, next, locks.then_some(next)).await?;
     assemble_id(tx, keyring, h.note_id).await
 }
@@ -1124,6 +1203,9 @@ pub struct PracticeVerification {
     /// Notes with versions whose content no longer matches their hash (or no longer
     /// decrypts), with those version numbers.
     pub mismatched: Vec<(NoteId, Vec<i32>)>,
+    /// Versions hashed under scheme 1 (written before scheme 2), whose hash does not bind the
+    /// printed name, credential, time zone or creation time.
+    pub manifestation_not_bound: usize,
 }
 
 impl crate::OwnerStore {
@@ -1138,9 +1220,9 @@ impl crate::OwnerStore {
         let mut after = uuid::Uuid::nil();
         loop {
             let mut tx = self.begin_tenant(practice).await?;
-            let ids: Vec<(uuid::Uuid,)> = sqlx::query_as(
-                "select note_id from clinical_note where practice_id = $1 and note_id > $2
-                  order by note_id limit 200",
+            let ids: Vec<(uuid::Uuid, uuid::Uuid, String)> = sqlx::query_as(
+                "select note_id, patient_id, template from clinical_note
+                  where practice_id = $1 and note_id > $2 order by note_id limit 200",
             )
             .bind(practice)
             .bind(after)
@@ -1151,8 +1233,14 @@ impl crate::OwnerStore {
                 break;
             };
             after = last.0;
-            for (note,) in ids {
+            for (note, patient, template) in ids {
                 out.notes += 1;
+                let n = NoteRef {
+                    id: note,
+                    patient,
+                    template: Template::parse(&template)
+                        .ok_or(StoreError::Corrupt("clinical_note.template"))?,
+                };
                 let rows: Vec<VersionRow> = sqlx::query_as(&format!(
                     "select {VERSION} from clinical_note_version
                       where practice_id = $1 and note_id = $2 order by version"
@@ -1161,10 +1249,11 @@ impl crate::OwnerStore {
                 .bind(note)
                 .fetch_all(&mut *tx)
                 .await?;
-                out.versions += rows.len();
-                let bad = mismatched(keyring, practice, note, rows).await?;
-                if !bad.is_empty() {
-                    out.mismatched.push((NoteId::from_uuid(note), bad));
+                let v = check(keyring, practice, &n, rows).await?;
+                out.versions += v.versions;
+                out.manifestation_not_bound += v.manifestation_not_bound.len();
+                if !v.mismatched.is_empty() {
+                    out.mismatched.push((NoteId::from_uuid(note), v.mismatched));
                 }
             }
             tx.commit().await?;
@@ -1208,15 +1297,22 @@ impl crate::Store {
             };
             let next = h.current_version + 1;
             let canonical = content.canonical();
-            let hash = content_hash(
-                practice.as_uuid(),
-                note.as_uuid(),
+            let now = micros(tx.now());
+            let hash = new_version_hash(
+                practice,
+                &h.note_ref()?,
                 next,
-                VersionKind::Draft,
-                None,
-                &canonical,
+                actor,
+                now,
+                &NewVersion {
+                    kind: VersionKind::Draft,
+                    canonical: canonical.clone(),
+                    reason: None,
+                    ai_assisted: false,
+                    assistant_turn_id: None,
+                    signature: None,
+                },
             );
-            let now = tx.now();
             sqlx::query(
                 "insert into clinical_note_version (practice_id, note_id, version, kind, author_id, created_at,
                     content_enc, content_sha256)

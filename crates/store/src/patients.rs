@@ -138,6 +138,20 @@ pub(crate) async fn seal_field(
     crypto::encrypt_field(keys.active(), ctx, plain).map_err(|e| crypto_error(&e))
 }
 
+/// Opens one text value sealed by [`seal_field`] (under any live key version of the
+/// practice) with the same context.
+pub(crate) async fn open_field(
+    keyring: &Keyring,
+    ctx: &crypto::FieldContext<'_>,
+    ct: &[u8],
+) -> Result<String, StoreError> {
+    let pt = keyring
+        .decrypt_field(ctx, ct)
+        .await
+        .map_err(|e| crypto_error(&e))?;
+    String::from_utf8(pt).map_err(|_| StoreError::Corrupt("an encrypted text field is not UTF-8"))
+}
+
 /// The practice's keys for writing: provisioned on first use.
 pub(crate) async fn write_keys(
     keyring: &Keyring,
@@ -170,13 +184,9 @@ async fn open_text(
 ) -> Result<Option<String>, StoreError> {
     let Some(ct) = enc else { return Ok(legacy) };
     let uuid = id.as_uuid();
-    let pt = keyring
-        .decrypt_field(&ctx(practice, column, &uuid), ct)
+    open_field(keyring, &ctx(practice, column, &uuid), ct)
         .await
-        .map_err(|e| crypto_error(&e))?;
-    String::from_utf8(pt)
         .map(Some)
-        .map_err(|_| StoreError::Corrupt("an encrypted patient field is not UTF-8"))
 }
 
 impl Row {

@@ -378,7 +378,8 @@ impl Store {
         let roles = RoleSet::parse(&roles).map_err(|_| StoreError::Corrupt("membership.roles"))?;
         let support = auth.support_grant;
         Ok(Entry::Member(
-            TenantTx::new(tx, practice, user, roles, request, now).with_support(support),
+            TenantTx::new(tx, practice, user, roles, request, now)
+                .with_support(support, self.keyring.clone()),
             auth,
         ))
     }

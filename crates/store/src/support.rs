@@ -10,10 +10,9 @@ use crypto::{FieldContext, Keyring};
 use domain::UserId;
 use serde::Serialize;
 
-use crate::keys::crypto_error;
 use crate::{OwnerStore, StoreError, TenantTx};
 
-const TABLE: &str = "support_grant";
+pub(crate) const TABLE: &str = "support_grant";
 
 /// A support grant.
 #[derive(Debug, Clone, Serialize)]
@@ -124,19 +123,17 @@ pub async fn list(tx: &mut TenantTx, keyring: &Keyring) -> Result<Vec<SupportGra
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let reason = keyring
-            .decrypt_field(
-                &FieldContext::new(practice, TABLE, "reason", r.0.as_bytes()),
-                &r.3,
-            )
-            .await
-            .map_err(|e| crypto_error(&e))?;
+        let reason = crate::patients::open_field(
+            keyring,
+            &FieldContext::new(practice, TABLE, "reason", r.0.as_bytes()),
+            &r.3,
+        )
+        .await?;
         out.push(SupportGrant {
             grant_id: r.0,
             support_user_id: r.1,
             scope: r.2,
-            reason: String::from_utf8(reason)
-                .map_err(|_| StoreError::Corrupt("a support grant reason is not UTF-8"))?,
+            reason,
             approved_by: r.4,
             approved_at: r.5,
             expires_at: r.6,

@@ -117,6 +117,8 @@ pub struct TenantTx {
     request: RequestId,
     now: DateTime<Utc>,
     support: Option<uuid::Uuid>,
+    /// Seals the `support_access` disclosures a support transaction records.
+    keyring: Option<std::sync::Arc<crypto::Keyring>>,
 }
 
 impl TenantTx {
@@ -136,14 +138,23 @@ impl TenantTx {
             request,
             now,
             support: None,
+            keyring: None,
         }
     }
 
     /// Marks the transaction as vendor support access under `grant`: every audit event it
-    /// writes is flagged, and each patient it touches gets a `support_access` disclosure.
+    /// writes is flagged, and each patient it touches gets a `support_access` disclosure,
+    /// sealed with `keyring` (without one, such an audit append fails and so does the request).
     #[must_use]
-    pub(crate) fn with_support(mut self, grant: Option<uuid::Uuid>) -> Self {
+    pub(crate) fn with_support(
+        mut self,
+        grant: Option<uuid::Uuid>,
+        keyring: Option<std::sync::Arc<crypto::Keyring>>,
+    ) -> Self {
         self.support = grant;
+        if grant.is_some() {
+            self.keyring = keyring;
+        }
         self
     }
 
@@ -184,6 +195,7 @@ impl TenantTx {
             request,
             now,
             support: None,
+            keyring: None,
         })
     }
 
@@ -284,25 +296,34 @@ impl TenantTx {
         Ok(())
     }
 
-    /// Records a vendor support access to `patient` in the accounting of disclosures.
+    /// Records a vendor support access to `patient` in the accounting of disclosures (its
+    /// details sealed like every disclosure's).
     async fn support_disclosure(
         &mut self,
         grant: uuid::Uuid,
         patient: PatientId,
         action: AuditAction,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "insert into disclosure (practice_id, disclosure_id, patient_id, disclosed_at, recipient,
-                description, purpose, tpo, kind, recorded_by, created_at)
-             values ($1, gen_random_uuid(), $2, $3, 'Chartroom vendor support', $4,
-                'Support under the practice''s grant', false, 'support_access', $5, $3)",
+        let keyring = self.keyring.clone().ok_or_else(|| {
+            StoreError::AuditFailed("no keyring to seal a support-access disclosure".into())
+        })?;
+        let d = crate::disclosures::NewDisclosure {
+            disclosed_at: self.now,
+            recipient: "Chartroom vendor support".into(),
+            description: format!("{} (grant {grant})", action.as_str()),
+            purpose: "Support under the practice's grant".into(),
+            tpo: false,
+            kind: "support_access".into(),
+        };
+        crate::disclosures::insert(
+            &mut self.tx,
+            &keyring,
+            self.practice,
+            patient,
+            Some(self.actor),
+            self.now,
+            &d,
         )
-        .bind(self.practice)
-        .bind(patient)
-        .bind(self.now)
-        .bind(format!("{} (grant {grant})", action.as_str()))
-        .bind(self.actor)
-        .execute(&mut *self.tx)
         .await
         .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
         Ok(())

@@ -123,7 +123,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 /// Every row of `table`, as text, read as superuser (bytea renders as hex).
-async fn rows_text(su: &mut PgConnection, table: &str) -> String {
+pub(crate) async fn rows_text(su: &mut PgConnection, table: &str) -> String {
     let rows: Vec<String> = sqlx::query_scalar(&format!("select t::text from {table} t"))
         .fetch_all(su)
         .await

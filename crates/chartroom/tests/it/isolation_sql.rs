@@ -60,7 +60,7 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         ] {
             sqlx::query(sql).bind(p.id).execute(&mut su).await.unwrap();
         }
-        sqlx::query("insert into disclosure (practice_id, disclosure_id, patient_id, disclosed_at, recipient, description, purpose, created_at) values ($1, gen_random_uuid(), $2, now(), 'r', 'd', 'p', now())")
+        sqlx::query("insert into disclosure (practice_id, disclosure_id, patient_id, disclosed_at, recipient_enc, description_enc, purpose_enc, created_at) values ($1, gen_random_uuid(), $2, now(), '\\x00', '\\x00', '\\x00', now())")
             .bind(p.id)
             .bind(p.patient)
             .execute(&mut su)

@@ -392,30 +392,9 @@ async fn draft_sign_amend_addendum_over_https() {
 #[tokio::test]
 async fn signed_content_is_locked_in_the_database_and_tampering_is_detected() {
     let f = fx().await;
-    let (id, etag) = f.create(json!({"subjective": "Original finding."})).await;
-    let (s, _, _) = req(
-        &f.app,
-        Method::POST,
-        &format!("{}/sign", f.note(&id)),
-        &f.clin,
-        Some(&etag),
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let (other, etag2) = f.create(json!({"subjective": "Another note."})).await;
-    let (s, _, _) = req(
-        &f.app,
-        Method::POST,
-        &format!("{}/sign", f.note(&other)),
-        &f.clin,
-        Some(&etag2),
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    let note = uuid::Uuid::parse_str(&id).unwrap();
-    let other = uuid::Uuid::parse_str(&other).unwrap();
+    let note = f.signed("Original finding.").await;
+    let id = note.to_string();
+    let other = f.signed("Another note.").await;
 
     // As the runtime role, in the note's practice, as its clinician: every change of signed
     // content or state fails.
@@ -452,26 +431,14 @@ async fn signed_content_is_locked_in_the_database_and_tampering_is_detected() {
     tx.rollback().await.unwrap();
 
     // As the owner role the trigger refuses too (only ciphertext re-encryption is allowed).
-    let owner = f.db.owner().await;
-    drop(owner);
-    let mut ow = sqlx::PgConnection::connect_with(&f.db.owner_options().await)
-        .await
-        .unwrap();
-    let mut tx = ow.begin().await.unwrap();
-    sqlx::query("select set_config('chartroom.practice_id', $1, true)")
-        .bind(f.w.a.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .unwrap();
     let r = sqlx::query("update clinical_note_version set content_sha256 = content_sha256, signer_name = 'Someone Else' where note_id = $1 and kind = 'signed'")
         .bind(note)
-        .execute(&mut *tx)
+        .execute(&mut f.owner_conn().await)
         .await;
     assert!(
         r.is_err(),
         "the owner role cannot change a signature either"
     );
-    tx.rollback().await.unwrap();
 
     // A superuser (who can bypass triggers) rewrites the signed content with a valid
     // ciphertext of other text: verification catches the hash mismatch.
@@ -554,6 +521,194 @@ async fn signed_content_is_locked_in_the_database_and_tampering_is_detected() {
     .await
     .unwrap();
     assert_eq!(ok, Some(false));
+}
+
+impl Fx {
+    /// An owner-role connection working in practice A (which the owner's policies require).
+    async fn owner_conn(&self) -> sqlx::PgConnection {
+        let mut ow = sqlx::PgConnection::connect_with(&self.db.owner_options().await)
+            .await
+            .unwrap();
+        sqlx::query("select set_config('chartroom.practice_id', $1, false)")
+            .bind(self.w.a.id.to_string())
+            .execute(&mut ow)
+            .await
+            .unwrap();
+        ow
+    }
+
+    /// Creates and signs a note; returns its id.
+    async fn signed(&self, text: &str) -> uuid::Uuid {
+        let (id, etag) = self.create(json!({"subjective": text})).await;
+        let (s, _, v) = req(
+            &self.app,
+            Method::POST,
+            &format!("{}/sign", self.note(&id)),
+            &self.clin,
+            Some(&etag),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        uuid::Uuid::parse_str(&id).unwrap()
+    }
+
+    /// `GET …/verify` of a note.
+    async fn verify(&self, note: uuid::Uuid) -> Value {
+        let (s, v) = call(
+            &self.app,
+            Method::GET,
+            &format!("{}/verify", self.note(&note.to_string())),
+            Some(&self.clin),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+}
+
+// issue 14.4, req SIG-01, SIG-02 — the signed hash binds the whole manifestation: a superuser
+// with triggers off who changes a signed version's printed name, credential, signed time,
+// time zone or creation time is caught by `GET …/verify`, by the versions view and by `notes
+// verify` (`OwnerStore::verify_notes`, what the command runs); an untouched note verifies. A
+// version hashed under scheme 1 (written before scheme 2) still verifies and is reported as
+// not binding its manifestation.
+#[tokio::test]
+async fn changing_a_signature_manifestation_is_detected() {
+    let f = fx().await;
+    let tampering = [
+        "signer_name = 'Someone Else'",
+        "signer_credential = 'DDS'",
+        "signer_credential = null",
+        "signed_at = signed_at + interval '1 hour'",
+        "signed_tz = 'America/New_York'",
+        "created_at = created_at - interval '1 day'",
+    ];
+    let mut notes = Vec::new();
+    for i in 0..=tampering.len() {
+        notes.push(f.signed(&format!("Finding number {i}.")).await);
+    }
+    let untouched = notes[tampering.len()];
+    let mut su = f.db.superuser_unsafe().await;
+    sqlx::query("set session_replication_role = replica")
+        .execute(&mut su)
+        .await
+        .unwrap();
+    for (change, note) in tampering.iter().zip(&notes) {
+        let done = sqlx::query(&format!(
+            "update clinical_note_version set {change} where note_id = $1 and kind = 'signed'"
+        ))
+        .bind(note)
+        .execute(&mut su)
+        .await
+        .unwrap();
+        assert_eq!(done.rows_affected(), 1, "{change}");
+    }
+    sqlx::query("set session_replication_role = origin")
+        .execute(&mut su)
+        .await
+        .unwrap();
+
+    for (change, note) in tampering.iter().zip(&notes) {
+        let v = f.verify(*note).await;
+        assert_eq!(
+            (&v["ok"], &v["mismatched"]),
+            (&json!(false), &json!([2])),
+            "{change}: {v}"
+        );
+    }
+    let v = f.verify(untouched).await;
+    assert_eq!(
+        (&v["ok"], &v["manifestation_not_bound"]),
+        (&json!(true), &json!([])),
+        "{v}"
+    );
+    let (s, versions) = call(
+        &f.app,
+        Method::GET,
+        &format!("{}/versions", f.note(&notes[0].to_string())),
+        Some(&f.clin),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(versions[1]["signature"]["printed_name"], "Someone Else");
+    assert_eq!(
+        (&versions[1]["hash_ok"], &versions[1]["hash_scheme"]),
+        (&json!(false), &json!(2))
+    );
+    let report = f.db.owner().await.verify_notes(f.w.a.id).await.unwrap();
+    let mut bad = report.mismatched.clone();
+    bad.sort_by_key(|(n, _)| n.as_uuid());
+    let mut want: Vec<(domain::NoteId, Vec<i32>)> = notes[..tampering.len()]
+        .iter()
+        .map(|n| (domain::NoteId::from_uuid(*n), vec![2]))
+        .collect();
+    want.sort_by_key(|(n, _)| n.as_uuid());
+    assert_eq!(bad, want);
+    assert_eq!(report.manifestation_not_bound, 0);
+
+    // A version as an older Chartroom signed it (hash scheme 1) still verifies, and is
+    // reported as one whose printed name, credential and time zone are not bound.
+    let (author, signed_at, meaning): (uuid::Uuid, chrono::DateTime<chrono::Utc>, String) =
+        sqlx::query_as(
+            "select author_id, signed_at, signature_meaning from clinical_note_version
+              where note_id = $1 and kind = 'signed'",
+        )
+        .bind(untouched)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
+    let content = domain::notes::NoteContent {
+        subjective: format!("Finding number {}.", tampering.len()),
+        ..domain::notes::NoteContent::default()
+    };
+    let v1 = domain::notes::content_hash(
+        f.w.a.id.as_uuid(),
+        untouched,
+        2,
+        domain::notes::VersionKind::Signed,
+        Some(&domain::notes::Signature {
+            signer_id: author,
+            printed_name: String::new(),
+            credential: None,
+            signed_at,
+            time_zone: String::new(),
+            meaning,
+        }),
+        &content.canonical(),
+    );
+    sqlx::query("set session_replication_role = replica")
+        .execute(&mut su)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update clinical_note_version set hash_scheme = 1, content_sha256 = $2
+          where note_id = $1 and kind = 'signed'",
+    )
+    .bind(untouched)
+    .bind(v1.as_slice())
+    .execute(&mut su)
+    .await
+    .unwrap();
+    let v = f.verify(untouched).await;
+    assert_eq!(
+        (&v["ok"], &v["manifestation_not_bound"]),
+        (&json!(true), &json!([2])),
+        "{v}"
+    );
+    let report = f.db.owner().await.verify_notes(f.w.a.id).await.unwrap();
+    assert_eq!(report.manifestation_not_bound, 1);
+
+    // The owner role (which may re-encrypt versions) cannot change a version's scheme.
+    let r = sqlx::query(
+        "update clinical_note_version set hash_scheme = 1 where note_id = $1 and kind = 'signed'",
+    )
+    .bind(notes[tampering.len() - 1])
+    .execute(&mut f.owner_conn().await)
+    .await;
+    assert!(r.is_err(), "the owner role changed a hash scheme");
 }
 
 #[derive(Clone, Debug)]

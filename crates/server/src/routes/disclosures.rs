@@ -2,14 +2,15 @@
 //! (HIPAA 164.528): clinician or reception.
 
 use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use domain::{AuditAction, PatientId, PracticeId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, Scheduling};
+use crate::{AppError, AppState};
 
 const KINDS: [&str; 4] = ["export", "sharing", "support_access", "other"];
 
@@ -76,6 +77,7 @@ impl From<store::disclosures::Disclosure> for DisclosureView {
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = DisclosureCreate,
     responses((status = 201, body = DisclosureView), (status = 400, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
 pub(crate) async fn disclosure_create(
+    State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
     ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
     ApiJson(req): ApiJson<DisclosureCreate>,
@@ -105,7 +107,7 @@ pub(crate) async fn disclosure_create(
     if !store::patients::exists(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
-    let d = store::disclosures::create(&mut tx, patient, &new).await?;
+    let d = store::disclosures::create(&mut tx, state.store.keyring()?, patient, &new).await?;
     tx.audit(
         AuditAction::DisclosureCreate,
         Some(patient),
@@ -163,6 +165,7 @@ pub(crate) struct Accounting {
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid), AccountingQuery),
     responses((status = 200, body = Accounting), (status = 404, body = crate::views::ErrorBody)))]
 pub(crate) async fn disclosure_report(
+    State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
     ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
     ApiQuery(q): ApiQuery<AccountingQuery>,
@@ -176,7 +179,8 @@ pub(crate) async fn disclosure_report(
     if !store::patients::exists(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
-    let list = store::disclosures::list(&mut tx, patient, from, to, false).await?;
+    let list =
+        store::disclosures::list(&mut tx, state.store.keyring()?, patient, from, to, false).await?;
     tx.audit(
         AuditAction::DisclosureReport,
         Some(patient),

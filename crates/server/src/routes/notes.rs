@@ -439,6 +439,10 @@ pub(crate) struct VersionView {
     signature: Option<domain::notes::Signature>,
     /// Whether the stored hash still matches the content.
     hash_ok: bool,
+    /// How the hash was computed: 2 binds everything shown (signature manifestation, reason,
+    /// time); 1 (versions written before scheme 2) does not bind the printed name,
+    /// credential, time zone or creation time.
+    hash_scheme: i16,
 }
 
 /// Every version of a note, oldest first (deleted drafts included), each with its hash
@@ -479,6 +483,7 @@ pub(crate) async fn note_versions(
                 ai_assisted: v.ai_assisted,
                 signature: v.signature,
                 hash_ok: v.hash_ok,
+                hash_scheme: v.hash_scheme,
             })
             .collect(),
     ))
@@ -493,6 +498,9 @@ pub(crate) struct VerifyView {
     versions: usize,
     /// Versions whose content no longer matches its hash.
     mismatched: Vec<i32>,
+    /// Versions hashed under scheme 1 (written before scheme 2): a change to their printed
+    /// name, credential, time zone or creation time is not detected.
+    manifestation_not_bound: Vec<i32>,
 }
 
 /// Recomputes the hash of every version of a note (detects a change made around the
@@ -522,6 +530,7 @@ pub(crate) async fn note_verify(
         ok,
         versions: v.versions,
         mismatched: v.mismatched,
+        manifestation_not_bound: v.manifestation_not_bound,
     }))
 }
 
