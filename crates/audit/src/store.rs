@@ -122,7 +122,11 @@ impl DirStore {
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| io_err(&self.root, e))?;
-            if let Some(id) = entry.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()) {
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Uuid::parse_str(n).ok())
+            {
                 out.push(id);
             }
         }

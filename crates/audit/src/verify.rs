@@ -543,10 +543,7 @@ impl<'c> Verification<'c> {
             }
             return;
         }
-        match self
-            .run
-            .check_position(self.practice, self.practice, seq)
-        {
+        match self.run.check_position(self.practice, self.practice, seq) {
             Ok(()) => self.missing = Some((seq, seq)),
             Err(kind) => self.after_item(seq, Err(kind)),
         }

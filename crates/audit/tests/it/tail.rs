@@ -5,8 +5,8 @@
 
 use audit::merkle::consistency_proof_from;
 use audit::verify::{
-    Encoded, NotAnExtension, Problem, ProblemKind, Sealed as SealedItem, Verification,
-    VerifyStart, extends,
+    Encoded, NotAnExtension, Problem, ProblemKind, Sealed as SealedItem, Verification, VerifyStart,
+    extends,
 };
 
 use crate::support::{Sealed, log_origin, practice, reseal, sealed};
@@ -83,7 +83,10 @@ fn only_an_extension_of_the_signed_log_may_be_signed() {
     let s = sealed(40);
     let signed = s.checkpoint(20);
     // Growing, or the same log again: fine.
-    assert_eq!(extends(&signed, &s.checkpoint(33), &proof(&s, 20, 33)), Ok(()));
+    assert_eq!(
+        extends(&signed, &s.checkpoint(33), &proof(&s, 20, 33)),
+        Ok(())
+    );
     assert_eq!(extends(&signed, &s.checkpoint(20), &[]), Ok(()));
     assert_eq!(extends(&s.checkpoint(0), &s.checkpoint(5), &[]), Ok(()));
     // Shorter: refused whatever the proof.
@@ -113,7 +116,8 @@ fn only_an_extension_of_the_signed_log_may_be_signed() {
         Err(NotAnExtension::Forked { .. })
     ));
     // Same size, same root, another chain head: refused.
-    let other_head = audit::Checkpoint::new(log_origin(), 20, signed.root).with_chain_head(&[9; 32]);
+    let other_head =
+        audit::Checkpoint::new(log_origin(), 20, signed.root).with_chain_head(&[9; 32]);
     assert!(matches!(
         extends(&signed, &other_head, &[]),
         Err(NotAnExtension::Forked { .. })
