@@ -379,30 +379,29 @@ async fn verify(
     };
     let places = checkpoint_places(g)?;
     let mut bad = 0;
-    let practices = match practice {
-        Some(p) => vec![p],
-        None => {
-            let listed: Vec<PracticeId> = owner
-                .list_practices()
-                .await?
-                .into_iter()
-                .map(|p| p.0)
-                .collect();
-            // A practice with signed checkpoints must still be in the database.
-            for place in &places {
-                for id in place.practices().await? {
-                    let p = PracticeId::from_uuid(id);
-                    if !listed.contains(&p) {
-                        println!(
-                            "practice {p}: PROBLEM: it has signed checkpoints in {} but is not in the database (deleted?)",
-                            place.label()
-                        );
-                        bad += 1;
-                    }
+    let practices = if let Some(p) = practice {
+        vec![p]
+    } else {
+        let listed: Vec<PracticeId> = owner
+            .list_practices()
+            .await?
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
+        // A practice with signed checkpoints must still be in the database.
+        for place in &places {
+            for id in place.practices().await? {
+                let p = PracticeId::from_uuid(id);
+                if !listed.contains(&p) {
+                    println!(
+                        "practice {p}: PROBLEM: it has signed checkpoints in {} but is not in the database (deleted?)",
+                        place.label()
+                    );
+                    bad += 1;
                 }
             }
-            listed
         }
+        listed
     };
     // One practice that fails, or cannot be verified at all, is reported and the next one
     // is verified.
@@ -499,7 +498,7 @@ async fn prune(
     let store = checkpoint_store(g);
     let origin = audit::checkpoint::origin(&g.audit_origin, practice.as_uuid());
     let mirrors = checkpoint_mirrors(g)?;
-    let mut signed = None;
+    let mut pruning_note = None;
     let pruned = owner
         .prune_audit(practice, before, now, |head| {
             let cp = audit::Checkpoint::new(origin.clone(), head.size, head.root)
@@ -508,11 +507,11 @@ async fn prune(
             store
                 .put(practice.as_uuid(), &note, head.size)
                 .map_err(|e| e.to_string())?;
-            signed = Some((head.size, note));
+            pruning_note = Some((head.size, note));
             Ok(())
         })
         .await?;
-    if let Some((size, note)) = signed {
+    if let Some((size, note)) = pruning_note {
         for mirror in &mirrors {
             mirror
                 .put(practice.as_uuid(), &note, size)
