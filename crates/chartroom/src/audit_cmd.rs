@@ -158,11 +158,9 @@ fn checkpoint_mirrors(g: &Global) -> anyhow::Result<Vec<Place>> {
                 )
             },
         );
-        out.push(Place::Object {
-            store,
-            prefix,
-            label,
-        });
+        out.push(Place::Object(server::sealer::ObjectPlace::new(
+            store, prefix, label,
+        )));
     }
     Ok(out)
 }

@@ -42,7 +42,7 @@ use audit::verify::{NotAnExtension, extends};
 use domain::{Clock, PracticeId};
 use store::Store;
 use store::crypto::object_store::{
-    self, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload,
+    self, ListResult, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload,
     path::Path as ObjectPath,
 };
 use uuid::Uuid;
@@ -70,14 +70,16 @@ pub enum Place {
     Dir(DirStore),
     /// An object store: one object per checkpoint, created with `PutMode::Create`, which never
     /// overwrites.
-    Object {
-        /// The store.
-        store: Arc<dyn ObjectStore>,
-        /// Name prefix of the checkpoints (may be empty).
-        prefix: String,
-        /// How operators name it (the URL; it carries no credentials).
-        label: String,
-    },
+    Object(ObjectPlace),
+}
+
+/// Checkpoints in an object store (S3, GCS, Azure, or a local directory through
+/// `object_store`), laid out like a [`DirStore`]: `<prefix>/<practice>/<size>.checkpoint`.
+#[derive(Clone, Debug)]
+pub struct ObjectPlace {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    label: String,
 }
 
 /// Why a [`Place`] could not be read or written.
@@ -119,21 +121,123 @@ pub enum PlaceError {
     Task,
 }
 
+impl ObjectPlace {
+    /// Checkpoints under `prefix` (may be empty) in `store`; `label` names the place for
+    /// operators (the URL without credentials).
+    #[must_use]
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: String, label: String) -> Self {
+        Self {
+            store,
+            prefix,
+            label,
+        }
+    }
+
+    fn failed(&self, source: object_store::Error) -> PlaceError {
+        PlaceError::Object {
+            label: self.label.clone(),
+            source,
+        }
+    }
+
+    /// `<prefix>/<practice>[/<name>]`.
+    fn path(&self, practice: Uuid, name: Option<&str>) -> ObjectPath {
+        let base = ObjectPath::from(self.prefix.as_str()).join(practice.hyphenated().to_string());
+        match name {
+            Some(n) => base.join(n),
+            None => base,
+        }
+    }
+
+    async fn list(&self, dir: Option<&ObjectPath>) -> Result<ListResult, PlaceError> {
+        self.store
+            .list_with_delimiter(dir)
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    async fn put(&self, practice: Uuid, note: &str, size: u64) -> Result<Put, PlaceError> {
+        let name = audit::store::file_name(size);
+        let put = self
+            .store
+            .put_opts(
+                &self.path(practice, Some(&name)),
+                PutPayload::from(note.to_owned()),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        match put {
+            Ok(_) => Ok(Put::Written),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                if self.read(practice, size).await? == note {
+                    Ok(Put::AlreadyPresent)
+                } else {
+                    Err(PlaceError::Conflict {
+                        label: self.label.clone(),
+                        name,
+                    })
+                }
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    async fn read(&self, practice: Uuid, size: u64) -> Result<String, PlaceError> {
+        let name = audit::store::file_name(size);
+        let not_a_note = || PlaceError::NotANote {
+            label: self.label.clone(),
+            name: name.clone(),
+        };
+        let got = self
+            .store
+            .get(&self.path(practice, Some(&name)))
+            .await
+            .map_err(|e| self.failed(e))?;
+        if got.meta.size > MAX_NOTE_BYTES as u64 {
+            return Err(not_a_note());
+        }
+        let bytes = got.bytes().await.map_err(|e| self.failed(e))?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| not_a_note())
+    }
+
+    /// The stored sizes of `practice`'s checkpoints, ascending.
+    async fn sizes(&self, practice: Uuid) -> Result<Vec<u64>, PlaceError> {
+        let listed = self.list(Some(&self.path(practice, None))).await?;
+        let mut sizes: Vec<u64> = listed
+            .objects
+            .iter()
+            .filter_map(|o| {
+                o.location
+                    .filename()
+                    .and_then(audit::store::parse_file_name)
+            })
+            .collect();
+        sizes.sort_unstable();
+        Ok(sizes)
+    }
+
+    async fn practices(&self) -> Result<Vec<Uuid>, PlaceError> {
+        let root = ObjectPath::from(self.prefix.as_str());
+        let listed = self
+            .list((!self.prefix.is_empty()).then_some(&root))
+            .await?;
+        let mut out: Vec<Uuid> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(|n| Uuid::parse_str(n).ok()))
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
 impl Place {
     /// How operators name the place: the directory, or the object store's URL.
     #[must_use]
     pub fn label(&self) -> String {
         match self {
             Self::Dir(d) => d.root().display().to_string(),
-            Self::Object { label, .. } => label.clone(),
-        }
-    }
-
-    fn object_path(prefix: &str, practice: Uuid, name: Option<&str>) -> ObjectPath {
-        let base = ObjectPath::from(prefix).join(practice.hyphenated().to_string());
-        match name {
-            Some(n) => base.join(n),
-            None => base,
+            Self::Object(o) => o.label.clone(),
         }
     }
 
@@ -154,129 +258,38 @@ impl Place {
                 let (d, note) = (d.clone(), note.to_owned());
                 Self::blocking(move || d.put(practice, &note, size)).await
             }
-            Self::Object {
-                store,
-                prefix,
-                label,
-            } => {
-                let name = audit::store::file_name(size);
-                let path = Self::object_path(prefix, practice, Some(&name));
-                let failed = |source| PlaceError::Object {
-                    label: label.clone(),
-                    source,
-                };
-                let put = store
-                    .put_opts(
-                        &path,
-                        PutPayload::from(note.to_owned()),
-                        PutOptions::from(PutMode::Create),
-                    )
-                    .await;
-                match put {
-                    Ok(_) => Ok(Put::Written),
-                    Err(object_store::Error::AlreadyExists { .. }) => {
-                        if self.read_object(&path, &name).await? == note {
-                            Ok(Put::AlreadyPresent)
-                        } else {
-                            Err(PlaceError::Conflict {
-                                label: label.clone(),
-                                name,
-                            })
-                        }
-                    }
-                    Err(e) => Err(failed(e)),
-                }
-            }
+            Self::Object(o) => o.put(practice, note, size).await,
         }
-    }
-
-    async fn read_object(&self, path: &ObjectPath, name: &str) -> Result<String, PlaceError> {
-        let Self::Object { store, label, .. } = self else {
-            return Err(PlaceError::Task);
-        };
-        let failed = |source| PlaceError::Object {
-            label: label.clone(),
-            source,
-        };
-        let not_a_note = || PlaceError::NotANote {
-            label: label.clone(),
-            name: name.to_owned(),
-        };
-        let got = store.get(path).await.map_err(failed)?;
-        if got.meta.size > MAX_NOTE_BYTES as u64 {
-            return Err(not_a_note());
-        }
-        let bytes = got.bytes().await.map_err(failed)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| not_a_note())
-    }
-
-    /// The stored sizes of `practice`'s checkpoints, ascending.
-    async fn sizes(&self, practice: Uuid) -> Result<Vec<u64>, PlaceError> {
-        match self {
-            Self::Dir(d) => {
-                let d = d.clone();
-                Self::blocking(move || d.sizes(practice)).await
-            }
-            Self::Object {
-                store,
-                prefix,
-                label,
-            } => {
-                let dir = Self::object_path(prefix, practice, None);
-                let listed = store
-                    .list_with_delimiter(Some(&dir))
-                    .await
-                    .map_err(|source| PlaceError::Object {
-                        label: label.clone(),
-                        source,
-                    })?;
-                let mut sizes: Vec<u64> = listed
-                    .objects
-                    .iter()
-                    .filter_map(|o| {
-                        o.location
-                            .filename()
-                            .and_then(audit::store::parse_file_name)
-                    })
-                    .collect();
-                sizes.sort_unstable();
-                Ok(sizes)
-            }
-        }
-    }
-
-    /// The object of `practice`'s checkpoint of size `size` (object stores only).
-    async fn object_note(&self, practice: Uuid, size: u64) -> Result<String, PlaceError> {
-        let Self::Object { prefix, .. } = self else {
-            return Err(PlaceError::Task);
-        };
-        let name = audit::store::file_name(size);
-        self.read_object(&Self::object_path(prefix, practice, Some(&name)), &name)
-            .await
     }
 
     /// Every stored note of `practice` with the size it is filed under, ascending.
     pub async fn notes(&self, practice: Uuid) -> Result<Vec<(u64, String)>, PlaceError> {
-        if let Self::Dir(d) = self {
-            let d = d.clone();
-            return Self::blocking(move || d.notes(practice)).await;
+        match self {
+            Self::Dir(d) => {
+                let d = d.clone();
+                Self::blocking(move || d.notes(practice)).await
+            }
+            Self::Object(o) => {
+                let mut out = Vec::new();
+                for size in o.sizes(practice).await? {
+                    out.push((size, o.read(practice, size).await?));
+                }
+                Ok(out)
+            }
         }
-        let mut out = Vec::new();
-        for size in self.sizes(practice).await? {
-            out.push((size, self.object_note(practice, size).await?));
-        }
-        Ok(out)
     }
 
     /// The note with the largest size, if any.
     pub async fn latest(&self, practice: Uuid) -> Result<Option<String>, PlaceError> {
-        if let Self::Dir(d) = self {
-            let d = d.clone();
-            return Self::blocking(move || d.latest(practice)).await;
-        }
-        match self.sizes(practice).await?.last() {
-            None => Ok(None),
-            Some(&size) => self.object_note(practice, size).await.map(Some),
+        match self {
+            Self::Dir(d) => {
+                let d = d.clone();
+                Self::blocking(move || d.latest(practice)).await
+            }
+            Self::Object(o) => match o.sizes(practice).await?.last() {
+                None => Ok(None),
+                Some(&size) => o.read(practice, size).await.map(Some),
+            },
         }
     }
 
@@ -287,27 +300,7 @@ impl Place {
                 let d = d.clone();
                 Self::blocking(move || d.practices()).await
             }
-            Self::Object {
-                store,
-                prefix,
-                label,
-            } => {
-                let root = ObjectPath::from(prefix.as_str());
-                let listed = store
-                    .list_with_delimiter((!prefix.is_empty()).then_some(&root))
-                    .await
-                    .map_err(|source| PlaceError::Object {
-                        label: label.clone(),
-                        source,
-                    })?;
-                let mut out: Vec<Uuid> = listed
-                    .common_prefixes
-                    .iter()
-                    .filter_map(|p| p.filename().and_then(|n| Uuid::parse_str(n).ok()))
-                    .collect();
-                out.sort_unstable();
-                Ok(out)
-            }
+            Self::Object(o) => o.practices().await,
         }
     }
 }
@@ -359,7 +352,11 @@ impl CheckpointError {
                 e,
                 PlaceError::Conflict { .. }
                     | PlaceError::NotANote { .. }
-                    | PlaceError::Dir(audit::store::StoreError::Conflict { .. })
+                    | PlaceError::Dir(
+                        audit::store::StoreError::Conflict { .. }
+                            | audit::store::StoreError::NotText { .. }
+                            | audit::store::StoreError::TooLarge { .. }
+                    )
             )
         };
         match self {
@@ -379,7 +376,7 @@ pub fn report(practice: PracticeId, e: &CheckpointError) {
             target: ALERT_TARGET,
             %practice,
             error = %e,
-            "audit checkpoint refused: the audit log or its checkpoints were changed around Chartroom"
+            "audit checkpoints: the audit log or its checkpoints were changed around Chartroom"
         );
     } else {
         tracing::error!(%practice, error = %e, "writing an audit checkpoint failed");
@@ -472,7 +469,7 @@ impl Checkpointer {
 
     /// The last checkpoint signed for `practice`: remembered, or the largest stored in any
     /// place (each opened with the signing key's verifier and checked to name this
-    /// practice's log).
+    /// practice's log; a mirror that cannot be read is skipped with a warning).
     async fn last_signed(
         &self,
         practice: PracticeId,
@@ -483,9 +480,17 @@ impl Checkpointer {
         let verifier = self.signer.verifier();
         let origin = self.origin(practice);
         let mut best: Option<Checkpoint> = None;
-        for place in self.places() {
-            let Some(note) = place.latest(practice.as_uuid()).await? else {
-                continue;
+        for (i, place) in self.places().into_iter().enumerate() {
+            let note = match place.latest(practice.as_uuid()).await {
+                Ok(Some(note)) => note,
+                Ok(None) => continue,
+                Err(e) if i > 0 => {
+                    // A mirror out of reach must not stop checkpoints; it still holds what it
+                    // has for `audit verify`.
+                    tracing::warn!(%practice, error = %e, "reading the checkpoint mirror failed; going by the other places");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             let untrusted = |reason: String| CheckpointError::Untrusted {
                 place: place.label(),

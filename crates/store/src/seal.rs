@@ -315,14 +315,7 @@ impl Store {
     /// The current tree head (size and root) of a practice, for checkpoints. Runs without an
     /// actor, like the sealer.
     pub async fn tree_head(&self, practice: PracticeId) -> Result<TreeHead, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("select set_config('chartroom.practice_id', $1, true)")
-            .bind(practice.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let head = tree_head_on(&mut tx, practice).await?;
-        tx.commit().await?;
-        Ok(head)
+        Ok(self.tree_head_since(practice, 0).await?.0)
     }
 
     /// The current tree head of a practice and an RFC 6962 consistency proof from the tree of
