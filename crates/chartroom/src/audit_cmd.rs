@@ -216,7 +216,9 @@ async fn union_of_checkpoints(
     verifier: &Verifier,
     practice: PracticeId,
 ) -> anyhow::Result<(Vec<audit::Checkpoint>, Vec<String>)> {
-    let mut notes: Vec<(u64, String, String)> = Vec::new();
+    // Per size, each distinct note with the place it was first found in.
+    let mut notes: std::collections::BTreeMap<u64, Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
     let mut problems = Vec::new();
     let mut in_primary = std::collections::BTreeSet::new();
     for (i, place) in places.iter().enumerate() {
@@ -230,13 +232,17 @@ async fn union_of_checkpoints(
                     places.first().map(Place::label).unwrap_or_default()
                 ));
             }
-            if !notes.iter().any(|(s, n, _)| *s == size && *n == note) {
-                notes.push((size, note, place.label()));
+            let same_size = notes.entry(size).or_default();
+            if !same_size.iter().any(|(n, _)| *n == note) {
+                same_size.push((note, place.label()));
             }
         }
     }
     let mut out = Vec::new();
-    for (size, note, label) in notes {
+    for (size, note, label) in notes
+        .into_iter()
+        .flat_map(|(size, v)| v.into_iter().map(move |(n, l)| (size, n, l)))
+    {
         match verifier.open(&note) {
             Ok(cp) if cp.size == size => out.push(cp),
             Ok(cp) => problems.push(format!(
