@@ -79,7 +79,13 @@
 //!   witness — shows that the log once was longer. That is why checkpoints live outside
 //!   PostgreSQL, and why the signing key must not be readable by the database's host
 //!   accounts either (a thief of both could re-sign a shortened log; keep the verifier key
-//!   and old checkpoints with someone else).
+//!   and old checkpoints with someone else). The signer must also never vouch for a
+//!   shortened log itself: [`verify::extends`] is the rule it checks first (not smaller than,
+//!   and RFC 6962-consistent with, the last checkpoint signed). Deleting the newest events
+//!   while leaving their seals is caught without a checkpoint
+//!   ([`verify::ProblemKind::SealedEventsMissing`]); deleting them with their seals and tree
+//!   nodes only by a checkpoint signed after them, so what can be cut unnoticed is what was
+//!   sealed since the last checkpoint.
 //! * **Not covered:** events that were never written (the application must write them in
 //!   the transaction of the action), and events inserted but not yet sealed (the verifier's
 //!   caller reports unsealed events older than the sealing bound).

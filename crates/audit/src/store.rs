@@ -108,8 +108,30 @@ impl DirStore {
     /// The file of `practice`'s checkpoint of size `size`.
     #[must_use]
     pub fn path_for(&self, practice: Uuid, size: u64) -> PathBuf {
-        self.practice_dir(practice)
-            .join(format!("{size:020}{FILE_SUFFIX}"))
+        self.practice_dir(practice).join(file_name(size))
+    }
+
+    /// The practices that have a checkpoint directory here (names that are not a practice
+    /// id are ignored).
+    pub fn practices(&self) -> Result<Vec<Uuid>, StoreError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.root, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(&self.root, e))?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Uuid::parse_str(n).ok())
+            {
+                out.push(id);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
     }
 
     fn practice_dir(&self, practice: Uuid) -> PathBuf {
@@ -135,6 +157,14 @@ impl DirStore {
         }
         sizes.sort_unstable();
         Ok(sizes)
+    }
+
+    /// Every stored note of `practice` with the size it is filed under, ascending by size.
+    pub fn notes(&self, practice: Uuid) -> Result<Vec<(u64, String)>, StoreError> {
+        self.sizes(practice)?
+            .into_iter()
+            .map(|size| Ok((size, Self::read(&self.path_for(practice, size))?)))
+            .collect()
     }
 
     fn read(path: &Path) -> Result<String, StoreError> {
@@ -164,8 +194,16 @@ impl DirStore {
     }
 }
 
-/// `00000000000000000042.checkpoint` → 42 (exactly 20 digits).
-fn parse_file_name(name: &str) -> Option<u64> {
+/// The name a checkpoint of tree size `size` is stored under (in a practice's directory, or
+/// under a practice's prefix in an object store): `00000000000000000042.checkpoint`.
+#[must_use]
+pub fn file_name(size: u64) -> String {
+    format!("{size:020}{FILE_SUFFIX}")
+}
+
+/// `00000000000000000042.checkpoint` → 42 (exactly 20 digits); `None` for any other name.
+#[must_use]
+pub fn parse_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(FILE_SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -247,9 +285,6 @@ impl CheckpointStore for DirStore {
     }
 
     fn all(&self, practice: Uuid) -> Result<Vec<String>, StoreError> {
-        self.sizes(practice)?
-            .into_iter()
-            .map(|size| Self::read(&self.path_for(practice, size)))
-            .collect()
+        Ok(self.notes(practice)?.into_iter().map(|(_, n)| n).collect())
     }
 }

@@ -13,9 +13,14 @@
 //! 5. whenever the recomputed tree reaches the size of a signed checkpoint: the root (and
 //!    the chain head, when the checkpoint states one) equals the signed values.
 //!
-//! After the last event, a checkpoint larger than the log means the tail was truncated —
-//! also when what is left is internally consistent, which only a checkpoint kept outside
-//! the database can reveal. Memory is O(log n): the tree is kept as its right edge.
+//! After the last event, sealed positions whose event rows are gone mean the newest events
+//! were deleted ([`ProblemKind::SealedEventsMissing`]), and a checkpoint larger than the log
+//! means the tail was truncated — also when what is left is internally consistent, which
+//! only a checkpoint kept outside the database can reveal. Memory is O(log n): the tree is
+//! kept as its right edge.
+//!
+//! [`extends`] is the rule the checkpointer applies before it signs: a new checkpoint must
+//! not be smaller than, or inconsistent with, the last one signed.
 //!
 //! A root mismatch at checkpoint `m` is classified once the next checkpoint `n` is reached:
 //! if the log matches `n`, its prefix at `m` is fixed by `n`'s root, so checkpoint `m`
@@ -154,6 +159,12 @@ pub enum ProblemKind {
         /// What is wrong.
         reason: String,
     },
+    /// Events `seq` to `last` are sealed (their seals are stored) but the event rows are
+    /// gone, and no later event follows: the newest events were deleted.
+    SealedEventsMissing {
+        /// The last sealed position whose event is missing.
+        last: u64,
+    },
     /// Reading the events failed at `seq`.
     ReadFailed {
         /// The reader's error.
@@ -226,6 +237,10 @@ impl fmt::Display for Problem {
             ProblemKind::BadStart { reason } => {
                 write!(f, "bad starting point at event {seq}: {reason}")
             }
+            ProblemKind::SealedEventsMissing { last } => write!(
+                f,
+                "events {seq} to {last} are sealed but their rows are missing: the newest events were deleted"
+            ),
             ProblemKind::ReadFailed { error } => {
                 write!(f, "reading the log failed at event {seq}: {error}")
             }
@@ -378,6 +393,8 @@ pub struct Verification<'c> {
     largest: Option<u64>,
     /// A `seq` that skipped ahead, waiting for the next item's `seq`.
     skipped: Option<u64>,
+    /// Sealed positions `first..=last` (from the expected one on) whose events are gone.
+    missing: Option<(u64, u64)>,
     /// The report, once a problem ended the run.
     done: Option<Report>,
 }
@@ -448,6 +465,7 @@ impl<'c> Verification<'c> {
             upcoming: cps.into_iter().peekable(),
             largest,
             skipped: None,
+            missing: None,
             done,
         }
     }
@@ -510,6 +528,27 @@ impl<'c> Verification<'c> {
         self.after_item(item.seq, result);
     }
 
+    /// The next sealed position, `seq`, has no event: its seal is stored but the event row is
+    /// gone. Followed by a sealed event, this is the gap that event reports (as if the seal
+    /// were gone too); at the end of the log, [`finish`](Self::finish) reports
+    /// [`ProblemKind::SealedEventsMissing`] — the newest events were deleted, which no later
+    /// event can reveal.
+    pub fn push_missing(&mut self, seq: u64) {
+        if !self.before_item(seq) {
+            return;
+        }
+        if let Some((first, last)) = self.missing {
+            if last.checked_add(1) == Some(seq) {
+                self.missing = Some((first, seq));
+            }
+            return;
+        }
+        match self.run.check_position(self.practice, self.practice, seq) {
+            Ok(()) => self.missing = Some((seq, seq)),
+            Err(kind) => self.after_item(seq, Err(kind)),
+        }
+    }
+
     /// Reading the log failed before the next event: that is the problem (unless one was
     /// found already).
     pub fn push_error(&mut self, error: impl fmt::Display) {
@@ -536,6 +575,11 @@ impl<'c> Verification<'c> {
         }
         if let Some(pending) = self.run.pending.take() {
             return self.run.finish(Some(pending.0));
+        }
+        if let Some((first, last)) = self.missing.filter(|&(first, _)| first == self.run.next) {
+            return self
+                .run
+                .fail(first, ProblemKind::SealedEventsMissing { last });
         }
         if let Some(checkpoint_size) = self.largest.filter(|&size| size > self.run.next) {
             let seq = self.run.next;
@@ -807,4 +851,59 @@ pub fn checkpoints_consistent(
         }
     }
     Ok(())
+}
+
+/// Why a checkpoint of the log as it is now must not be signed after the last one signed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotAnExtension {
+    /// The log is smaller than the last signed checkpoint: events were removed.
+    #[error(
+        "the log has {size} sealed events, but a checkpoint of {signed} events was signed: the log was shortened"
+    )]
+    Shorter {
+        /// The last signed size.
+        signed: u64,
+        /// The log's size now.
+        size: u64,
+    },
+    /// The log is not the signed log extended: events at or below the signed size differ.
+    #[error(
+        "the log of {size} sealed events does not extend the signed checkpoint of {signed} events ({reason}): its history was rewritten"
+    )]
+    Forked {
+        /// The last signed size.
+        signed: u64,
+        /// The log's size now.
+        size: u64,
+        /// What did not match.
+        reason: String,
+    },
+}
+
+/// Whether the log as `next` describes it extends the last signed checkpoint `signed`: not
+/// smaller; at the same size the same root (and chain head, when both state one); at a larger
+/// size, `proof` (an RFC 6962 consistency proof from `signed.size` to `next.size`, read from
+/// the stored tree) proves that `signed`'s tree is a prefix of `next`'s (RFC 9162 §2.1.4.2).
+///
+/// This is the rule the checkpointer applies before it signs, so a shortened or rewritten log
+/// is never vouched for by a new signature. The proof cannot be forged: it is checked against
+/// both roots, and `signed.root` comes from the signed note, not from the database.
+pub fn extends(
+    signed: &Checkpoint,
+    next: &Checkpoint,
+    proof: &[Hash],
+) -> Result<(), NotAnExtension> {
+    let (s, n) = (signed.size, next.size);
+    if n < s {
+        return Err(NotAnExtension::Shorter { signed: s, size: n });
+    }
+    let forked = |reason: String| NotAnExtension::Forked {
+        signed: s,
+        size: n,
+        reason,
+    };
+    if n == s && chain_heads_differ(signed, next) {
+        return Err(forked("chain head differs".to_owned()));
+    }
+    verify_consistency(s, n, &signed.root, &next.root, proof).map_err(|e| forked(e.to_string()))
 }

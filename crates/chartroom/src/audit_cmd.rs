@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use domain::Clock as _;
 use domain::{PatientId, PracticeId, UserId};
+use server::sealer::Place;
 use store::audit::AuditFilter;
 
 use crate::Global;
@@ -43,8 +44,9 @@ pub(crate) enum AuditCommand {
         limit: usize,
     },
     /// Verify audit logs: recompute every practice's hash chain and Merkle tree and check them
-    /// against the signed checkpoints. Reports the first bad sequence number and what is
-    /// wrong; exits non-zero if anything is.
+    /// against the signed checkpoints of the checkpoint directory and every mirror together.
+    /// Reports the first bad sequence number and what is wrong for each practice, and goes on
+    /// with the next; exits non-zero if anything is wrong.
     Verify {
         /// Only this practice (default: all).
         #[arg(long)]
@@ -81,7 +83,9 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         second: Option<u64>,
     },
-    /// Seal queued events and write a signed checkpoint now.
+    /// Seal queued events and write a signed checkpoint now (to the checkpoint directory and
+    /// every mirror). Refuses, with an alert, to sign a log that is shorter than or
+    /// inconsistent with the last signed checkpoint; exits non-zero if any practice failed.
     Checkpoint {
         /// Only this practice (default: all).
         #[arg(long)]
@@ -114,6 +118,13 @@ pub(crate) enum AuditCommand {
 /// Name of the checkpoint signing key.
 pub(crate) const KEY_NAME: &str = "chartroom-audit";
 
+/// Every place checkpoints are kept: the checkpoint directory first, then the mirrors.
+pub(crate) fn checkpoint_places(g: &Global) -> anyhow::Result<Vec<Place>> {
+    let mut places = vec![Place::Dir(checkpoint_store(g))];
+    places.extend(checkpoint_mirrors(g)?);
+    Ok(places)
+}
+
 /// The checkpoint store: `<data dir>/checkpoints` unless configured.
 pub(crate) fn checkpoint_store(g: &Global) -> DirStore {
     DirStore::new(
@@ -121,6 +132,37 @@ pub(crate) fn checkpoint_store(g: &Global) -> DirStore {
             .clone()
             .unwrap_or_else(|| g.data_dir.join("checkpoints")),
     )
+}
+
+/// The mirrors of the checkpoint directory: `--checkpoint-mirror-dir`, `--checkpoint-mirror-url`.
+fn checkpoint_mirrors(g: &Global) -> anyhow::Result<Vec<Place>> {
+    let mut out = Vec::new();
+    if let Some(dir) = &g.checkpoint_mirror_dir {
+        out.push(Place::Dir(DirStore::new(dir)));
+    }
+    if let Some(url) = &g.checkpoint_mirror_url {
+        let (store, prefix) = store::crypto::blob::object_store_from_url(
+            url,
+            crate::backup_cmd::object_store_options(),
+        )
+        .context("cannot open the checkpoint mirror (--checkpoint-mirror-url)")?;
+        // Name it without any credentials the URL might carry.
+        let label = url::Url::parse(url).map_or_else(
+            |_| "the checkpoint mirror URL".to_owned(),
+            |u| {
+                format!(
+                    "{}://{}{}",
+                    u.scheme(),
+                    u.host_str().unwrap_or_default(),
+                    u.path()
+                )
+            },
+        );
+        out.push(Place::Object(server::sealer::ObjectPlace::new(
+            store, prefix, label,
+        )));
+    }
+    Ok(out)
 }
 
 /// The signing key file: `<data dir>/secrets/audit-checkpoint.key` (0600), created on first use.
@@ -148,13 +190,16 @@ pub(crate) fn checkpointer(
     every_events: u64,
     every_secs: u64,
 ) -> anyhow::Result<server::sealer::Checkpointer> {
-    Ok(server::sealer::Checkpointer {
-        signer: std::sync::Arc::new(load_signer(g)?),
-        store: checkpoint_store(g),
-        origin_prefix: g.audit_origin.clone(),
-        every_events: every_events.max(1),
-        every: std::time::Duration::from_secs(every_secs.max(1)),
-    })
+    Ok(server::sealer::Checkpointer::new(
+        std::sync::Arc::new(load_signer(g)?),
+        checkpoint_store(g),
+        g.audit_origin.clone(),
+    )
+    .with_mirrors(checkpoint_mirrors(g)?)
+    .with_cadence(
+        every_events,
+        std::time::Duration::from_secs(every_secs.max(1)),
+    ))
 }
 
 fn b64(h: &[u8]) -> String {
@@ -162,23 +207,54 @@ fn b64(h: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(h)
 }
 
-/// Reads and opens every stored checkpoint of `practice` with `verifier`; a note that does
-/// not open is an error naming its size.
-fn open_checkpoints(
-    store: &DirStore,
+/// The signed checkpoints of `practice` from every place, opened with `verifier`: the union,
+/// each distinct note once. Also returns the problems found on the way — a note that does
+/// not open, and a checkpoint a mirror holds that the checkpoint directory (always written
+/// first) lacks, i.e. one removed from it.
+async fn union_of_checkpoints(
+    places: &[Place],
     verifier: &Verifier,
     practice: PracticeId,
-) -> anyhow::Result<Vec<audit::Checkpoint>> {
-    let mut out = Vec::new();
-    for note in store.all(practice.as_uuid())? {
-        let size = note.lines().nth(1).unwrap_or("?").to_owned();
-        out.push(
-            verifier
-                .open(&note)
-                .map_err(|e| anyhow::anyhow!("checkpoint of size {size} does not verify: {e}"))?,
-        );
+) -> anyhow::Result<(Vec<audit::Checkpoint>, Vec<String>)> {
+    // Per size, each distinct note with the place it was first found in.
+    let mut notes: std::collections::BTreeMap<u64, Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut in_primary = std::collections::BTreeSet::new();
+    for (i, place) in places.iter().enumerate() {
+        for (size, note) in place.notes(practice.as_uuid()).await? {
+            if i == 0 {
+                in_primary.insert(size);
+            } else if !in_primary.contains(&size) {
+                problems.push(format!(
+                    "the checkpoint of size {size} is in {} but missing from the checkpoint directory {} (removed?)",
+                    place.label(),
+                    places.first().map(Place::label).unwrap_or_default()
+                ));
+            }
+            let same_size = notes.entry(size).or_default();
+            if !same_size.iter().any(|(n, _)| *n == note) {
+                same_size.push((note, place.label()));
+            }
+        }
     }
-    Ok(out)
+    let mut out = Vec::new();
+    for (size, note, label) in notes
+        .into_iter()
+        .flat_map(|(size, v)| v.into_iter().map(move |(n, l)| (size, n, l)))
+    {
+        match verifier.open(&note) {
+            Ok(cp) if cp.size == size => out.push(cp),
+            Ok(cp) => problems.push(format!(
+                "the checkpoint filed as size {size} in {label} states size {}",
+                cp.size
+            )),
+            Err(e) => problems.push(format!(
+                "the checkpoint of size {size} in {label} does not verify: {e}"
+            )),
+        }
+    }
+    Ok((out, problems))
 }
 
 pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
@@ -229,19 +305,9 @@ pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
             }
             AuditCommand::Checkpoint { practice } => {
                 let runtime = db.runtime_store(2).await?;
-                runtime.seal_pending(domain::SystemClock.now()).await?;
-                let cp = checkpointer(g, 1, 1)?;
-                let practices = match practice {
-                    Some(p) => vec![p],
-                    None => runtime.practices_with_log().await?,
-                };
-                for p in practices {
-                    match cp.checkpoint(&runtime, p).await.map_err(anyhow::Error::msg)? {
-                        Some(size) => println!("practice {p}: checkpoint at size {size}"),
-                        None => println!("practice {p}: nothing sealed yet"),
-                    }
-                }
+                let result = checkpoint_now(g, &runtime, practice).await;
                 runtime.close().await;
+                result?;
             }
             AuditCommand::Prune { practice, before } => prune(g, &db, &owner, practice, before).await?,
             AuditCommand::Export { practice, from, to } => {
@@ -267,6 +333,43 @@ pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
     result
 }
 
+/// `audit checkpoint`: seals what is queued and signs a checkpoint of each practice (or one),
+/// reporting a practice that fails and going on with the others.
+async fn checkpoint_now(
+    g: &Global,
+    runtime: &store::Store,
+    practice: Option<PracticeId>,
+) -> anyhow::Result<()> {
+    let pass = runtime.seal_pending_each(domain::SystemClock.now()).await?;
+    let mut failed: Vec<PracticeId> = Vec::new();
+    for (p, e) in &pass.failed {
+        println!("practice {p}: PROBLEM: its audit events cannot be sealed: {e}");
+        failed.push(*p);
+    }
+    let cp = checkpointer(g, 1, 1)?;
+    let practices = match practice {
+        Some(p) => vec![p],
+        None => runtime.practices_with_log().await?,
+    };
+    for p in practices {
+        match cp.checkpoint(runtime, p).await {
+            Ok(Some(size)) => println!("practice {p}: checkpoint at size {size}"),
+            Ok(None) => println!("practice {p}: nothing sealed yet"),
+            Err(e) => {
+                server::sealer::report(p, &e);
+                println!("practice {p}: PROBLEM: {e}");
+                if !failed.contains(&p) {
+                    failed.push(p);
+                }
+            }
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{} practice(s) could not be checkpointed", failed.len());
+    }
+    Ok(())
+}
+
 async fn verify(
     g: &Global,
     owner: &store::OwnerStore,
@@ -278,54 +381,105 @@ async fn verify(
         Some(k) => Verifier::new(&k).context("--verifier-key")?,
         None => load_signer(g)?.verifier(),
     };
-    let store = checkpoint_store(g);
-    let practices = match practice {
-        Some(p) => vec![p],
-        None => owner
+    let places = checkpoint_places(g)?;
+    let mut bad = 0;
+    let practices = if let Some(p) = practice {
+        vec![p]
+    } else {
+        let listed: Vec<PracticeId> = owner
             .list_practices()
             .await?
             .into_iter()
             .map(|p| p.0)
-            .collect(),
+            .collect();
+        // A practice with signed checkpoints must still be in the database.
+        for place in &places {
+            for id in place.practices().await? {
+                let p = PracticeId::from_uuid(id);
+                if !listed.contains(&p) {
+                    println!(
+                        "practice {p}: PROBLEM: it has signed checkpoints in {} but is not in the database (deleted?)",
+                        place.label()
+                    );
+                    bad += 1;
+                }
+            }
+        }
+        listed
     };
-    let mut bad = 0;
+    // One practice that fails, or cannot be verified at all, is reported and the next one
+    // is verified.
     for p in practices {
-        let started = std::time::Instant::now();
-        let cps = open_checkpoints(&store, &verifier, p)?;
-        let origin = audit::checkpoint::origin(&g.audit_origin, p.as_uuid());
-        let out = owner
-            .verify_practice(
-                p,
-                &origin,
-                cps,
-                chrono::Duration::seconds(seal_bound_secs),
-                domain::SystemClock.now(),
-            )
-            .await?;
-        let secs = started.elapsed().as_secs_f64();
-        #[allow(clippy::cast_precision_loss, reason = "a rate for display")]
-        let rate = out.report.events_checked as f64 / secs.max(1e-9);
-        println!("practice {p}: {} ({:.0} events/s)", out.report, rate);
-        if out.unqueued_events > 0 {
-            println!(
-                "practice {p}: PROBLEM: {} audit events are neither sealed nor queued (inserted outside Chartroom)",
-                out.unqueued_events
-            );
-        }
-        if out.stale_pending > 0 {
-            println!(
-                "practice {p}: PROBLEM: {} audit events waited longer than {seal_bound_secs} s to be sealed",
-                out.stale_pending
-            );
-        }
-        if !out.is_ok() {
-            bad += 1;
+        match verify_practice(g, owner, p, &places, &verifier, seal_bound_secs).await {
+            Ok(true) => {}
+            Ok(false) => bad += 1,
+            Err(e) => {
+                println!("practice {p}: PROBLEM: its audit log could not be verified: {e:#}");
+                bad += 1;
+            }
         }
     }
     if bad > 0 {
         anyhow::bail!("{bad} practice(s) failed audit verification");
     }
     Ok(())
+}
+
+/// Verifies one practice's log against the union of the checkpoints and prints the report.
+/// Returns whether nothing is wrong.
+async fn verify_practice(
+    g: &Global,
+    owner: &store::OwnerStore,
+    p: PracticeId,
+    places: &[Place],
+    verifier: &Verifier,
+    seal_bound_secs: i64,
+) -> anyhow::Result<bool> {
+    let started = std::time::Instant::now();
+    let (cps, problems) = union_of_checkpoints(places, verifier, p).await?;
+    let origin = audit::checkpoint::origin(&g.audit_origin, p.as_uuid());
+    let out = owner
+        .verify_practice(
+            p,
+            &origin,
+            cps,
+            chrono::Duration::seconds(seal_bound_secs),
+            domain::SystemClock.now(),
+        )
+        .await?;
+    let secs = started.elapsed().as_secs_f64();
+    #[allow(clippy::cast_precision_loss, reason = "a rate for display")]
+    let rate = out.report.events_checked as f64 / secs.max(1e-9);
+    println!("practice {p}: {} ({:.0} events/s)", out.report, rate);
+    for problem in &problems {
+        println!("practice {p}: PROBLEM: {problem}");
+    }
+    let counts = [
+        (
+            out.unqueued_events,
+            "audit events are neither sealed nor queued (inserted outside Chartroom, or their seals were removed)",
+        ),
+        (
+            out.queued_missing,
+            "queued audit events are missing from the log (deleted before they were sealed)",
+        ),
+        (
+            out.queued_sealed,
+            "audit events are queued again although already sealed (queued outside Chartroom)",
+        ),
+    ];
+    for (n, what) in counts {
+        if n > 0 {
+            println!("practice {p}: PROBLEM: {n} {what}");
+        }
+    }
+    if out.stale_pending > 0 {
+        println!(
+            "practice {p}: PROBLEM: {} audit events waited longer than {seal_bound_secs} s to be sealed",
+            out.stale_pending
+        );
+    }
+    Ok(out.is_ok() && problems.is_empty())
 }
 
 async fn prune(
@@ -347,6 +501,8 @@ async fn prune(
     let signer = load_signer(g)?;
     let store = checkpoint_store(g);
     let origin = audit::checkpoint::origin(&g.audit_origin, practice.as_uuid());
+    let mirrors = checkpoint_mirrors(g)?;
+    let mut pruning_note = None;
     let pruned = owner
         .prune_audit(practice, before, now, |head| {
             let cp = audit::Checkpoint::new(origin.clone(), head.size, head.root)
@@ -355,9 +511,23 @@ async fn prune(
             store
                 .put(practice.as_uuid(), &note, head.size)
                 .map_err(|e| e.to_string())?;
+            pruning_note = Some((head.size, note));
             Ok(())
         })
         .await?;
+    if let Some((size, note)) = pruning_note {
+        for mirror in &mirrors {
+            mirror
+                .put(practice.as_uuid(), &note, size)
+                .await
+                .with_context(|| {
+                    format!(
+                        "the pruning checkpoint is stored, but not in {}",
+                        mirror.label()
+                    )
+                })?;
+        }
+    }
     println!(
         "practice {practice}: pruned the contents of {} events; the log now starts at seq {}",
         pruned.1, pruned.0

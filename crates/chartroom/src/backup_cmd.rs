@@ -427,23 +427,25 @@ fn files_under(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// `object_store`'s configuration for a cloud URL, from the environment: its keys are the
+/// lower-cased `AWS_*`, `GOOGLE_*` and `AZURE_*` variable names.
+pub(crate) fn object_store_options() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_")
+        })
+        .map(|(k, v)| (k.to_lowercase(), v))
+        .collect()
+}
+
 /// The blob store: `--blob-store-url`, or `<data dir>/blobs` on this machine.
 pub(crate) fn blob_store(
     g: &Global,
     keyring: std::sync::Arc<store::crypto::Keyring>,
 ) -> anyhow::Result<store::crypto::BlobStore> {
     match &g.blob_store_url {
-        Some(url) => {
-            // object_store's configuration keys are the lower-cased variable names.
-            let options: Vec<(String, String)> = std::env::vars()
-                .filter(|(k, _)| {
-                    k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_")
-                })
-                .map(|(k, v)| (k.to_lowercase(), v))
-                .collect();
-            store::crypto::BlobStore::from_url(url, options, keyring)
-                .context("cannot open the blob store (--blob-store-url)")
-        }
+        Some(url) => store::crypto::BlobStore::from_url(url, object_store_options(), keyring)
+            .context("cannot open the blob store (--blob-store-url)"),
         None => store::crypto::BlobStore::local(g.data_dir.join("blobs"), keyring)
             .context("cannot open the blob store"),
     }

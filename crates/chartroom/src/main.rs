@@ -83,6 +83,19 @@ pub(crate) struct Global {
     #[arg(long, global = true, env = "CHARTROOM_CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<PathBuf>,
 
+    /// A second, write-once place for the signed audit checkpoints: a directory on another
+    /// volume (files are created once and never replaced). `audit verify` checks the logs
+    /// against this place and the checkpoint directory together.
+    #[arg(long, global = true, env = "CHARTROOM_CHECKPOINT_MIRROR_DIR")]
+    pub checkpoint_mirror_dir: Option<PathBuf>,
+
+    /// A write-once object store for the signed audit checkpoints (objects are created once,
+    /// never overwritten): `file:///path`, or with the matching cargo feature
+    /// `s3://bucket/prefix`, `gs://…`, `az://…` (credentials from the usual `AWS_*`,
+    /// `GOOGLE_*`, `AZURE_*` variables). Checked by `audit verify` like the mirror directory.
+    #[arg(long, global = true, env = "CHARTROOM_CHECKPOINT_MIRROR_URL")]
+    pub checkpoint_mirror_url: Option<String>,
+
     /// Origin prefix of the audit checkpoints (each practice's origin is
     /// `<prefix>/<practice id>`); name this installation, e.g. `clinic.example/chartroom`.
     #[arg(

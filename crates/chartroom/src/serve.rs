@@ -73,12 +73,16 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub seal_interval_ms: u64,
 
-    /// Write a signed audit checkpoint after this many new events in a practice…
-    #[arg(long, default_value_t = 1000)]
+    /// Write a signed audit checkpoint after this many new events in a practice… (Events
+    /// sealed since a practice's last checkpoint are what a database superuser could cut
+    /// unnoticed; a clean shutdown checkpoints them all.)
+    #[arg(long, default_value_t = server::sealer::DEFAULT_EVERY_EVENTS,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub checkpoint_every_events: u64,
 
-    /// …or after this many seconds, whichever comes first.
-    #[arg(long, default_value_t = 60)]
+    /// …or after this many seconds with new events, whichever comes first.
+    #[arg(long, default_value_t = server::sealer::DEFAULT_EVERY_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub checkpoint_every_secs: u64,
 
     /// Database connections in the runtime pool.
@@ -86,28 +90,19 @@ pub(crate) struct ServeArgs {
     pub db_connections: u32,
 }
 
-/// SIGINT and SIGTERM, registered before the server says it listens, so a signal sent as soon
-/// as it does is a clean shutdown, never the default (immediate) termination.
-struct ShutdownSignals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-}
-
-impl ShutdownSignals {
-    fn register() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
-            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
-        })
-    }
-
-    async fn recv(&mut self) -> &'static str {
+/// Waits for SIGINT or SIGTERM. The handlers are installed when this is called, not when it
+/// is first awaited: a signal that arrives once the server is up always means a clean stop
+/// (with its last audit checkpoint), never the default action of killing the process.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
         tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
         }
-    }
+    })
 }
 
 /// Runs the server until SIGINT/SIGTERM (or until the embedded PostgreSQL dies).
@@ -133,6 +128,7 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     } else {
         None
     };
+    let stop_signal = shutdown_signal()?;
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -185,15 +181,14 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     let retention = crate::retention_cmd::start_daily(owner, state.clock.clone());
     let app = server::app(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut signals = ShutdownSignals::register()?;
     let server = listen(g, &args, listener, app, stop_rx)?;
     tracing::info!(%addr, "listening");
     let reason = match db.cluster.as_mut() {
         Some(cluster) => tokio::select! {
-            s = signals.recv() => s.to_owned(),
+            s = stop_signal => s.to_owned(),
             r = cluster.exited() => format!("embedded PostgreSQL exited unexpectedly ({r:?})"),
         },
-        None => signals.recv().await.to_owned(),
+        None => stop_signal.await.to_owned(),
     };
     tracing::info!(%reason, "shutting down");
     let _ = stop_tx.send(true);
@@ -202,9 +197,11 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         Ok(_) => {}
         Err(_) => tracing::warn!("connections still open after 10 s; closing anyway"),
     }
+    // No request and no retention run can add events from here on; the sealer then seals
+    // what is queued and signs a checkpoint of every log that grew.
+    crate::retention_cmd::stop_daily(retention).await;
     let _ = stop_sealer.send(());
     let _ = sealer.await;
-    crate::retention_cmd::stop_daily(retention).await;
     store.close().await;
     db.shutdown().await?;
     println!("Chartroom stopped");

@@ -106,6 +106,40 @@ fn to_u32(v: u64) -> Result<u32> {
     u32::try_from(v).map_err(|_| CryptoError::Internal("segment index"))
 }
 
+/// An object store and its name prefix from a URL: `file:///path` (a directory on this
+/// machine, created with mode 0700 if missing; no prefix), or with the matching cargo
+/// feature `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` (the URL path
+/// becomes the prefix). `options` are `object_store`'s configuration keys (region, endpoint,
+/// credentials …). Used for blobs and for the audit checkpoint mirror.
+pub fn object_store_from_url<I, K, V>(
+    url: &str,
+    options: I,
+) -> Result<(Arc<dyn ObjectStore>, String)>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: Into<String>,
+{
+    let url = url::Url::parse(url)
+        .map_err(|_| CryptoError::InvalidInput("object store URL does not parse"))?;
+    if url.scheme() == "file" {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = url
+            .to_file_path()
+            .map_err(|()| CryptoError::InvalidInput("file:// URL is not an absolute path"))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)?;
+        return Ok((
+            Arc::new(LocalFileSystem::new_with_prefix(&path)?),
+            String::new(),
+        ));
+    }
+    let (store, prefix) = object_store::parse_url_opts(&url, options)?;
+    Ok((Arc::from(store), prefix.to_string()))
+}
+
 impl BlobStore {
     /// Blobs on any object store.
     #[must_use]
@@ -145,25 +179,11 @@ impl BlobStore {
         K: AsRef<str>,
         V: Into<String>,
     {
-        let url = url::Url::parse(url)
-            .map_err(|_| CryptoError::InvalidInput("blob store URL does not parse"))?;
-        if url.scheme() == "file" {
-            let path = url
-                .to_file_path()
-                .map_err(|()| CryptoError::InvalidInput("file:// URL is not an absolute path"))?;
-            let store = Self::local(path, keyring)?;
-            return Ok(store.with_options(BlobStoreOptions {
-                prefix: String::new(),
-                ..BlobStoreOptions::default()
-            }));
-        }
-        let (store, prefix) = object_store::parse_url_opts(&url, options)?;
-        Ok(
-            Self::new(Arc::from(store), keyring).with_options(BlobStoreOptions {
-                prefix: prefix.to_string(),
-                ..BlobStoreOptions::default()
-            }),
-        )
+        let (store, prefix) = object_store_from_url(url, options)?;
+        Ok(Self::new(store, keyring).with_options(BlobStoreOptions {
+            prefix,
+            ..BlobStoreOptions::default()
+        }))
     }
 
     /// Replaces the options.

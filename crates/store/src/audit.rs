@@ -231,21 +231,31 @@ pub struct VerifyOutcome {
     pub unqueued_events: i64,
     /// Events queued for longer than the sealing bound.
     pub stale_pending: i64,
+    /// Queue entries whose event row is gone: events deleted before they were sealed.
+    pub queued_missing: i64,
+    /// Queue entries for events that are already sealed: queued again around the application
+    /// (sealing them twice is refused, so the practice's sealing stops).
+    pub queued_sealed: i64,
 }
 
 impl VerifyOutcome {
     /// Whether nothing is wrong.
     #[must_use]
     pub fn is_ok(&self) -> bool {
-        self.report.is_ok() && self.unqueued_events == 0 && self.stale_pending == 0
+        self.report.is_ok()
+            && self.unqueued_events == 0
+            && self.stale_pending == 0
+            && self.queued_missing == 0
+            && self.queued_sealed == 0
     }
 }
 
 impl OwnerStore {
     /// Verifies one practice's log: streams every sealed event from the pruning point on
-    /// through [`audit::verify::Verification`] (chain, Merkle tree, signed `checkpoints`),
-    /// and counts events that were never queued or wait longer than `seal_bound`. Runs as the
-    /// owner role.
+    /// through [`audit::verify::Verification`] (chain, Merkle tree, signed `checkpoints`;
+    /// sealed positions whose events are gone included), and counts events that are neither
+    /// sealed nor queued, events that wait longer than `seal_bound`, and queue entries whose
+    /// event is gone or already sealed. Runs as the owner role.
     ///
     /// Seals and events are read on two connections by two tasks (binary `COPY`); the events
     /// task also encodes and leaf-hashes each event, a blocking thread matches and verifies.
@@ -271,6 +281,16 @@ impl OwnerStore {
         )
         .bind(practice)
         .bind(now - seal_bound)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (queued_missing, queued_sealed): (i64, i64) = sqlx::query_as(
+            "select count(*) filter (where not exists
+                        (select 1 from audit_event e where e.practice_id = p.practice_id and e.event_id = p.event_id)),
+                    count(*) filter (where exists
+                        (select 1 from audit_seal s where s.practice_id = p.practice_id and s.event_id = p.event_id))
+               from audit_pending p where p.practice_id = $1",
+        )
+        .bind(practice)
         .fetch_one(&mut *tx)
         .await?;
 
@@ -314,6 +334,8 @@ impl OwnerStore {
             report: verified.report,
             unqueued_events,
             stale_pending,
+            queued_missing,
+            queued_sealed,
         })
     }
 }

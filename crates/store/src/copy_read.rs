@@ -478,8 +478,8 @@ fn sealed<'a>(
 type Waiting = Result<(Vec<u8>, Hash), EncodeError>;
 
 /// Matches the seals (in sequence order) with the events (in any order) by event id and
-/// verifies them; a seal whose event is gone is skipped, leaving a gap for the verifier to
-/// report. After the last seal (or the first problem) it still reads every remaining row to
+/// verifies them; a seal whose event is gone is handed to the verifier as a missing event
+/// (a gap if a later event follows, deleted newest events if none does). After the last seal (or the first problem) it still reads every remaining row to
 /// name the events no seal claimed. Runs on a blocking thread.
 fn verify_streams(
     practice: PracticeId,
@@ -521,10 +521,11 @@ fn verify_streams(
                 ));
                 continue;
             }
+            let mut found = false;
             while !events_done {
                 if !events.advance() {
                     events_done = true;
-                    break; // the event is gone: skip this seal
+                    break;
                 }
                 match events.row() {
                     Some(EventRow::Event { id, encoding }) if *id == seal.event_id => {
@@ -539,6 +540,7 @@ fn verify_streams(
                                 Err(e) => Err(e),
                             },
                         ));
+                        found = true;
                         break;
                     }
                     Some(EventRow::Event { id, encoding }) => {
@@ -555,6 +557,10 @@ fn verify_streams(
                     }
                     None => {}
                 }
+            }
+            if !found {
+                // The seal is there, its event is gone (deleted).
+                v.push_missing(seal.seq);
             }
         }
     }

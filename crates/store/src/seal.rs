@@ -175,18 +175,45 @@ pub(crate) async fn tree_head_at(
     })
 }
 
+/// What one sealing pass over every practice did.
+#[derive(Debug, Default)]
+pub struct SealPass {
+    /// Events sealed.
+    pub sealed: u64,
+    /// Practices whose events could not be sealed, and why (the others were sealed).
+    pub failed: Vec<(PracticeId, StoreError)>,
+}
+
 impl Store {
     /// Seals every practice's queued events (at most [`SEAL_BATCH`] per practice per call).
-    /// Returns how many events were sealed. Safe to run from several processes at once.
+    /// Returns how many events were sealed; a practice that fails does not stop the others,
+    /// and the first failure is returned once every practice was tried (see
+    /// [`seal_pending_each`](Self::seal_pending_each)). Safe to run from several processes
+    /// at once.
     pub async fn seal_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let pass = self.seal_pending_each(now).await?;
+        match pass.failed.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(pass.sealed),
+        }
+    }
+
+    /// Seals every practice's queued events, practice by practice: one practice whose events
+    /// cannot be sealed (rows changed around the application, a broken tree) is reported in
+    /// [`SealPass::failed`] and the others are sealed all the same. Fails only when the
+    /// practices with queued events cannot be listed.
+    pub async fn seal_pending_each(&self, now: DateTime<Utc>) -> Result<SealPass, StoreError> {
         let practices: Vec<PracticeId> = sqlx::query_scalar("select app.audit_pending_practices()")
             .fetch_all(&self.pool)
             .await?;
-        let mut sealed = 0;
+        let mut pass = SealPass::default();
         for practice in practices {
-            sealed += self.seal_practice(practice, now).await?;
+            match self.seal_practice(practice, now).await {
+                Ok(n) => pass.sealed += n,
+                Err(e) => pass.failed.push((practice, e)),
+            }
         }
-        Ok(sealed)
+        Ok(pass)
     }
 
     /// Seals one practice's queued events in queue order (the order they were written). Returns 0 when another sealer holds
@@ -288,14 +315,39 @@ impl Store {
     /// The current tree head (size and root) of a practice, for checkpoints. Runs without an
     /// actor, like the sealer.
     pub async fn tree_head(&self, practice: PracticeId) -> Result<TreeHead, StoreError> {
+        Ok(self.tree_head_since(practice, 0).await?.0)
+    }
+
+    /// The current tree head of a practice and an RFC 6962 consistency proof from the tree of
+    /// `since` events to it, read in one transaction from the stored nodes — what the
+    /// checkpointer needs to check that the log still extends the last signed checkpoint
+    /// ([`audit::verify::extends`]) before it signs. The proof is empty when `since` is 0 or
+    /// not below the head, and an error when stored nodes are missing. Runs without an actor,
+    /// like the sealer.
+    pub async fn tree_head_since(
+        &self,
+        practice: PracticeId,
+        since: u64,
+    ) -> Result<(TreeHead, Result<Vec<Hash>, audit::merkle::MerkleError>), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("select set_config('chartroom.practice_id', $1, true)")
             .bind(practice.to_string())
             .execute(&mut *tx)
             .await?;
         let head = tree_head_on(&mut tx, practice).await?;
+        let proof = if since == 0 || since >= head.size {
+            Ok(Vec::new())
+        } else {
+            let nodes = fetch_nodes(
+                &mut tx,
+                practice,
+                &nodes_needed_for_consistency(since, head.size),
+            )
+            .await?;
+            consistency_proof_from(&nodes, since, head.size)
+        };
         tx.commit().await?;
-        Ok(head)
+        Ok((head, proof))
     }
 
     /// Every practice id (for the checkpointer), through the sealed-log table: practices with

@@ -18,5 +18,6 @@ mod merkle_props;
 mod merkle_vectors;
 mod store;
 mod support;
+mod tail;
 mod tamper;
 mod vectors;

@@ -877,13 +877,11 @@ async fn authorization_matrix() {
     }
     // Seal what the fixtures logged and sign a checkpoint, so the proof routes have a tree.
     app.store.seal_pending(Utc::now()).await.unwrap();
-    let cp = server::sealer::Checkpointer {
-        signer: std::sync::Arc::new(audit::checkpoint::Signer::generate("chartroom-test").unwrap()),
-        store: audit::store::DirStore::new(&app.checkpoint_dir),
-        origin_prefix: "test/audit".into(),
-        every_events: 1,
-        every: std::time::Duration::from_secs(1),
-    };
+    let cp = server::sealer::Checkpointer::new(
+        std::sync::Arc::new(audit::checkpoint::Signer::generate("chartroom-test").unwrap()),
+        audit::store::DirStore::new(&app.checkpoint_dir),
+        "test/audit",
+    );
     cp.checkpoint(&app.store, w.a.id).await.unwrap();
     let mut su = db.superuser_unsafe().await;
     let a = w.a.id.as_uuid();

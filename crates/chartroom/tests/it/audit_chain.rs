@@ -29,13 +29,11 @@ impl Log {
         let store = db.store().await;
         let dir =
             std::env::temp_dir().join(format!("chartroom-cp-{}", uuid::Uuid::new_v4().simple()));
-        let cp = server::sealer::Checkpointer {
-            signer: Arc::new(Signer::generate("chartroom-test").unwrap()),
-            store: DirStore::new(&dir),
-            origin_prefix: ORIGIN.to_owned(),
-            every_events: 1,
-            every: std::time::Duration::from_secs(1),
-        };
+        let cp = server::sealer::Checkpointer::new(
+            Arc::new(Signer::generate("chartroom-test").unwrap()),
+            DirStore::new(&dir),
+            ORIGIN,
+        );
         let log = Log {
             db,
             w,

@@ -29,7 +29,8 @@ fn tmp(tag: &str) -> PathBuf {
     ))
 }
 
-async fn chartroom(dir: &Path, args: &[&str]) -> (bool, String, String) {
+/// Runs `chartroom --data-dir <dir> <args>` to its end: success, standard output, standard error.
+pub(crate) async fn chartroom(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_chartroom"))
         .arg("--data-dir")
         .arg(dir)

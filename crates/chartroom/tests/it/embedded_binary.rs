@@ -28,17 +28,24 @@ pub(crate) async fn start_logging(
     stderr: Stdio,
     log: &str,
 ) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
-        .args([
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            command,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", log)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chartroom"));
+    cmd.args([
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        command,
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .env("RUST_LOG", log)
+    .stderr(stderr);
+    launch(cmd).await
+}
+
+/// Spawns a prepared `chartroom serve`/`demo` command (standard output is taken over) and
+/// waits until it listens.
+pub(crate) async fn launch(mut cmd: Command) -> Running {
+    let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("spawn chartroom");

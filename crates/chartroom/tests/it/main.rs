@@ -18,6 +18,7 @@ mod audit_chain;
 mod audit_coverage;
 mod audit_log;
 mod audit_reports;
+mod audit_tail;
 mod backup;
 mod bad_input;
 mod care_team;

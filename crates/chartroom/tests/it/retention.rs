@@ -169,13 +169,11 @@ impl Fx {
         self.app.store.seal_pending(now).await.unwrap();
         let dir =
             std::env::temp_dir().join(format!("chartroom-ret-{}", uuid::Uuid::new_v4().simple()));
-        let cp = server::sealer::Checkpointer {
-            signer: Arc::new(Signer::generate("chartroom-test").unwrap()),
-            store: DirStore::new(&dir),
-            origin_prefix: ORIGIN.to_owned(),
-            every_events: 1,
-            every: std::time::Duration::from_secs(1),
-        };
+        let cp = server::sealer::Checkpointer::new(
+            Arc::new(Signer::generate("chartroom-test").unwrap()),
+            DirStore::new(&dir),
+            ORIGIN,
+        );
         cp.checkpoint(&self.app.store, self.w.a.id).await.unwrap();
         let verifier = cp.signer.verifier();
         let cps = cp

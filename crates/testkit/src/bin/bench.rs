@@ -23,6 +23,8 @@ use clap::{Parser, Subcommand};
 use domain::{PatientId, PracticeId, UserId};
 use testkit::{TestApp, TestDb, World};
 
+#[path = "bench_checkpoints/mod.rs"]
+mod checkpoints;
 #[path = "bench_encryption/mod.rs"]
 mod encryption;
 #[path = "bench_identity/mod.rs"]
@@ -59,6 +61,18 @@ enum Bench {
         /// Verification runs over the same log.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// The sealer's cost with signed checkpoints: audited writes per second over 8 practices
+    /// with `serve`'s sealer running without checkpoints, at the former cadence (1000 events
+    /// or 60 s) and at the current one (100 events or 5 s, plus a mirror directory); then the
+    /// latency of one checkpoint.
+    AuditCheckpoints {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 6)]
+        seconds: u64,
+        /// Rounds (the best of each mode is reported).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
     },
     /// Sign-ins per second (password + TOTP over HTTPS) vs. argon2id verifications alone.
     SignIn {
@@ -340,12 +354,13 @@ async fn patient_read(
     Ok(())
 }
 
-async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
-    let db = TestDb::new().await;
-    let w = World::build(&db).await;
+/// The world's two practices and six more, each with a reception member.
+pub(crate) async fn eight_practices(
+    db: &TestDb,
+    w: &World,
+) -> anyhow::Result<Vec<(PracticeId, UserId)>> {
     let owner = db.owner().await;
     let now = chrono::Utc::now();
-    // Eight practices, each with a reception member.
     let mut practices = vec![
         (w.a.id, w.a.user("reception")),
         (w.b.id, w.b.user("reception")),
@@ -375,6 +390,41 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
             .await?;
         practices.push((p, u));
     }
+    Ok(practices)
+}
+
+/// An audited write (a synthetic patient registered, as `POST …/patients` does) by client
+/// `c`, in practice `c % spread` of `practices`.
+pub(crate) fn audited_writes(
+    store: store::Store,
+    practices: Arc<Vec<(PracticeId, UserId)>>,
+    spread: usize,
+) -> impl Fn(usize, u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
++ Send
++ Sync
++ 'static {
+    move |c: usize, i: u64| {
+        let (store, practices) = (store.clone(), Arc::clone(&practices));
+        Box::pin(async move {
+            let (p, u) = practices[c % spread];
+            let patient = domain::synthetic::Generator::new(i).patient().into();
+            store
+                .bench_patient_write_direct(
+                    p,
+                    u,
+                    domain::RoleSet::from_iter([domain::Role::Reception]),
+                    &patient,
+                )
+                .await
+                .is_ok()
+        })
+    }
+}
+
+async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let practices = eight_practices(&db, &w).await?;
     let store = store::Store::connect_runtime(db.runtime_options().await, 16)
         .await?
         .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
@@ -394,25 +444,7 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
             sqlx::query("alter table audit_event disable trigger audit_event_queue")
                 .execute(&mut su)
                 .await?;
-            let writes =
-                |store: store::Store, practices: Arc<Vec<(domain::PracticeId, domain::UserId)>>| {
-                    move |c: usize, i: u64| {
-                        let (store, practices) = (store.clone(), Arc::clone(&practices));
-                        async move {
-                            let (p, u) = practices[c % spread];
-                            let patient = domain::synthetic::Generator::new(i).patient().into();
-                            store
-                                .bench_patient_write_direct(
-                                    p,
-                                    u,
-                                    domain::RoleSet::from_iter([domain::Role::Reception]),
-                                    &patient,
-                                )
-                                .await
-                                .is_ok()
-                        }
-                    }
-                };
+            let writes = |store: store::Store, practices| audited_writes(store, practices, spread);
             let plain = run_for(8, seconds, writes(store.clone(), Arc::clone(&practices))).await;
             sqlx::query("alter table audit_event enable trigger audit_event_queue")
                 .execute(&mut su)
@@ -594,6 +626,11 @@ async fn main() -> anyhow::Result<()> {
         Bench::AuditAppend { seconds, rounds } => audit_append(seconds, rounds)
             .await
             .context("audit-append benchmark"),
+        Bench::AuditCheckpoints { seconds, rounds } => {
+            checkpoints::audit_checkpoints(seconds, rounds)
+                .await
+                .context("audit-checkpoints benchmark")
+        }
         Bench::AuditVerify { events, runs } => audit_verify(events, runs)
             .await
             .context("audit-verify benchmark"),
