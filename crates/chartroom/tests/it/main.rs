@@ -34,6 +34,7 @@ mod perio_api;
 mod practice_settings;
 mod references;
 mod retention;
+mod schema;
 mod session_access;
 mod sessions;
 mod support;
