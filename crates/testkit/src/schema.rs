@@ -161,20 +161,16 @@ async fn overview(
                 .bind(t.oid)
                 .fetch_one(&mut *conn)
                 .await?;
-        let granted = grants(conn, Acl::Relation, t.oid)
-            .await?
-            .iter()
-            .map(|g| format!("{}: {}", g.grantee, g.privileges))
-            .chain(
-                column_grants(conn, t.oid)
-                    .await?
-                    .iter()
-                    .map(|(grantee, privilege, columns)| {
-                        format!("{grantee}: {privilege} ({columns})")
-                    }),
-            )
-            .collect::<Vec<_>>()
-            .join("; ");
+        let granted =
+            grants(conn, Acl::Relation, t.oid)
+                .await?
+                .iter()
+                .map(|g| format!("{}: {}", g.grantee, g.privileges))
+                .chain(column_grants(conn, t.oid).await?.iter().map(
+                    |(grantee, privilege, columns)| format!("{grantee}: {privilege} ({columns})"),
+                ))
+                .collect::<Vec<_>>()
+                .join("; ");
         let rls = match (t.rls, t.forced) {
             (true, true) => "enabled, forced",
             (true, false) => "enabled, NOT forced",
@@ -376,7 +372,18 @@ async fn triggers(conn: &mut PgConnection, table: i64, out: &mut String) -> anyh
 }
 
 async fn sequences(conn: &mut PgConnection, out: &mut String) -> anyhow::Result<()> {
-    type Row = (i64, String, String, String, i64, i64, i64, i64, bool, Option<String>);
+    type Row = (
+        i64,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        i64,
+        bool,
+        Option<String>,
+    );
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "select c.oid::int8, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
                 pg_get_userbyid(c.relowner)::text, format_type(s.seqtypid, null),

@@ -9,6 +9,8 @@ use sqlx::{Connection as _, Executor as _, PgConnection};
 use testkit::TestDb;
 use testkit::schema::{CHECKED_IN, REGENERATE, describe};
 
+use crate::util::tenant_tables;
+
 /// Keys of tenant tables that do not lead with `practice_id`, each with its reason. Nothing
 /// else may be listed here, and an entry the schema no longer has fails the test too.
 const NOT_LED_BY_PRACTICE: &[(&str, &str)] = &[(
@@ -62,7 +64,8 @@ async fn checked_in_schema_description_is_what_the_migrations_produce() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let checked_in = std::fs::read_to_string(root.join(CHECKED_IN)).unwrap_or_default();
     if checked_in != generated {
-        let fresh = std::env::temp_dir().join(format!("chartroom-SCHEMA-{}.md", std::process::id()));
+        let fresh =
+            std::env::temp_dir().join(format!("chartroom-SCHEMA-{}.md", std::process::id()));
         std::fs::write(&fresh, &generated).unwrap();
         panic!(
             "{CHECKED_IN} is not what the migrations produce: run `{REGENERATE}` to regenerate \
@@ -113,8 +116,8 @@ async fn the_description_shows_a_new_policy_function_and_grant() {
 /// A key of a tenant table that does not lead with `practice_id`: (name, definition).
 type Stray = (String, String);
 
-/// Every primary key, index and foreign key of a tenant table (a table of `public` with a
-/// `practice_id` column) that does not lead with `practice_id`; a foreign key into a tenant
+/// Every primary key, index and foreign key of a tenant table ([`tenant_tables`]) that does not
+/// lead with `practice_id`; a foreign key into a tenant
 /// table must also pair `practice_id` with `practice_id` and come from a tenant table.
 /// Foreign keys from a tenant table to an installation table (`app_user`) are what a reference
 /// table is for under Citus and need no practice.
@@ -122,9 +125,7 @@ async fn keys_not_led_by_practice(conn: &mut PgConnection) -> Vec<Stray> {
     sqlx::query_as(
         "with tenant as (
            select c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace
-            where n.nspname = 'public' and c.relkind in ('r', 'p')
-              and exists (select 1 from pg_attribute a where a.attrelid = c.oid
-                           and a.attname = 'practice_id' and not a.attisdropped)),
+            where n.nspname = 'public' and c.relname = any ($1)),
          first_column as (
            select attrelid, attnum, attname = 'practice_id' as practice
              from pg_attribute where attnum > 0)
@@ -148,6 +149,7 @@ async fn keys_not_led_by_practice(conn: &mut PgConnection) -> Vec<Stray> {
                                     where f.attrelid = k.confrelid and f.attnum = k.confkey[1]), false))
           order by 1",
     )
+    .bind(tenant_tables(&mut *conn).await)
     .fetch_all(conn)
     .await
     .unwrap()
