@@ -7,6 +7,8 @@
 //! - [`TestApp`]: the real router served on `127.0.0.1:0` over real HTTP, with an injected
 //!   [`ManualClock`].
 //! - [`World`]: two practices with one user per role each, plus a user with no membership.
+//! - [`schema::describe`]: the readable description of a migrated database's schema that is
+//!   checked in as `migrations/SCHEMA.md`.
 //!
 //! Nothing here is for production: the superuser handle exists only to create and drop test
 //! databases; isolation is always tested through the runtime role.
@@ -33,6 +35,8 @@ use sqlx::{Connection as _, Executor as _, PgConnection};
 use store::embedded::{Cluster, ClusterConfig, DbRole};
 use store::{OwnerStore, SessionPolicy, Store};
 use tokio::sync::OnceCell;
+
+pub mod schema;
 
 /// The password every fixture user has.
 pub const PASSWORD: &str = "correct horse battery staple";

@@ -4,23 +4,10 @@
 use sqlx::{Connection as _, Executor as _, PgConnection, Row as _};
 use testkit::{TestDb, World};
 
-use crate::util::{db_code, source_files};
+use crate::util::{db_code, source_files, tenant_tables};
 
 async fn set_ctx(conn: &mut PgConnection, practice: Option<uuid::Uuid>, actor: Option<uuid::Uuid>) {
     testkit::enter_as(conn, practice, actor, false).await;
-}
-
-/// Every table with a `practice_id` column, from the catalog (a new table is covered
-/// automatically).
-async fn tenant_tables(conn: &mut PgConnection) -> Vec<String> {
-    sqlx::query_scalar(
-        "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
-          join pg_attribute a on a.attrelid = c.oid and a.attname = 'practice_id' and not a.attisdropped
-         where n.nspname = 'public' and c.relkind in ('r', 'p') order by 1",
-    )
-    .fetch_all(conn)
-    .await
-    .unwrap()
 }
 
 /// Gives a user every role in its practice so that only tenant isolation (not role scoping)

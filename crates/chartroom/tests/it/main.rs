@@ -35,6 +35,7 @@ mod perio_api;
 mod practice_settings;
 mod references;
 mod retention;
+mod schema;
 mod sealed_columns;
 mod session_access;
 mod sessions;

@@ -70,3 +70,16 @@ pub fn source_files(dir: &std::path::Path, extensions: &[&str], out: &mut Vec<st
         }
     }
 }
+
+/// Every tenant table: a table of schema `public` with a `practice_id` column, from the catalog
+/// (a new table is covered automatically).
+pub async fn tenant_tables(conn: &mut PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          join pg_attribute a on a.attrelid = c.oid and a.attname = 'practice_id' and not a.attisdropped
+         where n.nspname = 'public' and c.relkind in ('r', 'p') order by 1",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
