@@ -99,7 +99,7 @@ pub(crate) async fn open_totp(
     let Some(sealed) = secret_enc else {
         tracing::error!(%user, "a TOTP secret is still sealed by the retired identity key: run `chartroom keys encrypt-existing` with secrets/identity.key in place");
         return Err(StoreError::Corrupt(
-            "CRYPTO-0009: a TOTP secret is still sealed by the retired identity key; run `chartroom keys encrypt-existing`",
+            "a TOTP secret is still sealed by the retired identity key (secrets/identity.key): run `chartroom keys encrypt-existing`",
         ));
     };
     keyring
