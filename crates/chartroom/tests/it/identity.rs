@@ -215,9 +215,10 @@ async fn totp_is_required_single_use_and_rotates_the_token() {
     .await
     .unwrap();
     assert_eq!(n, 1);
-    // The stored TOTP secret is sealed: neither the base32 secret nor its bytes are in the row.
+    // The stored TOTP secret is sealed (under the installation data key, issue 15.5): neither
+    // the base32 secret nor its bytes are in the row.
     let sealed: Vec<u8> =
-        sqlx::query_scalar("select secret_sealed from user_totp where user_id = $1")
+        sqlx::query_scalar("select secret_enc from user_totp where user_id = $1")
             .bind(user)
             .fetch_one(&mut su)
             .await
