@@ -41,9 +41,9 @@ const DEFAULT_BATCH: i64 = 500;
 /// `chartroom keys …`.
 #[derive(Subcommand, Debug)]
 pub(crate) enum KeysCommand {
-    /// Rotate the key-encryption key: a new KEK version at the provider, then every
-    /// practice's data keys rewrapped under it (data is not re-encrypted). Audited per
-    /// practice. Rerun to finish an interrupted rewrap.
+    /// Rotate the key-encryption key: a new KEK version at the provider, then every data key
+    /// rewrapped under it — the practices' and the installation's, which seals TOTP secrets
+    /// (data is not re-encrypted). Audited per practice. Rerun to finish an interrupted rewrap.
     RotateKek {
         /// Only rewrap keys still on an older KEK version (finish an interrupted run) instead
         /// of creating a new version first.
