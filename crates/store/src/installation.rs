@@ -35,46 +35,51 @@ async fn lookup_key(
     keyring: &Keyring,
     legacy: Option<&LegacyIdentityKey>,
 ) -> Result<LookupKey, StoreError> {
-    let name = InstallationSecret::LOOKUP_KEY_NAME;
     let select = "select secret_enc from installation_secret where name = $1";
     let found: Option<Vec<u8>> = sqlx::query_scalar(select)
-        .bind(name)
+        .bind(InstallationSecret::LOOKUP_KEY_NAME)
         .fetch_optional(&mut *conn)
         .await?;
-    let sealed = match found {
-        Some(sealed) => sealed,
-        None => {
-            let fresh;
-            let material: &[u8] = match legacy {
-                Some(l) => l.lookup_key_material(),
-                None => {
-                    fresh = LookupKey::generate_material().map_err(|e| crypto_error(&e))?;
-                    fresh.expose_secret()
-                }
-            };
-            let sealed = keyring
-                .seal_installation_secret(InstallationSecret::LookupKey, material)
-                .await
-                .map_err(|e| crypto_error(&e))?;
-            sqlx::query(
-                "insert into installation_secret (name, secret_enc) values ($1, $2)
-                 on conflict (name) do nothing",
-            )
-            .bind(name)
-            .bind(&sealed)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query_scalar(select)
-                .bind(name)
-                .fetch_one(&mut *conn)
-                .await?
-        }
+    let sealed = if let Some(sealed) = found {
+        sealed
+    } else {
+        create_lookup_key(conn, keyring, legacy).await?;
+        sqlx::query_scalar(select)
+            .bind(InstallationSecret::LOOKUP_KEY_NAME)
+            .fetch_one(&mut *conn)
+            .await?
     };
     let material = keyring
         .open_installation_secret(InstallationSecret::LookupKey, &sealed)
         .await
         .map_err(|e| crypto_error(&e))?;
     LookupKey::from_bytes(material.expose_secret()).map_err(|e| crypto_error(&e))
+}
+
+/// Stores a lookup-tag key (`legacy`'s, or fresh) unless one exists.
+async fn create_lookup_key(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    legacy: Option<&LegacyIdentityKey>,
+) -> Result<(), StoreError> {
+    let fresh = LookupKey::generate_material().map_err(|e| crypto_error(&e))?;
+    let material = legacy.map_or(
+        fresh.expose_secret(),
+        LegacyIdentityKey::lookup_key_material,
+    );
+    let sealed = keyring
+        .seal_installation_secret(InstallationSecret::LookupKey, material)
+        .await
+        .map_err(|e| crypto_error(&e))?;
+    sqlx::query(
+        "insert into installation_secret (name, secret_enc) values ($1, $2)
+         on conflict (name) do nothing",
+    )
+    .bind(InstallationSecret::LOOKUP_KEY_NAME)
+    .bind(&sealed)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Seals a user's TOTP secret for `user_totp.secret_enc`.

@@ -217,12 +217,11 @@ async fn totp_is_required_single_use_and_rotates_the_token() {
     assert_eq!(n, 1);
     // The stored TOTP secret is sealed (under the installation data key, issue 15.5): neither
     // the base32 secret nor its bytes are in the row.
-    let sealed: Vec<u8> =
-        sqlx::query_scalar("select secret_enc from user_totp where user_id = $1")
-            .bind(user)
-            .fetch_one(&mut su)
-            .await
-            .unwrap();
+    let sealed: Vec<u8> = sqlx::query_scalar("select secret_enc from user_totp where user_id = $1")
+        .bind(user)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
     let uri = key.uri().unwrap();
     let b32 = uri
         .split("secret=")

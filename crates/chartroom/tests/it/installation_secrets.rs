@@ -125,7 +125,7 @@ async fn my_invitations(app: &TestApp, user: UserId) -> Vec<String> {
         .collect()
 }
 
-/// (secret_sealed, secret_enc) of a user's TOTP row, read as superuser.
+/// (`secret_sealed`, `secret_enc`) of a user's TOTP row, read as superuser.
 async fn totp_row(db: &TestDb, user: UserId) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     let mut su = db.superuser_unsafe().await;
     sqlx::query_as("select secret_sealed, secret_enc from user_totp where user_id = $1")
