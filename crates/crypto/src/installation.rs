@@ -327,42 +327,8 @@ impl LegacyIdentityKey {
 
 #[cfg(test)]
 mod tests {
-    use aws_lc_rs::aead::{AES_256_GCM, UnboundKey};
-
     use super::*;
     use crate::keyring::tests::fixture;
-
-    /// What versions before the installation data key wrote (their `SecretBox::seal`).
-    fn legacy_seal(key: &[u8; 32], user: UserId, secret: &[u8]) -> Vec<u8> {
-        let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).unwrap());
-        let nonce = [7u8; NONCE_LEN];
-        let mut aad = b"user_totp.secret_sealed:".to_vec();
-        aad.extend_from_slice(user.as_uuid().as_bytes());
-        let mut buf = secret.to_vec();
-        k.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut buf,
-        )
-        .unwrap();
-        let mut out = vec![LEGACY_FORMAT];
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&buf);
-        out
-    }
-
-    /// Their `SecretBox::lookup_tag`.
-    fn legacy_tag(key: &[u8; 32], value: &str) -> [u8; 32] {
-        let k: hmac::Key = hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
-            .extract(key)
-            .expand(&[LEGACY_LOOKUP_TAG_INFO], hmac::HMAC_SHA256)
-            .unwrap()
-            .into();
-        let mut ctx = hmac::Context::with_key(&k);
-        ctx.update(b"invitation-email\0");
-        ctx.update(value.as_bytes());
-        ctx.sign().as_ref().try_into().unwrap()
-    }
 
     // issue 15.5
     #[tokio::test]
@@ -453,53 +419,20 @@ mod tests {
         );
     }
 
-    // issue 15.5
     #[test]
-    fn the_legacy_key_opens_what_it_sealed_and_keeps_its_lookup_tags() {
-        let raw = [42u8; 32];
-        let legacy = LegacyIdentityKey::from_bytes(&raw).unwrap();
-        let (ada, bea) = (UserId::new(), UserId::new());
-        let sealed = legacy_seal(&raw, ada, b"JBSWY3DPEHPK3PXP");
-        assert_eq!(
-            legacy
-                .open_totp(ada, &sealed)
-                .unwrap()
-                .expose_secret()
-                .as_slice(),
-            b"JBSWY3DPEHPK3PXP"
-        );
-        assert!(matches!(
-            legacy.open_totp(bea, &sealed),
-            Err(CryptoError::Decrypt)
-        ));
-        let mut bad = sealed.clone();
-        *bad.last_mut().unwrap() ^= 1;
-        assert!(legacy.open_totp(ada, &bad).is_err());
-        assert!(legacy.open_totp(ada, &sealed[..10]).is_err());
-        assert!(legacy.open_totp(ada, &[]).is_err());
-        assert!(
-            LegacyIdentityKey::from_bytes(&[1u8; 32])
-                .unwrap()
-                .open_totp(ada, &sealed)
-                .is_err()
-        );
-
-        let imported = LookupKey::from_bytes(legacy.lookup_key_material()).unwrap();
-        assert_eq!(
-            imported.tag(LookupKind::InvitationEmail, "ada@example.com"),
-            legacy_tag(&raw, "ada@example.com")
-        );
+    fn lookup_tags_are_keyed_deterministic_and_separated_by_kind() {
+        let a = LookupKey::generate_material().unwrap();
+        let k = LookupKey::from_bytes(a.expose_secret()).unwrap();
+        let again = LookupKey::from_bytes(a.expose_secret()).unwrap();
+        let t = k.tag(LookupKind::InvitationEmail, "ada@example.com");
+        assert_eq!(t, again.tag(LookupKind::InvitationEmail, "ada@example.com"));
+        assert_ne!(t, k.tag(LookupKind::InvitationEmail, "bea@example.com"));
+        let b = LookupKey::generate_material().unwrap();
         assert_ne!(
-            imported.tag(LookupKind::InvitationEmail, "ada@example.com"),
-            imported.tag(LookupKind::InvitationEmail, "bea@example.com")
-        );
-        let fresh = LookupKey::generate_material().unwrap();
-        assert_ne!(
-            LookupKey::from_bytes(fresh.expose_secret())
+            t,
+            LookupKey::from_bytes(b.expose_secret())
                 .unwrap()
-                .tag(LookupKind::InvitationEmail, "ada@example.com"),
-            legacy_tag(&raw, "ada@example.com"),
-            "another key gives another tag"
+                .tag(LookupKind::InvitationEmail, "ada@example.com")
         );
         assert!(LookupKey::from_bytes(&[0u8; 31]).is_err());
     }

@@ -11,7 +11,7 @@ use testkit::{PASSWORD, TestApp, TestDb, World};
 
 use crate::util::{call, email_of};
 
-async fn login(app: &TestApp, email: &str, password: &str) -> (StatusCode, Value) {
+pub(crate) async fn login(app: &TestApp, email: &str, password: &str) -> (StatusCode, Value) {
     call(
         app,
         Method::POST,
@@ -23,7 +23,7 @@ async fn login(app: &TestApp, email: &str, password: &str) -> (StatusCode, Value
 }
 
 /// Signs in with the password and enrolls TOTP: (authenticator, full token, recovery codes).
-async fn enroll(app: &TestApp, email: &str) -> (TotpKey, String, Vec<String>) {
+pub(crate) async fn enroll(app: &TestApp, email: &str) -> (TotpKey, String, Vec<String>) {
     let (s, body) = login(app, email, PASSWORD).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["next"], "enroll_second_factor");
@@ -61,7 +61,12 @@ async fn enroll(app: &TestApp, email: &str) -> (TotpKey, String, Vec<String>) {
     (key, done["token"].as_str().unwrap().to_owned(), codes)
 }
 
-async fn second_factor(app: &TestApp, token: &str, route: &str, code: &str) -> (StatusCode, Value) {
+pub(crate) async fn second_factor(
+    app: &TestApp,
+    token: &str,
+    route: &str,
+    code: &str,
+) -> (StatusCode, Value) {
     call(
         app,
         Method::POST,

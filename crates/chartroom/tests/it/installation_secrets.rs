@@ -12,10 +12,11 @@ use domain::{Clock as _, PracticeId, UserId};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use server::identity::totp::TotpKey;
-use store::crypto::{DekVersion, LegacyIdentityKey, field_dek_version};
+use store::crypto::{DekVersion, LegacyIdentityKey, LookupKey, LookupKind, field_dek_version};
 use store::installation::InstallationMigration;
 use testkit::{PASSWORD, TestApp, TestDb, World};
 
+use crate::identity::{enroll, login, second_factor};
 use crate::util::{call, email_of};
 
 /// What versions before the installation data key wrote into `user_totp.secret_sealed`
@@ -58,59 +59,16 @@ fn legacy_tag(key: &[u8; 32], email: &str) -> Vec<u8> {
 
 /// Password, then a TOTP code: the status of the second step and the session token.
 async fn sign_in_with_totp(app: &TestApp, email: &str, key: &TotpKey) -> (StatusCode, String) {
-    let (s, body) = call(
-        app,
-        Method::POST,
-        "/api/v1/auth/login",
-        None,
-        Some(&json!({"email": email, "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    assert_eq!(body["next"], "second_factor", "{body}");
-    let token = body["token"].as_str().unwrap().to_owned();
-    let (s, body) = call(
-        app,
-        Method::POST,
-        "/api/v1/auth/second-factor/totp",
-        Some(&token),
-        Some(&json!({"code": key.code_at(app.clock.now())})),
-    )
-    .await;
+    let (s, body) = login(app, email, PASSWORD).await;
+    assert_eq!(
+        (s, &body["next"]),
+        (StatusCode::OK, &json!("second_factor")),
+        "{body}"
+    );
+    let code = key.code_at(app.clock.now());
+    let token = body["token"].as_str().unwrap();
+    let (s, body) = second_factor(app, token, "/api/v1/auth/second-factor/totp", &code).await;
     (s, body["token"].as_str().unwrap_or_default().to_owned())
-}
-
-/// Enrolls TOTP over the API (password, enroll, confirm): the authenticator.
-async fn enroll(app: &TestApp, email: &str) -> TotpKey {
-    let (_, body) = call(
-        app,
-        Method::POST,
-        "/api/v1/auth/login",
-        None,
-        Some(&json!({"email": email, "password": PASSWORD})),
-    )
-    .await;
-    let token = body["token"].as_str().unwrap().to_owned();
-    let (s, e) = call(
-        app,
-        Method::POST,
-        "/api/v1/auth/mfa/totp",
-        Some(&token),
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{e}");
-    let key = TotpKey::from_uri(e["otpauth_uri"].as_str().unwrap()).unwrap();
-    let (s, done) = call(
-        app,
-        Method::POST,
-        "/api/v1/auth/mfa/totp/confirm",
-        Some(&token),
-        Some(&json!({"code": key.code_at(app.clock.now())})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{done}");
-    key
 }
 
 /// The invitation ids the user sees addressed to their own email.
@@ -160,6 +118,37 @@ async fn installation_events(db: &TestDb, action: &str) -> Vec<Value> {
     .fetch_all(&mut su)
     .await
     .unwrap()
+}
+
+// issue 15.5 — the retired key opens only what it sealed, for that user, unaltered, and its
+// lookup-tag key, imported, gives the tags it gave.
+#[test]
+fn the_retired_identity_key_opens_only_what_it_sealed_and_keeps_its_tags() {
+    let raw = [42u8; 32];
+    let old = LegacyIdentityKey::from_bytes(&raw).unwrap();
+    let (ada, bea) = (UserId::new(), UserId::new());
+    let sealed = legacy_seal(&raw, ada, b"20 bytes of a secret");
+    let opened = old.open_totp(ada, &sealed).unwrap();
+    assert_eq!(opened.expose_secret().as_slice(), b"20 bytes of a secret");
+    assert!(old.open_totp(bea, &sealed).is_err(), "bound to its user");
+    let mut altered = sealed.clone();
+    *altered.last_mut().unwrap() ^= 1;
+    for bad in [&altered[..], &sealed[..10], &[][..]] {
+        assert!(old.open_totp(ada, bad).is_err());
+    }
+    let other = LegacyIdentityKey::from_bytes(&[1u8; 32]).unwrap();
+    assert!(other.open_totp(ada, &sealed).is_err(), "another key");
+    let imported = LookupKey::from_bytes(old.lookup_key_material()).unwrap();
+    assert_eq!(
+        imported
+            .tag(LookupKind::InvitationEmail, "ada@example.invalid")
+            .to_vec(),
+        legacy_tag(&raw, "ada@example.invalid")
+    );
+    assert_ne!(
+        imported.tag(LookupKind::InvitationEmail, "ada@example.invalid"),
+        imported.tag(LookupKind::InvitationEmail, "bea@example.invalid")
+    );
 }
 
 // issue 15.5 — a TOTP enrolled before the change (sealed by secrets/identity.key) signs in
@@ -294,7 +283,7 @@ async fn totp_sign_in_survives_rotate_kek_and_retire_kek() {
     let app = TestApp::start(&db).await;
     let user = w.a.user("clinician");
     let email = email_of(&db, user).await;
-    let key = enroll(&app, &email).await;
+    let (key, _, _) = enroll(&app, &email).await;
     let invitee = w.b.user("reception");
     let owner_token = app.token(w.a.user("owner")).await;
     let (s, sent) = call(
