@@ -1,6 +1,7 @@
 //! Encryption at rest from the command line: choosing the key provider (`--key-provider`),
 //! building keyrings for the server and the owner role, and `chartroom keys …` (KEK rotation,
-//! data-key rotation with re-encryption, crypto-shredding, encrypting legacy plaintext).
+//! data-key rotation with re-encryption, crypto-shredding, encrypting legacy plaintext and
+//! moving installation secrets off the retired `secrets/identity.key`).
 //!
 //! Every `keys` command runs as the owner role and is audited on the practice's log
 //! (`key.rotate_kek`, `key.rotate_data_key`, `key.reencrypt`, `key.shred`,
@@ -40,9 +41,9 @@ const DEFAULT_BATCH: i64 = 500;
 /// `chartroom keys …`.
 #[derive(Subcommand, Debug)]
 pub(crate) enum KeysCommand {
-    /// Rotate the key-encryption key: a new KEK version at the provider, then every
-    /// practice's data keys rewrapped under it (data is not re-encrypted). Audited per
-    /// practice. Rerun to finish an interrupted rewrap.
+    /// Rotate the key-encryption key: a new KEK version at the provider, then every data key
+    /// rewrapped under it — the practices' and the installation's, which seals TOTP secrets
+    /// (data is not re-encrypted). Audited per practice. Rerun to finish an interrupted rewrap.
     RotateKek {
         /// Only rewrap keys still on an older KEK version (finish an interrupted run) instead
         /// of creating a new version first.
@@ -84,7 +85,9 @@ pub(crate) enum KeysCommand {
         confirm: bool,
     },
     /// Encrypt rows still holding plaintext (written before encryption at rest) and empty
-    /// the plaintext columns. `serve` does this at start-up too.
+    /// the plaintext columns; move TOTP secrets sealed by the retired
+    /// `secrets/identity.key` under the installation data key (then that file is removed).
+    /// `serve` does this at start-up too.
     EncryptExisting {
         /// Rows per transaction.
         #[arg(long, default_value_t = DEFAULT_BATCH)]
@@ -186,10 +189,62 @@ fn progress(practice: PracticeId, r: ResealReport) {
     );
 }
 
-/// Encrypts legacy plaintext rows (the start-up job of `serve`, and `keys encrypt-existing`).
-/// A practice whose rows cannot be encrypted is reported and skipped; the others are done.
-/// Returns the practices that failed.
+/// The key file that sealed TOTP secrets before the installation data key (retired: read only
+/// to migrate, then removed).
+pub(crate) fn legacy_identity_key(g: &Global) -> std::path::PathBuf {
+    g.data_dir.join("secrets").join("identity.key")
+}
+
+/// Moves the installation secrets still sealed by the retired identity key under the
+/// installation data key ([`OwnerStore::migrate_installation_secrets`]). `false` when it failed
+/// (reported; the server still starts, TOTP secrets not yet moved fail to open).
+async fn migrate_installation_secrets(g: &Global, owner: &OwnerStore) -> bool {
+    match owner
+        .migrate_installation_secrets(&legacy_identity_key(g))
+        .await
+    {
+        Ok(r) => {
+            if r.totp_resealed + r.totp_left > 0 {
+                eprintln!(
+                    "installation: {} TOTP secrets moved under the installation data key, {} left under the retired identity key{}",
+                    r.totp_resealed,
+                    r.totp_left,
+                    if r.legacy_key_removed {
+                        "; secrets/identity.key removed"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            r.totp_left == 0
+        }
+        Err(e) => {
+            eprintln!(
+                "installation: secrets could not be moved under the installation data key ({e})"
+            );
+            false
+        }
+    }
+}
+
+/// `serve`'s start-up as the runtime role: the lookup-tag key exists (imported from the
+/// retired identity key when there was no owner role to migrate it). A failure is logged;
+/// invitations then fail until it is fixed, nothing else does.
+pub(crate) async fn prepare_runtime(g: &Global, store: &store::Store) {
+    if let Err(e) = store
+        .prepare_installation_secrets(&legacy_identity_key(g))
+        .await
+    {
+        tracing::error!(error = %e, "the installation's lookup-tag key is not available");
+    }
+}
+
+/// Encrypts legacy plaintext rows and moves installation secrets off the retired identity key
+/// (the start-up job of `serve`, and `keys encrypt-existing`). A practice whose rows cannot be
+/// encrypted is reported and skipped; the others are done. Returns the practices that failed
+/// (the system practice when installation secrets are left).
 pub(crate) async fn encrypt_existing(
+    g: &Global,
     owner: &OwnerStore,
     batch: i64,
 ) -> anyhow::Result<Vec<PracticeId>> {
@@ -209,25 +264,30 @@ pub(crate) async fn encrypt_existing(
     for (practice, e) in &r.failed {
         eprintln!("practice {practice}: plaintext rows could not be encrypted ({e}); skipped");
     }
-    Ok(r.failed.into_iter().map(|(p, _)| p).collect())
+    let mut failed: Vec<PracticeId> = r.failed.into_iter().map(|(p, _)| p).collect();
+    if !migrate_installation_secrets(g, owner).await {
+        failed.push(PracticeId::SYSTEM);
+    }
+    Ok(failed)
 }
 
-/// `serve`'s start-up: gives the owner store (when there is one) a keyring and encrypts rows
-/// that still hold plaintext.
+/// `serve`'s start-up: gives the owner store (when there is one) a keyring, encrypts rows
+/// that still hold plaintext and moves installation secrets off the retired identity key.
 pub(crate) async fn prepare_owner(
+    g: &Global,
     db: &Database,
     owner: Option<OwnerStore>,
     keys: Keys,
 ) -> anyhow::Result<Option<OwnerStore>> {
     let Some(owner) = owner else {
         tracing::warn!(
-            "no owner role: rows written before encryption at rest are not encrypted at start-up (run `chartroom keys encrypt-existing`)"
+            "no owner role: rows written before encryption at rest, and TOTP secrets sealed by secrets/identity.key, are not migrated at start-up (run `chartroom keys encrypt-existing`)"
         );
         return Ok(None);
     };
     let owner = owner_with_keys(db, owner, keys).await?;
     // A practice that cannot be processed was reported; the server still starts for the rest.
-    encrypt_existing(&owner, DEFAULT_BATCH).await?;
+    encrypt_existing(g, &owner, DEFAULT_BATCH).await?;
     Ok(Some(owner))
 }
 
@@ -319,14 +379,16 @@ async fn run_with(g: &Global, owner: &OwnerStore, cmd: KeysCommand) -> anyhow::R
             );
         }
         KeysCommand::EncryptExisting { batch } => {
-            let failed = encrypt_existing(owner, batch).await?;
+            let failed = encrypt_existing(g, owner, batch).await?;
             if !failed.is_empty() {
                 anyhow::bail!(
-                    "{} practice(s) still hold plaintext rows (see above); the others are encrypted",
+                    "{} practice(s) still hold plaintext rows or secrets under the retired identity key (see above); the others are done",
                     failed.len()
                 );
             }
-            println!("every patient and note row is encrypted");
+            println!(
+                "every patient and note row is encrypted, and every installation secret is under the installation data key"
+            );
         }
     }
     Ok(())

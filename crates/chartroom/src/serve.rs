@@ -122,7 +122,7 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     let mut db = Database::for_serve(g).await?;
     let owner = db.migrate().await?;
     let keys = crate::keys_cmd::keys(g).await?;
-    let owner = crate::keys_cmd::prepare_owner(&db, owner, keys.clone()).await?;
+    let owner = crate::keys_cmd::prepare_owner(g, &db, owner, keys.clone()).await?;
     let seeded = if demo || args.demo {
         Some(crate::demo::seed_once(owner.as_ref(), &g.data_dir).await?)
     } else {
@@ -140,11 +140,12 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         .public_origin
         .clone()
         .unwrap_or_else(|| format!("https://localhost:{}", addr.port()));
-    let identity = identity(g, &origin, args.behind_proxy)?;
+    let identity = identity(&origin, args.behind_proxy)?;
     let store = db
         .runtime_store(args.db_connections)
         .await?
         .with_keyring(crate::keys_cmd::keyring(keys, db.runtime.clone()).await?);
+    crate::keys_cmd::prepare_runtime(g, &store).await;
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let state = server::AppState {
         store: store.clone(),
@@ -265,41 +266,12 @@ fn listen(
     }))
 }
 
-/// The identity settings: the key sealing TOTP secrets (`<data dir>/secrets/identity.key`,
-/// 32 random bytes, 0600, created on first start) and the passkey relying party for `origin`.
-fn identity(
-    g: &Global,
-    origin: &str,
-    behind_proxy: bool,
-) -> anyhow::Result<server::identity::Identity> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = g.data_dir.join("secrets");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    let path = dir.join("identity.key");
-    let key: zeroize::Zeroizing<[u8; 32]> = if path.exists() {
-        let bytes = zeroize::Zeroizing::new(std::fs::read(&path)?);
-        let arr: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("{}: expected 32 bytes", path.display()))?;
-        zeroize::Zeroizing::new(arr)
-    } else {
-        let (_, key) = server::identity::SecretBox::generate()?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        f.write_all(key.as_ref())?;
-        f.sync_all()?;
-        key
-    };
-    let secrets = server::identity::SecretBox::new(&key)?;
+/// The identity settings: the passkey relying party for `origin`. (TOTP secrets and the
+/// lookup-tag key are installation secrets under the key provider: `keys_cmd`.)
+fn identity(origin: &str, behind_proxy: bool) -> anyhow::Result<server::identity::Identity> {
     let webauthn = server::identity::relying_party(origin)
         .map_err(|e| anyhow::anyhow!("passkeys: the public origin {origin} is not usable: {e}"))?;
-    let mut id = server::identity::Identity::new(secrets, Some(webauthn));
+    let mut id = server::identity::Identity::new(Some(webauthn));
     id.trust_forwarded_for = behind_proxy;
     Ok(id)
 }

@@ -98,6 +98,18 @@ pub enum CryptoError {
         context: PracticeId,
     },
 
+    /// Refused a per-practice key operation on the installation data key (the system
+    /// practice's), which seals the installation's secrets ([`crate::installation`]): it is
+    /// rotated with the KEK only, and never destroyed.
+    #[error(
+        "CRYPTO-0009: the installation data key cannot be {operation}: it seals the \
+         installation's secrets (TOTP secrets, the lookup-tag key); rotate the KEK instead"
+    )]
+    InstallationKey {
+        /// What was refused (`rotated`, `retired`, `destroyed`).
+        operation: &'static str,
+    },
+
     /// The key-encryption key could not unwrap a data key: it is the wrong KEK, or the wrapped
     /// key (or its practice/version binding) was altered. Never yields a garbage key.
     #[error(
@@ -255,6 +267,7 @@ impl CryptoError {
             Self::NoDataKey { .. } => "CRYPTO-0006",
             Self::ActiveDataKey { .. } => "CRYPTO-0007",
             Self::PracticeMismatch { .. } => "CRYPTO-0008",
+            Self::InstallationKey { .. } => "CRYPTO-0009",
             Self::KekUnwrap { .. } => "CRYPTO-0010",
             Self::UnknownKek { .. } => "CRYPTO-0011",
             Self::KekInUse { .. } => "CRYPTO-0012",

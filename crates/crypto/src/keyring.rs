@@ -324,6 +324,15 @@ impl fmt::Debug for Keyring {
     }
 }
 
+/// [`CryptoError::InstallationKey`] for the installation data key: it is rotated with the KEK
+/// only and never destroyed ([`crate::installation`]).
+fn refuse_installation(practice: PracticeId, operation: &'static str) -> Result<()> {
+    if practice == crate::installation::INSTALLATION {
+        return Err(CryptoError::InstallationKey { operation });
+    }
+    Ok(())
+}
+
 impl Keyring {
     /// A keyring over a KEK provider and a wrapped-key store; cache lifetime
     /// [`DEFAULT_CACHE_TTL`] measured on `clock`.
@@ -538,7 +547,9 @@ impl Keyring {
     /// `keys rotate-data-key`: adds a new data key version and makes it active. Older
     /// versions stay readable until [`Keyring::retire_data_key`]. Re-encrypting old values
     /// (and rewriting blind index tags) is the caller's job; [`field_dek_version`] finds them.
+    /// Refused for the installation data key ([`CryptoError::InstallationKey`]).
     pub async fn rotate_data_key(&self, practice: PracticeId) -> Result<DekVersion> {
+        refuse_installation(practice, "rotated")?;
         let records = self.live_records(practice).await?;
         let next = records
             .iter()
@@ -551,8 +562,10 @@ impl Keyring {
     }
 
     /// Deletes an older data key version. Data still sealed with it becomes unreadable, so
-    /// re-encrypt first. The active version cannot be retired.
+    /// re-encrypt first. The active version cannot be retired, nor any version of the
+    /// installation data key ([`CryptoError::InstallationKey`]).
     pub async fn retire_data_key(&self, practice: PracticeId, version: DekVersion) -> Result<()> {
+        refuse_installation(practice, "retired")?;
         let records = self.live_records(practice).await?;
         let active = records
             .iter()
@@ -579,8 +592,10 @@ impl Keyring {
     /// [`CryptoError::KeyDestroyed`] on this replica at once, on others within one cache TTL.
     /// Irreversible: with a practice secret store ([`Keyring::with_practice_secrets`]) the
     /// practice secret is deleted too, so wrapped keys restored from an earlier backup no
-    /// longer unwrap either.
+    /// longer unwrap either. Refused for the installation data key
+    /// ([`CryptoError::InstallationKey`]).
     pub async fn destroy_practice_keys(&self, practice: PracticeId) -> Result<()> {
+        refuse_installation(practice, "destroyed")?;
         self.store.destroy(practice).await?;
         if let Some(secrets) = &self.secrets {
             secrets.destroy(practice).await?;

@@ -1,5 +1,6 @@
 //! Chartroom's encryption at rest: envelope encryption with per-practice data keys, field
-//! encryption bound to its row, blind indexes for search, and streaming encryption for blobs.
+//! encryption bound to its row, blind indexes for search, streaming encryption for blobs, and
+//! the installation's own secrets (TOTP secrets, the lookup-tag key) under the same KEK.
 //!
 //! # What this crate guarantees
 //!
@@ -24,6 +25,9 @@
 //!   [`Keyring::rotate_kek`] + [`Keyring::rewrap_all`] move every wrapped key to a new KEK
 //!   version, resumably; [`Keyring::destroy_practice_keys`] makes every ciphertext, blob and
 //!   blind index of a practice permanently unreadable ([`CryptoError::KeyDestroyed`]).
+//! - **Installation secrets are sealed like practice data.** TOTP secrets and the lookup-tag
+//!   key are field ciphertexts under the installation data key — the system practice's data
+//!   key, wrapped by the same KEK — so KEK rotation covers them ([`installation`]).
 //! - **Blobs stream in flat memory**, whatever their size, and any byte range decrypts by
 //!   fetching only the segments covering it; truncation, reordering, appending and bit flips
 //!   are all detected ([`stream`], [`BlobStore`]).
@@ -56,6 +60,8 @@
 //!              ├─ HKDF "field/aes-256-gcm"       → field key   (AES-256-GCM)
 //!              ├─ HKDF "blind-index/hmac-sha256" → index key   (HMAC-SHA256)
 //!              └─ HKDF "blob/root"               → blob root ─ HKDF(salt, object) → object key
+//!  └─ wraps ─ DEK(system practice, 1)          the installation data key
+//!              └─ field key → TOTP secrets, the lookup-tag key (HMAC-SHA256)
 //! ```
 //!
 //! # Formats
@@ -148,6 +154,7 @@ pub mod blob;
 mod error;
 pub mod field;
 mod ids;
+pub mod installation;
 pub mod keyring;
 pub mod keys;
 pub mod practice_secret;
@@ -161,6 +168,9 @@ pub use blob::{BlobStore, BlobStoreOptions, StoredBlob};
 pub use error::{CryptoError, Result};
 pub use field::{FieldContext, decrypt_field, encrypt_field, field_dek_version};
 pub use ids::BlobId;
+pub use installation::{
+    INSTALLATION, InstallationSecret, LegacyIdentityKey, LookupKey, LookupKind,
+};
 pub use keyring::{
     KeyRecords, KeyStoreError, Keyring, MemoryKeyStore, RewrapReport, RewrapScope, WrappedDataKey,
     WrappedKeyStore,

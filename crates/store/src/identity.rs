@@ -4,8 +4,8 @@
 //! Everything here is per user. Within a session ([`UserTx`]) row-level security limits every
 //! statement to the acting user's rows; before a session exists (sign-in), a row is reached
 //! only through a transaction-local lookup setting (an email, a credential id, a challenge id).
-//! Secrets are never stored in the clear: TOTP secrets arrive sealed by the caller, recovery
-//! codes as SHA-256 hashes.
+//! Secrets are never stored in the clear: TOTP secrets are sealed here under the installation
+//! data key ([`crate::installation`]), recovery codes stored as SHA-256 hashes.
 
 use chrono::{DateTime, Utc};
 use domain::{AuditAction, AuditEventId, Outcome, PracticeId, RequestId, UserId};
@@ -16,8 +16,8 @@ use crate::{Store, StoreError};
 /// A user's TOTP record.
 #[derive(Debug)]
 pub struct TotpRecord {
-    /// The sealed secret (the caller opens it).
-    pub secret_sealed: Vec<u8>,
+    /// The secret, opened (`Debug` prints nothing of it; wiped on drop).
+    pub secret: crypto::Secret<Vec<u8>>,
     /// When enrollment was confirmed with a first code; `None` while pending.
     pub confirmed: bool,
     /// The last accepted time step (RFC 6238 §5.2: a code is accepted once).
@@ -290,34 +290,49 @@ impl UserTx {
         })
     }
 
-    /// The acting user's TOTP record, if any.
-    pub async fn totp(&mut self) -> Result<Option<TotpRecord>, StoreError> {
-        let row: Option<(Vec<u8>, bool, i64)> = sqlx::query_as(
-            "select secret_sealed, confirmed_at is not null, last_step
+    /// The acting user's TOTP record, if any, with its secret opened with `keyring` (the
+    /// installation data key). Audits nothing: the caller records the sign-in step.
+    pub async fn totp(
+        &mut self,
+        keyring: &crypto::Keyring,
+    ) -> Result<Option<TotpRecord>, StoreError> {
+        let row: Option<(Option<Vec<u8>>, bool, i64)> = sqlx::query_as(
+            "select secret_enc, confirmed_at is not null, last_step
                from user_totp where user_id = app.actor()",
         )
         .fetch_optional(self.conn())
         .await?;
-        Ok(row.map(|(secret_sealed, confirmed, last_step)| TotpRecord {
-            secret_sealed,
+        let Some((secret_enc, confirmed, last_step)) = row else {
+            return Ok(None);
+        };
+        let secret =
+            crate::installation::open_totp(keyring, self.user(), secret_enc.as_deref()).await?;
+        Ok(Some(TotpRecord {
+            secret,
             confirmed,
             last_step,
         }))
     }
 
-    /// Starts (or restarts) TOTP enrollment with a new sealed secret. Refused with
-    /// [`StoreError::Conflict`] when a confirmed authenticator exists (remove it first).
-    pub async fn totp_begin(&mut self, secret_sealed: &[u8]) -> Result<(), StoreError> {
+    /// Starts (or restarts) TOTP enrollment with a new secret, sealed here with `keyring` (the
+    /// installation data key, bound to the user). Refused with [`StoreError::Conflict`] when a
+    /// confirmed authenticator exists (remove it first).
+    pub async fn totp_begin(
+        &mut self,
+        keyring: &crypto::Keyring,
+        secret: &[u8],
+    ) -> Result<(), StoreError> {
         let (user, now) = (self.user(), self.now());
+        let sealed = crate::installation::seal_totp(keyring, user, secret).await?;
         let n = sqlx::query(
-            "insert into user_totp (user_id, secret_sealed, created_at) values ($1, $2, $3)
+            "insert into user_totp (user_id, secret_enc, created_at) values ($1, $2, $3)
              on conflict (user_id) do update
-                set secret_sealed = excluded.secret_sealed, created_at = excluded.created_at,
-                    last_step = 0
+                set secret_enc = excluded.secret_enc, secret_sealed = null,
+                    created_at = excluded.created_at, last_step = 0
               where user_totp.confirmed_at is null",
         )
         .bind(user)
-        .bind(secret_sealed)
+        .bind(&sealed)
         .bind(now)
         .execute(self.conn())
         .await?

@@ -289,6 +289,9 @@ pub(crate) fn crypto_error(e: &CryptoError) -> StoreError {
             "CRYPTO-0005: the practice's keys were destroyed; its encrypted data can no longer be read"
         }
         CryptoError::NoDataKey { .. } => "CRYPTO-0006: the practice has no data key",
+        CryptoError::InstallationKey { .. } => {
+            "CRYPTO-0009: the installation data key is rotated with the KEK only and never destroyed"
+        }
         CryptoError::KekUnwrap { .. } => {
             "CRYPTO-0010: the key-encryption key could not unwrap the practice's data key (wrong KEK?)"
         }

@@ -56,6 +56,7 @@ mod each;
 pub mod embedded;
 mod error;
 pub mod identity;
+pub mod installation;
 pub mod invitations;
 pub mod keys;
 pub mod memberships;

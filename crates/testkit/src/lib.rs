@@ -540,10 +540,9 @@ impl TestApp {
         ));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (secrets, _) = server::identity::SecretBox::generate().expect("key");
         let rp = server::identity::relying_party(&format!("https://localhost:{}", addr.port()))
             .expect("relying party");
-        let mut identity = server::identity::Identity::new(secrets, Some(rp));
+        let mut identity = server::identity::Identity::new(Some(rp));
         configure(&mut identity);
         let identity = std::sync::Arc::new(identity);
         let state = server::AppState {

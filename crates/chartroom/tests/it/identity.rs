@@ -11,7 +11,7 @@ use testkit::{PASSWORD, TestApp, TestDb, World};
 
 use crate::util::{call, email_of};
 
-async fn login(app: &TestApp, email: &str, password: &str) -> (StatusCode, Value) {
+pub(crate) async fn login(app: &TestApp, email: &str, password: &str) -> (StatusCode, Value) {
     call(
         app,
         Method::POST,
@@ -23,7 +23,7 @@ async fn login(app: &TestApp, email: &str, password: &str) -> (StatusCode, Value
 }
 
 /// Signs in with the password and enrolls TOTP: (authenticator, full token, recovery codes).
-async fn enroll(app: &TestApp, email: &str) -> (TotpKey, String, Vec<String>) {
+pub(crate) async fn enroll(app: &TestApp, email: &str) -> (TotpKey, String, Vec<String>) {
     let (s, body) = login(app, email, PASSWORD).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["next"], "enroll_second_factor");
@@ -61,7 +61,12 @@ async fn enroll(app: &TestApp, email: &str) -> (TotpKey, String, Vec<String>) {
     (key, done["token"].as_str().unwrap().to_owned(), codes)
 }
 
-async fn second_factor(app: &TestApp, token: &str, route: &str, code: &str) -> (StatusCode, Value) {
+pub(crate) async fn second_factor(
+    app: &TestApp,
+    token: &str,
+    route: &str,
+    code: &str,
+) -> (StatusCode, Value) {
     call(
         app,
         Method::POST,
@@ -215,13 +220,13 @@ async fn totp_is_required_single_use_and_rotates_the_token() {
     .await
     .unwrap();
     assert_eq!(n, 1);
-    // The stored TOTP secret is sealed: neither the base32 secret nor its bytes are in the row.
-    let sealed: Vec<u8> =
-        sqlx::query_scalar("select secret_sealed from user_totp where user_id = $1")
-            .bind(user)
-            .fetch_one(&mut su)
-            .await
-            .unwrap();
+    // The stored TOTP secret is sealed (under the installation data key, issue 15.5): neither
+    // the base32 secret nor its bytes are in the row.
+    let sealed: Vec<u8> = sqlx::query_scalar("select secret_enc from user_totp where user_id = $1")
+        .bind(user)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
     let uri = key.uri().unwrap();
     let b32 = uri
         .split("secret=")

@@ -26,6 +26,7 @@ mod embedded_binary;
 mod encryption;
 mod first_run;
 mod identity;
+mod installation_secrets;
 mod invitations;
 mod isolation_sql;
 mod notes;

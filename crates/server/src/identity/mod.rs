@@ -1,5 +1,7 @@
 //! Identity: the password policy, second factors (TOTP, recovery codes; passkeys in
-//! [`crate::routes`]), sign-in throttling, step-up, and the sealing of identity secrets.
+//! [`crate::routes`]), sign-in throttling and step-up. TOTP secrets and the lookup-tag key are
+//! installation secrets, sealed by the `crypto` crate under the installation data key (through
+//! `store::installation`); nothing here holds a key.
 //!
 //! # Guarantees
 //! - A session created by a password alone can only enroll or present a second factor; every
@@ -13,14 +15,12 @@
 
 mod policy;
 pub mod recovery;
-mod secret_box;
 mod throttle;
 pub mod totp;
 
 use std::net::IpAddr;
 
 pub use policy::{PasswordPolicy, PasswordRejection};
-pub use secret_box::{LookupKind, OpenError, SecretBox};
 pub use throttle::{FailOutcome, RetryAfter, Throttle, ThrottleConfig};
 
 use chrono::Duration;
@@ -32,8 +32,6 @@ pub struct Identity {
     pub policy: PasswordPolicy,
     /// Sign-in throttling.
     pub throttle: Throttle,
-    /// Seals TOTP secrets at rest.
-    pub secrets: SecretBox,
     /// The issuer shown in authenticator apps.
     pub issuer: String,
     /// How recent a second factor must be for sensitive changes.
@@ -46,27 +44,18 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Settings for a server with the given secret box and passkey relying party.
+    /// Settings for a server with the given passkey relying party.
     #[must_use]
-    pub fn new(secrets: SecretBox, webauthn: Option<webauthn_rs::Webauthn>) -> Self {
+    pub fn new(webauthn: Option<webauthn_rs::Webauthn>) -> Self {
         Self {
             policy: PasswordPolicy::default(),
             throttle: Throttle::new(ThrottleConfig::default()),
-            secrets,
             issuer: "Chartroom".to_owned(),
             // Step-up freshness: 5 minutes.
             step_up_window: Duration::minutes(5),
             trust_forwarded_for: false,
             webauthn,
         }
-    }
-
-    /// The associated data binding a user's sealed TOTP secret to its row.
-    #[must_use]
-    pub fn totp_aad(user: domain::UserId) -> Vec<u8> {
-        let mut aad = b"user_totp.secret_sealed:".to_vec();
-        aad.extend_from_slice(user.as_uuid().as_bytes());
-        aad
     }
 }
 

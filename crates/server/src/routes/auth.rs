@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
 use crate::extract::{ApiJson, ApiPath, MfaSession, SESSION_COOKIE, Session};
-use crate::identity::{Client, Identity, recovery, totp::TotpKey};
+use crate::identity::{Client, recovery, totp::TotpKey};
 use crate::views::MyPracticeView;
 use crate::{AppError, AppState};
 
@@ -355,31 +355,18 @@ async fn accept_totp(
     code: &str,
     confirm: bool,
 ) -> Result<bool, AppError> {
-    let user = session.tx.user();
-    let Some(rec) = session.tx.totp().await? else {
+    let Some(rec) = session.tx.totp(state.store.keyring()?).await? else {
         return Ok(false);
     };
     if rec.confirmed == confirm {
         return Ok(false);
     }
-    let key = open_totp(&state.identity, user, &rec.secret_sealed, "")?;
+    let key = TotpKey::new(rec.secret.expose_secret(), &state.identity.issuer, "")
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     match key.check(code, state.clock.now()) {
         Some(step) => Ok(session.tx.totp_accept_step(step, confirm).await?),
         None => Ok(false),
     }
-}
-
-fn open_totp(
-    id: &Identity,
-    user: UserId,
-    sealed: &[u8],
-    account: &str,
-) -> Result<TotpKey, AppError> {
-    let secret = id
-        .secrets
-        .open(&Identity::totp_aad(user), sealed)
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    TotpKey::new(&secret, &id.issuer, account).map_err(|e| AppError::Internal(e.to_string()))
 }
 
 /// Ends the current session at once; the token stops working on the next request.
@@ -476,19 +463,18 @@ pub(crate) async fn totp_enroll(
         session.require_step_up(&state)?;
     }
     let (email, _) = session.tx.profile().await?;
-    let user = session.tx.user();
     let secret = TotpKey::generate_secret();
-    let sealed = state
-        .identity
-        .secrets
-        .seal(&Identity::totp_aad(user), &secret)
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    session.tx.totp_begin(&sealed).await.map_err(|e| match e {
-        store::StoreError::Conflict(_) => AppError::Conflict(
-            "an authenticator is already enrolled; remove it first to replace it".into(),
-        ),
-        e => e.into(),
-    })?;
+    let keyring = state.store.keyring()?;
+    session
+        .tx
+        .totp_begin(keyring, &secret)
+        .await
+        .map_err(|e| match e {
+            store::StoreError::Conflict(_) => AppError::Conflict(
+                "an authenticator is already enrolled; remove it first to replace it".into(),
+            ),
+            e => e.into(),
+        })?;
     let key = TotpKey::new(&secret, &state.identity.issuer, &email)
         .map_err(|e| AppError::Internal(e.to_string()))?;
     let uri = key.uri().map_err(|e| AppError::Internal(e.to_string()))?;

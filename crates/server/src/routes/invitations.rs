@@ -5,7 +5,8 @@
 //! to their own address and accepts or declines; only acceptance creates the membership.
 //! Invitations expire after seven days (injected clock), can be revoked by the practice, are
 //! decided once, and every step is audited with ids only. The address itself is never stored
-//! or logged: only its keyed lookup tag ([`crate::identity::SecretBox::lookup_tag`]).
+//! or logged: only its keyed lookup tag (`store::installation`: HMAC under the installation's
+//! lookup-tag key, sealed with the installation data key).
 
 use axum::Json;
 use axum::extract::State;
@@ -17,18 +18,12 @@ use store::invitations::{Decision, EmailTag, InvitationState, Revoked};
 use utoipa::ToSchema;
 
 use crate::extract::{ApiJson, ApiPath, Ctx, Manage, MfaSession};
-use crate::identity::LookupKind;
 use crate::{AppError, AppState};
 
 type E = crate::views::ErrorBody;
 
-/// The lookup tag of an (already normalized) email address.
-fn email_tag(state: &AppState, email: &domain::values::Email) -> EmailTag {
-    state
-        .identity
-        .secrets
-        .lookup_tag(LookupKind::InvitationEmail, email.as_str())
-}
+/// The lookup kind of an invitee's (already normalized) email address.
+const EMAIL: store::crypto::LookupKind = store::crypto::LookupKind::InvitationEmail;
 
 /// An invitation to send.
 #[derive(Deserialize, ToSchema)]
@@ -67,8 +62,10 @@ pub(crate) async fn invitation_create(
     ctx.require_step_up(&state)?;
     let email = domain::values::Email::parse("email", &req.email)?;
     let roles = super::memberships::parse_roles(&req.roles)?;
-    let tag = email_tag(&state, &email);
     let mut tx = ctx.tx;
+    let tag = tx
+        .lookup_tag(state.store.keyring()?, EMAIL, email.as_str())
+        .await?;
     let inv = store::invitations::create(&mut tx, &tag, roles).await?;
     tx.audit(
         AuditAction::InvitationCreate,
@@ -197,7 +194,10 @@ async fn own_tag(
     let (email, _) = session.tx.profile().await?;
     let email = domain::values::Email::parse("email", &email)
         .map_err(|_| AppError::Internal("a stored account email is malformed".into()))?;
-    Ok(email_tag(state, &email))
+    Ok(session
+        .tx
+        .lookup_tag(state.store.keyring()?, EMAIL, email.as_str())
+        .await?)
 }
 
 /// The pending invitations addressed to the caller's email (second factor required).
