@@ -1,6 +1,8 @@
 //! Wrapped data keys on PostgreSQL ([`PgKeyStore`], the [`crypto::WrappedKeyStore`] of a
-//! [`crypto::Keyring`]), and the glue between the store and the crypto crate: field contexts,
-//! error mapping and the audited key-management writes of the `chartroom keys` commands.
+//! [`crypto::Keyring`]), and the audited key-management writes of the `chartroom keys`
+//! commands. The re-encryption passes walk the sealed-table registry
+//! ([`crate::sealed_columns`], which also holds the field contexts and the crypto error
+//! mapping); this module names no sealed table itself.
 //!
 //! # Tables (`migrations/0004_encryption.sql`)
 //! - `practice_data_key (practice_id, dek_version, kek_id, kek_version, wrapped, masked)`: one
@@ -305,7 +307,7 @@ impl ResealReport {
     }
 
     /// The counter of the rows of the registered table `t` (every table a rotation re-encrypts
-    /// has one: `sealed_columns::tests` and this module's tests check it).
+    /// has one: this module's tests check it).
     fn counter(&mut self, t: &SealedTable) -> Option<&mut u64> {
         let name = t.table;
         if name == sealed_columns::PATIENT.table {
@@ -591,9 +593,10 @@ impl crate::OwnerStore {
         Ok(n)
     }
 
-    /// Encrypts every patient, note and disclosure row that still holds plaintext (rows
-    /// written before their columns were sealed), `batch` rows per transaction, and empties
-    /// the plaintext columns. Idempotent and resumable (a rerun continues where an
+    /// Encrypts every row that still holds plaintext in a legacy column of a registered table
+    /// (rows written before their columns were sealed: patients, note bodies, disclosures;
+    /// [`crate::sealed_columns::TABLES`]), `batch` rows per transaction, and empties the
+    /// plaintext columns. Idempotent and resumable (a rerun continues where an
     /// interrupted one stopped). Practices whose keys were destroyed are skipped. Each
     /// practice with work gets one `key.encrypt_existing` audit event naming the counts; when
     /// anything was sealed the tables' statistics are refreshed (`ANALYZE`), so the planner's
@@ -710,10 +713,11 @@ impl crate::OwnerStore {
     }
 
     /// `chartroom keys rotate-data-key`: unless `resume`, adds a new data key version for
-    /// `practice`; then re-encrypts every sealed row of the practice (patients, notes and
-    /// their versions, perio exams, disclosures, break-glass and support-grant reasons) not
-    /// yet under the active version, `batch` rows per transaction, and (given the blob store) every
-    /// registered blob into a new object (resumable: rerun with `resume`).
+    /// `practice`; then re-encrypts every sealed row of the practice not yet under the active
+    /// version, table by table from the registry ([`crate::sealed_columns::TABLES`]: patients
+    /// with their search tokens, notes and their versions, perio exams, disclosures,
+    /// break-glass and support-grant reasons), `batch` rows per transaction, and (given the
+    /// blob store) every registered blob into a new object (resumable: rerun with `resume`).
     /// Audited as `key.rotate_data_key` (the new version) and `key.reencrypt` (the counts).
     pub async fn rotate_data_key_audited(
         &self,
@@ -797,8 +801,9 @@ impl crate::OwnerStore {
     }
 
     /// `chartroom keys retire-data-key`: deletes every version of `practice`'s data key older
-    /// than the active one, after checking that no encrypted row is still sealed with one
-    /// (refused otherwise, naming the count: finish `rotate-data-key --resume` first).
+    /// than the active one, after checking that no encrypted row of a registered table and no
+    /// blob is still sealed with one (refused otherwise, naming the count: finish
+    /// `rotate-data-key --resume` first).
     /// Returns the retired versions. Audited as `key.retire_data_key`.
     pub async fn retire_data_keys_audited(
         &self,

@@ -15,13 +15,15 @@
 //! The table modules build their field contexts from these entries; the re-encryption passes
 //! ([`crate::OwnerStore::rotate_data_key_audited`], [`crate::OwnerStore::encrypt_existing`],
 //! [`crate::OwnerStore::retire_data_keys_audited`]) and the retention purge
-//! ([`crate::OwnerStore::purge_expired`]) iterate them. The integration test `sealed_registry`
-//! reads the catalog and fails on a `*_enc` column of a tenant table that is not listed here,
-//! on a listed column the database lacks, and on a purge order that breaks a foreign key.
+//! ([`crate::OwnerStore::purge_expired`]) iterate them. The integration tests in
+//! `sealed_columns` read the catalog and fail on a `*_enc` column of a tenant table that is not
+//! listed here, on a listed column (sealed, legacy or row id) the database lacks, on a purge
+//! order that breaks a foreign key, and on a table referring to a purged one that is neither
+//! listed here nor deleted by cascade.
 //!
 //! This module is a leaf: it uses no other module of the store, so every table module, the key
 //! commands and the retention job can use it without using each other. It also holds the
-//! field helpers they share ([`seal_field`], [`open_field`], [`write_keys`]).
+//! field helpers they share (`seal_field`, `open_field`, `write_keys`, the crypto error mapping).
 //!
 //! # Plaintext columns
 //! Every other column of a tenant table (a table in schema `public` with a `practice_id`
