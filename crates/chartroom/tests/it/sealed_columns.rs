@@ -79,6 +79,41 @@ impl Fx {
         );
     }
 
+    /// A break-glass grant (reason "Canary emergency reason") on practice A's patient and a
+    /// support grant (the fixture's reason) in practice A, seeded as the owner role.
+    async fn seed_grant_reasons(&self, owner: &store::OwnerStore) {
+        let now = Utc::now();
+        owner
+            .seed_break_glass(
+                self.w.a.id,
+                self.w.a.user("clinician"),
+                self.w.a.patient,
+                "Canary emergency reason",
+                now,
+            )
+            .await
+            .unwrap();
+        let support = owner
+            .create_support_user(
+                "support@vendor.example.invalid",
+                "Vendor Support",
+                testkit::password_hash(),
+                now,
+            )
+            .await
+            .unwrap();
+        owner
+            .seed_support_grant(
+                self.w.a.id,
+                support,
+                self.w.a.user("owner"),
+                "scheduling",
+                now,
+            )
+            .await
+            .unwrap();
+    }
+
     /// The accounting of disclosures of practice A's (or B's) patient, through `app`.
     async fn accounting(&self, app: &TestApp, token: &str, b: bool) -> (StatusCode, Value) {
         call(app, Method::GET, &self.path(b), Some(token), None).await
@@ -335,30 +370,7 @@ async fn rotation_reencrypts_disclosures_and_shredding_makes_them_unreadable() {
     f.disclose(true, "Practice B recipient", "B description", "B purpose")
         .await;
     let owner = f.db.owner().await;
-    let now = Utc::now();
-    owner
-        .seed_break_glass(
-            f.w.a.id,
-            f.w.a.user("clinician"),
-            f.w.a.patient,
-            "Canary emergency reason",
-            now,
-        )
-        .await
-        .unwrap();
-    let support = owner
-        .create_support_user(
-            "support@vendor.example.invalid",
-            "Vendor Support",
-            testkit::password_hash(),
-            now,
-        )
-        .await
-        .unwrap();
-    owner
-        .seed_support_grant(f.w.a.id, support, f.w.a.user("owner"), "scheduling", now)
-        .await
-        .unwrap();
+    f.seed_grant_reasons(&owner).await;
 
     let (v, r) = owner
         .rotate_data_key_audited(f.w.a.id, false, 2, None, &mut |_, _| {})
@@ -768,6 +780,30 @@ async fn registry_census(
     out
 }
 
+/// A transaction of `user` (a member) in `practice` on `store`, through a fresh session.
+async fn as_member(
+    app: &TestApp,
+    store: &store::Store,
+    user: domain::UserId,
+    practice: domain::PracticeId,
+) -> store::TenantTx {
+    let token = app.token(user).await;
+    let store::Entry::Member(tx, _) = store
+        .enter_practice(
+            &store::TokenHash::from_presented(&token).unwrap(),
+            practice,
+            Utc::now(),
+            &store::SessionPolicy::default(),
+            domain::RequestId::new(),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("{user:?} is a member of {practice:?}")
+    };
+    tx
+}
+
 // issue 15.3, req ENC-02 — with a row in every registered sealed table (a legacy plaintext
 // note body among them, then signed and amended so note versions carry a reason), the
 // start-up job seals every legacy column and a data-key rotation leaves no ciphertext of the
@@ -807,23 +843,7 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
         )
         .await
         .unwrap();
-    owner
-        .seed_break_glass(a, clinician, f.w.a.patient, "Canary emergency reason", now)
-        .await
-        .unwrap();
-    let support = owner
-        .create_support_user(
-            "support@vendor.example.invalid",
-            "Vendor Support",
-            testkit::password_hash(),
-            now,
-        )
-        .await
-        .unwrap();
-    owner
-        .seed_support_grant(a, support, f.w.a.user("owner"), "scheduling", now)
-        .await
-        .unwrap();
+    f.seed_grant_reasons(&owner).await;
     f.disclose(false, RECIPIENT, DESCRIPTION, PURPOSE).await;
 
     // The start-up job seals the legacy body (and nothing else has plaintext).
@@ -838,20 +858,7 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
     // The clinician signs the (formerly legacy) note and amends it: two versions, one with a
     // reason.
     let store = f.db.store().await;
-    let token = f.app.token(clinician).await;
-    let store::Entry::Member(mut tx, _) = store
-        .enter_practice(
-            &store::TokenHash::from_presented(&token).unwrap(),
-            a,
-            Utc::now(),
-            &store::SessionPolicy::default(),
-            domain::RequestId::new(),
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("member")
-    };
+    let mut tx = as_member(&f.app, &store, clinician, a).await;
     let keyring = store.keyring().unwrap().clone();
     let id = domain::NoteId::from_uuid(note);
     let signed = store::notes::sign(&mut tx, &keyring, id, Some(0))
@@ -925,20 +932,7 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
     assert_eq!(retired.iter().map(|v| v.get()).collect::<Vec<_>>(), vec![1]);
     // A fresh keyring (version 2 alone) reads the note, its amendment and its reason.
     let store2 = f.db.store().await;
-    let token = f.app.token(clinician).await;
-    let store::Entry::Member(mut tx, _) = store2
-        .enter_practice(
-            &store::TokenHash::from_presented(&token).unwrap(),
-            a,
-            Utc::now(),
-            &store::SessionPolicy::default(),
-            domain::RequestId::new(),
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("member")
-    };
+    let mut tx = as_member(&f.app, &store2, clinician, a).await;
     let n = store::notes::get(&mut tx, store2.keyring().unwrap(), id)
         .await
         .unwrap()
