@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use domain::{AuditAction, AuditEventId, PatientId, PracticeId, RoleSet, UserId};
 use sqlx::{PgConnection, Postgres, Transaction};
 
+use crate::sealed_columns::{CLINICAL_NOTE, seal_field, write_keys};
 use crate::{OwnerStore, StoreError};
 
 pub(crate) async fn enter(tx: &mut PgConnection, practice: PracticeId) -> Result<(), StoreError> {
@@ -204,7 +205,7 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<PatientId, StoreError> {
         let id = PatientId::new();
-        let keys = crate::patients::write_keys(self.keyring()?, practice).await?;
+        let keys = write_keys(self.keyring()?, practice).await?;
         let sealed = crate::patients::seal(&keys, id, p)?;
         let mut tx = self.begin_in(practice).await?;
         crate::patients::insert_sealed(&mut tx, practice, id, &sealed, now).await?;
@@ -290,14 +291,13 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<domain::NoteId, StoreError> {
         let id = domain::NoteId::new();
-        let keys = crate::patients::write_keys(self.keyring()?, practice).await?;
         let uuid = id.as_uuid();
-        let body_enc = crypto::encrypt_field(
-            keys.active(),
-            &crate::notes::body_context(practice, &uuid),
+        let body_enc = seal_field(
+            self.keyring()?,
+            &CLINICAL_NOTE.context(practice, "body", uuid.as_bytes()),
             body.as_bytes(),
         )
-        .map_err(|e| crate::keys::crypto_error(&e))?;
+        .await?;
         let mut tx = self.begin_in(practice).await?;
         sqlx::query(
             "insert into clinical_note (practice_id, note_id, patient_id, author_id, body_enc, created_at)

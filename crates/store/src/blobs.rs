@@ -9,7 +9,7 @@
 use crypto::{BlobId, BlobStore, DekVersion, StoredBlob};
 use domain::PracticeId;
 
-use crate::keys::crypto_error;
+use crate::sealed_columns::crypto_error;
 use crate::{OwnerStore, StoreError, TenantTx};
 
 /// A registered blob.

@@ -7,13 +7,12 @@
 //! reason is free text a clinician typed, so it is stored encrypted.
 
 use chrono::{DateTime, Duration, Utc};
-use crypto::{FieldContext, Keyring};
+use crypto::Keyring;
 use domain::{PatientId, UserId};
 use serde::Serialize;
 
+use crate::sealed_columns::{BREAK_GLASS, open_field, seal_field};
 use crate::{StoreError, TenantTx};
-
-pub(crate) const TABLE: &str = "break_glass";
 
 /// An open (or past) break-glass grant.
 #[derive(Debug, Clone, Serialize)]
@@ -46,9 +45,9 @@ pub async fn open(
 ) -> Result<Grant, StoreError> {
     let practice = tx.practice();
     let id = uuid::Uuid::new_v4();
-    let reason_enc = crate::patients::seal_field(
+    let reason_enc = seal_field(
         keyring,
-        &FieldContext::new(practice, TABLE, "reason", id.as_bytes()),
+        &BREAK_GLASS.context(practice, "reason", id.as_bytes()),
         reason.as_bytes(),
     )
     .await?;
@@ -109,9 +108,9 @@ pub async fn review_list(
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let reason = crate::patients::open_field(
+        let reason = open_field(
             keyring,
-            &FieldContext::new(practice, TABLE, "reason", r.0.as_bytes()),
+            &BREAK_GLASS.context(practice, "reason", r.0.as_bytes()),
             &r.3,
         )
         .await?;
@@ -192,9 +191,9 @@ impl crate::OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<uuid::Uuid, StoreError> {
         let id = uuid::Uuid::new_v4();
-        let reason_enc = crate::patients::seal_field(
+        let reason_enc = seal_field(
             self.keyring()?,
-            &FieldContext::new(practice, TABLE, "reason", id.as_bytes()),
+            &BREAK_GLASS.context(practice, "reason", id.as_bytes()),
             reason.as_bytes(),
         )
         .await?;

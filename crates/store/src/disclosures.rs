@@ -16,13 +16,11 @@ use domain::{PatientId, PracticeId, UserId};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::patients::{open_field, seal_field};
+use crate::sealed_columns::{DISCLOSURE, open_field, seal_field};
 use crate::{StoreError, TenantTx};
 
 /// The table name bound into every disclosure ciphertext.
-pub const TABLE: &str = "disclosure";
-/// The sealed columns (each `<name>_enc`; `<name>` is bound into its ciphertext).
-pub(crate) const SEALED: [&str; 3] = ["recipient", "description", "purpose"];
+pub const TABLE: &str = DISCLOSURE.table;
 
 /// One disclosure.
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +68,7 @@ pub(crate) fn context<'a>(
     column: &'a str,
     id: &'a uuid::Uuid,
 ) -> FieldContext<'a> {
-    FieldContext::new(practice, TABLE, column, id.as_bytes())
+    DISCLOSURE.context(practice, column, id.as_bytes())
 }
 
 /// Inserts a disclosure of `patient` recorded by `recorded_by` at `now`, its recipient,
@@ -86,12 +84,14 @@ pub(crate) async fn insert(
     d: &NewDisclosure,
 ) -> Result<Disclosure, StoreError> {
     let id = uuid::Uuid::now_v7();
-    let mut sealed = Vec::with_capacity(SEALED.len());
-    for (column, plain) in SEALED
-        .into_iter()
+    let mut sealed = Vec::with_capacity(DISCLOSURE.columns.len());
+    for (column, plain) in DISCLOSURE
+        .columns
+        .iter()
         .zip([&d.recipient, &d.description, &d.purpose])
     {
-        sealed.push(seal_field(keyring, &context(practice, column, &id), plain.as_bytes()).await?);
+        let ctx = context(practice, column.name, &id);
+        sealed.push(seal_field(keyring, &ctx, plain.as_bytes()).await?);
     }
     let [recipient_enc, description_enc, purpose_enc]: [Vec<u8>; 3] = sealed
         .try_into()
@@ -175,13 +175,13 @@ async fn open_column(
 impl Row {
     async fn open(self, keyring: &Keyring, practice: PracticeId) -> Result<Disclosure, StoreError> {
         let id = self.disclosure_id;
-        let mut opened = Vec::with_capacity(SEALED.len());
-        for (column, (enc, legacy)) in SEALED.into_iter().zip([
+        let mut opened = Vec::with_capacity(DISCLOSURE.columns.len());
+        for (column, (enc, legacy)) in DISCLOSURE.columns.iter().zip([
             (self.recipient_enc, self.recipient),
             (self.description_enc, self.description),
             (self.purpose_enc, self.purpose),
         ]) {
-            let ctx = context(practice, column, &id);
+            let ctx = context(practice, column.name, &id);
             opened.push(open_column(keyring, &ctx, enc.as_deref(), legacy).await?);
         }
         let [recipient, description, purpose]: [String; 3] = opened

@@ -20,7 +20,7 @@ use crypto::{InstallationSecret, Keyring, LegacyIdentityKey, LookupKey, LookupKi
 use domain::UserId;
 use sqlx::PgConnection;
 
-use crate::keys::crypto_error;
+use crate::sealed_columns::crypto_error;
 use crate::tenant::{TenantTx, UserTx};
 use crate::{OwnerStore, Store, StoreError};
 

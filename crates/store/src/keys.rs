@@ -1,6 +1,8 @@
 //! Wrapped data keys on PostgreSQL ([`PgKeyStore`], the [`crypto::WrappedKeyStore`] of a
-//! [`crypto::Keyring`]), and the glue between the store and the crypto crate: field contexts,
-//! error mapping and the audited key-management writes of the `chartroom keys` commands.
+//! [`crypto::Keyring`]), and the audited key-management writes of the `chartroom keys`
+//! commands. The re-encryption passes walk the sealed-table registry
+//! ([`crate::sealed_columns`], which also holds the field contexts and the crypto error
+//! mapping); this module names no sealed table itself.
 //!
 //! # Tables (`migrations/0004_encryption.sql`)
 //! - `practice_data_key (practice_id, dek_version, kek_id, kek_version, wrapped, masked)`: one
@@ -26,7 +28,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::StoreError;
-use crate::sealed_columns::{ROW_SEALED, RowSealed};
+use crate::sealed_columns::{
+    self, Plain, Reencrypt, SealedTable, TABLES, crypto_error, reseal_value, write_keys,
+};
 
 /// Advisory lock class of key-table writes (the second key is derived from the practice).
 const KEY_LOCK_CLASS: i32 = 0x4b45_5953; // "KEYS"
@@ -272,38 +276,6 @@ impl WrappedKeyStore for PgKeyStore {
     }
 }
 
-/// Maps a crypto failure to a [`StoreError`] without losing what an operator needs: the full
-/// error (ids, versions, the `CRYPTO-00xx` code; never plaintext or key material) is logged,
-/// and the returned error names the code and what it means. Always a server fault (500).
-pub(crate) fn crypto_error(e: &CryptoError) -> StoreError {
-    tracing::error!(code = e.code(), error = %e, "encryption at rest failed");
-    StoreError::Corrupt(match e {
-        CryptoError::Decrypt | CryptoError::Truncated { .. } => {
-            "CRYPTO-0001: a ciphertext failed to decrypt: it was altered, or copied from another row or practice"
-        }
-        CryptoError::UnknownFormat { .. } => "CRYPTO-0003: unknown ciphertext format",
-        CryptoError::UnknownDataKey { .. } => {
-            "CRYPTO-0004: the data key version that sealed this value is not available"
-        }
-        CryptoError::KeyDestroyed { .. } => {
-            "CRYPTO-0005: the practice's keys were destroyed; its encrypted data can no longer be read"
-        }
-        CryptoError::NoDataKey { .. } => "CRYPTO-0006: the practice has no data key",
-        CryptoError::InstallationKey { .. } => {
-            "CRYPTO-0009: the installation data key is rotated with the KEK only and never destroyed"
-        }
-        CryptoError::KekUnwrap { .. } => {
-            "CRYPTO-0010: the key-encryption key could not unwrap the practice's data key (wrong KEK?)"
-        }
-        CryptoError::UnknownKek { .. } => {
-            "CRYPTO-0011: the key-encryption key is not available to this key provider (wrong KEK?)"
-        }
-        CryptoError::KeyStore(_) => "CRYPTO-0040: the wrapped-key store failed",
-        CryptoError::Provider { .. } => "CRYPTO-0030: the key provider failed",
-        _ => "CRYPTO: encryption at rest failed (see the server log)",
-    })
-}
-
 /// What a re-encryption pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ResealReport {
@@ -333,6 +305,31 @@ impl ResealReport {
             grant_reasons: t.grant_reasons + r.grant_reasons,
         })
     }
+
+    /// The counter of the rows of the registered table `t` (every table a rotation re-encrypts
+    /// has one: this module's tests check it).
+    fn counter(&mut self, t: &SealedTable) -> Option<&mut u64> {
+        let name = t.table;
+        if name == sealed_columns::PATIENT.table {
+            Some(&mut self.patients)
+        } else if name == sealed_columns::CLINICAL_NOTE.table
+            || name == sealed_columns::CLINICAL_NOTE_VERSION.table
+        {
+            Some(&mut self.notes)
+        } else if name == sealed_columns::PERIO_EXAM.table {
+            Some(&mut self.perio_exams)
+        } else if name == sealed_columns::DISCLOSURE.table {
+            Some(&mut self.disclosures)
+        } else if name == sealed_columns::BREAK_GLASS.table
+            || name == sealed_columns::SUPPORT_GRANT.table
+        {
+            Some(&mut self.grant_reasons)
+        } else if name == sealed_columns::BLOB_OBJECT.table {
+            Some(&mut self.blobs)
+        } else {
+            None
+        }
+    }
 }
 
 /// Which rows a re-encryption pass takes.
@@ -345,93 +342,68 @@ enum Reseal {
 }
 
 impl Reseal {
-    /// For a rotation, the 4 header bytes naming the target version (`$2` of the `*_TODO`
-    /// conditions); `None` for the plaintext pass.
+    /// For a rotation, the 4 header bytes naming the target version (`$2` of [`todo`]);
+    /// `None` for the plaintext pass.
     fn header_bytes(self) -> Option<Vec<u8>> {
         match self {
             Self::Plaintext => None,
             Self::NotVersion(v) => Some(v.get().to_be_bytes().to_vec()),
         }
     }
-}
 
-/// One kind of encrypted row a re-encryption pass walks, in batches.
-#[derive(Clone, Copy, Debug)]
-enum Step {
-    Patients,
-    Notes,
-    NoteVersions,
-    PerioExams,
-    /// A table of the sealed-column registry ([`ROW_SEALED`]).
-    Row(&'static RowSealed),
+    /// Whether the pass walks table `t`: a rotation every table re-encrypted row by row, the
+    /// plaintext pass those with legacy plaintext columns.
+    fn walks(self, t: &SealedTable) -> bool {
+        t.resealed_by_row() && (matches!(self, Self::NotVersion(_)) || t.has_legacy())
+    }
 }
 
 /// The condition selecting rows of `t` that need work: a legacy plaintext column set, or (for
-/// a rotation, `$2` = the version's 4 header bytes) a ciphertext naming another version.
-fn row_sealed_todo(t: &RowSealed) -> String {
+/// a rotation, `$2` = the version's 4 header bytes) a ciphertext whose header names another
+/// data-key version (`format ‖ version u32be ‖ …`).
+fn todo(t: &SealedTable) -> String {
     let mut parts = Vec::new();
     for c in t.columns {
-        if t.legacy {
-            parts.push(format!("{c} is not null"));
+        if c.legacy.is_some() {
+            parts.push(format!("{} is not null", c.name));
         }
         parts.push(format!(
-            "($2::bytea is not null and substring({c}_enc from 2 for 4) <> $2)"
+            "($2::bytea is not null and substring({} from 2 for 4) <> $2)",
+            c.enc
         ));
     }
     format!("({})", parts.join(" or "))
 }
 
 /// ` <head> from <table> where practice_id = $1 and <todo>)` for each of `tables`: the terms
-/// that add the registry's tables to a whole-practice check.
-fn row_sealed_terms<'a>(tables: impl Iterator<Item = &'a RowSealed>, head: &str) -> String {
+/// of a whole-practice check.
+fn terms<'a>(tables: impl Iterator<Item = &'a SealedTable>, head: &str) -> String {
     tables.fold(String::new(), |mut out, t| {
         let _ = write!(
             out,
             " {head} from {} where practice_id = $1 and {})",
             t.table,
-            row_sealed_todo(t)
+            todo(t)
         );
         out
     })
 }
 
-/// Decrypts `ct` (any live key version) and seals it again under the active key, same context.
-async fn reseal_value(
-    keyring: &crypto::Keyring,
-    keys: &crypto::PracticeKeys,
-    ctx: &crypto::FieldContext<'_>,
-    ct: &[u8],
-) -> Result<Vec<u8>, StoreError> {
-    let plain = keyring
-        .decrypt_field(ctx, ct)
-        .await
-        .map_err(|e| crypto_error(&e))?;
-    crypto::encrypt_field(keys.active(), ctx, &plain).map_err(|e| crypto_error(&e))
+/// The key of one row of a registered table (see [`sealed_columns::RowId`]).
+enum RowKey {
+    Id(uuid::Uuid),
+    IdVersion(uuid::Uuid, i32),
 }
 
-/// A patient row needs work when it holds plaintext, or (for a rotation) a ciphertext whose
-/// header names another data-key version (`format ‖ version u32be ‖ …`).
-const PATIENT_TODO: &str =
-    "(given_name is not null or family_name is not null or date_of_birth is not null
-      or phone is not null or email is not null
-      or ($2::bytea is not null and (
-             substring(given_name_enc from 2 for 4) <> $2
-          or substring(family_name_enc from 2 for 4) <> $2
-          or substring(date_of_birth_enc from 2 for 4) <> $2
-          or substring(phone_enc from 2 for 4) <> $2
-          or substring(email_enc from 2 for 4) <> $2)))";
-/// A perio exam needs work (rotation) when its session ciphertext names another version.
-const PERIO_TODO: &str = "substring(session_enc from 2 for 4) <> $2";
-
-/// (note id, version, content ciphertext, reason ciphertext).
-type VersionCiphertexts = (uuid::Uuid, i32, Vec<u8>, Option<Vec<u8>>);
-
-/// A note version needs work (rotation only: versions never hold plaintext) when a
-/// ciphertext names another data-key version.
-const NOTE_VERSION_TODO: &str = "(substring(content_enc from 2 for 4) <> $2
-      or substring(reason_enc from 2 for 4) <> $2)";
-const NOTE_TODO: &str = "(body is not null
-      or ($2::bytea is not null and substring(body_enc from 2 for 4) <> $2))";
+impl RowKey {
+    /// The row id bound into the row's ciphertexts.
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Id(id) => id.as_bytes().to_vec(),
+            Self::IdVersion(id, v) => sealed_columns::version_row_id(*id, *v).to_vec(),
+        }
+    }
+}
 
 async fn audit_key_event(
     tx: &mut Transaction<'static, Postgres>,
@@ -476,7 +448,8 @@ impl crate::OwnerStore {
         Ok(tx)
     }
 
-    /// One batch of patient rows of `practice` sealed with the active key; returns how many.
+    /// One batch of patient records of `practice` sealed with the active key, search tokens
+    /// rewritten; returns how many.
     async fn reseal_patients(
         &self,
         practice: PracticeId,
@@ -484,80 +457,17 @@ impl crate::OwnerStore {
         batch: i64,
     ) -> Result<u64, StoreError> {
         let keyring = self.keyring()?;
-        let keys = crate::patients::write_keys(keyring, practice).await?;
         let version = which.header_bytes();
         let mut tx = self.begin_tenant(practice).await?;
-        let rows: Vec<crate::patients::Row> = sqlx::query_as(&format!(
-            "select {} from patient where practice_id = $1 and {PATIENT_TODO}
-              order by patient_id limit $3 for update",
-            crate::patients::COLUMNS
-        ))
-        .bind(practice)
-        .bind(&version)
-        .bind(batch)
-        .fetch_all(&mut *tx)
+        let n = crate::patients::reseal_batch(
+            &mut tx,
+            keyring,
+            practice,
+            &todo(&sealed_columns::PATIENT),
+            version.as_deref(),
+            batch,
+        )
         .await?;
-        let n = rows.len() as u64;
-        for r in rows {
-            let id = r.patient_id;
-            let p = r.open(keyring, practice).await?;
-            let new = crate::patients::NewPatient {
-                given_name: p.given_name,
-                family_name: p.family_name,
-                date_of_birth: p.date_of_birth,
-                phone: p.phone,
-                email: p.email,
-            };
-            let sealed = crate::patients::seal(&keys, id, &new)?;
-            crate::patients::write_sealed(&mut tx, practice, id, &sealed, None).await?;
-        }
-        tx.commit().await?;
-        Ok(n)
-    }
-
-    /// One batch of note rows of `practice` sealed with the active key; returns how many.
-    async fn reseal_notes(
-        &self,
-        practice: PracticeId,
-        which: Reseal,
-        batch: i64,
-    ) -> Result<u64, StoreError> {
-        let keyring = self.keyring()?;
-        let keys = crate::patients::write_keys(keyring, practice).await?;
-        let version = which.header_bytes();
-        let mut tx = self.begin_tenant(practice).await?;
-        let rows: Vec<(domain::NoteId, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(&format!(
-            "select note_id, body, body_enc from clinical_note where practice_id = $1 and {NOTE_TODO}
-              order by note_id limit $3 for update"
-        ))
-        .bind(practice)
-        .bind(&version)
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?;
-        let n = rows.len() as u64;
-        for (id, body, body_enc) in rows {
-            let uuid = id.as_uuid();
-            let ctx = crate::notes::body_context(practice, &uuid);
-            let plain = match (body_enc, body) {
-                (Some(ct), _) => keyring
-                    .decrypt_field(&ctx, &ct)
-                    .await
-                    .map_err(|e| crypto_error(&e))?,
-                (None, Some(b)) => b.into_bytes(),
-                (None, None) => return Err(StoreError::Corrupt("note without a body")),
-            };
-            let ct =
-                crypto::encrypt_field(keys.active(), &ctx, &plain).map_err(|e| crypto_error(&e))?;
-            sqlx::query(
-                "update clinical_note set body = null, body_enc = $3 where practice_id = $1 and note_id = $2",
-            )
-            .bind(practice)
-            .bind(id)
-            .bind(&ct)
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
         Ok(n)
     }
@@ -571,45 +481,17 @@ impl crate::OwnerStore {
     ) -> Result<ResealReport, StoreError> {
         let mut report = ResealReport::default();
         let full = u64::try_from(batch).unwrap_or(0);
-        // Plaintext rows exist only in the legacy patient, note and disclosure columns; a
-        // rotation also takes note versions, perio exams and every other sealed table.
-        let mut steps = match which {
-            Reseal::Plaintext => vec![Step::Patients, Step::Notes],
-            Reseal::NotVersion(_) => vec![
-                Step::Patients,
-                Step::Notes,
-                Step::NoteVersions,
-                Step::PerioExams,
-            ],
-        };
-        steps.extend(
-            ROW_SEALED
-                .iter()
-                .filter(|t| t.legacy || matches!(which, Reseal::NotVersion(_)))
-                .map(Step::Row),
-        );
-        for step in steps {
+        for t in TABLES.iter().filter(|t| which.walks(t)) {
             loop {
-                let n = match (step, which) {
-                    (Step::Patients, _) => self.reseal_patients(practice, which, batch).await?,
-                    (Step::Notes, _) => self.reseal_notes(practice, which, batch).await?,
-                    (Step::NoteVersions, Reseal::NotVersion(v)) => {
-                        self.reseal_note_versions(practice, v, batch).await?
+                let n = match t.reencrypt {
+                    Reencrypt::PatientRecord => {
+                        self.reseal_patients(practice, which, batch).await?
                     }
-                    (Step::PerioExams, Reseal::NotVersion(v)) => {
-                        self.reseal_perio_exams(practice, v, batch).await?
-                    }
-                    (Step::NoteVersions | Step::PerioExams, Reseal::Plaintext) => 0,
-                    (Step::Row(t), _) => self.reseal_rows(practice, t, which, batch).await?,
+                    Reencrypt::Fields => self.reseal_rows(practice, t, which, batch).await?,
+                    Reencrypt::NewObjects | Reencrypt::Nothing => 0,
                 };
-                match step {
-                    Step::Patients => report.patients += n,
-                    Step::Notes | Step::NoteVersions => report.notes += n,
-                    Step::PerioExams => report.perio_exams += n,
-                    Step::Row(t) if t.table == crate::disclosures::TABLE => {
-                        report.disclosures += n;
-                    }
-                    Step::Row(_) => report.grant_reasons += n,
+                if let Some(c) = report.counter(t) {
+                    *c += n;
                 }
                 if n > 0 {
                     progress(practice, report);
@@ -622,40 +504,52 @@ impl crate::OwnerStore {
         Ok(report)
     }
 
-    /// One batch of rows of the sealed table `t` of `practice` sealed with the active key
-    /// (legacy plaintext sealed and emptied, other ciphertexts re-encrypted); returns how many.
+    /// One batch of rows of the registered table `t` of `practice` sealed with the active key
+    /// (legacy plaintext sealed and emptied, other ciphertexts re-encrypted with the same
+    /// context); returns how many. For note versions the plaintext and hash are unchanged,
+    /// which the version trigger allows only the owner role to do.
     async fn reseal_rows(
         &self,
         practice: PracticeId,
-        t: &RowSealed,
+        t: &SealedTable,
         which: Reseal,
         batch: i64,
     ) -> Result<u64, StoreError> {
         use sqlx::Row as _;
         let keyring = self.keyring()?;
-        let keys = crate::patients::write_keys(keyring, practice).await?;
+        let keys = write_keys(keyring, practice).await?;
         let version = which.header_bytes();
-        let (table, id) = (t.table, t.id);
+        let table = t.table;
+        let (key, key_where, keyed) = match t.row.version {
+            Some(v) => (
+                format!("{}, {v}", t.row.id),
+                format!("{} = $2 and {v} = $3", t.row.id),
+                2,
+            ),
+            None => (t.row.id.to_owned(), format!("{} = $2", t.row.id), 1),
+        };
+        // The update binds the practice, the key, then the new ciphertexts.
+        let first = keyed + 2;
         let mut select = Vec::new();
         let mut set = Vec::new();
         for (i, c) in t.columns.iter().enumerate() {
-            select.push(format!("{c}_enc"));
-            select.push(if t.legacy {
-                (*c).to_owned()
-            } else {
-                "null::text".to_owned()
+            select.push(c.enc.to_owned());
+            select.push(match c.legacy {
+                Some(Plain::Text) => c.name.to_owned(),
+                Some(Plain::Date) => format!("to_char({}, 'YYYY-MM-DD')", c.name),
+                None => "null::text".to_owned(),
             });
-            set.push(format!("{c}_enc = ${}", i + 3));
-            if t.legacy {
-                set.push(format!("{c} = null"));
+            set.push(format!("{} = ${}", c.enc, first + i));
+            if c.legacy.is_some() {
+                set.push(format!("{} = null", c.name));
             }
         }
         let (select, set) = (select.join(", "), set.join(", "));
         let mut tx = self.begin_tenant(practice).await?;
         let rows = sqlx::query(&format!(
-            "select {id}, {select} from {table} where practice_id = $1 and {}
-              order by {id} limit $3 for update",
-            row_sealed_todo(t)
+            "select {key}, {select} from {table} where practice_id = $1 and {}
+              order by {key} limit $3 for update",
+            todo(t)
         ))
         .bind(practice)
         .bind(&version)
@@ -663,14 +557,19 @@ impl crate::OwnerStore {
         .fetch_all(&mut *tx)
         .await?;
         let n = rows.len() as u64;
-        let update = format!("update {table} set {set} where practice_id = $1 and {id} = $2");
+        let update = format!("update {table} set {set} where practice_id = $1 and {key_where}");
         for row in rows {
-            let row_id: uuid::Uuid = row.try_get(0)?;
+            let id: uuid::Uuid = row.try_get(0)?;
+            let key = match t.row.version {
+                Some(_) => RowKey::IdVersion(id, row.try_get(1)?),
+                None => RowKey::Id(id),
+            };
+            let row_id = key.bytes();
             let mut fresh: Vec<Option<Vec<u8>>> = Vec::with_capacity(t.columns.len());
             for (i, c) in t.columns.iter().enumerate() {
-                let enc: Option<Vec<u8>> = row.try_get(1 + 2 * i)?;
-                let plain: Option<String> = row.try_get(2 + 2 * i)?;
-                let ctx = crypto::FieldContext::new(practice, table, c, row_id.as_bytes());
+                let enc: Option<Vec<u8>> = row.try_get(keyed + 2 * i)?;
+                let plain: Option<String> = row.try_get(keyed + 1 + 2 * i)?;
+                let ctx = t.context(practice, c.name, &row_id);
                 fresh.push(match (enc, plain) {
                     (Some(ct), _) => Some(reseal_value(keyring, &keys, &ctx, &ct).await?),
                     (None, Some(p)) => Some(
@@ -680,7 +579,11 @@ impl crate::OwnerStore {
                     (None, None) => None,
                 });
             }
-            let mut q = sqlx::query(&update).bind(practice).bind(row_id);
+            let mut q = sqlx::query(&update).bind(practice);
+            q = match key {
+                RowKey::Id(id) => q.bind(id),
+                RowKey::IdVersion(id, v) => q.bind(id).bind(v),
+            };
             for v in &fresh {
                 q = q.bind(v);
             }
@@ -690,96 +593,10 @@ impl crate::OwnerStore {
         Ok(n)
     }
 
-    /// One batch of perio exams of `practice` whose session is re-encrypted under `version`.
-    async fn reseal_perio_exams(
-        &self,
-        practice: PracticeId,
-        version: DekVersion,
-        batch: i64,
-    ) -> Result<u64, StoreError> {
-        let keyring = self.keyring()?;
-        let keys = crate::patients::write_keys(keyring, practice).await?;
-        let v = version.get().to_be_bytes().to_vec();
-        let mut tx = self.begin_tenant(practice).await?;
-        let rows: Vec<(uuid::Uuid, Vec<u8>)> = sqlx::query_as(&format!(
-            "select exam_id, session_enc from perio_exam
-              where practice_id = $1 and {PERIO_TODO} order by exam_id limit $3 for update"
-        ))
-        .bind(practice)
-        .bind(&v)
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?;
-        let n = rows.len() as u64;
-        for (exam, ct) in rows {
-            let ctx = crate::perio::context(practice, &exam);
-            let fresh = reseal_value(keyring, &keys, &ctx, &ct).await?;
-            sqlx::query(
-                "update perio_exam set session_enc = $3 where practice_id = $1 and exam_id = $2",
-            )
-            .bind(practice)
-            .bind(exam)
-            .bind(&fresh)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(n)
-    }
-
-    /// One batch of note versions of `practice` re-encrypted under `version` (content and
-    /// reason; the plaintext and hash are unchanged, which the version trigger allows only the
-    /// owner role to do).
-    async fn reseal_note_versions(
-        &self,
-        practice: PracticeId,
-        version: DekVersion,
-        batch: i64,
-    ) -> Result<u64, StoreError> {
-        let keyring = self.keyring()?;
-        let keys = crate::patients::write_keys(keyring, practice).await?;
-        let v = version.get().to_be_bytes().to_vec();
-        let mut tx = self.begin_tenant(practice).await?;
-        let rows: Vec<VersionCiphertexts> = sqlx::query_as(&format!(
-            "select note_id, version, content_enc, reason_enc from clinical_note_version
-              where practice_id = $1 and {NOTE_VERSION_TODO}
-              order by note_id, version limit $3 for update"
-        ))
-        .bind(practice)
-        .bind(&v)
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?;
-        let n = rows.len() as u64;
-        for (note, number, content, reason) in rows {
-            let row = crate::notes::version_row_id(note, number);
-            let ctx = |column| {
-                crypto::FieldContext::new(practice, crate::notes::VERSION_TABLE, column, &row)
-            };
-            let content = reseal_value(keyring, &keys, &ctx("content"), &content).await?;
-            let reason = match reason {
-                Some(r) => Some(reseal_value(keyring, &keys, &ctx("reason"), &r).await?),
-                None => None,
-            };
-            sqlx::query(
-                "update clinical_note_version set content_enc = $4, reason_enc = $5
-                  where practice_id = $1 and note_id = $2 and version = $3",
-            )
-            .bind(practice)
-            .bind(note)
-            .bind(number)
-            .bind(&content)
-            .bind(&reason)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(n)
-    }
-
-    /// Encrypts every patient, note and disclosure row that still holds plaintext (rows
-    /// written before their columns were sealed), `batch` rows per transaction, and empties
-    /// the plaintext columns. Idempotent and resumable (a rerun continues where an
+    /// Encrypts every row that still holds plaintext in a legacy column of a registered table
+    /// (rows written before their columns were sealed: patients, note bodies, disclosures;
+    /// [`crate::sealed_columns::TABLES`]), `batch` rows per transaction, and empties the
+    /// plaintext columns. Idempotent and resumable (a rerun continues where an
     /// interrupted one stopped). Practices whose keys were destroyed are skipped. Each
     /// practice with work gets one `key.encrypt_existing` audit event naming the counts; when
     /// anything was sealed the tables' statistics are refreshed (`ANALYZE`), so the planner's
@@ -802,10 +619,15 @@ impl crate::OwnerStore {
         })
         .await;
         let total = ResealReport::total(pass.done.iter().map(|(_, r)| r));
-        if total.patients + total.notes + total.disclosures > 0 {
+        if total != ResealReport::default() {
             // The planner's samples (`pg_statistic`) of the emptied plaintext columns would
             // keep showing their most common values until the next automatic ANALYZE.
-            sqlx::query("analyze patient, clinical_note, disclosure")
+            let legacy: Vec<&str> = TABLES
+                .iter()
+                .filter(|t| Reseal::Plaintext.walks(t))
+                .map(|t| t.table)
+                .collect();
+            sqlx::query(&format!("analyze {}", legacy.join(", ")))
                 .execute(&self.pool)
                 .await?;
         }
@@ -820,18 +642,15 @@ impl crate::OwnerStore {
     ) -> Result<ResealReport, StoreError> {
         let has_work: (bool,) = {
             let mut tx = self.begin_tenant(practice).await?;
-            let rows = row_sealed_terms(
-                ROW_SEALED.iter().filter(|t| t.legacy),
+            let rows = terms(
+                TABLES.iter().filter(|t| Reseal::Plaintext.walks(t)),
                 "or exists (select 1",
             );
-            let r = sqlx::query_as(&format!(
-                "select exists (select 1 from patient where practice_id = $1 and {PATIENT_TODO})
-                     or exists (select 1 from clinical_note where practice_id = $1 and {NOTE_TODO}){rows}"
-            ))
-            .bind(practice)
-            .bind(None::<Vec<u8>>)
-            .fetch_one(&mut *tx)
-            .await?;
+            let r = sqlx::query_as(&format!("select false{rows}"))
+                .bind(practice)
+                .bind(None::<Vec<u8>>)
+                .fetch_one(&mut *tx)
+                .await?;
             tx.commit().await?;
             r
         };
@@ -894,10 +713,11 @@ impl crate::OwnerStore {
     }
 
     /// `chartroom keys rotate-data-key`: unless `resume`, adds a new data key version for
-    /// `practice`; then re-encrypts every sealed row of the practice (patients, notes and
-    /// their versions, perio exams, disclosures, break-glass and support-grant reasons) not
-    /// yet under the active version, `batch` rows per transaction, and (given the blob store) every
-    /// registered blob into a new object (resumable: rerun with `resume`).
+    /// `practice`; then re-encrypts every sealed row of the practice not yet under the active
+    /// version, table by table from the registry ([`crate::sealed_columns::TABLES`]: patients
+    /// with their search tokens, notes and their versions, perio exams, disclosures,
+    /// break-glass and support-grant reasons), `batch` rows per transaction, and (given the
+    /// blob store) every registered blob into a new object (resumable: rerun with `resume`).
     /// Audited as `key.rotate_data_key` (the new version) and `key.reencrypt` (the counts).
     pub async fn rotate_data_key_audited(
         &self,
@@ -981,8 +801,9 @@ impl crate::OwnerStore {
     }
 
     /// `chartroom keys retire-data-key`: deletes every version of `practice`'s data key older
-    /// than the active one, after checking that no encrypted row is still sealed with one
-    /// (refused otherwise, naming the count: finish `rotate-data-key --resume` first).
+    /// than the active one, after checking that no encrypted row of a registered table and no
+    /// blob is still sealed with one (refused otherwise, naming the count: finish
+    /// `rotate-data-key --resume` first).
     /// Returns the retired versions. Audited as `key.retire_data_key`.
     pub async fn retire_data_keys_audited(
         &self,
@@ -1001,17 +822,17 @@ impl crate::OwnerStore {
         }
         let v = active.get().to_be_bytes().to_vec();
         let mut tx = self.begin_tenant(practice).await?;
-        let rows = row_sealed_terms(ROW_SEALED.iter(), "+ (select count(*)");
-        let (left,): (i64,) = sqlx::query_as(&format!(
-            "select (select count(*) from patient where practice_id = $1 and {PATIENT_TODO})
-                  + (select count(*) from clinical_note where practice_id = $1 and {NOTE_TODO})
-                  + (select count(*) from clinical_note_version where practice_id = $1 and {NOTE_VERSION_TODO})
-                  + (select count(*) from perio_exam where practice_id = $1 and {PERIO_TODO}){rows}"
-        ))
-        .bind(practice)
-        .bind(&v)
-        .fetch_one(&mut *tx)
-        .await?;
+        let rows = terms(
+            TABLES
+                .iter()
+                .filter(|t| Reseal::NotVersion(active).walks(t)),
+            "+ (select count(*)",
+        );
+        let (left,): (i64,) = sqlx::query_as(&format!("select 0::int8{rows}"))
+            .bind(practice)
+            .bind(&v)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         let left = left + self.blobs_not_under(practice, active).await?;
         if left > 0 {
@@ -1035,5 +856,44 @@ impl crate::OwnerStore {
         .await?;
         tx.commit().await?;
         Ok(older)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // issue 15.3 — every table a rotation re-encrypts is counted in the report, under its own
+    // heading, and the plaintext pass walks exactly the tables with legacy columns.
+    #[test]
+    fn every_reencrypted_table_is_counted() {
+        for t in TABLES {
+            let mut r = ResealReport::default();
+            let counted = r.counter(t).is_some();
+            assert_eq!(
+                counted,
+                t.reencrypt != Reencrypt::Nothing,
+                "{}: a re-encrypted table needs a counter",
+                t.table
+            );
+        }
+        let legacy: Vec<&str> = TABLES
+            .iter()
+            .filter(|t| Reseal::Plaintext.walks(t))
+            .map(|t| t.table)
+            .collect();
+        assert_eq!(legacy, ["clinical_note", "disclosure", "patient"]);
+    }
+
+    #[test]
+    fn the_condition_covers_legacy_plaintext_and_other_versions() {
+        assert_eq!(
+            todo(&sealed_columns::CLINICAL_NOTE),
+            "(body is not null or ($2::bytea is not null and substring(body_enc from 2 for 4) <> $2))"
+        );
+        assert_eq!(
+            todo(&sealed_columns::PERIO_EXAM),
+            "(($2::bytea is not null and substring(session_enc from 2 for 4) <> $2))"
+        );
     }
 }

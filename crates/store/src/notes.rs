@@ -29,29 +29,18 @@ use domain::notes::{
 use domain::{NoteId, PatientId, PracticeId, RoleSet, UserId, VisitId};
 use serde::Serialize;
 
-use crate::keys::crypto_error;
+use crate::sealed_columns::{CLINICAL_NOTE, CLINICAL_NOTE_VERSION, crypto_error, version_row_id};
 use crate::{StoreError, TenantTx};
 
 /// The legacy table name bound into pre-version note bodies.
-pub const TABLE: &str = "clinical_note";
-/// The table name bound into version ciphertexts.
-pub const VERSION_TABLE: &str = "clinical_note_version";
+pub const TABLE: &str = CLINICAL_NOTE.table;
+/// The table name bound into version ciphertexts (row id: note id ‖ version,
+/// [`crate::sealed_columns::version_row_id`]).
+pub const VERSION_TABLE: &str = CLINICAL_NOTE_VERSION.table;
 
 /// The field context of a legacy note body.
-pub(crate) fn body_context(practice: PracticeId, id: &uuid::Uuid) -> FieldContext<'_> {
-    FieldContext::new(practice, TABLE, "body", id.as_bytes())
-}
-
-/// The row id bound into a version's ciphertexts: note id ‖ version (big-endian).
-pub(crate) fn version_row_id(note: uuid::Uuid, version: i32) -> [u8; 20] {
-    let mut out = [0u8; 20];
-    for (d, s) in out
-        .iter_mut()
-        .zip(note.as_bytes().iter().chain(version.to_be_bytes().iter()))
-    {
-        *d = *s;
-    }
-    out
+fn body_context(practice: PracticeId, id: &uuid::Uuid) -> FieldContext<'_> {
+    CLINICAL_NOTE.context(practice, "body", id.as_bytes())
 }
 
 /// Why a note change was refused (the API maps each to a status).
@@ -714,7 +703,7 @@ async fn insert_version(
 ) -> Result<(), StoreError> {
     let practice = tx.practice();
     let note = n.id;
-    let keys = crate::patients::write_keys(keyring, practice).await?;
+    let keys = crate::sealed_columns::write_keys(keyring, practice).await?;
     let row = version_row_id(note, version);
     let content_enc = crypto::encrypt_field(
         keys.active(),

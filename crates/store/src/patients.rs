@@ -31,11 +31,11 @@ use domain::{PatientId, PracticeId};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::keys::crypto_error;
+use crate::sealed_columns::{PATIENT, crypto_error, open_field, write_keys};
 use crate::{StoreError, TenantTx};
 
 /// The table name bound into every patient ciphertext.
-pub const TABLE: &str = "patient";
+pub const TABLE: &str = PATIENT.table;
 /// Country calling code assumed for phone numbers written without one, for the phone blind
 /// index (ITU-T E.164; `1` = NANP).
 pub const DEFAULT_COUNTRY_CODE: u16 = 1;
@@ -108,70 +108,27 @@ pub struct PatientSearch {
 
 /// The stored row: ciphertext columns, plus legacy plaintext until it is migrated.
 #[derive(sqlx::FromRow)]
-pub(crate) struct Row {
-    pub(crate) patient_id: PatientId,
-    pub(crate) given_name: Option<String>,
-    pub(crate) family_name: Option<String>,
-    pub(crate) date_of_birth: Option<NaiveDate>,
-    pub(crate) phone: Option<String>,
-    pub(crate) email: Option<String>,
-    pub(crate) given_name_enc: Option<Vec<u8>>,
-    pub(crate) family_name_enc: Option<Vec<u8>>,
-    pub(crate) date_of_birth_enc: Option<Vec<u8>>,
-    pub(crate) phone_enc: Option<Vec<u8>>,
-    pub(crate) email_enc: Option<Vec<u8>>,
-    pub(crate) created_at: DateTime<Utc>,
-    pub(crate) updated_at: DateTime<Utc>,
+struct Row {
+    patient_id: PatientId,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    date_of_birth: Option<NaiveDate>,
+    phone: Option<String>,
+    email: Option<String>,
+    given_name_enc: Option<Vec<u8>>,
+    family_name_enc: Option<Vec<u8>>,
+    date_of_birth_enc: Option<Vec<u8>>,
+    phone_enc: Option<Vec<u8>>,
+    email_enc: Option<Vec<u8>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
 }
 
-pub(crate) const COLUMNS: &str = "patient_id, given_name, family_name, date_of_birth, phone, email, \
+const COLUMNS: &str = "patient_id, given_name, family_name, date_of_birth, phone, email, \
      given_name_enc, family_name_enc, date_of_birth_enc, phone_enc, email_enc, created_at, updated_at";
 
-/// Seals one value with the practice's active data key (provisioned on first use), bound to
-/// `ctx`.
-pub(crate) async fn seal_field(
-    keyring: &Keyring,
-    ctx: &crypto::FieldContext<'_>,
-    plain: &[u8],
-) -> Result<Vec<u8>, StoreError> {
-    let keys = write_keys(keyring, ctx.practice).await?;
-    crypto::encrypt_field(keys.active(), ctx, plain).map_err(|e| crypto_error(&e))
-}
-
-/// Opens one text value sealed by [`seal_field`] (under any live key version of the
-/// practice) with the same context.
-pub(crate) async fn open_field(
-    keyring: &Keyring,
-    ctx: &crypto::FieldContext<'_>,
-    ct: &[u8],
-) -> Result<String, StoreError> {
-    let pt = keyring
-        .decrypt_field(ctx, ct)
-        .await
-        .map_err(|e| crypto_error(&e))?;
-    String::from_utf8(pt).map_err(|_| StoreError::Corrupt("an encrypted text field is not UTF-8"))
-}
-
-/// The practice's keys for writing: provisioned on first use.
-pub(crate) async fn write_keys(
-    keyring: &Keyring,
-    practice: PracticeId,
-) -> Result<std::sync::Arc<PracticeKeys>, StoreError> {
-    match keyring.keys(practice).await {
-        Ok(k) => Ok(k),
-        Err(CryptoError::NoDataKey { .. }) => {
-            keyring
-                .ensure_practice_keys(practice)
-                .await
-                .map_err(|e| crypto_error(&e))?;
-            keyring.keys(practice).await.map_err(|e| crypto_error(&e))
-        }
-        Err(e) => Err(crypto_error(&e)),
-    }
-}
-
 fn ctx<'a>(practice: PracticeId, column: &'a str, id: &'a uuid::Uuid) -> FieldContext<'a> {
-    FieldContext::new(practice, TABLE, column, id.as_bytes())
+    PATIENT.context(practice, column, id.as_bytes())
 }
 
 async fn open_text(
@@ -191,11 +148,7 @@ async fn open_text(
 
 impl Row {
     /// Decrypts the row (ciphertext first, legacy plaintext as a fallback).
-    pub(crate) async fn open(
-        self,
-        keyring: &Keyring,
-        practice: PracticeId,
-    ) -> Result<Patient, StoreError> {
+    async fn open(self, keyring: &Keyring, practice: PracticeId) -> Result<Patient, StoreError> {
         let id = self.patient_id;
         let given_name = open_text(
             keyring,
@@ -330,7 +283,7 @@ pub(crate) fn seal(
 
 /// Writes sealed fields over row `id` (plaintext columns emptied) and replaces its search
 /// tokens. The row must exist.
-pub(crate) async fn write_sealed(
+async fn write_sealed(
     conn: &mut PgConnection,
     practice: PracticeId,
     id: PatientId,
@@ -382,6 +335,46 @@ async fn write_tags(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Seals again, under the practice's active key, up to `batch` patient rows of `practice`
+/// that match `todo` (a condition on `patient` in which `$2` is `todo_arg`), rewriting their
+/// search tokens; legacy plaintext is sealed and emptied. Returns how many. The re-encryption
+/// pass of a patient record ([`crate::sealed_columns::Reencrypt::PatientRecord`]); the caller
+/// (the owner role) commits.
+pub(crate) async fn reseal_batch(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    practice: PracticeId,
+    todo: &str,
+    todo_arg: Option<&[u8]>,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    let keys = write_keys(keyring, practice).await?;
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "select {COLUMNS} from patient where practice_id = $1 and {todo}
+          order by patient_id limit $3 for update"
+    ))
+    .bind(practice)
+    .bind(todo_arg)
+    .bind(batch)
+    .fetch_all(&mut *conn)
+    .await?;
+    let n = rows.len() as u64;
+    for r in rows {
+        let id = r.patient_id;
+        let p = r.open(keyring, practice).await?;
+        let new = NewPatient {
+            given_name: p.given_name,
+            family_name: p.family_name,
+            date_of_birth: p.date_of_birth,
+            phone: p.phone,
+            email: p.email,
+        };
+        let sealed = seal(&keys, id, &new)?;
+        write_sealed(conn, practice, id, &sealed, None).await?;
+    }
+    Ok(n)
 }
 
 /// Inserts a sealed patient row and its search tokens.

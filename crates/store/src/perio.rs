@@ -18,11 +18,11 @@ use chrono::{DateTime, Utc};
 use crypto::{FieldContext, Keyring};
 use domain::{PatientId, PerioExamId, PracticeId, UserId};
 
-use crate::keys::crypto_error;
+use crate::sealed_columns::{PERIO_EXAM, crypto_error, write_keys};
 use crate::{OwnerStore, StoreError, TenantTx};
 
 /// The table name bound into every exam ciphertext.
-pub const TABLE: &str = "perio_exam";
+pub const TABLE: &str = PERIO_EXAM.table;
 /// The column name bound into every exam ciphertext.
 const COLUMN: &str = "session";
 /// Most exams one list returns.
@@ -86,8 +86,8 @@ struct FullRow {
 
 const INFO_COLUMNS: &str = "exam_id, patient_id, clinician_id, created_at, updated_at, version";
 
-pub(crate) fn context(practice: PracticeId, id: &uuid::Uuid) -> FieldContext<'_> {
-    FieldContext::new(practice, TABLE, COLUMN, id.as_bytes())
+fn context(practice: PracticeId, id: &uuid::Uuid) -> FieldContext<'_> {
+    PERIO_EXAM.context(practice, COLUMN, id.as_bytes())
 }
 
 async fn seal(
@@ -100,7 +100,7 @@ async fn seal(
         serde_json::to_vec(session)
             .map_err(|_| StoreError::Corrupt("a perio session could not be serialized"))?,
     );
-    let keys = crate::patients::write_keys(keyring, practice).await?;
+    let keys = write_keys(keyring, practice).await?;
     let uuid = exam.as_uuid();
     crypto::encrypt_field(keys.active(), &context(practice, &uuid), &plain)
         .map_err(|e| crypto_error(&e))

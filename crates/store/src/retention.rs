@@ -25,6 +25,9 @@
 //!   a current patient's chart is a decision for the practice, not a timer.
 //! - Blob registrations (`blob_object`) name no patient yet (no table refers to a blob), so a
 //!   purge removes none; the future attachment tables will be purged with their patient.
+//! - Which tables are purged, with what, in what order and under which audited object type
+//!   is read from the sealed-table registry ([`crate::sealed_columns::TABLES`], field
+//!   [`crate::sealed_columns::SealedTable::purge`]): a table added there is purged here.
 //! - Audit rows are never touched: they have no foreign keys to records and their triggers
 //!   forbid DELETE. The purge appends one `retention.purge` event per purged record (ids only;
 //!   object type, object id, patient id), so "what happened to this patient" still answers,
@@ -39,6 +42,7 @@ use domain::{AuditAction, AuditEventId, PatientId, PracticeId, UserId};
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use crate::sealed_columns::{self, Purge, SealedTable, TABLES};
 use crate::{OwnerStore, StoreError, TenantTx};
 
 /// Bounds of `deleted_retention_days` (days): never the same day, at most ten years.
@@ -224,6 +228,32 @@ pub struct PurgeReport {
     pub audit_events: u64,
     /// Whether this was a dry run (nothing changed).
     pub dry_run: bool,
+}
+
+impl PurgeReport {
+    /// The counter of the purged rows of the registered table `t`; `None` for patients (listed
+    /// by id) and for tables never purged. This module's tests check that every purged table
+    /// other than `patient` has one.
+    fn counter(&mut self, t: &SealedTable) -> Option<&mut u64> {
+        let name = t.table;
+        if name == sealed_columns::CLINICAL_NOTE_VERSION.table {
+            Some(&mut self.note_versions)
+        } else if name == sealed_columns::CLINICAL_NOTE.table {
+            Some(&mut self.notes)
+        } else if name == sealed_columns::PERIO_EXAM.table {
+            Some(&mut self.perio_exams)
+        } else if name == sealed_columns::BREAK_GLASS.table {
+            Some(&mut self.break_glass)
+        } else if name == sealed_columns::DISCLOSURE.table {
+            Some(&mut self.disclosures)
+        } else if name == sealed_columns::VISIT.table {
+            Some(&mut self.visits)
+        } else if name == sealed_columns::APPOINTMENT.table {
+            Some(&mut self.appointments)
+        } else {
+            None
+        }
+    }
 }
 
 /// One purged record, for its audit event.
@@ -450,86 +480,36 @@ impl OwnerStore {
             }
         }
 
+        // Every registered table, in the registry's order (each before the tables it refers
+        // to): rows of the purged notes, then of the purged patients, then the patients. Search
+        // tokens go by cascade; they are not records of their own.
         let mut purged = Vec::new();
-        report.note_versions = sqlx::query(
-            "delete from clinical_note_version where practice_id = $1 and note_id = any($2)",
-        )
-        .bind(practice)
-        .bind(&note_ids)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        report.notes = deleted_ids(
-            &mut tx,
-            "delete from clinical_note where practice_id = $1 and note_id = any($2)
-             returning note_id, patient_id",
-            practice,
-            &note_ids,
-            "note",
-            &mut purged,
-        )
-        .await?;
-        report.perio_exams = deleted_ids(
-            &mut tx,
-            "delete from perio_exam where practice_id = $1 and patient_id = any($2)
-             returning exam_id, patient_id",
-            practice,
-            &patients,
-            "perio_exam",
-            &mut purged,
-        )
-        .await?;
-        report.break_glass = deleted_ids(
-            &mut tx,
-            "delete from break_glass where practice_id = $1 and patient_id = any($2)
-             returning grant_id, patient_id",
-            practice,
-            &patients,
-            "break_glass",
-            &mut purged,
-        )
-        .await?;
-        report.disclosures = deleted_ids(
-            &mut tx,
-            "delete from disclosure where practice_id = $1 and patient_id = any($2)
-             returning disclosure_id, patient_id",
-            practice,
-            &patients,
-            "disclosure",
-            &mut purged,
-        )
-        .await?;
-        report.visits = deleted_ids(
-            &mut tx,
-            "delete from visit where practice_id = $1 and patient_id = any($2)
-             returning visit_id, patient_id",
-            practice,
-            &patients,
-            "visit",
-            &mut purged,
-        )
-        .await?;
-        report.appointments = deleted_ids(
-            &mut tx,
-            "delete from appointment where practice_id = $1 and patient_id = any($2)
-             returning appointment_id, patient_id",
-            practice,
-            &patients,
-            "appointment",
-            &mut purged,
-        )
-        .await?;
-        // Search tokens go by cascade; they are not records of their own.
-        deleted_ids(
-            &mut tx,
-            "delete from patient where practice_id = $1 and patient_id = any($2)
-             returning patient_id, patient_id",
-            practice,
-            &patients,
-            "patient",
-            &mut purged,
-        )
-        .await?;
+        for t in TABLES {
+            let (key, ids, audit_as) = match t.purge {
+                Purge::WithNotes { audit_as } => ("note_id", &note_ids, audit_as),
+                Purge::WithPatients { audit_as } => ("patient_id", &patients, audit_as),
+                Purge::Never(_) => continue,
+            };
+            let delete = format!(
+                "delete from {} where practice_id = $1 and {key} = any($2)",
+                t.table
+            );
+            let n = match audit_as {
+                Some(object_type) => {
+                    let sql = format!("{delete} returning {}, patient_id", t.row.id);
+                    deleted_ids(&mut tx, &sql, practice, ids, object_type, &mut purged).await?
+                }
+                None => sqlx::query(&delete)
+                    .bind(practice)
+                    .bind(ids)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected(),
+            };
+            if let Some(c) = report.counter(t) {
+                *c += n;
+            }
+        }
         report.patients = patients.into_iter().map(PatientId::from_uuid).collect();
 
         // One audit event per purged record, in the same transaction (ids only).
@@ -587,4 +567,26 @@ pub async fn settings(tx: &mut TenantTx) -> Result<RetentionSettings, StoreError
         deleted_retention_days: d,
         record_keeping_years: y,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // issue 15.3 — every table the retention job purges is counted in its report (patients are
+    // listed by id instead), and none that it never purges is.
+    #[test]
+    fn every_purged_table_is_counted() {
+        for t in TABLES {
+            let mut r = PurgeReport::default();
+            let counted = r.counter(t).is_some();
+            let purged = !matches!(t.purge, Purge::Never(_));
+            assert_eq!(
+                counted,
+                purged && t.table != sealed_columns::PATIENT.table,
+                "{}",
+                t.table
+            );
+        }
+    }
 }

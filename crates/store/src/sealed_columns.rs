@@ -1,17 +1,437 @@
-//! The sealed-column registry: the one list of the text, varchar and jsonb columns of tenant
-//! tables that may hold cleartext, each with its reason.
+//! The sealed-column registry: the one description of the tenant tables that hold field
+//! ciphertexts or belong to a patient ([`TABLES`]), and the one list of the text, varchar and
+//! jsonb columns of tenant tables that may hold cleartext ([`PLAINTEXT_COLUMNS`]).
 //!
+//! # Sealed tables
+//! Text a person typed about a patient is stored only as a field ciphertext: a `bytea`
+//! `<column>_enc` column sealed with the practice's data key and bound to (practice, table,
+//! column, row id) ([`crypto::encrypt_field`]). Each such table is described once, here
+//! ([`SealedTable`]): its sealed columns and the legacy plaintext column each one replaced, how
+//! the row id bound into its ciphertexts is formed, what a data-key rotation re-encrypts and
+//! how, and when the retention job purges its rows (the order of [`TABLES`] is the purge
+//! order: a table comes before every table it refers to). Tables that belong to a patient but
+//! hold no sealed column (visits, appointments, legal holds) are listed too, for the purge.
+//!
+//! The table modules build their field contexts from these entries; the re-encryption passes
+//! ([`crate::OwnerStore::rotate_data_key_audited`], [`crate::OwnerStore::encrypt_existing`],
+//! [`crate::OwnerStore::retire_data_keys_audited`]) and the retention purge
+//! ([`crate::OwnerStore::purge_expired`]) iterate them. The integration tests in
+//! `sealed_columns` read the catalog and fail on a `*_enc` column of a tenant table that is not
+//! listed here, on a listed column (sealed, legacy or row id) the database lacks, on a purge
+//! order that breaks a foreign key, and on a table referring to a purged one that is neither
+//! listed here nor deleted by cascade.
+//!
+//! This module is a leaf: it uses no other module of the store, so every table module, the key
+//! commands and the retention job can use it without using each other. It also holds the
+//! field helpers they share (`seal_field`, `open_field`, `write_keys`, the crypto error mapping).
+//!
+//! # Plaintext columns
 //! Every other column of a tenant table (a table in schema `public` with a `practice_id`
-//! column) that could hold text a person typed is a field ciphertext: a `bytea` `*_enc`
-//! column sealed with the practice's data key and bound to (practice, table, column, row)
-//! (`crypto::encrypt_field`). The integration test `sealed_columns` reads the catalog and
-//! fails on any text, varchar, char, json, jsonb or xml column (or array of them) of a tenant
-//! table that is not listed here, and on any entry here that no longer exists.
+//! column) that could hold text a person typed is a field ciphertext. The integration test
+//! `sealed_columns` reads the catalog and fails on any text, varchar, char, json, jsonb or xml
+//! column (or array of them) of a tenant table that is not on [`PLAINTEXT_COLUMNS`], and on any
+//! entry there that no longer exists.
 //!
 //! Add an entry only for a value that is not PHI — a closed category the database checks, an
 //! id-like name, a staff member's own name — and say why in one line. Legacy plaintext columns
-//! (written before encryption at rest) are listed too: nothing writes them any more, and
-//! `chartroom keys encrypt-existing` (run by `serve` at start-up) seals and empties them.
+//! (written before encryption at rest) are on the list too, taken from the sealed tables
+//! ([`SealedColumn::legacy`]): nothing writes them any more, and `chartroom keys
+//! encrypt-existing` (run by `serve` at start-up) seals and empties them.
+
+use std::sync::Arc;
+
+use crypto::{CryptoError, FieldContext, Keyring, PracticeKeys};
+use domain::PracticeId;
+
+use crate::StoreError;
+
+/// The type of a legacy plaintext column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plain {
+    /// `text`.
+    Text,
+    /// `date`, sealed as its `YYYY-MM-DD` text.
+    Date,
+}
+
+/// One sealed column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedColumn {
+    /// The name bound into each ciphertext (the column's name without `_enc`).
+    pub name: &'static str,
+    /// The `bytea` column holding the ciphertext: `<name>_enc`.
+    pub enc: &'static str,
+    /// The legacy plaintext column `<name>` from before the column was sealed, if there is one.
+    pub legacy: Option<Plain>,
+}
+
+/// `SealedColumn { name, enc: "<name>_enc", legacy }`.
+macro_rules! sealed {
+    ($name:literal) => {
+        SealedColumn {
+            name: $name,
+            enc: concat!($name, "_enc"),
+            legacy: None,
+        }
+    };
+    ($name:literal, legacy $plain:ident) => {
+        SealedColumn {
+            name: $name,
+            enc: concat!($name, "_enc"),
+            legacy: Some(Plain::$plain),
+        }
+    };
+}
+
+/// The row id bound into a table's ciphertexts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowId {
+    /// The uuid id column: its 16 bytes.
+    pub id: &'static str,
+    /// An `int4` version column, for a table with a row per version: its 4 bytes, big-endian,
+    /// follow the id's ([`version_row_id`]).
+    pub version: Option<&'static str>,
+}
+
+const fn id(id: &'static str) -> RowId {
+    RowId { id, version: None }
+}
+
+/// The row id bound into a version's ciphertexts: id ‖ version (big-endian).
+#[must_use]
+pub fn version_row_id(id: uuid::Uuid, version: i32) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    for (d, s) in out
+        .iter_mut()
+        .zip(id.as_bytes().iter().chain(version.to_be_bytes().iter()))
+    {
+        *d = *s;
+    }
+    out
+}
+
+/// What a data-key rotation re-encrypts in a table, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reencrypt {
+    /// Each sealed column, row by row: decrypted and sealed again under the active key with the
+    /// same context (legacy plaintext sealed, and emptied, by `encrypt-existing`).
+    Fields,
+    /// The whole patient record: its fields sealed again and its blind-index search tokens
+    /// (`patient_search_token`) rewritten under the active key.
+    PatientRecord,
+    /// Each blob into a new object of the blob store, the row repointed
+    /// ([`crate::OwnerStore::reencrypt_blobs`]); only when the blob store is given.
+    NewObjects,
+    /// Nothing: the table holds no ciphertext.
+    Nothing,
+}
+
+/// When the retention job ([`crate::OwnerStore::purge_expired`]) deletes a table's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purge {
+    /// With the notes it purges (rows whose `note_id` is one of them); `audit_as` names the
+    /// object type of the `retention.purge` event each row gets (`None`: counted only).
+    WithNotes {
+        /// The audited object type.
+        audit_as: Option<&'static str>,
+    },
+    /// With the patients it purges (rows whose `patient_id` is one of them).
+    WithPatients {
+        /// The audited object type (`None`: counted only).
+        audit_as: Option<&'static str>,
+    },
+    /// Never, for the reason given.
+    Never(&'static str),
+}
+
+/// A tenant table holding sealed columns, or belonging to a patient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedTable {
+    /// The table (also bound into each ciphertext).
+    pub table: &'static str,
+    /// How the row id bound into its ciphertexts is formed (the row's key).
+    pub row: RowId,
+    /// The sealed columns.
+    pub columns: &'static [SealedColumn],
+    /// What a data-key rotation re-encrypts.
+    pub reencrypt: Reencrypt,
+    /// When the retention job deletes its rows.
+    pub purge: Purge,
+}
+
+impl SealedTable {
+    /// The field context of `column` of the row whose id bytes are `row`.
+    #[must_use]
+    pub fn context<'a>(
+        &self,
+        practice: PracticeId,
+        column: &'a str,
+        row: &'a [u8],
+    ) -> FieldContext<'a> {
+        FieldContext::new(practice, self.table, column, row)
+    }
+
+    /// Whether a column has a legacy plaintext column (sealed by `encrypt-existing`).
+    #[must_use]
+    pub fn has_legacy(&self) -> bool {
+        self.columns.iter().any(|c| c.legacy.is_some())
+    }
+
+    /// Whether the field passes of a data-key rotation walk this table row by row.
+    #[must_use]
+    pub fn resealed_by_row(&self) -> bool {
+        matches!(self.reencrypt, Reencrypt::Fields | Reencrypt::PatientRecord)
+    }
+}
+
+/// Patients (`patients`): demographics and contact details. Re-encrypting rewrites the search
+/// tokens too.
+pub const PATIENT: SealedTable = SealedTable {
+    table: "patient",
+    row: id("patient_id"),
+    columns: &[
+        sealed!("given_name", legacy Text),
+        sealed!("family_name", legacy Text),
+        sealed!("date_of_birth", legacy Date),
+        sealed!("phone", legacy Text),
+        sealed!("email", legacy Text),
+    ],
+    reencrypt: Reencrypt::PatientRecord,
+    purge: Purge::WithPatients {
+        audit_as: Some("patient"),
+    },
+};
+
+/// Note versions (`notes`): content and reason, bound to note id ‖ version. Counted, not
+/// audited, when purged: their note's event covers them.
+pub const CLINICAL_NOTE_VERSION: SealedTable = SealedTable {
+    table: "clinical_note_version",
+    row: RowId {
+        id: "note_id",
+        version: Some("version"),
+    },
+    columns: &[sealed!("content"), sealed!("reason")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithNotes { audit_as: None },
+};
+
+/// Note headers (`notes`): the body of a note written before versions existed.
+pub const CLINICAL_NOTE: SealedTable = SealedTable {
+    table: "clinical_note",
+    row: id("note_id"),
+    columns: &[sealed!("body", legacy Text)],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithNotes {
+        audit_as: Some("note"),
+    },
+};
+
+/// Perio exams (`perio`): the whole charting session.
+pub const PERIO_EXAM: SealedTable = SealedTable {
+    table: "perio_exam",
+    row: id("exam_id"),
+    columns: &[sealed!("session")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients {
+        audit_as: Some("perio_exam"),
+    },
+};
+
+/// Break-glass grants (`break_glass`): the reason a clinician typed.
+pub const BREAK_GLASS: SealedTable = SealedTable {
+    table: "break_glass",
+    row: id("grant_id"),
+    columns: &[sealed!("reason")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients {
+        audit_as: Some("break_glass"),
+    },
+};
+
+/// Disclosures (`disclosures`): recipient, description and purpose.
+pub const DISCLOSURE: SealedTable = SealedTable {
+    table: "disclosure",
+    row: id("disclosure_id"),
+    columns: &[
+        sealed!("recipient", legacy Text),
+        sealed!("description", legacy Text),
+        sealed!("purpose", legacy Text),
+    ],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients {
+        audit_as: Some("disclosure"),
+    },
+};
+
+/// Visits (`notes`): ids and times only.
+pub const VISIT: SealedTable = SealedTable {
+    table: "visit",
+    row: id("visit_id"),
+    columns: &[],
+    reencrypt: Reencrypt::Nothing,
+    purge: Purge::WithPatients {
+        audit_as: Some("visit"),
+    },
+};
+
+/// Appointments (`appointments`): ids, times and a status.
+pub const APPOINTMENT: SealedTable = SealedTable {
+    table: "appointment",
+    row: id("appointment_id"),
+    columns: &[],
+    reencrypt: Reencrypt::Nothing,
+    purge: Purge::WithPatients {
+        audit_as: Some("appointment"),
+    },
+};
+
+/// Legal holds (`retention`): a category code, no free text.
+pub const LEGAL_HOLD: SealedTable = SealedTable {
+    table: "legal_hold",
+    row: id("patient_id"),
+    columns: &[],
+    reencrypt: Reencrypt::Nothing,
+    purge: Purge::Never("a held patient is never purged: the hold is what keeps the record"),
+};
+
+/// Support grants (`support`): the reason an owner typed.
+pub const SUPPORT_GRANT: SealedTable = SealedTable {
+    table: "support_grant",
+    row: id("grant_id"),
+    columns: &[sealed!("reason")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::Never("a grant to vendor support belongs to the practice, not to a patient"),
+};
+
+/// The blob registry (`blobs`): each blob is sealed in the blob store, the row names its
+/// object and the data-key version.
+pub const BLOB_OBJECT: SealedTable = SealedTable {
+    table: "blob_object",
+    row: id("blob_id"),
+    columns: &[],
+    reencrypt: Reencrypt::NewObjects,
+    purge: Purge::Never("no table refers to a blob yet, so a blob belongs to no patient"),
+};
+
+/// Every sealed or patient-owned tenant table, in purge order (a table before every table it
+/// refers to).
+pub const TABLES: &[SealedTable] = &[
+    CLINICAL_NOTE_VERSION,
+    CLINICAL_NOTE,
+    PERIO_EXAM,
+    BREAK_GLASS,
+    DISCLOSURE,
+    VISIT,
+    APPOINTMENT,
+    LEGAL_HOLD,
+    PATIENT,
+    SUPPORT_GRANT,
+    BLOB_OBJECT,
+];
+
+/// The registered sealed column `table.enc` (`enc` is the ciphertext column, `<name>_enc`).
+#[must_use]
+pub fn sealed_column(
+    table: &str,
+    enc: &str,
+) -> Option<(&'static SealedTable, &'static SealedColumn)> {
+    TABLES
+        .iter()
+        .filter(|t| t.table == table)
+        .find_map(|t| t.columns.iter().find(|c| c.enc == enc).map(|c| (t, c)))
+}
+
+/// Maps a crypto failure to a [`StoreError`] without losing what an operator needs: the full
+/// error (ids, versions, the `CRYPTO-00xx` code; never plaintext or key material) is logged,
+/// and the returned error names the code and what it means. Always a server fault (500).
+pub(crate) fn crypto_error(e: &CryptoError) -> StoreError {
+    tracing::error!(code = e.code(), error = %e, "encryption at rest failed");
+    StoreError::Corrupt(match e {
+        CryptoError::Decrypt | CryptoError::Truncated { .. } => {
+            "CRYPTO-0001: a ciphertext failed to decrypt: it was altered, or copied from another row or practice"
+        }
+        CryptoError::UnknownFormat { .. } => "CRYPTO-0003: unknown ciphertext format",
+        CryptoError::UnknownDataKey { .. } => {
+            "CRYPTO-0004: the data key version that sealed this value is not available"
+        }
+        CryptoError::KeyDestroyed { .. } => {
+            "CRYPTO-0005: the practice's keys were destroyed; its encrypted data can no longer be read"
+        }
+        CryptoError::NoDataKey { .. } => "CRYPTO-0006: the practice has no data key",
+        CryptoError::InstallationKey { .. } => {
+            "CRYPTO-0009: the installation data key is rotated with the KEK only and never destroyed"
+        }
+        CryptoError::KekUnwrap { .. } => {
+            "CRYPTO-0010: the key-encryption key could not unwrap the practice's data key (wrong KEK?)"
+        }
+        CryptoError::UnknownKek { .. } => {
+            "CRYPTO-0011: the key-encryption key is not available to this key provider (wrong KEK?)"
+        }
+        CryptoError::KeyStore(_) => "CRYPTO-0040: the wrapped-key store failed",
+        CryptoError::Provider { .. } => "CRYPTO-0030: the key provider failed",
+        _ => "CRYPTO: encryption at rest failed (see the server log)",
+    })
+}
+
+/// The practice's keys for writing: provisioned on first use.
+pub(crate) async fn write_keys(
+    keyring: &Keyring,
+    practice: PracticeId,
+) -> Result<Arc<PracticeKeys>, StoreError> {
+    match keyring.keys(practice).await {
+        Ok(k) => Ok(k),
+        Err(CryptoError::NoDataKey { .. }) => {
+            keyring
+                .ensure_practice_keys(practice)
+                .await
+                .map_err(|e| crypto_error(&e))?;
+            keyring.keys(practice).await.map_err(|e| crypto_error(&e))
+        }
+        Err(e) => Err(crypto_error(&e)),
+    }
+}
+
+/// Seals one value with the practice's active data key (provisioned on first use), bound to
+/// `ctx`.
+pub(crate) async fn seal_field(
+    keyring: &Keyring,
+    ctx: &FieldContext<'_>,
+    plain: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let keys = write_keys(keyring, ctx.practice).await?;
+    crypto::encrypt_field(keys.active(), ctx, plain).map_err(|e| crypto_error(&e))
+}
+
+/// Opens one text value sealed by [`seal_field`] (under any live key version of the
+/// practice) with the same context.
+pub(crate) async fn open_field(
+    keyring: &Keyring,
+    ctx: &FieldContext<'_>,
+    ct: &[u8],
+) -> Result<String, StoreError> {
+    let pt = keyring
+        .decrypt_field(ctx, ct)
+        .await
+        .map_err(|e| crypto_error(&e))?;
+    String::from_utf8(pt).map_err(|_| StoreError::Corrupt("an encrypted text field is not UTF-8"))
+}
+
+/// Decrypts `ct` (any live key version) and seals it again under the active key of `keys`,
+/// same context.
+pub(crate) async fn reseal_value(
+    keyring: &Keyring,
+    keys: &PracticeKeys,
+    ctx: &FieldContext<'_>,
+    ct: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let plain = zeroize::Zeroizing::new(
+        keyring
+            .decrypt_field(ctx, ct)
+            .await
+            .map_err(|e| crypto_error(&e))?,
+    );
+    crypto::encrypt_field(keys.active(), ctx, &plain).map_err(|e| crypto_error(&e))
+}
 
 /// A text-like column of a tenant table that may hold cleartext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,24 +455,11 @@ const fn col(table: &'static str, column: &'static str, reason: &'static str) ->
     }
 }
 
-/// A legacy plaintext column, replaced by the ciphertext column `sealed_in`.
-const fn legacy(
-    table: &'static str,
-    column: &'static str,
-    sealed_in: &'static str,
-) -> PlaintextColumn {
-    PlaintextColumn {
-        table,
-        column,
-        reason: "legacy plaintext from before its column was sealed: never written now; `keys encrypt-existing` seals and empties it",
-        sealed_in: Some(sealed_in),
-    }
-}
-
 const CLOSED: &str = "closed category, enforced by a check constraint: no free text";
+const LEGACY: &str = "legacy plaintext from before its column was sealed: never written now; `keys encrypt-existing` seals and empties it";
 
-/// Every text-like column of a tenant table that is allowed to hold cleartext.
-pub const PLAINTEXT_COLUMNS: &[PlaintextColumn] = &[
+/// The columns that are in the clear by design (the legacy ones come from [`TABLES`]).
+const CLEAR: &[PlaintextColumn] = &[
     col(
         "practice",
         "name",
@@ -66,12 +473,7 @@ pub const PLAINTEXT_COLUMNS: &[PlaintextColumn] = &[
     col("practice", "kind", CLOSED),
     col("membership", "roles", CLOSED),
     col("membership_invitation", "roles", CLOSED),
-    legacy("patient", "given_name", "given_name_enc"),
-    legacy("patient", "family_name", "family_name_enc"),
-    legacy("patient", "phone", "phone_enc"),
-    legacy("patient", "email", "email_enc"),
     col("appointment", "status", CLOSED),
-    legacy("clinical_note", "body", "body_enc"),
     col("clinical_note", "template", CLOSED),
     col("clinical_note", "status", CLOSED),
     col("clinical_note_version", "kind", CLOSED),
@@ -107,9 +509,6 @@ pub const PLAINTEXT_COLUMNS: &[PlaintextColumn] = &[
         "details",
         "ids, counts, flags and filter names only, never a value a person typed (`TenantTx::audit_details`)",
     ),
-    legacy("disclosure", "recipient", "recipient_enc"),
-    legacy("disclosure", "description", "description_enc"),
-    legacy("disclosure", "purpose", "purpose_enc"),
     col("disclosure", "kind", CLOSED),
     col(
         "practice_data_key",
@@ -120,6 +519,63 @@ pub const PLAINTEXT_COLUMNS: &[PlaintextColumn] = &[
     col("support_grant", "scope", CLOSED),
 ];
 
+/// How many legacy `text` columns the sealed tables have.
+const fn legacy_text_count() -> usize {
+    let mut n = 0;
+    let mut tables = TABLES;
+    while let [t, rest @ ..] = tables {
+        let mut columns = t.columns;
+        while let [c, more @ ..] = columns {
+            if matches!(c.legacy, Some(Plain::Text)) {
+                n += 1;
+            }
+            columns = more;
+        }
+        tables = rest;
+    }
+    n
+}
+
+/// [`CLEAR`], then one entry per legacy `text` column of [`TABLES`] (evaluated at compile
+/// time: `N` is exactly their number).
+const fn plaintext_columns<const N: usize>() -> [PlaintextColumn; N] {
+    let mut out = [col("", "", ""); N];
+    let mut slots: &mut [PlaintextColumn] = &mut out;
+    let mut clear = CLEAR;
+    while let [c, rest @ ..] = clear {
+        if let [slot, more @ ..] = slots {
+            *slot = *c;
+            slots = more;
+        }
+        clear = rest;
+    }
+    let mut tables = TABLES;
+    while let [t, rest @ ..] = tables {
+        let mut columns = t.columns;
+        while let [c, more @ ..] = columns {
+            if matches!(c.legacy, Some(Plain::Text))
+                && let [slot, free @ ..] = slots
+            {
+                *slot = PlaintextColumn {
+                    table: t.table,
+                    column: c.name,
+                    reason: LEGACY,
+                    sealed_in: Some(c.enc),
+                };
+                slots = free;
+            }
+            columns = more;
+        }
+        tables = rest;
+    }
+    out
+}
+
+const PLAINTEXT: [PlaintextColumn; CLEAR.len() + legacy_text_count()] = plaintext_columns();
+
+/// Every text-like column of a tenant table that is allowed to hold cleartext.
+pub const PLAINTEXT_COLUMNS: &[PlaintextColumn] = &PLAINTEXT;
+
 /// The entry for `table.column`, if that column may hold cleartext.
 #[must_use]
 pub fn plaintext_allowed(table: &str, column: &str) -> Option<&'static PlaintextColumn> {
@@ -128,40 +584,135 @@ pub fn plaintext_allowed(table: &str, column: &str) -> Option<&'static Plaintext
         .find(|c| c.table == table && c.column == column)
 }
 
-/// A table whose sealed columns are each bound to one uuid row id (`FieldContext` row =
-/// the id's 16 bytes); the re-encryption passes ([`crate::OwnerStore::encrypt_existing`],
-/// [`crate::OwnerStore::rotate_data_key_audited`]) walk these generically. Patients, notes,
-/// note versions and perio exams have passes of their own.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RowSealed {
-    /// The table (also bound into each ciphertext).
-    pub(crate) table: &'static str,
-    /// The uuid id column.
-    pub(crate) id: &'static str,
-    /// The sealed columns: `<name>_enc` holds the ciphertext, `<name>` is bound into it.
-    pub(crate) columns: &'static [&'static str],
-    /// Whether legacy plaintext columns `<name>` exist (sealed by `encrypt-existing`).
-    pub(crate) legacy: bool,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The tables [`RowSealed`] describes.
-pub(crate) const ROW_SEALED: &[RowSealed] = &[
-    RowSealed {
-        table: crate::disclosures::TABLE,
-        id: "disclosure_id",
-        columns: &crate::disclosures::SEALED,
-        legacy: true,
-    },
-    RowSealed {
-        table: crate::break_glass::TABLE,
-        id: "grant_id",
-        columns: &["reason"],
-        legacy: false,
-    },
-    RowSealed {
-        table: crate::support::TABLE,
-        id: "grant_id",
-        columns: &["reason"],
-        legacy: false,
-    },
-];
+    // issue 15.3 — the registry's own invariants: one entry per table, ciphertext columns named
+    // `<name>_enc`, columns exactly where something is re-encrypted row by row.
+    #[test]
+    fn the_registry_is_consistent() {
+        for (i, t) in TABLES.iter().enumerate() {
+            assert!(
+                TABLES.iter().skip(i + 1).all(|o| o.table != t.table),
+                "{} is registered twice",
+                t.table
+            );
+            assert_eq!(
+                t.resealed_by_row(),
+                !t.columns.is_empty(),
+                "{}: sealed columns exactly when the field passes walk it",
+                t.table
+            );
+            for c in t.columns {
+                assert_eq!(c.enc, format!("{}_enc", c.name), "{}", t.table);
+                assert_eq!(sealed_column(t.table, c.enc), Some((t, c)));
+            }
+        }
+        assert_eq!(sealed_column("patient", "given_name"), None);
+    }
+
+    // issue 15.3 — the legacy plaintext columns on the allow-list come from the sealed tables:
+    // each legacy text column once, with its ciphertext column, and nothing left unfilled.
+    #[test]
+    fn legacy_plaintext_columns_come_from_the_sealed_tables() {
+        let legacy: Vec<(&str, &str, Option<&str>)> = PLAINTEXT_COLUMNS
+            .iter()
+            .filter(|c| c.sealed_in.is_some())
+            .map(|c| (c.table, c.column, c.sealed_in))
+            .collect();
+        assert_eq!(
+            legacy,
+            vec![
+                ("clinical_note", "body", Some("body_enc")),
+                ("disclosure", "recipient", Some("recipient_enc")),
+                ("disclosure", "description", Some("description_enc")),
+                ("disclosure", "purpose", Some("purpose_enc")),
+                ("patient", "given_name", Some("given_name_enc")),
+                ("patient", "family_name", Some("family_name_enc")),
+                ("patient", "phone", Some("phone_enc")),
+                ("patient", "email", Some("email_enc")),
+            ]
+        );
+        assert_eq!(PLAINTEXT_COLUMNS.len(), CLEAR.len() + legacy.len());
+        assert!(PLAINTEXT_COLUMNS.iter().all(|c| !c.table.is_empty()));
+        assert!(
+            plaintext_allowed("patient", "date_of_birth").is_none(),
+            "a date is not text"
+        );
+    }
+
+    #[test]
+    fn a_version_row_id_is_the_id_then_the_version_big_endian() {
+        let id = uuid::Uuid::from_u128(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
+        let row = version_row_id(id, 0x0a0b_0c0d);
+        assert_eq!(&row[..16], id.as_bytes());
+        assert_eq!(&row[16..], &[0x0a, 0x0b, 0x0c, 0x0d]);
+    }
+
+    /// The store modules `source` names as `crate::<module>` (outside comments).
+    fn uses(source: &str) -> Vec<String> {
+        let mut out: Vec<String> = source
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .flat_map(|l| l.split("crate::").skip(1))
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect::<String>()
+            })
+            .filter(|m| !m.is_empty())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    // issue 15.3 — the registry is a leaf, and the modules that used to import each other in a
+    // circle (admin, keys, notes, patients, perio) no longer do.
+    #[test]
+    fn the_registry_is_a_leaf_and_the_store_circle_is_gone() {
+        let modules = [
+            ("sealed_columns", include_str!("sealed_columns.rs")),
+            ("admin", include_str!("admin.rs")),
+            ("keys", include_str!("keys.rs")),
+            ("notes", include_str!("notes.rs")),
+            ("patients", include_str!("patients.rs")),
+            ("perio", include_str!("perio.rs")),
+            ("retention", include_str!("retention.rs")),
+        ];
+        let leaf = uses(modules[0].1);
+        assert!(
+            leaf.is_empty(),
+            "the registry must use no other store module: {leaf:?}"
+        );
+        let edges: Vec<(&str, Vec<String>)> = modules
+            .iter()
+            .map(|(name, src)| (*name, uses(src)))
+            .collect();
+        // Depth-first search for a path from each module back to itself.
+        for (start, _) in &edges {
+            let mut stack = vec![vec![(*start).to_owned()]];
+            while let Some(path) = stack.pop() {
+                let last = path.last().cloned().unwrap_or_default();
+                let next = edges
+                    .iter()
+                    .find(|(n, _)| *n == last)
+                    .map(|(_, e)| e.clone())
+                    .unwrap_or_default();
+                for n in next {
+                    assert!(
+                        n != *start,
+                        "a circle of store modules: {} -> {n}",
+                        path.join(" -> ")
+                    );
+                    if !path.contains(&n) {
+                        let mut longer = path.clone();
+                        longer.push(n);
+                        stack.push(longer);
+                    }
+                }
+            }
+        }
+    }
+}

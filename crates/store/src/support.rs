@@ -6,13 +6,12 @@
 //! `support_access` disclosure. The reason is free text, stored encrypted.
 
 use chrono::{DateTime, Duration, Utc};
-use crypto::{FieldContext, Keyring};
+use crypto::Keyring;
 use domain::UserId;
 use serde::Serialize;
 
+use crate::sealed_columns::{SUPPORT_GRANT, open_field, seal_field};
 use crate::{OwnerStore, StoreError, TenantTx};
-
-pub(crate) const TABLE: &str = "support_grant";
 
 /// A support grant.
 #[derive(Debug, Clone, Serialize)]
@@ -64,9 +63,9 @@ pub async fn approve(
     };
     let practice = tx.practice();
     let id = uuid::Uuid::new_v4();
-    let reason_enc = crate::patients::seal_field(
+    let reason_enc = seal_field(
         keyring,
-        &FieldContext::new(practice, TABLE, "reason", id.as_bytes()),
+        &SUPPORT_GRANT.context(practice, "reason", id.as_bytes()),
         reason.as_bytes(),
     )
     .await?;
@@ -123,9 +122,9 @@ pub async fn list(tx: &mut TenantTx, keyring: &Keyring) -> Result<Vec<SupportGra
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let reason = crate::patients::open_field(
+        let reason = open_field(
             keyring,
-            &FieldContext::new(practice, TABLE, "reason", r.0.as_bytes()),
+            &SUPPORT_GRANT.context(practice, "reason", r.0.as_bytes()),
             &r.3,
         )
         .await?;
@@ -173,9 +172,9 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<uuid::Uuid, StoreError> {
         let id = uuid::Uuid::new_v4();
-        let reason_enc = crate::patients::seal_field(
+        let reason_enc = seal_field(
             self.keyring()?,
-            &FieldContext::new(practice, TABLE, "reason", id.as_bytes()),
+            &SUPPORT_GRANT.context(practice, "reason", id.as_bytes()),
             b"Fixture support request",
         )
         .await?;

@@ -4,6 +4,10 @@
 //! column (disclosures, break-glass and support-grant reasons included) and crypto-shredding
 //! makes them unreadable; and a sweep of the catalog: every text-like column of a tenant table
 //! is sealed or on the one reasoned allow-list (`store::sealed_columns`).
+//!
+//! Issue 15.3: the sealed-table registry (`store::sealed_columns::TABLES`) and the schema agree
+//! (sealed columns both ways, row ids, legacy columns), and its purge order follows the foreign
+//! keys.
 
 use std::fmt::Write as _;
 
@@ -73,6 +77,41 @@ impl Fx {
             v["recipient"], recipient,
             "the response shows the plaintext"
         );
+    }
+
+    /// A break-glass grant (reason "Canary emergency reason") on practice A's patient and a
+    /// support grant (the fixture's reason) in practice A, seeded as the owner role.
+    async fn seed_grant_reasons(&self, owner: &store::OwnerStore) {
+        let now = Utc::now();
+        owner
+            .seed_break_glass(
+                self.w.a.id,
+                self.w.a.user("clinician"),
+                self.w.a.patient,
+                "Canary emergency reason",
+                now,
+            )
+            .await
+            .unwrap();
+        let support = owner
+            .create_support_user(
+                "support@vendor.example.invalid",
+                "Vendor Support",
+                testkit::password_hash(),
+                now,
+            )
+            .await
+            .unwrap();
+        owner
+            .seed_support_grant(
+                self.w.a.id,
+                support,
+                self.w.a.user("owner"),
+                "scheduling",
+                now,
+            )
+            .await
+            .unwrap();
     }
 
     /// The accounting of disclosures of practice A's (or B's) patient, through `app`.
@@ -331,30 +370,7 @@ async fn rotation_reencrypts_disclosures_and_shredding_makes_them_unreadable() {
     f.disclose(true, "Practice B recipient", "B description", "B purpose")
         .await;
     let owner = f.db.owner().await;
-    let now = Utc::now();
-    owner
-        .seed_break_glass(
-            f.w.a.id,
-            f.w.a.user("clinician"),
-            f.w.a.patient,
-            "Canary emergency reason",
-            now,
-        )
-        .await
-        .unwrap();
-    let support = owner
-        .create_support_user(
-            "support@vendor.example.invalid",
-            "Vendor Support",
-            testkit::password_hash(),
-            now,
-        )
-        .await
-        .unwrap();
-    owner
-        .seed_support_grant(f.w.a.id, support, f.w.a.user("owner"), "scheduling", now)
-        .await
-        .unwrap();
+    f.seed_grant_reasons(&owner).await;
 
     let (v, r) = owner
         .rotate_data_key_audited(f.w.a.id, false, 2, None, &mut |_, _| {})
@@ -544,4 +560,391 @@ async fn every_text_column_of_a_tenant_table_is_sealed_or_on_the_allow_list() {
             );
         }
     }
+}
+
+/// The columns of tenant tables (`public`, with a `practice_id` column) whose name ends in
+/// `_enc`, or that the registry names (its sealed, legacy and row-id columns), with their
+/// types: `(table, column, type)`.
+async fn registry_relevant_columns(su: &mut PgConnection) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "select c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod)
+           from pg_class c
+           join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'public'
+           join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+          where c.relkind in ('r', 'p')
+            and exists (select 1 from pg_attribute p
+                         where p.attrelid = c.oid and p.attname = 'practice_id' and not p.attisdropped)
+          order by 1, 2",
+    )
+    .fetch_all(su)
+    .await
+    .unwrap()
+}
+
+/// Every disagreement between the database and the sealed-table registry
+/// (`store::sealed_columns::TABLES`), one line each.
+async fn registry_mismatches(su: &mut PgConnection) -> Vec<String> {
+    use store::sealed_columns::{Plain, TABLES, sealed_column};
+    let found = registry_relevant_columns(su).await;
+    let type_of = |table: &str, column: &str| {
+        found
+            .iter()
+            .find(|(t, c, _)| t == table && c == column)
+            .map(|(_, _, ty)| ty.as_str())
+    };
+    let mut out = Vec::new();
+    for (t, c, ty) in &found {
+        if c.ends_with("_enc") && sealed_column(t, c).is_none() {
+            out.push(format!("{t}.{c} ({ty}) is not in the registry"));
+        }
+    }
+    for t in TABLES {
+        if !found.iter().any(|(table, _, _)| table == t.table) {
+            out.push(format!(
+                "{} is registered but is not a tenant table",
+                t.table
+            ));
+            continue;
+        }
+        let mut want = vec![(t.row.id, "uuid")];
+        want.extend(t.row.version.map(|v| (v, "integer")));
+        for c in t.columns {
+            want.push((c.enc, "bytea"));
+            match c.legacy {
+                Some(Plain::Text) => want.push((c.name, "text")),
+                Some(Plain::Date) => want.push((c.name, "date")),
+                None => {}
+            }
+        }
+        for (column, ty) in want {
+            match type_of(t.table, column) {
+                Some(got) if got == ty => {}
+                got => out.push(format!(
+                    "the registry names {}.{column} ({ty}); the database has {got:?}",
+                    t.table
+                )),
+            }
+        }
+    }
+    out
+}
+
+// issue 15.3, req ENC-01 — the sealed-table registry and the schema agree: every `*_enc`
+// column of a tenant table is registered, every registered sealed column, legacy plaintext
+// column and row-id column is in the database with its type; and the check notices a column
+// added behind the registry's back and one it names that is gone.
+#[tokio::test]
+async fn every_sealed_column_is_registered_and_every_registered_column_exists() {
+    let db = TestDb::new().await;
+    let mut su = db.superuser_unsafe().await;
+    assert_eq!(registry_mismatches(&mut su).await, Vec::<String>::new());
+
+    sqlx::query("alter table visit add column summary_enc bytea")
+        .execute(&mut su)
+        .await
+        .unwrap();
+    sqlx::query("alter table break_glass drop column reason_enc")
+        .execute(&mut su)
+        .await
+        .unwrap();
+    assert_eq!(
+        registry_mismatches(&mut su).await,
+        vec![
+            "visit.summary_enc (bytea) is not in the registry".to_owned(),
+            "the registry names break_glass.reason_enc (bytea); the database has None".to_owned(),
+        ]
+    );
+}
+
+/// Foreign keys between tables of `public`: `(referencing, referenced, cascades)`.
+async fn foreign_keys(su: &mut PgConnection) -> Vec<(String, String, bool)> {
+    sqlx::query_as(
+        "select child.relname::text, parent.relname::text, k.confdeltype = 'c'
+           from pg_constraint k
+           join pg_class child on child.oid = k.conrelid
+           join pg_class parent on parent.oid = k.confrelid
+          where k.contype = 'f' and k.connamespace = 'public'::regnamespace
+          order by 1, 2",
+    )
+    .fetch_all(su)
+    .await
+    .unwrap()
+}
+
+/// Every way the registry's purge rules disagree with the foreign keys, one line each: a
+/// purged table after a purged table it refers to, or a table referring to a purged table
+/// that is neither registered (so purged with it, or kept for a stated reason) nor deleted by
+/// cascade.
+async fn purge_mismatches(su: &mut PgConnection) -> Vec<String> {
+    use store::sealed_columns::{Purge, TABLES};
+    let position = |table: &str| TABLES.iter().position(|t| t.table == table);
+    let purged = |table: &str| {
+        TABLES
+            .iter()
+            .any(|t| t.table == table && !matches!(t.purge, Purge::Never(_)))
+    };
+    let mut out = Vec::new();
+    for (child, parent, cascades) in foreign_keys(su).await {
+        if child == parent || !purged(&parent) {
+            continue;
+        }
+        match (position(&child), position(&parent)) {
+            (Some(c), Some(p)) if purged(&child) && c > p => {
+                out.push(format!("{child} refers to {parent} but is purged after it"));
+            }
+            (None, _) if !cascades => {
+                out.push(format!(
+                    "{child} refers to {parent}, which the retention job purges, but is not in the registry"
+                ));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+// issue 15.3, req INT-02 — the registry's purge order follows the foreign keys (a table is
+// purged before every table it refers to), and every table that refers to a purged table is
+// registered (purged with it, or kept for a stated reason) or deleted by cascade; a new
+// patient-owned table outside the registry is noticed.
+#[tokio::test]
+async fn the_registry_purges_every_patient_table_in_foreign_key_order() {
+    let db = TestDb::new().await;
+    let mut su = db.superuser_unsafe().await;
+    assert!(
+        foreign_keys(&mut su)
+            .await
+            .iter()
+            .any(|(c, p, _)| c == "clinical_note_version" && p == "clinical_note"),
+        "the sweep sees the foreign keys"
+    );
+    assert_eq!(purge_mismatches(&mut su).await, Vec::<String>::new());
+
+    sqlx::query(
+        "create table attachment (
+             practice_id uuid not null, attachment_id uuid not null, patient_id uuid not null,
+             primary key (practice_id, attachment_id),
+             foreign key (practice_id, patient_id) references patient (practice_id, patient_id))",
+    )
+    .execute(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(
+        purge_mismatches(&mut su).await,
+        vec![
+            "attachment refers to patient, which the retention job purges, but is not in the registry"
+                .to_owned()
+        ]
+    );
+}
+
+/// `(rows, legacy plaintext left, ciphertexts not under data-key version `version`)` of
+/// practice `p` in each registered table with sealed columns, from the registry alone.
+async fn registry_census(
+    su: &mut PgConnection,
+    p: domain::PracticeId,
+    version: u32,
+) -> Vec<(&'static str, i64, i64, i64)> {
+    let header = version.to_be_bytes().to_vec();
+    let mut out = Vec::new();
+    for t in store::sealed_columns::TABLES
+        .iter()
+        .filter(|t| !t.columns.is_empty())
+    {
+        let legacy: Vec<String> = t
+            .columns
+            .iter()
+            .filter(|c| c.legacy.is_some())
+            .map(|c| format!("{} is not null", c.name))
+            .chain(std::iter::once("false".to_owned()))
+            .collect();
+        let stale: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("substring({} from 2 for 4) <> $2", c.enc))
+            .collect();
+        let (rows, plain, old): (i64, i64, i64) = sqlx::query_as(&format!(
+            "select count(*), count(*) filter (where {}), count(*) filter (where {})
+               from {} where practice_id = $1",
+            legacy.join(" or "),
+            stale.join(" or "),
+            t.table
+        ))
+        .bind(p)
+        .bind(&header)
+        .fetch_one(&mut *su)
+        .await
+        .unwrap();
+        out.push((t.table, rows, plain, old));
+    }
+    out
+}
+
+/// A transaction of `user` (a member) in `practice` on `store`, through a fresh session.
+async fn as_member(
+    app: &TestApp,
+    store: &store::Store,
+    user: domain::UserId,
+    practice: domain::PracticeId,
+) -> store::TenantTx {
+    let token = app.token(user).await;
+    let store::Entry::Member(tx, _) = store
+        .enter_practice(
+            &store::TokenHash::from_presented(&token).unwrap(),
+            practice,
+            Utc::now(),
+            &store::SessionPolicy::default(),
+            domain::RequestId::new(),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("{user:?} is a member of {practice:?}")
+    };
+    tx
+}
+
+// issue 15.3, req ENC-02 — with a row in every registered sealed table (a legacy plaintext
+// note body among them, then signed and amended so note versions carry a reason), the
+// start-up job seals every legacy column and a data-key rotation leaves no ciphertext of the
+// practice under the old version, table by table from the registry; the note hashes still
+// verify and the old key retires.
+#[tokio::test]
+async fn rotation_and_encrypt_existing_walk_every_registered_table() {
+    let f = fx().await;
+    let mut su = f.db.superuser_unsafe().await;
+    let (a, clinician) = (f.w.a.id, f.w.a.user("clinician"));
+    let note = uuid::Uuid::new_v4();
+    sqlx::query(
+        "insert into clinical_note (practice_id, note_id, patient_id, author_id, body, created_at)
+         values ($1, $2, $3, $4, 'Canary legacy note body', now())",
+    )
+    .bind(a)
+    .bind(note)
+    .bind(f.w.a.patient)
+    .bind(clinician)
+    .execute(&mut su)
+    .await
+    .unwrap();
+    let owner = f.db.owner().await;
+    let now = Utc::now();
+    owner
+        .seed_note(a, f.w.a.patient, clinician, "Seeded sealed body", now)
+        .await
+        .unwrap();
+    owner
+        .seed_perio_exam(
+            a,
+            f.w.a.patient,
+            clinician,
+            perio::Settings::default(),
+            &["three fourteen four"],
+            now,
+        )
+        .await
+        .unwrap();
+    f.seed_grant_reasons(&owner).await;
+    f.disclose(false, RECIPIENT, DESCRIPTION, PURPOSE).await;
+
+    // The start-up job seals the legacy body (and nothing else has plaintext).
+    let pass = owner.encrypt_existing(1, &mut |_, _| {}).await.unwrap();
+    assert!(pass.is_complete());
+    let r = store::keys::ResealReport::total(pass.done.iter().map(|(_, r)| r));
+    assert_eq!((r.patients, r.notes, r.disclosures), (0, 1, 0), "{r:?}");
+    for (table, _, plain, old) in registry_census(&mut su, a, 1).await {
+        assert_eq!((table, plain, old), (table, 0, 0), "after encrypt-existing");
+    }
+
+    // The clinician signs the (formerly legacy) note and amends it: two versions, one with a
+    // reason.
+    let store = f.db.store().await;
+    let mut tx = as_member(&f.app, &store, clinician, a).await;
+    let keyring = store.keyring().unwrap().clone();
+    let id = domain::NoteId::from_uuid(note);
+    let signed = store::notes::sign(&mut tx, &keyring, id, Some(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(signed.content.subjective, "Canary legacy note body");
+    let content = domain::notes::NoteContent {
+        subjective: "Canary amended body".to_owned(),
+        ..domain::notes::NoteContent::default()
+    };
+    store::notes::amend(
+        &mut tx,
+        &keyring,
+        id,
+        Some(1),
+        &store::notes::AmendmentInput {
+            content: &content,
+            reason: "Canary amendment reason",
+            ai_assisted: false,
+            assistant_turn_id: None,
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tx.audit(
+        domain::AuditAction::NoteAmend,
+        Some(f.w.a.patient),
+        Some(("note", note)),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let (v, r) = owner
+        .rotate_data_key_audited(a, false, 1, None, &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(v.get(), 2);
+    assert!(
+        r.patients >= 1 && r.notes >= 3 && r.perio_exams == 1 && r.disclosures == 1,
+        "{r:?}"
+    );
+    assert_eq!(r.grant_reasons, 2, "{r:?}");
+    for (table, rows, plain, old) in registry_census(&mut su, a, 2).await {
+        assert!(
+            rows > 0,
+            "{table}: the test needs a row in every sealed table"
+        );
+        assert_eq!((table, plain, old), (table, 0, 0), "after the rotation");
+    }
+    let reasons: i64 = sqlx::query_scalar(
+        "select count(reason_enc) from clinical_note_version where practice_id = $1",
+    )
+    .bind(a)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(
+        reasons, 1,
+        "the amendment's reason was re-encrypted, not dropped"
+    );
+    let verified = owner.verify_notes(a).await.unwrap();
+    assert_eq!(
+        (verified.versions, verified.mismatched.len()),
+        (2, 0),
+        "{verified:?}"
+    );
+    let retired = owner.retire_data_keys_audited(a).await.unwrap();
+    assert_eq!(retired.iter().map(|v| v.get()).collect::<Vec<_>>(), vec![1]);
+    // A fresh keyring (version 2 alone) reads the note, its amendment and its reason.
+    let store2 = f.db.store().await;
+    let mut tx = as_member(&f.app, &store2, clinician, a).await;
+    let n = store::notes::get(&mut tx, store2.keyring().unwrap(), id)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.audit(
+        domain::AuditAction::NoteRead,
+        Some(f.w.a.patient),
+        Some(("note", note)),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(n.content.subjective, "Canary amended body");
+    assert_eq!(n.amendments[0].reason, "Canary amendment reason");
 }
