@@ -1,39 +1,20 @@
-//! Encryption at rest from the command line: choosing the key provider (`--key-provider`),
-//! building keyrings for the server and the owner role, and `chartroom keys …` (KEK rotation,
-//! data-key rotation with re-encryption, crypto-shredding, encrypting legacy plaintext and
-//! moving installation secrets off the retired `secrets/identity.key`).
+//! Encryption at rest from the command line: `chartroom keys …` (KEK rotation, data-key
+//! rotation with re-encryption, crypto-shredding, encrypting legacy plaintext and moving
+//! installation secrets off the retired `secrets/identity.key`), and the same start-up work
+//! for `serve`. The key provider and the keyrings come from [`Services`].
 //!
 //! Every `keys` command runs as the owner role and is audited on the practice's log
 //! (`key.rotate_kek`, `key.rotate_data_key`, `key.reencrypt`, `key.shred`,
 //! `key.encrypt_existing`); the log holds ids and counts, never key material.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use clap::Subcommand;
-use domain::{PracticeId, SystemClock};
-use sqlx::postgres::PgConnectOptions;
+use domain::PracticeId;
 use store::OwnerStore;
-use store::crypto::{
-    DirSecretStore, KeyProvider, Keyring, LocalKeyProvider, PracticeSecretStore, Secret,
-    VaultConfig, VaultTransitProvider,
-};
-use store::keys::{PgKeyStore, ResealReport};
+use store::keys::ResealReport;
 
-use crate::Global;
 use crate::db::Database;
-
-/// Where the key-encryption key (KEK) lives.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum KeyProviderKind {
-    /// A key file in `<data dir>/secrets/` (0600, created on first start). Back it up apart
-    /// from the database: without it, nothing encrypted can be read.
-    Local,
-    /// Vault / OpenBao transit. Settings from the environment: `CHARTROOM_VAULT_ADDR`,
-    /// `CHARTROOM_VAULT_TOKEN`, `CHARTROOM_VAULT_KEY` (default `chartroom`),
-    /// `CHARTROOM_VAULT_MOUNT` (default `transit`), `CHARTROOM_VAULT_NAMESPACE`.
-    Vault,
-}
+use crate::services::{Access, Services};
 
 /// Default rows per re-encryption transaction.
 const DEFAULT_BATCH: i64 = 500;
@@ -95,93 +76,6 @@ pub(crate) enum KeysCommand {
     },
 }
 
-/// The key material a keyring needs: the KEK provider and the practice secrets.
-#[derive(Clone, Debug)]
-pub(crate) struct Keys {
-    /// The KEK provider chosen by `--key-provider`.
-    pub(crate) provider: Arc<dyn KeyProvider>,
-    /// The practice secrets, in `<data dir>/secrets/practice-keys` (never in a backup).
-    pub(crate) secrets: Arc<dyn PracticeSecretStore>,
-}
-
-/// The directory of the practice secrets.
-pub(crate) fn practice_secrets_dir(g: &Global) -> std::path::PathBuf {
-    g.data_dir.join("secrets").join("practice-keys")
-}
-
-/// The KEK provider and the practice secret store.
-pub(crate) async fn keys(g: &Global) -> anyhow::Result<Keys> {
-    let provider = provider(g).await?;
-    let dir = practice_secrets_dir(g);
-    let secrets = DirSecretStore::open(&dir)
-        .with_context(|| format!("cannot open the practice secrets in {}", dir.display()))?;
-    Ok(Keys {
-        provider,
-        secrets: Arc::new(secrets),
-    })
-}
-
-/// The key provider chosen by `--key-provider`.
-async fn provider(g: &Global) -> anyhow::Result<Arc<dyn KeyProvider>> {
-    match g.key_provider {
-        KeyProviderKind::Local => {
-            let dir = g.data_dir.join("secrets");
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-            let p = LocalKeyProvider::open(&dir)
-                .await
-                .context("cannot open the local key-encryption key")?;
-            Ok(Arc::new(p))
-        }
-        KeyProviderKind::Vault => {
-            let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-            let addr = var("CHARTROOM_VAULT_ADDR")
-                .context("--key-provider vault needs CHARTROOM_VAULT_ADDR")?;
-            let token = var("CHARTROOM_VAULT_TOKEN")
-                .context("--key-provider vault needs CHARTROOM_VAULT_TOKEN")?;
-            let mut cfg = VaultConfig::new(
-                addr.parse()
-                    .context("CHARTROOM_VAULT_ADDR is not a valid URL")?,
-                Secret::new(token),
-                var("CHARTROOM_VAULT_KEY").unwrap_or_else(|| "chartroom".into()),
-            );
-            if let Some(m) = var("CHARTROOM_VAULT_MOUNT") {
-                cfg.mount = m;
-            }
-            cfg.namespace = var("CHARTROOM_VAULT_NAMESPACE");
-            let p = VaultTransitProvider::connect(cfg)
-                .await
-                .context("cannot use the Vault transit key")?;
-            Ok(Arc::new(p))
-        }
-    }
-}
-
-/// A keyring on the wrapped-key table, connecting with `options` (runtime or owner role).
-pub(crate) async fn keyring(keys: Keys, options: PgConnectOptions) -> anyhow::Result<Arc<Keyring>> {
-    let store = PgKeyStore::connect(options)
-        .await
-        .context("cannot connect the wrapped-key store")?;
-    Ok(Arc::new(
-        Keyring::new(keys.provider, Arc::new(store), Arc::new(SystemClock))
-            .with_practice_secrets(keys.secrets),
-    ))
-}
-
-/// The owner store with a keyring, for seeding and the `keys` commands.
-pub(crate) async fn owner_with_keys(
-    db: &Database,
-    owner: OwnerStore,
-    keys: Keys,
-) -> anyhow::Result<OwnerStore> {
-    let opts = db
-        .owner
-        .clone()
-        .context("encryption needs the owner role: pass --owner-database-url")?;
-    Ok(owner.with_keyring(keyring(keys, opts).await?))
-}
-
 fn progress(practice: PracticeId, r: ResealReport) {
     eprintln!(
         "practice {practice}: {} patients, {} notes, {} perio exams, {} disclosures, {} grant reasons, {} blobs re-encrypted",
@@ -189,18 +83,12 @@ fn progress(practice: PracticeId, r: ResealReport) {
     );
 }
 
-/// The key file that sealed TOTP secrets before the installation data key (retired: read only
-/// to migrate, then removed).
-pub(crate) fn legacy_identity_key(g: &Global) -> std::path::PathBuf {
-    g.data_dir.join("secrets").join("identity.key")
-}
-
 /// Moves the installation secrets still sealed by the retired identity key under the
 /// installation data key ([`OwnerStore::migrate_installation_secrets`]). `false` when it failed
 /// (reported; the server still starts, TOTP secrets not yet moved fail to open).
-async fn migrate_installation_secrets(g: &Global, owner: &OwnerStore) -> bool {
+async fn migrate_installation_secrets(svc: &Services, owner: &OwnerStore) -> bool {
     match owner
-        .migrate_installation_secrets(&legacy_identity_key(g))
+        .migrate_installation_secrets(&svc.legacy_identity_key())
         .await
     {
         Ok(r) => {
@@ -230,9 +118,9 @@ async fn migrate_installation_secrets(g: &Global, owner: &OwnerStore) -> bool {
 /// `serve`'s start-up as the runtime role: the lookup-tag key exists (imported from the
 /// retired identity key when there was no owner role to migrate it). A failure is logged;
 /// invitations then fail until it is fixed, nothing else does.
-pub(crate) async fn prepare_runtime(g: &Global, store: &store::Store) {
+pub(crate) async fn prepare_runtime(svc: &Services, store: &store::Store) {
     if let Err(e) = store
-        .prepare_installation_secrets(&legacy_identity_key(g))
+        .prepare_installation_secrets(&svc.legacy_identity_key())
         .await
     {
         tracing::error!(error = %e, "the installation's lookup-tag key is not available");
@@ -244,7 +132,7 @@ pub(crate) async fn prepare_runtime(g: &Global, store: &store::Store) {
 /// encrypted is reported and skipped; the others are done. Returns the practices that failed
 /// (the system practice when installation secrets are left).
 pub(crate) async fn encrypt_existing(
-    g: &Global,
+    svc: &Services,
     owner: &OwnerStore,
     batch: i64,
 ) -> anyhow::Result<Vec<PracticeId>> {
@@ -265,7 +153,7 @@ pub(crate) async fn encrypt_existing(
         eprintln!("practice {practice}: plaintext rows could not be encrypted ({e}); skipped");
     }
     let mut failed: Vec<PracticeId> = r.failed.into_iter().map(|(p, _)| p).collect();
-    if !migrate_installation_secrets(g, owner).await {
+    if !migrate_installation_secrets(svc, owner).await {
         failed.push(PracticeId::SYSTEM);
     }
     Ok(failed)
@@ -274,10 +162,9 @@ pub(crate) async fn encrypt_existing(
 /// `serve`'s start-up: gives the owner store (when there is one) a keyring, encrypts rows
 /// that still hold plaintext and moves installation secrets off the retired identity key.
 pub(crate) async fn prepare_owner(
-    g: &Global,
+    svc: &Services,
     db: &Database,
     owner: Option<OwnerStore>,
-    keys: Keys,
 ) -> anyhow::Result<Option<OwnerStore>> {
     let Some(owner) = owner else {
         tracing::warn!(
@@ -285,32 +172,25 @@ pub(crate) async fn prepare_owner(
         );
         return Ok(None);
     };
-    let owner = owner_with_keys(db, owner, keys).await?;
+    let owner = svc.owner_with_keyring(db, owner).await?;
     // A practice that cannot be processed was reported; the server still starts for the rest.
-    encrypt_existing(g, &owner, DEFAULT_BATCH).await?;
+    encrypt_existing(svc, &owner, DEFAULT_BATCH).await?;
     Ok(Some(owner))
 }
 
 /// `chartroom keys …`.
-pub(crate) async fn run(g: &Global, cmd: KeysCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(svc: &Services, cmd: KeysCommand) -> anyhow::Result<()> {
     if let KeysCommand::Shred { confirm: false, .. } = cmd {
         anyhow::bail!("shredding destroys the practice's keys and cannot be undone: add --confirm");
     }
     // A running server caches unwrapped data keys: key changes wait until it is stopped.
-    let db = Database::for_admin_exclusive(g).await?;
-    let owner = db
-        .migrate()
-        .await?
-        .context("this command needs the owner role")?;
-    let keys = keys(g).await?;
-    let owner = owner_with_keys(&db, owner, keys).await?;
-    let result = run_with(g, &owner, cmd).await;
-    owner.close().await;
-    db.shutdown().await?;
-    result
+    svc.as_owner(Access::ExclusiveWithKeys, async |owner, _| {
+        run_with(svc, owner, cmd).await
+    })
+    .await
 }
 
-async fn run_with(g: &Global, owner: &OwnerStore, cmd: KeysCommand) -> anyhow::Result<()> {
+async fn run_with(svc: &Services, owner: &OwnerStore, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::RotateKek { resume } => {
             let keyring = owner.keyring()?;
@@ -331,7 +211,7 @@ async fn run_with(g: &Global, owner: &OwnerStore, cmd: KeysCommand) -> anyhow::R
             resume,
             batch,
         } => {
-            let blobs = crate::backup_cmd::blob_store(g, owner.keyring()?.clone())?;
+            let blobs = svc.blob_store(owner.keyring()?.clone())?;
             let (version, r) = owner
                 .rotate_data_key_audited(practice, resume, batch, Some(&blobs), &mut progress)
                 .await?;
@@ -379,7 +259,7 @@ async fn run_with(g: &Global, owner: &OwnerStore, cmd: KeysCommand) -> anyhow::R
             );
         }
         KeysCommand::EncryptExisting { batch } => {
-            let failed = encrypt_existing(g, owner, batch).await?;
+            let failed = encrypt_existing(svc, owner, batch).await?;
             if !failed.is_empty() {
                 anyhow::bail!(
                     "{} practice(s) still hold plaintext rows or secrets under the retired identity key (see above); the others are done",
