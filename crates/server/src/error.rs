@@ -76,7 +76,7 @@ pub enum AppError {
     /// 503 `TIMEOUT`: the server did not answer within the request timeout (the request was
     /// abandoned; a change it had not committed was rolled back).
     #[error(
-        "the server could not finish this request within {0} seconds; try again in a moment (after a change, reload first to see whether it was saved)"
+        "the server could not finish this request within its time limit ({0} s); try again in a moment (after a change, reload first to see whether it was saved)"
     )]
     Timeout(u64),
     /// 500 `INTERNAL`: logged with its cause; the body says only "internal error".
