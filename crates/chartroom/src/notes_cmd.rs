@@ -25,16 +25,7 @@ pub(crate) enum NotesCommand {
 pub(crate) async fn run(svc: &Services, cmd: NotesCommand) -> anyhow::Result<()> {
     let NotesCommand::Verify { practice } = cmd;
     svc.as_owner(Access::SharedWithKeys, async |owner, _| {
-        let practices: Vec<PracticeId> = match practice {
-            Some(p) => vec![p],
-            None => owner
-                .list_practices()
-                .await?
-                .into_iter()
-                .map(|(id, _, _)| id)
-                .filter(|id| !id.is_system())
-                .collect(),
-        };
+        let practices = server::jobs::practices(owner, practice).await?;
         let mut bad = 0usize;
         let pass = store::each_practice("notes_verify", practices, |p| owner.verify_notes(p)).await;
         for (p, r) in &pass.done {

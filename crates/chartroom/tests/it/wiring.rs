@@ -10,7 +10,9 @@ use sqlx::{Connection as _, Executor as _, PgConnection};
 use store::embedded::{Cluster, ClusterConfig, DATABASE, DbRole};
 use tokio::process::Command;
 
+use crate::backup::{demo_login, practice_of};
 use crate::embedded_binary::{client_for, launch, sign_in, stop};
+use crate::util::get_json;
 
 // issue 15.6 — a request that waits on the database past the request timeout is answered 503
 // `TIMEOUT` with the standard error body, and its change is rolled back.
@@ -36,54 +38,31 @@ async fn a_request_held_by_a_row_lock_times_out_with_the_standard_error_body() {
     let http = client_for(&dir);
 
     // Reception of the first demo practice, and one of its patients.
-    let creds: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("demo-credentials.json")).unwrap()).unwrap();
-    let reception = creds
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["email"] == "reception@harbor.demo.invalid")
-        .unwrap();
-    let login = json!({"email": reception["email"], "password": reception["password"]});
-    let token = sign_in(&http, &base, &login, &mut None).await;
-    let me: serde_json::Value = http
-        .get(format!("{base}/api/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let practice = me["practices"][0]["practice_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let patients: serde_json::Value = http
-        .get(format!("{base}/api/v1/practices/{practice}/patients"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mut reception = demo_login(&dir, "reception@harbor.demo.invalid");
+    let token = sign_in(&http, &base, &reception.login, &mut reception.totp).await;
+    let practice = practice_of(&http, &base, &token).await;
+    let patients = get_json(
+        &http,
+        &format!("{base}/api/v1/practices/{practice}/patients"),
+        &token,
+    )
+    .await;
     let patient = patients["items"][0]["patient_id"]
         .as_str()
         .unwrap()
         .to_owned();
     let url = format!("{base}/api/v1/practices/{practice}/patients/{patient}");
     let read_family_name = async || -> String {
-        let got: serde_json::Value = http
-            .get(&url)
+        let got = get_json(&http, &url, &token).await;
+        got["family_name"].as_str().unwrap().to_owned()
+    };
+    let rename = async || {
+        http.patch(&url)
             .bearer_auth(&token)
+            .json(&json!({"family_name": "Heldbylock"}))
             .send()
             .await
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        got["family_name"].as_str().unwrap().to_owned()
     };
     let before = read_family_name().await;
 
@@ -101,13 +80,7 @@ async fn a_request_held_by_a_row_lock_times_out_with_the_standard_error_body() {
         .await
         .unwrap();
 
-    let res = http
-        .patch(&url)
-        .bearer_auth(&token)
-        .json(&json!({"family_name": "Heldbylock"}))
-        .send()
-        .await
-        .unwrap();
+    let res = rename().await;
     assert_eq!(res.status(), 503);
     let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(
@@ -136,14 +109,7 @@ async fn a_request_held_by_a_row_lock_times_out_with_the_standard_error_body() {
     su.close().await.unwrap();
     cluster.stop().await.unwrap();
     assert_eq!(read_family_name().await, before);
-    let res = http
-        .patch(&url)
-        .bearer_auth(&token)
-        .json(&json!({"family_name": "Heldbylock"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(rename().await.status(), 200);
     assert_eq!(read_family_name().await, "Heldbylock");
 
     stop(server).await;

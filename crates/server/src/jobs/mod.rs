@@ -48,6 +48,24 @@ use domain::Clock;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The practices a per-practice pass goes through: `only`, or every practice but the
+/// installation's own log (the system practice), as the owner role.
+pub async fn practices(
+    owner: &store::OwnerStore,
+    only: Option<domain::PracticeId>,
+) -> Result<Vec<domain::PracticeId>, store::StoreError> {
+    Ok(match only {
+        Some(p) => vec![p],
+        None => owner
+            .list_practices()
+            .await?
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .filter(|id| !id.is_system())
+            .collect(),
+    })
+}
+
 /// A background job run by [`Jobs`].
 pub trait Job: Send + 'static {
     /// A short, stable name for logs and [`JobStatus`] (e.g. `sequencer`).
@@ -104,19 +122,19 @@ fn update(status: &Shared, f: impl FnOnce(&mut JobStatus)) {
     f(&mut status.lock().unwrap_or_else(PoisonError::into_inner));
 }
 
+fn snapshot(status: &Shared) -> JobStatus {
+    status
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
 /// What a running job gets from [`Jobs`]: the stop signal, the clock and its status.
+#[derive(Debug)]
 pub struct JobContext {
     stop: watch::Receiver<bool>,
     clock: Arc<dyn Clock>,
     status: Shared,
-}
-
-impl std::fmt::Debug for JobContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobContext")
-            .field("stopping", &self.stopping())
-            .finish_non_exhaustive()
-    }
 }
 
 impl JobContext {
@@ -163,6 +181,7 @@ impl JobContext {
 }
 
 /// A started job.
+#[derive(Debug)]
 struct Running {
     status: Shared,
     stop: watch::Sender<bool>,
@@ -170,17 +189,10 @@ struct Running {
 }
 
 /// The background jobs of one server: started here, stopped here, reported here.
+#[derive(Debug)]
 pub struct Jobs {
     clock: Arc<dyn Clock>,
     running: Vec<Running>,
-}
-
-impl std::fmt::Debug for Jobs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Jobs")
-            .field("status", &self.status())
-            .finish_non_exhaustive()
-    }
 }
 
 impl Jobs {
@@ -223,15 +235,7 @@ impl Jobs {
     /// Every job's status, in the order they were started.
     #[must_use]
     pub fn status(&self) -> Vec<JobStatus> {
-        self.running
-            .iter()
-            .map(|r| {
-                r.status
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone()
-            })
-            .collect()
+        self.running.iter().map(|r| snapshot(&r.status)).collect()
     }
 
     /// Stops the jobs in the reverse order of their start, waiting for each to finish before
@@ -241,11 +245,7 @@ impl Jobs {
         while let Some(r) = self.running.pop() {
             let _ = r.stop.send(true);
             let _ = r.task.await;
-            let status = r
-                .status
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+            let status = snapshot(&r.status);
             tracing::debug!(
                 job = status.name,
                 passes = status.passes,

@@ -29,16 +29,7 @@ pub async fn purge_all(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<PerPractice<PurgeReport, StoreError>, StoreError> {
-    let practices: Vec<PracticeId> = match practice {
-        Some(p) => vec![p],
-        None => owner
-            .list_practices()
-            .await?
-            .into_iter()
-            .map(|(id, _, _)| id)
-            .filter(|id| !id.is_system())
-            .collect(),
-    };
+    let practices = super::practices(owner, practice).await?;
     Ok(
         store::each_practice("retention", practices, |p| async move {
             if dry_run {
