@@ -16,6 +16,7 @@ mod perio_cmd;
 mod retention_cmd;
 mod serve;
 mod services;
+mod startup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

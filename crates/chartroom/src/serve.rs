@@ -133,7 +133,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     }
     let mut db = Database::for_serve(g).await?;
     let owner = db.migrate().await?;
-    let owner = crate::keys_cmd::prepare_owner(svc, &db, owner).await?;
+    let owner = crate::startup::prepare_owner(svc, &db, owner).await?;
     let seeded = if demo || args.demo {
         Some(crate::demo::seed_once(owner.as_ref(), &g.data_dir).await?)
     } else {
@@ -156,7 +156,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         .runtime_store(args.db_connections)
         .await?
         .with_keyring(svc.keyring(db.runtime.clone()).await?);
-    crate::keys_cmd::prepare_runtime(svc, &store).await;
+    crate::startup::prepare_runtime(svc, &store).await;
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let state = server::AppState {
         store: store.clone(),

@@ -5,8 +5,8 @@
 //!
 //! Each service is built on first use and then kept for the run, so a command that needs no
 //! key never opens the key provider (nor creates a key file), and one that needs it opens it
-//! once. Commands reach each other's wiring only through here: no command module imports
-//! another.
+//! once. Commands share wiring only through here (and `serve`'s start-up work through
+//! [`crate::startup`]): no `*_cmd` module imports another.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
