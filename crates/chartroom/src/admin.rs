@@ -6,8 +6,7 @@ use domain::values::{Email, single_line};
 use domain::{Clock as _, PracticeId, Role, RoleSet, SystemClock};
 use zeroize::Zeroizing;
 
-use crate::Global;
-use crate::db::Database;
+use crate::services::{Access, Services};
 
 #[derive(Subcommand)]
 pub(crate) enum PracticeCommand {
@@ -62,36 +61,21 @@ pub(crate) enum MemberCommand {
     },
 }
 
-async fn with_owner<F, T>(g: &Global, f: F) -> anyhow::Result<T>
-where
-    F: AsyncFnOnce(&store::OwnerStore) -> anyhow::Result<T>,
-{
-    let db = Database::for_admin(g).await?;
-    let result = match db.migrate().await {
-        Ok(Some(owner)) => {
-            let r = f(&owner).await;
-            owner.close().await;
-            r
-        }
-        Ok(None) => Err(anyhow::anyhow!("this command needs the owner role")),
-        Err(e) => Err(e),
-    };
-    db.shutdown().await?;
-    result
-}
-
-pub(crate) async fn practice(g: &Global, cmd: PracticeCommand) -> anyhow::Result<()> {
+pub(crate) async fn practice(svc: &Services, cmd: PracticeCommand) -> anyhow::Result<()> {
     match cmd {
         PracticeCommand::Create { name } => {
             let name = single_line("name", &name, 200)?;
-            let id = with_owner(g, async |o| {
-                Ok(o.create_practice(&name, SystemClock.now()).await?)
-            })
-            .await?;
+            let id = svc
+                .as_owner(Access::Shared, async |o, _| {
+                    Ok(o.create_practice(&name, SystemClock.now()).await?)
+                })
+                .await?;
             println!("{id}");
         }
         PracticeCommand::List => {
-            let list = with_owner(g, async |o| Ok(o.list_practices().await?)).await?;
+            let list = svc
+                .as_owner(Access::Shared, async |o, _| Ok(o.list_practices().await?))
+                .await?;
             for (id, name, demo) in list {
                 println!("{id}  {name}{}", if demo { "  [demo]" } else { "" });
             }
@@ -117,7 +101,7 @@ fn read_password(email: &str, name: &str) -> anyhow::Result<Zeroizing<String>> {
     Ok(pw)
 }
 
-pub(crate) async fn user(g: &Global, cmd: UserCommand) -> anyhow::Result<()> {
+pub(crate) async fn user(svc: &Services, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Create {
             email,
@@ -131,27 +115,28 @@ pub(crate) async fn user(g: &Global, cmd: UserCommand) -> anyhow::Result<()> {
                 tokio::task::spawn_blocking(move || server::password::hash_blocking(&password))
                     .await?
                     .map_err(anyhow::Error::msg)?;
-            let id = with_owner(g, async |o| {
-                let created = if support {
-                    o.create_support_user(email.as_str(), &name, &hash, SystemClock.now())
-                        .await
-                } else {
-                    o.create_user(email.as_str(), &name, &hash, SystemClock.now())
-                        .await
-                };
-                created.map_err(|e| match e {
-                    store::StoreError::Conflict(_) => {
-                        anyhow::anyhow!("an active account already uses that email")
-                    }
-                    other => other.into(),
+            let id = svc
+                .as_owner(Access::Shared, async |o, _| {
+                    let created = if support {
+                        o.create_support_user(email.as_str(), &name, &hash, SystemClock.now())
+                            .await
+                    } else {
+                        o.create_user(email.as_str(), &name, &hash, SystemClock.now())
+                            .await
+                    };
+                    created.map_err(|e| match e {
+                        store::StoreError::Conflict(_) => {
+                            anyhow::anyhow!("an active account already uses that email")
+                        }
+                        other => other.into(),
+                    })
                 })
-            })
-            .await?;
+                .await?;
             println!("{id}");
         }
         UserCommand::Deactivate { email } => {
             let email = Email::parse("email", &email)?;
-            with_owner(g, async |o| {
+            svc.as_owner(Access::Shared, async |o, _| {
                 let Some(user) = o.find_user(email.as_str()).await? else {
                     bail!("no active account has that email");
                 };
@@ -165,7 +150,7 @@ pub(crate) async fn user(g: &Global, cmd: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn member(g: &Global, cmd: MemberCommand) -> anyhow::Result<()> {
+pub(crate) async fn member(svc: &Services, cmd: MemberCommand) -> anyhow::Result<()> {
     match cmd {
         MemberCommand::Add {
             practice,
@@ -174,7 +159,7 @@ pub(crate) async fn member(g: &Global, cmd: MemberCommand) -> anyhow::Result<()>
         } => {
             let email = Email::parse("email", &email)?;
             let set: RoleSet = roles.into_iter().collect();
-            with_owner(g, async |o| {
+            svc.as_owner(Access::Shared, async |o, _| {
                 let Some(user) = o.find_user(email.as_str()).await? else {
                     bail!("no active account has that email: create it first with `chartroom user create`");
                 };

@@ -1,8 +1,8 @@
 //! `chartroom audit …`: reports, exports, verification and proofs, as the owner role.
 
 use anyhow::Context as _;
-use audit::checkpoint::{Signer, Verifier};
-use audit::store::{CheckpointStore as _, DirStore};
+use audit::checkpoint::Verifier;
+use audit::store::CheckpointStore as _;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use domain::Clock as _;
@@ -10,8 +10,8 @@ use domain::{PatientId, PracticeId, UserId};
 use server::sealer::Place;
 use store::audit::AuditFilter;
 
-use crate::Global;
 use crate::db::Database;
+use crate::services::{Access, Services};
 
 #[derive(Subcommand)]
 pub(crate) enum AuditCommand {
@@ -115,93 +115,6 @@ pub(crate) enum AuditCommand {
     },
 }
 
-/// Name of the checkpoint signing key.
-pub(crate) const KEY_NAME: &str = "chartroom-audit";
-
-/// Every place checkpoints are kept: the checkpoint directory first, then the mirrors.
-pub(crate) fn checkpoint_places(g: &Global) -> anyhow::Result<Vec<Place>> {
-    let mut places = vec![Place::Dir(checkpoint_store(g))];
-    places.extend(checkpoint_mirrors(g)?);
-    Ok(places)
-}
-
-/// The checkpoint store: `<data dir>/checkpoints` unless configured.
-pub(crate) fn checkpoint_store(g: &Global) -> DirStore {
-    DirStore::new(
-        g.checkpoint_dir
-            .clone()
-            .unwrap_or_else(|| g.data_dir.join("checkpoints")),
-    )
-}
-
-/// The mirrors of the checkpoint directory: `--checkpoint-mirror-dir`, `--checkpoint-mirror-url`.
-fn checkpoint_mirrors(g: &Global) -> anyhow::Result<Vec<Place>> {
-    let mut out = Vec::new();
-    if let Some(dir) = &g.checkpoint_mirror_dir {
-        out.push(Place::Dir(DirStore::new(dir)));
-    }
-    if let Some(url) = &g.checkpoint_mirror_url {
-        let (store, prefix) = store::crypto::blob::object_store_from_url(
-            url,
-            crate::backup_cmd::object_store_options(),
-        )
-        .context("cannot open the checkpoint mirror (--checkpoint-mirror-url)")?;
-        // Name it without any credentials the URL might carry.
-        let label = url::Url::parse(url).map_or_else(
-            |_| "the checkpoint mirror URL".to_owned(),
-            |u| {
-                format!(
-                    "{}://{}{}",
-                    u.scheme(),
-                    u.host_str().unwrap_or_default(),
-                    u.path()
-                )
-            },
-        );
-        out.push(Place::Object(server::sealer::ObjectPlace::new(
-            store, prefix, label,
-        )));
-    }
-    Ok(out)
-}
-
-/// The signing key file: `<data dir>/secrets/audit-checkpoint.key` (0600), created on first use.
-fn key_path(g: &Global) -> std::path::PathBuf {
-    g.data_dir.join("secrets").join("audit-checkpoint.key")
-}
-
-fn load_signer(g: &Global) -> anyhow::Result<Signer> {
-    let path = key_path(g);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    }
-    let signer = Signer::load_or_create(&path, KEY_NAME)
-        .with_context(|| format!("audit signing key {}", path.display()))?;
-    // The public half, for outside tools that check the checkpoints.
-    let vkey = g.data_dir.join("audit-verifier.key");
-    std::fs::write(&vkey, format!("{}\n", signer.verifier_key()))?;
-    Ok(signer)
-}
-
-/// The checkpointer the server runs.
-pub(crate) fn checkpointer(
-    g: &Global,
-    every_events: u64,
-    every_secs: u64,
-) -> anyhow::Result<server::sealer::Checkpointer> {
-    Ok(server::sealer::Checkpointer::new(
-        std::sync::Arc::new(load_signer(g)?),
-        checkpoint_store(g),
-        g.audit_origin.clone(),
-    )
-    .with_mirrors(checkpoint_mirrors(g)?)
-    .with_cadence(
-        every_events,
-        std::time::Duration::from_secs(every_secs.max(1)),
-    ))
-}
-
 fn b64(h: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(h)
@@ -257,13 +170,8 @@ async fn union_of_checkpoints(
     Ok((out, problems))
 }
 
-pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
-    let db = Database::for_admin(g).await?;
-    let owner = db
-        .migrate()
-        .await?
-        .context("this command needs the owner role")?;
-    let result = async {
+pub(crate) async fn run(svc: &Services, cmd: AuditCommand) -> anyhow::Result<()> {
+    svc.as_owner(Access::Shared, async |owner, db| {
         match cmd {
             AuditCommand::Report { practice, patient, actor, action, from, to, desc, limit } => {
                 let mut f = AuditFilter { patient, actor, action, from, to, descending: desc, after: None, limit: 500 };
@@ -284,7 +192,7 @@ pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
                 owner.audit_admin_event(practice, domain::AuditAction::AuditRead).await?;
             }
             AuditCommand::Verify { practice, verifier_key, seal_bound_secs } => {
-                verify(g, &owner, practice, verifier_key, seal_bound_secs).await?;
+                verify(svc, owner, practice, verifier_key, seal_bound_secs).await?;
             }
             AuditCommand::Proof { practice, seq, size } => {
                 let p = owner.inclusion_proof(practice, seq, size).await?.context("no sealed event at that position and size")?;
@@ -305,11 +213,11 @@ pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
             }
             AuditCommand::Checkpoint { practice } => {
                 let runtime = db.runtime_store(2).await?;
-                let result = checkpoint_now(g, &runtime, practice).await;
+                let result = checkpoint_now(svc, &runtime, practice).await;
                 runtime.close().await;
                 result?;
             }
-            AuditCommand::Prune { practice, before } => prune(g, &db, &owner, practice, before).await?,
+            AuditCommand::Prune { practice, before } => prune(svc, db, owner, practice, before).await?,
             AuditCommand::Export { practice, from, to } => {
                 let mut f = AuditFilter { from, to, limit: 500, ..AuditFilter::default() };
                 loop {
@@ -325,18 +233,15 @@ pub(crate) async fn run(g: &Global, cmd: AuditCommand) -> anyhow::Result<()> {
                 owner.audit_admin_event(practice, domain::AuditAction::AuditExport).await?;
             }
         }
-        anyhow::Ok(())
-    }
-    .await;
-    owner.close().await;
-    db.shutdown().await?;
-    result
+        Ok(())
+    })
+    .await
 }
 
 /// `audit checkpoint`: seals what is queued and signs a checkpoint of each practice (or one),
 /// reporting a practice that fails and going on with the others.
 async fn checkpoint_now(
-    g: &Global,
+    svc: &Services,
     runtime: &store::Store,
     practice: Option<PracticeId>,
 ) -> anyhow::Result<()> {
@@ -346,7 +251,7 @@ async fn checkpoint_now(
         println!("practice {p}: PROBLEM: its audit events cannot be sealed: {e}");
         failed.push(*p);
     }
-    let cp = checkpointer(g, 1, 1)?;
+    let cp = svc.checkpointer(1, 1)?;
     let practices = match practice {
         Some(p) => vec![p],
         None => runtime.practices_with_log().await?,
@@ -371,7 +276,7 @@ async fn checkpoint_now(
 }
 
 async fn verify(
-    g: &Global,
+    svc: &Services,
     owner: &store::OwnerStore,
     practice: Option<PracticeId>,
     verifier_key: Option<String>,
@@ -379,9 +284,9 @@ async fn verify(
 ) -> anyhow::Result<()> {
     let verifier = match verifier_key {
         Some(k) => Verifier::new(&k).context("--verifier-key")?,
-        None => load_signer(g)?.verifier(),
+        None => svc.signer()?.verifier(),
     };
-    let places = checkpoint_places(g)?;
+    let places = svc.checkpoint_places()?;
     let mut bad = 0;
     let practices = if let Some(p) = practice {
         vec![p]
@@ -410,7 +315,7 @@ async fn verify(
     // One practice that fails, or cannot be verified at all, is reported and the next one
     // is verified.
     for p in practices {
-        match verify_practice(g, owner, p, &places, &verifier, seal_bound_secs).await {
+        match verify_practice(svc, owner, p, &places, &verifier, seal_bound_secs).await {
             Ok(true) => {}
             Ok(false) => bad += 1,
             Err(e) => {
@@ -428,7 +333,7 @@ async fn verify(
 /// Verifies one practice's log against the union of the checkpoints and prints the report.
 /// Returns whether nothing is wrong.
 async fn verify_practice(
-    g: &Global,
+    svc: &Services,
     owner: &store::OwnerStore,
     p: PracticeId,
     places: &[Place],
@@ -437,7 +342,7 @@ async fn verify_practice(
 ) -> anyhow::Result<bool> {
     let started = std::time::Instant::now();
     let (cps, problems) = union_of_checkpoints(places, verifier, p).await?;
-    let origin = audit::checkpoint::origin(&g.audit_origin, p.as_uuid());
+    let origin = audit::checkpoint::origin(&svc.global().audit_origin, p.as_uuid());
     let out = owner
         .verify_practice(
             p,
@@ -483,7 +388,7 @@ async fn verify_practice(
 }
 
 async fn prune(
-    g: &Global,
+    svc: &Services,
     db: &Database,
     owner: &store::OwnerStore,
     practice: PracticeId,
@@ -498,10 +403,10 @@ async fn prune(
     let runtime = db.runtime_store(2).await?;
     runtime.seal_pending(now).await?;
     runtime.close().await;
-    let signer = load_signer(g)?;
-    let store = checkpoint_store(g);
-    let origin = audit::checkpoint::origin(&g.audit_origin, practice.as_uuid());
-    let mirrors = checkpoint_mirrors(g)?;
+    let signer = svc.signer()?;
+    let store = svc.checkpoint_store();
+    let origin = audit::checkpoint::origin(&svc.global().audit_origin, practice.as_uuid());
+    let mirrors = svc.checkpoint_mirrors()?;
     let mut pruning_note = None;
     let pruned = owner
         .prune_audit(practice, before, now, |head| {

@@ -56,6 +56,7 @@ use store::embedded::{Cluster, DATABASE, DbRole};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use crate::Global;
+use crate::services::{Keys, Services};
 
 const MAGIC: &[u8; 8] = b"CRBACKUP";
 const FORMAT: u8 = 1;
@@ -133,17 +134,18 @@ struct EntrySum {
 }
 
 /// `chartroom backup …`.
-pub(crate) async fn run(g: &Global, cmd: BackupCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(svc: &Services, cmd: BackupCommand) -> anyhow::Result<()> {
+    let g = svc.global();
     match cmd {
         BackupCommand::Create {
             out,
             dump_database_url,
-        } => create(g, out, dump_database_url).await,
+        } => create(svc, out, dump_database_url).await,
         BackupCommand::Verify { archive } => {
             let began = Instant::now();
-            let provider = crate::keys_cmd::keys(g).await?.provider;
+            let provider = svc.keys().await?.provider.as_ref();
             let bin = pg_bin(g)?;
-            let report = read_archive(&archive, provider.as_ref(), &bin, None).await?;
+            let report = read_archive(&archive, provider, &bin, None).await?;
             print_report(&report);
             println!(
                 "archive OK: {} entries, {} table(s), verified in {:.1} s",
@@ -156,7 +158,7 @@ pub(crate) async fn run(g: &Global, cmd: BackupCommand) -> anyhow::Result<()> {
         BackupCommand::Restore {
             archive,
             restore_database_url,
-        } => restore(g, &archive, restore_database_url).await,
+        } => restore(svc, &archive, restore_database_url).await,
     }
 }
 
@@ -245,8 +247,7 @@ impl Target {
                 "with an external PostgreSQL, {what} needs a superuser (or BYPASSRLS) URL: see --help"
             );
         }
-        let mut cfg = store::embedded::ClusterConfig::new(g.data_dir.clone());
-        cfg.pg_bin_dir.clone_from(&g.pg_bin_dir);
+        let cfg = crate::db::cluster_config(g);
         // A backup is taken next to a running server; a restore needs the cluster to itself.
         let cluster = if exclusive {
             Cluster::start(cfg).await
@@ -427,53 +428,15 @@ fn files_under(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// `object_store`'s configuration for a cloud URL, from the environment: its keys are the
-/// lower-cased `AWS_*`, `GOOGLE_*` and `AZURE_*` variable names.
-pub(crate) fn object_store_options() -> Vec<(String, String)> {
-    std::env::vars()
-        .filter(|(k, _)| {
-            k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_")
-        })
-        .map(|(k, v)| (k.to_lowercase(), v))
-        .collect()
-}
-
-/// The blob store: `--blob-store-url`, or `<data dir>/blobs` on this machine.
-pub(crate) fn blob_store(
-    g: &Global,
-    keyring: std::sync::Arc<store::crypto::Keyring>,
-) -> anyhow::Result<store::crypto::BlobStore> {
-    match &g.blob_store_url {
-        Some(url) => store::crypto::BlobStore::from_url(url, object_store_options(), keyring)
-            .context("cannot open the blob store (--blob-store-url)"),
-        None => store::crypto::BlobStore::local(g.data_dir.join("blobs"), keyring)
-            .context("cannot open the blob store"),
-    }
-}
-
-/// The blob store for copying objects as stored (no key is ever used).
-fn raw_blob_store(
-    g: &Global,
-    keys: &crate::keys_cmd::Keys,
-) -> anyhow::Result<store::crypto::BlobStore> {
-    let keyring = store::crypto::Keyring::new(
-        keys.provider.clone(),
-        std::sync::Arc::new(store::crypto::MemoryKeyStore::new()),
-        std::sync::Arc::new(domain::SystemClock),
-    );
-    blob_store(g, std::sync::Arc::new(keyring))
-}
-
 /// Copies every blob object, as stored (already encrypted under its practice's key), into
 /// the archive body.
 async fn blob_entries<W: AsyncWrite + Unpin>(
     body: &mut BodyWriter<W>,
-    g: &Global,
-    keys: &crate::keys_cmd::Keys,
+    svc: &Services,
 ) -> anyhow::Result<()> {
     use futures::TryStreamExt as _;
     use store::crypto::object_store::ObjectStoreExt as _;
-    let blobs = raw_blob_store(g, keys)?;
+    let blobs = svc.raw_blob_store().await?;
     for (rel, location) in blob_objects(&blobs).await? {
         let stream = blobs
             .object_store()
@@ -517,13 +480,12 @@ async fn blob_objects(
     Ok(out)
 }
 
-fn checkpoint_dir(g: &Global) -> PathBuf {
-    g.checkpoint_dir
-        .clone()
-        .unwrap_or_else(|| g.data_dir.join("checkpoints"))
-}
-
-async fn create(g: &Global, out: Option<PathBuf>, dump_url: Option<String>) -> anyhow::Result<()> {
+async fn create(
+    svc: &Services,
+    out: Option<PathBuf>,
+    dump_url: Option<String>,
+) -> anyhow::Result<()> {
+    let g = svc.global();
     let began = Instant::now();
     let created_at = domain::Clock::now(&domain::SystemClock);
     let out = if let Some(p) = out {
@@ -539,11 +501,11 @@ async fn create(g: &Global, out: Option<PathBuf>, dump_url: Option<String>) -> a
     if out.exists() {
         bail!("{} exists: choose another --out", out.display());
     }
-    let keys = crate::keys_cmd::keys(g).await?;
+    let keys = svc.keys().await?;
     let bin = pg_bin(g)?;
     let pg_dump_version = tool_version(&bin, "pg_dump").await?;
     let target = Target::open(g, dump_url, "backup create", false).await?;
-    let result = write_archive(g, &target, &keys, &bin, &out, created_at, pg_dump_version).await;
+    let result = write_archive(svc, &target, keys, &bin, &out, created_at, pg_dump_version).await;
     if result.is_err() {
         let _ = std::fs::remove_file(out.with_extension("crbk.partial"));
     }
@@ -600,9 +562,9 @@ async fn create_with_header(path: &Path, header: &Header) -> anyhow::Result<toki
 
 /// Writes the archive to `<out>.partial`, then renames it to `out`; returns its manifest.
 async fn write_archive(
-    g: &Global,
+    svc: &Services,
     target: &Target,
-    keys: &crate::keys_cmd::Keys,
+    keys: &Keys,
     bin: &Path,
     out: &Path,
     created_at: DateTime<Utc>,
@@ -655,14 +617,14 @@ async fn write_archive(
                 String::from_utf8_lossy(&output.stderr).trim()
             );
         }
-        blob_entries(&mut body, g, keys).await?;
-        let cps = checkpoint_dir(g);
+        blob_entries(&mut body, svc).await?;
+        let cps = svc.checkpoint_dir();
         for rel in files_under(&cps)? {
             let f = tokio::fs::File::open(cps.join(&rel)).await?;
             body.entry(&format!("checkpoints/{}", rel.display()), f)
                 .await?;
         }
-        let vkey = g.data_dir.join(VERIFIER_ENTRY);
+        let vkey = svc.global().data_dir.join(VERIFIER_ENTRY);
         if vkey.exists() {
             body.entry(VERIFIER_ENTRY, tokio::fs::File::open(&vkey).await?)
                 .await?;
@@ -1063,18 +1025,19 @@ async fn dump_entry<R: AsyncRead + Unpin>(
     Ok((sum, tables))
 }
 
-async fn restore(g: &Global, archive: &Path, url: Option<String>) -> anyhow::Result<()> {
+async fn restore(svc: &Services, archive: &Path, url: Option<String>) -> anyhow::Result<()> {
+    let g = svc.global();
     let began = Instant::now();
-    let provider = crate::keys_cmd::keys(g).await?.provider;
+    let provider = svc.keys().await?.provider.as_ref();
     let bin = pg_bin(g)?;
     // First pass: check everything, change nothing.
-    let checked = read_archive(archive, provider.as_ref(), &bin, None).await?;
+    let checked = read_archive(archive, provider, &bin, None).await?;
     print_report(&checked);
-    let blobs = raw_blob_store(g, &crate::keys_cmd::keys(g).await?)?;
+    let blobs = svc.raw_blob_store().await?;
     if !blob_objects(&blobs).await?.is_empty() {
         bail!("the blob store is not empty: restore into a new data directory and blob store");
     }
-    let checkpoint_dir = checkpoint_dir(g);
+    let checkpoint_dir = svc.checkpoint_dir();
     if !files_under(&checkpoint_dir)?.is_empty() {
         bail!(
             "{} is not empty: restore into a new data directory",
@@ -1100,7 +1063,7 @@ async fn restore(g: &Global, archive: &Path, url: Option<String>) -> anyhow::Res
             checkpoint_dir: checkpoint_dir.clone(),
             data_dir: g.data_dir.clone(),
         };
-        let report = read_archive(archive, provider.as_ref(), &bin, Some(&to)).await?;
+        let report = read_archive(archive, provider, &bin, Some(&to)).await?;
         if report.manifest != checked.manifest {
             bail!("the archive changed between verification and restore");
         }

@@ -114,7 +114,8 @@ impl Database {
     }
 }
 
-fn cluster_config(g: &Global) -> ClusterConfig {
+/// The embedded cluster's configuration: `<data dir>` and `--pg-bin-dir`.
+pub(crate) fn cluster_config(g: &Global) -> ClusterConfig {
     let mut cfg = ClusterConfig::new(g.data_dir.clone());
     cfg.pg_bin_dir.clone_from(&g.pg_bin_dir);
     cfg

@@ -15,6 +15,8 @@ mod notes_cmd;
 mod perio_cmd;
 mod retention_cmd;
 mod serve;
+mod services;
+mod startup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,9 +115,9 @@ pub(crate) struct Global {
         global = true,
         env = "CHARTROOM_KEY_PROVIDER",
         value_enum,
-        default_value_t = keys_cmd::KeyProviderKind::Local
+        default_value_t = services::KeyProviderKind::Local
     )]
-    pub key_provider: keys_cmd::KeyProviderKind,
+    pub key_provider: services::KeyProviderKind,
 
     /// Where encrypted blobs (audio, attachments) are stored: default `<data dir>/blobs`;
     /// `file:///path`, or with the matching cargo feature `s3://bucket/prefix`,
@@ -190,8 +192,8 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Command::Perio(cmd) = cli.command {
+    let Cli { global, command } = Cli::parse();
+    if let Command::Perio(cmd) = command {
         return match perio_cmd::run(cmd) {
             Ok(code) => code,
             Err(e) => {
@@ -200,7 +202,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    init_tracing(cli.global.log_format);
+    init_tracing(global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -211,19 +213,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The services every command shares, built once for this run (each on first use).
+    let svc = services::Services::new(global);
     let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(args) => serve::run(&cli.global, args, false).await,
-            Command::Demo(args) => serve::run(&cli.global, args, true).await,
-            Command::Migrate => db::migrate_only(&cli.global).await,
-            Command::Practice(cmd) => admin::practice(&cli.global, cmd).await,
-            Command::User(cmd) => admin::user(&cli.global, cmd).await,
-            Command::Member(cmd) => admin::member(&cli.global, cmd).await,
-            Command::Audit(cmd) => audit_cmd::run(&cli.global, cmd).await,
-            Command::Keys(cmd) => keys_cmd::run(&cli.global, cmd).await,
-            Command::Backup(cmd) => backup_cmd::run(&cli.global, cmd).await,
-            Command::Notes(cmd) => notes_cmd::run(&cli.global, cmd).await,
-            Command::Retention(cmd) => retention_cmd::run(&cli.global, cmd).await,
+        match command {
+            Command::Serve(args) => serve::run(&svc, args, false).await,
+            Command::Demo(args) => serve::run(&svc, args, true).await,
+            Command::Migrate => db::migrate_only(svc.global()).await,
+            Command::Practice(cmd) => admin::practice(&svc, cmd).await,
+            Command::User(cmd) => admin::user(&svc, cmd).await,
+            Command::Member(cmd) => admin::member(&svc, cmd).await,
+            Command::Audit(cmd) => audit_cmd::run(&svc, cmd).await,
+            Command::Keys(cmd) => keys_cmd::run(&svc, cmd).await,
+            Command::Backup(cmd) => backup_cmd::run(&svc, cmd).await,
+            Command::Notes(cmd) => notes_cmd::run(&svc, cmd).await,
+            Command::Retention(cmd) => retention_cmd::run(&svc, cmd).await,
             Command::Perio(_) => Ok(()),
         }
     });

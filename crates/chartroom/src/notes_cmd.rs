@@ -5,12 +5,10 @@
 //! superuser) and is a security incident. Versions written before hash scheme 2 are counted:
 //! their hash does not bind the printed name, credential, time zone or creation time.
 
-use anyhow::Context as _;
 use clap::Subcommand;
 use domain::PracticeId;
 
-use crate::Global;
-use crate::db::Database;
+use crate::services::{Access, Services};
 
 /// `chartroom notes …`.
 #[derive(Subcommand, Debug)]
@@ -24,26 +22,10 @@ pub(crate) enum NotesCommand {
 }
 
 /// `chartroom notes …`.
-pub(crate) async fn run(g: &Global, cmd: NotesCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(svc: &Services, cmd: NotesCommand) -> anyhow::Result<()> {
     let NotesCommand::Verify { practice } = cmd;
-    let db = Database::for_admin(g).await?;
-    let owner = db
-        .migrate()
-        .await?
-        .context("this command needs the owner role")?;
-    let keys = crate::keys_cmd::keys(g).await?;
-    let owner = crate::keys_cmd::owner_with_keys(&db, owner, keys).await?;
-    let result = async {
-        let practices: Vec<PracticeId> = match practice {
-            Some(p) => vec![p],
-            None => owner
-                .list_practices()
-                .await?
-                .into_iter()
-                .map(|(id, _, _)| id)
-                .filter(|id| !id.is_system())
-                .collect(),
-        };
+    svc.as_owner(Access::SharedWithKeys, async |owner, _| {
+        let practices = server::jobs::practices(owner, practice).await?;
         let mut bad = 0usize;
         let pass = store::each_practice("notes_verify", practices, |p| owner.verify_notes(p)).await;
         for (p, r) in &pass.done {
@@ -79,10 +61,7 @@ pub(crate) async fn run(g: &Global, cmd: NotesCommand) -> anyhow::Result<()> {
         if bad > 0 {
             anyhow::bail!("{bad} note(s) failed verification");
         }
-        anyhow::Ok(())
-    }
-    .await;
-    owner.close().await;
-    db.shutdown().await?;
-    result
+        Ok(())
+    })
+    .await
 }

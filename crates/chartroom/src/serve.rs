@@ -8,10 +8,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use domain::SystemClock;
+use server::jobs::Jobs;
+use server::jobs::retention::Retention;
+use server::jobs::sequencer::Sequencer;
+use server::jobs::sweep::ExpiredChallenges;
 use store::SessionPolicy;
 
-use crate::Global;
 use crate::db::Database;
+use crate::services::Services;
 
 /// Options of `serve`.
 #[derive(Args, Debug, Clone)]
@@ -88,6 +92,13 @@ pub(crate) struct ServeArgs {
     /// Database connections in the runtime pool.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub db_connections: u32,
+
+    /// Seconds a request may take before it is abandoned (a change it has not committed is
+    /// rolled back) and answered 503 with the error code `TIMEOUT`.
+    #[arg(long, env = "CHARTROOM_REQUEST_TIMEOUT_SECS",
+          default_value_t = server::DEFAULT_REQUEST_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
 }
 
 /// Waits for SIGINT or SIGTERM. The handlers are installed when this is called, not when it
@@ -106,7 +117,8 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'stati
 }
 
 /// Runs the server until SIGINT/SIGTERM (or until the embedded PostgreSQL dies).
-pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Result<()> {
+pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::Result<()> {
+    let g = svc.global();
     // Refuse bad transport settings before anything starts.
     if args.behind_proxy && !args.listen.ip().is_loopback() {
         anyhow::bail!(
@@ -121,8 +133,7 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     }
     let mut db = Database::for_serve(g).await?;
     let owner = db.migrate().await?;
-    let keys = crate::keys_cmd::keys(g).await?;
-    let owner = crate::keys_cmd::prepare_owner(g, &db, owner, keys.clone()).await?;
+    let owner = crate::startup::prepare_owner(svc, &db, owner).await?;
     let seeded = if demo || args.demo {
         Some(crate::demo::seed_once(owner.as_ref(), &g.data_dir).await?)
     } else {
@@ -144,8 +155,8 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
     let store = db
         .runtime_store(args.db_connections)
         .await?
-        .with_keyring(crate::keys_cmd::keyring(keys, db.runtime.clone()).await?);
-    crate::keys_cmd::prepare_runtime(g, &store).await;
+        .with_keyring(svc.keyring(db.runtime.clone()).await?);
+    crate::startup::prepare_runtime(svc, &store).await;
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let state = server::AppState {
         store: store.clone(),
@@ -165,24 +176,20 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
                 args.security_policy.as_deref(),
             ))
         }),
-        checkpoints: Some(crate::audit_cmd::checkpoint_store(g)),
+        checkpoints: Some(svc.checkpoint_store()),
     };
-    let checkpointer = crate::audit_cmd::checkpointer(
-        g,
-        args.checkpoint_every_events,
-        args.checkpoint_every_secs,
-    )?;
+    let checkpointer =
+        svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
-    let (sealer, stop_sealer) = server::sealer::spawn(
-        store.clone(),
-        state.clock.clone(),
-        Duration::from_millis(args.seal_interval_ms),
-        Some(checkpointer),
+    let jobs = start_jobs(&args, &store, owner, checkpointer, state.clock.clone());
+    let app = server::app_with_limits(
+        state,
+        server::Limits {
+            request_timeout: Duration::from_secs(args.request_timeout_secs),
+        },
     );
-    let retention = crate::retention_cmd::start_daily(owner, state.clock.clone());
-    let app = server::app(state);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = listen(g, &args, listener, app, stop_rx)?;
+    let server = listen(svc, &args, listener, app, stop_rx)?;
     tracing::info!(%addr, "listening");
     let reason = match db.cluster.as_mut() {
         Some(cluster) => tokio::select! {
@@ -198,22 +205,55 @@ pub(crate) async fn run(g: &Global, args: ServeArgs, demo: bool) -> anyhow::Resu
         Ok(_) => {}
         Err(_) => tracing::warn!("connections still open after 10 s; closing anyway"),
     }
-    // No request and no retention run can add events from here on; the sealer then seals
-    // what is queued and signs a checkpoint of every log that grew.
-    crate::retention_cmd::stop_daily(retention).await;
-    let _ = stop_sealer.send(());
-    let _ = sealer.await;
+    // No request can add events from here on. The jobs stop in the reverse order of their
+    // start: a retention run in progress finishes, then the sequencer seals what is queued and
+    // signs a checkpoint of every log that grew.
+    for s in jobs.stop().await {
+        if let Some((at, error)) = &s.last_error {
+            tracing::warn!(job = s.name, passes = s.passes, failures = s.failures, %at, %error, "background job: last failure");
+        }
+    }
     store.close().await;
     db.shutdown().await?;
     println!("Chartroom stopped");
     Ok(())
 }
 
+/// Starts the background jobs of `serve`, in the order they depend on each other: the
+/// sequencer first (it seals and checkpoints the events the others append, so it stops
+/// last), the passkey-challenge sweep, and the daily retention run on the owner role's store
+/// when there is one.
+fn start_jobs(
+    args: &ServeArgs,
+    store: &store::Store,
+    owner: Option<store::OwnerStore>,
+    checkpointer: server::sealer::Checkpointer,
+    clock: Arc<dyn domain::Clock>,
+) -> Jobs {
+    let seal_interval = Duration::from_millis(args.seal_interval_ms);
+    let mut jobs = Jobs::new(clock);
+    jobs.start(Sequencer::new(
+        store.clone(),
+        seal_interval,
+        Some(checkpointer),
+    ));
+    // Swept as often as before, when it ran with the sealing pass.
+    jobs.start(ExpiredChallenges::new(store.clone(), seal_interval));
+    if let Some(owner) = owner {
+        jobs.start(Retention::daily(owner));
+    } else {
+        tracing::info!(
+            "no owner role: the daily retention job is off (schedule `chartroom retention run`)"
+        );
+    }
+    jobs
+}
+
 /// Starts serving `app` on `listener`: HTTPS (TLS 1.3) with the configured or the generated
 /// self-signed certificate, or plain HTTP on loopback with `--behind-proxy`. Stops gracefully
 /// when `stop` changes.
 fn listen(
-    g: &Global,
+    svc: &Services,
     args: &ServeArgs,
     listener: std::net::TcpListener,
     app: axum::Router,
@@ -239,8 +279,7 @@ fn listen(
     let (certs, key) = if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
         server::tls::load_pem(c, k)?
     } else {
-        let dir = g.data_dir.join("secrets");
-        std::fs::create_dir_all(&dir)?;
+        let dir = svc.secrets_dir()?;
         let (certs, key, created) = server::tls::self_signed_in(&dir, &args.tls_names)?;
         let fp = certs
             .first()

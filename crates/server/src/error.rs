@@ -73,6 +73,12 @@ pub enum AppError {
     /// 410 `GONE`: the object was deleted (its history stays available to those allowed).
     #[error("this {0} was deleted")]
     Gone(&'static str),
+    /// 503 `TIMEOUT`: the server did not answer within the request timeout (the request was
+    /// abandoned; a change it had not committed was rolled back).
+    #[error(
+        "the server could not finish this request within its time limit ({0} s); try again in a moment (after a change, reload first to see whether it was saved)"
+    )]
+    Timeout(u64),
     /// 500 `INTERNAL`: logged with its cause; the body says only "internal error".
     #[error("internal error")]
     Internal(String),
@@ -110,6 +116,7 @@ impl AppError {
             AppError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             AppError::Gone(_) => StatusCode::GONE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -138,14 +145,22 @@ impl AppError {
             AppError::PreconditionRequired => "CONFLICT-0003",
             AppError::Gone(_) => "GONE",
             AppError::Internal(_) => "INTERNAL",
+            AppError::Timeout(_) => "TIMEOUT",
         }
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if let AppError::Internal(cause) = &self {
-            tracing::error!(%cause, "request failed");
+        match &self {
+            AppError::Internal(cause) => tracing::error!(%cause, "request failed"),
+            AppError::Timeout(secs) => {
+                tracing::warn!(
+                    timeout_secs = secs,
+                    "request abandoned: not answered in time"
+                );
+            }
+            _ => {}
         }
         let mut res = self.status().into_response();
         if let AppError::Throttled(secs) = &self

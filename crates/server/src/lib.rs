@@ -14,6 +14,8 @@
 //!   bodies say only "internal error"; no message echoes a submitted value.
 //! - Every response carries `x-request-id`, `Cache-Control: no-store`, `X-Content-Type-Options:
 //!   nosniff`, `Referrer-Policy: no-referrer` and a CSP that forbids scripts and framing.
+//! - A request that takes longer than [`Limits::request_timeout`] is abandoned (its
+//!   transaction, if not yet committed, rolls back) and answered `503` `TIMEOUT`.
 //!
 //! # Example
 //! ```no_run
@@ -28,6 +30,7 @@ mod etag;
 pub mod extract;
 pub mod fhir;
 pub mod identity;
+pub mod jobs;
 mod middleware;
 pub mod password;
 mod routes;
@@ -48,6 +51,25 @@ pub use routes::{openapi, openapi_schema_conflicts};
 /// Largest accepted request body (bytes). Bigger bodies get `413` before any parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Default of [`Limits::request_timeout`] (seconds).
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// Limits every request is held to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// A request not answered within this time is abandoned — its handler is dropped, so a
+    /// transaction not yet committed rolls back — and answered `503` `TIMEOUT`.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout: std::time::Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
+        }
+    }
+}
+
 /// Everything a handler can reach.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -67,9 +89,15 @@ pub struct AppState {
     pub checkpoints: Option<audit::store::DirStore>,
 }
 
-/// The whole application: routes, the OpenAPI document, and the layers every request passes.
+/// The whole application: routes, the OpenAPI document, and the layers every request passes,
+/// with the default [`Limits`].
 pub fn app(state: AppState) -> Router {
-    build(state, None)
+    app_with_limits(state, Limits::default())
+}
+
+/// [`app`] with the given limits.
+pub fn app_with_limits(state: AppState, limits: Limits) -> Router {
+    build(state, None, limits)
 }
 
 /// The application plus one route that reads a patient **without any session check**
@@ -81,10 +109,10 @@ pub fn unsafe_bench_app_with_unauthenticated_read(state: AppState) -> Router {
         "/bench/unauthenticated/practices/{practice_id}/patients/{patient_id}/as/{user_id}/{role}",
         axum::routing::get(routes::unsafe_bench_patient_get),
     );
-    build(state, Some(route))
+    build(state, Some(route), Limits::default())
 }
 
-fn build(state: AppState, extra: Option<Router<AppState>>) -> Router {
+fn build(state: AppState, extra: Option<Router<AppState>>, limits: Limits) -> Router {
     // Every `/api/v1` route comes from the registrations, so each is in the document.
     let (api, _) = routes::router().split_for_parts();
     let api = match extra {
@@ -100,6 +128,10 @@ fn build(state: AppState, extra: Option<Router<AppState>>) -> Router {
         )
         .fallback(|| async { AppError::NotFound("route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.request_timeout,
+            middleware::timeout,
+        ))
         .layer(axum::middleware::from_fn(middleware::request_frame))
         .with_state(state)
 }

@@ -1,9 +1,10 @@
-//! The request frame: request id, access log line, security headers, and JSON error bodies.
+//! The request frame: request id, access log line, security headers, and JSON error bodies;
+//! and the request timeout inside it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -103,4 +104,14 @@ pub(crate) async fn request_frame(mut req: Request, next: Next) -> Response {
         "request"
     );
     res
+}
+
+/// Answers `503` `TIMEOUT` ([`crate::AppError::Timeout`]) when the rest of the stack has not
+/// answered within `limit`; the handler's future is dropped, so a transaction it holds and has
+/// not committed rolls back. Inside [`request_frame`], which adds the request id.
+pub(crate) async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => crate::AppError::Timeout(limit.as_secs()).into_response(),
+    }
 }

@@ -1,14 +1,8 @@
-//! The background sealer and checkpointer.
+//! Signed audit checkpoints: the [`Checkpointer`] and the [`Place`]s it writes to.
 //!
-//! Every `interval` it seals the queued audit events of every practice (hash chain + Merkle
-//! tree, see [`store::seal`]) and, for each practice whose log grew by `every_events` or
-//! whose last checkpoint is older than `every`, signs a C2SP checkpoint with the Ed25519 key
-//! kept outside the database and writes it to the checkpoint directory and every mirror.
-//! When it is stopped (a clean shutdown of the server) it seals whatever is still queued and
-//! checkpoints every practice whose log grew, so no sealed event is left outside a signed
-//! checkpoint. Sealing is bounded: an event waits at most about one `interval` (plus the time
-//! to seal what came before it). One practice whose events cannot be sealed or checkpointed
-//! is reported and the others go on.
+//! The background loop that seals queued audit events and signs checkpoints on a cadence (and
+//! every log that grew at a clean shutdown) is the [`crate::jobs::sequencer`] job; `chartroom
+//! audit checkpoint` and `audit prune` sign through the same [`Checkpointer`] on demand.
 //!
 //! # Never sign a shorter or rewritten log
 //!
@@ -32,14 +26,14 @@
 //! who can rewrite the database — or the database and one of the places — cannot rewrite the
 //! history the others hold.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use audit::checkpoint::{Checkpoint, MAX_NOTE_BYTES, Signer, origin};
 use audit::store::{CheckpointStore as _, DirStore, Put};
 use audit::verify::{NotAnExtension, extends};
-use domain::{Clock, PracticeId};
+use domain::PracticeId;
 use store::Store;
 use store::crypto::object_store::{
     self, ListResult, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload,
@@ -57,10 +51,6 @@ pub const DEFAULT_EVERY_EVENTS: u64 = 100;
 /// the last checkpoint are the ones a database superuser could cut unnoticed while the server
 /// runs (a clean shutdown checkpoints them all).
 pub const DEFAULT_EVERY_SECS: u64 = 5;
-
-/// Sealing passes at shutdown before the last checkpoints are signed (each seals up to
-/// [`store::seal::SEAL_BATCH`] events per practice; the listener is closed by then).
-const FINAL_SEAL_PASSES: usize = 1_000;
 
 /// A place where checkpoints are written, each once and never replaced.
 #[derive(Clone, Debug)]
@@ -569,152 +559,4 @@ impl Checkpointer {
         }
         Ok(Some(head.size))
     }
-}
-
-/// When each practice was last checkpointed, and which failures were reported already (so a
-/// lasting refusal alerts once, not at every tick).
-#[derive(Default)]
-struct Cadence {
-    last: HashMap<PracticeId, (u64, Instant)>,
-    reported: HashMap<PracticeId, std::mem::Discriminant<CheckpointError>>,
-    seal_failing: HashSet<PracticeId>,
-}
-
-impl Cadence {
-    /// Seals every practice's queued events; a practice that fails is reported (once while
-    /// it keeps failing) and the others are sealed. Returns how many events were sealed.
-    async fn seal(&mut self, db: &Store, clock: &dyn Clock) -> u64 {
-        match db.seal_pending_each(clock.now()).await {
-            Ok(pass) => {
-                let failing: HashSet<PracticeId> = pass.failed.iter().map(|f| f.0).collect();
-                for (practice, e) in &pass.failed {
-                    if self.seal_failing.contains(practice) {
-                        continue;
-                    }
-                    if matches!(
-                        e,
-                        store::StoreError::Corrupt(_) | store::StoreError::Conflict(_)
-                    ) {
-                        tracing::error!(target: ALERT_TARGET, %practice, error = %e, "this practice's audit events cannot be sealed (changed around Chartroom); the others were sealed");
-                    } else {
-                        tracing::error!(%practice, error = %e, "sealing this practice's audit events failed; the others were sealed");
-                    }
-                }
-                self.seal_failing = failing;
-                pass.sealed
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "sealing audit events failed");
-                0
-            }
-        }
-    }
-
-    /// Checkpoints the practices that are due (`all`: every practice whose log grew, as at
-    /// shutdown). Returns how many checkpoints were signed or confirmed.
-    async fn checkpoint(&mut self, db: &Store, cp: &Checkpointer, all: bool) -> usize {
-        let practices = match db.practices_with_log().await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "listing practices for checkpoints failed");
-                return 0;
-            }
-        };
-        let mut done = 0;
-        for practice in practices {
-            let (size, at) = self
-                .last
-                .get(&practice)
-                .copied()
-                .map_or((0, None), |(s, at)| (s, Some(at)));
-            let mut seen = None;
-            if !all {
-                let head = match db.tree_head(practice).await {
-                    Ok(h) => h,
-                    Err(e) => {
-                        tracing::error!(error = %e, %practice, "reading the audit tree head failed");
-                        continue;
-                    }
-                };
-                let due = head.size > size
-                    && (head.size - size >= cp.every_events
-                        || at.is_none_or(|at| at.elapsed() >= cp.every));
-                if !due {
-                    continue;
-                }
-                seen = Some(head.size);
-            }
-            match cp.checkpoint(db, practice).await {
-                Ok(Some(s)) => {
-                    self.last.insert(practice, (s, Instant::now()));
-                    self.reported.remove(&practice);
-                    done += 1;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    // Retry on the cadence, not at every tick.
-                    if let Some(s) = seen {
-                        self.last.insert(practice, (s, Instant::now()));
-                    }
-                    let kind = std::mem::discriminant(&e);
-                    if all || self.reported.get(&practice) != Some(&kind) {
-                        report(practice, &e);
-                        self.reported.insert(practice, kind);
-                    }
-                }
-            }
-        }
-        done
-    }
-}
-
-/// Runs the sealer (and checkpointer) until the returned sender is sent to or dropped; then
-/// seals what is still queued and checkpoints every practice whose log grew before the task
-/// ends (stop the request listener first, and await the task).
-pub fn spawn(
-    db: Store,
-    clock: Arc<dyn Clock>,
-    interval: Duration,
-    checkpointer: Option<Checkpointer>,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::oneshot::Sender<()>,
-) {
-    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        let mut cadence = Cadence::default();
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = &mut stop_rx => break,
-                _ = tick.tick() => {}
-            }
-            let n = cadence.seal(&db, clock.as_ref()).await;
-            if n > 0 {
-                tracing::debug!(sealed = n, "sealed audit events");
-            }
-            // Housekeeping: expired passkey ceremonies (public sign-in can create them).
-            if let Err(e) = db.purge_expired_challenges(clock.now()).await {
-                tracing::warn!(error = %e, "removing expired passkey challenges failed");
-            }
-            if let Some(cp) = &checkpointer {
-                cadence.checkpoint(&db, cp, false).await;
-            }
-        }
-        // Clean shutdown: nothing sealed stays outside a signed checkpoint.
-        for _ in 0..FINAL_SEAL_PASSES {
-            if cadence.seal(&db, clock.as_ref()).await == 0 {
-                break;
-            }
-        }
-        if let Some(cp) = &checkpointer {
-            let n = cadence.checkpoint(&db, cp, true).await;
-            tracing::info!(
-                practices = n,
-                "audit logs sealed and checkpointed at shutdown"
-            );
-        }
-    });
-    (handle, stop_tx)
 }

@@ -103,12 +103,13 @@ fn copy_secrets(from: &Path, to: &Path) {
     }
 }
 
-struct Demo {
-    login: Value,
-    totp: Option<(server::identity::totp::TotpKey, i64)>,
+/// A demo account's sign-in (from `demo-credentials.json`) and its TOTP once enrolled.
+pub(crate) struct Demo {
+    pub(crate) login: Value,
+    pub(crate) totp: Option<(server::identity::totp::TotpKey, i64)>,
 }
 
-fn demo_login(dir: &Path, email: &str) -> Demo {
+pub(crate) fn demo_login(dir: &Path, email: &str) -> Demo {
     let creds: Value =
         serde_json::from_slice(&std::fs::read(dir.join("demo-credentials.json")).unwrap()).unwrap();
     let a = creds
@@ -124,16 +125,9 @@ fn demo_login(dir: &Path, email: &str) -> Demo {
     }
 }
 
-async fn practice_of(http: &reqwest::Client, base: &str, token: &str) -> String {
-    let me: Value = http
-        .get(format!("{base}/api/v1/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+/// The first practice of the signed-in user.
+pub(crate) async fn practice_of(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let me = crate::util::get_json(http, &format!("{base}/api/v1/me"), token).await;
     me["practices"][0]["practice_id"]
         .as_str()
         .unwrap()

@@ -41,6 +41,7 @@ mod sealed_columns;
 mod session_access;
 mod sessions;
 mod support;
+mod wiring;
 
 /// Shared helpers.
 mod util;

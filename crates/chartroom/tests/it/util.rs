@@ -29,6 +29,18 @@ pub async fn call(
     (status, json)
 }
 
+/// `GET url` with a bearer `token` (a server run by the test, not a [`TestApp`]), as JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Counts rows of `table` as seen by a connection with no tenant set (a superuser view, for
 /// before/after comparisons only).
 pub async fn count_all(su: &mut PgConnection, table: &str) -> i64 {

@@ -239,6 +239,12 @@ const SHARED: &[(&str, &str, &str)] = &[
         "500",
         "Internal error (`INTERNAL`); the body carries only the request id",
     ),
+    (
+        "Timeout",
+        "503",
+        "Not answered within the server's request timeout (`TIMEOUT`); a change not yet \
+         committed was rolled back",
+    ),
 ];
 
 fn add_shared(op: &mut Operation, name: &str) {
@@ -254,7 +260,7 @@ fn add_shared(op: &mut Operation, name: &str) {
 /// it cannot drift from them: the security schemes, applied to every route that is not
 /// explicitly public (`security(())`); `401` on those; `403` and `404` on practice routes;
 /// `400` wherever a path id, a query or a body is parsed; `413` and `415` with a body; `500`
-/// everywhere.
+/// and `503` everywhere.
 fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -328,6 +334,7 @@ fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 add_shared(op, "UnsupportedMediaType");
             }
             add_shared(op, "Internal");
+            add_shared(op, "Timeout");
         }
     }
     doc

@@ -1,7 +1,7 @@
 //! `chartroom-bench audit-checkpoints`: what signing audit checkpoints often costs (issue 14.2).
 //!
 //! 8 writers spread over 8 practices register synthetic patients (each with its audit event)
-//! while `serve`'s own sealer task ([`server::sealer::spawn`], 250 ms) runs: without a
+//! while `serve`'s own sequencer job ([`server::jobs::sequencer`], 250 ms) runs: without a
 //! checkpointer, at the former cadence (1000 events or 60 s) and at the current one (100
 //! events or 5 s, with a mirror directory). Modes alternate within each round, in an order
 //! that rotates from round to round; the best of each is reported, with the checkpoints
@@ -82,12 +82,12 @@ pub(crate) async fn audit_checkpoints(seconds: u64, rounds: usize) -> anyhow::Re
             let cp = mode
                 .map(|(cadence, mirror)| checkpointer(&root, cadence, mirror))
                 .transpose()?;
-            let (task, stop) = server::sealer::spawn(
+            let mut jobs = server::jobs::Jobs::new(Arc::new(domain::SystemClock));
+            jobs.start(server::jobs::sequencer::Sequencer::new(
                 store.clone(),
-                Arc::new(domain::SystemClock),
                 Duration::from_millis(250),
                 cp,
-            );
+            ));
             let rate = run_for(
                 8,
                 seconds,
@@ -95,8 +95,7 @@ pub(crate) async fn audit_checkpoints(seconds: u64, rounds: usize) -> anyhow::Re
             )
             .await;
             let during = signed(&root, &practices);
-            let _ = stop.send(());
-            task.await?;
+            jobs.stop().await;
             println!("  round {round}: {:>28} {rate:>8.0}/s", modes[i].0);
             if rate > best[i].0 {
                 best[i] = (rate, during);

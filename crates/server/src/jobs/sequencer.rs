@@ -1,0 +1,207 @@
+//! The audit sequencer: gives queued audit events their place in each practice's log and
+//! signs checkpoints of it.
+//!
+//! Every `interval` it seals the queued audit events of every practice (gapless sequence
+//! number, hash chain and Merkle tree, see [`store::seal`]) and, for each practice whose log
+//! grew by the checkpointer's `every_events` or whose last checkpoint is older than its
+//! `every`, signs a C2SP checkpoint ([`Checkpointer::checkpoint`]) into the checkpoint
+//! directory and every mirror. When it is stopped (a clean shutdown of the server: stop the
+//! request listener and the jobs that append events first) it seals whatever is still queued
+//! and checkpoints every practice whose log grew, so no sealed event is left outside a signed
+//! checkpoint. Sealing is bounded: an event waits at most about one `interval` (plus the time
+//! to seal what came before it). One practice whose events cannot be sealed or checkpointed is
+//! reported (once while it lasts, on the alert target when it means tampering) and the others
+//! go on; the pass then reports a failure to [`super::Jobs`].
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use domain::{Clock, PracticeId};
+use store::Store;
+
+use super::{Job, JobContext};
+use crate::sealer::{ALERT_TARGET, CheckpointError, Checkpointer, report};
+
+/// Sealing passes at shutdown before the last checkpoints are signed (each seals up to
+/// [`store::seal::SEAL_BATCH`] events per practice; the listener is closed by then).
+const FINAL_SEAL_PASSES: usize = 1_000;
+
+/// The sequencer job, as the runtime role (no actor; it reads and writes audit tables only).
+#[derive(Debug)]
+pub struct Sequencer {
+    db: Store,
+    interval: Duration,
+    checkpointer: Option<Checkpointer>,
+}
+
+impl Sequencer {
+    /// Seals every `interval` on `db`; signs checkpoints with `checkpointer` on its cadence
+    /// (none: sealing only).
+    #[must_use]
+    pub fn new(db: Store, interval: Duration, checkpointer: Option<Checkpointer>) -> Self {
+        Self {
+            db,
+            interval,
+            checkpointer,
+        }
+    }
+}
+
+impl Job for Sequencer {
+    fn name(&self) -> &'static str {
+        "sequencer"
+    }
+
+    async fn run(self, mut ctx: JobContext) {
+        let Self {
+            db,
+            interval,
+            checkpointer,
+        } = self;
+        let clock = ctx.clock().clone();
+        let mut cadence = Cadence::default();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while ctx.tick(&mut tick).await {
+            let n = cadence.seal(&db, clock.as_ref()).await;
+            if n > 0 {
+                tracing::debug!(sealed = n, "sealed audit events");
+            }
+            if let Some(cp) = &checkpointer {
+                cadence.checkpoint(&db, cp, false).await;
+            }
+            ctx.report(cadence.outcome());
+        }
+        // Clean shutdown: nothing sealed stays outside a signed checkpoint.
+        for _ in 0..FINAL_SEAL_PASSES {
+            if cadence.seal(&db, clock.as_ref()).await == 0 {
+                break;
+            }
+        }
+        if let Some(cp) = &checkpointer {
+            let n = cadence.checkpoint(&db, cp, true).await;
+            tracing::info!(
+                practices = n,
+                "audit logs sealed and checkpointed at shutdown"
+            );
+        }
+        ctx.report(cadence.outcome());
+    }
+}
+
+/// When each practice was last checkpointed, and which failures were reported already (so a
+/// lasting refusal alerts once, not at every tick).
+#[derive(Default)]
+struct Cadence {
+    last: HashMap<PracticeId, (u64, Instant)>,
+    reported: HashMap<PracticeId, std::mem::Discriminant<CheckpointError>>,
+    seal_failing: HashSet<PracticeId>,
+    /// A failure of the current pass that is not one practice's (listing, a whole pass).
+    pass_error: Option<String>,
+}
+
+impl Cadence {
+    /// Seals every practice's queued events; a practice that fails is reported (once while
+    /// it keeps failing) and the others are sealed. Returns how many events were sealed.
+    async fn seal(&mut self, db: &Store, clock: &dyn Clock) -> u64 {
+        match db.seal_pending_each(clock.now()).await {
+            Ok(pass) => {
+                let failing: HashSet<PracticeId> = pass.failed.iter().map(|f| f.0).collect();
+                for (practice, e) in &pass.failed {
+                    if self.seal_failing.contains(practice) {
+                        continue;
+                    }
+                    if matches!(
+                        e,
+                        store::StoreError::Corrupt(_) | store::StoreError::Conflict(_)
+                    ) {
+                        tracing::error!(target: ALERT_TARGET, %practice, error = %e, "this practice's audit events cannot be sealed (changed around Chartroom); the others were sealed");
+                    } else {
+                        tracing::error!(%practice, error = %e, "sealing this practice's audit events failed; the others were sealed");
+                    }
+                }
+                self.seal_failing = failing;
+                pass.sealed
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sealing audit events failed");
+                self.pass_error = Some(format!("sealing audit events failed: {e}"));
+                0
+            }
+        }
+    }
+
+    /// Checkpoints the practices that are due (`all`: every practice whose log grew, as at
+    /// shutdown). Returns how many checkpoints were signed or confirmed.
+    async fn checkpoint(&mut self, db: &Store, cp: &Checkpointer, all: bool) -> usize {
+        let practices = match db.practices_with_log().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "listing practices for checkpoints failed");
+                self.pass_error = Some(format!("listing practices for checkpoints failed: {e}"));
+                return 0;
+            }
+        };
+        let mut done = 0;
+        for practice in practices {
+            let (size, at) = self
+                .last
+                .get(&practice)
+                .copied()
+                .map_or((0, None), |(s, at)| (s, Some(at)));
+            let mut seen = None;
+            if !all {
+                let head = match db.tree_head(practice).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::error!(error = %e, %practice, "reading the audit tree head failed");
+                        continue;
+                    }
+                };
+                let due = head.size > size
+                    && (head.size - size >= cp.every_events
+                        || at.is_none_or(|at| at.elapsed() >= cp.every));
+                if !due {
+                    continue;
+                }
+                seen = Some(head.size);
+            }
+            match cp.checkpoint(db, practice).await {
+                Ok(Some(s)) => {
+                    self.last.insert(practice, (s, Instant::now()));
+                    self.reported.remove(&practice);
+                    done += 1;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Retry on the cadence, not at every tick.
+                    if let Some(s) = seen {
+                        self.last.insert(practice, (s, Instant::now()));
+                    }
+                    let kind = std::mem::discriminant(&e);
+                    if all || self.reported.get(&practice) != Some(&kind) {
+                        report(practice, &e);
+                        self.reported.insert(practice, kind);
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    /// The outcome of the pass that just ended, for [`JobContext::report`] (and the start of
+    /// the next one).
+    fn outcome(&mut self) -> Result<(), String> {
+        if let Some(e) = self.pass_error.take() {
+            return Err(e);
+        }
+        let (seal, checkpoint) = (self.seal_failing.len(), self.reported.len());
+        if seal + checkpoint == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{seal} practice(s) cannot be sealed, {checkpoint} cannot be checkpointed"
+            ))
+        }
+    }
+}
