@@ -322,15 +322,15 @@ async fn copied_ciphertext_fails_to_decrypt() {
     assert!(!v.to_string().contains("Copysource"));
     // The store names the failure.
     let store = f.db.store().await;
-    let err = store
-        .bench_patient_read_direct(
-            f.w.a.id,
-            f.w.a.user("clinician"),
-            domain::RoleSet::from_iter([domain::Role::Clinician]),
-            domain::PatientId::from_uuid(uuid::Uuid::parse_str(&p2).unwrap()),
-        )
-        .await
-        .unwrap_err();
+    let token = testkit::session_token(&store, f.w.a.user("clinician")).await;
+    let err = testkit::read_patient(
+        &store,
+        &token,
+        f.w.a.id,
+        domain::PatientId::from_uuid(uuid::Uuid::parse_str(&p2).unwrap()),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("CRYPTO-0001"), "{err}");
     // The source row still reads.
     assert_eq!(f.get(false, &p1).await.0, StatusCode::OK);
@@ -489,15 +489,15 @@ async fn kek_rotation_keeps_records_readable_and_a_wrong_kek_fails_clearly() {
         .await
         .unwrap()
         .with_keyring(keyring);
-    let err = store
-        .bench_patient_read_direct(
-            f.w.a.id,
-            f.w.a.user("clinician"),
-            domain::RoleSet::from_iter([domain::Role::Clinician]),
-            domain::PatientId::from_uuid(uuid::Uuid::parse_str(&id).unwrap()),
-        )
-        .await
-        .unwrap_err();
+    let token = testkit::session_token(&store, f.w.a.user("clinician")).await;
+    let err = testkit::read_patient(
+        &store,
+        &token,
+        f.w.a.id,
+        domain::PatientId::from_uuid(uuid::Uuid::parse_str(&id).unwrap()),
+    )
+    .await
+    .unwrap_err();
     assert!(
         err.to_string().contains("CRYPTO-0011") || err.to_string().contains("CRYPTO-0010"),
         "{err}"
@@ -691,15 +691,15 @@ async fn shredding_makes_rows_unreadable_and_the_audit_log_still_verifies() {
     owner.shred_practice_audited(f.w.a.id).await.unwrap();
 
     let store = f.db.store().await;
-    let err = store
-        .bench_patient_read_direct(
-            f.w.a.id,
-            f.w.a.user("clinician"),
-            domain::RoleSet::from_iter([domain::Role::Clinician]),
-            domain::PatientId::from_uuid(uuid::Uuid::parse_str(&id).unwrap()),
-        )
-        .await
-        .unwrap_err();
+    let token = testkit::session_token(&store, f.w.a.user("clinician")).await;
+    let err = testkit::read_patient(
+        &store,
+        &token,
+        f.w.a.id,
+        domain::PatientId::from_uuid(uuid::Uuid::parse_str(&id).unwrap()),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("CRYPTO-0005"), "{err}");
     // The running server sees it within the cache TTL; a fresh one at once.
     let app2 = TestApp::start(&f.db).await;

@@ -20,6 +20,7 @@ mod audit_log;
 mod audit_reports;
 mod backup;
 mod bad_input;
+mod bench_paths;
 mod care_team;
 mod embedded_binary;
 mod encryption;
