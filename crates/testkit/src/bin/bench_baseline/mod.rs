@@ -372,6 +372,17 @@ mod tests {
 
     use super::*;
 
+    /// A fresh database with the two-practice world, its runtime store and a baseline on it.
+    async fn setup() -> (TestDb, World, store::Store, Arc<Baseline>) {
+        let db = TestDb::new().await;
+        let w = World::build(&db).await;
+        let store = db.store().await;
+        let baseline = Baseline::connect(&db, 2, store.keyring().unwrap().clone())
+            .await
+            .unwrap();
+        (db, w, store, Arc::new(baseline))
+    }
+
     /// Audit events of `practice` (read as the superuser: a count, not an isolation check).
     async fn audit_events(db: &TestDb, practice: PracticeId) -> i64 {
         sqlx::query_scalar("select count(*) from audit_event where practice_id = $1")
@@ -385,12 +396,7 @@ mod tests {
     // one audit event, as the runtime role (another practice's patient stays invisible).
     #[tokio::test]
     async fn baseline_patient_read_is_the_product_read_without_the_session_check() {
-        let db = TestDb::new().await;
-        let w = World::build(&db).await;
-        let store = db.store().await;
-        let baseline = Baseline::connect(&db, 2, store.keyring().unwrap().clone())
-            .await
-            .unwrap();
+        let (db, w, store, baseline) = setup().await;
         let actor = w.a.user("reception");
         let token = testkit::session_token(&store, actor).await;
         let product = testkit::read_patient(&store, &token, w.a.id, w.a.patient)
@@ -421,14 +427,7 @@ mod tests {
     // body, same request frame) through the same HTTPS stack; the real app has no such route.
     #[tokio::test]
     async fn baseline_route_passes_the_same_frame_as_the_patient_route() {
-        let db = TestDb::new().await;
-        let w = World::build(&db).await;
-        let store = db.store().await;
-        let baseline = Arc::new(
-            Baseline::connect(&db, 2, store.keyring().unwrap().clone())
-                .await
-                .unwrap(),
-        );
+        let (_db, w, store, baseline) = setup().await;
         let actor = w.a.user("reception");
         let path = format!(
             "/bench/unauthenticated/practices/{}/patients/{}/as/{actor}/reception",
@@ -469,12 +468,7 @@ mod tests {
     // bad session is refused), append no audit event, and read back what they wrote.
     #[tokio::test]
     async fn note_baselines_enter_by_session_and_append_no_audit_event() {
-        let db = TestDb::new().await;
-        let w = World::build(&db).await;
-        let store = db.store().await;
-        let baseline = Baseline::connect(&db, 2, store.keyring().unwrap().clone())
-            .await
-            .unwrap();
+        let (db, w, store, baseline) = setup().await;
         let token = testkit::session_token(&store, w.a.user("clinician")).await;
         let content = crate::notes::content();
         let mut tx = testkit::enter_practice(&store, &token, w.a.id)
