@@ -46,6 +46,7 @@ use domain::Clock;
 use store::{SessionPolicy, Store};
 
 pub use error::AppError;
+pub use middleware::request_frame;
 pub use routes::{openapi, openapi_schema_conflicts};
 
 /// Largest accepted request body (bytes). Bigger bodies get `413` before any parsing.
@@ -97,28 +98,8 @@ pub fn app(state: AppState) -> Router {
 
 /// [`app`] with the given limits.
 pub fn app_with_limits(state: AppState, limits: Limits) -> Router {
-    build(state, None, limits)
-}
-
-/// The application plus one route that reads a patient **without any session check**
-/// (`GET /bench/unauthenticated/practices/{practice_id}/patients/{patient_id}/as/{user_id}`):
-/// the baseline the benchmark harness compares the real, authenticated route with, through the
-/// same HTTPS stack and layers. Only `chartroom-bench` calls this; the server binary never does.
-pub fn unsafe_bench_app_with_unauthenticated_read(state: AppState) -> Router {
-    let route = Router::new().route(
-        "/bench/unauthenticated/practices/{practice_id}/patients/{patient_id}/as/{user_id}/{role}",
-        axum::routing::get(routes::unsafe_bench_patient_get),
-    );
-    build(state, Some(route), Limits::default())
-}
-
-fn build(state: AppState, extra: Option<Router<AppState>>, limits: Limits) -> Router {
     // Every `/api/v1` route comes from the registrations, so each is in the document.
     let (api, _) = routes::router().split_for_parts();
-    let api = match extra {
-        Some(r) => api.merge(r),
-        None => api,
-    };
     Router::new()
         .merge(api)
         .route("/healthz", axum::routing::get(|| async { "ok" }))
@@ -132,7 +113,7 @@ fn build(state: AppState, extra: Option<Router<AppState>>, limits: Limits) -> Ro
             limits.request_timeout,
             middleware::timeout,
         ))
-        .layer(axum::middleware::from_fn(middleware::request_frame))
+        .layer(axum::middleware::from_fn(request_frame))
         .with_state(state)
 }
 

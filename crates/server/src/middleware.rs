@@ -32,8 +32,9 @@ const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
 /// Wraps every request: assigns a fresh request id (ignoring any the client sent), refuses
 /// tokens in the query string, logs one line without PHI (method, route template, status,
 /// duration), adds the security headers, and renders every error as the JSON error body with
-/// the request id.
-pub(crate) async fn request_frame(mut req: Request, next: Next) -> Response {
+/// the request id. [`crate::app`] puts it around every route; it is public so that a router
+/// composed outside this crate can pass the same frame.
+pub async fn request_frame(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = RequestId::new();
     req.extensions_mut().insert(ReqId(id));

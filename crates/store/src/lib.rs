@@ -117,44 +117,6 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-
-    /// A direct patient read used only by the benchmark harness as the baseline the HTTP path
-    /// is compared with: the same statements minus the session check and HTTP (set tenant,
-    /// read, append the audit row, commit). Whether the patient was found.
-    pub async fn bench_patient_read_direct(
-        &self,
-        practice: domain::PracticeId,
-        actor: domain::UserId,
-        roles: domain::RoleSet,
-        patient: domain::PatientId,
-    ) -> Result<bool, StoreError> {
-        Ok(self
-            .unsafe_bench_patient_get_unchecked(practice, actor, roles, patient)
-            .await?
-            .is_some())
-    }
-
-    /// The same read without a session check, returning the patient: the body of the
-    /// benchmark-only unauthenticated route (`server::unsafe_bench_app_with_unauthenticated_read`)
-    /// that measures what the session check costs over HTTP. Never used by the server's routes.
-    pub async fn unsafe_bench_patient_get_unchecked(
-        &self,
-        practice: domain::PracticeId,
-        actor: domain::UserId,
-        roles: domain::RoleSet,
-        patient: domain::PatientId,
-    ) -> Result<Option<patients::Patient>, StoreError> {
-        let mut tx =
-            TenantTx::begin_unchecked(&self.pool, practice, actor, roles, domain::RequestId::new())
-                .await?;
-        let found = patients::get(&mut tx, self.keyring()?, patient).await?;
-        if let Some(p) = &found {
-            tx.audit_patient(domain::AuditAction::PatientRead, p.patient_id)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(found)
-    }
 }
 
 /// The owner role's handle: migrations and administrative commands.
@@ -186,54 +148,6 @@ impl OwnerStore {
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-impl Store {
-    /// A direct audited write used only by the benchmark harness: registers a synthetic
-    /// patient and appends its audit event in one transaction, as the patient route does.
-    pub async fn bench_patient_write_direct(
-        &self,
-        practice: domain::PracticeId,
-        actor: domain::UserId,
-        roles: domain::RoleSet,
-        patient: &patients::NewPatient,
-    ) -> Result<(), StoreError> {
-        let mut tx =
-            TenantTx::begin_unchecked(&self.pool, practice, actor, roles, domain::RequestId::new())
-                .await?;
-        let p = patients::create(&mut tx, self.keyring()?, patient).await?;
-        tx.audit_patient(domain::AuditAction::PatientCreate, p.patient_id)
-            .await?;
-        tx.commit().await
-    }
-}
-
-impl Store {
-    /// The HTTP path's database work without HTTP, for the benchmark harness: session check
-    /// and practice entry (`app.enter`), the read, the audit append and the commit.
-    pub async fn bench_patient_read_with_session(
-        &self,
-        token: &TokenHash,
-        practice: domain::PracticeId,
-        patient: domain::PatientId,
-        policy: &SessionPolicy,
-    ) -> Result<bool, StoreError> {
-        #[allow(clippy::disallowed_methods, reason = "benchmark only")]
-        let now = chrono::Utc::now();
-        let Entry::Member(mut tx, _) = self
-            .enter_practice(token, practice, now, policy, domain::RequestId::new())
-            .await?
-        else {
-            return Ok(false);
-        };
-        let found = patients::get(&mut tx, self.keyring()?, patient).await?;
-        if let Some(p) = &found {
-            tx.audit_patient(domain::AuditAction::PatientRead, p.patient_id)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(found.is_some())
     }
 }
 

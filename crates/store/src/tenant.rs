@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     AuditAction, AuditEventId, Outcome, PatientId, PracticeId, RequestId, RoleSet, UserId,
 };
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::StoreError;
 
@@ -162,41 +162,6 @@ impl TenantTx {
     #[must_use]
     pub fn support_grant(&self) -> Option<uuid::Uuid> {
         self.support
-    }
-
-    /// Opens a tenant transaction without a session check, taking the practice, actor and
-    /// roles on trust (one `set_config` statement). Only for benchmark baselines and store
-    /// tests; the server always goes through [`crate::Store::enter_practice`], where the
-    /// database derives actor and roles from the session.
-    pub(crate) async fn begin_unchecked(
-        pool: &PgPool,
-        practice: PracticeId,
-        actor: UserId,
-        roles: RoleSet,
-        request: RequestId,
-    ) -> Result<Self, StoreError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query(
-            "select set_config('chartroom.practice_id', $1, true), set_config('chartroom.actor_id', $2, true),
-                    set_config('chartroom.roles', $3, true)",
-        )
-        .bind(practice.to_string())
-        .bind(actor.to_string())
-        .bind(format!("{{{}}}", roles.names().join(",")))
-        .execute(&mut *tx)
-        .await?;
-        #[allow(clippy::disallowed_methods, reason = "benchmark baseline only")]
-        let now = chrono::Utc::now();
-        Ok(Self {
-            tx,
-            practice,
-            actor,
-            roles,
-            request,
-            now,
-            support: None,
-            keyring: None,
-        })
     }
 
     /// The practice this transaction is bound to.

@@ -327,16 +327,9 @@ pub async fn enter_as(
     actor: Option<uuid::Uuid>,
     local: bool,
 ) {
-    sqlx::query(
-        "select set_config('chartroom.practice_id', $1, $3), set_config('chartroom.actor_id', $2, $3),
-                set_config('chartroom.roles', '', $3)",
-    )
-    .bind(practice.map(|p| p.to_string()).unwrap_or_default())
-    .bind(actor.map(|a| a.to_string()).unwrap_or_default())
-    .bind(local)
-    .execute(&mut *conn)
-    .await
-    .expect("set practice and actor");
+    enter_trusted(conn, practice, actor, "", local)
+        .await
+        .expect("set practice and actor");
     sqlx::query(
         "select set_config('chartroom.roles',
                 coalesce((select m.roles::text from membership m
@@ -346,6 +339,117 @@ pub async fn enter_as(
     .execute(&mut *conn)
     .await
     .expect("derive roles");
+}
+
+/// Sets practice, actor and roles (a PostgreSQL array literal such as `{reception}`) on a
+/// runtime-role connection in one statement, taking them on trust: no session is checked.
+/// For SQL-level tests and the benchmark harness's baselines, never a product path (the
+/// server enters a practice only through [`Store::enter_practice`]). `local`: for the current
+/// transaction only, else for the connection.
+pub async fn enter_trusted(
+    conn: &mut PgConnection,
+    practice: Option<uuid::Uuid>,
+    actor: Option<uuid::Uuid>,
+    roles: &str,
+    local: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "select set_config('chartroom.practice_id', $1, $4), set_config('chartroom.actor_id', $2, $4),
+                set_config('chartroom.roles', $3, $4)",
+    )
+    .bind(practice.map(|p| p.to_string()).unwrap_or_default())
+    .bind(actor.map(|a| a.to_string()).unwrap_or_default())
+    .bind(roles)
+    .bind(local)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A full session token for `user` (password, then a second factor), created directly in
+/// `store` now, under the default session policy (the sign-in routes have their own tests).
+pub async fn session_token(store: &Store, user: UserId) -> String {
+    new_session(
+        store,
+        user,
+        domain::SystemClock.now(),
+        &SessionPolicy::default(),
+        true,
+    )
+    .await
+}
+
+/// A session token for `user` created directly in `store` at `now`: with a password only, or
+/// (`second_factor`) rotated after a TOTP step.
+async fn new_session(
+    store: &Store,
+    user: UserId,
+    now: chrono::DateTime<Utc>,
+    policy: &SessionPolicy,
+    second_factor: bool,
+) -> String {
+    let first = store
+        .create_session(
+            user,
+            store::AuthMethod::Password,
+            Some("testkit"),
+            now,
+            policy,
+        )
+        .await
+        .expect("session");
+    if !second_factor {
+        return first.expose().to_owned();
+    }
+    store
+        .rotate_session(&first.hash(), store::AuthMethod::Totp, now)
+        .await
+        .expect("second factor")
+        .expose()
+        .to_owned()
+}
+
+/// The session check and practice entry a request presenting `token` makes
+/// ([`Store::enter_practice`], now, the default session policy), without HTTP: the tenant
+/// transaction, or [`store::StoreError::Unauthenticated`] / [`store::StoreError::NotMember`].
+pub async fn enter_practice(
+    store: &Store,
+    token: &str,
+    practice: PracticeId,
+) -> Result<store::TenantTx, store::StoreError> {
+    let hash = store::TokenHash::from_presented(token).ok_or(store::StoreError::Unauthenticated)?;
+    match store
+        .enter_practice(
+            &hash,
+            practice,
+            domain::SystemClock.now(),
+            &SessionPolicy::default(),
+            domain::RequestId::new(),
+        )
+        .await?
+    {
+        store::Entry::Member(tx, _) => Ok(tx),
+        store::Entry::NotMember(..) => Err(store::StoreError::NotMember),
+    }
+}
+
+/// One patient read the way the patient route does it, without HTTP: the session check and
+/// practice entry ([`enter_practice`]), the read and decryption ([`store::patients::get`]), its
+/// audit event, the commit. `Ok(None)`: no such patient.
+pub async fn read_patient(
+    store: &Store,
+    token: &str,
+    practice: PracticeId,
+    patient: PatientId,
+) -> Result<Option<store::patients::Patient>, store::StoreError> {
+    let mut tx = enter_practice(store, token, practice).await?;
+    let found = store::patients::get(&mut tx, store.keyring()?, patient).await?;
+    if let Some(p) = &found {
+        tx.audit_patient(domain::AuditAction::PatientRead, p.patient_id)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(found)
 }
 
 /// The argon2id hash of [`PASSWORD`], computed once per process.
@@ -511,16 +615,17 @@ impl TestApp {
         store: Store,
         configure: impl FnOnce(&mut server::identity::Identity),
     ) -> Self {
-        Self::start_inner(store, configure, false).await
+        Self::start_inner(store, configure, |app| app).await
     }
 
-    /// Starts the app with the benchmark-only unauthenticated patient read added
-    /// ([`server::unsafe_bench_app_with_unauthenticated_read`]); for `chartroom-bench` only.
-    pub async fn start_unsafe_bench(
+    /// Starts the app on `store` with `extend` applied to its router first (to serve routes
+    /// of the caller's own next to the real ones, e.g. the benchmark harness's baselines).
+    pub async fn start_extended(
         store: Store,
         configure: impl FnOnce(&mut server::identity::Identity),
+        extend: impl FnOnce(axum::Router) -> axum::Router,
     ) -> Self {
-        Self::start_inner(store, configure, true).await
+        Self::start_inner(store, configure, extend).await
     }
 
     #[allow(
@@ -530,7 +635,7 @@ impl TestApp {
     async fn start_inner(
         store: Store,
         configure: impl FnOnce(&mut server::identity::Identity),
-        bench_route: bool,
+        extend: impl FnOnce(axum::Router) -> axum::Router,
     ) -> Self {
         let clock = ManualClock::starting_now();
         let sessions = SessionPolicy::default();
@@ -564,11 +669,7 @@ impl TestApp {
         let config = server::tls::server_config(certs, key).expect("tls config");
         let handle = axum_server::Handle::new();
         let h = handle.clone();
-        let app = if bench_route {
-            server::unsafe_bench_app_with_unauthenticated_read(state)
-        } else {
-            server::app(state)
-        };
+        let app = extend(server::app(state));
         tokio::spawn(async move {
             let _ = server::tls::serve_https(listener, config, app, h).await;
         });
@@ -588,32 +689,12 @@ impl TestApp {
     /// A full session token for `user` (password, then a second factor), created directly in
     /// the store (the sign-in routes have their own tests).
     pub async fn token(&self, user: UserId) -> String {
-        let now = self.clock.now();
-        let first = self.password_only_token_raw(user).await;
-        self.store
-            .rotate_session(&first.hash(), store::AuthMethod::Totp, now)
-            .await
-            .expect("second factor")
-            .expose()
-            .to_owned()
+        new_session(&self.store, user, self.clock.now(), &self.sessions, true).await
     }
 
     /// A session token for `user` with a password only (no second factor yet).
     pub async fn password_only_token(&self, user: UserId) -> String {
-        self.password_only_token_raw(user).await.expose().to_owned()
-    }
-
-    async fn password_only_token_raw(&self, user: UserId) -> store::SessionToken {
-        self.store
-            .create_session(
-                user,
-                store::AuthMethod::Password,
-                Some("testkit"),
-                self.clock.now(),
-                &self.sessions,
-            )
-            .await
-            .expect("session")
+        new_session(&self.store, user, self.clock.now(), &self.sessions, false).await
     }
 
     /// `base` + `path`.

@@ -50,17 +50,13 @@ impl Log {
         if n == 0 {
             return;
         }
+        let token = testkit::session_token(&self.store, self.w.a.user("reception")).await;
         for _ in 0..n {
             assert!(
-                self.store
-                    .bench_patient_read_direct(
-                        self.w.a.id,
-                        self.w.a.user("reception"),
-                        domain::RoleSet::from_iter([domain::Role::Reception]),
-                        self.w.a.patient
-                    )
+                testkit::read_patient(&self.store, &token, self.w.a.id, self.w.a.patient)
                     .await
                     .unwrap()
+                    .is_some()
             );
         }
         self.store.seal_pending(Utc::now()).await.unwrap();
@@ -514,16 +510,9 @@ async fn many_practices_seal_in_parallel_without_gaps() {
             } else {
                 (w.b.id, w.b.user("reception"), w.b.patient)
             };
+            let token = testkit::session_token(&store, u).await;
             for _ in 0..25 {
-                store
-                    .bench_patient_read_direct(
-                        p,
-                        u,
-                        domain::RoleSet::from_iter([domain::Role::Reception]),
-                        pat,
-                    )
-                    .await
-                    .unwrap();
+                testkit::read_patient(&store, &token, p, pat).await.unwrap();
             }
         }));
     }

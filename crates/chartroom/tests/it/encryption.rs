@@ -95,6 +95,16 @@ impl Fx {
         .await
     }
 
+    /// The error of practice A's clinician reading patient `id` through `store` (a real
+    /// session entry, the store's read, no HTTP).
+    async fn store_read_error(&self, store: &store::Store, id: &str) -> store::StoreError {
+        let token = testkit::session_token(store, self.w.a.user("clinician")).await;
+        let id = domain::PatientId::from_uuid(uuid::Uuid::parse_str(id).unwrap());
+        testkit::read_patient(store, &token, self.w.a.id, id)
+            .await
+            .unwrap_err()
+    }
+
     async fn search(&self, b: bool, body: &Value) -> Vec<String> {
         let token = if b { &self.clin_b } else { &self.clin_a };
         let (s, v) = call(
@@ -322,15 +332,7 @@ async fn copied_ciphertext_fails_to_decrypt() {
     assert!(!v.to_string().contains("Copysource"));
     // The store names the failure.
     let store = f.db.store().await;
-    let err = store
-        .bench_patient_read_direct(
-            f.w.a.id,
-            f.w.a.user("clinician"),
-            domain::RoleSet::from_iter([domain::Role::Clinician]),
-            domain::PatientId::from_uuid(uuid::Uuid::parse_str(&p2).unwrap()),
-        )
-        .await
-        .unwrap_err();
+    let err = f.store_read_error(&store, &p2).await;
     assert!(err.to_string().contains("CRYPTO-0001"), "{err}");
     // The source row still reads.
     assert_eq!(f.get(false, &p1).await.0, StatusCode::OK);
@@ -489,15 +491,7 @@ async fn kek_rotation_keeps_records_readable_and_a_wrong_kek_fails_clearly() {
         .await
         .unwrap()
         .with_keyring(keyring);
-    let err = store
-        .bench_patient_read_direct(
-            f.w.a.id,
-            f.w.a.user("clinician"),
-            domain::RoleSet::from_iter([domain::Role::Clinician]),
-            domain::PatientId::from_uuid(uuid::Uuid::parse_str(&id).unwrap()),
-        )
-        .await
-        .unwrap_err();
+    let err = f.store_read_error(&store, &id).await;
     assert!(
         err.to_string().contains("CRYPTO-0011") || err.to_string().contains("CRYPTO-0010"),
         "{err}"
@@ -691,15 +685,7 @@ async fn shredding_makes_rows_unreadable_and_the_audit_log_still_verifies() {
     owner.shred_practice_audited(f.w.a.id).await.unwrap();
 
     let store = f.db.store().await;
-    let err = store
-        .bench_patient_read_direct(
-            f.w.a.id,
-            f.w.a.user("clinician"),
-            domain::RoleSet::from_iter([domain::Role::Clinician]),
-            domain::PatientId::from_uuid(uuid::Uuid::parse_str(&id).unwrap()),
-        )
-        .await
-        .unwrap_err();
+    let err = f.store_read_error(&store, &id).await;
     assert!(err.to_string().contains("CRYPTO-0005"), "{err}");
     // The running server sees it within the cache TTL; a fresh one at once.
     let app2 = TestApp::start(&f.db).await;

@@ -21,6 +21,7 @@ mod audit_reports;
 mod audit_tail;
 mod backup;
 mod bad_input;
+mod bench_paths;
 mod care_team;
 mod embedded_binary;
 mod encryption;

@@ -353,27 +353,6 @@ async fn openapi_document() -> axum::Json<&'static utoipa::openapi::OpenApi> {
     axum::Json(document())
 }
 
-/// The benchmark-only patient read without a session check (see
-/// [`crate::unsafe_bench_app_with_unauthenticated_read`]): practice, actor and role are taken
-/// from the path on trust.
-pub(crate) async fn unsafe_bench_patient_get(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    crate::extract::ApiPath((practice, patient, user, role)): crate::extract::ApiPath<(
-        domain::PracticeId,
-        domain::PatientId,
-        domain::UserId,
-        String,
-    )>,
-) -> Result<axum::Json<crate::views::PatientView>, crate::AppError> {
-    let roles = domain::RoleSet::parse(&[role]).map_err(|_| crate::AppError::NotFound("role"))?;
-    let p = state
-        .store
-        .unsafe_bench_patient_get_unchecked(practice, user, roles, patient)
-        .await?
-        .ok_or(crate::AppError::NotFound("patient"))?;
-    Ok(axum::Json(p.into()))
-}
-
 /// The OpenAPI 3.1 document (also served at `/api/v1/openapi.json`).
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {

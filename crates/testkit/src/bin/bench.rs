@@ -3,7 +3,10 @@
 //!
 //! `chartroom-bench patient-read [--seconds N] [--clients 8,32] [--rounds R]`: a patient read
 //! by id over HTTP (session check + RLS + audit insert + commit) against the same SQL run
-//! directly on the pool (tenant set + read + audit insert + commit).
+//! directly on the harness's own runtime-role pool (tenant set + read + audit insert + commit).
+//!
+//! Baselines are raw SQL here ([`baseline`]); the measured paths call the product's public API
+//! (the real router with a real session token, `store` functions through a real session entry).
 
 #![allow(
     clippy::indexing_slicing,
@@ -23,6 +26,8 @@ use clap::{Parser, Subcommand};
 use domain::{PatientId, PracticeId, UserId};
 use testkit::{TestApp, TestDb, World};
 
+#[path = "bench_baseline/mod.rs"]
+mod baseline;
 #[path = "bench_checkpoints/mod.rs"]
 mod checkpoints;
 #[path = "bench_encryption/mod.rs"]
@@ -276,6 +281,8 @@ async fn patient_read(
     let store = store::Store::connect_runtime(db.runtime_options().await, pool)
         .await?
         .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
+    let direct_sql =
+        Arc::new(baseline::Baseline::connect(&db, pool, store.keyring()?.clone()).await?);
     let app = Arc::new(TestApp::start_with(store.clone()).await);
     let token = Arc::new(app.token(fx.actor).await);
     // The app serves HTTPS with the test certificate: its own client trusts it.
@@ -289,24 +296,18 @@ async fn patient_read(
         "{:>8} {:>14} {:>18} {:>14} {:>8}",
         "clients", "direct SQL/s", "SQL + session/s", "HTTP/s", "ratio"
     );
-    let hash = store::TokenHash::from_presented(&token).context("token")?;
     for &n in &clients {
         let (mut best_direct, mut best_http, mut best_session) = (0.0_f64, 0.0_f64, 0.0_f64);
         for _ in 0..rounds {
-            let (s, f) = (store.clone(), Arc::clone(&fx));
+            let (b, f) = (Arc::clone(&direct_sql), Arc::clone(&fx));
             let direct = run_for(n, seconds, move |c, i| {
-                let (s, f) = (s.clone(), Arc::clone(&f));
+                let (b, f) = (Arc::clone(&b), Arc::clone(&f));
                 async move {
                     let p =
                         f.patients[(c * 7919 + usize::try_from(i).unwrap_or(0)) % f.patients.len()];
-                    s.bench_patient_read_direct(
-                        f.practice,
-                        f.actor,
-                        domain::RoleSet::from_iter([domain::Role::Reception]),
-                        p,
-                    )
-                    .await
-                    .unwrap_or(false)
+                    b.read_patient(f.practice, f.actor, "{reception}", p)
+                        .await
+                        .is_ok_and(|found| found.is_some())
                 }
             })
             .await;
@@ -330,15 +331,15 @@ async fn patient_read(
                 }
             })
             .await;
-            let (s, f, policy) = (store.clone(), Arc::clone(&fx), app.sessions);
+            let (s, f, t) = (store.clone(), Arc::clone(&fx), Arc::clone(&token));
             let with_session = run_for(n, seconds, move |c, i| {
-                let (s, f) = (s.clone(), Arc::clone(&f));
+                let (s, f, t) = (s.clone(), Arc::clone(&f), Arc::clone(&t));
                 async move {
                     let p =
                         f.patients[(c * 7919 + usize::try_from(i).unwrap_or(0)) % f.patients.len()];
-                    s.bench_patient_read_with_session(&hash, f.practice, p, &policy)
+                    testkit::read_patient(&s, &t, f.practice, p)
                         .await
-                        .unwrap_or(false)
+                        .is_ok_and(|found| found.is_some())
                 }
             })
             .await;
@@ -397,7 +398,7 @@ pub(crate) async fn eight_practices(
 /// `c`, in practice `c % spread` of `practices`.
 pub(crate) fn audited_writes(
     store: store::Store,
-    practices: Arc<Vec<(PracticeId, UserId)>>,
+    practices: Arc<Vec<(PracticeId, String)>>,
     spread: usize,
 ) -> impl Fn(usize, u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
 + Send
@@ -406,17 +407,9 @@ pub(crate) fn audited_writes(
     move |c: usize, i: u64| {
         let (store, practices) = (store.clone(), Arc::clone(&practices));
         Box::pin(async move {
-            let (p, u) = practices[c % spread];
+            let (p, token) = &practices[c % spread];
             let patient = domain::synthetic::Generator::new(i).patient().into();
-            store
-                .bench_patient_write_direct(
-                    p,
-                    u,
-                    domain::RoleSet::from_iter([domain::Role::Reception]),
-                    &patient,
-                )
-                .await
-                .is_ok()
+            create_patient(&store, token, *p, &patient).await.is_ok()
         })
     }
 }
@@ -429,7 +422,12 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
         .await?
         .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
     let mut su = db.superuser_unsafe().await;
-    let practices = Arc::new(practices);
+    // Each writer enters its practice through a real session, as `POST …/patients` does.
+    let mut sessions = Vec::new();
+    for (p, u) in practices {
+        sessions.push((p, testkit::session_token(&store, u).await));
+    }
+    let practices = Arc::new(sessions);
     println!(
         "audited writes (patient create + audit event + commit), 8 writers, {seconds} s per run, {rounds} rounds"
     );
@@ -482,6 +480,22 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
             100.0 * (1.0 - best_chain / best_plain)
         );
     }
+    Ok(())
+}
+
+/// One audited patient registration the way `POST …/patients` does it, without HTTP: session
+/// entry, [`store::patients::create`], its audit event, the commit.
+async fn create_patient(
+    store: &store::Store,
+    token: &str,
+    practice: PracticeId,
+    patient: &store::patients::NewPatient,
+) -> anyhow::Result<()> {
+    let mut tx = testkit::enter_practice(store, token, practice).await?;
+    let p = store::patients::create(&mut tx, store.keyring()?, patient).await?;
+    tx.audit_patient(domain::AuditAction::PatientCreate, p.patient_id)
+        .await?;
+    tx.commit().await?;
     Ok(())
 }
 

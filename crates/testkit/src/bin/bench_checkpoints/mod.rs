@@ -59,6 +59,12 @@ pub(crate) async fn audit_checkpoints(seconds: u64, rounds: usize) -> anyhow::Re
         .await?
         .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
     store.seal_pending(chrono::Utc::now()).await?;
+    // Each writer enters its practice through a real session, as `POST …/patients` does.
+    let mut sessions = Vec::new();
+    for (p, u) in practices.iter() {
+        sessions.push((*p, testkit::session_token(&store, *u).await));
+    }
+    let sessions = Arc::new(sessions);
     let tmp = std::env::temp_dir().join(format!(
         "chartroom-bench-cp-{}",
         uuid::Uuid::new_v4().simple()
@@ -91,7 +97,7 @@ pub(crate) async fn audit_checkpoints(seconds: u64, rounds: usize) -> anyhow::Re
             let rate = run_for(
                 8,
                 seconds,
-                audited_writes(store.clone(), Arc::clone(&practices), 8),
+                audited_writes(store.clone(), Arc::clone(&sessions), 8),
             )
             .await;
             let during = signed(&root, &practices);
@@ -118,18 +124,11 @@ pub(crate) async fn audit_checkpoints(seconds: u64, rounds: usize) -> anyhow::Re
     // in the checkpoint directory and in the mirror (each fsynced with its directory).
     let root = tmp.join("latency");
     let cp = checkpointer(&root, (1, 1), true)?;
-    let (p, u) = practices[0];
+    let p = practices[0].0;
+    let write = audited_writes(store.clone(), Arc::clone(&sessions), 1);
     let mut times = Vec::new();
     for i in 0..201_u64 {
-        let patient = domain::synthetic::Generator::new(i).patient().into();
-        store
-            .bench_patient_write_direct(
-                p,
-                u,
-                domain::RoleSet::from_iter([domain::Role::Reception]),
-                &patient,
-            )
-            .await?;
+        anyhow::ensure!(write(0, i).await, "an audited write failed");
         store.seal_practice(p, chrono::Utc::now()).await?;
         let t = Instant::now();
         cp.checkpoint(&store, p).await?;

@@ -5,7 +5,8 @@
 //! practice's data key; each read decrypts them). "Off": the same synthetic patients written
 //! as pre-encryption rows (plaintext columns only), read by the same code path, which then has
 //! nothing to decrypt. Same practice, same SQL shape, same audit append and commit, so the
-//! ratio is the cost of field encryption on the read path. Both the direct store path and the
+//! ratio is the cost of field encryption on the read path. Both the store path without HTTP
+//! (session entry, `store::patients::get`, audit, commit: [`testkit::read_patient`]) and the
 //! authenticated HTTPS route are measured, alternating, best of `rounds`.
 
 use std::sync::Arc;
@@ -118,14 +119,9 @@ pub(crate) async fn patient_read(
                                 .await
                                 .is_ok_and(|r| r.status().is_success())
                         } else {
-                            s.bench_patient_read_direct(
-                                f.practice,
-                                f.actor,
-                                domain::RoleSet::from_iter([domain::Role::Reception]),
-                                p,
-                            )
-                            .await
-                            .unwrap_or(false)
+                            testkit::read_patient(&s, &t, f.practice, p)
+                                .await
+                                .is_ok_and(|found| found.is_some())
                         }
                     }
                 })
@@ -146,14 +142,9 @@ pub(crate) async fn patient_read(
     // The "off" rows are what `serve` encrypts at start-up; show that they read the same.
     let one = *fx.plaintext.first().context("patients")?;
     anyhow::ensure!(
-        store
-            .bench_patient_read_direct(
-                fx.practice,
-                fx.actor,
-                domain::RoleSet::from_iter([domain::Role::Reception]),
-                one
-            )
-            .await?,
+        testkit::read_patient(&store, &token, fx.practice, one)
+            .await?
+            .is_some(),
         "plaintext row unreadable"
     );
     Ok(())

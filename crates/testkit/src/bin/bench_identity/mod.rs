@@ -212,8 +212,8 @@ async fn full_sign_in(app: &TestApp, email: &str, key: &TotpKey) -> bool {
 }
 
 /// The authenticated patient read over HTTPS against the same read through the same stack with
-/// no session check (the benchmark-only route, which takes practice, actor and role from its
-/// path on trust). The two paths alternate in short slices (A B B A …) for `seconds` each, so
+/// no session check (the harness's baseline route, [`crate::baseline::Baseline::router`], which
+/// takes practice, actor and role from its path on trust). The two paths alternate in short slices (A B B A …) for `seconds` each, so
 /// that whatever the database does in the background lands on both alike; reported: requests
 /// per second of each path over all its slices, the overhead from those totals, and the median
 /// and spread of the per-pair overheads.
@@ -240,7 +240,12 @@ pub(crate) async fn session_check(
     let store = store::Store::connect_runtime(db.runtime_options().await, 16)
         .await?
         .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
-    let app = Arc::new(TestApp::start_unsafe_bench(store, |_| {}).await);
+    // The baseline route: the same read on the harness's own runtime-role pool, with practice,
+    // actor and role taken from the path on trust, behind the server's own request frame.
+    let baseline =
+        Arc::new(crate::baseline::Baseline::connect(&db, 16, store.keyring()?.clone()).await?);
+    let app =
+        Arc::new(TestApp::start_extended(store, |_| {}, |app| app.merge(baseline.router())).await);
     let actor = w.a.user("reception");
     let token = Arc::new(app.token(actor).await);
     let practice = w.a.id;

@@ -1,26 +1,96 @@
 //! Clinical notes: a draft save (encrypt + hash + version row + header + audit + commit) and a
-//! note read (versions + decrypt + hash check + audit + commit) against the same statements
-//! with the content stored as plaintext bytes and no audit event, alternating, best of
-//! `rounds`. Each client works on its own notes (a save locks its note's header).
+//! note read (versions + decrypt + hash check + audit + commit), through `store::notes` after a
+//! real session entry, against the same statements with the content stored as plaintext bytes
+//! and no audit event (raw SQL after the same session entry: [`Baseline::save_note`],
+//! [`Baseline::read_note`]), alternating, best of `rounds`. Each client works on its own notes
+//! (a save locks its note's header).
 
 use std::sync::Arc;
 
-use domain::NoteId;
 use domain::notes::{FieldValue, NoteContent, Template};
+use domain::{AuditAction, NoteId};
 use store::embedded::DbRole;
 use testkit::{TestDb, World};
 
+use crate::baseline::{Baseline, SessionHash};
 use crate::run_for;
 
 struct Fx {
     practice: domain::PracticeId,
-    actor: domain::UserId,
+    store: store::Store,
+    baseline: Baseline,
+    /// The clinician's session, as the product path presents it and as the baseline does.
+    token: String,
+    session: SessionHash,
     full: Vec<NoteId>,
     plain: Vec<NoteId>,
     content: NoteContent,
 }
 
-fn content() -> NoteContent {
+impl Fx {
+    /// The product path's draft save: session entry, [`store::notes::save_draft`], its audit
+    /// event (as the note route writes it), commit.
+    async fn save(&self, note: NoteId) -> anyhow::Result<bool> {
+        let mut tx = testkit::enter_practice(&self.store, &self.token, self.practice).await?;
+        let Ok(n) =
+            store::notes::save_draft(&mut tx, self.store.keyring()?, note, None, &self.content)
+                .await?
+        else {
+            return Ok(false);
+        };
+        tx.audit_details(
+            AuditAction::NoteUpdate,
+            Some(n.patient_id),
+            Some(("note", note.as_uuid())),
+            Some(serde_json::json!({ "version": n.version })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The product path's note read: session entry, [`store::notes::get`] (header, versions,
+    /// decryption, hash check), its audit event, commit.
+    async fn read(&self, note: NoteId) -> anyhow::Result<bool> {
+        let mut tx = testkit::enter_practice(&self.store, &self.token, self.practice).await?;
+        let n = store::notes::get(&mut tx, self.store.keyring()?, note).await?;
+        if let Some(n) = &n {
+            tx.audit(
+                AuditAction::NoteRead,
+                Some(n.patient_id),
+                Some(("note", note.as_uuid())),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n.is_some())
+    }
+
+    /// A draft note through the product path (session entry, [`store::notes::create`], audit).
+    async fn create(&self, patient: domain::PatientId) -> anyhow::Result<NoteId> {
+        let mut tx = testkit::enter_practice(&self.store, &self.token, self.practice).await?;
+        let n = store::notes::create(
+            &mut tx,
+            self.store.keyring()?,
+            patient,
+            Template::DentalHygiene,
+            None,
+            &self.content,
+        )
+        .await?;
+        tx.audit(
+            AuditAction::NoteCreate,
+            Some(patient),
+            Some(("note", n.note_id.as_uuid())),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(n.note_id)
+    }
+}
+
+/// A synthetic dental hygiene note.
+pub(crate) fn content() -> NoteContent {
     let mut c = NoteContent {
         subjective: "Synthetic: patient reports mild sensitivity on the upper left when drinking cold water, no pain at night.".into(),
         objective: "Synthetic: generalized mild marginal gingivitis, light supragingival calculus lower anteriors, plaque score 1.".into(),
@@ -48,49 +118,33 @@ pub(crate) async fn notes(
     let store = store::Store::connect_runtime(db.runtime_options().await, pool)
         .await?
         .with_keyring(db.keyring(DbRole::Runtime).await);
-    let actor = w.a.user("clinician");
-    let c = content();
-    let max_clients = clients.iter().copied().max().unwrap_or(1);
-    // One full and one plain note per client; the plain ones get a plaintext first version
-    // through the plain save path.
-    let mut full = Vec::new();
-    let mut plain = Vec::new();
-    let create = async || {
-        store
-            .bench_note_create(
-                w.a.id,
-                actor,
-                domain::RoleSet::from_iter([domain::Role::Clinician]),
-                w.a.patient,
-                Template::DentalHygiene,
-                &c,
-            )
-            .await
+    let baseline = Baseline::connect(&db, pool, store.keyring()?.clone()).await?;
+    let token = testkit::session_token(&store, w.a.user("clinician")).await;
+    let mut fx = Fx {
+        practice: w.a.id,
+        store,
+        baseline,
+        session: SessionHash::of(&token),
+        token,
+        full: Vec::new(),
+        plain: Vec::new(),
+        content: content(),
     };
+    // One full and one plain note per client; the plain ones get a plaintext current version
+    // through the baseline's save.
+    let max_clients = clients.iter().copied().max().unwrap_or(1);
     for _ in 0..max_clients {
-        full.push(create().await?);
-        let p = create().await?;
+        let full = fx.create(w.a.patient).await?;
+        fx.full.push(full);
+        let p = fx.create(w.a.patient).await?;
         anyhow::ensure!(
-            store
-                .bench_note_save(
-                    w.a.id,
-                    actor,
-                    domain::RoleSet::from_iter([domain::Role::Clinician]),
-                    p,
-                    &c,
-                    false
-                )
+            fx.baseline
+                .save_note(&fx.session, fx.practice, p, &fx.content)
                 .await?
         );
-        plain.push(p);
+        fx.plain.push(p);
     }
-    let fx = Arc::new(Fx {
-        practice: w.a.id,
-        actor,
-        full,
-        plain,
-        content: c,
-    });
+    let fx = Arc::new(fx);
     println!(
         "clinical note save and read: full path (encryption, hash, version, audit) vs the same statements in plaintext without audit; pool {pool}, {seconds} s per run, {rounds} alternating rounds"
     );
@@ -107,34 +161,25 @@ pub(crate) async fn notes(
                 (2, false, false),
                 (3, true, false),
             ] {
-                let (s, f) = (store.clone(), Arc::clone(&fx));
+                let f = Arc::clone(&fx);
                 let rate = run_for(n, seconds, move |client, _| {
-                    let (s, f) = (s.clone(), Arc::clone(&f));
+                    let f = Arc::clone(&f);
                     async move {
                         let notes = if full_path { &f.full } else { &f.plain };
                         let note = notes[client % notes.len()];
-                        if save {
-                            s.bench_note_save(
-                                f.practice,
-                                f.actor,
-                                domain::RoleSet::from_iter([domain::Role::Clinician]),
-                                note,
-                                &f.content,
-                                full_path,
-                            )
-                            .await
-                            .unwrap_or(false)
-                        } else {
-                            s.bench_note_read(
-                                f.practice,
-                                f.actor,
-                                domain::RoleSet::from_iter([domain::Role::Clinician]),
-                                note,
-                                full_path,
-                            )
-                            .await
-                            .unwrap_or(false)
-                        }
+                        let done = match (save, full_path) {
+                            (true, true) => f.save(note).await,
+                            (true, false) => {
+                                f.baseline
+                                    .save_note(&f.session, f.practice, note, &f.content)
+                                    .await
+                            }
+                            (false, true) => f.read(note).await,
+                            (false, false) => {
+                                f.baseline.read_note(&f.session, f.practice, note).await
+                            }
+                        };
+                        done.unwrap_or(false)
                     }
                 })
                 .await;
