@@ -46,6 +46,7 @@
 //! ```
 
 pub mod admin;
+mod append;
 pub mod appointments;
 pub mod audit;
 pub mod blobs;
@@ -54,6 +55,7 @@ mod copy_read;
 pub mod disclosures;
 mod each;
 pub mod embedded;
+mod entry;
 mod error;
 pub mod identity;
 pub mod installation;
@@ -74,6 +76,7 @@ mod tenant;
 
 pub use crypto;
 pub use each::{PerPractice, each_practice};
+pub use entry::OwnerTx;
 pub use error::StoreError;
 pub use roles_check::check_runtime_role;
 pub use session::{
@@ -157,11 +160,14 @@ impl Store {
     }
 }
 
-/// The owner role's handle: migrations and administrative commands.
+/// The owner role's handle: migrations and administrative commands. Its work on a practice
+/// goes through an [`OwnerTx`], stamped by the store's clock ([`OwnerStore::with_clock`];
+/// the system clock unless another is injected) or by the `now` a caller passes.
 #[derive(Clone, Debug)]
 pub struct OwnerStore {
     pool: PgPool,
     keyring: Option<std::sync::Arc<crypto::Keyring>>,
+    clock: std::sync::Arc<dyn domain::Clock>,
 }
 
 impl OwnerStore {
@@ -174,7 +180,15 @@ impl OwnerStore {
         Ok(Self {
             pool,
             keyring: None,
+            clock: std::sync::Arc::new(domain::SystemClock),
         })
+    }
+
+    /// The same store, stamping its audit events with `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn domain::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Applies pending migrations.
