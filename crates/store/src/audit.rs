@@ -153,7 +153,7 @@ pub struct Denial {
     pub requested_patient: Option<PatientId>,
     /// `role` (a member without the privilege) or `not_member`.
     pub reason: &'static str,
-    /// Method and route template (no ids, no values).
+    /// Method and route template (no ids, no values), as an audit detail value.
     pub route: String,
     /// The request.
     pub request: RequestId,

@@ -888,7 +888,7 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
     tx.audit(
         domain::AuditAction::NoteAmend,
         Some(f.w.a.patient),
-        Some(("note", note)),
+        Some(domain::AuditObject::note(domain::NoteId::from_uuid(note))),
     )
     .await
     .unwrap();
@@ -940,7 +940,7 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
     tx.audit(
         domain::AuditAction::NoteRead,
         Some(f.w.a.patient),
-        Some(("note", note)),
+        Some(domain::AuditObject::note(domain::NoteId::from_uuid(note))),
     )
     .await
     .unwrap();
