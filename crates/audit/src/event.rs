@@ -361,7 +361,8 @@ pub fn validate(event: &Event) -> Result<(), EventError> {
         if !key_ok {
             return Err(EventError::BadDetailKey { key: k.clone() });
         }
-        let value_ok = !v.is_empty() && v.len() <= MAX_DETAIL_VALUE_LEN && v.bytes().all(detail_char);
+        let value_ok =
+            !v.is_empty() && v.len() <= MAX_DETAIL_VALUE_LEN && v.bytes().all(detail_char);
         if !value_ok {
             return Err(EventError::BadDetailValue { key: k.clone() });
         }

@@ -376,10 +376,12 @@ fn denied_route(method: &axum::http::Method, template: &str) -> String {
     let path: Vec<String> = template
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(param) => format!(":{param}"),
-            None => s.to_owned(),
-        })
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(param) => format!(":{param}"),
+                None => s.to_owned(),
+            },
+        )
         .collect();
     audit::event::detail_value_lossy(&format!("{method}:{}", path.join(".")))
         .unwrap_or_else(|| "unknown".to_owned())
@@ -499,7 +501,10 @@ mod tests {
     #[test]
     fn denied_routes_are_audit_detail_values() {
         assert_eq!(
-            denied_route(&Method::GET, "/api/v1/practices/{practice_id}/patients/{patient_id}"),
+            denied_route(
+                &Method::GET,
+                "/api/v1/practices/{practice_id}/patients/{patient_id}"
+            ),
             "GET:api.v1.practices.:practice_id.patients.:patient_id"
         );
         assert_eq!(denied_route(&Method::POST, "?"), "POST:_");

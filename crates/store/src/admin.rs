@@ -17,8 +17,8 @@ async fn commit_audited(
     action: AuditAction,
     object: AuditObject,
 ) -> Result<(), StoreError> {
-    let patient = (object.kind() == domain::ObjectKind::Patient)
-        .then(|| PatientId::from_uuid(object.id()));
+    let patient =
+        (object.kind() == domain::ObjectKind::Patient).then(|| PatientId::from_uuid(object.id()));
     tx.audit(action, Some(object), patient, None).await?;
     tx.commit().await
 }

@@ -14,7 +14,9 @@
 //!   (`app.clinical_audit_details`).
 
 use chrono::{DateTime, Utc};
-use domain::{AuditAction, AuditEventId, AuditObject, Outcome, PatientId, PracticeId, RequestId, UserId};
+use domain::{
+    AuditAction, AuditEventId, AuditObject, Outcome, PatientId, PracticeId, RequestId, UserId,
+};
 use sqlx::PgConnection;
 
 use crate::StoreError;
@@ -194,8 +196,10 @@ mod tests {
             e.details = Some(details);
             check(practice, AuditEventId::new(), &e)
         };
-        ok(serde_json::json!({"version": 3, "ok": true, "by_actor": null,
-            "at": "2024-05-06T07:08:09.123456Z"}))
+        ok(
+            serde_json::json!({"version": 3, "ok": true, "by_actor": null,
+            "at": "2024-05-06T07:08:09.123456Z"}),
+        )
         .unwrap();
         for bad in [
             serde_json::json!({"reason": "patient was upset"}),

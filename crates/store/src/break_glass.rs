@@ -110,7 +110,10 @@ pub async fn review_list(
     let opener = tx.opener(keyring);
     for r in rows {
         let reason = opener
-            .open_text(&BREAK_GLASS.context(practice, "reason", r.0.as_bytes()), &r.3)
+            .open_text(
+                &BREAK_GLASS.context(practice, "reason", r.0.as_bytes()),
+                &r.3,
+            )
             .await?;
         out.push(Grant {
             grant_id: r.0,

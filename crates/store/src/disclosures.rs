@@ -174,7 +174,11 @@ async fn open_column(
 }
 
 impl Row {
-    async fn open(self, opener: &Opener<'_>, practice: PracticeId) -> Result<Disclosure, StoreError> {
+    async fn open(
+        self,
+        opener: &Opener<'_>,
+        practice: PracticeId,
+    ) -> Result<Disclosure, StoreError> {
         let id = self.disclosure_id;
         let mut opened = Vec::with_capacity(DISCLOSURE.columns.len());
         for (column, (enc, legacy)) in DISCLOSURE.columns.iter().zip([

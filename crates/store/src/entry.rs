@@ -70,7 +70,11 @@ pub(crate) struct Opener<'k> {
 impl Opener<'_> {
     /// Opens one value sealed with [`crate::sealed_columns`]' `seal_field` (under any live key
     /// version of the practice) with the same context.
-    pub(crate) async fn open(&self, ctx: &FieldContext<'_>, ct: &[u8]) -> Result<Vec<u8>, StoreError> {
+    pub(crate) async fn open(
+        &self,
+        ctx: &FieldContext<'_>,
+        ct: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
         self.keyring
             .decrypt_field(ctx, ct)
             .await
@@ -132,7 +136,11 @@ impl Audited {
         practice: PracticeId,
         now: DateTime<Utc>,
     ) -> Result<Self, StoreError> {
-        Ok(Self::entered(begin_in(pool, practice).await?, practice, now))
+        Ok(Self::entered(
+            begin_in(pool, practice).await?,
+            practice,
+            now,
+        ))
     }
 
     /// The practice.
@@ -335,10 +343,34 @@ mod tests {
     fn a_transaction_that_opened_sealed_data_commits_only_after_an_audit_event() {
         let cases = [
             (Ledger::default(), true),
-            (Ledger { appended: 2, opened_at: None }, true),
-            (Ledger { appended: 0, opened_at: Some(0) }, false),
-            (Ledger { appended: 1, opened_at: Some(0) }, true),
-            (Ledger { appended: 1, opened_at: Some(1) }, false),
+            (
+                Ledger {
+                    appended: 2,
+                    opened_at: None,
+                },
+                true,
+            ),
+            (
+                Ledger {
+                    appended: 0,
+                    opened_at: Some(0),
+                },
+                false,
+            ),
+            (
+                Ledger {
+                    appended: 1,
+                    opened_at: Some(0),
+                },
+                true,
+            ),
+            (
+                Ledger {
+                    appended: 1,
+                    opened_at: Some(1),
+                },
+                false,
+            ),
         ];
         for (ledger, ok) in cases {
             assert_eq!(ledger.may_commit(), ok, "{ledger:?}");

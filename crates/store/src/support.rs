@@ -124,7 +124,10 @@ pub async fn list(tx: &mut TenantTx, keyring: &Keyring) -> Result<Vec<SupportGra
     let opener = tx.opener(keyring);
     for r in rows {
         let reason = opener
-            .open_text(&SUPPORT_GRANT.context(practice, "reason", r.0.as_bytes()), &r.3)
+            .open_text(
+                &SUPPORT_GRANT.context(practice, "reason", r.0.as_bytes()),
+                &r.3,
+            )
             .await?;
         out.push(SupportGrant {
             grant_id: r.0,

@@ -781,7 +781,7 @@ async fn registry_census(
 }
 
 /// A transaction of `user` (a member) in `practice` on `store`, through a fresh session.
-async fn as_member(
+pub(crate) async fn as_member(
     app: &TestApp,
     store: &store::Store,
     user: domain::UserId,

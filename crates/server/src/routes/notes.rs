@@ -12,7 +12,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, Response};
 use domain::notes::{ADDENDUM_MAX, NoteContent, NoteStatus, REASON_MAX, Template, TemplateField};
-use domain::{AppointmentId, AuditAction, AuditObject, NoteId, PatientId, PracticeId, UserId, VisitId};
+use domain::{
+    AppointmentId, AuditAction, AuditObject, NoteId, PatientId, PracticeId, UserId, VisitId,
+};
 use serde::{Deserialize, Serialize};
 use store::notes::Refusal;
 use utoipa::ToSchema;
