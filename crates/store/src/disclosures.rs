@@ -180,16 +180,16 @@ impl Row {
         practice: PracticeId,
     ) -> Result<Disclosure, StoreError> {
         let id = self.disclosure_id;
-        let mut opened = Vec::with_capacity(DISCLOSURE.columns.len());
+        let mut fields = Vec::with_capacity(DISCLOSURE.columns.len());
         for (column, (enc, legacy)) in DISCLOSURE.columns.iter().zip([
             (self.recipient_enc, self.recipient),
             (self.description_enc, self.description),
             (self.purpose_enc, self.purpose),
         ]) {
             let ctx = context(practice, column.name, &id);
-            opened.push(open_column(opener, &ctx, enc.as_deref(), legacy).await?);
+            fields.push(open_column(opener, &ctx, enc.as_deref(), legacy).await?);
         }
-        let [recipient, description, purpose]: [String; 3] = opened
+        let [recipient, description, purpose]: [String; 3] = fields
             .try_into()
             .map_err(|_| StoreError::Corrupt("a disclosure field was not opened"))?;
         Ok(Disclosure {

@@ -4,13 +4,21 @@
 //! # Guarantees
 //! - The only way server code reaches tenant data is a [`TenantTx`]: a transaction in which
 //!   the practice and the actor are set transaction-locally (`set_config(…, true)`), so they
-//!   cannot leak into another pooled transaction. Dropping it rolls back.
+//!   cannot leak into another pooled transaction. Dropping it rolls back. Owner-role work
+//!   (commands, jobs, seeding) goes through an [`OwnerTx`] of the same shape. The practice is
+//!   entered in one place (`entry::set_practice`, or the session check `app.enter` in the
+//!   database).
 //! - The runtime pool is private to this crate ([`Store`] does not hand it out).
 //! - [`Store::connect_runtime`] refuses a database role that is superuser, has BYPASSRLS, owns
 //!   anything, or can create or truncate anything (req AU-09): row-level security would not
 //!   hold for such a role.
 //! - Every PHI read or write done through this crate is followed, in the same transaction, by
-//!   an audit append ([`TenantTx::audit`]); the row carries ids and an action, never PHI.
+//!   an audit append ([`TenantTx::audit`]); the row carries ids and an action, never PHI. Every
+//!   audit event of the crate is written by one function (`append`): a closed action set,
+//!   typed object references, [`audit::event::validate`] before the write, the transaction's
+//!   time from the injected clock. Sealed fields are decrypted only through the opener a
+//!   [`TenantTx`] or [`OwnerTx`] hands out, after which the transaction refuses to commit
+//!   until it has appended an audit event ([`StoreError::AuditFailed`]).
 //!   Under vendor support access ([`support`]) each event names the grant and each patient
 //!   touched gets a disclosure; clinical access through break-glass ([`break_glass`]) is
 //!   flagged as emergency access in the same statement.

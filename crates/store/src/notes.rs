@@ -426,11 +426,11 @@ async fn assemble_rows(
     let practice = tx.practice();
     let n = h.note_ref()?;
     let opener = tx.opener(keyring);
-    let mut opened = Vec::with_capacity(rows.len());
+    let mut shown = Vec::with_capacity(rows.len());
     for r in rows {
-        opened.push(r.open(&opener, practice, &n).await?);
+        shown.push(r.open(&opener, practice, &n).await?);
     }
-    let signed = opened
+    let signed = shown
         .iter()
         .find(|v| v.kind == VersionKind::Signed)
         .cloned();
@@ -438,7 +438,7 @@ async fn assemble_rows(
     let mut amendments: Vec<Amendment> = Vec::new();
     let mut addenda = Vec::new();
     let mut current = None;
-    for v in &opened {
+    for v in &shown {
         match v.kind {
             VersionKind::Amendment => {
                 let diff = word_diff(
@@ -650,7 +650,7 @@ async fn check(
             out.manifestation_not_bound.push(number);
         }
         match r.open(opener, practice, n).await {
-            Ok(opened) if opened.hash_ok => {}
+            Ok(version) if version.hash_ok => {}
             Ok(_) | Err(StoreError::Corrupt(_)) => out.mismatched.push(number),
             Err(e) => return Err(e),
         }

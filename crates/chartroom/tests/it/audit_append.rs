@@ -24,6 +24,15 @@ fn fresh_dir() -> PathBuf {
     ))
 }
 
+/// Actor, patient, object type, object id and details of an audit event.
+type VerifyEvent = (
+    Option<uuid::Uuid>,
+    Option<uuid::Uuid>,
+    Option<String>,
+    Option<uuid::Uuid>,
+    serde_json::Value,
+);
+
 async fn events(su: &mut PgConnection, practice: PracticeId, action: &str) -> i64 {
     sqlx::query_scalar("select count(*) from audit_event where practice_id = $1 and action = $2")
         .bind(practice)
@@ -220,13 +229,7 @@ async fn notes_verify_leaves_an_audit_event() {
     let mut su = PgConnection::connect_with(&cluster.connect_options(DbRole::Superuser, DATABASE))
         .await
         .unwrap();
-    let rows: Vec<(
-        Option<uuid::Uuid>,
-        Option<uuid::Uuid>,
-        Option<String>,
-        Option<uuid::Uuid>,
-        serde_json::Value,
-    )> = sqlx::query_as(
+    let rows: Vec<VerifyEvent> = sqlx::query_as(
         "select actor_id, patient_id, object_type, object_id, details from audit_event
               where practice_id = $1 and action = 'note.verify'",
     )
