@@ -361,15 +361,32 @@ pub fn validate(event: &Event) -> Result<(), EventError> {
         if !key_ok {
             return Err(EventError::BadDetailKey { key: k.clone() });
         }
-        let value_ok = !v.is_empty()
-            && v.len() <= MAX_DETAIL_VALUE_LEN
-            && v.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
+        let value_ok =
+            !v.is_empty() && v.len() <= MAX_DETAIL_VALUE_LEN && v.bytes().all(detail_char);
         if !value_ok {
             return Err(EventError::BadDetailValue { key: k.clone() });
         }
     }
     Ok(())
+}
+
+/// Whether `c` may appear in a detail value ([`validate`]).
+fn detail_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-')
+}
+
+/// A machine string from outside (a KEK id, a user agent, a route template) as a detail value
+/// [`validate`] accepts: every character outside `[A-Za-z0-9._:-]` becomes `_`, and the result
+/// is cut to [`MAX_DETAIL_VALUE_LEN`] bytes. `None` when nothing is left. Never use it on text
+/// a person typed: such text has no place in an event at all.
+#[must_use]
+pub fn detail_value_lossy(s: &str) -> Option<String> {
+    let v: String = s
+        .bytes()
+        .take(MAX_DETAIL_VALUE_LEN)
+        .map(|c| if detail_char(c) { char::from(c) } else { '_' })
+        .collect();
+    (!v.is_empty()).then_some(v)
 }
 
 fn check_name(field: &'static str, value: &str, dotted: bool) -> Result<(), EventError> {
@@ -432,4 +449,48 @@ fn put_str(out: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), Encode
     put_len(out, field, s.len())?;
     out.extend_from_slice(s.as_bytes());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // issue 15.1 — machine strings from outside become values `validate` accepts.
+    #[test]
+    fn lossy_detail_values_pass_validation() {
+        let cases = [
+            (
+                "Mozilla/5.0 (X11; Linux x86_64)",
+                Some("Mozilla_5.0__X11__Linux_x86_64_"),
+            ),
+            (
+                "aws-kms:arn:aws:kms:eu-west-1:1:key/ab-12",
+                Some("aws-kms:arn:aws:kms:eu-west-1:1:key_ab-12"),
+            ),
+            ("local:0190", Some("local:0190")),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(detail_value_lossy(input).as_deref(), want, "{input}");
+        }
+        let long = detail_value_lossy(&"é".repeat(200)).unwrap();
+        assert_eq!(long.len(), MAX_DETAIL_VALUE_LEN);
+        for v in [long, detail_value_lossy("a b/c{d}").unwrap()] {
+            let event = Event {
+                practice_id: Uuid::nil(),
+                seq: 0,
+                event_id: Uuid::nil(),
+                occurred_at: DateTime::UNIX_EPOCH,
+                actor_id: None,
+                patient_id: None,
+                action: "auth.sign_in".into(),
+                outcome: "success".into(),
+                object_type: None,
+                object_id: None,
+                request_id: None,
+                details: vec![("user_agent".into(), v)],
+            };
+            validate(&event).unwrap();
+        }
+    }
 }

@@ -275,30 +275,30 @@ impl Target {
     }
 }
 
-/// Records `action` on the installation's audit log, as the owner role (the embedded
-/// cluster's, or `--owner-database-url`); skipped with a warning when the owner is unknown.
-async fn audit(
-    g: &Global,
-    target: &Target,
-    action: &str,
-    details: serde_json::Value,
-) -> anyhow::Result<()> {
+/// The owner role that records a backup or restore on the installation's audit log (the
+/// embedded cluster's, or `--owner-database-url`), connected before any work: without it the
+/// command refuses to run, so no backup or restore is left off the log.
+async fn audit_owner(g: &Global, target: &Target) -> anyhow::Result<store::OwnerStore> {
     let owner = match (&target.cluster, &g.owner_database_url) {
         (Some(c), _) => c.connect_options(DbRole::Owner, DATABASE),
         (None, Some(url)) => url
             .parse()
             .context("--owner-database-url is not a valid PostgreSQL URL")?,
-        (None, None) => {
-            tracing::warn!(
-                action,
-                "no owner role: the backup event is not on the audit log"
-            );
-            return Ok(());
-        }
+        (None, None) => bail!(
+            "backups and restores are recorded on the audit log as the owner role: give --owner-database-url (or CHARTROOM_OWNER_DATABASE_URL)"
+        ),
     };
-    let owner = store::OwnerStore::connect(owner)
+    store::OwnerStore::connect(owner)
         .await
-        .context("cannot connect as the owner role to audit the backup")?;
+        .context("cannot connect as the owner role to audit the backup")
+}
+
+/// Records `action` on the installation's audit log as `owner`.
+async fn audit(
+    owner: store::OwnerStore,
+    action: domain::AuditAction,
+    details: serde_json::Value,
+) -> anyhow::Result<()> {
     let r = owner.audit_system_event(action, details).await;
     owner.close().await;
     r.context("cannot record the backup on the audit log")
@@ -505,6 +505,13 @@ async fn create(
     let bin = pg_bin(g)?;
     let pg_dump_version = tool_version(&bin, "pg_dump").await?;
     let target = Target::open(g, dump_url, "backup create", false).await?;
+    let owner = match audit_owner(g, &target).await {
+        Ok(o) => o,
+        Err(e) => {
+            target.close().await?;
+            return Err(e);
+        }
+    };
     let result = write_archive(svc, &target, keys, &bin, &out, created_at, pg_dump_version).await;
     if result.is_err() {
         let _ = std::fs::remove_file(out.with_extension("crbk.partial"));
@@ -512,9 +519,8 @@ async fn create(
     let audited = match &result {
         Ok(m) => {
             audit(
-                g,
-                &target,
-                "backup.create",
+                owner,
+                domain::AuditAction::BackupCreate,
                 serde_json::json!({
                     "archive_id": m.archive_id,
                     "entries": m.entries.len(),
@@ -527,6 +533,10 @@ async fn create(
     };
     target.close().await?;
     let manifest = result?;
+    if audited.is_err() {
+        // Not on the audit log: the archive does not stay.
+        let _ = std::fs::remove_file(&out);
+    }
     audited?;
     let size = std::fs::metadata(&out)?.len();
     let rows: i64 = manifest.row_counts.values().sum();
@@ -1045,6 +1055,13 @@ async fn restore(svc: &Services, archive: &Path, url: Option<String>) -> anyhow:
         );
     }
     let target = Target::open(g, url, "backup restore", true).await?;
+    let owner = match audit_owner(g, &target).await {
+        Ok(o) => o,
+        Err(e) => {
+            target.close().await?;
+            return Err(e);
+        }
+    };
     let result = async {
         let mut conn = target.connect().await?;
         let (tables,): (i64,) = sqlx::query_as(
@@ -1085,9 +1102,8 @@ async fn restore(svc: &Services, archive: &Path, url: Option<String>) -> anyhow:
     let audited = match &result {
         Ok(r) => {
             audit(
-                g,
-                &target,
-                "backup.restore",
+                owner,
+                domain::AuditAction::BackupRestore,
                 serde_json::json!({
                     "archive_id": r.manifest.archive_id,
                     "archive_created_at": r.manifest.created_at,

@@ -1,6 +1,11 @@
-//! Audit actions and outcomes: closed sets of stable strings.
+//! Audit actions, outcomes and object kinds: closed sets of stable strings; typed object
+//! references.
 
 use serde::{Deserialize, Serialize};
+
+use crate::{
+    AppointmentId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId, UserId, VisitId,
+};
 
 macro_rules! actions {
     ($($(#[$m:meta])* $variant:ident => $name:literal,)*) => {
@@ -168,6 +173,156 @@ actions! {
     MfaRecoveryUsed => "mfa.recovery_used",
     /// A new set of recovery codes replaced the old one.
     MfaRecoveryRegenerate => "mfa.recovery_regenerate",
+    /// Rows that still held plaintext were encrypted (`chartroom keys`, the start-up job, or
+    /// installation secrets moved under the installation data key; the details carry counts).
+    KeyEncryptExisting => "key.encrypt_existing",
+    /// The key-encryption key was rotated and the practice's data keys rewrapped under it.
+    KeyRotateKek => "key.rotate_kek",
+    /// A new version of the practice's data key was added.
+    KeyRotateDataKey => "key.rotate_data_key",
+    /// The practice's sealed rows and blobs were re-encrypted under the active data key
+    /// (counts in the details).
+    KeyReencrypt => "key.reencrypt",
+    /// Data key versions older than the active one were retired.
+    KeyRetireDataKey => "key.retire_data_key",
+    /// Every data key of the practice was destroyed (crypto-shredding).
+    KeyShred => "key.shred",
+    /// A backup archive was written (installation log; ids and counts).
+    BackupCreate => "backup.create",
+    /// A backup archive was restored (installation log; ids and counts).
+    BackupRestore => "backup.restore",
+}
+
+macro_rules! object_kinds {
+    ($($(#[$m:meta])* $variant:ident => $name:literal,)*) => {
+        /// The kind of object an audit event is about: a closed set, stored as
+        /// `audit_event.object_type`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ObjectKind {
+            $($(#[$m])* $variant,)*
+        }
+
+        impl ObjectKind {
+            /// Every kind.
+            pub const ALL: &'static [ObjectKind] = &[$(ObjectKind::$variant,)*];
+
+            /// The stable name stored in `audit_event.object_type`.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self { $(ObjectKind::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+object_kinds! {
+    /// A practice (its settings, its keys, its log).
+    Practice => "practice",
+    /// A user account (a member, an invitee who accepted).
+    User => "user",
+    /// An invitation to join a practice.
+    Invitation => "invitation",
+    /// A patient record.
+    Patient => "patient",
+    /// An appointment.
+    Appointment => "appointment",
+    /// A visit (encounter).
+    Visit => "visit",
+    /// A clinical note.
+    Note => "note",
+    /// A perio exam.
+    PerioExam => "perio_exam",
+    /// A break-glass grant.
+    BreakGlass => "break_glass",
+    /// A vendor support grant.
+    SupportGrant => "support_grant",
+    /// A recorded disclosure.
+    Disclosure => "disclosure",
+    /// A patient's legal hold (its id is the patient's).
+    LegalHold => "legal_hold",
+}
+
+/// What an audit event is about: a kind from a closed set and the object's id. Built from the
+/// typed id of each kind, so an event cannot name a note by a patient's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AuditObject {
+    kind: ObjectKind,
+    id: uuid::Uuid,
+}
+
+impl AuditObject {
+    /// An object of `kind` with a bare id: for kinds without an id type of their own (grants,
+    /// disclosures) and for records a job names by kind (retention purges).
+    #[must_use]
+    pub const fn new(kind: ObjectKind, id: uuid::Uuid) -> Self {
+        Self { kind, id }
+    }
+
+    /// A practice.
+    #[must_use]
+    pub fn practice(id: PracticeId) -> Self {
+        Self::new(ObjectKind::Practice, id.as_uuid())
+    }
+
+    /// A user account.
+    #[must_use]
+    pub fn user(id: UserId) -> Self {
+        Self::new(ObjectKind::User, id.as_uuid())
+    }
+
+    /// An invitation.
+    #[must_use]
+    pub fn invitation(id: InvitationId) -> Self {
+        Self::new(ObjectKind::Invitation, id.as_uuid())
+    }
+
+    /// A patient record.
+    #[must_use]
+    pub fn patient(id: PatientId) -> Self {
+        Self::new(ObjectKind::Patient, id.as_uuid())
+    }
+
+    /// An appointment.
+    #[must_use]
+    pub fn appointment(id: AppointmentId) -> Self {
+        Self::new(ObjectKind::Appointment, id.as_uuid())
+    }
+
+    /// A visit.
+    #[must_use]
+    pub fn visit(id: VisitId) -> Self {
+        Self::new(ObjectKind::Visit, id.as_uuid())
+    }
+
+    /// A clinical note.
+    #[must_use]
+    pub fn note(id: NoteId) -> Self {
+        Self::new(ObjectKind::Note, id.as_uuid())
+    }
+
+    /// A perio exam.
+    #[must_use]
+    pub fn perio_exam(id: PerioExamId) -> Self {
+        Self::new(ObjectKind::PerioExam, id.as_uuid())
+    }
+
+    /// A patient's legal hold (named by the patient).
+    #[must_use]
+    pub fn legal_hold(patient: PatientId) -> Self {
+        Self::new(ObjectKind::LegalHold, patient.as_uuid())
+    }
+
+    /// The kind.
+    #[must_use]
+    pub const fn kind(self) -> ObjectKind {
+        self.kind
+    }
+
+    /// The object's id.
+    #[must_use]
+    pub const fn id(self) -> uuid::Uuid {
+        self.id
+    }
 }
 
 /// How the audited attempt ended.

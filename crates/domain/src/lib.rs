@@ -38,7 +38,7 @@ mod roles;
 pub mod synthetic;
 pub mod values;
 
-pub use audit::{AuditAction, Outcome};
+pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
     AppointmentId, AuditEventId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId,

@@ -360,13 +360,31 @@ async fn deny(
         actor,
         requested_patient,
         reason,
-        route: format!("{} {route}", parts.method),
+        route: denied_route(&parts.method, &route),
         request,
         at: state.clock.now(),
     };
     if let Err(e) = state.store.audit_denied(&denial).await {
         tracing::error!(error = %e, %request, "could not record a denied attempt");
     }
+}
+
+/// A denied request's method and route template as an audit detail value (`[A-Za-z0-9._:-]`,
+/// no ids): `GET /api/v1/practices/{practice_id}/patients` becomes
+/// `GET:api.v1.practices.:practice_id.patients`.
+fn denied_route(method: &axum::http::Method, template: &str) -> String {
+    let path: Vec<String> = template
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(param) => format!(":{param}"),
+                None => s.to_owned(),
+            },
+        )
+        .collect();
+    audit::event::detail_value_lossy(&format!("{method}:{}", path.join(".")))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Path parameters; a malformed id is `400` with a message naming the parameter.
@@ -472,4 +490,23 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppErro
 /// Keeps field paths printable and short (they come from the client).
 fn sanitize(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::denied_route;
+    use axum::http::Method;
+
+    // issue 15.1 — a denied route is recorded in the characters audit details allow.
+    #[test]
+    fn denied_routes_are_audit_detail_values() {
+        assert_eq!(
+            denied_route(
+                &Method::GET,
+                "/api/v1/practices/{practice_id}/patients/{patient_id}"
+            ),
+            "GET:api.v1.practices.:practice_id.patients.:patient_id"
+        );
+        assert_eq!(denied_route(&Method::POST, "?"), "POST:_");
+    }
 }

@@ -3,72 +3,30 @@
 //! it touches tenant tables, and audited where it touches a practice.
 
 use chrono::{DateTime, Utc};
-use domain::{AuditAction, AuditEventId, PatientId, PracticeId, RoleSet, UserId};
-use sqlx::{PgConnection, Postgres, Transaction};
+use domain::{AuditAction, AuditObject, PatientId, PracticeId, RoleSet, UserId};
+use sqlx::{Postgres, Transaction};
 
+use crate::entry::OwnerTx;
 use crate::sealed_columns::{CLINICAL_NOTE, seal_field, write_keys};
 use crate::{OwnerStore, StoreError};
 
-pub(crate) async fn enter(tx: &mut PgConnection, practice: PracticeId) -> Result<(), StoreError> {
-    sqlx::query("select set_config('chartroom.practice_id', $1, true)")
-        .bind(practice.to_string())
-        .execute(tx)
-        .await?;
-    Ok(())
-}
-
-async fn audit_admin(
-    tx: &mut PgConnection,
-    practice: PracticeId,
-    now: DateTime<Utc>,
-    action: AuditAction,
-    object: (&str, uuid::Uuid),
-) -> Result<(), StoreError> {
-    // Patient records name their patient in the audit row, so "who touched this patient"
-    // finds administrative writes too.
-    let patient = (object.0 == "patient").then_some(object.1);
-    sqlx::query(
-        "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, object_type, object_id, patient_id)
-         values ($1, $2, $3, $4, 'success', $5, $6, $7)",
-    )
-    .bind(practice)
-    .bind(AuditEventId::new())
-    .bind(now)
-    .bind(action.as_str())
-    .bind(object.0)
-    .bind(object.1)
-    .bind(patient)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
-/// Appends the administrative audit event and commits the change with it.
+/// Appends the administrative audit event (no actor; a patient record names its patient, so
+/// "who touched this patient" finds administrative writes too) and commits the change with it.
 async fn commit_audited(
-    mut tx: Transaction<'static, Postgres>,
-    practice: PracticeId,
-    now: DateTime<Utc>,
+    mut tx: OwnerTx,
     action: AuditAction,
-    object: (&str, uuid::Uuid),
+    object: AuditObject,
 ) -> Result<(), StoreError> {
-    audit_admin(&mut tx, practice, now, action, object).await?;
-    tx.commit().await?;
-    Ok(())
+    let patient =
+        (object.kind() == domain::ObjectKind::Patient).then(|| PatientId::from_uuid(object.id()));
+    tx.audit(action, Some(object), patient, None).await?;
+    tx.commit().await
 }
 
 impl OwnerStore {
+    /// A transaction outside any practice (accounts).
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         Ok(self.pool.begin().await?)
-    }
-
-    /// A transaction entered into `practice` (the owner's policies are tenant-bound too).
-    async fn begin_in(
-        &self,
-        practice: PracticeId,
-    ) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let mut tx = self.begin().await?;
-        enter(&mut tx, practice).await?;
-        Ok(tx)
     }
 
     /// Creates a practice.
@@ -78,21 +36,14 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<PracticeId, StoreError> {
         let id = PracticeId::new();
-        let mut tx = self.begin_in(id).await?;
+        let mut tx = self.begin_at(id, now).await?;
         sqlx::query("insert into practice (practice_id, name, created_at) values ($1, $2, $3)")
             .bind(id)
             .bind(name)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
-        commit_audited(
-            tx,
-            id,
-            now,
-            AuditAction::PracticeUpdate,
-            ("practice", id.as_uuid()),
-        )
-        .await?;
+        commit_audited(tx, AuditAction::PracticeUpdate, AuditObject::practice(id)).await?;
         Ok(id)
     }
 
@@ -164,7 +115,7 @@ impl OwnerStore {
         roles: RoleSet,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_in(practice).await?;
+        let mut tx = self.begin_at(practice, now).await?;
         sqlx::query(
             "insert into membership (practice_id, user_id, roles, created_at) values ($1, $2, $3, $4)
              on conflict (practice_id, user_id) do update set roles = excluded.roles",
@@ -173,16 +124,9 @@ impl OwnerStore {
         .bind(user)
         .bind(roles.names())
         .bind(now)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
-        commit_audited(
-            tx,
-            practice,
-            now,
-            AuditAction::MembershipCreate,
-            ("user", user.as_uuid()),
-        )
-        .await?;
+        commit_audited(tx, AuditAction::MembershipCreate, AuditObject::user(user)).await?;
         Ok(())
     }
 
@@ -207,16 +151,9 @@ impl OwnerStore {
         let id = PatientId::new();
         let keys = write_keys(self.keyring()?, practice).await?;
         let sealed = crate::patients::seal(&keys, id, p)?;
-        let mut tx = self.begin_in(practice).await?;
-        crate::patients::insert_sealed(&mut tx, practice, id, &sealed, now).await?;
-        commit_audited(
-            tx,
-            practice,
-            now,
-            AuditAction::PatientCreate,
-            ("patient", id.as_uuid()),
-        )
-        .await?;
+        let mut tx = self.begin_at(practice, now).await?;
+        crate::patients::insert_sealed(tx.conn(), practice, id, &sealed, now).await?;
+        commit_audited(tx, AuditAction::PatientCreate, AuditObject::patient(id)).await?;
         Ok(id)
     }
 
@@ -231,7 +168,7 @@ impl OwnerStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let id = domain::AppointmentId::new();
-        let mut tx = self.begin_in(practice).await?;
+        let mut tx = self.begin_at(practice, now).await?;
         sqlx::query(
             "insert into appointment (practice_id, appointment_id, patient_id, clinician_id, starts_at, ends_at, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $6, $7, $7)",
@@ -243,14 +180,12 @@ impl OwnerStore {
         .bind(starts_at)
         .bind(starts_at + chrono::Duration::minutes(minutes))
         .bind(now)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         commit_audited(
             tx,
-            practice,
-            now,
             AuditAction::AppointmentCreate,
-            ("appointment", id.as_uuid()),
+            AuditObject::appointment(id),
         )
         .await?;
         Ok(())
@@ -272,7 +207,7 @@ impl OwnerStore {
         let mut tx = self.begin_in(practice).await?;
         sqlx::query("update practice set demo = true where practice_id = $1")
             .bind(practice)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         tx.commit().await?;
         Ok(())
@@ -298,7 +233,7 @@ impl OwnerStore {
             body.as_bytes(),
         )
         .await?;
-        let mut tx = self.begin_in(practice).await?;
+        let mut tx = self.begin_at(practice, now).await?;
         sqlx::query(
             "insert into clinical_note (practice_id, note_id, patient_id, author_id, body_enc, created_at)
              values ($1, $2, $3, $4, $5, $6)",
@@ -309,16 +244,9 @@ impl OwnerStore {
         .bind(author)
         .bind(&body_enc)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
-        commit_audited(
-            tx,
-            practice,
-            now,
-            AuditAction::NoteCreate,
-            ("note", id.as_uuid()),
-        )
-        .await?;
+        commit_audited(tx, AuditAction::NoteCreate, AuditObject::note(id)).await?;
         Ok(id)
     }
 }

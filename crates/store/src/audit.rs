@@ -1,13 +1,14 @@
 //! The audit log in PostgreSQL: reports, denied attempts, the sealer (hash chain and Merkle
 //! tree), proofs, and the streaming read that `audit verify` checks.
 //!
-//! Appends happen in the caller's transaction ([`crate::TenantTx::audit`]); a trigger queues
+//! Appends happen in the caller's transaction, through the one append (`crate::append`:
+//! [`crate::TenantTx::audit`], [`crate::OwnerTx`], denied attempts here); a trigger queues
 //! each event in `audit_pending`. [`Store::seal_pending`] seals queued events practice by
 //! practice: one sealer per practice at a time (a transaction-scoped advisory lock), so a busy
 //! practice never serializes another, and requests never wait on a chain head.
 
 use chrono::{DateTime, Utc};
-use domain::{AuditEventId, PatientId, PracticeId, RequestId, UserId};
+use domain::{AuditAction, AuditEventId, Outcome, PatientId, PracticeId, RequestId, UserId};
 use serde::Serialize;
 use sqlx::PgConnection;
 
@@ -117,9 +118,8 @@ impl OwnerStore {
         practice: PracticeId,
         filter: &AuditFilter,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        crate::admin::enter(&mut tx, practice).await?;
-        let rows = query_events(&mut tx, practice, filter).await?;
+        let mut tx = self.begin_in(practice).await?;
+        let rows = query_events(tx.conn(), practice, filter).await?;
         tx.commit().await?;
         Ok(rows)
     }
@@ -127,31 +127,16 @@ impl OwnerStore {
 
 impl OwnerStore {
     /// Records an administrative action on the audit log itself (a report or export made with
-    /// the CLI), without an actor.
+    /// the CLI), without an actor, stamped by this store's clock.
     pub async fn audit_admin_event(
         &self,
         practice: PracticeId,
-        action: domain::AuditAction,
+        action: AuditAction,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        crate::admin::enter(&mut tx, practice).await?;
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "administrative CLI, no injected clock"
-        )]
-        let now = Utc::now();
-        sqlx::query(
-            "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, details)
-             values ($1, $2, $3, $4, 'success', '{\"via\": \"cli\"}'::jsonb)",
-        )
-        .bind(practice)
-        .bind(AuditEventId::new())
-        .bind(now)
-        .bind(action.as_str())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let mut tx = self.begin_in(practice).await?;
+        tx.audit(action, None, None, Some(serde_json::json!({"via": "cli"})))
+            .await?;
+        tx.commit().await
     }
 }
 
@@ -168,7 +153,7 @@ pub struct Denial {
     pub requested_patient: Option<PatientId>,
     /// `role` (a member without the privilege) or `not_member`.
     pub reason: &'static str,
-    /// Method and route template (no ids, no values).
+    /// Method and route template (no ids, no values), as an audit detail value.
     pub route: String,
     /// The request.
     pub request: RequestId,
@@ -184,40 +169,31 @@ impl Store {
     /// id from the path goes to `details.requested_patient_id` (so another practice's ids
     /// never become this practice's patients in reports).
     pub async fn audit_denied(&self, d: &Denial) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("select set_config('chartroom.practice_id', $1, true)")
-            .bind(d.practice.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let exists: bool =
-            sqlx::query_scalar("select exists (select 1 from practice where practice_id = $1)")
-                .bind(d.practice)
-                .fetch_one(&mut *tx)
-                .await?;
+        let mut tx = crate::entry::Audited::begin(&self.pool, d.practice, d.at).await?;
+        let (exists, in_practice): (bool, bool) = sqlx::query_as(
+            "select exists (select 1 from practice where practice_id = $1),
+                    coalesce(app.patient_in_practice($2), false)",
+        )
+        .bind(d.practice)
+        .bind(d.requested_patient)
+        .fetch_one(tx.conn())
+        .await?;
         if !exists {
             return Ok(());
         }
-        sqlx::query(
-            "insert into audit_event (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, request_id, details)
-             values ($1, $2, $3, $4, case when app.patient_in_practice($5) then $5 end,
-                     'access.denied', 'denied', $6, $7)",
-        )
-        .bind(d.practice)
-        .bind(AuditEventId::new())
-        .bind(d.at)
-        .bind(d.actor)
-        .bind(d.requested_patient)
-        .bind(d.request)
-        .bind(match d.requested_patient {
+        let mut e = tx.event(AuditAction::AccessDenied);
+        e.actor = Some(d.actor);
+        e.outcome = Outcome::Denied;
+        e.patient = d.requested_patient.filter(|_| in_practice);
+        e.request = Some(d.request);
+        e.details = Some(match d.requested_patient {
             Some(p) => serde_json::json!({
                 "reason": d.reason, "route": d.route, "requested_patient_id": p,
             }),
             None => serde_json::json!({"reason": d.reason, "route": d.route}),
-        })
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        });
+        tx.append(&[e]).await?;
+        tx.commit().await
     }
 }
 
@@ -272,8 +248,7 @@ impl OwnerStore {
     ) -> Result<VerifyOutcome, StoreError> {
         use crate::copy_read as cr;
 
-        let mut tx = self.pool.begin().await?;
-        crate::admin::enter(&mut tx, practice).await?;
+        let mut tx = crate::entry::begin_in(&self.pool, practice).await?;
         let start = verify_start(&mut tx, practice).await?;
         let stale_pending: i64 = sqlx::query_scalar(
             "select count(*) from audit_pending p join audit_event e using (practice_id, event_id)
@@ -300,8 +275,7 @@ impl OwnerStore {
             .bind(start_seq.to_string())
             .execute(&mut *tx)
             .await?;
-        let mut events_tx = self.pool.begin().await?;
-        crate::admin::enter(&mut events_tx, practice).await?;
+        let events_tx = crate::entry::begin_in(&self.pool, practice).await?;
         let (mut tx, verified) =
             cr::read_and_verify(tx, events_tx, practice, origin, start, checkpoints).await?;
 

@@ -94,7 +94,7 @@ impl OwnerStore {
         batch: i64,
     ) -> Result<u64, StoreError> {
         let v = i32::try_from(version.get()).map_err(|_| StoreError::Corrupt("dek version"))?;
-        let mut tx = self.begin_tenant(practice).await?;
+        let mut tx = crate::entry::begin_in(&self.pool, practice).await?;
         let todo: Vec<Row> = sqlx::query_as(
             "select blob_id, object_id, dek_version, plaintext_len from blob_object
               where practice_id = $1 and dek_version <> $2 order by blob_id limit $3",
@@ -112,7 +112,7 @@ impl OwnerStore {
                 .reencrypt(practice, r.object_id)
                 .await
                 .map_err(|e| crypto_error(&e))?;
-            let mut tx = self.begin_tenant(practice).await?;
+            let mut tx = crate::entry::begin_in(&self.pool, practice).await?;
             let done = sqlx::query(
                 "update blob_object set object_id = $3, dek_version = $4, stored_len = $5
                   where practice_id = $1 and blob_id = $2 and object_id = $6",
@@ -145,7 +145,7 @@ impl OwnerStore {
         version: DekVersion,
     ) -> Result<i64, StoreError> {
         let v = i32::try_from(version.get()).map_err(|_| StoreError::Corrupt("dek version"))?;
-        let mut tx = self.begin_tenant(practice).await?;
+        let mut tx = crate::entry::begin_in(&self.pool, practice).await?;
         let (n,): (i64,) = sqlx::query_as(
             "select count(*) from blob_object where practice_id = $1 and dek_version <> $2",
         )

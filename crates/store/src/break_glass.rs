@@ -11,7 +11,7 @@ use crypto::Keyring;
 use domain::{PatientId, UserId};
 use serde::Serialize;
 
-use crate::sealed_columns::{BREAK_GLASS, open_field, seal_field};
+use crate::sealed_columns::{BREAK_GLASS, seal_field};
 use crate::{StoreError, TenantTx};
 
 /// An open (or past) break-glass grant.
@@ -107,13 +107,14 @@ pub async fn review_list(
     .fetch_all(tx.conn())
     .await?;
     let mut out = Vec::with_capacity(rows.len());
+    let opener = tx.opener(keyring);
     for r in rows {
-        let reason = open_field(
-            keyring,
-            &BREAK_GLASS.context(practice, "reason", r.0.as_bytes()),
-            &r.3,
-        )
-        .await?;
+        let reason = opener
+            .open_text(
+                &BREAK_GLASS.context(practice, "reason", r.0.as_bytes()),
+                &r.3,
+            )
+            .await?;
         out.push(Grant {
             grant_id: r.0,
             user_id: r.1,
@@ -197,7 +198,7 @@ impl crate::OwnerStore {
             reason.as_bytes(),
         )
         .await?;
-        let mut tx = self.begin_tenant(practice).await?;
+        let mut tx = self.begin_in(practice).await?;
         sqlx::query(
             "insert into break_glass (practice_id, grant_id, user_id, patient_id, reason_enc, opened_at, expires_at)
              values ($1, $2, $3, $4, $5, $6, $7)",
@@ -209,7 +210,7 @@ impl crate::OwnerStore {
         .bind(&reason_enc)
         .bind(now)
         .bind(now + Duration::minutes(60))
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         tx.commit().await?;
         Ok(id)
@@ -222,14 +223,14 @@ impl crate::OwnerStore {
         patient: PatientId,
         clinician: UserId,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_tenant(practice).await?;
+        let mut tx = self.begin_in(practice).await?;
         sqlx::query(
             "update patient set assigned_clinician_id = $3 where practice_id = $1 and patient_id = $2",
         )
         .bind(practice)
         .bind(patient)
         .bind(clinician)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         tx.commit().await?;
         Ok(())

@@ -16,7 +16,8 @@ use domain::{PatientId, PracticeId, UserId};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::sealed_columns::{DISCLOSURE, open_field, seal_field};
+use crate::entry::Opener;
+use crate::sealed_columns::{DISCLOSURE, seal_field};
 use crate::{StoreError, TenantTx};
 
 /// The table name bound into every disclosure ciphertext.
@@ -160,31 +161,35 @@ const COLUMNS: &str = "disclosure_id, patient_id, disclosed_at, recipient, descr
 
 /// One sealed column of a row: the ciphertext opened, else the legacy plaintext.
 async fn open_column(
-    keyring: &Keyring,
+    opener: &Opener<'_>,
     ctx: &FieldContext<'_>,
     enc: Option<&[u8]>,
     legacy: Option<String>,
 ) -> Result<String, StoreError> {
     match (enc, legacy) {
-        (Some(ct), _) => open_field(keyring, ctx, ct).await,
+        (Some(ct), _) => opener.open_text(ctx, ct).await,
         (None, Some(plain)) => Ok(plain),
         (None, None) => Err(StoreError::Corrupt("a disclosure field is missing")),
     }
 }
 
 impl Row {
-    async fn open(self, keyring: &Keyring, practice: PracticeId) -> Result<Disclosure, StoreError> {
+    async fn open(
+        self,
+        opener: &Opener<'_>,
+        practice: PracticeId,
+    ) -> Result<Disclosure, StoreError> {
         let id = self.disclosure_id;
-        let mut opened = Vec::with_capacity(DISCLOSURE.columns.len());
+        let mut fields = Vec::with_capacity(DISCLOSURE.columns.len());
         for (column, (enc, legacy)) in DISCLOSURE.columns.iter().zip([
             (self.recipient_enc, self.recipient),
             (self.description_enc, self.description),
             (self.purpose_enc, self.purpose),
         ]) {
             let ctx = context(practice, column.name, &id);
-            opened.push(open_column(keyring, &ctx, enc.as_deref(), legacy).await?);
+            fields.push(open_column(opener, &ctx, enc.as_deref(), legacy).await?);
         }
-        let [recipient, description, purpose]: [String; 3] = opened
+        let [recipient, description, purpose]: [String; 3] = fields
             .try_into()
             .map_err(|_| StoreError::Corrupt("a disclosure field was not opened"))?;
         Ok(Disclosure {
@@ -226,8 +231,9 @@ pub async fn list(
     .fetch_all(tx.conn())
     .await?;
     let mut out = Vec::with_capacity(rows.len());
+    let opener = tx.opener(keyring);
     for r in rows {
-        out.push(r.open(keyring, practice).await?);
+        out.push(r.open(&opener, practice).await?);
     }
     Ok(out)
 }

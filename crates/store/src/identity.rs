@@ -8,8 +8,10 @@
 //! data key ([`crate::installation`]), recovery codes stored as SHA-256 hashes.
 
 use chrono::{DateTime, Utc};
-use domain::{AuditAction, AuditEventId, Outcome, PracticeId, RequestId, UserId};
+use domain::{AuditAction, Outcome, PracticeId, RequestId, UserId};
 
+use crate::append::{NewEvent, append};
+use crate::entry::set_practice;
 use crate::tenant::UserTx;
 use crate::{Store, StoreError};
 
@@ -84,10 +86,6 @@ type PasskeyRow = (
     Option<DateTime<Utc>>,
 );
 
-const INSERT_EVENT: &str = "insert into audit_event
-    (practice_id, event_id, occurred_at, actor_id, action, outcome, request_id, details)
-    values ($1, $2, $3, $4, $5, $6, $7, $8)";
-
 impl Store {
     /// Records a security event on the installation's log and, with `fan_out` and a known
     /// user, on the log of every practice they belong to, in one transaction of its own
@@ -110,23 +108,15 @@ impl Store {
             }
             None => Vec::new(),
         };
+        let mut event = NewEvent::new(e.at, e.action);
+        event.outcome = e.outcome;
+        event.actor = e.actor;
+        event.request = Some(e.request);
+        event.details = Some(e.details.clone());
+        let event = [event];
         for practice in std::iter::once(PracticeId::SYSTEM).chain(practices) {
-            sqlx::query("select set_config('chartroom.practice_id', $1, true)")
-                .bind(practice.to_string())
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(INSERT_EVENT)
-                .bind(practice)
-                .bind(AuditEventId::new())
-                .bind(e.at)
-                .bind(e.actor)
-                .bind(e.action.as_str())
-                .bind(e.outcome.as_str())
-                .bind(e.request)
-                .bind(&e.details)
-                .execute(&mut *tx)
-                .await
-                .map_err(|err| StoreError::AuditFailed(err.to_string()))?;
+            set_practice(&mut tx, Some(practice)).await?;
+            append(&mut tx, practice, &event).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -243,35 +233,18 @@ impl UserTx {
         details: serde_json::Value,
     ) -> Result<(), StoreError> {
         let user = self.user();
-        let (at, request) = (self.now(), self.request());
         let practices: Vec<PracticeId> = sqlx::query_scalar(
             "select practice_id from membership where user_id = $1 order by practice_id",
         )
         .bind(user)
         .fetch_all(self.conn())
         .await?;
-        for practice in std::iter::once(PracticeId::SYSTEM).chain(practices) {
-            sqlx::query("select set_config('chartroom.practice_id', $1, true)")
-                .bind(practice.to_string())
-                .execute(self.conn())
-                .await?;
-            sqlx::query(INSERT_EVENT)
-                .bind(practice)
-                .bind(AuditEventId::new())
-                .bind(at)
-                .bind(user)
-                .bind(action.as_str())
-                .bind(Outcome::Success.as_str())
-                .bind(request)
-                .bind(&details)
-                .execute(self.conn())
-                .await
-                .map_err(|err| StoreError::AuditFailed(err.to_string()))?;
-        }
-        sqlx::query("select set_config('chartroom.practice_id', '', true)")
-            .execute(self.conn())
-            .await?;
-        Ok(())
+        let practices: Vec<PracticeId> = std::iter::once(PracticeId::SYSTEM)
+            .chain(practices)
+            .collect();
+        let mut event = self.event(action);
+        event.details = Some(details);
+        self.append_in(&practices, &[event]).await
     }
 
     /// The acting user's second factors.

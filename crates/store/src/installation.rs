@@ -226,7 +226,7 @@ impl OwnerStore {
         drop(conn);
         if report.totp_resealed > 0 {
             self.audit_system_event(
-                "key.encrypt_existing",
+                domain::AuditAction::KeyEncryptExisting,
                 serde_json::json!({"totp_secrets": report.totp_resealed}),
             )
             .await?;

@@ -8,7 +8,7 @@
 //! The caller audits (ids only).
 
 use chrono::{DateTime, Duration, Utc};
-use domain::{AuditAction, InvitationId, PracticeId, RoleSet, UserId};
+use domain::{AuditAction, AuditObject, InvitationId, PracticeId, RoleSet, UserId};
 use serde::Serialize;
 
 use crate::{StoreError, TenantTx, UserTx};
@@ -249,12 +249,12 @@ impl UserTx {
         let Some((practice, roles)) = row else {
             return Ok(None);
         };
-        let invitation = Some(("invitation", id.as_uuid()));
+        let invitation = Some(AuditObject::invitation(id));
         match decision {
             Decision::Accept => {
                 self.audit_in(practice, AuditAction::InvitationAccept, invitation)
                     .await?;
-                let user = Some(("user", self.user().as_uuid()));
+                let user = Some(AuditObject::user(self.user()));
                 self.audit_in(practice, AuditAction::MembershipCreate, user)
                     .await?;
             }

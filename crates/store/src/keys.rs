@@ -23,13 +23,13 @@ use async_trait::async_trait;
 use crypto::{
     CryptoError, DekVersion, KekRef, KeyRecords, KeyStoreError, WrappedDataKey, WrappedKeyStore,
 };
-use domain::PracticeId;
+use domain::{AuditAction, AuditObject, PracticeId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::StoreError;
 use crate::sealed_columns::{
-    self, Plain, Reencrypt, SealedTable, TABLES, crypto_error, reseal_value, write_keys,
+    self, Plain, Reencrypt, SealedTable, TABLES, crypto_error, write_keys,
 };
 
 /// Advisory lock class of key-table writes (the second key is derived from the practice).
@@ -68,12 +68,7 @@ impl PgKeyStore {
         &self,
         practice: PracticeId,
     ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("select set_config('chartroom.practice_id', $1, true)")
-            .bind(practice.to_string())
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
+        crate::entry::begin_in(&self.pool, practice).await
     }
 }
 
@@ -405,47 +400,36 @@ impl RowKey {
     }
 }
 
-async fn audit_key_event(
-    tx: &mut Transaction<'static, Postgres>,
-    practice: PracticeId,
-    action: &str,
-    details: serde_json::Value,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, object_type, object_id, details)
-         values ($1, $2, now(), $3, 'success', 'practice', $1, $4)",
-    )
-    .bind(practice)
-    .bind(domain::AuditEventId::new())
-    .bind(action)
-    .bind(details)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
-    Ok(())
-}
-
 impl crate::OwnerStore {
-    /// Appends an operator event (`backup.create`, `backup.restore`) to the installation's own
-    /// audit log (the system practice): ids, counts and times only.
-    pub async fn audit_system_event(
-        &self,
-        action: &str,
-        details: serde_json::Value,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_tenant(PracticeId::SYSTEM).await?;
-        audit_key_event(&mut tx, PracticeId::SYSTEM, action, details).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub(crate) async fn begin_tenant(
+    /// Appends a key-management event about `practice` (its own transaction, stamped by this
+    /// store's clock): ids, versions and counts only.
+    async fn audit_key_event(
         &self,
         practice: PracticeId,
-    ) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        crate::admin::enter(&mut tx, practice).await?;
-        Ok(tx)
+        action: AuditAction,
+        details: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_in(practice).await?;
+        tx.audit(
+            action,
+            Some(AuditObject::practice(practice)),
+            None,
+            Some(details),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    /// Appends an operator event (`backup.create`, `backup.restore`, installation secrets
+    /// moved) to the installation's own audit log (the system practice): ids, counts and
+    /// times only, stamped by this store's clock.
+    pub async fn audit_system_event(
+        &self,
+        action: AuditAction,
+        details: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.audit_key_event(PracticeId::SYSTEM, action, details)
+            .await
     }
 
     /// One batch of patient records of `practice` sealed with the active key, search tokens
@@ -458,10 +442,12 @@ impl crate::OwnerStore {
     ) -> Result<u64, StoreError> {
         let keyring = self.keyring()?;
         let version = which.header_bytes();
-        let mut tx = self.begin_tenant(practice).await?;
+        let mut tx = self.begin_in(practice).await?;
+        let opener = tx.opener_unaudited_for_reseal(keyring);
         let n = crate::patients::reseal_batch(
-            &mut tx,
+            tx.conn(),
             keyring,
+            &opener,
             practice,
             &todo(&sealed_columns::PATIENT),
             version.as_deref(),
@@ -545,7 +531,8 @@ impl crate::OwnerStore {
             }
         }
         let (select, set) = (select.join(", "), set.join(", "));
-        let mut tx = self.begin_tenant(practice).await?;
+        let mut tx = self.begin_in(practice).await?;
+        let opener = tx.opener_unaudited_for_reseal(keyring);
         let rows = sqlx::query(&format!(
             "select {key}, {select} from {table} where practice_id = $1 and {}
               order by {key} limit $3 for update",
@@ -554,7 +541,7 @@ impl crate::OwnerStore {
         .bind(practice)
         .bind(&version)
         .bind(batch)
-        .fetch_all(&mut *tx)
+        .fetch_all(tx.conn())
         .await?;
         let n = rows.len() as u64;
         let update = format!("update {table} set {set} where practice_id = $1 and {key_where}");
@@ -571,7 +558,7 @@ impl crate::OwnerStore {
                 let plain: Option<String> = row.try_get(keyed + 1 + 2 * i)?;
                 let ctx = t.context(practice, c.name, &row_id);
                 fresh.push(match (enc, plain) {
-                    (Some(ct), _) => Some(reseal_value(keyring, &keys, &ctx, &ct).await?),
+                    (Some(ct), _) => Some(opener.reseal(&keys, &ctx, &ct).await?),
                     (None, Some(p)) => Some(
                         crypto::encrypt_field(keys.active(), &ctx, p.as_bytes())
                             .map_err(|e| crypto_error(&e))?,
@@ -587,7 +574,7 @@ impl crate::OwnerStore {
             for v in &fresh {
                 q = q.bind(v);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(tx.conn()).await?;
         }
         tx.commit().await?;
         Ok(n)
@@ -641,7 +628,7 @@ impl crate::OwnerStore {
         progress: &mut (dyn FnMut(PracticeId, ResealReport) + Send),
     ) -> Result<ResealReport, StoreError> {
         let has_work: (bool,) = {
-            let mut tx = self.begin_tenant(practice).await?;
+            let mut tx = self.begin_in(practice).await?;
             let rows = terms(
                 TABLES.iter().filter(|t| Reseal::Plaintext.walks(t)),
                 "or exists (select 1",
@@ -649,7 +636,7 @@ impl crate::OwnerStore {
             let r = sqlx::query_as(&format!("select false{rows}"))
                 .bind(practice)
                 .bind(None::<Vec<u8>>)
-                .fetch_one(&mut *tx)
+                .fetch_one(tx.conn())
                 .await?;
             tx.commit().await?;
             r
@@ -663,15 +650,12 @@ impl crate::OwnerStore {
         let r = self
             .reseal_practice(practice, Reseal::Plaintext, batch, progress)
             .await?;
-        let mut tx = self.begin_tenant(practice).await?;
-        audit_key_event(
-            &mut tx,
+        self.audit_key_event(
             practice,
-            "key.encrypt_existing",
+            AuditAction::KeyEncryptExisting,
             serde_json::json!({"patients": r.patients, "notes": r.notes, "disclosures": r.disclosures}),
         )
         .await?;
-        tx.commit().await?;
         Ok(r)
     }
 
@@ -698,15 +682,15 @@ impl crate::OwnerStore {
                 .fetch_all(&self.pool)
                 .await?;
         for (practice,) in practices {
-            let mut tx = self.begin_tenant(practice).await?;
-            audit_key_event(
-                &mut tx,
+            self.audit_key_event(
                 practice,
-                "key.rotate_kek",
-                serde_json::json!({"kek_id": kek.id, "kek_version": kek.version}),
+                AuditAction::KeyRotateKek,
+                serde_json::json!({
+                    "kek_id": audit::event::detail_value_lossy(&kek.id),
+                    "kek_version": kek.version,
+                }),
             )
             .await?;
-            tx.commit().await?;
         }
         keyring.clear_cache();
         Ok(report)
@@ -740,15 +724,12 @@ impl crate::OwnerStore {
                 .rotate_data_key(practice)
                 .await
                 .map_err(|e| crypto_error(&e))?;
-            let mut tx = self.begin_tenant(practice).await?;
-            audit_key_event(
-                &mut tx,
+            self.audit_key_event(
                 practice,
-                "key.rotate_data_key",
+                AuditAction::KeyRotateDataKey,
                 serde_json::json!({"dek_version": v.get()}),
             )
             .await?;
-            tx.commit().await?;
             v
         };
         let mut report = self
@@ -773,15 +754,12 @@ impl crate::OwnerStore {
                 }
             }
         }
-        let mut tx = self.begin_tenant(practice).await?;
-        audit_key_event(
-            &mut tx,
+        self.audit_key_event(
             practice,
-            "key.reencrypt",
+            AuditAction::KeyReencrypt,
             serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes, "blobs": report.blobs, "perio_exams": report.perio_exams, "disclosures": report.disclosures, "grant_reasons": report.grant_reasons}),
         )
         .await?;
-        tx.commit().await?;
         Ok((version, report))
     }
 
@@ -794,9 +772,8 @@ impl crate::OwnerStore {
             .destroy_practice_keys(practice)
             .await
             .map_err(|e| crypto_error(&e))?;
-        let mut tx = self.begin_tenant(practice).await?;
-        audit_key_event(&mut tx, practice, "key.shred", serde_json::json!({})).await?;
-        tx.commit().await?;
+        self.audit_key_event(practice, AuditAction::KeyShred, serde_json::json!({}))
+            .await?;
         Ok(())
     }
 
@@ -821,7 +798,7 @@ impl crate::OwnerStore {
             return Ok(older);
         }
         let v = active.get().to_be_bytes().to_vec();
-        let mut tx = self.begin_tenant(practice).await?;
+        let mut tx = self.begin_in(practice).await?;
         let rows = terms(
             TABLES
                 .iter()
@@ -831,7 +808,7 @@ impl crate::OwnerStore {
         let (left,): (i64,) = sqlx::query_as(&format!("select 0::int8{rows}"))
             .bind(practice)
             .bind(&v)
-            .fetch_one(&mut *tx)
+            .fetch_one(tx.conn())
             .await?;
         tx.commit().await?;
         let left = left + self.blobs_not_under(practice, active).await?;
@@ -846,15 +823,15 @@ impl crate::OwnerStore {
                 .await
                 .map_err(|e| crypto_error(&e))?;
         }
-        let mut tx = self.begin_tenant(practice).await?;
-        audit_key_event(
-            &mut tx,
+        self.audit_key_event(
             practice,
-            "key.retire_data_key",
-            serde_json::json!({"retired": older.iter().map(|v| v.get()).collect::<Vec<_>>(), "active": active.get()}),
+            AuditAction::KeyRetireDataKey,
+            serde_json::json!({
+                "retired": older.iter().map(|v| v.get().to_string()).collect::<Vec<_>>().join(":"),
+                "active": active.get(),
+            }),
         )
         .await?;
-        tx.commit().await?;
         Ok(older)
     }
 }

@@ -4,13 +4,21 @@
 //! # Guarantees
 //! - The only way server code reaches tenant data is a [`TenantTx`]: a transaction in which
 //!   the practice and the actor are set transaction-locally (`set_config(…, true)`), so they
-//!   cannot leak into another pooled transaction. Dropping it rolls back.
+//!   cannot leak into another pooled transaction. Dropping it rolls back. Owner-role work
+//!   (commands, jobs, seeding) goes through an [`OwnerTx`] of the same shape. The practice is
+//!   entered in one place (`entry::set_practice`, or the session check `app.enter` in the
+//!   database).
 //! - The runtime pool is private to this crate ([`Store`] does not hand it out).
 //! - [`Store::connect_runtime`] refuses a database role that is superuser, has BYPASSRLS, owns
 //!   anything, or can create or truncate anything (req AU-09): row-level security would not
 //!   hold for such a role.
 //! - Every PHI read or write done through this crate is followed, in the same transaction, by
-//!   an audit append ([`TenantTx::audit`]); the row carries ids and an action, never PHI.
+//!   an audit append ([`TenantTx::audit`]); the row carries ids and an action, never PHI. Every
+//!   audit event of the crate is written by one function (`append`): a closed action set,
+//!   typed object references, [`audit::event::validate`] before the write, the transaction's
+//!   time from the injected clock. Sealed fields are decrypted only through the opener a
+//!   [`TenantTx`] or [`OwnerTx`] hands out, after which the transaction refuses to commit
+//!   until it has appended an audit event ([`StoreError::AuditFailed`]).
 //!   Under vendor support access ([`support`]) each event names the grant and each patient
 //!   touched gets a disclosure; clinical access through break-glass ([`break_glass`]) is
 //!   flagged as emergency access in the same statement.
@@ -46,6 +54,7 @@
 //! ```
 
 pub mod admin;
+mod append;
 pub mod appointments;
 pub mod audit;
 pub mod blobs;
@@ -54,6 +63,7 @@ mod copy_read;
 pub mod disclosures;
 mod each;
 pub mod embedded;
+mod entry;
 mod error;
 pub mod identity;
 pub mod installation;
@@ -74,6 +84,7 @@ mod tenant;
 
 pub use crypto;
 pub use each::{PerPractice, each_practice};
+pub use entry::OwnerTx;
 pub use error::StoreError;
 pub use roles_check::check_runtime_role;
 pub use session::{
@@ -119,11 +130,14 @@ impl Store {
     }
 }
 
-/// The owner role's handle: migrations and administrative commands.
+/// The owner role's handle: migrations and administrative commands. Its work on a practice
+/// goes through an [`OwnerTx`], stamped by the store's clock ([`OwnerStore::with_clock`];
+/// the system clock unless another is injected) or by the `now` a caller passes.
 #[derive(Clone, Debug)]
 pub struct OwnerStore {
     pool: PgPool,
     keyring: Option<std::sync::Arc<crypto::Keyring>>,
+    clock: std::sync::Arc<dyn domain::Clock>,
 }
 
 impl OwnerStore {
@@ -136,7 +150,15 @@ impl OwnerStore {
         Ok(Self {
             pool,
             keyring: None,
+            clock: std::sync::Arc::new(domain::SystemClock),
         })
+    }
+
+    /// The same store, stamping its audit events with `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn domain::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Applies pending migrations.

@@ -29,6 +29,7 @@ use domain::notes::{
 use domain::{NoteId, PatientId, PracticeId, UserId, VisitId};
 use serde::Serialize;
 
+use crate::entry::Opener;
 use crate::sealed_columns::{CLINICAL_NOTE, CLINICAL_NOTE_VERSION, crypto_error, version_row_id};
 use crate::{StoreError, TenantTx};
 
@@ -244,7 +245,7 @@ fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 async fn decrypt(
-    keyring: &Keyring,
+    opener: &Opener<'_>,
     practice: PracticeId,
     note: uuid::Uuid,
     version: i32,
@@ -252,13 +253,12 @@ async fn decrypt(
     ct: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
     let row = version_row_id(note, version);
-    keyring
-        .decrypt_field(
+    opener
+        .open(
             &FieldContext::new(practice, VERSION_TABLE, column, &row),
             ct,
         )
         .await
-        .map_err(|e| crypto_error(&e))
 }
 
 fn text(bytes: Vec<u8>) -> Result<String, StoreError> {
@@ -283,14 +283,14 @@ impl VersionRow {
 
     async fn open(
         self,
-        keyring: &Keyring,
+        opener: &Opener<'_>,
         practice: PracticeId,
         n: &NoteRef,
     ) -> Result<Version, StoreError> {
         let kind = self.kind()?;
         let note = n.id;
         let plain = decrypt(
-            keyring,
+            opener,
             practice,
             note,
             self.version,
@@ -300,7 +300,7 @@ impl VersionRow {
         .await?;
         let reason = match &self.reason_enc {
             Some(ct) => Some(text(
-                decrypt(keyring, practice, note, self.version, "reason", ct).await?,
+                decrypt(opener, practice, note, self.version, "reason", ct).await?,
             )?),
             None => None,
         };
@@ -377,16 +377,15 @@ async fn versions(
 
 /// The content of a legacy (version 0) note: its old body as the subjective section.
 async fn legacy_content(
-    keyring: &Keyring,
+    opener: &Opener<'_>,
     practice: PracticeId,
     h: &Header,
 ) -> Result<NoteContent, StoreError> {
     let body = match (&h.body_enc, &h.body) {
         (Some(ct), _) => text(
-            keyring
-                .decrypt_field(&body_context(practice, &h.note_id.as_uuid()), ct)
-                .await
-                .map_err(|e| crypto_error(&e))?,
+            opener
+                .open(&body_context(practice, &h.note_id.as_uuid()), ct)
+                .await?,
         )?,
         (None, Some(b)) => b.clone(),
         (None, None) => String::new(),
@@ -426,11 +425,12 @@ async fn assemble_rows(
 ) -> Result<Note, StoreError> {
     let practice = tx.practice();
     let n = h.note_ref()?;
-    let mut opened = Vec::with_capacity(rows.len());
+    let opener = tx.opener(keyring);
+    let mut shown = Vec::with_capacity(rows.len());
     for r in rows {
-        opened.push(r.open(keyring, practice, &n).await?);
+        shown.push(r.open(&opener, practice, &n).await?);
     }
-    let signed = opened
+    let signed = shown
         .iter()
         .find(|v| v.kind == VersionKind::Signed)
         .cloned();
@@ -438,7 +438,7 @@ async fn assemble_rows(
     let mut amendments: Vec<Amendment> = Vec::new();
     let mut addenda = Vec::new();
     let mut current = None;
-    for v in &opened {
+    for v in &shown {
         match v.kind {
             VersionKind::Amendment => {
                 let diff = word_diff(
@@ -485,7 +485,7 @@ async fn assemble_rows(
     }
     let content = match current {
         Some(c) => c,
-        None => legacy_content(keyring, practice, &h).await?,
+        None => legacy_content(&opener, practice, &h).await?,
     };
     Ok(Note {
         note_id: h.note_id,
@@ -594,9 +594,10 @@ pub async fn history(
     let n = h.note_ref()?;
     let practice = tx.practice();
     let rows = versions(tx, id, "true").await?;
+    let opener = tx.opener(keyring);
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        out.push(r.open(keyring, practice, &n).await?);
+        out.push(r.open(&opener, practice, &n).await?);
     }
     Ok(Some(out))
 }
@@ -627,13 +628,13 @@ pub async fn verify(
     let n = h.note_ref()?;
     let practice = tx.practice();
     let rows = versions(tx, id, "true").await?;
-    Ok(Some(check(keyring, practice, &n, rows).await?))
+    Ok(Some(check(&tx.opener(keyring), practice, &n, rows).await?))
 }
 
 /// Checks `rows` (versions of note `n`): which no longer match their hash or no longer
 /// decrypt, and which were hashed under scheme 1.
 async fn check(
-    keyring: &Keyring,
+    opener: &Opener<'_>,
     practice: PracticeId,
     n: &NoteRef,
     rows: Vec<VersionRow>,
@@ -648,8 +649,8 @@ async fn check(
         if HashScheme::from_i16(r.hash_scheme).is_some_and(|s| !s.binds_manifestation()) {
             out.manifestation_not_bound.push(number);
         }
-        match r.open(keyring, practice, n).await {
-            Ok(opened) if opened.hash_ok => {}
+        match r.open(opener, practice, n).await {
+            Ok(version) if version.hash_ok => {}
             Ok(_) | Err(StoreError::Corrupt(_)) => out.mismatched.push(number),
             Err(e) => return Err(e),
         }
@@ -945,14 +946,16 @@ pub async fn sign(
     };
     let practice = tx.practice();
     let content = if h.current_version == 0 {
-        legacy_content(keyring, practice, &h).await?
+        legacy_content(&tx.opener(keyring), practice, &h).await?
     } else {
         let rows = versions(tx, id, &format!("version = {}", h.current_version)).await?;
         let row = rows
             .into_iter()
             .next()
             .ok_or(StoreError::Corrupt("a note's current version is missing"))?;
-        row.open(keyring, practice, &h.note_ref()?).await?.content
+        row.open(&tx.opener(keyring), practice, &h.note_ref()?)
+            .await?
+            .content
     };
     if content.is_empty() {
         return Ok(Err(Refusal::Empty));
@@ -1199,7 +1202,10 @@ pub struct PracticeVerification {
 
 impl crate::OwnerStore {
     /// `chartroom notes verify`: recomputes the hash of every version of every note of
-    /// `practice` (INT-01), as the owner role, in pages.
+    /// `practice` (INT-01), as the owner role, in pages of 200 notes, one transaction each.
+    /// Decrypts every version; each note checked gets a `note.verify` event (no actor; its
+    /// patient and note, `via: cli`, whether it is intact, how many versions and how many
+    /// mismatched) in the transaction that decrypted it.
     pub async fn verify_notes(
         &self,
         practice: PracticeId,
@@ -1208,20 +1214,22 @@ impl crate::OwnerStore {
         let mut out = PracticeVerification::default();
         let mut after = uuid::Uuid::nil();
         loop {
-            let mut tx = self.begin_tenant(practice).await?;
+            let mut tx = self.begin_in(practice).await?;
             let ids: Vec<(uuid::Uuid, uuid::Uuid, String)> = sqlx::query_as(
                 "select note_id, patient_id, template from clinical_note
                   where practice_id = $1 and note_id > $2 order by note_id limit 200",
             )
             .bind(practice)
             .bind(after)
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?;
             let Some(last) = ids.last() else {
                 tx.commit().await?;
                 break;
             };
             after = last.0;
+            let opener = tx.opener(keyring);
+            let mut events = Vec::with_capacity(ids.len());
             for (note, patient, template) in ids {
                 out.notes += 1;
                 let n = NoteRef {
@@ -1236,15 +1244,26 @@ impl crate::OwnerStore {
                 ))
                 .bind(practice)
                 .bind(note)
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn())
                 .await?;
-                let v = check(keyring, practice, &n, rows).await?;
+                let v = check(&opener, practice, &n, rows).await?;
+                let mut e = tx.event(domain::AuditAction::NoteVerify);
+                e.patient = Some(PatientId::from_uuid(patient));
+                e.object = Some(domain::AuditObject::note(NoteId::from_uuid(note)));
+                e.details = Some(serde_json::json!({
+                    "via": "cli",
+                    "ok": v.mismatched.is_empty(),
+                    "versions": v.versions,
+                    "mismatched": v.mismatched.len(),
+                }));
+                events.push(e);
                 out.versions += v.versions;
                 out.manifestation_not_bound += v.manifestation_not_bound.len();
                 if !v.mismatched.is_empty() {
                     out.mismatched.push((NoteId::from_uuid(note), v.mismatched));
                 }
             }
+            tx.append(&events).await?;
             tx.commit().await?;
         }
         Ok(out)

@@ -31,7 +31,8 @@ use domain::{PatientId, PracticeId};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use crate::sealed_columns::{PATIENT, crypto_error, open_field, write_keys};
+use crate::entry::Opener;
+use crate::sealed_columns::{PATIENT, crypto_error, write_keys};
 use crate::{StoreError, TenantTx};
 
 /// The table name bound into every patient ciphertext.
@@ -132,7 +133,7 @@ fn ctx<'a>(practice: PracticeId, column: &'a str, id: &'a uuid::Uuid) -> FieldCo
 }
 
 async fn open_text(
-    keyring: &Keyring,
+    opener: &Opener<'_>,
     practice: PracticeId,
     id: PatientId,
     column: &str,
@@ -141,17 +142,18 @@ async fn open_text(
 ) -> Result<Option<String>, StoreError> {
     let Some(ct) = enc else { return Ok(legacy) };
     let uuid = id.as_uuid();
-    open_field(keyring, &ctx(practice, column, &uuid), ct)
+    opener
+        .open_text(&ctx(practice, column, &uuid), ct)
         .await
         .map(Some)
 }
 
 impl Row {
     /// Decrypts the row (ciphertext first, legacy plaintext as a fallback).
-    async fn open(self, keyring: &Keyring, practice: PracticeId) -> Result<Patient, StoreError> {
+    async fn open(self, opener: &Opener<'_>, practice: PracticeId) -> Result<Patient, StoreError> {
         let id = self.patient_id;
         let given_name = open_text(
-            keyring,
+            opener,
             practice,
             id,
             "given_name",
@@ -161,7 +163,7 @@ impl Row {
         .await?
         .ok_or(StoreError::Corrupt("patient without a given name"))?;
         let family_name = open_text(
-            keyring,
+            opener,
             practice,
             id,
             "family_name",
@@ -171,7 +173,7 @@ impl Row {
         .await?
         .ok_or(StoreError::Corrupt("patient without a family name"))?;
         let dob_text = open_text(
-            keyring,
+            opener,
             practice,
             id,
             "date_of_birth",
@@ -187,7 +189,7 @@ impl Row {
             None => self.date_of_birth,
         };
         let phone = open_text(
-            keyring,
+            opener,
             practice,
             id,
             "phone",
@@ -196,7 +198,7 @@ impl Row {
         )
         .await?;
         let email = open_text(
-            keyring,
+            opener,
             practice,
             id,
             "email",
@@ -345,6 +347,7 @@ async fn write_tags(
 pub(crate) async fn reseal_batch(
     conn: &mut PgConnection,
     keyring: &Keyring,
+    opener: &Opener<'_>,
     practice: PracticeId,
     todo: &str,
     todo_arg: Option<&[u8]>,
@@ -363,7 +366,7 @@ pub(crate) async fn reseal_batch(
     let n = rows.len() as u64;
     for r in rows {
         let id = r.patient_id;
-        let p = r.open(keyring, practice).await?;
+        let p = r.open(opener, practice).await?;
         let new = NewPatient {
             given_name: p.given_name,
             family_name: p.family_name,
@@ -418,7 +421,10 @@ pub async fn get(
     .fetch_optional(tx.conn())
     .await?;
     match row {
-        Some(r) => Ok(Some(r.open(keyring, tx.practice()).await?)),
+        Some(r) => {
+            let practice = tx.practice();
+            Ok(Some(r.open(&tx.opener(keyring), practice).await?))
+        }
         None => Ok(None),
     }
 }
@@ -463,8 +469,10 @@ pub async fn list(
     .fetch_all(tx.conn())
     .await?;
     let mut all = Vec::with_capacity(rows.len());
+    let practice = tx.practice();
+    let opener = tx.opener(keyring);
     for r in rows {
-        all.push(r.open(keyring, tx.practice()).await?);
+        all.push(r.open(&opener, practice).await?);
     }
     sort(&mut all);
     let skip = usize::try_from(offset.max(0)).unwrap_or(usize::MAX);
@@ -617,8 +625,9 @@ pub async fn search(
     .fetch_all(tx.conn())
     .await?;
     let mut found = Vec::new();
+    let opener = tx.opener(keyring);
     for r in rows {
-        let p = r.open(keyring, practice).await?;
+        let p = r.open(&opener, practice).await?;
         let ok = name_matches(&query_words, &p)
             && q.date_of_birth.is_none_or(|d| p.date_of_birth == Some(d))
             && phone_norm.as_deref().is_none_or(|want| {
@@ -679,7 +688,7 @@ pub async fn update(
     .fetch_optional(tx.conn())
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let cur = row.open(keyring, practice).await?;
+    let cur = row.open(&tx.opener(keyring), practice).await?;
     let next = NewPatient {
         given_name: patch.given_name.clone().unwrap_or(cur.given_name),
         family_name: patch.family_name.clone().unwrap_or(cur.family_name),

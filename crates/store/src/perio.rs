@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use crypto::{FieldContext, Keyring};
 use domain::{PatientId, PerioExamId, PracticeId, UserId};
 
+use crate::entry::Opener;
 use crate::sealed_columns::{PERIO_EXAM, crypto_error, write_keys};
 use crate::{OwnerStore, StoreError, TenantTx};
 
@@ -106,13 +107,12 @@ async fn seal(
         .map_err(|e| crypto_error(&e))
 }
 
-async fn open(keyring: &Keyring, practice: PracticeId, row: FullRow) -> Result<Exam, StoreError> {
+async fn open(opener: &Opener<'_>, practice: PracticeId, row: FullRow) -> Result<Exam, StoreError> {
     let uuid = row.info.exam_id.as_uuid();
     let plain = zeroize::Zeroizing::new(
-        keyring
-            .decrypt_field(&context(practice, &uuid), &row.session_enc)
-            .await
-            .map_err(|e| crypto_error(&e))?,
+        opener
+            .open(&context(practice, &uuid), &row.session_enc)
+            .await?,
     );
     let session: perio::Session = serde_json::from_slice(&plain)
         .map_err(|_| StoreError::Corrupt("a stored perio session is not readable"))?;
@@ -200,7 +200,10 @@ async fn fetch(
     .fetch_optional(tx.conn())
     .await?;
     match row {
-        Some(r) => Ok(Some(open(keyring, tx.practice(), r).await?)),
+        Some(r) => {
+            let practice = tx.practice();
+            Ok(Some(open(&tx.opener(keyring), practice, r).await?))
+        }
         None => Ok(None),
     }
 }
@@ -272,8 +275,7 @@ impl OwnerStore {
         }
         let id = PerioExamId::new();
         let ct = seal(self.keyring()?, practice, id, &session).await?;
-        let mut tx = self.pool.begin().await?;
-        crate::admin::enter(&mut tx, practice).await?;
+        let mut tx = self.begin_at(practice, now).await?;
         sqlx::query(
             "insert into perio_exam (practice_id, exam_id, patient_id, clinician_id, created_at, updated_at, version, session_enc)
              values ($1, $2, $3, $4, $5, $5, 1, $6)",
@@ -284,19 +286,14 @@ impl OwnerStore {
         .bind(clinician)
         .bind(now)
         .bind(&ct)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
-        sqlx::query(
-            "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, object_type, object_id, patient_id)
-             values ($1, $2, $3, $4, 'success', 'perio_exam', $5, $6)",
+        tx.audit(
+            domain::AuditAction::PerioExamCreate,
+            Some(domain::AuditObject::perio_exam(id)),
+            Some(patient),
+            None,
         )
-        .bind(practice)
-        .bind(domain::AuditEventId::new())
-        .bind(now)
-        .bind(domain::AuditAction::PerioExamCreate.as_str())
-        .bind(id)
-        .bind(patient)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(id)

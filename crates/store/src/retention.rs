@@ -38,7 +38,7 @@
 //! setting, and never for a patient under legal hold (triggers in migration 0009).
 
 use chrono::{DateTime, Months, Utc};
-use domain::{AuditAction, AuditEventId, PatientId, PracticeId, UserId};
+use domain::{AuditAction, AuditObject, ObjectKind, PatientId, PracticeId, UserId};
 use serde::Serialize;
 use sqlx::PgConnection;
 
@@ -258,7 +258,7 @@ impl PurgeReport {
 
 /// One purged record, for its audit event.
 struct Purged {
-    object_type: &'static str,
+    object_type: ObjectKind,
     object_id: uuid::Uuid,
     patient_id: uuid::Uuid,
 }
@@ -273,7 +273,7 @@ async fn deleted_ids(
     sql: &str,
     practice: PracticeId,
     ids: &[uuid::Uuid],
-    object_type: &'static str,
+    object_type: ObjectKind,
     out: &mut Vec<Purged>,
 ) -> Result<u64, StoreError> {
     let rows: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(sql)
@@ -296,12 +296,12 @@ impl OwnerStore {
         &self,
         practice: PracticeId,
     ) -> Result<RetentionSettings, StoreError> {
-        let mut tx = self.begin_tenant(practice).await?;
+        let mut tx = self.begin_in(practice).await?;
         let r: Option<(i32, i32)> = sqlx::query_as(
             "select deleted_retention_days, record_keeping_years from practice where practice_id = $1",
         )
         .bind(practice)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn())
         .await?;
         tx.commit().await?;
         let (d, y) = r.ok_or(StoreError::NotMember)?;
@@ -330,7 +330,7 @@ impl OwnerStore {
         if record_keeping_years.is_some_and(|y| !RECORD_KEEPING_YEARS.contains(&y)) {
             return Err(StoreError::Invalid("practice_record_keeping_years".into()));
         }
-        let mut tx = self.begin_tenant(practice).await?;
+        let mut tx = self.begin_at(practice, now).await?;
         let r: Option<(i32, i32)> = sqlx::query_as(
             "update practice
                 set deleted_retention_days = coalesce($2, deleted_retention_days),
@@ -341,21 +341,16 @@ impl OwnerStore {
         .bind(practice)
         .bind(deleted_retention_days)
         .bind(record_keeping_years)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn())
         .await?;
         let (d, y) = r.ok_or(StoreError::NotMember)?;
-        sqlx::query(
-            "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, object_type, object_id, details)
-             values ($1, $2, $3, $4, 'success', 'practice', $1, $5)",
+        tx.audit(
+            AuditAction::PracticeUpdate,
+            Some(AuditObject::practice(practice)),
+            None,
+            Some(serde_json::json!({ "deleted_retention_days": d, "record_keeping_years": y })),
         )
-        .bind(practice)
-        .bind(AuditEventId::new())
-        .bind(now)
-        .bind(AuditAction::PracticeUpdate.as_str())
-        .bind(serde_json::json!({ "deleted_retention_days": d, "record_keeping_years": y }))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
+        .await?;
         tx.commit().await?;
         Ok(RetentionSettings {
             deleted_retention_days: d,
@@ -408,9 +403,9 @@ impl OwnerStore {
         )?;
         let disclosure_cutoff = years_before(now, DISCLOSURE_ACCOUNTING_YEARS)?;
 
-        let mut tx = self.begin_tenant(practice).await?;
+        let mut tx = self.begin_at(practice, now).await?;
         sqlx::query("select set_config('chartroom.retention_purge', 'on', true)")
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         let mut report = PurgeReport {
             practice_id: Some(practice),
@@ -441,7 +436,7 @@ impl OwnerStore {
         .bind(deleted_cutoff)
         .bind(signed_cutoff)
         .bind(disclosure_cutoff)
-        .fetch_all(&mut *tx)
+        .fetch_all(tx.conn())
         .await?;
         let mut patients = Vec::new();
         for (id, held, kept) in candidates {
@@ -469,7 +464,7 @@ impl OwnerStore {
         .bind(practice)
         .bind(&patients)
         .bind(deleted_cutoff)
-        .fetch_all(&mut *tx)
+        .fetch_all(tx.conn())
         .await?;
         let mut note_ids = Vec::new();
         for (note, _, held) in &notes {
@@ -497,12 +492,12 @@ impl OwnerStore {
             let n = match audit_as {
                 Some(object_type) => {
                     let sql = format!("{delete} returning {}, patient_id", t.row.id);
-                    deleted_ids(&mut tx, &sql, practice, ids, object_type, &mut purged).await?
+                    deleted_ids(tx.conn(), &sql, practice, ids, object_type, &mut purged).await?
                 }
                 None => sqlx::query(&delete)
                     .bind(practice)
                     .bind(ids)
-                    .execute(&mut *tx)
+                    .execute(tx.conn())
                     .await?
                     .rows_affected(),
             };
@@ -513,37 +508,26 @@ impl OwnerStore {
         report.patients = patients.into_iter().map(PatientId::from_uuid).collect();
 
         // One audit event per purged record, in the same transaction (ids only).
-        let run = uuid::Uuid::now_v7();
-        let events: Vec<uuid::Uuid> = purged
-            .iter()
-            .map(|_| AuditEventId::new().as_uuid())
-            .collect();
-        let types: Vec<&str> = purged.iter().map(|p| p.object_type).collect();
-        let objects: Vec<uuid::Uuid> = purged.iter().map(|p| p.object_id).collect();
-        let owners: Vec<uuid::Uuid> = purged.iter().map(|p| p.patient_id).collect();
         let details = serde_json::json!({
-            "run": run,
+            "run": uuid::Uuid::now_v7(),
             "deleted_retention_days": settings.deleted_retention_days,
             "record_keeping_years": settings.record_keeping_years,
         });
-        report.audit_events = sqlx::query(
-            "insert into audit_event
-               (practice_id, event_id, occurred_at, action, outcome, object_type, object_id, patient_id, details)
-             select $1, e, $2, $3, 'success', t, o, p, $4
-               from unnest($5::uuid[], $6::text[], $7::uuid[], $8::uuid[]) as x(e, t, o, p)",
-        )
-        .bind(practice)
-        .bind(now)
-        .bind(AuditAction::RetentionPurge.as_str())
-        .bind(&details)
-        .bind(&events)
-        .bind(&types)
-        .bind(&objects)
-        .bind(&owners)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| StoreError::AuditFailed(e.to_string()))?
-        .rows_affected();
+        let events: Vec<_> = purged
+            .iter()
+            .map(|p| {
+                let mut e = tx.event(AuditAction::RetentionPurge);
+                e.object = Some(AuditObject::new(p.object_type, p.object_id));
+                e.patient = Some(PatientId::from_uuid(p.patient_id));
+                e.details = Some(details.clone());
+                e
+            })
+            .collect();
+        report.audit_events = if events.is_empty() {
+            0
+        } else {
+            tx.append(&events).await?
+        };
 
         if dry_run {
             tx.rollback().await?;

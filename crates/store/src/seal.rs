@@ -223,10 +223,9 @@ impl Store {
         practice: PracticeId,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::entry::begin_in(&self.pool, practice).await?;
         let locked: bool = sqlx::query_scalar(
-            "select pg_try_advisory_xact_lock(hashtextextended('chartroom.audit.seal.' || $1::text, 0))
-               from set_config('chartroom.practice_id', $1::text, true)",
+            "select pg_try_advisory_xact_lock(hashtextextended('chartroom.audit.seal.' || $1::text, 0))",
         )
         .bind(practice)
         .fetch_one(&mut *tx)
@@ -329,11 +328,7 @@ impl Store {
         practice: PracticeId,
         since: u64,
     ) -> Result<(TreeHead, Result<Vec<Hash>, audit::merkle::MerkleError>), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("select set_config('chartroom.practice_id', $1, true)")
-            .bind(practice.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = crate::entry::begin_in(&self.pool, practice).await?;
         let head = tree_head_on(&mut tx, practice).await?;
         let proof = if since == 0 || since >= head.size {
             Ok(Vec::new())
@@ -475,8 +470,7 @@ impl OwnerStore {
         index: u64,
         size: Option<u64>,
     ) -> Result<Option<InclusionProof>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        crate::admin::enter(&mut tx, practice).await?;
+        let mut tx = crate::entry::begin_in(&self.pool, practice).await?;
         let p = inclusion_on(&mut tx, practice, index, size).await?;
         tx.commit().await?;
         Ok(p)
@@ -489,8 +483,7 @@ impl OwnerStore {
         first: u64,
         second: Option<u64>,
     ) -> Result<Option<ConsistencyProof>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        crate::admin::enter(&mut tx, practice).await?;
+        let mut tx = crate::entry::begin_in(&self.pool, practice).await?;
         let p = consistency_on(&mut tx, practice, first, second).await?;
         tx.commit().await?;
         Ok(p)
@@ -498,8 +491,7 @@ impl OwnerStore {
 
     /// The current tree head of a practice as the owner role.
     pub async fn tree_head(&self, practice: PracticeId) -> Result<TreeHead, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        crate::admin::enter(&mut tx, practice).await?;
+        let mut tx = crate::entry::begin_in(&self.pool, practice).await?;
         let h = tree_head_on(&mut tx, practice).await?;
         tx.commit().await?;
         Ok(h)
@@ -521,13 +513,12 @@ impl OwnerStore {
         now: DateTime<Utc>,
         sign_checkpoint: impl FnOnce(&TreeHead) -> Result<(), String>,
     ) -> Result<(u64, u64), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        crate::admin::enter(&mut tx, practice).await?;
+        let mut tx = self.begin_at(practice, now).await?;
         let prev: i64 = sqlx::query_scalar(
             "select coalesce(max(seq), 0) from audit_prune where practice_id = $1",
         )
         .bind(practice)
-        .fetch_one(&mut *tx)
+        .fetch_one(tx.conn())
         .await?;
         let cut: i64 = sqlx::query_scalar(
             "select coalesce(
@@ -538,14 +529,14 @@ impl OwnerStore {
         .bind(practice)
         .bind(prev)
         .bind(before)
-        .fetch_one(&mut *tx)
+        .fetch_one(tx.conn())
         .await?;
         if cut <= prev {
             tx.commit().await?;
             return Ok((u64::try_from(prev).unwrap_or(0), 0));
         }
         let size = u64::try_from(cut).map_err(|_| StoreError::Corrupt("audit seq"))?;
-        let head = tree_head_at(&mut tx, practice, size, None).await?;
+        let head = tree_head_at(tx.conn(), practice, size, None).await?;
         sign_checkpoint(&head).map_err(|e| {
             StoreError::Corrupt(if e.is_empty() {
                 "checkpoint"
@@ -558,10 +549,10 @@ impl OwnerStore {
             .bind(cut)
             .bind(head.chain_head.to_vec())
             .bind(now)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         sqlx::query("select set_config('chartroom.audit_prune', 'on', true)")
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         let done = sqlx::query(
             "delete from audit_event e using audit_seal s
@@ -571,20 +562,17 @@ impl OwnerStore {
         .bind(practice)
         .bind(prev)
         .bind(cut)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         sqlx::query("select set_config('chartroom.audit_prune', '', true)")
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
-        sqlx::query(
-            "insert into audit_event (practice_id, event_id, occurred_at, action, outcome, details)
-             values ($1, $2, $3, 'audit.prune', 'success', $4)",
+        tx.audit(
+            domain::AuditAction::AuditPrune,
+            None,
+            None,
+            Some(serde_json::json!({"from_seq": prev, "to_seq": cut, "events": done.rows_affected()})),
         )
-        .bind(practice)
-        .bind(domain::AuditEventId::new())
-        .bind(now)
-        .bind(serde_json::json!({"from_seq": prev, "to_seq": cut, "events": done.rows_affected()}))
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok((size, done.rows_affected()))

@@ -23,7 +23,9 @@
 //!
 //! This module is a leaf: it uses no other module of the store, so every table module, the key
 //! commands and the retention job can use it without using each other. It also holds the
-//! field helpers they share (`seal_field`, `open_field`, `write_keys`, the crypto error mapping).
+//! field helpers they share for sealing (`seal_field`, `write_keys`, the crypto error mapping);
+//! opening goes through the transaction's opener (`crate::entry`), which obliges the
+//! transaction to audit.
 //!
 //! # Plaintext columns
 //! Every other column of a tenant table (a table in schema `public` with a `practice_id`
@@ -41,7 +43,7 @@
 use std::sync::Arc;
 
 use crypto::{CryptoError, FieldContext, Keyring, PracticeKeys};
-use domain::PracticeId;
+use domain::{ObjectKind, PracticeId};
 
 use crate::StoreError;
 
@@ -133,12 +135,12 @@ pub enum Purge {
     /// object type of the `retention.purge` event each row gets (`None`: counted only).
     WithNotes {
         /// The audited object type.
-        audit_as: Option<&'static str>,
+        audit_as: Option<ObjectKind>,
     },
     /// With the patients it purges (rows whose `patient_id` is one of them).
     WithPatients {
         /// The audited object type (`None`: counted only).
-        audit_as: Option<&'static str>,
+        audit_as: Option<ObjectKind>,
     },
     /// Never, for the reason given.
     Never(&'static str),
@@ -198,7 +200,7 @@ pub const PATIENT: SealedTable = SealedTable {
     ],
     reencrypt: Reencrypt::PatientRecord,
     purge: Purge::WithPatients {
-        audit_as: Some("patient"),
+        audit_as: Some(ObjectKind::Patient),
     },
 };
 
@@ -222,7 +224,7 @@ pub const CLINICAL_NOTE: SealedTable = SealedTable {
     columns: &[sealed!("body", legacy Text)],
     reencrypt: Reencrypt::Fields,
     purge: Purge::WithNotes {
-        audit_as: Some("note"),
+        audit_as: Some(ObjectKind::Note),
     },
 };
 
@@ -233,7 +235,7 @@ pub const PERIO_EXAM: SealedTable = SealedTable {
     columns: &[sealed!("session")],
     reencrypt: Reencrypt::Fields,
     purge: Purge::WithPatients {
-        audit_as: Some("perio_exam"),
+        audit_as: Some(ObjectKind::PerioExam),
     },
 };
 
@@ -244,7 +246,7 @@ pub const BREAK_GLASS: SealedTable = SealedTable {
     columns: &[sealed!("reason")],
     reencrypt: Reencrypt::Fields,
     purge: Purge::WithPatients {
-        audit_as: Some("break_glass"),
+        audit_as: Some(ObjectKind::BreakGlass),
     },
 };
 
@@ -259,7 +261,7 @@ pub const DISCLOSURE: SealedTable = SealedTable {
     ],
     reencrypt: Reencrypt::Fields,
     purge: Purge::WithPatients {
-        audit_as: Some("disclosure"),
+        audit_as: Some(ObjectKind::Disclosure),
     },
 };
 
@@ -270,7 +272,7 @@ pub const VISIT: SealedTable = SealedTable {
     columns: &[],
     reencrypt: Reencrypt::Nothing,
     purge: Purge::WithPatients {
-        audit_as: Some("visit"),
+        audit_as: Some(ObjectKind::Visit),
     },
 };
 
@@ -281,7 +283,7 @@ pub const APPOINTMENT: SealedTable = SealedTable {
     columns: &[],
     reencrypt: Reencrypt::Nothing,
     purge: Purge::WithPatients {
-        audit_as: Some("appointment"),
+        audit_as: Some(ObjectKind::Appointment),
     },
 };
 
@@ -400,37 +402,6 @@ pub(crate) async fn seal_field(
 ) -> Result<Vec<u8>, StoreError> {
     let keys = write_keys(keyring, ctx.practice).await?;
     crypto::encrypt_field(keys.active(), ctx, plain).map_err(|e| crypto_error(&e))
-}
-
-/// Opens one text value sealed by [`seal_field`] (under any live key version of the
-/// practice) with the same context.
-pub(crate) async fn open_field(
-    keyring: &Keyring,
-    ctx: &FieldContext<'_>,
-    ct: &[u8],
-) -> Result<String, StoreError> {
-    let pt = keyring
-        .decrypt_field(ctx, ct)
-        .await
-        .map_err(|e| crypto_error(&e))?;
-    String::from_utf8(pt).map_err(|_| StoreError::Corrupt("an encrypted text field is not UTF-8"))
-}
-
-/// Decrypts `ct` (any live key version) and seals it again under the active key of `keys`,
-/// same context.
-pub(crate) async fn reseal_value(
-    keyring: &Keyring,
-    keys: &PracticeKeys,
-    ctx: &FieldContext<'_>,
-    ct: &[u8],
-) -> Result<Vec<u8>, StoreError> {
-    let plain = zeroize::Zeroizing::new(
-        keyring
-            .decrypt_field(ctx, ct)
-            .await
-            .map_err(|e| crypto_error(&e))?,
-    );
-    crypto::encrypt_field(keys.active(), ctx, &plain).map_err(|e| crypto_error(&e))
 }
 
 /// A text-like column of a tenant table that may hold cleartext.

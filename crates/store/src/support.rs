@@ -10,7 +10,7 @@ use crypto::Keyring;
 use domain::UserId;
 use serde::Serialize;
 
-use crate::sealed_columns::{SUPPORT_GRANT, open_field, seal_field};
+use crate::sealed_columns::{SUPPORT_GRANT, seal_field};
 use crate::{OwnerStore, StoreError, TenantTx};
 
 /// A support grant.
@@ -121,13 +121,14 @@ pub async fn list(tx: &mut TenantTx, keyring: &Keyring) -> Result<Vec<SupportGra
     .fetch_all(tx.conn())
     .await?;
     let mut out = Vec::with_capacity(rows.len());
+    let opener = tx.opener(keyring);
     for r in rows {
-        let reason = open_field(
-            keyring,
-            &SUPPORT_GRANT.context(practice, "reason", r.0.as_bytes()),
-            &r.3,
-        )
-        .await?;
+        let reason = opener
+            .open_text(
+                &SUPPORT_GRANT.context(practice, "reason", r.0.as_bytes()),
+                &r.3,
+            )
+            .await?;
         out.push(SupportGrant {
             grant_id: r.0,
             support_user_id: r.1,
@@ -178,7 +179,7 @@ impl OwnerStore {
             b"Fixture support request",
         )
         .await?;
-        let mut tx = self.begin_tenant(practice).await?;
+        let mut tx = self.begin_in(practice).await?;
         sqlx::query(
             "insert into support_grant (practice_id, grant_id, support_user_id, scope, reason_enc, approved_by, approved_at, expires_at)
              values ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -191,7 +192,7 @@ impl OwnerStore {
         .bind(approver)
         .bind(now)
         .bind(now + Duration::hours(4))
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         tx.commit().await?;
         Ok(id)

@@ -1,19 +1,15 @@
 //! Transactions bound to an actor ([`UserTx`]) and to an actor inside a practice
-//! ([`TenantTx`]).
+//! ([`TenantTx`]). Both audit through the one append ([`crate::append`]); a [`TenantTx`] is an
+//! [`Audited`] transaction (entered by the session check, stamped by the injected clock, and
+//! unable to commit after opening sealed fields without an audit event).
 
 use chrono::{DateTime, Utc};
-use domain::{
-    AuditAction, AuditEventId, Outcome, PatientId, PracticeId, RequestId, RoleSet, UserId,
-};
+use domain::{AuditAction, AuditObject, PatientId, PracticeId, RequestId, RoleSet, UserId};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use crate::StoreError;
-
-/// One audit event: practice, event id, time, actor, patient, action, outcome, object type and
-/// id, request id, details.
-const INSERT_EVENT: &str = "insert into audit_event
-   (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id, details)
- values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+use crate::append::{NewEvent, append};
+use crate::entry::{Audited, Opener, set_practice};
 
 /// A transaction acting as a signed-in user, outside any practice: the user's own profile,
 /// memberships and sessions are visible; no tenant data is. Dropping it rolls back.
@@ -63,38 +59,40 @@ impl UserTx {
         &mut self.tx
     }
 
-    /// Appends one audit event of the signed-in user on `practice`'s log, in this
-    /// transaction, for an action about the user's own relation to that practice (deciding
-    /// an invitation) — never patient data. Enters the practice for the one statement.
+    /// An event of the signed-in user in this transaction: its time, request, `action`.
+    pub(crate) fn event(&self, action: AuditAction) -> NewEvent {
+        let mut e = NewEvent::new(self.now, action);
+        e.actor = Some(self.user);
+        e.request = Some(self.request);
+        e
+    }
+
+    /// Appends `events` to the log of each of `practices` in this transaction, entering each
+    /// practice for its statement and leaving it after: actions about the user's own relation
+    /// to a practice (deciding an invitation) or security events — never patient data.
+    pub(crate) async fn append_in(
+        &mut self,
+        practices: &[PracticeId],
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
+        for practice in practices {
+            set_practice(&mut self.tx, Some(*practice)).await?;
+            append(&mut self.tx, *practice, events).await?;
+        }
+        set_practice(&mut self.tx, None).await?;
+        Ok(())
+    }
+
+    /// Appends one audit event of the signed-in user on `practice`'s log ([`UserTx::append_in`]).
     pub(crate) async fn audit_in(
         &mut self,
         practice: PracticeId,
         action: AuditAction,
-        object: Option<(&'static str, uuid::Uuid)>,
+        object: Option<AuditObject>,
     ) -> Result<(), StoreError> {
-        sqlx::query("select set_config('chartroom.practice_id', $1, true)")
-            .bind(practice.to_string())
-            .execute(&mut *self.tx)
-            .await?;
-        sqlx::query(INSERT_EVENT)
-            .bind(practice)
-            .bind(AuditEventId::new())
-            .bind(self.now)
-            .bind(self.user)
-            .bind(None::<PatientId>)
-            .bind(action.as_str())
-            .bind(Outcome::Success.as_str())
-            .bind(object.map(|o| o.0))
-            .bind(object.map(|o| o.1))
-            .bind(self.request)
-            .bind(None::<serde_json::Value>)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
-        sqlx::query("select set_config('chartroom.practice_id', '', true)")
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+        let mut e = self.event(action);
+        e.object = object;
+        self.append_in(&[practice], &[e]).await
     }
 
     /// Commits.
@@ -110,12 +108,10 @@ impl UserTx {
 /// row (kept equal to `membership` by triggers; migration 0013). Dropping it rolls back.
 #[derive(Debug)]
 pub struct TenantTx {
-    tx: Transaction<'static, Postgres>,
-    practice: PracticeId,
+    inner: Audited,
     actor: UserId,
     roles: RoleSet,
     request: RequestId,
-    now: DateTime<Utc>,
     support: Option<uuid::Uuid>,
     /// Seals the `support_access` disclosures a support transaction records.
     keyring: Option<std::sync::Arc<crypto::Keyring>>,
@@ -131,12 +127,10 @@ impl TenantTx {
         now: DateTime<Utc>,
     ) -> Self {
         Self {
-            tx,
-            practice,
+            inner: Audited::entered(tx, practice, now),
             actor,
             roles,
             request,
-            now,
             support: None,
             keyring: None,
         }
@@ -167,7 +161,7 @@ impl TenantTx {
     /// The practice this transaction is bound to.
     #[must_use]
     pub fn practice(&self) -> PracticeId {
-        self.practice
+        self.inner.practice()
     }
 
     /// The acting user.
@@ -185,12 +179,27 @@ impl TenantTx {
     /// The request time (from the injected clock).
     #[must_use]
     pub fn now(&self) -> DateTime<Utc> {
-        self.now
+        self.inner.now()
     }
 
     /// The connection, for queries in this crate.
     pub(crate) fn conn(&mut self) -> &mut PgConnection {
-        &mut self.tx
+        self.inner.conn()
+    }
+
+    /// The opener for the practice's sealed fields: from now on this transaction commits only
+    /// after it has appended an audit event.
+    pub(crate) fn opener<'k>(&mut self, keyring: &'k crypto::Keyring) -> Opener<'k> {
+        self.inner.opener(keyring)
+    }
+
+    /// An event of this transaction: its time, actor, request and `action`.
+    fn event(&self, action: AuditAction, patient: Option<PatientId>) -> NewEvent {
+        let mut e = self.inner.event(action);
+        e.actor = Some(self.actor);
+        e.request = Some(self.request);
+        e.patient = patient;
+        e
     }
 
     /// Appends one audit event in this transaction: actor, practice, optional patient, action,
@@ -200,7 +209,7 @@ impl TenantTx {
         &mut self,
         action: AuditAction,
         patient: Option<PatientId>,
-        object: Option<(&'static str, uuid::Uuid)>,
+        object: Option<AuditObject>,
     ) -> Result<(), StoreError> {
         self.audit_details(action, patient, object, None).await
     }
@@ -211,12 +220,21 @@ impl TenantTx {
         &mut self,
         action: AuditAction,
         patient: Option<PatientId>,
-        object: Option<(&'static str, uuid::Uuid)>,
+        object: Option<AuditObject>,
         details: Option<serde_json::Value>,
     ) -> Result<(), StoreError> {
-        let details = match self.support {
-            Some(grant) => {
-                let mut d = match details {
+        let mut e = self.event(action, patient);
+        e.object = object;
+        e.details = details;
+        self.append(vec![e]).await
+    }
+
+    /// Appends `events` of this transaction in one statement. Under vendor support access each
+    /// is flagged with the grant and each patient touched gets a disclosure first.
+    async fn append(&mut self, mut events: Vec<NewEvent>) -> Result<(), StoreError> {
+        if let Some(grant) = self.support {
+            for e in &mut events {
+                let mut d = match e.details.take() {
                     Some(serde_json::Value::Object(m)) => m,
                     Some(other) => {
                         let mut m = serde_json::Map::new();
@@ -227,37 +245,13 @@ impl TenantTx {
                 };
                 d.insert("support_access".into(), serde_json::Value::Bool(true));
                 d.insert("support_grant_id".into(), serde_json::json!(grant));
-                if let Some(p) = patient {
-                    self.support_disclosure(grant, p, action).await?;
+                e.details = Some(serde_json::Value::Object(d));
+                if let Some(p) = e.patient {
+                    self.support_disclosure(grant, p, e.action).await?;
                 }
-                Some(serde_json::Value::Object(d))
             }
-            None => details,
-        };
-        // Clinical access through break-glass is flagged as emergency access in the same
-        // statement (no extra round trip).
-        let statement = if action.is_clinical() {
-            "insert into audit_event
-               (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id, details)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, app.clinical_audit_details($11::jsonb, $5))"
-        } else {
-            INSERT_EVENT
-        };
-        sqlx::query(statement)
-            .bind(self.practice)
-            .bind(AuditEventId::new())
-            .bind(self.now)
-            .bind(self.actor)
-            .bind(patient)
-            .bind(action.as_str())
-            .bind(Outcome::Success.as_str())
-            .bind(object.map(|o| o.0))
-            .bind(object.map(|o| o.1))
-            .bind(self.request)
-            .bind(details)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
+        }
+        self.inner.append(&events).await?;
         Ok(())
     }
 
@@ -272,8 +266,10 @@ impl TenantTx {
         let keyring = self.keyring.clone().ok_or_else(|| {
             StoreError::AuditFailed("no keyring to seal a support-access disclosure".into())
         })?;
+        let now = self.now();
+        let practice = self.practice();
         let d = crate::disclosures::NewDisclosure {
-            disclosed_at: self.now,
+            disclosed_at: now,
             recipient: "Chartroom vendor support".into(),
             description: format!("{} (grant {grant})", action.as_str()),
             purpose: "Support under the practice's grant".into(),
@@ -281,12 +277,12 @@ impl TenantTx {
             kind: "support_access".into(),
         };
         crate::disclosures::insert(
-            &mut self.tx,
+            self.inner.conn(),
             &keyring,
-            self.practice,
+            practice,
             patient,
             Some(self.actor),
-            self.now,
+            now,
             &d,
         )
         .await
@@ -300,55 +296,35 @@ impl TenantTx {
         action: AuditAction,
         patient: PatientId,
     ) -> Result<(), StoreError> {
-        self.audit(action, Some(patient), Some(("patient", patient.as_uuid())))
+        self.audit(action, Some(patient), Some(AuditObject::patient(patient)))
             .await
     }
 
     /// Appends one audit event per patient (a list or search result names every patient it
-    /// showed), in one statement.
+    /// showed), in one statement; one event without a patient when there is none.
     pub async fn audit_patients(
         &mut self,
         action: AuditAction,
         patients: impl IntoIterator<Item = PatientId>,
     ) -> Result<(), StoreError> {
-        let patients: Vec<uuid::Uuid> = patients.into_iter().map(|p| p.as_uuid()).collect();
-        if patients.is_empty() {
-            return self.audit(action, None, None).await;
-        }
-        if self.support.is_some() {
-            for p in patients {
-                let p = PatientId::from_uuid(p);
-                self.audit(action, Some(p), Some(("patient", p.as_uuid())))
-                    .await?;
-            }
-            return Ok(());
-        }
-        let ids: Vec<uuid::Uuid> = patients
-            .iter()
-            .map(|_| AuditEventId::new().as_uuid())
+        let mut events: Vec<NewEvent> = patients
+            .into_iter()
+            .map(|p| {
+                let mut e = self.event(action, Some(p));
+                e.object = Some(AuditObject::patient(p));
+                e
+            })
             .collect();
-        sqlx::query(
-            "insert into audit_event
-               (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id)
-             select $1, e, $3, $4, p, $5, 'success', 'patient', p, $6
-               from unnest($2::uuid[], $7::uuid[]) as t(e, p)",
-        )
-        .bind(self.practice)
-        .bind(&ids)
-        .bind(self.now)
-        .bind(self.actor)
-        .bind(action.as_str())
-        .bind(self.request)
-        .bind(&patients)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
-        Ok(())
+        if events.is_empty() {
+            events.push(self.event(action, None));
+        }
+        self.append(events).await
     }
 
-    /// Commits the change and its audit events together.
+    /// Commits the change and its audit events together; refused
+    /// ([`StoreError::AuditFailed`], rolled back) when the transaction opened sealed fields and
+    /// appended no audit event after that.
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
-        Ok(())
+        self.inner.commit().await
     }
 }

@@ -155,7 +155,7 @@ async fn get_patient(
 
 /// A keyring on the data directory's own KEK, practice secrets and key table (the cluster must
 /// be running), as the server builds it.
-async fn keyring_for(dir: &Path, cluster: &Cluster) -> Arc<Keyring> {
+pub(crate) async fn keyring_for(dir: &Path, cluster: &Cluster) -> Arc<Keyring> {
     let provider = LocalKeyProvider::open(dir.join("secrets")).await.unwrap();
     let secrets = DirSecretStore::open(dir.join("secrets/practice-keys")).unwrap();
     let keys = store::keys::PgKeyStore::connect(cluster.connect_options(DbRole::Owner, DATABASE))

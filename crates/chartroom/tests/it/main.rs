@@ -14,6 +14,7 @@
 )]
 
 mod api_matrix;
+mod audit_append;
 mod audit_chain;
 mod audit_coverage;
 mod audit_log;

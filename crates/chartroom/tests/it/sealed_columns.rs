@@ -781,7 +781,7 @@ async fn registry_census(
 }
 
 /// A transaction of `user` (a member) in `practice` on `store`, through a fresh session.
-async fn as_member(
+pub(crate) async fn as_member(
     app: &TestApp,
     store: &store::Store,
     user: domain::UserId,
@@ -888,7 +888,7 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
     tx.audit(
         domain::AuditAction::NoteAmend,
         Some(f.w.a.patient),
-        Some(("note", note)),
+        Some(domain::AuditObject::note(domain::NoteId::from_uuid(note))),
     )
     .await
     .unwrap();
@@ -940,7 +940,7 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
     tx.audit(
         domain::AuditAction::NoteRead,
         Some(f.w.a.patient),
-        Some(("note", note)),
+        Some(domain::AuditObject::note(domain::NoteId::from_uuid(note))),
     )
     .await
     .unwrap();

@@ -70,15 +70,21 @@ pub struct Client {
 }
 
 impl Client {
-    /// Facts for an audit event's details.
+    /// Facts for an audit event's details: the address, and the user agent in the character
+    /// set audit details allow ([`audit::event::detail_value_lossy`]; the full string stays on
+    /// the session row).
     #[must_use]
     pub fn details(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         if let Some(ip) = self.ip {
             m.insert("ip".into(), ip.to_string().into());
         }
-        if let Some(ua) = &self.user_agent {
-            m.insert("user_agent".into(), ua.clone().into());
+        if let Some(ua) = self
+            .user_agent
+            .as_deref()
+            .and_then(audit::event::detail_value_lossy)
+        {
+            m.insert("user_agent".into(), ua.into());
         }
         m
     }

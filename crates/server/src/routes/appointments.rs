@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
-use domain::{AppointmentId, AuditAction, PatientId, PracticeId, UserId};
+use domain::{AppointmentId, AuditAction, AuditObject, PatientId, PracticeId, UserId};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -89,7 +89,7 @@ pub(crate) async fn appointment_create(
     tx.audit(
         AuditAction::AppointmentCreate,
         Some(a.patient_id),
-        Some(("appointment", a.appointment_id.as_uuid())),
+        Some(AuditObject::appointment(a.appointment_id)),
     )
     .await?;
     tx.commit().await?;
@@ -111,7 +111,7 @@ pub(crate) async fn appointment_get(
     tx.audit(
         AuditAction::AppointmentRead,
         Some(a.patient_id),
-        Some(("appointment", id.as_uuid())),
+        Some(AuditObject::appointment(id)),
     )
     .await?;
     tx.commit().await?;
@@ -161,7 +161,7 @@ pub(crate) async fn appointment_update(
     tx.audit(
         AuditAction::AppointmentUpdate,
         Some(a.patient_id),
-        Some(("appointment", id.as_uuid())),
+        Some(AuditObject::appointment(id)),
     )
     .await?;
     tx.commit().await?;

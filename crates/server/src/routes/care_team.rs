@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::{AuditAction, PatientId, PracticeId, UserId};
+use domain::{AuditAction, AuditObject, ObjectKind, PatientId, PracticeId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -53,7 +53,7 @@ pub(crate) async fn assign_clinician(
     tx.audit_details(
         AuditAction::CareTeamAssign,
         Some(patient),
-        Some(("patient", patient.as_uuid())),
+        Some(AuditObject::patient(patient)),
         Some(serde_json::json!({ "clinician_id": req.clinician_id })),
     )
     .await?;
@@ -128,7 +128,7 @@ pub(crate) async fn break_glass_open(
     tx.audit_details(
         AuditAction::BreakGlassOpen,
         Some(patient),
-        Some(("break_glass", g.grant_id)),
+        Some(AuditObject::new(ObjectKind::BreakGlass, g.grant_id)),
         Some(serde_json::json!({ "minutes": minutes, "expires_at": g.expires_at })),
     )
     .await?;
@@ -194,7 +194,7 @@ pub(crate) async fn break_glass_acknowledge(
     tx.audit(
         AuditAction::BreakGlassAcknowledge,
         Some(patient),
-        Some(("break_glass", grant)),
+        Some(AuditObject::new(ObjectKind::BreakGlass, grant)),
     )
     .await?;
     tx.commit().await?;

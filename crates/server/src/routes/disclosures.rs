@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
-use domain::{AuditAction, PatientId, PracticeId, UserId};
+use domain::{AuditAction, AuditObject, ObjectKind, PatientId, PracticeId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -111,7 +111,7 @@ pub(crate) async fn disclosure_create(
     tx.audit(
         AuditAction::DisclosureCreate,
         Some(patient),
-        Some(("disclosure", d.disclosure_id)),
+        Some(AuditObject::new(ObjectKind::Disclosure, d.disclosure_id)),
     )
     .await?;
     tx.commit().await?;
@@ -184,7 +184,7 @@ pub(crate) async fn disclosure_report(
     tx.audit(
         AuditAction::DisclosureReport,
         Some(patient),
-        Some(("patient", patient.as_uuid())),
+        Some(AuditObject::patient(patient)),
     )
     .await?;
     tx.commit().await?;

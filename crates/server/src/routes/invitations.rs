@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use domain::{AuditAction, InvitationId, PracticeId, UserId};
+use domain::{AuditAction, AuditObject, InvitationId, PracticeId, UserId};
 use serde::{Deserialize, Serialize};
 use store::invitations::{Decision, EmailTag, InvitationState, Revoked};
 use utoipa::ToSchema;
@@ -70,7 +70,7 @@ pub(crate) async fn invitation_create(
     tx.audit(
         AuditAction::InvitationCreate,
         None,
-        Some(("invitation", inv.invitation_id.as_uuid())),
+        Some(AuditObject::invitation(inv.invitation_id)),
     )
     .await?;
     tx.commit().await?;
@@ -151,7 +151,7 @@ pub(crate) async fn invitation_revoke(
     tx.audit(
         AuditAction::InvitationRevoke,
         None,
-        Some(("invitation", id.as_uuid())),
+        Some(AuditObject::invitation(id)),
     )
     .await?;
     tx.commit().await?;

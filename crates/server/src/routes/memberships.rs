@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use domain::{AuditAction, PracticeId, Role, RoleSet, UserId};
+use domain::{AuditAction, AuditObject, PracticeId, Role, RoleSet, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -59,7 +59,7 @@ pub(crate) async fn membership_get(
     tx.audit(
         AuditAction::MembershipList,
         None,
-        Some(("user", user.as_uuid())),
+        Some(AuditObject::user(user)),
     )
     .await?;
     tx.commit().await?;
@@ -94,7 +94,7 @@ pub(crate) async fn membership_update(
     tx.audit(
         AuditAction::MembershipUpdate,
         None,
-        Some(("user", user.as_uuid())),
+        Some(AuditObject::user(user)),
     )
     .await?;
     tx.commit().await?;
@@ -116,7 +116,7 @@ pub(crate) async fn membership_delete(
     tx.audit(
         AuditAction::MembershipDelete,
         None,
-        Some(("user", user.as_uuid())),
+        Some(AuditObject::user(user)),
     )
     .await?;
     tx.commit().await?;

@@ -12,7 +12,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, Response};
 use domain::notes::{ADDENDUM_MAX, NoteContent, NoteStatus, REASON_MAX, Template, TemplateField};
-use domain::{AppointmentId, AuditAction, NoteId, PatientId, PracticeId, UserId, VisitId};
+use domain::{
+    AppointmentId, AuditAction, AuditObject, NoteId, PatientId, PracticeId, UserId, VisitId,
+};
 use serde::{Deserialize, Serialize};
 use store::notes::Refusal;
 use utoipa::ToSchema;
@@ -103,7 +105,7 @@ pub(crate) async fn note_list(
     tx.audit(
         AuditAction::NoteList,
         Some(patient),
-        Some(("patient", patient.as_uuid())),
+        Some(AuditObject::patient(patient)),
     )
     .await?;
     tx.commit().await?;
@@ -160,7 +162,7 @@ pub(crate) async fn note_create(
     tx.audit(
         AuditAction::NoteCreate,
         Some(patient),
-        Some(("note", note.note_id.as_uuid())),
+        Some(AuditObject::note(note.note_id)),
     )
     .await?;
     tx.commit().await?;
@@ -190,7 +192,7 @@ pub(crate) async fn note_get(
     tx.audit(
         AuditAction::NoteRead,
         Some(n.patient_id),
-        Some(("note", id.as_uuid())),
+        Some(AuditObject::note(id)),
     )
     .await?;
     tx.commit().await?;
@@ -238,7 +240,7 @@ pub(crate) async fn note_save(
     tx.audit_details(
         AuditAction::NoteUpdate,
         Some(n.patient_id),
-        Some(("note", id.as_uuid())),
+        Some(AuditObject::note(id)),
         Some(serde_json::json!({ "version": n.version })),
     )
     .await?;
@@ -264,7 +266,7 @@ pub(crate) async fn note_delete(
     tx.audit(
         AuditAction::NoteDelete,
         Some(patient),
-        Some(("note", id.as_uuid())),
+        Some(AuditObject::note(id)),
     )
     .await?;
     tx.commit().await?;
@@ -294,7 +296,7 @@ pub(crate) async fn note_sign(
     tx.audit_details(
         AuditAction::NoteSign,
         Some(n.patient_id),
-        Some(("note", id.as_uuid())),
+        Some(AuditObject::note(id)),
         Some(serde_json::json!({ "version": n.version })),
     )
     .await?;
@@ -359,7 +361,7 @@ pub(crate) async fn note_amend(
     tx.audit_details(
         AuditAction::NoteAmend,
         Some(n.patient_id),
-        Some(("note", id.as_uuid())),
+        Some(AuditObject::note(id)),
         Some(serde_json::json!({
             "version": n.version,
             "ai_assisted": req.ai_assisted,
@@ -415,7 +417,7 @@ pub(crate) async fn note_addendum(
     tx.audit_details(
         AuditAction::NoteAddendum,
         Some(n.patient_id),
-        Some(("note", id.as_uuid())),
+        Some(AuditObject::note(id)),
         Some(serde_json::json!({ "version": n.version })),
     )
     .await?;
@@ -465,7 +467,7 @@ pub(crate) async fn note_versions(
     tx.audit_details(
         AuditAction::NoteRead,
         patient,
-        Some(("note", id.as_uuid())),
+        Some(AuditObject::note(id)),
         Some(serde_json::json!({ "history": true })),
     )
     .await?;
@@ -521,8 +523,8 @@ pub(crate) async fn note_verify(
     tx.audit_details(
         AuditAction::NoteVerify,
         None,
-        Some(("note", id.as_uuid())),
-        Some(serde_json::json!({ "ok": ok, "versions": v.versions, "mismatched": v.mismatched })),
+        Some(AuditObject::note(id)),
+        Some(serde_json::json!({ "ok": ok, "versions": v.versions, "mismatched": v.mismatched.len() })),
     )
     .await?;
     tx.commit().await?;
@@ -601,7 +603,7 @@ pub(crate) async fn note_rendering(
     tx.audit_details(
         AuditAction::NoteRead,
         Some(n.patient_id),
-        Some(("note", id.as_uuid())),
+        Some(AuditObject::note(id)),
         Some(serde_json::json!({ "rendering": true })),
     )
     .await?;
@@ -717,7 +719,7 @@ pub(crate) async fn visit_create(
     tx.audit(
         AuditAction::VisitCreate,
         Some(patient),
-        Some(("visit", v.visit_id.as_uuid())),
+        Some(AuditObject::visit(v.visit_id)),
     )
     .await?;
     tx.commit().await?;
@@ -740,7 +742,7 @@ pub(crate) async fn visit_list(
     tx.audit(
         AuditAction::VisitList,
         Some(patient),
-        Some(("patient", patient.as_uuid())),
+        Some(AuditObject::patient(patient)),
     )
     .await?;
     tx.commit().await?;

@@ -17,7 +17,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use domain::{AuditAction, PatientId, PerioExamId, PracticeId};
+use domain::{AuditAction, AuditObject, PatientId, PerioExamId, PracticeId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use store::TenantTx;
@@ -173,7 +173,7 @@ pub(crate) async fn perio_exam_list(
     tx.audit(
         AuditAction::PerioExamList,
         Some(patient),
-        Some(("patient", patient.as_uuid())),
+        Some(AuditObject::patient(patient)),
     )
     .await?;
     tx.commit().await?;
@@ -258,7 +258,7 @@ pub(crate) async fn perio_exam_create(
     tx.audit(
         AuditAction::PerioExamCreate,
         Some(patient),
-        Some(("perio_exam", info.exam_id.as_uuid())),
+        Some(AuditObject::perio_exam(info.exam_id)),
     )
     .await?;
     tx.commit().await?;
@@ -297,7 +297,7 @@ pub(crate) async fn perio_exam_get(
     tx.audit(
         AuditAction::PerioExamRead,
         Some(patient),
-        Some(("perio_exam", exam.as_uuid())),
+        Some(AuditObject::perio_exam(exam)),
     )
     .await?;
     tx.commit().await?;
@@ -379,7 +379,7 @@ async fn change(
     tx.audit_details(
         AuditAction::PerioExamUpdate,
         Some(patient),
-        Some(("perio_exam", exam.as_uuid())),
+        Some(AuditObject::perio_exam(exam)),
         Some(details),
     )
     .await?;
@@ -552,7 +552,7 @@ pub(crate) async fn perio_exam_fhir(
     tx.audit_details(
         AuditAction::PerioExamExport,
         Some(patient),
-        Some(("perio_exam", exam.as_uuid())),
+        Some(AuditObject::perio_exam(exam)),
         Some(json!({"format": "fhir-r4-bundle", "observations": count, "version": e.info.version})),
     )
     .await?;

@@ -1,7 +1,7 @@
 //! Practices: the caller's list, and one practice's settings.
 
 use axum::Json;
-use domain::AuditAction;
+use domain::{AuditAction, AuditObject};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -32,7 +32,7 @@ pub(crate) async fn practice_get(ctx: Ctx<AnyMember>) -> Result<Json<PracticeVie
     tx.audit(
         AuditAction::PracticeRead,
         None,
-        Some(("practice", p.practice_id.as_uuid())),
+        Some(AuditObject::practice(p.practice_id)),
     )
     .await?;
     tx.commit().await?;
@@ -75,7 +75,7 @@ pub(crate) async fn practice_update(
     tx.audit(
         AuditAction::PracticeUpdate,
         None,
-        Some(("practice", p.practice_id.as_uuid())),
+        Some(AuditObject::practice(p.practice_id)),
     )
     .await?;
     tx.commit().await?;
@@ -119,7 +119,7 @@ pub(crate) async fn practice_security_get(
     tx.audit_details(
         AuditAction::PracticeRead,
         None,
-        Some(("practice", tx.practice().as_uuid())),
+        Some(AuditObject::practice(tx.practice())),
         Some(serde_json::json!({"part": "security"})),
     )
     .await?;
@@ -168,7 +168,7 @@ pub(crate) async fn practice_security_put(
     tx.audit_details(
         AuditAction::PracticeUpdate,
         None,
-        Some(("practice", tx.practice().as_uuid())),
+        Some(AuditObject::practice(tx.practice())),
         Some(serde_json::json!({"part": "security"})),
     )
     .await?;

@@ -9,7 +9,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use domain::{AuditAction, PatientId, PracticeId, UserId};
+use domain::{AuditAction, AuditObject, PatientId, PracticeId, UserId};
 use serde::{Deserialize, Serialize};
 use store::retention::HoldCategory;
 use utoipa::ToSchema;
@@ -144,7 +144,7 @@ pub(crate) async fn legal_hold_put(
     tx.audit_details(
         AuditAction::LegalHoldPlace,
         Some(patient),
-        Some(("legal_hold", patient.as_uuid())),
+        Some(AuditObject::legal_hold(patient)),
         Some(serde_json::json!({ "category": h.category.as_str() })),
     )
     .await?;
@@ -169,7 +169,7 @@ pub(crate) async fn legal_hold_delete(
     tx.audit_details(
         AuditAction::LegalHoldRelease,
         Some(patient),
-        Some(("legal_hold", patient.as_uuid())),
+        Some(AuditObject::legal_hold(patient)),
         Some(serde_json::json!({
             "released": released.is_some(),
             "category": released.as_ref().map(|h| h.category.as_str()),

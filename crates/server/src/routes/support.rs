@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use domain::{AuditAction, PracticeId, Role, UserId};
+use domain::{AuditAction, AuditObject, ObjectKind, PracticeId, Role, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -100,7 +100,7 @@ pub(crate) async fn support_grant_create(
     tx.audit_details(
         AuditAction::SupportGrantApprove,
         None,
-        Some(("support_grant", g.grant_id)),
+        Some(AuditObject::new(ObjectKind::SupportGrant, g.grant_id)),
         Some(serde_json::json!({
             "support_user_id": g.support_user_id, "scope": g.scope, "expires_at": g.expires_at
         })),
@@ -147,7 +147,7 @@ pub(crate) async fn support_grant_revoke(
     tx.audit(
         AuditAction::SupportGrantRevoke,
         None,
-        Some(("support_grant", grant)),
+        Some(AuditObject::new(ObjectKind::SupportGrant, grant)),
     )
     .await?;
     tx.commit().await?;

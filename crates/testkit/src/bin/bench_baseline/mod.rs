@@ -485,6 +485,14 @@ mod tests {
         .await
         .unwrap()
         .note_id;
+        // Creating a note opens sealed data: the transaction commits only with its audit event.
+        tx.audit(
+            domain::AuditAction::NoteCreate,
+            Some(w.a.patient),
+            Some(domain::AuditObject::note(note)),
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         let session = SessionHash::of(&token);
         let before = audit_events(&db, w.a.id).await;

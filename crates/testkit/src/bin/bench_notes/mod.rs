@@ -41,7 +41,7 @@ impl Fx {
         tx.audit_details(
             AuditAction::NoteUpdate,
             Some(n.patient_id),
-            Some(("note", note.as_uuid())),
+            Some(domain::AuditObject::note(note)),
             Some(serde_json::json!({ "version": n.version })),
         )
         .await?;
@@ -58,7 +58,7 @@ impl Fx {
             tx.audit(
                 AuditAction::NoteRead,
                 Some(n.patient_id),
-                Some(("note", note.as_uuid())),
+                Some(domain::AuditObject::note(note)),
             )
             .await?;
         }
@@ -81,7 +81,7 @@ impl Fx {
         tx.audit(
             AuditAction::NoteCreate,
             Some(patient),
-            Some(("note", n.note_id.as_uuid())),
+            Some(domain::AuditObject::note(n.note_id)),
         )
         .await?;
         tx.commit().await?;

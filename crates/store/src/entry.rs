@@ -1,0 +1,379 @@
+//! The one tenant entry, and the audited transaction both roles share.
+//!
+//! - [`set_practice`] is the only place a practice is entered (`chartroom.practice_id`, set
+//!   transaction-locally, which row-level security reads). The request path enters through the
+//!   session check in the database (`app.enter`), which sets the same setting.
+//! - [`Audited`] is a transaction inside one practice with its time (from the injected clock)
+//!   and a ledger of what it did: the request path's [`crate::TenantTx`] and the owner role's
+//!   [`OwnerTx`] are both one. Sealed fields are opened only through an [`Opener`], which only
+//!   such a transaction hands out; from then on the transaction refuses to commit until it
+//!   has appended an audit event ([`crate::append`]). So no transaction that decrypted
+//!   patient data commits without its audit event, by construction.
+
+use chrono::{DateTime, Utc};
+use crypto::{FieldContext, Keyring, PracticeKeys};
+use domain::{AuditAction, AuditObject, PatientId, PracticeId};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use crate::append::{NewEvent, append};
+use crate::sealed_columns::crypto_error;
+use crate::{OwnerStore, StoreError};
+
+/// Enters `practice` (or, with `None`, leaves any practice: the setting reads back as `''`,
+/// which matches no row) for the rest of the transaction on `conn`. The one place the tenant
+/// setting is written.
+pub(crate) async fn set_practice(
+    conn: &mut PgConnection,
+    practice: Option<PracticeId>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("select set_config('chartroom.practice_id', $1, true)")
+        .bind(practice.map(|p| p.to_string()).unwrap_or_default())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A transaction on `pool` that has entered `practice`, for work that neither decrypts nor
+/// audits (key-table statements, the sequencer, reads of ids and hashes).
+pub(crate) async fn begin_in(
+    pool: &PgPool,
+    practice: PracticeId,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    set_practice(&mut tx, Some(practice)).await?;
+    Ok(tx)
+}
+
+/// What an [`Audited`] transaction did: how many audit events it appended, and how many it
+/// had appended when it last handed out an [`Opener`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Ledger {
+    appended: u64,
+    opened_at: Option<u64>,
+}
+
+impl Ledger {
+    /// Whether the transaction may commit: it opened nothing, or appended an audit event
+    /// after it last did.
+    fn may_commit(self) -> bool {
+        self.opened_at.is_none_or(|at| self.appended > at)
+    }
+}
+
+/// Opens sealed fields of one practice. Only an [`Audited`] transaction hands one out, and
+/// doing so obliges it to append an audit event before it commits.
+#[derive(Clone, Copy)]
+pub(crate) struct Opener<'k> {
+    keyring: &'k Keyring,
+}
+
+impl Opener<'_> {
+    /// Opens one value sealed with [`crate::sealed_columns`]' `seal_field` (under any live key
+    /// version of the practice) with the same context.
+    pub(crate) async fn open(
+        &self,
+        ctx: &FieldContext<'_>,
+        ct: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        self.keyring
+            .decrypt_field(ctx, ct)
+            .await
+            .map_err(|e| crypto_error(&e))
+    }
+
+    /// [`Opener::open`] for a text value.
+    pub(crate) async fn open_text(
+        &self,
+        ctx: &FieldContext<'_>,
+        ct: &[u8],
+    ) -> Result<String, StoreError> {
+        String::from_utf8(self.open(ctx, ct).await?)
+            .map_err(|_| StoreError::Corrupt("an encrypted text field is not UTF-8"))
+    }
+
+    /// Opens `ct` and seals it again under the active key of `keys`, same context; the
+    /// plaintext is wiped and never returned.
+    pub(crate) async fn reseal(
+        &self,
+        keys: &PracticeKeys,
+        ctx: &FieldContext<'_>,
+        ct: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let plain = zeroize::Zeroizing::new(self.open(ctx, ct).await?);
+        crypto::encrypt_field(keys.active(), ctx, &plain).map_err(|e| crypto_error(&e))
+    }
+}
+
+/// A transaction inside one practice, with its time and its audit ledger: the shape the
+/// request path ([`crate::TenantTx`]) and the owner role ([`OwnerTx`]) share. Dropping it
+/// rolls back.
+#[derive(Debug)]
+pub(crate) struct Audited {
+    tx: Transaction<'static, Postgres>,
+    practice: PracticeId,
+    now: DateTime<Utc>,
+    ledger: Ledger,
+}
+
+impl Audited {
+    /// Wraps a transaction that has already entered `practice` (through `app.enter`).
+    pub(crate) fn entered(
+        tx: Transaction<'static, Postgres>,
+        practice: PracticeId,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            tx,
+            practice,
+            now,
+            ledger: Ledger::default(),
+        }
+    }
+
+    /// Begins a transaction on `pool` and enters `practice`; `now` stamps its audit events.
+    pub(crate) async fn begin(
+        pool: &PgPool,
+        practice: PracticeId,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        Ok(Self::entered(
+            begin_in(pool, practice).await?,
+            practice,
+            now,
+        ))
+    }
+
+    /// The practice.
+    pub(crate) fn practice(&self) -> PracticeId {
+        self.practice
+    }
+
+    /// The transaction's time.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// The connection.
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// An event of this transaction: its time, `action`, success.
+    pub(crate) fn event(&self, action: AuditAction) -> NewEvent {
+        NewEvent::new(self.now, action)
+    }
+
+    /// Appends `events` to the practice's log in this transaction ([`crate::append`]).
+    pub(crate) async fn append(&mut self, events: &[NewEvent]) -> Result<u64, StoreError> {
+        let n = append(&mut self.tx, self.practice, events).await?;
+        self.ledger.appended += n;
+        Ok(n)
+    }
+
+    /// The opener for sealed fields of this practice: from now on the transaction commits only
+    /// after it has appended an audit event.
+    pub(crate) fn opener<'k>(&mut self, keyring: &'k Keyring) -> Opener<'k> {
+        self.ledger.opened_at = Some(self.ledger.appended);
+        Opener { keyring }
+    }
+
+    /// Commits, unless sealed fields were opened since the last audit event appended
+    /// ([`StoreError::AuditFailed`]; the transaction rolls back).
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        if !self.ledger.may_commit() {
+            return Err(StoreError::AuditFailed(
+                "the transaction opened sealed patient data and appended no audit event".into(),
+            ));
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rolls back.
+    pub(crate) async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+/// A transaction of the owner role inside one practice — the administrative commands, jobs
+/// and seeding — with the same shape as [`crate::TenantTx`]: entered once at the start,
+/// stamped by the owner store's clock (or the caller's time), audited through the one append
+/// (without an actor), and unable to commit after decrypting patient data without an audit
+/// event. Dropping it rolls back.
+#[derive(Debug)]
+pub struct OwnerTx {
+    inner: Audited,
+}
+
+impl OwnerStore {
+    /// An owner transaction in `practice` whose events are stamped `now` (the caller's
+    /// injected time).
+    pub(crate) async fn begin_at(
+        &self,
+        practice: PracticeId,
+        now: DateTime<Utc>,
+    ) -> Result<OwnerTx, StoreError> {
+        Ok(OwnerTx {
+            inner: Audited::begin(&self.pool, practice, now).await?,
+        })
+    }
+
+    /// An owner transaction in `practice`, stamped by this store's clock.
+    pub(crate) async fn begin_in(&self, practice: PracticeId) -> Result<OwnerTx, StoreError> {
+        self.begin_at(practice, self.clock.now()).await
+    }
+}
+
+impl OwnerTx {
+    /// The practice.
+    #[must_use]
+    pub fn practice(&self) -> PracticeId {
+        self.inner.practice()
+    }
+
+    /// The transaction's time.
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.now()
+    }
+
+    /// The connection, for queries in this crate.
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        self.inner.conn()
+    }
+
+    /// An event of this transaction (its time, `action`, success, no actor), to fill in and
+    /// pass to [`OwnerTx::append`].
+    pub(crate) fn event(&self, action: AuditAction) -> NewEvent {
+        self.inner.event(action)
+    }
+
+    /// Appends one administrative event: `action` on `object`, about `patient`, with
+    /// `details` (ids, counts and flags only).
+    pub(crate) async fn audit(
+        &mut self,
+        action: AuditAction,
+        object: Option<AuditObject>,
+        patient: Option<PatientId>,
+        details: Option<serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let mut e = self.event(action);
+        e.object = object;
+        e.patient = patient;
+        e.details = details;
+        self.append(&[e]).await.map(|_| ())
+    }
+
+    /// Appends `events` in one statement.
+    pub(crate) async fn append(&mut self, events: &[NewEvent]) -> Result<u64, StoreError> {
+        self.inner.append(events).await
+    }
+
+    /// The opener for sealed fields (see [`Audited::opener`]).
+    pub(crate) fn opener<'k>(&mut self, keyring: &'k Keyring) -> Opener<'k> {
+        self.inner.opener(keyring)
+    }
+
+    /// An opener for re-encryption in place, which does not oblige this transaction to audit:
+    /// each value opened goes straight back into a ciphertext of the same row and is never
+    /// returned. The re-encryption pass is audited per practice (`key.reencrypt`,
+    /// `key.encrypt_existing`).
+    #[expect(
+        clippy::unused_self,
+        reason = "only a transaction of the owner role hands one out"
+    )]
+    pub(crate) fn opener_unaudited_for_reseal<'k>(&mut self, keyring: &'k Keyring) -> Opener<'k> {
+        Opener { keyring }
+    }
+
+    /// Commits (refused when sealed fields were opened and no audit event followed).
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.inner.commit().await
+    }
+
+    /// Rolls back.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.inner.rollback().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ledger;
+
+    /// Every Rust source file under `dir`, with its path.
+    fn sources(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push((path.clone(), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+
+    // issue 15.1 — the opener is the only way the store decrypts a field: no other source
+    // file calls the keyring's decryption, so every opening goes through a transaction that
+    // must then audit.
+    #[test]
+    fn only_the_opener_decrypts_fields() {
+        let mut files = Vec::new();
+        sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        assert!(files.len() > 20, "the store's sources were not found");
+        let needle = concat!("decrypt_", "field(");
+        for (path, src) in files {
+            let calls = src
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .filter(|l| l.contains(needle))
+                .count();
+            let expected = usize::from(path.ends_with("src/entry.rs"));
+            assert_eq!(calls, expected, "{}", path.display());
+        }
+    }
+
+    // issue 15.1 — the commit-time rule: nothing opened, or an audit event after the last
+    // opening.
+    #[test]
+    fn a_transaction_that_opened_sealed_data_commits_only_after_an_audit_event() {
+        let cases = [
+            (Ledger::default(), true),
+            (
+                Ledger {
+                    appended: 2,
+                    opened_at: None,
+                },
+                true,
+            ),
+            (
+                Ledger {
+                    appended: 0,
+                    opened_at: Some(0),
+                },
+                false,
+            ),
+            (
+                Ledger {
+                    appended: 1,
+                    opened_at: Some(0),
+                },
+                true,
+            ),
+            (
+                Ledger {
+                    appended: 1,
+                    opened_at: Some(1),
+                },
+                false,
+            ),
+        ];
+        for (ledger, ok) in cases {
+            assert_eq!(ledger.may_commit(), ok, "{ledger:?}");
+        }
+    }
+}
