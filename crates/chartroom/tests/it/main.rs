@@ -27,6 +27,7 @@ mod care_team;
 mod embedded_binary;
 mod encryption;
 mod first_run;
+mod group_commit;
 mod identity;
 mod installation_secrets;
 mod invitations;
