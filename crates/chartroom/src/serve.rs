@@ -93,12 +93,31 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub db_connections: u32,
 
+    /// Most audit events of reads made durable in one transaction by the group-commit writer
+    /// (a read's response waits until its event is durable).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub audit_batch_events: u32,
+
+    /// Microseconds the group-commit writer waits for more reads' events after the first of a
+    /// batch; 0 (the default) commits whatever queued while the previous batch was committing.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub audit_batch_wait_us: u64,
+
     /// Seconds a request may take before it is abandoned (a change it has not committed is
     /// rolled back) and answered 503 with the error code `TIMEOUT`.
     #[arg(long, env = "CHARTROOM_REQUEST_TIMEOUT_SECS",
           default_value_t = server::DEFAULT_REQUEST_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
+}
+
+/// The group-commit writer's bounds from the command line.
+fn group_commit(args: &ServeArgs) -> store::group_commit::GroupCommit {
+    store::group_commit::GroupCommit {
+        max_batch_events: args.audit_batch_events as usize,
+        max_wait: Duration::from_micros(args.audit_batch_wait_us),
+        ..store::group_commit::GroupCommit::default()
+    }
 }
 
 /// Waits for SIGINT or SIGTERM. The handlers are installed when this is called, not when it
@@ -155,6 +174,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let store = db
         .runtime_store(args.db_connections)
         .await?
+        .with_group_commit(group_commit(&args))
         .with_keyring(svc.keyring(db.runtime.clone()).await?);
     crate::startup::prepare_runtime(svc, &store).await;
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);

@@ -32,6 +32,9 @@
 //!   tenant tables that may stay in the clear are listed, with reasons, in [`sealed_columns`].
 //! - A job or command over many practices ([`each_practice`]) reports and skips a practice
 //!   whose data cannot be processed; the others go on.
+//! - A read ([`Access::Read`]) cannot change anything (a read-only transaction) and returns
+//!   from its commit only once its audit events are durable ([`group_commit`]); a change
+//!   audits in its own transaction.
 //! - Retention ([`retention`]) purges only what is past the practice's windows and not under
 //!   legal hold, and never an audit row.
 //!
@@ -44,7 +47,10 @@
 //! # async fn f(store: &store::Store, token: &store::TokenHash, practice: domain::PracticeId) -> Result<(), store::StoreError> {
 //! use domain::{AuditAction, Outcome, RequestId, SystemClock, Clock};
 //! let policy = store::SessionPolicy::default();
-//! let store::Entry::Member(mut tx, _) = store.enter_practice(token, practice, SystemClock.now(), &policy, RequestId::new()).await? else {
+//! // A read: a read-only transaction whose audit events the group-commit writer makes
+//! // durable before `commit` returns.
+//! let access = store::Access::Read;
+//! let store::Entry::Member(mut tx, _) = store.enter_practice(token, practice, SystemClock.now(), &policy, RequestId::new(), access).await? else {
 //!     return Err(store::StoreError::NotMember);
 //! };
 //! let page = store::patients::list(&mut tx, store.keyring()?, 0, 50).await?;
