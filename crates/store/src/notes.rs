@@ -27,22 +27,22 @@
 //!   lists and history.
 //! - `write`: creating a note, saving a draft and deleting it; the version insert and the
 //!   header check-and-advance every change goes through.
-//! - `sign`: signing, amending and adding an addendum, each a version signed by the actor.
-//! - `verify`: recomputing the hashes of a note's versions (INT-01), per note and for a
+//! - `signing`: signing, amending and adding an addendum, each a version signed by the actor.
+//! - `verification`: recomputing the hashes of a note's versions (INT-01), per note and for a
 //!   whole practice.
 //! - `visits`: the visits (encounters) a note documents.
 
 mod read;
-mod sign;
+mod signing;
 mod stored;
-mod verify;
+mod verification;
 mod visits;
 mod write;
 
 pub use read::{Addendum, Amendment, Note, exists, get, history, list_for_patient};
-pub use sign::{AmendmentInput, add_addendum, amend, sign};
+pub use signing::{AmendmentInput, add_addendum, amend, sign};
 pub use stored::Version;
-pub use verify::{PracticeVerification, Verification, verify};
+pub use verification::{PracticeVerification, Verification, verify};
 pub use visits::{Visit, create_visit, list_visits, visit_of};
 pub use write::{create, delete, save_draft};
 

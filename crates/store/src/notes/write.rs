@@ -1,5 +1,5 @@
 //! How a note changes: creating it, saving a draft, deleting it, and the two steps every
-//! change (signed ones too, [`super::sign`]) goes through: the header check under `If-Match`
+//! change (signed ones too, [`super::signing`]) goes through: the header check under `If-Match`
 //! ([`for_change`]) and the version insert ([`insert_version`]) followed by the header
 //! advance ([`advance`]).
 //!
