@@ -48,11 +48,11 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
+use pgcluster::{Cluster, DATABASE, DbRole};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use sqlx::{Connection as _, PgConnection};
 use store::crypto::{ArchiveKey, ArchiveKeyHeader, CryptoError, KeyProvider};
-use store::embedded::{Cluster, DATABASE, DbRole};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use crate::Global;
@@ -163,7 +163,7 @@ pub(crate) async fn run(svc: &Services, cmd: BackupCommand) -> anyhow::Result<()
 }
 
 fn pg_bin(g: &Global) -> anyhow::Result<PathBuf> {
-    store::embedded::find_pg_bin_dir(g.pg_bin_dir.as_deref())
+    pgcluster::find_pg_bin_dir(g.pg_bin_dir.as_deref())
         .map_err(|e| anyhow::anyhow!("PostgreSQL client tools: {e}"))
 }
 
