@@ -1,8 +1,8 @@
 //! Choosing the database: the embedded cluster (default) or an external PostgreSQL.
 
 use anyhow::{Context as _, bail};
+use pgcluster::{Cluster, ClusterConfig, DATABASE, DbRole, EmbeddedError};
 use sqlx::postgres::PgConnectOptions;
-use store::embedded::{Cluster, ClusterConfig, DATABASE, DbRole, EmbeddedError};
 use store::{OwnerStore, Store};
 
 use crate::Global;

@@ -1,121 +1,32 @@
 //! The charting session: settings, chart, cursor, history, pending confirmation
 //! (SPEC §4.1, §4.2). Serializable with serde so the server can store it (encrypted).
+//!
+//! This module holds the [`Session`] and its commit protocol: a [`Resolution`] computed by
+//! [`Session::resolve`] is applied by [`Session::commit`] all or nothing, and every applied
+//! final other than a bare undo or session command is kept (the last [`MAX_HISTORY`]) with
+//! what it replaced and the cursor state before it, so undo restores the chart, cursor and
+//! mode exactly. The settings, the history records, and the fixture / CLI
+//! context shape (SPEC §6) are in private submodules and re-exported here.
 
-use std::collections::BTreeMap;
+mod context;
+mod history;
+mod settings;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
-use crate::chart::{
-    CalPolicy, Chart, Entrance, Furcation, Mobility, SiteSet, SiteValues, ToothStatus,
-};
-use crate::outcome::{Event, Mode, Outcome, SiteRef, Status, UndoScope};
-use crate::parse::{Parse, ParseSettings, parse};
-use crate::path::{ChartingPath, Cursor, Route, TripletOrder};
+use crate::chart::Chart;
+use crate::outcome::{Event, Mode, Outcome, SiteRef, UndoScope};
+use crate::parse::{Parse, parse};
+use crate::path::Cursor;
 use crate::resolve;
 use crate::site::Site;
-use crate::tooth::{Numbering, Tooth};
+use crate::tooth::Tooth;
 
-/// How display digit strings are treated (rule N3).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SplitDigitStrings {
-    /// Always refuse digit strings of three or more digits.
-    Never,
-    /// Split a string whose length equals the sites left in the current group (3 or 6).
-    #[default]
-    ExactGroup,
-}
+pub use context::{chart_from_json, chart_to_json};
+pub use history::{Change, HistoryEntry, Prior};
+pub use settings::{Compat, Homophones, Settings, SplitDigitStrings};
 
-/// Homophone policy (rules H1–H4, SPEC §5).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Homophones {
-    /// Refuse homophones outright (the TypeScript prior art).
-    Off,
-    /// Read them as digits inside numeric runs only.
-    #[default]
-    RunOnly,
-}
-
-/// Compatibility switches.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Compat {
-    /// Open Dental's "plus N" = 10 + N in PD mode (rule N5).
-    pub od_plus: bool,
-}
-
-/// Session settings (SPEC §4.2). Defaults are `C0` of SPEC §4.1.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-#[expect(
-    clippy::struct_excessive_bools,
-    reason = "SPEC §4.2 names these settings as independent booleans"
-)]
-pub struct Settings {
-    /// Tooth numbering spoken and displayed.
-    pub numbering: Numbering,
-    /// Charting path.
-    pub path: ChartingPath,
-    /// Site order inside a surface.
-    pub triplet_order: TripletOrder,
-    /// Digit strings in display text.
-    pub split_digit_strings: SplitDigitStrings,
-    /// Homophone policy.
-    pub homophones: Homophones,
-    /// PD above this needs confirmation (rule N5; default 12).
-    pub max_unconfirmed_depth: u8,
-    /// Compatibility switches.
-    pub compat: Compat,
-    /// Flags need the "add"/"mark" prefix (Bola "add" mode).
-    pub flag_prefix_required: bool,
-    /// Auto-advance skips implants too.
-    pub implants_as_missing: bool,
-    /// Accept furcation on teeth without furcations (with a warning).
-    pub allow_unusual_furcation: bool,
-    /// Read back each applied final (TTS; headphones recommended).
-    pub echo: bool,
-    /// CAL when recession was never recorded.
-    pub cal_policy: CalPolicy,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            numbering: Numbering::Universal,
-            path: ChartingPath::MaxillaryFirst,
-            triplet_order: TripletOrder::Path,
-            split_digit_strings: SplitDigitStrings::ExactGroup,
-            homophones: Homophones::RunOnly,
-            max_unconfirmed_depth: 12,
-            compat: Compat::default(),
-            flag_prefix_required: false,
-            implants_as_missing: false,
-            allow_unusual_furcation: false,
-            echo: false,
-            cal_policy: CalPolicy::RequireRecession,
-        }
-    }
-}
-
-impl Settings {
-    /// The settings the parser reads.
-    #[must_use]
-    pub const fn parse_settings(&self) -> ParseSettings {
-        ParseSettings {
-            numbering: self.numbering,
-            homophones: matches!(self.homophones, Homophones::RunOnly),
-            flag_prefix_required: self.flag_prefix_required,
-        }
-    }
-
-    /// The route that moves the cursor.
-    #[must_use]
-    pub const fn route(&self) -> Route {
-        Route::new(self.path, self.triplet_order)
-    }
-}
+use history::{apply_event, revert_change};
 
 /// How the cursor last moved (rule F3.3: `last_site` anchors scope words only while the
 /// cursor has merely auto-advanced since).
@@ -145,46 +56,6 @@ pub struct NavState {
     pub end_of_path: bool,
     /// Where "resume path" returns to after an explicit jump.
     pub resume_point: Option<Cursor>,
-}
-
-/// The previous value of what an event changed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Prior {
-    /// Probing depth.
-    Pd(Option<u8>),
-    /// Recession.
-    Recession(Option<i8>),
-    /// Keratinized gingiva width.
-    KgWidth(Option<u8>),
-    /// A flag.
-    Flag(bool),
-    /// Mobility.
-    Mobility(Option<Mobility>),
-    /// Furcation.
-    Furcation(Option<Furcation>),
-    /// Tooth status.
-    Status(ToothStatus),
-}
-
-/// One applied chart change and what it replaced.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Change {
-    /// The event.
-    pub event: Event,
-    /// What it replaced.
-    pub prior: Prior,
-}
-
-/// One applied final, for undo.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// Its events (undo and session events excluded).
-    pub events: Vec<Event>,
-    /// Its chart changes.
-    pub changes: Vec<Change>,
-    /// Cursor and mode before it.
-    pub nav_before: NavState,
 }
 
 /// A resolved reading, ready to apply.
@@ -463,262 +334,5 @@ impl Session {
         }
         revert_change(&mut self.chart, &change);
         self.chart.prune();
-    }
-
-    /// Builds a session from a fixture / CLI context: `C0` (SPEC §4.1) overridden by the
-    /// given fields, an existing `chart`, and `history` finals applied in order.
-    pub fn from_ctx(ctx: &serde_json::Value) -> Result<Self, Error> {
-        let ctx = Context::deserialize(ctx).map_err(|e| Error::Context(e.to_string()))?;
-        if let Some(key) = ctx.unknown.keys().next() {
-            return Err(Error::Context(format!("unknown field {key:?}")));
-        }
-        let mut session = Self::new(ctx.settings);
-        if let Some(chart) = &ctx.chart {
-            session.chart = chart_from_json(chart)?;
-        }
-        for (tooth, status) in ctx.tooth_status {
-            session.chart.tooth_mut(tooth).status = status;
-        }
-        session.chart.prune();
-        session.nav.mode = ctx.mode;
-        for (index, text) in ctx.history.iter().enumerate() {
-            let outcome = session.apply_final(text);
-            if outcome.status != Status::Ok {
-                return Err(Error::History {
-                    index,
-                    text: text.clone(),
-                    status: format!("{:?}", outcome.status),
-                });
-            }
-        }
-        if let Some(cursor) = ctx.cursor {
-            session.nav.cursor = cursor;
-            session.nav.end_of_path = false;
-        }
-        if let Some(last) = ctx.last_site {
-            session.nav.last_site = last;
-        }
-        if let Some(moved) = ctx.cursor_moved_by {
-            session.nav.cursor_moved_by = moved;
-        }
-        Ok(session)
-    }
-}
-
-#[derive(Deserialize)]
-struct Context {
-    #[serde(flatten)]
-    settings: Settings,
-    #[serde(default)]
-    mode: Mode,
-    #[serde(default)]
-    cursor: Option<Cursor>,
-    #[serde(default, deserialize_with = "present")]
-    #[expect(
-        clippy::option_option,
-        reason = "an absent last_site keeps the history's, null clears it"
-    )]
-    last_site: Option<Option<SiteRef>>,
-    #[serde(default)]
-    tooth_status: BTreeMap<Tooth, ToothStatus>,
-    #[serde(default)]
-    chart: Option<serde_json::Value>,
-    #[serde(default)]
-    history: Vec<String>,
-    #[serde(default)]
-    cursor_moved_by: Option<MovedBy>,
-    #[serde(flatten)]
-    unknown: BTreeMap<String, serde_json::Value>,
-}
-
-/// Distinguishes `"last_site": null` (given, none) from an absent field.
-#[expect(
-    clippy::option_option,
-    reason = "an absent last_site keeps the history's, null clears it"
-)]
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<SiteRef>>, D::Error> {
-    Option::<SiteRef>::deserialize(d).map(Some)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ToothInput {
-    #[serde(default)]
-    status: Option<ToothStatus>,
-    #[serde(default)]
-    pd: SiteValues<u8>,
-    #[serde(default)]
-    recession: SiteValues<i8>,
-    #[serde(default)]
-    kg_width: SiteValues<u8>,
-    #[serde(default)]
-    bleeding: SiteSet,
-    #[serde(default)]
-    suppuration: SiteSet,
-    #[serde(default)]
-    plaque: SiteSet,
-    #[serde(default)]
-    calculus: SiteSet,
-    #[serde(default)]
-    mobility: Option<u8>,
-    #[serde(default)]
-    furcation: BTreeMap<Entrance, u8>,
-}
-
-/// Reads a chart in the fixture shape (SPEC §6): `{"teeth": {"3": {...}}}` or just the
-/// map of teeth; every field of a tooth is optional.
-pub fn chart_from_json(value: &serde_json::Value) -> Result<Chart, Error> {
-    let teeth = value.get("teeth").unwrap_or(value);
-    let map: BTreeMap<Tooth, ToothInput> =
-        BTreeMap::deserialize(teeth).map_err(|e| Error::Context(format!("chart: {e}")))?;
-    let mut chart = Chart::new();
-    for (tooth, input) in map {
-        let bad = |what: &str| Error::Context(format!("chart: tooth {tooth}: {what} out of range"));
-        if input.pd.iter().any(|(_, v)| v > 19) || input.kg_width.iter().any(|(_, v)| v > 19) {
-            return Err(bad("pd/kg_width"));
-        }
-        if input.recession.iter().any(|(_, v)| !(-9..=19).contains(&v)) {
-            return Err(bad("recession"));
-        }
-        if input.mobility.is_some_and(|m| m > 3) || input.furcation.values().any(|&g| g > 3) {
-            return Err(bad("mobility/furcation"));
-        }
-        let r = chart.tooth_mut(tooth);
-        r.status = input.status.unwrap_or_default();
-        r.pd = input.pd;
-        r.recession = input.recession;
-        r.kg_width = input.kg_width;
-        r.bleeding = input.bleeding;
-        r.suppuration = input.suppuration;
-        r.plaque = input.plaque;
-        r.calculus = input.calculus;
-        r.mobility = input.mobility.map(|grade| Mobility { grade, note: None });
-        r.furcation = input
-            .furcation
-            .into_iter()
-            .map(|(e, grade)| {
-                (
-                    e,
-                    Furcation {
-                        grade,
-                        glickman_iv: false,
-                    },
-                )
-            })
-            .collect();
-    }
-    chart.prune();
-    Ok(chart)
-}
-
-/// Writes a chart in the fixture shape of SPEC §6: only teeth with a recorded value or a
-/// non-present status; `mobility` and `furcation` only when recorded.
-#[must_use]
-pub fn chart_to_json(chart: &Chart) -> serde_json::Value {
-    let mut teeth = serde_json::Map::new();
-    for (tooth, r) in chart.records() {
-        let mut obj = serde_json::json!({
-            "status": r.status,
-            "pd": r.pd,
-            "recession": r.recession,
-            "kg_width": r.kg_width,
-            "bleeding": r.bleeding,
-            "suppuration": r.suppuration,
-            "plaque": r.plaque,
-            "calculus": r.calculus,
-        });
-        if let Some(map) = obj.as_object_mut() {
-            if let Some(m) = &r.mobility {
-                map.insert("mobility".into(), m.grade.into());
-            }
-            if !r.furcation.is_empty() {
-                let f: serde_json::Map<String, serde_json::Value> = r
-                    .furcation
-                    .iter()
-                    .map(|(e, f)| (e.name().to_owned(), f.grade.into()))
-                    .collect();
-                map.insert("furcation".into(), f.into());
-            }
-        }
-        teeth.insert(tooth.to_string(), obj);
-    }
-    serde_json::json!({ "teeth": teeth })
-}
-
-/// Applies one event to the chart, returning what it replaced (`None` for events that do
-/// not touch the chart).
-fn apply_event(chart: &mut Chart, event: &Event) -> Option<Prior> {
-    Some(match *event {
-        Event::Pd { tooth, site, mm } => Prior::Pd(chart.tooth_mut(tooth).pd.set(site, Some(mm))),
-        Event::Recession { tooth, site, mm } => {
-            Prior::Recession(chart.tooth_mut(tooth).recession.set(site, Some(mm)))
-        }
-        Event::KgWidth { tooth, site, mm } => {
-            Prior::KgWidth(chart.tooth_mut(tooth).kg_width.set(site, Some(mm)))
-        }
-        Event::Flag {
-            tooth,
-            site,
-            flag,
-            on,
-        } => Prior::Flag(chart.tooth_mut(tooth).flags_mut(flag).set(site, on)),
-        Event::Mobility {
-            tooth,
-            grade,
-            ref note,
-        } => Prior::Mobility(chart.tooth_mut(tooth).mobility.replace(Mobility {
-            grade,
-            note: note.clone(),
-        })),
-        Event::Furcation {
-            tooth,
-            entrance,
-            grade,
-            glickman_iv,
-        } => Prior::Furcation(
-            chart
-                .tooth_mut(tooth)
-                .furcation
-                .insert(entrance, Furcation { grade, glickman_iv }),
-        ),
-        Event::ToothStatus { tooth, status } => Prior::Status(std::mem::replace(
-            &mut chart.tooth_mut(tooth).status,
-            status,
-        )),
-        Event::Cursor { .. } | Event::Mode { .. } | Event::Undo { .. } | Event::Session { .. } => {
-            return None;
-        }
-    })
-}
-
-fn revert_change(chart: &mut Chart, change: &Change) {
-    let Some(tooth) = change.event.tooth() else {
-        return;
-    };
-    let r = chart.tooth_mut(tooth);
-    match (&change.event, &change.prior) {
-        (Event::Pd { site, .. }, Prior::Pd(old)) => {
-            r.pd.set(*site, *old);
-        }
-        (Event::Recession { site, .. }, Prior::Recession(old)) => {
-            r.recession.set(*site, *old);
-        }
-        (Event::KgWidth { site, .. }, Prior::KgWidth(old)) => {
-            r.kg_width.set(*site, *old);
-        }
-        (Event::Flag { site, flag, .. }, Prior::Flag(old)) => {
-            r.flags_mut(*flag).set(*site, *old);
-        }
-        (Event::Mobility { .. }, Prior::Mobility(old)) => r.mobility.clone_from(old),
-        (Event::Furcation { entrance, .. }, Prior::Furcation(old)) => match old {
-            Some(f) => {
-                r.furcation.insert(*entrance, *f);
-            }
-            None => {
-                r.furcation.remove(entrance);
-            }
-        },
-        (Event::ToothStatus { .. }, Prior::Status(old)) => r.status = *old,
-        _ => {}
     }
 }

@@ -1,5 +1,6 @@
 //! Chartroom's PostgreSQL layer: migrations, the tenant-bound transaction ([`TenantTx`]),
-//! typed queries, the session store, and the embedded cluster supervisor ([`embedded`]).
+//! typed queries and the session store. It connects to a database wherever that runs; creating
+//! and supervising the embedded cluster is the `pgcluster` crate's job.
 //!
 //! # Guarantees
 //! - The only way server code reaches tenant data is a [`TenantTx`]: a transaction in which
@@ -68,7 +69,6 @@ pub mod break_glass;
 mod copy_read;
 pub mod disclosures;
 mod each;
-pub mod embedded;
 mod entry;
 mod error;
 pub mod group_commit;

@@ -2,8 +2,8 @@
 //!
 //! - [`TestDb`]: a fresh database per test, created from a migrated template in one private
 //!   PostgreSQL cluster shared by every test process (started on first use under
-//!   `$TMPDIR/chartroom-test-pg-<uid>` with the same embedded-cluster code the server uses, and
-//!   left running for the next run; `CHARTROOM_TEST_PG_DIR` overrides the place).
+//!   `$TMPDIR/chartroom-test-pg-<uid>` by `pgcluster`, the embedded-cluster code the server
+//!   uses, and left running for the next run; `CHARTROOM_TEST_PG_DIR` overrides the place).
 //! - [`TestApp`]: the real router served on `127.0.0.1:0` over real HTTP, with an injected
 //!   [`ManualClock`].
 //! - [`World`]: two practices with one user per role each, plus a user with no membership.
@@ -29,10 +29,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::Utc;
 use domain::{Clock as _, ManualClock, PatientId, PracticeId, Role, RoleSet, UserId};
+use pgcluster::{Cluster, ClusterConfig, DbRole};
 use sha2::{Digest as _, Sha256};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection as _, Executor as _, PgConnection};
-use store::embedded::{Cluster, ClusterConfig, DbRole};
 use store::{OwnerStore, SessionPolicy, Store};
 use tokio::sync::OnceCell;
 
@@ -135,7 +135,7 @@ async fn template() -> &'static str {
 
 async fn secure(db: &str) {
     let mut su = superuser(db).await;
-    store::embedded::secure_database(&mut su, db)
+    pgcluster::secure_database(&mut su, db)
         .await
         .expect("secure database");
 }

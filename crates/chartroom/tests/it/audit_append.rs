@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use domain::{AuditAction, PatientId, PracticeId};
+use pgcluster::{Cluster, ClusterConfig, DATABASE, DbRole};
 use serde_json::json;
 use sqlx::{Connection as _, PgConnection};
 use store::StoreError;
-use store::embedded::{Cluster, ClusterConfig, DATABASE, DbRole};
 use testkit::{TestApp, TestDb, World};
 
 use crate::backup::{chartroom, keyring_for};

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
+use pgcluster::{Cluster, ClusterConfig, DATABASE, DbRole};
 use serde_json::json;
 use sqlx::{Connection as _, Executor as _, PgConnection};
-use store::embedded::{Cluster, ClusterConfig, DATABASE, DbRole};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 use uuid::Uuid;

@@ -7,10 +7,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Instant;
 
+use pgcluster::{Cluster, ClusterConfig, DATABASE, DbRole};
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 use store::crypto::{BlobStore, DirSecretStore, Keyring, LocalKeyProvider};
-use store::embedded::{Cluster, ClusterConfig, DATABASE, DbRole};
 use tokio::process::Command;
 
 use crate::embedded_binary::{client_for, sign_in, start_logging, stop};
@@ -305,14 +305,11 @@ async fn backup_drill_canary_tamper_and_shredding() {
             .await
             .unwrap();
     sqlx::query("checkpoint").execute(&mut su).await.unwrap();
-    let dump = std::process::Command::new(
-        store::embedded::find_pg_bin_dir(None)
-            .unwrap()
-            .join("pg_dump"),
-    )
-    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-    .output()
-    .unwrap();
+    let dump =
+        std::process::Command::new(pgcluster::find_pg_bin_dir(None).unwrap().join("pg_dump"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
     assert!(dump.status.success());
     assert!(
         contains(&dump.stdout, b"COPY public.patient"),

@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use pgcluster::DbRole;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 use store::crypto::{Keyring, LocalKeyProvider};
-use store::embedded::DbRole;
 use testkit::{TestApp, TestDb, World};
 
 use crate::util::call;

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use store::embedded::{Cluster, ClusterConfig, DATABASE, DbRole};
+use pgcluster::{Cluster, ClusterConfig, DATABASE, DbRole};
 use tokio::process::Command;
 
 use crate::embedded_binary::{client_for, start, stop};

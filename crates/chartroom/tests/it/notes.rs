@@ -442,7 +442,7 @@ async fn signed_content_is_locked_in_the_database_and_tampering_is_detected() {
 
     // A superuser (who can bypass triggers) rewrites the signed content with a valid
     // ciphertext of other text: verification catches the hash mismatch.
-    let keyring = f.db.keyring(store::embedded::DbRole::Owner).await;
+    let keyring = f.db.keyring(pgcluster::DbRole::Owner).await;
     let keys = keyring.keys(f.w.a.id).await.unwrap();
     let row = {
         let mut r = note.as_bytes().to_vec();

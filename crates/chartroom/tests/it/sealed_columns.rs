@@ -453,7 +453,7 @@ async fn rotation_reencrypts_disclosures_and_shredding_makes_them_unreadable() {
         (s, v["disclosures"][0]["recipient"].as_str()),
         (StatusCode::OK, Some("Practice B recipient"))
     );
-    let keyring = f.db.keyring(store::embedded::DbRole::Owner).await;
+    let keyring = f.db.keyring(pgcluster::DbRole::Owner).await;
     let ct: Vec<u8> =
         sqlx::query_scalar("select recipient_enc from disclosure where practice_id = $1 limit 1")
             .bind(f.w.a.id)

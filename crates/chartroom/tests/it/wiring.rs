@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
+use pgcluster::{Cluster, ClusterConfig, DATABASE, DbRole};
 use serde_json::json;
 use sqlx::{Connection as _, Executor as _, PgConnection};
-use store::embedded::{Cluster, ClusterConfig, DATABASE, DbRole};
 use tokio::process::Command;
 
 use crate::backup::{demo_login, practice_of};

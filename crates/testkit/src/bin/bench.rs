@@ -280,7 +280,7 @@ async fn patient_read(
     });
     let store = store::Store::connect_runtime(db.runtime_options().await, pool)
         .await?
-        .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
+        .with_keyring(db.keyring(pgcluster::DbRole::Runtime).await);
     let direct_sql =
         Arc::new(baseline::Baseline::connect(&db, pool, store.keyring()?.clone()).await?);
     let app = Arc::new(TestApp::start_with(store.clone()).await);
@@ -420,7 +420,7 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
     let practices = eight_practices(&db, &w).await?;
     let store = store::Store::connect_runtime(db.runtime_options().await, 16)
         .await?
-        .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
+        .with_keyring(db.keyring(pgcluster::DbRole::Runtime).await);
     let mut su = db.superuser_unsafe().await;
     // Each writer enters its practice through a real session, as `POST …/patients` does.
     let mut sessions = Vec::new();

@@ -57,7 +57,7 @@ pub(crate) async fn audit_checkpoints(seconds: u64, rounds: usize) -> anyhow::Re
     let practices = Arc::new(eight_practices(&db, &w).await?);
     let store = store::Store::connect_runtime(db.runtime_options().await, 16)
         .await?
-        .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
+        .with_keyring(db.keyring(pgcluster::DbRole::Runtime).await);
     store.seal_pending(chrono::Utc::now()).await?;
     // Each writer enters its practice through a real session, as `POST …/patients` does.
     let mut sessions = Vec::new();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use domain::PatientId;
-use store::embedded::DbRole;
+use pgcluster::DbRole;
 use testkit::{TestApp, TestDb, World};
 
 use crate::run_for;

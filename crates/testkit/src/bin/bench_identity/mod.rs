@@ -25,7 +25,7 @@ pub(crate) async fn sign_in(seconds: u64, clients: usize, users: usize) -> anyho
     let w = World::build(&db).await;
     let store = store::Store::connect_runtime(db.runtime_options().await, 16)
         .await?
-        .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
+        .with_keyring(db.keyring(pgcluster::DbRole::Runtime).await);
     let app = Arc::new(
         TestApp::start_configured(store, |id| {
             id.throttle = server::identity::Throttle::new(server::identity::ThrottleConfig::off());
@@ -239,7 +239,7 @@ pub(crate) async fn session_check(
     let patients = Arc::new(patients);
     let store = store::Store::connect_runtime(db.runtime_options().await, 16)
         .await?
-        .with_keyring(db.keyring(store::embedded::DbRole::Runtime).await);
+        .with_keyring(db.keyring(pgcluster::DbRole::Runtime).await);
     // The baseline route: the same read on the harness's own runtime-role pool, with practice,
     // actor and role taken from the path on trust, behind the server's own request frame.
     let baseline =

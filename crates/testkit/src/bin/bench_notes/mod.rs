@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use domain::notes::{FieldValue, NoteContent, Template};
 use domain::{AuditAction, NoteId};
-use store::embedded::DbRole;
+use pgcluster::DbRole;
 use testkit::{TestDb, World};
 
 use crate::baseline::{Baseline, SessionHash};

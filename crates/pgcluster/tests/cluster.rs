@@ -17,12 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection as _, PgConnection};
-use store::embedded::{
+use pgcluster::{
     APP_ROLE, Cluster, ClusterConfig, DATABASE, DbRole, EmbeddedError, OWNER_ROLE, RUNTIME_ROLE,
     SUPERUSER_ROLE, find_pg_bin_dir, secure_database, stop_shared,
 };
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection as _, PgConnection};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 /// What `helper_process` does, and in which data directory.

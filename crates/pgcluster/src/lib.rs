@@ -1,6 +1,12 @@
-//! The embedded PostgreSQL cluster: `chartroom serve` without a database URL creates and
-//! supervises a private PostgreSQL cluster under its data directory, using the PostgreSQL
-//! server binaries installed on the machine.
+//! Chartroom's embedded PostgreSQL cluster: `chartroom serve` without a database URL creates
+//! and supervises a private PostgreSQL cluster under its data directory, using the PostgreSQL
+//! server binaries installed on the machine. The same code gives administrative commands a
+//! connection next to a running server, and the tests one shared cluster.
+//!
+//! The crate stops at the database's edge: it creates the roles and the [`DATABASE`], sets
+//! their database-level privileges and hands out connection options. It runs no migration and
+//! knows no table; the schema, row-level security and everything about the data belong to the
+//! `store` crate, which this crate does not depend on.
 //!
 //! # Guarantees
 //! - **Socket only.** The server listens on no TCP port (`listen_addresses=''`); its only
@@ -48,9 +54,9 @@
 //!
 //! # Example
 //! ```no_run
-//! # async fn example() -> Result<(), store::embedded::EmbeddedError> {
+//! # async fn example() -> Result<(), pgcluster::EmbeddedError> {
+//! use pgcluster::{Cluster, ClusterConfig, DbRole, DATABASE};
 //! use sqlx::Connection;
-//! use store::embedded::{Cluster, ClusterConfig, DbRole, DATABASE};
 //!
 //! let mut cluster = Cluster::start(ClusterConfig::new("./chartroom-data")).await?;
 //! let options = cluster.connect_options(DbRole::Runtime, DATABASE);
