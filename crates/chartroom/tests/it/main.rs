@@ -24,6 +24,7 @@ mod backup;
 mod bad_input;
 mod bench_paths;
 mod care_team;
+mod crash;
 mod embedded_binary;
 mod encryption;
 mod first_run;
