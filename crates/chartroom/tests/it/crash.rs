@@ -10,7 +10,7 @@
 //! Two kinds of crash, alternating:
 //! - **A**: `chartroom serve` is killed with SIGKILL. Its PostgreSQL (its own process group)
 //!   is left running; the next `serve` shuts that postmaster down and starts its own
-//!   (`store::embedded`, "Restart-safe").
+//!   (`pgcluster`, "Restart-safe").
 //! - **B**: PostgreSQL is stopped with an immediate shutdown (SIGQUIT to the postmaster, what
 //!   `pg_ctl stop -m immediate` sends): no checkpoint, crash recovery on the next start.
 //!   `serve` notices that its database exited and shuts down; the test starts it again.
@@ -32,7 +32,7 @@ use rand::{Rng as _, SeedableRng as _};
 use reqwest::{Client, RequestBuilder};
 use serde_json::{Value, json};
 use sqlx::{Connection as _, PgConnection};
-use store::embedded::{Cluster, ClusterConfig, DATABASE, DbRole};
+use pgcluster::{Cluster, ClusterConfig, DATABASE, DbRole};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
