@@ -478,7 +478,7 @@ mod tests {
             .get_arguments()
             .find(|a| a.get_long() == Some("sequence-bound-secs"))
             .unwrap();
-        assert_eq!(arg.get_visible_aliases(), None);
+        assert!(arg.get_visible_aliases().unwrap_or_default().is_empty());
         assert_eq!(arg.get_all_aliases(), Some(vec!["seal-bound-secs"]));
     }
 }

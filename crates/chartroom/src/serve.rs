@@ -349,7 +349,7 @@ mod tests {
             .get_arguments()
             .find(|a| a.get_long() == Some("sequence-interval-ms"))
             .unwrap();
-        assert_eq!(arg.get_visible_aliases(), None);
+        assert!(arg.get_visible_aliases().unwrap_or_default().is_empty());
         assert_eq!(arg.get_all_aliases(), Some(vec!["seal-interval-ms"]));
     }
 }
