@@ -1,7 +1,7 @@
 //! Audit verification benchmark: `cargo run --release -p audit --example bench`.
 //!
 //! Builds 1,000,000 synthetic events of one practice (ids and action names only, no patient
-//! data), seals them (canonical encoding, chain hash, leaf hash, tree update, every completed
+//! data), sequences them (canonical encoding, chain hash, leaf hash, tree update, every completed
 //! node kept in a `HashMap` as the server keeps `audit_node`), then on one thread times
 //! * `verify` over the whole log with a signed checkpoint every 100,000 events (events/s);
 //! * the same-run baselines: one raw SHA-256 of each event's canonical bytes, and the
@@ -86,7 +86,7 @@ impl Lcg {
 
 type BoxError = Box<dyn std::error::Error>;
 
-/// What the sealer leaves behind: the log, every stored node, the signed tree heads.
+/// What the sequencer leaves behind: the log, every stored node, the signed tree heads.
 struct World {
     practice: Uuid,
     origin: String,
@@ -97,12 +97,12 @@ struct World {
 }
 
 fn main() -> Result<(), BoxError> {
-    let world = seal()?;
+    let world = sequence()?;
     verify_throughput(&world)?;
     proofs(&world)
 }
 
-fn seal() -> Result<World, BoxError> {
+fn sequence() -> Result<World, BoxError> {
     let practice = Uuid::from_u128(0x0190_a0c4_7c9f_7d9a_9a3e_4b1c_2d3e_4f50);
     let log_origin = origin("bench.example/chartroom/audit", practice);
     let started = Instant::now();
@@ -131,12 +131,12 @@ fn seal() -> Result<World, BoxError> {
             );
         }
     }
-    let seal_time = started.elapsed();
+    let sequence_time = started.elapsed();
     let root_1m = tree.root();
     println!(
-        "sealed {EVENTS} events in {:.2?} ({:.0} events/s, building events included); {} stored nodes",
-        seal_time,
-        rate(EVENTS, seal_time),
+        "sequenced {EVENTS} events in {:.2?} ({:.0} events/s, building events included); {} stored nodes",
+        sequence_time,
+        rate(EVENTS, sequence_time),
         nodes.len()
     );
     Ok(World {

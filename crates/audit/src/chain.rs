@@ -15,7 +15,7 @@
 //! `chartroom audit chain genesis v1`. Events carry their `practice_id` inside the
 //! canonical bytes, so two practices' chains diverge at their first event anyway.
 //!
-//! The chain says *in which order* events were sealed; the Merkle tree ([`crate::merkle`])
+//! The chain says *in which order* events were sequenced; the Merkle tree ([`crate::merkle`])
 //! gives compact proofs; the signed checkpoints ([`crate::checkpoint`]) pin both outside
 //! the database.
 
@@ -37,7 +37,7 @@ pub const GENESIS: Hash = [
 pub const GENESIS_DOMAIN: &str = "chartroom audit chain genesis v1";
 
 /// `SHA-256(CHAIN_TAG || prev || canonical)`: the chain hash of an event whose canonical
-/// encoding is `canonical`, sealed right after the event whose chain hash is `prev`.
+/// encoding is `canonical`, sequenced right after the event whose chain hash is `prev`.
 #[must_use]
 pub fn chain_hash(prev: &Hash, canonical: &[u8]) -> Hash {
     Sha256::new()

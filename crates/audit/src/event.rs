@@ -1,7 +1,7 @@
 //! Audit events and their canonical binary encoding.
 //!
 //! Every hash in this crate is taken over [`canonical`] bytes, so this encoding is the
-//! contract between the sealer that wrote the log and every tool that verifies it. It is
+//! contract between the sequencer that wrote the log and every tool that verifies it. It is
 //! versioned, deterministic (one event has exactly one encoding) and unambiguous (no two
 //! events share an encoding). Outside tools can reimplement it from this page alone.
 //!
@@ -34,12 +34,12 @@
 //!   ([`EncodeError::DuplicateDetailKey`]). The order the caller supplied is irrelevant.
 //! * `occurred_at` must be a whole number of microseconds, the precision PostgreSQL's
 //!   `timestamptz` keeps; a value with a sub-microsecond part has no encoding
-//!   ([`EncodeError::SubMicrosecond`]), so the sealer and the verifier can never round
+//!   ([`EncodeError::SubMicrosecond`]), so the sequencer and the verifier can never round
 //!   differently. Use [`truncate_to_micros`] before writing an event. (A chrono leap-second
 //!   value, which PostgreSQL cannot store, has no encoding either.)
 //! * `seq` is **not** encoded. An event's position is bound by the hash chain (each chain
 //!   hash covers the previous one) and by the Merkle tree (leaf `i` is event `seq = i`),
-//!   and leaving it out lets the bytes exist before the sealer assigns the position.
+//!   and leaving it out lets the bytes exist before the sequencer assigns the position.
 //!
 //! A decoder reads the version byte first and refuses versions it does not know; a new
 //! format gets a new version byte and old events keep theirs.
@@ -78,7 +78,7 @@
 //! details, free text or tokens: the audit log is kept for years, is exported for review,
 //! and must not itself become a store of protected health information. [`validate`]
 //! enforces the character sets below when an event is written; [`canonical`] encodes any
-//! event that was ever sealed, so that verification never depends on today's rules.
+//! event that was ever sequenced, so that verification never depends on today's rules.
 
 use chrono::{DateTime, Timelike, Utc};
 use uuid::Uuid;
@@ -98,13 +98,13 @@ pub const MAX_DETAIL_VALUE_LEN: usize = 128;
 /// Action, outcome and object type names are at most this many bytes ([`validate`]).
 pub const MAX_NAME_LEN: usize = 64;
 
-/// One audit event of one practice, as stored in `audit_event` plus its sealed position.
+/// One audit event of one practice, as stored in `audit_event` plus its sequenced position.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     /// The practice (tenant) whose log this event belongs to.
     pub practice_id: Uuid,
-    /// Position in the practice's log: 0, 1, 2, … without gaps (assigned by the sealer;
-    /// not part of the canonical encoding).
+    /// Position in the practice's log: 0, 1, 2, … without gaps (assigned by the
+    /// sequencer; not part of the canonical encoding).
     pub seq: u64,
     /// Unique id of the event.
     pub event_id: Uuid,

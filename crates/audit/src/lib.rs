@@ -1,7 +1,7 @@
 //! Chartroom's tamper-evident audit log: the pure core.
 //!
 //! Every practice (tenant) has an append-only log of audit events in PostgreSQL. Requests
-//! insert events; a background sealer later gives each practice's events a gapless
+//! insert events; a background sequencer later gives each practice's events a gapless
 //! sequence number (`seq` 0, 1, 2, …), a hash chain and an RFC 6962 Merkle tree, and signs
 //! checkpoints that are stored outside the database. `chartroom audit verify` recomputes
 //! everything and names the first event where the log and its hashes or its signed
@@ -12,7 +12,7 @@
 //! |---|---|
 //! | [`event`] | [`Event`] and its versioned canonical encoding (the bytes every hash covers) |
 //! | [`chain`] | the per-practice hash chain |
-//! | [`merkle`] | RFC 6962 hashes, inclusion and consistency proofs from stored nodes, the sealer's incremental builder |
+//! | [`merkle`] | RFC 6962 hashes, inclusion and consistency proofs from stored nodes, the sequencer's incremental builder |
 //! | [`checkpoint`] | C2SP `tlog-checkpoint` bodies, C2SP `signed-note` Ed25519 signing and verification, the key file |
 //! | [`store`] | the checkpoint directory outside PostgreSQL |
 //! | [`verify`](mod@verify) | streaming verification and its report |
@@ -29,10 +29,10 @@
 //! root(n)   = RFC 6962 Merkle tree hash over leaf[0..n)       node = SHA-256(0x01 || l || r)
 //! ```
 //!
-//! The sealer stores `chain[i]` and `leaf[i]` with each event and every complete aligned
-//! subtree hash (`audit_node`), so inclusion and consistency proofs cost O(log n) row reads.
-//! At intervals it signs a checkpoint of `(origin, n, root(n), chain[n-1])` and puts it in
-//! the [`store::DirStore`].
+//! The sequencer stores `chain[i]` and `leaf[i]` with each event and every complete
+//! aligned subtree hash (`audit_node`), so inclusion and consistency proofs cost O(log n)
+//! row reads. At intervals it signs a checkpoint of `(origin, n, root(n), chain[n-1])` and
+//! puts it in the [`store::DirStore`].
 //!
 //! # Checkpoints
 //!
@@ -70,8 +70,8 @@
 //!   sequence renumbered).
 //! * **A superuser who recomputes the hashes** can make the database internally consistent
 //!   again. The signed checkpoints stop that: the recomputed tree no longer has the signed
-//!   root at the checkpoint's size. Every sealed event older than the latest checkpoint is
-//!   pinned; events sealed after it are protected only by the chain until the next
+//!   root at the checkpoint's size. Every sequenced event older than the latest checkpoint
+//!   is pinned; events sequenced after it are protected only by the chain until the next
 //!   checkpoint (so checkpoint often — each is a few hundred bytes).
 //! * **Truncating the tail**, even back to an earlier state that is perfectly consistent and
 //!   matches older checkpoints, leaves no trace *inside* the database. Only a checkpoint kept
@@ -82,13 +82,13 @@
 //!   and old checkpoints with someone else). The signer must also never vouch for a
 //!   shortened log itself: [`verify::extends`] is the rule it checks first (not smaller than,
 //!   and RFC 6962-consistent with, the last checkpoint signed). Deleting the newest events
-//!   while leaving their seals is caught without a checkpoint
-//!   ([`verify::ProblemKind::SealedEventsMissing`]); deleting them with their seals and tree
-//!   nodes only by a checkpoint signed after them, so what can be cut unnoticed is what was
-//!   sealed since the last checkpoint.
+//!   while leaving their sequence rows is caught without a checkpoint
+//!   ([`verify::ProblemKind::SequencedEventsMissing`]); deleting them with their sequence
+//!   rows and tree nodes only by a checkpoint signed after them, so what can be cut unnoticed
+//!   is what was sequenced since the last checkpoint.
 //! * **Not covered:** events that were never written (the application must write them in
-//!   the transaction of the action), and events inserted but not yet sealed (the verifier's
-//!   caller reports unsealed events older than the sealing bound).
+//!   the transaction of the action), and events inserted but not yet sequenced (the
+//!   verifier's caller reports unsequenced events older than the sequencing bound).
 //!
 //! # What this crate never does
 //!
@@ -113,7 +113,7 @@
 //! let practice = Uuid::from_u128(1);
 //! let origin = origin("clinic.example/chartroom/audit", practice);
 //!
-//! // The sealer: chain, leaf and tree for each event, then a signed checkpoint.
+//! // The sequencer: chain, leaf and tree for each event, then a signed checkpoint.
 //! let (mut chain, mut tree, mut log) = (GENESIS, TreeBuilder::new(), Vec::new());
 //! for seq in 0..5 {
 //!     let event = Event {
@@ -133,7 +133,7 @@
 //!     let bytes = canonical(&event)?;
 //!     chain = chain_hash(&chain, &bytes);
 //!     let leaf = leaf_hash(&bytes);
-//!     let _new_nodes = tree.push(leaf)?; // the sealer stores these in audit_node
+//!     let _new_nodes = tree.push(leaf)?; // the sequencer stores these in audit_node
 //!     log.push(StoredEvent { event, chain_hash: chain, leaf_hash: leaf });
 //! }
 //! let signer = Signer::from_seed("clinic.example/chartroom", &[7; 32])?;

@@ -1,5 +1,5 @@
 //! RFC 6962 Merkle tree over a practice's events: hashes, proofs, verifiers, and the
-//! incremental builder the sealer uses.
+//! incremental builder the sequencer uses.
 //!
 //! # Hashes (RFC 6962 §2.1, exactly)
 //!
@@ -19,7 +19,7 @@
 //!
 //! The server stores every **complete, aligned subtree**: node `(level, index)` is the
 //! hash of leaves `[index·2^level, (index+1)·2^level)`. Level 0 is the leaf hashes (kept
-//! with each sealed event), levels ≥ 1 are what [`TreeBuilder::push`] reports as it
+//! with each sequenced event), levels ≥ 1 are what [`TreeBuilder::push`] reports as it
 //! completes them (the `audit_node` rows). Any range `[a, b)` met while computing a root
 //! or a proof starts at a multiple of a power of two at least as large as the range, so it
 //! splits into at most 64 complete aligned subtrees (the binary digits of `b - a`), and
@@ -490,8 +490,8 @@ pub type Node = (u8, u64, Hash);
 /// Incremental RFC 6962 tree: holds only the right edge (one hash per binary digit of the
 /// size, O(log n) memory) and reports every complete subtree as it is finished.
 ///
-/// The sealer starts it from the stored right edge ([`nodes_needed_for_root`] of the
-/// sealed size), pushes the leaf hash of each event it seals, and stores what
+/// The sequencer starts it from the stored right edge ([`nodes_needed_for_root`] of the
+/// sequenced size), pushes the leaf hash of each event it sequences, and stores what
 /// [`push`](Self::push) returns. The verifier uses it to recompute roots while streaming.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TreeBuilder {

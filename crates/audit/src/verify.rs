@@ -1,4 +1,4 @@
-//! `chartroom audit verify`, the pure part: stream a practice's sealed events, recompute
+//! `chartroom audit verify`, the pure part: stream a practice's sequenced events, recompute
 //! every hash, compare with what the database stored and with the signed checkpoints, and
 //! report the first problem.
 //!
@@ -13,9 +13,9 @@
 //! 5. whenever the recomputed tree reaches the size of a signed checkpoint: the root (and
 //!    the chain head, when the checkpoint states one) equals the signed values.
 //!
-//! After the last event, sealed positions whose event rows are gone mean the newest events
-//! were deleted ([`ProblemKind::SealedEventsMissing`]), and a checkpoint larger than the log
-//! means the tail was truncated — also when what is left is internally consistent, which
+//! After the last event, sequenced positions whose event rows are gone mean the newest
+//! events were deleted ([`ProblemKind::SequencedEventsMissing`]), and a checkpoint larger than
+//! the log means the tail was truncated — also when what is left is internally consistent, which
 //! only a checkpoint kept outside the database can reveal. Memory is O(log n): the tree is
 //! kept as its right edge.
 //!
@@ -39,15 +39,15 @@ use crate::merkle::{
     MerkleError, NodeSource, TreeBuilder, consistency_proof_from, leaf_hash, verify_consistency,
 };
 
-/// One sealed event as read back from the database: the event plus the hashes the sealer
-/// stored for it.
+/// One sequenced event as read back from the database: the event plus the hashes the
+/// sequencer stored for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredEvent {
-    /// The event (with its sealed `seq`).
+    /// The event (with its sequenced `seq`).
     pub event: Event,
-    /// Stored chain hash (`audit_seal.chain_hash`).
+    /// Stored chain hash (`audit_sequence.chain_hash`).
     pub chain_hash: Hash,
-    /// Stored leaf hash (`audit_seal.leaf_hash`).
+    /// Stored leaf hash (`audit_sequence.leaf_hash`).
     pub leaf_hash: Hash,
 }
 
@@ -114,7 +114,7 @@ pub enum ProblemKind {
         found: Uuid,
     },
     /// The event at `seq` has no canonical encoding (e.g. repeated detail keys), so it can
-    /// never have been sealed as it is now.
+    /// never have been sequenced as it is now.
     Unencodable {
         /// Why.
         reason: String,
@@ -159,10 +159,10 @@ pub enum ProblemKind {
         /// What is wrong.
         reason: String,
     },
-    /// Events `seq` to `last` are sealed (their seals are stored) but the event rows are
-    /// gone, and no later event follows: the newest events were deleted.
-    SealedEventsMissing {
-        /// The last sealed position whose event is missing.
+    /// Events `seq` to `last` are sequenced (their sequence rows are stored) but the event
+    /// rows are gone, and no later event follows: the newest events were deleted.
+    SequencedEventsMissing {
+        /// The last sequenced position whose event is missing.
         last: u64,
     },
     /// Reading the events failed at `seq`.
@@ -178,7 +178,7 @@ impl fmt::Display for Problem {
         match &self.kind {
             ProblemKind::ContentChanged => write!(
                 f,
-                "event {seq}: content changed — it no longer matches the hash sealed for it"
+                "event {seq}: content changed — it no longer matches the hash recorded for it"
             ),
             ProblemKind::Gap { found } => write!(
                 f,
@@ -203,7 +203,7 @@ impl fmt::Display for Problem {
             ),
             ProblemKind::Unencodable { reason } => write!(
                 f,
-                "event {seq} cannot have been sealed as it is now ({reason}): its content was changed"
+                "event {seq} cannot have been sequenced as it is now ({reason}): its content was changed"
             ),
             ProblemKind::CheckpointRootMismatch { size } => write!(
                 f,
@@ -237,9 +237,9 @@ impl fmt::Display for Problem {
             ProblemKind::BadStart { reason } => {
                 write!(f, "bad starting point at event {seq}: {reason}")
             }
-            ProblemKind::SealedEventsMissing { last } => write!(
+            ProblemKind::SequencedEventsMissing { last } => write!(
                 f,
-                "events {seq} to {last} are sealed but their rows are missing: the newest events were deleted"
+                "events {seq} to {last} are sequenced but their rows are missing: the newest events were deleted"
             ),
             ProblemKind::ReadFailed { error } => {
                 write!(f, "reading the log failed at event {seq}: {error}")
@@ -298,11 +298,11 @@ impl fmt::Display for Report {
     }
 }
 
-/// Verifies one practice's sealed log.
+/// Verifies one practice's sequenced log.
 ///
 /// * `origin`: the origin line this practice's checkpoints must carry
 ///   ([`crate::checkpoint::origin`]).
-/// * `events`: the sealed events from `start.seq` on, in ascending stored `seq` order
+/// * `events`: the sequenced events from `start.seq` on, in ascending stored `seq` order
 ///   (`ORDER BY seq`), as they are read — nothing is buffered.
 /// * `checkpoints`: every signed checkpoint of the practice, already opened with the
 ///   [`crate::checkpoint::Verifier`], in any order. Those smaller than `start.seq` (before a
@@ -336,20 +336,20 @@ where
     v.finish()
 }
 
-/// One sealed event in canonical form, for [`Verification::push`]: what a reader that
+/// One sequenced event in canonical form, for [`Verification::push`]: what a reader that
 /// encodes rows itself (straight from a database buffer, on another thread) hands over,
 /// so the verifier does not build an [`Event`] or encode it again.
 #[derive(Clone, Copy, Debug)]
-pub struct Sealed<'a> {
-    /// The stored sequence number (`audit_seal.seq`).
+pub struct Sequenced<'a> {
+    /// The stored sequence number (`audit_sequence.seq`).
     pub seq: u64,
     /// The practice the event row belongs to.
     pub practice_id: Uuid,
     /// The event's canonical encoding, or why it has none.
     pub encoding: Result<Encoded<'a>, &'a EncodeError>,
-    /// Stored chain hash (`audit_seal.chain_hash`).
+    /// Stored chain hash (`audit_sequence.chain_hash`).
     pub chain_hash: Hash,
-    /// Stored leaf hash (`audit_seal.leaf_hash`).
+    /// Stored leaf hash (`audit_sequence.leaf_hash`).
     pub leaf_hash: Hash,
 }
 
@@ -376,8 +376,8 @@ impl<'a> Encoded<'a> {
 }
 
 /// [`verify`] one item at a time, for readers that cannot hand over an iterator of
-/// [`StoredEvent`]s (events decoded into reused buffers, matched with their seals on the
-/// fly). Feed the sealed events from `start.seq` on in stored `seq` order with
+/// [`StoredEvent`]s (events decoded into reused buffers, matched with their sequence rows on
+/// the fly). Feed the sequenced events from `start.seq` on in stored `seq` order with
 /// [`push`](Self::push) or [`push_event`](Self::push_event), a read failure with
 /// [`push_error`](Self::push_error), then call [`finish`](Self::finish). Once
 /// [`is_done`](Self::is_done), further items are ignored: the first problem is final.
@@ -393,7 +393,7 @@ pub struct Verification<'c> {
     largest: Option<u64>,
     /// A `seq` that skipped ahead, waiting for the next item's `seq`.
     skipped: Option<u64>,
-    /// Sealed positions `first..=last` (from the expected one on) whose events are gone.
+    /// Sequenced positions `first..=last` (from the expected one on) whose events are gone.
     missing: Option<(u64, u64)>,
     /// The report, once a problem ended the run.
     done: Option<Report>,
@@ -482,7 +482,7 @@ impl<'c> Verification<'c> {
         self.run.next
     }
 
-    /// Checks the next sealed event, given as an [`Event`] (encoded here).
+    /// Checks the next sequenced event, given as an [`Event`] (encoded here).
     pub fn push_event(&mut self, stored: &StoredEvent) {
         let event = &stored.event;
         if !self.before_item(event.seq) {
@@ -509,8 +509,8 @@ impl<'c> Verification<'c> {
         self.after_item(event.seq, result);
     }
 
-    /// Checks the next sealed event, given in canonical form.
-    pub fn push(&mut self, item: &Sealed<'_>) {
+    /// Checks the next sequenced event, given in canonical form.
+    pub fn push(&mut self, item: &Sequenced<'_>) {
         if !self.before_item(item.seq) {
             return;
         }
@@ -528,11 +528,11 @@ impl<'c> Verification<'c> {
         self.after_item(item.seq, result);
     }
 
-    /// The next sealed position, `seq`, has no event: its seal is stored but the event row is
-    /// gone. Followed by a sealed event, this is the gap that event reports (as if the seal
-    /// were gone too); at the end of the log, [`finish`](Self::finish) reports
-    /// [`ProblemKind::SealedEventsMissing`] — the newest events were deleted, which no later
-    /// event can reveal.
+    /// The next sequenced position, `seq`, has no event: its sequence row is stored but the
+    /// event row is gone. Followed by a sequenced event, this is the gap that event reports
+    /// (as if the sequence row were gone too); at the end of the log,
+    /// [`finish`](Self::finish) reports [`ProblemKind::SequencedEventsMissing`] — the newest
+    /// events were deleted, which no later event can reveal.
     pub fn push_missing(&mut self, seq: u64) {
         if !self.before_item(seq) {
             return;
@@ -579,7 +579,7 @@ impl<'c> Verification<'c> {
         if let Some((first, last)) = self.missing.filter(|&(first, _)| first == self.run.next) {
             return self
                 .run
-                .fail(first, ProblemKind::SealedEventsMissing { last });
+                .fail(first, ProblemKind::SequencedEventsMissing { last });
         }
         if let Some(checkpoint_size) = self.largest.filter(|&size| size > self.run.next) {
             let seq = self.run.next;
@@ -858,7 +858,7 @@ pub fn checkpoints_consistent(
 pub enum NotAnExtension {
     /// The log is smaller than the last signed checkpoint: events were removed.
     #[error(
-        "the log has {size} sealed events, but a checkpoint of {signed} events was signed: the log was shortened"
+        "the log has {size} sequenced events, but a checkpoint of {signed} events was signed: the log was shortened"
     )]
     Shorter {
         /// The last signed size.
@@ -868,7 +868,7 @@ pub enum NotAnExtension {
     },
     /// The log is not the signed log extended: events at or below the signed size differ.
     #[error(
-        "the log of {size} sealed events does not extend the signed checkpoint of {signed} events ({reason}): its history was rewritten"
+        "the log of {size} sequenced events does not extend the signed checkpoint of {signed} events ({reason}): its history was rewritten"
     )]
     Forked {
         /// The last signed size.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use domain::Clock as _;
 use domain::{PatientId, PracticeId, UserId};
-use server::sealer::Place;
+use server::checkpoint::Place;
 use store::audit::AuditFilter;
 
 use crate::db::Database;
@@ -55,9 +55,10 @@ pub(crate) enum AuditCommand {
         /// directory).
         #[arg(long)]
         verifier_key: Option<String>,
-        /// Events may wait this many seconds to be sealed before they count as a problem.
-        #[arg(long, default_value_t = 60)]
-        seal_bound_secs: i64,
+        /// Events may wait this many seconds to be sequenced before they count as a problem.
+        /// The former name, --seal-bound-secs, is still accepted.
+        #[arg(long, alias = "seal-bound-secs", default_value_t = 60)]
+        sequence_bound_secs: i64,
     },
     /// Print an RFC 6962 inclusion proof for the event at a sequence number.
     Proof {
@@ -67,7 +68,7 @@ pub(crate) enum AuditCommand {
         /// The event's sequence number.
         #[arg(long)]
         seq: u64,
-        /// Tree size (default: all sealed events).
+        /// Tree size (default: all sequenced events).
         #[arg(long)]
         size: Option<u64>,
     },
@@ -79,11 +80,11 @@ pub(crate) enum AuditCommand {
         /// The earlier size.
         #[arg(long)]
         first: u64,
-        /// The later size (default: all sealed events).
+        /// The later size (default: all sequenced events).
         #[arg(long)]
         second: Option<u64>,
     },
-    /// Seal queued events and write a signed checkpoint now (to the checkpoint directory and
+    /// Sequence queued events and write a signed checkpoint now (to the checkpoint directory and
     /// every mirror). Refuses, with an alert, to sign a log that is shorter than or
     /// inconsistent with the last signed checkpoint; exits non-zero if any practice failed.
     Checkpoint {
@@ -191,11 +192,11 @@ pub(crate) async fn run(svc: &Services, cmd: AuditCommand) -> anyhow::Result<()>
                 }
                 owner.audit_admin_event(practice, domain::AuditAction::AuditRead).await?;
             }
-            AuditCommand::Verify { practice, verifier_key, seal_bound_secs } => {
-                verify(svc, owner, practice, verifier_key, seal_bound_secs).await?;
+            AuditCommand::Verify { practice, verifier_key, sequence_bound_secs } => {
+                verify(svc, owner, practice, verifier_key, sequence_bound_secs).await?;
             }
             AuditCommand::Proof { practice, seq, size } => {
-                let p = owner.inclusion_proof(practice, seq, size).await?.context("no sealed event at that position and size")?;
+                let p = owner.inclusion_proof(practice, seq, size).await?.context("no sequenced event at that position and size")?;
                 println!(
                     "{}",
                     serde_json::json!({"seq": p.index, "size": p.size, "leaf_hash": b64(&p.leaf_hash),
@@ -238,17 +239,19 @@ pub(crate) async fn run(svc: &Services, cmd: AuditCommand) -> anyhow::Result<()>
     .await
 }
 
-/// `audit checkpoint`: seals what is queued and signs a checkpoint of each practice (or one),
+/// `audit checkpoint`: sequences what is queued and signs a checkpoint of each practice (or one),
 /// reporting a practice that fails and going on with the others.
 async fn checkpoint_now(
     svc: &Services,
     runtime: &store::Store,
     practice: Option<PracticeId>,
 ) -> anyhow::Result<()> {
-    let pass = runtime.seal_pending_each(domain::SystemClock.now()).await?;
+    let pass = runtime
+        .sequence_pending_each(domain::SystemClock.now())
+        .await?;
     let mut failed: Vec<PracticeId> = Vec::new();
     for (p, e) in &pass.failed {
-        println!("practice {p}: PROBLEM: its audit events cannot be sealed: {e}");
+        println!("practice {p}: PROBLEM: its audit events cannot be sequenced: {e}");
         failed.push(*p);
     }
     let cp = svc.checkpointer(1, 1)?;
@@ -259,9 +262,9 @@ async fn checkpoint_now(
     for p in practices {
         match cp.checkpoint(runtime, p).await {
             Ok(Some(size)) => println!("practice {p}: checkpoint at size {size}"),
-            Ok(None) => println!("practice {p}: nothing sealed yet"),
+            Ok(None) => println!("practice {p}: nothing sequenced yet"),
             Err(e) => {
-                server::sealer::report(p, &e);
+                server::checkpoint::report(p, &e);
                 println!("practice {p}: PROBLEM: {e}");
                 if !failed.contains(&p) {
                     failed.push(p);
@@ -280,7 +283,7 @@ async fn verify(
     owner: &store::OwnerStore,
     practice: Option<PracticeId>,
     verifier_key: Option<String>,
-    seal_bound_secs: i64,
+    sequence_bound_secs: i64,
 ) -> anyhow::Result<()> {
     let verifier = match verifier_key {
         Some(k) => Verifier::new(&k).context("--verifier-key")?,
@@ -315,7 +318,7 @@ async fn verify(
     // One practice that fails, or cannot be verified at all, is reported and the next one
     // is verified.
     for p in practices {
-        match verify_practice(svc, owner, p, &places, &verifier, seal_bound_secs).await {
+        match verify_practice(svc, owner, p, &places, &verifier, sequence_bound_secs).await {
             Ok(true) => {}
             Ok(false) => bad += 1,
             Err(e) => {
@@ -338,7 +341,7 @@ async fn verify_practice(
     p: PracticeId,
     places: &[Place],
     verifier: &Verifier,
-    seal_bound_secs: i64,
+    sequence_bound_secs: i64,
 ) -> anyhow::Result<bool> {
     let started = std::time::Instant::now();
     let (cps, problems) = union_of_checkpoints(places, verifier, p).await?;
@@ -348,7 +351,7 @@ async fn verify_practice(
             p,
             &origin,
             cps,
-            chrono::Duration::seconds(seal_bound_secs),
+            chrono::Duration::seconds(sequence_bound_secs),
             domain::SystemClock.now(),
         )
         .await?;
@@ -362,15 +365,15 @@ async fn verify_practice(
     let counts = [
         (
             out.unqueued_events,
-            "audit events are neither sealed nor queued (inserted outside Chartroom, or their seals were removed)",
+            "audit events are neither sequenced nor queued (inserted outside Chartroom, or their sequence rows were removed)",
         ),
         (
             out.queued_missing,
-            "queued audit events are missing from the log (deleted before they were sealed)",
+            "queued audit events are missing from the log (deleted before they were sequenced)",
         ),
         (
-            out.queued_sealed,
-            "audit events are queued again although already sealed (queued outside Chartroom)",
+            out.queued_sequenced,
+            "audit events are queued again although already sequenced (queued outside Chartroom)",
         ),
     ];
     for (n, what) in counts {
@@ -380,7 +383,7 @@ async fn verify_practice(
     }
     if out.stale_pending > 0 {
         println!(
-            "practice {p}: PROBLEM: {} audit events waited longer than {seal_bound_secs} s to be sealed",
+            "practice {p}: PROBLEM: {} audit events waited longer than {sequence_bound_secs} s to be sequenced",
             out.stale_pending
         );
     }
@@ -401,7 +404,7 @@ async fn prune(
         );
     }
     let runtime = db.runtime_store(2).await?;
-    runtime.seal_pending(now).await?;
+    runtime.sequence_pending(now).await?;
     runtime.close().await;
     let signer = svc.signer()?;
     let store = svc.checkpoint_store();
@@ -438,4 +441,44 @@ async fn prune(
         pruned.1, pruned.0
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser};
+
+    use super::AuditCommand;
+
+    #[derive(Parser)]
+    struct Audit {
+        #[command(subcommand)]
+        cmd: AuditCommand,
+    }
+
+    fn bound(args: &[&str]) -> i64 {
+        match Audit::try_parse_from(args).unwrap().cmd {
+            AuditCommand::Verify {
+                sequence_bound_secs,
+                ..
+            } => sequence_bound_secs,
+            _ => panic!("not verify"),
+        }
+    }
+
+    // `audit verify --sequence-bound-secs`; `--seal-bound-secs`, its former name, still works
+    // in operators' scripts but is not listed as a flag of its own.
+    #[test]
+    fn the_sequence_bound_keeps_its_former_name_as_a_hidden_alias() {
+        assert_eq!(bound(&["audit", "verify"]), 60);
+        assert_eq!(bound(&["audit", "verify", "--sequence-bound-secs", "5"]), 5);
+        assert_eq!(bound(&["audit", "verify", "--seal-bound-secs", "7"]), 7);
+        let cmd = Audit::command();
+        let verify = cmd.find_subcommand("verify").unwrap();
+        let arg = verify
+            .get_arguments()
+            .find(|a| a.get_long() == Some("sequence-bound-secs"))
+            .unwrap();
+        assert!(arg.get_visible_aliases().unwrap_or_default().is_empty());
+        assert_eq!(arg.get_all_aliases(), Some(vec!["seal-bound-secs"]));
+    }
 }

@@ -72,20 +72,22 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=24))]
     pub session_lifetime_hours: u16,
 
-    /// Seal queued audit events this often (milliseconds): the bound on how long an event
-    /// waits for its place in the hash chain.
-    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
-    pub seal_interval_ms: u64,
+    /// Run the audit sequencer this often (milliseconds): it gives queued audit events their
+    /// place in the hash chain, so this bounds how long an event waits for it. The former
+    /// name, --seal-interval-ms, is still accepted.
+    #[arg(long, alias = "seal-interval-ms", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub sequence_interval_ms: u64,
 
     /// Write a signed audit checkpoint after this many new events in a practice… (Events
-    /// sealed since a practice's last checkpoint are what a database superuser could cut
+    /// sequenced since a practice's last checkpoint are what a database superuser could cut
     /// unnoticed; a clean shutdown checkpoints them all.)
-    #[arg(long, default_value_t = server::sealer::DEFAULT_EVERY_EVENTS,
+    #[arg(long, default_value_t = server::checkpoint::DEFAULT_EVERY_EVENTS,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub checkpoint_every_events: u64,
 
     /// …or after this many seconds with new events, whichever comes first.
-    #[arg(long, default_value_t = server::sealer::DEFAULT_EVERY_SECS,
+    #[arg(long, default_value_t = server::checkpoint::DEFAULT_EVERY_SECS,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub checkpoint_every_secs: u64,
 
@@ -226,7 +228,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         Err(_) => tracing::warn!("connections still open after 10 s; closing anyway"),
     }
     // No request can add events from here on. The jobs stop in the reverse order of their
-    // start: a retention run in progress finishes, then the sequencer seals what is queued and
+    // start: a retention run in progress finishes, then the sequencer sequences what is queued and
     // signs a checkpoint of every log that grew.
     for s in jobs.stop().await {
         if let Some((at, error)) = &s.last_error {
@@ -240,25 +242,25 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
 }
 
 /// Starts the background jobs of `serve`, in the order they depend on each other: the
-/// sequencer first (it seals and checkpoints the events the others append, so it stops
+/// sequencer first (it sequences and checkpoints the events the others append, so it stops
 /// last), the passkey-challenge sweep, and the daily retention run on the owner role's store
 /// when there is one.
 fn start_jobs(
     args: &ServeArgs,
     store: &store::Store,
     owner: Option<store::OwnerStore>,
-    checkpointer: server::sealer::Checkpointer,
+    checkpointer: server::checkpoint::Checkpointer,
     clock: Arc<dyn domain::Clock>,
 ) -> Jobs {
-    let seal_interval = Duration::from_millis(args.seal_interval_ms);
+    let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
     let mut jobs = Jobs::new(clock);
     jobs.start(Sequencer::new(
         store.clone(),
-        seal_interval,
+        sequence_interval,
         Some(checkpointer),
     ));
-    // Swept as often as before, when it ran with the sealing pass.
-    jobs.start(ExpiredChallenges::new(store.clone(), seal_interval));
+    // Swept as often as before, when it ran with the sequencing pass.
+    jobs.start(ExpiredChallenges::new(store.clone(), sequence_interval));
     if let Some(owner) = owner {
         jobs.start(Retention::daily(owner));
     } else {
@@ -333,4 +335,41 @@ fn identity(origin: &str, behind_proxy: bool) -> anyhow::Result<server::identity
     let mut id = server::identity::Identity::new(Some(webauthn));
     id.trust_forwarded_for = behind_proxy;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser};
+
+    use super::ServeArgs;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    // The sequencer's interval is `--sequence-interval-ms`; `--seal-interval-ms`, its former
+    // name, still works in operators' scripts but is not listed as a flag of its own.
+    #[test]
+    fn the_sequence_interval_keeps_its_former_name_as_a_hidden_alias() {
+        for flag in ["--sequence-interval-ms", "--seal-interval-ms"] {
+            let serve = Serve::try_parse_from(["serve", flag, "500"]).unwrap();
+            assert_eq!(serve.args.sequence_interval_ms, 500, "{flag}");
+        }
+        assert_eq!(
+            Serve::try_parse_from(["serve"])
+                .unwrap()
+                .args
+                .sequence_interval_ms,
+            250
+        );
+        let cmd = Serve::command();
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some("sequence-interval-ms"))
+            .unwrap();
+        assert!(arg.get_visible_aliases().unwrap_or_default().is_empty());
+        assert_eq!(arg.get_all_aliases(), Some(vec!["seal-interval-ms"]));
+    }
 }

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use audit::checkpoint::Signer;
 use audit::store::DirStore;
 use domain::SystemClock;
-use server::sealer::{Checkpointer, ObjectPlace, Place};
+use server::checkpoint::{Checkpointer, ObjectPlace, Place};
 use sqlx::postgres::PgConnectOptions;
 use store::OwnerStore;
 use store::crypto::{

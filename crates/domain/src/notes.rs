@@ -391,7 +391,7 @@ pub struct Signature {
 }
 
 /// How a version's hash is computed; stored per version (`clinical_note_version.hash_scheme`)
-/// so a version is always checked the way it was sealed.
+/// so a version is always checked the way it was hashed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HashScheme {
     /// Versions written before issue 14 ([`content_hash`]): the note, the version, its kind,

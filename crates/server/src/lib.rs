@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+pub mod checkpoint;
 pub mod error;
 mod etag;
 pub mod extract;
@@ -34,7 +35,6 @@ pub mod jobs;
 mod middleware;
 pub mod password;
 mod routes;
-pub mod sealer;
 pub mod tls;
 mod views;
 

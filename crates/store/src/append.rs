@@ -77,7 +77,7 @@ impl NewEvent {
             object_type: self.object.map(|o| o.kind().as_str().to_owned()),
             object_id: self.object.map(AuditObject::id),
             request_id: self.request.map(|r| r.as_uuid()),
-            details: crate::seal::detail_pairs(self.details.as_ref()),
+            details: crate::sequence::detail_pairs(self.details.as_ref()),
         }
     }
 }

@@ -1,11 +1,12 @@
-//! The audit log in PostgreSQL: reports, denied attempts, the sealer (hash chain and Merkle
-//! tree), proofs, and the streaming read that `audit verify` checks.
+//! The audit log in PostgreSQL: reports, denied attempts, the sequencer (hash chain and
+//! Merkle tree), proofs, and the streaming read that `audit verify` checks.
 //!
 //! Appends happen in the caller's transaction, through the one append (`crate::append`:
 //! [`crate::TenantTx::audit`], [`crate::OwnerTx`], denied attempts here); a trigger queues
-//! each event in `audit_pending`. [`Store::seal_pending`] seals queued events practice by
-//! practice: one sealer per practice at a time (a transaction-scoped advisory lock), so a busy
-//! practice never serializes another, and requests never wait on a chain head.
+//! each event in `audit_pending`. [`Store::sequence_pending`] sequences queued events
+//! practice by practice: one sequencer per practice at a time (a transaction-scoped advisory
+//! lock), so a busy practice never serializes another, and requests never wait on a chain
+//! head.
 
 use chrono::{DateTime, Utc};
 use domain::{AuditAction, AuditEventId, Outcome, PatientId, PracticeId, RequestId, UserId};
@@ -14,10 +15,10 @@ use sqlx::PgConnection;
 
 use crate::{OwnerStore, Store, StoreError, TenantTx};
 
-/// One audit event as stored, with its sequence number once sealed.
+/// One audit event as stored, with its sequence number once sequenced.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AuditRow {
-    /// Position in the practice's chain (`None` until sealed).
+    /// Position in the practice's chain (`None` until sequenced).
     pub seq: Option<i64>,
     /// Event id.
     pub event_id: AuditEventId,
@@ -78,7 +79,7 @@ async fn query_events(
     };
     let sql = format!(
         "select {ROW_COLUMNS}
-           from audit_event e left join audit_seal s on s.practice_id = e.practice_id and s.event_id = e.event_id
+           from audit_event e left join audit_sequence s on s.practice_id = e.practice_id and s.event_id = e.event_id
           where e.practice_id = $1
             and ($2::uuid is null or e.patient_id = $2)
             and ($3::uuid is null or e.actor_id = $3)
@@ -202,16 +203,16 @@ impl Store {
 pub struct VerifyOutcome {
     /// What the chain, tree and checkpoints say (first problem, if any).
     pub report: audit::verify::Report,
-    /// Events that are neither sealed nor queued for sealing: rows inserted with the queue
-    /// trigger disabled.
+    /// Events that are neither sequenced nor queued for the sequencer: rows inserted with the
+    /// queue trigger disabled.
     pub unqueued_events: i64,
-    /// Events queued for longer than the sealing bound.
+    /// Events queued for longer than the sequencing bound.
     pub stale_pending: i64,
-    /// Queue entries whose event row is gone: events deleted before they were sealed.
+    /// Queue entries whose event row is gone: events deleted before they were sequenced.
     pub queued_missing: i64,
-    /// Queue entries for events that are already sealed: queued again around the application
-    /// (sealing them twice is refused, so the practice's sealing stops).
-    pub queued_sealed: i64,
+    /// Queue entries for events that are already sequenced: queued again around the
+    /// application (sequencing them twice is refused, so the practice's sequencing stops).
+    pub queued_sequenced: i64,
 }
 
 impl VerifyOutcome {
@@ -222,28 +223,28 @@ impl VerifyOutcome {
             && self.unqueued_events == 0
             && self.stale_pending == 0
             && self.queued_missing == 0
-            && self.queued_sealed == 0
+            && self.queued_sequenced == 0
     }
 }
 
 impl OwnerStore {
-    /// Verifies one practice's log: streams every sealed event from the pruning point on
+    /// Verifies one practice's log: streams every sequenced event from the pruning point on
     /// through [`audit::verify::Verification`] (chain, Merkle tree, signed `checkpoints`;
-    /// sealed positions whose events are gone included), and counts events that are neither
-    /// sealed nor queued, events that wait longer than `seal_bound`, and queue entries whose
-    /// event is gone or already sealed. Runs as the owner role.
+    /// sequenced positions whose events are gone included), and counts events that are
+    /// neither sequenced nor queued, events that wait longer than `sequence_bound`, and queue
+    /// entries whose event is gone or already sequenced. Runs as the owner role.
     ///
-    /// Seals and events are read on two connections by two tasks (binary `COPY`); the events
-    /// task also encodes and leaf-hashes each event, a blocking thread matches and verifies.
-    /// Never-queued events are looked for among the events no seal claimed (normally only
-    /// those still queued); if a stream could not be read to its end, or too many went
-    /// unclaimed, the whole log is counted in SQL instead.
+    /// Sequence rows and events are read on two connections by two tasks (binary `COPY`); the
+    /// events task also encodes and leaf-hashes each event, a blocking thread matches and
+    /// verifies. Never-queued events are looked for among the events no sequence row claimed
+    /// (normally only those still queued); if a stream could not be read to its end, or too
+    /// many went unclaimed, the whole log is counted in SQL instead.
     pub async fn verify_practice(
         &self,
         practice: PracticeId,
         origin: &str,
         checkpoints: Vec<audit::Checkpoint>,
-        seal_bound: chrono::Duration,
+        sequence_bound: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<VerifyOutcome, StoreError> {
         use crate::copy_read as cr;
@@ -255,14 +256,14 @@ impl OwnerStore {
               where p.practice_id = $1 and e.occurred_at < $2",
         )
         .bind(practice)
-        .bind(now - seal_bound)
+        .bind(now - sequence_bound)
         .fetch_one(&mut *tx)
         .await?;
-        let (queued_missing, queued_sealed): (i64, i64) = sqlx::query_as(
+        let (queued_missing, queued_sequenced): (i64, i64) = sqlx::query_as(
             "select count(*) filter (where not exists
                         (select 1 from audit_event e where e.practice_id = p.practice_id and e.event_id = p.event_id)),
                     count(*) filter (where exists
-                        (select 1 from audit_seal s where s.practice_id = p.practice_id and s.event_id = p.event_id))
+                        (select 1 from audit_sequence s where s.practice_id = p.practice_id and s.event_id = p.event_id))
                from audit_pending p where p.practice_id = $1",
         )
         .bind(practice)
@@ -284,7 +285,7 @@ impl OwnerStore {
             Some(ids) if ids.len() <= cr::MAX_UNCLAIMED => {
                 sqlx::query_scalar(
                     "select count(*) from audit_event e where e.practice_id = $1 and e.event_id = any($2)
-                       and not exists (select 1 from audit_seal s where s.practice_id = e.practice_id and s.event_id = e.event_id)
+                       and not exists (select 1 from audit_sequence s where s.practice_id = e.practice_id and s.event_id = e.event_id)
                        and not exists (select 1 from audit_pending p where p.practice_id = e.practice_id and p.event_id = e.event_id)",
                 )
                 .bind(practice)
@@ -295,7 +296,7 @@ impl OwnerStore {
             _ => {
                 sqlx::query_scalar(
                     "select count(*) from audit_event e where e.practice_id = $1
-                       and not exists (select 1 from audit_seal s where s.practice_id = e.practice_id and s.event_id = e.event_id)
+                       and not exists (select 1 from audit_sequence s where s.practice_id = e.practice_id and s.event_id = e.event_id)
                        and not exists (select 1 from audit_pending p where p.practice_id = e.practice_id and p.event_id = e.event_id)",
                 )
                 .bind(practice)
@@ -309,7 +310,7 @@ impl OwnerStore {
             unqueued_events,
             stale_pending,
             queued_missing,
-            queued_sealed,
+            queued_sequenced,
         })
     }
 }
@@ -331,7 +332,7 @@ async fn verify_start(
         Some((seq, chain)) => {
             let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt("audit prune seq"))?;
             let needed = audit::merkle::nodes_needed_for_root(seq);
-            let nodes = crate::seal::fetch_nodes(&mut *tx, practice, &needed).await?;
+            let nodes = crate::sequence::fetch_nodes(&mut *tx, practice, &needed).await?;
             let right_edge = needed
                 .iter()
                 .filter_map(|k| nodes.get(k).copied())

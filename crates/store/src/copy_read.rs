@@ -1,5 +1,5 @@
-//! A fast reader for `audit verify`: the sealed positions (`audit_seal`, in sequence order)
-//! and the events (`audit_event`, in storage order) are streamed on two connections with
+//! A fast reader for `audit verify`: the sequenced positions (`audit_sequence`, in sequence
+//! order) and the events (`audit_event`, in storage order) are streamed on two connections with
 //! `COPY … TO STDOUT (FORMAT binary)`, each by its own task, and matched by event id on the
 //! verifier's thread with a reorder buffer — so the server never joins or sorts the whole log
 //! before sending the first row, and decoding overlaps with verification.
@@ -9,7 +9,7 @@
 //! hash; the verifier thread matches, chains and rebuilds the tree. The statements take their
 //! parameters from transaction-local settings, so no SQL text is built from values.
 //!
-//! The verifier thread also reports the events no streamed seal claimed (normally none, or
+//! The verifier thread also reports the events no streamed position claimed (normally none, or
 //! the few still queued), so the check for events that were never queued only looks at
 //! those instead of anti-joining the whole log.
 
@@ -17,16 +17,16 @@ use std::collections::HashMap;
 
 use audit::event::{EncodeError, EventFields, encode_fields_into};
 use audit::merkle::leaf_hash;
-use audit::verify::{Encoded, Sealed, Verification};
+use audit::verify::{Encoded, Sequenced, Verification};
 use audit::{Checkpoint, Hash, verify::VerifyStart};
 use domain::PracticeId;
 use tokio::sync::mpsc::{Receiver, Sender};
 use uuid::Uuid;
 
-/// Seals from `chartroom.verify_from` on, in sequence order (the practice from
+/// Positions from `chartroom.verify_from` on, in sequence order (the practice from
 /// `chartroom.practice_id`). The settings are read once (`(select …)`), not per row.
-const SEALS_SQL: &str = "copy (
-    select seq, event_id, chain_hash, leaf_hash from audit_seal
+const POSITIONS_SQL: &str = "copy (
+    select seq, event_id, chain_hash, leaf_hash from audit_sequence
      where practice_id = (select app.practice())
        and seq >= (select current_setting('chartroom.verify_from')::bigint)
      order by seq
@@ -41,8 +41,8 @@ const EVENTS_SQL: &str = "copy (
       from audit_event where practice_id = (select app.practice())
 ) to stdout (format binary)";
 
-/// Columns of [`SEALS_SQL`].
-const SEAL_FIELDS: usize = 4;
+/// Columns of [`POSITIONS_SQL`].
+const POSITION_FIELDS: usize = 4;
 /// Columns of [`EVENTS_SQL`].
 const EVENT_FIELDS: usize = 10;
 
@@ -51,7 +51,7 @@ const EVENT_FIELDS: usize = 10;
 const BATCH_ROWS: usize = 2048;
 
 /// Batches in flight per stream: bounds what is read ahead of the verifier (about 8 MB of
-/// events, 3 MB of seals).
+/// events, 3 MB of positions).
 const CHANNEL_BATCHES: usize = 16;
 
 /// Above this many unclaimed events, counting the never-queued ones by id is not worth it:
@@ -63,17 +63,17 @@ const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// A sealed position.
+/// A sequenced position (one `audit_sequence` row).
 #[derive(Debug)]
-struct Seal {
+struct Position {
     seq: u64,
     event_id: Uuid,
     chain_hash: Hash,
     leaf_hash: Hash,
 }
 
-/// A batch of seals (a decoding failure ends the stream).
-type SealBatch = Vec<Result<Seal, String>>;
+/// A batch of positions (a decoding failure ends the stream).
+type PositionBatch = Vec<Result<Position, String>>;
 
 /// Events in canonical form: their encodings back to back in `bytes`.
 #[derive(Debug, Default)]
@@ -264,15 +264,15 @@ impl<const N: usize> CopyDecoder<N> {
     }
 }
 
-/// Decodes one `SEALS_SQL` row.
-fn decode_seal(f: &[Option<&[u8]>; SEAL_FIELDS]) -> Result<Seal, String> {
+/// Decodes one `POSITIONS_SQL` row.
+fn decode_position(f: &[Option<&[u8]>; POSITION_FIELDS]) -> Result<Position, String> {
     let [seq, event_id, chain_hash, leaf_hash] = *f;
-    Ok(Seal {
+    Ok(Position {
         seq: seq
             .and_then(be_i64)
             .and_then(|s| u64::try_from(s).ok())
             .ok_or("bad seq")?,
-        event_id: uuid(event_id)?.ok_or("seal without event id")?,
+        event_id: uuid(event_id)?.ok_or("position without event id")?,
         chain_hash: hash(chain_hash)?,
         leaf_hash: hash(leaf_hash)?,
     })
@@ -300,7 +300,7 @@ enum Details<'a> {
 }
 
 /// Appends the canonical encoding of an `EVENTS_SQL` row of `practice` to `out`: the same
-/// bytes as the [`audit::event::Event`] the sealer built from the row. `Err` = the row could
+/// bytes as the [`audit::event::Event`] the sequencer built from the row. `Err` = the row could
 /// not be read; `Ok((id, Err))` = it was read but has no canonical encoding.
 fn encode_row(
     practice: PracticeId,
@@ -321,7 +321,7 @@ fn encode_row(
     ] = *f;
     let micros = occurred_at.and_then(be_i64).ok_or("missing occurred_at")?;
     let micros = micros.saturating_add(PG_EPOCH_MICROS);
-    // The range the sealer's `DateTime<Utc>` could hold.
+    // The range the sequencer's `DateTime<Utc>` could hold.
     chrono::DateTime::from_timestamp_micros(micros).ok_or("bad occurred_at")?;
     let details = match text(details)? {
         None => Details::Borrowed(Vec::new()),
@@ -330,7 +330,7 @@ fn encode_row(
                 Details::Borrowed(pairs)
             } else {
                 let v: serde_json::Value = serde_json::from_str(t).map_err(|e| e.to_string())?;
-                Details::Owned(crate::seal::detail_pairs(Some(&v)))
+                Details::Owned(crate::sequence::detail_pairs(Some(&v)))
             }
         }
     };
@@ -372,7 +372,7 @@ fn encode_row(
 /// The entries of `text` when it is a flat JSON object whose values are all strings without
 /// escapes or control characters and whose keys are distinct (what `jsonb` prints for
 /// Chartroom's details), sorted by key; `None` for anything else, which then goes through
-/// `serde_json` (so both paths give the sealer's pairs).
+/// `serde_json` (so both paths give the sequencer's pairs).
 fn plain_json_object(text: &str) -> Option<Vec<(&str, &str)>> {
     let mut rest = text.trim_start_matches(is_json_space);
     rest = rest.strip_prefix('{')?.trim_start_matches(is_json_space);
@@ -424,7 +424,7 @@ fn is_json_space(c: char) -> bool {
 pub(crate) struct Verified {
     /// The verification report.
     pub(crate) report: audit::verify::Report,
-    /// Ids of the events no streamed seal claimed, if both streams were read to the end.
+    /// Ids of the events no streamed position claimed, if both streams were read to the end.
     pub(crate) unclaimed: Option<Vec<Uuid>>,
 }
 
@@ -460,33 +460,34 @@ impl EventCursor {
     }
 }
 
-fn sealed<'a>(
+fn sequenced<'a>(
     practice: PracticeId,
-    seal: &Seal,
+    position: &Position,
     encoding: Result<Encoded<'a>, &'a EncodeError>,
-) -> Sealed<'a> {
-    Sealed {
-        seq: seal.seq,
+) -> Sequenced<'a> {
+    Sequenced {
+        seq: position.seq,
         practice_id: practice.as_uuid(),
         encoding,
-        chain_hash: seal.chain_hash,
-        leaf_hash: seal.leaf_hash,
+        chain_hash: position.chain_hash,
+        leaf_hash: position.leaf_hash,
     }
 }
 
-/// An event that arrived before its seal.
+/// An event that arrived before its position.
 type Waiting = Result<(Vec<u8>, Hash), EncodeError>;
 
-/// Matches the seals (in sequence order) with the events (in any order) by event id and
-/// verifies them; a seal whose event is gone is handed to the verifier as a missing event
-/// (a gap if a later event follows, deleted newest events if none does). After the last seal (or the first problem) it still reads every remaining row to
-/// name the events no seal claimed. Runs on a blocking thread.
+/// Matches the positions (in sequence order) with the events (in any order) by event id and
+/// verifies them; a position whose event is gone is handed to the verifier as a missing event
+/// (a gap if a later event follows, deleted newest events if none does). After the last
+/// position (or the first problem) it still reads every remaining row to name the events no
+/// position claimed. Runs on a blocking thread.
 fn verify_streams(
     practice: PracticeId,
     origin: &str,
     start: &VerifyStart,
     checkpoints: &[Checkpoint],
-    mut seals: Receiver<SealBatch>,
+    mut positions: Receiver<PositionBatch>,
     events: Receiver<EventBatch>,
 ) -> Verified {
     let mut v = Verification::new(practice.as_uuid(), origin, start, checkpoints);
@@ -498,22 +499,22 @@ fn verify_streams(
     let mut waiting: HashMap<Uuid, Waiting> = HashMap::new();
     let mut events_done = false;
     let mut read_failed = false;
-    'seals: while let Some(batch) = seals.blocking_recv() {
-        for seal in batch {
-            let seal = match seal {
+    'positions: while let Some(batch) = positions.blocking_recv() {
+        for position in batch {
+            let position = match position {
                 Ok(s) => s,
                 Err(e) => {
                     v.push_error(e);
                     read_failed = true;
-                    break 'seals;
+                    break 'positions;
                 }
             };
             if !waiting.is_empty()
-                && let Some(w) = waiting.remove(&seal.event_id)
+                && let Some(w) = waiting.remove(&position.event_id)
             {
-                v.push(&sealed(
+                v.push(&sequenced(
                     practice,
-                    &seal,
+                    &position,
                     match &w {
                         Ok((bytes, leaf)) => Ok(Encoded { bytes, leaf: *leaf }),
                         Err(e) => Err(e),
@@ -528,10 +529,10 @@ fn verify_streams(
                     break;
                 }
                 match events.row() {
-                    Some(EventRow::Event { id, encoding }) if *id == seal.event_id => {
-                        v.push(&sealed(
+                    Some(EventRow::Event { id, encoding }) if *id == position.event_id => {
+                        v.push(&sequenced(
                             practice,
-                            &seal,
+                            &position,
                             match encoding {
                                 Ok((s, e, leaf)) => Ok(Encoded {
                                     bytes: events.bytes(*s, *e),
@@ -553,14 +554,14 @@ fn verify_streams(
                     Some(EventRow::Failed(e)) => {
                         v.push_error(e);
                         read_failed = true;
-                        break 'seals;
+                        break 'positions;
                     }
                     None => {}
                 }
             }
             if !found {
-                // The seal is there, its event is gone (deleted).
-                v.push_missing(seal.seq);
+                // The position is there, its event is gone (deleted).
+                v.push_missing(position.seq);
             }
         }
     }
@@ -571,7 +572,7 @@ fn verify_streams(
             unclaimed: None,
         };
     }
-    // The events no seal claimed: those waiting, and the rest of the stream.
+    // The events no position claimed: those waiting, and the rest of the stream.
     let mut unclaimed: Vec<Uuid> = waiting.into_keys().collect();
     while !events_done && events.advance() {
         match events.row() {
@@ -594,10 +595,10 @@ fn verify_streams(
 /// A transaction of the owner pool, owned by a reader task.
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
-/// Streams the seals on `tx` (`chartroom.verify_from` set) and the events on `events_tx`
+/// Streams the positions on `tx` (`chartroom.verify_from` set) and the events on `events_tx`
 /// (both entered into `practice`), each by its own task, and verifies them on a blocking
-/// thread. The events statement starts once the seals statement has taken its snapshot, so
-/// every sealed event (committed before it was sealed) is in it. Returns `tx` for the
+/// thread. The events statement starts once the positions statement has taken its snapshot,
+/// so every sequenced event (committed before it was sequenced) is in it. Returns `tx` for the
 /// statements that follow (`events_tx` is rolled back).
 pub(crate) async fn read_and_verify(
     mut tx: Tx,
@@ -607,7 +608,8 @@ pub(crate) async fn read_and_verify(
     start: VerifyStart,
     checkpoints: Vec<Checkpoint>,
 ) -> Result<(Tx, Verified), crate::StoreError> {
-    let (seal_send, seal_recv) = tokio::sync::mpsc::channel::<SealBatch>(CHANNEL_BATCHES);
+    let (position_send, position_recv) =
+        tokio::sync::mpsc::channel::<PositionBatch>(CHANNEL_BATCHES);
     let (event_send, event_recv) = tokio::sync::mpsc::channel::<EventBatch>(CHANNEL_BATCHES);
     let origin = origin.to_owned();
     let verify_task = tokio::task::spawn_blocking(move || {
@@ -616,22 +618,22 @@ pub(crate) async fn read_and_verify(
             &origin,
             &start,
             &checkpoints,
-            seal_recv,
+            position_recv,
             event_recv,
         )
     });
-    let (seals_started, events_may_start) = tokio::sync::oneshot::channel::<()>();
-    let seals_task = tokio::spawn(async move {
+    let (positions_started, events_may_start) = tokio::sync::oneshot::channel::<()>();
+    let positions_task = tokio::spawn(async move {
         let read = async {
-            let stream = tx.copy_out_raw(SEALS_SQL).await?;
-            let _ = seals_started.send(());
-            pump::<SEAL_FIELDS, _, _, _>(
+            let stream = tx.copy_out_raw(POSITIONS_SQL).await?;
+            let _ = positions_started.send(());
+            pump::<POSITION_FIELDS, _, _, _>(
                 stream,
-                seal_send,
+                position_send,
                 || Vec::with_capacity(BATCH_ROWS + 1),
                 Vec::len,
                 |batch, f| {
-                    batch.push(Ok(decode_seal(f)?));
+                    batch.push(Ok(decode_position(f)?));
                     Ok(())
                 },
                 |batch, e| batch.push(Err(e)),
@@ -644,7 +646,7 @@ pub(crate) async fn read_and_verify(
     });
     let events_task = tokio::spawn(async move {
         if events_may_start.await.is_err() {
-            return (events_tx, Ok(())); // the seals statement failed
+            return (events_tx, Ok(())); // the positions statement failed
         }
         let read = async {
             let stream = events_tx.copy_out_raw(EVENTS_SQL).await?;
@@ -666,12 +668,12 @@ pub(crate) async fn read_and_verify(
         (events_tx, read)
     });
     let task_failed = |_| crate::StoreError::Corrupt("audit verify reader task failed");
-    let (tx, seals_read) = seals_task.await.map_err(task_failed)?;
+    let (tx, positions_read) = positions_task.await.map_err(task_failed)?;
     let (events_tx, events_read) = events_task.await.map_err(task_failed)?;
     let verified = verify_task
         .await
         .map_err(|_| crate::StoreError::Corrupt("audit verifier task failed"))?;
-    seals_read?;
+    positions_read?;
     events_read?;
     events_tx.rollback().await?;
     Ok((tx, verified))
@@ -754,7 +756,7 @@ mod tests {
     }
 
     #[test]
-    fn both_detail_paths_give_the_sealers_pairs() {
+    fn both_detail_paths_give_the_sequencers_pairs() {
         for t in [
             r#"{"a": "x", "mfa": "totp"}"#,
             r#"{"route": "/p/1", "reason": "not_member"}"#,
@@ -762,7 +764,7 @@ mod tests {
             "{}",
         ] {
             let v: serde_json::Value = serde_json::from_str(t).unwrap();
-            let slow = crate::seal::detail_pairs(Some(&v));
+            let slow = crate::sequence::detail_pairs(Some(&v));
             let fast: Vec<(String, String)> = plain_json_object(t)
                 .unwrap()
                 .into_iter()
@@ -772,9 +774,9 @@ mod tests {
         }
     }
 
-    /// An `EVENTS_SQL` row encodes to the bytes of the event the sealer built.
+    /// An `EVENTS_SQL` row encodes to the bytes of the event the sequencer built.
     #[test]
-    fn rows_encode_like_the_sealers_events() {
+    fn rows_encode_like_the_sequencers_events() {
         let practice = PracticeId::from_uuid(Uuid::from_u128(1));
         let id = Uuid::from_u128(2);
         let actor = Uuid::from_u128(3);
@@ -814,7 +816,7 @@ mod tests {
                 object_type: Some("patient".to_owned()),
                 object_id: None,
                 request_id: None,
-                details: crate::seal::detail_pairs(json.as_ref()),
+                details: crate::sequence::detail_pairs(json.as_ref()),
             };
             assert_eq!(got_id, id);
             assert_eq!(out, audit::canonical(&event).unwrap(), "{details:?}");

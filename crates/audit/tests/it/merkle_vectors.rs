@@ -43,7 +43,7 @@ const CT_ROOTS: [&str; 9] = [
     "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
 ];
 
-/// Every complete aligned subtree of `leaves`, as the sealer stores them.
+/// Every complete aligned subtree of `leaves`, as the sequencer stores them.
 pub fn all_nodes(leaves: &[Hash]) -> HashMap<(u8, u64), Hash> {
     let mut tree = TreeBuilder::new();
     let mut nodes = HashMap::new();

@@ -1,4 +1,4 @@
-//! Synthetic logs (ids and action names only; no patient data) and a sealer.
+//! Synthetic logs (ids and action names only; no patient data) and a sequencer.
 
 use std::collections::HashMap;
 
@@ -7,7 +7,7 @@ use audit::checkpoint::{Checkpoint, origin};
 use audit::event::{Event, canonical};
 use audit::merkle::{TreeBuilder, leaf_hash, root_from};
 use audit::verify::{
-    Encoded, Report, Sealed as SealedItem, StoredEvent, Verification, VerifyStart, verify,
+    Encoded, Report, Sequenced as SequencedItem, StoredEvent, Verification, VerifyStart, verify,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
@@ -71,8 +71,8 @@ pub fn event(practice: Uuid, seq: u64) -> Event {
     }
 }
 
-/// A sealed log as the database would hold it.
-pub struct Sealed {
+/// A sequenced log as the database would hold it.
+pub struct SequencedLog {
     pub log: Vec<StoredEvent>,
     /// Every complete aligned subtree, level 0 included.
     pub nodes: HashMap<(u8, u64), Hash>,
@@ -80,12 +80,12 @@ pub struct Sealed {
     pub chains: Vec<Hash>,
 }
 
-impl Sealed {
+impl SequencedLog {
     pub fn leaves(&self) -> Vec<Hash> {
         self.log.iter().map(|s| s.leaf_hash).collect()
     }
 
-    /// The checkpoint the sealer would sign at `size` (with chain head).
+    /// The checkpoint the sequencer would sign at `size` (with chain head).
     pub fn checkpoint(&self, size: u64) -> Checkpoint {
         let root = root_from(&self.nodes, size).unwrap();
         let head = match size {
@@ -96,8 +96,8 @@ impl Sealed {
     }
 }
 
-/// Seals `events` (assigning nothing: their `seq` is kept) as the sealer would.
-pub fn seal(events: Vec<Event>) -> Sealed {
+/// Sequences `events` (assigning nothing: their `seq` is kept) as the sequencer would.
+pub fn sequence(events: Vec<Event>) -> SequencedLog {
     let mut chain = GENESIS;
     let mut tree = TreeBuilder::new();
     let mut nodes = HashMap::new();
@@ -118,19 +118,19 @@ pub fn seal(events: Vec<Event>) -> Sealed {
             leaf_hash: leaf,
         });
     }
-    Sealed { log, nodes, chains }
+    SequencedLog { log, nodes, chains }
 }
 
-/// A sealed log of `n` synthetic events of the test practice.
-pub fn sealed(n: u64) -> Sealed {
-    seal((0..n).map(|seq| event(practice(), seq)).collect())
+/// A sequenced log of `n` synthetic events of the test practice.
+pub fn sequenced(n: u64) -> SequencedLog {
+    sequence((0..n).map(|seq| event(practice(), seq)).collect())
 }
 
 /// What a superuser does after tampering: recompute every stored hash from the events as
 /// they now are (keeping their `seq`).
-pub fn reseal(log: &mut [StoredEvent]) {
-    let resealed = seal(log.iter().map(|s| s.event.clone()).collect());
-    for (dst, src) in log.iter_mut().zip(resealed.log) {
+pub fn rehash(log: &mut [StoredEvent]) {
+    let rehashed = sequence(log.iter().map(|s| s.event.clone()).collect());
+    for (dst, src) in log.iter_mut().zip(rehashed.log) {
         *dst = src;
     }
 }
@@ -155,7 +155,7 @@ pub fn run_encoded(log: &[StoredEvent], checkpoints: &[Checkpoint]) -> Report {
     let mut v = Verification::new(practice(), &log_origin(), &start, checkpoints);
     for s in log {
         let encoding = canonical(&s.event);
-        v.push(&SealedItem {
+        v.push(&SequencedItem {
             seq: s.event.seq,
             practice_id: s.event.practice_id,
             encoding: encoding.as_deref().map(Encoded::new),

@@ -1,20 +1,24 @@
-//! The tail of the log (issue 14.2): sealed positions whose events were deleted, and the rule
-//! that a checkpoint is never signed for a log that is shorter than, or inconsistent with,
-//! the last signed one.
+//! The tail of the log (issue 14.2): sequenced positions whose events were deleted, and the
+//! rule that a checkpoint is never signed for a log that is shorter than, or inconsistent
+//! with, the last signed one.
 // req: AUD-02
 
 use audit::merkle::consistency_proof_from;
 use audit::verify::{
-    Encoded, NotAnExtension, Problem, ProblemKind, Sealed as SealedItem, Verification, VerifyStart,
-    extends,
+    Encoded, NotAnExtension, Problem, ProblemKind, Sequenced as SequencedItem, Verification,
+    VerifyStart, extends,
 };
 
-use crate::support::{Sealed, log_origin, practice, reseal, sealed};
+use crate::support::{SequencedLog, log_origin, practice, rehash, sequenced};
 
 /// Feeds `s`'s events to a verifier in canonical form, except those in `missing`, which are
-/// fed as sealed positions without an event (what the database reader does when a seal's
-/// event row is gone).
-fn verify_with_missing(s: &Sealed, missing: &[u64], cps: &[audit::Checkpoint]) -> Option<Problem> {
+/// fed as sequenced positions without an event (what the database reader does when a
+/// sequence row's event row is gone).
+fn verify_with_missing(
+    s: &SequencedLog,
+    missing: &[u64],
+    cps: &[audit::Checkpoint],
+) -> Option<Problem> {
     let start = VerifyStart::genesis();
     let mut v = Verification::new(practice(), &log_origin(), &start, cps);
     for item in &s.log {
@@ -24,7 +28,7 @@ fn verify_with_missing(s: &Sealed, missing: &[u64], cps: &[audit::Checkpoint]) -
             continue;
         }
         let encoding = audit::canonical(&item.event);
-        v.push(&SealedItem {
+        v.push(&SequencedItem {
             seq,
             practice_id: item.event.practice_id,
             encoding: encoding.as_deref().map(Encoded::new),
@@ -35,22 +39,23 @@ fn verify_with_missing(s: &Sealed, missing: &[u64], cps: &[audit::Checkpoint]) -
     v.finish().problem
 }
 
-// issue 14.2: deleting the newest events (their seals left) is caught without any checkpoint.
+// issue 14.2: deleting the newest events (their sequence rows left) is caught without any
+// checkpoint.
 #[test]
-fn newest_events_deleted_from_under_their_seals_are_reported() {
-    let s = sealed(12);
+fn newest_events_deleted_from_under_their_sequence_rows_are_reported() {
+    let s = sequenced(12);
     assert_eq!(
         verify_with_missing(&s, &[9, 10, 11], &[]),
         Some(Problem {
             seq: 9,
-            kind: ProblemKind::SealedEventsMissing { last: 11 }
+            kind: ProblemKind::SequencedEventsMissing { last: 11 }
         })
     );
     assert_eq!(
         verify_with_missing(&s, &[11], &[s.checkpoint(4)]),
         Some(Problem {
             seq: 11,
-            kind: ProblemKind::SealedEventsMissing { last: 11 }
+            kind: ProblemKind::SequencedEventsMissing { last: 11 }
         })
     );
     // In the middle of the log the next event reports the gap, as before.
@@ -64,23 +69,23 @@ fn newest_events_deleted_from_under_their_seals_are_reported() {
     assert_eq!(verify_with_missing(&s, &[], &[s.checkpoint(12)]), None);
     let shown = Problem {
         seq: 9,
-        kind: ProblemKind::SealedEventsMissing { last: 11 },
+        kind: ProblemKind::SequencedEventsMissing { last: 11 },
     }
     .to_string();
     assert_eq!(
         shown,
-        "events 9 to 11 are sealed but their rows are missing: the newest events were deleted"
+        "events 9 to 11 are sequenced but their rows are missing: the newest events were deleted"
     );
 }
 
-fn proof(s: &Sealed, first: u64, second: u64) -> Vec<audit::Hash> {
+fn proof(s: &SequencedLog, first: u64, second: u64) -> Vec<audit::Hash> {
     consistency_proof_from(&s.nodes, first, second).unwrap()
 }
 
 // issue 14.2: the checkpointer's rule — never sign a smaller or inconsistent log.
 #[test]
 fn only_an_extension_of_the_signed_log_may_be_signed() {
-    let s = sealed(40);
+    let s = sequenced(40);
     let signed = s.checkpoint(20);
     // Growing, or the same log again: fine.
     assert_eq!(
@@ -101,8 +106,8 @@ fn only_an_extension_of_the_signed_log_may_be_signed() {
     // neither at the same size nor beyond, even with a proof made from its own nodes.
     let mut log = s.log.clone();
     log[7].event.action = "note.sign".to_owned();
-    reseal(&mut log);
-    let forged = crate::support::seal(log.iter().map(|e| e.event.clone()).collect());
+    rehash(&mut log);
+    let forged = crate::support::sequence(log.iter().map(|e| e.event.clone()).collect());
     for (size, p) in [(20, Vec::new()), (33, proof(&forged, 20, 33))] {
         let got = extends(&signed, &forged.checkpoint(size), &p);
         assert!(

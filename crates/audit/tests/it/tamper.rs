@@ -1,4 +1,4 @@
-//! Mutation tests: build a valid sealed log in memory, tamper with it the way a database
+//! Mutation tests: build a valid sequenced log in memory, tamper with it the way a database
 //! superuser with triggers disabled could, and check that `verify` names the right first
 //! sequence number and the right kind of problem.
 
@@ -11,12 +11,13 @@ use audit::verify::{
 use proptest::prelude::*;
 
 use crate::support::{
-    PREFIX, Sealed, event, log_origin, other_practice, practice, reseal, run, seal, sealed,
+    PREFIX, SequencedLog, event, log_origin, other_practice, practice, rehash, run, sequence,
+    sequenced,
 };
 
 /// A 40-event log with checkpoints signed at 10, 20 and 32.
-fn world() -> (Sealed, Vec<Checkpoint>) {
-    let s = sealed(40);
+fn world() -> (SequencedLog, Vec<Checkpoint>) {
+    let s = sequenced(40);
     let cps = vec![s.checkpoint(10), s.checkpoint(20), s.checkpoint(32)];
     (s, cps)
 }
@@ -53,7 +54,7 @@ fn intact_log_verifies() {
 
 #[test]
 fn empty_log_verifies() {
-    let s = sealed(0);
+    let s = sequenced(0);
     let report = run(&s.log, &[s.checkpoint(0)]);
     assert!(report.is_ok(), "{report}");
     assert_eq!(report.root, audit::merkle::EMPTY_ROOT);
@@ -107,14 +108,14 @@ fn changed_event_with_its_own_hashes_recomputed_breaks_the_chain_after_it() {
 fn changed_event_with_every_hash_recomputed_is_caught_by_the_checkpoint() {
     let (mut s, cps) = world();
     s.log[15].event.actor_id = None;
-    reseal(&mut s.log);
+    rehash(&mut s.log);
     // Internally consistent again; the signed root at 20 disagrees; 10 still matched.
     assert_eq!(
         problem(&s.log, &cps),
         p(10, ProblemKind::CheckpointRootMismatch { size: 20 })
     );
     s.log[3].event.actor_id = None;
-    reseal(&mut s.log);
+    rehash(&mut s.log);
     assert_eq!(
         problem(&s.log, &cps),
         p(0, ProblemKind::CheckpointRootMismatch { size: 10 })
@@ -128,7 +129,7 @@ fn changed_event_with_every_hash_recomputed_is_caught_by_the_checkpoint() {
 fn tamper_after_the_last_checkpoint_with_hashes_recomputed_is_undetectable() {
     let (mut s, cps) = world();
     s.log[35].event.actor_id = None;
-    reseal(&mut s.log);
+    rehash(&mut s.log);
     assert!(run(&s.log, &cps).is_ok());
 }
 
@@ -166,7 +167,7 @@ fn deleted_event_with_everything_recomputed_is_caught_by_the_checkpoint() {
     for (i, stored) in s.log.iter_mut().enumerate() {
         stored.event.seq = i as u64;
     }
-    reseal(&mut s.log);
+    rehash(&mut s.log);
     assert_eq!(
         problem(&s.log, &cps),
         p(0, ProblemKind::CheckpointRootMismatch { size: 10 })
@@ -231,7 +232,7 @@ fn inserted_event_with_everything_recomputed_is_caught_by_the_checkpoint() {
     for (i, stored) in s.log.iter_mut().enumerate() {
         stored.event.seq = i as u64;
     }
-    reseal(&mut s.log);
+    rehash(&mut s.log);
     assert_eq!(
         problem(&s.log, &cps),
         p(20, ProblemKind::CheckpointRootMismatch { size: 32 })
@@ -241,7 +242,7 @@ fn inserted_event_with_everything_recomputed_is_caught_by_the_checkpoint() {
 #[test]
 fn event_of_another_practice_is_reported() {
     let (mut s, cps) = world();
-    let foreign = seal((0..10).map(|seq| event(other_practice(), seq)).collect());
+    let foreign = sequence((0..10).map(|seq| event(other_practice(), seq)).collect());
     s.log[5] = foreign.log[5].clone();
     assert_eq!(
         problem(&s.log, &cps),
@@ -299,7 +300,7 @@ fn reordered_with_everything_recomputed_is_caught_by_the_checkpoint() {
     for (i, stored) in s.log.iter_mut().enumerate() {
         stored.event.seq = i as u64;
     }
-    reseal(&mut s.log);
+    rehash(&mut s.log);
     assert_eq!(
         problem(&s.log, &cps),
         p(20, ProblemKind::CheckpointRootMismatch { size: 32 })
@@ -362,7 +363,7 @@ fn truncation_then_new_history_is_a_root_mismatch() {
         e.event_id = uuid::Uuid::from_u128(0xf00 + u128::from(seq));
         events.push(e);
     }
-    let forged = seal(events);
+    let forged = sequence(events);
     assert_eq!(
         problem(&forged.log, &cps),
         p(20, ProblemKind::CheckpointRootMismatch { size: 32 })
@@ -375,7 +376,7 @@ fn checkpoints_of_two_histories_are_inconsistent() {
     let (s, mut cps) = world();
     let mut events: Vec<_> = s.log.iter().map(|x| x.event.clone()).collect();
     events[3].actor_id = None;
-    let fork = seal(events);
+    let fork = sequence(events);
     cps[0] = fork.checkpoint(10);
     assert_eq!(
         problem(&s.log, &cps),
@@ -394,7 +395,7 @@ fn two_checkpoints_of_one_size_with_different_roots_are_inconsistent() {
     let (s, mut cps) = world();
     let mut events: Vec<_> = s.log.iter().map(|x| x.event.clone()).collect();
     events[3].actor_id = None;
-    cps.push(seal(events).checkpoint(20));
+    cps.push(sequence(events).checkpoint(20));
     assert_eq!(
         problem(&s.log, &cps),
         p(
@@ -488,7 +489,7 @@ fn read_errors_are_reported_at_their_position() {
 
 /// After a retention prune at 16: the chain continues from the chain hash at 15 and the
 /// tree from its right edge at 16, both vouched for by the checkpoint of size 16.
-fn pruned_start(s: &Sealed) -> VerifyStart {
+fn pruned_start(s: &SequencedLog) -> VerifyStart {
     VerifyStart {
         seq: 16,
         prev_chain: s.chains[15],
@@ -501,7 +502,7 @@ fn pruned_start(s: &Sealed) -> VerifyStart {
 
 #[test]
 fn verification_after_a_prune_starts_from_the_vouched_point() {
-    let s = sealed(40);
+    let s = sequenced(40);
     let cps = vec![s.checkpoint(10), s.checkpoint(16), s.checkpoint(32)];
     let start = pruned_start(&s);
     let events = s.log[16..].iter().map(Ok::<_, std::convert::Infallible>);
@@ -514,7 +515,7 @@ fn verification_after_a_prune_starts_from_the_vouched_point() {
 
 #[test]
 fn unvouched_prune_point_is_reported() {
-    let s = sealed(40);
+    let s = sequenced(40);
     let cps = vec![s.checkpoint(16), s.checkpoint(32)];
     let run_from = |start: &VerifyStart, cps: &[Checkpoint]| {
         let events = s.log[16..].iter().map(Ok::<_, std::convert::Infallible>);
@@ -560,7 +561,7 @@ fn unvouched_prune_point_is_reported() {
 
 #[test]
 fn checkpoints_consistent_from_stored_nodes() {
-    let s = sealed(40);
+    let s = sequenced(40);
     let cps = vec![
         s.checkpoint(32),
         s.checkpoint(10),
@@ -570,7 +571,7 @@ fn checkpoints_consistent_from_stored_nodes() {
     checkpoints_consistent(&cps, &s.nodes).unwrap();
     let mut events: Vec<_> = s.log.iter().map(|x| x.event.clone()).collect();
     events[3].actor_id = None;
-    let fork = seal(events);
+    let fork = sequence(events);
     let cps = vec![fork.checkpoint(10), s.checkpoint(16)];
     let (a, b, _) = checkpoints_consistent(&cps, &s.nodes).unwrap_err();
     assert_eq!((a, b), (10, 16));
@@ -581,7 +582,7 @@ fn problems_read_as_plain_language() {
     let cases = [
         (
             p(5, ProblemKind::ContentChanged),
-            "event 5: content changed — it no longer matches the hash sealed for it",
+            "event 5: content changed — it no longer matches the hash recorded for it",
         ),
         (
             p(5, ProblemKind::Gap { found: 8 }),
@@ -655,7 +656,7 @@ proptest! {
     /// Whatever single event is changed, the first problem is at that event.
     #[test]
     fn any_single_change_is_found_at_its_seq(n in 1u64..120, at in any::<u64>(), field in 0u8..6) {
-        let s = sealed(n);
+        let s = sequenced(n);
         let cps = vec![s.checkpoint(n / 2), s.checkpoint(n)];
         let at = at % n;
         let mut log = s.log.clone();
@@ -675,7 +676,7 @@ proptest! {
     /// Whatever suffix is cut, the truncation is found at the cut.
     #[test]
     fn any_truncation_below_a_checkpoint_is_found(n in 1u64..120, cut in any::<u64>()) {
-        let s = sealed(n);
+        let s = sequenced(n);
         let cps = vec![s.checkpoint(n)];
         let cut = cut % n;
         let got = run(&s.log[..usize::try_from(cut).unwrap()], &cps).problem;

@@ -875,9 +875,9 @@ async fn authorization_matrix() {
     for role in ["owner", "admin", "clinician", "reception"] {
         password_only.insert(role, app.password_only_token(w.a.user(role)).await);
     }
-    // Seal what the fixtures logged and sign a checkpoint, so the proof routes have a tree.
-    app.store.seal_pending(Utc::now()).await.unwrap();
-    let cp = server::sealer::Checkpointer::new(
+    // Sequence what the fixtures logged and sign a checkpoint, so the proof routes have a tree.
+    app.store.sequence_pending(Utc::now()).await.unwrap();
+    let cp = server::checkpoint::Checkpointer::new(
         std::sync::Arc::new(audit::checkpoint::Signer::generate("chartroom-test").unwrap()),
         audit::store::DirStore::new(&app.checkpoint_dir),
         "test/audit",

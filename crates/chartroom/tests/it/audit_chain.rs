@@ -18,7 +18,7 @@ struct Log {
     db: TestDb,
     w: World,
     store: store::Store,
-    cp: server::sealer::Checkpointer,
+    cp: server::checkpoint::Checkpointer,
     dir: std::path::PathBuf,
 }
 
@@ -29,7 +29,7 @@ impl Log {
         let store = db.store().await;
         let dir =
             std::env::temp_dir().join(format!("chartroom-cp-{}", uuid::Uuid::new_v4().simple()));
-        let cp = server::sealer::Checkpointer::new(
+        let cp = server::checkpoint::Checkpointer::new(
             Arc::new(Signer::generate("chartroom-test").unwrap()),
             DirStore::new(&dir),
             ORIGIN,
@@ -45,7 +45,8 @@ impl Log {
         log
     }
 
-    /// `n` audited reads, then seals everything queued (`n = 0`: nothing, not even sealing).
+    /// `n` audited reads, then sequences everything queued (`n = 0`: nothing, not even
+    /// sequencing).
     async fn reads(&self, n: usize) {
         if n == 0 {
             return;
@@ -59,7 +60,7 @@ impl Log {
                     .is_some()
             );
         }
-        self.store.seal_pending(Utc::now()).await.unwrap();
+        self.store.sequence_pending(Utc::now()).await.unwrap();
     }
 
     async fn checkpoint(&self) -> u64 {
@@ -104,12 +105,14 @@ impl Log {
     }
 
     async fn event_at(&self, su: &mut PgConnection, seq: i64) -> uuid::Uuid {
-        sqlx::query_scalar("select event_id from audit_seal where practice_id = $1 and seq = $2")
-            .bind(self.w.a.id)
-            .bind(seq)
-            .fetch_one(su)
-            .await
-            .unwrap()
+        sqlx::query_scalar(
+            "select event_id from audit_sequence where practice_id = $1 and seq = $2",
+        )
+        .bind(self.w.a.id)
+        .bind(seq)
+        .fetch_one(su)
+        .await
+        .unwrap()
     }
 }
 
@@ -134,17 +137,17 @@ async fn an_untouched_log_verifies_and_proofs_check_out() {
     let size = log.checkpoint().await;
     assert!(
         size >= 30,
-        "World's own events plus the reads are sealed: {size}"
+        "World's own events plus the reads are sequenced: {size}"
     );
     let out = log.verify().await;
     assert!(out.is_ok(), "{}", out.report);
     assert_eq!(out.report.events_checked, size);
     assert_eq!(out.report.checkpoints_matched, 1);
-    // Every event of both practices was sealed, gapless, per practice.
+    // Every event of both practices was sequenced, gapless, per practice.
     let mut su = log.db.superuser_unsafe().await;
     for p in [log.w.a.id, log.w.b.id] {
         let (n, max, pending): (i64, Option<i64>, i64) = sqlx::query_as(
-            "select count(*), max(seq), (select count(*) from audit_pending where practice_id = $1) from audit_seal where practice_id = $1",
+            "select count(*), max(seq), (select count(*) from audit_pending where practice_id = $1) from audit_sequence where practice_id = $1",
         )
         .bind(p)
         .fetch_one(&mut su)
@@ -214,8 +217,8 @@ async fn a_deleted_event_is_caught() {
         "{}",
         out.report
     );
-    // Deleting the seal as well leaves the same gap.
-    sqlx::query("delete from audit_seal where practice_id = $1 and seq = 7")
+    // Deleting the sequence row as well leaves the same gap.
+    sqlx::query("delete from audit_sequence where practice_id = $1 and seq = 7")
         .bind(log.w.a.id)
         .execute(&mut su)
         .await
@@ -241,16 +244,20 @@ async fn an_inserted_event_is_caught() {
     assert_eq!(out.unqueued_events, 1);
     assert!(!out.is_ok());
     // Inside the chain: renumber the tail and slip a forged event in at seq 10.
-    sqlx::query("update audit_seal set seq = seq + 100000 where practice_id = $1 and seq >= 10")
-        .bind(log.w.a.id)
-        .execute(&mut su)
-        .await
-        .unwrap();
-    sqlx::query("update audit_seal set seq = seq - 99999 where practice_id = $1 and seq >= 100000")
-        .bind(log.w.a.id)
-        .execute(&mut su)
-        .await
-        .unwrap();
+    sqlx::query(
+        "update audit_sequence set seq = seq + 100000 where practice_id = $1 and seq >= 10",
+    )
+    .bind(log.w.a.id)
+    .execute(&mut su)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update audit_sequence set seq = seq - 99999 where practice_id = $1 and seq >= 100000",
+    )
+    .bind(log.w.a.id)
+    .execute(&mut su)
+    .await
+    .unwrap();
     let forged = uuid::Uuid::new_v4();
     sqlx::query("insert into audit_event (practice_id, event_id, occurred_at, actor_id, action, outcome) values ($1, $2, now(), $3, 'patient.read', 'success')")
         .bind(log.w.a.id)
@@ -259,7 +266,7 @@ async fn an_inserted_event_is_caught() {
         .execute(&mut su)
         .await
         .unwrap();
-    sqlx::query("insert into audit_seal (practice_id, seq, event_id, chain_hash, leaf_hash, sealed_at) select practice_id, 10, $2, chain_hash, leaf_hash, now() from audit_seal where practice_id = $1 and seq = 11")
+    sqlx::query("insert into audit_sequence (practice_id, seq, event_id, chain_hash, leaf_hash, sequenced_at) select practice_id, 10, $2, chain_hash, leaf_hash, now() from audit_sequence where practice_id = $1 and seq = 11")
         .bind(log.w.a.id)
         .bind(forged)
         .execute(&mut su)
@@ -276,7 +283,7 @@ async fn reordered_events_are_caught() {
     let mut su = log.attacker().await;
     let p = log.w.a.id;
     for (from, to) in [(3, 999_999), (4, 3), (999_999, 4)] {
-        sqlx::query("update audit_seal set seq = $3 where practice_id = $1 and seq = $2")
+        sqlx::query("update audit_sequence set seq = $3 where practice_id = $1 and seq = $2")
             .bind(p)
             .bind(from)
             .bind(to)
@@ -298,13 +305,13 @@ async fn a_truncated_tail_is_caught_even_back_to_an_earlier_consistent_state() {
     // Cut the log back to exactly what the first checkpoint signed: internally consistent.
     let mut su = log.attacker().await;
     let p = log.w.a.id;
-    sqlx::query("delete from audit_event e using audit_seal s where s.practice_id = $1 and e.practice_id = $1 and e.event_id = s.event_id and s.seq >= $2")
+    sqlx::query("delete from audit_event e using audit_sequence s where s.practice_id = $1 and e.practice_id = $1 and e.event_id = s.event_id and s.seq >= $2")
         .bind(p)
         .bind(i64::try_from(first).unwrap())
         .execute(&mut su)
         .await
         .unwrap();
-    sqlx::query("delete from audit_seal where practice_id = $1 and seq >= $2")
+    sqlx::query("delete from audit_sequence where practice_id = $1 and seq >= $2")
         .bind(p)
         .bind(i64::try_from(first).unwrap())
         .execute(&mut su)
@@ -368,7 +375,7 @@ async fn retention_prunes_only_rows_older_than_six_years_and_stays_verifiable() 
     let now = Utc::now();
     let six_years = Duration::days(6 * 365 + 1);
     // The practice's own first events (its creation, members, a patient) date from eight
-    // years ago; they are queued, not yet sealed, so moving them back is still honest here.
+    // years ago; they are queued, not yet sequenced, so moving them back is still honest here.
     su.execute("set session_replication_role = replica")
         .await
         .unwrap();
@@ -398,11 +405,11 @@ async fn retention_prunes_only_rows_older_than_six_years_and_stays_verifiable() 
                 .unwrap();
         }
     }
-    log.store.seal_pending(now).await.unwrap();
+    log.store.sequence_pending(now).await.unwrap();
     log.reads(3).await;
     log.checkpoint().await;
     let owner = log.db.owner().await;
-    let sign = |h: &store::seal::TreeHead| -> Result<(), String> {
+    let sign = |h: &store::sequence::TreeHead| -> Result<(), String> {
         let cp = audit::Checkpoint::new(origin(ORIGIN, p.as_uuid()), h.size, h.root)
             .with_chain_head(&h.chain_head);
         let note = log.cp.signer.sign(&cp).map_err(|e| e.to_string())?;
@@ -497,7 +504,7 @@ async fn retention_prunes_only_rows_older_than_six_years_and_stays_verifiable() 
 }
 
 #[tokio::test]
-async fn many_practices_seal_in_parallel_without_gaps() {
+async fn many_practices_are_sequenced_in_parallel_without_gaps() {
     let db = TestDb::new().await;
     let w = World::build(&db).await;
     let store = db.store().await;
@@ -516,30 +523,30 @@ async fn many_practices_seal_in_parallel_without_gaps() {
             }
         }));
     }
-    // Seal concurrently with the appends.
-    let sealer = {
+    // Sequence concurrently with the appends.
+    let sequencer = {
         let store = store.clone();
         tokio::spawn(async move {
             for _ in 0..20 {
-                store.seal_pending(Utc::now()).await.unwrap();
+                store.sequence_pending(Utc::now()).await.unwrap();
             }
         })
     };
     for t in tasks {
         t.await.unwrap();
     }
-    sealer.await.unwrap();
-    while store.seal_pending(Utc::now()).await.unwrap() > 0 {}
+    sequencer.await.unwrap();
+    while store.sequence_pending(Utc::now()).await.unwrap() > 0 {}
     let mut su = db.superuser_unsafe().await;
     for p in [w.a.id, w.b.id] {
         let (n, max, events): (i64, Option<i64>, i64) = sqlx::query_as(
-            "select count(*), max(seq), (select count(*) from audit_event where practice_id = $1) from audit_seal where practice_id = $1",
+            "select count(*), max(seq), (select count(*) from audit_event where practice_id = $1) from audit_sequence where practice_id = $1",
         )
         .bind(p)
         .fetch_one(&mut su)
         .await
         .unwrap();
-        assert_eq!(n, events, "every event sealed once");
+        assert_eq!(n, events, "every event sequenced once");
         assert_eq!(max, Some(n - 1), "gapless");
     }
 }

@@ -1,6 +1,6 @@
 //! Issue 14.2, the tail of the audit log, through the real binary on its embedded cluster: a
 //! database superuser with triggers off (`session_replication_role = replica`) cuts the
-//! newest events — alone, or with their seals and tree nodes, or below the last signed
+//! newest events — alone, or with their sequence rows and tree nodes, or below the last signed
 //! checkpoint — and `chartroom audit verify`, `chartroom audit checkpoint` and the next
 //! `chartroom serve` must notice; a clean shutdown must leave every event under a signed
 //! checkpoint; and the checkpoints' mirrors must outlive a rewritten checkpoint directory.
@@ -181,12 +181,12 @@ impl Tail {
         cluster.stop().await.unwrap();
     }
 
-    /// Sealed size, queued events and events of the installation log.
+    /// Sequenced size, queued events and events of the installation log.
     async fn log_state(&self) -> (u64, u64, u64) {
         let (cluster, mut su) = self.database().await;
-        let sealed = count(
+        let sequenced = count(
             &mut su,
-            "select coalesce(max(seq) + 1, 0) from audit_seal where practice_id = $1",
+            "select coalesce(max(seq) + 1, 0) from audit_sequence where practice_id = $1",
         )
         .await;
         let queued = count(
@@ -201,7 +201,7 @@ impl Tail {
         .await;
         drop(su);
         cluster.stop().await.unwrap();
-        (sealed, queued, events)
+        (sequenced, queued, events)
     }
 
     /// Sizes of the signed checkpoints of `practice` in the checkpoint directory.
@@ -235,15 +235,15 @@ async fn count(su: &mut PgConnection, sql: &str) -> u64 {
     u64::try_from(n).unwrap()
 }
 
-/// Deletes the installation log's events from `from` on (sealed or still queued) and their
-/// queue entries — and with `seals`, their seals and every tree node over them, leaving a
-/// shorter log that is consistent in itself.
-async fn cut(su: &mut PgConnection, from: u64, seals: bool) {
+/// Deletes the installation log's events from `from` on (sequenced or still queued) and their
+/// queue entries — and with `sequence_rows`, their sequence rows and every tree node over
+/// them, leaving a shorter log that is consistent in itself.
+async fn cut(su: &mut PgConnection, from: u64, sequence_rows: bool) {
     let from = i64::try_from(from).unwrap();
     sqlx::query(
         "delete from audit_event e where e.practice_id = $1 and (
-             exists (select 1 from audit_seal s where s.practice_id = $1 and s.event_id = e.event_id and s.seq >= $2)
-             or not exists (select 1 from audit_seal s where s.practice_id = $1 and s.event_id = e.event_id))",
+             exists (select 1 from audit_sequence s where s.practice_id = $1 and s.event_id = e.event_id and s.seq >= $2)
+             or not exists (select 1 from audit_sequence s where s.practice_id = $1 and s.event_id = e.event_id))",
     )
     .bind(LOG)
     .bind(from)
@@ -255,8 +255,8 @@ async fn cut(su: &mut PgConnection, from: u64, seals: bool) {
         .execute(&mut *su)
         .await
         .unwrap();
-    if seals {
-        sqlx::query("delete from audit_seal where practice_id = $1 and seq >= $2")
+    if sequence_rows {
+        sqlx::query("delete from audit_sequence where practice_id = $1 and seq >= $2")
             .bind(LOG)
             .bind(from)
             .execute(&mut *su)
@@ -304,11 +304,11 @@ fn about(out: &str, practice: Uuid) -> String {
 #[tokio::test]
 async fn a_clean_shutdown_leaves_every_event_under_a_signed_checkpoint() {
     let tail = Tail::new(false).await;
-    let (sealed, queued, events) = tail.log_state().await;
+    let (sequenced, queued, events) = tail.log_state().await;
     assert_eq!(
-        (sealed, queued),
+        (sequenced, queued),
         (events, 0),
-        "everything was sealed before the stop"
+        "everything was sequenced before the stop"
     );
     assert_eq!(
         tail.checkpoints(LOG).last().copied(),
@@ -324,29 +324,29 @@ async fn a_clean_shutdown_leaves_every_event_under_a_signed_checkpoint() {
     assert!(ok, "{out}");
 }
 
-// issue 14.2 (a): the newest events deleted, their seals left.
+// issue 14.2 (a): the newest events deleted, their sequence rows left.
 #[tokio::test]
 async fn deleting_the_newest_events_is_caught() {
     let tail = Tail::new(false).await;
     tail.tamper(async |su| cut(su, tail.events - 2, false).await)
         .await;
     let problem = format!(
-        "events {} to {} are sealed but their rows are missing",
+        "events {} to {} are sequenced but their rows are missing",
         tail.events - 2,
         tail.events - 1
     );
     assert_caught(&tail, &tail.verify().await, &problem);
 }
 
-// issue 14.2 (b): the newest events cut with their seals and tree nodes, above the checkpoint
-// the cadence signed — what is left is consistent in itself.
+// issue 14.2 (b): the newest events cut with their sequence rows and tree nodes, above the
+// checkpoint the cadence signed — what is left is consistent in itself.
 #[tokio::test]
-async fn cutting_the_newest_events_with_their_seals_and_nodes_is_caught() {
+async fn cutting_the_newest_events_with_their_sequence_rows_and_nodes_is_caught() {
     let tail = Tail::new(false).await;
     tail.tamper(async |su| cut(su, tail.first, true).await)
         .await;
-    let (sealed, _, events) = tail.log_state().await;
-    assert_eq!((sealed, events), (tail.first, tail.first));
+    let (sequenced, _, events) = tail.log_state().await;
+    assert_eq!((sequenced, events), (tail.first, tail.first));
     let problem = format!(
         "log truncated: it ends at event {}, but a signed checkpoint covers {} events",
         tail.first - 1,
@@ -440,25 +440,25 @@ async fn a_rewritten_checkpoint_directory_is_caught_from_the_mirrors() {
     assert_eq!(tail.checkpoints(LOG).last().copied(), Some(tail.first));
 }
 
-// issue 14.2: one practice whose events cannot be sealed does not stop sealing of the others,
-// and `audit verify` reports queue entries whose events are gone or already sealed.
+// issue 14.2: one practice whose events cannot be sequenced does not stop sequencing of the
+// others, and `audit verify` reports queue entries whose events are gone or already sequenced.
 #[tokio::test]
-async fn one_practice_that_cannot_be_sealed_does_not_stop_the_others() {
+async fn one_practice_that_cannot_be_sequenced_does_not_stop_the_others() {
     let db = testkit::TestDb::new().await;
     let w = testkit::World::build(&db).await;
     let store = db.store().await;
-    // Sessions first: signing in may append events of its own, sealed before the tampering.
+    // Sessions first: signing in may append events of its own, sequenced before the tampering.
     let token_a = testkit::session_token(&store, w.a.user("reception")).await;
     let token_b = testkit::session_token(&store, w.b.user("reception")).await;
     let now = chrono::Utc::now();
-    store.seal_pending(now).await.unwrap();
+    store.sequence_pending(now).await.unwrap();
     let (a, b) = (w.a.id, w.b.id);
     let mut su = db.superuser_unsafe().await;
     su.execute("set session_replication_role = replica")
         .await
         .unwrap();
-    // A: an event already sealed is queued again around Chartroom.
-    sqlx::query("insert into audit_pending (practice_id, event_id) select practice_id, event_id from audit_seal where practice_id = $1 and seq = 0")
+    // A: an event already sequenced is queued again around Chartroom.
+    sqlx::query("insert into audit_pending (practice_id, event_id) select practice_id, event_id from audit_sequence where practice_id = $1 and seq = 0")
         .bind(a)
         .execute(&mut su)
         .await
@@ -473,18 +473,18 @@ async fn one_practice_that_cannot_be_sealed_does_not_stop_the_others() {
             .unwrap()
             .expect("the patient");
     }
-    // B: its newest event is deleted before it is sealed.
+    // B: its newest event is deleted before it is sequenced.
     sqlx::query("delete from audit_event where practice_id = $1 and event_id = (select event_id from audit_pending where practice_id = $1 order by pos desc limit 1)")
         .bind(b)
         .execute(&mut su)
         .await
         .unwrap();
-    let pass = store.seal_pending_each(now).await.unwrap();
+    let pass = store.sequence_pending_each(now).await.unwrap();
     assert_eq!(pass.failed.len(), 1, "{:?}", pass.failed);
     assert_eq!(pass.failed[0].0, a);
-    assert_eq!(pass.sealed, 1, "B's remaining event was sealed");
+    assert_eq!(pass.sequenced, 1, "B's remaining event was sequenced");
     assert!(
-        store.seal_pending(now).await.is_err(),
+        store.sequence_pending(now).await.is_err(),
         "the failure is still reported"
     );
 
@@ -502,9 +502,9 @@ async fn one_practice_that_cannot_be_sealed_does_not_stop_the_others() {
             .unwrap()
     };
     let out = verify(a).await;
-    assert_eq!((out.queued_sealed, out.queued_missing), (1, 0));
+    assert_eq!((out.queued_sequenced, out.queued_missing), (1, 0));
     assert!(!out.is_ok());
     let out = verify(b).await;
-    assert_eq!((out.queued_sealed, out.queued_missing), (0, 1));
+    assert_eq!((out.queued_sequenced, out.queued_missing), (0, 1));
     assert!(!out.is_ok());
 }

@@ -720,7 +720,7 @@ async fn shredding_makes_rows_unreadable_and_the_audit_log_still_verifies() {
     .await
     .unwrap();
     assert_eq!(shred, 1);
-    store.seal_pending(Utc::now()).await.unwrap();
+    store.sequence_pending(Utc::now()).await.unwrap();
     let outcome = owner
         .verify_practice(
             f.w.a.id,

@@ -36,10 +36,10 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             .execute(&mut su)
             .await
             .unwrap();
-        // Rows for the audit chain tables and disclosures (visibility fixtures only: the sealer
-        // has its own tests).
+        // Rows for the audit chain tables and disclosures (visibility fixtures only: the
+        // sequencer has its own tests).
         for sql in [
-            "insert into audit_seal (practice_id, seq, event_id, chain_hash, leaf_hash, sealed_at) values ($1, 0, gen_random_uuid(), sha256('x'), sha256('y'), now())",
+            "insert into audit_sequence (practice_id, seq, event_id, chain_hash, leaf_hash, sequenced_at) values ($1, 0, gen_random_uuid(), sha256('x'), sha256('y'), now())",
             "insert into audit_node (practice_id, level, idx, hash) values ($1, 1, 0, sha256('z'))",
             "insert into audit_prune (practice_id, seq, chain_hash, pruned_at) values ($1, 1, sha256('p'), now())",
             // A crypto-shredding tombstone (the data keys and search tokens already exist).

@@ -163,13 +163,13 @@ impl Fx {
         .unwrap()
     }
 
-    /// Seals everything, signs a checkpoint and verifies A's log.
+    /// Sequences everything, signs a checkpoint and verifies A's log.
     async fn verify_audit(&self) -> store::audit::VerifyOutcome {
         let now = self.app.clock.now();
-        self.app.store.seal_pending(now).await.unwrap();
+        self.app.store.sequence_pending(now).await.unwrap();
         let dir =
             std::env::temp_dir().join(format!("chartroom-ret-{}", uuid::Uuid::new_v4().simple()));
-        let cp = server::sealer::Checkpointer::new(
+        let cp = server::checkpoint::Checkpointer::new(
             Arc::new(Signer::generate("chartroom-test").unwrap()),
             DirStore::new(&dir),
             ORIGIN,

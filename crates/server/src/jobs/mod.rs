@@ -1,12 +1,12 @@
-//! Background work: the one home of every job `serve` runs — the audit [`sequencer`] (sealing
-//! and signed checkpoints), the [`sweep`] of expired passkey ceremonies, the daily
+//! Background work: the one home of every job `serve` runs — the audit [`sequencer`]
+//! (sequencing and signed checkpoints), the [`sweep`] of expired passkey ceremonies, the daily
 //! [`retention`] run, and the jobs later issues add — and the one way to start, stop and
 //! report them.
 //!
 //! # Shape of a job
 //!
 //! A [`Job`] is a loop over [`JobContext::tick`], which returns `false` once the job is asked
-//! to stop; the job then finishes what it owes (the sequencer seals what is queued and signs
+//! to stop; the job then finishes what it owes (the sequencer sequences what is queued and signs
 //! the last checkpoints) and returns. After each pass it [reports](JobContext::report) its
 //! outcome, which [`Jobs::status`] shows: passes, failures, the last success and the last
 //! error. Jobs log their own failures (with their own alert targets); a report only records.
@@ -16,7 +16,7 @@
 //!
 //! [`Jobs::stop`] stops the jobs in the reverse order of their start, each awaited before the
 //! next. Start the jobs others depend on first: the sequencer is started before retention, so
-//! retention's last purge events are queued before the sequencer's final pass seals and
+//! retention's last purge events are queued before the sequencer's final pass sequences and
 //! checkpoints them. Dropping [`Jobs`] without `stop` signals every job to stop without
 //! waiting for any.
 //!
@@ -222,7 +222,7 @@ impl Jobs {
             let state = match inner.await {
                 Ok(()) => JobState::Stopped,
                 Err(e) => {
-                    tracing::error!(target: crate::sealer::ALERT_TARGET, job = name, error = %e, "a background job failed and no longer runs");
+                    tracing::error!(target: crate::checkpoint::ALERT_TARGET, job = name, error = %e, "a background job failed and no longer runs");
                     JobState::Panicked
                 }
             };

@@ -1,17 +1,18 @@
 //! The audit sequencer: gives queued audit events their place in each practice's log and
 //! signs checkpoints of it.
 //!
-//! Every `interval` it seals the queued audit events of every practice (gapless sequence
-//! number, hash chain and Merkle tree, see [`store::seal`]) and, for each practice whose log
-//! grew by the checkpointer's `every_events` or whose last checkpoint is older than its
+//! Every `interval` it sequences the queued audit events of every practice (gapless sequence
+//! number, hash chain and Merkle tree, see [`store::sequence`]) and, for each practice whose
+//! log grew by the checkpointer's `every_events` or whose last checkpoint is older than its
 //! `every`, signs a C2SP checkpoint ([`Checkpointer::checkpoint`]) into the checkpoint
 //! directory and every mirror. When it is stopped (a clean shutdown of the server: stop the
-//! request listener and the jobs that append events first) it seals whatever is still queued
-//! and checkpoints every practice whose log grew, so no sealed event is left outside a signed
-//! checkpoint. Sealing is bounded: an event waits at most about one `interval` (plus the time
-//! to seal what came before it). One practice whose events cannot be sealed or checkpointed is
-//! reported (once while it lasts, on the alert target when it means tampering) and the others
-//! go on; the pass then reports a failure to [`super::Jobs`].
+//! request listener and the jobs that append events first) it sequences whatever is still
+//! queued and checkpoints every practice whose log grew, so no sequenced event is left outside
+//! a signed checkpoint. Sequencing is bounded: an event waits at most about one `interval`
+//! (plus the time to sequence what came before it). One practice whose events cannot be
+//! sequenced or checkpointed is reported (once while it lasts, on the alert target when it
+//! means tampering) and the others go on; the pass then reports a failure to
+//! [`super::Jobs`].
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -20,11 +21,11 @@ use domain::{Clock, PracticeId};
 use store::Store;
 
 use super::{Job, JobContext};
-use crate::sealer::{ALERT_TARGET, CheckpointError, Checkpointer, report};
+use crate::checkpoint::{ALERT_TARGET, CheckpointError, Checkpointer, report};
 
-/// Sealing passes at shutdown before the last checkpoints are signed (each seals up to
-/// [`store::seal::SEAL_BATCH`] events per practice; the listener is closed by then).
-const FINAL_SEAL_PASSES: usize = 1_000;
+/// Sequencing passes at shutdown before the last checkpoints are signed (each sequences up to
+/// [`store::sequence::SEQUENCE_BATCH`] events per practice; the listener is closed by then).
+const FINAL_SEQUENCE_PASSES: usize = 1_000;
 
 /// The sequencer job, as the runtime role (no actor; it reads and writes audit tables only).
 #[derive(Debug)]
@@ -35,8 +36,8 @@ pub struct Sequencer {
 }
 
 impl Sequencer {
-    /// Seals every `interval` on `db`; signs checkpoints with `checkpointer` on its cadence
-    /// (none: sealing only).
+    /// Sequences every `interval` on `db`; signs checkpoints with `checkpointer` on its
+    /// cadence (none: sequencing only).
     #[must_use]
     pub fn new(db: Store, interval: Duration, checkpointer: Option<Checkpointer>) -> Self {
         Self {
@@ -63,18 +64,18 @@ impl Job for Sequencer {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while ctx.tick(&mut tick).await {
-            let n = cadence.seal(&db, clock.as_ref()).await;
+            let n = cadence.sequence(&db, clock.as_ref()).await;
             if n > 0 {
-                tracing::debug!(sealed = n, "sealed audit events");
+                tracing::debug!(sequenced = n, "sequenced audit events");
             }
             if let Some(cp) = &checkpointer {
                 cadence.checkpoint(&db, cp, false).await;
             }
             ctx.report(cadence.outcome());
         }
-        // Clean shutdown: nothing sealed stays outside a signed checkpoint.
-        for _ in 0..FINAL_SEAL_PASSES {
-            if cadence.seal(&db, clock.as_ref()).await == 0 {
+        // Clean shutdown: nothing sequenced stays outside a signed checkpoint.
+        for _ in 0..FINAL_SEQUENCE_PASSES {
+            if cadence.sequence(&db, clock.as_ref()).await == 0 {
                 break;
             }
         }
@@ -82,7 +83,7 @@ impl Job for Sequencer {
             let n = cadence.checkpoint(&db, cp, true).await;
             tracing::info!(
                 practices = n,
-                "audit logs sealed and checkpointed at shutdown"
+                "audit logs sequenced and checkpointed at shutdown"
             );
         }
         ctx.report(cadence.outcome());
@@ -95,37 +96,38 @@ impl Job for Sequencer {
 struct Cadence {
     last: HashMap<PracticeId, (u64, Instant)>,
     reported: HashMap<PracticeId, std::mem::Discriminant<CheckpointError>>,
-    seal_failing: HashSet<PracticeId>,
+    sequence_failing: HashSet<PracticeId>,
     /// A failure of the current pass that is not one practice's (listing, a whole pass).
     pass_error: Option<String>,
 }
 
 impl Cadence {
-    /// Seals every practice's queued events; a practice that fails is reported (once while
-    /// it keeps failing) and the others are sealed. Returns how many events were sealed.
-    async fn seal(&mut self, db: &Store, clock: &dyn Clock) -> u64 {
-        match db.seal_pending_each(clock.now()).await {
+    /// Sequences every practice's queued events; a practice that fails is reported (once
+    /// while it keeps failing) and the others are sequenced. Returns how many events were
+    /// sequenced.
+    async fn sequence(&mut self, db: &Store, clock: &dyn Clock) -> u64 {
+        match db.sequence_pending_each(clock.now()).await {
             Ok(pass) => {
                 let failing: HashSet<PracticeId> = pass.failed.iter().map(|f| f.0).collect();
                 for (practice, e) in &pass.failed {
-                    if self.seal_failing.contains(practice) {
+                    if self.sequence_failing.contains(practice) {
                         continue;
                     }
                     if matches!(
                         e,
                         store::StoreError::Corrupt(_) | store::StoreError::Conflict(_)
                     ) {
-                        tracing::error!(target: ALERT_TARGET, %practice, error = %e, "this practice's audit events cannot be sealed (changed around Chartroom); the others were sealed");
+                        tracing::error!(target: ALERT_TARGET, %practice, error = %e, "this practice's audit events cannot be sequenced (changed around Chartroom); the others were sequenced");
                     } else {
-                        tracing::error!(%practice, error = %e, "sealing this practice's audit events failed; the others were sealed");
+                        tracing::error!(%practice, error = %e, "sequencing this practice's audit events failed; the others were sequenced");
                     }
                 }
-                self.seal_failing = failing;
-                pass.sealed
+                self.sequence_failing = failing;
+                pass.sequenced
             }
             Err(e) => {
-                tracing::error!(error = %e, "sealing audit events failed");
-                self.pass_error = Some(format!("sealing audit events failed: {e}"));
+                tracing::error!(error = %e, "sequencing audit events failed");
+                self.pass_error = Some(format!("sequencing audit events failed: {e}"));
                 0
             }
         }
@@ -195,12 +197,12 @@ impl Cadence {
         if let Some(e) = self.pass_error.take() {
             return Err(e);
         }
-        let (seal, checkpoint) = (self.seal_failing.len(), self.reported.len());
-        if seal + checkpoint == 0 {
+        let (sequence, checkpoint) = (self.sequence_failing.len(), self.reported.len());
+        if sequence + checkpoint == 0 {
             Ok(())
         } else {
             Err(format!(
-                "{seal} practice(s) cannot be sealed, {checkpoint} cannot be checkpointed"
+                "{sequence} practice(s) cannot be sequenced, {checkpoint} cannot be checkpointed"
             ))
         }
     }

@@ -39,7 +39,7 @@ pub(crate) struct ReportQuery {
 /// One audit event.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct AuditEventView {
-    /// Position in the practice's hash chain, once sealed.
+    /// Position in the practice's hash chain, once sequenced.
     seq: Option<i64>,
     /// Event id.
     event_id: AuditEventId,
@@ -246,7 +246,7 @@ fn b64(h: &[u8]) -> String {
 pub(crate) struct InclusionQuery {
     /// The event's sequence number (its leaf index).
     seq: u64,
-    /// The tree size (default: everything sealed so far).
+    /// The tree size (default: everything sequenced so far).
     size: Option<u64>,
 }
 
@@ -288,9 +288,9 @@ pub(crate) async fn audit_inclusion(
 ) -> Result<Json<InclusionView>, AppError> {
     let mut tx = ctx.tx;
     let practice = tx.practice();
-    let p = store::seal::inclusion_proof(&mut tx, q.seq, q.size)
+    let p = store::sequence::inclusion_proof(&mut tx, q.seq, q.size)
         .await?
-        .ok_or(AppError::NotFound("sealed event at that position"))?;
+        .ok_or(AppError::NotFound("sequenced event at that position"))?;
     tx.audit_details(
         AuditAction::AuditProof,
         None,
@@ -316,7 +316,7 @@ pub(crate) async fn audit_inclusion(
 pub(crate) struct ConsistencyQuery {
     /// The earlier tree size (≥ 1).
     first: u64,
-    /// The later tree size (default: everything sealed so far).
+    /// The later tree size (default: everything sequenced so far).
     second: Option<u64>,
 }
 
@@ -345,7 +345,7 @@ pub(crate) async fn audit_consistency(
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyView>, AppError> {
     let mut tx = ctx.tx;
-    let p = store::seal::consistency_proof(&mut tx, q.first, q.second)
+    let p = store::sequence::consistency_proof(&mut tx, q.first, q.second)
         .await?
         .ok_or(AppError::NotFound("pair of tree sizes"))?;
     tx.audit_details(

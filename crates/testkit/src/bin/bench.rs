@@ -46,7 +46,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// Audited writes per second with the hash chain (queue + sealer running) vs. a plain
+    /// Audited writes per second with the hash chain (queue + sequencer running) vs. a plain
     /// audit insert, at 8 writers in one practice and spread over 8 practices.
     AuditAppend {
         /// Seconds per measurement.
@@ -67,10 +67,10 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
-    /// The sealer's cost with signed checkpoints: audited writes per second over 8 practices
-    /// with `serve`'s sealer running without checkpoints, at the former cadence (1000 events
-    /// or 60 s) and at the current one (100 events or 5 s, plus a mirror directory); then the
-    /// latency of one checkpoint.
+    /// The sequencer's cost with signed checkpoints: audited writes per second over 8
+    /// practices with `serve`'s sequencer running without checkpoints, at the former cadence
+    /// (1000 events or 60 s) and at the current one (100 events or 5 s, plus a mirror
+    /// directory); then the latency of one checkpoint.
     AuditCheckpoints {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 6)]
@@ -432,13 +432,13 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
         "audited writes (patient create + audit event + commit), 8 writers, {seconds} s per run, {rounds} rounds"
     );
     println!(
-        "{:>10} {:>12} {:>12} {:>10} {:>14}",
-        "spread", "plain/s", "chain/s", "cost", "sealer backlog"
+        "{:>10} {:>12} {:>12} {:>10} {:>17}",
+        "spread", "plain/s", "chain/s", "cost", "sequencer backlog"
     );
     for spread in [1_usize, 8] {
         let (mut best_plain, mut best_chain, mut backlog) = (0.0_f64, 0.0_f64, 0_i64);
         for _ in 0..rounds {
-            // Plain: the audit insert alone (the queue trigger off, no sealer).
+            // Plain: the audit insert alone (the queue trigger off, no sequencer).
             sqlx::query("alter table audit_event disable trigger audit_event_queue")
                 .execute(&mut su)
                 .await?;
@@ -447,31 +447,31 @@ async fn audit_append(seconds: u64, rounds: usize) -> anyhow::Result<()> {
             sqlx::query("alter table audit_event enable trigger audit_event_queue")
                 .execute(&mut su)
                 .await?;
-            // Chain: queue trigger on and the sealer running every 100 ms, as in `serve`.
-            store.seal_pending(chrono::Utc::now()).await?;
-            let sealer_store = store.clone();
+            // Chain: queue trigger on and the sequencer running every 100 ms, as in `serve`.
+            store.sequence_pending(chrono::Utc::now()).await?;
+            let sequencer_store = store.clone();
             let stop = Arc::new(AtomicBool::new(false));
-            let sealer_stop = Arc::clone(&stop);
-            let sealer = tokio::spawn(async move {
-                while !sealer_stop.load(Ordering::Relaxed) {
-                    let _ = sealer_store.seal_pending(chrono::Utc::now()).await;
+            let sequencer_stop = Arc::clone(&stop);
+            let sequencer = tokio::spawn(async move {
+                while !sequencer_stop.load(Ordering::Relaxed) {
+                    let _ = sequencer_store.sequence_pending(chrono::Utc::now()).await;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             });
             let chain = run_for(8, seconds, writes(store.clone(), Arc::clone(&practices))).await;
             stop.store(true, Ordering::Relaxed);
-            let _ = sealer.await;
+            let _ = sequencer.await;
             backlog = backlog.max(
                 sqlx::query_scalar::<_, i64>("select count(*) from audit_pending")
                     .fetch_one(&mut su)
                     .await?,
             );
-            while store.seal_pending(chrono::Utc::now()).await? > 0 {}
+            while store.sequence_pending(chrono::Utc::now()).await? > 0 {}
             best_plain = best_plain.max(plain);
             best_chain = best_chain.max(chain);
         }
         println!(
-            "{:>10} {best_plain:>12.0} {best_chain:>12.0} {:>9.1}% {backlog:>14}",
+            "{:>10} {best_plain:>12.0} {best_chain:>12.0} {:>9.1}% {backlog:>17}",
             if spread == 1 {
                 "1 practice"
             } else {
@@ -523,18 +523,18 @@ async fn audit_verify(events: i64, runs: usize) -> anyhow::Result<()> {
     );
     let store = db.store().await;
     let started = Instant::now();
-    let mut sealed = 0;
+    let mut sequenced = 0;
     loop {
-        let n = store.seal_practice(p, chrono::Utc::now()).await?;
+        let n = store.sequence_practice(p, chrono::Utc::now()).await?;
         if n == 0 {
             break;
         }
-        sealed += n;
+        sequenced += n;
     }
     #[allow(clippy::cast_precision_loss, reason = "display")]
-    let seal_rate = sealed as f64 / started.elapsed().as_secs_f64();
+    let sequence_rate = sequenced as f64 / started.elapsed().as_secs_f64();
     println!(
-        "sealed {sealed} events in {:.1} s ({seal_rate:.0} events/s)",
+        "sequenced {sequenced} events in {:.1} s ({sequence_rate:.0} events/s)",
         started.elapsed().as_secs_f64()
     );
     let signer = audit::checkpoint::Signer::generate("bench")?;
@@ -551,7 +551,7 @@ async fn audit_verify(events: i64, runs: usize) -> anyhow::Result<()> {
             let plan: Vec<String> = sqlx::query_scalar(
                 "explain (analyze, timing off) select s.seq, s.chain_hash, s.leaf_hash, e.event_id, e.occurred_at, e.actor_id, e.patient_id,
                         e.action, e.outcome, e.object_type, e.object_id, e.request_id, e.details::text
-                   from audit_seal s left join audit_event e on e.practice_id = s.practice_id and e.event_id = s.event_id
+                   from audit_sequence s left join audit_event e on e.practice_id = s.practice_id and e.event_id = s.event_id
                   where s.practice_id = $1 and s.seq >= 0 order by s.seq",
             )
             .bind(p)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use audit::checkpoint::Signer;
 use audit::store::DirStore;
-use server::sealer::{Checkpointer, Place};
+use server::checkpoint::{Checkpointer, Place};
 use testkit::{TestDb, World};
 
 use crate::{audited_writes, eight_practices, run_for};
@@ -58,7 +58,7 @@ pub(crate) async fn audit_checkpoints(seconds: u64, rounds: usize) -> anyhow::Re
     let store = store::Store::connect_runtime(db.runtime_options().await, 16)
         .await?
         .with_keyring(db.keyring(pgcluster::DbRole::Runtime).await);
-    store.seal_pending(chrono::Utc::now()).await?;
+    store.sequence_pending(chrono::Utc::now()).await?;
     // Each writer enters its practice through a real session, as `POST …/patients` does.
     let mut sessions = Vec::new();
     for (p, u) in practices.iter() {
@@ -70,13 +70,13 @@ pub(crate) async fn audit_checkpoints(seconds: u64, rounds: usize) -> anyhow::Re
         uuid::Uuid::new_v4().simple()
     ));
     let modes: [(&str, Option<Mode>); 3] = [
-        ("sealer, no checkpoints", None),
+        ("sequencer, no checkpoints", None),
         ("1000 events / 60 s", Some(((1000, 60), false))),
         ("100 events / 5 s + mirror", Some(((100, 5), true))),
     ];
     let mut best = [(0.0_f64, 0_usize); 3];
     println!(
-        "audited writes (patient create + audit event + commit), 8 writers over 8 practices, serve's sealer every 250 ms, {seconds} s per run, {rounds} rounds"
+        "audited writes (patient create + audit event + commit), 8 writers over 8 practices, serve's sequencer every 250 ms, {seconds} s per run, {rounds} rounds"
     );
     for round in 0..rounds {
         // The order rotates from round to round, so a growing table or a busy neighbour does
@@ -129,7 +129,7 @@ pub(crate) async fn audit_checkpoints(seconds: u64, rounds: usize) -> anyhow::Re
     let mut times = Vec::new();
     for i in 0..201_u64 {
         anyhow::ensure!(write(0, i).await, "an audited write failed");
-        store.seal_practice(p, chrono::Utc::now()).await?;
+        store.sequence_practice(p, chrono::Utc::now()).await?;
         let t = Instant::now();
         cp.checkpoint(&store, p).await?;
         times.push(t.elapsed());

@@ -1,10 +1,10 @@
-//! The sealer: gives each practice's queued audit events their place in the practice's hash
-//! chain and Merkle tree, and serves proofs from the stored tree.
+//! The sequencer: gives each practice's queued audit events their place in the practice's
+//! hash chain and Merkle tree, and serves proofs from the stored tree.
 //!
-//! One sealer per practice at a time (a transaction-scoped advisory lock keyed on the
-//! practice), so practices seal in parallel and a busy practice never serializes another;
-//! requests never touch the chain head. Sealing runs as the runtime role with no actor set:
-//! row-level security limits it to one practice per transaction.
+//! One sequencer per practice at a time (a transaction-scoped advisory lock keyed on the
+//! practice), so practices are sequenced in parallel and a busy practice never serializes
+//! another; requests never touch the chain head. Sequencing runs as the runtime role with no
+//! actor set: row-level security limits it to one practice per transaction.
 
 use std::collections::HashMap;
 
@@ -22,8 +22,8 @@ use sqlx::postgres::PgRow;
 
 use crate::{OwnerStore, Store, StoreError, TenantTx};
 
-/// Events sealed per practice per transaction.
-pub const SEAL_BATCH: i64 = 2_000;
+/// Events sequenced per practice per transaction.
+pub const SEQUENCE_BATCH: i64 = 2_000;
 
 fn to_hash(v: &[u8]) -> Result<Hash, StoreError> {
     v.try_into()
@@ -72,7 +72,7 @@ pub(crate) fn event_from_row(
     })
 }
 
-/// Reads the stored tree nodes `wanted` (level 0 from `audit_seal`, higher levels from
+/// Reads the stored tree nodes `wanted` (level 0 from `audit_sequence`, higher levels from
 /// `audit_node`) in one query.
 pub(crate) async fn fetch_nodes(
     conn: &mut PgConnection,
@@ -88,7 +88,7 @@ pub(crate) async fn fetch_nodes(
         "select w.level, w.idx, coalesce(n.hash, s.leaf_hash)
            from unnest($2::smallint[], $3::bigint[]) as w(level, idx)
            left join audit_node n on n.practice_id = $1 and w.level > 0 and n.level = w.level and n.idx = w.idx
-           left join audit_seal s on s.practice_id = $1 and w.level = 0 and s.seq = w.idx
+           left join audit_sequence s on s.practice_id = $1 and w.level = 0 and s.seq = w.idx
           where coalesce(n.hash, s.leaf_hash) is not null",
     )
     .bind(practice)
@@ -105,13 +105,13 @@ pub(crate) async fn fetch_nodes(
     Ok(map)
 }
 
-/// The sealed size of a practice's log and the chain hash of its last event.
+/// The sequenced size of a practice's log and the chain hash of its last event.
 pub(crate) async fn head(
     conn: &mut PgConnection,
     practice: PracticeId,
 ) -> Result<(u64, Hash), StoreError> {
     let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
-        "select seq, chain_hash from audit_seal where practice_id = $1 order by seq desc limit 1",
+        "select seq, chain_hash from audit_sequence where practice_id = $1 order by seq desc limit 1",
     )
     .bind(practice)
     .fetch_optional(&mut *conn)
@@ -128,7 +128,7 @@ pub(crate) async fn head(
 /// The signed-tree-head material of a practice: size and RFC 6962 root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreeHead {
-    /// Number of sealed events.
+    /// Number of sequenced events.
     pub size: u64,
     /// Merkle root over them.
     pub root: Hash,
@@ -159,7 +159,7 @@ pub(crate) async fn tree_head_at(
         None if size == 0 => GENESIS,
         None => {
             let v: Vec<u8> = sqlx::query_scalar(
-                "select chain_hash from audit_seal where practice_id = $1 and seq = $2",
+                "select chain_hash from audit_sequence where practice_id = $1 and seq = $2",
             )
             .bind(practice)
             .bind(i64::try_from(size - 1).map_err(|_| StoreError::Corrupt("audit seq"))?)
@@ -175,57 +175,60 @@ pub(crate) async fn tree_head_at(
     })
 }
 
-/// What one sealing pass over every practice did.
+/// What one sequencing pass over every practice did.
 #[derive(Debug, Default)]
-pub struct SealPass {
-    /// Events sealed.
-    pub sealed: u64,
-    /// Practices whose events could not be sealed, and why (the others were sealed).
+pub struct SequencePass {
+    /// Events sequenced.
+    pub sequenced: u64,
+    /// Practices whose events could not be sequenced, and why (the others were sequenced).
     pub failed: Vec<(PracticeId, StoreError)>,
 }
 
 impl Store {
-    /// Seals every practice's queued events (at most [`SEAL_BATCH`] per practice per call).
-    /// Returns how many events were sealed; a practice that fails does not stop the others,
-    /// and the first failure is returned once every practice was tried (see
-    /// [`seal_pending_each`](Self::seal_pending_each)). Safe to run from several processes
-    /// at once.
-    pub async fn seal_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let pass = self.seal_pending_each(now).await?;
+    /// Sequences every practice's queued events (at most [`SEQUENCE_BATCH`] per practice per
+    /// call). Returns how many events were sequenced; a practice that fails does not stop the
+    /// others, and the first failure is returned once every practice was tried (see
+    /// [`sequence_pending_each`](Self::sequence_pending_each)). Safe to run from several
+    /// processes at once.
+    pub async fn sequence_pending(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let pass = self.sequence_pending_each(now).await?;
         match pass.failed.into_iter().next() {
             Some((_, e)) => Err(e),
-            None => Ok(pass.sealed),
+            None => Ok(pass.sequenced),
         }
     }
 
-    /// Seals every practice's queued events, practice by practice: one practice whose events
-    /// cannot be sealed (rows changed around the application, a broken tree) is reported in
-    /// [`SealPass::failed`] and the others are sealed all the same. Fails only when the
-    /// practices with queued events cannot be listed.
-    pub async fn seal_pending_each(&self, now: DateTime<Utc>) -> Result<SealPass, StoreError> {
+    /// Sequences every practice's queued events, practice by practice: one practice whose
+    /// events cannot be sequenced (rows changed around the application, a broken tree) is
+    /// reported in [`SequencePass::failed`] and the others are sequenced all the same. Fails
+    /// only when the practices with queued events cannot be listed.
+    pub async fn sequence_pending_each(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<SequencePass, StoreError> {
         let practices: Vec<PracticeId> = sqlx::query_scalar("select app.audit_pending_practices()")
             .fetch_all(&self.pool)
             .await?;
-        let mut pass = SealPass::default();
+        let mut pass = SequencePass::default();
         for practice in practices {
-            match self.seal_practice(practice, now).await {
-                Ok(n) => pass.sealed += n,
+            match self.sequence_practice(practice, now).await {
+                Ok(n) => pass.sequenced += n,
                 Err(e) => pass.failed.push((practice, e)),
             }
         }
         Ok(pass)
     }
 
-    /// Seals one practice's queued events in queue order (the order they were written). Returns 0 when another sealer holds
-    /// the practice.
-    pub async fn seal_practice(
+    /// Sequences one practice's queued events in queue order (the order they were written).
+    /// Returns 0 when another sequencer holds the practice.
+    pub async fn sequence_practice(
         &self,
         practice: PracticeId,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let mut tx = crate::entry::begin_in(&self.pool, practice).await?;
         let locked: bool = sqlx::query_scalar(
-            "select pg_try_advisory_xact_lock(hashtextextended('chartroom.audit.seal.' || $1::text, 0))",
+            "select pg_try_advisory_xact_lock(hashtextextended('chartroom.audit.sequence.' || $1::text, 0))",
         )
         .bind(practice)
         .fetch_one(&mut *tx)
@@ -242,7 +245,7 @@ impl Store {
               limit $2",
         )
         .bind(practice)
-        .bind(SEAL_BATCH)
+        .bind(SEQUENCE_BATCH)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
@@ -279,7 +282,7 @@ impl Store {
             leaves.push(leaf.to_vec());
         }
         sqlx::query(
-            "insert into audit_seal (practice_id, seq, event_id, chain_hash, leaf_hash, sealed_at)
+            "insert into audit_sequence (practice_id, seq, event_id, chain_hash, leaf_hash, sequenced_at)
              select $1, s, e, c, l, $6 from unnest($2::bigint[], $3::uuid[], $4::bytea[], $5::bytea[]) as t(s, e, c, l)",
         )
         .bind(practice)
@@ -312,7 +315,7 @@ impl Store {
     }
 
     /// The current tree head (size and root) of a practice, for checkpoints. Runs without an
-    /// actor, like the sealer.
+    /// actor, like the sequencer.
     pub async fn tree_head(&self, practice: PracticeId) -> Result<TreeHead, StoreError> {
         Ok(self.tree_head_since(practice, 0).await?.0)
     }
@@ -322,7 +325,7 @@ impl Store {
     /// checkpointer needs to check that the log still extends the last signed checkpoint
     /// ([`audit::verify::extends`]) before it signs. The proof is empty when `since` is 0 or
     /// not below the head, and an error when stored nodes are missing. Runs without an actor,
-    /// like the sealer.
+    /// like the sequencer.
     pub async fn tree_head_since(
         &self,
         practice: PracticeId,
@@ -345,8 +348,8 @@ impl Store {
         Ok((head, proof))
     }
 
-    /// Every practice id (for the checkpointer), through the sealed-log table: practices with
-    /// no sealed event need no checkpoint.
+    /// Every practice id (for the checkpointer), through the sequence table: practices with
+    /// no sequenced event need no checkpoint.
     pub async fn practices_with_log(&self) -> Result<Vec<PracticeId>, StoreError> {
         Ok(sqlx::query_scalar("select app.audit_log_practices()")
             .fetch_all(&self.pool)
@@ -390,9 +393,9 @@ async fn inclusion_on(
     index: u64,
     size: Option<u64>,
 ) -> Result<Option<InclusionProof>, StoreError> {
-    let (sealed, _) = head(conn, practice).await?;
-    let size = size.unwrap_or(sealed);
-    if index >= size || size > sealed {
+    let (sequenced, _) = head(conn, practice).await?;
+    let size = size.unwrap_or(sequenced);
+    if index >= size || size > sequenced {
         return Ok(None);
     }
     let mut wanted = nodes_needed_for_inclusion(index, size);
@@ -421,9 +424,9 @@ async fn consistency_on(
     first: u64,
     second: Option<u64>,
 ) -> Result<Option<ConsistencyProof>, StoreError> {
-    let (sealed, _) = head(conn, practice).await?;
-    let second = second.unwrap_or(sealed);
-    if first == 0 || first > second || second > sealed {
+    let (sequenced, _) = head(conn, practice).await?;
+    let second = second.unwrap_or(sequenced);
+    if first == 0 || first > second || second > sequenced {
         return Ok(None);
     }
     let mut wanted = nodes_needed_for_consistency(first, second);
@@ -440,7 +443,7 @@ async fn consistency_on(
     }))
 }
 
-/// An inclusion proof for the event at `index` in the tree of `size` (default: the sealed
+/// An inclusion proof for the event at `index` in the tree of `size` (default: the sequenced
 /// size) of the transaction's practice. `None` when out of range. The caller audits.
 pub async fn inclusion_proof(
     tx: &mut TenantTx,
@@ -451,8 +454,8 @@ pub async fn inclusion_proof(
     inclusion_on(tx.conn(), practice, index, size).await
 }
 
-/// A consistency proof from `first` to `second` (default: the sealed size). `None` when out
-/// of range. The caller audits.
+/// A consistency proof from `first` to `second` (default: the sequenced size). `None` when
+/// out of range. The caller audits.
 pub async fn consistency_proof(
     tx: &mut TenantTx,
     first: u64,
@@ -499,13 +502,13 @@ impl OwnerStore {
 }
 
 impl OwnerStore {
-    /// Retention: removes the contents of the sealed events of `practice` that happened
+    /// Retention: removes the contents of the sequenced events of `practice` that happened
     /// before `before` (which the database refuses unless older than six years), from the
     /// last pruning point up to the first event that is younger. Before anything is removed,
     /// `sign_checkpoint` must durably store a signed checkpoint of the tree head at the new
-    /// pruning point — the anchor from which `audit verify` continues. Seals and tree nodes
-    /// (hashes and ids only) are kept, so every older checkpoint stays provable. Returns the
-    /// new starting sequence number and how many events were removed.
+    /// pruning point — the anchor from which `audit verify` continues. Sequence rows and tree
+    /// nodes (hashes and ids only) are kept, so every older checkpoint stays provable. Returns
+    /// the new starting sequence number and how many events were removed.
     pub async fn prune_audit(
         &self,
         practice: PracticeId,
@@ -522,9 +525,9 @@ impl OwnerStore {
         .await?;
         let cut: i64 = sqlx::query_scalar(
             "select coalesce(
-                 (select min(s.seq) from audit_seal s join audit_event e on e.practice_id = s.practice_id and e.event_id = s.event_id
+                 (select min(s.seq) from audit_sequence s join audit_event e on e.practice_id = s.practice_id and e.event_id = s.event_id
                    where s.practice_id = $1 and s.seq >= $2 and e.occurred_at >= $3),
-                 (select count(*) from audit_seal where practice_id = $1))",
+                 (select count(*) from audit_sequence where practice_id = $1))",
         )
         .bind(practice)
         .bind(prev)
@@ -555,7 +558,7 @@ impl OwnerStore {
             .execute(tx.conn())
             .await?;
         let done = sqlx::query(
-            "delete from audit_event e using audit_seal s
+            "delete from audit_event e using audit_sequence s
               where e.practice_id = $1 and s.practice_id = e.practice_id and s.event_id = e.event_id
                 and s.seq >= $2 and s.seq < $3",
         )

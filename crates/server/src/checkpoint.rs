@@ -1,21 +1,23 @@
 //! Signed audit checkpoints: the [`Checkpointer`] and the [`Place`]s it writes to.
 //!
-//! The background loop that seals queued audit events and signs checkpoints on a cadence (and
-//! every log that grew at a clean shutdown) is the [`crate::jobs::sequencer`] job; `chartroom
-//! audit checkpoint` and `audit prune` sign through the same [`Checkpointer`] on demand.
+//! The background loop that sequences queued audit events and signs checkpoints on a cadence
+//! (and every log that grew at a clean shutdown) is the [`crate::jobs::sequencer`] job;
+//! `chartroom audit checkpoint` and `audit prune` sign through the same [`Checkpointer`] on
+//! demand.
 //!
 //! # Never sign a shorter or rewritten log
 //!
-//! A database superuser can cut the newest events together with their seals and tree nodes;
-//! what is left is internally consistent. Only a checkpoint signed before the cut shows that
-//! the log was longer — unless a new checkpoint of the shortened log were signed after it. So
-//! before it signs, [`Checkpointer::checkpoint`] compares the log with the last checkpoint
-//! signed for the practice — the largest one stored in any place (the checkpoint directory
-//! and every mirror), read once per practice and then remembered — and signs only a log that
-//! extends it ([`audit::verify::extends`]: not smaller, and consistent by an RFC 6962 proof
-//! from the stored tree). Anything else is refused and reported on the `chartroom::alert`
-//! target ([`report`]); sealing goes on, and `chartroom audit verify` keeps failing for the
-//! practice for as long as a stored checkpoint is larger than, or inconsistent with, its log.
+//! A database superuser can cut the newest events together with their sequence rows and tree
+//! nodes; what is left is internally consistent. Only a checkpoint signed before the cut
+//! shows that the log was longer — unless a new checkpoint of the shortened log were signed
+//! after it. So before it signs, [`Checkpointer::checkpoint`] compares the log with the last
+//! checkpoint signed for the practice — the largest one stored in any place (the checkpoint
+//! directory and every mirror), read once per practice and then remembered — and signs only
+//! a log that extends it ([`audit::verify::extends`]: not smaller, and consistent by an
+//! RFC 6962 proof from the stored tree). Anything else is refused and reported on the
+//! `chartroom::alert` target ([`report`]); sequencing goes on, and `chartroom audit verify`
+//! keeps failing for the practice for as long as a stored checkpoint is larger than, or
+//! inconsistent with, its log.
 //!
 //! # Places
 //!
@@ -47,7 +49,7 @@ pub const ALERT_TARGET: &str = "chartroom::alert";
 /// Default: a checkpoint after this many new events of a practice…
 pub const DEFAULT_EVERY_EVENTS: u64 = 100;
 
-/// …or after this many seconds with new events, whichever comes first. Events sealed since
+/// …or after this many seconds with new events, whichever comes first. Events sequenced since
 /// the last checkpoint are the ones a database superuser could cut unnoticed while the server
 /// runs (a clean shutdown checkpoints them all).
 pub const DEFAULT_EVERY_SECS: u64 = 5;
@@ -504,13 +506,13 @@ impl Checkpointer {
         Ok(best)
     }
 
-    /// Signs and stores a checkpoint of `practice` at its current sealed size, in the
+    /// Signs and stores a checkpoint of `practice` at its current sequenced size, in the
     /// checkpoint directory and then every mirror — unless that size is signed already.
-    /// Returns the size checkpointed (`None`: nothing sealed yet, nothing ever signed).
+    /// Returns the size checkpointed (`None`: nothing sequenced yet, nothing ever signed).
     ///
     /// Refuses ([`CheckpointError::Refused`]) when the log does not extend the last
     /// checkpoint signed ([`audit::verify::extends`]): shorter, or another history. Runs as
-    /// the runtime role without an actor, like the sealer; reads hashes only.
+    /// the runtime role without an actor, like the sequencer; reads hashes only.
     pub async fn checkpoint(
         &self,
         db: &Store,
