@@ -113,6 +113,26 @@ pub(crate) struct ServeArgs {
     pub request_timeout_secs: u64,
 }
 
+/// Waits for a stop signal or, on the embedded cluster, for the database to exit. Returns why,
+/// and the reason again when the database died under us: the stop is then a failure
+/// (non-zero exit), so a service manager restarts Chartroom, and so its database.
+async fn wait_for_stop(
+    cluster: Option<&mut pgcluster::Cluster>,
+    stop_signal: impl std::future::Future<Output = &'static str>,
+) -> (String, Option<String>) {
+    match cluster {
+        Some(cluster) => tokio::select! {
+            s = stop_signal => (s.to_owned(), None),
+            r = cluster.exited() => {
+                let why = format!("embedded PostgreSQL exited unexpectedly ({r:?})");
+                tracing::error!(target: "chartroom::alert", reason = %why, "the database stopped: shutting down");
+                (why.clone(), Some(why))
+            }
+        },
+        None => (stop_signal.await.to_owned(), None),
+    }
+}
+
 /// The group-commit writer's bounds from the command line.
 fn group_commit(args: &ServeArgs) -> store::group_commit::GroupCommit {
     store::group_commit::GroupCommit {
@@ -213,13 +233,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = listen(svc, &args, listener, app, stop_rx)?;
     tracing::info!(%addr, "listening");
-    let reason = match db.cluster.as_mut() {
-        Some(cluster) => tokio::select! {
-            s = stop_signal => s.to_owned(),
-            r = cluster.exited() => format!("embedded PostgreSQL exited unexpectedly ({r:?})"),
-        },
-        None => stop_signal.await.to_owned(),
-    };
+    let (reason, database_died) = wait_for_stop(db.cluster.as_mut(), stop_signal).await;
     tracing::info!(%reason, "shutting down");
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(12), server).await {
@@ -237,6 +251,9 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     }
     store.close().await;
     db.shutdown().await?;
+    if let Some(why) = database_died {
+        anyhow::bail!("{why}: Chartroom stopped; start it again to restart the database");
+    }
     println!("Chartroom stopped");
     Ok(())
 }

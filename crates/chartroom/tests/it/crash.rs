@@ -27,12 +27,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pgcluster::{Cluster, ClusterConfig, DATABASE, DbRole};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use reqwest::{Client, RequestBuilder};
 use serde_json::{Value, json};
 use sqlx::{Connection as _, PgConnection};
-use pgcluster::{Cluster, ClusterConfig, DATABASE, DbRole};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -541,6 +541,14 @@ async fn acknowledged_reads_and_writes_survive_crashes_of_the_server_and_its_dat
         );
         load.crashed.store(true, Ordering::SeqCst);
         let (status, postmaster) = inst.crash(crash).await;
+        // A dead database is a failed stop: `serve` exits non-zero so a service manager
+        // restarts it (and so its database).
+        if crash == Crash::Database {
+            assert!(
+                !status.success(),
+                "round {round}: serve exited with {status} after its database died"
+            );
+        }
         // A killed server leaves its PostgreSQL running; a crashed PostgreSQL is gone (its
         // backends may linger for a moment: only the postmaster is checked).
         assert_eq!(
