@@ -203,8 +203,7 @@ pub async fn sign_in_with_password(
         return Err(AppError::BadCredentials);
     };
     id.throttle.succeed(email);
-    let (token, mut tx) =
-        start_session(state, client, request, user, AuthMethod::Password).await?;
+    let (token, mut tx) = start_session(state, client, request, user, AuthMethod::Password).await?;
     let factors = tx.factors().await?;
     tx.commit().await?;
     let next = if factors.any() {
