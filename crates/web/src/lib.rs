@@ -24,9 +24,11 @@
 //! - **Trusted Types and htmx.** htmx 2 turns response HTML into nodes with
 //!   `DOMParser.parseFromString`, a Trusted Types sink, and does not create a policy itself.
 //!   The only policy the CSP allows is `default`, created by `static/js/tt-policy.js` before
-//!   htmx loads; it passes HTML through **for that one sink only** (a parsed document runs no
-//!   script, and htmx runs with `allowScriptTags:false` and `allowEval:false`) and refuses
-//!   every other sink and every script or script-URL conversion.
+//!   htmx loads; it passes HTML through **for that parser only** (Chromium names the sink
+//!   `DOMParser parseFromString` or `Document parseHTMLUnsafe`; a parsed document is inert,
+//!   and htmx runs with `allowScriptTags:false` and `allowEval:false`) and refuses every other
+//!   HTML sink and every script or script-URL conversion. The browser test proves both: the
+//!   htmx search swaps rows with zero violations, and an `insertAdjacentHTML` is blocked.
 //! - **No PHI in caches or URLs.** Pages are `Cache-Control: no-store`; htmx keeps no
 //!   history cache (`historyCacheSize:0`); searches are `POST`, as in the API. Static assets
 //!   are served under content-hashed URLs with `public, max-age=31536000, immutable`.
