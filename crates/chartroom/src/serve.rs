@@ -224,12 +224,11 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
     let jobs = start_jobs(&args, &store, owner, checkpointer, state.clock.clone());
-    let app = server::app_with_limits(
-        state,
-        server::Limits {
-            request_timeout: Duration::from_secs(args.request_timeout_secs),
-        },
-    );
+    let limits = server::Limits {
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
+    };
+    // The web app's pages beside the API: the same state, store and guards.
+    let app = web::router(state.clone(), limits).merge(server::app_with_limits(state, limits));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = listen(svc, &args, listener, app, stop_rx)?;
     tracing::info!(%addr, "listening");

@@ -46,6 +46,15 @@ use domain::Clock;
 use store::{SessionPolicy, Store};
 
 pub use error::AppError;
+
+/// The sign-in steps, shared by the JSON API (`/api/v1/auth/…`) and the web pages, so both
+/// faces throttle, audit, rotate tokens and answer failures the same way.
+pub mod signin {
+    pub use crate::routes::auth::{
+        CLEARED_SESSION_COOKIE, NextStep, SignedIn, TotpEnrollment, begin_totp_enrollment,
+        confirm_totp_enrollment, present_totp, session_cookie, sign_in_with_password, sign_out,
+    };
+}
 pub use middleware::request_frame;
 pub use routes::{openapi, openapi_schema_conflicts};
 

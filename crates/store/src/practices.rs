@@ -132,3 +132,14 @@ pub async fn set_security(
     .await?;
     row.ok_or(StoreError::Forbidden)
 }
+
+/// The acting user's display name, read in the practice's transaction (shown on the pages as
+/// who is signed in). Decrypts nothing; audits nothing (it is the actor's own profile).
+pub async fn actor_display_name(tx: &mut TenantTx) -> Result<String, StoreError> {
+    Ok(
+        sqlx::query_scalar("select display_name from app_user where user_id = $1")
+            .bind(tx.actor())
+            .fetch_one(tx.conn())
+            .await?,
+    )
+}

@@ -670,7 +670,8 @@ impl TestApp {
         let config = server::tls::server_config(certs, key).expect("tls config");
         let handle = axum_server::Handle::new();
         let h = handle.clone();
-        let app = extend(server::app(state));
+        let app =
+            extend(web::router(state.clone(), server::Limits::default()).merge(server::app(state)));
         tokio::spawn(async move {
             let _ = server::tls::serve_https(listener, config, app, h).await;
         });

@@ -36,7 +36,7 @@ pub(crate) struct LoginRequest {
 /// What the session can do next.
 #[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum NextStep {
+pub enum NextStep {
     /// Present a second factor (`/auth/second-factor/...`).
     SecondFactor,
     /// Enroll a second factor first (`/auth/mfa/totp` or a passkey).
@@ -61,6 +61,41 @@ pub(crate) struct LoginResponse {
     methods: Vec<&'static str>,
 }
 
+/// The `Set-Cookie` value that hands `token` to a browser: the `__Host-` session cookie
+/// (`Secure`, `HttpOnly`, `SameSite=Strict`, `Path=/`, no `Domain`), for `max_age_secs`.
+#[must_use]
+pub fn session_cookie(token: &SessionToken, max_age_secs: i64) -> String {
+    format!(
+        "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        token.expose(),
+        max_age_secs.max(0),
+    )
+}
+
+/// The `Set-Cookie` value that removes the session cookie from a browser.
+pub const CLEARED_SESSION_COOKIE: &str =
+    "__Host-chartroom_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0";
+
+/// A sign-in step that succeeded: the new session (any earlier token of this sign-in no
+/// longer works) and what is left to do. `Debug` never prints the token.
+#[derive(Debug)]
+pub struct SignedIn {
+    /// The new session token: hand it to the client once.
+    pub token: SessionToken,
+    /// The signed-in user.
+    pub user: UserId,
+    /// When the session ends at the latest.
+    pub expires_at: DateTime<Utc>,
+    /// What is left to do before practice routes open.
+    pub next: NextStep,
+    /// The second factors the user can present (`totp`, `passkey`, `recovery_code`).
+    pub methods: Vec<&'static str>,
+}
+
+fn signed_in_response(state: &AppState, s: SignedIn) -> Response {
+    session_response(state, &s.token, s.user, s.expires_at, s.next, s.methods)
+}
+
 pub(crate) fn session_response(
     state: &AppState,
     token: &SessionToken,
@@ -69,11 +104,7 @@ pub(crate) fn session_response(
     next: NextStep,
     methods: Vec<&'static str>,
 ) -> Response {
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-        token.expose(),
-        (expires_at - state.clock.now()).num_seconds().max(0),
-    );
+    let cookie = session_cookie(token, (expires_at - state.clock.now()).num_seconds());
     let mut res = axum::Json(LoginResponse {
         token: token.expose().to_owned(),
         user_id: user,
@@ -109,13 +140,28 @@ pub(crate) async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, AppError> {
     let password = Zeroizing::new(req.password);
+    let signed_in = sign_in_with_password(&state, &client, request, &req.email, password).await?;
+    Ok(signed_in_response(&state, signed_in))
+}
+
+/// The password step of sign-in, shared by the API and the web pages: one generic failure
+/// ([`AppError::BadCredentials`]) with the same work for unknown emails (req AU-04),
+/// throttling (req AU-03, [`AppError::Throttled`]), every attempt audited. The session it
+/// opens has no second factor yet: [`SignedIn::next`] says what to do.
+pub async fn sign_in_with_password(
+    state: &AppState,
+    client: &Client,
+    request: domain::RequestId,
+    email: &str,
+    password: Zeroizing<String>,
+) -> Result<SignedIn, AppError> {
     let now = state.clock.now();
     let id = &state.identity;
-    if let Err(wait) = id.throttle.check(&req.email, client.ip, now) {
+    if let Err(wait) = id.throttle.check(email, client.ip, now) {
         return Err(AppError::Throttled(wait.0));
     }
     // A malformed email is treated like an unknown one: same work, same answer.
-    let candidate = match Email::parse("email", &req.email) {
+    let candidate = match Email::parse("email", email) {
         Ok(email) if password.len() <= crate::password::MAX_BYTES => {
             state.store.sign_in_candidate(email.as_str()).await?
         }
@@ -127,14 +173,14 @@ pub(crate) async fn login(
     };
     let ok = state.passwords.verify(password, stored).await;
     let Some(user) = user.filter(|_| ok) else {
-        let burst = id.throttle.fail(&req.email, client.ip, now);
+        let burst = id.throttle.fail(email, client.ip, now);
         let event = SecurityEvent {
             action: AuditAction::AuthSignIn,
             outcome: Outcome::Denied,
             actor: user,
             request,
             at: now,
-            details: details(&client, &[("method", "pwd"), ("reason", "bad_credentials")]),
+            details: details(client, &[("method", "pwd"), ("reason", "bad_credentials")]),
         };
         state.store.audit_security(&event, false).await?;
         if burst.burst_started {
@@ -150,15 +196,14 @@ pub(crate) async fn login(
                 actor: user,
                 request,
                 at: now,
-                details: details(&client, &[]),
+                details: details(client, &[]),
             };
             state.store.audit_security(&event, false).await?;
         }
         return Err(AppError::BadCredentials);
     };
-    id.throttle.succeed(&req.email);
-    let (token, mut tx) =
-        start_session(&state, &client, request, user, AuthMethod::Password).await?;
+    id.throttle.succeed(email);
+    let (token, mut tx) = start_session(state, client, request, user, AuthMethod::Password).await?;
     let factors = tx.factors().await?;
     tx.commit().await?;
     let next = if factors.any() {
@@ -166,14 +211,13 @@ pub(crate) async fn login(
     } else {
         NextStep::EnrollSecondFactor
     };
-    Ok(session_response(
-        &state,
-        &token,
+    Ok(SignedIn {
+        token,
         user,
-        now + state.sessions.absolute,
+        expires_at: now + state.sessions.absolute,
         next,
-        methods(&factors),
-    ))
+        methods: methods(&factors),
+    })
 }
 
 /// Opens a session for `user` after `method` verified them (password, or a passkey for
@@ -253,12 +297,25 @@ pub(crate) struct CodeRequest {
 pub(crate) async fn second_factor_totp(
     State(state): State<AppState>,
     client: Client,
-    mut session: Session,
+    session: Session,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> Result<Response, AppError> {
     let code = Zeroizing::new(req.code);
-    let accepted = accept_totp(&state, &mut session, &code, false).await?;
-    finish_second_factor(&state, session, &client, accepted, AuthMethod::Totp).await
+    let signed_in = present_totp(&state, &client, session, &code).await?;
+    Ok(signed_in_response(&state, signed_in))
+}
+
+/// Presents a TOTP code on `session`, shared by the API and the web pages: completes sign-in
+/// after a password, or is the step-up for a sensitive change. A code is accepted once (req
+/// AU-02); success and failure are audited. The old token stops working (req AC-12).
+pub async fn present_totp(
+    state: &AppState,
+    client: &Client,
+    mut session: Session,
+    code: &str,
+) -> Result<SignedIn, AppError> {
+    let accepted = accept_totp(state, &mut session, code, false).await?;
+    complete_second_factor(state, session, client, accepted, AuthMethod::Totp).await
 }
 
 /// Presents a recovery code (single use) on the current session, like a TOTP code. Returns a
@@ -289,11 +346,23 @@ pub(crate) async fn second_factor_recovery(
 /// with the new session; on failure audits the failure and answers 401.
 pub(crate) async fn finish_second_factor(
     state: &AppState,
-    mut session: Session,
+    session: Session,
     client: &Client,
     accepted: bool,
     method: AuthMethod,
 ) -> Result<Response, AppError> {
+    let signed_in = complete_second_factor(state, session, client, accepted, method).await?;
+    Ok(signed_in_response(state, signed_in))
+}
+
+/// [`finish_second_factor`] without the HTTP answer.
+async fn complete_second_factor(
+    state: &AppState,
+    mut session: Session,
+    client: &Client,
+    accepted: bool,
+    method: AuthMethod,
+) -> Result<SignedIn, AppError> {
     let now = state.clock.now();
     let user = session.tx.user();
     if !accepted {
@@ -327,15 +396,14 @@ pub(crate) async fn finish_second_factor(
         .authenticate(&token.hash(), now, &state.sessions, session.request_id)
         .await?;
     tx.commit().await?;
-    let expires = session_expiry(state, &auth, now);
-    Ok(session_response(
-        state,
-        &token,
+    let expires_at = session_expiry(state, &auth, now);
+    Ok(SignedIn {
+        token,
         user,
-        expires,
-        NextStep::Done,
-        methods(&factors),
-    ))
+        expires_at,
+        next: NextStep::Done,
+        methods: methods(&factors),
+    })
 }
 
 fn session_expiry(
@@ -375,25 +443,34 @@ async fn accept_totp(
 pub(crate) async fn logout(
     State(state): State<AppState>,
     client: Client,
-    mut session: Session,
+    session: Session,
 ) -> Result<Response, AppError> {
+    sign_out(&state, &client, session).await?;
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(CLEARED_SESSION_COOKIE),
+    );
+    Ok(res)
+}
+
+/// Ends `session` at once (audited), shared by the API and the web pages; its token stops
+/// working on the next request.
+pub async fn sign_out(
+    state: &AppState,
+    client: &Client,
+    mut session: Session,
+) -> Result<(), AppError> {
     session
         .tx
-        .audit_security(AuditAction::AuthSignOut, details(&client, &[]))
+        .audit_security(AuditAction::AuthSignOut, details(client, &[]))
         .await?;
     session.tx.commit().await?;
     state
         .store
         .revoke_session(&session.token, state.clock.now())
         .await?;
-    let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "__Host-chartroom_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
-    );
-    Ok(res)
+    Ok(())
 }
 
 /// The caller's profile and practices.
@@ -441,11 +518,17 @@ pub(crate) async fn me(mut session: Session) -> Result<axum::Json<MeView>, AppEr
 
 /// TOTP enrollment: the secret as an `otpauth://` URI and a QR code.
 #[derive(Serialize, ToSchema)]
-pub(crate) struct TotpEnrollment {
+pub struct TotpEnrollment {
     /// The `otpauth://totp/...` URI (contains the secret: show it to the user only).
-    otpauth_uri: String,
+    pub otpauth_uri: String,
     /// The same URI as a QR code (an SVG document).
-    qr_svg: String,
+    pub qr_svg: String,
+}
+
+impl std::fmt::Debug for TotpEnrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrollment(***)")
+    }
 }
 
 /// Starts TOTP enrollment. On a password-only session this is allowed only while the user has
@@ -456,11 +539,22 @@ pub(crate) struct TotpEnrollment {
               (status = 409, body = crate::views::ErrorBody)))]
 pub(crate) async fn totp_enroll(
     State(state): State<AppState>,
-    mut session: Session,
+    session: Session,
 ) -> Result<axum::Json<TotpEnrollment>, AppError> {
+    Ok(axum::Json(begin_totp_enrollment(&state, session).await?))
+}
+
+/// Starts TOTP enrollment on `session`, shared by the API and the web pages: allowed on a
+/// password-only session only while the user has no second factor, otherwise it needs a
+/// step-up. The pending secret is sealed as an installation secret; confirm it with
+/// [`confirm_totp_enrollment`].
+pub async fn begin_totp_enrollment(
+    state: &AppState,
+    mut session: Session,
+) -> Result<TotpEnrollment, AppError> {
     let factors = session.tx.factors().await?;
     if factors.any() {
-        session.require_step_up(&state)?;
+        session.require_step_up(state)?;
     }
     let (email, _) = session.tx.profile().await?;
     let secret = TotpKey::generate_secret();
@@ -482,10 +576,10 @@ pub(crate) async fn totp_enroll(
         .qr_svg()
         .map_err(|e| AppError::Internal(e.to_string()))?;
     session.tx.commit().await?;
-    Ok(axum::Json(TotpEnrollment {
+    Ok(TotpEnrollment {
         otpauth_uri: uri.as_str().to_owned(),
         qr_svg,
-    }))
+    })
 }
 
 /// The result of confirming a first second factor.
@@ -505,23 +599,37 @@ pub(crate) struct EnrollmentDone {
 pub(crate) async fn totp_confirm(
     State(state): State<AppState>,
     client: Client,
-    mut session: Session,
+    session: Session,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> Result<Response, AppError> {
     let code = Zeroizing::new(req.code);
+    let (token, codes) = confirm_totp_enrollment(&state, &client, session, &code).await?;
+    Ok(enrollment_response(&state, &token, codes))
+}
+
+/// Confirms a pending TOTP enrollment with a first code (accepted once, req AU-02), shared by
+/// the API and the web pages: audited; the session becomes a full session under the returned
+/// new token (the old one stops working). For the user's first second factor, also the ten
+/// single-use recovery codes, to show this once (only their hashes are stored).
+pub async fn confirm_totp_enrollment(
+    state: &AppState,
+    client: &Client,
+    mut session: Session,
+    code: &str,
+) -> Result<(SessionToken, Option<Vec<String>>), AppError> {
     let now = state.clock.now();
     let before = session.tx.factors().await?;
-    let accepted = accept_totp(&state, &mut session, &code, true).await?;
+    let accepted = accept_totp(state, &mut session, code, true).await?;
     if !accepted {
         return Err(AppError::SecondFactorFailed);
     }
-    let codes = enroll_done(&mut session, &client, before, "totp").await?;
+    let codes = enroll_done(&mut session, client, before, "totp").await?;
     session.tx.commit().await?;
     let token = state
         .store
         .rotate_session(&session.token, AuthMethod::Totp, now)
         .await?;
-    Ok(enrollment_response(&state, &token, codes))
+    Ok((token, codes))
 }
 
 /// After a second factor was added: audit, and recovery codes for a first factor.
@@ -551,11 +659,7 @@ pub(crate) fn enrollment_response(
     token: &SessionToken,
     recovery_codes: Option<Vec<String>>,
 ) -> Response {
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-        token.expose(),
-        state.sessions.absolute.num_seconds(),
-    );
+    let cookie = session_cookie(token, state.sessions.absolute.num_seconds());
     let mut res = axum::Json(EnrollmentDone {
         token: token.expose().to_owned(),
         recovery_codes,

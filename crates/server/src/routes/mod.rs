@@ -5,7 +5,7 @@
 
 mod appointments;
 pub(crate) mod audit;
-mod auth;
+pub(crate) mod auth;
 mod care_team;
 mod disclosures;
 mod invitations;

@@ -1,0 +1,128 @@
+//! Chartroom's web app: server-rendered pages for the people of a practice, served by the same
+//! binary as the JSON API (`/api/v1`), under `/app`.
+//!
+//! Askama templates (in `templates/`, compiled into the binary) render what the handlers
+//! read through the **same** store functions, extractors and sign-in steps as the API
+//! ([`server::extract::Ctx`], [`server::signin`], `store::patients::…`): one service layer,
+//! two faces. htmx (vendored, pinned, license kept) adds partial updates; a few small
+//! hand-written modules do the rest. The build needs cargo only.
+//!
+//! # Guarantees
+//! - **Same rules as the API.** Every practice page enters the practice through
+//!   [`server::extract::Ctx`] with the privilege its handler names, so the session check,
+//!   the second factor, membership (another practice is `404`), the role (`403`), denied-
+//!   attempt auditing and the tenant transaction are the API's own. Every patient shown is
+//!   audited in the read's transaction, as in the API.
+//! - **Anonymous → sign-in.** A page that needs a session redirects (`303`) to
+//!   [`SIGN_IN_PATH`]; a password-only session is sent to the second-factor step.
+//! - **Strict CSP on every response** ([`CONTENT_SECURITY_POLICY`]): scripts and styles only
+//!   from this origin (scripts also pinned by SRI `integrity`), no inline script, style or
+//!   handler attributes, no plugins, no framing, no `<base>`, forms only to this origin,
+//!   Trusted Types enforced, violations reported to [`CSP_REPORT_PATH`] (logged without PHI:
+//!   the directive and the blocked resource's origin only; bodies over
+//!   [`CSP_REPORT_MAX_BYTES`] refused).
+//! - **Trusted Types and htmx.** htmx 2 turns response HTML into nodes with
+//!   `DOMParser.parseFromString`, a Trusted Types sink, and does not create a policy itself.
+//!   The only policy the CSP allows is `default`, created by `static/js/tt-policy.js` before
+//!   htmx loads; it passes HTML through **for that parser only** (Chromium names the sink
+//!   `DOMParser parseFromString` or `Document parseHTMLUnsafe`; a parsed document is inert,
+//!   and htmx runs with `allowScriptTags:false` and `allowEval:false`) and refuses every other
+//!   HTML sink and every script or script-URL conversion. The browser test proves both: the
+//!   htmx search swaps rows with zero violations, and an `insertAdjacentHTML` is blocked.
+//! - **No PHI in caches or URLs.** Pages are `Cache-Control: no-store`; htmx keeps no
+//!   history cache (`historyCacheSize:0`); searches are `POST`, as in the API. Static assets
+//!   are served under content-hashed URLs with `public, max-age=31536000, immutable`.
+//! - **CSRF.** The session is the API's `__Host-` cookie (`Secure`, `HttpOnly`,
+//!   `SameSite=Strict`, `Path=/`); on top of it every state-changing request (`POST`, `PUT`,
+//!   `PATCH`, `DELETE`) must come from this origin by Fetch Metadata (`Sec-Fetch-Site:
+//!   same-origin`) or, without it, by `Origin`; otherwise `403` before any handler runs.
+//!   Fragment routes also require `HX-Request`.
+//! - Errors render a page with the stable code and the request id; 5xx pages say only
+//!   "internal error".
+//!
+//! # Never
+//! - A rule that lives only in a template: what a role may see is decided in the handlers
+//!   (e.g. [`nav`]).
+//! - `hx-on`, `style=`, `on…=` attributes or inline `<script>` in a template (a test scans
+//!   them).
+//!
+//! # Example
+//! ```no_run
+//! # async fn f(state: server::AppState) -> std::io::Result<()> {
+//! let app = web::router(state.clone(), server::Limits::default()).merge(server::app(state));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+mod assets;
+mod error;
+mod frame;
+mod pages;
+mod report;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use server::AppState;
+
+pub use assets::{ASSET_PREFIX, Asset, Assets, assets};
+pub use error::WebError;
+pub use frame::{CONTENT_SECURITY_POLICY, same_origin_request};
+pub use pages::nav;
+pub use report::CSP_REPORT_MAX_BYTES;
+
+/// Where the app lives.
+pub const APP_PATH: &str = "/app";
+/// The sign-in page.
+pub const SIGN_IN_PATH: &str = "/app/sign-in";
+/// The CSP violation report endpoint (`report-uri` and `report-to`).
+pub const CSP_REPORT_PATH: &str = "/app/csp-report";
+
+/// The web app's routes and layers, to merge beside [`server::app`] (its routes are under
+/// `/app`, plus `/` redirecting there; unknown `/app/…` paths get the web's own 404 page).
+pub fn router(state: AppState, limits: server::Limits) -> Router {
+    let app = Router::new()
+        .route("/", get(pages::home::home))
+        .route(
+            "/sign-in",
+            get(pages::auth::sign_in_page).post(pages::auth::sign_in),
+        )
+        .route(
+            "/sign-in/second-factor",
+            get(pages::auth::second_factor_page).post(pages::auth::second_factor),
+        )
+        .route(
+            "/sign-in/enroll",
+            get(pages::auth::enroll_page).post(pages::auth::enroll_begin),
+        )
+        .route("/sign-in/enroll/confirm", post(pages::auth::enroll_confirm))
+        .route("/sign-out", post(pages::auth::sign_out))
+        .route(
+            "/practices/{practice_id}/patients",
+            get(pages::patients::patients_page),
+        )
+        .route(
+            "/practices/{practice_id}/patients/search",
+            post(pages::patients::patients_search),
+        )
+        .route(
+            "/practices/{practice_id}/patients/search/rows",
+            post(pages::patients::patients_search_rows),
+        )
+        .route("/static/{file}", get(assets::serve))
+        .route(
+            "/csp-report",
+            post(report::csp_report).layer(DefaultBodyLimit::max(CSP_REPORT_MAX_BYTES)),
+        )
+        .fallback(|| async { WebError(server::AppError::NotFound("page")) });
+    Router::new()
+        .nest(APP_PATH, app)
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to(APP_PATH) }),
+        )
+        .layer(DefaultBodyLimit::max(server::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(limits, frame::frame))
+        .with_state(state)
+}
