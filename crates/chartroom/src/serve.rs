@@ -95,12 +95,51 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub db_connections: u32,
 
+    /// Most audit events of reads made durable in one transaction by the group-commit writer
+    /// (a read's response waits until its event is durable).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub audit_batch_events: u32,
+
+    /// Microseconds the group-commit writer waits for more reads' events after the first of a
+    /// batch; 0 (the default) commits whatever queued while the previous batch was committing.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub audit_batch_wait_us: u64,
+
     /// Seconds a request may take before it is abandoned (a change it has not committed is
     /// rolled back) and answered 503 with the error code `TIMEOUT`.
     #[arg(long, env = "CHARTROOM_REQUEST_TIMEOUT_SECS",
           default_value_t = server::DEFAULT_REQUEST_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
+}
+
+/// Waits for a stop signal or, on the embedded cluster, for the database to exit. Returns why,
+/// and the reason again when the database died under us: the stop is then a failure
+/// (non-zero exit), so a service manager restarts Chartroom, and so its database.
+async fn wait_for_stop(
+    cluster: Option<&mut pgcluster::Cluster>,
+    stop_signal: impl std::future::Future<Output = &'static str>,
+) -> (String, Option<String>) {
+    match cluster {
+        Some(cluster) => tokio::select! {
+            s = stop_signal => (s.to_owned(), None),
+            r = cluster.exited() => {
+                let why = format!("embedded PostgreSQL exited unexpectedly ({r:?})");
+                tracing::error!(target: "chartroom::alert", reason = %why, "the database stopped: shutting down");
+                (why.clone(), Some(why))
+            }
+        },
+        None => (stop_signal.await.to_owned(), None),
+    }
+}
+
+/// The group-commit writer's bounds from the command line.
+fn group_commit(args: &ServeArgs) -> store::group_commit::GroupCommit {
+    store::group_commit::GroupCommit {
+        max_batch_events: args.audit_batch_events as usize,
+        max_wait: Duration::from_micros(args.audit_batch_wait_us),
+        ..store::group_commit::GroupCommit::default()
+    }
 }
 
 /// Waits for SIGINT or SIGTERM. The handlers are installed when this is called, not when it
@@ -157,6 +196,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let store = db
         .runtime_store(args.db_connections)
         .await?
+        .with_group_commit(group_commit(&args))
         .with_keyring(svc.keyring(db.runtime.clone()).await?);
     crate::startup::prepare_runtime(svc, &store).await;
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
@@ -192,13 +232,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = listen(svc, &args, listener, app, stop_rx)?;
     tracing::info!(%addr, "listening");
-    let reason = match db.cluster.as_mut() {
-        Some(cluster) => tokio::select! {
-            s = stop_signal => s.to_owned(),
-            r = cluster.exited() => format!("embedded PostgreSQL exited unexpectedly ({r:?})"),
-        },
-        None => stop_signal.await.to_owned(),
-    };
+    let (reason, database_died) = wait_for_stop(db.cluster.as_mut(), stop_signal).await;
     tracing::info!(%reason, "shutting down");
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(12), server).await {
@@ -216,6 +250,9 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     }
     store.close().await;
     db.shutdown().await?;
+    if let Some(why) = database_died {
+        anyhow::bail!("{why}: Chartroom stopped; start it again to restart the database");
+    }
     println!("Chartroom stopped");
     Ok(())
 }

@@ -267,6 +267,16 @@ impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
                 state.clock.now(),
                 &state.sessions,
                 request_id,
+                // A GET or HEAD only reads: a read-only transaction, its audit events made
+                // durable by the group-commit writer before the response leaves.
+                if matches!(
+                    parts.method,
+                    axum::http::Method::GET | axum::http::Method::HEAD
+                ) {
+                    store::Access::Read
+                } else {
+                    store::Access::Write
+                },
             )
             .await
         {

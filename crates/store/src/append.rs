@@ -41,6 +41,9 @@ pub(crate) struct NewEvent {
     /// Ids, counts, flags and names only: a JSON object whose values pass
     /// [`audit::event::validate`].
     pub(crate) details: Option<serde_json::Value>,
+    /// Whether `details` already carries the emergency-access flag of a clinical action
+    /// ([`resolve`]: computed in the reader's transaction, for the group-commit writer).
+    pub(crate) resolved: bool,
 }
 
 impl NewEvent {
@@ -55,6 +58,7 @@ impl NewEvent {
             object: None,
             request: None,
             details: None,
+            resolved: false,
         }
     }
 
@@ -91,6 +95,73 @@ fn check(practice: PracticeId, id: AuditEventId, e: &NewEvent) -> Result<(), Sto
         .map_err(|err| StoreError::AuditFailed(format!("{}: {err}", e.action.as_str())))
 }
 
+/// `e` as it will be written: its time truncated to whole microseconds, then checked
+/// ([`check`]). The error names the rule, never a value.
+pub(crate) fn prepare(practice: PracticeId, e: &NewEvent) -> Result<NewEvent, StoreError> {
+    let mut e = e.clone();
+    e.at = audit::event::truncate_to_micros(e.at);
+    check(practice, AuditEventId::new(), &e)?;
+    Ok(e)
+}
+
+/// Prepares `events` ([`prepare`]) and resolves the emergency-access flag of the clinical
+/// ones in the transaction on `conn` — the reader's, where the actor and practice are set —
+/// so they can be appended later, on another transaction ([`crate::group_commit`]), exactly
+/// as [`append`] would have written them here. One statement, only when an event is clinical.
+pub(crate) async fn resolve(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    events: &[NewEvent],
+) -> Result<Vec<NewEvent>, StoreError> {
+    let mut out = events
+        .iter()
+        .map(|e| prepare(practice, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let clinical: Vec<usize> = out
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.action.is_clinical() && !e.resolved && e.patient.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    if !clinical.is_empty() {
+        let details: Vec<Option<serde_json::Value>> = clinical
+            .iter()
+            .filter_map(|i| out.get(*i))
+            .map(|e| e.details.clone())
+            .collect();
+        let patients: Vec<Option<uuid::Uuid>> = clinical
+            .iter()
+            .filter_map(|i| out.get(*i))
+            .map(|e| e.patient.map(|p| p.as_uuid()))
+            .collect();
+        let resolved: Vec<(Option<serde_json::Value>,)> = sqlx::query_as(
+            "select app.clinical_audit_details(e.details, e.patient_id)
+               from unnest($1::jsonb[], $2::uuid[]) with ordinality as e(details, patient_id, n)
+              order by e.n",
+        )
+        .bind(&details)
+        .bind(&patients)
+        .fetch_all(conn)
+        .await
+        .map_err(|e| StoreError::AuditFailed(e.to_string()))?;
+        if resolved.len() != clinical.len() {
+            return Err(StoreError::AuditFailed(
+                "the emergency-access flags could not be resolved".into(),
+            ));
+        }
+        for (i, (d,)) in clinical.into_iter().zip(resolved) {
+            if let Some(e) = out.get_mut(i) {
+                e.details = d;
+                check(practice, AuditEventId::new(), e)?;
+            }
+        }
+    }
+    for e in &mut out {
+        e.resolved = true;
+    }
+    Ok(out)
+}
+
 /// Appends `events` to `practice`'s log in one statement, on `conn` — a transaction that has
 /// entered `practice` ([`crate::entry::set_practice`]; row-level security refuses any other
 /// practice). Each event is validated first; if one is refused, nothing is written. Returns how
@@ -113,11 +184,8 @@ pub(crate) async fn append(
     let mut details = Vec::with_capacity(n);
     let mut clinical = Vec::with_capacity(n);
     for e in events {
-        let id = AuditEventId::new();
-        let mut e = e.clone();
-        e.at = audit::event::truncate_to_micros(e.at);
-        check(practice, id, &e)?;
-        ids.push(id.as_uuid());
+        let e = prepare(practice, e)?;
+        ids.push(AuditEventId::new().as_uuid());
         at.push(e.at);
         actor.push(e.actor.map(|a| a.as_uuid()));
         patient.push(e.patient.map(|p| p.as_uuid()));
@@ -126,7 +194,7 @@ pub(crate) async fn append(
         object_type.push(e.object.map(|o| o.kind().as_str()));
         object_id.push(e.object.map(AuditObject::id));
         request.push(e.request.map(|r| r.as_uuid()));
-        clinical.push(e.action.is_clinical());
+        clinical.push(e.action.is_clinical() && !e.resolved);
         details.push(e.details);
     }
     let done = sqlx::query(

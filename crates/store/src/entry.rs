@@ -9,13 +9,17 @@
 //!   such a transaction hands out; from then on the transaction refuses to commit until it
 //!   has appended an audit event ([`crate::append`]). So no transaction that decrypted
 //!   patient data commits without its audit event, by construction.
+//! - A read ([`Access::Read`]) is a read-only transaction whose audit events go to the
+//!   group-commit writer ([`crate::group_commit`]) when it commits; its commit returns only
+//!   once they are durable, and fails if they cannot be made so.
 
 use chrono::{DateTime, Utc};
 use crypto::{FieldContext, Keyring, PracticeKeys};
 use domain::{AuditAction, AuditObject, PatientId, PracticeId};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use crate::append::{NewEvent, append};
+use crate::append::{NewEvent, append, resolve};
+use crate::group_commit::AuditWriter;
 use crate::sealed_columns::crypto_error;
 use crate::{OwnerStore, StoreError};
 
@@ -104,6 +108,16 @@ impl Opener<'_> {
     }
 }
 
+/// What a request may do in its practice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read and change: audit events are appended in the transaction itself.
+    Write,
+    /// Read only: the database refuses any change (the transaction is read-only), and the
+    /// audit events are made durable by the group-commit writer when the read commits.
+    Read,
+}
+
 /// A transaction inside one practice, with its time and its audit ledger: the shape the
 /// request path ([`crate::TenantTx`]) and the owner role ([`OwnerTx`]) share. Dropping it
 /// rolls back.
@@ -113,6 +127,8 @@ pub(crate) struct Audited {
     practice: PracticeId,
     now: DateTime<Utc>,
     ledger: Ledger,
+    /// For a read: the writer, and the events it will make durable at commit.
+    deferred: Option<(AuditWriter, Vec<NewEvent>)>,
 }
 
 impl Audited {
@@ -127,7 +143,21 @@ impl Audited {
             practice,
             now,
             ledger: Ledger::default(),
+            deferred: None,
         }
+    }
+
+    /// The same transaction as a read: its audit events go to `writer` at commit. The
+    /// transaction must already be read-only (`transaction_read_only`, set by the session
+    /// check).
+    pub(crate) fn deferring_to(mut self, writer: AuditWriter) -> Self {
+        self.deferred = Some((writer, Vec::new()));
+        self
+    }
+
+    /// Whether this is a read (audit events made durable by the group-commit writer).
+    pub(crate) fn is_read(&self) -> bool {
+        self.deferred.is_some()
     }
 
     /// Begins a transaction on `pool` and enters `practice`; `now` stamps its audit events.
@@ -163,9 +193,18 @@ impl Audited {
         NewEvent::new(self.now, action)
     }
 
-    /// Appends `events` to the practice's log in this transaction ([`crate::append`]).
+    /// Appends `events` to the practice's log in this transaction ([`crate::append`]); for a
+    /// read, validates and resolves them here and keeps them for the writer (they are
+    /// durable when [`Audited::commit`] returns).
     pub(crate) async fn append(&mut self, events: &[NewEvent]) -> Result<u64, StoreError> {
-        let n = append(&mut self.tx, self.practice, events).await?;
+        let n = if let Some((_, pending)) = &mut self.deferred {
+            let resolved = resolve(&mut self.tx, self.practice, events).await?;
+            let n = resolved.len() as u64;
+            pending.extend(resolved);
+            n
+        } else {
+            append(&mut self.tx, self.practice, events).await?
+        };
         self.ledger.appended += n;
         Ok(n)
     }
@@ -178,14 +217,24 @@ impl Audited {
     }
 
     /// Commits, unless sealed fields were opened since the last audit event appended
-    /// ([`StoreError::AuditFailed`]; the transaction rolls back).
+    /// ([`StoreError::AuditFailed`]; the transaction rolls back). A read returns only once
+    /// its events are durable, and fails if they cannot be made so (the read-only
+    /// transaction's commit and the writer's batch run side by side).
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
         if !self.ledger.may_commit() {
             return Err(StoreError::AuditFailed(
                 "the transaction opened sealed patient data and appended no audit event".into(),
             ));
         }
-        self.tx.commit().await?;
+        match self.deferred {
+            None => self.tx.commit().await?,
+            Some((writer, pending)) => {
+                let (read, audit) =
+                    tokio::join!(self.tx.commit(), writer.write(self.practice, pending));
+                audit?;
+                read?;
+            }
+        }
         Ok(())
     }
 

@@ -33,6 +33,9 @@
 //!   tenant tables that may stay in the clear are listed, with reasons, in [`sealed_columns`].
 //! - A job or command over many practices ([`each_practice`]) reports and skips a practice
 //!   whose data cannot be processed; the others go on.
+//! - A read ([`Access::Read`]) cannot change anything (a read-only transaction) and returns
+//!   from its commit only once its audit events are durable ([`group_commit`]); a change
+//!   audits in its own transaction.
 //! - Retention ([`retention`]) purges only what is past the practice's windows and not under
 //!   legal hold, and never an audit row.
 //!
@@ -45,7 +48,10 @@
 //! # async fn f(store: &store::Store, token: &store::TokenHash, practice: domain::PracticeId) -> Result<(), store::StoreError> {
 //! use domain::{AuditAction, Outcome, RequestId, SystemClock, Clock};
 //! let policy = store::SessionPolicy::default();
-//! let store::Entry::Member(mut tx, _) = store.enter_practice(token, practice, SystemClock.now(), &policy, RequestId::new()).await? else {
+//! // A read: a read-only transaction whose audit events the group-commit writer makes
+//! // durable before `commit` returns.
+//! let access = store::Access::Read;
+//! let store::Entry::Member(mut tx, _) = store.enter_practice(token, practice, SystemClock.now(), &policy, RequestId::new(), access).await? else {
 //!     return Err(store::StoreError::NotMember);
 //! };
 //! let page = store::patients::list(&mut tx, store.keyring()?, 0, 50).await?;
@@ -65,6 +71,7 @@ pub mod disclosures;
 mod each;
 mod entry;
 mod error;
+pub mod group_commit;
 pub mod identity;
 pub mod installation;
 pub mod invitations;
@@ -84,7 +91,7 @@ mod tenant;
 
 pub use crypto;
 pub use each::{PerPractice, each_practice};
-pub use entry::OwnerTx;
+pub use entry::{Access, OwnerTx};
 pub use error::StoreError;
 pub use roles_check::check_runtime_role;
 pub use session::{
@@ -98,16 +105,23 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 /// The migrations, embedded from the workspace's `migrations/` directory.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
+/// How long a pooled connection may sit idle before it is checked (pinged) on its way out.
+const IDLE_PING_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The server's handle on the database, connected as the runtime role.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
     keyring: Option<std::sync::Arc<crypto::Keyring>>,
+    /// The group-commit writer of the audit events of reads, on its own connections.
+    writer: group_commit::AuditWriter,
+    writer_pool: PgPool,
 }
 
 impl Store {
     /// Connects as the runtime role and checks that the role is least-privilege
-    /// ([`check_runtime_role`]); refuses to return a store otherwise.
+    /// ([`check_runtime_role`]); refuses to return a store otherwise. Starts the group-commit
+    /// audit writer ([`group_commit`], default batching) on two connections of its own.
     pub async fn connect_runtime(
         options: PgConnectOptions,
         max_connections: u32,
@@ -115,18 +129,55 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect_with(options)
+            // A request's first statement goes straight out on a connection in steady use; only
+            // one idle for a while is checked first (a round trip less per request).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(options.clone())
             .await?;
         check_runtime_role(&pool).await?;
+        let writer_pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        let writer = group_commit::AuditWriter::start(
+            writer_pool.clone(),
+            group_commit::GroupCommit::default(),
+        );
         Ok(Self {
             pool,
             keyring: None,
+            writer,
+            writer_pool,
         })
     }
 
-    /// Closes the pool.
+    /// The same store with the audit writer restarted with `config` (events queued on the
+    /// previous writer are still committed by it).
+    #[must_use]
+    pub fn with_group_commit(mut self, config: group_commit::GroupCommit) -> Self {
+        self.writer = group_commit::AuditWriter::start(self.writer_pool.clone(), config);
+        self
+    }
+
+    /// The group-commit writer's counters (batches, events, batch sizes).
+    #[must_use]
+    pub fn audit_writer_stats(&self) -> group_commit::WriterSnapshot {
+        self.writer.stats()
+    }
+
+    /// Closes the pools.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer_pool.close().await;
     }
 }
 

@@ -12,6 +12,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::{PgPool, Postgres, Transaction};
 use zeroize::Zeroizing;
 
+use crate::entry::Access;
 use crate::tenant::{TenantTx, UserTx};
 use crate::{Store, StoreError};
 
@@ -354,15 +355,18 @@ impl Store {
         policy: &SessionPolicy,
         request: RequestId,
     ) -> Result<(UserTx, SessionAuth), StoreError> {
-        let (tx, user, _, auth) = enter(&self.pool, token, None, now, policy).await?;
+        let (tx, user, _, auth, _) = enter(&self.pool, token, None, now, policy, false).await?;
         Ok((UserTx::new(tx, user, request, now), auth))
     }
 
     /// Checks a session and opens a transaction acting as its user inside `practice`, in one
     /// round trip (`app.enter`), applying the practice's own idle timeout and absolute
-    /// lifetime. Errors: [`StoreError::Unauthenticated`] for a bad session;
-    /// [`Entry::NotMember`] when the user is not a member of `practice` (or it does not
-    /// exist), which the API reports as 404 so another practice's existence is not revealed.
+    /// lifetime. With [`Access::Read`] the transaction is read-only and its audit events are
+    /// made durable by the group-commit writer at commit (vendor support access stays a
+    /// [`Access::Write`] transaction: each patient it touches is recorded as a disclosure).
+    /// Errors: [`StoreError::Unauthenticated`] for a bad session; [`Entry::NotMember`] when
+    /// the user is not a member of `practice` (or it does not exist), which the API reports as
+    /// 404 so another practice's existence is not revealed.
     pub async fn enter_practice(
         &self,
         token: &TokenHash,
@@ -370,15 +374,29 @@ impl Store {
         now: DateTime<Utc>,
         policy: &SessionPolicy,
         request: RequestId,
+        access: Access,
     ) -> Result<Entry, StoreError> {
-        let (tx, user, roles, auth) = enter(&self.pool, token, Some(practice), now, policy).await?;
+        let read = access == Access::Read;
+        let (mut tx, user, roles, auth, read_only) =
+            enter(&self.pool, token, Some(practice), now, policy, read).await?;
         let Some(roles) = roles else {
             return Ok(Entry::NotMember(user, auth));
         };
         let roles = RoleSet::parse(&roles).map_err(|_| StoreError::Corrupt("membership.roles"))?;
         let support = auth.support_grant;
+        let reader = if read && support.is_none() {
+            if !read_only {
+                // The session check had to write (activity, support lookup): read-only from here.
+                sqlx::query("set transaction read only")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(self.writer.clone())
+        } else {
+            None
+        };
         Ok(Entry::Member(
-            TenantTx::new(tx, practice, user, roles, request, now)
+            TenantTx::new(tx, practice, user, roles, request, now, reader)
                 .with_support(support, self.keyring.clone()),
             auth,
         ))
@@ -495,31 +513,40 @@ type EnterRow = (
     uuid::Uuid,
     bool,
     bool,
+    bool,
 );
 
 /// Opens a transaction and checks the session in it (`app.enter`: one statement, which sets the
 /// actor, the practice and the actor's roles there for the rest of the transaction). Two more
 /// statements only when needed: the activity update, at most once per
 /// [`SessionPolicy::activity_granularity`] per session, and, for a signed-in user who is not a
-/// member of `practice`, the support-grant lookup (`app.enter_support`).
+/// member of `practice`, the support-grant lookup (`app.enter_support`). With `read`, the same
+/// statement also makes the transaction read-only when neither follows (the last value
+/// returned says whether it did).
 async fn enter(
     pool: &PgPool,
     token: &TokenHash,
     practice: Option<PracticeId>,
     now: DateTime<Utc>,
     policy: &SessionPolicy,
+    read: bool,
 ) -> Result<
     (
         Transaction<'static, Postgres>,
         UserId,
         Option<Vec<String>>,
         SessionAuth,
+        bool,
     ),
     StoreError,
 > {
     let mut tx = pool.begin().await?;
     let row: Option<EnterRow> = sqlx::query_as(
-        "select user_id, roles, amr, mfa_at, session_id, require_passkey, touch
+        "select user_id, roles, amr, mfa_at, session_id, require_passkey, touch,
+                $6 and not touch and roles is not null
+                   and set_config('transaction_read_only',
+                                  case when $6 and not touch and roles is not null
+                                       then 'on' else 'off' end, true) = 'on'
            from app.enter($1, $2, $3, $4, $5)",
     )
     .bind(token.0.as_slice())
@@ -527,9 +554,10 @@ async fn enter(
     .bind(now)
     .bind(policy.idle)
     .bind(policy.activity_granularity)
+    .bind(read)
     .fetch_optional(&mut *tx)
     .await?;
-    let (user, mut roles, amr, mfa_at, session_id, practice_requires_passkey, touch) =
+    let (user, mut roles, amr, mfa_at, session_id, practice_requires_passkey, touch, read_only) =
         row.ok_or(StoreError::Unauthenticated)?;
     if touch {
         // Requests in parallel on one session all see `touch`; the first takes the row and
@@ -562,5 +590,5 @@ async fn enter(
         practice_requires_passkey,
         support_grant,
     };
-    Ok((tx, user, roles, auth))
+    Ok((tx, user, roles, auth, read_only))
 }

@@ -10,6 +10,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use crate::StoreError;
 use crate::append::{NewEvent, append};
 use crate::entry::{Audited, Opener, set_practice};
+use crate::group_commit::AuditWriter;
 
 /// A transaction acting as a signed-in user, outside any practice: the user's own profile,
 /// memberships and sessions are visible; no tenant data is. Dropping it rolls back.
@@ -125,9 +126,14 @@ impl TenantTx {
         roles: RoleSet,
         request: RequestId,
         now: DateTime<Utc>,
+        reader: Option<AuditWriter>,
     ) -> Self {
+        let inner = Audited::entered(tx, practice, now);
         Self {
-            inner: Audited::entered(tx, practice, now),
+            inner: match reader {
+                Some(writer) => inner.deferring_to(writer),
+                None => inner,
+            },
             actor,
             roles,
             request,
@@ -150,6 +156,13 @@ impl TenantTx {
             self.keyring = keyring;
         }
         self
+    }
+
+    /// Whether this is a read ([`crate::Access::Read`]): a read-only transaction whose audit
+    /// events the group-commit writer makes durable at commit.
+    #[must_use]
+    pub fn is_read(&self) -> bool {
+        self.inner.is_read()
     }
 
     /// The support grant this transaction acts under (vendor support access), if any.

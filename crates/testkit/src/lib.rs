@@ -425,6 +425,7 @@ pub async fn enter_practice(
             domain::SystemClock.now(),
             &SessionPolicy::default(),
             domain::RequestId::new(),
+            store::Access::Write,
         )
         .await?
     {

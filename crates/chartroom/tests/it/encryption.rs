@@ -547,6 +547,7 @@ async fn data_key_rotation_reencrypts_every_row() {
                 Utc::now(),
                 &store::SessionPolicy::default(),
                 domain::RequestId::new(),
+                store::Access::Write,
             )
             .await
             .unwrap()
@@ -606,6 +607,7 @@ async fn data_key_rotation_reencrypts_every_row() {
                 Utc::now(),
                 &store::SessionPolicy::default(),
                 domain::RequestId::new(),
+                store::Access::Write,
             )
             .await
             .unwrap()

@@ -795,6 +795,7 @@ pub(crate) async fn as_member(
             Utc::now(),
             &store::SessionPolicy::default(),
             domain::RequestId::new(),
+            store::Access::Write,
         )
         .await
         .unwrap()

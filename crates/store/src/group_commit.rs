@@ -1,0 +1,292 @@
+//! Group commit for the audit events of reads.
+//!
+//! A read ([`crate::TenantTx`] entered with [`crate::Access::Read`]) runs in a read-only
+//! transaction; its audit events are validated and resolved there (the emergency-access flag
+//! is computed in the reader's own transaction, where its actor and practice are set), then
+//! handed to the [`AuditWriter`] when the read commits. The writer collects the events of
+//! concurrent reads and makes them durable together: one transaction, one WAL flush, many
+//! events, through the one audit append ([`crate::append`]). [`AuditWriter::write`] returns
+//! only once its events are committed, and the read's commit returns only then — so a
+//! response with patient data is released only after its audit event is durable.
+//!
+//! What it guarantees:
+//! - **Nothing is dropped.** The queue is bounded; when it is full a read waits for room
+//!   (backpressure), it is never turned away unaudited or audited later.
+//! - **A failure fails the read.** If a batch cannot be committed, each of its submissions is
+//!   retried alone once (so one bad submission cannot fail the others); whatever still fails
+//!   is reported to its read as [`StoreError::AuditFailed`], and the read answers 500.
+//! - **Bounded batches and waits.** A batch holds at most [`GroupCommit::max_batch_events`]
+//!   events; the writer waits at most [`GroupCommit::max_wait`] for more after the first
+//!   (zero by default: a batch is whatever queued while the previous one was committing, so an
+//!   uncontended read pays no waiting at all).
+//! - **Writes are not affected**: a change appends its events in its own transaction.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use domain::PracticeId;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+use crate::append::{NewEvent, append};
+use crate::entry::set_practice;
+
+/// How the writer batches.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommit {
+    /// Submissions that may wait in the queue before a read waits for room.
+    pub queue: usize,
+    /// Most events in one batch (one transaction).
+    pub max_batch_events: usize,
+    /// How long the writer waits for more events after the first of a batch.
+    pub max_wait: Duration,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            queue: 4096,
+            max_batch_events: 512,
+            max_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// Upper bounds of the batch-size buckets in [`WriterStats`] (events per batch); the last
+/// bucket takes everything larger.
+pub const BATCH_BUCKETS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+/// Counters of the writer since it started (for the benchmark harness and operators).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    batches: AtomicU64,
+    events: AtomicU64,
+    failed_batches: AtomicU64,
+    buckets: [AtomicU64; BATCH_BUCKETS.len() + 1],
+}
+
+/// A copy of [`WriterStats`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriterSnapshot {
+    /// Transactions committed (or attempted) by the writer.
+    pub batches: u64,
+    /// Events made durable.
+    pub events: u64,
+    /// Batches that failed and were retried submission by submission.
+    pub failed_batches: u64,
+    /// Batches per size bucket ([`BATCH_BUCKETS`], then one for anything larger).
+    pub buckets: Vec<u64>,
+}
+
+impl WriterSnapshot {
+    /// The counts since `earlier`.
+    #[must_use]
+    pub fn since(&self, earlier: &WriterSnapshot) -> WriterSnapshot {
+        WriterSnapshot {
+            batches: self.batches.saturating_sub(earlier.batches),
+            events: self.events.saturating_sub(earlier.events),
+            failed_batches: self.failed_batches.saturating_sub(earlier.failed_batches),
+            buckets: self
+                .buckets
+                .iter()
+                .zip(earlier.buckets.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+        }
+    }
+}
+
+impl WriterStats {
+    fn record(&self, events: u64) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.events.fetch_add(events, Ordering::Relaxed);
+        let i = BATCH_BUCKETS
+            .iter()
+            .position(|b| events <= *b)
+            .unwrap_or(BATCH_BUCKETS.len());
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> WriterSnapshot {
+        WriterSnapshot {
+            batches: self.batches.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            failed_batches: self.failed_batches.load(Ordering::Relaxed),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+        }
+    }
+}
+
+/// One read's events, and where to say they are durable.
+struct Submission {
+    practice: PracticeId,
+    events: Vec<NewEvent>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The handle reads submit their audit events to. Cloning shares the writer; it stops when
+/// the last handle is dropped, after committing what was queued.
+#[derive(Clone, Debug)]
+pub struct AuditWriter {
+    queue: mpsc::Sender<Submission>,
+    stats: Arc<WriterStats>,
+}
+
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission")
+            .field("practice", &self.practice)
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditWriter {
+    /// Starts the writer on `pool` (its own connections: a read never waits for the writer's
+    /// connection behind other reads).
+    #[must_use]
+    pub fn start(pool: PgPool, config: GroupCommit) -> Self {
+        let (queue, rx) = mpsc::channel(config.queue.max(1));
+        let stats = Arc::new(WriterStats::default());
+        tokio::spawn(run(pool, rx, config, stats.clone()));
+        Self { queue, stats }
+    }
+
+    /// The writer's counters.
+    #[must_use]
+    pub fn stats(&self) -> WriterSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Makes `events` of `practice` durable; returns once they are committed (waiting for
+    /// room in the queue first if it is full). Events must have been validated and resolved
+    /// ([`crate::append::prepare`]).
+    pub(crate) async fn write(
+        &self,
+        practice: PracticeId,
+        events: Vec<NewEvent>,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (done, result) = oneshot::channel();
+        self.queue
+            .send(Submission {
+                practice,
+                events,
+                done,
+            })
+            .await
+            .map_err(|_| StoreError::AuditFailed("the audit writer has stopped".into()))?;
+        result
+            .await
+            .map_err(|_| StoreError::AuditFailed("the audit writer has stopped".into()))?
+    }
+}
+
+/// The writer loop: takes a batch, commits it, answers every submission in it.
+async fn run(
+    pool: PgPool,
+    mut rx: mpsc::Receiver<Submission>,
+    config: GroupCommit,
+    stats: Arc<WriterStats>,
+) {
+    let max = config.max_batch_events.max(1);
+    while let Some(first) = rx.recv().await {
+        let mut size = first.events.len();
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + config.max_wait;
+        while size < max {
+            let next = match rx.try_recv() {
+                Ok(s) => Some(s),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) if config.max_wait.is_zero() => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    tokio::time::timeout_at(deadline, rx.recv())
+                        .await
+                        .ok()
+                        .flatten()
+                }
+            };
+            let Some(s) = next else { break };
+            size += s.events.len();
+            batch.push(s);
+        }
+        commit(&pool, batch, &stats).await;
+    }
+}
+
+/// Commits `batch` in one transaction and answers each submission; on failure retries each
+/// submission alone, so only the ones that cannot be written fail.
+async fn commit(pool: &PgPool, batch: Vec<Submission>, stats: &WriterStats) {
+    let events: u64 = batch.iter().map(|s| s.events.len() as u64).sum();
+    let whole = write_batch(pool, &by_practice(&batch)).await;
+    stats.record(events);
+    match whole {
+        Ok(()) => {
+            for s in batch {
+                // A read that gave up (its request was cancelled) no longer listens.
+                let _ = s.done.send(Ok(()));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            tracing::error!(target: "chartroom::alert", error = %e, "audit events of a read could not be written");
+            if let Some(s) = batch.into_iter().next() {
+                let _ = s.done.send(Err(e));
+            }
+        }
+        Err(e) => {
+            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, submissions = batch.len(), "an audit batch failed: retrying its submissions one by one");
+            for s in batch {
+                let one = write_batch(pool, &[(s.practice, s.events.clone())]).await;
+                stats.record(s.events.len() as u64);
+                if let Err(e) = &one {
+                    tracing::error!(target: "chartroom::alert", error = %e, "audit events of a read could not be written");
+                }
+                let _ = s.done.send(one);
+            }
+        }
+    }
+}
+
+/// The batch's events grouped by practice (one statement per practice), in queue order.
+fn by_practice(batch: &[Submission]) -> Vec<(PracticeId, Vec<NewEvent>)> {
+    let mut groups: Vec<(PracticeId, Vec<NewEvent>)> = Vec::new();
+    for s in batch {
+        match groups.iter_mut().find(|(p, _)| *p == s.practice) {
+            Some((_, events)) => events.extend(s.events.iter().cloned()),
+            None => groups.push((s.practice, s.events.clone())),
+        }
+    }
+    groups
+}
+
+/// One transaction: each practice entered in turn, its events appended, one commit.
+async fn write_batch(
+    pool: &PgPool,
+    groups: &[(PracticeId, Vec<NewEvent>)],
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(|e| audit_failed(&e))?;
+    for (practice, events) in groups {
+        let practice = *practice;
+        set_practice(&mut tx, Some(practice))
+            .await
+            .map_err(|e| audit_failed(&e))?;
+        append(&mut tx, practice, events).await?;
+    }
+    tx.commit().await.map_err(|e| audit_failed(&e))?;
+    Ok(())
+}
+
+fn audit_failed(e: &sqlx::Error) -> StoreError {
+    StoreError::AuditFailed(e.to_string())
+}
