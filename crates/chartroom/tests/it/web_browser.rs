@@ -198,18 +198,33 @@ impl Browser {
             .unwrap();
     }
 
+    /// Waits (bounded, polling) until the browser is at `want` (a click on a submit button
+    /// may return before the navigation it starts has finished).
+    async fn wait_for_path(&self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = match self.driver.current_url().await {
+                Ok(url) => url.path().to_owned(),
+                Err(_) => String::new(),
+            };
+            if now == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never reached {want}: at {now}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits (bounded, polling) until the element's text contains `want`.
     async fn wait_for_text(&self, css: &str, want: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let text = self
-                .driver
-                .find(By::Css(css))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            // The page may be navigating or htmx swapping: an element that is missing or
+            // went stale between the find and the read is "not yet", not a failure.
+            let text = match self.driver.find(By::Css(css)).await {
+                Ok(e) => e.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
             if text.contains(want) {
                 return text;
             }
@@ -283,7 +298,7 @@ async fn reception_flow(
     b.fill("#email", email).await;
     b.fill("#password", testkit::PASSWORD).await;
     b.click("form.stack button[type=submit]").await;
-    assert_eq!(b.path().await, "/app/sign-in/enroll");
+    b.wait_for_path("/app/sign-in/enroll").await;
     b.check_page("03-enroll-start").await;
     b.click("main form button[type=submit]").await;
     b.wait_for_text("h1", "Scan the QR code").await;
@@ -313,7 +328,7 @@ async fn reception_flow(
     assert_eq!(codes.len(), 10);
     b.check_page("05-recovery-codes").await;
     b.click("main a.button").await;
-    assert_eq!(b.path().await, "/app");
+    b.wait_for_path("/app").await;
     b.check_page("06-home").await;
 
     // The patients page, as reception: demographics only.
@@ -324,10 +339,8 @@ async fn reception_flow(
         .click()
         .await
         .unwrap();
-    assert_eq!(
-        b.path().await,
-        format!("/app/practices/{}/patients", world.a.id)
-    );
+    b.wait_for_path(&format!("/app/practices/{}/patients", world.a.id))
+        .await;
     let rows = b.wait_for_text("#patient-rows", &patient.family_name).await;
     assert!(rows.contains(&patient.given_name));
     let header = b.driver.find(By::Css("header.top")).await.unwrap();
@@ -375,7 +388,7 @@ async fn reception_flow(
 
     // Sign out: back to the sign-in page, and the app is closed again.
     b.click("form.sign-out button").await;
-    assert_eq!(b.path().await, "/app/sign-in");
+    b.wait_for_path("/app/sign-in").await;
     b.check_page("10-signed-out").await;
     b.driver.goto(app.url("/app")).await.unwrap();
     assert_eq!(b.path().await, "/app/sign-in");
