@@ -36,6 +36,7 @@ use sqlx::{Connection as _, Executor as _, PgConnection};
 use store::{OwnerStore, SessionPolicy, Store};
 use tokio::sync::OnceCell;
 
+pub mod load;
 pub mod schema;
 
 /// The password every fixture user has.
@@ -417,6 +418,17 @@ pub async fn enter_practice(
     token: &str,
     practice: PracticeId,
 ) -> Result<store::TenantTx, store::StoreError> {
+    enter_practice_for(store, token, practice, store::Access::Write).await
+}
+
+/// [`enter_practice`] for `access`: [`store::Access::Read`] is what a `GET` route enters with
+/// (a read-only transaction whose audit events go through the group-commit writer).
+pub async fn enter_practice_for(
+    store: &Store,
+    token: &str,
+    practice: PracticeId,
+    access: store::Access,
+) -> Result<store::TenantTx, store::StoreError> {
     let hash = store::TokenHash::from_presented(token).ok_or(store::StoreError::Unauthenticated)?;
     match store
         .enter_practice(
@@ -425,7 +437,7 @@ pub async fn enter_practice(
             domain::SystemClock.now(),
             &SessionPolicy::default(),
             domain::RequestId::new(),
-            store::Access::Write,
+            access,
         )
         .await?
     {
@@ -443,7 +455,21 @@ pub async fn read_patient(
     practice: PracticeId,
     patient: PatientId,
 ) -> Result<Option<store::patients::Patient>, store::StoreError> {
-    let mut tx = enter_practice(store, token, practice).await?;
+    read_patient_for(store, token, practice, patient, store::Access::Write).await
+}
+
+/// [`read_patient`] entered for `access`: with [`store::Access::Read`] (what the patient
+/// route does) the audit event goes through the group-commit writer and the commit returns
+/// once it is durable; with [`store::Access::Write`] it is written in the read's own
+/// transaction.
+pub async fn read_patient_for(
+    store: &Store,
+    token: &str,
+    practice: PracticeId,
+    patient: PatientId,
+    access: store::Access,
+) -> Result<Option<store::patients::Patient>, store::StoreError> {
+    let mut tx = enter_practice_for(store, token, practice, access).await?;
     let found = store::patients::get(&mut tx, store.keyring()?, patient).await?;
     if let Some(p) = &found {
         tx.audit_patient(domain::AuditAction::PatientRead, p.patient_id)

@@ -42,3 +42,50 @@ fn store_and_server_have_no_benchmark_paths() {
         found.join("\n")
     );
 }
+
+// issue 16.4 — the load benchmark's driver, briefly, against the real binary: every kind of
+// request in the mix is sent and answered as expected (no errors), the server's memory is
+// read, it stops cleanly and the audit log it wrote verifies. (Its figures come from
+// `chartroom-bench load`, minutes per phase; this only proves the driver and the mix work.)
+#[tokio::test]
+async fn the_load_driver_runs_its_whole_mix_against_the_real_binary_without_errors() {
+    let report = testkit::load::run(&testkit::load::LoadOptions {
+        server: env!("CARGO_BIN_EXE_chartroom").into(),
+        clients: vec![8],
+        duration: std::time::Duration::from_secs(6),
+        warmup: std::time::Duration::from_secs(1),
+        patients: 12,
+        window: std::time::Duration::from_secs(2),
+    })
+    .await
+    .unwrap();
+    println!("{report}");
+    let phase = &report.phases[0];
+    assert_eq!(phase.overall.errors, 0, "{:?}", phase.error_samples);
+    let sent: Vec<testkit::load::Kind> = phase.kinds.iter().map(|(k, _)| *k).collect();
+    for kind in [
+        testkit::load::Kind::ScheduleDay,
+        testkit::load::Kind::ScheduleWeek,
+        testkit::load::Kind::SearchName,
+        testkit::load::Kind::SearchDob,
+        testkit::load::Kind::PatientRead,
+        testkit::load::Kind::Book,
+        testkit::load::Kind::Cancel,
+        testkit::load::Kind::NoteRead,
+        testkit::load::Kind::NoteList,
+        testkit::load::Kind::NoteSave,
+        testkit::load::Kind::PerioExam,
+        testkit::load::Kind::PerioFinal,
+        testkit::load::Kind::AuditReport,
+    ] {
+        assert!(sent.contains(&kind), "{} never sent: {sent:?}", kind.name());
+    }
+    assert!(phase.rss_start_kib > 0 && phase.rss_end_kib > 0);
+    assert_eq!(phase.windows.len(), 3);
+    assert!(report.clean_stop, "the server did not stop cleanly");
+    assert!(
+        report.audit_verified,
+        "audit verify: {}",
+        report.audit_verify_output
+    );
+}

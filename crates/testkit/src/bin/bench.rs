@@ -36,6 +36,8 @@ mod encryption;
 mod identity;
 #[path = "bench_notes/mod.rs"]
 mod notes;
+#[path = "bench_reads/mod.rs"]
+mod reads;
 
 #[derive(Parser)]
 #[command(about = "Chartroom benchmark harness")]
@@ -138,6 +140,49 @@ enum Bench {
         pool: u32,
     },
     /// Patient read by id: HTTP path vs. direct SQL.
+    /// Audited reads against unaudited ones (issue 16): the patient route over HTTPS vs the
+    /// same read as raw SQL without and with its audit event, HTTPS latency percentiles and
+    /// the group-commit batch sizes; then one client's read with its event through the writer
+    /// vs in its own transaction.
+    Reads {
+        /// Seconds per path per round.
+        #[arg(long, default_value_t = 4)]
+        seconds: u64,
+        /// Concurrent clients, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "8,32")]
+        clients: Vec<usize>,
+        /// Rounds per client count (the paths alternate A B C, C B A, …).
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+        /// Runtime pool size (the same for the product and the raw SQL).
+        #[arg(long, default_value_t = 16)]
+        pool: u32,
+        /// Seconds of the single-client comparison.
+        #[arg(long, default_value_t = 10)]
+        single_seconds: u64,
+    },
+    /// A realistic mixed load against the real binary (`chartroom demo` as a child process)
+    /// over HTTPS: reception, clinicians and an owner (see `testkit::load`).
+    Load {
+        /// Measured seconds per client count.
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+        /// Concurrent clients per phase, comma-separated (phases run in order).
+        #[arg(long, value_delimiter = ',', default_value = "8,32")]
+        clients: Vec<usize>,
+        /// Unmeasured warm-up seconds before each phase.
+        #[arg(long, default_value_t = 15)]
+        warmup: u64,
+        /// Patients set up (and booked) before the load.
+        #[arg(long, default_value_t = 300)]
+        patients: usize,
+        /// Timeline window in seconds.
+        #[arg(long, default_value_t = 30)]
+        window: u64,
+        /// The `chartroom` binary (default: beside this one).
+        #[arg(long)]
+        server: Option<std::path::PathBuf>,
+    },
     PatientRead {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 8)]
@@ -152,6 +197,48 @@ enum Bench {
         #[arg(long, default_value_t = 16)]
         pool: u32,
     },
+}
+
+/// `chartroom-bench load`: the report, and a failure if any request failed or the log does
+/// not verify.
+async fn load(
+    seconds: u64,
+    clients: Vec<usize>,
+    warmup: u64,
+    patients: usize,
+    window: u64,
+    server: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let server = match server {
+        Some(s) => s,
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory for this binary")?
+            .join("chartroom"),
+    };
+    anyhow::ensure!(
+        server.is_file(),
+        "{} not found: build it (cargo build --release -p chartroom) or pass --server",
+        server.display()
+    );
+    println!(
+        "mixed load through HTTPS against {} (demo, embedded PostgreSQL): {patients} patients set up, phases {clients:?} clients, {warmup} s warm-up + {seconds} s each",
+        server.display()
+    );
+    let report = testkit::load::run(&testkit::load::LoadOptions {
+        server,
+        clients,
+        duration: Duration::from_secs(seconds),
+        warmup: Duration::from_secs(warmup),
+        patients,
+        window: Duration::from_secs(window.max(1)),
+    })
+    .await?;
+    print!("{report}");
+    let errors: u64 = report.phases.iter().map(|p| p.overall.errors).sum();
+    anyhow::ensure!(errors == 0, "{errors} requests failed");
+    anyhow::ensure!(report.audit_verified, "audit verify failed after the run");
+    Ok(())
 }
 
 struct Fixture {
@@ -648,6 +735,23 @@ async fn main() -> anyhow::Result<()> {
         Bench::AuditVerify { events, runs } => audit_verify(events, runs)
             .await
             .context("audit-verify benchmark"),
+        Bench::Reads {
+            seconds,
+            clients,
+            rounds,
+            pool,
+            single_seconds,
+        } => reads::reads(seconds, clients, rounds, pool, single_seconds)
+            .await
+            .context("reads benchmark"),
+        Bench::Load {
+            seconds,
+            clients,
+            warmup,
+            patients,
+            window,
+            server,
+        } => load(seconds, clients, warmup, patients, window, server).await,
         Bench::PatientRead {
             seconds,
             clients,

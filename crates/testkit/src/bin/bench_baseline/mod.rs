@@ -89,6 +89,20 @@ impl Baseline {
         roles: &str,
         patient: PatientId,
     ) -> anyhow::Result<Option<Patient>> {
+        self.read_patient_audited(practice, actor, roles, patient, true)
+            .await
+    }
+
+    /// [`Self::read_patient`], with its audit event only when `audit` is set (without it the
+    /// read is the floor any audited read is measured against: no insert, no WAL flush).
+    pub(crate) async fn read_patient_audited(
+        &self,
+        practice: PracticeId,
+        actor: UserId,
+        roles: &str,
+        patient: PatientId,
+        audit: bool,
+    ) -> anyhow::Result<Option<Patient>> {
         let mut tx = self.pool.begin().await?;
         testkit::enter_trusted(
             &mut tx,
@@ -109,6 +123,10 @@ impl Baseline {
             return Ok(None);
         };
         let found = self.open(practice, patient, &row).await?;
+        if !audit {
+            tx.commit().await?;
+            return Ok(Some(found));
+        }
         sqlx::query(AUDIT_EVENT)
             .bind(practice)
             .bind(domain::AuditEventId::new())
