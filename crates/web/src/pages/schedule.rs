@@ -581,8 +581,11 @@ pub(crate) struct FindForm {
 pub(crate) async fn appointment_find(
     State(state): State<AppState>,
     Member(ctx): Member<Scheduling>,
-    Form(find): Form<FindForm>,
+    Form(mut find): Form<FindForm>,
 ) -> Result<Response, WebError> {
+    if filled(&find.form.minutes).is_none() {
+        find.form.minutes = DEFAULT_MINUTES.to_string();
+    }
     let mut tx = ctx.tx;
     let c = booking_context(&mut tx).await?;
     let (choices, errors, message, status) = match criteria(&find.search) {
