@@ -874,7 +874,7 @@ async fn get_page(http: &reqwest::Client, app: &TestApp, path: &str, token: &str
     res.text().await.unwrap()
 }
 
-/// (status, starts_at, clinician, patients in the practice) as the API reads them.
+/// The appointment as the API reads it (its JSON view).
 async fn appointment_state(
     app: &TestApp,
     token: &str,
@@ -893,6 +893,7 @@ async fn appointment_state(
     body
 }
 
+/// The patient as the API reads it: status and JSON view.
 async fn patient_state(
     app: &TestApp,
     token: &str,
