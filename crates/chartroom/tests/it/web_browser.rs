@@ -610,6 +610,30 @@ async fn schedule_flow(b: &mut Browser, app: &TestApp, world: &World, email: &st
         .await;
     b.wait_for_text("h1", "clinician a").await;
     b.check_clean("28-schedule-week").await;
+    // From the keyboard: the first Tab reaches the skip link, drawn with a visible focus ring.
+    b.driver
+        .action_chain()
+        .send_keys(Key::Tab)
+        .perform()
+        .await
+        .unwrap();
+    let focus = b
+        .driver
+        .execute(
+            "const e = document.activeElement; const s = getComputedStyle(e);
+             return { text: e.textContent, outline: s.outlineStyle, width: s.outlineWidth };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        focus.json()["text"],
+        "Skip to main content",
+        "{}",
+        focus.json()
+    );
+    assert_eq!(focus.json()["outline"], "solid", "{}", focus.json());
+    assert_eq!(focus.json()["width"], "3px", "{}", focus.json());
     let monday = app
         .clock
         .now()
