@@ -246,3 +246,53 @@ impl Field {
         self.error.as_ref().map(|_| format!("{}-error", self.id))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use domain::Role;
+
+    use super::*;
+
+    // issue 17 — the menu holds what the role may open under the API's privileges: patients
+    // and the schedule for reception and clinicians (scheduling), nothing yet for owners and
+    // admins, nothing clinical for anyone.
+    #[test]
+    fn the_menu_follows_the_scheduling_privilege() {
+        let p = PracticeId::new();
+        for (roles, want) in [
+            (vec![Role::Reception], vec!["Patients", "Schedule"]),
+            (vec![Role::Clinician], vec!["Patients", "Schedule"]),
+            (vec![Role::Owner], vec![]),
+            (vec![Role::Admin], vec![]),
+            (
+                vec![Role::Owner, Role::Reception],
+                vec!["Patients", "Schedule"],
+            ),
+            (vec![], vec![]),
+        ] {
+            let items = nav(p, roles.iter().copied().collect());
+            let labels: Vec<&str> = items.iter().map(|i| i.label).collect();
+            assert_eq!(labels, want, "{roles:?}");
+            for i in &items {
+                assert!(i.href.starts_with(&format!("/app/practices/{p}/")), "{i:?}");
+            }
+        }
+    }
+
+    // issue 17 — a refused field keeps its first message and is described by it.
+    #[test]
+    fn refused_fields_are_described_by_their_message() {
+        let mut errors = FieldErrors::default();
+        assert!(errors.is_empty());
+        errors.refused("phone", "Phone", &ValueError::new("phone", "is too long"));
+        errors.add("phone", "a second message");
+        assert_eq!(errors.get("phone"), Some("Phone: is too long."));
+        assert_eq!(errors.get("email"), None);
+        let refused = Field::new("phone", "Phone", "tel", "5550", &errors);
+        assert_eq!(refused.describedby().as_deref(), Some("phone-error"));
+        let fine = Field::new("email", "Email", "email", "", &errors);
+        assert_eq!(fine.describedby(), None);
+        assert_eq!(filled("  "), None);
+        assert_eq!(filled(" a "), Some("a"));
+    }
+}
