@@ -55,6 +55,21 @@ pub mod signin {
         confirm_totp_enrollment, present_totp, session_cookie, sign_in_with_password, sign_out,
     };
 }
+/// Input rules shared by the JSON API and the web pages, so both faces accept and refuse the
+/// same values with the same messages (each error names its field, never echoes the value).
+pub mod rules {
+    /// Patients: demographics, contact details and search criteria.
+    pub mod patients {
+        pub use crate::routes::patients::{
+            NAME_MAX, NO_CRITERION, contact_email, contact_phone, date_of_birth, name,
+            search_criteria,
+        };
+    }
+    /// Appointments: times and statuses.
+    pub mod appointments {
+        pub use crate::routes::appointments::{CANCELLED, LONGEST, STATUSES, appointment_times};
+    }
+}
 pub use middleware::request_frame;
 pub use routes::{openapi, openapi_schema_conflicts};
 

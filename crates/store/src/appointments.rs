@@ -87,6 +87,29 @@ pub async fn list(
     .await?)
 }
 
+/// Lists one clinician's appointments starting in `[from, to)`, by start time, at most
+/// `limit` ≤ 200 (a schedule column; cancelled ones included, their status says so).
+pub async fn list_for_clinician(
+    tx: &mut TenantTx,
+    clinician: UserId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Appointment>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "select {COLUMNS} from appointment
+          where practice_id = $1 and clinician_id = $2 and starts_at >= $3 and starts_at < $4
+          order by starts_at, appointment_id limit $5"
+    ))
+    .bind(tx.practice())
+    .bind(clinician)
+    .bind(from)
+    .bind(to)
+    .bind(limit.clamp(1, 200))
+    .fetch_all(tx.conn())
+    .await?)
+}
+
 /// Creates an appointment. A patient or clinician of another practice (or none) is a
 /// conflict on `appointment_patient_fkey` / `appointment_clinician_fkey`.
 pub async fn create(tx: &mut TenantTx, new: &NewAppointment) -> Result<Appointment, StoreError> {

@@ -13,6 +13,9 @@
 //!   the second factor, membership (another practice is `404`), the role (`403`), denied-
 //!   attempt auditing and the tenant transaction are the API's own. Every patient shown is
 //!   audited in the read's transaction, as in the API.
+//! - **Same input rules as the API.** Forms are checked by [`server::rules`], the functions
+//!   the API's handlers call; a refused form answers `400` with each message next to its
+//!   field (`aria-describedby`) and nothing changed.
 //! - **Anonymous → sign-in.** A page that needs a session redirects (`303`) to
 //!   [`SIGN_IN_PATH`]; a password-only session is sent to the second-factor step.
 //! - **Strict CSP on every response** ([`CONTENT_SECURITY_POLICY`]): scripts and styles only
@@ -100,7 +103,19 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .route("/sign-out", post(pages::auth::sign_out))
         .route(
             "/practices/{practice_id}/patients",
-            get(pages::patients::patients_page),
+            get(pages::patients::patients_page).post(pages::patients::patient_create),
+        )
+        .route(
+            "/practices/{practice_id}/patients/new",
+            get(pages::patients::patient_new_page),
+        )
+        .route(
+            "/practices/{practice_id}/patients/{patient_id}",
+            get(pages::patients::patient_page).post(pages::patients::patient_update),
+        )
+        .route(
+            "/practices/{practice_id}/patients/{patient_id}/delete",
+            get(pages::patients::patient_delete_page).post(pages::patients::patient_delete),
         )
         .route(
             "/practices/{practice_id}/patients/search",
@@ -109,6 +124,30 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .route(
             "/practices/{practice_id}/patients/search/rows",
             post(pages::patients::patients_search_rows),
+        )
+        .route(
+            "/practices/{practice_id}/schedule",
+            get(pages::schedule::week_page),
+        )
+        .route(
+            "/practices/{practice_id}/schedule/day",
+            get(pages::schedule::day_page),
+        )
+        .route(
+            "/practices/{practice_id}/appointments",
+            post(pages::schedule::appointment_create),
+        )
+        .route(
+            "/practices/{practice_id}/appointments/new",
+            get(pages::schedule::appointment_new_page).post(pages::schedule::appointment_find),
+        )
+        .route(
+            "/practices/{practice_id}/appointments/{appointment_id}/move",
+            get(pages::schedule::appointment_move_page).post(pages::schedule::appointment_move),
+        )
+        .route(
+            "/practices/{practice_id}/appointments/{appointment_id}/cancel",
+            get(pages::schedule::appointment_cancel_page).post(pages::schedule::appointment_cancel),
         )
         .route("/static/{file}", get(assets::serve))
         .route(

@@ -42,12 +42,84 @@ fn request(
     r
 }
 
-/// A page route for the matrix: method, path, form body, whether it is an htmx fragment.
+/// A page route for the matrix: method, path, form body, whether it is an htmx fragment;
+/// for the right roles (reception, clinician): their own paths when the route consumes its
+/// object (a delete), the status they get and the audit actions their request leaves.
 struct Route {
     method: Method,
     path: String,
-    form: Option<&'static [(&'static str, &'static str)]>,
+    form: Vec<(&'static str, String)>,
     fragment: bool,
+    ok_paths: Option<[String; 2]>,
+    ok_status: StatusCode,
+    audit: &'static [&'static str],
+    /// The same route under practice B with A's object in it (another practice's object).
+    cross: Option<String>,
+}
+
+impl Route {
+    fn get(path: String, audit: &'static [&'static str]) -> Self {
+        Self {
+            method: Method::GET,
+            path,
+            form: Vec::new(),
+            fragment: false,
+            ok_paths: None,
+            ok_status: StatusCode::OK,
+            audit,
+            cross: None,
+        }
+    }
+
+    fn post(path: String, form: &[(&'static str, &str)], audit: &'static [&'static str]) -> Self {
+        Self {
+            method: Method::POST,
+            path,
+            form: form.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            fragment: false,
+            ok_paths: None,
+            ok_status: StatusCode::SEE_OTHER,
+            audit,
+            cross: None,
+        }
+    }
+
+    fn status(mut self, s: StatusCode) -> Self {
+        self.ok_status = s;
+        self
+    }
+
+    fn fragment(mut self) -> Self {
+        self.fragment = true;
+        self
+    }
+
+    fn cross(mut self, path: String) -> Self {
+        self.cross = Some(path);
+        self
+    }
+
+    fn ok_paths(mut self, paths: [String; 2]) -> Self {
+        self.ok_paths = Some(paths);
+        self
+    }
+}
+
+async fn send_to(
+    http: &reqwest::Client,
+    app: &TestApp,
+    route: &Route,
+    path: &str,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut r = request(http, app, route.method.clone(), path, token);
+    if route.method != Method::GET {
+        r = r.form(&route.form);
+    }
+    if route.fragment {
+        r = r.header("hx-request", "true");
+    }
+    r.send().await.unwrap()
 }
 
 async fn send(
@@ -56,19 +128,88 @@ async fn send(
     route: &Route,
     token: Option<&str>,
 ) -> reqwest::Response {
-    let mut r = request(http, app, route.method.clone(), &route.path, token);
-    if let Some(f) = route.form {
-        r = r.form(f);
-    }
-    if route.fragment {
-        r = r.header("hx-request", "true");
-    }
-    r.send().await.unwrap()
+    send_to(http, app, route, &route.path, token).await
 }
 
-// issue 17 — every practice page: anonymous → the sign-in page, password only → the second
-// factor, another practice → 404, wrong role → 403, right role → 200; the page shows
-// demographics only, and a denial leaves its audit row.
+/// A patient of practice `p` made through the API (synthetic data); its id.
+pub(crate) async fn api_patient(
+    app: &TestApp,
+    token: &str,
+    p: domain::PracticeId,
+    family: &str,
+) -> String {
+    let (status, body) = crate::util::call(
+        app,
+        Method::POST,
+        &format!("/api/v1/practices/{p}/patients"),
+        Some(token),
+        Some(&serde_json::json!({
+            "given_name": "Wren", "family_name": family,
+            "date_of_birth": "1984-03-09", "phone": "(555) 010-4477",
+            "email": "wren@test.example.invalid"
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["patient_id"].as_str().unwrap().to_owned()
+}
+
+/// An appointment of practice `p` made through the API, tomorrow at 09:00 UTC, 30 minutes;
+/// its id.
+pub(crate) async fn api_appointment(
+    app: &TestApp,
+    token: &str,
+    p: domain::PracticeId,
+    patient: &str,
+    clinician: domain::UserId,
+) -> String {
+    use domain::Clock as _;
+    let day = app.clock.now().date_naive() + chrono::Duration::days(1);
+    let starts = day.and_hms_opt(9, 0, 0).unwrap().and_utc();
+    let (status, body) = crate::util::call(
+        app,
+        Method::POST,
+        &format!("/api/v1/practices/{p}/appointments"),
+        Some(token),
+        Some(&serde_json::json!({
+            "patient_id": patient, "clinician_id": clinician,
+            "starts_at": starts, "ends_at": starts + chrono::Duration::minutes(30)
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["appointment_id"].as_str().unwrap().to_owned()
+}
+
+/// Distinct audit actions of one request in the practice, sorted.
+async fn actions(
+    su: &mut sqlx::PgConnection,
+    practice: domain::PracticeId,
+    id: &str,
+) -> Vec<String> {
+    let mut a: Vec<String> = audit(su, practice, id)
+        .await
+        .into_iter()
+        .map(|(action, outcome)| {
+            assert_eq!(outcome, "success", "{action}");
+            action
+        })
+        .collect();
+    a.sort();
+    a.dedup();
+    a
+}
+
+/// What reception must never see on a page: a clinical link, tab, heading or count.
+const CLINICAL: [&str; 8] = [
+    "/notes", "/perio", "/visits", "/chart", ">Chart<", "Notes", "Perio", "Clinical",
+];
+
+// issue 17 — every practice page and fragment (patients list, search, create, edit, delete;
+// schedule week and day, book, move, cancel): anonymous → the sign-in page, password only →
+// the second factor, another practice (or another practice's object) → 404, wrong role →
+// 403 with nothing changed and the denial audited, right role → 200 (or 303 after a change)
+// with the API's audit events; reception and clinicians see demographics only.
 #[tokio::test]
 async fn page_routes_authorization_matrix() {
     let db = TestDb::new().await;
@@ -77,26 +218,7 @@ async fn page_routes_authorization_matrix() {
     let http = client();
     let a = &world.a;
     let p = a.id;
-    let routes = [
-        Route {
-            method: Method::GET,
-            path: format!("/app/practices/{p}/patients"),
-            form: None,
-            fragment: false,
-        },
-        Route {
-            method: Method::POST,
-            path: format!("/app/practices/{p}/patients/search"),
-            form: Some(&[("q", "zz")]),
-            fragment: false,
-        },
-        Route {
-            method: Method::POST,
-            path: format!("/app/practices/{p}/patients/search/rows"),
-            form: Some(&[("q", "zz")]),
-            fragment: true,
-        },
-    ];
+    let b = world.b.id;
     let reception = app.token(a.user("reception")).await;
     let clinician = app.token(a.user("clinician")).await;
     let owner = app.token(a.user("owner")).await;
@@ -104,6 +226,129 @@ async fn page_routes_authorization_matrix() {
     let other = app.token(world.b.user("reception")).await;
     let nobody = app.token(world.nobody).await;
     let half = app.password_only_token(a.user("reception")).await;
+    // Objects the routes act on; a delete consumes its patient, so each right role has one.
+    let pat = api_patient(&app, &reception, p, "Matrixfield").await;
+    let del_r = api_patient(&app, &reception, p, "Deletefirst").await;
+    let del_c = api_patient(&app, &reception, p, "Deletesecond").await;
+    let appt = api_appointment(&app, &reception, p, &pat, a.user("clinician")).await;
+    let c = a.user("clinician");
+    let patient_form: &[(&str, &str)] = &[
+        ("given_name", "Wren"),
+        ("family_name", "Matrixfield"),
+        ("date_of_birth", "1984-03-09"),
+        ("phone", "(555) 010-4477"),
+        ("email", "wren@test.example.invalid"),
+    ];
+    let day = {
+        use domain::Clock as _;
+        (app.clock.now().date_naive() + chrono::Duration::days(2)).to_string()
+    };
+    let c_s = c.to_string();
+    let booking: Vec<(&str, &str)> = vec![
+        ("patient_id", pat.as_str()),
+        ("clinician", c_s.as_str()),
+        ("date", day.as_str()),
+        ("start", "10:30"),
+        ("minutes", "45"),
+    ];
+    let moving: Vec<(&str, &str)> = booking[1..].to_vec();
+    let routes = [
+        Route::get(format!("/app/practices/{p}/patients"), &["patient.list"]),
+        Route::post(
+            format!("/app/practices/{p}/patients/search"),
+            &[("q", "zz")],
+            &["patient.list"],
+        )
+        .status(StatusCode::OK),
+        Route::post(
+            format!("/app/practices/{p}/patients/search/rows"),
+            &[("q", "zz")],
+            &["patient.list"],
+        )
+        .status(StatusCode::OK)
+        .fragment(),
+        Route::get(format!("/app/practices/{p}/patients/new"), &[]),
+        Route::post(
+            format!("/app/practices/{p}/patients"),
+            patient_form,
+            &["patient.create"],
+        ),
+        Route::get(
+            format!("/app/practices/{p}/patients/{pat}"),
+            &["patient.read"],
+        )
+        .cross(format!("/app/practices/{b}/patients/{pat}")),
+        Route::post(
+            format!("/app/practices/{p}/patients/{pat}"),
+            patient_form,
+            &["patient.update"],
+        )
+        .cross(format!("/app/practices/{b}/patients/{pat}")),
+        Route::get(
+            format!("/app/practices/{p}/patients/{pat}/delete"),
+            &["patient.read"],
+        )
+        .cross(format!("/app/practices/{b}/patients/{pat}/delete")),
+        Route::post(
+            format!("/app/practices/{p}/patients/{del_r}/delete"),
+            &[],
+            &["patient.delete"],
+        )
+        .ok_paths([
+            format!("/app/practices/{p}/patients/{del_r}/delete"),
+            format!("/app/practices/{p}/patients/{del_c}/delete"),
+        ])
+        .cross(format!("/app/practices/{b}/patients/{pat}/delete")),
+        Route::get(
+            format!("/app/practices/{p}/schedule"),
+            &["appointment.list", "membership.list"],
+        ),
+        Route::get(
+            format!("/app/practices/{p}/schedule/day?clinician={c}&date={day}"),
+            &["appointment.list", "membership.list"],
+        ),
+        Route::get(
+            format!("/app/practices/{p}/appointments/new?clinician={c}&date={day}&patient={pat}"),
+            &["membership.list", "patient.read"],
+        ),
+        Route::post(
+            format!("/app/practices/{p}/appointments/new"),
+            &[
+                ("dob", "1984-03-09"),
+                ("clinician", c_s.as_str()),
+                ("date", day.as_str()),
+            ],
+            &["membership.list", "patient.list"],
+        )
+        .status(StatusCode::OK),
+        Route::post(
+            format!("/app/practices/{p}/appointments"),
+            &booking,
+            &["appointment.create"],
+        ),
+        Route::get(
+            format!("/app/practices/{p}/appointments/{appt}/move"),
+            &["appointment.read", "membership.list"],
+        )
+        .cross(format!("/app/practices/{b}/appointments/{appt}/move")),
+        Route::post(
+            format!("/app/practices/{p}/appointments/{appt}/move"),
+            &moving,
+            &["appointment.update"],
+        )
+        .cross(format!("/app/practices/{b}/appointments/{appt}/move")),
+        Route::get(
+            format!("/app/practices/{p}/appointments/{appt}/cancel"),
+            &["appointment.read"],
+        )
+        .cross(format!("/app/practices/{b}/appointments/{appt}/cancel")),
+        Route::post(
+            format!("/app/practices/{p}/appointments/{appt}/cancel"),
+            &[],
+            &["appointment.update"],
+        )
+        .cross(format!("/app/practices/{b}/appointments/{appt}/cancel")),
+    ];
     let mut su = db.superuser_unsafe().await;
     for route in &routes {
         let what = format!("{} {}", route.method, route.path);
@@ -119,6 +364,11 @@ async fn page_routes_authorization_matrix() {
             let body = res.text().await.unwrap();
             assert!(body.contains("NOT-FOUND"), "{who} {what}: {body}");
         }
+        if let Some(cross) = &route.cross {
+            // B's own member, in B's own practice, naming A's object: unknown there.
+            let res = send_to(&http, &app, route, cross, Some(&other)).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "B's member: {cross}");
+        }
         for (who, token) in [("owner", &owner), ("admin", &admin)] {
             let res = send(&http, &app, route, Some(token)).await;
             assert_eq!(res.status(), StatusCode::FORBIDDEN, "{who} {what}");
@@ -131,22 +381,24 @@ async fn page_routes_authorization_matrix() {
                 "{who} {what}"
             );
         }
-        for (who, token) in [("reception", &reception), ("clinician", &clinician)] {
-            let res = send(&http, &app, route, Some(token)).await;
-            assert_eq!(res.status(), StatusCode::OK, "{who} {what}");
+        for (i, (who, token)) in [("reception", &reception), ("clinician", &clinician)]
+            .into_iter()
+            .enumerate()
+        {
+            let path = route
+                .ok_paths
+                .as_ref()
+                .map_or(route.path.as_str(), |paths| paths[i].as_str());
+            let res = send_to(&http, &app, route, path, Some(token)).await;
+            assert_eq!(res.status(), route.ok_status, "{who} {what}");
             let id = request_id(&res);
-            if route.method == Method::GET {
-                // Every patient shown is audited in the read's transaction.
-                assert_eq!(
-                    audit(&mut su, p, &id).await,
-                    [("patient.list".to_owned(), "success".to_owned())],
-                    "{who} {what}"
-                );
-            }
+            assert_eq!(
+                actions(&mut su, p, &id).await,
+                route.audit,
+                "{who} {what}: the API's audit events"
+            );
             let body = res.text().await.unwrap();
-            for clinical in [
-                "/notes", "/perio", "/visits", "/chart", ">Chart<", "Notes", "Perio", "Clinical",
-            ] {
+            for clinical in CLINICAL {
                 assert!(!body.contains(clinical), "{who} {what} shows {clinical}");
             }
         }
@@ -171,7 +423,7 @@ async fn page_routes_authorization_matrix() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     // The home page: anonymous → sign-in; signed in → the practice with the entries the role
-    // opens (none yet for an owner).
+    // opens (patients and schedule for reception; none yet for an owner).
     let res = request(&http, &app, Method::GET, "/app", None)
         .send()
         .await
@@ -186,6 +438,7 @@ async fn page_routes_authorization_matrix() {
         .await
         .unwrap();
     assert!(home.contains(&format!("/app/practices/{p}/patients")));
+    assert!(home.contains(&format!("/app/practices/{p}/schedule")));
     let home = request(&http, &app, Method::GET, "/app", Some(&owner))
         .send()
         .await
@@ -194,6 +447,7 @@ async fn page_routes_authorization_matrix() {
         .await
         .unwrap();
     assert!(!home.contains("/patients"));
+    assert!(!home.contains("/schedule"));
 }
 
 fn request_id(res: &reqwest::Response) -> String {
@@ -371,11 +625,34 @@ async fn every_page_response_carries_the_security_headers() {
     let reception = app.token(world.a.user("reception")).await;
     let owner = app.token(world.a.user("owner")).await;
     let patients = format!("/app/practices/{p}/patients");
-    let cases: Vec<(&str, Option<&str>, StatusCode)> = vec![
+    let pat = world.a.patient;
+    let appt = api_appointment(
+        &app,
+        &reception,
+        p,
+        &pat.to_string(),
+        world.a.user("clinician"),
+    )
+    .await;
+    let pages = [
+        format!("/app/practices/{p}/patients/new"),
+        format!("/app/practices/{p}/patients/{pat}"),
+        format!("/app/practices/{p}/patients/{pat}/delete"),
+        format!("/app/practices/{p}/schedule"),
+        format!("/app/practices/{p}/schedule/day"),
+        format!("/app/practices/{p}/appointments/new"),
+        format!("/app/practices/{p}/appointments/{appt}/move"),
+        format!("/app/practices/{p}/appointments/{appt}/cancel"),
+    ];
+    let unknown_patient = format!("/app/practices/{p}/patients/{}", uuid::Uuid::new_v4());
+    let malformed_patient = format!("/app/practices/{p}/patients/not-an-id/delete");
+    let mut cases: Vec<(&str, Option<&str>, StatusCode)> = vec![
         ("/app/sign-in", None, StatusCode::OK),
         ("/app", None, StatusCode::SEE_OTHER),
         ("/app", Some(&reception), StatusCode::OK),
         (&patients, Some(&reception), StatusCode::OK),
+        (&unknown_patient, Some(&reception), StatusCode::NOT_FOUND),
+        (&malformed_patient, Some(&reception), StatusCode::NOT_FOUND),
         (&patients, Some(&owner), StatusCode::FORBIDDEN),
         (&patients, None, StatusCode::SEE_OTHER),
         ("/app/no-such-page", None, StatusCode::NOT_FOUND),
@@ -391,6 +668,11 @@ async fn every_page_response_carries_the_security_headers() {
         ),
         ("/", None, StatusCode::SEE_OTHER),
     ];
+    for page in &pages {
+        cases.push((page.as_str(), Some(&reception), StatusCode::OK));
+        cases.push((page.as_str(), Some(&owner), StatusCode::FORBIDDEN));
+        cases.push((page.as_str(), None, StatusCode::SEE_OTHER));
+    }
     for (path, token, status) in cases {
         let res = request(&http, &app, Method::GET, path, token)
             .send()
@@ -565,5 +847,700 @@ fn templates_have_no_inline_script_style_or_handlers() {
                 );
             }
         }
+    }
+}
+
+/// A form post from one of Chartroom's own pages, as `token`.
+async fn post_form(
+    http: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    request(http, app, Method::POST, path, Some(token))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get_page(http: &reqwest::Client, app: &TestApp, path: &str, token: &str) -> String {
+    let res = request(http, app, Method::GET, path, Some(token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{path}");
+    res.text().await.unwrap()
+}
+
+/// The appointment as the API reads it (its JSON view).
+async fn appointment_state(
+    app: &TestApp,
+    token: &str,
+    p: domain::PracticeId,
+    appt: &str,
+) -> serde_json::Value {
+    let (status, body) = crate::util::call(
+        app,
+        Method::GET,
+        &format!("/api/v1/practices/{p}/appointments/{appt}"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// The patient as the API reads it: status and JSON view.
+async fn patient_state(
+    app: &TestApp,
+    token: &str,
+    p: domain::PracticeId,
+    id: &str,
+) -> (StatusCode, serde_json::Value) {
+    crate::util::call(
+        app,
+        Method::GET,
+        &format!("/api/v1/practices/{p}/patients/{id}"),
+        Some(token),
+        None,
+    )
+    .await
+}
+
+async fn count(su: &mut sqlx::PgConnection, table: &str, p: domain::PracticeId) -> i64 {
+    sqlx::query_scalar(&format!(
+        "select count(*) from {table} where practice_id = $1"
+    ))
+    .bind(p)
+    .fetch_one(su)
+    .await
+    .unwrap()
+}
+
+// issue 17 — a cross-site POST to each new form (create, edit and delete a patient; book,
+// find, move and cancel an appointment) is refused with 403 before any handler runs, and
+// nothing changed.
+#[tokio::test]
+async fn cross_site_posts_on_patient_and_schedule_forms_change_nothing() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let token = app.token(world.a.user("reception")).await;
+    let c = world.a.user("clinician").to_string();
+    let pat = api_patient(&app, &token, p, "Crosswind").await;
+    let appt = api_appointment(&app, &token, p, &pat, world.a.user("clinician")).await;
+    let mut su = db.superuser_unsafe().await;
+    let patients = count(&mut su, "patient", p).await;
+    let appointments = count(&mut su, "appointment", p).await;
+    let events = count(&mut su, "audit_event", p).await;
+    let before_patient = patient_state(&app, &token, p, &pat).await;
+    let before_appt = appointment_state(&app, &token, p, &appt).await;
+    let booking: &[(&str, &str)] = &[
+        ("patient_id", pat.as_str()),
+        ("clinician", c.as_str()),
+        ("date", "2030-01-07"),
+        ("start", "08:00"),
+        ("minutes", "30"),
+        ("given_name", "Mallory"),
+        ("family_name", "Forged"),
+    ];
+    let posts = [
+        format!("/app/practices/{p}/patients"),
+        format!("/app/practices/{p}/patients/{pat}"),
+        format!("/app/practices/{p}/patients/{pat}/delete"),
+        format!("/app/practices/{p}/appointments"),
+        format!("/app/practices/{p}/appointments/new"),
+        format!("/app/practices/{p}/appointments/{appt}/move"),
+        format!("/app/practices/{p}/appointments/{appt}/cancel"),
+    ];
+    let events = events + 2; // the two API reads above
+    for path in &posts {
+        for (site, origin) in [
+            (Some("cross-site"), None),
+            (Some("same-site"), None),
+            (None, Some("https://evil.test.example.invalid")),
+            (None, None),
+        ] {
+            let mut r = http
+                .post(app.url(path))
+                .header(COOKIE, cookie(&token))
+                .form(booking);
+            if let Some(s) = site {
+                r = r.header("sec-fetch-site", s);
+            }
+            if let Some(o) = origin {
+                r = r.header("origin", o);
+            }
+            let res = r.send().await.unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::FORBIDDEN,
+                "{path} {site:?} {origin:?}"
+            );
+            assert_security_headers(&res, path);
+            assert!(res.text().await.unwrap().contains("CSRF-0001"));
+        }
+    }
+    assert_eq!(count(&mut su, "patient", p).await, patients);
+    assert_eq!(count(&mut su, "appointment", p).await, appointments);
+    assert_eq!(
+        count(&mut su, "audit_event", p).await,
+        events,
+        "no handler ran"
+    );
+    assert_eq!(patient_state(&app, &token, p, &pat).await, before_patient);
+    assert_eq!(appointment_state(&app, &token, p, &appt).await, before_appt);
+}
+
+// issue 17 — patients through the pages: create, edit (an emptied field is cleared), search
+// by name prefix, date of birth and phone through the blind indexes, soft delete after a
+// confirmation page; refused input answers 400 with each message next to its field
+// (aria-describedby) and changes nothing.
+#[tokio::test]
+async fn patients_are_created_edited_searched_and_deleted_through_the_pages() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let token = app.token(world.a.user("reception")).await;
+    let mut su = db.superuser_unsafe().await;
+    let base = format!("/app/practices/{p}/patients");
+
+    // Refused: no given name, a date of birth in the future, a malformed email.
+    let before = count(&mut su, "patient", p).await;
+    let res = post_form(
+        &http,
+        &app,
+        &base,
+        &token,
+        &[
+            ("given_name", "  "),
+            ("family_name", "Quillfeather"),
+            ("date_of_birth", "2999-01-01"),
+            ("phone", "555 010 9911"),
+            ("email", "not-an-email"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body = res.text().await.unwrap();
+    for field in ["given_name", "date_of_birth", "email"] {
+        assert!(
+            body.contains(&format!("aria-describedby=\"{field}-error\"")),
+            "{field}: {body}"
+        );
+        assert!(body.contains(&format!("id=\"{field}-error\"")), "{field}");
+    }
+    assert!(body.contains("Given name: must not be empty."), "{body}");
+    assert!(body.contains("Date of birth: must be between 1900-01-01 and today."));
+    assert!(!body.contains("aria-describedby=\"family_name-error\""));
+    assert!(
+        body.contains("value=\"Quillfeather\""),
+        "what was typed stays"
+    );
+    assert_eq!(
+        count(&mut su, "patient", p).await,
+        before,
+        "nothing created"
+    );
+
+    // Created: 303 to the patient's page, which shows what was saved.
+    let res = post_form(
+        &http,
+        &app,
+        &base,
+        &token,
+        &[
+            ("given_name", "Ottilie"),
+            ("family_name", "Quillfeather"),
+            ("date_of_birth", "1979-11-23"),
+            ("phone", "(555) 010-9911"),
+            ("email", "Ottilie@Test.Example.Invalid"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let location = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{base}/")), "{location}");
+    assert!(location.ends_with("?done=created"), "{location}");
+    let id = location
+        .trim_start_matches(&format!("{base}/"))
+        .trim_end_matches("?done=created")
+        .to_owned();
+    assert!(!location.contains("Quillfeather"), "no PHI in URLs");
+    let page = get_page(&http, &app, &location, &token).await;
+    assert!(page.contains("Patient created."));
+    assert!(page.contains("value=\"Ottilie\""));
+    assert!(page.contains("value=\"1979-11-23\""));
+    assert!(
+        page.contains("value=\"ottilie@test.example.invalid\""),
+        "normalized as the API does"
+    );
+
+    // Search: by date of birth, by phone in another format, by name prefix, and all three.
+    for form in [
+        vec![("dob", "1979-11-23")],
+        vec![("phone", "555.010.9911")],
+        vec![("q", "quill")],
+        vec![("q", "Ott"), ("dob", "1979-11-23"), ("phone", "5550109911")],
+    ] {
+        let res = post_form(&http, &app, &format!("{base}/search"), &token, &form).await;
+        assert_eq!(res.status(), StatusCode::OK, "{form:?}");
+        let body = res.text().await.unwrap();
+        assert!(body.contains("Quillfeather, Ottilie"), "{form:?}");
+        assert!(
+            body.contains(&format!("{base}/{id}")),
+            "{form:?}: a link to the patient"
+        );
+        let rows = request(
+            &http,
+            &app,
+            Method::POST,
+            &format!("{base}/search/rows"),
+            Some(&token),
+        )
+        .header("hx-request", "true")
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+        assert!(rows.contains("Quillfeather, Ottilie"), "{form:?}: {rows}");
+        assert!(!rows.contains("<html"), "a fragment");
+    }
+    for (form, message) in [
+        (vec![("dob", "1979-11-24")], "No patient matches."),
+        (
+            vec![("q", "quill"), ("dob", "1980-11-23")],
+            "No patient matches.",
+        ),
+    ] {
+        let res = post_form(&http, &app, &format!("{base}/search"), &token, &form).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = res.text().await.unwrap();
+        assert!(!body.contains("Quillfeather"), "{form:?}");
+        assert!(body.contains(message), "{form:?}");
+    }
+    for (form, message, field) in [
+        (
+            vec![],
+            "Give a name, a date of birth or a phone number.",
+            None,
+        ),
+        (
+            vec![("phone", "12")],
+            "Phone: must be 5 to 32 characters.",
+            Some("phone"),
+        ),
+        (
+            vec![("phone", "000 0000 0")],
+            "Phone: not a valid phone number.",
+            Some("phone"),
+        ),
+        (
+            vec![("dob", "23/11/1979")],
+            "Date of birth: enter a full date (YYYY-MM-DD).",
+            Some("dob"),
+        ),
+        (
+            vec![("q", "q")],
+            "Type at least two letters of a name.",
+            Some("q"),
+        ),
+    ] {
+        let res = post_form(&http, &app, &format!("{base}/search"), &token, &form).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{form:?}");
+        let body = res.text().await.unwrap();
+        assert!(body.contains(message), "{form:?}: {body}");
+        if let Some(f) = field {
+            assert!(
+                body.contains(&format!("aria-describedby=\"{f}-error\"")),
+                "{form:?}"
+            );
+        }
+    }
+
+    // Edit: refused input changes nothing; accepted input saves, an emptied phone is cleared.
+    let patient = format!("{base}/{id}");
+    let before = patient_state(&app, &token, p, &id).await;
+    let res = post_form(
+        &http,
+        &app,
+        &patient,
+        &token,
+        &[
+            ("given_name", "Ottilie"),
+            ("family_name", "Quillfeather"),
+            ("date_of_birth", "1979-13-40"),
+            ("phone", "call me"),
+            ("email", ""),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("aria-describedby=\"date_of_birth-error\""));
+    assert!(body.contains("aria-describedby=\"phone-error\""));
+    assert!(body.contains("Phone: may contain only digits"), "{body}");
+    assert_eq!(
+        patient_state(&app, &token, p, &id).await,
+        before,
+        "nothing changed"
+    );
+    let res = post_form(
+        &http,
+        &app,
+        &patient,
+        &token,
+        &[
+            ("given_name", "Ottilie"),
+            ("family_name", "Quillfeather-Vane"),
+            ("date_of_birth", "1979-11-23"),
+            ("phone", ""),
+            ("email", "ottilie@test.example.invalid"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        res.headers()[LOCATION],
+        format!("{patient}?done=saved").as_str()
+    );
+    let (_, now) = patient_state(&app, &token, p, &id).await;
+    assert_eq!(now["family_name"], "Quillfeather-Vane");
+    assert!(now["phone"].is_null(), "{now}");
+    // The phone index went with the phone.
+    let res = post_form(
+        &http,
+        &app,
+        &format!("{base}/search"),
+        &token,
+        &[("phone", "555 010 9911")],
+    )
+    .await;
+    assert!(!res.text().await.unwrap().contains("Quillfeather"));
+
+    // Delete: a confirmation page, then the soft delete; reads answer 410, search leaves
+    // the patient out.
+    let confirm = get_page(&http, &app, &format!("{patient}/delete"), &token).await;
+    assert!(
+        confirm.contains("Delete Ottilie Quillfeather-Vane?"),
+        "{confirm}"
+    );
+    assert!(confirm.contains(&format!("action=\"{patient}/delete\"")));
+    assert_eq!(
+        patient_state(&app, &token, p, &id).await.0,
+        StatusCode::OK,
+        "a GET deletes nothing"
+    );
+    let res = post_form(&http, &app, &format!("{patient}/delete"), &token, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        res.headers()[LOCATION],
+        format!("{base}?done=deleted").as_str()
+    );
+    assert!(
+        get_page(&http, &app, &format!("{base}?done=deleted"), &token)
+            .await
+            .contains("Patient deleted.")
+    );
+    assert_eq!(
+        patient_state(&app, &token, p, &id).await.0,
+        StatusCode::GONE
+    );
+    let res = request(&http, &app, Method::GET, &patient, Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::GONE);
+    let res = post_form(&http, &app, &format!("{patient}/delete"), &token, &[]).await;
+    assert_eq!(res.status(), StatusCode::GONE, "deleted once");
+    let res = post_form(
+        &http,
+        &app,
+        &format!("{base}/search"),
+        &token,
+        &[("dob", "1979-11-23")],
+    )
+    .await;
+    assert!(!res.text().await.unwrap().contains("Quillfeather"));
+}
+
+// issue 17 — the schedule through the pages: the week and day views of one clinician, book
+// (finding the patient by date of birth), move and cancel; refused input answers 400 with
+// its messages and books or moves nothing.
+#[tokio::test]
+async fn appointments_are_booked_moved_and_cancelled_through_the_pages() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let c = world.a.user("clinician");
+    let token = app.token(world.a.user("reception")).await;
+    let pat = api_patient(&app, &token, p, "Larkspur").await;
+    let mut su = db.superuser_unsafe().await;
+    let c_s = c.to_string();
+    let monday = chrono::NaiveDate::from_ymd_opt(2031, 3, 3).unwrap();
+    let wednesday = "2031-03-05";
+
+    // The week view: seven days from Monday, each with its booking link.
+    let week = get_page(
+        &http,
+        &app,
+        &format!("/app/practices/{p}/schedule?clinician={c}&date={wednesday}"),
+        &token,
+    )
+    .await;
+    assert!(
+        week.contains("Week of Mon 3 Mar 2031 · clinician a"),
+        "{week}"
+    );
+    for d in 0..7 {
+        let day = monday + chrono::Duration::days(d);
+        assert!(
+            week.contains(&format!(
+                "/app/practices/{p}/appointments/new?clinician={c}&amp;date={day}"
+            )),
+            "{day}"
+        );
+    }
+    assert!(week.contains("Times are in UTC."));
+    // An unknown clinician, a malformed date.
+    let res = request(
+        &http,
+        &app,
+        Method::GET,
+        &format!(
+            "/app/practices/{p}/schedule?clinician={}",
+            world.a.user("owner")
+        ),
+        Some(&token),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "not a clinician");
+    let res = request(
+        &http,
+        &app,
+        Method::GET,
+        &format!("/app/practices/{p}/schedule?date=soon"),
+        Some(&token),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // The booking form finds the patient by date of birth.
+    let find = post_form(
+        &http,
+        &app,
+        &format!("/app/practices/{p}/appointments/new"),
+        &token,
+        &[
+            ("dob", "1984-03-09"),
+            ("clinician", c_s.as_str()),
+            ("date", wednesday),
+        ],
+    )
+    .await;
+    assert_eq!(find.status(), StatusCode::OK);
+    let find = find.text().await.unwrap();
+    assert!(find.contains("Larkspur, Wren"), "{find}");
+    assert!(find.contains(&format!("value=\"{pat}\"")));
+
+    // Refused: no patient chosen, a malformed time, a length over 24 hours.
+    let before = count(&mut su, "appointment", p).await;
+    for (form, fields) in [
+        (
+            vec![
+                ("clinician", c_s.as_str()),
+                ("date", wednesday),
+                ("start", "09:00"),
+                ("minutes", "30"),
+            ],
+            vec!["patient"],
+        ),
+        (
+            vec![
+                ("patient_id", pat.as_str()),
+                ("clinician", c_s.as_str()),
+                ("date", wednesday),
+                ("start", "25:00"),
+                ("minutes", "30"),
+            ],
+            vec!["start"],
+        ),
+        (
+            vec![
+                ("patient_id", pat.as_str()),
+                ("clinician", c_s.as_str()),
+                ("date", wednesday),
+                ("start", "09:00"),
+                ("minutes", "1445"),
+            ],
+            vec!["minutes"],
+        ),
+    ] {
+        let res = post_form(
+            &http,
+            &app,
+            &format!("/app/practices/{p}/appointments"),
+            &token,
+            &form,
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{form:?}");
+        let body = res.text().await.unwrap();
+        for f in fields {
+            assert!(body.contains(&format!("id=\"{f}-error\"")), "{f}: {body}");
+            assert!(
+                body.contains(&format!("aria-describedby=\"{f}-error\"")),
+                "{f}"
+            );
+        }
+    }
+    assert_eq!(
+        count(&mut su, "appointment", p).await,
+        before,
+        "nothing booked"
+    );
+
+    // Booked: back to the clinician's week, which shows it.
+    let res = post_form(
+        &http,
+        &app,
+        &format!("/app/practices/{p}/appointments"),
+        &token,
+        &[
+            ("patient_id", pat.as_str()),
+            ("clinician", c_s.as_str()),
+            ("date", wednesday),
+            ("start", "09:15"),
+            ("minutes", "45"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let week_url = format!("/app/practices/{p}/schedule?clinician={c}&date={wednesday}");
+    assert_eq!(res.headers()[LOCATION], week_url.as_str());
+    let week = get_page(&http, &app, &week_url, &token).await;
+    assert!(week.contains("09:15–10:00"), "{week}");
+    assert!(week.contains("Larkspur, Wren"));
+    let appt: String = sqlx::query_scalar(
+        "select appointment_id::text from appointment where practice_id = $1 and patient_id = $2",
+    )
+    .bind(p)
+    .bind(uuid::Uuid::parse_str(&pat).unwrap())
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    let api = appointment_state(&app, &token, p, &appt).await;
+    assert_eq!(api["starts_at"], "2031-03-05T09:15:00Z");
+    assert_eq!(api["ends_at"], "2031-03-05T10:00:00Z");
+    let day = get_page(
+        &http,
+        &app,
+        &format!("/app/practices/{p}/schedule/day?clinician={c}&date={wednesday}"),
+        &token,
+    )
+    .await;
+    assert!(day.contains("09:15–10:00"));
+    let other_day = get_page(
+        &http,
+        &app,
+        &format!("/app/practices/{p}/schedule/day?clinician={c}&date=2031-03-06"),
+        &token,
+    )
+    .await;
+    assert!(!other_day.contains("Larkspur"));
+
+    // Move: the form holds the current time; a refused move changes nothing; a move to
+    // Friday 14:00 for 30 minutes is saved.
+    let move_url = format!("/app/practices/{p}/appointments/{appt}/move");
+    let form = get_page(&http, &app, &move_url, &token).await;
+    assert!(form.contains("value=\"09:15\""), "{form}");
+    assert!(form.contains("value=\"45\""));
+    let res = post_form(
+        &http,
+        &app,
+        &move_url,
+        &token,
+        &[
+            ("clinician", c_s.as_str()),
+            ("date", "2031-02-30"),
+            ("start", "14:00"),
+            ("minutes", "30"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("aria-describedby=\"date-error\"")
+    );
+    assert_eq!(
+        appointment_state(&app, &token, p, &appt).await,
+        api,
+        "nothing moved"
+    );
+    let res = post_form(
+        &http,
+        &app,
+        &move_url,
+        &token,
+        &[
+            ("clinician", c_s.as_str()),
+            ("date", "2031-03-07"),
+            ("start", "14:00"),
+            ("minutes", "30"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let moved = appointment_state(&app, &token, p, &appt).await;
+    assert_eq!(moved["starts_at"], "2031-03-07T14:00:00Z");
+    assert_eq!(moved["ends_at"], "2031-03-07T14:30:00Z");
+    let week = get_page(&http, &app, &week_url, &token).await;
+    assert!(week.contains("14:00–14:30"));
+    assert!(!week.contains("09:15–10:00"));
+
+    // Cancel: a confirmation page, then the status; the appointment stays, marked.
+    let cancel_url = format!("/app/practices/{p}/appointments/{appt}/cancel");
+    let confirm = get_page(&http, &app, &cancel_url, &token).await;
+    assert!(
+        confirm.contains("Fri 7 Mar 2031, 14:00–14:30 UTC"),
+        "{confirm}"
+    );
+    assert_eq!(
+        appointment_state(&app, &token, p, &appt).await["status"],
+        "booked"
+    );
+    let res = post_form(&http, &app, &cancel_url, &token, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        appointment_state(&app, &token, p, &appt).await["status"],
+        "cancelled"
+    );
+    let week = get_page(&http, &app, &week_url, &token).await;
+    assert!(week.contains("cancelled"));
+    assert!(
+        !week.contains(&format!("/appointments/{appt}/move")),
+        "no actions on a cancelled one"
+    );
+    for clinical in CLINICAL {
+        assert!(!week.contains(clinical), "{clinical}");
     }
 }

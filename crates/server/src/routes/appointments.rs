@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
+use domain::values::ValueError;
 use domain::{AppointmentId, AuditAction, AuditObject, PatientId, PracticeId, UserId};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -11,7 +12,27 @@ use crate::AppError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, Scheduling};
 use crate::views::AppointmentView;
 
-const STATUSES: [&str; 5] = ["booked", "arrived", "completed", "cancelled", "no_show"];
+/// The statuses an appointment can have.
+pub const STATUSES: [&str; 5] = ["booked", "arrived", "completed", "cancelled", "no_show"];
+/// The status of a cancelled appointment.
+pub const CANCELLED: &str = "cancelled";
+/// Longest appointment.
+pub const LONGEST: Duration = Duration::hours(24);
+
+/// An appointment's times: the end after the start, at most [`LONGEST`] later (the field
+/// named is `ends_at`).
+pub fn appointment_times(
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+) -> Result<(), ValueError> {
+    if ends_at <= starts_at || ends_at - starts_at > LONGEST {
+        return Err(ValueError::new(
+            "ends_at",
+            "must be after starts_at, at most 24 hours later",
+        ));
+    }
+    Ok(())
+}
 
 /// A time window.
 #[derive(Deserialize, IntoParams)]
@@ -73,11 +94,8 @@ pub(crate) async fn appointment_create(
     ctx: Ctx<Scheduling>,
     ApiJson(req): ApiJson<AppointmentCreate>,
 ) -> Result<(StatusCode, Json<AppointmentView>), AppError> {
-    if req.ends_at <= req.starts_at || req.ends_at - req.starts_at > Duration::hours(24) {
-        return Err(AppError::Invalid(
-            "ends_at must be after starts_at, at most 24 hours later".into(),
-        ));
-    }
+    appointment_times(req.starts_at, req.ends_at)
+        .map_err(|e| AppError::Invalid(format!("{} {}", e.field, e.rule)))?;
     let mut tx = ctx.tx;
     let new = store::appointments::NewAppointment {
         patient_id: req.patient_id,

@@ -3,7 +3,7 @@
 //! matrix from it), and [`finish`] adds what the extractors guarantee for every route of a
 //! kind (security, and the error answers they give), so the document stays true.
 
-mod appointments;
+pub(crate) mod appointments;
 pub(crate) mod audit;
 pub(crate) mod auth;
 mod care_team;
@@ -12,7 +12,7 @@ mod invitations;
 mod memberships;
 mod notes;
 mod passkeys;
-mod patients;
+pub(crate) mod patients;
 mod perio;
 mod practices;
 mod retention;

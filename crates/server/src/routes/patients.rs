@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::NaiveDate;
-use domain::values::{Email, phone, single_line};
+use domain::values::{Email, ValueError, phone, single_line};
 use domain::{AuditAction, PatientId, PracticeId};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -17,16 +17,81 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, Scheduling};
 use crate::views::{Page, PatientView};
 use crate::{AppError, AppState};
 
-const NAME_MAX: usize = 100;
+/// Longest given name, family name or name query (characters).
+pub const NAME_MAX: usize = 100;
 
-fn dob(d: NaiveDate, today: NaiveDate) -> Result<NaiveDate, AppError> {
+/// A given or family name (`field`): one line, 1–[`NAME_MAX`] characters, trimmed.
+pub fn name(field: &'static str, s: &str) -> Result<String, ValueError> {
+    single_line(field, s, NAME_MAX)
+}
+
+/// A date of birth: from 1900-01-01 to `today` (the practice's clock).
+pub fn date_of_birth(d: NaiveDate, today: NaiveDate) -> Result<NaiveDate, ValueError> {
     let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default();
     if d < earliest || d > today {
-        return Err(AppError::Invalid(
-            "date_of_birth: must be between 1900-01-01 and today".into(),
+        return Err(ValueError::new(
+            "date_of_birth",
+            "must be between 1900-01-01 and today",
         ));
     }
     Ok(d)
+}
+
+/// A contact phone number (`phone`): digits and `+ - . ( )`, 5–32 characters.
+pub fn contact_phone(s: &str) -> Result<String, ValueError> {
+    phone("phone", s)
+}
+
+/// A contact email address (`email`), normalized to lower case.
+pub fn contact_email(s: &str) -> Result<String, ValueError> {
+    Email::parse("email", s).map(String::from)
+}
+
+/// The refusal of a search with no criterion at all.
+pub const NO_CRITERION: ValueError = ValueError::new(
+    "search",
+    "give at least one of name_prefix, date_of_birth, phone",
+);
+
+/// Search criteria from what a caller sent: a name prefix with a usable word (two or more
+/// letters), an exact date of birth, a phone number that is a valid number; at least one
+/// ([`NO_CRITERION`] otherwise). The error names the field (`name_prefix`, `phone`).
+pub fn search_criteria(
+    name_prefix: Option<&str>,
+    date_of_birth: Option<NaiveDate>,
+    phone_number: Option<&str>,
+) -> Result<store::patients::PatientSearch, ValueError> {
+    let name_prefix = name_prefix
+        .map(|n| single_line("name_prefix", n, NAME_MAX))
+        .transpose()?;
+    if name_prefix
+        .as_deref()
+        .is_some_and(|n| !store::patients::name_query_usable(n))
+    {
+        return Err(ValueError::new(
+            "name_prefix",
+            "needs a word of at least 2 letters",
+        ));
+    }
+    let phone_q = phone_number.map(|p| phone("phone", p)).transpose()?;
+    if phone_q
+        .as_deref()
+        .is_some_and(|p| !store::patients::phone_searchable(p))
+    {
+        return Err(ValueError::new("phone", "not a valid phone number"));
+    }
+    if name_prefix.is_none() && date_of_birth.is_none() && phone_q.is_none() {
+        return Err(NO_CRITERION);
+    }
+    Ok(store::patients::PatientSearch {
+        name_prefix,
+        date_of_birth,
+        phone: phone_q,
+    })
+}
+
+fn dob(d: NaiveDate, today: NaiveDate) -> Result<NaiveDate, AppError> {
+    Ok(date_of_birth(d, today)?)
 }
 
 /// The error for a patient that is not readable: 410 when deleted, 404 when unknown here.
@@ -104,19 +169,11 @@ pub(crate) async fn patient_create(
 ) -> Result<(StatusCode, Json<PatientView>), AppError> {
     let today = ctx.tx.now().date_naive();
     let new = store::patients::NewPatient {
-        given_name: single_line("given_name", &req.given_name, NAME_MAX)?,
-        family_name: single_line("family_name", &req.family_name, NAME_MAX)?,
+        given_name: name("given_name", &req.given_name)?,
+        family_name: name("family_name", &req.family_name)?,
         date_of_birth: req.date_of_birth.map(|d| dob(d, today)).transpose()?,
-        phone: req
-            .phone
-            .as_deref()
-            .map(|p| phone("phone", p))
-            .transpose()?,
-        email: req
-            .email
-            .as_deref()
-            .map(|e| Email::parse("email", e).map(String::from))
-            .transpose()?,
+        phone: req.phone.as_deref().map(contact_phone).transpose()?,
+        email: req.email.as_deref().map(contact_email).transpose()?,
     };
     let mut tx = ctx.tx;
     let p = store::patients::create(&mut tx, state.store.keyring()?, &new).await?;
@@ -190,12 +247,12 @@ pub(crate) async fn patient_update(
         given_name: req
             .given_name
             .as_deref()
-            .map(|n| single_line("given_name", n, NAME_MAX))
+            .map(|n| name("given_name", n))
             .transpose()?,
         family_name: req
             .family_name
             .as_deref()
-            .map(|n| single_line("family_name", n, NAME_MAX))
+            .map(|n| name("family_name", n))
             .transpose()?,
         date_of_birth: req
             .date_of_birth
@@ -203,15 +260,11 @@ pub(crate) async fn patient_update(
             .transpose()?,
         phone: req
             .phone
-            .map(|p| p.as_deref().map(|p| phone("phone", p)).transpose())
+            .map(|p| p.as_deref().map(contact_phone).transpose())
             .transpose()?,
         email: req
             .email
-            .map(|e| {
-                e.as_deref()
-                    .map(|e| Email::parse("email", e).map(String::from))
-                    .transpose()
-            })
+            .map(|e| e.as_deref().map(contact_email).transpose())
             .transpose()?,
     };
     let mut tx = ctx.tx;
@@ -274,40 +327,18 @@ pub(crate) async fn patient_search(
     if !(1..=100).contains(&limit) {
         return Err(AppError::Invalid("limit must be 1 to 100".into()));
     }
-    let name_prefix = req
-        .name_prefix
-        .as_deref()
-        .map(|n| single_line("name_prefix", n, NAME_MAX))
-        .transpose()?;
-    if name_prefix
-        .as_deref()
-        .is_some_and(|n| !store::patients::name_query_usable(n))
-    {
-        return Err(AppError::Invalid(
-            "name_prefix: needs a word of at least 2 letters".into(),
-        ));
-    }
-    let phone_q = req
-        .phone
-        .as_deref()
-        .map(|p| phone("phone", p))
-        .transpose()?;
-    if phone_q
-        .as_deref()
-        .is_some_and(|p| !store::patients::phone_searchable(p))
-    {
-        return Err(AppError::Invalid("phone: not a valid phone number".into()));
-    }
-    if name_prefix.is_none() && req.date_of_birth.is_none() && phone_q.is_none() {
-        return Err(AppError::Invalid(
-            "give at least one of name_prefix, date_of_birth, phone".into(),
-        ));
-    }
-    let q = store::patients::PatientSearch {
-        name_prefix,
-        date_of_birth: req.date_of_birth,
-        phone: phone_q,
-    };
+    let q = search_criteria(
+        req.name_prefix.as_deref(),
+        req.date_of_birth,
+        req.phone.as_deref(),
+    )
+    .map_err(|e| {
+        if e == NO_CRITERION {
+            AppError::Invalid(e.rule.into())
+        } else {
+            e.into()
+        }
+    })?;
     let mut tx = ctx.tx;
     let items = store::patients::search(&mut tx, state.store.keyring()?, &q, limit).await?;
     tx.audit_patients(AuditAction::PatientList, items.iter().map(|p| p.patient_id))

@@ -4,14 +4,19 @@
 pub(crate) mod auth;
 pub(crate) mod home;
 pub(crate) mod patients;
+pub(crate) mod schedule;
 
 use askama::Template;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Response};
+use std::str::FromStr;
+
+use domain::values::ValueError;
 use domain::{PracticeId, Privilege, RoleSet};
 use server::AppState;
 use server::extract::{Ctx, Guard, Session};
+use store::TenantTx;
 
 use crate::{Assets, WebError};
 
@@ -69,8 +74,9 @@ pub struct NavItem {
 }
 
 /// The practice menu for `roles`: only what the role may open, decided here and not in a
-/// template. Reception and clinicians get the patients list; owners and admins, whose
-/// screens come later, get nothing yet; no clinical entry exists for anyone yet.
+/// template. Reception and clinicians (the API's scheduling privilege) get the patients list
+/// and the schedule; owners and admins, whose screens come later, get nothing yet; no
+/// clinical entry exists for anyone yet.
 #[must_use]
 pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
     let mut items = Vec::new();
@@ -79,8 +85,86 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
             label: "Patients",
             href: format!("/app/practices/{practice}/patients"),
         });
+        items.push(NavItem {
+            label: "Schedule",
+            href: format!("/app/practices/{practice}/schedule"),
+        });
     }
     items
+}
+
+/// The header of a practice page: the practice's name and the actor's display name.
+pub(crate) async fn chrome(tx: &mut TenantTx) -> Result<Chrome, WebError> {
+    let practice = store::practices::get(tx).await?;
+    let user = store::practices::actor_display_name(tx).await?;
+    Ok(Chrome {
+        user,
+        nav: nav(practice.practice_id, tx.roles()),
+        practice: Some((practice.practice_id, practice.name)),
+    })
+}
+
+/// An id from the path; a malformed one is unknown (`404`), as in the API.
+pub(crate) fn path_id<T: FromStr>(raw: &str, what: &'static str) -> Result<T, WebError> {
+    raw.parse()
+        .map_err(|_| WebError(server::AppError::NotFound(what)))
+}
+
+/// The messages of a form that was refused, by field (the field's `id` in the page). Each is
+/// shown next to its field and tied to it with `aria-describedby`; nothing was changed.
+#[derive(Debug, Default)]
+pub(crate) struct FieldErrors(Vec<(&'static str, String)>);
+
+impl FieldErrors {
+    /// Records `message` for `field` (the first message per field is kept).
+    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
+        if self.get(field).is_none() {
+            self.0.push((field, message.into()));
+        }
+    }
+
+    /// Records a rule's refusal for `field`, labelled `label` ("Phone: not a valid …").
+    pub fn refused(&mut self, field: &'static str, label: &str, e: &ValueError) {
+        self.add(field, format!("{label}: {}.", e.rule));
+    }
+
+    /// The message for `field`, if any.
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, m)| m.as_str())
+    }
+
+    /// Whether nothing was refused.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `Some(trimmed)` for a filled form field, `None` for an empty one.
+pub(crate) fn filled(s: &str) -> Option<&str> {
+    let t = s.trim();
+    (!t.is_empty()).then_some(t)
+}
+
+/// A `303 See Other` to a page of the app (after a successful form post).
+pub(crate) fn redirect(location: &str) -> Response {
+    let mut res = axum::http::StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(location) {
+        res.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    res
+}
+
+/// Renders `t` as an HTML response with `status` (a refused form is `400`).
+pub(crate) fn html_status(
+    status: axum::http::StatusCode,
+    t: &impl Template,
+) -> Result<Response, WebError> {
+    let mut res = html(t)?;
+    *res.status_mut() = status;
+    Ok(res)
 }
 
 /// Who and where: shown in every signed-in page's header.
@@ -111,4 +195,104 @@ pub(crate) struct ErrorPage<'a> {
 /// Renders `t` as an HTML response.
 pub(crate) fn html(t: &impl Template) -> Result<Response, WebError> {
     Ok(Html(t.render()?).into_response())
+}
+
+/// One input of a form, with its label, its value as typed and its refusal, rendered by
+/// `fields.html` (the message is tied to the input with `aria-describedby`).
+#[derive(Debug)]
+pub(crate) struct Field {
+    /// The input's `id` and `name`.
+    pub id: &'static str,
+    /// The label.
+    pub label: &'static str,
+    /// The input `type`.
+    pub kind: &'static str,
+    /// The value.
+    pub value: String,
+    /// Further attributes (fixed text from the code, never user input).
+    pub attrs: &'static str,
+    /// Why the value was refused.
+    pub error: Option<String>,
+}
+
+impl Field {
+    /// A field named `id` with `value` and the refusal recorded for it in `errors`.
+    pub fn new(
+        id: &'static str,
+        label: &'static str,
+        kind: &'static str,
+        value: &str,
+        errors: &FieldErrors,
+    ) -> Self {
+        Self {
+            id,
+            label,
+            kind,
+            value: value.to_owned(),
+            attrs: "",
+            error: errors.get(id).map(str::to_owned),
+        }
+    }
+
+    /// With further attributes.
+    #[must_use]
+    pub fn attrs(mut self, attrs: &'static str) -> Self {
+        self.attrs = attrs;
+        self
+    }
+
+    /// The id of the message that describes the input, when it was refused.
+    pub fn describedby(&self) -> Option<String> {
+        self.error.as_ref().map(|_| format!("{}-error", self.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::Role;
+
+    use super::*;
+
+    // issue 17 — the menu holds what the role may open under the API's privileges: patients
+    // and the schedule for reception and clinicians (scheduling), nothing yet for owners and
+    // admins, nothing clinical for anyone.
+    #[test]
+    fn the_menu_follows_the_scheduling_privilege() {
+        let p = PracticeId::new();
+        for (roles, want) in [
+            (vec![Role::Reception], vec!["Patients", "Schedule"]),
+            (vec![Role::Clinician], vec!["Patients", "Schedule"]),
+            (vec![Role::Owner], vec![]),
+            (vec![Role::Admin], vec![]),
+            (
+                vec![Role::Owner, Role::Reception],
+                vec!["Patients", "Schedule"],
+            ),
+            (vec![], vec![]),
+        ] {
+            let items = nav(p, roles.iter().copied().collect());
+            let labels: Vec<&str> = items.iter().map(|i| i.label).collect();
+            assert_eq!(labels, want, "{roles:?}");
+            for i in &items {
+                assert!(i.href.starts_with(&format!("/app/practices/{p}/")), "{i:?}");
+            }
+        }
+    }
+
+    // issue 17 — a refused field keeps its first message and is described by it.
+    #[test]
+    fn refused_fields_are_described_by_their_message() {
+        let mut errors = FieldErrors::default();
+        assert!(errors.is_empty());
+        errors.refused("phone", "Phone", &ValueError::new("phone", "is too long"));
+        errors.add("phone", "a second message");
+        assert_eq!(errors.get("phone"), Some("Phone: is too long."));
+        assert_eq!(errors.get("email"), None);
+        let refused = Field::new("phone", "Phone", "tel", "5550", &errors);
+        assert_eq!(refused.describedby().as_deref(), Some("phone-error"));
+        let fine = Field::new("email", "Email", "email", "", &errors);
+        assert_eq!(fine.describedby(), None);
+        assert_eq!(filled("  "), None);
+        assert_eq!(filled(" a "), Some("a"));
+    }
 }

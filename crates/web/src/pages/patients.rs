@@ -1,39 +1,48 @@
-//! The patients list and name search (clinicians and reception), over the API's store calls
-//! (`store::patients::list` / `search`) with the same audit event (`patient.list`, every
-//! patient shown) in the read's transaction. Demographics and contact details only: nothing
-//! clinical is read, linked or counted here.
+//! Patients (clinicians and reception): the list, the search (name prefix, date of birth,
+//! phone, through the blind indexes), create, edit and soft delete — over the API's store
+//! calls (`store::patients::…`), with the API's input rules ([`server::rules::patients`]) and
+//! the same audit events in the same transactions (`patient.list` for every patient shown,
+//! `patient.read`, `patient.create`, `patient.update`, `patient.delete`). Demographics and
+//! contact details only: nothing clinical is read, linked or counted here.
+//!
+//! A refused form answers `400` with the form again, each message next to its field
+//! (`aria-describedby`), and nothing changed. Searches are `POST`s: no PHI in URLs.
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use domain::values::single_line;
-use domain::{AuditAction, PracticeId};
+use chrono::NaiveDate;
+use domain::{AuditAction, PatientId, PracticeId};
 use serde::Deserialize;
 use server::extract::Scheduling;
+use server::rules::patients as rules;
 use server::{AppError, AppState};
 use store::TenantTx;
 
-use super::{Chrome, Fragment, Member, html, nav};
+use super::{
+    Chrome, Field, FieldErrors, Fragment, Member, chrome, filled, html, html_status, path_id,
+    redirect,
+};
 use crate::{Assets, WebError, assets};
 
 /// Patients per page (the API's default page size).
 const PAGE: i64 = 50;
-/// Longest name query (the API's limit).
-const NAME_MAX: usize = 100;
 
 /// A patient row: demographics and contact details.
 pub(crate) struct Row {
+    href: String,
     name: String,
     date_of_birth: String,
     phone: String,
     email: String,
 }
 
-impl From<store::patients::Patient> for Row {
-    fn from(p: store::patients::Patient) -> Self {
+impl Row {
+    fn new(practice: PracticeId, p: store::patients::Patient) -> Self {
         Self {
+            href: format!("/app/practices/{practice}/patients/{}", p.patient_id),
             name: format!("{}, {}", p.family_name, p.given_name),
             date_of_birth: p
                 .date_of_birth
@@ -45,6 +54,17 @@ impl From<store::patients::Patient> for Row {
     }
 }
 
+/// What the search form holds (echoed back into it).
+#[derive(Deserialize, Default)]
+pub(crate) struct SearchForm {
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub dob: String,
+    #[serde(default)]
+    pub phone: String,
+}
+
 /// The patients page.
 #[derive(Template)]
 #[template(path = "patients.html")]
@@ -52,9 +72,11 @@ pub(crate) struct PatientsPage {
     assets: &'static Assets,
     chrome: Option<Chrome>,
     practice_id: PracticeId,
-    query: String,
+    search: SearchForm,
+    errors: FieldErrors,
     rows: Vec<Row>,
     message: Option<&'static str>,
+    done: Option<&'static str>,
     next_offset: Option<i64>,
 }
 
@@ -63,58 +85,80 @@ pub(crate) struct PatientsPage {
 #[template(path = "patients_rows.html")]
 pub(crate) struct PatientRows {
     rows: Vec<Row>,
-    message: Option<&'static str>,
+    message: Option<String>,
 }
 
-/// `?offset=`.
+/// `?offset=&done=`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PageQuery {
     offset: Option<i64>,
-}
-
-/// A search form post.
-#[derive(Deserialize)]
-pub(crate) struct SearchForm {
-    q: String,
+    done: Option<String>,
 }
 
 const TOO_SHORT: &str = "Type at least two letters of a name.";
 const NONE_FOUND: &str = "No patient matches.";
+const NO_CRITERION: &str = "Give a name, a date of birth or a phone number.";
 
-/// The header of a practice page: the practice's name and the actor's display name.
-async fn chrome(tx: &mut TenantTx) -> Result<Chrome, WebError> {
-    let practice = store::practices::get(tx).await?;
-    let user = store::practices::actor_display_name(tx).await?;
-    Ok(Chrome {
-        user,
-        nav: nav(practice.practice_id, tx.roles()),
-        practice: Some((practice.practice_id, practice.name)),
-    })
+/// What a finished change says on the page it leads to (a fixed word in the URL, no PHI).
+fn done_message(done: Option<&str>) -> Option<&'static str> {
+    match done? {
+        "created" => Some("Patient created."),
+        "saved" => Some("Changes saved."),
+        "deleted" => Some("Patient deleted."),
+        _ => None,
+    }
 }
 
-/// Runs the name search as the API does (validated the same way) and audits every patient
-/// shown; `Err(message)` for a query that cannot be searched.
-async fn search(
+/// A date from a date field (`YYYY-MM-DD`, what browsers send).
+fn date_field(
+    errors: &mut FieldErrors,
+    field: &'static str,
+    label: &str,
+    raw: &str,
+) -> Option<NaiveDate> {
+    let t = filled(raw)?;
+    let d = NaiveDate::parse_from_str(t, "%Y-%m-%d").ok();
+    if d.is_none() {
+        errors.add(field, format!("{label}: enter a full date (YYYY-MM-DD)."));
+    }
+    d
+}
+
+/// The criteria of a search form under the API's rules, or the refusal by field (`q`, `dob`,
+/// `phone`).
+pub(crate) fn criteria(
+    form: &SearchForm,
+) -> Result<store::patients::PatientSearch, (FieldErrors, Option<&'static str>)> {
+    let mut errors = FieldErrors::default();
+    let dob = date_field(&mut errors, "dob", "Date of birth", &form.dob);
+    if !errors.is_empty() {
+        return Err((errors, None));
+    }
+    match rules::search_criteria(filled(&form.q), dob, filled(&form.phone)) {
+        Ok(q) => Ok(q),
+        Err(e) if e == rules::NO_CRITERION => Err((errors, Some(NO_CRITERION))),
+        Err(e) if e.field == "name_prefix" => {
+            errors.add("q", TOO_SHORT);
+            Err((errors, None))
+        }
+        Err(e) => {
+            errors.refused("phone", "Phone", &e);
+            Err((errors, None))
+        }
+    }
+}
+
+/// Runs a search as the API does and audits every patient shown (`patient.list`).
+pub(crate) async fn run_search(
     state: &AppState,
     tx: &mut TenantTx,
-    q: &str,
-) -> Result<Result<Vec<Row>, &'static str>, WebError> {
-    let Ok(name) = single_line("name_prefix", q, NAME_MAX) else {
-        return Ok(Err(TOO_SHORT));
-    };
-    if !store::patients::name_query_usable(&name) {
-        return Ok(Err(TOO_SHORT));
-    }
-    let query = store::patients::PatientSearch {
-        name_prefix: Some(name),
-        date_of_birth: None,
-        phone: None,
-    };
-    let found = store::patients::search(tx, state.store.keyring()?, &query, PAGE).await?;
+    query: &store::patients::PatientSearch,
+) -> Result<Vec<store::patients::Patient>, WebError> {
+    let found = store::patients::search(tx, state.store.keyring()?, query, PAGE).await?;
     tx.audit_patients(AuditAction::PatientList, found.iter().map(|p| p.patient_id))
         .await?;
-    Ok(Ok(found.into_iter().map(Row::from).collect()))
+    Ok(found)
 }
 
 /// `GET /app/practices/{practice_id}/patients`: the practice's patients by family name, 50 a
@@ -141,16 +185,21 @@ pub(crate) async fn patients_page(
         assets: assets(),
         practice_id,
         chrome: Some(chrome),
-        query: String::new(),
-        rows: items.into_iter().map(Row::from).collect(),
+        search: SearchForm::default(),
+        errors: FieldErrors::default(),
+        rows: items
+            .into_iter()
+            .map(|p| Row::new(practice_id, p))
+            .collect(),
         message,
+        done: done_message(q.done.as_deref()),
         next_offset: full.then_some(offset + PAGE),
     })
 }
 
-/// `POST /app/practices/{practice_id}/patients/search`: the page with the matches (a `POST`
-/// so the name stays out of URLs, history and logs, as in the API). An unusable query is
-/// `400` with the page and its message.
+/// `POST /app/practices/{practice_id}/patients/search`: the page with the matches for a name
+/// prefix, a date of birth and/or a phone number (a `POST` so they stay out of URLs, history
+/// and logs, as in the API). A refused search is `400` with the page and its messages.
 pub(crate) async fn patients_search(
     State(state): State<AppState>,
     Member(ctx): Member<Scheduling>,
@@ -159,28 +208,37 @@ pub(crate) async fn patients_search(
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
     let chrome = chrome(&mut tx).await?;
-    let found = search(&state, &mut tx, &form.q).await?;
-    tx.commit().await?;
-    let (rows, message, status) = match found {
-        Ok(rows) if rows.is_empty() => (rows, Some(NONE_FOUND), StatusCode::OK),
-        Ok(rows) => (rows, None, StatusCode::OK),
-        Err(m) => (Vec::new(), Some(m), StatusCode::BAD_REQUEST),
+    let (rows, errors, message, status) = match criteria(&form) {
+        Ok(query) => {
+            let found = run_search(&state, &mut tx, &query).await?;
+            let message = found.is_empty().then_some(NONE_FOUND);
+            let rows = found
+                .into_iter()
+                .map(|p| Row::new(practice_id, p))
+                .collect();
+            (rows, FieldErrors::default(), message, StatusCode::OK)
+        }
+        Err((errors, message)) => (Vec::new(), errors, message, StatusCode::BAD_REQUEST),
     };
-    let mut res = html(&PatientsPage {
-        assets: assets(),
-        practice_id,
-        chrome: Some(chrome),
-        query: form.q,
-        rows,
-        message,
-        next_offset: None,
-    })?;
-    *res.status_mut() = status;
-    Ok(res)
+    tx.commit().await?;
+    html_status(
+        status,
+        &PatientsPage {
+            assets: assets(),
+            practice_id,
+            chrome: Some(chrome),
+            search: form,
+            errors,
+            rows,
+            message,
+            done: None,
+            next_offset: None,
+        },
+    )
 }
 
 /// `POST /app/practices/{practice_id}/patients/search/rows`: the matching rows only, for
-/// htmx (`HX-Request` required, else `400`). An unusable query answers a row saying so.
+/// htmx (`HX-Request` required, else `400`). A refused search answers a row saying why.
 pub(crate) async fn patients_search_rows(
     State(state): State<AppState>,
     _: Fragment,
@@ -188,12 +246,371 @@ pub(crate) async fn patients_search_rows(
     Form(form): Form<SearchForm>,
 ) -> Result<Response, WebError> {
     let mut tx = ctx.tx;
-    let found = search(&state, &mut tx, &form.q).await?;
-    tx.commit().await?;
-    let (rows, message) = match found {
-        Ok(rows) if rows.is_empty() => (rows, Some(NONE_FOUND)),
-        Ok(rows) => (rows, None),
-        Err(m) => (Vec::new(), Some(m)),
+    let practice_id = tx.practice();
+    let (rows, message) = match criteria(&form) {
+        Ok(query) => {
+            let found = run_search(&state, &mut tx, &query).await?;
+            let message = found.is_empty().then(|| NONE_FOUND.to_owned());
+            (
+                found
+                    .into_iter()
+                    .map(|p| Row::new(practice_id, p))
+                    .collect(),
+                message,
+            )
+        }
+        Err((errors, message)) => {
+            let text = message.map(str::to_owned).or_else(|| {
+                ["q", "dob", "phone"]
+                    .iter()
+                    .find_map(|f| errors.get(f).map(str::to_owned))
+            });
+            (Vec::new(), text)
+        }
     };
+    tx.commit().await?;
     html(&PatientRows { rows, message })
+}
+
+/// The patient form's fields, as typed (echoed back when refused).
+#[derive(Deserialize, Default)]
+pub(crate) struct PatientForm {
+    #[serde(default)]
+    given_name: String,
+    #[serde(default)]
+    family_name: String,
+    #[serde(default)]
+    date_of_birth: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    email: String,
+}
+
+impl From<&store::patients::Patient> for PatientForm {
+    fn from(p: &store::patients::Patient) -> Self {
+        Self {
+            given_name: p.given_name.clone(),
+            family_name: p.family_name.clone(),
+            date_of_birth: p
+                .date_of_birth
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            phone: p.phone.clone().unwrap_or_default(),
+            email: p.email.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The fields of a patient form under the API's rules (empty optional fields are none).
+fn validated(
+    form: &PatientForm,
+    today: NaiveDate,
+) -> Result<store::patients::NewPatient, FieldErrors> {
+    let mut errors = FieldErrors::default();
+    let given_name = rules::name("given_name", &form.given_name)
+        .map_err(|e| errors.refused("given_name", "Given name", &e))
+        .ok();
+    let family_name = rules::name("family_name", &form.family_name)
+        .map_err(|e| errors.refused("family_name", "Family name", &e))
+        .ok();
+    let date_of_birth = date_field(
+        &mut errors,
+        "date_of_birth",
+        "Date of birth",
+        &form.date_of_birth,
+    )
+    .and_then(|d| {
+        rules::date_of_birth(d, today)
+            .map_err(|e| errors.refused("date_of_birth", "Date of birth", &e))
+            .ok()
+    });
+    let phone = filled(&form.phone).and_then(|p| {
+        rules::contact_phone(p)
+            .map_err(|e| errors.refused("phone", "Phone", &e))
+            .ok()
+    });
+    let email = filled(&form.email).and_then(|m| {
+        rules::contact_email(m)
+            .map_err(|e| errors.refused("email", "Email", &e))
+            .ok()
+    });
+    match (given_name, family_name) {
+        (Some(given_name), Some(family_name)) if errors.is_empty() => {
+            Ok(store::patients::NewPatient {
+                given_name,
+                family_name,
+                date_of_birth,
+                phone,
+                email,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+/// The new-patient form and the edit form.
+#[derive(Template)]
+#[template(path = "patient_form.html")]
+pub(crate) struct PatientFormPage {
+    assets: &'static Assets,
+    chrome: Option<Chrome>,
+    practice_id: PracticeId,
+    /// `None` for a new patient.
+    patient_id: Option<PatientId>,
+    fields: Vec<Field>,
+    errors: FieldErrors,
+    done: Option<&'static str>,
+}
+
+impl PatientFormPage {
+    fn new(
+        chrome: Chrome,
+        practice_id: PracticeId,
+        patient_id: Option<PatientId>,
+        form: &PatientForm,
+        errors: FieldErrors,
+        done: Option<&'static str>,
+    ) -> Self {
+        let fields = vec![
+            Field::new(
+                "given_name",
+                "Given name",
+                "text",
+                &form.given_name,
+                &errors,
+            )
+            .attrs("required maxlength=\"100\" autocomplete=\"off\""),
+            Field::new(
+                "family_name",
+                "Family name",
+                "text",
+                &form.family_name,
+                &errors,
+            )
+            .attrs("required maxlength=\"100\" autocomplete=\"off\""),
+            Field::new(
+                "date_of_birth",
+                "Date of birth (optional)",
+                "date",
+                &form.date_of_birth,
+                &errors,
+            )
+            .attrs("autocomplete=\"off\""),
+            Field::new("phone", "Phone (optional)", "tel", &form.phone, &errors)
+                .attrs("maxlength=\"32\" autocomplete=\"off\""),
+            Field::new("email", "Email (optional)", "email", &form.email, &errors)
+                .attrs("maxlength=\"254\" autocomplete=\"off\""),
+        ];
+        Self {
+            assets: assets(),
+            chrome: Some(chrome),
+            practice_id,
+            patient_id,
+            fields,
+            errors,
+            done,
+        }
+    }
+}
+
+/// The delete confirmation.
+#[derive(Template)]
+#[template(path = "patient_delete.html")]
+pub(crate) struct PatientDeletePage {
+    assets: &'static Assets,
+    chrome: Option<Chrome>,
+    practice_id: PracticeId,
+    patient_id: PatientId,
+    name: String,
+}
+
+/// `?done=` after a change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DoneQuery {
+    done: Option<String>,
+}
+
+/// `GET /app/practices/{practice_id}/patients/new`: the new-patient form (nothing read).
+pub(crate) async fn patient_new_page(
+    Member(ctx): Member<Scheduling>,
+) -> Result<Response, WebError> {
+    let mut tx = ctx.tx;
+    let practice_id = tx.practice();
+    let chrome = chrome(&mut tx).await?;
+    tx.commit().await?;
+    html(&PatientFormPage::new(
+        chrome,
+        practice_id,
+        None,
+        &PatientForm::default(),
+        FieldErrors::default(),
+        None,
+    ))
+}
+
+/// `POST /app/practices/{practice_id}/patients`: registers a patient as the API does
+/// (`store::patients::create`, audited `patient.create`), then shows them (`303`). Refused
+/// input: `400`, the form with its messages, nothing written.
+pub(crate) async fn patient_create(
+    State(state): State<AppState>,
+    Member(ctx): Member<Scheduling>,
+    Form(form): Form<PatientForm>,
+) -> Result<Response, WebError> {
+    let mut tx = ctx.tx;
+    let practice_id = tx.practice();
+    let today = tx.now().date_naive();
+    let new = match validated(&form, today) {
+        Ok(new) => new,
+        Err(errors) => {
+            let chrome = chrome(&mut tx).await?;
+            tx.commit().await?;
+            return html_status(
+                StatusCode::BAD_REQUEST,
+                &PatientFormPage::new(chrome, practice_id, None, &form, errors, None),
+            );
+        }
+    };
+    let p = store::patients::create(&mut tx, state.store.keyring()?, &new).await?;
+    tx.audit_patient(AuditAction::PatientCreate, p.patient_id)
+        .await?;
+    tx.commit().await?;
+    Ok(redirect(&format!(
+        "/app/practices/{practice_id}/patients/{}?done=created",
+        p.patient_id
+    )))
+}
+
+/// The error for a patient that is not readable, as the API answers it: `410` once deleted,
+/// `404` when unknown here.
+async fn missing(tx: &mut TenantTx, id: PatientId) -> WebError {
+    match store::patients::is_deleted(tx, id).await {
+        Ok(true) => WebError(AppError::Gone("patient")),
+        Ok(false) => WebError(AppError::NotFound("patient")),
+        Err(e) => e.into(),
+    }
+}
+
+/// Reads one patient as the API does (audited `patient.read`).
+async fn read_patient(
+    state: &AppState,
+    tx: &mut TenantTx,
+    id: PatientId,
+) -> Result<store::patients::Patient, WebError> {
+    let Some(p) = store::patients::get(tx, state.store.keyring()?, id).await? else {
+        return Err(missing(tx, id).await);
+    };
+    tx.audit_patient(AuditAction::PatientRead, id).await?;
+    Ok(p)
+}
+
+/// `GET /app/practices/{practice_id}/patients/{patient_id}`: the patient's demographics and
+/// contact details in the edit form (audited `patient.read`); `410` once deleted.
+pub(crate) async fn patient_page(
+    State(state): State<AppState>,
+    Member(ctx): Member<Scheduling>,
+    Path((_, id)): Path<(String, String)>,
+    Query(q): Query<DoneQuery>,
+) -> Result<Response, WebError> {
+    let id: PatientId = path_id(&id, "patient")?;
+    let mut tx = ctx.tx;
+    let practice_id = tx.practice();
+    let chrome = chrome(&mut tx).await?;
+    let p = read_patient(&state, &mut tx, id).await?;
+    tx.commit().await?;
+    html(&PatientFormPage::new(
+        chrome,
+        practice_id,
+        Some(id),
+        &PatientForm::from(&p),
+        FieldErrors::default(),
+        done_message(q.done.as_deref()),
+    ))
+}
+
+/// `POST /app/practices/{practice_id}/patients/{patient_id}`: saves the form as the API's
+/// update does (`store::patients::update`, audited `patient.update`; an emptied optional field
+/// is cleared), then shows the patient (`303`). Refused input: `400`, nothing changed.
+pub(crate) async fn patient_update(
+    State(state): State<AppState>,
+    Member(ctx): Member<Scheduling>,
+    Path((_, id)): Path<(String, String)>,
+    Form(form): Form<PatientForm>,
+) -> Result<Response, WebError> {
+    let id: PatientId = path_id(&id, "patient")?;
+    let mut tx = ctx.tx;
+    let practice_id = tx.practice();
+    let today = tx.now().date_naive();
+    let next = match validated(&form, today) {
+        Ok(next) => next,
+        Err(errors) => {
+            let chrome = chrome(&mut tx).await?;
+            tx.commit().await?;
+            return html_status(
+                StatusCode::BAD_REQUEST,
+                &PatientFormPage::new(chrome, practice_id, Some(id), &form, errors, None),
+            );
+        }
+    };
+    let patch = store::patients::PatientPatch {
+        given_name: Some(next.given_name),
+        family_name: Some(next.family_name),
+        date_of_birth: Some(next.date_of_birth),
+        phone: Some(next.phone),
+        email: Some(next.email),
+    };
+    if store::patients::update(&mut tx, state.store.keyring()?, id, &patch)
+        .await?
+        .is_none()
+    {
+        return Err(missing(&mut tx, id).await);
+    }
+    tx.audit_patient(AuditAction::PatientUpdate, id).await?;
+    tx.commit().await?;
+    Ok(redirect(&format!(
+        "/app/practices/{practice_id}/patients/{id}?done=saved"
+    )))
+}
+
+/// `GET /app/practices/{practice_id}/patients/{patient_id}/delete`: asks for confirmation,
+/// naming the patient (audited `patient.read`).
+pub(crate) async fn patient_delete_page(
+    State(state): State<AppState>,
+    Member(ctx): Member<Scheduling>,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let id: PatientId = path_id(&id, "patient")?;
+    let mut tx = ctx.tx;
+    let practice_id = tx.practice();
+    let chrome = chrome(&mut tx).await?;
+    let p = read_patient(&state, &mut tx, id).await?;
+    tx.commit().await?;
+    html(&PatientDeletePage {
+        assets: assets(),
+        chrome: Some(chrome),
+        practice_id,
+        patient_id: id,
+        name: format!("{} {}", p.given_name, p.family_name),
+    })
+}
+
+/// `POST /app/practices/{practice_id}/patients/{patient_id}/delete`: the API's soft delete
+/// (`store::patients::delete`, audited `patient.delete`): lists and search leave the patient
+/// out, their history stays. Then the patients list (`303`); `410` if already deleted.
+pub(crate) async fn patient_delete(
+    Member(ctx): Member<Scheduling>,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let id: PatientId = path_id(&id, "patient")?;
+    let mut tx = ctx.tx;
+    let practice_id = tx.practice();
+    if !store::patients::delete(&mut tx, id).await? {
+        return Err(missing(&mut tx, id).await);
+    }
+    tx.audit_patient(AuditAction::PatientDelete, id).await?;
+    tx.commit().await?;
+    Ok(redirect(&format!(
+        "/app/practices/{practice_id}/patients?done=deleted"
+    )))
 }
