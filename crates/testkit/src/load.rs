@@ -128,6 +128,19 @@ impl Kind {
     }
 }
 
+/// The value at quantile `q` (0–1, nearest rank) of `sorted`; `None` if it is empty.
+#[must_use]
+pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "an index into the sample"
+    )]
+    let i = (sorted.len().checked_sub(1)? as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    sorted.get(i).copied()
+}
+
 /// Latency figures of a set of requests, in microseconds.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -148,19 +161,7 @@ pub struct Stats {
 impl Stats {
     fn of(lat: &mut [u32], errors: u64) -> Self {
         lat.sort_unstable();
-        let at = |q: f64| {
-            if lat.is_empty() {
-                return 0;
-            }
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                clippy::cast_precision_loss,
-                reason = "an index into the sample"
-            )]
-            let i = ((lat.len() - 1) as f64 * q).round() as usize;
-            u64::from(lat.get(i).copied().unwrap_or(0))
-        };
+        let at = |q: f64| quantile(lat, q).map_or(0, u64::from);
         Self {
             ok: lat.len() as u64,
             errors,

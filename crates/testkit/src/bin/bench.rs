@@ -241,6 +241,29 @@ async fn load(
     Ok(())
 }
 
+/// A fresh database with the test [`World`] and `n` synthetic patients (generator seeded with
+/// `seed`) in its practice A.
+pub(crate) async fn world_with_patients(
+    n: usize,
+    seed: u64,
+) -> anyhow::Result<(TestDb, World, Vec<PatientId>)> {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let owner = db.owner().await;
+    let now = chrono::Utc::now();
+    let mut generator = domain::synthetic::Generator::new(seed);
+    let mut patients = Vec::with_capacity(n);
+    for _ in 0..n {
+        patients.push(
+            owner
+                .seed_patient(w.a.id, &generator.patient().into(), now)
+                .await?,
+        );
+    }
+    owner.close().await;
+    Ok((db, w, patients))
+}
+
 struct Fixture {
     practice: PracticeId,
     actor: UserId,
@@ -349,17 +372,7 @@ async fn patient_read(
     rounds: usize,
     pool: u32,
 ) -> anyhow::Result<()> {
-    let db = TestDb::new().await;
-    let w = World::build(&db).await;
-    let owner = db.owner().await;
-    let now = chrono::Utc::now();
-    let mut generator = domain::synthetic::Generator::new(42);
-    let mut patients = Vec::new();
-    for _ in 0..1000 {
-        let p = generator.patient();
-        patients.push(owner.seed_patient(w.a.id, &p.into(), now).await?);
-    }
-    owner.close().await;
+    let (db, w, patients) = world_with_patients(1000, 42).await?;
     let fx = Arc::new(Fixture {
         practice: w.a.id,
         actor: w.a.user("reception"),

@@ -222,20 +222,7 @@ pub(crate) async fn session_check(
     clients: Vec<usize>,
     slice_ms: u64,
 ) -> anyhow::Result<()> {
-    let db = TestDb::new().await;
-    let w = World::build(&db).await;
-    let owner = db.owner().await;
-    let now = chrono::Utc::now();
-    let mut generator = domain::synthetic::Generator::new(7);
-    let mut patients = Vec::new();
-    for _ in 0..1000 {
-        patients.push(
-            owner
-                .seed_patient(w.a.id, &generator.patient().into(), now)
-                .await?,
-        );
-    }
-    owner.close().await;
+    let (db, w, patients) = crate::world_with_patients(1000, 7).await?;
     let patients = Arc::new(patients);
     let store = store::Store::connect_runtime(db.runtime_options().await, 16)
         .await?
@@ -321,16 +308,7 @@ pub(crate) async fn session_check(
             .map(|(p, a)| 100.0 * (1.0 - a / p))
             .collect();
         overheads.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                clippy::cast_precision_loss,
-                reason = "an index into a short list"
-            )]
-            let i = ((overheads.len() - 1) as f64 * q).round() as usize;
-            overheads[i]
-        };
+        let at = |q: f64| testkit::load::quantile(&overheads, q).unwrap_or(0.0);
         let cpu = match (plain_cpu.per_request(), auth_cpu.per_request()) {
             (Some(p), Some(a)) => format!(
                 "{:>7.0} {:>7.0} {:>8.1}%",

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use domain::{PatientId, PracticeId, UserId};
 use store::group_commit::{BATCH_BUCKETS, WriterSnapshot};
-use testkit::{TestApp, TestDb, World};
+use testkit::TestApp;
 
 use crate::baseline::Baseline;
 
@@ -35,19 +35,9 @@ impl Fixture {
     }
 }
 
-/// Latency percentiles of a sorted sample, in microseconds.
-pub(crate) fn percentile(sorted: &[Duration], q: f64) -> u128 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "an index into the sample"
-    )]
-    let at = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[at.min(sorted.len() - 1)].as_micros()
+/// The latency at quantile `q` of a sorted sample, in microseconds (0 if empty).
+fn percentile(sorted: &[Duration], q: f64) -> u128 {
+    testkit::load::quantile(sorted, q).map_or(0, |d| d.as_micros())
 }
 
 /// `clients` concurrent loops of `f` for `duration`: requests per second and every request's
@@ -120,20 +110,7 @@ pub(crate) async fn reads(
     pool: u32,
     single_seconds: u64,
 ) -> anyhow::Result<()> {
-    let db = TestDb::new().await;
-    let w = World::build(&db).await;
-    let owner = db.owner().await;
-    let now = chrono::Utc::now();
-    let mut generator = domain::synthetic::Generator::new(16);
-    let mut patients = Vec::new();
-    for _ in 0..1000 {
-        patients.push(
-            owner
-                .seed_patient(w.a.id, &generator.patient().into(), now)
-                .await?,
-        );
-    }
-    owner.close().await;
+    let (db, w, patients) = crate::world_with_patients(1000, 16).await?;
     let fx = Arc::new(Fixture {
         practice: w.a.id,
         actor: w.a.user("reception"),
