@@ -73,36 +73,47 @@ async fn query_events(
     f: &AuditFilter,
 ) -> Result<Vec<AuditRow>, StoreError> {
     let (cmp, order) = if f.descending {
-        ("<", "desc")
+        (" < ", "desc")
     } else {
-        (">", "asc")
+        (" > ", "asc")
     };
-    let sql = format!(
+    // Only the filters given become conditions, so each combination is its own statement whose
+    // plan can use the index that fits it (an `$n is null or …` condition cannot).
+    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
         "select {ROW_COLUMNS}
            from audit_event e left join audit_sequence s on s.practice_id = e.practice_id and s.event_id = e.event_id
-          where e.practice_id = $1
-            and ($2::uuid is null or e.patient_id = $2)
-            and ($3::uuid is null or e.actor_id = $3)
-            and ($4::text is null or e.action = $4)
-            and ($5::timestamptz is null or e.occurred_at >= $5)
-            and ($6::timestamptz is null or e.occurred_at < $6)
-            and ($7::timestamptz is null or (e.occurred_at, e.event_id) {cmp} ($7, $8))
-          order by e.occurred_at {order}, e.event_id {order}
-          limit $9"
-    );
-    let (after_t, after_id) = f.after.map_or((None, None), |(t, id)| (Some(t), Some(id)));
-    Ok(sqlx::query_as(&sql)
-        .bind(practice)
-        .bind(f.patient)
-        .bind(f.actor)
-        .bind(&f.action)
-        .bind(f.from)
-        .bind(f.to)
-        .bind(after_t)
-        .bind(after_id)
-        .bind(f.limit.clamp(1, 500))
-        .fetch_all(conn)
-        .await?)
+          where e.practice_id = "
+    ));
+    q.push_bind(practice);
+    if let Some(patient) = f.patient {
+        q.push(" and e.patient_id = ").push_bind(patient);
+    }
+    if let Some(actor) = f.actor {
+        q.push(" and e.actor_id = ").push_bind(actor);
+    }
+    if let Some(action) = &f.action {
+        q.push(" and e.action = ").push_bind(action.clone());
+    }
+    if let Some(from) = f.from {
+        q.push(" and e.occurred_at >= ").push_bind(from);
+    }
+    if let Some(to) = f.to {
+        q.push(" and e.occurred_at < ").push_bind(to);
+    }
+    if let Some((t, id)) = f.after {
+        q.push(" and (e.occurred_at, e.event_id)")
+            .push(cmp)
+            .push("(")
+            .push_bind(t)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(format!(
+        " order by e.occurred_at {order}, e.event_id {order} limit "
+    ))
+    .push_bind(f.limit.clamp(1, 500));
+    Ok(q.build_query_as().fetch_all(conn).await?)
 }
 
 /// Reads audit events of the transaction's practice (owner or admin; enforced by RLS). The

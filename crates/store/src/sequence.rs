@@ -182,6 +182,9 @@ pub struct SequencePass {
     pub sequenced: u64,
     /// Practices whose events could not be sequenced, and why (the others were sequenced).
     pub failed: Vec<(PracticeId, StoreError)>,
+    /// Whether some practice had a full batch ([`SEQUENCE_BATCH`]): more may be queued, and
+    /// the next pass should follow at once rather than at the next tick.
+    pub more: bool,
 }
 
 impl Store {
@@ -212,7 +215,10 @@ impl Store {
         let mut pass = SequencePass::default();
         for practice in practices {
             match self.sequence_practice(practice, now).await {
-                Ok(n) => pass.sequenced += n,
+                Ok(n) => {
+                    pass.sequenced += n;
+                    pass.more |= i64::try_from(n).is_ok_and(|n| n >= SEQUENCE_BATCH);
+                }
                 Err(e) => pass.failed.push((practice, e)),
             }
         }

@@ -64,7 +64,17 @@ impl Job for Sequencer {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while ctx.tick(&mut tick).await {
-            let n = cadence.sequence(&db, clock.as_ref()).await;
+            // A backlog (a burst of audited list views, a restart after downtime) is drained
+            // pass after pass, not one batch per tick; a shutdown request ends the drain and
+            // the final passes below finish it.
+            let mut n = 0;
+            loop {
+                let (sequenced, more) = cadence.sequence(&db, clock.as_ref()).await;
+                n += sequenced;
+                if !more || ctx.stopping() {
+                    break;
+                }
+            }
             if n > 0 {
                 tracing::debug!(sequenced = n, "sequenced audit events");
             }
@@ -75,7 +85,7 @@ impl Job for Sequencer {
         }
         // Clean shutdown: nothing sequenced stays outside a signed checkpoint.
         for _ in 0..FINAL_SEQUENCE_PASSES {
-            if cadence.sequence(&db, clock.as_ref()).await == 0 {
+            if cadence.sequence(&db, clock.as_ref()).await.0 == 0 {
                 break;
             }
         }
@@ -104,8 +114,8 @@ struct Cadence {
 impl Cadence {
     /// Sequences every practice's queued events; a practice that fails is reported (once
     /// while it keeps failing) and the others are sequenced. Returns how many events were
-    /// sequenced.
-    async fn sequence(&mut self, db: &Store, clock: &dyn Clock) -> u64 {
+    /// sequenced, and whether more may be queued (a practice had a full batch).
+    async fn sequence(&mut self, db: &Store, clock: &dyn Clock) -> (u64, bool) {
         match db.sequence_pending_each(clock.now()).await {
             Ok(pass) => {
                 let failing: HashSet<PracticeId> = pass.failed.iter().map(|f| f.0).collect();
@@ -123,12 +133,12 @@ impl Cadence {
                     }
                 }
                 self.sequence_failing = failing;
-                pass.sequenced
+                (pass.sequenced, pass.more)
             }
             Err(e) => {
                 tracing::error!(error = %e, "sequencing audit events failed");
                 self.pass_error = Some(format!("sequencing audit events failed: {e}"));
-                0
+                (0, false)
             }
         }
     }
