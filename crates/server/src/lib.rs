@@ -69,6 +69,14 @@ pub mod rules {
     pub mod appointments {
         pub use crate::routes::appointments::{CANCELLED, LONGEST, STATUSES, appointment_times};
     }
+    /// Memberships: the roles a member may be given.
+    pub mod memberships {
+        pub use crate::routes::memberships::parse_roles;
+    }
+    /// Vendor support grants: what an owner may approve.
+    pub mod support {
+        pub use crate::routes::support::{GrantInput, NO_SUPPORT_ACCOUNT, grant_input};
+    }
 }
 pub use middleware::request_frame;
 pub use routes::{openapi, openapi_schema_conflicts};

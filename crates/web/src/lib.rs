@@ -149,6 +149,26 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
             "/practices/{practice_id}/appointments/{appointment_id}/cancel",
             get(pages::schedule::appointment_cancel_page).post(pages::schedule::appointment_cancel),
         )
+        .route(
+            "/practices/{practice_id}/members",
+            get(pages::members::members_page),
+        )
+        .route(
+            "/practices/{practice_id}/members/{user_id}",
+            get(pages::members::member_page).post(pages::members::member_update),
+        )
+        .route(
+            "/practices/{practice_id}/members/{user_id}/remove",
+            get(pages::members::member_remove_page).post(pages::members::member_remove),
+        )
+        .route(
+            "/practices/{practice_id}/invitations",
+            post(pages::members::invitation_create),
+        )
+        .route(
+            "/practices/{practice_id}/invitations/{invitation_id}/revoke",
+            post(pages::members::invitation_revoke),
+        )
         .route("/static/{file}", get(assets::serve))
         .route(
             "/csp-report",

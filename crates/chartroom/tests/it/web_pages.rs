@@ -1544,3 +1544,464 @@ async fn appointments_are_booked_moved_and_cancelled_through_the_pages() {
         assert!(!week.contains(clinical), "{clinical}");
     }
 }
+
+/// Adds a member with `role` to practice `p` (as the database owner); their id.
+async fn extra_member(db: &TestDb, p: domain::PracticeId, role: domain::Role) -> domain::UserId {
+    let owner = db.owner().await;
+    let now = chrono::Utc::now();
+    let user = owner
+        .create_user(
+            &format!(
+                "extra.{}@test.example.invalid",
+                uuid::Uuid::new_v4().simple()
+            ),
+            "extra member",
+            testkit::password_hash(),
+            now,
+        )
+        .await
+        .unwrap();
+    owner
+        .add_member(p, user, domain::RoleSet::from_iter([role]), now)
+        .await
+        .unwrap();
+    owner.close().await;
+    user
+}
+
+/// An invitation of practice `p` sent through the API (as a fresh owner or admin); its id.
+async fn api_invitation(app: &TestApp, token: &str, p: domain::PracticeId) -> String {
+    let (status, body) = crate::util::call(
+        app,
+        Method::POST,
+        &format!("/api/v1/practices/{p}/invitations"),
+        Some(token),
+        Some(&serde_json::json!({
+            "email": format!("invitee.{}@test.example.invalid", uuid::Uuid::new_v4().simple()),
+            "roles": ["reception"]
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["invitation_id"].as_str().unwrap().to_owned()
+}
+
+/// The owner and admin routes of the matrix, with what each leaves on the audit trail.
+async fn manage_routes(db: &TestDb, app: &TestApp, world: &World, owner: &str) -> Vec<Route> {
+    let p = world.a.id;
+    let b = world.b.id;
+    let c = world.a.user("clinician");
+    let gone = [
+        extra_member(db, p, domain::Role::Reception).await,
+        extra_member(db, p, domain::Role::Reception).await,
+    ];
+    let inv = [
+        api_invitation(app, owner, p).await,
+        api_invitation(app, owner, p).await,
+    ];
+    vec![
+        Route::get(
+            format!("/app/practices/{p}/members"),
+            &["invitation.list", "membership.list"],
+        ),
+        Route::get(
+            format!("/app/practices/{p}/members/{c}"),
+            &["membership.list"],
+        )
+        .cross(format!("/app/practices/{b}/members/{c}")),
+        Route::post(
+            format!("/app/practices/{p}/members/{c}"),
+            &[("clinician", "on")],
+            &["membership.update"],
+        )
+        .cross(format!("/app/practices/{b}/members/{c}")),
+        Route::get(
+            format!("/app/practices/{p}/members/{c}/remove"),
+            &["membership.list"],
+        )
+        .cross(format!("/app/practices/{b}/members/{c}/remove")),
+        Route::post(
+            format!("/app/practices/{p}/members/{}/remove", gone[0]),
+            &[],
+            &["membership.delete"],
+        )
+        .ok_paths([
+            format!("/app/practices/{p}/members/{}/remove", gone[0]),
+            format!("/app/practices/{p}/members/{}/remove", gone[1]),
+        ])
+        .cross(format!("/app/practices/{b}/members/{}/remove", gone[0])),
+        Route::post(
+            format!("/app/practices/{p}/invitations"),
+            &[
+                ("email", "invitee.matrix@test.example.invalid"),
+                ("reception", "on"),
+            ],
+            &["invitation.create"],
+        ),
+        Route::post(
+            format!("/app/practices/{p}/invitations/{}/revoke", inv[0]),
+            &[],
+            &["invitation.revoke"],
+        )
+        .ok_paths([
+            format!("/app/practices/{p}/invitations/{}/revoke", inv[0]),
+            format!("/app/practices/{p}/invitations/{}/revoke", inv[1]),
+        ])
+        .cross(format!("/app/practices/{b}/invitations/{}/revoke", inv[0])),
+    ]
+}
+
+// issue 17 — every owner and admin page and form: anonymous → the sign-in page, password
+// only → the second factor, another practice (or another practice's object) → 404, reception
+// and clinicians → 403 with the denial audited and nothing changed, owners and admins → 200
+// (or 303 after a change) with the API's audit events; the menu offers these screens to
+// owners and admins only.
+#[tokio::test]
+async fn owner_pages_authorization_matrix() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let a = &world.a;
+    let p = a.id;
+    let reception = app.token(a.user("reception")).await;
+    let clinician = app.token(a.user("clinician")).await;
+    let owner = app.token(a.user("owner")).await;
+    let admin = app.token(a.user("admin")).await;
+    let other = app.token(world.b.user("owner")).await;
+    let nobody = app.token(world.nobody).await;
+    let half = app.password_only_token(a.user("owner")).await;
+    let routes = manage_routes(&db, &app, &world, &owner).await;
+    let mut su = db.superuser_unsafe().await;
+    for route in &routes {
+        let what = format!("{} {}", route.method, route.path);
+        let res = send(&http, &app, route, None).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "anonymous {what}");
+        assert_eq!(res.headers()[LOCATION], "/app/sign-in", "anonymous {what}");
+        let res = send(&http, &app, route, Some(&half)).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "password only {what}");
+        assert_eq!(res.headers()[LOCATION], "/app/sign-in/second-factor");
+        for (who, token) in [("other practice", &other), ("no practice", &nobody)] {
+            let res = send(&http, &app, route, Some(token)).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{who} {what}");
+            assert!(
+                res.text().await.unwrap().contains("NOT-FOUND"),
+                "{who} {what}"
+            );
+        }
+        if let Some(cross) = &route.cross {
+            // B's own owner, in B's own practice, naming A's object: unknown there.
+            let res = send_to(&http, &app, route, cross, Some(&other)).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "B's owner: {cross}");
+        }
+        for (who, token) in [("reception", &reception), ("clinician", &clinician)] {
+            let res = send(&http, &app, route, Some(token)).await;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{who} {what}");
+            let id = request_id(&res);
+            assert!(res.text().await.unwrap().contains("AUTHZ-0001"));
+            assert_eq!(
+                audit(&mut su, p, &id).await,
+                [("access.denied".to_owned(), "denied".to_owned())],
+                "{who} {what}"
+            );
+        }
+        for (i, (who, token)) in [("owner", &owner), ("admin", &admin)]
+            .into_iter()
+            .enumerate()
+        {
+            let path = route
+                .ok_paths
+                .as_ref()
+                .map_or(route.path.as_str(), |paths| paths[i].as_str());
+            let res = send_to(&http, &app, route, path, Some(token)).await;
+            assert_eq!(res.status(), route.ok_status, "{who} {what}");
+            let id = request_id(&res);
+            assert_eq!(
+                actions(&mut su, p, &id).await,
+                route.audit,
+                "{who} {what}: the API's audit events"
+            );
+            if route.method == Method::GET {
+                assert_page_is_clean(&res.text().await.unwrap(), &what);
+            }
+        }
+    }
+    // The menu: the owner and admin screens for owners and admins, none for the others.
+    let members = format!("/app/practices/{p}/members");
+    for (token, shown) in [
+        (&owner, true),
+        (&admin, true),
+        (&reception, false),
+        (&clinician, false),
+    ] {
+        for page in ["/app", &format!("/app/practices/{p}/schedule")] {
+            let res = request(&http, &app, Method::GET, page, Some(token))
+                .send()
+                .await
+                .unwrap();
+            if res.status() != StatusCode::OK {
+                continue;
+            }
+            let body = res.text().await.unwrap();
+            assert_eq!(body.contains(&members), shown, "{page}");
+        }
+    }
+}
+
+// issue 17 — roles through the pages with the API's step-up: a second factor older than five
+// minutes puts a code field in the form; a change without the code, or with a wrong one, is
+// refused (401) with nothing changed; with the code from the authenticator it is saved, the
+// session renewed; the last owner keeps `owner` (409, nothing changed); an invitation is sent
+// and revoked; a member is removed after a confirmation page.
+#[tokio::test]
+async fn members_and_roles_change_with_step_up_through_the_pages() {
+    use domain::Clock as _;
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let c = world.a.user("clinician");
+    let email = crate::util::email_of(&db, world.a.user("owner")).await;
+    let (key, token, _) = crate::identity::enroll(&app, &email).await;
+    let member = format!("/app/practices/{p}/members/{c}");
+    let roles_of = |user: domain::UserId| {
+        let db = &db;
+        async move {
+            let mut su = db.superuser_unsafe().await;
+            let r: Vec<String> = sqlx::query_scalar(
+                "select roles from membership where practice_id = $1 and user_id = $2",
+            )
+            .bind(p)
+            .bind(user)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+            r
+        }
+    };
+
+    // Fresh from sign-in: no code field.
+    let page = get_page(&http, &app, &member, &token).await;
+    assert!(page.contains("Roles of clinician a"), "{page}");
+    assert!(page.contains("id=\"role-clinician\" name=\"clinician\" value=\"on\" checked"));
+    assert!(!page.contains("name=\"code\""));
+
+    // Six minutes on: the form asks for the code; without it nothing changes.
+    app.clock.advance(chrono::Duration::minutes(6));
+    let page = get_page(&http, &app, &member, &token).await;
+    assert!(page.contains("name=\"code\""), "{page}");
+    assert!(page.contains("autocomplete=\"one-time-code\""));
+    let res = post_form(
+        &http,
+        &app,
+        &member,
+        &token,
+        &[("clinician", "on"), ("admin", "on")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("aria-describedby=\"code-hint code-error\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("id=\"role-admin\" name=\"admin\" value=\"on\" checked"),
+        "what was ticked stays"
+    );
+    assert_eq!(roles_of(c).await, ["clinician"], "nothing changed");
+    let res = post_form(
+        &http,
+        &app,
+        &member,
+        &token,
+        &[("clinician", "on"), ("admin", "on"), ("code", "000000")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get("set-cookie").is_none());
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("the code is incorrect or was already used")
+    );
+    assert_eq!(roles_of(c).await, ["clinician"], "nothing changed");
+
+    // With the code: saved, and the renewed session cookie replaces the old one.
+    let code = key.code_at(app.clock.now());
+    let res = post_form(
+        &http,
+        &app,
+        &member,
+        &token,
+        &[
+            ("clinician", "on"),
+            ("admin", "on"),
+            ("code", code.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        res.headers()[LOCATION],
+        format!("{member}?done=roles").as_str()
+    );
+    let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.starts_with("__Host-chartroom_session="), "{set}");
+    let renewed = set
+        .trim_start_matches("__Host-chartroom_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut roles = roles_of(c).await;
+    roles.sort();
+    assert_eq!(roles, ["admin", "clinician"]);
+    let page = get_page(&http, &app, &format!("{member}?done=roles"), &renewed).await;
+    assert!(page.contains("Roles saved."));
+    assert!(!page.contains("name=\"code\""), "fresh again");
+    let res = request(&http, &app, Method::GET, &member, Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "the old token no longer works"
+    );
+
+    // The last owner keeps `owner`: refused with the store's reason, nothing changed.
+    let me = format!("/app/practices/{p}/members/{}", world.a.user("owner"));
+    let res = post_form(&http, &app, &me, &renewed, &[("admin", "on")]).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert!(res.text().await.unwrap().contains("Nothing was changed"));
+    assert_eq!(roles_of(world.a.user("owner")).await, ["owner"]);
+    // No role at all: refused.
+    let res = post_form(&http, &app, &member, &renewed, &[]).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // Invitations: refused input sends nothing; then one is sent, listed and revoked.
+    let mut su = db.superuser_unsafe().await;
+    let members = format!("/app/practices/{p}/members");
+    let invitations = format!("/app/practices/{p}/invitations");
+    let before = count(&mut su, "membership_invitation", p).await;
+    for form in [
+        vec![("email", "not an email"), ("reception", "on")],
+        vec![("email", "someone@test.example.invalid")],
+    ] {
+        let res = post_form(&http, &app, &invitations, &renewed, &form).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{form:?}");
+        assert!(res.text().await.unwrap().contains("Nothing was sent"));
+    }
+    assert_eq!(count(&mut su, "membership_invitation", p).await, before);
+    let res = post_form(
+        &http,
+        &app,
+        &invitations,
+        &renewed,
+        &[
+            ("email", "newcomer@test.example.invalid"),
+            ("clinician", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = get_page(&http, &app, &format!("{members}?done=invited"), &renewed).await;
+    assert!(page.contains("Invitation sent."));
+    assert!(!page.contains("newcomer@"), "the address is not kept");
+    let id: String = sqlx::query_scalar(
+        "select invitation_id::text from membership_invitation where practice_id = $1 order by created_at desc limit 1",
+    )
+    .bind(p)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    let revoke = format!("{invitations}/{id}/revoke");
+    assert!(page.contains(&format!("action=\"{revoke}\"")));
+    let res = post_form(&http, &app, &revoke, &renewed, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = post_form(&http, &app, &revoke, &renewed, &[]).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT, "revoked once");
+
+    // Removing: a confirmation page, then gone from the list.
+    let r = world.a.user("reception");
+    let remove = format!("{members}/{r}/remove");
+    let page = get_page(&http, &app, &remove, &renewed).await;
+    assert!(
+        page.contains("Remove reception a from the practice?"),
+        "{page}"
+    );
+    let res = post_form(&http, &app, &remove, &renewed, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = get_page(&http, &app, &format!("{members}?done=removed"), &renewed).await;
+    assert!(page.contains("Member removed."));
+    assert!(!page.contains("reception a"));
+}
+
+// issue 17 — a cross-site POST to each owner and admin form (roles, remove, invite, revoke an
+// invitation, …) is refused with 403 before any handler runs: no audit event, nothing
+// changed.
+#[tokio::test]
+async fn cross_site_posts_on_owner_forms_change_nothing() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let owner = app.token(world.a.user("owner")).await;
+    let posts: Vec<String> = manage_routes(&db, &app, &world, &owner)
+        .await
+        .into_iter()
+        .filter(|r| r.method == Method::POST)
+        .map(|r| r.path)
+        .collect();
+    assert!(posts.len() >= 4);
+    let mut su = db.superuser_unsafe().await;
+    let members = count(&mut su, "membership", p).await;
+    let invitations = count(&mut su, "membership_invitation", p).await;
+    let events = count(&mut su, "audit_event", p).await;
+    let form: &[(&str, &str)] = &[
+        ("owner", "on"),
+        ("admin", "on"),
+        ("email", "mallory@test.example.invalid"),
+        ("reception", "on"),
+    ];
+    for path in &posts {
+        for (site, origin) in [
+            (Some("cross-site"), None),
+            (Some("same-site"), None),
+            (None, Some("https://evil.test.example.invalid")),
+            (None, None),
+        ] {
+            let mut r = http
+                .post(app.url(path))
+                .header(COOKIE, cookie(&owner))
+                .form(form);
+            if let Some(s) = site {
+                r = r.header("sec-fetch-site", s);
+            }
+            if let Some(o) = origin {
+                r = r.header("origin", o);
+            }
+            let res = r.send().await.unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::FORBIDDEN,
+                "{path} {site:?} {origin:?}"
+            );
+            assert!(res.text().await.unwrap().contains("CSRF-0001"));
+        }
+    }
+    assert_eq!(count(&mut su, "membership", p).await, members);
+    assert_eq!(
+        count(&mut su, "membership_invitation", p).await,
+        invitations
+    );
+    assert_eq!(
+        count(&mut su, "audit_event", p).await,
+        events,
+        "no handler ran"
+    );
+}

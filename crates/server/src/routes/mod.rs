@@ -9,14 +9,14 @@ pub(crate) mod auth;
 mod care_team;
 mod disclosures;
 mod invitations;
-mod memberships;
+pub(crate) mod memberships;
 mod notes;
 mod passkeys;
 pub(crate) mod patients;
 mod perio;
 mod practices;
 mod retention;
-mod support;
+pub(crate) mod support;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
