@@ -169,6 +169,18 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
             "/practices/{practice_id}/invitations/{invitation_id}/revoke",
             post(pages::members::invitation_revoke),
         )
+        .route(
+            "/practices/{practice_id}/support",
+            get(pages::support::support_page),
+        )
+        .route(
+            "/practices/{practice_id}/support-grants",
+            post(pages::support::support_grant_create),
+        )
+        .route(
+            "/practices/{practice_id}/support-grants/{grant_id}/revoke",
+            post(pages::support::support_grant_revoke),
+        )
         .route("/static/{file}", get(assets::serve))
         .route(
             "/csp-report",

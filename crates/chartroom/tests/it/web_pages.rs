@@ -55,6 +55,8 @@ struct Route {
     audit: &'static [&'static str],
     /// The same route under practice B with A's object in it (another practice's object).
     cross: Option<String>,
+    /// Only owners may (admins get 403, as in the API).
+    owner_only: bool,
 }
 
 impl Route {
@@ -68,6 +70,7 @@ impl Route {
             ok_status: StatusCode::OK,
             audit,
             cross: None,
+            owner_only: false,
         }
     }
 
@@ -81,6 +84,7 @@ impl Route {
             ok_status: StatusCode::SEE_OTHER,
             audit,
             cross: None,
+            owner_only: false,
         }
     }
 
@@ -96,6 +100,11 @@ impl Route {
 
     fn cross(mut self, path: String) -> Self {
         self.cross = Some(path);
+        self
+    }
+
+    fn owner_only(mut self) -> Self {
+        self.owner_only = true;
         self
     }
 
@@ -1586,6 +1595,47 @@ async fn api_invitation(app: &TestApp, token: &str, p: domain::PracticeId) -> St
     body["invitation_id"].as_str().unwrap().to_owned()
 }
 
+/// A vendor support account (outside every practice); its sign-in email.
+async fn support_user(db: &TestDb) -> String {
+    let owner = db.owner().await;
+    let email = format!(
+        "support.{}@test.example.invalid",
+        uuid::Uuid::new_v4().simple()
+    );
+    owner
+        .create_support_user(
+            &email,
+            "Vendor Support",
+            testkit::password_hash(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    owner.close().await;
+    email
+}
+
+/// A support grant of practice `p` approved through the API (as a fresh owner); its id.
+async fn api_support_grant(
+    app: &TestApp,
+    owner: &str,
+    p: domain::PracticeId,
+    email: &str,
+) -> String {
+    let (status, body) = crate::util::call(
+        app,
+        Method::POST,
+        &format!("/api/v1/practices/{p}/support-grants"),
+        Some(owner),
+        Some(&serde_json::json!({
+            "support_email": email, "scope": "scheduling", "reason": "Import help", "hours": 4
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["grant_id"].as_str().unwrap().to_owned()
+}
+
 /// The owner and admin routes of the matrix, with what each leaves on the audit trail.
 async fn manage_routes(db: &TestDb, app: &TestApp, world: &World, owner: &str) -> Vec<Route> {
     let p = world.a.id;
@@ -1599,7 +1649,40 @@ async fn manage_routes(db: &TestDb, app: &TestApp, world: &World, owner: &str) -
         api_invitation(app, owner, p).await,
         api_invitation(app, owner, p).await,
     ];
+    let support = support_user(db).await;
+    let grants = [
+        api_support_grant(app, owner, p, &support).await,
+        api_support_grant(app, owner, p, &support).await,
+    ];
     vec![
+        Route::get(
+            format!("/app/practices/{p}/support"),
+            &["support_grant.list"],
+        ),
+        Route::post(
+            format!("/app/practices/{p}/support-grants"),
+            &[
+                ("support_email", support.as_str()),
+                ("scope", "scheduling"),
+                ("reason", "Matrix check"),
+                ("hours", "2"),
+            ],
+            &["support_grant.approve"],
+        )
+        .owner_only(),
+        Route::post(
+            format!("/app/practices/{p}/support-grants/{}/revoke", grants[0]),
+            &[],
+            &["support_grant.revoke"],
+        )
+        .ok_paths([
+            format!("/app/practices/{p}/support-grants/{}/revoke", grants[0]),
+            format!("/app/practices/{p}/support-grants/{}/revoke", grants[1]),
+        ])
+        .cross(format!(
+            "/app/practices/{b}/support-grants/{}/revoke",
+            grants[0]
+        )),
         Route::get(
             format!("/app/practices/{p}/members"),
             &["invitation.list", "membership.list"],
@@ -1714,6 +1797,12 @@ async fn owner_pages_authorization_matrix() {
                 .as_ref()
                 .map_or(route.path.as_str(), |paths| paths[i].as_str());
             let res = send_to(&http, &app, route, path, Some(token)).await;
+            if route.owner_only && who == "admin" {
+                assert_eq!(res.status(), StatusCode::FORBIDDEN, "{who} {what}");
+                let id = request_id(&res);
+                assert!(actions(&mut su, p, &id).await.is_empty(), "{what}");
+                continue;
+            }
             assert_eq!(res.status(), route.ok_status, "{who} {what}");
             let id = request_id(&res);
             assert_eq!(
@@ -2004,4 +2093,161 @@ async fn cross_site_posts_on_owner_forms_change_nothing() {
         events,
         "no handler ran"
     );
+}
+
+// issue 17 — support access through the pages: admins see the grants but no approve form
+// (and a forged approval is 403); an owner's stale second factor puts a code field in the
+// form and a post without it approves nothing (401); refused input approves nothing (400);
+// with the code the grant is approved, listed and opens the practice to the support account;
+// revoking it closes the practice on the support session's next request.
+#[tokio::test]
+async fn support_access_is_approved_with_step_up_and_revoked_through_the_pages() {
+    use domain::Clock as _;
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let support = support_user(&db).await;
+    let page_url = format!("/app/practices/{p}/support");
+    let approve = format!("/app/practices/{p}/support-grants");
+    let mut su = db.superuser_unsafe().await;
+    let grants = || async {
+        let mut su = db.superuser_unsafe().await;
+        count(&mut su, "support_grant", p).await
+    };
+    let form = |code: Option<&str>| {
+        let mut f = vec![
+            ("support_email", support.clone()),
+            ("scope", "scheduling".to_owned()),
+            ("reason", "Help with an import".to_owned()),
+            ("hours", "4".to_owned()),
+        ];
+        if let Some(c) = code {
+            f.push(("code", c.to_owned()));
+        }
+        f
+    };
+    let admin = app.token(world.a.user("admin")).await;
+    let page = get_page(&http, &app, &page_url, &admin).await;
+    assert!(page.contains("Only an owner of the practice can approve support access."));
+    assert!(!page.contains(&format!("action=\"{approve}\"")));
+    let res = request(&http, &app, Method::POST, &approve, Some(&admin))
+        .form(&form(None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "admins do not approve");
+
+    let email = crate::util::email_of(&db, world.a.user("owner")).await;
+    let (key, token, _) = crate::identity::enroll(&app, &email).await;
+    app.clock.advance(chrono::Duration::minutes(6));
+    let page = get_page(&http, &app, &page_url, &token).await;
+    assert!(page.contains("name=\"code\""), "{page}");
+    let res = request(&http, &app, Method::POST, &approve, Some(&token))
+        .form(&form(None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains(">Help with an import</textarea>"),
+        "what was typed stays"
+    );
+    assert_eq!(grants().await, 0, "nothing approved");
+    let code = key.code_at(app.clock.now());
+    let mut bad = form(Some(&code));
+    bad[3].1 = "73".to_owned();
+    let res = request(&http, &app, Method::POST, &approve, Some(&token))
+        .form(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let renewed = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("__Host-chartroom_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("Nothing was approved: hours: must be 1 to 72."),
+        "{body}"
+    );
+    assert!(!body.contains("name=\"code\""), "the step-up was done");
+    assert_eq!(grants().await, 0, "nothing approved");
+    let mut other = form(None);
+    other[0].1 = "nobody@test.example.invalid".to_owned();
+    let res = post_form(
+        &http,
+        &app,
+        &approve,
+        &renewed,
+        &other
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("no support staff account has that email")
+    );
+    let res = post_form(
+        &http,
+        &app,
+        &approve,
+        &renewed,
+        &form(None)
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        res.headers()[LOCATION],
+        format!("{page_url}?done=approved").as_str()
+    );
+    let page = get_page(&http, &app, &format!("{page_url}?done=approved"), &renewed).await;
+    assert!(page.contains("Support access approved."));
+    assert!(page.contains("Help with an import"));
+    let grant: String =
+        sqlx::query_scalar("select grant_id::text from support_grant where practice_id = $1")
+            .bind(p)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+    let support_id: domain::UserId =
+        sqlx::query_scalar("select user_id from app_user where email = $1")
+            .bind(&support)
+            .fetch_one(&mut su)
+            .await
+            .map(domain::UserId::from_uuid)
+            .unwrap();
+    let sup = app.token(support_id).await;
+    let patient = format!("/api/v1/practices/{p}/patients/{}", world.a.patient);
+    let (s, _) = crate::util::call(&app, Method::GET, &patient, Some(&sup), None).await;
+    assert_eq!(s, StatusCode::OK, "the grant opens the practice");
+    let revoke = format!("{approve}/{grant}/revoke");
+    assert!(page.contains(&format!("action=\"{revoke}\"")));
+    let res = post_form(&http, &app, &revoke, &admin, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let (s, _) = crate::util::call(&app, Method::GET, &patient, Some(&sup), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "revoked: closed at once");
+    let page = get_page(&http, &app, &format!("{page_url}?done=revoked"), &admin).await;
+    assert!(page.contains("Support access revoked."));
+    assert!(page.contains(">revoked<"));
+    assert!(!page.contains(&format!("action=\"{revoke}\"")));
+    let res = post_form(&http, &app, &revoke, &admin, &[]).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "revoked once");
 }

@@ -7,6 +7,7 @@ pub(crate) mod members;
 pub(crate) mod patients;
 pub(crate) mod schedule;
 pub(crate) mod step_up;
+pub(crate) mod support;
 
 use askama::Template;
 use axum::extract::FromRequestParts;
@@ -104,7 +105,7 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
 }
 
 /// The owner and admin screens (the API's `Manage` privilege): menu label and path.
-const MANAGE_PAGES: [(&str, &str); 1] = [("Members", "members")];
+const MANAGE_PAGES: [(&str, &str); 2] = [("Members", "members"), ("Support access", "support")];
 
 /// The header of a practice page: the practice's name and the actor's display name.
 pub(crate) async fn chrome(tx: &mut TenantTx) -> Result<Chrome, WebError> {
