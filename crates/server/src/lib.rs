@@ -73,6 +73,10 @@ pub mod rules {
     pub mod memberships {
         pub use crate::routes::memberships::parse_roles;
     }
+    /// The audit log: report filters, paging and the FHIR export.
+    pub mod audit {
+        pub use crate::routes::audit::{ReportQuery, cursor, fhir_export, filter, filter_kinds};
+    }
     /// Vendor support grants: what an owner may approve.
     pub mod support {
         pub use crate::routes::support::{GrantInput, NO_SUPPORT_ACCOUNT, grant_input};

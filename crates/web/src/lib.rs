@@ -149,6 +149,28 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
             "/practices/{practice_id}/appointments/{appointment_id}/cancel",
             get(pages::schedule::appointment_cancel_page).post(pages::schedule::appointment_cancel),
         )
+        .merge(manage_routes())
+        .route("/static/{file}", get(assets::serve))
+        .route(
+            "/csp-report",
+            post(report::csp_report).layer(DefaultBodyLimit::max(CSP_REPORT_MAX_BYTES)),
+        )
+        .fallback(|| async { WebError(server::AppError::NotFound("page")) });
+    Router::new()
+        .nest(APP_PATH, app)
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to(APP_PATH) }),
+        )
+        .layer(DefaultBodyLimit::max(server::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(limits, frame::frame))
+        .with_state(state)
+}
+
+/// The owner and admin screens (issue 17.6), each behind the API's `Manage` privilege in its
+/// handler.
+fn manage_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/practices/{practice_id}/members",
             get(pages::members::members_page),
@@ -181,19 +203,12 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
             "/practices/{practice_id}/support-grants/{grant_id}/revoke",
             post(pages::support::support_grant_revoke),
         )
-        .route("/static/{file}", get(assets::serve))
         .route(
-            "/csp-report",
-            post(report::csp_report).layer(DefaultBodyLimit::max(CSP_REPORT_MAX_BYTES)),
+            "/practices/{practice_id}/audit",
+            get(pages::audit::audit_page),
         )
-        .fallback(|| async { WebError(server::AppError::NotFound("page")) });
-    Router::new()
-        .nest(APP_PATH, app)
         .route(
-            "/",
-            get(|| async { axum::response::Redirect::to(APP_PATH) }),
+            "/practices/{practice_id}/audit/fhir",
+            get(pages::audit::audit_fhir),
         )
-        .layer(DefaultBodyLimit::max(server::MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(limits, frame::frame))
-        .with_state(state)
 }

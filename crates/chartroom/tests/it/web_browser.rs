@@ -870,4 +870,27 @@ async fn owner_flow(b: &mut Browser, app: &TestApp, world: &World, email: &str, 
     b.wait_for_text("#grants tbody", "revoked").await;
     assert!(b.driver.find(By::Css("#grants form")).await.is_err());
     b.check_page("owner-08-support-revoked").await;
+
+    // The audit log, filtered by action: the approval and the revocation are there.
+    let audit = format!("/app/practices/{p}/audit");
+    b.driver.goto(app.url(&audit)).await.unwrap();
+    b.wait_for_text("h1", "Audit log").await;
+    b.check_page("owner-09-audit").await;
+    b.click("#action option[value='support_grant.revoke']")
+        .await;
+    b.click("form[action$='/audit'] button[type=submit]").await;
+    let rows = b
+        .wait_for_text("#events tbody", "support_grant.revoke")
+        .await;
+    assert!(!rows.contains("support_grant.approve"), "{rows}");
+    assert!(rows.contains("owner a"), "{rows}");
+    let url = b.driver.current_url().await.unwrap();
+    assert_eq!(url.path(), audit);
+    assert!(
+        url.query()
+            .unwrap_or("")
+            .contains("action=support_grant.revoke"),
+        "{url}"
+    );
+    b.check_page("owner-10-audit-filtered").await;
 }

@@ -1,6 +1,7 @@
 //! Page handlers, their templates, and the extractors that wrap the API's own guards so a
 //! refusal answers as a page (or a redirect to sign-in) instead of JSON.
 
+pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod home;
 pub(crate) mod members;
@@ -105,7 +106,11 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
 }
 
 /// The owner and admin screens (the API's `Manage` privilege): menu label and path.
-const MANAGE_PAGES: [(&str, &str); 2] = [("Members", "members"), ("Support access", "support")];
+const MANAGE_PAGES: [(&str, &str); 3] = [
+    ("Members", "members"),
+    ("Support access", "support"),
+    ("Audit log", "audit"),
+];
 
 /// The header of a practice page: the practice's name and the actor's display name.
 pub(crate) async fn chrome(tx: &mut TenantTx) -> Result<Chrome, WebError> {
