@@ -77,6 +77,10 @@ pub mod rules {
     pub mod audit {
         pub use crate::routes::audit::{ReportQuery, cursor, fhir_export, filter, filter_kinds};
     }
+    /// Practices: security settings.
+    pub mod practices {
+        pub use crate::routes::practices::security_input;
+    }
     /// Vendor support grants: what an owner may approve.
     pub mod support {
         pub use crate::routes::support::{GrantInput, NO_SUPPORT_ACCOUNT, grant_input};

@@ -172,6 +172,14 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
 fn manage_routes() -> Router<AppState> {
     Router::new()
         .route(
+            "/practices/{practice_id}/settings",
+            get(pages::settings::settings_page).post(pages::settings::practice_update),
+        )
+        .route(
+            "/practices/{practice_id}/settings/security",
+            post(pages::settings::security_update),
+        )
+        .route(
             "/practices/{practice_id}/members",
             get(pages::members::members_page),
         )

@@ -1656,6 +1656,17 @@ async fn manage_routes(db: &TestDb, app: &TestApp, world: &World, owner: &str) -
     ];
     let pat = world.a.patient;
     vec![
+        Route::get(format!("/app/practices/{p}/settings"), &["practice.read"]),
+        Route::post(
+            format!("/app/practices/{p}/settings"),
+            &[("name", "Practice a"), ("clinical_scope", "care_team")],
+            &["practice.update"],
+        ),
+        Route::post(
+            format!("/app/practices/{p}/settings/security"),
+            &[("idle_minutes", "15"), ("lifetime_hours", "")],
+            &["practice.update"],
+        ),
         Route::get(
             format!("/app/practices/{p}/audit"),
             &["audit.read", "membership.list"],
@@ -2388,4 +2399,123 @@ async fn the_audit_log_is_filtered_paged_and_exported_through_the_pages() {
     .await
     .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+// issue 17 — practice settings through the pages: the name and clinical scope (no step-up,
+// as in the API); the security settings with the API's step-up (a stale second factor needs
+// the code, a post without it changes nothing) and its ranges (refused: 400, nothing
+// changed); what is saved is what the API reads back.
+#[tokio::test]
+async fn practice_and_security_settings_change_through_the_pages() {
+    use domain::Clock as _;
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let email = crate::util::email_of(&db, world.a.user("owner")).await;
+    let (key, token, _) = crate::identity::enroll(&app, &email).await;
+    let page_url = format!("/app/practices/{p}/settings");
+    let security_url = format!("{page_url}/security");
+    let api = |token: String| {
+        let app = &app;
+        async move {
+            let (s, v) = crate::util::call(
+                app,
+                Method::GET,
+                &format!("/api/v1/practices/{p}/security"),
+                Some(&token),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v
+        }
+    };
+    let page = get_page(&http, &app, &page_url, &token).await;
+    assert!(page.contains("value=\"Practice a\""), "{page}");
+    assert!(!page.contains("name=\"code\""));
+    // Name and scope: refused input changes nothing; then saved.
+    for form in [
+        vec![("name", " "), ("clinical_scope", "practice")],
+        vec![("name", "Harbour Dental"), ("clinical_scope", "everyone")],
+    ] {
+        let res = post_form(&http, &app, &page_url, &token, &form).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{form:?}");
+        assert!(res.text().await.unwrap().contains("Nothing was saved"));
+    }
+    let res = post_form(
+        &http,
+        &app,
+        &page_url,
+        &token,
+        &[("name", "Harbour Dental"), ("clinical_scope", "practice")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = get_page(&http, &app, &format!("{page_url}?done=practice"), &token).await;
+    assert!(page.contains("Practice settings saved."));
+    assert!(page.contains("value=\"Harbour Dental\""));
+    assert!(page.contains("value=\"practice\" checked"));
+
+    // Security: stale second factor → the code field; without it nothing changes.
+    let before = api(token.clone()).await;
+    app.clock.advance(chrono::Duration::minutes(6));
+    let page = get_page(&http, &app, &page_url, &token).await;
+    assert!(page.contains("name=\"code\""));
+    let res = post_form(
+        &http,
+        &app,
+        &security_url,
+        &token,
+        &[("idle_minutes", "10")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        res.text().await.unwrap().contains("value=\"10\""),
+        "what was typed stays"
+    );
+    assert_eq!(api(token.clone()).await, before);
+    let code = key.code_at(app.clock.now());
+    let res = post_form(
+        &http,
+        &app,
+        &security_url,
+        &token,
+        &[("idle_minutes", "1"), ("code", code.as_str())],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let renewed = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("__Host-chartroom_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Nothing was saved: session_idle_minutes: must be between 2 and 60.")
+    );
+    assert_eq!(api(renewed.clone()).await, before);
+    let res = post_form(
+        &http,
+        &app,
+        &security_url,
+        &renewed,
+        &[("idle_minutes", "10"), ("lifetime_hours", "8")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let after = api(renewed.clone()).await;
+    assert_eq!(after["session_idle_minutes"], 10);
+    assert_eq!(after["session_lifetime_hours"], 8);
+    assert_eq!(after["require_passkey_for_managers"], false);
+    let page = get_page(&http, &app, &format!("{page_url}?done=security"), &renewed).await;
+    assert!(page.contains("Security settings saved."));
+    assert!(page.contains("value=\"10\""));
 }

@@ -14,7 +14,7 @@ mod notes;
 mod passkeys;
 pub(crate) mod patients;
 mod perio;
-mod practices;
+pub(crate) mod practices;
 mod retention;
 pub(crate) mod support;
 

@@ -7,6 +7,7 @@ pub(crate) mod home;
 pub(crate) mod members;
 pub(crate) mod patients;
 pub(crate) mod schedule;
+pub(crate) mod settings;
 pub(crate) mod step_up;
 pub(crate) mod support;
 
@@ -106,8 +107,9 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
 }
 
 /// The owner and admin screens (the API's `Manage` privilege): menu label and path.
-const MANAGE_PAGES: [(&str, &str); 3] = [
+const MANAGE_PAGES: [(&str, &str); 4] = [
     ("Members", "members"),
+    ("Settings", "settings"),
     ("Support access", "support"),
     ("Audit log", "audit"),
 ];
