@@ -172,6 +172,14 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
 fn manage_routes() -> Router<AppState> {
     Router::new()
         .route(
+            "/practices/{practice_id}/break-glass",
+            get(pages::break_glass::review_page),
+        )
+        .route(
+            "/practices/{practice_id}/break-glass/{grant_id}/acknowledge",
+            post(pages::break_glass::acknowledge),
+        )
+        .route(
             "/practices/{practice_id}/settings",
             get(pages::settings::settings_page).post(pages::settings::practice_update),
         )

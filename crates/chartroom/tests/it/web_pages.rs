@@ -1636,6 +1636,25 @@ async fn api_support_grant(
     body["grant_id"].as_str().unwrap().to_owned()
 }
 
+/// Practice A's clinician opens a new patient (outside the care team) by break-glass through
+/// the API with `reason`; the grant's id.
+async fn api_break_glass(app: &TestApp, world: &World, reason: &str) -> String {
+    let p = world.a.id;
+    let reception = app.token(world.a.user("reception")).await;
+    let clinician = app.token(world.a.user("clinician")).await;
+    let patient = api_patient(app, &reception, p, "Glassfield").await;
+    let (status, body) = crate::util::call(
+        app,
+        Method::POST,
+        &format!("/api/v1/practices/{p}/patients/{patient}/break-glass"),
+        Some(&clinician),
+        Some(&serde_json::json!({ "reason": reason, "minutes": 30 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["grant_id"].as_str().unwrap().to_owned()
+}
+
 /// The owner and admin routes of the matrix, with what each leaves on the audit trail.
 async fn manage_routes(db: &TestDb, app: &TestApp, world: &World, owner: &str) -> Vec<Route> {
     let p = world.a.id;
@@ -1655,7 +1674,32 @@ async fn manage_routes(db: &TestDb, app: &TestApp, world: &World, owner: &str) -
         api_support_grant(app, owner, p, &support).await,
     ];
     let pat = world.a.patient;
+    let glass = [
+        api_break_glass(app, world, "Matrix one").await,
+        api_break_glass(app, world, "Matrix two").await,
+    ];
     vec![
+        Route::get(
+            format!("/app/practices/{p}/break-glass"),
+            &["break_glass.review", "membership.list"],
+        ),
+        Route::get(
+            format!("/app/practices/{p}/break-glass?all=1"),
+            &["break_glass.review", "membership.list"],
+        ),
+        Route::post(
+            format!("/app/practices/{p}/break-glass/{}/acknowledge", glass[0]),
+            &[],
+            &["break_glass.acknowledge"],
+        )
+        .ok_paths([
+            format!("/app/practices/{p}/break-glass/{}/acknowledge", glass[0]),
+            format!("/app/practices/{p}/break-glass/{}/acknowledge", glass[1]),
+        ])
+        .cross(format!(
+            "/app/practices/{b}/break-glass/{}/acknowledge",
+            glass[0]
+        )),
         Route::get(format!("/app/practices/{p}/settings"), &["practice.read"]),
         Route::post(
             format!("/app/practices/{p}/settings"),
@@ -2518,4 +2562,39 @@ async fn practice_and_security_settings_change_through_the_pages() {
     let page = get_page(&http, &app, &format!("{page_url}?done=security"), &renewed).await;
     assert!(page.contains("Security settings saved."));
     assert!(page.contains("value=\"10\""));
+}
+
+// issue 17 — the break-glass review queue through the pages: a clinician's break-glass
+// access appears with its reason and the clinician's name (the patient by id only); an
+// acknowledgement takes it off the queue, the full list shows who acknowledged it, and it
+// cannot be acknowledged twice.
+#[tokio::test]
+async fn break_glass_access_is_reviewed_and_acknowledged_through_the_pages() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let admin = app.token(world.a.user("admin")).await;
+    let queue = format!("/app/practices/{p}/break-glass");
+    let page = get_page(&http, &app, &queue, &admin).await;
+    assert!(page.contains("Nothing awaits review."), "{page}");
+    let grant = api_break_glass(&app, &world, "Collapsed in the waiting room").await;
+    let page = get_page(&http, &app, &queue, &admin).await;
+    assert!(page.contains("Collapsed in the waiting room"), "{page}");
+    assert!(page.contains("<td>clinician a</td>"));
+    assert!(!page.contains("Glassfield"), "no patient name");
+    let ack = format!("{queue}/{grant}/acknowledge");
+    assert!(page.contains(&format!("action=\"{ack}\"")));
+    let res = post_form(&http, &app, &ack, &admin, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = get_page(&http, &app, &format!("{queue}?done=acknowledged"), &admin).await;
+    assert!(page.contains("Acknowledged."));
+    assert!(page.contains("Nothing awaits review."));
+    let page = get_page(&http, &app, &format!("{queue}?all=1"), &admin).await;
+    assert!(page.contains("Collapsed in the waiting room"));
+    assert!(page.contains("by admin a"), "{page}");
+    assert!(!page.contains(&format!("action=\"{ack}\"")));
+    let res = post_form(&http, &app, &ack, &admin, &[]).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "acknowledged once");
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod break_glass;
 pub(crate) mod home;
 pub(crate) mod members;
 pub(crate) mod patients;
@@ -107,11 +108,12 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
 }
 
 /// The owner and admin screens (the API's `Manage` privilege): menu label and path.
-const MANAGE_PAGES: [(&str, &str); 4] = [
+const MANAGE_PAGES: [(&str, &str); 5] = [
     ("Members", "members"),
     ("Settings", "settings"),
     ("Support access", "support"),
     ("Audit log", "audit"),
+    ("Break-glass review", "break-glass"),
 ];
 
 /// The header of a practice page: the practice's name and the actor's display name.
