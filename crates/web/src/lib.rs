@@ -172,6 +172,18 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
 fn manage_routes() -> Router<AppState> {
     Router::new()
         .route(
+            "/practices/{practice_id}/retention",
+            get(pages::retention::retention_page),
+        )
+        .route(
+            "/practices/{practice_id}/legal-holds",
+            post(pages::retention::hold_place),
+        )
+        .route(
+            "/practices/{practice_id}/legal-holds/{patient_id}/release",
+            post(pages::retention::hold_release),
+        )
+        .route(
             "/practices/{practice_id}/break-glass",
             get(pages::break_glass::review_page),
         )

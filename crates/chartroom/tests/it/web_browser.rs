@@ -893,4 +893,27 @@ async fn owner_flow(b: &mut Browser, app: &TestApp, world: &World, email: &str, 
         "{url}"
     );
     b.check_page("owner-10-audit-filtered").await;
+
+    // The other owner screens, each clean.
+    for (path, heading, shot) in [
+        ("settings", "Practice settings", "owner-11-settings"),
+        ("break-glass", "Break-glass review", "owner-12-break-glass"),
+        (
+            "retention",
+            "Retention and legal holds",
+            "owner-13-retention",
+        ),
+    ] {
+        b.driver
+            .goto(app.url(&format!("/app/practices/{p}/{path}")))
+            .await
+            .unwrap();
+        b.wait_for_text("h1", heading).await;
+        b.check_page(shot).await;
+    }
+    // At 360 px wide the lists stack and stay usable.
+    b.driver.set_window_rect(0, 0, 360, 800).await.unwrap();
+    b.driver.goto(app.url(&support_page)).await.unwrap();
+    b.wait_for_text("h1", "Support access").await;
+    b.check_page("owner-14-support-360px").await;
 }

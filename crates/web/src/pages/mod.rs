@@ -7,6 +7,7 @@ pub(crate) mod break_glass;
 pub(crate) mod home;
 pub(crate) mod members;
 pub(crate) mod patients;
+pub(crate) mod retention;
 pub(crate) mod schedule;
 pub(crate) mod settings;
 pub(crate) mod step_up;
@@ -108,12 +109,13 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
 }
 
 /// The owner and admin screens (the API's `Manage` privilege): menu label and path.
-const MANAGE_PAGES: [(&str, &str); 5] = [
+const MANAGE_PAGES: [(&str, &str); 6] = [
     ("Members", "members"),
     ("Settings", "settings"),
     ("Support access", "support"),
     ("Audit log", "audit"),
     ("Break-glass review", "break-glass"),
+    ("Retention", "retention"),
 ];
 
 /// The header of a practice page: the practice's name and the actor's display name.
