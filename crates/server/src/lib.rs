@@ -81,6 +81,12 @@ pub mod rules {
     pub mod practices {
         pub use crate::routes::practices::security_input;
     }
+    /// Disclosures and the accounting of disclosures (HIPAA 164.528).
+    pub mod disclosures {
+        pub use crate::routes::disclosures::{
+            DisclosureSummary, accounting_summary, disclosure_input,
+        };
+    }
     /// Vendor support grants: what an owner may approve.
     pub mod support {
         pub use crate::routes::support::{GrantInput, NO_SUPPORT_ACCOUNT, grant_input};

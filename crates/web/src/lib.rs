@@ -167,10 +167,14 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .with_state(state)
 }
 
-/// The owner and admin screens (issue 17.6), each behind the API's `Manage` privilege in its
-/// handler.
+/// The owner and admin screens (issue 17.6), each behind the API's privilege in its handler
+/// (`Manage`; the accounting of disclosures, like the API's, `Scheduling`).
 fn manage_routes() -> Router<AppState> {
     Router::new()
+        .route(
+            "/practices/{practice_id}/patients/{patient_id}/disclosures",
+            get(pages::disclosures::disclosures_page).post(pages::disclosures::disclosure_create),
+        )
         .route(
             "/practices/{practice_id}/retention",
             get(pages::retention::retention_page),

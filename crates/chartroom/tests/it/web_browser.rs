@@ -917,3 +917,60 @@ async fn owner_flow(b: &mut Browser, app: &TestApp, world: &World, email: &str, 
     b.wait_for_text("h1", "Support access").await;
     b.check_page("owner-14-support-360px").await;
 }
+
+// issue 17 — in Chromium: reception records a disclosure for a patient and sees it in the
+// patient's accounting of disclosures; both pages have zero CSP violations, zero serious or
+// critical axe violations and nothing clinical.
+#[tokio::test]
+async fn reception_records_a_disclosure_and_sees_the_accounting() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let email = crate::util::email_of(&db, world.a.user("reception")).await;
+    let mut b = Browser::start().await;
+    let outcome = AssertUnwindSafe(disclosure_flow(&mut b, &app, &world, &email))
+        .catch_unwind()
+        .await;
+    let quit = b.driver.quit().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    quit.unwrap();
+}
+
+async fn disclosure_flow(b: &mut Browser, app: &TestApp, world: &World, email: &str) {
+    let p = world.a.id;
+    b.driver.goto(app.url("/app")).await.unwrap();
+    sign_in_enrolling(
+        b,
+        app,
+        email,
+        [
+            "disclosure-01-enroll-start",
+            "disclosure-02-enroll-qr",
+            "disclosure-03-recovery-codes",
+            "disclosure-04-home",
+        ],
+    )
+    .await;
+    let url = format!(
+        "/app/practices/{p}/patients/{}/disclosures",
+        world.a.patient
+    );
+    b.driver.goto(app.url(&url)).await.unwrap();
+    b.wait_for_text("h1", "Accounting of disclosures").await;
+    b.wait_for_text("main", "No disclosure in this window.")
+        .await;
+    b.check_clean("disclosure-05-accounting-empty").await;
+    b.fill("#recipient", "County Health Department").await;
+    b.fill("#description", "Immunization record").await;
+    b.fill("#purpose", "Public health reporting").await;
+    b.click("form[action$='/disclosures'][method=post] button[type=submit]")
+        .await;
+    b.wait_for_text("main", "Disclosure recorded.").await;
+    let rows = b
+        .wait_for_text("#disclosure-list tbody", "County Health Department")
+        .await;
+    assert!(rows.contains("Public health reporting"), "{rows}");
+    b.check_clean("disclosure-06-accounting").await;
+}

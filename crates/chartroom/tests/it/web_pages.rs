@@ -2140,6 +2140,13 @@ async fn cross_site_posts_on_owner_forms_change_nothing() {
         .filter(|r| r.method == Method::POST)
         .map(|r| r.path)
         .collect();
+    let posts: Vec<String> = posts
+        .into_iter()
+        .chain([format!(
+            "/app/practices/{p}/patients/{}/disclosures",
+            world.a.patient
+        )])
+        .collect();
     assert!(posts.len() >= 4);
     let mut su = db.superuser_unsafe().await;
     let members = count(&mut su, "membership", p).await;
@@ -2685,4 +2692,128 @@ async fn legal_holds_are_placed_and_released_through_the_pages() {
     assert!(page.contains("Legal hold released."));
     assert!(page.contains("No patient is under legal hold."));
     assert_eq!(count(&mut su, "legal_hold", p).await, 0);
+}
+
+// issue 17 — the accounting of disclosures (the API's scheduling privilege, like its
+// routes): anonymous → sign-in, password only → second factor, another practice (or its
+// patient) → 404, owners and admins → 403 audited, reception and clinicians → 200 / 303 with
+// the API's audit events; recorded disclosures are listed (TPO ones left out), repeated ones
+// summarized, refused input records nothing; the patient page links the accounting.
+#[tokio::test]
+async fn disclosures_are_recorded_and_accounted_through_the_pages() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let b = world.b.id;
+    let reception = app.token(world.a.user("reception")).await;
+    let clinician = app.token(world.a.user("clinician")).await;
+    let owner = app.token(world.a.user("owner")).await;
+    let admin = app.token(world.a.user("admin")).await;
+    let other = app.token(world.b.user("reception")).await;
+    let half = app.password_only_token(world.a.user("reception")).await;
+    let pat = api_patient(&app, &reception, p, "Disclosefield").await;
+    let url = format!("/app/practices/{p}/patients/{pat}/disclosures");
+    let record: &[(&str, &str)] = &[
+        ("recipient", "County Health Department"),
+        ("description", "Immunization record"),
+        ("purpose", "Public health reporting"),
+        ("kind", "sharing"),
+    ];
+    let routes = [
+        Route::get(url.clone(), &["disclosure.report"])
+            .cross(format!("/app/practices/{b}/patients/{pat}/disclosures")),
+        Route::post(url.clone(), record, &["disclosure.create"])
+            .cross(format!("/app/practices/{b}/patients/{pat}/disclosures")),
+    ];
+    let mut su = db.superuser_unsafe().await;
+    for route in &routes {
+        let what = format!("{} {}", route.method, route.path);
+        let res = send(&http, &app, route, None).await;
+        assert_eq!(res.headers()[LOCATION], "/app/sign-in", "anonymous {what}");
+        let res = send(&http, &app, route, Some(&half)).await;
+        assert_eq!(res.headers()[LOCATION], "/app/sign-in/second-factor");
+        let res = send(&http, &app, route, Some(&other)).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "other practice {what}");
+        let cross = route.cross.as_ref().unwrap();
+        let res = send_to(&http, &app, route, cross, Some(&other)).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "B's member: {cross}");
+        for (who, token) in [("owner", &owner), ("admin", &admin)] {
+            let res = send(&http, &app, route, Some(token)).await;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{who} {what}");
+            let id = request_id(&res);
+            assert_eq!(
+                audit(&mut su, p, &id).await,
+                [("access.denied".to_owned(), "denied".to_owned())],
+                "{who} {what}"
+            );
+        }
+        for (who, token) in [("reception", &reception), ("clinician", &clinician)] {
+            let res = send(&http, &app, route, Some(token)).await;
+            assert_eq!(res.status(), route.ok_status, "{who} {what}");
+            let id = request_id(&res);
+            assert_eq!(actions(&mut su, p, &id).await, route.audit, "{who} {what}");
+        }
+    }
+    // Two recorded above (reception and clinician): listed and summarized; a TPO one is not.
+    let res = post_form(
+        &http,
+        &app,
+        &url,
+        &reception,
+        &[
+            ("recipient", "Acme Billing"),
+            ("description", "Claim"),
+            ("purpose", "Payment"),
+            ("tpo", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let before = count(&mut su, "disclosure", p).await;
+    for form in [
+        vec![("recipient", " "), ("description", "x"), ("purpose", "y")],
+        vec![
+            ("recipient", "x"),
+            ("description", "x"),
+            ("purpose", "y"),
+            ("disclosed_on", "2999-01-01"),
+        ],
+        vec![
+            ("recipient", "x"),
+            ("description", "x"),
+            ("purpose", "y"),
+            ("kind", "gossip"),
+        ],
+    ] {
+        let res = post_form(&http, &app, &url, &reception, &form).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{form:?}");
+        assert!(res.text().await.unwrap().contains("Nothing was recorded"));
+    }
+    assert_eq!(
+        count(&mut su, "disclosure", p).await,
+        before,
+        "nothing recorded"
+    );
+    let page = get_page(&http, &app, &format!("{url}?done=recorded"), &reception).await;
+    assert!(page.contains("Disclosure recorded."));
+    assert_eq!(
+        page.matches("<td>County Health Department</td>").count(),
+        3,
+        "{page}"
+    );
+    assert!(page.contains("Repeated disclosures"));
+    assert!(
+        !page.contains("Acme Billing"),
+        "TPO is not in the accounting"
+    );
+    let patient = get_page(
+        &http,
+        &app,
+        &format!("/app/practices/{p}/patients/{pat}"),
+        &reception,
+    )
+    .await;
+    assert!(patient.contains(&format!("href=\"{url}\"")));
 }

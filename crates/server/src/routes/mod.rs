@@ -7,7 +7,7 @@ pub(crate) mod appointments;
 pub(crate) mod audit;
 pub(crate) mod auth;
 mod care_team;
-mod disclosures;
+pub(crate) mod disclosures;
 mod invitations;
 pub(crate) mod memberships;
 mod notes;
