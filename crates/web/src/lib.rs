@@ -40,6 +40,12 @@
 //!   `PATCH`, `DELETE`) must come from this origin by Fetch Metadata (`Sec-Fetch-Site:
 //!   same-origin`) or, without it, by `Origin`; otherwise `403` before any handler runs.
 //!   Fragment routes also require `HX-Request`.
+//! - **Step-up where the API demands it.** Granting roles, inviting, approving support
+//!   access and changing security settings need a second factor from the last few minutes
+//!   (`AUTH-0004`), checked by the API's own `require_step_up`; when it is stale the form
+//!   carries a code field, and the code is presented through the API's step-up
+//!   ([`server::signin::present_totp`]: single use, throttled, audited, token rotated)
+//!   before the change is attempted. Without it: `401`, the form again, nothing changed.
 //! - Errors render a page with the stable code and the request id; 5xx pages say only
 //!   "internal error".
 //!
