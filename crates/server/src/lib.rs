@@ -69,6 +69,28 @@ pub mod rules {
     pub mod appointments {
         pub use crate::routes::appointments::{CANCELLED, LONGEST, STATUSES, appointment_times};
     }
+    /// Memberships: the roles a member may be given.
+    pub mod memberships {
+        pub use crate::routes::memberships::parse_roles;
+    }
+    /// The audit log: report filters, paging and the FHIR export.
+    pub mod audit {
+        pub use crate::routes::audit::{ReportQuery, cursor, fhir_export, filter, filter_kinds};
+    }
+    /// Practices: security settings.
+    pub mod practices {
+        pub use crate::routes::practices::security_input;
+    }
+    /// Disclosures and the accounting of disclosures (HIPAA 164.528).
+    pub mod disclosures {
+        pub use crate::routes::disclosures::{
+            DisclosureSummary, accounting_summary, disclosure_input,
+        };
+    }
+    /// Vendor support grants: what an owner may approve.
+    pub mod support {
+        pub use crate::routes::support::{GrantInput, NO_SUPPORT_ACCOUNT, grant_input};
+    }
 }
 pub use middleware::request_frame;
 pub use routes::{openapi, openapi_schema_conflicts};

@@ -40,6 +40,12 @@
 //!   `PATCH`, `DELETE`) must come from this origin by Fetch Metadata (`Sec-Fetch-Site:
 //!   same-origin`) or, without it, by `Origin`; otherwise `403` before any handler runs.
 //!   Fragment routes also require `HX-Request`.
+//! - **Step-up where the API demands it.** Granting roles, inviting, approving support
+//!   access and changing security settings need a second factor from the last few minutes
+//!   (`AUTH-0004`), checked by the API's own `require_step_up`; when it is stale the form
+//!   carries a code field, and the code is presented through the API's step-up
+//!   ([`server::signin::present_totp`]: single use, throttled, audited, token rotated)
+//!   before the change is attempted. Without it: `401`, the form again, nothing changed.
 //! - Errors render a page with the stable code and the request id; 5xx pages say only
 //!   "internal error".
 //!
@@ -149,6 +155,7 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
             "/practices/{practice_id}/appointments/{appointment_id}/cancel",
             get(pages::schedule::appointment_cancel_page).post(pages::schedule::appointment_cancel),
         )
+        .merge(manage_routes())
         .route("/static/{file}", get(assets::serve))
         .route(
             "/csp-report",
@@ -164,4 +171,82 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .layer(DefaultBodyLimit::max(server::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(limits, frame::frame))
         .with_state(state)
+}
+
+/// The owner and admin screens (issue 17.6), each behind the API's privilege in its handler
+/// (`Manage`; the accounting of disclosures, like the API's, `Scheduling`).
+fn manage_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/practices/{practice_id}/patients/{patient_id}/disclosures",
+            get(pages::disclosures::disclosures_page).post(pages::disclosures::disclosure_create),
+        )
+        .route(
+            "/practices/{practice_id}/retention",
+            get(pages::retention::retention_page),
+        )
+        .route(
+            "/practices/{practice_id}/legal-holds",
+            post(pages::retention::hold_place),
+        )
+        .route(
+            "/practices/{practice_id}/legal-holds/{patient_id}/release",
+            post(pages::retention::hold_release),
+        )
+        .route(
+            "/practices/{practice_id}/break-glass",
+            get(pages::break_glass::review_page),
+        )
+        .route(
+            "/practices/{practice_id}/break-glass/{grant_id}/acknowledge",
+            post(pages::break_glass::acknowledge),
+        )
+        .route(
+            "/practices/{practice_id}/settings",
+            get(pages::settings::settings_page).post(pages::settings::practice_update),
+        )
+        .route(
+            "/practices/{practice_id}/settings/security",
+            post(pages::settings::security_update),
+        )
+        .route(
+            "/practices/{practice_id}/members",
+            get(pages::members::members_page),
+        )
+        .route(
+            "/practices/{practice_id}/members/{user_id}",
+            get(pages::members::member_page).post(pages::members::member_update),
+        )
+        .route(
+            "/practices/{practice_id}/members/{user_id}/remove",
+            get(pages::members::member_remove_page).post(pages::members::member_remove),
+        )
+        .route(
+            "/practices/{practice_id}/invitations",
+            post(pages::members::invitation_create),
+        )
+        .route(
+            "/practices/{practice_id}/invitations/{invitation_id}/revoke",
+            post(pages::members::invitation_revoke),
+        )
+        .route(
+            "/practices/{practice_id}/support",
+            get(pages::support::support_page),
+        )
+        .route(
+            "/practices/{practice_id}/support-grants",
+            post(pages::support::support_grant_create),
+        )
+        .route(
+            "/practices/{practice_id}/support-grants/{grant_id}/revoke",
+            post(pages::support::support_grant_revoke),
+        )
+        .route(
+            "/practices/{practice_id}/audit",
+            get(pages::audit::audit_page),
+        )
+        .route(
+            "/practices/{practice_id}/audit/fhir",
+            get(pages::audit::audit_fhir),
+        )
 }

@@ -322,8 +322,13 @@ impl Browser {
 /// Signs in with the password and enrolls TOTP (the account has no second factor yet): the
 /// QR code is drawn, the code comes from the secret the page shows, the ten recovery codes
 /// are shown once; ends on the home page. Each of the four screens is checked and saved
-/// under the given names.
-async fn sign_in_enrolling(b: &mut Browser, app: &TestApp, email: &str, shots: [&str; 4]) {
+/// under the given names. Returns the authenticator (for a later step-up).
+async fn sign_in_enrolling(
+    b: &mut Browser,
+    app: &TestApp,
+    email: &str,
+    shots: [&str; 4],
+) -> TotpKey {
     b.fill("#email", email).await;
     b.fill("#password", testkit::PASSWORD).await;
     b.click("form.stack button[type=submit]").await;
@@ -359,6 +364,7 @@ async fn sign_in_enrolling(b: &mut Browser, app: &TestApp, email: &str, shots: [
     b.click("main a.button").await;
     b.wait_for_path("/app").await;
     b.check_page(shots[3]).await;
+    key
 }
 
 // issue 17 — in Chromium: a reception member's first sign-in enrolls TOTP (QR as server SVG,
@@ -764,4 +770,207 @@ async fn schedule_flow(b: &mut Browser, app: &TestApp, world: &World, email: &st
         screenshot_dir().display(),
         b.visited.len()
     );
+}
+
+// issue 17 — in Chromium: an owner's first sign-in enrolls TOTP; six minutes later the
+// support access form asks for the code again (the API's step-up); the owner approves a
+// support grant with the code from the authenticator, sees it listed, and revokes it; the
+// members page is in the owner's menu; every page has zero CSP violations and zero serious
+// or critical axe violations.
+#[tokio::test]
+async fn owner_approves_a_support_grant_with_step_up_and_revokes_it() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let email = crate::util::email_of(&db, world.a.user("owner")).await;
+    let support = format!(
+        "support.{}@test.example.invalid",
+        uuid::Uuid::new_v4().simple()
+    );
+    let owner = db.owner().await;
+    owner
+        .create_support_user(
+            &support,
+            "Vendor Support",
+            testkit::password_hash(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    owner.close().await;
+    let mut b = Browser::start().await;
+    println!("browser screenshots: {}", screenshot_dir().display());
+    let outcome = AssertUnwindSafe(owner_flow(&mut b, &app, &world, &email, &support))
+        .catch_unwind()
+        .await;
+    let quit = b.driver.quit().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    quit.unwrap();
+}
+
+async fn owner_flow(b: &mut Browser, app: &TestApp, world: &World, email: &str, support: &str) {
+    let p = world.a.id;
+    b.driver.goto(app.url("/app")).await.unwrap();
+    assert_eq!(b.path().await, "/app/sign-in");
+    let key = sign_in_enrolling(
+        b,
+        app,
+        email,
+        [
+            "owner-01-enroll-start",
+            "owner-02-enroll-qr",
+            "owner-03-recovery-codes",
+            "owner-04-home",
+        ],
+    )
+    .await;
+    // The owner's menu holds the owner screens, and nothing of reception's.
+    let home = b.driver.source().await.unwrap();
+    assert!(home.contains(&format!("/app/practices/{p}/members")));
+    assert!(home.contains(&format!("/app/practices/{p}/support")));
+    assert!(!home.contains("/patients"));
+    b.driver
+        .goto(app.url(&format!("/app/practices/{p}/members")))
+        .await
+        .unwrap();
+    b.wait_for_text("h1", "Members").await;
+    b.check_page("owner-05-members").await;
+
+    // Six minutes on, the approve form asks for the code again.
+    app.clock.advance(chrono::Duration::minutes(6));
+    let support_page = format!("/app/practices/{p}/support");
+    b.driver.goto(app.url(&support_page)).await.unwrap();
+    b.wait_for_text("h1", "Support access").await;
+    assert!(
+        b.driver.find(By::Id("code")).await.is_ok(),
+        "the step-up field"
+    );
+    b.check_page("owner-06-support-step-up").await;
+    b.fill("#support_email", support).await;
+    b.fill("#reason", "Help with the appointment import").await;
+    b.fill("#hours", "2").await;
+    b.fill("#code", &key.code_at(app.clock.now())).await;
+    b.click("form[action$='/support-grants'] button[type=submit]")
+        .await;
+    b.wait_for_text("main", "Support access approved.").await;
+    assert_eq!(b.path().await, support_page);
+    let row = b.wait_for_text("#grants tbody", "active").await;
+    assert!(row.contains("Help with the appointment import"), "{row}");
+    assert!(
+        b.driver.find(By::Id("code")).await.is_err(),
+        "the step-up is fresh again"
+    );
+    b.check_page("owner-07-support-approved").await;
+
+    // Revoke: the grant is listed as revoked and offers no action any more.
+    b.click("#grants form button[type=submit]").await;
+    b.wait_for_text("main", "Support access revoked.").await;
+    b.wait_for_text("#grants tbody", "revoked").await;
+    assert!(b.driver.find(By::Css("#grants form")).await.is_err());
+    b.check_page("owner-08-support-revoked").await;
+
+    // The audit log, filtered by action: the approval and the revocation are there.
+    let audit = format!("/app/practices/{p}/audit");
+    b.driver.goto(app.url(&audit)).await.unwrap();
+    b.wait_for_text("h1", "Audit log").await;
+    b.check_page("owner-09-audit").await;
+    b.click("#action option[value='support_grant.revoke']")
+        .await;
+    b.click("form[action$='/audit'] button[type=submit]").await;
+    let rows = b
+        .wait_for_text("#events tbody", "support_grant.revoke")
+        .await;
+    assert!(!rows.contains("support_grant.approve"), "{rows}");
+    assert!(rows.contains("owner a"), "{rows}");
+    let url = b.driver.current_url().await.unwrap();
+    assert_eq!(url.path(), audit);
+    assert!(
+        url.query()
+            .unwrap_or("")
+            .contains("action=support_grant.revoke"),
+        "{url}"
+    );
+    b.check_page("owner-10-audit-filtered").await;
+
+    // The other owner screens, each clean.
+    for (path, heading, shot) in [
+        ("settings", "Practice settings", "owner-11-settings"),
+        ("break-glass", "Break-glass review", "owner-12-break-glass"),
+        (
+            "retention",
+            "Retention and legal holds",
+            "owner-13-retention",
+        ),
+    ] {
+        b.driver
+            .goto(app.url(&format!("/app/practices/{p}/{path}")))
+            .await
+            .unwrap();
+        b.wait_for_text("h1", heading).await;
+        b.check_page(shot).await;
+    }
+    // At 360 px wide the lists stack and stay usable.
+    b.driver.set_window_rect(0, 0, 360, 800).await.unwrap();
+    b.driver.goto(app.url(&support_page)).await.unwrap();
+    b.wait_for_text("h1", "Support access").await;
+    b.check_page("owner-14-support-360px").await;
+}
+
+// issue 17 — in Chromium: reception records a disclosure for a patient and sees it in the
+// patient's accounting of disclosures; both pages have zero CSP violations, zero serious or
+// critical axe violations and nothing clinical.
+#[tokio::test]
+async fn reception_records_a_disclosure_and_sees_the_accounting() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let email = crate::util::email_of(&db, world.a.user("reception")).await;
+    let mut b = Browser::start().await;
+    let outcome = AssertUnwindSafe(disclosure_flow(&mut b, &app, &world, &email))
+        .catch_unwind()
+        .await;
+    let quit = b.driver.quit().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    quit.unwrap();
+}
+
+async fn disclosure_flow(b: &mut Browser, app: &TestApp, world: &World, email: &str) {
+    let p = world.a.id;
+    b.driver.goto(app.url("/app")).await.unwrap();
+    sign_in_enrolling(
+        b,
+        app,
+        email,
+        [
+            "disclosure-01-enroll-start",
+            "disclosure-02-enroll-qr",
+            "disclosure-03-recovery-codes",
+            "disclosure-04-home",
+        ],
+    )
+    .await;
+    let url = format!(
+        "/app/practices/{p}/patients/{}/disclosures",
+        world.a.patient
+    );
+    b.driver.goto(app.url(&url)).await.unwrap();
+    b.wait_for_text("h1", "Accounting of disclosures").await;
+    b.wait_for_text("main", "No disclosure in this window.")
+        .await;
+    b.check_clean("disclosure-05-accounting-empty").await;
+    b.fill("#recipient", "County Health Department").await;
+    b.fill("#description", "Immunization record").await;
+    b.fill("#purpose", "Public health reporting").await;
+    b.click("form[action$='/disclosures'][method=post] button[type=submit]")
+        .await;
+    b.wait_for_text("main", "Disclosure recorded.").await;
+    let rows = b
+        .wait_for_text("#disclosure-list tbody", "County Health Department")
+        .await;
+    assert!(rows.contains("Public health reporting"), "{rows}");
+    b.check_clean("disclosure-06-accounting").await;
 }

@@ -55,6 +55,8 @@ struct Route {
     audit: &'static [&'static str],
     /// The same route under practice B with A's object in it (another practice's object).
     cross: Option<String>,
+    /// Only owners may (admins get 403, as in the API).
+    owner_only: bool,
 }
 
 impl Route {
@@ -68,6 +70,7 @@ impl Route {
             ok_status: StatusCode::OK,
             audit,
             cross: None,
+            owner_only: false,
         }
     }
 
@@ -81,6 +84,7 @@ impl Route {
             ok_status: StatusCode::SEE_OTHER,
             audit,
             cross: None,
+            owner_only: false,
         }
     }
 
@@ -96,6 +100,11 @@ impl Route {
 
     fn cross(mut self, path: String) -> Self {
         self.cross = Some(path);
+        self
+    }
+
+    fn owner_only(mut self) -> Self {
+        self.owner_only = true;
         self
     }
 
@@ -1543,4 +1552,1268 @@ async fn appointments_are_booked_moved_and_cancelled_through_the_pages() {
     for clinical in CLINICAL {
         assert!(!week.contains(clinical), "{clinical}");
     }
+}
+
+/// Adds a member with `role` to practice `p` (as the database owner); their id.
+async fn extra_member(db: &TestDb, p: domain::PracticeId, role: domain::Role) -> domain::UserId {
+    let owner = db.owner().await;
+    let now = chrono::Utc::now();
+    let user = owner
+        .create_user(
+            &format!(
+                "extra.{}@test.example.invalid",
+                uuid::Uuid::new_v4().simple()
+            ),
+            "extra member",
+            testkit::password_hash(),
+            now,
+        )
+        .await
+        .unwrap();
+    owner
+        .add_member(p, user, domain::RoleSet::from_iter([role]), now)
+        .await
+        .unwrap();
+    owner.close().await;
+    user
+}
+
+/// An invitation of practice `p` sent through the API (as a fresh owner or admin); its id.
+async fn api_invitation(app: &TestApp, token: &str, p: domain::PracticeId) -> String {
+    let (status, body) = crate::util::call(
+        app,
+        Method::POST,
+        &format!("/api/v1/practices/{p}/invitations"),
+        Some(token),
+        Some(&serde_json::json!({
+            "email": format!("invitee.{}@test.example.invalid", uuid::Uuid::new_v4().simple()),
+            "roles": ["reception"]
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["invitation_id"].as_str().unwrap().to_owned()
+}
+
+/// A vendor support account (outside every practice); its sign-in email.
+async fn support_user(db: &TestDb) -> String {
+    let owner = db.owner().await;
+    let email = format!(
+        "support.{}@test.example.invalid",
+        uuid::Uuid::new_v4().simple()
+    );
+    owner
+        .create_support_user(
+            &email,
+            "Vendor Support",
+            testkit::password_hash(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    owner.close().await;
+    email
+}
+
+/// A support grant of practice `p` approved through the API (as a fresh owner); its id.
+async fn api_support_grant(
+    app: &TestApp,
+    owner: &str,
+    p: domain::PracticeId,
+    email: &str,
+) -> String {
+    let (status, body) = crate::util::call(
+        app,
+        Method::POST,
+        &format!("/api/v1/practices/{p}/support-grants"),
+        Some(owner),
+        Some(&serde_json::json!({
+            "support_email": email, "scope": "scheduling", "reason": "Import help", "hours": 4
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["grant_id"].as_str().unwrap().to_owned()
+}
+
+/// Practice A's clinician opens a new patient (outside the care team) by break-glass through
+/// the API with `reason`; the grant's id.
+async fn api_break_glass(app: &TestApp, world: &World, reason: &str) -> String {
+    let p = world.a.id;
+    let reception = app.token(world.a.user("reception")).await;
+    let clinician = app.token(world.a.user("clinician")).await;
+    let patient = api_patient(app, &reception, p, "Glassfield").await;
+    let (status, body) = crate::util::call(
+        app,
+        Method::POST,
+        &format!("/api/v1/practices/{p}/patients/{patient}/break-glass"),
+        Some(&clinician),
+        Some(&serde_json::json!({ "reason": reason, "minutes": 30 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["grant_id"].as_str().unwrap().to_owned()
+}
+
+/// The owner and admin routes of the matrix, with what each leaves on the audit trail.
+async fn manage_routes(db: &TestDb, app: &TestApp, world: &World, owner: &str) -> Vec<Route> {
+    let p = world.a.id;
+    let b = world.b.id;
+    let c = world.a.user("clinician");
+    let gone = [
+        extra_member(db, p, domain::Role::Reception).await,
+        extra_member(db, p, domain::Role::Reception).await,
+    ];
+    let inv = [
+        api_invitation(app, owner, p).await,
+        api_invitation(app, owner, p).await,
+    ];
+    let support = support_user(db).await;
+    let grants = [
+        api_support_grant(app, owner, p, &support).await,
+        api_support_grant(app, owner, p, &support).await,
+    ];
+    let pat = world.a.patient;
+    let pat_s = pat.to_string();
+    let mut routes = vec![
+        Route::get(
+            format!("/app/practices/{p}/retention"),
+            &["membership.list", "retention.read"],
+        ),
+        Route::post(
+            format!("/app/practices/{p}/legal-holds"),
+            &[("patient_id", pat_s.as_str()), ("category", "litigation")],
+            &["legal_hold.place"],
+        )
+        .cross(format!("/app/practices/{b}/legal-holds")),
+        Route::post(
+            format!("/app/practices/{p}/legal-holds/{pat}/release"),
+            &[],
+            &["legal_hold.release"],
+        )
+        .cross(format!("/app/practices/{b}/legal-holds/{pat}/release")),
+    ];
+    let glass = [
+        api_break_glass(app, world, "Matrix one").await,
+        api_break_glass(app, world, "Matrix two").await,
+    ];
+    routes.extend(vec![
+        Route::get(
+            format!("/app/practices/{p}/break-glass"),
+            &["break_glass.review", "membership.list"],
+        ),
+        Route::get(
+            format!("/app/practices/{p}/break-glass?all=1"),
+            &["break_glass.review", "membership.list"],
+        ),
+        Route::post(
+            format!("/app/practices/{p}/break-glass/{}/acknowledge", glass[0]),
+            &[],
+            &["break_glass.acknowledge"],
+        )
+        .ok_paths([
+            format!("/app/practices/{p}/break-glass/{}/acknowledge", glass[0]),
+            format!("/app/practices/{p}/break-glass/{}/acknowledge", glass[1]),
+        ])
+        .cross(format!(
+            "/app/practices/{b}/break-glass/{}/acknowledge",
+            glass[0]
+        )),
+        Route::get(format!("/app/practices/{p}/settings"), &["practice.read"]),
+        Route::post(
+            format!("/app/practices/{p}/settings"),
+            &[("name", "Practice a"), ("clinical_scope", "care_team")],
+            &["practice.update"],
+        ),
+        Route::post(
+            format!("/app/practices/{p}/settings/security"),
+            &[("idle_minutes", "15"), ("lifetime_hours", "")],
+            &["practice.update"],
+        ),
+        Route::get(
+            format!("/app/practices/{p}/audit"),
+            &["audit.read", "membership.list"],
+        ),
+        Route::get(
+            format!(
+                "/app/practices/{p}/audit?patient_id={pat}&action=patient.read&from=2020-01-01"
+            ),
+            &["audit.read", "membership.list"],
+        ),
+        Route::get(
+            format!("/app/practices/{p}/audit/fhir?from=2020-01-01"),
+            &["audit.export"],
+        ),
+        Route::get(
+            format!("/app/practices/{p}/support"),
+            &["support_grant.list"],
+        ),
+        Route::post(
+            format!("/app/practices/{p}/support-grants"),
+            &[
+                ("support_email", support.as_str()),
+                ("scope", "scheduling"),
+                ("reason", "Matrix check"),
+                ("hours", "2"),
+            ],
+            &["support_grant.approve"],
+        )
+        .owner_only(),
+        Route::post(
+            format!("/app/practices/{p}/support-grants/{}/revoke", grants[0]),
+            &[],
+            &["support_grant.revoke"],
+        )
+        .ok_paths([
+            format!("/app/practices/{p}/support-grants/{}/revoke", grants[0]),
+            format!("/app/practices/{p}/support-grants/{}/revoke", grants[1]),
+        ])
+        .cross(format!(
+            "/app/practices/{b}/support-grants/{}/revoke",
+            grants[0]
+        )),
+        Route::get(
+            format!("/app/practices/{p}/members"),
+            &["invitation.list", "membership.list"],
+        ),
+        Route::get(
+            format!("/app/practices/{p}/members/{c}"),
+            &["membership.list"],
+        )
+        .cross(format!("/app/practices/{b}/members/{c}")),
+        Route::post(
+            format!("/app/practices/{p}/members/{c}"),
+            &[("clinician", "on")],
+            &["membership.update"],
+        )
+        .cross(format!("/app/practices/{b}/members/{c}")),
+        Route::get(
+            format!("/app/practices/{p}/members/{c}/remove"),
+            &["membership.list"],
+        )
+        .cross(format!("/app/practices/{b}/members/{c}/remove")),
+        Route::post(
+            format!("/app/practices/{p}/members/{}/remove", gone[0]),
+            &[],
+            &["membership.delete"],
+        )
+        .ok_paths([
+            format!("/app/practices/{p}/members/{}/remove", gone[0]),
+            format!("/app/practices/{p}/members/{}/remove", gone[1]),
+        ])
+        .cross(format!("/app/practices/{b}/members/{}/remove", gone[0])),
+        Route::post(
+            format!("/app/practices/{p}/invitations"),
+            &[
+                ("email", "invitee.matrix@test.example.invalid"),
+                ("reception", "on"),
+            ],
+            &["invitation.create"],
+        ),
+        Route::post(
+            format!("/app/practices/{p}/invitations/{}/revoke", inv[0]),
+            &[],
+            &["invitation.revoke"],
+        )
+        .ok_paths([
+            format!("/app/practices/{p}/invitations/{}/revoke", inv[0]),
+            format!("/app/practices/{p}/invitations/{}/revoke", inv[1]),
+        ])
+        .cross(format!("/app/practices/{b}/invitations/{}/revoke", inv[0])),
+    ]);
+    routes
+}
+
+// issue 17 — every owner and admin page and form: anonymous → the sign-in page, password
+// only → the second factor, another practice (or another practice's object) → 404, reception
+// and clinicians → 403 with the denial audited and nothing changed, owners and admins → 200
+// (or 303 after a change) with the API's audit events; the menu offers these screens to
+// owners and admins only.
+#[tokio::test]
+async fn owner_pages_authorization_matrix() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let a = &world.a;
+    let p = a.id;
+    let reception = app.token(a.user("reception")).await;
+    let clinician = app.token(a.user("clinician")).await;
+    let owner = app.token(a.user("owner")).await;
+    let admin = app.token(a.user("admin")).await;
+    let other = app.token(world.b.user("owner")).await;
+    let nobody = app.token(world.nobody).await;
+    let half = app.password_only_token(a.user("owner")).await;
+    let routes = manage_routes(&db, &app, &world, &owner).await;
+    let mut su = db.superuser_unsafe().await;
+    for route in &routes {
+        let what = format!("{} {}", route.method, route.path);
+        let res = send(&http, &app, route, None).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "anonymous {what}");
+        assert_eq!(res.headers()[LOCATION], "/app/sign-in", "anonymous {what}");
+        let res = send(&http, &app, route, Some(&half)).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "password only {what}");
+        assert_eq!(res.headers()[LOCATION], "/app/sign-in/second-factor");
+        for (who, token) in [("other practice", &other), ("no practice", &nobody)] {
+            let res = send(&http, &app, route, Some(token)).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{who} {what}");
+            assert!(
+                res.text().await.unwrap().contains("NOT-FOUND"),
+                "{who} {what}"
+            );
+        }
+        if let Some(cross) = &route.cross {
+            // B's own owner, in B's own practice, naming A's object: unknown there.
+            let res = send_to(&http, &app, route, cross, Some(&other)).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "B's owner: {cross}");
+        }
+        for (who, token) in [("reception", &reception), ("clinician", &clinician)] {
+            let res = send(&http, &app, route, Some(token)).await;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{who} {what}");
+            let id = request_id(&res);
+            assert!(res.text().await.unwrap().contains("AUTHZ-0001"));
+            assert_eq!(
+                audit(&mut su, p, &id).await,
+                [("access.denied".to_owned(), "denied".to_owned())],
+                "{who} {what}"
+            );
+        }
+        for (i, (who, token)) in [("owner", &owner), ("admin", &admin)]
+            .into_iter()
+            .enumerate()
+        {
+            let path = route
+                .ok_paths
+                .as_ref()
+                .map_or(route.path.as_str(), |paths| paths[i].as_str());
+            let res = send_to(&http, &app, route, path, Some(token)).await;
+            if route.owner_only && who == "admin" {
+                assert_eq!(res.status(), StatusCode::FORBIDDEN, "{who} {what}");
+                let id = request_id(&res);
+                assert!(actions(&mut su, p, &id).await.is_empty(), "{what}");
+                continue;
+            }
+            assert_eq!(res.status(), route.ok_status, "{who} {what}");
+            let id = request_id(&res);
+            assert_eq!(
+                actions(&mut su, p, &id).await,
+                route.audit,
+                "{who} {what}: the API's audit events"
+            );
+            let html = res
+                .headers()
+                .get(CONTENT_TYPE)
+                .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"));
+            if route.method == Method::GET && html {
+                assert_page_is_clean(&res.text().await.unwrap(), &what);
+            }
+        }
+    }
+    // The menu: the owner and admin screens for owners and admins, none for the others.
+    let members = format!("/app/practices/{p}/members");
+    for (token, shown) in [
+        (&owner, true),
+        (&admin, true),
+        (&reception, false),
+        (&clinician, false),
+    ] {
+        for page in ["/app", &format!("/app/practices/{p}/schedule")] {
+            let res = request(&http, &app, Method::GET, page, Some(token))
+                .send()
+                .await
+                .unwrap();
+            if res.status() != StatusCode::OK {
+                continue;
+            }
+            let body = res.text().await.unwrap();
+            assert_eq!(body.contains(&members), shown, "{page}");
+        }
+    }
+}
+
+// issue 17 — roles through the pages with the API's step-up: a second factor older than five
+// minutes puts a code field in the form; a change without the code, or with a wrong one, is
+// refused (401) with nothing changed; with the code from the authenticator it is saved, the
+// session renewed; the last owner keeps `owner` (409, nothing changed); an invitation is sent
+// and revoked; a member is removed after a confirmation page.
+#[tokio::test]
+async fn members_and_roles_change_with_step_up_through_the_pages() {
+    use domain::Clock as _;
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let c = world.a.user("clinician");
+    let email = crate::util::email_of(&db, world.a.user("owner")).await;
+    let (key, token, _) = crate::identity::enroll(&app, &email).await;
+    let member = format!("/app/practices/{p}/members/{c}");
+    let roles_of = |user: domain::UserId| {
+        let db = &db;
+        async move {
+            let mut su = db.superuser_unsafe().await;
+            let r: Vec<String> = sqlx::query_scalar(
+                "select roles from membership where practice_id = $1 and user_id = $2",
+            )
+            .bind(p)
+            .bind(user)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+            r
+        }
+    };
+
+    // Fresh from sign-in: no code field.
+    let page = get_page(&http, &app, &member, &token).await;
+    assert!(page.contains("Roles of clinician a"), "{page}");
+    assert!(page.contains("id=\"role-clinician\" name=\"clinician\" value=\"on\" checked"));
+    assert!(!page.contains("name=\"code\""));
+
+    // Six minutes on: the form asks for the code; without it nothing changes.
+    app.clock.advance(chrono::Duration::minutes(6));
+    let page = get_page(&http, &app, &member, &token).await;
+    assert!(page.contains("name=\"code\""), "{page}");
+    assert!(page.contains("autocomplete=\"one-time-code\""));
+    let res = post_form(
+        &http,
+        &app,
+        &member,
+        &token,
+        &[("clinician", "on"), ("admin", "on")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("aria-describedby=\"code-hint code-error\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("id=\"role-admin\" name=\"admin\" value=\"on\" checked"),
+        "what was ticked stays"
+    );
+    assert_eq!(roles_of(c).await, ["clinician"], "nothing changed");
+    let res = post_form(
+        &http,
+        &app,
+        &member,
+        &token,
+        &[("clinician", "on"), ("admin", "on"), ("code", "000000")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get("set-cookie").is_none());
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("the code is incorrect or was already used")
+    );
+    assert_eq!(roles_of(c).await, ["clinician"], "nothing changed");
+
+    // With the code: saved, and the renewed session cookie replaces the old one.
+    let code = key.code_at(app.clock.now());
+    let res = post_form(
+        &http,
+        &app,
+        &member,
+        &token,
+        &[
+            ("clinician", "on"),
+            ("admin", "on"),
+            ("code", code.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        res.headers()[LOCATION],
+        format!("{member}?done=roles").as_str()
+    );
+    let set = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.starts_with("__Host-chartroom_session="), "{set}");
+    let renewed = set
+        .trim_start_matches("__Host-chartroom_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut roles = roles_of(c).await;
+    roles.sort();
+    assert_eq!(roles, ["admin", "clinician"]);
+    let page = get_page(&http, &app, &format!("{member}?done=roles"), &renewed).await;
+    assert!(page.contains("Roles saved."));
+    assert!(!page.contains("name=\"code\""), "fresh again");
+    let res = request(&http, &app, Method::GET, &member, Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "the old token no longer works"
+    );
+
+    // The last owner keeps `owner`: refused with the store's reason, nothing changed.
+    let me = format!("/app/practices/{p}/members/{}", world.a.user("owner"));
+    let res = post_form(&http, &app, &me, &renewed, &[("admin", "on")]).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert!(res.text().await.unwrap().contains("Nothing was changed"));
+    assert_eq!(roles_of(world.a.user("owner")).await, ["owner"]);
+    // No role at all: refused.
+    let res = post_form(&http, &app, &member, &renewed, &[]).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // Invitations: refused input sends nothing; then one is sent, listed and revoked.
+    let mut su = db.superuser_unsafe().await;
+    let members = format!("/app/practices/{p}/members");
+    let invitations = format!("/app/practices/{p}/invitations");
+    let before = count(&mut su, "membership_invitation", p).await;
+    for form in [
+        vec![("email", "not an email"), ("reception", "on")],
+        vec![("email", "someone@test.example.invalid")],
+    ] {
+        let res = post_form(&http, &app, &invitations, &renewed, &form).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{form:?}");
+        assert!(res.text().await.unwrap().contains("Nothing was sent"));
+    }
+    assert_eq!(count(&mut su, "membership_invitation", p).await, before);
+    let res = post_form(
+        &http,
+        &app,
+        &invitations,
+        &renewed,
+        &[
+            ("email", "newcomer@test.example.invalid"),
+            ("clinician", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = get_page(&http, &app, &format!("{members}?done=invited"), &renewed).await;
+    assert!(page.contains("Invitation sent."));
+    assert!(!page.contains("newcomer@"), "the address is not kept");
+    let id: String = sqlx::query_scalar(
+        "select invitation_id::text from membership_invitation where practice_id = $1 order by created_at desc limit 1",
+    )
+    .bind(p)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    let revoke = format!("{invitations}/{id}/revoke");
+    assert!(page.contains(&format!("action=\"{revoke}\"")));
+    let res = post_form(&http, &app, &revoke, &renewed, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = post_form(&http, &app, &revoke, &renewed, &[]).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT, "revoked once");
+
+    // Removing: a confirmation page, then gone from the list.
+    let r = world.a.user("reception");
+    let remove = format!("{members}/{r}/remove");
+    let page = get_page(&http, &app, &remove, &renewed).await;
+    assert!(
+        page.contains("Remove reception a from the practice?"),
+        "{page}"
+    );
+    let res = post_form(&http, &app, &remove, &renewed, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = get_page(&http, &app, &format!("{members}?done=removed"), &renewed).await;
+    assert!(page.contains("Member removed."));
+    assert!(!page.contains("reception a"));
+}
+
+// issue 17 — a cross-site POST to each owner and admin form (roles, remove, invite, revoke an
+// invitation, …) is refused with 403 before any handler runs: no audit event, nothing
+// changed.
+#[tokio::test]
+async fn cross_site_posts_on_owner_forms_change_nothing() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let owner = app.token(world.a.user("owner")).await;
+    let posts: Vec<String> = manage_routes(&db, &app, &world, &owner)
+        .await
+        .into_iter()
+        .filter(|r| r.method == Method::POST)
+        .map(|r| r.path)
+        .collect();
+    let posts: Vec<String> = posts
+        .into_iter()
+        .chain([format!(
+            "/app/practices/{p}/patients/{}/disclosures",
+            world.a.patient
+        )])
+        .collect();
+    assert!(posts.len() >= 4);
+    let mut su = db.superuser_unsafe().await;
+    let members = count(&mut su, "membership", p).await;
+    let invitations = count(&mut su, "membership_invitation", p).await;
+    let events = count(&mut su, "audit_event", p).await;
+    let form: &[(&str, &str)] = &[
+        ("owner", "on"),
+        ("admin", "on"),
+        ("email", "mallory@test.example.invalid"),
+        ("reception", "on"),
+    ];
+    for path in &posts {
+        for (site, origin) in [
+            (Some("cross-site"), None),
+            (Some("same-site"), None),
+            (None, Some("https://evil.test.example.invalid")),
+            (None, None),
+        ] {
+            let mut r = http
+                .post(app.url(path))
+                .header(COOKIE, cookie(&owner))
+                .form(form);
+            if let Some(s) = site {
+                r = r.header("sec-fetch-site", s);
+            }
+            if let Some(o) = origin {
+                r = r.header("origin", o);
+            }
+            let res = r.send().await.unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::FORBIDDEN,
+                "{path} {site:?} {origin:?}"
+            );
+            assert!(res.text().await.unwrap().contains("CSRF-0001"));
+        }
+    }
+    assert_eq!(count(&mut su, "membership", p).await, members);
+    assert_eq!(
+        count(&mut su, "membership_invitation", p).await,
+        invitations
+    );
+    assert_eq!(
+        count(&mut su, "audit_event", p).await,
+        events,
+        "no handler ran"
+    );
+}
+
+// issue 17 — support access through the pages: admins see the grants but no approve form
+// (and a forged approval is 403); an owner's stale second factor puts a code field in the
+// form and a post without it approves nothing (401); refused input approves nothing (400);
+// with the code the grant is approved, listed and opens the practice to the support account;
+// revoking it closes the practice on the support session's next request.
+#[tokio::test]
+async fn support_access_is_approved_with_step_up_and_revoked_through_the_pages() {
+    use domain::Clock as _;
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let support = support_user(&db).await;
+    let page_url = format!("/app/practices/{p}/support");
+    let approve = format!("/app/practices/{p}/support-grants");
+    let mut su = db.superuser_unsafe().await;
+    let grants = || async {
+        let mut su = db.superuser_unsafe().await;
+        count(&mut su, "support_grant", p).await
+    };
+    let form = |code: Option<&str>| {
+        let mut f = vec![
+            ("support_email", support.clone()),
+            ("scope", "scheduling".to_owned()),
+            ("reason", "Help with an import".to_owned()),
+            ("hours", "4".to_owned()),
+        ];
+        if let Some(c) = code {
+            f.push(("code", c.to_owned()));
+        }
+        f
+    };
+    let admin = app.token(world.a.user("admin")).await;
+    let page = get_page(&http, &app, &page_url, &admin).await;
+    assert!(page.contains("Only an owner of the practice can approve support access."));
+    assert!(!page.contains(&format!("action=\"{approve}\"")));
+    let res = request(&http, &app, Method::POST, &approve, Some(&admin))
+        .form(&form(None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "admins do not approve");
+
+    let email = crate::util::email_of(&db, world.a.user("owner")).await;
+    let (key, token, _) = crate::identity::enroll(&app, &email).await;
+    app.clock.advance(chrono::Duration::minutes(6));
+    let page = get_page(&http, &app, &page_url, &token).await;
+    assert!(page.contains("name=\"code\""), "{page}");
+    let res = request(&http, &app, Method::POST, &approve, Some(&token))
+        .form(&form(None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains(">Help with an import</textarea>"),
+        "what was typed stays"
+    );
+    assert_eq!(grants().await, 0, "nothing approved");
+    let code = key.code_at(app.clock.now());
+    let mut bad = form(Some(&code));
+    bad[3].1 = "73".to_owned();
+    let res = request(&http, &app, Method::POST, &approve, Some(&token))
+        .form(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let renewed = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("__Host-chartroom_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("Nothing was approved: hours: must be 1 to 72."),
+        "{body}"
+    );
+    assert!(!body.contains("name=\"code\""), "the step-up was done");
+    assert_eq!(grants().await, 0, "nothing approved");
+    let mut other = form(None);
+    other[0].1 = "nobody@test.example.invalid".to_owned();
+    let res = post_form(
+        &http,
+        &app,
+        &approve,
+        &renewed,
+        &other
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("no support staff account has that email")
+    );
+    let res = post_form(
+        &http,
+        &app,
+        &approve,
+        &renewed,
+        &form(None)
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        res.headers()[LOCATION],
+        format!("{page_url}?done=approved").as_str()
+    );
+    let page = get_page(&http, &app, &format!("{page_url}?done=approved"), &renewed).await;
+    assert!(page.contains("Support access approved."));
+    assert!(page.contains("Help with an import"));
+    let grant: String =
+        sqlx::query_scalar("select grant_id::text from support_grant where practice_id = $1")
+            .bind(p)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+    let support_id: domain::UserId =
+        sqlx::query_scalar("select user_id from app_user where email = $1")
+            .bind(&support)
+            .fetch_one(&mut su)
+            .await
+            .map(domain::UserId::from_uuid)
+            .unwrap();
+    let sup = app.token(support_id).await;
+    let patient = format!("/api/v1/practices/{p}/patients/{}", world.a.patient);
+    let (s, _) = crate::util::call(&app, Method::GET, &patient, Some(&sup), None).await;
+    assert_eq!(s, StatusCode::OK, "the grant opens the practice");
+    let revoke = format!("{approve}/{grant}/revoke");
+    assert!(page.contains(&format!("action=\"{revoke}\"")));
+    let res = post_form(&http, &app, &revoke, &admin, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let (s, _) = crate::util::call(&app, Method::GET, &patient, Some(&sup), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "revoked: closed at once");
+    let page = get_page(&http, &app, &format!("{page_url}?done=revoked"), &admin).await;
+    assert!(page.contains("Support access revoked."));
+    assert!(page.contains(">revoked<"));
+    assert!(!page.contains(&format!("action=\"{revoke}\"")));
+    let res = post_form(&http, &app, &revoke, &admin, &[]).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "revoked once");
+}
+
+// issue 17 — the audit log viewer: events newest first with the actor's name, filtered by
+// patient (an id), actor, action and day, 50 a page with a link to older events that keeps
+// the filters (ids only in the URL, no PHI); a malformed filter is refused by field (400)
+// and reads nothing; the FHIR R4 export downloads as NDJSON, itself audited.
+#[tokio::test]
+async fn the_audit_log_is_filtered_paged_and_exported_through_the_pages() {
+    use domain::Clock as _;
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let pat = world.a.patient;
+    let reception = app.token(world.a.user("reception")).await;
+    let admin = app.token(world.a.user("admin")).await;
+    for _ in 0..55 {
+        let (s, _) = crate::util::call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/practices/{p}/patients/{pat}"),
+            Some(&reception),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let other = api_patient(&app, &reception, p, "Otherfield").await;
+    let base = format!("/app/practices/{p}/audit");
+    let page = get_page(&http, &app, &base, &admin).await;
+    assert!(page.contains("patient.read"), "{page}");
+    assert!(page.contains("reception a"), "the actor's name");
+    assert!(page.contains(&other), "the newest first");
+    let today = app.clock.now().date_naive();
+    let filtered = format!(
+        "{base}?patient_id={pat}&actor_id={}&action=patient.read&from={today}&to={today}",
+        world.a.user("reception")
+    );
+    let page = get_page(&http, &app, &filtered, &admin).await;
+    assert_eq!(page.matches("<td>patient.read</td>").count(), 50, "a page");
+    assert!(!page.contains(&other), "only the patient asked for");
+    assert!(page.contains("Clear the filters"));
+    let older = page
+        .split("<a href=\"")
+        .find(|s| s.contains("cursor="))
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(older.contains(&format!("patient_id={pat}")), "{older}");
+    assert!(older.contains("action=patient.read"));
+    let page = get_page(&http, &app, &older, &admin).await;
+    assert_eq!(page.matches("<td>patient.read</td>").count(), 5, "the rest");
+    assert!(!page.contains("cursor="));
+    // A malformed filter: 400, by field, nothing read.
+    let mut su = db.superuser_unsafe().await;
+    let res = request(
+        &http,
+        &app,
+        Method::GET,
+        &format!("{base}?patient_id=not-an-id&action=patient.peek"),
+        Some(&admin),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let id = request_id(&res);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("aria-describedby=\"patient_id-error\""),
+        "{body}"
+    );
+    assert!(body.contains("aria-describedby=\"action-error\""));
+    assert!(
+        !actions(&mut su, p, &id)
+            .await
+            .contains(&"audit.read".to_owned())
+    );
+    // The FHIR export, as a download.
+    let res = request(
+        &http,
+        &app,
+        Method::GET,
+        &format!("{base}/fhir?from={today}"),
+        Some(&admin),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[CONTENT_TYPE], "application/fhir+ndjson");
+    let disposition = res.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\"chartroom-audit-"),
+        "{disposition}"
+    );
+    assert_eq!(res.headers()[CACHE_CONTROL], "no-store");
+    let body = res.text().await.unwrap();
+    let lines: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() > 55, "{}", lines.len());
+    assert!(lines.iter().all(|l| l["resourceType"] == "AuditEvent"));
+    let res = request(
+        &http,
+        &app,
+        Method::GET,
+        &format!("{base}/fhir?from=someday"),
+        Some(&admin),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+// issue 17 — practice settings through the pages: the name and clinical scope (no step-up,
+// as in the API); the security settings with the API's step-up (a stale second factor needs
+// the code, a post without it changes nothing) and its ranges (refused: 400, nothing
+// changed); what is saved is what the API reads back.
+#[tokio::test]
+async fn practice_and_security_settings_change_through_the_pages() {
+    use domain::Clock as _;
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let email = crate::util::email_of(&db, world.a.user("owner")).await;
+    let (key, token, _) = crate::identity::enroll(&app, &email).await;
+    let page_url = format!("/app/practices/{p}/settings");
+    let security_url = format!("{page_url}/security");
+    let api = |token: String| {
+        let app = &app;
+        async move {
+            let (s, v) = crate::util::call(
+                app,
+                Method::GET,
+                &format!("/api/v1/practices/{p}/security"),
+                Some(&token),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v
+        }
+    };
+    let page = get_page(&http, &app, &page_url, &token).await;
+    assert!(page.contains("value=\"Practice a\""), "{page}");
+    assert!(!page.contains("name=\"code\""));
+    // Name and scope: refused input changes nothing; then saved.
+    for form in [
+        vec![("name", " "), ("clinical_scope", "practice")],
+        vec![("name", "Harbour Dental"), ("clinical_scope", "everyone")],
+    ] {
+        let res = post_form(&http, &app, &page_url, &token, &form).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{form:?}");
+        assert!(res.text().await.unwrap().contains("Nothing was saved"));
+    }
+    let res = post_form(
+        &http,
+        &app,
+        &page_url,
+        &token,
+        &[("name", "Harbour Dental"), ("clinical_scope", "practice")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = get_page(&http, &app, &format!("{page_url}?done=practice"), &token).await;
+    assert!(page.contains("Practice settings saved."));
+    assert!(page.contains("value=\"Harbour Dental\""));
+    assert!(page.contains("value=\"practice\" checked"));
+
+    // Security: stale second factor → the code field; without it nothing changes.
+    let before = api(token.clone()).await;
+    app.clock.advance(chrono::Duration::minutes(6));
+    let page = get_page(&http, &app, &page_url, &token).await;
+    assert!(page.contains("name=\"code\""));
+    let res = post_form(
+        &http,
+        &app,
+        &security_url,
+        &token,
+        &[("idle_minutes", "10")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        res.text().await.unwrap().contains("value=\"10\""),
+        "what was typed stays"
+    );
+    assert_eq!(api(token.clone()).await, before);
+    let code = key.code_at(app.clock.now());
+    let res = post_form(
+        &http,
+        &app,
+        &security_url,
+        &token,
+        &[("idle_minutes", "1"), ("code", code.as_str())],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let renewed = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("__Host-chartroom_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Nothing was saved: session_idle_minutes: must be between 2 and 60.")
+    );
+    assert_eq!(api(renewed.clone()).await, before);
+    let res = post_form(
+        &http,
+        &app,
+        &security_url,
+        &renewed,
+        &[("idle_minutes", "10"), ("lifetime_hours", "8")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let after = api(renewed.clone()).await;
+    assert_eq!(after["session_idle_minutes"], 10);
+    assert_eq!(after["session_lifetime_hours"], 8);
+    assert_eq!(after["require_passkey_for_managers"], false);
+    let page = get_page(&http, &app, &format!("{page_url}?done=security"), &renewed).await;
+    assert!(page.contains("Security settings saved."));
+    assert!(page.contains("value=\"10\""));
+}
+
+// issue 17 — the break-glass review queue through the pages: a clinician's break-glass
+// access appears with its reason and the clinician's name (the patient by id only); an
+// acknowledgement takes it off the queue, the full list shows who acknowledged it, and it
+// cannot be acknowledged twice.
+#[tokio::test]
+async fn break_glass_access_is_reviewed_and_acknowledged_through_the_pages() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let admin = app.token(world.a.user("admin")).await;
+    let queue = format!("/app/practices/{p}/break-glass");
+    let page = get_page(&http, &app, &queue, &admin).await;
+    assert!(page.contains("Nothing awaits review."), "{page}");
+    let grant = api_break_glass(&app, &world, "Collapsed in the waiting room").await;
+    let page = get_page(&http, &app, &queue, &admin).await;
+    assert!(page.contains("Collapsed in the waiting room"), "{page}");
+    assert!(page.contains("<td>clinician a</td>"));
+    assert!(!page.contains("Glassfield"), "no patient name");
+    let ack = format!("{queue}/{grant}/acknowledge");
+    assert!(page.contains(&format!("action=\"{ack}\"")));
+    let res = post_form(&http, &app, &ack, &admin, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = get_page(&http, &app, &format!("{queue}?done=acknowledged"), &admin).await;
+    assert!(page.contains("Acknowledged."));
+    assert!(page.contains("Nothing awaits review."));
+    let page = get_page(&http, &app, &format!("{queue}?all=1"), &admin).await;
+    assert!(page.contains("Collapsed in the waiting room"));
+    assert!(page.contains("by admin a"), "{page}");
+    assert!(!page.contains(&format!("action=\"{ack}\"")));
+    let res = post_form(&http, &app, &ack, &admin, &[]).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "acknowledged once");
+}
+
+// issue 17 — retention and legal holds through the pages: the windows are shown; a hold is
+// placed on a patient by id with a category (a malformed id 400, another practice's patient
+// 404, no category 400 — nothing placed), listed with who placed it, and released.
+#[tokio::test]
+async fn legal_holds_are_placed_and_released_through_the_pages() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let pat = world.a.patient.to_string();
+    let owner = app.token(world.a.user("owner")).await;
+    let page_url = format!("/app/practices/{p}/retention");
+    let holds = format!("/app/practices/{p}/legal-holds");
+    let mut su = db.superuser_unsafe().await;
+    let page = get_page(&http, &app, &page_url, &owner).await;
+    assert!(page.contains("No patient is under legal hold."), "{page}");
+    assert!(page.contains(" days, then purged by the retention job"));
+    let b_patient = world.b.patient.to_string();
+    for (form, status) in [
+        (
+            vec![("patient_id", "not-an-id"), ("category", "litigation")],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![
+                ("patient_id", b_patient.as_str()),
+                ("category", "litigation"),
+            ],
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            vec![("patient_id", pat.as_str()), ("category", "gossip")],
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let res = post_form(&http, &app, &holds, &owner, &form).await;
+        assert_eq!(res.status(), status, "{form:?}");
+        assert!(res.text().await.unwrap().contains("Nothing was placed."));
+    }
+    assert_eq!(count(&mut su, "legal_hold", p).await, 0, "nothing placed");
+    let res = post_form(
+        &http,
+        &app,
+        &holds,
+        &owner,
+        &[
+            ("patient_id", pat.as_str()),
+            ("category", "records_request"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = get_page(&http, &app, &format!("{page_url}?done=placed"), &owner).await;
+    assert!(page.contains("Legal hold placed"));
+    assert!(page.contains(&pat));
+    assert!(page.contains("Records request being fulfilled"));
+    assert!(page.contains("<td>owner a</td>"));
+    let release = format!("{holds}/{pat}/release");
+    assert!(page.contains(&format!("action=\"{release}\"")));
+    let res = post_form(&http, &app, &release, &owner, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = get_page(&http, &app, &format!("{page_url}?done=released"), &owner).await;
+    assert!(page.contains("Legal hold released."));
+    assert!(page.contains("No patient is under legal hold."));
+    assert_eq!(count(&mut su, "legal_hold", p).await, 0);
+}
+
+// issue 17 — the accounting of disclosures (the API's scheduling privilege, like its
+// routes): anonymous → sign-in, password only → second factor, another practice (or its
+// patient) → 404, owners and admins → 403 audited, reception and clinicians → 200 / 303 with
+// the API's audit events; recorded disclosures are listed (TPO ones left out), repeated ones
+// summarized, refused input records nothing; the patient page links the accounting.
+#[tokio::test]
+async fn disclosures_are_recorded_and_accounted_through_the_pages() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let b = world.b.id;
+    let reception = app.token(world.a.user("reception")).await;
+    let clinician = app.token(world.a.user("clinician")).await;
+    let owner = app.token(world.a.user("owner")).await;
+    let admin = app.token(world.a.user("admin")).await;
+    let other = app.token(world.b.user("reception")).await;
+    let half = app.password_only_token(world.a.user("reception")).await;
+    let pat = api_patient(&app, &reception, p, "Disclosefield").await;
+    let url = format!("/app/practices/{p}/patients/{pat}/disclosures");
+    let record: &[(&str, &str)] = &[
+        ("recipient", "County Health Department"),
+        ("description", "Immunization record"),
+        ("purpose", "Public health reporting"),
+        ("kind", "sharing"),
+    ];
+    let routes = [
+        Route::get(url.clone(), &["disclosure.report"])
+            .cross(format!("/app/practices/{b}/patients/{pat}/disclosures")),
+        Route::post(url.clone(), record, &["disclosure.create"])
+            .cross(format!("/app/practices/{b}/patients/{pat}/disclosures")),
+    ];
+    let mut su = db.superuser_unsafe().await;
+    for route in &routes {
+        let what = format!("{} {}", route.method, route.path);
+        let res = send(&http, &app, route, None).await;
+        assert_eq!(res.headers()[LOCATION], "/app/sign-in", "anonymous {what}");
+        let res = send(&http, &app, route, Some(&half)).await;
+        assert_eq!(res.headers()[LOCATION], "/app/sign-in/second-factor");
+        let res = send(&http, &app, route, Some(&other)).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "other practice {what}");
+        let cross = route.cross.as_ref().unwrap();
+        let res = send_to(&http, &app, route, cross, Some(&other)).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "B's member: {cross}");
+        for (who, token) in [("owner", &owner), ("admin", &admin)] {
+            let res = send(&http, &app, route, Some(token)).await;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{who} {what}");
+            let id = request_id(&res);
+            assert_eq!(
+                audit(&mut su, p, &id).await,
+                [("access.denied".to_owned(), "denied".to_owned())],
+                "{who} {what}"
+            );
+        }
+        for (who, token) in [("reception", &reception), ("clinician", &clinician)] {
+            let res = send(&http, &app, route, Some(token)).await;
+            assert_eq!(res.status(), route.ok_status, "{who} {what}");
+            let id = request_id(&res);
+            assert_eq!(actions(&mut su, p, &id).await, route.audit, "{who} {what}");
+        }
+    }
+    // Two recorded above (reception and clinician): listed and summarized; a TPO one is not.
+    let res = post_form(
+        &http,
+        &app,
+        &url,
+        &reception,
+        &[
+            ("recipient", "Acme Billing"),
+            ("description", "Claim"),
+            ("purpose", "Payment"),
+            ("tpo", "on"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let before = count(&mut su, "disclosure", p).await;
+    for form in [
+        vec![("recipient", " "), ("description", "x"), ("purpose", "y")],
+        vec![
+            ("recipient", "x"),
+            ("description", "x"),
+            ("purpose", "y"),
+            ("disclosed_on", "2999-01-01"),
+        ],
+        vec![
+            ("recipient", "x"),
+            ("description", "x"),
+            ("purpose", "y"),
+            ("kind", "gossip"),
+        ],
+    ] {
+        let res = post_form(&http, &app, &url, &reception, &form).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{form:?}");
+        assert!(res.text().await.unwrap().contains("Nothing was recorded"));
+    }
+    assert_eq!(
+        count(&mut su, "disclosure", p).await,
+        before,
+        "nothing recorded"
+    );
+    let page = get_page(&http, &app, &format!("{url}?done=recorded"), &reception).await;
+    assert!(page.contains("Disclosure recorded."));
+    assert_eq!(
+        page.matches("<td>County Health Department</td>").count(),
+        3,
+        "{page}"
+    );
+    assert!(page.contains("Repeated disclosures"));
+    assert!(
+        !page.contains("Acme Billing"),
+        "TPO is not in the accounting"
+    );
+    let patient = get_page(
+        &http,
+        &app,
+        &format!("/app/practices/{p}/patients/{pat}"),
+        &reception,
+    )
+    .await;
+    assert!(patient.contains(&format!("href=\"{url}\"")));
 }

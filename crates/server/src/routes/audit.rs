@@ -17,23 +17,24 @@ use crate::extract::{ApiQuery, Ctx, Manage};
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ReportQuery {
+#[derive(Debug, Default)]
+pub struct ReportQuery {
     /// Only events about this patient ("who looked at this patient").
-    patient_id: Option<PatientId>,
+    pub patient_id: Option<PatientId>,
     /// Only events by this user ("what did this user touch").
-    actor_id: Option<UserId>,
+    pub actor_id: Option<UserId>,
     /// Only this action, e.g. `patient.read`.
-    action: Option<String>,
+    pub action: Option<String>,
     /// From (RFC 3339, inclusive).
-    from: Option<DateTime<Utc>>,
+    pub from: Option<DateTime<Utc>>,
     /// To (RFC 3339, exclusive).
-    to: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
     /// `asc` (default) or `desc` by time.
-    order: Option<String>,
+    pub order: Option<String>,
     /// Page size, 1–500 (default 100).
-    limit: Option<i64>,
+    pub limit: Option<i64>,
     /// Continue after this cursor (from `next_cursor`).
-    cursor: Option<String>,
+    pub cursor: Option<String>,
 }
 
 /// One audit event.
@@ -91,7 +92,9 @@ pub(crate) struct AuditPage {
     next_cursor: Option<String>,
 }
 
-fn filter(q: ReportQuery, default_limit: i64) -> Result<AuditFilter, AppError> {
+/// The report filter of a query (shared with the web pages, [`crate::rules::audit`]): a
+/// page of 1–500 events, `asc` or `desc`, a known action, a cursor from a previous page.
+pub fn filter(q: ReportQuery, default_limit: i64) -> Result<AuditFilter, AppError> {
     let limit = q.limit.unwrap_or(default_limit);
     if !(1..=500).contains(&limit) {
         return Err(AppError::Invalid("limit: must be 1 to 500".into()));
@@ -129,12 +132,15 @@ fn parse_cursor(c: &str) -> Result<(DateTime<Utc>, AuditEventId), AppError> {
     ))
 }
 
-fn cursor(r: &AuditRow) -> String {
+/// The cursor that continues a report after `r`.
+#[must_use]
+pub fn cursor(r: &AuditRow) -> String {
     format!("{}_{}", r.occurred_at.timestamp_micros(), r.event_id)
 }
 
 /// Which filters a report used (names only, for the report's own audit event).
-fn filter_kinds(f: &AuditFilter) -> serde_json::Value {
+#[must_use]
+pub fn filter_kinds(f: &AuditFilter) -> serde_json::Value {
     json!({
         "by_patient": f.patient.is_some(), "by_actor": f.actor.map(|a| a.to_string()),
         "action": f.action, "from": f.from, "to": f.to,
@@ -196,18 +202,37 @@ pub(crate) async fn audit_fhir(
     if q.to.is_some_and(|to| from >= to) {
         return Err(AppError::Invalid("from must be before to".into()));
     }
-    let practice = ctx.tx.practice();
     let mut tx = ctx.tx;
+    let out = fhir_export(&mut tx, from, q.to).await?;
+    tx.commit().await?;
+    let mut res = out.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+ndjson"),
+    );
+    Ok(res)
+}
+
+/// The practice's audit events from `from` (inclusive) to `to` (exclusive, or no end) as FHIR
+/// R4 `AuditEvent` resources, one JSON object per line, at most 50,000 events; audited
+/// `audit.export` in `tx` (the caller commits). Shared with the web pages
+/// ([`crate::rules::audit`]).
+pub async fn fhir_export(
+    tx: &mut store::TenantTx,
+    from: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
+) -> Result<String, AppError> {
+    let practice = tx.practice();
     let mut out = String::new();
     let mut f = AuditFilter {
         from: Some(from),
-        to: q.to,
+        to,
         limit: 500,
         ..AuditFilter::default()
     };
     let mut count = 0_usize;
     loop {
-        let rows = store::audit::report(&mut tx, &f).await?;
+        let rows = store::audit::report(tx, &f).await?;
         for r in &rows {
             out.push_str(&crate::fhir::audit_event(practice, r).to_string());
             out.push('\n');
@@ -222,16 +247,10 @@ pub(crate) async fn audit_fhir(
         AuditAction::AuditExport,
         None,
         None,
-        Some(json!({"format": "fhir-ndjson", "events": count, "from": from, "to": q.to})),
+        Some(json!({"format": "fhir-ndjson", "events": count, "from": from, "to": to})),
     )
     .await?;
-    tx.commit().await?;
-    let mut res = out.into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/fhir+ndjson"),
-    );
-    Ok(res)
+    Ok(out)
 }
 
 fn b64(h: &[u8]) -> String {

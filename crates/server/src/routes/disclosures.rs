@@ -72,6 +72,41 @@ impl From<store::disclosures::Disclosure> for DisclosureView {
     }
 }
 
+/// Checks a disclosure to record (shared with the web pages, [`crate::rules::disclosures`]):
+/// a kind of `export`, `sharing`, `support_access` or `other` (default), a time not in the
+/// future (default `now`), a one-line recipient and purpose of at most 200 characters, a
+/// description of at most 1000 bytes.
+pub fn disclosure_input(
+    disclosed_at: Option<DateTime<Utc>>,
+    recipient: &str,
+    description: &str,
+    purpose: &str,
+    tpo: bool,
+    kind: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<store::disclosures::NewDisclosure, AppError> {
+    let kind = kind.unwrap_or_else(|| "other".into());
+    if !KINDS.contains(&kind.as_str()) {
+        return Err(AppError::Invalid(
+            "kind: must be export, sharing, support_access or other".into(),
+        ));
+    }
+    let disclosed_at = disclosed_at.unwrap_or(now);
+    if disclosed_at > now + Duration::minutes(5) {
+        return Err(AppError::Invalid(
+            "disclosed_at: must not be in the future".into(),
+        ));
+    }
+    Ok(store::disclosures::NewDisclosure {
+        disclosed_at,
+        recipient: domain::values::single_line("recipient", recipient, 200)?,
+        description: domain::values::free_text("description", description, 1000)?,
+        purpose: domain::values::single_line("purpose", purpose, 200)?,
+        tpo,
+        kind,
+    })
+}
+
 /// Records a disclosure of the patient's information outside the practice.
 #[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/disclosures", tag = "patients",
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid)), request_body = DisclosureCreate,
@@ -83,26 +118,15 @@ pub(crate) async fn disclosure_create(
     ApiJson(req): ApiJson<DisclosureCreate>,
 ) -> Result<(StatusCode, Json<DisclosureView>), AppError> {
     let now = ctx.tx.now();
-    let kind = req.kind.unwrap_or_else(|| "other".into());
-    if !KINDS.contains(&kind.as_str()) {
-        return Err(AppError::Invalid(
-            "kind: must be export, sharing, support_access or other".into(),
-        ));
-    }
-    let disclosed_at = req.disclosed_at.unwrap_or(now);
-    if disclosed_at > now + Duration::minutes(5) {
-        return Err(AppError::Invalid(
-            "disclosed_at: must not be in the future".into(),
-        ));
-    }
-    let new = store::disclosures::NewDisclosure {
-        disclosed_at,
-        recipient: domain::values::single_line("recipient", &req.recipient, 200)?,
-        description: domain::values::free_text("description", &req.description, 1000)?,
-        purpose: domain::values::single_line("purpose", &req.purpose, 200)?,
-        tpo: req.tpo,
-        kind,
-    };
+    let new = disclosure_input(
+        req.disclosed_at,
+        &req.recipient,
+        &req.description,
+        &req.purpose,
+        req.tpo,
+        req.kind,
+        now,
+    )?;
     let mut tx = ctx.tx;
     if !store::patients::exists(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));
@@ -130,18 +154,44 @@ pub(crate) struct AccountingQuery {
 }
 
 /// Repeated disclosures to one recipient for one purpose, summarized (164.528(b)(3)).
-#[derive(Serialize, ToSchema)]
-pub(crate) struct DisclosureSummary {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DisclosureSummary {
     /// Recipient.
-    recipient: String,
+    pub recipient: String,
     /// Purpose.
-    purpose: String,
+    pub purpose: String,
     /// How many times.
-    count: usize,
+    pub count: usize,
     /// First.
-    first: DateTime<Utc>,
+    pub first: DateTime<Utc>,
     /// Last.
-    last: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
+/// The repeated disclosures of an accounting (same recipient and purpose, more than once),
+/// summarized (164.528(b)(3)); `list` is in time order. Shared with the web pages.
+#[must_use]
+pub fn accounting_summary(list: &[store::disclosures::Disclosure]) -> Vec<DisclosureSummary> {
+    let mut summary: Vec<DisclosureSummary> = Vec::new();
+    for d in list {
+        if let Some(s) = summary
+            .iter_mut()
+            .find(|s| s.recipient == d.recipient && s.purpose == d.purpose)
+        {
+            s.count += 1;
+            s.last = d.disclosed_at;
+        } else {
+            summary.push(DisclosureSummary {
+                recipient: d.recipient.clone(),
+                purpose: d.purpose.clone(),
+                count: 1,
+                first: d.disclosed_at,
+                last: d.disclosed_at,
+            });
+        }
+    }
+    summary.retain(|s| s.count > 1);
+    summary
 }
 
 /// A patient's accounting of disclosures.
@@ -188,25 +238,7 @@ pub(crate) async fn disclosure_report(
     )
     .await?;
     tx.commit().await?;
-    let mut summary: Vec<DisclosureSummary> = Vec::new();
-    for d in &list {
-        if let Some(s) = summary
-            .iter_mut()
-            .find(|s| s.recipient == d.recipient && s.purpose == d.purpose)
-        {
-            s.count += 1;
-            s.last = d.disclosed_at;
-        } else {
-            summary.push(DisclosureSummary {
-                recipient: d.recipient.clone(),
-                purpose: d.purpose.clone(),
-                count: 1,
-                first: d.disclosed_at,
-                last: d.disclosed_at,
-            });
-        }
-    }
-    summary.retain(|s| s.count > 1);
+    let summary = accounting_summary(&list);
     Ok(Json(Accounting {
         patient_id: patient,
         from,

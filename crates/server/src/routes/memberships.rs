@@ -12,8 +12,9 @@ use crate::views::MemberView;
 use crate::{AppError, AppState};
 use axum::extract::State;
 
-/// Roles from a request: one to four known role names (`400` otherwise).
-pub(super) fn parse_roles(roles: &[String]) -> Result<RoleSet, AppError> {
+/// Roles from a request: one to four known role names (`400` otherwise). Shared with the
+/// web pages ([`crate::rules::memberships`]).
+pub fn parse_roles(roles: &[String]) -> Result<RoleSet, AppError> {
     if roles.is_empty() || roles.len() > 4 {
         return Err(AppError::Invalid(
             "roles: give one to four of owner, admin, clinician, reception".into(),

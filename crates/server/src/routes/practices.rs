@@ -127,6 +127,31 @@ pub(crate) async fn practice_security_get(
     Ok(Json(s.into()))
 }
 
+/// Checks new security settings (shared with the web pages, [`crate::rules::practices`]): an
+/// idle timeout of 2–60 minutes and a lifetime of 1–24 hours, each or `None` for the server's
+/// default.
+pub fn security_input(
+    session_idle_minutes: Option<i32>,
+    session_lifetime_hours: Option<i32>,
+    require_passkey_for_managers: bool,
+) -> Result<store::practices::SecuritySettings, AppError> {
+    if session_idle_minutes.is_some_and(|m| !(2..=60).contains(&m)) {
+        return Err(AppError::Invalid(
+            "session_idle_minutes: must be between 2 and 60".into(),
+        ));
+    }
+    if session_lifetime_hours.is_some_and(|h| !(1..=24).contains(&h)) {
+        return Err(AppError::Invalid(
+            "session_lifetime_hours: must be between 1 and 24".into(),
+        ));
+    }
+    Ok(store::practices::SecuritySettings {
+        session_idle_seconds: session_idle_minutes.map(|m| m * 60),
+        session_absolute_seconds: session_lifetime_hours.map(|h| h * 3600),
+        require_passkey_for_managers,
+    })
+}
+
 /// Replaces the practice's security settings (owner or admin, with a second factor presented
 /// in the last five minutes).
 #[utoipa::path(put, path = "/api/v1/practices/{practice_id}/security", tag = "practices",
@@ -139,32 +164,13 @@ pub(crate) async fn practice_security_put(
     ApiJson(req): ApiJson<SecurityView>,
 ) -> Result<Json<SecurityView>, AppError> {
     ctx.require_step_up(&state)?;
-    if req
-        .session_idle_minutes
-        .is_some_and(|m| !(2..=60).contains(&m))
-    {
-        return Err(AppError::Invalid(
-            "session_idle_minutes: must be between 2 and 60".into(),
-        ));
-    }
-    if req
-        .session_lifetime_hours
-        .is_some_and(|h| !(1..=24).contains(&h))
-    {
-        return Err(AppError::Invalid(
-            "session_lifetime_hours: must be between 1 and 24".into(),
-        ));
-    }
+    let settings = security_input(
+        req.session_idle_minutes,
+        req.session_lifetime_hours,
+        req.require_passkey_for_managers,
+    )?;
     let mut tx = ctx.tx;
-    let s = store::practices::set_security(
-        &mut tx,
-        &store::practices::SecuritySettings {
-            session_idle_seconds: req.session_idle_minutes.map(|m| m * 60),
-            session_absolute_seconds: req.session_lifetime_hours.map(|h| h * 3600),
-            require_passkey_for_managers: req.require_passkey_for_managers,
-        },
-    )
-    .await?;
+    let s = store::practices::set_security(&mut tx, &settings).await?;
     tx.audit_details(
         AuditAction::PracticeUpdate,
         None,

@@ -60,6 +60,48 @@ impl From<store::support::SupportGrant> for GrantView {
     }
 }
 
+/// What refuses a grant whose email names no support staff account.
+pub const NO_SUPPORT_ACCOUNT: &str = "support_email: no support staff account has that email";
+
+/// A grant to approve, checked.
+#[derive(Debug)]
+pub struct GrantInput {
+    /// The support staff member's sign-in email (one line, at most 254 bytes).
+    pub support_email: String,
+    /// `scheduling` or `clinical`.
+    pub scope: String,
+    /// Why (at most 2 KiB).
+    pub reason: String,
+    /// How long, 1–72 hours.
+    pub hours: i64,
+}
+
+/// Checks a grant to approve (shared with the web pages, [`crate::rules::support`]): a reason
+/// of at most 2 KiB, the scope `scheduling` or `clinical`, 1–72 hours, a one-line email.
+pub fn grant_input(
+    support_email: &str,
+    scope: &str,
+    reason: &str,
+    hours: i64,
+) -> Result<GrantInput, AppError> {
+    let reason = domain::values::free_text("reason", reason, 2048)?;
+    if !matches!(scope, "scheduling" | "clinical") {
+        return Err(AppError::Invalid(
+            "scope: must be scheduling or clinical".into(),
+        ));
+    }
+    if !(1..=72).contains(&hours) {
+        return Err(AppError::Invalid("hours: must be 1 to 72".into()));
+    }
+    let support_email = domain::values::single_line("support_email", support_email, 254)?;
+    Ok(GrantInput {
+        support_email,
+        scope: scope.to_owned(),
+        reason,
+        hours,
+    })
+}
+
 /// Approves vendor support access to this practice (owners only, fresh second factor).
 #[utoipa::path(post, path = "/api/v1/practices/{practice_id}/support-grants", tag = "support access",
     params(("practice_id" = String, Path, format = Uuid)), request_body = GrantCreate,
@@ -74,29 +116,18 @@ pub(crate) async fn support_grant_create(
         return Err(AppError::Forbidden);
     }
     ctx.require_step_up(&state)?;
-    let reason = domain::values::free_text("reason", &req.reason, 2048)?;
-    if !matches!(req.scope.as_str(), "scheduling" | "clinical") {
-        return Err(AppError::Invalid(
-            "scope: must be scheduling or clinical".into(),
-        ));
-    }
-    if !(1..=72).contains(&req.hours) {
-        return Err(AppError::Invalid("hours: must be 1 to 72".into()));
-    }
-    let email = domain::values::single_line("support_email", &req.support_email, 254)?;
+    let g = grant_input(&req.support_email, &req.scope, &req.reason, req.hours)?;
     let mut tx = ctx.tx;
     let g = store::support::approve(
         &mut tx,
         state.store.keyring()?,
-        &email,
-        &req.scope,
-        &reason,
-        req.hours,
+        &g.support_email,
+        &g.scope,
+        &g.reason,
+        g.hours,
     )
     .await?
-    .map_err(|_| {
-        AppError::Invalid("support_email: no support staff account has that email".into())
-    })?;
+    .map_err(|_| AppError::Invalid(NO_SUPPORT_ACCOUNT.into()))?;
     tx.audit_details(
         AuditAction::SupportGrantApprove,
         None,

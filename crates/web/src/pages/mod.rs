@@ -1,10 +1,18 @@
 //! Page handlers, their templates, and the extractors that wrap the API's own guards so a
 //! refusal answers as a page (or a redirect to sign-in) instead of JSON.
 
+pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod break_glass;
+pub(crate) mod disclosures;
 pub(crate) mod home;
+pub(crate) mod members;
 pub(crate) mod patients;
+pub(crate) mod retention;
 pub(crate) mod schedule;
+pub(crate) mod settings;
+pub(crate) mod step_up;
+pub(crate) mod support;
 
 use askama::Template;
 use axum::extract::FromRequestParts;
@@ -75,8 +83,8 @@ pub struct NavItem {
 
 /// The practice menu for `roles`: only what the role may open, decided here and not in a
 /// template. Reception and clinicians (the API's scheduling privilege) get the patients list
-/// and the schedule; owners and admins, whose screens come later, get nothing yet; no
-/// clinical entry exists for anyone yet.
+/// and the schedule; owners and admins (the API's manage privilege) get their screens
+/// (members, …); no clinical entry exists for anyone yet.
 #[must_use]
 pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
     let mut items = Vec::new();
@@ -90,8 +98,26 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
             href: format!("/app/practices/{practice}/schedule"),
         });
     }
+    if Privilege::Manage.allows(roles) {
+        for (label, page) in MANAGE_PAGES {
+            items.push(NavItem {
+                label,
+                href: format!("/app/practices/{practice}/{page}"),
+            });
+        }
+    }
     items
 }
+
+/// The owner and admin screens (the API's `Manage` privilege): menu label and path.
+const MANAGE_PAGES: [(&str, &str); 6] = [
+    ("Members", "members"),
+    ("Settings", "settings"),
+    ("Support access", "support"),
+    ("Audit log", "audit"),
+    ("Break-glass review", "break-glass"),
+    ("Retention", "retention"),
+];
 
 /// The header of a practice page: the practice's name and the actor's display name.
 pub(crate) async fn chrome(tx: &mut TenantTx) -> Result<Chrome, WebError> {
@@ -254,19 +280,20 @@ mod tests {
     use super::*;
 
     // issue 17 — the menu holds what the role may open under the API's privileges: patients
-    // and the schedule for reception and clinicians (scheduling), nothing yet for owners and
-    // admins, nothing clinical for anyone.
+    // and the schedule for reception and clinicians (scheduling), the owner and admin screens
+    // for owners and admins (manage) only, nothing clinical for anyone.
     #[test]
     fn the_menu_follows_the_scheduling_privilege() {
         let p = PracticeId::new();
+        let manage: Vec<&str> = MANAGE_PAGES.iter().map(|(l, _)| *l).collect();
         for (roles, want) in [
             (vec![Role::Reception], vec!["Patients", "Schedule"]),
             (vec![Role::Clinician], vec!["Patients", "Schedule"]),
-            (vec![Role::Owner], vec![]),
-            (vec![Role::Admin], vec![]),
+            (vec![Role::Owner], manage.clone()),
+            (vec![Role::Admin], manage.clone()),
             (
                 vec![Role::Owner, Role::Reception],
-                vec!["Patients", "Schedule"],
+                [vec!["Patients", "Schedule"], manage.clone()].concat(),
             ),
             (vec![], vec![]),
         ] {
