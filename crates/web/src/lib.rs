@@ -149,6 +149,7 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
             "/practices/{practice_id}/appointments/{appointment_id}/cancel",
             get(pages::schedule::appointment_cancel_page).post(pages::schedule::appointment_cancel),
         )
+        .merge(pages::chart::router())
         .route("/static/{file}", get(assets::serve))
         .route(
             "/csp-report",

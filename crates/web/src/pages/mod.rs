@@ -2,6 +2,7 @@
 //! refusal answers as a page (or a redirect to sign-in) instead of JSON.
 
 pub(crate) mod auth;
+pub(crate) mod chart;
 pub(crate) mod home;
 pub(crate) mod patients;
 pub(crate) mod schedule;
