@@ -694,7 +694,8 @@ impl From<&Signature> for SignatureView {
         Self {
             signer: s.printed_name.clone(),
             credential: s.credential.clone(),
-            at: utc_seconds(s.signed_at),
+            // As the API's rendering prints it: the time, then its zone.
+            at: s.signed_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             iso: s.signed_at.to_rfc3339(),
             time_zone: s.time_zone.clone(),
             meaning: s.meaning.clone(),
