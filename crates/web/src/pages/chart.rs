@@ -1759,6 +1759,84 @@ mod tests {
         }
     }
 
+    // issue 17 — the locked note shows its signature manifestation (signer, credential,
+    // time, zone, meaning), an amendment's AI-assisted flag and reason, and the word diff as
+    // <ins>/<del> with screen-reader text; the template escapes what the clinician typed.
+    #[test]
+    fn a_locked_note_shows_its_manifestation_flags_and_diff() {
+        let practice = PracticeId::new();
+        let signature = |at: &str| Signature {
+            signer_id: serde_json::from_value(serde_json::json!(
+                "00000000-0000-4000-8000-000000000001"
+            ))
+            .unwrap(),
+            printed_name: "Ana <Sample>".into(),
+            credential: Some("RDH".into()),
+            signed_at: at.parse().unwrap(),
+            time_zone: "UTC".into(),
+            meaning: domain::notes::SIGNATURE_MEANING.into(),
+        };
+        let original = NoteContent {
+            subjective: "Gums tender on the lower left.".into(),
+            ..NoteContent::default()
+        };
+        let amended = NoteContent {
+            subjective: "Gums tender on the upper left.".into(),
+            ..NoteContent::default()
+        };
+        let n = store::notes::Note {
+            note_id: NoteId::new(),
+            patient_id: PatientId::new(),
+            author_id: UserId::new(),
+            template: NoteTemplate::Free,
+            visit_id: None,
+            status: NoteStatus::Signed,
+            version: 3,
+            content: amended.clone(),
+            signature: Some(signature("2030-01-07T09:30:00Z")),
+            signed_version: Some(2),
+            signed_content: Some(original.clone()),
+            amendments: vec![store::notes::Amendment {
+                version: 3,
+                author_id: UserId::new(),
+                reason: "Wrong quadrant.".into(),
+                ai_assisted: true,
+                assistant_turn_id: serde_json::from_value(serde_json::json!(
+                    "00000000-0000-4000-8000-000000000002"
+                ))
+                .unwrap(),
+                signature: signature("2030-01-07T10:00:00Z"),
+                diff: domain::notes::word_diff(&original.render_text(), &amended.render_text()),
+                content: amended,
+            }],
+            addenda: Vec::new(),
+            created_at: "2030-01-07T09:00:00Z".parse().unwrap(),
+        };
+        let chrome = Chrome {
+            user: "Ana".into(),
+            practice: Some((practice, "Practice".into())),
+            nav: Vec::new(),
+        };
+        let page = NotePage::new(chrome, practice, &n, None).render().unwrap();
+        assert!(page.contains("Signed, amended"), "{page}");
+        assert!(page.contains(
+            "Electronically signed by <span class=\"signer\">Ana &#60;Sample&#62;</span>, RDH on <time datetime=\"2030-01-07T09:30:00+00:00\">2030-01-07 09:30:00</time> (UTC). Meaning: authored and approved."
+        ), "{page}");
+        assert!(page.contains("<span class=\"badge ai\">AI-assisted</span>"));
+        assert!(page.contains("Wrong quadrant."));
+        assert!(page.contains(
+            "<del><span class=\"visually-hidden\">[removed: </span>lower<span class=\"visually-hidden\">]</span></del>"
+        ), "{page}");
+        assert!(page.contains(
+            "<ins><span class=\"visually-hidden\">[added: </span>upper<span class=\"visually-hidden\">]</span></ins>"
+        ));
+        assert!(
+            !page.contains("id=\"note-form\""),
+            "no editor on a locked note"
+        );
+        assert!(!page.contains("break-glass-banner"));
+    }
+
     // issue 17 — the form's template fields are parsed by type and checked by the API's rule.
     #[test]
     fn note_form_fields_follow_the_template() {
