@@ -1763,6 +1763,8 @@ async fn chart_routes_authorization_matrix() {
         }
         let res = send(&http, &app, route, Some(&clinician)).await;
         assert_eq!(res.status(), route.ok_status, "clinician {what}");
+        assert_security_headers(&res, &what);
+        assert_eq!(res.headers()[CACHE_CONTROL], "no-store", "{what}");
         let id = request_id(&res);
         assert_eq!(
             actions(&mut su, p, &id).await,
