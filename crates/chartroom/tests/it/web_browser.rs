@@ -1004,6 +1004,15 @@ async fn note_flow(b: &mut Browser, app: &TestApp, world: &World, email: &str) {
     )
     .await;
     b.check_page("64-note-verified").await;
+    // The chart and the locked note at 360 px wide.
+    b.driver.set_window_rect(0, 0, 360, 800).await.unwrap();
+    b.driver.goto(app.url(&chart)).await.unwrap();
+    b.wait_for_text("h1", "Chart").await;
+    b.check_page("65-chart-360px").await;
+    b.driver.goto(app.url(&note_path)).await.unwrap();
+    b.wait_for_text("#note-status", "Signed").await;
+    b.check_page("66-note-360px").await;
+    b.driver.set_window_rect(0, 0, 1280, 900).await.unwrap();
 }
 
 // issue 17 — in Chromium: a clinician off the patient's care team opens the chart from the
