@@ -91,6 +91,17 @@ pub mod rules {
     pub mod support {
         pub use crate::routes::support::{GrantInput, NO_SUPPORT_ACCOUNT, grant_input};
     }
+    /// Clinical notes: the version a change names (`If-Match`) and how a refused change
+    /// answers.
+    pub mod notes {
+        pub use crate::routes::notes::{if_match, refusal};
+    }
+    /// Break-glass: the reason's size and the window's length.
+    pub mod break_glass {
+        pub use crate::routes::care_team::{
+            BREAK_GLASS_DEFAULT_MINUTES, BREAK_GLASS_REASON_MAX, break_glass_minutes,
+        };
+    }
 }
 pub use middleware::request_frame;
 pub use routes::{openapi, openapi_schema_conflicts};

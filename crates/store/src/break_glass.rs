@@ -150,6 +150,26 @@ pub async fn acknowledge(
     Ok(row.map(|r| r.0))
 }
 
+/// When the actor's open break-glass window on `patient` ends, if the actor sees the patient's
+/// clinical records **through** break-glass only (not through the care team or a
+/// practice-wide scope): the same decision as `app.clinical_audit_details`, which flags such
+/// reads as emergency access. Reads ids and times only (nothing decrypted).
+pub async fn window(
+    tx: &mut TenantTx,
+    patient: PatientId,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let row: Option<(DateTime<Utc>,)> = sqlx::query_as(
+        "select b.expires_at from break_glass b
+          where b.practice_id = $1 and b.grant_id = app.break_glass_grant($2)
+            and not (app.practice_wide_clinical() or app.care_team($2))",
+    )
+    .bind(tx.practice())
+    .bind(patient)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
 /// Assigns (or, with `None`, unassigns) a patient's clinician: a member of the practice with
 /// the clinician role. `Ok(false)` when `clinician` is not one.
 pub async fn assign_clinician(

@@ -156,6 +156,7 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
             get(pages::schedule::appointment_cancel_page).post(pages::schedule::appointment_cancel),
         )
         .merge(manage_routes())
+        .merge(pages::chart::router())
         .route("/static/{file}", get(assets::serve))
         .route(
             "/csp-report",

@@ -974,3 +974,350 @@ async fn disclosure_flow(b: &mut Browser, app: &TestApp, world: &World, email: &
     assert!(rows.contains("Public health reporting"), "{rows}");
     b.check_clean("disclosure-06-accounting").await;
 }
+
+/// A clinician of practice A who is not on the care team of A's patient (synthetic); their id
+/// and email.
+async fn second_clinician(db: &TestDb, practice: domain::PracticeId) -> (domain::UserId, String) {
+    let owner = db.owner().await;
+    let email = format!(
+        "second.{}@test.example.invalid",
+        uuid::Uuid::new_v4().simple()
+    );
+    let user = owner
+        .create_user(
+            &email,
+            "Second Clinician",
+            testkit::password_hash(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    owner
+        .add_member(
+            practice,
+            user,
+            domain::RoleSet::from_iter([domain::Role::Clinician]),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    owner.close().await;
+    (user, email)
+}
+
+// issue 17 — in Chromium: a clinician opens the visit from an appointment in the schedule,
+// starts a note from a template and writes it (the autosave is seen), signs it with step-up
+// (past the window the page asks for the authenticator code), sees the locked note with its
+// signature manifestation, amends it and sees the word diff (<ins>/<del> with screen-reader
+// text), the version history and the integrity check; every page has zero CSP violations and
+// zero serious/critical axe violations.
+#[tokio::test]
+async fn a_clinician_writes_signs_with_step_up_and_amends_a_note() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let user = world.a.user("clinician");
+    let email = crate::util::email_of(&db, user).await;
+    let mut b = Browser::start().await;
+    println!("browser screenshots: {}", screenshot_dir().display());
+    let outcome = AssertUnwindSafe(note_flow(&mut b, &app, &world, &email))
+        .catch_unwind()
+        .await;
+    let quit = b.driver.quit().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    quit.unwrap();
+}
+
+async fn note_flow(b: &mut Browser, app: &TestApp, world: &World, email: &str) {
+    let p = world.a.id;
+    let clinician = world.a.user("clinician");
+    let reception = app.token(world.a.user("reception")).await;
+    let patient = world.a.patient.to_string();
+    let appt = crate::web_pages::api_appointment(app, &reception, p, &patient, clinician).await;
+    b.driver.goto(app.url("/app")).await.unwrap();
+    let key = sign_in_enrolling(
+        b,
+        app,
+        email,
+        [
+            "50-clinician-enroll-start",
+            "51-clinician-enroll-qr",
+            "52-clinician-recovery-codes",
+            "53-clinician-home",
+        ],
+    )
+    .await;
+    // The schedule's day view opens the visit of the appointment.
+    let day = (app.clock.now().date_naive() + chrono::Duration::days(1)).to_string();
+    b.driver
+        .goto(app.url(&format!(
+            "/app/practices/{p}/schedule/day?clinician={clinician}&date={day}"
+        )))
+        .await
+        .unwrap();
+    let chart = format!("/app/practices/{p}/patients/{patient}/chart");
+    b.click(&format!("a[href=\"{chart}?appointment={appt}\"]"))
+        .await;
+    b.wait_for_path(&chart).await;
+    b.wait_for_text("h1", "Chart").await;
+    b.check_page("54-chart-from-appointment").await;
+    b.click("form.open-visit button[type=submit]").await;
+    b.wait_for_text("main .done", "Visit started").await;
+    b.check_page("55-chart-visit-started").await;
+    // A note from the dental hygiene template, for that visit.
+    b.driver
+        .find(By::Css("#template option[value=dental_hygiene]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.click("form.new-note button[type=submit]").await;
+    b.wait_for_text("h1", "hygiene").await;
+    assert!(
+        b.path()
+            .await
+            .starts_with(&format!("/app/practices/{p}/notes/"))
+    );
+    let note_path = b.path().await;
+    b.check_page("56-note-new-draft").await;
+    // Typing autosaves (htmx, If-Match), and the page says so.
+    b.type_keys("#subjective", "Gums tender on the lower left.")
+        .await;
+    b.driver
+        .find(By::Css("#f-calculus option[value=light]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let saved = b.wait_for_text("#save-state", "Draft saved (version").await;
+    println!("autosave: {saved}");
+    b.type_keys("#plan", "Recall in six months.").await;
+    // The API reads what the page autosaved (bounded polling: saves follow typing).
+    let token = app.token(clinician).await;
+    let note_id = note_path.rsplit('/').next().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let api_note = loop {
+        let (_, n) = crate::util::call(
+            app,
+            reqwest::Method::GET,
+            &format!("/api/v1/practices/{p}/notes/{note_id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+        if n["content"]["plan"] == "Recall in six months." {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "never autosaved: {n}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        api_note["content"]["subjective"],
+        "Gums tender on the lower left."
+    );
+    assert_eq!(api_note["content"]["fields"]["calculus"], "light");
+    let version = api_note["version"].as_i64().unwrap();
+    b.wait_for_text("#save-state", &format!("Draft saved (version {version})"))
+        .await;
+    b.check_page("57-note-autosaved").await;
+    // Past the step-up window, signing asks for the authenticator code first.
+    app.clock
+        .advance(app.identity.step_up_window + chrono::Duration::seconds(31));
+    b.click("form.sign button[type=submit]").await;
+    b.wait_for_text("h1", "Confirm it is you").await;
+    b.check_page("58-note-sign-step-up").await;
+    b.fill("#code", &key.code_at(app.clock.now())).await;
+    b.click("main form button[type=submit]").await;
+    b.wait_for_path(&note_path).await;
+    b.wait_for_text("#note-status", "Signed").await;
+    let manifestation = b
+        .wait_for_text(".signed .signature", "Electronically signed by")
+        .await;
+    assert!(manifestation.contains("clinician a"), "{manifestation}");
+    assert!(
+        manifestation.contains("Meaning: authored and approved"),
+        "{manifestation}"
+    );
+    assert!(
+        b.driver
+            .find_all(By::Css("#note-form"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a signed note has no editor"
+    );
+    b.check_page("59-note-signed-locked").await;
+    // An amendment: a new signed version with its reason and the word diff.
+    b.click("main .actions a").await;
+    b.wait_for_text("h1", "Amend").await;
+    b.check_page("60-note-amend-form").await;
+    b.fill("#subjective", "Gums tender on the upper left.")
+        .await;
+    b.fill("#reason", "Wrong quadrant recorded.").await;
+    b.click("form[action$=\"/amend\"] button[type=submit]")
+        .await;
+    b.wait_for_text("#note-status", "Signed, amended").await;
+    let del = b.wait_for_text(".amendment .diff del", "lower").await;
+    assert!(del.contains("lower"), "{del}");
+    let ins = b.wait_for_text(".amendment .diff ins", "upper").await;
+    assert!(ins.contains("upper"), "{ins}");
+    let hidden = b
+        .driver
+        .find(By::Css(".amendment .diff ins .visually-hidden"))
+        .await
+        .unwrap()
+        .attr("class")
+        .await
+        .unwrap();
+    assert_eq!(hidden.as_deref(), Some("visually-hidden"));
+    let source = b.driver.source().await.unwrap();
+    assert!(
+        source.contains("[added: </span>upper"),
+        "screen-reader text"
+    );
+    assert!(source.contains("Wrong quadrant recorded."));
+    b.check_page("61-note-amended-diff").await;
+    // An addendum (the step-up is still fresh).
+    b.click("main .actions a").await;
+    b.wait_for_text("h1", "Amend").await;
+    b.fill("#text", "Radiograph reviewed: no change.").await;
+    b.fill("#addendum_reason", "Late result.").await;
+    b.click("form[action$=\"/addenda\"] button[type=submit]")
+        .await;
+    b.wait_for_text(".addendum", "Radiograph reviewed").await;
+    b.check_page("62-note-addendum").await;
+    // History and the integrity check.
+    b.click("a[href$=\"/history\"]").await;
+    b.wait_for_text("h1", "Version history").await;
+    // Every save, the signature, the amendment and the addendum.
+    b.wait_for_count("ol.versions > li", usize::try_from(version).unwrap() + 3)
+        .await;
+    b.check_page("63-note-history").await;
+    b.driver
+        .goto(app.url(&format!("{note_path}/verify")))
+        .await
+        .unwrap();
+    b.wait_for_text(
+        "#verify-result",
+        &format!("All {} versions match", version + 3),
+    )
+    .await;
+    b.check_page("64-note-verified").await;
+    // The chart and the locked note at 360 px wide.
+    b.driver.set_window_rect(0, 0, 360, 800).await.unwrap();
+    b.driver.goto(app.url(&chart)).await.unwrap();
+    b.wait_for_text("h1", "Chart").await;
+    b.check_page("65-chart-360px").await;
+    b.driver.goto(app.url(&note_path)).await.unwrap();
+    b.wait_for_text("#note-status", "Signed").await;
+    b.check_page("66-note-360px").await;
+    b.driver.set_window_rect(0, 0, 1280, 900).await.unwrap();
+}
+
+// issue 17 — in Chromium: a clinician off the patient's care team opens the chart from the
+// patient page, gets the break-glass offer, gives a reason, and every chart page shows the
+// banner (role=alert) with the time the window ends; each page has zero CSP violations and
+// zero serious/critical axe violations.
+#[tokio::test]
+async fn a_clinician_off_the_care_team_opens_a_chart_through_break_glass() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let (_, email) = second_clinician(&db, world.a.id).await;
+    let app = TestApp::start(&db).await;
+    let mut b = Browser::start().await;
+    println!("browser screenshots: {}", screenshot_dir().display());
+    let outcome = AssertUnwindSafe(break_glass_flow(&mut b, &app, &world, &email))
+        .catch_unwind()
+        .await;
+    let quit = b.driver.quit().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    quit.unwrap();
+}
+
+async fn break_glass_flow(b: &mut Browser, app: &TestApp, world: &World, email: &str) {
+    let p = world.a.id;
+    let patient = world.a.patient;
+    // The care-team clinician's signed note.
+    let care = app.token(world.a.user("clinician")).await;
+    let (status, note) = crate::util::call(
+        app,
+        reqwest::Method::POST,
+        &format!("/api/v1/practices/{p}/patients/{patient}/notes"),
+        Some(&care),
+        Some(&json!({ "content": { "subjective": "Care-team note." } })),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{note}");
+    let note_id = note["note_id"].as_str().unwrap().to_owned();
+    b.driver.goto(app.url("/app")).await.unwrap();
+    sign_in_enrolling(
+        b,
+        app,
+        email,
+        [
+            "70-second-clinician-enroll-start",
+            "71-second-clinician-enroll-qr",
+            "72-second-clinician-recovery-codes",
+            "73-second-clinician-home",
+        ],
+    )
+    .await;
+    b.driver
+        .goto(app.url(&format!("/app/practices/{p}/patients/{patient}")))
+        .await
+        .unwrap();
+    b.wait_for_text("h1", "Patient details").await;
+    b.check_page("74-patient-with-chart-link").await;
+    b.click("main .actions a[href$=\"/chart\"]").await;
+    b.wait_for_text("h1", "not on your care team").await;
+    assert!(
+        !b.driver.source().await.unwrap().contains("Care-team note."),
+        "nothing clinical before break-glass"
+    );
+    b.check_page("75-break-glass-offer").await;
+    // No reason: refused, nothing opened.
+    b.click("main form button[type=submit]").await;
+    b.wait_for_text("#reason-error", "Reason").await;
+    b.check_page("76-break-glass-refused").await;
+    b.fill(
+        "#reason",
+        "Covering for an absent colleague; patient in pain.",
+    )
+    .await;
+    b.fill("#minutes", "30").await;
+    b.click("main form button[type=submit]").await;
+    b.wait_for_path(&format!("/app/practices/{p}/patients/{patient}/chart"))
+        .await;
+    let ends = (app.clock.now() + chrono::Duration::minutes(30))
+        .format("%Y-%m-%d %H:%M UTC")
+        .to_string();
+    let banner = b.wait_for_text("#break-glass-banner", "ends at").await;
+    assert!(banner.contains(&ends), "{banner}");
+    let role = b
+        .driver
+        .find(By::Id("break-glass-banner"))
+        .await
+        .unwrap()
+        .attr("role")
+        .await
+        .unwrap();
+    assert_eq!(role.as_deref(), Some("alert"));
+    b.check_page("77-chart-break-glass-banner").await;
+    // The note, its history and its check carry the banner too.
+    b.click(&format!("a[href=\"/app/practices/{p}/notes/{note_id}\"]"))
+        .await;
+    b.wait_for_text("#subjective", "").await;
+    let banner = b.wait_for_text("#break-glass-banner", "ends at").await;
+    assert!(banner.contains(&ends), "{banner}");
+    b.check_page("78-note-break-glass-banner").await;
+    b.click("a[href$=\"/history\"]").await;
+    b.wait_for_text("h1", "Version history").await;
+    b.wait_for_text("#break-glass-banner", &ends).await;
+    b.check_page("79-history-break-glass-banner").await;
+}

@@ -218,7 +218,7 @@ const CLINICAL: [&str; 8] = [
 // schedule week and day, book, move, cancel): anonymous → the sign-in page, password only →
 // the second factor, another practice (or another practice's object) → 404, wrong role →
 // 403 with nothing changed and the denial audited, right role → 200 (or 303 after a change)
-// with the API's audit events; reception and clinicians see demographics only.
+// with the API's audit events; reception sees demographics only.
 #[tokio::test]
 async fn page_routes_authorization_matrix() {
     let db = TestDb::new().await;
@@ -407,8 +407,11 @@ async fn page_routes_authorization_matrix() {
                 "{who} {what}: the API's audit events"
             );
             let body = res.text().await.unwrap();
-            for clinical in CLINICAL {
-                assert!(!body.contains(clinical), "{who} {what} shows {clinical}");
+            // Reception sees nothing clinical; a clinician's pages may link the chart.
+            if who == "reception" {
+                for clinical in CLINICAL {
+                    assert!(!body.contains(clinical), "{who} {what} shows {clinical}");
+                }
             }
         }
     }
@@ -2816,4 +2819,672 @@ async fn disclosures_are_recorded_and_accounted_through_the_pages() {
     )
     .await;
     assert!(patient.contains(&format!("href=\"{url}\"")));
+}
+
+/// A note of practice `p` for `patient` made through the API as `token` (a clinician on the
+/// care team), saved once with `text`; signed too when `sign`. Its id and version.
+async fn api_note(
+    app: &TestApp,
+    token: &str,
+    p: domain::PracticeId,
+    patient: &str,
+    text: &str,
+    sign: bool,
+) -> (String, i64) {
+    let (status, body) = crate::util::call(
+        app,
+        Method::POST,
+        &format!("/api/v1/practices/{p}/patients/{patient}/notes"),
+        Some(token),
+        Some(&serde_json::json!({ "content": { "subjective": text } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["note_id"].as_str().unwrap().to_owned();
+    let version = body["version"].as_i64().unwrap();
+    if !sign {
+        return (id, version);
+    }
+    let res = app
+        .http
+        .post(app.url(&format!("/api/v1/practices/{p}/notes/{id}/sign")))
+        .bearer_auth(token)
+        .header("if-match", format!("\"{version}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap();
+    (id, body["version"].as_i64().unwrap())
+}
+
+/// The note as the API reads it (its JSON view).
+async fn note_state(
+    app: &TestApp,
+    token: &str,
+    p: domain::PracticeId,
+    id: &str,
+) -> serde_json::Value {
+    let (status, body) = crate::util::call(
+        app,
+        Method::GET,
+        &format!("/api/v1/practices/{p}/notes/{id}"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+// issue 17 — every chart route (chart, start a visit, start a note, break-glass; a note, save,
+// autosave, sign, amend page and amendment, addendum, history, verify): anonymous → the
+// sign-in page, password only → the second factor, another practice (or its object) → 404,
+// reception, owner and admin → 403 with the denial audited and nothing clinical in the
+// answer, the clinician on the care team → 200 (or 303 after a change) with the API's audit
+// events. The clinician's patient page links the chart; reception's does not.
+#[tokio::test]
+async fn chart_routes_authorization_matrix() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let a = &world.a;
+    let p = a.id;
+    let b = world.b.id;
+    let pat = a.patient.to_string();
+    let reception = app.token(a.user("reception")).await;
+    let clinician = app.token(a.user("clinician")).await;
+    let owner = app.token(a.user("owner")).await;
+    let admin = app.token(a.user("admin")).await;
+    let other = app.token(world.b.user("clinician")).await;
+    let nobody = app.token(world.nobody).await;
+    let half = app.password_only_token(a.user("clinician")).await;
+    let (saved, v_saved) = api_note(&app, &clinician, p, &pat, "Draft to save.", false).await;
+    let (auto, v_auto) = api_note(&app, &clinician, p, &pat, "Draft to autosave.", false).await;
+    let (to_sign, v_sign) = api_note(&app, &clinician, p, &pat, "Draft to sign.", false).await;
+    let (signed, v_signed) = api_note(&app, &clinician, p, &pat, "Signed note.", true).await;
+    let (signed2, v_signed2) = api_note(&app, &clinician, p, &pat, "Signed too.", true).await;
+    let (v_saved, v_auto, v_sign, v_signed, v_signed2) = (
+        v_saved.to_string(),
+        v_auto.to_string(),
+        v_sign.to_string(),
+        v_signed.to_string(),
+        v_signed2.to_string(),
+    );
+    let routes = [
+        Route::get(
+            format!("/app/practices/{p}/patients/{pat}/chart"),
+            &["note.list", "patient.read", "visit.list"],
+        )
+        .cross(format!("/app/practices/{b}/patients/{pat}/chart")),
+        Route::post(
+            format!("/app/practices/{p}/patients/{pat}/visits"),
+            &[],
+            &["visit.create"],
+        )
+        .cross(format!("/app/practices/{b}/patients/{pat}/visits")),
+        Route::post(
+            format!("/app/practices/{p}/patients/{pat}/notes"),
+            &[("template", "dental_hygiene")],
+            &["note.create"],
+        )
+        .cross(format!("/app/practices/{b}/patients/{pat}/notes")),
+        Route::post(
+            format!("/app/practices/{p}/patients/{pat}/break-glass"),
+            &[("reason", "Covering an emergency."), ("minutes", "30")],
+            &["break_glass.open"],
+        )
+        .cross(format!("/app/practices/{b}/patients/{pat}/break-glass")),
+        Route::get(format!("/app/practices/{p}/notes/{saved}"), &["note.read"])
+            .cross(format!("/app/practices/{b}/notes/{saved}")),
+        Route::post(
+            format!("/app/practices/{p}/notes/{saved}"),
+            &[("version", &v_saved), ("subjective", "Saved by the page.")],
+            &["note.update"],
+        )
+        .cross(format!("/app/practices/{b}/notes/{saved}")),
+        Route::post(
+            format!("/app/practices/{p}/notes/{auto}/autosave"),
+            &[("version", &v_auto), ("subjective", "Autosaved.")],
+            &["note.update"],
+        )
+        .status(StatusCode::OK)
+        .fragment()
+        .cross(format!("/app/practices/{b}/notes/{auto}/autosave")),
+        Route::post(
+            format!("/app/practices/{p}/notes/{to_sign}/sign"),
+            &[("version", &v_sign)],
+            &["note.sign"],
+        )
+        .cross(format!("/app/practices/{b}/notes/{to_sign}/sign")),
+        Route::get(
+            format!("/app/practices/{p}/notes/{signed}/amend"),
+            &["note.read"],
+        )
+        .cross(format!("/app/practices/{b}/notes/{signed}/amend")),
+        Route::post(
+            format!("/app/practices/{p}/notes/{signed}/amend"),
+            &[
+                ("version", &v_signed),
+                ("subjective", "Signed note, amended."),
+                ("reason", "Corrected."),
+            ],
+            &["note.amend"],
+        )
+        .cross(format!("/app/practices/{b}/notes/{signed}/amend")),
+        Route::post(
+            format!("/app/practices/{p}/notes/{signed2}/addenda"),
+            &[
+                ("version", &v_signed2),
+                ("text", "Added later."),
+                ("addendum_reason", "Late result."),
+            ],
+            &["note.addendum"],
+        )
+        .cross(format!("/app/practices/{b}/notes/{signed2}/addenda")),
+        Route::get(
+            format!("/app/practices/{p}/notes/{signed}/history"),
+            &["membership.list", "note.read"],
+        )
+        .cross(format!("/app/practices/{b}/notes/{signed}/history")),
+        Route::get(
+            format!("/app/practices/{p}/notes/{signed}/verify"),
+            &["note.read", "note.verify"],
+        )
+        .cross(format!("/app/practices/{b}/notes/{signed}/verify")),
+    ];
+    let mut su = db.superuser_unsafe().await;
+    for route in &routes {
+        let what = format!("{} {}", route.method, route.path);
+        let res = send(&http, &app, route, None).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "anonymous {what}");
+        assert_eq!(res.headers()[LOCATION], "/app/sign-in", "anonymous {what}");
+        let res = send(&http, &app, route, Some(&half)).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "password only {what}");
+        assert_eq!(res.headers()[LOCATION], "/app/sign-in/second-factor");
+        for (who, token) in [("other practice", &other), ("no practice", &nobody)] {
+            let res = send(&http, &app, route, Some(token)).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{who} {what}");
+            assert!(
+                res.text().await.unwrap().contains("NOT-FOUND"),
+                "{who} {what}"
+            );
+        }
+        if let Some(cross) = &route.cross {
+            let res = send_to(&http, &app, route, cross, Some(&other)).await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "B's member: {cross}");
+        }
+        for (who, token) in [
+            ("reception", &reception),
+            ("owner", &owner),
+            ("admin", &admin),
+        ] {
+            let res = send(&http, &app, route, Some(token)).await;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{who} {what}");
+            let id = request_id(&res);
+            let body = res.text().await.unwrap();
+            assert!(body.contains("AUTHZ-0001"), "{who} {what}");
+            for clinical in ["Subjective", "Draft", "Signed", "Visits", "Notes"] {
+                assert!(!body.contains(clinical), "{who} {what} shows {clinical}");
+            }
+            assert_eq!(
+                audit(&mut su, p, &id).await,
+                [("access.denied".to_owned(), "denied".to_owned())],
+                "{who} {what}"
+            );
+        }
+        let res = send(&http, &app, route, Some(&clinician)).await;
+        assert_eq!(res.status(), route.ok_status, "clinician {what}");
+        assert_security_headers(&res, &what);
+        assert_eq!(res.headers()[CACHE_CONTROL], "no-store", "{what}");
+        let id = request_id(&res);
+        assert_eq!(
+            actions(&mut su, p, &id).await,
+            route.audit,
+            "clinician {what}: the API's audit events"
+        );
+    }
+    // Nothing was changed by the refused requests: each change happened once, by the
+    // clinician.
+    let note = note_state(&app, &clinician, p, &saved).await;
+    assert_eq!(note["content"]["subjective"], "Saved by the page.");
+    let note = note_state(&app, &clinician, p, &to_sign).await;
+    assert_eq!(note["status"], "signed");
+    // The chart is linked from the clinician's patient page (and the clinician's schedule
+    // opens visits); reception's patient page links nothing clinical.
+    let patient_page = format!("/app/practices/{p}/patients/{pat}");
+    let page = get_page(&http, &app, &patient_page, &clinician).await;
+    assert!(page.contains(&format!("{patient_page}/chart")), "{page}");
+    let page = get_page(&http, &app, &patient_page, &reception).await;
+    for clinical in CLINICAL {
+        assert!(
+            !page.contains(clinical),
+            "reception's patient page shows {clinical}"
+        );
+    }
+    let appt = api_appointment(&app, &reception, p, &pat, a.user("clinician")).await;
+    let day = {
+        use domain::Clock as _;
+        (app.clock.now().date_naive() + chrono::Duration::days(1)).to_string()
+    };
+    let c = a.user("clinician");
+    let schedule = format!("/app/practices/{p}/schedule/day?clinician={c}&date={day}");
+    let page = get_page(&http, &app, &schedule, &clinician).await;
+    assert!(
+        page.contains(&format!("{patient_page}/chart?appointment={appt}")),
+        "{page}"
+    );
+    let page = get_page(&http, &app, &schedule, &reception).await;
+    for clinical in CLINICAL {
+        assert!(
+            !page.contains(clinical),
+            "reception's schedule shows {clinical}"
+        );
+    }
+    // The step-up form is no practice page: anonymous → sign-in.
+    let res = request(&http, &app, Method::POST, "/app/step-up", None)
+        .form(&[("code", "000000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/app/sign-in");
+}
+
+// issue 17 — a clinician off the care team asking for a chart gets the break-glass offer
+// (403, nothing clinical read); a refused reason opens nothing (400); with a reason the
+// window opens (the API's audit event) and every chart page shows the banner with its end,
+// until it ends.
+#[tokio::test]
+async fn break_glass_opens_a_chart_with_a_banner() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let pat = world.a.patient.to_string();
+    let owner = db.owner().await;
+    let second = owner
+        .create_user(
+            &format!(
+                "second.{}@test.example.invalid",
+                uuid::Uuid::new_v4().simple()
+            ),
+            "Second Clinician",
+            testkit::password_hash(),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    owner
+        .add_member(
+            p,
+            second,
+            domain::RoleSet::from_iter([domain::Role::Clinician]),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    owner.close().await;
+    let token = app.token(second).await;
+    let care = app.token(world.a.user("clinician")).await;
+    let (note, _) = api_note(&app, &care, p, &pat, "Care-team note.", true).await;
+    let chart = format!("/app/practices/{p}/patients/{pat}/chart");
+    let mut su = db.superuser_unsafe().await;
+    let res = request(&http, &app, Method::GET, &chart, Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let id = request_id(&res);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("not on your care team"), "{body}");
+    assert!(body.contains(&format!(
+        "action=\"/app/practices/{p}/patients/{pat}/break-glass\""
+    )));
+    assert!(!body.contains("Care-team note."));
+    assert_eq!(actions(&mut su, p, &id).await, ["patient.read"]);
+    // The note itself is unknown to them.
+    let note_page = format!("/app/practices/{p}/notes/{note}");
+    let res = request(&http, &app, Method::GET, &note_page, Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let bg = format!("/app/practices/{p}/patients/{pat}/break-glass");
+    let grants = count(&mut su, "break_glass", p).await;
+    for (reason, minutes) in [("", "30"), ("Emergency cover.", "0"), ("Cover.", "x")] {
+        let res = post_form(
+            &http,
+            &app,
+            &bg,
+            &token,
+            &[("reason", reason), ("minutes", minutes)],
+        )
+        .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::BAD_REQUEST,
+            "{reason:?} {minutes:?}"
+        );
+        let body = res.text().await.unwrap();
+        assert!(body.contains("aria-invalid=\"true\""), "{body}");
+    }
+    assert_eq!(count(&mut su, "break_glass", p).await, grants);
+    let res = post_form(
+        &http,
+        &app,
+        &bg,
+        &token,
+        &[
+            ("reason", "Covering for an absent colleague."),
+            ("minutes", "30"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let id = request_id(&res);
+    assert_eq!(actions(&mut su, p, &id).await, ["break_glass.open"]);
+    let ends = {
+        use domain::Clock as _;
+        (app.clock.now() + chrono::Duration::minutes(30))
+            .format("%Y-%m-%d %H:%M UTC")
+            .to_string()
+    };
+    for page in [
+        chart.clone(),
+        note_page.clone(),
+        format!("{note_page}/history"),
+        format!("{note_page}/verify"),
+        format!("{note_page}/amend"),
+    ] {
+        let body = get_page(&http, &app, &page, &token).await;
+        assert!(body.contains("id=\"break-glass-banner\""), "{page}: {body}");
+        assert!(body.contains("role=\"alert\""), "{page}");
+        assert!(body.contains(&ends), "{page}: ends at {ends}");
+    }
+    assert!(
+        get_page(&http, &app, &chart, &token)
+            .await
+            .contains("Signed")
+    );
+    // The care-team clinician sees no banner; nor does anyone once the window has ended.
+    let body = get_page(&http, &app, &chart, &care).await;
+    assert!(!body.contains("break-glass-banner"));
+    app.clock.advance(chrono::Duration::minutes(31));
+    let token = app.token(second).await;
+    let res = request(&http, &app, Method::GET, &chart, Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "the window ended");
+    assert!(!res.text().await.unwrap().contains("break-glass-banner"));
+}
+
+// issue 17 — two saves against the same version (ETag): the first wins, the second is refused
+// (412) and shows both versions (the user's text kept in the form, the saved one beside it),
+// and the saved content is not overwritten; saving over the newer version is an explicit
+// choice. The autosave names the version in If-Match and answers the new one in ETag.
+#[tokio::test]
+async fn a_stale_save_shows_the_conflict_and_overwrites_nothing() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let pat = world.a.patient.to_string();
+    let token = app.token(world.a.user("clinician")).await;
+    let (note, v) = api_note(&app, &token, p, &pat, "First words.", false).await;
+    let autosave = format!("/app/practices/{p}/notes/{note}/autosave");
+    let save = |text: &'static str, if_match: String| {
+        request(&http, &app, Method::POST, &autosave, Some(&token))
+            .header("hx-request", "true")
+            .header("if-match", if_match)
+            .form(&[("subjective", text)])
+            .send()
+    };
+    let res = save("Saved from the first window.", format!("\"{v}\""))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let next = v + 1;
+    assert_eq!(res.headers()["etag"], format!("\"{next}\"").as_str());
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains(&format!("Draft saved (version {next})")),
+        "{body}"
+    );
+    assert!(body.contains(&format!(
+        "id=\"note-version\" name=\"version\" value=\"{next}\""
+    )));
+    // The second window still holds version v.
+    let res = save("Typed in the second window.", format!("\"{v}\""))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("role=\"alert\""), "{body}");
+    assert!(body.contains(&format!("based on version {v}")), "{body}");
+    assert!(
+        body.contains(&format!("Version {next} was saved by you")),
+        "{body}"
+    );
+    assert!(body.contains("Saved from the first window."), "{body}");
+    assert!(
+        !body.contains("note-version"),
+        "the stale form keeps its version"
+    );
+    let state = note_state(&app, &token, p, &note).await;
+    assert_eq!(
+        state["content"]["subjective"],
+        "Saved from the first window."
+    );
+    assert_eq!(state["version"], next);
+    // The same through the plain form: 412, the user's text still in the form.
+    let page = format!("/app/practices/{p}/notes/{note}");
+    let vs = v.to_string();
+    let res = post_form(
+        &http,
+        &app,
+        &page,
+        &token,
+        &[
+            ("version", &vs),
+            ("subjective", "Typed in the second window."),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains(">Typed in the second window.</textarea>"),
+        "{body}"
+    );
+    assert!(body.contains("Saved from the first window."));
+    assert_eq!(
+        note_state(&app, &token, p, &note).await["content"]["subjective"],
+        "Saved from the first window."
+    );
+    // No version at all: 428, nothing saved.
+    let res = request(&http, &app, Method::POST, &autosave, Some(&token))
+        .header("hx-request", "true")
+        .form(&[("subjective", "No version.")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PRECONDITION_REQUIRED);
+    // Saving over the newer version, chosen explicitly.
+    let over = next.to_string();
+    let res = post_form(
+        &http,
+        &app,
+        &page,
+        &token,
+        &[
+            ("version", &vs),
+            ("overwrite", &over),
+            ("subjective", "Typed in the second window."),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let state = note_state(&app, &token, p, &note).await;
+    assert_eq!(
+        state["content"]["subjective"],
+        "Typed in the second window."
+    );
+    assert_eq!(state["version"], next + 1);
+}
+
+// issue 17 — signing needs the API's step-up: past the window the sign form answers the
+// re-authentication form (401) carrying the change, nothing signed; a wrong code is refused
+// (401) and signs nothing; the form repeats only note changes of this app (400 otherwise).
+#[tokio::test]
+async fn signing_asks_for_a_recent_second_factor() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let pat = world.a.patient.to_string();
+    let token = app.token(world.a.user("clinician")).await;
+    let (note, v) = api_note(&app, &token, p, &pat, "Ready to sign.", false).await;
+    app.clock
+        .advance(app.identity.step_up_window + chrono::Duration::seconds(1));
+    let sign = format!("/app/practices/{p}/notes/{note}/sign");
+    let vs = v.to_string();
+    let res = post_form(&http, &app, &sign, &token, &[("version", &vs)]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("action=\"/app/step-up\""), "{body}");
+    assert!(
+        body.contains(&format!("name=\"then\" value=\"{sign}\"")),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("name=\"version\" value=\"{v}\"")),
+        "{body}"
+    );
+    assert!(body.contains("autocomplete=\"one-time-code\""));
+    let res = post_form(
+        &http,
+        &app,
+        "/app/step-up",
+        &token,
+        &[("then", &sign), ("version", &vs), ("code", "000000")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains(&format!("value=\"{sign}\""))
+    );
+    for then in ["https://evil.test.example.invalid/", "/app/sign-out"] {
+        let res = post_form(
+            &http,
+            &app,
+            "/app/step-up",
+            &token,
+            &[("then", then), ("code", "000000")],
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{then}");
+    }
+    assert_eq!(note_state(&app, &token, p, &note).await["status"], "draft");
+}
+
+// issue 17 — a cross-site POST to each chart form (visit, note, break-glass, save, autosave,
+// sign, amend, addendum, step-up) is refused with 403 before any handler runs; nothing changed.
+#[tokio::test]
+async fn cross_site_posts_on_chart_forms_change_nothing() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let p = world.a.id;
+    let pat = world.a.patient.to_string();
+    let token = app.token(world.a.user("clinician")).await;
+    let (draft, v) = api_note(&app, &token, p, &pat, "Draft.", false).await;
+    let (signed, sv) = api_note(&app, &token, p, &pat, "Signed.", true).await;
+    let (vs, svs) = (v.to_string(), sv.to_string());
+    let mut su = db.superuser_unsafe().await;
+    let before = (
+        note_state(&app, &token, p, &draft).await,
+        note_state(&app, &token, p, &signed).await,
+    );
+    let events = count(&mut su, "audit_event", p).await;
+    let tables = [
+        "visit",
+        "clinical_note",
+        "clinical_note_version",
+        "break_glass",
+    ];
+    let mut rows = Vec::new();
+    for t in tables {
+        rows.push(count(&mut su, t, p).await);
+    }
+    let forged: &[(&str, &str)] = &[
+        ("version", &vs),
+        ("subjective", "Forged."),
+        ("reason", "Forged."),
+        ("text", "Forged."),
+        ("addendum_reason", "Forged."),
+        ("template", "free"),
+        ("code", "000000"),
+    ];
+    let posts = [
+        format!("/app/practices/{p}/patients/{pat}/visits"),
+        format!("/app/practices/{p}/patients/{pat}/notes"),
+        format!("/app/practices/{p}/patients/{pat}/break-glass"),
+        format!("/app/practices/{p}/notes/{draft}"),
+        format!("/app/practices/{p}/notes/{draft}/autosave"),
+        format!("/app/practices/{p}/notes/{draft}/sign"),
+        format!("/app/practices/{p}/notes/{signed}/amend"),
+        format!("/app/practices/{p}/notes/{signed}/addenda"),
+        "/app/step-up".to_owned(),
+    ];
+    for path in &posts {
+        for (site, origin) in [
+            (Some("cross-site"), None),
+            (Some("same-site"), None),
+            (None, Some("https://evil.test.example.invalid")),
+            (None, None),
+        ] {
+            let mut r = http
+                .post(app.url(path))
+                .header(COOKIE, cookie(&token))
+                .header("hx-request", "true")
+                .header("if-match", format!("\"{svs}\""))
+                .form(forged);
+            if let Some(s) = site {
+                r = r.header("sec-fetch-site", s);
+            }
+            if let Some(o) = origin {
+                r = r.header("origin", o);
+            }
+            let res = r.send().await.unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::FORBIDDEN,
+                "{path} {site:?} {origin:?}"
+            );
+            assert!(res.text().await.unwrap().contains("CSRF-0001"));
+        }
+    }
+    for (t, n) in tables.iter().zip(rows) {
+        assert_eq!(count(&mut su, t, p).await, n, "{t}");
+    }
+    assert_eq!(
+        count(&mut su, "audit_event", p).await,
+        events,
+        "no handler ran"
+    );
+    let after = (
+        note_state(&app, &token, p, &draft).await,
+        note_state(&app, &token, p, &signed).await,
+    );
+    assert_eq!(after, before);
 }

@@ -15,9 +15,21 @@ use crate::{AppError, AppState};
 type E = crate::views::ErrorBody;
 
 /// Longest break-glass reason, in bytes.
-const REASON_MAX: usize = 2 * 1024;
-/// Default break-glass window.
-const DEFAULT_MINUTES: i64 = 60;
+pub const BREAK_GLASS_REASON_MAX: usize = 2 * 1024;
+/// Default break-glass window, in minutes.
+pub const BREAK_GLASS_DEFAULT_MINUTES: i64 = 60;
+use BREAK_GLASS_DEFAULT_MINUTES as DEFAULT_MINUTES;
+use BREAK_GLASS_REASON_MAX as REASON_MAX;
+
+/// The break-glass window asked for (`None`: the default), checked: 1 to 240 minutes.
+pub fn break_glass_minutes(asked: Option<i64>) -> Result<i64, AppError> {
+    let minutes = asked.unwrap_or(DEFAULT_MINUTES);
+    if (1..=240).contains(&minutes) {
+        Ok(minutes)
+    } else {
+        Err(AppError::Invalid("minutes: must be 1 to 240".into()))
+    }
+}
 
 /// The assigned clinician.
 #[derive(Deserialize, ToSchema)]
@@ -112,10 +124,7 @@ pub(crate) async fn break_glass_open(
     ApiJson(req): ApiJson<BreakGlassOpen>,
 ) -> Result<(StatusCode, Json<GrantView>), AppError> {
     let reason = domain::values::free_text("reason", &req.reason, REASON_MAX)?;
-    let minutes = req.minutes.unwrap_or(DEFAULT_MINUTES);
-    if !(1..=240).contains(&minutes) {
-        return Err(AppError::Invalid("minutes: must be 1 to 240".into()));
-    }
+    let minutes = break_glass_minutes(req.minutes)?;
     let mut tx = ctx.tx;
     if !store::patients::exists(&mut tx, patient).await? {
         return Err(AppError::NotFound("patient"));

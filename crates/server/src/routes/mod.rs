@@ -6,11 +6,11 @@
 pub(crate) mod appointments;
 pub(crate) mod audit;
 pub(crate) mod auth;
-mod care_team;
+pub(crate) mod care_team;
 pub(crate) mod disclosures;
 mod invitations;
 pub(crate) mod memberships;
-mod notes;
+pub(crate) mod notes;
 mod passkeys;
 pub(crate) mod patients;
 mod perio;

@@ -26,7 +26,10 @@ use crate::{AppError, AppState};
 
 type E = crate::views::ErrorBody;
 
-fn refusal(r: Refusal) -> AppError {
+/// How a refused note change answers: 404, 410, 412 (stale `If-Match`), 409 (locked or
+/// empty).
+#[must_use]
+pub fn refusal(r: Refusal) -> AppError {
     match r {
         Refusal::NotFound => AppError::NotFound("note"),
         Refusal::Deleted => AppError::Gone("note"),
@@ -38,8 +41,8 @@ fn refusal(r: Refusal) -> AppError {
     }
 }
 
-/// The note version `If-Match` names (`None` when absent or `*`).
-fn if_match(headers: &HeaderMap) -> Result<Option<i32>, AppError> {
+/// The note version `If-Match` names (`None` when absent or `*`); `400` when it names none.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<i32>, AppError> {
     note_version(IfMatch::from_headers(headers, "note")?)
 }
 

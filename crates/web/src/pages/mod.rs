@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod break_glass;
+pub(crate) mod chart;
 pub(crate) mod disclosures;
 pub(crate) mod home;
 pub(crate) mod members;

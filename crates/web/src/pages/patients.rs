@@ -361,6 +361,8 @@ pub(crate) struct PatientFormPage {
     fields: Vec<Field>,
     errors: FieldErrors,
     done: Option<&'static str>,
+    /// The chart's address, for a clinician (the API's clinical privilege) only.
+    chart: Option<String>,
 }
 
 impl PatientFormPage {
@@ -410,6 +412,7 @@ impl PatientFormPage {
             fields,
             errors,
             done,
+            chart: None,
         }
     }
 }
@@ -493,7 +496,7 @@ async fn missing(tx: &mut TenantTx, id: PatientId) -> WebError {
 }
 
 /// Reads one patient as the API does (audited `patient.read`).
-async fn read_patient(
+pub(super) async fn read_patient(
     state: &AppState,
     tx: &mut TenantTx,
     id: PatientId,
@@ -518,15 +521,18 @@ pub(crate) async fn patient_page(
     let practice_id = tx.practice();
     let chrome = chrome(&mut tx).await?;
     let p = read_patient(&state, &mut tx, id).await?;
+    let clinical = domain::Privilege::Clinical.allows(tx.roles());
     tx.commit().await?;
-    html(&PatientFormPage::new(
+    let mut page = PatientFormPage::new(
         chrome,
         practice_id,
         Some(id),
         &PatientForm::from(&p),
         FieldErrors::default(),
         done_message(q.done.as_deref()),
-    ))
+    );
+    page.chart = clinical.then(|| format!("/app/practices/{practice_id}/patients/{id}/chart"));
+    html(&page)
 }
 
 /// `POST /app/practices/{practice_id}/patients/{patient_id}`: saves the form as the API's

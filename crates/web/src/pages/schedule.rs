@@ -120,6 +120,8 @@ pub(crate) struct Slot {
     patient: String,
     cancelled: bool,
     status: String,
+    /// "Open visit": the patient's chart for this appointment, for a clinician only.
+    visit: Option<String>,
 }
 
 /// One day of the schedule.
@@ -172,6 +174,8 @@ async fn load_days(
     )
     .await?;
     let today = tx.now().date_naive();
+    let clinical = domain::Privilege::Clinical.allows(tx.roles());
+    let practice = tx.practice();
     let mut out: Vec<Day> = first
         .iter_days()
         .take(usize::try_from(n).unwrap_or(0))
@@ -201,6 +205,12 @@ async fn load_days(
                 .unwrap_or_else(|| DELETED_PATIENT.to_owned()),
             cancelled: a.status == rules::CANCELLED,
             status: a.status.replace('_', " "),
+            visit: (clinical && a.status != rules::CANCELLED).then(|| {
+                format!(
+                    "/app/practices/{practice}/patients/{}/chart?appointment={}",
+                    a.patient_id, a.appointment_id
+                )
+            }),
         });
     }
     Ok(out)

@@ -34,3 +34,27 @@ document.addEventListener('htmx:responseError', (e) => {
 document.addEventListener('htmx:sendError', () => {
   say('Chartroom could not be reached. Check your connection and try again.');
 });
+
+// Versioned forms (data-if-match="<id of the version field>"): an htmx request names the
+// version it was made against in If-Match, as the API expects; a refused save (412, stale;
+// 400, refused input) still shows the server's answer in place.
+document.addEventListener('htmx:configRequest', (e) => {
+  const elt = e.detail && e.detail.elt;
+  const field = elt && elt.getAttribute ? elt.getAttribute('data-if-match') : null;
+  if (field) {
+    const input = document.getElementById(field);
+    if (input && /^[0-9]+$/.test(input.value)) {
+      e.detail.headers['If-Match'] = '"' + input.value + '"';
+    }
+  }
+});
+
+document.addEventListener('htmx:beforeSwap', (e) => {
+  const elt = e.detail && e.detail.elt;
+  const xhr = e.detail && e.detail.xhr;
+  if (elt && elt.getAttribute && elt.getAttribute('data-if-match') && xhr
+      && (xhr.status === 412 || xhr.status === 400)) {
+    e.detail.shouldSwap = true;
+    e.detail.isError = false;
+  }
+});
