@@ -155,4 +155,18 @@ mod tests {
         }
         assert!(assets().find("app.css").is_none());
     }
+
+    // issue 17 — the page-weight budget: every page loads the app's assets (the base
+    // template) and nothing else; together they stay within 100 KB even uncompressed (they
+    // are served as they are), so within the budget of 100 KB compressed including htmx.
+    #[test]
+    fn every_page_ships_at_most_100_kb_of_script_and_style() {
+        let total: usize = assets().all().iter().map(|x| x.bytes.len()).sum();
+        assert!(total > 50_000, "htmx is part of it: {total} bytes");
+        assert!(total <= 100_000, "{total} bytes of script and style per page");
+        // Nothing else is loaded: every script and stylesheet of the base page is one of them.
+        let base = include_str!("../templates/base.html");
+        let loaded = base.matches("<script").count() + base.matches("rel=\"stylesheet\"").count();
+        assert_eq!(loaded, base.matches("{{ assets.").count() / 2, "{base}");
+    }
 }

@@ -38,6 +38,8 @@ mod identity;
 mod notes;
 #[path = "bench_reads/mod.rs"]
 mod reads;
+#[path = "bench_web/mod.rs"]
+mod web;
 
 #[derive(Parser)]
 #[command(about = "Chartroom benchmark harness")]
@@ -182,6 +184,19 @@ enum Bench {
         /// The `chartroom` binary (default: beside this one).
         #[arg(long)]
         server: Option<std::path::PathBuf>,
+    },
+    /// The web app's server render time: the schedule week and the patient chart against
+    /// the same data as JSON from the API, alternating slices.
+    WebRender {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Alternating slices per path.
+        #[arg(long, default_value_t = 10)]
+        pairs: usize,
+        /// Slice length in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        slice_ms: u64,
     },
     PatientRead {
         /// Seconds per measurement.
@@ -765,6 +780,13 @@ async fn main() -> anyhow::Result<()> {
             window,
             server,
         } => load(seconds, clients, warmup, patients, window, server).await,
+        Bench::WebRender {
+            clients,
+            pairs,
+            slice_ms,
+        } => web::web_render(clients, pairs, slice_ms)
+            .await
+            .context("web-render benchmark"),
         Bench::PatientRead {
             seconds,
             clients,
