@@ -1,6 +1,7 @@
 //! Page handlers, their templates, and the extractors that wrap the API's own guards so a
 //! refusal answers as a page (or a redirect to sign-in) instead of JSON.
 
+pub(crate) mod account;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod break_glass;
