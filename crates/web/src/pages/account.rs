@@ -118,6 +118,7 @@ async fn page(
             user,
             practice: None,
             nav: Vec::new(),
+            switch: Vec::new(),
         }),
         sessions,
         factors: FactorsView {
