@@ -3737,3 +3737,59 @@ async fn the_password_is_changed_from_the_account_page() {
     );
     assert_eq!(api_login_status(&app, &email, new).await, StatusCode::OK);
 }
+
+// issue 17 — the header's practice switcher: a user of two practices gets links (keyboard
+// reachable, the current practice marked) to each practice's first page for their roles
+// there, and the other practice opens; a user of one practice sees just its name.
+#[tokio::test]
+async fn a_user_of_two_practices_switches_in_the_header() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let (a, b) = (world.a.id, world.b.id);
+    let user = world.a.user("clinician");
+    let owner = db.owner().await;
+    owner
+        .add_member(
+            b,
+            user,
+            domain::RoleSet::from_iter([domain::Role::Owner]),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    owner.close().await;
+    let token = app.token(user).await;
+    let body = get_page(&http, &app, &format!("/app/practices/{a}/schedule"), &token).await;
+    assert!(
+        body.contains("<nav class=\"where switcher\" aria-label=\"Switch practice\">"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "<a href=\"/app/practices/{a}/patients\" aria-current=\"true\">"
+        )),
+        "{body}"
+    );
+    let to_b = format!("/app/practices/{b}/members");
+    assert!(body.contains(&format!("<a href=\"{to_b}\">")), "{body}");
+    assert_eq!(body.matches("aria-current=\"true\"").count(), 1);
+    let there = get_page(&http, &app, &to_b, &token).await;
+    assert!(
+        there.contains(&format!("<a href=\"{to_b}\" aria-current=\"true\">")),
+        "{there}"
+    );
+    // One practice: the name only, no switcher.
+    let single = app.token(world.a.user("reception")).await;
+    let body = get_page(
+        &http,
+        &app,
+        &format!("/app/practices/{a}/patients"),
+        &single,
+    )
+    .await;
+    assert!(body.contains("<p class=\"where\"><span class=\"label\">Practice</span>"));
+    assert!(!body.contains("Switch practice"));
+    assert!(!body.contains(&format!("/app/practices/{b}/")));
+}
