@@ -52,7 +52,8 @@ pub use error::AppError;
 pub mod signin {
     pub use crate::routes::auth::{
         CLEARED_SESSION_COOKIE, NextStep, SignedIn, TotpEnrollment, begin_totp_enrollment,
-        confirm_totp_enrollment, present_totp, session_cookie, sign_in_with_password, sign_out,
+        change_password, confirm_totp_enrollment, end_other_sessions, end_session, present_totp,
+        session_cookie, sign_in_with_password, sign_out,
     };
 }
 /// Input rules shared by the JSON API and the web pages, so both faces accept and refuse the

@@ -133,6 +133,20 @@ pub async fn set_security(
     row.ok_or(StoreError::Forbidden)
 }
 
+/// The practices the acting user is a member of (their own memberships, which the runtime
+/// policy lets them read from any practice), by name, read in the practice's transaction
+/// for the header's practice switcher. Decrypts nothing; audits nothing.
+pub async fn actor_practices(tx: &mut TenantTx) -> Result<Vec<MyPractice>, StoreError> {
+    Ok(sqlx::query_as(
+        "select p.practice_id, p.name, m.roles from membership m
+           join practice p on p.practice_id = m.practice_id
+          where m.user_id = $1 order by p.name, p.practice_id",
+    )
+    .bind(tx.actor())
+    .fetch_all(tx.conn())
+    .await?)
+}
+
 /// The acting user's display name, read in the practice's transaction (shown on the pages as
 /// who is signed in). Decrypts nothing; audits nothing (it is the actor's own profile).
 pub async fn actor_display_name(tx: &mut TenantTx) -> Result<String, StoreError> {

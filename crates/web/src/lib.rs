@@ -107,6 +107,16 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         )
         .route("/sign-in/enroll/confirm", post(pages::auth::enroll_confirm))
         .route("/sign-out", post(pages::auth::sign_out))
+        .route("/account", get(pages::account::account_page))
+        .route(
+            "/account/sessions/end-others",
+            post(pages::account::sessions_end_others),
+        )
+        .route(
+            "/account/sessions/{session_id}/end",
+            post(pages::account::session_end),
+        )
+        .route("/account/password", post(pages::account::password_change))
         .route(
             "/practices/{practice_id}/patients",
             get(pages::patients::patients_page).post(pages::patients::patient_create),

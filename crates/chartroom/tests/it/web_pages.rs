@@ -3488,3 +3488,308 @@ async fn cross_site_posts_on_chart_forms_change_nothing() {
     );
     assert_eq!(after, before);
 }
+
+/// The caller's sessions as the API lists them (`None` when the token no longer works).
+async fn api_sessions(app: &TestApp, token: &str) -> Option<Vec<serde_json::Value>> {
+    let res = client()
+        .get(app.url("/api/v1/auth/sessions"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    if res.status() == StatusCode::UNAUTHORIZED {
+        return None;
+    }
+    assert_eq!(res.status(), StatusCode::OK);
+    Some(res.json().await.unwrap())
+}
+
+/// The public id of the session holding `token`.
+async fn session_id_of(app: &TestApp, token: &str) -> String {
+    let list = api_sessions(app, token).await.unwrap();
+    let me = list.iter().find(|s| s["current"] == true).unwrap();
+    me["session_id"].as_str().unwrap().to_owned()
+}
+
+// issue 17 — My account: anonymous → sign-in, password-only → the second factor, for every
+// account route; a signed-in user sees their sessions (this one marked), their second
+// factors and the password form; the header links to it.
+#[tokio::test]
+async fn the_account_page_needs_a_completed_second_factor() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let user = world.a.user("reception");
+    let token = app.token(user).await;
+    let other = app.token(user).await;
+    let half = app.password_only_token(user).await;
+    let other_id = session_id_of(&app, &other).await;
+    let routes = [
+        (Method::GET, "/app/account".to_owned()),
+        (Method::POST, "/app/account/sessions/end-others".to_owned()),
+        (
+            Method::POST,
+            format!("/app/account/sessions/{other_id}/end"),
+        ),
+        (Method::POST, "/app/account/password".to_owned()),
+    ];
+    for (method, path) in &routes {
+        for (who, tok, to) in [
+            ("anonymous", None, "/app/sign-in"),
+            (
+                "password only",
+                Some(half.as_str()),
+                "/app/sign-in/second-factor",
+            ),
+        ] {
+            let res = request(&http, &app, method.clone(), path, tok)
+                .form(&[
+                    ("current_password", testkit::PASSWORD),
+                    ("new_password", "a whole new passphrase 4821"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::SEE_OTHER, "{who} {path}");
+            assert_eq!(res.headers()[LOCATION], to, "{who} {path}");
+        }
+    }
+    // Nothing changed: both full sessions still work, the password is the old one.
+    assert!(api_sessions(&app, &other).await.is_some());
+    let body = get_page(&http, &app, "/app/account", &token).await;
+    assert!(body.contains("<h1>My account</h1>"), "{body}");
+    assert_eq!(body.matches("(this session)").count(), 1, "{body}");
+    assert!(body.contains(&format!("/app/account/sessions/{other_id}/end")));
+    assert!(body.contains("End all other sessions"));
+    // The test users' sessions are made without enrolling: the page says what the store has.
+    assert!(body.contains("Authenticator app: not set up"), "{body}");
+    assert!(body.contains("Passkeys: 0"));
+    assert!(body.contains("Recovery codes left: 0"));
+    assert!(body.contains("autocomplete=\"current-password\""));
+    // The step-up field is asked for only when the second factor is not recent.
+    assert!(!body.contains("autocomplete=\"one-time-code\""));
+    let home = get_page(&http, &app, "/app", &token).await;
+    assert!(home.contains("<a href=\"/app/account\">"), "{home}");
+}
+
+// issue 17 — ending one session really ends it (its token gets 401 from the API); "end all
+// others" keeps the current one; ending the current one signs out; a cross-site post is
+// refused with nothing changed; another user's session is not found.
+#[tokio::test]
+async fn sessions_are_ended_from_the_account_page() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let user = world.a.user("clinician");
+    let me = app.token(user).await;
+    let laptop = app.token(user).await;
+    let phone = app.token(user).await;
+    let tablet = app.token(user).await;
+    let stranger = app.token(world.b.user("clinician")).await;
+    let laptop_id = session_id_of(&app, &laptop).await;
+    let stranger_id = session_id_of(&app, &stranger).await;
+    // Cross-site: refused before anything runs.
+    for path in [
+        "/app/account/sessions/end-others".to_owned(),
+        format!("/app/account/sessions/{laptop_id}/end"),
+    ] {
+        let res = http
+            .post(app.url(&path))
+            .header(COOKIE, cookie(&me))
+            .header("sec-fetch-site", "cross-site")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    for t in [&me, &laptop, &phone, &tablet] {
+        assert!(api_sessions(&app, t).await.is_some(), "nothing changed");
+    }
+    // Another user's session: not found, still alive.
+    let res = post_form(
+        &http,
+        &app,
+        &format!("/app/account/sessions/{stranger_id}/end"),
+        &me,
+        &[],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(api_sessions(&app, &stranger).await.is_some());
+    // One session.
+    let res = post_form(
+        &http,
+        &app,
+        &format!("/app/account/sessions/{laptop_id}/end"),
+        &me,
+        &[],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/app/account?done=session");
+    assert!(api_sessions(&app, &laptop).await.is_none(), "ended");
+    assert!(api_sessions(&app, &phone).await.is_some());
+    // All others.
+    let res = post_form(&http, &app, "/app/account/sessions/end-others", &me, &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(api_sessions(&app, &phone).await.is_none());
+    assert!(api_sessions(&app, &tablet).await.is_none());
+    let left = api_sessions(&app, &me).await.unwrap();
+    assert_eq!(left.len(), 1, "the current one stays");
+    let body = get_page(&http, &app, "/app/account?done=others", &me).await;
+    assert!(body.contains("All your other sessions were ended."));
+    assert!(!body.contains("End all other sessions"));
+    assert!(api_sessions(&app, &stranger).await.is_some());
+    // The current one: signs out.
+    let me_id = session_id_of(&app, &me).await;
+    let res = post_form(
+        &http,
+        &app,
+        &format!("/app/account/sessions/{me_id}/end"),
+        &me,
+        &[],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/app/sign-in");
+    assert!(api_sessions(&app, &me).await.is_none());
+}
+
+async fn api_login_status(app: &TestApp, email: &str, password: &str) -> StatusCode {
+    client()
+        .post(app.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+// issue 17 — the password change: a wrong current password is shown beside its field with
+// nothing changed; a second factor older than the step-up window is asked for in the form;
+// a cross-site post is refused; the right one changes it and ends the other sessions.
+#[tokio::test]
+async fn the_password_is_changed_from_the_account_page() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let user = world.a.user("reception");
+    let email = crate::util::email_of(&db, user).await;
+    let new = "a whole new passphrase 4821";
+    let me = app.token(user).await;
+    let other = app.token(user).await;
+    let wrong = [
+        ("current_password", "not-the-password-at-all"),
+        ("new_password", new),
+    ];
+    let res = post_form(&http, &app, "/app/account/password", &me, &wrong).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("id=\"current_password-error\">The current password is incorrect"),
+        "{body}"
+    );
+    assert!(body.contains("aria-describedby=\"current_password-error\""));
+    assert!(!body.contains(new), "a password is never echoed");
+    let right = [
+        ("current_password", testkit::PASSWORD),
+        ("new_password", new),
+    ];
+    let res = http
+        .post(app.url("/app/account/password"))
+        .header(COOKIE, cookie(&me))
+        .header("sec-fetch-site", "cross-site")
+        .form(&right)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(api_sessions(&app, &other).await.is_some());
+    assert_eq!(
+        api_login_status(&app, &email, testkit::PASSWORD).await,
+        StatusCode::OK,
+        "nothing changed"
+    );
+    // A stale second factor: the form asks for a code, nothing changed.
+    app.clock
+        .advance(app.identity.step_up_window + chrono::Duration::seconds(1));
+    let res = post_form(&http, &app, "/app/account/password", &me, &right).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("autocomplete=\"one-time-code\""), "{body}");
+    assert_eq!(
+        api_login_status(&app, &email, testkit::PASSWORD).await,
+        StatusCode::OK
+    );
+    let me = app.token(user).await;
+    let other = app.token(user).await;
+    let res = post_form(&http, &app, "/app/account/password", &me, &right).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/app/account?done=password");
+    assert!(api_sessions(&app, &other).await.is_none(), "others ended");
+    assert!(api_sessions(&app, &me).await.is_some(), "this one stays");
+    assert_eq!(
+        api_login_status(&app, &email, testkit::PASSWORD).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(api_login_status(&app, &email, new).await, StatusCode::OK);
+}
+
+// issue 17 — the header's practice switcher: a user of two practices gets links (keyboard
+// reachable, the current practice marked) to each practice's first page for their roles
+// there, and the other practice opens; a user of one practice sees just its name.
+#[tokio::test]
+async fn a_user_of_two_practices_switches_in_the_header() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let http = client();
+    let (a, b) = (world.a.id, world.b.id);
+    let user = world.a.user("clinician");
+    let owner = db.owner().await;
+    owner
+        .add_member(
+            b,
+            user,
+            domain::RoleSet::from_iter([domain::Role::Owner]),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    owner.close().await;
+    let token = app.token(user).await;
+    let body = get_page(&http, &app, &format!("/app/practices/{a}/schedule"), &token).await;
+    assert!(
+        body.contains("<nav class=\"where switcher\" aria-label=\"Switch practice\">"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "<a href=\"/app/practices/{a}/patients\" aria-current=\"true\">"
+        )),
+        "{body}"
+    );
+    let to_b = format!("/app/practices/{b}/members");
+    assert!(body.contains(&format!("<a href=\"{to_b}\">")), "{body}");
+    assert_eq!(body.matches("aria-current=\"true\"").count(), 1);
+    let there = get_page(&http, &app, &to_b, &token).await;
+    assert!(
+        there.contains(&format!("<a href=\"{to_b}\" aria-current=\"true\">")),
+        "{there}"
+    );
+    // One practice: the name only, no switcher.
+    let single = app.token(world.a.user("reception")).await;
+    let body = get_page(
+        &http,
+        &app,
+        &format!("/app/practices/{a}/patients"),
+        &single,
+    )
+    .await;
+    assert!(body.contains("<p class=\"where\"><span class=\"label\">Practice</span>"));
+    assert!(!body.contains("Switch practice"));
+    assert!(!body.contains(&format!("/app/practices/{b}/")));
+}

@@ -759,9 +759,35 @@ pub(crate) async fn password_change(
     MfaSession(mut session): MfaSession,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, AppError> {
-    session.require_step_up(&state)?;
-    let current = Zeroizing::new(req.current_password);
-    let new = Zeroizing::new(req.new_password);
+    change_password(
+        &state,
+        &client,
+        &mut session,
+        Zeroizing::new(req.current_password),
+        Zeroizing::new(req.new_password),
+        req.end_other_sessions,
+    )
+    .await?;
+    session.tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes the signed-in user's own password, shared by the API and the web pages: a second
+/// factor within the step-up window (`AUTH-0004`), the current password (`AUTH-0002`
+/// otherwise) and the password policy (`AUTH-0008`) are required, in that order; nothing
+/// changes on a refusal. With `end_other_sessions`, every other session of the user ends.
+/// Audited as `password_change` with the number of sessions ended (never a password). The
+/// caller commits `session.tx` on success; a refusal comes before any write, so the
+/// transaction can still read (a page shows the form again from it).
+pub async fn change_password(
+    state: &AppState,
+    client: &Client,
+    session: &mut Session,
+    current: Zeroizing<String>,
+    new: Zeroizing<String>,
+    end_other_sessions: bool,
+) -> Result<(), AppError> {
+    session.require_step_up(state)?;
     let stored = session.tx.own_password_hash().await?;
     if !state.passwords.verify(current, stored).await {
         return Err(AppError::BadCredentials);
@@ -778,7 +804,7 @@ pub(crate) async fn password_change(
         .await
         .map_err(AppError::Internal)?;
     session.tx.set_own_password(&hash).await?;
-    let ended = if req.end_other_sessions {
+    let ended = if end_other_sessions {
         session
             .tx
             .revoke_other_sessions(session.auth.session_id)
@@ -791,11 +817,54 @@ pub(crate) async fn password_change(
         .tx
         .audit_security(
             AuditAction::PasswordChange,
-            details(&client, &[("other_sessions_ended", &ended)]),
+            details(client, &[("other_sessions_ended", &ended)]),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Ends one of the signed-in user's sessions by its public id (another device, or this one),
+/// shared by the API and the web pages; `404` when the user has no such live session.
+/// Audited as `session_revoke` with the session's public id.
+pub async fn end_session(
+    client: &Client,
+    mut session: Session,
+    id: uuid::Uuid,
+) -> Result<(), AppError> {
+    session.require_mfa()?;
+    if !session.tx.revoke_session_id(id).await? {
+        return Err(AppError::NotFound("session"));
+    }
+    let sid = id.to_string();
+    session
+        .tx
+        .audit_security(
+            AuditAction::SessionRevoke,
+            details(client, &[("session_id", &sid)]),
         )
         .await?;
     session.tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
+}
+
+/// Ends every session of the signed-in user but the one making the request (second factor
+/// required); returns how many ended. Audited as `session_revoke` with the count.
+pub async fn end_other_sessions(client: &Client, mut session: Session) -> Result<u64, AppError> {
+    session.require_mfa()?;
+    let ended = session
+        .tx
+        .revoke_other_sessions(session.auth.session_id)
+        .await?;
+    let n = ended.to_string();
+    session
+        .tx
+        .audit_security(
+            AuditAction::SessionRevoke,
+            details(client, &[("other_sessions_ended", &n)]),
+        )
+        .await?;
+    session.tx.commit().await?;
+    Ok(ended)
 }
 
 /// One of the caller's sessions.
@@ -847,20 +916,9 @@ pub(crate) async fn session_list(
               (status = 404, body = crate::views::ErrorBody)))]
 pub(crate) async fn session_revoke(
     client: Client,
-    MfaSession(mut session): MfaSession,
+    MfaSession(session): MfaSession,
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<StatusCode, AppError> {
-    if !session.tx.revoke_session_id(id).await? {
-        return Err(AppError::NotFound("session"));
-    }
-    let sid = id.to_string();
-    session
-        .tx
-        .audit_security(
-            AuditAction::SessionRevoke,
-            details(&client, &[("session_id", &sid)]),
-        )
-        .await?;
-    session.tx.commit().await?;
+    end_session(&client, session, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

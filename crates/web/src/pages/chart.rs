@@ -1816,6 +1816,7 @@ mod tests {
             user: "Ana".into(),
             practice: Some((practice, "Practice".into())),
             nav: Vec::new(),
+            switch: Vec::new(),
         };
         let page = NotePage::new(chrome, practice, &n, None).render().unwrap();
         assert!(page.contains("Signed, amended"), "{page}");

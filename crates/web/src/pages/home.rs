@@ -42,6 +42,7 @@ pub(crate) async fn home(SignedIn(mut session): SignedIn) -> Result<Response, We
             user,
             practice: None,
             nav: Vec::new(),
+            switch: Vec::new(),
         }),
         practices,
     })

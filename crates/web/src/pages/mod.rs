@@ -1,6 +1,7 @@
 //! Page handlers, their templates, and the extractors that wrap the API's own guards so a
 //! refusal answers as a page (or a redirect to sign-in) instead of JSON.
 
+pub(crate) mod account;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod break_glass;
@@ -124,8 +125,21 @@ const MANAGE_PAGES: [(&str, &str); 6] = [
 pub(crate) async fn chrome(tx: &mut TenantTx) -> Result<Chrome, WebError> {
     let practice = store::practices::get(tx).await?;
     let user = store::practices::actor_display_name(tx).await?;
+    let mine = store::practices::actor_practices(tx).await?;
+    let switch = if mine.len() > 1 {
+        mine.into_iter()
+            .map(|p| PracticeLink {
+                current: p.practice_id == practice.practice_id,
+                href: landing(p.practice_id, &p.roles),
+                name: p.name,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Chrome {
         user,
+        switch,
         nav: nav(practice.practice_id, tx.roles()),
         practice: Some((practice.practice_id, practice.name)),
     })
@@ -203,6 +217,29 @@ pub(crate) struct Chrome {
     pub practice: Option<(PracticeId, String)>,
     /// The practice menu.
     pub nav: Vec<NavItem>,
+    /// The user's practices, to switch between (empty unless there is more than one).
+    pub switch: Vec<PracticeLink>,
+}
+
+/// A practice in the header's switcher.
+#[derive(Debug)]
+pub(crate) struct PracticeLink {
+    /// The practice's name.
+    pub name: String,
+    /// Its first page for the user's roles there.
+    pub href: String,
+    /// Whether it is the practice of the page.
+    pub current: bool,
+}
+
+/// The first page `roles` open in `practice` (its first menu entry), or the home page's list
+/// when none does.
+fn landing(practice: PracticeId, roles: &[String]) -> String {
+    let roles = RoleSet::parse(roles).unwrap_or_default();
+    nav(practice, roles)
+        .into_iter()
+        .next()
+        .map_or_else(|| crate::APP_PATH.to_owned(), |i| i.href)
 }
 
 /// The error page (rendered by the frame, which knows the request id).

@@ -15,6 +15,7 @@
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -106,46 +107,56 @@ async fn form_of<T: DeserializeOwned>(bytes: &axum::body::Bytes) -> Result<T, We
         })
 }
 
+/// The body of a step-up form post, and the code in it presented on the session (the
+/// request's cookie replaced by the new token when the code was accepted).
+async fn present_code(
+    req: Request,
+    state: &AppState,
+) -> Result<(Parts, axum::body::Bytes, Renewed, Option<String>), Response> {
+    let (mut parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, server::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| WebError(AppError::TooLarge).into_response())?;
+    let code = Zeroizing::new(
+        form_of::<CodeOnly>(&bytes)
+            .await
+            .map_err(IntoResponse::into_response)?
+            .code,
+    );
+    let mut renewed = Renewed::default();
+    let mut code_error = None;
+    if !code.trim().is_empty() {
+        let session = Session::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|e| WebError(e).into_response())?;
+        let client = Client::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|e| WebError(e).into_response())?;
+        match server::signin::present_totp(state, &client, session, code.trim()).await {
+            Ok(s) => {
+                let max_age = (s.expires_at - state.clock.now()).num_seconds();
+                let cookie = server::signin::session_cookie(&s.token, max_age);
+                renewed = Renewed(HeaderValue::from_str(&cookie).ok());
+                let presented = format!("{SESSION_COOKIE}={}", s.token.expose());
+                let v = HeaderValue::from_str(&presented)
+                    .map_err(|e| WebError(AppError::Internal(e.to_string())).into_response())?;
+                parts.headers.remove(header::COOKIE);
+                parts.headers.insert(header::COOKIE, v);
+            }
+            Err(e @ (AppError::SecondFactorFailed | AppError::Throttled(_))) => {
+                code_error = Some(format!("{e}."));
+            }
+            Err(e) => return Err(WebError(e).into_response()),
+        }
+    }
+    Ok((parts, bytes, renewed, code_error))
+}
+
 impl<G: Guard, F: DeserializeOwned + Send> FromRequest<AppState> for StepUp<G, F> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
-        let (mut parts, body) = req.into_parts();
-        let bytes = axum::body::to_bytes(body, server::MAX_BODY_BYTES)
-            .await
-            .map_err(|_| WebError(AppError::TooLarge).into_response())?;
-        let code = Zeroizing::new(
-            form_of::<CodeOnly>(&bytes)
-                .await
-                .map_err(IntoResponse::into_response)?
-                .code,
-        );
-        let mut renewed = Renewed::default();
-        let mut code_error = None;
-        if !code.trim().is_empty() {
-            let session = Session::from_request_parts(&mut parts, state)
-                .await
-                .map_err(|e| WebError(e).into_response())?;
-            let client = Client::from_request_parts(&mut parts, state)
-                .await
-                .map_err(|e| WebError(e).into_response())?;
-            match server::signin::present_totp(state, &client, session, code.trim()).await {
-                Ok(s) => {
-                    let max_age = (s.expires_at - state.clock.now()).num_seconds();
-                    let cookie = server::signin::session_cookie(&s.token, max_age);
-                    renewed = Renewed(HeaderValue::from_str(&cookie).ok());
-                    let presented = format!("{SESSION_COOKIE}={}", s.token.expose());
-                    let v = HeaderValue::from_str(&presented)
-                        .map_err(|e| WebError(AppError::Internal(e.to_string())).into_response())?;
-                    parts.headers.remove(header::COOKIE);
-                    parts.headers.insert(header::COOKIE, v);
-                }
-                Err(e @ (AppError::SecondFactorFailed | AppError::Throttled(_))) => {
-                    code_error = Some(format!("{e}."));
-                }
-                Err(e) => return Err(WebError(e).into_response()),
-            }
-        }
+        let (mut parts, bytes, renewed, code_error) = present_code(req, state).await?;
         let ctx = match Ctx::<G>::from_request_parts(&mut parts, state).await {
             Ok(ctx) => ctx,
             Err(e) => return Err(renewed.attach(Err(WebError(e)))),
@@ -156,6 +167,41 @@ impl<G: Guard, F: DeserializeOwned + Send> FromRequest<AppState> for StepUp<G, F
         };
         Ok(Self {
             ctx,
+            form,
+            renewed,
+            code_error,
+        })
+    }
+}
+
+/// A form post to a change of the user's own account that needs a step-up: as [`StepUp`],
+/// with the signed-in [`Session`] (outside any practice) in place of a practice.
+pub(crate) struct StepUpSession<F> {
+    /// The (possibly renewed) session.
+    pub session: Session,
+    /// The form (the `code` field is not part of it).
+    pub form: F,
+    /// The new cookie, to attach to the response.
+    pub renewed: Renewed,
+    /// The API's message when a code came and was refused.
+    pub code_error: Option<String>,
+}
+
+impl<F: DeserializeOwned + Send> FromRequest<AppState> for StepUpSession<F> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, bytes, renewed, code_error) = present_code(req, state).await?;
+        let session = match Session::from_request_parts(&mut parts, state).await {
+            Ok(s) => s,
+            Err(e) => return Err(renewed.attach(Err(WebError(e)))),
+        };
+        let form = match form_of::<F>(&bytes).await {
+            Ok(f) => f,
+            Err(e) => return Err(renewed.attach(Err(e))),
+        };
+        Ok(Self {
+            session,
             form,
             renewed,
             code_error,
