@@ -163,7 +163,10 @@ mod tests {
     fn every_page_ships_at_most_100_kb_of_script_and_style() {
         let total: usize = assets().all().iter().map(|x| x.bytes.len()).sum();
         assert!(total > 50_000, "htmx is part of it: {total} bytes");
-        assert!(total <= 100_000, "{total} bytes of script and style per page");
+        assert!(
+            total <= 100_000,
+            "{total} bytes of script and style per page"
+        );
         // Nothing else is loaded: every script and stylesheet of the base page is one of them.
         let base = include_str!("../templates/base.html");
         let loaded = base.matches("<script").count() + base.matches("rel=\"stylesheet\"").count();
