@@ -550,3 +550,71 @@ async fn many_practices_are_sequenced_in_parallel_without_gaps() {
         assert_eq!(max, Some(n - 1), "gapless");
     }
 }
+
+/// Queues `n` synthetic `patient.read` events of practice `p` for its patient (as the database
+/// superuser: the append trigger queues each one, as for events the server writes).
+async fn queue_events(su: &mut PgConnection, p: PracticeId, patient: domain::PatientId, n: i64) {
+    sqlx::query(
+        "insert into audit_event (practice_id, event_id, occurred_at, actor_id, patient_id, action,
+                                  outcome, object_type, object_id, request_id, details)
+         select $1, gen_random_uuid(), now(), null, $2, 'patient.read', 'success', 'patient', $2,
+                gen_random_uuid(), null
+           from generate_series(1, $3)",
+    )
+    .bind(p)
+    .bind(patient)
+    .bind(n)
+    .execute(&mut *su)
+    .await
+    .unwrap();
+}
+
+// issue 16 — what the load benchmark found: a backlog larger than one batch is drained pass
+// after pass (the pass says there is more), and every practice with queued events is found by
+// the index walk (`app.audit_pending_practices()`, migration 0022), then none once drained.
+#[tokio::test]
+async fn a_backlog_larger_than_a_batch_is_drained_and_every_queued_practice_is_found() {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let store = db.store().await;
+    let mut su = db.superuser_unsafe().await;
+    let batch = store::sequence::SEQUENCE_BATCH;
+    queue_events(&mut su, w.a.id, w.a.patient, batch + 150).await;
+    queue_events(&mut su, w.b.id, w.b.patient, 7).await;
+    let pending = |mut conn: PgConnection| async move {
+        let mut v: Vec<uuid::Uuid> = sqlx::query_scalar("select app.audit_pending_practices()")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        v.sort();
+        v
+    };
+    let mut both = vec![w.a.id.as_uuid(), w.b.id.as_uuid()];
+    both.sort();
+    // The World's own setup may have queued events too: A and B are what is queued.
+    assert_eq!(pending(db.runtime_conn().await).await, both);
+
+    let first = store.sequence_pending_each(Utc::now()).await.unwrap();
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    assert!(first.more, "A had more than a batch queued");
+    assert_eq!(
+        pending(db.runtime_conn().await).await,
+        vec![w.a.id.as_uuid()]
+    );
+    let second = store.sequence_pending_each(Utc::now()).await.unwrap();
+    assert!(!second.more, "the rest fits one batch");
+    assert!(second.sequenced >= 150);
+    assert!(pending(db.runtime_conn().await).await.is_empty());
+    assert_eq!(store.sequence_pending(Utc::now()).await.unwrap(), 0);
+    for p in [w.a.id, w.b.id] {
+        let (n, max, events): (i64, Option<i64>, i64) = sqlx::query_as(
+            "select count(*), max(seq), (select count(*) from audit_event where practice_id = $1) from audit_sequence where practice_id = $1",
+        )
+        .bind(p)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
+        assert_eq!(n, events, "every event sequenced once");
+        assert_eq!(max, Some(n - 1), "gapless");
+    }
+}
