@@ -56,6 +56,13 @@ pub mod signin {
         session_cookie, sign_in_with_password, sign_out,
     };
 }
+/// The service steps both faces (the API's routes and the web pages) take for a change: the
+/// store call, its rule checks and its audit event, in one place; the caller commits.
+pub mod actions {
+    pub use crate::routes::appointments::{book, change};
+    pub use crate::routes::notes::open_visit;
+}
+
 /// Input rules shared by the JSON API and the web pages, so both faces accept and refuse the
 /// same values with the same messages (each error names its field, never echoes the value).
 pub mod rules {

@@ -367,6 +367,32 @@ pub async fn enter_trusted(
     Ok(())
 }
 
+/// Queues `n` synthetic `patient.read` events of `practice` by `actor` about `patient`, spread
+/// over the last day, as the database superuser `su` (a fixture for the log's own jobs: the
+/// append trigger queues each one for the sequencer, as for events the server writes).
+pub async fn queue_synthetic_events(
+    su: &mut PgConnection,
+    practice: PracticeId,
+    actor: UserId,
+    patient: PatientId,
+    n: i64,
+) {
+    sqlx::query(
+        "insert into audit_event (practice_id, event_id, occurred_at, actor_id, patient_id, action,
+                                  outcome, object_type, object_id, request_id)
+         select $1, gen_random_uuid(), now() - interval '1 day' + make_interval(secs => g / 1000.0),
+                $2, $3, 'patient.read', 'success', 'patient', $3, gen_random_uuid()
+           from generate_series(1, $4) as g",
+    )
+    .bind(practice)
+    .bind(actor)
+    .bind(patient)
+    .bind(n)
+    .execute(&mut *su)
+    .await
+    .expect("synthetic audit events");
+}
+
 /// A full session token for `user` (password, then a second factor), created directly in
 /// `store` now, under the default session policy (the sign-in routes have their own tests).
 pub async fn session_token(store: &Store, user: UserId) -> String {

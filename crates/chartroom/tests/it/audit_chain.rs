@@ -551,24 +551,6 @@ async fn many_practices_are_sequenced_in_parallel_without_gaps() {
     }
 }
 
-/// Queues `n` synthetic `patient.read` events of practice `p` for its patient (as the database
-/// superuser: the append trigger queues each one, as for events the server writes).
-async fn queue_events(su: &mut PgConnection, p: PracticeId, patient: domain::PatientId, n: i64) {
-    sqlx::query(
-        "insert into audit_event (practice_id, event_id, occurred_at, actor_id, patient_id, action,
-                                  outcome, object_type, object_id, request_id, details)
-         select $1, gen_random_uuid(), now(), null, $2, 'patient.read', 'success', 'patient', $2,
-                gen_random_uuid(), null
-           from generate_series(1, $3)",
-    )
-    .bind(p)
-    .bind(patient)
-    .bind(n)
-    .execute(&mut *su)
-    .await
-    .unwrap();
-}
-
 // issue 16 — what the load benchmark found: a backlog larger than one batch is drained pass
 // after pass (the pass says there is more), and every practice with queued events is found by
 // the index walk (`app.audit_pending_practices()`, migration 0022), then none once drained.
@@ -579,8 +561,15 @@ async fn a_backlog_larger_than_a_batch_is_drained_and_every_queued_practice_is_f
     let store = db.store().await;
     let mut su = db.superuser_unsafe().await;
     let batch = store::sequence::SEQUENCE_BATCH;
-    queue_events(&mut su, w.a.id, w.a.patient, batch + 150).await;
-    queue_events(&mut su, w.b.id, w.b.patient, 7).await;
+    testkit::queue_synthetic_events(
+        &mut su,
+        w.a.id,
+        w.a.user("reception"),
+        w.a.patient,
+        batch + 150,
+    )
+    .await;
+    testkit::queue_synthetic_events(&mut su, w.b.id, w.b.user("reception"), w.b.patient, 7).await;
     let pending = |mut conn: PgConnection| async move {
         let mut v: Vec<uuid::Uuid> = sqlx::query_scalar("select app.audit_pending_practices()")
             .fetch_all(&mut conn)

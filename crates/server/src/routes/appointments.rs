@@ -103,15 +103,45 @@ pub(crate) async fn appointment_create(
         starts_at: req.starts_at,
         ends_at: req.ends_at,
     };
-    let a = store::appointments::create(&mut tx, &new).await?;
+    let a = book(&mut tx, &new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(a.into())))
+}
+
+/// Books `new` and audits `appointment.create`: the one path of the API and the web pages
+/// (times already checked with [`appointment_times`]). The caller commits.
+pub async fn book(
+    tx: &mut store::TenantTx,
+    new: &store::appointments::NewAppointment,
+) -> Result<store::appointments::Appointment, AppError> {
+    let a = store::appointments::create(tx, new).await?;
     tx.audit(
         AuditAction::AppointmentCreate,
         Some(a.patient_id),
         Some(AuditObject::appointment(a.appointment_id)),
     )
     .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(a.into())))
+    Ok(a)
+}
+
+/// Applies `patch` to appointment `id` and audits `appointment.update`: the one path of the
+/// API and the web pages (move, cancel). `404` when there is no such appointment. The
+/// caller commits.
+pub async fn change(
+    tx: &mut store::TenantTx,
+    id: AppointmentId,
+    patch: &store::appointments::AppointmentPatch,
+) -> Result<store::appointments::Appointment, AppError> {
+    let a = store::appointments::update(tx, id, patch)
+        .await?
+        .ok_or(AppError::NotFound("appointment"))?;
+    tx.audit(
+        AuditAction::AppointmentUpdate,
+        Some(a.patient_id),
+        Some(AuditObject::appointment(id)),
+    )
+    .await?;
+    Ok(a)
 }
 
 /// One appointment.
@@ -173,15 +203,7 @@ pub(crate) async fn appointment_update(
         status: req.status,
         clinician_id: req.clinician_id,
     };
-    let a = store::appointments::update(&mut tx, id, &patch)
-        .await?
-        .ok_or(AppError::NotFound("appointment"))?;
-    tx.audit(
-        AuditAction::AppointmentUpdate,
-        Some(a.patient_id),
-        Some(AuditObject::appointment(id)),
-    )
-    .await?;
+    let a = change(&mut tx, id, &patch).await?;
     tx.commit().await?;
     Ok(Json(a.into()))
 }

@@ -703,15 +703,30 @@ pub(crate) async fn visit_create(
     ApiJson(req): ApiJson<VisitCreate>,
 ) -> Result<(StatusCode, Json<VisitView>), AppError> {
     let mut tx = ctx.tx;
-    if !store::perio::patient_visible(&mut tx, patient).await? {
+    let started = req.started_at.unwrap_or_else(|| tx.now());
+    let v = open_visit(&mut tx, patient, req.appointment_id, started).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(v.into())))
+}
+
+/// Records a visit of `patient` with the signed-in clinician from `started`, from
+/// `appointment` when one is named, and audits `visit.create`: the one path of the API and the
+/// web pages. `404` for a patient not visible here or an unknown appointment, `410` for a
+/// deleted patient. The caller commits.
+pub async fn open_visit(
+    tx: &mut store::TenantTx,
+    patient: PatientId,
+    appointment: Option<domain::AppointmentId>,
+    started: chrono::DateTime<chrono::Utc>,
+) -> Result<store::notes::Visit, AppError> {
+    if !store::perio::patient_visible(tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
-    if store::patients::is_deleted(&mut tx, patient).await? {
+    if store::patients::is_deleted(tx, patient).await? {
         return Err(AppError::Gone("patient"));
     }
-    let started = req.started_at.unwrap_or_else(|| tx.now());
     let clinician = tx.actor();
-    let v = store::notes::create_visit(&mut tx, patient, clinician, req.appointment_id, started)
+    let v = store::notes::create_visit(tx, patient, clinician, appointment, started)
         .await
         .map_err(|e| match e {
             store::StoreError::Conflict(c) if c == "visit_appointment_fkey" => {
@@ -725,8 +740,7 @@ pub(crate) async fn visit_create(
         Some(AuditObject::visit(v.visit_id)),
     )
     .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(v.into())))
+    Ok(v)
 }
 
 /// A patient's visits, newest first (at most 100).

@@ -620,18 +620,7 @@ async fn audit_verify(events: i64, runs: usize) -> anyhow::Result<()> {
     let p = w.a.id;
     let mut su = db.superuser_unsafe().await;
     let started = Instant::now();
-    sqlx::query(
-        "insert into audit_event (practice_id, event_id, occurred_at, actor_id, patient_id, action, outcome, object_type, object_id, request_id)
-         select $1, gen_random_uuid(), now() - interval '1 day' + make_interval(secs => g / 1000.0), $2, $3, 'patient.read', 'success',
-                'patient', $3, gen_random_uuid()
-           from generate_series(1, $4) as g",
-    )
-    .bind(p)
-    .bind(w.a.user("reception"))
-    .bind(w.a.patient)
-    .bind(events)
-    .execute(&mut su)
-    .await?;
+    testkit::queue_synthetic_events(&mut su, p, w.a.user("reception"), w.a.patient, events).await;
     println!(
         "inserted {events} events in {:.1} s",
         started.elapsed().as_secs_f64()

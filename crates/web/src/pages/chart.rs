@@ -583,28 +583,8 @@ pub(crate) async fn visit_create(
     };
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
-    if !store::perio::patient_visible(&mut tx, patient).await? {
-        return Err(WebError(AppError::NotFound("patient")));
-    }
-    if store::patients::is_deleted(&mut tx, patient).await? {
-        return Err(WebError(AppError::Gone("patient")));
-    }
     let started = tx.now();
-    let clinician = tx.actor();
-    let v = store::notes::create_visit(&mut tx, patient, clinician, appointment, started)
-        .await
-        .map_err(|e| match e {
-            store::StoreError::Conflict(c) if c == "visit_appointment_fkey" => {
-                AppError::NotFound("appointment")
-            }
-            e => e.into(),
-        })?;
-    tx.audit(
-        AuditAction::VisitCreate,
-        Some(patient),
-        Some(AuditObject::visit(v.visit_id)),
-    )
-    .await?;
+    server::actions::open_visit(&mut tx, patient, appointment, started).await?;
     tx.commit().await?;
     Ok(super::redirect(&format!(
         "{}?done=visit",

@@ -680,13 +680,7 @@ pub(crate) async fn appointment_create(
         starts_at,
         ends_at,
     };
-    let a = store::appointments::create(&mut tx, &new).await?;
-    tx.audit(
-        AuditAction::AppointmentCreate,
-        Some(a.patient_id),
-        Some(AuditObject::appointment(a.appointment_id)),
-    )
-    .await?;
+    server::actions::book(&mut tx, &new).await?;
     tx.commit().await?;
     Ok(redirect(&week_of(practice_id, clinician_id, starts_at)))
 }
@@ -797,15 +791,7 @@ pub(crate) async fn appointment_move(
         status: None,
         clinician_id: Some(clinician_id),
     };
-    let a = store::appointments::update(&mut tx, id, &patch)
-        .await?
-        .ok_or(AppError::NotFound("appointment"))?;
-    tx.audit(
-        AuditAction::AppointmentUpdate,
-        Some(a.patient_id),
-        Some(AuditObject::appointment(id)),
-    )
-    .await?;
+    server::actions::change(&mut tx, id, &patch).await?;
     tx.commit().await?;
     Ok(redirect(&week_of(practice_id, clinician_id, starts_at)))
 }
@@ -869,15 +855,7 @@ pub(crate) async fn appointment_cancel(
         status: Some(rules::CANCELLED.to_owned()),
         ..Default::default()
     };
-    let a = store::appointments::update(&mut tx, id, &patch)
-        .await?
-        .ok_or(AppError::NotFound("appointment"))?;
-    tx.audit(
-        AuditAction::AppointmentUpdate,
-        Some(a.patient_id),
-        Some(AuditObject::appointment(id)),
-    )
-    .await?;
+    let a = server::actions::change(&mut tx, id, &patch).await?;
     tx.commit().await?;
     Ok(redirect(&week_of(practice_id, a.clinician_id, a.starts_at)))
 }
