@@ -60,7 +60,7 @@ pub mod signin {
 /// store call, its rule checks and its audit event, in one place; the caller commits.
 pub mod actions {
     pub use crate::routes::appointments::{book, change};
-    pub use crate::routes::notes::open_visit;
+    pub use crate::routes::notes::{add_addendum, amend_note, open_visit, sign_note};
 }
 
 /// Input rules shared by the JSON API and the web pages, so both faces accept and refuse the

@@ -293,16 +293,7 @@ pub(crate) async fn note_sign(
     ctx.require_step_up(&state)?;
     let expected = if_match(&headers)?;
     let mut tx = ctx.tx;
-    let n = store::notes::sign(&mut tx, state.store.keyring()?, id, expected)
-        .await?
-        .map_err(refusal)?;
-    tx.audit_details(
-        AuditAction::NoteSign,
-        Some(n.patient_id),
-        Some(AuditObject::note(id)),
-        Some(serde_json::json!({ "version": n.version })),
-    )
-    .await?;
+    let n = sign_note(&mut tx, state.store.keyring()?, id, expected).await?;
     tx.commit().await?;
     Ok(with_etag(n.version, Json(NoteView::from(n))))
 }
@@ -347,7 +338,7 @@ pub(crate) async fn note_amend(
     }
     let expected = if_match(&headers)?;
     let mut tx = ctx.tx;
-    let n = store::notes::amend(
+    let n = amend_note(
         &mut tx,
         state.store.keyring()?,
         id,
@@ -358,18 +349,6 @@ pub(crate) async fn note_amend(
             ai_assisted: req.ai_assisted,
             assistant_turn_id: req.assistant_turn_id,
         },
-    )
-    .await?
-    .map_err(refusal)?;
-    tx.audit_details(
-        AuditAction::NoteAmend,
-        Some(n.patient_id),
-        Some(AuditObject::note(id)),
-        Some(serde_json::json!({
-            "version": n.version,
-            "ai_assisted": req.ai_assisted,
-            "assistant_turn_id": req.assistant_turn_id,
-        })),
     )
     .await?;
     tx.commit().await?;
@@ -407,21 +386,13 @@ pub(crate) async fn note_addendum(
     let reason = domain::values::free_text("reason", &req.reason, REASON_MAX)?;
     let expected = if_match(&headers)?;
     let mut tx = ctx.tx;
-    let n = store::notes::add_addendum(
+    let n = add_addendum(
         &mut tx,
         state.store.keyring()?,
         id,
         expected,
         &text,
         &reason,
-    )
-    .await?
-    .map_err(refusal)?;
-    tx.audit_details(
-        AuditAction::NoteAddendum,
-        Some(n.patient_id),
-        Some(AuditObject::note(id)),
-        Some(serde_json::json!({ "version": n.version })),
     )
     .await?;
     tx.commit().await?;
@@ -707,6 +678,77 @@ pub(crate) async fn visit_create(
     let v = open_visit(&mut tx, patient, req.appointment_id, started).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(v.into())))
+}
+
+/// Signs note `id` at version `expected` (`None`: whatever is current) and audits
+/// `note.sign` with the version: the one path of the API and the web pages. A refusal
+/// (stale, locked, …) is the API's answer for it. The caller checks step-up and commits.
+pub async fn sign_note(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    id: NoteId,
+    expected: Option<i32>,
+) -> Result<store::notes::Note, AppError> {
+    let n = store::notes::sign(tx, keyring, id, expected)
+        .await?
+        .map_err(refusal)?;
+    tx.audit_details(
+        AuditAction::NoteSign,
+        Some(n.patient_id),
+        Some(AuditObject::note(id)),
+        Some(serde_json::json!({ "version": n.version })),
+    )
+    .await?;
+    Ok(n)
+}
+
+/// Amends signed note `id` and audits `note.amend` with the version and the AI-assisted
+/// flag: the one path of the API and the web pages. The caller checks step-up and commits.
+pub async fn amend_note(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    id: NoteId,
+    expected: Option<i32>,
+    amendment: &store::notes::AmendmentInput<'_>,
+) -> Result<store::notes::Note, AppError> {
+    let n = store::notes::amend(tx, keyring, id, expected, amendment)
+        .await?
+        .map_err(refusal)?;
+    tx.audit_details(
+        AuditAction::NoteAmend,
+        Some(n.patient_id),
+        Some(AuditObject::note(id)),
+        Some(serde_json::json!({
+            "version": n.version,
+            "ai_assisted": amendment.ai_assisted,
+            "assistant_turn_id": amendment.assistant_turn_id,
+        })),
+    )
+    .await?;
+    Ok(n)
+}
+
+/// Adds an addendum to signed note `id` and audits `note.addendum` with the version: the one
+/// path of the API and the web pages. The caller checks step-up and commits.
+pub async fn add_addendum(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    id: NoteId,
+    expected: Option<i32>,
+    text: &str,
+    reason: &str,
+) -> Result<store::notes::Note, AppError> {
+    let n = store::notes::add_addendum(tx, keyring, id, expected, text, reason)
+        .await?
+        .map_err(refusal)?;
+    tx.audit_details(
+        AuditAction::NoteAddendum,
+        Some(n.patient_id),
+        Some(AuditObject::note(id)),
+        Some(serde_json::json!({ "version": n.version })),
+    )
+    .await?;
+    Ok(n)
 }
 
 /// Records a visit of `patient` with the signed-in clinician from `started`, from

@@ -1219,16 +1219,7 @@ pub(crate) async fn note_sign(
         );
     }
     let expected = expected_version(&headers, &form)?;
-    let n = store::notes::sign(&mut tx, state.store.keyring()?, id, Some(expected))
-        .await?
-        .map_err(note_rules::refusal)?;
-    tx.audit_details(
-        AuditAction::NoteSign,
-        Some(n.patient_id),
-        Some(AuditObject::note(id)),
-        Some(serde_json::json!({ "version": n.version })),
-    )
-    .await?;
+    let n = server::actions::sign_note(&mut tx, state.store.keyring()?, id, Some(expected)).await?;
     tx.commit().await?;
     Ok(with_etag(
         n.version,
@@ -1368,7 +1359,7 @@ pub(crate) async fn note_amend(
     let (Some(reason), Some(content)) = (reason, content) else {
         return amend_refused(&state, tx, id, &form, errors).await;
     };
-    let n = store::notes::amend(
+    let n = server::actions::amend_note(
         &mut tx,
         state.store.keyring()?,
         id,
@@ -1379,18 +1370,6 @@ pub(crate) async fn note_amend(
             ai_assisted: false,
             assistant_turn_id: None,
         },
-    )
-    .await?
-    .map_err(note_rules::refusal)?;
-    tx.audit_details(
-        AuditAction::NoteAmend,
-        Some(n.patient_id),
-        Some(AuditObject::note(id)),
-        Some(serde_json::json!({
-            "version": n.version,
-            "ai_assisted": false,
-            "assistant_turn_id": null,
-        })),
     )
     .await?;
     tx.commit().await?;
@@ -1455,21 +1434,13 @@ pub(crate) async fn note_addendum(
     let (Some(text), Some(reason)) = (text, reason) else {
         return amend_refused(&state, tx, id, &form, errors).await;
     };
-    let n = store::notes::add_addendum(
+    let n = server::actions::add_addendum(
         &mut tx,
         state.store.keyring()?,
         id,
         Some(expected),
         &text,
         &reason,
-    )
-    .await?
-    .map_err(note_rules::refusal)?;
-    tx.audit_details(
-        AuditAction::NoteAddendum,
-        Some(n.patient_id),
-        Some(AuditObject::note(id)),
-        Some(serde_json::json!({ "version": n.version })),
     )
     .await?;
     tx.commit().await?;
