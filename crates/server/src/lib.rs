@@ -61,6 +61,7 @@ pub mod signin {
 pub mod actions {
     pub use crate::routes::appointments::{book, change};
     pub use crate::routes::notes::{add_addendum, amend_note, open_visit, sign_note};
+    pub use crate::routes::support::{approve_support, list_support, revoke_support};
 }
 
 /// Input rules shared by the JSON API and the web pages, so both faces accept and refuse the

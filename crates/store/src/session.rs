@@ -155,6 +155,9 @@ pub struct SessionAuth {
     pub practice_requires_passkey: bool,
     /// The support grant the practice was entered through (vendor support access), if any.
     pub support_grant: Option<uuid::Uuid>,
+    /// How long the session may stay idle where it was entered (the practice's own idle
+    /// timeout for its members, the installation's otherwise): the value the check enforced.
+    pub idle: Duration,
 }
 
 impl SessionAuth {
@@ -397,7 +400,8 @@ impl Store {
         };
         Ok(Entry::Member(
             TenantTx::new(tx, practice, user, roles, request, now, reader)
-                .with_support(support, self.keyring.clone()),
+                .with_support(support, self.keyring.clone())
+                .with_session_idle(auth.idle),
             auth,
         ))
     }
@@ -513,6 +517,7 @@ type EnterRow = (
     uuid::Uuid,
     bool,
     bool,
+    i64,
     bool,
 );
 
@@ -543,6 +548,7 @@ async fn enter(
     let mut tx = pool.begin().await?;
     let row: Option<EnterRow> = sqlx::query_as(
         "select user_id, roles, amr, mfa_at, session_id, require_passkey, touch,
+                extract(epoch from idle)::int8,
                 $6 and not touch and roles is not null
                    and set_config('transaction_read_only',
                                   case when $6 and not touch and roles is not null
@@ -557,8 +563,17 @@ async fn enter(
     .bind(read)
     .fetch_optional(&mut *tx)
     .await?;
-    let (user, mut roles, amr, mfa_at, session_id, practice_requires_passkey, touch, read_only) =
-        row.ok_or(StoreError::Unauthenticated)?;
+    let (
+        user,
+        mut roles,
+        amr,
+        mfa_at,
+        session_id,
+        practice_requires_passkey,
+        touch,
+        idle_seconds,
+        read_only,
+    ) = row.ok_or(StoreError::Unauthenticated)?;
     if touch {
         // Requests in parallel on one session all see `touch`; the first takes the row and
         // the others skip it instead of queueing behind its commit.
@@ -589,6 +604,7 @@ async fn enter(
         mfa_at,
         practice_requires_passkey,
         support_grant,
+        idle: Duration::seconds(idle_seconds),
     };
     Ok((tx, user, roles, auth, read_only))
 }

@@ -116,6 +116,8 @@ pub struct TenantTx {
     support: Option<uuid::Uuid>,
     /// Seals the `support_access` disclosures a support transaction records.
     keyring: Option<std::sync::Arc<crypto::Keyring>>,
+    /// The entering session's idle timeout here in seconds (see [`TenantTx::session_idle`]).
+    session_idle: Option<u32>,
 }
 
 impl TenantTx {
@@ -139,7 +141,24 @@ impl TenantTx {
             request,
             support: None,
             keyring: None,
+            session_idle: None,
         }
+    }
+
+    /// Records how long the session this transaction was entered with may stay idle (what the
+    /// session check enforced), for the web app's timeout warning.
+    #[must_use]
+    pub(crate) fn with_session_idle(mut self, idle: chrono::Duration) -> Self {
+        self.session_idle = u32::try_from(idle.num_seconds()).ok();
+        self
+    }
+
+    /// How long the session this transaction was entered with may stay idle here; `None` for a
+    /// transaction not entered through a session (jobs, the command line).
+    #[must_use]
+    pub fn session_idle(&self) -> Option<chrono::Duration> {
+        self.session_idle
+            .map(|s| chrono::Duration::seconds(i64::from(s)))
     }
 
     /// Marks the transaction as vendor support access under `grant`: every audit event it

@@ -107,6 +107,8 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         )
         .route("/sign-in/enroll/confirm", post(pages::auth::enroll_confirm))
         .route("/sign-out", post(pages::auth::sign_out))
+        .route("/signed-out", get(pages::session::signed_out))
+        .route("/session/keep-alive", post(pages::session::keep_alive))
         .route("/account", get(pages::account::account_page))
         .route(
             "/account/sessions/end-others",

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use testkit::{TestApp, TestDb, World};
 
 /// An HTTPS client that does not follow redirects (so a test sees them).
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .use_rustls_tls()
         .redirect(reqwest::redirect::Policy::none())
@@ -18,7 +18,7 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn cookie(token: &str) -> String {
+pub(crate) fn cookie(token: &str) -> String {
     format!("{}={token}", server::extract::SESSION_COOKIE)
 }
 

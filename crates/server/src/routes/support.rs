@@ -118,25 +118,7 @@ pub(crate) async fn support_grant_create(
     ctx.require_step_up(&state)?;
     let g = grant_input(&req.support_email, &req.scope, &req.reason, req.hours)?;
     let mut tx = ctx.tx;
-    let g = store::support::approve(
-        &mut tx,
-        state.store.keyring()?,
-        &g.support_email,
-        &g.scope,
-        &g.reason,
-        g.hours,
-    )
-    .await?
-    .map_err(|_| AppError::Invalid(NO_SUPPORT_ACCOUNT.into()))?;
-    tx.audit_details(
-        AuditAction::SupportGrantApprove,
-        None,
-        Some(AuditObject::new(ObjectKind::SupportGrant, g.grant_id)),
-        Some(serde_json::json!({
-            "support_user_id": g.support_user_id, "scope": g.scope, "expires_at": g.expires_at
-        })),
-    )
-    .await?;
+    let g = approve_support(&mut tx, state.store.keyring()?, &g).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(g.into())))
 }
@@ -151,14 +133,7 @@ pub(crate) async fn support_grant_list(
     ApiPath(_): ApiPath<PracticeId>,
 ) -> Result<Json<Vec<GrantView>>, AppError> {
     let mut tx = ctx.tx;
-    let grants = store::support::list(&mut tx, state.store.keyring()?).await?;
-    tx.audit_details(
-        AuditAction::SupportGrantList,
-        None,
-        None,
-        Some(serde_json::json!({ "grants": grants.len() })),
-    )
-    .await?;
+    let grants = list_support(&mut tx, state.store.keyring()?).await?;
     tx.commit().await?;
     Ok(Json(grants.into_iter().map(Into::into).collect()))
 }
@@ -172,7 +147,57 @@ pub(crate) async fn support_grant_revoke(
     ApiPath((_, grant)): ApiPath<(PracticeId, uuid::Uuid)>,
 ) -> Result<StatusCode, AppError> {
     let mut tx = ctx.tx;
-    if !store::support::revoke(&mut tx, grant).await? {
+    revoke_support(&mut tx, grant).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Approves support access as `g` says (rules already checked with [`grant_input`]; the
+/// caller checked the owner role and the step-up) and audits `support_grant.approve`: the one
+/// path of the API and the web pages. An unknown support account is refused with the same
+/// message either way. The caller commits.
+pub async fn approve_support(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    g: &GrantInput,
+) -> Result<store::support::SupportGrant, AppError> {
+    let g = store::support::approve(tx, keyring, &g.support_email, &g.scope, &g.reason, g.hours)
+        .await?
+        .map_err(|_| AppError::Invalid(NO_SUPPORT_ACCOUNT.into()))?;
+    tx.audit_details(
+        AuditAction::SupportGrantApprove,
+        None,
+        Some(AuditObject::new(ObjectKind::SupportGrant, g.grant_id)),
+        Some(serde_json::json!({
+            "support_user_id": g.support_user_id, "scope": g.scope, "expires_at": g.expires_at
+        })),
+    )
+    .await?;
+    Ok(g)
+}
+
+/// The practice's support grants (reasons decrypted), audited `support_grant.list` with how
+/// many were read: the one path of the API and the web pages. The caller commits.
+pub async fn list_support(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+) -> Result<Vec<store::support::SupportGrant>, AppError> {
+    let grants = store::support::list(tx, keyring).await?;
+    tx.audit_details(
+        AuditAction::SupportGrantList,
+        None,
+        None,
+        Some(serde_json::json!({ "grants": grants.len() })),
+    )
+    .await?;
+    Ok(grants)
+}
+
+/// Revokes support grant `grant` at once and audits `support_grant.revoke`: the one path of
+/// the API and the web pages. `404` for an unknown or already revoked grant. The caller
+/// commits.
+pub async fn revoke_support(tx: &mut store::TenantTx, grant: uuid::Uuid) -> Result<(), AppError> {
+    if !store::support::revoke(tx, grant).await? {
         return Err(AppError::NotFound("support grant"));
     }
     tx.audit(
@@ -181,6 +206,5 @@ pub(crate) async fn support_grant_revoke(
         Some(AuditObject::new(ObjectKind::SupportGrant, grant)),
     )
     .await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

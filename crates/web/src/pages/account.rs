@@ -119,6 +119,7 @@ async fn page(
             practice: None,
             nav: Vec::new(),
             switch: Vec::new(),
+            idle_seconds: Some(session.auth.idle.num_seconds()),
         }),
         sessions,
         factors: FactorsView {

@@ -5,6 +5,7 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
+use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
@@ -282,17 +283,33 @@ pub(crate) async fn enroll_confirm(
     }
 }
 
+/// The sign-out form: the page script sets `reason=idle` when the idle timeout ran out.
+#[derive(Deserialize)]
+pub(crate) struct SignOutForm {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Where an idle sign-out lands: the page that says why.
+const SIGNED_OUT_IDLE_PATH: &str = "/app/signed-out?after=idle";
+
 /// `POST /app/sign-out`: ends the session ([`signin::sign_out`], audited), clears the
 /// cookie, and goes to the sign-in page (also when there was no session).
 pub(crate) async fn sign_out(
     State(state): State<AppState>,
     client: Client,
     session: Result<Session, AppError>,
+    form: Result<Form<SignOutForm>, FormRejection>,
 ) -> Result<Response, WebError> {
     if let Ok(session) = session {
         signin::sign_out(&state, &client, session).await?;
     }
-    let mut res = see_other(crate::SIGN_IN_PATH);
+    let idle = form.is_ok_and(|Form(f)| f.reason.as_deref() == Some("idle"));
+    let mut res = see_other(if idle {
+        SIGNED_OUT_IDLE_PATH
+    } else {
+        crate::SIGN_IN_PATH
+    });
     set_cookie(&mut res, signin::CLEARED_SESSION_COOKIE);
     Ok(res)
 }

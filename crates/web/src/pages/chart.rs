@@ -1768,6 +1768,7 @@ mod tests {
             practice: Some((practice, "Practice".into())),
             nav: Vec::new(),
             switch: Vec::new(),
+            idle_seconds: None,
         };
         let page = NotePage::new(chrome, practice, &n, None).render().unwrap();
         assert!(page.contains("Signed, amended"), "{page}");

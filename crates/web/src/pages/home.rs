@@ -43,6 +43,7 @@ pub(crate) async fn home(SignedIn(mut session): SignedIn) -> Result<Response, We
             practice: None,
             nav: Vec::new(),
             switch: Vec::new(),
+            idle_seconds: Some(session.auth.idle.num_seconds()),
         }),
         practices,
     })

@@ -12,6 +12,7 @@ pub(crate) mod members;
 pub(crate) mod patients;
 pub(crate) mod retention;
 pub(crate) mod schedule;
+pub(crate) mod session;
 pub(crate) mod settings;
 pub(crate) mod step_up;
 pub(crate) mod support;
@@ -142,6 +143,7 @@ pub(crate) async fn chrome(tx: &mut TenantTx) -> Result<Chrome, WebError> {
         switch,
         nav: nav(practice.practice_id, tx.roles()),
         practice: Some((practice.practice_id, practice.name)),
+        idle_seconds: tx.session_idle().map(|d| d.num_seconds()),
     })
 }
 
@@ -219,6 +221,9 @@ pub(crate) struct Chrome {
     pub nav: Vec<NavItem>,
     /// The user's practices, to switch between (empty unless there is more than one).
     pub switch: Vec<PracticeLink>,
+    /// How long the session may stay idle here, in seconds (what the session check enforces):
+    /// the page warns before it ends. `None` shows no warning.
+    pub idle_seconds: Option<i64>,
 }
 
 /// A practice in the header's switcher.

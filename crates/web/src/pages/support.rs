@@ -9,7 +9,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use domain::{AuditAction, AuditObject, ObjectKind, PracticeId, Role};
+use domain::{PracticeId, Role};
 use serde::Deserialize;
 use server::extract::{Ctx, Manage};
 use server::{AppError, AppState};
@@ -86,14 +86,7 @@ async fn grants(
     tx: &mut TenantTx,
     now: DateTime<Utc>,
 ) -> Result<Vec<GrantRow>, WebError> {
-    let list = store::support::list(tx, state.store.keyring()?).await?;
-    tx.audit_details(
-        AuditAction::SupportGrantList,
-        None,
-        None,
-        Some(serde_json::json!({ "grants": list.len() })),
-    )
-    .await?;
+    let list = server::actions::list_support(tx, state.store.keyring()?).await?;
     Ok(list
         .into_iter()
         .map(|g| {
@@ -186,36 +179,15 @@ async fn approve(
     });
     let refusal = match checked {
         Ok(g) => {
-            match store::support::approve(
-                &mut tx,
-                state.store.keyring()?,
-                &g.support_email,
-                &g.scope,
-                &g.reason,
-                g.hours,
-            )
-            .await?
-            {
-                Ok(g) => {
-                    tx.audit_details(
-                        AuditAction::SupportGrantApprove,
-                        None,
-                        Some(AuditObject::new(ObjectKind::SupportGrant, g.grant_id)),
-                        Some(serde_json::json!({
-                            "support_user_id": g.support_user_id, "scope": g.scope,
-                            "expires_at": g.expires_at
-                        })),
-                    )
-                    .await?;
+            match server::actions::approve_support(&mut tx, state.store.keyring()?, &g).await {
+                Ok(_) => {
                     tx.commit().await?;
                     return Ok(redirect(&format!(
                         "/app/practices/{practice_id}/support?done=approved"
                     )));
                 }
-                Err(_) => (
-                    AppError::Invalid(server::rules::support::NO_SUPPORT_ACCOUNT.into()),
-                    None,
-                ),
+                Err(e @ AppError::Invalid(_)) => (e, None),
+                Err(e) => return Err(e.into()),
             }
         }
         Err(refusal) => refusal,
@@ -261,15 +233,7 @@ pub(crate) async fn support_grant_revoke(
     let grant: uuid::Uuid = path_id(&grant, "support grant")?;
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
-    if !store::support::revoke(&mut tx, grant).await? {
-        return Err(AppError::NotFound("support grant").into());
-    }
-    tx.audit(
-        AuditAction::SupportGrantRevoke,
-        None,
-        Some(AuditObject::new(ObjectKind::SupportGrant, grant)),
-    )
-    .await?;
+    server::actions::revoke_support(&mut tx, grant).await?;
     tx.commit().await?;
     Ok(redirect(&format!(
         "/app/practices/{practice_id}/support?done=revoked"

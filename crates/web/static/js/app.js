@@ -58,3 +58,77 @@ document.addEventListener('htmx:beforeSwap', (e) => {
     e.detail.isError = false;
   }
 });
+
+// The idle timeout (body data-idle-seconds: what the server's session check enforces here).
+// Two minutes before it runs out (half the timeout when that is shorter) a notice offers to
+// stay signed in; when it has run out the page signs out, so no patient data stays on an
+// unattended screen. Every successful request counts as activity, as it does on the server.
+// The server records activity at most every few seconds, so the page counts from a little
+// earlier than its last request (MARGIN_MS) and never outlasts the server's session. Tabs of
+// the same browser tell each other of activity (a timestamp, nothing else), so a tab left in
+// the background does not sign out a user who is working in another one.
+const MARGIN_MS = 10000;
+const idleWarning = document.getElementById('idle-warning');
+const activity = 'BroadcastChannel' in window ? new BroadcastChannel('chartroom-activity') : null;
+let lastActivity = Date.now();
+
+function active(at) {
+  if (at > lastActivity) {
+    lastActivity = at;
+  }
+  idleTick();
+}
+
+if (activity) {
+  activity.onmessage = (e) => {
+    if (typeof e.data === 'number' && e.data <= Date.now()) {
+      active(e.data);
+    }
+  };
+  activity.postMessage(lastActivity);
+}
+
+function idleLeftMs() {
+  const idle = Number(document.body.dataset.idleSeconds);
+  if (!Number.isFinite(idle) || idle <= 0) {
+    return null;
+  }
+  return { left: idle * 1000 - MARGIN_MS - (Date.now() - lastActivity), idle: idle * 1000 };
+}
+
+function idleTick() {
+  const t = idleLeftMs();
+  if (!t || !idleWarning) {
+    return;
+  }
+  if (t.left <= 0) {
+    clearInterval(idleTimer);
+    const form = document.getElementById('sign-out');
+    const reason = document.getElementById('sign-out-reason');
+    if (form && reason) {
+      reason.value = 'idle';
+      form.requestSubmit();
+    }
+    return;
+  }
+  const warnAt = Math.min(120000, t.idle / 2);
+  if (t.left <= warnAt) {
+    if (idleWarning.hidden) {
+      idleWarning.hidden = false;
+    }
+  } else if (!idleWarning.hidden) {
+    idleWarning.hidden = true;
+  }
+}
+
+const idleTimer = setInterval(idleTick, 1000);
+
+document.addEventListener('htmx:afterRequest', (e) => {
+  if (e.detail && e.detail.successful) {
+    const now = Date.now();
+    active(now);
+    if (activity) {
+      activity.postMessage(now);
+    }
+  }
+});

@@ -155,8 +155,39 @@ pub(crate) async fn reads(
         })
     };
 
+    // The decomposition (same runs, alternating): the product's database path alone (session
+    // check, read-only transaction, read, decryption, the event through the group-commit
+    // writer; no HTTP), and an HTTPS request with the same session check whose reads are not
+    // audited (`GET /api/v1/me`: profile, practices and factors, three reads).
+    let single = |access: store::Access| {
+        let (s, f, t) = (store.clone(), Arc::clone(&fx), Arc::clone(&token));
+        Arc::new(move |c: usize, i: u64| {
+            let (s, f, t) = (s.clone(), Arc::clone(&f), Arc::clone(&t));
+            async move {
+                testkit::read_patient_for(&s, &t, f.practice, f.pick(c, i), access)
+                    .await
+                    .is_ok_and(|found| found.is_some())
+            }
+        })
+    };
+    let db_path = single(store::Access::Read);
+    let https_me = {
+        let (a, t) = (Arc::clone(&app), Arc::clone(&token));
+        Arc::new(move |_: usize, _: u64| {
+            let (a, t) = (Arc::clone(&a), Arc::clone(&t));
+            async move {
+                a.http
+                    .get(a.url("/api/v1/me"))
+                    .bearer_auth(t.as_str())
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+    };
+
     println!(
-        "patient read by id: {} patients, pool {pool}, {seconds} s per path per round, {rounds} rounds (A B C, C B A, …)",
+        "patient read by id: {} patients, pool {pool}, {seconds} s per path per round, {rounds} rounds (paths alternating, reversed every other round)",
         fx.patients.len()
     );
     println!(
@@ -170,16 +201,18 @@ pub(crate) async fn reads(
         "HTTPS p50/p95/p99 ms"
     );
     let slice = Duration::from_secs(seconds);
+    let mut decomposition = Vec::new();
     for &n in &clients {
         // Warm-up, not counted.
         run_timed(n, Duration::from_secs(1), Arc::clone(&plain)).await;
         run_timed(n, Duration::from_secs(1), Arc::clone(&https)).await;
         let (mut p_rates, mut a_rates, mut h_rates, mut ratios) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut d_rates, mut m_rates) = (Vec::new(), Vec::new());
         let mut lat = Vec::new();
         let mut batches = WriterSnapshot::default();
         for r in 0..rounds {
-            let mut order = [0, 1, 2];
+            let mut order = [0, 1, 2, 3, 4];
             if r % 2 == 1 {
                 order.reverse();
             }
@@ -199,11 +232,20 @@ pub(crate) async fn reads(
                         h_rates.push(rate);
                         lat.extend(l);
                     }
-                    _ => a_rates.push(run_timed(n, slice, Arc::clone(&audited)).await.0),
+                    2 => a_rates.push(run_timed(n, slice, Arc::clone(&audited)).await.0),
+                    3 => d_rates.push(run_timed(n, slice, Arc::clone(&db_path)).await.0),
+                    _ => m_rates.push(run_timed(n, slice, Arc::clone(&https_me)).await.0),
                 }
             }
             ratios.push(100.0 * h / p);
         }
+        decomposition.push((
+            n,
+            mean(&p_rates),
+            mean(&d_rates),
+            mean(&m_rates),
+            mean(&h_rates),
+        ));
         lat.sort();
         let per_round: Vec<String> = ratios.iter().map(|r| format!("{r:.0}")).collect();
         println!(
@@ -230,20 +272,23 @@ pub(crate) async fn reads(
             batch_sizes(&batches)
         );
     }
+    println!("where the time goes (reads/s, and each as a share of SQL without audit):");
+    println!(
+        "{:>7} {:>12} {:>22} {:>22} {:>22}",
+        "clients", "SQL no audit", "product DB path", "HTTPS /me, no audit", "HTTPS patient read"
+    );
+    for (n, p, d, m, h) in decomposition {
+        let share = |x: f64| format!("{x:.0} ({:.0} %)", 100.0 * x / p);
+        println!(
+            "{n:>7} {p:>12.0} {:>22} {:>22} {:>22}",
+            share(d),
+            share(m),
+            share(h)
+        );
+    }
 
     // One client, nothing to batch with: the read entered for reading (event through the
     // writer) vs entered for writing (event in its own transaction), alternating slices.
-    let single = |access: store::Access| {
-        let (s, f, t) = (store.clone(), Arc::clone(&fx), Arc::clone(&token));
-        Arc::new(move |c: usize, i: u64| {
-            let (s, f, t) = (s.clone(), Arc::clone(&f), Arc::clone(&t));
-            async move {
-                testkit::read_patient_for(&s, &t, f.practice, f.pick(c, i), access)
-                    .await
-                    .is_ok_and(|found| found.is_some())
-            }
-        })
-    };
     let (through_writer, own_tx) = (single(store::Access::Read), single(store::Access::Write));
     let slices = single_seconds.max(2) * 2;
     let slice = Duration::from_millis(500);
