@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use testkit::{TestApp, TestDb, World};
 
-use crate::web_pages::{client, post_form, request, request_id};
+use crate::web_pages::{client, request, request_id};
 
 /// Action, patient, object type, object id and details of an audit event.
 type Event = (
@@ -48,6 +48,30 @@ async fn api(
     (res.status(), request_id(&res))
 }
 
+/// A page request as `token` from one of Chartroom's own pages (a form post when `form` is
+/// given): it succeeds (`200`, or `303` after a change), and its request id.
+async fn page(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    form: &[(&str, &str)],
+) -> String {
+    let post = method == Method::POST;
+    let mut r = request(&client(), app, method, path, Some(token));
+    if post {
+        r = r.form(form);
+    }
+    let res = r.send().await.unwrap();
+    let expected = if post {
+        StatusCode::SEE_OTHER
+    } else {
+        StatusCode::OK
+    };
+    assert_eq!(res.status(), expected, "{path}");
+    request_id(&res)
+}
+
 // issue 17 — a legal hold placed and released through the API and through the retention
 // page leaves the same audit events (action, patient, object, details), and the API's
 // retention read and the page's leave the same `retention.read`.
@@ -56,7 +80,6 @@ async fn legal_holds_leave_the_same_audit_events_through_the_api_and_the_page() 
     let db = TestDb::new().await;
     let world = World::build(&db).await;
     let app = TestApp::start(&db).await;
-    let http = client();
     let p = world.a.id;
     let pat = world.a.patient.to_string();
     let owner = app.token(world.a.user("owner")).await;
@@ -75,16 +98,15 @@ async fn legal_holds_leave_the_same_audit_events_through_the_api_and_the_page() 
     let (status, api_release) = api(&app, Method::DELETE, &hold, &owner, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
-    let res = post_form(
-        &http,
+    let pages = format!("/app/practices/{p}");
+    let page_place = page(
         &app,
-        &format!("/app/practices/{p}/legal-holds"),
+        Method::POST,
+        &format!("{pages}/legal-holds"),
         &owner,
         &[("patient_id", pat.as_str()), ("category", "litigation")],
     )
     .await;
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let page_place = request_id(&res);
     let (status, api_read) = api(
         &app,
         Method::GET,
@@ -94,28 +116,22 @@ async fn legal_holds_leave_the_same_audit_events_through_the_api_and_the_page() 
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let res = request(
-        &http,
+    let page_read = page(
         &app,
         Method::GET,
-        &format!("/app/practices/{p}/retention"),
-        Some(&owner),
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let page_read = request_id(&res);
-    let res = post_form(
-        &http,
-        &app,
-        &format!("/app/practices/{p}/legal-holds/{pat}/release"),
+        &format!("{pages}/retention"),
         &owner,
         &[],
     )
     .await;
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let page_release = request_id(&res);
+    let page_release = page(
+        &app,
+        Method::POST,
+        &format!("{pages}/legal-holds/{pat}/release"),
+        &owner,
+        &[],
+    )
+    .await;
 
     let placed = events(&mut su, p, &api_place).await;
     assert_eq!(placed.len(), 1, "{placed:?}");

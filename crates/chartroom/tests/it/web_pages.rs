@@ -863,7 +863,7 @@ fn templates_have_no_inline_script_style_or_handlers() {
 }
 
 /// A form post from one of Chartroom's own pages, as `token`.
-pub(crate) async fn post_form(
+async fn post_form(
     http: &reqwest::Client,
     app: &TestApp,
     path: &str,
