@@ -60,7 +60,17 @@ pub mod signin {
 /// store call, its rule checks and its audit event, in one place; the caller commits.
 pub mod actions {
     pub use crate::routes::appointments::{book, change};
+    pub use crate::routes::care_team::{acknowledge_break_glass, review_break_glass};
+    pub use crate::routes::disclosures::{disclosure_accounting, record_disclosure};
+    pub use crate::routes::invitations::{invite, list_invitations, revoke_invitation};
+    pub use crate::routes::memberships::{
+        list_members, read_member, remove_member, set_member_roles,
+    };
     pub use crate::routes::notes::{add_addendum, amend_note, open_visit, sign_note};
+    pub use crate::routes::practices::{
+        read_practice, read_practice_security, set_practice_security, update_practice,
+    };
+    pub use crate::routes::retention::{place_legal_hold, read_retention, release_legal_hold};
     pub use crate::routes::support::{approve_support, list_support, revoke_support};
 }
 

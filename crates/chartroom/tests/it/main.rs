@@ -45,6 +45,7 @@ mod sealed_columns;
 mod session_access;
 mod sessions;
 mod support;
+mod web_actions;
 mod web_browser;
 mod web_pages;
 mod web_session;

@@ -24,7 +24,7 @@ pub(crate) fn cookie(token: &str) -> String {
 
 /// A page request as a browser sends it from one of Chartroom's own pages: the session
 /// cookie, and `Sec-Fetch-Site: same-origin` on state changes.
-fn request(
+pub(crate) fn request(
     http: &reqwest::Client,
     app: &TestApp,
     method: Method,
@@ -462,7 +462,7 @@ async fn page_routes_authorization_matrix() {
     assert!(!home.contains("/schedule"));
 }
 
-fn request_id(res: &reqwest::Response) -> String {
+pub(crate) fn request_id(res: &reqwest::Response) -> String {
     res.headers()["x-request-id"].to_str().unwrap().to_owned()
 }
 

@@ -175,15 +175,7 @@ pub(crate) async fn break_glass_review(
 ) -> Result<Json<Vec<GrantView>>, AppError> {
     let mut tx = ctx.tx;
     let grants =
-        store::break_glass::review_list(&mut tx, state.store.keyring()?, q.pending.unwrap_or(true))
-            .await?;
-    tx.audit_details(
-        AuditAction::BreakGlassReview,
-        None,
-        None,
-        Some(serde_json::json!({ "grants": grants.len() })),
-    )
-    .await?;
+        review_break_glass(&mut tx, state.store.keyring()?, q.pending.unwrap_or(true)).await?;
     tx.commit().await?;
     Ok(Json(grants.into_iter().map(Into::into).collect()))
 }
@@ -197,7 +189,38 @@ pub(crate) async fn break_glass_acknowledge(
     ApiPath((_, grant)): ApiPath<(PracticeId, uuid::Uuid)>,
 ) -> Result<StatusCode, AppError> {
     let mut tx = ctx.tx;
-    let patient = store::break_glass::acknowledge(&mut tx, grant)
+    acknowledge_break_glass(&mut tx, grant).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The practice's break-glass grants, newest first (only those awaiting review when
+/// `pending_only`), their reasons decrypted, then audited `break_glass.review` with their
+/// number: the one path of the API and the web pages. The caller commits.
+pub async fn review_break_glass(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    pending_only: bool,
+) -> Result<Vec<store::break_glass::Grant>, AppError> {
+    let grants = store::break_glass::review_list(tx, keyring, pending_only).await?;
+    tx.audit_details(
+        AuditAction::BreakGlassReview,
+        None,
+        None,
+        Some(serde_json::json!({ "grants": grants.len() })),
+    )
+    .await?;
+    Ok(grants)
+}
+
+/// Acknowledges break-glass `grant` after review and audits `break_glass.acknowledge` naming
+/// its patient: the one path of the API and the web pages. `404` for an unknown or already
+/// acknowledged grant. The caller commits.
+pub async fn acknowledge_break_glass(
+    tx: &mut store::TenantTx,
+    grant: uuid::Uuid,
+) -> Result<PatientId, AppError> {
+    let patient = store::break_glass::acknowledge(tx, grant)
         .await?
         .ok_or(AppError::NotFound("break-glass grant awaiting review"))?;
     tx.audit(
@@ -206,6 +229,5 @@ pub(crate) async fn break_glass_acknowledge(
         Some(AuditObject::new(ObjectKind::BreakGlass, grant)),
     )
     .await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(patient)
 }

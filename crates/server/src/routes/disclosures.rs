@@ -128,18 +128,55 @@ pub(crate) async fn disclosure_create(
         now,
     )?;
     let mut tx = ctx.tx;
-    if !store::patients::exists(&mut tx, patient).await? {
+    let d = record_disclosure(&mut tx, state.store.keyring()?, patient, &new).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(d.into())))
+}
+
+/// Records a disclosure of `patient`'s information (checked with [`disclosure_input`]) and
+/// audits `disclosure.create`: the one path of the API and the web pages. `404` for a patient
+/// not visible here. The caller commits.
+pub async fn record_disclosure(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    patient: PatientId,
+    new: &store::disclosures::NewDisclosure,
+) -> Result<store::disclosures::Disclosure, AppError> {
+    if !store::patients::exists(tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
-    let d = store::disclosures::create(&mut tx, state.store.keyring()?, patient, &new).await?;
+    let d = store::disclosures::create(tx, keyring, patient, new).await?;
     tx.audit(
         AuditAction::DisclosureCreate,
         Some(patient),
         Some(AuditObject::new(ObjectKind::Disclosure, d.disclosure_id)),
     )
     .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(d.into())))
+    Ok(d)
+}
+
+/// `patient`'s disclosures from `from` to `to` without treatment, payment and operations, in
+/// time order, decrypted, then audited `disclosure.report`: the one path of the API and the
+/// web pages (the accounting of disclosures). `404` for a patient not visible here. The
+/// caller checks the window and commits.
+pub async fn disclosure_accounting(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    patient: PatientId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<store::disclosures::Disclosure>, AppError> {
+    if !store::patients::exists(tx, patient).await? {
+        return Err(AppError::NotFound("patient"));
+    }
+    let list = store::disclosures::list(tx, keyring, patient, from, to, false).await?;
+    tx.audit(
+        AuditAction::DisclosureReport,
+        Some(patient),
+        Some(AuditObject::patient(patient)),
+    )
+    .await?;
+    Ok(list)
 }
 
 /// Accounting window.
@@ -226,17 +263,7 @@ pub(crate) async fn disclosure_report(
         return Err(AppError::Invalid("from must be before to".into()));
     }
     let mut tx = ctx.tx;
-    if !store::patients::exists(&mut tx, patient).await? {
-        return Err(AppError::NotFound("patient"));
-    }
-    let list =
-        store::disclosures::list(&mut tx, state.store.keyring()?, patient, from, to, false).await?;
-    tx.audit(
-        AuditAction::DisclosureReport,
-        Some(patient),
-        Some(AuditObject::patient(patient)),
-    )
-    .await?;
+    let list = disclosure_accounting(&mut tx, state.store.keyring()?, patient, from, to).await?;
     tx.commit().await?;
     let summary = accounting_summary(&list);
     Ok(Json(Accounting {

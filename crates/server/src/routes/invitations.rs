@@ -63,16 +63,7 @@ pub(crate) async fn invitation_create(
     let email = domain::values::Email::parse("email", &req.email)?;
     let roles = super::memberships::parse_roles(&req.roles)?;
     let mut tx = ctx.tx;
-    let tag = tx
-        .lookup_tag(state.store.keyring()?, EMAIL, email.as_str())
-        .await?;
-    let inv = store::invitations::create(&mut tx, &tag, roles).await?;
-    tx.audit(
-        AuditAction::InvitationCreate,
-        None,
-        Some(AuditObject::invitation(inv.invitation_id)),
-    )
-    .await?;
+    let inv = invite(&mut tx, state.store.keyring()?, &email, roles).await?;
     tx.commit().await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -81,6 +72,26 @@ pub(crate) async fn invitation_create(
             expires_at: inv.expires_at,
         }),
     ))
+}
+
+/// Invites `email` with `roles`, storing only the address's keyed tag, and audits
+/// `invitation.create`: the one path of the API and the web pages. `409` when the practice
+/// already has the most pending invitations allowed. The caller checks step-up and commits.
+pub async fn invite(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    email: &domain::values::Email,
+    roles: domain::RoleSet,
+) -> Result<store::invitations::Invitation, AppError> {
+    let tag = tx.lookup_tag(keyring, EMAIL, email.as_str()).await?;
+    let inv = store::invitations::create(tx, &tag, roles).await?;
+    tx.audit(
+        AuditAction::InvitationCreate,
+        None,
+        Some(AuditObject::invitation(inv.invitation_id)),
+    )
+    .await?;
+    Ok(inv)
 }
 
 /// An invitation as the practice sees it (never the address).
@@ -123,8 +134,7 @@ pub(crate) async fn invitation_list(
     ctx: Ctx<Manage>,
 ) -> Result<Json<Vec<InvitationView>>, AppError> {
     let mut tx = ctx.tx;
-    let list = store::invitations::list(&mut tx).await?;
-    tx.audit(AuditAction::InvitationList, None, None).await?;
+    let list = list_invitations(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(list.into_iter().map(Into::into).collect()))
 }
@@ -139,7 +149,26 @@ pub(crate) async fn invitation_revoke(
     ApiPath((_, id)): ApiPath<(PracticeId, InvitationId)>,
 ) -> Result<StatusCode, AppError> {
     let mut tx = ctx.tx;
-    match store::invitations::revoke(&mut tx, id).await? {
+    revoke_invitation(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The practice's invitations, newest first, audited `invitation.list`: the one path of the
+/// API and the web pages. The caller commits.
+pub async fn list_invitations(
+    tx: &mut store::TenantTx,
+) -> Result<Vec<store::invitations::Invitation>, AppError> {
+    let list = store::invitations::list(tx).await?;
+    tx.audit(AuditAction::InvitationList, None, None).await?;
+    Ok(list)
+}
+
+/// Revokes invitation `id`, which nobody has decided yet, and audits `invitation.revoke`: the
+/// one path of the API and the web pages. `404` for no such invitation, `409` once it was
+/// accepted, declined or revoked. The caller commits.
+pub async fn revoke_invitation(tx: &mut store::TenantTx, id: InvitationId) -> Result<(), AppError> {
+    match store::invitations::revoke(tx, id).await? {
         Revoked::Done => {}
         Revoked::NotFound => return Err(AppError::NotFound("invitation")),
         Revoked::AlreadyDecided => {
@@ -154,8 +183,7 @@ pub(crate) async fn invitation_revoke(
         Some(AuditObject::invitation(id)),
     )
     .await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// An invitation addressed to the caller.

@@ -39,8 +39,7 @@ pub(crate) async fn membership_list(
     ctx: Ctx<AnyMember>,
 ) -> Result<Json<Vec<MemberView>>, AppError> {
     let mut tx = ctx.tx;
-    let members = store::memberships::list(&mut tx).await?;
-    tx.audit(AuditAction::MembershipList, None, None).await?;
+    let members = list_members(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(members.into_iter().map(Into::into).collect()))
 }
@@ -54,15 +53,7 @@ pub(crate) async fn membership_get(
     ApiPath((_, user)): ApiPath<(PracticeId, UserId)>,
 ) -> Result<Json<MemberView>, AppError> {
     let mut tx = ctx.tx;
-    let m = store::memberships::get(&mut tx, user)
-        .await?
-        .ok_or(AppError::NotFound("member"))?;
-    tx.audit(
-        AuditAction::MembershipList,
-        None,
-        Some(AuditObject::user(user)),
-    )
-    .await?;
+    let m = read_member(&mut tx, user).await?;
     tx.commit().await?;
     Ok(Json(m.into()))
 }
@@ -89,15 +80,7 @@ pub(crate) async fn membership_update(
     ctx.require_step_up(&state)?;
     let roles = parse_roles(&req.roles)?;
     let mut tx = ctx.tx;
-    let m = store::memberships::set_roles(&mut tx, user, roles)
-        .await?
-        .ok_or(AppError::NotFound("member"))?;
-    tx.audit(
-        AuditAction::MembershipUpdate,
-        None,
-        Some(AuditObject::user(user)),
-    )
-    .await?;
+    let m = set_member_roles(&mut tx, user, roles).await?;
     tx.commit().await?;
     Ok(Json(m.into()))
 }
@@ -111,7 +94,64 @@ pub(crate) async fn membership_delete(
     ApiPath((_, user)): ApiPath<(PracticeId, UserId)>,
 ) -> Result<StatusCode, AppError> {
     let mut tx = ctx.tx;
-    if !store::memberships::remove(&mut tx, user).await? {
+    remove_member(&mut tx, user).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The practice's members, audited `membership.list`: the one path of the API and the web
+/// pages. The caller commits.
+pub async fn list_members(
+    tx: &mut store::TenantTx,
+) -> Result<Vec<store::memberships::Member>, AppError> {
+    let members = store::memberships::list(tx).await?;
+    tx.audit(AuditAction::MembershipList, None, None).await?;
+    Ok(members)
+}
+
+/// One member, audited `membership.list` naming them: the one path of the API and the web
+/// pages. `404` when `user` is not a member here. The caller commits.
+pub async fn read_member(
+    tx: &mut store::TenantTx,
+    user: UserId,
+) -> Result<store::memberships::Member, AppError> {
+    let m = store::memberships::get(tx, user)
+        .await?
+        .ok_or(AppError::NotFound("member"))?;
+    tx.audit(
+        AuditAction::MembershipList,
+        None,
+        Some(AuditObject::user(user)),
+    )
+    .await?;
+    Ok(m)
+}
+
+/// Replaces `user`'s roles and audits `membership.update`: the one path of the API and the
+/// web pages. `404` for no such member; `409` for taking `owner` from the last owner
+/// (checked before any change). The caller checks step-up and commits.
+pub async fn set_member_roles(
+    tx: &mut store::TenantTx,
+    user: UserId,
+    roles: RoleSet,
+) -> Result<store::memberships::Member, AppError> {
+    let m = store::memberships::set_roles(tx, user, roles)
+        .await?
+        .ok_or(AppError::NotFound("member"))?;
+    tx.audit(
+        AuditAction::MembershipUpdate,
+        None,
+        Some(AuditObject::user(user)),
+    )
+    .await?;
+    Ok(m)
+}
+
+/// Removes `user` from the practice and audits `membership.delete`: the one path of the API
+/// and the web pages. `404` for no such member; `409` for the last owner or a clinician with
+/// appointments (the transaction may then be aborted). The caller commits.
+pub async fn remove_member(tx: &mut store::TenantTx, user: UserId) -> Result<(), AppError> {
+    if !store::memberships::remove(tx, user).await? {
         return Err(AppError::NotFound("member"));
     }
     tx.audit(
@@ -120,6 +160,5 @@ pub(crate) async fn membership_delete(
         Some(AuditObject::user(user)),
     )
     .await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

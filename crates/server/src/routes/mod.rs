@@ -8,14 +8,14 @@ pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod care_team;
 pub(crate) mod disclosures;
-mod invitations;
+pub(crate) mod invitations;
 pub(crate) mod memberships;
 pub(crate) mod notes;
 mod passkeys;
 pub(crate) mod patients;
 mod perio;
 pub(crate) mod practices;
-mod retention;
+pub(crate) mod retention;
 pub(crate) mod support;
 
 use std::collections::BTreeMap;

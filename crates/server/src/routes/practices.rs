@@ -28,15 +28,24 @@ pub(crate) async fn practice_list(
     responses((status = 200, body = PracticeView), (status = 401, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
 pub(crate) async fn practice_get(ctx: Ctx<AnyMember>) -> Result<Json<PracticeView>, AppError> {
     let mut tx = ctx.tx;
-    let p = store::practices::get(&mut tx).await?;
+    let p = read_practice(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(p.into()))
+}
+
+/// The practice (name, settings), audited `practice.read`: the one path of the API and the
+/// web pages. The caller commits.
+pub async fn read_practice(
+    tx: &mut store::TenantTx,
+) -> Result<store::practices::Practice, AppError> {
+    let p = store::practices::get(tx).await?;
     tx.audit(
         AuditAction::PracticeRead,
         None,
         Some(AuditObject::practice(p.practice_id)),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Json(p.into()))
+    Ok(p)
 }
 
 /// Changes to a practice.
@@ -71,15 +80,27 @@ pub(crate) async fn practice_update(
         .map(domain::practice::PracticeSettings::parse)
         .transpose()?;
     let mut tx = ctx.tx;
-    let p = store::practices::update(&mut tx, name.as_deref(), settings.as_ref()).await?;
+    let p = update_practice(&mut tx, name.as_deref(), settings.as_ref()).await?;
+    tx.commit().await?;
+    Ok(Json(p.into()))
+}
+
+/// Renames the practice and/or replaces its settings (each `None`: unchanged; both already
+/// checked) and audits `practice.update`: the one path of the API and the web pages. The
+/// caller commits.
+pub async fn update_practice(
+    tx: &mut store::TenantTx,
+    name: Option<&str>,
+    settings: Option<&domain::practice::PracticeSettings>,
+) -> Result<store::practices::Practice, AppError> {
+    let p = store::practices::update(tx, name, settings).await?;
     tx.audit(
         AuditAction::PracticeUpdate,
         None,
         Some(AuditObject::practice(p.practice_id)),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Json(p.into()))
+    Ok(p)
 }
 
 /// A practice's security settings.
@@ -115,7 +136,17 @@ pub(crate) async fn practice_security_get(
     ctx: Ctx<Manage>,
 ) -> Result<Json<SecurityView>, AppError> {
     let mut tx = ctx.tx;
-    let s = store::practices::security(&mut tx).await?;
+    let s = read_practice_security(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(s.into()))
+}
+
+/// The practice's security settings, audited `practice.read` of the `security` part: the one
+/// path of the API and the web pages. The caller commits.
+pub async fn read_practice_security(
+    tx: &mut store::TenantTx,
+) -> Result<store::practices::SecuritySettings, AppError> {
+    let s = store::practices::security(tx).await?;
     tx.audit_details(
         AuditAction::PracticeRead,
         None,
@@ -123,8 +154,7 @@ pub(crate) async fn practice_security_get(
         Some(serde_json::json!({"part": "security"})),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Json(s.into()))
+    Ok(s)
 }
 
 /// Checks new security settings (shared with the web pages, [`crate::rules::practices`]): an
@@ -170,7 +200,19 @@ pub(crate) async fn practice_security_put(
         req.require_passkey_for_managers,
     )?;
     let mut tx = ctx.tx;
-    let s = store::practices::set_security(&mut tx, &settings).await?;
+    let s = set_practice_security(&mut tx, &settings).await?;
+    tx.commit().await?;
+    Ok(Json(s.into()))
+}
+
+/// Replaces the practice's security settings (checked with [`security_input`]) and audits
+/// `practice.update` of the `security` part: the one path of the API and the web pages. The
+/// caller checks step-up and commits.
+pub async fn set_practice_security(
+    tx: &mut store::TenantTx,
+    settings: &store::practices::SecuritySettings,
+) -> Result<store::practices::SecuritySettings, AppError> {
+    let s = store::practices::set_security(tx, settings).await?;
     tx.audit_details(
         AuditAction::PracticeUpdate,
         None,
@@ -178,6 +220,5 @@ pub(crate) async fn practice_security_put(
         Some(serde_json::json!({"part": "security"})),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Json(s.into()))
+    Ok(s)
 }

@@ -101,15 +101,7 @@ pub(crate) async fn retention_get(
     ApiPath(_): ApiPath<PracticeId>,
 ) -> Result<Json<RetentionView>, AppError> {
     let mut tx = ctx.tx;
-    let settings = store::retention::settings(&mut tx).await?;
-    let holds = store::retention::list_holds(&mut tx).await?;
-    tx.audit_details(
-        AuditAction::RetentionRead,
-        None,
-        None,
-        Some(serde_json::json!({ "legal_holds": holds.len() })),
-    )
-    .await?;
+    let (settings, holds) = read_retention(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(RetentionView {
         deleted_retention_days: settings.deleted_retention_days,
@@ -137,17 +129,7 @@ pub(crate) async fn legal_hold_put(
     ApiJson(req): ApiJson<LegalHoldPut>,
 ) -> Result<Json<LegalHoldView>, AppError> {
     let mut tx = ctx.tx;
-    if !store::retention::hold_target(&mut tx, patient).await? {
-        return Err(AppError::NotFound("patient"));
-    }
-    let h = store::retention::place_hold(&mut tx, patient, req.category.into()).await?;
-    tx.audit_details(
-        AuditAction::LegalHoldPlace,
-        Some(patient),
-        Some(AuditObject::legal_hold(patient)),
-        Some(serde_json::json!({ "category": h.category.as_str() })),
-    )
-    .await?;
+    let h = place_legal_hold(&mut tx, patient, req.category.into()).await?;
     tx.commit().await?;
     Ok(Json(h.into()))
 }
@@ -162,10 +144,67 @@ pub(crate) async fn legal_hold_delete(
     ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
 ) -> Result<StatusCode, AppError> {
     let mut tx = ctx.tx;
-    if !store::retention::hold_target(&mut tx, patient).await? {
+    release_legal_hold(&mut tx, patient).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reads the practice's retention windows and legal holds and audits `retention.read` with
+/// the number of holds: the one path of the API and the web pages. The caller commits.
+pub async fn read_retention(
+    tx: &mut store::TenantTx,
+) -> Result<
+    (
+        store::retention::RetentionSettings,
+        Vec<store::retention::LegalHold>,
+    ),
+    AppError,
+> {
+    let settings = store::retention::settings(tx).await?;
+    let holds = store::retention::list_holds(tx).await?;
+    tx.audit_details(
+        AuditAction::RetentionRead,
+        None,
+        None,
+        Some(serde_json::json!({ "legal_holds": holds.len() })),
+    )
+    .await?;
+    Ok((settings, holds))
+}
+
+/// Places a legal hold of `category` on `patient` (deleted or not), or changes its category,
+/// and audits `legal_hold.place` with the category: the one path of the API and the web
+/// pages. `404` for a patient not of this practice; nothing placed. The caller commits.
+pub async fn place_legal_hold(
+    tx: &mut store::TenantTx,
+    patient: PatientId,
+    category: HoldCategory,
+) -> Result<store::retention::LegalHold, AppError> {
+    if !store::retention::hold_target(tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
-    let released = store::retention::release_hold(&mut tx, patient).await?;
+    let h = store::retention::place_hold(tx, patient, category).await?;
+    tx.audit_details(
+        AuditAction::LegalHoldPlace,
+        Some(patient),
+        Some(AuditObject::legal_hold(patient)),
+        Some(serde_json::json!({ "category": h.category.as_str() })),
+    )
+    .await?;
+    Ok(h)
+}
+
+/// Releases `patient`'s legal hold, if any, and audits `legal_hold.release` saying whether
+/// there was one (and its category): the one path of the API and the web pages. `404` for a
+/// patient not of this practice. The caller commits.
+pub async fn release_legal_hold(
+    tx: &mut store::TenantTx,
+    patient: PatientId,
+) -> Result<Option<store::retention::LegalHold>, AppError> {
+    if !store::retention::hold_target(tx, patient).await? {
+        return Err(AppError::NotFound("patient"));
+    }
+    let released = store::retention::release_hold(tx, patient).await?;
     tx.audit_details(
         AuditAction::LegalHoldRelease,
         Some(patient),
@@ -176,6 +215,5 @@ pub(crate) async fn legal_hold_delete(
         })),
     )
     .await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(released)
 }

@@ -1,17 +1,18 @@
 //! The break-glass review queue (owners and admins): every time a clinician opened a patient
 //! outside the care team, with the reason they gave, until an owner or admin acknowledges it
-//! after review — over the API's store calls (`store::break_glass::review_list`, `…::
-//! acknowledge`) and the same audit events (`break_glass.review`, written after the reasons
-//! are decrypted; `break_glass.acknowledge` naming the patient). Patients appear by id only.
+//! after review — through the API's actions (`server::actions::{review_break_glass,
+//! acknowledge_break_glass}`), so the same audit events (`break_glass.review`, written after
+//! the reasons are decrypted; `break_glass.acknowledge` naming the patient). Patients appear
+//! by id only.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use domain::{AuditAction, AuditObject, ObjectKind, PracticeId};
+use domain::PracticeId;
 use serde::Deserialize;
+use server::AppState;
 use server::extract::Manage;
-use server::{AppError, AppState};
 
 use super::{Chrome, Member, chrome, html, path_id, redirect};
 use crate::{Assets, WebError, assets};
@@ -62,16 +63,8 @@ pub(crate) async fn review_page(
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
     let chrome = chrome(&mut tx).await?;
-    let members = store::memberships::list(&mut tx).await?;
-    tx.audit(AuditAction::MembershipList, None, None).await?;
-    let grants = store::break_glass::review_list(&mut tx, state.store.keyring()?, !all).await?;
-    tx.audit_details(
-        AuditAction::BreakGlassReview,
-        None,
-        None,
-        Some(serde_json::json!({ "grants": grants.len() })),
-    )
-    .await?;
+    let members = server::actions::list_members(&mut tx).await?;
+    let grants = server::actions::review_break_glass(&mut tx, state.store.keyring()?, !all).await?;
     tx.commit().await?;
     let name = |id: domain::UserId| {
         members
@@ -105,8 +98,8 @@ pub(crate) async fn review_page(
 }
 
 /// `POST /app/practices/{practice_id}/break-glass/{grant_id}/acknowledge`: acknowledges the
-/// grant after review as the API does (audited `break_glass.acknowledge` naming its patient),
-/// then the queue (`303`); `404` for an unknown or already acknowledged grant.
+/// grant after review through the API's action (audited `break_glass.acknowledge` naming its
+/// patient), then the queue (`303`); `404` for an unknown or already acknowledged grant.
 pub(crate) async fn acknowledge(
     Member(ctx): Member<Manage>,
     Path((_, grant)): Path<(String, String)>,
@@ -114,15 +107,7 @@ pub(crate) async fn acknowledge(
     let grant: uuid::Uuid = path_id(&grant, "break-glass grant awaiting review")?;
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
-    let patient = store::break_glass::acknowledge(&mut tx, grant)
-        .await?
-        .ok_or(AppError::NotFound("break-glass grant awaiting review"))?;
-    tx.audit(
-        AuditAction::BreakGlassAcknowledge,
-        Some(patient),
-        Some(AuditObject::new(ObjectKind::BreakGlass, grant)),
-    )
-    .await?;
+    server::actions::acknowledge_break_glass(&mut tx, grant).await?;
     tx.commit().await?;
     Ok(redirect(&format!(
         "/app/practices/{practice_id}/break-glass?done=acknowledged"

@@ -2,16 +2,17 @@
 //! accounting of disclosures (HIPAA 164.528) — for clinicians and reception, as in the API
 //! (its `Scheduling` privilege): the accounting over a window of whole days (default: the six
 //! years up to the end of today) without treatment, payment and operations, repeated
-//! disclosures summarized; and the form to record one. Over the API's store calls
-//! (`store::disclosures::…`), its input rule ([`server::rules::disclosures`]) and the same
-//! audit events (`disclosure.report` after the read, `disclosure.create`).
+//! disclosures summarized; and the form to record one. Through the API's actions
+//! (`server::actions::{disclosure_accounting, record_disclosure}`) and its input rule
+//! ([`server::rules::disclosures`]), so the same refusals and audit events
+//! (`disclosure.report` after the read, `disclosure.create`).
 
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use domain::{AuditAction, AuditObject, ObjectKind, PatientId, PracticeId};
+use domain::{PatientId, PracticeId};
 use serde::Deserialize;
 use server::extract::Scheduling;
 use server::{AppError, AppState};
@@ -105,8 +106,8 @@ fn day_start(raw: &str, label: &str) -> Result<Option<DateTime<Utc>>, AppError> 
         .transpose()
 }
 
-/// Reads the accounting for `patient` over the window, audited `disclosure.report` after
-/// the read (the API's report).
+/// Reads the accounting for `patient` over the window through the API's report action
+/// (audited `disclosure.report` after the read).
 async fn accounting(
     state: &AppState,
     tx: &mut TenantTx,
@@ -127,17 +128,9 @@ async fn accounting(
         return Err(AppError::Invalid("From must be before To".into()).into());
     }
     let chrome = chrome(tx).await?;
-    if !store::patients::exists(tx, patient).await? {
-        return Err(AppError::NotFound("patient").into());
-    }
     let list =
-        store::disclosures::list(tx, state.store.keyring()?, patient, from, to, false).await?;
-    tx.audit(
-        AuditAction::DisclosureReport,
-        Some(patient),
-        Some(AuditObject::patient(patient)),
-    )
-    .await?;
+        server::actions::disclosure_accounting(tx, state.store.keyring()?, patient, from, to)
+            .await?;
     let summary = server::rules::disclosures::accounting_summary(&list)
         .into_iter()
         .map(|s| SummaryRow {
@@ -199,8 +192,9 @@ pub(crate) async fn disclosures_page(
 
 /// `POST /app/practices/{practice_id}/patients/{patient_id}/disclosures`: records a
 /// disclosure as the API does ([`server::rules::disclosures::disclosure_input`],
-/// `store::disclosures::create`, audited `disclosure.create`), then the accounting (`303`).
-/// Refused: `400` with the page and what was typed, nothing recorded.
+/// [`server::actions::record_disclosure`], audited `disclosure.create`), then the accounting
+/// (`303`). Refused: `400` with the page and what was typed, nothing recorded; `404` for an
+/// unknown patient.
 pub(crate) async fn disclosure_create(
     State(state): State<AppState>,
     Member(ctx): Member<Scheduling>,
@@ -210,9 +204,6 @@ pub(crate) async fn disclosure_create(
     let patient: PatientId = path_id(&patient, "patient")?;
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
-    if !store::patients::exists(&mut tx, patient).await? {
-        return Err(AppError::NotFound("patient").into());
-    }
     let checked = day_start(&form.disclosed_on, "disclosed_at").and_then(|at| {
         server::rules::disclosures::disclosure_input(
             at,
@@ -226,14 +217,8 @@ pub(crate) async fn disclosure_create(
     });
     match checked {
         Ok(new) => {
-            let d =
-                store::disclosures::create(&mut tx, state.store.keyring()?, patient, &new).await?;
-            tx.audit(
-                AuditAction::DisclosureCreate,
-                Some(patient),
-                Some(AuditObject::new(ObjectKind::Disclosure, d.disclosure_id)),
-            )
-            .await?;
+            server::actions::record_disclosure(&mut tx, state.store.keyring()?, patient, &new)
+                .await?;
             tx.commit().await?;
             Ok(redirect(&format!(
                 "/app/practices/{practice_id}/patients/{patient}/disclosures?done=recorded"

@@ -1,8 +1,9 @@
 //! Members, roles and invitations (owners and admins, the API's `Manage` privilege): the
 //! member list, a member's roles (granting roles needs a step-up, as in the API), removing a
-//! member, inviting an email address with roles (step-up) and revoking an invitation — over
-//! the API's store calls (`store::memberships::…`, `store::invitations::…`), its input rules
-//! ([`server::rules::memberships`]) and the same audit events (`membership.list`,
+//! member, inviting an email address with roles (step-up) and revoking an invitation —
+//! through the API's actions (`server::actions::{list_members, read_member,
+//! set_member_roles, remove_member, invite, list_invitations, revoke_invitation}`), its input
+//! rules ([`server::rules::memberships`]), so the same audit events (`membership.list`,
 //! `membership.update`, `membership.delete`, `invitation.list`, `invitation.create`,
 //! `invitation.revoke`). The last owner keeps `owner` (the store's rule): the page says so and
 //! nothing changes.
@@ -10,7 +11,7 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use domain::{AuditAction, AuditObject, InvitationId, PracticeId, Role, UserId};
+use domain::{InvitationId, PracticeId, Role, UserId};
 use serde::Deserialize;
 use server::extract::Manage;
 use server::{AppError, AppState};
@@ -179,17 +180,15 @@ fn date(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// Reads the member list and the invitations, audited as the API's list routes are
-/// (`membership.list`, `invitation.list`).
+/// Reads the member list and the invitations through the API's list actions (audited
+/// `membership.list`, `invitation.list`).
 async fn lists(
     tx: &mut TenantTx,
     practice: PracticeId,
 ) -> Result<(Vec<MemberRow>, Vec<InvitationRow>), WebError> {
     let me = tx.actor();
-    let members = store::memberships::list(tx).await?;
-    tx.audit(AuditAction::MembershipList, None, None).await?;
-    let invitations = store::invitations::list(tx).await?;
-    tx.audit(AuditAction::InvitationList, None, None).await?;
+    let members = server::actions::list_members(tx).await?;
+    let invitations = server::actions::list_invitations(tx).await?;
     let members = members
         .into_iter()
         .map(|m| MemberRow {
@@ -248,8 +247,9 @@ pub(crate) async fn members_page(
 }
 
 /// `POST /app/practices/{practice_id}/invitations`: invites an email address with roles as
-/// the API does (step-up; `Email` and [`server::rules::memberships::parse_roles`]; only the
-/// address's keyed tag is stored; audited `invitation.create`), then the members page
+/// the API does (step-up; `Email` and [`server::rules::memberships::parse_roles`];
+/// [`server::actions::invite`]: only the address's keyed tag is stored, audited
+/// `invitation.create`), then the members page
 /// (`303`). Refused: the page again with the message, nothing sent.
 pub(crate) async fn invitation_create(
     State(state): State<AppState>,
@@ -277,20 +277,7 @@ async fn invite(
     });
     match checked {
         Ok((email, roles)) => {
-            let tag = tx
-                .lookup_tag(
-                    state.store.keyring()?,
-                    store::crypto::LookupKind::InvitationEmail,
-                    email.as_str(),
-                )
-                .await?;
-            let inv = store::invitations::create(&mut tx, &tag, roles).await?;
-            tx.audit(
-                AuditAction::InvitationCreate,
-                None,
-                Some(AuditObject::invitation(inv.invitation_id)),
-            )
-            .await?;
+            server::actions::invite(&mut tx, state.store.keyring()?, &email, roles).await?;
             tx.commit().await?;
             Ok(redirect(&format!(
                 "/app/practices/{practice_id}/members?done=invited"
@@ -329,7 +316,7 @@ async fn invite(
 }
 
 /// `POST /app/practices/{practice_id}/invitations/{invitation_id}/revoke`: revokes an
-/// invitation nobody has decided yet (`store::invitations::revoke`, audited
+/// invitation nobody has decided yet ([`server::actions::revoke_invitation`], audited
 /// `invitation.revoke`); `409` once decided.
 pub(crate) async fn invitation_revoke(
     Member(ctx): Member<Manage>,
@@ -338,45 +325,11 @@ pub(crate) async fn invitation_revoke(
     let id: InvitationId = path_id(&id, "invitation")?;
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
-    match store::invitations::revoke(&mut tx, id).await? {
-        store::invitations::Revoked::Done => {}
-        store::invitations::Revoked::NotFound => {
-            return Err(AppError::NotFound("invitation").into());
-        }
-        store::invitations::Revoked::AlreadyDecided => {
-            return Err(AppError::Conflict(
-                "this invitation was already accepted, declined or revoked".into(),
-            )
-            .into());
-        }
-    }
-    tx.audit(
-        AuditAction::InvitationRevoke,
-        None,
-        Some(AuditObject::invitation(id)),
-    )
-    .await?;
+    server::actions::revoke_invitation(&mut tx, id).await?;
     tx.commit().await?;
     Ok(redirect(&format!(
         "/app/practices/{practice_id}/members?done=revoked"
     )))
-}
-
-/// Reads one member (audited `membership.list` naming them, as the API's read).
-async fn read_member(
-    tx: &mut TenantTx,
-    user: UserId,
-) -> Result<store::memberships::Member, WebError> {
-    let m = store::memberships::get(tx, user)
-        .await?
-        .ok_or(AppError::NotFound("member"))?;
-    tx.audit(
-        AuditAction::MembershipList,
-        None,
-        Some(AuditObject::user(user)),
-    )
-    .await?;
-    Ok(m)
 }
 
 /// `GET /app/practices/{practice_id}/members/{user_id}`: the member's roles as checkboxes
@@ -392,7 +345,7 @@ pub(crate) async fn member_page(
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
     let chrome = chrome(&mut tx).await?;
-    let m = read_member(&mut tx, user).await?;
+    let m = server::actions::read_member(&mut tx, user).await?;
     tx.commit().await?;
     html(&MemberPage {
         assets: assets(),
@@ -410,7 +363,8 @@ pub(crate) async fn member_page(
 
 /// `POST /app/practices/{practice_id}/members/{user_id}`: replaces the member's roles as the
 /// API does (step-up, [`server::rules::memberships::parse_roles`],
-/// `store::memberships::set_roles`, audited `membership.update`), then the member (`303`).
+/// [`server::actions::set_member_roles`], audited `membership.update`), then the member
+/// (`303`).
 /// Refused (no fresh second factor, no role, the last owner): the form again, nothing
 /// changed.
 pub(crate) async fn member_update(
@@ -437,22 +391,15 @@ async fn set_roles(
         Err(e) => Err((e, code_error)),
         Ok(()) => match server::rules::memberships::parse_roles(&form.names()) {
             Err(e) => Err((e, None)),
-            Ok(roles) => match store::memberships::set_roles(&mut tx, user, roles).await {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => return Err(AppError::NotFound("member").into()),
-                Err(e @ store::StoreError::Conflict(_)) => Err((e.into(), None)),
+            Ok(roles) => match server::actions::set_member_roles(&mut tx, user, roles).await {
+                Ok(_) => Ok(()),
+                Err(e @ AppError::Conflict(_)) => Err((e, None)),
                 Err(e) => return Err(e.into()),
             },
         },
     };
     match outcome {
         Ok(()) => {
-            tx.audit(
-                AuditAction::MembershipUpdate,
-                None,
-                Some(AuditObject::user(user)),
-            )
-            .await?;
             tx.commit().await?;
             Ok(redirect(&format!(
                 "/app/practices/{practice_id}/members/{user}?done=roles"
@@ -471,7 +418,7 @@ async fn set_roles(
                 ),
             };
             let chrome = chrome(&mut tx).await?;
-            let m = read_member(&mut tx, user).await?;
+            let m = server::actions::read_member(&mut tx, user).await?;
             tx.commit().await?;
             html_status(
                 e.status(),
@@ -501,7 +448,7 @@ pub(crate) async fn member_remove_page(
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
     let chrome = chrome(&mut tx).await?;
-    let m = read_member(&mut tx, user).await?;
+    let m = server::actions::read_member(&mut tx, user).await?;
     tx.commit().await?;
     html(&MemberRemovePage {
         assets: assets(),
@@ -514,7 +461,7 @@ pub(crate) async fn member_remove_page(
 }
 
 /// `POST /app/practices/{practice_id}/members/{user_id}/remove`: removes the member as the
-/// API does (no step-up there either; `store::memberships::remove`, audited
+/// API does (no step-up there either; [`server::actions::remove_member`], audited
 /// `membership.delete`), then the members page (`303`). The last owner, or a clinician with
 /// appointments, is refused (`409`) with the page saying why; nothing changed.
 pub(crate) async fn member_remove(
@@ -524,23 +471,9 @@ pub(crate) async fn member_remove(
     let user: UserId = path_id(&user, "member")?;
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
-    match store::memberships::remove(&mut tx, user).await {
-        Ok(true) => {}
-        Ok(false) => return Err(AppError::NotFound("member").into()),
-        Err(e @ store::StoreError::Conflict(_)) => {
-            let e = AppError::from(e);
-            // The conflict may have aborted the transaction: the page is read afresh.
-            drop(tx);
-            return Err(e.into());
-        }
-        Err(e) => return Err(e.into()),
-    }
-    tx.audit(
-        AuditAction::MembershipDelete,
-        None,
-        Some(AuditObject::user(user)),
-    )
-    .await?;
+    // A refusal (the last owner, a clinician with appointments) may have aborted the
+    // transaction: it is dropped with the error, nothing changed.
+    server::actions::remove_member(&mut tx, user).await?;
     tx.commit().await?;
     Ok(redirect(&format!(
         "/app/practices/{practice_id}/members?done=removed"

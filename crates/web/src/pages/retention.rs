@@ -1,8 +1,9 @@
 //! Retention windows and legal holds (owners and admins, req INT-02): the practice's windows
 //! (set by the operator, shown here), the patients under legal hold, placing a hold on a
 //! patient (named by id: owners and admins see no patient data) with a category — never a
-//! typed reason, which could be PHI — and releasing one. Over the API's store calls
-//! (`store::retention::…`) and the same audit events (`retention.read`, `legal_hold.place`,
+//! typed reason, which could be PHI — and releasing one. Through the API's actions
+//! (`server::actions::{read_retention, place_legal_hold, release_legal_hold}`), so the same
+//! store calls, refusals and audit events (`retention.read`, `legal_hold.place`,
 //! `legal_hold.release`).
 
 use askama::Template;
@@ -10,7 +11,7 @@ use axum::Form;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
-use domain::{AuditAction, AuditObject, PatientId, PracticeId};
+use domain::{PatientId, PracticeId};
 use serde::Deserialize;
 use server::AppError;
 use server::extract::Manage;
@@ -85,8 +86,8 @@ fn label(c: HoldCategory) -> &'static str {
     }
 }
 
-/// The page, read as the API's retention read (audited `retention.read` with the number of
-/// holds), with `form` and `error` shown.
+/// The page, read through the API's retention read (audited `retention.read` with the number
+/// of holds) and member list (`membership.list`), with `form` and `error` shown.
 async fn page(
     tx: &mut TenantTx,
     form: HoldForm,
@@ -95,17 +96,8 @@ async fn page(
 ) -> Result<RetentionPage, WebError> {
     let practice_id = tx.practice();
     let chrome = chrome(tx).await?;
-    let settings = store::retention::settings(tx).await?;
-    let holds = store::retention::list_holds(tx).await?;
-    tx.audit_details(
-        AuditAction::RetentionRead,
-        None,
-        None,
-        Some(serde_json::json!({ "legal_holds": holds.len() })),
-    )
-    .await?;
-    let members = store::memberships::list(tx).await?;
-    tx.audit(AuditAction::MembershipList, None, None).await?;
+    let (settings, holds) = server::actions::read_retention(tx).await?;
+    let members = server::actions::list_members(tx).await?;
     let holds = holds
         .into_iter()
         .map(|h| HoldRow {
@@ -158,8 +150,8 @@ pub(crate) async fn retention_page(
 }
 
 /// `POST /app/practices/{practice_id}/legal-holds`: places a legal hold on the patient (by
-/// id; deleted or not) or changes its category, as the API does
-/// (`store::retention::hold_target`, `place_hold`, audited `legal_hold.place`), then the page
+/// id; deleted or not) or changes its category through the API's action
+/// ([`server::actions::place_legal_hold`], audited `legal_hold.place`), then the page
 /// (`303`). Refused (a malformed or unknown patient id, no category): `400` / `404` with the
 /// page, nothing placed.
 pub(crate) async fn hold_place(
@@ -170,36 +162,31 @@ pub(crate) async fn hold_place(
     let practice_id = tx.practice();
     let patient = filled(&form.patient_id).and_then(|p| p.parse::<PatientId>().ok());
     let category = HoldCategory::parse(form.category.trim());
-    let refusal = match (patient, category) {
-        (None, _) => Some((
+    let (status, message) = match (patient, category) {
+        (None, _) => (
             StatusCode::BAD_REQUEST,
             "Patient: enter the patient's id (a UUID).",
-        )),
-        (_, None) => Some((
+        ),
+        (_, None) => (
             StatusCode::BAD_REQUEST,
             "Category: choose one from the list.",
-        )),
-        (Some(p), Some(_)) if !store::retention::hold_target(&mut tx, p).await? => Some((
-            StatusCode::NOT_FOUND,
-            "Patient: no patient of this practice has that id.",
-        )),
-        _ => None,
+        ),
+        (Some(patient), Some(category)) => {
+            match server::actions::place_legal_hold(&mut tx, patient, category).await {
+                Ok(_) => {
+                    tx.commit().await?;
+                    return Ok(redirect(&format!(
+                        "/app/practices/{practice_id}/retention?done=placed"
+                    )));
+                }
+                Err(AppError::NotFound(_)) => (
+                    StatusCode::NOT_FOUND,
+                    "Patient: no patient of this practice has that id.",
+                ),
+                Err(e) => return Err(e.into()),
+            }
+        }
     };
-    if let (None, Some(patient), Some(category)) = (refusal, patient, category) {
-        let h = store::retention::place_hold(&mut tx, patient, category).await?;
-        tx.audit_details(
-            AuditAction::LegalHoldPlace,
-            Some(patient),
-            Some(AuditObject::legal_hold(patient)),
-            Some(serde_json::json!({ "category": h.category.as_str() })),
-        )
-        .await?;
-        tx.commit().await?;
-        return Ok(redirect(&format!(
-            "/app/practices/{practice_id}/retention?done=placed"
-        )));
-    }
-    let (status, message) = refusal.unwrap_or((StatusCode::BAD_REQUEST, "Nothing was placed."));
     let p = page(
         &mut tx,
         form,
@@ -212,7 +199,7 @@ pub(crate) async fn hold_place(
 }
 
 /// `POST /app/practices/{practice_id}/legal-holds/{patient_id}/release`: releases the
-/// patient's hold as the API does (`store::retention::release_hold`, audited
+/// patient's hold through the API's action ([`server::actions::release_legal_hold`], audited
 /// `legal_hold.release` saying whether there was one), then the page (`303`).
 pub(crate) async fn hold_release(
     Member(ctx): Member<Manage>,
@@ -221,20 +208,7 @@ pub(crate) async fn hold_release(
     let patient: PatientId = path_id(&patient, "patient")?;
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
-    if !store::retention::hold_target(&mut tx, patient).await? {
-        return Err(AppError::NotFound("patient").into());
-    }
-    let released = store::retention::release_hold(&mut tx, patient).await?;
-    tx.audit_details(
-        AuditAction::LegalHoldRelease,
-        Some(patient),
-        Some(AuditObject::legal_hold(patient)),
-        Some(serde_json::json!({
-            "released": released.is_some(),
-            "category": released.as_ref().map(|h| h.category.as_str()),
-        })),
-    )
-    .await?;
+    server::actions::release_legal_hold(&mut tx, patient).await?;
     tx.commit().await?;
     Ok(redirect(&format!(
         "/app/practices/{practice_id}/retention?done=released"

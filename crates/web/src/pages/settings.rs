@@ -1,16 +1,17 @@
 //! Practice settings (owners and admins): the practice's name and clinical scope (the API's
 //! practice update, no step-up there), and its security settings — session idle timeout,
-//! session lifetime, passkeys required of owners and admins — with the API's step-up. Over
-//! the API's store calls (`store::practices::…`), its input rules
-//! (`PracticeSettings::parse`, [`server::rules::practices::security_input`]) and the same
-//! audit events (`practice.read`, `practice.update`).
+//! session lifetime, passkeys required of owners and admins — with the API's step-up. Through
+//! the API's actions (`server::actions::{read_practice, read_practice_security,
+//! update_practice, set_practice_security}`) and its input rules (`PracticeSettings::parse`,
+//! [`server::rules::practices::security_input`]), so the same audit events (`practice.read`,
+//! `practice.update`).
 
 use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::Response;
+use domain::PracticeId;
 use domain::practice::{ClinicalScope, PracticeSettings};
-use domain::{AuditAction, AuditObject, PracticeId};
 use serde::Deserialize;
 use server::extract::{Ctx, Manage};
 use server::{AppError, AppState};
@@ -77,23 +78,11 @@ fn scope_name(s: ClinicalScope) -> String {
         .unwrap_or_default()
 }
 
-/// Reads both forms' current values, audited `practice.read` as the API's two reads.
+/// Reads both forms' current values through the API's two reads (each audited
+/// `practice.read`).
 async fn current(tx: &mut TenantTx) -> Result<(PracticeForm, SecurityForm), WebError> {
-    let p = store::practices::get(tx).await?;
-    tx.audit(
-        AuditAction::PracticeRead,
-        None,
-        Some(AuditObject::practice(p.practice_id)),
-    )
-    .await?;
-    let s = store::practices::security(tx).await?;
-    tx.audit_details(
-        AuditAction::PracticeRead,
-        None,
-        Some(AuditObject::practice(p.practice_id)),
-        Some(serde_json::json!({"part": "security"})),
-    )
-    .await?;
+    let p = server::actions::read_practice(tx).await?;
+    let s = server::actions::read_practice_security(tx).await?;
     Ok((
         PracticeForm {
             name: p.name,
@@ -141,7 +130,8 @@ pub(crate) async fn settings_page(
 
 /// `POST /app/practices/{practice_id}/settings`: renames the practice and sets its clinical
 /// scope as the API's update does (`single_line` name of at most 200 characters,
-/// `PracticeSettings::parse`, `store::practices::update`, audited `practice.update`), then the
+/// `PracticeSettings::parse`, [`server::actions::update_practice`], audited
+/// `practice.update`), then the
 /// page (`303`). Refused: `400`, the page with the message, nothing changed.
 pub(crate) async fn practice_update(
     State(state): State<AppState>,
@@ -161,13 +151,7 @@ pub(crate) async fn practice_update(
         });
     match checked {
         Ok((name, settings)) => {
-            let p = store::practices::update(&mut tx, Some(&name), Some(&settings)).await?;
-            tx.audit(
-                AuditAction::PracticeUpdate,
-                None,
-                Some(AuditObject::practice(p.practice_id)),
-            )
-            .await?;
+            server::actions::update_practice(&mut tx, Some(&name), Some(&settings)).await?;
             tx.commit().await?;
             Ok(redirect(&format!(
                 "/app/practices/{practice_id}/settings?done=practice"
@@ -207,7 +191,8 @@ fn number(raw: &str, refusal: &str) -> Result<Option<i32>, AppError> {
 
 /// `POST /app/practices/{practice_id}/settings/security`: replaces the security settings as
 /// the API does (step-up, [`server::rules::practices::security_input`],
-/// `store::practices::set_security`, audited `practice.update`), then the page (`303`).
+/// [`server::actions::set_practice_security`], audited `practice.update`), then the page
+/// (`303`).
 /// Refused: `400` / `401`, the page with what was typed, nothing changed.
 pub(crate) async fn security_update(
     State(state): State<AppState>,
@@ -242,14 +227,7 @@ async fn set_security(
     });
     match checked {
         Ok(settings) => {
-            store::practices::set_security(&mut tx, &settings).await?;
-            tx.audit_details(
-                AuditAction::PracticeUpdate,
-                None,
-                Some(AuditObject::practice(practice_id)),
-                Some(serde_json::json!({"part": "security"})),
-            )
-            .await?;
+            server::actions::set_practice_security(&mut tx, &settings).await?;
             tx.commit().await?;
             Ok(redirect(&format!(
                 "/app/practices/{practice_id}/settings?done=security"
