@@ -61,6 +61,13 @@ pub mod signin {
 pub mod actions {
     pub use crate::routes::appointments::{book, change};
     pub use crate::routes::notes::{add_addendum, amend_note, open_visit, sign_note};
+    /// Periodontal exams: create, list, read, and one change (final, confirm, decline,
+    /// undo) with its audit event.
+    pub mod perio {
+        pub use crate::routes::perio::{
+            Change, Changed, change_exam, create_exam, list_exams, read_exam,
+        };
+    }
 }
 
 /// Input rules shared by the JSON API and the web pages, so both faces accept and refuse the

@@ -71,11 +71,13 @@ pub struct Assets {
     pub htmx: Asset,
     /// The app's own module.
     pub app: Asset,
+    /// The perio exam page's keyboard module (loaded by that page only).
+    pub perio: Asset,
 }
 
 impl Assets {
-    fn all(&self) -> [&Asset; 4] {
-        [&self.css, &self.tt_policy, &self.htmx, &self.app]
+    fn all(&self) -> [&Asset; 5] {
+        [&self.css, &self.tt_policy, &self.htmx, &self.app, &self.perio]
     }
 
     /// The asset served as `file` (its hashed name), if any.
@@ -104,6 +106,11 @@ static ASSETS: LazyLock<Assets> = LazyLock::new(|| Assets {
     app: Asset::new(
         "app.js",
         include_bytes!("../static/js/app.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    perio: Asset::new(
+        "perio.js",
+        include_bytes!("../static/js/perio.js"),
         "text/javascript; charset=utf-8",
     ),
 });

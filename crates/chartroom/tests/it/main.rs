@@ -47,6 +47,7 @@ mod sessions;
 mod support;
 mod web_browser;
 mod web_pages;
+mod web_perio;
 mod wiring;
 
 /// Shared helpers.
