@@ -31,7 +31,10 @@ impl Mix {
             13..=17 => 4 + self.below(2),
             _ => 6 + self.below(3),
         };
-        DIGITS.get(usize::try_from(mm).unwrap_or(0)).copied().unwrap_or("three")
+        DIGITS
+            .get(usize::try_from(mm).unwrap_or(0))
+            .copied()
+            .unwrap_or("three")
     }
 }
 

@@ -77,7 +77,13 @@ pub struct Assets {
 
 impl Assets {
     fn all(&self) -> [&Asset; 5] {
-        [&self.css, &self.tt_policy, &self.htmx, &self.app, &self.perio]
+        [
+            &self.css,
+            &self.tt_policy,
+            &self.htmx,
+            &self.app,
+            &self.perio,
+        ]
     }
 
     /// The asset served as `file` (its hashed name), if any.

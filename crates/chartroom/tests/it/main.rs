@@ -46,6 +46,7 @@ mod session_access;
 mod sessions;
 mod support;
 mod web_browser;
+mod web_browser_perio;
 mod web_pages;
 mod web_perio;
 mod wiring;

@@ -178,7 +178,14 @@ async fn perio_routes_authorization_matrix() {
     f.api_final(&undone, "three two three").await;
     let base = f.page_exams();
     let cross = |path: &str| path.replacen(&p.to_string(), &b.to_string(), 1);
-    let routes: Vec<(Method, String, Vec<(&str, &str)>, bool, StatusCode, Vec<&str>)> = vec![
+    let routes: Vec<(
+        Method,
+        String,
+        Vec<(&str, &str)>,
+        bool,
+        StatusCode,
+        Vec<&str>,
+    )> = vec![
         (
             Method::GET,
             base.clone(),
@@ -254,8 +261,16 @@ async fn perio_routes_authorization_matrix() {
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{who} {what}");
         }
         let res = send(Some(other.clone()), cross(path)).await;
-        assert_eq!(res.status(), StatusCode::NOT_FOUND, "B's member, A's exam: {what}");
-        for (who, token) in [("reception", &reception), ("owner", &owner), ("admin", &admin)] {
+        assert_eq!(
+            res.status(),
+            StatusCode::NOT_FOUND,
+            "B's member, A's exam: {what}"
+        );
+        for (who, token) in [
+            ("reception", &reception),
+            ("owner", &owner),
+            ("admin", &admin),
+        ] {
             let res = send(Some(token.clone()), path.clone()).await;
             assert_eq!(res.status(), StatusCode::FORBIDDEN, "{who} {what}");
             let id = request_id(&res);
@@ -277,7 +292,11 @@ async fn perio_routes_authorization_matrix() {
         assert_eq!(actions(&mut su, p, id).await, want, "clinician {what}");
     }
     // The refused requests changed nothing; the clinician's did, once each.
-    assert_eq!(f.get(&exam).await["version"], 2, "one final, a decline of nothing");
+    assert_eq!(
+        f.get(&exam).await["version"],
+        2,
+        "one final, a decline of nothing"
+    );
     assert_eq!(f.get(&held).await["pending"], Value::Null);
     assert_eq!(f.get(&held).await["chart"]["teeth"]["1"]["pd"]["B"], 14);
     assert_eq!(f.get(&undone).await["chart"]["teeth"], json!({}));
@@ -291,7 +310,9 @@ async fn perio_routes_authorization_matrix() {
     .await
     .unwrap();
     assert!(
-        object.iter().any(|(_, o)| o.map(|o| o.to_string()) == Some(exam.clone())),
+        object
+            .iter()
+            .any(|(_, o)| o.map(|o| o.to_string()) == Some(exam.clone())),
         "{object:?}"
     );
     // The chart links the perio exams; off the care team the page offers break-glass.
@@ -309,13 +330,21 @@ async fn perio_routes_authorization_matrix() {
     .await
     .unwrap();
     assert!(chart.contains(&format!("href=\"{base}\"")), "{chart}");
-    let stranger =
-        crate::web_pages::api_patient(&f.app, &reception, p, "Outsidecare").await;
+    let stranger = crate::web_pages::api_patient(&f.app, &reception, p, "Outsidecare").await;
     for path in [
         format!("/app/practices/{p}/patients/{stranger}/perio"),
         format!("/app/practices/{p}/patients/{stranger}/perio/{exam}"),
     ] {
-        let res = page(&f.http, &f.app, Method::GET, &path, Some(&f.clinician), &[], false).await;
+        let res = page(
+            &f.http,
+            &f.app,
+            Method::GET,
+            &path,
+            Some(&f.clinician),
+            &[],
+            false,
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
         let body = res.text().await.unwrap();
         assert!(body.contains("not on your care team"), "{body}");
@@ -344,7 +373,10 @@ async fn cross_site_perio_posts_change_nothing() {
             let mut r = f
                 .http
                 .post(f.app.url(&format!("{base}/{action}")))
-                .header(COOKIE, format!("{}={}", server::extract::SESSION_COOKIE, f.clinician))
+                .header(
+                    COOKIE,
+                    format!("{}={}", server::extract::SESSION_COOKIE, f.clinician),
+                )
                 .header("hx-request", "true")
                 .form(&[("text", "tooth five buccal four four four")]);
             if let Some(s) = site {
@@ -354,7 +386,11 @@ async fn cross_site_perio_posts_change_nothing() {
                 r = r.header("origin", o);
             }
             let res = r.send().await.unwrap();
-            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{action} {site:?} {origin:?}");
+            assert_eq!(
+                res.status(),
+                StatusCode::FORBIDDEN,
+                "{action} {site:?} {origin:?}"
+            );
             assert!(res.text().await.unwrap().contains("CSRF-0001"));
         }
     }
@@ -369,13 +405,26 @@ async fn cross_site_perio_posts_change_nothing() {
 async fn refused_dictation_says_why_and_changes_nothing() {
     let f = Fx::new().await;
     let exam = f.create().await;
-    f.api_final(&exam, "tooth three buccal three two four").await;
+    f.api_final(&exam, "tooth three buccal three two four")
+        .await;
     let before = f.get(&exam).await;
     let base = format!("{}/{exam}", f.page_exams());
     let long = "three ".repeat(800);
     for (action, form, htmx, status, says) in [
-        ("finals", vec![("text", long.as_str())], true, StatusCode::BAD_REQUEST, "too_long"),
-        ("finals", vec![("text", long.as_str())], false, StatusCode::BAD_REQUEST, "too_long"),
+        (
+            "finals",
+            vec![("text", long.as_str())],
+            true,
+            StatusCode::BAD_REQUEST,
+            "too_long",
+        ),
+        (
+            "finals",
+            vec![("text", long.as_str())],
+            false,
+            StatusCode::BAD_REQUEST,
+            "too_long",
+        ),
         (
             "finals",
             vec![("text", "your gums are bleeding a little")],
@@ -397,7 +446,13 @@ async fn refused_dictation_says_why_and_changes_nothing() {
             StatusCode::BAD_REQUEST,
             "version: must be a whole number",
         ),
-        ("confirm", vec![("alternative", "x")], true, StatusCode::BAD_REQUEST, "alternative"),
+        (
+            "confirm",
+            vec![("alternative", "x")],
+            true,
+            StatusCode::BAD_REQUEST,
+            "alternative",
+        ),
         (
             "confirm",
             vec![],
@@ -420,8 +475,15 @@ async fn refused_dictation_says_why_and_changes_nothing() {
         let body = res.text().await.unwrap();
         assert!(body.contains(says), "{action}: {says} in {body}");
         // The exam as it is: the grid with tooth 3's depths.
-        assert!(body.contains("data-row=\"pd\" data-tooth=\"3\" data-site=\"MB\""), "{body}");
-        assert_eq!(htmx, !body.contains("<html"), "{action}: a fragment for htmx only");
+        assert!(
+            body.contains("data-row=\"pd\" data-tooth=\"3\" data-site=\"MB\""),
+            "{body}"
+        );
+        assert_eq!(
+            htmx,
+            !body.contains("<html"),
+            "{action}: a fragment for htmx only"
+        );
     }
     let after = f.get(&exam).await;
     assert_eq!(after["version"], before["version"]);
@@ -481,14 +543,31 @@ async fn typed_dictation_through_the_page_matches_the_api() {
         f.api_final(&by_api, text).await;
     }
     // The deep pocket is held on both; the page shows it and confirms it.
-    let body = page(&f.http, &f.app, Method::GET, &base, Some(&f.clinician), &[], false)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let body = page(
+        &f.http,
+        &f.app,
+        Method::GET,
+        &base,
+        Some(&f.clinician),
+        &[],
+        false,
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     assert!(body.contains("Waiting for your confirmation"), "{body}");
     assert!(body.contains("depth 13"), "{body}");
-    let res = page(&f.http, &f.app, Method::POST, &format!("{base}/confirm"), Some(&f.clinician), &[("alternative", "0")], true).await;
+    let res = page(
+        &f.http,
+        &f.app,
+        Method::POST,
+        &format!("{base}/confirm"),
+        Some(&f.clinician),
+        &[("alternative", "0")],
+        true,
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     api(
         &f.app,
@@ -500,10 +579,28 @@ async fn typed_dictation_through_the_page_matches_the_api() {
     .await;
     // One more final, undone on both.
     for text in ["tooth 5 buccal nine nine nine"] {
-        page(&f.http, &f.app, Method::POST, &format!("{base}/finals"), Some(&f.clinician), &[("text", text)], false).await;
+        page(
+            &f.http,
+            &f.app,
+            Method::POST,
+            &format!("{base}/finals"),
+            Some(&f.clinician),
+            &[("text", text)],
+            false,
+        )
+        .await;
         f.api_final(&by_api, text).await;
     }
-    let res = page(&f.http, &f.app, Method::POST, &format!("{base}/undo"), Some(&f.clinician), &[], false).await;
+    let res = page(
+        &f.http,
+        &f.app,
+        Method::POST,
+        &format!("{base}/undo"),
+        Some(&f.clinician),
+        &[],
+        false,
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::OK);
     api(
         &f.app,
@@ -519,11 +616,19 @@ async fn typed_dictation_through_the_page_matches_the_api() {
     }
     assert_eq!(pg["chart"]["teeth"]["2"]["pd"]["B"], 13);
     // The page's grid shows the API's chart.
-    let html = page(&f.http, &f.app, Method::GET, &base, Some(&f.clinician), &[], false)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = page(
+        &f.http,
+        &f.app,
+        Method::GET,
+        &base,
+        Some(&f.clinician),
+        &[],
+        false,
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     let cells = grid_cells(&html);
     let teeth = pg["chart"]["teeth"].as_object().unwrap();
     let mut checked = 0;
@@ -531,7 +636,11 @@ async fn typed_dictation_through_the_page_matches_the_api() {
         let rec = teeth.get(&tooth.to_string());
         let status = rec.map_or("present", |r| r["status"].as_str().unwrap());
         for site in ["MB", "B", "DB", "ML", "L", "DL"] {
-            let cell = |row: &str| cells.get(&(row.to_owned(), tooth, site.to_owned())).cloned();
+            let cell = |row: &str| {
+                cells
+                    .get(&(row.to_owned(), tooth, site.to_owned()))
+                    .cloned()
+            };
             let want = |m: &str| {
                 rec.and_then(|r| r[m][site].as_i64())
                     .map(|v| v.to_string())
@@ -543,9 +652,20 @@ async fn typed_dictation_through_the_page_matches_the_api() {
             }
             assert_eq!(cell("pd"), Some(want("pd")), "pd {tooth} {site}");
             assert_eq!(cell("gm"), Some(want("recession")), "gm {tooth} {site}");
-            let bleeds = rec.is_some_and(|r| r["bleeding"].as_array().unwrap().iter().any(|s| s == site));
-            let sup = rec.is_some_and(|r| r["suppuration"].as_array().unwrap().iter().any(|s| s == site));
-            let marks = format!("{}{}", if bleeds { "B" } else { "" }, if sup { "S" } else { "" });
+            let bleeds =
+                rec.is_some_and(|r| r["bleeding"].as_array().unwrap().iter().any(|s| s == site));
+            let sup = rec.is_some_and(|r| {
+                r["suppuration"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s == site)
+            });
+            let marks = format!(
+                "{}{}",
+                if bleeds { "B" } else { "" },
+                if sup { "S" } else { "" }
+            );
             assert_eq!(cell("marks"), Some(marks), "marks {tooth} {site}");
             let cal = pg["derived"]["teeth"]
                 .as_array()
@@ -591,7 +711,9 @@ async fn typed_dictation_through_the_page_matches_the_api() {
     .unwrap();
     let cells = grid_cells(&html);
     assert_eq!(
-        cells.get(&("prev".to_owned(), 2, "B".to_owned())).map(String::as_str),
+        cells
+            .get(&("prev".to_owned(), 2, "B".to_owned()))
+            .map(String::as_str),
         Some("13"),
     );
     assert!(

@@ -578,7 +578,15 @@ pub(crate) async fn perio_confirm(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let choice = q.alternative.unwrap_or(0);
-    change(&state, ctx, patient, exam, &headers, Change::Confirm(choice)).await
+    change(
+        &state,
+        ctx,
+        patient,
+        exam,
+        &headers,
+        Change::Confirm(choice),
+    )
+    .await
 }
 
 /// Declines the held final: nothing of it is applied. Declining when nothing is held

@@ -105,7 +105,7 @@ pub(crate) fn router() -> axum::Router<AppState> {
 /// The break-glass banner: when the open window ends.
 #[derive(Debug)]
 pub(crate) struct Banner {
-    ends: String,
+    pub(super) ends: String,
 }
 
 /// The banner for `patient` when the actor sees the chart through break-glass only.

@@ -247,6 +247,10 @@ fn status_words(s: ToothStatus) -> (&'static str, &'static str) {
     }
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "the rows of the grid, in display order"
+)]
 /// The grid of `session`, with `previous`'s depths in the rows under the depths and the
 /// cursor marked in the row of the current mode (gingival margin in GM mode, else depths).
 fn grid(session: &perio::Session, previous: Option<&perio::Session>) -> Vec<ArchGrid> {
@@ -451,10 +455,7 @@ fn grid(session: &perio::Session, previous: Option<&perio::Session>) -> Vec<Arch
                 surface: s,
                 cells: per_site("pd", surface, &|t, site| {
                     let v = chart.pd(t, site);
-                    (
-                        v.map(|v| v.to_string()).unwrap_or_default(),
-                        depth_class(v),
-                    )
+                    (v.map(|v| v.to_string()).unwrap_or_default(), depth_class(v))
                 }),
             };
             let prev = previous.map(|p| Row {
@@ -467,10 +468,7 @@ fn grid(session: &perio::Session, previous: Option<&perio::Session>) -> Vec<Arch
                 surface: s,
                 cells: per_site("prev", surface, &|t, site| {
                     let v = p.chart().pd(t, site);
-                    (
-                        v.map(|v| v.to_string()).unwrap_or_default(),
-                        depth_class(v),
-                    )
+                    (v.map(|v| v.to_string()).unwrap_or_default(), depth_class(v))
                 }),
             });
             // The depths sit next to the tooth numbers' side of each block: last in the
@@ -535,17 +533,14 @@ pub(crate) struct ExamView {
     bop_sites: String,
     ge4: usize,
     ge6: usize,
-    previous: Option<(String, String)>,
+    /// The previous exam: its date and page (empty when there is none).
+    previous_date: String,
+    previous_href: String,
     previous_id: String,
     arches: Vec<ArchGrid>,
 }
 
-fn view(
-    list: String,
-    exam: &Exam,
-    previous: Option<&Exam>,
-    message: Option<Message>,
-) -> ExamView {
+fn view(list: String, exam: &Exam, previous: Option<&Exam>, message: Option<Message>) -> ExamView {
     let s = &exam.session;
     let numbering = s.settings().numbering;
     let summary = s.summary();
@@ -604,8 +599,13 @@ fn view(
         ),
         ge4: summary.sites_pd_ge_4,
         ge6: summary.sites_pd_ge_6,
-        previous: previous.map(|p| (utc(p.info.created_at), format!("{list}/{}", p.info.exam_id))),
-        previous_id: previous.map(|p| p.info.exam_id.to_string()).unwrap_or_default(),
+        previous_date: previous.map(|p| utc(p.info.created_at)).unwrap_or_default(),
+        previous_href: previous
+            .map(|p| format!("{list}/{}", p.info.exam_id))
+            .unwrap_or_default(),
+        previous_id: previous
+            .map(|p| p.info.exam_id.to_string())
+            .unwrap_or_default(),
         arches: grid(s, previous.map(|p| &p.session)),
         list,
     }
@@ -700,12 +700,7 @@ async fn page(
             patient_id: patient,
             patient: patient_name(&p),
             banner,
-            x: view(
-                exams_href(practice_id, patient),
-                &e,
-                prev.as_ref(),
-                message,
-            ),
+            x: view(exams_href(practice_id, patient), &e, prev.as_ref(), message),
         },
     )
 }
@@ -844,8 +839,7 @@ async fn apply(
         return page(state, tx, chrome, patient, exam, Some(msg), status).await;
     }
     // The previous exam the page shows (a form field), read again as the page's GET does.
-    let prev = match super::filled(raw_previous).map(|p| path_id::<PerioExamId>(p, "perio exam"))
-    {
+    let prev = match super::filled(raw_previous).map(|p| path_id::<PerioExamId>(p, "perio exam")) {
         Some(Ok(prev)) => Some(actions::read_exam(&mut tx, keyring, patient, prev).await?),
         Some(Err(e)) => return Err(e),
         None => None,
@@ -854,7 +848,12 @@ async fn apply(
     html_status(
         status,
         &ExamRegion {
-            x: view(exams_href(practice_id, patient), &e, prev.as_ref(), Some(msg)),
+            x: view(
+                exams_href(practice_id, patient),
+                &e,
+                prev.as_ref(),
+                Some(msg),
+            ),
         },
     )
 }
@@ -982,15 +981,27 @@ mod tests {
         assert_eq!(upper.teeth[0].status, "missing");
         assert_eq!(upper.teeth[2].parts, ["D", "mid", "M"]);
         assert_eq!(upper.teeth[9].parts, ["M", "mid", "D"]);
-        let pd = upper.rows.iter().find(|r| r.kind == "pd" && r.surface == "F").unwrap();
+        let pd = upper
+            .rows
+            .iter()
+            .find(|r| r.kind == "pd" && r.surface == "F")
+            .unwrap();
         let t3: Vec<(&str, &str, &str)> = pd
             .cells
             .iter()
             .filter(|c| c.tooth == 3)
             .map(|c| (c.site, c.text.as_str(), c.class.as_str()))
             .collect();
-        assert_eq!(t3, [("DB", "3", ""), ("B", "4", "deep4"), ("MB", "6", "deep6")]);
-        assert!(pd.cells.iter().filter(|c| c.tooth == 1).all(|c| c.text.is_empty() && c.class == "absent"));
+        assert_eq!(
+            t3,
+            [("DB", "3", ""), ("B", "4", "deep4"), ("MB", "6", "deep6")]
+        );
+        assert!(
+            pd.cells
+                .iter()
+                .filter(|c| c.tooth == 1)
+                .all(|c| c.text.is_empty() && c.class == "absent")
+        );
         let current: Vec<_> = g
             .iter()
             .flat_map(|a| a.rows.iter().flat_map(|r| r.cells.iter()))
@@ -998,7 +1009,16 @@ mod tests {
             .collect();
         assert_eq!(current.len(), 1);
         assert_eq!((current[0].tooth, current[0].site), (4, "DB"));
-        let marks = upper.rows.iter().find(|r| r.kind == "marks" && r.surface == "F").unwrap();
-        assert!(marks.cells.iter().any(|c| c.tooth == 3 && c.site == "MB" && c.text == "B"));
+        let marks = upper
+            .rows
+            .iter()
+            .find(|r| r.kind == "marks" && r.surface == "F")
+            .unwrap();
+        assert!(
+            marks
+                .cells
+                .iter()
+                .any(|c| c.tooth == 3 && c.site == "MB" && c.text == "B")
+        );
     }
 }
