@@ -6,7 +6,7 @@ const DIGITS: [&str; 10] = [
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
 ];
 
-/// A small deterministic generator (SplitMix64), so a seed always gives the same chart.
+/// A small deterministic generator (`SplitMix64`), so a seed always gives the same chart.
 struct Mix(u64);
 
 impl Mix {

@@ -78,6 +78,17 @@ async fn api(app: &TestApp, method: Method, path: &str, token: &str, body: Optio
     body
 }
 
+/// A page route of the matrix: method, path, form, whether htmx sends it, the clinician's
+/// status and the audit actions of the clinician's request.
+type PageRoute<'a> = (
+    Method,
+    String,
+    Vec<(&'a str, &'a str)>,
+    bool,
+    StatusCode,
+    Vec<&'a str>,
+);
+
 struct Fx {
     db: TestDb,
     world: World,
@@ -178,14 +189,7 @@ async fn perio_routes_authorization_matrix() {
     f.api_final(&undone, "three two three").await;
     let base = f.page_exams();
     let cross = |path: &str| path.replacen(&p.to_string(), &b.to_string(), 1);
-    let routes: Vec<(
-        Method,
-        String,
-        Vec<(&str, &str)>,
-        bool,
-        StatusCode,
-        Vec<&str>,
-    )> = vec![
+    let routes: Vec<PageRoute> = vec![
         (
             Method::GET,
             base.clone(),

@@ -193,8 +193,10 @@ pub(crate) struct Cell {
 /// A row of the grid.
 #[derive(Debug)]
 pub(crate) struct Row {
-    /// The row header.
+    /// The row header, in full (read by screen readers).
     label: &'static str,
+    /// The row header as shown (short, for the width of the grid).
+    short: &'static str,
     /// `pd`, `gm`, `cal`, `marks`, `fur`, `mob` or `prev`.
     kind: &'static str,
     /// `F`, `L`, or empty for a per-tooth row.
@@ -340,6 +342,7 @@ fn grid(session: &perio::Session, previous: Option<&perio::Session>) -> Vec<Arch
             if n == 0 {
                 block.push(Row {
                     label: "Mobility",
+                    short: "Mobility",
                     kind: "mob",
                     surface: "",
                     cells: teeth
@@ -374,6 +377,7 @@ fn grid(session: &perio::Session, previous: Option<&perio::Session>) -> Vec<Arch
                 } else {
                     "Lingual furcation"
                 },
+                short: if facial { "Furcation F" } else { "Furcation L" },
                 kind: "fur",
                 surface: s,
                 cells: per_site("fur", surface, &|t, site| {
@@ -393,6 +397,7 @@ fn grid(session: &perio::Session, previous: Option<&perio::Session>) -> Vec<Arch
                 } else {
                     "Lingual bleeding (B) and suppuration (S)"
                 },
+                short: if facial { "B / S F" } else { "B / S L" },
                 kind: "marks",
                 surface: s,
                 cells: per_site("marks", surface, &|t, site| {
@@ -414,6 +419,7 @@ fn grid(session: &perio::Session, previous: Option<&perio::Session>) -> Vec<Arch
                 } else {
                     "Lingual gingival margin"
                 },
+                short: if facial { "GM F" } else { "GM L" },
                 kind: "gm",
                 surface: s,
                 cells: per_site("gm", surface, &|t, site| {
@@ -432,7 +438,12 @@ fn grid(session: &perio::Session, previous: Option<&perio::Session>) -> Vec<Arch
                 }),
             });
             block.push(Row {
-                label: if facial { "Facial CAL" } else { "Lingual CAL" },
+                label: if facial {
+                    "Facial clinical attachment level"
+                } else {
+                    "Lingual clinical attachment level"
+                },
+                short: if facial { "CAL F" } else { "CAL L" },
                 kind: "cal",
                 surface: s,
                 cells: per_site("cal", surface, &|t, site| {
@@ -451,6 +462,7 @@ fn grid(session: &perio::Session, previous: Option<&perio::Session>) -> Vec<Arch
                 } else {
                     "Lingual probing depth"
                 },
+                short: if facial { "PD F" } else { "PD L" },
                 kind: "pd",
                 surface: s,
                 cells: per_site("pd", surface, &|t, site| {
@@ -463,6 +475,11 @@ fn grid(session: &perio::Session, previous: Option<&perio::Session>) -> Vec<Arch
                     "Facial probing depth, previous exam"
                 } else {
                     "Lingual probing depth, previous exam"
+                },
+                short: if facial {
+                    "Previous PD F"
+                } else {
+                    "Previous PD L"
                 },
                 kind: "prev",
                 surface: s,
@@ -796,6 +813,7 @@ async fn apply(
     let keyring = state.store.keyring()?;
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
+    let undoing = matches!(change, Ok(actions::Change::Undo));
     let result = match (version(raw_version), change) {
         (Ok(expected), Ok(change)) => {
             actions::change_exam(&mut tx, keyring, patient, exam, expected, change).await
@@ -803,14 +821,24 @@ async fn apply(
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     let (e, msg, status) = match result {
-        Ok(c) => (
-            Exam {
-                info: c.info,
-                session: c.session,
-            },
-            message(&c.outcome),
-            StatusCode::OK,
-        ),
+        Ok(c) => {
+            let m = if undoing && c.outcome.status == perio::Status::Ok {
+                Message {
+                    kind: "ok",
+                    text: "Undone: the last final was taken back.".to_owned(),
+                }
+            } else {
+                message(&c.outcome)
+            };
+            (
+                Exam {
+                    info: c.info,
+                    session: c.session,
+                },
+                m,
+                StatusCode::OK,
+            )
+        }
         Err(err @ (AppError::Invalid(_) | AppError::Conflict(_))) => {
             // Refused before anything was written: show the exam as it is.
             let status = if matches!(err, AppError::Invalid(_)) {
