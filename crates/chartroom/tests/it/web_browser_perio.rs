@@ -388,12 +388,29 @@ async fn perio_flow(b: &mut Browser, app: &TestApp, world: &World, email: &str) 
 
     // At 360 px the grid scrolls inside its labelled region, not the page.
     b.driver.set_window_rect(0, 0, 360, 800).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b
+        .driver
+        .execute("return window.innerWidth;", vec![])
+        .await
+        .unwrap()
+        .json()
+        .as_i64()
+        .is_none_or(|w| w > 360)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the window never became 360 px wide"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let widths = b
         .driver
         .execute(
             "const r = document.querySelector('.perio-grid');
              return { region: r.clientWidth, grid: r.scrollWidth,
-                      page: document.documentElement.scrollWidth, viewport: window.innerWidth };",
+                      page: document.documentElement.scrollWidth,
+                      viewport: document.documentElement.clientWidth };",
             vec![],
         )
         .await
