@@ -72,6 +72,13 @@ pub mod actions {
     };
     pub use crate::routes::retention::{place_legal_hold, read_retention, release_legal_hold};
     pub use crate::routes::support::{approve_support, list_support, revoke_support};
+    /// Periodontal exams: create, list, read, and one change (final, confirm, decline,
+    /// undo) with its audit event.
+    pub mod perio {
+        pub use crate::routes::perio::{
+            Change, Changed, change_exam, create_exam, list_exams, read_exam,
+        };
+    }
 }
 
 /// Input rules shared by the JSON API and the web pages, so both faces accept and refuse the

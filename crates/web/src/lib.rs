@@ -169,6 +169,7 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         )
         .merge(manage_routes())
         .merge(pages::chart::router())
+        .merge(pages::perio::router())
         .route("/static/{file}", get(assets::serve))
         .route(
             "/csp-report",

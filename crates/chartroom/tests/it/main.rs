@@ -47,8 +47,10 @@ mod sessions;
 mod support;
 mod web_actions;
 mod web_browser;
+mod web_browser_perio;
 mod web_pages;
 mod web_session;
+mod web_perio;
 mod wiring;
 
 /// Shared helpers.

@@ -13,7 +13,7 @@ pub(crate) mod memberships;
 pub(crate) mod notes;
 mod passkeys;
 pub(crate) mod patients;
-mod perio;
+pub(crate) mod perio;
 pub(crate) mod practices;
 pub(crate) mod retention;
 pub(crate) mod support;

@@ -168,14 +168,7 @@ pub(crate) async fn perio_exam_list(
     ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
 ) -> Result<Json<Vec<PerioExamInfoView>>, AppError> {
     let mut tx = ctx.tx;
-    visible_patient(&mut tx, patient).await?;
-    let exams = store::perio::list_for_patient(&mut tx, patient).await?;
-    tx.audit(
-        AuditAction::PerioExamList,
-        Some(patient),
-        Some(AuditObject::patient(patient)),
-    )
-    .await?;
+    let exams = list_exams(&mut tx, patient).await?;
     tx.commit().await?;
     Ok(Json(exams.iter().map(Into::into).collect()))
 }
@@ -250,17 +243,7 @@ pub(crate) async fn perio_exam_create(
 ) -> Result<Response, AppError> {
     let session = perio::Session::new(settings(req.settings)?);
     let mut tx = ctx.tx;
-    visible_patient(&mut tx, patient).await?;
-    if store::patients::is_deleted(&mut tx, patient).await? {
-        return Err(AppError::Gone("patient"));
-    }
-    let info = store::perio::create(&mut tx, state.store.keyring()?, patient, &session).await?;
-    tx.audit(
-        AuditAction::PerioExamCreate,
-        Some(patient),
-        Some(AuditObject::perio_exam(info.exam_id)),
-    )
-    .await?;
+    let info = create_exam(&mut tx, state.store.keyring()?, patient, &session).await?;
     tx.commit().await?;
     Ok(with_etag(
         info.version,
@@ -269,6 +252,64 @@ pub(crate) async fn perio_exam_create(
             Json(PerioExamView::new(&info, &session)),
         ),
     ))
+}
+
+/// Creates an exam of `patient` with `session` (its settings, empty chart) authored by the
+/// signed-in clinician and audits `perio_exam.create`: the one path of the API and the web
+/// pages. `404` for a patient not visible here, `410` for a deleted patient. The caller
+/// commits.
+pub async fn create_exam(
+    tx: &mut TenantTx,
+    keyring: &store::crypto::Keyring,
+    patient: PatientId,
+    session: &perio::Session,
+) -> Result<ExamInfo, AppError> {
+    visible_patient(tx, patient).await?;
+    if store::patients::is_deleted(tx, patient).await? {
+        return Err(AppError::Gone("patient"));
+    }
+    let info = store::perio::create(tx, keyring, patient, session).await?;
+    tx.audit(
+        AuditAction::PerioExamCreate,
+        Some(patient),
+        Some(AuditObject::perio_exam(info.exam_id)),
+    )
+    .await?;
+    Ok(info)
+}
+
+/// A patient's exams, newest first (at most 100), audited `perio_exam.list`: the one path of
+/// the API and the web pages. `404` for a patient not visible here. The caller commits.
+pub async fn list_exams(tx: &mut TenantTx, patient: PatientId) -> Result<Vec<ExamInfo>, AppError> {
+    visible_patient(tx, patient).await?;
+    let exams = store::perio::list_for_patient(tx, patient).await?;
+    tx.audit(
+        AuditAction::PerioExamList,
+        Some(patient),
+        Some(AuditObject::patient(patient)),
+    )
+    .await?;
+    Ok(exams)
+}
+
+/// One exam of `patient`, decrypted, audited `perio_exam.read` after the decryption: the one
+/// path of the API and the web pages. `404` when it is not visible here. The caller commits.
+pub async fn read_exam(
+    tx: &mut TenantTx,
+    keyring: &store::crypto::Keyring,
+    patient: PatientId,
+    exam: PerioExamId,
+) -> Result<Exam, AppError> {
+    let e = store::perio::get(tx, keyring, patient, exam)
+        .await?
+        .ok_or(AppError::NotFound("perio exam"))?;
+    tx.audit(
+        AuditAction::PerioExamRead,
+        Some(patient),
+        Some(AuditObject::perio_exam(exam)),
+    )
+    .await?;
+    Ok(e)
 }
 
 async fn load(
@@ -293,13 +334,7 @@ pub(crate) async fn perio_exam_get(
     ApiPath((_, patient, exam)): ApiPath<(PracticeId, PatientId, PerioExamId)>,
 ) -> Result<Response, AppError> {
     let mut tx = ctx.tx;
-    let e = load(&state, &mut tx, patient, exam).await?;
-    tx.audit(
-        AuditAction::PerioExamRead,
-        Some(patient),
-        Some(AuditObject::perio_exam(exam)),
-    )
-    .await?;
+    let e = read_exam(&mut tx, state.store.keyring()?, patient, exam).await?;
     tx.commit().await?;
     Ok(with_etag(
         e.info.version,
@@ -307,102 +342,49 @@ pub(crate) async fn perio_exam_get(
     ))
 }
 
-/// The action a change route performs, as named in its audit row.
-#[derive(Clone, Copy)]
-enum Op {
-    Final,
-    Confirm,
+/// One change to an exam, as a change route of the API or a form of the web pages sends it.
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a> {
+    /// Apply one dictated final: its display text and, when the recognizer gives one, its
+    /// spoken-form (lexical) text, read instead (SPEC §2).
+    Final {
+        /// The display text.
+        text: &'a str,
+        /// The lexical text.
+        lexical: Option<&'a str>,
+    },
+    /// Confirm the held final (the reading at this index of its alternatives; 0 when there
+    /// is one).
+    Confirm(usize),
+    /// Decline the held final (harmless when nothing is held).
     Decline,
+    /// Take back the previous applied final (rule C2).
     Undo,
 }
 
-impl Op {
+impl Change<'_> {
+    /// The action as named in the audit row.
     fn name(self) -> &'static str {
         match self {
-            Op::Final => "final",
-            Op::Confirm => "confirm",
-            Op::Decline => "decline",
-            Op::Undo => "undo",
+            Change::Final { .. } => "final",
+            Change::Confirm(_) => "confirm",
+            Change::Decline => "decline",
+            Change::Undo => "undo",
         }
     }
 }
 
-/// Loads the exam locked, checks `If-Match`, applies `act` to its session and, when the
-/// session changed, stores it under the next version; then appends the audit event and
-/// commits both together. An error from `act` rolls everything back.
-async fn change(
-    state: &AppState,
-    ctx: Ctx<Clinical>,
-    patient: PatientId,
-    exam: PerioExamId,
-    headers: &HeaderMap,
-    op: Op,
-    act: impl FnOnce(&mut perio::Session) -> Result<perio::Outcome, AppError>,
-) -> Result<Response, AppError> {
-    let expected = IfMatch::from_headers(headers, "exam")?.version();
-    let keyring = state.store.keyring()?;
-    let mut tx = ctx.tx;
-    let e = store::perio::get_for_update(&mut tx, keyring, patient, exam)
-        .await?
-        .ok_or(AppError::NotFound("perio exam"))?;
-    if expected.is_some_and(|v| v != e.info.version) {
-        return Err(AppError::Conflict(format!(
-            "the exam is at version {} now: reload it, then retry",
-            e.info.version
-        )));
-    }
-    let mut session = e.session.clone();
-    let outcome = act(&mut session)?;
-    let changed = session != e.session;
-    let info = if changed {
-        store::perio::save(&mut tx, keyring, &e.info, &session)
-            .await
-            .map_err(|err| match err {
-                store::StoreError::Conflict(c) if c == "perio_exam_version" => {
-                    AppError::Conflict("the exam changed meanwhile: reload it, then retry".into())
-                }
-                other => other.into(),
-            })?
-    } else {
-        e.info
-    };
-    let status = to_json(&outcome.status);
-    let mut details = json!({
-        "op": op.name(),
-        "status": status,
-        "changed": changed,
-        "version": info.version,
-    });
-    if let (Some(r), Some(d)) = (&outcome.reject, details.as_object_mut()) {
-        d.insert("reason".into(), Value::from(r.reason.code()));
-    }
-    tx.audit_details(
-        AuditAction::PerioExamUpdate,
-        Some(patient),
-        Some(AuditObject::perio_exam(exam)),
-        Some(details),
-    )
-    .await?;
-    tx.commit().await?;
-    let view = PerioOutcomeView {
-        exam_id: exam,
-        version: info.version,
-        changed,
-        pending: session.pending().is_some(),
-        outcome: outcome.to_json(),
-    };
-    Ok(with_etag(info.version, Json(view)))
-}
-
-/// One final (one recognizer result).
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PerioFinal {
-    /// The display text (at most 4 KiB and 256 tokens).
-    text: String,
-    /// The recognizer's spoken-form (lexical) text, when it gives one: read instead of
-    /// `text` (SPEC §2). Same limits.
-    lexical: Option<String>,
+/// What a change did.
+#[derive(Debug)]
+pub struct Changed {
+    /// The exam after the change (its version unchanged when nothing changed).
+    pub info: ExamInfo,
+    /// The session after the change.
+    pub session: perio::Session,
+    /// The engine's outcome.
+    pub outcome: perio::Outcome,
+    /// Whether the session changed (chart, cursor, mode or held final).
+    pub changed: bool,
 }
 
 /// Refuses a final over the engine's limits (4 KiB, 256 tokens) before anything is read; the
@@ -417,6 +399,136 @@ fn within_limits(field: &str, text: &str) -> Result<(), AppError> {
             perio::token::MAX_TOKENS
         ))),
     }
+}
+
+/// Applies one change to exam `exam` of `patient`: the one path of the API's change routes
+/// and the web page's forms. Refuses a final over the engine's limits (`400`) before anything
+/// is read; loads the exam locked (`404` when not visible here); checks `expected` against
+/// its version (`409`); refuses a confirmation with nothing held (`409`) or an alternative
+/// out of range (`400`) and an undo with nothing to undo (`409`); applies the change and,
+/// when the session changed, stores it under the next version; then audits
+/// `perio_exam.update` with the action, the outcome status, the reason code of a refusal and
+/// the version (never a value, a tooth or a word said). The caller commits; on an error
+/// nothing was written.
+pub async fn change_exam(
+    tx: &mut TenantTx,
+    keyring: &store::crypto::Keyring,
+    patient: PatientId,
+    exam: PerioExamId,
+    expected: Option<i64>,
+    change: Change<'_>,
+) -> Result<Changed, AppError> {
+    if let Change::Final { text, lexical } = change {
+        within_limits("text", text)?;
+        if let Some(l) = lexical {
+            within_limits("lexical", l)?;
+        }
+    }
+    let e = store::perio::get_for_update(tx, keyring, patient, exam)
+        .await?
+        .ok_or(AppError::NotFound("perio exam"))?;
+    if expected.is_some_and(|v| v != e.info.version) {
+        return Err(AppError::Conflict(format!(
+            "the exam is at version {} now: reload it, then retry",
+            e.info.version
+        )));
+    }
+    let mut session = e.session.clone();
+    let outcome = match change {
+        Change::Final { text, lexical } => session.apply_recognized(lexical, text),
+        Change::Confirm(choice) => {
+            let Some(p) = session.pending() else {
+                return Err(AppError::Conflict(
+                    "nothing is waiting for confirmation: dictate the final again".into(),
+                ));
+            };
+            if choice >= p.candidates.len() {
+                return Err(AppError::Invalid(format!(
+                    "alternative: must be below {}",
+                    p.candidates.len()
+                )));
+            }
+            session.confirm(choice)
+        }
+        Change::Decline => session.decline(),
+        Change::Undo => {
+            if session.history().is_empty() {
+                return Err(AppError::Conflict("there is nothing to undo".into()));
+            }
+            session.undo()
+        }
+    };
+    let changed = session != e.session;
+    let info = if changed {
+        store::perio::save(tx, keyring, &e.info, &session)
+            .await
+            .map_err(|err| match err {
+                store::StoreError::Conflict(c) if c == "perio_exam_version" => {
+                    AppError::Conflict("the exam changed meanwhile: reload it, then retry".into())
+                }
+                other => other.into(),
+            })?
+    } else {
+        e.info
+    };
+    let mut details = json!({
+        "op": change.name(),
+        "status": to_json(&outcome.status),
+        "changed": changed,
+        "version": info.version,
+    });
+    if let (Some(r), Some(d)) = (&outcome.reject, details.as_object_mut()) {
+        d.insert("reason".into(), Value::from(r.reason.code()));
+    }
+    tx.audit_details(
+        AuditAction::PerioExamUpdate,
+        Some(patient),
+        Some(AuditObject::perio_exam(exam)),
+        Some(details),
+    )
+    .await?;
+    Ok(Changed {
+        info,
+        session,
+        outcome,
+        changed,
+    })
+}
+
+/// Applies `change` through [`change_exam`] with the request's `If-Match`, commits, and
+/// answers the outcome with the exam's version as `ETag`.
+async fn change(
+    state: &AppState,
+    ctx: Ctx<Clinical>,
+    patient: PatientId,
+    exam: PerioExamId,
+    headers: &HeaderMap,
+    change: Change<'_>,
+) -> Result<Response, AppError> {
+    let expected = IfMatch::from_headers(headers, "exam")?.version();
+    let keyring = state.store.keyring()?;
+    let mut tx = ctx.tx;
+    let c = change_exam(&mut tx, keyring, patient, exam, expected, change).await?;
+    tx.commit().await?;
+    let view = PerioOutcomeView {
+        exam_id: exam,
+        version: c.info.version,
+        changed: c.changed,
+        pending: c.session.pending().is_some(),
+        outcome: c.outcome.to_json(),
+    };
+    Ok(with_etag(c.info.version, Json(view)))
+}
+
+/// One final (one recognizer result).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PerioFinal {
+    /// The display text (at most 4 KiB and 256 tokens).
+    text: String,
+    /// The recognizer's spoken-form (lexical) text, when it gives one: read instead of
+    /// `text` (SPEC §2). Same limits.
+    lexical: Option<String>,
 }
 
 /// Applies one dictated final to the exam: all or nothing. The outcome says what happened:
@@ -435,14 +547,11 @@ pub(crate) async fn perio_final_create(
     headers: HeaderMap,
     ApiJson(req): ApiJson<PerioFinal>,
 ) -> Result<Response, AppError> {
-    within_limits("text", &req.text)?;
-    if let Some(l) = &req.lexical {
-        within_limits("lexical", l)?;
-    }
-    change(&state, ctx, patient, exam, &headers, Op::Final, |s| {
-        Ok(s.apply_recognized(req.lexical.as_deref(), &req.text))
-    })
-    .await
+    let final_ = Change::Final {
+        text: &req.text,
+        lexical: req.lexical.as_deref(),
+    };
+    change(&state, ctx, patient, exam, &headers, final_).await
 }
 
 /// Which reading to confirm.
@@ -469,20 +578,14 @@ pub(crate) async fn perio_confirm(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let choice = q.alternative.unwrap_or(0);
-    change(&state, ctx, patient, exam, &headers, Op::Confirm, |s| {
-        let Some(p) = s.pending() else {
-            return Err(AppError::Conflict(
-                "nothing is waiting for confirmation: dictate the final again".into(),
-            ));
-        };
-        if choice >= p.candidates.len() {
-            return Err(AppError::Invalid(format!(
-                "alternative: must be below {}",
-                p.candidates.len()
-            )));
-        }
-        Ok(s.confirm(choice))
-    })
+    change(
+        &state,
+        ctx,
+        patient,
+        exam,
+        &headers,
+        Change::Confirm(choice),
+    )
     .await
 }
 
@@ -498,10 +601,7 @@ pub(crate) async fn perio_decline(
     ApiPath((_, patient, exam)): ApiPath<(PracticeId, PatientId, PerioExamId)>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    change(&state, ctx, patient, exam, &headers, Op::Decline, |s| {
-        Ok(s.decline())
-    })
-    .await
+    change(&state, ctx, patient, exam, &headers, Change::Decline).await
 }
 
 /// Takes back the previous applied final as one transaction (rule C2). 409 when there is
@@ -516,13 +616,7 @@ pub(crate) async fn perio_undo(
     ApiPath((_, patient, exam)): ApiPath<(PracticeId, PatientId, PerioExamId)>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    change(&state, ctx, patient, exam, &headers, Op::Undo, |s| {
-        if s.history().is_empty() {
-            return Err(AppError::Conflict("there is nothing to undo".into()));
-        }
-        Ok(s.undo())
-    })
-    .await
+    change(&state, ctx, patient, exam, &headers, Change::Undo).await
 }
 
 /// The exam as a FHIR R4 `Bundle` (type `collection`) of `Observation` resources: one per

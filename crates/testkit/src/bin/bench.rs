@@ -185,8 +185,8 @@ enum Bench {
         #[arg(long)]
         server: Option<std::path::PathBuf>,
     },
-    /// The web app's server render time: the schedule week and the patient chart against
-    /// the same data as JSON from the API, alternating slices.
+    /// The web app's server render time: the schedule week, the patient chart and the perio
+    /// grid against the same data as JSON from the API, alternating slices.
     WebRender {
         /// Concurrent clients.
         #[arg(long, default_value_t = 8)]

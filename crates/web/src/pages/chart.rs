@@ -105,11 +105,14 @@ pub(crate) fn router() -> axum::Router<AppState> {
 /// The break-glass banner: when the open window ends.
 #[derive(Debug)]
 pub(crate) struct Banner {
-    ends: String,
+    pub(super) ends: String,
 }
 
 /// The banner for `patient` when the actor sees the chart through break-glass only.
-async fn banner(tx: &mut TenantTx, patient: PatientId) -> Result<Option<Banner>, WebError> {
+pub(super) async fn banner(
+    tx: &mut TenantTx,
+    patient: PatientId,
+) -> Result<Option<Banner>, WebError> {
     Ok(store::break_glass::window(tx, patient)
         .await?
         .map(|ends| Banner { ends: utc(ends) }))
@@ -446,13 +449,13 @@ pub(crate) struct ChartQuery {
     done: Option<String>,
 }
 
-fn patient_name(p: &store::patients::Patient) -> String {
+pub(super) fn patient_name(p: &store::patients::Patient) -> String {
     format!("{}, {}", p.family_name, p.given_name)
 }
 
 /// The patient's chart, or — when RLS hides it (off the care team) — `None`, after checking
 /// the patient exists here (`404`) and is not deleted (`410`).
-async fn visible(tx: &mut TenantTx, patient: PatientId) -> Result<bool, WebError> {
+pub(super) async fn visible(tx: &mut TenantTx, patient: PatientId) -> Result<bool, WebError> {
     if store::perio::patient_visible(tx, patient).await? {
         return Ok(true);
     }
@@ -460,6 +463,32 @@ async fn visible(tx: &mut TenantTx, patient: PatientId) -> Result<bool, WebError
         return Err(WebError(AppError::NotFound("patient")));
     }
     Ok(false)
+}
+
+/// The break-glass offer (`403`) for a clinician off `patient`'s care team (the chart's and
+/// the perio pages'); reads the patient's name (audited `patient.read`) and commits.
+pub(super) async fn break_glass_offer(
+    state: &AppState,
+    mut tx: TenantTx,
+    chrome: Chrome,
+    patient: PatientId,
+) -> Result<Response, WebError> {
+    let practice_id = tx.practice();
+    let p = super::patients::read_patient(state, &mut tx, patient).await?;
+    tx.commit().await?;
+    html_status(
+        StatusCode::FORBIDDEN,
+        &BreakGlassPage {
+            assets: assets(),
+            chrome: Some(chrome),
+            practice_id,
+            patient_id: patient,
+            patient: patient_name(&p),
+            reason: String::new(),
+            minutes: bg_rules::BREAK_GLASS_DEFAULT_MINUTES.to_string(),
+            errors: FieldErrors::default(),
+        },
+    )
 }
 
 /// `GET /app/practices/{practice_id}/patients/{patient_id}/chart`: visits and notes (the

@@ -10,6 +10,7 @@ pub(crate) mod disclosures;
 pub(crate) mod home;
 pub(crate) mod members;
 pub(crate) mod patients;
+pub(crate) mod perio;
 pub(crate) mod retention;
 pub(crate) mod schedule;
 pub(crate) mod session;

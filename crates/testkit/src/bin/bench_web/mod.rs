@@ -6,6 +6,8 @@
 //!   cookie) vs `GET /api/v1/practices/{p}/appointments?from=…&to=…` for the same week.
 //! - **Patient chart**: `GET /app/practices/{p}/patients/{id}/chart` (the clinician's cookie)
 //!   vs the API's visits and notes list of the same patient (two requests: what the page shows).
+//! - **Perio grid**: `GET /app/practices/{p}/patients/{id}/perio/{exam}` (the full-mouth grid
+//!   of a charted exam, with the previous exam's depths) vs the API's `GET` of the same exam.
 //!
 //! Both sides pay the session check, the audit events of what they show and TLS; the
 //! difference is rendering HTML with askama against serializing JSON (and, for the chart,
@@ -81,6 +83,44 @@ fn both(a: Request, b: Request) -> Request {
     })
 }
 
+/// Two perio exams of `patient` charted through the API from the synthetic full-mouth
+/// dictation (the newer shows the older's depths beside its own); the newer's id.
+async fn perio_exams(
+    app: &TestApp,
+    p: domain::PracticeId,
+    patient: domain::PatientId,
+    token: &str,
+) -> anyhow::Result<String> {
+    let base = format!("/api/v1/practices/{p}/patients/{patient}/perio-exams");
+    let mut exam = String::new();
+    for seed in [16, 17] {
+        let v: serde_json::Value = app
+            .http
+            .post(app.url(&base))
+            .bearer_auth(token)
+            .json(&serde_json::json!({}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        exam = v["exam_id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no exam id"))?
+            .to_owned();
+        for text in testkit::perio::full_mouth_finals(seed) {
+            app.http
+                .post(app.url(&format!("{base}/{exam}/finals")))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "text": text }))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+    }
+    Ok(exam)
+}
+
 /// The benchmark: `pairs` alternating slices of `slice_ms` per path at `clients` clients.
 pub(crate) async fn web_render(clients: usize, pairs: usize, slice_ms: u64) -> anyhow::Result<()> {
     let db = TestDb::new().await;
@@ -125,6 +165,7 @@ pub(crate) async fn web_render(clients: usize, pairs: usize, slice_ms: u64) -> a
     let app = Arc::new(TestApp::start(&db).await);
     let reception = Arc::new(app.token(w.a.user("reception")).await);
     let doctor = Arc::new(app.token(clinician).await);
+    let exam = perio_exams(&app, p, patient, &doctor).await?;
     let from = Utc.from_utc_datetime(&monday.and_time(NaiveTime::MIN));
     let to = from + Days::days(7);
     let fmt = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -169,6 +210,21 @@ pub(crate) async fn web_render(clients: usize, pairs: usize, slice_ms: u64) -> a
                     &doctor,
                     false,
                 ),
+            ),
+        ),
+        (
+            "perio grid (full mouth, 2 exams)",
+            get(
+                &app,
+                format!("/app/practices/{p}/patients/{patient}/perio/{exam}"),
+                &doctor,
+                true,
+            ),
+            get(
+                &app,
+                format!("/api/v1/practices/{p}/patients/{patient}/perio-exams/{exam}"),
+                &doctor,
+                false,
             ),
         ),
     ];
