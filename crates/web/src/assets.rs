@@ -71,11 +71,19 @@ pub struct Assets {
     pub htmx: Asset,
     /// The app's own module.
     pub app: Asset,
+    /// The passkey ceremonies (WebAuthn), a module.
+    pub passkey: Asset,
 }
 
 impl Assets {
-    fn all(&self) -> [&Asset; 4] {
-        [&self.css, &self.tt_policy, &self.htmx, &self.app]
+    fn all(&self) -> [&Asset; 5] {
+        [
+            &self.css,
+            &self.tt_policy,
+            &self.htmx,
+            &self.app,
+            &self.passkey,
+        ]
     }
 
     /// The asset served as `file` (its hashed name), if any.
@@ -104,6 +112,11 @@ static ASSETS: LazyLock<Assets> = LazyLock::new(|| Assets {
     app: Asset::new(
         "app.js",
         include_bytes!("../static/js/app.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    passkey: Asset::new(
+        "passkey.js",
+        include_bytes!("../static/js/passkey.js"),
         "text/javascript; charset=utf-8",
     ),
 });

@@ -167,6 +167,7 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         )
         .merge(manage_routes())
         .merge(pages::chart::router())
+        .merge(passkey_routes())
         .route("/static/{file}", get(assets::serve))
         .route(
             "/csp-report",
@@ -182,6 +183,36 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .layer(DefaultBodyLimit::max(server::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(limits, frame::frame))
         .with_state(state)
+}
+
+/// Passkeys and recovery codes (issue 17): sign-in with a passkey, a passkey or a recovery
+/// code as the second factor, and the user's own second factors on My account. The ceremony
+/// routes (`…/begin`, `…/finish`) take and answer JSON, posted by `static/js/passkey.js`.
+fn passkey_routes() -> Router<AppState> {
+    use pages::passkeys as p;
+    Router::new()
+        .route("/sign-in/passkey/begin", post(p::sign_in_begin))
+        .route("/sign-in/passkey/finish", post(p::sign_in_finish))
+        .route(
+            "/sign-in/second-factor/passkey/begin",
+            post(p::second_factor_begin),
+        )
+        .route(
+            "/sign-in/second-factor/passkey/finish",
+            post(p::second_factor_finish),
+        )
+        .route(
+            "/sign-in/recovery",
+            get(p::recovery_page).post(p::recovery_sign_in),
+        )
+        .route("/account/passkeys/begin", post(p::register_begin))
+        .route("/account/passkeys/finish", post(p::register_finish))
+        .route(
+            "/account/passkeys/{credential_id}/remove",
+            post(p::remove),
+        )
+        .route("/account/recovery-codes", post(p::recovery_regenerate))
+        .route("/account/confirm", post(p::confirm))
 }
 
 /// The owner and admin screens (issue 17.6), each behind the API's privilege in its handler

@@ -46,7 +46,9 @@ mod session_access;
 mod sessions;
 mod support;
 mod web_browser;
+mod web_browser_passkeys;
 mod web_pages;
+mod web_passkeys;
 mod wiring;
 
 /// Shared helpers.

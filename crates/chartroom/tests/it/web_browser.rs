@@ -42,19 +42,21 @@ fn running_as_root() -> bool {
 }
 
 /// Where the screenshots go.
-fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-screenshots")
 }
 
 /// chromedriver on a free loopback port, and a headless Chromium session through it.
-struct Browser {
-    driver: WebDriver,
+pub(crate) struct Browser {
+    pub(crate) driver: WebDriver,
+    /// chromedriver's URL (for `WebDriver` extension commands thirtyfour has no method for).
+    pub(crate) driver_url: String,
     _chromedriver: tokio::process::Child,
     visited: Vec<String>,
 }
 
 impl Browser {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(bin).exists(),
@@ -109,7 +111,9 @@ impl Browser {
             caps.add_arg("--no-sandbox").unwrap();
         }
         caps.accept_insecure_certs(true).unwrap();
-        let driver = WebDriver::new(url, caps).await.expect("chromium session");
+        let driver = WebDriver::new(url.clone(), caps)
+            .await
+            .expect("chromium session");
         driver
             .cdp()
             .send_raw(
@@ -121,6 +125,7 @@ impl Browser {
         std::fs::create_dir_all(screenshot_dir()).unwrap();
         Self {
             driver,
+            driver_url: url,
             _chromedriver: child,
             visited: Vec::new(),
         }
@@ -141,7 +146,7 @@ impl Browser {
 
     /// Checks the current page: zero CSP violations, then zero serious or critical axe-core
     /// violations; saves a screenshot named `name`.
-    async fn check_page(&mut self, name: &str) {
+    pub(crate) async fn check_page(&mut self, name: &str) {
         let started = Instant::now();
         let violations = self.csp_violations().await;
         assert!(
@@ -185,17 +190,17 @@ impl Browser {
         self.visited.push(name.to_owned());
     }
 
-    async fn path(&self) -> String {
+    pub(crate) async fn path(&self) -> String {
         self.driver.current_url().await.unwrap().path().to_owned()
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let e = self.driver.find(By::Css(css)).await.unwrap();
         e.clear().await.unwrap();
         e.send_keys(text).await.unwrap();
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.driver
             .find(By::Css(css))
             .await
@@ -207,7 +212,7 @@ impl Browser {
 
     /// Waits (bounded, polling) until exactly `n` elements match `css` (htmx may still be
     /// swapping: the rows shown before a search are not its result).
-    async fn wait_for_count(&self, css: &str, n: usize) {
+    pub(crate) async fn wait_for_count(&self, css: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let found = self
@@ -269,7 +274,7 @@ impl Browser {
 
     /// Waits (bounded, polling) until the browser is at `want` (a click on a submit button
     /// may return before the navigation it starts has finished).
-    async fn wait_for_path(&self, want: &str) {
+    pub(crate) async fn wait_for_path(&self, want: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let now = match self.driver.current_url().await {
@@ -285,7 +290,7 @@ impl Browser {
     }
 
     /// Waits (bounded, polling) until the element's text contains `want`.
-    async fn wait_for_text(&self, css: &str, want: &str) -> String {
+    pub(crate) async fn wait_for_text(&self, css: &str, want: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             // The page may be navigating or htmx swapping: an element that is missing or
@@ -323,7 +328,7 @@ impl Browser {
 /// QR code is drawn, the code comes from the secret the page shows, the ten recovery codes
 /// are shown once; ends on the home page. Each of the four screens is checked and saved
 /// under the given names. Returns the authenticator (for a later step-up).
-async fn sign_in_enrolling(
+pub(crate) async fn sign_in_enrolling(
     b: &mut Browser,
     app: &TestApp,
     email: &str,

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use testkit::{TestApp, TestDb, World};
 
 /// An HTTPS client that does not follow redirects (so a test sees them).
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .use_rustls_tls()
         .redirect(reqwest::redirect::Policy::none())
@@ -24,7 +24,7 @@ fn cookie(token: &str) -> String {
 
 /// A page request as a browser sends it from one of Chartroom's own pages: the session
 /// cookie, and `Sec-Fetch-Site: same-origin` on state changes.
-fn request(
+pub(crate) fn request(
     http: &reqwest::Client,
     app: &TestApp,
     method: Method,
@@ -863,7 +863,7 @@ fn templates_have_no_inline_script_style_or_handlers() {
 }
 
 /// A form post from one of Chartroom's own pages, as `token`.
-async fn post_form(
+pub(crate) async fn post_form(
     http: &reqwest::Client,
     app: &TestApp,
     path: &str,
@@ -877,7 +877,7 @@ async fn post_form(
         .unwrap()
 }
 
-async fn get_page(http: &reqwest::Client, app: &TestApp, path: &str, token: &str) -> String {
+pub(crate) async fn get_page(http: &reqwest::Client, app: &TestApp, path: &str, token: &str) -> String {
     let res = request(http, app, Method::GET, path, Some(token))
         .send()
         .await

@@ -11,7 +11,7 @@ pub(crate) mod disclosures;
 mod invitations;
 pub(crate) mod memberships;
 pub(crate) mod notes;
-mod passkeys;
+pub(crate) mod passkeys;
 pub(crate) mod patients;
 mod perio;
 pub(crate) mod practices;
