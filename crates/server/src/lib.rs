@@ -58,8 +58,8 @@ pub mod signin {
     };
     pub use crate::routes::passkeys::{
         AssertionFinish, CeremonyStart, PasskeyView, RegisterFinish, begin_passkey_registration,
-        begin_passkey_second_factor, begin_passkey_sign_in, finish_passkey_registration,
-        passkeys, present_passkey, remove_passkey, sign_in_with_passkey,
+        begin_passkey_second_factor, begin_passkey_sign_in, finish_passkey_registration, passkeys,
+        present_passkey, remove_passkey, sign_in_with_passkey,
     };
 }
 /// The service steps both faces (the API's routes and the web pages) take for a change: the

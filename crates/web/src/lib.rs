@@ -207,10 +207,7 @@ fn passkey_routes() -> Router<AppState> {
         )
         .route("/account/passkeys/begin", post(p::register_begin))
         .route("/account/passkeys/finish", post(p::register_finish))
-        .route(
-            "/account/passkeys/{credential_id}/remove",
-            post(p::remove),
-        )
+        .route("/account/passkeys/{credential_id}/remove", post(p::remove))
         .route("/account/recovery-codes", post(p::recovery_regenerate))
         .route("/account/confirm", post(p::confirm))
 }

@@ -62,14 +62,9 @@ async fn stored_credentials(b: &Browser, authenticator: &str) -> Vec<Value> {
     res["value"].as_array().cloned().unwrap_or_default()
 }
 
-/// Runs `flow` in a fresh browser, which is closed whatever happens.
-async fn in_browser<F>(flow: impl FnOnce(&mut Browser) -> F)
-where
-    F: std::future::Future<Output = ()>,
-{
-    let mut b = Browser::start().await;
-    println!("browser screenshots: {}", screenshot_dir().display());
-    let outcome = AssertUnwindSafe(flow(&mut b)).catch_unwind().await;
+/// Closes the browser whatever the flow's `outcome` (a panic would leave Chromium running),
+/// then passes the panic on.
+async fn close(b: Browser, outcome: std::thread::Result<()>) {
     let quit = b.driver.quit().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
@@ -107,7 +102,12 @@ async fn passkeys_and_recovery_codes_in_chromium() {
     let app = TestApp::start(&db).await;
     let user = world.a.user("reception");
     let email = crate::util::email_of(&db, user).await;
-    in_browser(|b| passkey_flow(b, &app, &email)).await;
+    let mut b = Browser::start().await;
+    println!("browser screenshots: {}", screenshot_dir().display());
+    let outcome = AssertUnwindSafe(passkey_flow(&mut b, &app, &email))
+        .catch_unwind()
+        .await;
+    close(b, outcome).await;
 }
 
 async fn passkey_flow(b: &mut Browser, app: &TestApp, email: &str) {
@@ -132,16 +132,21 @@ async fn passkey_flow(b: &mut Browser, app: &TestApp, email: &str) {
 
     // My account: register a passkey (the second factor was just presented: no step-up).
     b.driver.goto(at(app, "/app/account")).await.unwrap();
-    b.wait_for_text("#passkey-register button", "Add a passkey").await;
+    b.wait_for_text("#passkey-register button", "Add a passkey")
+        .await;
     b.check_page("pk-06-account").await;
     b.fill("#passkey-name", "This laptop").await;
     b.click("#passkey-register button[type=submit]").await;
-    b.wait_for_text("p.done", "Your new passkey was added.").await;
+    b.wait_for_text("p.done", "Your new passkey was added.")
+        .await;
     b.wait_for_text("#passkeys", "This laptop").await;
     b.check_page("pk-07-account-passkey-added").await;
     let held = stored_credentials(b, &authenticator).await;
     assert_eq!(held.len(), 1, "{held:#?}");
-    assert_eq!(held[0]["isResidentCredential"], true, "a discoverable passkey");
+    assert_eq!(
+        held[0]["isResidentCredential"], true,
+        "a discoverable passkey"
+    );
 
     // New recovery codes, shown once.
     b.click("#recovery-regenerate button").await;
@@ -220,7 +225,11 @@ async fn another_session_is_ended_from_my_account_in_chromium() {
     let app = TestApp::start(&db).await;
     let user = world.a.user("clinician");
     let email = crate::util::email_of(&db, user).await;
-    in_browser(|b| end_session_flow(b, &app, user, &email)).await;
+    let mut b = Browser::start().await;
+    let outcome = AssertUnwindSafe(end_session_flow(&mut b, &app, user, &email))
+        .catch_unwind()
+        .await;
+    close(b, outcome).await;
 }
 
 async fn end_session_flow(b: &mut Browser, app: &TestApp, user: domain::UserId, email: &str) {

@@ -877,7 +877,12 @@ pub(crate) async fn post_form(
         .unwrap()
 }
 
-pub(crate) async fn get_page(http: &reqwest::Client, app: &TestApp, path: &str, token: &str) -> String {
+pub(crate) async fn get_page(
+    http: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    token: &str,
+) -> String {
     let res = request(http, app, Method::GET, path, Some(token))
         .send()
         .await

@@ -32,9 +32,7 @@ fn post_from(
     token: Option<&str>,
     site: &str,
 ) -> reqwest::RequestBuilder {
-    let mut r = http
-        .post(app.url(path))
-        .header("sec-fetch-site", site);
+    let mut r = http.post(app.url(path)).header("sec-fetch-site", site);
     if let Some(t) = token {
         r = r.header(COOKIE, format!("{}={t}", server::extract::SESSION_COOKIE));
     }
@@ -90,7 +88,14 @@ async fn register(
     key: &mut SoftPasskey,
     name: &str,
 ) -> (StatusCode, Value, Option<String>) {
-    let (s, begin, _) = json_call(http, app, "/app/account/passkeys/begin", Some(token), &json!({})).await;
+    let (s, begin, _) = json_call(
+        http,
+        app,
+        "/app/account/passkeys/begin",
+        Some(token),
+        &json!({}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{begin}");
     let options: CreationChallengeResponse =
         serde_json::from_value(begin["options"].clone()).unwrap();
@@ -219,23 +224,35 @@ async fn passkeys_sign_in_and_are_managed_through_the_pages() {
 
     // Passwordless: a full session at once.
     let finish = passwordless(&http, &app, &mut key, &ids[0], user).await;
-    let (s, body, token) = json_call(&http, &app, "/app/sign-in/passkey/finish", None, &finish).await;
+    let (s, body, token) =
+        json_call(&http, &app, "/app/sign-in/passkey/finish", None, &finish).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["next"], "/app");
     let token = token.unwrap();
     let account = get_page(&http, &app, "/app/account", &token).await;
     assert!(account.contains(">Laptop<"), "{account}");
     // The ceremony was single use: a replay is the generic refusal, no cookie.
-    let (s, body, again) = json_call(&http, &app, "/app/sign-in/passkey/finish", None, &finish).await;
+    let (s, body, again) =
+        json_call(&http, &app, "/app/sign-in/passkey/finish", None, &finish).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"]["code"], "AUTH-0002");
-    assert_eq!(body["error"]["message"], "the email or password is incorrect");
+    assert_eq!(
+        body["error"]["message"],
+        "the email or password is incorrect"
+    );
     assert!(again.is_none());
     // An unknown passkey (made for this site, never stored) answers exactly the same.
     let mut stranger = SoftPasskey::new(true);
     let other = w.b.user("clinician");
     let t = app.token(other).await;
-    let (s, begin, _) = json_call(&http, &app, "/app/account/passkeys/begin", Some(&t), &json!({})).await;
+    let (s, begin, _) = json_call(
+        &http,
+        &app,
+        "/app/account/passkeys/begin",
+        Some(&t),
+        &json!({}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{begin}");
     let options: CreationChallengeResponse =
         serde_json::from_value(begin["options"].clone()).unwrap();
@@ -250,7 +267,10 @@ async fn passkeys_sign_in_and_are_managed_through_the_pages() {
     let page = get_page(&http, &app, "/app/sign-in/second-factor", &half).await;
     assert!(page.contains("data-passkey=\"get\""), "{page}");
     assert!(page.contains("Use a recovery code"), "{page}");
-    assert!(!page.contains("name=\"code\""), "no authenticator app: no code form");
+    assert!(
+        !page.contains("name=\"code\""),
+        "no authenticator app: no code form"
+    );
     let finish = second_factor(&http, &app, &half, &mut key).await;
     let (s, body, full) = json_call(
         &http,
@@ -267,7 +287,11 @@ async fn passkeys_sign_in_and_are_managed_through_the_pages() {
         .send()
         .await
         .unwrap();
-    assert_eq!(location(&res), "/app/sign-in", "the old cookie no longer works");
+    assert_eq!(
+        location(&res),
+        "/app/sign-in",
+        "the old cookie no longer works"
+    );
 
     // A second passkey on My account (fresh second factor): no new recovery codes.
     let mut phone = SoftPasskey::new(true);
@@ -340,7 +364,8 @@ async fn passkey_routes_authorization_matrix() {
         assert_eq!(location(&res), "/app/sign-in", "{path}");
     }
     // The passwordless routes are public: a ceremony starts for anyone.
-    let (s, begin, _) = json_call(&http, &app, "/app/sign-in/passkey/begin", None, &json!({})).await;
+    let (s, begin, _) =
+        json_call(&http, &app, "/app/sign-in/passkey/begin", None, &json!({})).await;
     assert_eq!(s, StatusCode::OK);
     assert!(begin["challenge_id"].is_string());
     assert!(begin["options"]["publicKey"]["challenge"].is_string());
@@ -359,10 +384,22 @@ async fn passkey_routes_authorization_matrix() {
     assert_eq!(s, StatusCode::OK, "{begin}");
     let page = get_page(&http, &app, "/app/sign-in/recovery", &half).await;
     assert!(page.contains("name=\"code\""));
-    let res = post_json(&http, &app, "/app/account/passkeys/begin", Some(&half), &json!({}), "same-origin").await;
+    let res = post_json(
+        &http,
+        &app,
+        "/app/account/passkeys/begin",
+        Some(&half),
+        &json!({}),
+        "same-origin",
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/app/sign-in/second-factor");
-    for path in [remove.as_str(), "/app/account/recovery-codes", "/app/account/confirm"] {
+    for path in [
+        remove.as_str(),
+        "/app/account/recovery-codes",
+        "/app/account/confirm",
+    ] {
         let res = post_form(&http, &app, path, &half, &[]).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{path}");
         assert_eq!(location(&res), "/app/sign-in/second-factor", "{path}");
@@ -370,14 +407,30 @@ async fn passkey_routes_authorization_matrix() {
 
     // A full session goes on past the recovery-code form, and uses no code.
     let full = app.token(user).await;
-    let res = request(&http, &app, Method::GET, "/app/sign-in/recovery", Some(&full))
-        .send()
-        .await
-        .unwrap();
+    let res = request(
+        &http,
+        &app,
+        Method::GET,
+        "/app/sign-in/recovery",
+        Some(&full),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(location(&res), "/app");
-    let res = post_form(&http, &app, "/app/sign-in/recovery", &full, &[("code", &codes[0])]).await;
+    let res = post_form(
+        &http,
+        &app,
+        "/app/sign-in/recovery",
+        &full,
+        &[("code", &codes[0])],
+    )
+    .await;
     assert_eq!(location(&res), "/app");
-    assert_eq!(codes_left(&http, &app, user).await, "Recovery codes left: 10");
+    assert_eq!(
+        codes_left(&http, &app, user).await,
+        "Recovery codes left: 10"
+    );
 
     // The only second factor is not removed (409, the page again, nothing changed).
     let res = post_form(&http, &app, &remove, &full, &[]).await;
@@ -400,7 +453,14 @@ async fn passkey_routes_authorization_matrix() {
     .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(credential_ids(&app, other).await.len(), 1);
-    let res = post_form(&http, &app, "/app/account/passkeys/not-base64!/remove", &full, &[]).await;
+    let res = post_form(
+        &http,
+        &app,
+        "/app/account/passkeys/not-base64!/remove",
+        &full,
+        &[],
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 
     // A stale second factor: the step-up is asked for, nothing changes.
@@ -410,17 +470,31 @@ async fn passkey_routes_authorization_matrix() {
     assert!(body.contains("id=\"passkey-confirm\""), "{body}");
     assert!(!body.contains("id=\"passkey-register\""), "{body}");
     assert!(!body.contains("/remove\""), "{body}");
-    for path in [remove.as_str(), "/app/account/recovery-codes", "/app/account/confirm"] {
+    for path in [
+        remove.as_str(),
+        "/app/account/recovery-codes",
+        "/app/account/confirm",
+    ] {
         let res = post_form(&http, &app, path, &full, &[]).await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
         let body = res.text().await.unwrap();
         assert!(body.contains("Confirm it is you first"), "{path}: {body}");
     }
-    let (s, body, _) = json_call(&http, &app, "/app/account/passkeys/begin", Some(&full), &json!({})).await;
+    let (s, body, _) = json_call(
+        &http,
+        &app,
+        "/app/account/passkeys/begin",
+        Some(&full),
+        &json!({}),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "AUTH-0004");
     assert_eq!(credential_ids(&app, user).await.len(), 1);
-    assert_eq!(codes_left(&http, &app, user).await, "Recovery codes left: 10");
+    assert_eq!(
+        codes_left(&http, &app, user).await,
+        "Recovery codes left: 10"
+    );
     // The passkey step-up opens them again (the same ceremony routes as the second factor).
     let finish = second_factor(&http, &app, &full, &mut key).await;
     let (s, _, fresh) = json_call(
@@ -444,7 +518,14 @@ async fn passkey_routes_authorization_matrix() {
     assert!(!body.contains(&codes[0]));
     assert!(body.contains("href=\"/app/account\""));
     let half = app.password_only_token(user).await;
-    let res = post_form(&http, &app, "/app/sign-in/recovery", &half, &[("code", &codes[0])]).await;
+    let res = post_form(
+        &http,
+        &app,
+        "/app/sign-in/recovery",
+        &half,
+        &[("code", &codes[0])],
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -464,7 +545,14 @@ async fn a_recovery_code_signs_in_once() {
     let half = app.password_only_token(user).await;
     let page = get_page(&http, &app, "/app/sign-in/second-factor", &half).await;
     assert!(page.contains("href=\"/app/sign-in/recovery\""), "{page}");
-    let res = post_form(&http, &app, "/app/sign-in/recovery", &half, &[("code", &codes[3])]).await;
+    let res = post_form(
+        &http,
+        &app,
+        "/app/sign-in/recovery",
+        &half,
+        &[("code", &codes[3])],
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/app");
     let full = new_token(&res).unwrap();
@@ -479,7 +567,14 @@ async fn a_recovery_code_signs_in_once() {
 
     for code in [codes[3].as_str(), "AAAA-BBBB-CCCC", ""] {
         let again = app.password_only_token(user).await;
-        let res = post_form(&http, &app, "/app/sign-in/recovery", &again, &[("code", code)]).await;
+        let res = post_form(
+            &http,
+            &app,
+            "/app/sign-in/recovery",
+            &again,
+            &[("code", code)],
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{code}");
         assert!(new_token(&res).is_none());
         let body = res.text().await.unwrap();
@@ -488,9 +583,16 @@ async fn a_recovery_code_signs_in_once() {
             .send()
             .await
             .unwrap();
-        assert_eq!(location(&res), "/app/sign-in/second-factor", "still password-only");
+        assert_eq!(
+            location(&res),
+            "/app/sign-in/second-factor",
+            "still password-only"
+        );
     }
-    assert_eq!(codes_left(&http, &app, user).await, "Recovery codes left: 9");
+    assert_eq!(
+        codes_left(&http, &app, user).await,
+        "Recovery codes left: 9"
+    );
 }
 
 // issue 17 — every passkey and recovery-code post from another site is refused (403) before
@@ -509,7 +611,14 @@ async fn cross_site_passkey_posts_change_nothing() {
     let half = app.password_only_token(user).await;
 
     // A complete, valid registration and sign-in, sent cross-site.
-    let (s, begin, _) = json_call(&http, &app, "/app/account/passkeys/begin", Some(&full), &json!({})).await;
+    let (s, begin, _) = json_call(
+        &http,
+        &app,
+        "/app/account/passkeys/begin",
+        Some(&full),
+        &json!({}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     let options: CreationChallengeResponse =
         serde_json::from_value(begin["options"].clone()).unwrap();
@@ -524,7 +633,11 @@ async fn cross_site_passkey_posts_change_nothing() {
             ("/app/sign-in/passkey/finish", None, &sign_in),
             ("/app/account/passkeys/begin", Some(&full), &json!({})),
             ("/app/sign-in/passkey/begin", None, &json!({})),
-            ("/app/sign-in/second-factor/passkey/begin", Some(&half), &json!({})),
+            (
+                "/app/sign-in/second-factor/passkey/begin",
+                Some(&half),
+                &json!({}),
+            ),
         ] {
             let res = post_json(&http, &app, path, token.map(String::as_str), body, site).await;
             assert_eq!(res.status(), StatusCode::FORBIDDEN, "{site} {path}");
@@ -548,12 +661,29 @@ async fn cross_site_passkey_posts_change_nothing() {
     // Nothing changed: one passkey, ten codes, the code still works, and both ceremonies
     // were never used (they still finish, from the pages).
     assert_eq!(credential_ids(&app, user).await, vec![cred.clone()]);
-    assert_eq!(codes_left(&http, &app, user).await, "Recovery codes left: 10");
+    assert_eq!(
+        codes_left(&http, &app, user).await,
+        "Recovery codes left: 10"
+    );
     let (s, body, _) = json_call(&http, &app, "/app/sign-in/passkey/finish", None, &sign_in).await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    let (s, body, _) = json_call(&http, &app, "/app/account/passkeys/finish", Some(&full), &registration).await;
+    let (s, body, _) = json_call(
+        &http,
+        &app,
+        "/app/account/passkeys/finish",
+        Some(&full),
+        &registration,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    let res = post_form(&http, &app, "/app/sign-in/recovery", &half, &[("code", &codes[0])]).await;
+    let res = post_form(
+        &http,
+        &app,
+        "/app/sign-in/recovery",
+        &half,
+        &[("code", &codes[0])],
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
 }
 
@@ -568,15 +698,27 @@ async fn bad_json_is_refused_clearly_with_nothing_changed() {
     let http = client();
     let user = w.a.user("clinician");
     let full = app.token(user).await;
-    let (s, begin, _) = json_call(&http, &app, "/app/account/passkeys/begin", Some(&full), &json!({})).await;
+    let (s, begin, _) = json_call(
+        &http,
+        &app,
+        "/app/account/passkeys/begin",
+        Some(&full),
+        &json!({}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{begin}");
     let options: CreationChallengeResponse =
         serde_json::from_value(begin["options"].clone()).unwrap();
     let mut key = SoftPasskey::new(true);
     let credential = key.do_registration(origin(&app), options).unwrap();
-    let good = json!({"challenge_id": begin["challenge_id"], "name": "Laptop", "credential": credential});
+    let good =
+        json!({"challenge_id": begin["challenge_id"], "name": "Laptop", "credential": credential});
 
-    for path in ["/app/account/passkeys/finish", "/app/sign-in/passkey/finish", "/app/sign-in/second-factor/passkey/finish"] {
+    for path in [
+        "/app/account/passkeys/finish",
+        "/app/sign-in/passkey/finish",
+        "/app/sign-in/second-factor/passkey/finish",
+    ] {
         // Not JSON at all.
         let res = request(&http, &app, Method::POST, path, Some(&full))
             .header(CONTENT_TYPE, "application/json")
@@ -585,11 +727,19 @@ async fn bad_json_is_refused_clearly_with_nothing_changed() {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{path}");
-        assert!(res.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+        assert!(
+            res.headers()[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["error"]["code"], "INPUT-0001", "{path}");
         assert!(
-            body["error"]["message"].as_str().unwrap().contains("not valid JSON"),
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not valid JSON"),
             "{path}: {body}"
         );
         // The wrong media type.
@@ -605,7 +755,14 @@ async fn bad_json_is_refused_clearly_with_nothing_changed() {
     // A credential that is not one, and an unknown field: the field is named, not echoed.
     let mut bad = good.clone();
     bad["credential"] = json!("secret-looking-value");
-    let (s, body, t) = json_call(&http, &app, "/app/account/passkeys/finish", Some(&full), &bad).await;
+    let (s, body, t) = json_call(
+        &http,
+        &app,
+        "/app/account/passkeys/finish",
+        Some(&full),
+        &bad,
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("credential"), "{message}");
@@ -613,17 +770,38 @@ async fn bad_json_is_refused_clearly_with_nothing_changed() {
     assert!(t.is_none());
     let mut bad = good.clone();
     bad["extra"] = json!(true);
-    let (s, _, _) = json_call(&http, &app, "/app/account/passkeys/finish", Some(&full), &bad).await;
+    let (s, _, _) = json_call(
+        &http,
+        &app,
+        "/app/account/passkeys/finish",
+        Some(&full),
+        &bad,
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     // A bad name is refused by the API's rule, before the ceremony is used.
     let mut bad = good.clone();
     bad["name"] = json!("two\nlines");
-    let (s, body, _) = json_call(&http, &app, "/app/account/passkeys/finish", Some(&full), &bad).await;
+    let (s, body, _) = json_call(
+        &http,
+        &app,
+        "/app/account/passkeys/finish",
+        Some(&full),
+        &bad,
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "INPUT-0001");
     assert!(credential_ids(&app, user).await.is_empty());
     // The ceremony is intact: the good post still registers the passkey.
-    let (s, body, _) = json_call(&http, &app, "/app/account/passkeys/finish", Some(&full), &good).await;
+    let (s, body, _) = json_call(
+        &http,
+        &app,
+        "/app/account/passkeys/finish",
+        Some(&full),
+        &good,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(credential_ids(&app, user).await.len(), 1);
 }

@@ -42,8 +42,8 @@ use webauthn_rs::prelude::{
 };
 
 use super::auth::{
-    NextStep, ReqIdOf, SignedIn, complete_second_factor, details, enroll_done,
-    enrollment_response, methods, signed_in_response,
+    NextStep, ReqIdOf, SignedIn, complete_second_factor, details, enroll_done, enrollment_response,
+    methods, signed_in_response,
 };
 use crate::extract::{ApiJson, ApiPath, MfaSession, Session};
 use crate::identity::Client;
@@ -192,7 +192,9 @@ pub(crate) async fn passkey_register_begin(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<axum::Json<CeremonyStart>, AppError> {
-    Ok(axum::Json(begin_passkey_registration(&state, session).await?))
+    Ok(axum::Json(
+        begin_passkey_registration(&state, session).await?,
+    ))
 }
 
 /// Starts registering a passkey on `session`, shared by the API and the web pages: allowed on
@@ -387,7 +389,7 @@ pub async fn remove_passkey(
     credential_id: &str,
 ) -> Result<(), AppError> {
     session.require_step_up(state)?;
-    let id = Some(credential_id.as_str())
+    let id = Some(credential_id)
         .filter(|s| s.len() <= MAX_CREDENTIAL_ID_CHARS)
         .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
         .ok_or(AppError::NotFound("passkey"))?;
@@ -429,7 +431,9 @@ pub(crate) async fn second_factor_passkey_begin(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<axum::Json<CeremonyStart>, AppError> {
-    Ok(axum::Json(begin_passkey_second_factor(&state, session).await?))
+    Ok(axum::Json(
+        begin_passkey_second_factor(&state, session).await?,
+    ))
 }
 
 /// Starts presenting a passkey on `session` (the second factor after a password, or the

@@ -201,7 +201,9 @@ pub(crate) async fn account_page(
         "others" => Some("All your other sessions were ended."),
         "passkey" => Some("Your new passkey was added."),
         "passkey-removed" => Some("The passkey was removed."),
-        "confirmed" => Some("Confirmed: you can change your second factors for the next few minutes."),
+        "confirmed" => {
+            Some("Confirmed: you can change your second factors for the next few minutes.")
+        }
         _ => None,
     };
     let p = page(&state, session, &FieldErrors::default(), None, done).await?;

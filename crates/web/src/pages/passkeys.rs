@@ -79,9 +79,9 @@ fn set_cookie(res: &mut Response, cookie: &str) {
     }
 }
 
-/// `finished` as JSON, handing the browser the new session cookie.
-fn finished(state: &AppState, token: &store::SessionToken, finished: &Finished) -> Response {
-    let mut res = axum::Json(finished).into_response();
+/// `answer` as JSON, handing the browser the new session cookie.
+fn finished(state: &AppState, token: &store::SessionToken, answer: &Finished) -> Response {
+    let mut res = axum::Json(answer).into_response();
     set_cookie(
         &mut res,
         &signin::session_cookie(token, state.sessions.absolute.num_seconds()),
@@ -170,7 +170,8 @@ pub(crate) async fn register_finish(
 ) -> JsonResult<Response> {
     let session = session?;
     let ApiJson(req) = body?;
-    let (token, codes) = signin::finish_passkey_registration(&state, &client, session, &req).await?;
+    let (token, codes) =
+        signin::finish_passkey_registration(&state, &client, session, &req).await?;
     let next = Finished {
         next: if codes.is_some() {
             crate::APP_PATH
@@ -260,24 +261,35 @@ pub(crate) async fn remove(
     Path(credential_id): Path<String>,
     step: StepUpSession<NoFields>,
 ) -> Response {
-    let renewed = step.renewed;
-    let code_error = step.code_error;
-    let mut session = step.session;
-    let res = async {
-        session.require_mfa()?;
-        match signin::remove_passkey(&state, &client, &mut session, &credential_id).await {
-            Ok(()) => {
-                session.tx.commit().await?;
-                Ok(redirect(&format!("{ACCOUNT_PATH}?done=passkey-removed")))
-            }
-            Err(e @ (AppError::StepUpRequired | AppError::Conflict(_))) => {
-                super::account::refused(&state, session, &e, code_error).await
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
+    let res = remove_passkey(
+        &state,
+        &client,
+        step.session,
+        &credential_id,
+        step.code_error,
+    )
     .await;
-    renewed.attach(res)
+    step.renewed.attach(res)
+}
+
+async fn remove_passkey(
+    state: &AppState,
+    client: &Client,
+    mut session: Session,
+    credential_id: &str,
+    code_error: Option<String>,
+) -> Result<Response, WebError> {
+    session.require_mfa()?;
+    match signin::remove_passkey(state, client, &mut session, credential_id).await {
+        Ok(()) => {
+            session.tx.commit().await?;
+            Ok(redirect(&format!("{ACCOUNT_PATH}?done=passkey-removed")))
+        }
+        Err(e @ (AppError::StepUpRequired | AppError::Conflict(_))) => {
+            super::account::refused(state, session, &e, code_error).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /app/account/recovery-codes`: replaces the recovery codes by ten new ones
@@ -287,41 +299,49 @@ pub(crate) async fn recovery_regenerate(
     client: Client,
     step: StepUpSession<NoFields>,
 ) -> Response {
-    let renewed = step.renewed;
-    let code_error = step.code_error;
-    let mut session = step.session;
-    let res = async {
-        session.require_mfa()?;
-        match signin::regenerate_recovery_codes(&state, &client, &mut session).await {
-            Ok(codes) => {
-                session.tx.commit().await?;
-                html(&RecoveryCodesPage::new(codes, ACCOUNT_PATH))
-            }
-            Err(e @ AppError::StepUpRequired) => {
-                super::account::refused(&state, session, &e, code_error).await
-            }
-            Err(e) => Err(e.into()),
+    let res = regenerate(&state, &client, step.session, step.code_error).await;
+    step.renewed.attach(res)
+}
+
+async fn regenerate(
+    state: &AppState,
+    client: &Client,
+    mut session: Session,
+    code_error: Option<String>,
+) -> Result<Response, WebError> {
+    session.require_mfa()?;
+    match signin::regenerate_recovery_codes(state, client, &mut session).await {
+        Ok(codes) => {
+            session.tx.commit().await?;
+            html(&RecoveryCodesPage::new(codes, ACCOUNT_PATH))
         }
+        Err(e @ AppError::StepUpRequired) => {
+            super::account::refused(state, session, &e, code_error).await
+        }
+        Err(e) => Err(e.into()),
     }
-    .await;
-    renewed.attach(res)
 }
 
 /// `POST /app/account/confirm`: the step-up on its own — the code presented (by
 /// [`StepUpSession`], as the API's step-up route does), then back to My account, where the
 /// changes to second factors are now open. A missing or refused code shows the page again
 /// (`401`).
-pub(crate) async fn confirm(State(state): State<AppState>, step: StepUpSession<NoFields>) -> Response {
-    let renewed = step.renewed;
-    let code_error = step.code_error;
-    let session = step.session;
-    let res = async {
-        session.require_mfa()?;
-        if code_error.is_none() && session.require_step_up(&state).is_ok() {
-            return Ok(redirect(&format!("{ACCOUNT_PATH}?done=confirmed")));
-        }
-        super::account::refused(&state, session, &AppError::StepUpRequired, code_error).await
+pub(crate) async fn confirm(
+    State(state): State<AppState>,
+    step: StepUpSession<NoFields>,
+) -> Response {
+    let res = confirmed(&state, step.session, step.code_error).await;
+    step.renewed.attach(res)
+}
+
+async fn confirmed(
+    state: &AppState,
+    session: Session,
+    code_error: Option<String>,
+) -> Result<Response, WebError> {
+    session.require_mfa()?;
+    if code_error.is_none() && session.require_step_up(state).is_ok() {
+        return Ok(redirect(&format!("{ACCOUNT_PATH}?done=confirmed")));
     }
-    .await;
-    renewed.attach(res)
+    super::account::refused(state, session, &AppError::StepUpRequired, code_error).await
 }
