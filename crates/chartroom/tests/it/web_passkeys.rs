@@ -734,7 +734,7 @@ async fn bad_json_is_refused_clearly_with_nothing_changed() {
                 .starts_with("application/json")
         );
         let body: Value = res.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "INPUT-0001", "{path}");
+        assert_eq!(body["error"]["code"], "INPUT-0002", "{path}");
         assert!(
             body["error"]["message"]
                 .as_str()
