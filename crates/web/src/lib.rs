@@ -39,7 +39,12 @@
 //!   `SameSite=Strict`, `Path=/`); on top of it every state-changing request (`POST`, `PUT`,
 //!   `PATCH`, `DELETE`) must come from this origin by Fetch Metadata (`Sec-Fetch-Site:
 //!   same-origin`) or, without it, by `Origin`; otherwise `403` before any handler runs.
-//!   Fragment routes also require `HX-Request`.
+//!   Fragment routes also require `HX-Request`. The passkey ceremonies' JSON posts
+//!   (`static/js/passkey.js`, same-origin `fetch`) pass the same check; their refusals are
+//!   the API's JSON error body, which the frame leaves as it is.
+//! - **Passkeys with the browser's own parsers.** `passkey.js` hands the server's WebAuthn
+//!   options to `PublicKeyCredential.parse…OptionsFromJSON` and posts `credential.toJSON()`;
+//!   it writes text only (no HTML sink), so Trusted Types stay as strict as above.
 //! - **Step-up where the API demands it.** Granting roles, inviting, approving support
 //!   access and changing security settings need a second factor from the last few minutes
 //!   (`AUTH-0004`), checked by the API's own `require_step_up`; when it is stale the form

@@ -215,6 +215,62 @@ async fn passkey_flow(b: &mut Browser, app: &TestApp, email: &str) {
     b.check_page("pk-15-account").await;
 }
 
+// issue 17 — in Chromium with a virtual authenticator: at a first sign-in the user sets up a
+// passkey instead of an authenticator app; the recovery codes are shown once on the same page;
+// My account then lists the passkey and no authenticator app.
+#[tokio::test]
+async fn a_first_sign_in_enrolls_a_passkey_in_chromium() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let user = world.a.user("clinician");
+    let email = crate::util::email_of(&db, user).await;
+    let mut b = Browser::start().await;
+    let outcome = AssertUnwindSafe(enroll_passkey_flow(&mut b, &app, &email))
+        .catch_unwind()
+        .await;
+    close(b, outcome).await;
+}
+
+async fn enroll_passkey_flow(b: &mut Browser, app: &TestApp, email: &str) {
+    let authenticator = add_virtual_authenticator(b).await;
+    b.driver.goto(at(app, "/app")).await.unwrap();
+    b.wait_for_path("/app/sign-in").await;
+    b.fill("#email", email).await;
+    b.fill("#password", testkit::PASSWORD).await;
+    b.click("form.stack button[type=submit]").await;
+    b.wait_for_path("/app/sign-in/enroll").await;
+    b.wait_for_text("#passkey-enroll button", "Set up a passkey")
+        .await;
+    b.check_page("pke-01-enroll-choice").await;
+    b.fill("#passkey-name", "Desk computer").await;
+    b.click("#passkey-enroll button[type=submit]").await;
+    b.wait_for_text("#passkey-codes-heading", "Save your recovery codes")
+        .await;
+    b.wait_for_count("#passkey-recovery-codes li", 10).await;
+    let setup = b
+        .driver
+        .find(By::Id("passkey-enroll"))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap();
+    assert!(!setup, "the set-up forms are gone once the codes show");
+    b.check_page("pke-02-enroll-recovery-codes").await;
+    assert_eq!(stored_credentials(b, &authenticator).await.len(), 1);
+    b.click("section a.button").await;
+    b.wait_for_path("/app").await;
+    b.check_page("pke-03-home").await;
+    b.driver.goto(at(app, "/app/account")).await.unwrap();
+    b.wait_for_text("#passkeys", "Desk computer").await;
+    let main = b
+        .wait_for_text("main", "Authenticator app: not set up")
+        .await;
+    assert!(main.contains("Passkeys: 1"), "{main}");
+    b.check_page("pke-04-account").await;
+}
+
 // issue 17 — in Chromium, My account: the user signed in on another device ends that session
 // from the list; the list then shows this session only, and the other device's token no
 // longer works. Every page has zero CSP violations and zero serious/critical axe violations.

@@ -1,6 +1,7 @@
-//! Sign-in (password, then the second factor; a first sign-in enrolls TOTP and shows the
-//! recovery codes once) and sign-out, through the API's own steps ([`server::signin`]): the
-//! same throttling, generic failures, audit events and token rotation.
+//! Sign-in (password, then the second factor; a first sign-in enrolls TOTP — or a passkey,
+//! see [`super::passkeys`] — and shows the recovery codes once) and sign-out, through the
+//! API's own steps ([`server::signin`]): the same throttling, generic failures, audit events
+//! and token rotation.
 
 use askama::Template;
 use axum::Form;
