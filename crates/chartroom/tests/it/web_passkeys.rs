@@ -201,6 +201,24 @@ async fn codes_left(http: &reqwest::Client, app: &TestApp, user: UserId) -> Stri
     body[at..].split('<').next().unwrap().to_owned()
 }
 
+/// The details of `user`'s account events (`action`, `outcome`) on the installation's log,
+/// oldest first.
+async fn account_events(db: &TestDb, user: UserId, action: &str, outcome: &str) -> Vec<Value> {
+    let mut su = db.superuser_unsafe().await;
+    sqlx::query_scalar(
+        "select details from audit_event
+          where practice_id = '00000000-0000-0000-0000-000000000000'::uuid
+            and actor_id = $1 and action = $2 and outcome = $3
+          order by occurred_at",
+    )
+    .bind(user)
+    .bind(action)
+    .bind(outcome)
+    .fetch_all(&mut su)
+    .await
+    .unwrap()
+}
+
 fn location(res: &reqwest::Response) -> &str {
     res.headers()[LOCATION].to_str().unwrap()
 }
@@ -317,6 +335,25 @@ async fn passkeys_sign_in_and_are_managed_through_the_pages() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&res), "/app/account?done=passkey-removed");
     assert_eq!(credential_ids(&app, user).await, vec![ids[0].clone()]);
+    // The API's audit events: two enrollments, one removal.
+    let enrolled = account_events(&db, user, "mfa.enroll", "success").await;
+    assert_eq!(enrolled.len(), 2);
+    assert!(enrolled.iter().all(|d| d["method"] == "passkey"));
+    let removed = account_events(&db, user, "mfa.remove", "success").await;
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0]["method"], "passkey");
+    // The replay and the unknown passkey: recorded on the installation's log, no user named.
+    let mut su = db.superuser_unsafe().await;
+    let denied: i64 = sqlx::query_scalar(
+        "select count(*) from audit_event
+          where practice_id = '00000000-0000-0000-0000-000000000000'::uuid
+            and actor_id is null and action = 'auth.sign_in' and outcome = 'denied'
+            and details->>'method' = 'hwk'",
+    )
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(denied, 2);
 }
 
 // issue 17 — the authorization matrix of the passkey and recovery-code routes: anonymous →
@@ -593,6 +630,13 @@ async fn a_recovery_code_signs_in_once() {
         codes_left(&http, &app, user).await,
         "Recovery codes left: 9"
     );
+    // The API's audit events: one code used, three refusals (never the code itself).
+    let used = account_events(&db, user, "mfa.recovery_used", "success").await;
+    assert_eq!(used.len(), 1);
+    let refused = account_events(&db, user, "auth.second_factor", "denied").await;
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert!(refused.iter().all(|d| d["method"] == "rec"));
+    assert!(!format!("{used:?}{refused:?}").contains(&codes[3]));
 }
 
 // issue 17 — every passkey and recovery-code post from another site is refused (403) before
