@@ -631,16 +631,16 @@ async fn a_recovery_code_signs_in_once() {
         "Recovery codes left: 9"
     );
     // The API's audit events: one code used, three refusals (never the code itself).
-    let used = account_events(&db, user, "mfa.recovery_used", "success").await;
-    assert_eq!(used.len(), 1);
+    let consumed = account_events(&db, user, "mfa.recovery_used", "success").await;
+    assert_eq!(consumed.len(), 1);
     let refused = account_events(&db, user, "auth.second_factor", "denied").await;
     assert_eq!(refused.len(), 3, "{refused:?}");
     assert!(refused.iter().all(|d| d["method"] == "rec"));
-    assert!(!format!("{used:?}{refused:?}").contains(&codes[3]));
+    assert!(!format!("{consumed:?}{refused:?}").contains(&codes[3]));
 }
 
 // issue 17 — every passkey and recovery-code post from another site is refused (403) before
-// anything runs: no passkey added or removed, no code used or replaced, no session made.
+// anything runs: no passkey added or removed, no code consumed or replaced, no session made.
 #[tokio::test]
 async fn cross_site_passkey_posts_change_nothing() {
     let db = TestDb::new().await;
