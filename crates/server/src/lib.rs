@@ -52,8 +52,14 @@ pub use error::AppError;
 pub mod signin {
     pub use crate::routes::auth::{
         CLEARED_SESSION_COOKIE, NextStep, SignedIn, TotpEnrollment, begin_totp_enrollment,
-        change_password, confirm_totp_enrollment, end_other_sessions, end_session, present_totp,
-        session_cookie, sign_in_with_password, sign_out,
+        change_password, confirm_totp_enrollment, end_other_sessions, end_session,
+        present_recovery_code, present_totp, regenerate_recovery_codes, session_cookie,
+        sign_in_with_password, sign_out,
+    };
+    pub use crate::routes::passkeys::{
+        AssertionFinish, CeremonyStart, PasskeyView, RegisterFinish, begin_passkey_registration,
+        begin_passkey_second_factor, begin_passkey_sign_in, finish_passkey_registration, passkeys,
+        present_passkey, remove_passkey, sign_in_with_passkey,
     };
 }
 /// The service steps both faces (the API's routes and the web pages) take for a change: the

@@ -73,16 +73,19 @@ pub struct Assets {
     pub app: Asset,
     /// The perio exam page's keyboard module (loaded by that page only).
     pub perio: Asset,
+    /// The passkey ceremonies (WebAuthn), a module.
+    pub passkey: Asset,
 }
 
 impl Assets {
-    fn all(&self) -> [&Asset; 5] {
+    fn all(&self) -> [&Asset; 6] {
         [
             &self.css,
             &self.tt_policy,
             &self.htmx,
             &self.app,
             &self.perio,
+            &self.passkey,
         ]
     }
 
@@ -117,6 +120,11 @@ static ASSETS: LazyLock<Assets> = LazyLock::new(|| Assets {
     perio: Asset::new(
         "perio.js",
         include_bytes!("../static/js/perio.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    passkey: Asset::new(
+        "passkey.js",
+        include_bytes!("../static/js/passkey.js"),
         "text/javascript; charset=utf-8",
     ),
 });

@@ -133,8 +133,14 @@ pub(crate) async fn frame(
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+        // The passkey ceremony routes answer their refusals as JSON, for the script that
+        // posted them (see `pages::passkeys`); everything else gets the error page.
+        let is_json = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
         let error = res.extensions().get::<PageError>().cloned();
-        if error.is_some() || !is_html {
+        if error.is_some() || !(is_html || is_json) {
             let error = error.unwrap_or_else(|| PageError {
                 code: if status == StatusCode::METHOD_NOT_ALLOWED {
                     "METHOD-NOT-ALLOWED"

@@ -39,7 +39,12 @@
 //!   `SameSite=Strict`, `Path=/`); on top of it every state-changing request (`POST`, `PUT`,
 //!   `PATCH`, `DELETE`) must come from this origin by Fetch Metadata (`Sec-Fetch-Site:
 //!   same-origin`) or, without it, by `Origin`; otherwise `403` before any handler runs.
-//!   Fragment routes also require `HX-Request`.
+//!   Fragment routes also require `HX-Request`. The passkey ceremonies' JSON posts
+//!   (`static/js/passkey.js`, same-origin `fetch`) pass the same check; their refusals are
+//!   the API's JSON error body, which the frame leaves as it is.
+//! - **Passkeys with the browser's own parsers.** `passkey.js` hands the server's WebAuthn
+//!   options to `PublicKeyCredential.parse…OptionsFromJSON` and posts `credential.toJSON()`;
+//!   it writes text only (no HTML sink), so Trusted Types stay as strict as above.
 //! - **Step-up where the API demands it.** Granting roles, inviting, approving support
 //!   access and changing security settings need a second factor from the last few minutes
 //!   (`AUTH-0004`), checked by the API's own `require_step_up`; when it is stale the form
@@ -170,6 +175,7 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .merge(manage_routes())
         .merge(pages::chart::router())
         .merge(pages::perio::router())
+        .merge(passkey_routes())
         .route("/static/{file}", get(assets::serve))
         .route(
             "/csp-report",
@@ -185,6 +191,33 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .layer(DefaultBodyLimit::max(server::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(limits, frame::frame))
         .with_state(state)
+}
+
+/// Passkeys and recovery codes (issue 17): sign-in with a passkey, a passkey or a recovery
+/// code as the second factor, and the user's own second factors on My account. The ceremony
+/// routes (`…/begin`, `…/finish`) take and answer JSON, posted by `static/js/passkey.js`.
+fn passkey_routes() -> Router<AppState> {
+    use pages::passkeys as p;
+    Router::new()
+        .route("/sign-in/passkey/begin", post(p::sign_in_begin))
+        .route("/sign-in/passkey/finish", post(p::sign_in_finish))
+        .route(
+            "/sign-in/second-factor/passkey/begin",
+            post(p::second_factor_begin),
+        )
+        .route(
+            "/sign-in/second-factor/passkey/finish",
+            post(p::second_factor_finish),
+        )
+        .route(
+            "/sign-in/recovery",
+            get(p::recovery_page).post(p::recovery_sign_in),
+        )
+        .route("/account/passkeys/begin", post(p::register_begin))
+        .route("/account/passkeys/finish", post(p::register_finish))
+        .route("/account/passkeys/{credential_id}/remove", post(p::remove))
+        .route("/account/recovery-codes", post(p::recovery_regenerate))
+        .route("/account/confirm", post(p::confirm))
 }
 
 /// The owner and admin screens (issue 17.6), each behind the API's privilege in its handler

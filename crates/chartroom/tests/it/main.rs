@@ -47,10 +47,12 @@ mod sessions;
 mod support;
 mod web_actions;
 mod web_browser;
+mod web_browser_passkeys;
 mod web_browser_perio;
 mod web_pages;
-mod web_session;
+mod web_passkeys;
 mod web_perio;
+mod web_session;
 mod wiring;
 
 /// Shared helpers.

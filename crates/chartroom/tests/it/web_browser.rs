@@ -49,6 +49,8 @@ pub(crate) fn screenshot_dir() -> PathBuf {
 /// chromedriver on a free loopback port, and a headless Chromium session through it.
 pub(crate) struct Browser {
     pub(crate) driver: WebDriver,
+    /// chromedriver's URL (for `WebDriver` extension commands thirtyfour has no method for).
+    pub(crate) driver_url: String,
     _chromedriver: tokio::process::Child,
     visited: Vec<String>,
 }
@@ -109,7 +111,9 @@ impl Browser {
             caps.add_arg("--no-sandbox").unwrap();
         }
         caps.accept_insecure_certs(true).unwrap();
-        let driver = WebDriver::new(url, caps).await.expect("chromium session");
+        let driver = WebDriver::new(url.clone(), caps)
+            .await
+            .expect("chromium session");
         driver
             .cdp()
             .send_raw(
@@ -121,6 +125,7 @@ impl Browser {
         std::fs::create_dir_all(screenshot_dir()).unwrap();
         Self {
             driver,
+            driver_url: url,
             _chromedriver: child,
             visited: Vec::new(),
         }
@@ -207,7 +212,7 @@ impl Browser {
 
     /// Waits (bounded, polling) until exactly `n` elements match `css` (htmx may still be
     /// swapping: the rows shown before a search are not its result).
-    async fn wait_for_count(&self, css: &str, n: usize) {
+    pub(crate) async fn wait_for_count(&self, css: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let found = self

@@ -863,7 +863,7 @@ fn templates_have_no_inline_script_style_or_handlers() {
 }
 
 /// A form post from one of Chartroom's own pages, as `token`.
-async fn post_form(
+pub(crate) async fn post_form(
     http: &reqwest::Client,
     app: &TestApp,
     path: &str,
@@ -877,7 +877,12 @@ async fn post_form(
         .unwrap()
 }
 
-async fn get_page(http: &reqwest::Client, app: &TestApp, path: &str, token: &str) -> String {
+pub(crate) async fn get_page(
+    http: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    token: &str,
+) -> String {
     let res = request(http, app, Method::GET, path, Some(token))
         .send()
         .await

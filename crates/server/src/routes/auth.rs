@@ -92,11 +92,11 @@ pub struct SignedIn {
     pub methods: Vec<&'static str>,
 }
 
-fn signed_in_response(state: &AppState, s: SignedIn) -> Response {
+pub(crate) fn signed_in_response(state: &AppState, s: SignedIn) -> Response {
     session_response(state, &s.token, s.user, s.expires_at, s.next, s.methods)
 }
 
-pub(crate) fn session_response(
+fn session_response(
     state: &AppState,
     token: &SessionToken,
     user: UserId,
@@ -325,38 +325,41 @@ pub async fn present_totp(
 pub(crate) async fn second_factor_recovery(
     State(state): State<AppState>,
     client: Client,
-    mut session: Session,
+    session: Session,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> Result<Response, AppError> {
     let code = Zeroizing::new(req.code);
-    let accepted = match recovery::hash(&code) {
+    let signed_in = present_recovery_code(&state, &client, session, &code).await?;
+    Ok(signed_in_response(&state, signed_in))
+}
+
+/// Presents a recovery code on `session`, shared by the API and the web pages: like a TOTP
+/// code (completes sign-in, or is the step-up), but each code works once and is then gone.
+/// Use and failure are audited (`mfa.recovery_used`, a denied second factor); the old token
+/// stops working (req AC-12).
+pub async fn present_recovery_code(
+    state: &AppState,
+    client: &Client,
+    mut session: Session,
+    code: &str,
+) -> Result<SignedIn, AppError> {
+    let accepted = match recovery::hash(code) {
         Some(h) => session.tx.recovery_consume(&h).await?,
         None => false,
     };
     if accepted {
         session
             .tx
-            .audit_security(AuditAction::MfaRecoveryUsed, details(&client, &[]))
+            .audit_security(AuditAction::MfaRecoveryUsed, details(client, &[]))
             .await?;
     }
-    finish_second_factor(&state, session, &client, accepted, AuthMethod::RecoveryCode).await
+    complete_second_factor(state, session, client, accepted, AuthMethod::RecoveryCode).await
 }
 
-/// Ends a second-factor step: on success audits it, commits, rotates the token and answers
-/// with the new session; on failure audits the failure and answers 401.
-pub(crate) async fn finish_second_factor(
-    state: &AppState,
-    session: Session,
-    client: &Client,
-    accepted: bool,
-    method: AuthMethod,
-) -> Result<Response, AppError> {
-    let signed_in = complete_second_factor(state, session, client, accepted, method).await?;
-    Ok(signed_in_response(state, signed_in))
-}
-
-/// [`finish_second_factor`] without the HTTP answer.
-async fn complete_second_factor(
+/// Ends a second-factor step: on success audits it, commits, rotates the token and returns
+/// the new session; on failure audits the failure and returns
+/// [`AppError::SecondFactorFailed`].
+pub(crate) async fn complete_second_factor(
     state: &AppState,
     mut session: Session,
     client: &Client,
@@ -718,17 +721,28 @@ pub(crate) async fn recovery_regenerate(
     client: Client,
     MfaSession(mut session): MfaSession,
 ) -> Result<axum::Json<RecoveryCodes>, AppError> {
-    session.require_step_up(&state)?;
+    let recovery_codes = regenerate_recovery_codes(&state, &client, &mut session).await?;
+    session.tx.commit().await?;
+    Ok(axum::Json(RecoveryCodes { recovery_codes }))
+}
+
+/// Replaces the signed-in user's recovery codes by ten new ones, shared by the API and the
+/// web pages: a step-up first (`AUTH-0004`, before any write). Returns the codes to show this
+/// once (only their hashes are stored; the old codes stop working). Audited as
+/// `mfa.recovery_regenerate`. The caller commits `session.tx`.
+pub async fn regenerate_recovery_codes(
+    state: &AppState,
+    client: &Client,
+    session: &mut Session,
+) -> Result<Vec<String>, AppError> {
+    session.require_step_up(state)?;
     let (codes, hashes) = recovery::generate();
     session.tx.recovery_replace(&hashes).await?;
     session
         .tx
-        .audit_security(AuditAction::MfaRecoveryRegenerate, details(&client, &[]))
+        .audit_security(AuditAction::MfaRecoveryRegenerate, details(client, &[]))
         .await?;
-    session.tx.commit().await?;
-    Ok(axum::Json(RecoveryCodes {
-        recovery_codes: codes.iter().map(|c| c.as_str().to_owned()).collect(),
-    }))
+    Ok(codes.iter().map(|c| c.as_str().to_owned()).collect())
 }
 
 /// A password change.

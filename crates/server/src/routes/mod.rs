@@ -11,7 +11,7 @@ pub(crate) mod disclosures;
 pub(crate) mod invitations;
 pub(crate) mod memberships;
 pub(crate) mod notes;
-mod passkeys;
+pub(crate) mod passkeys;
 pub(crate) mod patients;
 pub(crate) mod perio;
 pub(crate) mod practices;

@@ -33,7 +33,7 @@ use chrono::{DateTime, Duration, Utc};
 use domain::{AuditAction, Outcome, UserId};
 use serde::{Deserialize, Serialize};
 use store::identity::{PasskeyRecord, SecurityEvent};
-use store::{AuthMethod, UserTx};
+use store::{AuthMethod, SessionToken, UserTx};
 use utoipa::ToSchema;
 use webauthn_rs::Webauthn;
 use webauthn_rs::prelude::{
@@ -42,8 +42,8 @@ use webauthn_rs::prelude::{
 };
 
 use super::auth::{
-    NextStep, ReqIdOf, details, enroll_done, enrollment_response, finish_second_factor, methods,
-    session_response,
+    NextStep, ReqIdOf, SignedIn, complete_second_factor, details, enroll_done, enrollment_response,
+    methods, signed_in_response,
 };
 use crate::extract::{ApiJson, ApiPath, MfaSession, Session};
 use crate::identity::Client;
@@ -69,20 +69,20 @@ const KIND_SECOND_FACTOR: &str = "passkey_second_factor";
 const KIND_SIGN_IN: &str = "passkey_sign_in";
 
 /// The first half of a ceremony.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct CeremonyStart {
+#[derive(Serialize, ToSchema, Debug)]
+pub struct CeremonyStart {
     /// Send it back with the authenticator's response (single use, valid five minutes).
-    challenge_id: uuid::Uuid,
+    pub challenge_id: uuid::Uuid,
     /// The WebAuthn options (`{"publicKey": …}`) for `navigator.credentials.create()` or
     /// `navigator.credentials.get()`.
     #[schema(value_type = Object)]
-    options: serde_json::Value,
+    pub options: serde_json::Value,
 }
 
 /// A new passkey: the authenticator's response to `…/register/begin`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RegisterFinish {
+pub struct RegisterFinish {
     /// The `challenge_id` from `…/register/begin`.
     challenge_id: uuid::Uuid,
     /// A name for the passkey, shown in the list (1–100 characters, one line).
@@ -95,7 +95,7 @@ pub(crate) struct RegisterFinish {
 /// An assertion: the authenticator's response to a `…/begin`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct AssertionFinish {
+pub struct AssertionFinish {
     /// The `challenge_id` from the matching `…/begin`.
     challenge_id: uuid::Uuid,
     /// The `PublicKeyCredential` from `navigator.credentials.get()`, as JSON.
@@ -104,16 +104,16 @@ pub(crate) struct AssertionFinish {
 }
 
 /// One of the caller's passkeys.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct PasskeyView {
+#[derive(Serialize, ToSchema, Debug)]
+pub struct PasskeyView {
     /// The credential id (base64url, no padding): use it to remove the passkey.
-    credential_id: String,
+    pub credential_id: String,
     /// The name given at registration.
-    name: String,
+    pub name: String,
     /// When it was registered.
-    created_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
     /// When it was last used to sign in or as a second factor.
-    last_used_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// The relying party, or 404 when passkeys are disabled on this server.
@@ -149,17 +149,17 @@ async fn start_ceremony<T: Serialize>(
     kind: &'static str,
     ceremony: &T,
     options: serde_json::Value,
-) -> Result<axum::Json<CeremonyStart>, AppError> {
+) -> Result<CeremonyStart, AppError> {
     let saved = serde_json::to_value(ceremony).map_err(internal("ceremony state"))?;
     let expires = state.clock.now() + Duration::seconds(CEREMONY_TTL_SECONDS);
     let challenge_id = state
         .store
         .challenge_put(user, kind, &saved, expires)
         .await?;
-    Ok(axum::Json(CeremonyStart {
+    Ok(CeremonyStart {
         challenge_id,
         options,
-    }))
+    })
 }
 
 /// Checks a passkey name: trimmed, 1–100 characters, no line breaks or control characters.
@@ -190,12 +190,25 @@ fn passkey_name(raw: &str) -> Result<String, AppError> {
               (status = 409, body = crate::views::ErrorBody)))]
 pub(crate) async fn passkey_register_begin(
     State(state): State<AppState>,
-    mut session: Session,
+    session: Session,
 ) -> Result<axum::Json<CeremonyStart>, AppError> {
-    let webauthn = relying_party(&state)?;
+    Ok(axum::Json(
+        begin_passkey_registration(&state, session).await?,
+    ))
+}
+
+/// Starts registering a passkey on `session`, shared by the API and the web pages: allowed on
+/// a password-only session only while the user has no second factor, otherwise it needs a
+/// step-up; at most twenty passkeys. The ceremony state is kept server-side (single use, five
+/// minutes); finish with [`finish_passkey_registration`].
+pub async fn begin_passkey_registration(
+    state: &AppState,
+    mut session: Session,
+) -> Result<CeremonyStart, AppError> {
+    let webauthn = relying_party(state)?;
     let factors = session.tx.factors().await?;
     if factors.any() {
-        session.require_step_up(&state)?;
+        session.require_step_up(state)?;
     }
     let existing = stored_passkeys(&mut session.tx).await?;
     if existing.len() >= MAX_PASSKEYS {
@@ -226,7 +239,7 @@ pub(crate) async fn passkey_register_begin(
         sel.insert("residentKey".into(), "preferred".into());
         sel.insert("requireResidentKey".into(), false.into());
     }
-    start_ceremony(&state, Some(user), KIND_REGISTER, &registration, options).await
+    start_ceremony(state, Some(user), KIND_REGISTER, &registration, options).await
 }
 
 /// Finishes registering a passkey. On success the passkey is stored and audited
@@ -244,10 +257,26 @@ pub(crate) async fn passkey_register_begin(
 pub(crate) async fn passkey_register_finish(
     State(state): State<AppState>,
     client: Client,
-    mut session: Session,
+    session: Session,
     ApiJson(req): ApiJson<RegisterFinish>,
 ) -> Result<Response, AppError> {
-    let webauthn = relying_party(&state)?;
+    let (token, codes) = finish_passkey_registration(&state, &client, session, &req).await?;
+    Ok(enrollment_response(&state, &token, codes))
+}
+
+/// Finishes registering a passkey on `session`, shared by the API and the web pages: the name
+/// checked (`400`), the step-up rule checked again, the ceremony taken (single use) and the
+/// response verified (`AUTH-0005` otherwise). The passkey is stored and audited
+/// (`mfa.enroll`); the session becomes a full session under the returned new token (the old
+/// one stops working); for the user's first second factor, also the ten recovery codes, to
+/// show this once.
+pub async fn finish_passkey_registration(
+    state: &AppState,
+    client: &Client,
+    mut session: Session,
+    req: &RegisterFinish,
+) -> Result<(SessionToken, Option<Vec<String>>), AppError> {
+    let webauthn = relying_party(state)?;
     let name = passkey_name(&req.name)?;
     let now = state.clock.now();
     let user = session.tx.user();
@@ -255,7 +284,7 @@ pub(crate) async fn passkey_register_finish(
     // Checked again here: a factor enrolled elsewhere since `begin` must not let a
     // password-only session finish.
     if before.any() {
-        session.require_step_up(&state)?;
+        session.require_step_up(state)?;
     }
     if usize::try_from(before.passkeys).unwrap_or(usize::MAX) >= MAX_PASSKEYS {
         return Err(AppError::Conflict(format!(
@@ -293,13 +322,13 @@ pub(crate) async fn passkey_register_finish(
             }
             e => e.into(),
         })?;
-    let codes = enroll_done(&mut session, &client, before, "passkey").await?;
+    let codes = enroll_done(&mut session, client, before, "passkey").await?;
     session.tx.commit().await?;
     let token = state
         .store
         .rotate_session(&session.token, AuthMethod::Passkey, now)
         .await?;
-    Ok(enrollment_response(&state, &token, codes))
+    Ok((token, codes))
 }
 
 /// Lists the caller's passkeys, oldest first.
@@ -308,18 +337,27 @@ pub(crate) async fn passkey_register_finish(
 pub(crate) async fn passkey_list(
     MfaSession(mut session): MfaSession,
 ) -> Result<axum::Json<Vec<PasskeyView>>, AppError> {
-    let list = session.tx.passkeys().await?;
+    let list = passkeys(&mut session).await?;
     session.tx.commit().await?;
-    Ok(axum::Json(
-        list.into_iter()
-            .map(|p| PasskeyView {
-                credential_id: URL_SAFE_NO_PAD.encode(&p.credential_id),
-                name: p.name,
-                created_at: p.created_at,
-                last_used_at: p.last_used_at,
-            })
-            .collect(),
-    ))
+    Ok(axum::Json(list))
+}
+
+/// The signed-in user's passkeys, oldest first, shared by the API and the web pages (second
+/// factor required, `AUTH-0003`). Reads only; the caller commits.
+pub async fn passkeys(session: &mut Session) -> Result<Vec<PasskeyView>, AppError> {
+    session.require_mfa()?;
+    Ok(session
+        .tx
+        .passkeys()
+        .await?
+        .into_iter()
+        .map(|p| PasskeyView {
+            credential_id: URL_SAFE_NO_PAD.encode(&p.credential_id),
+            name: p.name,
+            created_at: p.created_at,
+            last_used_at: p.last_used_at,
+        })
+        .collect())
 }
 
 /// Removes one of the caller's passkeys (step-up required). Refused (409) when it is the only
@@ -335,8 +373,23 @@ pub(crate) async fn passkey_remove(
     MfaSession(mut session): MfaSession,
     ApiPath(credential_id): ApiPath<String>,
 ) -> Result<StatusCode, AppError> {
-    session.require_step_up(&state)?;
-    let id = Some(credential_id.as_str())
+    remove_passkey(&state, &client, &mut session, &credential_id).await?;
+    session.tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes one of the signed-in user's passkeys by its credential id (base64url), shared by
+/// the API and the web pages: a step-up (`AUTH-0004`), a passkey of theirs (`404`
+/// otherwise) that is not their only second factor (`409`), in that order; every refusal
+/// comes before any write. Audited as `mfa.remove`. The caller commits `session.tx`.
+pub async fn remove_passkey(
+    state: &AppState,
+    client: &Client,
+    session: &mut Session,
+    credential_id: &str,
+) -> Result<(), AppError> {
+    session.require_step_up(state)?;
+    let id = Some(credential_id)
         .filter(|s| s.len() <= MAX_CREDENTIAL_ID_CHARS)
         .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
         .ok_or(AppError::NotFound("passkey"))?;
@@ -363,11 +416,10 @@ pub(crate) async fn passkey_remove(
         .tx
         .audit_security(
             AuditAction::MfaRemove,
-            details(&client, &[("method", "passkey")]),
+            details(client, &[("method", "passkey")]),
         )
         .await?;
-    session.tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Starts presenting a passkey as the second factor (after a password), or as the step-up
@@ -377,9 +429,21 @@ pub(crate) async fn passkey_remove(
               (status = 404, body = crate::views::ErrorBody)))]
 pub(crate) async fn second_factor_passkey_begin(
     State(state): State<AppState>,
-    mut session: Session,
+    session: Session,
 ) -> Result<axum::Json<CeremonyStart>, AppError> {
-    let webauthn = relying_party(&state)?;
+    Ok(axum::Json(
+        begin_passkey_second_factor(&state, session).await?,
+    ))
+}
+
+/// Starts presenting a passkey on `session` (the second factor after a password, or the
+/// step-up on a full session), shared by the API and the web pages; `404` when the user has
+/// no passkey. Finish with [`present_passkey`].
+pub async fn begin_passkey_second_factor(
+    state: &AppState,
+    mut session: Session,
+) -> Result<CeremonyStart, AppError> {
+    let webauthn = relying_party(state)?;
     let keys: Vec<Passkey> = stored_passkeys(&mut session.tx)
         .await?
         .into_iter()
@@ -395,7 +459,7 @@ pub(crate) async fn second_factor_passkey_begin(
         .map_err(|e| AppError::Internal(format!("passkey authentication start: {e}")))?;
     let options = serde_json::to_value(options).map_err(internal("ceremony options"))?;
     start_ceremony(
-        &state,
+        state,
         Some(user),
         KIND_SECOND_FACTOR,
         &authentication,
@@ -416,10 +480,24 @@ pub(crate) async fn second_factor_passkey_begin(
 pub(crate) async fn second_factor_passkey_finish(
     State(state): State<AppState>,
     client: Client,
-    mut session: Session,
+    session: Session,
     ApiJson(req): ApiJson<AssertionFinish>,
 ) -> Result<Response, AppError> {
-    let webauthn = relying_party(&state)?;
+    let signed_in = present_passkey(&state, &client, session, &req).await?;
+    Ok(signed_in_response(&state, signed_in))
+}
+
+/// Presents a passkey assertion on `session`, shared by the API and the web pages: completes
+/// sign-in after a password, or is the step-up for a sensitive change. The ceremony is taken
+/// first (single use); the signature counter is stored; success and failure
+/// ([`AppError::SecondFactorFailed`]) are audited; the old token stops working (req AC-12).
+pub async fn present_passkey(
+    state: &AppState,
+    client: &Client,
+    mut session: Session,
+    req: &AssertionFinish,
+) -> Result<SignedIn, AppError> {
+    let webauthn = relying_party(state)?;
     let now = state.clock.now();
     let user = session.tx.user();
     let accepted = match state
@@ -440,7 +518,7 @@ pub(crate) async fn second_factor_passkey_finish(
         }
         _ => false,
     };
-    finish_second_factor(&state, session, &client, accepted, AuthMethod::Passkey).await
+    complete_second_factor(state, session, client, accepted, AuthMethod::Passkey).await
 }
 
 /// Stores the updated counter of the passkey that just verified. `false` when the user no
@@ -468,12 +546,18 @@ async fn record_use(tx: &mut UserTx, result: &AuthenticationResult) -> Result<bo
 pub(crate) async fn passkey_sign_in_begin(
     State(state): State<AppState>,
 ) -> Result<axum::Json<CeremonyStart>, AppError> {
-    let webauthn = relying_party(&state)?;
+    Ok(axum::Json(begin_passkey_sign_in(&state).await?))
+}
+
+/// Starts a passwordless sign-in with a discoverable passkey, shared by the API and the web
+/// pages (public: no session). Finish with [`sign_in_with_passkey`].
+pub async fn begin_passkey_sign_in(state: &AppState) -> Result<CeremonyStart, AppError> {
+    let webauthn = relying_party(state)?;
     let (options, authentication): (_, DiscoverableAuthentication) = webauthn
         .start_discoverable_authentication()
         .map_err(|e| AppError::Internal(format!("passkey sign-in start: {e}")))?;
     let options = serde_json::to_value(options).map_err(internal("ceremony options"))?;
-    start_ceremony(&state, None, KIND_SIGN_IN, &authentication, options).await
+    start_ceremony(state, None, KIND_SIGN_IN, &authentication, options).await
 }
 
 /// What checking a passwordless sign-in found.
@@ -544,9 +628,23 @@ pub(crate) async fn passkey_sign_in_finish(
     ReqIdOf(request): ReqIdOf,
     ApiJson(req): ApiJson<AssertionFinish>,
 ) -> Result<Response, AppError> {
-    let webauthn = relying_party(&state)?;
+    let signed_in = sign_in_with_passkey(&state, &client, request, &req).await?;
+    Ok(signed_in_response(&state, signed_in))
+}
+
+/// Signs in with a discoverable passkey alone, shared by the API and the web pages: the
+/// session is a full session at once (amr `hwk`). Any failure, an unknown credential
+/// included, is [`AppError::BadCredentials`] exactly like a wrong password, and is recorded
+/// on the installation's log. Not subject to the password throttle.
+pub async fn sign_in_with_passkey(
+    state: &AppState,
+    client: &Client,
+    request: domain::RequestId,
+    req: &AssertionFinish,
+) -> Result<SignedIn, AppError> {
+    let webauthn = relying_party(state)?;
     let now = state.clock.now();
-    let (user, credential_id, stored) = match check_sign_in(&state, webauthn, &req, now).await? {
+    let (user, credential_id, stored) = match check_sign_in(state, webauthn, req, now).await? {
         SignIn::Verified(user, credential_id, stored) => (user, credential_id, stored),
         SignIn::Denied(actor) => {
             let event = SecurityEvent {
@@ -555,23 +653,22 @@ pub(crate) async fn passkey_sign_in_finish(
                 actor,
                 request,
                 at: now,
-                details: details(&client, &[("method", "hwk"), ("reason", "bad_credentials")]),
+                details: details(client, &[("method", "hwk"), ("reason", "bad_credentials")]),
             };
             state.store.audit_security(&event, false).await?;
             return Err(AppError::BadCredentials);
         }
     };
     let (token, mut tx) =
-        super::auth::start_session(&state, &client, request, user, AuthMethod::Passkey).await?;
+        super::auth::start_session(state, client, request, user, AuthMethod::Passkey).await?;
     tx.passkey_used(&credential_id, &stored).await?;
     let factors = tx.factors().await?;
     tx.commit().await?;
-    Ok(session_response(
-        &state,
-        &token,
+    Ok(SignedIn {
+        token,
         user,
-        now + state.sessions.absolute,
-        NextStep::Done,
-        methods(&factors),
-    ))
+        expires_at: now + state.sessions.absolute,
+        next: NextStep::Done,
+        methods: methods(&factors),
+    })
 }

@@ -51,6 +51,25 @@ pub(crate) struct AccountPage {
     fields: Vec<Field>,
     step_up: StepUpField,
     done: Option<&'static str>,
+    /// The user's passkeys, as the API lists them.
+    passkeys: Vec<PasskeyRow>,
+    /// A second factor was presented within the step-up window: second factors may change.
+    fresh: bool,
+    /// A passkey may be registered now (the API's rule: a recent second factor, or none yet).
+    can_register: bool,
+    /// Why the step-up (the "confirm it is you" form) was refused.
+    confirm_error: Option<String>,
+    /// Why a change to the second factors was refused.
+    factor_error: Option<String>,
+}
+
+/// One passkey, as the API's passkey list shows it.
+#[derive(Debug)]
+pub(crate) struct PasskeyRow {
+    credential_id: String,
+    name: String,
+    created: String,
+    last_used: String,
 }
 
 /// `?done=…` after a change.
@@ -86,9 +105,20 @@ async fn page(
         needed: session.require_step_up(state).is_err(),
         error: None,
     });
+    let fresh = session.require_step_up(state).is_ok();
     let (_, user) = session.tx.profile().await?;
     let list = session.tx.sessions(session.auth.session_id).await?;
     let f = session.tx.factors().await?;
+    let passkeys = signin::passkeys(&mut session)
+        .await?
+        .into_iter()
+        .map(|p| PasskeyRow {
+            credential_id: p.credential_id,
+            name: p.name,
+            created: when(p.created_at),
+            last_used: p.last_used_at.map_or_else(|| "never".to_owned(), when),
+        })
+        .collect();
     session.tx.commit().await?;
     let sessions = list
         .into_iter()
@@ -122,15 +152,41 @@ async fn page(
             idle_seconds: Some(session.auth.idle.num_seconds()),
         }),
         sessions,
+        fields,
+        step_up,
+        done,
+        passkeys,
+        fresh,
+        can_register: fresh || !f.any(),
+        confirm_error: None,
+        factor_error: None,
         factors: FactorsView {
             totp: f.totp,
             passkeys: f.passkeys,
             recovery_codes: f.recovery_codes,
         },
-        fields,
-        step_up,
-        done,
     })
+}
+
+/// My account again after a change to the second factors was refused (`e`'s status): a
+/// stale second factor asks for the step-up (with the refused code's message), any other
+/// refusal is shown above the second factors. Nothing was changed.
+pub(crate) async fn refused(
+    state: &AppState,
+    session: Session,
+    e: &AppError,
+    code_error: Option<String>,
+) -> Result<Response, WebError> {
+    let mut p = page(state, session, &FieldErrors::default(), None, None).await?;
+    if matches!(e, AppError::StepUpRequired) {
+        p.confirm_error = Some(code_error.unwrap_or_else(|| {
+            "Confirm it is you first: enter a code from your authenticator app or use a passkey."
+                .to_owned()
+        }));
+    } else {
+        p.factor_error = Some(format!("{e}; nothing was changed."));
+    }
+    html_status(e.status(), &p)
 }
 
 /// `GET /app/account` (second factor done, else redirected to it).
@@ -144,6 +200,11 @@ pub(crate) async fn account_page(
         "password" => Some("Your password was changed; your other sessions were ended."),
         "session" => Some("The session was ended."),
         "others" => Some("All your other sessions were ended."),
+        "passkey" => Some("Your new passkey was added."),
+        "passkey-removed" => Some("The passkey was removed."),
+        "confirmed" => {
+            Some("Confirmed: you can change your second factors for the next few minutes.")
+        }
         _ => None,
     };
     let p = page(&state, session, &FieldErrors::default(), None, done).await?;

@@ -1,6 +1,7 @@
-//! Sign-in (password, then the second factor; a first sign-in enrolls TOTP and shows the
-//! recovery codes once) and sign-out, through the API's own steps ([`server::signin`]): the
-//! same throttling, generic failures, audit events and token rotation.
+//! Sign-in (password, then the second factor; a first sign-in enrolls TOTP — or a passkey,
+//! see [`super::passkeys`] — and shows the recovery codes once) and sign-out, through the
+//! API's own steps ([`server::signin`]): the same throttling, generic failures, audit events
+//! and token rotation.
 
 use askama::Template;
 use axum::Form;
@@ -38,6 +39,10 @@ pub(crate) struct SecondFactorPage {
     assets: &'static Assets,
     chrome: Option<Chrome>,
     error: Option<String>,
+    /// The user has an authenticator app (the code form is shown).
+    totp: bool,
+    /// The user has a passkey (the passkey button is shown).
+    passkey: bool,
 }
 
 /// The start of TOTP enrollment (a button: starting it changes state, so it is a POST).
@@ -67,6 +72,19 @@ pub(crate) struct RecoveryCodesPage {
     assets: &'static Assets,
     chrome: Option<Chrome>,
     codes: Vec<String>,
+    next: &'static str,
+}
+
+impl RecoveryCodesPage {
+    /// The page for `codes`, whose "continue" link goes to `next`.
+    pub(crate) fn new(codes: Vec<String>, next: &'static str) -> Self {
+        Self {
+            assets: assets(),
+            chrome: None,
+            codes,
+            next,
+        }
+    }
 }
 
 /// A sign-in form post.
@@ -154,13 +172,16 @@ pub(crate) async fn second_factor_page(
     if session.auth.mfa_done() {
         return Ok(see_other(crate::APP_PATH));
     }
-    if !session.tx.factors().await?.any() {
+    let f = session.tx.factors().await?;
+    if !f.any() {
         return Ok(see_other(ENROLL_PATH));
     }
     html(&SecondFactorPage {
         assets: assets(),
         chrome: None,
         error: None,
+        totp: f.totp,
+        passkey: f.passkeys > 0,
     })
 }
 
@@ -169,10 +190,11 @@ pub(crate) async fn second_factor_page(
 pub(crate) async fn second_factor(
     State(state): State<AppState>,
     client: Client,
-    SignedIn(session): SignedIn,
+    SignedIn(mut session): SignedIn,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, WebError> {
     let code = Zeroizing::new(form.code);
+    let f = session.tx.factors().await?;
     match signin::present_totp(&state, &client, session, code.trim()).await {
         Ok(s) => {
             let mut res = see_other(crate::APP_PATH);
@@ -186,6 +208,8 @@ pub(crate) async fn second_factor(
                 assets: assets(),
                 chrome: None,
                 error: Some(e.to_string()),
+                totp: f.totp,
+                passkey: f.passkeys > 0,
             }),
         ),
         Err(e) => Err(e.into()),
@@ -258,11 +282,7 @@ pub(crate) async fn enroll_confirm(
     match signin::confirm_totp_enrollment(&state, &client, session, code.trim()).await {
         Ok((token, codes)) => {
             let mut res = match codes {
-                Some(codes) => html(&RecoveryCodesPage {
-                    assets: assets(),
-                    chrome: None,
-                    codes,
-                })?,
+                Some(codes) => html(&RecoveryCodesPage::new(codes, crate::APP_PATH))?,
                 None => see_other(crate::APP_PATH),
             };
             set_cookie(

@@ -9,6 +9,7 @@ pub(crate) mod chart;
 pub(crate) mod disclosures;
 pub(crate) mod home;
 pub(crate) mod members;
+pub(crate) mod passkeys;
 pub(crate) mod patients;
 pub(crate) mod perio;
 pub(crate) mod retention;
