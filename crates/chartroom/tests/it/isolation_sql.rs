@@ -587,7 +587,8 @@ fn only_the_session_check_sets_the_actor_roles() {
         [
             "crates/testkit/src/lib.rs",
             "migrations/0011_lean_entry.sql",
-            "migrations/0013_session_access.sql"
+            "migrations/0013_session_access.sql",
+            "migrations/0023_session_idle_shown.sql"
         ],
         "chartroom.roles is written outside the session check"
     );

@@ -186,6 +186,23 @@ pub(crate) async fn reads(
         })
     };
 
+    // The floor of any request: TLS, HTTP and routing, refused before the database (a token
+    // that is not the shape of one is refused without a query).
+    let https_floor = {
+        let a = Arc::clone(&app);
+        Arc::new(move |_: usize, _: u64| {
+            let a = Arc::clone(&a);
+            async move {
+                a.http
+                    .get(a.url("/api/v1/me"))
+                    .bearer_auth("not-a-token")
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
+            }
+        })
+    };
+
     println!(
         "patient read by id: {} patients, pool {pool}, {seconds} s per path per round, {rounds} rounds (paths alternating, reversed every other round)",
         fx.patients.len()
@@ -208,11 +225,11 @@ pub(crate) async fn reads(
         run_timed(n, Duration::from_secs(1), Arc::clone(&https)).await;
         let (mut p_rates, mut a_rates, mut h_rates, mut ratios) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut d_rates, mut m_rates) = (Vec::new(), Vec::new());
+        let (mut d_rates, mut m_rates, mut f_rates) = (Vec::new(), Vec::new(), Vec::new());
         let mut lat = Vec::new();
         let mut batches = WriterSnapshot::default();
         for r in 0..rounds {
-            let mut order = [0, 1, 2, 3, 4];
+            let mut order = [0, 1, 2, 3, 4, 5];
             if r % 2 == 1 {
                 order.reverse();
             }
@@ -234,7 +251,8 @@ pub(crate) async fn reads(
                     }
                     2 => a_rates.push(run_timed(n, slice, Arc::clone(&audited)).await.0),
                     3 => d_rates.push(run_timed(n, slice, Arc::clone(&db_path)).await.0),
-                    _ => m_rates.push(run_timed(n, slice, Arc::clone(&https_me)).await.0),
+                    4 => m_rates.push(run_timed(n, slice, Arc::clone(&https_me)).await.0),
+                    _ => f_rates.push(run_timed(n, slice, Arc::clone(&https_floor)).await.0),
                 }
             }
             ratios.push(100.0 * h / p);
@@ -243,6 +261,7 @@ pub(crate) async fn reads(
             n,
             mean(&p_rates),
             mean(&d_rates),
+            mean(&f_rates),
             mean(&m_rates),
             mean(&h_rates),
         ));
@@ -274,14 +293,20 @@ pub(crate) async fn reads(
     }
     println!("where the time goes (reads/s, and each as a share of SQL without audit):");
     println!(
-        "{:>7} {:>12} {:>22} {:>22} {:>22}",
-        "clients", "SQL no audit", "product DB path", "HTTPS /me, no audit", "HTTPS patient read"
+        "{:>7} {:>12} {:>18} {:>18} {:>20} {:>20}",
+        "clients",
+        "SQL no audit",
+        "product DB path",
+        "HTTPS, no DB (401)",
+        "HTTPS /me, no audit",
+        "HTTPS patient read"
     );
-    for (n, p, d, m, h) in decomposition {
+    for (n, p, d, f, m, h) in decomposition {
         let share = |x: f64| format!("{x:.0} ({:.0} %)", 100.0 * x / p);
         println!(
-            "{n:>7} {p:>12.0} {:>22} {:>22} {:>22}",
+            "{n:>7} {p:>12.0} {:>18} {:>18} {:>20} {:>20}",
             share(d),
+            share(f),
             share(m),
             share(h)
         );
