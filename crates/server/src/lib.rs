@@ -67,6 +67,10 @@ pub mod actions {
         list_members, read_member, remove_member, set_member_roles,
     };
     pub use crate::routes::notes::{add_addendum, amend_note, open_visit, sign_note};
+    pub use crate::routes::patients::{
+        delete_patient, list_patients, read_patient, register_patient, search_patients,
+        update_patient,
+    };
     pub use crate::routes::practices::{
         read_practice, read_practice_security, set_practice_security, update_practice,
     };
