@@ -60,6 +60,7 @@ pub mod signin {
 /// store call, its rule checks and its audit event, in one place; the caller commits.
 pub mod actions {
     pub use crate::routes::appointments::{book, change, list_appointments, read_appointment};
+    pub use crate::routes::audit::audit_report;
     pub use crate::routes::care_team::{acknowledge_break_glass, review_break_glass};
     pub use crate::routes::disclosures::{disclosure_accounting, record_disclosure};
     pub use crate::routes::invitations::{invite, list_invitations, revoke_invitation};
