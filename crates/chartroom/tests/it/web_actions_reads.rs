@@ -7,6 +7,21 @@ use testkit::{TestApp, TestDb, World};
 
 use crate::web_actions::{api, events, page};
 
+/// The API request left one event, `action`, and the page request left the same one.
+async fn same(
+    su: &mut sqlx::PgConnection,
+    p: domain::PracticeId,
+    api_request: &str,
+    page_request: &str,
+    action: &str,
+) {
+    let from_api = events(su, p, api_request).await;
+    assert_eq!(from_api.len(), 1, "{from_api:?}");
+    assert_eq!(from_api[0].0, action);
+    let from_page = events(su, p, page_request).await;
+    assert!(from_page.contains(&from_api[0]), "{from_page:?}");
+}
+
 // issue 17 — a patient read and a patient update, a note read and an audit report, through
 // the API and through the pages, leave the same audit events (action, patient, object,
 // details).
@@ -21,21 +36,6 @@ async fn patient_note_and_audit_reads_leave_the_same_audit_events_through_the_ap
     let owner = app.token(world.a.user("owner")).await;
     let mut su = db.superuser_unsafe().await;
     let pages = format!("/app/practices/{p}");
-
-    // One event of the page's request equals the API's only one.
-    async fn same(
-        su: &mut sqlx::PgConnection,
-        p: domain::PracticeId,
-        api_request: &str,
-        page_request: &str,
-        action: &str,
-    ) {
-        let from_api = events(su, p, api_request).await;
-        assert_eq!(from_api.len(), 1, "{from_api:?}");
-        assert_eq!(from_api[0].0, action);
-        let from_page = events(su, p, page_request).await;
-        assert!(from_page.contains(&from_api[0]), "{from_page:?}");
-    }
 
     let (status, api_read) = api(
         &app,
