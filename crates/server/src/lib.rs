@@ -65,14 +65,25 @@ pub mod signin {
 /// The service steps both faces (the API's routes and the web pages) take for a change: the
 /// store call, its rule checks and its audit event, in one place; the caller commits.
 pub mod actions {
-    pub use crate::routes::appointments::{book, change};
-    pub use crate::routes::care_team::{acknowledge_break_glass, review_break_glass};
+    pub use crate::routes::appointments::{book, change, list_appointments, read_appointment};
+    pub use crate::routes::audit::audit_report;
+    pub use crate::routes::care_team::{
+        acknowledge_break_glass, break_glass_alert, break_glass_target, open_break_glass,
+        review_break_glass,
+    };
     pub use crate::routes::disclosures::{disclosure_accounting, record_disclosure};
     pub use crate::routes::invitations::{invite, list_invitations, revoke_invitation};
     pub use crate::routes::memberships::{
         list_members, read_member, remove_member, set_member_roles,
     };
-    pub use crate::routes::notes::{add_addendum, amend_note, open_visit, sign_note};
+    pub use crate::routes::notes::{
+        add_addendum, amend_note, list_notes, list_visits, open_visit, read_note, save_note,
+        sign_note, start_note, verify_note,
+    };
+    pub use crate::routes::patients::{
+        delete_patient, list_patients, read_patient, register_patient, search_patients,
+        update_patient,
+    };
     pub use crate::routes::practices::{
         read_practice, read_practice_security, set_practice_security, update_practice,
     };

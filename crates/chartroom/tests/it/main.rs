@@ -46,6 +46,7 @@ mod session_access;
 mod sessions;
 mod support;
 mod web_actions;
+mod web_actions_reads;
 mod web_browser;
 mod web_browser_passkeys;
 mod web_browser_perio;

@@ -16,7 +16,7 @@ type Event = (
 );
 
 /// The practice's audit events of one request, in the order written.
-async fn events(
+pub(crate) async fn events(
     su: &mut sqlx::PgConnection,
     practice: domain::PracticeId,
     request_id: &str,
@@ -33,7 +33,7 @@ async fn events(
 }
 
 /// An API request as `token`: its status and request id.
-async fn api(
+pub(crate) async fn api(
     app: &TestApp,
     method: Method,
     path: &str,
@@ -50,7 +50,7 @@ async fn api(
 
 /// A page request as `token` from one of Chartroom's own pages (a form post when `form` is
 /// given): it succeeds (`200`, or `303` after a change), and its request id.
-async fn page(
+pub(crate) async fn page(
     app: &TestApp,
     method: Method,
     path: &str,

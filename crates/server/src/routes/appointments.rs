@@ -62,12 +62,7 @@ pub(crate) async fn appointment_list(
         ));
     }
     let mut tx = ctx.tx;
-    let items = store::appointments::list(&mut tx, from, to, 200).await?;
-    tx.audit_patients(
-        AuditAction::AppointmentList,
-        items.iter().map(|a| a.patient_id),
-    )
-    .await?;
+    let (items, ()) = list_appointments(&mut tx, None, from, to, 200, async |_, _| Ok(())).await?;
     tx.commit().await?;
     Ok(Json(items.into_iter().map(Into::into).collect()))
 }
@@ -106,6 +101,60 @@ pub(crate) async fn appointment_create(
     let a = book(&mut tx, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(a.into())))
+}
+
+/// The appointments starting in `[from, to)` (of `clinician` only when one is named), by
+/// start time, at most `limit` ≤ 200, auditing `appointment.list` naming every patient shown:
+/// the one path of the API and the web pages (window already checked). `shown` runs before
+/// the audit event, so that event covers what it reads (a page decrypting patient names);
+/// its answer comes back with the appointments. The caller commits.
+pub async fn list_appointments<T>(
+    tx: &mut store::TenantTx,
+    clinician: Option<UserId>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+    shown: impl AsyncFnOnce(
+        &mut store::TenantTx,
+        &[store::appointments::Appointment],
+    ) -> Result<T, AppError>,
+) -> Result<(Vec<store::appointments::Appointment>, T), AppError> {
+    let items = match clinician {
+        Some(c) => store::appointments::list_for_clinician(tx, c, from, to, limit).await?,
+        None => store::appointments::list(tx, from, to, limit).await?,
+    };
+    let extra = shown(tx, &items).await?;
+    tx.audit_patients(
+        AuditAction::AppointmentList,
+        items.iter().map(|a| a.patient_id),
+    )
+    .await?;
+    Ok((items, extra))
+}
+
+/// Appointment `id`, audited `appointment.read`: the one path of the API and the web pages.
+/// `404` when unknown. `shown` runs before the audit event, so that event covers what it
+/// reads (a page decrypting the patient's name); its answer comes back with the appointment.
+/// The caller commits.
+pub async fn read_appointment<T>(
+    tx: &mut store::TenantTx,
+    id: AppointmentId,
+    shown: impl AsyncFnOnce(
+        &mut store::TenantTx,
+        &store::appointments::Appointment,
+    ) -> Result<T, AppError>,
+) -> Result<(store::appointments::Appointment, T), AppError> {
+    let a = store::appointments::get(tx, id)
+        .await?
+        .ok_or(AppError::NotFound("appointment"))?;
+    let extra = shown(tx, &a).await?;
+    tx.audit(
+        AuditAction::AppointmentRead,
+        Some(a.patient_id),
+        Some(AuditObject::appointment(id)),
+    )
+    .await?;
+    Ok((a, extra))
 }
 
 /// Books `new` and audits `appointment.create`: the one path of the API and the web pages
@@ -153,15 +202,7 @@ pub(crate) async fn appointment_get(
     ApiPath((_, id)): ApiPath<(PracticeId, AppointmentId)>,
 ) -> Result<Json<AppointmentView>, AppError> {
     let mut tx = ctx.tx;
-    let a = store::appointments::get(&mut tx, id)
-        .await?
-        .ok_or(AppError::NotFound("appointment"))?;
-    tx.audit(
-        AuditAction::AppointmentRead,
-        Some(a.patient_id),
-        Some(AuditObject::appointment(id)),
-    )
-    .await?;
+    let (a, ()) = read_appointment(&mut tx, id, async |_, _| Ok(())).await?;
     tx.commit().await?;
     Ok(Json(a.into()))
 }

@@ -158,14 +158,7 @@ pub(crate) async fn audit_events(
 ) -> Result<Json<AuditPage>, AppError> {
     let f = filter(q, 100)?;
     let mut tx = ctx.tx;
-    let rows = store::audit::report(&mut tx, &f).await?;
-    tx.audit_details(
-        AuditAction::AuditRead,
-        f.patient,
-        None,
-        Some(filter_kinds(&f)),
-    )
-    .await?;
+    let rows = audit_report(&mut tx, &f).await?;
     tx.commit().await?;
     let full = i64::try_from(rows.len()).unwrap_or(0) == f.limit;
     let next_cursor = if full { rows.last().map(cursor) } else { None };
@@ -173,6 +166,24 @@ pub(crate) async fn audit_events(
         items: rows.into_iter().map(Into::into).collect(),
         next_cursor,
     }))
+}
+
+/// The practice's audit events matching `f`, newest first, audited `audit.read` naming the
+/// filters used ([`filter_kinds`]): the one path of the API and the web pages (`f` built with
+/// [`filter`]). The caller commits.
+pub async fn audit_report(
+    tx: &mut store::TenantTx,
+    f: &AuditFilter,
+) -> Result<Vec<AuditRow>, AppError> {
+    let rows = store::audit::report(tx, f).await?;
+    tx.audit_details(
+        AuditAction::AuditRead,
+        f.patient,
+        None,
+        Some(filter_kinds(f)),
+    )
+    .await?;
+    Ok(rows)
 }
 
 /// Export window.

@@ -126,32 +126,11 @@ pub(crate) async fn break_glass_open(
     let reason = domain::values::free_text("reason", &req.reason, REASON_MAX)?;
     let minutes = break_glass_minutes(req.minutes)?;
     let mut tx = ctx.tx;
-    if !store::patients::exists(&mut tx, patient).await? {
-        return Err(AppError::NotFound("patient"));
-    }
-    if store::patients::is_deleted(&mut tx, patient).await? {
-        return Err(AppError::Gone("patient"));
-    }
-    let g = store::break_glass::open(&mut tx, state.store.keyring()?, patient, &reason, minutes)
-        .await?;
-    tx.audit_details(
-        AuditAction::BreakGlassOpen,
-        Some(patient),
-        Some(AuditObject::new(ObjectKind::BreakGlass, g.grant_id)),
-        Some(serde_json::json!({ "minutes": minutes, "expires_at": g.expires_at })),
-    )
-    .await?;
+    break_glass_target(&mut tx, patient).await?;
+    let g = open_break_glass(&mut tx, state.store.keyring()?, patient, &reason, minutes).await?;
     let practice = tx.practice();
     tx.commit().await?;
-    // The alert hook: operators route this target to their paging (ids only).
-    tracing::warn!(
-        target: "chartroom::alert",
-        %practice,
-        patient = %g.patient_id,
-        grant = %g.grant_id,
-        user = %g.user_id,
-        "break-glass access opened"
-    );
+    break_glass_alert(practice, &g);
     Ok((StatusCode::CREATED, Json(g.into())))
 }
 
@@ -230,4 +209,55 @@ pub async fn acknowledge_break_glass(
     )
     .await?;
     Ok(patient)
+}
+
+/// Whether break-glass may be opened on `patient`: `404` for a patient not of this practice,
+/// `410` for a deleted one. The first step of the API and the web pages, before any input
+/// is refused.
+pub async fn break_glass_target(
+    tx: &mut store::TenantTx,
+    patient: PatientId,
+) -> Result<(), AppError> {
+    if !store::patients::exists(tx, patient).await? {
+        return Err(AppError::NotFound("patient"));
+    }
+    if store::patients::is_deleted(tx, patient).await? {
+        return Err(AppError::Gone("patient"));
+    }
+    Ok(())
+}
+
+/// Opens break-glass access to `patient` for `minutes` with `reason` (already checked, the
+/// target with [`break_glass_target`]) and audits `break_glass.open` with the window: the
+/// one path of the API and the web pages. The caller commits, then raises
+/// [`break_glass_alert`].
+pub async fn open_break_glass(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    patient: PatientId,
+    reason: &str,
+    minutes: i64,
+) -> Result<store::break_glass::Grant, AppError> {
+    let g = store::break_glass::open(tx, keyring, patient, reason, minutes).await?;
+    tx.audit_details(
+        AuditAction::BreakGlassOpen,
+        Some(patient),
+        Some(AuditObject::new(ObjectKind::BreakGlass, g.grant_id)),
+        Some(serde_json::json!({ "minutes": minutes, "expires_at": g.expires_at })),
+    )
+    .await?;
+    Ok(g)
+}
+
+/// The alert hook of an opened break-glass window, once committed: operators route the
+/// `chartroom::alert` target to their paging (ids only).
+pub fn break_glass_alert(practice: PracticeId, g: &store::break_glass::Grant) {
+    tracing::warn!(
+        target: "chartroom::alert",
+        %practice,
+        patient = %g.patient_id,
+        grant = %g.grant_id,
+        user = %g.user_id,
+        "break-glass access opened"
+    );
 }

@@ -100,17 +100,7 @@ pub(crate) async fn note_list(
     ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
 ) -> Result<Json<Vec<NoteView>>, AppError> {
     let mut tx = ctx.tx;
-    if !store::perio::patient_visible(&mut tx, patient).await? {
-        return Err(AppError::NotFound("patient"));
-    }
-    let notes =
-        store::notes::list_for_patient(&mut tx, state.store.keyring()?, patient, 100).await?;
-    tx.audit(
-        AuditAction::NoteList,
-        Some(patient),
-        Some(AuditObject::patient(patient)),
-    )
-    .await?;
+    let notes = list_notes(&mut tx, state.store.keyring()?, patient).await?;
     tx.commit().await?;
     Ok(Json(notes.into_iter().map(Into::into).collect()))
 }
@@ -142,30 +132,13 @@ pub(crate) async fn note_create(
     let template = req.template.unwrap_or(Template::Free);
     content_checked(template, &req.content)?;
     let mut tx = ctx.tx;
-    if !store::perio::patient_visible(&mut tx, patient).await? {
-        return Err(AppError::NotFound("patient"));
-    }
-    if store::patients::is_deleted(&mut tx, patient).await? {
-        return Err(AppError::Gone("patient"));
-    }
-    if let Some(v) = req.visit_id
-        && !store::notes::visit_of(&mut tx, v, patient).await?
-    {
-        return Err(AppError::NotFound("visit"));
-    }
-    let note = store::notes::create(
+    let note = start_note(
         &mut tx,
         state.store.keyring()?,
         patient,
         template,
         req.visit_id,
         &req.content,
-    )
-    .await?;
-    tx.audit(
-        AuditAction::NoteCreate,
-        Some(patient),
-        Some(AuditObject::note(note.note_id)),
     )
     .await?;
     tx.commit().await?;
@@ -186,18 +159,7 @@ pub(crate) async fn note_get(
     ApiPath((_, id)): ApiPath<(PracticeId, NoteId)>,
 ) -> Result<Response, AppError> {
     let mut tx = ctx.tx;
-    let n = store::notes::get(&mut tx, state.store.keyring()?, id)
-        .await?
-        .ok_or(AppError::NotFound("note"))?;
-    if n.status == NoteStatus::Deleted {
-        return Err(AppError::Gone("note"));
-    }
-    tx.audit(
-        AuditAction::NoteRead,
-        Some(n.patient_id),
-        Some(AuditObject::note(id)),
-    )
-    .await?;
+    let n = read_note(&mut tx, state.store.keyring()?, id, None).await?;
     tx.commit().await?;
     Ok(with_etag(n.version, Json(NoteView::from(n))))
 }
@@ -237,16 +199,7 @@ pub(crate) async fn note_save(
             AppError::NotFound("note")
         });
     }
-    let n = store::notes::save_draft(&mut tx, state.store.keyring()?, id, expected, &req.content)
-        .await?
-        .map_err(refusal)?;
-    tx.audit_details(
-        AuditAction::NoteUpdate,
-        Some(n.patient_id),
-        Some(AuditObject::note(id)),
-        Some(serde_json::json!({ "version": n.version })),
-    )
-    .await?;
+    let n = save_note(&mut tx, state.store.keyring()?, id, expected, &req.content).await?;
     tx.commit().await?;
     Ok(with_etag(n.version, Json(NoteView::from(n))))
 }
@@ -490,20 +443,10 @@ pub(crate) async fn note_verify(
     ApiPath((_, id)): ApiPath<(PracticeId, NoteId)>,
 ) -> Result<Json<VerifyView>, AppError> {
     let mut tx = ctx.tx;
-    let v = store::notes::verify(&mut tx, state.store.keyring()?, id)
-        .await?
-        .ok_or(AppError::NotFound("note"))?;
-    let ok = v.mismatched.is_empty();
-    tx.audit_details(
-        AuditAction::NoteVerify,
-        None,
-        Some(AuditObject::note(id)),
-        Some(serde_json::json!({ "ok": ok, "versions": v.versions, "mismatched": v.mismatched.len() })),
-    )
-    .await?;
+    let v = verify_note(&mut tx, state.store.keyring()?, id).await?;
     tx.commit().await?;
     Ok(Json(VerifyView {
-        ok,
+        ok: v.mismatched.is_empty(),
         versions: v.versions,
         mismatched: v.mismatched,
         manifestation_not_bound: v.manifestation_not_bound,
@@ -568,16 +511,10 @@ pub(crate) async fn note_rendering(
     ApiPath((_, id)): ApiPath<(PracticeId, NoteId)>,
 ) -> Result<Html<String>, AppError> {
     let mut tx = ctx.tx;
-    let n = store::notes::get(&mut tx, state.store.keyring()?, id)
-        .await?
-        .ok_or(AppError::NotFound("note"))?;
-    if n.status == NoteStatus::Deleted {
-        return Err(AppError::Gone("note"));
-    }
-    tx.audit_details(
-        AuditAction::NoteRead,
-        Some(n.patient_id),
-        Some(AuditObject::note(id)),
+    let n = read_note(
+        &mut tx,
+        state.store.keyring()?,
+        id,
         Some(serde_json::json!({ "rendering": true })),
     )
     .await?;
@@ -794,16 +731,154 @@ pub(crate) async fn visit_list(
     ApiPath((_, patient)): ApiPath<(PracticeId, PatientId)>,
 ) -> Result<Json<Vec<VisitView>>, AppError> {
     let mut tx = ctx.tx;
-    if !store::perio::patient_visible(&mut tx, patient).await? {
+    let visits = list_visits(&mut tx, patient).await?;
+    tx.commit().await?;
+    Ok(Json(visits.into_iter().map(Into::into).collect()))
+}
+
+/// `patient`'s notes, newest first (at most 100; deleted drafts left out), audited
+/// `note.list` after the decryption: the one path of the API and the web pages. `404` for a
+/// patient not visible here. The caller commits.
+pub async fn list_notes(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    patient: PatientId,
+) -> Result<Vec<store::notes::Note>, AppError> {
+    if !store::perio::patient_visible(tx, patient).await? {
         return Err(AppError::NotFound("patient"));
     }
-    let visits = store::notes::list_visits(&mut tx, patient).await?;
+    let notes = store::notes::list_for_patient(tx, keyring, patient, 100).await?;
+    tx.audit(
+        AuditAction::NoteList,
+        Some(patient),
+        Some(AuditObject::patient(patient)),
+    )
+    .await?;
+    Ok(notes)
+}
+
+/// `patient`'s visits, newest first (at most 100), audited `visit.list`: the one path of the
+/// API and the web pages. `404` for a patient not visible here. The caller commits.
+pub async fn list_visits(
+    tx: &mut store::TenantTx,
+    patient: PatientId,
+) -> Result<Vec<store::notes::Visit>, AppError> {
+    if !store::perio::patient_visible(tx, patient).await? {
+        return Err(AppError::NotFound("patient"));
+    }
+    let visits = store::notes::list_visits(tx, patient).await?;
     tx.audit(
         AuditAction::VisitList,
         Some(patient),
         Some(AuditObject::patient(patient)),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Json(visits.into_iter().map(Into::into).collect()))
+    Ok(visits)
+}
+
+/// Starts a draft note of `template` for `patient` (of `visit` when one is named; content
+/// already checked), the signed-in clinician its author, and audits `note.create`: the one
+/// path of the API and the web pages. `404` for a patient not visible here or a visit not
+/// theirs, `410` for a deleted patient. The caller commits.
+pub async fn start_note(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    patient: PatientId,
+    template: Template,
+    visit: Option<VisitId>,
+    content: &NoteContent,
+) -> Result<store::notes::Note, AppError> {
+    if !store::perio::patient_visible(tx, patient).await? {
+        return Err(AppError::NotFound("patient"));
+    }
+    if store::patients::is_deleted(tx, patient).await? {
+        return Err(AppError::Gone("patient"));
+    }
+    if let Some(v) = visit
+        && !store::notes::visit_of(tx, v, patient).await?
+    {
+        return Err(AppError::NotFound("visit"));
+    }
+    let note = store::notes::create(tx, keyring, patient, template, visit, content).await?;
+    tx.audit(
+        AuditAction::NoteCreate,
+        Some(patient),
+        Some(AuditObject::note(note.note_id)),
+    )
+    .await?;
+    Ok(note)
+}
+
+/// Note `id`, audited `note.read` after the decryption with `details` (what the reader
+/// asked for: a rendering, a conflict view), names of flags only: the one path of the API
+/// and the web pages. `404` when unknown, `410` once deleted. The caller commits.
+pub async fn read_note(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    id: NoteId,
+    details: Option<serde_json::Value>,
+) -> Result<store::notes::Note, AppError> {
+    let n = store::notes::get(tx, keyring, id)
+        .await?
+        .ok_or(AppError::NotFound("note"))?;
+    if n.status == NoteStatus::Deleted {
+        return Err(AppError::Gone("note"));
+    }
+    tx.audit_details(
+        AuditAction::NoteRead,
+        Some(n.patient_id),
+        Some(AuditObject::note(id)),
+        details,
+    )
+    .await?;
+    Ok(n)
+}
+
+/// Recomputes the hash of every version of note `id` and audits `note.verify` with the
+/// outcome (counts only): the one path of the API and the web pages. `404` when unknown. The
+/// caller commits.
+pub async fn verify_note(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    id: NoteId,
+) -> Result<store::notes::Verification, AppError> {
+    let v = store::notes::verify(tx, keyring, id)
+        .await?
+        .ok_or(AppError::NotFound("note"))?;
+    tx.audit_details(
+        AuditAction::NoteVerify,
+        None,
+        Some(AuditObject::note(id)),
+        Some(serde_json::json!({
+            "ok": v.mismatched.is_empty(),
+            "versions": v.versions,
+            "mismatched": v.mismatched.len(),
+        })),
+    )
+    .await?;
+    Ok(v)
+}
+
+/// Saves `content` as a new version of draft `id` against version `expected` (`None`:
+/// whatever is current) and audits `note.update` with the version: the one path of the API
+/// and the web pages. A refusal is the API's answer for it ([`refusal`]: stale is `412`).
+/// The caller commits.
+pub async fn save_note(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    id: NoteId,
+    expected: Option<i32>,
+    content: &NoteContent,
+) -> Result<store::notes::Note, AppError> {
+    let n = store::notes::save_draft(tx, keyring, id, expected, content)
+        .await?
+        .map_err(refusal)?;
+    tx.audit_details(
+        AuditAction::NoteUpdate,
+        Some(n.patient_id),
+        Some(AuditObject::note(id)),
+        Some(serde_json::json!({ "version": n.version })),
+    )
+    .await?;
+    Ok(n)
 }

@@ -131,9 +131,7 @@ pub(crate) async fn patient_list(
         ));
     }
     let mut tx = ctx.tx;
-    let items = store::patients::list(&mut tx, state.store.keyring()?, offset, limit).await?;
-    tx.audit_patients(AuditAction::PatientList, items.iter().map(|p| p.patient_id))
-        .await?;
+    let items = list_patients(&mut tx, state.store.keyring()?, offset, limit).await?;
     tx.commit().await?;
     let full = i64::try_from(items.len()).unwrap_or(0) == limit;
     Ok(Json(Page {
@@ -176,9 +174,7 @@ pub(crate) async fn patient_create(
         email: req.email.as_deref().map(contact_email).transpose()?,
     };
     let mut tx = ctx.tx;
-    let p = store::patients::create(&mut tx, state.store.keyring()?, &new).await?;
-    tx.audit_patient(AuditAction::PatientCreate, p.patient_id)
-        .await?;
+    let p = register_patient(&mut tx, state.store.keyring()?, &new).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(p.into())))
 }
@@ -193,10 +189,7 @@ pub(crate) async fn patient_get(
     ApiPath((_, id)): ApiPath<(PracticeId, PatientId)>,
 ) -> Result<Json<PatientView>, AppError> {
     let mut tx = ctx.tx;
-    let Some(p) = store::patients::get(&mut tx, state.store.keyring()?, id).await? else {
-        return Err(missing(&mut tx, id).await);
-    };
-    tx.audit_patient(AuditAction::PatientRead, id).await?;
+    let p = read_patient(&mut tx, state.store.keyring()?, id).await?;
     tx.commit().await?;
     Ok(Json(p.into()))
 }
@@ -268,11 +261,7 @@ pub(crate) async fn patient_update(
             .transpose()?,
     };
     let mut tx = ctx.tx;
-    let Some(p) = store::patients::update(&mut tx, state.store.keyring()?, id, &patch).await?
-    else {
-        return Err(missing(&mut tx, id).await);
-    };
-    tx.audit_patient(AuditAction::PatientUpdate, id).await?;
+    let p = update_patient(&mut tx, state.store.keyring()?, id, &patch).await?;
     tx.commit().await?;
     Ok(Json(p.into()))
 }
@@ -289,10 +278,7 @@ pub(crate) async fn patient_delete(
     ApiPath((_, id)): ApiPath<(PracticeId, PatientId)>,
 ) -> Result<StatusCode, AppError> {
     let mut tx = ctx.tx;
-    if !store::patients::delete(&mut tx, id).await? {
-        return Err(missing(&mut tx, id).await);
-    }
-    tx.audit_patient(AuditAction::PatientDelete, id).await?;
+    delete_patient(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -340,12 +326,93 @@ pub(crate) async fn patient_search(
         }
     })?;
     let mut tx = ctx.tx;
-    let items = store::patients::search(&mut tx, state.store.keyring()?, &q, limit).await?;
-    tx.audit_patients(AuditAction::PatientList, items.iter().map(|p| p.patient_id))
-        .await?;
+    let items = search_patients(&mut tx, state.store.keyring()?, &q, limit).await?;
     tx.commit().await?;
     Ok(Json(Page {
         next_offset: None,
         items: items.into_iter().map(Into::into).collect(),
     }))
+}
+
+/// The practice's patients by family name, `limit` from `offset`, auditing `patient.list`
+/// naming every patient shown: the one path of the API and the web pages (paging already
+/// checked). The caller commits.
+pub async fn list_patients(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<store::patients::Patient>, AppError> {
+    let items = store::patients::list(tx, keyring, offset, limit).await?;
+    tx.audit_patients(AuditAction::PatientList, items.iter().map(|p| p.patient_id))
+        .await?;
+    Ok(items)
+}
+
+/// The patients matching `query` (at most `limit`), auditing `patient.list` naming every
+/// patient shown: the one path of the API and the web pages (criteria already checked with
+/// [`search_criteria`]). The caller commits.
+pub async fn search_patients(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    query: &store::patients::PatientSearch,
+    limit: i64,
+) -> Result<Vec<store::patients::Patient>, AppError> {
+    let items = store::patients::search(tx, keyring, query, limit).await?;
+    tx.audit_patients(AuditAction::PatientList, items.iter().map(|p| p.patient_id))
+        .await?;
+    Ok(items)
+}
+
+/// Registers `new` and audits `patient.create`: the one path of the API and the web pages
+/// (fields already checked with the [`name`], [`date_of_birth`], [`contact_phone`] and
+/// [`contact_email`] rules). The caller commits.
+pub async fn register_patient(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    new: &store::patients::NewPatient,
+) -> Result<store::patients::Patient, AppError> {
+    let p = store::patients::create(tx, keyring, new).await?;
+    tx.audit_patient(AuditAction::PatientCreate, p.patient_id)
+        .await?;
+    Ok(p)
+}
+
+/// Patient `id`, audited `patient.read`: the one path of the API and the web pages. `410`
+/// once deleted, `404` when unknown here. The caller commits.
+pub async fn read_patient(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    id: PatientId,
+) -> Result<store::patients::Patient, AppError> {
+    let Some(p) = store::patients::get(tx, keyring, id).await? else {
+        return Err(missing(tx, id).await);
+    };
+    tx.audit_patient(AuditAction::PatientRead, id).await?;
+    Ok(p)
+}
+
+/// Applies `patch` to patient `id` and audits `patient.update`: the one path of the API and
+/// the web pages. `410` once deleted, `404` when unknown here. The caller commits.
+pub async fn update_patient(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    id: PatientId,
+    patch: &store::patients::PatientPatch,
+) -> Result<store::patients::Patient, AppError> {
+    let Some(p) = store::patients::update(tx, keyring, id, patch).await? else {
+        return Err(missing(tx, id).await);
+    };
+    tx.audit_patient(AuditAction::PatientUpdate, id).await?;
+    Ok(p)
+}
+
+/// Soft-deletes patient `id` and audits `patient.delete`: the one path of the API and the
+/// web pages. `410` if already deleted, `404` when unknown here. The caller commits.
+pub async fn delete_patient(tx: &mut store::TenantTx, id: PatientId) -> Result<(), AppError> {
+    if !store::patients::delete(tx, id).await? {
+        return Err(missing(tx, id).await);
+    }
+    tx.audit_patient(AuditAction::PatientDelete, id).await?;
+    Ok(())
 }

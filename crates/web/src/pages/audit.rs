@@ -1,7 +1,8 @@
 //! The audit log viewer (owners and admins): the practice's events filtered by patient,
 //! actor, action and time, newest first, a page at a time, and the FHIR R4 `AuditEvent`
-//! export as a download — over the API's report and export ([`server::rules::audit`]: the
-//! same filter rules, the same store reads, the same `audit.read` / `audit.export` events).
+//! export as a download — over the API's report and export ([`server::actions::audit_report`],
+//! [`server::rules::audit`]: the same filter rules, the same store reads, the same
+//! `audit.read` / `audit.export` events).
 //!
 //! Filters travel as ids, action names and dates only (a `GET` form), never PHI: the patient
 //! is named by id, the actor is chosen from the members by id. Audit rows themselves hold ids,
@@ -146,8 +147,7 @@ pub(crate) async fn audit_page(
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
     let chrome = chrome(&mut tx).await?;
-    let members = store::memberships::list(&mut tx).await?;
-    tx.audit(AuditAction::MembershipList, None, None).await?;
+    let members = server::actions::list_members(&mut tx).await?;
     let name_of = |id: Option<UserId>| match id {
         None => "system".to_owned(),
         Some(id) => members
@@ -158,14 +158,7 @@ pub(crate) async fn audit_page(
     let (events, next, errors, status) = match query(&form) {
         Ok(q) => {
             let f = rules::filter(q, PAGE)?;
-            let rows = store::audit::report(&mut tx, &f).await?;
-            tx.audit_details(
-                AuditAction::AuditRead,
-                f.patient,
-                None,
-                Some(rules::filter_kinds(&f)),
-            )
-            .await?;
+            let rows = server::actions::audit_report(&mut tx, &f).await?;
             let full = i64::try_from(rows.len()).unwrap_or(0) == f.limit;
             let next = if full {
                 rows.last().map(rules::cursor)

@@ -33,10 +33,7 @@ use domain::notes::{
     ADDENDUM_MAX, DiffOp, FieldType, FieldValue, NoteContent, NoteStatus, REASON_MAX, Signature,
     Template as NoteTemplate,
 };
-use domain::{
-    AppointmentId, AuditAction, AuditObject, NoteId, ObjectKind, PatientId, PracticeId, UserId,
-    VisitId,
-};
+use domain::{AppointmentId, NoteId, PatientId, PracticeId, UserId, VisitId};
 use serde::Deserialize;
 use server::extract::Clinical;
 use server::identity::Client;
@@ -146,8 +143,7 @@ fn status_label(n: &store::notes::Note) -> &'static str {
 /// The practice's member names by id (the directory the API lists to any member, audited
 /// `membership.list` as the API does).
 async fn member_names(tx: &mut TenantTx) -> Result<HashMap<UserId, String>, WebError> {
-    let members = store::memberships::list(tx).await?;
-    tx.audit(AuditAction::MembershipList, None, None).await?;
+    let members = server::actions::list_members(tx).await?;
     Ok(members
         .into_iter()
         .map(|m| (m.user_id, m.display_name))
@@ -527,22 +523,8 @@ pub(crate) async fn chart_page(
         );
     }
     let p = super::patients::read_patient(&state, &mut tx, patient).await?;
-    let visits = store::notes::list_visits(&mut tx, patient).await?;
-    let notes =
-        store::notes::list_for_patient(&mut tx, state.store.keyring()?, patient, 100).await?;
-    // After the decryption, as the API's reads.
-    tx.audit(
-        AuditAction::VisitList,
-        Some(patient),
-        Some(AuditObject::patient(patient)),
-    )
-    .await?;
-    tx.audit(
-        AuditAction::NoteList,
-        Some(patient),
-        Some(AuditObject::patient(patient)),
-    )
-    .await?;
+    let visits = server::actions::list_visits(&mut tx, patient).await?;
+    let notes = server::actions::list_notes(&mut tx, state.store.keyring()?, patient).await?;
     let banner = banner(&mut tx, patient).await?;
     tx.commit().await?;
     let open_appointment =
@@ -655,30 +637,13 @@ pub(crate) async fn note_create(
     let content = NoteContent::default();
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
-    if !store::perio::patient_visible(&mut tx, patient).await? {
-        return Err(WebError(AppError::NotFound("patient")));
-    }
-    if store::patients::is_deleted(&mut tx, patient).await? {
-        return Err(WebError(AppError::Gone("patient")));
-    }
-    if let Some(v) = visit
-        && !store::notes::visit_of(&mut tx, v, patient).await?
-    {
-        return Err(WebError(AppError::NotFound("visit")));
-    }
-    let note = store::notes::create(
+    let note = server::actions::start_note(
         &mut tx,
         state.store.keyring()?,
         patient,
         template,
         visit,
         &content,
-    )
-    .await?;
-    tx.audit(
-        AuditAction::NoteCreate,
-        Some(patient),
-        Some(AuditObject::note(note.note_id)),
     )
     .await?;
     tx.commit().await?;
@@ -868,20 +833,7 @@ async fn read_note(
     id: NoteId,
     details: Option<serde_json::Value>,
 ) -> Result<store::notes::Note, WebError> {
-    let n = store::notes::get(tx, state.store.keyring()?, id)
-        .await?
-        .ok_or(WebError(AppError::NotFound("note")))?;
-    if n.status == NoteStatus::Deleted {
-        return Err(WebError(AppError::Gone("note")));
-    }
-    tx.audit_details(
-        AuditAction::NoteRead,
-        Some(n.patient_id),
-        Some(AuditObject::note(id)),
-        details,
-    )
-    .await?;
-    Ok(n)
+    Ok(server::actions::read_note(tx, state.store.keyring()?, id, details).await?)
 }
 
 /// `GET /app/practices/{practice_id}/notes/{note_id}`: a draft in its editor (autosaved), or
@@ -963,22 +915,14 @@ async fn save(
         Ok(c) => c,
         Err(errors) => return Ok(Saved::Refused(errors)),
     };
-    match store::notes::save_draft(tx, state.store.keyring()?, id, Some(expected), &content).await?
+    match server::actions::save_note(tx, state.store.keyring()?, id, Some(expected), &content).await
     {
-        Ok(n) => {
-            tx.audit_details(
-                AuditAction::NoteUpdate,
-                Some(n.patient_id),
-                Some(AuditObject::note(id)),
-                Some(serde_json::json!({ "version": n.version })),
-            )
-            .await?;
-            Ok(Saved::Version(Box::new(n)))
-        }
-        Err(store::notes::Refusal::Stale) => Ok(Saved::Stale(Box::new(
+        Ok(n) => Ok(Saved::Version(Box::new(n))),
+        // Stale: someone saved first (the API's `412`).
+        Err(AppError::PreconditionFailed) => Ok(Saved::Stale(Box::new(
             conflict(state, tx, id, expected).await?,
         ))),
-        Err(r) => Err(WebError(note_rules::refusal(r))),
+        Err(e) => Err(WebError(e)),
     }
 }
 
@@ -1592,17 +1536,8 @@ pub(crate) async fn note_verify(
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
     let chrome = chrome(&mut tx).await?;
-    let v = store::notes::verify(&mut tx, state.store.keyring()?, id)
-        .await?
-        .ok_or(WebError(AppError::NotFound("note")))?;
+    let v = server::actions::verify_note(&mut tx, state.store.keyring()?, id).await?;
     let ok = v.mismatched.is_empty();
-    tx.audit_details(
-        AuditAction::NoteVerify,
-        None,
-        Some(AuditObject::note(id)),
-        Some(serde_json::json!({ "ok": ok, "versions": v.versions, "mismatched": v.mismatched.len() })),
-    )
-    .await?;
     let n = read_note(&state, &mut tx, id, None).await?;
     let banner = banner(&mut tx, n.patient_id).await?;
     tx.commit().await?;
@@ -1661,12 +1596,7 @@ pub(crate) async fn break_glass_open(
     };
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
-    if !store::patients::exists(&mut tx, patient).await? {
-        return Err(WebError(AppError::NotFound("patient")));
-    }
-    if store::patients::is_deleted(&mut tx, patient).await? {
-        return Err(WebError(AppError::Gone("patient")));
-    }
+    server::actions::break_glass_target(&mut tx, patient).await?;
     let (Some(reason), Some(minutes)) = (reason, minutes) else {
         let chrome = chrome(&mut tx).await?;
         let p = super::patients::read_patient(&state, &mut tx, patient).await?;
@@ -1685,25 +1615,16 @@ pub(crate) async fn break_glass_open(
             },
         );
     };
-    let g = store::break_glass::open(&mut tx, state.store.keyring()?, patient, &reason, minutes)
-        .await?;
-    tx.audit_details(
-        AuditAction::BreakGlassOpen,
-        Some(patient),
-        Some(AuditObject::new(ObjectKind::BreakGlass, g.grant_id)),
-        Some(serde_json::json!({ "minutes": minutes, "expires_at": g.expires_at })),
+    let g = server::actions::open_break_glass(
+        &mut tx,
+        state.store.keyring()?,
+        patient,
+        &reason,
+        minutes,
     )
     .await?;
     tx.commit().await?;
-    // The API's alert hook (ids only).
-    tracing::warn!(
-        target: "chartroom::alert",
-        practice = %practice_id,
-        patient = %g.patient_id,
-        grant = %g.grant_id,
-        user = %g.user_id,
-        "break-glass access opened"
-    );
+    server::actions::break_glass_alert(practice_id, &g);
     Ok(super::redirect(&format!(
         "{}?done=break-glass",
         chart_href(practice_id, patient)

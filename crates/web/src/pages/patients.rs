@@ -1,7 +1,8 @@
 //! Patients (clinicians and reception): the list, the search (name prefix, date of birth,
-//! phone, through the blind indexes), create, edit and soft delete — over the API's store
-//! calls (`store::patients::…`), with the API's input rules ([`server::rules::patients`]) and
-//! the same audit events in the same transactions (`patient.list` for every patient shown,
+//! phone, through the blind indexes), create, edit and soft delete — through the API's
+//! paths ([`server::actions`]: `list_patients`, `search_patients`, `register_patient`,
+//! `read_patient`, `update_patient`, `delete_patient`), with the API's input rules
+//! ([`server::rules::patients`]) and so the same audit events in the same transactions (`patient.list` for every patient shown,
 //! `patient.read`, `patient.create`, `patient.update`, `patient.delete`). Demographics and
 //! contact details only: nothing clinical is read, linked or counted here.
 //!
@@ -14,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::NaiveDate;
-use domain::{AuditAction, PatientId, PracticeId};
+use domain::{PatientId, PracticeId};
 use serde::Deserialize;
 use server::extract::Scheduling;
 use server::rules::patients as rules;
@@ -149,16 +150,14 @@ pub(crate) fn criteria(
     }
 }
 
-/// Runs a search as the API does and audits every patient shown (`patient.list`).
+/// Runs a search, a page of matches, through the API's path
+/// ([`server::actions::search_patients`], audited `patient.list` for every patient shown).
 pub(crate) async fn run_search(
     state: &AppState,
     tx: &mut TenantTx,
     query: &store::patients::PatientSearch,
 ) -> Result<Vec<store::patients::Patient>, WebError> {
-    let found = store::patients::search(tx, state.store.keyring()?, query, PAGE).await?;
-    tx.audit_patients(AuditAction::PatientList, found.iter().map(|p| p.patient_id))
-        .await?;
-    Ok(found)
+    Ok(server::actions::search_patients(tx, state.store.keyring()?, query, PAGE).await?)
 }
 
 /// `GET /app/practices/{practice_id}/patients`: the practice's patients by family name, 50 a
@@ -175,9 +174,8 @@ pub(crate) async fn patients_page(
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
     let chrome = chrome(&mut tx).await?;
-    let items = store::patients::list(&mut tx, state.store.keyring()?, offset, PAGE).await?;
-    tx.audit_patients(AuditAction::PatientList, items.iter().map(|p| p.patient_id))
-        .await?;
+    let items =
+        server::actions::list_patients(&mut tx, state.store.keyring()?, offset, PAGE).await?;
     tx.commit().await?;
     let full = i64::try_from(items.len()).unwrap_or(0) == PAGE;
     let message = items.is_empty().then_some("No patients yet.");
@@ -454,7 +452,7 @@ pub(crate) async fn patient_new_page(
 }
 
 /// `POST /app/practices/{practice_id}/patients`: registers a patient as the API does
-/// (`store::patients::create`, audited `patient.create`), then shows them (`303`). Refused
+/// ([`server::actions::register_patient`], audited `patient.create`), then shows them (`303`). Refused
 /// input: `400`, the form with its messages, nothing written.
 pub(crate) async fn patient_create(
     State(state): State<AppState>,
@@ -475,9 +473,7 @@ pub(crate) async fn patient_create(
             );
         }
     };
-    let p = store::patients::create(&mut tx, state.store.keyring()?, &new).await?;
-    tx.audit_patient(AuditAction::PatientCreate, p.patient_id)
-        .await?;
+    let p = server::actions::register_patient(&mut tx, state.store.keyring()?, &new).await?;
     tx.commit().await?;
     Ok(redirect(&format!(
         "/app/practices/{practice_id}/patients/{}?done=created",
@@ -485,27 +481,14 @@ pub(crate) async fn patient_create(
     )))
 }
 
-/// The error for a patient that is not readable, as the API answers it: `410` once deleted,
-/// `404` when unknown here.
-async fn missing(tx: &mut TenantTx, id: PatientId) -> WebError {
-    match store::patients::is_deleted(tx, id).await {
-        Ok(true) => WebError(AppError::Gone("patient")),
-        Ok(false) => WebError(AppError::NotFound("patient")),
-        Err(e) => e.into(),
-    }
-}
-
-/// Reads one patient as the API does (audited `patient.read`).
+/// Reads one patient through the API's path ([`server::actions::read_patient`], audited
+/// `patient.read`; `410` once deleted, `404` when unknown here).
 pub(super) async fn read_patient(
     state: &AppState,
     tx: &mut TenantTx,
     id: PatientId,
 ) -> Result<store::patients::Patient, WebError> {
-    let Some(p) = store::patients::get(tx, state.store.keyring()?, id).await? else {
-        return Err(missing(tx, id).await);
-    };
-    tx.audit_patient(AuditAction::PatientRead, id).await?;
-    Ok(p)
+    Ok(server::actions::read_patient(tx, state.store.keyring()?, id).await?)
 }
 
 /// `GET /app/practices/{practice_id}/patients/{patient_id}`: the patient's demographics and
@@ -536,7 +519,7 @@ pub(crate) async fn patient_page(
 }
 
 /// `POST /app/practices/{practice_id}/patients/{patient_id}`: saves the form as the API's
-/// update does (`store::patients::update`, audited `patient.update`; an emptied optional field
+/// update does ([`server::actions::update_patient`], audited `patient.update`; an emptied optional field
 /// is cleared), then shows the patient (`303`). Refused input: `400`, nothing changed.
 pub(crate) async fn patient_update(
     State(state): State<AppState>,
@@ -566,13 +549,7 @@ pub(crate) async fn patient_update(
         phone: Some(next.phone),
         email: Some(next.email),
     };
-    if store::patients::update(&mut tx, state.store.keyring()?, id, &patch)
-        .await?
-        .is_none()
-    {
-        return Err(missing(&mut tx, id).await);
-    }
-    tx.audit_patient(AuditAction::PatientUpdate, id).await?;
+    server::actions::update_patient(&mut tx, state.store.keyring()?, id, &patch).await?;
     tx.commit().await?;
     Ok(redirect(&format!(
         "/app/practices/{practice_id}/patients/{id}?done=saved"
@@ -602,7 +579,7 @@ pub(crate) async fn patient_delete_page(
 }
 
 /// `POST /app/practices/{practice_id}/patients/{patient_id}/delete`: the API's soft delete
-/// (`store::patients::delete`, audited `patient.delete`): lists and search leave the patient
+/// ([`server::actions::delete_patient`], audited `patient.delete`): lists and search leave the patient
 /// out, their history stays. Then the patients list (`303`); `410` if already deleted.
 pub(crate) async fn patient_delete(
     Member(ctx): Member<Scheduling>,
@@ -611,10 +588,7 @@ pub(crate) async fn patient_delete(
     let id: PatientId = path_id(&id, "patient")?;
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
-    if !store::patients::delete(&mut tx, id).await? {
-        return Err(missing(&mut tx, id).await);
-    }
-    tx.audit_patient(AuditAction::PatientDelete, id).await?;
+    server::actions::delete_patient(&mut tx, id).await?;
     tx.commit().await?;
     Ok(redirect(&format!(
         "/app/practices/{practice_id}/patients?done=deleted"

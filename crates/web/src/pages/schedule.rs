@@ -1,6 +1,7 @@
 //! The schedule (clinicians and reception, the API's scheduling privilege): one clinician's
-//! week or day, and booking, moving and cancelling appointments — over the API's store calls
-//! (`store::appointments::…`, `store::memberships::list`, `store::patients::…`) with the
+//! week or day, and booking, moving and cancelling appointments — through the API's paths
+//! ([`server::actions`]: `list_appointments`, `read_appointment`, `book`, `change`,
+//! `list_members`, `read_patient`, `search_patients`) with the
 //! API's rules ([`server::rules::appointments`]) and its audit events in the same
 //! transactions (`appointment.list` naming every patient shown, `appointment.read`,
 //! `appointment.create`, `appointment.update`, `membership.list` for the clinician chooser).
@@ -17,7 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Datelike as _, Duration, NaiveDate, NaiveTime, Utc, Weekday};
-use domain::{AppointmentId, AuditAction, AuditObject, PatientId, PracticeId, Role, UserId};
+use domain::{AppointmentId, PatientId, PracticeId, Role, UserId};
 use serde::Deserialize;
 use server::extract::Scheduling;
 use server::rules::appointments as rules;
@@ -52,10 +53,9 @@ fn select(mut list: Vec<Clinician>, chosen: Option<UserId>) -> Vec<Clinician> {
 }
 
 /// The practice's clinicians, from the member directory the API lists to any member
-/// (audited `membership.list`, as the API does).
+/// ([`server::actions::list_members`], audited `membership.list`).
 async fn clinicians(tx: &mut TenantTx) -> Result<Vec<Clinician>, WebError> {
-    let members = store::memberships::list(tx).await?;
-    tx.audit(AuditAction::MembershipList, None, None).await?;
+    let members = server::actions::list_members(tx).await?;
     Ok(members
         .into_iter()
         .filter(|m| {
@@ -137,7 +137,7 @@ async fn patient_names(
     state: &AppState,
     tx: &mut TenantTx,
     ids: impl Iterator<Item = PatientId>,
-) -> Result<HashMap<PatientId, String>, WebError> {
+) -> Result<HashMap<PatientId, String>, AppError> {
     let keyring = state.store.keyring()?;
     let mut names = HashMap::new();
     for id in ids {
@@ -153,8 +153,9 @@ async fn patient_names(
 
 const DELETED_PATIENT: &str = "(deleted patient)";
 
-/// The days `[first, first + n)` of `clinician`'s schedule, read as the API lists
-/// appointments (audited `appointment.list` naming every patient shown).
+/// The days `[first, first + n)` of `clinician`'s schedule, read through the API's list
+/// ([`server::actions::list_appointments`], audited `appointment.list` naming every patient
+/// shown, after the patients' names are decrypted).
 async fn load_days(
     state: &AppState,
     tx: &mut TenantTx,
@@ -164,13 +165,13 @@ async fn load_days(
 ) -> Result<Vec<Day>, WebError> {
     let from = midnight(first);
     let to = from + Duration::days(n);
-    let items = store::appointments::list_for_clinician(tx, clinician, from, to, MAX_SHOWN).await?;
-    let names = patient_names(state, tx, items.iter().map(|a| a.patient_id)).await?;
-    // After the decryption: a transaction that opened sealed fields commits only with an
-    // audit event appended after that.
-    tx.audit_patients(
-        AuditAction::AppointmentList,
-        items.iter().map(|a| a.patient_id),
+    let (items, names) = server::actions::list_appointments(
+        tx,
+        Some(clinician),
+        from,
+        to,
+        MAX_SHOWN,
+        async |tx, items| patient_names(state, tx, items.iter().map(|a| a.patient_id)).await,
     )
     .await?;
     let today = tx.now().date_naive();
@@ -450,18 +451,18 @@ pub(crate) struct NewQuery {
     patient: Option<String>,
 }
 
-/// Reads one patient for the form as the API does (audited `patient.read`); `None` when
-/// deleted or unknown.
+/// Reads one patient for the form through the API's path ([`server::actions::read_patient`],
+/// audited `patient.read`); `None` when deleted or unknown.
 async fn chosen_patient(
     state: &AppState,
     tx: &mut TenantTx,
     id: PatientId,
 ) -> Result<Option<(PatientId, String)>, WebError> {
-    let Some(p) = store::patients::get(tx, state.store.keyring()?, id).await? else {
-        return Ok(None);
-    };
-    tx.audit_patient(AuditAction::PatientRead, id).await?;
-    Ok(Some((id, format!("{} {}", p.given_name, p.family_name))))
+    match server::actions::read_patient(tx, state.store.keyring()?, id).await {
+        Ok(p) => Ok(Some((id, format!("{} {}", p.given_name, p.family_name)))),
+        Err(AppError::NotFound(_) | AppError::Gone(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Everything the booking form shows besides its fields.
@@ -685,30 +686,24 @@ pub(crate) async fn appointment_create(
     Ok(redirect(&week_of(practice_id, clinician_id, starts_at)))
 }
 
-/// Reads one appointment as the API does and its patient's name (a deleted patient has
-/// none), then audits `appointment.read` (after the decryption, as a commit requires);
-/// `404` when unknown.
+/// Reads one appointment through the API's path ([`server::actions::read_appointment`],
+/// audited `appointment.read` after its patient's name is decrypted, as a commit requires)
+/// with that name (a deleted patient has none); `404` when unknown.
 async fn read_appointment(
     state: &AppState,
     tx: &mut TenantTx,
     id: AppointmentId,
 ) -> Result<(store::appointments::Appointment, String), WebError> {
-    let a = store::appointments::get(tx, id)
-        .await?
-        .ok_or(AppError::NotFound("appointment"))?;
-    let name = store::patients::get(tx, state.store.keyring()?, a.patient_id)
-        .await?
-        .map_or_else(
-            || DELETED_PATIENT.to_owned(),
-            |p| format!("{} {}", p.given_name, p.family_name),
-        );
-    tx.audit(
-        AuditAction::AppointmentRead,
-        Some(a.patient_id),
-        Some(AuditObject::appointment(id)),
-    )
-    .await?;
-    Ok((a, name))
+    let keyring = state.store.keyring()?;
+    Ok(server::actions::read_appointment(tx, id, async |tx, a| {
+        Ok(store::patients::get(tx, keyring, a.patient_id)
+            .await?
+            .map_or_else(
+                || DELETED_PATIENT.to_owned(),
+                |p| format!("{} {}", p.given_name, p.family_name),
+            ))
+    })
+    .await?)
 }
 
 fn move_page(
