@@ -36,9 +36,10 @@ async fn last_seen(db: &TestDb, user: domain::UserId) -> chrono::DateTime<chrono
         .unwrap()
 }
 
-// issue 17 — the value shown is the value enforced: the installation's idle timeout on every
-// page until the practice sets its own, then the practice's on its pages (and still the
-// installation's outside it); a session left idle just past the shown value is signed out.
+// issue 17; req: AC-09 (the page's timer is the server's) — the value shown is the value
+// enforced: the installation's idle timeout on every page until the practice sets its own,
+// then the practice's on its pages (and still the installation's outside it); a session left
+// idle just past the shown value is signed out.
 #[tokio::test]
 async fn every_page_carries_the_idle_timeout_its_session_check_enforces() {
     let db = TestDb::new().await;
