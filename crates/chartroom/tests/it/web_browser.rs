@@ -1417,7 +1417,8 @@ async fn an_admin_sees_every_practice_screen_clean() {
 
 // issue 17 — the clinical screens for a second role: a practice owner who is also a clinician
 // on the patient's care team (the dentist who owns the practice) opens the chart, a signed
-// note, its amendment form, history and integrity check, and the owner screens, all clean.
+// note, its amendment form, history and integrity check, the perio exams, and the patient and
+// schedule screens, all clean.
 #[tokio::test]
 async fn an_owner_who_is_a_clinician_sees_the_clinical_screens_clean() {
     let db = TestDb::new().await;
@@ -1466,6 +1467,16 @@ async fn an_owner_who_is_a_clinician_sees_the_clinical_screens_clean() {
         .await
         .unwrap();
     assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let (status, body) = crate::util::call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/practices/{p}/patients/{patient}/perio-exams"),
+        Some(&token),
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let exam = body["exam_id"].as_str().unwrap().to_owned();
     in_browser(async |b: &mut Browser| {
         b.driver.goto(app.url("/app")).await.unwrap();
         sign_in_enrolling(
@@ -1535,6 +1546,16 @@ async fn an_owner_who_is_a_clinician_sees_the_clinical_screens_clean() {
                 "/app/account".to_owned(),
                 "My account",
                 "owner-clinician-18-account",
+            ),
+            (
+                at(&format!("patients/{patient}/perio")),
+                "Periodontal exams",
+                "owner-clinician-20-perio-exams",
+            ),
+            (
+                at(&format!("patients/{patient}/perio/{exam}")),
+                "Periodontal exam:",
+                "owner-clinician-21-perio-exam",
             ),
         ];
         tour(b, &app, &stops).await;
