@@ -2,9 +2,10 @@
 //! binary as the JSON API (`/api/v1`), under `/app`.
 //!
 //! Askama templates (in `templates/`, compiled into the binary) render what the handlers
-//! read through the **same** store functions, extractors and sign-in steps as the API
-//! ([`server::extract::Ctx`], [`server::signin`], `store::patients::…`): one service layer,
-//! two faces. htmx (vendored, pinned, license kept) adds partial updates; a few small
+//! read through the **same** extractors, sign-in steps and service steps as the API
+//! ([`server::extract::Ctx`], [`server::signin`], [`server::actions`]: each store call with
+//! its refusals and its audit event, one function both faces call): one service layer, two
+//! faces. htmx (vendored, pinned, license kept) adds partial updates; a few small
 //! hand-written modules do the rest. The build needs cargo only.
 //!
 //! # Guarantees
@@ -51,6 +52,10 @@
 //!   carries a code field, and the code is presented through the API's step-up
 //!   ([`server::signin::present_totp`]: single use, throttled, audited, token rotated)
 //!   before the change is attempted. Without it: `401`, the form again, nothing changed.
+//! - **The idle timeout is the server's.** Every signed-in page carries the idle timeout the
+//!   session check enforced for it (`app.enter` returns it); the page warns before it runs
+//!   out, offers to stay signed in (a request like any other, so activity), and signs out
+//!   when it has run out, so nothing stays on an unattended screen.
 //! - Errors render a page with the stable code and the request id; 5xx pages say only
 //!   "internal error".
 //!
