@@ -145,6 +145,31 @@ impl Baseline {
         Ok(Some(found))
     }
 
+    /// The read without audit, entered through the session check instead of on trust:
+    /// `BEGIN`; `app.enter` (and the activity update when it asks for one); the row; its five
+    /// fields decrypted; `COMMIT`. What a signed-in read costs in the database before any
+    /// audit event. The patient, `None` if not visible.
+    pub(crate) async fn read_patient_with_session(
+        &self,
+        token: &SessionHash,
+        practice: PracticeId,
+        patient: PatientId,
+    ) -> anyhow::Result<Option<Patient>> {
+        let mut tx = self.pool.begin().await?;
+        Self::enter_session(&mut tx, token, practice, chrono::Utc::now()).await?;
+        let row = sqlx::query(READ_PATIENT)
+            .bind(practice)
+            .bind(patient)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let found = match row {
+            Some(row) => Some(self.open(practice, patient, &row).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(found)
+    }
+
     /// Decrypts a patient row as the store does: each sealed field from its ciphertext, bound
     /// to practice, table, column and row, else from its legacy plaintext column.
     async fn open(

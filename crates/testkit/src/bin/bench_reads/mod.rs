@@ -186,6 +186,20 @@ pub(crate) async fn reads(
         })
     };
 
+    // The raw read entered through the session check (`app.enter`) instead of on trust, still
+    // without audit: what the session check costs in the database.
+    let sql_session = {
+        let (b, f) = (Arc::clone(&sql), Arc::clone(&fx));
+        let hash = Arc::new(crate::baseline::SessionHash::of(&token));
+        Arc::new(move |c: usize, i: u64| {
+            let (b, f, h) = (Arc::clone(&b), Arc::clone(&f), Arc::clone(&hash));
+            async move {
+                b.read_patient_with_session(&h, f.practice, f.pick(c, i))
+                    .await
+                    .is_ok_and(|found| found.is_some())
+            }
+        })
+    };
     // The floor of any request: TLS, HTTP and routing, refused before the database (a token
     // that is not the shape of one is refused without a query).
     let https_floor = {
@@ -225,11 +239,12 @@ pub(crate) async fn reads(
         run_timed(n, Duration::from_secs(1), Arc::clone(&https)).await;
         let (mut p_rates, mut a_rates, mut h_rates, mut ratios) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut d_rates, mut m_rates, mut f_rates) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut d_rates, mut m_rates, mut f_rates, mut s_rates) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut lat = Vec::new();
         let mut batches = WriterSnapshot::default();
         for r in 0..rounds {
-            let mut order = [0, 1, 2, 3, 4, 5];
+            let mut order = [0, 1, 2, 3, 4, 5, 6];
             if r % 2 == 1 {
                 order.reverse();
             }
@@ -252,7 +267,8 @@ pub(crate) async fn reads(
                     2 => a_rates.push(run_timed(n, slice, Arc::clone(&audited)).await.0),
                     3 => d_rates.push(run_timed(n, slice, Arc::clone(&db_path)).await.0),
                     4 => m_rates.push(run_timed(n, slice, Arc::clone(&https_me)).await.0),
-                    _ => f_rates.push(run_timed(n, slice, Arc::clone(&https_floor)).await.0),
+                    5 => f_rates.push(run_timed(n, slice, Arc::clone(&https_floor)).await.0),
+                    _ => s_rates.push(run_timed(n, slice, Arc::clone(&sql_session)).await.0),
                 }
             }
             ratios.push(100.0 * h / p);
@@ -260,6 +276,7 @@ pub(crate) async fn reads(
         decomposition.push((
             n,
             mean(&p_rates),
+            mean(&s_rates),
             mean(&d_rates),
             mean(&f_rates),
             mean(&m_rates),
@@ -293,18 +310,20 @@ pub(crate) async fn reads(
     }
     println!("where the time goes (reads/s, and each as a share of SQL without audit):");
     println!(
-        "{:>7} {:>12} {:>18} {:>18} {:>20} {:>20}",
+        "{:>7} {:>12} {:>20} {:>18} {:>18} {:>20} {:>20}",
         "clients",
         "SQL no audit",
+        "SQL + session check",
         "product DB path",
         "HTTPS, no DB (401)",
         "HTTPS /me, no audit",
         "HTTPS patient read"
     );
-    for (n, p, d, f, m, h) in decomposition {
+    for (n, p, s, d, f, m, h) in decomposition {
         let share = |x: f64| format!("{x:.0} ({:.0} %)", 100.0 * x / p);
         println!(
-            "{n:>7} {p:>12.0} {:>18} {:>18} {:>20} {:>20}",
+            "{n:>7} {p:>12.0} {:>20} {:>18} {:>18} {:>20} {:>20}",
+            share(s),
             share(d),
             share(f),
             share(m),
