@@ -506,21 +506,7 @@ pub(crate) async fn chart_page(
     let practice_id = tx.practice();
     let chrome = chrome(&mut tx).await?;
     if !visible(&mut tx, patient).await? {
-        let p = super::patients::read_patient(&state, &mut tx, patient).await?;
-        tx.commit().await?;
-        return html_status(
-            StatusCode::FORBIDDEN,
-            &BreakGlassPage {
-                assets: assets(),
-                chrome: Some(chrome),
-                practice_id,
-                patient_id: patient,
-                patient: patient_name(&p),
-                reason: String::new(),
-                minutes: bg_rules::BREAK_GLASS_DEFAULT_MINUTES.to_string(),
-                errors: FieldErrors::default(),
-            },
-        );
+        return break_glass_offer(&state, tx, chrome, patient).await;
     }
     let p = super::patients::read_patient(&state, &mut tx, patient).await?;
     let visits = server::actions::list_visits(&mut tx, patient).await?;
