@@ -1071,24 +1071,37 @@ pub(crate) struct StepUpPage {
     error: Option<String>,
 }
 
-/// The step-up page for a change to `then` that the API refused with `AUTH-0004` (`401`).
-fn step_up_needed(
-    chrome: Option<Chrome>,
+/// Signing, amending and adding to a note need a recent second factor (the API's
+/// `require_step_up`): the transaction to go on with, or — committed — the re-authentication
+/// form for `what` (`401`), which posts back to the note's `action` route with the form carried.
+async fn stepped_up(
+    state: &AppState,
+    ctx: server::extract::Ctx<Clinical>,
+    note: NoteId,
+    action: &str,
     what: &str,
-    then: String,
     form: &Pairs,
-) -> Result<Response, WebError> {
+) -> Result<Result<TenantTx, Response>, WebError> {
+    let fresh = ctx.require_step_up(state).is_ok();
+    let mut tx = ctx.tx;
+    if fresh {
+        return Ok(Ok(tx));
+    }
+    let chrome = chrome(&mut tx).await?;
+    let then = format!("{}/{action}", note_href(tx.practice(), note));
+    tx.commit().await?;
     html_status(
         StatusCode::UNAUTHORIZED,
         &StepUpPage {
             assets: assets(),
-            chrome,
+            chrome: Some(chrome),
             what: what.to_owned(),
             then,
             carried: form.carried(),
             error: None,
         },
     )
+    .map(Err)
 }
 
 /// Where a step-up may send the browser on: a note change of this app (nothing else, so the
@@ -1164,19 +1177,11 @@ pub(crate) async fn note_sign(
     Form(form): Form<Pairs>,
 ) -> Result<Response, WebError> {
     let id: NoteId = path_id(&id, "note")?;
-    let fresh = ctx.require_step_up(&state).is_ok();
-    let mut tx = ctx.tx;
+    let mut tx = match stepped_up(&state, ctx, id, "sign", "sign this note", &form).await? {
+        Ok(tx) => tx,
+        Err(form_again) => return Ok(form_again),
+    };
     let practice_id = tx.practice();
-    if !fresh {
-        let chrome = chrome(&mut tx).await?;
-        tx.commit().await?;
-        return step_up_needed(
-            Some(chrome),
-            "sign this note",
-            format!("{}/sign", note_href(practice_id, id)),
-            &form,
-        );
-    }
     let expected = expected_version(&headers, &form)?;
     let n = server::actions::sign_note(&mut tx, state.store.keyring()?, id, Some(expected)).await?;
     tx.commit().await?;
@@ -1286,19 +1291,11 @@ pub(crate) async fn note_amend(
     Form(form): Form<Pairs>,
 ) -> Result<Response, WebError> {
     let id: NoteId = path_id(&id, "note")?;
-    let fresh = ctx.require_step_up(&state).is_ok();
-    let mut tx = ctx.tx;
+    let mut tx = match stepped_up(&state, ctx, id, "amend", "sign this amendment", &form).await? {
+        Ok(tx) => tx,
+        Err(form_again) => return Ok(form_again),
+    };
     let practice_id = tx.practice();
-    if !fresh {
-        let chrome = chrome(&mut tx).await?;
-        tx.commit().await?;
-        return step_up_needed(
-            Some(chrome),
-            "sign this amendment",
-            format!("{}/amend", note_href(practice_id, id)),
-            &form,
-        );
-    }
     let expected = expected_version(&headers, &form)?;
     let template = store::notes::get(&mut tx, state.store.keyring()?, id)
         .await?
@@ -1365,19 +1362,11 @@ pub(crate) async fn note_addendum(
     Form(form): Form<Pairs>,
 ) -> Result<Response, WebError> {
     let id: NoteId = path_id(&id, "note")?;
-    let fresh = ctx.require_step_up(&state).is_ok();
-    let mut tx = ctx.tx;
+    let mut tx = match stepped_up(&state, ctx, id, "addenda", "sign this addendum", &form).await? {
+        Ok(tx) => tx,
+        Err(form_again) => return Ok(form_again),
+    };
     let practice_id = tx.practice();
-    if !fresh {
-        let chrome = chrome(&mut tx).await?;
-        tx.commit().await?;
-        return step_up_needed(
-            Some(chrome),
-            "sign this addendum",
-            format!("{}/addenda", note_href(practice_id, id)),
-            &form,
-        );
-    }
     let expected = expected_version(&headers, &form)?;
     let mut errors = FieldErrors::default();
     let text = domain::values::free_text("text", form.get("text").unwrap_or(""), ADDENDUM_MAX)
