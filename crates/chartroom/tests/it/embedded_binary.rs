@@ -234,6 +234,34 @@ async fn demo_runs_on_embedded_postgres_and_survives_a_restart() {
     assert_eq!(got.status(), 200);
     let got: serde_json::Value = got.json().await.unwrap();
     assert_eq!(got["family_name"], "Lanternfield");
+    // The same binary serves the web app: anonymous → sign-in; signed in (the session cookie),
+    // the patient list with the strict CSP, the patient created above, and the idle timeout
+    // the session check enforces (the installation's default, 15 minutes).
+    let anonymous = http
+        .get(format!("{}/app", second.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.url().path(), "/app/sign-in");
+    assert!(anonymous.text().await.unwrap().contains("<h1>Sign in</h1>"));
+    let page = http
+        .get(format!("{}/app/practices/{practice}/patients", second.base))
+        .header(
+            reqwest::header::COOKIE,
+            format!("{}={token}", server::extract::SESSION_COOKIE),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("require-trusted-types-for 'script'"), "{csp}");
+    let body = page.text().await.unwrap();
+    assert!(body.contains("Lanternfield"), "{body}");
+    assert!(body.contains("data-idle-seconds=\"900\""), "{body}");
     stop(second).await;
 
     // The audit log of the run verifies through the real CLI against its signed checkpoints.
