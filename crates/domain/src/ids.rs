@@ -110,3 +110,27 @@ impl PracticeId {
         self.0.is_nil()
     }
 }
+id_type!(
+    /// A recording consent for one visit.
+    ConsentId
+);
+id_type!(
+    /// One capture (recording) of a visit.
+    CaptureId
+);
+id_type!(
+    /// One transcript segment.
+    SegmentId
+);
+id_type!(
+    /// One AI call (an assistant turn).
+    AssistantTurnId
+);
+id_type!(
+    /// An AI provider of a practice (a registered subprocessor or a self-hosted service).
+    ProviderId
+);
+id_type!(
+    /// A note draft.
+    DraftId
+);

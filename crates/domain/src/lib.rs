@@ -41,7 +41,7 @@ pub mod values;
 pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AppointmentId, AuditEventId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId,
-    RequestId, UserId, VisitId,
+    AppointmentId, AssistantTurnId, AuditEventId, CaptureId, ConsentId, DraftId, InvitationId,
+    NoteId, PatientId, PerioExamId, PracticeId, ProviderId, RequestId, SegmentId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

@@ -1,0 +1,55 @@
+//! The one door out of Chartroom for AI calls: the provider gate and the adapters that speak
+//! to transcription and drafting providers.
+//!
+//! # Guarantees
+//! - No adapter opens a connection without a [`Cleared`] provider, and the only way to get one
+//!   is [`gate`]: a provider that is self-hosted (loopback, a Unix socket, the operator's own
+//!   host), or a vendor with a BAA attested (by whom, when, which document) and training
+//!   disabled. Anything else is refused before any byte leaves.
+//! - A reply cut short by the provider's token limit is an error ([`EgressError::Truncated`]),
+//!   never a partial note; rate limiting is an error with the provider's retry hint.
+//! - This crate has no database access: the caller reads the registry, records the assistant
+//!   turn and audits it.
+
+pub mod draft;
+pub mod gate;
+pub mod transcribe;
+
+pub use draft::{DraftReply, DraftRequest, DraftSection, DraftSentence, Drafter};
+pub use gate::{Cleared, Hosting, ProviderPosture, Refusal, gate};
+pub use transcribe::{Segment, Transcriber, TranscriptionReply, TranscriptionRequest};
+
+/// Why an AI call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    /// The gate refused the provider (no connection was opened).
+    #[error("provider refused by the gate: {0}")]
+    Refused(#[from] Refusal),
+    /// The reply stopped at the provider's token limit.
+    #[error("the provider's reply was truncated at its token limit")]
+    Truncated,
+    /// The provider asked us to slow down.
+    #[error("the provider is rate limiting (retry after {retry_after_secs:?} s)")]
+    RateLimited {
+        /// The provider's `Retry-After`, when given.
+        retry_after_secs: Option<u64>,
+    },
+    /// The provider answered with an HTTP error.
+    #[error("the provider answered HTTP {0}")]
+    Status(u16),
+    /// The provider's reply did not have the documented shape.
+    #[error("the provider's reply was malformed: {0}")]
+    Malformed(String),
+    /// The provider could not be reached.
+    #[error("the provider could not be reached")]
+    Unreachable,
+}
+
+/// Token counts a provider reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: Option<u32>,
+    /// Output tokens.
+    pub output_tokens: Option<u32>,
+}
