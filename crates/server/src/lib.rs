@@ -89,6 +89,10 @@ pub mod actions {
     };
     pub use crate::routes::retention::{place_legal_hold, read_retention, release_legal_hold};
     pub use crate::routes::support::{approve_support, list_support, revoke_support};
+    /// The AI provider registry: register, change posture, list (each audited).
+    pub mod providers {
+        pub use crate::routes::providers::{change_provider, list_providers, register_provider};
+    }
     /// Periodontal exams: create, list, read, and one change (final, confirm, decline,
     /// undo) with its audit event.
     pub mod perio {
@@ -133,6 +137,13 @@ pub mod rules {
     /// Vendor support grants: what an owner may approve.
     pub mod support {
         pub use crate::routes::support::{GrantInput, NO_SUPPORT_ACCOUNT, grant_input};
+    }
+    /// AI providers: what may be registered and changed.
+    pub mod providers {
+        pub use crate::routes::providers::{
+            API_KEY_MAX, ProviderForm, adapter, api_key, base_url, document_ref, gate_verdict,
+            hosting, label, model, provider_input, region, retention, vendor,
+        };
     }
     /// Clinical notes: the version a change names (`If-Match`) and how a refused change
     /// answers.
