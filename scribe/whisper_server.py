@@ -25,6 +25,7 @@ Endpoints:
 """
 
 import argparse
+import collections
 import io
 import json
 import math
@@ -65,6 +66,12 @@ KNOWN_INVENTIONS = {
 }
 INVENTION_NO_SPEECH = 0.15
 INVENTION_LOG_PROB = -0.6
+# Voice-activity detection (Silero): speech shorter than a pause of this length stays one
+# chunk, and chunks are padded so word edges are not cut.
+VAD_PARAMETERS = {"min_silence_duration_ms": 500, "speech_pad_ms": 200}
+
+# What a clip with no speech reports (the model is not run on it at all).
+NoSpeech = collections.namedtuple("NoSpeech", "language duration")
 
 
 def normalize(text):
@@ -151,6 +158,7 @@ class Engine:
 
     def transcribe(self, audio_bytes, prompt, language, temperature):
         from faster_whisper import decode_audio
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         if not self.slots.acquire(blocking=False):
             raise BadRequest(429, "busy: too many transcriptions waiting", "rate_limited")
@@ -159,6 +167,11 @@ class Engine:
                 audio = decode_audio(io.BytesIO(audio_bytes), sampling_rate=16000)
             except Exception:
                 raise BadRequest(400, "the file is not decodable audio", "invalid_audio", "file")
+            duration = len(audio) / 16000.0
+            # No speech at all (or next to no audio): nothing to recognize, and no language
+            # detection to pay for.
+            if duration < 0.1 or not get_speech_timestamps(audio, VadOptions(**VAD_PARAMETERS)):
+                return [], NoSpeech(language, duration), 0
             with self.lock:
                 segments, info = self.model.transcribe(
                     audio,
@@ -167,7 +180,7 @@ class Engine:
                     temperature=temperature,
                     beam_size=self.beam_size,
                     vad_filter=True,
-                    vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 200},
+                    vad_parameters=VAD_PARAMETERS,
                     condition_on_previous_text=False,
                     no_speech_threshold=NO_SPEECH_THRESHOLD,
                     log_prob_threshold=LOG_PROB_THRESHOLD,
