@@ -372,11 +372,17 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
 
 def exit_on_stdin_eof():
+    why = "stdin closed"
     try:
-        while sys.stdin.buffer.read(4096):
-            pass
-    except Exception:
-        pass
+        while True:
+            chunk = sys.stdin.buffer.read(4096)
+            if not chunk:
+                why = "stdin closed (%r)" % (chunk,)
+                break
+    except Exception as exc:
+        why = "stdin unreadable (%s)" % type(exc).__name__
+    sys.stderr.write("chartroom-whisper exiting: %s\n" % why)
+    sys.stderr.flush()
     os._exit(0)
 
 
