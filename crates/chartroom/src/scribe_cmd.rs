@@ -337,8 +337,9 @@ fn http_client() -> anyhow::Result<reqwest::Client> {
 
 async fn rtf(seconds: u32, runs: u32, options: &LocalOptions) -> anyhow::Result<()> {
     let scratch = Scratch::new()?;
-    // Enough visit text to reach `seconds` (espeak-ng at 150 words a minute).
-    let target_words = usize::try_from(seconds)? * 150 / 60;
+    // Enough visit text to reach `seconds` (espeak-ng at `-s 150` speaks about 163 of these
+    // words a minute: short words, few pauses).
+    let target_words = usize::try_from(seconds)? * 163 / 60;
     let mut text = String::new();
     let mut seed = 1;
     while wer::normalize(&text).len() < target_words {
