@@ -260,3 +260,29 @@ async fn the_local_whisper_transcribes_synthetic_speech_and_invents_nothing_on_s
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+// `--scribe-local on` is a promise: without the install, `serve` refuses to start (before it
+// touches a database) and says what to run.
+#[test]
+fn serve_refuses_to_start_when_the_local_scribe_is_required_but_not_installed() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("scribe-required-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .args(["serve", "--scribe-local", "on", "--scribe-home"])
+        .arg(dir.join("no-such-home"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("CHARTROOM_SCRIBE_LOCAL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--scribe-local on")
+            && stderr.contains("not installed")
+            && stderr.contains("scripts/install-scribe"),
+        "{stderr}"
+    );
+    assert!(!dir.exists(), "nothing was created");
+}
