@@ -21,17 +21,20 @@
 //! - The child does not outlive Chartroom: it exits when its stdin, held by the supervisor,
 //!   closes (also when Chartroom is killed), and is killed if it does not exit in time.
 //! - No audio, prompt or text passes through the supervisor; the child's log lines, forwarded
-//!   to the log, carry methods, statuses, sizes and timings only. The supervisor's own
+//!   to the log, carry methods, statuses, sizes and timings, never request content. The supervisor's own
 //!   connections go to the child's `/health`, never to a provider.
 //!
 //! # Example
 //! ```no_run
-//! # async fn f() -> Result<(), egress::local::LocalError> {
-//! use egress::local::{LocalWhisper, LocalWhisperConfig};
-//! let home = LocalWhisperConfig::default_home().ok_or(egress::local::LocalError::NoHome)?;
-//! let local = LocalWhisper::spawn(LocalWhisperConfig::from_install(&home)?);
-//! let posture = local.handle().wait_ready(std::time::Duration::from_secs(120)).await?;
-//! let cleared = egress::gate(&posture).map_err(|_| egress::local::LocalError::Stopped)?;
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use egress::local::{LocalError, LocalWhisper, LocalWhisperConfig};
+//! let home = LocalWhisperConfig::default_home().ok_or(LocalError::NoHome)?;
+//! // In `serve`: started on first use; the handle goes to the transcription job.
+//! let local = LocalWhisper::spawn_on_demand(LocalWhisperConfig::from_install(&home)?);
+//! let handle = local.handle();
+//! // For each call: the current posture (the port changes when the sidecar restarts).
+//! let posture = handle.wait_ready(std::time::Duration::from_secs(120)).await?;
+//! let cleared = egress::gate(&posture)?; // self-hosted on loopback: cleared
 //! # let _ = cleared;
 //! local.stop().await;
 //! # Ok(()) }
