@@ -381,8 +381,11 @@ def exit_on_stdin_eof():
                 break
     except Exception as exc:
         why = "stdin unreadable (%s)" % type(exc).__name__
-    sys.stderr.write("chartroom-whisper exiting: %s\n" % why)
-    sys.stderr.flush()
+    try:  # the supervisor may be gone, and its end of stderr with it
+        sys.stderr.write("chartroom-whisper exiting: %s\n" % why)
+        sys.stderr.flush()
+    except Exception:
+        pass
     os._exit(0)
 
 

@@ -286,3 +286,85 @@ fn serve_refuses_to_start_when_the_local_scribe_is_required_but_not_installed() 
     );
     assert!(!dir.exists(), "nothing was created");
 }
+
+/// The process ids whose parent is `parent` and whose command line mentions `needle`.
+fn children_of(parent: u32, needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let (Ok(stat), Ok(cmdline)) = (
+            std::fs::read_to_string(entry.path().join("stat")),
+            std::fs::read(entry.path().join("cmdline")),
+        ) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: the fields after the last ')'.
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) && String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Whether `pid` is gone (or a zombie waiting for whoever inherited it).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                == Some("Z")
+        }
+    }
+}
+
+// The sidecar does not outlive Chartroom, even when Chartroom is killed outright (no chance
+// to stop it): its stdin closes with Chartroom and it exits, mid-transcription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_exits_when_chartroom_is_killed() {
+    use tokio::io::AsyncBufReadExt as _;
+    let Some(home) = installed_home() else { return };
+    let mut chartroom = tokio::process::Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .args([
+            "scribe",
+            "rtf",
+            "--seconds",
+            "10",
+            "--runs",
+            "20",
+            "--threads",
+            "1",
+        ])
+        .env("CHARTROOM_SCRIBE_HOME", &home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let parent = chartroom.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(chartroom.stdout.take().unwrap()).lines();
+    // The command prints its first line once the sidecar is ready, before transcribing.
+    let first = tokio::time::timeout(Duration::from_secs(180), lines.next_line())
+        .await
+        .expect("the sidecar became ready")
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("local transcription:"), "{first}");
+    let sidecars = children_of(parent, "chartroom-whisper");
+    assert_eq!(sidecars.len(), 1, "{sidecars:?}");
+    chartroom.start_kill().unwrap();
+    chartroom.wait().await.unwrap();
+    let sidecar = sidecars[0];
+    assert!(
+        eventually(Duration::from_secs(20), || exited(sidecar)).await,
+        "the sidecar {sidecar} outlived Chartroom"
+    );
+}
