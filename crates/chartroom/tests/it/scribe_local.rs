@@ -301,12 +301,12 @@ fn children_of(parent: u32, needle: &str) -> Vec<u32> {
             continue;
         };
         // `pid (comm) state ppid …`: the fields after the last ')'.
-        let ppid = stat
+        let parent_pid = stat
             .rsplit(')')
             .next()
             .and_then(|rest| rest.split_whitespace().nth(1))
             .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) && String::from_utf8_lossy(&cmdline).contains(needle) {
+        if parent_pid == Some(parent) && String::from_utf8_lossy(&cmdline).contains(needle) {
             found.push(pid);
         }
     }
