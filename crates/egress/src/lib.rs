@@ -22,6 +22,7 @@ pub mod anthropic;
 pub mod draft;
 pub mod gate;
 mod http;
+pub mod local;
 pub mod openai;
 pub mod transcribe;
 
