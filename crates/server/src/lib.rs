@@ -89,6 +89,15 @@ pub mod actions {
     };
     pub use crate::routes::retention::{place_legal_hold, read_retention, release_legal_hold};
     pub use crate::routes::support::{approve_support, list_support, revoke_support};
+    /// The scribe's capture path: recording consent, captures, audio chunks, the live
+    /// indicator's state and the scribe policy.
+    pub mod capture {
+        pub use crate::routes::capture::{
+            Change, Uploaded, Withdrawn, change_capture, chunk_body, consent_input, list_captures,
+            list_consents, live_capture, policy_input, read_capture, read_policy, record_consent,
+            set_policy, start_capture, upload_chunk, withdraw_consent,
+        };
+    }
     /// Periodontal exams: create, list, read, and one change (final, confirm, decline,
     /// undo) with its audit event.
     pub mod perio {
@@ -188,6 +197,9 @@ pub struct AppState {
     pub security_txt: Option<Arc<str>>,
     /// The signed audit checkpoints (read by the proof routes), when configured.
     pub checkpoints: Option<audit::store::DirStore>,
+    /// The encrypted blob store (captured audio), when configured; routes that store blobs
+    /// answer 503 without it.
+    pub blobs: Option<Arc<store::crypto::BlobStore>>,
 }
 
 /// The whole application: routes, the OpenAPI document, and the layers every request passes,

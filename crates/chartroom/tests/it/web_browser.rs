@@ -57,6 +57,12 @@ pub(crate) struct Browser {
 
 impl Browser {
     pub(crate) async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Browser::start`] with further Chromium switches (e.g. a fake microphone fed from a
+    /// file: `--use-fake-device-for-media-stream`, `--use-file-for-fake-audio-capture=…`).
+    pub(crate) async fn start_with(extra: &[&str]) -> Self {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(bin).exists(),
@@ -105,6 +111,9 @@ impl Browser {
             // year; hours, minutes, AM/PM): fixed so typing into them is reproducible.
             "--lang=en-US",
         ] {
+            caps.add_arg(arg).unwrap();
+        }
+        for arg in extra {
             caps.add_arg(arg).unwrap();
         }
         if running_as_root() {
