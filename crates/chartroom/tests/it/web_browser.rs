@@ -29,7 +29,7 @@ const AXE: &str =
 
 /// Installed before every document's own scripts (CDP `Page.addScriptToEvaluateOnNewDocument`,
 /// which the page's CSP does not govern): keeps each CSP violation of the document.
-const COLLECTOR: &str = "window.__cspViolations = [];
+pub(crate) const COLLECTOR: &str = "window.__cspViolations = [];
 document.addEventListener('securitypolicyviolation', function (e) {
   window.__cspViolations.push({directive: e.effectiveDirective, blocked: e.blockedURI,
     source: e.sourceFile + ':' + e.lineNumber, sample: e.sample});

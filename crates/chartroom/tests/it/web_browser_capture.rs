@@ -152,6 +152,25 @@ async fn flow(b: &mut Browser, app: &TestApp, world: &World, email: &str) {
         assert!(Instant::now() < deadline, "no chunk uploaded: {r}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Only the buttons that apply are shown.
+    let shown = b
+        .driver
+        .execute(
+            "return ['rec-start', 'rec-pause', 'rec-resume', 'rec-stop'].map(id =>
+               getComputedStyle(document.getElementById(id)).display !== 'none');",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .json()
+        .clone();
+    assert_eq!(shown, json!([false, true, false, true]));
+    // Pause and resume: the indicator follows.
+    b.click("#rec-pause").await;
+    let v = wait_for(b, "paused", |v| v["state"] == "paused").await;
+    assert!(v["text"].as_str().unwrap().contains("Paused"), "{v}");
+    b.click("#rec-resume").await;
+    wait_for(b, "live again", |v| v["state"] == "live").await;
     // A chart panel opens in place (htmx): the recorder keeps going.
     b.click("#panel-notes").await;
     b.wait_for_text("#panel", "Notes").await;
@@ -162,6 +181,15 @@ async fn flow(b: &mut Browser, app: &TestApp, world: &World, email: &str) {
     let first = b.driver.window().await.unwrap();
     let second = b.driver.new_tab().await.unwrap();
     b.driver.switch_to_window(second.clone()).await.unwrap();
+    // The CSP violation collector is installed per tab.
+    b.driver
+        .cdp()
+        .send_raw(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": crate::web_browser::COLLECTOR }),
+        )
+        .await
+        .unwrap();
     let pages = [
         (
             format!("/app/practices/{p}/patients"),
