@@ -226,11 +226,19 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
             ))
         }),
         checkpoints: Some(svc.checkpoint_store()),
+        blobs: Some(Arc::new(svc.blob_store(store.keyring()?.clone())?)),
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
-    let jobs = start_jobs(&args, &store, owner, checkpointer, state.clock.clone());
+    let jobs = start_jobs(
+        &args,
+        &store,
+        owner,
+        checkpointer,
+        state.clock.clone(),
+        state.blobs.clone(),
+    );
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
@@ -277,6 +285,7 @@ fn start_jobs(
     owner: Option<store::OwnerStore>,
     checkpointer: server::checkpoint::Checkpointer,
     clock: Arc<dyn domain::Clock>,
+    blobs: Option<Arc<store::crypto::BlobStore>>,
 ) -> Jobs {
     let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
     let mut jobs = Jobs::new(clock);
@@ -288,7 +297,12 @@ fn start_jobs(
     // Swept as often as before, when it ran with the sequencing pass.
     jobs.start(ExpiredChallenges::new(store.clone(), sequence_interval));
     if let Some(owner) = owner {
+        // Started after retention, so it stops first (retention closes the owner's pool).
+        let capture = blobs.map(|b| server::jobs::capture::CaptureJobs::new(owner.clone(), b));
         jobs.start(Retention::daily(owner));
+        if let Some(c) = capture {
+            jobs.start(c);
+        }
     } else {
         tracing::info!(
             "no owner role: the daily retention job is off (schedule `chartroom retention run`)"

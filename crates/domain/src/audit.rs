@@ -24,7 +24,11 @@ macro_rules! actions {
             #[must_use]
             pub fn is_clinical(self) -> bool {
                 let n = self.as_str();
-                n.starts_with("note.") || n.starts_with("perio_exam.") || n.starts_with("visit.")
+                n.starts_with("note.")
+                    || n.starts_with("perio_exam.")
+                    || n.starts_with("visit.")
+                    || n.starts_with("capture.")
+                    || n.starts_with("recording_consent.")
             }
 
             /// The stable name stored in `audit_event.action`.
@@ -135,6 +139,29 @@ actions! {
     PerioExamUpdate => "perio_exam.update",
     /// A perio exam was exported as FHIR R4 `Observation` resources.
     PerioExamExport => "perio_exam.export",
+    /// A recording consent was recorded for a visit (who consented as a role, how, under
+    /// which rule: closed vocabularies, never a name).
+    RecordingConsentRecord => "recording_consent.record",
+    /// A recording consent was withdrawn (any open capture of the visit stops at once and its
+    /// audio is purged).
+    RecordingConsentWithdraw => "recording_consent.withdraw",
+    /// A capture (recording) of a visit started.
+    CaptureStart => "capture.start",
+    /// A live capture was paused.
+    CapturePause => "capture.pause",
+    /// A paused capture was resumed.
+    CaptureResume => "capture.resume",
+    /// A capture stopped (the details name why: clinician, consent withdrawn, maximum
+    /// duration, abandoned).
+    CaptureStop => "capture.stop",
+    /// An audio chunk of a capture was stored (sequence number and sizes only).
+    CaptureChunk => "capture.chunk",
+    /// A capture's audio was deleted (retention, consent withdrawn).
+    CaptureAudioPurge => "capture.audio_purge",
+    /// A capture's state and chunk counts were read.
+    CaptureRead => "capture.read",
+    /// The practice's scribe policy (consent rule, audio retention, longest capture) was set.
+    ScribePolicyUpdate => "scribe_policy.update",
     /// An attempt was refused (wrong role, or not a member of the practice).
     AccessDenied => "access.denied",
     /// The audit log was read (a report).
@@ -249,6 +276,10 @@ object_kinds! {
     Disclosure => "disclosure",
     /// A patient's legal hold (its id is the patient's).
     LegalHold => "legal_hold",
+    /// A recording consent of a visit.
+    RecordingConsent => "recording_consent",
+    /// A capture (recording) of a visit.
+    Capture => "capture",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the
@@ -313,6 +344,18 @@ impl AuditObject {
     #[must_use]
     pub fn perio_exam(id: PerioExamId) -> Self {
         Self::new(ObjectKind::PerioExam, id.as_uuid())
+    }
+
+    /// A recording consent.
+    #[must_use]
+    pub fn recording_consent(id: crate::ConsentId) -> Self {
+        Self::new(ObjectKind::RecordingConsent, id.as_uuid())
+    }
+
+    /// A capture.
+    #[must_use]
+    pub fn capture(id: crate::CaptureId) -> Self {
+        Self::new(ObjectKind::Capture, id.as_uuid())
     }
 
     /// A patient's legal hold (named by the patient).

@@ -6,6 +6,7 @@
 pub(crate) mod appointments;
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod capture;
 pub(crate) mod care_team;
 pub(crate) mod disclosures;
 pub(crate) mod invitations;
@@ -55,6 +56,7 @@ use crate::AppState;
         (name = "care team", description = "Care teams and break-glass access"),
         (name = "support access", description = "Vendor support grants (owners and admins)"),
         (name = "ai providers", description = "The AI provider registry and its posture (owners and admins change it)"),
+        (name = "scribe", description = "Recording consent, captures and audio chunks, the live indicator, the scribe policy (clinicians; the policy: owners and admins)"),
         (name = "meta", description = "This description")
     )
 )]
@@ -141,6 +143,16 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(perio::perio_decline),
         routes!(perio::perio_undo),
         routes!(perio::perio_exam_fhir),
+        routes!(capture::consent_list, capture::consent_create),
+        routes!(capture::consent_withdraw),
+        routes!(capture::capture_list, capture::capture_create),
+        routes!(capture::capture_get),
+        routes!(capture::capture_pause),
+        routes!(capture::capture_resume),
+        routes!(capture::capture_stop),
+        routes!(capture::chunk_put),
+        routes!(capture::my_capture),
+        routes!(capture::policy_get, capture::policy_put),
         routes!(
             disclosures::disclosure_create,
             disclosures::disclosure_report

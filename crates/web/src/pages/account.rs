@@ -150,6 +150,7 @@ async fn page(
             nav: Vec::new(),
             switch: Vec::new(),
             idle_seconds: Some(session.auth.idle.num_seconds()),
+            recording: None,
         }),
         sessions,
         fields,

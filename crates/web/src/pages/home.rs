@@ -44,6 +44,7 @@ pub(crate) async fn home(SignedIn(mut session): SignedIn) -> Result<Response, We
             nav: Vec::new(),
             switch: Vec::new(),
             idle_seconds: Some(session.auth.idle.num_seconds()),
+            recording: None,
         }),
         practices,
     })
