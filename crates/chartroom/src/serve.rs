@@ -12,6 +12,7 @@ use server::jobs::Jobs;
 use server::jobs::retention::Retention;
 use server::jobs::sequencer::Sequencer;
 use server::jobs::sweep::ExpiredChallenges;
+use server::jobs::transcription::Transcription;
 use store::SessionPolicy;
 
 use crate::db::Database;
@@ -219,11 +220,20 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
             ))
         }),
         checkpoints: Some(svc.checkpoint_store()),
+        assistant: server::assistant::Assistant::default(),
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
-    let jobs = start_jobs(&args, &store, owner, checkpointer, state.clock.clone());
+    let blobs = svc.blob_store(store.keyring()?.clone())?;
+    let jobs = start_jobs(
+        &args,
+        &store,
+        owner,
+        checkpointer,
+        state.clock.clone(),
+        (blobs, state.assistant.clone()),
+    );
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
@@ -259,14 +269,15 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
 
 /// Starts the background jobs of `serve`, in the order they depend on each other: the
 /// sequencer first (it sequences and checkpoints the events the others append, so it stops
-/// last), the passkey-challenge sweep, and the daily retention run on the owner role's store
-/// when there is one.
+/// last), the passkey-challenge sweep, and — on the owner role's store when there is one — the
+/// scribe's transcription of uploaded audio chunks and the daily retention run.
 fn start_jobs(
     args: &ServeArgs,
     store: &store::Store,
     owner: Option<store::OwnerStore>,
     checkpointer: server::checkpoint::Checkpointer,
     clock: Arc<dyn domain::Clock>,
+    transcription: (store::crypto::BlobStore, server::assistant::Assistant),
 ) -> Jobs {
     let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
     let mut jobs = Jobs::new(clock);
@@ -278,10 +289,12 @@ fn start_jobs(
     // Swept as often as before, when it ran with the sequencing pass.
     jobs.start(ExpiredChallenges::new(store.clone(), sequence_interval));
     if let Some(owner) = owner {
+        let (blobs, assistant) = transcription;
+        jobs.start(Transcription::new(owner.clone(), blobs, assistant));
         jobs.start(Retention::daily(owner));
     } else {
         tracing::info!(
-            "no owner role: the daily retention job is off (schedule `chartroom retention run`)"
+            "no owner role: the daily retention job is off (schedule `chartroom retention run`), and so is transcription"
         );
     }
     jobs

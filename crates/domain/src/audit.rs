@@ -24,7 +24,12 @@ macro_rules! actions {
             #[must_use]
             pub fn is_clinical(self) -> bool {
                 let n = self.as_str();
-                n.starts_with("note.") || n.starts_with("perio_exam.") || n.starts_with("visit.")
+                n.starts_with("note.")
+                    || n.starts_with("perio_exam.")
+                    || n.starts_with("visit.")
+                    || n.starts_with("note_draft.")
+                    || n.starts_with("transcript.")
+                    || n.starts_with("assistant.")
             }
 
             /// The stable name stored in `audit_event.action`.
@@ -187,6 +192,19 @@ actions! {
     KeyRetireDataKey => "key.retire_data_key",
     /// Every data key of the practice was destroyed (crypto-shredding).
     KeyShred => "key.shred",
+    /// An AI call was made or refused (an assistant turn: provider, model, purpose and
+    /// outcome in the details; the prompt and output are sealed in the turn, never logged).
+    AssistantTurn => "assistant.turn",
+    /// A capture's transcript was read (segments decrypted).
+    TranscriptRead => "transcript.read",
+    /// A transcript segment was corrected (a new revision; the earlier text is kept).
+    TranscriptCorrect => "transcript.correct",
+    /// A note draft was written for a visit (AI-written or the default draft).
+    NoteDraftCreate => "note_draft.create",
+    /// A note draft (its sentences, evidence and flags) was read.
+    NoteDraftRead => "note_draft.read",
+    /// A draft sentence was accepted or edited by the clinician (the details say which).
+    NoteDraftUpdate => "note_draft.update",
     /// A backup archive was written (installation log; ids and counts).
     BackupCreate => "backup.create",
     /// A backup archive was restored (installation log; ids and counts).
@@ -240,6 +258,14 @@ object_kinds! {
     Disclosure => "disclosure",
     /// A patient's legal hold (its id is the patient's).
     LegalHold => "legal_hold",
+    /// An assistant turn (one AI call).
+    AssistantTurn => "assistant_turn",
+    /// A capture (recording) of a visit; its transcript is named by it.
+    Capture => "capture",
+    /// A transcript segment.
+    TranscriptSegment => "transcript_segment",
+    /// A note draft.
+    NoteDraft => "note_draft",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the
@@ -310,6 +336,30 @@ impl AuditObject {
     #[must_use]
     pub fn legal_hold(patient: PatientId) -> Self {
         Self::new(ObjectKind::LegalHold, patient.as_uuid())
+    }
+
+    /// An assistant turn.
+    #[must_use]
+    pub fn assistant_turn(id: crate::AssistantTurnId) -> Self {
+        Self::new(ObjectKind::AssistantTurn, id.as_uuid())
+    }
+
+    /// A capture (and its transcript).
+    #[must_use]
+    pub fn capture(id: crate::CaptureId) -> Self {
+        Self::new(ObjectKind::Capture, id.as_uuid())
+    }
+
+    /// A transcript segment.
+    #[must_use]
+    pub fn transcript_segment(id: crate::SegmentId) -> Self {
+        Self::new(ObjectKind::TranscriptSegment, id.as_uuid())
+    }
+
+    /// A note draft.
+    #[must_use]
+    pub fn note_draft(id: crate::DraftId) -> Self {
+        Self::new(ObjectKind::NoteDraft, id.as_uuid())
     }
 
     /// The kind.

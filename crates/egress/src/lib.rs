@@ -12,6 +12,7 @@
 //!   turn and audits it.
 
 pub mod draft;
+pub mod evidence;
 pub mod gate;
 pub mod transcribe;
 

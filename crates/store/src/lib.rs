@@ -68,6 +68,7 @@ pub mod blobs;
 pub mod break_glass;
 mod copy_read;
 pub mod disclosures;
+pub mod drafts;
 mod each;
 mod entry;
 mod error;
@@ -88,6 +89,8 @@ pub mod sequence;
 mod session;
 pub mod support;
 mod tenant;
+pub mod transcripts;
+pub mod turns;
 
 pub use crypto;
 pub use each::{PerPractice, each_practice};

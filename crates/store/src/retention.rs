@@ -219,6 +219,9 @@ pub struct PurgeReport {
     pub disclosures: u64,
     /// Break-glass grants purged.
     pub break_glass: u64,
+    /// Scribe records purged: assistant turns, transcript segments and their revisions, note
+    /// drafts and their sentences.
+    pub scribe_records: u64,
     /// Deleted patients and draft notes past their window kept because of a legal hold.
     pub held: u64,
     /// Deleted patients past the deletion window kept because signed notes (record-keeping
@@ -250,6 +253,16 @@ impl PurgeReport {
             Some(&mut self.visits)
         } else if name == sealed_columns::APPOINTMENT.table {
             Some(&mut self.appointments)
+        } else if [
+            sealed_columns::DRAFT_SENTENCE.table,
+            sealed_columns::NOTE_DRAFT.table,
+            sealed_columns::TRANSCRIPT_REVISION.table,
+            sealed_columns::TRANSCRIPT_SEGMENT.table,
+            sealed_columns::ASSISTANT_TURN.table,
+        ]
+        .contains(&name)
+        {
+            Some(&mut self.scribe_records)
         } else {
             None
         }

@@ -41,6 +41,7 @@ mod practice_settings;
 mod references;
 mod retention;
 mod schema;
+mod scribe_drafting;
 mod sealed_columns;
 mod session_access;
 mod sessions;

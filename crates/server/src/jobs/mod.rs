@@ -39,6 +39,7 @@
 pub mod retention;
 pub mod sequencer;
 pub mod sweep;
+pub mod transcription;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
