@@ -429,7 +429,7 @@ mod tests {
             ),
             // Numbers.
             ("Probing depth 6 mm on tooth 14.", &[2], &[Number]),
-            ("Recall in 3 months.", &[4], &[Number]),
+            ("Recall in 4 months.", &[4], &[Number]),
             ("24 sites charted.", &[5], &[Number]),
             ("Probing depth 5 mm.", &[1], &[Number]),
             // Teeth.

@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use domain::{CaptureId, PatientId, VisitId};
 use egress::{
-    BaaAttestation, Cleared, Drafter, EgressError, Hosting, ProviderPosture, Transcriber, Usage,
+    Cleared, Drafter, EgressError, Hosting, ProviderPosture, Transcriber, Usage,
+    gate::BaaAttestation,
 };
 use store::turns::{NewTurn, Purpose, RegisteredProvider, TurnOutcome};
 
