@@ -235,6 +235,7 @@ create table transcript_segment (
     practice_id uuid not null,
     segment_id uuid not null,
     capture_id uuid not null,
+    patient_id uuid not null,
     chunk_seq int4 not null,
     start_ms int8 not null check (start_ms >= 0),
     end_ms int8 not null,
@@ -247,6 +248,8 @@ create table transcript_segment (
         references capture_chunk (practice_id, capture_id, seq),
     constraint transcript_segment_turn_fkey foreign key (practice_id, turn_id)
         references assistant_turn (practice_id, turn_id),
+    constraint transcript_segment_patient_fkey foreign key (practice_id, patient_id)
+        references patient (practice_id, patient_id),
     constraint transcript_segment_times check (end_ms >= start_ms)
 );
 create index transcript_segment_capture_idx on transcript_segment (practice_id, capture_id, start_ms);
@@ -254,13 +257,16 @@ create index transcript_segment_capture_idx on transcript_segment (practice_id, 
 create table transcript_revision (
     practice_id uuid not null,
     segment_id uuid not null,
+    patient_id uuid not null,
     revision int4 not null check (revision >= 0),
     text_enc bytea not null check (length(text_enc) between 1 and 1048576),
     revised_by uuid references app_user (user_id),
     revised_at timestamptz not null,
     primary key (practice_id, segment_id, revision),
     constraint transcript_revision_segment_fkey foreign key (practice_id, segment_id)
-        references transcript_segment (practice_id, segment_id)
+        references transcript_segment (practice_id, segment_id),
+    constraint transcript_revision_patient_fkey foreign key (practice_id, patient_id)
+        references patient (practice_id, patient_id)
 );
 
 -- A note draft for a visit: written by a drafting turn (`turn_id`), or, with no drafting
@@ -285,8 +291,10 @@ create table note_draft (
         references visit (practice_id, visit_id),
     constraint note_draft_patient_fkey foreign key (practice_id, patient_id)
         references patient (practice_id, patient_id),
+    -- A deleted draft note purged by retention unlinks its draft (the draft stays with its
+    -- patient until the patient is purged).
     constraint note_draft_note_fkey foreign key (practice_id, note_id)
-        references clinical_note (practice_id, note_id),
+        references clinical_note (practice_id, note_id) on delete set null (note_id),
     constraint note_draft_capture_fkey foreign key (practice_id, capture_id)
         references capture (practice_id, capture_id),
     constraint note_draft_turn_fkey foreign key (practice_id, turn_id)
@@ -301,6 +309,7 @@ create index note_draft_note_idx on note_draft (practice_id, note_id) where note
 create table draft_sentence (
     practice_id uuid not null,
     draft_id uuid not null,
+    patient_id uuid not null,
     idx int4 not null check (idx between 0 and 9999),
     section text not null constraint draft_sentence_section
         check (section in ('subjective', 'objective', 'assessment', 'plan')),
@@ -313,6 +322,8 @@ create table draft_sentence (
     primary key (practice_id, draft_id, idx),
     constraint draft_sentence_draft_fkey foreign key (practice_id, draft_id)
         references note_draft (practice_id, draft_id),
+    constraint draft_sentence_patient_fkey foreign key (practice_id, patient_id)
+        references patient (practice_id, patient_id),
     constraint draft_sentence_acceptance check ((accepted_at is null) = (accepted_by is null))
 );
 

@@ -12,6 +12,7 @@ use server::jobs::Jobs;
 use server::jobs::retention::Retention;
 use server::jobs::sequencer::Sequencer;
 use server::jobs::sweep::ExpiredChallenges;
+use server::jobs::transcription::Transcription;
 use store::SessionPolicy;
 
 use crate::db::Database;
@@ -227,6 +228,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         }),
         checkpoints: Some(svc.checkpoint_store()),
         blobs: Some(Arc::new(svc.blob_store(store.keyring()?.clone())?)),
+        assistant: server::assistant::Assistant::default(),
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
@@ -238,6 +240,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         checkpointer,
         state.clock.clone(),
         state.blobs.clone(),
+        state.assistant.clone(),
     );
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
@@ -277,8 +280,8 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
 
 /// Starts the background jobs of `serve`, in the order they depend on each other: the
 /// sequencer first (it sequences and checkpoints the events the others append, so it stops
-/// last), the passkey-challenge sweep, and the daily retention run on the owner role's store
-/// when there is one.
+/// last), the passkey-challenge sweep, and — on the owner role's store when there is one — the
+/// scribe's transcription of uploaded audio chunks and the daily retention run.
 fn start_jobs(
     args: &ServeArgs,
     store: &store::Store,
@@ -286,6 +289,7 @@ fn start_jobs(
     checkpointer: server::checkpoint::Checkpointer,
     clock: Arc<dyn domain::Clock>,
     blobs: Option<Arc<store::crypto::BlobStore>>,
+    assistant: server::assistant::Assistant,
 ) -> Jobs {
     let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
     let mut jobs = Jobs::new(clock);
@@ -297,6 +301,9 @@ fn start_jobs(
     // Swept as often as before, when it ran with the sequencing pass.
     jobs.start(ExpiredChallenges::new(store.clone(), sequence_interval));
     if let Some(owner) = owner {
+        if let Some(b) = &blobs {
+            jobs.start(Transcription::new(owner.clone(), b.clone(), assistant));
+        }
         // Started after retention, so it stops first (retention closes the owner's pool).
         let capture = blobs.map(|b| server::jobs::capture::CaptureJobs::new(owner.clone(), b));
         jobs.start(Retention::daily(owner));
@@ -305,7 +312,7 @@ fn start_jobs(
         }
     } else {
         tracing::info!(
-            "no owner role: the daily retention job is off (schedule `chartroom retention run`)"
+            "no owner role: the daily retention job is off (schedule `chartroom retention run`), and so is transcription"
         );
     }
     jobs

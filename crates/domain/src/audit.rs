@@ -29,6 +29,9 @@ macro_rules! actions {
                     || n.starts_with("visit.")
                     || n.starts_with("capture.")
                     || n.starts_with("recording_consent.")
+                    || n.starts_with("note_draft.")
+                    || n.starts_with("transcript.")
+                    || n.starts_with("assistant.")
             }
 
             /// The stable name stored in `audit_event.action`.
@@ -221,6 +224,19 @@ actions! {
     KeyRetireDataKey => "key.retire_data_key",
     /// Every data key of the practice was destroyed (crypto-shredding).
     KeyShred => "key.shred",
+    /// An AI call was made or refused (an assistant turn: provider, model, purpose and
+    /// outcome in the details; the prompt and output are sealed in the turn, never logged).
+    AssistantTurn => "assistant.turn",
+    /// A capture's transcript was read (segments decrypted).
+    TranscriptRead => "transcript.read",
+    /// A transcript segment was corrected (a new revision; the earlier text is kept).
+    TranscriptCorrect => "transcript.correct",
+    /// A note draft was written for a visit (AI-written or the default draft).
+    NoteDraftCreate => "note_draft.create",
+    /// A note draft (its sentences, evidence and flags) was read.
+    NoteDraftRead => "note_draft.read",
+    /// A draft sentence was accepted or edited by the clinician (the details say which).
+    NoteDraftUpdate => "note_draft.update",
     /// A backup archive was written (installation log; ids and counts).
     BackupCreate => "backup.create",
     /// A backup archive was restored (installation log; ids and counts).
@@ -280,6 +296,12 @@ object_kinds! {
     RecordingConsent => "recording_consent",
     /// A capture (recording) of a visit.
     Capture => "capture",
+    /// An assistant turn (one AI call).
+    AssistantTurn => "assistant_turn",
+    /// A transcript segment.
+    TranscriptSegment => "transcript_segment",
+    /// A note draft.
+    NoteDraft => "note_draft",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the
@@ -362,6 +384,24 @@ impl AuditObject {
     #[must_use]
     pub fn legal_hold(patient: PatientId) -> Self {
         Self::new(ObjectKind::LegalHold, patient.as_uuid())
+    }
+
+    /// An assistant turn.
+    #[must_use]
+    pub fn assistant_turn(id: crate::AssistantTurnId) -> Self {
+        Self::new(ObjectKind::AssistantTurn, id.as_uuid())
+    }
+
+    /// A transcript segment.
+    #[must_use]
+    pub fn transcript_segment(id: crate::SegmentId) -> Self {
+        Self::new(ObjectKind::TranscriptSegment, id.as_uuid())
+    }
+
+    /// A note draft.
+    #[must_use]
+    pub fn note_draft(id: crate::DraftId) -> Self {
+        Self::new(ObjectKind::NoteDraft, id.as_uuid())
     }
 
     /// The kind.

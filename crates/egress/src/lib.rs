@@ -20,6 +20,7 @@
 
 pub mod anthropic;
 pub mod draft;
+pub mod evidence;
 pub mod gate;
 mod http;
 pub mod local;

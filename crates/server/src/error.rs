@@ -79,6 +79,14 @@ pub enum AppError {
         "the server could not finish this request within its time limit ({0} s); try again in a moment (after a change, reload first to see whether it was saved)"
     )]
     Timeout(u64),
+    /// 502 `AI-0001`: the AI provider failed (error, truncated reply, rate limit); the
+    /// assistant turn was recorded and nothing else was written.
+    #[error("{0}")]
+    AiFailed(&'static str),
+    /// 409 `AI-0002`: the provider gate refused the AI provider (no BAA, training not
+    /// disabled, disabled, or not local); nothing was sent, and the refusal was recorded.
+    #[error("{0}")]
+    AiRefused(&'static str),
     /// 500 `INTERNAL`: logged with its cause; the body says only "internal error".
     #[error("internal error")]
     Internal(String),
@@ -111,7 +119,10 @@ impl AppError {
             AppError::Invalid(_) | AppError::BadJson(_) => StatusCode::BAD_REQUEST,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::Conflict(_) | AppError::Locked(_) => StatusCode::CONFLICT,
+            AppError::Conflict(_) | AppError::Locked(_) | AppError::AiRefused(_) => {
+                StatusCode::CONFLICT
+            }
+            AppError::AiFailed(_) => StatusCode::BAD_GATEWAY,
             AppError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             AppError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             AppError::Gone(_) => StatusCode::GONE,
@@ -146,6 +157,8 @@ impl AppError {
             AppError::Gone(_) => "GONE",
             AppError::Internal(_) => "INTERNAL",
             AppError::Timeout(_) => "TIMEOUT",
+            AppError::AiFailed(_) => "AI-0001",
+            AppError::AiRefused(_) => "AI-0002",
         }
     }
 }
@@ -215,10 +228,9 @@ impl From<StoreError> for AppError {
             StoreError::NotMember => AppError::NotFound("practice"),
             StoreError::Forbidden => AppError::Forbidden,
             StoreError::Conflict(c) => AppError::Conflict(conflict_message(&c)),
-            StoreError::Invalid(c) if c == "assistant_turn_unknown" => AppError::UnknownReference(
-                "assistant_turn_id: no such assistant turn in this practice (assistant turns are \
-                 recorded by the scribe, which this installation does not have yet; omit the id)",
-            ),
+            StoreError::Invalid(c) if c == "assistant_turn_unknown" => {
+                AppError::NotFound("assistant turn")
+            }
             StoreError::Invalid(c) => AppError::Invalid(match c.as_str() {
                 "appointment_time_range" => {
                     "ends_at must be after starts_at, at most 24 hours later".into()

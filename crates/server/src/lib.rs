@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+pub mod assistant;
 pub mod checkpoint;
 pub mod error;
 mod etag;
@@ -100,6 +101,15 @@ pub mod actions {
             Change, Uploaded, Withdrawn, change_capture, chunk_body, consent_input, list_captures,
             list_consents, live_capture, policy_input, read_capture, read_policy, record_consent,
             set_policy, start_capture, upload_chunk, withdraw_consent,
+        };
+    }
+    /// The scribe: transcripts (read, correct, history) and note drafts (create, read, accept
+    /// or edit a sentence, make the note, the note's changes from its draft).
+    pub mod scribe {
+        pub use crate::routes::scribe::{
+            DraftOutcome, DraftView, SentenceChange, SentenceView, change_sentence,
+            changes_from_draft, correct_segment, create_draft, draft_changes, list_drafts,
+            note_from_draft, read_draft, read_transcript, read_visit_transcript, segment_history,
         };
     }
     /// Periodontal exams: create, list, read, and one change (final, confirm, decline,
@@ -211,6 +221,8 @@ pub struct AppState {
     /// The encrypted blob store (captured audio), when configured; routes that store blobs
     /// answer 503 without it.
     pub blobs: Option<Arc<store::crypto::BlobStore>>,
+    /// The scribe's AI calls: adapters for registered providers and the local default.
+    pub assistant: assistant::Assistant,
 }
 
 /// The whole application: routes, the OpenAPI document, and the layers every request passes,

@@ -69,6 +69,7 @@ pub mod break_glass;
 pub mod capture;
 mod copy_read;
 pub mod disclosures;
+pub mod drafts;
 mod each;
 mod entry;
 mod error;
@@ -90,6 +91,8 @@ pub mod sequence;
 mod session;
 pub mod support;
 mod tenant;
+pub mod transcripts;
+pub mod turns;
 
 pub use crypto;
 pub use each::{PerPractice, each_practice};

@@ -68,4 +68,7 @@ pub enum Refusal {
     Locked,
     /// Nothing to sign (409).
     Empty,
+    /// The note was made from a draft with flagged sentences no clinician has accepted yet
+    /// (409; req SCR-05).
+    Unreviewed,
 }

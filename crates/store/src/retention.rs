@@ -225,6 +225,9 @@ pub struct PurgeReport {
     pub capture_chunks: u64,
     /// Recording consents purged.
     pub recording_consents: u64,
+    /// Scribe records purged: assistant turns, transcript segments and their revisions, note
+    /// drafts and their sentences.
+    pub scribe_records: u64,
     /// Deleted patients and draft notes past their window kept because of a legal hold.
     pub held: u64,
     /// Deleted patients past the deletion window kept because signed notes (record-keeping
@@ -262,6 +265,16 @@ impl PurgeReport {
             Some(&mut self.capture_chunks)
         } else if name == sealed_columns::RECORDING_CONSENT.table {
             Some(&mut self.recording_consents)
+        } else if [
+            sealed_columns::DRAFT_SENTENCE.table,
+            sealed_columns::NOTE_DRAFT.table,
+            sealed_columns::TRANSCRIPT_REVISION.table,
+            sealed_columns::TRANSCRIPT_SEGMENT.table,
+            sealed_columns::ASSISTANT_TURN.table,
+        ]
+        .contains(&name)
+        {
+            Some(&mut self.scribe_records)
         } else {
             None
         }

@@ -359,9 +359,72 @@ pub const AI_PROVIDER: SealedTable = SealedTable {
     purge: Purge::Never("a provider's registration belongs to the practice, not to a patient"),
 };
 
+/// Draft sentences (`drafts`): each sentence's text, bound to draft id ‖ index. Counted with
+/// the scribe's records when purged.
+pub const DRAFT_SENTENCE: SealedTable = SealedTable {
+    table: "draft_sentence",
+    row: RowId {
+        id: "draft_id",
+        version: Some("idx"),
+    },
+    columns: &[sealed!("text")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients { audit_as: None },
+};
+
+/// Note drafts (`drafts`): the draft as produced (its canonical note content), kept so the
+/// signed note can show what the clinician changed.
+pub const NOTE_DRAFT: SealedTable = SealedTable {
+    table: "note_draft",
+    row: id("draft_id"),
+    columns: &[sealed!("content")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients {
+        audit_as: Some(ObjectKind::NoteDraft),
+    },
+};
+
+/// Transcript revisions (`transcripts`): every text a segment has had, bound to segment id ‖
+/// revision.
+pub const TRANSCRIPT_REVISION: SealedTable = SealedTable {
+    table: "transcript_revision",
+    row: RowId {
+        id: "segment_id",
+        version: Some("revision"),
+    },
+    columns: &[sealed!("text")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients { audit_as: None },
+};
+
+/// Transcript segments (`transcripts`): the current text of each segment.
+pub const TRANSCRIPT_SEGMENT: SealedTable = SealedTable {
+    table: "transcript_segment",
+    row: id("segment_id"),
+    columns: &[sealed!("text")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients { audit_as: None },
+};
+
+/// Assistant turns (`turns`): the prompt sent and the output received.
+pub const ASSISTANT_TURN: SealedTable = SealedTable {
+    table: "assistant_turn",
+    row: id("turn_id"),
+    columns: &[sealed!("prompt"), sealed!("output")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients {
+        audit_as: Some(ObjectKind::AssistantTurn),
+    },
+};
+
 /// Every sealed or patient-owned tenant table, in purge order (a table before every table it
 /// refers to).
 pub const TABLES: &[SealedTable] = &[
+    DRAFT_SENTENCE,
+    NOTE_DRAFT,
+    TRANSCRIPT_REVISION,
+    TRANSCRIPT_SEGMENT,
+    ASSISTANT_TURN,
     CLINICAL_NOTE_VERSION,
     CLINICAL_NOTE,
     PERIO_EXAM,
@@ -582,6 +645,26 @@ const CLEAR: &[PlaintextColumn] = &[
     col("capture", "stop_reason", CLOSED),
     col("capture", "audio_purge_reason", CLOSED),
     col("capture_chunk", "transcription", CLOSED),
+    col(
+        "assistant_turn",
+        "provider_label",
+        "the label an owner gave an AI provider (or the built-in default's name): configuration, not about a patient",
+    ),
+    col(
+        "assistant_turn",
+        "model",
+        "the provider's model name (`whisper-1`, `gpt-4o` …): configuration, not about a patient",
+    ),
+    col("assistant_turn", "purpose", CLOSED),
+    col("assistant_turn", "outcome", CLOSED),
+    col(
+        "transcript_segment",
+        "speaker",
+        "a diarization label kept only as `speaker_<n>` (a number or one letter; `transcripts`): never a name",
+    ),
+    col("note_draft", "template", CLOSED),
+    col("draft_sentence", "section", CLOSED),
+    col("draft_sentence", "flags", CLOSED),
 ];
 
 /// How many legacy `text` columns the sealed tables have.

@@ -673,7 +673,22 @@ impl TestApp {
         store: Store,
         configure: impl FnOnce(&mut server::identity::Identity),
     ) -> Self {
-        Self::start_inner(store, configure, |app| app).await
+        Self::start_inner(
+            store,
+            configure,
+            |app| app,
+            server::assistant::Assistant::default(),
+        )
+        .await
+    }
+
+    /// Starts the app on `store` with the scribe's AI calls going through `assistant`
+    /// (adapters for registered providers, the local default).
+    pub async fn start_with_assistant(
+        store: Store,
+        assistant: server::assistant::Assistant,
+    ) -> Self {
+        Self::start_inner(store, |_| {}, |app| app, assistant).await
     }
 
     /// Starts the app on `store` with `extend` applied to its router first (to serve routes
@@ -683,7 +698,13 @@ impl TestApp {
         configure: impl FnOnce(&mut server::identity::Identity),
         extend: impl FnOnce(axum::Router) -> axum::Router,
     ) -> Self {
-        Self::start_inner(store, configure, extend).await
+        Self::start_inner(
+            store,
+            configure,
+            extend,
+            server::assistant::Assistant::default(),
+        )
+        .await
     }
 
     #[allow(
@@ -694,6 +715,7 @@ impl TestApp {
         store: Store,
         configure: impl FnOnce(&mut server::identity::Identity),
         extend: impl FnOnce(axum::Router) -> axum::Router,
+        assistant: server::assistant::Assistant,
     ) -> Self {
         let clock = ManualClock::starting_now();
         let sessions = SessionPolicy::default();
@@ -728,6 +750,7 @@ impl TestApp {
             ))),
             checkpoints: Some(audit::store::DirStore::new(&checkpoint_dir)),
             blobs: blobs.clone(),
+            assistant,
         };
         let (cert, key) = test_certificate();
         let certs = vec![rustls_pem_cert(cert)];

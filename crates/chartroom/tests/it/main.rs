@@ -45,6 +45,7 @@ mod references;
 mod retention;
 mod schema;
 mod scribe_local;
+mod scribe_drafting;
 mod sealed_columns;
 mod session_access;
 mod sessions;

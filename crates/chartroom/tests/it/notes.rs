@@ -217,13 +217,14 @@ async fn draft_sign_amend_addendum_over_https() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "AI-assisted without its turn");
-    // No assistant turn exists yet (the scribe records them): naming one is refused (issue 14.6).
+    // Naming an assistant turn that does not exist here is refused as not found (issue 14.6,
+    // req SCR-04).
     let turn = uuid::Uuid::new_v4();
     let (s, _, e) = req(&f.app, Method::POST, &format!("{path}/amendments"), &fresh, Some(&etag),
         Some(&json!({"content": amended, "reason": "Severity corrected", "ai_assisted": true, "assistant_turn_id": turn}))).await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("INPUT-0005"))
+        (StatusCode::NOT_FOUND, Some("NOT-FOUND"))
     );
     let (s, etag, n) = req(
         &f.app,

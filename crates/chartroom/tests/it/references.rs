@@ -141,8 +141,8 @@ async fn an_amendment_names_only_an_existing_assistant_turn() {
         .fetch_one(&mut su)
         .await
         .unwrap();
-    // No assistant turn exists in this practice (nor anywhere: the scribe that records them
-    // is not built yet), so any id is refused with a stable code, and nothing is written.
+    // No assistant turn with this id exists in this practice, so it is not found (req SCR-04:
+    // the same answer as another practice's turn), and nothing is written.
     let res = app
         .http
         .post(app.url(&format!("{path}/amendments")))
@@ -159,13 +159,13 @@ async fn an_amendment_names_only_an_existing_assistant_turn() {
         .unwrap();
     let status = res.status();
     let body: Value = res.json().await.unwrap();
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["error"]["code"], "INPUT-0005");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "NOT-FOUND");
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("assistant_turn_id")
+            .contains("assistant turn")
     );
     let after: i64 = sqlx::query_scalar(versions)
         .bind(&note_id)

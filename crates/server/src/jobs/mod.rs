@@ -40,6 +40,7 @@ pub mod capture;
 pub mod retention;
 pub mod sequencer;
 pub mod sweep;
+pub mod transcription;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -18,6 +18,7 @@ pub(crate) mod perio;
 pub(crate) mod practices;
 pub(crate) mod providers;
 pub(crate) mod retention;
+pub(crate) mod scribe;
 pub(crate) mod support;
 
 use std::collections::BTreeMap;
@@ -51,6 +52,7 @@ use crate::AppState;
         (name = "appointments", description = "Scheduling"),
         (name = "notes", description = "Clinical notes (clinicians only)"),
         (name = "perio", description = "Periodontal exams charted by voice (clinicians only)"),
+        (name = "scribe", description = "Transcripts and evidence-linked note drafts (clinicians only)"),
         (name = "audit", description = "The audit log (owners and admins)"),
         (name = "retention", description = "Retention windows and legal holds (owners and admins)"),
         (name = "care team", description = "Care teams and break-glass access"),
@@ -153,6 +155,15 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(capture::chunk_put),
         routes!(capture::my_capture),
         routes!(capture::policy_get, capture::policy_put),
+        routes!(scribe::transcript_get),
+        routes!(scribe::segment_correct),
+        routes!(scribe::segment_revisions),
+        routes!(scribe::draft_list, scribe::draft_create),
+        routes!(scribe::draft_get),
+        routes!(scribe::sentence_accept),
+        routes!(scribe::sentence_edit),
+        routes!(scribe::draft_note_create),
+        routes!(scribe::note_draft_changes),
         routes!(
             disclosures::disclosure_create,
             disclosures::disclosure_report

@@ -38,6 +38,9 @@ pub fn refusal(r: Refusal) -> AppError {
             "this note is signed and locked (or this change needs a signed note): amend it or add an addendum",
         ),
         Refusal::Empty => AppError::Locked("an empty note cannot be signed"),
+        Refusal::Unreviewed => AppError::Locked(
+            "this note comes from a draft with flagged sentences: accept or edit each flagged sentence on the draft before signing",
+        ),
     }
 }
 
@@ -262,7 +265,8 @@ pub(crate) struct AmendmentCreate {
     /// Whether an AI assistant drafted the change (default false).
     #[serde(default)]
     ai_assisted: bool,
-    /// The assistant turn the change came from (required when `ai_assisted`).
+    /// The assistant turn the change came from (required when `ai_assisted`; 404 when it is
+    /// not an assistant turn of this practice about this patient).
     assistant_turn_id: Option<uuid::Uuid>,
 }
 
@@ -273,8 +277,7 @@ pub(crate) struct AmendmentCreate {
     params(("practice_id" = String, Path, format = Uuid), ("note_id" = String, Path, format = Uuid),
            ("If-Match" = Option<String>, Header, description = "the ETag of the version seen (412 if it is no longer current)")), request_body = AmendmentCreate,
     responses((status = 201, body = NoteView), (status = 400, body = E), (status = 401, body = E), (status = 403, body = E),
-              (status = 404, body = E), (status = 409, body = E), (status = 410, body = E), (status = 412, body = E),
-              (status = 422, body = E, description = "`assistant_turn_id` names no assistant turn of this practice (`INPUT-0005`)")))]
+              (status = 404, body = E), (status = 409, body = E), (status = 410, body = E), (status = 412, body = E)))]
 pub(crate) async fn note_amend(
     State(state): State<AppState>,
     ctx: Ctx<Clinical>,
@@ -651,6 +654,15 @@ pub async fn amend_note(
     let n = store::notes::amend(tx, keyring, id, expected, amendment)
         .await?
         .map_err(refusal)?;
+    // req: SCR-04 — an AI-assisted amendment names a real assistant turn of this practice
+    // about this patient (the database refuses an unknown id; another practice's turn, or
+    // another patient's, is not found here either). The caller's rollback undoes the version.
+    if let Some(turn) = amendment.assistant_turn_id {
+        let t = store::turns::get(tx, domain::AssistantTurnId::from_uuid(turn)).await?;
+        if t.is_none_or(|t| t.patient_id != n.patient_id) {
+            return Err(AppError::NotFound("assistant turn"));
+        }
+    }
     tx.audit_details(
         AuditAction::NoteAmend,
         Some(n.patient_id),

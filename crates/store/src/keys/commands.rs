@@ -226,7 +226,7 @@ impl crate::OwnerStore {
         self.audit_key_event(
             practice,
             AuditAction::KeyReencrypt,
-            serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes, "blobs": report.blobs, "perio_exams": report.perio_exams, "disclosures": report.disclosures, "grant_reasons": report.grant_reasons}),
+            serde_json::json!({"dek_version": version.get(), "patients": report.patients, "notes": report.notes, "blobs": report.blobs, "perio_exams": report.perio_exams, "disclosures": report.disclosures, "grant_reasons": report.grant_reasons, "scribe": report.scribe}),
         )
         .await?;
         Ok((version, report))

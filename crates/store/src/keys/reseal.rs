@@ -38,6 +38,9 @@ pub struct ResealReport {
     pub disclosures: u64,
     /// Break-glass and support-grant reasons re-sealed with the active key.
     pub grant_reasons: u64,
+    /// Scribe rows (assistant turns, transcript segments and revisions, note drafts and their
+    /// sentences) re-sealed with the active key.
+    pub scribe: u64,
 }
 
 impl ResealReport {
@@ -50,6 +53,7 @@ impl ResealReport {
             perio_exams: t.perio_exams + r.perio_exams,
             disclosures: t.disclosures + r.disclosures,
             grant_reasons: t.grant_reasons + r.grant_reasons,
+            scribe: t.scribe + r.scribe,
         })
     }
 
@@ -73,6 +77,16 @@ impl ResealReport {
             Some(&mut self.grant_reasons)
         } else if name == sealed_columns::BLOB_OBJECT.table {
             Some(&mut self.blobs)
+        } else if [
+            sealed_columns::DRAFT_SENTENCE.table,
+            sealed_columns::NOTE_DRAFT.table,
+            sealed_columns::TRANSCRIPT_REVISION.table,
+            sealed_columns::TRANSCRIPT_SEGMENT.table,
+            sealed_columns::ASSISTANT_TURN.table,
+        ]
+        .contains(&name)
+        {
+            Some(&mut self.scribe)
         } else {
             None
         }

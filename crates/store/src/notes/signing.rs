@@ -6,7 +6,8 @@
 //! - The caller checked step-up; this module checks the note's state and version
 //!   ([`super::write`]) before anything is written.
 //! - Signing copies the last draft into a signed version and locks the note; nothing empty is
-//!   signed or amended ([`Refusal::Empty`]). An amendment is validated against the note's
+//!   signed or amended ([`Refusal::Empty`]); a note made from a scribe draft is not signed
+//!   while a flagged sentence of it is unaccepted ([`Refusal::Unreviewed`]). An amendment is validated against the note's
 //!   template.
 //! - The signed time is the transaction's clock cut to microseconds, so the stored
 //!   manifestation hashes the same when read back.
@@ -78,6 +79,11 @@ pub async fn sign(
     };
     if content.is_empty() {
         return Ok(Err(Refusal::Empty));
+    }
+    // req: SCR-05 — a note made from a draft is signed only once every flagged sentence of
+    // that draft was accepted (or edited) by a clinician.
+    if crate::drafts::unreviewed_for_note(tx, id).await? > 0 {
+        return Ok(Err(Refusal::Unreviewed));
     }
     append_signed(
         tx,

@@ -719,6 +719,15 @@ pub(crate) struct NotePage {
     errors: FieldErrors,
     conflict: Option<Conflict>,
     done: Option<&'static str>,
+    /// What the clinician changed from the scribe draft the note was made from.
+    from_draft: Option<FromDraft>,
+}
+
+/// A note's changes from the draft it was made from.
+pub(crate) struct FromDraft {
+    ai_written: bool,
+    signed: bool,
+    diff: Vec<DiffRun>,
 }
 
 /// What a refused save shows: the user's version and the newer saved one.
@@ -807,6 +816,7 @@ impl NotePage {
             errors: FieldErrors::default(),
             conflict: None,
             done: None,
+            from_draft: None,
         }
     }
 }
@@ -837,9 +847,16 @@ pub(crate) async fn note_page(
     let chrome = chrome(&mut tx).await?;
     let n = read_note(&state, &mut tx, id, None).await?;
     let banner = banner(&mut tx, n.patient_id).await?;
+    let from_draft =
+        server::actions::scribe::changes_from_draft(&mut tx, state.store.keyring()?, &n).await?;
     tx.commit().await?;
     let mut page = NotePage::new(chrome, practice_id, &n, banner);
     page.done = done_message(q.done.as_deref());
+    page.from_draft = from_draft.map(|c| FromDraft {
+        ai_written: c.ai_written,
+        signed: c.signed,
+        diff: diff_runs(&c.diff),
+    });
     Ok(with_etag(n.version, html(&page)?))
 }
 

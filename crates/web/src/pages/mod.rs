@@ -16,6 +16,7 @@ pub(crate) mod perio;
 pub(crate) mod providers;
 pub(crate) mod retention;
 pub(crate) mod schedule;
+pub(crate) mod scribe;
 pub(crate) mod session;
 pub(crate) mod settings;
 pub(crate) mod step_up;

@@ -1,0 +1,341 @@
+//! AI calls end to end: choose the provider, ask the gate, call the adapter, record the turn.
+//!
+//! # Guarantees
+//! - Every AI call goes through [`run_turn`] (a request's transaction) or [`run_chunk_turn`]
+//!   (the transcription job's owner transaction): the provider gate first
+//!   ([`egress::gate`]) — a refusal opens no connection and is recorded as a turn with outcome
+//!   `refused` —, then the adapter, then exactly one `assistant_turn` row and one
+//!   `assistant.turn` audit event, in the caller's transaction (req SCR-03, SCR-04).
+//! - The prompt and the output are sealed in the turn; nothing of them is logged.
+//! - A truncated reply is an error ([`egress::EgressError::Truncated`], outcome `truncated`),
+//!   never a result.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use domain::{CaptureId, PatientId, VisitId};
+use egress::{
+    Cleared, Drafter, EgressError, Hosting, ProviderPosture, Transcriber, Usage,
+    gate::BaaAttestation,
+};
+use store::turns::{NewTurn, Purpose, RegisteredProvider, TurnOutcome};
+
+/// Builds the adapter for a provider of the registry (its `adapter` names the wire format).
+pub trait Adapters: Send + Sync + std::fmt::Debug {
+    /// The transcription adapter for `provider`, if this installation has one for its kind.
+    fn transcriber(&self, provider: &RegisteredProvider) -> Option<Arc<dyn Transcriber>>;
+    /// The drafting adapter for `provider`, if this installation has one for its kind.
+    fn drafter(&self, provider: &RegisteredProvider) -> Option<Arc<dyn Drafter>>;
+}
+
+/// No adapters: every registered provider is unusable (its calls fail as `error` turns).
+#[derive(Debug, Default)]
+pub struct NoAdapters;
+
+impl Adapters for NoAdapters {
+    fn transcriber(&self, _: &RegisteredProvider) -> Option<Arc<dyn Transcriber>> {
+        None
+    }
+    fn drafter(&self, _: &RegisteredProvider) -> Option<Arc<dyn Drafter>> {
+        None
+    }
+}
+
+/// The installation's built-in local transcription: its posture (self-hosted, loopback) and
+/// its adapter.
+#[derive(Clone)]
+pub struct LocalTranscription {
+    /// The posture the gate checks (provider id `None`).
+    pub posture: ProviderPosture,
+    /// The adapter.
+    pub transcriber: Arc<dyn Transcriber>,
+}
+
+impl std::fmt::Debug for LocalTranscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalTranscription")
+            .field("label", &self.posture.label)
+            .field("model", &self.posture.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the scribe's AI calls need: the adapters for registered providers and the
+/// installation's local default.
+#[derive(Debug, Clone)]
+pub struct Assistant {
+    /// Adapters for the registry's providers.
+    pub adapters: Arc<dyn Adapters>,
+    /// The built-in local transcription, when this installation runs one.
+    pub local_transcription: Option<LocalTranscription>,
+}
+
+impl Default for Assistant {
+    fn default() -> Self {
+        Self {
+            adapters: Arc::new(NoAdapters),
+            local_transcription: None,
+        }
+    }
+}
+
+/// The gate's view of a registered provider.
+#[must_use]
+pub fn posture(p: &RegisteredProvider) -> ProviderPosture {
+    ProviderPosture {
+        provider_id: Some(p.provider_id),
+        label: p.label.clone(),
+        base_url: p.base_url.clone(),
+        model: p.model.clone(),
+        hosting: if p.hosting == "self_hosted" {
+            Hosting::SelfHosted
+        } else {
+            Hosting::Vendor
+        },
+        baa: p.baa.as_ref().map(|(by, at, doc)| BaaAttestation {
+            attested_by: *by,
+            attested_at: *at,
+            document_ref: doc.clone(),
+        }),
+        training_disabled: p.training_disabled,
+        enabled: p.enabled,
+    }
+}
+
+/// What a turn is about.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnSubject {
+    /// The patient.
+    pub patient: PatientId,
+    /// The visit.
+    pub visit: Option<VisitId>,
+    /// The capture (transcription).
+    pub capture: Option<CaptureId>,
+    /// Why.
+    pub purpose: Purpose,
+}
+
+/// A call's result with its recorded turn.
+#[derive(Debug)]
+pub struct Called<T> {
+    /// The turn recorded for it.
+    pub turn: domain::AssistantTurnId,
+    /// What the adapter returned.
+    pub result: Result<T, EgressError>,
+}
+
+/// What a reply is, for its turn.
+pub trait Reply {
+    /// The output to seal in the turn.
+    fn output(&self) -> Vec<u8>;
+    /// Token counts.
+    fn usage(&self) -> Usage;
+}
+
+impl Reply for egress::TranscriptionReply {
+    fn output(&self) -> Vec<u8> {
+        let segs: Vec<serde_json::Value> = self
+            .segments
+            .iter()
+            .map(|s| {
+                serde_json::json!({"start_ms": s.start_ms, "end_ms": s.end_ms,
+                    "speaker": s.speaker, "text": s.text})
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "segments": segs })).unwrap_or_default()
+    }
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+}
+
+impl Reply for egress::DraftReply {
+    fn output(&self) -> Vec<u8> {
+        let s: Vec<serde_json::Value> = self
+            .sentences
+            .iter()
+            .map(|s| serde_json::json!({"section": s.section, "text": s.text, "evidence": s.evidence}))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({ "sentences": s })).unwrap_or_default()
+    }
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+}
+
+/// Plain text replies (an assistant edit).
+impl Reply for String {
+    fn output(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+    fn usage(&self) -> Usage {
+        Usage::default()
+    }
+}
+
+fn outcome_of<T>(r: &Result<T, EgressError>) -> TurnOutcome {
+    match r {
+        Ok(_) => TurnOutcome::Ok,
+        Err(EgressError::Refused(_)) => TurnOutcome::Refused,
+        Err(EgressError::Truncated) => TurnOutcome::Truncated,
+        Err(EgressError::RateLimited { .. }) => TurnOutcome::RateLimited,
+        Err(_) => TurnOutcome::Error,
+    }
+}
+
+/// Gates `posture`, then (only if cleared) runs `call`; the result and its latency.
+async fn gated<T, F, Fut>(posture: &ProviderPosture, call: F) -> (Result<T, EgressError>, u32)
+where
+    F: FnOnce(Cleared) -> Fut,
+    Fut: std::future::Future<Output = Result<T, EgressError>>,
+{
+    let cleared = match egress::gate(posture) {
+        Ok(c) => c,
+        Err(refusal) => return (Err(EgressError::Refused(refusal)), 0),
+    };
+    let started = Instant::now();
+    let r = call(cleared).await;
+    let ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+    (r, ms)
+}
+
+fn new_turn<'a, T: Reply>(
+    subject: TurnSubject,
+    posture: &'a ProviderPosture,
+    prompt: &'a [u8],
+    output: Option<&'a [u8]>,
+    result: &Result<T, EgressError>,
+    latency_ms: u32,
+) -> NewTurn<'a> {
+    let usage = result.as_ref().map(Reply::usage).unwrap_or_default();
+    NewTurn {
+        patient: subject.patient,
+        visit: subject.visit,
+        capture: subject.capture,
+        provider: posture.provider_id,
+        provider_label: &posture.label,
+        model: &posture.model,
+        purpose: subject.purpose,
+        prompt: Some(prompt),
+        output,
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        latency_ms,
+        outcome: outcome_of(result),
+    }
+}
+
+/// Runs one AI call for a request, end to end: the gate, then `call` (only if the gate cleared
+/// the provider), then the turn with its audit event in `tx` (req: SCR-04 — exactly one turn
+/// and one audit event per call). `prompt` is what is sent, sealed in the turn. The caller
+/// commits, also when the call failed (the turn must stay).
+pub async fn run_turn<T, F, Fut>(
+    tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
+    subject: TurnSubject,
+    posture: &ProviderPosture,
+    prompt: &[u8],
+    call: F,
+) -> Result<Called<T>, store::StoreError>
+where
+    T: Reply,
+    F: FnOnce(Cleared) -> Fut,
+    Fut: std::future::Future<Output = Result<T, EgressError>>,
+{
+    let (result, latency) = gated(posture, call).await;
+    let output = result.as_ref().ok().map(Reply::output);
+    let turn = new_turn(
+        subject,
+        posture,
+        prompt,
+        output.as_deref(),
+        &result,
+        latency,
+    );
+    let id = store::turns::record(tx, keyring, &turn).await?;
+    Ok(Called { turn: id, result })
+}
+
+/// [`run_turn`] for the transcription job, in the claimed chunk's owner transaction.
+pub async fn run_chunk_turn<T, F, Fut>(
+    work: &mut store::transcripts::ChunkWork,
+    keyring: &store::crypto::Keyring,
+    subject: TurnSubject,
+    posture: &ProviderPosture,
+    prompt: &[u8],
+    call: F,
+) -> Result<Called<T>, store::StoreError>
+where
+    T: Reply,
+    F: FnOnce(Cleared) -> Fut,
+    Fut: std::future::Future<Output = Result<T, EgressError>>,
+{
+    let (result, latency) = gated(posture, call).await;
+    let output = result.as_ref().ok().map(Reply::output);
+    let turn = new_turn(
+        subject,
+        posture,
+        prompt,
+        output.as_deref(),
+        &result,
+        latency,
+    );
+    let id = work.record_turn(keyring, &turn).await?;
+    Ok(Called { turn: id, result })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vendor(baa: bool, training_disabled: bool) -> ProviderPosture {
+        ProviderPosture {
+            provider_id: None,
+            label: "stand-in".into(),
+            base_url: "https://127.0.0.1:9/".into(),
+            model: "m".into(),
+            hosting: Hosting::Vendor,
+            baa: baa.then(|| BaaAttestation {
+                attested_by: domain::UserId::new(),
+                attested_at: chrono::Utc::now(),
+                document_ref: "BAA-1".into(),
+            }),
+            training_disabled,
+            enabled: true,
+        }
+    }
+
+    // req: SCR-03 — a refused provider is never called.
+    #[tokio::test]
+    async fn the_gate_comes_before_the_call() {
+        let called = std::sync::atomic::AtomicUsize::new(0);
+        for (p, ok) in [
+            (vendor(false, true), false),
+            (vendor(true, false), false),
+            (vendor(true, true), true),
+        ] {
+            let (r, _) = gated(&p, |_| async {
+                called.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, EgressError>("x".to_owned())
+            })
+            .await;
+            assert_eq!(r.is_ok(), ok);
+            if !ok {
+                assert_eq!(outcome_of(&r), TurnOutcome::Refused);
+            }
+        }
+        assert_eq!(called.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn outcomes_follow_the_error() {
+        let t: Result<String, _> = Err(EgressError::Truncated);
+        assert_eq!(outcome_of(&t), TurnOutcome::Truncated);
+        let r: Result<String, _> = Err(EgressError::RateLimited {
+            retry_after_secs: Some(3),
+        });
+        assert_eq!(outcome_of(&r), TurnOutcome::RateLimited);
+        let e: Result<String, _> = Err(EgressError::Status(500));
+        assert_eq!(outcome_of(&e), TurnOutcome::Error);
+    }
+}
