@@ -50,7 +50,7 @@ pub const MAX_HEARD_BYTES: usize = MAX_FINAL_BYTES;
 const MAX_SWAP_POSITIONS: usize = 4;
 
 /// Highest normalized phonetic distance at which an unknown word is snapped.
-const MAX_SNAP_DISTANCE: f64 = 0.34;
+const MAX_SNAP_DISTANCE: f64 = 0.3;
 
 /// How much better the best candidate must be than the runner-up to snap.
 const MIN_SNAP_MARGIN: f64 = 0.08;
@@ -519,21 +519,18 @@ fn nearest(word: &str) -> Option<(String, f64)> {
     if word.len() < MIN_SNAP_LEN || word.chars().any(|c| !c.is_ascii_alphabetic()) {
         return None;
     }
-    let mut best: Option<(&str, f64)> = None;
-    let mut second = f64::MAX;
-    for cand in snap_targets() {
-        let d = phonetic_distance(word, cand);
-        match best {
-            Some((_, b)) if d >= b => second = second.min(d),
-            _ => {
-                if let Some((_, b)) = best {
-                    second = second.min(b);
-                }
-                best = Some((cand, d));
-            }
-        }
-    }
-    let (cand, d) = best?;
+    let mut scored: Vec<(f64, &str)> = snap_targets()
+        .iter()
+        .map(|c| (phonetic_distance(word, c), c.as_str()))
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let &(d, cand) = scored.first()?;
+    // The runner-up, not counting forms of the same word ("interproximals").
+    let second = scored
+        .iter()
+        .skip(1)
+        .find(|(_, c)| !c.starts_with(cand) && !cand.starts_with(c))
+        .map_or(f64::MAX, |&(d2, _)| d2);
     (d <= MAX_SNAP_DISTANCE && second - d >= MIN_SNAP_MARGIN).then(|| (cand.to_owned(), d))
 }
 

@@ -49,11 +49,18 @@ fn snapping() {
             "Your thumbs are bleeding a little.",
             "your thumbs are bleeding a little",
         ),
-        ("Okay open wide for me.", "okay open wide for me"),
     ];
     for (input, want) in cases {
         assert_eq!(decided(input).text, *want, "{input}");
     }
+    assert_eq!(
+        decided("Okay, open wide for me.").preview.status,
+        Status::Ignored
+    );
+    assert_eq!(
+        decided("Your gums are bleeding a little.").preview.status,
+        Status::Rejected
+    );
 }
 
 #[test]
@@ -145,7 +152,12 @@ fn scoring() {
         &policy,
     );
     assert_eq!(exact.verdict, Verdict::Exact);
-    let flagged = apply_scored(&mut s, "three two three", &heard("Three two."), &policy);
+    let flagged = apply_scored(
+        &mut s,
+        "three two three",
+        &heard("Three two tree house."),
+        &policy,
+    );
     assert_eq!(flagged.verdict, Verdict::Flagged, "{flagged:?}");
     let wrong = apply_scored(
         &mut s,
