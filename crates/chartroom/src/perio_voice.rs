@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use perio::voice::{Heard, Policy, Verdict, apply_scored, prompt};
+use perio::voice::{
+    Heard, Policy, Verdict, apply_scored, check_prompt, cross_check, decide, needs_check, prompt,
+};
 use serde_json::Value;
 
 /// Largest clip sent (a dictated final is seconds long).
@@ -57,7 +59,6 @@ pub struct Recognizer {
     client: reqwest::Client,
     url: String,
     model: String,
-    prompt: String,
 }
 
 impl Recognizer {
@@ -78,17 +79,16 @@ impl Recognizer {
                 base.as_str().trim_end_matches('/')
             ),
             model: model.to_owned(),
-            prompt: prompt(),
         })
     }
 
-    /// Transcribes one WAV clip.
-    pub async fn transcribe(&self, wav: Vec<u8>) -> anyhow::Result<Heard> {
+    /// Transcribes one WAV clip with a prompt.
+    pub async fn transcribe(&self, wav: &[u8], prompt: &str) -> anyhow::Result<Heard> {
         let boundary = format!("chartroom-{:016x}", rand::random::<u64>());
         let mut body = Vec::with_capacity(wav.len() + 1024);
         for (name, value) in [
             ("model", self.model.as_str()),
-            ("prompt", self.prompt.as_str()),
+            ("prompt", prompt),
             ("language", "en"),
             ("response_format", "verbose_json"),
             ("temperature", "0"),
@@ -102,7 +102,7 @@ impl Recognizer {
             Bytes(&mut body),
             "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"clip.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
         );
-        body.extend_from_slice(&wav);
+        body.extend_from_slice(wav);
         let _ = write!(Bytes(&mut body), "\r\n--{boundary}--\r\n");
         let reply = self
             .client
@@ -197,6 +197,7 @@ pub async fn eval_voice(
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<VoiceTotals> {
     let policy = Policy::default();
+    let (first_prompt, second_prompt) = (prompt(), check_prompt());
     let mut totals = VoiceTotals::default();
     let started = Instant::now();
     for file in files {
@@ -237,10 +238,18 @@ pub async fn eval_voice(
                 }
                 let wav = read_bounded(&clip_path, MAX_CLIP_BYTES)?;
                 let heard = recognizer
-                    .transcribe(wav)
+                    .transcribe(&wav, &first_prompt)
                     .await
                     .with_context(|| format!("{} case {id} clip {i}", file.display()))?;
-                let scored = apply_scored(&mut session, typed, &heard, &policy);
+                let mut voice = decide(&session, &heard, &policy);
+                if needs_check(&voice) {
+                    let second = recognizer
+                        .transcribe(&wav, &second_prompt)
+                        .await
+                        .with_context(|| format!("{} case {id} clip {i}", file.display()))?;
+                    voice = cross_check(&session, voice, &second, &policy);
+                }
+                let scored = apply_scored(&mut session, typed, voice);
                 totals.finals += 1;
                 match scored.verdict {
                     Verdict::Exact => totals.exact += 1,

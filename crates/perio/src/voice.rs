@@ -162,6 +162,8 @@ pub enum HoldReason {
     FarSnap,
     /// Readings of "tooth"/"two" chart different things.
     Ambiguous,
+    /// A second recognition of the clip would chart something else.
+    Disagreement,
 }
 
 impl HoldReason {
@@ -173,6 +175,7 @@ impl HoldReason {
             Self::NoSpeech => "no_speech",
             Self::FarSnap => "far_snap",
             Self::Ambiguous => "ambiguous",
+            Self::Disagreement => "disagreement",
         }
     }
 }
@@ -766,34 +769,41 @@ fn truncate(s: &str, max: usize) -> &str {
     s.get(..end).unwrap_or_default()
 }
 
-/// The recognizer prompt: dictation in the engine's own words, generated from the lexicon's
-/// phrases (a recognizer copies the style and spelling of its prompt: number words, "tooth",
-/// the site and finding terms). Short enough for Whisper's 224-token prompt window.
-#[must_use]
-pub fn prompt() -> String {
-    // Example clauses of the grammar; every word is checked against the lexicon below.
-    let clauses = [
-        "Periodontal charting.",
-        "Tooth three buccal, three two four, bleeding distal.",
-        "Lingual two two three.",
-        "Jump to tooth thirty facial.",
-        "Tooth fourteen lingual, five four six.",
-        "Scratch that.",
-        "Furcation on tooth number nineteen buccal grade two.",
-        "Mobility class one on tooth twelve.",
-        "Suppuration, plaque, calculus.",
-        "Gingival margin plus one.",
-        "Recession two on tooth twenty facial.",
-        "Teeth one and sixteen missing.",
-        "Tooth two implant.",
-        "Skip this tooth.",
-        "Go back to tooth five mesial lingual.",
-        "Four no three.",
-        "Bleeding interproximal.",
-        "Undo. Next.",
-    ];
+/// Example clauses of the grammar for the recognizer prompts. `{a}`…`{e}` are tooth
+/// numbers: each prompt fills them differently (see [`check_prompt`]).
+const PROMPT_CLAUSES: &[&str] = &[
+    "Periodontal charting.",
+    "Tooth {f} buccal, three two four, bleeding distal.",
+    "Lingual two two three.",
+    "Jump to tooth {a} facial.",
+    "Tooth {b} lingual, five four six.",
+    "Scratch that.",
+    "Furcation on tooth number {c} buccal grade two.",
+    "Mobility class one on tooth {d}.",
+    "Suppuration, plaque, calculus.",
+    "Gingival margin plus one.",
+    "Recession two on tooth {e} facial.",
+    "Teeth {g} missing.",
+    "Tooth {h} implant.",
+    "Skip this tooth.",
+    "Go back to tooth {i} mesial lingual.",
+    "Four no three.",
+    "Bleeding interproximal.",
+    "Undo. Next.",
+];
+
+fn prompt_with(teeth: [&str; 9]) -> String {
     let mut out = String::new();
-    for clause in clauses {
+    for clause in PROMPT_CLAUSES {
+        let mut clause = (*clause).to_owned();
+        let slots = [
+            "{a}", "{b}", "{c}", "{d}", "{e}", "{f}", "{g}", "{h}", "{i}",
+        ];
+        for (slot, tooth) in slots.iter().zip(teeth) {
+            clause = clause.replace(slot, tooth);
+        }
+        let clause = clause.replace("  ", " ");
+        // Every word is the engine's own (the two opening words name the task).
         let ok = clause
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
@@ -803,10 +813,63 @@ pub fn prompt() -> String {
             if !out.is_empty() {
                 out.push(' ');
             }
-            out.push_str(clause);
+            out.push_str(&clause);
         }
     }
     out
+}
+
+/// The recognizer prompt: dictation in the engine's own words, every word a lexicon word
+/// (a recognizer copies the style and spelling of its prompt: number words, "tooth", the
+/// site and finding terms). Short enough for Whisper's 224-token prompt window.
+#[must_use]
+pub fn prompt() -> String {
+    prompt_with([
+        "thirty",
+        "fourteen",
+        "nineteen",
+        "twelve",
+        "twenty",
+        "three",
+        "one and sixteen",
+        "two",
+        "five",
+    ])
+}
+
+/// The second prompt of [`cross_check`]: the same clauses without tooth numbers. A
+/// recognizer that is unsure of a tooth number tends to copy one from its prompt; without
+/// one to copy, its second reading of such a clip says something else.
+#[must_use]
+pub fn check_prompt() -> String {
+    prompt_with(["", "", "", "", "", "", "", "", ""])
+}
+
+/// Whether a decided final would chart without asking, so that a second reading (with
+/// [`check_prompt`]) is worth its time.
+#[must_use]
+pub fn needs_check(voice: &VoiceFinal) -> bool {
+    !voice.held() && voice.preview.status == Status::Ok && !voice.preview.events.is_empty()
+}
+
+/// Holds `first` when a second recognition of the same clip (with [`check_prompt`]) would
+/// chart something else ([`HoldReason::Disagreement`]); a second reading the engine
+/// refuses or ignores does not count against the first.
+#[must_use]
+pub fn cross_check(
+    session: &Session,
+    mut first: VoiceFinal,
+    second: &Heard,
+    policy: &Policy,
+) -> VoiceFinal {
+    let other = decide(session, second, policy);
+    if acts(&other.preview) && !same_effect(&other.preview, &first.preview) {
+        first.hold.push(HoldReason::Disagreement);
+        first.hold.sort_unstable();
+        first.hold.dedup();
+        first.alternatives.push(other.text);
+    }
+    first
 }
 
 /// How a recognized final compares with the same utterance typed (the voice evaluation
@@ -845,12 +908,12 @@ pub struct Scored {
     pub applied: Option<Outcome>,
 }
 
-/// Applies one recognized clip to `session` as the voice path would (a held final is
-/// declined, a final needing the engine's confirmation is declined) and scores it against
-/// what `typed` gives on the session as it was.
-pub fn apply_scored(session: &mut Session, typed: &str, heard: &Heard, policy: &Policy) -> Scored {
+/// Applies one decided voice final (from [`decide`], maybe [`cross_check`]ed, on this
+/// session) to `session` as the voice path would (a held final is declined, a final needing
+/// the engine's confirmation is declined) and scores it against what `typed` gives on the
+/// session as it was.
+pub fn apply_scored(session: &mut Session, typed: &str, voice: VoiceFinal) -> Scored {
     let expected = session.clone().apply_final(typed);
-    let voice = decide(session, heard, policy);
     if voice.held() {
         return Scored {
             verdict: Verdict::Flagged,

@@ -166,19 +166,34 @@ fn scoring() {
         &policy,
     );
     assert_eq!(wrong.verdict, Verdict::Wrong);
-    let held = apply_scored(
+    let held = scored(
         &mut s,
         "three two three",
         &Heard {
             avg_logprob: Some(-2.0),
             ..heard("three two three")
         },
-        &policy,
     );
     assert_eq!(
         (held.verdict, held.applied.is_none()),
         (Verdict::Flagged, true)
     );
+}
+
+#[test]
+fn a_second_reading_that_charts_otherwise_holds() {
+    let s = Session::default();
+    let policy = Policy::default();
+    let first = decide(&s, &heard("Jump to tooth twenty."), &policy);
+    assert!(needs_check(&first));
+    let agree = cross_check(&s, first.clone(), &heard("jump to tooth 20"), &policy);
+    assert!(!agree.held());
+    let refused = cross_check(&s, first.clone(), &heard("jump to tooth wobble"), &policy);
+    assert!(!refused.held());
+    let other = cross_check(&s, first, &heard("Jump to tooth three."), &policy);
+    assert_eq!(other.hold, vec![HoldReason::Disagreement]);
+    assert_eq!(other.alternatives, vec!["jump to tooth three"]);
+    assert_ne!(prompt(), check_prompt());
 }
 
 #[test]
@@ -222,6 +237,8 @@ proptest::proptest! {
     ) {
         let h = heard(&words.join(" "));
         let _ = decide(&Session::default(), &h, &Policy::default());
-        let _ = apply_scored(&mut Session::default(), "three", &h, &Policy::default());
+        let first = decide(&Session::default(), &h, &Policy::default());
+        let checked = cross_check(&Session::default(), first, &h, &Policy::default());
+        let _ = apply_scored(&mut Session::default(), "three", checked);
     }
 }
