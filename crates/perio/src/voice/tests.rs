@@ -144,36 +144,22 @@ fn holds() {
 #[test]
 fn scoring() {
     let policy = Policy::default();
+    let scored = |s: &mut Session, typed: &str, h: &Heard| {
+        let v = decide(s, h, &policy);
+        apply_scored(s, typed, v)
+    };
     let mut s = Session::default();
-    let exact = apply_scored(
-        &mut s,
-        "three two three",
-        &heard("Three, two, three."),
-        &policy,
-    );
+    let exact = scored(&mut s, "three two three", &heard("Three, two, three."));
     assert_eq!(exact.verdict, Verdict::Exact);
-    let flagged = apply_scored(
-        &mut s,
-        "three two three",
-        &heard("Three two tree house."),
-        &policy,
-    );
+    let flagged = scored(&mut s, "three two three", &heard("Three two tree house."));
     assert_eq!(flagged.verdict, Verdict::Flagged, "{flagged:?}");
-    let wrong = apply_scored(
-        &mut s,
-        "three two three",
-        &heard("Four two three."),
-        &policy,
-    );
+    let wrong = scored(&mut s, "three two three", &heard("Four two three."));
     assert_eq!(wrong.verdict, Verdict::Wrong);
-    let held = scored(
-        &mut s,
-        "three two three",
-        &Heard {
-            avg_logprob: Some(-2.0),
-            ..heard("three two three")
-        },
-    );
+    let unsure = Heard {
+        avg_logprob: Some(-2.0),
+        ..heard("three two three")
+    };
+    let held = scored(&mut s, "three two three", &unsure);
     assert_eq!(
         (held.verdict, held.applied.is_none()),
         (Verdict::Flagged, true)
