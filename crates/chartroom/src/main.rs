@@ -13,6 +13,7 @@ mod demo;
 mod keys_cmd;
 mod notes_cmd;
 mod perio_cmd;
+mod perio_voice;
 mod retention_cmd;
 mod scribe_cmd;
 mod serve;

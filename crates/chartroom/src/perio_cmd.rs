@@ -32,6 +32,26 @@ pub enum PerioCommand {
     },
     /// Print the recognizer phrase list generated from the lexicon, one phrase per line.
     Vocabulary,
+    /// Recognize the clips of voice manifests, apply them as dictated finals and score each
+    /// against its typed utterance (exact / flagged / wrong); print one line per non-exact
+    /// final and the totals. Exits non-zero when any final is wrong.
+    EvalVoice {
+        /// Base URL of an OpenAI-compatible transcription endpoint (the local Whisper
+        /// sidecar), e.g. `http://127.0.0.1:8080`.
+        #[arg(long, value_name = "URL")]
+        recognizer_url: String,
+        /// The model name sent to the endpoint.
+        #[arg(long, default_value = "whisper-base")]
+        model: String,
+        /// Print a line for every final, exact ones too.
+        #[arg(long)]
+        all: bool,
+        /// Voice manifests (`shared/perio/voice/*/manifest.jsonl`).
+        #[arg(required = true, value_name = "MANIFEST.jsonl")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the recognizer prompt generated from the lexicon.
+    VoicePrompt,
 }
 
 /// Runs a perio subcommand.
@@ -77,6 +97,33 @@ fn run_to(cmd: PerioCommand, out: &mut dyn std::io::Write) -> anyhow::Result<Exi
             } else {
                 ExitCode::FAILURE
             })
+        }
+        PerioCommand::EvalVoice {
+            recognizer_url,
+            model,
+            all,
+            files,
+        } => {
+            let recognizer = crate::perio_voice::Recognizer::new(&recognizer_url, &model)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let totals = runtime.block_on(crate::perio_voice::eval_voice(
+                &files,
+                &recognizer,
+                all,
+                out,
+            ))?;
+            Ok(if totals.wrong == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        PerioCommand::VoicePrompt => {
+            writeln!(out, "{}", perio::voice::prompt())?;
+            Ok(ExitCode::SUCCESS)
         }
         PerioCommand::Vocabulary => {
             for phrase in perio::lexicon::vocabulary() {

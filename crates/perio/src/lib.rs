@@ -191,6 +191,7 @@ pub mod session;
 pub mod site;
 pub mod token;
 pub mod tooth;
+pub mod voice;
 
 pub use chart::{Chart, Entrance, Flag, ToothStatus};
 pub use error::Error;

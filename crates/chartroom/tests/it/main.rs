@@ -40,6 +40,7 @@ mod notes;
 mod openapi_doc;
 mod passkeys;
 mod perio_api;
+mod perio_voice;
 mod practice_settings;
 mod references;
 mod retention;
