@@ -118,7 +118,7 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
 }
 
 /// The owner and admin screens (the API's `Manage` privilege): menu label and path.
-const MANAGE_PAGES: [(&str, &str); 7] = [
+const MANAGE_PAGES: [(&str, &str); 8] = [
     ("Members", "members"),
     ("Settings", "settings"),
     ("Support access", "support"),
