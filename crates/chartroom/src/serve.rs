@@ -228,7 +228,16 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         }),
         checkpoints: Some(svc.checkpoint_store()),
         blobs: Some(Arc::new(svc.blob_store(store.keyring()?.clone())?)),
-        assistant: server::assistant::Assistant::default(),
+        assistant: server::assistant::Assistant {
+            adapters: Arc::new(server::assistant::RegistryAdapters),
+            local_transcription: match &scribe_local {
+                Some(l) => Some(
+                    server::assistant::LocalTranscription::supervised(l.handle())
+                        .map_err(|e| anyhow::anyhow!("the local transcription adapter: {e}"))?,
+                ),
+                None => None,
+            },
+        },
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;

@@ -41,21 +41,96 @@ impl Adapters for NoAdapters {
     }
 }
 
+/// The adapters of this build for the registry's providers: the OpenAI-compatible
+/// transcription and chat wire formats and Anthropic Messages, each with the provider's own
+/// API key. A registry kind this build has no adapter for (the AWS ones without the `aws`
+/// feature) gets none, so its calls fail as `error` turns.
+#[derive(Debug, Default)]
+pub struct RegistryAdapters;
+
+impl RegistryAdapters {
+    fn key(provider: &RegisteredProvider) -> Option<egress::ApiKey> {
+        provider
+            .api_key
+            .as_ref()
+            .map(|k| egress::ApiKey::new(k.expose_secret().clone()))
+    }
+}
+
+impl Adapters for RegistryAdapters {
+    fn transcriber(&self, provider: &RegisteredProvider) -> Option<Arc<dyn Transcriber>> {
+        match provider.adapter.as_str() {
+            "openai_transcription" => egress::OpenAiTranscriber::new(Self::key(provider))
+                .ok()
+                .map(|a| Arc::new(a) as Arc<dyn Transcriber>),
+            _ => None,
+        }
+    }
+    fn drafter(&self, provider: &RegisteredProvider) -> Option<Arc<dyn Drafter>> {
+        match provider.adapter.as_str() {
+            "openai_chat" => egress::OpenAiDrafter::new(Self::key(provider))
+                .ok()
+                .map(|a| Arc::new(a) as Arc<dyn Drafter>),
+            "anthropic_messages" => egress::AnthropicDrafter::new(Self::key(provider))
+                .ok()
+                .map(|a| Arc::new(a) as Arc<dyn Drafter>),
+            _ => None,
+        }
+    }
+}
+
+/// Where the local default's posture comes from.
+#[derive(Debug, Clone)]
+pub enum LocalSource {
+    /// A fixed address (a service the operator runs, or a test's).
+    Fixed(ProviderPosture),
+    /// The sidecar Chartroom supervises: its port changes when it restarts, so the posture is
+    /// asked for at each call (waiting for the model to load on first use).
+    Supervised(egress::local::LocalHandle),
+}
+
+/// How long a transcription waits for the supervised sidecar to be ready (the model loads on
+/// first use).
+const LOCAL_READY_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The installation's built-in local transcription: its posture (self-hosted, loopback) and
 /// its adapter.
 #[derive(Clone)]
 pub struct LocalTranscription {
-    /// The posture the gate checks (provider id `None`).
-    pub posture: ProviderPosture,
+    /// Where the posture the gate checks (provider id `None`) comes from.
+    pub source: LocalSource,
     /// The adapter.
     pub transcriber: Arc<dyn Transcriber>,
+}
+
+impl LocalTranscription {
+    /// The supervised local Whisper, spoken to through the OpenAI-compatible adapter.
+    pub fn supervised(handle: egress::local::LocalHandle) -> Result<Self, EgressError> {
+        Ok(Self {
+            source: LocalSource::Supervised(handle),
+            transcriber: Arc::new(egress::OpenAiTranscriber::new(None)?),
+        })
+    }
+
+    /// The posture for one call now; `None` when the supervised sidecar is not ready in time.
+    pub async fn posture(&self) -> Option<ProviderPosture> {
+        match &self.source {
+            LocalSource::Fixed(p) => Some(p.clone()),
+            LocalSource::Supervised(h) => match h.wait_ready(LOCAL_READY_WAIT).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the local transcription default is not ready");
+                    None
+                }
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for LocalTranscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalTranscription")
-            .field("label", &self.posture.label)
-            .field("model", &self.posture.model)
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }

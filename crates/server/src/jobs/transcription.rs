@@ -106,7 +106,10 @@ pub async fn transcribe_chunk(
     let (posture, transcriber) = match work.transcription_provider(keyring).await? {
         Some(p) => (posture(&p), assistant.adapters.transcriber(&p)),
         None => match &assistant.local_transcription {
-            Some(local) => (local.posture.clone(), Some(local.transcriber.clone())),
+            Some(local) => match local.posture().await {
+                Some(p) => (p, Some(local.transcriber.clone())),
+                None => return Ok(None),
+            },
             None => return Ok(None),
         },
     };
