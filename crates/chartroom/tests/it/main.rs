@@ -45,6 +45,7 @@ mod practice_settings;
 mod references;
 mod retention;
 mod schema;
+mod scribe_binary;
 mod scribe_drafting;
 mod scribe_local;
 mod sealed_columns;
