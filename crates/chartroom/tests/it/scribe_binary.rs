@@ -178,7 +178,10 @@ async fn the_binary_transcribes_a_recorded_visit_with_the_local_default() {
         .collect::<Vec<_>>()
         .join(" ");
     for word in ["sensitivity", "cold water", "polished", "six months"] {
-        assert!(text.contains(word), "{word:?} missing from the transcript: {text}");
+        assert!(
+            text.contains(word),
+            "{word:?} missing from the transcript: {text}"
+        );
     }
     // Times are in the capture: the second chunk's segments start after the first chunk.
     let second_start = transcript["segments"]

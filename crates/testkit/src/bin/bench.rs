@@ -38,6 +38,8 @@ mod identity;
 mod notes;
 #[path = "bench_reads/mod.rs"]
 mod reads;
+#[path = "bench_scribe/mod.rs"]
+mod scribe;
 #[path = "bench_web/mod.rs"]
 mod web;
 
@@ -181,6 +183,16 @@ enum Bench {
         /// Timeline window in seconds.
         #[arg(long, default_value_t = 30)]
         window: u64,
+        /// The `chartroom` binary (default: beside this one).
+        #[arg(long)]
+        server: Option<std::path::PathBuf>,
+    },
+    /// A synthetic visit recorded into the real binary at the recorder's pace: seconds from
+    /// stop to the complete transcript and to the draft, and the server's memory during capture.
+    ScribeVisit {
+        /// Minutes of synthetic speech.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
         /// The `chartroom` binary (default: beside this one).
         #[arg(long)]
         server: Option<std::path::PathBuf>,
@@ -769,6 +781,9 @@ async fn main() -> anyhow::Result<()> {
             window,
             server,
         } => load(seconds, clients, warmup, patients, window, server).await,
+        Bench::ScribeVisit { minutes, server } => scribe::scribe_visit(minutes, server)
+            .await
+            .context("scribe-visit benchmark"),
         Bench::WebRender {
             clients,
             pairs,
