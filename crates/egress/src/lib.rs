@@ -19,6 +19,8 @@
 //!   turn and audits it.
 
 pub mod anthropic;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod draft;
 pub mod evidence;
 pub mod gate;
@@ -28,6 +30,8 @@ pub mod openai;
 pub mod transcribe;
 
 pub use anthropic::AnthropicDrafter;
+#[cfg(feature = "aws")]
+pub use aws::BedrockDrafter;
 pub use draft::{DraftReply, DraftRequest, DraftSection, DraftSentence, Drafter};
 pub use gate::{BaaAttestation, Cleared, Hosting, ProviderPosture, Refusal, gate, gate_with_hosts};
 pub use http::{ApiKey, Limits};

@@ -1,6 +1,6 @@
 //! OpenAI-compatible adapters: `/v1/audio/transcriptions` (verbose JSON) and
 //! `/v1/chat/completions` (strict JSON-schema output). The same wire format is spoken by
-//! whisper.cpp's and faster-whisper's servers, vLLM, Ollama, llama.cpp's server and OpenAI.
+//! the servers of `whisper.cpp`, `faster-whisper`, `vLLM`, `Ollama` and `llama.cpp`, and `OpenAI`.
 
 use serde::Deserialize;
 
@@ -11,7 +11,7 @@ use crate::transcribe::{
 };
 use crate::{Cleared, EgressError, Usage};
 
-/// The largest clip sent in one call (OpenAI's documented upload limit).
+/// The largest clip sent in one call (the documented upload limit of `OpenAI`).
 pub const MAX_AUDIO_BYTES: usize = 25 * 1024 * 1024;
 /// The longest vocabulary prompt sent.
 pub const MAX_PROMPT_CHARS: usize = 2000;
@@ -63,6 +63,7 @@ struct WireSegment {
 }
 
 #[derive(Deserialize)]
+#[allow(clippy::struct_field_names, reason = "the providers' own field names")]
 struct WireUsage {
     #[serde(default)]
     input_tokens: Option<u32>,
@@ -89,7 +90,7 @@ impl WireUsage {
     reason = "checked first: finite, non-negative, at most a day"
 )]
 fn seconds_to_ms(s: f64) -> Result<u64, EgressError> {
-    if !s.is_finite() || s < 0.0 || s > 86_400.0 {
+    if !s.is_finite() || !(0.0..=86_400.0).contains(&s) {
         return Err(EgressError::Malformed(
             "a segment time is out of range".into(),
         ));

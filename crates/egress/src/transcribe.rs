@@ -202,7 +202,14 @@ mod tests {
     #[test]
     fn filters_against_invented_text() {
         use super::Dropped::{Empty, NoSpeech, Repetition, SilencePhrase};
-        let cases: &[(&str, Option<f32>, Option<f32>, Option<f32>, Option<Dropped>)] = &[
+        type Case = (
+            &'static str,
+            Option<f32>,
+            Option<f32>,
+            Option<f32>,
+            Option<Dropped>,
+        );
+        let cases: &[Case] = &[
             (
                 "Probing depth four on the mesial.",
                 Some(0.01),

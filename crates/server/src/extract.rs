@@ -175,6 +175,7 @@ pub trait Guard: Send + Sync + 'static {
     /// The privilege.
     const PRIVILEGE: Privilege;
     /// Whether `roles` pass this guard (by default: hold [`Guard::PRIVILEGE`]).
+    #[must_use]
     fn allows(roles: domain::RoleSet) -> bool {
         Self::PRIVILEGE.allows(roles)
     }

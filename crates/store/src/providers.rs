@@ -359,26 +359,14 @@ pub async fn api_key(
     Ok(Some(egress::ApiKey::new(key)))
 }
 
-/// Changes a provider (owner or admin; RLS checks it). `None` if there is no such provider
-/// here. Attesting a BAA records the acting user and the transaction's time; the key is sealed
-/// again on replacement.
-pub async fn change(
-    tx: &mut TenantTx,
-    keyring: &Keyring,
-    id: ProviderId,
+/// `before` with the change `c` applied (a BAA attested by `actor` at `now`), and the names of
+/// the fields whose value changed (the API key is the caller's).
+fn apply(
+    before: &Provider,
     c: &ProviderChange,
-) -> Result<Option<Changed>, StoreError> {
-    // Lock the row so two changes cannot interleave their "what changed" comparisons.
-    let before: Option<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from ai_provider where practice_id = $1 and provider_id = $2 for update"
-    ))
-    .bind(tx.practice())
-    .bind(id)
-    .fetch_optional(tx.conn())
-    .await?;
-    let Some(before) = before.map(from_row) else {
-        return Ok(None);
-    };
+    actor: UserId,
+    now: DateTime<Utc>,
+) -> (Provider, Vec<&'static str>) {
     let mut fields = Vec::new();
     let mut after = before.clone();
     let mut set = |name: &'static str, changed: bool| {
@@ -406,13 +394,12 @@ pub async fn change(
         set("vendor", *v != before.vendor);
         after.vendor.clone_from(v);
     }
-    let now = tx.now();
     if let Some(doc) = &c.baa_document_ref {
         // A new attestation is always recorded (a renewed contract), a withdrawal only if
         // there was one.
         set("baa", doc.is_some() || before.baa.is_some());
         after.baa = doc.as_ref().map(|d| Baa {
-            attested_by: tx.actor(),
+            attested_by: actor,
             attested_at: now,
             document_ref: d.clone(),
         });
@@ -433,13 +420,42 @@ pub async fn change(
         set("enabled", v != before.enabled);
         after.enabled = v;
     }
+    (after, fields)
+}
+
+/// Changes a provider (owner or admin; RLS checks it). `None` if there is no such provider
+/// here. Attesting a BAA records the acting user and the transaction's time; the key is sealed
+/// again on replacement.
+pub async fn change(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    id: ProviderId,
+    c: &ProviderChange,
+) -> Result<Option<Changed>, StoreError> {
+    // Lock the row so two changes cannot interleave their "what changed" comparisons.
+    let before: Option<Row> = sqlx::query_as(&format!(
+        "select {COLUMNS} from ai_provider where practice_id = $1 and provider_id = $2 for update"
+    ))
+    .bind(tx.practice())
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some(before) = before.map(from_row) else {
+        return Ok(None);
+    };
+    let now = tx.now();
+    let (mut after, mut fields) = apply(&before, c, tx.actor(), now);
     let key_enc = match &c.api_key {
         Some(Some(k)) => {
-            set("api_key", true);
+            fields.push("api_key");
+            after.has_api_key = true;
             Some(Some(seal_key(tx, keyring, id, k).await?))
         }
         Some(None) => {
-            set("api_key", before.has_api_key);
+            if before.has_api_key {
+                fields.push("api_key");
+            }
+            after.has_api_key = false;
             Some(None)
         }
         None => None,

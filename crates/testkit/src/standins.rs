@@ -1,10 +1,10 @@
-//! Stand-ins for the paid AI APIs (OpenAI and Anthropic), for tests only.
+//! Stand-ins for the paid AI APIs (`OpenAI` and Anthropic), for tests only.
 //!
 //! Each stand-in is a real HTTP server on `127.0.0.1:0` speaking the providers' documented
 //! request and response shapes:
-//! - OpenAI `POST /v1/audio/transcriptions` (multipart; `response_format=verbose_json` gives
+//! - `OpenAI` `POST /v1/audio/transcriptions` (multipart; `response_format=verbose_json` gives
 //!   segments with `start`/`end` seconds, `avg_logprob`, `compression_ratio`, `no_speech_prob`),
-//! - OpenAI `POST /v1/chat/completions` (`choices[0].message.content` holding the JSON the
+//! - `OpenAI` `POST /v1/chat/completions` (`choices[0].message.content` holding the JSON the
 //!   request's `response_format` asked for, `finish_reason`, `usage`),
 //! - Anthropic `POST /v1/messages` (`anthropic-version` header, a forced tool call whose
 //!   `input` is the structured answer, `stop_reason`, `usage`).
@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 /// Which API a stand-in speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
-    /// OpenAI (transcriptions and chat completions).
+    /// `OpenAI` (transcriptions and chat completions).
     OpenAi,
     /// Anthropic (messages).
     Anthropic,
@@ -162,7 +162,7 @@ impl Drop for StandIn {
 }
 
 impl StandIn {
-    /// A stand-in for OpenAI's `/v1/audio/transcriptions` and `/v1/chat/completions`.
+    /// A stand-in for `OpenAI`'s `/v1/audio/transcriptions` and `/v1/chat/completions`.
     pub async fn openai() -> Self {
         Self::start(Api::OpenAi).await
     }
@@ -201,16 +201,14 @@ impl StandIn {
     }
 
     /// Queues a reply for the next request (first in, first out).
-    pub fn script(&self, reply: Reply) -> &Self {
+    pub fn script(&self, reply: Reply) {
         self.lock().script.push_back(reply);
-        self
     }
 
-    /// Requires this API key (bearer for OpenAI, `x-api-key` for Anthropic); requests without
+    /// Requires this API key (bearer for `OpenAI`, `x-api-key` for Anthropic); requests without
     /// it get 401.
-    pub fn require_key(&self, key: &str) -> &Self {
+    pub fn require_key(&self, key: &str) {
         self.lock().required_key = Some(key.to_owned());
-        self
     }
 
     /// How many requests reached the server (any path, valid or not).

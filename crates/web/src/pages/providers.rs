@@ -24,6 +24,10 @@ use super::{Chrome, Member, chrome, html, html_status, path_id, redirect};
 use crate::{Assets, WebError, assets};
 
 /// One provider as shown.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "a view model: each flag is one fact of the posture the page shows"
+)]
 pub(crate) struct ProviderRow {
     id: ProviderId,
     label: String,
