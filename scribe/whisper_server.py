@@ -96,6 +96,12 @@ def keep_segment(seg):
     return True
 
 
+def supported_languages():
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return _LANGUAGE_CODES
+
+
 class BadRequest(Exception):
     def __init__(self, status, message, code=None, param=None):
         super().__init__(message)
@@ -301,11 +307,14 @@ def make_handler(engine, max_bytes):
                 if model not in (None, engine.model_name, "whisper-1"):
                     raise BadRequest(404, "this server serves one model: " + engine.model_name,
                                      "model_not_found", "model")
-                prompt = text_field(fields, "prompt", 4096)
+                prompt = text_field(fields, "prompt", 8192)
                 language = text_field(fields, "language", 16)
-                if language is not None and not (language.isalpha() and 2 <= len(language) <= 3):
-                    raise BadRequest(400, "language must be an ISO 639-1 code", "invalid_language",
-                                     "language")
+                if language is not None:
+                    # A BCP 47 tag is accepted by its primary subtag (`en-US` is `en`).
+                    language = language.split("-")[0].split("_")[0].lower()
+                    if language not in supported_languages():
+                        raise BadRequest(400, "language must be an ISO 639-1 code Whisper knows",
+                                         "invalid_language", "language")
                 fmt = text_field(fields, "response_format", 32) or "json"
                 if fmt not in ("json", "verbose_json", "text"):
                     raise BadRequest(400, "response_format must be json, verbose_json or text",

@@ -529,7 +529,9 @@ fn summarize(scored: &[Scored], voices: &[String], posture: &ProviderPosture) ->
     let compute: f64 = scored.iter().map(|s| s.compute_seconds).sum();
     let mut by_kind = serde_json::Map::new();
     for kind in VisitKind::ALL {
-        by_kind.insert(kind.name().to_owned(), total(&|s| s.kind == kind).into());
+        if scored.iter().any(|s| s.kind == kind) {
+            by_kind.insert(kind.name().to_owned(), total(&|s| s.kind == kind).into());
+        }
     }
     let mut by_voice = serde_json::Map::new();
     for voice in voices {

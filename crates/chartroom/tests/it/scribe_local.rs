@@ -222,6 +222,31 @@ async fn the_local_whisper_transcribes_synthetic_speech_and_invents_nothing_on_s
         assert_eq!(reply["text"], "", "{name}");
     }
 
+    // Speech then a long silence: nothing is invented in the silence (Whisper's classic
+    // "Thank you." at the end), and no segment reaches into it.
+    let tail = dir.join("speech-then-silence.wav");
+    run(Command::new("sox")
+        .arg(dir.join("speech.wav"))
+        .arg(dir.join("silence.wav"))
+        .arg(dir.join("silence.wav"))
+        .arg(&tail));
+    let tail = std::fs::read(tail).unwrap();
+    let (status, reply) = transcribe(&client, &posture.base_url, &posture.model, &tail).await;
+    assert_eq!(status, 200, "{reply}");
+    let heard = words(reply["text"].as_str().unwrap());
+    assert!(wer(&reference, &heard) <= 0.2, "{heard:?}");
+    assert!(
+        !heard.ends_with(&["thank".to_owned(), "you".to_owned()]),
+        "{heard:?}"
+    );
+    let speech_end = wav_seconds(&speech) + 0.5;
+    for s in reply["segments"].as_array().unwrap() {
+        assert!(
+            s["end"].as_f64().unwrap() <= speech_end,
+            "{s} after {speech_end}"
+        );
+    }
+
     // Bad input: a clear error, in OpenAI's error shape.
     let (status, reply) =
         transcribe(&client, &posture.base_url, &posture.model, b"not audio").await;
