@@ -294,7 +294,7 @@ type ConsentRow = (
 const CONSENT_COLUMNS: &str = "consent_id, visit_id, patient_id, consented_by, method, \
     consent_rule, recorded_by, recorded_at, withdrawn_at, withdrawn_by";
 
-fn consent(r: ConsentRow) -> Result<Consent, StoreError> {
+fn consent(r: &ConsentRow) -> Result<Consent, StoreError> {
     Ok(Consent {
         consent_id: r.0,
         visit_id: r.1,
@@ -360,7 +360,7 @@ pub async fn consents(tx: &mut TenantTx, visit: VisitId) -> Result<Vec<Consent>,
     .bind(LIST_MAX)
     .fetch_all(tx.conn())
     .await?;
-    rows.into_iter().map(consent).collect()
+    rows.iter().map(consent).collect()
 }
 
 /// The consent in force for `visit`, locked for the rest of the transaction.
@@ -376,7 +376,7 @@ pub async fn active_consent(
     .bind(visit)
     .fetch_optional(tx.conn())
     .await?;
-    r.map(consent).transpose()
+    r.as_ref().map(consent).transpose()
 }
 
 /// Marks `consent` withdrawn by the actor, now. Returns `false` when it was not in force.
@@ -1380,7 +1380,7 @@ mod tests {
     // issue 18 — elapsed time adds the live stretch; pause and stop fold it in.
     #[test]
     fn elapsed_time_follows_the_state() {
-        let t0 = chrono::Utc::now();
+        let t0 = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let c = Capture {
             capture_id: CaptureId::new(),
             visit_id: VisitId::new(),
