@@ -219,6 +219,19 @@ async fn flow(b: &mut Browser, app: &TestApp, world: &World, email: &str) {
         );
         b.check_page(shot).await;
     }
+    // Pages outside a practice (home, account) ask the server as they load.
+    for (path, shot) in [
+        ("/app", "99d-scribe-live-home"),
+        ("/app/account", "99e-scribe-live-account"),
+    ] {
+        b.driver.goto(app.url(path)).await.unwrap();
+        let v = wait_for(b, path, |v| v["shown"] == true && v["state"] == "live").await;
+        assert!(
+            v["text"].as_str().unwrap().contains("Recording"),
+            "{path}: {v}"
+        );
+        b.check_page(shot).await;
+    }
     // The patient-facing status screen: big "Recording", no patient data.
     let (_, caps) = crate::util::call(
         app,
