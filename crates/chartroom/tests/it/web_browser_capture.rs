@@ -2,9 +2,8 @@
 //! clinician records the patient's consent on the visit page, records, sees the live
 //! indicator on every page visited in a second tab while live (the recorder keeping its
 //! chunks through a network drop and sending them in order after it), stops, and the
-//! indicator is
-//! gone from both tabs within a second; the chunks are stored (encrypted) and the capture is
-//! stopped. Each page: zero CSP violations, zero serious or critical axe-core violations, a
+//! indicator is gone from both tabs within a second; the chunks are stored (encrypted) and
+//! the capture is stopped. Each page: zero CSP violations, zero serious or critical axe-core violations, a
 //! screenshot (helpers of `web_browser`).
 
 use std::panic::AssertUnwindSafe;
