@@ -1002,3 +1002,46 @@ async fn capture_authorization_matrix() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["capture"]["state"], "live");
 }
+
+// issue 18 — a deleted patient's audio is deleted by the next audio retention pass (reason
+// `patient_deleted`, audited), without waiting for a signed note.
+#[tokio::test]
+async fn a_deleted_patients_audio_is_purged() {
+    let f = fx().await;
+    let visit = f.visit().await;
+    f.consent(&visit).await;
+    let capture = f.start(&visit).await;
+    let (s, _) = f.chunk(&capture, 0, &tone_wav(1000, 0)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    f.post(&format!("/captures/{capture}/stop"), None).await;
+    let (s, v) = call(
+        &f.app,
+        Method::DELETE,
+        &format!("{}/patients/{}", f.base(), f.w.a.patient),
+        Some(&f.clin),
+        None,
+    )
+    .await;
+    assert!(s.is_success(), "{s} {v}");
+    let owner = f.db.owner().await;
+    let pass = server::jobs::capture::purge_audio_all(
+        &owner,
+        Some(f.w.a.id),
+        f.app.clock.now(),
+        f.app.blobs.as_ref().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pass.done[0].1.purged.len(), 1);
+    assert_eq!(
+        f.rows(
+            "select count(*) from capture_chunk where capture_id = $1 and blob_id is not null",
+            &capture
+        )
+        .await,
+        0
+    );
+    let rows = f.actions_on(&capture).await;
+    let purge = rows.iter().find(|r| r.0 == "capture.audio_purge").unwrap();
+    assert_eq!(purge.2["reason"], "patient_deleted");
+}
