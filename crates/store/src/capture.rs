@@ -30,12 +30,15 @@
 //! # Example
 //! ```no_run
 //! # async fn f(tx: &mut store::TenantTx, blobs: &store::crypto::BlobStore,
-//! #            capture: domain::CaptureId, wav: &[u8]) -> Result<(), store::StoreError> {
-//! let c = store::capture::get_for_update(tx, capture).await?.expect("a capture");
-//! let stored = store::capture::store_chunk(tx, blobs, &c, 0, wav).await?;
-//! let back = store::capture::read_chunk_wav(tx, blobs, capture, 0).await?;
+//! #            capture: domain::CaptureId, wav: &[u8])
+//! #            -> Result<(), Box<dyn std::error::Error>> {
+//! let c = store::capture::get_for_update(tx, capture).await?.ok_or("no such capture")?;
+//! // The next chunk (or a resend of an accepted one), encrypted into a blob:
+//! let stored = store::capture::store_chunk(tx, blobs, &c, c.chunks, wav).await?;
+//! // What the transcription job reads back:
+//! let back = store::capture::read_chunk_wav(tx, blobs, capture, stored.chunk().seq).await?;
 //! assert_eq!(back.as_deref(), Some(wav));
-//! # let _ = stored; Ok(()) }
+//! # Ok(()) }
 //! ```
 
 use chrono::{DateTime, Utc};
