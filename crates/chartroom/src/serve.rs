@@ -242,15 +242,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
-    let jobs = start_jobs(
-        &args,
-        &store,
-        owner,
-        checkpointer,
-        state.clock.clone(),
-        state.blobs.clone(),
-        state.assistant.clone(),
-    );
+    let jobs = start_jobs(&args, &store, owner, checkpointer, &state);
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
@@ -296,10 +288,13 @@ fn start_jobs(
     store: &store::Store,
     owner: Option<store::OwnerStore>,
     checkpointer: server::checkpoint::Checkpointer,
-    clock: Arc<dyn domain::Clock>,
-    blobs: Option<Arc<store::crypto::BlobStore>>,
-    assistant: server::assistant::Assistant,
+    state: &server::AppState,
 ) -> Jobs {
+    let (clock, blobs, assistant) = (
+        state.clock.clone(),
+        state.blobs.clone(),
+        state.assistant.clone(),
+    );
     let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
     let mut jobs = Jobs::new(clock);
     jobs.start(Sequencer::new(

@@ -30,12 +30,15 @@
 //! # Example
 //! ```no_run
 //! # async fn f(tx: &mut store::TenantTx, blobs: &store::crypto::BlobStore,
-//! #            capture: domain::CaptureId, wav: &[u8]) -> Result<(), store::StoreError> {
-//! let c = store::capture::get_for_update(tx, capture).await?.expect("a capture");
-//! let stored = store::capture::store_chunk(tx, blobs, &c, 0, wav).await?;
-//! let back = store::capture::read_chunk_wav(tx, blobs, capture, 0).await?;
+//! #            capture: domain::CaptureId, wav: &[u8])
+//! #            -> Result<(), Box<dyn std::error::Error>> {
+//! let c = store::capture::get_for_update(tx, capture).await?.ok_or("no such capture")?;
+//! // The next chunk (or a resend of an accepted one), encrypted into a blob:
+//! let stored = store::capture::store_chunk(tx, blobs, &c, c.chunks, wav).await?;
+//! // What the transcription job reads back:
+//! let back = store::capture::read_chunk_wav(tx, blobs, capture, stored.chunk().seq).await?;
 //! assert_eq!(back.as_deref(), Some(wav));
-//! # let _ = stored; Ok(()) }
+//! # Ok(()) }
 //! ```
 
 use chrono::{DateTime, Utc};
@@ -294,7 +297,7 @@ type ConsentRow = (
 const CONSENT_COLUMNS: &str = "consent_id, visit_id, patient_id, consented_by, method, \
     consent_rule, recorded_by, recorded_at, withdrawn_at, withdrawn_by";
 
-fn consent(r: ConsentRow) -> Result<Consent, StoreError> {
+fn consent(r: &ConsentRow) -> Result<Consent, StoreError> {
     Ok(Consent {
         consent_id: r.0,
         visit_id: r.1,
@@ -360,7 +363,7 @@ pub async fn consents(tx: &mut TenantTx, visit: VisitId) -> Result<Vec<Consent>,
     .bind(LIST_MAX)
     .fetch_all(tx.conn())
     .await?;
-    rows.into_iter().map(consent).collect()
+    rows.iter().map(consent).collect()
 }
 
 /// The consent in force for `visit`, locked for the rest of the transaction.
@@ -376,7 +379,7 @@ pub async fn active_consent(
     .bind(visit)
     .fetch_optional(tx.conn())
     .await?;
-    r.map(consent).transpose()
+    r.as_ref().map(consent).transpose()
 }
 
 /// Marks `consent` withdrawn by the actor, now. Returns `false` when it was not in force.
@@ -1380,7 +1383,7 @@ mod tests {
     // issue 18 — elapsed time adds the live stretch; pause and stop fold it in.
     #[test]
     fn elapsed_time_follows_the_state() {
-        let t0 = chrono::Utc::now();
+        let t0 = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let c = Capture {
             capture_id: CaptureId::new(),
             visit_id: VisitId::new(),

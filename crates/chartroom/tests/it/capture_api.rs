@@ -13,6 +13,10 @@ use crate::util::call;
 
 /// A WAV file of `ms` milliseconds of a 440 Hz tone, 16 kHz mono 16-bit PCM, `seed` varying
 /// the amplitude so chunks differ.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "samples are within ±9000 by construction"
+)]
 pub(crate) fn tone_wav(ms: u32, seed: u16) -> Vec<u8> {
     let samples = 16 * ms;
     let mut w = Vec::with_capacity(44 + samples as usize * 2);
@@ -339,7 +343,7 @@ async fn resending_a_chunk_is_idempotent_and_audio_is_encrypted() {
     .fetch_one(&mut su)
     .await
     .unwrap();
-    assert_eq!(len, wav.len() as i64);
+    assert_eq!(len, i64::try_from(wav.len()).unwrap());
     let blobs = f.app.blobs.clone().unwrap();
     let path = f.app.checkpoint_dir.join("blobs").join(
         blobs
@@ -377,7 +381,9 @@ async fn withdrawing_consent_stops_and_purges() {
     let consent = f.consent(&visit).await;
     let capture = f.start(&visit).await;
     for seq in 0..3 {
-        let (s, _) = f.chunk(&capture, seq, &tone_wav(1000, seq as u16)).await;
+        let (s, _) = f
+            .chunk(&capture, seq, &tone_wav(1000, u16::try_from(seq).unwrap()))
+            .await;
         assert_eq!(s, StatusCode::CREATED);
     }
     let mut su = f.db.superuser_unsafe().await;
@@ -484,7 +490,13 @@ async fn the_longest_capture_stops_it() {
     let (_, c) = f.get(&format!("/captures/{capture}")).await;
     assert_eq!(c["max_ms"], 60_000);
     for seq in 0..5 {
-        let (s, v) = f.chunk(&capture, seq, &tone_wav(12_000, seq as u16)).await;
+        let (s, v) = f
+            .chunk(
+                &capture,
+                seq,
+                &tone_wav(12_000, u16::try_from(seq).unwrap()),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{seq}: {v}");
         assert_eq!(
             v["capture"]["state"],
@@ -687,6 +699,18 @@ async fn retention_purges_audio_after_signing_except_under_legal_hold() {
     assert_eq!(purge_row.1, Some(f.w.a.patient.as_uuid()));
 }
 
+/// One scribe route of the matrix: method, path in A, the same naming B's object, the roles
+/// that may use it, the audit action of a success, and its body.
+struct Route {
+    m: Method,
+    path: String,
+    foreign: Option<String>,
+    roles: &'static [&'static str],
+    action: Option<&'static str>,
+    body: Option<Value>,
+    wav: bool,
+}
+
 // The authorization matrix of every scribe route: anonymous 401, another practice's member
 // 404 (and A's member naming B's visit or capture 404), wrong role 403 (audited denial),
 // right role 2xx with its audit row.
@@ -737,17 +761,6 @@ async fn capture_authorization_matrix() {
     let a = f.base();
     let mut su = f.db.superuser_unsafe().await;
 
-    // (method, path in A, B's object in A's path, needs clinician (else manage / member),
-    //  expected action of the success row, body)
-    struct Route {
-        m: Method,
-        path: String,
-        foreign: Option<String>,
-        roles: &'static [&'static str],
-        action: Option<&'static str>,
-        body: Option<Value>,
-        wav: bool,
-    }
     let clinical: &[&str] = &["clinician"];
     let routes = vec![
         Route {
@@ -988,4 +1001,47 @@ async fn capture_authorization_matrix() {
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["capture"]["state"], "live");
+}
+
+// issue 18 — a deleted patient's audio is deleted by the next audio retention pass (reason
+// `patient_deleted`, audited), without waiting for a signed note.
+#[tokio::test]
+async fn a_deleted_patients_audio_is_purged() {
+    let f = fx().await;
+    let visit = f.visit().await;
+    f.consent(&visit).await;
+    let capture = f.start(&visit).await;
+    let (s, _) = f.chunk(&capture, 0, &tone_wav(1000, 0)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    f.post(&format!("/captures/{capture}/stop"), None).await;
+    let (s, v) = call(
+        &f.app,
+        Method::DELETE,
+        &format!("{}/patients/{}", f.base(), f.w.a.patient),
+        Some(&f.clin),
+        None,
+    )
+    .await;
+    assert!(s.is_success(), "{s} {v}");
+    let owner = f.db.owner().await;
+    let pass = server::jobs::capture::purge_audio_all(
+        &owner,
+        Some(f.w.a.id),
+        f.app.clock.now(),
+        f.app.blobs.as_ref().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pass.done[0].1.purged.len(), 1);
+    assert_eq!(
+        f.rows(
+            "select count(*) from capture_chunk where capture_id = $1 and blob_id is not null",
+            &capture
+        )
+        .await,
+        0
+    );
+    let rows = f.actions_on(&capture).await;
+    let purge = rows.iter().find(|r| r.0 == "capture.audio_purge").unwrap();
+    assert_eq!(purge.2["reason"], "patient_deleted");
 }

@@ -247,6 +247,23 @@ pub(crate) struct Recording {
     pub elapsed_ms: i64,
     /// The same as `mm:ss`.
     pub elapsed: String,
+    /// Whether the script asks the server at once (pages outside a practice, whose first
+    /// paint cannot read a practice's captures).
+    pub probe: bool,
+}
+
+/// The indicator of a page outside any practice (home, account): the state endpoint of the
+/// first practice where the user is a clinician, asked by the script as the page loads.
+pub(crate) fn recording_probe(mine: &[store::practices::MyPractice]) -> Option<Recording> {
+    mine.iter()
+        .find(|p| RoleSet::parse(&p.roles).is_ok_and(|r| Privilege::Clinical.allows(r)))
+        .map(|p| Recording {
+            src: format!("/api/v1/practices/{}/me/capture", p.practice_id),
+            state: "none",
+            elapsed_ms: 0,
+            elapsed: clock(0),
+            probe: true,
+        })
 }
 
 /// `mm:ss` (or `h:mm:ss`) of `ms`.
@@ -275,6 +292,7 @@ pub(crate) async fn recording(tx: &mut TenantTx) -> Result<Option<Recording>, We
         state: open.map_or("none", |c| c.state.as_str()),
         elapsed_ms,
         elapsed: clock(elapsed_ms),
+        probe: false,
     }))
 }
 

@@ -1,6 +1,7 @@
 // Chartroom's live recording indicator (an ES module, on every signed-in page).
 // The server renders the indicator's first state (#rec-indicator: hidden, or the capture's
-// state and elapsed time); this module keeps it current:
+// state and elapsed time; on pages outside a practice, `data-probe` asks the server as the
+// page loads); this module keeps it current:
 // - the elapsed time ticks locally while live;
 // - while a capture is open, the server's state is polled every 500 ms (the clinician's own
 //   open capture in this practice, `data-src`), so a stop anywhere hides it within a second;
@@ -99,6 +100,8 @@ if (el) {
     channel.addEventListener('message', () => { poll(); });
   }
   document.addEventListener('chartroom:capture', () => { poll(); });
+  // A page outside a practice: its first paint could not read the state; ask now.
+  if (el.dataset.probe) poll();
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') poll();
   });
