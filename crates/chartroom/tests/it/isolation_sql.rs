@@ -105,6 +105,12 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .execute(&mut su)
         .await
         .unwrap();
+        // The practice's AI provider registry: one self-hosted transcription provider.
+        sqlx::query("insert into ai_provider (practice_id, provider_id, label, adapter, purpose, base_url, model, hosting, vendor, created_at, updated_at) values ($1, gen_random_uuid(), 'Fixture', 'openai_transcription', 'transcription', 'http://127.0.0.1:9', 'whisper-1', 'self_hosted', 'Operator', now(), now())")
+            .bind(p.id)
+            .execute(&mut su)
+            .await
+            .unwrap();
         sqlx::query("insert into blob_object (practice_id, blob_id, object_id, dek_version, plaintext_len, stored_len, created_at) values ($1, $2, $2, 1, 1, 80, now())")
             .bind(p.id)
             .bind(uuid::Uuid::new_v4())
