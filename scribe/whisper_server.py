@@ -25,6 +25,7 @@ Endpoints:
 """
 
 import argparse
+import collections
 import io
 import json
 import math
@@ -65,6 +66,12 @@ KNOWN_INVENTIONS = {
 }
 INVENTION_NO_SPEECH = 0.15
 INVENTION_LOG_PROB = -0.6
+# Voice-activity detection (Silero): speech shorter than a pause of this length stays one
+# chunk, and chunks are padded so word edges are not cut.
+VAD_PARAMETERS = {"min_silence_duration_ms": 500, "speech_pad_ms": 200}
+
+# What a clip with no speech reports (the model is not run on it at all).
+NoSpeech = collections.namedtuple("NoSpeech", "language duration")
 
 
 def normalize(text):
@@ -87,6 +94,12 @@ def keep_segment(seg):
     ):
         return False
     return True
+
+
+def supported_languages():
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return _LANGUAGE_CODES
 
 
 class BadRequest(Exception):
@@ -151,6 +164,7 @@ class Engine:
 
     def transcribe(self, audio_bytes, prompt, language, temperature):
         from faster_whisper import decode_audio
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         if not self.slots.acquire(blocking=False):
             raise BadRequest(429, "busy: too many transcriptions waiting", "rate_limited")
@@ -159,6 +173,11 @@ class Engine:
                 audio = decode_audio(io.BytesIO(audio_bytes), sampling_rate=16000)
             except Exception:
                 raise BadRequest(400, "the file is not decodable audio", "invalid_audio", "file")
+            duration = len(audio) / 16000.0
+            # No speech at all (or next to no audio): nothing to recognize, and no language
+            # detection to pay for.
+            if duration < 0.1 or not get_speech_timestamps(audio, VadOptions(**VAD_PARAMETERS)):
+                return [], NoSpeech(language, duration), 0
             with self.lock:
                 segments, info = self.model.transcribe(
                     audio,
@@ -167,7 +186,7 @@ class Engine:
                     temperature=temperature,
                     beam_size=self.beam_size,
                     vad_filter=True,
-                    vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 200},
+                    vad_parameters=VAD_PARAMETERS,
                     condition_on_previous_text=False,
                     no_speech_threshold=NO_SPEECH_THRESHOLD,
                     log_prob_threshold=LOG_PROB_THRESHOLD,
@@ -288,11 +307,14 @@ def make_handler(engine, max_bytes):
                 if model not in (None, engine.model_name, "whisper-1"):
                     raise BadRequest(404, "this server serves one model: " + engine.model_name,
                                      "model_not_found", "model")
-                prompt = text_field(fields, "prompt", 4096)
+                prompt = text_field(fields, "prompt", 8192)
                 language = text_field(fields, "language", 16)
-                if language is not None and not (language.isalpha() and 2 <= len(language) <= 3):
-                    raise BadRequest(400, "language must be an ISO 639-1 code", "invalid_language",
-                                     "language")
+                if language is not None:
+                    # A BCP 47 tag is accepted by its primary subtag (`en-US` is `en`).
+                    language = language.split("-")[0].split("_")[0].lower()
+                    if language not in supported_languages():
+                        raise BadRequest(400, "language must be an ISO 639-1 code Whisper knows",
+                                         "invalid_language", "language")
                 fmt = text_field(fields, "response_format", 32) or "json"
                 if fmt not in ("json", "verbose_json", "text"):
                     raise BadRequest(400, "response_format must be json, verbose_json or text",
@@ -359,9 +381,18 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
 
 def exit_on_stdin_eof():
+    why = "stdin closed"
     try:
-        while sys.stdin.buffer.read(4096):
-            pass
+        while True:
+            chunk = sys.stdin.buffer.read(4096)
+            if not chunk:
+                why = "stdin closed (%r)" % (chunk,)
+                break
+    except Exception as exc:
+        why = "stdin unreadable (%s)" % type(exc).__name__
+    try:  # the supervisor may be gone, and its end of stderr with it
+        sys.stderr.write("chartroom-whisper exiting: %s\n" % why)
+        sys.stderr.flush()
     except Exception:
         pass
     os._exit(0)

@@ -15,6 +15,7 @@ mod notes_cmd;
 mod perio_cmd;
 mod perio_voice;
 mod retention_cmd;
+mod scribe_cmd;
 mod serve;
 mod services;
 mod startup;
@@ -178,6 +179,10 @@ enum Command {
     /// Periodontal dictation engine: parse, evaluate fixtures, export the vocabulary.
     #[command(subcommand)]
     Perio(perio_cmd::PerioCommand),
+    /// The AI scribe's local transcription default: real-time factor, evaluation on
+    /// synthetic visits.
+    #[command(subcommand)]
+    Scribe(scribe_cmd::ScribeCommand),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -229,6 +234,7 @@ fn main() -> ExitCode {
             Command::Backup(cmd) => backup_cmd::run(&svc, cmd).await,
             Command::Notes(cmd) => notes_cmd::run(&svc, cmd).await,
             Command::Retention(cmd) => retention_cmd::run(&svc, cmd).await,
+            Command::Scribe(cmd) => scribe_cmd::run(cmd).await,
             Command::Perio(_) => Ok(()),
         }
     });

@@ -111,6 +111,10 @@ pub(crate) struct ServeArgs {
           default_value_t = server::DEFAULT_REQUEST_TIMEOUT_SECS,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,
+
+    /// The scribe's offline local transcription default.
+    #[command(flatten)]
+    pub scribe: crate::scribe_cmd::ScribeLocalArgs,
 }
 
 /// Waits for a stop signal or, on the embedded cluster, for the database to exit. Returns why,
@@ -172,6 +176,9 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
             anyhow::bail!("--security-contact must be a mailto: or https: URI");
         }
     }
+    // The local transcription default (on first use, unless `--scribe-local on`). Hand
+    // `scribe_local.handle()` to the transcription job: its provider is `wait_ready`'s posture.
+    let scribe_local = crate::scribe_cmd::start_local(&args.scribe)?;
     let mut db = Database::for_serve(g).await?;
     let owner = db.migrate().await?;
     let owner = crate::startup::prepare_owner(svc, &db, owner).await?;
@@ -247,6 +254,9 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         if let Some((at, error)) = &s.last_error {
             tracing::warn!(job = s.name, passes = s.passes, failures = s.failures, %at, %error, "background job: last failure");
         }
+    }
+    if let Some(local) = scribe_local {
+        local.stop().await;
     }
     store.close().await;
     db.shutdown().await?;

@@ -13,6 +13,7 @@
 
 pub mod draft;
 pub mod gate;
+pub mod local;
 pub mod transcribe;
 
 pub use draft::{DraftReply, DraftRequest, DraftSection, DraftSentence, Drafter};

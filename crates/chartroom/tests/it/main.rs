@@ -42,6 +42,7 @@ mod practice_settings;
 mod references;
 mod retention;
 mod schema;
+mod scribe_local;
 mod sealed_columns;
 mod session_access;
 mod sessions;
