@@ -28,6 +28,24 @@ const MAX_REPLY_BYTES: usize = 1024 * 1024;
 /// One transcription may take this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Starts the local Whisper sidecar installed by `scripts/install-scribe` and waits until it
+/// is ready (loading the model takes seconds).
+pub async fn start_local()
+-> anyhow::Result<(egress::local::LocalWhisper, egress::gate::ProviderPosture)> {
+    let home = egress::local::LocalWhisperConfig::default_home()
+        .context("no scribe home: set CHARTROOM_SCRIBE_HOME or HOME")?;
+    let config = egress::local::LocalWhisperConfig::from_install(&home).context(
+        "the local recognizer is not installed (run scripts/install-scribe) or give --recognizer-url",
+    )?;
+    let local = egress::local::LocalWhisper::spawn(config);
+    let posture = local
+        .handle()
+        .wait_ready(Duration::from_secs(300))
+        .await
+        .context("the local recognizer did not start")?;
+    Ok((local, posture))
+}
+
 /// Totals of a voice evaluation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VoiceTotals {
