@@ -36,10 +36,11 @@ pub enum PerioCommand {
     /// against its typed utterance (exact / flagged / wrong); print one line per non-exact
     /// final and the totals. Exits non-zero when any final is wrong.
     EvalVoice {
-        /// Base URL of an OpenAI-compatible transcription endpoint (the local Whisper
-        /// sidecar), e.g. `http://127.0.0.1:8080`.
+        /// Base URL of an OpenAI-compatible transcription endpoint, e.g.
+        /// `http://127.0.0.1:8080`. Without it, the local Whisper sidecar installed by
+        /// `scripts/install-scribe` is started for the run and stopped after it.
         #[arg(long, value_name = "URL")]
-        recognizer_url: String,
+        recognizer_url: Option<String>,
         /// The model name sent to the endpoint.
         #[arg(long, default_value = "whisper-base")]
         model: String,
@@ -104,17 +105,28 @@ fn run_to(cmd: PerioCommand, out: &mut dyn std::io::Write) -> anyhow::Result<Exi
             all,
             files,
         } => {
-            let recognizer = crate::perio_voice::Recognizer::new(&recognizer_url, &model)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            let totals = runtime.block_on(crate::perio_voice::eval_voice(
-                &files,
-                &recognizer,
-                all,
-                out,
-            ))?;
+            let totals = runtime.block_on(async {
+                let (local, url, model) = if let Some(url) = recognizer_url {
+                    (None, url, model)
+                } else {
+                    let (local, posture) = crate::perio_voice::start_local().await?;
+                    (Some(local), posture.base_url, posture.model)
+                };
+                let result = match crate::perio_voice::Recognizer::new(&url, &model) {
+                    Ok(recognizer) => {
+                        crate::perio_voice::eval_voice(&files, &recognizer, all, out).await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Some(local) = local {
+                    local.stop().await;
+                }
+                result
+            })?;
             Ok(if totals.wrong == 0 {
                 ExitCode::SUCCESS
             } else {

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use perio::voice::{
-    Heard, Policy, Verdict, apply_scored, check_prompt, cross_check, decide, needs_check, prompt,
+    Heard, Policy, Scored, Verdict, apply_scored, check_prompt, cross_check, decide, needs_check,
+    prompt,
 };
 use serde_json::Value;
 
@@ -26,6 +27,24 @@ const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_REPLY_BYTES: usize = 1024 * 1024;
 /// One transcription may take this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Starts the local Whisper sidecar installed by `scripts/install-scribe` and waits until it
+/// is ready (loading the model takes seconds).
+pub async fn start_local()
+-> anyhow::Result<(egress::local::LocalWhisper, egress::gate::ProviderPosture)> {
+    let home = egress::local::LocalWhisperConfig::default_home()
+        .context("no scribe home: set CHARTROOM_SCRIBE_HOME or HOME")?;
+    let config = egress::local::LocalWhisperConfig::from_install(&home).context(
+        "the local recognizer is not installed (run scripts/install-scribe) or give --recognizer-url",
+    )?;
+    let local = egress::local::LocalWhisper::spawn(config);
+    let posture = local
+        .handle()
+        .wait_ready(Duration::from_secs(300))
+        .await
+        .context("the local recognizer did not start")?;
+    Ok((local, posture))
+}
 
 /// Totals of a voice evaluation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -142,7 +161,7 @@ impl std::fmt::Write for Bytes<'_> {
     }
 }
 
-/// Reads an OpenAI `verbose_json` transcription: the text, the mean of the segments'
+/// Reads a `verbose_json` transcription (the `OpenAI` shape): the text, the mean of the segments'
 /// `avg_logprob` (weighted by their token counts when given) and the highest
 /// `no_speech_prob`. A plain `json` reply gives the text alone.
 #[must_use]
@@ -161,10 +180,9 @@ pub fn heard_from_verbose_json(json: &Value) -> Heard {
     let mut no_speech: Option<f64> = None;
     for s in segments {
         if let Some(lp) = s.get("avg_logprob").and_then(Value::as_f64) {
-            let w = s
-                .get("tokens")
-                .and_then(Value::as_array)
-                .map_or(1.0, |t| t.len().max(1) as f64);
+            let w = s.get("tokens").and_then(Value::as_array).map_or(1.0, |t| {
+                f64::from(u32::try_from(t.len().max(1)).unwrap_or(u32::MAX))
+            });
             sum += lp * w;
             weight += w;
         }
@@ -257,27 +275,7 @@ pub async fn eval_voice(
                     Verdict::Wrong => totals.wrong += 1,
                 }
                 if all || scored.verdict != Verdict::Exact {
-                    let what = scored.applied.as_ref().map_or_else(
-                        || {
-                            let reasons: Vec<&str> =
-                                scored.voice.hold.iter().map(|h| h.name()).collect();
-                            format!("held: {}", reasons.join(","))
-                        },
-                        |o| {
-                            serde_json::to_value(o.status)
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_owned))
-                                .unwrap_or_default()
-                        },
-                    );
-                    writeln!(
-                        out,
-                        "{id} [{i}] expected {typed:?}, heard {:?} -> {:?} ({what}, confidence {:.2}): {}",
-                        heard.text,
-                        scored.voice.text,
-                        scored.voice.confidence,
-                        scored.verdict.name()
-                    )?;
+                    writeln!(out, "{}", final_line(&id, i, typed, &heard, &scored))?;
                 }
             }
             if let Some(want) = case.get("expect_chart") {
@@ -297,6 +295,30 @@ pub async fn eval_voice(
     );
     writeln!(out, "{totals}")?;
     Ok(totals)
+}
+
+/// One line about a final: id, index, the typed utterance, what was heard, the final and
+/// its outcome (or why it was held), the verdict.
+fn final_line(id: &str, i: usize, typed: &str, heard: &Heard, scored: &Scored) -> String {
+    let what = scored.applied.as_ref().map_or_else(
+        || {
+            let reasons: Vec<&str> = scored.voice.hold.iter().map(|h| h.name()).collect();
+            format!("held: {}", reasons.join(","))
+        },
+        |o| {
+            serde_json::to_value(o.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        },
+    );
+    format!(
+        "{id} [{i}] expected {typed:?}, heard {:?} -> {:?} ({what}, confidence {:.2}): {}",
+        heard.text,
+        scored.voice.text,
+        scored.voice.confidence,
+        scored.verdict.name()
+    )
 }
 
 fn strings(case: &Value, key: &str) -> Vec<String> {

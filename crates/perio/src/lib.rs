@@ -177,7 +177,9 @@
 //!
 //! [`tooth`], [`site`], [`path`] and [`chart`] are the model; [`lexicon`], [`token`] and
 //! [`parse`](mod@parse) read finals; [`session`] resolves and applies them; [`outcome`] is the
-//! result; [`fixtures`] evaluates SPEC fixture files (`chartroom perio eval`).
+//! result; [`fixtures`] evaluates SPEC fixture files (`chartroom perio eval`); [`voice`]
+//! snaps a speech recognizer's free text onto this grammar with a confidence, holding unsure
+//! finals for confirmation (`chartroom perio eval-voice`).
 
 pub mod chart;
 mod error;

@@ -232,9 +232,10 @@ fn normalize(text: &str) -> Vec<Piece> {
     for (i, &c) in chars.iter().enumerate() {
         let prev_digit = i > 0 && chars.get(i - 1).is_some_and(char::is_ascii_digit);
         let next_digit = chars.get(i + 1).is_some_and(char::is_ascii_digit);
-        if c.is_alphanumeric() || c == '#' {
-            cur.push(c);
-        } else if matches!(c, '.' | ',' | ':') && prev_digit && next_digit {
+        if c.is_alphanumeric()
+            || c == '#'
+            || (matches!(c, '.' | ',' | ':') && prev_digit && next_digit)
+        {
             cur.push(c);
         } else if matches!(c, '\'' | '\u{2019}') {
             // "let's" → "lets", as the engine reads it.
@@ -485,6 +486,11 @@ fn sub_cost(a: char, b: char) -> f64 {
     }
 }
 
+/// A small count as a float (counts here are bounded by the final's length).
+fn count(n: usize) -> f64 {
+    f64::from(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// Weighted edit distance between the phonetic spellings of two words, divided by the
 /// longer spelling's length: 0 for words that sound alike, about 1 for unrelated words.
 #[must_use]
@@ -495,11 +501,11 @@ pub fn phonetic_distance(a: &str, b: &str) -> f64 {
     if longest == 0 {
         return 0.0;
     }
-    let mut prev: Vec<f64> = (0..=b.len()).map(|j| j as f64).collect();
+    let mut prev: Vec<f64> = (0..=b.len()).map(count).collect();
     let mut cur = vec![0.0; b.len() + 1];
     for (i, &ca) in a.iter().enumerate() {
         if let Some(first) = cur.first_mut() {
-            *first = (i + 1) as f64;
+            *first = count(i + 1);
         }
         for (j, &cb) in b.iter().enumerate() {
             let del = prev.get(j + 1).copied().unwrap_or(f64::MAX) + 1.0;
@@ -511,7 +517,7 @@ pub fn phonetic_distance(a: &str, b: &str) -> f64 {
         }
         std::mem::swap(&mut prev, &mut cur);
     }
-    prev.get(b.len()).copied().unwrap_or(longest as f64) / longest as f64
+    prev.get(b.len()).copied().unwrap_or(count(longest)) / count(longest)
 }
 
 /// The nearest lexicon word to an unknown word, when it is close and unambiguous.
@@ -725,7 +731,7 @@ pub fn decide(session: &Session, heard: &Heard, policy: &Policy) -> VoiceFinal {
         hold.push(HoldReason::Ambiguous);
     }
     let snap_cost: f64 = edits.iter().map(|e| e.cost).sum();
-    let odd_cost = ODD_READING_COST * oddness(&preview) as f64;
+    let odd_cost = ODD_READING_COST * count(oddness(&preview));
     let acoustic = heard.avg_logprob.map_or(1.0, |lp| lp.min(0.0).exp());
     let speech = 1.0 - heard.no_speech_prob.unwrap_or(0.0).clamp(0.0, 1.0);
     let confidence = (acoustic * speech * (-snap_cost - odd_cost).exp()).clamp(0.0, 1.0);

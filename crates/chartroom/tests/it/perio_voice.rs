@@ -1,6 +1,7 @@
 //! `chartroom perio eval-voice` against the real local recognizer (the Whisper sidecar
 //! installed by `scripts/install-scribe`) on a few clips of the public voice fixtures: the
-//! summary line has the contract's format and no final is charted wrong. The full run (56
+//! summary line has the contract's format and no final is charted wrong, through a sidecar
+//! the test starts (`--recognizer-url`) and through the one the command supervises itself. The full run (56
 //! clips, minutes on two cores) is measured in BENCHMARKS.md, not run here.
 
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -82,8 +83,21 @@ fn eval_voice_on_a_few_clips_charts_nothing_wrong() {
         .unwrap();
     drop(sidecar.stdin.take());
     let _ = sidecar.wait();
+    assert_summary(&out);
+    // Without a URL the command starts the installed sidecar itself and stops it after.
+    let supervised = Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .args(["perio", "eval-voice"])
+        .arg(dir.join("manifest.jsonl"))
+        .env("CHARTROOM_SCRIBE_HOME", scribe_home())
+        .output()
+        .unwrap();
+    assert_summary(&supervised);
     std::fs::remove_dir_all(&dir).unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    refuses_an_unreachable_recognizer();
+}
+
+fn assert_summary(out: &std::process::Output) {
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     let last = stdout.lines().last().unwrap_or_default();
     let (finals, rest) = last.split_once(" finals: ").expect(&stdout);
     assert_eq!(finals, "4", "{stdout}");
@@ -96,7 +110,10 @@ fn eval_voice_on_a_few_clips_charts_nothing_wrong() {
     assert_eq!(parts[2], "0 wrong", "{stdout}");
     assert_eq!(parts[3], "0/0 session charts exact", "{last}");
     assert!(out.status.success(), "{stdout}");
-    // The command refuses a recognizer it cannot reach: an error, not a score.
+}
+
+/// The command refuses a recognizer it cannot reach: an error, not a score.
+fn refuses_an_unreachable_recognizer() {
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
