@@ -860,7 +860,8 @@ pub fn needs_check(voice: &VoiceFinal) -> bool {
 
 /// Holds `first` when a second recognition of the same clip (with [`check_prompt`]) would
 /// chart something else ([`HoldReason::Disagreement`]); a second reading the engine
-/// refuses or ignores does not count against the first.
+/// refuses or ignores counts against the first only when the first names a tooth number the
+/// second does not say (the recognizer copied it from the first prompt).
 #[must_use]
 pub fn cross_check(
     session: &Session,
@@ -869,13 +870,98 @@ pub fn cross_check(
     policy: &Policy,
 ) -> VoiceFinal {
     let other = decide(session, second, policy);
-    if acts(&other.preview) && !same_effect(&other.preview, &first.preview) {
+    let disagrees = if acts(&other.preview) {
+        !same_effect(&other.preview, &first.preview)
+    } else {
+        // Refused or ignored: it still counts against the first when the first names a
+        // tooth the second reading does not say at all (a tooth number copied from the
+        // first prompt).
+        let said = numbers_in(&words_of(&other.text));
+        tooth_numbers(&first.text)
+            .iter()
+            .filter_map(|w| number_value(w))
+            .any(|n| !said.contains(&n))
+    };
+    if disagrees {
         first.hold.push(HoldReason::Disagreement);
         first.hold.sort_unstable();
         first.hold.dedup();
         first.alternatives.push(other.text);
     }
     first
+}
+
+/// The lower-case words of `text` (letters and digits).
+fn words_of(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+const UNITS: [&str; 20] = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+];
+const TENS: [(&str, u32); 3] = [("twenty", 20), ("thirty", 30), ("forty", 40)];
+
+/// The value of one number word or digit string.
+fn number_value(w: &str) -> Option<u32> {
+    if let Ok(n) = w.parse::<u32>() {
+        return Some(n);
+    }
+    UNITS
+        .iter()
+        .position(|u| *u == w)
+        .and_then(|i| u32::try_from(i).ok())
+        .or_else(|| TENS.iter().find(|(t, _)| *t == w).map(|(_, v)| *v))
+}
+
+/// Every number a reading says: digit strings, number words, and tens followed by a unit
+/// (`thirty two` → 32, also 30 and 2).
+fn numbers_in(words: &[String]) -> Vec<u32> {
+    let mut out: Vec<u32> = words.iter().filter_map(|w| number_value(w)).collect();
+    for pair in words.windows(2) {
+        if let [a, b] = pair {
+            if let (Some((_, t)), Some(u)) = (
+                TENS.iter().find(|(name, _)| name == a),
+                number_value(b).filter(|u| (1..10).contains(u)),
+            ) {
+                out.push(t + u);
+            }
+        }
+    }
+    out
+}
+
+/// The words a final names as tooth numbers (`tooth 14`, `tooth twenty`).
+fn tooth_numbers(text: &str) -> Vec<String> {
+    let words = words_of(text);
+    words
+        .windows(2)
+        .filter_map(|w| match w {
+            [t, n] if t == "tooth" || t == "teeth" => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// How a recognized final compares with the same utterance typed (the voice evaluation

@@ -174,8 +174,24 @@ fn a_second_reading_that_charts_otherwise_holds() {
     assert!(needs_check(&first));
     let agree = cross_check(&s, first.clone(), &heard("jump to tooth 20"), &policy);
     assert!(!agree.held());
-    let refused = cross_check(&s, first.clone(), &heard("jump to tooth wobble"), &policy);
-    assert!(!refused.held());
+    // A reading the engine refuses does not count against the first while it still says the
+    // first's tooth number (as a word or digits, alone or in a pair)…
+    for same in [
+        "jump to tooth wobble twenty",
+        "jump 20 wobble",
+        "twenty wobble",
+    ] {
+        let refused = cross_check(&s, first.clone(), &heard(same), &policy);
+        assert!(!refused.held(), "{same}");
+    }
+    // …and holds the first when it does not say it at all (the number came from the prompt).
+    let copied = cross_check(
+        &s,
+        first.clone(),
+        &heard("jump to two thirty wobble"),
+        &policy,
+    );
+    assert_eq!(copied.hold, vec![HoldReason::Disagreement]);
     let other = cross_check(&s, first, &heard("Jump to tooth three."), &policy);
     assert_eq!(other.hold, vec![HoldReason::Disagreement]);
     assert_eq!(other.alternatives, vec!["jump to tooth three"]);
