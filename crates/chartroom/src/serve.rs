@@ -225,15 +225,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
-    let blobs = svc.blob_store(store.keyring()?.clone())?;
-    let jobs = start_jobs(
-        &args,
-        &store,
-        owner,
-        checkpointer,
-        state.clock.clone(),
-        (blobs, state.assistant.clone()),
-    );
+    let jobs = start_jobs(svc, &args, &store, owner, checkpointer, &state)?;
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
@@ -272,15 +264,15 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
 /// last), the passkey-challenge sweep, and — on the owner role's store when there is one — the
 /// scribe's transcription of uploaded audio chunks and the daily retention run.
 fn start_jobs(
+    svc: &Services,
     args: &ServeArgs,
     store: &store::Store,
     owner: Option<store::OwnerStore>,
     checkpointer: server::checkpoint::Checkpointer,
-    clock: Arc<dyn domain::Clock>,
-    transcription: (store::crypto::BlobStore, server::assistant::Assistant),
-) -> Jobs {
+    state: &server::AppState,
+) -> anyhow::Result<Jobs> {
     let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
-    let mut jobs = Jobs::new(clock);
+    let mut jobs = Jobs::new(state.clock.clone());
     jobs.start(Sequencer::new(
         store.clone(),
         sequence_interval,
@@ -289,15 +281,19 @@ fn start_jobs(
     // Swept as often as before, when it ran with the sequencing pass.
     jobs.start(ExpiredChallenges::new(store.clone(), sequence_interval));
     if let Some(owner) = owner {
-        let (blobs, assistant) = transcription;
-        jobs.start(Transcription::new(owner.clone(), blobs, assistant));
+        let blobs = svc.blob_store(store.keyring()?.clone())?;
+        jobs.start(Transcription::new(
+            owner.clone(),
+            blobs,
+            state.assistant.clone(),
+        ));
         jobs.start(Retention::daily(owner));
     } else {
         tracing::info!(
             "no owner role: the daily retention job is off (schedule `chartroom retention run`), and so is transcription"
         );
     }
-    jobs
+    Ok(jobs)
 }
 
 /// Starts serving `app` on `listener`: HTTPS (TLS 1.3) with the configured or the generated

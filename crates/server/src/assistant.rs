@@ -297,7 +297,7 @@ mod tests {
             hosting: Hosting::Vendor,
             baa: baa.then(|| BaaAttestation {
                 attested_by: domain::UserId::new(),
-                attested_at: chrono::Utc::now(),
+                attested_at: chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
                 document_ref: "BAA-1".into(),
             }),
             training_disabled,

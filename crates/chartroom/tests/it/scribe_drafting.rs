@@ -129,6 +129,7 @@ const HEARD: [(u64, u64, &str); 3] = [
 
 /// The drafter's usual answer: three supported sentences and one that cites nothing and
 /// names a drug and a number nobody said.
+#[allow(clippy::unnecessary_wraps, reason = "the shape of a drafting script")]
 fn honest_and_one_invented(r: &DraftRequest) -> Result<DraftReply, EgressError> {
     let id = |i: usize| r.segments[i].0;
     Ok(DraftReply {
@@ -408,6 +409,27 @@ impl Fx {
     }
 }
 
+/// A turn as the tests read it: provider, purpose, outcome, actor, label.
+type TurnRow = (
+    Option<uuid::Uuid>,
+    String,
+    String,
+    Option<uuid::Uuid>,
+    String,
+);
+
+/// An API route of the matrix: method, path, body, success status, audit events.
+type ApiRoute = (Method, String, Option<Value>, StatusCode, Vec<&'static str>);
+
+/// A page of the matrix: method, path, form, success status, audit actions.
+type PageRoute = (
+    Method,
+    String,
+    Vec<(&'static str, String)>,
+    StatusCode,
+    Vec<&'static str>,
+);
+
 fn script(f: fn(&DraftRequest) -> Result<DraftReply, EgressError>) -> Box<DraftScript> {
     Box::new(f)
 }
@@ -427,13 +449,7 @@ async fn transcription_job_stores_encrypted_timed_segments_with_one_turn_per_chu
     assert_eq!(f.doubles.transcriber.0.calls.load(Ordering::SeqCst), 1);
 
     let mut su = f.db.superuser_unsafe().await;
-    let turns: Vec<(
-        Option<uuid::Uuid>,
-        String,
-        String,
-        Option<uuid::Uuid>,
-        String,
-    )> = sqlx::query_as(
+    let turns: Vec<TurnRow> = sqlx::query_as(
         "select provider_id, purpose, outcome, actor_id, provider_label from assistant_turn
               where practice_id = $1",
     )
@@ -1011,7 +1027,7 @@ async fn scribe_routes_authorization_matrix() {
     let note3 = n3["note_id"].as_str().unwrap().to_owned();
 
     let base = f.base();
-    let routes: Vec<(Method, String, Option<Value>, StatusCode, Vec<&str>)> = vec![
+    let routes: Vec<ApiRoute> = vec![
         (
             Method::GET,
             format!("{base}/captures/{capture}/transcript"),
@@ -1175,13 +1191,6 @@ async fn scribe_pages_authorization_matrix() {
     let draft2 = d2["draft_id"].as_str().unwrap().to_owned();
     let p = f.w.a.id;
     let app = format!("/app/practices/{p}");
-    type PageRoute = (
-        Method,
-        String,
-        Vec<(&'static str, String)>,
-        StatusCode,
-        Vec<&'static str>,
-    );
     let routes: Vec<PageRoute> = vec![
         (
             Method::GET,

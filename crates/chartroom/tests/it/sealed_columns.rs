@@ -1062,7 +1062,7 @@ async fn seed_scribe(
         .await
         .unwrap()
         .unwrap();
-    let content = domain::notes::NoteContent {
+    let draft_content = domain::notes::NoteContent {
         subjective: "Canary draft sentence.".to_owned(),
         ..domain::notes::NoteContent::default()
     };
@@ -1075,7 +1075,7 @@ async fn seed_scribe(
             capture: Some(domain::CaptureId::from_uuid(capture)),
             turn: None,
             template: domain::notes::Template::Free,
-            content: &content,
+            content: &draft_content,
             sentences: &[store::drafts::NewSentence {
                 section: "subjective",
                 text: "Canary draft sentence.".to_owned(),
