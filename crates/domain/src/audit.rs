@@ -116,6 +116,13 @@ actions! {
     SupportGrantList => "support_grant.list",
     /// A support grant was revoked.
     SupportGrantRevoke => "support_grant.revoke",
+    /// An AI provider was registered (the details name its posture flags, never its key).
+    AiProviderRegister => "ai_provider.register",
+    /// An AI provider's posture was changed (the details name the changed fields, never
+    /// values or the key).
+    AiProviderUpdate => "ai_provider.update",
+    /// The practice's AI providers were listed.
+    AiProviderList => "ai_provider.list",
     /// A patient's assigned clinician (care team) was set or cleared.
     CareTeamAssign => "care_team.assign",
     /// A visit (encounter) was recorded.
@@ -254,6 +261,8 @@ object_kinds! {
     BreakGlass => "break_glass",
     /// A vendor support grant.
     SupportGrant => "support_grant",
+    /// An AI provider of the practice.
+    AiProvider => "ai_provider",
     /// A recorded disclosure.
     Disclosure => "disclosure",
     /// A patient's legal hold (its id is the patient's).

@@ -58,3 +58,191 @@ pub trait Drafter: Send + Sync {
         request: DraftRequest,
     ) -> Result<DraftReply, EgressError>;
 }
+
+/// The most sentences a draft may have.
+pub const MAX_SENTENCES: usize = 400;
+/// The longest sentence accepted, in characters.
+pub const MAX_SENTENCE_CHARS: usize = 2000;
+/// The most segments one sentence may cite.
+pub const MAX_EVIDENCE: usize = 64;
+
+/// The name of the structured output (the JSON schema's name, the Anthropic tool's name).
+pub const SCHEMA_NAME: &str = "soap_draft";
+
+/// The system instructions every drafting adapter sends.
+pub const INSTRUCTIONS: &str = "You draft a clinical SOAP note for a clinician to review. \
+Use only what the transcript segments and the findings say; never add facts. \
+Write short sentences, each in one section (subjective, objective, assessment, plan). \
+Every sentence cites, in `evidence`, the ids of the transcript segments it rests on \
+(copy the ids exactly as given after `id=`); a sentence resting only on findings cites none. \
+Answer only with the structured draft.";
+
+/// The JSON schema of a draft: `{sentences: [{section, text, evidence: [segment id]}]}`,
+/// strict (every property required, nothing else allowed).
+#[must_use]
+pub fn schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "sentences": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "section": {
+                            "type": "string",
+                            "enum": ["subjective", "objective", "assessment", "plan"]
+                        },
+                        "text": {"type": "string"},
+                        "evidence": {"type": "array", "items": {"type": "string"}}
+                    },
+                    "required": ["section", "text", "evidence"],
+                    "additionalProperties": false
+                }
+            }
+        },
+        "required": ["sentences"],
+        "additionalProperties": false
+    })
+}
+
+/// The user message: the template, the numbered transcript segments with their ids, and the
+/// findings. One segment per line: `[n] id=<segment id>: <text>` (line breaks inside a
+/// segment's text become spaces, so a line is always one segment).
+#[must_use]
+pub fn user_message(request: &DraftRequest) -> String {
+    use std::fmt::Write as _;
+    let mut m = String::new();
+    let _ = writeln!(m, "Template: {}", one_line(&request.template));
+    m.push_str("\nTranscript segments:\n");
+    if request.segments.is_empty() {
+        m.push_str("(none)\n");
+    }
+    for (n, (id, text)) in request.segments.iter().enumerate() {
+        let _ = writeln!(m, "[{}] id={id}: {}", n.saturating_add(1), one_line(text));
+    }
+    m.push_str("\nFindings:\n");
+    if request.findings.is_empty() {
+        m.push_str("(none)\n");
+    }
+    for f in &request.findings {
+        let _ = writeln!(m, "- {}", one_line(f));
+    }
+    m
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireDraft {
+    sentences: Vec<WireSentence>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireSentence {
+    section: DraftSection,
+    text: String,
+    evidence: Vec<String>,
+}
+
+/// Checks a structured draft against [`schema`] and converts it; anything that does not match
+/// is [`EgressError::Malformed`] and nothing of it is returned.
+///
+/// Evidence ids are kept as the model gave them, including ids that were not in the request:
+/// the caller's evidence check flags those. An evidence entry that is not an id at all does not
+/// match the schema's intent and makes the whole reply malformed.
+pub fn parse_sentences(value: &serde_json::Value) -> Result<Vec<DraftSentence>, EgressError> {
+    let wire = <WireDraft as serde::Deserialize>::deserialize(value)
+        .map_err(|_| EgressError::Malformed("the draft does not match its schema".into()))?;
+    if wire.sentences.len() > MAX_SENTENCES {
+        return Err(EgressError::Malformed(format!(
+            "the draft has more than {MAX_SENTENCES} sentences"
+        )));
+    }
+    wire.sentences
+        .into_iter()
+        .map(|s| {
+            let text = s.text.trim();
+            if text.is_empty() || text.chars().count() > MAX_SENTENCE_CHARS {
+                return Err(EgressError::Malformed(
+                    "a draft sentence is empty or too long".into(),
+                ));
+            }
+            if s.evidence.len() > MAX_EVIDENCE {
+                return Err(EgressError::Malformed(
+                    "a draft sentence cites too many segments".into(),
+                ));
+            }
+            let evidence = s
+                .evidence
+                .iter()
+                .map(|e| e.trim().parse::<domain::SegmentId>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    EgressError::Malformed("a draft sentence cites something not an id".into())
+                })?;
+            Ok(DraftSentence {
+                section: s.section,
+                text: text.to_owned(),
+                evidence,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_message_numbers_segments_with_ids() {
+        let a = domain::SegmentId::new();
+        let b = domain::SegmentId::new();
+        let m = user_message(&DraftRequest {
+            template: "dental_hygiene".into(),
+            segments: vec![
+                (a, "Bleeding\non probing.".into()),
+                (b, "Floss daily.".into()),
+            ],
+            findings: vec!["Probing depths 4 mm on 3 MB".into()],
+        });
+        assert!(m.contains(&format!("[1] id={a}: Bleeding on probing.\n")));
+        assert!(m.contains(&format!("[2] id={b}: Floss daily.\n")));
+        assert!(m.contains("- Probing depths 4 mm on 3 MB\n"));
+    }
+
+    #[test]
+    fn drafts_must_match_the_schema() {
+        let id = domain::SegmentId::new();
+        let unknown = domain::SegmentId::new();
+        let good = serde_json::json!({"sentences": [
+            {"section": "objective", "text": " BOP on 3. ", "evidence": [id.to_string(), unknown.to_string()]},
+            {"section": "plan", "text": "Recall in 3 months.", "evidence": []}
+        ]});
+        let s = parse_sentences(&good).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].text, "BOP on 3.");
+        // Ids not in any request are kept for the evidence check to flag.
+        assert_eq!(s[0].evidence, vec![id, unknown]);
+
+        for bad in [
+            serde_json::json!({"sentence": []}),
+            serde_json::json!({"sentences": [{"section": "history", "text": "x", "evidence": []}]}),
+            serde_json::json!({"sentences": [{"section": "plan", "text": "x"}]}),
+            serde_json::json!({"sentences": [{"section": "plan", "text": "x", "evidence": [], "extra": 1}]}),
+            serde_json::json!({"sentences": [{"section": "plan", "text": "  ", "evidence": []}]}),
+            serde_json::json!({"sentences": [{"section": "plan", "text": "x", "evidence": ["seg-1"]}]}),
+            serde_json::json!({"sentences": [{"section": "plan", "text": "x", "evidence": [1]}]}),
+            serde_json::json!([]),
+        ] {
+            assert!(
+                matches!(parse_sentences(&bad), Err(EgressError::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -82,17 +82,48 @@ impl Cleared {
     }
 }
 
-/// Decides whether an AI call may reach `posture`, before any connection opens.
+/// Decides whether an AI call may reach `posture`, before any connection opens, with no
+/// operator-listed hosts: a self-hosted provider must be on loopback, `localhost` or a Unix
+/// socket. See [`gate_with_hosts`].
 pub fn gate(posture: &ProviderPosture) -> Result<Cleared, Refusal> {
+    gate_with_hosts(posture, &[])
+}
+
+/// Decides whether an AI call may reach `posture`, before any connection opens.
+///
+/// - Disabled providers are refused ([`Refusal::Disabled`]).
+/// - The base URL must be `http`, `https` or `unix` with a host ([`Refusal::BadUrl`]).
+/// - A vendor needs a BAA attestation ([`Refusal::NoBaa`]) and training disabled
+///   ([`Refusal::TrainingEnabled`]), and must be reached over `https` unless it listens on
+///   loopback ([`Refusal::BadUrl`]).
+/// - A self-hosted provider must really be local ([`Refusal::NotLocal`]): a Unix socket, a
+///   loopback address, `localhost` (or a `*.localhost` name), or a host named in
+///   `operator_hosts` (the installation's configuration; compared case-insensitively).
+pub fn gate_with_hosts(
+    posture: &ProviderPosture,
+    operator_hosts: &[String],
+) -> Result<Cleared, Refusal> {
     if !posture.enabled {
         return Err(Refusal::Disabled);
     }
     let base = url::Url::parse(&posture.base_url).map_err(|_| Refusal::BadUrl)?;
-    if !matches!(base.scheme(), "http" | "https" | "unix") {
+    let scheme = base.scheme();
+    if !matches!(scheme, "http" | "https" | "unix") {
+        return Err(Refusal::BadUrl);
+    }
+    if scheme != "unix" && base.host().is_none() {
+        return Err(Refusal::BadUrl);
+    }
+    if !base.username().is_empty() || base.password().is_some() {
+        // Credentials belong in the sealed API key, never in a URL that is shown and logged.
         return Err(Refusal::BadUrl);
     }
     match posture.hosting {
-        Hosting::SelfHosted => {}
+        Hosting::SelfHosted => {
+            if scheme != "unix" && !is_loopback(&base) && !is_operator_host(&base, operator_hosts) {
+                return Err(Refusal::NotLocal);
+            }
+        }
         Hosting::Vendor => {
             if posture.baa.is_none() {
                 return Err(Refusal::NoBaa);
@@ -100,10 +131,131 @@ pub fn gate(posture: &ProviderPosture) -> Result<Cleared, Refusal> {
             if !posture.training_disabled {
                 return Err(Refusal::TrainingEnabled);
             }
+            if scheme == "unix" || (scheme == "http" && !is_loopback(&base)) {
+                return Err(Refusal::BadUrl);
+            }
         }
     }
     Ok(Cleared {
         posture: posture.clone(),
         base,
     })
+}
+
+/// Whether the URL's host is a loopback address or a `localhost` name.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+/// Whether the URL's host is one the operator listed as its own.
+fn is_operator_host(url: &url::Url, operator_hosts: &[String]) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_end_matches('.');
+    operator_hosts.iter().any(|listed| {
+        let listed = listed.trim().trim_end_matches('.');
+        !listed.is_empty() && listed.eq_ignore_ascii_case(host)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn posture(hosting: Hosting, base_url: &str) -> ProviderPosture {
+        ProviderPosture {
+            provider_id: None,
+            label: "test".into(),
+            base_url: base_url.into(),
+            model: "m".into(),
+            hosting,
+            baa: None,
+            training_disabled: false,
+            enabled: true,
+        }
+    }
+
+    fn baa() -> BaaAttestation {
+        BaaAttestation {
+            attested_by: domain::UserId::new(),
+            attested_at: chrono::DateTime::UNIX_EPOCH,
+            document_ref: "BAA-2026-001".into(),
+        }
+    }
+
+    // req: SCR-03
+    #[test]
+    fn self_hosted_must_be_local() {
+        let listed_hosts = vec!["whisper.clinic.internal".to_string()];
+        let listed: &[String] = listed_hosts.as_slice();
+        let none: &[String] = &[];
+        let cases: Vec<(&str, &[String], Result<(), Refusal>)> = vec![
+            ("http://127.0.0.1:8080", none, Ok(())),
+            ("http://127.8.9.1:8080", none, Ok(())),
+            ("http://[::1]:8080", none, Ok(())),
+            ("http://localhost:11434", none, Ok(())),
+            ("http://LOCALHOST.:11434", none, Ok(())),
+            ("http://asr.localhost", none, Ok(())),
+            ("unix:///run/whisper.sock", none, Ok(())),
+            ("https://api.openai.com", none, Err(Refusal::NotLocal)),
+            ("http://10.0.0.5:8080", none, Err(Refusal::NotLocal)),
+            (
+                "http://localhost.evil.example",
+                none,
+                Err(Refusal::NotLocal),
+            ),
+            (
+                "http://whisper.clinic.internal",
+                none,
+                Err(Refusal::NotLocal),
+            ),
+            ("http://whisper.clinic.internal:9000", listed, Ok(())),
+            ("http://WHISPER.clinic.internal", listed, Ok(())),
+            (
+                "http://other.clinic.internal",
+                listed,
+                Err(Refusal::NotLocal),
+            ),
+            ("ftp://localhost", none, Err(Refusal::BadUrl)),
+            ("not a url", none, Err(Refusal::BadUrl)),
+            ("http://user:pw@localhost", none, Err(Refusal::BadUrl)),
+        ];
+        for (url, hosts, want) in cases {
+            let got = gate_with_hosts(&posture(Hosting::SelfHosted, url), hosts).map(|_| ());
+            assert_eq!(got, want, "{url}");
+        }
+    }
+
+    // req: SCR-03
+    #[test]
+    fn vendor_needs_baa_training_off_and_tls() {
+        let mut p = posture(Hosting::Vendor, "https://api.vendor.example");
+        assert_eq!(gate(&p).map(|_| ()), Err(Refusal::NoBaa));
+        p.baa = Some(baa());
+        assert_eq!(gate(&p).map(|_| ()), Err(Refusal::TrainingEnabled));
+        p.training_disabled = true;
+        assert!(gate(&p).is_ok());
+        p.base_url = "http://api.vendor.example".into();
+        assert_eq!(gate(&p).map(|_| ()), Err(Refusal::BadUrl));
+        p.base_url = "http://127.0.0.1:9".into();
+        assert!(gate(&p).is_ok());
+        p.enabled = false;
+        assert_eq!(gate(&p).map(|_| ()), Err(Refusal::Disabled));
+    }
+
+    #[test]
+    fn disabled_is_refused_first() {
+        let mut p = posture(Hosting::SelfHosted, "http://127.0.0.1");
+        p.enabled = false;
+        assert_eq!(gate(&p).map(|_| ()), Err(Refusal::Disabled));
+    }
 }

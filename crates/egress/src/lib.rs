@@ -8,16 +8,29 @@
 //!   disabled. Anything else is refused before any byte leaves.
 //! - A reply cut short by the provider's token limit is an error ([`EgressError::Truncated`]),
 //!   never a partial note; rate limiting is an error with the provider's retry hint.
+//! - Adapters never follow redirects, give up after [`Limits::timeout`], and refuse replies
+//!   larger than [`Limits::max_reply_bytes`] or not of the documented shape
+//!   ([`EgressError::Malformed`]); a draft is either wholly valid or refused, never half-read.
+//! - Transcripts are filtered against text recognizers invent on silence
+//!   ([`transcribe::drop_reason`]); draft evidence ids are returned as the model gave them
+//!   (ids not in the request included) for the caller's evidence check.
+//! - API keys ([`ApiKey`]) never print and errors never carry prompt, transcript or reply text.
 //! - This crate has no database access: the caller reads the registry, records the assistant
 //!   turn and audits it.
 
+pub mod anthropic;
 pub mod draft;
 pub mod evidence;
 pub mod gate;
+mod http;
+pub mod openai;
 pub mod transcribe;
 
+pub use anthropic::AnthropicDrafter;
 pub use draft::{DraftReply, DraftRequest, DraftSection, DraftSentence, Drafter};
-pub use gate::{Cleared, Hosting, ProviderPosture, Refusal, gate};
+pub use gate::{BaaAttestation, Cleared, Hosting, ProviderPosture, Refusal, gate, gate_with_hosts};
+pub use http::{ApiKey, Limits};
+pub use openai::{OpenAiDrafter, OpenAiTranscriber};
 pub use transcribe::{Segment, Transcriber, TranscriptionReply, TranscriptionRequest};
 
 /// Why an AI call failed.

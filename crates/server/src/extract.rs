@@ -174,6 +174,11 @@ impl FromRequestParts<AppState> for Session {
 pub trait Guard: Send + Sync + 'static {
     /// The privilege.
     const PRIVILEGE: Privilege;
+    /// Whether `roles` pass this guard (by default: hold [`Guard::PRIVILEGE`]).
+    #[must_use]
+    fn allows(roles: domain::RoleSet) -> bool {
+        Self::PRIVILEGE.allows(roles)
+    }
 }
 
 /// Any member of the practice.
@@ -199,6 +204,16 @@ impl Guard for Clinical {
 pub struct Manage;
 impl Guard for Manage {
     const PRIVILEGE: Privilege = Privilege::Manage;
+}
+/// Clinician, owner or admin: reading the AI provider registry (clinicians use the
+/// providers, owners and admins manage them; reception has no business with them).
+#[derive(Debug)]
+pub struct ClinicalOrManage;
+impl Guard for ClinicalOrManage {
+    const PRIVILEGE: Privilege = Privilege::Member;
+    fn allows(roles: domain::RoleSet) -> bool {
+        Privilege::Clinical.allows(roles) || Privilege::Manage.allows(roles)
+    }
 }
 
 /// A signed-in member of the practice named by the `{practice_id}` path segment, holding the
@@ -319,7 +334,7 @@ impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
             .await;
             return Err(AppError::Forbidden);
         }
-        if !G::PRIVILEGE.allows(roles) {
+        if !G::allows(roles) {
             let user = tx.actor();
             drop(tx);
             deny(parts, state, practice, user, "role", request_id).await;

@@ -99,6 +99,10 @@ pub mod actions {
             note_from_draft, read_draft, read_transcript, read_visit_transcript, segment_history,
         };
     }
+    /// The AI provider registry: register, change posture, list (each audited).
+    pub mod providers {
+        pub use crate::routes::providers::{change_provider, list_providers, register_provider};
+    }
     /// Periodontal exams: create, list, read, and one change (final, confirm, decline,
     /// undo) with its audit event.
     pub mod perio {
@@ -143,6 +147,13 @@ pub mod rules {
     /// Vendor support grants: what an owner may approve.
     pub mod support {
         pub use crate::routes::support::{GrantInput, NO_SUPPORT_ACCOUNT, grant_input};
+    }
+    /// AI providers: what may be registered and changed.
+    pub mod providers {
+        pub use crate::routes::providers::{
+            API_KEY_MAX, ProviderForm, adapter, api_key, base_url, document_ref, gate_verdict,
+            hosting, label, model, provider_input, region, retention, vendor,
+        };
     }
     /// Clinical notes: the version a change names (`If-Match`) and how a refused change
     /// answers.

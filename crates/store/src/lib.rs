@@ -82,6 +82,7 @@ pub mod notes;
 pub mod patients;
 pub mod perio;
 pub mod practices;
+pub mod providers;
 pub mod retention;
 mod roles_check;
 pub mod sealed_columns;

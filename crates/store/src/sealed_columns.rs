@@ -373,6 +373,15 @@ pub const ASSISTANT_TURN: SealedTable = SealedTable {
     },
 };
 
+/// AI providers (`providers`): the API key a practice stores for a vendor.
+pub const AI_PROVIDER: SealedTable = SealedTable {
+    table: "ai_provider",
+    row: id("provider_id"),
+    columns: &[sealed!("api_key")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::Never("a provider's registration belongs to the practice, not to a patient"),
+};
+
 /// Every sealed or patient-owned tenant table, in purge order (a table before every table it
 /// refers to).
 pub const TABLES: &[SealedTable] = &[
@@ -392,6 +401,7 @@ pub const TABLES: &[SealedTable] = &[
     PATIENT,
     SUPPORT_GRANT,
     BLOB_OBJECT,
+    AI_PROVIDER,
 ];
 
 /// The registered sealed column `table.enc` (`enc` is the ciphertext column, `<name>_enc`).
@@ -571,6 +581,44 @@ const CLEAR: &[PlaintextColumn] = &[
     col("note_draft", "template", CLOSED),
     col("draft_sentence", "section", CLOSED),
     col("draft_sentence", "flags", CLOSED),
+    col(
+        "ai_provider",
+        "label",
+        "the name staff give an AI service (`Hygiene scribe`): configuration, not about a patient",
+    ),
+    col("ai_provider", "adapter", CLOSED),
+    col("ai_provider", "purpose", CLOSED),
+    col("ai_provider", "hosting", CLOSED),
+    col(
+        "ai_provider",
+        "base_url",
+        "the AI service's address, checked by the egress gate: configuration, no patient data",
+    ),
+    col(
+        "ai_provider",
+        "model",
+        "the model name sent to the AI service: configuration, no patient data",
+    ),
+    col(
+        "ai_provider",
+        "vendor",
+        "the subprocessor's business name, shown in the practice's posture: not about a patient",
+    ),
+    col(
+        "ai_provider",
+        "baa_document_ref",
+        "the BAA's contract number or file name: compliance metadata, not about a patient",
+    ),
+    col(
+        "ai_provider",
+        "retention",
+        "the vendor's stated retention (`zero retention`, `30 days`): compliance metadata",
+    ),
+    col(
+        "ai_provider",
+        "region",
+        "where the vendor processes data (`us-east-1`): compliance metadata",
+    ),
 ];
 
 /// How many legacy `text` columns the sealed tables have.

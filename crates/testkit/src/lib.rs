@@ -39,6 +39,7 @@ use tokio::sync::OnceCell;
 pub mod load;
 pub mod perio;
 pub mod schema;
+pub mod standins;
 
 /// The password every fixture user has.
 pub const PASSWORD: &str = "correct horse battery staple";

@@ -295,6 +295,14 @@ fn manage_routes() -> Router<AppState> {
             post(pages::support::support_grant_revoke),
         )
         .route(
+            "/practices/{practice_id}/ai-providers",
+            get(pages::providers::providers_page).post(pages::providers::provider_register),
+        )
+        .route(
+            "/practices/{practice_id}/ai-providers/{provider_id}",
+            post(pages::providers::provider_change),
+        )
+        .route(
             "/practices/{practice_id}/audit",
             get(pages::audit::audit_page),
         )

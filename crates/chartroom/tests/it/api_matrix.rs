@@ -24,6 +24,8 @@ enum Needs {
     Scheduling,
     Clinical,
     Manage,
+    /// Clinicians (who use them), owners and admins: the AI provider registry's list.
+    ClinicalOrManage,
 }
 
 impl Needs {
@@ -35,6 +37,7 @@ impl Needs {
             Needs::Scheduling => &["clinician", "reception"],
             Needs::Clinical => &["clinician"],
             Needs::Manage => &["owner", "admin"],
+            Needs::ClinicalOrManage => &["owner", "admin", "clinician"],
         }
     }
     fn wrong(self) -> Vec<&'static str> {
@@ -355,6 +358,24 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
         Some("support_grant.revoke"),
     ),
     (
+        "GET",
+        "/api/v1/practices/{practice_id}/ai-providers",
+        Needs::ClinicalOrManage,
+        Some("ai_provider.list"),
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/ai-providers",
+        Needs::Manage,
+        Some("ai_provider.register"),
+    ),
+    (
+        "PATCH",
+        "/api/v1/practices/{practice_id}/ai-providers/{provider_id}",
+        Needs::Manage,
+        Some("ai_provider.update"),
+    ),
+    (
         "PUT",
         "/api/v1/practices/{practice_id}/patients/{patient_id}/assigned-clinician",
         Needs::Scheduling,
@@ -560,6 +581,7 @@ struct Objects {
     support_grant: [uuid::Uuid; 2],
     support_email: String,
     invitation: [uuid::Uuid; 2],
+    ai_provider: [uuid::Uuid; 2],
 }
 
 async fn objects(db: &TestDb, w: &World) -> Objects {
@@ -600,7 +622,20 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
     }
     let mut su = db.superuser_unsafe().await;
     let mut invitation = [uuid::Uuid::nil(); 2];
+    let mut ai_provider = [uuid::Uuid::nil(); 2];
     for (i, p) in [&w.a, &w.b].into_iter().enumerate() {
+        ai_provider[i] = sqlx::query_scalar(
+            "insert into ai_provider (practice_id, provider_id, label, adapter, purpose, base_url, model,
+                 hosting, vendor, created_at, updated_at)
+             values ($1, gen_random_uuid(), 'Local whisper', 'openai_transcription', 'transcription',
+                 'http://127.0.0.1:9', 'whisper-base', 'self_hosted', 'Operator', $2, $2)
+             returning provider_id",
+        )
+        .bind(p.id)
+        .bind(now)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
         appointment[i] = sqlx::query_scalar(
             "select appointment_id from appointment where practice_id = $1 limit 1",
         )
@@ -687,6 +722,7 @@ async fn objects(db: &TestDb, w: &World) -> Objects {
     owner.close().await;
     Objects {
         invitation,
+        ai_provider,
         spare_note,
         grant,
         support_grant,
@@ -751,6 +787,7 @@ fn request(
         .replace("{grant_id}", &o.grant[i].to_string())
         .replace("{support_grant_id}", &o.support_grant[i].to_string())
         .replace("{invitation_id}", &o.invitation[i].to_string())
+        .replace("{provider_id}", &o.ai_provider[i].to_string())
         .replace("{session_id}", &uuid::Uuid::new_v4().to_string())
         .replace("{credential_id}", "AAAAAAAAAAAAAAAAAAAAAA");
     let concrete = match path {
@@ -801,6 +838,13 @@ fn request(
         ("POST", "/api/v1/practices/{practice_id}/patients/{patient_id}/visits") => Some(json!({})),
         ("PUT", "/api/v1/practices/{practice_id}/patients/{patient_id}/assigned-clinician") => {
             Some(json!({"clinician_id": w.a.user("clinician")}))
+        }
+        ("POST", "/api/v1/practices/{practice_id}/ai-providers") => Some(json!({
+            "label": "Drafting stand-in", "adapter": "openai_chat", "base_url": "http://127.0.0.1:9",
+            "model": "standin", "hosting": "self_hosted", "vendor": "Operator"
+        })),
+        ("PATCH", "/api/v1/practices/{practice_id}/ai-providers/{provider_id}") => {
+            Some(json!({"training_disabled": true}))
         }
         ("POST", "/api/v1/practices/{practice_id}/support-grants") => Some(json!({
             "support_email": o.support_email, "scope": "scheduling", "reason": "Import help", "hours": 4

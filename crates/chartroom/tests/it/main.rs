@@ -13,6 +13,7 @@
     reason = "integration tests: failures must be loud, fixtures use the wall clock"
 )]
 
+mod ai_providers;
 mod api_matrix;
 mod audit_append;
 mod audit_chain;
@@ -25,6 +26,7 @@ mod bad_input;
 mod bench_paths;
 mod care_team;
 mod crash;
+mod egress_contract;
 mod embedded_binary;
 mod encryption;
 mod first_run;

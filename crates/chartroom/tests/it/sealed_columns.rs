@@ -894,6 +894,32 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
+    // An AI provider with a sealed API key.
+    let mut tx = as_member(&f.app, &store, f.w.a.user("owner"), a).await;
+    store::providers::register(
+        &mut tx,
+        &keyring,
+        &store::providers::NewProvider {
+            label: "Canary provider".into(),
+            adapter: "openai_chat".into(),
+            base_url: "http://127.0.0.1:9".into(),
+            model: "standin".into(),
+            hosting: "self_hosted".into(),
+            vendor: "Operator".into(),
+            baa_document_ref: None,
+            training_disabled: false,
+            retention: String::new(),
+            region: String::new(),
+            api_key: Some(zeroize::Zeroizing::new("sk-canary-key".into())),
+            enabled: true,
+        },
+    )
+    .await
+    .unwrap();
+    tx.audit(domain::AuditAction::AiProviderRegister, None, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
 
     seed_scribe(&f.app, &owner, &store, &mut su, clinician, a, f.w.a.patient).await;
 

@@ -15,6 +15,7 @@ pub(crate) mod passkeys;
 pub(crate) mod patients;
 pub(crate) mod perio;
 pub(crate) mod practices;
+pub(crate) mod providers;
 pub(crate) mod retention;
 pub(crate) mod scribe;
 pub(crate) mod support;
@@ -55,6 +56,7 @@ use crate::AppState;
         (name = "retention", description = "Retention windows and legal holds (owners and admins)"),
         (name = "care team", description = "Care teams and break-glass access"),
         (name = "support access", description = "Vendor support grants (owners and admins)"),
+        (name = "ai providers", description = "The AI provider registry and its posture (owners and admins change it)"),
         (name = "meta", description = "This description")
     )
 )]
@@ -128,6 +130,8 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(notes::visit_list, notes::visit_create),
         routes!(support::support_grant_list, support::support_grant_create),
         routes!(support::support_grant_revoke),
+        routes!(providers::ai_provider_list, providers::ai_provider_register),
+        routes!(providers::ai_provider_change),
         routes!(care_team::assign_clinician),
         routes!(care_team::break_glass_open),
         routes!(care_team::break_glass_review),

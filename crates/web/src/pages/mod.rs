@@ -12,6 +12,7 @@ pub(crate) mod members;
 pub(crate) mod passkeys;
 pub(crate) mod patients;
 pub(crate) mod perio;
+pub(crate) mod providers;
 pub(crate) mod retention;
 pub(crate) mod schedule;
 pub(crate) mod scribe;
@@ -116,10 +117,11 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
 }
 
 /// The owner and admin screens (the API's `Manage` privilege): menu label and path.
-const MANAGE_PAGES: [(&str, &str); 6] = [
+const MANAGE_PAGES: [(&str, &str); 7] = [
     ("Members", "members"),
     ("Settings", "settings"),
     ("Support access", "support"),
+    ("AI providers", "ai-providers"),
     ("Audit log", "audit"),
     ("Break-glass review", "break-glass"),
     ("Retention", "retention"),
