@@ -122,6 +122,8 @@ create unique index capture_open_visit_idx on capture (practice_id, visit_id) wh
 create table capture_chunk (
     practice_id uuid not null,
     capture_id uuid not null,
+    -- The capture's patient, so the retention job can purge a patient's chunks by patient.
+    patient_id uuid not null,
     seq int4 not null check (seq >= 0),
     blob_id uuid,
     sha256 bytea not null check (length(sha256) = 32),
@@ -141,6 +143,7 @@ create table capture_chunk (
 );
 create index capture_chunk_pending_idx on capture_chunk (practice_id, received_at)
     where transcription = 'pending';
+create index capture_chunk_patient_idx on capture_chunk (practice_id, patient_id);
 
 -- An AI provider of the practice: a registered subprocessor (vendor, model, purpose, BAA
 -- attested by whom and when with a document reference, training disabled, retention, region)

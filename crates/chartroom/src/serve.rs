@@ -12,7 +12,6 @@ use server::jobs::Jobs;
 use server::jobs::retention::Retention;
 use server::jobs::sequencer::Sequencer;
 use server::jobs::sweep::ExpiredChallenges;
-use server::jobs::transcription::Transcription;
 use store::SessionPolicy;
 
 use crate::db::Database;
@@ -221,11 +220,12 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         }),
         checkpoints: Some(svc.checkpoint_store()),
         assistant: server::assistant::Assistant::default(),
+        blobs: Some(Arc::new(svc.blob_store(store.keyring()?.clone())?)),
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
-    let jobs = start_jobs(svc, &args, &store, owner, checkpointer, &state)?;
+    let jobs = start_jobs(&args, &store, owner, checkpointer, &state);
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
@@ -264,15 +264,15 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
 /// last), the passkey-challenge sweep, and — on the owner role's store when there is one — the
 /// scribe's transcription of uploaded audio chunks and the daily retention run.
 fn start_jobs(
-    svc: &Services,
     args: &ServeArgs,
     store: &store::Store,
     owner: Option<store::OwnerStore>,
     checkpointer: server::checkpoint::Checkpointer,
     state: &server::AppState,
-) -> anyhow::Result<Jobs> {
+) -> Jobs {
+    let (clock, blobs) = (state.clock.clone(), state.blobs.clone());
     let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
-    let mut jobs = Jobs::new(state.clock.clone());
+    let mut jobs = Jobs::new(clock);
     jobs.start(Sequencer::new(
         store.clone(),
         sequence_interval,
@@ -281,19 +281,30 @@ fn start_jobs(
     // Swept as often as before, when it ran with the sequencing pass.
     jobs.start(ExpiredChallenges::new(store.clone(), sequence_interval));
     if let Some(owner) = owner {
-        let blobs = svc.blob_store(store.keyring()?.clone())?;
-        jobs.start(Transcription::new(
-            owner.clone(),
-            blobs,
-            state.assistant.clone(),
-        ));
+        // Started after retention, so it stops first (retention closes the owner's pool).
+        let capture = blobs
+            .clone()
+            .map(|b| server::jobs::capture::CaptureJobs::new(owner.clone(), b));
+        let transcription = blobs.map(|b| {
+            server::jobs::transcription::Transcription::new(
+                owner.clone(),
+                b,
+                state.assistant.clone(),
+            )
+        });
         jobs.start(Retention::daily(owner));
+        if let Some(c) = capture {
+            jobs.start(c);
+        }
+        if let Some(t) = transcription {
+            jobs.start(t);
+        }
     } else {
         tracing::info!(
             "no owner role: the daily retention job is off (schedule `chartroom retention run`), and so is transcription"
         );
     }
-    Ok(jobs)
+    jobs
 }
 
 /// Starts serving `app` on `listener`: HTTPS (TLS 1.3) with the configured or the generated

@@ -30,6 +30,8 @@ macro_rules! actions {
                     || n.starts_with("note_draft.")
                     || n.starts_with("transcript.")
                     || n.starts_with("assistant.")
+                    || n.starts_with("capture.")
+                    || n.starts_with("recording_consent.")
             }
 
             /// The stable name stored in `audit_event.action`.
@@ -140,6 +142,29 @@ actions! {
     PerioExamUpdate => "perio_exam.update",
     /// A perio exam was exported as FHIR R4 `Observation` resources.
     PerioExamExport => "perio_exam.export",
+    /// A recording consent was recorded for a visit (who consented as a role, how, under
+    /// which rule: closed vocabularies, never a name).
+    RecordingConsentRecord => "recording_consent.record",
+    /// A recording consent was withdrawn (any open capture of the visit stops at once and its
+    /// audio is purged).
+    RecordingConsentWithdraw => "recording_consent.withdraw",
+    /// A capture (recording) of a visit started.
+    CaptureStart => "capture.start",
+    /// A live capture was paused.
+    CapturePause => "capture.pause",
+    /// A paused capture was resumed.
+    CaptureResume => "capture.resume",
+    /// A capture stopped (the details name why: clinician, consent withdrawn, maximum
+    /// duration, abandoned).
+    CaptureStop => "capture.stop",
+    /// An audio chunk of a capture was stored (sequence number and sizes only).
+    CaptureChunk => "capture.chunk",
+    /// A capture's audio was deleted (retention, consent withdrawn).
+    CaptureAudioPurge => "capture.audio_purge",
+    /// A capture's state and chunk counts were read.
+    CaptureRead => "capture.read",
+    /// The practice's scribe policy (consent rule, audio retention, longest capture) was set.
+    ScribePolicyUpdate => "scribe_policy.update",
     /// An attempt was refused (wrong role, or not a member of the practice).
     AccessDenied => "access.denied",
     /// The audit log was read (a report).
@@ -269,6 +294,8 @@ object_kinds! {
     LegalHold => "legal_hold",
     /// An assistant turn (one AI call).
     AssistantTurn => "assistant_turn",
+    /// A recording consent of a visit.
+    RecordingConsent => "recording_consent",
     /// A capture (recording) of a visit; its transcript is named by it.
     Capture => "capture",
     /// A transcript segment.
@@ -341,6 +368,18 @@ impl AuditObject {
         Self::new(ObjectKind::PerioExam, id.as_uuid())
     }
 
+    /// A recording consent.
+    #[must_use]
+    pub fn recording_consent(id: crate::ConsentId) -> Self {
+        Self::new(ObjectKind::RecordingConsent, id.as_uuid())
+    }
+
+    /// A capture (and its transcript).
+    #[must_use]
+    pub fn capture(id: crate::CaptureId) -> Self {
+        Self::new(ObjectKind::Capture, id.as_uuid())
+    }
+
     /// A patient's legal hold (named by the patient).
     #[must_use]
     pub fn legal_hold(patient: PatientId) -> Self {
@@ -351,12 +390,6 @@ impl AuditObject {
     #[must_use]
     pub fn assistant_turn(id: crate::AssistantTurnId) -> Self {
         Self::new(ObjectKind::AssistantTurn, id.as_uuid())
-    }
-
-    /// A capture (and its transcript).
-    #[must_use]
-    pub fn capture(id: crate::CaptureId) -> Self {
-        Self::new(ObjectKind::Capture, id.as_uuid())
     }
 
     /// A transcript segment.

@@ -206,6 +206,12 @@ fn conflict_message(constraint: &str) -> String {
         }
         "clinical_note_patient_fkey" => "this patient has clinical notes, which are kept; the patient cannot be deleted".into(),
         "perio_exam_patient_fkey" => "this patient has perio exams, which are kept; the patient cannot be deleted".into(),
+        "recording_consent_active_idx" => {
+            "this visit has a recording consent in force already".into()
+        }
+        "capture_open_visit_idx" => {
+            "this visit is being recorded already: pause, resume or stop that capture".into()
+        }
         "app_user_active_email_key" => "an active account already uses that email".into(),
         "invitation_limit" => format!(
             "this practice has {} pending invitations; revoke some before inviting more",

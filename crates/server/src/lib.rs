@@ -103,6 +103,15 @@ pub mod actions {
     pub mod providers {
         pub use crate::routes::providers::{change_provider, list_providers, register_provider};
     }
+    /// The scribe's capture path: recording consent, captures, audio chunks, the live
+    /// indicator's state and the scribe policy.
+    pub mod capture {
+        pub use crate::routes::capture::{
+            Change, Uploaded, Withdrawn, change_capture, chunk_body, consent_input, list_captures,
+            list_consents, live_capture, policy_input, read_capture, read_policy, record_consent,
+            set_policy, start_capture, upload_chunk, withdraw_consent,
+        };
+    }
     /// Periodontal exams: create, list, read, and one change (final, confirm, decline,
     /// undo) with its audit event.
     pub mod perio {
@@ -211,6 +220,9 @@ pub struct AppState {
     pub checkpoints: Option<audit::store::DirStore>,
     /// The scribe's AI calls: adapters for registered providers and the local default.
     pub assistant: assistant::Assistant,
+    /// The encrypted blob store (captured audio), when configured; routes that store blobs
+    /// answer 503 without it.
+    pub blobs: Option<Arc<store::crypto::BlobStore>>,
 }
 
 /// The whole application: routes, the OpenAPI document, and the layers every request passes,

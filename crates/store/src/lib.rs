@@ -66,6 +66,7 @@ pub mod appointments;
 pub mod audit;
 pub mod blobs;
 pub mod break_glass;
+pub mod capture;
 mod copy_read;
 pub mod disclosures;
 pub mod drafts;

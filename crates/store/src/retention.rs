@@ -222,6 +222,12 @@ pub struct PurgeReport {
     /// Scribe records purged: assistant turns, transcript segments and their revisions, note
     /// drafts and their sentences.
     pub scribe_records: u64,
+    /// Captures purged (their audio was deleted before, by the audio retention pass).
+    pub captures: u64,
+    /// Capture audio chunk rows purged with them.
+    pub capture_chunks: u64,
+    /// Recording consents purged.
+    pub recording_consents: u64,
     /// Deleted patients and draft notes past their window kept because of a legal hold.
     pub held: u64,
     /// Deleted patients past the deletion window kept because signed notes (record-keeping
@@ -263,6 +269,12 @@ impl PurgeReport {
         .contains(&name)
         {
             Some(&mut self.scribe_records)
+        } else if name == sealed_columns::CAPTURE.table {
+            Some(&mut self.captures)
+        } else if name == sealed_columns::CAPTURE_CHUNK.table {
+            Some(&mut self.capture_chunks)
+        } else if name == sealed_columns::RECORDING_CONSENT.table {
+            Some(&mut self.recording_consents)
         } else {
             None
         }

@@ -287,6 +287,39 @@ pub const APPOINTMENT: SealedTable = SealedTable {
     },
 };
 
+/// Audio chunks of captures (`capture`): ids, sizes, times and a hash; the audio is a blob.
+/// Counted, not audited, when purged: their capture's event covers them. (The retention job
+/// deletes a deleted patient's audio blobs before this: `capture.audio_purge`.)
+pub const CAPTURE_CHUNK: SealedTable = SealedTable {
+    table: "capture_chunk",
+    row: id("capture_id"),
+    columns: &[],
+    reencrypt: Reencrypt::Nothing,
+    purge: Purge::WithPatients { audit_as: None },
+};
+
+/// Captures (`capture`): ids, states and times.
+pub const CAPTURE: SealedTable = SealedTable {
+    table: "capture",
+    row: id("capture_id"),
+    columns: &[],
+    reencrypt: Reencrypt::Nothing,
+    purge: Purge::WithPatients {
+        audit_as: Some(ObjectKind::Capture),
+    },
+};
+
+/// Recording consents (`capture`): roles, methods and times, no names.
+pub const RECORDING_CONSENT: SealedTable = SealedTable {
+    table: "recording_consent",
+    row: id("consent_id"),
+    columns: &[],
+    reencrypt: Reencrypt::Nothing,
+    purge: Purge::WithPatients {
+        audit_as: Some(ObjectKind::RecordingConsent),
+    },
+};
+
 /// Legal holds (`retention`): a category code, no free text.
 pub const LEGAL_HOLD: SealedTable = SealedTable {
     table: "legal_hold",
@@ -312,7 +345,9 @@ pub const BLOB_OBJECT: SealedTable = SealedTable {
     row: id("blob_id"),
     columns: &[],
     reencrypt: Reencrypt::NewObjects,
-    purge: Purge::Never("no table refers to a blob yet, so a blob belongs to no patient"),
+    purge: Purge::Never(
+        "a capture's audio blobs are deleted by the audio retention pass (capture.audio_purge), which also runs for deleted patients; other blobs belong to no patient",
+    ),
 };
 
 /// Draft sentences (`drafts`): each sentence's text, bound to draft id ‖ index. Counted with
@@ -395,6 +430,9 @@ pub const TABLES: &[SealedTable] = &[
     PERIO_EXAM,
     BREAK_GLASS,
     DISCLOSURE,
+    CAPTURE_CHUNK,
+    CAPTURE,
+    RECORDING_CONSENT,
     VISIT,
     APPOINTMENT,
     LEGAL_HOLD,
@@ -619,6 +657,14 @@ const CLEAR: &[PlaintextColumn] = &[
         "region",
         "where the vendor processes data (`us-east-1`): compliance metadata",
     ),
+    col("scribe_policy", "consent_rule", CLOSED),
+    col("recording_consent", "consented_by", CLOSED),
+    col("recording_consent", "method", CLOSED),
+    col("recording_consent", "consent_rule", CLOSED),
+    col("capture", "state", CLOSED),
+    col("capture", "stop_reason", CLOSED),
+    col("capture", "audio_purge_reason", CLOSED),
+    col("capture_chunk", "transcription", CLOSED),
 ];
 
 /// How many legacy `text` columns the sealed tables have.

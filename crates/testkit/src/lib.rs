@@ -650,6 +650,9 @@ pub struct TestApp {
     pub identity: std::sync::Arc<server::identity::Identity>,
     /// The address served.
     pub addr: std::net::SocketAddr,
+    /// The encrypted blob store the app writes (under `checkpoint_dir`), when the store has a
+    /// keyring.
+    pub blobs: Option<std::sync::Arc<store::crypto::BlobStore>>,
     handle: axum_server::Handle<std::net::SocketAddr>,
 }
 
@@ -727,6 +730,13 @@ impl TestApp {
         let mut identity = server::identity::Identity::new(Some(rp));
         configure(&mut identity);
         let identity = std::sync::Arc::new(identity);
+        // Captured audio goes to a blob store in the app's temporary directory.
+        let blobs = store.keyring().ok().map(|k| {
+            std::sync::Arc::new(
+                store::crypto::BlobStore::local(checkpoint_dir.join("blobs"), k.clone())
+                    .expect("blob store"),
+            )
+        });
         let state = server::AppState {
             store: store.clone(),
             clock: std::sync::Arc::new(clock.clone()),
@@ -740,6 +750,7 @@ impl TestApp {
             ))),
             checkpoints: Some(audit::store::DirStore::new(&checkpoint_dir)),
             assistant,
+            blobs: blobs.clone(),
         };
         let (cert, key) = test_certificate();
         let certs = vec![rustls_pem_cert(cert)];
@@ -761,6 +772,7 @@ impl TestApp {
             checkpoint_dir,
             identity,
             addr,
+            blobs,
             handle,
         }
     }

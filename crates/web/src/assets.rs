@@ -75,10 +75,14 @@ pub struct Assets {
     pub perio: Asset,
     /// The passkey ceremonies (WebAuthn), a module.
     pub passkey: Asset,
+    /// The live recording indicator (every signed-in page).
+    pub indicator: Asset,
+    /// The visit page's recorder.
+    pub recorder: Asset,
 }
 
 impl Assets {
-    fn all(&self) -> [&Asset; 6] {
+    fn all(&self) -> [&Asset; 8] {
         [
             &self.css,
             &self.tt_policy,
@@ -86,6 +90,8 @@ impl Assets {
             &self.app,
             &self.perio,
             &self.passkey,
+            &self.indicator,
+            &self.recorder,
         ]
     }
 
@@ -125,6 +131,16 @@ static ASSETS: LazyLock<Assets> = LazyLock::new(|| Assets {
     passkey: Asset::new(
         "passkey.js",
         include_bytes!("../static/js/passkey.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    indicator: Asset::new(
+        "indicator.js",
+        include_bytes!("../static/js/indicator.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    recorder: Asset::new(
+        "recorder.js",
+        include_bytes!("../static/js/recorder.js"),
         "text/javascript; charset=utf-8",
     ),
 });

@@ -181,6 +181,7 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .merge(pages::chart::router())
         .merge(pages::perio::router())
         .merge(pages::scribe::router())
+        .merge(pages::capture::router())
         .merge(passkey_routes())
         .route("/static/{file}", get(assets::serve))
         .route(

@@ -88,6 +88,23 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             .execute(&mut su)
             .await
             .unwrap();
+        // The scribe's capture path: a policy, a consent, a capture and one chunk.
+        sqlx::query(
+            "with c as (insert into recording_consent (practice_id, consent_id, visit_id, patient_id, consented_by, method, consent_rule, recorded_by, recorded_at)
+                        values ($1, gen_random_uuid(), $2, $3, 'patient', 'verbal', 'all_party', $4, now()) returning consent_id),
+                  k as (insert into capture (practice_id, capture_id, visit_id, patient_id, consent_id, clinician_id, state, stop_reason, started_at, stopped_at, max_seconds)
+                        select $1, gen_random_uuid(), $2, $3, c.consent_id, $4, 'stopped', 'clinician', now(), now(), 60 from c returning capture_id),
+                  s as (insert into scribe_policy (practice_id, updated_at) values ($1, now()))
+             insert into capture_chunk (practice_id, capture_id, patient_id, seq, sha256, bytes, duration_ms, offset_ms, received_at)
+             select $1, k.capture_id, $3, 0, sha256('a'), 44, 1, 0, now() from k",
+        )
+        .bind(p.id)
+        .bind(visit)
+        .bind(p.patient)
+        .bind(p.user("clinician"))
+        .execute(&mut su)
+        .await
+        .unwrap();
         sqlx::query("insert into blob_object (practice_id, blob_id, object_id, dek_version, plaintext_len, stored_len, created_at) values ($1, $2, $2, 1, 1, 80, now())")
             .bind(p.id)
             .bind(uuid::Uuid::new_v4())

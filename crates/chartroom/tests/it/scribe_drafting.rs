@@ -326,9 +326,9 @@ impl Fx {
         .await
         .unwrap();
         sqlx::query(
-            "insert into capture_chunk (practice_id, capture_id, seq, blob_id, sha256, bytes,
-                duration_ms, offset_ms, received_at)
-             values ($1, $2, 0, $3, sha256($4), $5, 8000, $6, now())",
+            "insert into capture_chunk (practice_id, capture_id, patient_id, seq, blob_id, sha256,
+                bytes, duration_ms, offset_ms, received_at)
+             values ($1, $2, $7, 0, $3, sha256($4), $5, 8000, $6, now())",
         )
         .bind(self.w.a.id)
         .bind(capture)
@@ -336,6 +336,7 @@ impl Fx {
         .bind(&audio)
         .bind(i32::try_from(audio.len()).unwrap())
         .bind(offset_ms)
+        .bind(self.w.a.patient)
         .execute(&mut su)
         .await
         .unwrap();

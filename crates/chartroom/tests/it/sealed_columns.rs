@@ -1030,12 +1030,13 @@ async fn seed_scribe(
     .await
     .unwrap();
     sqlx::query(
-        "insert into capture_chunk (practice_id, capture_id, seq, sha256, bytes, duration_ms,
-            offset_ms, received_at)
-         values ($1, $2, 0, sha256('x'), 1, 1000, 0, now())",
+        "insert into capture_chunk (practice_id, capture_id, patient_id, seq, sha256, bytes,
+            duration_ms, offset_ms, received_at)
+         values ($1, $2, $3, 0, sha256('x'), 1, 1000, 0, now())",
     )
     .bind(a)
     .bind(capture)
+    .bind(patient)
     .execute(&mut *su)
     .await
     .unwrap();

@@ -29,7 +29,7 @@ const AXE: &str =
 
 /// Installed before every document's own scripts (CDP `Page.addScriptToEvaluateOnNewDocument`,
 /// which the page's CSP does not govern): keeps each CSP violation of the document.
-const COLLECTOR: &str = "window.__cspViolations = [];
+pub(crate) const COLLECTOR: &str = "window.__cspViolations = [];
 document.addEventListener('securitypolicyviolation', function (e) {
   window.__cspViolations.push({directive: e.effectiveDirective, blocked: e.blockedURI,
     source: e.sourceFile + ':' + e.lineNumber, sample: e.sample});
@@ -57,6 +57,12 @@ pub(crate) struct Browser {
 
 impl Browser {
     pub(crate) async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Browser::start`] with further Chromium switches (e.g. a fake microphone fed from a
+    /// file: `--use-fake-device-for-media-stream`, `--use-file-for-fake-audio-capture=…`).
+    pub(crate) async fn start_with(extra: &[&str]) -> Self {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(bin).exists(),
@@ -105,6 +111,9 @@ impl Browser {
             // year; hours, minutes, AM/PM): fixed so typing into them is reproducible.
             "--lang=en-US",
         ] {
+            caps.add_arg(arg).unwrap();
+        }
+        for arg in extra {
             caps.add_arg(arg).unwrap();
         }
         if running_as_root() {

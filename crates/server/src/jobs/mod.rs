@@ -36,6 +36,7 @@
 //! # }
 //! ```
 
+pub mod capture;
 pub mod retention;
 pub mod sequencer;
 pub mod sweep;

@@ -219,7 +219,7 @@ pub async fn transcribe_pending(
 #[derive(Debug)]
 pub struct Transcription {
     owner: OwnerStore,
-    blobs: BlobStore,
+    blobs: std::sync::Arc<BlobStore>,
     assistant: Assistant,
     every: Duration,
 }
@@ -227,7 +227,7 @@ pub struct Transcription {
 impl Transcription {
     /// The job `serve` runs: every [`EVERY`].
     #[must_use]
-    pub fn new(owner: OwnerStore, blobs: BlobStore, assistant: Assistant) -> Self {
+    pub fn new(owner: OwnerStore, blobs: std::sync::Arc<BlobStore>, assistant: Assistant) -> Self {
         Self {
             owner,
             blobs,

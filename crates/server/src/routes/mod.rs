@@ -6,6 +6,7 @@
 pub(crate) mod appointments;
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod capture;
 pub(crate) mod care_team;
 pub(crate) mod disclosures;
 pub(crate) mod invitations;
@@ -51,12 +52,12 @@ use crate::AppState;
         (name = "appointments", description = "Scheduling"),
         (name = "notes", description = "Clinical notes (clinicians only)"),
         (name = "perio", description = "Periodontal exams charted by voice (clinicians only)"),
-        (name = "scribe", description = "Transcripts and evidence-linked note drafts (clinicians only)"),
         (name = "audit", description = "The audit log (owners and admins)"),
         (name = "retention", description = "Retention windows and legal holds (owners and admins)"),
         (name = "care team", description = "Care teams and break-glass access"),
         (name = "support access", description = "Vendor support grants (owners and admins)"),
         (name = "ai providers", description = "The AI provider registry and its posture (owners and admins change it)"),
+        (name = "scribe", description = "Recording consent, captures and audio chunks, the live indicator, the scribe policy, transcripts and evidence-linked note drafts (clinicians; the policy: owners and admins)"),
         (name = "meta", description = "This description")
     )
 )]
@@ -152,6 +153,16 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(scribe::sentence_edit),
         routes!(scribe::draft_note_create),
         routes!(scribe::note_draft_changes),
+        routes!(capture::consent_list, capture::consent_create),
+        routes!(capture::consent_withdraw),
+        routes!(capture::capture_list, capture::capture_create),
+        routes!(capture::capture_get),
+        routes!(capture::capture_pause),
+        routes!(capture::capture_resume),
+        routes!(capture::capture_stop),
+        routes!(capture::chunk_put),
+        routes!(capture::my_capture),
+        routes!(capture::policy_get, capture::policy_put),
         routes!(
             disclosures::disclosure_create,
             disclosures::disclosure_report

@@ -108,6 +108,7 @@ async fn page(
     let fresh = session.require_step_up(state).is_ok();
     let (_, user) = session.tx.profile().await?;
     let list = session.tx.sessions(session.auth.session_id).await?;
+    let recording = super::recording_probe(&session.tx.my_practices().await?);
     let f = session.tx.factors().await?;
     let passkeys = signin::passkeys(&mut session)
         .await?
@@ -150,6 +151,7 @@ async fn page(
             nav: Vec::new(),
             switch: Vec::new(),
             idle_seconds: Some(session.auth.idle.num_seconds()),
+            recording,
         }),
         sessions,
         fields,

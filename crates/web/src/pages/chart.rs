@@ -1711,6 +1711,7 @@ mod tests {
             nav: Vec::new(),
             switch: Vec::new(),
             idle_seconds: None,
+            recording: None,
         };
         let page = NotePage::new(chrome, practice, &n, None).render().unwrap();
         assert!(page.contains("Signed, amended"), "{page}");

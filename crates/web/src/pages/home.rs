@@ -29,6 +29,7 @@ pub(crate) async fn home(SignedIn(mut session): SignedIn) -> Result<Response, We
     let (_, user) = session.tx.profile().await?;
     let mine = session.tx.my_practices().await?;
     session.tx.commit().await?;
+    let recording = super::recording_probe(&mine);
     let practices = mine
         .into_iter()
         .map(|p| PracticeEntry {
@@ -44,6 +45,7 @@ pub(crate) async fn home(SignedIn(mut session): SignedIn) -> Result<Response, We
             nav: Vec::new(),
             switch: Vec::new(),
             idle_seconds: Some(session.auth.idle.num_seconds()),
+            recording,
         }),
         practices,
     })

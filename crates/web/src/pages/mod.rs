@@ -5,6 +5,7 @@ pub(crate) mod account;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod break_glass;
+pub(crate) mod capture;
 pub(crate) mod chart;
 pub(crate) mod disclosures;
 pub(crate) mod home;
@@ -117,7 +118,7 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
 }
 
 /// The owner and admin screens (the API's `Manage` privilege): menu label and path.
-const MANAGE_PAGES: [(&str, &str); 7] = [
+const MANAGE_PAGES: [(&str, &str); 8] = [
     ("Members", "members"),
     ("Settings", "settings"),
     ("Support access", "support"),
@@ -125,6 +126,7 @@ const MANAGE_PAGES: [(&str, &str); 7] = [
     ("Audit log", "audit"),
     ("Break-glass review", "break-glass"),
     ("Retention", "retention"),
+    ("Scribe", "scribe"),
 ];
 
 /// The header of a practice page: the practice's name and the actor's display name.
@@ -149,6 +151,7 @@ pub(crate) async fn chrome(tx: &mut TenantTx) -> Result<Chrome, WebError> {
         nav: nav(practice.practice_id, tx.roles()),
         practice: Some((practice.practice_id, practice.name)),
         idle_seconds: tx.session_idle().map(|d| d.num_seconds()),
+        recording: recording(tx).await?,
     })
 }
 
@@ -229,6 +232,68 @@ pub(crate) struct Chrome {
     /// How long the session may stay idle here, in seconds (what the session check enforces):
     /// the page warns before it ends. `None` shows no warning.
     pub idle_seconds: Option<i64>,
+    /// The live recording indicator, for clinicians (`None`: no indicator on this page).
+    pub recording: Option<Recording>,
+}
+
+/// The live recording indicator's first paint (kept current by `static/js/indicator.js`).
+#[derive(Debug)]
+pub(crate) struct Recording {
+    /// The state endpoint the script polls (the API's `…/me/capture`).
+    pub src: String,
+    /// `live`, `paused` or `none`.
+    pub state: &'static str,
+    /// Recorded time so far (ms).
+    pub elapsed_ms: i64,
+    /// The same as `mm:ss`.
+    pub elapsed: String,
+    /// Whether the script asks the server at once (pages outside a practice, whose first
+    /// paint cannot read a practice's captures).
+    pub probe: bool,
+}
+
+/// The indicator of a page outside any practice (home, account): the state endpoint of the
+/// first practice where the user is a clinician, asked by the script as the page loads.
+pub(crate) fn recording_probe(mine: &[store::practices::MyPractice]) -> Option<Recording> {
+    mine.iter()
+        .find(|p| RoleSet::parse(&p.roles).is_ok_and(|r| Privilege::Clinical.allows(r)))
+        .map(|p| Recording {
+            src: format!("/api/v1/practices/{}/me/capture", p.practice_id),
+            state: "none",
+            elapsed_ms: 0,
+            elapsed: clock(0),
+            probe: true,
+        })
+}
+
+/// `mm:ss` (or `h:mm:ss`) of `ms`.
+pub(crate) fn clock(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m:02}:{s:02}")
+    }
+}
+
+/// The indicator's state for the actor in this practice: clinicians only (the API's clinical
+/// privilege; the state endpoint is theirs), read from the server's capture state (ids and
+/// times only, not audited).
+pub(crate) async fn recording(tx: &mut TenantTx) -> Result<Option<Recording>, WebError> {
+    if !Privilege::Clinical.allows(tx.roles()) {
+        return Ok(None);
+    }
+    let now = tx.now();
+    let open = server::actions::capture::live_capture(tx).await?;
+    let elapsed_ms = open.map_or(0, |c| c.elapsed_ms_at(now));
+    Ok(Some(Recording {
+        src: format!("/api/v1/practices/{}/me/capture", tx.practice()),
+        state: open.map_or("none", |c| c.state.as_str()),
+        elapsed_ms,
+        elapsed: clock(elapsed_ms),
+        probe: false,
+    }))
 }
 
 /// A practice in the header's switcher.
