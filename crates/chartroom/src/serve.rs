@@ -12,7 +12,6 @@ use server::jobs::Jobs;
 use server::jobs::retention::Retention;
 use server::jobs::sequencer::Sequencer;
 use server::jobs::sweep::ExpiredChallenges;
-use server::jobs::transcription::Transcription;
 use store::SessionPolicy;
 
 use crate::db::Database;
@@ -229,7 +228,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         checkpoints: Some(svc.checkpoint_store()),
         blobs: Some(Arc::new(svc.blob_store(store.keyring()?.clone())?)),
         assistant: server::assistant::Assistant {
-            adapters: Arc::new(server::assistant::RegistryAdapters),
+            adapters: Arc::new(server::assistant::EgressAdapters),
             local_transcription: match &scribe_local {
                 Some(l) => Some(
                     server::assistant::LocalTranscription::supervised(l.handle())
@@ -290,11 +289,7 @@ fn start_jobs(
     checkpointer: server::checkpoint::Checkpointer,
     state: &server::AppState,
 ) -> Jobs {
-    let (clock, blobs, assistant) = (
-        state.clock.clone(),
-        state.blobs.clone(),
-        state.assistant.clone(),
-    );
+    let (clock, blobs) = (state.clock.clone(), state.blobs.clone());
     let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
     let mut jobs = Jobs::new(clock);
     jobs.start(Sequencer::new(
@@ -305,14 +300,23 @@ fn start_jobs(
     // Swept as often as before, when it ran with the sequencing pass.
     jobs.start(ExpiredChallenges::new(store.clone(), sequence_interval));
     if let Some(owner) = owner {
-        if let Some(b) = &blobs {
-            jobs.start(Transcription::new(owner.clone(), b.clone(), assistant));
-        }
         // Started after retention, so it stops first (retention closes the owner's pool).
-        let capture = blobs.map(|b| server::jobs::capture::CaptureJobs::new(owner.clone(), b));
+        let capture = blobs
+            .clone()
+            .map(|b| server::jobs::capture::CaptureJobs::new(owner.clone(), b));
+        let transcription = blobs.map(|b| {
+            server::jobs::transcription::Transcription::new(
+                owner.clone(),
+                b,
+                state.assistant.clone(),
+            )
+        });
         jobs.start(Retention::daily(owner));
         if let Some(c) = capture {
             jobs.start(c);
+        }
+        if let Some(t) = transcription {
+            jobs.start(t);
         }
     } else {
         tracing::info!(

@@ -27,11 +27,11 @@ macro_rules! actions {
                 n.starts_with("note.")
                     || n.starts_with("perio_exam.")
                     || n.starts_with("visit.")
-                    || n.starts_with("capture.")
-                    || n.starts_with("recording_consent.")
                     || n.starts_with("note_draft.")
                     || n.starts_with("transcript.")
                     || n.starts_with("assistant.")
+                    || n.starts_with("capture.")
+                    || n.starts_with("recording_consent.")
             }
 
             /// The stable name stored in `audit_event.action`.
@@ -292,12 +292,12 @@ object_kinds! {
     Disclosure => "disclosure",
     /// A patient's legal hold (its id is the patient's).
     LegalHold => "legal_hold",
-    /// A recording consent of a visit.
-    RecordingConsent => "recording_consent",
-    /// A capture (recording) of a visit.
-    Capture => "capture",
     /// An assistant turn (one AI call).
     AssistantTurn => "assistant_turn",
+    /// A recording consent of a visit.
+    RecordingConsent => "recording_consent",
+    /// A capture (recording) of a visit; its transcript is named by it.
+    Capture => "capture",
     /// A transcript segment.
     TranscriptSegment => "transcript_segment",
     /// A note draft.
@@ -374,7 +374,7 @@ impl AuditObject {
         Self::new(ObjectKind::RecordingConsent, id.as_uuid())
     }
 
-    /// A capture.
+    /// A capture (and its transcript).
     #[must_use]
     pub fn capture(id: crate::CaptureId) -> Self {
         Self::new(ObjectKind::Capture, id.as_uuid())

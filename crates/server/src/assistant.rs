@@ -41,44 +41,6 @@ impl Adapters for NoAdapters {
     }
 }
 
-/// The adapters of this build for the registry's providers: the OpenAI-compatible
-/// transcription and chat wire formats and Anthropic Messages, each with the provider's own
-/// API key. A registry kind this build has no adapter for (the AWS ones without the `aws`
-/// feature) gets none, so its calls fail as `error` turns.
-#[derive(Debug, Default)]
-pub struct RegistryAdapters;
-
-impl RegistryAdapters {
-    fn key(provider: &RegisteredProvider) -> Option<egress::ApiKey> {
-        provider
-            .api_key
-            .as_ref()
-            .map(|k| egress::ApiKey::new(k.expose_secret().clone()))
-    }
-}
-
-impl Adapters for RegistryAdapters {
-    fn transcriber(&self, provider: &RegisteredProvider) -> Option<Arc<dyn Transcriber>> {
-        match provider.adapter.as_str() {
-            "openai_transcription" => egress::OpenAiTranscriber::new(Self::key(provider))
-                .ok()
-                .map(|a| Arc::new(a) as Arc<dyn Transcriber>),
-            _ => None,
-        }
-    }
-    fn drafter(&self, provider: &RegisteredProvider) -> Option<Arc<dyn Drafter>> {
-        match provider.adapter.as_str() {
-            "openai_chat" => egress::OpenAiDrafter::new(Self::key(provider))
-                .ok()
-                .map(|a| Arc::new(a) as Arc<dyn Drafter>),
-            "anthropic_messages" => egress::AnthropicDrafter::new(Self::key(provider))
-                .ok()
-                .map(|a| Arc::new(a) as Arc<dyn Drafter>),
-            _ => None,
-        }
-    }
-}
-
 /// Where the local default's posture comes from.
 #[derive(Debug, Clone)]
 pub enum LocalSource {
@@ -135,6 +97,43 @@ impl std::fmt::Debug for LocalTranscription {
     }
 }
 
+/// The egress crate's adapters, by the registry's `adapter` name: OpenAI-compatible
+/// transcription (`openai_transcription`) and chat drafting (`openai_chat`), Anthropic
+/// Messages drafting (`anthropic_messages`); each with the provider's API key. Other kinds
+/// (Bedrock, Transcribe Medical) have no adapter in this build: their calls fail as `error`
+/// turns.
+#[derive(Debug, Default)]
+pub struct EgressAdapters;
+
+fn api_key(p: &RegisteredProvider) -> Option<egress::ApiKey> {
+    p.api_key
+        .as_ref()
+        .map(|k| egress::ApiKey::new(k.expose_secret().clone()))
+}
+
+impl Adapters for EgressAdapters {
+    fn transcriber(&self, provider: &RegisteredProvider) -> Option<Arc<dyn Transcriber>> {
+        match provider.adapter.as_str() {
+            "openai_transcription" => egress::OpenAiTranscriber::new(api_key(provider))
+                .ok()
+                .map(|t| Arc::new(t) as Arc<dyn Transcriber>),
+            _ => None,
+        }
+    }
+
+    fn drafter(&self, provider: &RegisteredProvider) -> Option<Arc<dyn Drafter>> {
+        match provider.adapter.as_str() {
+            "openai_chat" => egress::OpenAiDrafter::new(api_key(provider))
+                .ok()
+                .map(|d| Arc::new(d) as Arc<dyn Drafter>),
+            "anthropic_messages" => egress::AnthropicDrafter::new(api_key(provider))
+                .ok()
+                .map(|d| Arc::new(d) as Arc<dyn Drafter>),
+            _ => None,
+        }
+    }
+}
+
 /// What the scribe's AI calls need: the adapters for registered providers and the
 /// installation's local default.
 #[derive(Debug, Clone)]
@@ -145,10 +144,11 @@ pub struct Assistant {
     pub local_transcription: Option<LocalTranscription>,
 }
 
+/// The egress adapters, no local default.
 impl Default for Assistant {
     fn default() -> Self {
         Self {
-            adapters: Arc::new(NoAdapters),
+            adapters: Arc::new(EgressAdapters),
             local_transcription: None,
         }
     }
@@ -372,7 +372,7 @@ mod tests {
             hosting: Hosting::Vendor,
             baa: baa.then(|| BaaAttestation {
                 attested_by: domain::UserId::new(),
-                attested_at: chrono::Utc::now(),
+                attested_at: chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
                 document_ref: "BAA-1".into(),
             }),
             training_disabled,

@@ -90,6 +90,15 @@ pub mod actions {
     };
     pub use crate::routes::retention::{place_legal_hold, read_retention, release_legal_hold};
     pub use crate::routes::support::{approve_support, list_support, revoke_support};
+    /// The scribe: transcripts (read, correct, history) and note drafts (create, read, accept
+    /// or edit a sentence, make the note, the note's changes from its draft).
+    pub mod scribe {
+        pub use crate::routes::scribe::{
+            DraftOutcome, DraftView, SentenceChange, SentenceView, change_sentence,
+            changes_from_draft, correct_segment, create_draft, draft_changes, list_drafts,
+            note_from_draft, read_draft, read_transcript, read_visit_transcript, segment_history,
+        };
+    }
     /// The AI provider registry: register, change posture, list (each audited).
     pub mod providers {
         pub use crate::routes::providers::{change_provider, list_providers, register_provider};
@@ -101,15 +110,6 @@ pub mod actions {
             Change, Uploaded, Withdrawn, change_capture, chunk_body, consent_input, list_captures,
             list_consents, live_capture, policy_input, read_capture, read_policy, record_consent,
             set_policy, start_capture, upload_chunk, withdraw_consent,
-        };
-    }
-    /// The scribe: transcripts (read, correct, history) and note drafts (create, read, accept
-    /// or edit a sentence, make the note, the note's changes from its draft).
-    pub mod scribe {
-        pub use crate::routes::scribe::{
-            DraftOutcome, DraftView, SentenceChange, SentenceView, change_sentence,
-            changes_from_draft, correct_segment, create_draft, draft_changes, list_drafts,
-            note_from_draft, read_draft, read_transcript, read_visit_transcript, segment_history,
         };
     }
     /// Periodontal exams: create, list, read, and one change (final, confirm, decline,
@@ -218,11 +218,11 @@ pub struct AppState {
     pub security_txt: Option<Arc<str>>,
     /// The signed audit checkpoints (read by the proof routes), when configured.
     pub checkpoints: Option<audit::store::DirStore>,
+    /// The scribe's AI calls: adapters for registered providers and the local default.
+    pub assistant: assistant::Assistant,
     /// The encrypted blob store (captured audio), when configured; routes that store blobs
     /// answer 503 without it.
     pub blobs: Option<Arc<store::crypto::BlobStore>>,
-    /// The scribe's AI calls: adapters for registered providers and the local default.
-    pub assistant: assistant::Assistant,
 }
 
 /// The whole application: routes, the OpenAPI document, and the layers every request passes,

@@ -331,18 +331,20 @@ pub struct DraftSummary {
     pub unreviewed: i64,
 }
 
+type SummaryRow = (
+    uuid::Uuid,
+    bool,
+    Option<uuid::Uuid>,
+    chrono::DateTime<chrono::Utc>,
+    i64,
+);
+
 /// The drafts of `visit` visible here, newest first (ids and counts only).
 pub async fn list_for_visit(
     tx: &mut TenantTx,
     visit: VisitId,
 ) -> Result<Vec<DraftSummary>, StoreError> {
-    let rows: Vec<(
-        uuid::Uuid,
-        bool,
-        Option<uuid::Uuid>,
-        chrono::DateTime<chrono::Utc>,
-        i64,
-    )> = sqlx::query_as(
+    let rows: Vec<SummaryRow> = sqlx::query_as(
         "select d.draft_id, d.ai_written, d.note_id, d.created_at,
                     (select count(*) from draft_sentence s
                       where s.practice_id = d.practice_id and s.draft_id = d.draft_id

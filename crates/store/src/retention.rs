@@ -219,15 +219,15 @@ pub struct PurgeReport {
     pub disclosures: u64,
     /// Break-glass grants purged.
     pub break_glass: u64,
+    /// Scribe records purged: assistant turns, transcript segments and their revisions, note
+    /// drafts and their sentences.
+    pub scribe_records: u64,
     /// Captures purged (their audio was deleted before, by the audio retention pass).
     pub captures: u64,
     /// Capture audio chunk rows purged with them.
     pub capture_chunks: u64,
     /// Recording consents purged.
     pub recording_consents: u64,
-    /// Scribe records purged: assistant turns, transcript segments and their revisions, note
-    /// drafts and their sentences.
-    pub scribe_records: u64,
     /// Deleted patients and draft notes past their window kept because of a legal hold.
     pub held: u64,
     /// Deleted patients past the deletion window kept because signed notes (record-keeping
@@ -259,12 +259,6 @@ impl PurgeReport {
             Some(&mut self.visits)
         } else if name == sealed_columns::APPOINTMENT.table {
             Some(&mut self.appointments)
-        } else if name == sealed_columns::CAPTURE.table {
-            Some(&mut self.captures)
-        } else if name == sealed_columns::CAPTURE_CHUNK.table {
-            Some(&mut self.capture_chunks)
-        } else if name == sealed_columns::RECORDING_CONSENT.table {
-            Some(&mut self.recording_consents)
         } else if [
             sealed_columns::DRAFT_SENTENCE.table,
             sealed_columns::NOTE_DRAFT.table,
@@ -275,6 +269,12 @@ impl PurgeReport {
         .contains(&name)
         {
             Some(&mut self.scribe_records)
+        } else if name == sealed_columns::CAPTURE.table {
+            Some(&mut self.captures)
+        } else if name == sealed_columns::CAPTURE_CHUNK.table {
+            Some(&mut self.capture_chunks)
+        } else if name == sealed_columns::RECORDING_CONSENT.table {
+            Some(&mut self.recording_consents)
         } else {
             None
         }

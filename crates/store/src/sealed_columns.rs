@@ -350,15 +350,6 @@ pub const BLOB_OBJECT: SealedTable = SealedTable {
     ),
 };
 
-/// AI providers (`providers`): the API key a practice stores for a vendor.
-pub const AI_PROVIDER: SealedTable = SealedTable {
-    table: "ai_provider",
-    row: id("provider_id"),
-    columns: &[sealed!("api_key")],
-    reencrypt: Reencrypt::Fields,
-    purge: Purge::Never("a provider's registration belongs to the practice, not to a patient"),
-};
-
 /// Draft sentences (`drafts`): each sentence's text, bound to draft id ‖ index. Counted with
 /// the scribe's records when purged.
 pub const DRAFT_SENTENCE: SealedTable = SealedTable {
@@ -415,6 +406,15 @@ pub const ASSISTANT_TURN: SealedTable = SealedTable {
     purge: Purge::WithPatients {
         audit_as: Some(ObjectKind::AssistantTurn),
     },
+};
+
+/// AI providers (`providers`): the API key a practice stores for a vendor.
+pub const AI_PROVIDER: SealedTable = SealedTable {
+    table: "ai_provider",
+    row: id("provider_id"),
+    columns: &[sealed!("api_key")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::Never("a provider's registration belongs to the practice, not to a patient"),
 };
 
 /// Every sealed or patient-owned tenant table, in purge order (a table before every table it
@@ -600,6 +600,26 @@ const CLEAR: &[PlaintextColumn] = &[
     col("legal_hold", "category", CLOSED),
     col("support_grant", "scope", CLOSED),
     col(
+        "assistant_turn",
+        "provider_label",
+        "the label an owner gave an AI provider (or the built-in default's name): configuration, not about a patient",
+    ),
+    col(
+        "assistant_turn",
+        "model",
+        "the provider's model name (`whisper-1`, `gpt-4o` …): configuration, not about a patient",
+    ),
+    col("assistant_turn", "purpose", CLOSED),
+    col("assistant_turn", "outcome", CLOSED),
+    col(
+        "transcript_segment",
+        "speaker",
+        "a diarization label kept only as `speaker_<n>` (a number or one letter; `transcripts`): never a name",
+    ),
+    col("note_draft", "template", CLOSED),
+    col("draft_sentence", "section", CLOSED),
+    col("draft_sentence", "flags", CLOSED),
+    col(
         "ai_provider",
         "label",
         "the name staff give an AI service (`Hygiene scribe`): configuration, not about a patient",
@@ -645,26 +665,6 @@ const CLEAR: &[PlaintextColumn] = &[
     col("capture", "stop_reason", CLOSED),
     col("capture", "audio_purge_reason", CLOSED),
     col("capture_chunk", "transcription", CLOSED),
-    col(
-        "assistant_turn",
-        "provider_label",
-        "the label an owner gave an AI provider (or the built-in default's name): configuration, not about a patient",
-    ),
-    col(
-        "assistant_turn",
-        "model",
-        "the provider's model name (`whisper-1`, `gpt-4o` …): configuration, not about a patient",
-    ),
-    col("assistant_turn", "purpose", CLOSED),
-    col("assistant_turn", "outcome", CLOSED),
-    col(
-        "transcript_segment",
-        "speaker",
-        "a diarization label kept only as `speaker_<n>` (a number or one letter; `transcripts`): never a name",
-    ),
-    col("note_draft", "template", CLOSED),
-    col("draft_sentence", "section", CLOSED),
-    col("draft_sentence", "flags", CLOSED),
 ];
 
 /// How many legacy `text` columns the sealed tables have.

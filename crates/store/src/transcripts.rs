@@ -610,18 +610,20 @@ pub struct Revision {
     pub revised_at: chrono::DateTime<chrono::Utc>,
 }
 
+type RevisionRow = (
+    i32,
+    Vec<u8>,
+    Option<uuid::Uuid>,
+    chrono::DateTime<chrono::Utc>,
+);
+
 /// Every revision of segment `id`, oldest first, opened (the caller audits).
 pub async fn history(
     tx: &mut TenantTx,
     keyring: &Keyring,
     id: SegmentId,
 ) -> Result<Vec<Revision>, StoreError> {
-    let rows: Vec<(
-        i32,
-        Vec<u8>,
-        Option<uuid::Uuid>,
-        chrono::DateTime<chrono::Utc>,
-    )> = sqlx::query_as(
+    let rows: Vec<RevisionRow> = sqlx::query_as(
         "select revision, text_enc, revised_by, revised_at from transcript_revision
               where practice_id = $1 and segment_id = $2 order by revision",
     )

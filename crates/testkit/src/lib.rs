@@ -749,8 +749,8 @@ impl TestApp {
                 None,
             ))),
             checkpoints: Some(audit::store::DirStore::new(&checkpoint_dir)),
-            blobs: blobs.clone(),
             assistant,
+            blobs: blobs.clone(),
         };
         let (cert, key) = test_certificate();
         let certs = vec![rustls_pem_cert(cert)];

@@ -180,8 +180,8 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .merge(manage_routes())
         .merge(pages::chart::router())
         .merge(pages::perio::router())
-        .merge(pages::capture::router())
         .merge(pages::scribe::router())
+        .merge(pages::capture::router())
         .merge(passkey_routes())
         .route("/static/{file}", get(assets::serve))
         .route(

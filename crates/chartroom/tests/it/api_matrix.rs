@@ -605,6 +605,49 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
     ),
 ];
 
+/// Routes whose authorization matrix is tested in their own module, with the objects it
+/// seeds (anonymous 401, other practice 404, wrong role 403 and audited, right role 2xx with
+/// its audit events): the scribe's transcripts and drafts
+/// (`scribe_drafting::scribe_routes_authorization_matrix`).
+const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/captures/{capture_id}/transcript",
+    ),
+    (
+        "PUT",
+        "/api/v1/practices/{practice_id}/transcript-segments/{segment_id}",
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/transcript-segments/{segment_id}/revisions",
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/visits/{visit_id}/drafts",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/visits/{visit_id}/drafts",
+    ),
+    ("GET", "/api/v1/practices/{practice_id}/drafts/{draft_id}"),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/drafts/{draft_id}/sentences/{idx}/accept",
+    ),
+    (
+        "PUT",
+        "/api/v1/practices/{practice_id}/drafts/{draft_id}/sentences/{idx}",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/drafts/{draft_id}/note",
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/notes/{note_id}/draft-changes",
+    ),
+];
 /// Routes whose matrix runs in `capture_api::capture_authorization_matrix` (they need a
 /// consent, a capture and WAV bodies, in order).
 fn scribe(path: &str) -> bool {
@@ -973,6 +1016,11 @@ async fn every_route_has_a_matrix_entry() {
     let listed: BTreeSet<(String, String)> = ROUTES
         .iter()
         .map(|(m, p, ..)| ((*m).to_owned(), (*p).to_owned()))
+        .chain(
+            MATRIX_ELSEWHERE
+                .iter()
+                .map(|(m, p)| ((*m).to_owned(), (*p).to_owned())),
+        )
         .collect();
     assert_eq!(
         documented, listed,

@@ -105,12 +105,30 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .execute(&mut su)
         .await
         .unwrap();
-        // The practice's AI provider registry: one self-hosted transcription provider.
-        sqlx::query("insert into ai_provider (practice_id, provider_id, label, adapter, purpose, base_url, model, hosting, vendor, created_at, updated_at) values ($1, gen_random_uuid(), 'Fixture', 'openai_transcription', 'transcription', 'http://127.0.0.1:9', 'whisper-1', 'self_hosted', 'Operator', now(), now())")
-            .bind(p.id)
-            .execute(&mut su)
-            .await
-            .unwrap();
+        // The scribe's AI side: a provider, a turn, a transcript segment and its revision, a
+        // note draft and its sentence.
+        sqlx::query(
+            "with pr as (insert into ai_provider (practice_id, provider_id, label, adapter, purpose, base_url, model, hosting, vendor, training_disabled, created_at, updated_at)
+                         values ($1, gen_random_uuid(), 'Local', 'openai_chat', 'drafting', 'http://127.0.0.1:1', 'm', 'self_hosted', 'self', true, now(), now())),
+                  t as (insert into assistant_turn (practice_id, turn_id, patient_id, visit_id, provider_label, model, purpose, latency_ms, outcome, created_at)
+                        values ($1, gen_random_uuid(), $3, $2, 'Local', 'm', 'transcription', 1, 'ok', now()) returning turn_id),
+                  k as (select capture_id from capture where practice_id = $1 limit 1),
+                  g as (insert into transcript_segment (practice_id, segment_id, capture_id, patient_id, chunk_seq, start_ms, end_ms, turn_id, text_enc)
+                        select $1, gen_random_uuid(), k.capture_id, $3, 0, 0, 1, t.turn_id, '\\x00' from k, t returning segment_id),
+                  r as (insert into transcript_revision (practice_id, segment_id, patient_id, revision, text_enc, revised_at)
+                        select $1, g.segment_id, $3, 0, '\\x00', now() from g),
+                  d as (insert into note_draft (practice_id, draft_id, visit_id, patient_id, ai_written, template, content_enc, created_by, created_at)
+                        values ($1, gen_random_uuid(), $2, $3, false, 'free', '\\x00', $4, now()) returning draft_id)
+             insert into draft_sentence (practice_id, draft_id, patient_id, idx, section, text_enc)
+             select $1, d.draft_id, $3, 0, 'plan', '\\x00' from d",
+        )
+        .bind(p.id)
+        .bind(visit)
+        .bind(p.patient)
+        .bind(p.user("clinician"))
+        .execute(&mut su)
+        .await
+        .unwrap();
         sqlx::query("insert into blob_object (practice_id, blob_id, object_id, dek_version, plaintext_len, stored_len, created_at) values ($1, $2, $2, 1, 1, 80, now())")
             .bind(p.id)
             .bind(uuid::Uuid::new_v4())

@@ -129,6 +129,7 @@ const HEARD: [(u64, u64, &str); 3] = [
 
 /// The drafter's usual answer: three supported sentences and one that cites nothing and
 /// names a drug and a number nobody said.
+#[allow(clippy::unnecessary_wraps, reason = "the shape of a drafting script")]
 fn honest_and_one_invented(r: &DraftRequest) -> Result<DraftReply, EgressError> {
     let id = |i: usize| r.segments[i].0;
     Ok(DraftReply {
@@ -325,8 +326,8 @@ impl Fx {
         .await
         .unwrap();
         sqlx::query(
-            "insert into capture_chunk (practice_id, capture_id, patient_id, seq, blob_id, sha256, bytes,
-                duration_ms, offset_ms, received_at)
+            "insert into capture_chunk (practice_id, capture_id, patient_id, seq, blob_id, sha256,
+                bytes, duration_ms, offset_ms, received_at)
              values ($1, $2, $7, 0, $3, sha256($4), $5, 8000, $6, now())",
         )
         .bind(self.w.a.id)
@@ -409,6 +410,27 @@ impl Fx {
     }
 }
 
+/// A turn as the tests read it: provider, purpose, outcome, actor, label.
+type TurnRow = (
+    Option<uuid::Uuid>,
+    String,
+    String,
+    Option<uuid::Uuid>,
+    String,
+);
+
+/// An API route of the matrix: method, path, body, success status, audit events.
+type ApiRoute = (Method, String, Option<Value>, StatusCode, Vec<&'static str>);
+
+/// A page of the matrix: method, path, form, success status, audit actions.
+type PageRoute = (
+    Method,
+    String,
+    Vec<(&'static str, String)>,
+    StatusCode,
+    Vec<&'static str>,
+);
+
 fn script(f: fn(&DraftRequest) -> Result<DraftReply, EgressError>) -> Box<DraftScript> {
     Box::new(f)
 }
@@ -428,13 +450,7 @@ async fn transcription_job_stores_encrypted_timed_segments_with_one_turn_per_chu
     assert_eq!(f.doubles.transcriber.0.calls.load(Ordering::SeqCst), 1);
 
     let mut su = f.db.superuser_unsafe().await;
-    let turns: Vec<(
-        Option<uuid::Uuid>,
-        String,
-        String,
-        Option<uuid::Uuid>,
-        String,
-    )> = sqlx::query_as(
+    let turns: Vec<TurnRow> = sqlx::query_as(
         "select provider_id, purpose, outcome, actor_id, provider_label from assistant_turn
               where practice_id = $1",
     )
@@ -1012,7 +1028,7 @@ async fn scribe_routes_authorization_matrix() {
     let note3 = n3["note_id"].as_str().unwrap().to_owned();
 
     let base = f.base();
-    let routes: Vec<(Method, String, Option<Value>, StatusCode, Vec<&str>)> = vec![
+    let routes: Vec<ApiRoute> = vec![
         (
             Method::GET,
             format!("{base}/captures/{capture}/transcript"),
@@ -1136,4 +1152,190 @@ async fn scribe_routes_authorization_matrix() {
             "clinician {what}"
         );
     }
+}
+
+/// A browser-like client that does not follow redirects.
+fn page_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(testkit::test_certificate().0.as_bytes()).unwrap(),
+        )
+        .build()
+        .unwrap()
+}
+
+// The authorization matrix of every scribe page: anonymous → sign-in, another practice 404
+// (also for A's object through B's practice), reception, owner and admin 403 (audited
+// `access.denied`, no transcript or draft text shown), the clinician with the API's audit
+// events. The draft screen links each sentence to the segments it cites, shows the flags and
+// the accept control; the note page shows the changes from the draft once signed.
+#[tokio::test]
+async fn scribe_pages_authorization_matrix() {
+    let f = fx(script(honest_and_one_invented)).await;
+    f.provider("drafting", true, true).await;
+    let (visit, capture) = f.captured_visit(0).await;
+    f.transcribe().await;
+    let (_, t) = call(
+        &f.app,
+        Method::GET,
+        &format!("{}/captures/{capture}/transcript", f.base()),
+        Some(&f.clin),
+        None,
+    )
+    .await;
+    let seg = t["segments"][0]["segment_id"].as_str().unwrap().to_owned();
+    let (_, d) = f.draft(&visit).await;
+    let draft = d["draft_id"].as_str().unwrap().to_owned();
+    let (_, d2) = f.draft(&visit).await;
+    let draft2 = d2["draft_id"].as_str().unwrap().to_owned();
+    let p = f.w.a.id;
+    let app = format!("/app/practices/{p}");
+    let routes: Vec<PageRoute> = vec![
+        (
+            Method::GET,
+            format!("{app}/captures/{capture}/transcript"),
+            vec![],
+            StatusCode::OK,
+            vec!["transcript.read"],
+        ),
+        (
+            Method::POST,
+            format!("{app}/transcript-segments/{seg}"),
+            vec![
+                ("text", "My gums bleed when I floss.".to_owned()),
+                ("revision", "0".to_owned()),
+                ("capture_id", capture.to_string()),
+            ],
+            StatusCode::SEE_OTHER,
+            vec!["transcript.correct"],
+        ),
+        (
+            Method::GET,
+            format!("{app}/transcript-segments/{seg}"),
+            vec![],
+            StatusCode::OK,
+            vec!["transcript.read"],
+        ),
+        (
+            Method::GET,
+            format!("{app}/visits/{visit}/drafts"),
+            vec![],
+            StatusCode::OK,
+            vec!["note_draft.read"],
+        ),
+        (
+            Method::POST,
+            format!("{app}/visits/{visit}/drafts"),
+            vec![("template", "free".to_owned())],
+            StatusCode::SEE_OTHER,
+            vec!["assistant.turn", "note_draft.create"],
+        ),
+        (
+            Method::GET,
+            format!("{app}/drafts/{draft}"),
+            vec![],
+            StatusCode::OK,
+            vec!["note_draft.read", "transcript.read"],
+        ),
+        (
+            Method::POST,
+            format!("{app}/drafts/{draft}/sentences/2/accept"),
+            vec![],
+            StatusCode::SEE_OTHER,
+            vec!["note_draft.update"],
+        ),
+        (
+            Method::POST,
+            format!("{app}/drafts/{draft}/sentences/1"),
+            vec![(
+                "text",
+                "Probing depth 5 mm on tooth 14, bleeding.".to_owned(),
+            )],
+            StatusCode::SEE_OTHER,
+            vec!["note_draft.update"],
+        ),
+        (
+            Method::POST,
+            format!("{app}/drafts/{draft2}/note"),
+            vec![],
+            StatusCode::SEE_OTHER,
+            vec!["note.create", "note_draft.update"],
+        ),
+    ];
+    let http = page_client();
+    let cookie = |t: &str| format!("{}={t}", server::extract::SESSION_COOKIE);
+    let reception = f.app.token(f.w.a.user("reception")).await;
+    let owner = f.app.token(f.w.a.user("owner")).await;
+    let other = f.app.token(f.w.b.user("clinician")).await;
+    let (a, b) = (p.to_string(), f.w.b.id.to_string());
+    let mut su = f.db.superuser_unsafe().await;
+    for (method, path, form, ok, audit) in &routes {
+        let what = format!("{method} {path}");
+        let send = |token: Option<String>, path: String| {
+            let (http, app, method, form) = (&http, &f.app, method.clone(), form.clone());
+            async move {
+                let post = method == Method::POST;
+                let mut r = http.request(method, app.url(&path));
+                if let Some(t) = token {
+                    r = r.header(reqwest::header::COOKIE, cookie(&t));
+                }
+                if post {
+                    r = r.header("sec-fetch-site", "same-origin").form(&form);
+                }
+                r.send().await.unwrap()
+            }
+        };
+        let res = send(None, path.clone()).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "anonymous {what}");
+        assert_eq!(res.headers()[reqwest::header::LOCATION], "/app/sign-in");
+        let res = send(Some(other.clone()), path.clone()).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::NOT_FOUND,
+            "B's clinician in A: {what}"
+        );
+        let res = send(Some(other.clone()), path.replacen(&a, &b, 1)).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::NOT_FOUND,
+            "A's object through B: {what}"
+        );
+        for (who, token) in [("reception", &reception), ("owner", &owner)] {
+            let res = send(Some(token.clone()), path.clone()).await;
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{who} {what}");
+            let actions = audited(&mut su, p, &res).await;
+            let body = res.text().await.unwrap();
+            for secret in [HEARD[0].2, "amoxicillin", "Probing depth"] {
+                assert!(!body.contains(secret), "{who} {what} shows clinical text");
+            }
+            assert_eq!(actions, ["access.denied:denied"], "{who} {what}");
+        }
+        let res = send(Some(f.clin.clone()), path.clone()).await;
+        assert_eq!(res.status(), *ok, "clinician {what}");
+        let want: Vec<String> = audit.iter().map(|a| format!("{a}:success")).collect();
+        assert_eq!(audited(&mut su, p, &res).await, want, "clinician {what}");
+    }
+    // The draft screen: evidence links to the segments on the same page, the flags, and
+    // the accept control of the flagged sentence (accepted above now).
+    let html = http
+        .get(f.app.url(&format!("{app}/drafts/{draft2}")))
+        .header(reqwest::header::COOKIE, cookie(&f.clin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let cited = d2["sentences"][0]["evidence"][0].as_str().unwrap();
+    assert!(html.contains(&format!("href=\"#seg-{cited}\"")), "{html}");
+    assert!(html.contains(&format!("id=\"seg-{cited}\"")), "{html}");
+    assert!(
+        html.contains("names a drug the cited transcript does not name"),
+        "{html}"
+    );
+    assert!(html.contains("Accept this sentence"), "{html}");
+    assert!(html.contains("AI-written draft"), "{html}");
+    assert!(!html.contains("style="), "no inline style");
 }

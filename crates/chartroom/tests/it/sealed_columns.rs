@@ -921,11 +921,17 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
         .unwrap();
     tx.commit().await.unwrap();
 
+    seed_scribe(&f.app, &owner, &store, &mut su, clinician, a, f.w.a.patient).await;
+
     let (v, r) = owner
         .rotate_data_key_audited(a, false, 1, None, &mut |_, _| {})
         .await
         .unwrap();
     assert_eq!(v.get(), 2);
+    assert!(
+        r.scribe >= 6,
+        "turn, segment, two revisions, draft, sentence: {r:?}"
+    );
     assert!(
         r.patients >= 1 && r.notes >= 3 && r.perio_exams == 1 && r.disclosures == 1,
         "{r:?}"
@@ -974,4 +980,138 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
     tx.commit().await.unwrap();
     assert_eq!(n.content.subjective, "Canary amended body");
     assert_eq!(n.amendments[0].reason, "Canary amendment reason");
+}
+
+/// A row in each of the scribe's sealed tables of practice `a`: a transcribed chunk (its turn
+/// and segment, through the transcription job's store calls), a correction (a second
+/// revision) and a draft with one sentence. The consent, capture and chunk rows are fixtures.
+#[allow(clippy::too_many_arguments, reason = "a fixture")]
+async fn seed_scribe(
+    app: &TestApp,
+    owner: &store::OwnerStore,
+    store: &store::Store,
+    su: &mut PgConnection,
+    clinician: domain::UserId,
+    a: domain::PracticeId,
+    patient: domain::PatientId,
+) {
+    let keyring = store.keyring().unwrap().clone();
+    let mut tx = as_member(app, store, clinician, a).await;
+    let visit = store::notes::create_visit(&mut tx, patient, clinician, None, Utc::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (consent, capture) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    sqlx::query(
+        "insert into recording_consent (practice_id, consent_id, visit_id, patient_id,
+            consented_by, method, consent_rule, recorded_by, recorded_at)
+         values ($1, $2, $3, $4, 'patient', 'verbal', 'all_party', $5, now())",
+    )
+    .bind(a)
+    .bind(consent)
+    .bind(visit.visit_id)
+    .bind(patient)
+    .bind(clinician)
+    .execute(&mut *su)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into capture (practice_id, capture_id, visit_id, patient_id, consent_id,
+            clinician_id, state, stop_reason, started_at, stopped_at, max_seconds)
+         values ($1, $2, $3, $4, $5, $6, 'stopped', 'clinician', now(), now(), 7200)",
+    )
+    .bind(a)
+    .bind(capture)
+    .bind(visit.visit_id)
+    .bind(patient)
+    .bind(consent)
+    .bind(clinician)
+    .execute(&mut *su)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into capture_chunk (practice_id, capture_id, patient_id, seq, sha256, bytes,
+            duration_ms, offset_ms, received_at)
+         values ($1, $2, $3, 0, sha256('x'), 1, 1000, 0, now())",
+    )
+    .bind(a)
+    .bind(capture)
+    .bind(patient)
+    .execute(&mut *su)
+    .await
+    .unwrap();
+    let mut work = owner.claim_chunk(a, Utc::now()).await.unwrap().unwrap();
+    let turn = work
+        .record_turn(
+            owner.keyring().unwrap(),
+            &store::turns::NewTurn {
+                patient,
+                visit: Some(visit.visit_id),
+                capture: Some(domain::CaptureId::from_uuid(capture)),
+                provider: None,
+                provider_label: "local",
+                model: "whisper-base",
+                purpose: store::turns::Purpose::Transcription,
+                prompt: Some(b"Canary prompt"),
+                output: Some(b"Canary output"),
+                input_tokens: None,
+                output_tokens: None,
+                latency_ms: 1,
+                outcome: store::turns::TurnOutcome::Ok,
+            },
+        )
+        .await
+        .unwrap();
+    work.store_segments(
+        owner.keyring().unwrap(),
+        turn,
+        &[store::transcripts::NewSegment {
+            start_ms: 0,
+            end_ms: 900,
+            speaker: None,
+            text: "Canary transcript segment",
+        }],
+    )
+    .await
+    .unwrap();
+    work.finish(store::transcripts::ChunkState::Done)
+        .await
+        .unwrap();
+    let seg: uuid::Uuid =
+        sqlx::query_scalar("select segment_id from transcript_segment where practice_id = $1")
+            .bind(a)
+            .fetch_one(&mut *su)
+            .await
+            .unwrap();
+    let seg = domain::SegmentId::from_uuid(seg);
+    let mut tx = as_member(app, store, clinician, a).await;
+    store::transcripts::correct(&mut tx, &keyring, seg, Some(0), "Canary corrected segment")
+        .await
+        .unwrap()
+        .unwrap();
+    let draft_content = domain::notes::NoteContent {
+        subjective: "Canary draft sentence.".to_owned(),
+        ..domain::notes::NoteContent::default()
+    };
+    store::drafts::create(
+        &mut tx,
+        &keyring,
+        &store::drafts::NewDraft {
+            visit: visit.visit_id,
+            patient,
+            capture: Some(domain::CaptureId::from_uuid(capture)),
+            turn: None,
+            template: domain::notes::Template::Free,
+            content: &draft_content,
+            sentences: &[store::drafts::NewSentence {
+                section: "subjective",
+                text: "Canary draft sentence.".to_owned(),
+                evidence: vec![seg],
+                flags: vec![],
+            }],
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
 }

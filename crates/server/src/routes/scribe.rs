@@ -17,6 +17,8 @@
 //! - The note's changes from the draft: a word diff of the draft as produced against the note
 //!   as signed (or as it stands).
 
+use std::fmt::Write as _;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -522,16 +524,16 @@ async fn findings(
     }) {
         let mut line = format!("Tooth {}:", t.tooth);
         if let Some(pd) = t.max_pd {
-            line.push_str(&format!(" deepest probing depth {pd} mm"));
+            let _ = write!(line, " deepest probing depth {pd} mm");
         }
         if t.bleeding_sites > 0 {
-            line.push_str(&format!(", {} bleeding sites", t.bleeding_sites));
+            let _ = write!(line, ", {} bleeding sites", t.bleeding_sites);
         }
         if let Some(m) = t.mobility {
-            line.push_str(&format!(", mobility grade {m}"));
+            let _ = write!(line, ", mobility grade {m}");
         }
         if let Some(f) = t.max_furcation {
-            line.push_str(&format!(", furcation grade {f}"));
+            let _ = write!(line, ", furcation grade {f}");
         }
         line.push('.');
         out.push(line);
@@ -612,7 +614,7 @@ fn drafting_error(e: &EgressError) -> AppError {
 #[derive(Debug)]
 pub enum DraftOutcome {
     /// The draft (read back).
-    Created(Draft),
+    Created(Box<Draft>),
     /// The drafting call failed (refused, truncated, rate limited, error): its turn was
     /// recorded and audited; commit, then answer the error. No draft was made.
     Failed(AppError),
@@ -627,6 +629,74 @@ async fn visit_patient(tx: &mut TenantTx, visit: VisitId) -> Result<PatientId, A
         return Err(AppError::Gone("patient"));
     }
     Ok(patient)
+}
+
+/// The drafting provider's sentences, each through the evidence check, with the drafting
+/// turn (recorded and audited in `tx`); `Err` inside: the call failed (its turn stays).
+async fn ai_sentences(
+    tx: &mut TenantTx,
+    state: &AppState,
+    p: &store::turns::RegisteredProvider,
+    subject: TurnSubject,
+    template: Template,
+    segments: &[Segment],
+    findings: &[String],
+) -> Result<Result<(Vec<NewSentence>, AssistantTurnId), AppError>, AppError> {
+    let keyring = state.store.keyring()?;
+    let drafter = state.assistant.adapters.drafter(p);
+    let posture = posture(p);
+    let pairs: Vec<(SegmentId, String)> = segments
+        .iter()
+        .map(|s| (s.segment_id, s.text.clone()))
+        .collect();
+    let request = DraftRequest {
+        template: template.as_str().to_owned(),
+        segments: pairs.clone(),
+        findings: findings.to_vec(),
+    };
+    let prompt = serde_json::to_vec(&serde_json::json!({
+        "template": request.template,
+        "segments": pairs.iter().map(|(id, t)| serde_json::json!({"id": id, "text": t})).collect::<Vec<_>>(),
+        "findings": request.findings,
+    }))
+    .unwrap_or_default();
+    let called = run_turn(
+        tx,
+        keyring,
+        subject,
+        &posture,
+        &prompt,
+        |cleared| async move {
+            match drafter {
+                Some(d) => d.draft(&cleared, request).await,
+                None => Err(EgressError::Malformed(
+                    "no adapter for this provider's kind in this installation".into(),
+                )),
+            }
+        },
+    )
+    .await?;
+    let reply = match called.result {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(drafting_error(&e))),
+    };
+    // req: SCR-05 — every sentence through the evidence check.
+    let sentences: Vec<NewSentence> = reply
+        .sentences
+        .iter()
+        .filter(|s| !s.text.trim().is_empty())
+        .take(store::drafts::SENTENCES_MAX)
+        .map(|s| NewSentence {
+            section: section_name(s.section),
+            text: s.text.trim().to_owned(),
+            evidence: s.evidence.clone(),
+            flags: evidence::check(&s.text, &s.evidence, &pairs)
+                .into_iter()
+                .map(Flag::as_str)
+                .collect(),
+        })
+        .collect();
+    Ok(Ok((sentences, called.turn)))
 }
 
 /// Makes a note draft of `template` for `visit`: through the practice's drafting provider when
@@ -648,66 +718,16 @@ pub async fn create_draft(
     let (sentences, turn) = match provider {
         None => (default_sentences(&findings, &segments), None),
         Some(p) => {
-            let drafter = state.assistant.adapters.drafter(&p);
-            let posture = posture(&p);
-            let pairs: Vec<(SegmentId, String)> = segments
-                .iter()
-                .map(|s| (s.segment_id, s.text.clone()))
-                .collect();
-            let request = DraftRequest {
-                template: template.as_str().to_owned(),
-                segments: pairs.clone(),
-                findings: findings.clone(),
-            };
-            let prompt = serde_json::to_vec(&serde_json::json!({
-                "template": request.template,
-                "segments": pairs.iter().map(|(id, t)| serde_json::json!({"id": id, "text": t})).collect::<Vec<_>>(),
-                "findings": request.findings,
-            }))
-            .unwrap_or_default();
             let subject = TurnSubject {
                 patient,
                 visit: Some(visit),
                 capture,
                 purpose: Purpose::Drafting,
             };
-            let called = run_turn(
-                tx,
-                keyring,
-                subject,
-                &posture,
-                &prompt,
-                |cleared| async move {
-                    match drafter {
-                        Some(d) => d.draft(&cleared, request).await,
-                        None => Err(EgressError::Malformed(
-                            "no adapter for this provider's kind in this installation".into(),
-                        )),
-                    }
-                },
-            )
-            .await?;
-            let reply = match called.result {
-                Ok(r) => r,
-                Err(e) => return Ok(DraftOutcome::Failed(drafting_error(&e))),
-            };
-            // req: SCR-05 — every sentence through the evidence check.
-            let sentences: Vec<NewSentence> = reply
-                .sentences
-                .iter()
-                .filter(|s| !s.text.trim().is_empty())
-                .take(store::drafts::SENTENCES_MAX)
-                .map(|s| NewSentence {
-                    section: section_name(s.section),
-                    text: s.text.trim().to_owned(),
-                    evidence: s.evidence.clone(),
-                    flags: evidence::check(&s.text, &s.evidence, &pairs)
-                        .into_iter()
-                        .map(Flag::as_str)
-                        .collect(),
-                })
-                .collect();
-            (sentences, Some(called.turn))
+            match ai_sentences(tx, state, &p, subject, template, &segments, &findings).await? {
+                Ok((sentences, turn)) => (sentences, Some(turn)),
+                Err(e) => return Ok(DraftOutcome::Failed(e)),
+            }
         }
     };
     let content = content_of(&sentences);
@@ -742,7 +762,7 @@ pub async fn create_draft(
         })),
     )
     .await?;
-    Ok(DraftOutcome::Created(d))
+    Ok(DraftOutcome::Created(Box::new(d)))
 }
 
 /// Drafts the visit's note: through the practice's drafting provider (sentences citing
@@ -767,7 +787,7 @@ pub(crate) async fn draft_create(
     tx.commit().await?;
     match outcome {
         DraftOutcome::Created(d) => {
-            Ok((StatusCode::CREATED, Json(DraftView::from(d))).into_response())
+            Ok((StatusCode::CREATED, Json(DraftView::from(*d))).into_response())
         }
         DraftOutcome::Failed(e) => Err(e),
     }

@@ -41,6 +41,8 @@ pub struct ResealReport {
     /// Scribe rows (assistant turns, transcript segments and revisions, note drafts and their
     /// sentences) re-sealed with the active key.
     pub scribe: u64,
+    /// AI provider API keys re-sealed with the active key.
+    pub provider_keys: u64,
 }
 
 impl ResealReport {
@@ -54,6 +56,7 @@ impl ResealReport {
             disclosures: t.disclosures + r.disclosures,
             grant_reasons: t.grant_reasons + r.grant_reasons,
             scribe: t.scribe + r.scribe,
+            provider_keys: t.provider_keys + r.provider_keys,
         })
     }
 
@@ -87,6 +90,8 @@ impl ResealReport {
         .contains(&name)
         {
             Some(&mut self.scribe)
+        } else if name == sealed_columns::AI_PROVIDER.table {
+            Some(&mut self.provider_keys)
         } else {
             None
         }
