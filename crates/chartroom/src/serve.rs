@@ -227,16 +227,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         }),
         checkpoints: Some(svc.checkpoint_store()),
         blobs: Some(Arc::new(svc.blob_store(store.keyring()?.clone())?)),
-        assistant: server::assistant::Assistant {
-            adapters: Arc::new(server::assistant::EgressAdapters),
-            local_transcription: match &scribe_local {
-                Some(l) => Some(
-                    server::assistant::LocalTranscription::supervised(l.handle())
-                        .map_err(|e| anyhow::anyhow!("the local transcription adapter: {e}"))?,
-                ),
-                None => None,
-            },
-        },
+        assistant: assistant(scribe_local.as_ref())?,
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
@@ -276,6 +267,23 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     }
     println!("Chartroom stopped");
     Ok(())
+}
+
+/// The scribe's AI calls: the registry's adapters, and the supervised local Whisper as the
+/// transcription default when it runs.
+fn assistant(
+    scribe_local: Option<&egress::local::LocalWhisper>,
+) -> anyhow::Result<server::assistant::Assistant> {
+    Ok(server::assistant::Assistant {
+        adapters: Arc::new(server::assistant::EgressAdapters),
+        local_transcription: match scribe_local {
+            Some(l) => Some(
+                server::assistant::LocalTranscription::supervised(l.handle())
+                    .map_err(|e| anyhow::anyhow!("the local transcription adapter: {e}"))?,
+            ),
+            None => None,
+        },
+    })
 }
 
 /// Starts the background jobs of `serve`, in the order they depend on each other: the

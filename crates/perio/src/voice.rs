@@ -940,13 +940,13 @@ fn number_value(w: &str) -> Option<u32> {
 fn numbers_in(words: &[String]) -> Vec<u32> {
     let mut out: Vec<u32> = words.iter().filter_map(|w| number_value(w)).collect();
     for pair in words.windows(2) {
-        if let [a, b] = pair {
-            if let (Some((_, t)), Some(u)) = (
+        if let [a, b] = pair
+            && let (Some((_, t)), Some(u)) = (
                 TENS.iter().find(|(name, _)| name == a),
                 number_value(b).filter(|u| (1..10).contains(u)),
-            ) {
-                out.push(t + u);
-            }
+            )
+        {
+            out.push(t + u);
         }
     }
     out

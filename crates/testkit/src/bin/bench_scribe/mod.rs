@@ -77,7 +77,11 @@ fn synthesize(dir: &Path, minutes: u64) -> anyhow::Result<Vec<u8>> {
     let mut i = 0usize;
     while (pcm.len() as u64) < want {
         let line = LINES[i % LINES.len()];
-        let voice = if i % 2 == 0 { "en-us" } else { "en-gb" };
+        let voice = if i.is_multiple_of(2) {
+            "en-us"
+        } else {
+            "en-gb"
+        };
         let raw = dir.join("line-raw.wav");
         let wav = dir.join("line.wav");
         let ok = std::process::Command::new("espeak-ng")
