@@ -899,56 +899,20 @@ fn words_of(text: &str) -> Vec<String> {
         .collect()
 }
 
-const UNITS: [&str; 20] = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-];
-const TENS: [(&str, u32); 3] = [("twenty", 20), ("thirty", 30), ("forty", 40)];
-
 /// The value of one number word or digit string.
 fn number_value(w: &str) -> Option<u32> {
-    if let Ok(n) = w.parse::<u32>() {
-        return Some(n);
-    }
-    UNITS
-        .iter()
-        .position(|u| *u == w)
-        .and_then(|i| u32::try_from(i).ok())
-        .or_else(|| TENS.iter().find(|(t, _)| *t == w).map(|(_, v)| *v))
+    w.parse::<u32>()
+        .ok()
+        .or_else(|| unit_value(w))
+        .or_else(|| tens_value(w))
 }
 
-/// Every number a reading says: digit strings, number words, and tens followed by a unit
-/// (`thirty two` → 32, also 30 and 2).
+/// Every number a reading says: each word's own value, and tens followed by a unit
+/// (`thirty two` → 32, as well as 30 and 2).
 fn numbers_in(words: &[String]) -> Vec<u32> {
-    let mut out: Vec<u32> = words.iter().filter_map(|w| number_value(w)).collect();
-    for pair in words.windows(2) {
-        if let [a, b] = pair
-            && let (Some((_, t)), Some(u)) = (
-                TENS.iter().find(|(name, _)| name == a),
-                number_value(b).filter(|u| (1..10).contains(u)),
-            )
-        {
-            out.push(t + u);
-        }
-    }
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    let mut out: Vec<u32> = refs.iter().filter_map(|w| number_value(w)).collect();
+    out.extend((0..refs.len()).filter_map(|i| below_hundred(&refs, i).map(|(v, _)| v)));
     out
 }
 
