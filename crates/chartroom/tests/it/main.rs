@@ -58,6 +58,7 @@ mod web_browser;
 mod web_browser_capture;
 mod web_browser_passkeys;
 mod web_browser_perio;
+mod web_browser_scribe;
 mod web_capture;
 mod web_pages;
 mod web_passkeys;
