@@ -416,7 +416,8 @@ async fn open_provider(
 ) -> Result<RegisteredProvider, StoreError> {
     let api_key = match &r.11 {
         Some(ct) => {
-            let ctx = crypto::FieldContext::new(practice, "ai_provider", "api_key", r.0.as_bytes());
+            let ctx =
+                crate::sealed_columns::AI_PROVIDER.context(practice, "api_key", r.0.as_bytes());
             Some(crypto::Secret::new(opener.open_text(&ctx, ct).await?))
         }
         None => None,
