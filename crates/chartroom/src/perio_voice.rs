@@ -3,9 +3,9 @@
 //!
 //! Each clip of a manifest is sent to an OpenAI-compatible transcription endpoint
 //! (`POST {url}/v1/audio/transcriptions`, multipart `file`, `model`, `prompt`, `language`,
-//! `response_format=verbose_json`, `temperature=0`) with the perio vocabulary prompt
-//! ([`perio::voice::prompt`]); what it heard goes through [`perio::voice::apply_scored`]
-//! (snapping, confidence, hold) on the case's session, and is scored against the typed
+//! `response_format=verbose_json`, `temperature=0`) through [`server::voice::recognize`],
+//! the pipeline the perio page's dictation runs (prompt, snapping, confidence, second
+//! reading, hold), and scored with [`perio::voice::apply_scored`] against the typed
 //! utterance. The scoring is pure and lives in the `perio` crate; this module does the IO.
 
 use std::fmt::Write as _;
@@ -13,10 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use perio::voice::{
-    Heard, Policy, Scored, Verdict, apply_scored, check_prompt, cross_check, decide, needs_check,
-    prompt,
-};
+use perio::voice::{Heard, Policy, Scored, Verdict, apply_scored};
 use serde_json::Value;
 
 /// Largest clip sent (a dictated final is seconds long).
@@ -151,6 +148,17 @@ impl Recognizer {
     }
 }
 
+/// The evaluation hears clips through the same pipeline as the perio page.
+#[async_trait::async_trait]
+impl server::voice::Ear for Recognizer {
+    async fn hear(&self, wav: &bytes::Bytes, prompt: &str) -> Result<Heard, egress::EgressError> {
+        self.transcribe(wav, prompt).await.map_err(|e| {
+            tracing::warn!(error = %e, "the recognizer failed");
+            egress::EgressError::Unreachable
+        })
+    }
+}
+
 /// `fmt::Write` into a byte buffer.
 struct Bytes<'a>(&'a mut Vec<u8>);
 
@@ -215,7 +223,6 @@ pub async fn eval_voice(
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<VoiceTotals> {
     let policy = Policy::default();
-    let (first_prompt, second_prompt) = (prompt(), check_prompt());
     let mut totals = VoiceTotals::default();
     let started = Instant::now();
     for file in files {
@@ -254,19 +261,16 @@ pub async fn eval_voice(
                         file.display()
                     );
                 }
-                let wav = read_bounded(&clip_path, MAX_CLIP_BYTES)?;
-                let heard = recognizer
-                    .transcribe(&wav, &first_prompt)
+                let wav = bytes::Bytes::from(read_bounded(&clip_path, MAX_CLIP_BYTES)?);
+                let outcome = server::voice::recognize(recognizer, &session, &wav, &policy)
                     .await
                     .with_context(|| format!("{} case {id} clip {i}", file.display()))?;
-                let mut voice = decide(&session, &heard, &policy);
-                if needs_check(&voice) {
-                    let second = recognizer
-                        .transcribe(&wav, &second_prompt)
-                        .await
-                        .with_context(|| format!("{} case {id} clip {i}", file.display()))?;
-                    voice = cross_check(&session, voice, &second, &policy);
-                }
+                let heard = outcome
+                    .readings
+                    .first()
+                    .map(|r| r.heard.clone())
+                    .unwrap_or_default();
+                let voice = outcome.voice;
                 let scored = apply_scored(&mut session, typed, voice);
                 totals.finals += 1;
                 match scored.verdict {

@@ -38,6 +38,7 @@ pub mod password;
 mod routes;
 pub mod tls;
 mod views;
+pub mod voice;
 
 use std::sync::Arc;
 
