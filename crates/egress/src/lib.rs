@@ -36,6 +36,8 @@ pub use draft::{DraftReply, DraftRequest, DraftSection, DraftSentence, Drafter};
 pub use gate::{BaaAttestation, Cleared, Hosting, ProviderPosture, Refusal, gate, gate_with_hosts};
 pub use http::{ApiKey, Limits};
 pub use openai::{OpenAiDrafter, OpenAiTranscriber};
+/// The typed outbound payloads (messages, push, payments) and the scanner they pass.
+pub use outbound;
 pub use transcribe::{Segment, Transcriber, TranscriptionReply, TranscriptionRequest};
 
 /// Why an AI call failed.

@@ -1,0 +1,6 @@
+fn main() {
+    let _ = outbound::EmailBody {
+        subject: String::from("Your periodontitis results"),
+        text: String::from("Pocket depths 6 mm"),
+    };
+}

@@ -1,0 +1,4 @@
+fn main() {
+    let note = String::from("Root canal on 36 went well");
+    let _ = outbound::SmsBody(note);
+}
