@@ -187,7 +187,7 @@ fn recognizer_error(e: &EgressError) -> AppError {
 #[derive(Debug)]
 pub enum VoiceResult {
     /// The final was applied as a typed final.
-    Applied(Changed),
+    Applied(Box<Changed>),
     /// The final was held for confirmation: nothing was charted (the exam as it is).
     Held(Exam),
 }
@@ -274,7 +274,7 @@ pub async fn dictate(
         Ok(c) => Ok(Ok(Dictated {
             recognized,
             turns,
-            result: VoiceResult::Applied(c),
+            result: VoiceResult::Applied(Box::new(c)),
         })),
         Err(err @ (AppError::Invalid(_) | AppError::Conflict(_))) => Ok(Err(err)),
         Err(other) => Err(other),

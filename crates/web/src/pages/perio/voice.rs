@@ -157,15 +157,18 @@ pub(crate) async fn dictate(
         Ok(Ok(d)) => {
             let back = read_back(&d);
             match d.result {
-                actions::VoiceResult::Applied(c) => (
-                    Exam {
-                        info: c.info,
-                        session: c.session,
-                    },
-                    message(&c.outcome),
-                    Some(back),
-                    StatusCode::OK,
-                ),
+                actions::VoiceResult::Applied(c) => {
+                    let c = *c;
+                    (
+                        Exam {
+                            info: c.info,
+                            session: c.session,
+                        },
+                        message(&c.outcome),
+                        Some(back),
+                        StatusCode::OK,
+                    )
+                }
                 actions::VoiceResult::Held(_) => (
                     // Shown as read: nothing changed, so no update event audits the showing.
                     actions::read_exam(&mut tx, keyring, patient, exam).await?,
