@@ -1,6 +1,6 @@
 //! Issue 18 item 5, over real HTTP: the perio dictation route of the API
 //! (`POST …/perio-exams/{exam_id}/voice`) and of the perio page (`POST …/perio/{exam_id}/voice`),
-//! with the practice's transcription provider a loopback stand-in of the OpenAI API (scripted
+//! with the practice's transcription provider a loopback stand-in of the `OpenAI` API (scripted
 //! replies, so held and charted finals are deterministic). The authorization matrix of both;
 //! bad audio refused with nothing changed; no recognizer → 503 with nothing changed; a held
 //! final charts nothing; a charted one is exactly the typed final; one assistant turn and one
@@ -117,7 +117,7 @@ impl Fx {
         v
     }
 
-    /// The API's voice route: status, ETag and body.
+    /// The API's voice route: status, `ETag` and body.
     async fn voice(
         &self,
         exam: &str,
