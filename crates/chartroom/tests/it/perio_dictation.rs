@@ -555,3 +555,29 @@ async fn voice_routes_authorization_matrix() {
         "the held final charted nothing"
     );
 }
+
+// req: SCR-03 — the provider gate comes first: a vendor provider without a BAA on record is
+// refused before any connection (the stand-in counts zero requests), the refusal is its turn
+// (outcome `refused`, audited), nothing is charted (409 AI-0002).
+#[tokio::test]
+async fn a_vendor_without_a_baa_is_refused_before_any_connection() {
+    let f = Fx::new().await;
+    let exam = f.create().await;
+    let mut su = f.db.superuser_unsafe().await;
+    sqlx::query("update ai_provider set hosting = 'vendor' where practice_id = $1")
+        .bind(f.world.a.id)
+        .execute(&mut su)
+        .await
+        .unwrap();
+    let (s, _, v) = f
+        .voice(&exam, Some(&f.clinician), tone_wav(1000, 8), None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "AI-0002", "{v}");
+    assert_eq!(f.ear.requests(), 0, "nothing was sent");
+    assert_eq!(
+        f.turns().await,
+        (vec![("perio_voice".to_owned(), "refused".to_owned())], 1)
+    );
+    assert_eq!(f.get(&exam).await["version"], 1);
+}
