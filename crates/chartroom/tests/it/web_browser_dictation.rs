@@ -180,11 +180,16 @@ async fn flow(
     })
     .await;
     b.click("#voice-toggle").await;
+    let sent = Instant::now();
     let v = poll(b, "the read-back", state, 60, |v| {
         v["state"] == "idle" && v["status"].as_str().unwrap_or("").contains("Heard")
     })
     .await;
-    println!("dictation read-back: {}", v["status"]);
+    println!(
+        "dictation read-back after {} ms (clip {clip_ms} ms, local Whisper): {}",
+        sent.elapsed().as_millis(),
+        v["status"]
+    );
     let heard = js(
         b,
         "return document.getElementById('voice-heard').textContent;",
@@ -238,8 +243,6 @@ async fn flow(
         "{e}"
     );
 
-    // Discard: a second dictation of the same clip is not possible (the file played once),
-    // so the Discard button is checked on a held read-back only when there was one.
     // One turn and one audit event per recognizer call.
     let mut su = db.superuser_unsafe().await;
     let turns: Vec<(String, String)> =
@@ -263,4 +266,177 @@ async fn flow(
         "{turns:?}"
     );
     assert_eq!(usize::try_from(audits).unwrap(), turns.len());
+}
+
+// An unsure hearing asks before charting, in the browser: with the practice's recognizer a
+// scripted stand-in (low confidence), the page shows "Chart “…”?" with Chart and Discard;
+// Discard charts nothing; a second clip, held again, is charted with its Chart button (the
+// typed final's form). CSP and axe clean with the question shown.
+#[tokio::test]
+async fn an_unsure_hearing_asks_chart_or_discard() {
+    let db = TestDb::new().await;
+    let world = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let ear = testkit::standins::StandIn::openai().await;
+    let mut su = db.superuser_unsafe().await;
+    sqlx::query(
+        "insert into ai_provider (practice_id, provider_id, label, adapter, purpose, base_url,
+            model, hosting, vendor, training_disabled, enabled, created_at, updated_at)
+         values ($1, gen_random_uuid(), 'Practice server', 'openai_transcription', 'transcription',
+            $2, 'whisper-x', 'self_hosted', 'Operator', true, true, now(), now())",
+    )
+    .bind(world.a.id)
+    .bind(ear.url())
+    .execute(&mut su)
+    .await
+    .unwrap();
+    drop(su);
+    let unsure = || {
+        let mut s = testkit::standins::StandInSegment::speech(0.0, 1.5, "Three two three.");
+        s.avg_logprob = -2.5;
+        testkit::standins::Reply::Transcript(vec![s])
+    };
+    ear.script(unsure());
+    ear.script(unsure());
+    let email = crate::util::email_of(&db, world.a.user("clinician")).await;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dictate-audio");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join(format!("tone-{}.wav", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&wav, crate::capture_api::tone_wav(20_000, 9)).unwrap();
+    let mut b = Browser::start_with(&[
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        &format!("--use-file-for-fake-audio-capture={}", wav.display()),
+        "--autoplay-policy=no-user-gesture-required",
+    ])
+    .await;
+    let outcome = AssertUnwindSafe(held_flow(&mut b, &app, &world, &email))
+        .catch_unwind()
+        .await;
+    let quit = b.driver.quit().await;
+    let _ = std::fs::remove_file(&wav);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    quit.unwrap();
+    assert_eq!(
+        ear.requests(),
+        2,
+        "one call per clip (a held final is not cross-checked)"
+    );
+}
+
+/// Dictates ~1 s of the fake microphone; returns the live status once idle again.
+async fn dictate_once(b: &Browser) -> Value {
+    let state = "const v = document.getElementById('voice');
+                 return { state: v.dataset.state, ms: Number(v.dataset.recordedMs || 0),
+                          status: document.getElementById('voice-status').textContent };";
+    b.click("#voice-toggle").await;
+    poll(b, "recording", state, 10, |v| {
+        v["state"] == "listening" && v["ms"].as_u64().unwrap_or(0) >= 1000
+    })
+    .await;
+    b.click("#voice-toggle").await;
+    poll(b, "the read-back", state, 30, |v| {
+        v["state"] == "idle" && v["status"].as_str().unwrap_or("").contains("Heard")
+    })
+    .await
+}
+
+async fn held_flow(b: &mut Browser, app: &TestApp, world: &World, email: &str) {
+    let p = world.a.id;
+    let patient = world.a.patient;
+    let token = app.token(world.a.user("clinician")).await;
+    let api = format!("/api/v1/practices/{p}/patients/{patient}/perio-exams");
+    let (s, v) = crate::util::call(app, Method::POST, &api, Some(&token), Some(&json!({}))).await;
+    assert!(s.is_success(), "{v}");
+    let exam = v["exam_id"].as_str().unwrap().to_owned();
+    b.driver.goto(app.url("/app")).await.unwrap();
+    sign_in_enrolling(
+        b,
+        app,
+        email,
+        [
+            "89a-dictate-enroll-start",
+            "89b-dictate-enroll-qr",
+            "89c-dictate-recovery-codes",
+            "89d-dictate-home",
+        ],
+    )
+    .await;
+    b.driver
+        .goto(app.url(&format!(
+            "/app/practices/{p}/patients/{patient}/perio/{exam}"
+        )))
+        .await
+        .unwrap();
+    poll(
+        b,
+        "the Dictate button",
+        "const v = document.getElementById('voice'); return v && !v.hidden;",
+        10,
+        |v| v == &json!(true),
+    )
+    .await;
+    let v = dictate_once(b).await;
+    assert!(
+        v["status"].as_str().unwrap().contains("Not charted yet"),
+        "{v}"
+    );
+    let question = js(
+        b,
+        "return document.getElementById('voice-readback').textContent;",
+    )
+    .await;
+    assert!(
+        question
+            .as_str()
+            .unwrap()
+            .contains("Chart “three two three”?"),
+        "{question}"
+    );
+    let focused = js(
+        b,
+        "return document.activeElement && document.activeElement.id;",
+    )
+    .await;
+    assert_eq!(focused, "voice-chart", "the question takes the focus");
+    b.check_page("89e-dictate-held").await;
+    // Discard: nothing charted.
+    b.click("#voice-discard").await;
+    b.wait_for_text("#voice-status", "Discarded").await;
+    let gone = js(
+        b,
+        "return document.getElementById('voice-readback') === null;",
+    )
+    .await;
+    assert_eq!(gone, json!(true));
+    let (_, e) = crate::util::call(
+        app,
+        Method::GET,
+        &format!("{api}/{exam}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(e["version"], 1, "{e}");
+    assert_eq!(e["chart"]["teeth"], json!({}), "{e}");
+    // Again, and Chart: the shown final through the typed route.
+    dictate_once(b).await;
+    b.click("#voice-chart").await;
+    b.wait_for_text("#perio-message", "Charted").await;
+    b.check_page("89f-dictate-charted").await;
+    let (_, e) = crate::util::call(
+        app,
+        Method::GET,
+        &format!("{api}/{exam}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        e["chart"]["teeth"]["1"]["pd"],
+        json!({"DB": 3, "B": 2, "MB": 3}),
+        "{e}"
+    );
 }
