@@ -66,13 +66,18 @@ pub async fn clip_body(body: Body) -> Result<Bytes, AppError> {
 /// path's own check), at most [`VOICE_MAX_MS`]; `422` otherwise (the message says what was
 /// expected, never echoes bytes).
 pub fn check_clip(wav: &[u8]) -> Result<store::capture::WavInfo, AppError> {
-    let info =
-        store::capture::parse_wav(wav).map_err(|e| AppError::BadAudio(format!("audio: {e}")))?;
-    if info.duration_ms > VOICE_MAX_MS {
-        return Err(AppError::BadAudio(format!(
-            "audio: a dictated clip holds at most {} s",
+    let too_long = || {
+        AppError::BadAudio(format!(
+            "audio: a dictated clip holds 1 ms to {} s",
             VOICE_MAX_MS / 1000
-        )));
+        ))
+    };
+    let info = store::capture::parse_wav(wav).map_err(|e| match e {
+        store::capture::WavError::Length => too_long(),
+        other => AppError::BadAudio(format!("audio: {other}")),
+    })?;
+    if info.duration_ms > VOICE_MAX_MS {
+        return Err(too_long());
     }
     Ok(info)
 }
@@ -217,7 +222,7 @@ impl Dictated {
 /// sent or written —; then recognizes the clip with one assistant turn per recognizer call and
 /// applies the final through [`change_exam`] unless it is held. `Ok(Err(e))`: the recognizer
 /// failed, or the final was refused by the typed-final rules, after turns were recorded; the
-/// caller commits (the turns must stay), then answers `e`. The caller commits.
+/// caller commits (the turns must stay), then answers `e`. The caller commits in every `Ok` case.
 pub async fn dictate(
     tx: &mut TenantTx,
     keyring: &store::crypto::Keyring,
