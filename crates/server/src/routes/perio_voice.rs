@@ -18,6 +18,9 @@
 //!   charting final is cross-checked) goes through [`crate::assistant::run_turn`]: the provider
 //!   gate first, then exactly one `assistant_turn` (purpose `perio_voice`, prompt and output
 //!   sealed) with its `assistant.turn` audit event, kept even when the call failed.
+//! - **In order.** The exam row is locked from before the clip is heard until the request
+//!   commits, so the final is decided on the session it applies to; finals on one exam
+//!   apply one after the other, as typed ones do.
 //! - **A held final charts nothing**: the answer carries what was heard, the final, the reasons
 //!   and the engine's preview; the clinician confirms by sending the shown final through the
 //!   typed-final route, or discards it.
