@@ -50,6 +50,10 @@ pub enum AppError {
     /// practice; nothing was changed.
     #[error("{0}")]
     UnknownReference(&'static str),
+    /// 422 `INPUT-0006`: the audio body is not what the route takes (the message says what
+    /// is expected); nothing was read or changed.
+    #[error("{0}")]
+    BadAudio(String),
     /// 413 `INPUT-0003`: the body is larger than the limit.
     #[error("the request body is larger than {} KiB", crate::MAX_BODY_BYTES / 1024)]
     TooLarge,
@@ -87,6 +91,10 @@ pub enum AppError {
     /// disabled, disabled, or not local); nothing was sent, and the refusal was recorded.
     #[error("{0}")]
     AiRefused(&'static str),
+    /// 503 `AI-0003`: no AI provider is available for this call (none registered for the
+    /// practice and no local default, or the local default not ready); nothing changed.
+    #[error("{0}")]
+    AiUnavailable(&'static str),
     /// 500 `INTERNAL`: logged with its cause; the body says only "internal error".
     #[error("internal error")]
     Internal(String),
@@ -112,9 +120,9 @@ impl AppError {
             | AppError::SecondFactorFailed => StatusCode::UNAUTHORIZED,
             AppError::Forbidden | AppError::PasskeyRequired => StatusCode::FORBIDDEN,
             AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::PasswordRejected(_) | AppError::UnknownReference(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            AppError::PasswordRejected(_)
+            | AppError::UnknownReference(_)
+            | AppError::BadAudio(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Invalid(_) | AppError::BadJson(_) => StatusCode::BAD_REQUEST,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -127,7 +135,7 @@ impl AppError {
             AppError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             AppError::Gone(_) => StatusCode::GONE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            AppError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Timeout(_) | AppError::AiUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -149,6 +157,7 @@ impl AppError {
             AppError::BadJson(_) => "INPUT-0002",
             AppError::TooLarge => "INPUT-0003",
             AppError::UnknownReference(_) => "INPUT-0005",
+            AppError::BadAudio(_) => "INPUT-0006",
             AppError::UnsupportedMediaType => "INPUT-0004",
             AppError::Conflict(_) => "CONFLICT-0001",
             AppError::Locked(_) => "NOTE-0001",
@@ -159,6 +168,7 @@ impl AppError {
             AppError::Timeout(_) => "TIMEOUT",
             AppError::AiFailed(_) => "AI-0001",
             AppError::AiRefused(_) => "AI-0002",
+            AppError::AiUnavailable(_) => "AI-0003",
         }
     }
 }

@@ -114,10 +114,13 @@ pub mod actions {
         };
     }
     /// Periodontal exams: create, list, read, and one change (final, confirm, decline,
-    /// undo) with its audit event.
+    /// undo) with its audit event; a dictated clip recognized, then applied or held.
     pub mod perio {
         pub use crate::routes::perio::{
             Change, Changed, change_exam, create_exam, list_exams, read_exam,
+        };
+        pub use crate::routes::perio_voice::{
+            Dictated, VOICE_MAX_BYTES, VOICE_MAX_MS, VoiceResult, check_clip, clip_body, dictate,
         };
     }
 }

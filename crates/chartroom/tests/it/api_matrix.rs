@@ -610,6 +610,11 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
 /// its audit events): the scribe's transcripts and drafts
 /// (`scribe_drafting::scribe_routes_authorization_matrix`).
 const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
+    // Its matrix is in `perio_dictation` (a clip body and a recognizer stand-in).
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/perio-exams/{exam_id}/voice",
+    ),
     (
         "GET",
         "/api/v1/practices/{practice_id}/captures/{capture_id}/transcript",

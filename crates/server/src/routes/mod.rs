@@ -15,6 +15,7 @@ pub(crate) mod notes;
 pub(crate) mod passkeys;
 pub(crate) mod patients;
 pub(crate) mod perio;
+pub(crate) mod perio_voice;
 pub(crate) mod practices;
 pub(crate) mod providers;
 pub(crate) mod retention;
@@ -148,6 +149,7 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(perio::perio_decline),
         routes!(perio::perio_undo),
         routes!(perio::perio_exam_fhir),
+        routes!(perio_voice::perio_voice_create),
         routes!(scribe::transcript_get),
         routes!(scribe::segment_correct),
         routes!(scribe::segment_revisions),

@@ -401,6 +401,17 @@ fn within_limits(field: &str, text: &str) -> Result<(), AppError> {
     }
 }
 
+/// `409` unless `expected` (when given) is the exam's version.
+pub(crate) fn check_version(info: &ExamInfo, expected: Option<i64>) -> Result<(), AppError> {
+    if expected.is_some_and(|v| v != info.version) {
+        return Err(AppError::Conflict(format!(
+            "the exam is at version {} now: reload it, then retry",
+            info.version
+        )));
+    }
+    Ok(())
+}
+
 /// Applies one change to exam `exam` of `patient`: the one path of the API's change routes
 /// and the web page's forms. Refuses a final over the engine's limits (`400`) before anything
 /// is read; loads the exam locked (`404` when not visible here); checks `expected` against
@@ -427,12 +438,7 @@ pub async fn change_exam(
     let e = store::perio::get_for_update(tx, keyring, patient, exam)
         .await?
         .ok_or(AppError::NotFound("perio exam"))?;
-    if expected.is_some_and(|v| v != e.info.version) {
-        return Err(AppError::Conflict(format!(
-            "the exam is at version {} now: reload it, then retry",
-            e.info.version
-        )));
-    }
+    check_version(&e.info, expected)?;
     let mut session = e.session.clone();
     let outcome = match change {
         Change::Final { text, lexical } => session.apply_recognized(lexical, text),

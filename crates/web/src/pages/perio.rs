@@ -18,6 +18,11 @@
 //!   region); it names the version it was typed against, so a final typed at a stale page is
 //!   refused (`409`) and nothing changes. Values, teeth and words said never reach a URL or a
 //!   log.
+//! - **Voice.** The Dictate control (`static/js/perio.js` with `static/js/audio.js`) records
+//!   one short clip and posts it to `…/voice` ([`voice`]): the API's voice step recognizes
+//!   it, applies a confident final as the typed one, and holds an unsure one; the region
+//!   comes back with what was heard read back, and for a held final "Chart “…”?" (the typed
+//!   final's form with the shown text) or Discard.
 //! - **Derived values** (BOP %, sites ≥ 4 / ≥ 6 mm) are the engine's
 //!   ([`perio::Session::summary`]), the API's `derived`.
 
@@ -35,6 +40,8 @@ use server::extract::Clinical;
 use server::{AppError, AppState};
 use store::TenantTx;
 use store::perio::{Exam, ExamInfo};
+
+mod voice;
 
 use super::chart::{Banner, banner, break_glass_offer, patient_name, visible};
 use super::{Chrome, Member, chrome, html, html_status, path_id};
@@ -66,6 +73,10 @@ pub(crate) fn router() -> axum::Router<AppState> {
         .route(
             "/practices/{practice_id}/patients/{patient_id}/perio/{exam_id}/undo",
             axum::routing::post(undo),
+        )
+        .route(
+            "/practices/{practice_id}/patients/{patient_id}/perio/{exam_id}/voice",
+            axum::routing::post(voice::dictate),
         )
 }
 
@@ -555,6 +566,8 @@ pub(crate) struct ExamView {
     previous_href: String,
     previous_id: String,
     arches: Vec<ArchGrid>,
+    /// The read-back of a dictated clip (the dictation control's answer only).
+    voice: Option<voice::VoiceBack>,
 }
 
 fn view(list: String, exam: &Exam, previous: Option<&Exam>, message: Option<Message>) -> ExamView {
@@ -625,6 +638,7 @@ fn view(list: String, exam: &Exam, previous: Option<&Exam>, message: Option<Mess
             .unwrap_or_default(),
         arches: grid(s, previous.map(|p| &p.session)),
         list,
+        voice: None,
     }
 }
 

@@ -11,7 +11,8 @@
 
 const root = document.getElementById('recorder');
 const CHUNK_SECONDS = 5;
-const RATE = 16000;
+const audioLib = window.chartroomAudio; // static/js/audio.js
+const RATE = audioLib.RATE;
 const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel('chartroom-capture') : null;
 
 function $(id) { return document.getElementById(id); }
@@ -22,18 +23,6 @@ function clock(ms) {
   const m = Math.floor((s % 3600) / 60);
   const two = (n) => String(n).padStart(2, '0');
   return (h > 0 ? h + ':' + two(m) : two(m)) + ':' + two(s % 60);
-}
-
-function wav(samples) {
-  const buf = new ArrayBuffer(44 + samples.length * 2);
-  const v = new DataView(buf);
-  const text = (at, s) => { for (let i = 0; i < s.length; i++) v.setUint8(at + i, s.charCodeAt(i)); };
-  text(0, 'RIFF'); v.setUint32(4, 36 + samples.length * 2, true); text(8, 'WAVE');
-  text(12, 'fmt '); v.setUint32(16, 16, true); v.setUint16(20, 1, true); v.setUint16(22, 1, true);
-  v.setUint32(24, RATE, true); v.setUint32(28, RATE * 2, true); v.setUint16(32, 2, true);
-  v.setUint16(34, 16, true); text(36, 'data'); v.setUint32(40, samples.length * 2, true);
-  for (let i = 0; i < samples.length; i++) v.setInt16(44 + i * 2, samples[i], true);
-  return new Blob([buf], { type: 'audio/wav' });
 }
 
 if (root) {
@@ -49,7 +38,7 @@ if (root) {
   let nextSeq = Number(root.dataset.nextSeq || 0);
   let baseMs = Number(root.dataset.elapsedMs || 0);
   let baseAt = performance.now();
-  let audio = null; // { ctx, stream, node }
+  let audio = null; // the open microphone ({ stop })
   let pending = []; // Int16 samples of the chunk being cut
   let pendingLen = 0;
   const queue = []; // { seq, blob } not yet accepted
@@ -110,7 +99,7 @@ if (root) {
     for (const p of pending) { all.set(p, at); at += p.length; }
     pending = [];
     pendingLen = 0;
-    queue.push({ seq: nextSeq, blob: wav(all) });
+    queue.push({ seq: nextSeq, blob: audioLib.wav(all) });
     nextSeq += 1;
     send();
   }
@@ -188,48 +177,17 @@ if (root) {
   }
 
   async function microphone() {
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-    });
-    const ctx = new AudioContext();
-    const source = ctx.createMediaStreamSource(stream);
-    const node = ctx.createScriptProcessor(4096, 1, 1);
-    const mute = ctx.createGain();
-    mute.gain.value = 0;
-    const ratio = ctx.sampleRate / RATE;
-    let carry = 0;
-    node.onaudioprocess = (e) => {
+    audio = await audioLib.microphone((samples) => {
       if (state !== 'live') return;
-      const input = e.inputBuffer.getChannelData(0);
-      const out = new Int16Array(Math.floor((input.length - carry) / ratio) + 1);
-      let n = 0;
-      let pos = carry;
-      while (pos < input.length) {
-        // Average the input samples that fall in this output sample (a simple low-pass).
-        const from = Math.floor(pos);
-        const to = Math.min(input.length, Math.floor(pos + ratio));
-        let sum = 0;
-        for (let i = from; i < Math.max(to, from + 1); i++) sum += input[i];
-        const s = Math.max(-1, Math.min(1, sum / Math.max(1, to - from)));
-        out[n++] = s < 0 ? s * 0x8000 : s * 0x7fff;
-        pos += ratio;
-      }
-      carry = pos - input.length;
-      pending.push(out.subarray(0, n));
-      pendingLen += n;
+      pending.push(samples);
+      pendingLen += samples.length;
       if (pendingLen >= RATE * CHUNK_SECONDS) cut();
-    };
-    source.connect(node);
-    node.connect(mute);
-    mute.connect(ctx.destination);
-    audio = { ctx, stream, node };
+    });
   }
 
   function halt() {
     if (!audio) return;
-    audio.node.onaudioprocess = null;
-    audio.stream.getTracks().forEach((t) => t.stop());
-    audio.ctx.close();
+    audio.stop();
     audio = null;
   }
 
