@@ -669,8 +669,8 @@ impl From<&Signature> for SignatureView {
 
 /// One run of a word diff (`equal`, `insert` or `delete`).
 pub(crate) struct DiffRun {
-    op: &'static str,
-    text: String,
+    pub(super) op: &'static str,
+    pub(super) text: String,
 }
 
 /// A word diff as the templates show it.
