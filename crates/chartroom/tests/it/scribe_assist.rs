@@ -225,16 +225,26 @@ impl Fx {
             .unwrap()
     }
 
-    async fn last_turn(&self) -> (String, String, String) {
+    async fn turn_ids(&self) -> Vec<String> {
         let mut su = self.db.superuser_unsafe().await;
-        sqlx::query_as(
-            "select turn_id::text, purpose, outcome from assistant_turn where practice_id = $1
-              order by created_at desc limit 1",
-        )
-        .bind(self.w.a.id)
-        .fetch_one(&mut su)
-        .await
-        .unwrap()
+        sqlx::query_scalar("select turn_id::text from assistant_turn where practice_id = $1")
+            .bind(self.w.a.id)
+            .fetch_all(&mut su)
+            .await
+            .unwrap()
+    }
+
+    /// The one turn recorded since `before` (the turn ids then): id, purpose, outcome.
+    async fn new_turn(&self, before: &[String]) -> (String, String, String) {
+        let new: Vec<String> = self
+            .turn_ids()
+            .await
+            .into_iter()
+            .filter(|t| !before.contains(t))
+            .collect();
+        assert_eq!(new.len(), 1, "{new:?}");
+        let (purpose, outcome) = self.turn(&new[0]).await;
+        (new[0].clone(), purpose, outcome)
     }
 }
 
@@ -440,6 +450,7 @@ async fn a_truncated_or_refused_edit_changes_nothing() {
     assert_eq!(f.turns_and_events().await, before);
 
     // Truncated.
+    let ids = f.turn_ids().await;
     f.drafter.script(Reply::Truncated);
     let (s, e) = call(
         &f.app,
@@ -456,7 +467,7 @@ async fn a_truncated_or_refused_edit_changes_nothing() {
     );
     let after = f.turns_and_events().await;
     assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1));
-    let (turn, purpose, outcome) = f.last_turn().await;
+    let (turn, purpose, outcome) = f.new_turn(&ids).await;
     assert_eq!(
         (purpose.as_str(), outcome.as_str()),
         ("draft_edit", "truncated")
@@ -490,6 +501,7 @@ async fn a_truncated_or_refused_edit_changes_nothing() {
         let f = &f;
         async move {
             let before = f.turns_and_events().await;
+            let ids = f.turn_ids().await;
             let (s, e) = call(
                 &f.app,
                 Method::POST,
@@ -505,7 +517,7 @@ async fn a_truncated_or_refused_edit_changes_nothing() {
             );
             let after = f.turns_and_events().await;
             assert_eq!((after.0 - before.0, after.1 - before.1), (1, 1));
-            let (_, purpose, outcome) = f.last_turn().await;
+            let (_, purpose, outcome) = f.new_turn(&ids).await;
             (purpose, outcome)
         }
     };
