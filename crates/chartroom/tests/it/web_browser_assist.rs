@@ -89,8 +89,8 @@ async fn flow(b: &mut Browser, f: &Fx, email: &str) {
     b.click("form[action$='/assist'] button[type=submit]").await;
     b.wait_for_text("h1", "Proposed revision").await;
     assert_eq!(f.drafter.requests(), requests + 1);
-    b.wait_for_text(".diff ins", "chlorhexidine").await;
-    b.wait_for_text(".diff del", "calculus").await;
+    b.wait_for_text(".proposal .diff", "chlorhexidine").await;
+    b.wait_for_text(".proposal .diff", "calculus").await;
     b.wait_for_count("li.sentence.flagged", 1).await;
     b.check_page("125-assist-proposal").await;
     b.click("form[action$='/accept'] button[type=submit]").await;
@@ -136,7 +136,7 @@ async fn flow(b: &mut Browser, f: &Fx, email: &str) {
         .await;
     b.wait_for_text("#proposal-heading", "AI-proposed amendment")
         .await;
-    b.wait_for_text(".proposal .diff ins", "removed").await;
+    b.wait_for_text(".proposal .diff", "removed").await;
     let turn = b
         .driver
         .find(By::Css("input[name=assistant_turn_id]"))
@@ -165,7 +165,7 @@ async fn flow(b: &mut Browser, f: &Fx, email: &str) {
     b.wait_for_text("#note-status", "Signed, amended").await;
     b.wait_for_text(".amendment .badge.ai", "AI-assisted").await;
     b.wait_for_text(".amendment .turn", &turn).await;
-    b.wait_for_text(".amendment .diff ins", "removed").await;
+    b.wait_for_text(".amendment .diff", "removed").await;
     b.check_page("128-assist-amended-note").await;
 
     // The amendment names the real turn (purpose `amendment_edit`).
