@@ -110,7 +110,7 @@ impl Drafter for AnthropicDrafter {
             "model": provider.posture().model,
             "max_tokens": self.limits.max_output_tokens,
             "temperature": 0,
-            "system": draft::INSTRUCTIONS,
+            "system": draft::instructions(&request),
             "messages": [{"role": "user", "content": draft::user_message(&request)}],
             "tools": [{
                 "name": draft::SCHEMA_NAME,

@@ -153,7 +153,9 @@ impl Drafter for BedrockDrafter {
         let out = client
             .converse()
             .model_id(&provider.posture().model)
-            .system(SystemContentBlock::Text(draft::INSTRUCTIONS.to_owned()))
+            .system(SystemContentBlock::Text(
+                draft::instructions(&request).to_owned(),
+            ))
             .messages(message)
             .tool_config(tools)
             .inference_config(

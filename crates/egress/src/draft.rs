@@ -1,5 +1,13 @@
 //! Drafting adapters: a SOAP note drafted from transcript segments and structured findings,
 //! every sentence citing the segments it rests on.
+//!
+//! The same request, with an [`EditRequest`], asks for an assistant edit: the current text
+//! (a draft's sentences, or a signed note's sections for an amendment) and the clinician's
+//! instruction go with the transcript segments and findings, and the answer is the whole
+//! revised text in the same strict structured shape, every sentence citing its segments — so
+//! an edit goes through the same evidence check as a draft. The instruction never widens what
+//! the model may use: the system instructions say facts come from the segments and findings
+//! only.
 
 use crate::{Cleared, EgressError, Usage};
 
@@ -26,6 +34,19 @@ pub struct DraftRequest {
     pub segments: Vec<(domain::SegmentId, String)>,
     /// Structured findings (e.g. the perio chart summary), as plain text lines.
     pub findings: Vec<String>,
+    /// An assistant edit of existing text (`None`: a new draft).
+    pub edit: Option<EditRequest>,
+}
+
+/// What an assistant edit revises, and how.
+#[derive(Debug, Clone)]
+pub struct EditRequest {
+    /// The current text, sentence by sentence (or section by section), in order: its
+    /// section, its text and the segments it cites.
+    pub current: Vec<DraftSentence>,
+    /// The clinician's instruction (e.g. "shorter", "add the home-care advice"); at most
+    /// [`MAX_INSTRUCTION_CHARS`] are sent.
+    pub instruction: String,
 }
 
 /// One drafted sentence.
@@ -77,6 +98,31 @@ Every sentence cites, in `evidence`, the ids of the transcript segments it rests
 (copy the ids exactly as given after `id=`); a sentence resting only on findings cites none. \
 Answer only with the structured draft.";
 
+/// The longest instruction sent with an assistant edit, in characters.
+pub const MAX_INSTRUCTION_CHARS: usize = 500;
+
+/// The system instructions of an assistant edit.
+pub const EDIT_INSTRUCTIONS: &str = "You revise a clinical SOAP note for a clinician to review, \
+following the clinician's instruction. \
+Use only what the transcript segments and the findings say; never add facts, even when the \
+instruction asks for them. \
+Answer with the whole revised note: every sentence to keep, changed or not, in order. \
+Write short sentences, each in one section (subjective, objective, assessment, plan). \
+Every sentence cites, in `evidence`, the ids of the transcript segments it rests on \
+(copy the ids exactly as given after `id=`); a sentence resting only on findings cites none. \
+Answer only with the structured draft.";
+
+/// The system instructions for `request`: [`INSTRUCTIONS`] for a draft, [`EDIT_INSTRUCTIONS`]
+/// for an assistant edit.
+#[must_use]
+pub fn instructions(request: &DraftRequest) -> &'static str {
+    if request.edit.is_some() {
+        EDIT_INSTRUCTIONS
+    } else {
+        INSTRUCTIONS
+    }
+}
+
 /// The JSON schema of a draft: `{sentences: [{section, text, evidence: [segment id]}]}`,
 /// strict (every property required, nothing else allowed).
 #[must_use]
@@ -108,7 +154,10 @@ pub fn schema() -> serde_json::Value {
 
 /// The user message: the template, the numbered transcript segments with their ids, and the
 /// findings. One segment per line: `[n] id=<segment id>: <text>` (line breaks inside a
-/// segment's text become spaces, so a line is always one segment).
+/// segment's text become spaces, so a line is always one segment). For an assistant edit,
+/// then the current text, one sentence per line (`- <section> (cites <ids> | cites none):
+/// <text>`), and the clinician's instruction on one line, cut to
+/// [`MAX_INSTRUCTION_CHARS`].
 #[must_use]
 pub fn user_message(request: &DraftRequest) -> String {
     use std::fmt::Write as _;
@@ -128,7 +177,43 @@ pub fn user_message(request: &DraftRequest) -> String {
     for f in &request.findings {
         let _ = writeln!(m, "- {}", one_line(f));
     }
+    if let Some(edit) = &request.edit {
+        m.push_str("\nCurrent text to revise:\n");
+        if edit.current.is_empty() {
+            m.push_str("(none)\n");
+        }
+        for s in &edit.current {
+            let cites = if s.evidence.is_empty() {
+                "cites none".to_owned()
+            } else {
+                let ids: Vec<String> = s.evidence.iter().map(ToString::to_string).collect();
+                format!("cites {}", ids.join(", "))
+            };
+            let _ = writeln!(
+                m,
+                "- {} ({cites}): {}",
+                section_name(s.section),
+                one_line(&s.text)
+            );
+        }
+        let instruction: String = one_line(&edit.instruction)
+            .chars()
+            .take(MAX_INSTRUCTION_CHARS)
+            .collect();
+        let _ = writeln!(m, "\nThe clinician's instruction: {instruction}");
+    }
     m
+}
+
+/// A section's name as the schema spells it.
+#[must_use]
+pub const fn section_name(s: DraftSection) -> &'static str {
+    match s {
+        DraftSection::Subjective => "subjective",
+        DraftSection::Objective => "objective",
+        DraftSection::Assessment => "assessment",
+        DraftSection::Plan => "plan",
+    }
 }
 
 fn one_line(text: &str) -> String {
@@ -209,10 +294,50 @@ mod tests {
                 (b, "Floss daily.".into()),
             ],
             findings: vec!["Probing depths 4 mm on 3 MB".into()],
+            edit: None,
         });
         assert!(m.contains(&format!("[1] id={a}: Bleeding on probing.\n")));
         assert!(m.contains(&format!("[2] id={b}: Floss daily.\n")));
         assert!(m.contains("- Probing depths 4 mm on 3 MB\n"));
+        assert!(!m.contains("instruction"));
+    }
+
+    #[test]
+    fn an_edit_carries_the_current_text_and_the_instruction() {
+        let a = domain::SegmentId::new();
+        let request = DraftRequest {
+            template: "free".into(),
+            segments: vec![(a, "Floss daily.".into())],
+            findings: vec![],
+            edit: Some(EditRequest {
+                current: vec![
+                    DraftSentence {
+                        section: DraftSection::Plan,
+                        text: "Floss\ndaily.".into(),
+                        evidence: vec![a],
+                    },
+                    DraftSentence {
+                        section: DraftSection::Assessment,
+                        text: "Gingivitis.".into(),
+                        evidence: vec![],
+                    },
+                ],
+                instruction: format!("Shorter,\nplease. {}", "x".repeat(MAX_INSTRUCTION_CHARS)),
+            }),
+        };
+        assert_eq!(instructions(&request), EDIT_INSTRUCTIONS);
+        let m = user_message(&request);
+        assert!(m.contains(&format!("[1] id={a}: Floss daily.\n")));
+        assert!(m.contains(&format!("- plan (cites {a}): Floss daily.\n")));
+        assert!(m.contains("- assessment (cites none): Gingivitis.\n"));
+        let line = m
+            .lines()
+            .find_map(|l| l.strip_prefix("The clinician's instruction: "))
+            .unwrap();
+        assert!(line.starts_with("Shorter, please. x"));
+        assert_eq!(line.chars().count(), MAX_INSTRUCTION_CHARS);
+        // Only transcript segments are written as `id=` lines (what evidence may cite).
+        assert_eq!(m.matches("id=").count(), 1);
     }
 
     #[test]

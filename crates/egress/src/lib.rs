@@ -32,7 +32,7 @@ pub mod transcribe;
 pub use anthropic::AnthropicDrafter;
 #[cfg(feature = "aws")]
 pub use aws::BedrockDrafter;
-pub use draft::{DraftReply, DraftRequest, DraftSection, DraftSentence, Drafter};
+pub use draft::{DraftReply, DraftRequest, DraftSection, DraftSentence, Drafter, EditRequest};
 pub use gate::{BaaAttestation, Cleared, Hosting, ProviderPosture, Refusal, gate, gate_with_hosts};
 pub use http::{ApiKey, Limits};
 pub use openai::{OpenAiDrafter, OpenAiTranscriber};

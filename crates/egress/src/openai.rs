@@ -295,7 +295,7 @@ impl Drafter for OpenAiDrafter {
         let body = serde_json::json!({
             "model": provider.posture().model,
             "messages": [
-                {"role": "system", "content": draft::INSTRUCTIONS},
+                {"role": "system", "content": draft::instructions(&request)},
                 {"role": "user", "content": draft::user_message(&request)},
             ],
             "temperature": 0,

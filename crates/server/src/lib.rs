@@ -100,6 +100,14 @@ pub mod actions {
             note_from_draft, read_draft, read_transcript, read_visit_transcript, segment_history,
         };
     }
+    /// Assistant edits: a draft's revision proposed and accepted, an amendment proposed (each
+    /// AI call one audited assistant turn).
+    pub mod assist {
+        pub use crate::routes::assist::{
+            AmendmentProposalView, DraftProposalView, ProposedSentenceView, accept_draft_edit,
+            instruction, propose_amendment, propose_draft_edit,
+        };
+    }
     /// The AI provider registry: register, change posture, list (each audited).
     pub mod providers {
         pub use crate::routes::providers::{change_provider, list_providers, register_provider};

@@ -543,6 +543,22 @@ pub async fn draft_of_note(
     }
 }
 
+/// The draft made by assistant turn `turn` (a drafting turn, or an accepted edit), if one is
+/// visible here (nothing decrypted).
+pub async fn made_by_turn(
+    tx: &mut TenantTx,
+    turn: AssistantTurnId,
+) -> Result<Option<DraftId>, StoreError> {
+    let d: Option<uuid::Uuid> = sqlx::query_scalar(
+        "select draft_id from note_draft where practice_id = $1 and turn_id = $2 limit 1",
+    )
+    .bind(tx.practice())
+    .bind(turn)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(d.map(DraftId::from_uuid))
+}
+
 /// The patient of `visit`, if the visit is visible here (nothing decrypted).
 pub async fn visit_patient(
     tx: &mut TenantTx,

@@ -652,6 +652,19 @@ const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
         "GET",
         "/api/v1/practices/{practice_id}/notes/{note_id}/draft-changes",
     ),
+    // `scribe_assist::assist_routes_authorization_matrix`.
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/drafts/{draft_id}/assist",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/drafts/{draft_id}/assist/{turn_id}/accept",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/notes/{note_id}/assist",
+    ),
 ];
 /// Routes whose matrix runs in `capture_api::capture_authorization_matrix` (they need a
 /// consent, a capture and WAV bodies, in order).

@@ -63,6 +63,7 @@ fn draft_request() -> DraftRequest {
             ),
         ],
         findings: vec!["Probing depths: 3 MB 4 mm".into()],
+        edit: None,
     }
 }
 

@@ -4,6 +4,7 @@
 //! kind (security, and the error answers they give), so the document stays true.
 
 pub(crate) mod appointments;
+pub(crate) mod assist;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod capture;
@@ -159,6 +160,9 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(scribe::sentence_edit),
         routes!(scribe::draft_note_create),
         routes!(scribe::note_draft_changes),
+        routes!(assist::draft_assist),
+        routes!(assist::draft_assist_accept),
+        routes!(assist::note_assist),
         routes!(capture::consent_list, capture::consent_create),
         routes!(capture::consent_withdraw),
         routes!(capture::capture_list, capture::capture_create),

@@ -29,7 +29,7 @@ use domain::{
     SegmentId, UserId, VisitId,
 };
 use egress::evidence::{self, Flag};
-use egress::{DraftRequest, DraftSection, EgressError};
+use egress::{DraftRequest, EgressError};
 use serde::{Deserialize, Serialize};
 use store::TenantTx;
 use store::drafts::{Draft, DraftRefusal, NewDraft, NewSentence};
@@ -420,15 +420,6 @@ pub struct DraftCreate {
     pub template: Option<Template>,
 }
 
-fn section_name(s: DraftSection) -> &'static str {
-    match s {
-        DraftSection::Subjective => "subjective",
-        DraftSection::Objective => "objective",
-        DraftSection::Assessment => "assessment",
-        DraftSection::Plan => "plan",
-    }
-}
-
 /// The section a transcript excerpt most likely belongs to (the default draft's grouping):
 /// plan words, then assessment words, then findings words; else what the patient said.
 #[must_use]
@@ -497,7 +488,7 @@ pub fn excerpt_section(text: &str) -> &'static str {
 
 /// The structured findings of `patient`: the latest perio exam's summary, one line per fact
 /// (the exam's read is audited `perio_exam.read`). Empty without an exam.
-async fn findings(
+pub(crate) async fn findings(
     tx: &mut TenantTx,
     keyring: &store::crypto::Keyring,
     patient: PatientId,
@@ -578,7 +569,7 @@ pub fn default_sentences(findings: &[String], segments: &[Segment]) -> Vec<NewSe
 }
 
 /// The content a draft's sentences make.
-fn content_of(sentences: &[NewSentence]) -> NoteContent {
+pub(crate) fn content_of(sentences: &[NewSentence]) -> NoteContent {
     let mut c = NoteContent::default();
     for s in sentences {
         let target = match s.section {
@@ -621,7 +612,10 @@ pub enum DraftOutcome {
 }
 
 /// The visit's patient, if visible here and not deleted.
-async fn visit_patient(tx: &mut TenantTx, visit: VisitId) -> Result<PatientId, AppError> {
+pub(crate) async fn visit_patient(
+    tx: &mut TenantTx,
+    visit: VisitId,
+) -> Result<PatientId, AppError> {
     let patient = store::drafts::visit_patient(tx, visit)
         .await?
         .ok_or(AppError::NotFound("visit"))?;
@@ -653,6 +647,7 @@ async fn ai_sentences(
         template: template.as_str().to_owned(),
         segments: pairs.clone(),
         findings: findings.to_vec(),
+        edit: None,
     };
     let prompt = serde_json::to_vec(&serde_json::json!({
         "template": request.template,
@@ -680,23 +675,34 @@ async fn ai_sentences(
         Ok(r) => r,
         Err(e) => return Ok(Err(drafting_error(&e))),
     };
-    // req: SCR-05 — every sentence through the evidence check.
-    let sentences: Vec<NewSentence> = reply
-        .sentences
+    Ok(Ok((
+        checked_sentences(&reply.sentences, &pairs),
+        called.turn,
+    )))
+}
+
+/// A provider's sentences as a draft stores them, each through the evidence check against
+/// `pairs` (the visit's segments: id and text) — the one check of drafts and assistant edits
+/// (req SCR-05). Empty sentences are dropped; at most [`store::drafts::SENTENCES_MAX`].
+#[must_use]
+pub fn checked_sentences(
+    sentences: &[egress::DraftSentence],
+    pairs: &[(SegmentId, String)],
+) -> Vec<NewSentence> {
+    sentences
         .iter()
         .filter(|s| !s.text.trim().is_empty())
         .take(store::drafts::SENTENCES_MAX)
         .map(|s| NewSentence {
-            section: section_name(s.section),
+            section: egress::draft::section_name(s.section),
             text: s.text.trim().to_owned(),
             evidence: s.evidence.clone(),
-            flags: evidence::check(&s.text, &s.evidence, &pairs)
+            flags: evidence::check(&s.text, &s.evidence, pairs)
                 .into_iter()
                 .map(Flag::as_str)
                 .collect(),
         })
-        .collect();
-    Ok(Ok((sentences, called.turn)))
+        .collect()
 }
 
 /// Makes a note draft of `template` for `visit`: through the practice's drafting provider when

@@ -82,6 +82,10 @@ pub(crate) fn router() -> axum::Router<AppState> {
             axum::routing::get(amend_page).post(note_amend),
         )
         .route(
+            "/practices/{practice_id}/notes/{note_id}/amend/assist",
+            axum::routing::post(amend_assist),
+        )
+        .route(
             "/practices/{practice_id}/notes/{note_id}/addenda",
             axum::routing::post(note_addendum),
         )
@@ -665,11 +669,12 @@ impl From<&Signature> for SignatureView {
 
 /// One run of a word diff (`equal`, `insert` or `delete`).
 pub(crate) struct DiffRun {
-    op: &'static str,
-    text: String,
+    pub(super) op: &'static str,
+    pub(super) text: String,
 }
 
-fn diff_runs(diff: &[DiffOp]) -> Vec<DiffRun> {
+/// A word diff as the templates show it.
+pub(super) fn diff_runs(diff: &[DiffOp]) -> Vec<DiffRun> {
     diff.iter()
         .map(|d| DiffRun {
             op: d.op,
@@ -683,6 +688,8 @@ pub(crate) struct AmendmentView {
     version: i32,
     reason: String,
     ai_assisted: bool,
+    /// The assistant turn it came from.
+    turn: Option<String>,
     signature: SignatureView,
     diff: Vec<DiffRun>,
 }
@@ -799,6 +806,7 @@ impl NotePage {
                     version: a.version,
                     reason: a.reason.clone(),
                     ai_assisted: a.ai_assisted,
+                    turn: a.assistant_turn_id.map(|t| t.to_string()),
                     signature: SignatureView::from(&a.signature),
                     diff: diff_runs(&a.diff),
                 })
@@ -1224,6 +1232,18 @@ pub(crate) struct AmendPage {
     addendum_text: String,
     addendum_reason: String,
     errors: FieldErrors,
+    /// The assistant's proposal shown above the form, when one was asked for.
+    assist: Option<AmendAssist>,
+    /// The assistant turn the amendment in the form comes from (signed as AI-assisted).
+    assistant_turn_id: Option<String>,
+}
+
+/// An AI-proposed amendment as shown: what was asked, the diff against the current text and
+/// the flagged sentences with what each flag means.
+pub(crate) struct AmendAssist {
+    instruction: String,
+    diff: Vec<DiffRun>,
+    flagged: Vec<(String, String)>,
 }
 
 /// `GET /app/practices/{practice_id}/notes/{note_id}/amend`: the amendment form (the current
@@ -1257,6 +1277,59 @@ pub(crate) async fn amend_page(
         addendum_text: String::new(),
         addendum_reason: String::new(),
         errors: FieldErrors::default(),
+        assist: None,
+        assistant_turn_id: None,
+    })
+}
+
+/// `POST /app/practices/{practice_id}/notes/{note_id}/amend/assist`: asks the practice's
+/// drafting provider for an amendment as the instruction says (the API's `note_assist`: one
+/// assistant turn, `note.read`) and shows the amendment form filled with the proposal, its
+/// diff against the current text and its flags; signing it names the turn (AI-assisted).
+/// A failed AI call is committed (its turn stays) and answered with its error.
+pub(crate) async fn amend_assist(
+    State(state): State<AppState>,
+    Member(ctx): Member<Clinical>,
+    Path((_, id)): Path<(String, String)>,
+    Form(form): Form<Pairs>,
+) -> Result<Response, WebError> {
+    let id: NoteId = path_id(&id, "note")?;
+    let mut tx = ctx.tx;
+    let practice_id = tx.practice();
+    let instruction = server::actions::assist::instruction(form.get("instruction").unwrap_or(""))?;
+    let chrome = chrome(&mut tx).await?;
+    let outcome =
+        server::actions::assist::propose_amendment(&mut tx, &state, id, &instruction).await?;
+    let banner = match &outcome {
+        Ok(p) => banner(&mut tx, p.patient_id).await?,
+        Err(_) => None,
+    };
+    tx.commit().await?;
+    let p = outcome.map_err(WebError)?;
+    html(&AmendPage {
+        assets: assets(),
+        chrome: Some(chrome),
+        note: note_href(practice_id, id),
+        banner,
+        title: p.template.title(),
+        version: p.version,
+        sections: sections(&p.content),
+        fields: note_fields(p.template, &p.content),
+        reason: String::new(),
+        addendum_text: String::new(),
+        addendum_reason: String::new(),
+        errors: FieldErrors::default(),
+        assistant_turn_id: Some(p.turn_id.to_string()),
+        assist: Some(AmendAssist {
+            instruction,
+            diff: diff_runs(&p.diff),
+            flagged: p
+                .sentences
+                .iter()
+                .filter(|s| !s.flag_reasons.is_empty())
+                .map(|s| (s.text.clone(), s.flag_reasons.join("; ")))
+                .collect(),
+        }),
     })
 }
 
@@ -1292,14 +1365,20 @@ async fn amend_refused(
             addendum_text: form.get("text").unwrap_or("").to_owned(),
             addendum_reason: form.get("addendum_reason").unwrap_or("").to_owned(),
             errors,
+            assist: None,
+            assistant_turn_id: form
+                .get("assistant_turn_id")
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
         },
     )
 }
 
 /// `POST /app/practices/{practice_id}/notes/{note_id}/amend`: amends the signed note as the
 /// API's `note_amend` (step-up required; a reason required; a new signed version with the
-/// word diff against the signed one; audited `note.amend`). From the page an amendment is
-/// never AI-assisted: that flag names an assistant turn, which only the scribe creates.
+/// word diff against the signed one; audited `note.amend`). An amendment proposed by the
+/// assistant ([`amend_assist`]) carries its turn in `assistant_turn_id` and is signed as
+/// AI-assisted naming it (the API's check: a turn of this practice about this patient).
 pub(crate) async fn note_amend(
     State(state): State<AppState>,
     Member(ctx): Member<Clinical>,
@@ -1332,6 +1411,13 @@ pub(crate) async fn note_amend(
     let (Some(reason), Some(content)) = (reason, content) else {
         return amend_refused(&state, tx, id, &form, errors).await;
     };
+    let assistant_turn_id = match form.get("assistant_turn_id").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => Some(
+            t.parse::<uuid::Uuid>()
+                .map_err(|_| WebError(AppError::Invalid("assistant_turn_id: not an id".into())))?,
+        ),
+    };
     let n = server::actions::amend_note(
         &mut tx,
         state.store.keyring()?,
@@ -1340,8 +1426,8 @@ pub(crate) async fn note_amend(
         &store::notes::AmendmentInput {
             content: &content,
             reason: &reason,
-            ai_assisted: false,
-            assistant_turn_id: None,
+            ai_assisted: assistant_turn_id.is_some(),
+            assistant_turn_id,
         },
     )
     .await?;

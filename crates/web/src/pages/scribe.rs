@@ -10,6 +10,11 @@
 //!   button and an edit form: flagged sentences are accepted one by one. "Create note from
 //!   draft" makes a draft clinical note of the sentences; signing it is refused (`409`) while
 //!   a flagged sentence is unaccepted — decided by the store, not by this page.
+//! - **Assistant edits.** The draft screen asks the practice's drafting provider to revise the
+//!   draft from an instruction ([`server::actions::assist`]): the proposal page shows the
+//!   changes as a word diff against the draft as it stands and the revised sentences with
+//!   their flags; "Accept the revision" makes the revised draft (its flagged sentences to
+//!   accept one by one), going back discards it.
 //! - **Who.** Every route takes [`Clinical`] (reception: `403`, nothing read).
 //! - No PHI in URLs: drafts, segments and captures are addressed by id; text travels in
 //!   `POST` bodies.
@@ -19,12 +24,13 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use domain::notes::Template as NoteTemplate;
-use domain::{CaptureId, DraftId, PracticeId, SegmentId, VisitId};
+use domain::{AssistantTurnId, CaptureId, DraftId, PracticeId, SegmentId, VisitId};
 use serde::Deserialize;
 use server::actions::scribe as actions;
 use server::extract::Clinical;
 use server::{AppError, AppState};
 
+use super::chart::{DiffRun, diff_runs};
 use super::{Chrome, Member, chrome, html, path_id};
 use crate::{Assets, WebError, assets};
 
@@ -58,6 +64,14 @@ pub(crate) fn router() -> axum::Router<AppState> {
         .route(
             "/practices/{practice_id}/drafts/{draft_id}/note",
             axum::routing::post(note_create),
+        )
+        .route(
+            "/practices/{practice_id}/drafts/{draft_id}/assist",
+            axum::routing::post(draft_assist),
+        )
+        .route(
+            "/practices/{practice_id}/drafts/{draft_id}/assist/{turn_id}/accept",
+            axum::routing::post(draft_assist_accept),
         )
 }
 
@@ -506,5 +520,96 @@ pub(crate) async fn note_create(
     Ok(super::redirect(&format!(
         "/app/practices/{practice_id}/notes/{}",
         note.note_id
+    )))
+}
+
+/// A proposed sentence as shown.
+#[derive(Debug)]
+pub(crate) struct ProposedRow {
+    section: String,
+    text: String,
+    reasons: Vec<&'static str>,
+}
+
+/// A draft edit's proposal: the diff against the draft as it stands, the revised sentences
+/// with their flags, accept or go back.
+#[derive(Template)]
+#[template(path = "scribe_assist.html")]
+pub(crate) struct AssistPage {
+    assets: &'static Assets,
+    chrome: Option<Chrome>,
+    instruction: String,
+    back: String,
+    accept: String,
+    diff: Vec<DiffRun>,
+    flagged: usize,
+    sentences: Vec<ProposedRow>,
+}
+
+/// An instruction as the form sends it.
+#[derive(Deserialize)]
+pub(crate) struct AssistForm {
+    instruction: String,
+}
+
+/// `POST /app/practices/{practice_id}/drafts/{draft_id}/assist`: asks the practice's drafting
+/// provider to revise the draft as the instruction says (the API's `draft_assist`: one
+/// assistant turn, `note_draft.read`) and shows the proposal; the draft does not change. A
+/// failed AI call is committed (its turn stays) and answered with its error.
+pub(crate) async fn draft_assist(
+    State(state): State<AppState>,
+    Member(ctx): Member<Clinical>,
+    Path((_, id)): Path<(String, String)>,
+    Form(form): Form<AssistForm>,
+) -> Result<Response, WebError> {
+    let draft: DraftId = path_id(&id, "draft")?;
+    let mut tx = ctx.tx;
+    let practice_id = tx.practice();
+    let instruction = server::actions::assist::instruction(&form.instruction)?;
+    let chrome = chrome(&mut tx).await?;
+    let outcome =
+        server::actions::assist::propose_draft_edit(&mut tx, &state, draft, &instruction).await?;
+    tx.commit().await?;
+    let p = outcome.map_err(WebError)?;
+    let back = format!("/app/practices/{practice_id}/drafts/{draft}");
+    html(&AssistPage {
+        assets: assets(),
+        chrome: Some(chrome),
+        instruction,
+        accept: format!("{back}/assist/{}/accept", p.turn_id),
+        back,
+        diff: diff_runs(&p.diff),
+        flagged: p.flagged,
+        sentences: p
+            .sentences
+            .into_iter()
+            .map(|s| ProposedRow {
+                section: s.section,
+                text: s.text,
+                reasons: s.flag_reasons,
+            })
+            .collect(),
+    })
+}
+
+/// `POST /app/practices/{practice_id}/drafts/{draft_id}/assist/{turn_id}/accept`: accepts the
+/// proposal (the API's `draft_assist_accept`: the revised draft, `note_draft.create`) and
+/// opens the revised draft.
+pub(crate) async fn draft_assist_accept(
+    State(state): State<AppState>,
+    Member(ctx): Member<Clinical>,
+    Path((_, id, turn)): Path<(String, String, String)>,
+) -> Result<Response, WebError> {
+    let draft: DraftId = path_id(&id, "draft")?;
+    let turn: AssistantTurnId = path_id(&turn, "assistant turn")?;
+    let mut tx = ctx.tx;
+    let practice_id = tx.practice();
+    let d =
+        server::actions::assist::accept_draft_edit(&mut tx, state.store.keyring()?, draft, turn)
+            .await?;
+    tx.commit().await?;
+    Ok(super::redirect(&format!(
+        "/app/practices/{practice_id}/drafts/{}",
+        d.draft_id
     )))
 }
