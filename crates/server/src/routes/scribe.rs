@@ -680,9 +680,22 @@ async fn ai_sentences(
         Ok(r) => r,
         Err(e) => return Ok(Err(drafting_error(&e))),
     };
+    Ok(Ok((
+        checked_sentences(&reply.sentences, &pairs),
+        called.turn,
+    )))
+}
+
+/// A drafting provider's sentences as stored: blank ones dropped, at most
+/// [`store::drafts::SENTENCES_MAX`], each through the evidence check against the draft's
+/// `segments` (id, text) and carrying its flags (req SCR-05).
+#[must_use]
+pub fn checked_sentences(
+    sentences: &[egress::DraftSentence],
+    segments: &[(SegmentId, String)],
+) -> Vec<NewSentence> {
     // req: SCR-05 — every sentence through the evidence check.
-    let sentences: Vec<NewSentence> = reply
-        .sentences
+    sentences
         .iter()
         .filter(|s| !s.text.trim().is_empty())
         .take(store::drafts::SENTENCES_MAX)
@@ -690,13 +703,12 @@ async fn ai_sentences(
             section: section_name(s.section),
             text: s.text.trim().to_owned(),
             evidence: s.evidence.clone(),
-            flags: evidence::check(&s.text, &s.evidence, &pairs)
+            flags: evidence::check(&s.text, &s.evidence, segments)
                 .into_iter()
                 .map(Flag::as_str)
                 .collect(),
         })
-        .collect();
-    Ok(Ok((sentences, called.turn)))
+        .collect()
 }
 
 /// Makes a note draft of `template` for `visit`: through the practice's drafting provider when
