@@ -27,7 +27,7 @@ use egress::{
     ProviderPosture, Transcriber as _, TranscriptionRequest,
 };
 use store::drafts::NewSentence;
-use visits::{SYNTHETIC_MARKER, Visit, VisitKind};
+use visits::{SYNTHETIC_MARKER, VisitKind};
 
 /// Whether `serve` runs the local transcription default.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
