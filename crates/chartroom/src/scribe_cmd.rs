@@ -643,8 +643,12 @@ async fn eval(plan: &EvalPlan, options: &LocalOptions) -> anyhow::Result<()> {
         }
     }
     local.stop().await;
-    let mut report = summarize(&scored, &plan.voices, &posture);
-    report["drafting"] = drafting_summary(&scored, drafter.as_ref());
+    let report = summarize(
+        &scored,
+        &plan.voices,
+        &posture,
+        &drafting_summary(&scored, drafter.as_ref()),
+    );
     if plan.json {
         println!(
             "{}",
@@ -691,19 +695,12 @@ fn print_clip(s: &Scored) {
     );
 }
 
-fn default_draft(d: &ClipDrafting) -> Option<&DraftingFigures> {
-    Some(&d.default)
-}
-
-fn provider_draft(d: &ClipDrafting) -> Option<&DraftingFigures> {
-    d.provider.as_ref()
-}
-
-type Pick = fn(&ClipDrafting) -> Option<&DraftingFigures>;
-
-/// The figures of `pick`'s drafts over all clips, and per visit (its clips in every voice
-/// together).
-fn drafting_figures(scored: &[Scored], pick: Pick) -> serde_json::Value {
+/// The figures of the drafts `pick` chooses (`None`: a clip without one), over all clips and
+/// per visit (its clips in every voice together).
+fn drafting_figures(
+    scored: &[Scored],
+    pick: fn(&ClipDrafting) -> Option<&DraftingFigures>,
+) -> (DraftingFigures, serde_json::Map<String, serde_json::Value>) {
     let sum = |visit: Option<&str>| {
         DraftingFigures::sum(
             scored
@@ -718,34 +715,40 @@ fn drafting_figures(scored: &[Scored], pick: Pick) -> serde_json::Value {
             by_visit.insert(s.visit.clone(), serde_json::json!(sum(Some(&s.visit))));
         }
     }
-    serde_json::json!({ "all": sum(None), "by_visit": by_visit })
+    (sum(None), by_visit)
 }
 
 /// The drafting half of the report: the default draft's figures and, with a provider, its.
 fn drafting_summary(scored: &[Scored], provider: Option<&ProviderDrafter>) -> serde_json::Value {
-    let mut default = drafting_figures(scored, default_draft);
-    default["label"] = "the default draft (no drafting provider; not AI-written)".into();
-    let mut out = serde_json::json!({ "default": default });
-    if let Some(p) = provider {
-        let mut figures = drafting_figures(scored, provider_draft);
-        figures["label"] = p.cleared.posture().label.clone().into();
-        figures["model"] = p.cleared.posture().model.clone().into();
-        figures["drafts"] = scored
-            .iter()
-            .filter(|s| s.drafting.provider.is_some())
-            .count()
-            .into();
-        figures["failed"] = scored
-            .iter()
-            .filter(|s| s.drafting.provider_error.is_some())
-            .count()
-            .into();
-        out["provider"] = figures;
-    }
-    out
+    let (all, by_visit) = drafting_figures(scored, |d| Some(&d.default));
+    let default = serde_json::json!({
+        "label": "the default draft (no drafting provider; not AI-written)",
+        "all": all,
+        "by_visit": by_visit,
+    });
+    let Some(p) = provider else {
+        return serde_json::json!({ "default": default });
+    };
+    let (all, by_visit) = drafting_figures(scored, |d| d.provider.as_ref());
+    serde_json::json!({
+        "default": default,
+        "provider": {
+            "label": p.cleared.posture().label,
+            "model": p.cleared.posture().model,
+            "drafts": scored.iter().filter(|s| s.drafting.provider.is_some()).count(),
+            "failed": scored.iter().filter(|s| s.drafting.provider_error.is_some()).count(),
+            "all": all,
+            "by_visit": by_visit,
+        },
+    })
 }
 
-fn summarize(scored: &[Scored], voices: &[String], posture: &ProviderPosture) -> serde_json::Value {
+fn summarize(
+    scored: &[Scored],
+    voices: &[String],
+    posture: &ProviderPosture,
+    drafting: &serde_json::Value,
+) -> serde_json::Value {
     let total = |f: &dyn Fn(&Scored) -> bool| {
         let (e, w) = scored.iter().filter(|s| f(s)).fold((0, 0), |(e, w), s| {
             (e + s.word_errors, w + s.reference_words)
@@ -773,5 +776,6 @@ fn summarize(scored: &[Scored], voices: &[String], posture: &ProviderPosture) ->
         "word_error_rate_percent_by_voice": by_voice,
         "audio_seconds": (audio * 10.0).round() / 10.0,
         "real_time_factor": if audio > 0.0 { ((compute / audio) * 1000.0).round() / 1000.0 } else { 0.0 },
+        "drafting": drafting,
     })
 }

@@ -467,7 +467,7 @@ async fn flow(
         .take(6)
         .map(|(id, text)| json!({"section": "objective", "text": text, "evidence": [id]}))
         .collect();
-    let cited = sentences.len();
+    let supported = sentences.len();
     sentences.push(json!({
         "section": "plan", "text": "Prescribed amoxicillin 500 mg.", "evidence": [segments[0].0]
     }));
@@ -489,7 +489,7 @@ async fn flow(
     // Every sentence links to the segments it cites (shown on the draft page); the
     // unsupported one is flagged.
     let cites = b.driver.find_all(By::Css("a.cite")).await.unwrap();
-    assert_eq!(cites.len(), cited + 1);
+    assert_eq!(cites.len(), supported + 1);
     for c in &cites {
         let href = c.attr("href").await.unwrap().unwrap();
         assert!(
