@@ -63,8 +63,8 @@ fn rounded(citing: u64, sentences: u64) -> f64 {
     (r * 1000.0).round() / 1000.0
 }
 
-// req: SCR-05 — the evaluation drafts each synthetic transcript and reports evidence coverage
-// and flagged sentences by the server's own evidence check.
+// req: SCR-05, SCR-06 — the evaluation drafts each synthetic (marked) transcript and reports
+// evidence coverage and flagged sentences by the server's own evidence check.
 #[tokio::test]
 async fn the_evaluation_reports_drafting_figures_of_the_default_draft_and_a_provider() {
     if !installed() {

@@ -160,8 +160,8 @@ async fn api(
     v
 }
 
-// req: SCR-01, SCR-02, SCR-04, SCR-05 — issue 18's browser test in one flow: consent, record
-// from a fake microphone, the indicator on every page visited while live and gone within a
+// req: SCR-01, SCR-02, SCR-05 — issue 18's browser test in one flow: no recording before
+// consent, consent, record from a fake microphone, the indicator on every page visited while live and gone within a
 // second of stop, the real local Whisper's transcript, a draft with evidence links and its
 // unsupported sentence flagged, accepted, the note made and signed with step-up.
 #[tokio::test]
@@ -267,6 +267,11 @@ async fn flow(
     b.wait_for_text("h1", "Visit").await;
     assert_eq!(indicator(b).await["shown"], false, "nothing recorded yet");
     b.check_page("114-visit-page").await;
+
+    // Without consent the server refuses to record, and the page says so.
+    b.click("#rec-start").await;
+    b.wait_for_text("#rec-message", "consent").await;
+    assert_eq!(indicator(b).await["shown"], false);
 
     // Consent (patient, verbal), then record from the fake microphone.
     b.click("#consent-record").await;
