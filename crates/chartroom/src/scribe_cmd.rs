@@ -6,7 +6,11 @@
 //! by [`egress::local`]; `serve` runs it on demand (the first transcription starts it) when it
 //! is installed, or at start with `--scribe-local on`. The commands here synthesize speech
 //! with espeak-ng and sox (installed by the same script), never read practice data, and print
-//! figures only.
+//! figures only. They speak to the sidecar through the production transcription adapter
+//! ([`egress::OpenAiTranscriber`]) behind the provider gate; `scribe eval` drafts each
+//! transcript as the server would (the default draft, and with `--drafter-url` a self-hosted
+//! OpenAI-compatible chat provider through [`egress::OpenAiDrafter`]) and scores the drafts
+//! with the server's own evidence check.
 
 mod visits;
 mod wer;
@@ -17,9 +21,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use egress::ProviderPosture;
 use egress::local::{LocalWhisper, LocalWhisperConfig};
-use visits::{SYNTHETIC_MARKER, Visit, VisitKind};
+use egress::{
+    Cleared, DraftRequest, Drafter as _, Hosting, Limits, OpenAiDrafter, OpenAiTranscriber,
+    ProviderPosture, Transcriber as _, TranscriptionRequest,
+};
+use store::drafts::NewSentence;
+use visits::{SYNTHETIC_MARKER, VisitKind};
 
 /// Whether `serve` runs the local transcription default.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,8 +133,63 @@ pub(crate) enum ScribeCommand {
         #[arg(long, value_name = "FILE.jsonl")]
         write_visits: Option<PathBuf>,
         #[command(flatten)]
+        drafter: DrafterOptions,
+        #[command(flatten)]
         local: LocalOptions,
     },
+}
+
+/// The drafting provider `scribe eval` drafts through besides the default draft.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct DrafterOptions {
+    /// Also draft every transcript through this OpenAI-compatible chat-completions provider
+    /// (its base URL: `URL/v1/chat/completions`). Self-hosted only: loopback, `localhost` or
+    /// a Unix socket, as the provider gate decides before any connection. Without it only the
+    /// default draft (not AI-written) is measured.
+    #[arg(long, value_name = "URL", requires = "drafter_model")]
+    pub drafter_url: Option<String>,
+    /// The model name sent to `--drafter-url`.
+    #[arg(long, value_name = "MODEL", requires = "drafter_url")]
+    pub drafter_model: Option<String>,
+}
+
+/// The longest `--drafter-url` / `--drafter-model` accepted.
+const MAX_DRAFTER_ARG: usize = 2048;
+
+/// A drafting provider the gate cleared, with its adapter.
+struct ProviderDrafter {
+    cleared: Cleared,
+    adapter: OpenAiDrafter,
+}
+
+impl DrafterOptions {
+    /// The provider of `--drafter-url`, through the gate (refused before any connection when
+    /// it is not self-hosted); `None` without one.
+    fn open(&self) -> anyhow::Result<Option<ProviderDrafter>> {
+        let (Some(url), Some(model)) = (&self.drafter_url, &self.drafter_model) else {
+            return Ok(None);
+        };
+        if url.len() > MAX_DRAFTER_ARG || model.len() > MAX_DRAFTER_ARG || model.trim().is_empty() {
+            anyhow::bail!("--drafter-url and --drafter-model: give a URL and a model name");
+        }
+        let posture = ProviderPosture {
+            provider_id: None,
+            label: "drafting provider (--drafter-url)".to_owned(),
+            base_url: url.clone(),
+            model: model.trim().to_owned(),
+            hosting: Hosting::SelfHosted,
+            baa: None,
+            training_disabled: true,
+            enabled: true,
+        };
+        let cleared = egress::gate(&posture).map_err(|e| {
+            anyhow::anyhow!(
+                "--drafter-url refused by the provider gate: {e} (the evaluation drafts through a self-hosted provider: loopback, localhost or a Unix socket)"
+            )
+        })?;
+        let adapter = OpenAiDrafter::with_limits(None, eval_limits())?;
+        Ok(Some(ProviderDrafter { cleared, adapter }))
+    }
 }
 
 /// How the commands run the local default.
@@ -175,6 +238,7 @@ pub(crate) async fn run(cmd: ScribeCommand) -> anyhow::Result<()> {
             voices,
             json,
             write_visits,
+            drafter,
             local,
         } => {
             eval(
@@ -184,6 +248,7 @@ pub(crate) async fn run(cmd: ScribeCommand) -> anyhow::Result<()> {
                     voices,
                     json,
                     write_visits,
+                    drafter,
                 },
                 &local,
             )
@@ -260,79 +325,61 @@ fn wav_seconds(wav: &[u8]) -> Option<f64> {
 
 /// What the local default returned for one clip.
 struct Heard {
+    /// The kept segments' texts, joined.
     text: String,
-    segments: usize,
+    /// The segments kept (after the filters against invented text).
+    segments: Vec<egress::Segment>,
 }
 
-/// Transcribes one WAV through the provider's OpenAI-compatible endpoint (`verbose_json`).
-// Hook: once `egress::OpenAiTranscriber` is in, call it here through the gate with the same
-// posture (`egress::gate(posture)`), so the evaluation goes through the production adapter.
-async fn transcribe(
-    client: &reqwest::Client,
-    posture: &ProviderPosture,
-    wav: &[u8],
-) -> anyhow::Result<Heard> {
-    #[derive(serde::Deserialize)]
-    struct Reply {
-        text: String,
-        segments: Vec<serde_json::Value>,
+/// The commands' limits on one call: the production limits, with time for a long clip on a
+/// slow machine.
+fn eval_limits() -> Limits {
+    Limits {
+        timeout: Duration::from_secs(3600),
+        ..Limits::default()
     }
-    let cleared = egress::gate(posture).map_err(anyhow::Error::msg)?;
-    let boundary = format!("chartroom-{}", hex::encode(rand::random::<[u8; 8]>()));
-    let mut body = Vec::with_capacity(wav.len() + 1024);
-    for (name, value) in [
-        ("model", posture.model.as_str()),
-        ("language", "en"),
-        ("temperature", "0"),
-        ("response_format", "verbose_json"),
-    ] {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+}
+
+/// The local default behind the gate, spoken to through the production adapter.
+struct Ear {
+    cleared: Cleared,
+    adapter: OpenAiTranscriber,
+}
+
+impl Ear {
+    fn new(posture: &ProviderPosture) -> anyhow::Result<Self> {
+        Ok(Self {
+            cleared: egress::gate(posture).map_err(anyhow::Error::msg)?,
+            adapter: OpenAiTranscriber::with_limits(None, eval_limits())?,
+        })
+    }
+
+    /// Transcribes one WAV (English, no prompt), as the transcription job does.
+    async fn transcribe(&self, wav: &[u8]) -> anyhow::Result<Heard> {
+        let reply = self
+            .adapter
+            .transcribe(
+                &self.cleared,
+                TranscriptionRequest {
+                    wav: bytes::Bytes::copy_from_slice(wav),
+                    prompt: None,
+                    language: Some("en".to_owned()),
+                },
             )
-            .as_bytes(),
-        );
+            .await
+            .map_err(|e| anyhow::anyhow!("the local transcription sidecar: {e}"))?;
+        let text = reply
+            .segments
+            .iter()
+            .map(|s| s.text.trim())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Heard {
+            text,
+            segments: reply.segments,
+        })
     }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
-             filename=\"clip.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(wav);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let url = format!(
-        "{}/v1/audio/transcriptions",
-        cleared.base_url().as_str().trim_end_matches('/')
-    );
-    let reply = client
-        .post(url)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .context("the local transcription sidecar did not answer")?;
-    let status = reply.status();
-    if !status.is_success() {
-        anyhow::bail!("the local transcription sidecar answered {status}");
-    }
-    let reply: Reply = reply.json().await.context("an unexpected reply")?;
-    Ok(Heard {
-        text: reply.text,
-        segments: reply.segments.len(),
-    })
-}
-
-fn http_client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(3600))
-        .build()?)
 }
 
 async fn rtf(seconds: u32, runs: u32, options: &LocalOptions) -> anyhow::Result<()> {
@@ -360,8 +407,8 @@ async fn rtf(seconds: u32, runs: u32, options: &LocalOptions) -> anyhow::Result<
         "This is a synthetic warm up clip.",
     )?;
     let (local, posture) = options.start().await?;
-    let client = http_client()?;
-    transcribe(&client, &posture, &warm).await?;
+    let ear = Ear::new(&posture)?;
+    ear.transcribe(&warm).await?;
     let config = local.handle().config().clone();
     println!(
         "local transcription: {} ({} threads, beam {}), {audio_secs:.1} s of synthetic speech",
@@ -371,13 +418,13 @@ async fn rtf(seconds: u32, runs: u32, options: &LocalOptions) -> anyhow::Result<
     let mut word_error = 0.0;
     for run in 1..=runs {
         let started = Instant::now();
-        let heard = transcribe(&client, &posture, &clip).await?;
+        let heard = ear.transcribe(&clip).await?;
         let compute = started.elapsed().as_secs_f64();
         let factor = compute / audio_secs;
         word_error = wer::rate(&text, &heard.text);
         println!(
             "run {run}: {compute:.1} s compute, real-time factor {factor:.3}, {} segments, word error rate {:.1} %",
-            heard.segments,
+            heard.segments.len(),
             word_error * 100.0
         );
         factors.push(factor);
@@ -399,6 +446,7 @@ struct EvalPlan {
     voices: Vec<String>,
     json: bool,
     write_visits: Option<PathBuf>,
+    drafter: DrafterOptions,
 }
 
 /// One visit spoken by one voice, scored.
@@ -412,28 +460,131 @@ struct Scored {
     reference_words: usize,
     word_errors: usize,
     word_error_rate: f64,
-    /// Drafting figures (evidence coverage, flagged sentences) for this visit; `None` until
-    /// drafting is evaluated (see [`DraftingFigures`]).
-    drafting: Option<DraftingFigures>,
+    /// Transcript segments kept.
+    segments: usize,
+    /// The drafts of this clip's transcript.
+    drafting: ClipDrafting,
 }
 
-/// The drafting half of the evaluation (issue 18 item 9): filled in by
-/// [`draft_figures`] once the drafting job can run on a transcript.
-#[derive(serde::Serialize, Clone, Debug, Default)]
+/// The drafts of one transcript.
+#[derive(serde::Serialize, Clone, Debug)]
+struct ClipDrafting {
+    /// The default draft (no provider): the template filled with transcript excerpts.
+    default: DraftingFigures,
+    /// The `--drafter-url` provider's draft, when one is given and it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<DraftingFigures>,
+    /// Why the provider gave no draft (truncated, rate limited, malformed …), when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_error: Option<String>,
+}
+
+/// The drafting figures of one draft, or summed over drafts (issue 18 item 9).
+#[derive(serde::Serialize, Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct DraftingFigures {
-    /// Draft sentences citing at least one transcript segment, over all draft sentences.
-    pub evidence_coverage: f64,
-    /// Draft sentences flagged (no evidence, or numbers, teeth, drugs or negations absent
-    /// from the cited segments).
-    pub flagged_sentences: usize,
     /// Draft sentences in all.
     pub sentences: usize,
+    /// Sentences citing at least one transcript segment that exists.
+    pub citing: usize,
+    /// `citing` over `sentences` (0 for no sentence).
+    pub evidence_coverage: f64,
+    /// Sentences the evidence check flagged ([`egress::evidence`]: no evidence, an unknown
+    /// segment, numbers, teeth, drugs or negations absent from the cited segments): each must
+    /// be accepted one by one before signing.
+    pub flagged_sentences: usize,
 }
 
-/// Hook for the drafting evaluation: draft a note from `transcript` (what the local default
-/// heard of `visit`) and score it. Returns `None` while no drafter is wired in here.
-fn draft_figures(_visit: &Visit, _transcript: &str) -> Option<DraftingFigures> {
-    None
+impl DraftingFigures {
+    /// The figures of `sentences`, a draft of `segments` (id, text).
+    fn of(sentences: &[NewSentence], segments: &[(domain::SegmentId, String)]) -> Self {
+        let citing = sentences
+            .iter()
+            .filter(|s| {
+                s.evidence
+                    .iter()
+                    .any(|e| segments.iter().any(|(id, _)| id == e))
+            })
+            .count();
+        let flagged = sentences.iter().filter(|s| !s.flags.is_empty()).count();
+        Self::from_counts(sentences.len(), citing, flagged)
+    }
+
+    fn from_counts(sentences: usize, citing: usize, flagged_sentences: usize) -> Self {
+        Self {
+            sentences,
+            citing,
+            evidence_coverage: (wer::ratio(citing, sentences) * 1000.0).round() / 1000.0,
+            flagged_sentences,
+        }
+    }
+
+    /// The figures of several drafts together.
+    fn sum<'a>(all: impl Iterator<Item = &'a Self>) -> Self {
+        let (n, c, f) = all.fold((0, 0, 0), |(n, c, f), d| {
+            (n + d.sentences, c + d.citing, f + d.flagged_sentences)
+        });
+        Self::from_counts(n, c, f)
+    }
+}
+
+/// Drafts `heard` (a transcript of a visit of `kind`) as the server does and scores each
+/// draft: the default draft ([`server::actions::scribe::default_sentences`], no findings: a
+/// synthetic visit has no chart) and, with a provider, its draft through the adapter, every
+/// sentence through the server's evidence check ([`server::actions::scribe::checked_sentences`]).
+async fn draft_figures(
+    kind: VisitKind,
+    heard: &Heard,
+    provider: Option<&ProviderDrafter>,
+) -> ClipDrafting {
+    let capture = domain::CaptureId::new();
+    let segments: Vec<store::transcripts::Segment> = heard
+        .segments
+        .iter()
+        .map(|s| store::transcripts::Segment {
+            segment_id: domain::SegmentId::new(),
+            capture_id: capture,
+            chunk_seq: 0,
+            start_ms: i64::try_from(s.start_ms).unwrap_or(i64::MAX),
+            end_ms: i64::try_from(s.end_ms).unwrap_or(i64::MAX),
+            speaker: s.speaker.clone(),
+            revision: 0,
+            text: s.text.trim().to_owned(),
+        })
+        .collect();
+    let pairs: Vec<(domain::SegmentId, String)> = segments
+        .iter()
+        .map(|s| (s.segment_id, s.text.clone()))
+        .collect();
+    let default = DraftingFigures::of(
+        &server::actions::scribe::default_sentences(&[], &segments),
+        &pairs,
+    );
+    let (provider, provider_error) = match provider {
+        None => (None, None),
+        Some(p) => {
+            let request = DraftRequest {
+                template: kind.name().to_owned(),
+                segments: pairs.clone(),
+                findings: Vec::new(),
+                edit: None,
+            };
+            match p.adapter.draft(&p.cleared, request).await {
+                Ok(reply) => (
+                    Some(DraftingFigures::of(
+                        &server::actions::scribe::checked_sentences(&reply.sentences, &pairs),
+                        &pairs,
+                    )),
+                    None,
+                ),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        }
+    };
+    ClipDrafting {
+        default,
+        provider,
+        provider_error,
+    }
 }
 
 async fn eval(plan: &EvalPlan, options: &LocalOptions) -> anyhow::Result<()> {
@@ -450,6 +601,8 @@ async fn eval(plan: &EvalPlan, options: &LocalOptions) -> anyhow::Result<()> {
             anyhow::bail!("not an espeak-ng voice name: {v:?}");
         }
     }
+    // The drafting provider goes through the gate before anything runs.
+    let drafter = plan.drafter.open()?;
     let visits = visits::generate(plan.seed, plan.visits);
     if let Some(path) = &plan.write_visits {
         let mut out = String::new();
@@ -461,14 +614,14 @@ async fn eval(plan: &EvalPlan, options: &LocalOptions) -> anyhow::Result<()> {
     }
     let scratch = Scratch::new()?;
     let (local, posture) = options.start().await?;
-    let client = http_client()?;
+    let ear = Ear::new(&posture)?;
     let mut scored = Vec::new();
     for (i, visit) in visits.iter().enumerate() {
         for (j, voice) in plan.voices.iter().enumerate() {
             let (wav, audio_seconds) =
                 speak(&scratch.0, &format!("v{i}-{j}"), voice, &visit.text())?;
             let started = Instant::now();
-            let heard = transcribe(&client, &posture, &wav).await?;
+            let heard = ear.transcribe(&wav).await?;
             let compute_seconds = started.elapsed().as_secs_f64();
             let reference = wer::normalize(&visit.text());
             let errors = wer::edits(&reference, &wer::normalize(&heard.text));
@@ -481,25 +634,22 @@ async fn eval(plan: &EvalPlan, options: &LocalOptions) -> anyhow::Result<()> {
                 reference_words: reference.len(),
                 word_errors: errors,
                 word_error_rate: wer::ratio(errors, reference.len()),
-                drafting: draft_figures(visit, &heard.text),
+                segments: heard.segments.len(),
+                drafting: draft_figures(visit.kind, &heard, drafter.as_ref()).await,
             };
             if !plan.json {
-                println!(
-                    "{:<28} {:<8} {:>5.1} s audio {:>5.1} s compute  WER {:>5.1} % ({}/{} words)",
-                    s.visit,
-                    s.voice,
-                    s.audio_seconds,
-                    s.compute_seconds,
-                    s.word_error_rate * 100.0,
-                    s.word_errors,
-                    s.reference_words
-                );
+                print_clip(&s);
             }
             scored.push(s);
         }
     }
     local.stop().await;
-    let report = summarize(&scored, &plan.voices, &posture);
+    let report = summarize(
+        &scored,
+        &plan.voices,
+        &posture,
+        &drafting_summary(&scored, drafter.as_ref()),
+    );
     if plan.json {
         println!(
             "{}",
@@ -518,7 +668,88 @@ async fn eval(plan: &EvalPlan, options: &LocalOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn summarize(scored: &[Scored], voices: &[String], posture: &ProviderPosture) -> serde_json::Value {
+fn print_clip(s: &Scored) {
+    let d = &s.drafting;
+    let draft = |f: &DraftingFigures| {
+        format!(
+            "{} sentences, {:.0} % cite, {} flagged",
+            f.sentences,
+            f.evidence_coverage * 100.0,
+            f.flagged_sentences
+        )
+    };
+    let provider = match (&d.provider, &d.provider_error) {
+        (Some(f), _) => format!("; provider draft {}", draft(f)),
+        (None, Some(e)) => format!("; provider draft failed: {e}"),
+        (None, None) => String::new(),
+    };
+    println!(
+        "{:<28} {:<8} {:>5.1} s audio {:>5.1} s compute  WER {:>5.1} % ({}/{} words)  default draft {}{provider}",
+        s.visit,
+        s.voice,
+        s.audio_seconds,
+        s.compute_seconds,
+        s.word_error_rate * 100.0,
+        s.word_errors,
+        s.reference_words,
+        draft(&d.default),
+    );
+}
+
+/// The figures of the drafts `pick` chooses (`None`: a clip without one), over all clips and
+/// per visit (its clips in every voice together).
+fn drafting_figures(
+    scored: &[Scored],
+    pick: fn(&ClipDrafting) -> Option<&DraftingFigures>,
+) -> (DraftingFigures, serde_json::Map<String, serde_json::Value>) {
+    let sum = |visit: Option<&str>| {
+        DraftingFigures::sum(
+            scored
+                .iter()
+                .filter(|s| visit.is_none_or(|v| s.visit == v))
+                .filter_map(|s| pick(&s.drafting)),
+        )
+    };
+    let mut by_visit = serde_json::Map::new();
+    for s in scored {
+        if !by_visit.contains_key(&s.visit) {
+            by_visit.insert(s.visit.clone(), serde_json::json!(sum(Some(&s.visit))));
+        }
+    }
+    (sum(None), by_visit)
+}
+
+/// The drafting half of the report: the default draft's figures and, with a provider, its.
+fn drafting_summary(scored: &[Scored], provider: Option<&ProviderDrafter>) -> serde_json::Value {
+    let (all, by_visit) = drafting_figures(scored, |d| Some(&d.default));
+    let default = serde_json::json!({
+        "label": "the default draft (no drafting provider; not AI-written)",
+        "all": all,
+        "by_visit": by_visit,
+    });
+    let Some(p) = provider else {
+        return serde_json::json!({ "default": default });
+    };
+    let (all, by_visit) = drafting_figures(scored, |d| d.provider.as_ref());
+    serde_json::json!({
+        "default": default,
+        "provider": {
+            "label": p.cleared.posture().label,
+            "model": p.cleared.posture().model,
+            "drafts": scored.iter().filter(|s| s.drafting.provider.is_some()).count(),
+            "failed": scored.iter().filter(|s| s.drafting.provider_error.is_some()).count(),
+            "all": all,
+            "by_visit": by_visit,
+        },
+    })
+}
+
+fn summarize(
+    scored: &[Scored],
+    voices: &[String],
+    posture: &ProviderPosture,
+    drafting: &serde_json::Value,
+) -> serde_json::Value {
     let total = |f: &dyn Fn(&Scored) -> bool| {
         let (e, w) = scored.iter().filter(|s| f(s)).fold((0, 0), |(e, w), s| {
             (e + s.word_errors, w + s.reference_words)
@@ -546,6 +777,6 @@ fn summarize(scored: &[Scored], voices: &[String], posture: &ProviderPosture) ->
         "word_error_rate_percent_by_voice": by_voice,
         "audio_seconds": (audio * 10.0).round() / 10.0,
         "real_time_factor": if audio > 0.0 { ((compute / audio) * 1000.0).round() / 1000.0 } else { 0.0 },
-        "drafting": serde_json::Value::Null,
+        "drafting": drafting,
     })
 }

@@ -96,8 +96,9 @@ pub mod actions {
     pub mod scribe {
         pub use crate::routes::scribe::{
             DraftOutcome, DraftView, SentenceChange, SentenceView, change_sentence,
-            changes_from_draft, correct_segment, create_draft, draft_changes, list_drafts,
-            note_from_draft, read_draft, read_transcript, read_visit_transcript, segment_history,
+            changes_from_draft, checked_sentences, correct_segment, create_draft,
+            default_sentences, draft_changes, list_drafts, note_from_draft, read_draft,
+            read_transcript, read_visit_transcript, segment_history,
         };
     }
     /// Assistant edits: a draft's revision proposed and accepted, an amendment proposed (each

@@ -84,6 +84,10 @@ pub enum Reply {
     Transcript(Vec<StandInSegment>),
     /// A draft with this structured answer (`{"sentences": [...]}`), in the API's envelope.
     Draft(Value),
+    /// The [`Reply::Normal`] draft (each transcript segment of the request as a sentence
+    /// citing it) followed by these sentences (`{"section", "text", "evidence"}`), e.g. one the
+    /// transcript does not support: for callers that cannot know the segment ids in advance.
+    DraftPlus(Vec<Value>),
     /// Cut at the token limit (`finish_reason: "length"` / `stop_reason: "max_tokens"`); a
     /// transcription answers normally.
     Truncated,
@@ -523,6 +527,13 @@ async fn chat(State(s): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: 
             "length",
         ),
         Reply::Malformed => (malformed_draft().to_string(), "stop"),
+        Reply::DraftPlus(extra) => {
+            let mut draft = normal_draft(&user_text(&req));
+            if let Some(sentences) = draft["sentences"].as_array_mut() {
+                sentences.extend(extra.iter().cloned());
+            }
+            (draft.to_string(), "stop")
+        }
         _ => (normal_draft(&user_text(&req)).to_string(), "stop"),
     };
     let body = json!({
