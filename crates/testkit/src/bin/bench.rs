@@ -36,6 +36,8 @@ mod encryption;
 mod identity;
 #[path = "bench_notes/mod.rs"]
 mod notes;
+#[path = "bench_outbound/mod.rs"]
+mod outbound_bench;
 #[path = "bench_reads/mod.rs"]
 mod reads;
 #[path = "bench_scribe/mod.rs"]
@@ -209,6 +211,19 @@ enum Bench {
         /// Slice length in milliseconds.
         #[arg(long, default_value_t = 500)]
         slice_ms: u64,
+    },
+    /// The outbound scanner's cost per message against rendering alone (issue: booking,
+    /// intake and reminders).
+    OutboundScan {
+        /// Known clients of the practice.
+        #[arg(long, default_value_t = 2000)]
+        clients: usize,
+        /// Messages per round.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Alternating rounds (the best of each is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     PatientRead {
         /// Seconds per measurement.
@@ -791,6 +806,12 @@ async fn main() -> anyhow::Result<()> {
         } => web::web_render(clients, pairs, slice_ms)
             .await
             .context("web-render benchmark"),
+        Bench::OutboundScan {
+            clients,
+            messages,
+            rounds,
+        } => outbound_bench::outbound_scan(clients, messages, rounds)
+            .context("outbound-scan benchmark"),
         Bench::PatientRead {
             seconds,
             clients,
