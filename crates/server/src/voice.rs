@@ -166,11 +166,19 @@ mod tests {
         assert!(!r.voice.held(), "{:?}", r.voice);
         assert_eq!(agree.prompts.lock().unwrap()[1], check_prompt());
 
-        let disagree = ear(vec!["Jump to tooth 14.", "Jump to tooth 15."]);
+        // Held: a third reading (a prompt with neither number) agrees with neither.
+        let disagree = ear(vec![
+            "Jump to tooth 14.",
+            "Jump to tooth 15.",
+            "Jump to tooth 16.",
+        ]);
         let r = recognize(&disagree, &session, &wav, &Policy::default())
             .await
             .unwrap();
         assert!(r.voice.held());
+        assert_eq!(r.readings.len(), 3);
+        let third = disagree.prompts.lock().unwrap()[2].clone();
+        assert!(!third.contains("teen"), "{third}");
 
         let chatter = ear(vec!["Good morning, how are you?"]);
         let r = recognize(&chatter, &session, &wav, &Policy::default())

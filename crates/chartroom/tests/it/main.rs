@@ -41,6 +41,7 @@ mod openapi_doc;
 mod passkeys;
 mod perio_api;
 mod perio_voice;
+mod perio_voice_third;
 mod practice_settings;
 mod references;
 mod retention;
