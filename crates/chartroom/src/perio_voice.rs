@@ -264,7 +264,9 @@ pub async fn eval_voice(
                 let wav = bytes::Bytes::from(read_bounded(&clip_path, MAX_CLIP_BYTES)?);
                 let outcome = server::voice::recognize(recognizer, &session, &wav, &policy)
                     .await
-                    .with_context(|| format!("{} case {id} clip {i}", file.display()))?;
+                    .with_context(|| {
+                        format!("the recognizer on {} case {id} clip {i}", file.display())
+                    })?;
                 let heard: Vec<Heard> = outcome.readings.iter().map(|r| r.heard.clone()).collect();
                 let voice = outcome.voice;
                 let scored = apply_scored(&mut session, typed, voice);
