@@ -1036,8 +1036,8 @@ pub fn tie_prompt(session: &Session, voice: &VoiceFinal) -> Option<String> {
 /// becomes that reading (refused, charting nothing, as typed). Otherwise the final stays
 /// held as it was, with the third reading among its alternatives.
 ///
-/// A third reading never charts on its own: it only chooses among readings the first
-/// recognition already gave, and only when exactly one of them agrees with it.
+/// A third reading never charts on its own: it only chooses among readings the first two
+/// readings already gave, and only when exactly one of them agrees with it.
 #[must_use]
 pub fn tie_break(
     session: &Session,
