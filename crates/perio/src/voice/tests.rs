@@ -345,4 +345,36 @@ proptest::proptest! {
         let checked = cross_check(&Session::default(), first, &h, &Policy::default());
         let _ = apply_scored(&mut Session::default(), "three", checked);
     }
+
+    #[test]
+    fn a_third_reading_only_chooses_among_the_readings_it_settles(
+        first_words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "two", "to", "tooth", "three", "eight", "on", "thirty", "twenty", "fourteen",
+                "implant", "missing", "jump", "furcation", "wobble", ",",
+            ]),
+            0..12,
+        ),
+        third_words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "two", "to", "tooth", "three", "eight", "on", "thirty", "twenty", "fourteen",
+                "implant", "missing", "jump", "furcation", "wobble", ",",
+            ]),
+            0..12,
+        ),
+        lp in -2.0f64..0.0,
+    ) {
+        let s = Session::default();
+        let policy = Policy::default();
+        let unsure = Heard { avg_logprob: Some(lp), ..heard(&first_words.join(" ")) };
+        let first = decide(&s, &unsure, &policy);
+        let _ = tie_prompt(&s, &first);
+        let settled = tie_break(&s, first.clone(), &heard(&third_words.join(" ")), &policy);
+        if first.held() && !settled.held() {
+            proptest::prop_assert!(readings_of(&first).contains(&settled.text));
+        } else {
+            proptest::prop_assert_eq!(&settled.text, &first.text);
+            proptest::prop_assert_eq!(settled.held(), first.held());
+        }
+    }
 }
