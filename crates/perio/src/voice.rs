@@ -25,6 +25,11 @@
 //!    cursor with a confidence under [`Policy::min_confidence`], a far snap, or no speech is
 //!    held for confirmation instead of charted.
 //!
+//! Around [`decide`], the voice pipeline reads a clip up to three times: a final that would
+//! chart is checked against a second reading ([`check_prompt`], [`cross_check`]), and a held
+//! final may be settled by a third reading whose prompt holds none of its tooth numbers
+//! ([`tie_prompt`], [`tie_break`]), which only ever chooses among the final's own readings.
+//!
 //! # Guarantees
 //!
 //! * Pure and total: no IO, no clock, no randomness, and no panic on any input (a
