@@ -264,12 +264,10 @@ pub async fn eval_voice(
                 let wav = bytes::Bytes::from(read_bounded(&clip_path, MAX_CLIP_BYTES)?);
                 let outcome = server::voice::recognize(recognizer, &session, &wav, &policy)
                     .await
-                    .with_context(|| format!("{} case {id} clip {i}", file.display()))?;
-                let heard = outcome
-                    .readings
-                    .first()
-                    .map(|r| r.heard.clone())
-                    .unwrap_or_default();
+                    .with_context(|| {
+                        format!("the recognizer on {} case {id} clip {i}", file.display())
+                    })?;
+                let heard: Vec<Heard> = outcome.readings.iter().map(|r| r.heard.clone()).collect();
                 let voice = outcome.voice;
                 let scored = apply_scored(&mut session, typed, voice);
                 totals.finals += 1;
@@ -301,9 +299,10 @@ pub async fn eval_voice(
     Ok(totals)
 }
 
-/// One line about a final: id, index, the typed utterance, what was heard, the final and
-/// its outcome (or why it was held), the verdict.
-fn final_line(id: &str, i: usize, typed: &str, heard: &Heard, scored: &Scored) -> String {
+/// One line about a final: id, index, the typed utterance, what was heard (every reading,
+/// in order, separated by ` | `), the final and its outcome (or why it was held), the
+/// verdict.
+fn final_line(id: &str, i: usize, typed: &str, heard: &[Heard], scored: &Scored) -> String {
     let what = scored.applied.as_ref().map_or_else(
         || {
             let reasons: Vec<&str> = scored.voice.hold.iter().map(|h| h.name()).collect();
@@ -317,8 +316,12 @@ fn final_line(id: &str, i: usize, typed: &str, heard: &Heard, scored: &Scored) -
         },
     );
     format!(
-        "{id} [{i}] expected {typed:?}, heard {:?} -> {:?} ({what}, confidence {:.2}): {}",
-        heard.text,
+        "{id} [{i}] expected {typed:?}, heard {} -> {:?} ({what}, confidence {:.2}): {}",
+        heard
+            .iter()
+            .map(|h| format!("{:?}", h.text))
+            .collect::<Vec<_>>()
+            .join(" | "),
         scored.voice.text,
         scored.voice.confidence,
         scored.verdict.name()

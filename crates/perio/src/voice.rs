@@ -25,6 +25,11 @@
 //!    cursor with a confidence under [`Policy::min_confidence`], a far snap, or no speech is
 //!    held for confirmation instead of charted.
 //!
+//! Around [`decide`], the voice pipeline reads a clip up to three times: a final that would
+//! chart is checked against a second reading ([`check_prompt`], [`cross_check`]), and a held
+//! final may be settled by a third reading whose prompt holds none of its tooth numbers
+//! ([`tie_prompt`], [`tie_break`]), which only ever chooses among the final's own readings.
+//!
 //! # Guarantees
 //!
 //! * Pure and total: no IO, no clock, no randomness, and no panic on any input (a
@@ -926,6 +931,164 @@ fn tooth_numbers(text: &str) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// Tooth numbers of the tie-break prompt when no candidate names a teen: teens only.
+const TIE_TEETH_TEENS: [&str; 9] = [
+    "eleven",
+    "thirteen",
+    "fifteen",
+    "seventeen",
+    "twelve",
+    "fourteen",
+    "sixteen and eighteen",
+    "ten",
+    "nineteen",
+];
+
+/// Tooth numbers of the tie-break prompt when a candidate names a teen: tens only.
+const TIE_TEETH_TENS: [&str; 9] = [
+    "twenty",
+    "thirty",
+    "twenty",
+    "thirty",
+    "twenty",
+    "thirty",
+    "twenty and thirty",
+    "twenty",
+    "thirty",
+];
+
+/// Whether a held final may be settled by a third reading: held only because the
+/// recognizer was unsure, its readings disagreed or "tooth"/"two" was ambiguous (never for
+/// no speech or a far snap).
+fn tie_breakable(voice: &VoiceFinal) -> bool {
+    voice.held()
+        && voice.hold.iter().all(|h| {
+            matches!(
+                h,
+                HoldReason::LowConfidence | HoldReason::Disagreement | HoldReason::Ambiguous
+            )
+        })
+}
+
+/// The texts a final may be read as: its own text, its "tooth"/"two" readings and its
+/// alternatives, without repeats, its own text first.
+fn readings_of(voice: &VoiceFinal) -> Vec<String> {
+    let pieces = normalize(&voice.text);
+    let mut texts = vec![voice.text.clone()];
+    for t in tooth_readings(&pieces)
+        .iter()
+        .map(|r| join(r))
+        .chain(voice.alternatives.iter().cloned())
+    {
+        if !texts.contains(&t) {
+            texts.push(t);
+        }
+    }
+    texts
+}
+
+/// The readings of a held final that would chart or move something (or ask the engine's
+/// own confirmation), each with what it would do on `session`, one per distinct effect, the
+/// final's own text first: its text, its "tooth"/"two" readings and its alternatives.
+#[must_use]
+pub fn candidates(session: &Session, voice: &VoiceFinal) -> Vec<(String, Outcome)> {
+    let mut out: Vec<(String, Outcome)> = Vec::new();
+    for text in readings_of(voice) {
+        let outcome = session.resolve(&session.parse(&text)).outcome;
+        if acts(&outcome) && !out.iter().any(|(_, o)| same_effect(o, &outcome)) {
+            out.push((text, outcome));
+        }
+    }
+    out
+}
+
+/// The prompt of a third, tie-breaking reading of a held final ([`tie_break`]), or `None`
+/// when the final is not held, is held for a reason a third reading cannot settle (no
+/// speech, far snap), has no reading that would chart, or no prompt is free of its numbers.
+///
+/// The prompt is [`prompt`]'s clauses with tooth numbers that none of the final's
+/// candidate readings says (teens, or else only twenty and thirty): a recognizer that
+/// copies a tooth number from its prompt cannot copy the one the candidates name, so a third
+/// reading that agrees with a candidate heard it.
+#[must_use]
+pub fn tie_prompt(session: &Session, voice: &VoiceFinal) -> Option<String> {
+    if !tie_breakable(voice) {
+        return None;
+    }
+    let candidates = candidates(session, voice);
+    if candidates.is_empty() {
+        return None;
+    }
+    let said: Vec<u32> = candidates
+        .iter()
+        .flat_map(|(t, _)| numbers_in(&words_of(t)))
+        .collect();
+    if !said.iter().any(|n| (10..20).contains(n)) {
+        Some(prompt_with(TIE_TEETH_TEENS))
+    } else if !said.iter().any(|n| *n >= 20) {
+        Some(prompt_with(TIE_TEETH_TENS))
+    } else {
+        None
+    }
+}
+
+/// Settles a held final with a third reading of the same clip (heard with [`tie_prompt`]):
+/// when that reading is not held itself and charts exactly what one of the final's
+/// candidate readings ([`candidates`]) charts, that candidate is charted; when the engine
+/// refuses or ignores it and it is word for word one of the final's readings, the final
+/// becomes that reading (refused, charting nothing, as typed). Otherwise the final stays
+/// held as it was, with the third reading among its alternatives.
+///
+/// A third reading never charts on its own: it only chooses among readings the first two
+/// readings already gave, and only when exactly one of them agrees with it.
+#[must_use]
+pub fn tie_break(
+    session: &Session,
+    mut first: VoiceFinal,
+    third: &Heard,
+    policy: &Policy,
+) -> VoiceFinal {
+    if !tie_breakable(&first) {
+        return first;
+    }
+    let other = decide(session, third, policy);
+    let agrees: Vec<(String, Outcome)> = if other.held() {
+        Vec::new()
+    } else if acts(&other.preview) {
+        candidates(session, &first)
+            .into_iter()
+            .filter(|(_, o)| same_effect(o, &other.preview))
+            .collect()
+    } else {
+        // A refusal charts nothing: it settles the final only when it is word for word one
+        // of the final's readings (the engine then refuses the final as it would typed).
+        readings_of(&first)
+            .into_iter()
+            .filter(|t| *t == other.text)
+            .map(|t| (t, other.preview.clone()))
+            .collect()
+    };
+    if let [(text, outcome)] = agrees.as_slice() {
+        if *text != first.text {
+            first.edits.push(Edit {
+                from: first.text.clone(),
+                to: text.clone(),
+                cost: TOOTH_SWAP_COST,
+            });
+        }
+        first.text.clone_from(text);
+        first.preview = outcome.clone();
+        first.confidence = first.confidence.max(other.confidence);
+        first.hold.clear();
+        first.alternatives.clear();
+        return first;
+    }
+    if !first.alternatives.contains(&other.text) && other.text != first.text {
+        first.alternatives.push(other.text);
+    }
+    first
 }
 
 /// How a recognized final compares with the same utterance typed (the voice evaluation

@@ -7,7 +7,11 @@
 //! 2. [`perio::voice::decide`] snaps what it heard onto the engine's lexicon and scores it;
 //! 3. a final that would chart without asking is heard a second time with the prompt
 //!    without tooth numbers ([`perio::voice::check_prompt`]) and held when that reading
-//!    disagrees ([`perio::voice::cross_check`]).
+//!    disagrees ([`perio::voice::cross_check`]);
+//! 4. a held final that a third reading can settle (held as unsure, ambiguous or in
+//!    disagreement, with a reading that would chart) is heard a third time with a prompt whose
+//!    tooth numbers none of its readings says ([`perio::voice::tie_prompt`]); it is charted
+//!    only when that reading charts exactly one of its readings ([`perio::voice::tie_break`]).
 //!
 //! # Guarantees
 //! - Pure apart from the recognizer calls: the session is only read (the caller applies the
@@ -20,7 +24,8 @@ use bytes::Bytes;
 use egress::EgressError;
 use perio::Session;
 use perio::voice::{
-    Heard, Policy, VoiceFinal, check_prompt, cross_check, decide, needs_check, prompt,
+    Heard, Policy, VoiceFinal, check_prompt, cross_check, decide, needs_check, prompt, tie_break,
+    tie_prompt,
 };
 
 /// A recognizer for dictated clips: hears one WAV clip with a prompt.
@@ -72,6 +77,14 @@ pub async fn recognize(
         readings.push(Reading {
             prompt: second_prompt,
             heard: second,
+        });
+    }
+    if let Some(third_prompt) = tie_prompt(session, &voice) {
+        let third = ear.hear(wav, &third_prompt).await?;
+        voice = tie_break(session, voice, &third, policy);
+        readings.push(Reading {
+            prompt: third_prompt,
+            heard: third,
         });
     }
     Ok(Recognized { voice, readings })
@@ -153,17 +166,55 @@ mod tests {
         assert!(!r.voice.held(), "{:?}", r.voice);
         assert_eq!(agree.prompts.lock().unwrap()[1], check_prompt());
 
-        let disagree = ear(vec!["Jump to tooth 14.", "Jump to tooth 15."]);
+        // Held: a third reading (a prompt with neither number) agrees with neither.
+        let disagree = ear(vec![
+            "Jump to tooth 14.",
+            "Jump to tooth 15.",
+            "Jump to tooth 16.",
+        ]);
         let r = recognize(&disagree, &session, &wav, &Policy::default())
             .await
             .unwrap();
         assert!(r.voice.held());
+        assert_eq!(r.readings.len(), 3);
+        let third = disagree.prompts.lock().unwrap()[2].clone();
+        assert!(!third.contains("teen"), "{third}");
 
         let chatter = ear(vec!["Good morning, how are you?"]);
         let r = recognize(&chatter, &session, &wav, &Policy::default())
             .await
             .unwrap();
         assert_eq!(r.readings.len(), 1, "nothing to chart: no second reading");
+    }
+
+    #[tokio::test]
+    async fn a_held_final_is_heard_a_third_time_and_charted_only_when_that_reading_agrees() {
+        let session = Session::from_ctx(&serde_json::json!({})).unwrap();
+        let wav = Bytes::from_static(b"RIFF");
+        let agree = ear(vec![
+            "Jump to tooth twenty.",
+            "Jump to tooth wobble.",
+            "Jump to tooth 20.",
+        ]);
+        let r = recognize(&agree, &session, &wav, &Policy::default())
+            .await
+            .unwrap();
+        assert_eq!(r.readings.len(), 3);
+        assert!(!r.voice.held(), "{:?}", r.voice);
+        let third = agree.prompts.lock().unwrap()[2].clone();
+        assert!(!third.contains("twenty"), "{third}");
+
+        let other = ear(vec![
+            "Jump to tooth twenty.",
+            "Jump to tooth wobble.",
+            "Jump to tooth eighteen.",
+        ]);
+        let r = recognize(&other, &session, &wav, &Policy::default())
+            .await
+            .unwrap();
+        assert_eq!(r.readings.len(), 3);
+        assert!(r.voice.held());
+        assert_eq!(r.voice.text, "jump to tooth twenty");
     }
 
     #[test]

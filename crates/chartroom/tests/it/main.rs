@@ -43,6 +43,7 @@ mod passkeys;
 mod perio_api;
 mod perio_dictation;
 mod perio_voice;
+mod perio_voice_third;
 mod practice_settings;
 mod references;
 mod retention;

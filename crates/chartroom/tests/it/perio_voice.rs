@@ -21,7 +21,7 @@ fn repo() -> PathBuf {
 }
 
 /// Starts the sidecar on a loopback port the kernel picks; returns it and its base URL.
-fn start_sidecar() -> (Child, String) {
+pub(crate) fn start_sidecar() -> (Child, String) {
     let home = scribe_home();
     assert!(
         home.join("installed").exists(),
@@ -49,7 +49,7 @@ fn start_sidecar() -> (Child, String) {
 }
 
 /// A manifest of the first `n` example cases, with their clips copied next to it.
-fn small_manifest(dir: &Path, ids: &[&str]) -> PathBuf {
+pub(crate) fn small_manifest(dir: &Path, ids: &[&str]) -> PathBuf {
     let src = repo().join("../shared/perio/voice/examples");
     let text = std::fs::read_to_string(src.join("manifest.jsonl")).unwrap();
     let mut out = std::fs::File::create(dir.join("manifest.jsonl")).unwrap();

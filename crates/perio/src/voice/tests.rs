@@ -199,6 +199,108 @@ fn a_second_reading_that_charts_otherwise_holds() {
 }
 
 #[test]
+fn a_third_reading_settles_a_held_final_only_by_agreeing_with_one_of_its_readings() {
+    let s = Session::default();
+    let policy = Policy::default();
+    let first = decide(&s, &heard("Jump to tooth twenty."), &policy);
+    let held = cross_check(&s, first, &heard("jump to tooth wobble"), &policy);
+    assert_eq!(held.hold, vec![HoldReason::Disagreement]);
+    // The third prompt says none of the candidates' numbers: twenty is named, so teens.
+    let third = tie_prompt(&s, &held).unwrap();
+    assert!(!third.to_lowercase().contains("twenty"), "{third}");
+    assert!(third.to_lowercase().contains("nineteen"), "{third}");
+    assert_ne!(third, prompt());
+    // Agreeing with the held final charts it.
+    let settled = tie_break(&s, held.clone(), &heard("Jump to tooth 20."), &policy);
+    assert!(!settled.held(), "{settled:?}");
+    assert_eq!(settled.text, "jump to tooth twenty");
+    // Saying another tooth, or nothing that charts, leaves it held (the third reading is
+    // shown among the alternatives).
+    for other in ["Jump to tooth eighteen.", "Jump to tooth nd.", ""] {
+        let v = tie_break(&s, held.clone(), &heard(other), &policy);
+        assert_eq!(v.hold, vec![HoldReason::Disagreement], "{other}");
+        assert_eq!(v.text, "jump to tooth twenty");
+    }
+    // A third reading the recognizer is unsure of settles nothing.
+    let unsure = Heard {
+        avg_logprob: Some(-2.5),
+        ..heard("Jump to tooth twenty.")
+    };
+    assert!(tie_break(&s, held.clone(), &unsure, &policy).held());
+    // A final held for no speech is not tie-broken, nor one that charts without asking.
+    let silence = Heard {
+        no_speech_prob: Some(0.95),
+        ..heard("three two three")
+    };
+    let v = decide(&s, &silence, &policy);
+    assert!(v.hold.contains(&HoldReason::NoSpeech));
+    assert_eq!(tie_prompt(&s, &v), None);
+    let fine = decided("three two three");
+    assert_eq!(tie_prompt(&s, &fine), None);
+    // A teen among the candidates: the prompt's tooth numbers are twenty and thirty only.
+    let teen = cross_check(
+        &s,
+        decide(&s, &heard("Tooth fourteen implant."), &policy),
+        &heard("Tooth implant wobble."),
+        &policy,
+    );
+    assert!(teen.held());
+    let p = tie_prompt(&s, &teen).unwrap().to_lowercase();
+    assert!(!p.contains("fourteen") && !p.contains("teen "), "{p}");
+    // Both a teen and twenty among the candidates: no prompt is free of them.
+    let both = cross_check(
+        &s,
+        decide(&s, &heard("Tooth fourteen implant."), &policy),
+        &heard("Tooth twenty implant."),
+        &policy,
+    );
+    assert_eq!(both.hold, vec![HoldReason::Disagreement]);
+    assert_eq!(tie_prompt(&s, &both), None);
+}
+
+#[test]
+fn a_third_reading_chooses_between_tooth_and_two() {
+    let s = Session::default();
+    let policy = Policy::default();
+    // Unsure, and "on two eight" is tooth 28 as heard: the third reading says tooth eight,
+    // which is one of the final's readings.
+    let unsure = Heard {
+        avg_logprob: Some(-0.9),
+        ..heard("Focation two on two eight.")
+    };
+    let first = decide(&s, &unsure, &policy);
+    assert_eq!(first.hold, vec![HoldReason::LowConfidence]);
+    assert_eq!(candidates(&s, &first).len(), 1);
+    assert!(tie_prompt(&s, &first).is_some());
+    // The third reading says "on tooth eight", one of the final's readings, which the
+    // engine refuses (no furcation on an incisor): the final is that refusal.
+    let settled = tie_break(
+        &s,
+        first.clone(),
+        &heard("Forcation two on tooth eight."),
+        &policy,
+    );
+    assert!(!settled.held(), "{settled:?}");
+    assert_eq!(settled.text, "furcation two on tooth eight");
+    assert_eq!(settled.preview.status, Status::Rejected);
+    // A refusal that is none of the final's readings settles nothing.
+    let v = tie_break(&s, first.clone(), &heard("Furcation wobble."), &policy);
+    assert!(v.held());
+    // Unsure "tooth three" against "two three": the third reading picks one of them.
+    let unsure = Heard {
+        avg_logprob: Some(-0.9),
+        ..heard("Tooth three two four.")
+    };
+    let first = decide(&s, &unsure, &policy);
+    assert!(first.held(), "{first:?}");
+    let settled = tie_break(&s, first.clone(), &heard("Tooth three, two four."), &policy);
+    assert!(!settled.held() || settled.text == first.text, "{settled:?}");
+    // A third reading that charts none of the readings (tooth nine) settles nothing.
+    let v = tie_break(&s, first, &heard("Tooth nine two four."), &policy);
+    assert!(v.held());
+}
+
+#[test]
 fn prompt_speaks_the_lexicon() {
     let p = prompt();
     assert!(p.len() < 1200, "{}", p.len());
@@ -242,5 +344,37 @@ proptest::proptest! {
         let first = decide(&Session::default(), &h, &Policy::default());
         let checked = cross_check(&Session::default(), first, &h, &Policy::default());
         let _ = apply_scored(&mut Session::default(), "three", checked);
+    }
+
+    #[test]
+    fn a_third_reading_only_chooses_among_the_readings_it_settles(
+        first_words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "two", "to", "tooth", "three", "eight", "on", "thirty", "twenty", "fourteen",
+                "implant", "missing", "jump", "furcation", "wobble", ",",
+            ]),
+            0..12,
+        ),
+        third_words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "two", "to", "tooth", "three", "eight", "on", "thirty", "twenty", "fourteen",
+                "implant", "missing", "jump", "furcation", "wobble", ",",
+            ]),
+            0..12,
+        ),
+        lp in -2.0f64..0.0,
+    ) {
+        let s = Session::default();
+        let policy = Policy::default();
+        let unsure = Heard { avg_logprob: Some(lp), ..heard(&first_words.join(" ")) };
+        let first = decide(&s, &unsure, &policy);
+        let _ = tie_prompt(&s, &first);
+        let settled = tie_break(&s, first.clone(), &heard(&third_words.join(" ")), &policy);
+        if first.held() && !settled.held() {
+            proptest::prop_assert!(readings_of(&first).contains(&settled.text));
+        } else {
+            proptest::prop_assert_eq!(&settled.text, &first.text);
+            proptest::prop_assert_eq!(settled.held(), first.held());
+        }
     }
 }
