@@ -114,8 +114,9 @@ pub(crate) fn start_local(
     if args.listen == ScribeListen::Unix {
         let data_dir = std::path::absolute(data_dir)
             .with_context(|| format!("the data directory {}", data_dir.display()))?;
-        config.listen = LocalListen::unix(data_dir.join(SOCKET_SUBDIR))
-            .context("--scribe-listen unix (use a shorter --data-dir, or --scribe-listen loopback)")?;
+        config.listen = LocalListen::unix(data_dir.join(SOCKET_SUBDIR)).context(
+            "--scribe-listen unix (use a shorter --data-dir, or --scribe-listen loopback)",
+        )?;
     }
     Ok(Some(if args.mode == ScribeLocal::On {
         tracing::info!(model = %config.model_name, "starting the scribe's local transcription default");

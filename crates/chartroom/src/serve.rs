@@ -119,8 +119,12 @@ pub(crate) struct ServeArgs {
     /// A host the operator runs itself (a host name or IP address, e.g. `gpu1.internal`): an
     /// AI provider registered as self-hosted there is cleared by the provider gate, like one
     /// on loopback or a Unix socket. Repeatable; comma-separated in the environment.
-    #[arg(long = "ai-self-hosted-host", env = "CHARTROOM_AI_SELF_HOSTED_HOSTS",
-          value_delimiter = ',', value_name = "HOST")]
+    #[arg(
+        long = "ai-self-hosted-host",
+        env = "CHARTROOM_AI_SELF_HOSTED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
     pub ai_self_hosted_hosts: Vec<String>,
 }
 

@@ -68,10 +68,14 @@ impl TranscribeMedical {
 fn pcm_of_wav(b: &[u8]) -> Result<(i32, &[u8]), EgressError> {
     let bad = || EgressError::Malformed("the clip is not 16-bit mono PCM WAV".into());
     let u16_at = |at: usize| -> Option<u16> {
-        Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
+        Some(u16::from_le_bytes(
+            b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+        ))
     };
     let u32_at = |at: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+        Some(u32::from_le_bytes(
+            b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+        ))
     };
     if b.get(0..4) != Some(b"RIFF") || b.get(8..12) != Some(b"WAVE") {
         return Err(bad());
@@ -79,7 +83,9 @@ fn pcm_of_wav(b: &[u8]) -> Result<(i32, &[u8]), EgressError> {
     let mut at = 12usize;
     let mut rate = None;
     loop {
-        let id = b.get(at..at.checked_add(4).ok_or_else(bad)?).ok_or_else(bad)?;
+        let id = b
+            .get(at..at.checked_add(4).ok_or_else(bad)?)
+            .ok_or_else(bad)?;
         let len = usize::try_from(u32_at(at + 4).ok_or_else(bad)?).map_err(|_| bad())?;
         let body = at.checked_add(8).ok_or_else(bad)?;
         let end = body.checked_add(len).ok_or_else(bad)?;
@@ -90,7 +96,8 @@ fn pcm_of_wav(b: &[u8]) -> Result<(i32, &[u8]), EgressError> {
                 u32_at(body + 4).ok_or_else(bad)?,
                 u16_at(body + 14).ok_or_else(bad)?,
             );
-            if len < 16 || tag != 1 || channels != 1 || bits != 16 || !(8000..=48_000).contains(&r) {
+            if len < 16 || tag != 1 || channels != 1 || bits != 16 || !(8000..=48_000).contains(&r)
+            {
                 return Err(bad());
             }
             rate = Some(i32::try_from(r).map_err(|_| bad())?);
@@ -162,7 +169,12 @@ pub(crate) fn raw_segments(results: &[MedicalResult]) -> Result<Vec<RawSegment>,
                     if let Some((s, start, end, text)) = turn.take() {
                         push(start, end, text, s)?;
                     }
-                    turn = Some((speaker, item.start_time(), item.end_time(), content.to_owned()));
+                    turn = Some((
+                        speaker,
+                        item.start_time(),
+                        item.end_time(),
+                        content.to_owned(),
+                    ));
                 }
             }
         }
@@ -182,7 +194,9 @@ fn start_error<R>(e: &SdkError<StartMedicalStreamTranscriptionError, R>) -> Egre
                     retry_after_secs: None,
                 }
             }
-            StartMedicalStreamTranscriptionError::BadRequestException(_) => EgressError::Status(400),
+            StartMedicalStreamTranscriptionError::BadRequestException(_) => {
+                EgressError::Status(400)
+            }
             StartMedicalStreamTranscriptionError::ConflictException(_) => EgressError::Status(409),
             other => match other.code() {
                 Some("AccessDeniedException" | "UnrecognizedClientException") => {
@@ -327,7 +341,13 @@ mod tests {
 
     use super::*;
 
-    fn item(kind: ItemType, content: &str, start: f64, end: f64, speaker: Option<&str>) -> MedicalItem {
+    fn item(
+        kind: ItemType,
+        content: &str,
+        start: f64,
+        end: f64,
+        speaker: Option<&str>,
+    ) -> MedicalItem {
         let b = MedicalItem::builder()
             .r#type(kind)
             .content(content)
@@ -376,7 +396,10 @@ mod tests {
                     .build(),
             )
             .build();
-        let empty = MedicalResult::builder().start_time(10.0).end_time(11.0).build();
+        let empty = MedicalResult::builder()
+            .start_time(10.0)
+            .end_time(11.0)
+            .build();
         let raw = raw_segments(&[conversation, partial, dictation, empty]).unwrap();
         let got: Vec<(u64, u64, &str, Option<&str>)> = raw
             .iter()

@@ -262,7 +262,11 @@ mod tests {
             ("unix:", none, Err(Refusal::BadUrl)),
             ("unix:/", none, Err(Refusal::BadUrl)),
             ("unix:relative.sock", none, Err(Refusal::BadUrl)),
-            ("unix://somehost/run/whisper.sock", none, Err(Refusal::BadUrl)),
+            (
+                "unix://somehost/run/whisper.sock",
+                none,
+                Err(Refusal::BadUrl),
+            ),
             ("unix:/run/whisper.sock?x=1", none, Err(Refusal::BadUrl)),
             ("https://api.openai.com", none, Err(Refusal::NotLocal)),
             ("http://10.0.0.5:8080", none, Err(Refusal::NotLocal)),
@@ -284,7 +288,11 @@ mod tests {
                 Err(Refusal::NotLocal),
             ),
             // An IPv4-mapped address is not taken for loopback; listed, it is the operator's.
-            ("http://[::ffff:127.0.0.1]:8080", none, Err(Refusal::NotLocal)),
+            (
+                "http://[::ffff:127.0.0.1]:8080",
+                none,
+                Err(Refusal::NotLocal),
+            ),
             ("ftp://localhost", none, Err(Refusal::BadUrl)),
             ("not a url", none, Err(Refusal::BadUrl)),
             ("http://user:pw@localhost", none, Err(Refusal::BadUrl)),
@@ -314,7 +322,11 @@ mod tests {
 
     #[test]
     fn listed_addresses_match_as_addresses() {
-        let hosts = vec!["::ffff:127.0.0.1".to_string(), "[fd00::7]".into(), "10.1.2.3".into()];
+        let hosts = vec![
+            "::ffff:127.0.0.1".to_string(),
+            "[fd00::7]".into(),
+            "10.1.2.3".into(),
+        ];
         for url in [
             "http://[::ffff:7f00:1]:9000",
             "http://[FD00:0::7]",
@@ -342,7 +354,10 @@ mod tests {
         };
         assert_eq!(local("http://127.0.0.1:1"), Some(Local::Loopback));
         assert_eq!(local("unix:/run/x.sock"), Some(Local::UnixSocket));
-        assert_eq!(local("http://gpu1.internal:8000"), Some(Local::OperatorHost));
+        assert_eq!(
+            local("http://gpu1.internal:8000"),
+            Some(Local::OperatorHost)
+        );
         let mut vendor = posture(Hosting::Vendor, "https://api.vendor.example");
         vendor.baa = Some(baa());
         vendor.training_disabled = true;

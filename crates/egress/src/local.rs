@@ -713,7 +713,9 @@ async fn start(
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     match (&config.listen, &address) {
         (LocalListen::Loopback, LocalAddress::Port(_)) => {}
-        (LocalListen::Unix { dir }, LocalAddress::Socket(path)) if *path == dir.join(SOCKET_NAME) => {
+        (LocalListen::Unix { dir }, LocalAddress::Socket(path))
+            if *path == dir.join(SOCKET_NAME) =>
+        {
             private_socket(path)?;
         }
         _ => return Err("it listens elsewhere than it was asked to".to_owned()),
@@ -738,7 +740,11 @@ pub fn parse_ready_line(line: &str) -> Option<LocalAddress> {
         .then(|| LocalAddress::Socket(path.to_path_buf()))
 }
 
-async fn health(client: &reqwest::Client, address: &LocalAddress, model: &str) -> Result<(), String> {
+async fn health(
+    client: &reqwest::Client,
+    address: &LocalAddress,
+    model: &str,
+) -> Result<(), String> {
     #[derive(serde::Deserialize)]
     struct Health {
         status: String,
@@ -766,16 +772,24 @@ async fn health(client: &reqwest::Client, address: &LocalAddress, model: &str) -
                 max_reply_bytes: 64 * 1024,
                 ..crate::Limits::default()
             };
-            crate::unix::call(path, hyper::Method::GET, "/health", &[], Vec::new(), &limits, &[])
-                .await
-                .map_err(|e| match e {
-                    crate::EgressError::Status(s) => format!("/health answered {s}"),
-                    _ => "/health did not answer".to_owned(),
-                })?
+            crate::unix::call(
+                path,
+                hyper::Method::GET,
+                "/health",
+                &[],
+                Vec::new(),
+                &limits,
+                &[],
+            )
+            .await
+            .map_err(|e| match e {
+                crate::EgressError::Status(s) => format!("/health answered {s}"),
+                _ => "/health did not answer".to_owned(),
+            })?
         }
     };
-    let h: Health = serde_json::from_slice(&body)
-        .map_err(|_| "/health answered something else".to_owned())?;
+    let h: Health =
+        serde_json::from_slice(&body).map_err(|_| "/health answered something else".to_owned())?;
     if h.status != "ok" || h.model != model {
         return Err("/health is not ok or serves another model".to_owned());
     }
@@ -812,7 +826,10 @@ mod tests {
             parse_ready_line("chartroom-whisper ready unix=/run/c/whisper.sock"),
             Some(LocalAddress::Socket("/run/c/whisper.sock".into()))
         );
-        assert_eq!(parse_ready_line("chartroom-whisper ready unix=x.sock"), None);
+        assert_eq!(
+            parse_ready_line("chartroom-whisper ready unix=x.sock"),
+            None
+        );
         assert_eq!(
             parse_ready_line("loading chartroom-whisper ready port=1"),
             None
@@ -847,7 +864,9 @@ mod tests {
         assert_eq!(p.model, "whisper-base");
         assert!(p.provider_id.is_none() && p.enabled && p.training_disabled);
         assert!(crate::gate(&p).is_ok());
-        let p = config.posture(&LocalAddress::Socket("/var/lib/chartroom/scribe/whisper.sock".into()));
+        let p = config.posture(&LocalAddress::Socket(
+            "/var/lib/chartroom/scribe/whisper.sock".into(),
+        ));
         assert_eq!(p.base_url, "unix:/var/lib/chartroom/scribe/whisper.sock");
         let cleared = crate::gate(&p).unwrap();
         assert_eq!(cleared.local(), Some(crate::Local::UnixSocket));
@@ -867,7 +886,10 @@ mod tests {
         assert!(LocalListen::unix("/var/lib/chartroom/scribe".into()).is_ok());
         for bad in ["relative/dir", "/var/100%/scribe"] {
             assert!(
-                matches!(LocalListen::unix(bad.into()), Err(LocalError::SocketDir(..))),
+                matches!(
+                    LocalListen::unix(bad.into()),
+                    Err(LocalError::SocketDir(..))
+                ),
                 "{bad}"
             );
         }
@@ -881,7 +903,8 @@ mod tests {
     #[test]
     fn the_socket_directory_is_made_private() {
         use std::os::unix::fs::PermissionsExt as _;
-        let root = std::env::temp_dir().join(format!("egress-private-{}", uuid::Uuid::new_v4().simple()));
+        let root =
+            std::env::temp_dir().join(format!("egress-private-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir(&root).unwrap();
         let dir = root.join("scribe");
         private_dir(&dir).unwrap();

@@ -43,17 +43,14 @@ pub(crate) fn socket_path(url: &url::Url) -> Option<PathBuf> {
 
 /// Percent-decodes a URL path (UTF-8 only).
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
         } else {
-            out.push(bytes[i]);
-            i += 1;
+            out.push(b);
         }
     }
     let decoded = String::from_utf8(out).ok()?;
@@ -157,13 +154,9 @@ mod tests {
 
     /// A one-shot HTTP server on a Unix socket: answers the first request with `reply` (or
     /// never, when `None`) and hands back the request it read.
-    fn serve_once(
-        reply: Option<Vec<u8>>,
-    ) -> (PathBuf, tokio::task::JoinHandle<Vec<u8>>) {
-        let dir = std::env::temp_dir().join(format!(
-            "egress-unix-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+    fn serve_once(reply: Option<Vec<u8>>) -> (PathBuf, tokio::task::JoinHandle<Vec<u8>>) {
+        let dir =
+            std::env::temp_dir().join(format!("egress-unix-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir(&dir).unwrap();
         let socket = dir.join("s.sock");
         let listener = tokio::net::UnixListener::bind(&socket).unwrap();
@@ -178,7 +171,11 @@ mod tests {
                 if let Some(end) = text.find("\r\n\r\n") {
                     let length = text
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
                         .unwrap_or(0);
                     if request.len() >= end + 4 + length {
                         break;
@@ -238,10 +235,23 @@ mod tests {
         let (socket, server) = serve_once(Some(
             b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Type: application/json\r\n\r\n{\"ok\":1}\n".to_vec(),
         ));
-        assert_eq!(post(&socket).await.unwrap(), Bytes::from_static(b"{\"ok\":1}\n"));
-        let request = String::from_utf8(server.await.unwrap()).unwrap().to_ascii_lowercase();
-        assert!(request.starts_with("post /v1/audio/transcriptions http/1.1\r\n"), "{request}");
-        for header in ["host: localhost", "authorization: bearer k-1", "content-type: text/plain", "content-length: 5"] {
+        assert_eq!(
+            post(&socket).await.unwrap(),
+            Bytes::from_static(b"{\"ok\":1}\n")
+        );
+        let request = String::from_utf8(server.await.unwrap())
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(
+            request.starts_with("post /v1/audio/transcriptions http/1.1\r\n"),
+            "{request}"
+        );
+        for header in [
+            "host: localhost",
+            "authorization: bearer k-1",
+            "content-type: text/plain",
+            "content-length: 5",
+        ] {
             assert!(request.contains(header), "{header}: {request}");
         }
         assert!(request.ends_with("\r\n\r\nhello"));
@@ -250,11 +260,14 @@ mod tests {
     #[tokio::test]
     async fn the_limits_and_status_rules_hold_over_the_socket() {
         let (socket, _) = serve_once(Some(
-            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
         ));
         assert!(matches!(
             post(&socket).await,
-            Err(EgressError::RateLimited { retry_after_secs: Some(7) })
+            Err(EgressError::RateLimited {
+                retry_after_secs: Some(7)
+            })
         ));
         // A redirect is not followed.
         let (socket, _) = serve_once(Some(
@@ -263,13 +276,27 @@ mod tests {
         assert!(matches!(post(&socket).await, Err(EgressError::Status(307))));
         // Larger than the cap: declared, or streamed without a length.
         let (socket, _) = serve_once(Some(
-            format!("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}", "x".repeat(100)).into_bytes(),
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}",
+                "x".repeat(100)
+            )
+            .into_bytes(),
         ));
-        assert!(matches!(post(&socket).await, Err(EgressError::Malformed(_))));
+        assert!(matches!(
+            post(&socket).await,
+            Err(EgressError::Malformed(_))
+        ));
         let (socket, _) = serve_once(Some(
-            format!("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{}", "x".repeat(100)).into_bytes(),
+            format!(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{}",
+                "x".repeat(100)
+            )
+            .into_bytes(),
         ));
-        assert!(matches!(post(&socket).await, Err(EgressError::Malformed(_))));
+        assert!(matches!(
+            post(&socket).await,
+            Err(EgressError::Malformed(_))
+        ));
         // A provider that never answers: given up after the timeout.
         let (socket, _) = serve_once(None);
         let started = std::time::Instant::now();
@@ -277,15 +304,24 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         // No socket at all.
         let missing = socket.with_file_name("missing.sock");
-        assert!(matches!(post(&missing).await, Err(EgressError::Unreachable)));
+        assert!(matches!(
+            post(&missing).await,
+            Err(EgressError::Unreachable)
+        ));
     }
 
     #[test]
     fn socket_paths_come_from_unix_urls_only() {
         let path = |u: &str| socket_path(&url::Url::parse(u).unwrap());
         assert_eq!(path("unix:/run/a.sock"), Some(PathBuf::from("/run/a.sock")));
-        assert_eq!(path("unix:///run/a.sock"), Some(PathBuf::from("/run/a.sock")));
-        assert_eq!(path("unix:/srv/a%20b/x.sock"), Some(PathBuf::from("/srv/a b/x.sock")));
+        assert_eq!(
+            path("unix:///run/a.sock"),
+            Some(PathBuf::from("/run/a.sock"))
+        );
+        assert_eq!(
+            path("unix:/srv/a%20b/x.sock"),
+            Some(PathBuf::from("/srv/a b/x.sock"))
+        );
         assert_eq!(path("unix:/srv/a%00b"), None);
         assert_eq!(path("unix:/srv/a%zz"), None);
         assert_eq!(path("unix://host/run/a.sock"), None);

@@ -509,7 +509,8 @@ mod tests {
     // req: SCR-03 — the operator's own hosts are self-hosted; nothing else is.
     #[test]
     fn operator_hosts_are_checked_and_feed_the_gate() {
-        let hosts = OperatorHosts::new(["GPU1.internal.", " 10.0.0.7", "::1", "gpu1.internal"]).unwrap();
+        let hosts =
+            OperatorHosts::new(["GPU1.internal.", " 10.0.0.7", "::1", "gpu1.internal"]).unwrap();
         assert_eq!(hosts.as_slice(), ["gpu1.internal", "10.0.0.7", "::1"]);
         for bad in ["", "gpu1 internal", "http://gpu1.internal", "a/b"] {
             assert!(OperatorHosts::new([bad]).is_err(), "{bad:?}");

@@ -60,7 +60,10 @@ async fn captured_chunk(
     let (s, v) = call(
         app,
         Method::POST,
-        &format!("/api/v1/practices/{}/patients/{}/visits", w.a.id, w.a.patient),
+        &format!(
+            "/api/v1/practices/{}/patients/{}/visits",
+            w.a.id, w.a.patient
+        ),
         Some(clin),
         Some(&serde_json::json!({})),
     )
@@ -181,7 +184,11 @@ async fn a_provider_on_a_listed_operator_host_is_self_hosted_and_unlisted_it_is_
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
-    assert_eq!((p["gate"].as_str(), p["operator_host"].as_bool()), (Some("cleared"), Some(true)), "{p}");
+    assert_eq!(
+        (p["gate"].as_str(), p["operator_host"].as_bool()),
+        (Some("cleared"), Some(true)),
+        "{p}"
+    );
 
     // Unlisted (an installation without the setting): the API says why it is refused.
     let unlisted = TestApp::start_with_assistant(db.store().await, assistant(&[])).await;
@@ -195,42 +202,77 @@ async fn a_provider_on_a_listed_operator_host_is_self_hosted_and_unlisted_it_is_
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!((list[0]["gate"].as_str(), list[0]["operator_host"].as_bool()), (Some("not_local"), Some(false)), "{list}");
+    assert_eq!(
+        (list[0]["gate"].as_str(), list[0]["operator_host"].as_bool()),
+        (Some("not_local"), Some(false)),
+        "{list}"
+    );
 
     // The owner page of the listing installation names the operator host.
     let web = client();
-    let page = request(&web, &listed, Method::GET, &format!("/app/practices/{}/ai-providers", w.a.id), Some(&owner))
-        .send()
-        .await
-        .unwrap();
+    let page = request(
+        &web,
+        &listed,
+        Method::GET,
+        &format!("/app/practices/{}/ai-providers", w.a.id),
+        Some(&owner),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("self-hosted (operator host)"), "{html}");
-    let page = request(&web, &unlisted, Method::GET, &format!("/app/practices/{}/ai-providers", w.a.id), Some(&owner_u))
-        .send()
-        .await
-        .unwrap();
+    let page = request(
+        &web,
+        &unlisted,
+        Method::GET,
+        &format!("/app/practices/{}/ai-providers", w.a.id),
+        Some(&owner_u),
+    )
+    .send()
+    .await
+    .unwrap();
     let html = page.text().await.unwrap();
     assert!(!html.contains("operator host)"), "{html}");
-    assert!(html.contains("refused: self-hosted but not local"), "{html}");
+    assert!(
+        html.contains("refused: self-hosted but not local"),
+        "{html}"
+    );
 
     // The transcription job without the listing: refused, not one request.
-    let blob_dir = std::env::temp_dir().join(format!("chartroom-ophosts-{}", uuid::Uuid::new_v4().simple()));
+    let blob_dir = std::env::temp_dir().join(format!(
+        "chartroom-ophosts-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     let owner_store = db.owner().await;
-    let blobs = store::crypto::BlobStore::local(&blob_dir, owner_store.keyring().unwrap().clone()).unwrap();
+    let blobs =
+        store::crypto::BlobStore::local(&blob_dir, owner_store.keyring().unwrap().clone()).unwrap();
     captured_chunk(&listed, &db, &w, &clin, &blobs).await;
-    let r = server::jobs::transcription::transcribe_pending(&owner_store, &blobs, &assistant(&[]), Some(w.a.id), chrono::Utc::now())
-        .await
-        .unwrap();
+    let r = server::jobs::transcription::transcribe_pending(
+        &owner_store,
+        &blobs,
+        &assistant(&[]),
+        Some(w.a.id),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.refused, 1, "{r:?}");
     assert_eq!(standin.requests(), 0, "refused before any connection");
     assert_eq!(turns(&db, &w, "refused").await, 1);
 
     // With the listing: cleared, called once, transcribed.
     captured_chunk(&listed, &db, &w, &clin, &blobs).await;
-    let r = server::jobs::transcription::transcribe_pending(&owner_store, &blobs, &assistant(&[HOST]), Some(w.a.id), chrono::Utc::now())
-        .await
-        .unwrap();
+    let r = server::jobs::transcription::transcribe_pending(
+        &owner_store,
+        &blobs,
+        &assistant(&[HOST]),
+        Some(w.a.id),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(standin.requests(), 1, "{r:?}");
     assert_eq!(r.refused, 0, "{r:?}");
     assert_eq!(turns(&db, &w, "ok").await, 1);
