@@ -187,8 +187,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
             anyhow::bail!("--security-contact must be a mailto: or https: URI");
         }
     }
-    let operator_hosts = server::assistant::OperatorHosts::new(&args.ai_self_hosted_hosts)
-        .map_err(|e| anyhow::anyhow!("--ai-self-hosted-host: {e}"))?;
+    let operator_hosts = operator_hosts(&args)?;
     // The local transcription default (on first use, unless `--scribe-local on`). Hand
     // `scribe_local.handle()` to the transcription job: its provider is `wait_ready`'s posture.
     let scribe_local = crate::scribe_cmd::start_local(&args.scribe, &g.data_dir)?;
@@ -280,6 +279,12 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     }
     println!("Chartroom stopped");
     Ok(())
+}
+
+/// The operator's own hosts for the provider gate (`--ai-self-hosted-host`), checked.
+fn operator_hosts(args: &ServeArgs) -> anyhow::Result<server::assistant::OperatorHosts> {
+    server::assistant::OperatorHosts::new(&args.ai_self_hosted_hosts)
+        .map_err(|e| anyhow::anyhow!("--ai-self-hosted-host: {e}"))
 }
 
 /// The scribe's AI calls: the registry's adapters, the supervised local Whisper as the

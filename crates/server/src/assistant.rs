@@ -170,7 +170,7 @@ pub struct Assistant {
 impl Default for Assistant {
     fn default() -> Self {
         Self {
-            adapters: Arc::new(EgressAdapters),
+            adapters: Arc::new(EgressAdapters::default()),
             local_transcription: None,
             operator_hosts: OperatorHosts::default(),
         }

@@ -99,6 +99,10 @@ pub(crate) struct BaaView {
 /// A provider and its posture (never its key).
 #[derive(Serialize, ToSchema)]
 #[schema(as = AiProviderView)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "an API view: each flag is one fact of the posture"
+)]
 pub(crate) struct ProviderView {
     provider_id: ProviderId,
     label: String,
