@@ -69,9 +69,9 @@ pub(crate) struct ScribeLocalArgs {
 
     /// Where the local transcription default listens: a Unix socket in the private directory
     /// `<data-dir>/scribe` (the default), or loopback TCP.
-    #[arg(long = "scribe-listen", env = "CHARTROOM_SCRIBE_LISTEN", value_enum,
+    #[arg(long = "scribe-listen", env = "CHARTROOM_SCRIBE_LISTEN", value_enum, value_name = "WHERE",
           default_value_t = ScribeListen::Unix)]
-    pub listen: ScribeListen,
+    pub socket: ScribeListen,
 
     /// CPU threads for local transcription; default: the machine's cores, at most 4.
     #[arg(long = "scribe-threads", env = "CHARTROOM_SCRIBE_THREADS",
@@ -111,7 +111,7 @@ pub(crate) fn start_local(
     if let Some(threads) = args.threads {
         config.threads = threads;
     }
-    if args.listen == ScribeListen::Unix {
+    if args.socket == ScribeListen::Unix {
         let data_dir = std::path::absolute(data_dir)
             .with_context(|| format!("the data directory {}", data_dir.display()))?;
         config.listen = LocalListen::unix(data_dir.join(SOCKET_SUBDIR)).context(

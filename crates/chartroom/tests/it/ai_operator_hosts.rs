@@ -175,7 +175,7 @@ async fn a_provider_on_a_listed_operator_host_is_self_hosted_and_unlisted_it_is_
             "base_url": base_url,
             "model": "whisper-1",
             "hosting": "self_hosted",
-            "vendor": "",
+            "vendor": "the clinic's own IT",
             "training_disabled": true,
             "retention": "",
             "region": "",
