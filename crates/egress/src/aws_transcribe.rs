@@ -303,7 +303,7 @@ impl Transcriber for TranscribeMedical {
                 };
                 for result in event
                     .transcript()
-                    .map(|t| t.results())
+                    .map(aws_sdk_transcribestreaming::types::MedicalTranscript::results)
                     .unwrap_or_default()
                     .iter()
                     .filter(|r| !r.is_partial())
