@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use egress::local::{LocalWhisper, LocalWhisperConfig};
+use egress::local::{LocalListen, LocalWhisper, LocalWhisperConfig};
 use egress::{
     Cleared, DraftRequest, Drafter as _, Hosting, Limits, OpenAiDrafter, OpenAiTranscriber,
     ProviderPosture, Transcriber as _, TranscriptionRequest,
@@ -41,6 +41,19 @@ pub(crate) enum ScribeLocal {
     Off,
 }
 
+/// Where `serve`'s local transcription default listens.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScribeListen {
+    /// A Unix socket (mode 0600) in the private directory `<data-dir>/scribe` (mode 0700):
+    /// only Chartroom's user can reach it.
+    Unix,
+    /// 127.0.0.1, on a port the kernel picks (any local user can connect).
+    Loopback,
+}
+
+/// The socket directory of the local default under the data directory.
+pub(crate) const SOCKET_SUBDIR: &str = "scribe";
+
 /// The `serve` options of the local transcription default.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct ScribeLocalArgs {
@@ -53,6 +66,12 @@ pub(crate) struct ScribeLocalArgs {
     /// Where scripts/install-scribe installed it; default `$HOME/.cache/chartroom-scribe`.
     #[arg(long = "scribe-home", env = "CHARTROOM_SCRIBE_HOME")]
     pub home: Option<PathBuf>,
+
+    /// Where the local transcription default listens: a Unix socket in the private directory
+    /// `<data-dir>/scribe` (the default), or loopback TCP.
+    #[arg(long = "scribe-listen", env = "CHARTROOM_SCRIBE_LISTEN", value_enum, value_name = "WHERE",
+          default_value_t = ScribeListen::Unix)]
+    pub socket: ScribeListen,
 
     /// CPU threads for local transcription; default: the machine's cores, at most 4.
     #[arg(long = "scribe-threads", env = "CHARTROOM_SCRIBE_THREADS",
@@ -72,7 +91,10 @@ fn scribe_home(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// (or, with `auto`, not installed). The caller stops it with the server
 /// ([`LocalWhisper::stop`]) and hands [`LocalWhisper::handle`] to the transcription job,
 /// whose provider is then `handle.wait_ready(…)`'s posture (self-hosted, loopback).
-pub(crate) fn start_local(args: &ScribeLocalArgs) -> anyhow::Result<Option<LocalWhisper>> {
+pub(crate) fn start_local(
+    args: &ScribeLocalArgs,
+    data_dir: &Path,
+) -> anyhow::Result<Option<LocalWhisper>> {
     if args.mode == ScribeLocal::Off {
         tracing::info!("the scribe's local transcription default is off (--scribe-local off)");
         return Ok(None);
@@ -88,6 +110,13 @@ pub(crate) fn start_local(args: &ScribeLocalArgs) -> anyhow::Result<Option<Local
     };
     if let Some(threads) = args.threads {
         config.threads = threads;
+    }
+    if args.socket == ScribeListen::Unix {
+        let data_dir = std::path::absolute(data_dir)
+            .with_context(|| format!("the data directory {}", data_dir.display()))?;
+        config.listen = LocalListen::unix(data_dir.join(SOCKET_SUBDIR)).context(
+            "--scribe-listen unix (use a shorter --data-dir, or --scribe-listen loopback)",
+        )?;
     }
     Ok(Some(if args.mode == ScribeLocal::On {
         tracing::info!(model = %config.model_name, "starting the scribe's local transcription default");

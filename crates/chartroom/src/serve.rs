@@ -115,6 +115,17 @@ pub(crate) struct ServeArgs {
     /// The scribe's offline local transcription default.
     #[command(flatten)]
     pub scribe: crate::scribe_cmd::ScribeLocalArgs,
+
+    /// A host the operator runs itself (a host name or IP address, e.g. `gpu1.internal`): an
+    /// AI provider registered as self-hosted there is cleared by the provider gate, like one
+    /// on loopback or a Unix socket. Repeatable; comma-separated in the environment.
+    #[arg(
+        long = "ai-self-hosted-host",
+        env = "CHARTROOM_AI_SELF_HOSTED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub ai_self_hosted_hosts: Vec<String>,
 }
 
 /// Waits for a stop signal or, on the embedded cluster, for the database to exit. Returns why,
@@ -176,9 +187,10 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
             anyhow::bail!("--security-contact must be a mailto: or https: URI");
         }
     }
+    let operator_hosts = operator_hosts(&args)?;
     // The local transcription default (on first use, unless `--scribe-local on`). Hand
     // `scribe_local.handle()` to the transcription job: its provider is `wait_ready`'s posture.
-    let scribe_local = crate::scribe_cmd::start_local(&args.scribe)?;
+    let scribe_local = crate::scribe_cmd::start_local(&args.scribe, &g.data_dir)?;
     let mut db = Database::for_serve(g).await?;
     let owner = db.migrate().await?;
     let owner = crate::startup::prepare_owner(svc, &db, owner).await?;
@@ -227,7 +239,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         }),
         checkpoints: Some(svc.checkpoint_store()),
         blobs: Some(Arc::new(svc.blob_store(store.keyring()?.clone())?)),
-        assistant: assistant(scribe_local.as_ref())?,
+        assistant: assistant(scribe_local.as_ref(), operator_hosts)?,
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
@@ -269,13 +281,21 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     Ok(())
 }
 
-/// The scribe's AI calls: the registry's adapters, and the supervised local Whisper as the
-/// transcription default when it runs.
+/// The operator's own hosts for the provider gate (`--ai-self-hosted-host`), checked.
+fn operator_hosts(args: &ServeArgs) -> anyhow::Result<server::assistant::OperatorHosts> {
+    server::assistant::OperatorHosts::new(&args.ai_self_hosted_hosts)
+        .map_err(|e| anyhow::anyhow!("--ai-self-hosted-host: {e}"))
+}
+
+/// The scribe's AI calls: the registry's adapters, the supervised local Whisper as the
+/// transcription default when it runs, and the operator's own hosts for the gate.
 fn assistant(
     scribe_local: Option<&egress::local::LocalWhisper>,
+    operator_hosts: server::assistant::OperatorHosts,
 ) -> anyhow::Result<server::assistant::Assistant> {
     Ok(server::assistant::Assistant {
-        adapters: Arc::new(server::assistant::EgressAdapters),
+        operator_hosts,
+        adapters: Arc::new(server::assistant::EgressAdapters::default()),
         local_transcription: match scribe_local {
             Some(l) => Some(
                 server::assistant::LocalTranscription::supervised(l.handle())

@@ -4,10 +4,13 @@
 //! regional `bedrock-runtime` endpoint, or a VPC endpoint), so the gate's decision is the
 //! address called; credentials come from the standard AWS chain (instance role, environment).
 //!
-//! AWS Transcribe Medical is not here: its batch API reads audio from S3 and its streaming API
-//! is another SDK (`aws-sdk-transcribestreaming`); neither fits a one-clip request yet.
+//! AWS Transcribe Medical is [`crate::aws_transcribe`] (the streaming API, same feature).
+//!
+//! [`AwsEnv`] is the AWS configuration both share: loaded from the environment on first use
+//! (so a server with no AWS provider never looks for credentials or a region).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
@@ -22,23 +25,55 @@ use crate::draft::{self, DraftReply, DraftRequest, Drafter};
 use crate::http::Limits;
 use crate::{Cleared, EgressError, Usage};
 
+/// The AWS configuration from the environment (the standard credentials chain, the
+/// configured region), loaded once on first use and shared by clones.
+#[derive(Debug, Clone, Default)]
+pub struct AwsEnv(Arc<tokio::sync::OnceCell<aws_config::SdkConfig>>);
+
+impl AwsEnv {
+    /// Loaded from the environment on first use.
+    #[must_use]
+    pub fn from_env() -> Self {
+        Self::default()
+    }
+
+    /// An explicit configuration (tests, or an operator's own loading).
+    #[must_use]
+    pub fn with_config(sdk: aws_config::SdkConfig) -> Self {
+        Self(Arc::new(tokio::sync::OnceCell::new_with(Some(sdk))))
+    }
+
+    /// The configuration, with `region` when given.
+    pub(crate) async fn config(&self, region: Option<&str>) -> aws_config::SdkConfig {
+        let sdk = self
+            .0
+            .get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()))
+            .await;
+        match region.filter(|r| !r.is_empty()) {
+            Some(r) => sdk
+                .to_builder()
+                .region(aws_config::Region::new(r.to_owned()))
+                .build(),
+            None => sdk.clone(),
+        }
+    }
+}
+
 /// Drafting through Bedrock `Converse`.
 #[derive(Debug, Clone)]
 pub struct BedrockDrafter {
-    sdk: aws_config::SdkConfig,
+    env: AwsEnv,
+    region: Option<String>,
     limits: Limits,
 }
 
 impl BedrockDrafter {
-    /// An adapter with the AWS configuration from the environment (credentials chain and, when
-    /// `region` is `None`, the configured region).
-    pub async fn from_env(region: Option<String>, limits: Limits) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(r) = region {
-            loader = loader.region(aws_config::Region::new(r));
-        }
+    /// An adapter with `env` (loaded on first use) and, when given, `region`.
+    #[must_use]
+    pub fn new(env: AwsEnv, region: Option<String>, limits: Limits) -> Self {
         Self {
-            sdk: loader.load().await,
+            env,
+            region,
             limits,
         }
     }
@@ -119,7 +154,8 @@ impl Drafter for BedrockDrafter {
         if base.scheme() != "https" && base.scheme() != "http" {
             return Err(EgressError::Unreachable);
         }
-        let config = aws_sdk_bedrockruntime::config::Builder::from(&self.sdk)
+        let sdk = self.env.config(self.region.as_deref()).await;
+        let config = aws_sdk_bedrockruntime::config::Builder::from(&sdk)
             .endpoint_url(base.as_str().trim_end_matches('/'))
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()

@@ -66,6 +66,18 @@ pub enum Refusal {
 pub struct Cleared {
     posture: ProviderPosture,
     base: url::Url,
+    local: Option<Local>,
+}
+
+/// Why the gate took a self-hosted provider for the operator's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    /// A loopback address or a `localhost` name.
+    Loopback,
+    /// A Unix socket (`unix:/path/to.sock`).
+    UnixSocket,
+    /// A host the operator listed as its own (`--ai-self-hosted-host`).
+    OperatorHost,
 }
 
 impl Cleared {
@@ -80,6 +92,12 @@ impl Cleared {
     pub fn base_url(&self) -> &url::Url {
         &self.base
     }
+
+    /// Why a self-hosted provider was taken for local; `None` for a vendor.
+    #[must_use]
+    pub fn local(&self) -> Option<Local> {
+        self.local
+    }
 }
 
 /// Decides whether an AI call may reach `posture`, before any connection opens, with no
@@ -92,7 +110,8 @@ pub fn gate(posture: &ProviderPosture) -> Result<Cleared, Refusal> {
 /// Decides whether an AI call may reach `posture`, before any connection opens.
 ///
 /// - Disabled providers are refused ([`Refusal::Disabled`]).
-/// - The base URL must be `http`, `https` or `unix` with a host ([`Refusal::BadUrl`]).
+/// - The base URL must be `http`, `https` with a host, or `unix:` with an absolute socket
+///   path (`unix:/run/x.sock` or `unix:///run/x.sock`) ([`Refusal::BadUrl`]).
 /// - A vendor needs a BAA attestation ([`Refusal::NoBaa`]) and training disabled
 ///   ([`Refusal::TrainingEnabled`]), and must be reached over `https` unless it listens on
 ///   loopback ([`Refusal::BadUrl`]).
@@ -111,16 +130,26 @@ pub fn gate_with_hosts(
     if !matches!(scheme, "http" | "https" | "unix") {
         return Err(Refusal::BadUrl);
     }
-    if scheme != "unix" && base.host().is_none() {
+    if scheme == "unix" {
+        if crate::unix::socket_path(&base).is_none() {
+            return Err(Refusal::BadUrl);
+        }
+    } else if base.host().is_none() {
         return Err(Refusal::BadUrl);
     }
     if !base.username().is_empty() || base.password().is_some() {
         // Credentials belong in the sealed API key, never in a URL that is shown and logged.
         return Err(Refusal::BadUrl);
     }
-    match posture.hosting {
+    let local = match posture.hosting {
         Hosting::SelfHosted => {
-            if scheme != "unix" && !is_loopback(&base) && !is_operator_host(&base, operator_hosts) {
+            if scheme == "unix" {
+                Some(Local::UnixSocket)
+            } else if is_loopback(&base) {
+                Some(Local::Loopback)
+            } else if is_operator_host(&base, operator_hosts) {
+                Some(Local::OperatorHost)
+            } else {
                 return Err(Refusal::NotLocal);
             }
         }
@@ -134,11 +163,13 @@ pub fn gate_with_hosts(
             if scheme == "unix" || (scheme == "http" && !is_loopback(&base)) {
                 return Err(Refusal::BadUrl);
             }
+            None
         }
-    }
+    };
     Ok(Cleared {
         posture: posture.clone(),
         base,
+        local,
     })
 }
 
@@ -155,16 +186,37 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// Whether the URL's host is one the operator listed as its own.
+/// Whether the URL's host is one the operator listed as its own: the same name (compared
+/// case-insensitively, without a trailing dot) or the same IP address (an IPv6 address listed
+/// with or without brackets).
 fn is_operator_host(url: &url::Url, operator_hosts: &[String]) -> bool {
-    let Some(host) = url.host_str() else {
+    let Some(host) = url.host() else {
         return false;
     };
-    let host = host.trim_end_matches('.');
-    operator_hosts.iter().any(|listed| {
-        let listed = listed.trim().trim_end_matches('.');
-        !listed.is_empty() && listed.eq_ignore_ascii_case(host)
-    })
+    operator_hosts
+        .iter()
+        .filter_map(|listed| listed_host(listed))
+        .any(|listed| match (&listed, &host) {
+            (url::Host::Domain(a), url::Host::Domain(b)) => a
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(b.trim_end_matches('.')),
+            (url::Host::Ipv4(a), url::Host::Ipv4(b)) => a == b,
+            (url::Host::Ipv6(a), url::Host::Ipv6(b)) => a == b,
+            _ => false,
+        })
+}
+
+/// A listed host, parsed as a URL host; `None` when empty or not a host.
+fn listed_host(listed: &str) -> Option<url::Host> {
+    let listed = listed.trim().trim_end_matches('.');
+    if listed.is_empty() {
+        return None;
+    }
+    if listed.contains(':') && !listed.starts_with('[') {
+        url::Host::parse(&format!("[{listed}]")).ok()
+    } else {
+        url::Host::parse(listed).ok()
+    }
 }
 
 #[cfg(test)]
@@ -206,6 +258,16 @@ mod tests {
             ("http://LOCALHOST.:11434", none, Ok(())),
             ("http://asr.localhost", none, Ok(())),
             ("unix:///run/whisper.sock", none, Ok(())),
+            ("unix:/run/whisper.sock", none, Ok(())),
+            ("unix:", none, Err(Refusal::BadUrl)),
+            ("unix:/", none, Err(Refusal::BadUrl)),
+            ("unix:relative.sock", none, Err(Refusal::BadUrl)),
+            (
+                "unix://somehost/run/whisper.sock",
+                none,
+                Err(Refusal::BadUrl),
+            ),
+            ("unix:/run/whisper.sock?x=1", none, Err(Refusal::BadUrl)),
             ("https://api.openai.com", none, Err(Refusal::NotLocal)),
             ("http://10.0.0.5:8080", none, Err(Refusal::NotLocal)),
             (
@@ -223,6 +285,12 @@ mod tests {
             (
                 "http://other.clinic.internal",
                 listed,
+                Err(Refusal::NotLocal),
+            ),
+            // An IPv4-mapped address is not taken for loopback; listed, it is the operator's.
+            (
+                "http://[::ffff:127.0.0.1]:8080",
+                none,
                 Err(Refusal::NotLocal),
             ),
             ("ftp://localhost", none, Err(Refusal::BadUrl)),
@@ -250,6 +318,58 @@ mod tests {
         assert!(gate(&p).is_ok());
         p.enabled = false;
         assert_eq!(gate(&p).map(|_| ()), Err(Refusal::Disabled));
+    }
+
+    #[test]
+    fn listed_addresses_match_as_addresses() {
+        let hosts = vec![
+            "::ffff:127.0.0.1".to_string(),
+            "[fd00::7]".into(),
+            "10.1.2.3".into(),
+        ];
+        for url in [
+            "http://[::ffff:7f00:1]:9000",
+            "http://[FD00:0::7]",
+            "http://10.1.2.3:80",
+        ] {
+            assert_eq!(
+                gate_with_hosts(&posture(Hosting::SelfHosted, url), &hosts).map(|c| c.local()),
+                Ok(Some(Local::OperatorHost)),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            gate_with_hosts(&posture(Hosting::SelfHosted, "http://10.1.2.4"), &hosts).map(|_| ()),
+            Err(Refusal::NotLocal)
+        );
+    }
+
+    #[test]
+    fn the_clearance_says_why_a_provider_is_local() {
+        let hosts = vec!["gpu1.internal".to_string()];
+        let local = |url: &str| {
+            gate_with_hosts(&posture(Hosting::SelfHosted, url), &hosts)
+                .unwrap()
+                .local()
+        };
+        assert_eq!(local("http://127.0.0.1:1"), Some(Local::Loopback));
+        assert_eq!(local("unix:/run/x.sock"), Some(Local::UnixSocket));
+        assert_eq!(
+            local("http://gpu1.internal:8000"),
+            Some(Local::OperatorHost)
+        );
+        let mut vendor = posture(Hosting::Vendor, "https://api.vendor.example");
+        vendor.baa = Some(baa());
+        vendor.training_disabled = true;
+        assert_eq!(gate_with_hosts(&vendor, &hosts).unwrap().local(), None);
+        // Listing a vendor's host does not make the vendor self-hosted.
+        let mut listed_vendor = vendor.clone();
+        listed_vendor.baa = None;
+        listed_vendor.base_url = "https://gpu1.internal".into();
+        assert_eq!(
+            gate_with_hosts(&listed_vendor, &hosts).map(|_| ()),
+            Err(Refusal::NoBaa)
+        );
     }
 
     #[test]

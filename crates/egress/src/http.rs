@@ -1,5 +1,6 @@
 //! What every HTTP adapter shares: the secret API key, limits, the client (no redirects, a
-//! timeout) and capped reading of replies.
+//! timeout), the transport (TCP, or a Unix socket for `unix:` providers) and capped reading
+//! of replies.
 
 use std::fmt;
 use std::time::Duration;
@@ -65,8 +66,8 @@ pub(crate) fn client(limits: &Limits) -> Result<reqwest::Client, EgressError> {
         .map_err(|_| EgressError::Unreachable)
 }
 
-/// `{base}{path}` for a cleared provider (`path` starts with `/`); a Unix-socket provider is
-/// not reachable over this transport.
+/// `{base}{path}` for a cleared `http(s)` provider (`path` starts with `/`); a Unix-socket
+/// provider is not reachable this way ([`Transport::post`] reaches both).
 pub(crate) fn endpoint(provider: &Cleared, path: &str) -> Result<String, EgressError> {
     let base = provider.base_url();
     if !matches!(base.scheme(), "http" | "https") {
@@ -78,25 +79,100 @@ pub(crate) fn endpoint(provider: &Cleared, path: &str) -> Result<String, EgressE
     Ok(format!("{}{path}", base.as_str().trim_end_matches('/')))
 }
 
-/// Sends a request and returns the body of a 2xx reply, read up to the cap. Rate limiting
-/// (429, and `also_rate_limited`) becomes [`EgressError::RateLimited`] with `Retry-After`.
+/// The error a reply's status means, if it is not a success: rate limiting (429, and
+/// `also_rate_limited`) is [`EgressError::RateLimited`] with the `Retry-After` seconds, any
+/// other non-2xx (a redirect too: none is followed) is [`EgressError::Status`].
+pub(crate) fn status_error(
+    status: u16,
+    retry_after: Option<&str>,
+    also_rate_limited: &[u16],
+) -> Option<EgressError> {
+    if status == 429 || also_rate_limited.contains(&status) {
+        let retry_after_secs = retry_after.and_then(|v| v.trim().parse::<u64>().ok());
+        return Some(EgressError::RateLimited { retry_after_secs });
+    }
+    (!(200..300).contains(&status)).then_some(EgressError::Status(status))
+}
+
+/// How the OpenAI-compatible adapters reach a cleared provider: over TCP (`http`, `https`:
+/// reqwest, no redirects, the limits' timeouts) or, for `unix:/path/to.sock`, HTTP/1.1 over
+/// that Unix socket with the same limits ([`crate::unix`]). The adapter's code is the same
+/// either way.
+#[derive(Debug, Clone)]
+pub(crate) struct Transport {
+    client: reqwest::Client,
+    limits: Limits,
+}
+
+impl Transport {
+    /// A transport with `limits`.
+    pub(crate) fn new(limits: Limits) -> Result<Self, EgressError> {
+        Ok(Self {
+            client: client(&limits)?,
+            limits,
+        })
+    }
+
+    /// Its limits.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// POSTs `body` (of `content_type`) to `path` under the provider's base, with the API key
+    /// as a bearer token when given; the body of a 2xx reply, read up to the cap.
+    pub(crate) async fn post(
+        &self,
+        provider: &Cleared,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        api_key: Option<&ApiKey>,
+    ) -> Result<bytes::Bytes, EgressError> {
+        if let Some(socket) = crate::unix::socket_of(provider)? {
+            let mut headers = vec![(reqwest::header::CONTENT_TYPE, content_type.to_owned())];
+            if let Some(key) = api_key {
+                headers.push((
+                    reqwest::header::AUTHORIZATION,
+                    format!("Bearer {}", key.expose()),
+                ));
+            }
+            return crate::unix::call(
+                &socket,
+                reqwest::Method::POST,
+                path,
+                &headers,
+                body,
+                &self.limits,
+                &[],
+            )
+            .await;
+        }
+        let mut request = self
+            .client
+            .post(endpoint(provider, path)?)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(key) = api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        send(request, &self.limits, &[]).await
+    }
+}
+
+/// Sends a request and returns the body of a 2xx reply, read up to the cap (status rules:
+/// [`status_error`]).
 pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     limits: &Limits,
     also_rate_limited: &[u16],
 ) -> Result<bytes::Bytes, EgressError> {
     let mut response = request.send().await.map_err(|_| EgressError::Unreachable)?;
-    let status = response.status().as_u16();
-    if status == 429 || also_rate_limited.contains(&status) {
-        let retry_after_secs = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        return Err(EgressError::RateLimited { retry_after_secs });
-    }
-    if !(200..300).contains(&status) {
-        return Err(EgressError::Status(status));
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok());
+    if let Some(e) = status_error(response.status().as_u16(), retry_after, also_rate_limited) {
+        return Err(e);
     }
     if response
         .content_length()
@@ -118,7 +194,7 @@ pub(crate) async fn send(
     Ok(body.freeze())
 }
 
-fn too_large(limits: &Limits) -> EgressError {
+pub(crate) fn too_large(limits: &Limits) -> EgressError {
     EgressError::Malformed(format!(
         "the reply is larger than {} bytes",
         limits.max_reply_bytes

@@ -21,6 +21,8 @@
 pub mod anthropic;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "aws")]
+pub mod aws_transcribe;
 pub mod draft;
 pub mod evidence;
 pub mod gate;
@@ -28,12 +30,17 @@ mod http;
 pub mod local;
 pub mod openai;
 pub mod transcribe;
+mod unix;
 
 pub use anthropic::AnthropicDrafter;
 #[cfg(feature = "aws")]
-pub use aws::BedrockDrafter;
+pub use aws::{AwsEnv, BedrockDrafter};
+#[cfg(feature = "aws")]
+pub use aws_transcribe::{MedicalKind, TranscribeMedical};
 pub use draft::{DraftReply, DraftRequest, DraftSection, DraftSentence, Drafter, EditRequest};
-pub use gate::{BaaAttestation, Cleared, Hosting, ProviderPosture, Refusal, gate, gate_with_hosts};
+pub use gate::{
+    BaaAttestation, Cleared, Hosting, Local, ProviderPosture, Refusal, gate, gate_with_hosts,
+};
 pub use http::{ApiKey, Limits};
 pub use openai::{OpenAiDrafter, OpenAiTranscriber};
 /// The typed outbound payloads (messages, push, payments) and the scanner they pass.

@@ -15,9 +15,14 @@
 //!   model from the local directory the install script verified.
 //! - The child gets a cleared environment: none of Chartroom's settings or secrets (database
 //!   URLs, key provider tokens) reach it.
-//! - The child listens on 127.0.0.1 only, on a port the kernel picks; [`LocalHandle::posture`]
-//!   is then a [`Hosting::SelfHosted`] provider at `http://127.0.0.1:PORT`, which the gate
-//!   clears as local. While the child is down there is no posture (`None`), never a stale port.
+//! - The child listens where [`LocalListen`] says: on a Unix socket (mode 0600) in a private
+//!   directory (mode 0700, created or tightened by the supervisor, never a symlink), which
+//!   `serve` uses by default, or on 127.0.0.1 only, on a port the kernel picks.
+//!   [`LocalHandle::posture`] is then a [`Hosting::SelfHosted`] provider at
+//!   `unix:/DIR/whisper.sock` or `http://127.0.0.1:PORT`, which the gate clears as local and
+//!   the OpenAI-compatible adapter speaks to either way. A socket that other users could
+//!   open is refused (the run fails and is restarted). While the child is down there is no
+//!   posture (`None`), never a stale address.
 //! - The child does not outlive Chartroom: it exits when its stdin, held by the supervisor,
 //!   closes (also when Chartroom is killed), and is killed if it does not exit in time.
 //! - No audio, prompt or text passes through the supervisor; the child's log lines, forwarded
@@ -54,7 +59,8 @@ use crate::gate::{Hosting, ProviderPosture};
 
 /// The sidecar's source, run with `python -I -c` (no file to keep in step with the binary).
 pub const SIDECAR_SOURCE: &str = include_str!("../../../scribe/whisper_server.py");
-/// What the sidecar prints on stdout, followed by `port=N`, once it accepts connections.
+/// What the sidecar prints on stdout, followed by `port=N` or `unix=PATH`, once it accepts
+/// connections.
 pub const READY_PREFIX: &str = "chartroom-whisper ready ";
 /// The model name the sidecar serves and the posture sends.
 pub const DEFAULT_MODEL_NAME: &str = "whisper-base";
@@ -66,6 +72,8 @@ pub const MODEL_SUBDIR: &str = "models/whisper-base";
 pub const PYTHON_SUBPATH: &str = "venv/bin/python";
 /// The stamp `scripts/install-scribe` writes last, once everything is installed and checked.
 pub const INSTALLED_STAMP: &str = "installed";
+/// The socket's name in its private directory.
+pub const SOCKET_NAME: &str = "whisper.sock";
 
 /// A run that stays up this long after it was ready resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -95,6 +103,57 @@ pub enum LocalError {
     /// The supervisor has stopped.
     #[error("the local scribe has stopped")]
     Stopped,
+    /// The socket directory is unusable (too long a path, not a plain directory, not ours).
+    #[error("the local scribe's socket directory {0}: {1}")]
+    SocketDir(PathBuf, String),
+}
+
+/// Where the sidecar listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalListen {
+    /// On 127.0.0.1, on a port the kernel picks.
+    Loopback,
+    /// On `DIR/whisper.sock`, `DIR` a private directory (mode 0700) the supervisor creates or
+    /// tightens.
+    Unix {
+        /// The private directory.
+        dir: PathBuf,
+    },
+}
+
+impl LocalListen {
+    /// A Unix socket in `dir`, checked now: the socket path must fit the kernel's limit and
+    /// be expressible as a `unix:` URL.
+    pub fn unix(dir: PathBuf) -> Result<Self, LocalError> {
+        if socket_url(&dir.join(SOCKET_NAME)).is_none() {
+            return Err(LocalError::SocketDir(
+                dir,
+                "not a usable socket path (absolute, UTF-8, no '%', at most 107 bytes)".into(),
+            ));
+        }
+        Ok(Self::Unix { dir })
+    }
+}
+
+/// Where a ready sidecar is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAddress {
+    /// 127.0.0.1:`port`.
+    Port(u16),
+    /// This Unix socket.
+    Socket(PathBuf),
+}
+
+/// `unix:PATH` for an absolute UTF-8 socket path that round-trips through the URL (and fits
+/// the kernel's limit); `None` otherwise.
+fn socket_url(socket: &Path) -> Option<String> {
+    let text = socket.to_str()?;
+    if !socket.is_absolute() || text.contains('%') {
+        return None;
+    }
+    let mut url = url::Url::parse("unix:/").ok()?;
+    url.set_path(text);
+    (crate::unix::socket_path(&url).as_deref() == Some(socket)).then(|| url.to_string())
 }
 
 /// How to run the sidecar.
@@ -116,6 +175,9 @@ pub struct LocalWhisperConfig {
     pub max_request_bytes: u64,
     /// How long one start may take: loading the model and answering `/health`.
     pub ready_timeout: Duration,
+    /// Where it listens ([`LocalListen::Loopback`] unless set; `serve` sets a Unix socket
+    /// under its data directory).
+    pub listen: LocalListen,
     /// First wait before a restart; doubled after each quick failure.
     pub backoff_min: Duration,
     /// Longest wait before a restart.
@@ -161,20 +223,26 @@ impl LocalWhisperConfig {
             beam_size: 5,
             max_request_bytes: 25 * 1024 * 1024,
             ready_timeout: Duration::from_secs(120),
+            listen: LocalListen::Loopback,
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
         })
     }
 
-    /// The provider this sidecar is when it listens on `port`: self-hosted on loopback, no
-    /// BAA needed (nothing leaves the machine), no training, enabled, no registry id (the
-    /// installation's built-in default).
+    /// The provider this sidecar is when it listens at `address`: self-hosted (on loopback or
+    /// a Unix socket), no BAA needed (nothing leaves the machine), no training, enabled, no
+    /// registry id (the installation's built-in default).
     #[must_use]
-    pub fn posture(&self, port: u16) -> ProviderPosture {
+    pub fn posture(&self, address: &LocalAddress) -> ProviderPosture {
+        let base_url = match address {
+            LocalAddress::Port(port) => format!("http://127.0.0.1:{port}"),
+            // Checked when the listen setting was made; an unusable path fails the gate.
+            LocalAddress::Socket(path) => socket_url(path).unwrap_or_default(),
+        };
         ProviderPosture {
             provider_id: None,
             label: self.label.clone(),
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url,
             model: self.model_name.clone(),
             hosting: Hosting::SelfHosted,
             baa: None,
@@ -191,10 +259,10 @@ pub enum LocalStatus {
     Idle,
     /// Starting (loading the model).
     Starting,
-    /// Ready on 127.0.0.1:`port`.
+    /// Ready.
     Ready {
-        /// The loopback port.
-        port: u16,
+        /// Where it listens.
+        address: LocalAddress,
         /// The child's process id.
         pid: u32,
     },
@@ -218,11 +286,11 @@ pub struct LocalHandle {
 
 impl LocalHandle {
     /// The provider while the sidecar is ready; `None` while it is starting, restarting or
-    /// stopped. Ask again for each call: the port changes when the sidecar restarts.
+    /// stopped. Ask again for each call: a port changes when the sidecar restarts.
     #[must_use]
     pub fn posture(&self) -> Option<ProviderPosture> {
-        match *self.status.borrow() {
-            LocalStatus::Ready { port, .. } => Some(self.config.posture(port)),
+        match &*self.status.borrow() {
+            LocalStatus::Ready { address, .. } => Some(self.config.posture(address)),
             _ => None,
         }
     }
@@ -236,7 +304,9 @@ impl LocalHandle {
             loop {
                 let current = rx.borrow_and_update().clone();
                 match current {
-                    LocalStatus::Ready { port, .. } => return Ok(self.config.posture(port)),
+                    LocalStatus::Ready { address, .. } => {
+                        return Ok(self.config.posture(&address));
+                    }
                     LocalStatus::Stopped => return Err(LocalError::Stopped),
                     LocalStatus::Idle | LocalStatus::Starting | LocalStatus::Restarting { .. } => {}
                 }
@@ -405,7 +475,7 @@ fn command(config: &LocalWhisperConfig) -> Command {
         .arg(&config.model_dir)
         .arg("--model-name")
         .arg(&config.model_name)
-        .args(["--port", "0", "--exit-on-stdin-eof"])
+        .arg("--exit-on-stdin-eof")
         .arg("--threads")
         .arg(config.threads.to_string())
         .arg("--beam-size")
@@ -424,7 +494,50 @@ fn command(config: &LocalWhisperConfig) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    match &config.listen {
+        LocalListen::Loopback => cmd.args(["--port", "0"]),
+        LocalListen::Unix { dir } => cmd.arg("--unix").arg(dir.join(SOCKET_NAME)),
+    };
     cmd
+}
+
+/// Makes `dir` the socket's private directory: created with mode 0700 (missing parents too,
+/// also 0700), or, when it exists, a real directory (not a symlink) tightened to 0700 (which
+/// only its owner can do).
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_dir() => {}
+        Ok(_) => return Err(format!("{} is not a directory", dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot make {} private: {e}", dir.display()))
+}
+
+/// Checks the socket the child made: a socket, not a symlink, mode 0600 at most.
+fn private_socket(socket: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let m = std::fs::symlink_metadata(socket)
+        .map_err(|e| format!("no socket at {}: {e}", socket.display()))?;
+    if !m.file_type().is_socket() {
+        return Err(format!("{} is not a socket", socket.display()));
+    }
+    if m.permissions().mode() & 0o177 != 0 {
+        return Err(format!(
+            "{} is open to others (mode {:o})",
+            socket.display(),
+            m.permissions().mode() & 0o777
+        ));
+    }
+    Ok(())
 }
 
 impl RunEnd {
@@ -479,6 +592,11 @@ async fn run_once(
         Ok(c) => c,
         Err(reason) => return RunEnd::failed(reason),
     };
+    if let LocalListen::Unix { dir } = &config.listen
+        && let Err(reason) = private_dir(dir)
+    {
+        return RunEnd::failed(reason);
+    }
     let mut child = match command(config).spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -499,14 +617,14 @@ async fn run_once(
         return RunEnd::failed("no stdout".to_owned());
     };
     let started = tokio::select! {
-        r = tokio::time::timeout(config.ready_timeout, start(stdout, &client, &config.model_name)) => r,
+        r = tokio::time::timeout(config.ready_timeout, start(stdout, &client, config)) => r,
         _ = became_true(stop) => {
             running.shut_down().await;
             return RunEnd::StopRequested;
         }
     };
-    let port = match started {
-        Ok(Ok(port)) => port,
+    let address = match started {
+        Ok(Ok(address)) => address,
         Ok(Err(reason)) => {
             let reason = match running.child.try_wait() {
                 Ok(Some(exit)) => format!("{reason} (exited: {exit})"),
@@ -520,9 +638,12 @@ async fn run_once(
             return RunEnd::failed(format!("not ready within {:?}", config.ready_timeout));
         }
     };
-    tracing::info!(target: "chartroom::scribe_local", port, pid, model = %config.model_name, "the local transcription sidecar is ready");
-    status.send_replace(LocalStatus::Ready { port, pid });
-    watch_ready(&mut running, &client, port, &config.model_name, stop).await
+    tracing::info!(target: "chartroom::scribe_local", ?address, pid, model = %config.model_name, "the local transcription sidecar is ready");
+    status.send_replace(LocalStatus::Ready {
+        address: address.clone(),
+        pid,
+    });
+    watch_ready(&mut running, &client, &address, &config.model_name, stop).await
 }
 
 /// Watches a ready child until it exits, fails [`PROBE_FAILURES`] health checks in a row
@@ -530,7 +651,7 @@ async fn run_once(
 async fn watch_ready(
     running: &mut Running,
     client: &reqwest::Client,
-    port: u16,
+    address: &LocalAddress,
     model: &str,
     stop: &mut watch::Receiver<bool>,
 ) -> RunEnd {
@@ -552,7 +673,7 @@ async fn watch_ready(
                 return RunEnd::StopRequested;
             }
             _ = probe.tick() => {
-                if health(client, port, model).await.is_ok() {
+                if health(client, address, model).await.is_ok() {
                     failures = 0;
                 } else {
                     failures += 1;
@@ -569,18 +690,19 @@ async fn watch_ready(
     }
 }
 
-/// Reads the ready line and checks `/health`; returns the port.
+/// Reads the ready line, checks the socket (it must be where it was asked to be, and
+/// private) and `/health`; returns where the child listens.
 async fn start(
     stdout: impl AsyncRead + Unpin + Send + 'static,
     client: &reqwest::Client,
-    model: &str,
-) -> Result<u16, String> {
+    config: &LocalWhisperConfig,
+) -> Result<LocalAddress, String> {
     let mut lines = BufReader::new(stdout).lines();
-    let port = loop {
+    let address = loop {
         match lines.next_line().await {
             Ok(Some(line)) => {
-                if let Some(port) = parse_ready_line(&line) {
-                    break port;
+                if let Some(address) = parse_ready_line(&line) {
+                    break address;
                 }
             }
             Ok(None) => return Err("exited before it was ready".to_owned()),
@@ -589,39 +711,85 @@ async fn start(
     };
     // Keep draining stdout so the child can never block on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    health(client, port, model).await?;
-    Ok(port)
+    match (&config.listen, &address) {
+        (LocalListen::Loopback, LocalAddress::Port(_)) => {}
+        (LocalListen::Unix { dir }, LocalAddress::Socket(path))
+            if *path == dir.join(SOCKET_NAME) =>
+        {
+            private_socket(path)?;
+        }
+        _ => return Err("it listens elsewhere than it was asked to".to_owned()),
+    }
+    health(client, &address, &config.model_name).await?;
+    Ok(address)
 }
 
-/// The port in the sidecar's ready line, if `line` is one.
+/// Where the sidecar's ready line says it listens, if `line` is one.
 #[must_use]
-pub fn parse_ready_line(line: &str) -> Option<u16> {
-    line.trim_end()
-        .strip_prefix(READY_PREFIX)?
-        .strip_prefix("port=")?
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
+pub fn parse_ready_line(line: &str) -> Option<LocalAddress> {
+    let rest = line.trim_end().strip_prefix(READY_PREFIX)?;
+    if let Some(port) = rest.strip_prefix("port=") {
+        return port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .map(LocalAddress::Port);
+    }
+    let path = Path::new(rest.strip_prefix("unix=")?);
+    path.is_absolute()
+        .then(|| LocalAddress::Socket(path.to_path_buf()))
 }
 
-async fn health(client: &reqwest::Client, port: u16, model: &str) -> Result<(), String> {
+async fn health(
+    client: &reqwest::Client,
+    address: &LocalAddress,
+    model: &str,
+) -> Result<(), String> {
     #[derive(serde::Deserialize)]
     struct Health {
         status: String,
         model: String,
     }
-    let reply = client
-        .get(format!("http://127.0.0.1:{port}/health"))
-        .send()
-        .await
-        .map_err(|_| "/health did not answer".to_owned())?;
-    if !reply.status().is_success() {
-        return Err(format!("/health answered {}", reply.status().as_u16()));
-    }
-    let h: Health = reply
-        .json()
-        .await
-        .map_err(|_| "/health answered something else".to_owned())?;
+    let body = match address {
+        LocalAddress::Port(port) => {
+            let reply = client
+                .get(format!("http://127.0.0.1:{port}/health"))
+                .send()
+                .await
+                .map_err(|_| "/health did not answer".to_owned())?;
+            if !reply.status().is_success() {
+                return Err(format!("/health answered {}", reply.status().as_u16()));
+            }
+            reply
+                .bytes()
+                .await
+                .map_err(|_| "/health did not answer".to_owned())?
+        }
+        LocalAddress::Socket(path) => {
+            let limits = crate::Limits {
+                timeout: PROBE_TIMEOUT,
+                connect_timeout: PROBE_TIMEOUT,
+                max_reply_bytes: 64 * 1024,
+                ..crate::Limits::default()
+            };
+            crate::unix::call(
+                path,
+                hyper::Method::GET,
+                "/health",
+                &[],
+                Vec::new(),
+                &limits,
+                &[],
+            )
+            .await
+            .map_err(|e| match e {
+                crate::EgressError::Status(s) => format!("/health answered {s}"),
+                _ => "/health did not answer".to_owned(),
+            })?
+        }
+    };
+    let h: Health =
+        serde_json::from_slice(&body).map_err(|_| "/health answered something else".to_owned())?;
     if h.status != "ok" || h.model != model {
         return Err("/health is not ok or serves another model".to_owned());
     }
@@ -646,15 +814,22 @@ mod tests {
     fn the_ready_line_gives_the_port_and_nothing_else_does() {
         assert_eq!(
             parse_ready_line("chartroom-whisper ready port=41234"),
-            Some(41234)
+            Some(LocalAddress::Port(41234))
         );
         assert_eq!(
             parse_ready_line("chartroom-whisper ready port=41234\r"),
-            Some(41234)
+            Some(LocalAddress::Port(41234))
         );
         assert_eq!(parse_ready_line("chartroom-whisper ready port=0"), None);
         assert_eq!(parse_ready_line("chartroom-whisper ready port=70000"), None);
-        assert_eq!(parse_ready_line("chartroom-whisper ready unix=/x"), None);
+        assert_eq!(
+            parse_ready_line("chartroom-whisper ready unix=/run/c/whisper.sock"),
+            Some(LocalAddress::Socket("/run/c/whisper.sock".into()))
+        );
+        assert_eq!(
+            parse_ready_line("chartroom-whisper ready unix=x.sock"),
+            None
+        );
         assert_eq!(
             parse_ready_line("loading chartroom-whisper ready port=1"),
             None
@@ -678,16 +853,85 @@ mod tests {
             beam_size: 5,
             max_request_bytes: 1024,
             ready_timeout: Duration::from_secs(1),
+            listen: LocalListen::Loopback,
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_millis(20),
         };
-        let p = config.posture(40000);
+        let p = config.posture(&LocalAddress::Port(40000));
         assert_eq!(p.base_url, "http://127.0.0.1:40000");
         assert_eq!(p.hosting, Hosting::SelfHosted);
         assert_eq!(p.label, "Local Whisper (base)");
         assert_eq!(p.model, "whisper-base");
         assert!(p.provider_id.is_none() && p.enabled && p.training_disabled);
         assert!(crate::gate(&p).is_ok());
+        let p = config.posture(&LocalAddress::Socket(
+            "/var/lib/chartroom/scribe/whisper.sock".into(),
+        ));
+        assert_eq!(p.base_url, "unix:/var/lib/chartroom/scribe/whisper.sock");
+        let cleared = crate::gate(&p).unwrap();
+        assert_eq!(cleared.local(), Some(crate::Local::UnixSocket));
+        assert_eq!(
+            crate::unix::socket_path(cleared.base_url()).as_deref(),
+            Some(Path::new("/var/lib/chartroom/scribe/whisper.sock"))
+        );
+        let spaced = config.posture(&LocalAddress::Socket("/srv/chart room/whisper.sock".into()));
+        assert_eq!(
+            crate::unix::socket_path(crate::gate(&spaced).unwrap().base_url()).as_deref(),
+            Some(Path::new("/srv/chart room/whisper.sock"))
+        );
+    }
+
+    #[test]
+    fn a_socket_directory_must_give_a_usable_socket_path() {
+        assert!(LocalListen::unix("/var/lib/chartroom/scribe".into()).is_ok());
+        for bad in ["relative/dir", "/var/100%/scribe"] {
+            assert!(
+                matches!(
+                    LocalListen::unix(bad.into()),
+                    Err(LocalError::SocketDir(..))
+                ),
+                "{bad}"
+            );
+        }
+        let long = format!("/{}", "d".repeat(100));
+        assert!(matches!(
+            LocalListen::unix(long.into()),
+            Err(LocalError::SocketDir(..))
+        ));
+    }
+
+    #[test]
+    fn the_socket_directory_is_made_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root =
+            std::env::temp_dir().join(format!("egress-private-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&root).unwrap();
+        let dir = root.join("scribe");
+        private_dir(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700, "an existing directory is tightened");
+        let link = root.join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(private_dir(&link).is_err(), "a symlink is refused");
+        let file = root.join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(private_dir(&file).is_err());
+        let nested = root.join("data/scribe");
+        private_dir(&nested).unwrap();
+        assert_eq!((mode(&root.join("data")), mode(&nested)), (0o700, 0o700));
+        // A socket others could open is refused.
+        let socket = dir.join(SOCKET_NAME);
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+        private_socket(&socket).unwrap();
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(private_socket(&socket).is_err());
+        assert!(private_socket(&file).is_err());
+        drop(listener);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[tokio::test]
@@ -702,6 +946,7 @@ mod tests {
             beam_size: 1,
             max_request_bytes: 1024,
             ready_timeout: Duration::from_secs(1),
+            listen: LocalListen::Loopback,
             backoff_min: Duration::from_millis(5),
             backoff_max: Duration::from_millis(10),
         };
@@ -733,6 +978,7 @@ mod tests {
             beam_size: 1,
             max_request_bytes: 1024,
             ready_timeout: Duration::from_secs(1),
+            listen: LocalListen::Loopback,
             backoff_min: Duration::from_millis(5),
             backoff_max: Duration::from_millis(10),
         };

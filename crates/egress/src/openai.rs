@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::draft::{self, DraftReply, DraftRequest, Drafter};
-use crate::http::{self, ApiKey, Limits};
+use crate::http::{self, ApiKey, Limits, Transport};
 use crate::transcribe::{
     RawSegment, Segment, Transcriber, TranscriptionReply, TranscriptionRequest, filter_segments,
 };
@@ -19,9 +19,8 @@ pub const MAX_PROMPT_CHARS: usize = 2000;
 /// Transcription through an OpenAI-compatible `/v1/audio/transcriptions`.
 #[derive(Debug, Clone)]
 pub struct OpenAiTranscriber {
-    client: reqwest::Client,
+    transport: Transport,
     api_key: Option<ApiKey>,
-    limits: Limits,
 }
 
 impl OpenAiTranscriber {
@@ -33,9 +32,8 @@ impl OpenAiTranscriber {
     /// An adapter with explicit limits.
     pub fn with_limits(api_key: Option<ApiKey>, limits: Limits) -> Result<Self, EgressError> {
         Ok(Self {
-            client: http::client(&limits)?,
+            transport: Transport::new(limits)?,
             api_key,
-            limits,
         })
     }
 }
@@ -89,7 +87,7 @@ impl WireUsage {
     clippy::cast_sign_loss,
     reason = "checked first: finite, non-negative, at most a day"
 )]
-fn seconds_to_ms(s: f64) -> Result<u64, EgressError> {
+pub(crate) fn seconds_to_ms(s: f64) -> Result<u64, EgressError> {
     if !s.is_finite() || !(0.0..=86_400.0).contains(&s) {
         return Err(EgressError::Malformed(
             "a segment time is out of range".into(),
@@ -182,21 +180,18 @@ impl Transcriber for OpenAiTranscriber {
                 "the clip is larger than {MAX_AUDIO_BYTES} bytes"
             )));
         }
-        let url = http::endpoint(provider, "/v1/audio/transcriptions")?;
         let boundary = format!("chartroom-{}", uuid::Uuid::new_v4().simple());
         let body = multipart(&provider.posture().model, &request, &boundary);
-        let mut req = self
-            .client
-            .post(url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                format!("multipart/form-data; boundary={boundary}"),
+        let body = self
+            .transport
+            .post(
+                provider,
+                "/v1/audio/transcriptions",
+                &format!("multipart/form-data; boundary={boundary}"),
+                body,
+                self.api_key.as_ref(),
             )
-            .body(body);
-        if let Some(key) = &self.api_key {
-            req = req.bearer_auth(key.expose());
-        }
-        let body = http::send(req, &self.limits, &[]).await?;
+            .await?;
         parse_transcription(&body)
     }
 }
@@ -204,9 +199,8 @@ impl Transcriber for OpenAiTranscriber {
 /// Drafting through an OpenAI-compatible `/v1/chat/completions` with strict JSON-schema output.
 #[derive(Debug, Clone)]
 pub struct OpenAiDrafter {
-    client: reqwest::Client,
+    transport: Transport,
     api_key: Option<ApiKey>,
-    limits: Limits,
 }
 
 impl OpenAiDrafter {
@@ -218,9 +212,8 @@ impl OpenAiDrafter {
     /// An adapter with explicit limits.
     pub fn with_limits(api_key: Option<ApiKey>, limits: Limits) -> Result<Self, EgressError> {
         Ok(Self {
-            client: http::client(&limits)?,
+            transport: Transport::new(limits)?,
             api_key,
-            limits,
         })
     }
 }
@@ -291,7 +284,6 @@ impl Drafter for OpenAiDrafter {
         provider: &Cleared,
         request: DraftRequest,
     ) -> Result<DraftReply, EgressError> {
-        let url = http::endpoint(provider, "/v1/chat/completions")?;
         let body = serde_json::json!({
             "model": provider.posture().model,
             "messages": [
@@ -299,7 +291,7 @@ impl Drafter for OpenAiDrafter {
                 {"role": "user", "content": draft::user_message(&request)},
             ],
             "temperature": 0,
-            "max_tokens": self.limits.max_output_tokens,
+            "max_tokens": self.transport.limits().max_output_tokens,
             "response_format": {
                 "type": "json_schema",
                 "json_schema": {
@@ -309,11 +301,18 @@ impl Drafter for OpenAiDrafter {
                 },
             },
         });
-        let mut req = self.client.post(url).json(&body);
-        if let Some(key) = &self.api_key {
-            req = req.bearer_auth(key.expose());
-        }
-        let body = http::send(req, &self.limits, &[]).await?;
+        let body = serde_json::to_vec(&body)
+            .map_err(|_| EgressError::Malformed("the request could not be built".into()))?;
+        let body = self
+            .transport
+            .post(
+                provider,
+                "/v1/chat/completions",
+                "application/json",
+                body,
+                self.api_key.as_ref(),
+            )
+            .await?;
         parse_chat(&body)
     }
 }

@@ -3,7 +3,8 @@
 //! # Guarantees
 //! - Every AI call goes through [`run_turn`] (a request's transaction) or [`run_chunk_turn`]
 //!   (the transcription job's owner transaction): the provider gate first
-//!   ([`egress::gate`]) — a refusal opens no connection and is recorded as a turn with outcome
+//!   ([`egress::gate_with_hosts`], with the operator's own hosts of [`OperatorHosts`]) — a
+//!   refusal opens no connection and is recorded as a turn with outcome
 //!   `refused` —, then the adapter, then exactly one `assistant_turn` row and one
 //!   `assistant.turn` audit event, in the caller's transaction (req SCR-03, SCR-04).
 //! - The prompt and the output are sealed in the turn; nothing of them is logged.
@@ -99,11 +100,17 @@ impl std::fmt::Debug for LocalTranscription {
 
 /// The egress crate's adapters, by the registry's `adapter` name: OpenAI-compatible
 /// transcription (`openai_transcription`) and chat drafting (`openai_chat`), Anthropic
-/// Messages drafting (`anthropic_messages`); each with the provider's API key. Other kinds
-/// (Bedrock, Transcribe Medical) have no adapter in this build: their calls fail as `error`
-/// turns.
+/// Messages drafting (`anthropic_messages`); each with the provider's API key. Built with the
+/// cargo feature `aws`: Bedrock Converse drafting (`bedrock_converse`) and Transcribe Medical
+/// transcription (`aws_transcribe_medical`, a clinician–patient conversation with speaker
+/// labels), with the AWS credentials and region of the environment. Without it those kinds
+/// have no adapter: their calls fail as `error` turns.
 #[derive(Debug, Default)]
-pub struct EgressAdapters;
+pub struct EgressAdapters {
+    /// The AWS configuration, loaded from the environment on first use.
+    #[cfg(feature = "aws")]
+    aws: egress::AwsEnv,
+}
 
 fn api_key(p: &RegisteredProvider) -> Option<egress::ApiKey> {
     p.api_key
@@ -117,6 +124,13 @@ impl Adapters for EgressAdapters {
             "openai_transcription" => egress::OpenAiTranscriber::new(api_key(provider))
                 .ok()
                 .map(|t| Arc::new(t) as Arc<dyn Transcriber>),
+            #[cfg(feature = "aws")]
+            "aws_transcribe_medical" => Some(Arc::new(egress::TranscribeMedical::new(
+                self.aws.clone(),
+                None,
+                egress::MedicalKind::Conversation,
+                egress::Limits::default(),
+            ))),
             _ => None,
         }
     }
@@ -129,28 +143,84 @@ impl Adapters for EgressAdapters {
             "anthropic_messages" => egress::AnthropicDrafter::new(api_key(provider))
                 .ok()
                 .map(|d| Arc::new(d) as Arc<dyn Drafter>),
+            #[cfg(feature = "aws")]
+            "bedrock_converse" => Some(Arc::new(egress::BedrockDrafter::new(
+                self.aws.clone(),
+                None,
+                egress::Limits::default(),
+            ))),
             _ => None,
         }
     }
 }
 
-/// What the scribe's AI calls need: the adapters for registered providers and the
-/// installation's local default.
+/// What the scribe's AI calls need: the adapters for registered providers, the
+/// installation's local default and the operator's own hosts.
 #[derive(Debug, Clone)]
 pub struct Assistant {
     /// Adapters for the registry's providers.
     pub adapters: Arc<dyn Adapters>,
     /// The built-in local transcription, when this installation runs one.
     pub local_transcription: Option<LocalTranscription>,
+    /// Hosts the operator runs (`--ai-self-hosted-host`), cleared for self-hosted providers.
+    pub operator_hosts: OperatorHosts,
 }
 
-/// The egress adapters, no local default.
+/// The egress adapters, no local default, no operator hosts.
 impl Default for Assistant {
     fn default() -> Self {
         Self {
-            adapters: Arc::new(EgressAdapters),
+            adapters: Arc::new(EgressAdapters::default()),
             local_transcription: None,
+            operator_hosts: OperatorHosts::default(),
         }
+    }
+}
+
+/// The hosts the operator runs itself (the installation's configuration,
+/// `--ai-self-hosted-host`): a provider marked self-hosted at one of them is cleared by the
+/// gate like one on loopback or a Unix socket. Empty by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperatorHosts(Arc<[String]>);
+
+impl OperatorHosts {
+    /// The listed hosts, each a host name or IP address (checked, lower-cased, without a
+    /// trailing dot); an empty or unusable entry is an error naming it.
+    pub fn new<I, S>(hosts: I) -> Result<Self, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut out: Vec<String> = Vec::new();
+        for h in hosts {
+            let raw = h.as_ref().trim();
+            let name = raw.trim_end_matches('.').to_ascii_lowercase();
+            let parsed = if name.starts_with('[') {
+                url::Host::parse(&name)
+            } else if name.contains(':') {
+                url::Host::parse(&format!("[{name}]"))
+            } else {
+                url::Host::parse(&name)
+            };
+            if name.is_empty() || name.len() > 253 || parsed.is_err() {
+                return Err(format!("not a host name or IP address: {raw:?}"));
+            }
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        Ok(Self(out.into()))
+    }
+
+    /// The hosts.
+    #[must_use]
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The gate with these hosts ([`egress::gate_with_hosts`]).
+    pub fn gate(&self, posture: &ProviderPosture) -> Result<Cleared, egress::Refusal> {
+        egress::gate_with_hosts(posture, &self.0)
     }
 }
 
@@ -258,13 +328,18 @@ fn outcome_of<T>(r: &Result<T, EgressError>) -> TurnOutcome {
     }
 }
 
-/// Gates `posture`, then (only if cleared) runs `call`; the result and its latency.
-async fn gated<T, F, Fut>(posture: &ProviderPosture, call: F) -> (Result<T, EgressError>, u32)
+/// Gates `posture` (with the operator's hosts), then (only if cleared) runs `call`; the
+/// result and its latency.
+async fn gated<T, F, Fut>(
+    hosts: &OperatorHosts,
+    posture: &ProviderPosture,
+    call: F,
+) -> (Result<T, EgressError>, u32)
 where
     F: FnOnce(Cleared) -> Fut,
     Fut: std::future::Future<Output = Result<T, EgressError>>,
 {
-    let cleared = match egress::gate(posture) {
+    let cleared = match hosts.gate(posture) {
         Ok(c) => c,
         Err(refusal) => return (Err(EgressError::Refused(refusal)), 0),
     };
@@ -307,6 +382,7 @@ fn new_turn<'a, T: Reply>(
 pub async fn run_turn<T, F, Fut>(
     tx: &mut store::TenantTx,
     keyring: &store::crypto::Keyring,
+    hosts: &OperatorHosts,
     subject: TurnSubject,
     posture: &ProviderPosture,
     prompt: &[u8],
@@ -317,7 +393,7 @@ where
     F: FnOnce(Cleared) -> Fut,
     Fut: std::future::Future<Output = Result<T, EgressError>>,
 {
-    let (result, latency) = gated(posture, call).await;
+    let (result, latency) = gated(hosts, posture, call).await;
     let output = result.as_ref().ok().map(Reply::output);
     let turn = new_turn(
         subject,
@@ -335,6 +411,7 @@ where
 pub async fn run_chunk_turn<T, F, Fut>(
     work: &mut store::transcripts::ChunkWork,
     keyring: &store::crypto::Keyring,
+    hosts: &OperatorHosts,
     subject: TurnSubject,
     posture: &ProviderPosture,
     prompt: &[u8],
@@ -345,7 +422,7 @@ where
     F: FnOnce(Cleared) -> Fut,
     Fut: std::future::Future<Output = Result<T, EgressError>>,
 {
-    let (result, latency) = gated(posture, call).await;
+    let (result, latency) = gated(hosts, posture, call).await;
     let output = result.as_ref().ok().map(Reply::output);
     let turn = new_turn(
         subject,
@@ -389,7 +466,7 @@ mod tests {
             (vendor(true, false), false),
             (vendor(true, true), true),
         ] {
-            let (r, _) = gated(&p, |_| async {
+            let (r, _) = gated(&OperatorHosts::default(), &p, |_| async {
                 called.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Ok::<_, EgressError>("x".to_owned())
             })
@@ -400,6 +477,57 @@ mod tests {
             }
         }
         assert_eq!(called.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_aws_kinds_have_adapters_only_with_the_feature() {
+        let provider = |adapter: &str| RegisteredProvider {
+            provider_id: domain::ProviderId::new(),
+            label: "aws".into(),
+            adapter: adapter.into(),
+            base_url: "https://transcribestreaming.us-east-1.amazonaws.com".into(),
+            model: "medical".into(),
+            hosting: "vendor".into(),
+            baa: None,
+            training_disabled: true,
+            enabled: true,
+            api_key: None,
+        };
+        let a = EgressAdapters::default();
+        assert_eq!(
+            a.transcriber(&provider("aws_transcribe_medical")).is_some(),
+            cfg!(feature = "aws")
+        );
+        assert_eq!(
+            a.drafter(&provider("bedrock_converse")).is_some(),
+            cfg!(feature = "aws")
+        );
+        assert!(a.transcriber(&provider("openai_transcription")).is_some());
+        assert!(a.drafter(&provider("openai_chat")).is_some());
+    }
+
+    // req: SCR-03 — the operator's own hosts are self-hosted; nothing else is.
+    #[test]
+    fn operator_hosts_are_checked_and_feed_the_gate() {
+        let hosts =
+            OperatorHosts::new(["GPU1.internal.", " 10.0.0.7", "::1", "gpu1.internal"]).unwrap();
+        assert_eq!(hosts.as_slice(), ["gpu1.internal", "10.0.0.7", "::1"]);
+        for bad in ["", "gpu1 internal", "http://gpu1.internal", "a/b"] {
+            assert!(OperatorHosts::new([bad]).is_err(), "{bad:?}");
+        }
+        let p = ProviderPosture {
+            base_url: "http://gpu1.internal:8000".into(),
+            hosting: Hosting::SelfHosted,
+            ..vendor(false, false)
+        };
+        assert_eq!(
+            OperatorHosts::default().gate(&p).map(|_| ()),
+            Err(egress::Refusal::NotLocal)
+        );
+        assert_eq!(
+            hosts.gate(&p).map(|c| c.local()),
+            Ok(Some(egress::Local::OperatorHost))
+        );
     }
 
     #[test]

@@ -174,7 +174,8 @@ pub mod rules {
     pub mod providers {
         pub use crate::routes::providers::{
             API_KEY_MAX, ProviderForm, adapter, api_key, base_url, document_ref, gate_verdict,
-            hosting, label, model, provider_input, region, retention, vendor,
+            gate_verdict_with, hosting, label, model, on_operator_host, provider_input, region,
+            retention, vendor,
         };
     }
     /// Clinical notes: the version a change names (`If-Match`) and how a refused change

@@ -13,6 +13,7 @@
     reason = "integration tests: failures must be loud, fixtures use the wall clock"
 )]
 
+mod ai_operator_hosts;
 mod ai_providers;
 mod api_matrix;
 mod audit_append;
@@ -53,6 +54,7 @@ mod scribe_binary;
 mod scribe_drafting;
 mod scribe_eval;
 mod scribe_local;
+mod scribe_local_unix;
 mod sealed_columns;
 mod session_access;
 mod sessions;

@@ -204,6 +204,7 @@ async fn fx(script: Box<DraftScript>) -> Fx {
             source: server::assistant::LocalSource::Fixed(local_posture()),
             transcriber: doubles.transcriber.clone(),
         }),
+        operator_hosts: server::assistant::OperatorHosts::default(),
     };
     let app = TestApp::start_with_assistant(db.store().await, assistant.clone()).await;
     let clin = app.token(w.a.user("clinician")).await;

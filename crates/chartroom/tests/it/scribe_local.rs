@@ -12,10 +12,10 @@ use std::time::Duration;
 use egress::local::{LocalStatus, LocalWhisper, LocalWhisperConfig};
 
 /// A short synthetic visit sentence (no real person).
-const SENTENCE: &str = "The patient reports mild sensitivity on the upper left molar. We recommend a fluoride varnish today.";
+pub(crate) const SENTENCE: &str = "The patient reports mild sensitivity on the upper left molar. We recommend a fluoride varnish today.";
 
 /// The installed scribe home, or `None` (with the reason printed) when the test must skip.
-fn installed_home() -> Option<PathBuf> {
+pub(crate) fn installed_home() -> Option<PathBuf> {
     let home = LocalWhisperConfig::default_home()?;
     if LocalWhisperConfig::is_installed(&home) {
         return Some(home);
@@ -32,13 +32,13 @@ fn installed_home() -> Option<PathBuf> {
     None
 }
 
-fn run(cmd: &mut Command) {
+pub(crate) fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?}: {out:?}");
 }
 
 /// Speaks `text` with espeak-ng `voice` into a 16 kHz mono 16-bit WAV.
-fn speak(dir: &Path, name: &str, voice: &str, text: &str) -> Vec<u8> {
+pub(crate) fn speak(dir: &Path, name: &str, voice: &str, text: &str) -> Vec<u8> {
     let raw = dir.join(format!("{name}-raw.wav"));
     let wav = dir.join(format!("{name}.wav"));
     run(Command::new("espeak-ng")
@@ -53,7 +53,7 @@ fn speak(dir: &Path, name: &str, voice: &str, text: &str) -> Vec<u8> {
 }
 
 /// `seconds` of sox-generated audio (`effect` e.g. `["trim", "0", "4"]` for silence).
-fn synth(dir: &Path, name: &str, effect: &[&str]) -> Vec<u8> {
+pub(crate) fn synth(dir: &Path, name: &str, effect: &[&str]) -> Vec<u8> {
     let wav = dir.join(format!("{name}.wav"));
     run(Command::new("sox")
         .args(["-R", "-n", "-r", "16000", "-c", "1", "-b", "16"])
@@ -108,7 +108,7 @@ async fn transcribe(
     (status, reply.json().await.unwrap())
 }
 
-fn words(text: &str) -> Vec<String> {
+pub(crate) fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric() && c != '\'')
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
@@ -116,7 +116,7 @@ fn words(text: &str) -> Vec<String> {
 }
 
 /// Word error rate by edit distance over words.
-fn wer(reference: &[String], hypothesis: &[String]) -> f64 {
+pub(crate) fn wer(reference: &[String], hypothesis: &[String]) -> f64 {
     let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
     for (i, r) in reference.iter().enumerate() {
         let mut cur = vec![i + 1];
@@ -139,7 +139,7 @@ fn wav_seconds(wav: &[u8]) -> f64 {
 }
 
 /// Polls `cond` every 50 ms for at most `within`.
-async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     while tokio::time::Instant::now() < deadline {
         if cond() {

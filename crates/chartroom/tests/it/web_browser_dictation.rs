@@ -90,8 +90,9 @@ async fn a_clinician_dictates_depths_on_the_perio_page() {
     let handle = whisper.handle();
     handle.wait_ready(Duration::from_secs(180)).await.unwrap();
     let assistant = Assistant {
-        adapters: Arc::new(EgressAdapters),
+        adapters: Arc::new(EgressAdapters::default()),
         local_transcription: Some(LocalTranscription::supervised(handle).unwrap()),
+        operator_hosts: server::assistant::OperatorHosts::default(),
     };
     let db = TestDb::new().await;
     let world = World::build(&db).await;

@@ -391,10 +391,11 @@ async fn flow(
     // The transcription job's passes (owner role) through the local default, for real.
     local.wait_ready(Duration::from_secs(300)).await.unwrap();
     let assistant = server::assistant::Assistant {
-        adapters: Arc::new(server::assistant::EgressAdapters),
+        adapters: Arc::new(server::assistant::EgressAdapters::default()),
         local_transcription: Some(
             server::assistant::LocalTranscription::supervised(local.clone()).unwrap(),
         ),
+        operator_hosts: server::assistant::OperatorHosts::default(),
     };
     let owner = db.owner().await;
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -144,6 +144,7 @@ pub async fn transcribe_chunk(
     let called = run_chunk_turn(
         &mut work,
         keyring,
+        &assistant.operator_hosts,
         subject,
         &posture,
         &prompt,

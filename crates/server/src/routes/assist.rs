@@ -253,6 +253,7 @@ async fn revise(
     let called = run_turn(
         tx,
         keyring,
+        &state.assistant.operator_hosts,
         call.subject,
         &posture,
         &prompt,

@@ -122,6 +122,7 @@ struct EarState<'a> {
 struct TurnEar<'a> {
     state: tokio::sync::Mutex<EarState<'a>>,
     keyring: &'a store::crypto::Keyring,
+    hosts: &'a crate::assistant::OperatorHosts,
     subject: TurnSubject,
     posture: ProviderPosture,
     transcriber: Option<Arc<dyn Transcriber>>,
@@ -151,6 +152,7 @@ impl Ear for TurnEar<'_> {
         let called = run_turn(
             &mut *st.tx,
             self.keyring,
+            self.hosts,
             self.subject,
             &self.posture,
             &sealed,
@@ -248,6 +250,7 @@ pub async fn dictate(
             failed: None,
         }),
         keyring,
+        hosts: &assistant.operator_hosts,
         subject: TurnSubject {
             patient,
             visit: None,

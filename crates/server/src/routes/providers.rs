@@ -12,6 +12,7 @@ use store::providers::{NewProvider, Provider, ProviderChange};
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
+use crate::assistant::OperatorHosts;
 use crate::extract::{ApiJson, ApiPath, ClinicalOrManage, Ctx, Manage};
 use crate::{AppError, AppState};
 
@@ -98,6 +99,10 @@ pub(crate) struct BaaView {
 /// A provider and its posture (never its key).
 #[derive(Serialize, ToSchema)]
 #[schema(as = AiProviderView)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "an API view: each flag is one fact of the posture"
+)]
 pub(crate) struct ProviderView {
     provider_id: ProviderId,
     label: String,
@@ -116,16 +121,35 @@ pub(crate) struct ProviderView {
     has_api_key: bool,
     enabled: bool,
     /// The gate's verdict: `cleared`, or why it refuses (`disabled`, `no_baa`,
-    /// `training_enabled`, `not_local`, `bad_url`), judged without installation-listed hosts.
+    /// `training_enabled`, `not_local`, `bad_url`), judged with the installation's own hosts
+    /// (`--ai-self-hosted-host`).
     gate: String,
+    /// Whether it is cleared as self-hosted because its host is one the operator listed.
+    operator_host: bool,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The gate's verdict on a provider, as a stable word.
+/// The gate's verdict on a provider, as a stable word, judged without the installation's own
+/// hosts (the posture as recorded in the audit log; [`gate_verdict_with`] for the gate as
+/// the calls meet it).
 #[must_use]
 pub fn gate_verdict(p: &Provider) -> &'static str {
-    match egress::gate(&p.posture()) {
+    gate_verdict_with(p, &OperatorHosts::default())
+}
+
+/// Whether the gate clears `p` as self-hosted because of a host the operator listed.
+#[must_use]
+pub fn on_operator_host(p: &Provider, hosts: &OperatorHosts) -> bool {
+    hosts
+        .gate(&p.posture())
+        .is_ok_and(|c| c.local() == Some(egress::Local::OperatorHost))
+}
+
+/// The gate's verdict on a provider, as a stable word, with the operator's own hosts.
+#[must_use]
+pub fn gate_verdict_with(p: &Provider, hosts: &OperatorHosts) -> &'static str {
+    match hosts.gate(&p.posture()) {
         Ok(_) => "cleared",
         Err(egress::Refusal::Disabled) => "disabled",
         Err(egress::Refusal::NoBaa) => "no_baa",
@@ -135,10 +159,12 @@ pub fn gate_verdict(p: &Provider) -> &'static str {
     }
 }
 
-impl From<Provider> for ProviderView {
-    fn from(p: Provider) -> Self {
-        let gate = gate_verdict(&p).to_owned();
+impl ProviderView {
+    fn new(p: Provider, hosts: &OperatorHosts) -> Self {
+        let gate = gate_verdict_with(&p, hosts).to_owned();
+        let operator_host = on_operator_host(&p, hosts);
         Self {
+            operator_host,
             provider_id: p.provider_id,
             label: p.label,
             adapter: p.adapter,
@@ -350,13 +376,20 @@ fn change_input(p: &ProviderPatch) -> Result<ProviderChange, AppError> {
     params(("practice_id" = String, Path, format = Uuid)),
     responses((status = 200, body = Vec<ProviderView>), (status = 403, body = E), (status = 404, body = E)))]
 pub(crate) async fn ai_provider_list(
+    State(state): State<AppState>,
     ctx: Ctx<ClinicalOrManage>,
     ApiPath(_): ApiPath<PracticeId>,
 ) -> Result<Json<Vec<ProviderView>>, AppError> {
     let mut tx = ctx.tx;
     let providers = list_providers(&mut tx).await?;
     tx.commit().await?;
-    Ok(Json(providers.into_iter().map(Into::into).collect()))
+    let hosts = &state.assistant.operator_hosts;
+    Ok(Json(
+        providers
+            .into_iter()
+            .map(|p| ProviderView::new(p, hosts))
+            .collect(),
+    ))
 }
 
 /// Registers an AI provider (owners and admins). A `baa_document_ref` records the caller's
@@ -388,7 +421,10 @@ pub(crate) async fn ai_provider_register(
     let mut tx = ctx.tx;
     let p = register_provider(&mut tx, state.store.keyring()?, &p).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(p.into())))
+    Ok((
+        StatusCode::CREATED,
+        Json(ProviderView::new(p, &state.assistant.operator_hosts)),
+    ))
 }
 
 /// Changes an AI provider's posture (owners and admins). `attest_baa` records the caller's
@@ -407,7 +443,7 @@ pub(crate) async fn ai_provider_change(
     let mut tx = ctx.tx;
     let p = change_provider(&mut tx, state.store.keyring()?, id, &c).await?;
     tx.commit().await?;
-    Ok(Json(p.into()))
+    Ok(Json(ProviderView::new(p, &state.assistant.operator_hosts)))
 }
 
 fn posture_flags(p: &Provider) -> serde_json::Value {

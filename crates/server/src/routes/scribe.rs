@@ -658,6 +658,7 @@ async fn ai_sentences(
     let called = run_turn(
         tx,
         keyring,
+        &state.assistant.operator_hosts,
         subject,
         &posture,
         &prompt,

@@ -36,6 +36,8 @@ pub(crate) struct ProviderRow {
     base_url: String,
     model: String,
     self_hosted: bool,
+    /// Cleared as self-hosted because its host is one the operator listed.
+    operator_host: bool,
     vendor: String,
     has_baa: bool,
     baa_by: String,
@@ -160,8 +162,13 @@ fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn row(p: Provider, change_error: Option<&(ProviderId, String)>) -> ProviderRow {
-    let gate = server::rules::providers::gate_verdict(&p);
+fn row(
+    p: Provider,
+    change_error: Option<&(ProviderId, String)>,
+    hosts: &server::assistant::OperatorHosts,
+) -> ProviderRow {
+    let gate = server::rules::providers::gate_verdict_with(&p, hosts);
+    let operator_host = server::rules::providers::on_operator_host(&p, hosts);
     let change_error = change_error
         .filter(|(id, _)| *id == p.provider_id)
         .map(|(_, m)| m.clone());
@@ -182,6 +189,7 @@ fn row(p: Provider, change_error: Option<&(ProviderId, String)>) -> ProviderRow 
         baa_doc,
         id: p.provider_id,
         self_hosted: p.hosting == "self_hosted",
+        operator_host,
         gate: match gate {
             "cleared" => "cleared",
             "disabled" => "refused: disabled",
@@ -227,6 +235,7 @@ fn history_what(action: &str, details: Option<&serde_json::Value>) -> String {
 /// The page's data: the providers (audited `ai_provider.list`) and the posture history.
 async fn page(
     tx: &mut TenantTx,
+    hosts: &server::assistant::OperatorHosts,
     form: RegisterForm,
     error: Option<String>,
     change_error: Option<(ProviderId, String)>,
@@ -259,7 +268,7 @@ async fn page(
         practice_id,
         providers: list
             .into_iter()
-            .map(|p| row(p, change_error.as_ref()))
+            .map(|p| row(p, change_error.as_ref(), hosts))
             .collect(),
         history,
         adapters: store::providers::ADAPTERS
@@ -278,12 +287,14 @@ async fn page(
 
 /// `GET /app/practices/{practice_id}/ai-providers`: the providers, the history, the forms.
 pub(crate) async fn providers_page(
+    axum::extract::State(state): axum::extract::State<AppState>,
     Member(ctx): Member<Manage>,
     Query(q): Query<DoneQuery>,
 ) -> Result<Response, WebError> {
     let mut tx = ctx.tx;
     let p = page(
         &mut tx,
+        &state.assistant.operator_hosts,
         RegisterForm {
             hosting: "self_hosted".into(),
             enabled: Some("on".into()),
@@ -341,6 +352,7 @@ pub(crate) async fn provider_register(
     };
     let p = page(
         &mut tx,
+        &state.assistant.operator_hosts,
         form,
         Some(format!("Nothing was registered: {e}.")),
         None,
@@ -428,6 +440,7 @@ pub(crate) async fn provider_change(
     }
     let p = page(
         &mut tx,
+        &state.assistant.operator_hosts,
         RegisterForm {
             hosting: "self_hosted".into(),
             enabled: Some("on".into()),
