@@ -85,7 +85,7 @@ pub fn outbound_scan(clients: usize, per_round: usize, rounds: usize) -> anyhow:
     let scanner = Scanner::new(
         &known,
         [origin.host().to_owned()],
-        &[phone.clone()],
+        std::slice::from_ref(&phone),
         &["front@harbour.example.test".to_owned()],
         Some(&practice),
     )?;
