@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_sdk_bedrockruntime::config::http::HttpResponse;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::types::{
@@ -123,8 +124,13 @@ fn build_error<E>(_: E) -> EgressError {
     EgressError::Malformed("the Bedrock request could not be built".into())
 }
 
-fn map_error<R>(e: &SdkError<ConverseError, R>) -> EgressError {
+fn map_error(e: &SdkError<ConverseError, HttpResponse>) -> EgressError {
     match e {
+        // A success status whose body the SDK could not read is a malformed reply, not an
+        // HTTP error.
+        SdkError::ServiceError(s) if s.raw().status().is_success() => {
+            EgressError::Malformed("the Bedrock reply could not be read".into())
+        }
         SdkError::ServiceError(s) => match s.err() {
             ConverseError::ThrottlingException(_)
             | ConverseError::ServiceUnavailableException(_) => EgressError::RateLimited {
@@ -135,7 +141,7 @@ fn map_error<R>(e: &SdkError<ConverseError, R>) -> EgressError {
                 Some("ValidationException") => EgressError::Status(400),
                 Some("AccessDeniedException") => EgressError::Status(403),
                 Some("ResourceNotFoundException") => EgressError::Status(404),
-                _ => EgressError::Status(500),
+                _ => EgressError::Status(s.raw().status().as_u16()),
             },
         },
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => EgressError::Unreachable,

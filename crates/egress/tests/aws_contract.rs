@@ -248,12 +248,14 @@ async fn bedrock_converse_drafts_through_a_forced_tool() {
     let r = &s.recorded()[0];
     assert_eq!(r.method, Method::POST);
     assert_eq!(
-        r.path,
-        "/model/anthropic.claude-standin-v1%3A0/converse",
+        r.path, "/model/anthropic.claude-standin-v1%3A0/converse",
         "the model id is percent-encoded into the path"
     );
     let auth = r.headers["authorization"].to_str().unwrap();
-    assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDSTANDIN/"), "{auth}");
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDSTANDIN/"),
+        "{auth}"
+    );
     assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
     assert!(!auth.contains("standin-secret"));
     assert!(r.headers.contains_key("x-amz-date"));
@@ -280,8 +282,14 @@ async fn bedrock_converse_drafts_through_a_forced_tool() {
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["role"], "user");
     let text = messages[0]["content"][0]["text"].as_str().unwrap();
-    assert!(text.contains(&format!("id={a}: Bleeding on probing at three.")), "{text}");
-    assert!(text.contains(&format!("id={b}: Patient flosses twice a week.")), "{text}");
+    assert!(
+        text.contains(&format!("id={a}: Bleeding on probing at three.")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("id={b}: Patient flosses twice a week.")),
+        "{text}"
+    );
     assert!(text.contains("Probing depths: 3 MB 4 mm"), "{text}");
 }
 
