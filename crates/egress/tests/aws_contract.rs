@@ -2,6 +2,16 @@
 //! (real HTTP through the official SDK, the documented REST shape): a good draft and the
 //! request it sent, truncation, throttling (with the SDK's own retry), and malformed replies.
 #![cfg(feature = "aws")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods,
+    clippy::panic,
+    clippy::many_single_char_names,
+    clippy::too_many_lines,
+    reason = "integration tests: failures must be loud, fixtures use the wall clock"
+)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
