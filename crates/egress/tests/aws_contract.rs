@@ -1,6 +1,9 @@
-//! The Bedrock `Converse` drafter against a loopback stand-in of the Bedrock Runtime API
-//! (real HTTP through the official SDK, the documented REST shape): a good draft and the
-//! request it sent, truncation, throttling (with the SDK's own retry), and malformed replies.
+//! The AWS adapters against loopback stand-ins of the real APIs, through the official SDKs:
+//! - Bedrock `Converse` (REST JSON over HTTP/1.1): a good draft and the request it sent,
+//!   truncation, throttling (with the SDK's own retry), errors and malformed replies;
+//! - Transcribe Medical `StartMedicalStreamTranscription` (HTTP/2 over TLS, AWS event-stream
+//!   framing, every frame signed): the audio events and request headers, speaker turns,
+//!   rate limiting before and inside the stream, a bad request and the reply size limit.
 #![cfg(feature = "aws")]
 #![allow(
     clippy::unwrap_used,
