@@ -41,7 +41,8 @@ async fn wait_for_path_containing(b: &Browser, part: &str, not: &str) -> String 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let path = b.path().await;
-        if path.contains(part) && path != not {
+        // Not the page the click was made on (a proposal page is `…/drafts/{id}/assist`).
+        if path.contains(part) && path != not && !path.ends_with("/assist") {
             return path;
         }
         assert!(

@@ -297,8 +297,11 @@ async fn an_unsure_hearing_asks_chart_or_discard() {
         s.avg_logprob = -2.5;
         testkit::standins::Reply::Transcript(vec![s])
     };
-    ear.script(unsure());
-    ear.script(unsure());
+    // Two dictations, each heard twice: the first reading and the third a held final gets
+    // (unsure again, so the final stays held).
+    for _ in 0..4 {
+        ear.script(unsure());
+    }
     let email = crate::util::email_of(&db, world.a.user("clinician")).await;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dictate-audio");
     std::fs::create_dir_all(&dir).unwrap();
@@ -322,8 +325,8 @@ async fn an_unsure_hearing_asks_chart_or_discard() {
     quit.unwrap();
     assert_eq!(
         ear.requests(),
-        2,
-        "one call per clip (a held final is not cross-checked)"
+        4,
+        "two calls per clip: the first reading and the held final's third reading"
     );
 }
 
