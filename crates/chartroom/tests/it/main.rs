@@ -69,6 +69,7 @@ mod web_browser_passkeys;
 mod web_browser_perio;
 mod web_browser_scribe;
 mod web_browser_visit;
+mod web_browser_visit_bench;
 mod web_capture;
 mod web_pages;
 mod web_passkeys;

@@ -57,7 +57,7 @@ const HEARD: [&str; 10] = [
 ];
 
 /// The installed scribe home, or `None` (with the reason printed) when the test must skip.
-fn installed_home() -> Option<PathBuf> {
+pub(crate) fn installed_home() -> Option<PathBuf> {
     let home = LocalWhisperConfig::default_home()?;
     if LocalWhisperConfig::is_installed(&home) {
         return Some(home);
@@ -74,7 +74,7 @@ fn installed_home() -> Option<PathBuf> {
     None
 }
 
-fn run(cmd: &mut Command) {
+pub(crate) fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?}: {out:?}");
 }
@@ -93,7 +93,7 @@ fn speak(dir: &Path, wav: &Path) {
 }
 
 /// The indicator of the current page.
-async fn indicator(b: &Browser) -> Value {
+pub(crate) async fn indicator(b: &Browser) -> Value {
     b.driver
         .execute(
             "const e = document.getElementById('rec-indicator');
@@ -121,7 +121,7 @@ async fn wait_indicator<F: Fn(&Value) -> bool>(b: &Browser, what: &str, ok: F) -
 }
 
 /// The visit page's recorder state.
-async fn recorder(b: &Browser) -> Value {
+pub(crate) async fn recorder(b: &Browser) -> Value {
     b.driver
         .execute(
             "const r = document.getElementById('recorder');
@@ -148,7 +148,7 @@ async fn wait_recorder<F: Fn(&Value) -> bool>(b: &Browser, what: &str, ok: F) ->
     }
 }
 
-async fn api(
+pub(crate) async fn api(
     app: &TestApp,
     method: Method,
     path: &str,
