@@ -175,21 +175,6 @@ impl Reply for Revision {
     }
 }
 
-fn edit_error(e: &EgressError) -> AppError {
-    match e {
-        EgressError::Refused(_) => AppError::AiRefused(
-            "the practice's drafting provider is not allowed (a vendor needs a BAA on record and training disabled); nothing was sent — an owner can fix its registration",
-        ),
-        EgressError::Truncated => AppError::AiFailed(
-            "the drafting provider's reply was cut short at its token limit: nothing was changed; try again",
-        ),
-        EgressError::RateLimited { .. } => AppError::AiFailed(
-            "the drafting provider is rate limiting: nothing was changed; try again in a moment",
-        ),
-        _ => AppError::AiFailed("the drafting provider failed: nothing was changed; try again"),
-    }
-}
-
 fn section_of(name: &str) -> DraftSection {
     match name {
         "subjective" => DraftSection::Subjective,
@@ -275,7 +260,7 @@ async fn revise(
             checked_sentences(&r.reply.sentences, &pairs),
             called.turn,
         ))),
-        Err(e) => Ok(Err(edit_error(&e))),
+        Err(e) => Ok(Err(crate::routes::scribe::drafting_error(&e))),
     }
 }
 

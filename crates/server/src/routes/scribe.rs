@@ -586,18 +586,20 @@ pub(crate) fn content_of(sentences: &[NewSentence]) -> NoteContent {
     c
 }
 
-fn drafting_error(e: &EgressError) -> AppError {
+/// A failed drafting call (a draft or an assistant edit) as the caller's error: nothing of it
+/// was saved but its turn.
+pub(crate) fn drafting_error(e: &EgressError) -> AppError {
     match e {
         EgressError::Refused(_) => AppError::AiRefused(
             "the practice's drafting provider is not allowed (a vendor needs a BAA on record and training disabled); nothing was sent — an owner can fix its registration",
         ),
         EgressError::Truncated => AppError::AiFailed(
-            "the drafting provider's reply was cut short at its token limit: no draft was made; try again",
+            "the drafting provider's reply was cut short at its token limit: nothing was saved; try again",
         ),
         EgressError::RateLimited { .. } => AppError::AiFailed(
-            "the drafting provider is rate limiting: no draft was made; try again in a moment",
+            "the drafting provider is rate limiting: nothing was saved; try again in a moment",
         ),
-        _ => AppError::AiFailed("the drafting provider failed: no draft was made; try again"),
+        _ => AppError::AiFailed("the drafting provider failed: nothing was saved; try again"),
     }
 }
 
