@@ -1,5 +1,5 @@
-//! The one door out of Chartroom for AI calls: the provider gate and the adapters that speak
-//! to transcription and drafting providers.
+//! The one door out of Chartroom: the provider gate, the adapters that speak to transcription
+//! and drafting providers, and the sending interface of the messaging adapters ([`send`]).
 //!
 //! # Guarantees
 //! - No adapter opens a connection without a [`Cleared`] provider, and the only way to get one
@@ -29,6 +29,7 @@ pub mod gate;
 mod http;
 pub mod local;
 pub mod openai;
+pub mod send;
 pub mod transcribe;
 mod unix;
 
