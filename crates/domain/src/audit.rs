@@ -241,6 +241,14 @@ actions! {
     BackupCreate => "backup.create",
     /// A backup archive was restored (installation log; ids and counts).
     BackupRestore => "backup.restore",
+    /// The practice's online-booking rules, services or clinicians' hours were changed.
+    BookingSetup => "booking.setup",
+    /// A client booked (or asked for) an appointment on the practice's public page.
+    BookingCreate => "booking.create",
+    /// Online bookings were listed for review.
+    BookingList => "booking.list",
+    /// The practice approved or declined a requested online booking.
+    BookingDecide => "booking.decide",
 }
 
 macro_rules! object_kinds {
@@ -302,6 +310,8 @@ object_kinds! {
     TranscriptSegment => "transcript_segment",
     /// A note draft.
     NoteDraft => "note_draft",
+    /// An online booking (its id is the booking's).
+    OnlineBooking => "online_booking",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the
@@ -348,6 +358,12 @@ impl AuditObject {
     #[must_use]
     pub fn appointment(id: AppointmentId) -> Self {
         Self::new(ObjectKind::Appointment, id.as_uuid())
+    }
+
+    /// An online booking.
+    #[must_use]
+    pub fn online_booking(id: crate::BookingId) -> Self {
+        Self::new(ObjectKind::OnlineBooking, id.as_uuid())
     }
 
     /// A visit.

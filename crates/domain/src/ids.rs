@@ -134,3 +134,11 @@ id_type!(
     /// A note draft.
     DraftId
 );
+id_type!(
+    /// An online booking.
+    BookingId
+);
+id_type!(
+    /// A bookable service of a practice.
+    ServiceId
+);

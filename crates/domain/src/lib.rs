@@ -30,6 +30,7 @@
 //! ```
 
 mod audit;
+pub mod booking;
 pub mod clock;
 mod ids;
 pub mod notes;
@@ -41,7 +42,7 @@ pub mod values;
 pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AppointmentId, AssistantTurnId, AuditEventId, CaptureId, ConsentId, DraftId, InvitationId,
-    NoteId, PatientId, PerioExamId, PracticeId, ProviderId, RequestId, SegmentId, UserId, VisitId,
+    AppointmentId, AssistantTurnId, BookingId, AuditEventId, CaptureId, ConsentId, DraftId, InvitationId,
+    NoteId, PatientId, PerioExamId, PracticeId, ProviderId, RequestId, SegmentId, ServiceId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};
