@@ -169,7 +169,11 @@ impl Availability {
         let (earliest, latest) = self.window();
         let length = Duration::minutes(i64::from(self.duration_minutes));
         let step = Duration::minutes(i64::from(self.step_minutes));
-        for day in self.from.iter_days().take(self.days.min(MAX_QUERY_DAYS) as usize) {
+        for day in self
+            .from
+            .iter_days()
+            .take(self.days.min(MAX_QUERY_DAYS) as usize)
+        {
             for c in clinicians {
                 for h in c.hours.iter().filter(|h| h.weekday == day.weekday()) {
                     let close = day.and_time(h.end);
@@ -349,7 +353,9 @@ mod tests {
     #[test]
     fn a_busy_interval_removes_every_overlapping_start() {
         let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(); // Monday
-        let mut w = week(vec![WeeklyHours::new(Weekday::Mon, t(9, 0), t(12, 0)).unwrap()]);
+        let mut w = week(vec![
+            WeeklyHours::new(Weekday::Mon, t(9, 0), t(12, 0)).unwrap(),
+        ]);
         let q = query(chrono_tz::UTC, day, 1);
         assert_eq!(q.slots(std::slice::from_ref(&w)).len(), 5); // 9, 9:30, 10, 10:30, 11
         w.busy.push((
@@ -367,7 +373,9 @@ mod tests {
     #[test]
     fn min_notice_and_the_horizon_bound_the_offer() {
         let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
-        let w = week(vec![WeeklyHours::new(Weekday::Mon, t(9, 0), t(12, 0)).unwrap()]);
+        let w = week(vec![
+            WeeklyHours::new(Weekday::Mon, t(9, 0), t(12, 0)).unwrap(),
+        ]);
         let mut q = query(chrono_tz::UTC, day, 1);
         q.now = Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap();
         q.min_notice_minutes = 120; // nothing before 10:00
@@ -381,10 +389,15 @@ mod tests {
     fn the_spring_gap_loses_its_hour_and_the_autumn_repeat_is_offered_once() {
         // Europe/London: 2026-03-29 01:00 → 02:00; 2026-10-25 02:00 → 01:00. Both Sundays.
         let tz = chrono_tz::Europe::London;
-        let w = week(vec![WeeklyHours::new(Weekday::Sun, t(0, 0), t(3, 0)).unwrap()]);
+        let w = week(vec![
+            WeeklyHours::new(Weekday::Sun, t(0, 0), t(3, 0)).unwrap(),
+        ]);
         let spring = query(tz, NaiveDate::from_ymd_opt(2026, 3, 29).unwrap(), 1);
         let s = spring.slots(std::slice::from_ref(&w));
-        assert!(s.iter().all(|s| s.ends_at - s.starts_at == Duration::hours(1)));
+        assert!(
+            s.iter()
+                .all(|s| s.ends_at - s.starts_at == Duration::hours(1))
+        );
         let autumn = query(tz, NaiveDate::from_ymd_opt(2026, 10, 25).unwrap(), 1);
         let a = autumn.slots(std::slice::from_ref(&w));
         let mut starts: Vec<_> = a.iter().map(|s| s.starts_at).collect();
@@ -400,7 +413,10 @@ mod tests {
             no_show_fee_minor: 5000,
         };
         let start = Utc.with_ymd_and_hms(2026, 3, 3, 9, 0, 0).unwrap();
-        assert_eq!(p.terms(start - Duration::hours(25), start), CancelTerms::Free);
+        assert_eq!(
+            p.terms(start - Duration::hours(25), start),
+            CancelTerms::Free
+        );
         assert_eq!(
             p.terms(start - Duration::hours(23), start),
             CancelTerms::Late { fee_minor: 2500 }

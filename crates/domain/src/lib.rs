@@ -42,7 +42,8 @@ pub mod values;
 pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AppointmentId, AssistantTurnId, BookingId, AuditEventId, CaptureId, ConsentId, DraftId, InvitationId,
-    NoteId, PatientId, PerioExamId, PracticeId, ProviderId, RequestId, SegmentId, ServiceId, UserId, VisitId,
+    AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId, ConsentId, DraftId,
+    InvitationId, NoteId, PatientId, PerioExamId, PracticeId, ProviderId, RequestId, SegmentId,
+    ServiceId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

@@ -249,6 +249,12 @@ impl From<StoreError> for AppError {
                     "support staff cannot be members of a practice; approve a support grant instead"
                         .into()
                 }
+                f if ["booking_settings.", "service.", "client.", "hours"]
+                    .iter()
+                    .any(|p| f.starts_with(p)) =>
+                {
+                    format!("{f} is not valid")
+                }
                 _ => "a value is out of range".into(),
             }),
             other => AppError::Internal(other.to_string()),

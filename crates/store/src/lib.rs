@@ -65,6 +65,7 @@ mod append;
 pub mod appointments;
 pub mod audit;
 pub mod blobs;
+pub mod booking;
 pub mod break_glass;
 pub mod capture;
 mod copy_read;

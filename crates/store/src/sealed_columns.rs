@@ -276,6 +276,17 @@ pub const VISIT: SealedTable = SealedTable {
     },
 };
 
+/// Online bookings (`booking`): ids, states, an amount; purged before their appointment.
+pub const ONLINE_BOOKING: SealedTable = SealedTable {
+    table: "online_booking",
+    row: id("booking_id"),
+    columns: &[],
+    reencrypt: Reencrypt::Nothing,
+    purge: Purge::WithPatients {
+        audit_as: Some(ObjectKind::OnlineBooking),
+    },
+};
+
 /// Appointments (`appointments`): ids, times and a status.
 pub const APPOINTMENT: SealedTable = SealedTable {
     table: "appointment",
@@ -434,6 +445,7 @@ pub const TABLES: &[SealedTable] = &[
     CAPTURE,
     RECORDING_CONSENT,
     VISIT,
+    ONLINE_BOOKING,
     APPOINTMENT,
     LEGAL_HOLD,
     PATIENT,
@@ -556,6 +568,17 @@ const CLEAR: &[PlaintextColumn] = &[
     col("membership", "roles", CLOSED),
     col("membership_invitation", "roles", CLOSED),
     col("appointment", "status", CLOSED),
+    col(
+        "booking_service",
+        "name",
+        "the practice's public catalogue name of a service (\"Cleaning\"), shown on its booking page: not about a patient",
+    ),
+    col("booking_service", "payment", CLOSED),
+    col("booking_settings", "currency", CLOSED),
+    col("booking_settings", "new_clients", CLOSED),
+    col("online_booking", "client_kind", CLOSED),
+    col("online_booking", "payment", CLOSED),
+    col("online_booking", "status", CLOSED),
     col("clinical_note", "template", CLOSED),
     col("clinical_note", "status", CLOSED),
     col("clinical_note_version", "kind", CLOSED),

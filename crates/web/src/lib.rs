@@ -189,8 +189,20 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
             post(report::csp_report).layer(DefaultBodyLimit::max(CSP_REPORT_MAX_BYTES)),
         )
         .fallback(|| async { WebError(server::AppError::NotFound("page")) });
+    // The public pages clients reach without an account (a practice's booking page).
+    let public = Router::new()
+        .route("/book/{practice_id}", get(pages::book::services_page))
+        .route(
+            "/book/{practice_id}/services/{service_id}",
+            get(pages::book::times_page),
+        )
+        .route(
+            "/book/{practice_id}/services/{service_id}/at/{start}",
+            get(pages::book::details_page).post(pages::book::book),
+        );
     Router::new()
         .nest(APP_PATH, app)
+        .merge(public)
         .route(
             "/",
             get(|| async { axum::response::Redirect::to(APP_PATH) }),
@@ -231,6 +243,30 @@ fn passkey_routes() -> Router<AppState> {
 /// (`Manage`; the accounting of disclosures, like the API's, `Scheduling`).
 fn manage_routes() -> Router<AppState> {
     Router::new()
+        .route(
+            "/practices/{practice_id}/booking",
+            get(pages::booking::setup_page),
+        )
+        .route(
+            "/practices/{practice_id}/booking/settings",
+            post(pages::booking::settings_save),
+        )
+        .route(
+            "/practices/{practice_id}/booking/services",
+            post(pages::booking::service_add),
+        )
+        .route(
+            "/practices/{practice_id}/booking/hours/{user_id}",
+            post(pages::booking::hours_save),
+        )
+        .route(
+            "/practices/{practice_id}/booking/requests",
+            get(pages::booking::requests_page),
+        )
+        .route(
+            "/practices/{practice_id}/booking/requests/{booking_id}/{decision}",
+            post(pages::booking::decide),
+        )
         .route(
             "/practices/{practice_id}/patients/{patient_id}/disclosures",
             get(pages::disclosures::disclosures_page).post(pages::disclosures::disclosure_create),

@@ -610,6 +610,35 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
 /// its audit events): the scribe's transcripts and drafts
 /// (`scribe_drafting::scribe_routes_authorization_matrix`).
 const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
+    // Online booking: its matrix is in `booking_api` (the public routes answer without a
+    // session; the setup needs a clinician with hours).
+    ("GET", "/api/v1/practices/{practice_id}/booking/settings"),
+    ("PUT", "/api/v1/practices/{practice_id}/booking/settings"),
+    ("GET", "/api/v1/practices/{practice_id}/booking/services"),
+    ("POST", "/api/v1/practices/{practice_id}/booking/services"),
+    (
+        "PUT",
+        "/api/v1/practices/{practice_id}/booking/services/{service_id}",
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/booking/hours/{user_id}",
+    ),
+    (
+        "PUT",
+        "/api/v1/practices/{practice_id}/booking/hours/{user_id}",
+    ),
+    ("GET", "/api/v1/practices/{practice_id}/booking/bookings"),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/booking/bookings/{booking_id}/decision",
+    ),
+    ("GET", "/api/v1/public/practices/{practice_id}/booking"),
+    ("POST", "/api/v1/public/practices/{practice_id}/booking"),
+    (
+        "GET",
+        "/api/v1/public/practices/{practice_id}/booking/slots",
+    ),
     // Its matrix is in `perio_dictation` (a clip body and a recognizer stand-in).
     (
         "POST",

@@ -163,6 +163,26 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             .execute(&mut su)
             .await
             .unwrap();
+        // Online booking: rules, a service offered by the clinician, hours, one booking.
+        sqlx::query(
+            "with st as (insert into booking_settings (practice_id, enabled, updated_at) values ($1, true, now())),
+                  sv as (insert into booking_service (practice_id, service_id, name, duration_minutes, created_at, updated_at)
+                         values ($1, $4, 'Fixture service', 30, now(), now())),
+                  sc as (insert into booking_service_clinician (practice_id, service_id, clinician_id) values ($1, $4, $3)),
+                  h as (insert into clinician_hours (practice_id, clinician_id, weekday, opens, closes) values ($1, $3, 1, '09:00', '17:00')),
+                  a as (insert into appointment (practice_id, appointment_id, patient_id, clinician_id, starts_at, ends_at, status, created_at, updated_at)
+                        values ($1, $5, $2, $3, now() + interval '2 days', now() + interval '2 days 30 minutes', 'requested', now(), now()))
+             insert into online_booking (practice_id, booking_id, appointment_id, service_id, patient_id, client_kind, status, created_at, updated_at)
+             values ($1, gen_random_uuid(), $5, $4, $2, 'new', 'requested', now(), now())",
+        )
+        .bind(p.id)
+        .bind(p.patient)
+        .bind(p.user("clinician"))
+        .bind(uuid::Uuid::new_v4())
+        .bind(uuid::Uuid::new_v4())
+        .execute(&mut su)
+        .await
+        .unwrap();
         // And one perio exam (an opaque payload: visibility only).
         sqlx::query("insert into perio_exam (practice_id, exam_id, patient_id, clinician_id, created_at, updated_at, session_enc) values ($1, gen_random_uuid(), $2, $3, now(), now(), '\\x00')")
             .bind(p.id)
@@ -629,7 +649,9 @@ fn only_the_session_check_sets_the_actor_roles() {
             "crates/testkit/src/lib.rs",
             "migrations/0011_lean_entry.sql",
             "migrations/0013_session_access.sql",
-            "migrations/0023_session_idle_shown.sql"
+            "migrations/0023_session_idle_shown.sql",
+            // The public booking page's entry: the `online_booking` pseudo-role, no actor.
+            "migrations/0028_booking.sql"
         ],
         "chartroom.roles is written outside the session check"
     );

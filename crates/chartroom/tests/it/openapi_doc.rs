@@ -20,6 +20,9 @@ const PUBLIC: &[&str] = &[
     "post /api/v1/auth/passkey/begin",
     "post /api/v1/auth/passkey/finish",
     "get /api/v1/openapi.json",
+    "get /api/v1/public/practices/{practice_id}/booking",
+    "post /api/v1/public/practices/{practice_id}/booking",
+    "get /api/v1/public/practices/{practice_id}/booking/slots",
 ];
 
 /// One malformed request: what is wrong, the path, and a body with its content type.

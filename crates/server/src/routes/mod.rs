@@ -7,6 +7,7 @@ pub(crate) mod appointments;
 pub(crate) mod assist;
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod booking;
 pub(crate) mod capture;
 pub(crate) mod care_team;
 pub(crate) mod disclosures;
@@ -60,6 +61,7 @@ use crate::AppState;
         (name = "support access", description = "Vendor support grants (owners and admins)"),
         (name = "ai providers", description = "The AI provider registry and its posture (owners and admins change it)"),
         (name = "scribe", description = "Recording consent, captures and audio chunks, the live indicator, the scribe policy, transcripts and evidence-linked note drafts (clinicians; the policy: owners and admins)"),
+        (name = "booking", description = "Online booking: services, clinicians' hours and rules (owners and admins), bookings waiting for approval (clinicians and reception), and the public page (no session)"),
         (name = "meta", description = "This description")
     )
 )]
@@ -184,6 +186,17 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(audit::audit_inclusion),
         routes!(audit::audit_consistency),
         routes!(audit::audit_checkpoint),
+        routes!(booking::booking_settings_get, booking::booking_settings_put),
+        routes!(
+            booking::booking_service_list,
+            booking::booking_service_create
+        ),
+        routes!(booking::booking_service_put),
+        routes!(booking::booking_hours_get, booking::booking_hours_put),
+        routes!(booking::booking_list),
+        routes!(booking::booking_decide),
+        routes!(booking::public_catalogue, booking::public_book),
+        routes!(booking::public_slots),
     ]
 }
 

@@ -4,6 +4,8 @@
 pub(crate) mod account;
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod book;
+pub(crate) mod booking;
 pub(crate) mod break_glass;
 pub(crate) mod capture;
 pub(crate) mod chart;
@@ -105,6 +107,10 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
             label: "Schedule",
             href: format!("/app/practices/{practice}/schedule"),
         });
+        items.push(NavItem {
+            label: "Booking requests",
+            href: format!("/app/practices/{practice}/booking/requests"),
+        });
     }
     if Privilege::Manage.allows(roles) {
         for (label, page) in MANAGE_PAGES {
@@ -118,9 +124,10 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
 }
 
 /// The owner and admin screens (the API's `Manage` privilege): menu label and path.
-const MANAGE_PAGES: [(&str, &str); 8] = [
+const MANAGE_PAGES: [(&str, &str); 9] = [
     ("Members", "members"),
     ("Settings", "settings"),
+    ("Online booking", "booking"),
     ("Support access", "support"),
     ("AI providers", "ai-providers"),
     ("Audit log", "audit"),

@@ -1,0 +1,1038 @@
+//! Online booking: the practice's rules, services and clinicians' hours (owners and admins set
+//! them), the public page's transaction ([`PublicBooking`]) and the review of bookings that
+//! wait for approval (the scheduling roles).
+//!
+//! # Guarantees
+//! - The public page enters a practice only through `app.enter_online_booking`, which admits a
+//!   practice whose online booking is on and gives the transaction the `online_booking`
+//!   pseudo-role: it reads the catalogue and the hours, learns busy *times* (never who), and
+//!   inserts a patient, an appointment and a booking; it reads no existing patient.
+//! - Two clients racing for one slot cannot both get it: a booking takes a transaction lock
+//!   per clinician, re-reads the busy times and re-checks the slot ([`domain::booking::slot_is_free`])
+//!   before it inserts.
+//! - An existing client is recognised by phone number *and* date of birth through the blind
+//!   indexes (`app.online_booking_match`); the page answers the same either way.
+//! - Every booking, setup change and decision appends an audit event (ids only).
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc, Weekday};
+use chrono_tz::Tz;
+use crypto::Keyring;
+use domain::booking::{
+    Availability, CancellationPolicy, ClinicianWeek, PaymentPolicy, Slot, WeeklyHours, slot_is_free,
+};
+use domain::{
+    AppointmentId, AuditAction, AuditObject, BookingId, PatientId, PracticeId, RequestId,
+    ServiceId, UserId,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+
+use crate::append::NewEvent;
+use crate::entry::Audited;
+use crate::patients::{DEFAULT_COUNTRY_CODE, NewPatient};
+use crate::sealed_columns::write_keys;
+use crate::{StoreError, TenantTx};
+
+/// Whether new clients' bookings are made at once or wait for the practice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NewClients {
+    /// Booked at once, like existing clients.
+    Allowed,
+    /// Held as a request until reception approves it.
+    Approval,
+}
+
+impl NewClients {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Approval => "approval",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "allowed" => Ok(Self::Allowed),
+            "approval" => Ok(Self::Approval),
+            _ => Err(StoreError::Corrupt("booking_settings.new_clients")),
+        }
+    }
+}
+
+/// The currencies a practice may charge in.
+pub const CURRENCIES: [&str; 6] = ["usd", "cad", "eur", "gbp", "aud", "nzd"];
+
+/// A practice's online-booking rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookingSettings {
+    /// Whether the public page takes bookings.
+    pub enabled: bool,
+    /// New clients: booked at once or held for approval.
+    pub new_clients: NewClients,
+    /// Nothing can be booked sooner than this (0–20160 minutes).
+    pub min_notice_minutes: u32,
+    /// Nor further ahead than this (1–365 days).
+    pub max_days_ahead: u32,
+    /// Slot starts are this far apart: 5, 10, 15, 20, 30 or 60 minutes.
+    pub step_minutes: u32,
+    /// The cancellation window and its fees.
+    pub cancellation: CancellationPolicy,
+    /// The currency of fees, deposits and prepayments (ISO 4217, lower case).
+    pub currency: String,
+}
+
+impl Default for BookingSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            new_clients: NewClients::Approval,
+            min_notice_minutes: 120,
+            max_days_ahead: 60,
+            step_minutes: 15,
+            cancellation: CancellationPolicy {
+                window_hours: 24,
+                late_cancel_fee_minor: 0,
+                no_show_fee_minor: 0,
+            },
+            currency: "usd".to_owned(),
+        }
+    }
+}
+
+impl BookingSettings {
+    /// Checks every number against its range (the schema checks the same).
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let bad = |f: &str| Err(StoreError::Invalid(format!("booking_settings.{f}")));
+        if self.min_notice_minutes > 20_160 {
+            return bad("min_notice_minutes");
+        }
+        if !(1..=365).contains(&self.max_days_ahead) {
+            return bad("max_days_ahead");
+        }
+        if ![5, 10, 15, 20, 30, 60].contains(&self.step_minutes) {
+            return bad("step_minutes");
+        }
+        if self.cancellation.window_hours > 168 {
+            return bad("cancellation.window_hours");
+        }
+        if self.cancellation.late_cancel_fee_minor > 100_000 {
+            return bad("cancellation.late_cancel_fee_minor");
+        }
+        if self.cancellation.no_show_fee_minor > 100_000 {
+            return bad("cancellation.no_show_fee_minor");
+        }
+        if !CURRENCIES.contains(&self.currency.as_str()) {
+            return bad("currency");
+        }
+        Ok(())
+    }
+}
+
+/// A bookable service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Service {
+    /// Id.
+    pub service_id: ServiceId,
+    /// The catalogue name.
+    pub name: String,
+    /// Length in minutes.
+    pub duration_minutes: u32,
+    /// What is paid when booking.
+    pub payment: PaymentPolicy,
+    /// Offered online.
+    pub active: bool,
+    /// The clinicians who offer it.
+    pub clinicians: Vec<UserId>,
+}
+
+/// A service as an owner or admin writes it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceInput {
+    /// The catalogue name (1–80 characters, no control characters).
+    pub name: String,
+    /// Length in minutes (5–480).
+    pub duration_minutes: u32,
+    /// What is paid when booking.
+    pub payment: PaymentPolicy,
+    /// Offered online.
+    pub active: bool,
+    /// The clinicians who offer it (members holding `clinician`).
+    pub clinicians: Vec<UserId>,
+}
+
+impl ServiceInput {
+    fn validate(&self) -> Result<(), StoreError> {
+        let bad = |f: &str| Err(StoreError::Invalid(format!("service.{f}")));
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+            return bad("name");
+        }
+        if !(5..=480).contains(&self.duration_minutes) {
+            return bad("duration_minutes");
+        }
+        match self.payment {
+            PaymentPolicy::Deposit { amount_minor } | PaymentPolicy::Prepay { amount_minor }
+                if amount_minor == 0 || amount_minor > 1_000_000 =>
+            {
+                return bad("payment.amount_minor");
+            }
+            _ => {}
+        }
+        if self.clinicians.len() > 50 {
+            return bad("clinicians");
+        }
+        Ok(())
+    }
+}
+
+fn payment_columns(p: PaymentPolicy) -> (&'static str, i32) {
+    match p {
+        PaymentPolicy::None => ("none", 0),
+        PaymentPolicy::Deposit { amount_minor } => {
+            ("deposit", i32::try_from(amount_minor).unwrap_or(i32::MAX))
+        }
+        PaymentPolicy::Prepay { amount_minor } => {
+            ("prepay", i32::try_from(amount_minor).unwrap_or(i32::MAX))
+        }
+        PaymentPolicy::CardOnFile => ("card_on_file", 0),
+    }
+}
+
+fn payment_policy(kind: &str, amount: i32) -> Result<PaymentPolicy, StoreError> {
+    let amount_minor = u32::try_from(amount).map_err(|_| StoreError::Corrupt("booking_service"))?;
+    Ok(match kind {
+        "none" => PaymentPolicy::None,
+        "deposit" => PaymentPolicy::Deposit { amount_minor },
+        "prepay" => PaymentPolicy::Prepay { amount_minor },
+        "card_on_file" => PaymentPolicy::CardOnFile,
+        _ => return Err(StoreError::Corrupt("booking_service.payment")),
+    })
+}
+
+fn to_u32(v: i32, what: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(what))
+}
+
+type SettingsRow = (bool, String, i32, i32, i32, i32, i32, i32, String);
+
+async fn read_settings(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+) -> Result<BookingSettings, StoreError> {
+    let row: Option<SettingsRow> = sqlx::query_as(
+        "select enabled, new_clients, min_notice_minutes, max_days_ahead, step_minutes,
+                cancel_window_hours, late_cancel_fee_minor, no_show_fee_minor, currency
+           from booking_settings where practice_id = $1",
+    )
+    .bind(practice)
+    .fetch_optional(conn)
+    .await?;
+    let Some((enabled, new_clients, notice, ahead, step, window, late, no_show, currency)) = row
+    else {
+        return Ok(BookingSettings::default());
+    };
+    Ok(BookingSettings {
+        enabled,
+        new_clients: NewClients::parse(&new_clients)?,
+        min_notice_minutes: to_u32(notice, "booking_settings")?,
+        max_days_ahead: to_u32(ahead, "booking_settings")?,
+        step_minutes: to_u32(step, "booking_settings")?,
+        cancellation: CancellationPolicy {
+            window_hours: to_u32(window, "booking_settings")?,
+            late_cancel_fee_minor: to_u32(late, "booking_settings")?,
+            no_show_fee_minor: to_u32(no_show, "booking_settings")?,
+        },
+        currency,
+    })
+}
+
+type ServiceRow = (ServiceId, String, i32, String, i32, bool, Vec<uuid::Uuid>);
+
+async fn read_services(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    only_active: bool,
+) -> Result<Vec<Service>, StoreError> {
+    let rows: Vec<ServiceRow> = sqlx::query_as(
+        "select s.service_id, s.name, s.duration_minutes, s.payment, s.amount_minor, s.active,
+                coalesce(array_agg(c.clinician_id order by c.clinician_id)
+                         filter (where c.clinician_id is not null), '{}')
+           from booking_service s
+           left join booking_service_clinician c
+             on c.practice_id = s.practice_id and c.service_id = s.service_id
+          where s.practice_id = $1 and (s.active or not $2)
+          group by s.service_id, s.name, s.duration_minutes, s.payment, s.amount_minor,
+                   s.active, s.position
+          order by s.position, s.name, s.service_id",
+    )
+    .bind(practice)
+    .bind(only_active)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(
+            |(id, name, duration, payment, amount, active, clinicians)| {
+                Ok(Service {
+                    service_id: id,
+                    name,
+                    duration_minutes: to_u32(duration, "booking_service")?,
+                    payment: payment_policy(&payment, amount)?,
+                    active,
+                    clinicians: clinicians.into_iter().map(UserId::from_uuid).collect(),
+                })
+            },
+        )
+        .collect()
+}
+
+async fn read_hours(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    clinician: UserId,
+) -> Result<Vec<WeeklyHours>, StoreError> {
+    let rows: Vec<(i16, NaiveTime, NaiveTime)> = sqlx::query_as(
+        "select weekday, opens, closes from clinician_hours
+          where practice_id = $1 and clinician_id = $2 order by weekday, opens",
+    )
+    .bind(practice)
+    .bind(clinician)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(d, opens, closes)| {
+            let day = u8::try_from(d)
+                .ok()
+                .and_then(|d| Weekday::try_from(d.wrapping_sub(1)).ok())
+                .ok_or(StoreError::Corrupt("clinician_hours.weekday"))?;
+            WeeklyHours::new(day, opens, closes).map_err(|_| StoreError::Corrupt("clinician_hours"))
+        })
+        .collect()
+}
+
+async fn read_busy(
+    conn: &mut PgConnection,
+    clinician: UserId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+    Ok(
+        sqlx::query_as("select starts_at, ends_at from app.online_booking_busy($1, $2, $3)")
+            .bind(clinician)
+            .bind(from)
+            .bind(to)
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// The weeks of `service`'s clinicians with their busy times in `[from, to)`.
+async fn weeks(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    service: &Service,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<ClinicianWeek>, StoreError> {
+    let mut out = Vec::with_capacity(service.clinicians.len());
+    for &clinician in &service.clinicians {
+        out.push(ClinicianWeek {
+            clinician,
+            hours: read_hours(&mut *conn, practice, clinician).await?,
+            busy: read_busy(&mut *conn, clinician, from, to).await?,
+        });
+    }
+    Ok(out)
+}
+
+fn query(
+    settings: &BookingSettings,
+    service: &Service,
+    tz: Tz,
+    now: DateTime<Utc>,
+    from: NaiveDate,
+    days: u32,
+) -> Availability {
+    Availability {
+        tz,
+        now,
+        from,
+        days,
+        duration_minutes: service.duration_minutes,
+        step_minutes: settings.step_minutes,
+        min_notice_minutes: settings.min_notice_minutes,
+        max_days_ahead: settings.max_days_ahead,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The practice's side (owners and admins set up; the scheduling roles review).
+// ---------------------------------------------------------------------------------------
+
+/// The practice's booking rules (the defaults when never set).
+pub async fn settings(tx: &mut TenantTx) -> Result<BookingSettings, StoreError> {
+    let practice = tx.practice();
+    read_settings(tx.conn(), practice).await
+}
+
+/// Sets the practice's booking rules (owners and admins; RLS refuses others) and audits it.
+pub async fn put_settings(tx: &mut TenantTx, s: &BookingSettings) -> Result<(), StoreError> {
+    s.validate()?;
+    let practice = tx.practice();
+    let (actor, now) = (tx.actor(), tx.now());
+    sqlx::query(
+        "insert into booking_settings (practice_id, enabled, new_clients, min_notice_minutes,
+                max_days_ahead, step_minutes, cancel_window_hours, late_cancel_fee_minor,
+                no_show_fee_minor, currency, updated_by, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         on conflict (practice_id) do update set enabled = excluded.enabled,
+                new_clients = excluded.new_clients, min_notice_minutes = excluded.min_notice_minutes,
+                max_days_ahead = excluded.max_days_ahead, step_minutes = excluded.step_minutes,
+                cancel_window_hours = excluded.cancel_window_hours,
+                late_cancel_fee_minor = excluded.late_cancel_fee_minor,
+                no_show_fee_minor = excluded.no_show_fee_minor, currency = excluded.currency,
+                updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+    )
+    .bind(practice)
+    .bind(s.enabled)
+    .bind(s.new_clients.as_str())
+    .bind(i32::try_from(s.min_notice_minutes).unwrap_or(i32::MAX))
+    .bind(i32::try_from(s.max_days_ahead).unwrap_or(i32::MAX))
+    .bind(i32::try_from(s.step_minutes).unwrap_or(i32::MAX))
+    .bind(i32::try_from(s.cancellation.window_hours).unwrap_or(i32::MAX))
+    .bind(i32::try_from(s.cancellation.late_cancel_fee_minor).unwrap_or(i32::MAX))
+    .bind(i32::try_from(s.cancellation.no_show_fee_minor).unwrap_or(i32::MAX))
+    .bind(&s.currency)
+    .bind(actor)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    tx.audit(
+        AuditAction::BookingSetup,
+        None,
+        Some(AuditObject::practice(practice)),
+    )
+    .await
+}
+
+/// Every service (active or not), for the practice's setup screen.
+pub async fn services(tx: &mut TenantTx) -> Result<Vec<Service>, StoreError> {
+    let practice = tx.practice();
+    read_services(tx.conn(), practice, false).await
+}
+
+/// Whether every id is a member of the practice holding `clinician`.
+async fn all_clinicians(tx: &mut TenantTx, ids: &[UserId]) -> Result<bool, StoreError> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|u| u.as_uuid()).collect();
+    let found: i64 = sqlx::query_scalar(
+        "select count(distinct user_id) from membership
+          where practice_id = $1 and user_id = any($2) and 'clinician' = any(roles)",
+    )
+    .bind(tx.practice())
+    .bind(&ids)
+    .fetch_one(tx.conn())
+    .await?;
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    Ok(usize::try_from(found).ok() == Some(distinct.len()))
+}
+
+/// Creates (`id` `None`) or replaces a service; its clinicians must be the practice's
+/// clinicians. `None` when `id` names no service of the practice.
+pub async fn put_service(
+    tx: &mut TenantTx,
+    id: Option<ServiceId>,
+    input: &ServiceInput,
+) -> Result<Option<ServiceId>, StoreError> {
+    input.validate()?;
+    if !all_clinicians(tx, &input.clinicians).await? {
+        return Err(StoreError::Invalid("service.clinicians".into()));
+    }
+    let practice = tx.practice();
+    let now = tx.now();
+    let (payment, amount) = payment_columns(input.payment);
+    let service = match id {
+        None => {
+            let id = ServiceId::new();
+            sqlx::query(
+                "insert into booking_service (practice_id, service_id, name, duration_minutes,
+                        payment, amount_minor, active, position, created_at, updated_at)
+                 values ($1, $2, $3, $4, $5, $6, $7,
+                        (select coalesce(max(position) + 1, 0) from booking_service where practice_id = $1),
+                        $8, $8)",
+            )
+            .bind(practice)
+            .bind(id)
+            .bind(input.name.trim())
+            .bind(i32::try_from(input.duration_minutes).unwrap_or(i32::MAX))
+            .bind(payment)
+            .bind(amount)
+            .bind(input.active)
+            .bind(now)
+            .execute(tx.conn())
+            .await?;
+            id
+        }
+        Some(id) => {
+            let n = sqlx::query(
+                "update booking_service set name = $3, duration_minutes = $4, payment = $5,
+                        amount_minor = $6, active = $7, updated_at = $8
+                  where practice_id = $1 and service_id = $2",
+            )
+            .bind(practice)
+            .bind(id)
+            .bind(input.name.trim())
+            .bind(i32::try_from(input.duration_minutes).unwrap_or(i32::MAX))
+            .bind(payment)
+            .bind(amount)
+            .bind(input.active)
+            .bind(now)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Ok(None);
+            }
+            sqlx::query(
+                "delete from booking_service_clinician where practice_id = $1 and service_id = $2",
+            )
+            .bind(practice)
+            .bind(id)
+            .execute(tx.conn())
+            .await?;
+            id
+        }
+    };
+    let clinicians: Vec<uuid::Uuid> = input.clinicians.iter().map(|u| u.as_uuid()).collect();
+    sqlx::query(
+        "insert into booking_service_clinician (practice_id, service_id, clinician_id)
+         select $1, $2, c from unnest($3::uuid[]) c on conflict do nothing",
+    )
+    .bind(practice)
+    .bind(service)
+    .bind(&clinicians)
+    .execute(tx.conn())
+    .await?;
+    tx.audit(
+        AuditAction::BookingSetup,
+        None,
+        Some(AuditObject::practice(practice)),
+    )
+    .await?;
+    Ok(Some(service))
+}
+
+/// A clinician's weekly hours.
+pub async fn hours(tx: &mut TenantTx, clinician: UserId) -> Result<Vec<WeeklyHours>, StoreError> {
+    let practice = tx.practice();
+    read_hours(tx.conn(), practice, clinician).await
+}
+
+/// Replaces a clinician's weekly hours (at most 28 openings, none overlapping on a day).
+pub async fn put_hours(
+    tx: &mut TenantTx,
+    clinician: UserId,
+    hours: &[WeeklyHours],
+) -> Result<(), StoreError> {
+    if hours.len() > 28 {
+        return Err(StoreError::Invalid("hours".into()));
+    }
+    let mut sorted = hours.to_vec();
+    sorted.sort_by_key(|h| (h.weekday.number_from_monday(), h.start));
+    if sorted
+        .windows(2)
+        .any(|w| matches!(w, [a, b] if a.weekday == b.weekday && b.start < a.end))
+    {
+        return Err(StoreError::Invalid("hours.overlap".into()));
+    }
+    if !all_clinicians(tx, &[clinician]).await? {
+        return Err(StoreError::Invalid("hours.clinician".into()));
+    }
+    let practice = tx.practice();
+    sqlx::query("delete from clinician_hours where practice_id = $1 and clinician_id = $2")
+        .bind(practice)
+        .bind(clinician)
+        .execute(tx.conn())
+        .await?;
+    for h in &sorted {
+        sqlx::query(
+            "insert into clinician_hours (practice_id, clinician_id, weekday, opens, closes)
+             values ($1, $2, $3, $4, $5)",
+        )
+        .bind(practice)
+        .bind(clinician)
+        .bind(i16::try_from(h.weekday.number_from_monday()).unwrap_or(1))
+        .bind(h.start)
+        .bind(h.end)
+        .execute(tx.conn())
+        .await?;
+    }
+    tx.audit(
+        AuditAction::BookingSetup,
+        None,
+        Some(AuditObject::practice(practice)),
+    )
+    .await
+}
+
+/// An online booking as the practice reviews it (ids, states, times; no contact details).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct OnlineBooking {
+    /// Id.
+    pub booking_id: BookingId,
+    /// The appointment it made.
+    pub appointment_id: AppointmentId,
+    /// The service.
+    pub service_id: ServiceId,
+    /// The client.
+    pub patient_id: PatientId,
+    /// `new` or `existing`.
+    pub client_kind: String,
+    /// `requested`, `booked`, `declined` or `cancelled`.
+    pub status: String,
+    /// `none`, `pending`, `paid`, `card_on_file`, `failed` or `refunded`.
+    pub payment: String,
+    /// Start of the appointment.
+    pub starts_at: DateTime<Utc>,
+    /// The clinician.
+    pub clinician_id: UserId,
+    /// When the client booked.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Online bookings, newest first, optionally only one status (at most 200), audited as a list.
+pub async fn list(
+    tx: &mut TenantTx,
+    status: Option<&str>,
+) -> Result<Vec<OnlineBooking>, StoreError> {
+    if status.is_some_and(|s| !["requested", "booked", "declined", "cancelled"].contains(&s)) {
+        return Err(StoreError::Invalid("status".into()));
+    }
+    let practice = tx.practice();
+    let rows: Vec<OnlineBooking> = sqlx::query_as(
+        "select b.booking_id, b.appointment_id, b.service_id, b.patient_id, b.client_kind,
+                b.status, b.payment, a.starts_at, a.clinician_id, b.created_at
+           from online_booking b
+           join appointment a on a.practice_id = b.practice_id and a.appointment_id = b.appointment_id
+          where b.practice_id = $1 and ($2::text is null or b.status = $2)
+          order by b.created_at desc, b.booking_id limit 200",
+    )
+    .bind(practice)
+    .bind(status)
+    .fetch_all(tx.conn())
+    .await?;
+    tx.audit(
+        AuditAction::BookingList,
+        None,
+        Some(AuditObject::practice(practice)),
+    )
+    .await?;
+    Ok(rows)
+}
+
+/// Approves (the appointment is booked) or declines (it is cancelled) a requested booking.
+/// `None` when there is no such booking; [`StoreError::Conflict`] when it is not a request.
+pub async fn decide(
+    tx: &mut TenantTx,
+    booking: BookingId,
+    approve: bool,
+) -> Result<Option<OnlineBooking>, StoreError> {
+    let practice = tx.practice();
+    let (actor, now) = (tx.actor(), tx.now());
+    let current: Option<(String, AppointmentId)> = sqlx::query_as(
+        "select status, appointment_id from online_booking
+          where practice_id = $1 and booking_id = $2 for update",
+    )
+    .bind(practice)
+    .bind(booking)
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some((status, appointment)) = current else {
+        return Ok(None);
+    };
+    if status != "requested" {
+        return Err(StoreError::Conflict("booking_not_requested".into()));
+    }
+    let (booking_status, appointment_status) = if approve {
+        ("booked", "booked")
+    } else {
+        ("declined", "cancelled")
+    };
+    sqlx::query(
+        "update online_booking set status = $3, decided_by = $4, updated_at = $5
+          where practice_id = $1 and booking_id = $2",
+    )
+    .bind(practice)
+    .bind(booking)
+    .bind(booking_status)
+    .bind(actor)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    sqlx::query(
+        "update appointment set status = $3, updated_at = $4
+          where practice_id = $1 and appointment_id = $2",
+    )
+    .bind(practice)
+    .bind(appointment)
+    .bind(appointment_status)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    tx.audit(
+        AuditAction::BookingDecide,
+        None,
+        Some(AuditObject::online_booking(booking)),
+    )
+    .await?;
+    let row: Option<OnlineBooking> = sqlx::query_as(
+        "select b.booking_id, b.appointment_id, b.service_id, b.patient_id, b.client_kind,
+                b.status, b.payment, a.starts_at, a.clinician_id, b.created_at
+           from online_booking b
+           join appointment a on a.practice_id = b.practice_id and a.appointment_id = b.appointment_id
+          where b.practice_id = $1 and b.booking_id = $2",
+    )
+    .bind(practice)
+    .bind(booking)
+    .fetch_optional(tx.conn())
+    .await?;
+    Ok(row)
+}
+
+// ---------------------------------------------------------------------------------------
+// The public page.
+// ---------------------------------------------------------------------------------------
+
+/// A transaction of the practice's public booking page: entered through
+/// `app.enter_online_booking` with the `online_booking` pseudo-role and no actor. Dropping it
+/// rolls back.
+#[derive(Debug)]
+pub struct PublicBooking {
+    inner: Audited,
+    request: RequestId,
+}
+
+/// What a client enters on the public page (validated by [`ClientDetails::validate`]).
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientDetails {
+    /// Given name.
+    pub given_name: String,
+    /// Family name.
+    pub family_name: String,
+    /// Date of birth.
+    pub date_of_birth: NaiveDate,
+    /// Mobile number.
+    pub phone: String,
+    /// Email address.
+    pub email: String,
+}
+
+impl std::fmt::Debug for ClientDetails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientDetails(…)")
+    }
+}
+
+impl ClientDetails {
+    /// The record a new client gets, every field checked by the patient rules.
+    fn validate(&self, today: NaiveDate) -> Result<NewPatient, StoreError> {
+        let bad = |f: &str| StoreError::Invalid(format!("client.{f}"));
+        let name_ok = |s: &str| {
+            let t = s.trim();
+            !t.is_empty() && t.chars().count() <= 100 && !t.chars().any(char::is_control)
+        };
+        if !name_ok(&self.given_name) {
+            return Err(bad("given_name"));
+        }
+        if !name_ok(&self.family_name) {
+            return Err(bad("family_name"));
+        }
+        if self.date_of_birth > today || today.year() - self.date_of_birth.year() > 130 {
+            return Err(bad("date_of_birth"));
+        }
+        crypto::blind_index::normalize_phone(&self.phone, DEFAULT_COUNTRY_CODE)
+            .map_err(|_| bad("phone"))?;
+        egress::send::EmailAddress::parse(&self.email).map_err(|_| bad("email"))?;
+        Ok(NewPatient {
+            given_name: self.given_name.trim().to_owned(),
+            family_name: self.family_name.trim().to_owned(),
+            date_of_birth: Some(self.date_of_birth),
+            phone: Some(self.phone.trim().to_owned()),
+            email: Some(self.email.trim().to_owned()),
+        })
+    }
+}
+
+/// The result of a booking made on the public page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Booked {
+    /// The booking.
+    pub booking_id: BookingId,
+    /// Its appointment.
+    pub appointment_id: AppointmentId,
+    /// The client's record (new or matched).
+    pub patient_id: PatientId,
+    /// Whether the client was recognised.
+    pub existing: bool,
+    /// `booked`, or `requested` when it waits for the practice.
+    pub status: &'static str,
+    /// The slot.
+    pub slot: Slot,
+    /// What is due now (deposit or prepayment), in minor units.
+    pub due_now_minor: Option<u32>,
+}
+
+/// Why a booking was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BookingRefused {
+    /// No such active service.
+    #[error("no such service")]
+    NoService,
+    /// The slot is not (or no longer) free.
+    #[error("that time is no longer free")]
+    SlotTaken,
+}
+
+impl crate::Store {
+    /// Enters `practice`'s public booking page; `None` when the practice does not take
+    /// online bookings (or does not exist: the two are not told apart).
+    pub async fn online_booking(
+        &self,
+        practice: PracticeId,
+        request: RequestId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PublicBooking>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let entered: bool = sqlx::query_scalar("select app.enter_online_booking($1)")
+            .bind(practice)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !entered {
+            return Ok(None);
+        }
+        Ok(Some(PublicBooking {
+            inner: Audited::entered(tx, practice, now),
+            request,
+        }))
+    }
+}
+
+impl PublicBooking {
+    /// The practice.
+    #[must_use]
+    pub fn practice(&self) -> PracticeId {
+        self.inner.practice()
+    }
+
+    /// The request time.
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.now()
+    }
+
+    /// The practice's name (shown on its public page).
+    pub async fn practice_name(&mut self) -> Result<String, StoreError> {
+        let practice = self.practice();
+        Ok(
+            sqlx::query_scalar("select name from practice where practice_id = $1")
+                .bind(practice)
+                .fetch_one(self.inner.conn())
+                .await?,
+        )
+    }
+
+    /// The practice's time zone (its `time_zone` setting; UTC when unset or unknown).
+    pub async fn time_zone(&mut self) -> Result<Tz, StoreError> {
+        let practice = self.practice();
+        let name: Option<String> = sqlx::query_scalar(
+            "select settings ->> 'time_zone' from practice where practice_id = $1",
+        )
+        .bind(practice)
+        .fetch_one(self.inner.conn())
+        .await?;
+        Ok(name.and_then(|n| n.parse().ok()).unwrap_or(chrono_tz::UTC))
+    }
+
+    /// The rules and the active services.
+    pub async fn catalogue(&mut self) -> Result<(BookingSettings, Vec<Service>), StoreError> {
+        let practice = self.practice();
+        let settings = read_settings(self.inner.conn(), practice).await?;
+        let services = read_services(self.inner.conn(), practice, true).await?;
+        Ok((settings, services))
+    }
+
+    async fn service(
+        &mut self,
+        id: ServiceId,
+    ) -> Result<(BookingSettings, Option<Service>), StoreError> {
+        let (settings, services) = self.catalogue().await?;
+        Ok((settings, services.into_iter().find(|s| s.service_id == id)))
+    }
+
+    /// The free slots of `service` over `days` local days from `from` in the practice's time
+    /// zone `tz` (no clinician is named to the client; the slot carries the id for booking).
+    pub async fn availability(
+        &mut self,
+        service: ServiceId,
+        tz: Tz,
+        from: NaiveDate,
+        days: u32,
+    ) -> Result<Option<Vec<Slot>>, StoreError> {
+        let (settings, Some(service)) = self.service(service).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let q = query(&settings, &service, tz, now, from, days);
+        let (lo, hi) = (
+            now - Duration::days(1),
+            now + Duration::days(i64::from(settings.max_days_ahead) + 2),
+        );
+        let practice = self.practice();
+        let weeks = weeks(self.inner.conn(), practice, &service, lo, hi).await?;
+        Ok(Some(q.slots(&weeks)))
+    }
+
+    /// Books `starts_at` for the client: recognises an existing client by phone and date of
+    /// birth, or records a new one; picks the first of the service's clinicians free then;
+    /// holds new clients' bookings for approval when the practice says so. Appends the audit
+    /// event; the caller queues the messages in the same transaction and commits.
+    pub async fn book(
+        &mut self,
+        keyring: &Keyring,
+        service: ServiceId,
+        tz: Tz,
+        starts_at: DateTime<Utc>,
+        client: &ClientDetails,
+    ) -> Result<Result<Booked, BookingRefused>, StoreError> {
+        let now = self.now();
+        let today = now.with_timezone(&tz).date_naive();
+        let new_patient = client.validate(today)?;
+        let (settings, Some(service)) = self.service(service).await? else {
+            return Ok(Err(BookingRefused::NoService));
+        };
+        let practice = self.practice();
+        // One booking at a time per clinician of this service, so the re-check below holds.
+        for c in &service.clinicians {
+            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 19))")
+                .bind(format!("{practice}/{c}"))
+                .execute(self.inner.conn())
+                .await?;
+        }
+        let q = query(&settings, &service, tz, now, today, 1);
+        let weeks = weeks(
+            self.inner.conn(),
+            practice,
+            &service,
+            starts_at - Duration::days(1),
+            starts_at + Duration::days(1),
+        )
+        .await?;
+        let Some(week) = weeks.iter().find(|w| slot_is_free(&q, w, starts_at)) else {
+            return Ok(Err(BookingRefused::SlotTaken));
+        };
+        let ends_at = starts_at + Duration::minutes(i64::from(service.duration_minutes));
+        let clinician = week.clinician;
+
+        let keys = write_keys(keyring, practice).await?;
+        let phone_tags: Vec<Vec<u8>> = keys
+            .phone_query_tags(&client.phone, DEFAULT_COUNTRY_CODE)
+            .map_err(|_| StoreError::Invalid("client.phone".into()))?
+            .iter()
+            .map(|t| t.as_bytes().to_vec())
+            .collect();
+        let dob_tags: Vec<Vec<u8>> = keys
+            .date_of_birth_query_tags(client.date_of_birth)
+            .iter()
+            .map(|t| t.as_bytes().to_vec())
+            .collect();
+        let matched: Option<PatientId> =
+            sqlx::query_scalar("select app.online_booking_match($1, $2)")
+                .bind(&phone_tags)
+                .bind(&dob_tags)
+                .fetch_one(self.inner.conn())
+                .await?;
+        let (patient, existing) = match matched {
+            Some(p) => (p, true),
+            None => {
+                let id = PatientId::new();
+                let sealed = crate::patients::seal(&keys, id, &new_patient)?;
+                crate::patients::insert_sealed(self.inner.conn(), practice, id, &sealed, now)
+                    .await?;
+                (id, false)
+            }
+        };
+        let status = if !existing && settings.new_clients == NewClients::Approval {
+            "requested"
+        } else {
+            "booked"
+        };
+        let due_now = service.payment.due_now();
+        let appointment = AppointmentId::new();
+        sqlx::query(
+            "insert into appointment (practice_id, appointment_id, patient_id, clinician_id,
+                    starts_at, ends_at, status, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(practice)
+        .bind(appointment)
+        .bind(patient)
+        .bind(clinician)
+        .bind(starts_at)
+        .bind(ends_at)
+        .bind(status)
+        .bind(now)
+        .execute(self.inner.conn())
+        .await?;
+        let booking = BookingId::new();
+        let payment = match service.payment {
+            PaymentPolicy::None => "none",
+            PaymentPolicy::Deposit { .. } | PaymentPolicy::Prepay { .. } => "pending",
+            PaymentPolicy::CardOnFile => "pending",
+        };
+        sqlx::query(
+            "insert into online_booking (practice_id, booking_id, appointment_id, service_id,
+                    patient_id, client_kind, status, payment, amount_minor, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(practice)
+        .bind(booking)
+        .bind(appointment)
+        .bind(service.service_id)
+        .bind(patient)
+        .bind(if existing { "existing" } else { "new" })
+        .bind(status)
+        .bind(payment)
+        .bind(i32::try_from(due_now.unwrap_or(0)).unwrap_or(i32::MAX))
+        .bind(now)
+        .execute(self.inner.conn())
+        .await?;
+        let mut event = NewEvent::new(now, AuditAction::BookingCreate);
+        event.object = Some(AuditObject::online_booking(booking));
+        event.patient = Some(patient);
+        event.request = Some(self.request);
+        self.inner.append(&[event]).await?;
+        Ok(Ok(Booked {
+            booking_id: booking,
+            appointment_id: appointment,
+            patient_id: patient,
+            existing,
+            status,
+            slot: Slot {
+                clinician,
+                starts_at,
+                ends_at,
+            },
+            due_now_minor: due_now,
+        }))
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.inner.commit().await
+    }
+}
