@@ -265,7 +265,8 @@ struct Envelope {
 #[derive(Deserialize)]
 struct Event {
     id: String,
-    event_type: String,
+    #[serde(rename = "event_type")]
+    kind: String,
     #[serde(default)]
     payload: Option<Payload>,
 }
@@ -310,7 +311,7 @@ fn read_event(event: Event) -> Result<Inbound, WebhookError> {
     }
     let event_id = event.id;
     let ignored = |event_id: String| Ok(Inbound::Ignored { event_id });
-    match event.event_type.as_str() {
+    match event.kind.as_str() {
         "message.sent" | "message.finalized" => {
             let payload = event.payload.ok_or(WebhookError::Malformed)?;
             let provider_id = payload.id.ok_or(WebhookError::Malformed)?;

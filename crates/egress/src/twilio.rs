@@ -3,7 +3,7 @@
 //!
 //! # Guarantees
 //! - The request is `POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json`, form-encoded
-//!   `To`, `From` or `MessagingServiceSid`, `Body`, `StatusCallback`, with HTTP basic auth (the
+//!   `To`, `From` or `MessagingServiceSid`, `StatusCallback`, `Body`, with HTTP basic auth (the
 //!   account SID and auth token, or an API key SID and secret). Its final bytes pass the
 //!   practice's [`Scanner`] first (the recipient's own number allowed, our status-callback URL
 //!   blanked: see `scan` in the shared messaging code); a finding is [`SendError::Refused`] and no
@@ -169,15 +169,20 @@ impl SmsCarrier for Twilio {
 
     async fn send_sms(&self, scanner: &Scanner, sms: SmsRequest<'_>) -> Result<Receipt, SendError> {
         let callback = messaging::callback_url(&self.config.callback, sms.key);
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("To", sms.to.as_str());
-        match &self.config.sender {
-            TwilioSender::Number(n) => form.append_pair("From", n.as_str()),
-            TwilioSender::MessagingService(sid) => form.append_pair("MessagingServiceSid", sid),
+        // The serializer is not `Send`: it lives only in this block.
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("To", sms.to.as_str());
+            match &self.config.sender {
+                TwilioSender::Number(n) => form.append_pair("From", n.as_str()),
+                TwilioSender::MessagingService(sid) => form.append_pair("MessagingServiceSid", sid),
+            };
+            // `Body` goes last: an SMS may end with its link, and a link followed by
+            // `&Field=` in the decoded form would not read as a link of its own.
+            form.append_pair("StatusCallback", callback.as_str());
+            form.append_pair("Body", sms.body.as_str());
+            form.finish().into_bytes()
         };
-        form.append_pair("Body", sms.body.as_str());
-        form.append_pair("StatusCallback", callback.as_str());
-        let body = form.finish().into_bytes();
         let encoded_callback: String =
             url::form_urlencoded::byte_serialize(callback.as_str().as_bytes()).collect();
         messaging::scan(scanner, &body, &encoded_callback, sms.to.as_str())?;
