@@ -2,6 +2,15 @@
 //! service), and the webhook verifiers against webhooks the stand-ins sign like the real
 //! providers.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::too_many_lines,
+    reason = "integration tests: failures must be loud"
+)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,6 +216,18 @@ async fn telnyx_sends_the_rendered_text_and_returns_the_message_id() {
     );
     let body: serde_json::Value = serde_json::from_slice(&m.raw).unwrap();
     assert_eq!(body["use_profile_webhooks"], false);
+    assert!(body.get("messaging_profile_id").is_none());
+
+    // From a messaging profile's number pool instead of one number.
+    let profile = uuid::Uuid::new_v4();
+    let mut config = telnyx_config(&standin.url(), TELNYX_KEY);
+    config.sender = TelnyxSender::Profile(profile);
+    assert!(!format!("{config:?}").contains(TELNYX_KEY));
+    let pooled = Telnyx::new(config).unwrap();
+    send_sms(&pooled, &scanner(), &rendered, key()).await.unwrap();
+    let m = &standin.messages()[1];
+    assert_eq!(m.from, None);
+    assert_eq!(m.messaging_profile_id, Some(profile.to_string()));
 }
 
 #[tokio::test]

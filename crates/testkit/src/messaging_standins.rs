@@ -381,7 +381,7 @@ impl TelnyxStandIn {
 
     /// A webhook event envelope (`{"data": {...}, "meta": {...}}`) with a fresh event id.
     #[must_use]
-    pub fn event(event_type: &str, payload: Value, url: &str) -> Value {
+    pub fn event(event_type: &str, payload: &Value, url: &str) -> Value {
         json!({
             "data": {
                 "event_type": event_type,
@@ -414,7 +414,7 @@ impl TelnyxStandIn {
             "message.finalized"
         };
         let payload = telnyx_message_json(&message, status);
-        let event = Self::event(event_type, payload, &url);
+        let event = Self::event(event_type, &payload, &url);
         (url, event)
     }
 
@@ -433,7 +433,7 @@ impl TelnyxStandIn {
             "parts": 1,
             "media": [],
         });
-        Self::event("message.received", payload, url)
+        Self::event("message.received", &payload, url)
     }
 
     /// The base64 Ed25519 signature of `{timestamp}|{body}`.
