@@ -224,7 +224,9 @@ async fn telnyx_sends_the_rendered_text_and_returns_the_message_id() {
     config.sender = TelnyxSender::Profile(profile);
     assert!(!format!("{config:?}").contains(TELNYX_KEY));
     let pooled = Telnyx::new(config).unwrap();
-    send_sms(&pooled, &scanner(), &rendered, key()).await.unwrap();
+    send_sms(&pooled, &scanner(), &rendered, key())
+        .await
+        .unwrap();
     let m = &standin.messages()[1];
     assert_eq!(m.from, None);
     assert_eq!(m.messaging_profile_id, Some(profile.to_string()));
