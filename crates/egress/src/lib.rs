@@ -1,5 +1,6 @@
 //! The one door out of Chartroom: the provider gate, the adapters that speak to transcription
-//! and drafting providers, and the sending interface of the messaging adapters ([`send`]).
+//! and drafting providers, the sending interface of the messaging adapters ([`send`]) and
+//! those adapters: SMS through [`telnyx`] or [`twilio`], Web Push through [`webpush`].
 //!
 //! # Guarantees
 //! - No adapter opens a connection without a [`Cleared`] provider, and the only way to get one
@@ -28,10 +29,14 @@ pub mod evidence;
 pub mod gate;
 mod http;
 pub mod local;
+mod messaging;
 pub mod openai;
 pub mod send;
+pub mod telnyx;
 pub mod transcribe;
+pub mod twilio;
 mod unix;
+pub mod webpush;
 
 pub use anthropic::AnthropicDrafter;
 #[cfg(feature = "aws")]
@@ -43,6 +48,7 @@ pub use gate::{
     BaaAttestation, Cleared, Hosting, Local, ProviderPosture, Refusal, gate, gate_with_hosts,
 };
 pub use http::{ApiKey, Limits};
+pub use messaging::{ConfigError as MessagingConfigError, messaging_limits};
 pub use openai::{OpenAiDrafter, OpenAiTranscriber};
 /// The typed outbound payloads (messages, push, payments) and the scanner they pass.
 pub use outbound;

@@ -37,6 +37,7 @@ use store::{OwnerStore, SessionPolicy, Store};
 use tokio::sync::OnceCell;
 
 pub mod load;
+pub mod messaging_standins;
 pub mod perio;
 pub mod schema;
 pub mod standins;
