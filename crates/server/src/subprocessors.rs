@@ -36,7 +36,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use domain::Clock as _;
 use egress::registry::{DEFAULT_NOTICE_DAYS, Entry, Registry};
 use serde::Serialize;
 use store::subprocessors::RecordedChange;

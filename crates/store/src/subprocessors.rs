@@ -14,11 +14,12 @@
 //! # Owners' notices
 //! Every recorded change is a notice to the owners and admins of every practice: the web app
 //! shows the history on their home page and notices screen with each change's effective date.
-//! [`Store::record_subprocessors`] is the one function that creates notices, so it is also the
-//! one place their email copies are queued: through the outbox (`store::outbox::enqueue`), in
-//! the same transaction as the change rows, one message per practice to its owners.
+//! [`Store::record_subprocessors`] is the one function that creates notices, and so the one
+//! place their email copies belong: queued through the outbox (`store::outbox::enqueue`) in the
+//! same transaction as the change rows, one message per practice to its owners. This tree has
+//! no outbox yet, so today the notice is in the app only.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 use egress::registry::{Change, ChangeKind, Entry, Recorded, plan};
 use sqlx::Row as _;
 
@@ -85,13 +86,15 @@ impl Store {
     /// configuration is the recorded one).
     ///
     /// This is the one place owners' notices are created (see the module docs), and so the
-    /// one place their emails are queued.
+    /// one place their emails are to be queued.
     pub async fn record_subprocessors(
         &self,
         current: &[Entry],
         now: DateTime<Utc>,
         notice: Duration,
     ) -> Result<Recording, StoreError> {
+        // PostgreSQL keeps microseconds: what is returned is what is stored.
+        let now = now.trunc_subsecs(6);
         let mut tx = self.pool.begin().await?;
         sqlx::query("select pg_advisory_xact_lock(hashtextextended('chartroom.subprocessors', 0))")
             .execute(&mut *tx)

@@ -594,7 +594,7 @@ async fn the_atom_feed_is_well_formed_with_one_entry_per_change() {
                     root_ns = e
                         .try_get_attribute("xmlns")
                         .unwrap()
-                        .map(|a| a.unescape_value().unwrap().into_owned());
+                        .map(|a| String::from_utf8(a.value.to_vec()).unwrap());
                 }
                 path.push(name);
                 buffers.push(String::new());

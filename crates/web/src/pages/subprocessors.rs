@@ -12,7 +12,6 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
-use domain::Clock as _;
 use server::AppState;
 use server::extract::Manage;
 use server::subprocessors::{CACHE_CONTROL, PublishedChange, PublishedEntry};
