@@ -7,7 +7,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, SubsecRound as _, Utc};
 use domain::Clock as _;
 use egress::registry::{ChangeKind, Integrations};
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
@@ -287,7 +287,8 @@ async fn change_rows(db: &TestDb) -> i64 {
 async fn changes_are_recorded_once_dated_and_append_only() {
     let db = TestDb::new().await;
     let store = db.store().await;
-    let t0 = Utc::now();
+    // At the database's precision (microseconds), as the store records times.
+    let t0 = Utc::now().trunc_subsecs(6);
     let notice = Duration::days(30);
     let first = store
         .record_subprocessors(&integrations("2026-10-30", "us-east").entries(), t0, notice)
@@ -415,7 +416,7 @@ async fn a_new_phi_vendor_is_pending_until_the_notice_period_ends() {
     // Stripe removed: off the list at once.
     let config = without_stripe();
     assert_eq!(config.list().len(), 2);
-    let later = app.clock.now();
+    let later = app.clock.now().trunc_subsecs(6);
     let r = app
         .store
         .record_subprocessors(&config.entries(), later, Duration::days(30))
