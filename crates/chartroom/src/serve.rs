@@ -187,21 +187,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'stati
 /// Runs the server until SIGINT/SIGTERM (or until the embedded PostgreSQL dies).
 pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let g = svc.global();
-    // Refuse bad transport settings before anything starts.
-    if args.behind_proxy && !args.listen.ip().is_loopback() {
-        anyhow::bail!(
-            "--behind-proxy serves plain HTTP and is allowed on a loopback address only (got {})",
-            args.listen
-        );
-    }
-    for c in &args.security_contacts {
-        if !(c.starts_with("mailto:") || c.starts_with("https://")) {
-            anyhow::bail!("--security-contact must be a mailto: or https: URI");
-        }
-    }
-    let operator_hosts = operator_hosts(&args)?;
-    // The integrations file, checked before anything starts (no BAA, no start).
-    let integrations = crate::subprocessors::load(args.integrations.as_deref(), &g.data_dir)?;
+    let (operator_hosts, integrations) = preflight(&args, &g.data_dir)?;
     // The local transcription default (on first use, unless `--scribe-local on`). Hand
     // `scribe_local.handle()` to the transcription job: its provider is `wait_ready`'s posture.
     let scribe_local = crate::scribe_cmd::start_local(&args.scribe, &g.data_dir)?;
@@ -302,6 +288,31 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     }
     println!("Chartroom stopped");
     Ok(())
+}
+
+/// Refuses bad settings before anything starts: transport, security contacts, the operator's
+/// hosts, and the integrations file (a PHI-touching vendor without a signed BAA: no start).
+fn preflight(
+    args: &ServeArgs,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(
+    server::assistant::OperatorHosts,
+    egress::registry::Integrations,
+)> {
+    if args.behind_proxy && !args.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--behind-proxy serves plain HTTP and is allowed on a loopback address only (got {})",
+            args.listen
+        );
+    }
+    for c in &args.security_contacts {
+        if !(c.starts_with("mailto:") || c.starts_with("https://")) {
+            anyhow::bail!("--security-contact must be a mailto: or https: URI");
+        }
+    }
+    let operator_hosts = operator_hosts(args)?;
+    let integrations = crate::subprocessors::load(args.integrations.as_deref(), data_dir)?;
+    Ok((operator_hosts, integrations))
 }
 
 /// The operator's own hosts for the provider gate (`--ai-self-hosted-host`), checked.

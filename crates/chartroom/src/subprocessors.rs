@@ -17,12 +17,11 @@ const DEFAULT_FILE: &str = "integrations.toml";
 /// secret) a bad file, a credential file readable by others, or a PHI-touching subprocessor
 /// without a signed BAA.
 pub(crate) fn load(explicit: Option<&Path>, data_dir: &Path) -> anyhow::Result<Integrations> {
-    let path: Option<PathBuf> = match explicit {
-        Some(p) => Some(p.to_path_buf()),
-        None => {
-            let p = data_dir.join(DEFAULT_FILE);
-            p.exists().then_some(p)
-        }
+    let path: Option<PathBuf> = if let Some(p) = explicit {
+        Some(p.to_path_buf())
+    } else {
+        let p = data_dir.join(DEFAULT_FILE);
+        p.exists().then_some(p)
     };
     let Some(path) = path else {
         return Ok(Integrations::none());

@@ -28,6 +28,7 @@
 //! Unknown keys are refused, naming the key; error messages never repeat a value (a secret
 //! pasted in the wrong place stays out of logs).
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -437,12 +438,13 @@ fn syntax_error(e: &toml::de::Error, text: &str, origin: &str) -> ConfigError {
         .and_then(|rest| rest.split('`').next())
         .map(str::to_owned)
         .or_else(|| line.and_then(|l| key_on_line(text, l)));
-    if let Some(k) = &key {
-        if message.contains("_file`") && !k.ends_with("_file") {
-            message.push_str(&format!(
-                " (secrets are never written in this file: give `{k}_file`, the path of a 0600 file holding it)"
-            ));
-        }
+    if let Some(k) = key.as_ref().filter(|k| !k.ends_with("_file"))
+        && message.contains("_file`")
+    {
+        let _ = write!(
+            message,
+            " (secrets are never written in this file: give `{k}_file`, the path of a 0600 file holding it)"
+        );
     }
     ConfigError {
         at: match line {
@@ -673,86 +675,12 @@ impl RawIntegration {
             (_, None) => return Err(bad(at, "base_url", "required")),
             (_, Some(u)) => Some(base_url_of(at, &u, hosting)?),
         };
-        let credentials = Credentials {
-            api_key_file: secret_path(
-                at,
-                "credentials.api_key_file",
-                credentials.api_key_file.as_ref(),
-            )?,
-            webhook_secret_file: secret_path(
-                at,
-                "credentials.webhook_secret_file",
-                credentials.webhook_secret_file.as_ref(),
-            )?,
-            webhook_public_key_file: secret_path(
-                at,
-                "credentials.webhook_public_key_file",
-                credentials.webhook_public_key_file.as_ref(),
-            )?,
-            password_file: secret_path(
-                at,
-                "credentials.password_file",
-                credentials.password_file.as_ref(),
-            )?,
-            vapid_private_key_file: secret_path(
-                at,
-                "credentials.vapid_private_key_file",
-                credentials.vapid_private_key_file.as_ref(),
-            )?,
-            account: credentials
-                .account
-                .as_deref()
-                .map(|a| text(at, "credentials.account", a))
-                .transpose()?,
-        };
+        let credentials = credentials_of(at, &credentials)?;
         let sender = sender_of(at, kind, sender)?;
         let baa = baa.map(|b| baa_of(at, b)).transpose()?;
         let location = location_of(at, location)?;
         let added = date(at, "added", &added)?;
-        let overrides = Overrides {
-            role: overrides
-                .role
-                .as_deref()
-                .map(|v| text(at, "overrides.role", v))
-                .transpose()?,
-            data_categories: match overrides.data_categories {
-                None => None,
-                Some(list) => {
-                    if list.is_empty() || list.len() > 12 {
-                        return Err(bad(
-                            at,
-                            "overrides.data_categories",
-                            "expected 1 to 12 categories",
-                        ));
-                    }
-                    Some(
-                        list.iter()
-                            .map(|c| text(at, "overrides.data_categories", c))
-                            .collect::<Result<_, _>>()?,
-                    )
-                }
-            },
-            training: overrides
-                .training
-                .as_deref()
-                .map(|v| text(at, "overrides.training", v))
-                .transpose()?,
-            retention: overrides
-                .retention
-                .as_deref()
-                .map(|v| text(at, "overrides.retention", v))
-                .transpose()?,
-            hosts: {
-                if overrides.hosts.len() > 8 {
-                    return Err(bad(at, "overrides.hosts", "at most 8 hosts"));
-                }
-                overrides
-                    .hosts
-                    .iter()
-                    .map(|h| host(at, "overrides.hosts", h))
-                    .collect::<Result<_, _>>()?
-            },
-        };
+        let overrides = overrides_of(at, overrides)?;
         Ok(Integration {
             kind,
             vendor,
@@ -766,6 +694,88 @@ impl RawIntegration {
             overrides,
         })
     }
+}
+
+fn credentials_of(at: &str, credentials: &RawCredentials) -> Result<Credentials, ConfigError> {
+    Ok(Credentials {
+        api_key_file: secret_path(
+            at,
+            "credentials.api_key_file",
+            credentials.api_key_file.as_ref(),
+        )?,
+        webhook_secret_file: secret_path(
+            at,
+            "credentials.webhook_secret_file",
+            credentials.webhook_secret_file.as_ref(),
+        )?,
+        webhook_public_key_file: secret_path(
+            at,
+            "credentials.webhook_public_key_file",
+            credentials.webhook_public_key_file.as_ref(),
+        )?,
+        password_file: secret_path(
+            at,
+            "credentials.password_file",
+            credentials.password_file.as_ref(),
+        )?,
+        vapid_private_key_file: secret_path(
+            at,
+            "credentials.vapid_private_key_file",
+            credentials.vapid_private_key_file.as_ref(),
+        )?,
+        account: credentials
+            .account
+            .as_deref()
+            .map(|a| text(at, "credentials.account", a))
+            .transpose()?,
+    })
+}
+
+fn overrides_of(at: &str, overrides: RawOverrides) -> Result<Overrides, ConfigError> {
+    Ok(Overrides {
+        role: overrides
+            .role
+            .as_deref()
+            .map(|v| text(at, "overrides.role", v))
+            .transpose()?,
+        data_categories: match overrides.data_categories {
+            None => None,
+            Some(list) => {
+                if list.is_empty() || list.len() > 12 {
+                    return Err(bad(
+                        at,
+                        "overrides.data_categories",
+                        "expected 1 to 12 categories",
+                    ));
+                }
+                Some(
+                    list.iter()
+                        .map(|c| text(at, "overrides.data_categories", c))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+        },
+        training: overrides
+            .training
+            .as_deref()
+            .map(|v| text(at, "overrides.training", v))
+            .transpose()?,
+        retention: overrides
+            .retention
+            .as_deref()
+            .map(|v| text(at, "overrides.retention", v))
+            .transpose()?,
+        hosts: {
+            if overrides.hosts.len() > 8 {
+                return Err(bad(at, "overrides.hosts", "at most 8 hosts"));
+            }
+            overrides
+                .hosts
+                .iter()
+                .map(|h| host(at, "overrides.hosts", h))
+                .collect::<Result<_, _>>()?
+        },
+    })
 }
 
 fn base_url_of(at: &str, raw: &str, hosting: Hosting) -> Result<url::Url, ConfigError> {
@@ -793,19 +803,19 @@ fn base_url_of(at: &str, raw: &str, hosting: Hosting) -> Result<url::Url, Config
         url::Host::Ipv6(ip) => ip.is_loopback(),
         url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
     };
-    match u.scheme() {
-        "https" => {}
-        "http" if loopback || hosting == Hosting::SelfHosted => {}
+    let scheme_ok = match u.scheme() {
         // An SMTP relay: submission with TLS (smtps) or STARTTLS (smtp, upgraded by the
         // adapter); the adapter decides, the registry only lists the host.
-        "smtp" | "smtps" => {}
-        _ => {
-            return Err(bad(
-                at,
-                key,
-                "expected https (http only for loopback or a self-hosted service; smtp/smtps for a relay)",
-            ));
-        }
+        "https" | "smtp" | "smtps" => true,
+        "http" => loopback || hosting == Hosting::SelfHosted,
+        _ => false,
+    };
+    if !scheme_ok {
+        return Err(bad(
+            at,
+            key,
+            "expected https (http only for loopback or a self-hosted service; smtp/smtps for a relay)",
+        ));
     }
     Ok(u)
 }

@@ -55,7 +55,7 @@ pub enum Vendor {
     Stripe,
     /// A Nominatim-compatible geocoder.
     Nominatim,
-    /// OpenAI (drafting, transcription).
+    /// `OpenAI` (drafting, transcription).
     Openai,
     /// Anthropic (drafting).
     Anthropic,
