@@ -19,6 +19,7 @@ mod scribe_cmd;
 mod serve;
 mod services;
 mod startup;
+mod subprocessors;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

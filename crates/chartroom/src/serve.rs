@@ -126,6 +126,18 @@ pub(crate) struct ServeArgs {
         value_name = "HOST"
     )]
     pub ai_self_hosted_hosts: Vec<String>,
+
+    /// The deployment's integrations (SMS, email, push, payments, geocoding): a TOML file, see
+    /// `egress::registry`. Default: `<data dir>/integrations.toml` when it exists; without
+    /// one, no messaging or payment vendor is called. A PHI-touching vendor without a signed
+    /// BAA refuses the start.
+    #[arg(long, env = "CHARTROOM_INTEGRATIONS", value_name = "FILE")]
+    pub integrations: Option<PathBuf>,
+
+    /// Days a newly added PHI-touching subprocessor is announced before it becomes active.
+    #[arg(long, default_value_t = egress::registry::DEFAULT_NOTICE_DAYS,
+          value_parser = clap::value_parser!(u16).range(0..=365))]
+    pub subprocessor_notice_days: u16,
 }
 
 /// Waits for a stop signal or, on the embedded cluster, for the database to exit. Returns why,
@@ -175,19 +187,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'stati
 /// Runs the server until SIGINT/SIGTERM (or until the embedded PostgreSQL dies).
 pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let g = svc.global();
-    // Refuse bad transport settings before anything starts.
-    if args.behind_proxy && !args.listen.ip().is_loopback() {
-        anyhow::bail!(
-            "--behind-proxy serves plain HTTP and is allowed on a loopback address only (got {})",
-            args.listen
-        );
-    }
-    for c in &args.security_contacts {
-        if !(c.starts_with("mailto:") || c.starts_with("https://")) {
-            anyhow::bail!("--security-contact must be a mailto: or https: URI");
-        }
-    }
-    let operator_hosts = operator_hosts(&args)?;
+    let (operator_hosts, integrations) = preflight(&args, &g.data_dir)?;
     // The local transcription default (on first use, unless `--scribe-local on`). Hand
     // `scribe_local.handle()` to the transcription job: its provider is `wait_ready`'s posture.
     let scribe_local = crate::scribe_cmd::start_local(&args.scribe, &g.data_dir)?;
@@ -218,6 +218,14 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         .with_group_commit(group_commit(&args))
         .with_keyring(svc.keyring(db.runtime.clone()).await?);
     crate::startup::prepare_runtime(svc, &store).await;
+    let subprocessors = crate::subprocessors::record(
+        &store,
+        integrations,
+        args.subprocessor_notice_days,
+        &origin,
+        domain::Clock::now(&SystemClock),
+    )
+    .await?;
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let state = server::AppState {
         store: store.clone(),
@@ -240,6 +248,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         checkpoints: Some(svc.checkpoint_store()),
         blobs: Some(Arc::new(svc.blob_store(store.keyring()?.clone())?)),
         assistant: assistant(scribe_local.as_ref(), operator_hosts)?,
+        subprocessors: Arc::new(subprocessors),
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
@@ -279,6 +288,31 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     }
     println!("Chartroom stopped");
     Ok(())
+}
+
+/// Refuses bad settings before anything starts: transport, security contacts, the operator's
+/// hosts, and the integrations file (a PHI-touching vendor without a signed BAA: no start).
+fn preflight(
+    args: &ServeArgs,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(
+    server::assistant::OperatorHosts,
+    egress::registry::Integrations,
+)> {
+    if args.behind_proxy && !args.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--behind-proxy serves plain HTTP and is allowed on a loopback address only (got {})",
+            args.listen
+        );
+    }
+    for c in &args.security_contacts {
+        if !(c.starts_with("mailto:") || c.starts_with("https://")) {
+            anyhow::bail!("--security-contact must be a mailto: or https: URI");
+        }
+    }
+    let operator_hosts = operator_hosts(args)?;
+    let integrations = crate::subprocessors::load(args.integrations.as_deref(), data_dir)?;
+    Ok((operator_hosts, integrations))
 }
 
 /// The operator's own hosts for the provider gate (`--ai-self-hosted-host`), checked.

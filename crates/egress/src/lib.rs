@@ -16,6 +16,10 @@
 //!   ([`transcribe::drop_reason`]); draft evidence ids are returned as the model gave them
 //!   (ids not in the request included) for the caller's evidence check.
 //! - API keys ([`ApiKey`]) never print and errors never carry prompt, transcript or reply text.
+//! - The subprocessor registry ([`registry`]) is built from the deployment's integrations file:
+//!   a PHI-touching subprocessor without a signed BAA is refused, a new one is active only
+//!   after the notice period, and [`registry::Registry::allowed_hosts`] is the one list of
+//!   hosts the messaging and payment adapters may call.
 //! - This crate has no database access: the caller reads the registry, records the assistant
 //!   turn and audits it.
 
@@ -31,6 +35,7 @@ mod http;
 pub mod local;
 mod messaging;
 pub mod openai;
+pub mod registry;
 pub mod send;
 pub mod telnyx;
 pub mod transcribe;

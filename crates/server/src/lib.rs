@@ -12,7 +12,8 @@
 //!   transaction before the response is sent.
 //! - Errors are JSON `{"error": {"code", "message", "request_id"}}` with a stable code; 5xx
 //!   bodies say only "internal error"; no message echoes a submitted value.
-//! - Every response carries `x-request-id`, `Cache-Control: no-store`, `X-Content-Type-Options:
+//! - Every response carries `x-request-id`, `Cache-Control: no-store` (except the public
+//!   subprocessor documents, [`subprocessors::CACHE_CONTROL`]), `X-Content-Type-Options:
 //!   nosniff`, `Referrer-Policy: no-referrer` and a CSP that forbids scripts and framing.
 //! - A request that takes longer than [`Limits::request_timeout`] is abandoned (its
 //!   transaction, if not yet committed, rolls back) and answered `503` `TIMEOUT`.
@@ -36,6 +37,7 @@ pub mod jobs;
 mod middleware;
 pub mod password;
 mod routes;
+pub mod subprocessors;
 pub mod tls;
 mod views;
 pub mod voice;
@@ -237,6 +239,9 @@ pub struct AppState {
     /// The encrypted blob store (captured audio), when configured; routes that store blobs
     /// answer 503 without it.
     pub blobs: Option<Arc<store::crypto::BlobStore>>,
+    /// The subprocessor registry in force (the adapters' host allow-list) and how it is
+    /// published ([`subprocessors`]).
+    pub subprocessors: Arc<subprocessors::Subprocessors>,
 }
 
 /// The whole application: routes, the OpenAPI document, and the layers every request passes,
@@ -255,6 +260,14 @@ pub fn app_with_limits(state: AppState, limits: Limits) -> Router {
         .route(
             "/.well-known/security.txt",
             axum::routing::get(security_txt),
+        )
+        .route(
+            "/.well-known/subprocessors.json",
+            axum::routing::get(subprocessors::subprocessors_json),
+        )
+        .route(
+            "/subprocessors.atom",
+            axum::routing::get(subprocessors::subprocessors_atom),
         )
         .fallback(|| async { AppError::NotFound("route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

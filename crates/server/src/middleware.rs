@@ -13,13 +13,12 @@ use domain::RequestId;
 use crate::error::ErrorPayload;
 use crate::extract::ReqId;
 
-const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
+const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
     // Two years, subdomains included (req TX-01); browsers ignore it over plain HTTP.
     (
         header::STRICT_TRANSPORT_SECURITY,
         "max-age=63072000; includeSubDomains",
     ),
-    (header::CACHE_CONTROL, "no-store"),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::REFERRER_POLICY, "no-referrer"),
     (
@@ -92,6 +91,10 @@ pub async fn request_frame(mut req: Request, next: Next) -> Response {
     let h = res.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         h.insert(name, HeaderValue::from_static(value));
+    }
+    // `no-store` unless a public document set its own (only a success may keep it).
+    if !(status.is_success() && h.contains_key(header::CACHE_CONTROL)) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         h.insert(HeaderName::from_static("x-request-id"), v);

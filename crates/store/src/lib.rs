@@ -90,6 +90,7 @@ mod roles_check;
 pub mod sealed_columns;
 pub mod sequence;
 mod session;
+pub mod subprocessors;
 pub mod support;
 mod tenant;
 pub mod transcripts;

@@ -752,6 +752,7 @@ impl TestApp {
             checkpoints: Some(audit::store::DirStore::new(&checkpoint_dir)),
             assistant,
             blobs: blobs.clone(),
+            subprocessors: std::sync::Arc::default(),
         };
         let (cert, key) = test_certificate();
         let certs = vec![rustls_pem_cert(cert)];

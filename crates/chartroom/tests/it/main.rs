@@ -59,6 +59,7 @@ mod scribe_local_unix;
 mod sealed_columns;
 mod session_access;
 mod sessions;
+mod subprocessors;
 mod support;
 mod web_actions;
 mod web_actions_reads;

@@ -22,6 +22,7 @@ pub(crate) mod scribe;
 pub(crate) mod session;
 pub(crate) mod settings;
 pub(crate) mod step_up;
+pub(crate) mod subprocessors;
 pub(crate) mod support;
 
 use askama::Template;
@@ -124,7 +125,7 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
 }
 
 /// The owner and admin screens (the API's `Manage` privilege): menu label and path.
-const MANAGE_PAGES: [(&str, &str); 9] = [
+const MANAGE_PAGES: [(&str, &str); 10] = [
     ("Members", "members"),
     ("Settings", "settings"),
     ("Online booking", "booking"),
@@ -134,6 +135,7 @@ const MANAGE_PAGES: [(&str, &str); 9] = [
     ("Break-glass review", "break-glass"),
     ("Retention", "retention"),
     ("Scribe", "scribe"),
+    ("Notices", "notices"),
 ];
 
 /// The header of a practice page: the practice's name and the actor's display name.
