@@ -428,7 +428,7 @@ pub async fn services(tx: &mut TenantTx) -> Result<Vec<Service>, StoreError> {
 
 /// Whether every id is a member of the practice holding `clinician`.
 async fn all_clinicians(tx: &mut TenantTx, ids: &[UserId]) -> Result<bool, StoreError> {
-    let ids: Vec<uuid::Uuid> = ids.iter().map(|u| u.as_uuid()).collect();
+    let ids: Vec<uuid::Uuid> = ids.iter().map(UserId::as_uuid).collect();
     let found: i64 = sqlx::query_scalar(
         "select count(distinct user_id) from membership
           where practice_id = $1 and user_id = any($2) and 'clinician' = any(roles)",
@@ -507,7 +507,7 @@ pub async fn put_service(
             id
         }
     };
-    let clinicians: Vec<uuid::Uuid> = input.clinicians.iter().map(|u| u.as_uuid()).collect();
+    let clinicians: Vec<uuid::Uuid> = input.clinicians.iter().map(UserId::as_uuid).collect();
     sqlx::query(
         "insert into booking_service_clinician (practice_id, service_id, clinician_id)
          select $1, $2, c from unnest($3::uuid[]) c on conflict do nothing",
@@ -897,6 +897,43 @@ impl PublicBooking {
         Ok(Some(q.slots(&weeks)))
     }
 
+    /// The client's record: the one existing patient with this phone number and date of birth,
+    /// or a new sealed record. `true` when it existed.
+    async fn client_record(
+        &mut self,
+        keyring: &Keyring,
+        client: &ClientDetails,
+        new_patient: &NewPatient,
+    ) -> Result<(PatientId, bool), StoreError> {
+        let practice = self.practice();
+        let now = self.now();
+        let keys = write_keys(keyring, practice).await?;
+        let phone_tags: Vec<Vec<u8>> = keys
+            .phone_query_tags(&client.phone, DEFAULT_COUNTRY_CODE)
+            .map_err(|_| StoreError::Invalid("client.phone".into()))?
+            .iter()
+            .map(|t| t.as_bytes().to_vec())
+            .collect();
+        let dob_tags: Vec<Vec<u8>> = keys
+            .date_of_birth_query_tags(client.date_of_birth)
+            .iter()
+            .map(|t| t.as_bytes().to_vec())
+            .collect();
+        let matched: Option<PatientId> =
+            sqlx::query_scalar("select app.online_booking_match($1, $2)")
+                .bind(&phone_tags)
+                .bind(&dob_tags)
+                .fetch_one(self.inner.conn())
+                .await?;
+        if let Some(p) = matched {
+            return Ok((p, true));
+        }
+        let id = PatientId::new();
+        let sealed = crate::patients::seal(&keys, id, new_patient)?;
+        crate::patients::insert_sealed(self.inner.conn(), practice, id, &sealed, now).await?;
+        Ok((id, false))
+    }
+
     /// Books `starts_at` for the client: recognises an existing client by phone and date of
     /// birth, or records a new one; picks the first of the service's clinicians free then;
     /// holds new clients' bookings for approval when the practice says so. Appends the audit
@@ -938,34 +975,7 @@ impl PublicBooking {
         let ends_at = starts_at + Duration::minutes(i64::from(service.duration_minutes));
         let clinician = week.clinician;
 
-        let keys = write_keys(keyring, practice).await?;
-        let phone_tags: Vec<Vec<u8>> = keys
-            .phone_query_tags(&client.phone, DEFAULT_COUNTRY_CODE)
-            .map_err(|_| StoreError::Invalid("client.phone".into()))?
-            .iter()
-            .map(|t| t.as_bytes().to_vec())
-            .collect();
-        let dob_tags: Vec<Vec<u8>> = keys
-            .date_of_birth_query_tags(client.date_of_birth)
-            .iter()
-            .map(|t| t.as_bytes().to_vec())
-            .collect();
-        let matched: Option<PatientId> =
-            sqlx::query_scalar("select app.online_booking_match($1, $2)")
-                .bind(&phone_tags)
-                .bind(&dob_tags)
-                .fetch_one(self.inner.conn())
-                .await?;
-        let (patient, existing) = match matched {
-            Some(p) => (p, true),
-            None => {
-                let id = PatientId::new();
-                let sealed = crate::patients::seal(&keys, id, &new_patient)?;
-                crate::patients::insert_sealed(self.inner.conn(), practice, id, &sealed, now)
-                    .await?;
-                (id, false)
-            }
-        };
+        let (patient, existing) = self.client_record(keyring, client, &new_patient).await?;
         let status = if !existing && settings.new_clients == NewClients::Approval {
             "requested"
         } else {
@@ -989,10 +999,10 @@ impl PublicBooking {
         .execute(self.inner.conn())
         .await?;
         let booking = BookingId::new();
-        let payment = match service.payment {
-            PaymentPolicy::None => "none",
-            PaymentPolicy::Deposit { .. } | PaymentPolicy::Prepay { .. } => "pending",
-            PaymentPolicy::CardOnFile => "pending",
+        let payment = if service.payment == PaymentPolicy::None {
+            "none"
+        } else {
+            "pending"
         };
         sqlx::query(
             "insert into online_booking (practice_id, booking_id, appointment_id, service_id,

@@ -191,20 +191,9 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
             post(report::csp_report).layer(DefaultBodyLimit::max(CSP_REPORT_MAX_BYTES)),
         )
         .fallback(|| async { WebError(server::AppError::NotFound("page")) });
-    // The public pages clients reach without an account (a practice's booking page).
-    let public = Router::new()
-        .route("/book/{practice_id}", get(pages::book::services_page))
-        .route(
-            "/book/{practice_id}/services/{service_id}",
-            get(pages::book::times_page),
-        )
-        .route(
-            "/book/{practice_id}/services/{service_id}/at/{start}",
-            get(pages::book::details_page).post(pages::book::book),
-        );
     Router::new()
         .nest(APP_PATH, app)
-        .merge(public)
+        .merge(public_routes())
         .route(
             "/",
             get(|| async { axum::response::Redirect::to(APP_PATH) }),
@@ -244,7 +233,9 @@ fn passkey_routes() -> Router<AppState> {
 
 /// The owner and admin screens (issue 17.6), each behind the API's privilege in its handler
 /// (`Manage`; the accounting of disclosures, like the API's, `Scheduling`).
-fn manage_routes() -> Router<AppState> {
+/// The online-booking screens: the setup (owners and admins) and the requests (clinicians
+/// and reception).
+fn booking_routes() -> Router<AppState> {
     Router::new()
         .route(
             "/practices/{practice_id}/booking",
@@ -270,6 +261,25 @@ fn manage_routes() -> Router<AppState> {
             "/practices/{practice_id}/booking/requests/{booking_id}/{decision}",
             post(pages::booking::decide),
         )
+}
+
+/// The public pages clients reach without an account (a practice's booking page), outside
+/// `/app`, under the same frame (CSP, same-origin posts).
+fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route("/book/{practice_id}", get(pages::book::services_page))
+        .route(
+            "/book/{practice_id}/services/{service_id}",
+            get(pages::book::times_page),
+        )
+        .route(
+            "/book/{practice_id}/services/{service_id}/at/{start}",
+            get(pages::book::details_page).post(pages::book::book),
+        )
+}
+
+fn manage_routes() -> Router<AppState> {
+    booking_routes()
         .route(
             "/practices/{practice_id}/patients/{patient_id}/disclosures",
             get(pages::disclosures::disclosures_page).post(pages::disclosures::disclosure_create),

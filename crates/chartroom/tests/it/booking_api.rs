@@ -331,6 +331,15 @@ async fn public_booking_refuses_bad_input_and_closed_practices() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
+/// Method, path, body, the roles allowed, the roles refused.
+type Route = (
+    Method,
+    String,
+    Option<Value>,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
 // The booking setup and review routes: anonymous 401, another practice 404, the wrong role
 // 403, the right role 2xx.
 #[tokio::test]
@@ -341,7 +350,7 @@ async fn booking_routes_authorization_matrix() {
     let service = set_up(&app, &w.a).await;
     let p = w.a.id;
     let clinician = w.a.user("clinician");
-    let routes: Vec<(Method, String, Option<Value>, &[&str], &[&str])> = vec![
+    let routes: Vec<Route> = vec![
         (
             Method::GET,
             format!("/api/v1/practices/{p}/booking/settings"),

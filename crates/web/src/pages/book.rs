@@ -86,16 +86,14 @@ pub(crate) async fn services_page(
         c.window_hours
     );
     if c.late_cancel_fee_minor > 0 {
-        policy.push_str(&format!(
-            " A later cancellation costs {}.",
-            money(c.late_cancel_fee_minor, &currency)
-        ));
+        policy += " A later cancellation costs ";
+        policy += &money(c.late_cancel_fee_minor, &currency);
+        policy += ".";
     }
     if c.no_show_fee_minor > 0 {
-        policy.push_str(&format!(
-            " Missing the appointment costs {}.",
-            money(c.no_show_fee_minor, &currency)
-        ));
+        policy += " Missing the appointment costs ";
+        policy += &money(c.no_show_fee_minor, &currency);
+        policy += ".";
     }
     html(&ServicesPage {
         assets: assets(),
