@@ -15,6 +15,10 @@
 //!   ([`transcribe::drop_reason`]); draft evidence ids are returned as the model gave them
 //!   (ids not in the request included) for the caller's evidence check.
 //! - API keys ([`ApiKey`]) never print and errors never carry prompt, transcript or reply text.
+//! - Mail, payments and geocoding ([`smtp`], [`resend`], [`stripe`], [`geocode`]) build their
+//!   wire bytes only from typed [`outbound`] values, run the practice's scanner (or, for
+//!   geocoding, the address gate) over the final bytes before any connection, and verify
+//!   webhooks (signature, then timestamp) before reading them.
 //! - This crate has no database access: the caller reads the registry, records the assistant
 //!   turn and audits it.
 
@@ -26,12 +30,17 @@ pub mod aws_transcribe;
 pub mod draft;
 pub mod evidence;
 pub mod gate;
+pub mod geocode;
 mod http;
 pub mod local;
 pub mod openai;
+pub mod resend;
 pub mod send;
+pub mod smtp;
+pub mod stripe;
 pub mod transcribe;
 mod unix;
+mod vendor_http;
 
 pub use anthropic::AnthropicDrafter;
 #[cfg(feature = "aws")]
@@ -47,6 +56,7 @@ pub use openai::{OpenAiDrafter, OpenAiTranscriber};
 /// The typed outbound payloads (messages, push, payments) and the scanner they pass.
 pub use outbound;
 pub use transcribe::{Segment, Transcriber, TranscriptionReply, TranscriptionRequest};
+pub use vendor_http::BaseUrlError;
 
 /// Why an AI call failed.
 #[derive(Debug, thiserror::Error)]

@@ -43,7 +43,10 @@ impl SendError {
     /// Whether the outbox should try again later.
     #[must_use]
     pub const fn is_retryable(&self) -> bool {
-        matches!(self, Self::Retry { .. } | Self::Unreachable | Self::Malformed)
+        matches!(
+            self,
+            Self::Retry { .. } | Self::Unreachable | Self::Malformed
+        )
     }
 }
 
@@ -220,8 +223,7 @@ pub trait SmsCarrier: Send + Sync {
     ///
     /// # Errors
     /// [`SendError`].
-    async fn send_sms(&self, scanner: &Scanner, sms: SmsRequest<'_>)
-    -> Result<Receipt, SendError>;
+    async fn send_sms(&self, scanner: &Scanner, sms: SmsRequest<'_>) -> Result<Receipt, SendError>;
 }
 
 /// A mail service (SMTP with DKIM, Resend, …).
@@ -250,8 +252,11 @@ pub trait PushSender: Send + Sync {
     /// # Errors
     /// [`SendError`]; a `404`/`410` from the push service is [`SendError::Rejected`] (the
     /// subscription is gone).
-    async fn send_push(&self, scanner: &Scanner, push: PushRequest<'_>)
-    -> Result<Receipt, SendError>;
+    async fn send_push(
+        &self,
+        scanner: &Scanner,
+        push: PushRequest<'_>,
+    ) -> Result<Receipt, SendError>;
 }
 
 /// What a verified delivery webhook reports about a message.

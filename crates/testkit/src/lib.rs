@@ -37,6 +37,7 @@ use store::{OwnerStore, SessionPolicy, Store};
 use tokio::sync::OnceCell;
 
 pub mod load;
+pub mod mailpay_standins;
 pub mod perio;
 pub mod schema;
 pub mod standins;
