@@ -70,10 +70,25 @@ impl fmt::Debug for DkimKey {
     }
 }
 
-/// DER prefix of a PKCS#8 Ed25519 private key (RFC 8410): the 32-byte seed follows.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+/// The DER of a PKCS#8 Ed25519 private key (RFC 8410) after its outer SEQUENCE header and
+/// version: the algorithm (1.3.101.112) and the wrapped 32-byte seed. A version-2 key
+/// (`OneAsymmetricKey`) carries the public key after the seed.
+const ED25519_PKCS8_ALGORITHM: [u8; 11] = [
+    0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
+
+/// The 32-byte seed of a PKCS#8 (v1 or v2) Ed25519 private key, if `der` is one.
+fn ed25519_seed(der: &[u8]) -> Option<&[u8]> {
+    match der {
+        [0x30, len, 0x02, 0x01, 0x00 | 0x01, rest @ ..]
+            if usize::from(*len) == der.len() - 2 && rest.starts_with(&ED25519_PKCS8_ALGORITHM) =>
+        {
+            rest.get(11..43)
+        }
+        _ => None,
+    }
+}
+
 /// Largest key file read.
 const MAX_KEY_PEM_BYTES: usize = 16 * 1024;
 
@@ -110,9 +125,7 @@ impl DkimKey {
                 .decode(b64.as_bytes())
                 .map_err(|_| SmtpConfigError::DkimKey)?,
         );
-        if der.len() == 48
-            && let Some(seed) = der.strip_prefix(ED25519_PKCS8_PREFIX.as_slice())
-        {
+        if let Some(seed) = ed25519_seed(&der) {
             let material =
                 zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(seed));
             DkimSigningKey::new(&material, DkimSigningAlgorithm::Ed25519)

@@ -294,7 +294,10 @@ impl Scanner {
             rest.push(' ');
             let end = text[start..]
                 .find(|c: char| {
-                    c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '\\' | ')' | ']')
+                    // `&` ends a link too: form bodies join fields with it, and an opaque
+                    // link has no query, so what follows is scanned as text.
+                    c.is_whitespace()
+                        || matches!(c, '"' | '\'' | '<' | '>' | '\\' | ')' | ']' | '&')
                 })
                 .map_or(text.len(), |e| start + e);
             let link = text[start..end].trim_end_matches(['.', ',', ';', '!', '?']);

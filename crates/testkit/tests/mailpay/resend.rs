@@ -82,9 +82,10 @@ async fn failures_map_to_retry_reject_and_malformed() {
     let m = mailer(&standin.url());
     let rendered = confirmation(practice()).render();
     let to = client_email();
+    let sc = scanner();
     let send = || {
         m.send_email(
-            &scanner(),
+            &sc,
             EmailRequest {
                 to: &to,
                 body: rendered.email(),
