@@ -228,12 +228,11 @@ impl fmt::Debug for SmtpMailer {
 
 fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
-    match h.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => {
-            let h = h.trim_end_matches('.').to_ascii_lowercase();
-            h == "localhost" || h.ends_with(".localhost")
-        }
+    if let Ok(ip) = h.parse::<IpAddr>() {
+        ip.is_loopback()
+    } else {
+        let h = h.trim_end_matches('.').to_ascii_lowercase();
+        h == "localhost" || h.ends_with(".localhost")
     }
 }
 
@@ -254,7 +253,7 @@ impl SmtpMailer {
     ///
     /// # Errors
     /// [`SmtpConfigError`].
-    pub fn new(config: SmtpConfig) -> Result<Self, SmtpConfigError> {
+    pub fn new(config: &SmtpConfig) -> Result<Self, SmtpConfigError> {
         let host = config.host.trim().to_owned();
         if host.is_empty() || host.contains(char::is_whitespace) {
             return Err(SmtpConfigError::BadHost);

@@ -1,6 +1,6 @@
 //! Payments through Stripe, which never sees PHI (req EGR-02): Checkout Sessions for a
 //! deposit or prepayment (`mode=payment`) and for a card on file (`mode=setup`), an
-//! off-session PaymentIntent to charge a saved card (late-cancellation and no-show fees), a
+//! off-session `PaymentIntent` to charge a saved card (late-cancellation and no-show fees), a
 //! refund, and the `Stripe-Signature` webhooks.
 //!
 //! # Guarantees
@@ -147,7 +147,7 @@ pub struct SavedCardCharge {
     pub payment_method: StripeId,
 }
 
-/// A PaymentIntent's state after creation.
+/// A `PaymentIntent`'s state after creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentIntent {
     /// `pi_…`.
@@ -159,7 +159,7 @@ pub struct PaymentIntent {
 /// A refund of a payment, whole or part.
 #[derive(Debug, Clone)]
 pub struct RefundRequest {
-    /// The PaymentIntent refunded (`pi_…`).
+    /// The `PaymentIntent` refunded (`pi_…`).
     pub payment_intent: StripeId,
     /// How much (`None`: all of it).
     pub amount: Option<Amount>,
@@ -281,7 +281,7 @@ impl Stripe {
             .bytes()
     }
 
-    /// The form body of an off-session PaymentIntent.
+    /// The form body of an off-session `PaymentIntent`.
     #[must_use]
     pub fn charge_form(charge: &SavedCardCharge) -> Vec<u8> {
         Form::new()
@@ -426,8 +426,7 @@ impl StripeWebhookSecret {
         let mac =
             vendor_http::hmac_sha256(self.0.as_bytes(), &[t.to_string().as_bytes(), b".", body])
                 .unwrap_or_default();
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-        format!("t={t},v1={hex}")
+        format!("t={t},v1={}", vendor_http::to_hex(&mac))
     }
 }
 
@@ -450,9 +449,9 @@ pub enum StripeEvent {
         payment_status: String,
         /// The customer, when one was created.
         customer: Option<StripeId>,
-        /// The PaymentIntent (payment mode).
+        /// The `PaymentIntent` (payment mode).
         payment_intent: Option<StripeId>,
-        /// The SetupIntent (setup mode).
+        /// The `SetupIntent` (setup mode).
         setup_intent: Option<StripeId>,
     },
     /// `payment_intent.succeeded`.

@@ -515,6 +515,10 @@ fn stripe_error(status: StatusCode, kind: &str, code: &str, message: &str) -> (u
     )
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per endpoint: the stand-in's objects read as one table"
+)]
 fn stripe_create(
     s: &mut StripeState,
     base: &str,
@@ -1112,9 +1116,7 @@ impl SmtpServer {
     /// How many SMTP sessions said `EHLO`/`HELO` (the readiness probe does not).
     #[must_use]
     pub fn sessions(&self) -> usize {
-        std::fs::read_to_string(self.dir.join("connections"))
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
+        std::fs::read_to_string(self.dir.join("connections")).map_or(0, |s| s.lines().count())
     }
 
     /// Messages accepted so far, in order.

@@ -7,6 +7,8 @@
     clippy::panic,
     clippy::indexing_slicing,
     clippy::missing_panics_doc,
+    clippy::must_use_candidate,
+    clippy::too_many_lines,
     missing_docs,
     reason = "tests"
 )]
@@ -105,4 +107,9 @@ pub fn client_data() -> Vec<String> {
             v
         })
         .collect()
+}
+
+/// The instant webhooks are checked at (a fixed clock, as the server's injected one).
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_796_637_600, 0).unwrap()
 }

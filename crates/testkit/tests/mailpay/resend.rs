@@ -226,7 +226,7 @@ fn verify(
 // req: EGR-06
 #[test]
 fn webhooks_are_verified_before_they_are_read() {
-    let now = chrono::Utc::now();
+    let now = super::now();
     let t = now.timestamp();
     for (kind, status) in [
         ("email.sent", DeliveryStatus::Sent),

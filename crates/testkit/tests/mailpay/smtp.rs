@@ -98,7 +98,7 @@ fn body_text(message: &str) -> String {
 async fn a_signed_text_message_reaches_the_server_and_its_dkim_verifies() {
     let server = SmtpServer::start().await;
     let (dkim, record) = ed25519_key();
-    let mailer = SmtpMailer::new(config(
+    let mailer = SmtpMailer::new(&config(
         server.port(),
         SmtpSecurity::PlainLoopbackOnly,
         Some(dkim),
@@ -170,7 +170,7 @@ async fn a_signed_text_message_reaches_the_server_and_its_dkim_verifies() {
 async fn rsa_keys_sign_too_and_non_ascii_bodies_go_as_base64() {
     let server = SmtpServer::start().await;
     let (dkim, record) = rsa_key();
-    let mailer = SmtpMailer::new(config(
+    let mailer = SmtpMailer::new(&config(
         server.port(),
         SmtpSecurity::PlainLoopbackOnly,
         Some(dkim),
@@ -204,7 +204,7 @@ async fn rsa_keys_sign_too_and_non_ascii_bodies_go_as_base64() {
 async fn a_scanner_finding_opens_no_smtp_session() {
     let server = SmtpServer::start().await;
     let (dkim, _) = ed25519_key();
-    let mailer = SmtpMailer::new(config(
+    let mailer = SmtpMailer::new(&config(
         server.port(),
         SmtpSecurity::PlainLoopbackOnly,
         Some(dkim),
@@ -238,8 +238,12 @@ async fn a_scanner_finding_opens_no_smtp_session() {
 #[tokio::test]
 async fn replies_map_to_retry_reject_and_unreachable() {
     let server = SmtpServer::start().await;
-    let mailer =
-        SmtpMailer::new(config(server.port(), SmtpSecurity::PlainLoopbackOnly, None)).unwrap();
+    let mailer = SmtpMailer::new(&config(
+        server.port(),
+        SmtpSecurity::PlainLoopbackOnly,
+        None,
+    ))
+    .unwrap();
     let rendered = confirmation(practice()).render();
     let to = client_email();
     let sc = scanner();
@@ -280,7 +284,7 @@ async fn replies_map_to_retry_reject_and_unreachable() {
         .local_addr()
         .unwrap()
         .port();
-    let gone = SmtpMailer::new(config(port, SmtpSecurity::PlainLoopbackOnly, None)).unwrap();
+    let gone = SmtpMailer::new(&config(port, SmtpSecurity::PlainLoopbackOnly, None)).unwrap();
     let e = gone
         .send_email(
             &scanner(),
@@ -303,7 +307,7 @@ async fn starttls_is_required_and_verified() {
 
     // A relay that offers no STARTTLS: refused before anything is handed over.
     let plain = SmtpServer::start().await;
-    let mailer = SmtpMailer::new(config(plain.port(), SmtpSecurity::StartTls, None)).unwrap();
+    let mailer = SmtpMailer::new(&config(plain.port(), SmtpSecurity::StartTls, None)).unwrap();
     let e = mailer
         .send_email(
             &scanner(),
@@ -325,7 +329,7 @@ async fn starttls_is_required_and_verified() {
     let mut c = config(tls.port(), SmtpSecurity::StartTls, None);
     c.extra_roots_pem = vec![ca.cert.pem().into_bytes()];
     c.credentials = None;
-    let mailer = SmtpMailer::new(c).unwrap();
+    let mailer = SmtpMailer::new(&c).unwrap();
     mailer
         .send_email(
             &scanner(),
@@ -340,7 +344,7 @@ async fn starttls_is_required_and_verified() {
     assert_eq!(tls.messages().len(), 1);
 
     // Without that CA the certificate is not trusted: nothing is sent.
-    let untrusting = SmtpMailer::new(config(tls.port(), SmtpSecurity::StartTls, None)).unwrap();
+    let untrusting = SmtpMailer::new(&config(tls.port(), SmtpSecurity::StartTls, None)).unwrap();
     let e = untrusting
         .send_email(
             &scanner(),
@@ -361,13 +365,13 @@ fn plain_smtp_only_to_loopback_and_keys_are_checked() {
     let mut c = config(25, SmtpSecurity::PlainLoopbackOnly, None);
     c.host = "smtp.example.test".into();
     assert_eq!(
-        SmtpMailer::new(c).map(|_| ()).unwrap_err(),
+        SmtpMailer::new(&c).map(|_| ()).unwrap_err(),
         SmtpConfigError::PlainNotLoopback
     );
     let mut c = config(587, SmtpSecurity::StartTls, None);
     c.host = "smtp.example.test".into();
     c.credentials = Some(("relay-user".into(), ApiKey::new("relay-password".into())));
-    let mailer = SmtpMailer::new(c).unwrap();
+    let mailer = SmtpMailer::new(&c).unwrap();
     assert!(!format!("{mailer:?}").contains("relay-password"));
     assert_eq!(
         DkimKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----")
@@ -377,7 +381,7 @@ fn plain_smtp_only_to_loopback_and_keys_are_checked() {
     let (mut dkim, _) = ed25519_key();
     dkim.selector = "bad selector".into();
     assert_eq!(
-        SmtpMailer::new(config(25, SmtpSecurity::PlainLoopbackOnly, Some(dkim)))
+        SmtpMailer::new(&config(25, SmtpSecurity::PlainLoopbackOnly, Some(dkim)))
             .map(|_| ())
             .unwrap_err(),
         SmtpConfigError::DkimName

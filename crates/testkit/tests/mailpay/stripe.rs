@@ -288,7 +288,7 @@ async fn stripe_webhooks_are_verified_then_parsed() {
         .await
         .unwrap();
     let verifier = StripeWebhook::new(StripeWebhookSecret::new(SECRET.into()));
-    let now = chrono::Utc::now();
+    let now = super::now();
     let t = now.timestamp();
 
     let object = standin.completed_session(session.id.as_str()).unwrap();
@@ -427,7 +427,7 @@ async fn the_stand_in_delivers_signed_events_to_a_url() {
                                 headers: &headers,
                                 body: &body,
                             },
-                            chrono::Utc::now(),
+                            super::now(),
                         )
                         .map(|e| e.event_id().to_owned());
                     let status = if got.is_ok() { 200 } else { 400 };
@@ -442,7 +442,7 @@ async fn the_stand_in_delivers_signed_events_to_a_url() {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let url = format!("http://{addr}/webhooks/stripe");
     let object = json!({"id": "seti_test_9", "object": "setup_intent", "status": "succeeded"});
-    let t = chrono::Utc::now().timestamp();
+    let t = super::now().timestamp();
     assert_eq!(
         StripeStandIn::send_event(&url, SECRET, "setup_intent.succeeded", &object, t).await,
         200
