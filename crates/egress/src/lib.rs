@@ -20,6 +20,10 @@
 //!   a PHI-touching subprocessor without a signed BAA is refused, a new one is active only
 //!   after the notice period, and [`registry::Registry::allowed_hosts`] is the one list of
 //!   hosts the messaging and payment adapters may call.
+//! - Mail, payments and geocoding ([`smtp`], [`resend`], [`stripe`], [`geocode`]) build their
+//!   wire bytes only from typed [`outbound`] values, run the practice's scanner (or, for
+//!   geocoding, the address gate) over the final bytes before any connection, and verify
+//!   webhooks (signature, then timestamp) before reading them.
 //! - This crate has no database access: the caller reads the registry, records the assistant
 //!   turn and audits it.
 
@@ -31,16 +35,21 @@ pub mod aws_transcribe;
 pub mod draft;
 pub mod evidence;
 pub mod gate;
+pub mod geocode;
 mod http;
 pub mod local;
 mod messaging;
 pub mod openai;
 pub mod registry;
+pub mod resend;
 pub mod send;
+pub mod smtp;
+pub mod stripe;
 pub mod telnyx;
 pub mod transcribe;
 pub mod twilio;
 mod unix;
+mod vendor_http;
 pub mod webpush;
 
 pub use anthropic::AnthropicDrafter;
@@ -58,6 +67,7 @@ pub use openai::{OpenAiDrafter, OpenAiTranscriber};
 /// The typed outbound payloads (messages, push, payments) and the scanner they pass.
 pub use outbound;
 pub use transcribe::{Segment, Transcriber, TranscriptionReply, TranscriptionRequest};
+pub use vendor_http::BaseUrlError;
 
 /// Why an AI call failed.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,10 @@
 //!   pass the Luhn check, SSN-like numbers, long digit runs, any email address but the
 //!   practice's own, and links whose host is not on the allow-list or whose path is not an
 //!   opaque link. A refusal names the kind of finding, never the matched text.
+//! - **One address rule.** [`AddressGate`] decides whether a street address may leave (a
+//!   geocoding query): a client's address, a neighbour's (same street, a house number within
+//!   [`NEAR_HOUSE_NUMBERS`]), a client's street without a number, or the same street and
+//!   postcode is refused.
 //!
 //! # Example
 //! ```
@@ -32,11 +36,13 @@
 //! assert!(rendered.sms().as_str().starts_with("Harbour Dental: "));
 //! ```
 
+mod address;
 pub mod payment;
 mod render;
 mod scan;
 mod slots;
 
+pub use address::{AddressGate, AddressRefusal, ClientAddress, NEAR_HOUSE_NUMBERS};
 pub use render::{EmailBody, Message, PushPayload, Rendered, SmsBody};
 pub use scan::{Finding, KnownClient, Scanner, ScannerError};
 pub use slots::{

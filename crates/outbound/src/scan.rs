@@ -294,7 +294,10 @@ impl Scanner {
             rest.push(' ');
             let end = text[start..]
                 .find(|c: char| {
-                    c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '\\' | ')' | ']')
+                    // `&` ends a link too: form bodies join fields with it, and an opaque
+                    // link has no query, so what follows is scanned as text.
+                    c.is_whitespace()
+                        || matches!(c, '"' | '\'' | '<' | '>' | '\\' | ')' | ']' | '&')
                 })
                 .map_or(text.len(), |e| start + e);
             let link = text[start..end].trim_end_matches(['.', ',', ';', '!', '?']);
@@ -519,7 +522,9 @@ fn is_uuid(s: &[u8]) -> bool {
 
 /// The views of a payload that are scanned.
 fn views(payload: &[u8]) -> Vec<String> {
-    let raw = String::from_utf8_lossy(payload).into_owned();
+    // UUIDs (opaque references) go first: a form field `ref=4a…` must not be read as a
+    // quoted-printable `=4a` that cuts the UUID into digits.
+    let raw = strip_uuids(&String::from_utf8_lossy(payload));
     let mut out = vec![
         percent_decode(&raw),
         json_unescape(&raw),

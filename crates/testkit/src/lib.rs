@@ -38,6 +38,7 @@ use tokio::sync::OnceCell;
 
 pub mod load;
 pub mod messaging_standins;
+pub mod mailpay_standins;
 pub mod perio;
 pub mod schema;
 pub mod standins;

@@ -288,6 +288,22 @@ fn luhn_and_shapes() {
 }
 
 #[test]
+fn links_in_form_bodies_end_at_the_field_separator() {
+    let l = link(LinkPurpose::Pay);
+    let form = format!(
+        "success_url={0}&cancel_url={0}&metadata%5Bref%5D=40017f3b-1234-4bcd-9123-567812345678",
+        l.as_str().replace(':', "%3A").replace('/', "%2F")
+    );
+    assert_eq!(scanner().scan(form.as_bytes(), None), Ok(()));
+    // What follows the separator is still read.
+    let leaky = format!("success_url={}&name=Maren+Quillfeather", l.as_str());
+    assert_eq!(
+        scanner().scan(leaky.as_bytes(), None),
+        Err(Finding::ClientName)
+    );
+}
+
+#[test]
 fn a_scanner_needs_a_host() {
     let err = Scanner::new(&[], Vec::<String>::new(), &[], &[], None).unwrap_err();
     assert_eq!(err, ScannerError::NoHosts);
