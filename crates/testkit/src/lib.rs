@@ -37,8 +37,8 @@ use store::{OwnerStore, SessionPolicy, Store};
 use tokio::sync::OnceCell;
 
 pub mod load;
-pub mod messaging_standins;
 pub mod mailpay_standins;
+pub mod messaging_standins;
 pub mod perio;
 pub mod schema;
 pub mod standins;
