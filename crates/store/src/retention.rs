@@ -215,6 +215,8 @@ pub struct PurgeReport {
     pub visits: u64,
     /// Appointments purged.
     pub appointments: u64,
+    /// Online bookings purged (before their appointments).
+    pub online_bookings: u64,
     /// Disclosure records purged.
     pub disclosures: u64,
     /// Break-glass grants purged.
@@ -259,6 +261,8 @@ impl PurgeReport {
             Some(&mut self.visits)
         } else if name == sealed_columns::APPOINTMENT.table {
             Some(&mut self.appointments)
+        } else if name == sealed_columns::ONLINE_BOOKING.table {
+            Some(&mut self.online_bookings)
         } else if [
             sealed_columns::DRAFT_SENTENCE.table,
             sealed_columns::NOTE_DRAFT.table,

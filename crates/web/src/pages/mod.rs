@@ -409,13 +409,23 @@ mod tests {
         let p = PracticeId::new();
         let manage: Vec<&str> = MANAGE_PAGES.iter().map(|(l, _)| *l).collect();
         for (roles, want) in [
-            (vec![Role::Reception], vec!["Patients", "Schedule"]),
-            (vec![Role::Clinician], vec!["Patients", "Schedule"]),
+            (
+                vec![Role::Reception],
+                vec!["Patients", "Schedule", "Booking requests"],
+            ),
+            (
+                vec![Role::Clinician],
+                vec!["Patients", "Schedule", "Booking requests"],
+            ),
             (vec![Role::Owner], manage.clone()),
             (vec![Role::Admin], manage.clone()),
             (
                 vec![Role::Owner, Role::Reception],
-                [vec!["Patients", "Schedule"], manage.clone()].concat(),
+                [
+                    vec!["Patients", "Schedule", "Booking requests"],
+                    manage.clone(),
+                ]
+                .concat(),
             ),
             (vec![], vec![]),
         ] {
