@@ -256,10 +256,13 @@ fn every_route_the_router_serves_is_in_the_description() {
         }
     }
     // Routes added outside the registrations are outside `/api/v1`: the health check,
-    // security.txt, and the benchmark-only route (never in the server binary).
+    // security.txt, the published subprocessor list and its feed, and the benchmark-only
+    // route (never in the server binary).
     let allowed = [
         "\"/healthz\"",
         "\"/.well-known/security.txt\"",
+        "\"/.well-known/subprocessors.json\"",
+        "\"/subprocessors.atom\"",
         "\"/bench/unauthenticated/",
     ];
     let joined = raw_routes.join("\n");
