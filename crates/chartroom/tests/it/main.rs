@@ -15,6 +15,7 @@
 
 mod ai_operator_hosts;
 mod ai_providers;
+mod api_cookie_origin;
 mod api_matrix;
 mod audit_append;
 mod audit_chain;
