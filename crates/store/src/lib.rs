@@ -76,6 +76,7 @@ mod entry;
 mod error;
 pub mod group_commit;
 pub mod identity;
+pub mod incidents;
 pub mod installation;
 pub mod invitations;
 pub mod keys;

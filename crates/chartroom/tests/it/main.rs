@@ -36,6 +36,7 @@ mod encryption;
 mod first_run;
 mod group_commit;
 mod identity;
+mod incidents;
 mod installation_secrets;
 mod invitations;
 mod isolation_sql;
