@@ -190,3 +190,37 @@ create function app.incident_session(p_session uuid)
 alter function app.incident_session(uuid) owner to chartroom_owner;
 revoke all on function app.incident_session(uuid) from public;
 grant execute on function app.incident_session(uuid) to chartroom_runtime;
+
+-- Emergency mode (req CP-03; a contingency plan's emergency mode operation, 164.308(a)(7)(ii)(C)):
+-- read-only operation. The operator switches the whole installation (`chartroom emergency`,
+-- the owner role: `installation_emergency`, one row while on); a practice's owner switches
+-- their own practice (`practice_emergency`). While either is on, the server refuses every
+-- change to the practice's records (503) and keeps serving reads, each audited as always; if
+-- the audit cannot be written, the read fails (no unaudited access).
+create table installation_emergency (
+    singleton boolean primary key default true check (singleton),
+    since timestamptz not null
+);
+create table practice_emergency (
+    practice_id uuid not null references practice (practice_id),
+    since timestamptz not null,
+    switched_by uuid references app_user (user_id),
+    primary key (practice_id)
+);
+alter table installation_emergency enable row level security;
+alter table installation_emergency force row level security;
+alter table practice_emergency enable row level security;
+alter table practice_emergency force row level security;
+create policy installation_emergency_read on installation_emergency for select to chartroom_runtime
+    using (true);
+create policy owner_all on installation_emergency for all to chartroom_owner
+    using (true) with check (true);
+create policy practice_emergency_read on practice_emergency for select to chartroom_runtime
+    using (practice_id = (select app.practice()));
+create policy practice_emergency_switch on practice_emergency for all to chartroom_runtime
+    using (practice_id = (select app.practice()) and (select app.actor_roles()) && array['owner'])
+    with check (practice_id = (select app.practice()) and (select app.actor_roles()) && array['owner']);
+create policy owner_all on practice_emergency for all to chartroom_owner
+    using (practice_id = (select app.practice())) with check (practice_id = (select app.practice()));
+grant select on installation_emergency to chartroom_runtime;
+grant select, insert, delete on practice_emergency to chartroom_runtime;

@@ -270,6 +270,9 @@ actions! {
     /// A breach clock of an incident came due and its alert was raised (the clock in the
     /// details).
     IncidentAlert => "incident.alert",
+    /// Emergency mode (read-only operation) was switched on or off, for the installation or
+    /// a practice (scope and new state in the details).
+    EmergencySwitch => "emergency.switch",
 }
 
 macro_rules! object_kinds {

@@ -72,6 +72,7 @@ mod copy_read;
 pub mod disclosures;
 pub mod drafts;
 mod each;
+pub mod emergency;
 mod entry;
 mod error;
 pub mod group_commit;

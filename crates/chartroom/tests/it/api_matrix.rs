@@ -610,6 +610,9 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
 /// its audit events): the scribe's transcripts and drafts
 /// (`scribe_drafting::scribe_routes_authorization_matrix`).
 const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
+    // Emergency mode: its matrix is in `emergency` (switching it on stops every other change).
+    ("GET", "/api/v1/practices/{practice_id}/emergency-mode"),
+    ("PUT", "/api/v1/practices/{practice_id}/emergency-mode"),
     // Incidents: their matrix is in `incidents` (each route needs an incident in the right
     // state for the owner and the admin).
     ("GET", "/api/v1/practices/{practice_id}/incidents"),

@@ -191,6 +191,13 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             .execute(&mut su)
             .await
             .unwrap();
+        // Emergency mode switched on by the practice's owner.
+        sqlx::query("insert into practice_emergency (practice_id, since, switched_by) values ($1, now(), $2)")
+            .bind(p.id)
+            .bind(p.user("owner"))
+            .execute(&mut su)
+            .await
+            .unwrap();
         // A security incident with a scope, a letter and an alert, and the patient's state.
         sqlx::query(
             "with i as (insert into incident (practice_id, incident_id, discovered_at, detection_source, description_enc,

@@ -32,6 +32,7 @@ mod crash;
 mod egress_contract;
 mod egress_edit_contract;
 mod embedded_binary;
+mod emergency;
 mod encryption;
 mod first_run;
 mod group_commit;

@@ -11,6 +11,7 @@ pub(crate) mod booking;
 pub(crate) mod capture;
 pub(crate) mod care_team;
 pub(crate) mod disclosures;
+pub(crate) mod emergency;
 pub(crate) mod incidents;
 pub(crate) mod invitations;
 pub(crate) mod memberships;
@@ -181,6 +182,7 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
             disclosures::disclosure_create,
             disclosures::disclosure_report
         ),
+        routes!(emergency::emergency_get, emergency::emergency_put),
         routes!(incidents::incident_list, incidents::incident_create),
         routes!(incidents::incident_get, incidents::incident_update),
         routes!(incidents::incident_assess),
