@@ -44,6 +44,7 @@ use serde::Serialize;
 /// Where an incident stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = IncidentStatus)]
 pub enum Status {
     /// Recorded, not yet looked into.
     Open,

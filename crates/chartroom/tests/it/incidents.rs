@@ -299,7 +299,9 @@ async fn ir_02_clock_alerts_come_due_at_24_48_72_hours_and_days_45_55_60() {
         assert!(raise(app.clock.now()).await.is_empty(), "once per clock ({hours} h)");
         at = hours;
     }
-    // Recorded with the incident, on the audit chain with the clock's name only.
+    // Recorded with the incident, on the audit chain with the clock's name only (a fresh
+    // session: sixty days have passed).
+    let owner = app.token(w.a.user("owner")).await;
     let (_, v) = call(&app, Method::GET, &format!("{}/{id}", base(p)), Some(&owner), None).await;
     let alerts: Vec<&str> = v["alerts"].as_array().unwrap().iter().map(|a| a["clock"].as_str().unwrap()).collect();
     assert_eq!(alerts.len(), 11, "{alerts:?}");
@@ -391,6 +393,8 @@ async fn ir_03_scoping_returns_exactly_the_fixture_patients_and_per_state_counts
     // After the window: the clinician reads 6 (TX).
     read(&app, &clinician, p, &pats[6]).await;
 
+    // A fresh session for the owner (the first one has been idle).
+    let owner = app.token(w.a.user("owner")).await;
     let id = create(&app, &owner, p, &json!({"detection_source": "audit_review", "description": "stolen credentials"})).await;
     let url = format!("{}/{id}/scope", base(p));
     let mut want: Vec<String> = vec![pats[0].clone(), pats[1].clone(), pats[2].clone(), pats[3].clone()];
