@@ -29,7 +29,11 @@ pub(crate) async fn run(svc: &Services, cmd: EmergencyCommand) -> anyhow::Result
                     .await?;
                 println!(
                     "emergency mode {}: every practice is read-only (changes answer 503)",
-                    if changed { "is now on" } else { "was already on" }
+                    if changed {
+                        "is now on"
+                    } else {
+                        "was already on"
+                    }
                 );
             }
             EmergencyCommand::Off => {

@@ -216,7 +216,11 @@ fn next_year_start(t: DateTime<Utc>) -> DateTime<Utc> {
 /// [`ClockKind`] order). `affected` is `None` until the incident is scoped: HHS is then due in
 /// 60 days (the stricter reading), and no media clock runs yet.
 #[must_use]
-pub fn clocks(discovered: DateTime<Utc>, terms: Terms, affected: Option<&Affected>) -> Vec<Deadline> {
+pub fn clocks(
+    discovered: DateTime<Utc>,
+    terms: Terms,
+    affected: Option<&Affected>,
+) -> Vec<Deadline> {
     let hours = i64::from(terms.baa_notice_hours.clamp(1, MAX_BAA_NOTICE_HOURS));
     let mut out = vec![
         Deadline {
@@ -387,19 +391,62 @@ mod tests {
     fn ir_02_every_clock_is_computed_from_the_discovery_time() {
         let d = t0();
         let all = clocks(d, TERMS, None);
-        assert_eq!(due(&all, ClockKind::ContingencyNotice), Some(d + Duration::hours(24)));
-        assert_eq!(due(&all, ClockKind::BaaNotice), Some(d + Duration::hours(120)));
-        assert_eq!(due(&all, ClockKind::RestorationTarget), Some(d + Duration::hours(72)));
-        assert_eq!(due(&all, ClockKind::Individuals), Some(d + Duration::days(60)));
-        assert_eq!(due(&all, ClockKind::Hhs), Some(d + Duration::days(60)), "not scoped: strict");
-        assert_eq!(due(&all, ClockKind::GdprAuthority), None, "GDPR not opted in");
+        assert_eq!(
+            due(&all, ClockKind::ContingencyNotice),
+            Some(d + Duration::hours(24))
+        );
+        assert_eq!(
+            due(&all, ClockKind::BaaNotice),
+            Some(d + Duration::hours(120))
+        );
+        assert_eq!(
+            due(&all, ClockKind::RestorationTarget),
+            Some(d + Duration::hours(72))
+        );
+        assert_eq!(
+            due(&all, ClockKind::Individuals),
+            Some(d + Duration::days(60))
+        );
+        assert_eq!(
+            due(&all, ClockKind::Hhs),
+            Some(d + Duration::days(60)),
+            "not scoped: strict"
+        );
+        assert_eq!(
+            due(&all, ClockKind::GdprAuthority),
+            None,
+            "GDPR not opted in"
+        );
         assert_eq!(due(&all, ClockKind::Media), None, "not scoped");
-        let gdpr = clocks(d, Terms { baa_notice_hours: 48, gdpr: true }, None);
-        assert_eq!(due(&gdpr, ClockKind::GdprAuthority), Some(d + Duration::hours(72)));
-        assert_eq!(due(&gdpr, ClockKind::BaaNotice), Some(d + Duration::hours(48)));
+        let gdpr = clocks(
+            d,
+            Terms {
+                baa_notice_hours: 48,
+                gdpr: true,
+            },
+            None,
+        );
+        assert_eq!(
+            due(&gdpr, ClockKind::GdprAuthority),
+            Some(d + Duration::hours(72))
+        );
+        assert_eq!(
+            due(&gdpr, ClockKind::BaaNotice),
+            Some(d + Duration::hours(48))
+        );
         // The BAA period is capped at the legal 60 days.
-        let long = clocks(d, Terms { baa_notice_hours: 10_000, gdpr: false }, None);
-        assert_eq!(due(&long, ClockKind::BaaNotice), Some(d + Duration::days(60)));
+        let long = clocks(
+            d,
+            Terms {
+                baa_notice_hours: 10_000,
+                gdpr: false,
+            },
+            None,
+        );
+        assert_eq!(
+            due(&long, ClockKind::BaaNotice),
+            Some(d + Duration::days(60))
+        );
     }
 
     // req IR-02, IR-03 — the 500 thresholds: HHS at 500 or more in total, media at more than
@@ -418,7 +465,11 @@ mod tests {
         let at = affected(500, &[("CA", 250), ("NV", 250)]);
         let all = clocks(d, TERMS, Some(&at));
         assert_eq!(due(&all, ClockKind::Hhs), Some(d + Duration::days(60)));
-        assert_eq!(due(&all, ClockKind::Media), None, "no state has more than 500");
+        assert_eq!(
+            due(&all, ClockKind::Media),
+            None,
+            "no state has more than 500"
+        );
         let media = affected(1200, &[("CA", 501), ("NV", 500), ("OR", 199)]);
         let all = clocks(d, TERMS, Some(&media));
         assert_eq!(due(&all, ClockKind::Media), Some(d + Duration::days(60)));
@@ -512,10 +563,15 @@ mod tests {
         assert!(full.permits_not_a_breach());
         for i in 0..4 {
             let mut a = full.clone();
-            *[&mut a.nature, &mut a.person, &mut a.acquired, &mut a.mitigation]
-                .into_iter()
-                .nth(i)
-                .unwrap() = "  ".into();
+            *[
+                &mut a.nature,
+                &mut a.person,
+                &mut a.acquired,
+                &mut a.mitigation,
+            ]
+            .into_iter()
+            .nth(i)
+            .unwrap() = "  ".into();
             assert!(!a.permits_not_a_breach(), "factor {i} blank");
         }
         let high = Assessment {
@@ -527,7 +583,13 @@ mod tests {
 
     #[test]
     fn state_codes_are_two_upper_case_letters() {
-        for (s, ok) in [("CA", true), ("ny", false), ("C", false), ("CAL", false), ("C1", false)] {
+        for (s, ok) in [
+            ("CA", true),
+            ("ny", false),
+            ("C", false),
+            ("CAL", false),
+            ("C1", false),
+        ] {
             assert_eq!(is_state_code(s), ok, "{s}");
         }
     }

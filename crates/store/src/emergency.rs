@@ -31,14 +31,13 @@ impl EmergencyState {
 /// The emergency state seen from the transaction's practice (one round trip).
 pub async fn state(tx: &mut TenantTx) -> Result<EmergencyState, StoreError> {
     let practice = tx.practice();
-    let (installation, practice): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
-        sqlx::query_as(
-            "select (select since from installation_emergency),
+    let (installation, practice): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = sqlx::query_as(
+        "select (select since from installation_emergency),
                     (select since from practice_emergency where practice_id = $1)",
-        )
-        .bind(practice)
-        .fetch_one(tx.conn())
-        .await?;
+    )
+    .bind(practice)
+    .fetch_one(tx.conn())
+    .await?;
     Ok(EmergencyState {
         installation,
         practice,

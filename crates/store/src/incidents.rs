@@ -276,7 +276,8 @@ struct SummaryRow {
     scoped: bool,
 }
 
-const SUMMARY: &str = "incident_id, discovered_at, detection_source, status, baa_notice_hours, gdpr,
+const SUMMARY: &str =
+    "incident_id, discovered_at, detection_source, status, baa_notice_hours, gdpr,
     closed_at, scope_kind is not null as scoped";
 
 impl SummaryRow {
@@ -437,7 +438,14 @@ pub async fn get(
     let description = opener
         .open_text(&context(practice, "description", &uid), &d.description_enc)
         .await?;
-    let response = open_opt(&opener, practice, "response", &uid, d.response_enc.as_deref()).await?;
+    let response = open_opt(
+        &opener,
+        practice,
+        "response",
+        &uid,
+        d.response_enc.as_deref(),
+    )
+    .await?;
     let outcome = open_opt(&opener, practice, "outcome", &uid, d.outcome_enc.as_deref()).await?;
     let assessment = match (
         d.nature_enc,
@@ -511,7 +519,10 @@ pub async fn get(
 }
 
 /// The status of incident `id`, locked for update; `None` when not visible here.
-async fn status_for_update(tx: &mut TenantTx, id: IncidentId) -> Result<Option<Status>, StoreError> {
+async fn status_for_update(
+    tx: &mut TenantTx,
+    id: IncidentId,
+) -> Result<Option<Status>, StoreError> {
     let practice = tx.practice();
     let s: Option<String> = sqlx::query_scalar(
         "select status from incident where practice_id = $1 and incident_id = $2 for update",
@@ -567,7 +578,9 @@ pub async fn update(
     let mut sealed = Vec::new();
     for (column, plain) in [("response", response), ("outcome", outcome)] {
         sealed.push(match plain {
-            Some(p) => Some(seal_field(keyring, &context(practice, column, &uid), p.as_bytes()).await?),
+            Some(p) => {
+                Some(seal_field(keyring, &context(practice, column, &uid), p.as_bytes()).await?)
+            }
             None => None,
         });
     }
@@ -918,7 +931,10 @@ impl OwnerStore {
                 if new.is_some() {
                     tx.audit(
                         AuditAction::IncidentAlert,
-                        Some(AuditObject::new(ObjectKind::Incident, i.incident_id.as_uuid())),
+                        Some(AuditObject::new(
+                            ObjectKind::Incident,
+                            i.incident_id.as_uuid(),
+                        )),
                         None,
                         Some(serde_json::json!({ "clock": clock })),
                     )
@@ -956,7 +972,12 @@ mod tests {
             state: s.map(str::to_owned),
             events: e,
         };
-        let list = vec![p(Some("CA"), 3), p(Some("CA"), 1), p(Some("NV"), 9), p(None, 2)];
+        let list = vec![
+            p(Some("CA"), 3),
+            p(Some("CA"), 1),
+            p(Some("NV"), 9),
+            p(None, 2),
+        ];
         let a = affected_of(&list);
         assert_eq!(a.total, 4);
         assert_eq!(a.per_state.get("CA"), Some(&2));

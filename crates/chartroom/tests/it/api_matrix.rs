@@ -617,8 +617,14 @@ const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
     // state for the owner and the admin).
     ("GET", "/api/v1/practices/{practice_id}/incidents"),
     ("POST", "/api/v1/practices/{practice_id}/incidents"),
-    ("GET", "/api/v1/practices/{practice_id}/incidents/{incident_id}"),
-    ("PATCH", "/api/v1/practices/{practice_id}/incidents/{incident_id}"),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/incidents/{incident_id}",
+    ),
+    (
+        "PATCH",
+        "/api/v1/practices/{practice_id}/incidents/{incident_id}",
+    ),
     (
         "PUT",
         "/api/v1/practices/{practice_id}/incidents/{incident_id}/assessment",

@@ -19,7 +19,11 @@ async fn patient_count(su: &mut sqlx::PgConnection, p: domain::PracticeId) -> i6
 }
 
 /// The actions a request left in practice `p`.
-async fn actions_of(su: &mut sqlx::PgConnection, p: domain::PracticeId, request: &str) -> Vec<String> {
+async fn actions_of(
+    su: &mut sqlx::PgConnection,
+    p: domain::PracticeId,
+    request: &str,
+) -> Vec<String> {
     sqlx::query_scalar("select action from audit_event where practice_id = $1 and request_id = $2::uuid order by action")
         .bind(p)
         .bind(request)
@@ -29,8 +33,17 @@ async fn actions_of(su: &mut sqlx::PgConnection, p: domain::PracticeId, request:
 }
 
 async fn get_with_id(app: &TestApp, path: &str, token: &str) -> (StatusCode, String) {
-    let res = app.http.get(app.url(path)).bearer_auth(token).send().await.unwrap();
-    (res.status(), res.headers()["x-request-id"].to_str().unwrap().to_owned())
+    let res = app
+        .http
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (
+        res.status(),
+        res.headers()["x-request-id"].to_str().unwrap().to_owned(),
+    )
 }
 
 // req: CP-03 — a practice owner switches emergency mode on: every change answers 503
@@ -49,33 +62,74 @@ async fn cp_03_practice_emergency_mode_refuses_writes_and_keeps_audited_reads() 
     let mode = format!("/api/v1/practices/{p}/emergency-mode");
     let (s, v) = call(&app, Method::GET, &mode, Some(&reception), None).await;
     assert_eq!((s, v["on"].as_bool()), (StatusCode::OK, Some(false)));
-    let (s, v) = call(&app, Method::PUT, &mode, Some(&owner), Some(&json!({"on": true}))).await;
+    let (s, v) = call(
+        &app,
+        Method::PUT,
+        &mode,
+        Some(&owner),
+        Some(&json!({"on": true})),
+    )
+    .await;
     assert_eq!((s, v["on"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
     assert!(v["practice_since"].is_string());
 
     let mut su = db.superuser_unsafe().await;
     let before = patient_count(&mut su, p).await;
-    let new_patient = json!({"given_name": "Ida", "family_name": "Stillwater", "date_of_birth": "1970-01-01"});
+    let new_patient =
+        json!({"given_name": "Ida", "family_name": "Stillwater", "date_of_birth": "1970-01-01"});
     let patients = format!("/api/v1/practices/{p}/patients");
-    let (s, v) = call(&app, Method::POST, &patients, Some(&reception), Some(&new_patient)).await;
+    let (s, v) = call(
+        &app,
+        Method::POST,
+        &patients,
+        Some(&reception),
+        Some(&new_patient),
+    )
+    .await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["error"]["code"], "EMERGENCY-0001");
     let one = format!("{patients}/{}", w.a.patient);
-    let (s, _) = call(&app, Method::PATCH, &one, Some(&reception), Some(&json!({"phone": "+1 555 0100"}))).await;
+    let (s, _) = call(
+        &app,
+        Method::PATCH,
+        &one,
+        Some(&reception),
+        Some(&json!({"phone": "+1 555 0100"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
-    let (s, _) = call(&app, Method::POST, &format!("/api/v1/practices/{p}/incidents"), Some(&owner),
-        Some(&json!({"detection_source": "other", "description": "x"}))).await;
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/practices/{p}/incidents"),
+        Some(&owner),
+        Some(&json!({"detection_source": "other", "description": "x"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(patient_count(&mut su, p).await, before, "nothing written");
     // A page's form is refused the same way.
-    let res = crate::web_pages::request(&crate::web_pages::client(), &app, Method::POST,
-        &format!("/app/practices/{p}/patients"), Some(&reception))
-        .form(&[("given_name", "Ida"), ("family_name", "Stillwater"), ("date_of_birth", "1970-01-01")])
-        .send()
-        .await
-        .unwrap();
+    let res = crate::web_pages::request(
+        &crate::web_pages::client(),
+        &app,
+        Method::POST,
+        &format!("/app/practices/{p}/patients"),
+        Some(&reception),
+    )
+    .form(&[
+        ("given_name", "Ida"),
+        ("family_name", "Stillwater"),
+        ("date_of_birth", "1970-01-01"),
+    ])
+    .send()
+    .await
+    .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(patient_count(&mut su, p).await, before, "nothing written from the page");
+    assert_eq!(
+        patient_count(&mut su, p).await,
+        before,
+        "nothing written from the page"
+    );
     // Reads work and are audited.
     let (s, request) = get_with_id(&app, &one, &reception).await;
     assert_eq!(s, StatusCode::OK);
@@ -83,17 +137,45 @@ async fn cp_03_practice_emergency_mode_refuses_writes_and_keeps_audited_reads() 
     let (s, _) = get_with_id(&app, &patients, &reception).await;
     assert_eq!(s, StatusCode::OK);
     // Another practice goes on as usual.
-    let (s, _) = call(&app, Method::POST, &format!("/api/v1/practices/{b}/patients"), Some(&b_reception), Some(&new_patient)).await;
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/practices/{b}/patients"),
+        Some(&b_reception),
+        Some(&new_patient),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     // Only an owner switches it, also while it is on.
     for role in ["admin", "clinician", "reception"] {
         let t = app.token(w.a.user(role)).await;
-        let (s, _) = call(&app, Method::PUT, &mode, Some(&t), Some(&json!({"on": false}))).await;
+        let (s, _) = call(
+            &app,
+            Method::PUT,
+            &mode,
+            Some(&t),
+            Some(&json!({"on": false})),
+        )
+        .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{role}");
     }
-    let (s, v) = call(&app, Method::PUT, &mode, Some(&owner), Some(&json!({"on": false}))).await;
+    let (s, v) = call(
+        &app,
+        Method::PUT,
+        &mode,
+        Some(&owner),
+        Some(&json!({"on": false})),
+    )
+    .await;
     assert_eq!((s, v["on"].as_bool()), (StatusCode::OK, Some(false)));
-    let (s, _) = call(&app, Method::POST, &patients, Some(&reception), Some(&new_patient)).await;
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &patients,
+        Some(&reception),
+        Some(&new_patient),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "changes work again");
     let switches: Vec<serde_json::Value> = sqlx::query_scalar(
         "select details from audit_event where practice_id = $1 and action = 'emergency.switch' order by occurred_at, event_id",
@@ -103,7 +185,11 @@ async fn cp_03_practice_emergency_mode_refuses_writes_and_keeps_audited_reads() 
     .await
     .unwrap();
     assert_eq!(switches.len(), 2);
-    assert!(switches.iter().any(|d| d["on"] == true && d["scope"] == "practice"));
+    assert!(
+        switches
+            .iter()
+            .any(|d| d["on"] == true && d["scope"] == "practice")
+    );
     assert!(switches.iter().any(|d| d["on"] == false));
 }
 
@@ -116,39 +202,99 @@ async fn cp_03_installation_emergency_mode_is_read_only_and_reads_fail_closed_wi
     let w = World::build(&db).await;
     let app = TestApp::start(&db).await;
     let owner_store = db.owner().await;
-    assert!(owner_store.set_installation_emergency(true, chrono::Utc::now()).await.unwrap());
-    assert!(!owner_store.set_installation_emergency(true, chrono::Utc::now()).await.unwrap(), "already on");
-    assert!(owner_store.installation_emergency().await.unwrap().is_some());
+    assert!(
+        owner_store
+            .set_installation_emergency(true, chrono::Utc::now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !owner_store
+            .set_installation_emergency(true, chrono::Utc::now())
+            .await
+            .unwrap(),
+        "already on"
+    );
+    assert!(
+        owner_store
+            .installation_emergency()
+            .await
+            .unwrap()
+            .is_some()
+    );
     let mut su = db.superuser_unsafe().await;
     for f in [&w.a, &w.b] {
         let t = app.token(f.user("reception")).await;
-        let (s, v) = call(&app, Method::POST, &format!("/api/v1/practices/{}/patients", f.id), Some(&t),
-            Some(&json!({"given_name": "Ida", "family_name": "Stillwater"}))).await;
-        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("EMERGENCY-0001")));
+        let (s, v) = call(
+            &app,
+            Method::POST,
+            &format!("/api/v1/practices/{}/patients", f.id),
+            Some(&t),
+            Some(&json!({"given_name": "Ida", "family_name": "Stillwater"})),
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("EMERGENCY-0001"))
+        );
         let one = format!("/api/v1/practices/{}/patients/{}", f.id, f.patient);
         let (s, request) = get_with_id(&app, &one, &t).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(actions_of(&mut su, f.id, &request).await, ["patient.read"]);
-        let (s, v) = call(&app, Method::GET, &format!("/api/v1/practices/{}/emergency-mode", f.id), Some(&t), None).await;
-        assert_eq!((s, v["on"].as_bool(), v["installation_since"].is_string()), (StatusCode::OK, Some(true), true));
+        let (s, v) = call(
+            &app,
+            Method::GET,
+            &format!("/api/v1/practices/{}/emergency-mode", f.id),
+            Some(&t),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (s, v["on"].as_bool(), v["installation_since"].is_string()),
+            (StatusCode::OK, Some(true), true)
+        );
     }
     // A practice owner cannot end the operator's switch.
     let owner = app.token(w.a.user("owner")).await;
-    let (_, v) = call(&app, Method::PUT, &format!("/api/v1/practices/{}/emergency-mode", w.a.id), Some(&owner), Some(&json!({"on": false}))).await;
+    let (_, v) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/practices/{}/emergency-mode", w.a.id),
+        Some(&owner),
+        Some(&json!({"on": false})),
+    )
+    .await;
     assert_eq!(v["on"], true);
     // The audit store fails: the read fails closed and shows nothing.
     let t = app.token(w.a.user("reception")).await;
     let one = format!("/api/v1/practices/{}/patients/{}", w.a.id, w.a.patient);
     let (_, ok) = call(&app, Method::GET, &one, Some(&t), None).await;
     let family = ok["family_name"].as_str().unwrap().to_owned();
-    sqlx::query("revoke insert on audit_event from chartroom_runtime").execute(&mut su).await.unwrap();
+    sqlx::query("revoke insert on audit_event from chartroom_runtime")
+        .execute(&mut su)
+        .await
+        .unwrap();
     let (s, v) = call(&app, Method::GET, &one, Some(&t), None).await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(!v.to_string().contains(&family));
-    sqlx::query("grant insert on audit_event to chartroom_runtime").execute(&mut su).await.unwrap();
-    assert!(owner_store.set_installation_emergency(false, chrono::Utc::now()).await.unwrap());
-    let (s, _) = call(&app, Method::POST, &format!("/api/v1/practices/{}/patients", w.a.id), Some(&t),
-        Some(&json!({"given_name": "Ida", "family_name": "Stillwater"}))).await;
+    sqlx::query("grant insert on audit_event to chartroom_runtime")
+        .execute(&mut su)
+        .await
+        .unwrap();
+    assert!(
+        owner_store
+            .set_installation_emergency(false, chrono::Utc::now())
+            .await
+            .unwrap()
+    );
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/practices/{}/patients", w.a.id),
+        Some(&t),
+        Some(&json!({"given_name": "Ida", "family_name": "Stillwater"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     let on_log: Vec<serde_json::Value> = sqlx::query_scalar(
         "select details from audit_event where practice_id = $1 and action = 'emergency.switch'",
@@ -183,6 +329,14 @@ async fn emergency_routes_authorization_matrix() {
         let (s, _) = call(&app, Method::GET, &mode, Some(&t), None).await;
         assert_eq!(s, StatusCode::OK, "{role}");
         let (s, _) = call(&app, Method::PUT, &mode, Some(&t), Some(&off)).await;
-        assert_eq!(s, if role == "owner" { StatusCode::OK } else { StatusCode::FORBIDDEN }, "{role}");
+        assert_eq!(
+            s,
+            if role == "owner" {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            },
+            "{role}"
+        );
     }
 }

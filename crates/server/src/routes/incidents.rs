@@ -402,7 +402,8 @@ pub async fn read_incident(
     let i = store::incidents::get(tx, keyring, id)
         .await?
         .ok_or(AppError::NotFound("incident"))?;
-    tx.audit(AuditAction::IncidentRead, None, object(id)).await?;
+    tx.audit(AuditAction::IncidentRead, None, object(id))
+        .await?;
     Ok(i)
 }
 
@@ -433,16 +434,9 @@ pub async fn update_incident(
     let outcome = outcome
         .map(|o| domain::values::free_text("outcome", o, MAX_TEXT))
         .transpose()?;
-    let s = store::incidents::update(
-        tx,
-        keyring,
-        id,
-        to,
-        response.as_deref(),
-        outcome.as_deref(),
-    )
-    .await?
-    .map_err(refused)?;
+    let s = store::incidents::update(tx, keyring, id, to, response.as_deref(), outcome.as_deref())
+        .await?
+        .map_err(refused)?;
     tx.audit_details(
         AuditAction::IncidentUpdate,
         None,
@@ -496,9 +490,8 @@ pub async fn scope_incident(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<store::incidents::Scope, AppError> {
-    let kind = ScopeKind::parse(kind).ok_or_else(|| {
-        AppError::Invalid("kind: must be user, session or support_grant".into())
-    })?;
+    let kind = ScopeKind::parse(kind)
+        .ok_or_else(|| AppError::Invalid("kind: must be user, session or support_grant".into()))?;
     if from >= to {
         return Err(AppError::Invalid("from: must be before to".into()));
     }
@@ -550,7 +543,9 @@ pub async fn record_letter(
         ));
     }
     if sent_on > tx.now().date_naive() + chrono::Days::new(1) {
-        return Err(AppError::Invalid("sent_on: must not be in the future".into()));
+        return Err(AppError::Invalid(
+            "sent_on: must not be in the future".into(),
+        ));
     }
     let letter = store::incidents::add_letter(tx, id, recipient_kind, sent_on, letters)
         .await?

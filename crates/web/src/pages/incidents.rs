@@ -183,12 +183,9 @@ pub(crate) async fn incident_create(
     });
     match checked {
         Ok(new) => {
-            let id = server::actions::incidents::create_incident(
-                &mut tx,
-                state.store.keyring()?,
-                &new,
-            )
-            .await?;
+            let id =
+                server::actions::incidents::create_incident(&mut tx, state.store.keyring()?, &new)
+                    .await?;
             tx.commit().await?;
             Ok(redirect(&format!(
                 "/app/practices/{practice_id}/incidents/{id}"
@@ -326,10 +323,7 @@ async fn detail_page(
             .assessment
             .as_ref()
             .is_some_and(|(a, _)| a.permits_not_a_breach()),
-        assessment: i
-            .assessment
-            .as_ref()
-            .map(|(a, at)| (a.clone(), when(*at))),
+        assessment: i.assessment.as_ref().map(|(a, at)| (a.clone(), when(*at))),
         description: i.description.clone(),
         response: i.response.clone().unwrap_or_default(),
         outcome: i.outcome.clone().unwrap_or_default(),
