@@ -10,6 +10,7 @@ mod audit_cmd;
 mod backup_cmd;
 mod db;
 mod demo;
+mod emergency_cmd;
 mod keys_cmd;
 mod notes_cmd;
 mod perio_cmd;
@@ -177,6 +178,10 @@ enum Command {
     /// hold); show or change the windows.
     #[command(subcommand)]
     Retention(retention_cmd::RetentionCommand),
+    /// Emergency mode: make the whole installation read-only (reads keep working and stay
+    /// audited), end it, or show it.
+    #[command(subcommand)]
+    Emergency(emergency_cmd::EmergencyCommand),
     /// Periodontal dictation engine: parse, evaluate fixtures, export the vocabulary.
     #[command(subcommand)]
     Perio(perio_cmd::PerioCommand),
@@ -235,6 +240,7 @@ fn main() -> ExitCode {
             Command::Backup(cmd) => backup_cmd::run(&svc, cmd).await,
             Command::Notes(cmd) => notes_cmd::run(&svc, cmd).await,
             Command::Retention(cmd) => retention_cmd::run(&svc, cmd).await,
+            Command::Emergency(cmd) => emergency_cmd::run(&svc, cmd).await,
             Command::Scribe(cmd) => scribe_cmd::run(cmd).await,
             Command::Perio(_) => Ok(()),
         }

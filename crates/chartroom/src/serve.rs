@@ -343,7 +343,8 @@ fn assistant(
 /// Starts the background jobs of `serve`, in the order they depend on each other: the
 /// sequencer first (it sequences and checkpoints the events the others append, so it stops
 /// last), the passkey-challenge sweep, and — on the owner role's store when there is one — the
-/// scribe's transcription of uploaded audio chunks and the daily retention run.
+/// scribe's transcription of uploaded audio chunks, the daily retention run and the incident
+/// clock alerts.
 fn start_jobs(
     args: &ServeArgs,
     store: &store::Store,
@@ -373,7 +374,9 @@ fn start_jobs(
                 state.assistant.clone(),
             )
         });
+        let alerts = server::jobs::incidents::IncidentAlerts::new(owner.clone());
         jobs.start(Retention::daily(owner));
+        jobs.start(alerts);
         if let Some(c) = capture {
             jobs.start(c);
         }
@@ -382,7 +385,7 @@ fn start_jobs(
         }
     } else {
         tracing::info!(
-            "no owner role: the daily retention job is off (schedule `chartroom retention run`), and so is transcription"
+            "no owner role: the daily retention job is off (schedule `chartroom retention run`), and so are transcription and the incident clock alerts"
         );
     }
     jobs

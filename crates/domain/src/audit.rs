@@ -249,6 +249,30 @@ actions! {
     BookingList => "booking.list",
     /// The practice approved or declined a requested online booking.
     BookingDecide => "booking.decide",
+    /// A patient's state of residence was recorded (a two-letter code; for breach counts).
+    PatientResidenceUpdate => "patient.residence_update",
+    /// A security incident was recorded (its discovery time starts every clock).
+    IncidentCreate => "incident.create",
+    /// Incidents were listed.
+    IncidentList => "incident.list",
+    /// An incident (its sealed notes decrypted) was read.
+    IncidentRead => "incident.read",
+    /// An incident's status, response or outcome notes changed (the new status in the details).
+    IncidentUpdate => "incident.update",
+    /// The four-factor risk assessment of an incident was recorded.
+    IncidentAssess => "incident.assess",
+    /// The patients an incident affected were found from the audit log (counts in the details).
+    IncidentScope => "incident.scope",
+    /// A notification letter (or batch) was recorded as sent (recipient kind and count).
+    IncidentLetter => "incident.letter",
+    /// An incident was closed, as a breach or not (which, in the details).
+    IncidentClose => "incident.close",
+    /// A breach clock of an incident came due and its alert was raised (the clock in the
+    /// details).
+    IncidentAlert => "incident.alert",
+    /// Emergency mode (read-only operation) was switched on or off, for the installation or
+    /// a practice (scope and new state in the details).
+    EmergencySwitch => "emergency.switch",
 }
 
 macro_rules! object_kinds {
@@ -312,6 +336,8 @@ object_kinds! {
     NoteDraft => "note_draft",
     /// An online booking (its id is the booking's).
     OnlineBooking => "online_booking",
+    /// A security incident.
+    Incident => "incident",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the

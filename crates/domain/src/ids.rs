@@ -139,6 +139,10 @@ id_type!(
     BookingId
 );
 id_type!(
+    /// A security incident of a practice.
+    IncidentId
+);
+id_type!(
     /// A bookable service of a practice.
     ServiceId
 );

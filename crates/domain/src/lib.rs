@@ -33,6 +33,7 @@ mod audit;
 pub mod booking;
 pub mod clock;
 mod ids;
+pub mod incident;
 pub mod notes;
 pub mod practice;
 mod roles;
@@ -43,7 +44,7 @@ pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
     AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId, ConsentId, DraftId,
-    InvitationId, NoteId, PatientId, PerioExamId, PracticeId, ProviderId, RequestId, SegmentId,
-    ServiceId, UserId, VisitId,
+    IncidentId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId, ProviderId, RequestId,
+    SegmentId, ServiceId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

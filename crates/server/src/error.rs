@@ -95,6 +95,12 @@ pub enum AppError {
     /// practice and no local default, or the local default not ready); nothing changed.
     #[error("{0}")]
     AiUnavailable(&'static str),
+    /// 503 `EMERGENCY-0001`: the installation or the practice is in emergency mode
+    /// (read-only, req CP-03): nothing was changed; reads keep working.
+    #[error(
+        "emergency mode: records can be read but not changed until the practice owner or the operator ends it; nothing was changed"
+    )]
+    EmergencyMode,
     /// 500 `INTERNAL`: logged with its cause; the body says only "internal error".
     #[error("internal error")]
     Internal(String),
@@ -135,7 +141,9 @@ impl AppError {
             AppError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             AppError::Gone(_) => StatusCode::GONE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            AppError::Timeout(_) | AppError::AiUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Timeout(_) | AppError::AiUnavailable(_) | AppError::EmergencyMode => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -169,6 +177,7 @@ impl AppError {
             AppError::AiFailed(_) => "AI-0001",
             AppError::AiRefused(_) => "AI-0002",
             AppError::AiUnavailable(_) => "AI-0003",
+            AppError::EmergencyMode => "EMERGENCY-0001",
         }
     }
 }

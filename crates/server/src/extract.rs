@@ -204,6 +204,9 @@ impl FromRequestParts<AppState> for Session {
 pub trait Guard: Send + Sync + 'static {
     /// The privilege.
     const PRIVILEGE: Privilege;
+    /// Whether a change under this guard goes through in emergency mode (req CP-03): only
+    /// the switch that ends it. Every other change answers `503 EMERGENCY-0001`.
+    const WRITES_IN_EMERGENCY: bool = false;
     /// Whether `roles` pass this guard (by default: hold [`Guard::PRIVILEGE`]).
     #[must_use]
     fn allows(roles: domain::RoleSet) -> bool {
@@ -234,6 +237,17 @@ impl Guard for Clinical {
 pub struct Manage;
 impl Guard for Manage {
     const PRIVILEGE: Privilege = Privilege::Manage;
+}
+/// An owner of the practice, also in emergency mode: switching the practice's emergency mode
+/// (req CP-03).
+#[derive(Debug)]
+pub struct EmergencySwitch;
+impl Guard for EmergencySwitch {
+    const PRIVILEGE: Privilege = Privilege::Manage;
+    const WRITES_IN_EMERGENCY: bool = true;
+    fn allows(roles: domain::RoleSet) -> bool {
+        roles.contains(domain::Role::Owner)
+    }
 }
 /// Clinician, owner or admin: reading the AI provider registry (clinicians use the
 /// providers, owners and admins manage them; reception has no business with them).
@@ -376,6 +390,18 @@ impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
         {
             drop(tx);
             return Err(AppError::PasskeyRequired);
+        }
+        // Emergency mode (req CP-03): reads go on, changes are refused before the handler
+        // runs (nothing written), except the switch that ends it.
+        let mut tx = tx;
+        if !G::WRITES_IN_EMERGENCY
+            && !matches!(
+                parts.method,
+                axum::http::Method::GET | axum::http::Method::HEAD
+            )
+            && store::emergency::state(&mut tx).await?.is_on()
+        {
+            return Err(AppError::EmergencyMode);
         }
         Ok(Ctx {
             actor: tx.actor(),

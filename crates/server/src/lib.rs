@@ -76,6 +76,14 @@ pub mod actions {
         review_break_glass,
     };
     pub use crate::routes::disclosures::{disclosure_accounting, record_disclosure};
+    /// Security incidents: record, list, read, update, assess, scope, letters, close; and a
+    /// patient's state of residence (each audited).
+    pub mod incidents {
+        pub use crate::routes::incidents::{
+            assess_incident, close_incident, create_incident, list_incidents, read_incident,
+            record_letter, scope_incident, set_residence, update_incident,
+        };
+    }
     pub use crate::routes::invitations::{invite, list_invitations, revoke_invitation};
     pub use crate::routes::memberships::{
         list_members, read_member, remove_member, set_member_roles,
@@ -167,6 +175,10 @@ pub mod rules {
         pub use crate::routes::disclosures::{
             DisclosureSummary, accounting_summary, disclosure_input,
         };
+    }
+    /// Security incidents: what may be recorded.
+    pub mod incidents {
+        pub use crate::routes::incidents::{DEFAULT_BAA_NOTICE_HOURS, incident_input};
     }
     /// Vendor support grants: what an owner may approve.
     pub mod support {

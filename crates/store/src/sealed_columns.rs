@@ -428,6 +428,26 @@ pub const AI_PROVIDER: SealedTable = SealedTable {
     purge: Purge::Never("a provider's registration belongs to the practice, not to a patient"),
 };
 
+/// Security incidents (`incidents`): the description, the response and outcome notes and the
+/// four factors of the risk assessment.
+pub const INCIDENT: SealedTable = SealedTable {
+    table: "incident",
+    row: id("incident_id"),
+    columns: &[
+        sealed!("description"),
+        sealed!("response"),
+        sealed!("outcome"),
+        sealed!("nature"),
+        sealed!("person"),
+        sealed!("acquired"),
+        sealed!("mitigation"),
+    ],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::Never(
+        "an incident belongs to the practice and is kept as breach-notification evidence",
+    ),
+};
+
 /// Every sealed or patient-owned tenant table, in purge order (a table before every table it
 /// refers to).
 pub const TABLES: &[SealedTable] = &[
@@ -452,6 +472,7 @@ pub const TABLES: &[SealedTable] = &[
     SUPPORT_GRANT,
     BLOB_OBJECT,
     AI_PROVIDER,
+    INCIDENT,
 ];
 
 /// The registered sealed column `table.enc` (`enc` is the ciphertext column, `<name>_enc`).
@@ -688,6 +709,25 @@ const CLEAR: &[PlaintextColumn] = &[
     col("capture", "stop_reason", CLOSED),
     col("capture", "audio_purge_reason", CLOSED),
     col("capture_chunk", "transcription", CLOSED),
+    col("incident", "detection_source", CLOSED),
+    col("incident", "status", CLOSED),
+    col("incident", "scope_kind", CLOSED),
+    col(
+        "incident_affected",
+        "state",
+        "a two-letter state code, checked: not an identifier by itself (164.514(b)(2)(i)(B))",
+    ),
+    col("incident_letter", "recipient_kind", CLOSED),
+    col(
+        "incident_alert",
+        "clock",
+        "the name of a breach clock (`alert_24h`, `individuals`), checked: no free text",
+    ),
+    col(
+        "patient_residence",
+        "state",
+        "a two-letter state code, checked: not an identifier by itself (164.514(b)(2)(i)(B))",
+    ),
 ];
 
 /// How many legacy `text` columns the sealed tables have.

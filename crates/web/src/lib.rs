@@ -289,6 +289,34 @@ fn manage_routes() -> Router<AppState> {
             get(pages::retention::retention_page),
         )
         .route(
+            "/practices/{practice_id}/incidents",
+            get(pages::incidents::incidents_page).post(pages::incidents::incident_create),
+        )
+        .route(
+            "/practices/{practice_id}/incidents/{incident_id}",
+            get(pages::incidents::incident_page),
+        )
+        .route(
+            "/practices/{practice_id}/incidents/{incident_id}/update",
+            post(pages::incidents::incident_update),
+        )
+        .route(
+            "/practices/{practice_id}/incidents/{incident_id}/assessment",
+            post(pages::incidents::incident_assess),
+        )
+        .route(
+            "/practices/{practice_id}/incidents/{incident_id}/scope",
+            post(pages::incidents::incident_scope),
+        )
+        .route(
+            "/practices/{practice_id}/incidents/{incident_id}/letters",
+            post(pages::incidents::incident_letter),
+        )
+        .route(
+            "/practices/{practice_id}/incidents/{incident_id}/close",
+            post(pages::incidents::incident_close),
+        )
+        .route(
             "/practices/{practice_id}/legal-holds",
             post(pages::retention::hold_place),
         )

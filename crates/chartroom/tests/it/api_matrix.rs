@@ -610,6 +610,41 @@ const ROUTES: &[(&str, &str, Needs, Option<&str>)] = &[
 /// its audit events): the scribe's transcripts and drafts
 /// (`scribe_drafting::scribe_routes_authorization_matrix`).
 const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
+    // Emergency mode: its matrix is in `emergency` (switching it on stops every other change).
+    ("GET", "/api/v1/practices/{practice_id}/emergency-mode"),
+    ("PUT", "/api/v1/practices/{practice_id}/emergency-mode"),
+    // Incidents: their matrix is in `incidents` (each route needs an incident in the right
+    // state for the owner and the admin).
+    ("GET", "/api/v1/practices/{practice_id}/incidents"),
+    ("POST", "/api/v1/practices/{practice_id}/incidents"),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/incidents/{incident_id}",
+    ),
+    (
+        "PATCH",
+        "/api/v1/practices/{practice_id}/incidents/{incident_id}",
+    ),
+    (
+        "PUT",
+        "/api/v1/practices/{practice_id}/incidents/{incident_id}/assessment",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/incidents/{incident_id}/scope",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/incidents/{incident_id}/letters",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/incidents/{incident_id}/close",
+    ),
+    (
+        "PUT",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/residence",
+    ),
     // Online booking: its matrix is in `booking_api` (the public routes answer without a
     // session; the setup needs a clinician with hours).
     ("GET", "/api/v1/practices/{practice_id}/booking/settings"),

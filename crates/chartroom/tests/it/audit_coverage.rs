@@ -102,6 +102,19 @@ async fn canary_phi_appears_in_no_audit_row_and_no_log_line() {
             Some(json!({"name": canary_name})),
             "owner",
         ),
+        (
+            Method::POST,
+            format!("{base}/incidents"),
+            Some(json!({"detection_source": "staff_report", "description": canary_note})),
+            "owner",
+        ),
+        (
+            Method::POST,
+            format!("{base}/incidents"),
+            Some(json!({"detection_source": canary_name, "description": canary_note})),
+            "owner",
+        ),
+        (Method::GET, format!("{base}/incidents"), None, "owner"),
         (Method::GET, format!("{base}/audit/events"), None, "owner"),
         (Method::GET, format!("{base}/audit/fhir"), None, "owner"),
         // Refused attempts carrying the canary: a bad value, and a wrong role.

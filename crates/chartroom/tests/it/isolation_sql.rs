@@ -191,6 +191,30 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
             .execute(&mut su)
             .await
             .unwrap();
+        // Emergency mode switched on by the practice's owner.
+        sqlx::query("insert into practice_emergency (practice_id, since, switched_by) values ($1, now(), $2)")
+            .bind(p.id)
+            .bind(p.user("owner"))
+            .execute(&mut su)
+            .await
+            .unwrap();
+        // A security incident with a scope, a letter and an alert, and the patient's state.
+        sqlx::query(
+            "with i as (insert into incident (practice_id, incident_id, discovered_at, detection_source, description_enc,
+                            baa_notice_hours, created_at, updated_at)
+                        values ($1, $3, now(), 'other', '\\x00', 24, now(), now())),
+                  r as (insert into patient_residence (practice_id, patient_id, state, updated_at) values ($1, $2, 'CA', now())),
+                  a as (insert into incident_affected (practice_id, incident_id, patient_id, state, events) values ($1, $3, $2, 'CA', 1)),
+                  l as (insert into incident_letter (practice_id, incident_id, letter_id, recipient_kind, sent_on, letters, created_at)
+                        values ($1, $3, gen_random_uuid(), 'individual', current_date, 1, now()))
+             insert into incident_alert (practice_id, incident_id, clock, due_at, alerted_at) values ($1, $3, 'alert_24h', now(), now())",
+        )
+        .bind(p.id)
+        .bind(p.patient)
+        .bind(uuid::Uuid::new_v4())
+        .execute(&mut su)
+        .await
+        .unwrap();
     }
 }
 
@@ -324,6 +348,7 @@ async fn rls_enabled_forced_and_tenant_isolated_for_every_tenant_table() {
             "clinical_note" => Some("note_id"),
             "audit_event" | "audit_pending" => Some("event_id"),
             "disclosure" => Some("disclosure_id"),
+            "incident" => Some("incident_id"),
             _ => None,
         };
         if let Some(key) = fresh_key {

@@ -920,6 +920,54 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    // A security incident with every sealed note (description, response, outcome, the four
+    // factors).
+    let mut tx = as_member(&f.app, &store, f.w.a.user("owner"), a).await;
+    let incident = store::incidents::create(
+        &mut tx,
+        &keyring,
+        &store::incidents::NewIncident {
+            discovered_at: now,
+            detection_source: "other".into(),
+            description: "Canary incident description".into(),
+            terms: domain::incident::Terms {
+                baa_notice_hours: 24,
+                gdpr: false,
+            },
+        },
+    )
+    .await
+    .unwrap();
+    store::incidents::update(
+        &mut tx,
+        &keyring,
+        incident,
+        Some(domain::incident::Status::Assessing),
+        Some("Canary response"),
+        Some("Canary outcome"),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    store::incidents::assess(
+        &mut tx,
+        &keyring,
+        incident,
+        &domain::incident::Assessment {
+            nature: "Canary nature".into(),
+            person: "Canary person".into(),
+            acquired: "Canary acquired".into(),
+            mitigation: "Canary mitigation".into(),
+            low_probability: true,
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tx.audit(domain::AuditAction::IncidentCreate, None, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
 
     seed_scribe(&f.app, &owner, &store, &mut su, clinician, a, f.w.a.patient).await;
 
@@ -937,6 +985,7 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
         "{r:?}"
     );
     assert_eq!(r.grant_reasons, 2, "{r:?}");
+    assert_eq!(r.incidents, 1, "{r:?}");
     for (table, rows, plain, old) in registry_census(&mut su, a, 2).await {
         assert!(
             rows > 0,

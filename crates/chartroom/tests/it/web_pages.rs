@@ -1829,7 +1829,106 @@ async fn manage_routes(db: &TestDb, app: &TestApp, world: &World, owner: &str) -
         ])
         .cross(format!("/app/practices/{b}/invitations/{}/revoke", inv[0])),
     ]);
+    routes.extend(incident_routes(app, world, owner).await);
     routes
+}
+
+/// The incident pages (req IR-01): one incident to read and change, two being assessed to
+/// close (the owner's and the admin's), made through the API.
+async fn incident_routes(app: &TestApp, world: &World, owner: &str) -> Vec<Route> {
+    use domain::Clock as _;
+    let (p, b) = (world.a.id, world.b.id);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = crate::util::call(
+            app,
+            Method::POST,
+            &format!("/api/v1/practices/{p}/incidents"),
+            Some(owner),
+            Some(&serde_json::json!({"detection_source": "other", "description": "Synthetic incident"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["incident_id"].as_str().unwrap().to_owned();
+        let (status, _) = crate::util::call(
+            app,
+            Method::PATCH,
+            &format!("/api/v1/practices/{p}/incidents/{id}"),
+            Some(owner),
+            Some(&serde_json::json!({"status": "assessing"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        ids.push(id);
+    }
+    let now = app.clock.now();
+    let from = (now - chrono::Duration::days(1))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let to = (now + chrono::Duration::minutes(1))
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let today = now.date_naive().to_string();
+    let clinician = world.a.user("clinician").to_string();
+    let at = |tail: &str| format!("/app/practices/{p}/incidents/{}{tail}", ids[0]);
+    let cross = |tail: &str| format!("/app/practices/{b}/incidents/{}{tail}", ids[0]);
+    vec![
+        Route::get(format!("/app/practices/{p}/incidents"), &["incident.list"]),
+        Route::post(
+            format!("/app/practices/{p}/incidents"),
+            &[
+                ("detection_source", "staff_report"),
+                ("description", "Synthetic incident from the page"),
+            ],
+            &["incident.create"],
+        ),
+        Route::get(at(""), &["incident.read"]).cross(cross("")),
+        Route::post(
+            at("/update"),
+            &[("status", ""), ("response", "Synthetic response")],
+            &["incident.update"],
+        )
+        .cross(cross("/update")),
+        Route::post(
+            at("/assessment"),
+            &[
+                ("nature", "Synthetic nature"),
+                ("person", "Synthetic person"),
+                ("acquired", "Synthetic acquired"),
+                ("mitigation", "Synthetic mitigation"),
+                ("low_probability", "on"),
+            ],
+            &["incident.assess"],
+        )
+        .cross(cross("/assessment")),
+        Route::post(
+            at("/scope"),
+            &[
+                ("kind", "user"),
+                ("subject", clinician.as_str()),
+                ("from", from.as_str()),
+                ("to", to.as_str()),
+            ],
+            &["incident.scope"],
+        )
+        .cross(cross("/scope")),
+        Route::post(
+            at("/letters"),
+            &[("recipient_kind", "hhs"), ("sent_on", today.as_str())],
+            &["incident.letter"],
+        )
+        .cross(cross("/letters")),
+        Route::post(
+            format!("/app/practices/{p}/incidents/{}/close", ids[1]),
+            &[("outcome", "breach")],
+            &["incident.close"],
+        )
+        .ok_paths([
+            format!("/app/practices/{p}/incidents/{}/close", ids[1]),
+            format!("/app/practices/{p}/incidents/{}/close", ids[2]),
+        ])
+        .cross(format!("/app/practices/{b}/incidents/{}/close", ids[1])),
+    ]
 }
 
 // issue 17 — every owner and admin page and form: anonymous → the sign-in page, password

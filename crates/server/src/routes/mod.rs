@@ -11,6 +11,8 @@ pub(crate) mod booking;
 pub(crate) mod capture;
 pub(crate) mod care_team;
 pub(crate) mod disclosures;
+pub(crate) mod emergency;
+pub(crate) mod incidents;
 pub(crate) mod invitations;
 pub(crate) mod memberships;
 pub(crate) mod notes;
@@ -62,6 +64,7 @@ use crate::AppState;
         (name = "ai providers", description = "The AI provider registry and its posture (owners and admins change it)"),
         (name = "scribe", description = "Recording consent, captures and audio chunks, the live indicator, the scribe policy, transcripts and evidence-linked note drafts (clinicians; the policy: owners and admins)"),
         (name = "booking", description = "Online booking: services, clinicians' hours and rules (owners and admins), bookings waiting for approval (clinicians and reception), and the public page (no session)"),
+        (name = "incidents", description = "Security incidents, breach clocks, risk assessment, scoping from the audit log and notification letters (owners and admins)"),
         (name = "meta", description = "This description")
     )
 )]
@@ -179,6 +182,14 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
             disclosures::disclosure_create,
             disclosures::disclosure_report
         ),
+        routes!(emergency::emergency_get, emergency::emergency_put),
+        routes!(incidents::incident_list, incidents::incident_create),
+        routes!(incidents::incident_get, incidents::incident_update),
+        routes!(incidents::incident_assess),
+        routes!(incidents::incident_scope),
+        routes!(incidents::incident_letter),
+        routes!(incidents::incident_close),
+        routes!(incidents::residence_put),
         routes!(retention::retention_get),
         routes!(retention::legal_hold_put, retention::legal_hold_delete),
         routes!(audit::audit_events),

@@ -43,6 +43,8 @@ pub struct ResealReport {
     pub scribe: u64,
     /// AI provider API keys re-sealed with the active key.
     pub provider_keys: u64,
+    /// Incidents (their notes and assessments) re-sealed with the active key.
+    pub incidents: u64,
 }
 
 impl ResealReport {
@@ -57,6 +59,7 @@ impl ResealReport {
             grant_reasons: t.grant_reasons + r.grant_reasons,
             scribe: t.scribe + r.scribe,
             provider_keys: t.provider_keys + r.provider_keys,
+            incidents: t.incidents + r.incidents,
         })
     }
 
@@ -92,6 +95,8 @@ impl ResealReport {
             Some(&mut self.scribe)
         } else if name == sealed_columns::AI_PROVIDER.table {
             Some(&mut self.provider_keys)
+        } else if name == sealed_columns::INCIDENT.table {
+            Some(&mut self.incidents)
         } else {
             None
         }

@@ -11,6 +11,7 @@ pub(crate) mod capture;
 pub(crate) mod chart;
 pub(crate) mod disclosures;
 pub(crate) mod home;
+pub(crate) mod incidents;
 pub(crate) mod members;
 pub(crate) mod passkeys;
 pub(crate) mod patients;
@@ -125,7 +126,7 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
 }
 
 /// The owner and admin screens (the API's `Manage` privilege): menu label and path.
-const MANAGE_PAGES: [(&str, &str); 10] = [
+const MANAGE_PAGES: [(&str, &str); 11] = [
     ("Members", "members"),
     ("Settings", "settings"),
     ("Online booking", "booking"),
@@ -134,6 +135,7 @@ const MANAGE_PAGES: [(&str, &str); 10] = [
     ("Audit log", "audit"),
     ("Break-glass review", "break-glass"),
     ("Retention", "retention"),
+    ("Incidents", "incidents"),
     ("Scribe", "scribe"),
     ("Notices", "notices"),
 ];
