@@ -32,6 +32,7 @@
 mod audit;
 pub mod booking;
 pub mod clock;
+pub mod intake;
 mod ids;
 pub mod notes;
 pub mod practice;
@@ -42,8 +43,8 @@ pub mod values;
 pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId, ConsentId, DraftId,
-    InvitationId, NoteId, PatientId, PerioExamId, PracticeId, ProviderId, RequestId, SegmentId,
+    AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId, ClientLinkId, ConsentId,
+    DraftId, IntakeRequestId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId, ProviderId, RequestId, SegmentId,
     ServiceId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

@@ -233,9 +233,10 @@ async fn enter(
 /// What the practice offers online.
 #[utoipa::path(get, path = "/api/v1/public/practices/{practice_id}/booking", tag = "booking",
     params(("practice_id" = String, Path, format = Uuid)), security(()),
-    responses((status = 200, body = Catalogue), (status = 404, body = crate::views::ErrorBody)))]
+    responses((status = 200, body = Catalogue), (status = 404, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody)))]
 pub(crate) async fn public_catalogue(
     State(state): State<AppState>,
+    _client: crate::extract::PublicClient,
     ReqIdOf(request): ReqIdOf,
     ApiPath(practice): ApiPath<PracticeId>,
 ) -> Result<Json<Catalogue>, AppError> {
@@ -283,9 +284,10 @@ pub(crate) struct Slots {
 /// The free start times of a service over some days.
 #[utoipa::path(get, path = "/api/v1/public/practices/{practice_id}/booking/slots", tag = "booking",
     params(("practice_id" = String, Path, format = Uuid), SlotQuery), security(()),
-    responses((status = 200, body = Slots), (status = 404, body = crate::views::ErrorBody)))]
+    responses((status = 200, body = Slots), (status = 404, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody)))]
 pub(crate) async fn public_slots(
     State(state): State<AppState>,
+    _client: crate::extract::PublicClient,
     ReqIdOf(request): ReqIdOf,
     ApiPath(practice): ApiPath<PracticeId>,
     ApiQuery(q): ApiQuery<SlotQuery>,
@@ -334,9 +336,10 @@ pub(crate) struct BookingReceived {
     params(("practice_id" = String, Path, format = Uuid)), security(()),
     request_body = PublicBookingRequest,
     responses((status = 202, body = BookingReceived), (status = 404, body = crate::views::ErrorBody),
-              (status = 409, body = crate::views::ErrorBody)))]
+              (status = 409, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody)))]
 pub(crate) async fn public_book(
     State(state): State<AppState>,
+    _client: crate::extract::PublicClient,
     ReqIdOf(request): ReqIdOf,
     ApiPath(practice): ApiPath<PracticeId>,
     ApiJson(req): ApiJson<PublicBookingRequest>,

@@ -11,6 +11,8 @@ pub(crate) mod capture;
 pub(crate) mod chart;
 pub(crate) mod disclosures;
 pub(crate) mod home;
+pub(crate) mod intake;
+pub(crate) mod manage;
 pub(crate) mod members;
 pub(crate) mod passkeys;
 pub(crate) mod patients;
