@@ -441,10 +441,11 @@ mod tests {
         );
         let m = c.get("massage_intake", 1).unwrap();
         assert!(m.fields.iter().any(|f| f.key.starts_with("contra_")));
-        assert_eq!(
-            m.hash,
-            <[u8; 32]>::from(Sha256::digest(FILES[1].1.as_bytes()))
-        );
+        let (_, bytes) = FILES
+            .iter()
+            .find(|(f, _)| *f == "massage_intake.v1.json")
+            .unwrap();
+        assert_eq!(m.hash, <[u8; 32]>::from(Sha256::digest(bytes.as_bytes())));
     }
 
     #[test]

@@ -7,9 +7,14 @@
 //!   practice whose online booking is on and gives the transaction the `online_booking`
 //!   pseudo-role: it reads the catalogue and the hours, learns busy *times* (never who), and
 //!   inserts a patient, an appointment and a booking; it reads no existing patient.
-//! - Two clients racing for one slot cannot both get it: a booking takes a transaction lock
-//!   per clinician, re-reads the busy times and re-checks the slot ([`domain::booking::slot_is_free`])
-//!   before it inserts.
+//! - Two clients racing for one slot cannot both get it: a booking or a reschedule claims the
+//!   slot in one place (`claim_slot`): a transaction lock per clinician, the busy times read
+//!   again and the slot re-checked ([`domain::booking::slot_is_free`]) before it inserts or
+//!   moves the appointment.
+//! - A manage link's holder ([`ManageBooking`], entered through `app.enter_link` with purpose
+//!   `booking_manage`) sees its appointment's time, practice and service only, and may
+//!   confirm, reschedule to a free time of the same service, or cancel; a cancellation inside
+//!   the practice's window is recorded as late. Each change appends `booking.manage`.
 //! - An existing client is recognised by phone number *and* date of birth through the blind
 //!   indexes (`app.online_booking_match`); the page answers the same either way.
 //! - Every booking, setup change and decision appends an audit event (ids only).

@@ -136,7 +136,7 @@ pub async fn create_intake_link(
 }
 
 /// The state of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Sent; the client has not submitted it.
@@ -173,7 +173,7 @@ impl Status {
 }
 
 /// A request in a list (ids, form, state and times: nothing decrypted).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestRow {
     /// The request.
     pub request_id: IntakeRequestId,
@@ -276,7 +276,7 @@ pub async fn on_chart(
 }
 
 /// A submitted form as the reviewer sees it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Review {
     /// The request.
     #[serde(flatten)]

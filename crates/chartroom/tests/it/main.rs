@@ -28,6 +28,7 @@ mod bench_paths;
 mod booking_api;
 mod capture_api;
 mod care_team;
+mod client_links;
 mod crash;
 mod egress_contract;
 mod egress_edit_contract;

@@ -4,7 +4,8 @@
 //! The public routes answer a practice that does not take online bookings exactly like one
 //! that does not exist (404), name no clinician and no other client, and answer a booking the
 //! same way whether the client was recognised or not ("received": the confirmation goes to the
-//! contact details on the record).
+//! contact details on the record). They are limited per client address like every public
+//! client page ([`crate::extract::PublicClient`]: `429` with `Retry-After`).
 
 use axum::Json;
 use axum::extract::State;
