@@ -281,8 +281,7 @@ fn check_field(f: &Field, v: &str) -> Result<String, String> {
                 return Err(format!("At most {} characters.", f.limit()));
             }
             let newline_ok = f.kind == FieldKind::LongText;
-            if v
-                .chars()
+            if v.chars()
                 .any(|c| c.is_control() && !(newline_ok && (c == '\n' || c == '\r' || c == '\t')))
             {
                 return Err("Remove the control characters.".into());
@@ -366,10 +365,7 @@ impl Catalogue {
         let mut forms: Vec<FormDef> = Vec::with_capacity(files.len());
         for (file, bytes) in files {
             let f = FormDef::parse(file, bytes)?;
-            if forms
-                .iter()
-                .any(|g| g.id == f.id && g.version == f.version)
-            {
+            if forms.iter().any(|g| g.id == f.id && g.version == f.version) {
                 return Err(FormError {
                     file: (*file).to_owned(),
                     problem: "id and version given twice".into(),
@@ -454,7 +450,11 @@ mod tests {
             "fields":[{"key":"a","label":"A","kind":"text"}]}"#;
         assert!(FormDef::parse("f.v1.json", ok).is_ok());
         let cases = [
-            ("g.v1.json", ok, "the file must be named <id>.v<version>.json"),
+            (
+                "g.v1.json",
+                ok,
+                "the file must be named <id>.v<version>.json",
+            ),
             (
                 "f.v1.json",
                 r#"{"id":"f","version":1,"discipline":"d","title":"T","intro":"","intent":"I",
@@ -504,6 +504,9 @@ mod tests {
         let mut other = answers.clone();
         other.insert("questions".into(), "x".into());
         assert_ne!(h, evidence_hash(f, &other, "Ada Example"));
-        assert_eq!(check_signer_name("  "), Err("Type your full name to sign.".into()));
+        assert_eq!(
+            check_signer_name("  "),
+            Err("Type your full name to sign.".into())
+        );
     }
 }

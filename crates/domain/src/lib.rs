@@ -32,8 +32,8 @@
 mod audit;
 pub mod booking;
 pub mod clock;
-pub mod intake;
 mod ids;
+pub mod intake;
 pub mod notes;
 pub mod practice;
 mod roles;
@@ -44,7 +44,7 @@ pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
     AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId, ClientLinkId, ConsentId,
-    DraftId, IntakeRequestId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId, ProviderId, RequestId, SegmentId,
-    ServiceId, UserId, VisitId,
+    DraftId, IntakeRequestId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId, ProviderId,
+    RequestId, SegmentId, ServiceId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

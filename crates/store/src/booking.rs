@@ -854,9 +854,11 @@ impl crate::Store {
         request: RequestId,
         now: DateTime<Utc>,
     ) -> Result<Option<PublicBooking>, StoreError> {
-        Ok(crate::entry::enter_online_booking(&self.pool, practice, now)
-            .await?
-            .map(|inner| PublicBooking { inner, request }))
+        Ok(
+            crate::entry::enter_online_booking(&self.pool, practice, now)
+                .await?
+                .map(|inner| PublicBooking { inner, request }),
+        )
     }
 }
 
@@ -993,8 +995,16 @@ impl PublicBooking {
         let practice = self.practice();
         let Some(Slot {
             clinician, ends_at, ..
-        }) = claim_slot(self.inner.conn(), practice, &settings, &service, tz, now, starts_at)
-            .await?
+        }) = claim_slot(
+            self.inner.conn(),
+            practice,
+            &settings,
+            &service,
+            tz,
+            now,
+            starts_at,
+        )
+        .await?
         else {
             return Ok(Err(BookingRefused::SlotTaken));
         };

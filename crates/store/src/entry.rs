@@ -93,16 +93,21 @@ pub(crate) async fn enter_link(
     now: DateTime<Utc>,
 ) -> Result<Option<(Audited, EnteredLink)>, StoreError> {
     let mut tx = pool.begin().await?;
-    let row: Option<(PracticeId, ClientLinkId, PatientId, uuid::Uuid, DateTime<Utc>)> =
-        sqlx::query_as(
-            "select practice_id, link_id, patient_id, subject_id, expires_at
+    let row: Option<(
+        PracticeId,
+        ClientLinkId,
+        PatientId,
+        uuid::Uuid,
+        DateTime<Utc>,
+    )> = sqlx::query_as(
+        "select practice_id, link_id, patient_id, subject_id, expires_at
                from app.enter_link($1, $2, $3)",
-        )
-        .bind(digest.as_slice())
-        .bind(purpose)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+    )
+    .bind(digest.as_slice())
+    .bind(purpose)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
     Ok(row.map(|(practice, link, patient, subject, expires_at)| {
         (
             Audited::entered(tx, practice, now),

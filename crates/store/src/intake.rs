@@ -209,7 +209,9 @@ type RowTuple = (
 const ROW_COLUMNS: &str =
     "request_id, patient_id, form_id, form_version, status, created_at, submitted_at, decided_at";
 
-fn row((id, patient, form_id, version, status, created, submitted, decided): RowTuple) -> Result<RequestRow, StoreError> {
+fn row(
+    (id, patient, form_id, version, status, created, submitted, decided): RowTuple,
+) -> Result<RequestRow, StoreError> {
     let form = form_of(&form_id, version)?;
     Ok(RequestRow {
         request_id: id,
@@ -371,7 +373,10 @@ pub async fn open(
         Some(AuditObject::intake_request(request)),
     )
     .await?;
-    let form = form_of(&request_row.form_id, i32::try_from(request_row.form_version).unwrap_or(0))?;
+    let form = form_of(
+        &request_row.form_id,
+        i32::try_from(request_row.form_version).unwrap_or(0),
+    )?;
     let recomputed = evidence_hash(form, &answers, &signer_name);
     Ok(Some(Review {
         request: request_row,
@@ -635,7 +640,8 @@ impl PublicIntake {
             for f in &self.form.fields {
                 match f.prefill {
                     Some(domain::intake::Prefill::Name) => {
-                        prefill.insert(f.key.clone(), format!("{} {}", p.given_name, p.family_name));
+                        prefill
+                            .insert(f.key.clone(), format!("{} {}", p.given_name, p.family_name));
                     }
                     Some(domain::intake::Prefill::DateOfBirth) => {
                         if let Some(d) = p.date_of_birth {
@@ -690,8 +696,12 @@ impl PublicIntake {
         let hash = evidence_hash(self.form, &answers, &signer);
         let answers_json =
             serde_json::to_vec(&answers).map_err(|_| StoreError::Corrupt("intake answers"))?;
-        let answers_enc =
-            seal_field(keyring, &response_ctx(practice, "answers", &id), &answers_json).await?;
+        let answers_enc = seal_field(
+            keyring,
+            &response_ctx(practice, "answers", &id),
+            &answers_json,
+        )
+        .await?;
         let signer_enc = seal_field(
             keyring,
             &response_ctx(practice, "signer_name", &id),

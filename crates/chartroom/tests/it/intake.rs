@@ -63,7 +63,10 @@ async fn an_intake_link_is_stored_hashed_opens_once_and_reaches_the_chart_only_a
     let token = made.token().clone();
     let origin = outbound::LinkOrigin::parse("https://clinic.example.test").unwrap();
     let url = made.url(&origin);
-    assert!(url.as_str().starts_with("https://clinic.example.test/intake/"));
+    assert!(
+        url.as_str()
+            .starts_with("https://clinic.example.test/intake/")
+    );
     let token_text = url.as_str().rsplit('/').next().unwrap().to_owned();
     assert_eq!(token_text.len(), 43, "256 random bits, base64url");
 
@@ -113,7 +116,9 @@ async fn an_intake_link_is_stored_hashed_opens_once_and_reaches_the_chart_only_a
     );
     assert_eq!(
         dob,
-        chart.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string())
+        chart
+            .date_of_birth
+            .map(|d| d.format("%Y-%m-%d").to_string())
     );
 
     // A refused submission stores nothing.
@@ -176,7 +181,12 @@ async fn an_intake_link_is_stored_hashed_opens_once_and_reaches_the_chart_only_a
 
     // Not on the chart before review.
     let mut tx = as_member(&app, store, w.a.user("clinician"), p).await;
-    assert!(store::intake::on_chart(&mut tx, patient).await.unwrap().is_empty());
+    assert!(
+        store::intake::on_chart(&mut tx, patient)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let queue = store::intake::queue(&mut tx).await.unwrap();
     assert_eq!(queue.len(), 1);
     assert_eq!(queue[0].status, Status::Submitted);
@@ -195,12 +205,21 @@ async fn an_intake_link_is_stored_hashed_opens_once_and_reaches_the_chart_only_a
     assert_eq!(recomputed, hash);
     assert!(review.evidence_verified && review.esign_consent && review.intent_shown);
     assert_eq!(review.signer_name, "Ada Example");
-    assert_eq!(review.answers["questions"], "Canary-Qz7 no treatment on Fridays");
+    assert_eq!(
+        review.answers["questions"],
+        "Canary-Qz7 no treatment on Fridays"
+    );
 
     // A rejection needs a reason; acceptance puts it on the chart, once.
     let mut tx = as_member(&app, store, w.a.user("clinician"), p).await;
     assert!(matches!(
-        store::intake::decide(&mut tx, &keyring, made.request_id, &Decision::Reject(" ".into())).await,
+        store::intake::decide(
+            &mut tx,
+            &keyring,
+            made.request_id,
+            &Decision::Reject(" ".into())
+        )
+        .await,
         Err(store::StoreError::Invalid(_))
     ));
     assert_eq!(
@@ -299,7 +318,10 @@ async fn expired_wrong_purpose_and_unknown_links_open_nothing() {
         }
     };
     assert!(opens(made.token(), now).await);
-    assert!(!opens(&manage, now).await, "a booking link never opens an intake form");
+    assert!(
+        !opens(&manage, now).await,
+        "a booking link never opens an intake form"
+    );
     assert!(!opens(&outbound::LinkToken::generate(), now).await);
     let expiry = now + Duration::days(store::links::INTAKE_LINK_TTL_DAYS);
     assert!(opens(made.token(), expiry - Duration::seconds(1)).await);

@@ -66,9 +66,15 @@ async fn a_client_signs_the_intake_form_and_reception_accepts_it_onto_the_chart(
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     let page = res.text().await.unwrap();
-    assert!(page.contains("Consent to treatment") && page.contains("Practice a"), "{page}");
+    assert!(
+        page.contains("Consent to treatment") && page.contains("Practice a"),
+        "{page}"
+    );
     assert!(page.contains("I agree to sign this form electronically"));
     assert!(!page.contains("<script>"), "no inline script");
 
@@ -78,7 +84,10 @@ async fn a_client_signs_the_intake_form_and_reception_accepts_it_onto_the_chart(
         &http,
         &app,
         &token,
-        &[("full_name", "Ada Example"), ("date_of_birth", "1980-13-01")],
+        &[
+            ("full_name", "Ada Example"),
+            ("date_of_birth", "1980-13-01"),
+        ],
     )
     .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
@@ -92,7 +101,10 @@ async fn a_client_signs_the_intake_form_and_reception_accepts_it_onto_the_chart(
     ] {
         assert!(page.contains(m), "{m} in {page}");
     }
-    assert!(page.contains("value=\"Ada Example\""), "values kept as typed");
+    assert!(
+        page.contains("value=\"Ada Example\""),
+        "values kept as typed"
+    );
     assert_eq!(status_of(&mut su, request_id).await, "sent");
 
     // A cross-site post is refused before anything runs.
@@ -118,7 +130,12 @@ async fn a_client_signs_the_intake_form_and_reception_accepts_it_onto_the_chart(
     ];
     let res = submit(&http, &app, &token, &good).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.text().await.unwrap().contains("Your signed form was sent"));
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("Your signed form was sent")
+    );
     assert_eq!(status_of(&mut su, request_id).await, "submitted");
 
     // Used, unknown, malformed and wrong-purpose links: the same generic page.
@@ -183,16 +200,36 @@ async fn a_client_signs_the_intake_form_and_reception_accepts_it_onto_the_chart(
     let clinician = app.token(w.a.user("clinician")).await;
     let chart_path = format!("/app/practices/{p}/patients/{}/chart", w.a.patient);
     let chart = crate::web_pages::get_page(&http, &app, &chart_path, &clinician).await;
-    assert!(chart.contains("No accepted intake form."), "not on the chart before review");
-    let queue =
-        crate::web_pages::get_page(&http, &app, &format!("/app/practices/{p}/intake"), &reception)
-            .await;
+    assert!(
+        chart.contains("No accepted intake form."),
+        "not on the chart before review"
+    );
+    let queue = crate::web_pages::get_page(
+        &http,
+        &app,
+        &format!("/app/practices/{p}/intake"),
+        &reception,
+    )
+    .await;
     let href = format!("/app/practices/{p}/intake/{request_id}");
     assert!(queue.contains(&href), "{queue}");
-    assert!(!queue.contains("Web-canary-Hx4"), "the queue shows no answers");
+    assert!(
+        !queue.contains("Web-canary-Hx4"),
+        "the queue shows no answers"
+    );
     let review = crate::web_pages::get_page(&http, &app, &href, &reception).await;
-    assert!(review.contains("Web-canary-Hx4") && review.contains("evidence-ok"), "{review}");
-    let res = post_form(&http, &app, &format!("{href}/reject"), &reception, &[("reason", "")]).await;
+    assert!(
+        review.contains("Web-canary-Hx4") && review.contains("evidence-ok"),
+        "{review}"
+    );
+    let res = post_form(
+        &http,
+        &app,
+        &format!("{href}/reject"),
+        &reception,
+        &[("reason", "")],
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(status_of(&mut su, request_id).await, "submitted");
     let res = post_form(&http, &app, &format!("{href}/accept"), &reception, &[]).await;
@@ -205,7 +242,10 @@ async fn a_client_signs_the_intake_form_and_reception_accepts_it_onto_the_chart(
     );
     assert_eq!(status_of(&mut su, request_id).await, "accepted");
     let chart = crate::web_pages::get_page(&http, &app, &chart_path, &clinician).await;
-    assert!(chart.contains(&href) && chart.contains("Consent to treatment"), "{chart}");
+    assert!(
+        chart.contains(&href) && chart.contains("Consent to treatment"),
+        "{chart}"
+    );
 
     let actions: Vec<String> = sqlx::query_scalar(
         "select action from audit_event where practice_id = $1 and action like 'intake.%' order by seq",
@@ -253,7 +293,10 @@ async fn intake_screens_authorization_matrix() {
         ("esign_consent", "yes"),
         ("signer_name", "Bo Example"),
     ];
-    assert_eq!(submit(&http, &app, &token, &form).await.status(), StatusCode::OK);
+    assert_eq!(
+        submit(&http, &app, &token, &form).await.status(),
+        StatusCode::OK
+    );
 
     let routes: Vec<(Method, String, Vec<(&str, &str)>, StatusCode, &str)> = vec![
         (
@@ -298,7 +341,12 @@ async fn intake_screens_authorization_matrix() {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "anonymous {path}");
-        assert!(res.headers()[LOCATION].to_str().unwrap().contains("/app/sign-in"));
+        assert!(
+            res.headers()[LOCATION]
+                .to_str()
+                .unwrap()
+                .contains("/app/sign-in")
+        );
         // Another practice's member, on A's path: 404.
         let res = request(&http, &app, method.clone(), path, Some(&other))
             .form(body)
@@ -318,7 +366,10 @@ async fn intake_screens_authorization_matrix() {
             "{cross}"
         );
         if *action != "intake.list" && res.status() != StatusCode::NOT_FOUND {
-            panic!("{cross}: another practice's object must be 404, got {}", res.status());
+            panic!(
+                "{cross}: another practice's object must be 404, got {}",
+                res.status()
+            );
         }
         // Owners and admins hold no scheduling role here: 403.
         for t in [&owner, &admin] {
@@ -351,12 +402,22 @@ async fn intake_screens_authorization_matrix() {
     }
     // Deciding: wrong role 403, another practice 404, then the right role.
     let decide = format!("/app/practices/{p}/intake/{request_id}/reject");
-    for (t, s) in [(&owner, StatusCode::FORBIDDEN), (&other, StatusCode::NOT_FOUND)] {
+    for (t, s) in [
+        (&owner, StatusCode::FORBIDDEN),
+        (&other, StatusCode::NOT_FOUND),
+    ] {
         let res = post_form(&http, &app, &decide, t, &[("reason", "Incomplete")]).await;
         assert_eq!(res.status(), s);
     }
     let clinician = app.token(w.a.user("clinician")).await;
-    let res = post_form(&http, &app, &decide, &clinician, &[("reason", "Incomplete")]).await;
+    let res = post_form(
+        &http,
+        &app,
+        &decide,
+        &clinician,
+        &[("reason", "Incomplete")],
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(status_of(&mut su, request_id).await, "rejected");
 }

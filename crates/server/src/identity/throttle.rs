@@ -169,7 +169,11 @@ impl Throttle {
     /// Admits one request from `addr` to a page where every request counts (the public client
     /// pages): refused while the address waits, otherwise counted like a failure, so the
     /// address's free requests run out and the waits start. Without an address: admitted.
-    pub fn admit_address(&self, addr: Option<IpAddr>, now: DateTime<Utc>) -> Result<(), RetryAfter> {
+    pub fn admit_address(
+        &self,
+        addr: Option<IpAddr>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RetryAfter> {
         let Some(addr) = addr else { return Ok(()) };
         let key = [Some(Key::Address(addr))];
         self.check_keys(&key, now)?;
@@ -287,7 +291,10 @@ mod tests {
         let other: IpAddr = "198.51.100.8".parse().unwrap();
         assert_eq!(th.admit_address(Some(other), now), Ok(()));
         assert_eq!(th.admit_address(None, now), Ok(()));
-        assert_eq!(th.admit_address(Some(ip), now + Duration::seconds(2)), Ok(()));
+        assert_eq!(
+            th.admit_address(Some(ip), now + Duration::seconds(2)),
+            Ok(())
+        );
     }
 
     #[test]

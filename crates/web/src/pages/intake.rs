@@ -69,7 +69,9 @@ pub(crate) fn link_not_working() -> Result<Response, WebError> {
             chrome: None,
             title: "Link not available".into(),
             heading: "This link does not work".into(),
-            message: "It may have expired or been used already. Ask the practice to send you a new one.".into(),
+            message:
+                "It may have expired or been used already. Ask the practice to send you a new one."
+                    .into(),
             id: "link-not-working",
         },
     )
@@ -90,8 +92,7 @@ pub(crate) fn wait_page(seconds: i64) -> Response {
         Err(e) => return axum::response::IntoResponse::into_response(e),
     };
     if let Ok(v) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
-        res.headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, v);
+        res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
     }
     res
 }
@@ -147,12 +148,7 @@ fn form_page(
     signer_name: String,
     esign_checked: bool,
 ) -> FormPage {
-    let err = |k: &str| {
-        errors
-            .iter()
-            .find(|(f, _)| f == k)
-            .map(|(_, m)| m.clone())
-    };
+    let err = |k: &str| errors.iter().find(|(f, _)| f == k).map(|(_, m)| m.clone());
     FormPage {
         assets: assets(),
         chrome: None,
@@ -265,7 +261,11 @@ pub(crate) async fn submit(
         client_address: client.ip,
     };
     let practice_name = tx.practice_name().await.map_err(AppError::from)?;
-    match tx.submit(&keyring, &submission).await.map_err(AppError::from)? {
+    match tx
+        .submit(&keyring, &submission)
+        .await
+        .map_err(AppError::from)?
+    {
         Ok(_) => {
             tx.commit().await.map_err(AppError::from)?;
             submitted(&practice_name)
@@ -340,7 +340,9 @@ pub(crate) struct DoneQuery {
 
 fn done_message(done: Option<&str>) -> Option<&'static str> {
     match done? {
-        "sent" => Some("Intake form requested: its link goes to the patient by text message and email."),
+        "sent" => {
+            Some("Intake form requested: its link goes to the patient by text message and email.")
+        }
         "accepted" => Some("Intake form accepted: it is on the patient's chart."),
         "rejected" => Some("Intake form rejected."),
         _ => None,

@@ -35,7 +35,9 @@ async fn enter(state: &AppState, token: &str) -> Result<Option<ManageBooking>, W
 }
 
 fn when(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
-    t.with_timezone(&tz).format("%A %-d %B %Y, %H:%M").to_string()
+    t.with_timezone(&tz)
+        .format("%A %-d %B %Y, %H:%M")
+        .to_string()
 }
 
 /// The manage page.
@@ -68,7 +70,12 @@ fn status_label(s: &str) -> &'static str {
     }
 }
 
-fn page(a: &ManagedAppointment, now: DateTime<Utc>, token: &str, done: Option<&'static str>) -> ManagePage {
+fn page(
+    a: &ManagedAppointment,
+    now: DateTime<Utc>,
+    token: &str,
+    done: Option<&'static str>,
+) -> ManagePage {
     let c = a.cancellation;
     let changeable = a.changeable(now);
     ManagePage {
@@ -172,7 +179,12 @@ pub(crate) async fn cancel(
             } else {
                 "Your appointment is cancelled."
             };
-            html(&MessagePage::new("Cancelled", "Cancelled", message, "cancelled"))
+            html(&MessagePage::new(
+                "Cancelled",
+                "Cancelled",
+                message,
+                "cancelled",
+            ))
         }
         _ => refused("This appointment can no longer be cancelled here. Please call the practice."),
     }

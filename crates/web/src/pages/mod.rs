@@ -114,6 +114,10 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
             label: "Booking requests",
             href: format!("/app/practices/{practice}/booking/requests"),
         });
+        items.push(NavItem {
+            label: "Intake review",
+            href: format!("/app/practices/{practice}/intake"),
+        });
     }
     if Privilege::Manage.allows(roles) {
         for (label, page) in MANAGE_PAGES {
@@ -413,18 +417,18 @@ mod tests {
         for (roles, want) in [
             (
                 vec![Role::Reception],
-                vec!["Patients", "Schedule", "Booking requests"],
+                vec!["Patients", "Schedule", "Booking requests", "Intake review"],
             ),
             (
                 vec![Role::Clinician],
-                vec!["Patients", "Schedule", "Booking requests"],
+                vec!["Patients", "Schedule", "Booking requests", "Intake review"],
             ),
             (vec![Role::Owner], manage.clone()),
             (vec![Role::Admin], manage.clone()),
             (
                 vec![Role::Owner, Role::Reception],
                 [
-                    vec!["Patients", "Schedule", "Booking requests"],
+                    vec!["Patients", "Schedule", "Booking requests", "Intake review"],
                     manage.clone(),
                 ]
                 .concat(),
