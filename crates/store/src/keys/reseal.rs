@@ -43,6 +43,9 @@ pub struct ResealReport {
     pub scribe: u64,
     /// AI provider API keys re-sealed with the active key.
     pub provider_keys: u64,
+    /// Intake records (answers, signatures, client addresses, rejection reasons) re-sealed
+    /// with the active key.
+    pub intake: u64,
 }
 
 impl ResealReport {
@@ -57,6 +60,7 @@ impl ResealReport {
             grant_reasons: t.grant_reasons + r.grant_reasons,
             scribe: t.scribe + r.scribe,
             provider_keys: t.provider_keys + r.provider_keys,
+            intake: t.intake + r.intake,
         })
     }
 
@@ -92,6 +96,10 @@ impl ResealReport {
             Some(&mut self.scribe)
         } else if name == sealed_columns::AI_PROVIDER.table {
             Some(&mut self.provider_keys)
+        } else if name == sealed_columns::INTAKE_RESPONSE.table
+            || name == sealed_columns::INTAKE_REQUEST.table
+        {
+            Some(&mut self.intake)
         } else {
             None
         }
