@@ -1197,6 +1197,9 @@ impl crate::Store {
     }
 }
 
+/// An appointment's start, end, status and client confirmation.
+type AppointmentRow = (DateTime<Utc>, DateTime<Utc>, String, Option<DateTime<Utc>>);
+
 impl ManageBooking {
     /// The request time.
     #[must_use]
@@ -1207,15 +1210,14 @@ impl ManageBooking {
     /// The appointment, its practice and service; `None` when it is gone.
     pub async fn appointment(&mut self) -> Result<Option<ManagedAppointment>, StoreError> {
         let practice = self.inner.practice();
-        let row: Option<(DateTime<Utc>, DateTime<Utc>, String, Option<DateTime<Utc>>)> =
-            sqlx::query_as(
-                "select starts_at, ends_at, status, client_confirmed_at from appointment
+        let row: Option<AppointmentRow> = sqlx::query_as(
+            "select starts_at, ends_at, status, client_confirmed_at from appointment
                   where practice_id = $1 and appointment_id = $2",
-            )
-            .bind(practice)
-            .bind(self.appointment)
-            .fetch_optional(self.inner.conn())
-            .await?;
+        )
+        .bind(practice)
+        .bind(self.appointment)
+        .fetch_optional(self.inner.conn())
+        .await?;
         let Some((starts_at, ends_at, status, client_confirmed_at)) = row else {
             return Ok(None);
         };

@@ -206,6 +206,19 @@ type RowTuple = (
     Option<DateTime<Utc>>,
 );
 
+/// A request row with its sealed rejection reason.
+type WithReason = (
+    IntakeRequestId,
+    PatientId,
+    String,
+    i32,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<Vec<u8>>,
+);
+
 const ROW_COLUMNS: &str =
     "request_id, patient_id, form_id, form_version, status, created_at, submitted_at, decided_at";
 
@@ -313,17 +326,7 @@ pub async fn open(
 ) -> Result<Option<Review>, StoreError> {
     let practice = tx.practice();
     let r: Option<(RowTuple, Option<Vec<u8>>)> = {
-        let found: Option<(
-            IntakeRequestId,
-            PatientId,
-            String,
-            i32,
-            String,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            Option<DateTime<Utc>>,
-            Option<Vec<u8>>,
-        )> = sqlx::query_as(&format!(
+        let found: Option<WithReason> = sqlx::query_as(&format!(
             "select {ROW_COLUMNS}, reject_reason_enc from intake_request
               where practice_id = $1 and request_id = $2"
         ))

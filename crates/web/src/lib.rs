@@ -179,7 +179,6 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
             get(pages::schedule::appointment_cancel_page).post(pages::schedule::appointment_cancel),
         )
         .merge(manage_routes())
-        .merge(intake_routes())
         .merge(pages::chart::router())
         .merge(pages::perio::router())
         .merge(pages::scribe::router())
@@ -332,6 +331,7 @@ fn public_routes(state: AppState) -> Router<AppState> {
 
 fn manage_routes() -> Router<AppState> {
     booking_routes()
+        .merge(intake_routes())
         .route(
             "/practices/{practice_id}/patients/{patient_id}/disclosures",
             get(pages::disclosures::disclosures_page).post(pages::disclosures::disclosure_create),
