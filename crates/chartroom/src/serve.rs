@@ -212,6 +212,9 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         .clone()
         .unwrap_or_else(|| format!("https://localhost:{}", addr.port()));
     let identity = identity(&origin, args.behind_proxy)?;
+    // The intake form definitions are validated before anything is served.
+    let forms = domain::intake::catalogue()?;
+    tracing::info!(forms = forms.current().len(), "intake forms loaded");
     let store = db
         .runtime_store(args.db_connections)
         .await?

@@ -273,6 +273,22 @@ actions! {
     /// Emergency mode (read-only operation) was switched on or off, for the installation or
     /// a practice (scope and new state in the details).
     EmergencySwitch => "emergency.switch",
+    /// An intake form was requested for a patient (a request and its link were made; the
+    /// token is never logged).
+    IntakeRequest => "intake.request",
+    /// A link holder opened their intake form (the prefill from the chart was shown).
+    IntakeOpen => "intake.open",
+    /// A link holder signed and submitted their intake form.
+    IntakeSubmit => "intake.submit",
+    /// The intake review queue was listed.
+    IntakeList => "intake.list",
+    /// A submitted intake form (its answers) was opened by staff.
+    IntakeRead => "intake.read",
+    /// Staff accepted an intake form (it is on the chart from now on) or rejected it.
+    IntakeDecide => "intake.decide",
+    /// A link holder confirmed, cancelled or rescheduled their appointment through a manage
+    /// link (the details say which, and whether the cancellation was late).
+    BookingManage => "booking.manage",
 }
 
 macro_rules! object_kinds {
@@ -338,6 +354,8 @@ object_kinds! {
     OnlineBooking => "online_booking",
     /// A security incident.
     Incident => "incident",
+    /// An intake request (its response is named by it).
+    IntakeRequest => "intake_request",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the
@@ -390,6 +408,12 @@ impl AuditObject {
     #[must_use]
     pub fn online_booking(id: crate::BookingId) -> Self {
         Self::new(ObjectKind::OnlineBooking, id.as_uuid())
+    }
+
+    /// An intake request.
+    #[must_use]
+    pub fn intake_request(id: crate::IntakeRequestId) -> Self {
+        Self::new(ObjectKind::IntakeRequest, id.as_uuid())
     }
 
     /// A visit.

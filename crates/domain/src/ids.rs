@@ -143,6 +143,14 @@ id_type!(
     IncidentId
 );
 id_type!(
+    /// A client link (an SMS or email link to an intake form or a booking).
+    ClientLinkId
+);
+id_type!(
+    /// An intake request: a form sent to a patient.
+    IntakeRequestId
+);
+id_type!(
     /// A bookable service of a practice.
     ServiceId
 );

@@ -34,6 +34,7 @@ pub mod booking;
 pub mod clock;
 mod ids;
 pub mod incident;
+pub mod intake;
 pub mod notes;
 pub mod practice;
 mod roles;
@@ -43,8 +44,8 @@ pub mod values;
 pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId, ConsentId, DraftId,
-    IncidentId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId, ProviderId, RequestId,
-    SegmentId, ServiceId, UserId, VisitId,
+    AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId, ClientLinkId, ConsentId,
+    DraftId, IncidentId, IntakeRequestId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId,
+    ProviderId, RequestId, SegmentId, ServiceId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

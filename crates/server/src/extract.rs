@@ -173,6 +173,39 @@ impl FromRequestParts<AppState> for crate::identity::Client {
     }
 }
 
+/// A client of the public client pages (online booking, intake and manage links: no
+/// session), admitted by the per-address limit ([`crate::identity::Identity::client_pages`],
+/// the sign-in throttle's mechanism): `429` with `Retry-After` (`AUTH-0007`) while the address
+/// waits. Every request counts. The web's public pages pass the same check as a layer
+/// ([`admit_public_client`]).
+#[derive(Debug, Clone)]
+pub struct PublicClient(pub crate::identity::Client);
+
+impl FromRequestParts<AppState> for PublicClient {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        admit_public_client(parts, state).await.map(Self)
+    }
+}
+
+/// The public client pages' per-address limit for a request's `parts`: its client, or
+/// [`AppError::Throttled`].
+///
+/// # Errors
+/// [`AppError::Throttled`] while the address waits.
+pub async fn admit_public_client(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<crate::identity::Client, AppError> {
+    let client = crate::identity::Client::from_request_parts(parts, state).await?;
+    state
+        .identity
+        .client_pages
+        .admit_address(client.ip, state.clock.now())
+        .map_err(|wait| AppError::Throttled(wait.0))?;
+    Ok(client)
+}
+
 async fn session(parts: &Parts, state: &AppState) -> Result<Session, AppError> {
     let request_id = parts
         .extensions

@@ -7,9 +7,14 @@
 //!   practice whose online booking is on and gives the transaction the `online_booking`
 //!   pseudo-role: it reads the catalogue and the hours, learns busy *times* (never who), and
 //!   inserts a patient, an appointment and a booking; it reads no existing patient.
-//! - Two clients racing for one slot cannot both get it: a booking takes a transaction lock
-//!   per clinician, re-reads the busy times and re-checks the slot ([`domain::booking::slot_is_free`])
-//!   before it inserts.
+//! - Two clients racing for one slot cannot both get it: a booking or a reschedule claims the
+//!   slot in one place (`claim_slot`): a transaction lock per clinician, the busy times read
+//!   again and the slot re-checked ([`domain::booking::slot_is_free`]) before it inserts or
+//!   moves the appointment.
+//! - A manage link's holder ([`ManageBooking`], entered through `app.enter_link` with purpose
+//!   `booking_manage`) sees its appointment's time, practice and service only, and may
+//!   confirm, reschedule to a free time of the same service, or cancel; a cancellation inside
+//!   the practice's window is recorded as late. Each change appends `booking.manage`.
 //! - An existing client is recognised by phone number *and* date of birth through the blind
 //!   indexes (`app.online_booking_match`); the page answers the same either way.
 //! - Every booking, setup change and decision appends an audit event (ids only).
@@ -710,6 +715,48 @@ async fn bookings(
 // The public page.
 // ---------------------------------------------------------------------------------------
 
+/// Claims the slot at `starts_at` for `service`: the one home of the "never double-booked"
+/// rule, used by the public booking page and by a manage link's reschedule. Takes a
+/// transaction lock per clinician of the service (so two claims of one clinician's time run
+/// one after the other), re-reads their busy times and re-checks the slot under the practice's
+/// rules ([`slot_is_free`]); returns the first clinician free then, or `None` when the slot is
+/// not (or no longer) free. The caller inserts or moves the appointment in the same
+/// transaction, before the locks go.
+async fn claim_slot(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    settings: &BookingSettings,
+    service: &Service,
+    tz: Tz,
+    now: DateTime<Utc>,
+    starts_at: DateTime<Utc>,
+) -> Result<Option<Slot>, StoreError> {
+    for c in &service.clinicians {
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 19))")
+            .bind(format!("{practice}/{c}"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let today = now.with_timezone(&tz).date_naive();
+    let q = query(settings, service, tz, now, today, 1);
+    let weeks = weeks(
+        &mut *conn,
+        practice,
+        service,
+        starts_at - Duration::days(1),
+        starts_at + Duration::days(1),
+    )
+    .await?;
+    Ok(weeks
+        .iter()
+        .find(|w| slot_is_free(&q, w, starts_at))
+        .map(|w| Slot {
+            clinician: w.clinician,
+            starts_at,
+            ends_at: starts_at + Duration::minutes(i64::from(service.duration_minutes)),
+        }))
+}
+
 /// A transaction of the practice's public booking page: entered through
 /// `app.enter_online_booking` with the `online_booking` pseudo-role and no actor. Dropping it
 /// rolls back.
@@ -810,18 +857,11 @@ impl crate::Store {
         request: RequestId,
         now: DateTime<Utc>,
     ) -> Result<Option<PublicBooking>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let entered: bool = sqlx::query_scalar("select app.enter_online_booking($1)")
-            .bind(practice)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !entered {
-            return Ok(None);
-        }
-        Ok(Some(PublicBooking {
-            inner: Audited::entered(tx, practice, now),
-            request,
-        }))
+        Ok(
+            crate::entry::enter_online_booking(&self.pool, practice, now)
+                .await?
+                .map(|inner| PublicBooking { inner, request }),
+        )
     }
 }
 
@@ -956,27 +996,21 @@ impl PublicBooking {
             return Ok(Err(BookingRefused::NoService));
         };
         let practice = self.practice();
-        // One booking at a time per clinician of this service, so the re-check below holds.
-        for c in &service.clinicians {
-            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 19))")
-                .bind(format!("{practice}/{c}"))
-                .execute(self.inner.conn())
-                .await?;
-        }
-        let q = query(&settings, &service, tz, now, today, 1);
-        let weeks = weeks(
+        let Some(Slot {
+            clinician, ends_at, ..
+        }) = claim_slot(
             self.inner.conn(),
             practice,
+            &settings,
             &service,
-            starts_at - Duration::days(1),
-            starts_at + Duration::days(1),
+            tz,
+            now,
+            starts_at,
         )
-        .await?;
-        let Some(week) = weeks.iter().find(|w| slot_is_free(&q, w, starts_at)) else {
+        .await?
+        else {
             return Ok(Err(BookingRefused::SlotTaken));
         };
-        let ends_at = starts_at + Duration::minutes(i64::from(service.duration_minutes));
-        let clinician = week.clinician;
 
         let (patient, existing) = self.client_record(keyring, client, &new_patient).await?;
         let status = if !existing && settings.new_clients == NewClients::Approval {
@@ -1042,6 +1076,334 @@ impl PublicBooking {
             },
             due_now_minor: due_now,
         }))
+    }
+
+    /// The manage link of a booking this transaction just made (confirm, cancel,
+    /// reschedule), live until its appointment ends; for the confirmation message, queued in
+    /// the same transaction. The token is never stored.
+    pub async fn create_booking_manage_link(
+        &mut self,
+        booked: &Booked,
+    ) -> Result<outbound::LinkToken, StoreError> {
+        let practice = self.practice();
+        let now = self.now();
+        crate::links::manage_link_for_new_booking(
+            self.inner.conn(),
+            practice,
+            booked.patient_id,
+            booked.appointment_id,
+            now,
+            booked.slot.ends_at,
+        )
+        .await
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.inner.commit().await
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The manage link (confirm, cancel, reschedule).
+// ---------------------------------------------------------------------------------------
+
+/// A manage link holder's transaction: entered through `app.enter_link` with purpose
+/// `booking_manage` (the `client_link` pseudo-role, no actor); it reads and changes its own
+/// appointment only. Dropping it rolls back.
+#[derive(Debug)]
+pub struct ManageBooking {
+    inner: Audited,
+    link: crate::entry::EnteredLink,
+    appointment: AppointmentId,
+    request: RequestId,
+}
+
+/// The appointment as its manage link shows it: times, the practice, the service's name and
+/// states (no other PHI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedAppointment {
+    /// The practice's name.
+    pub practice_name: String,
+    /// The practice's time zone.
+    pub tz: Tz,
+    /// Start.
+    pub starts_at: DateTime<Utc>,
+    /// End.
+    pub ends_at: DateTime<Utc>,
+    /// `requested`, `booked`, `cancelled`, …
+    pub status: String,
+    /// The online service booked, when it was booked online (rescheduling needs it).
+    pub service: Option<Service>,
+    /// When the client confirmed it.
+    pub client_confirmed_at: Option<DateTime<Utc>>,
+    /// The cancellation window and fees.
+    pub cancellation: CancellationPolicy,
+}
+
+impl ManagedAppointment {
+    /// Whether the client may still change it (confirm, cancel, reschedule): it is booked or
+    /// requested and has not started.
+    #[must_use]
+    pub fn changeable(&self, now: DateTime<Utc>) -> bool {
+        matches!(self.status.as_str(), "booked" | "requested") && self.starts_at > now
+    }
+
+    /// Whether cancelling at `now` is late (inside the cancellation window).
+    #[must_use]
+    pub fn cancel_is_late(&self, now: DateTime<Utc>) -> bool {
+        self.starts_at - now < Duration::hours(i64::from(self.cancellation.window_hours))
+    }
+}
+
+/// What the client did through a manage link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManageOutcome {
+    /// Confirmed.
+    Confirmed,
+    /// Cancelled; `late` when inside the cancellation window (recorded as such).
+    Cancelled {
+        /// Inside the window.
+        late: bool,
+    },
+    /// Moved to the slot.
+    Rescheduled(Slot),
+    /// Not changeable any more (cancelled, past), or the slot was taken / not offered.
+    Refused(BookingRefused),
+}
+
+impl crate::Store {
+    /// Enters the practice of a manage link's `token`: `None` when the link is unknown,
+    /// expired, used, revoked or of another purpose (the page answers all the same).
+    pub async fn manage_link(
+        &self,
+        token: &outbound::LinkToken,
+        request: RequestId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ManageBooking>, StoreError> {
+        let Some((inner, link)) = crate::entry::enter_link(
+            &self.pool,
+            &token.digest(),
+            crate::links::Purpose::BookingManage.as_str(),
+            now,
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ManageBooking {
+            inner,
+            appointment: AppointmentId::from_uuid(link.subject),
+            link,
+            request,
+        }))
+    }
+}
+
+/// An appointment's start, end, status and client confirmation.
+type AppointmentRow = (DateTime<Utc>, DateTime<Utc>, String, Option<DateTime<Utc>>);
+
+impl ManageBooking {
+    /// The request time.
+    #[must_use]
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.now()
+    }
+
+    /// The appointment, its practice and service; `None` when it is gone.
+    pub async fn appointment(&mut self) -> Result<Option<ManagedAppointment>, StoreError> {
+        let practice = self.inner.practice();
+        let row: Option<AppointmentRow> = sqlx::query_as(
+            "select starts_at, ends_at, status, client_confirmed_at from appointment
+                  where practice_id = $1 and appointment_id = $2",
+        )
+        .bind(practice)
+        .bind(self.appointment)
+        .fetch_optional(self.inner.conn())
+        .await?;
+        let Some((starts_at, ends_at, status, client_confirmed_at)) = row else {
+            return Ok(None);
+        };
+        let service_id: Option<ServiceId> = sqlx::query_scalar(
+            "select service_id from online_booking where practice_id = $1 and appointment_id = $2",
+        )
+        .bind(practice)
+        .bind(self.appointment)
+        .fetch_optional(self.inner.conn())
+        .await?;
+        let settings = read_settings(self.inner.conn(), practice).await?;
+        let service = match service_id {
+            Some(id) => read_services(self.inner.conn(), practice, false)
+                .await?
+                .into_iter()
+                .find(|s| s.service_id == id),
+            None => None,
+        };
+        let (practice_name, tz): (String, Option<String>) = sqlx::query_as(
+            "select name, settings ->> 'time_zone' from practice where practice_id = $1",
+        )
+        .bind(practice)
+        .fetch_one(self.inner.conn())
+        .await?;
+        Ok(Some(ManagedAppointment {
+            practice_name,
+            tz: tz.and_then(|n| n.parse().ok()).unwrap_or(chrono_tz::UTC),
+            starts_at,
+            ends_at,
+            status,
+            service,
+            client_confirmed_at,
+            cancellation: settings.cancellation,
+        }))
+    }
+
+    /// Free slots of the appointment's service to move to (`None` when it was not booked
+    /// online or cannot be changed).
+    pub async fn availability(
+        &mut self,
+        from: NaiveDate,
+        days: u32,
+    ) -> Result<Option<(Tz, Vec<Slot>)>, StoreError> {
+        let now = self.now();
+        let Some(a) = self.appointment().await? else {
+            return Ok(None);
+        };
+        let (true, Some(service)) = (a.changeable(now), a.service.as_ref()) else {
+            return Ok(None);
+        };
+        let practice = self.inner.practice();
+        let settings = read_settings(self.inner.conn(), practice).await?;
+        let q = query(&settings, service, a.tz, now, from, days);
+        let (lo, hi) = (
+            now - Duration::days(1),
+            now + Duration::days(i64::from(settings.max_days_ahead) + 2),
+        );
+        let weeks = weeks(self.inner.conn(), practice, service, lo, hi).await?;
+        Ok(Some((a.tz, q.slots(&weeks))))
+    }
+
+    async fn audit(&mut self, change: &str, late: Option<bool>) -> Result<(), StoreError> {
+        let mut e = NewEvent::new(self.now(), AuditAction::BookingManage);
+        e.object = Some(AuditObject::appointment(self.appointment));
+        e.patient = Some(self.link.patient);
+        e.request = Some(self.request);
+        let mut d = serde_json::json!({ "change": change });
+        if let (Some(late), Some(m)) = (late, d.as_object_mut()) {
+            m.insert("late".into(), late.into());
+        }
+        e.details = Some(d);
+        self.inner.append(&[e]).await.map(|_| ())
+    }
+
+    /// Confirms the appointment (`client_confirmed_at`); audited `booking.manage`.
+    pub async fn confirm(&mut self) -> Result<ManageOutcome, StoreError> {
+        let now = self.now();
+        match self.appointment().await? {
+            Some(a) if a.changeable(now) => {}
+            _ => return Ok(ManageOutcome::Refused(BookingRefused::SlotTaken)),
+        }
+        let practice = self.inner.practice();
+        sqlx::query(
+            "update appointment set client_confirmed_at = $3, updated_at = $3
+              where practice_id = $1 and appointment_id = $2",
+        )
+        .bind(practice)
+        .bind(self.appointment)
+        .bind(now)
+        .execute(self.inner.conn())
+        .await?;
+        sqlx::query(
+            "update online_booking set client_confirmed_at = $3, updated_at = $3
+              where practice_id = $1 and appointment_id = $2",
+        )
+        .bind(practice)
+        .bind(self.appointment)
+        .bind(now)
+        .execute(self.inner.conn())
+        .await?;
+        self.audit("confirm", None).await?;
+        Ok(ManageOutcome::Confirmed)
+    }
+
+    /// Cancels the appointment: inside the practice's cancellation window it is recorded as a
+    /// late cancellation (`appointment.client_cancelled_late`, `online_booking.late_cancel`);
+    /// the link is used up; audited `booking.manage` with `late`.
+    pub async fn cancel(&mut self) -> Result<ManageOutcome, StoreError> {
+        let now = self.now();
+        let late = match self.appointment().await? {
+            Some(a) if a.changeable(now) => a.cancel_is_late(now),
+            _ => return Ok(ManageOutcome::Refused(BookingRefused::SlotTaken)),
+        };
+        let practice = self.inner.practice();
+        sqlx::query(
+            "update appointment set status = 'cancelled', client_cancelled_late = $3, updated_at = $4
+              where practice_id = $1 and appointment_id = $2",
+        )
+        .bind(practice)
+        .bind(self.appointment)
+        .bind(late)
+        .bind(now)
+        .execute(self.inner.conn())
+        .await?;
+        sqlx::query(
+            "update online_booking set status = 'cancelled', cancelled_at = $3, late_cancel = $4,
+                    updated_at = $3
+              where practice_id = $1 and appointment_id = $2",
+        )
+        .bind(practice)
+        .bind(self.appointment)
+        .bind(now)
+        .bind(late)
+        .execute(self.inner.conn())
+        .await?;
+        crate::links::mark_used(self.inner.conn(), practice, self.link.link, now).await?;
+        self.audit("cancel", Some(late)).await?;
+        Ok(ManageOutcome::Cancelled { late })
+    }
+
+    /// Moves the appointment to `starts_at` of the same service, through the same slot claim
+    /// as booking ([`claim_slot`]: never double-booked); audited `booking.manage`.
+    pub async fn reschedule(
+        &mut self,
+        starts_at: DateTime<Utc>,
+    ) -> Result<ManageOutcome, StoreError> {
+        let now = self.now();
+        let Some(a) = self.appointment().await? else {
+            return Ok(ManageOutcome::Refused(BookingRefused::NoService));
+        };
+        let (true, Some(service)) = (a.changeable(now), a.service.clone()) else {
+            return Ok(ManageOutcome::Refused(BookingRefused::NoService));
+        };
+        let practice = self.inner.practice();
+        let settings = read_settings(self.inner.conn(), practice).await?;
+        let Some(slot) = claim_slot(
+            self.inner.conn(),
+            practice,
+            &settings,
+            &service,
+            a.tz,
+            now,
+            starts_at,
+        )
+        .await?
+        else {
+            return Ok(ManageOutcome::Refused(BookingRefused::SlotTaken));
+        };
+        sqlx::query(
+            "update appointment set starts_at = $3, ends_at = $4, clinician_id = $5,
+                    client_confirmed_at = null, updated_at = $6
+              where practice_id = $1 and appointment_id = $2",
+        )
+        .bind(practice)
+        .bind(self.appointment)
+        .bind(slot.starts_at)
+        .bind(slot.ends_at)
+        .bind(slot.clinician)
+        .bind(now)
+        .execute(self.inner.conn())
+        .await?;
+        self.audit("reschedule", None).await?;
+        Ok(ManageOutcome::Rescheduled(slot))
     }
 
     /// Commits.

@@ -9,13 +9,17 @@
 //!   such a transaction hands out; from then on the transaction refuses to commit until it
 //!   has appended an audit event ([`crate::append`]). So no transaction that decrypted
 //!   patient data commits without its audit event, by construction.
+//! - The session-less entries live here too, next to the member's: the public booking page
+//!   ([`enter_online_booking`], `app.enter_online_booking`) and a client link's holder
+//!   ([`enter_link`], `app.enter_link`). Each gives the transaction a pseudo-role no member
+//!   holds and no actor; each is an [`Audited`] transaction, so what it opens it audits.
 //! - A read ([`Access::Read`]) is a read-only transaction whose audit events go to the
 //!   group-commit writer ([`crate::group_commit`]) when it commits; its commit returns only
 //!   once they are durable, and fails if they cannot be made so.
 
 use chrono::{DateTime, Utc};
 use crypto::{FieldContext, Keyring, PracticeKeys};
-use domain::{AuditAction, AuditObject, PatientId, PracticeId};
+use domain::{AuditAction, AuditObject, ClientLinkId, PatientId, PracticeId};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::append::{NewEvent, append, resolve};
@@ -46,6 +50,75 @@ pub(crate) async fn begin_in(
     let mut tx = pool.begin().await?;
     set_practice(&mut tx, Some(practice)).await?;
     Ok(tx)
+}
+
+/// The public booking page's entry: a transaction on `pool` inside `practice` with the
+/// `online_booking` pseudo-role and no actor, through `app.enter_online_booking`; `None` when
+/// the practice does not take online bookings (or does not exist: the two are not told apart).
+pub(crate) async fn enter_online_booking(
+    pool: &PgPool,
+    practice: PracticeId,
+    now: DateTime<Utc>,
+) -> Result<Option<Audited>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let entered: bool = sqlx::query_scalar("select app.enter_online_booking($1)")
+        .bind(practice)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(entered.then(|| Audited::entered(tx, practice, now)))
+}
+
+/// The live client link a holder presented, as `app.enter_link` resolved it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EnteredLink {
+    /// The link.
+    pub(crate) link: ClientLinkId,
+    /// Its patient.
+    pub(crate) patient: PatientId,
+    /// What it opens (an intake request, an appointment).
+    pub(crate) subject: uuid::Uuid,
+    /// When it stops working.
+    pub(crate) expires_at: DateTime<Utc>,
+}
+
+/// A client link holder's entry: resolves the token's `digest` through `app.enter_link` to its
+/// practice and link, only when the link was made for `purpose` and is live at `now` (not
+/// expired, used or revoked), and enters that practice with the `client_link` pseudo-role, no
+/// actor, and the link and its patient as the transaction's own. `None` otherwise: unknown,
+/// expired, used, revoked and wrong-purpose links are not told apart.
+pub(crate) async fn enter_link(
+    pool: &PgPool,
+    digest: &[u8; 32],
+    purpose: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(Audited, EnteredLink)>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(
+        PracticeId,
+        ClientLinkId,
+        PatientId,
+        uuid::Uuid,
+        DateTime<Utc>,
+    )> = sqlx::query_as(
+        "select practice_id, link_id, patient_id, subject_id, expires_at
+               from app.enter_link($1, $2, $3)",
+    )
+    .bind(digest.as_slice())
+    .bind(purpose)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(row.map(|(practice, link, patient, subject, expires_at)| {
+        (
+            Audited::entered(tx, practice, now),
+            EnteredLink {
+                link,
+                patient,
+                subject,
+                expires_at,
+            },
+        )
+    }))
 }
 
 /// What an [`Audited`] transaction did: how many audit events it appended, and how many it

@@ -429,6 +429,27 @@ pub async fn get(
     }
 }
 
+/// Reads and opens one live patient of `practice` on `conn` with `opener` (whose transaction
+/// must then audit): for transactions other than a member's (a client link's prefill).
+pub(crate) async fn read_opened(
+    conn: &mut PgConnection,
+    opener: &Opener<'_>,
+    practice: PracticeId,
+    id: PatientId,
+) -> Result<Option<Patient>, StoreError> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "select {COLUMNS} from patient where practice_id = $1 and patient_id = $2 and deleted_at is null"
+    ))
+    .bind(practice)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    match row {
+        Some(r) => Ok(Some(r.open(opener, practice).await?)),
+        None => Ok(None),
+    }
+}
+
 /// Whether the patient exists in the transaction's practice, deleted or not: their history
 /// (disclosures, care team) stays reachable (nothing is decrypted).
 pub async fn exists(tx: &mut TenantTx, id: PatientId) -> Result<bool, StoreError> {

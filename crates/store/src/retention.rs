@@ -217,6 +217,8 @@ pub struct PurgeReport {
     pub appointments: u64,
     /// Online bookings purged (before their appointments).
     pub online_bookings: u64,
+    /// Intake records purged: requests, their signed responses and the client links.
+    pub intake_records: u64,
     /// Disclosure records purged.
     pub disclosures: u64,
     /// Break-glass grants purged.
@@ -263,6 +265,14 @@ impl PurgeReport {
             Some(&mut self.appointments)
         } else if name == sealed_columns::ONLINE_BOOKING.table {
             Some(&mut self.online_bookings)
+        } else if [
+            sealed_columns::INTAKE_RESPONSE.table,
+            sealed_columns::INTAKE_REQUEST.table,
+            sealed_columns::CLIENT_LINK.table,
+        ]
+        .contains(&name)
+        {
+            Some(&mut self.intake_records)
         } else if [
             sealed_columns::DRAFT_SENTENCE.table,
             sealed_columns::NOTE_DRAFT.table,

@@ -287,6 +287,43 @@ pub const ONLINE_BOOKING: SealedTable = SealedTable {
     },
 };
 
+/// Intake responses (`intake`): the answers, the name typed as the signature and the
+/// client's address, sealed, bound to the request id; counted, not audited, when purged: their
+/// request's event covers them.
+pub const INTAKE_RESPONSE: SealedTable = SealedTable {
+    table: "intake_response",
+    row: id("request_id"),
+    columns: &[
+        sealed!("answers"),
+        sealed!("signer_name"),
+        sealed!("client_address"),
+    ],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients { audit_as: None },
+};
+
+/// Intake requests (`intake`): a form sent to a patient, its state, the reason a rejection
+/// gave (sealed).
+pub const INTAKE_REQUEST: SealedTable = SealedTable {
+    table: "intake_request",
+    row: id("request_id"),
+    columns: &[sealed!("reject_reason")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients {
+        audit_as: Some(ObjectKind::IntakeRequest),
+    },
+};
+
+/// Client links (`links`): a digest, a purpose, ids and times; purged after the requests that
+/// name them, counted only.
+pub const CLIENT_LINK: SealedTable = SealedTable {
+    table: "client_link",
+    row: id("link_id"),
+    columns: &[],
+    reencrypt: Reencrypt::Nothing,
+    purge: Purge::WithPatients { audit_as: None },
+};
+
 /// Appointments (`appointments`): ids, times and a status.
 pub const APPOINTMENT: SealedTable = SealedTable {
     table: "appointment",
@@ -465,6 +502,9 @@ pub const TABLES: &[SealedTable] = &[
     CAPTURE,
     RECORDING_CONSENT,
     VISIT,
+    INTAKE_RESPONSE,
+    INTAKE_REQUEST,
+    CLIENT_LINK,
     ONLINE_BOOKING,
     APPOINTMENT,
     LEGAL_HOLD,
@@ -727,6 +767,13 @@ const CLEAR: &[PlaintextColumn] = &[
         "patient_residence",
         "state",
         "a two-letter state code, checked: not an identifier by itself (164.514(b)(2)(i)(B))",
+    ),
+    col("client_link", "purpose", CLOSED),
+    col("intake_request", "status", CLOSED),
+    col(
+        "intake_request",
+        "form_id",
+        "the id of a form definition shipped with Chartroom (`dental_health_history`): checked by a constraint, not about a patient",
     ),
 ];
 

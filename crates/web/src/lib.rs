@@ -193,7 +193,7 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .fallback(|| async { WebError(server::AppError::NotFound("page")) });
     Router::new()
         .nest(APP_PATH, app)
-        .merge(public_routes())
+        .merge(public_routes(state.clone()))
         .route(
             "/",
             get(|| async { axum::response::Redirect::to(APP_PATH) }),
@@ -263,10 +263,60 @@ fn booking_routes() -> Router<AppState> {
         )
 }
 
-/// The public pages clients reach without an account (a practice's booking page), outside
-/// `/app`, under the same frame (CSP, same-origin posts).
-fn public_routes() -> Router<AppState> {
+/// Intake forms (issue 19): a patient's requests, the review queue, one form, the decision
+/// (clinicians and reception).
+fn intake_routes() -> Router<AppState> {
+    use pages::intake as i;
     Router::new()
+        .route(
+            "/practices/{practice_id}/patients/{patient_id}/intake",
+            get(i::patient_page).post(i::request_create),
+        )
+        .route("/practices/{practice_id}/intake", get(i::queue_page))
+        .route(
+            "/practices/{practice_id}/intake/{request_id}",
+            get(i::review_page),
+        )
+        .route(
+            "/practices/{practice_id}/intake/{request_id}/{decision}",
+            post(i::decide),
+        )
+}
+
+/// The public client pages' limit per address ([`server::extract::admit_public_client`], the
+/// sign-in throttle's mechanism): `429` with `Retry-After` and a page saying how long to wait.
+async fn public_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (mut parts, body) = req.into_parts();
+    match server::extract::admit_public_client(&mut parts, &state).await {
+        Ok(_) => {
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Err(server::AppError::Throttled(secs)) => pages::intake::wait_page(secs),
+        Err(e) => axum::response::IntoResponse::into_response(WebError(e)),
+    }
+}
+
+/// The public pages clients reach without an account (a practice's booking page, an intake
+/// link), outside `/app`, under the same frame (CSP, same-origin posts) and limited per client
+/// address ([`public_limit`]).
+fn public_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/intake/{token}",
+            get(pages::intake::form).post(pages::intake::submit),
+        )
+        .route("/manage/{token}", get(pages::manage::manage_page))
+        .route("/manage/{token}/confirm", post(pages::manage::confirm))
+        .route("/manage/{token}/cancel", post(pages::manage::cancel))
+        .route(
+            "/manage/{token}/reschedule",
+            get(pages::manage::times_page).post(pages::manage::reschedule),
+        )
         .route("/book/{practice_id}", get(pages::book::services_page))
         .route(
             "/book/{practice_id}/services/{service_id}",
@@ -276,10 +326,12 @@ fn public_routes() -> Router<AppState> {
             "/book/{practice_id}/services/{service_id}/at/{start}",
             get(pages::book::details_page).post(pages::book::book),
         )
+        .layer(axum::middleware::from_fn_with_state(state, public_limit))
 }
 
 fn manage_routes() -> Router<AppState> {
     booking_routes()
+        .merge(intake_routes())
         .route(
             "/practices/{practice_id}/patients/{patient_id}/disclosures",
             get(pages::disclosures::disclosures_page).post(pages::disclosures::disclosure_create),

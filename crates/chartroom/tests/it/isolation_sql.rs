@@ -183,6 +183,22 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .execute(&mut su)
         .await
         .unwrap();
+        // A client link with its intake request and signed response (issue 19).
+        sqlx::query(
+            "with l as (insert into client_link (practice_id, link_id, purpose, digest, patient_id, subject_id, created_at, expires_at)
+                        values ($1, $3, 'intake', sha256(gen_random_uuid()::text::bytea), $2, $4, now(), now() + interval '1 day')),
+                  r as (insert into intake_request (practice_id, request_id, patient_id, form_id, form_version, form_hash, status, link_id, created_at, submitted_at)
+                        values ($1, $4, $2, 'consent_to_treatment', 1, sha256('x'), 'submitted', $3, now(), now()))
+             insert into intake_response (practice_id, request_id, patient_id, answers_enc, signer_name_enc, intent_shown, esign_consent, evidence_hash, signed_at)
+             values ($1, $4, $2, '\\x00', '\\x00', true, true, sha256('y'), now())",
+        )
+        .bind(p.id)
+        .bind(p.patient)
+        .bind(uuid::Uuid::new_v4())
+        .bind(uuid::Uuid::new_v4())
+        .execute(&mut su)
+        .await
+        .unwrap();
         // And one perio exam (an opaque payload: visibility only).
         sqlx::query("insert into perio_exam (practice_id, exam_id, patient_id, clinician_id, created_at, updated_at, session_enc) values ($1, gen_random_uuid(), $2, $3, now(), now(), '\\x00')")
             .bind(p.id)
@@ -676,7 +692,9 @@ fn only_the_session_check_sets_the_actor_roles() {
             "migrations/0013_session_access.sql",
             "migrations/0023_session_idle_shown.sql",
             // The public booking page's entry: the `online_booking` pseudo-role, no actor.
-            "migrations/0028_booking.sql"
+            "migrations/0028_booking.sql",
+            // A client link holder's entry: the `client_link` pseudo-role, no actor.
+            "migrations/0030_client_links.sql"
         ],
         "chartroom.roles is written outside the session check"
     );

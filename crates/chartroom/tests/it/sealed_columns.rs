@@ -970,6 +970,7 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
     tx.commit().await.unwrap();
 
     seed_scribe(&f.app, &owner, &store, &mut su, clinician, a, f.w.a.patient).await;
+    crate::intake::seed_intake(&f.app, &f.w).await;
 
     let (v, r) = owner
         .rotate_data_key_audited(a, false, 1, None, &mut |_, _| {})

@@ -32,6 +32,9 @@ pub struct Identity {
     pub policy: PasswordPolicy,
     /// Sign-in throttling.
     pub throttle: Throttle,
+    /// The public client pages' limit per address (the same mechanism: booking, intake and
+    /// manage links; [`ThrottleConfig::client_pages`]).
+    pub client_pages: Throttle,
     /// The issuer shown in authenticator apps.
     pub issuer: String,
     /// How recent a second factor must be for sensitive changes.
@@ -50,6 +53,7 @@ impl Identity {
         Self {
             policy: PasswordPolicy::default(),
             throttle: Throttle::new(ThrottleConfig::default()),
+            client_pages: Throttle::new(ThrottleConfig::client_pages()),
             issuer: "Chartroom".to_owned(),
             // Step-up freshness: 5 minutes.
             step_up_window: Duration::minutes(5),

@@ -10,6 +10,12 @@
 //! failures — the documented way in during an attack. A successful sign-in clears the
 //! account's count. Times come from the injected clock; state is in memory per server
 //! process (bounded: idle entries are dropped after the window).
+//!
+//! The same mechanism, keyed by client address only, limits the public client pages (online
+//! booking, intake and manage links: no session to hold anyone to account): a second
+//! [`Throttle`] whose every request counts ([`Throttle::admit_address`]), so an address that
+//! goes past [`ThrottleConfig::client_pages`]' free requests in the window waits, with the same
+//! doubling and cap.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -44,6 +50,18 @@ impl Default for ThrottleConfig {
 }
 
 impl ThrottleConfig {
+    /// The public client pages' limit: 300 requests per address in 15 minutes before waits
+    /// start (a client filling in a long form or trying several times makes a few dozen).
+    #[must_use]
+    pub fn client_pages() -> Self {
+        Self {
+            account_free: u32::MAX,
+            address_free: 300,
+            window: Duration::minutes(15),
+            max_delay: Duration::minutes(15),
+        }
+    }
+
     /// No throttling (benchmarks and timing tests only).
     #[must_use]
     pub fn off() -> Self {
@@ -122,10 +140,13 @@ impl Throttle {
         addr: Option<IpAddr>,
         now: DateTime<Utc>,
     ) -> Result<(), RetryAfter> {
+        self.check_keys(&[Some(account_key(email)), addr.map(Key::Address)], now)
+    }
+
+    fn check_keys(&self, keys: &[Option<Key>], now: DateTime<Utc>) -> Result<(), RetryAfter> {
         let Ok(counts) = self.counts.lock() else {
             return Ok(());
         };
-        let keys = [Some(account_key(email)), addr.map(Key::Address)];
         let wait = keys
             .iter()
             .flatten()
@@ -142,6 +163,25 @@ impl Throttle {
 
     /// Records a failed attempt.
     pub fn fail(&self, email: &str, addr: Option<IpAddr>, now: DateTime<Utc>) -> FailOutcome {
+        self.fail_keys(&[Some(account_key(email)), addr.map(Key::Address)], now)
+    }
+
+    /// Admits one request from `addr` to a page where every request counts (the public client
+    /// pages): refused while the address waits, otherwise counted like a failure, so the
+    /// address's free requests run out and the waits start. Without an address: admitted.
+    pub fn admit_address(
+        &self,
+        addr: Option<IpAddr>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RetryAfter> {
+        let Some(addr) = addr else { return Ok(()) };
+        let key = [Some(Key::Address(addr))];
+        self.check_keys(&key, now)?;
+        self.fail_keys(&key, now);
+        Ok(())
+    }
+
+    fn fail_keys(&self, keys: &[Option<Key>], now: DateTime<Utc>) -> FailOutcome {
         let Ok(mut counts) = self.counts.lock() else {
             return FailOutcome::default();
         };
@@ -150,10 +190,7 @@ impl Throttle {
             counts.retain(|_, c| now - c.last <= window);
         }
         let mut out = FailOutcome::default();
-        for key in [Some(account_key(email)), addr.map(Key::Address)]
-            .into_iter()
-            .flatten()
-        {
+        for key in keys.iter().flatten().copied() {
             let free = self.free(&key);
             let c = counts.entry(key).or_insert(Count {
                 failures: 0,
@@ -233,6 +270,31 @@ mod tests {
         assert_eq!(th.check("w@x.invalid", Some(third), t0()), Ok(()));
         th.succeed("v@x.invalid");
         assert_eq!(th.check("v@x.invalid", None, now), Ok(()));
+    }
+
+    // issue 19 — the public client pages' limit: every request counts per address; past the
+    // free ones the address waits (429), other addresses do not.
+    #[test]
+    fn client_pages_are_limited_per_address() {
+        let th = Throttle::new(ThrottleConfig {
+            address_free: 3,
+            ..ThrottleConfig::client_pages()
+        });
+        let ip: IpAddr = "192.0.2.8".parse().unwrap();
+        let now = t0();
+        for _ in 0..3 {
+            assert_eq!(th.admit_address(Some(ip), now), Ok(()));
+        }
+        // The fourth is admitted and starts a 1 s wait; the fifth waits.
+        assert_eq!(th.admit_address(Some(ip), now), Ok(()));
+        assert_eq!(th.admit_address(Some(ip), now), Err(RetryAfter(1)));
+        let other: IpAddr = "198.51.100.8".parse().unwrap();
+        assert_eq!(th.admit_address(Some(other), now), Ok(()));
+        assert_eq!(th.admit_address(None, now), Ok(()));
+        assert_eq!(
+            th.admit_address(Some(ip), now + Duration::seconds(2)),
+            Ok(())
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! The public routes answer a practice that does not take online bookings exactly like one
 //! that does not exist (404), name no clinician and no other client, and answer a booking the
 //! same way whether the client was recognised or not ("received": the confirmation goes to the
-//! contact details on the record).
+//! contact details on the record). They are limited per client address like every public
+//! client page ([`crate::extract::PublicClient`]: `429` with `Retry-After`).
 
 use axum::Json;
 use axum::extract::State;
@@ -233,9 +234,10 @@ async fn enter(
 /// What the practice offers online.
 #[utoipa::path(get, path = "/api/v1/public/practices/{practice_id}/booking", tag = "booking",
     params(("practice_id" = String, Path, format = Uuid)), security(()),
-    responses((status = 200, body = Catalogue), (status = 404, body = crate::views::ErrorBody)))]
+    responses((status = 200, body = Catalogue), (status = 404, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody)))]
 pub(crate) async fn public_catalogue(
     State(state): State<AppState>,
+    _client: crate::extract::PublicClient,
     ReqIdOf(request): ReqIdOf,
     ApiPath(practice): ApiPath<PracticeId>,
 ) -> Result<Json<Catalogue>, AppError> {
@@ -283,9 +285,10 @@ pub(crate) struct Slots {
 /// The free start times of a service over some days.
 #[utoipa::path(get, path = "/api/v1/public/practices/{practice_id}/booking/slots", tag = "booking",
     params(("practice_id" = String, Path, format = Uuid), SlotQuery), security(()),
-    responses((status = 200, body = Slots), (status = 404, body = crate::views::ErrorBody)))]
+    responses((status = 200, body = Slots), (status = 404, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody)))]
 pub(crate) async fn public_slots(
     State(state): State<AppState>,
+    _client: crate::extract::PublicClient,
     ReqIdOf(request): ReqIdOf,
     ApiPath(practice): ApiPath<PracticeId>,
     ApiQuery(q): ApiQuery<SlotQuery>,
@@ -334,9 +337,10 @@ pub(crate) struct BookingReceived {
     params(("practice_id" = String, Path, format = Uuid)), security(()),
     request_body = PublicBookingRequest,
     responses((status = 202, body = BookingReceived), (status = 404, body = crate::views::ErrorBody),
-              (status = 409, body = crate::views::ErrorBody)))]
+              (status = 409, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody)))]
 pub(crate) async fn public_book(
     State(state): State<AppState>,
+    _client: crate::extract::PublicClient,
     ReqIdOf(request): ReqIdOf,
     ApiPath(practice): ApiPath<PracticeId>,
     ApiJson(req): ApiJson<PublicBookingRequest>,

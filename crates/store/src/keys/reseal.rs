@@ -45,6 +45,9 @@ pub struct ResealReport {
     pub provider_keys: u64,
     /// Incidents (their notes and assessments) re-sealed with the active key.
     pub incidents: u64,
+    /// Intake records (answers, signatures, client addresses, rejection reasons) re-sealed
+    /// with the active key.
+    pub intake: u64,
 }
 
 impl ResealReport {
@@ -60,6 +63,7 @@ impl ResealReport {
             scribe: t.scribe + r.scribe,
             provider_keys: t.provider_keys + r.provider_keys,
             incidents: t.incidents + r.incidents,
+            intake: t.intake + r.intake,
         })
     }
 
@@ -97,6 +101,10 @@ impl ResealReport {
             Some(&mut self.provider_keys)
         } else if name == sealed_columns::INCIDENT.table {
             Some(&mut self.incidents)
+        } else if name == sealed_columns::INTAKE_RESPONSE.table
+            || name == sealed_columns::INTAKE_REQUEST.table
+        {
+            Some(&mut self.intake)
         } else {
             None
         }

@@ -425,6 +425,8 @@ pub(crate) struct ChartPage {
     templates: Vec<TemplateOption>,
     /// An appointment opened from the schedule that has no visit yet.
     appointment: Option<AppointmentId>,
+    /// Accepted intake forms: (href, title, accepted).
+    intake: Vec<(String, String, String)>,
     done: Option<&'static str>,
 }
 
@@ -516,6 +518,7 @@ pub(crate) async fn chart_page(
     let visits = server::actions::list_visits(&mut tx, patient).await?;
     let notes = server::actions::list_notes(&mut tx, state.store.keyring()?, patient).await?;
     let banner = banner(&mut tx, patient).await?;
+    let intake = store::intake::on_chart(&mut tx, patient).await?;
     tx.commit().await?;
     let open_appointment =
         appointment.filter(|a| !visits.iter().any(|v| v.appointment_id == Some(*a)));
@@ -554,6 +557,16 @@ pub(crate) async fn chart_page(
             })
             .collect(),
         appointment: open_appointment,
+        intake: intake
+            .iter()
+            .map(|r| {
+                (
+                    format!("/app/practices/{practice_id}/intake/{}", r.request_id),
+                    format!("{} (version {})", r.title, r.form_version),
+                    r.decided_at.map(utc).unwrap_or_default(),
+                )
+            })
+            .collect(),
         done: match q.done.as_deref() {
             Some("visit") => Some("Visit started."),
             Some("break-glass") => Some("Break-glass access opened. The owners will review it."),

@@ -12,6 +12,8 @@ pub(crate) mod chart;
 pub(crate) mod disclosures;
 pub(crate) mod home;
 pub(crate) mod incidents;
+pub(crate) mod intake;
+pub(crate) mod manage;
 pub(crate) mod members;
 pub(crate) mod passkeys;
 pub(crate) mod patients;
@@ -112,6 +114,10 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
         items.push(NavItem {
             label: "Booking requests",
             href: format!("/app/practices/{practice}/booking/requests"),
+        });
+        items.push(NavItem {
+            label: "Intake review",
+            href: format!("/app/practices/{practice}/intake"),
         });
     }
     if Privilege::Manage.allows(roles) {
@@ -413,18 +419,18 @@ mod tests {
         for (roles, want) in [
             (
                 vec![Role::Reception],
-                vec!["Patients", "Schedule", "Booking requests"],
+                vec!["Patients", "Schedule", "Booking requests", "Intake review"],
             ),
             (
                 vec![Role::Clinician],
-                vec!["Patients", "Schedule", "Booking requests"],
+                vec!["Patients", "Schedule", "Booking requests", "Intake review"],
             ),
             (vec![Role::Owner], manage.clone()),
             (vec![Role::Admin], manage.clone()),
             (
                 vec![Role::Owner, Role::Reception],
                 [
-                    vec!["Patients", "Schedule", "Booking requests"],
+                    vec!["Patients", "Schedule", "Booking requests", "Intake review"],
                     manage.clone(),
                 ]
                 .concat(),
