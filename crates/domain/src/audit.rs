@@ -249,6 +249,16 @@ actions! {
     BookingList => "booking.list",
     /// The practice approved or declined a requested online booking.
     BookingDecide => "booking.decide",
+    /// The outbox job opened a queued message (recipient and slots) to send it; the details
+    /// carry the template and channel only.
+    OutboxSend => "outbox.send",
+    /// The outbound scanner refused a message: nothing was sent (the finding's kind in the
+    /// details, never the payload).
+    OutboxRefused => "outbox.refused",
+    /// The practice's outbox (states, channels, times) was listed.
+    OutboxList => "outbox.list",
+    /// A client's SMS opt-out changed (STOP / START from the carrier; no number kept).
+    SmsOptOut => "sms.opt_out",
 }
 
 macro_rules! object_kinds {
@@ -312,6 +322,8 @@ object_kinds! {
     NoteDraft => "note_draft",
     /// An online booking (its id is the booking's).
     OnlineBooking => "online_booking",
+    /// A message in the outbox.
+    OutboxMessage => "outbox_message",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the

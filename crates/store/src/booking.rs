@@ -1041,6 +1041,13 @@ impl PublicBooking {
         }))
     }
 
+    /// The connection, practice and time, for queueing messages in this transaction
+    /// ([`crate::outbox::enqueue`]).
+    pub(crate) fn queue_parts(&mut self) -> (&mut PgConnection, PracticeId, DateTime<Utc>) {
+        let (p, now) = (self.inner.practice(), self.inner.now());
+        (self.inner.conn(), p, now)
+    }
+
     /// Commits.
     pub async fn commit(self) -> Result<(), StoreError> {
         self.inner.commit().await

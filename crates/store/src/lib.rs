@@ -81,6 +81,7 @@ pub mod invitations;
 pub mod keys;
 pub mod memberships;
 pub mod notes;
+pub mod outbox;
 pub mod patients;
 pub mod perio;
 pub mod practices;

@@ -217,6 +217,8 @@ pub struct PurgeReport {
     pub appointments: u64,
     /// Online bookings purged (before their appointments).
     pub online_bookings: u64,
+    /// Outbox messages purged (with their client).
+    pub outbox_messages: u64,
     /// Disclosure records purged.
     pub disclosures: u64,
     /// Break-glass grants purged.
@@ -263,6 +265,8 @@ impl PurgeReport {
             Some(&mut self.appointments)
         } else if name == sealed_columns::ONLINE_BOOKING.table {
             Some(&mut self.online_bookings)
+        } else if name == sealed_columns::OUTBOX_MESSAGE.table {
+            Some(&mut self.outbox_messages)
         } else if [
             sealed_columns::DRAFT_SENTENCE.table,
             sealed_columns::NOTE_DRAFT.table,

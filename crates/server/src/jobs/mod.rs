@@ -37,6 +37,7 @@
 //! ```
 
 pub mod capture;
+pub mod outbox;
 pub mod retention;
 pub mod sequencer;
 pub mod sweep;
