@@ -41,6 +41,8 @@ mod invitations;
 mod isolation_sql;
 mod notes;
 mod openapi_doc;
+mod outbox;
+mod outbox_webhooks;
 mod passkeys;
 mod perio_api;
 mod perio_dictation;
