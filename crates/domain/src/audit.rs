@@ -249,6 +249,9 @@ actions! {
     BookingList => "booking.list",
     /// The practice approved or declined a requested online booking.
     BookingDecide => "booking.decide",
+    /// A job queued a message to a client (a booking reminder), reading the client's contact
+    /// points to address it; the details carry the template and channels only.
+    OutboxQueue => "outbox.queue",
     /// The outbox job opened a queued message (recipient and slots) to send it; the details
     /// carry the template and channel only.
     OutboxSend => "outbox.send",

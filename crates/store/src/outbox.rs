@@ -725,6 +725,122 @@ impl OwnerStore {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Queues the booking reminders that have come due in `practice` at `now`, each at most
+    /// once (the outbox's one-message-per-cause rule): an email from `email_before` before
+    /// the appointment, an SMS from `sms_before` before it unless the client has confirmed
+    /// (`online_booking.client_confirmed_at`). Only booked online bookings whose appointment
+    /// is still booked and in the future. Each reminder carries a new manage-link token and
+    /// the local start time in the practice's zone; the client's contacts on record are read
+    /// to address it (`outbox.queue` audited per client, template and channels only). The
+    /// number of messages queued.
+    ///
+    /// # Errors
+    /// Database and key errors.
+    pub async fn queue_reminders(
+        &self,
+        practice: PracticeId,
+        now: DateTime<Utc>,
+        email_before: chrono::Duration,
+        sms_before: chrono::Duration,
+    ) -> Result<u64, StoreError> {
+        let keyring = self.keyring()?.clone();
+        let mut tx = self.begin_at(practice, now).await?;
+        let horizon = now + email_before.max(sms_before);
+        let rows: Vec<(uuid::Uuid, PatientId, DateTime<Utc>, bool, Vec<String>)> = sqlx::query_as(
+            "select a.appointment_id, a.patient_id, a.starts_at, b.client_confirmed_at is not null,
+                    coalesce((select array_agg(m.channel) from outbox_message m
+                               where m.practice_id = a.practice_id and m.cause = 'appointment'
+                                 and m.cause_id = a.appointment_id and m.template = 'booking_reminder'),
+                             '{}')
+               from online_booking b
+               join appointment a on a.practice_id = b.practice_id and a.appointment_id = b.appointment_id
+              where b.practice_id = $1 and b.status = 'booked' and a.status = 'booked'
+                and a.starts_at > $2 and a.starts_at <= $3
+              order by a.starts_at
+              limit 500",
+        )
+        .bind(practice)
+        .bind(now)
+        .bind(horizon)
+        .fetch_all(tx.conn())
+        .await?;
+        let (_, tz): (String, Option<String>) = sqlx::query_as(
+            "select name, settings ->> 'time_zone' from practice where practice_id = $1",
+        )
+        .bind(practice)
+        .fetch_one(tx.conn())
+        .await?;
+        let tz: Tz = tz.and_then(|t| t.parse().ok()).unwrap_or(chrono_tz::UTC);
+        let mut queued = 0;
+        let mut events = Vec::new();
+        for (appointment, patient, starts_at, confirmed, done) in rows {
+            let mut channels = Vec::new();
+            if starts_at - email_before <= now && !done.iter().any(|c| c == "email") {
+                channels.push(Channel::Email);
+            }
+            if starts_at - sms_before <= now && !confirmed && !done.iter().any(|c| c == "sms") {
+                channels.push(Channel::Sms);
+            }
+            if channels.is_empty() {
+                continue;
+            }
+            let Some(p) = crate::patients::get_as_owner(&mut tx, &keyring, patient).await? else {
+                continue;
+            };
+            let token = outbound::LinkToken::generate();
+            let slots = Slots {
+                time: Some(starts_at.with_timezone(&tz).naive_local()),
+                link_token: Some(token.expose_for_sealing().to_owned()),
+            };
+            let mut names = Vec::new();
+            for channel in channels {
+                let to = match channel {
+                    Channel::Email => p
+                        .email
+                        .as_deref()
+                        .and_then(|e| egress::send::EmailAddress::parse(e).ok())
+                        .map(|e| e.as_str().to_owned()),
+                    _ => p
+                        .phone
+                        .as_deref()
+                        .and_then(|n| crypto::blind_index::normalize_phone(n, DEFAULT_COUNTRY_CODE).ok())
+                        .and_then(|n| egress::send::PhoneNumber::parse(&format!("+{n}")).ok())
+                        .map(|n| n.as_str().to_owned()),
+                };
+                let Some(to) = to else { continue };
+                let m = NewMessage {
+                    patient: Some(patient),
+                    template: "booking_reminder",
+                    channel,
+                    cause: Cause::Appointment,
+                    cause_id: appointment,
+                    recipient: Recipient(to),
+                    slots: slots.clone(),
+                    time_zone: None,
+                    not_before: None,
+                };
+                if enqueue(&mut tx, &keyring, &m).await? {
+                    queued += 1;
+                    names.push(channel.as_str());
+                }
+            }
+            let mut e = tx.event(AuditAction::OutboxQueue);
+            e.object = Some(AuditObject::appointment(domain::AppointmentId::from_uuid(
+                appointment,
+            )));
+            e.patient = Some(patient);
+            e.details = Some(serde_json::json!({
+                "template": "booking_reminder", "channels": names,
+            }));
+            events.push(e);
+        }
+        if !events.is_empty() {
+            tx.append(&events).await?;
+        }
+        tx.commit().await?;
+        Ok(queued)
+    }
+
     /// Whether a provider event was recorded before (a replay).
     ///
     /// # Errors

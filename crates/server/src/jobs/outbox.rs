@@ -1,7 +1,10 @@
 //! The outbox job: sends the messages queued in `outbox_message` through the configured
 //! channel adapters, and queues booking reminders.
 //!
-//! Each pass, for every practice, [`store::OwnerStore::claim_outbox`] claims the due messages
+//! Each pass, for every practice, the booking reminders that have come due are queued
+//! ([`store::OwnerStore::queue_reminders`]: email [`REMINDERS`] 48 h and SMS 24 h before the
+//! appointment, the SMS not once the client has confirmed, each at most once), then
+//! [`store::OwnerStore::claim_outbox`] claims the due messages
 //! (`for update skip locked`; their recipients and slots opened and audited as
 //! `outbox.send`), then for each:
 //! 1. **Interrupted sends** (a row still `sending` after its lease: the job crashed between
@@ -207,6 +210,8 @@ pub struct PassReport {
     pub skipped: u64,
     /// Interrupted and not repeatable: `uncertain`.
     pub uncertain: u64,
+    /// Booking reminders queued.
+    pub reminders: u64,
 }
 
 /// The outbox job.
@@ -277,6 +282,12 @@ impl Outbox {
         now: DateTime<Utc>,
         report: &mut PassReport,
     ) -> Result<(), String> {
+        let [(_, email_before), (_, sms_before)] = REMINDERS;
+        report.reminders += self
+            .owner
+            .queue_reminders(practice, now, email_before, sms_before)
+            .await
+            .map_err(|e| format!("queueing reminders failed: {e}"))?;
         let Some(mut claim) = self
             .owner
             .claim_outbox(practice, now, PER_PRACTICE)
