@@ -12,6 +12,7 @@ mod db;
 mod demo;
 mod keys_cmd;
 mod notes_cmd;
+mod outbox_wiring;
 mod perio_cmd;
 mod perio_voice;
 mod retention_cmd;

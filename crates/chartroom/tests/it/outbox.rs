@@ -110,7 +110,6 @@ impl Harness {
     pub fn job_with(&self, channels: Channels) -> Outbox {
         Outbox::new(
             self.owner.clone(),
-            self.keyring.clone(),
             channels,
             LinkOrigin::parse(ORIGIN).unwrap(),
             OwnContacts {

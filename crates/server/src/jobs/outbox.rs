@@ -59,7 +59,6 @@ use outbound::{
     PracticeName, PracticePhone, Rendered, Scanner,
 };
 use store::OwnerStore;
-use store::crypto::Keyring;
 use store::outbox::{Channel, Due, Final, OutboxSettings, Reason, Settle};
 
 use super::{Job, JobContext};
@@ -218,7 +217,6 @@ pub struct PassReport {
 #[derive(Debug)]
 pub struct Outbox {
     owner: OwnerStore,
-    keyring: Arc<Keyring>,
     channels: Channels,
     origin: LinkOrigin,
     own: OwnContacts,
@@ -232,12 +230,11 @@ struct Ready {
 }
 
 impl Outbox {
-    /// Sends `owner`'s queued messages (opened with `keyring`) through `channels`, with links
-    /// on `origin`, every `every`.
+    /// Sends `owner`'s queued messages (opened with the owner store's keyring) through
+    /// `channels`, with links on `origin`, every `every`.
     #[must_use]
     pub fn new(
         owner: OwnerStore,
-        keyring: Arc<Keyring>,
         channels: Channels,
         origin: LinkOrigin,
         own: OwnContacts,
@@ -245,7 +242,6 @@ impl Outbox {
     ) -> Self {
         Self {
             owner,
-            keyring,
             channels,
             origin,
             own,
