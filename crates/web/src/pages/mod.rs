@@ -12,6 +12,7 @@ pub(crate) mod chart;
 pub(crate) mod disclosures;
 pub(crate) mod home;
 pub(crate) mod members;
+pub(crate) mod outbox;
 pub(crate) mod passkeys;
 pub(crate) mod patients;
 pub(crate) mod perio;
@@ -111,6 +112,12 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
         items.push(NavItem {
             label: "Booking requests",
             href: format!("/app/practices/{practice}/booking/requests"),
+        });
+    }
+    if roles.contains(domain::Role::Reception) || Privilege::Manage.allows(roles) {
+        items.push(NavItem {
+            label: "Outbox",
+            href: format!("/app/practices/{practice}/outbox"),
         });
     }
     if Privilege::Manage.allows(roles) {
