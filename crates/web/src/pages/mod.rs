@@ -410,16 +410,18 @@ mod tests {
 
     // issue 17 — the menu holds what the role may open under the API's privileges: patients
     // and the schedule for reception and clinicians (scheduling), the owner and admin screens
-    // for owners and admins (manage) only, nothing clinical for anyone.
+    // for owners and admins (manage) only, the outbox for reception, owners and admins,
+    // nothing clinical for anyone.
     #[test]
     fn the_menu_follows_the_scheduling_privilege() {
         let p = PracticeId::new();
-        let manage: Vec<&str> = MANAGE_PAGES.iter().map(|(l, _)| *l).collect();
+        let manage: Vec<&str> = ["Outbox"]
+            .into_iter()
+            .chain(MANAGE_PAGES.iter().map(|(l, _)| *l))
+            .collect();
+        let front_desk = vec!["Patients", "Schedule", "Booking requests", "Outbox"];
         for (roles, want) in [
-            (
-                vec![Role::Reception],
-                vec!["Patients", "Schedule", "Booking requests"],
-            ),
+            (vec![Role::Reception], front_desk.clone()),
             (
                 vec![Role::Clinician],
                 vec!["Patients", "Schedule", "Booking requests"],
@@ -429,8 +431,8 @@ mod tests {
             (
                 vec![Role::Owner, Role::Reception],
                 [
-                    vec!["Patients", "Schedule", "Booking requests"],
-                    manage.clone(),
+                    vec!["Patients", "Schedule", "Booking requests", "Outbox"],
+                    MANAGE_PAGES.iter().map(|(l, _)| *l).collect(),
                 ]
                 .concat(),
             ),
