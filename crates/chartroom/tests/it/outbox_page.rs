@@ -80,5 +80,5 @@ async fn the_outbox_page_shows_states_to_the_front_desk_only() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
