@@ -37,7 +37,7 @@ use crate::sealed_columns::{OUTBOX_MESSAGE, seal_field, write_keys};
 use crate::{OwnerStore, StoreError, TenantTx};
 
 /// How a message travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// A text message.
@@ -70,7 +70,7 @@ impl Channel {
 }
 
 /// What kind of record caused a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// An online booking (its id).
@@ -384,7 +384,7 @@ async fn read_settings(
 }
 
 /// A message as staff see it: no contact, no body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct MessageSummary {
     /// Id.
     pub message_id: uuid::Uuid,

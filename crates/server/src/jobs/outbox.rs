@@ -462,13 +462,13 @@ impl Outbox {
                 }
             }
             Err(e) if e.is_retryable() && attempts < MAX_ATTEMPTS => {
-                let hint = match e {
+                let hint = match &e {
                     SendError::Retry {
                         retry_after_secs: Some(s),
-                    } => chrono::Duration::seconds(i64::try_from(s.min(86_400)).unwrap_or(0)),
+                    } => chrono::Duration::seconds(i64::try_from((*s).min(86_400)).unwrap_or(0)),
                     _ => chrono::Duration::zero(),
                 };
-                let reason = match e {
+                let reason = match &e {
                     SendError::Unreachable => Reason::Unreachable,
                     SendError::Malformed => Reason::Malformed,
                     _ => Reason::Retry,
