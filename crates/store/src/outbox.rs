@@ -830,7 +830,9 @@ impl OwnerStore {
             )));
             e.patient = Some(patient);
             e.details = Some(serde_json::json!({
-                "template": "booking_reminder", "channels": names,
+                "template": "booking_reminder",
+                "email": names.contains(&"email"),
+                "sms": names.contains(&"sms"),
             }));
             events.push(e);
         }
