@@ -293,7 +293,11 @@ impl Outbox {
             return Ok(());
         };
         let name = PracticeName::new(&claim.practice_name).ok();
-        let scanner = self.scanner(&claim.clients, name.as_ref());
+        let Some(scanner) = self.scanner(&claim.clients, name.as_ref()) else {
+            // Fail closed before anything is marked: the claim rolls back and the messages
+            // stay due; nothing is sent without a scan.
+            return Err("the outbound scanner could not be built".into());
+        };
         let settings = claim.settings;
         let mut ready = Vec::new();
         let mut counted: HashMap<PatientId, i64> = HashMap::new();
@@ -374,11 +378,6 @@ impl Outbox {
             .commit()
             .await
             .map_err(|e| format!("committing the claim failed: {e}"))?;
-        let Some(scanner) = scanner else {
-            // No scanner (no link host): fail closed; the lease lapses and the messages come
-            // back as interrupted, so nothing is sent without a scan.
-            return Err("the outbound scanner could not be built".into());
-        };
         for r in ready {
             self.send(practice, &scanner, r, now, report).await?;
         }
