@@ -94,15 +94,12 @@ alter table sms_opt_out enable row level security;
 alter table sms_opt_out force row level security;
 
 -- Staff who run the front desk see the outbox (ids, states, times; the sealed columns are
--- opened only by the job). Whoever causes a message queues it: the scheduling roles and the
--- public booking page. Only the job (owner role) changes a message.
+-- opened only by the job). Whoever causes a message queues it (`app.outbox_enqueue`): the
+-- scheduling roles, owners and admins, and the public booking page. Only the job (owner
+-- role) changes a message.
 create policy outbox_message_read on outbox_message for select to chartroom_runtime
     using (practice_id = (select app.practice())
            and (select app.actor_roles()) && array['owner', 'admin', 'reception']);
-create policy outbox_message_queue on outbox_message for insert to chartroom_runtime
-    with check (practice_id = (select app.practice())
-                and (select app.actor_roles()) && array['owner', 'admin', 'reception', 'clinician', 'online_booking']
-                and status = 'queued' and attempts = 0);
 create policy outbox_settings_read on outbox_settings for select to chartroom_runtime
     using (practice_id = (select app.practice()));
 create policy outbox_settings_manage on outbox_settings for all to chartroom_runtime
@@ -119,7 +116,7 @@ create policy owner_all on outbox_settings for all to chartroom_owner
 create policy owner_all on sms_opt_out for all to chartroom_owner
     using (practice_id = (select app.practice())) with check (practice_id = (select app.practice()));
 
-grant select, insert on outbox_message to chartroom_runtime;
+grant select on outbox_message to chartroom_runtime;
 grant select, insert, update, delete on outbox_settings to chartroom_runtime;
 grant select on sms_opt_out to chartroom_runtime;
 
@@ -128,3 +125,40 @@ alter table webhook_event enable row level security;
 alter table webhook_event force row level security;
 create policy owner_all on webhook_event for all to chartroom_owner
     using (true) with check (true);
+
+-- Queues one message in the entered practice, once per (cause, cause id, template, channel):
+-- true when it was queued, false when the same message already was. SECURITY DEFINER because
+-- the roles that cause messages (clinicians, the public booking page) may not read the outbox,
+-- and a queue-once insert must see the rows it would duplicate (`on conflict` needs them). It
+-- inserts only a new `queued` row of the entered practice, for those roles.
+create function app.outbox_enqueue(
+    p_message uuid, p_patient uuid, p_template text, p_channel text, p_cause text,
+    p_cause_id uuid, p_recipient bytea, p_slots bytea, p_time_zone text,
+    p_next_attempt_at timestamptz, p_key uuid, p_now timestamptz) returns boolean
+    language plpgsql volatile security definer
+    set search_path = pg_catalog, public
+    as $$
+    declare
+        n int;
+    begin
+        if app.practice() is null or not (app.actor_roles()
+                && array['owner', 'admin', 'reception', 'clinician', 'online_booking']) then
+            raise exception 'outbox: no practice entered, or a role that cannot queue messages'
+                using errcode = '42501';
+        end if;
+        insert into public.outbox_message (practice_id, message_id, patient_id, template, channel,
+                cause, cause_id, recipient_enc, slots_enc, time_zone, status, attempts,
+                next_attempt_at, idempotency_key, created_at, updated_at)
+        values (app.practice(), p_message, p_patient, p_template, p_channel, p_cause, p_cause_id,
+                p_recipient, p_slots, p_time_zone, 'queued', 0, p_next_attempt_at, p_key, p_now, p_now)
+        on conflict (practice_id, cause, cause_id, template, channel) do nothing;
+        get diagnostics n = row_count;
+        return n = 1;
+    end
+    $$;
+alter function app.outbox_enqueue(uuid, uuid, text, text, text, uuid, bytea, bytea, text,
+    timestamptz, uuid, timestamptz) owner to chartroom_owner;
+revoke all on function app.outbox_enqueue(uuid, uuid, text, text, text, uuid, bytea, bytea, text,
+    timestamptz, uuid, timestamptz) from public;
+grant execute on function app.outbox_enqueue(uuid, uuid, text, text, text, uuid, bytea, bytea,
+    text, timestamptz, uuid, timestamptz) to chartroom_runtime;

@@ -221,14 +221,9 @@ pub async fn enqueue(
         &slots_json,
     )
     .await?;
-    let done = sqlx::query(
-        "insert into outbox_message (practice_id, message_id, patient_id, template, channel,
-                cause, cause_id, recipient_enc, slots_enc, time_zone, status, attempts,
-                next_attempt_at, idempotency_key, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', 0, $11, $12, $13, $13)
-         on conflict (practice_id, cause, cause_id, template, channel) do nothing",
+    let queued: bool = sqlx::query_scalar(
+        "select app.outbox_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
-    .bind(practice)
     .bind(id)
     .bind(m.patient)
     .bind(m.template)
@@ -241,9 +236,9 @@ pub async fn enqueue(
     .bind(m.not_before.unwrap_or(now).max(now))
     .bind(uuid::Uuid::new_v4())
     .bind(now)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(queued)
 }
 
 /// The states of a message.

@@ -347,7 +347,7 @@ async fn retryable_failures_back_off_and_rejections_fail() {
     for _ in 0..server::jobs::outbox::MAX_ATTEMPTS {
         h.telnyx.script(MessagingReply::Status(500));
         job.pass(Some(h.w.a.id), t).await.unwrap();
-        t += chrono::Duration::hours(7);
+        t += chrono::Duration::days(1);
     }
     let (status, attempts, err, _) = row(&mut su, tiring).await;
     assert_eq!(
