@@ -102,7 +102,11 @@ pub(crate) fn build(
                 let own = outbound_phone(&from)?;
                 let carrier = egress::telnyx::Telnyx::new(egress::telnyx::TelnyxConfig {
                     base_url: base(i, egress::telnyx::API_BASE)?,
-                    api_key: ApiKey::new(secret(i, "api_key_file", i.credentials.api_key_file.as_deref())?),
+                    api_key: ApiKey::new(secret(
+                        i,
+                        "api_key_file",
+                        i.credentials.api_key_file.as_deref(),
+                    )?),
                     sender: egress::telnyx::TelnyxSender::Number(from),
                     callback: callback(public_origin, egress::telnyx::VENDOR)?,
                     limits: egress::messaging_limits(),
@@ -136,14 +140,20 @@ pub(crate) fn build(
                 out.channels.sms = Some(Arc::new(carrier));
                 out.own.phones.push(own);
                 out.verifiers
-                    .push(Arc::new(egress::twilio::TwilioWebhooks::new(ApiKey::new(token))));
+                    .push(Arc::new(egress::twilio::TwilioWebhooks::new(ApiKey::new(
+                        token,
+                    ))));
             }
             (Kind::Email, Vendor::Resend) if out.channels.email.is_none() => {
                 let from = email_from(i)?;
                 out.own.emails.push(from.as_str().to_owned());
                 let mailer = egress::resend::ResendMailer::new(
                     base(i, egress::resend::RESEND_API)?.as_str(),
-                    ApiKey::new(secret(i, "api_key_file", i.credentials.api_key_file.as_deref())?),
+                    ApiKey::new(secret(
+                        i,
+                        "api_key_file",
+                        i.credentials.api_key_file.as_deref(),
+                    )?),
                     from,
                     Duration::from_secs(30),
                 )
@@ -152,7 +162,10 @@ pub(crate) fn build(
                 if let Some(path) = i.credentials.webhook_secret_file.as_deref() {
                     let s = secret(i, "webhook_secret_file", Some(path))?;
                     let s = egress::resend::SvixSecret::parse(&s).map_err(|_| {
-                        anyhow::anyhow!("integration {}: webhook_secret_file is not a whsec_ secret", i.id())
+                        anyhow::anyhow!(
+                            "integration {}: webhook_secret_file is not a whsec_ secret",
+                            i.id()
+                        )
                     })?;
                     out.verifiers
                         .push(Arc::new(egress::resend::ResendWebhook::new(s)));

@@ -264,10 +264,9 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         domain::Clock::now(&SystemClock),
         &origin,
     )?;
-    let link_origin = egress::outbound::LinkOrigin::parse(
-        args.link_origin.as_deref().unwrap_or(&origin),
-    )
-    .map_err(|_| anyhow::anyhow!("--link-origin is not an https origin"))?;
+    let link_origin =
+        egress::outbound::LinkOrigin::parse(args.link_origin.as_deref().unwrap_or(&origin))
+            .map_err(|_| anyhow::anyhow!("--link-origin is not an https origin"))?;
     let webhooks = match (&owner, messaging.verifiers.is_empty()) {
         (Some(owner), false) => Some(server::webhooks::Webhooks::new(
             owner.clone(),
@@ -277,18 +276,18 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         )),
         _ => None,
     };
-    let outbox = messaging
-        .channels
-        .any()
-        .then_some((messaging.channels, messaging.own, link_origin));
+    let outbox =
+        messaging
+            .channels
+            .any()
+            .then_some((messaging.channels, messaging.own, link_origin));
     let jobs = start_jobs(&args, &store, owner, checkpointer, &state, outbox);
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
     // The web app's pages beside the API: the same state, store and guards; the providers'
     // webhooks beside them when a messaging vendor is configured.
-    let mut app =
-        web::router(state.clone(), limits).merge(server::app_with_limits(state, limits));
+    let mut app = web::router(state.clone(), limits).merge(server::app_with_limits(state, limits));
     if let Some(w) = webhooks {
         app = app.merge(server::webhooks::router(w));
     }

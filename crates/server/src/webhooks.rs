@@ -29,7 +29,9 @@ use axum::extract::{DefaultBodyLimit, OriginalUri, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use domain::{Clock, PracticeId};
-use egress::send::{DeliveryStatus, Inbound, Keyword, WebhookError, WebhookRequest, WebhookVerifier};
+use egress::send::{
+    DeliveryStatus, Inbound, Keyword, WebhookError, WebhookRequest, WebhookVerifier,
+};
 use store::OwnerStore;
 use store::outbox::Delivery;
 
@@ -122,7 +124,11 @@ async fn receive(
     };
     match apply(&w, vendor, &events, now).await {
         Ok(a) if a.events > 0 && a.replays == a.events => {
-            tracing::warn!(provider = vendor, events = a.events, "a replayed webhook was refused");
+            tracing::warn!(
+                provider = vendor,
+                events = a.events,
+                "a replayed webhook was refused"
+            );
             StatusCode::CONFLICT
         }
         Ok(_) => StatusCode::NO_CONTENT,

@@ -735,7 +735,10 @@ pub struct Contacts<'a> {
 }
 
 /// The practice's time zone (its `time_zone` setting; UTC when unset or unknown).
-async fn practice_time_zone(conn: &mut PgConnection, practice: PracticeId) -> Result<Tz, StoreError> {
+async fn practice_time_zone(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+) -> Result<Tz, StoreError> {
     let name: Option<String> =
         sqlx::query_scalar("select settings ->> 'time_zone' from practice where practice_id = $1")
             .bind(practice)
@@ -770,7 +773,9 @@ pub async fn queue_confirmation(
     let sms = contacts
         .phone
         .and_then(|p| crypto::blind_index::normalize_phone(p, DEFAULT_COUNTRY_CODE).ok())
-        .and_then(|p| egress::send::PhoneNumber::parse(&format!("+{}", p.trim_start_matches('+'))).ok())
+        .and_then(|p| {
+            egress::send::PhoneNumber::parse(&format!("+{}", p.trim_start_matches('+'))).ok()
+        })
         .map(|p| (Channel::Sms, p.as_str().to_owned()));
     for (channel, to) in [email, sms].into_iter().flatten() {
         enqueue(

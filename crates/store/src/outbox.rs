@@ -625,37 +625,33 @@ impl OwnerStore {
             Settle::Sent {
                 provider,
                 provider_id,
-            } => {
-                sqlx::query(
-                    "update outbox_message set status = 'sent', provider = $3,
+            } => sqlx::query(
+                "update outbox_message set status = 'sent', provider = $3,
                             provider_message_id = $4, sent_at = $5, updated_at = $5,
                             last_error = null
                       where practice_id = $1 and message_id = $2 and status = 'sending'",
-                )
-                .bind(practice)
-                .bind(message)
-                .bind(*provider)
-                .bind(provider_id)
-                .bind(now)
-                .execute(tx.conn())
-                .await?
-                .rows_affected()
-            }
-            Settle::Retry { at, reason } => {
-                sqlx::query(
-                    "update outbox_message set status = 'queued', next_attempt_at = $3,
+            )
+            .bind(practice)
+            .bind(message)
+            .bind(*provider)
+            .bind(provider_id)
+            .bind(now)
+            .execute(tx.conn())
+            .await?
+            .rows_affected(),
+            Settle::Retry { at, reason } => sqlx::query(
+                "update outbox_message set status = 'queued', next_attempt_at = $3,
                             last_error = $4, updated_at = $5
                       where practice_id = $1 and message_id = $2 and status = 'sending'",
-                )
-                .bind(practice)
-                .bind(message)
-                .bind(*at)
-                .bind(reason.as_str())
-                .bind(now)
-                .execute(tx.conn())
-                .await?
-                .rows_affected()
-            }
+            )
+            .bind(practice)
+            .bind(message)
+            .bind(*at)
+            .bind(reason.as_str())
+            .bind(now)
+            .execute(tx.conn())
+            .await?
+            .rows_affected(),
             Settle::Final {
                 status,
                 reason,
@@ -798,7 +794,9 @@ impl OwnerStore {
                     _ => p
                         .phone
                         .as_deref()
-                        .and_then(|n| crypto::blind_index::normalize_phone(n, DEFAULT_COUNTRY_CODE).ok())
+                        .and_then(|n| {
+                            crypto::blind_index::normalize_phone(n, DEFAULT_COUNTRY_CODE).ok()
+                        })
                         .and_then(|n| egress::send::PhoneNumber::parse(&format!("+{n}")).ok())
                         .map(|n| n.as_str().to_owned()),
                 };

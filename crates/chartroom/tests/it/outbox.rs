@@ -212,9 +212,15 @@ async fn a_message_is_queued_with_its_cause_and_rolled_back_with_it() {
 
     let mut tx = h.tx("clinician").await;
     let m = h.message(Channel::Email, cause);
-    assert!(store::outbox::enqueue(&mut tx, &h.keyring, &m).await.unwrap());
     assert!(
-        !store::outbox::enqueue(&mut tx, &h.keyring, &m).await.unwrap(),
+        store::outbox::enqueue(&mut tx, &h.keyring, &m)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store::outbox::enqueue(&mut tx, &h.keyring, &m)
+            .await
+            .unwrap(),
         "the same message is queued once"
     );
     tx.commit().await.unwrap();
@@ -224,7 +230,11 @@ async fn a_message_is_queued_with_its_cause_and_rolled_back_with_it() {
             .fetch_one(&mut su)
             .await
             .unwrap();
-    let hay = format!("{}{}", String::from_utf8_lossy(&r), String::from_utf8_lossy(&s));
+    let hay = format!(
+        "{}{}",
+        String::from_utf8_lossy(&r),
+        String::from_utf8_lossy(&s)
+    );
     assert!(!hay.contains("river.stone") && !hay.contains("link_token"));
 
     // A template outside the catalogue is refused.
@@ -252,7 +262,11 @@ async fn the_job_sends_queued_messages_through_the_stand_ins() {
     let sent = h.telnyx.messages();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, CLIENT_PHONE);
-    assert!(sent[0].text.starts_with("Practice a: your appointment is booked"));
+    assert!(
+        sent[0]
+            .text
+            .starts_with("Practice a: your appointment is booked")
+    );
     assert!(sent[0].text.contains(&format!("{ORIGIN}/manage/")));
     let emails = h.resend.emails();
     assert_eq!(emails.len(), 1);
@@ -339,7 +353,10 @@ async fn retryable_failures_back_off_and_rejections_fail() {
     h.telnyx.script(MessagingReply::Status(422));
     job.pass(Some(h.w.a.id), next).await.unwrap();
     let (status, _, err, _) = row(&mut su, rejected).await;
-    assert_eq!((status.as_str(), err.as_deref()), ("failed", Some("rejected")));
+    assert_eq!(
+        (status.as_str(), err.as_deref()),
+        ("failed", Some("rejected"))
+    );
 
     // Retryable failures until the last attempt: failed, not retried for ever.
     let tiring = h.queue(Channel::Sms, 1).await[0];
@@ -352,7 +369,11 @@ async fn retryable_failures_back_off_and_rejections_fail() {
     let (status, attempts, err, _) = row(&mut su, tiring).await;
     assert_eq!(
         (status.as_str(), attempts, err.as_deref()),
-        ("failed", server::jobs::outbox::MAX_ATTEMPTS, Some("max_attempts"))
+        (
+            "failed",
+            server::jobs::outbox::MAX_ATTEMPTS,
+            Some("max_attempts")
+        )
     );
 }
 
@@ -450,11 +471,18 @@ async fn a_send_interrupted_by_a_crash_is_never_sent_twice() {
         () = sent.notified() => panic!("an interrupted SMS must not be sent again"),
     };
     assert_eq!((report.sent, report.uncertain), (1, 1), "{report:?}");
-    assert_eq!(h.resend.emails().len(), 1, "Resend kept one email for the key");
+    assert_eq!(
+        h.resend.emails().len(),
+        1,
+        "Resend kept one email for the key"
+    );
     assert_eq!(h.telnyx.messages().len(), 0);
     assert_eq!(row(&mut su, email).await.0, "sent");
     let (status, _, err, _) = row(&mut su, sms).await;
-    assert_eq!((status.as_str(), err.as_deref()), ("uncertain", Some("interrupted")));
+    assert_eq!(
+        (status.as_str(), err.as_deref()),
+        ("uncertain", Some("interrupted"))
+    );
 
     // An SMS killed after Telnyx took it: marked uncertain, never repeated.
     let sms2 = h.queue(Channel::Sms, 1).await[0];
@@ -504,7 +532,9 @@ async fn quiet_hours_and_the_daily_cap_defer_messages() {
     let mut m = h.message(Channel::Sms, uuid::Uuid::new_v4());
     m.time_zone = Some("America/Los_Angeles".parse().unwrap());
     let west = m.cause_id;
-    store::outbox::enqueue(&mut tx, &h.keyring, &m).await.unwrap();
+    store::outbox::enqueue(&mut tx, &h.keyring, &m)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     job.pass(Some(h.w.a.id), night).await.unwrap();
     assert_eq!(row(&mut su, west).await.0, "sent");
@@ -559,7 +589,10 @@ async fn opted_out_numbers_are_skipped_until_start() {
     let email = h.queue(Channel::Email, 1).await[0];
     job.pass(Some(h.w.a.id), noon).await.unwrap();
     let (status, _, err, _) = row(&mut su, sms).await;
-    assert_eq!((status.as_str(), err.as_deref()), ("skipped", Some("opted_out")));
+    assert_eq!(
+        (status.as_str(), err.as_deref()),
+        ("skipped", Some("opted_out"))
+    );
     assert_eq!(row(&mut su, email).await.0, "sent");
     assert_eq!(h.telnyx.requests(), 0);
     let tags: Vec<Vec<u8>> = sqlx::query_scalar("select phone_tag from sms_opt_out")
@@ -606,7 +639,10 @@ async fn a_scanner_refusal_is_audited_without_the_payload() {
     assert_eq!(h.telnyx.requests(), 0, "nothing reached the provider");
     let mut su = h.su().await;
     let (status, _, err, _) = row(&mut su, cause).await;
-    assert_eq!((status.as_str(), err.as_deref()), ("refused", Some("scanner")));
+    assert_eq!(
+        (status.as_str(), err.as_deref()),
+        ("refused", Some("scanner"))
+    );
     let (details, object): (serde_json::Value, uuid::Uuid) = sqlx::query_as(
         "select details, object_id from audit_event where practice_id = $1 and action = 'outbox.refused'",
     )

@@ -34,32 +34,51 @@ async fn the_outbox_page_shows_states_to_the_front_desk_only() {
     let path = format!("/app/practices/{p}/outbox");
     let mut su = h.su().await;
 
-    let res = request(&http, &app, Method::GET, &path, None).send().await.unwrap();
+    let res = request(&http, &app, Method::GET, &path, None)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[LOCATION], "/app/sign-in");
     let half = app.password_only_token(h.w.a.user("reception")).await;
-    let res = request(&http, &app, Method::GET, &path, Some(&half)).send().await.unwrap();
+    let res = request(&http, &app, Method::GET, &path, Some(&half))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[LOCATION], "/app/sign-in/second-factor");
     for token in [
         app.token(h.w.b.user("owner")).await,
         app.token(h.w.nobody).await,
     ] {
-        let res = request(&http, &app, Method::GET, &path, Some(&token)).send().await.unwrap();
+        let res = request(&http, &app, Method::GET, &path, Some(&token))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
     let clinician = app.token(h.w.a.user("clinician")).await;
-    let res = request(&http, &app, Method::GET, &path, Some(&clinician)).send().await.unwrap();
+    let res = request(&http, &app, Method::GET, &path, Some(&clinician))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let id = request_id(&res);
     assert_eq!(audit(&mut su, p, &id).await, ["access.denied:denied"]);
 
     for role in ["reception", "owner", "admin"] {
         let token = app.token(h.w.a.user(role)).await;
-        let res = request(&http, &app, Method::GET, &path, Some(&token)).send().await.unwrap();
+        let res = request(&http, &app, Method::GET, &path, Some(&token))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{role}");
         let id = request_id(&res);
-        assert_eq!(audit(&mut su, p, &id).await, ["outbox.list:success"], "{role}");
+        assert_eq!(
+            audit(&mut su, p, &id).await,
+            ["outbox.list:success"],
+            "{role}"
+        );
         let body = res.text().await.unwrap();
         assert!(body.contains("id=\"outbox-list\""), "{role}");
         assert_eq!(body.matches("<td>queued</td>").count(), 2, "{role}");
@@ -70,15 +89,27 @@ async fn the_outbox_page_shows_states_to_the_front_desk_only() {
     }
     // A filter; an unknown status is a clear refusal.
     let reception = app.token(h.w.a.user("reception")).await;
-    let res = request(&http, &app, Method::GET, &format!("{path}?status=sent"), Some(&reception))
-        .send()
-        .await
-        .unwrap();
+    let res = request(
+        &http,
+        &app,
+        Method::GET,
+        &format!("{path}?status=sent"),
+        Some(&reception),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("id=\"no-messages\""));
-    let res = request(&http, &app, Method::GET, &format!("{path}?status=bogus"), Some(&reception))
-        .send()
-        .await
-        .unwrap();
+    let res = request(
+        &http,
+        &app,
+        Method::GET,
+        &format!("{path}?status=bogus"),
+        Some(&reception),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }

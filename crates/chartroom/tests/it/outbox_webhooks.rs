@@ -57,7 +57,10 @@ async fn delivery_webhooks_are_verified_and_replays_refused() {
     let other = TelnyxStandIn::start("KEY-OTHER").await;
     assert_eq!(other.signed(&url, &delivered, now).post().await, 401);
     // Stale.
-    assert_eq!(h.telnyx.signed(&url, &delivered, now - 600).post().await, 401);
+    assert_eq!(
+        h.telnyx.signed(&url, &delivered, now - 600).post().await,
+        401
+    );
     // Unknown provider.
     let mut elsewhere = h.telnyx.signed(&url, &delivered, now);
     elsewhere.url = format!("{base}/webhooks/nobody");
@@ -93,13 +96,12 @@ async fn stop_then_start_is_mirrored_from_the_carrier() {
 
     let stop = TelnyxStandIn::inbound_event(CLIENT_PHONE, OWN_NUMBER, "Stop", &url);
     assert_eq!(h.telnyx.signed(&url, &stop, now).post().await, 204);
-    let out: Vec<bool> = sqlx::query_scalar(
-        "select opted_out from sms_opt_out where practice_id = $1",
-    )
-    .bind(h.w.a.id)
-    .fetch_all(&mut su)
-    .await
-    .unwrap();
+    let out: Vec<bool> =
+        sqlx::query_scalar("select opted_out from sms_opt_out where practice_id = $1")
+            .bind(h.w.a.id)
+            .fetch_all(&mut su)
+            .await
+            .unwrap();
     assert_eq!(out, vec![true]);
     let details: Vec<serde_json::Value> = sqlx::query_scalar(
         "select details from audit_event where action = 'sms.opt_out' and practice_id = $1",

@@ -110,11 +110,7 @@ fn at_local(tz: Tz, day: chrono::NaiveDate, time: NaiveTime) -> DateTime<Utc> {
 /// When a message may be sent: `now` when inside the practice's window in `tz`, else the
 /// window's next opening.
 #[must_use]
-pub fn quiet_hours_release(
-    settings: &OutboxSettings,
-    tz: Tz,
-    now: DateTime<Utc>,
-) -> DateTime<Utc> {
+pub fn quiet_hours_release(settings: &OutboxSettings, tz: Tz, now: DateTime<Utc>) -> DateTime<Utc> {
     let local = now.with_timezone(&tz);
     let (day, time) = (local.date_naive(), local.time());
     if time >= settings.quiet_end && time < settings.quiet_start {

@@ -11,8 +11,8 @@ use chrono::{NaiveTime, Weekday};
 use domain::booking::{CancellationPolicy, PaymentPolicy, WeeklyHours};
 use domain::{BookingId, PracticeId, Privilege, RoleSet, ServiceId, UserId};
 use serde::Deserialize;
-use server::{AppError, AppState};
 use server::extract::{Manage, Scheduling};
+use server::{AppError, AppState};
 use store::TenantTx;
 use store::booking::{BookingSettings, NewClients, ServiceInput};
 

@@ -114,12 +114,6 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
             href: format!("/app/practices/{practice}/booking/requests"),
         });
     }
-    if roles.contains(domain::Role::Reception) || Privilege::Manage.allows(roles) {
-        items.push(NavItem {
-            label: "Outbox",
-            href: format!("/app/practices/{practice}/outbox"),
-        });
-    }
     if Privilege::Manage.allows(roles) {
         for (label, page) in MANAGE_PAGES {
             items.push(NavItem {
@@ -127,6 +121,12 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
                 href: format!("/app/practices/{practice}/{page}"),
             });
         }
+    }
+    if roles.contains(domain::Role::Reception) || Privilege::Manage.allows(roles) {
+        items.push(NavItem {
+            label: "Outbox",
+            href: format!("/app/practices/{practice}/outbox"),
+        });
     }
     items
 }
@@ -415,9 +415,10 @@ mod tests {
     #[test]
     fn the_menu_follows_the_scheduling_privilege() {
         let p = PracticeId::new();
-        let manage: Vec<&str> = ["Outbox"]
-            .into_iter()
-            .chain(MANAGE_PAGES.iter().map(|(l, _)| *l))
+        let manage: Vec<&str> = MANAGE_PAGES
+            .iter()
+            .map(|(l, _)| *l)
+            .chain(["Outbox"])
             .collect();
         let front_desk = vec!["Patients", "Schedule", "Booking requests", "Outbox"];
         for (roles, want) in [
@@ -431,8 +432,8 @@ mod tests {
             (
                 vec![Role::Owner, Role::Reception],
                 [
-                    vec!["Patients", "Schedule", "Booking requests", "Outbox"],
-                    MANAGE_PAGES.iter().map(|(l, _)| *l).collect(),
+                    vec!["Patients", "Schedule", "Booking requests"],
+                    manage.clone(),
                 ]
                 .concat(),
             ),
