@@ -29,6 +29,7 @@ use sqlx::PgConnection;
 
 use crate::append::NewEvent;
 use crate::entry::Audited;
+use crate::outbox::Contacts;
 use crate::patients::{DEFAULT_COUNTRY_CODE, NewPatient};
 use crate::sealed_columns::write_keys;
 use crate::{StoreError, TenantTx};
@@ -725,15 +726,6 @@ pub async fn decide(
     Ok(row)
 }
 
-/// A client's contact points for a message (either may be missing or unusable).
-#[derive(Clone, Copy)]
-pub struct Contacts<'a> {
-    /// Mobile number.
-    pub phone: Option<&'a str>,
-    /// Email address.
-    pub email: Option<&'a str>,
-}
-
 /// The practice's time zone (its `time_zone` setting; UTC when unset or unknown).
 async fn practice_time_zone(
     conn: &mut PgConnection,
@@ -766,18 +758,10 @@ pub async fn queue_confirmation(
         time: Some(starts_at.with_timezone(&tz).naive_local()),
         link_token: Some(token.expose_for_sealing().to_owned()),
     };
-    let email = contacts
-        .email
-        .and_then(|e| egress::send::EmailAddress::parse(e).ok())
-        .map(|e| (Channel::Email, e.as_str().to_owned()));
-    let sms = contacts
-        .phone
-        .and_then(|p| crypto::blind_index::normalize_phone(p, DEFAULT_COUNTRY_CODE).ok())
-        .and_then(|p| {
-            egress::send::PhoneNumber::parse(&format!("+{}", p.trim_start_matches('+'))).ok()
-        })
-        .map(|p| (Channel::Sms, p.as_str().to_owned()));
-    for (channel, to) in [email, sms].into_iter().flatten() {
+    for channel in [Channel::Email, Channel::Sms] {
+        let Some(to) = crate::outbox::address(channel, contacts) else {
+            continue;
+        };
         enqueue(
             tx,
             keyring,

@@ -737,7 +737,7 @@ impl OwnerStore {
         let keyring = self.keyring()?.clone();
         let mut tx = self.begin_at(practice, now).await?;
         let horizon = now + email_before.max(sms_before);
-        let rows: Vec<(uuid::Uuid, PatientId, DateTime<Utc>, bool, Vec<String>)> = sqlx::query_as(
+        let rows: Vec<ReminderRow> = sqlx::query_as(
             "select a.appointment_id, a.patient_id, a.starts_at, b.client_confirmed_at is not null,
                     coalesce((select array_agg(m.channel) from outbox_message m
                                where m.practice_id = a.practice_id and m.cause = 'appointment'
@@ -785,21 +785,13 @@ impl OwnerStore {
             };
             let mut names = Vec::new();
             for channel in channels {
-                let to = match channel {
-                    Channel::Email => p
-                        .email
-                        .as_deref()
-                        .and_then(|e| egress::send::EmailAddress::parse(e).ok())
-                        .map(|e| e.as_str().to_owned()),
-                    _ => p
-                        .phone
-                        .as_deref()
-                        .and_then(|n| {
-                            crypto::blind_index::normalize_phone(n, DEFAULT_COUNTRY_CODE).ok()
-                        })
-                        .and_then(|n| egress::send::PhoneNumber::parse(&format!("+{n}")).ok())
-                        .map(|n| n.as_str().to_owned()),
-                };
+                let to = address(
+                    channel,
+                    Contacts {
+                        phone: p.phone.as_deref(),
+                        email: p.email.as_deref(),
+                    },
+                );
                 let Some(to) = to else { continue };
                 let m = NewMessage {
                     patient: Some(patient),
@@ -960,6 +952,40 @@ impl OwnerStore {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+/// An appointment a reminder may be due for: id, client, start, confirmed, the channels
+/// already reminded on.
+type ReminderRow = (uuid::Uuid, PatientId, DateTime<Utc>, bool, Vec<String>);
+
+/// A client's contact points for a message (either may be missing or unusable).
+#[derive(Clone, Copy)]
+pub struct Contacts<'a> {
+    /// Mobile number.
+    pub phone: Option<&'a str>,
+    /// Email address.
+    pub email: Option<&'a str>,
+}
+
+/// The address a message on `channel` goes to: a valid email address, or the mobile number
+/// normalized to E.164 (national numbers in [`DEFAULT_COUNTRY_CODE`]); `None` when there is no
+/// usable one (push has no address here).
+#[must_use]
+pub fn address(channel: Channel, contacts: Contacts<'_>) -> Option<String> {
+    match channel {
+        Channel::Email => contacts
+            .email
+            .and_then(|e| egress::send::EmailAddress::parse(e).ok())
+            .map(|e| e.as_str().to_owned()),
+        Channel::Sms => contacts
+            .phone
+            .and_then(|n| crypto::blind_index::normalize_phone(n, DEFAULT_COUNTRY_CODE).ok())
+            .and_then(|n| {
+                egress::send::PhoneNumber::parse(&format!("+{}", n.trim_start_matches('+'))).ok()
+            })
+            .map(|n| n.as_str().to_owned()),
+        Channel::Push => None,
     }
 }
 
