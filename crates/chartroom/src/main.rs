@@ -13,6 +13,7 @@ mod demo;
 mod emergency_cmd;
 mod keys_cmd;
 mod notes_cmd;
+mod outbox_wiring;
 mod perio_cmd;
 mod perio_voice;
 mod retention_cmd;

@@ -47,6 +47,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CHARTROOM_PUBLIC_ORIGIN")]
     pub public_origin: Option<String>,
 
+    /// The origin of the links in messages to clients (manage, intake, pay), e.g.
+    /// `https://book.example-dental.org`; the outbound scanner allows links to this host only.
+    /// Default: the public origin.
+    #[arg(long, env = "CHARTROOM_LINK_ORIGIN")]
+    pub link_origin: Option<String>,
+
     /// A security contact for /.well-known/security.txt (RFC 9116): a `mailto:` or `https:` URI.
     /// Repeatable. Without one, security.txt is not served.
     #[arg(long = "security-contact", value_name = "URI")]
@@ -256,12 +262,38 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
-    let jobs = start_jobs(&args, &store, owner, checkpointer, &state);
+    let messaging = crate::outbox_wiring::build(
+        &state.subprocessors.registry,
+        domain::Clock::now(&SystemClock),
+        &origin,
+    )?;
+    let link_origin =
+        egress::outbound::LinkOrigin::parse(args.link_origin.as_deref().unwrap_or(&origin))
+            .map_err(|_| anyhow::anyhow!("--link-origin is not an https origin"))?;
+    let webhooks = match (&owner, messaging.verifiers.is_empty()) {
+        (Some(owner), false) => Some(server::webhooks::Webhooks::new(
+            owner.clone(),
+            state.clock.clone(),
+            messaging.verifiers,
+            url::Url::parse(&origin).context("the public origin is not a URL")?,
+        )),
+        _ => None,
+    };
+    let outbox =
+        messaging
+            .channels
+            .any()
+            .then_some((messaging.channels, messaging.own, link_origin));
+    let jobs = start_jobs(&args, &store, owner, checkpointer, &state, outbox);
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
-    // The web app's pages beside the API: the same state, store and guards.
-    let app = web::router(state.clone(), limits).merge(server::app_with_limits(state, limits));
+    // The web app's pages beside the API: the same state, store and guards; the providers'
+    // webhooks beside them when a messaging vendor is configured.
+    let mut app = web::router(state.clone(), limits).merge(server::app_with_limits(state, limits));
+    if let Some(w) = webhooks {
+        app = app.merge(server::webhooks::router(w));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = listen(svc, &args, listener, app, stop_rx)?;
     tracing::info!(%addr, "listening");
@@ -354,6 +386,11 @@ fn start_jobs(
     owner: Option<store::OwnerStore>,
     checkpointer: server::checkpoint::Checkpointer,
     state: &server::AppState,
+    outbox: Option<(
+        server::jobs::outbox::Channels,
+        server::jobs::outbox::OwnContacts,
+        egress::outbound::LinkOrigin,
+    )>,
 ) -> Jobs {
     let (clock, blobs) = (state.clock.clone(), state.blobs.clone());
     let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
@@ -378,6 +415,7 @@ fn start_jobs(
             )
         });
         let alerts = server::jobs::incidents::IncidentAlerts::new(owner.clone());
+        let owner_for_outbox = owner.clone();
         jobs.start(Retention::daily(owner));
         jobs.start(alerts);
         if let Some(c) = capture {
@@ -385,6 +423,16 @@ fn start_jobs(
         }
         if let Some(t) = transcription {
             jobs.start(t);
+        }
+        match outbox {
+            Some((channels, own, origin)) => jobs.start(server::jobs::outbox::Outbox::new(
+                owner_for_outbox,
+                channels,
+                origin,
+                own,
+                server::jobs::outbox::EVERY,
+            )),
+            None => tracing::info!("no SMS or email integration: the outbox job is off"),
         }
     } else {
         tracing::info!(

@@ -289,6 +289,19 @@ actions! {
     /// A link holder confirmed, cancelled or rescheduled their appointment through a manage
     /// link (the details say which, and whether the cancellation was late).
     BookingManage => "booking.manage",
+    /// A job queued a message to a client (a booking reminder), reading the client's contact
+    /// points to address it; the details carry the template and channels only.
+    OutboxQueue => "outbox.queue",
+    /// The outbox job opened a queued message (recipient and slots) to send it; the details
+    /// carry the template and channel only.
+    OutboxSend => "outbox.send",
+    /// The outbound scanner refused a message: nothing was sent (the finding's kind in the
+    /// details, never the payload).
+    OutboxRefused => "outbox.refused",
+    /// The practice's outbox (states, channels, times) was listed.
+    OutboxList => "outbox.list",
+    /// A client's SMS opt-out changed (STOP / START from the carrier; no number kept).
+    SmsOptOut => "sms.opt_out",
 }
 
 macro_rules! object_kinds {
@@ -356,6 +369,8 @@ object_kinds! {
     Incident => "incident",
     /// An intake request (its response is named by it).
     IntakeRequest => "intake_request",
+    /// A message in the outbox.
+    OutboxMessage => "outbox_message",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the

@@ -214,6 +214,13 @@ impl LinkToken {
     fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The token's text, for sealing it into a queued message (the outbox keeps it sealed
+    /// with the practice's key until the message is rendered). Never log or display it.
+    #[must_use]
+    pub fn expose_for_sealing(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for LinkToken {

@@ -293,6 +293,17 @@ impl Guard for ClinicalOrManage {
     }
 }
 
+/// Reception, owner or admin: the outbox (the states of messages to clients; never a contact
+/// or a body). Clinicians have no business with it.
+#[derive(Debug)]
+pub struct FrontDeskOrManage;
+impl Guard for FrontDeskOrManage {
+    const PRIVILEGE: Privilege = Privilege::Member;
+    fn allows(roles: domain::RoleSet) -> bool {
+        roles.contains(domain::Role::Reception) || Privilege::Manage.allows(roles)
+    }
+}
+
 /// A signed-in member of the practice named by the `{practice_id}` path segment, holding the
 /// privilege `G`, with the tenant transaction to act in. Checks, in order: a valid session
 /// (else 401), a second factor done on it (else 401 `AUTH-0003`, req AU-01), membership of

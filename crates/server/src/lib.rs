@@ -41,6 +41,7 @@ pub mod subprocessors;
 pub mod tls;
 mod views;
 pub mod voice;
+pub mod webhooks;
 
 use std::sync::Arc;
 

@@ -34,6 +34,7 @@ use sqlx::PgConnection;
 
 use crate::append::NewEvent;
 use crate::entry::Audited;
+use crate::outbox::Contacts;
 use crate::patients::{DEFAULT_COUNTRY_CODE, NewPatient};
 use crate::sealed_columns::write_keys;
 use crate::{StoreError, TenantTx};
@@ -630,8 +631,12 @@ pub async fn list(
 
 /// Approves (the appointment is booked) or declines (it is cancelled) a requested booking.
 /// `None` when there is no such booking; [`StoreError::Conflict`] when it is not a request.
+///
+/// An approval queues the booking confirmation (email and SMS, to the client's contacts on
+/// record) in the same transaction ([`queue_confirmation`]).
 pub async fn decide(
     tx: &mut TenantTx,
+    keyring: &Keyring,
     booking: BookingId,
     approve: bool,
 ) -> Result<Option<OnlineBooking>, StoreError> {
@@ -677,6 +682,24 @@ pub async fn decide(
     .bind(now)
     .execute(tx.conn())
     .await?;
+    if approve {
+        let (patient, starts_at): (PatientId, DateTime<Utc>) = sqlx::query_as(
+            "select patient_id, starts_at from appointment
+              where practice_id = $1 and appointment_id = $2",
+        )
+        .bind(practice)
+        .bind(appointment)
+        .fetch_one(tx.conn())
+        .await?;
+        if let Some(p) = crate::patients::get(tx, keyring, patient).await? {
+            let tz = practice_time_zone(tx.conn(), practice).await?;
+            let contacts = Contacts {
+                phone: p.phone.as_deref(),
+                email: p.email.as_deref(),
+            };
+            queue_confirmation(tx, keyring, booking, patient, starts_at, tz, contacts).await?;
+        }
+    }
     tx.audit(
         AuditAction::BookingDecide,
         None,
@@ -709,6 +732,62 @@ async fn bookings(
     .bind(status)
     .fetch_all(tx.conn())
     .await?)
+}
+
+/// The practice's time zone (its `time_zone` setting; UTC when unset or unknown).
+async fn practice_time_zone(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+) -> Result<Tz, StoreError> {
+    let name: Option<String> =
+        sqlx::query_scalar("select settings ->> 'time_zone' from practice where practice_id = $1")
+            .bind(practice)
+            .fetch_one(conn)
+            .await?;
+    Ok(name.and_then(|n| n.parse().ok()).unwrap_or(chrono_tz::UTC))
+}
+
+/// Queues a booked appointment's confirmation in the caller's transaction: an email to a
+/// valid address and an SMS to a valid mobile number, each once per booking, both carrying
+/// the same new manage-link token (sealed in the message) and the local start time in `tz`.
+/// The token's page is resolved elsewhere; the outbox keeps it only to render the link.
+pub async fn queue_confirmation(
+    tx: &mut impl crate::outbox::QueueTx,
+    keyring: &Keyring,
+    booking: BookingId,
+    patient: PatientId,
+    starts_at: DateTime<Utc>,
+    tz: Tz,
+    contacts: Contacts<'_>,
+) -> Result<(), StoreError> {
+    use crate::outbox::{Cause, Channel, NewMessage, Recipient, Slots, enqueue};
+    let token = outbound::LinkToken::generate();
+    let slots = Slots {
+        time: Some(starts_at.with_timezone(&tz).naive_local()),
+        link_token: Some(token.expose_for_sealing().to_owned()),
+    };
+    for channel in [Channel::Email, Channel::Sms] {
+        let Some(to) = crate::outbox::address(channel, contacts) else {
+            continue;
+        };
+        enqueue(
+            tx,
+            keyring,
+            &NewMessage {
+                patient: Some(patient),
+                template: "booking_confirmed",
+                channel,
+                cause: Cause::OnlineBooking,
+                cause_id: booking.as_uuid(),
+                recipient: Recipient(to),
+                slots: slots.clone(),
+                time_zone: None,
+                not_before: None,
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -979,8 +1058,9 @@ impl PublicBooking {
 
     /// Books `starts_at` for the client: recognises an existing client by phone and date of
     /// birth, or records a new one; picks the first of the service's clinicians free then;
-    /// holds new clients' bookings for approval when the practice says so. Appends the audit
-    /// event; the caller queues the messages in the same transaction and commits.
+    /// holds new clients' bookings for approval when the practice says so. A booking made at
+    /// once queues its confirmation (email and SMS to the contacts given) in this transaction
+    /// ([`queue_confirmation`]). Appends the audit event; the caller commits.
     pub async fn book(
         &mut self,
         keyring: &Keyring,
@@ -1058,6 +1138,13 @@ impl PublicBooking {
         .bind(now)
         .execute(self.inner.conn())
         .await?;
+        if status == "booked" {
+            let contacts = Contacts {
+                phone: Some(client.phone.as_str()),
+                email: Some(client.email.as_str()),
+            };
+            queue_confirmation(self, keyring, booking, patient, starts_at, tz, contacts).await?;
+        }
         let mut event = NewEvent::new(now, AuditAction::BookingCreate);
         event.object = Some(AuditObject::online_booking(booking));
         event.patient = Some(patient);
@@ -1096,6 +1183,13 @@ impl PublicBooking {
             booked.slot.ends_at,
         )
         .await
+    }
+
+    /// The connection, practice and time, for queueing messages in this transaction
+    /// ([`crate::outbox::enqueue`]).
+    pub(crate) fn queue_parts(&mut self) -> (&mut PgConnection, PracticeId, DateTime<Utc>) {
+        let (p, now) = (self.inner.practice(), self.inner.now());
+        (self.inner.conn(), p, now)
     }
 
     /// Commits.

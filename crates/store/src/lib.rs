@@ -85,6 +85,7 @@ pub mod keys;
 pub mod links;
 pub mod memberships;
 pub mod notes;
+pub mod outbox;
 pub mod patients;
 pub mod perio;
 pub mod practices;

@@ -501,6 +501,50 @@ pub async fn list(
     Ok(all.into_iter().skip(skip).take(take).collect())
 }
 
+/// One patient of the owner transaction's practice (not deleted), opened; the caller appends
+/// the audit event that covers the opening before it commits.
+pub(crate) async fn get_as_owner(
+    tx: &mut crate::OwnerTx,
+    keyring: &Keyring,
+    id: PatientId,
+) -> Result<Option<Patient>, StoreError> {
+    let practice = tx.practice();
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "select {COLUMNS} from patient where practice_id = $1 and patient_id = $2 and deleted_at is null"
+    ))
+    .bind(practice)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?;
+    match row {
+        Some(r) => Ok(Some(r.open(&tx.opener(keyring), practice).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Every patient of the practice, deleted ones too (at most 100 000), opened in the owner
+/// transaction `tx`: the outbound scanner's list of the practice's own clients. The caller
+/// appends the audit event that covers the opening before it commits.
+pub(crate) async fn all_for_scanner(
+    tx: &mut crate::OwnerTx,
+    keyring: &Keyring,
+) -> Result<Vec<Patient>, StoreError> {
+    let practice = tx.practice();
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "select {COLUMNS} from patient where practice_id = $1 order by patient_id limit $2"
+    ))
+    .bind(practice)
+    .bind(MAX_SCAN)
+    .fetch_all(tx.conn())
+    .await?;
+    let opener = tx.opener(keyring);
+    let mut all = Vec::with_capacity(rows.len());
+    for r in rows {
+        all.push(r.open(&opener, practice).await?);
+    }
+    Ok(all)
+}
+
 /// Whether a name query has a usable word (two or more characters after normalization).
 #[must_use]
 pub fn name_query_usable(query: &str) -> bool {

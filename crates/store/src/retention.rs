@@ -219,6 +219,8 @@ pub struct PurgeReport {
     pub online_bookings: u64,
     /// Intake records purged: requests, their signed responses and the client links.
     pub intake_records: u64,
+    /// Outbox messages purged (with their client).
+    pub outbox_messages: u64,
     /// Disclosure records purged.
     pub disclosures: u64,
     /// Break-glass grants purged.
@@ -265,6 +267,8 @@ impl PurgeReport {
             Some(&mut self.appointments)
         } else if name == sealed_columns::ONLINE_BOOKING.table {
             Some(&mut self.online_bookings)
+        } else if name == sealed_columns::OUTBOX_MESSAGE.table {
+            Some(&mut self.outbox_messages)
         } else if [
             sealed_columns::INTAKE_RESPONSE.table,
             sealed_columns::INTAKE_REQUEST.table,

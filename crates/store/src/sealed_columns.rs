@@ -302,6 +302,16 @@ pub const INTAKE_RESPONSE: SealedTable = SealedTable {
     purge: Purge::WithPatients { audit_as: None },
 };
 
+/// Outbox messages (`outbox`): the recipient and the template's slot values, bound to the
+/// message id; purged with their client.
+pub const OUTBOX_MESSAGE: SealedTable = SealedTable {
+    table: "outbox_message",
+    row: id("message_id"),
+    columns: &[sealed!("recipient"), sealed!("slots")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients { audit_as: None },
+};
+
 /// Intake requests (`intake`): a form sent to a patient, its state, the reason a rejection
 /// gave (sealed).
 pub const INTAKE_REQUEST: SealedTable = SealedTable {
@@ -505,6 +515,7 @@ pub const TABLES: &[SealedTable] = &[
     INTAKE_RESPONSE,
     INTAKE_REQUEST,
     CLIENT_LINK,
+    OUTBOX_MESSAGE,
     ONLINE_BOOKING,
     APPOINTMENT,
     LEGAL_HOLD,
@@ -640,6 +651,26 @@ const CLEAR: &[PlaintextColumn] = &[
     col("online_booking", "client_kind", CLOSED),
     col("online_booking", "payment", CLOSED),
     col("online_booking", "status", CLOSED),
+    col("outbox_message", "template", CLOSED),
+    col("outbox_message", "channel", CLOSED),
+    col("outbox_message", "cause", CLOSED),
+    col("outbox_message", "status", CLOSED),
+    col("outbox_message", "last_error", CLOSED),
+    col(
+        "outbox_message",
+        "time_zone",
+        "an IANA time-zone name (checked shape) for quiet hours: not about a patient",
+    ),
+    col(
+        "outbox_message",
+        "provider",
+        "the vendor's registry name (checked shape): not about a patient",
+    ),
+    col(
+        "outbox_message",
+        "provider_message_id",
+        "the provider's opaque message id (checked shape), for delivery webhooks",
+    ),
     col("clinical_note", "template", CLOSED),
     col("clinical_note", "status", CLOSED),
     col("clinical_note_version", "kind", CLOSED),

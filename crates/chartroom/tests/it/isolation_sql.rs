@@ -199,6 +199,22 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .execute(&mut su)
         .await
         .unwrap();
+        // The outbox: one queued message (sealed columns as opaque bytes), the sending rules
+        // and one opt-out (a blind-index tag).
+        sqlx::query(
+            "with m as (insert into outbox_message (practice_id, message_id, patient_id, template, channel, cause, cause_id,
+                                                  recipient_enc, slots_enc, next_attempt_at, idempotency_key, created_at, updated_at)
+                        values ($1, gen_random_uuid(), $2, 'booking_confirmed', 'sms', 'online_booking', gen_random_uuid(),
+                                '\\x00', '\\x00', now(), gen_random_uuid(), now(), now())),
+                  o as (insert into sms_opt_out (practice_id, phone_tag, opted_out, updated_at)
+                        values ($1, sha256(gen_random_uuid()::text::bytea), true, now()))
+             insert into outbox_settings (practice_id, updated_at) values ($1, now())",
+        )
+        .bind(p.id)
+        .bind(p.patient)
+        .execute(&mut su)
+        .await
+        .unwrap();
         // And one perio exam (an opaque payload: visibility only).
         sqlx::query("insert into perio_exam (practice_id, exam_id, patient_id, clinician_id, created_at, updated_at, session_enc) values ($1, gen_random_uuid(), $2, $3, now(), now(), '\\x00')")
             .bind(p.id)

@@ -256,9 +256,11 @@ fn every_route_the_router_serves_is_in_the_description() {
         }
     }
     // Routes added outside the registrations are outside `/api/v1`: the health check,
-    // security.txt, the published subprocessor list and its feed, and the benchmark-only
-    // route (never in the server binary).
+    // security.txt, the published subprocessor list and its feed, the providers' signed
+    // webhooks (called by SMS and mail vendors, verified by signature, not by session), and
+    // the benchmark-only route (never in the server binary).
     let allowed = [
+        "\"/webhooks/{provider}\"",
         "\"/healthz\"",
         "\"/.well-known/security.txt\"",
         "\"/.well-known/subprocessors.json\"",

@@ -969,6 +969,28 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
         .unwrap();
     tx.commit().await.unwrap();
 
+    // A queued message with a sealed recipient and slots (issue 19.2).
+    let mut tx = as_member(&f.app, &store, f.w.a.user("reception"), a).await;
+    assert!(
+        store::outbox::enqueue(
+            &mut tx,
+            &keyring,
+            &store::outbox::NewMessage {
+                patient: Some(f.w.a.patient),
+                template: "booking_confirmed",
+                channel: store::outbox::Channel::Sms,
+                cause: store::outbox::Cause::OnlineBooking,
+                cause_id: uuid::Uuid::new_v4(),
+                recipient: store::outbox::Recipient("+15550100123".into()),
+                slots: store::outbox::Slots::default(),
+                time_zone: None,
+                not_before: None,
+            },
+        )
+        .await
+        .unwrap()
+    );
+    tx.commit().await.unwrap();
     seed_scribe(&f.app, &owner, &store, &mut su, clinician, a, f.w.a.patient).await;
     crate::intake::seed_intake(&f.app, &f.w).await;
 

@@ -38,6 +38,7 @@
 
 pub mod capture;
 pub mod incidents;
+pub mod outbox;
 pub mod retention;
 pub mod sequencer;
 pub mod sweep;

@@ -175,12 +175,14 @@ pub(crate) struct Decision {
     request_body = Decision,
     responses((status = 200, body = OnlineBooking), (status = 409, body = crate::views::ErrorBody)))]
 pub(crate) async fn booking_decide(
+    State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
     ApiPath((_, booking)): ApiPath<(PracticeId, BookingId)>,
     ApiJson(req): ApiJson<Decision>,
 ) -> Result<Json<OnlineBooking>, AppError> {
     let mut tx = ctx.tx;
-    let row = store::booking::decide(&mut tx, booking, req.approve)
+    let keyring = state.store.keyring()?.clone();
+    let row = store::booking::decide(&mut tx, &keyring, booking, req.approve)
         .await?
         .ok_or(AppError::NotFound("booking"))?;
     tx.commit().await?;

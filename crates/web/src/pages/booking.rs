@@ -5,14 +5,14 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use chrono::{NaiveTime, Weekday};
 use domain::booking::{CancellationPolicy, PaymentPolicy, WeeklyHours};
 use domain::{BookingId, PracticeId, Privilege, RoleSet, ServiceId, UserId};
 use serde::Deserialize;
-use server::AppError;
 use server::extract::{Manage, Scheduling};
+use server::{AppError, AppState};
 use store::TenantTx;
 use store::booking::{BookingSettings, NewClients, ServiceInput};
 
@@ -449,6 +449,7 @@ pub(crate) async fn requests_page(
 
 /// `POST /app/practices/{practice_id}/booking/requests/{booking_id}/{decision}`.
 pub(crate) async fn decide(
+    State(state): State<AppState>,
     Member(ctx): Member<Scheduling>,
     Path((_, booking, decision)): Path<(String, String, String)>,
 ) -> Result<Response, WebError> {
@@ -460,7 +461,8 @@ pub(crate) async fn decide(
     };
     let mut tx = ctx.tx;
     let practice = tx.practice();
-    store::booking::decide(&mut tx, booking, approve)
+    let keyring = state.store.keyring().map_err(AppError::from)?.clone();
+    store::booking::decide(&mut tx, &keyring, booking, approve)
         .await?
         .ok_or(WebError(AppError::NotFound("booking")))?;
     tx.commit().await?;

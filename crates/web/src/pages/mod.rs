@@ -15,6 +15,7 @@ pub(crate) mod incidents;
 pub(crate) mod intake;
 pub(crate) mod manage;
 pub(crate) mod members;
+pub(crate) mod outbox;
 pub(crate) mod passkeys;
 pub(crate) mod patients;
 pub(crate) mod perio;
@@ -127,6 +128,12 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
                 href: format!("/app/practices/{practice}/{page}"),
             });
         }
+    }
+    if roles.contains(domain::Role::Reception) || Privilege::Manage.allows(roles) {
+        items.push(NavItem {
+            label: "Outbox",
+            href: format!("/app/practices/{practice}/outbox"),
+        });
     }
     items
 }
@@ -411,16 +418,25 @@ mod tests {
 
     // issue 17 — the menu holds what the role may open under the API's privileges: patients
     // and the schedule for reception and clinicians (scheduling), the owner and admin screens
-    // for owners and admins (manage) only, nothing clinical for anyone.
+    // for owners and admins (manage) only, the outbox for reception, owners and admins,
+    // nothing clinical for anyone.
     #[test]
     fn the_menu_follows_the_scheduling_privilege() {
         let p = PracticeId::new();
-        let manage: Vec<&str> = MANAGE_PAGES.iter().map(|(l, _)| *l).collect();
+        let manage: Vec<&str> = MANAGE_PAGES
+            .iter()
+            .map(|(l, _)| *l)
+            .chain(["Outbox"])
+            .collect();
+        let front_desk = vec![
+            "Patients",
+            "Schedule",
+            "Booking requests",
+            "Intake review",
+            "Outbox",
+        ];
         for (roles, want) in [
-            (
-                vec![Role::Reception],
-                vec!["Patients", "Schedule", "Booking requests", "Intake review"],
-            ),
+            (vec![Role::Reception], front_desk.clone()),
             (
                 vec![Role::Clinician],
                 vec!["Patients", "Schedule", "Booking requests", "Intake review"],

@@ -1,0 +1,184 @@
+//! `serve`'s messaging wiring: the SMS and email adapters and the webhook verifiers, built
+//! once from the deployment's integrations file, for the integrations the subprocessor
+//! registry allows now ([`egress::registry::Registry::allowed_hosts`]: a new PHI-touching
+//! vendor only after its notice period). An integration whose hosts are not all allowed yet is
+//! left out (logged), so nothing calls a vendor before the practices were told.
+//!
+//! Secrets are read from the files the integrations file names (never from the file itself);
+//! errors name the integration and the key, never a secret.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use egress::ApiKey;
+use egress::registry::{Integration, Kind, Registry, Vendor};
+use egress::send::{EmailAddress, PhoneNumber, WebhookVerifier};
+use server::jobs::outbox::{Channels, OwnContacts};
+
+/// What the outbox job and the webhook routes get.
+#[derive(Default)]
+pub(crate) struct Messaging {
+    /// The adapters.
+    pub channels: Channels,
+    /// What the scanner lets through of the practice's own (the sending number and address).
+    pub own: OwnContacts,
+    /// The webhook verifiers, one per vendor with a configured webhook secret or key.
+    pub verifiers: Vec<Arc<dyn WebhookVerifier>>,
+}
+
+fn secret(i: &Integration, key: &'static str, path: Option<&Path>) -> anyhow::Result<String> {
+    let path = path.with_context(|| format!("integration {}: {key} is required", i.id()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("integration {}: {key} could not be read", i.id()))?;
+    Ok(text.trim().to_owned())
+}
+
+fn base(i: &Integration, default: &str) -> anyhow::Result<url::Url> {
+    match &i.base_url {
+        Some(u) => Ok(u.clone()),
+        None => url::Url::parse(default).context("the vendor's default URL"),
+    }
+}
+
+fn callback(origin: &str, vendor: &str) -> anyhow::Result<url::Url> {
+    url::Url::parse(&format!(
+        "{}/webhooks/{vendor}",
+        origin.trim_end_matches('/')
+    ))
+    .context("the public origin does not make a webhook URL")
+}
+
+fn sms_number(i: &Integration) -> anyhow::Result<PhoneNumber> {
+    let n = i
+        .sender
+        .sms_number
+        .as_deref()
+        .with_context(|| format!("integration {}: sender.sms_number is required", i.id()))?;
+    PhoneNumber::parse(n).map_err(|_| {
+        anyhow::anyhow!(
+            "integration {}: sender.sms_number is not an E.164 number",
+            i.id()
+        )
+    })
+}
+
+fn email_from(i: &Integration) -> anyhow::Result<EmailAddress> {
+    let a = i
+        .sender
+        .email_from
+        .as_deref()
+        .with_context(|| format!("integration {}: sender.email_from is required", i.id()))?;
+    EmailAddress::parse(a).map_err(|_| {
+        anyhow::anyhow!(
+            "integration {}: sender.email_from is not an address",
+            i.id()
+        )
+    })
+}
+
+/// Builds the adapters of the allowed SMS and email integrations (the first of each kind);
+/// webhooks are called back on `public_origin`.
+pub(crate) fn build(
+    registry: &Registry,
+    now: DateTime<Utc>,
+    public_origin: &str,
+) -> anyhow::Result<Messaging> {
+    let allowed = registry.allowed_hosts(now);
+    let mut out = Messaging::default();
+    for i in registry.integrations().list() {
+        if !matches!(i.kind, Kind::Sms | Kind::Email) {
+            continue;
+        }
+        if !i.hosts().iter().all(|h| allowed.contains(h)) {
+            tracing::warn!(integration = %i.id(), "an integration is not active yet (notice period): not used");
+            continue;
+        }
+        match (i.kind, i.vendor) {
+            (Kind::Sms, Vendor::Telnyx) if out.channels.sms.is_none() => {
+                let from = sms_number(i)?;
+                let own = outbound_phone(&from)?;
+                let carrier = egress::telnyx::Telnyx::new(egress::telnyx::TelnyxConfig {
+                    base_url: base(i, egress::telnyx::API_BASE)?,
+                    api_key: ApiKey::new(secret(
+                        i,
+                        "api_key_file",
+                        i.credentials.api_key_file.as_deref(),
+                    )?),
+                    sender: egress::telnyx::TelnyxSender::Number(from),
+                    callback: callback(public_origin, egress::telnyx::VENDOR)?,
+                    limits: egress::messaging_limits(),
+                })
+                .map_err(|e| anyhow::anyhow!("integration {}: {e}", i.id()))?;
+                out.channels.sms = Some(Arc::new(carrier));
+                out.own.phones.push(own);
+                if let Some(path) = i.credentials.webhook_public_key_file.as_deref() {
+                    let key = secret(i, "webhook_public_key_file", Some(path))?;
+                    let v = egress::telnyx::TelnyxWebhooks::from_base64(&key)
+                        .map_err(|e| anyhow::anyhow!("integration {}: {e}", i.id()))?;
+                    out.verifiers.push(Arc::new(v));
+                }
+            }
+            (Kind::Sms, Vendor::Twilio) if out.channels.sms.is_none() => {
+                let from = sms_number(i)?;
+                let own = outbound_phone(&from)?;
+                let token = secret(i, "api_key_file", i.credentials.api_key_file.as_deref())?;
+                let account = i.credentials.account.clone().with_context(|| {
+                    format!("integration {}: credentials.account is required", i.id())
+                })?;
+                let carrier = egress::twilio::Twilio::new(egress::twilio::TwilioConfig {
+                    base_url: base(i, egress::twilio::API_BASE)?,
+                    account_sid: account,
+                    auth: egress::twilio::TwilioAuth::AuthToken(ApiKey::new(token.clone())),
+                    sender: egress::twilio::TwilioSender::Number(from),
+                    callback: callback(public_origin, egress::twilio::VENDOR)?,
+                    limits: egress::messaging_limits(),
+                })
+                .map_err(|e| anyhow::anyhow!("integration {}: {e}", i.id()))?;
+                out.channels.sms = Some(Arc::new(carrier));
+                out.own.phones.push(own);
+                out.verifiers
+                    .push(Arc::new(egress::twilio::TwilioWebhooks::new(ApiKey::new(
+                        token,
+                    ))));
+            }
+            (Kind::Email, Vendor::Resend) if out.channels.email.is_none() => {
+                let from = email_from(i)?;
+                out.own.emails.push(from.as_str().to_owned());
+                let mailer = egress::resend::ResendMailer::new(
+                    base(i, egress::resend::RESEND_API)?.as_str(),
+                    ApiKey::new(secret(
+                        i,
+                        "api_key_file",
+                        i.credentials.api_key_file.as_deref(),
+                    )?),
+                    from,
+                    Duration::from_secs(30),
+                )
+                .map_err(|e| anyhow::anyhow!("integration {}: {e}", i.id()))?;
+                out.channels.email = Some(Arc::new(mailer));
+                if let Some(path) = i.credentials.webhook_secret_file.as_deref() {
+                    let s = secret(i, "webhook_secret_file", Some(path))?;
+                    let s = egress::resend::SvixSecret::parse(&s).map_err(|_| {
+                        anyhow::anyhow!(
+                            "integration {}: webhook_secret_file is not a whsec_ secret",
+                            i.id()
+                        )
+                    })?;
+                    out.verifiers
+                        .push(Arc::new(egress::resend::ResendWebhook::new(s)));
+                }
+            }
+            _ => tracing::warn!(integration = %i.id(),
+                "this messaging integration is not wired to the outbox (SMTP and a second vendor of a kind are not used yet)"),
+        }
+    }
+    Ok(out)
+}
+
+fn outbound_phone(n: &PhoneNumber) -> anyhow::Result<egress::outbound::PracticePhone> {
+    egress::outbound::PracticePhone::new(n.as_str())
+        .map_err(|_| anyhow::anyhow!("the sending number is not an E.164 number"))
+}
