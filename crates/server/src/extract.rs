@@ -5,8 +5,9 @@
 use std::marker::PhantomData;
 
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
+use axum::http::header::{self, AUTHORIZATION, CONTENT_TYPE, COOKIE};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
 use domain::{PracticeId, Privilege, RequestId, RoleSet, UserId};
 use serde::de::DeserializeOwned;
 use store::{Entry, SessionAuth, TenantTx, TokenHash, UserTx};
@@ -32,8 +33,33 @@ impl<S: Send + Sync> FromRequestParts<S> for ReqId {
     }
 }
 
+/// Whether a request comes from a page of this origin: by Fetch Metadata (`Sec-Fetch-Site:
+/// same-origin`, sent by every current browser), or when that header is absent, by an
+/// `Origin` whose host is the request's `Host`. A request with neither is refused: the web
+/// face is for browsers (scripts use the API with a bearer token).
+#[must_use]
+pub fn same_origin_request(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes() == b"same-origin";
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .and_then(|o| {
+            o.strip_prefix("https://")
+                .or_else(|| o.strip_prefix("http://"))
+        })
+        .is_some_and(|o| o.eq_ignore_ascii_case(host))
+}
+
 /// The session token presented with the request: `Authorization: Bearer …` or the session
-/// cookie. `None` when absent.
+/// cookie. `None` when absent. The cookie counts for a request that changes state only when
+/// it comes from a page of this origin ([`same_origin_request`]): a browser sends the cookie
+/// (`SameSite=Strict`) with requests from sibling sites too, and no page of Chartroom posts to
+/// the API with it; scripts use a bearer token.
 pub(crate) fn presented_token(parts: &Parts) -> Option<&str> {
     if let Some(v) = parts
         .headers
@@ -41,6 +67,10 @@ pub(crate) fn presented_token(parts: &Parts) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
     {
         return v.strip_prefix("Bearer ").map(str::trim);
+    }
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe && !same_origin_request(&parts.headers) {
+        return None;
     }
     parts
         .headers

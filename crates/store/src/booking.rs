@@ -618,18 +618,7 @@ pub async fn list(
         return Err(StoreError::Invalid("status".into()));
     }
     let practice = tx.practice();
-    let rows: Vec<OnlineBooking> = sqlx::query_as(
-        "select b.booking_id, b.appointment_id, b.service_id, b.patient_id, b.client_kind,
-                b.status, b.payment, a.starts_at, a.clinician_id, b.created_at
-           from online_booking b
-           join appointment a on a.practice_id = b.practice_id and a.appointment_id = b.appointment_id
-          where b.practice_id = $1 and ($2::text is null or b.status = $2)
-          order by b.created_at desc, b.booking_id limit 200",
-    )
-    .bind(practice)
-    .bind(status)
-    .fetch_all(tx.conn())
-    .await?;
+    let rows = bookings(tx, None, status).await?;
     tx.audit(
         AuditAction::BookingList,
         None,
@@ -694,18 +683,32 @@ pub async fn decide(
         Some(AuditObject::online_booking(booking)),
     )
     .await?;
-    let row: Option<OnlineBooking> = sqlx::query_as(
+    Ok(bookings(tx, Some(booking), None).await?.into_iter().next())
+}
+
+/// Online bookings joined with their appointments: one booking, or the newest 200 (of one
+/// status, when given). Reads ids, states and times only; the callers audit.
+async fn bookings(
+    tx: &mut TenantTx,
+    booking: Option<BookingId>,
+    status: Option<&str>,
+) -> Result<Vec<OnlineBooking>, StoreError> {
+    let practice = tx.practice();
+    Ok(sqlx::query_as(
         "select b.booking_id, b.appointment_id, b.service_id, b.patient_id, b.client_kind,
                 b.status, b.payment, a.starts_at, a.clinician_id, b.created_at
            from online_booking b
            join appointment a on a.practice_id = b.practice_id and a.appointment_id = b.appointment_id
-          where b.practice_id = $1 and b.booking_id = $2",
+          where b.practice_id = $1
+            and ($2::uuid is null or b.booking_id = $2)
+            and ($3::text is null or b.status = $3)
+          order by b.created_at desc, b.booking_id limit 200",
     )
     .bind(practice)
     .bind(booking)
-    .fetch_optional(tx.conn())
-    .await?;
-    Ok(row)
+    .bind(status)
+    .fetch_all(tx.conn())
+    .await?)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use domain::RequestId;
@@ -46,27 +46,7 @@ const SECURITY_HEADERS: [(HeaderName, &str); 8] = [
     ),
 ];
 
-/// Whether a request comes from a page of this origin: by Fetch Metadata (`Sec-Fetch-Site:
-/// same-origin`, sent by every current browser), or when that header is absent, by an
-/// `Origin` whose host is the request's `Host`. A request with neither is refused: the web
-/// face is for browsers (scripts use the API with a bearer token).
-#[must_use]
-pub fn same_origin_request(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        return site.as_bytes() == b"same-origin";
-    }
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
-    headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .and_then(|o| {
-            o.strip_prefix("https://")
-                .or_else(|| o.strip_prefix("http://"))
-        })
-        .is_some_and(|o| o.eq_ignore_ascii_case(host))
-}
+pub use server::extract::same_origin_request;
 
 fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -205,6 +185,7 @@ fn render_error(status: StatusCode, error: &PageError, id: RequestId) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderMap;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -15,7 +15,9 @@
 
 mod ai_operator_hosts;
 mod ai_providers;
+mod api_cookie_origin;
 mod api_matrix;
+mod appointments_deleted;
 mod audit_append;
 mod audit_chain;
 mod audit_coverage;

@@ -84,7 +84,7 @@ pub(crate) struct AppointmentCreate {
 /// Books an appointment.
 #[utoipa::path(post, path = "/api/v1/practices/{practice_id}/appointments", tag = "appointments",
     params(("practice_id" = String, Path, format = Uuid)), request_body = AppointmentCreate,
-    responses((status = 201, body = AppointmentView), (status = 400, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody)))]
+    responses((status = 201, body = AppointmentView), (status = 400, body = crate::views::ErrorBody), (status = 409, body = crate::views::ErrorBody), (status = 410, body = crate::views::ErrorBody)))]
 pub(crate) async fn appointment_create(
     ctx: Ctx<Scheduling>,
     ApiJson(req): ApiJson<AppointmentCreate>,
@@ -158,11 +158,15 @@ pub async fn read_appointment<T>(
 }
 
 /// Books `new` and audits `appointment.create`: the one path of the API and the web pages
-/// (times already checked with [`appointment_times`]). The caller commits.
+/// (times already checked with [`appointment_times`]). A deleted patient is `410`, as every
+/// other route naming one. The caller commits.
 pub async fn book(
     tx: &mut store::TenantTx,
     new: &store::appointments::NewAppointment,
 ) -> Result<store::appointments::Appointment, AppError> {
+    if store::patients::is_deleted(tx, new.patient_id).await? {
+        return Err(AppError::Gone("patient"));
+    }
     let a = store::appointments::create(tx, new).await?;
     tx.audit(
         AuditAction::AppointmentCreate,

@@ -19,11 +19,12 @@ mod smtp;
 mod stripe;
 
 use domain::synthetic::Generator;
+use egress::outbound::EmailBody;
 use egress::outbound::{
     AppointmentTime, KnownClient, LinkOrigin, LinkPurpose, LinkToken, Message, OpaqueLink,
     PracticeName, PracticePhone, Scanner,
 };
-use egress::send::{EmailAddress, IdempotencyKey};
+use egress::send::{EmailAddress, EmailRequest, IdempotencyKey, Mailer, Receipt, SendError};
 
 /// The practice's public origin (the only link host allowed).
 pub const ORIGIN: &str = "https://book.harbour-dental.test";
@@ -112,4 +113,25 @@ pub fn client_data() -> Vec<String> {
 /// The instant webhooks are checked at (a fixed clock, as the server's injected one).
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(1_796_637_600, 0).unwrap()
+}
+
+/// An adversarial practice-name slot that carries the name of the practice's client `i`.
+pub fn leaky_practice(i: usize) -> PracticeName {
+    let c = &clients()[i];
+    PracticeName::new(&format!("{} {} Dental", c.given, c.family)).unwrap()
+}
+
+/// Sends `body` to the synthetic client through `mailer`, with the practice's scanner and a
+/// fresh idempotency key.
+pub async fn send_to_client(mailer: &dyn Mailer, body: &EmailBody) -> Result<Receipt, SendError> {
+    mailer
+        .send_email(
+            &scanner(),
+            EmailRequest {
+                to: &client_email(),
+                body,
+                key: key(),
+            },
+        )
+        .await
 }

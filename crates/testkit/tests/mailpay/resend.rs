@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use egress::ApiKey;
-use egress::outbound::{Finding, PracticeName};
+use egress::outbound::Finding;
 use egress::resend::{ResendMailer, ResendWebhook, SvixSecret};
 use egress::send::{
     DeliveryStatus, EmailRequest, Idempotency, Inbound, Mailer, SendError, WebhookError,
@@ -12,7 +12,7 @@ use egress::send::{
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use testkit::mailpay_standins::{Failure, ResendStandIn};
 
-use super::{SENDER, client_email, confirmation, key, practice, scanner};
+use super::{SENDER, client_email, confirmation, key, practice, scanner, send_to_client};
 
 const API_KEY: &str = "re_test_5tandIn";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -123,17 +123,7 @@ async fn failures_map_to_retry_reject_and_malformed() {
         Duration::from_secs(10),
     )
     .unwrap();
-    let e = wrong
-        .send_email(
-            &scanner(),
-            EmailRequest {
-                to: &to,
-                body: rendered.email(),
-                key: key(),
-            },
-        )
-        .await
-        .unwrap_err();
+    let e = send_to_client(&wrong, rendered.email()).await.unwrap_err();
     assert!(matches!(e, SendError::Rejected { status: 401 }), "{e:?}");
 
     // Nothing listening.
@@ -143,17 +133,7 @@ async fn failures_map_to_retry_reject_and_malformed() {
         .unwrap()
         .port();
     let gone = mailer(&format!("http://127.0.0.1:{port}"));
-    let e = gone
-        .send_email(
-            &scanner(),
-            EmailRequest {
-                to: &to,
-                body: rendered.email(),
-                key: key(),
-            },
-        )
-        .await
-        .unwrap_err();
+    let e = send_to_client(&gone, rendered.email()).await.unwrap_err();
     assert!(matches!(e, SendError::Unreachable), "{e:?}");
     // Only https for a real vendor.
     assert!(
@@ -172,21 +152,9 @@ async fn failures_map_to_retry_reject_and_malformed() {
 async fn a_scanner_finding_sends_no_request() {
     let standin = ResendStandIn::start(API_KEY).await;
     let m = mailer(&standin.url());
-    let c = &super::clients()[5];
-    let leaky = PracticeName::new(&format!("{} {} Dental", c.given, c.family)).unwrap();
+    let leaky = super::leaky_practice(5);
     let rendered = confirmation(leaky).render();
-    let to = client_email();
-    let e = m
-        .send_email(
-            &scanner(),
-            EmailRequest {
-                to: &to,
-                body: rendered.email(),
-                key: key(),
-            },
-        )
-        .await
-        .unwrap_err();
+    let e = send_to_client(&m, rendered.email()).await.unwrap_err();
     assert!(
         matches!(e, SendError::Refused(Finding::ClientName)),
         "{e:?}"

@@ -10,7 +10,7 @@ use egress::smtp::{Dkim, DkimKey, SmtpConfig, SmtpConfigError, SmtpMailer, SmtpS
 use rcgen::PublicKeyData as _;
 use testkit::mailpay_standins::{SmtpServer, dkim_verify};
 
-use super::{SENDER, client_email, confirmation, key, practice, scanner};
+use super::{SENDER, client_email, confirmation, key, practice, scanner, send_to_client};
 
 fn config(port: u16, security: SmtpSecurity, dkim: Option<Dkim>) -> SmtpConfig {
     SmtpConfig {
@@ -177,18 +177,7 @@ async fn rsa_keys_sign_too_and_non_ascii_bodies_go_as_base64() {
     ))
     .unwrap();
     let rendered = confirmation(PracticeName::new("Zahnarzt Müller").unwrap()).render();
-    let to = client_email();
-    mailer
-        .send_email(
-            &scanner(),
-            EmailRequest {
-                to: &to,
-                body: rendered.email(),
-                key: key(),
-            },
-        )
-        .await
-        .unwrap();
+    send_to_client(&mailer, rendered.email()).await.unwrap();
     let got = server.messages();
     assert_eq!(got.len(), 1);
     let text = String::from_utf8(got[0].data.clone()).unwrap();
@@ -211,21 +200,9 @@ async fn a_scanner_finding_opens_no_smtp_session() {
     ))
     .unwrap();
     // An adversarial practice-name slot carrying one of the practice's own clients' names.
-    let c = &super::clients()[3];
-    let leaky = PracticeName::new(&format!("{} {} Dental", c.given, c.family)).unwrap();
+    let leaky = super::leaky_practice(3);
     let rendered = confirmation(leaky).render();
-    let to = client_email();
-    let err = mailer
-        .send_email(
-            &scanner(),
-            EmailRequest {
-                to: &to,
-                body: rendered.email(),
-                key: key(),
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = send_to_client(&mailer, rendered.email()).await.unwrap_err();
     assert!(
         matches!(err, SendError::Refused(Finding::ClientName)),
         "{err:?}"
@@ -285,17 +262,7 @@ async fn replies_map_to_retry_reject_and_unreachable() {
         .unwrap()
         .port();
     let gone = SmtpMailer::new(&config(port, SmtpSecurity::PlainLoopbackOnly, None)).unwrap();
-    let e = gone
-        .send_email(
-            &scanner(),
-            EmailRequest {
-                to: &to,
-                body: rendered.email(),
-                key: key(),
-            },
-        )
-        .await
-        .unwrap_err();
+    let e = send_to_client(&gone, rendered.email()).await.unwrap_err();
     assert!(matches!(e, SendError::Unreachable), "{e:?}");
 }
 
@@ -303,22 +270,11 @@ async fn replies_map_to_retry_reject_and_unreachable() {
 #[tokio::test]
 async fn starttls_is_required_and_verified() {
     let rendered = confirmation(practice()).render();
-    let to = client_email();
 
     // A relay that offers no STARTTLS: refused before anything is handed over.
     let plain = SmtpServer::start().await;
     let mailer = SmtpMailer::new(&config(plain.port(), SmtpSecurity::StartTls, None)).unwrap();
-    let e = mailer
-        .send_email(
-            &scanner(),
-            EmailRequest {
-                to: &to,
-                body: rendered.email(),
-                key: key(),
-            },
-        )
-        .await
-        .unwrap_err();
+    let e = send_to_client(&mailer, rendered.email()).await.unwrap_err();
     assert!(matches!(e, SendError::Unreachable), "{e:?}");
     assert!(plain.messages().is_empty());
 
@@ -330,30 +286,12 @@ async fn starttls_is_required_and_verified() {
     c.extra_roots_pem = vec![ca.cert.pem().into_bytes()];
     c.credentials = None;
     let mailer = SmtpMailer::new(&c).unwrap();
-    mailer
-        .send_email(
-            &scanner(),
-            EmailRequest {
-                to: &to,
-                body: rendered.email(),
-                key: key(),
-            },
-        )
-        .await
-        .unwrap();
+    send_to_client(&mailer, rendered.email()).await.unwrap();
     assert_eq!(tls.messages().len(), 1);
 
     // Without that CA the certificate is not trusted: nothing is sent.
     let untrusting = SmtpMailer::new(&config(tls.port(), SmtpSecurity::StartTls, None)).unwrap();
-    let e = untrusting
-        .send_email(
-            &scanner(),
-            EmailRequest {
-                to: &to,
-                body: rendered.email(),
-                key: key(),
-            },
-        )
+    let e = send_to_client(&untrusting, rendered.email())
         .await
         .unwrap_err();
     assert!(matches!(e, SendError::Unreachable), "{e:?}");
