@@ -169,6 +169,11 @@ async fn a_client_confirms_reschedules_and_cancels_through_the_manage_link() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     let page = res.text().await.unwrap();
     assert!(
         page.contains("Practice a") && page.contains("Deep tissue massage"),

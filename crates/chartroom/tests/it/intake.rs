@@ -77,7 +77,7 @@ async fn actions(su: &mut sqlx::PgConnection, p: domain::PracticeId) -> Vec<Stri
     .unwrap()
 }
 
-// req: ENC-01 — issue 19.6: tokenized, stored hashed, single-use; answers sealed; signature
+// req: ENC-01, ENC-03 — issue 19.6: tokenized, stored hashed, single-use; answers sealed; signature
 // evidence; the review queue before anything changes the chart.
 #[tokio::test]
 async fn an_intake_link_is_stored_hashed_opens_once_and_reaches_the_chart_only_after_review() {

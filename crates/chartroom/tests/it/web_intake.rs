@@ -45,7 +45,7 @@ async fn status_of(su: &mut sqlx::PgConnection, r: domain::IntakeRequestId) -> S
         .unwrap()
 }
 
-// issue 19.6 / 19.7 — the client fills in and signs the form on the public page; a refused
+// req: OPS-05 — issue 19.6 / 19.7: the client fills in and signs the form on the public page; a refused
 // form changes nothing; a used, unknown or wrong-purpose link gets one generic page; reception
 // sees it in the queue and accepts it; the chart shows it only then.
 #[tokio::test]
@@ -66,6 +66,11 @@ async fn a_client_signs_the_intake_form_and_reception_accepts_it_onto_the_chart(
         .to_str()
         .unwrap()
         .to_owned();
+    assert_eq!(
+        res.headers()["cache-control"],
+        "no-store",
+        "no PHI in caches"
+    );
     assert!(
         csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
         "{csp}"
