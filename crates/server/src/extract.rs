@@ -435,18 +435,8 @@ impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
             drop(tx);
             return Err(AppError::PasskeyRequired);
         }
-        // Emergency mode (req CP-03): reads go on, changes are refused before the handler
-        // runs (nothing written), except the switch that ends it.
         let mut tx = tx;
-        if !G::WRITES_IN_EMERGENCY
-            && !matches!(
-                parts.method,
-                axum::http::Method::GET | axum::http::Method::HEAD
-            )
-            && store::emergency::state(&mut tx).await?.is_on()
-        {
-            return Err(AppError::EmergencyMode);
-        }
+        refuse_changes_in_emergency::<G>(&parts.method, &mut tx).await?;
         Ok(Ctx {
             actor: tx.actor(),
             roles,
@@ -454,6 +444,25 @@ impl<G: Guard> FromRequestParts<AppState> for Ctx<G> {
             auth,
             _guard: PhantomData,
         })
+    }
+}
+
+/// Emergency mode (req CP-03): reads go on; a change is refused (`503 EMERGENCY-0001`)
+/// before its handler runs, so nothing is written, except under a guard that
+/// [writes in emergency](Guard::WRITES_IN_EMERGENCY) (the switch that ends it).
+async fn refuse_changes_in_emergency<G: Guard>(
+    method: &axum::http::Method,
+    tx: &mut TenantTx,
+) -> Result<(), AppError> {
+    if G::WRITES_IN_EMERGENCY
+        || matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD)
+    {
+        return Ok(());
+    }
+    if store::emergency::state(tx).await?.is_on() {
+        Err(AppError::EmergencyMode)
+    } else {
+        Ok(())
     }
 }
 

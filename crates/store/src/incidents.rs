@@ -387,6 +387,82 @@ async fn open_opt(
     }
 }
 
+/// The letters and the alerts raised of incident `id`, oldest first.
+async fn letters_and_alerts(
+    tx: &mut TenantTx,
+    id: IncidentId,
+) -> Result<(Vec<Letter>, Vec<(String, DateTime<Utc>)>), StoreError> {
+    let practice = tx.practice();
+    let letters: Vec<(uuid::Uuid, String, chrono::NaiveDate, i32, Option<UserId>)> =
+        sqlx::query_as(
+            "select letter_id, recipient_kind, sent_on, letters, recorded_by from incident_letter
+              where practice_id = $1 and incident_id = $2 order by sent_on, created_at, letter_id",
+        )
+        .bind(practice)
+        .bind(id)
+        .fetch_all(tx.conn())
+        .await?;
+    let alerts: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+        "select clock, due_at from incident_alert
+          where practice_id = $1 and incident_id = $2 order by due_at, clock",
+    )
+    .bind(practice)
+    .bind(id)
+    .fetch_all(tx.conn())
+    .await?;
+    let letters = letters
+        .into_iter()
+        .map(
+            |(letter_id, recipient_kind, sent_on, letters, recorded_by)| Letter {
+                letter_id,
+                recipient_kind,
+                sent_on,
+                letters: u32::try_from(letters).unwrap_or(0),
+                recorded_by,
+            },
+        )
+        .collect();
+    Ok((letters, alerts))
+}
+
+/// The four-factor assessment of a row, opened, with its time; `None` when not recorded.
+async fn open_assessment(
+    opener: &Opener<'_>,
+    practice: PracticeId,
+    uid: &uuid::Uuid,
+    d: &DetailRow,
+) -> Result<Option<(Assessment, DateTime<Utc>)>, StoreError> {
+    let (
+        Some(nature),
+        Some(person),
+        Some(acquired),
+        Some(mitigation),
+        Some(low_probability),
+        Some(at),
+    ) = (
+        d.nature_enc.as_deref(),
+        d.person_enc.as_deref(),
+        d.acquired_enc.as_deref(),
+        d.mitigation_enc.as_deref(),
+        d.low_probability,
+        d.assessed_at,
+    )
+    else {
+        return Ok(None);
+    };
+    let ctx = |column: &'static str| context(practice, column, uid);
+    Ok(Some((
+        Assessment {
+            nature: opener.open_text(&ctx("nature"), nature).await?,
+            person: opener.open_text(&ctx("person"), person).await?,
+            acquired: opener.open_text(&ctx("acquired"), acquired).await?,
+            mitigation: opener.open_text(&ctx("mitigation"), mitigation).await?,
+            low_probability,
+        },
+        at,
+    )))
+}
+
 /// Incident `id` with its sealed fields opened (the caller audits `incident.read`), or `None`
 /// when it is not visible here.
 pub async fn get(
@@ -416,23 +492,7 @@ pub async fn get(
     .fetch_one(tx.conn())
     .await?;
     let patients = affected_patients(tx.conn(), practice, id).await?;
-    let letters: Vec<(uuid::Uuid, String, chrono::NaiveDate, i32, Option<UserId>)> =
-        sqlx::query_as(
-            "select letter_id, recipient_kind, sent_on, letters, recorded_by from incident_letter
-              where practice_id = $1 and incident_id = $2 order by sent_on, created_at, letter_id",
-        )
-        .bind(practice)
-        .bind(id)
-        .fetch_all(tx.conn())
-        .await?;
-    let alerts: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
-        "select clock, due_at from incident_alert
-          where practice_id = $1 and incident_id = $2 order by due_at, clock",
-    )
-    .bind(practice)
-    .bind(id)
-    .fetch_all(tx.conn())
-    .await?;
+    let (letters, alerts) = letters_and_alerts(tx, id).await?;
     let uid = id.as_uuid();
     let opener = tx.opener(keyring);
     let description = opener
@@ -447,34 +507,7 @@ pub async fn get(
     )
     .await?;
     let outcome = open_opt(&opener, practice, "outcome", &uid, d.outcome_enc.as_deref()).await?;
-    let assessment = match (
-        d.nature_enc,
-        d.person_enc,
-        d.acquired_enc,
-        d.mitigation_enc,
-        d.low_probability,
-        d.assessed_at,
-    ) {
-        (Some(n), Some(p), Some(a), Some(m), Some(low), Some(at)) => Some((
-            Assessment {
-                nature: opener
-                    .open_text(&context(practice, "nature", &uid), &n)
-                    .await?,
-                person: opener
-                    .open_text(&context(practice, "person", &uid), &p)
-                    .await?,
-                acquired: opener
-                    .open_text(&context(practice, "acquired", &uid), &a)
-                    .await?,
-                mitigation: opener
-                    .open_text(&context(practice, "mitigation", &uid), &m)
-                    .await?,
-                low_probability: low,
-            },
-            at,
-        )),
-        _ => None,
-    };
+    let assessment = open_assessment(&opener, practice, &uid, &d).await?;
     let scope = match (
         d.scope_kind.as_deref().and_then(ScopeKind::parse),
         d.scope_subject,
@@ -501,18 +534,7 @@ pub async fn get(
         outcome,
         assessment,
         scope,
-        letters: letters
-            .into_iter()
-            .map(
-                |(letter_id, recipient_kind, sent_on, letters, recorded_by)| Letter {
-                    letter_id,
-                    recipient_kind,
-                    sent_on,
-                    letters: u32::try_from(letters).unwrap_or(0),
-                    recorded_by,
-                },
-            )
-            .collect(),
+        letters,
         alerts,
         created_by: d.created_by,
     }))
@@ -627,7 +649,7 @@ pub async fn assess(
     ] {
         sealed.push(seal_field(keyring, &context(practice, column, &uid), plain.as_bytes()).await?);
     }
-    let [n, p, q, m]: [Vec<u8>; 4] = sealed
+    let [nature, person, acquired, mitigation]: [Vec<u8>; 4] = sealed
         .try_into()
         .map_err(|_| StoreError::Corrupt("an assessment factor was not sealed"))?;
     let now = tx.now();
@@ -638,10 +660,10 @@ pub async fn assess(
     )
     .bind(practice)
     .bind(id)
-    .bind(&n)
-    .bind(&p)
-    .bind(&q)
-    .bind(&m)
+    .bind(&nature)
+    .bind(&person)
+    .bind(&acquired)
+    .bind(&mitigation)
     .bind(a.low_probability)
     .bind(now)
     .execute(tx.conn())

@@ -333,17 +333,10 @@ fn public_routes(state: AppState) -> Router<AppState> {
         .layer(axum::middleware::from_fn_with_state(state, public_limit))
 }
 
-fn manage_routes() -> Router<AppState> {
-    booking_routes()
-        .merge(intake_routes())
-        .route(
-            "/practices/{practice_id}/patients/{patient_id}/disclosures",
-            get(pages::disclosures::disclosures_page).post(pages::disclosures::disclosure_create),
-        )
-        .route(
-            "/practices/{practice_id}/retention",
-            get(pages::retention::retention_page),
-        )
+/// The incident screens (owners and admins): the list and its form, an incident's page and
+/// its forms (status and notes, assessment, scoping, letters, closing).
+fn incident_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/practices/{practice_id}/incidents",
             get(pages::incidents::incidents_page).post(pages::incidents::incident_create),
@@ -371,6 +364,20 @@ fn manage_routes() -> Router<AppState> {
         .route(
             "/practices/{practice_id}/incidents/{incident_id}/close",
             post(pages::incidents::incident_close),
+        )
+}
+
+fn manage_routes() -> Router<AppState> {
+    booking_routes()
+        .merge(intake_routes())
+        .merge(incident_routes())
+        .route(
+            "/practices/{practice_id}/patients/{patient_id}/disclosures",
+            get(pages::disclosures::disclosures_page).post(pages::disclosures::disclosure_create),
+        )
+        .route(
+            "/practices/{practice_id}/retention",
+            get(pages::retention::retention_page),
         )
         .route(
             "/practices/{practice_id}/legal-holds",

@@ -651,7 +651,6 @@ async fn ir_03_scoping_returns_exactly_the_fixture_patients_and_per_state_counts
     let w = World::build(&db).await;
     let app = TestApp::start(&db).await;
     let p = w.a.id;
-    let owner = app.token(w.a.user("owner")).await;
     let reception = app.token(w.a.user("reception")).await;
     let clinician = app.token(w.a.user("clinician")).await;
     let b_clinician = app.token(w.b.user("clinician")).await;
@@ -704,7 +703,7 @@ async fn ir_03_scoping_returns_exactly_the_fixture_patients_and_per_state_counts
     // After the window: the clinician reads 6 (TX).
     read(&app, &clinician, p, &pats[6]).await;
 
-    // A fresh session for the owner (the first one has been idle).
+    // The owner signs in now (a session from before would have been idle too long).
     let owner = app.token(w.a.user("owner")).await;
     let id = create(
         &app,

@@ -1,7 +1,7 @@
 //! Background work: the one home of every job `serve` runs — the audit [`sequencer`]
 //! (sequencing and signed checkpoints), the [`sweep`] of expired passkey ceremonies, the daily
-//! [`retention`] run, and the jobs later issues add — and the one way to start, stop and
-//! report them.
+//! [`retention`] run, the [`incidents`] breach-clock alerts, and the jobs later issues add —
+//! and the one way to start, stop and report them.
 //!
 //! # Shape of a job
 //!

@@ -334,8 +334,8 @@ fn incident_view(i: store::incidents::Incident, now: DateTime<Utc>) -> IncidentV
     }
 }
 
-fn object(id: IncidentId) -> Option<AuditObject> {
-    Some(AuditObject::new(ObjectKind::Incident, id.as_uuid()))
+fn object(id: IncidentId) -> AuditObject {
+    AuditObject::new(ObjectKind::Incident, id.as_uuid())
 }
 
 fn refused(r: Refusal) -> AppError {
@@ -365,7 +365,7 @@ pub async fn create_incident(
     tx.audit_details(
         AuditAction::IncidentCreate,
         None,
-        object(id),
+        Some(object(id)),
         Some(serde_json::json!({
             "detection_source": new.detection_source,
             "baa_notice_hours": new.terms.baa_notice_hours,
@@ -402,7 +402,7 @@ pub async fn read_incident(
     let i = store::incidents::get(tx, keyring, id)
         .await?
         .ok_or(AppError::NotFound("incident"))?;
-    tx.audit(AuditAction::IncidentRead, None, object(id))
+    tx.audit(AuditAction::IncidentRead, None, Some(object(id)))
         .await?;
     Ok(i)
 }
@@ -440,7 +440,7 @@ pub async fn update_incident(
     tx.audit_details(
         AuditAction::IncidentUpdate,
         None,
-        object(id),
+        Some(object(id)),
         Some(serde_json::json!({
             "status": s.as_str(),
             "response": response.is_some(),
@@ -473,7 +473,7 @@ pub async fn assess_incident(
     tx.audit_details(
         AuditAction::IncidentAssess,
         None,
-        object(id),
+        Some(object(id)),
         Some(serde_json::json!({ "low_probability": a.low_probability })),
     )
     .await?;
@@ -510,7 +510,7 @@ pub async fn scope_incident(
     tx.audit_details(
         AuditAction::IncidentScope,
         None,
-        object(id),
+        Some(object(id)),
         Some(serde_json::json!({
             "kind": kind.as_str(),
             "subject": subject,
@@ -553,7 +553,7 @@ pub async fn record_letter(
     tx.audit_details(
         AuditAction::IncidentLetter,
         None,
-        object(id),
+        Some(object(id)),
         Some(serde_json::json!({ "recipient_kind": recipient_kind, "letters": letters })),
     )
     .await?;
@@ -574,7 +574,7 @@ pub async fn close_incident(
     tx.audit_details(
         AuditAction::IncidentClose,
         None,
-        object(id),
+        Some(object(id)),
         Some(serde_json::json!({ "status": s.as_str() })),
     )
     .await?;
