@@ -43,6 +43,8 @@ pub struct ResealReport {
     pub scribe: u64,
     /// AI provider API keys re-sealed with the active key.
     pub provider_keys: u64,
+    /// Outbox messages (recipient and slots) re-sealed with the active key.
+    pub outbox_messages: u64,
 }
 
 impl ResealReport {
@@ -57,6 +59,7 @@ impl ResealReport {
             grant_reasons: t.grant_reasons + r.grant_reasons,
             scribe: t.scribe + r.scribe,
             provider_keys: t.provider_keys + r.provider_keys,
+            outbox_messages: t.outbox_messages + r.outbox_messages,
         })
     }
 
@@ -92,6 +95,8 @@ impl ResealReport {
             Some(&mut self.scribe)
         } else if name == sealed_columns::AI_PROVIDER.table {
             Some(&mut self.provider_keys)
+        } else if name == sealed_columns::OUTBOX_MESSAGE.table {
+            Some(&mut self.outbox_messages)
         } else {
             None
         }
