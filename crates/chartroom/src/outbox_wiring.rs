@@ -182,3 +182,42 @@ fn outbound_phone(n: &PhoneNumber) -> anyhow::Result<egress::outbound::PracticeP
     egress::outbound::PracticePhone::new(n.as_str())
         .map_err(|_| anyhow::anyhow!("the sending number is not an E.164 number"))
 }
+
+/// The outbox job's parts: the adapters, the practice's own contact points, the link origin.
+pub(crate) type OutboxParts = (Channels, OwnContacts, egress::outbound::LinkOrigin);
+
+/// `serve`'s messaging: the webhook routes (empty unless a vendor's webhook key or secret is
+/// configured and the owner role is there to act on them) and the outbox job's parts (when an
+/// SMS or email integration is active). Links in messages point at `--link-origin`, else at
+/// the public origin.
+pub(crate) fn wire(
+    state: &server::AppState,
+    owner: Option<&store::OwnerStore>,
+    public_origin: &str,
+    args: &crate::serve::ServeArgs,
+) -> anyhow::Result<(axum::Router, Option<OutboxParts>)> {
+    let link_origin = args.link_origin.as_deref();
+    let messaging = build(
+        &state.subprocessors.registry,
+        state.clock.now(),
+        public_origin,
+    )?;
+    let links = egress::outbound::LinkOrigin::parse(link_origin.unwrap_or(public_origin))
+        .map_err(|_| anyhow::anyhow!("--link-origin is not an https origin"))?;
+    let webhooks = match owner {
+        Some(owner) if !messaging.verifiers.is_empty() => {
+            server::webhooks::router(server::webhooks::Webhooks::new(
+                owner.clone(),
+                state.clock.clone(),
+                messaging.verifiers,
+                url::Url::parse(public_origin).context("the public origin is not a URL")?,
+            ))
+        }
+        _ => axum::Router::new(),
+    };
+    let outbox = messaging
+        .channels
+        .any()
+        .then_some((messaging.channels, messaging.own, links));
+    Ok((webhooks, outbox))
+}

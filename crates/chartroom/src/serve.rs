@@ -262,38 +262,14 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
-    let messaging = crate::outbox_wiring::build(
-        &state.subprocessors.registry,
-        domain::Clock::now(&SystemClock),
-        &origin,
-    )?;
-    let link_origin =
-        egress::outbound::LinkOrigin::parse(args.link_origin.as_deref().unwrap_or(&origin))
-            .map_err(|_| anyhow::anyhow!("--link-origin is not an https origin"))?;
-    let webhooks = match (&owner, messaging.verifiers.is_empty()) {
-        (Some(owner), false) => Some(server::webhooks::Webhooks::new(
-            owner.clone(),
-            state.clock.clone(),
-            messaging.verifiers,
-            url::Url::parse(&origin).context("the public origin is not a URL")?,
-        )),
-        _ => None,
-    };
-    let outbox =
-        messaging
-            .channels
-            .any()
-            .then_some((messaging.channels, messaging.own, link_origin));
+    let (webhooks, outbox) = crate::outbox_wiring::wire(&state, owner.as_ref(), &origin, &args)?;
     let jobs = start_jobs(&args, &store, owner, checkpointer, &state, outbox);
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
-    // The web app's pages beside the API: the same state, store and guards; the providers'
-    // webhooks beside them when a messaging vendor is configured.
-    let mut app = web::router(state.clone(), limits).merge(server::app_with_limits(state, limits));
-    if let Some(w) = webhooks {
-        app = app.merge(server::webhooks::router(w));
-    }
+    // The web app's pages beside the API, and the providers' webhooks when one is configured.
+    let app = web::router(state.clone(), limits).merge(server::app_with_limits(state, limits));
+    let app = app.merge(webhooks);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = listen(svc, &args, listener, app, stop_rx)?;
     tracing::info!(%addr, "listening");
@@ -386,11 +362,7 @@ fn start_jobs(
     owner: Option<store::OwnerStore>,
     checkpointer: server::checkpoint::Checkpointer,
     state: &server::AppState,
-    outbox: Option<(
-        server::jobs::outbox::Channels,
-        server::jobs::outbox::OwnContacts,
-        egress::outbound::LinkOrigin,
-    )>,
+    outbox: Option<crate::outbox_wiring::OutboxParts>,
 ) -> Jobs {
     let (clock, blobs) = (state.clock.clone(), state.blobs.clone());
     let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
@@ -424,15 +396,16 @@ fn start_jobs(
         if let Some(t) = transcription {
             jobs.start(t);
         }
-        match outbox {
-            Some((channels, own, origin)) => jobs.start(server::jobs::outbox::Outbox::new(
+        if let Some((channels, own, origin)) = outbox {
+            jobs.start(server::jobs::outbox::Outbox::new(
                 owner_for_outbox,
                 channels,
                 origin,
                 own,
                 server::jobs::outbox::EVERY,
-            )),
-            None => tracing::info!("no SMS or email integration: the outbox job is off"),
+            ));
+        } else {
+            tracing::info!("no SMS or email integration: the outbox job is off");
         }
     } else {
         tracing::info!(

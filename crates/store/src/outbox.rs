@@ -159,6 +159,12 @@ mod private {
             domain::PracticeId,
             chrono::DateTime<chrono::Utc>,
         );
+
+        /// Whether this is the owner role's transaction (which may read the outbox and so
+        /// inserts directly); the others queue through `app.outbox_enqueue`.
+        fn as_owner(&self) -> bool {
+            false
+        }
     }
 }
 
@@ -174,6 +180,10 @@ impl private::Tx for OwnerTx {
     fn parts(&mut self) -> (&mut PgConnection, PracticeId, DateTime<Utc>) {
         let (p, now) = (self.practice(), self.now());
         (self.conn(), p, now)
+    }
+
+    fn as_owner(&self) -> bool {
+        true
     }
 }
 impl QueueTx for OwnerTx {}
@@ -204,6 +214,7 @@ pub async fn enqueue(
     if m.recipient.0.trim().is_empty() || m.recipient.0.len() > 254 {
         return Err(StoreError::Invalid("outbox.recipient".into()));
     }
+    let as_owner = tx.as_owner();
     let (conn, practice, now) = tx.parts();
     let id = uuid::Uuid::new_v4();
     let recipient = seal_field(
@@ -221,23 +232,35 @@ pub async fn enqueue(
         &slots_json,
     )
     .await?;
-    let queued: bool = sqlx::query_scalar(
-        "select app.outbox_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(id)
-    .bind(m.patient)
-    .bind(m.template)
-    .bind(m.channel.as_str())
-    .bind(m.cause.as_str())
-    .bind(m.cause_id)
-    .bind(&recipient)
-    .bind(&slots)
-    .bind(m.time_zone.map(|t| t.name().to_owned()))
-    .bind(m.not_before.unwrap_or(now).max(now))
-    .bind(uuid::Uuid::new_v4())
-    .bind(now)
-    .fetch_one(conn)
-    .await?;
+    // The owner role (the job's reminders) inserts itself; the request roles may not read
+    // the outbox, so they queue through the database function, which does the same insert.
+    let sql = if as_owner {
+        "with m as (insert into outbox_message (practice_id, message_id, patient_id, template,
+                        channel, cause, cause_id, recipient_enc, slots_enc, time_zone, status,
+                        attempts, next_attempt_at, idempotency_key, created_at, updated_at)
+                    values (app.practice(), $1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0,
+                        $10, $11, $12, $12)
+                    on conflict (practice_id, cause, cause_id, template, channel) do nothing
+                    returning 1)
+         select exists (select 1 from m)"
+    } else {
+        "select app.outbox_enqueue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    };
+    let queued: bool = sqlx::query_scalar(sql)
+        .bind(id)
+        .bind(m.patient)
+        .bind(m.template)
+        .bind(m.channel.as_str())
+        .bind(m.cause.as_str())
+        .bind(m.cause_id)
+        .bind(&recipient)
+        .bind(&slots)
+        .bind(m.time_zone.map(|t| t.name().to_owned()))
+        .bind(m.not_before.unwrap_or(now).max(now))
+        .bind(uuid::Uuid::new_v4())
+        .bind(now)
+        .fetch_one(conn)
+        .await?;
     Ok(queued)
 }
 

@@ -48,6 +48,7 @@ mod isolation_sql;
 mod notes;
 mod openapi_doc;
 mod outbox;
+mod outbox_booking;
 mod outbox_page;
 mod outbox_webhooks;
 mod passkeys;

@@ -556,16 +556,16 @@ async fn quiet_hours_and_the_daily_cap_defer_messages() {
     job.pass(Some(h.w.a.id), next_morning).await.unwrap();
     // Three messages due for one client (the night's deferred SMS and two emails): one goes,
     // two wait for the next day's opening.
-    let mut states = Vec::new();
+    let mut rows = Vec::new();
     for c in [cause, more[0], more[1]] {
-        states.push(row(&mut su, c).await);
+        rows.push(row(&mut su, c).await);
     }
-    let sent = states.iter().filter(|r| r.0 == "sent").count();
-    let capped: Vec<_> = states
+    let sent = rows.iter().filter(|r| r.0 == "sent").count();
+    let capped: Vec<_> = rows
         .iter()
         .filter(|r| r.0 == "queued" && r.2.as_deref() == Some("cap"))
         .collect();
-    assert_eq!((sent, capped.len()), (1, 2), "{states:?}");
+    assert_eq!((sent, capped.len()), (1, 2), "{rows:?}");
     for r in capped {
         assert_eq!(r.3, next_morning + chrono::Duration::days(1));
     }

@@ -48,6 +48,8 @@ pub struct ResealReport {
     /// Intake records (answers, signatures, client addresses, rejection reasons) re-sealed
     /// with the active key.
     pub intake: u64,
+    /// Outbox messages (recipient and slots) re-sealed with the active key.
+    pub outbox_messages: u64,
 }
 
 impl ResealReport {
@@ -64,6 +66,7 @@ impl ResealReport {
             provider_keys: t.provider_keys + r.provider_keys,
             incidents: t.incidents + r.incidents,
             intake: t.intake + r.intake,
+            outbox_messages: t.outbox_messages + r.outbox_messages,
         })
     }
 
@@ -105,6 +108,8 @@ impl ResealReport {
             || name == sealed_columns::INTAKE_REQUEST.table
         {
             Some(&mut self.intake)
+        } else if name == sealed_columns::OUTBOX_MESSAGE.table {
+            Some(&mut self.outbox_messages)
         } else {
             None
         }
