@@ -683,21 +683,21 @@ pub async fn decide(
     .execute(tx.conn())
     .await?;
     if approve {
-        let (patient, starts_at): (PatientId, DateTime<Utc>) = sqlx::query_as(
-            "select patient_id, starts_at from appointment
+        let booked: BookedAppointment = sqlx::query_as(
+            "select appointment_id, patient_id, starts_at, ends_at from appointment
               where practice_id = $1 and appointment_id = $2",
         )
         .bind(practice)
         .bind(appointment)
         .fetch_one(tx.conn())
         .await?;
-        if let Some(p) = crate::patients::get(tx, keyring, patient).await? {
+        if let Some(p) = crate::patients::get(tx, keyring, booked.patient_id).await? {
             let tz = practice_time_zone(tx.conn(), practice).await?;
             let contacts = Contacts {
                 phone: p.phone.as_deref(),
                 email: p.email.as_deref(),
             };
-            queue_confirmation(tx, keyring, booking, patient, starts_at, tz, contacts).await?;
+            queue_confirmation(tx, keyring, booking, &booked, tz, contacts).await?;
         }
     }
     tx.audit(
@@ -747,21 +747,45 @@ async fn practice_time_zone(
     Ok(name.and_then(|n| n.parse().ok()).unwrap_or(chrono_tz::UTC))
 }
 
+/// The appointment a confirmation is about.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct BookedAppointment {
+    /// The appointment.
+    pub appointment_id: AppointmentId,
+    /// Its patient.
+    pub patient_id: PatientId,
+    /// Start.
+    pub starts_at: DateTime<Utc>,
+    /// End (the manage link lives until then).
+    pub ends_at: DateTime<Utc>,
+}
+
 /// Queues a booked appointment's confirmation in the caller's transaction: an email to a
 /// valid address and an SMS to a valid mobile number, each once per booking, both carrying
-/// the same new manage-link token (sealed in the message) and the local start time in `tz`.
-/// The token's page is resolved elsewhere; the outbox keeps it only to render the link.
+/// the same new manage link (its token sealed in the message, its digest in `client_link`,
+/// live until the appointment ends) and the local start time in `tz`.
 pub async fn queue_confirmation(
     tx: &mut impl crate::outbox::QueueTx,
     keyring: &Keyring,
     booking: BookingId,
-    patient: PatientId,
-    starts_at: DateTime<Utc>,
+    appointment: &BookedAppointment,
     tz: Tz,
     contacts: Contacts<'_>,
 ) -> Result<(), StoreError> {
     use crate::outbox::{Cause, Channel, NewMessage, Recipient, Slots, enqueue};
-    let token = outbound::LinkToken::generate();
+    let (patient, starts_at) = (appointment.patient_id, appointment.starts_at);
+    let token = {
+        let (conn, practice, now) = crate::outbox::tx_parts(tx);
+        crate::links::manage_link_for_new_booking(
+            conn,
+            practice,
+            patient,
+            appointment.appointment_id,
+            now,
+            appointment.ends_at,
+        )
+        .await?
+    };
     let slots = Slots {
         time: Some(starts_at.with_timezone(&tz).naive_local()),
         link_token: Some(token.expose_for_sealing().to_owned()),
@@ -1143,7 +1167,13 @@ impl PublicBooking {
                 phone: Some(client.phone.as_str()),
                 email: Some(client.email.as_str()),
             };
-            queue_confirmation(self, keyring, booking, patient, starts_at, tz, contacts).await?;
+            let booked = BookedAppointment {
+                appointment_id: appointment,
+                patient_id: patient,
+                starts_at,
+                ends_at,
+            };
+            queue_confirmation(self, keyring, booking, &booked, tz, contacts).await?;
         }
         let mut event = NewEvent::new(now, AuditAction::BookingCreate);
         event.object = Some(AuditObject::online_booking(booking));

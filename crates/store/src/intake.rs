@@ -135,6 +135,55 @@ pub async fn create_intake_link(
     Ok(Some(IntakeLink { request_id, link }))
 }
 
+/// Requests form `form_id` from `patient` ([`create_intake_link`]) and queues the intake
+/// message to the patient's usable contacts (an email and an SMS, each once) in the same
+/// transaction: the link's token lives only in those sealed messages. `None` when there is no
+/// such live patient; otherwise the request and how many messages were queued (0 when the
+/// chart has no usable contact: the request waits, and staff can see it was not sent).
+pub async fn request_and_send(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    patient: PatientId,
+    form_id: &str,
+) -> Result<Option<(IntakeRequestId, usize)>, StoreError> {
+    use crate::outbox::{Cause, Channel, Contacts, NewMessage, Recipient, Slots, address, enqueue};
+    let Some(p) = crate::patients::get(tx, keyring, patient).await? else {
+        return Ok(None);
+    };
+    let Some(made) = create_intake_link(tx, patient, form_id).await? else {
+        return Ok(None);
+    };
+    let contacts = Contacts {
+        phone: p.phone.as_deref(),
+        email: p.email.as_deref(),
+    };
+    let slots = Slots {
+        time: None,
+        link_token: Some(made.token().expose_for_sealing().to_owned()),
+    };
+    let mut queued = 0;
+    for channel in [Channel::Email, Channel::Sms] {
+        let Some(to) = address(channel, contacts) else {
+            continue;
+        };
+        let message = NewMessage {
+            patient: Some(patient),
+            template: "intake_request",
+            channel,
+            cause: Cause::Intake,
+            cause_id: made.request_id.as_uuid(),
+            recipient: Recipient(to),
+            slots: slots.clone(),
+            time_zone: None,
+            not_before: None,
+        };
+        if enqueue(tx, keyring, &message).await? {
+            queued += 1;
+        }
+    }
+    Ok(Some((made.request_id, queued)))
+}
+
 /// The state of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

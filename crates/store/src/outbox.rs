@@ -79,6 +79,8 @@ pub enum Cause {
     Appointment,
     /// A keyword a client texted (the webhook event's id).
     SmsKeyword,
+    /// An intake request (its id).
+    Intake,
 }
 
 impl Cause {
@@ -89,6 +91,7 @@ impl Cause {
             Self::OnlineBooking => "online_booking",
             Self::Appointment => "appointment",
             Self::SmsKeyword => "sms_keyword",
+            Self::Intake => "intake",
         }
     }
 }
@@ -194,6 +197,12 @@ impl private::Tx for crate::booking::PublicBooking {
     }
 }
 impl QueueTx for crate::booking::PublicBooking {}
+
+/// The connection, practice and time of a queueing transaction, for the rows a message's
+/// cause writes beside it (its manage link).
+pub(crate) fn tx_parts(tx: &mut impl QueueTx) -> (&mut PgConnection, PracticeId, DateTime<Utc>) {
+    private::Tx::parts(tx)
+}
 
 /// Queues `m` in the caller's transaction (it commits or rolls back with the change that
 /// causes it), sealing the recipient and the slots. `false` when the same message (cause,
@@ -761,7 +770,7 @@ impl OwnerStore {
         let mut tx = self.begin_at(practice, now).await?;
         let horizon = now + email_before.max(sms_before);
         let rows: Vec<ReminderRow> = sqlx::query_as(
-            "select a.appointment_id, a.patient_id, a.starts_at, b.client_confirmed_at is not null,
+            "select a.appointment_id, a.patient_id, a.starts_at, a.ends_at, b.client_confirmed_at is not null,
                     coalesce((select array_agg(m.channel) from outbox_message m
                                where m.practice_id = a.practice_id and m.cause = 'appointment'
                                  and m.cause_id = a.appointment_id and m.template = 'booking_reminder'),
@@ -787,7 +796,7 @@ impl OwnerStore {
         let tz: Tz = tz.and_then(|t| t.parse().ok()).unwrap_or(chrono_tz::UTC);
         let mut queued = 0;
         let mut events = Vec::new();
-        for (appointment, patient, starts_at, confirmed, done) in rows {
+        for (appointment, patient, starts_at, ends_at, confirmed, done) in rows {
             let mut channels = Vec::new();
             if starts_at - email_before <= now && !done.iter().any(|c| c == "email") {
                 channels.push(Channel::Email);
@@ -801,21 +810,34 @@ impl OwnerStore {
             let Some(p) = crate::patients::get_as_owner(&mut tx, &keyring, patient).await? else {
                 continue;
             };
-            let token = outbound::LinkToken::generate();
+            let contacts = Contacts {
+                phone: p.phone.as_deref(),
+                email: p.email.as_deref(),
+            };
+            let sends: Vec<(Channel, String)> = channels
+                .into_iter()
+                .filter_map(|c| address(c, contacts).map(|to| (c, to)))
+                .collect();
+            if sends.is_empty() {
+                continue;
+            }
+            // The reminder's own manage link (its digest in `client_link`, live until the
+            // appointment ends).
+            let token = crate::links::manage_link_for_new_booking(
+                tx.conn(),
+                practice,
+                patient,
+                domain::AppointmentId::from_uuid(appointment),
+                now,
+                ends_at,
+            )
+            .await?;
             let slots = Slots {
                 time: Some(starts_at.with_timezone(&tz).naive_local()),
                 link_token: Some(token.expose_for_sealing().to_owned()),
             };
             let mut names = Vec::new();
-            for channel in channels {
-                let to = address(
-                    channel,
-                    Contacts {
-                        phone: p.phone.as_deref(),
-                        email: p.email.as_deref(),
-                    },
-                );
-                let Some(to) = to else { continue };
+            for (channel, to) in sends {
                 let m = NewMessage {
                     patient: Some(patient),
                     template: "booking_reminder",
@@ -980,7 +1002,14 @@ impl OwnerStore {
 
 /// An appointment a reminder may be due for: id, client, start, confirmed, the channels
 /// already reminded on.
-type ReminderRow = (uuid::Uuid, PatientId, DateTime<Utc>, bool, Vec<String>);
+type ReminderRow = (
+    uuid::Uuid,
+    PatientId,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    bool,
+    Vec<String>,
+);
 
 /// A client's contact points for a message (either may be missing or unusable).
 #[derive(Clone, Copy)]

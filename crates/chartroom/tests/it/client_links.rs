@@ -154,14 +154,22 @@ async fn a_client_confirms_reschedules_and_cancels_through_the_manage_link() {
     let (a1, m1) = book(&app, &w, service, s1, 11).await;
     let (a2, m2) = book(&app, &w, service, s2, 12).await;
     let mut su = db.superuser_unsafe().await;
-    // The table holds digests only.
+    // The table holds digests only: per booking, the link its queued confirmation carries
+    // and the one made here.
     let stored: i64 = sqlx::query_scalar(
         "select count(*) from client_link where purpose = 'booking_manage' and octet_length(digest) = 32",
     )
     .fetch_one(&mut su)
     .await
     .unwrap();
-    assert_eq!(stored, 2);
+    let confirmations: i64 = sqlx::query_scalar(
+        "select count(distinct cause_id) from outbox_message where template = 'booking_confirmed'",
+    )
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(confirmations, 2);
+    assert_eq!(stored, 4);
 
     let res = http
         .get(app.url(&format!("/manage/{m1}")))

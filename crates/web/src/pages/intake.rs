@@ -340,9 +340,12 @@ pub(crate) struct DoneQuery {
 
 fn done_message(done: Option<&str>) -> Option<&'static str> {
     match done? {
-        "sent" => {
-            Some("Intake form requested: its link goes to the patient by text message and email.")
-        }
+        "sent" => Some(
+            "Intake form requested: its link is queued to the patient by text message and email (see the outbox).",
+        ),
+        "no_contact" => Some(
+            "Intake form requested, but the chart has no mobile number or email address to send its link to: add one, then request it again.",
+        ),
         "accepted" => Some("Intake form accepted: it is on the patient's chart."),
         "rejected" => Some("Intake form rejected."),
         _ => None,
@@ -416,6 +419,7 @@ pub(crate) struct RequestForm {
 /// `POST /app/practices/{practice_id}/patients/{patient_id}/intake`: requests the form and
 /// makes its link (`intake.request`); the link's message is queued with it. `303` back.
 pub(crate) async fn request_create(
+    State(state): State<AppState>,
     Member(ctx): Member<Scheduling>,
     Path((_, id)): Path<(String, String)>,
     Form(form): Form<RequestForm>,
@@ -423,7 +427,14 @@ pub(crate) async fn request_create(
     let patient: PatientId = path_id(&id, "patient")?;
     let mut tx = ctx.tx;
     let practice = tx.practice();
-    let made = match store::intake::create_intake_link(&mut tx, patient, form.form_id.trim()).await
+    let keyring = state.store.keyring().map_err(AppError::from)?.clone();
+    let made = match store::intake::request_and_send(
+        &mut tx,
+        &keyring,
+        patient,
+        form.form_id.trim(),
+    )
+    .await
     {
         Ok(m) => m,
         Err(store::StoreError::Invalid(_)) => {
@@ -433,12 +444,13 @@ pub(crate) async fn request_create(
         }
         Err(e) => return Err(WebError(e.into())),
     };
-    // The link's token lives only in the message the outbox sends from this transaction;
+    // The link's token lives only in the messages the outbox sends from this transaction;
     // it is never stored or shown.
-    drop(made.ok_or(WebError(AppError::NotFound("patient")))?);
+    let (_, queued) = made.ok_or(WebError(AppError::NotFound("patient")))?;
     tx.commit().await?;
+    let done = if queued > 0 { "sent" } else { "no_contact" };
     Ok(redirect(&format!(
-        "/app/practices/{practice}/patients/{patient}/intake?done=sent"
+        "/app/practices/{practice}/patients/{patient}/intake?done={done}"
     )))
 }
 
