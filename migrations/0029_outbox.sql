@@ -33,7 +33,8 @@ create table outbox_message (
     idempotency_key uuid not null,
     -- The vendor that took it, and its opaque message id.
     provider text constraint outbox_message_provider check (provider ~ '^[a-z0-9_-]{1,40}$'),
-    provider_message_id text constraint outbox_message_provider_id check (provider_message_id ~ '^[A-Za-z0-9_:.-]{1,128}$'),
+    -- (an SMTP relay's is the message's own `Message-ID`, `<key@domain>`).
+    provider_message_id text constraint outbox_message_provider_id check (provider_message_id ~ '^[A-Za-z0-9_:.@<>-]{1,128}$'),
     -- Why it is not (yet) sent: a closed category, never a provider's text.
     last_error text constraint outbox_message_last_error check (last_error in (
         'retry', 'rejected', 'unreachable', 'malformed', 'gate', 'scanner', 'opted_out',

@@ -11,13 +11,14 @@
 //! | key | values | default |
 //! |---|---|---|
 //! | `clinical_scope` | `"care_team"` (clinicians see their own patients), `"practice"` (every clinician sees every patient) | `"care_team"` |
+//! | `time_zone` | an IANA time zone name (`"America/New_York"`): online booking's hours and the times in messages to clients | `UTC` |
 //!
 //! ```
 //! use domain::practice::{ClinicalScope, PracticeSettings};
 //! let s = PracticeSettings::parse(&serde_json::json!({"clinical_scope": "practice"})).unwrap();
 //! assert_eq!(s.clinical_scope, ClinicalScope::Practice);
 //! let e = PracticeSettings::parse(&serde_json::json!({"demo": "x"})).unwrap_err();
-//! assert_eq!(e.to_string(), "settings: has an unknown key (known keys: clinical_scope)");
+//! assert_eq!(e.to_string(), "settings: has an unknown key (known keys: clinical_scope, time_zone)");
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,7 @@ use crate::values::ValueError;
 pub const MAX_SETTINGS_BYTES: usize = 4 * 1024;
 
 /// The keys a settings object may have.
-pub const KNOWN_KEYS: &[&str] = &["clinical_scope"];
+pub const KNOWN_KEYS: &[&str] = &["clinical_scope", "time_zone"];
 
 /// Which clinicians see a patient's clinical records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
@@ -43,11 +44,14 @@ pub enum ClinicalScope {
 }
 
 /// A practice's settings (see the module docs for the syntax).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PracticeSettings {
     /// Which clinicians see clinical records.
     pub clinical_scope: ClinicalScope,
+    /// The practice's time zone (an IANA name); UTC when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 impl PracticeSettings {
@@ -64,7 +68,17 @@ impl PracticeSettings {
         if obj.keys().any(|k| !KNOWN_KEYS.contains(&k.as_str())) {
             return Err(ValueError::new(
                 FIELD,
-                "has an unknown key (known keys: clinical_scope)",
+                "has an unknown key (known keys: clinical_scope, time_zone)",
+            ));
+        }
+        if let Some(tz) = obj.get("time_zone")
+            && !tz
+                .as_str()
+                .is_some_and(|t| t.parse::<chrono_tz::Tz>().is_ok())
+        {
+            return Err(ValueError::new(
+                "settings.time_zone",
+                "must be an IANA time zone name (such as America/New_York)",
             ));
         }
         if let Some(scope) = obj.get("clinical_scope")
@@ -77,6 +91,15 @@ impl PracticeSettings {
         }
         serde_json::from_value(v.clone())
             .map_err(|_| ValueError::new(FIELD, "does not match the settings schema"))
+    }
+
+    /// The practice's time zone (UTC when none is set).
+    #[must_use]
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.time_zone
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(chrono_tz::UTC)
     }
 
     /// The document as stored (every key written out, so the row says what is in force).
@@ -117,11 +140,11 @@ mod tests {
         // issue 14.1: the keys and values that stopped the installation.
         assert_eq!(
             err(json!({"demo": "x"})),
-            "settings: has an unknown key (known keys: clinical_scope)"
+            "settings: has an unknown key (known keys: clinical_scope, time_zone)"
         );
         assert_eq!(
             err(json!({"x": "\u{0}"})),
-            "settings: has an unknown key (known keys: clinical_scope)"
+            "settings: has an unknown key (known keys: clinical_scope, time_zone)"
         );
         assert_eq!(
             err(json!({"clinical_scope": "\u{0}"})),
@@ -135,6 +158,19 @@ mod tests {
             err(json!({"clinical_scope": null})),
             "settings.clinical_scope: must be \"care_team\" or \"practice\""
         );
+        for bad in [
+            json!({"time_zone": "Mars/Olympus"}),
+            json!({"time_zone": 3}),
+            json!({"time_zone": "x\u{0}"}),
+        ] {
+            assert_eq!(
+                err(bad),
+                "settings.time_zone: must be an IANA time zone name (such as America/New_York)"
+            );
+        }
+        let s = PracticeSettings::parse(&json!({"time_zone": "America/New_York"})).unwrap();
+        assert_eq!(s.tz(), chrono_tz::America::New_York);
+        assert_eq!(PracticeSettings::default().tz(), chrono_tz::UTC);
         assert_eq!(err(json!([1])), "settings: must be a JSON object");
         assert_eq!(err(json!("practice")), "settings: must be a JSON object");
         let big = "x".repeat(MAX_SETTINGS_BYTES);

@@ -770,7 +770,8 @@ impl OwnerStore {
         let mut tx = self.begin_at(practice, now).await?;
         let horizon = now + email_before.max(sms_before);
         let rows: Vec<ReminderRow> = sqlx::query_as(
-            "select a.appointment_id, a.patient_id, a.starts_at, a.ends_at, b.client_confirmed_at is not null,
+            "select a.appointment_id, a.patient_id, a.starts_at, a.ends_at, b.created_at,
+                    b.client_confirmed_at is not null,
                     coalesce((select array_agg(m.channel) from outbox_message m
                                where m.practice_id = a.practice_id and m.cause = 'appointment'
                                  and m.cause_id = a.appointment_id and m.template = 'booking_reminder'),
@@ -796,12 +797,19 @@ impl OwnerStore {
         let tz: Tz = tz.and_then(|t| t.parse().ok()).unwrap_or(chrono_tz::UTC);
         let mut queued = 0;
         let mut events = Vec::new();
-        for (appointment, patient, starts_at, ends_at, confirmed, done) in rows {
+        for (appointment, patient, starts_at, ends_at, booked_at, confirmed, done) in rows {
+            // A reminder is due from its lead time before the start, once, and only for a
+            // booking made before then: a later booking's confirmation already said when.
+            let due = |lead: chrono::Duration, channel: &str| {
+                starts_at - lead <= now
+                    && booked_at < starts_at - lead
+                    && !done.iter().any(|c| c == channel)
+            };
             let mut channels = Vec::new();
-            if starts_at - email_before <= now && !done.iter().any(|c| c == "email") {
+            if due(email_before, "email") {
                 channels.push(Channel::Email);
             }
-            if starts_at - sms_before <= now && !confirmed && !done.iter().any(|c| c == "sms") {
+            if due(sms_before, "sms") && !confirmed {
                 channels.push(Channel::Sms);
             }
             if channels.is_empty() {
@@ -1005,6 +1013,7 @@ impl OwnerStore {
 type ReminderRow = (
     uuid::Uuid,
     PatientId,
+    DateTime<Utc>,
     DateTime<Utc>,
     DateTime<Utc>,
     bool,

@@ -77,6 +77,7 @@ mod web_booking;
 mod web_browser;
 mod web_browser_assist;
 mod web_browser_capture;
+mod web_browser_client;
 mod web_browser_dictation;
 mod web_browser_passkeys;
 mod web_browser_perio;

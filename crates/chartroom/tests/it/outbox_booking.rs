@@ -135,7 +135,21 @@ async fn bookings_queue_their_confirmation_and_reminders() {
     let owner = db.owner().await;
     let starts: chrono::DateTime<chrono::Utc> = starts.parse().unwrap();
     let (email, sms) = (chrono::Duration::hours(48), chrono::Duration::hours(24));
+    // A booking made inside a reminder's lead time does not get that reminder: its
+    // confirmation said when (this one was made less than 48 h before its start).
     let early = starts - chrono::Duration::hours(47);
+    assert_eq!(
+        owner.queue_reminders(p, early, email, sms).await.unwrap(),
+        0
+    );
+    // Made a week before, it gets both.
+    sqlx::query(
+        "update online_booking set created_at = created_at - interval '7 days' where practice_id = $1",
+    )
+    .bind(p)
+    .execute(&mut su)
+    .await
+    .unwrap();
     assert_eq!(
         owner.queue_reminders(p, early, email, sms).await.unwrap(),
         1
@@ -177,10 +191,10 @@ async fn bookings_queue_their_confirmation_and_reminders() {
     .unwrap();
     assert_eq!(queued.len(), 2);
 
-    // A client who confirmed gets no SMS reminder.
+    // A client who confirmed gets no SMS reminder (booked a week before).
     let second = book(&app, p, &service, 10, 1902).await;
     sqlx::query(
-        "update online_booking set client_confirmed_at = now()
+        "update online_booking set client_confirmed_at = now(), created_at = created_at - interval '7 days'
           where practice_id = $1 and appointment_id =
                 (select appointment_id from appointment where practice_id = $1 and starts_at = $2)",
     )

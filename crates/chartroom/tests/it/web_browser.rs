@@ -242,7 +242,7 @@ impl Browser {
 
     /// Types `keys` into the input (focused first, as a keyboard user would), without
     /// clearing it: date and time inputs take their segments in order and overwrite them.
-    async fn type_keys(&self, css: &str, keys: &str) {
+    pub(crate) async fn type_keys(&self, css: &str, keys: &str) {
         self.driver
             .find(By::Css(css))
             .await
@@ -253,7 +253,7 @@ impl Browser {
     }
 
     /// The current value of an input.
-    async fn value(&self, css: &str) -> String {
+    pub(crate) async fn value(&self, css: &str) -> String {
         self.driver
             .find(By::Css(css))
             .await
@@ -1337,7 +1337,7 @@ async fn break_glass_flow(b: &mut Browser, app: &TestApp, world: &World, email: 
 }
 
 /// Runs `flow` in a fresh Chromium and quits it, also when the flow panics.
-async fn in_browser(flow: impl AsyncFnOnce(&mut Browser)) {
+pub(crate) async fn in_browser(flow: impl AsyncFnOnce(&mut Browser)) {
     let mut b = Browser::start().await;
     let outcome = AssertUnwindSafe(flow(&mut b)).catch_unwind().await;
     let quit = b.driver.quit().await;

@@ -28,6 +28,8 @@ pub(crate) struct PracticeForm {
     name: String,
     #[serde(default)]
     clinical_scope: String,
+    #[serde(default)]
+    time_zone: String,
 }
 
 /// The security form as typed (blank timeouts: the server's defaults).
@@ -87,6 +89,7 @@ async fn current(tx: &mut TenantTx) -> Result<(PracticeForm, SecurityForm), WebE
         PracticeForm {
             name: p.name,
             clinical_scope: scope_name(p.settings.clinical_scope),
+            time_zone: p.settings.time_zone.clone().unwrap_or_default(),
         },
         SecurityForm {
             idle_minutes: s
@@ -144,9 +147,11 @@ pub(crate) async fn practice_update(
     let checked = domain::values::single_line("name", &form.name, 200)
         .map_err(AppError::from)
         .and_then(|name| {
-            let settings = PracticeSettings::parse(
-                &serde_json::json!({ "clinical_scope": form.clinical_scope.trim() }),
-            )?;
+            let mut doc = serde_json::json!({ "clinical_scope": form.clinical_scope.trim() });
+            if !form.time_zone.trim().is_empty() {
+                doc["time_zone"] = serde_json::Value::from(form.time_zone.trim());
+            }
+            let settings = PracticeSettings::parse(&doc)?;
             Ok((name, settings))
         });
     match checked {
