@@ -218,9 +218,6 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         .clone()
         .unwrap_or_else(|| format!("https://localhost:{}", addr.port()));
     let identity = identity(&origin, args.behind_proxy)?;
-    // The intake form definitions are validated before anything is served.
-    let forms = domain::intake::catalogue()?;
-    tracing::info!(forms = forms.current().len(), "intake forms loaded");
     let store = db
         .runtime_store(args.db_connections)
         .await?
@@ -316,6 +313,9 @@ fn preflight(
             args.listen
         );
     }
+    // The intake form definitions are validated before anything is served.
+    let forms = domain::intake::catalogue()?;
+    tracing::info!(forms = forms.current().len(), "intake forms loaded");
     for c in &args.security_contacts {
         if !(c.starts_with("mailto:") || c.starts_with("https://")) {
             anyhow::bail!("--security-contact must be a mailto: or https: URI");

@@ -72,9 +72,9 @@ impl PracticeSettings {
             ));
         }
         if let Some(tz) = obj.get("time_zone")
-            && !tz
+            && tz
                 .as_str()
-                .is_some_and(|t| t.parse::<chrono_tz::Tz>().is_ok())
+                .is_none_or(|t| t.parse::<chrono_tz::Tz>().is_err())
         {
             return Err(ValueError::new(
                 "settings.time_zone",

@@ -1085,6 +1085,10 @@ impl PublicBooking {
     /// holds new clients' bookings for approval when the practice says so. A booking made at
     /// once queues its confirmation (email and SMS to the contacts given) in this transaction
     /// ([`queue_confirmation`]). Appends the audit event; the caller commits.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one transaction in order: the slot, the client, the appointment, the booking, its confirmation, the audit event"
+    )]
     pub async fn book(
         &mut self,
         keyring: &Keyring,

@@ -759,6 +759,10 @@ impl OwnerStore {
     ///
     /// # Errors
     /// Database and key errors.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one pass in order: the due appointments, their links and messages, the audit events"
+    )]
     pub async fn queue_reminders(
         &self,
         practice: PracticeId,

@@ -147,11 +147,12 @@ pub(crate) async fn practice_update(
     let checked = domain::values::single_line("name", &form.name, 200)
         .map_err(AppError::from)
         .and_then(|name| {
-            let mut doc = serde_json::json!({ "clinical_scope": form.clinical_scope.trim() });
+            let mut doc = serde_json::Map::new();
+            doc.insert("clinical_scope".into(), form.clinical_scope.trim().into());
             if !form.time_zone.trim().is_empty() {
-                doc["time_zone"] = serde_json::Value::from(form.time_zone.trim());
+                doc.insert("time_zone".into(), form.time_zone.trim().into());
             }
-            let settings = PracticeSettings::parse(&doc)?;
+            let settings = PracticeSettings::parse(&serde_json::Value::Object(doc))?;
             Ok((name, settings))
         });
     match checked {
