@@ -202,17 +202,16 @@ fn smtp_mailer(i: &Integration) -> anyhow::Result<egress::smtp::SmtpMailer> {
         .base_url
         .as_ref()
         .with_context(|| format!("integration {id}: base_url (smtp:// or smtps://) is required"))?;
-    let host = match url.host() {
-        Some(url::Host::Domain(d)) => d.to_owned(),
-        Some(url::Host::Ipv4(ip)) => ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        None => anyhow::bail!("integration {id}: base_url must name the relay's host"),
-    };
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
+    // `smtp:` is not a special scheme: its host is opaque text, an address included.
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .with_context(|| format!("integration {id}: base_url must name the relay's host"))?
+        .to_owned();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
     };
     let (security, default_port) = match url.scheme() {
         "smtps" => (SmtpSecurity::ImplicitTls, 465),
@@ -252,7 +251,7 @@ fn smtp_mailer(i: &Integration) -> anyhow::Result<egress::smtp::SmtpMailer> {
         None => None,
     };
     SmtpMailer::new(&SmtpConfig {
-        host,
+        host: bare.to_owned(),
         port: url.port().unwrap_or(default_port),
         security,
         credentials,

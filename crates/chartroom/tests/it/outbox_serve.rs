@@ -278,8 +278,10 @@ async fn serve_sends_a_booking_confirmation_by_smtp_and_sms() {
     let base = server.base.clone();
     let (practice, service) = set_up_booking(&data, &base).await;
     let http = client_for(&data);
-    let slots = free_slots(&http, &base, &practice, &service, 2).await;
-    let (status, client) = book(&http, &base, &practice, &service, &slots[2], 7701).await;
+    // After the reminder windows: the confirmation is the only message.
+    let slots = free_slots(&http, &base, &practice, &service, 4).await;
+    let a = &attempts(&slots, 1)[0];
+    let (status, client) = book(&http, &base, &practice, &service, &a.slot_text, a.seed).await;
     assert_eq!(status, Ok(202));
 
     let (mail, sms) = wait_for(&smtp, &telnyx, Duration::from_secs(60), |m, s| {
