@@ -621,8 +621,12 @@ async fn killing_the_server_under_booking_load_never_confirms_twice() {
             );
         }
     }
+    let mut statuses = std::collections::BTreeMap::<Option<u16>, usize>::new();
+    for s in &answered {
+        *statuses.entry(*s).or_default() += 1;
+    }
     println!(
-        "outbox crash: {} of {} bookings committed, {} emails, {} SMS, {uncertain} uncertain",
+        "outbox crash: {} of {} bookings committed (answers {statuses:?}), {} emails, {} SMS, {uncertain} uncertain",
         booked.len(),
         all.len(),
         mail.len(),
