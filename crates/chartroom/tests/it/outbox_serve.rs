@@ -381,7 +381,7 @@ const OPEN_ALL_DAY: &str =
      on conflict (practice_id) do update set quiet_end = excluded.quiet_end,
         quiet_start = excluded.quiet_start";
 
-/// A SIGKILLed server leaves its claimed rows `sending` until their lease lapses
+/// A server killed with `SIGKILL` leaves its claimed rows `sending` until their lease lapses
 /// (`server::jobs::outbox::LEASE`): the test lets that time pass by moving the lease back.
 const LEASES_LAPSED: &str = "update outbox_message set next_attempt_at = now() - interval '1 second' where status = 'sending'";
 
