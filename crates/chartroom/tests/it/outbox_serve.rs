@@ -87,6 +87,30 @@ pub(crate) fn serve_command(data: &Path, file: &Path) -> Command {
     cmd
 }
 
+/// A test's directory: on drop (a failed test included) the PostgreSQL of its data directory
+/// is asked to shut down (a killed `serve` leaves it running); the files are kept for a look
+/// unless the test removed them.
+pub(crate) struct Scratch(pub(crate) PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let pidfile = self.0.join("data/pg/postmaster.pid");
+        let Some(pid) = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+        else {
+            return;
+        };
+        let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*self.0.to_string_lossy()));
+        if ours {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 /// A fresh data directory with the demo practice in it (the demo run is stopped).
 pub(crate) async fn demo_data(dir: &Path) -> PathBuf {
     let data = dir.join("data");
@@ -267,7 +291,8 @@ fn assert_no_contact(text: &str, c: &domain::synthetic::SyntheticPatient) {
 // the SMS vendor, through the real binary, carrying a manage link and no contact data.
 #[tokio::test]
 async fn serve_sends_a_booking_confirmation_by_smtp_and_sms() {
-    let dir = temp_dir("outbox-serve");
+    let scratch = Scratch(temp_dir("outbox-serve"));
+    let dir = scratch.0.clone();
     let smtp = SmtpServer::start().await;
     let telnyx = TelnyxStandIn::start(TELNYX_KEY).await;
     let file = dir.join("integrations.toml");
@@ -319,7 +344,8 @@ async fn refused(data: &Path, file: &Path) -> String {
 // A bad SMTP integration refuses the start with a clear error naming the integration.
 #[tokio::test]
 async fn serve_refuses_a_bad_smtp_integration() {
-    let dir = temp_dir("outbox-serve-bad");
+    let scratch = Scratch(temp_dir("outbox-serve-bad"));
+    let dir = scratch.0.clone();
     let telnyx = TelnyxStandIn::start(TELNYX_KEY).await;
     let data = demo_data(&dir).await;
     let file = dir.join("integrations.toml");
@@ -444,7 +470,8 @@ async fn killing_the_server_under_booking_load_never_confirms_twice() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let rounds = 4;
 
-    let dir = temp_dir("outbox-crash");
+    let scratch = Scratch(temp_dir("outbox-crash"));
+    let dir = scratch.0.clone();
     let smtp = SmtpServer::start().await;
     let telnyx = TelnyxStandIn::start(TELNYX_KEY).await;
     let file = dir.join("integrations.toml");
