@@ -4,6 +4,11 @@
 //! vendor only after its notice period). An integration whose hosts are not all allowed yet is
 //! left out (logged), so nothing calls a vendor before the practices were told.
 //!
+//! Email goes through the first active email integration: the practice's own SMTP relay
+//! (`vendor = "smtp"`, the self-hosted default: not a subprocessor unless `hosting` names a
+//! vendor; see `smtp_mailer` for how its base URL picks the connection's protection) or
+//! Resend. SMS through Telnyx or Twilio. A second integration of a kind is not used.
+//!
 //! Secrets are read from the files the integrations file names (never from the file itself);
 //! errors name the integration and the key, never a secret.
 
@@ -171,11 +176,91 @@ pub(crate) fn build(
                         .push(Arc::new(egress::resend::ResendWebhook::new(s)));
                 }
             }
+            (Kind::Email, Vendor::Smtp) if out.channels.email.is_none() => {
+                let mailer = smtp_mailer(i)?;
+                out.own.emails.push(email_from(i)?.as_str().to_owned());
+                out.channels.email = Some(Arc::new(mailer));
+            }
             _ => tracing::warn!(integration = %i.id(),
-                "this messaging integration is not wired to the outbox (SMTP and a second vendor of a kind are not used yet)"),
+                "a second messaging integration of a kind is not used (the first in the file is)"),
         }
     }
     Ok(out)
+}
+
+/// The SMTP mailer of an `email`/`smtp` integration. The relay is the base URL's host and
+/// port: `smtps://` is TLS from the first byte (port 465 by default); `smtp://` is STARTTLS
+/// (port 587 by default), except to a relay on a loopback address (the practice's own local
+/// MTA: the message never leaves the host), which is plain SMTP. AUTH is
+/// `credentials.account` with the password in `credentials.password_file` (both or neither);
+/// DKIM is `sender.dkim_*`. Anything unusable refuses the start, naming the integration and
+/// the key, never a value.
+fn smtp_mailer(i: &Integration) -> anyhow::Result<egress::smtp::SmtpMailer> {
+    use egress::smtp::{Dkim, DkimKey, SmtpConfig, SmtpMailer, SmtpSecurity};
+    let id = i.id();
+    let url = i
+        .base_url
+        .as_ref()
+        .with_context(|| format!("integration {id}: base_url (smtp:// or smtps://) is required"))?;
+    // `smtp:` is not a special scheme: its host is opaque text, an address included.
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .with_context(|| format!("integration {id}: base_url must name the relay's host"))?
+        .to_owned();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    };
+    let (security, default_port) = match url.scheme() {
+        "smtps" => (SmtpSecurity::ImplicitTls, 465),
+        "smtp" if loopback => (SmtpSecurity::PlainLoopbackOnly, 587),
+        "smtp" => (SmtpSecurity::StartTls, 587),
+        _ => {
+            anyhow::bail!("integration {id}: base_url must be smtp:// (STARTTLS) or smtps:// (TLS)")
+        }
+    };
+    if !matches!(url.path(), "" | "/") {
+        anyhow::bail!("integration {id}: base_url must not carry a path");
+    }
+    let credentials = match (
+        i.credentials.account.as_deref(),
+        i.credentials.password_file.as_deref(),
+    ) {
+        (Some(user), Some(path)) => Some((
+            user.to_owned(),
+            ApiKey::new(secret(i, "password_file", Some(path))?),
+        )),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "integration {id}: credentials.account and credentials.password_file go together"
+        ),
+    };
+    let dkim = match &i.sender.dkim {
+        Some(d) => {
+            let pem = secret(i, "sender.dkim_key_file", Some(&d.key_file))?;
+            let key = DkimKey::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("integration {id}: sender.dkim_key_file: {e}"))?;
+            Some(Dkim {
+                selector: d.selector.clone(),
+                domain: d.domain.clone(),
+                key,
+            })
+        }
+        None => None,
+    };
+    SmtpMailer::new(&SmtpConfig {
+        host: bare.to_owned(),
+        port: url.port().unwrap_or(default_port),
+        security,
+        credentials,
+        sender: email_from(i)?,
+        dkim,
+        extra_roots_pem: Vec::new(),
+        timeout: Duration::from_secs(30),
+    })
+    .map_err(|e| anyhow::anyhow!("integration {id}: {e}"))
 }
 
 fn outbound_phone(n: &PhoneNumber) -> anyhow::Result<egress::outbound::PracticePhone> {

@@ -462,8 +462,10 @@ impl Mailer for SmtpMailer {
             .scan(&scan_view(&bytes, &message_id), Some(email.to.as_str()))
             .map_err(SendError::Refused)?;
         match self.transport.send_raw(&envelope, &bytes).await {
+            // The receipt carries the Message-ID's unique part (the idempotency key): the
+            // outbox stores provider ids as `[A-Za-z0-9_:.-]`, without `<`, `@` and `>`.
             Ok(_) => Ok(Receipt {
-                provider_id: message_id,
+                provider_id: email.key.0.as_hyphenated().to_string(),
             }),
             Err(e) => {
                 let mapped = map_error(&e);

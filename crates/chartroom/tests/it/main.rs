@@ -50,6 +50,7 @@ mod openapi_doc;
 mod outbox;
 mod outbox_booking;
 mod outbox_page;
+mod outbox_serve;
 mod outbox_webhooks;
 mod passkeys;
 mod perio_api;
