@@ -191,10 +191,6 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'stati
 }
 
 /// Runs the server until SIGINT/SIGTERM (or until the embedded PostgreSQL dies).
-#[expect(
-    clippy::too_many_lines,
-    reason = "serve's start-up steps, in order, read best as one sequence"
-)]
 pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let g = svc.global();
     let (operator_hosts, integrations) = preflight(&args, &g.data_dir)?;

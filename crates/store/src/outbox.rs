@@ -637,6 +637,38 @@ impl OwnerStore {
         }))
     }
 
+    /// Marks a claimed message `sending` until `lease_until` (committed) just before the job
+    /// sends it: the one message a crash can leave undecided. It must still be `queued`, or
+    /// `sending` with its lease lapsed (an interrupted send the job repeats with its key);
+    /// `false` otherwise (another runner took it, or a webhook settled it).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn start_sending(
+        &self,
+        practice: PracticeId,
+        message: uuid::Uuid,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_at(practice, now).await?;
+        let n = sqlx::query(
+            "update outbox_message set status = 'sending', attempts = least(attempts + 1, 100),
+                    next_attempt_at = $3, updated_at = $4
+              where practice_id = $1 and message_id = $2
+                and (status = 'queued' or (status = 'sending' and next_attempt_at <= $4))",
+        )
+        .bind(practice)
+        .bind(message)
+        .bind(lease_until)
+        .bind(now)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
     /// Settles a message after its send: `sent` (with the provider and its message id), a
     /// retry at `retry_at` (back to `queued`), or a final state with its reason. A scanner
     /// refusal also appends `outbox.refused` (the finding's kind only, never the payload).
@@ -1146,32 +1178,6 @@ impl OutboxClaim {
     #[must_use]
     pub fn practice(&self) -> PracticeId {
         self.tx.practice()
-    }
-
-    /// Marks a claimed message `sending` (one more attempt) with a lease until `lease_until`:
-    /// after [`OutboxClaim::commit`] the job calls the provider; a crash leaves the row
-    /// `sending`, taken again once the lease lapses.
-    ///
-    /// # Errors
-    /// Database errors.
-    pub async fn sending(
-        &mut self,
-        message: uuid::Uuid,
-        lease_until: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let (practice, now) = (self.tx.practice(), self.tx.now());
-        sqlx::query(
-            "update outbox_message set status = 'sending', attempts = least(attempts + 1, 100),
-                    next_attempt_at = $3, updated_at = $4
-              where practice_id = $1 and message_id = $2",
-        )
-        .bind(practice)
-        .bind(message)
-        .bind(lease_until)
-        .bind(now)
-        .execute(self.tx.conn())
-        .await?;
-        Ok(())
     }
 
     /// Puts a claimed message back in the queue until `until` (quiet hours, the cap).

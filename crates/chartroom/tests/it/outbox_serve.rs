@@ -458,9 +458,9 @@ const IN_FLIGHT: usize = 5;
 // confirmation per channel (at most one where the crash left the send `uncertain`), none
 // twice, and no booking that did not commit gets one. Rounds alternate between a kill while
 // bookings are being made and a kill while the outbox is sending; the seed is printed and
-// `CHARTROOM_OUTBOX_CRASH_SEED` replays it. (The job marks a whole claimed batch `sending`
-// before the first send, so a kill leaves the batch's unattempted messages `uncertain` too:
-// the printed counts show how many confirmations a crash withholds.)
+// `CHARTROOM_OUTBOX_CRASH_SEED` replays it. The job marks each message `sending` just before
+// its own send, so a kill leaves at most the one message in flight `uncertain`: at most one per
+// round, and every other confirmation is delivered.
 #[tokio::test]
 async fn killing_the_server_under_booking_load_never_confirms_twice() {
     use rand::{Rng as _, SeedableRng as _};
@@ -662,5 +662,9 @@ async fn killing_the_server_under_booking_load_never_confirms_twice() {
         sms.len()
     );
     assert!(booked.len() >= rounds, "some bookings committed");
+    assert!(
+        uncertain <= rounds,
+        "{uncertain} confirmations left uncertain by {rounds} kills: more than the one in flight each"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -371,15 +371,24 @@ impl Outbox {
                 report.failed += 1;
                 continue;
             };
-            claim.sending(id, now + LEASE).await.map_err(db)?;
             ready.push(Ready { due, rendered });
         }
         claim
             .commit()
             .await
             .map_err(|e| format!("committing the claim failed: {e}"))?;
+        // Each message is marked `sending` (committed) only just before its own send, so a
+        // crash leaves at most the one in flight undecided; the rest are still `queued` and
+        // the next pass takes them. A message another runner took first is left to it.
         for r in ready {
-            self.send(practice, &scanner, r, now, report).await?;
+            let taken = self
+                .owner
+                .start_sending(practice, r.due.message_id, now + LEASE, now)
+                .await
+                .map_err(db)?;
+            if taken {
+                self.send(practice, &scanner, r, now, report).await?;
+            }
         }
         Ok(())
     }
