@@ -11,10 +11,19 @@ use crate::util::call;
 /// Sets practice `p` up: booking on (new clients held for approval, no notice), one 60-minute
 /// service offered by its clinician, who works every day all day. Returns the service id.
 async fn set_up(app: &TestApp, w: &testkit::PracticeFixture) -> String {
+    set_up_for(app, w, "approval").await
+}
+
+/// [`set_up`] with new clients `allowed` or held for `approval`.
+pub(crate) async fn set_up_for(
+    app: &TestApp,
+    w: &testkit::PracticeFixture,
+    new_clients: &str,
+) -> String {
     let owner = app.token(w.user("owner")).await;
     let base = format!("/api/v1/practices/{}/booking", w.id);
     let settings = json!({
-        "enabled": true, "new_clients": "approval", "min_notice_minutes": 0,
+        "enabled": true, "new_clients": new_clients, "min_notice_minutes": 0,
         "max_days_ahead": 30, "step_minutes": 60, "currency": "usd",
         "cancellation": {"window_hours": 24, "late_cancel_fee_minor": 2500, "no_show_fee_minor": 5000}
     });

@@ -4,58 +4,11 @@
 //! before, the SMS not once the client has confirmed.
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use testkit::{TestApp, TestDb, World};
 
+use crate::booking_api::set_up_for as set_up;
 use crate::util::call;
-
-/// Booking on for practice `w` (new clients per `new_clients`, no notice), one 60-minute
-/// service offered by its clinician all day every day; the service id.
-async fn set_up(app: &TestApp, w: &testkit::PracticeFixture, new_clients: &str) -> String {
-    let owner = app.token(w.user("owner")).await;
-    let base = format!("/api/v1/practices/{}/booking", w.id);
-    let settings = json!({
-        "enabled": true, "new_clients": new_clients, "min_notice_minutes": 0,
-        "max_days_ahead": 30, "step_minutes": 60, "currency": "usd",
-        "cancellation": {"window_hours": 24, "late_cancel_fee_minor": 0, "no_show_fee_minor": 0}
-    });
-    let (s, b) = call(
-        app,
-        Method::PUT,
-        &format!("{base}/settings"),
-        Some(&owner),
-        Some(&settings),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, b) = call(
-        app,
-        Method::POST,
-        &format!("{base}/services"),
-        Some(&owner),
-        Some(
-            &json!({"name": "Cleaning", "duration_minutes": 60, "payment": {"kind": "none"},
-                     "active": true, "clinicians": [w.user("clinician")]}),
-        ),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
-    let service = b["service_id"].as_str().unwrap().to_owned();
-    let hours: Vec<Value> = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-        .iter()
-        .map(|d| json!({"weekday": d, "start": "00:00:00", "end": "23:59:00"}))
-        .collect();
-    let (s, b) = call(
-        app,
-        Method::PUT,
-        &format!("{base}/hours/{}", w.user("clinician")),
-        Some(&owner),
-        Some(&json!({ "hours": hours })),
-    )
-    .await;
-    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
-    service
-}
 
 /// Books the `n`th free slot of the next two days for a synthetic client; its start.
 async fn book(app: &TestApp, p: domain::PracticeId, service: &str, n: usize, seed: u64) -> String {
