@@ -10,12 +10,13 @@ use testkit::{TestApp, TestDb, World};
 use crate::booking_api::set_up_for as set_up;
 use crate::util::call;
 
-/// Books the `n`th free slot of the next two days for a synthetic client; its start.
+/// Books the `n`th free slot from now for a synthetic client; its start. The slots are asked
+/// for today and the next two days, so the 30th exists at any time of day (hourly slots).
 async fn book(app: &TestApp, p: domain::PracticeId, service: &str, n: usize, seed: u64) -> String {
     let (s, b) = call(
         app,
         Method::GET,
-        &format!("/api/v1/public/practices/{p}/booking/slots?service_id={service}&days=2"),
+        &format!("/api/v1/public/practices/{p}/booking/slots?service_id={service}&days=3"),
         None,
         None,
     )
