@@ -579,15 +579,18 @@ async fn pr_02_fulfilling_a_request_for_a_third_party_records_the_disclosure() {
     let (s, report) = call(
         &app,
         Method::GET,
-        &format!("/api/v1/practices/{p}/patients/{}/disclosures", w.a.patient),
+        &format!(
+            "/api/v1/practices/{p}/patients/{}/disclosures?to={}",
+            w.a.patient,
+            (app.clock.now() + Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ")
+        ),
         Some(&clin),
         None,
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{report}");
-    let listed = report["items"]
+    let listed = report["disclosures"]
         .as_array()
-        .or_else(|| report.as_array())
         .unwrap()
         .iter()
         .find(|d| d["disclosure_id"] == disclosure.as_str())
