@@ -387,9 +387,11 @@ fn start_jobs(
             )
         });
         let alerts = server::jobs::incidents::IncidentAlerts::new(owner.clone());
+        let access_alerts = server::jobs::rights::AccessRequestAlerts::new(owner.clone());
         let owner_for_outbox = owner.clone();
         jobs.start(Retention::daily(owner));
         jobs.start(alerts);
+        jobs.start(access_alerts);
         if let Some(c) = capture {
             jobs.start(c);
         }

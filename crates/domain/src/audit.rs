@@ -32,6 +32,7 @@ macro_rules! actions {
                     || n.starts_with("assistant.")
                     || n.starts_with("capture.")
                     || n.starts_with("recording_consent.")
+                    || n == "patient.export"
             }
 
             /// The stable name stored in `audit_event.action`.
@@ -302,6 +303,26 @@ actions! {
     OutboxList => "outbox.list",
     /// A client's SMS opt-out changed (STOP / START from the carrier; no number kept).
     SmsOptOut => "sms.opt_out",
+    /// A patient's right-of-access request was recorded (its form; whether a third party is
+    /// to receive the copy; never the recipient).
+    AccessRequestCreate => "access_request.create",
+    /// The practice's right-of-access requests were listed (nothing decrypted).
+    AccessRequestList => "access_request.list",
+    /// A right-of-access request (its recipient and written reasons decrypted) was read.
+    AccessRequestRead => "access_request.read",
+    /// A right-of-access request's deadline was extended once by 30 days (the written reason
+    /// is sealed with the request, never logged).
+    AccessRequestExtend => "access_request.extend",
+    /// A right-of-access request was denied (the written reason is sealed with the request).
+    AccessRequestDeny => "access_request.deny",
+    /// A right-of-access request was fulfilled: the copy was produced (a `patient.export`
+    /// event precedes it).
+    AccessRequestFulfil => "access_request.fulfil",
+    /// A right-of-access request came due unanswered and its overdue alert was raised (once).
+    AccessRequestOverdue => "access_request.overdue",
+    /// A patient's designated record set was exported (FHIR R4 Bundle or its HTML rendering;
+    /// the format and resource counts in the details).
+    PatientExport => "patient.export",
 }
 
 macro_rules! object_kinds {
@@ -371,6 +392,8 @@ object_kinds! {
     IntakeRequest => "intake_request",
     /// A message in the outbox.
     OutboxMessage => "outbox_message",
+    /// A patient's right-of-access request.
+    AccessRequest => "access_request",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the

@@ -154,3 +154,7 @@ id_type!(
     /// A bookable service of a practice.
     ServiceId
 );
+id_type!(
+    /// A patient's request for access to their designated record set (HIPAA 164.524).
+    AccessRequestId
+);

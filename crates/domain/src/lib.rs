@@ -37,6 +37,7 @@ pub mod incident;
 pub mod intake;
 pub mod notes;
 pub mod practice;
+pub mod rights;
 mod roles;
 pub mod synthetic;
 pub mod values;
@@ -44,8 +45,8 @@ pub mod values;
 pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId, ClientLinkId, ConsentId,
-    DraftId, IncidentId, IntakeRequestId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId,
-    ProviderId, RequestId, SegmentId, ServiceId, UserId, VisitId,
+    AccessRequestId, AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId,
+    ClientLinkId, ConsentId, DraftId, IncidentId, IntakeRequestId, InvitationId, NoteId, PatientId,
+    PerioExamId, PracticeId, ProviderId, RequestId, SegmentId, ServiceId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

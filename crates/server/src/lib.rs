@@ -30,6 +30,7 @@ pub mod assistant;
 pub mod checkpoint;
 pub mod error;
 mod etag;
+pub mod export;
 pub mod extract;
 pub mod fhir;
 pub mod identity;

@@ -87,6 +87,24 @@ pub async fn list(
     .await?)
 }
 
+/// Lists `patient`'s appointments, oldest first, at most `limit` ≤ 1000 (a record export).
+pub async fn list_for_patient(
+    tx: &mut TenantTx,
+    patient: PatientId,
+    limit: i64,
+) -> Result<Vec<Appointment>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "select {COLUMNS} from appointment
+          where practice_id = $1 and patient_id = $2
+          order by starts_at, appointment_id limit $3"
+    ))
+    .bind(tx.practice())
+    .bind(patient)
+    .bind(limit.clamp(1, 1000))
+    .fetch_all(tx.conn())
+    .await?)
+}
+
 /// Lists one clinician's appointments starting in `[from, to)`, by start time, at most
 /// `limit` ≤ 200 (a schedule column; cancelled ones included, their status says so).
 pub async fn list_for_clinician(

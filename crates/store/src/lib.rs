@@ -91,6 +91,7 @@ pub mod perio;
 pub mod practices;
 pub mod providers;
 pub mod retention;
+pub mod rights;
 mod roles_check;
 pub mod sealed_columns;
 pub mod sequence;

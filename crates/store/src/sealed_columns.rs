@@ -495,6 +495,22 @@ pub const INCIDENT: SealedTable = SealedTable {
     ),
 };
 
+/// Patients' right-of-access requests (`rights`): the third-party recipient and the written
+/// reasons of an extension or a denial.
+pub const ACCESS_REQUEST: SealedTable = SealedTable {
+    table: "access_request",
+    row: id("request_id"),
+    columns: &[
+        sealed!("recipient"),
+        sealed!("extension_reason"),
+        sealed!("denial_reason"),
+    ],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients {
+        audit_as: Some(ObjectKind::AccessRequest),
+    },
+};
+
 /// Every sealed or patient-owned tenant table, in purge order (a table before every table it
 /// refers to).
 pub const TABLES: &[SealedTable] = &[
@@ -519,6 +535,7 @@ pub const TABLES: &[SealedTable] = &[
     ONLINE_BOOKING,
     APPOINTMENT,
     LEGAL_HOLD,
+    ACCESS_REQUEST,
     PATIENT,
     SUPPORT_GRANT,
     BLOB_OBJECT,
@@ -780,6 +797,8 @@ const CLEAR: &[PlaintextColumn] = &[
     col("capture", "stop_reason", CLOSED),
     col("capture", "audio_purge_reason", CLOSED),
     col("capture_chunk", "transcription", CLOSED),
+    col("access_request", "form", CLOSED),
+    col("access_request", "status", CLOSED),
     col("incident", "detection_source", CLOSED),
     col("incident", "status", CLOSED),
     col("incident", "scope_kind", CLOSED),

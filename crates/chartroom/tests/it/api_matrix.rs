@@ -645,6 +645,30 @@ const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
         "PUT",
         "/api/v1/practices/{practice_id}/patients/{patient_id}/residence",
     ),
+    // Right of access: its matrix is in `access_requests` (each route that closes a request
+    // needs an open one per role; the copy needs a clinician with the patient on their team).
+    ("GET", "/api/v1/practices/{practice_id}/access-requests"),
+    ("POST", "/api/v1/practices/{practice_id}/access-requests"),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/access-requests/{request_id}",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/access-requests/{request_id}/extend",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/access-requests/{request_id}/deny",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/access-requests/{request_id}/fulfil",
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/export",
+    ),
     // Online booking: its matrix is in `booking_api` (the public routes answer without a
     // session; the setup needs a clinician with hours).
     ("GET", "/api/v1/practices/{practice_id}/booking/settings"),

@@ -115,6 +115,21 @@ async fn canary_phi_appears_in_no_audit_row_and_no_log_line() {
             "owner",
         ),
         (Method::GET, format!("{base}/incidents"), None, "owner"),
+        // req: PR-01, PR-02 — a right-of-access request naming a third party, its list, and
+        // the patient's record export (HTML rendering).
+        (
+            Method::POST,
+            format!("{base}/access-requests"),
+            Some(json!({"patient_id": pid, "form": "html", "recipient": canary_name})),
+            "owner",
+        ),
+        (
+            Method::GET,
+            format!("{base}/access-requests"),
+            None,
+            "owner",
+        ),
+        (Method::GET, format!("{patient}/export"), None, "clin"),
         (Method::GET, format!("{base}/audit/events"), None, "owner"),
         (Method::GET, format!("{base}/audit/fhir"), None, "owner"),
         // Refused attempts carrying the canary: a bad value, and a wrong role.

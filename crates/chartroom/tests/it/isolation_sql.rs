@@ -247,6 +247,17 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .execute(&mut su)
         .await
         .unwrap();
+        // A right-of-access request (req PR-01).
+        sqlx::query(
+            "insert into access_request (practice_id, request_id, patient_id, received_at, form, due_at,
+                created_at, updated_at)
+             values ($1, gen_random_uuid(), $2, now(), 'html', now() + interval '720 hours', now(), now())",
+        )
+        .bind(p.id)
+        .bind(p.patient)
+        .execute(&mut su)
+        .await
+        .unwrap();
     }
 }
 
@@ -381,6 +392,7 @@ async fn rls_enabled_forced_and_tenant_isolated_for_every_tenant_table() {
             "audit_event" | "audit_pending" => Some("event_id"),
             "disclosure" => Some("disclosure_id"),
             "incident" => Some("incident_id"),
+            "access_request" => Some("request_id"),
             _ => None,
         };
         if let Some(key) = fresh_key {

@@ -13,6 +13,7 @@
     reason = "integration tests: failures must be loud, fixtures use the wall clock"
 )]
 
+mod access_requests;
 mod ai_operator_hosts;
 mod ai_providers;
 mod api_cookie_origin;
@@ -58,6 +59,7 @@ mod perio_dictation;
 mod perio_voice;
 mod perio_voice_third;
 mod practice_settings;
+mod record_export;
 mod references;
 mod retention;
 mod schema;

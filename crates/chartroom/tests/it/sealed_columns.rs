@@ -993,6 +993,37 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
     tx.commit().await.unwrap();
     seed_scribe(&f.app, &owner, &store, &mut su, clinician, a, f.w.a.patient).await;
     crate::intake::seed_intake(&f.app, &f.w).await;
+    // A right-of-access request with every sealed column: a third-party recipient, an
+    // extension's reason and a denial's reason (req PR-01).
+    {
+        let keyring = store.keyring().unwrap().clone();
+        let mut tx = as_member(&f.app, &store, f.w.a.user("admin"), a).await;
+        let id = store::rights::create(
+            &mut tx,
+            &keyring,
+            &store::rights::NewAccessRequest {
+                patient_id: f.w.a.patient,
+                received_at: Utc::now(),
+                form: "html".into(),
+                recipient: Some("Canary recipient".into()),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        store::rights::extend(&mut tx, &keyring, id, "Canary extension")
+            .await
+            .unwrap()
+            .unwrap();
+        store::rights::deny(&mut tx, &keyring, id, "Canary denial")
+            .await
+            .unwrap()
+            .unwrap();
+        tx.audit(domain::AuditAction::AccessRequestDeny, None, None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
 
     let (v, r) = owner
         .rotate_data_key_audited(a, false, 1, None, &mut |_, _| {})

@@ -40,6 +40,7 @@ pub mod capture;
 pub mod incidents;
 pub mod outbox;
 pub mod retention;
+pub mod rights;
 pub mod sequencer;
 pub mod sweep;
 pub mod transcription;

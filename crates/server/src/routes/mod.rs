@@ -23,6 +23,7 @@ pub(crate) mod perio_voice;
 pub(crate) mod practices;
 pub(crate) mod providers;
 pub(crate) mod retention;
+pub(crate) mod rights;
 pub(crate) mod scribe;
 pub(crate) mod support;
 
@@ -64,6 +65,7 @@ use crate::AppState;
         (name = "ai providers", description = "The AI provider registry and its posture (owners and admins change it)"),
         (name = "scribe", description = "Recording consent, captures and audio chunks, the live indicator, the scribe policy, transcripts and evidence-linked note drafts (clinicians; the policy: owners and admins)"),
         (name = "booking", description = "Online booking: services, clinicians' hours and rules (owners and admins), bookings waiting for approval (clinicians and reception), and the public page (no session)"),
+        (name = "patient rights", description = "Right-of-access requests with their 30-day deadline and one extension (owners, admins and clinicians), and the export of a patient's designated record set as FHIR R4 or HTML (clinicians)"),
         (name = "incidents", description = "Security incidents, breach clocks, risk assessment, scoping from the audit log and notification letters (owners and admins)"),
         (name = "meta", description = "This description")
     )
@@ -190,6 +192,12 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(incidents::incident_letter),
         routes!(incidents::incident_close),
         routes!(incidents::residence_put),
+        routes!(rights::access_request_list, rights::access_request_create),
+        routes!(rights::access_request_get),
+        routes!(rights::access_request_extend),
+        routes!(rights::access_request_deny),
+        routes!(rights::access_request_fulfil),
+        routes!(rights::patient_export),
         routes!(retention::retention_get),
         routes!(retention::legal_hold_put, retention::legal_hold_delete),
         routes!(audit::audit_events),

@@ -456,7 +456,7 @@ pub(crate) async fn note_verify(
     }))
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -464,7 +464,7 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn signature_html(s: &domain::notes::Signature) -> String {
+pub(crate) fn signature_html(s: &domain::notes::Signature) -> String {
     format!(
         "<p class=\"signature\">Electronically signed by {}{} on {} ({}). Meaning: {}.</p>",
         esc(&s.printed_name),

@@ -1,0 +1,498 @@
+//! Patients' right-of-access requests (HIPAA 164.524; req PR-01): the request, its deadline
+//! from the receipt, its one extension, its closing (granted when the copy is produced, or
+//! denied), and the overdue alert raised once. Owners, admins and clinicians (enforced by RLS,
+//! migration 0037). The request-path functions do not audit: the caller appends the
+//! `access_request.*` event in the same transaction; the overdue pass
+//! ([`crate::OwnerStore::raise_access_request_alerts`]) audits its own events.
+//!
+//! # Encryption at rest
+//! The third-party recipient and the written reasons of an extension or a denial are text a
+//! person typed: stored only as field ciphertexts bound to (practice, `access_request`, column,
+//! request id) ([`crate::sealed_columns::ACCESS_REQUEST`]). Reading them goes through the
+//! transaction's opener, so the read must be audited.
+//!
+//! # Lifecycle
+//! Every change is decided by [`domain::rights::apply`] on the row locked `for update`, so two
+//! concurrent extensions cannot both pass; the database checks the same shape again (one
+//! extension column, the deadline a check constraint on the receipt).
+
+use chrono::{DateTime, Utc};
+use crypto::{FieldContext, Keyring};
+use domain::rights::{self, Action, RequestKind, Status};
+use domain::{
+    AccessRequestId, AuditAction, AuditObject, ObjectKind, PatientId, PracticeId, UserId,
+};
+use serde::Serialize;
+
+use crate::entry::Opener;
+use crate::sealed_columns::{ACCESS_REQUEST, seal_field};
+use crate::{OwnerStore, StoreError, TenantTx};
+
+/// The field context of one sealed column of request `id`.
+fn context<'a>(practice: PracticeId, column: &'a str, id: &'a uuid::Uuid) -> FieldContext<'a> {
+    ACCESS_REQUEST.context(practice, column, id.as_bytes())
+}
+
+/// A new request (validated by the caller).
+#[derive(Debug, Clone)]
+pub struct NewAccessRequest {
+    /// The patient.
+    pub patient_id: PatientId,
+    /// When the request was received (starts the clock).
+    pub received_at: DateTime<Utc>,
+    /// The form asked for (one of [`domain::rights::ACCESS_FORMS`]).
+    pub form: String,
+    /// The third party the copy goes to, when not the patient (sealed).
+    pub recipient: Option<String>,
+}
+
+/// A request in a list: nothing decrypted.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessRequestSummary {
+    /// Id.
+    pub request_id: AccessRequestId,
+    /// The patient.
+    pub patient_id: PatientId,
+    /// Received.
+    pub received_at: DateTime<Utc>,
+    /// The form asked for.
+    pub form: String,
+    /// Whether a third party is to receive the copy.
+    pub third_party: bool,
+    /// Status.
+    pub status: Status,
+    /// When it is due (30 days after receipt, 60 once extended).
+    pub due_at: DateTime<Utc>,
+    /// When it was extended.
+    pub extended_at: Option<DateTime<Utc>>,
+    /// When it was granted or denied.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// The disclosure recorded when the copy went to a third party.
+    pub disclosure_id: Option<uuid::Uuid>,
+    /// When its overdue alert was raised.
+    pub overdue_alerted_at: Option<DateTime<Utc>>,
+}
+
+/// A request with its sealed fields opened.
+#[derive(Debug, Clone)]
+pub struct AccessRequest {
+    /// The list fields.
+    pub summary: AccessRequestSummary,
+    /// The third-party recipient.
+    pub recipient: Option<String>,
+    /// Why it was extended.
+    pub extension_reason: Option<String>,
+    /// Why it was denied.
+    pub denial_reason: Option<String>,
+    /// Who recorded it.
+    pub created_by: Option<UserId>,
+    /// Who granted or denied it.
+    pub closed_by: Option<UserId>,
+}
+
+/// Why a change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such request here.
+    NotFound,
+    /// The lifecycle refused it.
+    Lifecycle(rights::Refusal),
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    request_id: AccessRequestId,
+    patient_id: PatientId,
+    received_at: DateTime<Utc>,
+    form: String,
+    third_party: bool,
+    status: String,
+    due_at: DateTime<Utc>,
+    extended_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+    disclosure_id: Option<uuid::Uuid>,
+    overdue_alerted_at: Option<DateTime<Utc>>,
+}
+
+const SUMMARY: &str =
+    "request_id, patient_id, received_at, form, recipient_enc is not null as third_party,
+    status, due_at, extended_at, closed_at, disclosure_id, overdue_alerted_at";
+
+impl Row {
+    fn into_summary(self) -> Result<AccessRequestSummary, StoreError> {
+        Ok(AccessRequestSummary {
+            request_id: self.request_id,
+            patient_id: self.patient_id,
+            received_at: self.received_at,
+            form: self.form,
+            third_party: self.third_party,
+            status: Status::parse(&self.status).ok_or(StoreError::Corrupt(
+                "an access request has an unknown status",
+            ))?,
+            due_at: self.due_at,
+            extended_at: self.extended_at,
+            closed_at: self.closed_at,
+            disclosure_id: self.disclosure_id,
+            overdue_alerted_at: self.overdue_alerted_at,
+        })
+    }
+}
+
+/// Records a request for `new.patient_id`, status `open`, due 30 days after receipt; the
+/// recipient sealed. `Ok(None)` when the patient does not exist in this practice.
+pub async fn create(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    new: &NewAccessRequest,
+) -> Result<Option<AccessRequestId>, StoreError> {
+    let id = AccessRequestId::new();
+    let uid = id.as_uuid();
+    let practice = tx.practice();
+    let recipient = match &new.recipient {
+        Some(r) => {
+            Some(seal_field(keyring, &context(practice, "recipient", &uid), r.as_bytes()).await?)
+        }
+        None => None,
+    };
+    let received = audit::event::truncate_to_micros(new.received_at);
+    let due = rights::due(RequestKind::Access, received, false);
+    let (actor, now) = (tx.actor(), tx.now());
+    let done = sqlx::query(
+        "insert into access_request (practice_id, request_id, patient_id, received_at, form,
+            recipient_enc, due_at, created_by, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+    )
+    .bind(practice)
+    .bind(id)
+    .bind(new.patient_id)
+    .bind(received)
+    .bind(&new.form)
+    .bind(recipient)
+    .bind(due)
+    .bind(actor)
+    .bind(now)
+    .execute(tx.conn())
+    .await;
+    match done {
+        Ok(_) => Ok(Some(id)),
+        Err(e) => match StoreError::from(e) {
+            StoreError::Conflict(c) if c == "access_request_patient_fkey" => Ok(None),
+            other => Err(other),
+        },
+    }
+}
+
+/// The practice's requests, open ones first (soonest due first), then the newest closed ones
+/// (at most 500); nothing decrypted.
+pub async fn list(tx: &mut TenantTx) -> Result<Vec<AccessRequestSummary>, StoreError> {
+    let practice = tx.practice();
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "select {SUMMARY} from access_request where practice_id = $1
+          order by closed_at is not null, case when closed_at is null then due_at end,
+                   closed_at desc, request_id limit 500"
+    ))
+    .bind(practice)
+    .fetch_all(tx.conn())
+    .await?;
+    rows.into_iter().map(Row::into_summary).collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct Detail {
+    recipient_enc: Option<Vec<u8>>,
+    extension_reason_enc: Option<Vec<u8>>,
+    denial_reason_enc: Option<Vec<u8>>,
+    created_by: Option<UserId>,
+    closed_by: Option<UserId>,
+}
+
+async fn open_opt(
+    opener: &Opener<'_>,
+    practice: PracticeId,
+    column: &str,
+    id: &uuid::Uuid,
+    ct: Option<&[u8]>,
+) -> Result<Option<String>, StoreError> {
+    match ct {
+        Some(ct) => Ok(Some(
+            opener.open_text(&context(practice, column, id), ct).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Request `id` with its sealed fields opened (the caller audits `access_request.read`), or
+/// `None` when not visible here.
+pub async fn get(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    id: AccessRequestId,
+) -> Result<Option<AccessRequest>, StoreError> {
+    let practice = tx.practice();
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "select {SUMMARY} from access_request where practice_id = $1 and request_id = $2"
+    ))
+    .bind(practice)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let d: Detail = sqlx::query_as(
+        "select recipient_enc, extension_reason_enc, denial_reason_enc, created_by, closed_by
+           from access_request where practice_id = $1 and request_id = $2",
+    )
+    .bind(practice)
+    .bind(id)
+    .fetch_one(tx.conn())
+    .await?;
+    let uid = id.as_uuid();
+    let opener = tx.opener(keyring);
+    Ok(Some(AccessRequest {
+        summary: row.into_summary()?,
+        recipient: open_opt(
+            &opener,
+            practice,
+            "recipient",
+            &uid,
+            d.recipient_enc.as_deref(),
+        )
+        .await?,
+        extension_reason: open_opt(
+            &opener,
+            practice,
+            "extension_reason",
+            &uid,
+            d.extension_reason_enc.as_deref(),
+        )
+        .await?,
+        denial_reason: open_opt(
+            &opener,
+            practice,
+            "denial_reason",
+            &uid,
+            d.denial_reason_enc.as_deref(),
+        )
+        .await?,
+        created_by: d.created_by,
+        closed_by: d.closed_by,
+    }))
+}
+
+/// The request locked for a change: its summary.
+async fn for_update(
+    tx: &mut TenantTx,
+    id: AccessRequestId,
+) -> Result<Option<AccessRequestSummary>, StoreError> {
+    let practice = tx.practice();
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "select {SUMMARY} from access_request where practice_id = $1 and request_id = $2
+            for update"
+    ))
+    .bind(practice)
+    .bind(id)
+    .fetch_optional(tx.conn())
+    .await?;
+    row.map(Row::into_summary).transpose()
+}
+
+/// Decides `action` on request `id` at the transaction's time ([`rights::apply`]).
+async fn decide(
+    tx: &mut TenantTx,
+    id: AccessRequestId,
+    action: Action,
+    reason: Option<&str>,
+) -> Result<Result<AccessRequestSummary, Refusal>, StoreError> {
+    let Some(s) = for_update(tx, id).await? else {
+        return Ok(Err(Refusal::NotFound));
+    };
+    match rights::apply(
+        RequestKind::Access,
+        s.received_at,
+        s.status,
+        action,
+        reason,
+        tx.now(),
+    ) {
+        Ok(_) => Ok(Ok(s)),
+        Err(r) => Ok(Err(Refusal::Lifecycle(r))),
+    }
+}
+
+/// Extends request `id` once by 30 days with the written `reason` (sealed). Refused for a
+/// second extension, after the first deadline, without a reason, or when closed.
+pub async fn extend(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    id: AccessRequestId,
+    reason: &str,
+) -> Result<Result<AccessRequestSummary, Refusal>, StoreError> {
+    let s = match decide(tx, id, Action::Extend, Some(reason)).await? {
+        Ok(s) => s,
+        Err(r) => return Ok(Err(r)),
+    };
+    let practice = tx.practice();
+    let uid = id.as_uuid();
+    let sealed = seal_field(
+        keyring,
+        &context(practice, "extension_reason", &uid),
+        reason.as_bytes(),
+    )
+    .await?;
+    let due = rights::due(RequestKind::Access, s.received_at, true);
+    let now = tx.now();
+    sqlx::query(
+        "update access_request set status = 'extended', due_at = $3, extended_at = $4,
+                extension_reason_enc = $5, updated_at = $4
+          where practice_id = $1 and request_id = $2",
+    )
+    .bind(practice)
+    .bind(id)
+    .bind(due)
+    .bind(now)
+    .bind(&sealed)
+    .execute(tx.conn())
+    .await?;
+    Ok(Ok(AccessRequestSummary {
+        status: Status::Extended,
+        due_at: due,
+        extended_at: Some(now),
+        ..s
+    }))
+}
+
+/// Denies request `id` with the written `reason` (sealed).
+pub async fn deny(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    id: AccessRequestId,
+    reason: &str,
+) -> Result<Result<AccessRequestSummary, Refusal>, StoreError> {
+    let s = match decide(tx, id, Action::Deny, Some(reason)).await? {
+        Ok(s) => s,
+        Err(r) => return Ok(Err(r)),
+    };
+    let practice = tx.practice();
+    let uid = id.as_uuid();
+    let sealed = seal_field(
+        keyring,
+        &context(practice, "denial_reason", &uid),
+        reason.as_bytes(),
+    )
+    .await?;
+    let (actor, now) = (tx.actor(), tx.now());
+    sqlx::query(
+        "update access_request set status = 'denied', denial_reason_enc = $3, closed_at = $4,
+                closed_by = $5, updated_at = $4
+          where practice_id = $1 and request_id = $2",
+    )
+    .bind(practice)
+    .bind(id)
+    .bind(&sealed)
+    .bind(now)
+    .bind(actor)
+    .execute(tx.conn())
+    .await?;
+    Ok(Ok(AccessRequestSummary {
+        status: Status::Denied,
+        closed_at: Some(now),
+        ..s
+    }))
+}
+
+/// The request `id` as it stands, locked, when it may be granted now; with its recipient
+/// opened (the caller audits). The caller produces the copy, then calls [`mark_granted`].
+pub async fn to_grant(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+    id: AccessRequestId,
+) -> Result<Result<AccessRequest, Refusal>, StoreError> {
+    if let Err(r) = decide(tx, id, Action::Grant, None).await? {
+        return Ok(Err(r));
+    }
+    match get(tx, keyring, id).await? {
+        Some(r) => Ok(Ok(r)),
+        None => Ok(Err(Refusal::NotFound)),
+    }
+}
+
+/// Marks request `id` granted now by the actor, with the disclosure recorded for a third
+/// party (if any). Call after [`to_grant`] in the same transaction.
+pub async fn mark_granted(
+    tx: &mut TenantTx,
+    id: AccessRequestId,
+    disclosure: Option<uuid::Uuid>,
+) -> Result<(), StoreError> {
+    let (practice, actor, now) = (tx.practice(), tx.actor(), tx.now());
+    sqlx::query(
+        "update access_request set status = 'granted', closed_at = $3, closed_by = $4,
+                disclosure_id = $5, updated_at = $3
+          where practice_id = $1 and request_id = $2 and closed_at is null",
+    )
+    .bind(practice)
+    .bind(id)
+    .bind(now)
+    .bind(actor)
+    .bind(disclosure)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// An overdue alert raised for a request.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverdueAlert {
+    /// The practice.
+    pub practice_id: PracticeId,
+    /// The request.
+    pub request_id: AccessRequestId,
+    /// When it was due.
+    pub due_at: DateTime<Utc>,
+}
+
+impl OwnerStore {
+    /// Raises, as the owner role, the overdue alert of every request of `practice` still open
+    /// or extended at or after its deadline at `now` ([`domain::rights::is_overdue`]) and not
+    /// alerted before: each is marked once (`overdue_alerted_at`) and audited
+    /// `access_request.overdue` (request and patient ids only). Returns the alerts raised by
+    /// this call.
+    pub async fn raise_access_request_alerts(
+        &self,
+        practice: PracticeId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OverdueAlert>, StoreError> {
+        let mut tx = self.begin_at(practice, now).await?;
+        let rows: Vec<(AccessRequestId, PatientId, DateTime<Utc>)> = sqlx::query_as(
+            "update access_request set overdue_alerted_at = $2
+              where practice_id = $1 and closed_at is null and overdue_alerted_at is null
+                and due_at <= $2
+              returning request_id, patient_id, due_at",
+        )
+        .bind(practice)
+        .bind(now)
+        .fetch_all(tx.conn())
+        .await?;
+        let mut raised = Vec::with_capacity(rows.len());
+        for (request_id, patient, due_at) in rows {
+            tx.audit(
+                AuditAction::AccessRequestOverdue,
+                Some(AuditObject::new(
+                    ObjectKind::AccessRequest,
+                    request_id.as_uuid(),
+                )),
+                Some(patient),
+                None,
+            )
+            .await?;
+            raised.push(OverdueAlert {
+                practice_id: practice,
+                request_id,
+                due_at,
+            });
+        }
+        raised.sort_by_key(|a| (a.due_at, a.request_id));
+        tx.commit().await?;
+        Ok(raised)
+    }
+}
