@@ -233,6 +233,14 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     )
     .await?;
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let (payments, stripe_webhook) = match crate::payments_wiring::build(
+        &subprocessors.registry,
+        domain::Clock::now(&SystemClock),
+        args.link_origin.as_deref().unwrap_or(&origin),
+    )? {
+        Some((p, w)) => (Some(Arc::new(p)), w),
+        None => (None, None),
+    };
     let state = server::AppState {
         store: store.clone(),
         clock: Arc::new(SystemClock),
@@ -255,11 +263,17 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         blobs: Some(Arc::new(svc.blob_store(store.keyring()?.clone())?)),
         assistant: assistant(scribe_local.as_ref(), operator_hosts)?,
         subprocessors: Arc::new(subprocessors),
+        payments,
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
     let (webhooks, outbox) = crate::outbox_wiring::wire(&state, owner.as_ref(), &origin, &args)?;
+    let webhooks = webhooks.merge(crate::payments_wiring::webhook_routes(
+        stripe_webhook,
+        owner.as_ref(),
+        state.clock.clone(),
+    ));
     let jobs = start_jobs(&args, &store, owner, checkpointer, &state, outbox);
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
@@ -390,6 +404,10 @@ fn start_jobs(
         let owner_for_outbox = owner.clone();
         jobs.start(Retention::daily(owner));
         jobs.start(alerts);
+        jobs.start(server::jobs::payments::ExpiredHolds::new(
+            owner_for_outbox.clone(),
+            server::jobs::payments::EVERY,
+        ));
         if let Some(c) = capture {
             jobs.start(c);
         }

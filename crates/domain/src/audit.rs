@@ -302,6 +302,16 @@ actions! {
     OutboxList => "outbox.list",
     /// A client's SMS opt-out changed (STOP / START from the carrier; no number kept).
     SmsOptOut => "sms.opt_out",
+    /// A verified payment-processor event settled a booking's payment (paid, card saved,
+    /// failed, expired); the details carry the outcome and the event kind, never an amount
+    /// holder's detail.
+    PaymentSettle => "payment.settle",
+    /// An unpaid hold ran out and was released (its slot freed) by the job.
+    PaymentExpire => "payment.expire",
+    /// The outbound scanner refused a payment-processor request: nothing was sent.
+    PaymentRefused => "payment.refused",
+    /// A booking's payment records (states, amounts, processor ids) were read by staff.
+    PaymentList => "payment.list",
 }
 
 macro_rules! object_kinds {
@@ -371,6 +381,8 @@ object_kinds! {
     IntakeRequest => "intake_request",
     /// A message in the outbox.
     OutboxMessage => "outbox_message",
+    /// A payment of an online booking.
+    BookingPayment => "booking_payment",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the
@@ -423,6 +435,12 @@ impl AuditObject {
     #[must_use]
     pub fn online_booking(id: crate::BookingId) -> Self {
         Self::new(ObjectKind::OnlineBooking, id.as_uuid())
+    }
+
+    /// A payment of an online booking.
+    #[must_use]
+    pub fn booking_payment(id: crate::PaymentId) -> Self {
+        Self::new(ObjectKind::BookingPayment, id.as_uuid())
     }
 
     /// An intake request.

@@ -154,3 +154,8 @@ id_type!(
     /// A bookable service of a practice.
     ServiceId
 );
+id_type!(
+    /// A payment of an online booking (a deposit, a prepayment, a card saved): the opaque
+    /// reference the payment processor is given.
+    PaymentId
+);

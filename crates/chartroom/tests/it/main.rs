@@ -52,6 +52,7 @@ mod outbox_booking;
 mod outbox_page;
 mod outbox_serve;
 mod outbox_webhooks;
+mod payments;
 mod passkeys;
 mod perio_api;
 mod perio_dictation;
