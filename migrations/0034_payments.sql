@@ -100,6 +100,15 @@ create policy booking_payment_holder on booking_payment for select to chartroom_
                                where l.practice_id = booking_payment.practice_id
                                  and l.link_id = (select app.link())
                                  and l.purpose = 'booking_pay'));
+-- A manage link's holder who cancels inside the window records the late-cancellation fee of
+-- their own booking (recorded, not charged: charging a saved card off session is the
+-- practice's decision).
+create policy booking_payment_holder_fee on booking_payment for insert to chartroom_runtime
+    with check (practice_id = (select app.practice()) and (select app.actor_roles()) && array['client_link']
+                and state = 'recorded' and kind = 'late_cancel_fee'
+                and booking_id in (select b.booking_id from online_booking b
+                                    where b.practice_id = booking_payment.practice_id
+                                      and b.patient_id = (select app.link_patient())));
 create policy owner_all on booking_payment for all to chartroom_owner
     using (practice_id = (select app.practice())) with check (practice_id = (select app.practice()));
 -- The webhook's lookup of a reference's practice (owner role, keyed by the setting the

@@ -1540,9 +1540,43 @@ impl ManageBooking {
         .bind(late)
         .execute(self.inner.conn())
         .await?;
+        if late {
+            self.record_late_fee(now).await?;
+        }
         crate::links::mark_used(self.inner.conn(), practice, self.link.link, now).await?;
         self.audit("cancel", Some(late)).await?;
         Ok(ManageOutcome::Cancelled { late })
+    }
+
+    /// Records the practice's late-cancellation fee (when it has one) against the online
+    /// booking of this appointment: a `booking_payment` row `recorded`, not charged.
+    async fn record_late_fee(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let practice = self.inner.practice();
+        let settings = read_settings(self.inner.conn(), practice).await?;
+        let fee = settings.cancellation.late_cancel_fee_minor;
+        if fee == 0 {
+            return Ok(());
+        }
+        let booking: Option<BookingId> = sqlx::query_scalar(
+            "select booking_id from online_booking where practice_id = $1 and appointment_id = $2",
+        )
+        .bind(practice)
+        .bind(self.appointment)
+        .fetch_optional(self.inner.conn())
+        .await?;
+        if let Some(booking) = booking {
+            crate::payments::record_fee(
+                self.inner.conn(),
+                practice,
+                booking,
+                crate::payments::PaymentKind::LateCancelFee,
+                fee,
+                &settings.currency,
+                now,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Moves the appointment to `starts_at` of the same service, through the same slot claim

@@ -169,6 +169,34 @@ pub(crate) async fn hold(
     })
 }
 
+/// Records a fee (late cancellation) against `booking`: a `booking_payment` row in state
+/// `recorded`, not charged. The caller audits the change that caused it.
+pub(crate) async fn record_fee(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    booking: BookingId,
+    kind: PaymentKind,
+    amount_minor: u32,
+    currency: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into booking_payment (practice_id, payment_id, booking_id, kind, state,
+                amount_minor, currency, created_at, updated_at)
+         values ($1, $2, $3, $4, 'recorded', $5, $6, $7, $7)",
+    )
+    .bind(practice)
+    .bind(PaymentId::new())
+    .bind(booking)
+    .bind(kind.as_str())
+    .bind(i32::try_from(amount_minor).unwrap_or(i32::MAX))
+    .bind(currency)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// A booking's payment as staff see it: states, amounts, the processor's ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Payment {
