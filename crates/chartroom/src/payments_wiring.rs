@@ -56,17 +56,32 @@ pub(crate) fn build(
         .map_err(|e| anyhow::anyhow!("integration {id}: {e}"))?;
     let links = egress::outbound::LinkOrigin::parse(link_origin)
         .map_err(|_| anyhow::anyhow!("--link-origin is not an https origin"))?;
-    let webhook = match i.credentials.webhook_secret_file.as_deref() {
-        Some(path) => {
-            let s = read_secret(&id, "webhook_secret_file", Some(path))?;
-            Some(StripeWebhook::new(StripeWebhookSecret::new(s)))
-        }
-        None => {
-            tracing::warn!(integration = %id, "no webhook_secret_file: payments can start but never settle");
-            None
-        }
+    let webhook = if let Some(path) = i.credentials.webhook_secret_file.as_deref() {
+        let s = read_secret(&id, "webhook_secret_file", Some(path))?;
+        Some(StripeWebhook::new(StripeWebhookSecret::new(s)))
+    } else {
+        tracing::warn!(integration = %id, "no webhook_secret_file: payments can start but never settle");
+        None
     };
-    Ok(Some((server::payments::Payments::new(stripe, links), webhook)))
+    Ok(Some((
+        server::payments::Payments::new(stripe, links),
+        webhook,
+    )))
+}
+
+/// [`build`] as `serve` keeps it: the state's payments and the webhook verifier.
+pub(crate) fn for_serve(
+    registry: &Registry,
+    now: DateTime<Utc>,
+    link_origin: &str,
+) -> anyhow::Result<(
+    Option<Arc<server::payments::Payments>>,
+    Option<StripeWebhook>,
+)> {
+    Ok(match build(registry, now, link_origin)? {
+        Some((p, w)) => (Some(Arc::new(p)), w),
+        None => (None, None),
+    })
 }
 
 /// The Stripe webhook route, when the owner role is there to act on it.

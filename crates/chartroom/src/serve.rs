@@ -191,6 +191,10 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'stati
 }
 
 /// Runs the server until SIGINT/SIGTERM (or until the embedded PostgreSQL dies).
+#[expect(
+    clippy::too_many_lines,
+    reason = "the start-up in order: database, keys, registry, providers, state, jobs, listener"
+)]
 pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let g = svc.global();
     let (operator_hosts, integrations) = preflight(&args, &g.data_dir)?;
@@ -233,14 +237,10 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     )
     .await?;
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-    let (payments, stripe_webhook) = match crate::payments_wiring::build(
-        &subprocessors.registry,
-        domain::Clock::now(&SystemClock),
-        args.link_origin.as_deref().unwrap_or(&origin),
-    )? {
-        Some((p, w)) => (Some(Arc::new(p)), w),
-        None => (None, None),
-    };
+    let link_origin = args.link_origin.as_deref().unwrap_or(&origin);
+    let now = domain::Clock::now(&SystemClock);
+    let (payments, hook) =
+        crate::payments_wiring::for_serve(&subprocessors.registry, now, link_origin)?;
     let state = server::AppState {
         store: store.clone(),
         clock: Arc::new(SystemClock),
@@ -269,11 +269,8 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
     let (webhooks, outbox) = crate::outbox_wiring::wire(&state, owner.as_ref(), &origin, &args)?;
-    let webhooks = webhooks.merge(crate::payments_wiring::webhook_routes(
-        stripe_webhook,
-        owner.as_ref(),
-        state.clock.clone(),
-    ));
+    let stripe = crate::payments_wiring::webhook_routes(hook, owner.as_ref(), state.clock.clone());
+    let webhooks = webhooks.merge(stripe);
     let jobs = start_jobs(&args, &store, owner, checkpointer, &state, outbox);
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),

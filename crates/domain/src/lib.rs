@@ -45,7 +45,7 @@ pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
     AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId, ClientLinkId, ConsentId,
-    DraftId, IncidentId, IntakeRequestId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId,
-    PaymentId, ProviderId, RequestId, SegmentId, ServiceId, UserId, VisitId,
+    DraftId, IncidentId, IntakeRequestId, InvitationId, NoteId, PatientId, PaymentId, PerioExamId,
+    PracticeId, ProviderId, RequestId, SegmentId, ServiceId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

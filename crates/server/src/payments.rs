@@ -35,7 +35,7 @@ use outbound::payment::{Amount, Currency, Description, OpaqueRef};
 use outbound::{KnownClient, LinkOrigin, LinkPurpose, OpaqueLink, PracticeName, Scanner};
 use store::OwnerStore;
 use store::booking::{Booked, ClientDetails, PublicBooking};
-use store::payments::{Hold, Outcome, PaymentKind, ProcessorFacts, Settled};
+use store::payments::{Hold, Outcome, PaymentKind, ProcessorEvent, ProcessorFacts, Settled};
 
 use crate::{AppError, AppState};
 
@@ -158,7 +158,9 @@ pub async fn commit_booking(
         return Ok(None);
     };
     let Some(payments) = state.payments.as_ref() else {
-        tracing::warn!("a service asks for a payment and no payment processor is configured: nothing was booked");
+        tracing::warn!(
+            "a service asks for a payment and no payment processor is configured: nothing was booked"
+        );
         return Err(AppError::PaymentUnavailable);
     };
     let practice = tx.practice();
@@ -360,15 +362,22 @@ async fn receive(State(w): State<StripeWebhooks>, headers: HeaderMap, body: Byte
         }
         match reading(&event) {
             Some((payment, outcome, facts, kind)) => {
+                let event = ProcessorEvent {
+                    provider: VENDOR,
+                    event_id: &event_id,
+                    kind,
+                };
                 w.owner
-                    .settle_payment(VENDOR, &event_id, kind, payment, outcome, &facts, now)
+                    .settle_payment(&event, payment, outcome, &facts, now)
                     .await
             }
-            None => Ok(if w.owner.record_webhook_event(VENDOR, &event_id, now).await? {
-                Settled::Unchanged
-            } else {
-                Settled::Replay
-            }),
+            None => Ok(
+                if w.owner.record_webhook_event(VENDOR, &event_id, now).await? {
+                    Settled::Unchanged
+                } else {
+                    Settled::Replay
+                },
+            ),
         }
     }
     .await;

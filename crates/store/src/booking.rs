@@ -619,7 +619,15 @@ pub async fn list(
     status: Option<&str>,
 ) -> Result<Vec<OnlineBooking>, StoreError> {
     if status.is_some_and(|s| {
-        !["held", "expired", "requested", "booked", "declined", "cancelled"].contains(&s)
+        ![
+            "held",
+            "expired",
+            "requested",
+            "booked",
+            "declined",
+            "cancelled",
+        ]
+        .contains(&s)
     }) {
         return Err(StoreError::Invalid("status".into()));
     }

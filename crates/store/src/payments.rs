@@ -23,7 +23,6 @@
 //! - Nothing here is PHI: ids, states, amounts, the processor's own ids.
 
 use chrono::{DateTime, Duration, Utc};
-use crypto::Keyring;
 use domain::booking::PaymentPolicy;
 use domain::{
     AppointmentId, AuditAction, AuditObject, BookingId, PatientId, PaymentId, PracticeId,
@@ -311,6 +310,17 @@ pub struct ProcessorFacts {
     pub setup: bool,
 }
 
+/// A verified processor event, as it is recorded against replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessorEvent<'a> {
+    /// The vendor (`stripe`).
+    pub provider: &'a str,
+    /// The vendor's event id (`evt_…`).
+    pub event_id: &'a str,
+    /// The event's type (`checkout.session.completed`, …), for the audit event.
+    pub kind: &'static str,
+}
+
 /// What settling an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
@@ -383,7 +393,11 @@ async fn release(
     )
     .bind(practice)
     .bind(booking)
-    .bind(if state == "failed" { "failed" } else { "expired" })
+    .bind(if state == "failed" {
+        "failed"
+    } else {
+        "expired"
+    })
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -436,20 +450,21 @@ impl OwnerStore {
     )]
     pub async fn settle_payment(
         &self,
-        provider: &str,
-        event_id: &str,
-        event_kind: &'static str,
+        event: &ProcessorEvent<'_>,
         payment: PaymentId,
         outcome: Outcome,
         facts: &ProcessorFacts,
         now: DateTime<Utc>,
     ) -> Result<Settled, StoreError> {
+        let (provider, event_id, event_kind) = (event.provider, event.event_id, event.kind);
         let Some(practice) = self.payment_practice(payment).await? else {
-            return Ok(if self.record_webhook_event(provider, event_id, now).await? {
-                Settled::UnknownReference
-            } else {
-                Settled::Replay
-            });
+            return Ok(
+                if self.record_webhook_event(provider, event_id, now).await? {
+                    Settled::UnknownReference
+                } else {
+                    Settled::Replay
+                },
+            );
         };
         let keyring = self.keyring()?.clone();
         let mut tx = self.begin_at(practice, now).await?;
@@ -480,8 +495,17 @@ impl OwnerStore {
         .bind(payment)
         .fetch_optional(tx.conn())
         .await?;
-        let Some((state, kind, amount, currency, then_status, booking, status, appointment, patient)) =
-            row
+        let Some((
+            state,
+            kind,
+            amount,
+            currency,
+            then_status,
+            booking,
+            status,
+            appointment,
+            patient,
+        )) = row
         else {
             tx.commit().await?;
             return Ok(Settled::UnknownReference);
@@ -510,17 +534,25 @@ impl OwnerStore {
         .await?;
         let pending = state == "pending" && status == "held";
         let settled = match outcome {
-            Outcome::Noted => Settled::Unchanged,
             Outcome::Failed | Outcome::Expired if pending => {
                 let state = if outcome == Outcome::Failed {
                     "failed"
                 } else {
                     "expired"
                 };
-                release(tx.conn(), practice, payment, booking, appointment, state, now).await?;
+                release(
+                    tx.conn(),
+                    practice,
+                    payment,
+                    booking,
+                    appointment,
+                    state,
+                    now,
+                )
+                .await?;
                 Settled::Released
             }
-            Outcome::Failed | Outcome::Expired => Settled::Unchanged,
+            Outcome::Noted | Outcome::Failed | Outcome::Expired => Settled::Unchanged,
             Outcome::Succeeded => {
                 let figures_match = if kind == PaymentKind::CardOnFile {
                     facts.setup
@@ -648,7 +680,16 @@ impl OwnerStore {
         .await?;
         let mut events = Vec::with_capacity(due.len());
         for &(payment, booking, appointment, patient) in &due {
-            release(tx.conn(), practice, payment, booking, appointment, "expired", now).await?;
+            release(
+                tx.conn(),
+                practice,
+                payment,
+                booking,
+                appointment,
+                "expired",
+                now,
+            )
+            .await?;
             let mut e = tx.event(AuditAction::PaymentExpire);
             e.object = Some(AuditObject::booking_payment(payment));
             e.patient = Some(patient);
@@ -713,7 +754,14 @@ impl crate::Store {
     }
 }
 
-type StatusRow = (String, String, i32, String, Option<DateTime<Utc>>, Option<String>);
+type StatusRow = (
+    String,
+    String,
+    i32,
+    String,
+    Option<DateTime<Utc>>,
+    Option<String>,
+);
 
 impl PayLink {
     /// The payment's state; `None` when it is gone. Reads ids and states only (no audit
@@ -740,7 +788,8 @@ impl PayLink {
             practice_name,
             kind: PaymentKind::parse(&kind)?,
             state,
-            amount_minor: u32::try_from(amount).map_err(|_| StoreError::Corrupt("booking_payment"))?,
+            amount_minor: u32::try_from(amount)
+                .map_err(|_| StoreError::Corrupt("booking_payment"))?,
             currency,
             hold_expires_at,
             needs_approval: then_status.as_deref() == Some("requested"),

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use chrono::Duration;
+use domain::Clock as _;
 use egress::stripe::{Stripe, StripeWebhook, StripeWebhookSecret};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -85,8 +86,10 @@ async fn paid_service(app: &TestApp, w: &testkit::PracticeFixture, payment: Valu
         Method::POST,
         &format!("/api/v1/practices/{}/booking/services", w.id),
         Some(&owner),
-        Some(&json!({"name": SERVICE_NAME, "duration_minutes": 60, "payment": payment,
-                     "active": true, "clinicians": [w.user("clinician")]})),
+        Some(
+            &json!({"name": SERVICE_NAME, "duration_minutes": 60, "payment": payment,
+                     "active": true, "clinicians": [w.user("clinician")]}),
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -132,7 +135,10 @@ async fn book(app: &TestApp, p: domain::PracticeId, service: &str, at: &str, see
 
 /// (booking status, appointment status, payment state, payment id) of the practice's one
 /// online booking.
-async fn states(su: &mut sqlx::PgConnection, p: domain::PracticeId) -> (String, String, String, uuid::Uuid) {
+async fn states(
+    su: &mut sqlx::PgConnection,
+    p: domain::PracticeId,
+) -> (String, String, String, uuid::Uuid) {
     sqlx::query_as(
         "select b.status, a.status, p.state, p.payment_id
            from online_booking b
@@ -205,7 +211,12 @@ impl Harness {
 async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking() {
     let h = harness().await;
     let p = h.w.a.id;
-    let service = paid_service(&h.app, &h.w.a, json!({"kind": "deposit", "amount_minor": 5000})).await;
+    let service = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "deposit", "amount_minor": 5000}),
+    )
+    .await;
     // The practice's own clients (synthetic), whose details must never reach Stripe.
     let clin = h.app.token(h.w.a.user("clinician")).await;
     let mut phi: Vec<String> = Vec::new();
@@ -216,8 +227,10 @@ async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking
             Method::POST,
             &format!("/api/v1/practices/{p}/patients"),
             Some(&clin),
-            Some(&json!({"given_name": c.given_name, "family_name": c.family_name,
-                         "phone": c.phone, "email": c.email})),
+            Some(
+                &json!({"given_name": c.given_name, "family_name": c.family_name,
+                         "phone": c.phone, "email": c.email}),
+            ),
         )
         .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
@@ -247,7 +260,7 @@ async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking
     let decoded: String = recorded[0]
         .form()
         .iter()
-        .map(|(k, v)| format!("{k}={v}\n"))
+        .map(|(k, v)| [k.as_str(), "=", v.as_str(), "\n"].concat())
         .collect();
     let split = |t: &str| -> Vec<String> {
         t.to_lowercase()
@@ -261,12 +274,18 @@ async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking
         let digits: String = view.chars().filter(char::is_ascii_digit).collect();
         for needle in phi.iter().chain([&SERVICE_NAME.to_owned()]) {
             if needle.contains('@') {
-                assert!(!view.to_lowercase().contains(&needle.to_lowercase()), "an email reached the processor");
+                assert!(
+                    !view.to_lowercase().contains(&needle.to_lowercase()),
+                    "an email reached the processor"
+                );
                 continue;
             }
             let d: String = needle.chars().filter(char::is_ascii_digit).collect();
             if d.len() >= 7 {
-                assert!(!digits.contains(&d[d.len() - 7..]), "a phone number reached the processor");
+                assert!(
+                    !digits.contains(&d[d.len() - 7..]),
+                    "a phone number reached the processor"
+                );
                 continue;
             }
             for w in split(needle) {
@@ -277,8 +296,14 @@ async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking
     let form = recorded[0].form();
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     assert_eq!(field("mode").as_deref(), Some("payment"));
-    assert_eq!(field("line_items[0][price_data][unit_amount]").as_deref(), Some("5000"));
-    assert_eq!(field("line_items[0][price_data][currency]").as_deref(), Some("usd"));
+    assert_eq!(
+        field("line_items[0][price_data][unit_amount]").as_deref(),
+        Some("5000")
+    );
+    assert_eq!(
+        field("line_items[0][price_data][currency]").as_deref(),
+        Some("usd")
+    );
     assert_eq!(
         field("line_items[0][price_data][product_data][name]").as_deref(),
         Some("Appointment deposit")
@@ -287,10 +312,16 @@ async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking
     // Held: the slot is taken, nothing is confirmed yet.
     let mut su = h.db.superuser_unsafe().await;
     let (b, a, state, payment) = states(&mut su, p).await;
-    assert_eq!((b.as_str(), a.as_str(), state.as_str()), ("held", "held", "pending"));
+    assert_eq!(
+        (b.as_str(), a.as_str(), state.as_str()),
+        ("held", "held", "pending")
+    );
     assert_eq!(field("client_reference_id"), Some(payment.to_string()));
     assert_eq!(field("metadata[ref]"), Some(payment.to_string()));
-    assert!(!slots(&h.app, p, &service).await.contains(&at), "the held slot is not offered");
+    assert!(
+        !slots(&h.app, p, &service).await.contains(&at),
+        "the held slot is not offered"
+    );
     assert!(confirmations(&mut su, p).await.is_empty());
     let (session, _) = h.session();
     assert!(h.pay_page(&token).await.contains("id=\"pending\""));
@@ -301,24 +332,29 @@ async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking
         StripeStandIn::signed_event(SECRET, "checkout.session.completed", &completed, h.now());
     assert_eq!(h.post(&sig, &body).await, 204);
     let (b, a, state, _) = states(&mut su, p).await;
-    assert_eq!((b.as_str(), a.as_str(), state.as_str()), ("booked", "booked", "paid"));
+    assert_eq!(
+        (b.as_str(), a.as_str(), state.as_str()),
+        ("booked", "booked", "paid")
+    );
     assert_eq!(confirmations(&mut su, p).await, ["email", "sms"]);
     // The replay of that event: refused, nothing changes.
     assert_eq!(h.post(&sig, &body).await, 409);
     // The payment intent's own success event: already settled, still one confirmation.
     let pi = json!({"id": "pi_test_900001", "object": "payment_intent", "amount": 5000,
                     "amount_received": 5000, "currency": "usd", "metadata": {"ref": payment.to_string()}});
-    let status = StripeStandIn::send_event(&h.hooks, SECRET, "payment_intent.succeeded", &pi, h.now()).await;
+    let status =
+        StripeStandIn::send_event(&h.hooks, SECRET, "payment_intent.succeeded", &pi, h.now()).await;
     assert_eq!(status, 204);
     assert_eq!(confirmations(&mut su, p).await, ["email", "sms"]);
     assert!(h.pay_page(&token).await.contains("id=\"paid\""));
 
     // Staff see the payment record with Stripe's ids; the audit rows carry no PHI.
-    let booking: uuid::Uuid = sqlx::query_scalar("select booking_id from online_booking where practice_id = $1")
-        .bind(p)
-        .fetch_one(&mut su)
-        .await
-        .unwrap();
+    let booking: uuid::Uuid =
+        sqlx::query_scalar("select booking_id from online_booking where practice_id = $1")
+            .bind(p)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
     let reception = h.app.token(h.w.a.user("reception")).await;
     let (s, rows) = call(
         &h.app,
@@ -366,20 +402,41 @@ async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking
 async fn unpaid_holds_are_released_and_their_slots_freed() {
     let h = harness().await;
     let p = h.w.a.id;
-    let service = paid_service(&h.app, &h.w.a, json!({"kind": "prepay", "amount_minor": 12000})).await;
+    let service = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "prepay", "amount_minor": 12000}),
+    )
+    .await;
     let at = slots(&h.app, p, &service).await[0].clone();
     book(&h.app, p, &service, &at, 11).await;
     let (session, token) = h.session();
     let mut su = h.db.superuser_unsafe().await;
     assert!(!slots(&h.app, p, &service).await.contains(&at));
 
-    let job = server::jobs::payments::ExpiredHolds::new(h.owner.clone(), server::jobs::payments::EVERY);
+    let job =
+        server::jobs::payments::ExpiredHolds::new(h.owner.clone(), server::jobs::payments::EVERY);
     let now = h.app.clock.now();
-    assert_eq!(job.pass(Some(p), now + Duration::minutes(5)).await.unwrap(), 0, "not yet");
-    assert_eq!(job.pass(Some(p), now + Duration::minutes(31)).await.unwrap(), 1);
+    assert_eq!(
+        job.pass(Some(p), now + Duration::minutes(5)).await.unwrap(),
+        0,
+        "not yet"
+    );
+    assert_eq!(
+        job.pass(Some(p), now + Duration::minutes(31))
+            .await
+            .unwrap(),
+        1
+    );
     let (b, a, state, _) = states(&mut su, p).await;
-    assert_eq!((b.as_str(), a.as_str(), state.as_str()), ("expired", "cancelled", "expired"));
-    assert!(slots(&h.app, p, &service).await.contains(&at), "the slot is free again");
+    assert_eq!(
+        (b.as_str(), a.as_str(), state.as_str()),
+        ("expired", "cancelled", "expired")
+    );
+    assert!(
+        slots(&h.app, p, &service).await.contains(&at),
+        "the slot is free again"
+    );
     assert!(h.pay_page(&token).await.contains("id=\"released\""));
     let expired: i64 = sqlx::query_scalar(
         "select count(*) from audit_event where practice_id = $1 and action = 'payment.expire'",
@@ -392,11 +449,20 @@ async fn unpaid_holds_are_released_and_their_slots_freed() {
 
     // Paid after all, too late: recorded, the booking stays released, nothing is queued.
     let completed = h.stripe.completed_session(&session).unwrap();
-    let status =
-        StripeStandIn::send_event(&h.hooks, SECRET, "checkout.session.completed", &completed, h.now()).await;
+    let status = StripeStandIn::send_event(
+        &h.hooks,
+        SECRET,
+        "checkout.session.completed",
+        &completed,
+        h.now(),
+    )
+    .await;
     assert_eq!(status, 204);
     let (b, _, state, _) = states(&mut su, p).await;
-    assert_eq!((b.as_str(), state.as_str()), ("expired", "paid_after_release"));
+    assert_eq!(
+        (b.as_str(), state.as_str()),
+        ("expired", "paid_after_release")
+    );
     assert!(confirmations(&mut su, p).await.is_empty());
     assert!(h.pay_page(&token).await.contains("id=\"late\""));
 
@@ -404,8 +470,14 @@ async fn unpaid_holds_are_released_and_their_slots_freed() {
     let at2 = slots(&h.app, p, &service).await[1].clone();
     book(&h.app, p, &service, &at2, 12).await;
     let second = h.stripe.objects().last().unwrap().json.clone();
-    let status =
-        StripeStandIn::send_event(&h.hooks, SECRET, "checkout.session.expired", &second, h.now()).await;
+    let status = StripeStandIn::send_event(
+        &h.hooks,
+        SECRET,
+        "checkout.session.expired",
+        &second,
+        h.now(),
+    )
+    .await;
     assert_eq!(status, 204);
     let released: Vec<String> = sqlx::query_scalar(
         "select state from booking_payment where practice_id = $1 order by created_at",
@@ -424,16 +496,25 @@ async fn unpaid_holds_are_released_and_their_slots_freed() {
 async fn stripe_webhooks_refuse_bad_signatures_stale_timestamps_and_replays() {
     let h = harness().await;
     let p = h.w.a.id;
-    let service = paid_service(&h.app, &h.w.a, json!({"kind": "deposit", "amount_minor": 2500})).await;
+    let service = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "deposit", "amount_minor": 2500}),
+    )
+    .await;
     let at = slots(&h.app, p, &service).await[0].clone();
     book(&h.app, p, &service, &at, 21).await;
     let (session, _) = h.session();
     let completed = h.stripe.completed_session(&session).unwrap();
     let now = h.now();
-    let (sig, body) = StripeStandIn::signed_event(SECRET, "checkout.session.completed", &completed, now);
+    let (sig, body) =
+        StripeStandIn::signed_event(SECRET, "checkout.session.completed", &completed, now);
     let mut su = h.db.superuser_unsafe().await;
     let unchanged = |s: (String, String, String, uuid::Uuid)| {
-        assert_eq!((s.0.as_str(), s.1.as_str(), s.2.as_str()), ("held", "held", "pending"));
+        assert_eq!(
+            (s.0.as_str(), s.1.as_str(), s.2.as_str()),
+            ("held", "held", "pending")
+        );
     };
 
     // Tampered body.
@@ -441,7 +522,11 @@ async fn stripe_webhooks_refuse_bad_signatures_stale_timestamps_and_replays() {
     tampered.extend_from_slice(b" ");
     assert_eq!(h.post(&sig, &tampered).await, 401);
     // Signed with another secret.
-    assert_eq!(h.post(&StripeStandIn::signature("whsec_other", now, &body), &body).await, 401);
+    assert_eq!(
+        h.post(&StripeStandIn::signature("whsec_other", now, &body), &body)
+            .await,
+        401
+    );
     // No signature header value that parses.
     assert_eq!(h.post("garbage", &body).await, 401);
     // Stale, and from the future.
@@ -453,7 +538,11 @@ async fn stripe_webhooks_refuse_bad_signatures_stale_timestamps_and_replays() {
     assert_eq!(h.post(&new_sig, &new_body).await, 401);
     // Signed, but not an event.
     let junk = b"{\"not\": \"an event\"}";
-    assert_eq!(h.post(&StripeStandIn::signature(SECRET, now, junk), junk).await, 400);
+    assert_eq!(
+        h.post(&StripeStandIn::signature(SECRET, now, junk), junk)
+            .await,
+        400
+    );
     unchanged(states(&mut su, p).await);
     assert_eq!(crate::util::count_all(&mut su, "webhook_event").await, 0);
     assert!(confirmations(&mut su, p).await.is_empty());
@@ -480,7 +569,12 @@ async fn stripe_webhooks_refuse_bad_signatures_stale_timestamps_and_replays() {
 async fn a_card_on_file_is_saved_and_practices_stay_apart() {
     let h = harness().await;
     let (a, b) = (h.w.a.id, h.w.b.id);
-    let service_a = paid_service(&h.app, &h.w.a, json!({"kind": "deposit", "amount_minor": 4000})).await;
+    let service_a = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "deposit", "amount_minor": 4000}),
+    )
+    .await;
     let service_b = paid_service(&h.app, &h.w.b, json!({"kind": "card_on_file"})).await;
     let at_a = slots(&h.app, a, &service_a).await[0].clone();
     book(&h.app, a, &service_a, &at_a, 31).await;
@@ -489,33 +583,54 @@ async fn a_card_on_file_is_saved_and_practices_stay_apart() {
     let objects = h.stripe.objects();
     assert_eq!(objects.len(), 2);
     let setup = objects.iter().find(|o| o.json["mode"] == "setup").unwrap();
-    assert!(setup.form.iter().any(|(k, v)| k == "setup_intent_data[description]" && v == "Card saved for appointments"));
+    assert!(
+        setup
+            .form
+            .iter()
+            .any(|(k, v)| k == "setup_intent_data[description]"
+                && v == "Card saved for appointments")
+    );
 
     let mut su = h.db.superuser_unsafe().await;
     let completed = h.stripe.completed_session(&setup.id).unwrap();
-    let status =
-        StripeStandIn::send_event(&h.hooks, SECRET, "checkout.session.completed", &completed, h.now()).await;
+    let status = StripeStandIn::send_event(
+        &h.hooks,
+        SECRET,
+        "checkout.session.completed",
+        &completed,
+        h.now(),
+    )
+    .await;
     assert_eq!(status, 204);
     let (bb, ab, sb, _) = states(&mut su, b).await;
-    assert_eq!((bb.as_str(), ab.as_str(), sb.as_str()), ("booked", "booked", "card_saved"));
+    assert_eq!(
+        (bb.as_str(), ab.as_str(), sb.as_str()),
+        ("booked", "booked", "card_saved")
+    );
     let (ba, _, sa, payment_a) = states(&mut su, a).await;
-    assert_eq!((ba.as_str(), sa.as_str()), ("held", "pending"), "the other practice is untouched");
+    assert_eq!(
+        (ba.as_str(), sa.as_str()),
+        ("held", "pending"),
+        "the other practice is untouched"
+    );
     assert!(confirmations(&mut su, a).await.is_empty());
     assert_eq!(confirmations(&mut su, b).await.len(), 2);
 
     // A setup event naming practice A's deposit does not pay it (the figures do not match).
     let seti = json!({"id": "seti_test_000009", "object": "setup_intent", "customer": "cus_test_1",
                       "payment_method": "pm_test_1", "metadata": {"ref": payment_a.to_string()}});
-    let status = StripeStandIn::send_event(&h.hooks, SECRET, "setup_intent.succeeded", &seti, h.now()).await;
+    let status =
+        StripeStandIn::send_event(&h.hooks, SECRET, "setup_intent.succeeded", &seti, h.now()).await;
     assert_eq!(status, 204);
     assert_eq!(states(&mut su, a).await.2, "pending");
 
     // Staff of B cannot read A's payments (404), nor see them in SQL as the runtime role.
-    let booking_a: uuid::Uuid = sqlx::query_scalar("select booking_id from online_booking where practice_id = $1")
-        .bind(a)
-        .fetch_one(&mut su)
-        .await
-        .unwrap();
+    let booking_a: uuid::Uuid =
+        sqlx::query_scalar("select booking_id from online_booking where practice_id = $1")
+            .bind(a)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
     let outsider = h.app.token(h.w.b.user("reception")).await;
     let (s, _) = call(
         &h.app,
@@ -549,7 +664,11 @@ async fn a_card_on_file_is_saved_and_practices_stay_apart() {
         .fetch_all(&mut *tx)
         .await
         .unwrap();
-    assert_eq!(seen, [b.as_uuid()], "only its own payment, as the runtime role");
+    assert_eq!(
+        seen,
+        [b.as_uuid()],
+        "only its own payment, as the runtime role"
+    );
 }
 
 // A service that asks for a payment, on a deployment without a payment processor: nothing is
@@ -584,15 +703,21 @@ async fn without_a_processor_a_paid_service_books_nothing() {
 async fn booking_payments_route_authorization_matrix() {
     let h = harness().await;
     let p = h.w.a.id;
-    let service = paid_service(&h.app, &h.w.a, json!({"kind": "deposit", "amount_minor": 1000})).await;
+    let service = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "deposit", "amount_minor": 1000}),
+    )
+    .await;
     let at = slots(&h.app, p, &service).await[0].clone();
     book(&h.app, p, &service, &at, 51).await;
     let mut su = h.db.superuser_unsafe().await;
-    let booking: uuid::Uuid = sqlx::query_scalar("select booking_id from online_booking where practice_id = $1")
-        .bind(p)
-        .fetch_one(&mut su)
-        .await
-        .unwrap();
+    let booking: uuid::Uuid =
+        sqlx::query_scalar("select booking_id from online_booking where practice_id = $1")
+            .bind(p)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
     let path = format!("/api/v1/practices/{p}/booking/bookings/{booking}/payments");
     let (s, _) = call(&h.app, Method::GET, &path, None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
@@ -610,7 +735,10 @@ async fn booking_payments_route_authorization_matrix() {
         assert_eq!(s, StatusCode::OK, "{role}: {b}");
         assert_eq!(b.as_array().unwrap().len(), 1);
     }
-    let unknown = format!("/api/v1/practices/{p}/booking/bookings/{}/payments", uuid::Uuid::new_v4());
+    let unknown = format!(
+        "/api/v1/practices/{p}/booking/bookings/{}/payments",
+        uuid::Uuid::new_v4()
+    );
     let t = h.app.token(h.w.a.user("reception")).await;
     let (s, _) = call(&h.app, Method::GET, &unknown, Some(&t), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
