@@ -49,6 +49,8 @@ create table booking_payment (
     -- The opaque reference Stripe is given (`client_reference_id`, `metadata[ref]`).
     payment_id uuid not null,
     booking_id uuid not null,
+    -- The booking's client (the retention job purges a patient's payments with them).
+    patient_id uuid not null,
     kind text not null
         constraint booking_payment_kind check (kind in ('deposit', 'prepay', 'card_on_file', 'late_cancel_fee', 'no_show_fee')),
     -- pending: waiting for the client; paid / card_saved: settled by a verified webhook;
@@ -74,9 +76,12 @@ create table booking_payment (
     primary key (practice_id, payment_id),
     constraint booking_payment_booking_fkey foreign key (practice_id, booking_id)
         references online_booking (practice_id, booking_id),
+    constraint booking_payment_patient_fkey foreign key (practice_id, patient_id)
+        references patient (practice_id, patient_id),
     constraint booking_payment_hold check ((state = 'pending') <= (hold_expires_at is not null))
 );
 create index booking_payment_booking_idx on booking_payment (practice_id, booking_id);
+create index booking_payment_patient_idx on booking_payment (practice_id, patient_id);
 create index booking_payment_due_idx on booking_payment (practice_id, hold_expires_at)
     where state = 'pending';
 -- The webhook's lookup by reference, across practices by nature (only the owner role's

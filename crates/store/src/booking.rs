@@ -1577,6 +1577,7 @@ impl ManageBooking {
                 self.inner.conn(),
                 practice,
                 booking,
+                self.link.patient,
                 crate::payments::PaymentKind::LateCancelFee,
                 fee,
                 &settings.currency,

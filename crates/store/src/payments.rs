@@ -133,8 +133,9 @@ pub(crate) async fn hold(
     let expires_at = now + Duration::minutes(HOLD_MINUTES);
     sqlx::query(
         "insert into booking_payment (practice_id, payment_id, booking_id, kind, state,
-                amount_minor, currency, then_status, hold_expires_at, created_at, updated_at)
-         values ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $9)",
+                amount_minor, currency, then_status, hold_expires_at, created_at, updated_at,
+                patient_id)
+         values ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $9, $10)",
     )
     .bind(practice)
     .bind(payment)
@@ -145,6 +146,7 @@ pub(crate) async fn hold(
     .bind(then_status)
     .bind(expires_at)
     .bind(now)
+    .bind(patient)
     .execute(&mut *conn)
     .await?;
     let link = crate::links::insert(
@@ -170,10 +172,15 @@ pub(crate) async fn hold(
 
 /// Records a fee (late cancellation) against `booking`: a `booking_payment` row in state
 /// `recorded`, not charged. The caller audits the change that caused it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one row's columns, called by the manage link's cancellation only"
+)]
 pub(crate) async fn record_fee(
     conn: &mut PgConnection,
     practice: PracticeId,
     booking: BookingId,
+    patient: PatientId,
     kind: PaymentKind,
     amount_minor: u32,
     currency: &str,
@@ -181,8 +188,8 @@ pub(crate) async fn record_fee(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "insert into booking_payment (practice_id, payment_id, booking_id, kind, state,
-                amount_minor, currency, created_at, updated_at)
-         values ($1, $2, $3, $4, 'recorded', $5, $6, $7, $7)",
+                amount_minor, currency, created_at, updated_at, patient_id)
+         values ($1, $2, $3, $4, 'recorded', $5, $6, $7, $7, $8)",
     )
     .bind(practice)
     .bind(PaymentId::new())
@@ -191,6 +198,7 @@ pub(crate) async fn record_fee(
     .bind(i32::try_from(amount_minor).unwrap_or(i32::MAX))
     .bind(currency)
     .bind(now)
+    .bind(patient)
     .execute(conn)
     .await?;
     Ok(())

@@ -185,8 +185,8 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .unwrap();
         // The booking's payment (issue 19: ids, states, amounts only).
         sqlx::query(
-            "insert into booking_payment (practice_id, payment_id, booking_id, kind, state, amount_minor, currency, created_at, updated_at)
-             select $1, gen_random_uuid(), booking_id, 'deposit', 'paid', 1000, 'usd', now(), now()
+            "insert into booking_payment (practice_id, payment_id, booking_id, patient_id, kind, state, amount_minor, currency, created_at, updated_at)
+             select $1, gen_random_uuid(), booking_id, patient_id, 'deposit', 'paid', 1000, 'usd', now(), now()
                from online_booking where practice_id = $1",
         )
         .bind(p.id)
