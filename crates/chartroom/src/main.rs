@@ -14,6 +14,7 @@ mod emergency_cmd;
 mod keys_cmd;
 mod notes_cmd;
 mod outbox_wiring;
+mod payments_wiring;
 mod perio_cmd;
 mod perio_voice;
 mod retention_cmd;

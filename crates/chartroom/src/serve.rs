@@ -191,6 +191,10 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'stati
 }
 
 /// Runs the server until SIGINT/SIGTERM (or until the embedded PostgreSQL dies).
+#[expect(
+    clippy::too_many_lines,
+    reason = "the start-up in order: database, keys, registry, providers, state, jobs, listener"
+)]
 pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let g = svc.global();
     let (operator_hosts, integrations) = preflight(&args, &g.data_dir)?;
@@ -233,6 +237,10 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     )
     .await?;
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let link_origin = args.link_origin.as_deref().unwrap_or(&origin);
+    let now = domain::Clock::now(&SystemClock);
+    let (payments, hook) =
+        crate::payments_wiring::for_serve(&subprocessors.registry, now, link_origin)?;
     let state = server::AppState {
         store: store.clone(),
         clock: Arc::new(SystemClock),
@@ -255,11 +263,14 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         blobs: Some(Arc::new(svc.blob_store(store.keyring()?.clone())?)),
         assistant: assistant(scribe_local.as_ref(), operator_hosts)?,
         subprocessors: Arc::new(subprocessors),
+        payments,
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
     let (webhooks, outbox) = crate::outbox_wiring::wire(&state, owner.as_ref(), &origin, &args)?;
+    let stripe = crate::payments_wiring::webhook_routes(hook, owner.as_ref(), state.clock.clone());
+    let webhooks = webhooks.merge(stripe);
     let jobs = start_jobs(&args, &store, owner, checkpointer, &state, outbox);
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
@@ -392,6 +403,10 @@ fn start_jobs(
         jobs.start(Retention::daily(owner));
         jobs.start(alerts);
         jobs.start(access_alerts);
+        jobs.start(server::jobs::payments::ExpiredHolds::new(
+            owner_for_outbox.clone(),
+            server::jobs::payments::EVERY,
+        ));
         if let Some(c) = capture {
             jobs.start(c);
         }

@@ -323,6 +323,16 @@ actions! {
     /// A patient's designated record set was exported (FHIR R4 Bundle or its HTML rendering;
     /// the format and resource counts in the details).
     PatientExport => "patient.export",
+    /// A verified payment-processor event settled a booking's payment (paid, card saved,
+    /// failed, expired); the details carry the outcome and the event kind, never an amount
+    /// holder's detail.
+    PaymentSettle => "payment.settle",
+    /// An unpaid hold ran out and was released (its slot freed) by the job.
+    PaymentExpire => "payment.expire",
+    /// The outbound scanner refused a payment-processor request: nothing was sent.
+    PaymentRefused => "payment.refused",
+    /// A booking's payment records (states, amounts, processor ids) were read by staff.
+    PaymentList => "payment.list",
 }
 
 macro_rules! object_kinds {
@@ -394,6 +404,8 @@ object_kinds! {
     OutboxMessage => "outbox_message",
     /// A patient's right-of-access request.
     AccessRequest => "access_request",
+    /// A payment of an online booking.
+    BookingPayment => "booking_payment",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the
@@ -446,6 +458,12 @@ impl AuditObject {
     #[must_use]
     pub fn online_booking(id: crate::BookingId) -> Self {
         Self::new(ObjectKind::OnlineBooking, id.as_uuid())
+    }
+
+    /// A payment of an online booking.
+    #[must_use]
+    pub fn booking_payment(id: crate::PaymentId) -> Self {
+        Self::new(ObjectKind::BookingPayment, id.as_uuid())
     }
 
     /// An intake request.

@@ -158,3 +158,8 @@ id_type!(
     /// A patient's request for access to their designated record set (HIPAA 164.524).
     AccessRequestId
 );
+id_type!(
+    /// A payment of an online booking (a deposit, a prepayment, a card saved): the opaque
+    /// reference the payment processor is given.
+    PaymentId
+);

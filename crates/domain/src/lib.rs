@@ -46,7 +46,7 @@ pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
     AccessRequestId, AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId,
-    ClientLinkId, ConsentId, DraftId, IncidentId, IntakeRequestId, InvitationId, NoteId, PatientId,
+    ClientLinkId, ConsentId, DraftId, IncidentId, IntakeRequestId, InvitationId, NoteId, PatientId, PaymentId,
     PerioExamId, PracticeId, ProviderId, RequestId, SegmentId, ServiceId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

@@ -454,6 +454,15 @@ pub enum StripeEvent {
         /// The `SetupIntent` (setup mode).
         setup_intent: Option<StripeId>,
     },
+    /// `checkout.session.expired`: the client never paid; the session is closed.
+    CheckoutExpired {
+        /// `evt_…`.
+        event_id: String,
+        /// The session, `cs_…`.
+        session: StripeId,
+        /// Our reference.
+        reference: Option<OpaqueRef>,
+    },
     /// `payment_intent.succeeded`.
     PaymentSucceeded {
         /// `evt_…`.
@@ -502,6 +511,7 @@ impl StripeEvent {
     pub fn event_id(&self) -> &str {
         match self {
             Self::CheckoutCompleted { event_id, .. }
+            | Self::CheckoutExpired { event_id, .. }
             | Self::PaymentSucceeded { event_id, .. }
             | Self::PaymentFailed { event_id, .. }
             | Self::SetupSucceeded { event_id, .. }
@@ -643,6 +653,11 @@ impl StripeWebhook {
                 customer: id_field(o, "customer", "cus_")?,
                 payment_intent: id_field(o, "payment_intent", "pi_")?,
                 setup_intent: id_field(o, "setup_intent", "seti_")?,
+            },
+            "checkout.session.expired" => StripeEvent::CheckoutExpired {
+                event_id,
+                session: required_id(o, "cs_")?,
+                reference: reference_of(o),
             },
             "payment_intent.succeeded" => StripeEvent::PaymentSucceeded {
                 event_id,

@@ -113,6 +113,12 @@ impl OpaqueRef {
         Self(id)
     }
 
+    /// The id it names (a webhook's reference, read back).
+    #[must_use]
+    pub const fn as_uuid(self) -> uuid::Uuid {
+        self.0
+    }
+
     /// Its text.
     #[must_use]
     pub fn to_text(self) -> String {

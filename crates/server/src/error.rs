@@ -101,6 +101,13 @@ pub enum AppError {
         "emergency mode: records can be read but not changed until the practice owner or the operator ends it; nothing was changed"
     )]
     EmergencyMode,
+    /// 503 `PAY-0001`: the payment this booking needs could not be started (no processor
+    /// configured, refused by the outbound scanner, or the processor failed); nothing was
+    /// booked.
+    #[error(
+        "online payment could not be started, so nothing was booked; try again later or call the practice"
+    )]
+    PaymentUnavailable,
     /// 500 `INTERNAL`: logged with its cause; the body says only "internal error".
     #[error("internal error")]
     Internal(String),
@@ -141,9 +148,10 @@ impl AppError {
             AppError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             AppError::Gone(_) => StatusCode::GONE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            AppError::Timeout(_) | AppError::AiUnavailable(_) | AppError::EmergencyMode => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::Timeout(_)
+            | AppError::AiUnavailable(_)
+            | AppError::EmergencyMode
+            | AppError::PaymentUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -178,6 +186,7 @@ impl AppError {
             AppError::AiRefused(_) => "AI-0002",
             AppError::AiUnavailable(_) => "AI-0003",
             AppError::EmergencyMode => "EMERGENCY-0001",
+            AppError::PaymentUnavailable => "PAY-0001",
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod identity;
 pub mod jobs;
 mod middleware;
 pub mod password;
+pub mod payments;
 mod routes;
 pub mod subprocessors;
 pub mod tls;
@@ -256,6 +257,9 @@ pub struct AppState {
     /// The subprocessor registry in force (the adapters' host allow-list) and how it is
     /// published ([`subprocessors`]).
     pub subprocessors: Arc<subprocessors::Subprocessors>,
+    /// The payment processor for online bookings of paid services (Stripe), when configured
+    /// and allowed by the registry; without it such bookings answer `503 PAY-0001`.
+    pub payments: Option<Arc<payments::Payments>>,
 }
 
 /// The whole application: routes, the OpenAPI document, and the layers every request passes,

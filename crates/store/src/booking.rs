@@ -598,10 +598,13 @@ pub struct OnlineBooking {
     pub patient_id: PatientId,
     /// `new` or `existing`.
     pub client_kind: String,
-    /// `requested`, `booked`, `declined` or `cancelled`.
+    /// `held` (waiting for its payment), `expired` (not paid in time), `requested`,
+    /// `booked`, `declined` or `cancelled`.
     pub status: String,
-    /// `none`, `pending`, `paid`, `card_on_file`, `failed` or `refunded`.
+    /// `none`, `pending`, `paid`, `card_on_file`, `failed`, `expired` or `refunded`.
     pub payment: String,
+    /// When a pending payment's hold is released if unpaid.
+    pub payment_due_by: Option<DateTime<Utc>>,
     /// Start of the appointment.
     pub starts_at: DateTime<Utc>,
     /// The clinician.
@@ -615,7 +618,17 @@ pub async fn list(
     tx: &mut TenantTx,
     status: Option<&str>,
 ) -> Result<Vec<OnlineBooking>, StoreError> {
-    if status.is_some_and(|s| !["requested", "booked", "declined", "cancelled"].contains(&s)) {
+    if status.is_some_and(|s| {
+        ![
+            "held",
+            "expired",
+            "requested",
+            "booked",
+            "declined",
+            "cancelled",
+        ]
+        .contains(&s)
+    }) {
         return Err(StoreError::Invalid("status".into()));
     }
     let practice = tx.practice();
@@ -719,7 +732,11 @@ async fn bookings(
     let practice = tx.practice();
     Ok(sqlx::query_as(
         "select b.booking_id, b.appointment_id, b.service_id, b.patient_id, b.client_kind,
-                b.status, b.payment, a.starts_at, a.clinician_id, b.created_at
+                b.status, b.payment,
+                (select min(p.hold_expires_at) from booking_payment p
+                  where p.practice_id = b.practice_id and p.booking_id = b.booking_id
+                    and p.state = 'pending') as payment_due_by,
+                a.starts_at, a.clinician_id, b.created_at
            from online_booking b
            join appointment a on a.practice_id = b.practice_id and a.appointment_id = b.appointment_id
           where b.practice_id = $1
@@ -735,7 +752,7 @@ async fn bookings(
 }
 
 /// The practice's time zone (its `time_zone` setting; UTC when unset or unknown).
-async fn practice_time_zone(
+pub(crate) async fn practice_time_zone(
     conn: &mut PgConnection,
     practice: PracticeId,
 ) -> Result<Tz, StoreError> {
@@ -932,12 +949,16 @@ pub struct Booked {
     pub patient_id: PatientId,
     /// Whether the client was recognised.
     pub existing: bool,
-    /// `booked`, or `requested` when it waits for the practice.
+    /// `booked`; `requested` when it waits for the practice; `held` when it waits for its
+    /// payment ([`Booked::hold`]).
     pub status: &'static str,
     /// The slot.
     pub slot: Slot,
     /// What is due now (deposit or prepayment), in minor units.
     pub due_now_minor: Option<u32>,
+    /// The payment hold, when the service is paid for at booking (deposit, prepayment, card
+    /// on file): the caller sends the client to the processor with it.
+    pub hold: Option<crate::payments::Hold>,
 }
 
 /// Why a booking was not made.
@@ -1127,6 +1148,15 @@ impl PublicBooking {
             "booked"
         };
         let due_now = service.payment.due_now();
+        // A service paid for at booking holds the slot until the payment is settled
+        // (`crate::payments`): the booking becomes `status` then.
+        let payment_kind = crate::payments::PaymentKind::at_booking(service.payment);
+        let then_status = status;
+        let status = if payment_kind.is_some() {
+            "held"
+        } else {
+            status
+        };
         let appointment = AppointmentId::new();
         sqlx::query(
             "insert into appointment (practice_id, appointment_id, patient_id, clinician_id,
@@ -1166,6 +1196,23 @@ impl PublicBooking {
         .bind(now)
         .execute(self.inner.conn())
         .await?;
+        let hold = match payment_kind {
+            Some((kind, amount)) => Some(
+                crate::payments::hold(
+                    self.inner.conn(),
+                    practice,
+                    booking,
+                    patient,
+                    kind,
+                    amount,
+                    &settings.currency,
+                    then_status,
+                    now,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         if status == "booked" {
             let contacts = Contacts {
                 phone: Some(client.phone.as_str()),
@@ -1183,6 +1230,11 @@ impl PublicBooking {
         event.object = Some(AuditObject::online_booking(booking));
         event.patient = Some(patient);
         event.request = Some(self.request);
+        if let Some(h) = &hold {
+            event.details = Some(serde_json::json!({
+                "hold": h.kind.as_str(), "payment_id": h.payment_id,
+            }));
+        }
         self.inner.append(&[event]).await?;
         Ok(Ok(Booked {
             booking_id: booking,
@@ -1196,6 +1248,7 @@ impl PublicBooking {
                 ends_at,
             },
             due_now_minor: due_now,
+            hold,
         }))
     }
 
@@ -1217,6 +1270,17 @@ impl PublicBooking {
             booked.slot.ends_at,
         )
         .await
+    }
+
+    /// Records that the outbound scanner refused the payment request of a hold (the
+    /// booking's own transaction was rolled back: nothing is held): `payment.refused` with the
+    /// finding's kind, never the payload. Commit after it.
+    pub async fn record_payment_refused(&mut self, finding: &str) -> Result<(), StoreError> {
+        let mut event = NewEvent::new(self.now(), AuditAction::PaymentRefused);
+        event.object = Some(AuditObject::practice(self.practice()));
+        event.request = Some(self.request);
+        event.details = Some(serde_json::json!({ "finding": finding }));
+        self.inner.append(&[event]).await.map(|_| ())
     }
 
     /// The connection, practice and time, for queueing messages in this transaction
@@ -1484,9 +1548,44 @@ impl ManageBooking {
         .bind(late)
         .execute(self.inner.conn())
         .await?;
+        if late {
+            self.record_late_fee(now).await?;
+        }
         crate::links::mark_used(self.inner.conn(), practice, self.link.link, now).await?;
         self.audit("cancel", Some(late)).await?;
         Ok(ManageOutcome::Cancelled { late })
+    }
+
+    /// Records the practice's late-cancellation fee (when it has one) against the online
+    /// booking of this appointment: a `booking_payment` row `recorded`, not charged.
+    async fn record_late_fee(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let practice = self.inner.practice();
+        let settings = read_settings(self.inner.conn(), practice).await?;
+        let fee = settings.cancellation.late_cancel_fee_minor;
+        if fee == 0 {
+            return Ok(());
+        }
+        let booking: Option<BookingId> = sqlx::query_scalar(
+            "select booking_id from online_booking where practice_id = $1 and appointment_id = $2",
+        )
+        .bind(practice)
+        .bind(self.appointment)
+        .fetch_optional(self.inner.conn())
+        .await?;
+        if let Some(booking) = booking {
+            crate::payments::record_fee(
+                self.inner.conn(),
+                practice,
+                booking,
+                self.link.patient,
+                crate::payments::PaymentKind::LateCancelFee,
+                fee,
+                &settings.currency,
+                now,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Moves the appointment to `starts_at` of the same service, through the same slot claim

@@ -87,6 +87,7 @@ pub mod memberships;
 pub mod notes;
 pub mod outbox;
 pub mod patients;
+pub mod payments;
 pub mod perio;
 pub mod practices;
 pub mod providers;

@@ -32,6 +32,8 @@ pub enum Purpose {
     Intake,
     /// Confirm, cancel or reschedule a booking.
     BookingManage,
+    /// See how a booking's payment stands (the payment page's return link).
+    BookingPay,
 }
 
 impl Purpose {
@@ -41,15 +43,17 @@ impl Purpose {
         match self {
             Self::Intake => "intake",
             Self::BookingManage => "booking_manage",
+            Self::BookingPay => "booking_pay",
         }
     }
 
-    /// The path the link opens (`/intake/…`, `/manage/…`).
+    /// The path the link opens (`/intake/…`, `/manage/…`, `/pay/…`).
     #[must_use]
     pub const fn outbound(self) -> LinkPurpose {
         match self {
             Self::Intake => LinkPurpose::Intake,
             Self::BookingManage => LinkPurpose::Manage,
+            Self::BookingPay => LinkPurpose::Pay,
         }
     }
 }

@@ -276,6 +276,18 @@ pub const VISIT: SealedTable = SealedTable {
     },
 };
 
+/// Payments of online bookings (`payments`): ids, states, amounts, the processor's ids;
+/// purged with their patient, before their booking.
+pub const BOOKING_PAYMENT: SealedTable = SealedTable {
+    table: "booking_payment",
+    row: id("payment_id"),
+    columns: &[],
+    reencrypt: Reencrypt::Nothing,
+    purge: Purge::WithPatients {
+        audit_as: Some(ObjectKind::BookingPayment),
+    },
+};
+
 /// Online bookings (`booking`): ids, states, an amount; purged before their appointment.
 pub const ONLINE_BOOKING: SealedTable = SealedTable {
     table: "online_booking",
@@ -532,6 +544,7 @@ pub const TABLES: &[SealedTable] = &[
     INTAKE_REQUEST,
     CLIENT_LINK,
     OUTBOX_MESSAGE,
+    BOOKING_PAYMENT,
     ONLINE_BOOKING,
     APPOINTMENT,
     LEGAL_HOLD,
@@ -639,6 +652,7 @@ const fn col(table: &'static str, column: &'static str, reason: &'static str) ->
 }
 
 const CLOSED: &str = "closed category, enforced by a check constraint: no free text";
+const STRIPE_ID: &str = "the payment processor's own object id (its prefix and shape enforced by a check constraint): names no patient, and the processor never learns who it is";
 const LEGACY: &str = "legacy plaintext from before its column was sealed: never written now; `keys encrypt-existing` seals and empties it";
 
 /// The columns that are in the clear by design (the legacy ones come from [`TABLES`]).
@@ -665,6 +679,15 @@ const CLEAR: &[PlaintextColumn] = &[
     col("booking_service", "payment", CLOSED),
     col("booking_settings", "currency", CLOSED),
     col("booking_settings", "new_clients", CLOSED),
+    col("booking_payment", "kind", CLOSED),
+    col("booking_payment", "state", CLOSED),
+    col("booking_payment", "currency", CLOSED),
+    col("booking_payment", "then_status", CLOSED),
+    col("booking_payment", "stripe_session", STRIPE_ID),
+    col("booking_payment", "stripe_payment_intent", STRIPE_ID),
+    col("booking_payment", "stripe_setup_intent", STRIPE_ID),
+    col("booking_payment", "stripe_customer", STRIPE_ID),
+    col("booking_payment", "stripe_payment_method", STRIPE_ID),
     col("online_booking", "client_kind", CLOSED),
     col("online_booking", "payment", CLOSED),
     col("online_booking", "status", CLOSED),

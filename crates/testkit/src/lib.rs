@@ -719,6 +719,22 @@ impl TestApp {
         extend: impl FnOnce(axum::Router) -> axum::Router,
         assistant: server::assistant::Assistant,
     ) -> Self {
+        Self::start_adjusted(store, configure, extend, assistant, |s| s).await
+    }
+
+    /// Starts the app on `store` with `adjust` applied to its state (e.g. a payment
+    /// processor pointed at a stand-in) and `extend` to its router (e.g. a webhook route).
+    #[allow(
+        clippy::unused_async,
+        reason = "spawns the server on the caller's runtime; async like the public constructors"
+    )]
+    pub async fn start_adjusted(
+        store: Store,
+        configure: impl FnOnce(&mut server::identity::Identity),
+        extend: impl FnOnce(axum::Router) -> axum::Router,
+        assistant: server::assistant::Assistant,
+        adjust: impl FnOnce(server::AppState) -> server::AppState,
+    ) -> Self {
         let clock = ManualClock::starting_now();
         let sessions = SessionPolicy::default();
         let checkpoint_dir = std::env::temp_dir().join(format!(
@@ -754,7 +770,9 @@ impl TestApp {
             assistant,
             blobs: blobs.clone(),
             subprocessors: std::sync::Arc::default(),
+            payments: None,
         };
+        let state = adjust(state);
         let (cert, key) = test_certificate();
         let certs = vec![rustls_pem_cert(cert)];
         let key = rustls_pem_key(key);

@@ -321,6 +321,7 @@ fn public_routes(state: AppState) -> Router<AppState> {
             "/manage/{token}/reschedule",
             get(pages::manage::times_page).post(pages::manage::reschedule),
         )
+        .route("/pay/{token}", get(pages::pay::pay_page))
         .route("/book/{practice_id}", get(pages::book::services_page))
         .route(
             "/book/{practice_id}/services/{service_id}",

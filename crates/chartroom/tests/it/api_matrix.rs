@@ -692,6 +692,11 @@ const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
         "POST",
         "/api/v1/practices/{practice_id}/booking/bookings/{booking_id}/decision",
     ),
+    // Its matrix is in `payments` (a held booking through the Stripe stand-in).
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/booking/bookings/{booking_id}/payments",
+    ),
     ("GET", "/api/v1/public/practices/{practice_id}/booking"),
     ("POST", "/api/v1/public/practices/{practice_id}/booking"),
     (

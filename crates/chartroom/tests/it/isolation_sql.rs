@@ -183,6 +183,16 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .execute(&mut su)
         .await
         .unwrap();
+        // The booking's payment (issue 19: ids, states, amounts only).
+        sqlx::query(
+            "insert into booking_payment (practice_id, payment_id, booking_id, patient_id, kind, state, amount_minor, currency, created_at, updated_at)
+             select $1, gen_random_uuid(), booking_id, patient_id, 'deposit', 'paid', 1000, 'usd', now(), now()
+               from online_booking where practice_id = $1",
+        )
+        .bind(p.id)
+        .execute(&mut su)
+        .await
+        .unwrap();
         // A client link with its intake request and signed response (issue 19).
         sqlx::query(
             "with l as (insert into client_link (practice_id, link_id, purpose, digest, patient_id, subject_id, created_at, expires_at)

@@ -54,6 +54,7 @@ mod outbox_page;
 mod outbox_serve;
 mod outbox_webhooks;
 mod passkeys;
+mod payments;
 mod perio_api;
 mod perio_dictation;
 mod perio_voice;

@@ -261,6 +261,7 @@ fn every_route_the_router_serves_is_in_the_description() {
     // the benchmark-only route (never in the server binary).
     let allowed = [
         "\"/webhooks/{provider}\"",
+        "\"/webhooks/stripe\"",
         "\"/healthz\"",
         "\"/.well-known/security.txt\"",
         "\"/.well-known/subprocessors.json\"",

@@ -26,6 +26,12 @@ const NOT_LED_BY_PRACTICE: &[(&str, &str)] = &[
          by its digest across practices by nature (migration 0030); non-unique, and under \
          Citus this one lookup fans out to every shard",
     ),
+    (
+        "booking_payment_ref_idx",
+        "a payment processor's webhook names only the opaque payment reference, so the \
+         settlement finds the payment's practice by it across practices by nature (migration \
+         0034); non-unique, and under Citus this one lookup fans out to every shard",
+    ),
 ];
 
 async fn owner_conn(db: &TestDb) -> PgConnection {

@@ -39,6 +39,7 @@
 pub mod capture;
 pub mod incidents;
 pub mod outbox;
+pub mod payments;
 pub mod retention;
 pub mod rights;
 pub mod sequencer;

@@ -143,7 +143,7 @@ pub(crate) async fn booking_hours_put(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BookingFilter {
-    /// `requested`, `booked`, `declined` or `cancelled` (default: all).
+    /// `held`, `expired`, `requested`, `booked`, `declined` or `cancelled` (default: all).
     status: Option<String>,
 }
 
@@ -187,6 +187,23 @@ pub(crate) async fn booking_decide(
         .ok_or(AppError::NotFound("booking"))?;
     tx.commit().await?;
     Ok(Json(row))
+}
+
+/// The payments of an online booking: states, amounts, the processor's ids (no card or
+/// client detail is ever held).
+#[utoipa::path(get, path = "/api/v1/practices/{practice_id}/booking/bookings/{booking_id}/payments", tag = "booking",
+    params(("practice_id" = String, Path, format = Uuid), ("booking_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Vec<store::payments::Payment>), (status = 404, body = crate::views::ErrorBody)))]
+pub(crate) async fn booking_payments(
+    ctx: Ctx<Scheduling>,
+    ApiPath((_, booking)): ApiPath<(PracticeId, BookingId)>,
+) -> Result<Json<Vec<store::payments::Payment>>, AppError> {
+    let mut tx = ctx.tx;
+    let rows = store::payments::for_booking(&mut tx, booking)
+        .await?
+        .ok_or(AppError::NotFound("booking"))?;
+    tx.commit().await?;
+    Ok(Json(rows))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -329,9 +346,18 @@ pub(crate) struct PublicBookingRequest {
 /// The answer to a booking: the same whether the client was recognised or not.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct BookingReceived {
-    /// Always `received`: the confirmation (or, where the practice approves new clients
-    /// first, the answer) arrives by email and text message.
+    /// `received`: the confirmation (or, where the practice approves new clients first, the
+    /// answer) arrives by email and text message. `payment_required`: the service is paid
+    /// for at booking (deposit, prepayment, card on file); the time is held until
+    /// `pay_by` while the client pays at `checkout_url`, and the confirmation follows the
+    /// payment.
     status: &'static str,
+    /// The payment processor's hosted page (only with `payment_required`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkout_url: Option<String>,
+    /// When an unpaid hold is released (only with `payment_required`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pay_by: Option<DateTime<Utc>>,
 }
 
 /// Books a slot for a client.
@@ -339,7 +365,8 @@ pub(crate) struct BookingReceived {
     params(("practice_id" = String, Path, format = Uuid)), security(()),
     request_body = PublicBookingRequest,
     responses((status = 202, body = BookingReceived), (status = 404, body = crate::views::ErrorBody),
-              (status = 409, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody)))]
+              (status = 409, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody),
+              (status = 503, body = crate::views::ErrorBody)))]
 pub(crate) async fn public_book(
     State(state): State<AppState>,
     _client: crate::extract::PublicClient,
@@ -354,11 +381,23 @@ pub(crate) async fn public_book(
         .book(&keyring, req.service_id, tz, req.starts_at, &req.client)
         .await?
     {
-        Ok(_booked) => {
-            tx.commit().await?;
+        Ok(booked) => {
+            let checkout =
+                crate::payments::commit_booking(&state, tx, &booked, &req.client, request).await?;
             Ok((
                 StatusCode::ACCEPTED,
-                Json(BookingReceived { status: "received" }),
+                Json(match checkout {
+                    None => BookingReceived {
+                        status: "received",
+                        checkout_url: None,
+                        pay_by: None,
+                    },
+                    Some(url) => BookingReceived {
+                        status: "payment_required",
+                        checkout_url: Some(url.to_string()),
+                        pay_by: booked.hold.as_ref().map(|h| h.expires_at),
+                    },
+                }),
             ))
         }
         Err(BookingRefused::NoService) => Err(AppError::NotFound("service")),

@@ -214,6 +214,7 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(booking::booking_hours_get, booking::booking_hours_put),
         routes!(booking::booking_list),
         routes!(booking::booking_decide),
+        routes!(booking::booking_payments),
         routes!(booking::public_catalogue, booking::public_book),
         routes!(booking::public_slots),
     ]

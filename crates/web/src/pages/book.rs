@@ -339,8 +339,20 @@ pub(crate) async fn book(
         email: form.email.clone(),
     };
     match tx.book(&keyring, service, tz, starts, &client).await {
-        Ok(Ok(_)) => {
-            tx.commit().await.map_err(AppError::from)?;
+        Ok(Ok(booked)) => {
+            let checkout =
+                server::payments::commit_booking(&state, tx, &booked, &client, RequestId::new())
+                    .await?;
+            if let (Some(url), Some(hold)) = (checkout, booked.hold.as_ref()) {
+                return html(&super::pay::PayNowPage::new(
+                    practice_name,
+                    service_name,
+                    when(starts, tz),
+                    hold,
+                    tz,
+                    url.as_str(),
+                ));
+            }
             html(&DonePage {
                 assets: assets(),
                 chrome: None,

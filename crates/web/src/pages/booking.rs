@@ -394,6 +394,22 @@ pub(crate) struct RequestRow {
     clinician: String,
     client_kind: String,
     patient_href: String,
+    payment: &'static str,
+    due_by: String,
+}
+
+/// A booking's payment state, as the practice's screens word it.
+fn payment_label(p: &str) -> &'static str {
+    match p {
+        "none" => "none",
+        "pending" => "waiting for payment",
+        "paid" => "paid",
+        "card_on_file" => "card on file",
+        "failed" => "failed",
+        "expired" => "not paid in time",
+        "refunded" => "refunded",
+        _ => "unknown",
+    }
 }
 
 /// The requests page.
@@ -404,6 +420,7 @@ pub(crate) struct RequestsPage {
     chrome: Option<Chrome>,
     practice_id: PracticeId,
     requests: Vec<RequestRow>,
+    held: Vec<RequestRow>,
     done: Option<&'static str>,
 }
 
@@ -416,6 +433,7 @@ pub(crate) async fn requests_page(
     let practice_id = tx.practice();
     let chrome = chrome(&mut tx).await?;
     let rows = store::booking::list(&mut tx, Some("requested")).await?;
+    let held_rows = store::booking::list(&mut tx, Some("held")).await?;
     let services: std::collections::HashMap<ServiceId, String> = store::booking::services(&mut tx)
         .await?
         .into_iter()
@@ -427,22 +445,27 @@ pub(crate) async fn requests_page(
         .map(|m| (m.user_id, m.display_name))
         .collect();
     tx.commit().await?;
-    let requests = rows
-        .into_iter()
-        .map(|b| RequestRow {
-            booking_id: b.booking_id,
-            when: b.starts_at.format("%a %-d %b %Y, %H:%M UTC").to_string(),
-            service: services.get(&b.service_id).cloned().unwrap_or_default(),
-            clinician: names.get(&b.clinician_id).cloned().unwrap_or_default(),
-            client_kind: b.client_kind,
-            patient_href: format!("/app/practices/{practice_id}/patients/{}", b.patient_id),
-        })
-        .collect();
+    let row = |b: store::booking::OnlineBooking| RequestRow {
+        booking_id: b.booking_id,
+        when: b.starts_at.format("%a %-d %b %Y, %H:%M UTC").to_string(),
+        service: services.get(&b.service_id).cloned().unwrap_or_default(),
+        clinician: names.get(&b.clinician_id).cloned().unwrap_or_default(),
+        client_kind: b.client_kind,
+        patient_href: format!("/app/practices/{practice_id}/patients/{}", b.patient_id),
+        payment: payment_label(&b.payment),
+        due_by: b
+            .payment_due_by
+            .map(|t| t.format("%H:%M UTC").to_string())
+            .unwrap_or_default(),
+    };
+    let requests = rows.into_iter().map(row).collect();
+    let held = held_rows.into_iter().map(row).collect();
     html(&RequestsPage {
         assets: assets(),
         chrome: Some(chrome),
         practice_id,
         requests,
+        held,
         done: done_message(q.done.as_deref()),
     })
 }

@@ -61,6 +61,7 @@ pub(crate) struct ManagePage {
 
 fn status_label(s: &str) -> &'static str {
     match s {
+        "held" => "Held while the payment is made",
         "requested" => "Waiting for the practice to confirm",
         "booked" => "Booked",
         "cancelled" => "Cancelled",

@@ -18,6 +18,7 @@ pub(crate) mod members;
 pub(crate) mod outbox;
 pub(crate) mod passkeys;
 pub(crate) mod patients;
+pub(crate) mod pay;
 pub(crate) mod perio;
 pub(crate) mod providers;
 pub(crate) mod retention;

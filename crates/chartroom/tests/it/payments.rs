@@ -1,0 +1,753 @@
+//! Issue 19.1, 19.3 and 19.5, payments in the online booking flow through Stripe (its
+//! loopback stand-in): a booking of a paid service is held and sent to Checkout with typed
+//! fields only (none of the practice's clients' names, phones or emails, nor the service's
+//! name, reach the processor); the verified `Stripe-Signature` webhook confirms it and queues
+//! exactly one confirmation; an unpaid hold is released and its slot freed; bad signatures,
+//! stale timestamps and replays change nothing; practices stay apart; the staff route's
+//! authorization matrix.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use domain::Clock as _;
+use egress::stripe::{Stripe, StripeWebhook, StripeWebhookSecret};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use testkit::mailpay_standins::StripeStandIn;
+use testkit::{TestApp, TestDb, World};
+
+use crate::booking_api::set_up_for;
+use crate::util::call;
+
+const SECRET: &str = "whsec_test_payments";
+const LINK_ORIGIN: &str = "https://chartroom.example";
+/// A service name the processor must never see.
+const SERVICE_NAME: &str = "Periodontal therapy consult";
+
+struct Harness {
+    db: TestDb,
+    w: World,
+    app: TestApp,
+    stripe: StripeStandIn,
+    owner: store::OwnerStore,
+    hooks: String,
+}
+
+/// The app with payments through the stand-in, and the webhook route on its own loopback
+/// listener sharing the app's clock.
+async fn harness() -> Harness {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let stripe = StripeStandIn::start().await;
+    let base = stripe.url();
+    let app = TestApp::start_adjusted(
+        db.store().await,
+        |_| {},
+        |r| r,
+        server::assistant::Assistant::default(),
+        move |mut s| {
+            let adapter = Stripe::new(
+                &base,
+                egress::ApiKey::new("sk_test_payments".into()),
+                std::time::Duration::from_secs(10),
+            )
+            .unwrap();
+            let links = outbound::LinkOrigin::parse(LINK_ORIGIN).unwrap();
+            s.payments = Some(Arc::new(server::payments::Payments::new(adapter, links)));
+            s
+        },
+    )
+    .await;
+    let owner = db.owner().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hooks = format!("http://{}/webhooks/stripe", listener.local_addr().unwrap());
+    let routes = server::payments::webhook_router(server::payments::StripeWebhooks::new(
+        owner.clone(),
+        Arc::new(app.clock.clone()),
+        StripeWebhook::new(StripeWebhookSecret::new(SECRET.into())),
+    ));
+    tokio::spawn(async move { axum::serve(listener, routes).await.unwrap() });
+    Harness {
+        db,
+        w,
+        app,
+        stripe,
+        owner,
+        hooks,
+    }
+}
+
+/// Online booking on for `w` (new clients booked at once) and a service with `payment`.
+async fn paid_service(app: &TestApp, w: &testkit::PracticeFixture, payment: Value) -> String {
+    set_up_for(app, w, "allowed").await;
+    let owner = app.token(w.user("owner")).await;
+    let (s, b) = call(
+        app,
+        Method::POST,
+        &format!("/api/v1/practices/{}/booking/services", w.id),
+        Some(&owner),
+        Some(
+            &json!({"name": SERVICE_NAME, "duration_minutes": 60, "payment": payment,
+                     "active": true, "clinicians": [w.user("clinician")]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    b["service_id"].as_str().unwrap().to_owned()
+}
+
+async fn slots(app: &TestApp, p: domain::PracticeId, service: &str) -> Vec<String> {
+    let (s, b) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/public/practices/{p}/booking/slots?service_id={service}&days=3"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["starts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn client(seed: u64) -> Value {
+    let p = domain::synthetic::Generator::new(seed).patient();
+    json!({"given_name": p.given_name, "family_name": p.family_name,
+           "date_of_birth": p.date_of_birth, "phone": p.phone, "email": p.email})
+}
+
+async fn book(app: &TestApp, p: domain::PracticeId, service: &str, at: &str, seed: u64) -> Value {
+    let (s, b) = call(
+        app,
+        Method::POST,
+        &format!("/api/v1/public/practices/{p}/booking"),
+        None,
+        Some(&json!({"service_id": service, "starts_at": at, "client": client(seed)})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    b
+}
+
+/// (booking status, appointment status, payment state, payment id) of the practice's one
+/// online booking.
+async fn states(
+    su: &mut sqlx::PgConnection,
+    p: domain::PracticeId,
+) -> (String, String, String, uuid::Uuid) {
+    sqlx::query_as(
+        "select b.status, a.status, p.state, p.payment_id
+           from online_booking b
+           join appointment a on a.practice_id = b.practice_id and a.appointment_id = b.appointment_id
+           join booking_payment p on p.practice_id = b.practice_id and p.booking_id = b.booking_id
+          where b.practice_id = $1",
+    )
+    .bind(p)
+    .fetch_one(su)
+    .await
+    .unwrap()
+}
+
+async fn confirmations(su: &mut sqlx::PgConnection, p: domain::PracticeId) -> Vec<String> {
+    sqlx::query_scalar(
+        "select channel from outbox_message where practice_id = $1 and template = 'booking_confirmed'
+          order by channel",
+    )
+    .bind(p)
+    .fetch_all(su)
+    .await
+    .unwrap()
+}
+
+impl Harness {
+    fn now(&self) -> i64 {
+        self.app.clock.now().timestamp()
+    }
+
+    /// The one Checkout Session the stand-in created: its id and the return link's token.
+    fn session(&self) -> (String, String) {
+        let objects = self.stripe.objects();
+        assert_eq!(objects.len(), 1, "one session");
+        let o = &objects[0];
+        let back = o.json["success_url"].as_str().unwrap();
+        let token = back.rsplit('/').next().unwrap().to_owned();
+        assert_eq!(back, format!("{LINK_ORIGIN}/pay/{token}"));
+        (o.id.clone(), token)
+    }
+
+    async fn post(&self, signature: &str, body: &[u8]) -> u16 {
+        reqwest::Client::new()
+            .post(&self.hooks)
+            .header("Stripe-Signature", signature)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn pay_page(&self, token: &str) -> String {
+        self.app
+            .http
+            .get(self.app.url(&format!("/pay/{token}")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+// req EGR-02, EGR-04, EGR-05 — a deposit booking is held and sent to Checkout with no PHI in
+// the request; the signed webhook confirms it and exactly one confirmation is queued.
+#[tokio::test]
+async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking() {
+    let h = harness().await;
+    let p = h.w.a.id;
+    let service = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "deposit", "amount_minor": 5000}),
+    )
+    .await;
+    // The practice's own clients (synthetic), whose details must never reach Stripe.
+    let clin = h.app.token(h.w.a.user("clinician")).await;
+    let mut phi: Vec<String> = Vec::new();
+    for seed in 900..905u64 {
+        let c = domain::synthetic::Generator::new(seed).patient();
+        let (s, b) = call(
+            &h.app,
+            Method::POST,
+            &format!("/api/v1/practices/{p}/patients"),
+            Some(&clin),
+            Some(
+                &json!({"given_name": c.given_name, "family_name": c.family_name,
+                         "phone": c.phone, "email": c.email}),
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        phi.extend([c.given_name, c.family_name, c.phone, c.email]);
+    }
+    let booker = domain::synthetic::Generator::new(77).patient();
+    phi.extend([
+        booker.given_name.clone(),
+        booker.family_name.clone(),
+        booker.phone.clone(),
+        booker.email.clone(),
+    ]);
+
+    let at = slots(&h.app, p, &service).await[0].clone();
+    let answer = book(&h.app, p, &service, &at, 77).await;
+    assert_eq!(answer["status"], "payment_required");
+    let checkout = answer["checkout_url"].as_str().unwrap();
+    assert!(checkout.starts_with(&h.stripe.url()), "{checkout}");
+    assert!(answer["pay_by"].is_string());
+
+    // What Stripe received: typed fields only. The return link's token (random) is taken
+    // out first; names are matched as words, emails as text, phones as digit runs.
+    let recorded = h.stripe.recorded();
+    assert_eq!(recorded.len(), 1);
+    let (_, token) = h.session();
+    let raw = String::from_utf8(recorded[0].body.clone()).unwrap();
+    let decoded: String = recorded[0]
+        .form()
+        .iter()
+        .map(|(k, v)| [k.as_str(), "=", v.as_str(), "\n"].concat())
+        .collect();
+    let split = |t: &str| -> Vec<String> {
+        t.to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    for view in [raw.replace(&token, " "), decoded.replace(&token, " ")] {
+        let words = split(&view);
+        let digits: String = view.chars().filter(char::is_ascii_digit).collect();
+        for needle in phi.iter().chain([&SERVICE_NAME.to_owned()]) {
+            if needle.contains('@') {
+                assert!(
+                    !view.to_lowercase().contains(&needle.to_lowercase()),
+                    "an email reached the processor"
+                );
+                continue;
+            }
+            let d: String = needle.chars().filter(char::is_ascii_digit).collect();
+            if d.len() >= 7 {
+                assert!(
+                    !digits.contains(&d[d.len() - 7..]),
+                    "a phone number reached the processor"
+                );
+                continue;
+            }
+            for w in split(needle) {
+                assert!(!words.contains(&w), "a name reached the processor");
+            }
+        }
+    }
+    let form = recorded[0].form();
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(field("mode").as_deref(), Some("payment"));
+    assert_eq!(
+        field("line_items[0][price_data][unit_amount]").as_deref(),
+        Some("5000")
+    );
+    assert_eq!(
+        field("line_items[0][price_data][currency]").as_deref(),
+        Some("usd")
+    );
+    assert_eq!(
+        field("line_items[0][price_data][product_data][name]").as_deref(),
+        Some("Appointment deposit")
+    );
+
+    // Held: the slot is taken, nothing is confirmed yet.
+    let mut su = h.db.superuser_unsafe().await;
+    let (b, a, state, payment) = states(&mut su, p).await;
+    assert_eq!(
+        (b.as_str(), a.as_str(), state.as_str()),
+        ("held", "held", "pending")
+    );
+    assert_eq!(field("client_reference_id"), Some(payment.to_string()));
+    assert_eq!(field("metadata[ref]"), Some(payment.to_string()));
+    assert!(
+        !slots(&h.app, p, &service).await.contains(&at),
+        "the held slot is not offered"
+    );
+    assert!(confirmations(&mut su, p).await.is_empty());
+    let (session, _) = h.session();
+    assert!(h.pay_page(&token).await.contains("id=\"pending\""));
+
+    // Stripe says it is paid: confirmed, one confirmation per channel.
+    let completed = h.stripe.completed_session(&session).unwrap();
+    let (sig, body) =
+        StripeStandIn::signed_event(SECRET, "checkout.session.completed", &completed, h.now());
+    assert_eq!(h.post(&sig, &body).await, 204);
+    let (b, a, state, _) = states(&mut su, p).await;
+    assert_eq!(
+        (b.as_str(), a.as_str(), state.as_str()),
+        ("booked", "booked", "paid")
+    );
+    assert_eq!(confirmations(&mut su, p).await, ["email", "sms"]);
+    // The replay of that event: refused, nothing changes.
+    assert_eq!(h.post(&sig, &body).await, 409);
+    // The payment intent's own success event: already settled, still one confirmation.
+    let pi = json!({"id": "pi_test_900001", "object": "payment_intent", "amount": 5000,
+                    "amount_received": 5000, "currency": "usd", "metadata": {"ref": payment.to_string()}});
+    let status =
+        StripeStandIn::send_event(&h.hooks, SECRET, "payment_intent.succeeded", &pi, h.now()).await;
+    assert_eq!(status, 204);
+    assert_eq!(confirmations(&mut su, p).await, ["email", "sms"]);
+    assert!(h.pay_page(&token).await.contains("id=\"paid\""));
+
+    // Staff see the payment record with Stripe's ids; the audit rows carry no PHI.
+    let booking: uuid::Uuid =
+        sqlx::query_scalar("select booking_id from online_booking where practice_id = $1")
+            .bind(p)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+    let reception = h.app.token(h.w.a.user("reception")).await;
+    let (s, rows) = call(
+        &h.app,
+        Method::GET,
+        &format!("/api/v1/practices/{p}/booking/bookings/{booking}/payments"),
+        Some(&reception),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{rows}");
+    assert_eq!(rows[0]["state"], "paid");
+    assert_eq!(rows[0]["kind"], "deposit");
+    assert_eq!(rows[0]["amount_minor"], 5000);
+    assert_eq!(rows[0]["stripe_session"], session.as_str());
+    assert_eq!(rows[0]["stripe_payment_intent"], "pi_test_900001");
+    let (s, list) = call(
+        &h.app,
+        Method::GET,
+        &format!("/api/v1/practices/{p}/booking/bookings"),
+        Some(&reception),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list[0]["payment"], "paid");
+    let audit: Vec<String> = sqlx::query_scalar(
+        "select coalesce(details::text, '') from audit_event where practice_id = $1 and action like 'payment.%'",
+    )
+    .bind(p)
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
+    assert!(!audit.is_empty());
+    for row in &audit {
+        for needle in &phi {
+            assert!(!row.contains(needle.as_str()), "PHI in an audit row");
+        }
+    }
+}
+
+// req EGR-05 — an unpaid hold is released by the job and its slot offered again; money that
+// arrives after the release is recorded for a refund and takes nothing back; a Checkout that
+// expires at Stripe releases its hold through the webhook.
+#[tokio::test]
+async fn unpaid_holds_are_released_and_their_slots_freed() {
+    let h = harness().await;
+    let p = h.w.a.id;
+    let service = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "prepay", "amount_minor": 12000}),
+    )
+    .await;
+    let at = slots(&h.app, p, &service).await[0].clone();
+    book(&h.app, p, &service, &at, 11).await;
+    let (session, token) = h.session();
+    let mut su = h.db.superuser_unsafe().await;
+    assert!(!slots(&h.app, p, &service).await.contains(&at));
+
+    let job =
+        server::jobs::payments::ExpiredHolds::new(h.owner.clone(), server::jobs::payments::EVERY);
+    let now = h.app.clock.now();
+    assert_eq!(
+        job.pass(Some(p), now + Duration::minutes(5)).await.unwrap(),
+        0,
+        "not yet"
+    );
+    assert_eq!(
+        job.pass(Some(p), now + Duration::minutes(31))
+            .await
+            .unwrap(),
+        1
+    );
+    let (b, a, state, _) = states(&mut su, p).await;
+    assert_eq!(
+        (b.as_str(), a.as_str(), state.as_str()),
+        ("expired", "cancelled", "expired")
+    );
+    assert!(
+        slots(&h.app, p, &service).await.contains(&at),
+        "the slot is free again"
+    );
+    assert!(h.pay_page(&token).await.contains("id=\"released\""));
+    let expired: i64 = sqlx::query_scalar(
+        "select count(*) from audit_event where practice_id = $1 and action = 'payment.expire'",
+    )
+    .bind(p)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(expired, 1);
+
+    // Paid after all, too late: recorded, the booking stays released, nothing is queued.
+    let completed = h.stripe.completed_session(&session).unwrap();
+    let status = StripeStandIn::send_event(
+        &h.hooks,
+        SECRET,
+        "checkout.session.completed",
+        &completed,
+        h.now(),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (b, _, state, _) = states(&mut su, p).await;
+    assert_eq!(
+        (b.as_str(), state.as_str()),
+        ("expired", "paid_after_release")
+    );
+    assert!(confirmations(&mut su, p).await.is_empty());
+    assert!(h.pay_page(&token).await.contains("id=\"late\""));
+
+    // Another booking whose Checkout expires at Stripe: released at once.
+    let at2 = slots(&h.app, p, &service).await[1].clone();
+    book(&h.app, p, &service, &at2, 12).await;
+    let second = h.stripe.objects().last().unwrap().json.clone();
+    let status = StripeStandIn::send_event(
+        &h.hooks,
+        SECRET,
+        "checkout.session.expired",
+        &second,
+        h.now(),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let released: Vec<String> = sqlx::query_scalar(
+        "select state from booking_payment where practice_id = $1 order by created_at",
+    )
+    .bind(p)
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(released, ["paid_after_release", "expired"]);
+    assert!(slots(&h.app, p, &service).await.contains(&at2));
+}
+
+// req EGR-04 — a bad signature, a stale timestamp, a malformed body and a replay are refused
+// and change nothing; any of several `v1` signatures may match.
+#[tokio::test]
+async fn stripe_webhooks_refuse_bad_signatures_stale_timestamps_and_replays() {
+    let h = harness().await;
+    let p = h.w.a.id;
+    let service = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "deposit", "amount_minor": 2500}),
+    )
+    .await;
+    let at = slots(&h.app, p, &service).await[0].clone();
+    book(&h.app, p, &service, &at, 21).await;
+    let (session, _) = h.session();
+    let completed = h.stripe.completed_session(&session).unwrap();
+    let now = h.now();
+    let (sig, body) =
+        StripeStandIn::signed_event(SECRET, "checkout.session.completed", &completed, now);
+    let mut su = h.db.superuser_unsafe().await;
+    let unchanged = |s: (String, String, String, uuid::Uuid)| {
+        assert_eq!(
+            (s.0.as_str(), s.1.as_str(), s.2.as_str()),
+            ("held", "held", "pending")
+        );
+    };
+
+    // Tampered body.
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    assert_eq!(h.post(&sig, &tampered).await, 401);
+    // Signed with another secret.
+    assert_eq!(
+        h.post(&StripeStandIn::signature("whsec_other", now, &body), &body)
+            .await,
+        401
+    );
+    // No signature header value that parses.
+    assert_eq!(h.post("garbage", &body).await, 401);
+    // Stale, and from the future.
+    let (old_sig, old_body) =
+        StripeStandIn::signed_event(SECRET, "checkout.session.completed", &completed, now - 301);
+    assert_eq!(h.post(&old_sig, &old_body).await, 401);
+    let (new_sig, new_body) =
+        StripeStandIn::signed_event(SECRET, "checkout.session.completed", &completed, now + 301);
+    assert_eq!(h.post(&new_sig, &new_body).await, 401);
+    // Signed, but not an event.
+    let junk = b"{\"not\": \"an event\"}";
+    assert_eq!(
+        h.post(&StripeStandIn::signature(SECRET, now, junk), junk)
+            .await,
+        400
+    );
+    unchanged(states(&mut su, p).await);
+    assert_eq!(crate::util::count_all(&mut su, "webhook_event").await, 0);
+    assert!(confirmations(&mut su, p).await.is_empty());
+
+    // A rotated secret: the header carries two `v1`, the second one holds.
+    let good = StripeStandIn::signature(SECRET, now, &body);
+    let v1 = good.split("v1=").nth(1).unwrap();
+    let two = format!("t={now},v1={},v1={v1}", "0".repeat(64));
+    assert_eq!(h.post(&two, &body).await, 204);
+    assert_eq!(states(&mut su, p).await.0, "booked");
+    assert_eq!(confirmations(&mut su, p).await.len(), 2);
+    // Replays: the same delivery, and the same event id re-signed later.
+    assert_eq!(h.post(&sig, &body).await, 409);
+    let later = StripeStandIn::signature(SECRET, now + 60, &body);
+    assert_eq!(h.post(&later, &body).await, 409);
+    assert_eq!(crate::util::count_all(&mut su, "webhook_event").await, 1);
+    assert_eq!(confirmations(&mut su, p).await.len(), 2);
+}
+
+// req EGR-02 — a card on file goes through Checkout in setup mode; the practices stay apart:
+// one practice's webhook settles only its own payment, and neither practice's staff can read
+// the other's payments.
+#[tokio::test]
+async fn a_card_on_file_is_saved_and_practices_stay_apart() {
+    let h = harness().await;
+    let (a, b) = (h.w.a.id, h.w.b.id);
+    let service_a = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "deposit", "amount_minor": 4000}),
+    )
+    .await;
+    let service_b = paid_service(&h.app, &h.w.b, json!({"kind": "card_on_file"})).await;
+    let at_a = slots(&h.app, a, &service_a).await[0].clone();
+    book(&h.app, a, &service_a, &at_a, 31).await;
+    let at_b = slots(&h.app, b, &service_b).await[0].clone();
+    book(&h.app, b, &service_b, &at_b, 32).await;
+    let objects = h.stripe.objects();
+    assert_eq!(objects.len(), 2);
+    let setup = objects.iter().find(|o| o.json["mode"] == "setup").unwrap();
+    assert!(
+        setup
+            .form
+            .iter()
+            .any(|(k, v)| k == "setup_intent_data[description]"
+                && v == "Card saved for appointments")
+    );
+
+    let mut su = h.db.superuser_unsafe().await;
+    let completed = h.stripe.completed_session(&setup.id).unwrap();
+    let status = StripeStandIn::send_event(
+        &h.hooks,
+        SECRET,
+        "checkout.session.completed",
+        &completed,
+        h.now(),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (bb, ab, sb, _) = states(&mut su, b).await;
+    assert_eq!(
+        (bb.as_str(), ab.as_str(), sb.as_str()),
+        ("booked", "booked", "card_saved")
+    );
+    let (ba, _, sa, payment_a) = states(&mut su, a).await;
+    assert_eq!(
+        (ba.as_str(), sa.as_str()),
+        ("held", "pending"),
+        "the other practice is untouched"
+    );
+    assert!(confirmations(&mut su, a).await.is_empty());
+    assert_eq!(confirmations(&mut su, b).await.len(), 2);
+
+    // A setup event naming practice A's deposit does not pay it (the figures do not match).
+    let seti = json!({"id": "seti_test_000009", "object": "setup_intent", "customer": "cus_test_1",
+                      "payment_method": "pm_test_1", "metadata": {"ref": payment_a.to_string()}});
+    let status =
+        StripeStandIn::send_event(&h.hooks, SECRET, "setup_intent.succeeded", &seti, h.now()).await;
+    assert_eq!(status, 204);
+    assert_eq!(states(&mut su, a).await.2, "pending");
+
+    // Staff of B cannot read A's payments (404), nor see them in SQL as the runtime role.
+    let booking_a: uuid::Uuid =
+        sqlx::query_scalar("select booking_id from online_booking where practice_id = $1")
+            .bind(a)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+    let outsider = h.app.token(h.w.b.user("reception")).await;
+    let (s, _) = call(
+        &h.app,
+        Method::GET,
+        &format!("/api/v1/practices/{b}/booking/bookings/{booking_a}/payments"),
+        Some(&outsider),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(
+        &h.app,
+        Method::GET,
+        &format!("/api/v1/practices/{a}/booking/bookings/{booking_a}/payments"),
+        Some(&outsider),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let mut conn = h.db.runtime_conn().await;
+    let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
+    sqlx::query(
+        "select set_config('chartroom.practice_id', $1, true),
+                set_config('chartroom.roles', '{clinician,reception}', true)",
+    )
+    .bind(b.to_string())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let seen: Vec<uuid::Uuid> = sqlx::query_scalar("select practice_id from booking_payment")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        [b.as_uuid()],
+        "only its own payment, as the runtime role"
+    );
+}
+
+// A service that asks for a payment, on a deployment without a payment processor: nothing is
+// held, the client is told to try later.
+#[tokio::test]
+async fn without_a_processor_a_paid_service_books_nothing() {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let app = TestApp::start(&db).await;
+    let p = w.a.id;
+    let service = paid_service(&app, &w.a, json!({"kind": "deposit", "amount_minor": 5000})).await;
+    let at = slots(&app, p, &service).await[0].clone();
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/public/practices/{p}/booking"),
+        None,
+        Some(&json!({"service_id": service, "starts_at": at, "client": client(41)})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert_eq!(b["error"]["code"], "PAY-0001");
+    let mut su = db.superuser_unsafe().await;
+    assert_eq!(crate::util::count_all(&mut su, "online_booking").await, 0);
+    assert_eq!(crate::util::count_all(&mut su, "booking_payment").await, 0);
+    assert!(slots(&app, p, &service).await.contains(&at));
+}
+
+// The staff route's authorization matrix: anonymous 401, other practice 404, wrong role 403,
+// right role 200 (with its `payment.list` audit event).
+#[tokio::test]
+async fn booking_payments_route_authorization_matrix() {
+    let h = harness().await;
+    let p = h.w.a.id;
+    let service = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "deposit", "amount_minor": 1000}),
+    )
+    .await;
+    let at = slots(&h.app, p, &service).await[0].clone();
+    book(&h.app, p, &service, &at, 51).await;
+    let mut su = h.db.superuser_unsafe().await;
+    let booking: uuid::Uuid =
+        sqlx::query_scalar("select booking_id from online_booking where practice_id = $1")
+            .bind(p)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+    let path = format!("/api/v1/practices/{p}/booking/bookings/{booking}/payments");
+    let (s, _) = call(&h.app, Method::GET, &path, None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let outsider = h.app.token(h.w.b.user("owner")).await;
+    let (s, _) = call(&h.app, Method::GET, &path, Some(&outsider), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    for role in ["owner", "admin"] {
+        let t = h.app.token(h.w.a.user(role)).await;
+        let (s, _) = call(&h.app, Method::GET, &path, Some(&t), None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{role}");
+    }
+    for role in ["clinician", "reception"] {
+        let t = h.app.token(h.w.a.user(role)).await;
+        let (s, b) = call(&h.app, Method::GET, &path, Some(&t), None).await;
+        assert_eq!(s, StatusCode::OK, "{role}: {b}");
+        assert_eq!(b.as_array().unwrap().len(), 1);
+    }
+    let unknown = format!(
+        "/api/v1/practices/{p}/booking/bookings/{}/payments",
+        uuid::Uuid::new_v4()
+    );
+    let t = h.app.token(h.w.a.user("reception")).await;
+    let (s, _) = call(&h.app, Method::GET, &unknown, Some(&t), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let listed: i64 = sqlx::query_scalar(
+        "select count(*) from audit_event where practice_id = $1 and action = 'payment.list'",
+    )
+    .bind(p)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(listed, 2);
+}
