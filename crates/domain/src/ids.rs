@@ -154,3 +154,11 @@ id_type!(
     /// A bookable service of a practice.
     ServiceId
 );
+id_type!(
+    /// A client waiting for a time of a service (the booking waitlist).
+    WaitlistEntryId
+);
+id_type!(
+    /// A freed slot offered to one waitlist entry.
+    WaitlistOfferId
+);

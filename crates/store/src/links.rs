@@ -32,6 +32,8 @@ pub enum Purpose {
     Intake,
     /// Confirm, cancel or reschedule a booking.
     BookingManage,
+    /// Accept a freed slot offered from the waitlist.
+    Offer,
 }
 
 impl Purpose {
@@ -41,6 +43,7 @@ impl Purpose {
         match self {
             Self::Intake => "intake",
             Self::BookingManage => "booking_manage",
+            Self::Offer => "offer",
         }
     }
 
@@ -50,6 +53,7 @@ impl Purpose {
         match self {
             Self::Intake => LinkPurpose::Intake,
             Self::BookingManage => LinkPurpose::Manage,
+            Self::Offer => LinkPurpose::Offer,
         }
     }
 }

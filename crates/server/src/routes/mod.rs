@@ -25,6 +25,7 @@ pub(crate) mod providers;
 pub(crate) mod retention;
 pub(crate) mod scribe;
 pub(crate) mod support;
+pub(crate) mod waitlist;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -208,6 +209,8 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(booking::booking_decide),
         routes!(booking::public_catalogue, booking::public_book),
         routes!(booking::public_slots),
+        routes!(waitlist::waitlist_list, waitlist::waitlist_add),
+        routes!(waitlist::waitlist_remove),
     ]
 }
 
