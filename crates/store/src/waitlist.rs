@@ -302,8 +302,12 @@ struct Freed {
     status: String,
 }
 
-/// A waiting entry the freed slot fits.
+/// A waiting entry the freed slot fits (named as the columns it is read from).
 #[derive(Debug, Clone, Copy, sqlx::FromRow)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the fields are the columns of the same names"
+)]
 struct Candidate {
     entry_id: WaitlistEntryId,
     patient_id: PatientId,

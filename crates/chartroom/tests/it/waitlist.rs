@@ -33,7 +33,10 @@ pub(crate) async fn clients(
     let mut out = Vec::new();
     for i in 0..n {
         let s = g.patient();
-        let phone = format!("+1555010{:04}", 2000 + seed as usize % 1000 + i);
+        let phone = format!(
+            "+1555010{:04}",
+            2000 + (seed % 1000) * 10 + u64::try_from(i).unwrap()
+        );
         let id = h
             .owner
             .seed_patient(
