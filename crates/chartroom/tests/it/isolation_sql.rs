@@ -733,7 +733,10 @@ fn only_the_session_check_sets_the_actor_roles() {
             // The public booking page's entry: the `online_booking` pseudo-role, no actor.
             "migrations/0028_booking.sql",
             // A client link holder's entry: the `client_link` pseudo-role, no actor.
-            "migrations/0030_client_links.sql"
+            "migrations/0030_client_links.sql",
+            // A cancellation's waitlist release: the `waitlist_release` pseudo-role for the
+            // offers, then the caller's roles back.
+            "migrations/0033_waitlist.sql"
         ],
         "chartroom.roles is written outside the session check"
     );
