@@ -38,7 +38,7 @@ create policy online_booking_public on online_booking for insert to chartroom_ru
 -- The return page's link.
 alter table client_link drop constraint client_link_purpose;
 alter table client_link add constraint client_link_purpose
-    check (purpose in ('intake', 'booking_manage', 'booking_pay'));
+    check (purpose in ('intake', 'booking_manage', 'offer', 'booking_pay'));
 drop policy client_link_online_booking on client_link;
 create policy client_link_online_booking on client_link for insert to chartroom_runtime
     with check (practice_id = (select app.practice()) and (select app.actor_roles()) && array['online_booking']

@@ -299,6 +299,18 @@ actions! {
     /// The outbound scanner refused a message: nothing was sent (the finding's kind in the
     /// details, never the payload).
     OutboxRefused => "outbox.refused",
+    /// A client was put on the booking waitlist.
+    WaitlistAdd => "waitlist.add",
+    /// The waitlist was listed (ids, services, windows and states only).
+    WaitlistList => "waitlist.list",
+    /// A client was taken off the waitlist.
+    WaitlistRemove => "waitlist.remove",
+    /// A freed slot was offered to a waitlist entry (its link made and its message queued;
+    /// the token is never logged).
+    WaitlistOffer => "waitlist.offer",
+    /// A client opened a waitlist offer, accepted it (the slot was booked), or found the
+    /// slot taken (the details say which).
+    WaitlistAccept => "waitlist.accept",
     /// The practice's outbox (states, channels, times) was listed.
     OutboxList => "outbox.list",
     /// A client's SMS opt-out changed (STOP / START from the carrier; no number kept).
@@ -406,6 +418,10 @@ object_kinds! {
     AccessRequest => "access_request",
     /// A payment of an online booking.
     BookingPayment => "booking_payment",
+    /// A waitlist entry.
+    WaitlistEntry => "waitlist_entry",
+    /// A waitlist offer.
+    WaitlistOffer => "waitlist_offer",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the
@@ -470,6 +486,18 @@ impl AuditObject {
     #[must_use]
     pub fn intake_request(id: crate::IntakeRequestId) -> Self {
         Self::new(ObjectKind::IntakeRequest, id.as_uuid())
+    }
+
+    /// A waitlist entry.
+    #[must_use]
+    pub fn waitlist_entry(id: crate::WaitlistEntryId) -> Self {
+        Self::new(ObjectKind::WaitlistEntry, id.as_uuid())
+    }
+
+    /// A waitlist offer.
+    #[must_use]
+    pub fn waitlist_offer(id: crate::WaitlistOfferId) -> Self {
+        Self::new(ObjectKind::WaitlistOffer, id.as_uuid())
     }
 
     /// A visit.

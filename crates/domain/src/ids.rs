@@ -163,3 +163,11 @@ id_type!(
     /// reference the payment processor is given.
     PaymentId
 );
+id_type!(
+    /// A client waiting for a time of a service (the booking waitlist).
+    WaitlistEntryId
+);
+id_type!(
+    /// A freed slot offered to one waitlist entry.
+    WaitlistOfferId
+);

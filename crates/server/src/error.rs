@@ -245,6 +245,7 @@ fn conflict_message(constraint: &str) -> String {
             "this practice has {} pending invitations; revoke some before inviting more",
             store::invitations::MAX_PENDING
         ),
+        "waitlist_not_waiting" => "this client is no longer waiting on the waitlist".into(),
         _ => "the change conflicts with existing data".into(),
     }
 }

@@ -87,6 +87,16 @@ pub struct BookingSettings {
     pub cancellation: CancellationPolicy,
     /// The currency of fees, deposits and prepayments (ISO 4217, lower case).
     pub currency: String,
+    /// How many waitlist entries a freed slot is offered to at once (1–10; default 3).
+    #[serde(default = "default_waitlist_offers")]
+    pub waitlist_offers: u32,
+}
+
+/// A freed slot is offered to this many waitlist entries unless the practice says otherwise.
+pub const DEFAULT_WAITLIST_OFFERS: u32 = 3;
+
+const fn default_waitlist_offers() -> u32 {
+    DEFAULT_WAITLIST_OFFERS
 }
 
 impl Default for BookingSettings {
@@ -103,6 +113,7 @@ impl Default for BookingSettings {
                 no_show_fee_minor: 0,
             },
             currency: "usd".to_owned(),
+            waitlist_offers: DEFAULT_WAITLIST_OFFERS,
         }
     }
 }
@@ -134,6 +145,9 @@ impl BookingSettings {
         }
         if !CURRENCIES.contains(&self.currency.as_str()) {
             return bad("currency");
+        }
+        if !(1..=10).contains(&self.waitlist_offers) {
+            return bad("waitlist_offers");
         }
         Ok(())
     }
@@ -225,21 +239,23 @@ fn to_u32(v: i32, what: &'static str) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(what))
 }
 
-type SettingsRow = (bool, String, i32, i32, i32, i32, i32, i32, String);
+type SettingsRow = (bool, String, i32, i32, i32, i32, i32, i32, String, i32);
 
-async fn read_settings(
+pub(crate) async fn read_settings(
     conn: &mut PgConnection,
     practice: PracticeId,
 ) -> Result<BookingSettings, StoreError> {
     let row: Option<SettingsRow> = sqlx::query_as(
         "select enabled, new_clients, min_notice_minutes, max_days_ahead, step_minutes,
-                cancel_window_hours, late_cancel_fee_minor, no_show_fee_minor, currency
+                cancel_window_hours, late_cancel_fee_minor, no_show_fee_minor, currency,
+                waitlist_offers
            from booking_settings where practice_id = $1",
     )
     .bind(practice)
     .fetch_optional(conn)
     .await?;
-    let Some((enabled, new_clients, notice, ahead, step, window, late, no_show, currency)) = row
+    let Some((enabled, new_clients, notice, ahead, step, window, late, no_show, currency, offers)) =
+        row
     else {
         return Ok(BookingSettings::default());
     };
@@ -255,12 +271,13 @@ async fn read_settings(
             no_show_fee_minor: to_u32(no_show, "booking_settings")?,
         },
         currency,
+        waitlist_offers: to_u32(offers, "booking_settings")?,
     })
 }
 
 type ServiceRow = (ServiceId, String, i32, String, i32, bool, Vec<uuid::Uuid>);
 
-async fn read_services(
+pub(crate) async fn read_services(
     conn: &mut PgConnection,
     practice: PracticeId,
     only_active: bool,
@@ -297,7 +314,7 @@ async fn read_services(
         .collect()
 }
 
-async fn read_hours(
+pub(crate) async fn read_hours(
     conn: &mut PgConnection,
     practice: PracticeId,
     clinician: UserId,
@@ -321,7 +338,7 @@ async fn read_hours(
         .collect()
 }
 
-async fn read_busy(
+pub(crate) async fn read_busy(
     conn: &mut PgConnection,
     clinician: UserId,
     from: DateTime<Utc>,
@@ -335,6 +352,21 @@ async fn read_busy(
             .fetch_all(conn)
             .await?,
     )
+}
+
+/// One clinician's week: hours and busy times in `[from, to)`.
+pub(crate) async fn clinician_week(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    clinician: UserId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<ClinicianWeek, StoreError> {
+    Ok(ClinicianWeek {
+        clinician,
+        hours: read_hours(&mut *conn, practice, clinician).await?,
+        busy: read_busy(&mut *conn, clinician, from, to).await?,
+    })
 }
 
 /// The weeks of `service`'s clinicians with their busy times in `[from, to)`.
@@ -356,7 +388,7 @@ async fn weeks(
     Ok(out)
 }
 
-fn query(
+pub(crate) fn query(
     settings: &BookingSettings,
     service: &Service,
     tz: Tz,
@@ -394,15 +426,16 @@ pub async fn put_settings(tx: &mut TenantTx, s: &BookingSettings) -> Result<(), 
     sqlx::query(
         "insert into booking_settings (practice_id, enabled, new_clients, min_notice_minutes,
                 max_days_ahead, step_minutes, cancel_window_hours, late_cancel_fee_minor,
-                no_show_fee_minor, currency, updated_by, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                no_show_fee_minor, currency, updated_by, updated_at, waitlist_offers)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          on conflict (practice_id) do update set enabled = excluded.enabled,
                 new_clients = excluded.new_clients, min_notice_minutes = excluded.min_notice_minutes,
                 max_days_ahead = excluded.max_days_ahead, step_minutes = excluded.step_minutes,
                 cancel_window_hours = excluded.cancel_window_hours,
                 late_cancel_fee_minor = excluded.late_cancel_fee_minor,
                 no_show_fee_minor = excluded.no_show_fee_minor, currency = excluded.currency,
-                updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                updated_by = excluded.updated_by, updated_at = excluded.updated_at,
+                waitlist_offers = excluded.waitlist_offers",
     )
     .bind(practice)
     .bind(s.enabled)
@@ -416,6 +449,7 @@ pub async fn put_settings(tx: &mut TenantTx, s: &BookingSettings) -> Result<(), 
     .bind(&s.currency)
     .bind(actor)
     .bind(now)
+    .bind(i32::try_from(s.waitlist_offers).unwrap_or(i32::MAX))
     .execute(tx.conn())
     .await?;
     tx.audit(
@@ -842,7 +876,7 @@ pub async fn queue_confirmation(
 /// rules ([`slot_is_free`]); returns the first clinician free then, or `None` when the slot is
 /// not (or no longer) free. The caller inserts or moves the appointment in the same
 /// transaction, before the locks go.
-async fn claim_slot(
+pub(crate) async fn claim_slot(
     conn: &mut PgConnection,
     practice: PracticeId,
     settings: &BookingSettings,
@@ -1395,7 +1429,33 @@ impl crate::Store {
 /// An appointment's start, end, status and client confirmation.
 type AppointmentRow = (DateTime<Utc>, DateTime<Utc>, String, Option<DateTime<Utc>>);
 
+impl crate::waitlist::ReleaseTx for ManageBooking {
+    fn opener_for<'k>(&mut self, keyring: &'k Keyring) -> crate::entry::Opener<'k> {
+        self.inner.opener(keyring)
+    }
+
+    async fn audit_offer(
+        &mut self,
+        offer: domain::WaitlistOfferId,
+        patient: PatientId,
+        details: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut e = NewEvent::new(self.now(), AuditAction::WaitlistOffer);
+        e.object = Some(AuditObject::waitlist_offer(offer));
+        e.patient = Some(patient);
+        e.request = Some(self.request);
+        e.details = Some(details);
+        self.inner.append(&[e]).await.map(|_| ())
+    }
+}
+
 impl ManageBooking {
+    /// The connection, practice and time, for queueing messages in this transaction.
+    pub(crate) fn queue_parts(&mut self) -> (&mut PgConnection, PracticeId, DateTime<Utc>) {
+        let (p, now) = (self.inner.practice(), self.inner.now());
+        (self.inner.conn(), p, now)
+    }
+
     /// The request time.
     #[must_use]
     pub fn now(&self) -> DateTime<Utc> {
@@ -1519,8 +1579,9 @@ impl ManageBooking {
 
     /// Cancels the appointment: inside the practice's cancellation window it is recorded as a
     /// late cancellation (`appointment.client_cancelled_late`, `online_booking.late_cancel`);
-    /// the link is used up; audited `booking.manage` with `late`.
-    pub async fn cancel(&mut self) -> Result<ManageOutcome, StoreError> {
+    /// the link is used up; audited `booking.manage` with `late`. The freed slot is offered to
+    /// the waitlist in the same transaction ([`crate::waitlist`]).
+    pub async fn cancel(&mut self, keyring: &Keyring) -> Result<ManageOutcome, StoreError> {
         let now = self.now();
         let late = match self.appointment().await? {
             Some(a) if a.changeable(now) => a.cancel_is_late(now),
@@ -1553,6 +1614,8 @@ impl ManageBooking {
         }
         crate::links::mark_used(self.inner.conn(), practice, self.link.link, now).await?;
         self.audit("cancel", Some(late)).await?;
+        let appointment = self.appointment;
+        crate::waitlist::offer_freed_slot(self, keyring, appointment, None).await?;
         Ok(ManageOutcome::Cancelled { late })
     }
 

@@ -102,6 +102,7 @@ pub mod support;
 mod tenant;
 pub mod transcripts;
 pub mod turns;
+pub mod waitlist;
 
 pub use crypto;
 pub use each::{PerPractice, each_practice};

@@ -34,6 +34,8 @@ pub enum Purpose {
     BookingManage,
     /// See how a booking's payment stands (the payment page's return link).
     BookingPay,
+    /// Accept a freed slot offered from the waitlist.
+    Offer,
 }
 
 impl Purpose {
@@ -44,6 +46,7 @@ impl Purpose {
             Self::Intake => "intake",
             Self::BookingManage => "booking_manage",
             Self::BookingPay => "booking_pay",
+            Self::Offer => "offer",
         }
     }
 
@@ -54,6 +57,7 @@ impl Purpose {
             Self::Intake => LinkPurpose::Intake,
             Self::BookingManage => LinkPurpose::Manage,
             Self::BookingPay => LinkPurpose::Pay,
+            Self::Offer => LinkPurpose::Offer,
         }
     }
 }

@@ -81,6 +81,8 @@ pub enum Cause {
     SmsKeyword,
     /// An intake request (its id).
     Intake,
+    /// A waitlist offer (its id).
+    Waitlist,
 }
 
 impl Cause {
@@ -92,6 +94,7 @@ impl Cause {
             Self::Appointment => "appointment",
             Self::SmsKeyword => "sms_keyword",
             Self::Intake => "intake",
+            Self::Waitlist => "waitlist",
         }
     }
 }
@@ -197,6 +200,20 @@ impl private::Tx for crate::booking::PublicBooking {
     }
 }
 impl QueueTx for crate::booking::PublicBooking {}
+
+impl private::Tx for crate::booking::ManageBooking {
+    fn parts(&mut self) -> (&mut PgConnection, PracticeId, DateTime<Utc>) {
+        self.queue_parts()
+    }
+}
+impl QueueTx for crate::booking::ManageBooking {}
+
+impl private::Tx for crate::waitlist::OfferHolder {
+    fn parts(&mut self) -> (&mut PgConnection, PracticeId, DateTime<Utc>) {
+        self.queue_parts()
+    }
+}
+impl QueueTx for crate::waitlist::OfferHolder {}
 
 /// The connection, practice and time of a queueing transaction, for the rows a message's
 /// cause writes beside it (its manage link).

@@ -842,6 +842,8 @@ const CLEAR: &[PlaintextColumn] = &[
         "a two-letter state code, checked: not an identifier by itself (164.514(b)(2)(i)(B))",
     ),
     col("client_link", "purpose", CLOSED),
+    col("waitlist_entry", "state", CLOSED),
+    col("waitlist_offer", "state", CLOSED),
     col("intake_request", "status", CLOSED),
     col(
         "intake_request",

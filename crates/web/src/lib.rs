@@ -258,6 +258,14 @@ fn booking_routes() -> Router<AppState> {
             get(pages::outbox::outbox_page),
         )
         .route(
+            "/practices/{practice_id}/waitlist",
+            get(pages::waitlist::waitlist_page).post(pages::waitlist::waitlist_add),
+        )
+        .route(
+            "/practices/{practice_id}/waitlist/{entry_id}/remove",
+            post(pages::waitlist::waitlist_remove),
+        )
+        .route(
             "/practices/{practice_id}/booking/requests",
             get(pages::booking::requests_page),
         )
@@ -314,6 +322,8 @@ fn public_routes(state: AppState) -> Router<AppState> {
             "/intake/{token}",
             get(pages::intake::form).post(pages::intake::submit),
         )
+        .route("/offer/{token}", get(pages::offer::offer_page))
+        .route("/offer/{token}/accept", post(pages::offer::accept))
         .route("/manage/{token}", get(pages::manage::manage_page))
         .route("/manage/{token}/confirm", post(pages::manage::confirm))
         .route("/manage/{token}/cancel", post(pages::manage::cancel))

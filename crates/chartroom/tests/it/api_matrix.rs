@@ -703,6 +703,14 @@ const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
         "GET",
         "/api/v1/public/practices/{practice_id}/booking/slots",
     ),
+    // The waitlist: its matrix is in `waitlist` (reception, owners and admins; an entry needs
+    // a service set up).
+    ("GET", "/api/v1/practices/{practice_id}/waitlist"),
+    ("POST", "/api/v1/practices/{practice_id}/waitlist"),
+    (
+        "DELETE",
+        "/api/v1/practices/{practice_id}/waitlist/{entry_id}",
+    ),
     // Its matrix is in `perio_dictation` (a clip body and a recognizer stand-in).
     (
         "POST",

@@ -225,6 +225,29 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .execute(&mut su)
         .await
         .unwrap();
+        // The waitlist: an entry and one offer of a freed slot with its link (issue 19.5).
+        sqlx::query(
+            "with sv as (insert into booking_service (practice_id, service_id, name, duration_minutes, created_at, updated_at)
+                         values ($1, $4, 'Waitlist service', 30, now(), now())),
+                  e as (insert into waitlist_entry (practice_id, entry_id, patient_id, service_id, earliest, latest, state, created_at, updated_at)
+                        values ($1, $5, $2, $4, now(), now() + interval '7 days', 'waiting', now(), now())),
+                  l as (insert into client_link (practice_id, link_id, purpose, digest, patient_id, subject_id, created_at, expires_at)
+                        values ($1, $6, 'offer', sha256(gen_random_uuid()::text::bytea), $2, $7, now(), now() + interval '1 hour'))
+             insert into waitlist_offer (practice_id, offer_id, entry_id, patient_id, service_id, clinician_id, freed_appointment_id,
+                                         starts_at, ends_at, link_id, state, created_at, expires_at)
+             values ($1, $7, $5, $2, $4, $3, gen_random_uuid(), now() + interval '1 day', now() + interval '1 day 30 minutes',
+                     $6, 'open', now(), now() + interval '1 hour')",
+        )
+        .bind(p.id)
+        .bind(p.patient)
+        .bind(p.user("clinician"))
+        .bind(uuid::Uuid::new_v4())
+        .bind(uuid::Uuid::new_v4())
+        .bind(uuid::Uuid::new_v4())
+        .bind(uuid::Uuid::new_v4())
+        .execute(&mut su)
+        .await
+        .unwrap();
         // And one perio exam (an opaque payload: visibility only).
         sqlx::query("insert into perio_exam (practice_id, exam_id, patient_id, clinician_id, created_at, updated_at, session_enc) values ($1, gen_random_uuid(), $2, $3, now(), now(), '\\x00')")
             .bind(p.id)
@@ -732,7 +755,10 @@ fn only_the_session_check_sets_the_actor_roles() {
             // The public booking page's entry: the `online_booking` pseudo-role, no actor.
             "migrations/0028_booking.sql",
             // A client link holder's entry: the `client_link` pseudo-role, no actor.
-            "migrations/0030_client_links.sql"
+            "migrations/0030_client_links.sql",
+            // A cancellation's waitlist release: the `waitlist_release` pseudo-role for the
+            // offers, then the caller's roles back.
+            "migrations/0033_waitlist.sql"
         ],
         "chartroom.roles is written outside the session check"
     );

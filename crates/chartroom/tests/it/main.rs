@@ -75,6 +75,7 @@ mod session_access;
 mod sessions;
 mod subprocessors;
 mod support;
+mod waitlist;
 mod web_actions;
 mod web_actions_reads;
 mod web_booking;
@@ -94,6 +95,7 @@ mod web_pages;
 mod web_passkeys;
 mod web_perio;
 mod web_session;
+mod web_waitlist;
 mod wiring;
 
 /// Shared helpers.

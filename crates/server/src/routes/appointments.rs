@@ -1,6 +1,7 @@
 //! Appointments (clinician or reception).
 
 use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use domain::values::ValueError;
@@ -8,9 +9,9 @@ use domain::{AppointmentId, AuditAction, AuditObject, PatientId, PracticeId, Use
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, Scheduling};
 use crate::views::AppointmentView;
+use crate::{AppError, AppState};
 
 /// The statuses an appointment can have.
 pub const STATUSES: [&str; 5] = ["booked", "arrived", "completed", "cancelled", "no_show"];
@@ -178,13 +179,22 @@ pub async fn book(
 }
 
 /// Applies `patch` to appointment `id` and audits `appointment.update`: the one path of the
-/// API and the web pages (move, cancel). `404` when there is no such appointment. The
-/// caller commits.
+/// API and the web pages (move, cancel). A cancellation offers the freed slot to the waitlist
+/// in the same transaction ([`store::waitlist::offer_cancelled_slot`]). `404` when there is
+/// no such appointment. The caller commits.
 pub async fn change(
     tx: &mut store::TenantTx,
+    keyring: &store::crypto::Keyring,
     id: AppointmentId,
     patch: &store::appointments::AppointmentPatch,
 ) -> Result<store::appointments::Appointment, AppError> {
+    let cancelling = if patch.status.as_deref() == Some(CANCELLED) {
+        store::appointments::get(tx, id)
+            .await?
+            .is_some_and(|a| a.status != CANCELLED)
+    } else {
+        false
+    };
     let a = store::appointments::update(tx, id, patch)
         .await?
         .ok_or(AppError::NotFound("appointment"))?;
@@ -194,6 +204,9 @@ pub async fn change(
         Some(AuditObject::appointment(id)),
     )
     .await?;
+    if cancelling {
+        store::waitlist::offer_cancelled_slot(tx, keyring, id).await?;
+    }
     Ok(a)
 }
 
@@ -230,6 +243,7 @@ pub(crate) struct AppointmentUpdate {
     params(("practice_id" = String, Path, format = Uuid), ("appointment_id" = String, Path, format = Uuid)), request_body = AppointmentUpdate,
     responses((status = 200, body = AppointmentView), (status = 400, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
 pub(crate) async fn appointment_update(
+    State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
     ApiPath((_, id)): ApiPath<(PracticeId, AppointmentId)>,
     ApiJson(req): ApiJson<AppointmentUpdate>,
@@ -248,7 +262,8 @@ pub(crate) async fn appointment_update(
         status: req.status,
         clinician_id: req.clinician_id,
     };
-    let a = change(&mut tx, id, &patch).await?;
+    let keyring = state.store.keyring()?.clone();
+    let a = change(&mut tx, &keyring, id, &patch).await?;
     tx.commit().await?;
     Ok(Json(a.into()))
 }

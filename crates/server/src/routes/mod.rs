@@ -26,6 +26,7 @@ pub(crate) mod retention;
 pub(crate) mod rights;
 pub(crate) mod scribe;
 pub(crate) mod support;
+pub(crate) mod waitlist;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -217,6 +218,8 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(booking::booking_payments),
         routes!(booking::public_catalogue, booking::public_book),
         routes!(booking::public_slots),
+        routes!(waitlist::waitlist_list, waitlist::waitlist_add),
+        routes!(waitlist::waitlist_remove),
     ]
 }
 

@@ -224,6 +224,8 @@ pub(crate) struct RulesForm {
     no_show_fee_minor: String,
     #[serde(default)]
     currency: String,
+    #[serde(default)]
+    waitlist_offers: String,
 }
 
 fn number(s: &str) -> Option<u32> {
@@ -254,6 +256,11 @@ pub(crate) async fn settings_save(
                 no_show_fee_minor: number(&f.no_show_fee_minor)?,
             },
             currency: f.currency.trim().to_lowercase(),
+            waitlist_offers: if f.waitlist_offers.trim().is_empty() {
+                store::booking::DEFAULT_WAITLIST_OFFERS
+            } else {
+                number(&f.waitlist_offers)?
+            },
         })
     })();
     let Some(settings) = parsed else {

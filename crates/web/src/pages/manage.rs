@@ -172,7 +172,8 @@ pub(crate) async fn cancel(
     let Some(mut tx) = enter(&state, &token).await? else {
         return link_not_working();
     };
-    match tx.cancel().await.map_err(AppError::from)? {
+    let keyring = state.store.keyring().map_err(AppError::from)?.clone();
+    match tx.cancel(&keyring).await.map_err(AppError::from)? {
         ManageOutcome::Cancelled { late } => {
             tx.commit().await.map_err(AppError::from)?;
             let message = if late {

@@ -15,6 +15,7 @@ pub(crate) mod incidents;
 pub(crate) mod intake;
 pub(crate) mod manage;
 pub(crate) mod members;
+pub(crate) mod offer;
 pub(crate) mod outbox;
 pub(crate) mod passkeys;
 pub(crate) mod patients;
@@ -29,6 +30,7 @@ pub(crate) mod settings;
 pub(crate) mod step_up;
 pub(crate) mod subprocessors;
 pub(crate) mod support;
+pub(crate) mod waitlist;
 
 use askama::Template;
 use axum::extract::FromRequestParts;
@@ -134,6 +136,10 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
         items.push(NavItem {
             label: "Outbox",
             href: format!("/app/practices/{practice}/outbox"),
+        });
+        items.push(NavItem {
+            label: "Waitlist",
+            href: format!("/app/practices/{practice}/waitlist"),
         });
     }
     items
@@ -427,7 +433,7 @@ mod tests {
         let manage: Vec<&str> = MANAGE_PAGES
             .iter()
             .map(|(l, _)| *l)
-            .chain(["Outbox"])
+            .chain(["Outbox", "Waitlist"])
             .collect();
         let front_desk = vec![
             "Patients",
@@ -435,6 +441,7 @@ mod tests {
             "Booking requests",
             "Intake review",
             "Outbox",
+            "Waitlist",
         ];
         for (roles, want) in [
             (vec![Role::Reception], front_desk.clone()),

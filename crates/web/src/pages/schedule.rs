@@ -786,7 +786,8 @@ pub(crate) async fn appointment_move(
         status: None,
         clinician_id: Some(clinician_id),
     };
-    server::actions::change(&mut tx, id, &patch).await?;
+    let keyring = state.store.keyring().map_err(AppError::from)?.clone();
+    server::actions::change(&mut tx, &keyring, id, &patch).await?;
     tx.commit().await?;
     Ok(redirect(&week_of(practice_id, clinician_id, starts_at)))
 }
@@ -840,6 +841,7 @@ pub(crate) async fn appointment_cancel_page(
 /// `cancelled` as the API's update does (audited `appointment.update`); the appointment stays
 /// on the schedule, marked cancelled. Then its week (`303`).
 pub(crate) async fn appointment_cancel(
+    State(state): State<AppState>,
     Member(ctx): Member<Scheduling>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
@@ -850,7 +852,8 @@ pub(crate) async fn appointment_cancel(
         status: Some(rules::CANCELLED.to_owned()),
         ..Default::default()
     };
-    let a = server::actions::change(&mut tx, id, &patch).await?;
+    let keyring = state.store.keyring().map_err(AppError::from)?.clone();
+    let a = server::actions::change(&mut tx, &keyring, id, &patch).await?;
     tx.commit().await?;
     Ok(redirect(&week_of(practice_id, a.clinician_id, a.starts_at)))
 }
