@@ -298,6 +298,15 @@ actions! {
     /// The outbound scanner refused a message: nothing was sent (the finding's kind in the
     /// details, never the payload).
     OutboxRefused => "outbox.refused",
+    /// Staff revoked an outstanding client link (intake, manage): it stops working at once
+    /// (the details name its purpose; the token is never logged).
+    ClientLinkRevoke => "client_link.revoke",
+    /// A member registered a Web Push subscription for this practice (the push service's host
+    /// in the details; the endpoint and keys are sealed, never logged).
+    PushSubscribe => "push.subscribe",
+    /// A Web Push subscription was removed: by its member, or by the outbox job because the
+    /// push service answered that it is gone (`404`/`410`; the details say which).
+    PushUnsubscribe => "push.unsubscribe",
     /// The practice's outbox (states, channels, times) was listed.
     OutboxList => "outbox.list",
     /// A client's SMS opt-out changed (STOP / START from the carrier; no number kept).
@@ -371,6 +380,10 @@ object_kinds! {
     IntakeRequest => "intake_request",
     /// A message in the outbox.
     OutboxMessage => "outbox_message",
+    /// A client link (never its token).
+    ClientLink => "client_link",
+    /// A member's Web Push subscription.
+    PushSubscription => "push_subscription",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the
@@ -429,6 +442,18 @@ impl AuditObject {
     #[must_use]
     pub fn intake_request(id: crate::IntakeRequestId) -> Self {
         Self::new(ObjectKind::IntakeRequest, id.as_uuid())
+    }
+
+    /// A client link.
+    #[must_use]
+    pub fn client_link(id: crate::ClientLinkId) -> Self {
+        Self::new(ObjectKind::ClientLink, id.as_uuid())
+    }
+
+    /// A Web Push subscription.
+    #[must_use]
+    pub fn push_subscription(id: crate::PushSubscriptionId) -> Self {
+        Self::new(ObjectKind::PushSubscription, id.as_uuid())
     }
 
     /// A visit.

@@ -46,6 +46,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
     AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId, ClientLinkId, ConsentId,
     DraftId, IncidentId, IntakeRequestId, InvitationId, NoteId, PatientId, PerioExamId, PracticeId,
-    ProviderId, RequestId, SegmentId, ServiceId, UserId, VisitId,
+    ProviderId, PushSubscriptionId, RequestId, SegmentId, ServiceId, UserId, VisitId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

@@ -90,6 +90,7 @@ pub mod patients;
 pub mod perio;
 pub mod practices;
 pub mod providers;
+pub mod push;
 pub mod retention;
 mod roles_check;
 pub mod sealed_columns;

@@ -693,6 +693,19 @@ impl TestApp {
         Self::start_inner(store, |_| {}, |app| app, assistant).await
     }
 
+    /// Starts the app on `store` with Web Push enabled as `push` says (the VAPID public key
+    /// and the push services' hosts subscriptions may name).
+    pub async fn start_with_push(store: Store, push: server::PushSettings) -> Self {
+        Self::start_full(
+            store,
+            |_| {},
+            |app| app,
+            server::assistant::Assistant::default(),
+            Some(std::sync::Arc::new(push)),
+        )
+        .await
+    }
+
     /// Starts the app on `store` with `extend` applied to its router first (to serve routes
     /// of the caller's own next to the real ones, e.g. the benchmark harness's baselines).
     pub async fn start_extended(
@@ -718,6 +731,20 @@ impl TestApp {
         configure: impl FnOnce(&mut server::identity::Identity),
         extend: impl FnOnce(axum::Router) -> axum::Router,
         assistant: server::assistant::Assistant,
+    ) -> Self {
+        Self::start_full(store, configure, extend, assistant, None).await
+    }
+
+    #[allow(
+        clippy::unused_async,
+        reason = "spawns the server on the caller's runtime; async like the public constructors"
+    )]
+    async fn start_full(
+        store: Store,
+        configure: impl FnOnce(&mut server::identity::Identity),
+        extend: impl FnOnce(axum::Router) -> axum::Router,
+        assistant: server::assistant::Assistant,
+        push: Option<std::sync::Arc<server::PushSettings>>,
     ) -> Self {
         let clock = ManualClock::starting_now();
         let sessions = SessionPolicy::default();
@@ -754,6 +781,7 @@ impl TestApp {
             assistant,
             blobs: blobs.clone(),
             subprocessors: std::sync::Arc::default(),
+            push,
         };
         let (cert, key) = test_certificate();
         let certs = vec![rustls_pem_cert(cert)];

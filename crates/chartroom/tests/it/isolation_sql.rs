@@ -215,6 +215,18 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .execute(&mut su)
         .await
         .unwrap();
+        // A Web Push subscription of the owner (sealed as opaque bytes).
+        sqlx::query(
+            "insert into push_subscription (practice_id, subscription_id, user_id, endpoint_digest,
+                    endpoint_host, subscription_enc, created_at)
+             values ($1, gen_random_uuid(), $2, sha256(gen_random_uuid()::text::bytea),
+                    'fcm.googleapis.com', decode(repeat('00', 40), 'hex'), now())",
+        )
+        .bind(p.id)
+        .bind(p.user("owner"))
+        .execute(&mut su)
+        .await
+        .unwrap();
         // And one perio exam (an opaque payload: visibility only).
         sqlx::query("insert into perio_exam (practice_id, exam_id, patient_id, clinician_id, created_at, updated_at, session_enc) values ($1, gen_random_uuid(), $2, $3, now(), now(), '\\x00')")
             .bind(p.id)

@@ -13,6 +13,7 @@ pub(crate) mod care_team;
 pub(crate) mod disclosures;
 pub(crate) mod emergency;
 pub(crate) mod incidents;
+pub(crate) mod intake;
 pub(crate) mod invitations;
 pub(crate) mod memberships;
 pub(crate) mod notes;
@@ -22,6 +23,7 @@ pub(crate) mod perio;
 pub(crate) mod perio_voice;
 pub(crate) mod practices;
 pub(crate) mod providers;
+pub(crate) mod push;
 pub(crate) mod retention;
 pub(crate) mod scribe;
 pub(crate) mod support;
@@ -65,6 +67,8 @@ use crate::AppState;
         (name = "scribe", description = "Recording consent, captures and audio chunks, the live indicator, the scribe policy, transcripts and evidence-linked note drafts (clinicians; the policy: owners and admins)"),
         (name = "booking", description = "Online booking: services, clinicians' hours and rules (owners and admins), bookings waiting for approval (clinicians and reception), and the public page (no session)"),
         (name = "incidents", description = "Security incidents, breach clocks, risk assessment, scoping from the audit log and notification letters (owners and admins)"),
+        (name = "intake", description = "Intake forms for staff: request a form for a patient, the review queue, one submitted form, accept or reject; a patient's client links and their revocation (clinicians and reception)"),
+        (name = "push", description = "Web Push subscriptions of staff (content-free \"you have an update\" notifications; any member, for themselves)"),
         (name = "meta", description = "This description")
     )
 )]
@@ -208,6 +212,15 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(booking::booking_decide),
         routes!(booking::public_catalogue, booking::public_book),
         routes!(booking::public_slots),
+        routes!(intake::intake_request_create),
+        routes!(intake::intake_queue),
+        routes!(intake::intake_response_get),
+        routes!(intake::intake_accept),
+        routes!(intake::intake_reject),
+        routes!(intake::client_link_list),
+        routes!(intake::client_link_revoke),
+        routes!(push::push_subscription_list, push::push_subscription_create),
+        routes!(push::push_subscription_delete),
     ]
 }
 
