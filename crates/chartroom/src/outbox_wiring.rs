@@ -345,7 +345,12 @@ pub(crate) async fn web_push(
         clock,
         limits: egress::messaging_limits(),
     })
-    .map_err(|e| anyhow::anyhow!("integration {}: {e} (set sender.email_from, or serve on an https origin)", i.id()))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "integration {}: {e} (set sender.email_from, or serve on an https origin)",
+            i.id()
+        )
+    })?;
     Ok(Some((settings, Arc::new(sender))))
 }
 

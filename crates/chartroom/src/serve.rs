@@ -272,7 +272,8 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
-    let (webhooks, outbox) = crate::outbox_wiring::wire(&state, owner.as_ref(), &origin, &args, push_sender)?;
+    let (webhooks, outbox) =
+        crate::outbox_wiring::wire(&state, owner.as_ref(), &origin, &args, push_sender)?;
     let jobs = start_jobs(&args, &store, owner, checkpointer, &state, outbox);
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),

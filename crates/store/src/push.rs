@@ -230,11 +230,13 @@ pub async fn mine(tx: &mut TenantTx) -> Result<Vec<SubscriptionRow>, StoreError>
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(subscription_id, endpoint_host, created_at)| SubscriptionRow {
-            subscription_id,
-            endpoint_host,
-            created_at,
-        })
+        .map(
+            |(subscription_id, endpoint_host, created_at)| SubscriptionRow {
+                subscription_id,
+                endpoint_host,
+                created_at,
+            },
+        )
         .collect())
 }
 

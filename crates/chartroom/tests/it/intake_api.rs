@@ -265,7 +265,10 @@ async fn staff_request_review_and_accept_an_intake_form_through_the_api() {
     let (s, _) = call(
         &app,
         Method::GET,
-        &format!("{base}/intake-requests/{}", other["request_id"].as_str().unwrap()),
+        &format!(
+            "{base}/intake-requests/{}",
+            other["request_id"].as_str().unwrap()
+        ),
         Some(&reception),
         None,
     )
@@ -334,7 +337,12 @@ async fn a_revoked_link_stops_working_at_once_and_nothing_changes() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    assert!(res.text().await.unwrap().contains("This link does not work"));
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("This link does not work")
+    );
     assert_eq!(
         submit_public(&app, &token, "after revocation").await,
         StatusCode::NOT_FOUND
@@ -414,7 +422,13 @@ async fn the_patient_intake_page_revokes_a_link_with_its_button() {
     let (p, patient) = (w.a.id, w.a.patient);
     let (req_id, token) = store_link(&app, &w).await;
     let reception = app.token(w.a.user("reception")).await;
-    let page = request_page(&http, &app, &reception, &format!("/app/practices/{p}/patients/{patient}/intake")).await;
+    let page = request_page(
+        &http,
+        &app,
+        &reception,
+        &format!("/app/practices/{p}/patients/{patient}/intake"),
+    )
+    .await;
     assert!(page.contains("Revoke link"), "{page}");
     assert!(!page.contains(&token), "no token on the page");
     let mut su = db.superuser_unsafe().await;
@@ -432,7 +446,12 @@ async fn the_patient_intake_page_revokes_a_link_with_its_button() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert!(res.headers()[LOCATION].to_str().unwrap().contains("/app/sign-in"));
+    assert!(
+        res.headers()[LOCATION]
+            .to_str()
+            .unwrap()
+            .contains("/app/sign-in")
+    );
     let other = app.token(w.b.user("reception")).await;
     assert_eq!(
         post_form(&http, &app, &path, &other, &[]).await.status(),
@@ -455,25 +474,42 @@ async fn the_patient_intake_page_revokes_a_link_with_its_button() {
     // Another patient's path with this link: 404, nothing changes.
     let elsewhere = path.replace(&patient.to_string(), &uuid::Uuid::new_v4().to_string());
     assert_eq!(
-        post_form(&http, &app, &elsewhere, &reception, &[]).await.status(),
+        post_form(&http, &app, &elsewhere, &reception, &[])
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
-    let live: bool = sqlx::query_scalar("select revoked_at is null from client_link where link_id = $1")
-        .bind(link)
-        .fetch_one(&mut su)
-        .await
-        .unwrap();
+    let live: bool =
+        sqlx::query_scalar("select revoked_at is null from client_link where link_id = $1")
+            .bind(link)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
     assert!(live, "denied attempts changed nothing");
 
     let res = post_form(&http, &app, &path, &reception, &[]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert!(res.headers()[LOCATION].to_str().unwrap().ends_with("done=revoked"));
+    assert!(
+        res.headers()[LOCATION]
+            .to_str()
+            .unwrap()
+            .ends_with("done=revoked")
+    );
     assert_eq!(
         audited(&mut su, p, "client_link.revoke", w.a.user("reception")).await,
         1
     );
-    let page = request_page(&http, &app, &reception, &format!("/app/practices/{p}/patients/{patient}/intake?done=revoked")).await;
-    assert!(page.contains("Link revoked") && !page.contains("Revoke link"), "{page}");
+    let page = request_page(
+        &http,
+        &app,
+        &reception,
+        &format!("/app/practices/{p}/patients/{patient}/intake?done=revoked"),
+    )
+    .await;
+    assert!(
+        page.contains("Link revoked") && !page.contains("Revoke link"),
+        "{page}"
+    );
     assert_eq!(
         http.get(app.url(&format!("/intake/{token}")))
             .send()
@@ -493,7 +529,13 @@ async fn request_page(http: &reqwest::Client, app: &TestApp, token: &str, path: 
     res.text().await.unwrap()
 }
 
-type Route = (Method, String, Option<Value>, StatusCode, Option<&'static str>);
+type Route = (
+    Method,
+    String,
+    Option<Value>,
+    StatusCode,
+    Option<&'static str>,
+);
 
 // req: AC-02, AC-03, AC-04 — every new intake route: anonymous 401, another practice 404 (on
 // A's path, and B's path with A's objects), owners and admins 403, clinicians and reception
@@ -520,7 +562,12 @@ async fn intake_api_authorization_matrix() {
                 .unwrap();
         per_role.push((accept, reject, link));
     }
-    let routes = |(accept, reject, link): (domain::IntakeRequestId, domain::IntakeRequestId, uuid::Uuid)| -> Vec<Route> {
+    let routes = |(accept, reject, link): (
+        domain::IntakeRequestId,
+        domain::IntakeRequestId,
+        uuid::Uuid,
+    )|
+     -> Vec<Route> {
         vec![
             (
                 Method::POST,
@@ -583,7 +630,11 @@ async fn intake_api_authorization_matrix() {
         if !path.ends_with("/intake-requests") {
             let cross = path.replace(&p.to_string(), &w.b.id.to_string());
             let (s, _) = call(&app, method.clone(), &cross, Some(&outsider), body.as_ref()).await;
-            assert_eq!(s, StatusCode::NOT_FOUND, "{method} {cross} A's object on B's path");
+            assert_eq!(
+                s,
+                StatusCode::NOT_FOUND,
+                "{method} {cross} A's object on B's path"
+            );
         }
         for role in ["owner", "admin"] {
             let t = app.token(w.a.user(role)).await;

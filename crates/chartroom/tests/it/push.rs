@@ -88,7 +88,14 @@ impl Harness {
     async fn subscribe(&self, role: &str) -> (StandInSubscription, String) {
         let sub = self.service.subscribe();
         let t = self.app.token(self.w.a.user(role)).await;
-        let (s, row) = call(&self.app, Method::POST, &self.base(), Some(&t), Some(&body(&sub))).await;
+        let (s, row) = call(
+            &self.app,
+            Method::POST,
+            &self.base(),
+            Some(&t),
+            Some(&body(&sub)),
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED, "{row}");
         assert_eq!(row["endpoint_host"], "127.0.0.1");
         (sub, row["subscription_id"].as_str().unwrap().to_owned())
@@ -96,11 +103,18 @@ impl Harness {
 
     /// A client signs an intake form of A's patient: a form waits for review.
     async fn intake_submitted(&self) {
-        let mut tx = as_member(&self.app, &self.app.store, self.w.a.user("reception"), self.w.a.id).await;
-        let made = store::intake::create_intake_link(&mut tx, self.w.a.patient, "consent_to_treatment")
-            .await
-            .unwrap()
-            .unwrap();
+        let mut tx = as_member(
+            &self.app,
+            &self.app.store,
+            self.w.a.user("reception"),
+            self.w.a.id,
+        )
+        .await;
+        let made =
+            store::intake::create_intake_link(&mut tx, self.w.a.patient, "consent_to_treatment")
+                .await
+                .unwrap()
+                .unwrap();
         tx.commit().await.unwrap();
         let url = made.url(&LinkOrigin::parse(ORIGIN).unwrap());
         let token = url.as_str().rsplit('/').next().unwrap().to_owned();
@@ -178,8 +192,15 @@ async fn a_push_update_goes_through_the_outbox_to_the_push_service_and_carries_n
     let (owner_sub, _) = h.subscribe("owner").await;
     let (s, list) = call(&h.app, Method::GET, &h.base(), Some(&reception), None).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(list["subscriptions"].as_array().unwrap().len(), 1, "own only");
-    assert!(!list.to_string().contains(&sub.endpoint), "no endpoint listed");
+    assert_eq!(
+        list["subscriptions"].as_array().unwrap().len(),
+        1,
+        "own only"
+    );
+    assert!(
+        !list.to_string().contains(&sub.endpoint),
+        "no endpoint listed"
+    );
 
     // Sealed at rest: neither the endpoint nor the keys in the clear.
     let mut su = h.db.superuser_unsafe().await;
@@ -191,7 +212,12 @@ async fn a_push_update_goes_through_the_outbox_to_the_push_service_and_carries_n
     .await
     .unwrap();
     assert_eq!(host, "127.0.0.1");
-    for needle in [sub.endpoint.as_bytes(), &sub.p256dh, &sub.auth, sub.id.as_bytes()] {
+    for needle in [
+        sub.endpoint.as_bytes(),
+        &sub.p256dh,
+        &sub.auth,
+        sub.id.as_bytes(),
+    ] {
         assert!(!enc.windows(needle.len()).any(|w| w == needle));
     }
 
@@ -215,7 +241,13 @@ async fn a_push_update_goes_through_the_outbox_to_the_push_service_and_carries_n
     );
     // No PHI: not the patient's name, not an answer, not a link or its token.
     let plain = String::from_utf8_lossy(&r.plaintext).to_lowercase();
-    for phi in ["ada example", "push-canary-qx7", "http", "intake", "consent"] {
+    for phi in [
+        "ada example",
+        "push-canary-qx7",
+        "http",
+        "intake",
+        "consent",
+    ] {
         assert!(!plain.contains(&phi), "{phi} in {plain}");
     }
     assert_eq!(r.ttl, 86_400);
@@ -244,7 +276,12 @@ async fn a_410_from_the_push_service_deletes_the_subscription() {
     let outbox = h.outbox().await;
     let report = outbox.pass(Some(h.w.a.id), noon_tomorrow()).await.unwrap();
     assert_eq!(
-        (report.push_queued, report.sent, report.failed, report.push_gone),
+        (
+            report.push_queued,
+            report.sent,
+            report.failed,
+            report.push_gone
+        ),
         (1, 0, 1, 1),
         "{report:?}"
     );
@@ -290,16 +327,43 @@ async fn bad_subscriptions_are_refused_and_nothing_is_stored() {
         b
     };
     let cases: Vec<(&str, Value)> = vec![
-        ("host not allowed", with(&|b| b["endpoint"] = json!("https://push.elsewhere.example.invalid/push/abc"))),
-        ("plain http off loopback", with(&|b| b["endpoint"] = json!("http://push.example.invalid/push/abc"))),
-        ("credentials", with(&|b| b["endpoint"] = json!(sub.endpoint.replace("http://", "http://u:p@")))),
-        ("oversize endpoint", with(&|b| b["endpoint"] = json!(format!("{}/{}", sub.endpoint, "a".repeat(1100))))),
+        (
+            "host not allowed",
+            with(&|b| b["endpoint"] = json!("https://push.elsewhere.example.invalid/push/abc")),
+        ),
+        (
+            "plain http off loopback",
+            with(&|b| b["endpoint"] = json!("http://push.example.invalid/push/abc")),
+        ),
+        (
+            "credentials",
+            with(&|b| b["endpoint"] = json!(sub.endpoint.replace("http://", "http://u:p@"))),
+        ),
+        (
+            "oversize endpoint",
+            with(&|b| b["endpoint"] = json!(format!("{}/{}", sub.endpoint, "a".repeat(1100)))),
+        ),
         ("not a URL", with(&|b| b["endpoint"] = json!("not a url"))),
-        ("oversize p256dh", with(&|b| b["keys"]["p256dh"] = json!(b64(&[4u8; 66])))),
-        ("short p256dh", with(&|b| b["keys"]["p256dh"] = json!(b64(&[4u8; 33])))),
-        ("huge p256dh", with(&|b| b["keys"]["p256dh"] = json!("A".repeat(5000)))),
-        ("oversize auth", with(&|b| b["keys"]["auth"] = json!(b64(&[1u8; 17])))),
-        ("auth not base64", with(&|b| b["keys"]["auth"] = json!("!!!!"))),
+        (
+            "oversize p256dh",
+            with(&|b| b["keys"]["p256dh"] = json!(b64(&[4u8; 66]))),
+        ),
+        (
+            "short p256dh",
+            with(&|b| b["keys"]["p256dh"] = json!(b64(&[4u8; 33]))),
+        ),
+        (
+            "huge p256dh",
+            with(&|b| b["keys"]["p256dh"] = json!("A".repeat(5000))),
+        ),
+        (
+            "oversize auth",
+            with(&|b| b["keys"]["auth"] = json!(b64(&[1u8; 17]))),
+        ),
+        (
+            "auth not base64",
+            with(&|b| b["keys"]["auth"] = json!("!!!!")),
+        ),
         ("unknown field", with(&|b| b["extra"] = json!(1))),
     ];
     for (what, b) in &cases {
@@ -331,7 +395,14 @@ async fn bad_subscriptions_are_refused_and_nothing_is_stored() {
     // Without Web Push on the installation: 409, nothing stored.
     let plain = TestApp::start(&h.db).await;
     let t2 = plain.token(h.w.a.user("clinician")).await;
-    let (s, _) = call(&plain, Method::POST, &h.base(), Some(&t2), Some(&body(&h.service.subscribe()))).await;
+    let (s, _) = call(
+        &plain,
+        Method::POST,
+        &h.base(),
+        Some(&t2),
+        Some(&body(&h.service.subscribe())),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT);
 }
 
@@ -345,7 +416,11 @@ async fn push_routes_authorization_matrix() {
     let outsider = h.app.token(h.w.b.user("owner")).await;
     let routes: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, base.clone(), None),
-        (Method::POST, base.clone(), Some(body(&h.service.subscribe()))),
+        (
+            Method::POST,
+            base.clone(),
+            Some(body(&h.service.subscribe())),
+        ),
         (Method::DELETE, format!("{base}/{reception_sub}"), None),
     ];
     for (method, path, b) in &routes {
@@ -361,26 +436,56 @@ async fn push_routes_authorization_matrix() {
     }
     // Another member of the same practice cannot remove it: 404, it stays.
     let clinician = h.app.token(h.w.a.user("clinician")).await;
-    let (s, _) = call(&h.app, Method::DELETE, &format!("{base}/{reception_sub}"), Some(&clinician), None).await;
+    let (s, _) = call(
+        &h.app,
+        Method::DELETE,
+        &format!("{base}/{reception_sub}"),
+        Some(&clinician),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let mut su = h.db.superuser_unsafe().await;
-    let left: i64 = sqlx::query_scalar("select count(*) from push_subscription where subscription_id = $1::uuid")
-        .bind(&reception_sub)
-        .fetch_one(&mut su)
-        .await
-        .unwrap();
+    let left: i64 = sqlx::query_scalar(
+        "select count(*) from push_subscription where subscription_id = $1::uuid",
+    )
+    .bind(&reception_sub)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
     assert_eq!(left, 1);
     // Every role may manage its own (the right role), each leaving its audit event.
     for role in ["owner", "admin", "clinician", "reception"] {
         let t = h.app.token(h.w.a.user(role)).await;
         let (s, _) = call(&h.app, Method::GET, &base, Some(&t), None).await;
         assert_eq!(s, StatusCode::OK, "{role}");
-        let (s, row) = call(&h.app, Method::POST, &base, Some(&t), Some(&body(&h.service.subscribe()))).await;
+        let (s, row) = call(
+            &h.app,
+            Method::POST,
+            &base,
+            Some(&t),
+            Some(&body(&h.service.subscribe())),
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED, "{role}: {row}");
         let id = row["subscription_id"].as_str().unwrap();
-        let (s, _) = call(&h.app, Method::DELETE, &format!("{base}/{id}"), Some(&t), None).await;
+        let (s, _) = call(
+            &h.app,
+            Method::DELETE,
+            &format!("{base}/{id}"),
+            Some(&t),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::NO_CONTENT, "{role}");
-        let (s, _) = call(&h.app, Method::DELETE, &format!("{base}/{id}"), Some(&t), None).await;
+        let (s, _) = call(
+            &h.app,
+            Method::DELETE,
+            &format!("{base}/{id}"),
+            Some(&t),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{role}: gone");
         let n: i64 = sqlx::query_scalar(
             "select count(*) from audit_event where practice_id = $1 and actor_id = $2

@@ -139,23 +139,22 @@ async fn decide(
     decision: &Decision,
 ) -> Result<Json<IntakeDecided>, AppError> {
     let mut tx = ctx.tx;
-    let status = match store::intake::decide(&mut tx, state.store.keyring()?, request, decision)
-        .await
-    {
-        Ok(s) => s.ok_or(AppError::NotFound("intake form"))?,
-        Err(store::StoreError::Invalid(_)) => {
-            return Err(AppError::Invalid(format!(
-                "reason: give a reason of 1 to {} characters",
-                store::intake::MAX_REASON_CHARS
-            )));
-        }
-        Err(store::StoreError::Conflict(_)) => {
-            return Err(AppError::Conflict(
-                "this intake form is not waiting for review".into(),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let status =
+        match store::intake::decide(&mut tx, state.store.keyring()?, request, decision).await {
+            Ok(s) => s.ok_or(AppError::NotFound("intake form"))?,
+            Err(store::StoreError::Invalid(_)) => {
+                return Err(AppError::Invalid(format!(
+                    "reason: give a reason of 1 to {} characters",
+                    store::intake::MAX_REASON_CHARS
+                )));
+            }
+            Err(store::StoreError::Conflict(_)) => {
+                return Err(AppError::Conflict(
+                    "this intake form is not waiting for review".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
     tx.commit().await?;
     Ok(Json(IntakeDecided {
         request_id: request,

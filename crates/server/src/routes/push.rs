@@ -40,9 +40,10 @@ pub struct PushSettings {
 const MAX_KEY_TEXT: usize = 128;
 
 fn settings(state: &AppState) -> Result<&Arc<PushSettings>, AppError> {
-    state.push.as_ref().ok_or_else(|| {
-        AppError::Conflict("Web Push is not enabled on this installation".into())
-    })
+    state
+        .push
+        .as_ref()
+        .ok_or_else(|| AppError::Conflict("Web Push is not enabled on this installation".into()))
 }
 
 /// The caller's subscriptions and the key to subscribe with.
@@ -67,7 +68,10 @@ pub(crate) async fn push_subscription_list(
     let subscriptions = store::push::mine(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(PushSubscriptions {
-        application_server_key: state.push.as_ref().map(|p| p.application_server_key.clone()),
+        application_server_key: state
+            .push
+            .as_ref()
+            .map(|p| p.application_server_key.clone()),
         subscriptions,
     }))
 }
@@ -96,7 +100,11 @@ pub(crate) struct PushSubscriptionCreate {
 }
 
 fn key_bytes(text: &str, field: &str) -> Result<Vec<u8>, AppError> {
-    let bad = || AppError::Invalid(format!("keys.{field}: not URL-safe base64 of the right length"));
+    let bad = || {
+        AppError::Invalid(format!(
+            "keys.{field}: not URL-safe base64 of the right length"
+        ))
+    };
     if text.len() > MAX_KEY_TEXT {
         return Err(bad());
     }

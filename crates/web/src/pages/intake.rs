@@ -348,7 +348,9 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
         ),
         "accepted" => Some("Intake form accepted: it is on the patient's chart."),
         "rejected" => Some("Intake form rejected."),
-        "revoked" => Some("Link revoked: it no longer works. Request a new form to send a new link."),
+        "revoked" => {
+            Some("Link revoked: it no longer works. Request a new form to send a new link.")
+        }
         _ => None,
     }
 }
