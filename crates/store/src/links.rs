@@ -237,6 +237,18 @@ type LinkTuple = (
     Option<DateTime<Utc>>,
 );
 
+/// A link row with its patient first.
+type WithPatient = (
+    PatientId,
+    ClientLinkId,
+    String,
+    uuid::Uuid,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
 fn link_row(
     now: DateTime<Utc>,
     (link_id, purpose, subject_id, created_at, expires_at, used_at, revoked_at): LinkTuple,
@@ -291,19 +303,7 @@ pub async fn for_patient(
 /// Database errors.
 pub async fn revoke(tx: &mut TenantTx, link: ClientLinkId) -> Result<Option<LinkRow>, StoreError> {
     let (practice, now) = (tx.practice(), tx.now());
-    let found: Option<(PatientId, LinkTuple)> = sqlx::query_as::<
-        _,
-        (
-            PatientId,
-            ClientLinkId,
-            String,
-            uuid::Uuid,
-            DateTime<Utc>,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            Option<DateTime<Utc>>,
-        ),
-    >(&format!(
+    let found: Option<(PatientId, LinkTuple)> = sqlx::query_as::<_, WithPatient>(&format!(
         "select patient_id, {LINK_COLUMNS} from client_link
           where practice_id = $1 and link_id = $2 for update"
     ))
