@@ -439,6 +439,29 @@ impl Outbox {
         .ok()
     }
 
+    /// The push service says the subscription `due` names is gone (`404`/`410`): drop it, so
+    /// nothing is sent to it again.
+    async fn drop_gone(
+        &self,
+        practice: PracticeId,
+        due: &Due,
+        now: DateTime<Utc>,
+        report: &mut PassReport,
+    ) -> Result<(), String> {
+        let Ok(subscription) = due.recipient.0.parse::<domain::PushSubscriptionId>() else {
+            return Ok(());
+        };
+        if self
+            .owner
+            .drop_push_subscription(practice, subscription, now)
+            .await
+            .map_err(|e| format!("dropping a gone push subscription failed: {e}"))?
+        {
+            report.push_gone += 1;
+        }
+        Ok(())
+    }
+
     async fn send(
         &self,
         practice: PracticeId,
@@ -494,18 +517,8 @@ impl Outbox {
         };
         if let (Channel::Push, Err(SendError::Rejected { status: 404 | 410 })) =
             (due.channel, &result)
-            && let Ok(subscription) = due.recipient.0.parse::<domain::PushSubscriptionId>()
         {
-            // The push service says the subscription is gone: drop it, so nothing is sent to
-            // it again.
-            if self
-                .owner
-                .drop_push_subscription(practice, subscription, now)
-                .await
-                .map_err(|e| format!("dropping a gone push subscription failed: {e}"))?
-            {
-                report.push_gone += 1;
-            }
+            self.drop_gone(practice, due, now, report).await?;
         }
         let attempts = due.attempts + 1;
         let settle = match result {

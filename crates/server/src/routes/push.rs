@@ -131,7 +131,7 @@ pub(crate) async fn push_subscription_create(
     let sub = store::push::check(&req.endpoint, &p256dh, &auth)
         .map_err(|e| AppError::Invalid(e.to_string()))?;
     let host = store::push::endpoint_host(&sub);
-    if !push.hosts.iter().any(|h| *h == host) {
+    if !push.hosts.contains(&host) {
         return Err(AppError::Invalid(
             "endpoint: its host is not a push service this installation may call (see /.well-known/subprocessors.json)".into(),
         ));
