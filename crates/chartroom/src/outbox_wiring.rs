@@ -9,6 +9,14 @@
 //! vendor; see `smtp_mailer` for how its base URL picks the connection's protection) or
 //! Resend. SMS through Telnyx or Twilio. A second integration of a kind is not used.
 //!
+//! Web Push goes through the allowed `push`/`webpush` integration ([`web_push`]): content-free
+//! messages to the push services its hosts name (the browser vendors', plus
+//! `overrides.hosts`), signed with the installation's VAPID key — kept sealed with the
+//! installation secrets (`store::Store::vapid_key`, made on first use), or read from
+//! `credentials.vapid_private_key_file` when the operator names one (URL-safe base64 of the
+//! 32-byte P-256 scalar). The VAPID subject is `mailto:` + `sender.email_from` when given, else
+//! the public origin.
+//!
 //! Secrets are read from the files the integrations file names (never from the file itself);
 //! errors name the integration and the key, never a secret.
 
@@ -268,6 +276,84 @@ fn outbound_phone(n: &PhoneNumber) -> anyhow::Result<egress::outbound::PracticeP
         .map_err(|_| anyhow::anyhow!("the sending number is not an E.164 number"))
 }
 
+/// How long a push service keeps an undelivered update (RFC 8030 §5.2 `TTL`): a day; a
+/// later one replaces it (`Topic`).
+const PUSH_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The allowed Web Push integration's settings for the subscription routes, and its sender
+/// for the outbox; `None` when there is none (or it is not active yet).
+pub(crate) async fn web_push(
+    store: &store::Store,
+    registry: &Registry,
+    now: DateTime<Utc>,
+    public_origin: &str,
+    clock: Arc<dyn domain::Clock>,
+) -> anyhow::Result<Option<(server::PushSettings, Arc<dyn egress::send::PushSender>)>> {
+    use base64::Engine as _;
+    let allowed = registry.allowed_hosts(now);
+    let Some(i) = registry
+        .integrations()
+        .list()
+        .iter()
+        .find(|i| i.kind == Kind::Push && i.vendor == Vendor::Webpush)
+    else {
+        return Ok(None);
+    };
+    let hosts: Vec<String> = i
+        .hosts()
+        .into_iter()
+        .filter(|h| allowed.contains(h))
+        .collect();
+    if hosts.is_empty() {
+        tracing::warn!(integration = %i.id(), "an integration is not active yet (notice period): not used");
+        return Ok(None);
+    }
+    let vapid = match i.credentials.vapid_private_key_file.as_deref() {
+        Some(path) => {
+            let text = zeroize::Zeroizing::new(secret(i, "vapid_private_key_file", Some(path))?);
+            let raw = zeroize::Zeroizing::new(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(text.trim_end_matches('='))
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "integration {}: vapid_private_key_file is not URL-safe base64",
+                            i.id()
+                        )
+                    })?,
+            );
+            egress::webpush::VapidKey::from_private_key(&raw)
+                .map_err(|e| anyhow::anyhow!("integration {}: {e}", i.id()))?
+        }
+        None => store
+            .vapid_key()
+            .await
+            .context("the installation's VAPID key")?,
+    };
+    let subject = match i.sender.email_from {
+        Some(_) => format!("mailto:{}", email_from(i)?.as_str()),
+        None => public_origin.trim_end_matches('/').to_owned(),
+    };
+    let settings = server::PushSettings {
+        application_server_key: vapid.public_key_base64url(),
+        hosts,
+    };
+    let sender = egress::webpush::WebPush::new(egress::webpush::WebPushConfig {
+        vapid,
+        subject,
+        ttl: PUSH_TTL,
+        urgency: egress::webpush::Urgency::Normal,
+        clock,
+        limits: egress::messaging_limits(),
+    })
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "integration {}: {e} (set sender.email_from, or serve on an https origin)",
+            i.id()
+        )
+    })?;
+    Ok(Some((settings, Arc::new(sender))))
+}
+
 /// The outbox job's parts: the adapters, the practice's own contact points, the link origin.
 pub(crate) type OutboxParts = (Channels, OwnContacts, egress::outbound::LinkOrigin);
 
@@ -280,13 +366,15 @@ pub(crate) fn wire(
     owner: Option<&store::OwnerStore>,
     public_origin: &str,
     args: &crate::serve::ServeArgs,
+    push: Option<Arc<dyn egress::send::PushSender>>,
 ) -> anyhow::Result<(axum::Router, Option<OutboxParts>)> {
     let link_origin = args.link_origin.as_deref();
-    let messaging = build(
+    let mut messaging = build(
         &state.subprocessors.registry,
         state.clock.now(),
         public_origin,
     )?;
+    messaging.channels.push = push;
     let links = egress::outbound::LinkOrigin::parse(link_origin.unwrap_or(public_origin))
         .map_err(|_| anyhow::anyhow!("--link-origin is not an https origin"))?;
     let webhooks = match owner {

@@ -236,6 +236,18 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         domain::Clock::now(&SystemClock),
     )
     .await?;
+    let web_push = crate::outbox_wiring::web_push(
+        &store,
+        &subprocessors.registry,
+        domain::Clock::now(&SystemClock),
+        &origin,
+        Arc::new(SystemClock),
+    )
+    .await?;
+    let (push_settings, push_sender) = match web_push {
+        Some((settings, sender)) => (Some(Arc::new(settings)), Some(sender)),
+        None => (None, None),
+    };
     let parallel = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let link_origin = args.link_origin.as_deref().unwrap_or(&origin);
     let now = domain::Clock::now(&SystemClock);
@@ -264,11 +276,13 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         assistant: assistant(scribe_local.as_ref(), operator_hosts)?,
         subprocessors: Arc::new(subprocessors),
         payments,
+        push: push_settings,
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;
     tracing::info!(verifier_key = %checkpointer.signer.verifier_key(), "audit checkpoints are signed with this key");
-    let (webhooks, outbox) = crate::outbox_wiring::wire(&state, owner.as_ref(), &origin, &args)?;
+    let (webhooks, outbox) =
+        crate::outbox_wiring::wire(&state, owner.as_ref(), &origin, &args, push_sender)?;
     let stripe = crate::payments_wiring::webhook_routes(hook, owner.as_ref(), state.clock.clone());
     let webhooks = webhooks.merge(stripe);
     let jobs = start_jobs(&args, &store, owner, checkpointer, &state, outbox);
@@ -422,7 +436,7 @@ fn start_jobs(
                 server::jobs::outbox::EVERY,
             ));
         } else {
-            tracing::info!("no SMS or email integration: the outbox job is off");
+            tracing::info!("no SMS, email or push integration: the outbox job is off");
         }
     } else {
         tracing::info!(

@@ -80,11 +80,18 @@ pub enum InstallationSecret {
     /// The lookup-tag key ([`LookupKey`]), stored in `installation_secret.secret_enc` under
     /// [`InstallationSecret::LOOKUP_KEY_NAME`].
     LookupKey,
+    /// The VAPID private key (RFC 8292, a P-256 scalar) the outbox signs Web Push requests
+    /// with, stored in `installation_secret.secret_enc` under
+    /// [`InstallationSecret::VAPID_KEY_NAME`].
+    VapidKey,
 }
 
 impl InstallationSecret {
     /// The `installation_secret.name` of the lookup-tag key.
     pub const LOOKUP_KEY_NAME: &'static str = "lookup_tag_key";
+
+    /// The `installation_secret.name` of the VAPID private key.
+    pub const VAPID_KEY_NAME: &'static str = "vapid_private_key";
 
     /// (table, column, row) of the secret's field context.
     fn place(self) -> (&'static str, &'static str, Vec<u8>) {
@@ -98,6 +105,11 @@ impl InstallationSecret {
                 "installation_secret",
                 "secret_enc",
                 Self::LOOKUP_KEY_NAME.as_bytes().to_vec(),
+            ),
+            Self::VapidKey => (
+                "installation_secret",
+                "secret_enc",
+                Self::VAPID_KEY_NAME.as_bytes().to_vec(),
             ),
         }
     }

@@ -311,6 +311,15 @@ actions! {
     /// A client opened a waitlist offer, accepted it (the slot was booked), or found the
     /// slot taken (the details say which).
     WaitlistAccept => "waitlist.accept",
+    /// Staff revoked an outstanding client link (intake, manage): it stops working at once
+    /// (the details name its purpose; the token is never logged).
+    ClientLinkRevoke => "client_link.revoke",
+    /// A member registered a Web Push subscription for this practice (the push service's host
+    /// in the details; the endpoint and keys are sealed, never logged).
+    PushSubscribe => "push.subscribe",
+    /// A Web Push subscription was removed: by its member, or by the outbox job because the
+    /// push service answered that it is gone (`404`/`410`; the details say which).
+    PushUnsubscribe => "push.unsubscribe",
     /// The practice's outbox (states, channels, times) was listed.
     OutboxList => "outbox.list",
     /// A client's SMS opt-out changed (STOP / START from the carrier; no number kept).
@@ -422,6 +431,10 @@ object_kinds! {
     WaitlistEntry => "waitlist_entry",
     /// A waitlist offer.
     WaitlistOffer => "waitlist_offer",
+    /// A client link (never its token).
+    ClientLink => "client_link",
+    /// A member's Web Push subscription.
+    PushSubscription => "push_subscription",
 }
 
 /// What an audit event is about: a kind from a closed set and the object's id. Built from the
@@ -498,6 +511,16 @@ impl AuditObject {
     #[must_use]
     pub fn waitlist_offer(id: crate::WaitlistOfferId) -> Self {
         Self::new(ObjectKind::WaitlistOffer, id.as_uuid())
+    /// A client link.
+    #[must_use]
+    pub fn client_link(id: crate::ClientLinkId) -> Self {
+        Self::new(ObjectKind::ClientLink, id.as_uuid())
+    }
+
+    /// A Web Push subscription.
+    #[must_use]
+    pub fn push_subscription(id: crate::PushSubscriptionId) -> Self {
+        Self::new(ObjectKind::PushSubscription, id.as_uuid())
     }
 
     /// A visit.

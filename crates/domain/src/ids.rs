@@ -151,6 +151,10 @@ id_type!(
     IntakeRequestId
 );
 id_type!(
+    /// A staff member's Web Push subscription (one browser) in a practice.
+    PushSubscriptionId
+);
+id_type!(
     /// A bookable service of a practice.
     ServiceId
 );

@@ -47,6 +47,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
     AccessRequestId, AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId,
     ClientLinkId, ConsentId, DraftId, IncidentId, IntakeRequestId, InvitationId, NoteId, PatientId, PaymentId,
-    PerioExamId, PracticeId, ProviderId, RequestId, SegmentId, ServiceId, UserId, VisitId, WaitlistEntryId, WaitlistOfferId,
+    PerioExamId, PracticeId, ProviderId, PushSubscriptionId, RequestId, SegmentId, ServiceId, UserId, VisitId, WaitlistEntryId, WaitlistOfferId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

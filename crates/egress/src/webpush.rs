@@ -34,6 +34,9 @@ use crate::Limits;
 use crate::messaging::{self, ConfigError};
 use crate::send::{PushRequest, PushSender, PushSubscription, Receipt, SendError};
 
+/// The vendor, as the subprocessor registry names it (`push`/`webpush`).
+pub const VENDOR: &str = "webpush";
+
 /// The record size written in the `aes128gcm` header (one record per message).
 const RECORD_SIZE: u32 = 4096;
 /// The largest plaintext one record holds (RFC 8291 §4: 4096 − 16 tag − 1 delimiter − 86

@@ -53,6 +53,7 @@ use domain::Clock;
 use store::{SessionPolicy, Store};
 
 pub use error::AppError;
+pub use routes::push::PushSettings;
 
 /// The sign-in steps, shared by the JSON API (`/api/v1/auth/…`) and the web pages, so both
 /// faces throttle, audit, rotate tokens and answer failures the same way.
@@ -87,6 +88,7 @@ pub mod actions {
             record_letter, scope_incident, set_residence, update_incident,
         };
     }
+    pub use crate::routes::intake::revoke_link;
     pub use crate::routes::invitations::{invite, list_invitations, revoke_invitation};
     pub use crate::routes::memberships::{
         list_members, read_member, remove_member, set_member_roles,
@@ -260,6 +262,9 @@ pub struct AppState {
     /// The payment processor for online bookings of paid services (Stripe), when configured
     /// and allowed by the registry; without it such bookings answer `503 PAY-0001`.
     pub payments: Option<Arc<payments::Payments>>,
+    /// Web Push (the VAPID public key and the push services' hosts subscriptions may name),
+    /// when a Web Push integration is active; the subscription routes refuse without it.
+    pub push: Option<Arc<PushSettings>>,
 }
 
 /// The whole application: routes, the OpenAPI document, and the layers every request passes,

@@ -158,6 +158,56 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The installation's VAPID key pair (RFC 8292) for Web Push, as the runtime role: opened
+    /// from `installation_secret` (sealed under the installation data key, bound to its name),
+    /// or generated from the OS CSPRNG and stored on first use (race-safe: the loser of a
+    /// concurrent creation reads the winner's key). Never changed afterwards, so browsers'
+    /// subscriptions (made with its public key) keep working. Decrypts the key only; audits
+    /// nothing (like the lookup-tag key).
+    ///
+    /// # Errors
+    /// Database and key errors; a stored key that is not a P-256 key ([`StoreError::Corrupt`]).
+    pub async fn vapid_key(&self) -> Result<egress::webpush::VapidKey, StoreError> {
+        let keyring = self.keyring()?;
+        let mut conn = self.pool.acquire().await?;
+        let select = "select secret_enc from installation_secret where name = $1";
+        let name = InstallationSecret::VAPID_KEY_NAME;
+        let found: Option<Vec<u8>> = sqlx::query_scalar(select)
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let sealed = if let Some(sealed) = found {
+            sealed
+        } else {
+            let fresh = egress::webpush::VapidKey::generate()
+                .map_err(|_| StoreError::Corrupt("no VAPID key could be generated"))?;
+            let sealed = keyring
+                .seal_installation_secret(InstallationSecret::VapidKey, fresh.private_key())
+                .await
+                .map_err(|e| crypto_error(&e))?;
+            sqlx::query(
+                "insert into installation_secret (name, secret_enc) values ($1, $2)
+                 on conflict (name) do nothing",
+            )
+            .bind(name)
+            .bind(&sealed)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query_scalar(select)
+                .bind(name)
+                .fetch_one(&mut *conn)
+                .await?
+        };
+        let private = keyring
+            .open_installation_secret(InstallationSecret::VapidKey, &sealed)
+            .await
+            .map_err(|e| crypto_error(&e))?;
+        egress::webpush::VapidKey::from_private_key(private.expose_secret())
+            .map_err(|_| StoreError::Corrupt("the stored VAPID key is not a P-256 key"))
+    }
+}
+
 /// What [`OwnerStore::migrate_installation_secrets`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InstallationMigration {

@@ -185,8 +185,9 @@ pub async fn request_and_send(
 }
 
 /// The state of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = IntakeStatus)]
 pub enum Status {
     /// Sent; the client has not submitted it.
     Sent,
@@ -222,7 +223,8 @@ impl Status {
 }
 
 /// A request in a list (ids, form, state and times: nothing decrypted).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = IntakeRequestRow)]
 pub struct RequestRow {
     /// The request.
     pub request_id: IntakeRequestId,
@@ -340,7 +342,8 @@ pub async fn on_chart(
 }
 
 /// A submitted form as the reviewer sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = IntakeReview)]
 pub struct Review {
     /// The request.
     #[serde(flatten)]

@@ -91,6 +91,7 @@ pub mod payments;
 pub mod perio;
 pub mod practices;
 pub mod providers;
+pub mod push;
 pub mod retention;
 pub mod rights;
 mod roles_check;

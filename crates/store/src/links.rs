@@ -208,3 +208,144 @@ pub(crate) async fn manage_link_for_new_booking(
     .await?;
     Ok(link.token)
 }
+
+/// Most links [`for_patient`] lists.
+pub const MAX_LISTED: i64 = 100;
+
+/// A link as staff see it: what it opens and its state, never its token (which is not
+/// stored) nor its digest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ClientLinkRow)]
+pub struct LinkRow {
+    /// The link.
+    pub link_id: ClientLinkId,
+    /// What it is for: `intake`, `booking_manage` (or a later purpose).
+    pub purpose: String,
+    /// The intake request or appointment it opens.
+    pub subject_id: uuid::Uuid,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// When the client used it up (an intake form submitted), if so.
+    pub used_at: Option<DateTime<Utc>>,
+    /// When staff revoked it, if so.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether it still opens anything now (not expired, used or revoked).
+    pub outstanding: bool,
+}
+
+type LinkTuple = (
+    ClientLinkId,
+    String,
+    uuid::Uuid,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+/// A link row with its patient first.
+type WithPatient = (
+    PatientId,
+    ClientLinkId,
+    String,
+    uuid::Uuid,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+fn link_row(
+    now: DateTime<Utc>,
+    (link_id, purpose, subject_id, created_at, expires_at, used_at, revoked_at): LinkTuple,
+) -> LinkRow {
+    LinkRow {
+        outstanding: used_at.is_none() && revoked_at.is_none() && expires_at > now,
+        link_id,
+        purpose,
+        subject_id,
+        created_at,
+        expires_at,
+        used_at,
+        revoked_at,
+    }
+}
+
+const LINK_COLUMNS: &str =
+    "link_id, purpose, subject_id, created_at, expires_at, used_at, revoked_at";
+
+/// A patient's client links, newest first (at most [`MAX_LISTED`]). The scheduling roles (the
+/// RLS policy); nothing decrypted, no audit event of its own: the caller's page or route
+/// audits the patient it shows.
+///
+/// # Errors
+/// Database errors.
+pub async fn for_patient(
+    tx: &mut TenantTx,
+    patient: PatientId,
+) -> Result<Vec<LinkRow>, StoreError> {
+    let (practice, now) = (tx.practice(), tx.now());
+    let rows: Vec<LinkTuple> = sqlx::query_as(&format!(
+        "select {LINK_COLUMNS} from client_link where practice_id = $1 and patient_id = $2
+          order by created_at desc, link_id limit $3"
+    ))
+    .bind(practice)
+    .bind(patient)
+    .bind(MAX_LISTED)
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(rows.into_iter().map(|r| link_row(now, r)).collect())
+}
+
+/// Revokes an outstanding link: from this transaction's commit on, `app.enter_link` refuses
+/// it exactly like an expired one (the client sees the one generic "link does not work"
+/// page) and nothing it opened changes. The scheduling roles (the RLS policy); appends
+/// `client_link.revoke` naming the patient and the link (its purpose in the details, never
+/// the token). `None` when there is no such link in the practice;
+/// [`StoreError::Conflict`] (`client_link_not_outstanding`) when it was already used,
+/// revoked or expired (nothing changes).
+///
+/// # Errors
+/// Database errors.
+pub async fn revoke(tx: &mut TenantTx, link: ClientLinkId) -> Result<Option<LinkRow>, StoreError> {
+    let (practice, now) = (tx.practice(), tx.now());
+    let found: Option<(PatientId, LinkTuple)> = sqlx::query_as::<_, WithPatient>(&format!(
+        "select patient_id, {LINK_COLUMNS} from client_link
+          where practice_id = $1 and link_id = $2 for update"
+    ))
+    .bind(practice)
+    .bind(link)
+    .fetch_optional(tx.conn())
+    .await?
+    .map(|(patient, a, b, c, d, e, f, g)| (patient, (a, b, c, d, e, f, g)));
+    let Some((patient, tuple)) = found else {
+        return Ok(None);
+    };
+    let before = link_row(now, tuple);
+    if !before.outstanding {
+        return Err(StoreError::Conflict("client_link_not_outstanding".into()));
+    }
+    sqlx::query(
+        "update client_link set revoked_at = $3
+          where practice_id = $1 and link_id = $2 and revoked_at is null",
+    )
+    .bind(practice)
+    .bind(link)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    tx.audit_details(
+        domain::AuditAction::ClientLinkRevoke,
+        Some(patient),
+        Some(domain::AuditObject::client_link(link)),
+        Some(serde_json::json!({"purpose": before.purpose})),
+    )
+    .await?;
+    Ok(Some(LinkRow {
+        revoked_at: Some(now),
+        outstanding: false,
+        ..before
+    }))
+}

@@ -234,7 +234,13 @@ pub async fn enqueue(
     keyring: &Keyring,
     m: &NewMessage,
 ) -> Result<bool, StoreError> {
-    if !outbound::Message::TEMPLATES.contains(&m.template) {
+    // Push carries the one content-free template; the other channels the catalogue's.
+    let allowed = if m.channel == Channel::Push {
+        m.template == crate::push::PUSH_TEMPLATE
+    } else {
+        outbound::Message::TEMPLATES.contains(&m.template)
+    };
+    if !allowed {
         return Err(StoreError::Invalid("outbox.template".into()));
     }
     if m.recipient.0.trim().is_empty() || m.recipient.0.len() > 254 {
@@ -515,6 +521,8 @@ pub struct Due {
     pub interrupted: bool,
     /// For SMS: the number has opted out (STOP).
     pub opted_out: bool,
+    /// For push: the subscription the recipient names, opened (`None`: it is gone).
+    pub push: Option<egress::send::PushSubscription>,
 }
 
 /// A practice's due messages claimed by the outbox job: its owner transaction holds their
@@ -621,6 +629,12 @@ impl OwnerStore {
             } else {
                 false
             };
+            let push = match (channel, recipient.parse::<domain::PushSubscriptionId>()) {
+                (Channel::Push, Ok(sub)) => {
+                    crate::push::open_for_send(tx.conn(), &opener, practice, sub).await?
+                }
+                _ => None,
+            };
             let mut e = tx.event(AuditAction::OutboxSend);
             e.object = Some(AuditObject::new(ObjectKind::OutboxMessage, id));
             e.patient = patient;
@@ -641,6 +655,7 @@ impl OwnerStore {
                 idempotency_key: key,
                 interrupted: status == "sending",
                 opted_out,
+                push,
             });
         }
         tx.append(&events).await?;

@@ -346,6 +346,19 @@ pub const CLIENT_LINK: SealedTable = SealedTable {
     purge: Purge::WithPatients { audit_as: None },
 };
 
+/// Members' Web Push subscriptions (`push`): the endpoint and its RFC 8291 keys, sealed as one
+/// JSON value; no patient in them, so the retention job leaves them (they go with the
+/// membership, or when the push service says they are gone).
+pub const PUSH_SUBSCRIPTION: SealedTable = SealedTable {
+    table: "push_subscription",
+    row: id("subscription_id"),
+    columns: &[sealed!("subscription")],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::Never(
+        "a staff member's browser subscription: no patient data; removed with the membership or when the push service answers that it is gone",
+    ),
+};
+
 /// Appointments (`appointments`): ids, times and a status.
 pub const APPOINTMENT: SealedTable = SealedTable {
     table: "appointment",
@@ -554,6 +567,7 @@ pub const TABLES: &[SealedTable] = &[
     BLOB_OBJECT,
     AI_PROVIDER,
     INCIDENT,
+    PUSH_SUBSCRIPTION,
 ];
 
 /// The registered sealed column `table.enc` (`enc` is the ciphertext column, `<name>_enc`).
@@ -844,6 +858,11 @@ const CLEAR: &[PlaintextColumn] = &[
     col("client_link", "purpose", CLOSED),
     col("waitlist_entry", "state", CLOSED),
     col("waitlist_offer", "state", CLOSED),
+    col(
+        "push_subscription",
+        "endpoint_host",
+        "the host name of a browser vendor's push service (`fcm.googleapis.com`), checked against the subprocessor registry: not about a patient",
+    ),
     col("intake_request", "status", CLOSED),
     col(
         "intake_request",

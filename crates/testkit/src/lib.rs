@@ -693,6 +693,22 @@ impl TestApp {
         Self::start_inner(store, |_| {}, |app| app, assistant).await
     }
 
+    /// Starts the app on `store` with Web Push enabled as `push` says (the VAPID public key
+    /// and the push services' hosts subscriptions may name).
+    pub async fn start_with_push(store: Store, push: server::PushSettings) -> Self {
+        Self::start_adjusted(
+            store,
+            |_| {},
+            |app| app,
+            server::assistant::Assistant::default(),
+            move |mut s| {
+                s.push = Some(std::sync::Arc::new(push));
+                s
+            },
+        )
+        .await
+    }
+
     /// Starts the app on `store` with `extend` applied to its router first (to serve routes
     /// of the caller's own next to the real ones, e.g. the benchmark harness's baselines).
     pub async fn start_extended(
@@ -723,7 +739,8 @@ impl TestApp {
     }
 
     /// Starts the app on `store` with `adjust` applied to its state (e.g. a payment
-    /// processor pointed at a stand-in) and `extend` to its router (e.g. a webhook route).
+    /// processor pointed at a stand-in, Web Push settings) and `extend` to its router (e.g. a
+    /// webhook route).
     #[allow(
         clippy::unused_async,
         reason = "spawns the server on the caller's runtime; async like the public constructors"
@@ -771,6 +788,7 @@ impl TestApp {
             blobs: blobs.clone(),
             subprocessors: std::sync::Arc::default(),
             payments: None,
+            push: None,
         };
         let state = adjust(state);
         let (cert, key) = test_certificate();

@@ -293,6 +293,10 @@ fn intake_routes() -> Router<AppState> {
             "/practices/{practice_id}/intake/{request_id}/{decision}",
             post(i::decide),
         )
+        .route(
+            "/practices/{practice_id}/patients/{patient_id}/links/{link_id}/revoke",
+            post(i::link_revoke),
+        )
 }
 
 /// The public client pages' limit per address ([`server::extract::admit_public_client`], the

@@ -710,6 +710,40 @@ const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
     (
         "DELETE",
         "/api/v1/practices/{practice_id}/waitlist/{entry_id}",
+    // Intake forms and client links for staff: `intake_api::intake_api_authorization_matrix`
+    // (submitted forms and live links per role).
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/intake-requests",
+    ),
+    ("GET", "/api/v1/practices/{practice_id}/intake-requests"),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/intake-requests/{request_id}",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/intake-requests/{request_id}/accept",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/intake-requests/{request_id}/reject",
+    ),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/patients/{patient_id}/client-links",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/client-links/{link_id}/revoke",
+    ),
+    // Web Push subscriptions (any member, their own): `push::push_routes_authorization_matrix`
+    // (needs Web Push enabled and the push-service stand-in).
+    ("GET", "/api/v1/practices/{practice_id}/push-subscriptions"),
+    ("POST", "/api/v1/practices/{practice_id}/push-subscriptions"),
+    (
+        "DELETE",
+        "/api/v1/practices/{practice_id}/push-subscriptions/{subscription_id}",
     ),
     // Its matrix is in `perio_dictation` (a clip body and a recognizer stand-in).
     (

@@ -245,6 +245,15 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .bind(uuid::Uuid::new_v4())
         .bind(uuid::Uuid::new_v4())
         .bind(uuid::Uuid::new_v4())
+        // A Web Push subscription of the owner (sealed as opaque bytes).
+        sqlx::query(
+            "insert into push_subscription (practice_id, subscription_id, user_id, endpoint_digest,
+                    endpoint_host, subscription_enc, created_at)
+             values ($1, gen_random_uuid(), $2, sha256(gen_random_uuid()::text::bytea),
+                    'fcm.googleapis.com', decode(repeat('00', 40), 'hex'), now())",
+        )
+        .bind(p.id)
+        .bind(p.user("owner"))
         .execute(&mut su)
         .await
         .unwrap();

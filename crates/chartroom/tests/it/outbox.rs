@@ -124,6 +124,7 @@ impl Harness {
         self.job_with(Channels {
             sms: Some(self.sms()),
             email: Some(self.email()),
+            push: None,
         })
     }
 
@@ -446,6 +447,7 @@ async fn a_send_interrupted_by_a_crash_is_never_sent_twice() {
             inner: h.email(),
             sent: sent.clone(),
         })),
+        push: None,
     });
     tokio::select! {
         _ = crashing.pass(Some(h.w.a.id), noon) => panic!("the pass cannot finish"),
@@ -479,6 +481,7 @@ async fn a_send_interrupted_by_a_crash_is_never_sent_twice() {
             sent: sent.clone(),
         })),
         email: Some(h.email()),
+        push: None,
     });
     tokio::select! {
         _ = crashing.pass(Some(h.w.a.id), later) => panic!("the pass cannot finish"),

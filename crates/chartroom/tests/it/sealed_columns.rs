@@ -1024,6 +1024,18 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
             .unwrap();
         tx.commit().await.unwrap();
     }
+    // A Web Push subscription: its endpoint and keys sealed (issue 19.3).
+    let mut tx = as_member(&f.app, &store, f.w.a.user("reception"), a).await;
+    let sub = store::push::check(
+        "https://fcm.googleapis.com/fcm/send/canary-endpoint",
+        &[4u8; 65],
+        &[7u8; 16],
+    )
+    .unwrap();
+    store::push::subscribe(&mut tx, &keyring, &sub)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
 
     let (v, r) = owner
         .rotate_data_key_audited(a, false, 1, None, &mut |_, _| {})

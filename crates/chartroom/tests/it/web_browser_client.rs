@@ -140,6 +140,7 @@ async fn a_client_books_confirms_and_signs_intake_and_reception_accepts_it() {
         Channels {
             sms: Some(h.sms()),
             email: Some(Arc::new(mailer)),
+            push: None,
         },
         LinkOrigin::parse(&origin).unwrap(),
         OwnContacts {

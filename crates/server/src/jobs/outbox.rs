@@ -3,7 +3,9 @@
 //!
 //! Each pass, for every practice, the booking reminders that have come due are queued
 //! ([`store::OwnerStore::queue_reminders`]: email [`REMINDERS`] 48 h and SMS 24 h before the
-//! appointment, the SMS not once the client has confirmed, each at most once), then
+//! appointment, the SMS not once the client has confirmed, each at most once) and, with a
+//! push channel, the content-free push updates to staff browsers
+//! ([`store::OwnerStore::queue_push_updates`]: intake forms waiting for review), then
 //! [`store::OwnerStore::claim_outbox`] claims the due messages
 //! (`for update skip locked`; their recipients and slots opened and audited as
 //! `outbox.send`), then for each:
@@ -21,7 +23,8 @@
 //!    opening, never dropped.
 //! 5. **Caps**: a client who has had the practice's daily cap of messages today (local day)
 //!    has the message deferred to the next day's opening.
-//! 6. Otherwise it is rendered from the catalogue ([`outbound::Message`]) and marked
+//! 6. Otherwise it is rendered from the catalogue ([`outbound::Message`]; a push message is
+//!    always [`outbound::PushPayload::update`], to the staff subscription it names) and marked
 //!    `sending` with a lease of [`LEASE`]; the claim commits (so the mark is durable) and only
 //!    then is the adapter called, with the row's idempotency key and the practice's
 //!    [`outbound::Scanner`] (its own clients' names and contact points; links only to the
@@ -30,7 +33,8 @@
 //! Outcomes: accepted → `sent` (provider and message id kept); a retryable error
 //! ([`SendError::is_retryable`]) → back to `queued` after an exponential [`backoff`] (or the
 //! provider's `Retry-After`, whichever is later) until [`MAX_ATTEMPTS`]; rejected or refused
-//! by the gate → `failed`; refused by the scanner → `refused`, with an `outbox.refused` audit
+//! by the gate → `failed` (a push service's `404`/`410` also deletes the subscription, audited
+//! `push.unsubscribe`); refused by the scanner → `refused`, with an `outbox.refused` audit
 //! event naming the finding's kind (never the payload) and an alert log line on the
 //! `chartroom::alert` target with ids only.
 //!
@@ -51,8 +55,8 @@ use chrono::{DateTime, NaiveTime, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use domain::{PatientId, PracticeId};
 use egress::send::{
-    EmailAddress, EmailRequest, Idempotency, IdempotencyKey, Mailer, PhoneNumber, SendError,
-    SmsCarrier, SmsRequest,
+    EmailAddress, EmailRequest, Idempotency, IdempotencyKey, Mailer, PhoneNumber, PushRequest,
+    PushSender, SendError, SmsCarrier, SmsRequest,
 };
 use outbound::{
     AppointmentTime, KnownClient, LinkOrigin, LinkPurpose, LinkToken, Message, OpaqueLink,
@@ -151,6 +155,8 @@ pub struct Channels {
     pub sms: Option<Arc<dyn SmsCarrier>>,
     /// The mail service.
     pub email: Option<Arc<dyn Mailer>>,
+    /// Web Push (content-free messages to staff subscriptions).
+    pub push: Option<Arc<dyn PushSender>>,
 }
 
 impl std::fmt::Debug for Channels {
@@ -158,6 +164,7 @@ impl std::fmt::Debug for Channels {
         f.debug_struct("Channels")
             .field("sms", &self.sms.as_ref().map(|s| s.vendor()))
             .field("email", &self.email.as_ref().map(|m| m.vendor()))
+            .field("push", &self.push.is_some())
             .finish()
     }
 }
@@ -166,14 +173,16 @@ impl Channels {
     /// Whether any channel is configured (`serve` starts the job only then).
     #[must_use]
     pub fn any(&self) -> bool {
-        self.sms.is_some() || self.email.is_some()
+        self.sms.is_some() || self.email.is_some() || self.push.is_some()
     }
 
     fn idempotency(&self, channel: Channel) -> Option<Idempotency> {
         match channel {
             Channel::Sms => self.sms.as_ref().map(|s| s.idempotency()),
             Channel::Email => self.email.as_ref().map(|m| m.idempotency()),
-            Channel::Push => None,
+            // A push service takes no idempotency key: an interrupted push is not repeated
+            // (it is content-free; a lost one is replaced by the next).
+            Channel::Push => self.push.as_ref().map(|_| Idempotency::None),
         }
     }
 }
@@ -207,6 +216,10 @@ pub struct PassReport {
     pub uncertain: u64,
     /// Booking reminders queued.
     pub reminders: u64,
+    /// Push updates queued (intake forms waiting for review, per staff subscription).
+    pub push_queued: u64,
+    /// Push subscriptions removed because the push service said they are gone.
+    pub push_gone: u64,
 }
 
 /// The outbox job.
@@ -222,7 +235,8 @@ pub struct Outbox {
 /// A message ready to go.
 struct Ready {
     due: Due,
-    rendered: Rendered,
+    /// The catalogue's rendering (`None` for push: its payload is the one content-free one).
+    rendered: Option<Rendered>,
 }
 
 impl Outbox {
@@ -284,6 +298,13 @@ impl Outbox {
             .queue_reminders(practice, now, email_before, sms_before)
             .await
             .map_err(|e| format!("queueing reminders failed: {e}"))?;
+        if self.channels.push.is_some() {
+            report.push_queued += self
+                .owner
+                .queue_push_updates(practice, now)
+                .await
+                .map_err(|e| format!("queueing push updates failed: {e}"))?;
+        }
         let Some(mut claim) = self
             .owner
             .claim_outbox(practice, now, PER_PRACTICE)
@@ -360,17 +381,17 @@ impl Outbox {
                 }
                 counted.insert(patient, sent + 1);
             }
-            let Some(rendered) = name
+            let rendered = name
                 .as_ref()
-                .and_then(|n| render(&due, n.clone(), &self.origin))
-            else {
+                .and_then(|n| render(&due, n.clone(), &self.origin));
+            if rendered.is_none() && due.channel != Channel::Push {
                 claim
                     .finish(id, Final::Failed, Reason::Unreadable)
                     .await
                     .map_err(db)?;
                 report.failed += 1;
                 continue;
-            };
+            }
             ready.push(Ready { due, rendered });
         }
         claim
@@ -418,6 +439,33 @@ impl Outbox {
         .ok()
     }
 
+    /// The push service says the subscription `due` names is gone (`404`/`410`): drop it, so
+    /// nothing is sent to it again.
+    async fn drop_gone(
+        &self,
+        practice: PracticeId,
+        due: &Due,
+        now: DateTime<Utc>,
+        report: &mut PassReport,
+    ) -> Result<(), String> {
+        let Ok(subscription) = due.recipient.0.parse::<domain::PushSubscriptionId>() else {
+            return Ok(());
+        };
+        if self
+            .owner
+            .drop_push_subscription(practice, subscription, now)
+            .await
+            .map_err(|e| format!("dropping a gone push subscription failed: {e}"))?
+        {
+            report.push_gone += 1;
+        }
+        Ok(())
+    }
+
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one send per channel, then the outcome rules in the order the module docs list them"
+    )]
     async fn send(
         &self,
         practice: PracticeId,
@@ -429,26 +477,53 @@ impl Outbox {
         let due = &r.due;
         let key = IdempotencyKey(due.idempotency_key);
         let result = match due.channel {
-            Channel::Sms => match (&self.channels.sms, PhoneNumber::parse(&due.recipient.0)) {
-                (Some(sms), Ok(to)) => {
-                    let body = r.rendered.sms();
+            Channel::Sms => match (
+                &self.channels.sms,
+                PhoneNumber::parse(&due.recipient.0),
+                &r.rendered,
+            ) {
+                (Some(sms), Ok(to), Some(rendered)) => {
+                    let body = rendered.sms();
                     sms.send_sms(scanner, SmsRequest { to: &to, body, key })
                         .await
                         .map(|receipt| (sms.vendor(), receipt))
                 }
                 _ => Err(SendError::Rejected { status: 0 }),
             },
-            Channel::Email => match (&self.channels.email, EmailAddress::parse(&due.recipient.0)) {
-                (Some(mail), Ok(to)) => {
-                    let body = r.rendered.email();
+            Channel::Email => match (
+                &self.channels.email,
+                EmailAddress::parse(&due.recipient.0),
+                &r.rendered,
+            ) {
+                (Some(mail), Ok(to), Some(rendered)) => {
+                    let body = rendered.email();
                     mail.send_email(scanner, EmailRequest { to: &to, body, key })
                         .await
                         .map(|receipt| (mail.vendor(), receipt))
                 }
                 _ => Err(SendError::Rejected { status: 0 }),
             },
-            Channel::Push => Err(SendError::Rejected { status: 0 }),
+            Channel::Push => match (&self.channels.push, &due.push) {
+                (Some(push), Some(subscription)) => push
+                    .send_push(
+                        scanner,
+                        PushRequest {
+                            subscription,
+                            payload: outbound::PushPayload::update(),
+                            key,
+                        },
+                    )
+                    .await
+                    .map(|receipt| (egress::webpush::VENDOR, receipt)),
+                // The subscription was removed after the message was queued.
+                _ => Err(SendError::Rejected { status: 0 }),
+            },
         };
+        if let (Channel::Push, Err(SendError::Rejected { status: 404 | 410 })) =
+            (due.channel, &result)
+        {
+            self.drop_gone(practice, due, now, report).await?;
+        }
         let attempts = due.attempts + 1;
         let settle = match result {
             Ok((provider, receipt)) => {

@@ -13,6 +13,7 @@ pub(crate) mod care_team;
 pub(crate) mod disclosures;
 pub(crate) mod emergency;
 pub(crate) mod incidents;
+pub(crate) mod intake;
 pub(crate) mod invitations;
 pub(crate) mod memberships;
 pub(crate) mod notes;
@@ -22,6 +23,7 @@ pub(crate) mod perio;
 pub(crate) mod perio_voice;
 pub(crate) mod practices;
 pub(crate) mod providers;
+pub(crate) mod push;
 pub(crate) mod retention;
 pub(crate) mod rights;
 pub(crate) mod scribe;
@@ -68,6 +70,8 @@ use crate::AppState;
         (name = "booking", description = "Online booking: services, clinicians' hours and rules (owners and admins), bookings waiting for approval (clinicians and reception), and the public page (no session)"),
         (name = "patient rights", description = "Right-of-access requests with their 30-day deadline and one extension (owners, admins and clinicians), and the export of a patient's designated record set as FHIR R4 or HTML (clinicians)"),
         (name = "incidents", description = "Security incidents, breach clocks, risk assessment, scoping from the audit log and notification letters (owners and admins)"),
+        (name = "intake", description = "Intake forms for staff: request a form for a patient, the review queue, one submitted form, accept or reject; a patient's client links and their revocation (clinicians and reception)"),
+        (name = "push", description = "Web Push subscriptions of staff (content-free \"you have an update\" notifications; any member, for themselves)"),
         (name = "meta", description = "This description")
     )
 )]
@@ -220,6 +224,15 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(booking::public_slots),
         routes!(waitlist::waitlist_list, waitlist::waitlist_add),
         routes!(waitlist::waitlist_remove),
+        routes!(intake::intake_request_create),
+        routes!(intake::intake_queue),
+        routes!(intake::intake_response_get),
+        routes!(intake::intake_accept),
+        routes!(intake::intake_reject),
+        routes!(intake::client_link_list),
+        routes!(intake::client_link_revoke),
+        routes!(push::push_subscription_list, push::push_subscription_create),
+        routes!(push::push_subscription_delete),
     ]
 }
 

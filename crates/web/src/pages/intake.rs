@@ -348,6 +348,9 @@ fn done_message(done: Option<&str>) -> Option<&'static str> {
         ),
         "accepted" => Some("Intake form accepted: it is on the patient's chart."),
         "rejected" => Some("Intake form rejected."),
+        "revoked" => {
+            Some("Link revoked: it no longer works. Request a new form to send a new link.")
+        }
         _ => None,
     }
 }
@@ -370,7 +373,25 @@ pub(crate) struct PatientIntakePage {
     patient: String,
     forms: Vec<FormOption>,
     requests: Vec<RequestView>,
+    links: Vec<LinkView>,
     done: Option<&'static str>,
+}
+
+/// An outstanding client link on the patient's intake page, with its revoke button.
+pub(crate) struct LinkView {
+    purpose: &'static str,
+    sent: String,
+    until: String,
+    revoke_action: String,
+}
+
+fn purpose_label(p: &str) -> &'static str {
+    match p {
+        "intake" => "Intake form",
+        "booking_manage" => "Manage a booking",
+        "offer" => "Waitlist offer",
+        _ => "Client link",
+    }
 }
 
 /// `GET /app/practices/{practice_id}/patients/{patient_id}/intake`: the patient's intake
@@ -387,6 +408,7 @@ pub(crate) async fn patient_page(
     let chrome = chrome(&mut tx).await?;
     let p = super::patients::read_patient(&state, &mut tx, patient).await?;
     let rows = store::intake::for_patient(&mut tx, patient).await?;
+    let links = store::links::for_patient(&mut tx, patient).await?;
     tx.commit().await?;
     let cat = catalogue().map_err(|e| AppError::Internal(e.to_string()))?;
     html(&PatientIntakePage {
@@ -405,8 +427,47 @@ pub(crate) async fn patient_page(
             })
             .collect(),
         requests: rows.iter().map(|r| view(practice, r)).collect(),
+        links: links
+            .iter()
+            .filter(|l| l.outstanding)
+            .map(|l| LinkView {
+                purpose: purpose_label(&l.purpose),
+                sent: utc(l.created_at),
+                until: utc(l.expires_at),
+                revoke_action: format!(
+                    "/app/practices/{practice}/patients/{patient}/links/{}/revoke",
+                    l.link_id
+                ),
+            })
+            .collect(),
         done: done_message(q.done.as_deref()),
     })
+}
+
+/// `POST /app/practices/{practice_id}/patients/{patient_id}/links/{link_id}/revoke`: revokes
+/// an outstanding client link (`client_link.revoke`, the API's one path): it stops working at
+/// once. `303` back to the patient's intake page; a link of another patient or practice is
+/// `404`, one no longer outstanding `409`.
+pub(crate) async fn link_revoke(
+    Member(ctx): Member<Scheduling>,
+    Path((_, id, link)): Path<(String, String, String)>,
+) -> Result<Response, WebError> {
+    let patient: PatientId = path_id(&id, "patient")?;
+    let link: domain::ClientLinkId = path_id(&link, "client link")?;
+    let mut tx = ctx.tx;
+    let practice = tx.practice();
+    let mine = store::links::for_patient(&mut tx, patient)
+        .await?
+        .iter()
+        .any(|l| l.link_id == link);
+    if !mine {
+        return Err(WebError(AppError::NotFound("client link")));
+    }
+    server::actions::revoke_link(&mut tx, link).await?;
+    tx.commit().await?;
+    Ok(redirect(&format!(
+        "/app/practices/{practice}/patients/{patient}/intake?done=revoked"
+    )))
 }
 
 /// The request form.
