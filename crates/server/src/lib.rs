@@ -34,6 +34,7 @@ pub mod extract;
 pub mod fhir;
 pub mod identity;
 pub mod jobs;
+pub mod outbox_preview;
 mod middleware;
 pub mod password;
 mod routes;
