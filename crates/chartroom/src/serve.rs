@@ -191,6 +191,10 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'stati
 }
 
 /// Runs the server until SIGINT/SIGTERM (or until the embedded PostgreSQL dies).
+#[expect(
+    clippy::too_many_lines,
+    reason = "serve's start-up in the order it happens: one sequence to read"
+)]
 pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let g = svc.global();
     let (operator_hosts, integrations) = preflight(&args, &g.data_dir)?;

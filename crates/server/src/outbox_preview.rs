@@ -49,7 +49,9 @@ pub struct TemplatePreview {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PreviewError {
     /// The practice's name is not one a template may carry (the outbox would not send).
-    #[error("the practice's name cannot be used in messages (letters, digits, spaces and & ' . , - ( ) only)")]
+    #[error(
+        "the practice's name cannot be used in messages (letters, digits, spaces and & ' . , - ( ) only)"
+    )]
     PracticeName,
     /// The public origin is not an `https` origin.
     #[error("the public origin is not an https origin")]
@@ -60,9 +62,8 @@ pub enum PreviewError {
 }
 
 fn sample_messages(practice: &PracticeName, origin: &LinkOrigin) -> Option<Vec<Message>> {
-    let time = AppointmentTime::new(
-        chrono::NaiveDate::from_ymd_opt(2030, 6, 4)?.and_hms_opt(9, 30, 0)?,
-    );
+    let time =
+        AppointmentTime::new(chrono::NaiveDate::from_ymd_opt(2030, 6, 4)?.and_hms_opt(9, 30, 0)?);
     let token = LinkToken::parse(SAMPLE_TOKEN).ok()?;
     let link = |p| OpaqueLink::new(origin, p, &token);
     let phone = PracticePhone::new(SAMPLE_PHONE).ok()?;
@@ -135,20 +136,17 @@ pub fn preview(
         phones: vec![PracticePhone::new(SAMPLE_PHONE).map_err(|_| PreviewError::Scanner)?],
         emails: Vec::new(),
     };
-    let scanner: Scanner = crate::jobs::outbox::practice_scanner(
-        clients,
-        &origin,
-        &own,
-        Some(&practice),
-    )
-    .ok_or(PreviewError::Scanner)?;
+    let scanner: Scanner =
+        crate::jobs::outbox::practice_scanner(clients, &origin, &own, Some(&practice))
+            .ok_or(PreviewError::Scanner)?;
     let messages = sample_messages(&practice, &origin).ok_or(PreviewError::Scanner)?;
     Ok(messages
         .iter()
         .map(|m| {
             let r = m.render();
             let email = r.email();
-            let finding = |bytes: &[u8]| scanner.scan(bytes, None).err().map(|f| f.name());
+            let finding =
+                |bytes: &[u8]| scanner.scan(bytes, None).err().map(outbound::Finding::name);
             TemplatePreview {
                 template: m.template(),
                 audience: if matches!(m, Message::SubprocessorChange { .. }) {

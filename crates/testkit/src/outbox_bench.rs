@@ -199,7 +199,12 @@ fn synthetic_time(day: DateTime<Utc>) -> chrono::NaiveDateTime {
     (day + chrono::Duration::days(3)).naive_utc()
 }
 
-fn render(p: &Planned, practice: &PracticeName, origin: &LinkOrigin, day: DateTime<Utc>) -> Message {
+fn render(
+    p: &Planned,
+    practice: &PracticeName,
+    origin: &LinkOrigin,
+    day: DateTime<Utc>,
+) -> Message {
     let time = AppointmentTime::new(synthetic_time(day));
     let link = OpaqueLink::new(origin, LinkPurpose::Manage, &LinkToken::generate());
     if p.reminder {
@@ -223,7 +228,10 @@ fn render(p: &Planned, practice: &PracticeName, origin: &LinkOrigin, day: DateTi
 /// A fixture that cannot be built, a send that fails, or counts that do not add up.
 #[expect(clippy::too_many_lines, reason = "one benchmark, read top to bottom")]
 pub async fn run(o: OutboxBenchOptions) -> anyhow::Result<OutboxBenchReport> {
-    ensure!(o.messages > 0 && o.rounds > 0, "messages and rounds must be positive");
+    ensure!(
+        o.messages > 0 && o.rounds > 0,
+        "messages and rounds must be positive"
+    );
     ensure!(
         o.clients > 0 && o.messages <= o.clients * 4,
         "at most 4 messages per client per round (the default daily cap): raise --clients"
@@ -306,7 +314,11 @@ pub async fn run(o: OutboxBenchOptions) -> anyhow::Result<OutboxBenchReport> {
             let (patient, phone, email) = clients[i % clients.len()].clone();
             Planned {
                 patient,
-                channel: if i % 2 == 0 { Channel::Sms } else { Channel::Email },
+                channel: if i % 2 == 0 {
+                    Channel::Sms
+                } else {
+                    Channel::Email
+                },
                 reminder: i % 4 >= 2,
                 phone,
                 email,
@@ -387,7 +399,7 @@ pub async fn run(o: OutboxBenchOptions) -> anyhow::Result<OutboxBenchReport> {
                         sent += r.sent;
                     }
                     let elapsed = started.elapsed();
-                    if sent != o.messages as u64 {
+                    if sent != u64::try_from(o.messages)? {
                         bail!("the outbox sent {sent} of {}", o.messages);
                     }
                     outbox = Some(Measured {
@@ -409,33 +421,30 @@ pub async fn run(o: OutboxBenchOptions) -> anyhow::Result<OutboxBenchReport> {
                     for p in &plan {
                         let rendered = render(p, &practice_name, &origin, day).render();
                         let key = IdempotencyKey(uuid::Uuid::new_v4());
-                        match p.channel {
-                            Channel::Sms => {
-                                let to = PhoneNumber::parse(&p.phone)?;
-                                sms.send_sms(
-                                    &scanner,
-                                    SmsRequest {
-                                        to: &to,
-                                        body: rendered.sms(),
-                                        key,
-                                    },
-                                )
-                                .await
-                                .map_err(|e| anyhow::anyhow!("adapter SMS: {e}"))?;
-                            }
-                            _ => {
-                                let to = EmailAddress::parse(&p.email)?;
-                                mail.send_email(
-                                    &scanner,
-                                    EmailRequest {
-                                        to: &to,
-                                        body: rendered.email(),
-                                        key,
-                                    },
-                                )
-                                .await
-                                .map_err(|e| anyhow::anyhow!("adapter email: {e}"))?;
-                            }
+                        if p.channel == Channel::Sms {
+                            let to = PhoneNumber::parse(&p.phone)?;
+                            sms.send_sms(
+                                &scanner,
+                                SmsRequest {
+                                    to: &to,
+                                    body: rendered.sms(),
+                                    key,
+                                },
+                            )
+                            .await
+                            .map_err(|e| anyhow::anyhow!("adapter SMS: {e}"))?;
+                        } else {
+                            let to = EmailAddress::parse(&p.email)?;
+                            mail.send_email(
+                                &scanner,
+                                EmailRequest {
+                                    to: &to,
+                                    body: rendered.email(),
+                                    key,
+                                },
+                            )
+                            .await
+                            .map_err(|e| anyhow::anyhow!("adapter email: {e}"))?;
                         }
                     }
                     adapters = Some(Measured {

@@ -103,7 +103,10 @@ async fn the_templates_preview_shows_every_template_to_the_front_desk_only() {
         );
         let body = res.text().await.unwrap();
         for t in outbound::Message::TEMPLATES {
-            assert!(body.contains(&format!("id=\"template-{t}\"")), "{role}: {t}");
+            assert!(
+                body.contains(&format!("id=\"template-{t}\"")),
+                "{role}: {t}"
+            );
         }
         // The bytes as sent: the practice's name, sample slots on the practice's origin.
         assert!(body.contains("Practice a: your appointment is booked for Tue 4 Jun at 09:30."));

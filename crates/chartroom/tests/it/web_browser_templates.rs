@@ -35,8 +35,11 @@ async fn the_outbox_and_the_templates_preview_pass_csp_and_axe() {
         b.check_page("templates-05-outbox").await;
         b.click("main p.hint a").await;
         b.wait_for_text("h1", "Message templates").await;
-        b.wait_for_count("section.template-preview", outbound::Message::TEMPLATES.len())
-            .await;
+        b.wait_for_count(
+            "section.template-preview",
+            outbound::Message::TEMPLATES.len(),
+        )
+        .await;
         b.check_page("templates-06-preview").await;
     })
     .await;

@@ -294,7 +294,8 @@ impl Outbox {
             return Ok(());
         };
         let name = PracticeName::new(&claim.practice_name).ok();
-        let Some(scanner) = practice_scanner(&claim.clients, &self.origin, &self.own, name.as_ref())
+        let Some(scanner) =
+            practice_scanner(&claim.clients, &self.origin, &self.own, name.as_ref())
         else {
             // Fail closed before anything is marked: the claim rolls back and the messages
             // stay due; nothing is sent without a scan.

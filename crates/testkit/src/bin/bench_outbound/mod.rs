@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use outbound::{
     AppointmentTime, KnownClient, LinkOrigin, LinkPurpose, LinkToken, Message, NoticeDate,
-    OpaqueLink, PracticeName, PracticePhone, PublicPage, PublicPageLink, Scanner,
-    SubprocessorName,
+    OpaqueLink, PracticeName, PracticePhone, PublicPage, PublicPageLink, Scanner, SubprocessorName,
 };
 
 fn messages(origin: &LinkOrigin, practice: &PracticeName, phone: &PracticePhone) -> Vec<Message> {
@@ -64,7 +63,9 @@ fn messages(origin: &LinkOrigin, practice: &PracticeName, phone: &PracticePhone)
         Message::SubprocessorChange {
             practice: p(),
             vendor: SubprocessorName::from_registry("Telnyx").unwrap_or_else(|_| unreachable!()),
-            effective: NoticeDate::new(chrono::NaiveDate::from_ymd_opt(2027, 1, 6).unwrap_or_default()),
+            effective: NoticeDate::new(
+                chrono::NaiveDate::from_ymd_opt(2027, 1, 6).unwrap_or_default(),
+            ),
             link: PublicPageLink::new(origin, PublicPage::Subprocessors),
         },
     ]
