@@ -230,6 +230,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     crate::startup::prepare_runtime(svc, &store).await;
     let subprocessors = crate::subprocessors::record(
         &store,
+        owner.as_ref(),
         integrations,
         args.subprocessor_notice_days,
         &origin,

@@ -2,7 +2,9 @@
 //! `CHARTROOM_INTEGRATIONS`, default `<data dir>/integrations.toml` when it exists) is read and
 //! checked before anything starts — a PHI-touching subprocessor without a signed BAA refuses
 //! the start — and, once the database is up, its differences from the recorded registry are
-//! recorded as dated changes ([`store::Store::record_subprocessors`]: the owners' notices).
+//! recorded as dated changes: the owners' notices, with their emails queued through the outbox
+//! when the owner role is available ([`store::OwnerStore::record_subprocessors_notifying`];
+//! without it [`store::Store::record_subprocessors`] records the in-app notices only).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,23 +41,34 @@ pub(crate) fn load(explicit: Option<&Path>, data_dir: &Path) -> anyhow::Result<I
     Ok(integrations)
 }
 
-/// Records the configured registry at `now` (dated changes, notice period of `notice_days`)
-/// and returns the registry in force for the adapters and the publications.
+/// Records the configured registry at `now` (dated changes, notice period of `notice_days`),
+/// queueing the owners' notice emails when `owner` is given, and returns the registry in force
+/// for the adapters and the publications.
 pub(crate) async fn record(
     store: &store::Store,
+    owner: Option<&store::OwnerStore>,
     integrations: Integrations,
     notice_days: u16,
     origin: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<server::subprocessors::Subprocessors> {
-    let recording = store
-        .record_subprocessors(
-            &integrations.entries(),
-            now,
-            chrono::Duration::days(i64::from(notice_days)),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot record the subprocessor registry: {e}"))?;
+    let entries = integrations.entries();
+    let notice = chrono::Duration::days(i64::from(notice_days));
+    let recording = match owner {
+        Some(owner) => {
+            owner
+                .record_subprocessors_notifying(&entries, now, notice)
+                .await
+        }
+        None => store.record_subprocessors(&entries, now, notice).await,
+    }
+    .map_err(|e| anyhow::anyhow!("cannot record the subprocessor registry: {e}"))?;
+    if !recording.changes.is_empty() {
+        tracing::info!(
+            emails = recording.emails_queued,
+            "owners' notice emails queued for the subprocessor registry changes"
+        );
+    }
     for c in &recording.changes {
         tracing::info!(
             integration = %c.integration,

@@ -322,6 +322,9 @@ actions! {
     PushUnsubscribe => "push.unsubscribe",
     /// The practice's outbox (states, channels, times) was listed.
     OutboxList => "outbox.list",
+    /// The templates preview was shown: every template rendered with sample slots and scanned
+    /// with the practice's own clients opened (their count in the details; no client named).
+    OutboxPreview => "outbox.preview",
     /// A client's SMS opt-out changed (STOP / START from the carrier; no number kept).
     SmsOptOut => "sms.opt_out",
     /// A patient's right-of-access request was recorded (its form; whether a third party is

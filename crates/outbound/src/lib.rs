@@ -6,7 +6,9 @@
 //! - **No free text.** A message body exists only as a [`Rendered`] message, and the only way
 //!   to get one is [`Message::render`] over the fixed catalogue of [`Message`] templates. Their
 //!   slots are typed values — [`PracticeName`], [`PracticePhone`], [`OpaqueLink`],
-//!   [`AppointmentTime`] — each validated when made; no `String` can become an SMS body, an
+//!   [`AppointmentTime`], and for the owners' subprocessor notice [`SubprocessorName`] (the
+//!   registry's fixed names only), [`NoticeDate`] and [`PublicPageLink`] — each validated
+//!   when made; no `String` can become an SMS body, an
 //!   email subject or body, or a payment description (a compile-fail test proves it).
 //! - **Operational subjects only.** Email subjects are fixed per template and carry at most
 //!   the practice name; push payloads are one content-free sentence ([`PushPayload`]).
@@ -43,9 +45,9 @@ mod scan;
 mod slots;
 
 pub use address::{AddressGate, AddressRefusal, ClientAddress, NEAR_HOUSE_NUMBERS};
-pub use render::{EmailBody, Message, PushPayload, Rendered, SmsBody};
+pub use render::{EmailBody, Message, PushPayload, Rendered, SmsBody, SmsSegments};
 pub use scan::{Finding, KnownClient, Scanner, ScannerError};
 pub use slots::{
-    AppointmentTime, LinkOrigin, LinkPurpose, LinkToken, OpaqueLink, PracticeName, PracticePhone,
-    SlotError,
+    AppointmentTime, LinkOrigin, LinkPurpose, LinkToken, NoticeDate, OpaqueLink, PracticeName,
+    PracticePhone, PublicPage, PublicPageLink, SlotError, SubprocessorName,
 };

@@ -1,6 +1,9 @@
 //! The catalogue of outbound messages and their rendering.
 
-use super::slots::{AppointmentTime, OpaqueLink, PracticeName, PracticePhone};
+use super::slots::{
+    AppointmentTime, NoticeDate, OpaqueLink, PracticeName, PracticePhone, PublicPageLink,
+    SubprocessorName,
+};
 
 /// Every message Chartroom can send to a client, with its typed slots. There is no variant
 /// with free text, and no other way to make a [`Rendered`] message.
@@ -82,6 +85,19 @@ pub enum Message {
         /// The practice's phone.
         phone: PracticePhone,
     },
+    /// To a practice's owners (not to clients): the installation's subprocessor list changed.
+    /// Operational, no PHI: the vendor's registry name, the date it takes effect and the
+    /// published list.
+    SubprocessorChange {
+        /// The practice.
+        practice: PracticeName,
+        /// The vendor whose entry changed.
+        vendor: SubprocessorName,
+        /// When the change takes effect.
+        effective: NoticeDate,
+        /// The published list (`/subprocessors`).
+        link: PublicPageLink,
+    },
 }
 
 /// An SMS body, made only by [`Message::render`].
@@ -93,6 +109,51 @@ impl SmsBody {
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// How an SMS body travels: its encoding, its length in that encoding's units and the
+/// number of message parts a carrier bills (3GPP TS 23.038 and 23.040: GSM 7-bit 160 units
+/// alone or 153 per part when concatenated, an extension character counting 2; otherwise
+/// UCS-2, 70 UTF-16 units alone or 67 per part).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmsSegments {
+    /// `true`: GSM 7-bit; `false`: UCS-2.
+    pub gsm7: bool,
+    /// Length in septets (GSM) or UTF-16 units (UCS-2).
+    pub units: usize,
+    /// Message parts.
+    pub parts: usize,
+}
+
+/// The GSM 03.38 basic character set (3GPP TS 23.038 §6.2.1), without the escape.
+const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+/// The GSM 03.38 extension table (each costs 2 septets).
+const GSM7_EXTENSION: &str = "^{}\\[~]|€\u{c}";
+
+impl SmsBody {
+    /// Its encoding and the number of parts it is sent as.
+    #[must_use]
+    pub fn segments(&self) -> SmsSegments {
+        let gsm: Option<usize> = self.0.chars().try_fold(0usize, |n, c| {
+            if GSM7_BASIC.contains(c) {
+                Some(n + 1)
+            } else if GSM7_EXTENSION.contains(c) {
+                Some(n + 2)
+            } else {
+                None
+            }
+        });
+        let (gsm7, units, single, multi) = match gsm {
+            Some(n) => (true, n, 160, 153),
+            None => (false, self.0.encode_utf16().count(), 70, 67),
+        };
+        let parts = if units <= single {
+            1
+        } else {
+            units.div_ceil(multi)
+        };
+        SmsSegments { gsm7, units, parts }
     }
 }
 
@@ -167,7 +228,7 @@ const FOOTER: &str = "This is an automated message. Please do not reply with hea
 
 impl Message {
     /// Every template's stable name.
-    pub const TEMPLATES: [&'static str; 10] = [
+    pub const TEMPLATES: [&'static str; 11] = [
         "booking_confirmed",
         "booking_reminder",
         "booking_rescheduled",
@@ -178,6 +239,7 @@ impl Message {
         "stop_confirmed",
         "start_confirmed",
         "help",
+        "subprocessor_change",
     ];
 
     /// The template's stable name.
@@ -194,6 +256,7 @@ impl Message {
             Self::StopConfirmed { .. } => "stop_confirmed",
             Self::StartConfirmed { .. } => "start_confirmed",
             Self::Help { .. } => "help",
+            Self::SubprocessorChange { .. } => "subprocessor_change",
         }
     }
 
@@ -337,6 +400,27 @@ impl Message {
                     phone.as_str()
                 ),
             ),
+            Self::SubprocessorChange {
+                practice,
+                vendor,
+                effective,
+                link,
+            } => (
+                practice,
+                format!(
+                    "the subprocessor list changed ({}), effective {}. Details: {}",
+                    vendor.as_str(),
+                    effective.render(),
+                    link.as_str()
+                ),
+                "Subprocessor list changed",
+                format!(
+                    "The list of subprocessors this installation of Chartroom uses has changed: {}, effective {}.\n\nThe published list and its dated history:\n{}",
+                    vendor.as_str(),
+                    effective.render(),
+                    link.as_str()
+                ),
+            ),
         };
         let name = p.as_str();
         Rendered {
@@ -347,5 +431,32 @@ impl Message {
                 text: format!("{text}\n\n{name}\n\n{FOOTER}\n"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sms_segments_follow_the_gsm_and_ucs2_limits() {
+        let seg = |s: &str| SmsBody(s.to_owned()).segments();
+        let gsm = |units, parts| SmsSegments {
+            gsm7: true,
+            units,
+            parts,
+        };
+        let ucs2 = |units, parts| SmsSegments {
+            gsm7: false,
+            units,
+            parts,
+        };
+        assert_eq!(seg(&"a".repeat(160)), gsm(160, 1));
+        assert_eq!(seg(&"a".repeat(161)), gsm(161, 2));
+        assert_eq!(seg(&"a".repeat(307)), gsm(307, 3));
+        assert_eq!(seg(&"€".repeat(80)), gsm(160, 1));
+        assert_eq!(seg("Zahnarzt Müller: ok"), gsm(19, 1));
+        assert_eq!(seg(&"ł".repeat(70)), ucs2(70, 1));
+        assert_eq!(seg(&"ł".repeat(71)), ucs2(71, 2));
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use base64::Engine as _;
 
-use super::slots::{LinkPurpose, PracticeName, PracticePhone, is_token};
+use super::slots::{LinkPurpose, PracticeName, PracticePhone, PublicPage, is_token};
 
 /// Largest payload scanned (and therefore sent), bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -130,6 +130,10 @@ fn common_words(practice: Option<&PracticeName>) -> HashSet<String> {
          accept gets goes the you have payment make will no more texts reply start resume \
          resumed stop help messages this an automated message do not with health information \
          text a moved open http https www",
+        // The owners' subprocessor notice, and the months its date is written with.
+        "the list of subprocessors subprocessor this installation chartroom uses has changed \
+         effective details published and its dated history january february march april may \
+         june july august september october november december",
     ]
     .iter()
     .flat_map(|s| words(s))
@@ -393,13 +397,15 @@ impl Scanner {
     }
 }
 
-/// Whether a link's path is `/{purpose}/{token}` and nothing else.
+/// Whether a link's path is `/{purpose}/{token}` or a fixed public page (`/subprocessors`)
+/// and nothing else.
 fn opaque_path(u: &url::Url) -> bool {
     if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
         return false;
     }
     let mut parts = u.path().trim_start_matches('/').split('/');
     match (parts.next(), parts.next(), parts.next()) {
+        (Some(page), None, None) => PublicPage::ALL.iter().any(|p| p.segment() == page),
         (Some(purpose), Some(token), None) => {
             LinkPurpose::ALL.iter().any(|p| p.segment() == purpose) && is_token(token)
         }

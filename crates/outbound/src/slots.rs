@@ -23,6 +23,9 @@ pub enum SlotError {
     /// A link token must be 43 URL-safe base64 characters (256 bits).
     #[error("a link token must be 43 URL-safe base64 characters")]
     LinkToken,
+    /// A subprocessor's name must be 1–60 letters, digits, spaces or `&'.,-()`.
+    #[error("a subprocessor name must be 1–60 letters, digits, spaces or & ' . , - ( )")]
+    SubprocessorName,
 }
 
 /// Longest practice name, in characters.
@@ -32,6 +35,17 @@ pub const MAX_PRACTICE_NAME_CHARS: usize = 60;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PracticeName(String);
 
+/// Whether `name` (trimmed) is 1–60 characters of letters, digits, single spaces and
+/// `&'.,-()`: the shape of a name a template may print.
+fn is_plain_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=MAX_PRACTICE_NAME_CHARS).contains(&n)
+        && name.chars().all(|c| {
+            c.is_alphanumeric() || c == ' ' || matches!(c, '&' | '\'' | '.' | ',' | '-' | '(' | ')')
+        })
+        && !name.contains("  ")
+}
+
 impl PracticeName {
     /// A practice name: 1–60 characters of letters, digits, spaces and `&'.,-()`, trimmed.
     ///
@@ -39,15 +53,7 @@ impl PracticeName {
     /// [`SlotError::PracticeName`] for anything else (an `@`, a `/`, a colon, a newline…).
     pub fn new(name: &str) -> Result<Self, SlotError> {
         let name = name.trim();
-        let n = name.chars().count();
-        let ok = (1..=MAX_PRACTICE_NAME_CHARS).contains(&n)
-            && name.chars().all(|c| {
-                c.is_alphanumeric()
-                    || c == ' '
-                    || matches!(c, '&' | '\'' | '.' | ',' | '-' | '(' | ')')
-            })
-            && !name.contains("  ");
-        if ok {
+        if is_plain_name(name) {
             Ok(Self(name.to_owned()))
         } else {
             Err(SlotError::PracticeName)
@@ -260,6 +266,92 @@ impl OpaqueLink {
     }
 }
 
+/// A subprocessor's published name, from the registry's fixed list of vendors
+/// (`egress::registry::Vendor::display_name`): only a `&'static str` can become one, so no
+/// text read at run time (a configuration value, a database column) can reach a message
+/// through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubprocessorName(&'static str);
+
+impl SubprocessorName {
+    /// The registry's name for a vendor.
+    ///
+    /// # Errors
+    /// [`SlotError::SubprocessorName`] unless it has the shape of a plain name (1–60 letters,
+    /// digits, spaces or `&'.,-()`).
+    pub fn from_registry(name: &'static str) -> Result<Self, SlotError> {
+        if name == name.trim() && is_plain_name(name) {
+            Ok(Self(name))
+        } else {
+            Err(SlotError::SubprocessorName)
+        }
+    }
+
+    /// The name.
+    #[must_use]
+    pub const fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// A date a notice takes effect, rendered e.g. `8 January 2027` (a calendar date in UTC: an
+/// operational fact about the installation, not about a client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoticeDate(chrono::NaiveDate);
+
+impl NoticeDate {
+    /// The date.
+    #[must_use]
+    pub const fn new(date: chrono::NaiveDate) -> Self {
+        Self(date)
+    }
+
+    /// The rendered date.
+    #[must_use]
+    pub fn render(&self) -> String {
+        self.0.format("%-d %B %Y").to_string()
+    }
+}
+
+/// A public page of the installation a message may link to (no token, nothing about the
+/// recipient): the path is one fixed segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PublicPage {
+    /// The published subprocessor list and its dated history (`/subprocessors`).
+    Subprocessors,
+}
+
+impl PublicPage {
+    /// Every public page.
+    pub const ALL: [Self; 1] = [Self::Subprocessors];
+
+    /// The path segment.
+    #[must_use]
+    pub const fn segment(self) -> &'static str {
+        match self {
+            Self::Subprocessors => "subprocessors",
+        }
+    }
+}
+
+/// A link to a [`PublicPage`] on the link origin: `{origin}/{page}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicPageLink(String);
+
+impl PublicPageLink {
+    /// The link to `page` on `origin`.
+    #[must_use]
+    pub fn new(origin: &LinkOrigin, page: PublicPage) -> Self {
+        Self(format!("{}/{}", origin.as_str(), page.segment()))
+    }
+
+    /// The URL.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// When an appointment is, as the client reads it: the wall-clock time in the client's time
 /// zone (the booking layer converts), rendered as e.g. `Tue 8 Dec at 14:30`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,6 +467,30 @@ mod tests {
         assert_eq!(
             link.as_str(),
             format!("https://book.example.test/manage/{}", a.as_str())
+        );
+    }
+
+    #[test]
+    fn subprocessor_names_dates_and_public_links() {
+        assert_eq!(
+            SubprocessorName::from_registry("Amazon Web Services (Bedrock)")
+                .unwrap()
+                .as_str(),
+            "Amazon Web Services (Bedrock)"
+        );
+        for bad in ["", " Telnyx", "a@b.test", "https://x.test", "Line\nbreak"] {
+            assert_eq!(
+                SubprocessorName::from_registry(bad),
+                Err(SlotError::SubprocessorName),
+                "{bad:?}"
+            );
+        }
+        let d = chrono::NaiveDate::from_ymd_opt(2027, 1, 8).unwrap();
+        assert_eq!(NoticeDate::new(d).render(), "8 January 2027");
+        let origin = LinkOrigin::parse("https://book.example.test").unwrap();
+        assert_eq!(
+            PublicPageLink::new(&origin, PublicPage::Subprocessors).as_str(),
+            "https://book.example.test/subprocessors"
         );
     }
 

@@ -36,6 +36,7 @@ pub mod fhir;
 pub mod identity;
 pub mod jobs;
 mod middleware;
+pub mod outbox_preview;
 pub mod password;
 pub mod payments;
 mod routes;

@@ -840,6 +840,7 @@ pub async fn queue_confirmation(
     let slots = Slots {
         time: Some(starts_at.with_timezone(&tz).naive_local()),
         link_token: Some(token.expose_for_sealing().to_owned()),
+        ..Slots::default()
     };
     for channel in [Channel::Email, Channel::Sms] {
         let Some(to) = crate::outbox::address(channel, contacts) else {

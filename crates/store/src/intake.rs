@@ -160,6 +160,7 @@ pub async fn request_and_send(
     let slots = Slots {
         time: None,
         link_token: Some(made.token().expose_for_sealing().to_owned()),
+        ..Slots::default()
     };
     let mut queued = 0;
     for channel in [Channel::Email, Channel::Sms] {

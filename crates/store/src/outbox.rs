@@ -83,6 +83,9 @@ pub enum Cause {
     Intake,
     /// A waitlist offer (its id).
     Waitlist,
+    /// A subprocessor registry change, to one owner: the id is derived from the change and
+    /// the owner ([`crate::subprocessors`]), so each owner is queued once per change.
+    SubprocessorChange,
 }
 
 impl Cause {
@@ -95,6 +98,7 @@ impl Cause {
             Self::SmsKeyword => "sms_keyword",
             Self::Intake => "intake",
             Self::Waitlist => "waitlist",
+            Self::SubprocessorChange => "subprocessor_change",
         }
     }
 }
@@ -110,6 +114,12 @@ pub struct Slots {
     /// The link token (its text; the link is built from the configured origin at render).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_token: Option<String>,
+    /// The registry vendor a subprocessor notice is about (rendered by its fixed name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<egress::registry::Vendor>,
+    /// The date a notice takes effect (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective: Option<chrono::NaiveDate>,
 }
 
 impl std::fmt::Debug for Slots {
@@ -214,6 +224,25 @@ impl private::Tx for crate::waitlist::OfferHolder {
     }
 }
 impl QueueTx for crate::waitlist::OfferHolder {}
+/// The owner role's installation-level transaction while it has entered one practice
+/// ([`crate::entry::set_practice`]): the subprocessor notices, recorded once for the
+/// installation and queued to each practice's owners in the same transaction.
+pub(crate) struct PracticeQueue<'a> {
+    pub(crate) conn: &'a mut PgConnection,
+    pub(crate) practice: PracticeId,
+    pub(crate) now: DateTime<Utc>,
+}
+
+impl private::Tx for PracticeQueue<'_> {
+    fn parts(&mut self) -> (&mut PgConnection, PracticeId, DateTime<Utc>) {
+        (&mut *self.conn, self.practice, self.now)
+    }
+
+    fn as_owner(&self) -> bool {
+        true
+    }
+}
+impl QueueTx for PracticeQueue<'_> {}
 
 /// The connection, practice and time of a queueing transaction, for the rows a message's
 /// cause writes beside it (its manage link).
@@ -491,6 +520,29 @@ pub async fn list(
     )
     .await?;
     Ok(rows)
+}
+
+/// The practice's own clients (names and contact points) for the outbound scanner of the
+/// templates preview, opened in the member's transaction and audited as `outbox.preview`
+/// (the number of clients in the details, no client named). The RLS policies on `patient`
+/// decide who may open them; the page lets owners, admins and reception in, as the outbox.
+///
+/// # Errors
+/// Database and key errors.
+pub async fn preview_clients(
+    tx: &mut TenantTx,
+    keyring: &Keyring,
+) -> Result<Vec<crate::patients::Patient>, StoreError> {
+    let clients = crate::patients::all_for_scanner(tx, keyring).await?;
+    let practice = tx.practice();
+    tx.audit_details(
+        AuditAction::OutboxPreview,
+        None,
+        Some(AuditObject::practice(practice)),
+        Some(serde_json::json!({ "clients": clients.len() })),
+    )
+    .await?;
+    Ok(clients)
 }
 
 /// A claimed message, opened.
@@ -911,6 +963,7 @@ impl OwnerStore {
             let slots = Slots {
                 time: Some(starts_at.with_timezone(&tz).naive_local()),
                 link_token: Some(token.expose_for_sealing().to_owned()),
+                ..Slots::default()
             };
             let mut names = Vec::new();
             for (channel, to) in sends {

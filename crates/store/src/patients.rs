@@ -522,22 +522,57 @@ pub(crate) async fn get_as_owner(
     }
 }
 
-/// Every patient of the practice, deleted ones too (at most 100 000), opened in the owner
-/// transaction `tx`: the outbound scanner's list of the practice's own clients. The caller
-/// appends the audit event that covers the opening before it commits.
+/// The transactions that may open the practice's whole client list for the outbound
+/// scanner: the outbox job's owner transaction and a member's (the templates preview).
+pub(crate) trait ScannerTx {
+    /// The practice.
+    fn scan_practice(&self) -> PracticeId;
+    /// The connection.
+    fn scan_conn(&mut self) -> &mut sqlx::PgConnection;
+    /// The opener (the transaction then commits only after an audit event).
+    fn scan_opener<'k>(&mut self, keyring: &'k Keyring) -> crate::entry::Opener<'k>;
+}
+
+impl ScannerTx for crate::OwnerTx {
+    fn scan_practice(&self) -> PracticeId {
+        self.practice()
+    }
+    fn scan_conn(&mut self) -> &mut sqlx::PgConnection {
+        self.conn()
+    }
+    fn scan_opener<'k>(&mut self, keyring: &'k Keyring) -> crate::entry::Opener<'k> {
+        self.opener(keyring)
+    }
+}
+
+impl ScannerTx for crate::TenantTx {
+    fn scan_practice(&self) -> PracticeId {
+        self.practice()
+    }
+    fn scan_conn(&mut self) -> &mut sqlx::PgConnection {
+        self.conn()
+    }
+    fn scan_opener<'k>(&mut self, keyring: &'k Keyring) -> crate::entry::Opener<'k> {
+        self.opener(keyring)
+    }
+}
+
+/// Every patient of the practice, deleted ones too (at most 100 000), opened in `tx`: the
+/// outbound scanner's list of the practice's own clients. The caller appends the audit event
+/// that covers the opening before it commits.
 pub(crate) async fn all_for_scanner(
-    tx: &mut crate::OwnerTx,
+    tx: &mut impl ScannerTx,
     keyring: &Keyring,
 ) -> Result<Vec<Patient>, StoreError> {
-    let practice = tx.practice();
+    let practice = tx.scan_practice();
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "select {COLUMNS} from patient where practice_id = $1 order by patient_id limit $2"
     ))
     .bind(practice)
     .bind(MAX_SCAN)
-    .fetch_all(tx.conn())
+    .fetch_all(tx.scan_conn())
     .await?;
-    let opener = tx.opener(keyring);
+    let opener = tx.scan_opener(keyring);
     let mut all = Vec::with_capacity(rows.len());
     for r in rows {
         all.push(r.open(&opener, practice).await?);

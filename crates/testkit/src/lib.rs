@@ -39,6 +39,7 @@ use tokio::sync::OnceCell;
 pub mod load;
 pub mod mailpay_standins;
 pub mod messaging_standins;
+pub mod outbox_bench;
 pub mod perio;
 pub mod schema;
 pub mod standins;

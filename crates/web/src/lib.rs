@@ -234,7 +234,8 @@ fn passkey_routes() -> Router<AppState> {
 /// The owner and admin screens (issue 17.6), each behind the API's privilege in its handler
 /// (`Manage`; the accounting of disclosures, like the API's, `Scheduling`).
 /// The online-booking screens: the setup (owners and admins), the requests (clinicians and
-/// reception) and the outbox of messages to clients (reception, owners and admins).
+/// reception), the outbox of messages to clients and the templates preview (reception,
+/// owners and admins).
 fn booking_routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -264,6 +265,10 @@ fn booking_routes() -> Router<AppState> {
         .route(
             "/practices/{practice_id}/waitlist/{entry_id}/remove",
             post(pages::waitlist::waitlist_remove),
+        )
+        .route(
+            "/practices/{practice_id}/templates",
+            get(pages::outbox::templates_page),
         )
         .route(
             "/practices/{practice_id}/booking/requests",

@@ -152,6 +152,7 @@ impl Harness {
             slots: Slots {
                 time: Some(tomorrow_at(0).naive_utc() + chrono::Duration::days(2)),
                 link_token: Some(LinkToken::generate().expose_for_sealing().to_owned()),
+                ..Slots::default()
             },
             time_zone: None,
             not_before: None,

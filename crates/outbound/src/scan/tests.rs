@@ -107,6 +107,16 @@ fn every_message(practice: &PracticeName) -> Vec<Message> {
             practice: p(),
             phone: own_phone(),
         },
+        Message::SubprocessorChange {
+            practice: p(),
+            vendor: crate::SubprocessorName::from_registry("Amazon Web Services (Bedrock)")
+                .unwrap(),
+            effective: crate::NoticeDate::new(chrono::NaiveDate::from_ymd_opt(2027, 1, 6).unwrap()),
+            link: crate::PublicPageLink::new(
+                &LinkOrigin::parse("https://book.harbour.test").unwrap(),
+                crate::PublicPage::Subprocessors,
+            ),
+        },
     ]
 }
 
@@ -177,6 +187,17 @@ fn client_data_is_found_in_every_encoding() {
             "see https://book.harbour.test/intake/short",
             Finding::LinkPath,
         ),
+        // The public page passes only as itself: no sub-path, query or other page.
+        (
+            "see https://book.harbour.test/subprocessors/7",
+            Finding::LinkPath,
+        ),
+        (
+            "see https://book.harbour.test/subprocessors?patient=7",
+            Finding::LinkPath,
+        ),
+        ("see https://book.harbour.test/patients", Finding::LinkPath),
+        ("see https://evil.test/subprocessors", Finding::LinkHost),
     ];
     for (text, want) in cases {
         assert_eq!(s.scan(text.as_bytes(), None), Err(*want), "{text}");

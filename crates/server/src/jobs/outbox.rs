@@ -59,8 +59,9 @@ use egress::send::{
     PushSender, SendError, SmsCarrier, SmsRequest,
 };
 use outbound::{
-    AppointmentTime, KnownClient, LinkOrigin, LinkPurpose, LinkToken, Message, OpaqueLink,
-    PracticeName, PracticePhone, Rendered, Scanner,
+    AppointmentTime, KnownClient, LinkOrigin, LinkPurpose, LinkToken, Message, NoticeDate,
+    OpaqueLink, PracticeName, PracticePhone, PublicPage, PublicPageLink, Rendered, Scanner,
+    SubprocessorName,
 };
 use store::OwnerStore;
 use store::outbox::{Channel, Due, Final, OutboxSettings, Reason, Settle};
@@ -314,7 +315,9 @@ impl Outbox {
             return Ok(());
         };
         let name = PracticeName::new(&claim.practice_name).ok();
-        let Some(scanner) = self.scanner(&claim.clients, name.as_ref()) else {
+        let Some(scanner) =
+            practice_scanner(&claim.clients, &self.origin, &self.own, name.as_ref())
+        else {
             // Fail closed before anything is marked: the claim rolls back and the messages
             // stay due; nothing is sent without a scan.
             return Err("the outbound scanner could not be built".into());
@@ -412,31 +415,6 @@ impl Outbox {
             }
         }
         Ok(())
-    }
-
-    fn scanner(
-        &self,
-        clients: &[store::patients::Patient],
-        practice: Option<&PracticeName>,
-    ) -> Option<Scanner> {
-        let known: Vec<KnownClient> = clients
-            .iter()
-            .map(|p| KnownClient {
-                given: p.given_name.clone(),
-                family: p.family_name.clone(),
-                phones: p.phone.iter().cloned().collect(),
-                emails: p.email.iter().cloned().collect(),
-                ..KnownClient::default()
-            })
-            .collect();
-        Scanner::new(
-            &known,
-            [self.origin.host().to_owned()],
-            &self.own.phones,
-            &self.own.emails,
-            practice,
-        )
-        .ok()
     }
 
     /// The push service says the subscription `due` names is gone (`404`/`410`): drop it, so
@@ -588,6 +566,36 @@ impl Outbox {
     }
 }
 
+/// The outbound scanner for one practice: its own clients' names and contact points, links
+/// only to `origin`, and `own` contact points let through; `None` when it cannot be built
+/// (the caller fails closed). The job's and the templates preview's one scanner.
+#[must_use]
+pub fn practice_scanner(
+    clients: &[store::patients::Patient],
+    origin: &LinkOrigin,
+    own: &OwnContacts,
+    practice: Option<&PracticeName>,
+) -> Option<Scanner> {
+    let known: Vec<KnownClient> = clients
+        .iter()
+        .map(|p| KnownClient {
+            given: p.given_name.clone(),
+            family: p.family_name.clone(),
+            phones: p.phone.iter().cloned().collect(),
+            emails: p.email.iter().cloned().collect(),
+            ..KnownClient::default()
+        })
+        .collect();
+    Scanner::new(
+        &known,
+        [origin.host().to_owned()],
+        &own.phones,
+        &own.emails,
+        practice,
+    )
+    .ok()
+}
+
 /// Renders a claimed message from the catalogue; `None` when its slots do not fit its
 /// template (the message fails as `unreadable`).
 fn render(due: &Due, practice: PracticeName, origin: &LinkOrigin) -> Option<Rendered> {
@@ -627,6 +635,12 @@ fn render(due: &Due, practice: PracticeName, origin: &LinkOrigin) -> Option<Rend
         "payment_request" => Message::PaymentRequest {
             practice,
             link: link(LinkPurpose::Pay)?,
+        },
+        "subprocessor_change" => Message::SubprocessorChange {
+            practice,
+            vendor: SubprocessorName::from_registry(due.slots.vendor?.display_name()).ok()?,
+            effective: NoticeDate::new(due.slots.effective?),
+            link: PublicPageLink::new(origin, PublicPage::Subprocessors),
         },
         "stop_confirmed" => Message::StopConfirmed { practice },
         "start_confirmed" => Message::StartConfirmed { practice },

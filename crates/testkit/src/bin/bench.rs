@@ -225,6 +225,21 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// The outbox's throughput end to end (issue 19): messages queued in a real practice and
+    /// sent by the real outbox job through the gate and the scanner into the Telnyx and Resend
+    /// stand-ins, against the same sends through the adapters alone and posted raw
+    /// (`testkit::outbox_bench`).
+    Outbox {
+        /// Messages per round (and per path).
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        /// Synthetic clients of the practice (at least messages / 4: the daily cap).
+        #[arg(long, default_value_t = 500)]
+        clients: usize,
+        /// Rounds (the paths alternate their order round by round).
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+    },
     PatientRead {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 8)]
@@ -812,6 +827,18 @@ async fn main() -> anyhow::Result<()> {
             rounds,
         } => outbound_bench::outbound_scan(clients, messages, rounds)
             .context("outbound-scan benchmark"),
+        Bench::Outbox {
+            messages,
+            clients,
+            rounds,
+        } => testkit::outbox_bench::run(testkit::outbox_bench::OutboxBenchOptions {
+            messages,
+            clients,
+            rounds,
+        })
+        .await
+        .map(|report| println!("{report}"))
+        .context("outbox benchmark"),
         Bench::PatientRead {
             seconds,
             clients,

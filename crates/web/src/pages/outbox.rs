@@ -1,14 +1,16 @@
 //! The outbox screen (reception, owners and admins): the practice's messages to clients with
 //! their state, channel, template, cause, attempts and times — never a contact or a body (the
 //! store call reads neither). The same store call as everywhere ([`store::outbox::list`],
-//! audited as `outbox.list`).
+//! audited as `outbox.list`). Beside it, the templates preview (the same roles): every
+//! template of the catalogue as it would be sent, with sample slots and the scanner's verdict.
 
 use askama::Template;
-use axum::extract::Query;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use domain::PracticeId;
 use serde::Deserialize;
 use server::extract::FrontDeskOrManage;
+use server::{AppError, AppState};
 
 use super::{Chrome, Member, chrome, html};
 use crate::{Assets, WebError, assets};
@@ -83,6 +85,90 @@ pub(crate) async fn outbox_page(
         practice_id,
         status,
         statuses: &store::outbox::STATUSES,
+        rows,
+    })
+}
+
+/// One template as the preview shows it.
+pub(crate) struct TemplateRow {
+    id: &'static str,
+    name: String,
+    audience: &'static str,
+    sms: String,
+    sms_size: String,
+    subject: String,
+    text: String,
+    sms_verdict: Option<&'static str>,
+    email_verdict: Option<&'static str>,
+}
+
+/// The templates preview page.
+#[derive(Template)]
+#[template(path = "templates.html")]
+pub(crate) struct TemplatesPage {
+    assets: &'static Assets,
+    chrome: Option<Chrome>,
+    practice_id: PracticeId,
+    /// Why no preview could be made (the practice's name or the origin).
+    problem: Option<String>,
+    rows: Vec<TemplateRow>,
+}
+
+/// `GET /app/practices/{practice_id}/templates`: every template of the catalogue rendered
+/// with the practice's name and sample slots, with the scanner's verdict
+/// ([`server::outbox_preview`]); the practice's clients are opened for the scanner by
+/// [`store::outbox::preview_clients`] (audited as `outbox.preview`) and never shown.
+pub(crate) async fn templates_page(
+    State(state): State<AppState>,
+    Member(ctx): Member<FrontDeskOrManage>,
+) -> Result<Response, WebError> {
+    let mut tx = ctx.tx;
+    let practice_id = tx.practice();
+    let chrome = chrome(&mut tx).await?;
+    let keyring = state.store.keyring().map_err(AppError::from)?.clone();
+    let clients = store::outbox::preview_clients(&mut tx, &keyring).await?;
+    tx.commit().await?;
+    let name = chrome
+        .practice
+        .as_ref()
+        .map(|(_, n)| n.clone())
+        .unwrap_or_default();
+    let (problem, rows) =
+        match server::outbox_preview::preview(&name, &state.subprocessors.origin, &clients) {
+            Ok(all) => (
+                None,
+                all.into_iter()
+                    .map(|p| TemplateRow {
+                        id: p.template,
+                        name: p.template.replace('_', " "),
+                        audience: p.audience,
+                        sms_size: format!(
+                            "{} {}, {} part{}",
+                            p.segments.units,
+                            if p.segments.gsm7 {
+                                "GSM-7 characters"
+                            } else {
+                                "UCS-2 units"
+                            },
+                            p.segments.parts,
+                            if p.segments.parts == 1 { "" } else { "s" }
+                        ),
+                        sms: p.sms,
+                        subject: p.subject,
+                        text: p.text,
+                        sms_verdict: p.sms_finding,
+                        email_verdict: p.email_finding,
+                    })
+                    .collect(),
+            ),
+            Err(e) => (Some(e.to_string()), Vec::new()),
+        };
+    drop(clients);
+    html(&TemplatesPage {
+        assets: assets(),
+        chrome: Some(chrome),
+        practice_id,
+        problem,
         rows,
     })
 }

@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use outbound::{
-    AppointmentTime, KnownClient, LinkOrigin, LinkPurpose, LinkToken, Message, OpaqueLink,
-    PracticeName, PracticePhone, Scanner,
+    AppointmentTime, KnownClient, LinkOrigin, LinkPurpose, LinkToken, Message, NoticeDate,
+    OpaqueLink, PracticeName, PracticePhone, PublicPage, PublicPageLink, Scanner, SubprocessorName,
 };
 
 fn messages(origin: &LinkOrigin, practice: &PracticeName, phone: &PracticePhone) -> Vec<Message> {
@@ -59,6 +59,14 @@ fn messages(origin: &LinkOrigin, practice: &PracticeName, phone: &PracticePhone)
         Message::Help {
             practice: p(),
             phone: phone.clone(),
+        },
+        Message::SubprocessorChange {
+            practice: p(),
+            vendor: SubprocessorName::from_registry("Telnyx").unwrap_or_else(|_| unreachable!()),
+            effective: NoticeDate::new(
+                chrono::NaiveDate::from_ymd_opt(2027, 1, 6).unwrap_or_default(),
+            ),
+            link: PublicPageLink::new(origin, PublicPage::Subprocessors),
         },
     ]
 }
