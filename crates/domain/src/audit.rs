@@ -514,6 +514,8 @@ impl AuditObject {
     #[must_use]
     pub fn waitlist_offer(id: crate::WaitlistOfferId) -> Self {
         Self::new(ObjectKind::WaitlistOffer, id.as_uuid())
+    }
+
     /// A client link.
     #[must_use]
     pub fn client_link(id: crate::ClientLinkId) -> Self {

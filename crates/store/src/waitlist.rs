@@ -524,6 +524,7 @@ async fn offer_one(
     let slots = Slots {
         time: Some(freed.starts_at.with_timezone(&tz).naive_local()),
         link_token: Some(link.token.expose_for_sealing().to_owned()),
+        ..Slots::default()
     };
     let mut queued = 0u32;
     for (channel, to) in contacts {

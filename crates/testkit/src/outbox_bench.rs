@@ -294,6 +294,7 @@ pub async fn run(o: OutboxBenchOptions) -> anyhow::Result<OutboxBenchReport> {
         Channels {
             sms: Some(Arc::clone(&sms)),
             email: Some(Arc::clone(&mail)),
+            push: None,
         },
         origin.clone(),
         OwnContacts {

@@ -710,6 +710,7 @@ const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
     (
         "DELETE",
         "/api/v1/practices/{practice_id}/waitlist/{entry_id}",
+    ),
     // Intake forms and client links for staff: `intake_api::intake_api_authorization_matrix`
     // (submitted forms and live links per role).
     (

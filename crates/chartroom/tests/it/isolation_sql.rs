@@ -245,6 +245,9 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .bind(uuid::Uuid::new_v4())
         .bind(uuid::Uuid::new_v4())
         .bind(uuid::Uuid::new_v4())
+        .execute(&mut su)
+        .await
+        .unwrap();
         // A Web Push subscription of the owner (sealed as opaque bytes).
         sqlx::query(
             "insert into push_subscription (practice_id, subscription_id, user_id, endpoint_digest,

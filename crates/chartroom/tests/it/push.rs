@@ -248,7 +248,7 @@ async fn a_push_update_goes_through_the_outbox_to_the_push_service_and_carries_n
         "intake",
         "consent",
     ] {
-        assert!(!plain.contains(&phi), "{phi} in {plain}");
+        assert!(!plain.contains(phi), "{phi} in {plain}");
     }
     assert_eq!(r.ttl, 86_400);
     assert_eq!(r.topic.as_deref(), Some(egress::webpush::TOPIC));

@@ -162,6 +162,7 @@ async fn a_registry_change_emails_each_owner_once_and_a_repeat_emails_nobody() {
         Channels {
             sms: None,
             email: Some(Arc::new(mailer)),
+            push: None,
         },
         LinkOrigin::parse(ORIGIN).unwrap(),
         OwnContacts {
