@@ -221,6 +221,10 @@ pub struct PurgeReport {
     pub intake_records: u64,
     /// Outbox messages purged (with their client).
     pub outbox_messages: u64,
+    /// Payment records of online bookings (states, amounts, processor ids) deleted.
+    pub booking_payments: u64,
+    /// Right-of-access requests deleted.
+    pub access_requests: u64,
     /// Disclosure records purged.
     pub disclosures: u64,
     /// Break-glass grants purged.
@@ -269,6 +273,10 @@ impl PurgeReport {
             Some(&mut self.online_bookings)
         } else if name == sealed_columns::OUTBOX_MESSAGE.table {
             Some(&mut self.outbox_messages)
+        } else if name == sealed_columns::BOOKING_PAYMENT.table {
+            Some(&mut self.booking_payments)
+        } else if name == sealed_columns::ACCESS_REQUEST.table {
+            Some(&mut self.access_requests)
         } else if [
             sealed_columns::INTAKE_RESPONSE.table,
             sealed_columns::INTAKE_REQUEST.table,

@@ -50,6 +50,10 @@ pub struct ResealReport {
     pub intake: u64,
     /// Outbox messages (recipient and slots) re-sealed with the active key.
     pub outbox_messages: u64,
+    /// Right-of-access requests (recipient and written reasons) re-sealed with the active key.
+    pub access_requests: u64,
+    /// Web Push subscriptions (endpoint and keys) re-sealed with the active key.
+    pub push_subscriptions: u64,
 }
 
 impl ResealReport {
@@ -67,6 +71,8 @@ impl ResealReport {
             incidents: t.incidents + r.incidents,
             intake: t.intake + r.intake,
             outbox_messages: t.outbox_messages + r.outbox_messages,
+            access_requests: t.access_requests + r.access_requests,
+            push_subscriptions: t.push_subscriptions + r.push_subscriptions,
         })
     }
 
@@ -110,6 +116,10 @@ impl ResealReport {
             Some(&mut self.intake)
         } else if name == sealed_columns::OUTBOX_MESSAGE.table {
             Some(&mut self.outbox_messages)
+        } else if name == sealed_columns::ACCESS_REQUEST.table {
+            Some(&mut self.access_requests)
+        } else if name == sealed_columns::PUSH_SUBSCRIPTION.table {
+            Some(&mut self.push_subscriptions)
         } else {
             None
         }
