@@ -199,9 +199,11 @@ async fn flow(
     b.wait_for_text("h1", "Note drafts").await;
     b.check_page("104-draft-list-empty").await;
     b.click("main form button[type=submit]").await;
+    // "Note drafts" (the page clicked from) contains "Note draft": wait for the new draft's
+    // badge, which only the draft page shows, before counting the provider's requests.
+    b.wait_for_text(".badge", "AI-written").await;
     b.wait_for_text("h1", "Note draft").await;
     assert_eq!(drafter.requests(), 1);
-    b.wait_for_text(".badge", "AI-written").await;
     // Every sentence links to the segments it cites; the unsupported one is flagged.
     let cites = b.driver.find_all(By::Css("a.cite")).await.unwrap();
     assert_eq!(cites.len(), 3);

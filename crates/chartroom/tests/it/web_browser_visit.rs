@@ -484,6 +484,9 @@ async fn flow(
     b.wait_for_text("h1", "Note drafts").await;
     b.check_page("122-visit-drafts").await;
     b.click("main form button[type=submit]").await;
+    // The drafts page's own heading ("Note drafts of this visit") contains "Note draft": wait
+    // for the draft page's badge, which only the new draft shows.
+    b.wait_for_text(".badge", "AI-written").await;
     b.wait_for_text("h1", "Note draft").await;
     assert_eq!(drafter.requests(), 1);
     // The provider got the transcript: every segment id.
@@ -491,7 +494,6 @@ async fn flow(
     for (id, _) in &segments {
         assert!(sent.contains(id.as_str()), "segment {id} not sent");
     }
-    b.wait_for_text(".badge", "AI-written").await;
     // Every sentence links to the segments it cites (shown on the draft page); the
     // unsupported one is flagged.
     let cites = b.driver.find_all(By::Css("a.cite")).await.unwrap();
