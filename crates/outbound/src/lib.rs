@@ -41,11 +41,13 @@
 mod address;
 pub mod payment;
 mod render;
+mod samples;
 mod scan;
 mod slots;
 
 pub use address::{AddressGate, AddressRefusal, ClientAddress, NEAR_HOUSE_NUMBERS};
 pub use render::{EmailBody, Message, PushPayload, Rendered, SmsBody, SmsSegments};
+pub use samples::SampleSlots;
 pub use scan::{Finding, KnownClient, Scanner, ScannerError};
 pub use slots::{
     AppointmentTime, LinkOrigin, LinkPurpose, LinkToken, NoticeDate, OpaqueLink, PracticeName,

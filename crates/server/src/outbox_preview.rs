@@ -11,9 +11,8 @@
 //! Nothing about a client is shown.
 
 use outbound::{
-    AppointmentTime, LinkOrigin, LinkPurpose, LinkToken, Message, NoticeDate, OpaqueLink,
-    PracticeName, PracticePhone, PublicPage, PublicPageLink, Scanner, SmsSegments,
-    SubprocessorName,
+    AppointmentTime, LinkOrigin, LinkToken, Message, NoticeDate, PracticeName, PracticePhone,
+    SampleSlots, Scanner, SmsSegments, SubprocessorName,
 };
 
 use crate::jobs::outbox::OwnContacts;
@@ -62,62 +61,19 @@ pub enum PreviewError {
 }
 
 fn sample_messages(practice: &PracticeName, origin: &LinkOrigin) -> Option<Vec<Message>> {
-    let time =
-        AppointmentTime::new(chrono::NaiveDate::from_ymd_opt(2030, 6, 4)?.and_hms_opt(9, 30, 0)?);
     let token = LinkToken::parse(SAMPLE_TOKEN).ok()?;
-    let link = |p| OpaqueLink::new(origin, p, &token);
-    let phone = PracticePhone::new(SAMPLE_PHONE).ok()?;
-    let p = || practice.clone();
-    Some(vec![
-        Message::BookingConfirmed {
-            practice: p(),
-            time,
-            link: link(LinkPurpose::Manage),
-        },
-        Message::BookingReminder {
-            practice: p(),
-            time,
-            link: link(LinkPurpose::Manage),
-        },
-        Message::BookingRescheduled {
-            practice: p(),
-            time,
-            link: link(LinkPurpose::Manage),
-        },
-        Message::BookingCancelled {
-            practice: p(),
-            time,
-            phone: phone.clone(),
-        },
-        Message::IntakeRequest {
-            practice: p(),
-            link: link(LinkPurpose::Intake),
-        },
-        Message::WaitlistOffer {
-            practice: p(),
-            time,
-            link: link(LinkPurpose::Offer),
-        },
-        Message::PaymentRequest {
-            practice: p(),
-            link: link(LinkPurpose::Pay),
-        },
-        Message::StopConfirmed { practice: p() },
-        Message::StartConfirmed { practice: p() },
-        Message::Help {
-            practice: p(),
-            phone,
-        },
-        Message::SubprocessorChange {
-            practice: p(),
-            vendor: SubprocessorName::from_registry(
-                egress::registry::Vendor::Telnyx.display_name(),
-            )
+    let slots = SampleSlots {
+        practice: practice.clone(),
+        origin: origin.clone(),
+        phone: PracticePhone::new(SAMPLE_PHONE).ok()?,
+        time: AppointmentTime::new(
+            chrono::NaiveDate::from_ymd_opt(2030, 6, 4)?.and_hms_opt(9, 30, 0)?,
+        ),
+        vendor: SubprocessorName::from_registry(egress::registry::Vendor::Telnyx.display_name())
             .ok()?,
-            effective: NoticeDate::new(chrono::NaiveDate::from_ymd_opt(2030, 7, 1)?),
-            link: PublicPageLink::new(origin, PublicPage::Subprocessors),
-        },
-    ])
+        effective: NoticeDate::new(chrono::NaiveDate::from_ymd_opt(2030, 7, 1)?),
+    };
+    Some(slots.every_template(|| token.clone()))
 }
 
 /// Every template of the catalogue for the practice `name` with links on `origin`, scanned

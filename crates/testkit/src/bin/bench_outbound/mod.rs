@@ -8,67 +8,12 @@
 use std::time::{Duration, Instant};
 
 use outbound::{
-    AppointmentTime, KnownClient, LinkOrigin, LinkPurpose, LinkToken, Message, NoticeDate,
-    OpaqueLink, PracticeName, PracticePhone, PublicPage, PublicPageLink, Scanner, SubprocessorName,
+    AppointmentTime, KnownClient, LinkOrigin, LinkToken, Message, NoticeDate, PracticeName,
+    PracticePhone, SampleSlots, Scanner, SubprocessorName,
 };
 
-fn messages(origin: &LinkOrigin, practice: &PracticeName, phone: &PracticePhone) -> Vec<Message> {
-    let time = AppointmentTime::new(
-        chrono::NaiveDate::from_ymd_opt(2026, 12, 8)
-            .and_then(|d| d.and_hms_opt(9, 30, 0))
-            .unwrap_or_default(),
-    );
-    let link = |p| OpaqueLink::new(origin, p, &LinkToken::generate());
-    let p = || practice.clone();
-    vec![
-        Message::BookingConfirmed {
-            practice: p(),
-            time,
-            link: link(LinkPurpose::Manage),
-        },
-        Message::BookingReminder {
-            practice: p(),
-            time,
-            link: link(LinkPurpose::Manage),
-        },
-        Message::BookingRescheduled {
-            practice: p(),
-            time,
-            link: link(LinkPurpose::Manage),
-        },
-        Message::BookingCancelled {
-            practice: p(),
-            time,
-            phone: phone.clone(),
-        },
-        Message::IntakeRequest {
-            practice: p(),
-            link: link(LinkPurpose::Intake),
-        },
-        Message::WaitlistOffer {
-            practice: p(),
-            time,
-            link: link(LinkPurpose::Offer),
-        },
-        Message::PaymentRequest {
-            practice: p(),
-            link: link(LinkPurpose::Pay),
-        },
-        Message::StopConfirmed { practice: p() },
-        Message::StartConfirmed { practice: p() },
-        Message::Help {
-            practice: p(),
-            phone: phone.clone(),
-        },
-        Message::SubprocessorChange {
-            practice: p(),
-            vendor: SubprocessorName::from_registry("Telnyx").unwrap_or_else(|_| unreachable!()),
-            effective: NoticeDate::new(
-                chrono::NaiveDate::from_ymd_opt(2027, 1, 6).unwrap_or_default(),
-            ),
-            link: PublicPageLink::new(origin, PublicPage::Subprocessors),
-        },
-    ]
+fn messages(slots: &SampleSlots) -> Vec<Message> {
+    slots.every_template(LinkToken::generate)
 }
 
 /// Runs the benchmark and prints the report.
@@ -76,6 +21,18 @@ pub fn outbound_scan(clients: usize, per_round: usize, rounds: usize) -> anyhow:
     let origin = LinkOrigin::parse("https://book.harbour.example.test")?;
     let practice = PracticeName::new("Harbour Dental")?;
     let phone = PracticePhone::new("+15550100199")?;
+    let slots = SampleSlots {
+        practice: practice.clone(),
+        origin: origin.clone(),
+        phone: phone.clone(),
+        time: AppointmentTime::new(
+            chrono::NaiveDate::from_ymd_opt(2026, 12, 8)
+                .and_then(|d| d.and_hms_opt(9, 30, 0))
+                .unwrap_or_default(),
+        ),
+        vendor: SubprocessorName::from_registry("Telnyx")?,
+        effective: NoticeDate::new(chrono::NaiveDate::from_ymd_opt(2027, 1, 6).unwrap_or_default()),
+    };
     let mut generator = domain::synthetic::Generator::new(19);
     let known: Vec<KnownClient> = (0..clients)
         .map(|i| {
@@ -106,7 +63,7 @@ pub fn outbound_scan(clients: usize, per_round: usize, rounds: usize) -> anyhow:
         let started = Instant::now();
         let mut bytes = 0usize;
         for i in 0..per_round {
-            let msgs = messages(&origin, &practice, &phone);
+            let msgs = messages(&slots);
             let r = msgs[i % msgs.len()].render();
             bytes += r.sms().as_str().len() + r.email().text().len();
         }
@@ -115,7 +72,7 @@ pub fn outbound_scan(clients: usize, per_round: usize, rounds: usize) -> anyhow:
         // Render, then scan the SMS body, the email text and a carrier request.
         let started = Instant::now();
         for i in 0..per_round {
-            let msgs = messages(&origin, &practice, &phone);
+            let msgs = messages(&slots);
             let r = msgs[i % msgs.len()].render();
             let json = serde_json::to_vec(&serde_json::json!({
                 "from": phone.as_str(), "to": "+15550100142", "text": r.sms().as_str()
