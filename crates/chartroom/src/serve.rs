@@ -392,7 +392,8 @@ fn start_jobs(
 ) -> Jobs {
     let (clock, blobs) = (state.clock.clone(), state.blobs.clone());
     let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
-    let mut jobs = Jobs::new(clock);
+    // Several servers may share the database: each job runs on the one holding its lease.
+    let mut jobs = Jobs::new(clock).with_leases(store.leases());
     jobs.start(Sequencer::new(
         store.clone(),
         sequence_interval,

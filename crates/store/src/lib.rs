@@ -82,6 +82,7 @@ pub mod installation;
 pub mod intake;
 pub mod invitations;
 pub mod keys;
+pub mod lease;
 pub mod links;
 pub mod memberships;
 pub mod notes;

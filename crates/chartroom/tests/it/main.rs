@@ -47,6 +47,7 @@ mod intake;
 mod intake_api;
 mod invitations;
 mod isolation_sql;
+mod job_leases;
 mod notes;
 mod openapi_doc;
 mod outbox;

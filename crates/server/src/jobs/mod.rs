@@ -12,6 +12,14 @@
 //! error. Jobs log their own failures (with their own alert targets); a report only records.
 //! Errors carry ids and causes, never PHI.
 //!
+//! # Several replicas
+//!
+//! With [`Jobs::with_leases`] (what `serve` does), a job runs its passes only while this
+//! process holds the job's lease ([`store::lease`]): of several servers on one database,
+//! one runs each job and the others stand by ([`JobState::Standby`]), taking it over at their
+//! next tick once the holder is gone. A job's closing work after a stop (the sequencer's last
+//! passes and checkpoints) is done only by the holder ([`JobContext::holds_lease`]).
+//!
 //! # Order
 //!
 //! [`Jobs::stop`] stops the jobs in the reverse order of their start, each awaited before the
@@ -86,6 +94,8 @@ pub trait Job: Send + 'static {
 pub enum JobState {
     /// Started, not finished.
     Running,
+    /// Started, waiting: another server holds this job's lease and runs it.
+    Standby,
     /// Returned (after a stop, or on its own).
     Stopped,
     /// Panicked (logged on the `chartroom::alert` target); it does not run any more.
@@ -138,23 +148,75 @@ fn snapshot(status: &Shared) -> JobStatus {
 /// What a running job gets from [`Jobs`]: the stop signal, the clock and its status.
 #[derive(Debug)]
 pub struct JobContext {
+    name: &'static str,
     stop: watch::Receiver<bool>,
     clock: Arc<dyn Clock>,
     status: Shared,
+    leases: Option<store::lease::Leases>,
+    /// The lease could not be checked at the last tick (warned once until it can again).
+    lease_unreachable: bool,
 }
 
 impl JobContext {
-    /// Waits for the next tick of `interval`: `true` to run a pass, `false` when the job is
-    /// asked to stop (a stop wins over a tick that is due at the same time).
+    /// Waits for the next tick of `interval` at which this process holds the job's lease
+    /// (every tick without leases): `true` to run a pass, `false` when the job is asked to
+    /// stop (a stop wins over a tick that is due at the same time).
     pub async fn tick(&mut self, interval: &mut tokio::time::Interval) -> bool {
-        if self.stopping() {
-            return false;
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            let ticked = tokio::select! {
+                biased;
+                // An error means `Jobs` is gone: stop as well.
+                _ = self.stop.wait_for(|stop| *stop) => false,
+                _ = interval.tick() => true,
+            };
+            if !ticked {
+                return false;
+            }
+            if self.take_lease().await {
+                return true;
+            }
         }
-        tokio::select! {
-            biased;
-            // An error means `Jobs` is gone: stop as well.
-            _ = self.stop.wait_for(|stop| *stop) => false,
-            _ = interval.tick() => true,
+    }
+
+    /// Holds (or takes) this job's lease; records running or standing by.
+    async fn take_lease(&mut self) -> bool {
+        let Some(leases) = &self.leases else {
+            return true;
+        };
+        let held = match leases.hold(self.name).await {
+            Ok(held) => {
+                self.lease_unreachable = false;
+                held
+            }
+            Err(e) => {
+                if !self.lease_unreachable {
+                    tracing::warn!(job = self.name, error = %e, "the job's lease could not be checked: no pass until it can");
+                }
+                self.lease_unreachable = true;
+                false
+            }
+        };
+        update(&self.status, |s| {
+            if matches!(s.state, JobState::Running | JobState::Standby) {
+                s.state = if held {
+                    JobState::Running
+                } else {
+                    JobState::Standby
+                };
+            }
+        });
+        held
+    }
+
+    /// Whether this process runs the job: always without leases; with them, whether it held
+    /// the lease at its last tick. A job's closing work after a stop checks this.
+    pub async fn holds_lease(&self) -> bool {
+        match &self.leases {
+            None => true,
+            Some(leases) => leases.holds(self.name).await,
         }
     }
 
@@ -199,6 +261,7 @@ struct Running {
 pub struct Jobs {
     clock: Arc<dyn Clock>,
     running: Vec<Running>,
+    leases: Option<store::lease::Leases>,
 }
 
 impl Jobs {
@@ -208,7 +271,16 @@ impl Jobs {
         Self {
             clock,
             running: Vec::new(),
+            leases: None,
         }
+    }
+
+    /// Jobs that run only while this process holds their lease (several replicas on one
+    /// database: one runs each job). Given back at [`Jobs::stop`].
+    #[must_use]
+    pub fn with_leases(mut self, leases: store::lease::Leases) -> Self {
+        self.leases = Some(leases);
+        self
     }
 
     /// Starts `job` on the current runtime.
@@ -217,9 +289,12 @@ impl Jobs {
         let status: Shared = Arc::new(Mutex::new(JobStatus::new(name)));
         let (stop, stop_rx) = watch::channel(false);
         let ctx = JobContext {
+            name,
             stop: stop_rx,
             clock: self.clock.clone(),
             status: status.clone(),
+            leases: self.leases.clone(),
+            lease_unreachable: false,
         };
         let inner = tokio::spawn(job.run(ctx));
         let watched = status.clone();
@@ -261,6 +336,9 @@ impl Jobs {
             out.push(status);
         }
         out.reverse();
+        if let Some(leases) = &self.leases {
+            leases.release_all().await;
+        }
         out
     }
 }

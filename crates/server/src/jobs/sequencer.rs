@@ -83,6 +83,10 @@ impl Job for Sequencer {
             }
             ctx.report(cadence.outcome());
         }
+        // Another server runs the sequencer: its passes and checkpoints go on there.
+        if !ctx.holds_lease().await {
+            return;
+        }
         // Clean shutdown: nothing sequenced stays outside a signed checkpoint.
         for _ in 0..FINAL_SEQUENCE_PASSES {
             if cadence.sequence(&db, clock.as_ref()).await.0 == 0 {
