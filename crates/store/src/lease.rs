@@ -36,8 +36,9 @@ const LEASE_CLASS: i32 = 0x4352;
 
 /// The second key: the job name's hash, stable across builds and replicas.
 fn lease_key(name: &str) -> i32 {
-    let h = Sha256::digest(name.as_bytes());
-    i32::from_be_bytes([h[0], h[1], h[2], h[3]])
+    let h: [u8; 32] = Sha256::digest(name.as_bytes()).into();
+    let [a, b, c, d, ..] = h;
+    i32::from_be_bytes([a, b, c, d])
 }
 
 #[derive(Debug, Default)]
