@@ -37,8 +37,8 @@ const LEASE_CLASS: i32 = 0x4352;
 /// The second key: the job name's hash, stable across builds and replicas.
 fn lease_key(name: &str) -> i32 {
     let h: [u8; 32] = Sha256::digest(name.as_bytes()).into();
-    let [a, b, c, d, ..] = h;
-    i32::from_be_bytes([a, b, c, d])
+    let [k0, k1, k2, k3, ..] = h;
+    i32::from_be_bytes([k0, k1, k2, k3])
 }
 
 #[derive(Debug, Default)]
