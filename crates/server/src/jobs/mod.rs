@@ -452,9 +452,12 @@ mod tests {
     async fn a_stop_wins_over_a_due_tick() {
         let (stop, stop_rx) = watch::channel(false);
         let mut ctx = JobContext {
+            name: "t",
             stop: stop_rx,
             clock: Arc::new(domain::ManualClock::starting_now()),
             status: Arc::new(Mutex::new(JobStatus::new("t"))),
+            leases: None,
+            lease_unreachable: false,
         };
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
         stop.send(true).unwrap();
