@@ -36,6 +36,7 @@
 //! # }
 //! ```
 
+pub mod alerts;
 pub mod capture;
 pub mod incidents;
 pub mod outbox;
