@@ -97,7 +97,10 @@ impl RecordSet {
     /// rebuttals) the set holds.
     #[must_use]
     pub fn amendment_documents(&self) -> usize {
-        self.amendments.iter().map(|r| amendment_parts(r).len()).sum()
+        self.amendments
+            .iter()
+            .map(|r| amendment_parts(r).len())
+            .sum()
     }
 }
 
@@ -829,7 +832,9 @@ fn amendments_html(out: &mut String, set: &RecordSet) {
             "<article><h3>Request of {} about {}{} — {}</h3>",
             s.received_at.format("%Y-%m-%d"),
             esc(&s.record_kind),
-            s.note_id.map(|n| format!(" (note {n})")).unwrap_or_default(),
+            s.note_id
+                .map(|n| format!(" (note {n})"))
+                .unwrap_or_default(),
             esc(&amendment_outcome(r))
         );
         for p in amendment_parts(r) {

@@ -24,9 +24,7 @@
 use chrono::{DateTime, Utc};
 use crypto::Keyring;
 use domain::rights::{self, Action, RequestKind, Status};
-use domain::{
-    AmendmentRequestId, AuditAction, NoteId, ObjectKind, PatientId, PracticeId, UserId,
-};
+use domain::{AmendmentRequestId, AuditAction, NoteId, ObjectKind, PatientId, PracticeId, UserId};
 use serde::Serialize;
 
 use crate::rights::open_sealed;
@@ -240,9 +238,7 @@ pub async fn create(
             StoreError::Conflict(c) if c == "amendment_request_patient_fkey" => {
                 Ok(Err(Missing::Patient))
             }
-            StoreError::Conflict(c) if c == "amendment_request_note_fkey" => {
-                Ok(Err(Missing::Note))
-            }
+            StoreError::Conflict(c) if c == "amendment_request_note_fkey" => Ok(Err(Missing::Note)),
             other => Err(other),
         },
     }
@@ -316,7 +312,17 @@ async fn opened(
     let opener = tx.opener(keyring);
     let open = |column: &'static str, ct: Option<Vec<u8>>| {
         let opener = &opener;
-        async move { open_sealed(opener, &AMENDMENT_REQUEST, practice, column, &uid, ct.as_deref()).await }
+        async move {
+            open_sealed(
+                opener,
+                &AMENDMENT_REQUEST,
+                practice,
+                column,
+                &uid,
+                ct.as_deref(),
+            )
+            .await
+        }
     };
     let requested_change = open("requested_change", Some(d.requested_change_enc))
         .await?

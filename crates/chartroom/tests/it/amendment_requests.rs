@@ -40,7 +40,13 @@ async fn post(app: &TestApp, token: &str, url: &str, body: &Value) -> (StatusCod
 }
 
 /// A signed note of `patient` by the clinician `clin`; its id.
-async fn signed_note(app: &TestApp, p: domain::PracticeId, patient: domain::PatientId, clin: &str, text: &str) -> String {
+async fn signed_note(
+    app: &TestApp,
+    p: domain::PracticeId,
+    patient: domain::PatientId,
+    clin: &str,
+    text: &str,
+) -> String {
     let (s, v) = post(
         app,
         clin,
@@ -50,7 +56,13 @@ async fn signed_note(app: &TestApp, p: domain::PracticeId, patient: domain::Pati
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let note = v["note_id"].as_str().unwrap().to_owned();
-    let (s, v) = post(app, clin, &format!("/api/v1/practices/{p}/notes/{note}/sign"), &json!({})).await;
+    let (s, v) = post(
+        app,
+        clin,
+        &format!("/api/v1/practices/{p}/notes/{note}/sign"),
+        &json!({}),
+    )
+    .await;
     assert!(s.is_success(), "{v}");
     note
 }
@@ -66,7 +78,12 @@ async fn sig_08_amendment_deadline_one_extension_and_denial_reason() {
     let app = TestApp::start(&db).await;
     let p = w.a.id;
     let admin = app.token(w.a.user("admin")).await;
-    let received = app.clock.now().duration_trunc(Duration::seconds(1)).unwrap() - Duration::days(3);
+    let received = app
+        .clock
+        .now()
+        .duration_trunc(Duration::seconds(1))
+        .unwrap()
+        - Duration::days(3);
     let canary = format!("canary change {}", uuid::Uuid::new_v4().simple());
     let id = create(
         &app,
@@ -84,15 +101,33 @@ async fn sig_08_amendment_deadline_one_extension_and_denial_reason() {
     assert_eq!(v["may_extend"], true);
     assert_eq!(v["requested_change"], canary.as_str());
 
-    let (s, v) = post(&app, &admin, &format!("{url}/extend"), &json!({"reason": " "})).await;
+    let (s, v) = post(
+        &app,
+        &admin,
+        &format!("{url}/extend"),
+        &json!({"reason": " "}),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let extension = format!("canary extension {}", uuid::Uuid::new_v4().simple());
-    let (s, v) = post(&app, &admin, &format!("{url}/extend"), &json!({"reason": extension})).await;
+    let (s, v) = post(
+        &app,
+        &admin,
+        &format!("{url}/extend"),
+        &json!({"reason": extension}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "extended");
     assert_eq!(at(&v, "due_at"), received + Duration::days(90));
     assert_eq!(v["may_extend"], false);
-    let (s, v) = post(&app, &admin, &format!("{url}/extend"), &json!({"reason": "again"})).await;
+    let (s, v) = post(
+        &app,
+        &admin,
+        &format!("{url}/extend"),
+        &json!({"reason": "again"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert!(message(&v).contains("RIGHTS-0001"), "{v}");
     let (_, v) = call(&app, Method::GET, &url, Some(&admin), None).await;
@@ -105,7 +140,13 @@ async fn sig_08_amendment_deadline_one_extension_and_denial_reason() {
         let (s, v) = post(&app, &admin, &format!("{url}/deny"), &body).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     }
-    let (s, v) = post(&app, &admin, &format!("{url}/disagreement"), &json!({"text": "x"})).await;
+    let (s, v) = post(
+        &app,
+        &admin,
+        &format!("{url}/disagreement"),
+        &json!({"text": "x"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert!(message(&v).contains("RIGHTS-0004"), "{v}");
     let (_, v) = call(&app, Method::GET, &url, Some(&admin), None).await;
@@ -121,7 +162,13 @@ async fn sig_08_amendment_deadline_one_extension_and_denial_reason() {
                 "record_kind": "other", "requested_change": "late"}),
     )
     .await;
-    let (s, v) = post(&app, &admin, &format!("{}/{late}/extend", base(p)), &json!({"reason": "late"})).await;
+    let (s, v) = post(
+        &app,
+        &admin,
+        &format!("{}/{late}/extend", base(p)),
+        &json!({"reason": "late"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert!(message(&v).contains("RIGHTS-0002"), "{v}");
 
@@ -156,15 +203,24 @@ async fn sig_08_amendment_deadline_one_extension_and_denial_reason() {
     .fetch_all(&mut su)
     .await
     .unwrap();
-    for want in ["amendment_request.create", "amendment_request.read", "amendment_request.extend"] {
+    for want in [
+        "amendment_request.create",
+        "amendment_request.read",
+        "amendment_request.extend",
+    ] {
         assert!(actions.iter().any(|a| a == want), "{want}: {actions:?}");
     }
-    let all: Vec<String> = sqlx::query_scalar("select coalesce(details::text, '') from audit_event where practice_id = $1")
-        .bind(p)
-        .fetch_all(&mut su)
-        .await
-        .unwrap();
-    assert!(all.iter().all(|d| !d.contains("canary")), "free text in the audit log");
+    let all: Vec<String> = sqlx::query_scalar(
+        "select coalesce(details::text, '') from audit_event where practice_id = $1",
+    )
+    .bind(p)
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
+    assert!(
+        all.iter().all(|d| !d.contains("canary")),
+        "free text in the audit log"
+    );
     let raw: Vec<u8> = sqlx::query_scalar(
         "select requested_change_enc || extension_reason_enc from amendment_request where request_id = $1::uuid",
     )
@@ -172,7 +228,10 @@ async fn sig_08_amendment_deadline_one_extension_and_denial_reason() {
     .fetch_one(&mut su)
     .await
     .unwrap();
-    assert!(!String::from_utf8_lossy(&raw).contains("canary"), "plaintext at rest");
+    assert!(
+        !String::from_utf8_lossy(&raw).contains("canary"),
+        "plaintext at rest"
+    );
 }
 
 // req: SIG-08 — the overdue alert on the injected clock: nothing one second before day 60, one
@@ -186,15 +245,31 @@ async fn sig_08_overdue_alert_is_raised_once_at_the_deadline() {
     let owner_store = db.owner().await;
     let p = w.a.id;
     let owner = app.token(w.a.user("owner")).await;
-    let received = app.clock.now().duration_trunc(Duration::seconds(1)).unwrap();
+    let received = app
+        .clock
+        .now()
+        .duration_trunc(Duration::seconds(1))
+        .unwrap();
     let body = json!({"patient_id": w.a.patient, "received_at": received, "record_kind": "other",
                       "requested_change": "spelling of the street"});
     let plain = create(&app, &owner, p, &body).await;
     let extended = create(&app, &owner, p, &body).await;
     let denied = create(&app, &owner, p, &body).await;
-    let (s, _) = post(&app, &owner, &format!("{}/{extended}/extend", base(p)), &json!({"reason": "records off site"})).await;
+    let (s, _) = post(
+        &app,
+        &owner,
+        &format!("{}/{extended}/extend", base(p)),
+        &json!({"reason": "records off site"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = post(&app, &owner, &format!("{}/{denied}/deny", base(p)), &json!({"reason": "accurate and complete"})).await;
+    let (s, _) = post(
+        &app,
+        &owner,
+        &format!("{}/{denied}/deny", base(p)),
+        &json!({"reason": "accurate and complete"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     let b_owner = app.token(w.b.user("owner")).await;
     let b_id = create(
@@ -208,23 +283,41 @@ async fn sig_08_overdue_alert_is_raised_once_at_the_deadline() {
     let raise = |at: DateTime<Utc>| {
         let o = &owner_store;
         async move {
-            let pass = server::jobs::rights::raise_amendment_alerts(o, Some(p), at).await.unwrap();
+            let pass = server::jobs::rights::raise_amendment_alerts(o, Some(p), at)
+                .await
+                .unwrap();
             assert!(pass.is_complete());
-            pass.done.into_iter().flat_map(|(_, v)| v).map(|a| a.request_id.to_string()).collect::<Vec<_>>()
+            pass.done
+                .into_iter()
+                .flat_map(|(_, v)| v)
+                .map(|a| a.request_id.to_string())
+                .collect::<Vec<_>>()
         }
     };
     let mut elapsed = Duration::zero();
     for (day, want) in [(60, &plain), (90, &extended)] {
         let target = Duration::days(day);
         app.clock.advance(target - elapsed - Duration::seconds(1));
-        assert!(raise(app.clock.now()).await.is_empty(), "nothing one second before day {day}");
+        assert!(
+            raise(app.clock.now()).await.is_empty(),
+            "nothing one second before day {day}"
+        );
         app.clock.advance(Duration::seconds(1));
-        assert_eq!(raise(app.clock.now()).await, std::slice::from_ref(want), "day {day}");
+        assert_eq!(
+            raise(app.clock.now()).await,
+            std::slice::from_ref(want),
+            "day {day}"
+        );
         assert!(raise(app.clock.now()).await.is_empty(), "once (day {day})");
         elapsed = target;
     }
     let mut su = db.superuser_unsafe().await;
-    let rows: Vec<(String, Option<uuid::Uuid>, Option<Value>, Option<uuid::Uuid>)> = sqlx::query_as(
+    let rows: Vec<(
+        String,
+        Option<uuid::Uuid>,
+        Option<Value>,
+        Option<uuid::Uuid>,
+    )> = sqlx::query_as(
         "select object_id::text, patient_id, details, actor_id from audit_event
               where practice_id = $1 and action = 'amendment_request.overdue' order by occurred_at",
     )
@@ -239,17 +332,27 @@ async fn sig_08_overdue_alert_is_raised_once_at_the_deadline() {
             (extended.clone(), Some(w.a.patient.as_uuid()), None, None)
         ]
     );
-    let alerted: Vec<String> =
-        sqlx::query_scalar("select request_id::text from amendment_request where overdue_alerted_at is not null")
-            .fetch_all(&mut su)
-            .await
-            .unwrap();
+    let alerted: Vec<String> = sqlx::query_scalar(
+        "select request_id::text from amendment_request where overdue_alerted_at is not null",
+    )
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
     assert!(!alerted.contains(&denied) && !alerted.contains(&b_id));
     // The right-of-access pass raises none of them (one shape, its own table).
-    let access = server::jobs::rights::raise_all(&owner_store, None, app.clock.now()).await.unwrap();
+    let access = server::jobs::rights::raise_all(&owner_store, None, app.clock.now())
+        .await
+        .unwrap();
     assert!(access.done.iter().all(|(_, v)| v.is_empty()));
-    let pass = server::jobs::rights::raise_amendment_alerts(&owner_store, None, app.clock.now()).await.unwrap();
-    let raised: Vec<String> = pass.done.into_iter().flat_map(|(_, v)| v).map(|a| a.request_id.to_string()).collect();
+    let pass = server::jobs::rights::raise_amendment_alerts(&owner_store, None, app.clock.now())
+        .await
+        .unwrap();
+    let raised: Vec<String> = pass
+        .done
+        .into_iter()
+        .flat_map(|(_, v)| v)
+        .map(|a| a.request_id.to_string())
+        .collect();
     assert_eq!(raised, [b_id]);
     owner_store.close().await;
 }
@@ -271,8 +374,10 @@ async fn sig_07_accept_lands_the_change_as_an_amendment_or_addendum() {
     let original = "Patient reports pain lower left";
     let note = signed_note(&app, p, w.a.patient, &clin, original).await;
     let note_url = format!("/api/v1/practices/{p}/notes/{note}");
-    let req = |kind: &str| json!({"patient_id": w.a.patient, "record_kind": kind, "note_id": note,
-                                  "note_version": 2, "requested_change": "It was lower right"});
+    let req = |kind: &str| {
+        json!({"patient_id": w.a.patient, "record_kind": kind, "note_id": note,
+                                  "note_version": 2, "requested_change": "It was lower right"})
+    };
     let first = create(&app, &admin, p, &req("note")).await;
     let second = create(&app, &admin, p, &req("note")).await;
     let url = format!("{}/{first}", base(p));
@@ -296,14 +401,23 @@ async fn sig_07_accept_lands_the_change_as_an_amendment_or_addendum() {
     let (s, n) = call(&app, Method::GET, &note_url, Some(&clin), None).await;
     assert_eq!(s, StatusCode::OK, "{n}");
     assert_eq!(n["amendments"][0]["version"].as_i64(), Some(landed));
-    assert_eq!(n["content"]["subjective"], "Patient reports pain lower right");
+    assert_eq!(
+        n["content"]["subjective"],
+        "Patient reports pain lower right"
+    );
     assert_eq!(n["signed_content"]["subjective"], original);
     let linked = n["amendment_requests"].as_array().unwrap();
     assert_eq!(linked.len(), 2);
     assert_eq!(linked[0]["request_id"], first.as_str());
     assert_eq!(linked[0]["landed_version"].as_i64(), Some(landed));
     // Accepted is final.
-    let (s, v) = post(&app, &admin, &format!("{url}/deny"), &json!({"reason": "x"})).await;
+    let (s, v) = post(
+        &app,
+        &admin,
+        &format!("{url}/deny"),
+        &json!({"reason": "x"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
 
     // The second lands as an addendum, against the note's current version.
@@ -318,15 +432,35 @@ async fn sig_07_accept_lands_the_change_as_an_amendment_or_addendum() {
     assert_eq!(v["landed_kind"], "addendum");
     assert_eq!(v["landed_version"].as_i64(), Some(landed + 1));
     let (_, n) = call(&app, Method::GET, &note_url, Some(&clin), None).await;
-    assert_eq!(n["addenda"][0]["text"], "Patient adds: pain began after the extraction");
+    assert_eq!(
+        n["addenda"][0]["text"],
+        "Patient adds: pain began after the extraction"
+    );
 
     // Another kind of record: accepted without a change; a change given → 400.
-    let other = create(&app, &admin, p, &json!({"patient_id": w.a.patient, "record_kind": "demographics",
-                                               "requested_change": "Middle name missing"})).await;
-    let (s, v) = post(&app, &clin, &format!("{}/{other}/accept", base(p)),
-        &json!({"addendum": {"text": "x", "reason": "y"}})).await;
+    let other = create(
+        &app,
+        &admin,
+        p,
+        &json!({"patient_id": w.a.patient, "record_kind": "demographics",
+                                               "requested_change": "Middle name missing"}),
+    )
+    .await;
+    let (s, v) = post(
+        &app,
+        &clin,
+        &format!("{}/{other}/accept", base(p)),
+        &json!({"addendum": {"text": "x", "reason": "y"}}),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    let (s, v) = post(&app, &clin, &format!("{}/{other}/accept", base(p)), &json!({})).await;
+    let (s, v) = post(
+        &app,
+        &clin,
+        &format!("{}/{other}/accept", base(p)),
+        &json!({}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(v["landed_version"].is_null());
 
@@ -347,8 +481,14 @@ async fn sig_07_accept_lands_the_change_as_an_amendment_or_addendum() {
         .await
         .unwrap();
     owner_store.close().await;
-    let (s, v) = post(&app, &admin, &base(p), &json!({"patient_id": second_patient, "record_kind": "note",
-        "note_id": note, "requested_change": "x"})).await;
+    let (s, v) = post(
+        &app,
+        &admin,
+        &base(p),
+        &json!({"patient_id": second_patient, "record_kind": "note",
+        "note_id": note, "requested_change": "x"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
 
     let mut su = db.superuser_unsafe().await;
@@ -362,7 +502,11 @@ async fn sig_07_accept_lands_the_change_as_an_amendment_or_addendum() {
     .unwrap();
     assert_eq!(
         actions,
-        [("amendment_request.accept".to_owned(), 3), ("note.addendum".to_owned(), 1), ("note.amend".to_owned(), 1)]
+        [
+            ("amendment_request.accept".to_owned(), 3),
+            ("note.addendum".to_owned(), 1),
+            ("note.amend".to_owned(), 1)
+        ]
     );
 }
 
@@ -383,7 +527,10 @@ async fn sig_07_denial_disagreement_and_rebuttal_are_linked_and_exported() {
     let admin = app.token(w.a.user("admin")).await;
     // The second patient, on the same clinician's team.
     let owner_store = db.owner().await;
-    let other_names = vec![format!("Otherqz{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), "Elsewhereqz".to_owned()];
+    let other_names = vec![
+        format!("Otherqz{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        "Elsewhereqz".to_owned(),
+    ];
     let other = owner_store
         .seed_patient(
             p,
@@ -398,50 +545,155 @@ async fn sig_07_denial_disagreement_and_rebuttal_are_linked_and_exported() {
         )
         .await
         .unwrap();
-    owner_store.assign_clinician(p, other, clinician).await.unwrap();
+    owner_store
+        .assign_clinician(p, other, clinician)
+        .await
+        .unwrap();
     owner_store.close().await;
-    let (_, me) = call(&app, Method::GET, &format!("/api/v1/practices/{p}/patients/{}", w.a.patient), Some(&clin), None).await;
-    let my_names = vec![me["given_name"].as_str().unwrap().to_owned(), me["family_name"].as_str().unwrap().to_owned()];
-    let mine = seed_everything(&app, &w, p, w.a.patient, &clin, clinician, "Mineqz", my_names).await;
-    let theirs = seed_everything(&app, &w, p, other, &clin, clinician, "Theirsqz", other_names).await;
+    let (_, me) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/practices/{p}/patients/{}", w.a.patient),
+        Some(&clin),
+        None,
+    )
+    .await;
+    let my_names = vec![
+        me["given_name"].as_str().unwrap().to_owned(),
+        me["family_name"].as_str().unwrap().to_owned(),
+    ];
+    let mine = seed_everything(
+        &app,
+        &w,
+        p,
+        w.a.patient,
+        &clin,
+        clinician,
+        "Mineqz",
+        my_names,
+    )
+    .await;
+    let theirs = seed_everything(
+        &app,
+        &w,
+        p,
+        other,
+        &clin,
+        clinician,
+        "Theirsqz",
+        other_names,
+    )
+    .await;
 
     // Each patient asks to amend their note; both are denied, with statements.
     let mut texts = Vec::new();
     let mut requests = Vec::new();
     for (patient, seeded, tag) in [(w.a.patient, &mine, "Mineqz"), (other, &theirs, "Theirsqz")] {
-        let words: Vec<String> = ["asks to remove the sensitivity entry", "denial: accurate and complete",
-            "disagrees: never had sensitivity", "rebuttal: recorded at the visit"]
-            .iter()
-            .map(|t| format!("{tag} {t}"))
-            .collect();
-        let id = create(&app, &admin, p, &json!({"patient_id": patient, "record_kind": "note",
-            "note_id": seeded.note, "requested_change": words[0]})).await;
+        let words: Vec<String> = [
+            "asks to remove the sensitivity entry",
+            "denial: accurate and complete",
+            "disagrees: never had sensitivity",
+            "rebuttal: recorded at the visit",
+        ]
+        .iter()
+        .map(|t| format!("{tag} {t}"))
+        .collect();
+        let id = create(
+            &app,
+            &admin,
+            p,
+            &json!({"patient_id": patient, "record_kind": "note",
+            "note_id": seeded.note, "requested_change": words[0]}),
+        )
+        .await;
         let url = format!("{}/{id}", base(p));
-        let (s, v) = post(&app, &admin, &format!("{url}/rebuttal"), &json!({"text": words[3]})).await;
+        let (s, v) = post(
+            &app,
+            &admin,
+            &format!("{url}/rebuttal"),
+            &json!({"text": words[3]}),
+        )
+        .await;
         assert_eq!(s, StatusCode::CONFLICT, "{v}");
-        let (s, v) = post(&app, &admin, &format!("{url}/deny"), &json!({"reason": words[1]})).await;
+        let (s, v) = post(
+            &app,
+            &admin,
+            &format!("{url}/deny"),
+            &json!({"reason": words[1]}),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        let (s, v) = post(&app, &admin, &format!("{url}/rebuttal"), &json!({"text": words[3]})).await;
+        let (s, v) = post(
+            &app,
+            &admin,
+            &format!("{url}/rebuttal"),
+            &json!({"text": words[3]}),
+        )
+        .await;
         assert_eq!(s, StatusCode::CONFLICT, "{v}");
         assert!(message(&v).contains("RIGHTS-0005"), "{v}");
-        let (s, v) = post(&app, &admin, &format!("{url}/disagreement"), &json!({"text": words[2]})).await;
+        let (s, v) = post(
+            &app,
+            &admin,
+            &format!("{url}/disagreement"),
+            &json!({"text": words[2]}),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        let (s, v) = post(&app, &admin, &format!("{url}/disagreement"), &json!({"text": "again"})).await;
+        let (s, v) = post(
+            &app,
+            &admin,
+            &format!("{url}/disagreement"),
+            &json!({"text": "again"}),
+        )
+        .await;
         assert_eq!(s, StatusCode::CONFLICT, "{v}");
-        let (s, v) = post(&app, &admin, &format!("{url}/rebuttal"), &json!({"text": words[3]})).await;
+        let (s, v) = post(
+            &app,
+            &admin,
+            &format!("{url}/rebuttal"),
+            &json!({"text": words[3]}),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert!(v["rebuttal_at"].is_string() && v["disagreement_at"].is_string());
         let (_, v) = call(&app, Method::GET, &url, Some(&admin), None).await;
-        assert_eq!((v["denial_reason"].as_str(), v["disagreement"].as_str(), v["rebuttal"].as_str()),
-            (Some(words[1].as_str()), Some(words[2].as_str()), Some(words[3].as_str())));
+        assert_eq!(
+            (
+                v["denial_reason"].as_str(),
+                v["disagreement"].as_str(),
+                v["rebuttal"].as_str()
+            ),
+            (
+                Some(words[1].as_str()),
+                Some(words[2].as_str()),
+                Some(words[3].as_str())
+            )
+        );
         texts.push(words);
         requests.push(id);
     }
     // Reading the note shows the linked documents.
-    let (_, n) = call(&app, Method::GET, &format!("/api/v1/practices/{p}/notes/{}", mine.note), Some(&clin), None).await;
-    assert_eq!(n["amendment_requests"][0]["request_id"], requests[0].as_str());
+    let (_, n) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/practices/{p}/notes/{}", mine.note),
+        Some(&clin),
+        None,
+    )
+    .await;
+    assert_eq!(
+        n["amendment_requests"][0]["request_id"],
+        requests[0].as_str()
+    );
     assert_eq!(n["amendment_requests"][0]["status"], "denied");
-    assert_eq!((n["amendment_requests"][0]["disagreement"].as_bool(), n["amendment_requests"][0]["rebuttal"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(
+        (
+            n["amendment_requests"][0]["disagreement"].as_bool(),
+            n["amendment_requests"][0]["rebuttal"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
 
     // The export.
     let url = format!("/api/v1/practices/{p}/patients/{}/export", w.a.patient);
@@ -449,10 +701,18 @@ async fn sig_07_denial_disagreement_and_rebuttal_are_linked_and_exported() {
     assert_eq!(s, StatusCode::OK, "{bundle}");
     fhir_validate(&bundle).unwrap_or_else(|problems| panic!("not valid FHIR R4:\n{problems}"));
     let docs = resources(&bundle, "DocumentReference");
-    assert_eq!(docs.len(), 3 + 4, "signed, amendment, addendum; request, denial, disagreement, rebuttal");
+    assert_eq!(
+        docs.len(),
+        3 + 4,
+        "signed, amendment, addendum; request, denial, disagreement, rebuttal"
+    );
     let note_doc = docs
         .iter()
-        .find(|d| d["masterIdentifier"]["system"] == "urn:chartroom:note-version" && d["docStatus"] == "final" && d["relatesTo"].is_null())
+        .find(|d| {
+            d["masterIdentifier"]["system"] == "urn:chartroom:note-version"
+                && d["docStatus"] == "final"
+                && d["relatesTo"].is_null()
+        })
         .map(|d| format!("urn:uuid:{}", d["id"].as_str().unwrap()))
         .unwrap();
     let amendment_docs: Vec<&&Value> = docs
@@ -467,16 +727,40 @@ async fn sig_07_denial_disagreement_and_rebuttal_are_linked_and_exported() {
     for d in &amendment_docs {
         assert_eq!(d["identifier"][0]["value"], requests[0].as_str());
         assert!(
-            d["relatesTo"].as_array().unwrap().iter().any(|r| r["code"] == "appends" && r["target"]["reference"] == note_doc.as_str()),
+            d["relatesTo"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["code"] == "appends" && r["target"]["reference"] == note_doc.as_str()),
             "appends to the note: {d}"
         );
     }
-    let everything = format!("{bundle}\n{}", docs.iter().map(|d| decoded(d)).collect::<Vec<_>>().join("\n"));
-    for needle in texts[1].iter().chain(std::iter::once(&requests[1])).chain(std::iter::once(&theirs.note)) {
-        assert!(!everything.contains(needle.as_str()), "the other patient's {needle} leaked into the export");
+    let everything = format!(
+        "{bundle}\n{}",
+        docs.iter()
+            .map(|d| decoded(d))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for needle in texts[1]
+        .iter()
+        .chain(std::iter::once(&requests[1]))
+        .chain(std::iter::once(&theirs.note))
+    {
+        assert!(
+            !everything.contains(needle.as_str()),
+            "the other patient's {needle} leaked into the export"
+        );
     }
     assert!(!everything.contains("Theirsqz"));
-    let (s, html) = call(&app, Method::GET, &format!("{url}?format=html"), Some(&clin), None).await;
+    let (s, html) = call(
+        &app,
+        Method::GET,
+        &format!("{url}?format=html"),
+        Some(&clin),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     let html = html.as_str().unwrap().to_owned();
     for t in &texts[0] {
@@ -489,10 +773,23 @@ async fn sig_07_denial_disagreement_and_rebuttal_are_linked_and_exported() {
         &json!({"patient_id": w.a.patient, "form": "fhir_json", "recipient": "Dr. Synthetic Second Opinion"})).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let access = v["request_id"].as_str().unwrap().to_owned();
-    let (s, copy) = post(&app, &clin, &format!("/api/v1/practices/{p}/access-requests/{access}/fulfil"), &json!({})).await;
+    let (s, copy) = post(
+        &app,
+        &clin,
+        &format!("/api/v1/practices/{p}/access-requests/{access}/fulfil"),
+        &json!({}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{copy}");
     assert_eq!(resources(&copy, "DocumentReference").len(), 7);
-    let (_, r) = call(&app, Method::GET, &format!("/api/v1/practices/{p}/access-requests/{access}"), Some(&admin), None).await;
+    let (_, r) = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/practices/{p}/access-requests/{access}"),
+        Some(&admin),
+        None,
+    )
+    .await;
     let disclosure = r["disclosure_id"].as_str().unwrap().to_owned();
     let mut su = db.superuser_unsafe().await;
     let audit: Vec<Value> = sqlx::query_scalar(
@@ -503,15 +800,35 @@ async fn sig_07_denial_disagreement_and_rebuttal_are_linked_and_exported() {
     .fetch_all(&mut su)
     .await
     .unwrap();
-    assert!(audit.iter().all(|d| d["amendment_documents"] == 4), "{audit:?}");
-    let keyring = app.store.keyring().unwrap().clone();
-    let mut tx = crate::sealed_columns::as_member(&app, &app.store, w.a.user("admin"), p).await;
-    let now = app.clock.now();
-    let list = store::disclosures::list(&mut tx, &keyring, w.a.patient, now - Duration::days(1), now + Duration::days(1), true)
-        .await
-        .unwrap();
-    let d = list.iter().find(|d| d.disclosure_id.to_string() == disclosure).unwrap();
-    assert!(d.description.contains("4 amendment documents"), "{}", d.description);
+    assert!(
+        audit.iter().all(|d| d["amendment_documents"] == 4),
+        "{audit:?}"
+    );
+    let (s, report) = call(
+        &app,
+        Method::GET,
+        &format!(
+            "/api/v1/practices/{p}/patients/{}/disclosures?to={}",
+            w.a.patient,
+            (app.clock.now() + Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+        Some(&clin),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    let listed = report["disclosures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["disclosure_id"] == disclosure.as_str())
+        .unwrap_or_else(|| panic!("{report}"))
+        .clone();
+    let description = listed["description"].as_str().unwrap();
+    assert!(
+        description.contains("4 amendment documents"),
+        "{description}"
+    );
 }
 
 const ROUTES: &[(&str, &str, &str, &str)] = &[
@@ -521,12 +838,33 @@ const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("GET", "/{id}", "track", "amendment_request.read"),
     ("POST", "/{id}/extend", "track", "amendment_request.extend"),
     ("POST", "/{id}/deny", "track", "amendment_request.deny"),
-    ("POST", "/{id}/disagreement", "track", "amendment_request.disagreement"),
-    ("POST", "/{id}/rebuttal", "track", "amendment_request.rebuttal"),
-    ("POST", "/{id}/accept", "clinician", "amendment_request.accept"),
+    (
+        "POST",
+        "/{id}/disagreement",
+        "track",
+        "amendment_request.disagreement",
+    ),
+    (
+        "POST",
+        "/{id}/rebuttal",
+        "track",
+        "amendment_request.rebuttal",
+    ),
+    (
+        "POST",
+        "/{id}/accept",
+        "clinician",
+        "amendment_request.accept",
+    ),
 ];
 
-async fn send(app: &TestApp, m: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Option<uuid::Uuid>) {
+async fn send(
+    app: &TestApp,
+    m: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, Option<uuid::Uuid>) {
     let mut req = app.http.request(m.parse().unwrap(), app.url(path));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -535,7 +873,11 @@ async fn send(app: &TestApp, m: &str, path: &str, token: Option<&str>, body: Opt
         req = req.json(b);
     }
     let res = req.send().await.unwrap();
-    let id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     (res.status(), id)
 }
 
@@ -555,7 +897,8 @@ async fn amendment_request_routes_authorization_matrix() {
         tokens.insert(("a", role), app.token(w.a.user(role)).await);
         tokens.insert(("b", role), app.token(w.b.user(role)).await);
     }
-    let new = json!({"patient_id": w.a.patient, "record_kind": "other", "requested_change": "matrix"});
+    let new =
+        json!({"patient_id": w.a.patient, "record_kind": "other", "requested_change": "matrix"});
     // Per role: [extend, deny, read/accept, denied (for the statements)].
     let mut open = std::collections::HashMap::new();
     for role in ["owner", "admin", "clinician", "spare"] {
@@ -563,16 +906,31 @@ async fn amendment_request_routes_authorization_matrix() {
         for _ in 0..4 {
             ids.push(create(&app, &tokens[&("a", "owner")], p, &new).await);
         }
-        let (s, _) = post(&app, &tokens[&("a", "owner")], &format!("{}/{}/deny", base(p), ids[3]), &json!({"reason": "matrix"})).await;
+        let (s, _) = post(
+            &app,
+            &tokens[&("a", "owner")],
+            &format!("{}/{}/deny", base(p), ids[3]),
+            &json!({"reason": "matrix"}),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK);
         open.insert(role, ids);
     }
-    let b_request = create(&app, &tokens[&("b", "owner")], w.b.id,
-        &json!({"patient_id": w.b.patient, "record_kind": "other", "requested_change": "b"})).await;
+    let b_request = create(
+        &app,
+        &tokens[&("b", "owner")],
+        w.b.id,
+        &json!({"patient_id": w.b.patient, "record_kind": "other", "requested_change": "b"}),
+    )
+    .await;
     let mut su = db.superuser_unsafe().await;
     for &(m, tail, who, action) in ROUTES {
         let label = format!("{m} {tail}");
-        let right: &[&str] = if who == "track" { &["owner", "admin", "clinician"] } else { &["clinician"] };
+        let right: &[&str] = if who == "track" {
+            &["owner", "admin", "clinician"]
+        } else {
+            &["clinician"]
+        };
         let body = match tail {
             "" if m == "POST" => Some(new.clone()),
             "/{id}/extend" | "/{id}/deny" => Some(json!({"reason": "matrix"})),
@@ -588,16 +946,29 @@ async fn amendment_request_routes_authorization_matrix() {
         };
         let at = |id: &str| format!("{}{}", base(p), tail.replace("{id}", id));
         let spare = at(&open["spare"][slot]);
-        assert_eq!(send(&app, m, &spare, None, body.as_ref()).await.0, StatusCode::UNAUTHORIZED, "{label}: anonymous");
+        assert_eq!(
+            send(&app, m, &spare, None, body.as_ref()).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{label}: anonymous"
+        );
         for role in ["owner", "admin", "clinician", "reception"] {
             assert_eq!(
-                send(&app, m, &spare, Some(&tokens[&("b", role)]), body.as_ref()).await.0,
+                send(&app, m, &spare, Some(&tokens[&("b", role)]), body.as_ref())
+                    .await
+                    .0,
                 StatusCode::NOT_FOUND,
                 "{label}: B's {role}"
             );
         }
         if tail.contains("{id}") {
-            let (s, _) = send(&app, m, &at(&b_request), Some(&tokens[&("a", right[0])]), body.as_ref()).await;
+            let (s, _) = send(
+                &app,
+                m,
+                &at(&b_request),
+                Some(&tokens[&("a", right[0])]),
+                body.as_ref(),
+            )
+            .await;
             assert_eq!(s, StatusCode::NOT_FOUND, "{label}: B's request inside A");
         }
         for role in ["owner", "admin", "clinician", "reception"] {
@@ -614,10 +985,21 @@ async fn amendment_request_routes_authorization_matrix() {
             .fetch_all(&mut su)
             .await
             .unwrap();
-            assert_eq!(rows, [("access.denied".to_owned(), "denied".to_owned())], "{label}: {role}'s denial audited");
+            assert_eq!(
+                rows,
+                [("access.denied".to_owned(), "denied".to_owned())],
+                "{label}: {role}'s denial audited"
+            );
         }
         for role in right {
-            let (s, rid) = send(&app, m, &at(&open[role][slot]), Some(&tokens[&("a", *role)]), body.as_ref()).await;
+            let (s, rid) = send(
+                &app,
+                m,
+                &at(&open[role][slot]),
+                Some(&tokens[&("a", *role)]),
+                body.as_ref(),
+            )
+            .await;
             assert!(s.is_success(), "{label}: {role} got {s}");
             let rows: Vec<(String, String, Option<uuid::Uuid>)> = sqlx::query_as(
                 "select action, outcome, actor_id from audit_event where practice_id = $1 and request_id = $2",
@@ -627,17 +1009,32 @@ async fn amendment_request_routes_authorization_matrix() {
             .fetch_all(&mut su)
             .await
             .unwrap();
-            assert!(rows.iter().any(|(a, _, _)| a == action), "{label}: {rows:?}");
+            assert!(
+                rows.iter().any(|(a, _, _)| a == action),
+                "{label}: {rows:?}"
+            );
             for (a, outcome, actor) in rows {
-                assert_eq!((outcome.as_str(), actor), ("success", Some(w.a.user(role).as_uuid())), "{label}: {a}");
+                assert_eq!(
+                    (outcome.as_str(), actor),
+                    ("success", Some(w.a.user(role).as_uuid())),
+                    "{label}: {a}"
+                );
             }
         }
     }
     let doc = serde_json::to_value(server::openapi()).unwrap();
     for (m, tail, _, _) in ROUTES {
-        let path = format!("/api/v1/practices/{{practice_id}}/amendment-requests{}", tail.replace("{id}", "{request_id}"));
+        let path = format!(
+            "/api/v1/practices/{{practice_id}}/amendment-requests{}",
+            tail.replace("{id}", "{request_id}")
+        );
         for status in ["401", "403", "404"] {
-            assert!(doc["paths"][&path][m.to_lowercase()]["responses"].get(status).is_some(), "{m} {path} {status}");
+            assert!(
+                doc["paths"][&path][m.to_lowercase()]["responses"]
+                    .get(status)
+                    .is_some(),
+                "{m} {path} {status}"
+            );
         }
     }
 }

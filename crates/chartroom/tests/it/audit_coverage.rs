@@ -135,7 +135,9 @@ async fn canary_phi_appears_in_no_audit_row_and_no_log_line() {
         (
             Method::POST,
             format!("{base}/amendment-requests"),
-            Some(json!({"patient_id": pid, "record_kind": "demographics", "requested_change": canary_name})),
+            Some(
+                json!({"patient_id": pid, "record_kind": "demographics", "requested_change": canary_name}),
+            ),
             "owner",
         ),
         (

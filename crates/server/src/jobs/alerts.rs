@@ -23,8 +23,11 @@ pub const EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// Raises, as the owner role, the alerts of one practice due at a time; returns those raised
 /// by this call (each raised once: the store marks and audits it).
-pub type RaiseFn<A> =
-    for<'a> fn(&'a OwnerStore, PracticeId, DateTime<Utc>) -> BoxFuture<'a, Result<Vec<A>, StoreError>>;
+pub type RaiseFn<A> = for<'a> fn(
+    &'a OwnerStore,
+    PracticeId,
+    DateTime<Utc>,
+) -> BoxFuture<'a, Result<Vec<A>, StoreError>>;
 
 /// One kind of alert: its job name, how it is raised and how a raised one is logged.
 #[derive(Debug)]
@@ -84,8 +87,7 @@ impl<A: Send + Sync + 'static> Job for AlertsJob<A> {
         let mut tick = tokio::time::interval(self.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while ctx.tick(&mut tick).await {
-            let outcome = match raise_all(self.alerts, &self.owner, None, ctx.clock().now()).await
-            {
+            let outcome = match raise_all(self.alerts, &self.owner, None, ctx.clock().now()).await {
                 Ok(pass) if pass.is_complete() => Ok(()),
                 Ok(pass) => Err(format!(
                     "{} practice(s) could not be checked; retried on the next pass",

@@ -24,7 +24,9 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use domain::notes::{ADDENDUM_MAX, NoteContent, REASON_MAX};
 use domain::rights::{self, RequestKind, Status};
-use domain::{AmendmentRequestId, AuditAction, AuditObject, NoteId, ObjectKind, PatientId, PracticeId, UserId};
+use domain::{
+    AmendmentRequestId, AuditAction, AuditObject, NoteId, ObjectKind, PatientId, PracticeId, UserId,
+};
 use serde::{Deserialize, Serialize};
 use store::amendments::{Missing, Refusal};
 use utoipa::{IntoParams, ToSchema};
@@ -391,9 +393,8 @@ pub async fn accept_amendment_request(
             Some((n.version, "amendment"))
         }
         (Some(note), Some(NoteChange::Addendum { text, reason })) => {
-            let n =
-                crate::routes::notes::add_addendum(tx, keyring, note, expected, text, reason)
-                    .await?;
+            let n = crate::routes::notes::add_addendum(tx, keyring, note, expected, text, reason)
+                .await?;
             Some((n.version, "addendum"))
         }
         (Some(_), None) => {
@@ -487,9 +488,7 @@ pub(crate) async fn amendment_request_create(
     let mut tx = ctx.tx;
     let now = tx.now();
     if req.note_version.is_some() && req.note_id.is_none() {
-        return Err(AppError::Invalid(
-            "note_version: only with note_id".into(),
-        ));
+        return Err(AppError::Invalid("note_version: only with note_id".into()));
     }
     let new = amendment_request_input(
         req.patient_id,

@@ -62,9 +62,9 @@ pub(crate) fn lifecycle_refused(kind: rights::RequestKind, r: rights::Refusal) -
             "RIGHTS-0002: the {}-day deadline has passed; an extension must be given before it",
             kind.days()
         )),
-        rights::Refusal::Closed => AppError::Conflict(
-            "RIGHTS-0003: the request is already granted or denied".into(),
-        ),
+        rights::Refusal::Closed => {
+            AppError::Conflict("RIGHTS-0003: the request is already granted or denied".into())
+        }
         rights::Refusal::ReasonRequired => {
             AppError::Invalid("reason: a written reason is required".into())
         }
