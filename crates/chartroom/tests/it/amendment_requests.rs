@@ -16,6 +16,14 @@ use testkit::{TestApp, TestDb, World};
 use crate::record_export::{decoded, fhir_validate, resources, seed_everything};
 use crate::util::call;
 
+/// An overdue alert's audit row: object id, patient, details, actor.
+type OverdueRow = (
+    String,
+    Option<uuid::Uuid>,
+    Option<Value>,
+    Option<uuid::Uuid>,
+);
+
 fn base(p: domain::PracticeId) -> String {
     format!("/api/v1/practices/{p}/amendment-requests")
 }
@@ -312,12 +320,7 @@ async fn sig_08_overdue_alert_is_raised_once_at_the_deadline() {
         elapsed = target;
     }
     let mut su = db.superuser_unsafe().await;
-    let rows: Vec<(
-        String,
-        Option<uuid::Uuid>,
-        Option<Value>,
-        Option<uuid::Uuid>,
-    )> = sqlx::query_as(
+    let rows: Vec<OverdueRow> = sqlx::query_as(
         "select object_id::text, patient_id, details, actor_id from audit_event
               where practice_id = $1 and action = 'amendment_request.overdue' order by occurred_at",
     )
