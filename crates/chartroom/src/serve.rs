@@ -413,12 +413,14 @@ fn start_jobs(
                 state.assistant.clone(),
             )
         });
-        let alerts = server::jobs::incidents::IncidentAlerts::new(owner.clone());
-        let access_alerts = server::jobs::rights::AccessRequestAlerts::new(owner.clone());
+        let alerts = server::jobs::incidents::job(owner.clone());
+        let access_alerts = server::jobs::rights::access_job(owner.clone());
+        let amendment_alerts = server::jobs::rights::amendment_job(owner.clone());
         let owner_for_outbox = owner.clone();
         jobs.start(Retention::daily(owner));
         jobs.start(alerts);
         jobs.start(access_alerts);
+        jobs.start(amendment_alerts);
         jobs.start(server::jobs::payments::ExpiredHolds::new(
             owner_for_outbox.clone(),
             server::jobs::payments::EVERY,

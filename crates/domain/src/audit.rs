@@ -344,6 +344,30 @@ actions! {
     AccessRequestFulfil => "access_request.fulfil",
     /// A right-of-access request came due unanswered and its overdue alert was raised (once).
     AccessRequestOverdue => "access_request.overdue",
+    /// A patient's amendment request was recorded (the kind of record it names; never the
+    /// change asked for).
+    AmendmentRequestCreate => "amendment_request.create",
+    /// The practice's amendment requests were listed (nothing decrypted).
+    AmendmentRequestList => "amendment_request.list",
+    /// An amendment request (the change asked for and every written statement decrypted) was
+    /// read.
+    AmendmentRequestRead => "amendment_request.read",
+    /// An amendment request's deadline was extended once by 30 days (the written reason is
+    /// sealed with the request, never logged).
+    AmendmentRequestExtend => "amendment_request.extend",
+    /// An amendment request was accepted: the change landed as the named note version (a
+    /// `note.amend` or `note.addendum` event precedes it), or on a record of another kind.
+    AmendmentRequestAccept => "amendment_request.accept",
+    /// An amendment request was denied (the written reason is sealed with the request).
+    AmendmentRequestDeny => "amendment_request.deny",
+    /// The patient's statement of disagreement with a denial was linked to the request
+    /// (sealed).
+    AmendmentRequestDisagreement => "amendment_request.disagreement",
+    /// The practice's rebuttal of a statement of disagreement was linked to the request
+    /// (sealed).
+    AmendmentRequestRebuttal => "amendment_request.rebuttal",
+    /// An amendment request came due unanswered and its overdue alert was raised (once).
+    AmendmentRequestOverdue => "amendment_request.overdue",
     /// A patient's designated record set was exported (FHIR R4 Bundle or its HTML rendering;
     /// the format and resource counts in the details).
     PatientExport => "patient.export",
@@ -428,6 +452,8 @@ object_kinds! {
     OutboxMessage => "outbox_message",
     /// A patient's right-of-access request.
     AccessRequest => "access_request",
+    /// A patient's amendment request.
+    AmendmentRequest => "amendment_request",
     /// A payment of an online booking.
     BookingPayment => "booking_payment",
     /// A waitlist entry.

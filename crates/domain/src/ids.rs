@@ -163,6 +163,10 @@ id_type!(
     AccessRequestId
 );
 id_type!(
+    /// A patient's request to amend a record (HIPAA 164.526).
+    AmendmentRequestId
+);
+id_type!(
     /// A payment of an online booking (a deposit, a prepayment, a card saved): the opaque
     /// reference the payment processor is given.
     PaymentId

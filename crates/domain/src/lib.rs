@@ -45,9 +45,9 @@ pub mod values;
 pub use audit::{AuditAction, AuditObject, ObjectKind, Outcome};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{
-    AccessRequestId, AppointmentId, AssistantTurnId, AuditEventId, BookingId, CaptureId,
-    ClientLinkId, ConsentId, DraftId, IncidentId, IntakeRequestId, InvitationId, NoteId, PatientId,
-    PaymentId, PerioExamId, PracticeId, ProviderId, PushSubscriptionId, RequestId, SegmentId,
-    ServiceId, UserId, VisitId, WaitlistEntryId, WaitlistOfferId,
+    AccessRequestId, AmendmentRequestId, AppointmentId, AssistantTurnId, AuditEventId, BookingId,
+    CaptureId, ClientLinkId, ConsentId, DraftId, IncidentId, IntakeRequestId, InvitationId, NoteId,
+    PatientId, PaymentId, PerioExamId, PracticeId, ProviderId, PushSubscriptionId, RequestId,
+    SegmentId, ServiceId, UserId, VisitId, WaitlistEntryId, WaitlistOfferId,
 };
 pub use roles::{Privilege, Role, RoleSet, UnknownRole};

@@ -11,6 +11,7 @@
 //! | perio exams | `Observation` per probing depth and attachment loss ([`crate::fhir::perio`]) |
 //! | accepted intake forms | `QuestionnaireResponse` |
 //! | recording consents | `Consent` |
+//! | amendment requests (164.526): the request, a denial, the patient's statement of disagreement, the practice's rebuttal | `DocumentReference` each, `relatesTo` (`appends`) the note version it names and, for the later documents, the request |
 //!
 //! Draft notes are not part of the record set (nothing was decided on them) and are left out.
 //!
@@ -32,6 +33,7 @@ use domain::{AuditAction, AuditObject, PatientId, PracticeId};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use store::TenantTx;
+use store::amendments::AmendmentRequest;
 use store::appointments::Appointment;
 use store::capture::Consent;
 use store::intake::Review;
@@ -85,6 +87,21 @@ pub struct RecordSet {
     pub intakes: Vec<Review>,
     /// Recording consents, oldest first.
     pub consents: Vec<Consent>,
+    /// Amendment requests with their denials, statements of disagreement and rebuttals,
+    /// oldest first (164.526(d)(4)–(5): they go with every later copy of the record).
+    pub amendments: Vec<AmendmentRequest>,
+}
+
+impl RecordSet {
+    /// How many amendment documents (requests, denials, statements of disagreement,
+    /// rebuttals) the set holds.
+    #[must_use]
+    pub fn amendment_documents(&self) -> usize {
+        self.amendments
+            .iter()
+            .map(|r| amendment_parts(r).len())
+            .sum()
+    }
 }
 
 fn too_large(what: &str) -> AppError {
@@ -145,6 +162,10 @@ async fn gather(
         c.reverse();
         consents.extend(c);
     }
+    let amendments = store::amendments::for_patient_opened(tx, keyring, patient).await?;
+    if amendments.len() > MAX_PER_KIND {
+        return Err(too_large("amendment requests"));
+    }
     Ok(RecordSet {
         practice: tx.practice(),
         patient: p,
@@ -154,6 +175,7 @@ async fn gather(
         exams,
         intakes,
         consents,
+        amendments,
     })
 }
 
@@ -184,6 +206,8 @@ pub async fn export(
             "perio_exams": set.exams.len(),
             "intake_forms": set.intakes.len(),
             "consents": set.consents.len(),
+            "amendment_requests": set.amendments.len(),
+            "amendment_documents": set.amendment_documents(),
         })),
     )
     .await?;
@@ -531,6 +555,10 @@ pub fn bundle(set: &RecordSet, now: DateTime<Utc>) -> Value {
         ));
     }
 
+    for r in &set.amendments {
+        entries.extend(amendment_entries(set, r, &patient_ref));
+    }
+
     json!({
         "resourceType": "Bundle",
         "id": derived_id("export", &[set.practice.as_uuid().as_bytes(), pid.as_bytes(), time(now).as_bytes()]).to_string(),
@@ -632,6 +660,7 @@ pub fn html(set: &RecordSet, now: DateTime<Utc>) -> String {
         perio_html(&mut out, e);
     }
     out.push_str("</section>");
+    amendments_html(&mut out, set);
     rest_html(&mut out, set);
     out
 }
@@ -659,6 +688,167 @@ fn perio_html(out: &mut String, e: &Exam) {
         );
     }
     out.push_str("</tbody></table>");
+}
+
+/// One document of an amendment request (164.526(d)(4)).
+struct AmendmentPart<'a> {
+    /// Stable name (`request`, `denial`, `disagreement`, `rebuttal`).
+    part: &'static str,
+    /// Its title.
+    title: &'static str,
+    /// What was written.
+    text: &'a str,
+    /// When.
+    at: DateTime<Utc>,
+    /// Whether the patient wrote it (else the practice).
+    by_patient: bool,
+}
+
+/// The documents of request `r` that are part of the record: the request, and once denied
+/// the denial, the patient's statement of disagreement and the practice's rebuttal.
+fn amendment_parts(r: &AmendmentRequest) -> Vec<AmendmentPart<'_>> {
+    let s = &r.summary;
+    let mut out = vec![AmendmentPart {
+        part: "request",
+        title: "Request for amendment",
+        text: &r.requested_change,
+        at: s.received_at,
+        by_patient: true,
+    }];
+    if let (Some(text), Some(at)) = (&r.denial_reason, s.closed_at) {
+        out.push(AmendmentPart {
+            part: "denial",
+            title: "Denial of the amendment",
+            text,
+            at,
+            by_patient: false,
+        });
+    }
+    if let (Some(text), Some(at)) = (&r.disagreement, s.disagreement_at) {
+        out.push(AmendmentPart {
+            part: "disagreement",
+            title: "Statement of disagreement",
+            text,
+            at,
+            by_patient: true,
+        });
+    }
+    if let (Some(text), Some(at)) = (&r.rebuttal, s.rebuttal_at) {
+        out.push(AmendmentPart {
+            part: "rebuttal",
+            title: "Rebuttal of the statement of disagreement",
+            text,
+            at,
+            by_patient: false,
+        });
+    }
+    out
+}
+
+/// What request `r` says of its outcome, for a reader.
+fn amendment_outcome(r: &AmendmentRequest) -> String {
+    let s = &r.summary;
+    match (s.status, s.landed_version, s.landed_kind.as_deref()) {
+        (domain::rights::Status::Granted, Some(v), Some(k)) => {
+            format!("accepted: made as the {k} of version {v}")
+        }
+        (domain::rights::Status::Granted, ..) => "accepted".to_owned(),
+        (st, ..) => st.as_str().to_owned(),
+    }
+}
+
+/// The `DocumentReference` id of the note version request `r` names, when that note is in
+/// the set: the version the patient read if it is one of the signed documents, else the
+/// signed original.
+fn amended_doc(set: &RecordSet, r: &AmendmentRequest) -> Option<uuid::Uuid> {
+    let n = set
+        .notes
+        .iter()
+        .find(|n| Some(n.note_id) == r.summary.note_id)?;
+    let docs = signed_docs(n);
+    let version = r
+        .summary
+        .note_version
+        .filter(|v| docs.iter().any(|d| d.version == *v))
+        .or_else(|| docs.first().map(|d| d.version))?;
+    Some(doc_id(n, version))
+}
+
+/// The `DocumentReference` entries of amendment request `r`, each appending to the note
+/// version it names (when that note is in the set) and, after the request, to the request.
+fn amendment_entries(set: &RecordSet, r: &AmendmentRequest, patient_ref: &Value) -> Vec<Value> {
+    let rid = r.summary.request_id.as_uuid();
+    let target = amended_doc(set, r);
+    let request_doc = derived_id("amendment-request", &[rid.as_bytes(), b"request"]);
+    amendment_parts(r)
+        .into_iter()
+        .map(|p| {
+            let id = derived_id("amendment-request", &[rid.as_bytes(), p.part.as_bytes()]);
+            let mut relates = Vec::new();
+            if let Some(t) = target {
+                relates.push(json!({"code": "appends", "target": reference(t, "DocumentReference")}));
+            }
+            if p.part != "request" {
+                relates.push(json!({"code": "appends", "target": reference(request_doc, "DocumentReference")}));
+            }
+            let mut doc = json!({
+                "resourceType": "DocumentReference",
+                "id": id.to_string(),
+                "masterIdentifier": {"system": "urn:chartroom:amendment-request-document", "value": format!("{rid}/{}", p.part)},
+                "identifier": [{"system": "urn:chartroom:amendment-request", "value": rid.to_string()}],
+                "status": "current",
+                "type": {"text": format!("{} (HIPAA 164.526)", p.title)},
+                "subject": patient_ref,
+                "date": time(p.at),
+                "description": format!("Amendment request of {} ({}): {}", r.summary.received_at.format("%Y-%m-%d"), r.summary.record_kind, amendment_outcome(r)),
+                "content": [{"attachment": {
+                    "contentType": "text/plain; charset=utf-8",
+                    "data": base64::engine::general_purpose::STANDARD.encode(p.text.as_bytes()),
+                    "title": p.title
+                }}]
+            });
+            if let Some(o) = doc.as_object_mut() {
+                if p.by_patient {
+                    o.insert("author".into(), json!([patient_ref]));
+                } else if let (Some(by), "denial") = (r.closed_by, p.part) {
+                    o.insert("author".into(), json!([practitioner(by.as_uuid(), None)]));
+                }
+                if !relates.is_empty() {
+                    o.insert("relatesTo".into(), Value::Array(relates));
+                }
+            }
+            entry(id, doc)
+        })
+        .collect()
+}
+
+/// The amendment requests, each with its documents and the record it names.
+fn amendments_html(out: &mut String, set: &RecordSet) {
+    out.push_str("<section><h2>Amendment requests</h2>");
+    for r in &set.amendments {
+        let s = &r.summary;
+        let _ = write!(
+            out,
+            "<article><h3>Request of {} about {}{} — {}</h3>",
+            s.received_at.format("%Y-%m-%d"),
+            esc(&s.record_kind),
+            s.note_id
+                .map(|n| format!(" (note {n})"))
+                .unwrap_or_default(),
+            esc(&amendment_outcome(r))
+        );
+        for p in amendment_parts(r) {
+            let _ = write!(
+                out,
+                "<h4>{} ({})</h4><pre>{}</pre>",
+                esc(p.title),
+                p.at.format("%Y-%m-%d %H:%M"),
+                esc(p.text)
+            );
+        }
+        out.push_str("</article>");
+    }
+    out.push_str("</section>");
 }
 
 /// The intake forms and recording consents, and the end of the document.

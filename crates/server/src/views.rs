@@ -113,8 +113,30 @@ pub struct NoteView {
     pub amendments: Vec<AmendmentView>,
     /// Addenda, oldest first.
     pub addenda: Vec<AddendumView>,
+    /// The patient's amendment requests that name this note, oldest first (req SIG-07): the
+    /// request, and the denial, statement of disagreement and rebuttal linked to it, are read
+    /// at `…/amendment-requests/{request_id}` and exported with the note.
+    pub amendment_requests: Vec<LinkedAmendmentView>,
     /// Created.
     pub created_at: DateTime<Utc>,
+}
+
+/// An amendment request linked to a note: where it stands and which documents it holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkedAmendmentView {
+    /// The request.
+    #[schema(value_type = String, format = Uuid)]
+    pub request_id: domain::AmendmentRequestId,
+    /// `open`, `extended`, `granted` (accepted) or `denied`.
+    pub status: domain::rights::Status,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// The note version that carries the accepted change.
+    pub landed_version: Option<i32>,
+    /// Whether the patient's statement of disagreement is linked.
+    pub disagreement: bool,
+    /// Whether the practice's rebuttal is linked.
+    pub rebuttal: bool,
 }
 
 /// A signed amendment.
@@ -191,6 +213,18 @@ impl From<store::notes::Note> for NoteView {
                     reason: a.reason,
                     text: a.text,
                     signature: a.signature,
+                })
+                .collect(),
+            amendment_requests: n
+                .amendment_requests
+                .into_iter()
+                .map(|r| LinkedAmendmentView {
+                    request_id: r.request_id,
+                    status: r.status,
+                    received_at: r.received_at,
+                    landed_version: r.landed_version,
+                    disagreement: r.disagreement_at.is_some(),
+                    rebuttal: r.rebuttal_at.is_some(),
                 })
                 .collect(),
             created_at: n.created_at,

@@ -61,6 +61,7 @@
 //! ```
 
 pub mod admin;
+pub mod amendments;
 mod append;
 pub mod appointments;
 pub mod audit;

@@ -225,6 +225,8 @@ pub struct PurgeReport {
     pub booking_payments: u64,
     /// Right-of-access requests deleted.
     pub access_requests: u64,
+    /// Amendment requests deleted (with their statements of disagreement and rebuttals).
+    pub amendment_requests: u64,
     /// Disclosure records purged.
     pub disclosures: u64,
     /// Break-glass grants purged.
@@ -277,6 +279,8 @@ impl PurgeReport {
             Some(&mut self.booking_payments)
         } else if name == sealed_columns::ACCESS_REQUEST.table {
             Some(&mut self.access_requests)
+        } else if name == sealed_columns::AMENDMENT_REQUEST.table {
+            Some(&mut self.amendment_requests)
         } else if [
             sealed_columns::INTAKE_RESPONSE.table,
             sealed_columns::INTAKE_REQUEST.table,

@@ -25,7 +25,7 @@ use domain::{
 use serde::Serialize;
 
 use crate::entry::Opener;
-use crate::sealed_columns::{ACCESS_REQUEST, seal_field};
+use crate::sealed_columns::{ACCESS_REQUEST, SealedTable, seal_field};
 use crate::{OwnerStore, StoreError, TenantTx};
 
 /// The field context of one sealed column of request `id`.
@@ -206,8 +206,11 @@ struct Detail {
     closed_by: Option<UserId>,
 }
 
-async fn open_opt(
+/// Opens the optional sealed `column` of row `id` of a patient-rights table (access and
+/// amendment requests): `None` when nothing was written there.
+pub(crate) async fn open_sealed(
     opener: &Opener<'_>,
+    table: &SealedTable,
     practice: PracticeId,
     column: &str,
     id: &uuid::Uuid,
@@ -215,10 +218,22 @@ async fn open_opt(
 ) -> Result<Option<String>, StoreError> {
     match ct {
         Some(ct) => Ok(Some(
-            opener.open_text(&context(practice, column, id), ct).await?,
+            opener
+                .open_text(&table.context(practice, column, id.as_bytes()), ct)
+                .await?,
         )),
         None => Ok(None),
     }
+}
+
+async fn open_opt(
+    opener: &Opener<'_>,
+    practice: PracticeId,
+    column: &str,
+    id: &uuid::Uuid,
+    ct: Option<&[u8]>,
+) -> Result<Option<String>, StoreError> {
+    open_sealed(opener, &ACCESS_REQUEST, practice, column, id, ct).await
 }
 
 /// Request `id` with its sealed fields opened (the caller audits `access_request.read`), or
@@ -451,6 +466,47 @@ pub struct OverdueAlert {
     pub due_at: DateTime<Utc>,
 }
 
+/// Raises, as the owner role, the overdue alert of every request in `table`
+/// (`access_request` or `amendment_request`, each with the same deadline columns) of
+/// `practice` still open or extended at or after its deadline at `now`
+/// ([`domain::rights::is_overdue`]) and not alerted before: each is marked once
+/// (`overdue_alerted_at`) and audited `action` on an object of `kind` (request and patient ids
+/// only). Returns the request ids and deadlines raised by this call, soonest due first.
+pub(crate) async fn raise_overdue(
+    owner: &OwnerStore,
+    table: &'static str,
+    action: AuditAction,
+    kind: ObjectKind,
+    practice: PracticeId,
+    now: DateTime<Utc>,
+) -> Result<Vec<(uuid::Uuid, DateTime<Utc>)>, StoreError> {
+    let mut tx = owner.begin_at(practice, now).await?;
+    let rows: Vec<(uuid::Uuid, PatientId, DateTime<Utc>)> = sqlx::query_as(&format!(
+        "update {table} set overdue_alerted_at = $2
+          where practice_id = $1 and closed_at is null and overdue_alerted_at is null
+            and due_at <= $2
+          returning request_id, patient_id, due_at"
+    ))
+    .bind(practice)
+    .bind(now)
+    .fetch_all(tx.conn())
+    .await?;
+    let mut raised = Vec::with_capacity(rows.len());
+    for (request_id, patient, due_at) in rows {
+        tx.audit(
+            action,
+            Some(AuditObject::new(kind, request_id)),
+            Some(patient),
+            None,
+        )
+        .await?;
+        raised.push((request_id, due_at));
+    }
+    raised.sort_by_key(|&(id, due)| (due, id));
+    tx.commit().await?;
+    Ok(raised)
+}
+
 impl OwnerStore {
     /// Raises, as the owner role, the overdue alert of every request of `practice` still open
     /// or extended at or after its deadline at `now` ([`domain::rights::is_overdue`]) and not
@@ -462,37 +518,22 @@ impl OwnerStore {
         practice: PracticeId,
         now: DateTime<Utc>,
     ) -> Result<Vec<OverdueAlert>, StoreError> {
-        let mut tx = self.begin_at(practice, now).await?;
-        let rows: Vec<(AccessRequestId, PatientId, DateTime<Utc>)> = sqlx::query_as(
-            "update access_request set overdue_alerted_at = $2
-              where practice_id = $1 and closed_at is null and overdue_alerted_at is null
-                and due_at <= $2
-              returning request_id, patient_id, due_at",
+        let raised = raise_overdue(
+            self,
+            ACCESS_REQUEST.table,
+            AuditAction::AccessRequestOverdue,
+            ObjectKind::AccessRequest,
+            practice,
+            now,
         )
-        .bind(practice)
-        .bind(now)
-        .fetch_all(tx.conn())
         .await?;
-        let mut raised = Vec::with_capacity(rows.len());
-        for (request_id, patient, due_at) in rows {
-            tx.audit(
-                AuditAction::AccessRequestOverdue,
-                Some(AuditObject::new(
-                    ObjectKind::AccessRequest,
-                    request_id.as_uuid(),
-                )),
-                Some(patient),
-                None,
-            )
-            .await?;
-            raised.push(OverdueAlert {
+        Ok(raised
+            .into_iter()
+            .map(|(id, due_at)| OverdueAlert {
                 practice_id: practice,
-                request_id,
+                request_id: AccessRequestId::from_uuid(id),
                 due_at,
-            });
-        }
-        raised.sort_by_key(|a| (a.due_at, a.request_id));
-        tx.commit().await?;
-        Ok(raised)
+            })
+            .collect())
     }
 }

@@ -536,6 +536,25 @@ pub const ACCESS_REQUEST: SealedTable = SealedTable {
     },
 };
 
+/// Patients' amendment requests (`amendments`): the change asked for, the written reasons of
+/// an extension or a denial, the patient's statement of disagreement and the practice's
+/// rebuttal.
+pub const AMENDMENT_REQUEST: SealedTable = SealedTable {
+    table: "amendment_request",
+    row: id("request_id"),
+    columns: &[
+        sealed!("requested_change"),
+        sealed!("extension_reason"),
+        sealed!("denial_reason"),
+        sealed!("disagreement"),
+        sealed!("rebuttal"),
+    ],
+    reencrypt: Reencrypt::Fields,
+    purge: Purge::WithPatients {
+        audit_as: Some(ObjectKind::AmendmentRequest),
+    },
+};
+
 /// Every sealed or patient-owned tenant table, in purge order (a table before every table it
 /// refers to).
 pub const TABLES: &[SealedTable] = &[
@@ -544,6 +563,7 @@ pub const TABLES: &[SealedTable] = &[
     TRANSCRIPT_REVISION,
     TRANSCRIPT_SEGMENT,
     ASSISTANT_TURN,
+    AMENDMENT_REQUEST,
     CLINICAL_NOTE_VERSION,
     CLINICAL_NOTE,
     PERIO_EXAM,
@@ -836,6 +856,9 @@ const CLEAR: &[PlaintextColumn] = &[
     col("capture_chunk", "transcription", CLOSED),
     col("access_request", "form", CLOSED),
     col("access_request", "status", CLOSED),
+    col("amendment_request", "record_kind", CLOSED),
+    col("amendment_request", "status", CLOSED),
+    col("amendment_request", "landed_kind", CLOSED),
     col("incident", "detection_source", CLOSED),
     col("incident", "status", CLOSED),
     col("incident", "scope_kind", CLOSED),

@@ -669,6 +669,34 @@ const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
         "GET",
         "/api/v1/practices/{practice_id}/patients/{patient_id}/export",
     ),
+    // Amendment requests: their matrix is in `amendment_requests` (each route that closes a
+    // request needs an open one per role; the statements need a denied one).
+    ("GET", "/api/v1/practices/{practice_id}/amendment-requests"),
+    ("POST", "/api/v1/practices/{practice_id}/amendment-requests"),
+    (
+        "GET",
+        "/api/v1/practices/{practice_id}/amendment-requests/{request_id}",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/amendment-requests/{request_id}/extend",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/amendment-requests/{request_id}/deny",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/amendment-requests/{request_id}/accept",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/amendment-requests/{request_id}/disagreement",
+    ),
+    (
+        "POST",
+        "/api/v1/practices/{practice_id}/amendment-requests/{request_id}/rebuttal",
+    ),
     // Online booking: its matrix is in `booking_api` (the public routes answer without a
     // session; the setup needs a clinician with hours).
     ("GET", "/api/v1/practices/{practice_id}/booking/settings"),

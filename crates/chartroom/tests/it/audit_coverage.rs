@@ -130,6 +130,22 @@ async fn canary_phi_appears_in_no_audit_row_and_no_log_line() {
             "owner",
         ),
         (Method::GET, format!("{patient}/export"), None, "clin"),
+        // req: SIG-07, SIG-08 — an amendment request whose asked-for change carries the
+        // canary, and the list.
+        (
+            Method::POST,
+            format!("{base}/amendment-requests"),
+            Some(
+                json!({"patient_id": pid, "record_kind": "demographics", "requested_change": canary_name}),
+            ),
+            "owner",
+        ),
+        (
+            Method::GET,
+            format!("{base}/amendment-requests"),
+            None,
+            "owner",
+        ),
         (Method::GET, format!("{base}/audit/events"), None, "owner"),
         (Method::GET, format!("{base}/audit/fhir"), None, "owner"),
         // Refused attempts carrying the canary: a bad value, and a wrong role.

@@ -303,6 +303,18 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .execute(&mut su)
         .await
         .unwrap();
+        // An amendment request (req SIG-08).
+        sqlx::query(
+            "insert into amendment_request (practice_id, request_id, patient_id, received_at, record_kind,
+                requested_change_enc, due_at, created_at, updated_at)
+             select $1, gen_random_uuid(), $2, t, 'other', '\\x00'::bytea, t + interval '1440 hours', t, t
+               from (select now() as t) n",
+        )
+        .bind(p.id)
+        .bind(p.patient)
+        .execute(&mut su)
+        .await
+        .unwrap();
     }
 }
 
@@ -437,7 +449,7 @@ async fn rls_enabled_forced_and_tenant_isolated_for_every_tenant_table() {
             "audit_event" | "audit_pending" => Some("event_id"),
             "disclosure" => Some("disclosure_id"),
             "incident" => Some("incident_id"),
-            "access_request" => Some("request_id"),
+            "access_request" | "amendment_request" => Some("request_id"),
             _ => None,
         };
         if let Some(key) = fresh_key {

@@ -16,6 +16,7 @@
 mod access_requests;
 mod ai_operator_hosts;
 mod ai_providers;
+mod amendment_requests;
 mod api_cookie_origin;
 mod api_matrix;
 mod appointments_deleted;

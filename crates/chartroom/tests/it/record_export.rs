@@ -20,7 +20,7 @@ use crate::sealed_columns::as_member;
 use crate::util::call;
 
 /// Validates `resource` with the pinned FHIR R4 validators: `Ok` or the problems found.
-fn fhir_validate(resource: &Value) -> Result<(), String> {
+pub(crate) fn fhir_validate(resource: &Value) -> Result<(), String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let install = root.join("scripts/install-fhir-validator");
     let status = Command::new(&install)
@@ -58,12 +58,14 @@ fn fhir_validate(resource: &Value) -> Result<(), String> {
 }
 
 /// What was seeded for one patient: ids and texts to look for.
-struct Seeded {
-    patient: String,
-    names: Vec<String>,
-    ids: Vec<String>,
-    texts: Vec<String>,
-    draft_text: String,
+pub(crate) struct Seeded {
+    pub(crate) patient: String,
+    pub(crate) names: Vec<String>,
+    pub(crate) ids: Vec<String>,
+    pub(crate) texts: Vec<String>,
+    pub(crate) draft_text: String,
+    /// The signed note.
+    pub(crate) note: String,
 }
 
 async fn ok(app: &TestApp, m: Method, path: &str, token: &str, body: Value) -> Value {
@@ -75,7 +77,7 @@ async fn ok(app: &TestApp, m: Method, path: &str, token: &str, body: Value) -> V
 /// Gives `patient` of practice `p` one record of every kind, through the API as the
 /// clinician (`clin`, on the patient's care team) and, for the intake form, the store.
 #[expect(clippy::too_many_arguments, reason = "a test fixture")]
-async fn seed_everything(
+pub(crate) async fn seed_everything(
     app: &TestApp,
     w: &World,
     p: domain::PracticeId,
@@ -248,6 +250,7 @@ async fn seed_everything(
     ids.push(made.request_id.to_string());
     texts.push(question);
     Seeded {
+        note,
         patient: patient.to_string(),
         names,
         ids,
@@ -256,7 +259,7 @@ async fn seed_everything(
     }
 }
 
-fn resources<'a>(bundle: &'a Value, kind: &str) -> Vec<&'a Value> {
+pub(crate) fn resources<'a>(bundle: &'a Value, kind: &str) -> Vec<&'a Value> {
     bundle["entry"]
         .as_array()
         .unwrap()
@@ -266,7 +269,7 @@ fn resources<'a>(bundle: &'a Value, kind: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn decoded(doc: &Value) -> String {
+pub(crate) fn decoded(doc: &Value) -> String {
     use base64::Engine as _;
     let data = doc["content"][0]["attachment"]["data"].as_str().unwrap();
     String::from_utf8(

@@ -1024,6 +1024,47 @@ async fn rotation_and_encrypt_existing_walk_every_registered_table() {
             .unwrap();
         tx.commit().await.unwrap();
     }
+    // An amendment request with every sealed column: the change asked for, an extension's
+    // and a denial's reasons, the statement of disagreement and the rebuttal (req SIG-07).
+    {
+        let keyring = store.keyring().unwrap().clone();
+        let mut tx = as_member(&f.app, &store, f.w.a.user("admin"), a).await;
+        let s = store::amendments::create(
+            &mut tx,
+            &keyring,
+            &store::amendments::NewAmendmentRequest {
+                patient_id: f.w.a.patient,
+                received_at: Utc::now(),
+                record_kind: "other".into(),
+                note: None,
+                requested_change: "Canary change".into(),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let id = s.request_id;
+        store::amendments::extend(&mut tx, &keyring, id, "Canary extension")
+            .await
+            .unwrap()
+            .unwrap();
+        store::amendments::deny(&mut tx, &keyring, id, "Canary denial")
+            .await
+            .unwrap()
+            .unwrap();
+        store::amendments::add_disagreement(&mut tx, &keyring, id, "Canary disagreement")
+            .await
+            .unwrap()
+            .unwrap();
+        store::amendments::add_rebuttal(&mut tx, &keyring, id, "Canary rebuttal")
+            .await
+            .unwrap()
+            .unwrap();
+        tx.audit(domain::AuditAction::AmendmentRequestRebuttal, None, None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
     // A Web Push subscription: its endpoint and keys sealed (issue 19.3).
     let mut tx = as_member(&f.app, &store, f.w.a.user("reception"), a).await;
     let sub = store::push::check(

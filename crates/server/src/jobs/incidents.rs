@@ -3,88 +3,48 @@
 //! each deadline of [`domain::incident::clocks`] — raises one alert, once: recorded per
 //! incident and clock (`incident_alert`), audited `incident.alert`, and logged on the
 //! `chartroom::alert` target with the practice id, incident id and clock name only (no PHI).
-//! It runs as the owner role, every [`EVERY`]; [`raise_all`] is one pass at a given time (the
-//! injected clock's), which tests drive.
-
-use std::time::Duration;
+//! The pass and the job are the one alerts shape ([`super::alerts`]).
 
 use chrono::{DateTime, Utc};
 use domain::PracticeId;
 use store::incidents::RaisedAlert;
 use store::{OwnerStore, PerPractice, StoreError};
 
-use super::{Job, JobContext};
+use super::alerts::{Alerts, AlertsJob};
 
-/// How often `serve` checks the clocks: often enough that an alert is at most this late.
-pub const EVERY: Duration = Duration::from_secs(5 * 60);
+/// How often `serve` checks the clocks.
+pub use super::alerts::EVERY;
 
-/// One pass for `practice`, or for every practice, at `now`: raises and logs every alert due
-/// and not raised before. A practice that fails is reported and skipped
-/// ([`store::each_practice`]).
+/// The incidents' breach-clock alerts.
+pub static ALERTS: Alerts<RaisedAlert> = Alerts {
+    name: "incident-alerts",
+    raise: |owner, p, now| Box::pin(owner.raise_incident_alerts(p, now)),
+    log: |a| {
+        tracing::warn!(
+            target: "chartroom::alert",
+            practice = %a.practice_id,
+            incident = %a.incident_id,
+            clock = %a.clock,
+            due = %a.due_at,
+            "incident clock due"
+        );
+    },
+};
+
+/// One pass for `practice`, or for every practice, at `now` ([`super::alerts::raise_all`]).
 pub async fn raise_all(
     owner: &OwnerStore,
     practice: Option<PracticeId>,
     now: DateTime<Utc>,
 ) -> Result<PerPractice<Vec<RaisedAlert>, StoreError>, StoreError> {
-    let practices = super::practices(owner, practice).await?;
-    let pass = store::each_practice("incident-alerts", practices, |p| async move {
-        owner.raise_incident_alerts(p, now).await
-    })
-    .await;
-    for (_, raised) in &pass.done {
-        for a in raised {
-            tracing::warn!(
-                target: "chartroom::alert",
-                practice = %a.practice_id,
-                incident = %a.incident_id,
-                clock = %a.clock,
-                due = %a.due_at,
-                "incident clock due"
-            );
-        }
-    }
-    Ok(pass)
+    super::alerts::raise_all(&ALERTS, owner, practice, now).await
 }
 
-/// The alerts job on the owner role's store.
-#[derive(Debug)]
-pub struct IncidentAlerts {
-    owner: OwnerStore,
-    every: Duration,
-}
+/// The incident alerts job on the owner role's store.
+pub type IncidentAlerts = AlertsJob<RaisedAlert>;
 
-impl IncidentAlerts {
-    /// Checks every [`EVERY`].
-    #[must_use]
-    pub fn new(owner: OwnerStore) -> Self {
-        Self {
-            owner,
-            every: EVERY,
-        }
-    }
-}
-
-impl Job for IncidentAlerts {
-    fn name(&self) -> &'static str {
-        "incident-alerts"
-    }
-
-    async fn run(self, mut ctx: JobContext) {
-        let mut tick = tokio::time::interval(self.every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while ctx.tick(&mut tick).await {
-            let outcome = match raise_all(&self.owner, None, ctx.clock().now()).await {
-                Ok(pass) if pass.is_complete() => Ok(()),
-                Ok(pass) => Err(format!(
-                    "{} practice(s) could not be checked; retried on the next pass",
-                    pass.failed.len()
-                )),
-                Err(e) => {
-                    tracing::error!(error = %e, "incident alerts pass failed");
-                    Err(format!("incident alerts pass failed: {e}"))
-                }
-            };
-            ctx.report(outcome);
-        }
-    }
+/// The incident alerts job, checking every [`EVERY`].
+#[must_use]
+pub fn job(owner: OwnerStore) -> IncidentAlerts {
+    AlertsJob::new(&ALERTS, owner)
 }

@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+pub mod alerts;
 pub mod capture;
 pub mod incidents;
 pub mod outbox;

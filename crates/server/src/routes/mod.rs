@@ -3,6 +3,7 @@
 //! matrix from it), and [`finish`] adds what the extractors guarantee for every route of a
 //! kind (security, and the error answers they give), so the document stays true.
 
+pub(crate) mod amendments;
 pub(crate) mod appointments;
 pub(crate) mod assist;
 pub(crate) mod audit;
@@ -68,7 +69,7 @@ use crate::AppState;
         (name = "ai providers", description = "The AI provider registry and its posture (owners and admins change it)"),
         (name = "scribe", description = "Recording consent, captures and audio chunks, the live indicator, the scribe policy, transcripts and evidence-linked note drafts (clinicians; the policy: owners and admins)"),
         (name = "booking", description = "Online booking: services, clinicians' hours and rules (owners and admins), bookings waiting for approval (clinicians and reception), and the public page (no session)"),
-        (name = "patient rights", description = "Right-of-access requests with their 30-day deadline and one extension (owners, admins and clinicians), and the export of a patient's designated record set as FHIR R4 or HTML (clinicians)"),
+        (name = "patient rights", description = "Right-of-access requests with their 30-day deadline and one extension, amendment requests with their 60-day deadline, one extension, acceptance onto the note, denial, statement of disagreement and rebuttal (owners, admins and clinicians; accepting: clinicians), and the export of a patient's designated record set as FHIR R4 or HTML (clinicians)"),
         (name = "incidents", description = "Security incidents, breach clocks, risk assessment, scoping from the audit log and notification letters (owners and admins)"),
         (name = "intake", description = "Intake forms for staff: request a form for a patient, the review queue, one submitted form, accept or reject; a patient's client links and their revocation (clinicians and reception)"),
         (name = "push", description = "Web Push subscriptions of staff (content-free \"you have an update\" notifications; any member, for themselves)"),
@@ -203,6 +204,16 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(rights::access_request_deny),
         routes!(rights::access_request_fulfil),
         routes!(rights::patient_export),
+        routes!(
+            amendments::amendment_request_list,
+            amendments::amendment_request_create
+        ),
+        routes!(amendments::amendment_request_get),
+        routes!(amendments::amendment_request_extend),
+        routes!(amendments::amendment_request_deny),
+        routes!(amendments::amendment_request_accept),
+        routes!(amendments::amendment_request_disagreement),
+        routes!(amendments::amendment_request_rebuttal),
         routes!(retention::retention_get),
         routes!(retention::legal_hold_put, retention::legal_hold_delete),
         routes!(audit::audit_events),

@@ -42,17 +42,30 @@ fn object(id: AccessRequestId) -> AuditObject {
 fn refused(r: Refusal) -> AppError {
     match r {
         Refusal::NotFound => AppError::NotFound("access request"),
-        Refusal::Lifecycle(rights::Refusal::AlreadyExtended) => AppError::Conflict(
-            "RIGHTS-0001: the request was already extended once; a second extension is not allowed (164.524(b)(2)(iii))"
-                .into(),
-        ),
-        Refusal::Lifecycle(rights::Refusal::TooLateToExtend) => AppError::Conflict(
-            "RIGHTS-0002: the 30-day deadline has passed; an extension must be given before it".into(),
-        ),
-        Refusal::Lifecycle(rights::Refusal::Closed) => AppError::Conflict(
-            "RIGHTS-0003: the request is already granted or denied".into(),
-        ),
-        Refusal::Lifecycle(rights::Refusal::ReasonRequired) => {
+        Refusal::Lifecycle(l) => lifecycle_refused(rights::RequestKind::Access, l),
+    }
+}
+
+/// How a refused step of a patient-rights request answers (access and amendment requests):
+/// `409 RIGHTS-0001` for a second extension, `409 RIGHTS-0002` after the first deadline,
+/// `409 RIGHTS-0003` once closed, `400` without a written reason.
+pub(crate) fn lifecycle_refused(kind: rights::RequestKind, r: rights::Refusal) -> AppError {
+    let section = match kind {
+        rights::RequestKind::Access => "164.524(b)(2)(iii)",
+        rights::RequestKind::Amendment => "164.526(b)(2)(ii)",
+    };
+    match r {
+        rights::Refusal::AlreadyExtended => AppError::Conflict(format!(
+            "RIGHTS-0001: the request was already extended once; a second extension is not allowed ({section})"
+        )),
+        rights::Refusal::TooLateToExtend => AppError::Conflict(format!(
+            "RIGHTS-0002: the {}-day deadline has passed; an extension must be given before it",
+            kind.days()
+        )),
+        rights::Refusal::Closed => {
+            AppError::Conflict("RIGHTS-0003: the request is already granted or denied".into())
+        }
+        rights::Refusal::ReasonRequired => {
             AppError::Invalid("reason: a written reason is required".into())
         }
     }
@@ -158,6 +171,26 @@ pub(crate) struct AccessRequestView {
     closed_by: Option<UserId>,
 }
 
+/// When a request was received: `received_at` (default `now`), not in the future, at most a
+/// year ago (the deadline runs from here).
+pub(crate) fn received_input(
+    received_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, AppError> {
+    let received_at = received_at.unwrap_or(now);
+    if received_at > now + Duration::minutes(5) {
+        return Err(AppError::Invalid(
+            "received_at: must not be in the future".into(),
+        ));
+    }
+    if received_at < now - Duration::days(366) {
+        return Err(AppError::Invalid(
+            "received_at: must be within the last year".into(),
+        ));
+    }
+    Ok(received_at)
+}
+
 /// Checks a request to record (shared with the web pages).
 pub fn access_request_input(
     patient_id: PatientId,
@@ -171,17 +204,7 @@ pub fn access_request_input(
             "form: must be fhir_json, html or paper".into(),
         ));
     }
-    let received_at = received_at.unwrap_or(now);
-    if received_at > now + Duration::minutes(5) {
-        return Err(AppError::Invalid(
-            "received_at: must not be in the future".into(),
-        ));
-    }
-    if received_at < now - Duration::days(366) {
-        return Err(AppError::Invalid(
-            "received_at: must be within the last year".into(),
-        ));
-    }
+    let received_at = received_input(received_at, now)?;
     Ok(store::rights::NewAccessRequest {
         patient_id,
         received_at,
@@ -248,7 +271,8 @@ pub async fn read_access_request(
     Ok(r)
 }
 
-fn reason_input(reason: &str) -> Result<String, AppError> {
+/// A written reason, checked (1–2000 bytes of text).
+pub(crate) fn reason_input(reason: &str) -> Result<String, AppError> {
     domain::values::free_text("reason", reason, MAX_TEXT).map_err(Into::into)
 }
 
@@ -331,14 +355,15 @@ pub async fn fulfil_access_request(
                 disclosed_at: tx.now(),
                 recipient: recipient.clone(),
                 description: format!(
-                    "Copy of the designated record set ({}): {} notes, {} visits, {} appointments, {} perio exams, {} intake forms, {} recording consents",
+                    "Copy of the designated record set ({}): {} notes, {} visits, {} appointments, {} perio exams, {} intake forms, {} recording consents, {} amendment documents",
                     format.as_str(),
                     set.notes.len(),
                     set.visits.len(),
                     set.appointments.len(),
                     set.exams.len(),
                     set.intakes.len(),
-                    set.consents.len()
+                    set.consents.len(),
+                    set.amendment_documents()
                 ),
                 purpose: "At the patient's direction (right of access, 164.524(c)(3)(ii))".into(),
                 tpo: false,
@@ -453,7 +478,7 @@ pub(crate) async fn access_request_get(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReasonBody {
     /// The written reason (1–2000 bytes; sealed, never logged).
-    reason: String,
+    pub(crate) reason: String,
 }
 
 /// Extends the deadline once by 30 days, with the written reason given to the patient

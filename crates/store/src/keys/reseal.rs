@@ -52,6 +52,9 @@ pub struct ResealReport {
     pub outbox_messages: u64,
     /// Right-of-access requests (recipient and written reasons) re-sealed with the active key.
     pub access_requests: u64,
+    /// Amendment requests (the change asked for, written reasons, statements of disagreement
+    /// and rebuttals) re-sealed with the active key.
+    pub amendment_requests: u64,
     /// Web Push subscriptions (endpoint and keys) re-sealed with the active key.
     pub push_subscriptions: u64,
 }
@@ -72,6 +75,7 @@ impl ResealReport {
             intake: t.intake + r.intake,
             outbox_messages: t.outbox_messages + r.outbox_messages,
             access_requests: t.access_requests + r.access_requests,
+            amendment_requests: t.amendment_requests + r.amendment_requests,
             push_subscriptions: t.push_subscriptions + r.push_subscriptions,
         })
     }
@@ -118,6 +122,8 @@ impl ResealReport {
             Some(&mut self.outbox_messages)
         } else if name == sealed_columns::ACCESS_REQUEST.table {
             Some(&mut self.access_requests)
+        } else if name == sealed_columns::AMENDMENT_REQUEST.table {
+            Some(&mut self.amendment_requests)
         } else if name == sealed_columns::PUSH_SUBSCRIPTION.table {
             Some(&mut self.push_subscriptions)
         } else {

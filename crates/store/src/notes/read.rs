@@ -86,6 +86,10 @@ pub struct Note {
     pub amendments: Vec<Amendment>,
     /// Addenda, oldest first.
     pub addenda: Vec<Addendum>,
+    /// The patient's amendment requests that name this note, oldest first (req SIG-07):
+    /// nothing decrypted, so a reader sees that amendment documents are linked and where each
+    /// request stands.
+    pub amendment_requests: Vec<crate::amendments::AmendmentRequestSummary>,
     /// Created.
     pub created_at: DateTime<Utc>,
 }
@@ -118,6 +122,7 @@ async fn assemble_rows(
     rows: Vec<VersionRow>,
 ) -> Result<Note, StoreError> {
     let practice = tx.practice();
+    let amendment_requests = crate::amendments::for_note(tx, h.note_id).await?;
     let n = h.note_ref()?;
     let opener = tx.opener(keyring);
     let mut shown = Vec::with_capacity(rows.len());
@@ -199,6 +204,7 @@ async fn assemble_rows(
         signed_version: h.signed_version,
         amendments,
         addenda,
+        amendment_requests,
         created_at: h.created_at,
     })
 }

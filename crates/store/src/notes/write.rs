@@ -267,6 +267,7 @@ pub async fn save_draft(
         signed_content: None,
         amendments: Vec::new(),
         addenda: Vec::new(),
+        amendment_requests: Vec::new(),
         created_at: h.created_at,
     }))
 }

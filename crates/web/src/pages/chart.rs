@@ -715,6 +715,35 @@ pub(crate) struct AddendumView {
     signature: SignatureView,
 }
 
+/// A patient's amendment request linked to the note (req SIG-07): where it stands and which
+/// documents it holds (read in full on the request, exported with the note).
+pub(crate) struct LinkedRequestView {
+    received: String,
+    status: &'static str,
+    documents: &'static str,
+}
+
+impl From<&store::amendments::AmendmentRequestSummary> for LinkedRequestView {
+    fn from(r: &store::amendments::AmendmentRequestSummary) -> Self {
+        use domain::rights::Status;
+        Self {
+            received: r.received_at.format("%Y-%m-%d").to_string(),
+            status: match r.status {
+                Status::Open => "open",
+                Status::Extended => "open (extended once)",
+                Status::Granted => "accepted",
+                Status::Denied => "denied",
+            },
+            documents: match (r.disagreement_at.is_some(), r.rebuttal_at.is_some()) {
+                (true, true) => "request, denial, statement of disagreement and rebuttal",
+                (true, false) => "request, denial and statement of disagreement",
+                _ if r.status == Status::Denied => "request and denial",
+                _ => "request",
+            },
+        }
+    }
+}
+
 /// A note: the draft's editor, or the locked note.
 #[derive(Template)]
 #[template(path = "note.html")]
@@ -736,6 +765,8 @@ pub(crate) struct NotePage {
     signature: Option<SignatureView>,
     amendments: Vec<AmendmentView>,
     addenda: Vec<AddendumView>,
+    /// The patient's amendment requests that name this note.
+    amendment_requests: Vec<LinkedRequestView>,
     errors: FieldErrors,
     conflict: Option<Conflict>,
     done: Option<&'static str>,
@@ -834,6 +865,7 @@ impl NotePage {
                     signature: SignatureView::from(&a.signature),
                 })
                 .collect(),
+            amendment_requests: n.amendment_requests.iter().map(Into::into).collect(),
             errors: FieldErrors::default(),
             conflict: None,
             done: None,
@@ -1802,6 +1834,7 @@ mod tests {
                 content: amended,
             }],
             addenda: Vec::new(),
+            amendment_requests: Vec::new(),
             created_at: "2030-01-07T09:00:00Z".parse().unwrap(),
         };
         let chrome = Chrome {
