@@ -14,6 +14,7 @@
 //! connection URLs (with their passwords) where the operator asks: a file (0600) or standard
 //! output (`-`).
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::num::NonZeroU32;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -93,6 +94,10 @@ struct Admin {
 /// A login role's password (never printed; zeroed on drop).
 struct Password(Zeroizing<String>);
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "the bootstrap in order: roles, database, privileges, passwords out"
+)]
 async fn bootstrap(g: &Global, args: BootstrapArgs) -> anyhow::Result<()> {
     check_name("--database", &args.database)?;
     check_name("--app-role", &args.app_role)?;
@@ -511,12 +516,12 @@ fn env_file(
         if url.contains('\'') {
             bail!("the URL for {role} cannot be quoted in an environment file");
         }
-        out.push_str(&format!("{var}='{}'\n", url.as_str()));
+        let _ = writeln!(out, "{var}='{}'", url.as_str());
     }
     if let Some(ca) = ca {
         let ca = std::fs::canonicalize(ca)
             .with_context(|| format!("cannot resolve {}", ca.display()))?;
-        out.push_str(&format!("CHARTROOM_DATABASE_CA_FILE='{}'\n", ca.display()));
+        let _ = writeln!(out, "CHARTROOM_DATABASE_CA_FILE='{}'", ca.display());
     }
     Ok(out)
 }

@@ -50,7 +50,7 @@ struct Inventory {
     data_stores: Vec<DataStore>,
     keys: Vec<Key>,
     listeners: Vec<Listener>,
-    subprocessors: Vec<Subprocessor>,
+    subprocessors: Vec<SubprocessorEntry>,
     phi_locations: Vec<PhiLocation>,
     data_flows: Vec<Flow>,
 }
@@ -82,11 +82,12 @@ struct Listener {
 }
 
 #[derive(Serialize)]
-struct Subprocessor {
+struct SubprocessorEntry {
     id: String,
     vendor: &'static str,
     kind: &'static str,
     hosting: &'static str,
+    /// Whether it is a subprocessor (run by a vendor, not on the operator's own host).
     subprocessor: bool,
     touches_phi: bool,
     baa: &'static str,
@@ -129,7 +130,8 @@ async fn build(svc: &Services, serve: &ServeArgs) -> anyhow::Result<Inventory> {
     let g = svc.global();
     let integrations = crate::subprocessors::load(serve.integrations.as_deref(), &g.data_dir)?;
     let database = database(g)?;
-    let subprocessors: Vec<Subprocessor> = integrations.list().iter().map(subprocessor).collect();
+    let subprocessors: Vec<SubprocessorEntry> =
+        integrations.list().iter().map(subprocessor).collect();
     let mut flows = vec![
         Flow {
             from: "users' browsers and API clients".into(),
@@ -200,7 +202,8 @@ async fn build(svc: &Services, serve: &ServeArgs) -> anyhow::Result<Inventory> {
     }));
     Ok(Inventory {
         version: 1,
-        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        generated_at: domain::Clock::now(&domain::SystemClock)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         data_stores: data_stores(svc, database)?,
         keys: keys(g, serve).await,
         listeners: listeners(g, serve),
@@ -440,9 +443,9 @@ fn scribe_listener(g: &Global, serve: &ServeArgs) -> String {
     }
 }
 
-fn subprocessor(i: &Integration) -> Subprocessor {
+fn subprocessor(i: &Integration) -> SubprocessorEntry {
     let facts = i.facts();
-    Subprocessor {
+    SubprocessorEntry {
         id: i.id(),
         vendor: i.vendor.as_str(),
         kind: i.kind.as_str(),
@@ -520,6 +523,7 @@ fn yes_no(b: bool) -> String {
     if b { "yes".into() } else { "no".into() }
 }
 
+#[allow(clippy::too_many_lines, reason = "one table per section, in order")]
 fn markdown(inv: &Inventory) -> String {
     let mut out = format!(
         "# Chartroom inventory\n\nGenerated {} from this installation's configuration (req OPS-04).\n",
