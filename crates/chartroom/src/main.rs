@@ -9,8 +9,10 @@ mod admin;
 mod audit_cmd;
 mod backup_cmd;
 mod db;
+mod db_cmd;
 mod demo;
 mod emergency_cmd;
+mod inventory_cmd;
 mod keys_cmd;
 mod notes_cmd;
 mod outbox_wiring;
@@ -80,6 +82,13 @@ pub(crate) struct Global {
         hide_env_values = true
     )]
     pub owner_database_url: Option<String>,
+
+    /// With an external PostgreSQL: the CA certificate (PEM) its server certificate must chain
+    /// to. A database that is not on this machine is reached with `sslmode=verify-full` only
+    /// (a URL without an `sslmode` gets it when this is given); `disable`, `prefer` and the
+    /// other modes are refused for it.
+    #[arg(long, global = true, env = "CHARTROOM_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
 
     /// Directory holding the PostgreSQL server binaries (initdb, postgres) for the embedded
     /// cluster; default: PATH, then /usr/lib/postgresql/*/bin.
@@ -155,6 +164,13 @@ enum Command {
     Demo(serve::ServeArgs),
     /// Apply database migrations and exit.
     Migrate,
+    /// An external PostgreSQL: create the roles, database and privileges Chartroom needs.
+    #[command(subcommand)]
+    Db(db_cmd::DbCommand),
+    /// Print the installation's inventory from its configuration (the same options as
+    /// `serve`): data stores, keys (ids only), listeners, subprocessors, where PHI lives and
+    /// how it flows.
+    Inventory(inventory_cmd::InventoryArgs),
     /// Manage practices.
     #[command(subcommand)]
     Practice(admin::PracticeCommand),
@@ -234,6 +250,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(&svc, args, false).await,
             Command::Demo(args) => serve::run(&svc, args, true).await,
             Command::Migrate => db::migrate_only(svc.global()).await,
+            Command::Db(cmd) => db_cmd::run(&svc, cmd).await,
+            Command::Inventory(args) => inventory_cmd::run(&svc, args).await,
             Command::Practice(cmd) => admin::practice(&svc, cmd).await,
             Command::User(cmd) => admin::user(&svc, cmd).await,
             Command::Member(cmd) => admin::member(&svc, cmd).await,

@@ -197,6 +197,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'stati
 )]
 pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::Result<()> {
     let g = svc.global();
+    Database::check_external(g)?;
     let (operator_hosts, integrations) = preflight(&args, &g.data_dir)?;
     // The local transcription default (on first use, unless `--scribe-local on`). Hand
     // `scribe_local.handle()` to the transcription job: its provider is `wait_ready`'s posture.

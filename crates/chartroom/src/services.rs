@@ -129,22 +129,7 @@ impl Services {
                 Ok(Arc::new(p))
             }
             KeyProviderKind::Vault => {
-                let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-                let addr = var("CHARTROOM_VAULT_ADDR")
-                    .context("--key-provider vault needs CHARTROOM_VAULT_ADDR")?;
-                let token = var("CHARTROOM_VAULT_TOKEN")
-                    .context("--key-provider vault needs CHARTROOM_VAULT_TOKEN")?;
-                let mut cfg = VaultConfig::new(
-                    addr.parse()
-                        .context("CHARTROOM_VAULT_ADDR is not a valid URL")?,
-                    Secret::new(token),
-                    var("CHARTROOM_VAULT_KEY").unwrap_or_else(|| "chartroom".into()),
-                );
-                if let Some(m) = var("CHARTROOM_VAULT_MOUNT") {
-                    cfg.mount = m;
-                }
-                cfg.namespace = var("CHARTROOM_VAULT_NAMESPACE");
-                let p = VaultTransitProvider::connect(cfg)
+                let p = VaultTransitProvider::connect(vault_config()?)
                     .await
                     .context("cannot use the Vault transit key")?;
                 Ok(Arc::new(p))
@@ -272,17 +257,7 @@ impl Services {
                 store::crypto::blob::object_store_from_url(url, object_store_options())
                     .context("cannot open the checkpoint mirror (--checkpoint-mirror-url)")?;
             // Name it without any credentials the URL might carry.
-            let label = url::Url::parse(url).map_or_else(
-                |_| "the checkpoint mirror URL".to_owned(),
-                |u| {
-                    format!(
-                        "{}://{}{}",
-                        u.scheme(),
-                        u.host_str().unwrap_or_default(),
-                        u.path()
-                    )
-                },
-            );
+            let label = url_label(url).unwrap_or_else(|| "the checkpoint mirror URL".to_owned());
             out.push(Place::Object(ObjectPlace::new(store, prefix, label)));
         }
         Ok(out)
@@ -322,6 +297,39 @@ impl Services {
             std::time::Duration::from_secs(every_secs.max(1)),
         ))
     }
+}
+
+/// The Vault / OpenBao transit settings from `CHARTROOM_VAULT_*` (see [`KeyProviderKind::Vault`]).
+pub(crate) fn vault_config() -> anyhow::Result<VaultConfig> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let addr =
+        var("CHARTROOM_VAULT_ADDR").context("--key-provider vault needs CHARTROOM_VAULT_ADDR")?;
+    let token =
+        var("CHARTROOM_VAULT_TOKEN").context("--key-provider vault needs CHARTROOM_VAULT_TOKEN")?;
+    let mut cfg = VaultConfig::new(
+        addr.parse()
+            .context("CHARTROOM_VAULT_ADDR is not a valid URL")?,
+        Secret::new(token),
+        var("CHARTROOM_VAULT_KEY").unwrap_or_else(|| "chartroom".into()),
+    );
+    if let Some(m) = var("CHARTROOM_VAULT_MOUNT") {
+        cfg.mount = m;
+    }
+    cfg.namespace = var("CHARTROOM_VAULT_NAMESPACE");
+    Ok(cfg)
+}
+
+/// A URL as `scheme://host/path`: without the credentials, port or query it may carry. `None`
+/// when it is not a URL.
+pub(crate) fn url_label(url: &str) -> Option<String> {
+    url::Url::parse(url).ok().map(|u| {
+        format!(
+            "{}://{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or_default(),
+            u.path()
+        )
+    })
 }
 
 /// `object_store`'s configuration for a cloud URL, from the environment: its keys are the

@@ -153,7 +153,9 @@ fn ident(name: &str) -> Result<String, EmbeddedError> {
     Ok(format!("\"{}\"", name.replace('"', "\"\"")))
 }
 
-/// Locks down database `db`, given a superuser connection **to `db` itself**: `PUBLIC` loses
+/// Locks down database `db`, given a superuser's or the database owner's connection **to `db`
+/// itself** (the owner suffices while `public` is owned by `pg_database_owner`, as in every
+/// database PostgreSQL 15 creates; `chartroom db bootstrap` runs it so): `PUBLIC` loses
 /// every privilege on the database and on schema `public`; [`RUNTIME_ROLE`] may connect and
 /// use (not create in) `public`; `public` is owned by `pg_database_owner`, so the database's
 /// owner (e.g. [`OWNER_ROLE`]) keeps `CREATE` there. Idempotent; runs in one transaction.

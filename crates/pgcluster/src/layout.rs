@@ -28,6 +28,14 @@ const PG_HBA: &str = "\
 local all all scram-sha-256
 ";
 
+/// `pg_hba.conf`'s extra line when the cluster also listens on TCP ([`super::TlsListener`]):
+/// TLS connections only (a plain TCP connection matches no line and is refused), SCRAM only.
+const PG_HBA_HOSTSSL: &str = "hostssl all all all scram-sha-256\n";
+
+/// The server certificate and key files (in PGDATA) of a cluster with a TLS listener.
+const TLS_CERT_FILE: &str = "server-tls.crt";
+const TLS_KEY_FILE: &str = "server-tls.key";
+
 /// The system user `initdb` and `postgres` run as.
 #[derive(Debug, Clone)]
 pub(super) struct Identity {
@@ -124,6 +132,10 @@ pub(super) struct Layout {
     pub(super) socket_dir: PathBuf,
     /// `secrets/`, the role passwords.
     pub(super) secrets_dir: PathBuf,
+    /// The port: the number in the socket's name, and the TCP port when `listen` is set.
+    pub(super) port: u16,
+    /// The TCP address the server also listens on (TLS only), if any.
+    pub(super) listen: Option<std::net::IpAddr>,
 }
 
 impl Layout {
@@ -134,16 +146,27 @@ impl Layout {
             socket_dir: data_dir.join("run"),
             secrets_dir: data_dir.join("secrets"),
             root: data_dir,
+            port: PORT,
+            listen: None,
         }
     }
 
     /// Creates the data directory and `run/` and `secrets/` with their modes and owners, after
     /// checking that the PostgreSQL user can reach the data directory.
-    pub(super) fn prepare(data_dir: &Path, who: &Identity) -> Result<Self, EmbeddedError> {
+    /// With `tls`, the cluster also listens on its TCP address and port (TLS only).
+    pub(super) fn prepare(
+        data_dir: &Path,
+        who: &Identity,
+        tls: Option<&super::TlsListener>,
+    ) -> Result<Self, EmbeddedError> {
         fs::create_dir_all(data_dir).map_err(io("create the data directory", data_dir))?;
         let canonical =
             fs::canonicalize(data_dir).map_err(io("resolve the data directory", data_dir))?;
-        let layout = Self::at(canonical);
+        let mut layout = Self::at(canonical);
+        if let Some(tls) = tls {
+            layout.port = tls.port;
+            layout.listen = Some(tls.address);
+        }
         if who.switch_user {
             layout.check_reachable(who)?;
         }
@@ -174,7 +197,7 @@ impl Layout {
     /// The socket path must fit in `sockaddr_un` and be quotable in
     /// `unix_socket_directories` (a list whose elements may be double-quoted).
     fn check_socket_path(&self) -> Result<(), EmbeddedError> {
-        let socket = self.socket_dir.join(format!(".s.PGSQL.{PORT}"));
+        let socket = self.socket_dir.join(format!(".s.PGSQL.{}", self.port));
         let unusable = |reason: String| EmbeddedError::UnusableSocketPath {
             path: socket.clone(),
             reason,
@@ -199,9 +222,12 @@ impl Layout {
     /// weaken password hashing or point at another `pg_hba.conf`). `fsync` and
     /// `synchronous_commit` are deliberately left at their durable defaults.
     pub(super) fn server_settings(&self) -> Vec<String> {
-        vec![
-            "listen_addresses=".to_owned(),
-            format!("port={PORT}"),
+        let mut settings = vec![
+            match self.listen {
+                None => "listen_addresses=".to_owned(),
+                Some(address) => format!("listen_addresses={address}"),
+            },
+            format!("port={}", self.port),
             // Checked by `check_socket_path`: no double quotes or control characters.
             format!("unix_socket_directories=\"{}\"", self.socket_dir.display()),
             "unix_socket_permissions=0700".to_owned(),
@@ -210,7 +236,19 @@ impl Layout {
             "password_encryption=scram-sha-256".to_owned(),
             "logging_collector=off".to_owned(),
             "log_destination=stderr".to_owned(),
-        ]
+        ];
+        if self.listen.is_some() {
+            settings.extend([
+                "ssl=on".to_owned(),
+                format!(
+                    "ssl_cert_file={}",
+                    self.pgdata.join(TLS_CERT_FILE).display()
+                ),
+                format!("ssl_key_file={}", self.pgdata.join(TLS_KEY_FILE).display()),
+                "ssl_min_protocol_version=TLSv1.3".to_owned(),
+            ]);
+        }
+        settings
     }
 
     pub(super) fn pg_init_dir(&self) -> PathBuf {
@@ -285,13 +323,39 @@ impl Layout {
         })
     }
 
-    /// Rewrites `pg_hba.conf` (atomically) to allow SCRAM over the Unix socket only.
+    /// Rewrites `pg_hba.conf` (atomically) to allow SCRAM over the Unix socket only, and over
+    /// TLS when the cluster has a TCP listener.
     pub(super) fn write_hba(&self, who: &Identity) -> Result<(), EmbeddedError> {
-        let hba = self.pgdata.join("pg_hba.conf");
-        let tmp = self.pgdata.join("pg_hba.conf.chartroom-tmp");
+        let mut rules = PG_HBA.to_owned();
+        if self.listen.is_some() {
+            rules.push_str(PG_HBA_HOSTSSL);
+        }
+        self.replace_private_file("pg_hba.conf", rules.as_bytes(), who)
+    }
+
+    /// Writes the TLS listener's certificate chain and key into PGDATA (0600, owned by the
+    /// cluster's user, as PostgreSQL requires of a key file).
+    pub(super) fn write_tls_files(
+        &self,
+        who: &Identity,
+        tls: &super::TlsListener,
+    ) -> Result<(), EmbeddedError> {
+        self.replace_private_file(TLS_CERT_FILE, tls.cert_pem.as_bytes(), who)?;
+        self.replace_private_file(TLS_KEY_FILE, tls.key_pem.as_bytes(), who)
+    }
+
+    /// Replaces `name` in PGDATA atomically with a private file holding `contents`.
+    fn replace_private_file(
+        &self,
+        name: &str,
+        contents: &[u8],
+        who: &Identity,
+    ) -> Result<(), EmbeddedError> {
+        let target = self.pgdata.join(name);
+        let tmp = self.pgdata.join(format!("{name}.chartroom-tmp"));
         remove_file_if_exists(&tmp)?;
-        write_private_file(&tmp, PG_HBA.as_bytes(), Some(who))?;
-        rename(&tmp, &hba)
+        write_private_file(&tmp, contents, Some(who))?;
+        rename(&tmp, &target)
     }
 
     /// Opens the server log for appending (rotating it once if it is large); returns it and
@@ -481,5 +545,30 @@ mod tests {
             );
         }
         assert!(can_search(0, 0, 5, 5, 0o000), "root searches everything");
+    }
+
+    // The embedded default opens no TCP port; a TLS listener adds TLS 1.3 and hostssl only.
+    #[test]
+    fn a_tcp_port_only_with_a_tls_listener() {
+        let mut layout = Layout::at(PathBuf::from("/srv/chartroom"));
+        let socket_only = layout.server_settings();
+        assert!(socket_only.contains(&"listen_addresses=".to_owned()));
+        assert!(socket_only.contains(&format!("port={PORT}")));
+        assert!(!socket_only.iter().any(|s| s.starts_with("ssl")));
+
+        layout.port = 6543;
+        layout.listen = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+        let tls = layout.server_settings();
+        for expected in [
+            "listen_addresses=127.0.0.1",
+            "port=6543",
+            "ssl=on",
+            "ssl_min_protocol_version=TLSv1.3",
+            "ssl_key_file=/srv/chartroom/pg/server-tls.key",
+        ] {
+            assert!(tls.contains(&expected.to_owned()), "{expected}: {tls:?}");
+        }
+        assert!(PG_HBA_HOSTSSL.starts_with("hostssl "));
+        assert!(!PG_HBA.lines().any(|l| l.starts_with("host")));
     }
 }

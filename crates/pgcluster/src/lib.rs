@@ -12,7 +12,9 @@
 //! - **Socket only.** The server listens on no TCP port (`listen_addresses=''`); its only
 //!   endpoint is a Unix socket in `<data>/run`, a directory that only the cluster's system user
 //!   can enter (0700), and the socket itself is 0700. These settings are passed on the
-//!   `postgres` command line, which overrides `postgresql.conf` and `ALTER SYSTEM`.
+//!   `postgres` command line, which overrides `postgresql.conf` and `ALTER SYSTEM`. (A cluster
+//!   configured with a [`TlsListener`] also listens on that TCP address, TLS 1.3 only, with
+//!   `hostssl` lines only: a stand-in for a managed PostgreSQL, never the embedded default.)
 //! - **SCRAM only.** The cluster is created with `initdb --auth=scram-sha-256`, and
 //!   `pg_hba.conf` is rewritten on every start to the single line
 //!   `local all all scram-sha-256`: no `trust`, no `peer`, no TCP entries. Passwords are
@@ -153,6 +155,8 @@ pub struct ClusterConfig {
     /// [`DEFAULT_RUN_AS`]. Ignored when Chartroom is not root (PostgreSQL then runs as the
     /// invoking user).
     pub run_as: Option<String>,
+    /// A TCP listener with TLS beside the Unix socket (`None`, the default: socket only).
+    pub tls_listener: Option<TlsListener>,
 }
 
 impl ClusterConfig {
@@ -162,7 +166,36 @@ impl ClusterConfig {
             data_dir: data_dir.into(),
             pg_bin_dir: None,
             run_as: None,
+            tls_listener: None,
         }
+    }
+}
+
+/// A TCP listener for a cluster other hosts reach, as a managed PostgreSQL is reached: TLS 1.3
+/// only with the given certificate, `hostssl` lines only in `pg_hba.conf` (a connection
+/// without TLS is refused), SCRAM only. The Unix socket stays, named after `port`.
+///
+/// The embedded default never sets it; the tests of the TLS path to an external PostgreSQL
+/// (req TX-02) do.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsListener {
+    /// The address to listen on.
+    pub address: std::net::IpAddr,
+    /// The TCP port (also the number in the socket's name).
+    pub port: u16,
+    /// The server's certificate chain (PEM).
+    pub cert_pem: String,
+    /// The server's private key (PEM); copied into the cluster directory (0600).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TlsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsListener")
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("key_pem", &"***")
+            .finish_non_exhaustive()
     }
 }
 
@@ -410,7 +443,7 @@ impl Cluster {
     pub fn libpq_env(&self, role: DbRole, database: &str) -> Vec<(&'static str, String)> {
         vec![
             ("PGHOST", self.layout.socket_dir.display().to_string()),
-            ("PGPORT", layout::PORT.to_string()),
+            ("PGPORT", self.layout.port.to_string()),
             ("PGUSER", role.login_name().to_owned()),
             (
                 "PGPASSWORD",
@@ -564,7 +597,7 @@ fn connect_options(
 ) -> PgConnectOptions {
     PgConnectOptions::new_without_pgpass()
         .socket(&layout.socket_dir)
-        .port(layout::PORT)
+        .port(layout.port)
         .username(role.login_name())
         .password(passwords.for_role(role).expose())
         .database(database)
@@ -613,6 +646,7 @@ struct Prepared {
     major: u32,
     who: Identity,
     layout: Layout,
+    tls: Option<TlsListener>,
 }
 
 impl Prepared {
@@ -627,12 +661,13 @@ impl Prepared {
             });
         }
         let who = layout::resolve_identity(cfg.run_as.as_deref())?;
-        let layout = Layout::prepare(&cfg.data_dir, &who)?;
+        let layout = Layout::prepare(&cfg.data_dir, &who, cfg.tls_listener.as_ref())?;
         Ok(Self {
             bin_dir,
             major,
             who,
             layout,
+            tls: cfg.tls_listener.clone(),
         })
     }
 
@@ -655,6 +690,9 @@ impl Prepared {
             self.initdb(&passwords).await?;
         }
         self.layout.write_hba(&self.who)?;
+        if let Some(tls) = &self.tls {
+            self.layout.write_tls_files(&self.who, tls)?;
+        }
         Ok(passwords)
     }
 

@@ -36,6 +36,7 @@ use sqlx::{Connection as _, Executor as _, PgConnection};
 use store::{OwnerStore, SessionPolicy, Store};
 use tokio::sync::OnceCell;
 
+pub mod external_pg;
 pub mod load;
 pub mod mailpay_standins;
 pub mod messaging_standins;

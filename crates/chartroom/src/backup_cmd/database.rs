@@ -80,6 +80,7 @@ fn options_from_env(env: &[(&'static str, String)]) -> sqlx::postgres::PgConnect
             "PGPASSWORD" => o.password(v),
             "PGDATABASE" => o.database(v),
             "PGSSLMODE" => v.parse().map_or(o.clone(), |m| o.clone().ssl_mode(m)),
+            "PGSSLROOTCERT" => o.ssl_root_cert(v),
             _ => o,
         };
     }
@@ -101,10 +102,19 @@ impl Target {
         exclusive: bool,
     ) -> anyhow::Result<Self> {
         if let Some(url) = url {
-            return Ok(Self {
-                env: libpq_env_from_url(&url)?,
-                cluster: None,
-            });
+            // The transport rule of every external URL (req TX-02), handed on to libpq.
+            let ca = g.database_ca_file.as_deref();
+            let checked = crate::db::external_options(&url, what, ca)?;
+            let mut env = libpq_env_from_url(&url)?;
+            env.retain(|(k, _)| *k != "PGSSLMODE");
+            env.push((
+                "PGSSLMODE",
+                crate::db::ssl_mode_name(checked.get_ssl_mode()).to_owned(),
+            ));
+            if let Some(ca) = ca {
+                env.push(("PGSSLROOTCERT", ca.display().to_string()));
+            }
+            return Ok(Self { env, cluster: None });
         }
         if g.database_url.is_some() {
             bail!(
@@ -145,9 +155,9 @@ impl Target {
 pub(super) async fn audit_owner(g: &Global, target: &Target) -> anyhow::Result<store::OwnerStore> {
     let owner = match (&target.cluster, &g.owner_database_url) {
         (Some(c), _) => c.connect_options(DbRole::Owner, DATABASE),
-        (None, Some(url)) => url
-            .parse()
-            .context("--owner-database-url is not a valid PostgreSQL URL")?,
+        (None, Some(url)) => {
+            crate::db::external_options(url, "--owner-database-url", g.database_ca_file.as_deref())?
+        }
         (None, None) => bail!(
             "backups and restores are recorded on the audit log as the owner role: give --owner-database-url (or CHARTROOM_OWNER_DATABASE_URL)"
         ),

@@ -19,10 +19,10 @@ use crate::embedded_binary::{client_for, launch, stop};
 use crate::web_pages::{client, request, request_id};
 
 /// A secret no response, page, feed or message may ever show.
-const SECRET: &str = "sk_test_SYNTHETIC0123456789registry";
+pub(crate) const SECRET: &str = "sk_test_SYNTHETIC0123456789registry";
 const BAA_DOC: &str = "Telnyx BAA 2026-10 contract 4471";
 
-fn temp_dir(tag: &str) -> PathBuf {
+pub(crate) fn temp_dir(tag: &str) -> PathBuf {
     let dir = Path::new("/tmp").join(format!(
         "chartroom-it-{tag}-{}",
         uuid::Uuid::new_v4().simple()
@@ -40,7 +40,7 @@ fn secret_file(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Telnyx (PHI, with `baa` as given) and Stripe (no PHI), with credential files in `dir`.
-fn config(dir: &Path, baa: &str) -> String {
+pub(crate) fn config(dir: &Path, baa: &str) -> String {
     let telnyx_key = secret_file(dir, "telnyx-key");
     let stripe_key = secret_file(dir, "stripe-key");
     format!(
@@ -68,7 +68,7 @@ credentials = {{ api_key_file = "{}" }}
     )
 }
 
-fn signed_baa() -> String {
+pub(crate) fn signed_baa() -> String {
     format!("baa = {{ status = \"signed\", signed_on = 2026-10-30, document = \"{BAA_DOC}\" }}")
 }
 

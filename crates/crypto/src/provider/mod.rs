@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use domain::PracticeId;
 use serde::{Deserialize, Serialize};
 
-pub use local::LocalKeyProvider;
+pub use local::{KEY_FILE_NAME, LocalKeyProvider};
 pub use vault::{VaultConfig, VaultTransitProvider};
 
 #[cfg(feature = "aws-kms")]
