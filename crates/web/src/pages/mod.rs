@@ -29,6 +29,7 @@ pub(crate) mod session;
 pub(crate) mod settings;
 pub(crate) mod step_up;
 pub(crate) mod subprocessors;
+pub(crate) mod trust;
 pub(crate) mod support;
 pub(crate) mod waitlist;
 
