@@ -210,7 +210,12 @@ fn outcome_of(test: &TaggedTest, results: &[TestResult]) -> Outcome {
 /// Joins requirements, tags and results into the pack.
 #[must_use]
 pub fn build(inputs: &Inputs<'_>) -> Pack {
-    let mut problems: Vec<String> = inputs.scan.problems.iter().map(ToString::to_string).collect();
+    let mut problems: Vec<String> = inputs
+        .scan
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let known = |id: &str| inputs.requirements.iter().any(|r| r.id == id);
     for test in &inputs.scan.tests {
         for id in &test.ids {
@@ -468,7 +473,13 @@ fn unknown() {}
             target_root: "tests/it/main.rs".into(),
             modules: vec!["rows".into()],
         };
-        scan_source(src, "chartroom", &it, "crates/chartroom/tests/it/rows.rs", &mut scan);
+        scan_source(
+            src,
+            "chartroom",
+            &it,
+            "crates/chartroom/tests/it/rows.rs",
+            &mut scan,
+        );
         // The same module path in a unit-test binary: results of `tests/it/main.rs` are not
         // its results.
         let lib = FilePlace {
@@ -532,10 +543,15 @@ test rows::unknown ... ok
                 .iter()
                 .map(|t| (t.name.as_str(), t.outcome.as_str()))
                 .collect::<Vec<_>>(),
-            [("rows::proves_one", "passed"), ("rows::proves_two", "passed")]
+            [
+                ("rows::proves_one", "passed"),
+                ("rows::proves_two", "passed")
+            ]
         );
         assert_eq!(
-            p.rows.get(4).map(|r| r.tests.iter().map(|t| t.outcome.as_str()).collect()),
+            p.rows
+                .get(4)
+                .map(|r| r.tests.iter().map(|t| t.outcome.as_str()).collect()),
             Some(vec!["not_run"]),
             "a result of another binary is not this test's"
         );
@@ -562,7 +578,12 @@ test rows::fails_three ... ok
 test rows::proves_two ... ok
 ";
         let ok = fixture(log, &[("AC-04", "reason")]);
-        assert_eq!(ok.problems.len(), 1, "only the unknown id: {:?}", ok.problems);
+        assert_eq!(
+            ok.problems.len(),
+            1,
+            "only the unknown id: {:?}",
+            ok.problems
+        );
         assert_eq!(ok.summary.proven, 4);
         let stale = fixture(log, &[("AC-04", "reason"), ("AC-01", "reason")]);
         assert!(
@@ -574,7 +595,10 @@ test rows::proves_two ... ok
             stale.problems
         );
         assert_eq!(
-            stale.rows.first().map(|r| (r.status, r.pending_reason.is_some())),
+            stale
+                .rows
+                .first()
+                .map(|r| (r.status, r.pending_reason.is_some())),
             Some((Status::Proven, false))
         );
     }
@@ -585,7 +609,9 @@ test rows::proves_two ... ok
         let dir = std::env::temp_dir().join(format!(
             "chartroom-evidence-test-{}-{}",
             std::process::id(),
-            sha256_hex(b"writes_signs_and_verifies").get(..8).unwrap_or("x")
+            sha256_hex(b"writes_signs_and_verifies")
+                .get(..8)
+                .unwrap_or("x")
         ));
         let _ = std::fs::remove_dir_all(&dir);
         let p = fixture(LOG, &[("AC-04", "reason <b>")]);

@@ -163,7 +163,11 @@ test crates/domain/src/lib.rs - x (line 3) ... ok
         assert_eq!(
             got,
             vec![
-                (Some("src/lib.rs"), "rights::tests::deadline", Outcome::Passed),
+                (
+                    Some("src/lib.rs"),
+                    "rights::tests::deadline",
+                    Outcome::Passed
+                ),
                 (Some("src/lib.rs"), "rights::tests::slow", Outcome::Ignored),
                 (
                     Some("tests/it/main.rs"),

@@ -256,7 +256,8 @@ fn lex_lines(src: &str) -> Vec<LineState> {
                 if c == '\'' {
                     // A character literal ('x', '\n', '\u{1F600}', '{') or a lifetime.
                     if at(i + 1) == '\\' {
-                        let mut k = i + 2;
+                        // Past the escaped character (`'\''`), then to the closing quote.
+                        let mut k = i + 3;
                         while k < chars.len() && at(k) != '\'' && at(k) != '\n' {
                             k += 1;
                         }
@@ -686,7 +687,10 @@ mod tests {
     }
 
     fn names_ids(s: &Scan) -> Vec<(String, Vec<String>)> {
-        s.tests.iter().map(|t| (t.name.clone(), t.ids.clone())).collect()
+        s.tests
+            .iter()
+            .map(|t| (t.name.clone(), t.ids.clone()))
+            .collect()
     }
 
     fn pair(name: &str, ids: &[&str]) -> (String, Vec<String>) {
@@ -708,6 +712,7 @@ use x::y;
 async fn deadline() {
     let s = "#[test] fn fake() { {{";
     let c = '{';
+    let (q, e) = ('"', '\'');
     let r = r#"
 #[test]
 fn inside_string() {}

@@ -408,7 +408,10 @@ mod tests {
                 },
             ]
         );
-        assert!(!changelog(CHANGELOG).is_empty(), "the built-in changelog parses");
+        assert!(
+            !changelog(CHANGELOG).is_empty(),
+            "the built-in changelog parses"
+        );
     }
 
     #[test]

@@ -91,7 +91,7 @@ async fn start(db: &TestDb, pack: Option<evidence::Loaded>) -> TestApp {
 
 /// Strings of `w`'s practices, members and patient that no public page may show.
 async fn phi_of(app: &TestApp, w: &World) -> Vec<String> {
-    let token = app.token(w.a.user("owner")).await;
+    let token = app.token(w.a.user("clinician")).await;
     let patient = testkit::read_patient(&app.store, &token, w.a.id, w.a.patient)
         .await
         .unwrap()

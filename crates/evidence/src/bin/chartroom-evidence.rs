@@ -22,7 +22,11 @@ use evidence::{requirements, results, scan};
 #[command(name = "chartroom-evidence")]
 struct Args {
     /// The requirement catalog (read only).
-    #[arg(long, env = "CHARTROOM_REQUIREMENTS", default_value = "../shared/design/REQUIREMENTS.md")]
+    #[arg(
+        long,
+        env = "CHARTROOM_REQUIREMENTS",
+        default_value = "../shared/design/REQUIREMENTS.md"
+    )]
     requirements: PathBuf,
     /// The project's refinements of catalog rows.
     #[arg(long, default_value = "docs/requirements-refined.md")]
@@ -87,8 +91,8 @@ fn run(args: Args) -> Result<bool> {
     };
     let scanned = scan::scan_crates(&crates_dir, &label_root)
         .with_context(|| format!("scanning {}", crates_dir.display()))?;
-    let log = std::fs::read(&args.log)
-        .with_context(|| format!("the test log {}", args.log.display()))?;
+    let log =
+        std::fs::read(&args.log).with_context(|| format!("the test log {}", args.log.display()))?;
     let results = results::parse_log(&String::from_utf8_lossy(&log));
     anyhow::ensure!(
         !results.is_empty(),
@@ -129,7 +133,11 @@ fn run(args: Args) -> Result<bool> {
     }
     eprintln!(
         "evidence: pack {} (sha256 {}, verifier key {})",
-        written.files.first().map(|p| p.display().to_string()).unwrap_or_default(),
+        written
+            .files
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         written.sha256,
         written.verifier_key
     );
