@@ -209,6 +209,10 @@ fn outcome_of(test: &TaggedTest, results: &[TestResult]) -> Outcome {
 
 /// Joins requirements, tags and results into the pack.
 #[must_use]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one pass: problems, counts, then each row in the catalog's order"
+)]
 pub fn build(inputs: &Inputs<'_>) -> Pack {
     let mut problems: Vec<String> = inputs
         .scan
@@ -258,7 +262,7 @@ pub fn build(inputs: &Inputs<'_>) -> Pack {
             .scan
             .tests
             .iter()
-            .filter(|t| t.ids.iter().any(|i| *i == req.id))
+            .filter(|t| t.ids.contains(&req.id))
             .map(|t| (t, outcome_of(t, inputs.results)))
             .collect();
         let pending_reason = inputs.pending.get(&req.id).cloned();

@@ -98,25 +98,25 @@ pub fn parse_log(log: &str) -> Vec<TestResult> {
         if in_doc {
             continue;
         }
-        if let Some(rest) = line.strip_prefix("test ") {
-            if let Some((name, after)) = rest.split_once(" ... ") {
-                let name = name.trim();
-                if name.contains(' ') {
-                    continue;
-                }
-                match outcome_word(after.trim()) {
-                    Some(outcome) => {
-                        out.push(TestResult {
-                            target_root: target.clone(),
-                            name: name.to_owned(),
-                            outcome,
-                        });
-                        dangling = None;
-                    }
-                    None => dangling = Some(name.to_owned()),
-                }
+        if let Some(rest) = line.strip_prefix("test ")
+            && let Some((name, after)) = rest.split_once(" ... ")
+        {
+            let name = name.trim();
+            if name.contains(' ') {
                 continue;
             }
+            match outcome_word(after.trim()) {
+                Some(outcome) => {
+                    out.push(TestResult {
+                        target_root: target.clone(),
+                        name: name.to_owned(),
+                        outcome,
+                    });
+                    dangling = None;
+                }
+                None => dangling = Some(name.to_owned()),
+            }
+            continue;
         }
         if let Some(outcome) = outcome_word(line.trim()).filter(|_| line.trim().len() <= 40)
             && let Some(name) = dangling.take()

@@ -199,6 +199,10 @@ enum Lex {
 }
 
 /// Lexes `src` into per-line states (brace depth counts `{` and `}` in code only).
+#[allow(
+    clippy::too_many_lines,
+    reason = "one state machine over the characters, each state beside the others"
+)]
 fn lex_lines(src: &str) -> Vec<LineState> {
     let chars: Vec<char> = src.chars().collect();
     let mut lines = vec![LineState {
@@ -452,6 +456,10 @@ struct Pending {
 }
 
 /// Scans one file's source. `package`, `place` and `file` label what is found.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one pass over the lines: each kind of line beside the others"
+)]
 pub fn scan_source(src: &str, package: &str, place: &FilePlace, file: &str, out: &mut Scan) {
     let states = lex_lines(src);
     // Test code: a file under `tests/`, a `tests.rs` module, a `#[cfg(test)]` module, or a

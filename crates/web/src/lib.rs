@@ -200,7 +200,6 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
             get(|| async { axum::response::Redirect::to(APP_PATH) }),
         )
         .route("/subprocessors", get(pages::subprocessors::public_page))
-        .route("/trust", get(pages::trust::public_page))
         .layer(DefaultBodyLimit::max(server::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(limits, frame::frame))
         .with_state(state)
@@ -329,6 +328,7 @@ async fn public_limit(
 /// address ([`public_limit`]).
 fn public_routes(state: AppState) -> Router<AppState> {
     Router::new()
+        .route("/trust", get(pages::trust::public_page))
         .route(
             "/intake/{token}",
             get(pages::intake::form).post(pages::intake::submit),
