@@ -144,6 +144,13 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = egress::registry::DEFAULT_NOTICE_DAYS,
           value_parser = clap::value_parser!(u16).range(0..=365))]
     pub subprocessor_notice_days: u16,
+
+    /// The evidence pack of this build (its directory, or its `evidence.json`, as
+    /// `chartroom-evidence` wrote it), published on the trust page (`/trust`, `/trust.json`).
+    /// Its signature is checked against the key beside it; a pack that fails the check
+    /// refuses the start. Without one, the trust page says that no evidence is loaded.
+    #[arg(long, env = "CHARTROOM_EVIDENCE_PACK", value_name = "PATH")]
+    pub evidence_pack: Option<PathBuf>,
 }
 
 /// Waits for a stop signal or, on the embedded cluster, for the database to exit. Returns why,
@@ -255,6 +262,13 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let now = domain::Clock::now(&SystemClock);
     let (payments, hook) =
         crate::payments_wiring::for_serve(&subprocessors.registry, now, link_origin)?;
+    let evidence_pack = match &args.evidence_pack {
+        Some(path) => Some(
+            server::trust::load_pack(path)
+                .map_err(|e| anyhow::anyhow!("evidence pack {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let state = server::AppState {
         store: store.clone(),
         clock: Arc::new(SystemClock),
@@ -279,6 +293,10 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         subprocessors: Arc::new(subprocessors),
         payments,
         push: push_settings,
+        trust: Arc::new(server::trust::Trust::new(
+            evidence_pack,
+            Some(svc.signer()?.verifier_key()),
+        )),
     };
     let checkpointer =
         svc.checkpointer(args.checkpoint_every_events, args.checkpoint_every_secs)?;

@@ -386,7 +386,7 @@ mod tests {
         }
     }
 
-    // req IR-02 — every deadline from the discovery time.
+    // req: IR-02 — every deadline from the discovery time.
     #[test]
     fn ir_02_every_clock_is_computed_from_the_discovery_time() {
         let d = t0();
@@ -449,7 +449,7 @@ mod tests {
         );
     }
 
-    // req IR-02, IR-03 — the 500 thresholds: HHS at 500 or more in total, media at more than
+    // req: IR-02, IR-03 — the 500 thresholds: HHS at 500 or more in total, media at more than
     // 500 residents of one state.
     #[test]
     fn ir_02_thresholds_at_500_move_the_hhs_and_media_clocks() {
@@ -476,7 +476,7 @@ mod tests {
         assert_eq!(media_states(&media), vec!["CA"]);
     }
 
-    // req IR-02 — alerts at 24/48/72 h and days 45/55/60, each due exactly then, on the
+    // req: IR-02 — alerts at 24/48/72 h and days 45/55/60, each due exactly then, on the
     // injected clock; none before, none for a closed incident.
     #[test]
     fn ir_02_alerts_come_due_at_24_48_72_hours_and_days_45_55_60() {
@@ -523,7 +523,7 @@ mod tests {
         assert!(due_alerts(d, terms, None, Status::ClosedBreach, clock.now()).is_empty());
     }
 
-    // req IR-01 — the lifecycle: forward only, closing only after assessment began, closed
+    // req: IR-01 — the lifecycle: forward only, closing only after assessment began, closed
     // is final.
     #[test]
     fn ir_01_lifecycle_moves_forward_only() {
@@ -550,7 +550,7 @@ mod tests {
         assert_eq!(Status::parse("closed"), None);
     }
 
-    // req IR-02 — "not a breach" needs all four factors and the low-probability conclusion.
+    // req: IR-02 — "not a breach" needs all four factors and the low-probability conclusion.
     #[test]
     fn ir_02_not_a_breach_needs_the_four_factors() {
         let full = Assessment {
@@ -595,7 +595,7 @@ mod tests {
     }
 
     proptest! {
-        // req IR-02 — for any discovery time and BAA period: every clock is at or after
+        // req: IR-02 — for any discovery time and BAA period: every clock is at or after
         // discovery and at most 60 days later (the annual HHS log aside), the individuals'
         // clock is exactly 60 days, and alerts are due exactly from their time on.
         #[test]

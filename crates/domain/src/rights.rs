@@ -215,7 +215,7 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 2, 27, 16, 45, 12).unwrap()
     }
 
-    // req PR-01 (and the 164.526 amendment clock, API to come) — the deadlines from the receipt
+    // req: PR-01 (and the 164.526 amendment clock, API to come) — the deadlines from the receipt
     // time: 30 days for access, 60 for an amendment, each plus 30 once extended (across a month end
     // and a leap-free February).
     #[test]
@@ -239,7 +239,7 @@ mod tests {
         );
     }
 
-    // req PR-01 (and the 164.526 amendment clock, API to come) — on the injected clock: not overdue
+    // req: PR-01 (and the 164.526 amendment clock, API to come) — on the injected clock: not overdue
     // one second before the deadline, overdue at it; an extension moves it by 30 days; a closed
     // request is never overdue.
     #[test]
@@ -277,7 +277,7 @@ mod tests {
         }
     }
 
-    // req PR-01 (and the 164.526 amendment clock, API to come) — the state machine: one extension
+    // req: PR-01 (and the 164.526 amendment clock, API to come) — the state machine: one extension
     // only, with a reason, before the first deadline; deny needs a reason; closed is final.
     #[test]
     fn pr_01_state_machine() {
@@ -337,7 +337,7 @@ mod tests {
     }
 
     proptest! {
-        // req PR-01 (and the 164.526 amendment clock, API to come) — for any receipt time and any
+        // req: PR-01 (and the 164.526 amendment clock, API to come) — for any receipt time and any
         // sequence of actions: at most one extension ever succeeds, the deadline is never more than
         // first + 30 days, and once closed nothing changes.
         #[test]

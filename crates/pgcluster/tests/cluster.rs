@@ -100,7 +100,7 @@ fn mode(path: &Path) -> u32 {
 
 #[tokio::test]
 async fn fresh_cluster_is_socket_only_scram_only_and_least_privileged() {
-    // req: embedded cluster — socket only, SCRAM only, runtime role not privileged
+    // The embedded cluster: socket only, SCRAM only, runtime role not privileged
     let dir = temp_data_dir();
     let began = Instant::now();
     let cluster = Cluster::start(config(&dir)).await.unwrap();

@@ -42,6 +42,7 @@ pub mod payments;
 mod routes;
 pub mod subprocessors;
 pub mod tls;
+pub mod trust;
 mod views;
 pub mod voice;
 pub mod webhooks;
@@ -266,6 +267,8 @@ pub struct AppState {
     /// Web Push (the VAPID public key and the push services' hosts subscriptions may name),
     /// when a Web Push integration is active; the subscription routes refuse without it.
     pub push: Option<Arc<PushSettings>>,
+    /// The live trust page's evidence pack and checkpoint key ([`trust`]).
+    pub trust: Arc<trust::Trust>,
 }
 
 /// The whole application: routes, the OpenAPI document, and the layers every request passes,
@@ -293,6 +296,7 @@ pub fn app_with_limits(state: AppState, limits: Limits) -> Router {
             "/subprocessors.atom",
             axum::routing::get(subprocessors::subprocessors_atom),
         )
+        .route("/trust.json", axum::routing::get(trust::trust_json))
         .fallback(|| async { AppError::NotFound("route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(

@@ -91,9 +91,9 @@ impl Hasher {
 mod tests {
     use super::*;
 
+    // req: AU-06
     #[test]
     fn argon2id_parameters() {
-        // req: AU-06
         let h = hash_blocking("correct horse battery").unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
         assert!(verify_blocking("correct horse battery", &h));

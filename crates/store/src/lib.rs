@@ -104,6 +104,7 @@ pub mod subprocessors;
 pub mod support;
 mod tenant;
 pub mod transcripts;
+pub mod trust;
 pub mod turns;
 pub mod waitlist;
 

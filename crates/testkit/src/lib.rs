@@ -791,6 +791,7 @@ impl TestApp {
             subprocessors: std::sync::Arc::default(),
             payments: None,
             push: None,
+            trust: std::sync::Arc::default(),
         };
         let state = adjust(state);
         let (cert, key) = test_certificate();

@@ -34,7 +34,8 @@
 //!   HTML sink and every script or script-URL conversion. The browser test proves both: the
 //!   htmx search swaps rows with zero violations, and an `insertAdjacentHTML` is blocked.
 //! - **No PHI in caches or URLs.** Pages are `Cache-Control: no-store` (except the public
-//!   `/subprocessors` page, which holds no PHI and may be cached for five minutes); htmx keeps no
+//!   `/subprocessors` and `/trust` pages, which hold no PHI and may be cached for five
+//!   minutes); htmx keeps no
 //!   history cache (`historyCacheSize:0`); searches are `POST`, as in the API. Static assets
 //!   are served under content-hashed URLs with `public, max-age=31536000, immutable`.
 //! - **CSRF.** The session is the API's `__Host-` cookie (`Secure`, `HttpOnly`,
@@ -100,7 +101,7 @@ pub const SIGN_IN_PATH: &str = "/app/sign-in";
 pub const CSP_REPORT_PATH: &str = "/app/csp-report";
 
 /// The web app's routes and layers, to merge beside [`server::app`] (its routes are under
-/// `/app`, plus `/` redirecting there and the public `/subprocessors` page; unknown `/app/…` paths get the web's own 404 page).
+/// `/app`, plus `/` redirecting there and the public `/subprocessors` and `/trust` pages; unknown `/app/…` paths get the web's own 404 page).
 pub fn router(state: AppState, limits: server::Limits) -> Router {
     let app = Router::new()
         .route("/", get(pages::home::home))
@@ -327,6 +328,7 @@ async fn public_limit(
 /// address ([`public_limit`]).
 fn public_routes(state: AppState) -> Router<AppState> {
     Router::new()
+        .route("/trust", get(pages::trust::public_page))
         .route(
             "/intake/{token}",
             get(pages::intake::form).post(pages::intake::submit),

@@ -1,7 +1,7 @@
 //! The tail of the log (issue 14.2): sequenced positions whose events were deleted, and the
 //! rule that a checkpoint is never signed for a log that is shorter than, or inconsistent
 //! with, the last signed one.
-// req: AUD-02
+//! req: AUD-02
 
 use audit::merkle::consistency_proof_from;
 use audit::verify::{

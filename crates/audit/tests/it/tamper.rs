@@ -61,7 +61,7 @@ fn empty_log_verifies() {
     assert_eq!(report.chain_head, GENESIS);
 }
 
-// req: audit tamper — event changed
+// req: AUD-02 — tamper: event changed
 #[test]
 fn changed_event_is_content_changed() {
     let (mut s, cps) = world();
@@ -133,7 +133,7 @@ fn tamper_after_the_last_checkpoint_with_hashes_recomputed_is_undetectable() {
     assert!(run(&s.log, &cps).is_ok());
 }
 
-// req: audit tamper — event deleted
+// req: AUD-02 — tamper: event deleted
 #[test]
 fn deleted_event_is_a_gap() {
     let (mut s, cps) = world();
@@ -174,7 +174,7 @@ fn deleted_event_with_everything_recomputed_is_caught_by_the_checkpoint() {
     );
 }
 
-// req: audit tamper — event inserted
+// req: AUD-02 — tamper: event inserted
 #[test]
 fn inserted_event_with_a_used_seq_is_a_duplicate() {
     let (mut s, cps) = world();
@@ -255,7 +255,7 @@ fn event_of_another_practice_is_reported() {
     );
 }
 
-// req: audit tamper — events reordered
+// req: AUD-02 — tamper: events reordered
 #[test]
 fn swapped_events_with_seq_swapped_too_is_a_chain_break() {
     let (mut s, cps) = world();
@@ -307,7 +307,7 @@ fn reordered_with_everything_recomputed_is_caught_by_the_checkpoint() {
     );
 }
 
-// req: audit tamper — tail truncated
+// req: AUD-02 — tamper: tail truncated
 #[test]
 fn truncated_tail_is_reported_against_the_largest_checkpoint() {
     let (mut s, cps) = world();
@@ -370,7 +370,7 @@ fn truncation_then_new_history_is_a_root_mismatch() {
     );
 }
 
-// req: audit tamper — checkpoints not consistent with each other
+// req: AUD-02 — tamper: checkpoints not consistent with each other
 #[test]
 fn checkpoints_of_two_histories_are_inconsistent() {
     let (s, mut cps) = world();

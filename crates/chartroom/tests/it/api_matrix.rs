@@ -1,6 +1,6 @@
 //! The authorization matrix for every route, derived from the router's own OpenAPI document:
 //! a route missing from the table below fails the test.
-//! req: AC-02 (deny by default), AC-03 (object-level authorization), AC-04 (cross-tenant → 404)
+//! req: AC-02, AC-03, AC-04 — deny by default, object-level authorization, cross-tenant → 404
 
 use std::collections::BTreeSet;
 
@@ -1225,7 +1225,7 @@ async fn every_route_has_a_matrix_entry() {
     );
 }
 
-// req: AC-02, AC-03, AC-04
+// req: AC-02, AC-03, AC-04, AU-01
 #[tokio::test]
 async fn authorization_matrix() {
     let db = TestDb::new().await;
@@ -1291,7 +1291,7 @@ async fn authorization_matrix() {
         if needs == Needs::Account {
             continue;
         }
-        // req: AU-01 — a password-only session opens no practice route, whatever the role.
+        // AU-01: a password-only session opens no practice route, whatever the role.
         if path.starts_with("/api/v1/practices/{practice_id}") {
             for role in needs.right() {
                 let (s, err) = call(

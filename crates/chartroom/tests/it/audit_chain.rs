@@ -1,6 +1,6 @@
 //! The audit hash chain, Merkle tree and signed checkpoints, against tampering by a database
 //! superuser who disables triggers (`session_replication_role = replica`).
-// req: AUD-02, AUD-09
+//! req: AUD-02, AUD-09
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! No PHI in audit rows or logs (canary), and no unaudited PHI access.
-// req: AUD-01, AUD-06
+//! req: AUD-01, AUD-06
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -115,7 +115,7 @@ async fn canary_phi_appears_in_no_audit_row_and_no_log_line() {
             "owner",
         ),
         (Method::GET, format!("{base}/incidents"), None, "owner"),
-        // req: PR-01, PR-02 — a right-of-access request naming a third party, its list, and
+        // PR-01, PR-02: a right-of-access request naming a third party, its list, and
         // the patient's record export (HTML rendering).
         (
             Method::POST,
@@ -130,7 +130,7 @@ async fn canary_phi_appears_in_no_audit_row_and_no_log_line() {
             "owner",
         ),
         (Method::GET, format!("{patient}/export"), None, "clin"),
-        // req: SIG-07, SIG-08 — an amendment request whose asked-for change carries the
+        // Amendment requests (SIG-07, SIG-08): one whose asked-for change carries the
         // canary, and the list.
         (
             Method::POST,

@@ -1,5 +1,5 @@
 //! The first layer of the audit log: append-only in the database, outliving what it names.
-// req: AUD-02 (privileges and triggers; the chain comes with the audit work)
+//! req: AUD-02 (privileges and triggers; the chain comes with the audit work)
 
 use reqwest::{Method, StatusCode};
 use sqlx::Executor as _;

@@ -1,5 +1,5 @@
 //! Audit reports, the FHIR export and the accounting of disclosures.
-// req: AUD-05, PR-03
+//! req: AUD-05, PR-03
 
 use chrono::{Duration, Utc};
 use reqwest::{Method, StatusCode};

@@ -10,7 +10,7 @@
 //! stands by to show that one damaged log stops neither checkpoints nor verification of the
 //! others. Every server runs with a checkpoint cadence that never comes due, so the only
 //! checkpoints are the first of each log and those signed at shutdown or on demand.
-// req: AUD-02
+//! req: AUD-02
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -89,7 +89,7 @@ async fn slots(app: &TestApp, practice: domain::PracticeId, service: &str) -> Ve
         .collect()
 }
 
-// req EGR-05 (public entry) — a new client books on the public page; the booking waits for
+// req: EGR-05 (public entry) — a new client books on the public page; the booking waits for
 // the practice; the slot is gone for the next client; reception approves it.
 #[tokio::test]
 async fn a_new_client_books_online_and_reception_approves_it() {

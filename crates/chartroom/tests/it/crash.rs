@@ -19,7 +19,7 @@
 //! the seed, and `CHARTROOM_CRASH_SEED` replays it. `CHARTROOM_CRASH_ROUNDS` (default 5:
 //! A, B, A, B, A) runs a longer campaign. Responses that fail around a crash are not
 //! acknowledged and not checked; any failure before the crash fails the test.
-// req: AUD-01
+//! req: AUD-01
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

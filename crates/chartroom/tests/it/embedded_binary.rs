@@ -165,7 +165,7 @@ pub(crate) async fn sign_in(
     done["token"].as_str().expect("enrollment").to_owned()
 }
 
-// req: TX-01 (HTTPS out of the box), AU-01
+// req: TX-01, AU-01 — HTTPS out of the box
 #[tokio::test]
 async fn demo_runs_on_embedded_postgres_and_survives_a_restart() {
     let dir = Path::new("/tmp").join(format!("chartroom-it-{}", uuid::Uuid::new_v4().simple()));

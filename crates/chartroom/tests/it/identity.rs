@@ -94,7 +94,7 @@ async fn system_events(db: &TestDb, actor: domain::UserId) -> Vec<(String, Strin
     .unwrap()
 }
 
-// req: AU-01, AU-02, AC-12
+// req: AU-01, AU-02, AC-12, AUD-07
 #[tokio::test]
 async fn totp_is_required_single_use_and_rotates_the_token() {
     let db = TestDb::new().await;
@@ -190,7 +190,7 @@ async fn totp_is_required_single_use_and_rotates_the_token() {
     .await;
     assert_eq!(s, StatusCode::OK);
 
-    // req: AUD-07 — every step is on the installation's log with address and user agent.
+    // AUD-07: every step is on the installation's log with address and user agent.
     let events = system_events(&db, user).await;
     let names: Vec<(&str, &str)> = events
         .iter()

@@ -1,7 +1,7 @@
 //! Joining a practice by invitation (issue 14.5): the same answer whether or not the email has
 //! an account, the invitee's consent, expiry, revocation, single use, audit with ids only,
 //! and no address stored.
-//! req: AU-04 (no enumeration), AC-02, AC-03, AC-04
+//! req: AU-04, AC-02, AC-03, AC-04 — no enumeration
 
 use std::collections::BTreeSet;
 

@@ -84,6 +84,7 @@ mod subprocessor_notice_email;
 mod subprocessors;
 mod support;
 mod templates_page;
+mod trust;
 mod waitlist;
 mod web_actions;
 mod web_actions_reads;

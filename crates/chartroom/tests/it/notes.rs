@@ -218,7 +218,7 @@ async fn draft_sign_amend_addendum_over_https() {
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "AI-assisted without its turn");
     // Naming an assistant turn that does not exist here is refused as not found (issue 14.6,
-    // req SCR-04).
+    // SCR-04).
     let turn = uuid::Uuid::new_v4();
     let (s, _, e) = req(&f.app, Method::POST, &format!("{path}/amendments"), &fresh, Some(&etag),
         Some(&json!({"content": amended, "reason": "Severity corrected", "ai_assisted": true, "assistant_turn_id": turn}))).await;

@@ -195,7 +195,7 @@ pub async fn row(
     .unwrap()
 }
 
-// req EGR-04 — queued in the transaction of the change: a rollback leaves no message; the
+// req: EGR-04 — queued in the transaction of the change: a rollback leaves no message; the
 // same message queued twice is one row; recipient and slots are stored sealed.
 #[tokio::test]
 async fn a_message_is_queued_with_its_cause_and_rolled_back_with_it() {
@@ -249,7 +249,7 @@ async fn a_message_is_queued_with_its_cause_and_rolled_back_with_it() {
     ));
 }
 
-// req EGR-04 — the job sends through the stand-ins with the row's key, records the
+// req: EGR-04 — the job sends through the stand-ins with the row's key, records the
 // provider's id, audits `outbox.send` without contacts, and a pass with nothing due sends
 // nothing.
 #[tokio::test]
@@ -305,7 +305,7 @@ async fn the_job_sends_queued_messages_through_the_stand_ins() {
     assert_eq!(h.telnyx.requests(), 1);
 }
 
-// req EGR-04 — a retryable failure goes back to the queue with exponential backoff; the
+// req: EGR-04 — a retryable failure goes back to the queue with exponential backoff; the
 // message is not taken before its time; after the last attempt it fails; a rejection fails
 // at once.
 #[tokio::test]
@@ -424,7 +424,7 @@ impl Mailer for CrashAfterSend<dyn Mailer> {
     }
 }
 
-// req EGR-04 — a crash after the provider took a message and before the outbox settled it:
+// req: EGR-04 — a crash after the provider took a message and before the outbox settled it:
 // that row alone stays `sending` (the others of the pass stay queued and go out later); after
 // its lease a restarted job repeats it with the same key only where the provider deduplicates
 // (Resend: the stand-in keeps one email), and marks it `uncertain` where a repeat would send
@@ -499,7 +499,7 @@ async fn a_send_interrupted_by_a_crash_is_never_sent_twice() {
     assert_eq!(row(&mut su, sms2).await.0, "uncertain");
 }
 
-// req EGR-04 — quiet hours (08:00–20:00 in the client's zone by default) defer, never drop;
+// req: EGR-04 — quiet hours (08:00–20:00 in the client's zone by default) defer, never drop;
 // the daily cap defers to the next day's opening.
 #[tokio::test]
 async fn quiet_hours_and_the_daily_cap_defer_messages() {
@@ -562,7 +562,7 @@ async fn quiet_hours_and_the_daily_cap_defer_messages() {
     }
 }
 
-// req EGR-05 — a number that texted STOP gets no SMS (skipped, nothing sent); after START it
+// req: EGR-05 — a number that texted STOP gets no SMS (skipped, nothing sent); after START it
 // does; email is not affected.
 #[tokio::test]
 async fn opted_out_numbers_are_skipped_until_start() {
@@ -602,7 +602,7 @@ async fn opted_out_numbers_are_skipped_until_start() {
     assert_eq!(row(&mut su, again).await.0, "sent");
 }
 
-// req EGR-02 — a message whose final bytes carry a client's name is refused by the scanner:
+// req: EGR-02 — a message whose final bytes carry a client's name is refused by the scanner:
 // nothing reaches the provider, the row is `refused`, and the audit event names the kind of
 // finding and never the payload.
 #[tokio::test]

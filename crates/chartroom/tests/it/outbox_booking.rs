@@ -52,7 +52,7 @@ async fn messages(
     .unwrap()
 }
 
-// req EGR-05 — confirmations with the booking (at once, or on approval), reminders once each.
+// req: EGR-05 — confirmations with the booking (at once, or on approval), reminders once each.
 #[tokio::test]
 async fn bookings_queue_their_confirmation_and_reminders() {
     let db = TestDb::new().await;

@@ -22,7 +22,7 @@ async fn audit(su: &mut sqlx::PgConnection, p: domain::PracticeId, id: &str) -> 
     .unwrap()
 }
 
-// req EGR-04 — the authorization matrix of the outbox page, and what it never shows.
+// req: EGR-04 — the authorization matrix of the outbox page, and what it never shows.
 #[tokio::test]
 async fn the_outbox_page_shows_states_to_the_front_desk_only() {
     let h = Harness::new().await;

@@ -287,7 +287,7 @@ fn assert_no_contact(text: &str, c: &domain::synthetic::SyntheticPatient) {
     }
 }
 
-// req EGR-05 — a booking's confirmation goes out through the practice's own SMTP relay and
+// req: EGR-05 — a booking's confirmation goes out through the practice's own SMTP relay and
 // the SMS vendor, through the real binary, carrying a manage link and no contact data.
 #[tokio::test]
 async fn serve_sends_a_booking_confirmation_by_smtp_and_sms() {
@@ -458,7 +458,7 @@ pub(crate) fn attempts(slots: &[String], n: usize) -> Vec<Attempt> {
 const PER_ROUND: usize = 10;
 const IN_FLIGHT: usize = 5;
 
-// req EGR-05 — kill the server under booking load: every committed booking gets exactly one
+// req: EGR-05 — kill the server under booking load: every committed booking gets exactly one
 // confirmation per channel (at most one where the crash left the send `uncertain`), none
 // twice, and no booking that did not commit gets one. Rounds alternate between a kill while
 // bookings are being made and a kill while the outbox is sending; the seed is printed and

@@ -34,7 +34,7 @@ async fn events(su: &mut sqlx::PgConnection) -> i64 {
     crate::util::count_all(su, "webhook_event").await
 }
 
-// req EGR-04 — bad signature, stale timestamp and replay are refused with nothing changed;
+// req: EGR-04 — bad signature, stale timestamp and replay are refused with nothing changed;
 // a verified delivery event settles the message it names (by the key in the signed body).
 #[tokio::test]
 async fn delivery_webhooks_are_verified_and_replays_refused() {
@@ -83,7 +83,7 @@ async fn delivery_webhooks_are_verified_and_replays_refused() {
     assert_eq!(events(&mut su).await, 1);
 }
 
-// req EGR-05 — a client texts STOP: mirrored into the opt-outs (by blind index), their next
+// req: EGR-05 — a client texts STOP: mirrored into the opt-outs (by blind index), their next
 // SMS is skipped; START lifts it and the next SMS is sent.
 #[tokio::test]
 async fn stop_then_start_is_mirrored_from_the_carrier() {

@@ -245,7 +245,7 @@ async fn a_passkey_as_first_factor_gives_recovery_codes_and_a_new_token() {
     let t1 = done["token"].as_str().unwrap();
     assert_ne!(t1, t0);
 
-    // req: AC-12 — the old token is gone, the new one is a full session.
+    // AC-12: the old token is gone, the new one is a full session.
     let (s, _) = call(&app, Method::GET, "/api/v1/me", Some(&t0), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, body) = call(&app, Method::GET, &patients, Some(t1), None).await;

@@ -205,7 +205,7 @@ impl Harness {
     }
 }
 
-// req EGR-02, EGR-04, EGR-05 — a deposit booking is held and sent to Checkout with no PHI in
+// req: EGR-02, EGR-04, EGR-05 — a deposit booking is held and sent to Checkout with no PHI in
 // the request; the signed webhook confirms it and exactly one confirmation is queued.
 #[tokio::test]
 async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking() {
@@ -395,7 +395,7 @@ async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking
     }
 }
 
-// req EGR-05 — an unpaid hold is released by the job and its slot offered again; money that
+// req: EGR-05 — an unpaid hold is released by the job and its slot offered again; money that
 // arrives after the release is recorded for a refund and takes nothing back; a Checkout that
 // expires at Stripe releases its hold through the webhook.
 #[tokio::test]
@@ -490,7 +490,7 @@ async fn unpaid_holds_are_released_and_their_slots_freed() {
     assert!(slots(&h.app, p, &service).await.contains(&at2));
 }
 
-// req EGR-04 — a bad signature, a stale timestamp, a malformed body and a replay are refused
+// req: EGR-04 — a bad signature, a stale timestamp, a malformed body and a replay are refused
 // and change nothing; any of several `v1` signatures may match.
 #[tokio::test]
 async fn stripe_webhooks_refuse_bad_signatures_stale_timestamps_and_replays() {
@@ -562,7 +562,7 @@ async fn stripe_webhooks_refuse_bad_signatures_stale_timestamps_and_replays() {
     assert_eq!(confirmations(&mut su, p).await.len(), 2);
 }
 
-// req EGR-02 — a card on file goes through Checkout in setup mode; the practices stay apart:
+// req: EGR-02 — a card on file goes through Checkout in setup mode; the practices stay apart:
 // one practice's webhook settles only its own payment, and neither practice's staff can read
 // the other's payments.
 #[tokio::test]

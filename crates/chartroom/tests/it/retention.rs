@@ -2,7 +2,7 @@
 //! kept), the retention job purges what is past the practice's windows on an injected clock,
 //! legal hold stops it, signed notes follow the record-keeping window, and the audit trail of
 //! purged records survives and still verifies.
-// req: INT-02
+//! req: INT-02
 
 use std::sync::Arc;
 

@@ -22,7 +22,7 @@ async fn audit(su: &mut sqlx::PgConnection, p: domain::PracticeId, id: &str) -> 
     .unwrap()
 }
 
-// req EGR-01, EGR-04 — the authorization matrix of the templates preview, what it shows and
+// req: EGR-01, EGR-04 — the authorization matrix of the templates preview, what it shows and
 // what it never shows.
 #[tokio::test]
 async fn the_templates_preview_shows_every_template_to_the_front_desk_only() {

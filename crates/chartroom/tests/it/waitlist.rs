@@ -181,7 +181,7 @@ async fn accept(
     Some(out)
 }
 
-// req EGR-05 — a staff cancellation offers the freed slot, in its transaction, to the three
+// req: EGR-05 — a staff cancellation offers the freed slot, in its transaction, to the three
 // oldest matching entries only (not the fourth, not one whose window or service does not fit,
 // not another practice's); each offer has its own hashed, expiring `offer` link and its
 // messages; the audit rows carry no contact.
@@ -295,7 +295,7 @@ async fn a_cancellation_offers_the_slot_to_the_oldest_matching_entries() {
     );
 }
 
-// req EGR-05 — N is the practice's setting.
+// req: EGR-05 — N is the practice's setting.
 #[tokio::test]
 async fn the_number_of_offers_is_a_practice_setting() {
     let h = Harness::new().await;
@@ -342,7 +342,7 @@ async fn the_number_of_offers_is_a_practice_setting() {
     assert_eq!(offered(&mut su).await, vec![cs[0].id]);
 }
 
-// req EGR-05 — two clients accepting at once: exactly one booking; the other's offer is
+// req: EGR-05 — two clients accepting at once: exactly one booking; the other's offer is
 // closed as taken; a third who comes later sees the time taken and changes nothing; the
 // winner's link is used up; the booking gets its confirmation and manage link. The offer
 // messages passed the scanner and carry no name or phone.
@@ -501,7 +501,7 @@ async fn the_first_to_accept_books_the_slot_and_the_others_find_it_taken() {
     assert_eq!(results.iter().filter(|d| d["result"] == "taken").count(), 2);
 }
 
-// req EGR-05 — an expired offer link, an offer token presented as a manage link, and a manage
+// req: EGR-05 — an expired offer link, an offer token presented as a manage link, and a manage
 // token presented as an offer: each opens nothing and changes nothing.
 #[tokio::test]
 async fn expired_or_wrong_purpose_offer_links_change_nothing() {
@@ -555,7 +555,7 @@ async fn expired_or_wrong_purpose_offer_links_change_nothing() {
     ));
 }
 
-// req EGR-05 — a client's late cancellation through the manage link offers the slot too,
+// req: EGR-05 — a client's late cancellation through the manage link offers the slot too,
 // in the same transaction.
 #[tokio::test]
 async fn a_client_cancelling_through_the_manage_link_frees_the_slot_for_the_waitlist() {
@@ -659,7 +659,7 @@ async fn a_client_cancelling_through_the_manage_link_frees_the_slot_for_the_wait
     assert_eq!(actors, vec![None, None], "no member acted");
 }
 
-// req EGR-05 — the staff routes' matrix: anonymous 401, another practice 404, a clinician 403
+// req: EGR-05 — the staff routes' matrix: anonymous 401, another practice 404, a clinician 403
 // (audited), reception, owners and admins 2xx with their audit events; bad input 400 with
 // nothing stored; another practice's entry is 404.
 #[tokio::test]

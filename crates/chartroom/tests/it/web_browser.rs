@@ -4,6 +4,7 @@
 //! before any page script runs) and zero serious or critical axe-core violations (axe
 //! vendored under `crates/web/test-fixtures`, injected through `WebDriver`). Screenshots of every
 //! screen go to `target/tmp/web-screenshots/` (the path is printed).
+//! req: WEB-01
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};

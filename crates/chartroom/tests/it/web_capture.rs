@@ -72,6 +72,7 @@ async fn actions(su: &mut sqlx::PgConnection, w: &World, id: uuid::Uuid) -> Vec<
 // issue 18 — the visit page, its panels, the status screen and the scribe policy page:
 // anonymous → sign-in, another practice → 404, wrong role → 403 (audited), right role → 200
 // with the API's audit events; consent recorded and withdrawn through the page.
+// req: SCR-02 — the first paint of every practice page carries the live state
 #[tokio::test]
 async fn capture_pages_matrix() {
     let f = fx().await;
@@ -205,7 +206,7 @@ async fn capture_pages_matrix() {
     let (s, _) =
         crate::capture_api::put_chunk(app, &base, &clin, &capture, 0, &tone_wav(1000, 0)).await;
     assert_eq!(s, StatusCode::CREATED);
-    // req: SCR-02 — the first paint of every practice page carries the live state.
+    // SCR-02: the first paint of every practice page carries the live state.
     for path in [
         format!("/app/practices/{p}/patients"),
         format!("/app/practices/{p}/schedule"),

@@ -482,6 +482,7 @@ async fn audit(
     .unwrap()
 }
 
+// req: WEB-02
 // issue 17 — a cross-site POST is refused with 403 and changes nothing: sign-out leaves the
 // session working; a sign-in sets no cookie and opens no session.
 #[tokio::test]

@@ -12,7 +12,7 @@ use crate::outbox::Harness;
 use crate::waitlist::{add_entry, appointment, at, cancel, clients, send_offers};
 use crate::web_pages::{client, post_form, request};
 
-// req EGR-05 — the staff screen's matrix, and adding and removing through it.
+// req: EGR-05 — the staff screen's matrix, and adding and removing through it.
 #[tokio::test]
 async fn the_waitlist_screen_is_for_the_front_desk_and_managers() {
     let h = Harness::new().await;
@@ -166,7 +166,7 @@ fn app_today(app: &TestApp) -> chrono::NaiveDate {
     app.clock.now().date_naive()
 }
 
-// req EGR-05 — the offer page: practice, time and service only; the first to accept books
+// req: EGR-05 — the offer page: practice, time and service only; the first to accept books
 // it; the second reads that it was taken; a used or unknown link is the generic page.
 #[tokio::test]
 async fn the_offer_page_books_for_the_first_and_tells_the_second_it_was_taken() {

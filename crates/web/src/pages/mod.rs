@@ -30,6 +30,7 @@ pub(crate) mod settings;
 pub(crate) mod step_up;
 pub(crate) mod subprocessors;
 pub(crate) mod support;
+pub(crate) mod trust;
 pub(crate) mod waitlist;
 
 use askama::Template;
