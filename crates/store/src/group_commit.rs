@@ -5,7 +5,8 @@
 //! is computed in the reader's own transaction, where its actor and practice are set), then
 //! handed to the [`AuditWriter`] when the read commits. The writer collects the events of
 //! concurrent reads and makes them durable together: one transaction, one WAL flush, many
-//! events, through the one audit append ([`crate::append`]). [`AuditWriter::write`] returns
+//! events, through the one audit append ([`crate::append`]) — for a batch of one practice a
+//! single statement on the writer's own connection (one round trip). [`AuditWriter::write`] returns
 //! only once its events are committed, and the read's commit returns only then — so a
 //! response with patient data is released only after its audit event is durable.
 //!
@@ -26,7 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use domain::PracticeId;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
@@ -200,6 +202,7 @@ async fn run(
     stats: Arc<WriterStats>,
 ) {
     let max = config.max_batch_events.max(1);
+    let mut conn = WriterConn::new(pool);
     while let Some(first) = rx.recv().await {
         let mut size = first.events.len();
         let mut batch = vec![first];
@@ -220,15 +223,109 @@ async fn run(
             size += s.events.len();
             batch.push(s);
         }
-        commit(&pool, batch, &stats).await;
+        commit(&mut conn, batch, &stats).await;
     }
+    conn.retire();
+}
+
+/// The writer's own connection, kept between batches, and the practice its session has
+/// entered. The connection belongs to the writer's pool, which nothing else uses, and every
+/// statement the writer sends is preceded by entering its practice, so a practice entered for
+/// the session never reaches another caller. After any error the connection is closed and the
+/// next batch starts on a fresh one.
+struct WriterConn {
+    pool: PgPool,
+    conn: Option<(PoolConnection<Postgres>, Option<PracticeId>)>,
+}
+
+impl WriterConn {
+    fn new(pool: PgPool) -> Self {
+        Self { pool, conn: None }
+    }
+
+    /// Closes the connection instead of returning it to the pool with a practice entered.
+    fn retire(mut self) {
+        if let Some((conn, _)) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+
+    /// Appends `groups` durably: a batch of one practice is one statement in its own implicit
+    /// transaction (one round trip, one flush; the practice is entered for the session only
+    /// when it changes); a batch of several practices is one explicit transaction entering
+    /// each in turn.
+    async fn write(&mut self, groups: &[(PracticeId, Vec<NewEvent>)]) -> Result<(), StoreError> {
+        let result = self.try_write(groups).await;
+        if result.is_err()
+            && let Some((conn, _)) = self.conn.take()
+        {
+            // The connection's state is unknown: it is not returned to the pool.
+            drop(conn.detach());
+        }
+        result
+    }
+
+    async fn try_write(
+        &mut self,
+        groups: &[(PracticeId, Vec<NewEvent>)],
+    ) -> Result<(), StoreError> {
+        if self.conn.is_none() {
+            let conn = self.pool.acquire().await.map_err(|e| audit_failed(&e))?;
+            self.conn = Some((conn, None));
+        }
+        let Some((conn, entered)) = &mut self.conn else {
+            return Err(StoreError::AuditFailed(
+                "the audit writer has no connection".into(),
+            ));
+        };
+        match groups {
+            [] => Ok(()),
+            [(practice, events)] => {
+                if *entered != Some(*practice) {
+                    *entered = None;
+                    enter_for_session(conn, *practice)
+                        .await
+                        .map_err(|e| audit_failed(&e))?;
+                    *entered = Some(*practice);
+                }
+                append(conn, *practice, events).await?;
+                Ok(())
+            }
+            several => {
+                let mut tx = sqlx::Connection::begin(&mut **conn)
+                    .await
+                    .map_err(|e| audit_failed(&e))?;
+                for (practice, events) in several {
+                    set_practice(&mut tx, Some(*practice))
+                        .await
+                        .map_err(|e| audit_failed(&e))?;
+                    append(&mut tx, *practice, events).await?;
+                }
+                tx.commit().await.map_err(|e| audit_failed(&e))?;
+                // The transaction-local practice ended with it; the session's stands again.
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Enters `practice` for the rest of the writer connection's session (see [`WriterConn`]).
+async fn enter_for_session(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("select set_config('chartroom.practice_id', $1, false)")
+        .bind(practice.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Commits `batch` in one transaction and answers each submission; on failure retries each
 /// submission alone, so only the ones that cannot be written fail.
-async fn commit(pool: &PgPool, batch: Vec<Submission>, stats: &WriterStats) {
+async fn commit(conn: &mut WriterConn, batch: Vec<Submission>, stats: &WriterStats) {
     let events: u64 = batch.iter().map(|s| s.events.len() as u64).sum();
-    let whole = write_batch(pool, &by_practice(&batch)).await;
+    let whole = conn.write(&by_practice(&batch)).await;
     stats.record(events);
     match whole {
         Ok(()) => {
@@ -247,7 +344,7 @@ async fn commit(pool: &PgPool, batch: Vec<Submission>, stats: &WriterStats) {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, submissions = batch.len(), "an audit batch failed: retrying its submissions one by one");
             for s in batch {
-                let one = write_batch(pool, &[(s.practice, s.events.clone())]).await;
+                let one = conn.write(&[(s.practice, s.events.clone())]).await;
                 stats.record(s.events.len() as u64);
                 if let Err(e) = &one {
                     tracing::error!(target: "chartroom::alert", error = %e, "audit events of a read could not be written");
@@ -268,23 +365,6 @@ fn by_practice(batch: &[Submission]) -> Vec<(PracticeId, Vec<NewEvent>)> {
         }
     }
     groups
-}
-
-/// One transaction: each practice entered in turn, its events appended, one commit.
-async fn write_batch(
-    pool: &PgPool,
-    groups: &[(PracticeId, Vec<NewEvent>)],
-) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(|e| audit_failed(&e))?;
-    for (practice, events) in groups {
-        let practice = *practice;
-        set_practice(&mut tx, Some(practice))
-            .await
-            .map_err(|e| audit_failed(&e))?;
-        append(&mut tx, practice, events).await?;
-    }
-    tx.commit().await.map_err(|e| audit_failed(&e))?;
-    Ok(())
 }
 
 fn audit_failed(e: &sqlx::Error) -> StoreError {

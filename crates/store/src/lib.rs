@@ -159,8 +159,11 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         check_runtime_role(&pool).await?;
+        // The writer keeps one connection for good (and a second for the rare retry after a
+        // failure): no ping before each batch.
         let writer_pool = PgPoolOptions::new()
             .max_connections(2)
+            .test_before_acquire(false)
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(options)
             .await?;
