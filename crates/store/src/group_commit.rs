@@ -21,6 +21,10 @@
 //!   (zero by default: a batch is whatever queued while the previous one was committing, so an
 //!   uncontended read pays no waiting at all).
 //! - **Writes are not affected**: a change appends its events in its own transaction.
+//! - **A clean stop.** The writer keeps one connection between batches; told to stop
+//!   ([`AuditWriter::stop`], from [`crate::Store::close`]) or left without handles, it takes no
+//!   more submissions (those reads fail), commits and answers every one already queued, and
+//!   only then releases the connection, so closing its pool never waits on it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +33,7 @@ use std::time::Duration;
 use domain::PracticeId;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::StoreError;
 use crate::append::{NewEvent, append};
@@ -135,11 +139,16 @@ struct Submission {
 }
 
 /// The handle reads submit their audit events to. Cloning shares the writer; it stops when
-/// the last handle is dropped, after committing what was queued.
+/// told to ([`AuditWriter::stop`], which [`crate::Store::close`] calls) or when the last
+/// handle is dropped, after committing what was queued, and then releases its connection.
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
     queue: mpsc::Sender<Submission>,
     stats: Arc<WriterStats>,
+    /// Set to ask the writer to stop ([`AuditWriter::stop`]).
+    stop: Arc<watch::Sender<bool>>,
+    /// Set by the writer once it has stopped and released its connection.
+    stopped: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Submission {
@@ -158,8 +167,36 @@ impl AuditWriter {
     pub fn start(pool: PgPool, config: GroupCommit) -> Self {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let stats = Arc::new(WriterStats::default());
-        tokio::spawn(run(pool, rx, config, stats.clone()));
-        Self { queue, stats }
+        let (stop, stop_rx) = watch::channel(false);
+        let (stopped_tx, stopped) = watch::channel(false);
+        let counters = stats.clone();
+        tokio::spawn(async move {
+            run(pool, rx, config, counters, stop_rx).await;
+            stopped_tx.send_replace(true);
+        });
+        Self {
+            queue,
+            stats,
+            stop: Arc::new(stop),
+            stopped,
+        }
+    }
+
+    /// Stops the writer and waits until it has: it takes no more submissions (a read that
+    /// submits from now on fails with [`StoreError::AuditFailed`]), commits every submission
+    /// already queued and answers it, then releases its connection. Idempotent; every clone
+    /// of this handle shares the one writer.
+    pub async fn stop(&self) {
+        self.signal_stop();
+        let mut stopped = self.stopped.clone();
+        // An error means the writer's task is gone (it ended, or the runtime dropped it): it
+        // holds nothing any more either way.
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+
+    /// Asks the writer to stop (see [`AuditWriter::stop`]) without waiting for it.
+    pub(crate) fn signal_stop(&self) {
+        self.stop.send_replace(true);
     }
 
     /// The writer's counters.
@@ -194,16 +231,31 @@ impl AuditWriter {
     }
 }
 
-/// The writer loop: takes a batch, commits it, answers every submission in it.
+/// The writer loop: takes a batch, commits it, answers every submission in it. Once asked to
+/// stop (or once every handle is gone) it closes its queue, so no new submission gets in,
+/// drains what was queued the same way, and releases its connection.
 async fn run(
     pool: PgPool,
     mut rx: mpsc::Receiver<Submission>,
     config: GroupCommit,
     stats: Arc<WriterStats>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let max = config.max_batch_events.max(1);
     let mut conn = WriterConn::new(pool);
-    while let Some(first) = rx.recv().await {
+    let mut closed = false;
+    loop {
+        let first = tokio::select! {
+            biased;
+            // An error means every handle is gone: stop as well.
+            _ = stop.wait_for(|s| *s), if !closed => {
+                rx.close();
+                closed = true;
+                continue;
+            }
+            s = rx.recv() => s,
+        };
+        let Some(first) = first else { break };
         let mut size = first.events.len();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + config.max_wait;
@@ -211,13 +263,15 @@ async fn run(
             let next = match rx.try_recv() {
                 Ok(s) => Some(s),
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) if config.max_wait.is_zero() => None,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    tokio::time::timeout_at(deadline, rx.recv())
-                        .await
-                        .ok()
-                        .flatten()
+                Err(mpsc::error::TryRecvError::Empty) if config.max_wait.is_zero() || closed => {
+                    None
                 }
+                Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                    biased;
+                    // Asked to stop: commit what is here; the loop drains the rest.
+                    _ = stop.wait_for(|s| *s) => None,
+                    s = tokio::time::timeout_at(deadline, rx.recv()) => s.ok().flatten(),
+                },
             };
             let Some(s) = next else { break };
             size += s.events.len();
@@ -225,7 +279,7 @@ async fn run(
         }
         commit(&mut conn, batch, &stats).await;
     }
-    conn.retire();
+    conn.retire().await;
 }
 
 /// The writer's own connection, kept between batches, and the practice its session has
@@ -236,17 +290,29 @@ async fn run(
 struct WriterConn {
     pool: PgPool,
     conn: Option<(PoolConnection<Postgres>, Option<PracticeId>)>,
+    /// When the kept connection last answered: one idle for [`crate::IDLE_PING_AFTER`] is
+    /// checked before use, like the request pool's (the database may have restarted since).
+    last_used: std::time::Instant,
 }
 
 impl WriterConn {
     fn new(pool: PgPool) -> Self {
-        Self { pool, conn: None }
+        Self {
+            pool,
+            conn: None,
+            last_used: std::time::Instant::now(),
+        }
     }
 
     /// Closes the connection instead of returning it to the pool with a practice entered.
-    fn retire(mut self) {
+    async fn retire(mut self) {
         if let Some((conn, _)) = self.conn.take() {
-            drop(conn.detach());
+            // A connection that cannot say goodbye is closed all the same when dropped.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                sqlx::Connection::close(conn.detach()),
+            )
+            .await;
         }
     }
 
@@ -262,6 +328,7 @@ impl WriterConn {
             // The connection's state is unknown: it is not returned to the pool.
             drop(conn.detach());
         }
+        self.last_used = std::time::Instant::now();
         result
     }
 
@@ -269,6 +336,14 @@ impl WriterConn {
         &mut self,
         groups: &[(PracticeId, Vec<NewEvent>)],
     ) -> Result<(), StoreError> {
+        if self.last_used.elapsed() >= crate::IDLE_PING_AFTER
+            && let Some((conn, _)) = &mut self.conn
+            && sqlx::Connection::ping(&mut **conn).await.is_err()
+            && let Some((conn, _)) = self.conn.take()
+        {
+            // Gone while idle (a restart of the database): the batch goes out on a fresh one.
+            drop(conn.detach());
+        }
         if self.conn.is_none() {
             let conn = self.pool.acquire().await.map_err(|e| audit_failed(&e))?;
             self.conn = Some((conn, None));
