@@ -143,10 +143,16 @@ struct Submission {
 /// handle is dropped, after committing what was queued, and then releases its connection.
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
+    shared: Arc<Shared>,
+}
+
+/// What every handle of one writer shares.
+#[derive(Debug)]
+struct Shared {
     queue: mpsc::Sender<Submission>,
     stats: Arc<WriterStats>,
     /// Set to ask the writer to stop ([`AuditWriter::stop`]).
-    stop: Arc<watch::Sender<bool>>,
+    stop: watch::Sender<bool>,
     /// Set by the writer once it has stopped and released its connection.
     stopped: watch::Receiver<bool>,
 }
@@ -175,10 +181,12 @@ impl AuditWriter {
             stopped_tx.send_replace(true);
         });
         Self {
-            queue,
-            stats,
-            stop: Arc::new(stop),
-            stopped,
+            shared: Arc::new(Shared {
+                queue,
+                stats,
+                stop,
+                stopped,
+            }),
         }
     }
 
@@ -188,7 +196,7 @@ impl AuditWriter {
     /// of this handle shares the one writer.
     pub async fn stop(&self) {
         self.signal_stop();
-        let mut stopped = self.stopped.clone();
+        let mut stopped = self.shared.stopped.clone();
         // An error means the writer's task is gone (it ended, or the runtime dropped it): it
         // holds nothing any more either way.
         let _ = stopped.wait_for(|s| *s).await;
@@ -196,13 +204,13 @@ impl AuditWriter {
 
     /// Asks the writer to stop (see [`AuditWriter::stop`]) without waiting for it.
     pub(crate) fn signal_stop(&self) {
-        self.stop.send_replace(true);
+        self.shared.stop.send_replace(true);
     }
 
     /// The writer's counters.
     #[must_use]
     pub fn stats(&self) -> WriterSnapshot {
-        self.stats.snapshot()
+        self.shared.stats.snapshot()
     }
 
     /// Makes `events` of `practice` durable; returns once they are committed (waiting for
@@ -217,7 +225,8 @@ impl AuditWriter {
             return Ok(());
         }
         let (done, result) = oneshot::channel();
-        self.queue
+        self.shared
+            .queue
             .send(Submission {
                 practice,
                 events,
