@@ -5,7 +5,8 @@
 //! is computed in the reader's own transaction, where its actor and practice are set), then
 //! handed to the [`AuditWriter`] when the read commits. The writer collects the events of
 //! concurrent reads and makes them durable together: one transaction, one WAL flush, many
-//! events, through the one audit append ([`crate::append`]). [`AuditWriter::write`] returns
+//! events, through the one audit append ([`crate::append`]) — for a batch of one practice a
+//! single statement on the writer's own connection (one round trip). [`AuditWriter::write`] returns
 //! only once its events are committed, and the read's commit returns only then — so a
 //! response with patient data is released only after its audit event is durable.
 //!
@@ -20,14 +21,19 @@
 //!   (zero by default: a batch is whatever queued while the previous one was committing, so an
 //!   uncontended read pays no waiting at all).
 //! - **Writes are not affected**: a change appends its events in its own transaction.
+//! - **A clean stop.** The writer keeps one connection between batches; told to stop
+//!   ([`AuditWriter::stop`], from [`crate::Store::close`]) or left without handles, it takes no
+//!   more submissions (those reads fail), commits and answers every one already queued, and
+//!   only then releases the connection, so closing its pool never waits on it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use domain::PracticeId;
-use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::StoreError;
 use crate::append::{NewEvent, append};
@@ -133,11 +139,22 @@ struct Submission {
 }
 
 /// The handle reads submit their audit events to. Cloning shares the writer; it stops when
-/// the last handle is dropped, after committing what was queued.
+/// told to ([`AuditWriter::stop`], which [`crate::Store::close`] calls) or when the last
+/// handle is dropped, after committing what was queued, and then releases its connection.
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
+    shared: Arc<Shared>,
+}
+
+/// What every handle of one writer shares.
+#[derive(Debug)]
+struct Shared {
     queue: mpsc::Sender<Submission>,
     stats: Arc<WriterStats>,
+    /// Set to ask the writer to stop ([`AuditWriter::stop`]).
+    stop: watch::Sender<bool>,
+    /// Set by the writer once it has stopped and released its connection.
+    stopped: watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Submission {
@@ -156,14 +173,44 @@ impl AuditWriter {
     pub fn start(pool: PgPool, config: GroupCommit) -> Self {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let stats = Arc::new(WriterStats::default());
-        tokio::spawn(run(pool, rx, config, stats.clone()));
-        Self { queue, stats }
+        let (stop, stop_rx) = watch::channel(false);
+        let (stopped_tx, stopped) = watch::channel(false);
+        let counters = stats.clone();
+        tokio::spawn(async move {
+            run(pool, rx, config, counters, stop_rx).await;
+            stopped_tx.send_replace(true);
+        });
+        Self {
+            shared: Arc::new(Shared {
+                queue,
+                stats,
+                stop,
+                stopped,
+            }),
+        }
+    }
+
+    /// Stops the writer and waits until it has: it takes no more submissions (a read that
+    /// submits from now on fails with [`StoreError::AuditFailed`]), commits every submission
+    /// already queued and answers it, then releases its connection. Idempotent; every clone
+    /// of this handle shares the one writer.
+    pub async fn stop(&self) {
+        self.signal_stop();
+        let mut stopped = self.shared.stopped.clone();
+        // An error means the writer's task is gone (it ended, or the runtime dropped it): it
+        // holds nothing any more either way.
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+
+    /// Asks the writer to stop (see [`AuditWriter::stop`]) without waiting for it.
+    pub(crate) fn signal_stop(&self) {
+        self.shared.stop.send_replace(true);
     }
 
     /// The writer's counters.
     #[must_use]
     pub fn stats(&self) -> WriterSnapshot {
-        self.stats.snapshot()
+        self.shared.stats.snapshot()
     }
 
     /// Makes `events` of `practice` durable; returns once they are committed (waiting for
@@ -178,7 +225,8 @@ impl AuditWriter {
             return Ok(());
         }
         let (done, result) = oneshot::channel();
-        self.queue
+        self.shared
+            .queue
             .send(Submission {
                 practice,
                 events,
@@ -192,15 +240,31 @@ impl AuditWriter {
     }
 }
 
-/// The writer loop: takes a batch, commits it, answers every submission in it.
+/// The writer loop: takes a batch, commits it, answers every submission in it. Once asked to
+/// stop (or once every handle is gone) it closes its queue, so no new submission gets in,
+/// drains what was queued the same way, and releases its connection.
 async fn run(
     pool: PgPool,
     mut rx: mpsc::Receiver<Submission>,
     config: GroupCommit,
     stats: Arc<WriterStats>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let max = config.max_batch_events.max(1);
-    while let Some(first) = rx.recv().await {
+    let mut conn = WriterConn::new(pool);
+    let mut closed = false;
+    loop {
+        let first = tokio::select! {
+            biased;
+            // An error means every handle is gone: stop as well.
+            _ = stop.wait_for(|s| *s), if !closed => {
+                rx.close();
+                closed = true;
+                continue;
+            }
+            s = rx.recv() => s,
+        };
+        let Some(first) = first else { break };
         let mut size = first.events.len();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + config.max_wait;
@@ -208,27 +272,144 @@ async fn run(
             let next = match rx.try_recv() {
                 Ok(s) => Some(s),
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) if config.max_wait.is_zero() => None,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    tokio::time::timeout_at(deadline, rx.recv())
-                        .await
-                        .ok()
-                        .flatten()
+                Err(mpsc::error::TryRecvError::Empty) if config.max_wait.is_zero() || closed => {
+                    None
                 }
+                Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                    biased;
+                    // Asked to stop: commit what is here; the loop drains the rest.
+                    _ = stop.wait_for(|s| *s) => None,
+                    s = tokio::time::timeout_at(deadline, rx.recv()) => s.ok().flatten(),
+                },
             };
             let Some(s) = next else { break };
             size += s.events.len();
             batch.push(s);
         }
-        commit(&pool, batch, &stats).await;
+        commit(&mut conn, batch, &stats).await;
     }
+    conn.retire().await;
+}
+
+/// The writer's own connection, kept between batches, and the practice its session has
+/// entered. The connection belongs to the writer's pool, which nothing else uses, and every
+/// statement the writer sends is preceded by entering its practice, so a practice entered for
+/// the session never reaches another caller. After any error the connection is closed and the
+/// next batch starts on a fresh one.
+struct WriterConn {
+    pool: PgPool,
+    conn: Option<(PoolConnection<Postgres>, Option<PracticeId>)>,
+    /// When the kept connection last answered: one idle for [`crate::IDLE_PING_AFTER`] is
+    /// checked before use, like the request pool's (the database may have restarted since).
+    last_used: std::time::Instant,
+}
+
+impl WriterConn {
+    fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            conn: None,
+            last_used: std::time::Instant::now(),
+        }
+    }
+
+    /// Closes the connection instead of returning it to the pool with a practice entered.
+    async fn retire(mut self) {
+        if let Some((conn, _)) = self.conn.take() {
+            // A connection that cannot say goodbye is closed all the same when dropped.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                sqlx::Connection::close(conn.detach()),
+            )
+            .await;
+        }
+    }
+
+    /// Appends `groups` durably: a batch of one practice is one statement in its own implicit
+    /// transaction (one round trip, one flush; the practice is entered for the session only
+    /// when it changes); a batch of several practices is one explicit transaction entering
+    /// each in turn.
+    async fn write(&mut self, groups: &[(PracticeId, Vec<NewEvent>)]) -> Result<(), StoreError> {
+        let result = self.try_write(groups).await;
+        if result.is_err()
+            && let Some((conn, _)) = self.conn.take()
+        {
+            // The connection's state is unknown: it is not returned to the pool.
+            drop(conn.detach());
+        }
+        self.last_used = std::time::Instant::now();
+        result
+    }
+
+    async fn try_write(
+        &mut self,
+        groups: &[(PracticeId, Vec<NewEvent>)],
+    ) -> Result<(), StoreError> {
+        if self.last_used.elapsed() >= crate::IDLE_PING_AFTER
+            && let Some((conn, _)) = &mut self.conn
+            && sqlx::Connection::ping(&mut **conn).await.is_err()
+            && let Some((conn, _)) = self.conn.take()
+        {
+            // Gone while idle (a restart of the database): the batch goes out on a fresh one.
+            drop(conn.detach());
+        }
+        if self.conn.is_none() {
+            let conn = self.pool.acquire().await.map_err(|e| audit_failed(&e))?;
+            self.conn = Some((conn, None));
+        }
+        let Some((conn, entered)) = &mut self.conn else {
+            return Err(StoreError::AuditFailed(
+                "the audit writer has no connection".into(),
+            ));
+        };
+        match groups {
+            [] => Ok(()),
+            [(practice, events)] => {
+                if *entered != Some(*practice) {
+                    *entered = None;
+                    enter_for_session(conn, *practice)
+                        .await
+                        .map_err(|e| audit_failed(&e))?;
+                    *entered = Some(*practice);
+                }
+                append(conn, *practice, events).await?;
+                Ok(())
+            }
+            several => {
+                let mut tx = sqlx::Connection::begin(&mut **conn)
+                    .await
+                    .map_err(|e| audit_failed(&e))?;
+                for (practice, events) in several {
+                    set_practice(&mut tx, Some(*practice))
+                        .await
+                        .map_err(|e| audit_failed(&e))?;
+                    append(&mut tx, *practice, events).await?;
+                }
+                tx.commit().await.map_err(|e| audit_failed(&e))?;
+                // The transaction-local practice ended with it; the session's stands again.
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Enters `practice` for the rest of the writer connection's session (see [`WriterConn`]).
+async fn enter_for_session(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("select set_config('chartroom.practice_id', $1, false)")
+        .bind(practice.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Commits `batch` in one transaction and answers each submission; on failure retries each
 /// submission alone, so only the ones that cannot be written fail.
-async fn commit(pool: &PgPool, batch: Vec<Submission>, stats: &WriterStats) {
+async fn commit(conn: &mut WriterConn, batch: Vec<Submission>, stats: &WriterStats) {
     let events: u64 = batch.iter().map(|s| s.events.len() as u64).sum();
-    let whole = write_batch(pool, &by_practice(&batch)).await;
+    let whole = conn.write(&by_practice(&batch)).await;
     stats.record(events);
     match whole {
         Ok(()) => {
@@ -247,7 +428,7 @@ async fn commit(pool: &PgPool, batch: Vec<Submission>, stats: &WriterStats) {
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, submissions = batch.len(), "an audit batch failed: retrying its submissions one by one");
             for s in batch {
-                let one = write_batch(pool, &[(s.practice, s.events.clone())]).await;
+                let one = conn.write(&[(s.practice, s.events.clone())]).await;
                 stats.record(s.events.len() as u64);
                 if let Err(e) = &one {
                     tracing::error!(target: "chartroom::alert", error = %e, "audit events of a read could not be written");
@@ -268,23 +449,6 @@ fn by_practice(batch: &[Submission]) -> Vec<(PracticeId, Vec<NewEvent>)> {
         }
     }
     groups
-}
-
-/// One transaction: each practice entered in turn, its events appended, one commit.
-async fn write_batch(
-    pool: &PgPool,
-    groups: &[(PracticeId, Vec<NewEvent>)],
-) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(|e| audit_failed(&e))?;
-    for (practice, events) in groups {
-        let practice = *practice;
-        set_practice(&mut tx, Some(practice))
-            .await
-            .map_err(|e| audit_failed(&e))?;
-        append(&mut tx, practice, events).await?;
-    }
-    tx.commit().await.map_err(|e| audit_failed(&e))?;
-    Ok(())
 }
 
 fn audit_failed(e: &sqlx::Error) -> StoreError {

@@ -162,8 +162,11 @@ impl Store {
             .connect_with(options.clone())
             .await?;
         check_runtime_role(&pool).await?;
+        // The writer keeps one connection for good (and a second for the rare retry after a
+        // failure): no ping before each batch.
         let writer_pool = PgPoolOptions::new()
             .max_connections(2)
+            .test_before_acquire(false)
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(options)
             .await?;
@@ -179,11 +182,15 @@ impl Store {
         })
     }
 
-    /// The same store with the audit writer restarted with `config` (events queued on the
-    /// previous writer are still committed by it).
+    /// The same store with the audit writer restarted with `config`. The previous writer
+    /// takes no more events, commits those already queued, and releases its connection.
     #[must_use]
     pub fn with_group_commit(mut self, config: group_commit::GroupCommit) -> Self {
-        self.writer = group_commit::AuditWriter::start(self.writer_pool.clone(), config);
+        let previous = std::mem::replace(
+            &mut self.writer,
+            group_commit::AuditWriter::start(self.writer_pool.clone(), config),
+        );
+        previous.signal_stop();
         self
     }
 
@@ -193,9 +200,16 @@ impl Store {
         self.writer.stats()
     }
 
-    /// Closes the pools.
+    /// Closes the store. The audit writer is told to stop first: it commits the events
+    /// already queued (without waiting out [`group_commit::GroupCommit::max_wait`]), answers
+    /// each of their reads, and refuses later ones, whose reads fail — no event is dropped
+    /// unanswered. Then the request pool closes (transactions in flight end), the writer
+    /// releases its kept connection, and its pool closes. Every clone shares the pools and
+    /// the writer; closing twice is harmless.
     pub async fn close(&self) {
+        self.writer.signal_stop();
         self.pool.close().await;
+        self.writer.stop().await;
         self.writer_pool.close().await;
     }
 }

@@ -208,3 +208,129 @@ async fn a_batch_is_closed_when_it_reaches_its_bound() {
     let eight = BATCH_BUCKETS.iter().position(|b| *b == 8).unwrap();
     assert_eq!(stats.buckets[eight], 1, "{stats:?}");
 }
+
+/// A patient read up to its commit, the way the patient route does it (read-only entry, the
+/// read and decryption, its audit event): the transaction and its request id.
+async fn read_until_commit(
+    store: &store::Store,
+    token: &str,
+    practice: PracticeId,
+    patient: domain::PatientId,
+) -> store::TenantTx {
+    let keyring = store.keyring().unwrap().clone();
+    let mut tx = testkit::enter_practice_for(store, token, practice, Access::Read)
+        .await
+        .unwrap();
+    assert!(tx.is_read());
+    store::patients::get(&mut tx, &keyring, patient)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.audit_patient(AuditAction::PatientRead, patient)
+        .await
+        .unwrap();
+    tx
+}
+
+async fn read_events_of(su: &mut PgConnection, practice: PracticeId, actor: domain::UserId) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from audit_event
+          where practice_id = $1 and action = 'patient.read' and actor_id = $2",
+    )
+    .bind(practice)
+    .bind(actor)
+    .fetch_one(su)
+    .await
+    .unwrap()
+}
+
+// issue 16.1 — the writer keeps its connection between batches, and closing the store after
+// reads through it returns at once: the writer releases the connection before its pool closes
+// (the command-line tools and the server's shutdown close the store after reads).
+#[tokio::test]
+async fn closing_the_store_after_reads_returns_at_once() {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let store = db.store().await;
+    let user = w.a.user("reception");
+    let token = testkit::session_token(&store, user).await;
+    for _ in 0..3 {
+        testkit::read_patient_for(&store, &token, w.a.id, w.a.patient, Access::Read)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let reads = join_all(
+        (0..8)
+            .map(|_| testkit::read_patient_for(&store, &token, w.a.id, w.a.patient, Access::Read)),
+    )
+    .await;
+    assert!(reads.iter().all(|r| matches!(r, Ok(Some(_)))), "{reads:?}");
+    let mut su = db.superuser_unsafe().await;
+    assert_eq!(read_events_of(&mut su, w.a.id, user).await, 11);
+    let stats = store.audit_writer_stats();
+    assert_eq!(stats.events, 11, "{stats:?}");
+
+    tokio::time::timeout(Duration::from_secs(20), store.close())
+        .await
+        .expect("closing the store after reads hung");
+    let clone = store.clone();
+    tokio::time::timeout(Duration::from_secs(20), clone.close())
+        .await
+        .expect("closing a clone of a closed store hung");
+}
+
+// issue 16.1 — closing the store ends the writer cleanly: it commits what is queued without
+// waiting out its batching delay and answers every read; a read that submits while the store
+// closes is either committed too or fails — never answered without its event.
+#[tokio::test]
+async fn closing_the_store_commits_queued_reads_and_answers_every_one() {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    // A writer that would hold a batch open for a minute: only the stop can close it early.
+    let store = db.store().await.with_group_commit(GroupCommit {
+        queue: 64,
+        max_batch_events: 64,
+        max_wait: Duration::from_secs(60),
+    });
+    let user = w.a.user("reception");
+    let token = testkit::session_token(&store, user).await;
+    let mut su = db.superuser_unsafe().await;
+    let before = read_events_of(&mut su, w.a.id, user).await;
+
+    // Four reads whose events are queued (each commit polled once: its event is in the
+    // writer's queue, the answer is pending), and a fifth not yet submitted.
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        let tx = read_until_commit(&store, &token, w.a.id, w.a.patient).await;
+        let mut commit = Box::pin(tx.commit());
+        assert!(futures::poll!(commit.as_mut()).is_pending());
+        queued.push(commit);
+    }
+    let late = read_until_commit(&store, &token, w.a.id, w.a.patient).await;
+
+    let (closed, queued, late) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(20), store.close()),
+        join_all(queued),
+        late.commit(),
+    );
+    assert!(closed.is_ok(), "closing the store hung");
+    for r in &queued {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    let expected = before + 4 + i64::from(late.is_ok());
+    if let Err(e) = &late {
+        assert!(matches!(e, StoreError::AuditFailed(_)), "{e}");
+    }
+    assert_eq!(read_events_of(&mut su, w.a.id, user).await, expected);
+
+    // Closed for good: closing again returns, and no read gets through unaudited.
+    tokio::time::timeout(Duration::from_secs(20), store.close())
+        .await
+        .expect("closing twice hung");
+    assert!(
+        testkit::enter_practice_for(&store, &token, w.a.id, Access::Read)
+            .await
+            .is_err()
+    );
+}
