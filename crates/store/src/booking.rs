@@ -1039,13 +1039,7 @@ impl PublicBooking {
 
     /// The practice's name (shown on its public page).
     pub async fn practice_name(&mut self) -> Result<String, StoreError> {
-        let practice = self.practice();
-        Ok(
-            sqlx::query_scalar("select name from practice where practice_id = $1")
-                .bind(practice)
-                .fetch_one(self.inner.conn())
-                .await?,
-        )
+        self.inner.practice_name().await
     }
 
     /// The practice's time zone (its `time_zone` setting; UTC when unset or unknown).
@@ -1408,22 +1402,19 @@ impl crate::Store {
         request: RequestId,
         now: DateTime<Utc>,
     ) -> Result<Option<ManageBooking>, StoreError> {
-        let Some((inner, link)) = crate::entry::enter_link(
+        crate::entry::link_holder(
             &self.pool,
-            &token.digest(),
-            crate::links::Purpose::BookingManage.as_str(),
+            token,
+            crate::links::Purpose::BookingManage,
             now,
+            |inner, link| ManageBooking {
+                inner,
+                appointment: AppointmentId::from_uuid(link.subject),
+                link,
+                request,
+            },
         )
-        .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(ManageBooking {
-            inner,
-            appointment: AppointmentId::from_uuid(link.subject),
-            link,
-            request,
-        }))
+        .await
     }
 }
 

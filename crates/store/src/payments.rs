@@ -751,14 +751,14 @@ impl crate::Store {
         token: &LinkToken,
         now: DateTime<Utc>,
     ) -> Result<Option<PayLink>, StoreError> {
-        Ok(crate::entry::enter_link(
+        crate::entry::link_holder(
             &self.pool,
-            &token.digest(),
-            crate::links::Purpose::BookingPay.as_str(),
+            token,
+            crate::links::Purpose::BookingPay,
             now,
+            |inner, link| PayLink { inner, link },
         )
-        .await?
-        .map(|(inner, link)| PayLink { inner, link }))
+        .await
     }
 }
 
@@ -787,11 +787,7 @@ impl PayLink {
         let Some((kind, state, amount, currency, hold_expires_at, then_status)) = row else {
             return Ok(None);
         };
-        let practice_name: String =
-            sqlx::query_scalar("select name from practice where practice_id = $1")
-                .bind(practice)
-                .fetch_one(self.inner.conn())
-                .await?;
+        let practice_name = self.inner.practice_name().await?;
         Ok(Some(PayStatus {
             practice_name,
             kind: PaymentKind::parse(&kind)?,

@@ -614,22 +614,19 @@ impl crate::Store {
         request: RequestId,
         now: DateTime<Utc>,
     ) -> Result<Option<OfferHolder>, StoreError> {
-        let Some((inner, link)) = crate::entry::enter_link(
+        crate::entry::link_holder(
             &self.pool,
-            &token.digest(),
-            crate::links::Purpose::Offer.as_str(),
+            token,
+            crate::links::Purpose::Offer,
             now,
+            |inner, link| OfferHolder {
+                inner,
+                offer: WaitlistOfferId::from_uuid(link.subject),
+                link,
+                request,
+            },
         )
-        .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(OfferHolder {
-            inner,
-            offer: WaitlistOfferId::from_uuid(link.subject),
-            link,
-            request,
-        }))
+        .await
     }
 }
 
@@ -683,11 +680,7 @@ impl OfferHolder {
         };
         let practice = self.inner.practice();
         let now = self.now();
-        let (practice_name,): (String,) =
-            sqlx::query_as("select name from practice where practice_id = $1")
-                .bind(practice)
-                .fetch_one(self.inner.conn())
-                .await?;
+        let practice_name = self.inner.practice_name().await?;
         let tz = practice_time_zone(self.inner.conn(), practice).await?;
         let service = self.service(&row).await?;
         let mut open = row.state == "open" && row.starts_at > now;
