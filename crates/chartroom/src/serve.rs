@@ -444,6 +444,13 @@ fn start_jobs(
             owner_for_outbox.clone(),
             server::jobs::payments::EVERY,
         ));
+        if let Some(payments) = state.payments.clone() {
+            jobs.start(server::jobs::payments::FeesAndRefunds::new(
+                owner_for_outbox.clone(),
+                payments,
+                server::jobs::payments::EVERY,
+            ));
+        }
         if let Some(c) = capture {
             jobs.start(c);
         }

@@ -381,6 +381,10 @@ actions! {
     PaymentRefused => "payment.refused",
     /// A booking's payment records (states, amounts, processor ids) were read by staff.
     PaymentList => "payment.list",
+    /// The payments job asked the processor for a fee (off session, with the card saved at
+    /// booking) or a refund, or found nothing to ask with; the details carry the kind, the
+    /// resulting state and its reason, never an amount holder's detail.
+    PaymentCharge => "payment.charge",
 }
 
 macro_rules! object_kinds {

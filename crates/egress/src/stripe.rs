@@ -7,12 +7,15 @@
 //! - Every field of every request comes from a typed value: [`outbound::payment::Amount`]
 //!   (minor units and currency), [`outbound::payment::Description`] (fixed generic words),
 //!   [`OpaqueRef`] (a UUID, sent as `metadata[ref]` and `client_reference_id`), Stripe's own
-//!   ids ([`StripeId`], checked against their documented prefixes) and the success/cancel
-//!   URL, which is an [`OpaqueLink`] (origin, purpose, token, nothing else). No method takes a
-//!   string (a compile-fail test proves a `String` cannot be a description).
+//!   ids ([`StripeId`], checked against their documented prefixes), a Checkout Session's
+//!   `expires_at` (a time) and the success/cancel URL, which is an [`OpaqueLink`] (origin,
+//!   purpose, token, nothing else). No method takes a string (a compile-fail test proves a
+//!   `String` cannot be a description).
 //! - The form body is built here (`application/x-www-form-urlencoded`, Stripe's bracket
 //!   notation) and the scanner reads those exact bytes before any connection
-//!   ([`SendError::Refused`], nothing sent).
+//!   ([`SendError::Refused`], nothing sent) — all of them but a Checkout Session's trailing
+//!   `&expires_at=…`, a typed time appended after the scan (its ten digits are what the
+//!   long-digit-run rule refuses).
 //! - Every call carries an `Idempotency-Key` derived from the operation and the reference
 //!   (`checkout-{ref}`, `charge-{ref}`, `refund-{ref}`): a retry after a crash returns the
 //!   first result and creates nothing new.
@@ -26,6 +29,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use outbound::payment::{Amount, Currency, Description, OpaqueRef};
 use outbound::{OpaqueLink, Scanner};
 
@@ -37,6 +41,10 @@ use crate::vendor_http::{self, BaseUrlError};
 pub const STRIPE_API: &str = "https://api.stripe.com";
 /// The default webhook timestamp tolerance, seconds.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
+/// The soonest a Checkout Session may expire, seconds after its creation (Stripe's rule).
+pub const CHECKOUT_MIN_EXPIRY_SECS: i64 = 30 * 60;
+/// The latest a Checkout Session may expire, seconds after its creation (Stripe's rule).
+pub const CHECKOUT_MAX_EXPIRY_SECS: i64 = 24 * 60 * 60;
 
 /// One of Stripe's own object ids (`cus_…`, `pm_…`, `pi_…`, `seti_…`, `cs_…`, `re_…`,
 /// `evt_…`): a known prefix then letters and digits, at most 255 characters.
@@ -121,6 +129,11 @@ pub struct CheckoutRequest<'a> {
     pub reference: OpaqueRef,
     /// Where the client returns, success or cancel: the booking's pay link.
     pub return_link: &'a OpaqueLink,
+    /// When the session stops taking payment (`expires_at`, whole seconds): the end of the
+    /// booking's hold, so the page cannot take money for a slot already released. Stripe
+    /// accepts [`CHECKOUT_MIN_EXPIRY_SECS`] to [`CHECKOUT_MAX_EXPIRY_SECS`] after the
+    /// session's creation and refuses the request otherwise.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A created Checkout Session.
@@ -216,6 +229,25 @@ struct IdStatus {
     url: Option<String>,
 }
 
+/// A card error's reply (`402`): its code and the `PaymentIntent` it left.
+#[derive(serde::Deserialize)]
+struct CardErrorReply {
+    error: CardError,
+}
+
+#[derive(serde::Deserialize)]
+struct CardError {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    payment_intent: Option<IdStatus>,
+}
+
+/// The status of an off-session charge the bank wants the client to authenticate.
+pub const CHARGE_REQUIRES_ACTION: &str = "requires_action";
+/// The status of an off-session charge the card refused.
+pub const CHARGE_DECLINED: &str = "declined";
+
 fn status_text(s: Option<String>) -> Result<String, SendError> {
     let s = s.ok_or(SendError::Malformed)?;
     if s.is_empty() || s.len() > 40 || !s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
@@ -237,9 +269,22 @@ impl Stripe {
         })
     }
 
-    /// The form body of a Checkout Session request.
+    /// The form body of a Checkout Session request: [`Self::checkout_form_scanned`], then
+    /// `&expires_at=` and the session's end in epoch seconds.
     #[must_use]
     pub fn checkout_form(request: &CheckoutRequest<'_>) -> Vec<u8> {
+        let mut form = Self::checkout_form_scanned(request);
+        form.extend_from_slice(
+            format!("&expires_at={}", request.expires_at.timestamp()).as_bytes(),
+        );
+        form
+    }
+
+    /// Every byte of a Checkout Session request but its `expires_at`: what the scanner reads.
+    /// The expiry is appended after the scan because it is a typed time whose ten digits the
+    /// scanner's long-digit-run rule refuses by design; nothing else is.
+    #[must_use]
+    pub fn checkout_form_scanned(request: &CheckoutRequest<'_>) -> Vec<u8> {
         let reference = request.reference.to_text();
         let link = request.return_link.as_str();
         let form = Form::new();
@@ -307,15 +352,29 @@ impl Stripe {
             .bytes()
     }
 
-    async fn call(
+    /// Scans `form`, then POSTs it to `path`; the status and body of a 2xx reply or of one
+    /// whose status is in `keep`.
+    async fn call_reply(
         &self,
         scanner: &Scanner,
         path: &str,
         idempotency_key: &str,
         form: Vec<u8>,
-    ) -> Result<IdStatus, SendError> {
+        keep: &[u16],
+    ) -> Result<(u16, bytes::Bytes), SendError> {
         scanner.scan(&form, None).map_err(SendError::Refused)?;
-        let reply = vendor_http::post(
+        self.send(path, idempotency_key, form, keep).await
+    }
+
+    /// POSTs `form` to `path` (the caller has scanned it).
+    async fn send(
+        &self,
+        path: &str,
+        idempotency_key: &str,
+        form: Vec<u8>,
+        keep: &[u16],
+    ) -> Result<(u16, bytes::Bytes), SendError> {
+        vendor_http::post_reply(
             &self.client,
             &format!("{}{path}", self.base),
             &self.key,
@@ -323,8 +382,21 @@ impl Stripe {
             "application/x-www-form-urlencoded",
             form,
             &[],
+            keep,
         )
-        .await?;
+        .await
+    }
+
+    async fn call(
+        &self,
+        scanner: &Scanner,
+        path: &str,
+        idempotency_key: &str,
+        form: Vec<u8>,
+    ) -> Result<IdStatus, SendError> {
+        let (_, reply) = self
+            .call_reply(scanner, path, idempotency_key, form, &[])
+            .await?;
         serde_json::from_slice(&reply).map_err(|_| SendError::Malformed)
     }
 
@@ -337,14 +409,18 @@ impl Stripe {
         scanner: &Scanner,
         request: &CheckoutRequest<'_>,
     ) -> Result<CheckoutSession, SendError> {
-        let reply = self
-            .call(
-                scanner,
+        scanner
+            .scan(&Self::checkout_form_scanned(request), None)
+            .map_err(SendError::Refused)?;
+        let (_, reply) = self
+            .send(
                 "/v1/checkout/sessions",
                 &format!("checkout-{}", request.reference.to_text()),
                 Self::checkout_form(request),
+                &[],
             )
             .await?;
+        let reply: IdStatus = serde_json::from_slice(&reply).map_err(|_| SendError::Malformed)?;
         let id = StripeId::parse(&reply.id, "cs_").map_err(|_| SendError::Malformed)?;
         let url = reply
             .url
@@ -355,23 +431,45 @@ impl Stripe {
         Ok(CheckoutSession { id, url })
     }
 
-    /// Charges a saved card off session (`POST /v1/payment_intents`, `confirm=true`).
+    /// Charges a saved card off session (`POST /v1/payment_intents`, `confirm=true`). A card
+    /// error (`402`) that names its `PaymentIntent` is an answer, not an error: status
+    /// [`CHARGE_REQUIRES_ACTION`] when the bank wants the client to authenticate
+    /// (`authentication_required`), [`CHARGE_DECLINED`] otherwise.
     ///
     /// # Errors
-    /// [`SendError`]; a declined card is [`SendError::Rejected`] with 402.
+    /// [`SendError`]; a `402` without a `PaymentIntent` is [`SendError::Rejected`].
     pub async fn charge_saved_card(
         &self,
         scanner: &Scanner,
         charge: &SavedCardCharge,
     ) -> Result<PaymentIntent, SendError> {
-        let reply = self
-            .call(
+        let (status, reply) = self
+            .call_reply(
                 scanner,
                 "/v1/payment_intents",
                 &format!("charge-{}", charge.reference.to_text()),
                 Self::charge_form(charge),
+                &[402],
             )
             .await?;
+        if status == 402 {
+            let card: CardErrorReply =
+                serde_json::from_slice(&reply).map_err(|_| SendError::Rejected { status })?;
+            let pi = card
+                .error
+                .payment_intent
+                .ok_or(SendError::Rejected { status })?;
+            return Ok(PaymentIntent {
+                id: StripeId::parse(&pi.id, "pi_").map_err(|_| SendError::Malformed)?,
+                status: if card.error.code.as_deref() == Some("authentication_required") {
+                    CHARGE_REQUIRES_ACTION
+                } else {
+                    CHARGE_DECLINED
+                }
+                .to_owned(),
+            });
+        }
+        let reply: IdStatus = serde_json::from_slice(&reply).map_err(|_| SendError::Malformed)?;
         Ok(PaymentIntent {
             id: StripeId::parse(&reply.id, "pi_").map_err(|_| SendError::Malformed)?,
             status: status_text(reply.status)?,
@@ -498,6 +596,15 @@ pub enum StripeEvent {
         /// The saved payment method.
         payment_method: Option<StripeId>,
     },
+    /// `charge.refunded`: a charge was refunded (whole or in part).
+    ChargeRefunded {
+        /// `evt_…`.
+        event_id: String,
+        /// The refunded charge's `PaymentIntent` (`pi_…`).
+        payment_intent: StripeId,
+        /// Minor units refunded so far.
+        amount_refunded: u64,
+    },
     /// A verified event we do not act on.
     Ignored {
         /// `evt_…`.
@@ -515,6 +622,7 @@ impl StripeEvent {
             | Self::PaymentSucceeded { event_id, .. }
             | Self::PaymentFailed { event_id, .. }
             | Self::SetupSucceeded { event_id, .. }
+            | Self::ChargeRefunded { event_id, .. }
             | Self::Ignored { event_id } => event_id,
         }
     }
@@ -684,6 +792,15 @@ impl StripeWebhook {
                 reference: reference_of(o),
                 customer: id_field(o, "customer", "cus_")?,
                 payment_method: id_field(o, "payment_method", "pm_")?,
+            },
+            "charge.refunded" => StripeEvent::ChargeRefunded {
+                event_id,
+                payment_intent: id_field(o, "payment_intent", "pi_")?
+                    .ok_or(WebhookError::Malformed)?,
+                amount_refunded: o
+                    .get("amount_refunded")
+                    .and_then(serde_json::Value::as_u64)
+                    .ok_or(WebhookError::Malformed)?,
             },
             _ => StripeEvent::Ignored { event_id },
         })

@@ -68,6 +68,36 @@ pub(crate) async fn post(
     body: Vec<u8>,
     extra_headers: &[(&str, &str)],
 ) -> Result<bytes::Bytes, SendError> {
+    post_reply(
+        client,
+        url,
+        key,
+        idempotency_key,
+        content_type,
+        body,
+        extra_headers,
+        &[],
+    )
+    .await
+    .map(|(_, reply)| reply)
+}
+
+/// As [`post`], except that a reply whose status is in `keep` (e.g. Stripe's `402`, whose
+/// body says how a card failed) is read like a 2xx one: its status and body.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts, as `post` takes them, and the statuses kept"
+)]
+pub(crate) async fn post_reply(
+    client: &reqwest::Client,
+    url: &str,
+    key: &ApiKey,
+    idempotency_key: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    extra_headers: &[(&str, &str)],
+    keep: &[u16],
+) -> Result<(u16, bytes::Bytes), SendError> {
     let mut request = client
         .post(url)
         .bearer_auth(key.expose())
@@ -87,7 +117,7 @@ pub(crate) async fn post(
         }
     })?;
     let status = response.status().as_u16();
-    if !(200..300).contains(&status) {
+    if !(200..300).contains(&status) && !keep.contains(&status) {
         let retry_after_secs = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -114,7 +144,7 @@ pub(crate) async fn post(
         }
         out.extend_from_slice(&chunk);
     }
-    Ok(out.freeze())
+    Ok((status, out.freeze()))
 }
 
 /// HMAC-SHA256 of `parts` (concatenated) under `secret` (`None` never happens: HMAC takes

@@ -4,16 +4,19 @@
 //! # Guarantees
 //! - A booking of a paid service is made *held* in the public page's transaction
 //!   ([`store::payments`]); the Checkout Session is created inside that transaction, before it
-//!   commits ([`commit_booking`]): if Stripe cannot be reached, refuses, or the outbound scanner
+//!   commits ([`commit_held`], for the public page and for an accepted waitlist offer of a
+//!   paid service alike): if Stripe cannot be reached, refuses, or the outbound scanner
 //!   refuses the request, the transaction rolls back and nothing is held (`503 PAY-0001`). A
 //!   commit that fails after the session was made leaves an unused session with a reference
 //!   no payment row has: its events are recorded and change nothing, and it expires.
 //! - The request carries only typed fields ([`egress::stripe::CheckoutRequest`]): the amount
-//!   and currency, the payment's id as the opaque reference, a fixed generic description, and
-//!   the return page's opaque link (`/pay/{token}`). The scanner reads the final bytes first,
-//!   seeded with the client's own name, phone and email from the booking form (the only
-//!   personal data in the request's reach) and allowing links to the link origin only. A
-//!   refusal is audited (`payment.refused`, the finding's kind, never the payload).
+//!   and currency, the payment's id as the opaque reference, a fixed generic description, the
+//!   return page's opaque link (`/pay/{token}`), and the session's `expires_at`, which is the
+//!   hold's end to the second (the page stops taking money when the slot is released). The
+//!   scanner reads the final bytes first, seeded with the client's own name, phone and email
+//!   from the booking form (the only personal data in the request's reach) and allowing
+//!   links to the link origin only. A refusal is audited (`payment.refused`, the finding's
+//!   kind, never the payload).
 //! - `POST /webhooks/stripe`: nothing is read before `Stripe-Signature` holds (HMAC-SHA256
 //!   over `t.body`, any `v1`, timestamp within 300 s): a bad signature or a stale timestamp is
 //!   `401`, a malformed body `400`. An event id already acted on is `409` (`webhook_event`,
@@ -28,14 +31,20 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use domain::{Clock, PaymentId, RequestId};
+use domain::{Clock, PaymentId, PracticeId, RequestId};
 use egress::send::{SendError, WebhookError, WebhookRequest};
-use egress::stripe::{CheckoutPurpose, CheckoutRequest, Stripe, StripeEvent, StripeWebhook};
+use egress::stripe::{
+    CheckoutPurpose, CheckoutRequest, RefundRequest, SavedCardCharge, Stripe, StripeEvent,
+    StripeId, StripeWebhook,
+};
 use outbound::payment::{Amount, Currency, Description, OpaqueRef};
 use outbound::{KnownClient, LinkOrigin, LinkPurpose, OpaqueLink, PracticeName, Scanner};
-use store::OwnerStore;
 use store::booking::{Booked, ClientDetails, PublicBooking};
-use store::payments::{Hold, Outcome, PaymentKind, ProcessorEvent, ProcessorFacts, Settled};
+use store::payments::{
+    DueWork, Hold, Outcome, PaymentKind, ProcessorEvent, ProcessorFacts, Settled, Work, WorkResult,
+};
+use store::waitlist::OfferHolder;
+use store::{OwnerStore, StoreError};
 
 use crate::{AppError, AppState};
 
@@ -90,7 +99,9 @@ impl Payments {
                 amount: Amount::new(u64::from(hold.amount_minor), currency).ok()?,
                 description: Description::Prepayment,
             },
-            PaymentKind::LateCancelFee | PaymentKind::NoShowFee => return None,
+            PaymentKind::LateCancelFee | PaymentKind::NoShowFee | PaymentKind::Refund => {
+                return None;
+            }
         })
     }
 
@@ -100,22 +111,15 @@ impl Payments {
     async fn checkout(
         &self,
         hold: &Hold,
-        client: &ClientDetails,
+        client: &KnownClient,
         practice_name: &str,
     ) -> Result<Option<url::Url>, SendError> {
         let Some(purpose) = Self::purpose(hold) else {
             return Ok(None);
         };
-        let known = KnownClient {
-            given: client.given_name.clone(),
-            family: client.family_name.clone(),
-            phones: vec![client.phone.clone()],
-            emails: vec![client.email.clone()],
-            ..KnownClient::default()
-        };
         let name = PracticeName::new(practice_name).ok();
         let Ok(scanner) = Scanner::new(
-            [&known],
+            [client],
             [self.links.host().to_owned()],
             &[],
             &[],
@@ -132,6 +136,7 @@ impl Payments {
                     purpose,
                     reference: OpaqueRef::new(hold.payment_id.as_uuid()),
                     return_link: &link,
+                    expires_at: hold.expires_at,
                 },
             )
             .await?;
@@ -139,16 +144,153 @@ impl Payments {
     }
 }
 
+impl Payments {
+    /// Asks Stripe for a queued fee or refund ([`store::payments::DueWork`]): typed fields
+    /// only (the amount, the currency, a fixed description, the saved card's or the paid
+    /// `PaymentIntent`'s Stripe ids, the row's id as the reference and in the idempotency
+    /// key), scanned first against the client's own details. Never fails: what happened is
+    /// the [`WorkResult`] the job records.
+    pub async fn work(&self, due: &DueWork) -> WorkResult {
+        let Ok(scanner) = Scanner::new(
+            [&due.client],
+            [self.links.host().to_owned()],
+            &[],
+            &[],
+            None,
+        ) else {
+            return WorkResult::Rejected;
+        };
+        let reference = OpaqueRef::new(due.payment_id.as_uuid());
+        let outcome = match &due.work {
+            Work::Charge {
+                kind,
+                amount_minor,
+                currency: code,
+                card,
+            } => {
+                let (Some(amount), Ok(customer), Ok(payment_method)) = (
+                    currency(code).and_then(|c| Amount::new(u64::from(*amount_minor), c).ok()),
+                    StripeId::parse(&card.customer, "cus_"),
+                    StripeId::parse(&card.payment_method, "pm_"),
+                ) else {
+                    return WorkResult::Rejected;
+                };
+                let description = if *kind == PaymentKind::NoShowFee {
+                    Description::NoShowFee
+                } else {
+                    Description::LateCancellationFee
+                };
+                self.stripe
+                    .charge_saved_card(
+                        &scanner,
+                        &SavedCardCharge {
+                            amount,
+                            description,
+                            reference,
+                            customer,
+                            payment_method,
+                        },
+                    )
+                    .await
+                    .map(|pi| WorkResult::Charged {
+                        payment_intent: pi.id.as_str().to_owned(),
+                        status: pi.status,
+                    })
+            }
+            Work::Refund {
+                amount_minor,
+                currency: code,
+                payment_intent,
+            } => {
+                let (Some(amount), Ok(payment_intent)) = (
+                    currency(code).and_then(|c| Amount::new(u64::from(*amount_minor), c).ok()),
+                    StripeId::parse(payment_intent, "pi_"),
+                ) else {
+                    return WorkResult::Rejected;
+                };
+                self.stripe
+                    .refund(
+                        &scanner,
+                        &RefundRequest {
+                            payment_intent,
+                            amount: Some(amount),
+                            reference,
+                        },
+                    )
+                    .await
+                    .map(|r| WorkResult::Refunded {
+                        refund: r.id.as_str().to_owned(),
+                        status: r.status,
+                    })
+            }
+        };
+        match outcome {
+            Ok(result) => result,
+            Err(SendError::Refused(finding)) => {
+                tracing::warn!(
+                    finding = finding.name(),
+                    "the outbound scanner refused a fee or refund request; nothing was sent"
+                );
+                WorkResult::ScannerRefused
+            }
+            Err(SendError::Rejected { status: 402 }) => WorkResult::Declined,
+            // Asked again later with the same idempotency key: never charged twice.
+            Err(SendError::Retry { .. } | SendError::Unreachable | SendError::Malformed) => {
+                WorkResult::Unavailable
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the payment processor refused a fee or refund");
+                WorkResult::Rejected
+            }
+        }
+    }
+}
+
+/// A client's transaction that may just have made a hold: the public booking page's
+/// ([`PublicBooking`]) or a waitlist offer's ([`OfferHolder`]). [`commit_held`] commits it
+/// only once the hold's Checkout Session exists.
+pub trait HoldingTx: Sized + Send {
+    /// The practice entered.
+    fn practice(&self) -> PracticeId;
+    /// The practice's name (for the scanner).
+    fn practice_name(&mut self) -> impl Future<Output = Result<String, StoreError>> + Send;
+    /// Commits.
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl HoldingTx for PublicBooking {
+    fn practice(&self) -> PracticeId {
+        Self::practice(self)
+    }
+    fn practice_name(&mut self) -> impl Future<Output = Result<String, StoreError>> + Send {
+        Self::practice_name(self)
+    }
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Self::commit(self)
+    }
+}
+
+impl HoldingTx for OfferHolder {
+    fn practice(&self) -> PracticeId {
+        Self::practice(self)
+    }
+    fn practice_name(&mut self) -> impl Future<Output = Result<String, StoreError>> + Send {
+        Self::practice_name(self)
+    }
+    fn commit(self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Self::commit(self)
+    }
+}
+
 /// Commits a booking the public page made in `tx`. A booking without a payment commits as
-/// it is (`None`). A held one first gets its Checkout Session: the hosted page's URL once the
-/// booking committed; `503 PAY-0001` with nothing held when payments are not configured, the
-/// hold cannot be expressed, the scanner refuses (audited) or Stripe fails.
+/// it is (`None`); a held one goes through [`commit_held`] with the booking form's own
+/// name, phone and email as what the scanner must refuse.
 ///
 /// # Errors
-/// [`AppError::PaymentUnavailable`], and database errors.
+/// As [`commit_held`].
 pub async fn commit_booking(
     state: &AppState,
-    mut tx: PublicBooking,
+    tx: PublicBooking,
     booked: &Booked,
     client: &ClientDetails,
     request: RequestId,
@@ -157,6 +299,32 @@ pub async fn commit_booking(
         tx.commit().await?;
         return Ok(None);
     };
+    let known = KnownClient {
+        given: client.given_name.clone(),
+        family: client.family_name.clone(),
+        phones: vec![client.phone.clone()],
+        emails: vec![client.email.clone()],
+        ..KnownClient::default()
+    };
+    commit_held(state, tx, hold, &known, request)
+        .await
+        .map(Some)
+}
+
+/// Commits `tx`, which has just made `hold`, once the hold's Checkout Session exists: the
+/// hosted page's URL. `503 PAY-0001` with nothing held (`tx` rolled back) when payments are
+/// not configured, the hold cannot be expressed, the scanner (seeded with `client`) refuses
+/// (audited `payment.refused`) or Stripe fails. The one way a hold is committed.
+///
+/// # Errors
+/// [`AppError::PaymentUnavailable`], and database errors.
+pub async fn commit_held<T: HoldingTx>(
+    state: &AppState,
+    mut tx: T,
+    hold: &Hold,
+    client: &KnownClient,
+    request: RequestId,
+) -> Result<url::Url, AppError> {
     let Some(payments) = state.payments.as_ref() else {
         tracing::warn!(
             "a service asks for a payment and no payment processor is configured: nothing was booked"
@@ -168,7 +336,7 @@ pub async fn commit_booking(
     match payments.checkout(hold, client, &practice_name).await {
         Ok(Some(url)) => {
             tx.commit().await?;
-            Ok(Some(url))
+            Ok(url)
         }
         Ok(None) => {
             tracing::warn!(
@@ -334,7 +502,7 @@ fn reading(event: &StripeEvent) -> Option<(PaymentId, Outcome, ProcessorFacts, &
             },
             "setup_intent.succeeded",
         )),
-        StripeEvent::Ignored { .. } => None,
+        StripeEvent::ChargeRefunded { .. } | StripeEvent::Ignored { .. } => None,
     }
 }
 
@@ -371,13 +539,29 @@ async fn receive(State(w): State<StripeWebhooks>, headers: HeaderMap, body: Byte
                     .settle_payment(&event, payment, outcome, &facts, now)
                     .await
             }
-            None => Ok(
-                if w.owner.record_webhook_event(VENDOR, &event_id, now).await? {
-                    Settled::Unchanged
-                } else {
-                    Settled::Replay
-                },
-            ),
+            None => match &event {
+                StripeEvent::ChargeRefunded {
+                    payment_intent,
+                    amount_refunded,
+                    ..
+                } => {
+                    let event = ProcessorEvent {
+                        provider: VENDOR,
+                        event_id: &event_id,
+                        kind: "charge.refunded",
+                    };
+                    w.owner
+                        .settle_refund(&event, payment_intent.as_str(), *amount_refunded, now)
+                        .await
+                }
+                _ => Ok(
+                    if w.owner.record_webhook_event(VENDOR, &event_id, now).await? {
+                        Settled::Unchanged
+                    } else {
+                        Settled::Replay
+                    },
+                ),
+            },
         }
     }
     .await;

@@ -1039,13 +1039,7 @@ impl PublicBooking {
 
     /// The practice's name (shown on its public page).
     pub async fn practice_name(&mut self) -> Result<String, StoreError> {
-        let practice = self.practice();
-        Ok(
-            sqlx::query_scalar("select name from practice where practice_id = $1")
-                .bind(practice)
-                .fetch_one(self.inner.conn())
-                .await?,
-        )
+        self.inner.practice_name().await
     }
 
     /// The practice's time zone (its `time_zone` setting; UTC when unset or unknown).
@@ -1408,22 +1402,19 @@ impl crate::Store {
         request: RequestId,
         now: DateTime<Utc>,
     ) -> Result<Option<ManageBooking>, StoreError> {
-        let Some((inner, link)) = crate::entry::enter_link(
+        crate::entry::link_holder(
             &self.pool,
-            &token.digest(),
-            crate::links::Purpose::BookingManage.as_str(),
+            token,
+            crate::links::Purpose::BookingManage,
             now,
+            |inner, link| ManageBooking {
+                inner,
+                appointment: AppointmentId::from_uuid(link.subject),
+                link,
+                request,
+            },
         )
-        .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(ManageBooking {
-            inner,
-            appointment: AppointmentId::from_uuid(link.subject),
-            link,
-            request,
-        }))
+        .await
     }
 }
 
@@ -1579,8 +1570,9 @@ impl ManageBooking {
     }
 
     /// Cancels the appointment: inside the practice's cancellation window it is recorded as a
-    /// late cancellation (`appointment.client_cancelled_late`, `online_booking.late_cancel`);
-    /// the link is used up; audited `booking.manage` with `late`. The freed slot is offered to
+    /// late cancellation (`appointment.client_cancelled_late`, `online_booking.late_cancel`)
+    /// and its fee queued; outside it, what the booking paid is queued for a refund; the link
+    /// is used up; audited `booking.manage` with `late`. The freed slot is offered to
     /// the waitlist in the same transaction ([`crate::waitlist`]).
     pub async fn cancel(&mut self, keyring: &Keyring) -> Result<ManageOutcome, StoreError> {
         let now = self.now();
@@ -1610,9 +1602,7 @@ impl ManageBooking {
         .bind(late)
         .execute(self.inner.conn())
         .await?;
-        if late {
-            self.record_late_fee(now).await?;
-        }
+        self.queue_fee_or_refund(late, now).await?;
         crate::links::mark_used(self.inner.conn(), practice, self.link.link, now).await?;
         self.audit("cancel", Some(late)).await?;
         let appointment = self.appointment;
@@ -1620,15 +1610,17 @@ impl ManageBooking {
         Ok(ManageOutcome::Cancelled { late })
     }
 
-    /// Records the practice's late-cancellation fee (when it has one) against the online
-    /// booking of this appointment: a `booking_payment` row `recorded`, not charged.
-    async fn record_late_fee(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// What a cancellation owes or is owed, queued for the payments job against the online
+    /// booking of this appointment: inside the window, the practice's late-cancellation fee
+    /// (when it has one; charged off session with the card saved at booking); outside it, the
+    /// refund of what the booking paid (a deposit or prepayment), if anything.
+    async fn queue_fee_or_refund(
+        &mut self,
+        late: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let practice = self.inner.practice();
         let settings = read_settings(self.inner.conn(), practice).await?;
-        let fee = settings.cancellation.late_cancel_fee_minor;
-        if fee == 0 {
-            return Ok(());
-        }
         let booking: Option<BookingId> = sqlx::query_scalar(
             "select booking_id from online_booking where practice_id = $1 and appointment_id = $2",
         )
@@ -1636,7 +1628,11 @@ impl ManageBooking {
         .bind(self.appointment)
         .fetch_optional(self.inner.conn())
         .await?;
-        if let Some(booking) = booking {
+        let Some(booking) = booking else {
+            return Ok(());
+        };
+        let fee = settings.cancellation.late_cancel_fee_minor;
+        if late && fee > 0 {
             crate::payments::record_fee(
                 self.inner.conn(),
                 practice,
@@ -1644,6 +1640,16 @@ impl ManageBooking {
                 self.link.patient,
                 crate::payments::PaymentKind::LateCancelFee,
                 fee,
+                &settings.currency,
+                now,
+            )
+            .await?;
+        } else if !late {
+            crate::payments::queue_refund(
+                self.inner.conn(),
+                practice,
+                booking,
+                self.link.patient,
                 &settings.currency,
                 now,
             )

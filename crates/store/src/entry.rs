@@ -20,10 +20,12 @@
 use chrono::{DateTime, Utc};
 use crypto::{FieldContext, Keyring, PracticeKeys};
 use domain::{AuditAction, AuditObject, ClientLinkId, PatientId, PracticeId};
+use outbound::LinkToken;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::append::{NewEvent, append, resolve};
 use crate::group_commit::AuditWriter;
+use crate::links::Purpose;
 use crate::sealed_columns::crypto_error;
 use crate::{OwnerStore, StoreError};
 
@@ -81,15 +83,15 @@ pub(crate) struct EnteredLink {
     pub(crate) expires_at: DateTime<Utc>,
 }
 
-/// A client link holder's entry: resolves the token's `digest` through `app.enter_link` to its
-/// practice and link, only when the link was made for `purpose` and is live at `now` (not
-/// expired, used or revoked), and enters that practice with the `client_link` pseudo-role, no
-/// actor, and the link and its patient as the transaction's own. `None` otherwise: unknown,
-/// expired, used, revoked and wrong-purpose links are not told apart.
+/// A client link holder's entry: resolves `token` through `app.enter_link` to its practice and
+/// link, only when the link was made for `purpose` and is live at `now` (not expired, used or
+/// revoked), and enters that practice with the `client_link` pseudo-role, no actor, and the
+/// link and its patient as the transaction's own. `None` otherwise: unknown, expired, used,
+/// revoked and wrong-purpose links are not told apart. Only the token's digest is sent.
 pub(crate) async fn enter_link(
     pool: &PgPool,
-    digest: &[u8; 32],
-    purpose: &str,
+    token: &LinkToken,
+    purpose: Purpose,
     now: DateTime<Utc>,
 ) -> Result<Option<(Audited, EnteredLink)>, StoreError> {
     let mut tx = pool.begin().await?;
@@ -103,8 +105,8 @@ pub(crate) async fn enter_link(
         "select practice_id, link_id, patient_id, subject_id, expires_at
                from app.enter_link($1, $2, $3)",
     )
-    .bind(digest.as_slice())
-    .bind(purpose)
+    .bind(token.digest().as_slice())
+    .bind(purpose.as_str())
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
@@ -119,6 +121,21 @@ pub(crate) async fn enter_link(
             },
         )
     }))
+}
+
+/// A link holder's transaction of one kind: [`enter_link`] for `purpose`, wrapped by `wrap`
+/// (which reads what the link opens from [`EnteredLink::subject`]). The one way the manage,
+/// offer and return-page holders are made; `None` as for [`enter_link`].
+pub(crate) async fn link_holder<T>(
+    pool: &PgPool,
+    token: &LinkToken,
+    purpose: Purpose,
+    now: DateTime<Utc>,
+    wrap: impl FnOnce(Audited, EnteredLink) -> T,
+) -> Result<Option<T>, StoreError> {
+    Ok(enter_link(pool, token, purpose, now)
+        .await?
+        .map(|(inner, link)| wrap(inner, link)))
 }
 
 /// What an [`Audited`] transaction did: how many audit events it appended, and how many it
@@ -249,6 +266,17 @@ impl Audited {
     /// The practice.
     pub(crate) fn practice(&self) -> PracticeId {
         self.practice
+    }
+
+    /// The practice's name (what a client page shows; no PHI).
+    pub(crate) async fn practice_name(&mut self) -> Result<String, StoreError> {
+        let practice = self.practice;
+        Ok(
+            sqlx::query_scalar("select name from practice where practice_id = $1")
+                .bind(practice)
+                .fetch_one(self.conn())
+                .await?,
+        )
     }
 
     /// The transaction's time.

@@ -612,8 +612,7 @@ impl crate::Store {
         now: DateTime<Utc>,
     ) -> Result<Option<PublicIntake>, StoreError> {
         let Some((mut inner, link)) =
-            crate::entry::enter_link(&self.pool, &token.digest(), Purpose::Intake.as_str(), now)
-                .await?
+            crate::entry::enter_link(&self.pool, token, Purpose::Intake, now).await?
         else {
             return Ok(None);
         };
@@ -674,13 +673,7 @@ impl PublicIntake {
 
     /// The practice's name.
     pub async fn practice_name(&mut self) -> Result<String, StoreError> {
-        let practice = self.practice();
-        Ok(
-            sqlx::query_scalar("select name from practice where practice_id = $1")
-                .bind(practice)
-                .fetch_one(self.inner.conn())
-                .await?,
-        )
+        self.inner.practice_name().await
     }
 
     /// Opens the form for the holder: the form and the prefill from the chart (the patient's

@@ -7,7 +7,8 @@
 //!   is *held* ([`hold`], called by [`crate::booking::PublicBooking::book`] in the booking's
 //!   transaction): its appointment (status `held`) claims the slot like any booking, no
 //!   confirmation is queued, and one `booking_payment` row records what is due and until
-//!   when ([`HOLD_MINUTES`]). The row's id is the only reference the processor is given.
+//!   when ([`hold_end`]: the end of the Checkout Session the processor is asked for, to the
+//!   second). The row's id is the only reference the processor is given.
 //! - Settlement ([`crate::OwnerStore::settle_payment`]) runs as the owner role in the practice
 //!   the reference names, in one transaction that also records the event id
 //!   (`webhook_event`): a replay changes nothing, and an event is acted on exactly once. A
@@ -35,8 +36,22 @@ use crate::entry::{Audited, EnteredLink};
 use crate::outbox::Contacts;
 use crate::{OwnerStore, StoreError, TenantTx};
 
-/// How long a held booking waits for its payment.
+/// How long a held booking waits for its payment, at the least: Stripe's shortest Checkout
+/// Session.
 pub const HOLD_MINUTES: i64 = 30;
+/// What the hold adds to [`HOLD_MINUTES`] so that its end can be its Checkout Session's
+/// expiry: the session is created a moment after the hold, on the processor's clock, and
+/// Stripe refuses an expiry sooner than 30 minutes after the session's creation.
+pub const HOLD_SLACK_SECONDS: i64 = 120;
+
+/// When a hold made at `now` ends, in whole seconds (a Checkout Session's `expires_at` is in
+/// seconds): the hold and its session end at the same instant, so the processor cannot take
+/// money for a slot already released, nor stop taking it while the slot is still held.
+#[must_use]
+pub fn hold_end(now: DateTime<Utc>) -> DateTime<Utc> {
+    let end = now + Duration::minutes(HOLD_MINUTES) + Duration::seconds(HOLD_SLACK_SECONDS);
+    DateTime::from_timestamp(end.timestamp(), 0).unwrap_or(end)
+}
 /// How long the return page's link works after the hold's expiry.
 pub const PAY_LINK_DAYS: i64 = 7;
 /// The most holds one pass of the job releases per practice.
@@ -56,6 +71,8 @@ pub enum PaymentKind {
     LateCancelFee,
     /// A no-show fee (recorded).
     NoShowFee,
+    /// The refund of what the booking paid (a client's cancellation outside the window).
+    Refund,
 }
 
 impl PaymentKind {
@@ -68,6 +85,7 @@ impl PaymentKind {
             Self::CardOnFile => "card_on_file",
             Self::LateCancelFee => "late_cancel_fee",
             Self::NoShowFee => "no_show_fee",
+            Self::Refund => "refund",
         }
     }
 
@@ -78,6 +96,7 @@ impl PaymentKind {
             "card_on_file" => Self::CardOnFile,
             "late_cancel_fee" => Self::LateCancelFee,
             "no_show_fee" => Self::NoShowFee,
+            "refund" => Self::Refund,
             _ => return Err(StoreError::Corrupt("booking_payment.kind")),
         })
     }
@@ -130,7 +149,7 @@ pub(crate) async fn hold(
     now: DateTime<Utc>,
 ) -> Result<Hold, StoreError> {
     let payment = PaymentId::new();
-    let expires_at = now + Duration::minutes(HOLD_MINUTES);
+    let expires_at = hold_end(now);
     sqlx::query(
         "insert into booking_payment (practice_id, payment_id, booking_id, kind, state,
                 amount_minor, currency, then_status, hold_expires_at, created_at, updated_at,
@@ -170,11 +189,14 @@ pub(crate) async fn hold(
     })
 }
 
-/// Records a fee (late cancellation) against `booking`: a `booking_payment` row in state
-/// `recorded`, not charged. The caller audits the change that caused it.
+/// Queues a fee (a late cancellation, a no-show) or a refund against `booking`: a
+/// `booking_payment` row `due`, which the payments job works ([`OwnerStore::next_due_work`]):
+/// a fee is charged off session with the card saved at booking (or marked `recorded` when
+/// there is none), a refund returns what the booking paid. The caller audits the change that
+/// caused it.
 #[expect(
     clippy::too_many_arguments,
-    reason = "one row's columns, called by the manage link's cancellation only"
+    reason = "one row's columns, called by the cancellation and the no-show only"
 )]
 pub(crate) async fn record_fee(
     conn: &mut PgConnection,
@@ -188,8 +210,8 @@ pub(crate) async fn record_fee(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "insert into booking_payment (practice_id, payment_id, booking_id, kind, state,
-                amount_minor, currency, created_at, updated_at, patient_id)
-         values ($1, $2, $3, $4, 'recorded', $5, $6, $7, $7, $8)",
+                amount_minor, currency, created_at, updated_at, patient_id, next_attempt_at)
+         values ($1, $2, $3, $4, 'due', $5, $6, $7, $7, $8, $7)",
     )
     .bind(practice)
     .bind(PaymentId::new())
@@ -204,6 +226,83 @@ pub(crate) async fn record_fee(
     Ok(())
 }
 
+/// Queues the refund of what `booking` paid (a deposit or a prepayment), when it paid
+/// anything: a `refund` row `due` for the payments job. Called by the client's cancellation
+/// outside the cancellation window, in its transaction. Whether it refunded.
+pub(crate) async fn queue_refund(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    booking: BookingId,
+    patient: PatientId,
+    currency: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let paid: Option<(String, i32)> = sqlx::query_as(
+        "select payment, amount_minor from online_booking where practice_id = $1 and booking_id = $2",
+    )
+    .bind(practice)
+    .bind(booking)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(("paid", amount)) = paid.as_ref().map(|(p, a)| (p.as_str(), *a)) else {
+        return Ok(false);
+    };
+    let Ok(amount @ 1..) = u32::try_from(amount) else {
+        return Ok(false);
+    };
+    record_fee(
+        conn,
+        practice,
+        booking,
+        patient,
+        PaymentKind::Refund,
+        amount,
+        currency,
+        now,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Staff marked `appointment` a no-show in `tx`: when it was booked online and the practice
+/// charges a no-show fee, the fee is queued ([`record_fee`]). Whether a fee was queued. The
+/// caller audits the change.
+pub async fn record_no_show(
+    tx: &mut TenantTx,
+    appointment: AppointmentId,
+) -> Result<bool, StoreError> {
+    let practice = tx.practice();
+    let now = tx.now();
+    let settings = crate::booking::read_settings(tx.conn(), practice).await?;
+    let fee = settings.cancellation.no_show_fee_minor;
+    if fee == 0 {
+        return Ok(false);
+    }
+    let booking: Option<(BookingId, PatientId)> = sqlx::query_as(
+        "select booking_id, patient_id from online_booking
+          where practice_id = $1 and appointment_id = $2",
+    )
+    .bind(practice)
+    .bind(appointment)
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some((booking, patient)) = booking else {
+        return Ok(false);
+    };
+    record_fee(
+        tx.conn(),
+        practice,
+        booking,
+        patient,
+        PaymentKind::NoShowFee,
+        fee,
+        &settings.currency,
+        now,
+    )
+    .await?;
+    Ok(true)
+}
+
 /// A booking's payment as staff see it: states, amounts, the processor's ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Payment {
@@ -211,10 +310,11 @@ pub struct Payment {
     pub payment_id: PaymentId,
     /// The booking.
     pub booking_id: BookingId,
-    /// `deposit`, `prepay`, `card_on_file`, `late_cancel_fee` or `no_show_fee`.
+    /// `deposit`, `prepay`, `card_on_file`, `late_cancel_fee`, `no_show_fee` or `refund`.
     pub kind: String,
-    /// `pending`, `paid`, `card_saved`, `failed`, `expired`, `paid_after_release` or
-    /// `recorded`.
+    /// `pending`, `paid`, `card_saved`, `failed`, `expired`, `paid_after_release`,
+    /// `recorded` (a fee with no card to charge), `due` (queued for the payments job),
+    /// `processing`, `requires_action`, `declined`, `refund_pending` or `refunded`.
     pub state: String,
     /// Minor units due.
     pub amount_minor: i32,
@@ -236,13 +336,23 @@ pub struct Payment {
     pub stripe_payment_method: Option<String>,
     /// Made.
     pub created_at: DateTime<Utc>,
-    /// Settled (paid, saved, failed, expired).
+    /// Settled (paid, saved, failed, expired, refunded, declined).
     pub settled_at: Option<DateTime<Utc>>,
+    /// The refund (`re_…`).
+    pub stripe_refund: Option<String>,
+    /// How many times the payments job asked the processor (fees and refunds).
+    pub attempts: i32,
+    /// When a `due` fee or refund is tried next.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why a fee or refund did not go through: `card_declined`, `requires_action`, `no_card`,
+    /// `nothing_paid`, `processor_unavailable`, `processor_rejected` or `scanner_refused`.
+    pub last_error: Option<String>,
 }
 
 const PAYMENT_COLUMNS: &str = "payment_id, booking_id, kind, state, amount_minor, received_minor,
     currency, hold_expires_at, stripe_session, stripe_payment_intent, stripe_setup_intent,
-    stripe_customer, stripe_payment_method, created_at, settled_at";
+    stripe_customer, stripe_payment_method, created_at, settled_at, stripe_refund, attempts,
+    next_attempt_at, last_error";
 
 /// The payments of one booking of the caller's practice (the scheduling roles; RLS refuses
 /// others), oldest first; `None` when there is no such booking. Audited `payment.list`.
@@ -344,6 +454,12 @@ pub enum Settled {
     PaidAfterRelease,
     /// The figures do not match what was due: nothing settles (audited).
     Mismatch,
+    /// A fee charged off session was paid.
+    Charged,
+    /// A fee charged off session failed at the processor.
+    Declined,
+    /// A refund went through.
+    Refunded,
     /// Already settled, or nothing to settle: ids recorded only.
     Unchanged,
 }
@@ -357,6 +473,9 @@ impl Settled {
             Self::Released => "released",
             Self::PaidAfterRelease => "paid_after_release",
             Self::Mismatch => "mismatch",
+            Self::Charged => "charged",
+            Self::Declined => "declined",
+            Self::Refunded => "refunded",
             Self::Unchanged => "unchanged",
         }
     }
@@ -426,19 +545,70 @@ impl OwnerStore {
     /// across practices only through `owner_payment_lookup`, keyed by the setting this sets
     /// in its own transaction).
     async fn payment_practice(&self, payment: PaymentId) -> Result<Option<PracticeId>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("select set_config('chartroom.payment_ref', $1, true)")
-            .bind(payment.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let practice: Option<PracticeId> = sqlx::query_scalar(
-            "select practice_id from booking_payment where payment_id = $1 limit 1",
+        self.practice_by(
+            "select set_config('chartroom.payment_ref', $1, true)",
+            "select practice_id from booking_payment where payment_id = $1::uuid limit 1",
+            &payment.to_string(),
         )
-        .bind(payment)
-        .fetch_optional(&mut *tx)
-        .await?;
+        .await
+    }
+
+    /// The practice of the payment a lookup `setting` statement keys, read by `select` (both
+    /// binding `key`) in a transaction of its own, rolled back.
+    async fn practice_by(
+        &self,
+        setting: &str,
+        select: &str,
+        key: &str,
+    ) -> Result<Option<PracticeId>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(setting).bind(key).execute(&mut *tx).await?;
+        let practice: Option<PracticeId> = sqlx::query_scalar(select)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
         tx.rollback().await?;
         Ok(practice)
+    }
+
+    /// The transaction acting on `event` in `practice`, with the event's id recorded in it;
+    /// `Err` with what to answer when there is nothing to act on: no practice (the event is
+    /// recorded alone) or a replay.
+    async fn event_tx(
+        &self,
+        practice: Option<PracticeId>,
+        event: &ProcessorEvent<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<crate::OwnerTx, Settled>, StoreError> {
+        let Some(practice) = practice else {
+            return Ok(Err(
+                if self
+                    .record_webhook_event(event.provider, event.event_id, now)
+                    .await?
+                {
+                    Settled::UnknownReference
+                } else {
+                    Settled::Replay
+                },
+            ));
+        };
+        let mut tx = self.begin_at(practice, now).await?;
+        let fresh = sqlx::query(
+            "insert into webhook_event (provider, event_id, received_at) values ($1, $2, $3)
+             on conflict do nothing",
+        )
+        .bind(event.provider)
+        .bind(event.event_id)
+        .bind(now)
+        .execute(tx.conn())
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            tx.rollback().await?;
+            return Ok(Err(Settled::Replay));
+        }
+        Ok(Ok(tx))
     }
 
     /// Acts on one verified processor event about the payment `payment`, in one transaction
@@ -464,33 +634,14 @@ impl OwnerStore {
         facts: &ProcessorFacts,
         now: DateTime<Utc>,
     ) -> Result<Settled, StoreError> {
-        let (provider, event_id, event_kind) = (event.provider, event.event_id, event.kind);
-        let Some(practice) = self.payment_practice(payment).await? else {
-            return Ok(
-                if self.record_webhook_event(provider, event_id, now).await? {
-                    Settled::UnknownReference
-                } else {
-                    Settled::Replay
-                },
-            );
-        };
+        let event_kind = event.kind;
+        let found = self.payment_practice(payment).await?;
         let keyring = self.keyring()?.clone();
-        let mut tx = self.begin_at(practice, now).await?;
-        let fresh = sqlx::query(
-            "insert into webhook_event (provider, event_id, received_at) values ($1, $2, $3)
-             on conflict do nothing",
-        )
-        .bind(provider)
-        .bind(event_id)
-        .bind(now)
-        .execute(tx.conn())
-        .await?
-        .rows_affected()
-            == 1;
-        if !fresh {
-            tx.rollback().await?;
-            return Ok(Settled::Replay);
-        }
+        let mut tx = match self.event_tx(found, event, now).await? {
+            Ok(tx) => tx,
+            Err(settled) => return Ok(settled),
+        };
+        let practice = tx.practice();
         let row: Option<HeldRow> = sqlx::query_as(
             "select p.state, p.kind, p.amount_minor, p.currency, p.then_status, p.booking_id,
                     b.status, b.appointment_id, b.patient_id
@@ -541,7 +692,40 @@ impl OwnerStore {
         .execute(tx.conn())
         .await?;
         let pending = state == "pending" && status == "held";
+        let fee_in_flight = matches!(kind, PaymentKind::LateCancelFee | PaymentKind::NoShowFee)
+            && matches!(
+                state.as_str(),
+                "due" | "processing" | "requires_action" | "declined"
+            );
         let settled = match outcome {
+            Outcome::Succeeded | Outcome::Failed if fee_in_flight => {
+                let paid = outcome == Outcome::Succeeded
+                    && facts
+                        .received_minor
+                        .is_some_and(|m| m >= u64::try_from(amount).unwrap_or(u64::MAX));
+                let (to, error) = if paid {
+                    ("paid", None)
+                } else {
+                    ("declined", Some("card_declined"))
+                };
+                sqlx::query(
+                    "update booking_payment set state = $3, last_error = $4, next_attempt_at = null,
+                            settled_at = $5, updated_at = $5
+                      where practice_id = $1 and payment_id = $2",
+                )
+                .bind(practice)
+                .bind(payment)
+                .bind(to)
+                .bind(error)
+                .bind(now)
+                .execute(tx.conn())
+                .await?;
+                if paid {
+                    Settled::Charged
+                } else {
+                    Settled::Declined
+                }
+            }
             Outcome::Failed | Outcome::Expired if pending => {
                 let state = if outcome == Outcome::Failed {
                     "failed"
@@ -660,6 +844,80 @@ impl OwnerStore {
         Ok(settled)
     }
 
+    /// Acts on a verified `charge.refunded` event about the `PaymentIntent` `payment_intent`
+    /// (which names no reference of ours): the booking that paid with it has its queued or
+    /// pending refund marked `refunded` once `amount_refunded` covers it, in one transaction
+    /// with the record of the event id (a replay changes nothing); `payment.settle` appended.
+    ///
+    /// # Errors
+    /// Database errors (nothing is recorded: the processor retries).
+    pub async fn settle_refund(
+        &self,
+        event: &ProcessorEvent<'_>,
+        payment_intent: &str,
+        amount_refunded: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Settled, StoreError> {
+        let found = self
+            .practice_by(
+                "select set_config('chartroom.payment_intent', $1, true)",
+                "select practice_id from booking_payment where stripe_payment_intent = $1 limit 1",
+                payment_intent,
+            )
+            .await?;
+        let mut tx = match self.event_tx(found, event, now).await? {
+            Ok(tx) => tx,
+            Err(settled) => return Ok(settled),
+        };
+        let practice = tx.practice();
+        let refund: Option<(PaymentId, BookingId, PatientId, i32)> = sqlx::query_as(
+            "select r.payment_id, r.booking_id, r.patient_id, r.amount_minor
+               from booking_payment paid
+               join booking_payment r on r.practice_id = paid.practice_id
+                                     and r.booking_id = paid.booking_id
+              where paid.practice_id = $1 and paid.stripe_payment_intent = $2
+                and paid.kind in ('deposit', 'prepay')
+                and r.kind = 'refund' and r.state in ('due', 'refund_pending')
+              order by r.created_at limit 1
+              for update of r",
+        )
+        .bind(practice)
+        .bind(payment_intent)
+        .fetch_optional(tx.conn())
+        .await?;
+        let settled = match refund {
+            Some((payment, booking, patient, amount))
+                if amount_refunded >= u64::try_from(amount).unwrap_or(u64::MAX) =>
+            {
+                sqlx::query(
+                    "update booking_payment set state = 'refunded', last_error = null,
+                            next_attempt_at = null, settled_at = $3, updated_at = $3
+                      where practice_id = $1 and payment_id = $2",
+                )
+                .bind(practice)
+                .bind(payment)
+                .bind(now)
+                .execute(tx.conn())
+                .await?;
+                mark_refunded(tx.conn(), practice, booking, now).await?;
+                tx.audit(
+                    AuditAction::PaymentSettle,
+                    Some(AuditObject::booking_payment(payment)),
+                    Some(patient),
+                    Some(serde_json::json!({
+                        "outcome": Settled::Refunded.as_str(), "event": event.kind,
+                        "kind": PaymentKind::Refund.as_str(), "booking_id": booking,
+                    })),
+                )
+                .await?;
+                Settled::Refunded
+            }
+            _ => Settled::Unchanged,
+        };
+        tx.commit().await?;
+        Ok(settled)
+    }
+
     /// Releases the holds of `practice` unpaid at `now` (at most [`RELEASE_BATCH`]): each
     /// appointment is cancelled (its slot free again), its booking `expired`, its payment
     /// `expired`; one `payment.expire` event each. The number released.
@@ -713,6 +971,343 @@ impl OwnerStore {
 }
 
 // ---------------------------------------------------------------------------------------
+// Fees and refunds (the payments job, as the owner role).
+// ---------------------------------------------------------------------------------------
+
+/// How many times the job asks the processor for one fee or refund before it gives up.
+pub const MAX_ATTEMPTS: i32 = 6;
+
+/// The card saved at booking (from the card-on-file setup's webhooks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedCard {
+    /// `cus_…`.
+    pub customer: String,
+    /// `pm_…`.
+    pub payment_method: String,
+}
+
+/// What a queued row asks of the processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// Charge a fee off session with the saved card.
+    Charge {
+        /// Late cancellation or no-show.
+        kind: PaymentKind,
+        /// Minor units.
+        amount_minor: u32,
+        /// ISO 4217, lower case.
+        currency: String,
+        /// The card.
+        card: SavedCard,
+    },
+    /// Refund what the booking paid.
+    Refund {
+        /// Minor units.
+        amount_minor: u32,
+        /// ISO 4217, lower case.
+        currency: String,
+        /// The paid `PaymentIntent` (`pi_…`).
+        payment_intent: String,
+    },
+}
+
+/// A queued fee or refund the job claimed: its row stays locked in this owner transaction
+/// until [`DueWork::finish`] records what the processor said (a crash in between rolls
+/// back, and the next pass asks again with the same idempotency key: nothing is charged
+/// twice). Dropping it rolls back.
+#[derive(Debug)]
+pub struct DueWork {
+    tx: crate::OwnerTx,
+    /// The row (the processor's reference and idempotency key).
+    pub payment_id: PaymentId,
+    booking: BookingId,
+    patient: PatientId,
+    kind: PaymentKind,
+    attempts: i32,
+    /// What to ask for.
+    pub work: Work,
+    /// The client's own name, phone and email from the chart: what the request's scanner
+    /// must not let through.
+    pub client: outbound::KnownClient,
+}
+
+/// What the processor said about a fee or refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkResult {
+    /// A `PaymentIntent` was made; Stripe's status (`succeeded`, `processing`,
+    /// `requires_action`, `declined`, …).
+    Charged {
+        /// `pi_…`.
+        payment_intent: String,
+        /// Its status.
+        status: String,
+    },
+    /// A refund was made; its status (`succeeded`, `pending`, `failed`, …).
+    Refunded {
+        /// `re_…`.
+        refund: String,
+        /// Its status.
+        status: String,
+    },
+    /// The processor could not be reached or asked to retry: tried again later.
+    Unavailable,
+    /// The card was declined and no `PaymentIntent` was named.
+    Declined,
+    /// The processor refused the request for good.
+    Rejected,
+    /// The outbound scanner refused the request: nothing was sent.
+    ScannerRefused,
+}
+
+type DueRow = (PaymentId, BookingId, PatientId, String, i32, String, i32);
+
+impl OwnerStore {
+    /// Claims the next fee or refund of `practice` due at `now`, locking its row (`skip
+    /// locked`: passes running together take different rows). A fee with no saved card is
+    /// marked `recorded` (`no_card`) and a refund of a booking with nothing paid `failed`
+    /// (`nothing_paid`) right here, audited `payment.charge`, and the next row is taken.
+    /// `None` when nothing is due.
+    ///
+    /// # Errors
+    /// Database and key errors.
+    pub async fn next_due_work(
+        &self,
+        practice: PracticeId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DueWork>, StoreError> {
+        let keyring = self.keyring()?.clone();
+        loop {
+            let mut tx = self.begin_at(practice, now).await?;
+            let row: Option<DueRow> = sqlx::query_as(
+                "select payment_id, booking_id, patient_id, kind, amount_minor, currency, attempts
+                   from booking_payment
+                  where practice_id = $1 and state = 'due' and next_attempt_at <= $2
+                  order by next_attempt_at, payment_id
+                  limit 1
+                  for update skip locked",
+            )
+            .bind(practice)
+            .bind(now)
+            .fetch_optional(tx.conn())
+            .await?;
+            let Some((payment, booking, patient, kind, amount, currency, attempts)) = row else {
+                return Ok(None);
+            };
+            let kind = PaymentKind::parse(&kind)?;
+            let amount_minor =
+                u32::try_from(amount).map_err(|_| StoreError::Corrupt("booking_payment"))?;
+            let work = if kind == PaymentKind::Refund {
+                let paid: Option<String> = sqlx::query_scalar(
+                    "select stripe_payment_intent from booking_payment
+                      where practice_id = $1 and booking_id = $2 and kind in ('deposit', 'prepay')
+                        and state = 'paid' and stripe_payment_intent is not null
+                      order by created_at limit 1",
+                )
+                .bind(practice)
+                .bind(booking)
+                .fetch_optional(tx.conn())
+                .await?;
+                paid.map(|payment_intent| Work::Refund {
+                    amount_minor,
+                    currency: currency.clone(),
+                    payment_intent,
+                })
+            } else {
+                let card: Option<(String, String)> = sqlx::query_as(
+                    "select stripe_customer, stripe_payment_method from booking_payment
+                      where practice_id = $1 and booking_id = $2 and kind = 'card_on_file'
+                        and state = 'card_saved' and stripe_customer is not null
+                        and stripe_payment_method is not null
+                      order by settled_at desc limit 1",
+                )
+                .bind(practice)
+                .bind(booking)
+                .fetch_optional(tx.conn())
+                .await?;
+                card.map(|(customer, payment_method)| Work::Charge {
+                    kind,
+                    amount_minor,
+                    currency: currency.clone(),
+                    card: SavedCard {
+                        customer,
+                        payment_method,
+                    },
+                })
+            };
+            let Some(work) = work else {
+                let (state, error) = if kind == PaymentKind::Refund {
+                    ("failed", "nothing_paid")
+                } else {
+                    ("recorded", "no_card")
+                };
+                let mut due = DueWork {
+                    tx,
+                    payment_id: payment,
+                    booking,
+                    patient,
+                    kind,
+                    attempts,
+                    work: Work::Refund {
+                        amount_minor,
+                        currency,
+                        payment_intent: String::new(),
+                    },
+                    client: outbound::KnownClient::default(),
+                };
+                due.settle(state, Some(error), None, None, now).await?;
+                due.tx.commit().await?;
+                continue;
+            };
+            let client = crate::patients::get_as_owner(&mut tx, &keyring, patient)
+                .await?
+                .map_or_else(outbound::KnownClient::default, |p| outbound::KnownClient {
+                    given: p.given_name,
+                    family: p.family_name,
+                    phones: p.phone.into_iter().collect(),
+                    emails: p.email.into_iter().collect(),
+                    ..outbound::KnownClient::default()
+                });
+            return Ok(Some(DueWork {
+                tx,
+                payment_id: payment,
+                booking,
+                patient,
+                kind,
+                attempts,
+                work,
+                client,
+            }));
+        }
+    }
+}
+
+impl DueWork {
+    /// Records the row's new state (and the processor's id), appends `payment.charge` (the
+    /// kind, the state, the reason; ids only).
+    async fn settle(
+        &mut self,
+        state: &str,
+        error: Option<&str>,
+        payment_intent: Option<&str>,
+        refund: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let practice = self.tx.practice();
+        let retry = state == "due";
+        let attempts = if retry || payment_intent.is_some() || refund.is_some() {
+            self.attempts.saturating_add(1)
+        } else {
+            self.attempts
+        };
+        // Backoff: 1, 2, 4, 8, 16 minutes.
+        let next = retry.then(|| now + Duration::minutes(1_i64 << (attempts - 1).clamp(0, 10)));
+        let settled = !matches!(state, "due" | "processing" | "refund_pending");
+        sqlx::query(
+            "update booking_payment set state = $3, last_error = $4,
+                    stripe_payment_intent = coalesce(stripe_payment_intent, $5),
+                    stripe_refund = coalesce(stripe_refund, $6), attempts = $7,
+                    next_attempt_at = $8, settled_at = case when $9 then $10 else settled_at end,
+                    updated_at = $10
+              where practice_id = $1 and payment_id = $2",
+        )
+        .bind(practice)
+        .bind(self.payment_id)
+        .bind(state)
+        .bind(error)
+        .bind(payment_intent)
+        .bind(refund)
+        .bind(attempts)
+        .bind(next)
+        .bind(settled)
+        .bind(now)
+        .execute(self.tx.conn())
+        .await?;
+        if state == "refunded" {
+            mark_refunded(self.tx.conn(), practice, self.booking, now).await?;
+        }
+        self.tx
+            .audit(
+                AuditAction::PaymentCharge,
+                Some(AuditObject::booking_payment(self.payment_id)),
+                Some(self.patient),
+                Some(serde_json::json!({
+                    "kind": self.kind.as_str(), "state": state, "error": error,
+                    "attempt": attempts, "booking_id": self.booking,
+                })),
+            )
+            .await
+    }
+
+    /// Records what the processor said and commits: a fee `paid`, `processing`,
+    /// `requires_action` or `declined`; a refund `refunded`, `refund_pending` or `failed`;
+    /// when unavailable, `due` again with backoff until [`MAX_ATTEMPTS`], then `failed`.
+    /// The state it recorded.
+    ///
+    /// # Errors
+    /// Database errors (the row stays due; the next pass asks again with the same key).
+    pub async fn finish(
+        mut self,
+        result: &WorkResult,
+        now: DateTime<Utc>,
+    ) -> Result<&'static str, StoreError> {
+        let (state, error, pi, re): (&'static str, Option<&str>, Option<&str>, Option<&str>) =
+            match result {
+                WorkResult::Charged {
+                    payment_intent,
+                    status,
+                } => {
+                    let (state, error) = match status.as_str() {
+                        "succeeded" => ("paid", None),
+                        "requires_action" | "requires_payment_method" | "requires_confirmation" => {
+                            ("requires_action", Some("requires_action"))
+                        }
+                        "declined" | "canceled" => ("declined", Some("card_declined")),
+                        _ => ("processing", None),
+                    };
+                    (state, error, Some(payment_intent.as_str()), None)
+                }
+                WorkResult::Refunded { refund, status } => {
+                    let (state, error) = match status.as_str() {
+                        "succeeded" => ("refunded", None),
+                        "failed" | "canceled" => ("failed", Some("processor_rejected")),
+                        _ => ("refund_pending", None),
+                    };
+                    (state, error, None, Some(refund.as_str()))
+                }
+                WorkResult::Unavailable if self.attempts + 1 < MAX_ATTEMPTS => {
+                    ("due", Some("processor_unavailable"), None, None)
+                }
+                WorkResult::Unavailable => ("failed", Some("processor_unavailable"), None, None),
+                WorkResult::Declined => ("declined", Some("card_declined"), None, None),
+                WorkResult::Rejected => ("failed", Some("processor_rejected"), None, None),
+                WorkResult::ScannerRefused => ("failed", Some("scanner_refused"), None, None),
+            };
+        self.settle(state, error, pi, re, now).await?;
+        self.tx.commit().await?;
+        Ok(state)
+    }
+}
+
+/// The booking's payment is refunded.
+async fn mark_refunded(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    booking: BookingId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update online_booking set payment = 'refunded', updated_at = $3
+          where practice_id = $1 and booking_id = $2",
+    )
+    .bind(practice)
+    .bind(booking)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
 // The return page (`/pay/{token}`).
 // ---------------------------------------------------------------------------------------
 
@@ -751,14 +1346,14 @@ impl crate::Store {
         token: &LinkToken,
         now: DateTime<Utc>,
     ) -> Result<Option<PayLink>, StoreError> {
-        Ok(crate::entry::enter_link(
+        crate::entry::link_holder(
             &self.pool,
-            &token.digest(),
-            crate::links::Purpose::BookingPay.as_str(),
+            token,
+            crate::links::Purpose::BookingPay,
             now,
+            |inner, link| PayLink { inner, link },
         )
-        .await?
-        .map(|(inner, link)| PayLink { inner, link }))
+        .await
     }
 }
 
@@ -787,11 +1382,7 @@ impl PayLink {
         let Some((kind, state, amount, currency, hold_expires_at, then_status)) = row else {
             return Ok(None);
         };
-        let practice_name: String =
-            sqlx::query_scalar("select name from practice where practice_id = $1")
-                .bind(practice)
-                .fetch_one(self.inner.conn())
-                .await?;
+        let practice_name = self.inner.practice_name().await?;
         Ok(Some(PayStatus {
             practice_name,
             kind: PaymentKind::parse(&kind)?,

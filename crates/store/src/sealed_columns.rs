@@ -722,6 +722,8 @@ const CLEAR: &[PlaintextColumn] = &[
     col("booking_payment", "stripe_setup_intent", STRIPE_ID),
     col("booking_payment", "stripe_customer", STRIPE_ID),
     col("booking_payment", "stripe_payment_method", STRIPE_ID),
+    col("booking_payment", "stripe_refund", STRIPE_ID),
+    col("booking_payment", "last_error", CLOSED),
     col("online_booking", "client_kind", CLOSED),
     col("online_booking", "payment", CLOSED),
     col("online_booking", "status", CLOSED),

@@ -22,6 +22,10 @@
 //!   slot is never booked twice; the loser's offer is closed as taken. Either way the link is
 //!   used up and `waitlist.accept` is appended (its result in the details). A booked offer
 //!   gets its online booking, its confirmation and a manage link, as a booking made online.
+//!   An offer of a service paid for at booking (deposit, prepayment, card on file) is never
+//!   booked without the payment: it is *held* ([`AcceptOutcome::Held`]) with the same
+//!   `booking_payment` hold and Checkout Session as a booking on the public page, and booked
+//!   (its confirmation queued) only when the processor's webhook settles it.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -586,12 +590,29 @@ pub struct OfferView {
 }
 
 /// What accepting an offer did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AcceptOutcome {
     /// The slot is booked for the holder.
     Booked(Slot),
+    /// The service is paid for at booking (deposit, prepayment or card on file): the slot is
+    /// *held* for the holder as a booking on the public page is, and booked once the payment
+    /// settles. The caller must create the hold's Checkout Session before it commits
+    /// (`server::payments::commit_held`), and roll back when it cannot.
+    Held(Box<HeldOffer>),
     /// Someone else was first (or the time is no longer bookable): the offer is closed.
     Taken,
+}
+
+/// An accepted offer of a paid service, waiting for its payment.
+#[derive(Debug, Clone)]
+pub struct HeldOffer {
+    /// The slot held.
+    pub slot: Slot,
+    /// What is due, until when, and the return page's token.
+    pub hold: crate::payments::Hold,
+    /// The holder's own name, phone and email from the chart: what the payment request's
+    /// scanner must not let through.
+    pub client: outbound::KnownClient,
 }
 
 /// The offer row the holder reads.
@@ -614,22 +635,19 @@ impl crate::Store {
         request: RequestId,
         now: DateTime<Utc>,
     ) -> Result<Option<OfferHolder>, StoreError> {
-        let Some((inner, link)) = crate::entry::enter_link(
+        crate::entry::link_holder(
             &self.pool,
-            &token.digest(),
-            crate::links::Purpose::Offer.as_str(),
+            token,
+            crate::links::Purpose::Offer,
             now,
+            |inner, link| OfferHolder {
+                inner,
+                offer: WaitlistOfferId::from_uuid(link.subject),
+                link,
+                request,
+            },
         )
-        .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(OfferHolder {
-            inner,
-            offer: WaitlistOfferId::from_uuid(link.subject),
-            link,
-            request,
-        }))
+        .await
     }
 }
 
@@ -683,11 +701,7 @@ impl OfferHolder {
         };
         let practice = self.inner.practice();
         let now = self.now();
-        let (practice_name,): (String,) =
-            sqlx::query_as("select name from practice where practice_id = $1")
-                .bind(practice)
-                .fetch_one(self.inner.conn())
-                .await?;
+        let practice_name = self.inner.practice_name().await?;
         let tz = practice_time_zone(self.inner.conn(), practice).await?;
         let service = self.service(&row).await?;
         let mut open = row.state == "open" && row.starts_at > now;
@@ -781,11 +795,19 @@ impl OfferHolder {
             return self.close_taken().await;
         };
         let patient = self.link.patient;
+        // A service paid for at booking is held until the payment settles, exactly as on the
+        // public page (`crate::payments`): no confirmation until then.
+        let payment_kind = crate::payments::PaymentKind::at_booking(service.payment);
+        let status = if payment_kind.is_some() {
+            "held"
+        } else {
+            "booked"
+        };
         let appointment = AppointmentId::new();
         sqlx::query(
             "insert into appointment (practice_id, appointment_id, patient_id, clinician_id,
                     starts_at, ends_at, status, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, $6, 'booked', $7, $7)",
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
         .bind(practice)
         .bind(appointment)
@@ -793,6 +815,7 @@ impl OfferHolder {
         .bind(slot.clinician)
         .bind(slot.starts_at)
         .bind(slot.ends_at)
+        .bind(status)
         .bind(now)
         .execute(self.inner.conn())
         .await?;
@@ -801,13 +824,14 @@ impl OfferHolder {
         sqlx::query(
             "insert into online_booking (practice_id, booking_id, appointment_id, service_id,
                     patient_id, client_kind, status, payment, amount_minor, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, 'existing', 'booked', $6, $7, $8, $8)",
+             values ($1, $2, $3, $4, $5, 'existing', $6, $7, $8, $9, $9)",
         )
         .bind(practice)
         .bind(booking)
         .bind(appointment)
         .bind(service.service_id)
         .bind(patient)
+        .bind(status)
         .bind(if service.payment == PaymentPolicy::None {
             "none"
         } else {
@@ -817,6 +841,23 @@ impl OfferHolder {
         .bind(now)
         .execute(self.inner.conn())
         .await?;
+        let hold = match payment_kind {
+            Some((kind, amount)) => Some(
+                crate::payments::hold(
+                    self.inner.conn(),
+                    practice,
+                    booking,
+                    patient,
+                    kind,
+                    amount,
+                    &settings.currency,
+                    "booked",
+                    now,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         sqlx::query(
             "update waitlist_offer set state = 'accepted', booked_appointment_id = $3, closed_at = $4
               where practice_id = $1 and offer_id = $2",
@@ -841,6 +882,29 @@ impl OfferHolder {
         let opener = self.inner.opener(keyring);
         let record =
             crate::patients::read_opened(self.inner.conn(), &opener, practice, patient).await?;
+        let mut created = NewEvent::new(now, AuditAction::BookingCreate);
+        created.object = Some(AuditObject::online_booking(booking));
+        created.patient = Some(patient);
+        created.request = Some(self.request);
+        if let Some(hold) = hold {
+            created.details = Some(serde_json::json!({
+                "hold": hold.kind.as_str(), "payment_id": hold.payment_id,
+            }));
+            self.audit("held", Some(created)).await?;
+            let client =
+                record.map_or_else(outbound::KnownClient::default, |p| outbound::KnownClient {
+                    given: p.given_name,
+                    family: p.family_name,
+                    phones: p.phone.into_iter().collect(),
+                    emails: p.email.into_iter().collect(),
+                    ..outbound::KnownClient::default()
+                });
+            return Ok(AcceptOutcome::Held(Box::new(HeldOffer {
+                slot,
+                hold,
+                client,
+            })));
+        }
         if let Some(p) = record {
             let contacts = Contacts {
                 phone: p.phone.as_deref(),
@@ -854,12 +918,19 @@ impl OfferHolder {
             };
             queue_confirmation(self, keyring, booking, &booked, tz, contacts).await?;
         }
-        let mut created = NewEvent::new(now, AuditAction::BookingCreate);
-        created.object = Some(AuditObject::online_booking(booking));
-        created.patient = Some(patient);
-        created.request = Some(self.request);
         self.audit("booked", Some(created)).await?;
         Ok(AcceptOutcome::Booked(slot))
+    }
+
+    /// The practice.
+    #[must_use]
+    pub fn practice(&self) -> PracticeId {
+        self.inner.practice()
+    }
+
+    /// The practice's name (for the payment request's scanner).
+    pub async fn practice_name(&mut self) -> Result<String, StoreError> {
+        self.inner.practice_name().await
     }
 
     /// Commits.

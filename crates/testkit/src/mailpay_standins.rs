@@ -9,7 +9,12 @@
 //!   `/v1/refunds` (bearer `sk_test_…`, form-encoded with bracket notation; unknown
 //!   parameters are refused with `400` as Stripe does; `Idempotency-Key`: the same key and
 //!   parameters replay the first response with `Idempotent-Replayed: true` and create nothing,
-//!   other parameters are a `400 idempotency_error`), and `Stripe-Signature` webhooks
+//!   other parameters are a `400 idempotency_error`; an off-session `PaymentIntent` needs
+//!   `confirm=true`, a customer and a payment method, and Stripe's test cards
+//!   `pm_card_chargeDeclined` and `pm_card_authenticationRequired` answer the `402` card
+//!   errors Stripe does, with the `PaymentIntent` in the error; a Checkout Session's `expires_at` must
+//!   fall 30 minutes to 24 hours after its creation on the stand-in's clock, else `400`
+//!   `parameter_invalid_integer`), and `Stripe-Signature` webhooks
 //!   ([`StripeStandIn::signed_event`], [`StripeStandIn::send_event`]).
 //! - [`NominatimStandIn`]: `GET /search?format=jsonv2&…` answering `jsonv2` places.
 //! - [`SmtpServer`]: a real SMTP server process (Debian's `python3-aiosmtpd`) on a free
@@ -34,6 +39,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
+use domain::Clock as _;
 use hmac::{Hmac, Mac as _};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -448,6 +454,8 @@ pub struct StripeObject {
 
 #[derive(Default)]
 struct StripeState {
+    /// Its clock (the system's unless a test gives it its own).
+    clock: Option<Arc<dyn domain::Clock>>,
     script: VecDeque<Failure>,
     recorded: Vec<HttpRecord>,
     objects: Vec<StripeObject>,
@@ -488,6 +496,7 @@ fn stripe_allowed(path: &str, name: &str) -> bool {
         "setup_intent_data[description]",
         "setup_intent_data[metadata][ref]",
         "metadata[ref]",
+        "expires_at",
     ];
     let intents = [
         "amount",
@@ -554,6 +563,23 @@ fn stripe_create(
                     "Missing required param.",
                 );
             }
+            let created = s
+                .clock
+                .as_ref()
+                .map_or_else(|| domain::SystemClock.now(), |c| c.now())
+                .timestamp();
+            let expires_at = match field("expires_at").map(str::parse::<i64>) {
+                None => created + 24 * 3600,
+                Some(Ok(t)) if (created + 30 * 60..=created + 24 * 3600).contains(&t) => t,
+                Some(_) => {
+                    return stripe_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "parameter_invalid_integer",
+                        "The `expires_at` timestamp must be between 30 minutes and 24 hours after Checkout Session creation.",
+                    );
+                }
+            };
             let id = format!("cs_test_{n:06}");
             let amount: Option<u64> =
                 field("line_items[0][price_data][unit_amount]").and_then(|a| a.parse().ok());
@@ -569,6 +595,8 @@ fn stripe_create(
                 "currency": field("line_items[0][price_data][currency]").or(field("currency")),
                 "success_url": field("success_url"),
                 "cancel_url": field("cancel_url"),
+                "created": created,
+                "expires_at": expires_at,
             });
             (id, body)
         }
@@ -582,19 +610,58 @@ fn stripe_create(
                     "Missing required param: amount.",
                 );
             };
+            let off_session = field("off_session") == Some("true");
+            if off_session
+                && (field("confirm") != Some("true")
+                    || field("customer").is_none()
+                    || field("payment_method").is_none())
+            {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "parameter_missing",
+                    "An off-session payment needs confirm=true, a customer and a payment method.",
+                );
+            }
             let id = format!("pi_test_{n:06}");
+            // Stripe's test cards: a decline, and a card whose bank wants the client there
+            // (off session that is a card error, the PaymentIntent left for the client).
+            let card_error = match field("payment_method") {
+                Some("pm_card_chargeDeclined") => {
+                    Some(("card_declined", "Your card was declined."))
+                }
+                Some("pm_card_authenticationRequired") if off_session => Some((
+                    "authentication_required",
+                    "This payment requires authentication.",
+                )),
+                _ => None,
+            };
             let body = json!({
                 "id": id,
                 "object": "payment_intent",
                 "amount": amount,
-                "amount_received": amount,
+                "amount_received": if card_error.is_some() { 0 } else { amount },
                 "currency": currency,
                 "description": field("description"),
                 "customer": field("customer"),
                 "payment_method": field("payment_method"),
-                "status": "succeeded",
+                "status": if card_error.is_some() { "requires_payment_method" } else { "succeeded" },
                 "metadata": {"ref": metadata_ref},
             });
+            if let Some((code, message)) = card_error {
+                s.objects.push(StripeObject {
+                    id,
+                    path: path.to_owned(),
+                    form: form.to_vec(),
+                    json: body.clone(),
+                });
+                return (
+                    402,
+                    json!({"error": {"type": "card_error", "code": code, "message": message,
+                                      "decline_code": (code == "card_declined").then_some("generic_decline"),
+                                      "payment_intent": body}}),
+                );
+            }
             (id, body)
         }
         "/v1/refunds" => {
@@ -760,6 +827,12 @@ impl StripeStandIn {
     #[must_use]
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Reads the time from `clock` (a test's manual clock) instead of the system's: a
+    /// Checkout Session's `created`, and the bounds of its `expires_at`.
+    pub fn use_clock(&self, clock: Arc<dyn domain::Clock>) {
+        self.state.lock().expect("stand-in state").clock = Some(clock);
     }
 
     /// Scripts a failure for the next request (`Status(402)` answers a card decline).

@@ -19,8 +19,8 @@ use testkit::{TestApp, TestDb, World};
 use crate::booking_api::set_up_for;
 use crate::util::call;
 
-const SECRET: &str = "whsec_test_payments";
-const LINK_ORIGIN: &str = "https://chartroom.example";
+pub(crate) const SECRET: &str = "whsec_test_payments";
+pub(crate) const LINK_ORIGIN: &str = "https://chartroom.example";
 /// A service name the processor must never see.
 const SERVICE_NAME: &str = "Periodontal therapy consult";
 
@@ -33,32 +33,39 @@ struct Harness {
     hooks: String,
 }
 
-/// The app with payments through the stand-in, and the webhook route on its own loopback
-/// listener sharing the app's clock.
-async fn harness() -> Harness {
-    let db = TestDb::new().await;
-    let w = World::build(&db).await;
-    let stripe = StripeStandIn::start().await;
-    let base = stripe.url();
+/// The app on `store` with payments through the Stripe stand-in at `stripe`, whose clock is
+/// then the app's.
+pub(crate) async fn app_with_stripe(store: store::Store, stripe: &StripeStandIn) -> TestApp {
+    let payments = payments_through(stripe);
     let app = TestApp::start_adjusted(
-        db.store().await,
+        store,
         |_| {},
         |r| r,
         server::assistant::Assistant::default(),
         move |mut s| {
-            let adapter = Stripe::new(
-                &base,
-                egress::ApiKey::new("sk_test_payments".into()),
-                std::time::Duration::from_secs(10),
-            )
-            .unwrap();
-            let links = outbound::LinkOrigin::parse(LINK_ORIGIN).unwrap();
-            s.payments = Some(Arc::new(server::payments::Payments::new(adapter, links)));
+            s.payments = Some(payments);
             s
         },
     )
     .await;
-    let owner = db.owner().await;
+    stripe.use_clock(Arc::new(app.clock.clone()));
+    app
+}
+
+/// Payments through the Stripe stand-in, returning clients to [`LINK_ORIGIN`].
+fn payments_through(stripe: &StripeStandIn) -> Arc<server::payments::Payments> {
+    let adapter = Stripe::new(
+        &stripe.url(),
+        egress::ApiKey::new("sk_test_payments".into()),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let links = outbound::LinkOrigin::parse(LINK_ORIGIN).unwrap();
+    Arc::new(server::payments::Payments::new(adapter, links))
+}
+
+/// `POST /webhooks/stripe` on its own loopback listener, sharing the app's clock; its URL.
+pub(crate) async fn stripe_webhooks(app: &TestApp, owner: &store::OwnerStore) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hooks = format!("http://{}/webhooks/stripe", listener.local_addr().unwrap());
     let routes = server::payments::webhook_router(server::payments::StripeWebhooks::new(
@@ -67,6 +74,17 @@ async fn harness() -> Harness {
         StripeWebhook::new(StripeWebhookSecret::new(SECRET.into())),
     ));
     tokio::spawn(async move { axum::serve(listener, routes).await.unwrap() });
+    hooks
+}
+
+/// The app with payments through the stand-in, and the webhook route.
+async fn harness() -> Harness {
+    let db = TestDb::new().await;
+    let w = World::build(&db).await;
+    let stripe = StripeStandIn::start().await;
+    let app = app_with_stripe(db.store().await, &stripe).await;
+    let owner = db.owner().await;
+    let hooks = stripe_webhooks(&app, &owner).await;
     Harness {
         db,
         w,
@@ -78,7 +96,11 @@ async fn harness() -> Harness {
 }
 
 /// Online booking on for `w` (new clients booked at once) and a service with `payment`.
-async fn paid_service(app: &TestApp, w: &testkit::PracticeFixture, payment: Value) -> String {
+pub(crate) async fn paid_service(
+    app: &TestApp,
+    w: &testkit::PracticeFixture,
+    payment: Value,
+) -> String {
     set_up_for(app, w, "allowed").await;
     let owner = app.token(w.user("owner")).await;
     let (s, b) = call(
@@ -308,6 +330,20 @@ async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking
         field("line_items[0][price_data][product_data][name]").as_deref(),
         Some("Appointment deposit")
     );
+    // The session stops taking money when the hold ends, to the second, and no sooner than
+    // Stripe allows (the stand-in refuses an expiry under 30 minutes after creation).
+    let pay_by: chrono::DateTime<chrono::Utc> = answer["pay_by"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        field("expires_at"),
+        Some(pay_by.timestamp().to_string()),
+        "the Checkout Session ends with the hold"
+    );
+    assert_eq!(pay_by.timestamp_subsec_nanos(), 0);
+    assert!(pay_by >= h.app.clock.now() + Duration::minutes(30));
+    assert_eq!(
+        h.stripe.objects()[0].json["expires_at"].as_i64(),
+        Some(pay_by.timestamp())
+    );
 
     // Held: the slot is taken, nothing is confirmed yet.
     let mut su = h.db.superuser_unsafe().await;
@@ -409,25 +445,27 @@ async fn unpaid_holds_are_released_and_their_slots_freed() {
     )
     .await;
     let at = slots(&h.app, p, &service).await[0].clone();
-    book(&h.app, p, &service, &at, 11).await;
+    let answer = book(&h.app, p, &service, &at, 11).await;
     let (session, token) = h.session();
     let mut su = h.db.superuser_unsafe().await;
     assert!(!slots(&h.app, p, &service).await.contains(&at));
 
+    // The hold ends when its Checkout Session does: released at that second, not before.
+    let ends: chrono::DateTime<chrono::Utc> = answer["pay_by"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        h.stripe.objects()[0].json["expires_at"].as_i64(),
+        Some(ends.timestamp())
+    );
     let job =
         server::jobs::payments::ExpiredHolds::new(h.owner.clone(), server::jobs::payments::EVERY);
-    let now = h.app.clock.now();
     assert_eq!(
-        job.pass(Some(p), now + Duration::minutes(5)).await.unwrap(),
+        job.pass(Some(p), ends - Duration::seconds(1))
+            .await
+            .unwrap(),
         0,
         "not yet"
     );
-    assert_eq!(
-        job.pass(Some(p), now + Duration::minutes(31))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(job.pass(Some(p), ends).await.unwrap(), 1);
     let (b, a, state, _) = states(&mut su, p).await;
     assert_eq!(
         (b.as_str(), a.as_str(), state.as_str()),
@@ -750,4 +788,398 @@ async fn booking_payments_route_authorization_matrix() {
     .await
     .unwrap();
     assert_eq!(listed, 2);
+}
+
+/// The payments of the booking of `appointment`, as reception reads them on the API.
+async fn payments_of(h: &Harness, su: &mut sqlx::PgConnection, appointment: &str) -> Vec<Value> {
+    let booking: uuid::Uuid =
+        sqlx::query_scalar("select booking_id from online_booking where appointment_id = $1::uuid")
+            .bind(appointment)
+            .fetch_one(su)
+            .await
+            .unwrap();
+    let reception = h.app.token(h.w.a.user("reception")).await;
+    let (s, rows) = call(
+        &h.app,
+        Method::GET,
+        &format!(
+            "/api/v1/practices/{}/booking/bookings/{booking}/payments",
+            h.w.a.id
+        ),
+        Some(&reception),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{rows}");
+    rows.as_array().unwrap().clone()
+}
+
+/// The one row of `kind`.
+fn of_kind(rows: Vec<Value>, kind: &str) -> Value {
+    let mut of: Vec<Value> = rows.into_iter().filter(|r| r["kind"] == kind).collect();
+    assert_eq!(of.len(), 1, "one {kind}");
+    of.remove(0)
+}
+
+impl Harness {
+    /// Books `at` of `service` for synthetic client `seed` and completes its Checkout; for a
+    /// card on file, the SetupIntent's webhook then saves `payment_method`. The appointment.
+    async fn book_and_pay(
+        &self,
+        service: &str,
+        at: &str,
+        seed: u64,
+        payment_method: &str,
+    ) -> String {
+        let p = self.w.a.id;
+        book(&self.app, p, service, at, seed).await;
+        let session = self.stripe.objects().last().unwrap().clone();
+        let completed = self.stripe.completed_session(&session.id).unwrap();
+        let status = StripeStandIn::send_event(
+            &self.hooks,
+            SECRET,
+            "checkout.session.completed",
+            &completed,
+            self.now(),
+        )
+        .await;
+        assert_eq!(status, 204);
+        if completed["mode"] == "setup" {
+            let reference = session.json["metadata"]["ref"].clone();
+            let setup = json!({"id": completed["setup_intent"], "object": "setup_intent",
+                "customer": completed["customer"], "payment_method": payment_method,
+                "status": "succeeded", "metadata": {"ref": reference}});
+            let status = StripeStandIn::send_event(
+                &self.hooks,
+                SECRET,
+                "setup_intent.succeeded",
+                &setup,
+                self.now(),
+            )
+            .await;
+            assert_eq!(status, 204);
+        }
+        let mut su = self.db.superuser_unsafe().await;
+        let appointment: uuid::Uuid = sqlx::query_scalar(
+            "select appointment_id from appointment where practice_id = $1 and starts_at = $2::timestamptz
+                and status = 'booked'",
+        )
+        .bind(p)
+        .bind(at)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
+        appointment.to_string()
+    }
+
+    /// The fees-and-refunds job through the same stand-in.
+    fn fees(&self) -> server::jobs::payments::FeesAndRefunds {
+        server::jobs::payments::FeesAndRefunds::new(
+            self.owner.clone(),
+            payments_through(&self.stripe),
+            server::jobs::payments::EVERY,
+        )
+    }
+
+    /// A manage link for `appointment` (as its confirmation carries one): the token's text.
+    async fn manage_token(&self, appointment: &str) -> String {
+        let mut tx = crate::sealed_columns::as_member(
+            &self.app,
+            &self.app.store,
+            self.w.a.user("reception"),
+            self.w.a.id,
+        )
+        .await;
+        let token = store::links::create_booking_manage_link(
+            &mut tx,
+            domain::AppointmentId::from_uuid(appointment.parse().unwrap()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        tx.commit().await.unwrap();
+        outbound::OpaqueLink::new(
+            &outbound::LinkOrigin::parse(LINK_ORIGIN).unwrap(),
+            outbound::LinkPurpose::Manage,
+            &token,
+        )
+        .as_str()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned()
+    }
+
+    async fn cancel_by_link(&self, appointment: &str) {
+        let token = self.manage_token(appointment).await;
+        let res = self
+            .app
+            .http
+            .post(self.app.url(&format!("/manage/{token}/cancel")))
+            .header("sec-fetch-site", "same-origin")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    async fn no_show(&self, appointment: &str) {
+        let reception = self.app.token(self.w.a.user("reception")).await;
+        let (s, b) = call(
+            &self.app,
+            Method::PATCH,
+            &format!(
+                "/api/v1/practices/{}/appointments/{appointment}",
+                self.w.a.id
+            ),
+            Some(&reception),
+            Some(&json!({"status": "no_show"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+}
+
+/// Every field of the off-session charges and refunds Stripe received is a typed one.
+fn typed_charges_only(stripe: &StripeStandIn, phi: &[String]) {
+    for r in stripe.recorded() {
+        if r.path == "/v1/checkout/sessions" {
+            continue;
+        }
+        let body = String::from_utf8_lossy(&r.body).to_lowercase();
+        for needle in phi {
+            assert!(
+                !body.contains(&needle.to_lowercase()),
+                "client data reached the processor"
+            );
+        }
+        assert!(r.header("idempotency-key").is_some());
+        for (name, value) in r.form() {
+            let typed = match name.as_str() {
+                "amount" => value.parse::<u64>().is_ok(),
+                "currency" => value == "usd",
+                "description" => {
+                    ["Late cancellation fee", "Missed appointment fee"].contains(&value.as_str())
+                }
+                "customer" => value.starts_with("cus_"),
+                "payment_method" | "payment_intent" => {
+                    value.starts_with("pm_") || value.starts_with("pi_")
+                }
+                "off_session" | "confirm" => value == "true",
+                "metadata[ref]" => uuid::Uuid::parse_str(&value).is_ok(),
+                _ => false,
+            };
+            assert!(typed, "untyped field {name}={value}");
+        }
+    }
+}
+
+// req EGR-02, EGR-05 — fees are charged off session with the card saved at booking, through
+// the typed gate and exactly once: a late cancellation (the manage link) and no-shows (staff);
+// a processor outage is retried with the same idempotency key; a declined card and one whose
+// bank wants the client are recorded and shown to staff; the webhook settles what was left
+// in flight. A cancellation outside the window refunds the deposit (Refund API), and
+// `charge.refunded` settles a refund. Stripe sees typed fields only.
+#[tokio::test]
+async fn fees_are_charged_off_session_and_deposits_refunded() {
+    use testkit::mailpay_standins::Failure;
+
+    let h = harness().await;
+    let p = h.w.a.id;
+    let card = paid_service(&h.app, &h.w.a, json!({"kind": "card_on_file"})).await;
+    let times = slots(&h.app, p, &card).await;
+    // The practice's window is 24 hours; the first slots are inside it.
+    let late = h.book_and_pay(&card, &times[0], 41, "pm_card_visa").await;
+    let declined = h
+        .book_and_pay(&card, &times[1], 42, "pm_card_chargeDeclined")
+        .await;
+    let action = h
+        .book_and_pay(&card, &times[2], 43, "pm_card_authenticationRequired")
+        .await;
+    let mut su = h.db.superuser_unsafe().await;
+    let fees = h.fees();
+
+    // Nothing is due yet.
+    assert!(
+        fees.pass(Some(p), h.app.clock.now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The client cancels late: the fee is queued with the cancellation; the processor is
+    // down on the first try, so it stays due with backoff and nothing was created.
+    h.cancel_by_link(&late).await;
+    let fee = &of_kind(payments_of(&h, &mut su, &late).await, "late_cancel_fee");
+    assert_eq!(
+        (fee["kind"].as_str(), fee["state"].as_str()),
+        (Some("late_cancel_fee"), Some("due"))
+    );
+    assert_eq!(fee["amount_minor"], 2500);
+    h.stripe.script(Failure::Status(503));
+    let before = h.stripe.objects().len();
+    let now = h.app.clock.now();
+    assert_eq!(fees.pass(Some(p), now).await.unwrap(), ["due"]);
+    let fee = &of_kind(payments_of(&h, &mut su, &late).await, "late_cancel_fee");
+    assert_eq!(fee["attempts"], 1);
+    assert_eq!(fee["last_error"], "processor_unavailable");
+    assert_eq!(h.stripe.objects().len(), before);
+    assert!(
+        fees.pass(Some(p), now).await.unwrap().is_empty(),
+        "backing off"
+    );
+    let later = now + Duration::minutes(2);
+    assert_eq!(fees.pass(Some(p), later).await.unwrap(), ["paid"]);
+    let fee = &of_kind(payments_of(&h, &mut su, &late).await, "late_cancel_fee");
+    assert_eq!(fee["state"], "paid");
+    let pi = fee["stripe_payment_intent"].as_str().unwrap().to_owned();
+    // One PaymentIntent, off session, with the saved card and the row's own key.
+    let charges: Vec<_> = h
+        .stripe
+        .recorded()
+        .into_iter()
+        .filter(|r| r.path == "/v1/payment_intents")
+        .collect();
+    assert_eq!(charges.len(), 2, "the outage, then the charge");
+    assert_eq!(
+        charges[0].header("idempotency-key"),
+        charges[1].header("idempotency-key")
+    );
+    let form = charges[1].form();
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(field("amount").as_deref(), Some("2500"));
+    assert_eq!(field("off_session").as_deref(), Some("true"));
+    assert_eq!(field("confirm").as_deref(), Some("true"));
+    assert_eq!(field("customer").as_deref(), Some("cus_test_000001"));
+    assert_eq!(field("payment_method").as_deref(), Some("pm_card_visa"));
+    assert_eq!(
+        field("metadata[ref]"),
+        fee["payment_id"].as_str().map(str::to_owned)
+    );
+    assert!(h.stripe.objects().iter().any(|o| o.id == pi));
+    // Worked once: the next pass has nothing.
+    assert!(fees.pass(Some(p), later).await.unwrap().is_empty());
+
+    // Two no-shows: a declined card, and a bank that wants the client.
+    h.no_show(&declined).await;
+    h.no_show(&action).await;
+    let mut done = fees.pass(Some(p), later).await.unwrap();
+    done.sort_unstable();
+    assert_eq!(done, ["declined", "requires_action"]);
+    let d = &of_kind(payments_of(&h, &mut su, &declined).await, "no_show_fee");
+    assert_eq!(
+        (d["kind"].as_str(), d["state"].as_str()),
+        (Some("no_show_fee"), Some("declined"))
+    );
+    assert_eq!(d["last_error"], "card_declined");
+    assert_eq!(d["amount_minor"], 5000);
+    let a = &of_kind(payments_of(&h, &mut su, &action).await, "no_show_fee");
+    assert_eq!(a["state"], "requires_action");
+    assert_eq!(a["last_error"], "requires_action");
+    // Not retried: a person must act.
+    assert!(
+        fees.pass(Some(p), later + Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The client authenticates later: the webhook settles the fee.
+    let pi = json!({"id": a["stripe_payment_intent"], "object": "payment_intent", "amount": 5000,
+        "amount_received": 5000, "currency": "usd", "metadata": {"ref": a["payment_id"]}});
+    let status =
+        StripeStandIn::send_event(&h.hooks, SECRET, "payment_intent.succeeded", &pi, h.now()).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        of_kind(payments_of(&h, &mut su, &action).await, "no_show_fee")["state"],
+        "paid"
+    );
+
+    // A deposit, cancelled outside the window: refunded through the Refund API.
+    let deposit = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "deposit", "amount_minor": 3000}),
+    )
+    .await;
+    let far = slots(&h.app, p, &deposit).await.last().unwrap().clone();
+    let paid = h.book_and_pay(&deposit, &far, 44, "").await;
+    h.cancel_by_link(&paid).await;
+    let rows = payments_of(&h, &mut su, &paid).await;
+    assert_eq!(of_kind(rows.clone(), "refund")["state"], "due");
+    assert_eq!(of_kind(rows, "refund")["amount_minor"], 3000);
+    assert_eq!(fees.pass(Some(p), later).await.unwrap(), ["refunded"]);
+    let rows = payments_of(&h, &mut su, &paid).await;
+    let (paid_row, refund_row) = (of_kind(rows.clone(), "deposit"), of_kind(rows, "refund"));
+    assert_eq!(refund_row["state"], "refunded");
+    assert!(
+        refund_row["stripe_refund"]
+            .as_str()
+            .unwrap()
+            .starts_with("re_")
+    );
+    let refund = h
+        .stripe
+        .recorded()
+        .into_iter()
+        .rfind(|r| r.path == "/v1/refunds")
+        .unwrap();
+    let form = refund.form();
+    assert!(form.contains(&(
+        "payment_intent".into(),
+        paid_row["stripe_payment_intent"].as_str().unwrap().into()
+    )));
+    assert!(form.contains(&("amount".into(), "3000".into())));
+    let payment: String =
+        sqlx::query_scalar("select payment from online_booking where appointment_id = $1::uuid")
+            .bind(&paid)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+    assert_eq!(payment, "refunded");
+
+    // Another, whose refund the processor could not take at first: `charge.refunded` settles
+    // it, and the job then has nothing to ask.
+    let far2 = slots(&h.app, p, &deposit).await.last().unwrap().clone();
+    let paid2 = h.book_and_pay(&deposit, &far2, 45, "").await;
+    h.cancel_by_link(&paid2).await;
+    h.stripe.script(Failure::Status(500));
+    assert_eq!(fees.pass(Some(p), later).await.unwrap(), ["due"]);
+    let deposit_row = of_kind(payments_of(&h, &mut su, &paid2).await, "deposit");
+    let charge = json!({"id": "ch_test_000009", "object": "charge", "amount": 3000,
+        "amount_refunded": 3000, "refunded": true, "currency": "usd",
+        "payment_intent": deposit_row["stripe_payment_intent"]});
+    let (sig, body) = StripeStandIn::signed_event(SECRET, "charge.refunded", &charge, h.now());
+    assert_eq!(h.post(&sig, &body).await, 204);
+    assert_eq!(h.post(&sig, &body).await, 409, "a replay changes nothing");
+    assert_eq!(
+        of_kind(payments_of(&h, &mut su, &paid2).await, "refund")["state"],
+        "refunded"
+    );
+    assert!(
+        fees.pass(Some(p), later + Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Stripe saw typed fields only; every step is on the audit chain without PHI.
+    let mut phi = Vec::new();
+    for seed in 41..=45u64 {
+        let c = domain::synthetic::Generator::new(seed).patient();
+        phi.extend([c.given_name, c.family_name, c.phone, c.email]);
+    }
+    typed_charges_only(&h.stripe, &phi);
+    let audit: Vec<String> = sqlx::query_scalar(
+        "select details::text from audit_event where practice_id = $1 and action = 'payment.charge'",
+    )
+    .bind(p)
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(audit.len(), 6, "{audit:?}");
+    for row in &audit {
+        for needle in &phi {
+            assert!(!row.contains(needle.as_str()), "PHI in an audit row");
+        }
+    }
 }

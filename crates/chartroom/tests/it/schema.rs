@@ -27,6 +27,12 @@ const NOT_LED_BY_PRACTICE: &[(&str, &str)] = &[
          Citus this one lookup fans out to every shard",
     ),
     (
+        "booking_payment_intent_idx",
+        "Stripe's charge.refunded names only the refunded charge's PaymentIntent, so its \
+         settlement finds the payment's practice by it across practices by nature (migration \
+         0040); non-unique and partial, and under Citus this one lookup fans out to every shard",
+    ),
+    (
         "booking_payment_ref_idx",
         "a payment processor's webhook names only the opaque payment reference, so the \
          settlement finds the payment's practice by it across practices by nature (migration \

@@ -258,3 +258,165 @@ async fn the_offer_page_books_for_the_first_and_tells_the_second_it_was_taken() 
     .unwrap();
     assert_eq!(n, 1);
 }
+
+// req EGR-05 — an offer of a service paid for at booking is never booked without the payment:
+// accepting it holds the slot and sends the client to Checkout exactly as `/book` does (typed
+// fields only, the session ending with the hold); when the processor fails nothing is held and
+// the link still works; the verified webhook books it and queues its one confirmation.
+#[tokio::test]
+async fn accepting_an_offer_of_a_paid_service_goes_through_checkout() {
+    use testkit::mailpay_standins::{Failure, StripeStandIn};
+
+    let h = Harness::new().await;
+    let stripe = StripeStandIn::start().await;
+    let app = crate::payments::app_with_stripe(h.db.store().await, &stripe).await;
+    let hooks = crate::payments::stripe_webhooks(&app, &h.owner).await;
+    let w = &h.w;
+    let p = w.a.id;
+    let service = crate::payments::paid_service(
+        &app,
+        &w.a,
+        serde_json::json!({"kind": "deposit", "amount_minor": 4000}),
+    )
+    .await;
+    let reception = app.token(w.a.user("reception")).await;
+    let cs = clients(&h, p, 2, 61).await;
+    let slot = at(&app, 2, 15);
+    let appt = appointment(&app, &reception, w, slot).await;
+    for c in &cs {
+        add_entry(
+            &app,
+            &reception,
+            p,
+            c.id,
+            &service,
+            at(&app, 1, 0),
+            at(&app, 4, 0),
+        )
+        .await;
+    }
+    cancel(&app, &reception, p, &appt).await;
+    let tokens = send_offers(&h).await;
+    assert_eq!(tokens.len(), 2);
+    let winner = cs.iter().find(|c| c.phone == tokens[0].0).unwrap();
+    let http = client();
+    let accept = |t: &str| {
+        http.post(app.url(&format!("/offer/{t}/accept")))
+            .header("sec-fetch-site", "same-origin")
+            .send()
+    };
+    let mut su = h.su().await;
+    let at_slot = "select a.status, b.status, pay.state
+                     from appointment a
+                     join online_booking b on b.practice_id = a.practice_id and b.appointment_id = a.appointment_id
+                     join booking_payment pay on pay.practice_id = b.practice_id and pay.booking_id = b.booking_id
+                    where a.practice_id = $1 and a.starts_at = $2 and a.status <> 'cancelled'";
+    let confirmations = "select count(*) from outbox_message
+                          where practice_id = $1 and template = 'booking_confirmed' and patient_id = $2";
+
+    // The processor is down: 503, nothing held, the offer still open.
+    stripe.script(Failure::Status(500));
+    let res = accept(&tokens[0].1).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let held: Vec<(String, String, String)> = sqlx::query_as(at_slot)
+        .bind(p)
+        .bind(slot)
+        .fetch_all(&mut su)
+        .await
+        .unwrap();
+    assert!(held.is_empty(), "nothing held: {held:?}");
+    assert!(stripe.objects().is_empty());
+
+    // Up again: held, sent to Checkout, not booked and not confirmed.
+    let res = accept(&tokens[0].1).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("id=\"held\""), "{body}");
+    let objects = stripe.objects();
+    assert_eq!(objects.len(), 1);
+    assert!(
+        body.contains(&objects[0].id),
+        "the page sends the client to the session"
+    );
+    let (a, b, pay): (String, String, String) = sqlx::query_as(at_slot)
+        .bind(p)
+        .bind(slot)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.as_str(), b.as_str(), pay.as_str()),
+        ("held", "held", "pending")
+    );
+    let n: i64 = sqlx::query_scalar(confirmations)
+        .bind(p)
+        .bind(winner.id)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "no confirmation before the payment");
+    // What Stripe was told: the amount, typed fields, the hold's end; no client of the list.
+    let form = &objects[0].form;
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(field("mode").as_deref(), Some("payment"));
+    assert_eq!(
+        field("line_items[0][price_data][unit_amount]").as_deref(),
+        Some("4000")
+    );
+    let hold_end: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "select hold_expires_at from booking_payment where practice_id = $1 and state = 'pending'",
+    )
+    .bind(p)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(field("expires_at"), Some(hold_end.timestamp().to_string()));
+    for r in stripe.recorded() {
+        let text = String::from_utf8_lossy(&r.body).to_lowercase();
+        for c in &cs {
+            assert!(
+                !text.contains(&c.family.to_lowercase()),
+                "a name reached the processor"
+            );
+            assert!(
+                !text.contains(&c.phone[2..]),
+                "a phone reached the processor"
+            );
+        }
+    }
+    // The other client finds the time taken.
+    let res = accept(&tokens[1].1).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+
+    // Paid: booked, one confirmation per channel.
+    let completed = stripe.completed_session(&objects[0].id).unwrap();
+    let status = StripeStandIn::send_event(
+        &hooks,
+        crate::payments::SECRET,
+        "checkout.session.completed",
+        &completed,
+        {
+            use domain::Clock as _;
+            app.clock.now().timestamp()
+        },
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (a, b, pay): (String, String, String) = sqlx::query_as(at_slot)
+        .bind(p)
+        .bind(slot)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.as_str(), b.as_str(), pay.as_str()),
+        ("booked", "booked", "paid")
+    );
+    let n: i64 = sqlx::query_scalar(confirmations)
+        .bind(p)
+        .bind(winner.id)
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "one confirmation per channel");
+}

@@ -17,6 +17,8 @@ use crate::{AppError, AppState};
 pub const STATUSES: [&str; 5] = ["booked", "arrived", "completed", "cancelled", "no_show"];
 /// The status of a cancelled appointment.
 pub const CANCELLED: &str = "cancelled";
+/// The status of an appointment the client did not come to.
+pub const NO_SHOW: &str = "no_show";
 /// Longest appointment.
 pub const LONGEST: Duration = Duration::hours(24);
 
@@ -180,7 +182,9 @@ pub async fn book(
 
 /// Applies `patch` to appointment `id` and audits `appointment.update`: the one path of the
 /// API and the web pages (move, cancel). A cancellation offers the freed slot to the waitlist
-/// in the same transaction ([`store::waitlist::offer_cancelled_slot`]). `404` when there is
+/// in the same transaction ([`store::waitlist::offer_cancelled_slot`]); marking an online
+/// booking a no-show queues the practice's no-show fee, charged off session with the card
+/// saved at booking by the payments job ([`store::payments::record_no_show`]). `404` when there is
 /// no such appointment. The caller commits.
 pub async fn change(
     tx: &mut store::TenantTx,
@@ -188,13 +192,15 @@ pub async fn change(
     id: AppointmentId,
     patch: &store::appointments::AppointmentPatch,
 ) -> Result<store::appointments::Appointment, AppError> {
-    let cancelling = if patch.status.as_deref() == Some(CANCELLED) {
-        store::appointments::get(tx, id)
-            .await?
-            .is_some_and(|a| a.status != CANCELLED)
+    // A change into `cancelled` offers the slot; into `no_show`, queues the no-show fee.
+    let entering = |status: &str| patch.status.as_deref() == Some(status);
+    let before = if entering(CANCELLED) || entering(NO_SHOW) {
+        store::appointments::get(tx, id).await?.map(|a| a.status)
     } else {
-        false
+        None
     };
+    let cancelling = entering(CANCELLED) && before.as_deref().is_some_and(|s| s != CANCELLED);
+    let no_show = entering(NO_SHOW) && before.as_deref().is_some_and(|s| s != NO_SHOW);
     let a = store::appointments::update(tx, id, patch)
         .await?
         .ok_or(AppError::NotFound("appointment"))?;
@@ -206,6 +212,9 @@ pub async fn change(
     .await?;
     if cancelling {
         store::waitlist::offer_cancelled_slot(tx, keyring, id).await?;
+    }
+    if no_show {
+        store::payments::record_no_show(tx, id).await?;
     }
     Ok(a)
 }

@@ -27,6 +27,18 @@ fn stripe(base: &str) -> Stripe {
     .unwrap()
 }
 
+/// The stand-in, on the tests' fixed clock.
+async fn start() -> StripeStandIn {
+    let standin = StripeStandIn::start().await;
+    standin.use_clock(std::sync::Arc::new(domain::ManualClock::new(super::now())));
+    standin
+}
+
+/// A Checkout Session's expiry Stripe accepts: 31 minutes after its creation.
+fn expiry() -> chrono::DateTime<chrono::Utc> {
+    super::now() + chrono::Duration::minutes(31)
+}
+
 fn deposit() -> CheckoutPurpose {
     CheckoutPurpose::Payment {
         amount: Amount::new(5000, Currency::Usd).unwrap(),
@@ -75,6 +87,7 @@ fn only_typed_fields(standin: &StripeStandIn) {
                 "payment_method" => value.starts_with("pm_"),
                 "payment_intent" => value.starts_with("pi_"),
                 "off_session" | "confirm" => value == "true",
+                "expires_at" => value.parse::<i64>().is_ok(),
                 _ => false,
             };
             assert!(typed, "untyped field {name}");
@@ -85,7 +98,7 @@ fn only_typed_fields(standin: &StripeStandIn) {
 // req: EGR-02
 #[tokio::test]
 async fn checkout_sessions_carry_only_typed_fields_and_replay_on_the_same_key() {
-    let standin = StripeStandIn::start().await;
+    let standin = start().await;
     let s = stripe(&standin.url());
     let reference = OpaqueRef::new(uuid::Uuid::new_v4());
     let pay_link = link(LinkPurpose::Pay);
@@ -93,6 +106,7 @@ async fn checkout_sessions_carry_only_typed_fields_and_replay_on_the_same_key() 
         purpose: deposit(),
         reference,
         return_link: &pay_link,
+        expires_at: expiry(),
     };
     let session = s.create_checkout(&scanner(), &request).await.unwrap();
     assert!(session.id.as_str().starts_with("cs_"));
@@ -130,6 +144,12 @@ async fn checkout_sessions_carry_only_typed_fields_and_replay_on_the_same_key() 
     );
     assert_eq!(get("success_url"), Some(pay_link.as_str()));
     assert_eq!(get("cancel_url"), Some(pay_link.as_str()));
+    let expires = expiry().timestamp().to_string();
+    assert_eq!(get("expires_at"), Some(expires.as_str()));
+    assert_eq!(
+        standin.objects()[0].json["expires_at"].as_i64(),
+        Some(expiry().timestamp())
+    );
     assert_eq!(recorded[1].body, r.body, "the repeat is byte-identical");
 
     // A card on file.
@@ -142,6 +162,7 @@ async fn checkout_sessions_carry_only_typed_fields_and_replay_on_the_same_key() 
                 },
                 reference: OpaqueRef::new(uuid::Uuid::new_v4()),
                 return_link: &pay_link,
+                expires_at: expiry(),
             },
         )
         .await
@@ -156,7 +177,7 @@ async fn checkout_sessions_carry_only_typed_fields_and_replay_on_the_same_key() 
 // req: EGR-02
 #[tokio::test]
 async fn saved_card_charges_refunds_and_failures() {
-    let standin = StripeStandIn::start().await;
+    let standin = start().await;
     let s = stripe(&standin.url());
     let charge = SavedCardCharge {
         amount: Amount::new(2500, Currency::Usd).unwrap(),
@@ -226,7 +247,7 @@ async fn saved_card_charges_refunds_and_failures() {
 // req: EGR-02
 #[tokio::test]
 async fn a_scanner_finding_sends_no_request() {
-    let standin = StripeStandIn::start().await;
+    let standin = start().await;
     let s = stripe(&standin.url());
     // A return link on a host that is not the practice's.
     let foreign = OpaqueLink::new(
@@ -241,12 +262,54 @@ async fn a_scanner_finding_sends_no_request() {
                 purpose: deposit(),
                 reference: OpaqueRef::new(uuid::Uuid::new_v4()),
                 return_link: &foreign,
+                expires_at: expiry(),
             },
         )
         .await
         .unwrap_err();
     assert!(matches!(e, SendError::Refused(Finding::LinkHost)), "{e:?}");
     assert!(standin.recorded().is_empty());
+}
+
+// req: EGR-05 — a session must expire 30 minutes to 24 hours after its creation, as Stripe
+// requires; outside that the stand-in refuses it as Stripe does and creates nothing.
+#[tokio::test]
+async fn a_checkout_expiry_outside_stripes_bounds_is_refused() {
+    let standin = start().await;
+    let s = stripe(&standin.url());
+    let pay_link = link(LinkPurpose::Pay);
+    let minutes = |m: i64| super::now() + chrono::Duration::minutes(m);
+    for (at, ok) in [
+        (minutes(29), false),
+        (minutes(30), true),
+        (minutes(24 * 60), true),
+        (minutes(24 * 60 + 1), false),
+    ] {
+        let made = s
+            .create_checkout(
+                &scanner(),
+                &CheckoutRequest {
+                    purpose: deposit(),
+                    reference: OpaqueRef::new(uuid::Uuid::new_v4()),
+                    return_link: &pay_link,
+                    expires_at: at,
+                },
+            )
+            .await;
+        match made {
+            Ok(_) => assert!(ok, "{at} accepted"),
+            Err(SendError::Rejected { status }) => {
+                assert!(!ok, "{at} refused");
+                assert_eq!(status, 400);
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(
+        standin.objects().len(),
+        2,
+        "only the two in bounds were made"
+    );
 }
 
 fn verify(
@@ -272,7 +335,7 @@ fn verify(
 // req: EGR-06
 #[tokio::test]
 async fn stripe_webhooks_are_verified_then_parsed() {
-    let standin = StripeStandIn::start().await;
+    let standin = start().await;
     let s = stripe(&standin.url());
     let reference = OpaqueRef::new(uuid::Uuid::new_v4());
     let pay_link = link(LinkPurpose::Pay);
@@ -283,6 +346,7 @@ async fn stripe_webhooks_are_verified_then_parsed() {
                 purpose: deposit(),
                 reference,
                 return_link: &pay_link,
+                expires_at: expiry(),
             },
         )
         .await

@@ -42,6 +42,13 @@ pub(crate) struct OfferPage {
     base: String,
 }
 
+/// A time as the offer shows it, in the practice's zone.
+fn when(at: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
+    at.with_timezone(&tz)
+        .format("%A %-d %B %Y, %H:%M")
+        .to_string()
+}
+
 fn taken() -> Result<Response, WebError> {
     html_status(
         StatusCode::CONFLICT,
@@ -70,19 +77,17 @@ pub(crate) async fn offer_page(
         assets: assets(),
         chrome: None,
         practice_name: o.practice_name,
-        when: o
-            .starts_at
-            .with_timezone(&o.tz)
-            .format("%A %-d %B %Y, %H:%M")
-            .to_string(),
+        when: when(o.starts_at, o.tz),
         service: o.service,
         open: o.open,
         base: format!("/offer/{token}"),
     })
 }
 
-/// `POST /offer/{token}/accept` (`waitlist.accept`, and `booking.create` when booked): the
-/// answer page; the link is used up either way.
+/// `POST /offer/{token}/accept` (`waitlist.accept`, and `booking.create` when booked or
+/// held): the answer page; the link is used up either way. An offer of a service paid for at
+/// booking is held, and the page sends the client to its Checkout as `/book` does; when the
+/// processor cannot be used nothing is held, the link still works, and the answer is `503`.
 pub(crate) async fn accept(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -90,16 +95,37 @@ pub(crate) async fn accept(
     let Some(mut tx) = enter(&state, &token).await? else {
         return link_not_working();
     };
+    let Some(view) = tx.offer().await.map_err(AppError::from)? else {
+        return link_not_working();
+    };
     let keyring = state.store.keyring().map_err(AppError::from)?.clone();
+    let request = RequestId::new();
     let outcome = tx.accept(&keyring).await.map_err(AppError::from)?;
-    tx.commit().await.map_err(AppError::from)?;
     match outcome {
-        AcceptOutcome::Booked(_) => html(&MessagePage::new(
-            "Booked",
-            "You are booked",
-            "The time is yours. A confirmation with a link to manage your appointment is on its way.",
-            "booked",
-        )),
-        AcceptOutcome::Taken => taken(),
+        AcceptOutcome::Booked(_) => {
+            tx.commit().await.map_err(AppError::from)?;
+            html(&MessagePage::new(
+                "Booked",
+                "You are booked",
+                "The time is yours. A confirmation with a link to manage your appointment is on its way.",
+                "booked",
+            ))
+        }
+        AcceptOutcome::Held(held) => {
+            let url = server::payments::commit_held(&state, tx, &held.hold, &held.client, request)
+                .await?;
+            html(&super::pay::PayNowPage::new(
+                view.practice_name,
+                view.service,
+                when(view.starts_at, view.tz),
+                &held.hold,
+                view.tz,
+                url.as_str(),
+            ))
+        }
+        AcceptOutcome::Taken => {
+            tx.commit().await.map_err(AppError::from)?;
+            taken()
+        }
     }
 }

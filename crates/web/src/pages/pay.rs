@@ -32,6 +32,7 @@ fn what(kind: PaymentKind, minor: u32, currency: &str) -> String {
         PaymentKind::LateCancelFee | PaymentKind::NoShowFee => {
             format!("a fee of {}", money(minor, currency))
         }
+        PaymentKind::Refund => format!("a refund of {}", money(minor, currency)),
     }
 }
 
