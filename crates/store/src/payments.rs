@@ -1059,6 +1059,56 @@ pub enum WorkResult {
     ScannerRefused,
 }
 
+/// What a due row asks for: the refund of what its booking paid, or a charge on the booking's
+/// saved card; `None` when there is nothing to refund or no card.
+async fn due_work(
+    tx: &mut crate::OwnerTx,
+    practice: PracticeId,
+    booking: BookingId,
+    kind: PaymentKind,
+    amount_minor: u32,
+    currency: &str,
+) -> Result<Option<Work>, StoreError> {
+    Ok(if kind == PaymentKind::Refund {
+        let paid: Option<String> = sqlx::query_scalar(
+            "select stripe_payment_intent from booking_payment
+              where practice_id = $1 and booking_id = $2 and kind in ('deposit', 'prepay')
+                and state = 'paid' and stripe_payment_intent is not null
+              order by created_at limit 1",
+        )
+        .bind(practice)
+        .bind(booking)
+        .fetch_optional(tx.conn())
+        .await?;
+        paid.map(|payment_intent| Work::Refund {
+            amount_minor,
+            currency: currency.to_owned(),
+            payment_intent,
+        })
+    } else {
+        let card: Option<(String, String)> = sqlx::query_as(
+            "select stripe_customer, stripe_payment_method from booking_payment
+              where practice_id = $1 and booking_id = $2 and kind = 'card_on_file'
+                and state = 'card_saved' and stripe_customer is not null
+                and stripe_payment_method is not null
+              order by settled_at desc limit 1",
+        )
+        .bind(practice)
+        .bind(booking)
+        .fetch_optional(tx.conn())
+        .await?;
+        card.map(|(customer, payment_method)| Work::Charge {
+            kind,
+            amount_minor,
+            currency: currency.to_owned(),
+            card: SavedCard {
+                customer,
+                payment_method,
+            },
+        })
+    })
+}
+
 type DueRow = (PaymentId, BookingId, PatientId, String, i32, String, i32);
 
 impl OwnerStore {
@@ -1096,44 +1146,7 @@ impl OwnerStore {
             let kind = PaymentKind::parse(&kind)?;
             let amount_minor =
                 u32::try_from(amount).map_err(|_| StoreError::Corrupt("booking_payment"))?;
-            let work = if kind == PaymentKind::Refund {
-                let paid: Option<String> = sqlx::query_scalar(
-                    "select stripe_payment_intent from booking_payment
-                      where practice_id = $1 and booking_id = $2 and kind in ('deposit', 'prepay')
-                        and state = 'paid' and stripe_payment_intent is not null
-                      order by created_at limit 1",
-                )
-                .bind(practice)
-                .bind(booking)
-                .fetch_optional(tx.conn())
-                .await?;
-                paid.map(|payment_intent| Work::Refund {
-                    amount_minor,
-                    currency: currency.clone(),
-                    payment_intent,
-                })
-            } else {
-                let card: Option<(String, String)> = sqlx::query_as(
-                    "select stripe_customer, stripe_payment_method from booking_payment
-                      where practice_id = $1 and booking_id = $2 and kind = 'card_on_file'
-                        and state = 'card_saved' and stripe_customer is not null
-                        and stripe_payment_method is not null
-                      order by settled_at desc limit 1",
-                )
-                .bind(practice)
-                .bind(booking)
-                .fetch_optional(tx.conn())
-                .await?;
-                card.map(|(customer, payment_method)| Work::Charge {
-                    kind,
-                    amount_minor,
-                    currency: currency.clone(),
-                    card: SavedCard {
-                        customer,
-                        payment_method,
-                    },
-                })
-            };
+            let work = due_work(&mut tx, practice, booking, kind, amount_minor, &currency).await?;
             let Some(work) = work else {
                 let (state, error) = if kind == PaymentKind::Refund {
                     ("failed", "nothing_paid")
