@@ -823,7 +823,7 @@ fn of_kind(rows: Vec<Value>, kind: &str) -> Value {
 
 impl Harness {
     /// Books `at` of `service` for synthetic client `seed` and completes its Checkout; for a
-    /// card on file, the SetupIntent's webhook then saves `payment_method`. The appointment.
+    /// card on file, the `SetupIntent`'s webhook then saves `payment_method`. The appointment.
     async fn book_and_pay(
         &self,
         service: &str,
