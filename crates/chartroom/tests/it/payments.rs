@@ -974,7 +974,7 @@ fn typed_charges_only(stripe: &StripeStandIn, phi: &[String]) {
     }
 }
 
-// req EGR-02, EGR-05 — fees are charged off session with the card saved at booking, through
+// req: EGR-02, EGR-05 — fees are charged off session with the card saved at booking, through
 // the typed gate and exactly once: a late cancellation (the manage link) and no-shows (staff);
 // a processor outage is retried with the same idempotency key; a declined card and one whose
 // bank wants the client are recorded and shown to staff; the webhook settles what was left

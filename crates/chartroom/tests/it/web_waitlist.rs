@@ -259,7 +259,7 @@ async fn the_offer_page_books_for_the_first_and_tells_the_second_it_was_taken() 
     assert_eq!(n, 1);
 }
 
-// req EGR-05 — an offer of a service paid for at booking is never booked without the payment:
+// req: EGR-05 — an offer of a service paid for at booking is never booked without the payment:
 // accepting it holds the slot and sends the client to Checkout exactly as `/book` does (typed
 // fields only, the session ending with the hold); when the processor fails nothing is held and
 // the link still works; the verified webhook books it and queues its one confirmation.
