@@ -116,6 +116,9 @@ pub(crate) async fn demo_data(dir: &Path) -> PathBuf {
     let data = dir.join("data");
     let demo = start(&data, "demo").await;
     stop(demo).await;
+    // The sending tests run at any hour: no quiet hours hold their messages back (quiet hours
+    // themselves are tested in `outbox`).
+    with_stopped_server(&data, OPEN_ALL_DAY).await;
     data
 }
 
