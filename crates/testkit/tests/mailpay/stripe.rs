@@ -410,7 +410,18 @@ async fn stripe_webhooks_are_verified_then_parsed() {
         }
         other => panic!("{other:?}"),
     }
-    let (sig, body) = StripeStandIn::signed_event(SECRET, "charge.refunded", &pi, t);
+    let charge = json!({"id": "ch_test_1", "object": "charge", "payment_intent": "pi_test_1",
+        "amount_refunded": 5000});
+    let (sig, body) = StripeStandIn::signed_event(SECRET, "charge.refunded", &charge, t);
+    assert!(matches!(
+        verify(&verifier, Some(&sig), &body, now).unwrap(),
+        StripeEvent::ChargeRefunded {
+            amount_refunded: 5000,
+            ..
+        }
+    ));
+    // An event type Chartroom does not act on.
+    let (sig, body) = StripeStandIn::signed_event(SECRET, "payment_intent.created", &pi, t);
     let ignored = verify(&verifier, Some(&sig), &body, now).unwrap();
     assert!(matches!(ignored, StripeEvent::Ignored { .. }));
     assert!(ignored.event_id().starts_with("evt_"));
