@@ -122,7 +122,12 @@ async fn assemble_rows(
     rows: Vec<VersionRow>,
 ) -> Result<Note, StoreError> {
     let practice = tx.practice();
-    let amendment_requests = crate::amendments::for_note(tx, h.note_id).await?;
+    // One more query only for a note an amendment request names (the header says so).
+    let amendment_requests = if h.amendment_requested {
+        crate::amendments::for_note(tx, h.note_id).await?
+    } else {
+        Vec::new()
+    };
     let n = h.note_ref()?;
     let opener = tx.opener(keyring);
     let mut shown = Vec::with_capacity(rows.len());

@@ -72,11 +72,17 @@ pub(super) struct Header {
     body_enc: Option<Vec<u8>>,
     pub(super) created_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
+    /// Whether an amendment request names the note (so a read asks for them only then).
+    pub(super) amendment_requested: bool,
 }
 
+/// The columns of [`Header`], selected `from clinical_note` (unaliased).
 pub(super) const HEADER: &str =
     "note_id, patient_id, author_id, template, visit_id, status, current_version,
-    signed_version, body, body_enc, created_at, deleted_at";
+    signed_version, body, body_enc, created_at, deleted_at,
+    exists(select 1 from amendment_request r
+            where r.practice_id = clinical_note.practice_id
+              and r.note_id = clinical_note.note_id) as amendment_requested";
 
 /// A `clinical_note_version` row as stored, still sealed (selected by [`VERSION`]).
 #[derive(sqlx::FromRow)]
