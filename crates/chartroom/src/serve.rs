@@ -145,6 +145,40 @@ pub(crate) struct ServeArgs {
           value_parser = clap::value_parser!(u16).range(0..=365))]
     pub subprocessor_notice_days: u16,
 
+    /// The operator's own log sink for the audit log (req AUD-08): an OpenTelemetry
+    /// collector's OTLP/HTTP logs endpoint (`http://127.0.0.1:4318/v1/logs`, or https on a
+    /// host given with `--audit-sink-host`). Every sequenced audit event is sent, in order,
+    /// at least once; while the sink is down the events wait in the log and requests are not
+    /// slowed. Off by default.
+    #[arg(long, env = "CHARTROOM_AUDIT_SINK", value_name = "URL")]
+    pub audit_sink: Option<String>,
+
+    /// A host the operator runs its log collector on (besides loopback). Repeatable;
+    /// comma-separated in the environment.
+    #[arg(
+        long = "audit-sink-host",
+        env = "CHARTROOM_AUDIT_SINK_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST",
+        requires = "audit_sink"
+    )]
+    pub audit_sink_hosts: Vec<String>,
+
+    /// The CA (PEM) that signed the sink's certificate: then the only one trusted for it.
+    #[arg(
+        long,
+        env = "CHARTROOM_AUDIT_SINK_CA",
+        value_name = "FILE",
+        requires = "audit_sink"
+    )]
+    pub audit_sink_ca: Option<PathBuf>,
+
+    /// The name the sink's delivery position is kept under: a new name sends every log again
+    /// from its beginning (a new collector).
+    #[arg(long, default_value = "otlp", requires = "audit_sink",
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub audit_sink_name: String,
+
     /// The evidence pack of this build (its directory, or its `evidence.json`, as
     /// `chartroom-evidence` wrote it), published on the trust page (`/trust`, `/trust.json`).
     /// Its signature is checked against the key beside it; a pack that fails the check
@@ -206,6 +240,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let g = svc.global();
     Database::check_external(g)?;
     let (operator_hosts, integrations) = preflight(&args, &g.data_dir)?;
+    let audit_sink = audit_sink(&args)?;
     // The local transcription default (on first use, unless `--scribe-local on`). Hand
     // `scribe_local.handle()` to the transcription job: its provider is `wait_ready`'s posture.
     let scribe_local = crate::scribe_cmd::start_local(&args.scribe, &g.data_dir)?;
@@ -305,7 +340,15 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         crate::outbox_wiring::wire(&state, owner.as_ref(), &origin, &args, push_sender)?;
     let stripe = crate::payments_wiring::webhook_routes(hook, owner.as_ref(), state.clock.clone());
     let webhooks = webhooks.merge(stripe);
-    let jobs = start_jobs(&args, &store, owner, checkpointer, &state, outbox);
+    let jobs = start_jobs(
+        &args,
+        &store,
+        owner,
+        checkpointer,
+        &state,
+        outbox,
+        audit_sink,
+    );
     let limits = server::Limits {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
@@ -408,6 +451,7 @@ fn start_jobs(
     checkpointer: server::checkpoint::Checkpointer,
     state: &server::AppState,
     outbox: Option<crate::outbox_wiring::OutboxParts>,
+    audit_sink: Option<egress::audit_sink::AuditSink>,
 ) -> Jobs {
     let (clock, blobs) = (state.clock.clone(), state.blobs.clone());
     let sequence_interval = Duration::from_millis(args.sequence_interval_ms);
@@ -420,6 +464,14 @@ fn start_jobs(
     ));
     // Swept as often as before, when it ran with the sequencing pass.
     jobs.start(ExpiredChallenges::new(store.clone(), sequence_interval));
+    if let Some(sink) = audit_sink {
+        jobs.start(server::jobs::forward::Forward::new(
+            store.clone(),
+            sink,
+            args.audit_sink_name.clone(),
+            Duration::from_secs(1),
+        ));
+    }
     if let Some(owner) = owner {
         // Started after retention, so it stops first (retention closes the owner's pool).
         let capture = blobs
@@ -474,6 +526,34 @@ fn start_jobs(
         );
     }
     jobs
+}
+
+/// The audit sink of `--audit-sink`, checked before anything starts: not the operator's own
+/// host, a bad CA file or a bad sink name refuses the start.
+fn audit_sink(args: &ServeArgs) -> anyhow::Result<Option<egress::audit_sink::AuditSink>> {
+    let Some(endpoint) = &args.audit_sink else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        store::forward::sink_ok(&args.audit_sink_name),
+        "--audit-sink-name: lowercase letters, digits and . _ : - (at most 128, not starting with a sign)"
+    );
+    let ca_pem = match &args.audit_sink_ca {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("--audit-sink-ca {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let sink = egress::audit_sink::AuditSink::new(&egress::audit_sink::SinkConfig {
+        endpoint: endpoint.clone(),
+        operator_hosts: args.audit_sink_hosts.clone(),
+        ca_pem,
+        timeout: Duration::from_secs(10),
+    })
+    .map_err(|e| anyhow::anyhow!("--audit-sink: {e}"))?;
+    tracing::info!(sink = %args.audit_sink_name, "the audit log is forwarded to the operator's log sink");
+    Ok(Some(sink))
 }
 
 /// Starts serving `app` on `listener`: HTTPS (TLS 1.3) with the configured or the generated

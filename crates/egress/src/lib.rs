@@ -24,10 +24,13 @@
 //!   wire bytes only from typed [`outbound`] values, run the practice's scanner (or, for
 //!   geocoding, the address gate) over the final bytes before any connection, and verify
 //!   webhooks (signature, then timestamp) before reading them.
+//! - The audit log goes only to the operator's own log sink ([`audit_sink`], OTLP/HTTP), as
+//!   typed records, and a batch counts as delivered only when the sink accepted all of it.
 //! - This crate has no database access: the caller reads the registry, records the assistant
 //!   turn and audits it.
 
 pub mod anthropic;
+pub mod audit_sink;
 #[cfg(feature = "aws")]
 pub mod aws;
 #[cfg(feature = "aws")]

@@ -76,6 +76,7 @@ mod each;
 pub mod emergency;
 mod entry;
 mod error;
+pub mod forward;
 pub mod group_commit;
 pub mod identity;
 pub mod incidents;

@@ -303,6 +303,15 @@ async fn grant_all_roles(db: &TestDb, w: &World) {
         .execute(&mut su)
         .await
         .unwrap();
+        // How far the audit log was forwarded to a sink (req AUD-08).
+        sqlx::query(
+            "insert into audit_forward (practice_id, sink, next_seq, forwarded_at)
+             values ($1, 'syslog', 0, now())",
+        )
+        .bind(p.id)
+        .execute(&mut su)
+        .await
+        .unwrap();
         // An amendment request (req SIG-08).
         sqlx::query(
             "insert into amendment_request (practice_id, request_id, patient_id, received_at, record_kind,

@@ -23,6 +23,7 @@ mod appointments_deleted;
 mod audit_append;
 mod audit_chain;
 mod audit_coverage;
+mod audit_forward;
 mod audit_log;
 mod audit_reports;
 mod audit_tail;

@@ -46,6 +46,7 @@
 
 pub mod alerts;
 pub mod capture;
+pub mod forward;
 pub mod incidents;
 pub mod outbox;
 pub mod payments;
