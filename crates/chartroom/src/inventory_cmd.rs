@@ -184,6 +184,17 @@ async fn build(svc: &Services, serve: &ServeArgs) -> anyhow::Result<Inventory> {
                 .into(),
         },
     ];
+    if serve.audit_sink.is_some() {
+        flows.push(Flow {
+            from: "chartroom server".into(),
+            to: "audit log sink".into(),
+            data: "every sequenced audit event: ids (patients by id), action and outcome names, chain hash"
+                .into(),
+            // Patients are named by id: treated as PHI, so only the operator's own hosts.
+            phi: true,
+            transport: "OTLP/HTTP JSON (https off loopback)".into(),
+        });
+    }
     if serve.scribe.mode != ScribeLocal::Off {
         flows.push(Flow {
             from: "chartroom server".into(),
@@ -204,7 +215,7 @@ async fn build(svc: &Services, serve: &ServeArgs) -> anyhow::Result<Inventory> {
         version: 1,
         generated_at: domain::Clock::now(&domain::SystemClock)
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        data_stores: data_stores(svc, database)?,
+        data_stores: data_stores(svc, serve, database)?,
         keys: keys(g, serve).await,
         listeners: listeners(g, serve),
         subprocessors,
@@ -250,7 +261,7 @@ fn database(g: &Global) -> anyhow::Result<Database> {
     })
 }
 
-fn data_stores(svc: &Services, db: Database) -> anyhow::Result<Vec<DataStore>> {
+fn data_stores(svc: &Services, serve: &ServeArgs, db: Database) -> anyhow::Result<Vec<DataStore>> {
     let g = svc.global();
     let blob_location = match &g.blob_store_url {
         Some(url) => crate::services::url_label(url).context("--blob-store-url is not a URL")?,
@@ -303,6 +314,15 @@ fn data_stores(svc: &Services, db: Database) -> anyhow::Result<Vec<DataStore>> {
                 .context("--checkpoint-mirror-url is not a URL")?,
             holds: "copies of the signed audit checkpoints",
             protection: "write-once objects".into(),
+        });
+    }
+    if let Some(url) = &serve.audit_sink {
+        out.push(DataStore {
+            name: "audit log sink",
+            kind: "OpenTelemetry collector (OTLP/HTTP), the operator's own".into(),
+            location: crate::services::url_label(url).context("--audit-sink is not a URL")?,
+            holds: "a copy of every audit event (ids and names; patients by id, no record data)",
+            protection: "loopback or the operator's listed hosts only; https off loopback".into(),
         });
     }
     out.push(DataStore {
