@@ -51,6 +51,10 @@ async fn inventory_prints_the_live_configuration_without_secrets() {
         integrations.to_str().unwrap(),
         "--scribe-local",
         "off",
+        "--audit-sink",
+        "https://logs.clinic.internal:4318/v1/logs",
+        "--audit-sink-host",
+        "logs.clinic.internal",
     ];
     let out = inventory(&data, &args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -89,6 +93,18 @@ async fn inventory_prints_the_live_configuration_without_secrets() {
     assert_eq!(
         store("checkpoint mirror")[0]["location"],
         mirror.to_str().unwrap()
+    );
+    // The audit log's copy at the operator's sink (req AUD-08), and its flow.
+    assert_eq!(
+        store("audit log sink")[0]["location"],
+        "https://logs.clinic.internal/v1/logs"
+    );
+    assert!(
+        inv["data_flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["to"] == "audit log sink" && f["phi"] == true)
     );
 
     let listeners = inv["listeners"].as_array().unwrap();
