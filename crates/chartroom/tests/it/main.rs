@@ -35,6 +35,7 @@ mod capture_api;
 mod care_team;
 mod client_links;
 mod crash;
+mod criticality;
 mod egress_contract;
 mod egress_edit_contract;
 mod embedded_binary;
