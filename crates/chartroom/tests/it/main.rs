@@ -36,6 +36,7 @@ mod care_team;
 mod client_links;
 mod crash;
 mod criticality;
+mod dast;
 mod egress_contract;
 mod egress_edit_contract;
 mod embedded_binary;
