@@ -83,6 +83,7 @@ mod scribe_local_unix;
 mod sealed_columns;
 mod session_access;
 mod sessions;
+mod sql_lint;
 mod subprocessor_notice_email;
 mod subprocessors;
 mod support;
