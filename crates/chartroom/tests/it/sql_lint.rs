@@ -57,6 +57,37 @@ const SPLICED_CODE: &[(&str, &str, &str)] = &[
         "",
         "the registry table's fixed key-version condition (`todo(t)`)",
     ),
+    (
+        "crates/store/src/keys/reseal.rs",
+        "set",
+        "`column = $n` pairs of the registry table's sealed columns",
+    ),
+    (
+        "crates/store/src/keys/reseal.rs",
+        "key_where",
+        "the registry table's key columns compared with `$n`",
+    ),
+    (
+        "crates/store/src/notes/stored.rs",
+        "",
+        "` for update` or nothing",
+    ),
+    ("crates/store/src/perio.rs", "", "` for update` or nothing"),
+    (
+        "crates/store/src/retention.rs",
+        "",
+        "the sealed-column registry's table name",
+    ),
+    (
+        "crates/store/src/retention.rs",
+        "key",
+        "`note_id` or `patient_id`, fixed per registry entry",
+    ),
+    (
+        "crates/chartroom/src/backup_cmd/database.rs",
+        "",
+        "a table name read from the catalog, quoted with `quote_ident` (row counts of the restore check)",
+    ),
 ];
 
 /// The string literal that starts `s` (after whitespace): its text, unescaped enough to find
