@@ -587,8 +587,15 @@ where
     }
 }
 
-/// Parses a JSON body, turning errors into messages without values.
+/// Parses a JSON body, turning errors into messages without values. Every request body of
+/// the API is a JSON object: anything else is refused here, before serde would read an array
+/// as a struct's fields by position (`[null, null]` as an update that names no field).
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AppError::BadJson(
+            "the body must be a JSON object".to_owned(),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
