@@ -155,11 +155,28 @@ async fn write_archive(
             );
         }
         blob_entries(&mut body, svc).await?;
-        let cps = svc.checkpoint_dir();
-        for rel in files_under(&cps)? {
-            let f = tokio::fs::File::open(cps.join(&rel)).await?;
-            body.entry(&format!("checkpoints/{}", rel.display()), f)
-                .await?;
+        match svc.checkpoint_place()? {
+            server::checkpoint::Place::Dir(_) => {
+                let cps = svc.checkpoint_dir();
+                for rel in files_under(&cps)? {
+                    let f = tokio::fs::File::open(cps.join(&rel)).await?;
+                    body.entry(&format!("checkpoints/{}", rel.display()), f)
+                        .await?;
+                }
+            }
+            // The checkpoint store replicas share: the same layout, read from it.
+            place @ server::checkpoint::Place::Object(_) => {
+                for practice in place.practices().await? {
+                    for (size, note) in place.notes(practice).await? {
+                        let name = format!(
+                            "checkpoints/{}/{}",
+                            practice.hyphenated(),
+                            audit::store::file_name(size)
+                        );
+                        body.entry(&name, note.as_bytes()).await?;
+                    }
+                }
+            }
         }
         let vkey = svc.global().data_dir.join(VERIFIER_ENTRY);
         if vkey.exists() {
