@@ -971,6 +971,53 @@ pub(crate) mod tests {
         );
     }
 
+    // issue 21 — another replica's shredding and retirement reach this cache within
+    // DEFAULT_RECHECK, not one cache TTL; a recheck that finds nothing changed costs a
+    // generation read, no KEK call.
+    #[tokio::test]
+    async fn another_replicas_shredding_and_retirement_are_seen_within_the_recheck_bound() {
+        let f = fixture().await;
+        let (p, q) = (PracticeId::new(), PracticeId::new());
+        f.keyring.ensure_practice_keys(p).await.unwrap();
+        f.keyring.ensure_practice_keys(q).await.unwrap();
+        let ct = f.keyring.encrypt_field(&ctx(p), b"Ada").await.unwrap();
+        let ctq = f.keyring.encrypt_field(&ctx(q), b"Bea").await.unwrap();
+        let other = Keyring::new(
+            f.provider.clone(),
+            f.store.clone(),
+            Arc::new(f.clock.clone()),
+        );
+        let v2 = other.rotate_data_key(q).await.unwrap();
+        other.destroy_practice_keys(p).await.unwrap();
+        // Until the bound, this replica may still answer from its cache.
+        f.keyring.decrypt_field(&ctx(p), &ct).await.unwrap();
+        let unwraps = f.provider.unwraps.load(Ordering::SeqCst);
+        f.clock.advance(DEFAULT_RECHECK);
+        assert!(matches!(
+            f.keyring.decrypt_field(&ctx(p), &ct).await,
+            Err(CryptoError::KeyDestroyed { .. })
+        ));
+        // q's keys were reloaded once (its generation changed): new values use v2.
+        let new = f.keyring.encrypt_field(&ctx(q), b"Cy").await.unwrap();
+        assert_eq!(field_dek_version(&new).unwrap(), v2);
+        assert_eq!(f.provider.unwraps.load(Ordering::SeqCst), unwraps + 2);
+        // The other replica retires v1: values sealed with it fail here after the bound.
+        other.retire_data_key(q, DekVersion::FIRST).await.unwrap();
+        f.clock.advance(DEFAULT_RECHECK);
+        assert!(matches!(
+            f.keyring.decrypt_field(&ctx(q), &ctq).await,
+            Err(CryptoError::UnknownDataKey { .. })
+        ));
+        // Nothing changed since: rechecks alone unwrap nothing.
+        let unwraps = f.provider.unwraps.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            f.clock.advance(DEFAULT_RECHECK);
+            f.keyring.decrypt_field(&ctx(q), &new).await.unwrap();
+        }
+        assert_eq!(f.provider.unwraps.load(Ordering::SeqCst), unwraps);
+        assert!(DEFAULT_RECHECK < DEFAULT_CACHE_TTL);
+    }
+
     #[tokio::test]
     async fn destroyed_keys_fail_clearly() {
         let f = fixture().await;
