@@ -19,7 +19,7 @@ use super::database::{
 use super::format::{
     BodyWriter, DUMP_ENTRY, FORMAT, Header, Manifest, VERIFIER_ENTRY, create_with_header,
 };
-use super::storage::{blob_entries, files_under};
+use super::storage::{blob_entries, checkpoint_entries};
 use crate::services::{Keys, Services};
 
 /// `chartroom backup create`: writes the archive to `out` (default under `<data dir>/backups`)
@@ -155,29 +155,7 @@ async fn write_archive(
             );
         }
         blob_entries(&mut body, svc).await?;
-        match svc.checkpoint_place()? {
-            server::checkpoint::Place::Dir(_) => {
-                let cps = svc.checkpoint_dir();
-                for rel in files_under(&cps)? {
-                    let f = tokio::fs::File::open(cps.join(&rel)).await?;
-                    body.entry(&format!("checkpoints/{}", rel.display()), f)
-                        .await?;
-                }
-            }
-            // The checkpoint store replicas share: the same layout, read from it.
-            place @ server::checkpoint::Place::Object(_) => {
-                for practice in place.practices().await? {
-                    for (size, note) in place.notes(practice).await? {
-                        let name = format!(
-                            "checkpoints/{}/{}",
-                            practice.hyphenated(),
-                            audit::store::file_name(size)
-                        );
-                        body.entry(&name, note.as_bytes()).await?;
-                    }
-                }
-            }
-        }
+        checkpoint_entries(&mut body, svc).await?;
         let vkey = svc.global().data_dir.join(VERIFIER_ENTRY);
         if vkey.exists() {
             body.entry(VERIFIER_ENTRY, tokio::fs::File::open(&vkey).await?)

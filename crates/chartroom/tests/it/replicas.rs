@@ -54,7 +54,7 @@ fn waits(got: Result<(), AppError>) -> i64 {
 async fn backoff_is_bounded_ends_on_its_own_and_counts_across_replicas() {
     let db = TestDb::new().await;
     let (a, b) = (db.store().await, db.store().await);
-    let replica = |i: usize| if i % 2 == 0 { &a } else { &b };
+    let replica = |i: usize| if i.is_multiple_of(2) { &a } else { &b };
     let th = Throttle::new(ThrottleConfig::default());
     let ip: IpAddr = "192.0.2.1".parse().unwrap();
     let t0: DateTime<Utc> = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
