@@ -407,24 +407,34 @@ async fn prune(
     runtime.sequence_pending(now).await?;
     runtime.close().await;
     let signer = svc.signer()?;
-    let store = svc.checkpoint_store();
     let origin = audit::checkpoint::origin(&svc.global().audit_origin, practice.as_uuid());
-    let mirrors = svc.checkpoint_mirrors()?;
+    // The checkpoint directory is written before the prune commits; an object store (shared
+    // by replicas, `--checkpoint-store-url`) is written right after it, like the mirrors.
+    let mut later = svc.checkpoint_places()?;
+    let dir = match later.first() {
+        Some(Place::Dir(d)) => {
+            let d = d.clone();
+            later.remove(0);
+            Some(d)
+        }
+        _ => None,
+    };
     let mut pruning_note = None;
     let pruned = owner
         .prune_audit(practice, before, now, |head| {
             let cp = audit::Checkpoint::new(origin.clone(), head.size, head.root)
                 .with_chain_head(&head.chain_head);
             let note = signer.sign(&cp).map_err(|e| e.to_string())?;
-            store
-                .put(practice.as_uuid(), &note, head.size)
-                .map_err(|e| e.to_string())?;
+            if let Some(dir) = &dir {
+                dir.put(practice.as_uuid(), &note, head.size)
+                    .map_err(|e| e.to_string())?;
+            }
             pruning_note = Some((head.size, note));
             Ok(())
         })
         .await?;
     if let Some((size, note)) = pruning_note {
-        for mirror in &mirrors {
+        for mirror in &later {
             mirror
                 .put(practice.as_uuid(), &note, size)
                 .await

@@ -291,8 +291,16 @@ fn data_stores(svc: &Services, serve: &ServeArgs, db: Database) -> anyhow::Resul
         },
         DataStore {
             name: "checkpoints",
-            kind: "local directory".into(),
-            location: svc.checkpoint_dir().display().to_string(),
+            kind: if g.checkpoint_store_url.is_some() {
+                "object store".into()
+            } else {
+                "local directory".into()
+            },
+            location: match &g.checkpoint_store_url {
+                Some(url) => crate::services::url_label(url)
+                    .unwrap_or_else(|| "the checkpoint store URL".to_owned()),
+                None => svc.checkpoint_dir().display().to_string(),
+            },
             holds: "signed audit checkpoints",
             protection: "Ed25519 signatures; files created once, never replaced".into(),
         },

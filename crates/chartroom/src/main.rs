@@ -100,6 +100,21 @@ pub(crate) struct Global {
     #[arg(long, global = true, env = "CHARTROOM_CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<PathBuf>,
 
+    /// The checkpoint store as an object store instead of the checkpoint directory: several
+    /// `serve` replicas on one database give the same URL, so whichever holds the sequencer
+    /// signs into one shared place and every replica's proof routes read it. `file:///path`
+    /// (a shared file system), or with the `s3` cargo feature `s3://bucket/prefix` (AWS or any
+    /// S3-compatible service: `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, credentials and region from
+    /// the usual `AWS_*` variables), `gs://…`, `az://…`. Objects are created once, never
+    /// overwritten.
+    #[arg(
+        long,
+        global = true,
+        env = "CHARTROOM_CHECKPOINT_STORE_URL",
+        conflicts_with = "checkpoint_dir"
+    )]
+    pub checkpoint_store_url: Option<String>,
+
     /// A second, write-once place for the signed audit checkpoints: a directory on another
     /// volume (files are created once and never replaced). `audit verify` checks the logs
     /// against this place and the checkpoint directory together.

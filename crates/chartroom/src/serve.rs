@@ -322,7 +322,7 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
                 args.security_policy.as_deref(),
             ))
         }),
-        checkpoints: Some(svc.checkpoint_store()),
+        checkpoints: Some(svc.checkpoint_place()?),
         blobs: Some(Arc::new(svc.blob_store(store.keyring()?.clone())?)),
         assistant: assistant(scribe_local.as_ref(), operator_hosts)?,
         subprocessors: Arc::new(subprocessors),

@@ -238,9 +238,21 @@ impl Services {
         DirStore::new(self.checkpoint_dir())
     }
 
-    /// Every place checkpoints are kept: the checkpoint directory first, then the mirrors.
+    /// Where checkpoints are signed into first and read from: `--checkpoint-store-url` (an
+    /// object store replicas share), or the checkpoint directory.
+    pub(crate) fn checkpoint_place(&self) -> anyhow::Result<Place> {
+        match &self.global.checkpoint_store_url {
+            Some(url) => Ok(Place::Object(
+                object_place(url)
+                    .context("cannot open the checkpoint store (--checkpoint-store-url)")?,
+            )),
+            None => Ok(Place::Dir(self.checkpoint_store())),
+        }
+    }
+
+    /// Every place checkpoints are kept: the checkpoint store first, then the mirrors.
     pub(crate) fn checkpoint_places(&self) -> anyhow::Result<Vec<Place>> {
-        let mut places = vec![Place::Dir(self.checkpoint_store())];
+        let mut places = vec![self.checkpoint_place()?];
         places.extend(self.checkpoint_mirrors()?);
         Ok(places)
     }
@@ -253,12 +265,9 @@ impl Services {
             out.push(Place::Dir(DirStore::new(dir)));
         }
         if let Some(url) = &self.global.checkpoint_mirror_url {
-            let (store, prefix) =
-                store::crypto::blob::object_store_from_url(url, object_store_options())
-                    .context("cannot open the checkpoint mirror (--checkpoint-mirror-url)")?;
-            // Name it without any credentials the URL might carry.
-            let label = url_label(url).unwrap_or_else(|| "the checkpoint mirror URL".to_owned());
-            out.push(Place::Object(ObjectPlace::new(store, prefix, label)));
+            out.push(Place::Object(object_place(url).context(
+                "cannot open the checkpoint mirror (--checkpoint-mirror-url)",
+            )?));
         }
         Ok(out)
     }
@@ -288,7 +297,7 @@ impl Services {
     ) -> anyhow::Result<Checkpointer> {
         Ok(Checkpointer::new(
             self.signer()?,
-            self.checkpoint_store(),
+            self.checkpoint_place()?,
             self.global.audit_origin.clone(),
         )
         .with_mirrors(self.checkpoint_mirrors()?)
@@ -297,6 +306,14 @@ impl Services {
             std::time::Duration::from_secs(every_secs.max(1)),
         ))
     }
+}
+
+/// Checkpoints in the object store at `url`, named for operators without any credentials the
+/// URL might carry.
+fn object_place(url: &str) -> anyhow::Result<ObjectPlace> {
+    let (store, prefix) = store::crypto::blob::object_store_from_url(url, object_store_options())?;
+    let label = url_label(url).unwrap_or_else(|| "the checkpoint store URL".to_owned());
+    Ok(ObjectPlace::new(store, prefix, label))
 }
 
 /// The Vault / OpenBao transit settings from `CHARTROOM_VAULT_*` (see [`KeyProviderKind::Vault`]).

@@ -35,9 +35,20 @@
 //!
 //! Unwrapped keys are cached per practice for a bounded time ([`DEFAULT_CACHE_TTL`], read from
 //! the injected [`Clock`]), so the KEK provider is called once per practice per TTL, not once
-//! per request. Entries are zeroized when evicted and the last request holding them ends. In a
-//! multi-replica deployment another replica sees a rotation at once (a ciphertext naming an
-//! unknown version triggers a reload) and a destruction within one TTL.
+//! per request. Entries are zeroized when evicted and the last request holding them ends.
+//!
+//! # Several replicas: the bound
+//!
+//! Every server replica on one database has its own cache. A cached practice's
+//! [`KeyGeneration`] (tombstone, newest version, number of versions: it changes with every
+//! rotation, retirement and destruction, and never returns to an earlier value) is read
+//! again from the key store when the entry was last checked [`DEFAULT_RECHECK`] or more ago
+//! (one small query, no KEK call); if it changed, the keys are reloaded. So a rotation, a
+//! retirement or a crypto-shredding made by one replica (or by `chartroom keys …`) is seen by
+//! every other replica **within [`DEFAULT_RECHECK`] (5 seconds) of its clock**: after that a
+//! shredded practice's fields and blobs are refused with [`CryptoError::KeyDestroyed`]
+//! everywhere. A ciphertext naming a version this replica has not cached yet reloads at once.
+//! [`Keyring::with_recheck`] sets the bound.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -56,6 +67,9 @@ use crate::provider::{KekRef, KeyProvider, WrapContext};
 
 /// How long unwrapped keys stay cached by default.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::minutes(5);
+/// How often a cached practice's [`KeyGeneration`] is checked against the key store by
+/// default: the bound within which a rotation or a shredding made by another replica is seen.
+pub const DEFAULT_RECHECK: Duration = Duration::seconds(5);
 /// Page size of [`Keyring::rewrap_all`] and [`Keyring::retire_kek_versions_below`] scans.
 const SCAN_PAGE: usize = 256;
 
@@ -93,6 +107,38 @@ pub enum KeyRecords {
     Live(Vec<WrappedDataKey>),
     /// The practice's keys were destroyed (a tombstone).
     Destroyed,
+}
+
+/// What changes whenever a practice's set of data keys changes: its tombstone, its newest
+/// version and how many versions it has. Rotation raises the newest version, retirement
+/// lowers the count under the same newest version, destruction sets the tombstone for good,
+/// so a generation never comes back and comparing two tells whether anything changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyGeneration {
+    /// The keys were destroyed.
+    pub destroyed: bool,
+    /// The newest version (0: none yet).
+    pub newest: u32,
+    /// How many versions are live.
+    pub versions: u32,
+}
+
+impl KeyGeneration {
+    /// The generation of what [`WrappedKeyStore::load`] returned.
+    #[must_use]
+    pub fn of(records: &KeyRecords) -> Self {
+        match records {
+            KeyRecords::Destroyed => Self {
+                destroyed: true,
+                ..Self::default()
+            },
+            KeyRecords::Live(r) => Self {
+                destroyed: false,
+                newest: r.iter().map(|k| k.version.get()).max().unwrap_or(0),
+                versions: u32::try_from(r.len()).unwrap_or(u32::MAX),
+            },
+        }
+    }
 }
 
 /// Errors of a [`WrappedKeyStore`].
@@ -151,6 +197,12 @@ pub trait WrappedKeyStore: Send + Sync + fmt::Debug {
     ) -> Result<(), KeyStoreError>;
     /// Deletes every version and records the tombstone.
     async fn destroy(&self, practice: PracticeId) -> Result<(), KeyStoreError>;
+    /// The practice's [`KeyGeneration`], read cheaply (no wrapped bytes): what the
+    /// [`Keyring`] compares with its cached keys every [`DEFAULT_RECHECK`]. The default reads
+    /// it through [`WrappedKeyStore::load`].
+    async fn generation(&self, practice: PracticeId) -> Result<KeyGeneration, KeyStoreError> {
+        Ok(KeyGeneration::of(&self.load(practice).await?))
+    }
 }
 
 /// An in-memory [`WrappedKeyStore`] for tests and benchmarks. Not durable.
@@ -288,10 +340,13 @@ enum CacheEntry {
     Live {
         keys: Arc<PracticeKeys>,
         loaded_at: DateTime<Utc>,
+        /// The generation the keys were loaded at.
+        generation: KeyGeneration,
+        /// When the generation was last found unchanged in the key store.
+        checked_at: DateTime<Utc>,
     },
-    Destroyed {
-        loaded_at: DateTime<Utc>,
-    },
+    /// Destruction is final: nothing to check again.
+    Destroyed { loaded_at: DateTime<Utc> },
 }
 
 impl CacheEntry {
@@ -309,6 +364,7 @@ pub struct Keyring {
     store: Arc<dyn WrappedKeyStore>,
     clock: Arc<dyn Clock>,
     ttl: Duration,
+    recheck: Duration,
     cache: RwLock<HashMap<PracticeId, CacheEntry>>,
     secrets: Option<Arc<dyn PracticeSecretStore>>,
 }
@@ -319,6 +375,7 @@ impl fmt::Debug for Keyring {
             .field("provider", &self.provider)
             .field("store", &self.store)
             .field("ttl", &self.ttl)
+            .field("recheck", &self.recheck)
             .field("cached_practices", &self.cache_read().len())
             .finish_non_exhaustive()
     }
@@ -347,6 +404,7 @@ impl Keyring {
             store,
             clock,
             ttl: DEFAULT_CACHE_TTL,
+            recheck: DEFAULT_RECHECK,
             cache: RwLock::new(HashMap::new()),
             secrets: None,
         }
@@ -367,6 +425,22 @@ impl Keyring {
     pub const fn with_cache_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
+    }
+
+    /// Sets how often a cached practice's generation is checked against the key store
+    /// ([`DEFAULT_RECHECK`]): the bound within which this keyring sees a rotation or a
+    /// shredding made elsewhere (zero: at every call).
+    #[must_use]
+    pub const fn with_recheck(mut self, recheck: Duration) -> Self {
+        self.recheck = recheck;
+        self
+    }
+
+    /// The bound within which this keyring sees a rotation or a shredding made by another
+    /// replica ([`Keyring::with_recheck`]).
+    #[must_use]
+    pub const fn recheck(&self) -> Duration {
+        self.recheck
     }
 
     /// The KEK provider.
@@ -416,7 +490,31 @@ impl Keyring {
     /// [`CryptoError::KeyDestroyed`] after crypto-shredding.
     pub async fn keys(&self, practice: PracticeId) -> Result<Arc<PracticeKeys>> {
         match self.cached(practice) {
-            Some(CacheEntry::Live { keys, .. }) => Ok(keys),
+            Some(CacheEntry::Live {
+                keys,
+                loaded_at,
+                generation,
+                checked_at,
+            }) => {
+                let now = self.clock.now();
+                if now.signed_duration_since(checked_at) < self.recheck {
+                    return Ok(keys);
+                }
+                // Another replica may have rotated, retired or destroyed the keys.
+                if self.store.generation(practice).await? != generation {
+                    return self.load(practice).await;
+                }
+                self.cache_put(
+                    practice,
+                    CacheEntry::Live {
+                        keys: keys.clone(),
+                        loaded_at,
+                        generation,
+                        checked_at: now,
+                    },
+                );
+                Ok(keys)
+            }
             Some(CacheEntry::Destroyed { .. }) => Err(CryptoError::KeyDestroyed { practice }),
             None => self.load(practice).await,
         }
@@ -437,7 +535,9 @@ impl Keyring {
     }
 
     async fn load(&self, practice: PracticeId) -> Result<Arc<PracticeKeys>> {
-        let records = match self.store.load(practice).await? {
+        let loaded = self.store.load(practice).await?;
+        let generation = KeyGeneration::of(&loaded);
+        let records = match loaded {
             KeyRecords::Destroyed => {
                 self.cache_put(
                     practice,
@@ -482,11 +582,14 @@ impl Keyring {
             keys.insert(r.version, DataKey::derive(practice, r.version, &material)?);
         }
         let keys = Arc::new(PracticeKeys::from_keys(practice, keys)?);
+        let now = self.clock.now();
         self.cache_put(
             practice,
             CacheEntry::Live {
                 keys: keys.clone(),
-                loaded_at: self.clock.now(),
+                loaded_at: now,
+                generation,
+                checked_at: now,
             },
         );
         Ok(keys)
@@ -589,7 +692,8 @@ impl Keyring {
 
     /// Crypto-shredding: deletes every version of the practice's data key and leaves a
     /// tombstone. Afterwards every read of the practice's fields and blobs fails with
-    /// [`CryptoError::KeyDestroyed`] on this replica at once, on others within one cache TTL.
+    /// [`CryptoError::KeyDestroyed`] on this replica at once, on others within
+    /// [`DEFAULT_RECHECK`] (their [`Keyring::with_recheck`]).
     /// Irreversible: with a practice secret store ([`Keyring::with_practice_secrets`]) the
     /// practice secret is deleted too, so wrapped keys restored from an earlier backup no
     /// longer unwrap either. Refused for the installation data key
@@ -865,6 +969,53 @@ pub(crate) mod tests {
             f.keyring.decrypt_field(&ctx(p), &ct).await.unwrap(),
             b"from the other replica"
         );
+    }
+
+    // issue 21 — another replica's shredding and retirement reach this cache within
+    // DEFAULT_RECHECK, not one cache TTL; a recheck that finds nothing changed costs a
+    // generation read, no KEK call.
+    #[tokio::test]
+    async fn another_replicas_shredding_and_retirement_are_seen_within_the_recheck_bound() {
+        let f = fixture().await;
+        let (p, q) = (PracticeId::new(), PracticeId::new());
+        f.keyring.ensure_practice_keys(p).await.unwrap();
+        f.keyring.ensure_practice_keys(q).await.unwrap();
+        let ct = f.keyring.encrypt_field(&ctx(p), b"Ada").await.unwrap();
+        let ctq = f.keyring.encrypt_field(&ctx(q), b"Bea").await.unwrap();
+        let other = Keyring::new(
+            f.provider.clone(),
+            f.store.clone(),
+            Arc::new(f.clock.clone()),
+        );
+        let v2 = other.rotate_data_key(q).await.unwrap();
+        other.destroy_practice_keys(p).await.unwrap();
+        // Until the bound, this replica may still answer from its cache.
+        f.keyring.decrypt_field(&ctx(p), &ct).await.unwrap();
+        let unwraps = f.provider.unwraps.load(Ordering::SeqCst);
+        f.clock.advance(DEFAULT_RECHECK);
+        assert!(matches!(
+            f.keyring.decrypt_field(&ctx(p), &ct).await,
+            Err(CryptoError::KeyDestroyed { .. })
+        ));
+        // q's keys were reloaded once (its generation changed): new values use v2.
+        let new = f.keyring.encrypt_field(&ctx(q), b"Cy").await.unwrap();
+        assert_eq!(field_dek_version(&new).unwrap(), v2);
+        assert_eq!(f.provider.unwraps.load(Ordering::SeqCst), unwraps + 2);
+        // The other replica retires v1: values sealed with it fail here after the bound.
+        other.retire_data_key(q, DekVersion::FIRST).await.unwrap();
+        f.clock.advance(DEFAULT_RECHECK);
+        assert!(matches!(
+            f.keyring.decrypt_field(&ctx(q), &ctq).await,
+            Err(CryptoError::UnknownDataKey { .. })
+        ));
+        // Nothing changed since: rechecks alone unwrap nothing.
+        let unwraps = f.provider.unwraps.load(Ordering::SeqCst);
+        for _ in 0..3 {
+            f.clock.advance(DEFAULT_RECHECK);
+            f.keyring.decrypt_field(&ctx(q), &new).await.unwrap();
+        }
+        assert_eq!(f.provider.unwraps.load(Ordering::SeqCst), unwraps);
+        assert!(DEFAULT_RECHECK < DEFAULT_CACHE_TTL);
     }
 
     #[tokio::test]

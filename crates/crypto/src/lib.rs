@@ -172,8 +172,8 @@ pub use installation::{
     INSTALLATION, InstallationSecret, LegacyIdentityKey, LookupKey, LookupKind,
 };
 pub use keyring::{
-    KeyRecords, KeyStoreError, Keyring, MemoryKeyStore, RewrapReport, RewrapScope, WrappedDataKey,
-    WrappedKeyStore,
+    DEFAULT_RECHECK, KeyGeneration, KeyRecords, KeyStoreError, Keyring, MemoryKeyStore,
+    RewrapReport, RewrapScope, WrappedDataKey, WrappedKeyStore,
 };
 pub use keys::{DataKey, DekMaterial, DekVersion, PracticeKeys};
 /// The `object_store` crate this one stores blobs with.

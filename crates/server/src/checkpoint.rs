@@ -21,9 +21,15 @@
 //!
 //! # Places
 //!
-//! Checkpoints go to the checkpoint directory first and then to each mirror ([`Place`]): a
-//! directory on another volume, or an object store (`s3://…`, `gs://…`, `az://…`, or
-//! `file://…` through `object_store`). Every place writes each checkpoint once and never
+//! Checkpoints go to the checkpoint store first and then to each mirror ([`Place`]): a
+//! directory, or an object store (`s3://…` — AWS or any S3-compatible service —, `gs://…`,
+//! `az://…`, or `file://…` through `object_store`). The checkpoint store is
+//! `<data dir>/checkpoints` on the local file system by default; several server replicas on one
+//! database share one object store instead (`--checkpoint-store-url`), so whichever replica
+//! holds the sequencer's lease signs into the same place and the proof routes of every replica
+//! read the same notes. A replica that takes the sequencer over reads the last checkpoint from
+//! the places again ([`Checkpointer::forget_signed`]) instead of trusting what it remembered
+//! from its own earlier turn. Every place writes each checkpoint once and never
 //! replaces it, and `audit verify` checks the log against the union of all places, so someone
 //! who can rewrite the database — or the database and one of the places — cannot rewrite the
 //! history the others hold.
@@ -223,6 +229,12 @@ impl ObjectPlace {
     }
 }
 
+impl From<DirStore> for Place {
+    fn from(d: DirStore) -> Self {
+        Self::Dir(d)
+    }
+}
+
 impl Place {
     /// How operators name the place: the directory, or the object store's URL.
     #[must_use]
@@ -268,6 +280,29 @@ impl Place {
                 }
                 Ok(out)
             }
+        }
+    }
+
+    /// The note of exactly `size`, if one is stored.
+    pub async fn note(&self, practice: Uuid, size: u64) -> Result<Option<String>, PlaceError> {
+        match self {
+            Self::Dir(d) => {
+                let path = d.path_for(practice, size);
+                Self::blocking(move || match std::fs::read_to_string(&path) {
+                    Ok(note) => Ok(Some(note)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(audit::store::StoreError::Io { path, source }),
+                })
+                .await
+            }
+            Self::Object(o) => match o.read(practice, size).await {
+                Ok(note) => Ok(Some(note)),
+                Err(PlaceError::Object {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) => Ok(None),
+                Err(e) => Err(e),
+            },
         }
     }
 
@@ -380,8 +415,9 @@ pub fn report(practice: PracticeId, e: &CheckpointError) {
 pub struct Checkpointer {
     /// The signing key (never in the database).
     pub signer: Arc<Signer>,
-    /// The checkpoint directory (written first; what the server's routes read).
-    pub store: DirStore,
+    /// The checkpoint store (written first; what the server's routes read): a directory, or
+    /// an object store shared by several replicas.
+    pub store: Place,
     /// Second, write-once places (another volume, an object store).
     pub mirrors: Vec<Place>,
     /// Origin prefix; each practice's origin is `<prefix>/<practice id>`.
@@ -407,10 +443,14 @@ impl Checkpointer {
     /// Checkpoints signed by `signer` into `store`, every [`DEFAULT_EVERY_EVENTS`] events or
     /// [`DEFAULT_EVERY_SECS`] seconds, with no mirror.
     #[must_use]
-    pub fn new(signer: Arc<Signer>, store: DirStore, origin_prefix: impl Into<String>) -> Self {
+    pub fn new(
+        signer: Arc<Signer>,
+        store: impl Into<Place>,
+        origin_prefix: impl Into<String>,
+    ) -> Self {
         Self {
             signer,
-            store,
+            store: store.into(),
             mirrors: Vec::new(),
             origin_prefix: origin_prefix.into(),
             every_events: DEFAULT_EVERY_EVENTS,
@@ -434,10 +474,10 @@ impl Checkpointer {
         self
     }
 
-    /// Every place, the checkpoint directory first.
+    /// Every place, the checkpoint store first.
     #[must_use]
     pub fn places(&self) -> Vec<Place> {
-        std::iter::once(Place::Dir(self.store.clone()))
+        std::iter::once(self.store.clone())
             .chain(self.mirrors.iter().cloned())
             .collect()
     }
@@ -451,6 +491,17 @@ impl Checkpointer {
             .lock()
             .ok()
             .and_then(|m| m.get(&practice).cloned())
+    }
+
+    /// Forgets the checkpoints remembered as last signed, so the next
+    /// [`Checkpointer::checkpoint`] of each practice reads them from the places again. The
+    /// sequencer calls it whenever it takes the job (over): another replica may have signed
+    /// larger checkpoints in the shared store meanwhile, and a log must never be signed
+    /// unless it extends those.
+    pub fn forget_signed(&self) {
+        if let Ok(mut m) = self.signed.lock() {
+            m.clear();
+        }
     }
 
     fn remember(&self, practice: PracticeId, cp: Checkpoint) {
@@ -545,9 +596,7 @@ impl Checkpointer {
             .sign(&cp)
             .map_err(|e| CheckpointError::Sign(e.to_string()))?;
         let id = practice.as_uuid();
-        Place::Dir(self.store.clone())
-            .put(id, &note, head.size)
-            .await?;
+        self.store.put(id, &note, head.size).await?;
         self.remember(practice, cp);
         tracing::debug!(%practice, size = head.size, "audit checkpoint signed");
         for mirror in &self.mirrors {

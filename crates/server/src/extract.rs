@@ -201,8 +201,8 @@ pub async fn admit_public_client(
     state
         .identity
         .client_pages
-        .admit_address(client.ip, state.clock.now())
-        .map_err(|wait| AppError::Throttled(wait.0))?;
+        .admit_address(&state.store, client.ip, state.clock.now())
+        .await?;
     Ok(client)
 }
 

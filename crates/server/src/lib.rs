@@ -251,8 +251,9 @@ pub struct AppState {
     pub identity: Arc<identity::Identity>,
     /// The body of `/.well-known/security.txt` (RFC 9116), when configured.
     pub security_txt: Option<Arc<str>>,
-    /// The signed audit checkpoints (read by the proof routes), when configured.
-    pub checkpoints: Option<audit::store::DirStore>,
+    /// The signed audit checkpoints' store (read by the proof routes), when configured: a
+    /// directory, or the object store several replicas share.
+    pub checkpoints: Option<checkpoint::Place>,
     /// The scribe's AI calls: adapters for registered providers and the local default.
     pub assistant: assistant::Assistant,
     /// The encrypted blob store (captured audio), when configured; routes that store blobs

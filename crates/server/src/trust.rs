@@ -302,14 +302,13 @@ fn evidence_doc(loaded: &Loaded) -> (TrustEvidence, Vec<NotDone>) {
 }
 
 async fn installation_checkpoint(state: &AppState) -> Result<Option<TrustCheckpoint>, AppError> {
-    use audit::store::CheckpointStore as _;
-    let Some(dir) = state.checkpoints.clone() else {
+    let Some(place) = &state.checkpoints else {
         return Ok(None);
     };
     let system = domain::PracticeId::SYSTEM.as_uuid();
-    let note = tokio::task::spawn_blocking(move || dir.latest(system))
+    let note = place
+        .latest(system)
         .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
         .map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(note.map(|note| {
         let mut lines = note.lines();

@@ -104,6 +104,7 @@ mod session;
 pub mod subprocessors;
 pub mod support;
 mod tenant;
+pub mod throttle;
 pub mod transcripts;
 pub mod trust;
 pub mod turns;

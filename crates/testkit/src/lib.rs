@@ -785,7 +785,7 @@ impl TestApp {
                 clock.now() + chrono::Duration::days(180),
                 None,
             ))),
-            checkpoints: Some(audit::store::DirStore::new(&checkpoint_dir)),
+            checkpoints: Some(audit::store::DirStore::new(&checkpoint_dir).into()),
             assistant,
             blobs: blobs.clone(),
             subprocessors: std::sync::Arc::default(),

@@ -19,7 +19,7 @@ use super::database::{
 use super::format::{
     BodyWriter, DUMP_ENTRY, FORMAT, Header, Manifest, VERIFIER_ENTRY, create_with_header,
 };
-use super::storage::{blob_entries, files_under};
+use super::storage::{blob_entries, checkpoint_entries};
 use crate::services::{Keys, Services};
 
 /// `chartroom backup create`: writes the archive to `out` (default under `<data dir>/backups`)
@@ -155,12 +155,7 @@ async fn write_archive(
             );
         }
         blob_entries(&mut body, svc).await?;
-        let cps = svc.checkpoint_dir();
-        for rel in files_under(&cps)? {
-            let f = tokio::fs::File::open(cps.join(&rel)).await?;
-            body.entry(&format!("checkpoints/{}", rel.display()), f)
-                .await?;
-        }
+        checkpoint_entries(&mut body, svc).await?;
         let vkey = svc.global().data_dir.join(VERIFIER_ENTRY);
         if vkey.exists() {
             body.entry(VERIFIER_ENTRY, tokio::fs::File::open(&vkey).await?)

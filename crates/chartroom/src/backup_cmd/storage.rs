@@ -41,6 +41,38 @@ pub(super) fn files_under(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Copies every blob object, as stored (already encrypted under its practice's key), into
 /// the archive body.
+/// Writes every signed audit checkpoint as `checkpoints/<practice>/<size>.checkpoint`: the
+/// files of the checkpoint directory, or the notes of the object store replicas share
+/// (`--checkpoint-store-url`, the same layout).
+pub(super) async fn checkpoint_entries<W: AsyncWrite + Unpin>(
+    body: &mut BodyWriter<W>,
+    svc: &Services,
+) -> anyhow::Result<()> {
+    match svc.checkpoint_place()? {
+        server::checkpoint::Place::Dir(_) => {
+            let cps = svc.checkpoint_dir();
+            for rel in files_under(&cps)? {
+                let f = tokio::fs::File::open(cps.join(&rel)).await?;
+                body.entry(&format!("checkpoints/{}", rel.display()), f)
+                    .await?;
+            }
+        }
+        place @ server::checkpoint::Place::Object(_) => {
+            for practice in place.practices().await? {
+                for (size, note) in place.notes(practice).await? {
+                    let name = format!(
+                        "checkpoints/{}/{}",
+                        practice.hyphenated(),
+                        audit::store::file_name(size)
+                    );
+                    body.entry(&name, note.as_bytes()).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) async fn blob_entries<W: AsyncWrite + Unpin>(
     body: &mut BodyWriter<W>,
     svc: &Services,

@@ -73,9 +73,7 @@ impl Log {
 
     async fn verify(&self) -> store::audit::VerifyOutcome {
         let verifier = self.cp.signer.verifier();
-        let cps = self
-            .cp
-            .store
+        let cps = DirStore::new(&self.dir)
             .all(self.w.a.id.as_uuid())
             .unwrap()
             .iter()
@@ -413,8 +411,7 @@ async fn retention_prunes_only_rows_older_than_six_years_and_stays_verifiable() 
         let cp = audit::Checkpoint::new(origin(ORIGIN, p.as_uuid()), h.size, h.root)
             .with_chain_head(&h.chain_head);
         let note = log.cp.signer.sign(&cp).map_err(|e| e.to_string())?;
-        log.cp
-            .store
+        DirStore::new(&log.dir)
             .put(p.as_uuid(), &note, h.size)
             .map(|_| ())
             .map_err(|e| e.to_string())

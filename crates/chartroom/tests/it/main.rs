@@ -72,6 +72,7 @@ mod practice_settings;
 mod push;
 mod record_export;
 mod references;
+mod replicas;
 mod retention;
 mod schema;
 mod scribe_assist;

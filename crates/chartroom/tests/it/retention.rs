@@ -176,8 +176,7 @@ impl Fx {
         );
         cp.checkpoint(&self.app.store, self.w.a.id).await.unwrap();
         let verifier = cp.signer.verifier();
-        let cps = cp
-            .store
+        let cps = DirStore::new(&dir)
             .all(self.w.a.id.as_uuid())
             .unwrap()
             .iter()

@@ -157,6 +157,11 @@ pub struct JobContext {
     leases: Option<store::lease::Leases>,
     /// The lease could not be checked at the last tick (warned once until it can again).
     lease_unreachable: bool,
+    /// Whether the lease was held at the last tick.
+    held: bool,
+    /// The lease was taken (first, or again after another process held it) since
+    /// [`JobContext::took_over`] was last asked.
+    taken: bool,
 }
 
 impl JobContext {
@@ -186,6 +191,8 @@ impl JobContext {
     /// Holds (or takes) this job's lease; records running or standing by.
     async fn take_lease(&mut self) -> bool {
         let Some(leases) = &self.leases else {
+            self.taken |= !self.held;
+            self.held = true;
             return true;
         };
         let held = match leases.hold(self.name).await {
@@ -201,6 +208,8 @@ impl JobContext {
                 false
             }
         };
+        self.taken |= held && !self.held;
+        self.held = held;
         update(&self.status, |s| {
             if matches!(s.state, JobState::Running | JobState::Standby) {
                 s.state = if held {
@@ -220,6 +229,13 @@ impl JobContext {
             None => true,
             Some(leases) => leases.holds(self.name).await,
         }
+    }
+
+    /// Whether this process took the job's lease — at its first pass, or again after another
+    /// replica ran the job — since the last call: state a job remembers between passes may be
+    /// stale then (the sequencer reads the last signed checkpoints again).
+    pub fn took_over(&mut self) -> bool {
+        std::mem::take(&mut self.taken)
     }
 
     /// Whether the job was asked to stop.
@@ -297,6 +313,8 @@ impl Jobs {
             status: status.clone(),
             leases: self.leases.clone(),
             lease_unreachable: false,
+            held: false,
+            taken: false,
         };
         let inner = tokio::spawn(job.run(ctx));
         let watched = status.clone();
@@ -460,6 +478,8 @@ mod tests {
             status: Arc::new(Mutex::new(JobStatus::new("t"))),
             leases: None,
             lease_unreachable: false,
+            held: false,
+            taken: false,
         };
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
         stop.send(true).unwrap();

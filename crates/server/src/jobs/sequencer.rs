@@ -64,6 +64,13 @@ impl Job for Sequencer {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while ctx.tick(&mut tick).await {
+            if ctx.took_over() {
+                // Another replica may have signed checkpoints while this one stood by.
+                if let Some(cp) = &checkpointer {
+                    cp.forget_signed();
+                }
+                cadence.last.clear();
+            }
             // A backlog (a burst of audited list views, a restart after downtime) is drained
             // pass after pass, not one batch per tick; a shutdown request ends the drain and
             // the final passes below finish it.

@@ -1,6 +1,7 @@
-//! The sweep of expired passkey ceremonies: public sign-in can create challenges, so expired
-//! ones are removed on a short cadence (each is refused once expired whether or not it was
-//! swept; the sweep only keeps the table small).
+//! The sweep of expired passkey ceremonies and throttle counts: public sign-in can create
+//! challenges, and any client can create throttle counts ([`store::throttle`]), so expired
+//! ones are removed on a short cadence (each is refused or forgotten once expired whether or
+//! not it was swept; the sweep only keeps the tables small).
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use store::Store;
 
 use super::{Job, JobContext};
 
-/// Removes expired passkey challenges every `every`, as the runtime role.
+/// Removes expired passkey challenges and throttle counts every `every`, as the runtime role.
 #[derive(Debug)]
 pub struct ExpiredChallenges {
     db: Store,
@@ -32,11 +33,20 @@ impl Job for ExpiredChallenges {
         let mut tick = tokio::time::interval(self.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while ctx.tick(&mut tick).await {
-            let outcome = match self.db.purge_expired_challenges(ctx.clock().now()).await {
+            let now = ctx.clock().now();
+            let outcome = match self.db.purge_expired_challenges(now).await {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     tracing::warn!(error = %e, "removing expired passkey challenges failed");
                     Err(format!("removing expired passkey challenges failed: {e}"))
+                }
+            };
+            let outcome = match (outcome, self.db.sweep_throttles(now).await) {
+                (outcome, Ok(_)) => outcome,
+                (Err(e), Err(_)) => Err(e),
+                (Ok(()), Err(e)) => {
+                    tracing::warn!(error = %e, "removing expired throttle counts failed");
+                    Err(format!("removing expired throttle counts failed: {e}"))
                 }
             };
             ctx.report(outcome);

@@ -297,13 +297,13 @@ pub(crate) struct InclusionView {
     checkpoint: Option<String>,
 }
 
-fn checkpoint_at(
+async fn checkpoint_at(
     state: &crate::AppState,
     practice: domain::PracticeId,
     size: u64,
 ) -> Option<String> {
-    let dir = state.checkpoints.as_ref()?;
-    std::fs::read_to_string(dir.path_for(practice.as_uuid(), size)).ok()
+    let place = state.checkpoints.as_ref()?;
+    place.note(practice.as_uuid(), size).await.ok().flatten()
 }
 
 /// Proves that the event with sequence number `seq` is in the practice's log of `size`
@@ -335,7 +335,7 @@ pub(crate) async fn audit_inclusion(
         leaf_hash: b64(&p.leaf_hash),
         path: p.path.iter().map(|h| b64(h)).collect(),
         root: b64(&p.root),
-        checkpoint: checkpoint_at(&state, practice, p.size),
+        checkpoint: checkpoint_at(&state, practice, p.size).await,
     }))
 }
 
@@ -404,17 +404,13 @@ pub(crate) async fn audit_checkpoint(
     axum::extract::State(state): axum::extract::State<crate::AppState>,
     ctx: Ctx<Manage>,
 ) -> Result<Response, AppError> {
-    use audit::store::CheckpointStore as _;
     let mut tx = ctx.tx;
     let practice = tx.practice();
     let note = match &state.checkpoints {
-        Some(dir) => {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || dir.latest(practice.as_uuid()))
-                .await
-                .map_err(|e| AppError::Internal(e.to_string()))?
-                .map_err(|e| AppError::Internal(e.to_string()))?
-        }
+        Some(place) => place
+            .latest(practice.as_uuid())
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?,
         None => None,
     };
     let note = note.ok_or(AppError::NotFound("checkpoint yet"))?;

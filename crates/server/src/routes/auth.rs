@@ -157,9 +157,9 @@ pub async fn sign_in_with_password(
 ) -> Result<SignedIn, AppError> {
     let now = state.clock.now();
     let id = &state.identity;
-    if let Err(wait) = id.throttle.check(email, client.ip, now) {
-        return Err(AppError::Throttled(wait.0));
-    }
+    id.throttle
+        .check(&state.store, email, client.ip, now)
+        .await?;
     // A malformed email is treated like an unknown one: same work, same answer.
     let candidate = match Email::parse("email", email) {
         Ok(email) if password.len() <= crate::password::MAX_BYTES => {
@@ -173,7 +173,10 @@ pub async fn sign_in_with_password(
     };
     let ok = state.passwords.verify(password, stored).await;
     let Some(user) = user.filter(|_| ok) else {
-        let burst = id.throttle.fail(email, client.ip, now);
+        let burst = id
+            .throttle
+            .fail(&state.store, email, client.ip, now)
+            .await?;
         let event = SecurityEvent {
             action: AuditAction::AuthSignIn,
             outcome: Outcome::Denied,
@@ -202,7 +205,7 @@ pub async fn sign_in_with_password(
         }
         return Err(AppError::BadCredentials);
     };
-    id.throttle.succeed(email);
+    id.throttle.succeed(&state.store, email).await?;
     let (token, mut tx) = start_session(state, client, request, user, AuthMethod::Password).await?;
     let factors = tx.factors().await?;
     tx.commit().await?;

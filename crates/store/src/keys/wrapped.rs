@@ -10,7 +10,9 @@
 //! - A rewrap replaces a row only if it still holds the wrapping it was read with.
 
 use async_trait::async_trait;
-use crypto::{DekVersion, KekRef, KeyRecords, KeyStoreError, WrappedDataKey, WrappedKeyStore};
+use crypto::{
+    DekVersion, KekRef, KeyGeneration, KeyRecords, KeyStoreError, WrappedDataKey, WrappedKeyStore,
+};
 use domain::PracticeId;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
@@ -101,6 +103,27 @@ fn version_i32(v: DekVersion) -> Result<i32, KeyStoreError> {
 
 #[async_trait]
 impl WrappedKeyStore for PgKeyStore {
+    /// One statement over ids and versions only (no wrapped bytes), run every
+    /// [`crypto::DEFAULT_RECHECK`] per cached practice by each replica's keyring.
+    async fn generation(&self, practice: PracticeId) -> Result<KeyGeneration, KeyStoreError> {
+        let mut tx = self.begin_in(practice).await.map_err(backend)?;
+        let (destroyed, newest, versions): (bool, i32, i64) = sqlx::query_as(
+            "select exists (select 1 from practice_key_destroyed where practice_id = $1),
+                    coalesce(max(dek_version), 0), count(*)
+               from practice_data_key where practice_id = $1",
+        )
+        .bind(practice)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(KeyGeneration {
+            destroyed,
+            newest: u32::try_from(newest).unwrap_or(0),
+            versions: u32::try_from(versions).unwrap_or(u32::MAX),
+        })
+    }
+
     async fn load(&self, practice: PracticeId) -> Result<KeyRecords, KeyStoreError> {
         let mut tx = self.begin_in(practice).await.map_err(backend)?;
         let destroyed: Option<(PracticeId,)> =
