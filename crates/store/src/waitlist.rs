@@ -13,7 +13,7 @@
 //!   client link (token hashed, expiring at the earlier of 12 hours and the slot's start less
 //!   the minimum notice) and its `waitlist_offer` messages queued in the outbox. It reads the
 //!   entries and their patients' contacts only under the `waitlist_release` pseudo-role
-//!   (`app.enter_waitlist_release`), given back right after. Each offer appends
+//!   (`crate::entry::enter_waitlist_release`), given back right after. Each offer appends
 //!   `waitlist.offer` (ids and a count, never a contact or a token).
 //! - **First to accept books it.** An offer's holder ([`OfferHolder`], entered through
 //!   `app.enter_link` with purpose `offer`) sees the practice, the time and the service only.
@@ -397,11 +397,7 @@ pub(crate) async fn offer_freed_slot(
     let service_ids: Vec<uuid::Uuid> = services.iter().map(|s| s.service_id.as_uuid()).collect();
     let candidates: Vec<Candidate> = {
         let (conn, _, _) = crate::outbox::tx_parts(tx);
-        let entered: bool = sqlx::query_scalar("select app.enter_waitlist_release($1)")
-            .bind(appointment)
-            .fetch_one(&mut *conn)
-            .await?;
-        if !entered {
+        if !crate::entry::enter_waitlist_release(&mut *conn, appointment).await? {
             return Ok(0);
         }
         sqlx::query_as(
@@ -449,9 +445,7 @@ pub(crate) async fn offer_freed_slot(
         made += 1;
     }
     let (conn, _, _) = crate::outbox::tx_parts(tx);
-    sqlx::query("select app.leave_waitlist_release()")
-        .execute(conn)
-        .await?;
+    crate::entry::leave_waitlist_release(conn).await?;
     result?;
     Ok(made)
 }
