@@ -84,12 +84,10 @@ pub(crate) async fn enter_waitlist_release(
     conn: &mut PgConnection,
     appointment: AppointmentId,
 ) -> Result<bool, StoreError> {
-    Ok(
-        sqlx::query_scalar("select app.enter_waitlist_release($1)")
-            .bind(appointment)
-            .fetch_one(conn)
-            .await?,
-    )
+    Ok(sqlx::query_scalar("select app.enter_waitlist_release($1)")
+        .bind(appointment)
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Gives the caller's roles back after [`enter_waitlist_release`] (`app.leave_waitlist_release`;
