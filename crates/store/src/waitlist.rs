@@ -1063,6 +1063,47 @@ fn day_start(tz: Tz, day: NaiveDate) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// Queues the `waitlist_joined` confirmation of `entry` by email and SMS to `contacts`, each
+/// carrying the entry's `waitlist` link `token` (sealed in the message); how many were queued.
+async fn queue_joined(
+    tx: &mut impl crate::outbox::QueueTx,
+    keyring: &Keyring,
+    patient: PatientId,
+    entry: WaitlistEntryId,
+    token: &outbound::LinkToken,
+    contacts: Contacts<'_>,
+) -> Result<u32, StoreError> {
+    use crate::outbox::{Cause, Channel, NewMessage, Recipient, Slots, enqueue};
+    let slots = Slots {
+        link_token: Some(token.expose_for_sealing().to_owned()),
+        ..Slots::default()
+    };
+    let mut queued = 0u32;
+    for channel in [Channel::Email, Channel::Sms] {
+        let Some(to) = crate::outbox::address(channel, contacts) else {
+            continue;
+        };
+        let sent = enqueue(
+            tx,
+            keyring,
+            &NewMessage {
+                patient: Some(patient),
+                template: "waitlist_joined",
+                channel,
+                cause: Cause::Waitlist,
+                cause_id: entry.as_uuid(),
+                recipient: Recipient(to),
+                slots: slots.clone(),
+                time_zone: None,
+                not_before: None,
+            },
+        )
+        .await?;
+        queued += u32::from(sent);
+    }
+    Ok(queued)
+}
+
 impl PublicBooking {
     /// Puts the client on the waitlist for `join.service_id` from the start of
     /// `join.first_day` to the end of `join.last_day` in the practice's time zone `tz`:
@@ -1082,7 +1123,6 @@ impl PublicBooking {
         tz: Tz,
         join: &JoinRequest,
     ) -> Result<Result<Joined, BookingRefused>, StoreError> {
-        use crate::outbox::{Cause, Channel, NewMessage, Recipient, Slots, enqueue};
         let now = self.now();
         let today = now.with_timezone(&tz).date_naive();
         let new_patient = join.client.validate(today)?;
@@ -1145,33 +1185,7 @@ impl PublicBooking {
             phone: Some(join.client.phone.as_str()),
             email: Some(join.client.email.as_str()),
         };
-        let slots = Slots {
-            link_token: Some(link.token.expose_for_sealing().to_owned()),
-            ..Slots::default()
-        };
-        let mut queued = 0u32;
-        for channel in [Channel::Email, Channel::Sms] {
-            let Some(to) = crate::outbox::address(channel, contacts) else {
-                continue;
-            };
-            let sent = enqueue(
-                self,
-                keyring,
-                &NewMessage {
-                    patient: Some(patient),
-                    template: "waitlist_joined",
-                    channel,
-                    cause: Cause::Waitlist,
-                    cause_id: id.as_uuid(),
-                    recipient: Recipient(to),
-                    slots: slots.clone(),
-                    time_zone: None,
-                    not_before: None,
-                },
-            )
-            .await?;
-            queued += u32::from(sent);
-        }
+        let queued = queue_joined(self, keyring, patient, id, &link.token, contacts).await?;
         let mut e = NewEvent::new(now, AuditAction::WaitlistAdd);
         e.object = Some(AuditObject::waitlist_entry(id));
         e.patient = Some(patient);

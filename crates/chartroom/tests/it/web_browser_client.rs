@@ -332,7 +332,14 @@ async fn a_client_books_confirms_and_signs_intake_and_reception_accepts_it() {
         b.click("#join").await;
         b.wait_for_text("#joined", "on the waitlist").await;
         b.check_page("client-10-waitlist-joined").await;
-        drain(&job, &app, &mut su, p, || !mails("waitlist").is_empty()).await;
+        let texted = || -> Vec<String> {
+            h.telnyx
+                .messages()
+                .iter()
+                .filter_map(|m| link_in(&m.text, &origin, "waitlist"))
+                .collect()
+        };
+        drain(&job, &app, &mut su, p, || !texted().is_empty()).await;
         for m in &smtp.messages() {
             let raw = String::from_utf8_lossy(&m.data).to_lowercase();
             let rest: Vec<&str> = raw.lines().filter(|l| !l.starts_with("to:")).collect();
@@ -344,7 +351,7 @@ async fn a_client_books_confirms_and_signs_intake_and_reception_accepts_it() {
                 );
             }
         }
-        let leave = mails("waitlist").remove(0);
+        let leave = texted().remove(0);
 
         b.driver
             .goto(app.url(&format!("/app/practices/{p}/waitlist")))
