@@ -284,7 +284,7 @@ async fn a_client_joins_the_waitlist_on_the_booking_page_and_leaves_by_its_link(
     .unwrap();
     assert!(screen.contains("Self-joined, new client"), "{screen}");
     assert!(screen.contains(">Self-joined<"), "{screen}");
-    let (s, list) = call(
+    let (s, entries) = call(
         &app,
         Method::GET,
         &format!("/api/v1/practices/{p}/waitlist"),
@@ -292,9 +292,10 @@ async fn a_client_joins_the_waitlist_on_the_booking_page_and_leaves_by_its_link(
         None,
     )
     .await;
-    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(s, StatusCode::OK, "{entries}");
     assert!(
-        list.as_array()
+        entries
+            .as_array()
             .unwrap()
             .iter()
             .all(|e| e["self_joined"] == json!(true))
@@ -624,7 +625,7 @@ async fn a_self_joined_new_client_is_offered_a_slot_and_waits_for_approval() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let states: Vec<(String, Option<uuid::Uuid>)> = sqlx::query_as(
+    let entries: Vec<(String, Option<uuid::Uuid>)> = sqlx::query_as(
         "select state, booked_appointment_id from waitlist_entry
           where practice_id = $1 order by created_at",
     )
@@ -633,7 +634,7 @@ async fn a_self_joined_new_client_is_offered_a_slot_and_waits_for_approval() {
     .await
     .unwrap();
     assert_eq!(
-        states,
+        entries,
         [("waiting".to_owned(), None), ("waiting".to_owned(), None)]
     );
 }
