@@ -61,6 +61,13 @@ pub enum Message {
         /// The offer link.
         link: OpaqueLink,
     },
+    /// A client put themselves on the waitlist; the link takes them off it.
+    WaitlistJoined {
+        /// The practice.
+        practice: PracticeName,
+        /// The link to leave the waitlist.
+        link: OpaqueLink,
+    },
     /// A deposit or fee to pay.
     PaymentRequest {
         /// The practice.
@@ -228,7 +235,7 @@ const FOOTER: &str = "This is an automated message. Please do not reply with hea
 
 impl Message {
     /// Every template's stable name.
-    pub const TEMPLATES: [&'static str; 11] = [
+    pub const TEMPLATES: [&'static str; 12] = [
         "booking_confirmed",
         "booking_reminder",
         "booking_rescheduled",
@@ -240,6 +247,7 @@ impl Message {
         "start_confirmed",
         "help",
         "subprocessor_change",
+        "waitlist_joined",
     ];
 
     /// The template's stable name.
@@ -257,6 +265,7 @@ impl Message {
             Self::StartConfirmed { .. } => "start_confirmed",
             Self::Help { .. } => "help",
             Self::SubprocessorChange { .. } => "subprocessor_change",
+            Self::WaitlistJoined { .. } => "waitlist_joined",
         }
     }
 
@@ -367,6 +376,18 @@ impl Message {
                 format!(
                     "A time opened up on {}. It goes to the first to accept:\n{}",
                     time.render(),
+                    link.as_str()
+                ),
+            ),
+            Self::WaitlistJoined { practice, link } => (
+                practice,
+                format!(
+                    "you are on the waitlist. We will send you any time that opens up. To leave the waitlist: {}",
+                    link.as_str()
+                ),
+                "You are on the waitlist",
+                format!(
+                    "You are on the waitlist. When a time opens up we will send it to you; the first to accept gets it.\n\nTo leave the waitlist, open:\n{}",
                     link.as_str()
                 ),
             ),

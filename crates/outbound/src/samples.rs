@@ -78,6 +78,10 @@ impl SampleSlots {
                 effective: self.effective,
                 link: PublicPageLink::new(&self.origin, PublicPage::Subprocessors),
             },
+            Message::WaitlistJoined {
+                practice: p(),
+                link: link(LinkPurpose::Waitlist),
+            },
         ]
     }
 }
@@ -110,6 +114,6 @@ mod tests {
             all.iter().map(Message::template).collect::<Vec<_>>(),
             Message::TEMPLATES.to_vec()
         );
-        assert_eq!(tokens, 6, "one fresh token per link");
+        assert_eq!(tokens, 7, "one fresh token per link");
     }
 }

@@ -164,11 +164,19 @@ pub enum LinkPurpose {
     Offer,
     /// Pay a deposit or a fee.
     Pay,
+    /// Leave the waitlist one joined.
+    Waitlist,
 }
 
 impl LinkPurpose {
     /// Every purpose.
-    pub const ALL: [Self; 4] = [Self::Intake, Self::Manage, Self::Offer, Self::Pay];
+    pub const ALL: [Self; 5] = [
+        Self::Intake,
+        Self::Manage,
+        Self::Offer,
+        Self::Pay,
+        Self::Waitlist,
+    ];
 
     /// The path segment.
     #[must_use]
@@ -178,6 +186,7 @@ impl LinkPurpose {
             Self::Manage => "manage",
             Self::Offer => "offer",
             Self::Pay => "pay",
+            Self::Waitlist => "waitlist",
         }
     }
 }

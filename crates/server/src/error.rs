@@ -268,9 +268,15 @@ impl From<StoreError> for AppError {
                     "support staff cannot be members of a practice; approve a support grant instead"
                         .into()
                 }
-                f if ["booking_settings.", "service.", "client.", "hours"]
-                    .iter()
-                    .any(|p| f.starts_with(p)) =>
+                f if [
+                    "booking_settings.",
+                    "service.",
+                    "client.",
+                    "hours",
+                    "waitlist.",
+                ]
+                .iter()
+                .any(|p| f.starts_with(p)) =>
                 {
                     format!("{f} is not valid")
                 }

@@ -729,6 +729,10 @@ pub async fn decide(
     .bind(now)
     .execute(tx.conn())
     .await?;
+    if !approve {
+        // A declined request made by accepting a waitlist offer: the entry waits again.
+        crate::waitlist::unbook_released(tx.conn(), practice, appointment, now).await?;
+    }
     if approve {
         let booked: BookedAppointment = sqlx::query_as(
             "select appointment_id, patient_id, starts_at, ends_at from appointment
@@ -945,7 +949,7 @@ impl std::fmt::Debug for ClientDetails {
 
 impl ClientDetails {
     /// The record a new client gets, every field checked by the patient rules.
-    fn validate(&self, today: NaiveDate) -> Result<NewPatient, StoreError> {
+    pub(crate) fn validate(&self, today: NaiveDate) -> Result<NewPatient, StoreError> {
         let bad = |f: &str| StoreError::Invalid(format!("client.{f}"));
         let name_ok = |s: &str| {
             let t = s.trim();
@@ -1031,6 +1035,17 @@ impl PublicBooking {
         self.inner.practice()
     }
 
+    /// The audited transaction, for the public page's other writes in this crate (joining the
+    /// waitlist, [`crate::waitlist`]).
+    pub(crate) fn audited(&mut self) -> &mut Audited {
+        &mut self.inner
+    }
+
+    /// The request's id (for its audit events).
+    pub(crate) fn request(&self) -> RequestId {
+        self.request
+    }
+
     /// The request time.
     #[must_use]
     pub fn now(&self) -> DateTime<Utc> {
@@ -1095,7 +1110,7 @@ impl PublicBooking {
 
     /// The client's record: the one existing patient with this phone number and date of birth,
     /// or a new sealed record. `true` when it existed.
-    async fn client_record(
+    pub(crate) async fn client_record(
         &mut self,
         keyring: &Keyring,
         client: &ClientDetails,

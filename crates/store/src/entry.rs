@@ -13,13 +13,16 @@
 //!   ([`enter_online_booking`], `app.enter_online_booking`) and a client link's holder
 //!   ([`enter_link`], `app.enter_link`). Each gives the transaction a pseudo-role no member
 //!   holds and no actor; each is an [`Audited`] transaction, so what it opens it audits.
+//! - So does the one role switch inside an entered transaction: a cancellation's release of
+//!   its freed slot to the waitlist ([`enter_waitlist_release`], `app.enter_waitlist_release`,
+//!   given back by [`leave_waitlist_release`]).
 //! - A read ([`Access::Read`]) is a read-only transaction whose audit events go to the
 //!   group-commit writer ([`crate::group_commit`]) when it commits; its commit returns only
 //!   once they are durable, and fails if they cannot be made so.
 
 use chrono::{DateTime, Utc};
 use crypto::{FieldContext, Keyring, PracticeKeys};
-use domain::{AuditAction, AuditObject, ClientLinkId, PatientId, PracticeId};
+use domain::{AppointmentId, AuditAction, AuditObject, ClientLinkId, PatientId, PracticeId};
 use outbound::LinkToken;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
@@ -68,6 +71,32 @@ pub(crate) async fn enter_online_booking(
         .fetch_one(&mut *tx)
         .await?;
     Ok(entered.then(|| Audited::entered(tx, practice, now)))
+}
+
+/// The waitlist release's entry, inside the caller's transaction on `conn` (staff, or a manage
+/// link's holder, that has just cancelled `appointment`): through
+/// `app.enter_waitlist_release`, which admits only a cancelled appointment of the entered
+/// practice (a link holder's own one) and gives the transaction the `waitlist_release`
+/// pseudo-role, keeping the caller's roles to give back. `false` when it is not admitted
+/// (nothing changed). The caller gives the roles back with [`leave_waitlist_release`] before
+/// anything else runs in the transaction, whatever happened in between.
+pub(crate) async fn enter_waitlist_release(
+    conn: &mut PgConnection,
+    appointment: AppointmentId,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar("select app.enter_waitlist_release($1)")
+        .bind(appointment)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Gives the caller's roles back after [`enter_waitlist_release`] (`app.leave_waitlist_release`;
+/// nothing happens when the release was not entered).
+pub(crate) async fn leave_waitlist_release(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("select app.leave_waitlist_release()")
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The live client link a holder presented, as `app.enter_link` resolved it.

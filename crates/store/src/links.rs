@@ -36,6 +36,8 @@ pub enum Purpose {
     BookingPay,
     /// Accept a freed slot offered from the waitlist.
     Offer,
+    /// Leave the waitlist one joined on the public booking page.
+    Waitlist,
 }
 
 impl Purpose {
@@ -47,10 +49,12 @@ impl Purpose {
             Self::BookingManage => "booking_manage",
             Self::BookingPay => "booking_pay",
             Self::Offer => "offer",
+            Self::Waitlist => "waitlist",
         }
     }
 
-    /// The path the link opens (`/intake/…`, `/manage/…`, `/pay/…`).
+    /// The path the link opens (`/intake/…`, `/manage/…`, `/pay/…`, `/offer/…`,
+    /// `/waitlist/…`).
     #[must_use]
     pub const fn outbound(self) -> LinkPurpose {
         match self {
@@ -58,6 +62,7 @@ impl Purpose {
             Self::BookingManage => LinkPurpose::Manage,
             Self::BookingPay => LinkPurpose::Pay,
             Self::Offer => LinkPurpose::Offer,
+            Self::Waitlist => LinkPurpose::Waitlist,
         }
     }
 }

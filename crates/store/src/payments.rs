@@ -493,7 +493,8 @@ type HeldRow = (
     PatientId,
 );
 
-/// Releases a held booking: appointment cancelled, booking expired, payment `state`.
+/// Releases a held booking: appointment cancelled, booking expired, payment `state`; a
+/// waitlist entry the hold had booked waits again ([`crate::waitlist::unbook_released`]).
 async fn release(
     conn: &mut PgConnection,
     practice: PracticeId,
@@ -537,6 +538,7 @@ async fn release(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    crate::waitlist::unbook_released(conn, practice, appointment, now).await?;
     Ok(())
 }
 

@@ -5,6 +5,14 @@
 //! - **Staff keep it.** Reception, owners and admins add, list and remove entries ([`add`],
 //!   [`list`], [`remove`]; RLS refuses other roles). An entry is ids, a service, an optional
 //!   clinician, a window of start times and a state: nothing to decrypt. Each is audited.
+//! - **Clients join by themselves.** On the public booking page ([`PublicBooking::join_waitlist`],
+//!   the `online_booking` entry) a client joins for a service and a range of days: recognised
+//!   by mobile number and date of birth or recorded as new, exactly as a booking there. The
+//!   entry is marked self-joined (and new-client), and its `waitlist_joined` confirmation
+//!   (email and SMS, an opaque link only) carries a `waitlist` link whose holder
+//!   ([`WaitlistHolder`]) sees the practice, the service and the days and may leave. A new
+//!   client's accepted offer is a request for reception when the practice approves new
+//!   clients first ([`AcceptOutcome::Requested`]).
 //! - **Offered with the cancellation.** [`offer_freed_slot`] runs in the cancelling
 //!   transaction (staff through the API or the schedule page, the client through a manage
 //!   link): when the slot is still bookable for a service under the practice's rules
@@ -13,7 +21,7 @@
 //!   client link (token hashed, expiring at the earlier of 12 hours and the slot's start less
 //!   the minimum notice) and its `waitlist_offer` messages queued in the outbox. It reads the
 //!   entries and their patients' contacts only under the `waitlist_release` pseudo-role
-//!   (`app.enter_waitlist_release`), given back right after. Each offer appends
+//!   (`crate::entry::enter_waitlist_release`), given back right after. Each offer appends
 //!   `waitlist.offer` (ids and a count, never a contact or a token).
 //! - **First to accept books it.** An offer's holder ([`OfferHolder`], entered through
 //!   `app.enter_link` with purpose `offer`) sees the practice, the time and the service only.
@@ -40,8 +48,9 @@ use sqlx::PgConnection;
 
 use crate::append::NewEvent;
 use crate::booking::{
-    BookedAppointment, Service, claim_slot, clinician_week, practice_time_zone, query,
-    queue_confirmation, read_services, read_settings,
+    BookedAppointment, BookingRefused, ClientDetails, NewClients, PublicBooking, Service,
+    claim_slot, clinician_week, practice_time_zone, query, queue_confirmation, read_services,
+    read_settings,
 };
 use crate::entry::{Audited, EnteredLink, Opener};
 use crate::outbox::{Contacts, QueueTx};
@@ -80,6 +89,11 @@ pub struct Entry {
     pub created_at: DateTime<Utc>,
     /// How many offers it has had.
     pub offers: i64,
+    /// The client joined on the public booking page (no member added it).
+    pub self_joined: bool,
+    /// A self-joined client the page did not recognise (a new record): under the practice's
+    /// approved-only option, an offer they accept becomes a request for reception.
+    pub new_client: bool,
 }
 
 /// A new entry (validated by [`add`]).
@@ -102,7 +116,8 @@ pub struct NewEntry {
 const ENTRY_COLUMNS: &str = "e.entry_id, e.patient_id, e.service_id, e.clinician_id, e.earliest,
     e.latest, e.state, e.booked_appointment_id, e.created_at,
     (select count(*) from waitlist_offer o
-      where o.practice_id = e.practice_id and o.entry_id = e.entry_id) as offers";
+      where o.practice_id = e.practice_id and o.entry_id = e.entry_id) as offers,
+    e.self_joined, e.new_client";
 
 async fn entries(
     tx: &mut TenantTx,
@@ -355,7 +370,7 @@ async fn fitting_services(
 }
 
 /// Offers the slot `appointment` freed (it was cancelled in this transaction) to the oldest
-/// matching waiting entries: the entry's service can be booked then with that clinician under
+/// matching waiting entries, one per client: the entry's service can be booked then with that clinician under
 /// the practice's rules, its preferred clinician (if any) is that one, the start is inside its
 /// window, and it is not the cancelling client's. At most the practice's `waitlist_offers`.
 /// Each offer: an `offer` link for the entry's patient, the offer row, the `waitlist_offer`
@@ -397,22 +412,23 @@ pub(crate) async fn offer_freed_slot(
     let service_ids: Vec<uuid::Uuid> = services.iter().map(|s| s.service_id.as_uuid()).collect();
     let candidates: Vec<Candidate> = {
         let (conn, _, _) = crate::outbox::tx_parts(tx);
-        let entered: bool = sqlx::query_scalar("select app.enter_waitlist_release($1)")
-            .bind(appointment)
-            .fetch_one(&mut *conn)
-            .await?;
-        if !entered {
+        if !crate::entry::enter_waitlist_release(&mut *conn, appointment).await? {
             return Ok(0);
         }
+        // One offer per client (their oldest matching entry), however often they joined.
         sqlx::query_as(
-            "select e.entry_id, e.patient_id, e.service_id from waitlist_entry e
-               join patient p on p.practice_id = e.practice_id and p.patient_id = e.patient_id
-              where e.practice_id = $1 and e.state = 'waiting'
-                and e.service_id = any($2)
-                and (e.clinician_id is null or e.clinician_id = $3)
-                and e.earliest <= $4 and e.latest >= $4
-                and e.patient_id <> $5
-              order by e.created_at, e.entry_id
+            "select c.entry_id, c.patient_id, c.service_id from (
+                select distinct on (e.patient_id) e.entry_id, e.patient_id, e.service_id,
+                       e.created_at
+                  from waitlist_entry e
+                  join patient p on p.practice_id = e.practice_id and p.patient_id = e.patient_id
+                 where e.practice_id = $1 and e.state = 'waiting'
+                   and e.service_id = any($2)
+                   and (e.clinician_id is null or e.clinician_id = $3)
+                   and e.earliest <= $4 and e.latest >= $4
+                   and e.patient_id <> $5
+                 order by e.patient_id, e.created_at, e.entry_id) c
+              order by c.created_at, c.entry_id
               limit $6",
         )
         .bind(practice)
@@ -449,9 +465,7 @@ pub(crate) async fn offer_freed_slot(
         made += 1;
     }
     let (conn, _, _) = crate::outbox::tx_parts(tx);
-    sqlx::query("select app.leave_waitlist_release()")
-        .execute(conn)
-        .await?;
+    crate::entry::leave_waitlist_release(conn).await?;
     result?;
     Ok(made)
 }
@@ -599,6 +613,10 @@ pub enum AcceptOutcome {
     /// settles. The caller must create the hold's Checkout Session before it commits
     /// (`server::payments::commit_held`), and roll back when it cannot.
     Held(Box<HeldOffer>),
+    /// The holder joined the waitlist as a new client and the practice approves new clients'
+    /// bookings first: the slot is claimed as a request that reception approves or declines
+    /// (as a new client's booking on the public page).
+    Requested(Slot),
     /// Someone else was first (or the time is no longer bookable): the offer is closed.
     Taken,
 }
@@ -795,13 +813,28 @@ impl OfferHolder {
             return self.close_taken().await;
         };
         let patient = self.link.patient;
+        // A new client who joined by themselves books under the practice's approved-only
+        // option exactly as on the public page: a request for reception.
+        let new_client: bool = sqlx::query_scalar(
+            "select new_client from waitlist_entry where practice_id = $1 and entry_id = $2",
+        )
+        .bind(practice)
+        .bind(row.entry_id)
+        .fetch_optional(self.inner.conn())
+        .await?
+        .unwrap_or(false);
+        let then_status = if new_client && settings.new_clients == NewClients::Approval {
+            "requested"
+        } else {
+            "booked"
+        };
         // A service paid for at booking is held until the payment settles, exactly as on the
         // public page (`crate::payments`): no confirmation until then.
         let payment_kind = crate::payments::PaymentKind::at_booking(service.payment);
         let status = if payment_kind.is_some() {
             "held"
         } else {
-            "booked"
+            then_status
         };
         let appointment = AppointmentId::new();
         sqlx::query(
@@ -824,13 +857,14 @@ impl OfferHolder {
         sqlx::query(
             "insert into online_booking (practice_id, booking_id, appointment_id, service_id,
                     patient_id, client_kind, status, payment, amount_minor, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, 'existing', $6, $7, $8, $9, $9)",
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
         )
         .bind(practice)
         .bind(booking)
         .bind(appointment)
         .bind(service.service_id)
         .bind(patient)
+        .bind(if new_client { "new" } else { "existing" })
         .bind(status)
         .bind(if service.payment == PaymentPolicy::None {
             "none"
@@ -851,7 +885,7 @@ impl OfferHolder {
                     kind,
                     amount,
                     &settings.currency,
-                    "booked",
+                    then_status,
                     now,
                 )
                 .await?,
@@ -905,6 +939,10 @@ impl OfferHolder {
                 client,
             })));
         }
+        if status == "requested" {
+            self.audit("requested", Some(created)).await?;
+            return Ok(AcceptOutcome::Requested(slot));
+        }
         if let Some(p) = record {
             let contacts = Contacts {
                 phone: p.phone.as_deref(),
@@ -939,6 +977,30 @@ impl OfferHolder {
     }
 }
 
+/// A booking made by accepting an offer did not happen after all: its hold was released
+/// unpaid (the payments job or the processor's webhook, as the owner role) or reception
+/// declined its request. In the caller's transaction, the entry it had booked with
+/// `appointment` is `waiting` again, so later freed slots are offered to it. Nothing happens
+/// when no entry was booked with that appointment (or the caller's role may not change
+/// entries).
+pub(crate) async fn unbook_released(
+    conn: &mut PgConnection,
+    practice: PracticeId,
+    appointment: AppointmentId,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update waitlist_entry set state = 'waiting', booked_appointment_id = null, updated_at = $3
+          where practice_id = $1 and booked_appointment_id = $2 and state = 'booked'",
+    )
+    .bind(practice)
+    .bind(appointment)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Staff cancelled `appointment` in `tx` (the API's update, the schedule page): offers its
 /// freed slot to the waitlist in the same transaction ([`offer_freed_slot`]). Returns how many
 /// offers were made.
@@ -956,4 +1018,310 @@ pub async fn offer_cancelled_slot(
 pub async fn time_zone(tx: &mut TenantTx) -> Result<Tz, StoreError> {
     let practice = tx.practice();
     practice_time_zone(tx.conn(), practice).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Joining from the public booking page, and the link to leave.
+// ---------------------------------------------------------------------------------------
+
+/// What a client asks for when they join the waitlist on the public page.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The service wanted (one the practice offers online).
+    pub service_id: ServiceId,
+    /// The first day they can come (the practice's local date: today or later).
+    pub first_day: NaiveDate,
+    /// The last day they can come (on or after `first_day`, no further ahead than the
+    /// practice books online).
+    pub last_day: NaiveDate,
+    /// Who they are: as for a booking (an existing client is recognised by mobile number and
+    /// date of birth).
+    pub client: ClientDetails,
+}
+
+/// A client put on the waitlist by the public page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The entry.
+    pub entry_id: WaitlistEntryId,
+    /// The client's record (new or matched).
+    pub patient_id: PatientId,
+    /// Whether the client was recognised.
+    pub existing: bool,
+    /// The earliest start the entry accepts (start of the first day, practice time).
+    pub earliest: DateTime<Utc>,
+    /// The latest (end of the last day).
+    pub latest: DateTime<Utc>,
+}
+
+/// The start of local day `day` in `tz`, in UTC (`None` for a day that does not exist there).
+fn day_start(tz: Tz, day: NaiveDate) -> Option<DateTime<Utc>> {
+    use chrono::TimeZone as _;
+    tz.from_local_datetime(&day.and_time(chrono::NaiveTime::MIN))
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Queues the `waitlist_joined` confirmation of `entry` by email and SMS to `contacts`, each
+/// carrying the entry's `waitlist` link `token` (sealed in the message); how many were queued.
+async fn queue_joined(
+    tx: &mut impl crate::outbox::QueueTx,
+    keyring: &Keyring,
+    patient: PatientId,
+    entry: WaitlistEntryId,
+    token: &outbound::LinkToken,
+    contacts: Contacts<'_>,
+) -> Result<u32, StoreError> {
+    use crate::outbox::{Cause, Channel, NewMessage, Recipient, Slots, enqueue};
+    let slots = Slots {
+        link_token: Some(token.expose_for_sealing().to_owned()),
+        ..Slots::default()
+    };
+    let mut queued = 0u32;
+    for channel in [Channel::Email, Channel::Sms] {
+        let Some(to) = crate::outbox::address(channel, contacts) else {
+            continue;
+        };
+        let sent = enqueue(
+            tx,
+            keyring,
+            &NewMessage {
+                patient: Some(patient),
+                template: "waitlist_joined",
+                channel,
+                cause: Cause::Waitlist,
+                cause_id: entry.as_uuid(),
+                recipient: Recipient(to),
+                slots: slots.clone(),
+                time_zone: None,
+                not_before: None,
+            },
+        )
+        .await?;
+        queued += u32::from(sent);
+    }
+    Ok(queued)
+}
+
+impl PublicBooking {
+    /// Puts the client on the waitlist for `join.service_id` from the start of
+    /// `join.first_day` to the end of `join.last_day` in the practice's time zone `tz`:
+    /// recognises an existing client by mobile number and date of birth, or records a new one
+    /// (as [`PublicBooking::book`] does); inserts a `waiting` entry marked self-joined (and
+    /// `new_client` when not recognised, so the practice's approved-only option applies when
+    /// they accept an offer), makes its `waitlist` link (live until the window ends) and
+    /// queues the `waitlist_joined` confirmation carrying it by email and SMS to the contacts
+    /// given. Appends `waitlist.add` (ids; `self_joined` in the details). The caller commits.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] naming the field (`client.…`, `waitlist.first_day`,
+    /// `waitlist.last_day`); nothing is written then.
+    pub async fn join_waitlist(
+        &mut self,
+        keyring: &Keyring,
+        tz: Tz,
+        join: &JoinRequest,
+    ) -> Result<Result<Joined, BookingRefused>, StoreError> {
+        let now = self.now();
+        let today = now.with_timezone(&tz).date_naive();
+        let new_patient = join.client.validate(today)?;
+        let (settings, services) = self.catalogue().await?;
+        let Some(service) = services
+            .into_iter()
+            .find(|s| s.service_id == join.service_id && !s.clinicians.is_empty())
+        else {
+            return Ok(Err(BookingRefused::NoService));
+        };
+        let horizon = today + Duration::days(i64::from(settings.max_days_ahead));
+        if join.first_day < today || join.first_day > horizon {
+            return Err(StoreError::Invalid("waitlist.first_day".into()));
+        }
+        if join.last_day < join.first_day || join.last_day > horizon {
+            return Err(StoreError::Invalid("waitlist.last_day".into()));
+        }
+        let (Some(earliest), Some(latest)) = (
+            day_start(tz, join.first_day),
+            join.last_day.succ_opt().and_then(|d| day_start(tz, d)),
+        ) else {
+            return Err(StoreError::Invalid("waitlist.last_day".into()));
+        };
+        let (patient, existing) = self
+            .client_record(keyring, &join.client, &new_patient)
+            .await?;
+        let practice = self.practice();
+        let id = WaitlistEntryId::new();
+        let link = {
+            let conn = self.audited().conn();
+            sqlx::query(
+                "insert into waitlist_entry (practice_id, entry_id, patient_id, service_id,
+                        clinician_id, earliest, latest, state, created_by, created_at, updated_at,
+                        self_joined, new_client)
+                 values ($1, $2, $3, $4, null, $5, $6, 'waiting', null, $7, $7, true, $8)",
+            )
+            .bind(practice)
+            .bind(id)
+            .bind(patient)
+            .bind(service.service_id)
+            .bind(earliest)
+            .bind(latest)
+            .bind(now)
+            .bind(!existing)
+            .execute(&mut *conn)
+            .await?;
+            crate::links::insert(
+                conn,
+                practice,
+                crate::links::Purpose::Waitlist,
+                patient,
+                id.as_uuid(),
+                None,
+                now,
+                latest.max(now + Duration::hours(1)),
+            )
+            .await?
+        };
+        let contacts = Contacts {
+            phone: Some(join.client.phone.as_str()),
+            email: Some(join.client.email.as_str()),
+        };
+        let queued = queue_joined(self, keyring, patient, id, &link.token, contacts).await?;
+        let mut e = NewEvent::new(now, AuditAction::WaitlistAdd);
+        e.object = Some(AuditObject::waitlist_entry(id));
+        e.patient = Some(patient);
+        e.request = Some(self.request());
+        e.details = Some(serde_json::json!({ "self_joined": true, "messages": queued }));
+        self.audited().append(&[e]).await?;
+        Ok(Ok(Joined {
+            entry_id: id,
+            patient_id: patient,
+            existing,
+            earliest,
+            latest,
+        }))
+    }
+}
+
+/// A `waitlist` link holder's transaction: entered through `app.enter_link` with purpose
+/// `waitlist` (the `client_link` pseudo-role, no actor); it reads its own entry and may take
+/// it off the waitlist, nothing else. Dropping it rolls back.
+#[derive(Debug)]
+pub struct WaitlistHolder {
+    inner: Audited,
+    link: EnteredLink,
+    entry: WaitlistEntryId,
+    request: RequestId,
+}
+
+/// A self-joined entry as its holder sees it: the practice, the service, the days and the
+/// state (nothing else).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryView {
+    /// The practice's name.
+    pub practice_name: String,
+    /// The practice's time zone.
+    pub tz: Tz,
+    /// The service's catalogue name.
+    pub service: String,
+    /// The earliest acceptable start.
+    pub earliest: DateTime<Utc>,
+    /// The latest acceptable start.
+    pub latest: DateTime<Utc>,
+    /// `waiting`, `booked` or `removed`.
+    pub state: String,
+}
+
+impl crate::Store {
+    /// Enters the practice of a `waitlist` link's `token`: `None` when the link is unknown,
+    /// expired, used, revoked or of another purpose (the page answers all the same).
+    pub async fn waitlist_link(
+        &self,
+        token: &outbound::LinkToken,
+        request: RequestId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WaitlistHolder>, StoreError> {
+        crate::entry::link_holder(
+            &self.pool,
+            token,
+            crate::links::Purpose::Waitlist,
+            now,
+            |inner, link| WaitlistHolder {
+                inner,
+                entry: WaitlistEntryId::from_uuid(link.subject),
+                link,
+                request,
+            },
+        )
+        .await
+    }
+}
+
+impl WaitlistHolder {
+    /// The entry, its practice and service; `None` when it is gone. Reads no PHI and changes
+    /// nothing.
+    pub async fn entry(&mut self) -> Result<Option<EntryView>, StoreError> {
+        let practice = self.inner.practice();
+        let row: Option<(ServiceId, DateTime<Utc>, DateTime<Utc>, String)> = sqlx::query_as(
+            "select service_id, earliest, latest, state from waitlist_entry
+              where practice_id = $1 and entry_id = $2",
+        )
+        .bind(practice)
+        .bind(self.entry)
+        .fetch_optional(self.inner.conn())
+        .await?;
+        let Some((service_id, earliest, latest, state)) = row else {
+            return Ok(None);
+        };
+        let practice_name = self.inner.practice_name().await?;
+        let tz = practice_time_zone(self.inner.conn(), practice).await?;
+        let service = read_services(self.inner.conn(), practice, false)
+            .await?
+            .into_iter()
+            .find(|s| s.service_id == service_id)
+            .map(|s| s.name)
+            .unwrap_or_default();
+        Ok(Some(EntryView {
+            practice_name,
+            tz,
+            service,
+            earliest,
+            latest,
+            state,
+        }))
+    }
+
+    /// Takes the entry off the waitlist (`removed`) when it is waiting, and uses the link up;
+    /// audited `waitlist.remove` (`by: client` in the details). `false` when it was not
+    /// waiting (booked, or already removed): nothing changes. The caller commits.
+    pub async fn leave(&mut self) -> Result<bool, StoreError> {
+        let practice = self.inner.practice();
+        let now = self.inner.now();
+        let left = sqlx::query(
+            "update waitlist_entry set state = 'removed', updated_at = $3
+              where practice_id = $1 and entry_id = $2 and state = 'waiting'",
+        )
+        .bind(practice)
+        .bind(self.entry)
+        .bind(now)
+        .execute(self.inner.conn())
+        .await?
+        .rows_affected()
+            == 1;
+        if !left {
+            return Ok(false);
+        }
+        crate::links::mark_used(self.inner.conn(), practice, self.link.link, now).await?;
+        let mut e = NewEvent::new(now, AuditAction::WaitlistRemove);
+        e.object = Some(AuditObject::waitlist_entry(self.entry));
+        e.patient = Some(self.link.patient);
+        e.request = Some(self.request);
+        e.details = Some(serde_json::json!({ "by": "client" }));
+        self.inner.append(&[e]).await?;
+        Ok(true)
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.inner.commit().await
+    }
 }

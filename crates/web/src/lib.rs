@@ -352,6 +352,12 @@ fn public_routes(state: AppState) -> Router<AppState> {
             "/book/{practice_id}/services/{service_id}/at/{start}",
             get(pages::book::details_page).post(pages::book::book),
         )
+        .route(
+            "/book/{practice_id}/services/{service_id}/waitlist",
+            get(pages::book::waitlist_page).post(pages::book::waitlist_join),
+        )
+        .route("/waitlist/{token}", get(pages::waitlist_link::entry_page))
+        .route("/waitlist/{token}/leave", post(pages::waitlist_link::leave))
         .layer(axum::middleware::from_fn_with_state(state, public_limit))
 }
 

@@ -731,6 +731,8 @@ const MATRIX_ELSEWHERE: &[(&str, &str)] = &[
         "GET",
         "/api/v1/public/practices/{practice_id}/booking/slots",
     ),
+    // Its matrix is in `waitlist_join` (no session; a practice that books online).
+    ("POST", "/api/v1/public/practices/{practice_id}/waitlist"),
     // The waitlist: its matrix is in `waitlist` (reception, owners and admins; an entry needs
     // a service set up).
     ("GET", "/api/v1/practices/{practice_id}/waitlist"),

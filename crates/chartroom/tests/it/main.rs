@@ -91,6 +91,7 @@ mod support;
 mod templates_page;
 mod trust;
 mod waitlist;
+mod waitlist_join;
 mod web_actions;
 mod web_actions_reads;
 mod web_booking;

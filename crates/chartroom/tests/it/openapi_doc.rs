@@ -24,6 +24,7 @@ const PUBLIC: &[&str] = &[
     "get /api/v1/public/practices/{practice_id}/booking",
     "post /api/v1/public/practices/{practice_id}/booking",
     "get /api/v1/public/practices/{practice_id}/booking/slots",
+    "post /api/v1/public/practices/{practice_id}/waitlist",
 ];
 
 /// One malformed request: what is wrong, the path, and a body with its content type.

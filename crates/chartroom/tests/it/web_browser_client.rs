@@ -2,7 +2,9 @@
 //! sends the confirmation through a real SMTP server process and the Telnyx stand-in; the
 //! client follows the emailed manage link and confirms; reception requests an intake form;
 //! the client follows the emailed intake link, fills it in and signs it; reception reviews it
-//! and accepts it onto the chart. Every public and staff page on the way passes the CSP and
+//! and accepts it onto the chart. Another client finds no time that suits them and joins the
+//! waitlist from the booking page; reception sees the entry marked self-joined; the client
+//! leaves through the emailed link. Every public and staff page on the way passes the CSP and
 //! accessibility checks, and no message carries the client's name, phone or email.
 
 use std::sync::Arc;
@@ -299,8 +301,83 @@ async fn a_client_books_confirms_and_signs_intake_and_reception_accepts_it() {
         b.click("#accept").await;
         b.wait_for_text("[role=status]", "accepted").await;
         b.check_page("staff-08-accepted").await;
+
+        // 7. Another client finds no time that suits them and joins the waitlist from the
+        //    booking page; the confirmation carries a link to leave and nothing of them;
+        //    reception sees the entry marked self-joined; the client leaves through the link.
+        let waiting = domain::synthetic::Generator::new(2020).patient();
+        let day = |n: i64| {
+            (app.clock.now().date_naive() + chrono::Duration::days(n))
+                .format("%m%d%Y")
+                .to_string()
+        };
+        b.driver.goto(app.url(&format!("/book/{p}"))).await.unwrap();
+        b.click("#services a").await;
+        b.wait_for_text("#join-waitlist", "Join the waitlist").await;
+        b.click("#join-waitlist").await;
+        b.wait_for_text("#waitlist-title", "The days you can come")
+            .await;
+        b.type_keys("#first_day", &day(2)).await;
+        b.type_keys("#last_day", &day(6)).await;
+        b.fill("#given_name", &waiting.given_name).await;
+        b.fill("#family_name", &waiting.family_name).await;
+        b.type_keys(
+            "#date_of_birth",
+            &waiting.date_of_birth.format("%m%d%Y").to_string(),
+        )
+        .await;
+        b.fill("#phone", &waiting.phone).await;
+        b.fill("#email", &waiting.email).await;
+        b.check_page("client-09-waitlist-form").await;
+        b.click("#join").await;
+        b.wait_for_text("#joined", "on the waitlist").await;
+        b.check_page("client-10-waitlist-joined").await;
+        let texted = || -> Vec<String> {
+            h.telnyx
+                .messages()
+                .iter()
+                .filter_map(|m| link_in(&m.text, &origin, "waitlist"))
+                .collect()
+        };
+        drain(&job, &app, &mut su, p, || !texted().is_empty()).await;
+        for m in &smtp.messages() {
+            let raw = String::from_utf8_lossy(&m.data).to_lowercase();
+            let rest: Vec<&str> = raw.lines().filter(|l| !l.starts_with("to:")).collect();
+            let rest = rest.join("\n");
+            for leak in [&waiting.given_name, &waiting.family_name, &waiting.phone] {
+                assert!(
+                    !rest.contains(&leak.to_lowercase()),
+                    "the email carries client data: {rest}"
+                );
+            }
+        }
+        let leave = texted().remove(0);
+
+        b.driver
+            .goto(app.url(&format!("/app/practices/{p}/waitlist")))
+            .await
+            .unwrap();
+        b.wait_for_text("#waitlist", "Self-joined, new client")
+            .await;
+        b.check_page("staff-09-waitlist").await;
+
+        b.driver.goto(&leave).await.unwrap();
+        b.wait_for_text("#state", "Waiting for a time").await;
+        b.check_page("client-11-waitlist-entry").await;
+        b.click("#leave").await;
+        b.wait_for_text("#left", "will not be sent").await;
+        b.check_page("client-12-waitlist-left").await;
     })
     .await;
+
+    let left: String = sqlx::query_scalar(
+        "select state from waitlist_entry where practice_id = $1 and self_joined",
+    )
+    .bind(p)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(left, "removed");
 
     let status: String =
         sqlx::query_scalar("select status from intake_request where practice_id = $1")

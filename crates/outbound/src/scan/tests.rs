@@ -117,6 +117,10 @@ fn every_message(practice: &PracticeName) -> Vec<Message> {
                 crate::PublicPage::Subprocessors,
             ),
         },
+        Message::WaitlistJoined {
+            practice: p(),
+            link: link(LinkPurpose::Waitlist),
+        },
     ]
 }
 

@@ -636,6 +636,10 @@ fn render(due: &Due, practice: PracticeName, origin: &LinkOrigin) -> Option<Rend
             practice,
             link: link(LinkPurpose::Pay)?,
         },
+        "waitlist_joined" => Message::WaitlistJoined {
+            practice,
+            link: link(LinkPurpose::Waitlist)?,
+        },
         "subprocessor_change" => Message::SubprocessorChange {
             practice,
             vendor: SubprocessorName::from_registry(due.slots.vendor?.display_name()).ok()?,

@@ -406,3 +406,40 @@ pub(crate) async fn public_book(
         )),
     }
 }
+
+/// The answer to joining the waitlist: the same whether the client was recognised or not.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WaitlistJoined {
+    /// `received`: the confirmation, with a link to leave the waitlist, arrives by email and
+    /// text message; when a time opens up on one of the days it is offered to the client.
+    status: &'static str,
+}
+
+/// Puts a client on the practice's waitlist for a service and a range of days (the public
+/// page's way when no time suits them). Audited `waitlist.add` (self-joined).
+#[utoipa::path(post, path = "/api/v1/public/practices/{practice_id}/waitlist", tag = "booking",
+    params(("practice_id" = String, Path, format = Uuid)), security(()),
+    request_body = store::waitlist::JoinRequest,
+    responses((status = 202, body = WaitlistJoined), (status = 400, body = crate::views::ErrorBody),
+              (status = 404, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody)))]
+pub(crate) async fn public_waitlist_join(
+    State(state): State<AppState>,
+    _client: crate::extract::PublicClient,
+    ReqIdOf(request): ReqIdOf,
+    ApiPath(practice): ApiPath<PracticeId>,
+    ApiJson(req): ApiJson<store::waitlist::JoinRequest>,
+) -> Result<(StatusCode, Json<WaitlistJoined>), AppError> {
+    let keyring = state.store.keyring()?.clone();
+    let mut tx = enter(&state, practice, request).await?;
+    let tz = tx.time_zone().await?;
+    match tx.join_waitlist(&keyring, tz, &req).await? {
+        Ok(_) => {
+            tx.commit().await?;
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(WaitlistJoined { status: "received" }),
+            ))
+        }
+        Err(_) => Err(AppError::NotFound("service")),
+    }
+}

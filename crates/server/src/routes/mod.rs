@@ -233,6 +233,7 @@ fn registrations() -> Vec<UtoipaMethodRouter<AppState>> {
         routes!(booking::booking_payments),
         routes!(booking::public_catalogue, booking::public_book),
         routes!(booking::public_slots),
+        routes!(booking::public_waitlist_join),
         routes!(waitlist::waitlist_list, waitlist::waitlist_add),
         routes!(waitlist::waitlist_remove),
         routes!(intake::intake_request_create),

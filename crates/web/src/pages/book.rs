@@ -6,6 +6,12 @@
 //! A practice that does not take online bookings is a 404 like one that does not exist; no
 //! clinician or other client is named; the answer to a booking is the same whether the client
 //! was recognised or not.
+//!
+//! A client who finds no time that suits them (or prefers to wait) joins the practice's
+//! waitlist for the service and a range of days on the same page
+//! (`/book/{practice_id}/services/{service_id}/waitlist`,
+//! [`store::booking::PublicBooking::join_waitlist`]): the same entry, the same new-or-existing
+//! client handling and the same answer either way.
 
 use askama::Template;
 use axum::Form;
@@ -17,6 +23,7 @@ use domain::{PracticeId, RequestId, ServiceId};
 use serde::Deserialize;
 use server::{AppError, AppState};
 use store::booking::{BookingRefused, ClientDetails, PublicBooking};
+use store::waitlist::JoinRequest;
 
 use super::{html, html_status, path_id};
 use crate::{Assets, WebError, assets};
@@ -142,6 +149,7 @@ pub(crate) struct TimesPage {
     back: String,
     earlier: Option<String>,
     later: String,
+    waitlist: String,
 }
 
 /// `?from=`.
@@ -211,6 +219,7 @@ pub(crate) async fn times_page(
         earlier: (from > today)
             .then(|| page((from - Duration::days(i64::from(DAYS_PER_PAGE))).max(today))),
         later: page(from + Duration::days(i64::from(DAYS_PER_PAGE))),
+        waitlist: format!("/book/{practice}/services/{service}/waitlist"),
     })
 }
 
@@ -377,6 +386,184 @@ pub(crate) async fn book(
                 _ => "A value is not valid.",
             };
             refused(tx, form, label.into())
+        }
+        Err(e) => Err(WebError(e.into())),
+    }
+}
+
+/// The waitlist form as typed.
+#[derive(Deserialize, Default)]
+pub(crate) struct WaitlistForm {
+    #[serde(default)]
+    first_day: String,
+    #[serde(default)]
+    last_day: String,
+    #[serde(default)]
+    given_name: String,
+    #[serde(default)]
+    family_name: String,
+    #[serde(default)]
+    date_of_birth: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// The waitlist form page.
+#[derive(Template)]
+#[template(path = "book_waitlist.html")]
+pub(crate) struct WaitlistPage {
+    assets: &'static Assets,
+    chrome: Option<super::Chrome>,
+    practice_name: String,
+    service_name: String,
+    action: String,
+    back: String,
+    today: NaiveDate,
+    horizon: NaiveDate,
+    form: WaitlistForm,
+    error: Option<String>,
+}
+
+/// The "you are on the waitlist" page.
+#[derive(Template)]
+#[template(path = "book_waitlist_done.html")]
+pub(crate) struct WaitlistDonePage {
+    assets: &'static Assets,
+    chrome: Option<super::Chrome>,
+    practice_name: String,
+    service_name: String,
+    days: String,
+}
+
+/// The practice's and the service's names, today and the last day it books, in `tz`.
+async fn waitlist_context(
+    tx: &mut PublicBooking,
+    service: ServiceId,
+    tz: chrono_tz::Tz,
+) -> Result<(String, String, NaiveDate, NaiveDate), WebError> {
+    let (practice_name, service_name) = names(tx, service).await?;
+    let (settings, _) = tx.catalogue().await.map_err(AppError::from)?;
+    let today = tx.now().with_timezone(&tz).date_naive();
+    let horizon = today + Duration::days(i64::from(settings.max_days_ahead));
+    Ok((practice_name, service_name, today, horizon))
+}
+
+/// `GET /book/{practice_id}/services/{service_id}/waitlist`: the form. Changes nothing.
+pub(crate) async fn waitlist_page(
+    State(state): State<AppState>,
+    Path((practice, service)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let practice: PracticeId = path_id(&practice, "practice")?;
+    let service: ServiceId = path_id(&service, "service")?;
+    let mut tx = enter(&state, practice).await?;
+    let tz = tz(&mut tx).await?;
+    let (practice_name, service_name, today, horizon) =
+        waitlist_context(&mut tx, service, tz).await?;
+    tx.commit().await.map_err(AppError::from)?;
+    html(&WaitlistPage {
+        assets: assets(),
+        chrome: None,
+        practice_name,
+        service_name,
+        action: format!("/book/{practice}/services/{service}/waitlist"),
+        back: format!("/book/{practice}/services/{service}"),
+        today,
+        horizon,
+        form: WaitlistForm::default(),
+        error: None,
+    })
+}
+
+/// `POST /book/{practice_id}/services/{service_id}/waitlist` (`waitlist.add`, self-joined):
+/// the client is on the waitlist and their confirmation is queued; the same page whether they
+/// were recognised or not. A refused form is a `400` saying what to correct (nothing stored).
+pub(crate) async fn waitlist_join(
+    State(state): State<AppState>,
+    Path((practice, service)): Path<(String, String)>,
+    Form(form): Form<WaitlistForm>,
+) -> Result<Response, WebError> {
+    let practice: PracticeId = path_id(&practice, "practice")?;
+    let service: ServiceId = path_id(&service, "service")?;
+    let keyring = state.store.keyring().map_err(AppError::from)?.clone();
+    let mut tx = enter(&state, practice).await?;
+    let tz = tz(&mut tx).await?;
+    let (practice_name, service_name, today, horizon) =
+        waitlist_context(&mut tx, service, tz).await?;
+    let refused = |tx: PublicBooking, form: WaitlistForm, message: &str| {
+        drop(tx);
+        html_status(
+            StatusCode::BAD_REQUEST,
+            &WaitlistPage {
+                assets: assets(),
+                chrome: None,
+                practice_name: practice_name.clone(),
+                service_name: service_name.clone(),
+                action: format!("/book/{practice}/services/{service}/waitlist"),
+                back: format!("/book/{practice}/services/{service}"),
+                today,
+                horizon,
+                form,
+                error: Some(message.to_owned()),
+            },
+        )
+    };
+    let date = |raw: &str| NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").ok();
+    let Some(first_day) = date(&form.first_day) else {
+        return refused(tx, form, "First day: enter it as YYYY-MM-DD.");
+    };
+    let Some(last_day) = date(&form.last_day) else {
+        return refused(tx, form, "Last day: enter it as YYYY-MM-DD.");
+    };
+    let Some(date_of_birth) = date(&form.date_of_birth) else {
+        return refused(tx, form, "Date of birth: enter it as YYYY-MM-DD.");
+    };
+    let join = JoinRequest {
+        service_id: service,
+        first_day,
+        last_day,
+        client: ClientDetails {
+            given_name: form.given_name.clone(),
+            family_name: form.family_name.clone(),
+            date_of_birth,
+            phone: form.phone.clone(),
+            email: form.email.clone(),
+        },
+    };
+    match tx.join_waitlist(&keyring, tz, &join).await {
+        Ok(Ok(_)) => {
+            tx.commit().await.map_err(AppError::from)?;
+            let day = |d: NaiveDate| d.format("%a %-d %b %Y").to_string();
+            html(&WaitlistDonePage {
+                assets: assets(),
+                chrome: None,
+                practice_name,
+                service_name,
+                days: if first_day == last_day {
+                    day(first_day)
+                } else {
+                    format!("{} to {}", day(first_day), day(last_day))
+                },
+            })
+        }
+        Ok(Err(_)) => Err(WebError(AppError::NotFound("service"))),
+        Err(store::StoreError::Invalid(field)) => {
+            let label = match field.as_str() {
+                "waitlist.first_day" => {
+                    "First day: choose today or a later day the practice books online."
+                }
+                "waitlist.last_day" => {
+                    "Last day: choose the first day or a later day the practice books online."
+                }
+                "client.given_name" => "Given name: fill it in (at most 100 characters).",
+                "client.family_name" => "Family name: fill it in (at most 100 characters).",
+                "client.date_of_birth" => "Date of birth: not a valid date of birth.",
+                "client.phone" => "Mobile number: not a valid phone number.",
+                "client.email" => "Email: not a valid email address.",
+                _ => "A value is not valid.",
+            };
+            refused(tx, form, label)
         }
         Err(e) => Err(WebError(e.into())),
     }

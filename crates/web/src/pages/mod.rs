@@ -32,6 +32,7 @@ pub(crate) mod subprocessors;
 pub(crate) mod support;
 pub(crate) mod trust;
 pub(crate) mod waitlist;
+pub(crate) mod waitlist_link;
 
 use askama::Template;
 use axum::extract::FromRequestParts;

@@ -111,6 +111,15 @@ pub(crate) async fn accept(
                 "booked",
             ))
         }
+        AcceptOutcome::Requested(_) => {
+            tx.commit().await.map_err(AppError::from)?;
+            html(&MessagePage::new(
+                "Requested",
+                "Your request is with the practice",
+                "The time is kept for you while the practice confirms new clients' bookings. Its answer comes by email and text message.",
+                "requested",
+            ))
+        }
         AcceptOutcome::Held(held) => {
             let url = server::payments::commit_held(&state, tx, &held.hold, &held.client, request)
                 .await?;

@@ -1,7 +1,8 @@
 //! The waitlist screen (reception, owners and admins): the clients waiting for a time, the
 //! form to add one (a patient, a service, the days they can come) and a button to take one
 //! off. The same store calls as the API ([`store::waitlist`], audited `waitlist.list`,
-//! `waitlist.add`, `waitlist.remove`); entries show ids, services, windows and states only.
+//! `waitlist.add`, `waitlist.remove`); entries show ids, services, windows and states only,
+//! and whether the client joined by themselves on the public booking page.
 //! A cancellation offers the freed time to the oldest matching entries by itself.
 
 use askama::Template;
@@ -27,6 +28,9 @@ pub(crate) struct EntryRow {
     state: String,
     offers: i64,
     waiting: bool,
+    /// Who put the client on the list: `Staff`, or `Self-joined` (`, new client` when the
+    /// public page did not recognise them).
+    source: &'static str,
 }
 
 /// A service to choose.
@@ -87,6 +91,11 @@ pub(crate) async fn waitlist_page(
             service: name(e.service_id),
             window: format!("{} – {}", day(e.earliest, tz), day(e.latest, tz)),
             waiting: e.state == "waiting",
+            source: match (e.self_joined, e.new_client) {
+                (false, _) => "Staff",
+                (true, false) => "Self-joined",
+                (true, true) => "Self-joined, new client",
+            },
             state: e.state,
             offers: e.offers,
         })
