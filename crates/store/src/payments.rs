@@ -234,8 +234,9 @@ pub(crate) async fn record_fee(
 
 /// Queues the refund of what `booking` paid (a deposit or a prepayment), in full, when it
 /// paid anything and no refund of it is queued, in flight or done already: a `refund` row
-/// `due` for the payments job, for the amount the processor reported received (else the
-/// amount that was due). Called in the transaction of the cancellation that causes it: the
+/// `due` for the payments job, for the whole deposit or prepayment the booking took (a
+/// settled payment covered at least that). Called in the transaction of the cancellation
+/// that causes it: the
 /// client's outside the cancellation window ([`crate::booking::ManageBooking::cancel`]) and
 /// the practice's at any time ([`practice_cancelled`]). Whether it queued one.
 pub(crate) async fn queue_refund(
@@ -246,14 +247,15 @@ pub(crate) async fn queue_refund(
     currency: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    // The booking's own record of what it took (the manage link's holder reads its booking,
+    // not the payment rows; the refund check below is then the database's to make for the
+    // roles that see them — a client cancels only once).
     let paid: Option<i32> = sqlx::query_scalar(
-        "select coalesce(p.received_minor, p.amount_minor) from booking_payment p
-          where p.practice_id = $1 and p.booking_id = $2 and p.kind in ('deposit', 'prepay')
-            and p.state = 'paid'
+        "select b.amount_minor from online_booking b
+          where b.practice_id = $1 and b.booking_id = $2 and b.payment = 'paid'
             and not exists (select 1 from booking_payment r
-                             where r.practice_id = p.practice_id and r.booking_id = p.booking_id
-                               and r.kind = 'refund' and r.state <> 'failed')
-          order by p.created_at limit 1",
+                             where r.practice_id = b.practice_id and r.booking_id = b.booking_id
+                               and r.kind = 'refund' and r.state <> 'failed')",
     )
     .bind(practice)
     .bind(booking)
@@ -960,7 +962,8 @@ impl OwnerStore {
         .bind(payment_intent)
         .fetch_optional(tx.conn())
         .await?;
-        let Some((payment, booking, patient, amount, due_currency, refunded_before)) = refund else {
+        let Some((payment, booking, patient, amount, due_currency, refunded_before)) = refund
+        else {
             tx.commit().await?;
             return Ok(Settled::Unchanged);
         };
@@ -1267,7 +1270,8 @@ impl OwnerStore {
                     },
                     client: outbound::KnownClient::default(),
                 };
-                due.settle(state, Some(error), None, None, None, now).await?;
+                due.settle(state, Some(error), None, None, None, now)
+                    .await?;
                 due.tx.commit().await?;
                 continue;
             };

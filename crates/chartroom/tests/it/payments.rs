@@ -962,8 +962,7 @@ impl Harness {
     /// `refunded` is refunded so far), signed; the webhook's status.
     async fn charge_refunded(&self, payment_intent: &str, amount: u64, refunded: u64) -> u16 {
         let charge = StripeStandIn::refunded_charge(payment_intent, amount, refunded);
-        StripeStandIn::send_event(&self.hooks, SECRET, "charge.refunded", &charge, self.now())
-            .await
+        StripeStandIn::send_event(&self.hooks, SECRET, "charge.refunded", &charge, self.now()).await
     }
 
     async fn no_show(&self, appointment: &str) {
@@ -1253,8 +1252,7 @@ pub(crate) async fn pay_last_checkout(
         completed["payment_intent"] = json!(format!("pi_test_{:06}", 800_000 + seed));
     }
     let status =
-        StripeStandIn::send_event(hooks, SECRET, "checkout.session.completed", &completed, t)
-            .await;
+        StripeStandIn::send_event(hooks, SECRET, "checkout.session.completed", &completed, t).await;
     assert_eq!(status, 204);
     if completed["mode"] == "setup" {
         let reference = session.json["metadata"]["ref"].clone();
@@ -1312,7 +1310,11 @@ async fn a_practice_cancellation_refunds_the_client_in_full() {
         StatusCode::OK
     );
     let rows = payments_of(&h, &mut su, &paid).await;
-    assert_eq!(rows.len(), 2, "the deposit and its refund, no fee: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        2,
+        "the deposit and its refund, no fee: {rows:?}"
+    );
     let refund = of_kind(rows.clone(), "refund");
     assert_eq!(
         (refund["state"].as_str(), refund["amount_minor"].as_i64()),
@@ -1342,7 +1344,10 @@ async fn a_practice_cancellation_refunds_the_client_in_full() {
     let refund = of_kind(payments_of(&h, &mut su, &paid).await, "refund");
     assert_eq!(refund["attempts"], 1);
     assert_eq!(refund["last_error"], "processor_unavailable");
-    assert!(fees.pass(Some(p), now).await.unwrap().is_empty(), "backing off");
+    assert!(
+        fees.pass(Some(p), now).await.unwrap().is_empty(),
+        "backing off"
+    );
     let later = now + Duration::minutes(2);
     assert_eq!(fees.pass(Some(p), later).await.unwrap(), ["refunded"]);
     let rows = payments_of(&h, &mut su, &paid).await;
@@ -1495,8 +1500,7 @@ async fn a_refund_is_done_only_when_the_refunded_amount_covers_it() {
         refund_state(payments_of(&h, &mut su, &second).await),
         ("refund_pending".to_owned(), None, false)
     );
-    let pi2 = of_kind(payments_of(&h, &mut su, &second).await, "deposit")
-        ["stripe_payment_intent"]
+    let pi2 = of_kind(payments_of(&h, &mut su, &second).await, "deposit")["stripe_payment_intent"]
         .as_str()
         .unwrap()
         .to_owned();

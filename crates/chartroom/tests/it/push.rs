@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, TimeZone as _, Utc};
+use domain::Clock as _;
 use egress::outbound::{LinkOrigin, PushPayload};
 use egress::webpush::{Urgency, VapidKey, WebPush, WebPushConfig};
 use reqwest::{Method, StatusCode};
@@ -653,7 +654,10 @@ async fn staff_get_content_free_updates_for_bookings_offers_cancellations_and_pa
         .bind(a)
         .bind(at)
     };
-    let cancelled = appointment_at(far.clone()).fetch_one(&mut su).await.unwrap();
+    let cancelled = appointment_at(far.clone())
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
     let mut tx = as_member(&app, &app.store, w.a.user("reception"), a).await;
     let manage = store::links::create_booking_manage_link(
         &mut tx,
@@ -798,9 +802,14 @@ async fn staff_get_content_free_updates_for_bookings_offers_cancellations_and_pa
     assert_eq!(received.len(), 11);
     for r in &received {
         assert_eq!(r.plaintext, PushPayload::update().as_bytes());
-        assert!(scanner.scan(&r.plaintext, None).is_ok(), "the scanner refuses it");
+        assert!(
+            scanner.scan(&r.plaintext, None).is_ok(),
+            "the scanner refuses it"
+        );
         let plain = String::from_utf8_lossy(&r.plaintext).to_lowercase();
-        for leak in ["http", "book", "cancel", "waitlist", "offer", "pay", "fee", "card"] {
+        for leak in [
+            "http", "book", "cancel", "waitlist", "offer", "pay", "fee", "card",
+        ] {
             assert!(!plain.contains(leak), "{leak} in {plain}");
         }
     }
