@@ -187,6 +187,11 @@ pub struct Refund {
     pub id: StripeId,
     /// `succeeded`, `pending`, `failed`, …
     pub status: String,
+    /// Minor units refunded by this refund, as Stripe reports them (`amount`); `None` when
+    /// the reply did not say (the caller then does not count it as done).
+    pub amount: Option<u64>,
+    /// Its currency (ISO 4217, lower case), when the reply said.
+    pub currency: Option<String>,
 }
 
 /// The Stripe client.
@@ -227,6 +232,10 @@ struct IdStatus {
     status: Option<String>,
     #[serde(default)]
     url: Option<String>,
+    #[serde(default)]
+    amount: Option<u64>,
+    #[serde(default)]
+    currency: Option<String>,
 }
 
 /// A card error's reply (`402`): its code and the `PaymentIntent` it left.
@@ -247,6 +256,11 @@ struct CardError {
 pub const CHARGE_REQUIRES_ACTION: &str = "requires_action";
 /// The status of an off-session charge the card refused.
 pub const CHARGE_DECLINED: &str = "declined";
+
+/// A three-letter lower-case currency code, as Stripe writes them.
+fn currency_code(c: &str) -> bool {
+    c.len() == 3 && c.bytes().all(|b| b.is_ascii_lowercase())
+}
 
 fn status_text(s: Option<String>) -> Result<String, SendError> {
     let s = s.ok_or(SendError::Malformed)?;
@@ -497,6 +511,8 @@ impl Stripe {
         Ok(Refund {
             id: StripeId::parse(&reply.id, "re_").map_err(|_| SendError::Malformed)?,
             status: status_text(reply.status)?,
+            amount: reply.amount,
+            currency: reply.currency.filter(|c| currency_code(c)),
         })
     }
 }
@@ -602,8 +618,10 @@ pub enum StripeEvent {
         event_id: String,
         /// The refunded charge's `PaymentIntent` (`pi_…`).
         payment_intent: StripeId,
-        /// Minor units refunded so far.
+        /// Minor units refunded so far, all refunds of the charge together.
         amount_refunded: u64,
+        /// The charge's currency (ISO 4217, lower case), when the event said.
+        currency: Option<String>,
     },
     /// A verified event we do not act on.
     Ignored {
@@ -801,6 +819,11 @@ impl StripeWebhook {
                     .get("amount_refunded")
                     .and_then(serde_json::Value::as_u64)
                     .ok_or(WebhookError::Malformed)?,
+                currency: match o.get("currency") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(c)) if currency_code(c) => Some(c.clone()),
+                    Some(_) => return Err(WebhookError::Malformed),
+                },
             },
             _ => StripeEvent::Ignored { event_id },
         })

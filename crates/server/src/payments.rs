@@ -221,6 +221,8 @@ impl Payments {
                     .map(|r| WorkResult::Refunded {
                         refund: r.id.as_str().to_owned(),
                         status: r.status,
+                        amount_minor: r.amount,
+                        currency: r.currency,
                     })
             }
         };
@@ -543,6 +545,7 @@ async fn receive(State(w): State<StripeWebhooks>, headers: HeaderMap, body: Byte
                 StripeEvent::ChargeRefunded {
                     payment_intent,
                     amount_refunded,
+                    currency,
                     ..
                 } => {
                     let event = ProcessorEvent {
@@ -551,7 +554,13 @@ async fn receive(State(w): State<StripeWebhooks>, headers: HeaderMap, body: Byte
                         kind: "charge.refunded",
                     };
                     w.owner
-                        .settle_refund(&event, payment_intent.as_str(), *amount_refunded, now)
+                        .settle_refund(
+                            &event,
+                            payment_intent.as_str(),
+                            *amount_refunded,
+                            currency.as_deref(),
+                            now,
+                        )
                         .await
                 }
                 _ => Ok(

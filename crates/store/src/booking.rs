@@ -1597,7 +1597,8 @@ impl ManageBooking {
         };
         let practice = self.inner.practice();
         sqlx::query(
-            "update appointment set status = 'cancelled', client_cancelled_late = $3, updated_at = $4
+            "update appointment set status = 'cancelled', client_cancelled_late = $3,
+                    client_cancelled_at = $4, updated_at = $4
               where practice_id = $1 and appointment_id = $2",
         )
         .bind(practice)

@@ -83,6 +83,8 @@ pub enum Cause {
     Intake,
     /// A waitlist offer (its id).
     Waitlist,
+    /// A booking's payment (its id): a staff push update about one that needs them.
+    Payment,
     /// A subprocessor registry change, to one owner: the id is derived from the change and
     /// the owner ([`crate::subprocessors`]), so each owner is queued once per change.
     SubprocessorChange,
@@ -98,6 +100,7 @@ impl Cause {
             Self::SmsKeyword => "sms_keyword",
             Self::Intake => "intake",
             Self::Waitlist => "waitlist",
+            Self::Payment => "payment",
             Self::SubprocessorChange => "subprocessor_change",
         }
     }
@@ -524,8 +527,10 @@ pub async fn list(
 
 /// The practice's own clients (names and contact points) for the outbound scanner of the
 /// templates preview, opened in the member's transaction and audited as `outbox.preview`
-/// (the number of clients in the details, no client named). The RLS policies on `patient`
-/// decide who may open them; the page lets owners, admins and reception in, as the outbox.
+/// (the number of clients in the details, no client named): the same list the outbox job
+/// scans real sends with, for every role the page admits (owners, admins, reception),
+/// read through `app.scanner_clients()` because row-level security shows owners and admins
+/// no patient rows (migration 0042).
 ///
 /// # Errors
 /// Database and key errors.

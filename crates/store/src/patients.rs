@@ -525,6 +525,11 @@ pub(crate) async fn get_as_owner(
 /// The transactions that may open the practice's whole client list for the outbound
 /// scanner: the outbox job's owner transaction and a member's (the templates preview).
 pub(crate) trait ScannerTx {
+    /// Where the client list is read from: the `patient` table for the owner role (the
+    /// outbox job); for a member, `app.scanner_clients()` (migration 0042), the same rows
+    /// and sealed contact columns for the roles the templates preview admits, whom
+    /// row-level security would otherwise show none (owners, admins): one list, one scanner.
+    const SOURCE: &'static str;
     /// The practice.
     fn scan_practice(&self) -> PracticeId;
     /// The connection.
@@ -534,6 +539,7 @@ pub(crate) trait ScannerTx {
 }
 
 impl ScannerTx for crate::OwnerTx {
+    const SOURCE: &'static str = "patient";
     fn scan_practice(&self) -> PracticeId {
         self.practice()
     }
@@ -546,6 +552,7 @@ impl ScannerTx for crate::OwnerTx {
 }
 
 impl ScannerTx for crate::TenantTx {
+    const SOURCE: &'static str = "app.scanner_clients()";
     fn scan_practice(&self) -> PracticeId {
         self.practice()
     }
@@ -560,13 +567,14 @@ impl ScannerTx for crate::TenantTx {
 /// Every patient of the practice, deleted ones too (at most 100 000), opened in `tx`: the
 /// outbound scanner's list of the practice's own clients. The caller appends the audit event
 /// that covers the opening before it commits.
-pub(crate) async fn all_for_scanner(
-    tx: &mut impl ScannerTx,
+pub(crate) async fn all_for_scanner<T: ScannerTx>(
+    tx: &mut T,
     keyring: &Keyring,
 ) -> Result<Vec<Patient>, StoreError> {
     let practice = tx.scan_practice();
+    let source = T::SOURCE;
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from patient where practice_id = $1 order by patient_id limit $2"
+        "select {COLUMNS} from {source} where practice_id = $1 order by patient_id limit $2"
     ))
     .bind(practice)
     .bind(MAX_SCAN)

@@ -19,6 +19,12 @@
 //!   to refund; the slot is not taken back.
 //! - A hold not paid by its expiry is released by [`crate::OwnerStore::release_expired_holds`]
 //!   (the payments job): appointment `cancelled`, booking `expired`, the slot free again.
+//! - A refund returns what the booking paid, in full: queued when the client cancels outside
+//!   the cancellation window and whenever the practice cancels ([`practice_cancelled`]), at
+//!   most one live refund per booking. It is `refunded` only once the amount the processor
+//!   reports refunded covers it (the Refund API's answer, or `charge.refunded`'s total);
+//!   less is `refund_partial`, not done and not asked again ([`DueWork::finish`],
+//!   [`crate::OwnerStore::settle_refund`]).
 //! - Every settlement and release appends one audit event (`payment.settle`,
 //!   `payment.expire`) with ids and outcomes only; staff reads append `payment.list`.
 //! - Nothing here is PHI: ids, states, amounts, the processor's own ids.
@@ -226,9 +232,13 @@ pub(crate) async fn record_fee(
     Ok(())
 }
 
-/// Queues the refund of what `booking` paid (a deposit or a prepayment), when it paid
-/// anything: a `refund` row `due` for the payments job. Called by the client's cancellation
-/// outside the cancellation window, in its transaction. Whether it refunded.
+/// Queues the refund of what `booking` paid (a deposit or a prepayment), in full, when it
+/// paid anything and no refund of it is queued, in flight or done already: a `refund` row
+/// `due` for the payments job, for the whole deposit or prepayment the booking took (a
+/// settled payment covered at least that). Called in the transaction of the cancellation
+/// that causes it: the
+/// client's outside the cancellation window ([`crate::booking::ManageBooking::cancel`]) and
+/// the practice's at any time ([`practice_cancelled`]). Whether it queued one.
 pub(crate) async fn queue_refund(
     conn: &mut PgConnection,
     practice: PracticeId,
@@ -237,17 +247,21 @@ pub(crate) async fn queue_refund(
     currency: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let paid: Option<(String, i32)> = sqlx::query_as(
-        "select payment, amount_minor from online_booking where practice_id = $1 and booking_id = $2",
+    // The booking's own record of what it took (the manage link's holder reads its booking,
+    // not the payment rows; the refund check below is then the database's to make for the
+    // roles that see them — a client cancels only once).
+    let paid: Option<i32> = sqlx::query_scalar(
+        "select b.amount_minor from online_booking b
+          where b.practice_id = $1 and b.booking_id = $2 and b.payment = 'paid'
+            and not exists (select 1 from booking_payment r
+                             where r.practice_id = b.practice_id and r.booking_id = b.booking_id
+                               and r.kind = 'refund' and r.state <> 'failed')",
     )
     .bind(practice)
     .bind(booking)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(("paid", amount)) = paid.as_ref().map(|(p, a)| (p.as_str(), *a)) else {
-        return Ok(false);
-    };
-    let Ok(amount @ 1..) = u32::try_from(amount) else {
+    let Some(Ok(amount @ 1..)) = paid.map(u32::try_from) else {
         return Ok(false);
     };
     record_fee(
@@ -262,6 +276,45 @@ pub(crate) async fn queue_refund(
     )
     .await?;
     Ok(true)
+}
+
+/// Staff cancelled `appointment` in `tx` (the practice cancelled, not the client): when it
+/// was booked online, its booking is `cancelled` too, and what the client paid for it (a
+/// deposit or a prepayment) is queued for a refund in full whatever the cancellation window
+/// says ([`queue_refund`]; never a late-cancellation fee). A booking still held for its
+/// payment is cancelled with it: money that arrives for it afterwards is
+/// `paid_after_release`. Whether a refund was queued. The caller audits the change.
+pub async fn practice_cancelled(
+    tx: &mut TenantTx,
+    appointment: AppointmentId,
+) -> Result<bool, StoreError> {
+    let practice = tx.practice();
+    let now = tx.now();
+    let booking: Option<(BookingId, PatientId)> = sqlx::query_as(
+        "update online_booking set status = 'cancelled', cancelled_at = $3, late_cancel = false,
+                updated_at = $3
+          where practice_id = $1 and appointment_id = $2
+            and status in ('held', 'requested', 'booked')
+         returning booking_id, patient_id",
+    )
+    .bind(practice)
+    .bind(appointment)
+    .bind(now)
+    .fetch_optional(tx.conn())
+    .await?;
+    let Some((booking, patient)) = booking else {
+        return Ok(false);
+    };
+    let settings = crate::booking::read_settings(tx.conn(), practice).await?;
+    queue_refund(
+        tx.conn(),
+        practice,
+        booking,
+        patient,
+        &settings.currency,
+        now,
+    )
+    .await
 }
 
 /// Staff marked `appointment` a no-show in `tx`: when it was booked online and the practice
@@ -314,7 +367,9 @@ pub struct Payment {
     pub kind: String,
     /// `pending`, `paid`, `card_saved`, `failed`, `expired`, `paid_after_release`,
     /// `recorded` (a fee with no card to charge), `due` (queued for the payments job),
-    /// `processing`, `requires_action`, `declined`, `refund_pending` or `refunded`.
+    /// `processing`, `requires_action`, `declined`, `refund_pending`, `refunded`, or
+    /// `refund_partial` (the processor refunded less than the row's amount: not done, see
+    /// `refunded_minor`; staff refund the rest, and `charge.refunded` then settles it).
     pub state: String,
     /// Minor units due.
     pub amount_minor: i32,
@@ -342,6 +397,9 @@ pub struct Payment {
     pub stripe_refund: Option<String>,
     /// How many times the payments job asked the processor (fees and refunds).
     pub attempts: i32,
+    /// Minor units the processor reported refunded (a refund): the whole amount once
+    /// `refunded`, less while `refund_partial`.
+    pub refunded_minor: Option<i32>,
     /// When a `due` fee or refund is tried next.
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Why a fee or refund did not go through: `card_declined`, `requires_action`, `no_card`,
@@ -352,7 +410,7 @@ pub struct Payment {
 const PAYMENT_COLUMNS: &str = "payment_id, booking_id, kind, state, amount_minor, received_minor,
     currency, hold_expires_at, stripe_session, stripe_payment_intent, stripe_setup_intent,
     stripe_customer, stripe_payment_method, created_at, settled_at, stripe_refund, attempts,
-    next_attempt_at, last_error";
+    refunded_minor, next_attempt_at, last_error";
 
 /// The payments of one booking of the caller's practice (the scheduling roles; RLS refuses
 /// others), oldest first; `None` when there is no such booking. Audited `payment.list`.
@@ -460,6 +518,8 @@ pub enum Settled {
     Declined,
     /// A refund went through.
     Refunded,
+    /// Less than the refund's amount was refunded: `refund_partial`, not done.
+    PartlyRefunded,
     /// Already settled, or nothing to settle: ids recorded only.
     Unchanged,
 }
@@ -476,10 +536,18 @@ impl Settled {
             Self::Charged => "charged",
             Self::Declined => "declined",
             Self::Refunded => "refunded",
+            Self::PartlyRefunded => "refund_partial",
             Self::Unchanged => "unchanged",
         }
     }
 }
+
+/// A refund `charge.refunded` may settle: id, booking, client, amount, currency, refunded so
+/// far.
+type RefundRow = (PaymentId, BookingId, PatientId, i32, String, Option<i32>);
+
+/// The largest amount a row holds (`booking_payment_amount`, `booking_payment_refunded`).
+const MAX_MINOR: i32 = 1_000_000;
 
 type HeldRow = (
     String,
@@ -814,7 +882,10 @@ impl OwnerStore {
                         .await?;
                     }
                     Settled::Confirmed
-                } else if matches!(state.as_str(), "failed" | "expired") {
+                } else if matches!(state.as_str(), "failed" | "expired")
+                    || (state == "pending" && status == "cancelled")
+                {
+                    // Released, or cancelled by the practice while it waited for the money.
                     sqlx::query(
                         "update booking_payment set state = 'paid_after_release', updated_at = $3
                           where practice_id = $1 and payment_id = $2",
@@ -847,9 +918,13 @@ impl OwnerStore {
     }
 
     /// Acts on a verified `charge.refunded` event about the `PaymentIntent` `payment_intent`
-    /// (which names no reference of ours): the booking that paid with it has its queued or
-    /// pending refund marked `refunded` once `amount_refunded` covers it, in one transaction
-    /// with the record of the event id (a replay changes nothing); `payment.settle` appended.
+    /// (which names no reference of ours), in one transaction with the record of the event id
+    /// (a replay changes nothing). `amount_refunded` is the charge's total refunded so far;
+    /// the booking that paid with it has its queued, pending or partial refund marked
+    /// `refunded` only once that total covers the refund's amount, in the refund's currency
+    /// (`currency`, when the event names one: another is a [`Settled::Mismatch`]); a smaller
+    /// total marks it `refund_partial` with the total in `refunded_minor` (not done, not
+    /// retried: [`Settled::PartlyRefunded`]). `payment.settle` appended whenever it changes.
     ///
     /// # Errors
     /// Database errors (nothing is recorded: the processor retries).
@@ -858,6 +933,7 @@ impl OwnerStore {
         event: &ProcessorEvent<'_>,
         payment_intent: &str,
         amount_refunded: u64,
+        currency: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Settled, StoreError> {
         let found = self
@@ -872,14 +948,15 @@ impl OwnerStore {
             Err(settled) => return Ok(settled),
         };
         let practice = tx.practice();
-        let refund: Option<(PaymentId, BookingId, PatientId, i32)> = sqlx::query_as(
-            "select r.payment_id, r.booking_id, r.patient_id, r.amount_minor
+        let refund: Option<RefundRow> = sqlx::query_as(
+            "select r.payment_id, r.booking_id, r.patient_id, r.amount_minor, r.currency,
+                    r.refunded_minor
                from booking_payment paid
                join booking_payment r on r.practice_id = paid.practice_id
                                      and r.booking_id = paid.booking_id
               where paid.practice_id = $1 and paid.stripe_payment_intent = $2
                 and paid.kind in ('deposit', 'prepay')
-                and r.kind = 'refund' and r.state in ('due', 'refund_pending')
+                and r.kind = 'refund' and r.state in ('due', 'refund_pending', 'refund_partial')
               order by r.created_at limit 1
               for update of r",
         )
@@ -887,35 +964,56 @@ impl OwnerStore {
         .bind(payment_intent)
         .fetch_optional(tx.conn())
         .await?;
-        let settled = match refund {
-            Some((payment, booking, patient, amount))
-                if amount_refunded >= u64::try_from(amount).unwrap_or(u64::MAX) =>
-            {
-                sqlx::query(
-                    "update booking_payment set state = 'refunded', last_error = null,
-                            next_attempt_at = null, settled_at = $3, updated_at = $3
-                      where practice_id = $1 and payment_id = $2",
-                )
-                .bind(practice)
-                .bind(payment)
-                .bind(now)
-                .execute(tx.conn())
-                .await?;
-                mark_refunded(tx.conn(), practice, booking, now).await?;
-                tx.audit(
-                    AuditAction::PaymentSettle,
-                    Some(AuditObject::booking_payment(payment)),
-                    Some(patient),
-                    Some(serde_json::json!({
-                        "outcome": Settled::Refunded.as_str(), "event": event.kind,
-                        "kind": PaymentKind::Refund.as_str(), "booking_id": booking,
-                    })),
-                )
-                .await?;
-                Settled::Refunded
-            }
-            _ => Settled::Unchanged,
+        let Some((payment, booking, patient, amount, due_currency, refunded_before)) = refund
+        else {
+            tx.commit().await?;
+            return Ok(Settled::Unchanged);
         };
+        let total = i32::try_from(amount_refunded).unwrap_or(i32::MAX);
+        let settled = if currency.is_some_and(|c| c != due_currency) {
+            Settled::Mismatch
+        } else if total >= amount {
+            sqlx::query(
+                "update booking_payment set state = 'refunded', refunded_minor = $3,
+                        last_error = null, next_attempt_at = null, settled_at = $4, updated_at = $4
+                  where practice_id = $1 and payment_id = $2",
+            )
+            .bind(practice)
+            .bind(payment)
+            .bind(total.min(MAX_MINOR))
+            .bind(now)
+            .execute(tx.conn())
+            .await?;
+            mark_refunded(tx.conn(), practice, booking, now).await?;
+            Settled::Refunded
+        } else if total > refunded_before.unwrap_or(0) {
+            sqlx::query(
+                "update booking_payment set state = 'refund_partial', refunded_minor = $3,
+                        next_attempt_at = null, updated_at = $4
+                  where practice_id = $1 and payment_id = $2",
+            )
+            .bind(practice)
+            .bind(payment)
+            .bind(total)
+            .bind(now)
+            .execute(tx.conn())
+            .await?;
+            Settled::PartlyRefunded
+        } else {
+            Settled::Unchanged
+        };
+        if settled != Settled::Unchanged {
+            tx.audit(
+                AuditAction::PaymentSettle,
+                Some(AuditObject::booking_payment(payment)),
+                Some(patient),
+                Some(serde_json::json!({
+                    "outcome": settled.as_str(), "event": event.kind,
+                    "kind": PaymentKind::Refund.as_str(), "booking_id": booking,
+                })),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(settled)
     }
@@ -1044,12 +1142,17 @@ pub enum WorkResult {
         /// Its status.
         status: String,
     },
-    /// A refund was made; its status (`succeeded`, `pending`, `failed`, …).
+    /// A refund was made; its status (`succeeded`, `pending`, `failed`, …) and what the
+    /// processor says it refunded.
     Refunded {
         /// `re_…`.
         refund: String,
         /// Its status.
         status: String,
+        /// Minor units it refunded (`None`: the reply did not say).
+        amount_minor: Option<u64>,
+        /// Its currency (`None`: the reply did not say).
+        currency: Option<String>,
     },
     /// The processor could not be reached or asked to retry: tried again later.
     Unavailable,
@@ -1169,7 +1272,8 @@ impl OwnerStore {
                     },
                     client: outbound::KnownClient::default(),
                 };
-                due.settle(state, Some(error), None, None, now).await?;
+                due.settle(state, Some(error), None, None, None, now)
+                    .await?;
                 due.tx.commit().await?;
                 continue;
             };
@@ -1205,6 +1309,7 @@ impl DueWork {
         error: Option<&str>,
         payment_intent: Option<&str>,
         refund: Option<&str>,
+        refunded_minor: Option<i32>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let practice = self.tx.practice();
@@ -1216,13 +1321,16 @@ impl DueWork {
         };
         // Backoff: 1, 2, 4, 8, 16 minutes.
         let next = retry.then(|| now + Duration::minutes(1_i64 << (attempts - 1).clamp(0, 10)));
-        let settled = !matches!(state, "due" | "processing" | "refund_pending");
+        let settled = !matches!(
+            state,
+            "due" | "processing" | "refund_pending" | "refund_partial"
+        );
         sqlx::query(
             "update booking_payment set state = $3, last_error = $4,
                     stripe_payment_intent = coalesce(stripe_payment_intent, $5),
                     stripe_refund = coalesce(stripe_refund, $6), attempts = $7,
                     next_attempt_at = $8, settled_at = case when $9 then $10 else settled_at end,
-                    updated_at = $10
+                    updated_at = $10, refunded_minor = coalesce($11, refunded_minor)
               where practice_id = $1 and payment_id = $2",
         )
         .bind(practice)
@@ -1235,6 +1343,7 @@ impl DueWork {
         .bind(next)
         .bind(settled)
         .bind(now)
+        .bind(refunded_minor)
         .execute(self.tx.conn())
         .await?;
         if state == "refunded" {
@@ -1254,9 +1363,11 @@ impl DueWork {
     }
 
     /// Records what the processor said and commits: a fee `paid`, `processing`,
-    /// `requires_action` or `declined`; a refund `refunded`, `refund_pending` or `failed`;
-    /// when unavailable, `due` again with backoff until [`MAX_ATTEMPTS`], then `failed`.
-    /// The state it recorded.
+    /// `requires_action` or `declined`; a refund `refunded` only when the amount the
+    /// processor says it refunded covers the row's, in its currency (less: `refund_partial`,
+    /// not done; not said: `refund_pending`, for `charge.refunded` to settle), or
+    /// `refund_pending` or `failed`; when unavailable, `due` again with backoff until
+    /// [`MAX_ATTEMPTS`], then `failed`. The state it recorded.
     ///
     /// # Errors
     /// Database errors (the row stays due; the next pass asks again with the same key).
@@ -1265,6 +1376,19 @@ impl DueWork {
         result: &WorkResult,
         now: DateTime<Utc>,
     ) -> Result<&'static str, StoreError> {
+        let (due_minor, due_currency) = match &self.work {
+            Work::Refund {
+                amount_minor,
+                currency,
+                ..
+            }
+            | Work::Charge {
+                amount_minor,
+                currency,
+                ..
+            } => (u64::from(*amount_minor), currency.clone()),
+        };
+        let mut refunded_minor = None;
         let (state, error, pi, re): (&'static str, Option<&str>, Option<&str>, Option<&str>) =
             match result {
                 WorkResult::Charged {
@@ -1281,10 +1405,23 @@ impl DueWork {
                     };
                     (state, error, Some(payment_intent.as_str()), None)
                 }
-                WorkResult::Refunded { refund, status } => {
-                    let (state, error) = match status.as_str() {
-                        "succeeded" => ("refunded", None),
-                        "failed" | "canceled" => ("failed", Some("processor_rejected")),
+                WorkResult::Refunded {
+                    refund,
+                    status,
+                    amount_minor,
+                    currency,
+                } => {
+                    let same_currency = currency.as_deref().is_none_or(|c| c == due_currency);
+                    let (state, error) = match (status.as_str(), *amount_minor) {
+                        ("failed" | "canceled", _) => ("failed", Some("processor_rejected")),
+                        ("succeeded", Some(got)) if got >= due_minor && same_currency => {
+                            refunded_minor = i32::try_from(got).ok().map(|g| g.min(MAX_MINOR));
+                            ("refunded", None)
+                        }
+                        ("succeeded", Some(got)) if same_currency => {
+                            refunded_minor = i32::try_from(got).ok();
+                            ("refund_partial", None)
+                        }
                         _ => ("refund_pending", None),
                     };
                     (state, error, None, Some(refund.as_str()))
@@ -1297,7 +1434,8 @@ impl DueWork {
                 WorkResult::Rejected => ("failed", Some("processor_rejected"), None, None),
                 WorkResult::ScannerRefused => ("failed", Some("scanner_refused"), None, None),
             };
-        self.settle(state, error, pi, re, now).await?;
+        self.settle(state, error, pi, re, refunded_minor, now)
+            .await?;
         self.tx.commit().await?;
         Ok(state)
     }

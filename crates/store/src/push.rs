@@ -15,10 +15,24 @@
 //! - **Bounded.** At most [`MAX_PER_MEMBER`] subscriptions per member and practice; the same
 //!   endpoint again replaces the old row (new keys), never a second row.
 //! - **Content-free messages.** A push message is the outbox template [`PUSH_TEMPLATE`]: the
-//!   outbox sends `outbound::PushPayload::update()` and nothing else, whatever caused it. The
-//!   outbox job queues one per subscription of a clinician or receptionist for each intake
-//!   form waiting for review that was submitted after the subscription was made
-//!   ([`crate::OwnerStore::queue_push_updates`]), at most once each.
+//!   outbox sends `outbound::PushPayload::update()` and nothing else, whatever caused it (no
+//!   name, time, service or amount: the member opens the app to see what changed). The
+//!   outbox job queues one per event and subscription ([`crate::OwnerStore::queue_push_updates`]),
+//!   at most once each, for events after the subscription was made, to the members whose
+//!   work the event is (a member with several roles gets the union; see [`PushEvent`]):
+//!
+//!   | Event | Reception | Clinician | Owner / admin only |
+//!   |---|---|---|---|
+//!   | An intake form waits for review | yes | yes | no |
+//!   | A new online booking (booked, or waiting for approval) | yes | their own appointments | no |
+//!   | A waitlist offer accepted | yes | their own appointments | no |
+//!   | A client cancelled through their manage link | yes | their own appointments | no |
+//!   | A payment needs staff (a fee `requires_action`, `declined` or `failed`; a refund `failed` or `refund_partial`; money `paid_after_release`) | yes | no | no |
+//!
+//!   Owners and admins without a scheduling role get none: every one of these leads to a
+//!   scheduling or payments screen that row-level security does not open to them. Events of
+//!   another practice never reach a member (each pass runs in one practice).
+//!   Booking events older than [`PUSH_LOOKBACK_DAYS`] are not pushed.
 //! - **Gone is gone.** When the push service answers `404` or `410`, the job deletes the
 //!   subscription ([`crate::OwnerStore::drop_push_subscription`], audited `push.unsubscribe`).
 
@@ -47,6 +61,131 @@ pub const AUTH_LEN: usize = 16;
 
 /// Most subscriptions one member keeps in one practice (one per browser).
 pub const MAX_PER_MEMBER: i64 = 10;
+
+/// How far back the booking and payment events of a staff push update reach: an update about
+/// something older is no longer worth a notification (the screens list it all the same).
+pub const PUSH_LOOKBACK_DAYS: i64 = 7;
+
+/// What a staff push update is about (the outbox message's cause; never in the payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushEvent {
+    /// An intake form waits for review: clinicians and reception.
+    IntakeReview,
+    /// A new online booking: reception, and the clinician it is with.
+    NewBooking,
+    /// A waitlist offer was accepted: reception, and the clinician it is with.
+    OfferAccepted,
+    /// A client cancelled: reception, and the clinician it was with.
+    ClientCancelled,
+    /// A payment needs staff: reception.
+    PaymentNeedsAction,
+}
+
+impl PushEvent {
+    /// Every event, in the order of the module docs' table.
+    pub const ALL: [Self; 5] = [
+        Self::IntakeReview,
+        Self::NewBooking,
+        Self::OfferAccepted,
+        Self::ClientCancelled,
+        Self::PaymentNeedsAction,
+    ];
+
+    /// The name the sweep's query uses.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::IntakeReview => "intake",
+            Self::NewBooking => "booking",
+            Self::OfferAccepted => "offer",
+            Self::ClientCancelled => "cancel",
+            Self::PaymentNeedsAction => "payment",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// The outbox cause its messages are recorded under.
+    #[must_use]
+    pub const fn cause(self) -> crate::outbox::Cause {
+        use crate::outbox::Cause;
+        match self {
+            Self::IntakeReview => Cause::Intake,
+            Self::NewBooking => Cause::OnlineBooking,
+            Self::OfferAccepted => Cause::Waitlist,
+            Self::ClientCancelled => Cause::Appointment,
+            Self::PaymentNeedsAction => Cause::Payment,
+        }
+    }
+}
+
+/// The staff push sweep: every (event, subscription) pair of practice `$1` not queued yet,
+/// with the outbox cause id of the pair (md5 of the event's key and the subscription id, as
+/// a uuid: a pair is queued once, two subscriptions are two messages). `$2` is the push
+/// template, `$3` the lookback bound. Recipients by role as in the module docs' table.
+const PUSH_SWEEP: &str = "
+with subs as (
+    select s.subscription_id, s.user_id, s.created_at,
+           m.roles && array['reception'] as reception,
+           m.roles && array['clinician'] as clinician
+      from push_subscription s
+      join membership m on m.practice_id = s.practice_id and m.user_id = s.user_id
+     where s.practice_id = $1 and m.roles && array['clinician', 'reception']
+), events as (
+    -- An intake form waiting for review (its key is the request id alone, as it always was).
+    select 'intake' as what, 'intake' as cause, r.request_id::text as key, r.submitted_at as at,
+           null::uuid as clinician_id
+      from intake_request r
+     where r.practice_id = $1 and r.status = 'submitted'
+    union all
+    -- A new online booking, booked or waiting for approval (not one a waitlist offer made).
+    select 'booking', 'online_booking', 'booking:' || b.booking_id::text, b.created_at,
+           a.clinician_id
+      from online_booking b
+      join appointment a on a.practice_id = b.practice_id and a.appointment_id = b.appointment_id
+     where b.practice_id = $1 and b.status in ('booked', 'requested') and b.created_at >= $3
+       and not exists (select 1 from waitlist_offer o
+                        where o.practice_id = b.practice_id
+                          and o.booked_appointment_id = b.appointment_id)
+    union all
+    -- A waitlist offer a client accepted.
+    select 'offer', 'waitlist', 'offer:' || o.offer_id::text, o.closed_at, o.clinician_id
+      from waitlist_offer o
+     where o.practice_id = $1 and o.state = 'accepted' and o.closed_at >= $3
+    union all
+    -- A client's own cancellation (a staff cancellation leaves client_cancelled_at null).
+    select 'cancel', 'appointment', 'cancel:' || a.appointment_id::text, a.client_cancelled_at,
+           a.clinician_id
+      from appointment a
+     where a.practice_id = $1 and a.status = 'cancelled' and a.client_cancelled_at >= $3
+    union all
+    -- A payment that needs staff, once per state it reaches.
+    select 'payment', 'payment', 'payment:' || p.state || ':' || p.payment_id::text,
+           p.updated_at, null::uuid
+      from booking_payment p
+     where p.practice_id = $1 and p.updated_at >= $3
+       and ((p.kind in ('late_cancel_fee', 'no_show_fee')
+             and p.state in ('requires_action', 'declined', 'failed'))
+            or (p.kind = 'refund' and p.state in ('failed', 'refund_partial'))
+            or p.state = 'paid_after_release')
+)
+select e.what, md5(e.key || s.subscription_id::text)::uuid as cause_id, s.subscription_id
+  from events e
+  join subs s on e.at >= s.created_at
+ where case e.what
+         when 'intake' then true
+         when 'payment' then s.reception
+         else s.reception or (s.clinician and s.user_id = e.clinician_id)
+       end
+   and not exists (
+        select 1 from outbox_message o
+         where o.practice_id = $1 and o.cause = e.cause
+           and o.cause_id = md5(e.key || s.subscription_id::text)::uuid
+           and o.template = $2 and o.channel = 'push')
+ order by e.at, s.subscription_id
+ limit 500";
 
 /// Why a subscription was refused (nothing stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -309,9 +448,9 @@ pub(crate) async fn open_for_send(
 
 impl OwnerStore {
     /// The outbox job's step before it claims: queues one content-free push message
-    /// ([`PUSH_TEMPLATE`]) per subscription of a clinician or receptionist of `practice` for
-    /// each intake form waiting for review (`submitted`) since the subscription was made, each
-    /// at most once (the outbox's once-per-cause rule, keyed by the form and the
+    /// ([`PUSH_TEMPLATE`]) per staff event of `practice` and subscription of a member whose
+    /// work it is (see the module docs' table), for events since the subscription was made,
+    /// each at most once (the outbox's once-per-cause rule, keyed by the event and the
     /// subscription). Nothing is opened; the message's recipient is the subscription's id.
     /// Returns how many were queued.
     ///
@@ -322,42 +461,27 @@ impl OwnerStore {
         practice: PracticeId,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        use crate::outbox::{Cause, Channel, NewMessage, Recipient, Slots, enqueue};
+        use crate::outbox::{Channel, NewMessage, Recipient, Slots, enqueue};
         let keyring = self.keyring()?.clone();
         let mut tx = self.begin_at(practice, now).await?;
-        // The cause id of one (form, subscription) pair: md5 of the two ids as a uuid, so a
-        // pair is queued once and two subscriptions of one form are two messages.
-        let pairs: Vec<(uuid::Uuid, PushSubscriptionId)> = sqlx::query_as(
-            "select md5(r.request_id::text || s.subscription_id::text)::uuid, s.subscription_id
-               from intake_request r
-               join push_subscription s on s.practice_id = r.practice_id
-               join membership m on m.practice_id = s.practice_id and m.user_id = s.user_id
-              where r.practice_id = $1 and r.status = 'submitted'
-                and r.submitted_at >= s.created_at
-                and m.roles && array['clinician', 'reception']
-                and not exists (
-                    select 1 from outbox_message o
-                     where o.practice_id = r.practice_id and o.cause = 'intake'
-                       and o.cause_id = md5(r.request_id::text || s.subscription_id::text)::uuid
-                       and o.template = $2 and o.channel = 'push')
-              order by r.submitted_at, s.subscription_id
-              limit 500",
-        )
-        .bind(practice)
-        .bind(PUSH_TEMPLATE)
-        .fetch_all(tx.conn())
-        .await?;
+        let pairs: Vec<(String, uuid::Uuid, PushSubscriptionId)> = sqlx::query_as(PUSH_SWEEP)
+            .bind(practice)
+            .bind(PUSH_TEMPLATE)
+            .bind(now - chrono::Duration::days(PUSH_LOOKBACK_DAYS))
+            .fetch_all(tx.conn())
+            .await?;
         if pairs.is_empty() {
             tx.rollback().await?;
             return Ok(0);
         }
         let mut queued = 0;
-        for (cause_id, subscription) in pairs {
+        for (what, cause_id, subscription) in pairs {
+            let event = PushEvent::parse(&what).ok_or(StoreError::Corrupt("push event"))?;
             let m = NewMessage {
                 patient: None,
                 template: PUSH_TEMPLATE,
                 channel: Channel::Push,
-                cause: Cause::Intake,
+                cause: event.cause(),
                 cause_id,
                 recipient: Recipient(subscription.to_string()),
                 slots: Slots::default(),

@@ -462,6 +462,9 @@ struct StripeState {
     /// Idempotency key → (path + body hash, status, response).
     keys: HashMap<String, (String, u16, Value)>,
     serial: u32,
+    /// Fields the next refunds answer with instead of Stripe's usual ones (first in first
+    /// out): a `pending` refund, or one for less than was asked.
+    refund_replies: VecDeque<Value>,
 }
 
 /// The Stripe stand-in.
@@ -674,14 +677,28 @@ fn stripe_create(
                 );
             };
             let id = format!("re_test_{n:06}");
-            let body = json!({
+            // Stripe answers with the refund's amount and currency (the charge's, in the
+            // stand-in's one currency when the PaymentIntent is not one it made).
+            let currency = s
+                .objects
+                .iter()
+                .find(|o| o.id == pi)
+                .and_then(|o| o.json["currency"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "usd".to_owned());
+            let mut body = json!({
                 "id": id,
                 "object": "refund",
                 "payment_intent": pi,
                 "amount": field("amount").and_then(|a| a.parse::<u64>().ok()),
+                "currency": currency,
                 "status": "succeeded",
                 "metadata": {"ref": metadata_ref},
             });
+            if let (Some(Value::Object(over)), Some(b)) =
+                (s.refund_replies.pop_front(), body.as_object_mut())
+            {
+                b.extend(over);
+            }
             (id, body)
         }
         _ => {
@@ -848,6 +865,37 @@ impl StripeStandIn {
     #[must_use]
     pub fn recorded(&self) -> Vec<HttpRecord> {
         self.state.lock().expect("stand-in state").recorded.clone()
+    }
+
+    /// The next refund it creates answers with `fields` over Stripe's usual ones (e.g.
+    /// `{"status": "pending"}`, or `{"amount": 1000}` for a refund of less than was asked).
+    pub fn script_refund(&self, fields: Value) {
+        self.state
+            .lock()
+            .expect("stand-in state")
+            .refund_replies
+            .push_back(fields);
+    }
+
+    /// The `charge` object of Stripe's `charge.refunded` event: the charge of
+    /// `payment_intent` for `amount`, of which `amount_refunded` has been refunded so far (all
+    /// its refunds together), in `usd`.
+    #[must_use]
+    pub fn refunded_charge(payment_intent: &str, amount: u64, amount_refunded: u64) -> Value {
+        json!({
+            "id": format!("ch_test_{}", uuid::Uuid::new_v4().simple()),
+            "object": "charge",
+            "amount": amount,
+            "amount_captured": amount,
+            "amount_refunded": amount_refunded,
+            "captured": true,
+            "currency": "usd",
+            "paid": true,
+            "payment_intent": payment_intent,
+            "refunded": amount_refunded >= amount,
+            "status": "succeeded",
+            "livemode": false,
+        })
     }
 
     /// Objects it created (a replayed request creates none).

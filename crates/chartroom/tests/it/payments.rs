@@ -4,7 +4,9 @@
 //! name, reach the processor); the verified `Stripe-Signature` webhook confirms it and queues
 //! exactly one confirmation; an unpaid hold is released and its slot freed; bad signatures,
 //! stale timestamps and replays change nothing; practices stay apart; the staff route's
-//! authorization matrix.
+//! authorization matrix. Fees are charged off session; deposits are refunded when the client
+//! cancels outside the window and, in full, whenever the practice cancels; a refund is done
+//! only when the refunded amount covers it.
 
 use std::sync::Arc;
 
@@ -53,7 +55,7 @@ pub(crate) async fn app_with_stripe(store: store::Store, stripe: &StripeStandIn)
 }
 
 /// Payments through the Stripe stand-in, returning clients to [`LINK_ORIGIN`].
-fn payments_through(stripe: &StripeStandIn) -> Arc<server::payments::Payments> {
+pub(crate) fn payments_through(stripe: &StripeStandIn) -> Arc<server::payments::Payments> {
     let adapter = Stripe::new(
         &stripe.url(),
         egress::ApiKey::new("sk_test_payments".into()),
@@ -118,7 +120,7 @@ pub(crate) async fn paid_service(
     b["service_id"].as_str().unwrap().to_owned()
 }
 
-async fn slots(app: &TestApp, p: domain::PracticeId, service: &str) -> Vec<String> {
+pub(crate) async fn slots(app: &TestApp, p: domain::PracticeId, service: &str) -> Vec<String> {
     let (s, b) = call(
         app,
         Method::GET,
@@ -136,13 +138,19 @@ async fn slots(app: &TestApp, p: domain::PracticeId, service: &str) -> Vec<Strin
         .collect()
 }
 
-fn client(seed: u64) -> Value {
+pub(crate) fn client(seed: u64) -> Value {
     let p = domain::synthetic::Generator::new(seed).patient();
     json!({"given_name": p.given_name, "family_name": p.family_name,
            "date_of_birth": p.date_of_birth, "phone": p.phone, "email": p.email})
 }
 
-async fn book(app: &TestApp, p: domain::PracticeId, service: &str, at: &str, seed: u64) -> Value {
+pub(crate) async fn book(
+    app: &TestApp,
+    p: domain::PracticeId,
+    service: &str,
+    at: &str,
+    seed: u64,
+) -> Value {
     let (s, b) = call(
         app,
         Method::POST,
@@ -185,9 +193,38 @@ async fn confirmations(su: &mut sqlx::PgConnection, p: domain::PracticeId) -> Ve
     .unwrap()
 }
 
+/// A booking the public page made of a paid service, held for its payment.
+struct Held {
+    /// The service.
+    service: String,
+    /// Its start (the slot as the public page offers it).
+    at: String,
+    /// The public page's answer (`payment_required`, the Checkout URL, `pay_by`).
+    answer: Value,
+}
+
 impl Harness {
     fn now(&self) -> i64 {
         self.app.clock.now().timestamp()
+    }
+
+    /// The payments tests' one booking setup: online booking on for `w`, a service asking
+    /// for `payment`, and synthetic client `seed` booking its `slot`-th free slot (held).
+    async fn held(
+        &self,
+        w: &testkit::PracticeFixture,
+        payment: Value,
+        slot: usize,
+        seed: u64,
+    ) -> Held {
+        let service = paid_service(&self.app, w, payment).await;
+        let at = slots(&self.app, w.id, &service).await[slot].clone();
+        let answer = book(&self.app, w.id, &service, &at, seed).await;
+        Held {
+            service,
+            at,
+            answer,
+        }
     }
 
     /// The one Checkout Session the stand-in created: its id and the return link's token.
@@ -233,12 +270,6 @@ impl Harness {
 async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking() {
     let h = harness().await;
     let p = h.w.a.id;
-    let service = paid_service(
-        &h.app,
-        &h.w.a,
-        json!({"kind": "deposit", "amount_minor": 5000}),
-    )
-    .await;
     // The practice's own clients (synthetic), whose details must never reach Stripe.
     let clin = h.app.token(h.w.a.user("clinician")).await;
     let mut phi: Vec<String> = Vec::new();
@@ -266,8 +297,18 @@ async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking
         booker.email.clone(),
     ]);
 
-    let at = slots(&h.app, p, &service).await[0].clone();
-    let answer = book(&h.app, p, &service, &at, 77).await;
+    let Held {
+        service,
+        at,
+        answer,
+    } = h
+        .held(
+            &h.w.a,
+            json!({"kind": "deposit", "amount_minor": 5000}),
+            0,
+            77,
+        )
+        .await;
     assert_eq!(answer["status"], "payment_required");
     let checkout = answer["checkout_url"].as_str().unwrap();
     assert!(checkout.starts_with(&h.stripe.url()), "{checkout}");
@@ -438,14 +479,18 @@ async fn a_deposit_is_paid_through_checkout_and_the_webhook_confirms_the_booking
 async fn unpaid_holds_are_released_and_their_slots_freed() {
     let h = harness().await;
     let p = h.w.a.id;
-    let service = paid_service(
-        &h.app,
-        &h.w.a,
-        json!({"kind": "prepay", "amount_minor": 12000}),
-    )
-    .await;
-    let at = slots(&h.app, p, &service).await[0].clone();
-    let answer = book(&h.app, p, &service, &at, 11).await;
+    let Held {
+        service,
+        at,
+        answer,
+    } = h
+        .held(
+            &h.w.a,
+            json!({"kind": "prepay", "amount_minor": 12000}),
+            0,
+            11,
+        )
+        .await;
     let (session, token) = h.session();
     let mut su = h.db.superuser_unsafe().await;
     assert!(!slots(&h.app, p, &service).await.contains(&at));
@@ -534,14 +579,13 @@ async fn unpaid_holds_are_released_and_their_slots_freed() {
 async fn stripe_webhooks_refuse_bad_signatures_stale_timestamps_and_replays() {
     let h = harness().await;
     let p = h.w.a.id;
-    let service = paid_service(
-        &h.app,
+    h.held(
         &h.w.a,
         json!({"kind": "deposit", "amount_minor": 2500}),
+        0,
+        21,
     )
     .await;
-    let at = slots(&h.app, p, &service).await[0].clone();
-    book(&h.app, p, &service, &at, 21).await;
     let (session, _) = h.session();
     let completed = h.stripe.completed_session(&session).unwrap();
     let now = h.now();
@@ -607,17 +651,14 @@ async fn stripe_webhooks_refuse_bad_signatures_stale_timestamps_and_replays() {
 async fn a_card_on_file_is_saved_and_practices_stay_apart() {
     let h = harness().await;
     let (a, b) = (h.w.a.id, h.w.b.id);
-    let service_a = paid_service(
-        &h.app,
+    h.held(
         &h.w.a,
         json!({"kind": "deposit", "amount_minor": 4000}),
+        0,
+        31,
     )
     .await;
-    let service_b = paid_service(&h.app, &h.w.b, json!({"kind": "card_on_file"})).await;
-    let at_a = slots(&h.app, a, &service_a).await[0].clone();
-    book(&h.app, a, &service_a, &at_a, 31).await;
-    let at_b = slots(&h.app, b, &service_b).await[0].clone();
-    book(&h.app, b, &service_b, &at_b, 32).await;
+    h.held(&h.w.b, json!({"kind": "card_on_file"}), 0, 32).await;
     let objects = h.stripe.objects();
     assert_eq!(objects.len(), 2);
     let setup = objects.iter().find(|o| o.json["mode"] == "setup").unwrap();
@@ -741,14 +782,13 @@ async fn without_a_processor_a_paid_service_books_nothing() {
 async fn booking_payments_route_authorization_matrix() {
     let h = harness().await;
     let p = h.w.a.id;
-    let service = paid_service(
-        &h.app,
+    h.held(
         &h.w.a,
         json!({"kind": "deposit", "amount_minor": 1000}),
+        0,
+        51,
     )
     .await;
-    let at = slots(&h.app, p, &service).await[0].clone();
-    book(&h.app, p, &service, &at, 51).await;
     let mut su = h.db.superuser_unsafe().await;
     let booking: uuid::Uuid =
         sqlx::query_scalar("select booking_id from online_booking where practice_id = $1")
@@ -822,8 +862,8 @@ fn of_kind(rows: Vec<Value>, kind: &str) -> Value {
 }
 
 impl Harness {
-    /// Books `at` of `service` for synthetic client `seed` and completes its Checkout; for a
-    /// card on file, the `SetupIntent`'s webhook then saves `payment_method`. The appointment.
+    /// Books `at` of `service` for synthetic client `seed` and completes its Checkout
+    /// ([`pay_last_checkout`]). The appointment.
     async fn book_and_pay(
         &self,
         service: &str,
@@ -833,32 +873,7 @@ impl Harness {
     ) -> String {
         let p = self.w.a.id;
         book(&self.app, p, service, at, seed).await;
-        let session = self.stripe.objects().last().unwrap().clone();
-        let completed = self.stripe.completed_session(&session.id).unwrap();
-        let status = StripeStandIn::send_event(
-            &self.hooks,
-            SECRET,
-            "checkout.session.completed",
-            &completed,
-            self.now(),
-        )
-        .await;
-        assert_eq!(status, 204);
-        if completed["mode"] == "setup" {
-            let reference = session.json["metadata"]["ref"].clone();
-            let setup = json!({"id": completed["setup_intent"], "object": "setup_intent",
-                "customer": completed["customer"], "payment_method": payment_method,
-                "status": "succeeded", "metadata": {"ref": reference}});
-            let status = StripeStandIn::send_event(
-                &self.hooks,
-                SECRET,
-                "setup_intent.succeeded",
-                &setup,
-                self.now(),
-            )
-            .await;
-            assert_eq!(status, 204);
-        }
+        pay_last_checkout(&self.stripe, &self.hooks, self.now(), seed, payment_method).await;
         let mut su = self.db.superuser_unsafe().await;
         let appointment: uuid::Uuid = sqlx::query_scalar(
             "select appointment_id from appointment where practice_id = $1 and starts_at = $2::timestamptz
@@ -921,6 +936,33 @@ impl Harness {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    /// Staff (`role` of practice `w`) cancel `appointment` on the API: the status.
+    async fn cancel_by_staff(
+        &self,
+        w: &testkit::PracticeFixture,
+        role: &str,
+        appointment: &str,
+    ) -> StatusCode {
+        let t = self.app.token(w.user(role)).await;
+        let (s, b) = call(
+            &self.app,
+            Method::PATCH,
+            &format!("/api/v1/practices/{}/appointments/{appointment}", w.id),
+            Some(&t),
+            Some(&json!({"status": "cancelled"})),
+        )
+        .await;
+        assert!(s != StatusCode::OK || b["status"] == "cancelled", "{b}");
+        s
+    }
+
+    /// Sends Stripe's `charge.refunded` for `payment_intent` (a charge of `amount`, of which
+    /// `refunded` is refunded so far), signed; the webhook's status.
+    async fn charge_refunded(&self, payment_intent: &str, amount: u64, refunded: u64) -> u16 {
+        let charge = StripeStandIn::refunded_charge(payment_intent, amount, refunded);
+        StripeStandIn::send_event(&self.hooks, SECRET, "charge.refunded", &charge, self.now()).await
     }
 
     async fn no_show(&self, appointment: &str) {
@@ -1182,4 +1224,327 @@ async fn fees_are_charged_off_session_and_deposits_refunded() {
             assert!(!row.contains(needle.as_str()), "PHI in an audit row");
         }
     }
+}
+
+/// The online booking's payment column of `appointment`.
+async fn booking_payment(su: &mut sqlx::PgConnection, appointment: &str) -> String {
+    sqlx::query_scalar("select payment from online_booking where appointment_id = $1::uuid")
+        .bind(appointment)
+        .fetch_one(su)
+        .await
+        .unwrap()
+}
+
+/// Completes the last Checkout Session the stand-in made, as Stripe's signed webhooks to
+/// `hooks` at `t` say: paid with its own `PaymentIntent` (named after `seed`), or for a card
+/// on file, set up and then saving `payment_method` through the `SetupIntent`'s event.
+pub(crate) async fn pay_last_checkout(
+    stripe: &StripeStandIn,
+    hooks: &str,
+    t: i64,
+    seed: u64,
+    payment_method: &str,
+) {
+    let session = stripe.objects().last().unwrap().clone();
+    let mut completed = stripe.completed_session(&session.id).unwrap();
+    if completed["mode"] == "payment" {
+        // Each booking's own PaymentIntent, as Stripe makes one per session.
+        completed["payment_intent"] = json!(format!("pi_test_{:06}", 800_000 + seed));
+    }
+    let status =
+        StripeStandIn::send_event(hooks, SECRET, "checkout.session.completed", &completed, t).await;
+    assert_eq!(status, 204);
+    if completed["mode"] == "setup" {
+        let reference = session.json["metadata"]["ref"].clone();
+        let setup = json!({"id": completed["setup_intent"], "object": "setup_intent",
+            "customer": completed["customer"], "payment_method": payment_method,
+            "status": "succeeded", "metadata": {"ref": reference}});
+        let status =
+            StripeStandIn::send_event(hooks, SECRET, "setup_intent.succeeded", &setup, t).await;
+        assert_eq!(status, 204);
+    }
+}
+
+/// `(state, refunded_minor, settled)` of the one refund row.
+fn refund_state(rows: Vec<Value>) -> (String, Option<i64>, bool) {
+    let r = of_kind(rows, "refund");
+    (
+        r["state"].as_str().unwrap().to_owned(),
+        r["refunded_minor"].as_i64(),
+        !r["settled_at"].is_null(),
+    )
+}
+
+// req: EGR-02, EGR-05 — the practice cancels a paid booking: what the client paid is refunded
+// in full (inside the client's cancellation window too, and never a late-cancellation fee),
+// queued with the cancellation and worked by the payments job with the row's idempotency key;
+// a processor outage is retried with the same key; staff see it on the payments route; a
+// second cancellation refunds nothing more; another practice cannot cancel it.
+#[tokio::test]
+async fn a_practice_cancellation_refunds_the_client_in_full() {
+    use testkit::mailpay_standins::Failure;
+
+    let h = harness().await;
+    let p = h.w.a.id;
+    let deposit = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "deposit", "amount_minor": 3000}),
+    )
+    .await;
+    // The first slot: well inside the practice's 24-hour window.
+    let soon = slots(&h.app, p, &deposit).await[0].clone();
+    let paid = h.book_and_pay(&deposit, &soon, 61, "").await;
+    let mut su = h.db.superuser_unsafe().await;
+    let fees = h.fees();
+
+    // Another practice's staff: 404, nothing queued.
+    assert_eq!(
+        h.cancel_by_staff(&h.w.b, "reception", &paid).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(payments_of(&h, &mut su, &paid).await.len(), 1);
+
+    assert_eq!(
+        h.cancel_by_staff(&h.w.a, "reception", &paid).await,
+        StatusCode::OK
+    );
+    let rows = payments_of(&h, &mut su, &paid).await;
+    assert_eq!(
+        rows.len(),
+        2,
+        "the deposit and its refund, no fee: {rows:?}"
+    );
+    let refund = of_kind(rows.clone(), "refund");
+    assert_eq!(
+        (refund["state"].as_str(), refund["amount_minor"].as_i64()),
+        (Some("due"), Some(3000))
+    );
+    let (status, late): (String, bool) = sqlx::query_as(
+        "select status, late_cancel from online_booking where appointment_id = $1::uuid",
+    )
+    .bind(&paid)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), late), ("cancelled", false));
+    let details: Value = sqlx::query_scalar(
+        "select details from audit_event where action = 'appointment.update' and object_id = $1::uuid",
+    )
+    .bind(&paid)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(details, json!({"refund": "practice_cancelled"}));
+
+    // Stripe is down: due again with backoff, nothing refunded; then it goes through.
+    h.stripe.script(Failure::Status(503));
+    let now = h.app.clock.now();
+    assert_eq!(fees.pass(Some(p), now).await.unwrap(), ["due"]);
+    let refund = of_kind(payments_of(&h, &mut su, &paid).await, "refund");
+    assert_eq!(refund["attempts"], 1);
+    assert_eq!(refund["last_error"], "processor_unavailable");
+    assert!(
+        fees.pass(Some(p), now).await.unwrap().is_empty(),
+        "backing off"
+    );
+    let later = now + Duration::minutes(2);
+    assert_eq!(fees.pass(Some(p), later).await.unwrap(), ["refunded"]);
+    let rows = payments_of(&h, &mut su, &paid).await;
+    assert_eq!(
+        refund_state(rows.clone()),
+        ("refunded".to_owned(), Some(3000), true)
+    );
+    let deposit_pi = of_kind(rows, "deposit")["stripe_payment_intent"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refunds: Vec<_> = h
+        .stripe
+        .recorded()
+        .into_iter()
+        .filter(|r| r.path == "/v1/refunds")
+        .collect();
+    assert_eq!(refunds.len(), 2, "the outage, then the refund");
+    assert_eq!(
+        refunds[0].header("idempotency-key"),
+        refunds[1].header("idempotency-key")
+    );
+    let form = refunds[1].form();
+    assert!(form.contains(&("payment_intent".into(), deposit_pi)));
+    assert!(form.contains(&("amount".into(), "3000".into())));
+    let payment: String =
+        sqlx::query_scalar("select payment from online_booking where appointment_id = $1::uuid")
+            .bind(&paid)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+    assert_eq!(payment, "refunded");
+
+    // Booked again and cancelled again: nothing more is refunded.
+    let reception = h.app.token(h.w.a.user("reception")).await;
+    let (s, b) = call(
+        &h.app,
+        Method::PATCH,
+        &format!("/api/v1/practices/{p}/appointments/{paid}"),
+        Some(&reception),
+        Some(&json!({"status": "booked"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        h.cancel_by_staff(&h.w.a, "clinician", &paid).await,
+        StatusCode::OK
+    );
+    assert_eq!(payments_of(&h, &mut su, &paid).await.len(), 2);
+    assert!(
+        fees.pass(Some(p), later + Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A card on file, nothing paid: cancelled by the practice, nothing to refund, no fee.
+    let card = paid_service(&h.app, &h.w.a, json!({"kind": "card_on_file"})).await;
+    let at = slots(&h.app, p, &card).await[0].clone();
+    let saved = h.book_and_pay(&card, &at, 62, "pm_card_visa").await;
+    assert_eq!(
+        h.cancel_by_staff(&h.w.a, "reception", &saved).await,
+        StatusCode::OK
+    );
+    let rows = payments_of(&h, &mut su, &saved).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["kind"], "card_on_file");
+
+    // Stripe saw typed fields only.
+    let mut phi = Vec::new();
+    for seed in 61..=62u64 {
+        let c = domain::synthetic::Generator::new(seed).patient();
+        phi.extend([c.given_name, c.family_name, c.phone, c.email]);
+    }
+    typed_charges_only(&h.stripe, &phi);
+}
+
+// req: EGR-05 — a refund is done only when the refunded amount covers it: the Refund API's
+// answer and Stripe's signed `charge.refunded` (its real shape: the charge, with its
+// cumulative `amount_refunded`) carry amounts; less than the refund's amount leaves the row
+// `refund_partial` (not settled, not retried, `refunded_minor` showing what came back) until
+// the charge's total covers it; a pending refund waits for the webhook; another currency
+// settles nothing.
+#[tokio::test]
+async fn a_refund_is_done_only_when_the_refunded_amount_covers_it() {
+    let h = harness().await;
+    let p = h.w.a.id;
+    let deposit = paid_service(
+        &h.app,
+        &h.w.a,
+        json!({"kind": "deposit", "amount_minor": 3000}),
+    )
+    .await;
+    let mut su = h.db.superuser_unsafe().await;
+    let fees = h.fees();
+    let now = h.app.clock.now();
+
+    // The Refund API answers with less than was asked.
+    let far = slots(&h.app, p, &deposit).await.last().unwrap().clone();
+    let first = h.book_and_pay(&deposit, &far, 71, "").await;
+    h.cancel_by_link(&first).await;
+    h.stripe.script_refund(json!({"amount": 1000}));
+    assert_eq!(fees.pass(Some(p), now).await.unwrap(), ["refund_partial"]);
+    let rows = payments_of(&h, &mut su, &first).await;
+    assert_eq!(
+        refund_state(rows.clone()),
+        ("refund_partial".to_owned(), Some(1000), false)
+    );
+    let pi = of_kind(rows, "deposit")["stripe_payment_intent"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(booking_payment(&mut su, &first).await, "paid");
+    // Not retried: asking again could refund more than was paid.
+    assert!(
+        fees.pass(Some(p), now + Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Stripe's event for more, still short of the amount: partial, with the new total.
+    assert_eq!(h.charge_refunded(&pi, 3000, 2000).await, 204);
+    assert_eq!(
+        refund_state(payments_of(&h, &mut su, &first).await),
+        ("refund_partial".to_owned(), Some(2000), false)
+    );
+    // The rest refunded (by the practice at Stripe): the charge's total covers it — done.
+    let charge = StripeStandIn::refunded_charge(&pi, 3000, 3000);
+    let (sig, body) = StripeStandIn::signed_event(SECRET, "charge.refunded", &charge, h.now());
+    assert_eq!(h.post(&sig, &body).await, 204);
+    assert_eq!(h.post(&sig, &body).await, 409, "a replay changes nothing");
+    assert_eq!(
+        refund_state(payments_of(&h, &mut su, &first).await),
+        ("refunded".to_owned(), Some(3000), true)
+    );
+    assert_eq!(booking_payment(&mut su, &first).await, "refunded");
+    // A tampered amount does not verify: nothing changes.
+    let (sig, body) = StripeStandIn::signed_event(SECRET, "charge.refunded", &charge, h.now());
+    let tampered = String::from_utf8(body).unwrap().replace("3000", "9000");
+    assert_eq!(h.post(&sig, tampered.as_bytes()).await, 401);
+
+    // A refund Stripe leaves pending: not done; a partial event, then another currency, then
+    // the whole amount.
+    let far2 = slots(&h.app, p, &deposit).await.last().unwrap().clone();
+    let second = h.book_and_pay(&deposit, &far2, 72, "").await;
+    h.cancel_by_link(&second).await;
+    h.stripe.script_refund(json!({"status": "pending"}));
+    assert_eq!(fees.pass(Some(p), now).await.unwrap(), ["refund_pending"]);
+    assert_eq!(
+        refund_state(payments_of(&h, &mut su, &second).await),
+        ("refund_pending".to_owned(), None, false)
+    );
+    let pi2 = of_kind(payments_of(&h, &mut su, &second).await, "deposit")["stripe_payment_intent"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(pi, pi2);
+    assert_eq!(h.charge_refunded(&pi2, 3000, 1500).await, 204);
+    assert_eq!(
+        refund_state(payments_of(&h, &mut su, &second).await),
+        ("refund_partial".to_owned(), Some(1500), false)
+    );
+    let mut eur = StripeStandIn::refunded_charge(&pi2, 3000, 3000);
+    eur["currency"] = json!("eur");
+    let status =
+        StripeStandIn::send_event(&h.hooks, SECRET, "charge.refunded", &eur, h.now()).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        refund_state(payments_of(&h, &mut su, &second).await).0,
+        "refund_partial",
+        "another currency settles nothing"
+    );
+    assert_eq!(h.charge_refunded(&pi2, 3000, 3000).await, 204);
+    assert_eq!(
+        refund_state(payments_of(&h, &mut su, &second).await),
+        ("refunded".to_owned(), Some(3000), true)
+    );
+    assert_eq!(booking_payment(&mut su, &second).await, "refunded");
+
+    // Each step is on the audit chain, ids and outcomes only.
+    let mut outcomes: Vec<String> = sqlx::query_scalar(
+        "select details ->> 'outcome' from audit_event
+          where practice_id = $1 and action = 'payment.settle' and details ->> 'kind' = 'refund'",
+    )
+    .bind(p)
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
+    outcomes.sort_unstable();
+    assert_eq!(
+        outcomes,
+        [
+            "mismatch",
+            "refund_partial",
+            "refund_partial",
+            "refunded",
+            "refunded"
+        ]
+    );
 }

@@ -5,13 +5,16 @@
 //! RFC 8291 adapter to the loopback push-service stand-in, which checks the RFC 8030 request
 //! (`TTL`, `Content-Encoding: aes128gcm`, VAPID) and decrypts the payload with the
 //! subscription's private key: the one content-free sentence, no PHI. A `410` from the push
-//! service deletes the subscription.
+//! service deletes the subscription. Beyond intake review, staff get the same update for a
+//! new online booking, an accepted waitlist offer, a client's cancellation and a payment that
+//! needs them, by role ([`store::push`]'s table), never for another practice's events.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, TimeZone as _, Utc};
+use domain::Clock as _;
 use egress::outbound::{LinkOrigin, PushPayload};
 use egress::webpush::{Urgency, VapidKey, WebPush, WebPushConfig};
 use reqwest::{Method, StatusCode};
@@ -139,29 +142,34 @@ impl Harness {
 
     /// The outbox job with Web Push as its only channel.
     async fn outbox(&self) -> Outbox {
-        let sender = WebPush::new(WebPushConfig {
-            vapid: self.vapid.clone(),
-            subject: SUBJECT.into(),
-            ttl: Duration::from_secs(86_400),
-            urgency: Urgency::Normal,
-            clock: Arc::new(domain::SystemClock),
-            limits: egress::Limits {
-                timeout: Duration::from_secs(5),
-                ..egress::messaging_limits()
-            },
-        })
-        .unwrap();
-        Outbox::new(
-            self.db.owner().await,
-            Channels {
-                push: Some(Arc::new(sender)),
-                ..Channels::default()
-            },
-            LinkOrigin::parse(ORIGIN).unwrap(),
-            OwnContacts::default(),
-            Duration::from_secs(5),
-        )
+        push_only_outbox(self.db.owner().await, &self.vapid)
     }
+}
+
+/// The outbox job on `owner` with Web Push (signed with `vapid`) as its only channel.
+fn push_only_outbox(owner: store::OwnerStore, vapid: &VapidKey) -> Outbox {
+    let sender = WebPush::new(WebPushConfig {
+        vapid: vapid.clone(),
+        subject: SUBJECT.into(),
+        ttl: Duration::from_secs(86_400),
+        urgency: Urgency::Normal,
+        clock: Arc::new(domain::SystemClock),
+        limits: egress::Limits {
+            timeout: Duration::from_secs(5),
+            ..egress::messaging_limits()
+        },
+    })
+    .unwrap();
+    Outbox::new(
+        owner,
+        Channels {
+            push: Some(Arc::new(sender)),
+            ..Channels::default()
+        },
+        LinkOrigin::parse(ORIGIN).unwrap(),
+        OwnContacts::default(),
+        Duration::from_secs(5),
+    )
 }
 
 async fn push_rows(su: &mut sqlx::PgConnection) -> Vec<(String, Option<String>, Option<String>)> {
@@ -498,4 +506,316 @@ async fn push_routes_authorization_matrix() {
         .unwrap();
         assert!(n >= 2, "{role}: subscribe and unsubscribe audited");
     }
+}
+
+/// Registers a stand-in subscription for `user` in practice `p`.
+async fn subscribe_as(
+    app: &TestApp,
+    service: &PushServiceStandIn,
+    p: domain::PracticeId,
+    user: domain::UserId,
+) -> StandInSubscription {
+    let sub = service.subscribe();
+    let t = app.token(user).await;
+    let (s, row) = call(
+        app,
+        Method::POST,
+        &format!("/api/v1/practices/{p}/push-subscriptions"),
+        Some(&t),
+        Some(&body(&sub)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{row}");
+    sub
+}
+
+// req: EGR-03 — staff get the content-free update for the other events that need them: a new
+// online booking, a client's cancellation, an accepted waitlist offer (reception, and the
+// clinician it is with), a fee the card declined (reception only); owners and admins without
+// a scheduling role, a clinician whose schedule it is not, and the other practice's staff get
+// none. Every payload, decrypted at the push service, is the one sentence and passes the
+// outbound scanner seeded with the practice's own clients.
+#[tokio::test]
+async fn staff_get_content_free_updates_for_bookings_offers_cancellations_and_payments() {
+    use testkit::mailpay_standins::StripeStandIn;
+
+    let h = crate::outbox::Harness::new().await;
+    let w = &h.w;
+    let (a, b) = (w.a.id, w.b.id);
+    let vapid = h.store.vapid_key().await.unwrap();
+    let stripe = StripeStandIn::start().await;
+    let payments = crate::payments::payments_through(&stripe);
+    let settings = server::PushSettings {
+        application_server_key: vapid.public_key_base64url(),
+        hosts: vec!["127.0.0.1".into()],
+    };
+    let app = TestApp::start_adjusted(
+        h.db.store().await,
+        |_| {},
+        |r| r,
+        server::assistant::Assistant::default(),
+        move |mut s| {
+            s.payments = Some(payments);
+            s.push = Some(Arc::new(settings));
+            s
+        },
+    )
+    .await;
+    stripe.use_clock(Arc::new(app.clock.clone()));
+    let hooks = crate::payments::stripe_webhooks(&app, &h.owner).await;
+    let service = PushServiceStandIn::start().await;
+
+    // A second clinician in A, with nothing on their schedule.
+    let now = Utc::now();
+    let other_clinician = h
+        .owner
+        .create_user(
+            &format!(
+                "clinician2.{}@test.example.invalid",
+                uuid::Uuid::new_v4().simple()
+            ),
+            "clinician two",
+            testkit::password_hash(),
+            now,
+        )
+        .await
+        .unwrap();
+    h.owner
+        .add_member(
+            a,
+            other_clinician,
+            domain::RoleSet::from_iter([domain::Role::Clinician]),
+            now,
+        )
+        .await
+        .unwrap();
+    let mut subs = Vec::new();
+    for (name, p, user) in [
+        ("reception A", a, w.a.user("reception")),
+        ("clinician A", a, w.a.user("clinician")),
+        ("other clinician A", a, other_clinician),
+        ("owner A", a, w.a.user("owner")),
+        ("admin A", a, w.a.user("admin")),
+        ("reception B", b, w.b.user("reception")),
+        ("clinician B", b, w.b.user("clinician")),
+    ] {
+        subs.push((name, subscribe_as(&app, &service, p, user).await));
+    }
+
+    // A new online booking in each practice (free, booked at once).
+    let free_a = crate::booking_api::set_up_for(&app, &w.a, "allowed").await;
+    let free_b = crate::booking_api::set_up_for(&app, &w.b, "allowed").await;
+    let far = crate::payments::slots(&app, a, &free_a)
+        .await
+        .last()
+        .unwrap()
+        .clone();
+    crate::payments::book(&app, a, &free_a, &far, 81).await;
+    let at_b = crate::payments::slots(&app, b, &free_b).await[0].clone();
+    crate::payments::book(&app, b, &free_b, &at_b, 82).await;
+    // A booking with a card on file that will be declined.
+    let card = crate::payments::paid_service(&app, &w.a, json!({"kind": "card_on_file"})).await;
+    let at_card = crate::payments::slots(&app, a, &card).await[0].clone();
+    crate::payments::book(&app, a, &card, &at_card, 83).await;
+    crate::payments::pay_last_checkout(
+        &stripe,
+        &hooks,
+        app.clock.now().timestamp(),
+        83,
+        "pm_card_chargeDeclined",
+    )
+    .await;
+
+    // The first push pass: the three new bookings.
+    let outbox = push_only_outbox(h.owner.clone(), &vapid);
+    let report = outbox.pass(None, noon_tomorrow()).await.unwrap();
+    assert_eq!(report.push_queued, 6, "{report:?}");
+
+    // A client on A's waitlist; the far booking's client cancels through their manage link,
+    // which offers the slot; the waitlisted client accepts it.
+    let reception = app.token(w.a.user("reception")).await;
+    let waiting = crate::waitlist::clients(&h, a, 1, 84).await;
+    crate::waitlist::add_entry(
+        &app,
+        &reception,
+        a,
+        waiting[0].id,
+        &free_a,
+        crate::waitlist::at(&app, 1, 0),
+        crate::waitlist::at(&app, 6, 0),
+    )
+    .await;
+    let mut su = h.su().await;
+    let appointment_at = |at: String| {
+        sqlx::query_scalar::<_, uuid::Uuid>(
+            "select appointment_id from appointment where practice_id = $1
+                and starts_at = $2::timestamptz and status = 'booked'",
+        )
+        .bind(a)
+        .bind(at)
+    };
+    let cancelled = appointment_at(far.clone())
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
+    let mut tx = as_member(&app, &app.store, w.a.user("reception"), a).await;
+    let manage = store::links::create_booking_manage_link(
+        &mut tx,
+        domain::AppointmentId::from_uuid(cancelled),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tx.commit().await.unwrap();
+    let manage = outbound::OpaqueLink::new(
+        &LinkOrigin::parse(ORIGIN).unwrap(),
+        outbound::LinkPurpose::Manage,
+        &manage,
+    );
+    let manage = manage.as_str().rsplit('/').next().unwrap();
+    let res = app
+        .http
+        .post(app.url(&format!("/manage/{manage}/cancel")))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let offers = crate::waitlist::send_offers(&h).await;
+    let (_, offer) = offers
+        .iter()
+        .find(|(to, _)| *to == waiting[0].phone)
+        .unwrap();
+    let mut holder = app
+        .store
+        .offer_link(
+            &outbound::LinkToken::parse(offer).unwrap(),
+            domain::RequestId::new(),
+            app.clock.now(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let accepted = holder.accept(app.store.keyring().unwrap()).await.unwrap();
+    holder.commit().await.unwrap();
+    assert!(
+        matches!(accepted, store::waitlist::AcceptOutcome::Booked(_)),
+        "{accepted:?}"
+    );
+
+    // The card booking is a no-show: its fee is declined by the card.
+    let no_show = appointment_at(at_card.clone())
+        .fetch_one(&mut su)
+        .await
+        .unwrap();
+    let (s, v) = call(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/practices/{a}/appointments/{no_show}"),
+        Some(&reception),
+        Some(&json!({"status": "no_show"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let fees = server::jobs::payments::FeesAndRefunds::new(
+        h.owner.clone(),
+        crate::payments::payments_through(&stripe),
+        server::jobs::payments::EVERY,
+    );
+    assert!(
+        fees.pass(Some(a), app.clock.now())
+            .await
+            .unwrap()
+            .contains(&"declined")
+    );
+
+    // The second pass: the cancellation, the accepted offer, the declined fee. One update
+    // per event and subscription whose work it is, in all.
+    let report = outbox.pass(None, noon_tomorrow()).await.unwrap();
+    assert_eq!(report.push_queued, 5, "{report:?}");
+    let received = service.received();
+    let count = |name: &str| {
+        let sub = &subs.iter().find(|(n, _)| *n == name).unwrap().1;
+        received.iter().filter(|r| r.subscription == sub.id).count()
+    };
+    let counts: Vec<(&str, usize)> = subs.iter().map(|(n, _)| (*n, count(n))).collect();
+    assert_eq!(
+        counts,
+        [
+            // Two bookings, the cancellation, the accepted offer, the declined fee.
+            ("reception A", 5),
+            // The same but the fee.
+            ("clinician A", 4),
+            ("other clinician A", 0),
+            ("owner A", 0),
+            ("admin A", 0),
+            // B's own booking only.
+            ("reception B", 1),
+            ("clinician B", 1),
+        ]
+    );
+    let causes: Vec<(String, i64)> = sqlx::query_as(
+        "select cause, count(*) from outbox_message where practice_id = $1 and channel = 'push'
+          group by cause order by cause",
+    )
+    .bind(a)
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(
+        causes,
+        [
+            ("appointment".to_owned(), 2),
+            ("online_booking".to_owned(), 4),
+            ("payment".to_owned(), 1),
+            ("waitlist".to_owned(), 2),
+        ]
+    );
+
+    // Every payload: the one content-free sentence, passing the scanner built with the
+    // practice's own clients (the booking clients, the waitlisted one, the fixture's).
+    let mut known = Vec::new();
+    for seed in [81u64, 82, 83, 84, u64::from(b'a'), u64::from(b'b')] {
+        let c = domain::synthetic::Generator::new(seed).patient();
+        known.push(outbound::KnownClient {
+            given: c.given_name,
+            family: c.family_name,
+            phones: vec![c.phone],
+            emails: vec![c.email],
+            ..outbound::KnownClient::default()
+        });
+    }
+    known.push(outbound::KnownClient {
+        given: waiting[0].given.clone(),
+        family: waiting[0].family.clone(),
+        phones: vec![waiting[0].phone.clone()],
+        ..outbound::KnownClient::default()
+    });
+    let scanner = outbound::Scanner::new(
+        &known,
+        [LinkOrigin::parse(ORIGIN).unwrap().host().to_owned()],
+        &[],
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(received.len(), 11);
+    for r in &received {
+        assert_eq!(r.plaintext, PushPayload::update().as_bytes());
+        assert!(
+            scanner.scan(&r.plaintext, None).is_ok(),
+            "the scanner refuses it"
+        );
+        let plain = String::from_utf8_lossy(&r.plaintext).to_lowercase();
+        for leak in [
+            "http", "book", "cancel", "waitlist", "offer", "pay", "fee", "card",
+        ] {
+            assert!(!plain.contains(leak), "{leak} in {plain}");
+        }
+    }
+
+    // Once: the next pass queues nothing more.
+    let report = outbox.pass(None, noon_tomorrow()).await.unwrap();
+    assert_eq!(report.push_queued, 0, "{report:?}");
+    assert_eq!(service.received().len(), 11);
 }

@@ -5,7 +5,9 @@
 //! ([`store::OwnerStore::queue_reminders`]: email [`REMINDERS`] 48 h and SMS 24 h before the
 //! appointment, the SMS not once the client has confirmed, each at most once) and, with a
 //! push channel, the content-free push updates to staff browsers
-//! ([`store::OwnerStore::queue_push_updates`]: intake forms waiting for review), then
+//! ([`store::OwnerStore::queue_push_updates`]: intake forms waiting for review, new online
+//! bookings, accepted waitlist offers, clients' cancellations, payments that need staff; to
+//! the roles [`store::push`] lists), then
 //! [`store::OwnerStore::claim_outbox`] claims the due messages
 //! (`for update skip locked`; their recipients and slots opened and audited as
 //! `outbox.send`), then for each:
@@ -217,7 +219,7 @@ pub struct PassReport {
     pub uncertain: u64,
     /// Booking reminders queued.
     pub reminders: u64,
-    /// Push updates queued (intake forms waiting for review, per staff subscription).
+    /// Push updates queued (staff events, per subscription of a member whose work it is).
     pub push_queued: u64,
     /// Push subscriptions removed because the push service said they are gone.
     pub push_gone: u64,

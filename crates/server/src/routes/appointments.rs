@@ -181,8 +181,11 @@ pub async fn book(
 }
 
 /// Applies `patch` to appointment `id` and audits `appointment.update`: the one path of the
-/// API and the web pages (move, cancel). A cancellation offers the freed slot to the waitlist
-/// in the same transaction ([`store::waitlist::offer_cancelled_slot`]); marking an online
+/// API and the web pages (move, cancel). A cancellation of an online booking cancels the
+/// booking and queues the refund, in full, of what the client paid for it (the practice
+/// cancelled: [`store::payments::practice_cancelled`], worked by the payments job; the audit
+/// event then says `{"refund": "practice_cancelled"}`), and offers the freed slot to the
+/// waitlist in the same transaction ([`store::waitlist::offer_cancelled_slot`]); marking an online
 /// booking a no-show queues the practice's no-show fee, charged off session with the card
 /// saved at booking by the payments job ([`store::payments::record_no_show`]). `404` when there is
 /// no such appointment. The caller commits.
@@ -204,10 +207,12 @@ pub async fn change(
     let a = store::appointments::update(tx, id, patch)
         .await?
         .ok_or(AppError::NotFound("appointment"))?;
-    tx.audit(
+    let refund = cancelling && store::payments::practice_cancelled(tx, id).await?;
+    tx.audit_details(
         AuditAction::AppointmentUpdate,
         Some(a.patient_id),
         Some(AuditObject::appointment(id)),
+        refund.then(|| serde_json::json!({"refund": "practice_cancelled"})),
     )
     .await?;
     if cancelling {
