@@ -184,6 +184,7 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .merge(pages::perio::router())
         .merge(pages::scribe::router())
         .merge(pages::capture::router())
+        .merge(pages::requests::router())
         .merge(pages::subprocessors::router())
         .merge(passkey_routes())
         .route("/static/{file}", get(assets::serve))
