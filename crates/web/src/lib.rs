@@ -184,7 +184,6 @@ pub fn router(state: AppState, limits: server::Limits) -> Router {
         .merge(pages::perio::router())
         .merge(pages::scribe::router())
         .merge(pages::capture::router())
-        .merge(pages::requests::router())
         .merge(pages::subprocessors::router())
         .merge(passkey_routes())
         .route("/static/{file}", get(assets::serve))
@@ -394,6 +393,7 @@ fn manage_routes() -> Router<AppState> {
     booking_routes()
         .merge(intake_routes())
         .merge(incident_routes())
+        .merge(pages::requests::router())
         .route(
             "/practices/{practice_id}/patients/{patient_id}/disclosures",
             get(pages::disclosures::disclosures_page).post(pages::disclosures::disclosure_create),

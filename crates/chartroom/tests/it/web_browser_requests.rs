@@ -70,7 +70,7 @@ async fn an_admin_walks_an_amendment_request_to_denied_with_disagreement_and_reb
         b.wait_for_text("h1", "Patient requests").await;
         let menu = b
             .driver
-            .find(By::Css(&format!("nav.menu a[href=\"{list}\"]")))
+            .find(By::Css(format!("nav.menu a[href=\"{list}\"]")))
             .await
             .unwrap();
         assert_eq!(menu.text().await.unwrap(), "Patient requests");
@@ -141,7 +141,7 @@ async fn an_admin_walks_an_amendment_request_to_denied_with_disagreement_and_reb
         b.wait_for_text("#rebuttal-by", "rebuttal by admin a").await;
         assert!(
             b.driver
-                .find_all(By::Css(&format!("main form[action^=\"{page}/\"]")))
+                .find_all(By::Css(format!("main form[action^=\"{page}/\"]")))
                 .await
                 .unwrap()
                 .is_empty(),

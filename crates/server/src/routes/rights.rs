@@ -50,6 +50,7 @@ fn refused(r: Refusal) -> AppError {
 /// How a refused step of a patient-rights request answers (access and amendment requests):
 /// `409 RIGHTS-0001` for a second extension, `409 RIGHTS-0002` after the first deadline,
 /// `409 RIGHTS-0003` once closed, `400` without a written reason.
+#[must_use]
 pub fn lifecycle_refused(kind: rights::RequestKind, r: rights::Refusal) -> AppError {
     let section = match kind {
         rights::RequestKind::Access => "164.524(b)(2)(iii)",

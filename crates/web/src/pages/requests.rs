@@ -381,6 +381,10 @@ async fn access_detail(
 /// An amendment request's page.
 #[derive(Template)]
 #[template(path = "request_amendment.html")]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one flag per form the page may offer, each decided by the handler so that no rule lives in the template"
+)]
 pub(crate) struct AmendmentPage {
     assets: &'static Assets,
     chrome: Option<Chrome>,
