@@ -185,6 +185,27 @@ pub fn apply(
     }
 }
 
+/// Whether the one extension may still be given at `now` to a request of `kind` received at
+/// `received`, now `status` (open, before its first deadline): [`apply`]'s own answer for an
+/// extension with a written reason.
+#[must_use]
+pub fn may_extend(
+    kind: RequestKind,
+    received: DateTime<Utc>,
+    status: Status,
+    now: DateTime<Utc>,
+) -> bool {
+    apply(
+        kind,
+        received,
+        status,
+        Action::Extend,
+        Some("a written reason"),
+        now,
+    )
+    .is_ok()
+}
+
 /// Whether a request in `status`, due at `due_at`, is overdue at `now`: still open or extended
 /// at or after its deadline.
 #[must_use]

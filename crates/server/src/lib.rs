@@ -91,6 +91,20 @@ pub mod actions {
         };
     }
     pub use crate::routes::intake::revoke_link;
+    /// Patients' requests (HIPAA 164.524, 164.526): right-of-access requests (list, read,
+    /// extend, deny, fulfil with the copy) and amendment requests (list, read, extend, deny,
+    /// accept onto the note, the statement of disagreement and the rebuttal), each audited.
+    pub mod rights {
+        pub use crate::routes::amendments::{
+            NoteChange, accept_amendment_request, create_amendment_request, deny_amendment_request,
+            extend_amendment_request, link_statement, list_amendment_requests,
+            read_amendment_request,
+        };
+        pub use crate::routes::rights::{
+            create_access_request, deny_access_request, extend_access_request,
+            fulfil_access_request, list_access_requests, read_access_request,
+        };
+    }
     pub use crate::routes::invitations::{invite, list_invitations, revoke_invitation};
     pub use crate::routes::memberships::{
         list_members, read_member, remove_member, set_member_roles,
@@ -182,6 +196,12 @@ pub mod rules {
         pub use crate::routes::disclosures::{
             DisclosureSummary, accounting_summary, disclosure_input,
         };
+    }
+    /// Patients' requests: what may be recorded, a statement's size, how a refused step of
+    /// the lifecycle answers.
+    pub mod rights {
+        pub use crate::routes::amendments::{MAX_STATEMENT, amendment_request_input};
+        pub use crate::routes::rights::{access_request_input, lifecycle_refused};
     }
     /// Security incidents: what may be recorded.
     pub mod incidents {

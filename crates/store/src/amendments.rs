@@ -15,11 +15,13 @@
 //! Reading them goes through the transaction's opener, so the read must be audited.
 //!
 //! # Lifecycle
-//! Every change of status is decided by [`domain::rights::apply`] (kind
-//! [`RequestKind::Amendment`]) on the row locked `for update`, so two concurrent extensions
-//! cannot both pass; the database checks the same shape again (one extension column, the
-//! deadline a check constraint on the receipt; a statement of disagreement only after a
-//! denial, a rebuttal only after a statement).
+//! The lifecycle is the one every patient request shares ([`crate::requests`], kind
+//! [`RequestKind::Amendment`]): decided by [`domain::rights::apply`] on the row locked
+//! `for update`, so two concurrent extensions cannot both pass; the database checks the same
+//! shape again (one extension column, the deadline a check constraint on the receipt). What is
+//! this kind's own: the record it names, accepting (the change landed on the note), and the
+//! statements after a denial (a statement of disagreement only after a denial, a rebuttal
+//! only after a statement).
 
 use chrono::{DateTime, Utc};
 use crypto::Keyring;
@@ -27,8 +29,8 @@ use domain::rights::{self, Action, RequestKind, Status};
 use domain::{AmendmentRequestId, AuditAction, NoteId, ObjectKind, PatientId, PracticeId, UserId};
 use serde::Serialize;
 
-use crate::rights::open_sealed;
-use crate::sealed_columns::{AMENDMENT_REQUEST, seal_field};
+use crate::requests::{self, AMENDMENT, open_sealed};
+use crate::sealed_columns::AMENDMENT_REQUEST;
 use crate::{OwnerStore, StoreError, TenantTx};
 
 /// The kinds of record a request may name (`record_kind`).
@@ -48,13 +50,7 @@ async fn seal(
     id: AmendmentRequestId,
     text: &str,
 ) -> Result<Vec<u8>, StoreError> {
-    let uid = id.as_uuid();
-    seal_field(
-        keyring,
-        &AMENDMENT_REQUEST.context(tx.practice(), column, uid.as_bytes()),
-        text.as_bytes(),
-    )
-    .await
+    requests::seal(tx, keyring, &AMENDMENT, column, id.as_uuid(), text).await
 }
 
 /// A new request (validated by the caller).
@@ -122,6 +118,9 @@ pub struct AmendmentRequest {
     pub disagreement: Option<String>,
     /// The practice's rebuttal.
     pub rebuttal: Option<String>,
+    /// Who linked the rebuttal (`None` before one is linked, or for a rebuttal linked before
+    /// its author was recorded).
+    pub rebuttal_by: Option<UserId>,
     /// Who recorded it.
     pub created_by: Option<UserId>,
     /// Who accepted or denied it.
@@ -141,6 +140,15 @@ pub enum Refusal {
     NoDisagreement,
     /// The statement (or rebuttal) was already linked.
     AlreadyLinked,
+}
+
+impl From<requests::Refusal> for Refusal {
+    fn from(r: requests::Refusal) -> Self {
+        match r {
+            requests::Refusal::NotFound => Refusal::NotFound,
+            requests::Refusal::Lifecycle(l) => Refusal::Lifecycle(l),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -289,6 +297,7 @@ struct Detail {
     denial_reason_enc: Option<Vec<u8>>,
     disagreement_enc: Option<Vec<u8>>,
     rebuttal_enc: Option<Vec<u8>>,
+    rebuttal_by: Option<UserId>,
     created_by: Option<UserId>,
     closed_by: Option<UserId>,
 }
@@ -301,7 +310,7 @@ async fn opened(
     let practice = tx.practice();
     let d: Detail = sqlx::query_as(
         "select requested_change_enc, extension_reason_enc, denial_reason_enc,
-                disagreement_enc, rebuttal_enc, created_by, closed_by
+                disagreement_enc, rebuttal_enc, rebuttal_by, created_by, closed_by
            from amendment_request where practice_id = $1 and request_id = $2",
     )
     .bind(practice)
@@ -333,6 +342,7 @@ async fn opened(
         denial_reason: open("denial_reason", d.denial_reason_enc).await?,
         disagreement: open("disagreement", d.disagreement_enc).await?,
         rebuttal: open("rebuttal", d.rebuttal_enc).await?,
+        rebuttal_by: d.rebuttal_by,
         created_by: d.created_by,
         closed_by: d.closed_by,
         summary: s,
@@ -346,6 +356,18 @@ pub async fn get(
     keyring: &Keyring,
     id: AmendmentRequestId,
 ) -> Result<Option<AmendmentRequest>, StoreError> {
+    match summary(tx, id).await? {
+        Some(s) => Ok(Some(opened(tx, keyring, s).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Request `id`'s list fields (nothing decrypted), or `None` when not visible here: what a
+/// change needs to know of it (the note it names) before the change is decided.
+pub async fn summary(
+    tx: &mut TenantTx,
+    id: AmendmentRequestId,
+) -> Result<Option<AmendmentRequestSummary>, StoreError> {
     let practice = tx.practice();
     let row: Option<Row> = sqlx::query_as(&format!(
         "select {SUMMARY} from amendment_request where practice_id = $1 and request_id = $2"
@@ -354,10 +376,7 @@ pub async fn get(
     .bind(id)
     .fetch_optional(tx.conn())
     .await?;
-    match row {
-        Some(r) => Ok(Some(opened(tx, keyring, r.into_summary()?).await?)),
-        None => Ok(None),
-    }
+    row.map(Row::into_summary).transpose()
 }
 
 /// Every request of `patient`, oldest first, with its sealed fields opened (the record export
@@ -400,6 +419,18 @@ async fn for_update(
     row.map(Row::into_summary).transpose()
 }
 
+/// The request as a lifecycle step left it (`done`), or why the step was refused.
+async fn after(
+    tx: &mut TenantTx,
+    id: AmendmentRequestId,
+    done: Result<(), requests::Refusal>,
+) -> Result<Result<AmendmentRequestSummary, Refusal>, StoreError> {
+    if let Err(r) = done {
+        return Ok(Err(r.into()));
+    }
+    Ok(summary(tx, id).await?.ok_or(Refusal::NotFound))
+}
+
 /// Decides `action` on request `id` at the transaction's time ([`rights::apply`]): the
 /// request locked, when it may change.
 pub async fn decide(
@@ -408,20 +439,10 @@ pub async fn decide(
     action: Action,
     reason: Option<&str>,
 ) -> Result<Result<AmendmentRequestSummary, Refusal>, StoreError> {
-    let Some(s) = for_update(tx, id).await? else {
-        return Ok(Err(Refusal::NotFound));
-    };
-    match rights::apply(
-        RequestKind::Amendment,
-        s.received_at,
-        s.status,
-        action,
-        reason,
-        tx.now(),
-    ) {
-        Ok(_) => Ok(Ok(s)),
-        Err(r) => Ok(Err(Refusal::Lifecycle(r))),
-    }
+    let done = requests::decide(tx, &AMENDMENT, id.as_uuid(), action, reason)
+        .await?
+        .map(|_| ());
+    after(tx, id, done).await
 }
 
 /// Extends request `id` once by 30 days with the written `reason` (sealed). Refused for a
@@ -432,26 +453,8 @@ pub async fn extend(
     id: AmendmentRequestId,
     reason: &str,
 ) -> Result<Result<AmendmentRequestSummary, Refusal>, StoreError> {
-    let s = match decide(tx, id, Action::Extend, Some(reason)).await? {
-        Ok(s) => s,
-        Err(r) => return Ok(Err(r)),
-    };
-    let sealed = seal(tx, keyring, "extension_reason", id, reason).await?;
-    let due = rights::due(RequestKind::Amendment, s.received_at, true);
-    let (practice, now) = (tx.practice(), tx.now());
-    let row: Row = sqlx::query_as(&format!(
-        "update amendment_request set status = 'extended', due_at = $3, extended_at = $4,
-                extension_reason_enc = $5, updated_at = $4
-          where practice_id = $1 and request_id = $2 returning {SUMMARY}"
-    ))
-    .bind(practice)
-    .bind(id)
-    .bind(due)
-    .bind(now)
-    .bind(&sealed)
-    .fetch_one(tx.conn())
-    .await?;
-    Ok(Ok(row.into_summary()?))
+    let done = requests::extend(tx, keyring, &AMENDMENT, id.as_uuid(), reason).await?;
+    after(tx, id, done).await
 }
 
 /// Denies request `id` with the written `reason` (sealed).
@@ -461,24 +464,8 @@ pub async fn deny(
     id: AmendmentRequestId,
     reason: &str,
 ) -> Result<Result<AmendmentRequestSummary, Refusal>, StoreError> {
-    if let Err(r) = decide(tx, id, Action::Deny, Some(reason)).await? {
-        return Ok(Err(r));
-    }
-    let sealed = seal(tx, keyring, "denial_reason", id, reason).await?;
-    let (practice, actor, now) = (tx.practice(), tx.actor(), tx.now());
-    let row: Row = sqlx::query_as(&format!(
-        "update amendment_request set status = 'denied', denial_reason_enc = $3, closed_at = $4,
-                closed_by = $5, updated_at = $4
-          where practice_id = $1 and request_id = $2 returning {SUMMARY}"
-    ))
-    .bind(practice)
-    .bind(id)
-    .bind(&sealed)
-    .bind(now)
-    .bind(actor)
-    .fetch_one(tx.conn())
-    .await?;
-    Ok(Ok(row.into_summary()?))
+    let done = requests::deny(tx, keyring, &AMENDMENT, id.as_uuid(), reason).await?;
+    after(tx, id, done).await
 }
 
 /// Marks request `id` accepted now by the actor, naming the note version that carries the
@@ -528,7 +515,7 @@ pub async fn add_disagreement(
 }
 
 /// Links the practice's rebuttal (164.526(d)(3)) to request `id` (sealed), once, after the
-/// patient's statement of disagreement.
+/// patient's statement of disagreement; the actor is recorded as its author (`rebuttal_by`).
 pub async fn add_rebuttal(
     tx: &mut TenantTx,
     keyring: &Keyring,
@@ -547,7 +534,9 @@ pub async fn add_rebuttal(
     link(tx, keyring, id, "rebuttal", text).await.map(Ok)
 }
 
-/// Seals `text` into `column` (`disagreement` or `rebuttal`) of request `id`, stamped now.
+/// Seals `text` into `column` (`disagreement` or `rebuttal`) of request `id`, stamped now; a
+/// rebuttal also names the actor as its author (a statement of disagreement is the
+/// patient's, whoever types it in).
 async fn link(
     tx: &mut TenantTx,
     keyring: &Keyring,
@@ -556,17 +545,25 @@ async fn link(
     text: &str,
 ) -> Result<AmendmentRequestSummary, StoreError> {
     let sealed = seal(tx, keyring, column, id, text).await?;
-    let (practice, now) = (tx.practice(), tx.now());
-    let row: Row = sqlx::query_as(&format!(
-        "update amendment_request set {column}_enc = $3, {column}_at = $4, updated_at = $4
+    let (practice, actor, now) = (tx.practice(), tx.actor(), tx.now());
+    let author = if column == "rebuttal" {
+        ", rebuttal_by = $5"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "update amendment_request set {column}_enc = $3, {column}_at = $4, updated_at = $4{author}
           where practice_id = $1 and request_id = $2 returning {SUMMARY}"
-    ))
-    .bind(practice)
-    .bind(id)
-    .bind(&sealed)
-    .bind(now)
-    .fetch_one(tx.conn())
-    .await?;
+    );
+    let mut query = sqlx::query_as::<_, Row>(&sql)
+        .bind(practice)
+        .bind(id)
+        .bind(&sealed)
+        .bind(now);
+    if !author.is_empty() {
+        query = query.bind(actor);
+    }
+    let row = query.fetch_one(tx.conn()).await?;
     row.into_summary()
 }
 
@@ -592,9 +589,9 @@ impl OwnerStore {
         practice: PracticeId,
         now: DateTime<Utc>,
     ) -> Result<Vec<OverdueAlert>, StoreError> {
-        let raised = crate::rights::raise_overdue(
+        let raised = requests::raise_overdue(
             self,
-            AMENDMENT_REQUEST.table,
+            &AMENDMENT,
             AuditAction::AmendmentRequestOverdue,
             ObjectKind::AmendmentRequest,
             practice,

@@ -95,6 +95,7 @@ pub mod perio;
 pub mod practices;
 pub mod providers;
 pub mod push;
+pub mod requests;
 pub mod retention;
 pub mod rights;
 mod roles_check;

@@ -12,21 +12,24 @@
 //! transaction's opener, so the read must be audited.
 //!
 //! # Lifecycle
-//! Every change is decided by [`domain::rights::apply`] on the row locked `for update`, so two
-//! concurrent extensions cannot both pass; the database checks the same shape again (one
-//! extension column, the deadline a check constraint on the receipt).
+//! The lifecycle is the one every patient request shares ([`crate::requests`]): decided by
+//! [`domain::rights::apply`] on the row locked `for update`, so two concurrent extensions
+//! cannot both pass; the database checks the same shape again (one extension column, the
+//! deadline a check constraint on the receipt). What is this kind's own: the form and the
+//! recipient, and granting (the copy produced, the disclosure recorded).
 
 use chrono::{DateTime, Utc};
 use crypto::{FieldContext, Keyring};
 use domain::rights::{self, Action, RequestKind, Status};
-use domain::{
-    AccessRequestId, AuditAction, AuditObject, ObjectKind, PatientId, PracticeId, UserId,
-};
+use domain::{AccessRequestId, AuditAction, ObjectKind, PatientId, PracticeId, UserId};
 use serde::Serialize;
 
 use crate::entry::Opener;
-use crate::sealed_columns::{ACCESS_REQUEST, SealedTable, seal_field};
+use crate::requests::{self, ACCESS};
+use crate::sealed_columns::{ACCESS_REQUEST, seal_field};
 use crate::{OwnerStore, StoreError, TenantTx};
+
+pub use crate::requests::Refusal;
 
 /// The field context of one sealed column of request `id`.
 fn context<'a>(practice: PracticeId, column: &'a str, id: &'a uuid::Uuid) -> FieldContext<'a> {
@@ -88,15 +91,6 @@ pub struct AccessRequest {
     pub created_by: Option<UserId>,
     /// Who granted or denied it.
     pub closed_by: Option<UserId>,
-}
-
-/// Why a change was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// No such request here.
-    NotFound,
-    /// The lifecycle refused it.
-    Lifecycle(rights::Refusal),
 }
 
 #[derive(sqlx::FromRow)]
@@ -206,26 +200,6 @@ struct Detail {
     closed_by: Option<UserId>,
 }
 
-/// Opens the optional sealed `column` of row `id` of a patient-rights table (access and
-/// amendment requests): `None` when nothing was written there.
-pub(crate) async fn open_sealed(
-    opener: &Opener<'_>,
-    table: &SealedTable,
-    practice: PracticeId,
-    column: &str,
-    id: &uuid::Uuid,
-    ct: Option<&[u8]>,
-) -> Result<Option<String>, StoreError> {
-    match ct {
-        Some(ct) => Ok(Some(
-            opener
-                .open_text(&table.context(practice, column, id.as_bytes()), ct)
-                .await?,
-        )),
-        None => Ok(None),
-    }
-}
-
 async fn open_opt(
     opener: &Opener<'_>,
     practice: PracticeId,
@@ -233,7 +207,7 @@ async fn open_opt(
     id: &uuid::Uuid,
     ct: Option<&[u8]>,
 ) -> Result<Option<String>, StoreError> {
-    open_sealed(opener, &ACCESS_REQUEST, practice, column, id, ct).await
+    requests::open_sealed(opener, &ACCESS_REQUEST, practice, column, id, ct).await
 }
 
 /// Request `id` with its sealed fields opened (the caller audits `access_request.read`), or
@@ -244,14 +218,7 @@ pub async fn get(
     id: AccessRequestId,
 ) -> Result<Option<AccessRequest>, StoreError> {
     let practice = tx.practice();
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "select {SUMMARY} from access_request where practice_id = $1 and request_id = $2"
-    ))
-    .bind(practice)
-    .bind(id)
-    .fetch_optional(tx.conn())
-    .await?;
-    let Some(row) = row else {
+    let Some(summary) = summary(tx, id).await? else {
         return Ok(None);
     };
     let d: Detail = sqlx::query_as(
@@ -265,7 +232,7 @@ pub async fn get(
     let uid = id.as_uuid();
     let opener = tx.opener(keyring);
     Ok(Some(AccessRequest {
-        summary: row.into_summary()?,
+        summary,
         recipient: open_opt(
             &opener,
             practice,
@@ -295,15 +262,14 @@ pub async fn get(
     }))
 }
 
-/// The request locked for a change: its summary.
-async fn for_update(
+/// Request `id`'s list fields (nothing decrypted), or `None` when not visible here.
+async fn summary(
     tx: &mut TenantTx,
     id: AccessRequestId,
 ) -> Result<Option<AccessRequestSummary>, StoreError> {
     let practice = tx.practice();
     let row: Option<Row> = sqlx::query_as(&format!(
-        "select {SUMMARY} from access_request where practice_id = $1 and request_id = $2
-            for update"
+        "select {SUMMARY} from access_request where practice_id = $1 and request_id = $2"
     ))
     .bind(practice)
     .bind(id)
@@ -312,27 +278,16 @@ async fn for_update(
     row.map(Row::into_summary).transpose()
 }
 
-/// Decides `action` on request `id` at the transaction's time ([`rights::apply`]).
-async fn decide(
+/// The request as a lifecycle step left it (`done`), or why the step was refused.
+async fn after(
     tx: &mut TenantTx,
     id: AccessRequestId,
-    action: Action,
-    reason: Option<&str>,
+    done: Result<(), Refusal>,
 ) -> Result<Result<AccessRequestSummary, Refusal>, StoreError> {
-    let Some(s) = for_update(tx, id).await? else {
-        return Ok(Err(Refusal::NotFound));
-    };
-    match rights::apply(
-        RequestKind::Access,
-        s.received_at,
-        s.status,
-        action,
-        reason,
-        tx.now(),
-    ) {
-        Ok(_) => Ok(Ok(s)),
-        Err(r) => Ok(Err(Refusal::Lifecycle(r))),
+    if let Err(r) = done {
+        return Ok(Err(r));
     }
+    Ok(summary(tx, id).await?.ok_or(Refusal::NotFound))
 }
 
 /// Extends request `id` once by 30 days with the written `reason` (sealed). Refused for a
@@ -343,38 +298,8 @@ pub async fn extend(
     id: AccessRequestId,
     reason: &str,
 ) -> Result<Result<AccessRequestSummary, Refusal>, StoreError> {
-    let s = match decide(tx, id, Action::Extend, Some(reason)).await? {
-        Ok(s) => s,
-        Err(r) => return Ok(Err(r)),
-    };
-    let practice = tx.practice();
-    let uid = id.as_uuid();
-    let sealed = seal_field(
-        keyring,
-        &context(practice, "extension_reason", &uid),
-        reason.as_bytes(),
-    )
-    .await?;
-    let due = rights::due(RequestKind::Access, s.received_at, true);
-    let now = tx.now();
-    sqlx::query(
-        "update access_request set status = 'extended', due_at = $3, extended_at = $4,
-                extension_reason_enc = $5, updated_at = $4
-          where practice_id = $1 and request_id = $2",
-    )
-    .bind(practice)
-    .bind(id)
-    .bind(due)
-    .bind(now)
-    .bind(&sealed)
-    .execute(tx.conn())
-    .await?;
-    Ok(Ok(AccessRequestSummary {
-        status: Status::Extended,
-        due_at: due,
-        extended_at: Some(now),
-        ..s
-    }))
+    let done = requests::extend(tx, keyring, &ACCESS, id.as_uuid(), reason).await?;
+    after(tx, id, done).await
 }
 
 /// Denies request `id` with the written `reason` (sealed).
@@ -384,36 +309,8 @@ pub async fn deny(
     id: AccessRequestId,
     reason: &str,
 ) -> Result<Result<AccessRequestSummary, Refusal>, StoreError> {
-    let s = match decide(tx, id, Action::Deny, Some(reason)).await? {
-        Ok(s) => s,
-        Err(r) => return Ok(Err(r)),
-    };
-    let practice = tx.practice();
-    let uid = id.as_uuid();
-    let sealed = seal_field(
-        keyring,
-        &context(practice, "denial_reason", &uid),
-        reason.as_bytes(),
-    )
-    .await?;
-    let (actor, now) = (tx.actor(), tx.now());
-    sqlx::query(
-        "update access_request set status = 'denied', denial_reason_enc = $3, closed_at = $4,
-                closed_by = $5, updated_at = $4
-          where practice_id = $1 and request_id = $2",
-    )
-    .bind(practice)
-    .bind(id)
-    .bind(&sealed)
-    .bind(now)
-    .bind(actor)
-    .execute(tx.conn())
-    .await?;
-    Ok(Ok(AccessRequestSummary {
-        status: Status::Denied,
-        closed_at: Some(now),
-        ..s
-    }))
+    let done = requests::deny(tx, keyring, &ACCESS, id.as_uuid(), reason).await?;
+    after(tx, id, done).await
 }
 
 /// The request `id` as it stands, locked, when it may be granted now; with its recipient
@@ -423,7 +320,7 @@ pub async fn to_grant(
     keyring: &Keyring,
     id: AccessRequestId,
 ) -> Result<Result<AccessRequest, Refusal>, StoreError> {
-    if let Err(r) = decide(tx, id, Action::Grant, None).await? {
+    if let Err(r) = requests::decide(tx, &ACCESS, id.as_uuid(), Action::Grant, None).await? {
         return Ok(Err(r));
     }
     match get(tx, keyring, id).await? {
@@ -466,47 +363,6 @@ pub struct OverdueAlert {
     pub due_at: DateTime<Utc>,
 }
 
-/// Raises, as the owner role, the overdue alert of every request in `table`
-/// (`access_request` or `amendment_request`, each with the same deadline columns) of
-/// `practice` still open or extended at or after its deadline at `now`
-/// ([`domain::rights::is_overdue`]) and not alerted before: each is marked once
-/// (`overdue_alerted_at`) and audited `action` on an object of `kind` (request and patient ids
-/// only). Returns the request ids and deadlines raised by this call, soonest due first.
-pub(crate) async fn raise_overdue(
-    owner: &OwnerStore,
-    table: &'static str,
-    action: AuditAction,
-    kind: ObjectKind,
-    practice: PracticeId,
-    now: DateTime<Utc>,
-) -> Result<Vec<(uuid::Uuid, DateTime<Utc>)>, StoreError> {
-    let mut tx = owner.begin_at(practice, now).await?;
-    let rows: Vec<(uuid::Uuid, PatientId, DateTime<Utc>)> = sqlx::query_as(&format!(
-        "update {table} set overdue_alerted_at = $2
-          where practice_id = $1 and closed_at is null and overdue_alerted_at is null
-            and due_at <= $2
-          returning request_id, patient_id, due_at"
-    ))
-    .bind(practice)
-    .bind(now)
-    .fetch_all(tx.conn())
-    .await?;
-    let mut raised = Vec::with_capacity(rows.len());
-    for (request_id, patient, due_at) in rows {
-        tx.audit(
-            action,
-            Some(AuditObject::new(kind, request_id)),
-            Some(patient),
-            None,
-        )
-        .await?;
-        raised.push((request_id, due_at));
-    }
-    raised.sort_by_key(|&(id, due)| (due, id));
-    tx.commit().await?;
-    Ok(raised)
-}
-
 impl OwnerStore {
     /// Raises, as the owner role, the overdue alert of every request of `practice` still open
     /// or extended at or after its deadline at `now` ([`domain::rights::is_overdue`]) and not
@@ -518,9 +374,9 @@ impl OwnerStore {
         practice: PracticeId,
         now: DateTime<Utc>,
     ) -> Result<Vec<OverdueAlert>, StoreError> {
-        let raised = raise_overdue(
+        let raised = requests::raise_overdue(
             self,
-            ACCESS_REQUEST.table,
+            &ACCESS,
             AuditAction::AccessRequestOverdue,
             ObjectKind::AccessRequest,
             practice,

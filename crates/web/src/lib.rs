@@ -399,6 +399,7 @@ fn manage_routes() -> Router<AppState> {
     booking_routes()
         .merge(intake_routes())
         .merge(incident_routes())
+        .merge(pages::requests::router())
         .route(
             "/practices/{practice_id}/patients/{patient_id}/disclosures",
             get(pages::disclosures::disclosures_page).post(pages::disclosures::disclosure_create),

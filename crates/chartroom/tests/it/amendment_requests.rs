@@ -673,6 +673,11 @@ async fn sig_07_denial_disagreement_and_rebuttal_are_linked_and_exported() {
                 Some(words[3].as_str())
             )
         );
+        // The rebuttal names its author; the statement of disagreement is the patient's.
+        assert_eq!(
+            v["rebuttal_by"].as_str(),
+            Some(w.a.user("admin").to_string().as_str())
+        );
         texts.push(words);
         requests.push(id);
     }

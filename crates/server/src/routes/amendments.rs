@@ -32,7 +32,8 @@ use store::amendments::{Missing, Refusal};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Clinical, ClinicalOrManage, Ctx};
-use crate::routes::rights::{ReasonBody, lifecycle_refused, reason_input, received_input};
+use crate::routes::requests::{self, Step};
+use crate::routes::rights::{ReasonBody, lifecycle_refused, received_input};
 use crate::{AppError, AppState};
 
 type E = crate::views::ErrorBody;
@@ -139,15 +140,7 @@ pub(crate) fn summary_view(
         status: s.status,
         due_at: s.due_at,
         overdue: rights::is_overdue(s.status, s.due_at, now),
-        may_extend: rights::apply(
-            RequestKind::Amendment,
-            s.received_at,
-            s.status,
-            rights::Action::Extend,
-            Some("probe"),
-            now,
-        )
-        .is_ok(),
+        may_extend: rights::may_extend(RequestKind::Amendment, s.received_at, s.status, now),
         extended_at: s.extended_at,
         closed_at: s.closed_at,
         landed_version: s.landed_version,
@@ -180,6 +173,8 @@ pub(crate) struct AmendmentRequestView {
     disagreement: Option<String>,
     /// The practice's rebuttal.
     rebuttal: Option<String>,
+    /// Who linked the rebuttal (absent for a rebuttal linked before its author was recorded).
+    rebuttal_by: Option<UserId>,
     /// Recorded by.
     created_by: Option<UserId>,
     /// Accepted or denied by.
@@ -287,6 +282,16 @@ pub async fn read_amendment_request(
     Ok(r)
 }
 
+/// The details of a step's audit event on request `s`: its status and the landed version,
+/// if any (ids, states and versions only).
+fn event_details(s: &store::amendments::AmendmentRequestSummary) -> serde_json::Value {
+    serde_json::json!({
+        "status": s.status.as_str(),
+        "landed_version": s.landed_version,
+        "landed_kind": s.landed_kind,
+    })
+}
+
 /// Audits `action` on request `s` with its status (and the landed version, if any).
 async fn audit_step(
     tx: &mut store::TenantTx,
@@ -297,14 +302,47 @@ async fn audit_step(
         action,
         Some(s.patient_id),
         Some(object(s.request_id)),
-        Some(serde_json::json!({
-            "status": s.status.as_str(),
-            "landed_version": s.landed_version,
-            "landed_kind": s.landed_kind,
-        })),
+        Some(event_details(s)),
     )
     .await?;
     Ok(())
+}
+
+/// Amendment requests in the shared lifecycle ([`requests::Kind`]).
+pub(crate) struct Amendment;
+
+impl requests::Kind for Amendment {
+    type Id = AmendmentRequestId;
+    type Summary = store::amendments::AmendmentRequestSummary;
+    type Refusal = Refusal;
+    type View = AmendmentRequestSummaryView;
+    const EXTEND: AuditAction = AuditAction::AmendmentRequestExtend;
+    const DENY: AuditAction = AuditAction::AmendmentRequestDeny;
+
+    async fn step(
+        tx: &mut store::TenantTx,
+        keyring: &store::crypto::Keyring,
+        id: AmendmentRequestId,
+        step: Step,
+        reason: &str,
+    ) -> Result<Result<Self::Summary, Refusal>, store::StoreError> {
+        match step {
+            Step::Extend => store::amendments::extend(tx, keyring, id, reason).await,
+            Step::Deny => store::amendments::deny(tx, keyring, id, reason).await,
+        }
+    }
+
+    fn refused(r: Refusal) -> AppError {
+        refused(r)
+    }
+
+    fn event(s: &Self::Summary) -> (PatientId, AuditObject, serde_json::Value) {
+        (s.patient_id, object(s.request_id), event_details(s))
+    }
+
+    fn view(s: &Self::Summary, now: DateTime<Utc>) -> AmendmentRequestSummaryView {
+        summary_view(s, now)
+    }
 }
 
 /// Extends request `id` once by 30 days with the written reason, audited
@@ -316,12 +354,7 @@ pub async fn extend_amendment_request(
     id: AmendmentRequestId,
     reason: &str,
 ) -> Result<store::amendments::AmendmentRequestSummary, AppError> {
-    let reason = reason_input(reason)?;
-    let s = store::amendments::extend(tx, keyring, id, &reason)
-        .await?
-        .map_err(refused)?;
-    audit_step(tx, AuditAction::AmendmentRequestExtend, &s).await?;
-    Ok(s)
+    requests::step::<Amendment>(tx, keyring, id, Step::Extend, reason).await
 }
 
 /// Denies request `id` with the written reason (164.526(d)(1)), audited
@@ -332,12 +365,7 @@ pub async fn deny_amendment_request(
     id: AmendmentRequestId,
     reason: &str,
 ) -> Result<store::amendments::AmendmentRequestSummary, AppError> {
-    let reason = reason_input(reason)?;
-    let s = store::amendments::deny(tx, keyring, id, &reason)
-        .await?
-        .map_err(refused)?;
-    audit_step(tx, AuditAction::AmendmentRequestDeny, &s).await?;
-    Ok(s)
+    requests::step::<Amendment>(tx, keyring, id, Step::Deny, reason).await
 }
 
 /// Where an accepted change lands on the note the request names.
@@ -523,6 +551,7 @@ pub(crate) async fn amendment_request_get(
         denial_reason: r.denial_reason,
         disagreement: r.disagreement,
         rebuttal: r.rebuttal,
+        rebuttal_by: r.rebuttal_by,
         created_by: r.created_by,
         closed_by: r.closed_by,
     }))
@@ -539,11 +568,7 @@ pub(crate) async fn amendment_request_extend(
     ApiPath((_, id)): ApiPath<(PracticeId, AmendmentRequestId)>,
     ApiJson(req): ApiJson<ReasonBody>,
 ) -> Result<Json<AmendmentRequestSummaryView>, AppError> {
-    let mut tx = ctx.tx;
-    let now = tx.now();
-    let s = extend_amendment_request(&mut tx, state.store.keyring()?, id, &req.reason).await?;
-    tx.commit().await?;
-    Ok(Json(summary_view(&s, now)))
+    requests::answer::<Amendment, _>(&state, ctx, id, Step::Extend, &req.reason).await
 }
 
 /// Denies the request with the written reason (164.526(d)(1)); the patient may then file a
@@ -557,11 +582,7 @@ pub(crate) async fn amendment_request_deny(
     ApiPath((_, id)): ApiPath<(PracticeId, AmendmentRequestId)>,
     ApiJson(req): ApiJson<ReasonBody>,
 ) -> Result<Json<AmendmentRequestSummaryView>, AppError> {
-    let mut tx = ctx.tx;
-    let now = tx.now();
-    let s = deny_amendment_request(&mut tx, state.store.keyring()?, id, &req.reason).await?;
-    tx.commit().await?;
-    Ok(Json(summary_view(&s, now)))
+    requests::answer::<Amendment, _>(&state, ctx, id, Step::Deny, &req.reason).await
 }
 
 /// The amendment that makes an accepted change to a note.

@@ -25,6 +25,7 @@ pub(crate) mod perio_voice;
 pub(crate) mod practices;
 pub(crate) mod providers;
 pub(crate) mod push;
+pub(crate) mod requests;
 pub(crate) mod retention;
 pub(crate) mod rights;
 pub(crate) mod scribe;

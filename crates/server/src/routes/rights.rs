@@ -28,6 +28,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::export::{self, Format};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Clinical, ClinicalOrManage, Ctx};
+use crate::routes::requests::{self, Step};
 use crate::{AppError, AppState};
 
 type E = crate::views::ErrorBody;
@@ -49,7 +50,8 @@ fn refused(r: Refusal) -> AppError {
 /// How a refused step of a patient-rights request answers (access and amendment requests):
 /// `409 RIGHTS-0001` for a second extension, `409 RIGHTS-0002` after the first deadline,
 /// `409 RIGHTS-0003` once closed, `400` without a written reason.
-pub(crate) fn lifecycle_refused(kind: rights::RequestKind, r: rights::Refusal) -> AppError {
+#[must_use]
+pub fn lifecycle_refused(kind: rights::RequestKind, r: rights::Refusal) -> AppError {
     let section = match kind {
         rights::RequestKind::Access => "164.524(b)(2)(iii)",
         rights::RequestKind::Amendment => "164.526(b)(2)(ii)",
@@ -131,15 +133,7 @@ fn summary_view(
         status: s.status,
         due_at: s.due_at,
         overdue: rights::is_overdue(s.status, s.due_at, now),
-        may_extend: rights::apply(
-            rights::RequestKind::Access,
-            s.received_at,
-            s.status,
-            rights::Action::Extend,
-            Some("probe"),
-            now,
-        )
-        .is_ok(),
+        may_extend: rights::may_extend(rights::RequestKind::Access, s.received_at, s.status, now),
         extended_at: s.extended_at,
         closed_at: s.closed_at,
         disclosure_id: s.disclosure_id,
@@ -276,6 +270,47 @@ pub(crate) fn reason_input(reason: &str) -> Result<String, AppError> {
     domain::values::free_text("reason", reason, MAX_TEXT).map_err(Into::into)
 }
 
+/// Right-of-access requests in the shared lifecycle ([`requests::Kind`]).
+pub(crate) struct Access;
+
+impl requests::Kind for Access {
+    type Id = AccessRequestId;
+    type Summary = store::rights::AccessRequestSummary;
+    type Refusal = Refusal;
+    type View = AccessRequestSummaryView;
+    const EXTEND: AuditAction = AuditAction::AccessRequestExtend;
+    const DENY: AuditAction = AuditAction::AccessRequestDeny;
+
+    async fn step(
+        tx: &mut store::TenantTx,
+        keyring: &store::crypto::Keyring,
+        id: AccessRequestId,
+        step: Step,
+        reason: &str,
+    ) -> Result<Result<Self::Summary, Refusal>, store::StoreError> {
+        match step {
+            Step::Extend => store::rights::extend(tx, keyring, id, reason).await,
+            Step::Deny => store::rights::deny(tx, keyring, id, reason).await,
+        }
+    }
+
+    fn refused(r: Refusal) -> AppError {
+        refused(r)
+    }
+
+    fn event(s: &Self::Summary) -> (PatientId, AuditObject, serde_json::Value) {
+        (
+            s.patient_id,
+            object(s.request_id),
+            serde_json::json!({ "status": s.status.as_str() }),
+        )
+    }
+
+    fn view(s: &Self::Summary, now: DateTime<Utc>) -> AccessRequestSummaryView {
+        summary_view(s, now)
+    }
+}
+
 /// Extends request `id` once by 30 days with the written reason, audited
 /// `access_request.extend`: the one path of the API and the web pages. `409 RIGHTS-0001` for
 /// a second extension. The caller commits.
@@ -285,18 +320,7 @@ pub async fn extend_access_request(
     id: AccessRequestId,
     reason: &str,
 ) -> Result<store::rights::AccessRequestSummary, AppError> {
-    let reason = reason_input(reason)?;
-    let s = store::rights::extend(tx, keyring, id, &reason)
-        .await?
-        .map_err(refused)?;
-    tx.audit_details(
-        AuditAction::AccessRequestExtend,
-        Some(s.patient_id),
-        Some(object(id)),
-        Some(serde_json::json!({ "status": s.status.as_str() })),
-    )
-    .await?;
-    Ok(s)
+    requests::step::<Access>(tx, keyring, id, Step::Extend, reason).await
 }
 
 /// Denies request `id` with the written reason, audited `access_request.deny`: the one path
@@ -307,18 +331,7 @@ pub async fn deny_access_request(
     id: AccessRequestId,
     reason: &str,
 ) -> Result<store::rights::AccessRequestSummary, AppError> {
-    let reason = reason_input(reason)?;
-    let s = store::rights::deny(tx, keyring, id, &reason)
-        .await?
-        .map_err(refused)?;
-    tx.audit_details(
-        AuditAction::AccessRequestDeny,
-        Some(s.patient_id),
-        Some(object(id)),
-        Some(serde_json::json!({ "status": s.status.as_str() })),
-    )
-    .await?;
-    Ok(s)
+    requests::step::<Access>(tx, keyring, id, Step::Deny, reason).await
 }
 
 /// Fulfils request `id`: produces the copy in the form asked for ([`export::export`], audited
@@ -492,11 +505,7 @@ pub(crate) async fn access_request_extend(
     ApiPath((_, id)): ApiPath<(PracticeId, AccessRequestId)>,
     ApiJson(req): ApiJson<ReasonBody>,
 ) -> Result<Json<AccessRequestSummaryView>, AppError> {
-    let mut tx = ctx.tx;
-    let now = tx.now();
-    let s = extend_access_request(&mut tx, state.store.keyring()?, id, &req.reason).await?;
-    tx.commit().await?;
-    Ok(Json(summary_view(&s, now)))
+    requests::answer::<Access, _>(&state, ctx, id, Step::Extend, &req.reason).await
 }
 
 /// Denies the request with the written reason (164.524(d)(2)).
@@ -509,11 +518,7 @@ pub(crate) async fn access_request_deny(
     ApiPath((_, id)): ApiPath<(PracticeId, AccessRequestId)>,
     ApiJson(req): ApiJson<ReasonBody>,
 ) -> Result<Json<AccessRequestSummaryView>, AppError> {
-    let mut tx = ctx.tx;
-    let now = tx.now();
-    let s = deny_access_request(&mut tx, state.store.keyring()?, id, &req.reason).await?;
-    tx.commit().await?;
-    Ok(Json(summary_view(&s, now)))
+    requests::answer::<Access, _>(&state, ctx, id, Step::Deny, &req.reason).await
 }
 
 /// The format of an export.

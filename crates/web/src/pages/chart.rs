@@ -131,7 +131,7 @@ fn chart_href(practice: PracticeId, patient: PatientId) -> String {
     format!("/app/practices/{practice}/patients/{patient}/chart")
 }
 
-fn note_href(practice: PracticeId, note: NoteId) -> String {
+pub(super) fn note_href(practice: PracticeId, note: NoteId) -> String {
     format!("/app/practices/{practice}/notes/{note}")
 }
 
@@ -146,7 +146,7 @@ fn status_label(n: &store::notes::Note) -> &'static str {
 
 /// The practice's member names by id (the directory the API lists to any member, audited
 /// `membership.list` as the API does).
-async fn member_names(tx: &mut TenantTx) -> Result<HashMap<UserId, String>, WebError> {
+pub(super) async fn member_names(tx: &mut TenantTx) -> Result<HashMap<UserId, String>, WebError> {
     let members = server::actions::list_members(tx).await?;
     Ok(members
         .into_iter()
@@ -154,7 +154,7 @@ async fn member_names(tx: &mut TenantTx) -> Result<HashMap<UserId, String>, WebE
         .collect())
 }
 
-fn name_of(names: &HashMap<UserId, String>, id: UserId) -> String {
+pub(super) fn name_of(names: &HashMap<UserId, String>, id: UserId) -> String {
     names
         .get(&id)
         .cloned()
@@ -164,12 +164,12 @@ fn name_of(names: &HashMap<UserId, String>, id: UserId) -> String {
 /// A SOAP section as shown or edited.
 #[derive(Debug)]
 pub(crate) struct Section {
-    id: &'static str,
-    label: &'static str,
-    value: String,
+    pub(super) id: &'static str,
+    pub(super) label: &'static str,
+    pub(super) value: String,
 }
 
-fn sections(c: &NoteContent) -> Vec<Section> {
+pub(super) fn sections(c: &NoteContent) -> Vec<Section> {
     vec![
         Section {
             id: "subjective",
@@ -198,22 +198,22 @@ fn sections(c: &NoteContent) -> Vec<Section> {
 #[derive(Debug)]
 pub(crate) struct NoteField {
     /// The input's name (`f.<key>`).
-    name: String,
+    pub(super) name: String,
     /// The input's id (`f-<key>`).
-    id: String,
-    label: String,
-    kind: &'static str,
-    value: String,
-    options: Vec<FieldOption>,
-    min: i64,
-    max: i64,
+    pub(super) id: String,
+    pub(super) label: String,
+    pub(super) kind: &'static str,
+    pub(super) value: String,
+    pub(super) options: Vec<FieldOption>,
+    pub(super) min: i64,
+    pub(super) max: i64,
 }
 
 /// One choice of a template field's list.
 #[derive(Debug)]
 pub(crate) struct FieldOption {
-    value: &'static str,
-    selected: bool,
+    pub(super) value: &'static str,
+    pub(super) selected: bool,
 }
 
 fn label_of(key: &str) -> String {
@@ -233,7 +233,7 @@ fn field_text(v: &FieldValue) -> String {
     }
 }
 
-fn note_fields(template: NoteTemplate, c: &NoteContent) -> Vec<NoteField> {
+pub(super) fn note_fields(template: NoteTemplate, c: &NoteContent) -> Vec<NoteField> {
     template
         .fields()
         .iter()
@@ -269,7 +269,7 @@ fn note_fields(template: NoteTemplate, c: &NoteContent) -> Vec<NoteField> {
 pub(crate) struct Pairs(Vec<(String, String)>);
 
 impl Pairs {
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -279,7 +279,7 @@ impl Pairs {
     /// The note content the form holds for `template`: sections as typed (line endings
     /// normalized), template fields parsed; then the API's own check
     /// ([`NoteContent::validate`]). A refusal names the field.
-    fn content(&self, template: NoteTemplate) -> Result<NoteContent, FieldErrors> {
+    pub(super) fn content(&self, template: NoteTemplate) -> Result<NoteContent, FieldErrors> {
         let text = |k: &str| self.get(k).unwrap_or("").replace("\r\n", "\n");
         let mut c = NoteContent {
             subjective: text("subjective"),
@@ -718,15 +718,21 @@ pub(crate) struct AddendumView {
 /// A patient's amendment request linked to the note (req SIG-07): where it stands and which
 /// documents it holds (read in full on the request, exported with the note).
 pub(crate) struct LinkedRequestView {
+    /// The request's page.
+    href: String,
     received: String,
     status: &'static str,
     documents: &'static str,
 }
 
-impl From<&store::amendments::AmendmentRequestSummary> for LinkedRequestView {
-    fn from(r: &store::amendments::AmendmentRequestSummary) -> Self {
+impl LinkedRequestView {
+    fn of(practice: PracticeId, r: &store::amendments::AmendmentRequestSummary) -> Self {
         use domain::rights::Status;
         Self {
+            href: format!(
+                "/app/practices/{practice}/requests/amendment/{}",
+                r.request_id
+            ),
             received: r.received_at.format("%Y-%m-%d").to_string(),
             status: match r.status {
                 Status::Open => "open",
@@ -865,7 +871,11 @@ impl NotePage {
                     signature: SignatureView::from(&a.signature),
                 })
                 .collect(),
-            amendment_requests: n.amendment_requests.iter().map(Into::into).collect(),
+            amendment_requests: n
+                .amendment_requests
+                .iter()
+                .map(|r| LinkedRequestView::of(practice_id, r))
+                .collect(),
             errors: FieldErrors::default(),
             conflict: None,
             done: None,
@@ -1033,7 +1043,7 @@ pub(crate) async fn note_save(
     }
 }
 
-fn form_sections(form: &Pairs) -> Vec<Section> {
+pub(super) fn form_sections(form: &Pairs) -> Vec<Section> {
     let c = NoteContent {
         subjective: form.get("subjective").unwrap_or("").to_owned(),
         objective: form.get("objective").unwrap_or("").to_owned(),
@@ -1152,13 +1162,25 @@ async fn stepped_up(
     what: &str,
     form: &Pairs,
 ) -> Result<Result<TenantTx, Response>, WebError> {
+    let then = format!("{}/{action}", note_href(ctx.tx.practice(), note));
+    stepped_up_to(state, ctx, then, what, form).await
+}
+
+/// [`stepped_up`] for a change posted to `then` (a target [`step_up_target`] accepts): the
+/// transaction to go on with, or the re-authentication form (`401`) that posts back there.
+pub(super) async fn stepped_up_to(
+    state: &AppState,
+    ctx: server::extract::Ctx<Clinical>,
+    then: String,
+    what: &str,
+    form: &Pairs,
+) -> Result<Result<TenantTx, Response>, WebError> {
     let fresh = ctx.require_step_up(state).is_ok();
     let mut tx = ctx.tx;
     if fresh {
         return Ok(Ok(tx));
     }
     let chrome = chrome(&mut tx).await?;
-    let then = format!("{}/{action}", note_href(tx.practice(), note));
     tx.commit().await?;
     html_status(
         StatusCode::UNAUTHORIZED,
@@ -1174,8 +1196,8 @@ async fn stepped_up(
     .map(Err)
 }
 
-/// Where a step-up may send the browser on: a note change of this app (nothing else, so the
-/// form is no open redirect).
+/// Where a step-up may send the browser on: a note change of this app, or accepting a
+/// patient's amendment request onto a note (nothing else, so the form is no open redirect).
 fn step_up_target(then: &str) -> Option<&str> {
     let rest = then.strip_prefix("/app/practices/")?;
     let ok_chars = rest
@@ -1184,7 +1206,7 @@ fn step_up_target(then: &str) -> Option<&str> {
     let parts: Vec<&str> = rest.split('/').collect();
     let shape = matches!(
         parts.as_slice(),
-        [_, "notes", _, "sign" | "amend" | "addenda"]
+        [_, "notes", _, "sign" | "amend" | "addenda"] | [_, "requests", "amendment", _, "accept"]
     );
     (ok_chars && shape).then_some(then)
 }
@@ -1758,7 +1780,8 @@ pub(crate) async fn break_glass_open(
 mod tests {
     use super::*;
 
-    // issue 17 — the step-up repeats only a note change of this app (no open redirect).
+    // issue 17 — the step-up repeats only a note change of this app, or accepting an amendment
+    // request onto a note (no open redirect).
     #[test]
     fn step_up_goes_on_to_note_changes_only() {
         let p = PracticeId::new();
@@ -1767,6 +1790,7 @@ mod tests {
             format!("/app/practices/{p}/notes/{n}/sign"),
             format!("/app/practices/{p}/notes/{n}/amend"),
             format!("/app/practices/{p}/notes/{n}/addenda"),
+            format!("/app/practices/{p}/requests/amendment/{n}/accept"),
         ] {
             assert_eq!(step_up_target(&ok), Some(ok.as_str()));
         }
@@ -1775,6 +1799,8 @@ mod tests {
             "//evil.example.invalid/".to_owned(),
             format!("/app/practices/{p}/notes/{n}/sign?x=1"),
             format!("/app/practices/{p}/notes/{n}/delete"),
+            format!("/app/practices/{p}/requests/access/{n}/accept"),
+            format!("/app/practices/{p}/requests/amendment/{n}/deny"),
             format!("/app/practices/{p}/../x/notes/{n}/sign"),
             "/app/sign-out".to_owned(),
             String::new(),

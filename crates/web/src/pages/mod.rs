@@ -22,6 +22,7 @@ pub(crate) mod patients;
 pub(crate) mod pay;
 pub(crate) mod perio;
 pub(crate) mod providers;
+pub(crate) mod requests;
 pub(crate) mod retention;
 pub(crate) mod schedule;
 pub(crate) mod scribe;
@@ -104,7 +105,8 @@ pub struct NavItem {
 /// The practice menu for `roles`: only what the role may open, decided here and not in a
 /// template. Reception and clinicians (the API's scheduling privilege) get the patients list
 /// and the schedule; owners and admins (the API's manage privilege) get their screens
-/// (members, …); no clinical entry exists for anyone yet.
+/// (members, …); clinicians, owners and admins get patients' requests (the API's
+/// patient-rights routes; never reception); no clinical entry exists for anyone yet.
 #[must_use]
 pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
     let mut items = Vec::new();
@@ -133,6 +135,13 @@ pub fn nav(practice: PracticeId, roles: RoleSet) -> Vec<NavItem> {
                 href: format!("/app/practices/{practice}/{page}"),
             });
         }
+    }
+    // Patients' requests: owners, admins and clinicians (the API's patient-rights routes).
+    if Privilege::Clinical.allows(roles) || Privilege::Manage.allows(roles) {
+        items.push(NavItem {
+            label: "Patient requests",
+            href: format!("/app/practices/{practice}/requests"),
+        });
     }
     if roles.contains(domain::Role::Reception) || Privilege::Manage.allows(roles) {
         items.push(NavItem {
@@ -427,15 +436,16 @@ mod tests {
 
     // issue 17 — the menu holds what the role may open under the API's privileges: patients
     // and the schedule for reception and clinicians (scheduling), the owner and admin screens
-    // for owners and admins (manage) only, the outbox for reception, owners and admins,
-    // nothing clinical for anyone.
+    // for owners and admins (manage) only, patients' requests for clinicians, owners and
+    // admins (never reception), the outbox for reception, owners and admins, nothing clinical
+    // for anyone.
     #[test]
     fn the_menu_follows_the_scheduling_privilege() {
         let p = PracticeId::new();
         let manage: Vec<&str> = MANAGE_PAGES
             .iter()
             .map(|(l, _)| *l)
-            .chain(["Outbox", "Waitlist"])
+            .chain(["Patient requests", "Outbox", "Waitlist"])
             .collect();
         let front_desk = vec![
             "Patients",
@@ -449,7 +459,13 @@ mod tests {
             (vec![Role::Reception], front_desk.clone()),
             (
                 vec![Role::Clinician],
-                vec!["Patients", "Schedule", "Booking requests", "Intake review"],
+                vec![
+                    "Patients",
+                    "Schedule",
+                    "Booking requests",
+                    "Intake review",
+                    "Patient requests",
+                ],
             ),
             (vec![Role::Owner], manage.clone()),
             (vec![Role::Admin], manage.clone()),
