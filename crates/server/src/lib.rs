@@ -103,6 +103,7 @@ pub mod actions {
         delete_patient, list_patients, read_patient, register_patient, search_patients,
         update_patient,
     };
+    pub use crate::identity::admit_quota;
     pub use crate::routes::practices::{
         read_practice, read_practice_security, set_practice_security, update_practice,
     };
