@@ -332,6 +332,11 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = listen(svc, &args, listener, app, stop_rx)?;
     tracing::info!(%addr, "listening");
+    if crate::inventory_cmd::clock_status().synchronized == "no" {
+        tracing::warn!(
+            "the host clock is not synchronized (NTP): audit times come from it; synchronize it (req AUD-04)"
+        );
+    }
     let (reason, database_died) = wait_for_stop(db.cluster.as_mut(), stop_signal).await;
     tracing::info!(%reason, "shutting down");
     let _ = stop_tx.send(true);

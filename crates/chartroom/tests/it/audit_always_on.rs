@@ -174,10 +174,11 @@ async fn audit_times_are_utc_and_monotonic_per_chain() {
         assert_eq!(ty, "timestamp with time zone", "{t}.{c}");
     }
 
-    let reception = app.token(w.a.user("reception")).await;
     let owner = app.token(w.a.user("owner")).await;
     let path = format!("/api/v1/practices/{}/patients/{}", w.a.id, w.a.patient);
+    // A read with a session of its own (the clock moves by hours below).
     let read = async || {
+        let reception = app.token(w.a.user("reception")).await;
         let (s, _) = call(&app, Method::GET, &path, Some(&reception), None).await;
         assert_eq!(s, StatusCode::OK);
     };
@@ -252,4 +253,59 @@ async fn audit_times_are_utc_and_monotonic_per_chain() {
         micros(t0 + Duration::hours(1)),
         "and follows the clock again once it is ahead"
     );
+}
+
+/// `chartroom inventory --format FORMAT` on a configuration that needs no database.
+fn inventory(data: &Path, format: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .arg("--data-dir")
+        .arg(data)
+        .args([
+            "--database-url",
+            "postgres://chartroom_app@db.internal.example:6432/records?sslmode=verify-full",
+            "inventory",
+            "--format",
+            format,
+            "--scribe-local",
+            "off",
+        ])
+        .env_remove("CHARTROOM_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+// req: AUD-04 — the deployment's clock check: the inventory says how audit times are kept and
+// whether the host clock is synchronized (NTP), exactly as the host's `timedatectl` reports
+// it (`unknown` where it cannot tell, as in a container).
+#[tokio::test]
+async fn the_inventory_reports_the_host_clock_synchronization() {
+    let dir = std::env::temp_dir().join(format!("chartroom-clock-{}", uuid::Uuid::new_v4().simple()));
+    let inv: serde_json::Value = serde_json::from_str(&inventory(&dir, "json")).unwrap();
+    let clock = &inv["clock"];
+    assert!(
+        clock["audit_times"].as_str().unwrap().contains("UTC"),
+        "{clock}"
+    );
+    let host = std::process::Command::new("timedatectl")
+        .args(["show", "--property=NTPSynchronized", "--value"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|v| v == "yes" || v == "no")
+        .unwrap_or_else(|| "unknown".to_owned());
+    assert_eq!(clock["synchronized"], host.as_str(), "{clock}");
+    let md = inventory(&dir, "markdown");
+    assert!(
+        md.contains(&format!("Host clock synchronized (NTP): **{host}**")),
+        "{md}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
