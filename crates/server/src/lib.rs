@@ -90,6 +90,7 @@ pub mod actions {
             record_letter, scope_incident, set_residence, update_incident,
         };
     }
+    pub use crate::identity::admit_quota;
     pub use crate::routes::intake::revoke_link;
     pub use crate::routes::invitations::{invite, list_invitations, revoke_invitation};
     pub use crate::routes::memberships::{
@@ -103,7 +104,6 @@ pub mod actions {
         delete_patient, list_patients, read_patient, register_patient, search_patients,
         update_patient,
     };
-    pub use crate::identity::admit_quota;
     pub use crate::routes::practices::{
         read_practice, read_practice_security, set_practice_security, update_practice,
     };

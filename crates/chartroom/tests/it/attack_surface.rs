@@ -13,7 +13,13 @@ use testkit::{TestApp, TestDb, World};
 const CANARY: &str = "trace-canary-Hq3";
 
 /// The response headers that would announce software or versions.
-const BANNERS: &[&str] = &["server", "x-powered-by", "x-aspnet-version", "via", "x-runtime"];
+const BANNERS: &[&str] = &[
+    "server",
+    "x-powered-by",
+    "x-aspnet-version",
+    "via",
+    "x-runtime",
+];
 
 fn no_banner(res: &reqwest::Response, what: &str) {
     for h in BANNERS {
@@ -124,7 +130,10 @@ async fn trace_and_unknown_methods_are_refused_and_nothing_is_announced() {
         no_banner(&res, p);
         let text = res.text().await.unwrap();
         assert!(!text.contains(&format!("chartroom {version}")), "{p}");
-        assert!(!text.to_lowercase().contains("axum") && !text.to_lowercase().contains("hyper"), "{p}");
+        assert!(
+            !text.to_lowercase().contains("axum") && !text.to_lowercase().contains("hyper"),
+            "{p}"
+        );
     }
 }
 
@@ -162,14 +171,27 @@ async fn an_internal_error_says_only_internal_error_and_the_request_id() {
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(keys, BTreeSet::from(["code", "message", "request_id"]), "{text}");
+        assert_eq!(
+            keys,
+            BTreeSet::from(["code", "message", "request_id"]),
+            "{text}"
+        );
         assert_eq!(v.as_object().unwrap().len(), 1, "{text}");
         assert_eq!(v["error"]["code"], "INTERNAL");
         assert_eq!(v["error"]["message"], "internal error");
         assert_eq!(v["error"]["request_id"], header_id.as_str());
         assert!(uuid::Uuid::parse_str(&header_id).is_ok());
         let lower = text.to_lowercase();
-        for leak in ["keyring", "store", "panic", "backtrace", ".rs", "sqlx", "postgres", env!("CARGO_PKG_VERSION")] {
+        for leak in [
+            "keyring",
+            "store",
+            "panic",
+            "backtrace",
+            ".rs",
+            "sqlx",
+            "postgres",
+            env!("CARGO_PKG_VERSION"),
+        ] {
             assert!(!lower.contains(leak), "{path}: {leak} in {text}");
         }
     }
@@ -212,7 +234,8 @@ fn tcp_listeners(pid: u32, inodes: &BTreeSet<String>) -> Vec<(String, u16)> {
 #[tokio::test]
 async fn the_running_server_listens_on_the_configured_socket_only() {
     let dir = Path::new("/tmp").join(format!("chartroom-it-{}", uuid::Uuid::new_v4().simple()));
-    let running = crate::embedded_binary::start_logging(&dir, "serve", Stdio::inherit(), "warn").await;
+    let running =
+        crate::embedded_binary::start_logging(&dir, "serve", Stdio::inherit(), "warn").await;
     let pid = running.child.id().unwrap();
     let port: u16 = running
         .base
@@ -222,7 +245,11 @@ async fn the_running_server_listens_on_the_configured_socket_only() {
         .trim_end_matches('/')
         .parse()
         .unwrap();
-    assert!(running.base.starts_with("https://127.0.0.1:"), "{}", running.base);
+    assert!(
+        running.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        running.base
+    );
     // The address is served (so the listener found below is the configured one).
     let http = crate::embedded_binary::client_for(&dir);
     let res = http
@@ -234,7 +261,11 @@ async fn the_running_server_listens_on_the_configured_socket_only() {
 
     let server = tcp_listeners(pid, &socket_inodes(pid));
     // 127.0.0.1 in /proc/net/tcp's little-endian hex.
-    assert_eq!(server, vec![("0100007F".to_owned(), port)], "the server's listeners");
+    assert_eq!(
+        server,
+        vec![("0100007F".to_owned(), port)],
+        "the server's listeners"
+    );
 
     let postmaster: u32 = std::fs::read_to_string(dir.join("pg/postmaster.pid"))
         .unwrap()

@@ -70,9 +70,15 @@ async fn auditing_is_on_from_the_start_and_has_no_off_switch() {
     }
     // No environment variable either: every one the binary and the server read, by name.
     let mut sources = Vec::new();
-    for dir in ["crates/chartroom/src", "crates/server/src", "crates/store/src"] {
+    for dir in [
+        "crates/chartroom/src",
+        "crates/server/src",
+        "crates/store/src",
+    ] {
         crate::util::source_files(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir),
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(dir),
             &["rs"],
             &mut sources,
         );
@@ -83,7 +89,8 @@ async fn auditing_is_on_from_the_start_and_has_no_off_switch() {
             if line.contains("\"CHARTROOM_") {
                 let upper = line.to_uppercase();
                 assert!(
-                    !(upper.contains("AUDIT") && (upper.contains("DISABLE") || upper.contains("OFF"))),
+                    !(upper.contains("AUDIT")
+                        && (upper.contains("DISABLE") || upper.contains("OFF"))),
                     "{}:{}: {line}",
                     f.display(),
                     i + 1
@@ -286,7 +293,8 @@ fn inventory(data: &Path, format: &str) -> String {
 // it (`unknown` where it cannot tell, as in a container).
 #[tokio::test]
 async fn the_inventory_reports_the_host_clock_synchronization() {
-    let dir = std::env::temp_dir().join(format!("chartroom-clock-{}", uuid::Uuid::new_v4().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("chartroom-clock-{}", uuid::Uuid::new_v4().simple()));
     let inv: serde_json::Value = serde_json::from_str(&inventory(&dir, "json")).unwrap();
     let clock = &inv["clock"];
     assert!(

@@ -41,7 +41,10 @@ async fn a_deactivated_principal_id_is_never_reused() {
         .create_user(&email, "Ada Again", password_hash(), now)
         .await
         .unwrap_err();
-    assert!(format!("{dup:?}").contains("app_user_active_email_key"), "{dup:?}");
+    assert!(
+        format!("{dup:?}").contains("app_user_active_email_key"),
+        "{dup:?}"
+    );
 
     assert!(owner.deactivate_user(first, now).await.unwrap());
     assert!(!owner.deactivate_user(first, now).await.unwrap(), "once");
@@ -102,12 +105,13 @@ async fn a_deactivated_principal_id_is_never_reused() {
         .await
         .unwrap();
     assert!(third != first && third != second);
-    let ids: Vec<(uuid::Uuid, String)> =
-        sqlx::query_as("select user_id, status from app_user where email = $1 order by created_at, status")
-            .bind(&email)
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+    let ids: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+        "select user_id, status from app_user where email = $1 order by created_at, status",
+    )
+    .bind(&email)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
     assert_eq!(ids.len(), 3, "{ids:?}");
     assert_eq!(
         ids.iter().filter(|(_, s)| s == "active").count(),
@@ -140,7 +144,11 @@ async fn a_fresh_install_has_no_default_accounts() {
         "user_passkey",
         "user_recovery_code",
     ] {
-        assert_eq!(count_all(&mut su, table).await, 0, "{table} on a fresh install");
+        assert_eq!(
+            count_all(&mut su, table).await,
+            0,
+            "{table} on a fresh install"
+        );
     }
     // No migration inserts an account (or a password, membership or session) of its own.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
@@ -153,7 +161,8 @@ async fn a_fresh_install_has_no_default_accounts() {
         // (Memberships are created only by the invitation-accepting function, for its caller.)
         for table in ["app_user", "user_password", "session", "user_totp"] {
             assert!(
-                !sql.contains(&format!("insert into {table} ")) && !sql.contains(&format!("insert into public.{table} ")),
+                !sql.contains(&format!("insert into {table} "))
+                    && !sql.contains(&format!("insert into public.{table} ")),
                 "{} seeds {table}",
                 f.display()
             );
@@ -165,10 +174,8 @@ async fn a_fresh_install_has_no_default_accounts() {
         );
     }
     // The only account seeding in the binary is the demo's, and its passwords are random.
-    let demo = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/demo.rs"),
-    )
-    .unwrap();
+    let demo =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/demo.rs")).unwrap();
     assert!(demo.contains("let password = random_password();"));
     assert!(demo.contains("owner.mark_demo(practice)"));
     let mut sources = Vec::new();
@@ -179,11 +186,17 @@ async fn a_fresh_install_has_no_default_accounts() {
     );
     let creators: Vec<String> = sources
         .iter()
-        .filter(|f| std::fs::read_to_string(f).unwrap().contains(".create_user("))
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .contains(".create_user(")
+        })
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert!(
-        creators.iter().all(|f| f == "demo.rs" || f == "admin.rs" || f == "main.rs"),
+        creators
+            .iter()
+            .all(|f| f == "demo.rs" || f == "admin.rs" || f == "main.rs"),
         "accounts are created by the demo or by the operator's command only: {creators:?}"
     );
     // The runtime role cannot create or delete an account at all.

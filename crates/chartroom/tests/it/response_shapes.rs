@@ -159,9 +159,7 @@ async fn every_request_body_is_closed_to_extra_fields() {
     let mut open = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            let Some(schema) = op
-                .pointer("/requestBody/content/application~1json/schema")
-            else {
+            let Some(schema) = op.pointer("/requestBody/content/application~1json/schema") else {
                 continue;
             };
             let resolved = match schema.get("$ref").and_then(Value::as_str) {
@@ -178,7 +176,10 @@ async fn every_request_body_is_closed_to_extra_fields() {
         }
     }
     assert!(checked > 40, "only {checked} JSON bodies found");
-    assert!(open.is_empty(), "request bodies open to extra fields: {open:?}");
+    assert!(
+        open.is_empty(),
+        "request bodies open to extra fields: {open:?}"
+    );
 }
 
 // req: AC-06 — mass assignment through the API: server-controlled fields in a PATCH, PUT or
@@ -194,35 +195,142 @@ async fn server_controlled_fields_are_refused_and_change_nothing() {
     let mut su = f.db.superuser_unsafe().await;
     // (role, method, path, body, the field the error names, table, key column, id)
     let cases: Vec<(&str, Method, String, Value, &str, &str, &str, String)> = vec![
-        ("reception", Method::PATCH, format!("{base}/patients/{patient}"),
-            json!({"family_name": "Otherfield", "practice_id": other_practice}), "practice_id", "patient", "patient_id", patient.clone()),
-        ("reception", Method::PATCH, format!("{base}/patients/{patient}"),
-            json!({"patient_id": uuid::Uuid::new_v4()}), "patient_id", "patient", "patient_id", patient.clone()),
-        ("reception", Method::PATCH, format!("{base}/patients/{patient}"),
-            json!({"created_at": when}), "created_at", "patient", "patient_id", patient.clone()),
-        ("reception", Method::PATCH, format!("{base}/patients/{patient}"),
-            json!({"deleted_at": when}), "deleted_at", "patient", "patient_id", patient.clone()),
-        ("reception", Method::PATCH, format!("{base}/appointments/{}", f.appointment),
-            json!({"status": "arrived", "patient_id": f.w.b.patient}), "patient_id", "appointment", "appointment_id", f.appointment.clone()),
-        ("reception", Method::PATCH, format!("{base}/appointments/{}", f.appointment),
-            json!({"practice_id": other_practice}), "practice_id", "appointment", "appointment_id", f.appointment.clone()),
-        ("clinician", Method::PUT, format!("{base}/notes/{}", f.note),
-            json!({"content": {"subjective": "changed"}, "signed_at": when}), "signed_at", "clinical_note", "note_id", f.note.clone()),
-        ("clinician", Method::PUT, format!("{base}/notes/{}", f.note),
-            json!({"content": {"subjective": "changed"}, "author_id": owner_id}), "author_id", "clinical_note", "note_id", f.note.clone()),
-        ("clinician", Method::PUT, format!("{base}/notes/{}", f.note),
-            json!({"content": {"subjective": "changed"}, "status": "signed"}), "status", "clinical_note", "note_id", f.note.clone()),
-        ("clinician", Method::PUT, format!("{base}/notes/{}", f.note),
-            json!({"content": {"subjective": "changed"}, "practice_id": other_practice}), "practice_id", "clinical_note", "note_id", f.note.clone()),
-        ("owner", Method::PATCH, base.clone(),
-            json!({"name": "Renamed", "practice_id": other_practice}), "practice_id", "practice", "practice_id", f.w.a.id.to_string()),
-        ("owner", Method::PATCH, base.clone(),
-            json!({"demo": true}), "demo", "practice", "practice_id", f.w.a.id.to_string()),
-        ("owner", Method::PATCH, format!("{base}/memberships/{}", f.w.a.user("reception")),
-            json!({"roles": ["reception"], "practice_id": other_practice}), "practice_id", "membership", "user_id", f.w.a.user("reception").to_string()),
+        (
+            "reception",
+            Method::PATCH,
+            format!("{base}/patients/{patient}"),
+            json!({"family_name": "Otherfield", "practice_id": other_practice}),
+            "practice_id",
+            "patient",
+            "patient_id",
+            patient.clone(),
+        ),
+        (
+            "reception",
+            Method::PATCH,
+            format!("{base}/patients/{patient}"),
+            json!({"patient_id": uuid::Uuid::new_v4()}),
+            "patient_id",
+            "patient",
+            "patient_id",
+            patient.clone(),
+        ),
+        (
+            "reception",
+            Method::PATCH,
+            format!("{base}/patients/{patient}"),
+            json!({"created_at": when}),
+            "created_at",
+            "patient",
+            "patient_id",
+            patient.clone(),
+        ),
+        (
+            "reception",
+            Method::PATCH,
+            format!("{base}/patients/{patient}"),
+            json!({"deleted_at": when}),
+            "deleted_at",
+            "patient",
+            "patient_id",
+            patient.clone(),
+        ),
+        (
+            "reception",
+            Method::PATCH,
+            format!("{base}/appointments/{}", f.appointment),
+            json!({"status": "arrived", "patient_id": f.w.b.patient}),
+            "patient_id",
+            "appointment",
+            "appointment_id",
+            f.appointment.clone(),
+        ),
+        (
+            "reception",
+            Method::PATCH,
+            format!("{base}/appointments/{}", f.appointment),
+            json!({"practice_id": other_practice}),
+            "practice_id",
+            "appointment",
+            "appointment_id",
+            f.appointment.clone(),
+        ),
+        (
+            "clinician",
+            Method::PUT,
+            format!("{base}/notes/{}", f.note),
+            json!({"content": {"subjective": "changed"}, "signed_at": when}),
+            "signed_at",
+            "clinical_note",
+            "note_id",
+            f.note.clone(),
+        ),
+        (
+            "clinician",
+            Method::PUT,
+            format!("{base}/notes/{}", f.note),
+            json!({"content": {"subjective": "changed"}, "author_id": owner_id}),
+            "author_id",
+            "clinical_note",
+            "note_id",
+            f.note.clone(),
+        ),
+        (
+            "clinician",
+            Method::PUT,
+            format!("{base}/notes/{}", f.note),
+            json!({"content": {"subjective": "changed"}, "status": "signed"}),
+            "status",
+            "clinical_note",
+            "note_id",
+            f.note.clone(),
+        ),
+        (
+            "clinician",
+            Method::PUT,
+            format!("{base}/notes/{}", f.note),
+            json!({"content": {"subjective": "changed"}, "practice_id": other_practice}),
+            "practice_id",
+            "clinical_note",
+            "note_id",
+            f.note.clone(),
+        ),
+        (
+            "owner",
+            Method::PATCH,
+            base.clone(),
+            json!({"name": "Renamed", "practice_id": other_practice}),
+            "practice_id",
+            "practice",
+            "practice_id",
+            f.w.a.id.to_string(),
+        ),
+        (
+            "owner",
+            Method::PATCH,
+            base.clone(),
+            json!({"demo": true}),
+            "demo",
+            "practice",
+            "practice_id",
+            f.w.a.id.to_string(),
+        ),
+        (
+            "owner",
+            Method::PATCH,
+            format!("{base}/memberships/{}", f.w.a.user("reception")),
+            json!({"roles": ["reception"], "practice_id": other_practice}),
+            "practice_id",
+            "membership",
+            "user_id",
+            f.w.a.user("reception").to_string(),
+        ),
     ];
     for (role, method, path, body, field, table, key, id) in cases {
-        let before = (row(&mut su, table, key, &id).await, count_all(&mut su, "audit_event").await);
+        let before = (
+            row(&mut su, table, key, &id).await,
+            count_all(&mut su, "audit_event").await,
+        );
         let res = f
             .app
             .http
@@ -235,14 +343,21 @@ async fn server_controlled_fields_are_refused_and_change_nothing() {
             .unwrap();
         let status = res.status();
         let v: Value = res.json().await.unwrap();
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path} {body}: {v}");
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {path} {body}: {v}"
+        );
         assert_eq!(v["error"]["code"], "INPUT-0002", "{v}");
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(
             msg.contains(&format!("unknown field `{field}`")),
             "{method} {path}: {msg}"
         );
-        let after = (row(&mut su, table, key, &id).await, count_all(&mut su, "audit_event").await);
+        let after = (
+            row(&mut su, table, key, &id).await,
+            count_all(&mut su, "audit_event").await,
+        );
         assert_eq!(before, after, "{method} {path} {body} changed something");
     }
     // A note's author and signer are always the session's user: creating one cannot name
@@ -259,7 +374,14 @@ async fn server_controlled_fields_are_refused_and_change_nothing() {
         body.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
-        let (s, v) = call(&f.app, Method::POST, &notes, Some(&f.tokens["clinician"]), Some(&body)).await;
+        let (s, v) = call(
+            &f.app,
+            Method::POST,
+            &notes,
+            Some(&f.tokens["clinician"]),
+            Some(&body),
+        )
+        .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
         assert!(
             v["error"]["message"]
@@ -329,7 +451,10 @@ async fn each_role_receives_the_fields_of_its_work_only() {
             if status.is_success() {
                 shape(&body, "", &mut fields);
             } else {
-                fields.insert(format!("error {}", body["error"]["code"].as_str().unwrap_or("")));
+                fields.insert(format!(
+                    "error {}",
+                    body["error"]["code"].as_str().unwrap_or("")
+                ));
             }
             if role == "reception" && status.is_success() {
                 let mut all = BTreeSet::new();
@@ -359,8 +484,14 @@ async fn each_role_receives_the_fields_of_its_work_only() {
     // Reception's clinical routes are refused outright.
     for p in [
         format!("/api/v1/practices/{}/notes/{}", f.w.a.id, f.note),
-        format!("/api/v1/practices/{}/patients/{}/notes", f.w.a.id, f.w.a.patient),
-        format!("/api/v1/practices/{}/patients/{}/perio-exams", f.w.a.id, f.w.a.patient),
+        format!(
+            "/api/v1/practices/{}/patients/{}/notes",
+            f.w.a.id, f.w.a.patient
+        ),
+        format!(
+            "/api/v1/practices/{}/patients/{}/perio-exams",
+            f.w.a.id, f.w.a.patient
+        ),
     ] {
         let (s, _) = call(&f.app, Method::GET, &p, Some(&f.tokens["reception"]), None).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{p}");
@@ -372,7 +503,8 @@ async fn each_role_receives_the_fields_of_its_work_only() {
         return;
     }
     let want: BTreeMap<String, Value> = serde_json::from_str(
-        &std::fs::read_to_string(&path).expect("the reviewed snapshot (CHARTROOM_UPDATE_SHAPES=1 writes it)"),
+        &std::fs::read_to_string(&path)
+            .expect("the reviewed snapshot (CHARTROOM_UPDATE_SHAPES=1 writes it)"),
     )
     .unwrap();
     // Every reviewed entry must hold; a route added since is reported, and its reception
@@ -385,7 +517,11 @@ async fn each_role_receives_the_fields_of_its_work_only() {
             None => changed.push(format!("{k}: no longer answered")),
         }
     }
-    assert!(changed.is_empty(), "response shapes changed:\n{}", changed.join("\n"));
+    assert!(
+        changed.is_empty(),
+        "response shapes changed:\n{}",
+        changed.join("\n")
+    );
     let new: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
     if !new.is_empty() {
         eprintln!("routes not in the shape snapshot yet (review and add): {new:?}");

@@ -43,7 +43,14 @@ fn subscription(s: &StandInSubscription) -> PushSubscription {
 }
 
 fn scanner() -> Scanner {
-    Scanner::new(&[], ["chartroom.example.invalid".to_owned()], &[], &[], None).unwrap()
+    Scanner::new(
+        &[],
+        ["chartroom.example.invalid".to_owned()],
+        &[],
+        &[],
+        None,
+    )
+    .unwrap()
 }
 
 async fn push(sender: &WebPush, sub: &PushSubscription) -> Result<(), SendError> {
@@ -106,13 +113,23 @@ async fn a_receiver_rejects_modified_forged_and_expired_push_messages() {
     // The same request again is well-formed (a push service keeps no replay list; the
     // payload is the one content-free sentence, and `Topic` collapses repeats).
     assert_eq!(
-        post(&sub.endpoint, &original.authorization, original.ciphertext.clone()).await,
+        post(
+            &sub.endpoint,
+            &original.authorization,
+            original.ciphertext.clone()
+        )
+        .await,
         201
     );
 
     // Modified payload: any byte of the record, the salt or the sender's public key.
     let n = original.ciphertext.len();
-    for (what, at) in [("the tag", n - 1), ("the record", n - 20), ("the salt", 3), ("the key id", 30)] {
+    for (what, at) in [
+        ("the tag", n - 1),
+        ("the record", n - 20),
+        ("the salt", 3),
+        ("the key id", 30),
+    ] {
         let mut body = original.ciphertext.clone();
         body[at] ^= 0x01;
         assert_eq!(
@@ -128,7 +145,10 @@ async fn a_receiver_rejects_modified_forged_and_expired_push_messages() {
     for (field, value) in [
         ("aud", Value::from("https://push.elsewhere.example.invalid")),
         ("exp", Value::from(claims["exp"].as_i64().unwrap() + 3600)),
-        ("sub", Value::from("mailto:attacker@elsewhere.example.invalid")),
+        (
+            "sub",
+            Value::from("mailto:attacker@elsewhere.example.invalid"),
+        ),
     ] {
         let mut altered = claims.clone();
         altered[field] = value;
@@ -143,11 +163,17 @@ async fn a_receiver_rejects_modified_forged_and_expired_push_messages() {
     // A signature by another key, presented as the sender's; a signature byte flipped.
     let other = VapidKey::generate().unwrap();
     let auth = format!("vapid t={h}.{c}.{s}, k={}", other.public_key_base64url());
-    assert_eq!(post(&sub.endpoint, &auth, original.ciphertext.clone()).await, 401);
+    assert_eq!(
+        post(&sub.endpoint, &auth, original.ciphertext.clone()).await,
+        401
+    );
     let mut sig = b64().decode(&s).unwrap();
     sig[5] ^= 0x01;
     let auth = format!("vapid t={h}.{c}.{}, k={k}", b64().encode(sig));
-    assert_eq!(post(&sub.endpoint, &auth, original.ciphertext.clone()).await, 401);
+    assert_eq!(
+        post(&sub.endpoint, &auth, original.ciphertext.clone()).await,
+        401
+    );
 
     // Past the window: a message signed 13 hours ago (its 12-hour token has expired) is
     // refused, exactly as a replay of today's message will be tomorrow.
