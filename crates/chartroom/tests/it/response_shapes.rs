@@ -417,7 +417,8 @@ async fn each_role_receives_the_fields_of_its_work_only() {
     let mut got: BTreeMap<String, Value> = BTreeMap::new();
     let mut reception_leaks = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        if item.get("get").is_none() {
+        // The API's description names every field of every role; it is not data.
+        if item.get("get").is_none() || path == "/api/v1/openapi.json" {
             continue;
         }
         let filled = path

