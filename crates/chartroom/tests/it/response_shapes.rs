@@ -137,6 +137,19 @@ async fn fx() -> Fx {
     }
 }
 
+/// A mass-assignment attempt: role, method, path, body, the field the error names, and the
+/// row it must leave unchanged (table, key column, id).
+type Case = (
+    &'static str,
+    Method,
+    String,
+    Value,
+    &'static str,
+    &'static str,
+    &'static str,
+    String,
+);
+
 /// A row as JSON, read as superuser (before/after comparisons only).
 async fn row(su: &mut sqlx::PgConnection, table: &str, key: &str, id: &str) -> Value {
     sqlx::query_scalar(&format!(
@@ -193,8 +206,7 @@ async fn server_controlled_fields_are_refused_and_change_nothing() {
     let patient = f.w.a.patient.to_string();
     let when = "2030-01-01T00:00:00Z";
     let mut su = f.db.superuser_unsafe().await;
-    // (role, method, path, body, the field the error names, table, key column, id)
-    let cases: Vec<(&str, Method, String, Value, &str, &str, &str, String)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "reception",
             Method::PATCH,

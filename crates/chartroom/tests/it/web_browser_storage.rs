@@ -1,6 +1,6 @@
 //! No PHI in the browser's storage or caches, in Chromium: after a clinician's session with a
 //! patient's pages, a note typed and autosaved, and a search, the origin's `localStorage`,
-//! IndexedDB, Cache Storage and service workers hold nothing, and `sessionStorage` only htmx's
+//! `IndexedDB`, Cache Storage and service workers hold nothing, and `sessionStorage` only htmx's
 //! current path (ids only) — nothing of the patient, during the session and after sign-out;
 //! and every page with PHI is `Cache-Control: no-store`.
 //! req: WEB-03

@@ -167,35 +167,35 @@ mod tests {
 
     #[test]
     fn budgets_are_per_user_kind_and_window() {
-        let q = Quotas::new(QuotaConfig {
+        let quotas = Quotas::new(QuotaConfig {
             lookups: 2,
             exports: 1,
             window: Duration::minutes(10),
         });
         let (p, a, b) = (PracticeId::new(), UserId::new(), UserId::new());
-        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
         let look = QuotaKind::PatientLookup;
-        assert_eq!(q.take(p, a, look, t), Ok(()));
-        assert_eq!(q.take(p, a, look, t), Ok(()));
+        assert_eq!(quotas.take(p, a, look, t0), Ok(()));
+        assert_eq!(quotas.take(p, a, look, t0), Ok(()));
         assert_eq!(
-            q.take(p, a, look, t + Duration::minutes(4)),
+            quotas.take(p, a, look, t0 + Duration::minutes(4)),
             Err(OverQuota {
                 retry_after: 360,
                 first: true
             })
         );
         assert_eq!(
-            q.take(p, a, look, t + Duration::minutes(5)),
+            quotas.take(p, a, look, t0 + Duration::minutes(5)),
             Err(OverQuota {
                 retry_after: 300,
                 first: false
             })
         );
         // Another user, another kind: their own budgets.
-        assert_eq!(q.take(p, b, look, t), Ok(()));
-        assert_eq!(q.take(p, a, QuotaKind::RecordExport, t), Ok(()));
-        assert!(q.take(p, a, QuotaKind::RecordExport, t).is_err());
+        assert_eq!(quotas.take(p, b, look, t0), Ok(()));
+        assert_eq!(quotas.take(p, a, QuotaKind::RecordExport, t0), Ok(()));
+        assert!(quotas.take(p, a, QuotaKind::RecordExport, t0).is_err());
         // A new window.
-        assert_eq!(q.take(p, a, look, t + Duration::minutes(10)), Ok(()));
+        assert_eq!(quotas.take(p, a, look, t0 + Duration::minutes(10)), Ok(()));
     }
 }
