@@ -53,6 +53,19 @@ struct Inventory {
     subprocessors: Vec<SubprocessorEntry>,
     phi_locations: Vec<PhiLocation>,
     data_flows: Vec<Flow>,
+    clock: ClockStatus,
+}
+
+/// The time audit events are stamped with (req AUD-04): what Chartroom guarantees, and
+/// whether this host's clock is synchronized, as far as it can tell.
+#[derive(Serialize)]
+pub(crate) struct ClockStatus {
+    /// How audit times are kept.
+    audit_times: &'static str,
+    /// `yes`, `no` or `unknown`: the host's NTP synchronization as systemd reports it.
+    pub(crate) synchronized: &'static str,
+    /// How that was checked.
+    checked_with: &'static str,
 }
 
 #[derive(Serialize)]
@@ -221,7 +234,33 @@ async fn build(svc: &Services, serve: &ServeArgs) -> anyhow::Result<Inventory> {
         subprocessors,
         phi_locations: phi_locations(),
         data_flows: flows,
+        clock: clock_status(),
     })
+}
+
+/// The host clock's synchronization (req AUD-04), from `timedatectl show --property
+/// NTPSynchronized` (systemd asks the kernel whatever the NTP daemon: timesyncd, chrony,
+/// ntpd). `unknown` where it cannot tell (no systemd, a container): the operator's own
+/// monitoring must say then. Audit times are UTC instants either way.
+pub(crate) fn clock_status() -> ClockStatus {
+    let synchronized = match std::process::Command::new("timedatectl")
+        .args(["show", "--property=NTPSynchronized", "--value"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => match String::from_utf8_lossy(&out.stdout).trim() {
+            "yes" => "yes",
+            "no" => "no",
+            _ => "unknown",
+        },
+        _ => "unknown",
+    };
+    ClockStatus {
+        audit_times: "UTC instants (timestamptz) from the server's clock; each practice's chain time never runs backwards",
+        synchronized,
+        checked_with: "timedatectl show --property=NTPSynchronized",
+    }
 }
 
 /// The database as configured: where, and how it is reached (no credentials).
@@ -656,6 +695,11 @@ fn markdown(inv: &Inventory) -> String {
                 ]
             })
             .collect(),
+    );
+    let _ = writeln!(
+        out,
+        "\n## Clock\n\nAudit times: {}. Host clock synchronized (NTP): **{}** (checked with `{}`).",
+        inv.clock.audit_times, inv.clock.synchronized, inv.clock.checked_with
     );
     out
 }

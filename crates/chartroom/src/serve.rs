@@ -74,6 +74,15 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u16).range(1..=120))]
     pub idle_timeout_minutes: u16,
 
+    /// Patient lists and searches one member may make in 15 minutes; past it they wait, the
+    /// refusal is audited and the owners alerted (req OPS-06).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    pub lookup_quota: u32,
+
+    /// Record exports one member may make in 15 minutes (req OPS-06).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub export_quota: u32,
+
     /// Hours after sign-in after which a session ends, active or not.
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=24))]
     pub session_lifetime_hours: u16,
@@ -264,7 +273,15 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
         .public_origin
         .clone()
         .unwrap_or_else(|| format!("https://localhost:{}", addr.port()));
-    let identity = identity(&origin, args.behind_proxy)?;
+    let identity = identity(
+        &origin,
+        args.behind_proxy,
+        server::identity::QuotaConfig {
+            lookups: args.lookup_quota,
+            exports: args.export_quota,
+            ..server::identity::QuotaConfig::default()
+        },
+    )?;
     let store = db
         .runtime_store(args.db_connections)
         .await?
@@ -358,6 +375,11 @@ pub(crate) async fn run(svc: &Services, args: ServeArgs, demo: bool) -> anyhow::
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = listen(svc, &args, listener, app, stop_rx)?;
     tracing::info!(%addr, "listening");
+    if crate::inventory_cmd::clock_status().synchronized == "no" {
+        tracing::warn!(
+            "the host clock is not synchronized (NTP): audit times come from it; synchronize it (req AUD-04)"
+        );
+    }
     let (reason, database_died) = wait_for_stop(db.cluster.as_mut(), stop_signal).await;
     tracing::info!(%reason, "shutting down");
     let _ = stop_tx.send(true);
@@ -614,11 +636,16 @@ fn listen(
 
 /// The identity settings: the passkey relying party for `origin`. (TOTP secrets and the
 /// lookup-tag key are installation secrets under the key provider: `keys_cmd`.)
-fn identity(origin: &str, behind_proxy: bool) -> anyhow::Result<server::identity::Identity> {
+fn identity(
+    origin: &str,
+    behind_proxy: bool,
+    quotas: server::identity::QuotaConfig,
+) -> anyhow::Result<server::identity::Identity> {
     let webauthn = server::identity::relying_party(origin)
         .map_err(|e| anyhow::anyhow!("passkeys: the public origin {origin} is not usable: {e}"))?;
     let mut id = server::identity::Identity::new(Some(webauthn));
     id.trust_forwarded_for = behind_proxy;
+    id.quotas = server::identity::Quotas::new(quotas);
     Ok(id)
 }
 

@@ -337,7 +337,7 @@ async fn telnyx_refused_by_the_scanner_never_connects() {
     assert_eq!(standin.requests(), 0);
 }
 
-// req: EGR-06 — delivery webhooks are read only after the Ed25519 signature and timestamp hold.
+// req: EGR-06, TX-03 — delivery webhooks are read only after the Ed25519 signature and timestamp hold.
 #[tokio::test]
 async fn telnyx_webhooks_are_verified_before_they_are_read() {
     let standin = TelnyxStandIn::start(TELNYX_KEY).await;
@@ -659,7 +659,7 @@ async fn twilio_refused_by_the_scanner_never_connects() {
     assert_eq!(standin.requests(), 0);
 }
 
-// req: EGR-06 — status callbacks are read only after the HMAC over URL and fields holds.
+// req: EGR-06, TX-03 — status callbacks are read only after the HMAC over URL and fields holds.
 #[tokio::test]
 async fn twilio_webhooks_are_verified_before_they_are_read() {
     let standin = TwilioStandIn::start(ACCOUNT, AUTH_TOKEN).await;

@@ -34,6 +34,13 @@ pub enum AppError {
     /// 422 `AUTH-0008`: the new password does not meet the policy (the message says why).
     #[error("{0}")]
     PasswordRejected(crate::identity::PasswordRejection),
+    /// 429 `RATE-0001`: the member made too many of these requests (patient searches and
+    /// lists, record exports) in a short time; retry after the given number of seconds (req
+    /// OPS-06). The refusal is audited and the practice's owners are alerted.
+    #[error(
+        "too many {0} in a short time: wait {1} seconds and try again (the practice's owners see when this limit is reached)"
+    )]
+    RateLimited(&'static str, i64),
     /// 403 `AUTHZ-0001`: signed in and a member, but without the role this needs.
     #[error("your role in this practice does not allow this; ask a practice owner or admin")]
     Forbidden,
@@ -132,7 +139,7 @@ impl AppError {
             | AppError::StepUpRequired
             | AppError::SecondFactorFailed => StatusCode::UNAUTHORIZED,
             AppError::Forbidden | AppError::PasskeyRequired => StatusCode::FORBIDDEN,
-            AppError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Throttled(_) | AppError::RateLimited(..) => StatusCode::TOO_MANY_REQUESTS,
             AppError::PasswordRejected(_)
             | AppError::UnknownReference(_)
             | AppError::BadAudio(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -166,6 +173,7 @@ impl AppError {
             AppError::SecondFactorFailed => "AUTH-0005",
             AppError::PasskeyRequired => "AUTH-0006",
             AppError::Throttled(_) => "AUTH-0007",
+            AppError::RateLimited(..) => "RATE-0001",
             AppError::PasswordRejected(_) => "AUTH-0008",
             AppError::Forbidden => "AUTHZ-0001",
             AppError::NotFound(_) => "NOT-FOUND",
@@ -204,7 +212,7 @@ impl IntoResponse for AppError {
             _ => {}
         }
         let mut res = self.status().into_response();
-        if let AppError::Throttled(secs) = &self
+        if let AppError::Throttled(secs) | AppError::RateLimited(_, secs) = &self
             && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
         {
             res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);

@@ -90,6 +90,7 @@ pub mod actions {
             record_letter, scope_incident, set_residence, update_incident,
         };
     }
+    pub use crate::identity::admit_quota;
     pub use crate::routes::intake::revoke_link;
     /// Patients' requests (HIPAA 164.524, 164.526): right-of-access requests (list, read,
     /// extend, deny, fulfil with the copy) and amendment requests (list, read, extend, deny,

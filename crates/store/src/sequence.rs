@@ -287,9 +287,15 @@ impl Store {
             chains.push(prev.to_vec());
             leaves.push(leaf.to_vec());
         }
+        // The chain's time never runs backwards (req AUD-04): a batch is stamped `now`, or the
+        // previous position's time if the host clock was stepped back since (the newest
+        // position is one index probe away on the primary key).
         sqlx::query(
             "insert into audit_sequence (practice_id, seq, event_id, chain_hash, leaf_hash, sequenced_at)
-             select $1, s, e, c, l, $6 from unnest($2::bigint[], $3::uuid[], $4::bytea[], $5::bytea[]) as t(s, e, c, l)",
+             select $1, s, e, c, l,
+                    greatest($6, (select h.sequenced_at from audit_sequence h
+                                   where h.practice_id = $1 order by h.seq desc limit 1))
+               from unnest($2::bigint[], $3::uuid[], $4::bytea[], $5::bytea[]) as t(s, e, c, l)",
         )
         .bind(practice)
         .bind(&seqs)

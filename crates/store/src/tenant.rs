@@ -202,6 +202,12 @@ impl TenantTx {
         self.actor
     }
 
+    /// The request this transaction serves.
+    #[must_use]
+    pub fn request(&self) -> RequestId {
+        self.request
+    }
+
     /// The actor's roles in the practice, as read when the transaction was opened.
     #[must_use]
     pub fn roles(&self) -> RoleSet {

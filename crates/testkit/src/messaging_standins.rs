@@ -842,6 +842,8 @@ pub struct PushDelivery {
     pub vapid_subject: String,
     /// The VAPID public key (`k`), URL-safe base64.
     pub vapid_key: String,
+    /// The `Authorization` header as it arrived (to replay or alter it in a test).
+    pub authorization: String,
 }
 
 struct PushSub {
@@ -1014,9 +1016,8 @@ async fn push_message(
     }) {
         return push_error(400);
     }
-    let Some((vapid_subject, vapid_key)) =
-        header_str("authorization").and_then(|a| check_vapid(a, &origin))
-    else {
+    let authorization = header_str("authorization").unwrap_or_default().to_owned();
+    let Some((vapid_subject, vapid_key)) = check_vapid(&authorization, &origin) else {
         return push_error(401);
     };
     let Some(plaintext) = decrypt(&body, &keys.0, &keys.1, &keys.2) else {
@@ -1040,6 +1041,7 @@ async fn push_message(
             topic,
             vapid_subject,
             vapid_key,
+            authorization,
         });
     let message_id = uuid::Uuid::new_v4().simple().to_string();
     (

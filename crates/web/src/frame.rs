@@ -48,6 +48,21 @@ const SECURITY_HEADERS: [(HeaderName, &str); 8] = [
 
 pub use server::extract::same_origin_request;
 
+/// Whether a page could answer `method` at all: TRACE, TRACK, CONNECT and extension methods
+/// are refused before anything else (req OPS-03).
+fn served_method(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+            | Method::OPTIONS
+    )
+}
+
 fn changes_state(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -83,7 +98,13 @@ pub(crate) async fn frame(
     let method = req.method().clone();
     // Paths carry ids only (searches are POST bodies); cap the length anyway.
     let path: String = req.uri().path().chars().take(200).collect();
-    let mut res = if token_in_query(&req) {
+    let mut res = if !served_method(&method) {
+        page_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD-NOT-ALLOWED",
+            "method not allowed",
+        )
+    } else if token_in_query(&req) {
         // req: AU-08, OPS-05 — credentials never travel in URLs.
         page_error(
             StatusCode::BAD_REQUEST,

@@ -34,7 +34,7 @@ async fn events(su: &mut sqlx::PgConnection) -> i64 {
     crate::util::count_all(su, "webhook_event").await
 }
 
-// req: EGR-04 — bad signature, stale timestamp and replay are refused with nothing changed;
+// req: EGR-04, TX-03 — bad signature, stale timestamp and replay are refused with nothing changed;
 // a verified delivery event settles the message it names (by the key in the signed body).
 #[tokio::test]
 async fn delivery_webhooks_are_verified_and_replays_refused() {

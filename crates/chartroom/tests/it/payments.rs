@@ -573,7 +573,7 @@ async fn unpaid_holds_are_released_and_their_slots_freed() {
     assert!(slots(&h.app, p, &service).await.contains(&at2));
 }
 
-// req: EGR-04 — a bad signature, a stale timestamp, a malformed body and a replay are refused
+// req: EGR-04, TX-03 — a bad signature, a stale timestamp, a malformed body and a replay are refused
 // and change nothing; any of several `v1` signatures may match.
 #[tokio::test]
 async fn stripe_webhooks_refuse_bad_signatures_stale_timestamps_and_replays() {

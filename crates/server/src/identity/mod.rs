@@ -14,6 +14,7 @@
 //!   (req AU-03), with one generic answer and the same work for unknown emails (req AU-04).
 
 mod policy;
+pub mod quota;
 pub mod recovery;
 mod throttle;
 pub mod totp;
@@ -21,6 +22,7 @@ pub mod totp;
 use std::net::IpAddr;
 
 pub use policy::{PasswordPolicy, PasswordRejection};
+pub use quota::{OverQuota, QuotaConfig, QuotaKind, Quotas};
 pub use throttle::{FailOutcome, RetryAfter, Throttle, ThrottleConfig};
 
 use chrono::Duration;
@@ -44,6 +46,8 @@ pub struct Identity {
     pub trust_forwarded_for: bool,
     /// WebAuthn relying party (`None` disables passkeys).
     pub webauthn: Option<webauthn_rs::Webauthn>,
+    /// Per-user quotas on patient lookups and record exports (req OPS-06).
+    pub quotas: Quotas,
 }
 
 impl Identity {
@@ -59,8 +63,50 @@ impl Identity {
             step_up_window: Duration::minutes(5),
             trust_forwarded_for: false,
             webauthn,
+            quotas: Quotas::default(),
         }
     }
+}
+
+/// Counts a request of `kind` against the acting member's quota (req OPS-06), before the
+/// request reads anything. Past the quota: the refusal is audited on its own transaction
+/// (`access.denied`, reason `rate_limit`, the kind as its route), the first one of a window
+/// raises the `chartroom::alert` hook (practice, user and kind: ids only), and the request is
+/// answered `429` `RATE-0001` with `Retry-After`. The one path of the API and the web pages.
+///
+/// # Errors
+/// [`AppError::RateLimited`] past the quota.
+pub async fn admit_quota(
+    state: &crate::AppState,
+    tx: &store::TenantTx,
+    kind: QuotaKind,
+) -> Result<(), crate::AppError> {
+    let (practice, actor, now) = (tx.practice(), tx.actor(), tx.now());
+    let Err(over) = state.identity.quotas.take(practice, actor, kind, now) else {
+        return Ok(());
+    };
+    let denial = store::audit::Denial {
+        practice,
+        actor,
+        requested_patient: None,
+        reason: "rate_limit",
+        route: kind.as_str().to_owned(),
+        request: tx.request(),
+        at: now,
+    };
+    if let Err(e) = state.store.audit_denied(&denial).await {
+        tracing::error!(error = %e, request = %tx.request(), "could not record a refusal over quota");
+    }
+    if over.first {
+        tracing::warn!(
+            target: "chartroom::alert",
+            %practice,
+            user = %actor,
+            quota = kind.as_str(),
+            "a member went past a quota on patient lookups or exports"
+        );
+    }
+    Err(crate::AppError::RateLimited(kind.what(), over.retry_after))
 }
 
 /// The client of a request, for the audit trail and throttling: its address and user agent

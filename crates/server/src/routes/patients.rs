@@ -14,6 +14,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, Scheduling};
+use crate::identity::{QuotaKind, admit_quota};
 use crate::views::{Page, PatientView};
 use crate::{AppError, AppState};
 
@@ -114,10 +115,11 @@ pub(crate) struct PageQuery {
     limit: Option<i64>,
 }
 
-/// Patients of the practice by family name, paginated. Every patient shown is audited.
+/// Patients of the practice by family name, paginated. Every patient shown is audited. Counts
+/// against the member's patient-lookup quota (429 `RATE-0001` past it).
 #[utoipa::path(get, path = "/api/v1/practices/{practice_id}/patients", tag = "patients",
     params(("practice_id" = String, Path, format = Uuid), PageQuery),
-    responses((status = 200, body = Page<PatientView>), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+    responses((status = 200, body = Page<PatientView>), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody)))]
 pub(crate) async fn patient_list(
     State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
@@ -131,6 +133,7 @@ pub(crate) async fn patient_list(
         ));
     }
     let mut tx = ctx.tx;
+    admit_quota(&state, &tx, QuotaKind::PatientLookup).await?;
     let items = list_patients(&mut tx, state.store.keyring()?, offset, limit).await?;
     tx.commit().await?;
     let full = i64::try_from(items.len()).unwrap_or(0) == limit;
@@ -300,10 +303,11 @@ pub(crate) struct PatientSearchRequest {
 }
 
 /// Finds patients by name prefix, date of birth or phone through blind indexes (no plaintext
-/// is stored or sent to the database). Every patient shown is audited (`patient.list`).
+/// is stored or sent to the database). Every patient shown is audited (`patient.list`). Counts
+/// against the member's patient-lookup quota (429 `RATE-0001` past it).
 #[utoipa::path(post, path = "/api/v1/practices/{practice_id}/patients/search", tag = "patients",
     params(("practice_id" = String, Path, format = Uuid)), request_body = PatientSearchRequest,
-    responses((status = 200, body = Page<PatientView>), (status = 400, body = crate::views::ErrorBody), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody)))]
+    responses((status = 200, body = Page<PatientView>), (status = 400, body = crate::views::ErrorBody), (status = 401, body = crate::views::ErrorBody), (status = 403, body = crate::views::ErrorBody), (status = 404, body = crate::views::ErrorBody), (status = 429, body = crate::views::ErrorBody)))]
 pub(crate) async fn patient_search(
     State(state): State<AppState>,
     ctx: Ctx<Scheduling>,
@@ -326,6 +330,7 @@ pub(crate) async fn patient_search(
         }
     })?;
     let mut tx = ctx.tx;
+    admit_quota(&state, &tx, QuotaKind::PatientLookup).await?;
     let items = search_patients(&mut tx, state.store.keyring()?, &q, limit).await?;
     tx.commit().await?;
     Ok(Json(Page {

@@ -576,12 +576,14 @@ pub(crate) async fn access_request_fulfil(
 /// `Patient`, `Appointment`, `Encounter`, `DocumentReference` per signed note version with a
 /// `Provenance` per signature, perio `Observation`s, `QuestionnaireResponse` per accepted
 /// intake form and `Consent` per recording consent; or its HTML rendering. Clinicians who may
-/// see the patient's clinical records.
+/// see the patient's clinical records; counts against the member's export quota (429
+/// `RATE-0001` past it).
 #[utoipa::path(get, path = "/api/v1/practices/{practice_id}/patients/{patient_id}/export", tag = "patient rights",
     params(("practice_id" = String, Path, format = Uuid), ("patient_id" = String, Path, format = Uuid), ExportQuery),
     responses((status = 200, content_type = "application/fhir+json", body = Object,
         description = "A FHIR R4 `Bundle` (type `collection`), or with `format=html` its HTML rendering (`text/html`)"),
-        (status = 400, body = E), (status = 401, body = E), (status = 403, body = E), (status = 404, body = E), (status = 409, body = E)))]
+        (status = 400, body = E), (status = 401, body = E), (status = 403, body = E), (status = 404, body = E), (status = 409, body = E),
+        (status = 429, body = E)))]
 pub(crate) async fn patient_export(
     State(state): State<AppState>,
     ctx: Ctx<Clinical>,
@@ -590,6 +592,7 @@ pub(crate) async fn patient_export(
 ) -> Result<Response, AppError> {
     let format = format_of(q.format.as_deref())?;
     let mut tx = ctx.tx;
+    crate::identity::admit_quota(&state, &tx, crate::identity::QuotaKind::RecordExport).await?;
     let (_, body) = export::export(&mut tx, state.store.keyring()?, patient, format).await?;
     tx.commit().await?;
     Ok(document(format, body))

@@ -191,7 +191,7 @@ fn verify(
     )
 }
 
-// req: EGR-06
+// req: EGR-06, TX-03
 #[test]
 fn webhooks_are_verified_before_they_are_read() {
     let now = super::now();

@@ -157,6 +157,7 @@ pub(crate) async fn run_search(
     tx: &mut TenantTx,
     query: &store::patients::PatientSearch,
 ) -> Result<Vec<store::patients::Patient>, WebError> {
+    server::actions::admit_quota(state, tx, server::identity::QuotaKind::PatientLookup).await?;
     Ok(server::actions::search_patients(tx, state.store.keyring()?, query, PAGE).await?)
 }
 
@@ -174,6 +175,7 @@ pub(crate) async fn patients_page(
     let mut tx = ctx.tx;
     let practice_id = tx.practice();
     let chrome = chrome(&mut tx).await?;
+    server::actions::admit_quota(&state, &tx, server::identity::QuotaKind::PatientLookup).await?;
     let items =
         server::actions::list_patients(&mut tx, state.store.keyring()?, offset, PAGE).await?;
     tx.commit().await?;
