@@ -457,7 +457,7 @@ mod tests {
             let mut r = record();
             change(&mut r);
             assert_eq!(
-                request_body(&[r], Utc::now()),
+                request_body(&[r], DateTime::from_timestamp(1_765_000_001, 0).unwrap()),
                 Err(SinkError::BadRecord(what))
             );
         }

@@ -26,11 +26,14 @@ use crate::backup::{chartroom, demo_login, practice_of};
 use crate::embedded_binary::{Running, client_for, launch, sign_in, stop};
 use crate::outbox_serve::{Scratch, demo_data, temp_dir};
 
-/// What the collector received: per practice, position → (event id, action, request id); and
-/// every body, to look for what must not be there.
+/// One forwarded event as received: its event id, action and request id.
+type Forwarded = (String, String, Option<String>);
+
+/// What the collector received: per practice, position → the event; and every body, to look
+/// for what must not be there.
 #[derive(Default)]
 struct Received {
-    events: BTreeMap<String, BTreeMap<u64, (String, String, Option<String>)>>,
+    events: BTreeMap<String, BTreeMap<u64, Forwarded>>,
     bodies: Vec<String>,
 }
 

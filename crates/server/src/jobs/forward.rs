@@ -109,7 +109,7 @@ impl Forward {
                 let Some(last) = batch.last().map(|e| e.seq) else {
                     break;
                 };
-                let full = batch.len() as i64 >= BATCH;
+                let full = i64::try_from(batch.len()).is_ok_and(|n| n >= BATCH);
                 let records = batch
                     .into_iter()
                     .map(|e| record(practice, e))
