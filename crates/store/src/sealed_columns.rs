@@ -782,6 +782,11 @@ const CLEAR: &[PlaintextColumn] = &[
         "details",
         "ids, counts, flags and filter names only, never a value a person typed (`TenantTx::audit_details`)",
     ),
+    col(
+        "audit_forward",
+        "sink",
+        "the operator's name for an audit log sink (`otlp`), checked against a fixed pattern: configuration",
+    ),
     col("disclosure", "kind", CLOSED),
     col(
         "practice_data_key",

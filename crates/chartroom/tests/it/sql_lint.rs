@@ -18,11 +18,6 @@ const SPLICED_CODE: &[(&str, &str, &str)] = &[
         "a `&'static str` column stem the callers name (disagreement, rebuttal)",
     ),
     (
-        "crates/store/src/rights.rs",
-        "table",
-        "the request table of the alert kind: a `&'static str` per kind",
-    ),
-    (
         "crates/store/src/notes/stored.rs",
         "which",
         "a fixed version filter each caller writes as a literal",
@@ -87,6 +82,21 @@ const SPLICED_CODE: &[(&str, &str, &str)] = &[
         "crates/chartroom/src/backup_cmd/database.rs",
         "",
         "a table name read from the catalog, quoted with `quote_ident` (row counts of the restore check)",
+    ),
+    (
+        "crates/store/src/amendments.rs",
+        "author",
+        "`, rebuttal_by = $5` or nothing, by the column named",
+    ),
+    (
+        "crates/store/src/requests.rs",
+        "",
+        "the request kind's table name (`access_request`, `amendment_request`), a constant per kind",
+    ),
+    (
+        "crates/store/src/patients.rs",
+        "source",
+        "the scanner source's `SOURCE` constant (a table or a security-definer function)",
     ),
 ];
 
