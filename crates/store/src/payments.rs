@@ -562,7 +562,8 @@ type HeldRow = (
 );
 
 /// Releases a held booking: appointment cancelled, booking expired, payment `state`; a
-/// waitlist entry the hold had booked waits again ([`crate::waitlist::unbook_released`]).
+/// waitlist entry the hold had booked waits again ([`crate::waitlist::unbook_released`]). The
+/// callers then offer the freed slot to the waitlist ([`crate::waitlist::offer_freed_slot`]).
 async fn release(
     conn: &mut PgConnection,
     practice: PracticeId,
@@ -812,6 +813,7 @@ impl OwnerStore {
                     now,
                 )
                 .await?;
+                crate::waitlist::offer_freed_slot(&mut tx, &keyring, appointment, None).await?;
                 Settled::Released
             }
             Outcome::Noted | Outcome::Failed | Outcome::Expired => Settled::Unchanged,
@@ -1045,6 +1047,7 @@ impl OwnerStore {
         .fetch_all(tx.conn())
         .await?;
         let mut events = Vec::with_capacity(due.len());
+        let keyring = self.keyring()?.clone();
         for &(payment, booking, appointment, patient) in &due {
             release(
                 tx.conn(),
@@ -1056,6 +1059,8 @@ impl OwnerStore {
                 now,
             )
             .await?;
+            // The slot is free again: offered to the waitlist like a cancelled one.
+            crate::waitlist::offer_freed_slot(&mut tx, &keyring, appointment, None).await?;
             let mut e = tx.event(AuditAction::PaymentExpire);
             e.object = Some(AuditObject::booking_payment(payment));
             e.patient = Some(patient);

@@ -311,6 +311,29 @@ impl ReleaseTx for TenantTx {
     }
 }
 
+/// The owner role's transaction (the payments job releasing a held booking nobody paid for):
+/// its policies already reach the practice's rows, so it offers without the pseudo-role.
+impl ReleaseTx for crate::OwnerTx {
+    fn opener_for<'k>(&mut self, keyring: &'k Keyring) -> Opener<'k> {
+        self.opener(keyring)
+    }
+
+    async fn audit_offer(
+        &mut self,
+        offer: WaitlistOfferId,
+        patient: PatientId,
+        details: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.audit(
+            AuditAction::WaitlistOffer,
+            Some(AuditObject::waitlist_offer(offer)),
+            Some(patient),
+            Some(details),
+        )
+        .await
+    }
+}
+
 /// The cancelled appointment whose slot is freed.
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct Freed {
@@ -410,9 +433,12 @@ pub(crate) async fn offer_freed_slot(
         return Ok(0);
     }
     let service_ids: Vec<uuid::Uuid> = services.iter().map(|s| s.service_id.as_uuid()).collect();
+    // The owner role (a held booking released by the payments job) reads the entries under
+    // its own policies; a member or a link holder enters the release pseudo-role.
+    let owner = tx.as_owner();
     let candidates: Vec<Candidate> = {
         let (conn, _, _) = crate::outbox::tx_parts(tx);
-        if !crate::entry::enter_waitlist_release(&mut *conn, appointment).await? {
+        if !owner && !crate::entry::enter_waitlist_release(&mut *conn, appointment).await? {
             return Ok(0);
         }
         // One offer per client (their oldest matching entry), however often they joined.
@@ -464,8 +490,10 @@ pub(crate) async fn offer_freed_slot(
         }
         made += 1;
     }
-    let (conn, _, _) = crate::outbox::tx_parts(tx);
-    crate::entry::leave_waitlist_release(conn).await?;
+    if !owner {
+        let (conn, _, _) = crate::outbox::tx_parts(tx);
+        crate::entry::leave_waitlist_release(conn).await?;
+    }
     result?;
     Ok(made)
 }

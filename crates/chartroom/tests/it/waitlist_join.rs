@@ -652,7 +652,7 @@ async fn a_held_offer_that_expires_unpaid_puts_its_entry_back_on_the_waitlist() 
         crate::payments::paid_service(&app, &w.a, json!({"kind": "deposit", "amount_minor": 4000}))
             .await;
     let reception = app.token(w.a.user("reception")).await;
-    let cs = clients(&h, p, 1, 83).await;
+    let cs = clients(&h, p, 2, 83).await;
     let entry = add_entry(
         &app,
         &reception,
@@ -687,6 +687,28 @@ async fn a_held_offer_that_expires_unpaid_puts_its_entry_back_on_the_waitlist() 
     let (state, booked) = entry_state(&mut su).await;
     assert_eq!(state, "booked");
     assert!(booked.is_some());
+    // A second client waits for the same days: the held slot, once released, is theirs to take.
+    let other = add_entry(
+        &app,
+        &reception,
+        p,
+        cs[1].id,
+        &service,
+        at(&app, 1, 0),
+        at(&app, 6, 0),
+    )
+    .await;
+    let offers_to = async |su: &mut sqlx::PgConnection, entry: &str| -> i64 {
+        sqlx::query_scalar(
+            "select count(*) from waitlist_offer where practice_id = $1 and entry_id = $2::uuid",
+        )
+        .bind(p)
+        .bind(entry)
+        .fetch_one(su)
+        .await
+        .unwrap()
+    };
+    assert_eq!(offers_to(&mut su, &other).await, 0);
     let ends: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
         "select hold_expires_at from booking_payment where practice_id = $1 and state = 'pending'",
     )
@@ -704,19 +726,25 @@ async fn a_held_offer_that_expires_unpaid_puts_its_entry_back_on_the_waitlist() 
         0
     );
     assert_eq!(entry_state(&mut su).await.0, "booked", "not before the end");
+    assert_eq!(offers_to(&mut su, &other).await, 0, "nothing offered while held");
     assert_eq!(job.pass(Some(p), ends).await.unwrap(), 1);
     assert_eq!(entry_state(&mut su).await, ("waiting".to_owned(), None));
+    // The released slot is offered to the waitlist like a cancelled one (not back to the
+    // client who let it lapse).
+    assert_eq!(offers_to(&mut su, &other).await, 1);
+    let offered_by: Option<uuid::Uuid> = sqlx::query_scalar(
+        "select e.actor_id from audit_event e
+          where e.practice_id = $1 and e.action = 'waitlist.offer'
+          order by e.occurred_at desc limit 1",
+    )
+    .bind(p)
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(offered_by, None, "offered by the payments job, no actor");
 
     // Waiting again: the next freed slot is offered to it.
     let appt = appointment(&app, &reception, w, at(&app, 4, 9)).await;
     cancel(&app, &reception, p, &appt).await;
-    let offers: i64 = sqlx::query_scalar(
-        "select count(*) from waitlist_offer where practice_id = $1 and entry_id = $2::uuid",
-    )
-    .bind(p)
-    .bind(&entry)
-    .fetch_one(&mut su)
-    .await
-    .unwrap();
-    assert_eq!(offers, 2);
+    assert_eq!(offers_to(&mut su, &entry).await, 2);
 }
