@@ -253,6 +253,12 @@ pub(crate) fn tx_parts(tx: &mut impl QueueTx) -> (&mut PgConnection, PracticeId,
     private::Tx::parts(tx)
 }
 
+/// Whether `tx` is the owner role's transaction (its policies reach every row of the
+/// practice; the others enter pseudo-roles for what they may touch).
+pub(crate) fn is_owner(tx: &impl QueueTx) -> bool {
+    private::Tx::as_owner(tx)
+}
+
 /// Queues `m` in the caller's transaction (it commits or rolls back with the change that
 /// causes it), sealing the recipient and the slots. `false` when the same message (cause,
 /// cause id, template, channel) was already queued: nothing changes. No audit event of its

@@ -726,7 +726,11 @@ async fn a_held_offer_that_expires_unpaid_puts_its_entry_back_on_the_waitlist() 
         0
     );
     assert_eq!(entry_state(&mut su).await.0, "booked", "not before the end");
-    assert_eq!(offers_to(&mut su, &other).await, 0, "nothing offered while held");
+    assert_eq!(
+        offers_to(&mut su, &other).await,
+        0,
+        "nothing offered while held"
+    );
     assert_eq!(job.pass(Some(p), ends).await.unwrap(), 1);
     assert_eq!(entry_state(&mut su).await, ("waiting".to_owned(), None));
     // The released slot is offered to the waitlist like a cancelled one (not back to the
