@@ -435,7 +435,7 @@ pub(crate) async fn offer_freed_slot(
     let service_ids: Vec<uuid::Uuid> = services.iter().map(|s| s.service_id.as_uuid()).collect();
     // The owner role (a held booking released by the payments job) reads the entries under
     // its own policies; a member or a link holder enters the release pseudo-role.
-    let owner = crate::outbox::is_owner(tx);
+    let owner = crate::outbox::is_owner(&*tx);
     let candidates: Vec<Candidate> = {
         let (conn, _, _) = crate::outbox::tx_parts(tx);
         if !owner && !crate::entry::enter_waitlist_release(&mut *conn, appointment).await? {
